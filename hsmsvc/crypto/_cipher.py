@@ -1,0 +1,117 @@
+"""Block-cipher plumbing over OpenSSL (pyca/cryptography) for TDES, AES and SM4.
+
+``BlockCipher`` holds one ECB encryptor and one decryptor per key, so a caller
+that keeps it pays the context set-up once (3.3M against 0.27M blocks/s for a
+new Cipher per call, see platform-notes.md). The functions below build one per
+call and are for cold paths.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+from cryptography.hazmat.decrepit.ciphers.algorithms import TripleDES
+from cryptography.hazmat.primitives.ciphers import (
+    Cipher,
+    CipherContext,
+    algorithms,
+    modes,
+)
+from cryptography.hazmat.primitives.ciphers import BlockCipherAlgorithm
+
+from hsmsvc.crypto import _validate
+from hsmsvc.errors import InvalidInput
+from hsmsvc.types import Algorithm
+
+
+def _tdes(key: bytes) -> TripleDES:
+    # Two-key (and single-DES) keys are widened to the equivalent 24-byte
+    # K1||K2||K1 form; cryptography warns on the short forms.
+    if len(key) == 8:
+        key = key * 3
+    elif len(key) == 16:
+        key = key + key[:8]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return TripleDES(key)
+
+
+def primitive(algorithm: Algorithm, key: bytes) -> BlockCipherAlgorithm:
+    """The pyca algorithm object for a checked key."""
+    _validate.key(algorithm, key)
+    if algorithm.is_tdes:
+        return _tdes(key)
+    if algorithm is Algorithm.SM4:
+        return algorithms.SM4(key)
+    return algorithms.AES(key)
+
+
+def des_primitive(key: bytes) -> BlockCipherAlgorithm:
+    """Single DES as TDES with K1=K2=K3, for ISO 9797-1 MAC algorithm 3 only."""
+    _validate.length(key, "key", (8,))
+    return _tdes(key)
+
+
+def _blocks(data: bytes, block_size: int) -> None:
+    if len(data) % block_size:
+        raise InvalidInput("data", f"a multiple of {block_size} bytes")
+
+
+class BlockCipher:
+    """ECB encrypt/decrypt under one key with reused OpenSSL contexts.
+
+    Not thread-safe: give each thread (or process) its own instance.
+    """
+
+    __slots__ = ("algorithm", "block_size", "_enc", "_dec")
+
+    def __init__(self, algorithm: Algorithm, key: bytes) -> None:
+        prim = primitive(algorithm, key)
+        self.algorithm = algorithm
+        self.block_size = algorithm.block_size
+        self._enc: CipherContext = Cipher(prim, modes.ECB()).encryptor()
+        self._dec: CipherContext = Cipher(prim, modes.ECB()).decryptor()
+
+    def __repr__(self) -> str:
+        return f"BlockCipher({self.algorithm.value})"
+
+    def encrypt(self, data: bytes) -> bytes:
+        _blocks(data, self.block_size)
+        return self._enc.update(data)
+
+    def decrypt(self, data: bytes) -> bytes:
+        _blocks(data, self.block_size)
+        return self._dec.update(data)
+
+
+def ecb_encrypt(algorithm: Algorithm, key: bytes, data: bytes) -> bytes:
+    _blocks(data, algorithm.block_size)
+    ctx = Cipher(primitive(algorithm, key), modes.ECB()).encryptor()
+    return ctx.update(data) + ctx.finalize()
+
+
+def ecb_decrypt(algorithm: Algorithm, key: bytes, data: bytes) -> bytes:
+    _blocks(data, algorithm.block_size)
+    ctx = Cipher(primitive(algorithm, key), modes.ECB()).decryptor()
+    return ctx.update(data) + ctx.finalize()
+
+
+def cbc_encrypt(algorithm: Algorithm, key: bytes, iv: bytes, data: bytes) -> bytes:
+    _blocks(data, algorithm.block_size)
+    _validate.length(iv, "iv", (algorithm.block_size,))
+    ctx = Cipher(primitive(algorithm, key), modes.CBC(iv)).encryptor()
+    return ctx.update(data) + ctx.finalize()
+
+
+def cbc_decrypt(algorithm: Algorithm, key: bytes, iv: bytes, data: bytes) -> bytes:
+    _blocks(data, algorithm.block_size)
+    _validate.length(iv, "iv", (algorithm.block_size,))
+    ctx = Cipher(primitive(algorithm, key), modes.CBC(iv)).decryptor()
+    return ctx.update(data) + ctx.finalize()
+
+
+def xor(a: bytes, b: bytes) -> bytes:
+    """Bytewise XOR of two equal-length strings."""
+    if len(a) != len(b):
+        raise InvalidInput("data", "equal lengths for XOR")
+    return (int.from_bytes(a, "big") ^ int.from_bytes(b, "big")).to_bytes(len(a), "big")

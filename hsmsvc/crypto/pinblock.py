@@ -1,0 +1,292 @@
+"""PIN blocks: ISO 9564-1:2017 clause 9.3 formats 0 to 4, and a 16-byte format 0.
+
+Plain blocks are built and parsed here; :func:`encipher` and :func:`decipher`
+add the encipherment, taking a :class:`~hsmsvc.crypto._cipher.BlockCipher` so a
+backend can keep its cipher contexts per key.
+
+Every failure after decryption raises the same :class:`InvalidPinBlock`, whatever
+the check (control field, length, digit, fill, PAN), so no oracle is offered.
+
+Format SM4_0 is a bilateral convention, not ISO: format 0 widened to 16 bytes for
+SM4 peers. PIN field = ``0 L P.. F..`` over 32 nibbles; PAN field = 16 zero
+nibbles followed by the format-0 PAN field (``0000`` and the 12 rightmost PAN
+digits excluding the check digit). It is chosen per zone, never guessed.
+"""
+
+from __future__ import annotations
+
+import secrets
+from typing import Final
+
+from hsmsvc.crypto import _validate
+from hsmsvc.crypto._cipher import BlockCipher, xor
+from hsmsvc.errors import InvalidInput, InvalidPinBlock
+from hsmsvc.types import Algorithm, PinBlockFormat
+
+__all__ = [
+    "encode_iso0",
+    "decode_iso0",
+    "encode_iso1",
+    "decode_iso1",
+    "encode_iso2",
+    "decode_iso2",
+    "encode_iso3",
+    "decode_iso3",
+    "encode_iso4_pin_field",
+    "decode_iso4_pin_field",
+    "encode_iso4_pan_field",
+    "encode_sm4_0",
+    "decode_sm4_0",
+    "encipher",
+    "decipher",
+    "check_cipher",
+]
+
+_HEX: Final = "0123456789ABCDEF"
+_PAN_FIELD_FORMATS: Final = (PinBlockFormat.ISO_0, PinBlockFormat.ISO_3, PinBlockFormat.SM4_0)
+
+
+def _pin(pin: str) -> str:
+    # Clause 8.1: a PIN is 4 to 12 decimal digits.
+    return _validate.digits(pin, "pin", 4, 12)
+
+
+def _pan(pan: str, min_len: int = 13) -> str:
+    return _validate.digits(pan, "pan", min_len, 19)
+
+
+def _pin_field(control: int, pin: str, fill: str, nibbles: int) -> bytes:
+    text = _HEX[control] + _HEX[len(pin)] + pin + fill
+    return bytes.fromhex(text[:nibbles])
+
+
+def _random_fill(alphabet: str, count: int) -> str:
+    return "".join(secrets.choice(alphabet) for _ in range(count))
+
+
+def pan_field_iso0(pan: str) -> bytes:
+    """Clause 9.3.2.3: ``0000`` and the 12 rightmost digits excluding the check digit.
+
+    >>> pan_field_iso0("4012345678909").hex().upper()
+    '0000401234567890'
+    """
+    digits = _pan(pan)
+    return bytes.fromhex("0000" + digits[-13:-1])
+
+
+def _parse_pin(text: str, control: int, fill_ok: str, nibbles: int) -> str:
+    # Any failure is the same InvalidPinBlock: no oracle (see module docstring).
+    if text[0] != _HEX[control]:
+        raise InvalidPinBlock()
+    n = int(text[1], 16)
+    if not 4 <= n <= 12:
+        raise InvalidPinBlock()
+    pin = text[2 : 2 + n]
+    fill = text[2 + n : nibbles]
+    if not pin.isdigit() or any(c not in fill_ok for c in fill):
+        raise InvalidPinBlock()
+    return pin
+
+
+def _block(block: bytes, size: int) -> str:
+    if not isinstance(block, (bytes, bytearray)) or len(block) != size:
+        raise InvalidPinBlock()
+    return bytes(block).hex().upper()
+
+
+def encode_iso0(pin: str, pan: str) -> bytes:
+    """Format 0 plain block (clause 9.3.2): PIN field XOR PAN field.
+
+    ANSI X9.24-1:2009 annex A.4 (DUKPT test data): PIN 1234, PAN 4012345678909:
+
+    >>> encode_iso0("1234", "4012345678909").hex().upper()
+    '041274EDCBA9876F'
+    """
+    return xor(_pin_field(0, _pin(pin), "F" * 14, 16), pan_field_iso0(pan))
+
+
+def decode_iso0(block: bytes, pan: str) -> str:
+    """Recover the PIN from a format 0 plain block; checks control, length, fill."""
+    text = xor(bytes.fromhex(_block(block, 8)), pan_field_iso0(pan)).hex().upper()
+    return _parse_pin(text, 0, "F", 16)
+
+
+def encode_iso1(pin: str, fill: str | None = None) -> bytes:
+    """Format 1 plain block (clause 9.3.3): no PAN, random or transaction fill.
+
+    >>> encode_iso1("1234", "0123456789").hex().upper()
+    '1412340123456789'
+    """
+    p = _pin(pin)
+    need = 14 - len(p)
+    if fill is None:
+        fill = _random_fill(_HEX, need)
+    elif len(fill) != need or not _validate._HEX.issuperset(fill):
+        raise InvalidInput("fill", f"{need} hex digits")
+    return _pin_field(1, p, fill.upper(), 16)
+
+
+def decode_iso1(block: bytes) -> str:
+    """Recover the PIN from a format 1 plain block."""
+    return _parse_pin(_block(block, 8), 1, _HEX, 16)
+
+
+def encode_iso2(pin: str) -> bytes:
+    """Format 2 plain block (clause 9.3.4): IC card offline use, F fill.
+
+    >>> encode_iso2("123456").hex().upper()
+    '26123456FFFFFFFF'
+    """
+    return _pin_field(2, _pin(pin), "F" * 14, 16)
+
+
+def decode_iso2(block: bytes) -> str:
+    """Recover the PIN from a format 2 plain block."""
+    return _parse_pin(_block(block, 8), 2, "F", 16)
+
+
+def encode_iso3(pin: str, pan: str, fill: str | None = None) -> bytes:
+    """Format 3 plain block (clause 9.3.5): like format 0, random fill A to F.
+
+    >>> encode_iso3("1234", "4012345678909", "ABCDEFABCD").hex().upper()
+    '341274B9F9B9D35D'
+    """
+    p = _pin(pin)
+    need = 14 - len(p)
+    if fill is None:
+        fill = _random_fill("ABCDEF", need)
+    elif len(fill) != need or any(c not in "ABCDEF" for c in fill):
+        raise InvalidInput("fill", f"{need} digits A to F")
+    return xor(_pin_field(3, p, fill, 16), pan_field_iso0(pan))
+
+
+def decode_iso3(block: bytes, pan: str) -> str:
+    """Recover the PIN from a format 3 plain block; fill must be A to F."""
+    text = xor(bytes.fromhex(_block(block, 8)), pan_field_iso0(pan)).hex().upper()
+    return _parse_pin(text, 3, "ABCDEF", 16)
+
+
+def encode_iso4_pin_field(pin: str, random_half: bytes | None = None) -> bytes:
+    """Format 4 plain-text PIN field (clause 9.3.6.2): ``4 L P.. A..`` then 8 random bytes.
+
+    ANSI X9.24-3:2017 supplement, "Calculation of AES PIN block format 4":
+
+    >>> encode_iso4_pin_field("1234", bytes(8)).hex().upper()[:16]
+    '441234AAAAAAAAAA'
+    """
+    p = _pin(pin)
+    half = secrets.token_bytes(8) if random_half is None else _validate.length(
+        random_half, "random_half", (8,)
+    )
+    return _pin_field(4, p, "A" * 14, 16) + half
+
+
+def decode_iso4_pin_field(field: bytes) -> str:
+    """Recover the PIN from a format 4 plain-text PIN field."""
+    return _parse_pin(_block(field, 16), 4, "A", 16)
+
+
+def encode_iso4_pan_field(pan: str) -> bytes:
+    """Format 4 plain-text PAN field (clause 9.3.6.3): ``M`` and the PAN, zero padded.
+
+    ``M`` is the PAN length less 12; a PAN shorter than 12 digits is left-padded
+    with zeros to 12. ANSI X9.24-3:2017 supplement:
+
+    >>> encode_iso4_pan_field("4111111111111111").hex().upper()
+    '44111111111111111000000000000000'
+    """
+    digits = _validate.digits(pan, "pan", 1, 19)
+    digits = digits.rjust(12, "0")
+    text = _HEX[len(digits) - 12] + digits
+    return bytes.fromhex(text.ljust(32, "0"))
+
+
+def encode_sm4_0(pin: str, pan: str) -> bytes:
+    """The 16-byte widened format 0 for SM4 zones (bilateral; see module docstring)."""
+    pin_field = _pin_field(0, _pin(pin), "F" * 30, 32)
+    return xor(pin_field, bytes(8) + pan_field_iso0(pan))
+
+
+def decode_sm4_0(block: bytes, pan: str) -> str:
+    """Recover the PIN from a widened format 0 plain block."""
+    text = xor(bytes.fromhex(_block(block, 16)), bytes(8) + pan_field_iso0(pan)).hex().upper()
+    return _parse_pin(text, 0, "F", 32)
+
+
+def check_cipher(fmt: PinBlockFormat, algorithm: Algorithm) -> None:
+    """Formats 0-3 need a 64-bit block cipher, 4 a 128-bit one, SM4_0 SM4 itself."""
+    if fmt is PinBlockFormat.SM4_0:
+        ok = algorithm is Algorithm.SM4
+    elif fmt is PinBlockFormat.ISO_4:
+        ok = algorithm.block_size == 16
+    else:
+        ok = algorithm.block_size == 8
+    if not ok:
+        raise InvalidInput("pin_block_format", f"{fmt.value} cannot be used with {algorithm.value}")
+
+
+def encipher(fmt: PinBlockFormat, cipher: BlockCipher, pin: str, pan: str | None) -> bytes:
+    """Build and encipher a PIN block of format ``fmt`` under ``cipher``'s key.
+
+    Format 4 is enciphered as in clause 9.3.6.4: E(K, E(K, PIN field) XOR PAN field).
+    """
+    check_cipher(fmt, cipher.algorithm)
+    if fmt.pan_bound and pan is None:
+        raise InvalidInput("pan", "required for this PIN block format")
+    if fmt is PinBlockFormat.ISO_4:
+        assert pan is not None
+        a = cipher.encrypt(encode_iso4_pin_field(pin))
+        return cipher.encrypt(xor(a, encode_iso4_pan_field(pan)))
+    return cipher.encrypt(encode(fmt, pin, pan))
+
+
+def encode(fmt: PinBlockFormat, pin: str, pan: str | None) -> bytes:
+    """The plain block of ``fmt`` (for ISO 4, the plain-text PIN field)."""
+    if fmt.pan_bound and pan is None:
+        raise InvalidInput("pan", "required for this PIN block format")
+    if fmt is PinBlockFormat.ISO_0:
+        return encode_iso0(pin, pan)  # type: ignore[arg-type]
+    if fmt is PinBlockFormat.ISO_1:
+        return encode_iso1(pin)
+    if fmt is PinBlockFormat.ISO_2:
+        return encode_iso2(pin)
+    if fmt is PinBlockFormat.ISO_3:
+        return encode_iso3(pin, pan)  # type: ignore[arg-type]
+    if fmt is PinBlockFormat.ISO_4:
+        return encode_iso4_pin_field(pin)
+    if fmt is PinBlockFormat.SM4_0:
+        return encode_sm4_0(pin, pan)  # type: ignore[arg-type]
+    raise InvalidInput("pin_block_format", "a known format")
+
+
+def decode(fmt: PinBlockFormat, block: bytes, pan: str | None) -> str:
+    """Parse the plain block of ``fmt``; ``InvalidPinBlock`` on any fault."""
+    if fmt.pan_bound and pan is None:
+        raise InvalidInput("pan", "required for this PIN block format")
+    if fmt is PinBlockFormat.ISO_0:
+        return decode_iso0(block, pan)  # type: ignore[arg-type]
+    if fmt is PinBlockFormat.ISO_1:
+        return decode_iso1(block)
+    if fmt is PinBlockFormat.ISO_2:
+        return decode_iso2(block)
+    if fmt is PinBlockFormat.ISO_3:
+        return decode_iso3(block, pan)  # type: ignore[arg-type]
+    if fmt is PinBlockFormat.ISO_4:
+        return decode_iso4_pin_field(block)
+    if fmt is PinBlockFormat.SM4_0:
+        return decode_sm4_0(block, pan)  # type: ignore[arg-type]
+    raise InvalidInput("pin_block_format", "a known format")
+
+
+def decipher(fmt: PinBlockFormat, cipher: BlockCipher, block: bytes, pan: str | None) -> str:
+    """Decipher and parse a PIN block; one ``InvalidPinBlock`` for every fault."""
+    check_cipher(fmt, cipher.algorithm)
+    if fmt.pan_bound and pan is None:
+        raise InvalidInput("pan", "required for this PIN block format")
+    if not isinstance(block, (bytes, bytearray)) or len(block) != fmt.block_size:
+        raise InvalidInput("pin_block", f"{fmt.block_size} bytes")
+    if fmt is PinBlockFormat.ISO_4:
+        assert pan is not None
+        b = cipher.decrypt(bytes(block))
+        return decode_iso4_pin_field(cipher.decrypt(xor(b, encode_iso4_pan_field(pan))))
+    return decode(fmt, cipher.decrypt(bytes(block)), pan)

@@ -1,0 +1,205 @@
+"""The vocabulary of hsmsvc: algorithms, key types, usages, formats.
+
+Enum values are stable strings because they are stored in the database and in
+audit records. No key-type or algorithm literal appears outside this module.
+"""
+
+from __future__ import annotations
+
+from enum import Enum, unique
+from typing import Final
+
+
+@unique
+class Algorithm(Enum):
+    """A block cipher and key length. Key length is checked when a key is built."""
+
+    TDES_2KEY = "TDES_2KEY"
+    """Two-key Triple DES (ANSI X9.52 / ISO/IEC 18033-3), 16-byte key K1||K2."""
+    TDES_3KEY = "TDES_3KEY"
+    """Three-key Triple DES, 24-byte key K1||K2||K3."""
+    AES_128 = "AES_128"
+    AES_192 = "AES_192"
+    AES_256 = "AES_256"
+    SM4 = "SM4"
+    """SM4 block cipher (GB/T 32907-2016), 16-byte key, 16-byte block."""
+
+    @property
+    def block_size(self) -> int:
+        return _BLOCK_SIZE[self]
+
+    @property
+    def key_length(self) -> int:
+        return _KEY_LENGTH[self]
+
+    @property
+    def is_tdes(self) -> bool:
+        return self in (Algorithm.TDES_2KEY, Algorithm.TDES_3KEY)
+
+    @property
+    def is_aes(self) -> bool:
+        return self in (Algorithm.AES_128, Algorithm.AES_192, Algorithm.AES_256)
+
+
+_BLOCK_SIZE: Final = {
+    Algorithm.TDES_2KEY: 8,
+    Algorithm.TDES_3KEY: 8,
+    Algorithm.AES_128: 16,
+    Algorithm.AES_192: 16,
+    Algorithm.AES_256: 16,
+    Algorithm.SM4: 16,
+}
+_KEY_LENGTH: Final = {
+    Algorithm.TDES_2KEY: 16,
+    Algorithm.TDES_3KEY: 24,
+    Algorithm.AES_128: 16,
+    Algorithm.AES_192: 24,
+    Algorithm.AES_256: 32,
+    Algorithm.SM4: 16,
+}
+
+
+@unique
+class KeyType(Enum):
+    """Place of a key in the ANSI X9.17 three-tier hierarchy."""
+
+    LMK = "LMK"
+    """Local master key: never leaves the backend."""
+    ZMK = "ZMK"
+    """Zone master key, shared by two sites, stored under the LMK."""
+    TMK = "TMK"
+    """Terminal master key, stored under the LMK."""
+    ZPK = "ZPK"
+    """Zone PIN key: PIN blocks between sites."""
+    TPK = "TPK"
+    """Terminal PIN key: PIN blocks from terminals."""
+    PVK = "PVK"
+    """PIN verification key: IBM 3624 and Visa PVV."""
+    PSK = "PSK"
+    """PIN storage key: stored PINs (encrypted or keyed digest)."""
+    MAK = "MAK"
+    """MAC key between sites (a ZAK in payShield terms)."""
+    TAK = "TAK"
+    """Terminal MAC key."""
+    DEK = "DEK"
+    """Data encryption key for sensitive fields."""
+
+
+@unique
+class KeyUsage(Enum):
+    """ANSI X9 TR-31:2018 key usage (header bytes 5-6), by its code."""
+
+    BDK = "B0"
+    DATA = "D0"
+    KEK = "K0"
+    KBPK = "K1"
+    MAC_ISO9797_ALG1 = "M1"
+    MAC_ISO9797_ALG3 = "M3"
+    MAC_CMAC = "M6"
+    MAC_HMAC = "M7"
+    PIN_ENCRYPTION = "P0"
+    PIN_VERIFICATION_OTHER = "V0"
+    PIN_VERIFICATION_IBM3624 = "V1"
+    PIN_VERIFICATION_VISA_PVV = "V2"
+
+
+@unique
+class ModeOfUse(Enum):
+    """TR-31:2018 mode of use (header byte 8)."""
+
+    ENCRYPT_DECRYPT = "B"
+    MAC_GENERATE_VERIFY = "C"
+    DECRYPT_ONLY = "D"
+    ENCRYPT_ONLY = "E"
+    MAC_GENERATE_ONLY = "G"
+    NO_RESTRICTIONS = "N"
+    SIGN_ONLY = "S"
+    SIGN_DECRYPT = "T"
+    MAC_VERIFY_ONLY = "V"
+    DERIVE = "X"
+    VARIANT = "Y"
+
+
+@unique
+class Exportability(Enum):
+    """TR-31:2018 exportability (header byte 11)."""
+
+    EXPORTABLE = "E"
+    NON_EXPORTABLE = "N"
+    SENSITIVE = "S"
+
+
+@unique
+class KeyState(Enum):
+    """Life-cycle state of a stored key version."""
+
+    PENDING = "PENDING"
+    ACTIVE = "ACTIVE"
+    RETIRED = "RETIRED"
+    REVOKED = "REVOKED"
+    DESTROYED = "DESTROYED"
+
+
+@unique
+class PinBlockFormat(Enum):
+    """PIN block formats of ISO 9564-1:2017 clause 9.3, and one bilateral one."""
+
+    ISO_0 = "ISO_0"
+    """Format 0 (ANSI X9.8): PIN field XOR PAN field, 8 bytes."""
+    ISO_1 = "ISO_1"
+    """Format 1: no PAN, random or transaction fill, 8 bytes."""
+    ISO_2 = "ISO_2"
+    """Format 2: IC card offline use only, F fill, 8 bytes."""
+    ISO_3 = "ISO_3"
+    """Format 3: like format 0 with random fill A-F."""
+    ISO_4 = "ISO_4"
+    """Format 4: 16-byte AES (or SM4) enciphered PIN and PAN fields."""
+    SM4_0 = "SM4_0"
+    """Format 0 widened to 16 bytes for SM4 peers: a bilateral convention."""
+
+    @property
+    def block_size(self) -> int:
+        return 16 if self in (PinBlockFormat.ISO_4, PinBlockFormat.SM4_0) else 8
+
+    @property
+    def pan_bound(self) -> bool:
+        return self in (
+            PinBlockFormat.ISO_0,
+            PinBlockFormat.ISO_3,
+            PinBlockFormat.ISO_4,
+            PinBlockFormat.SM4_0,
+        )
+
+
+@unique
+class Padding(Enum):
+    """ISO/IEC 9797-1:2011 clause 6.3 padding methods."""
+
+    METHOD_1 = "METHOD_1"
+    """Zero bits to a block boundary (none when already aligned)."""
+    METHOD_2 = "METHOD_2"
+    """One 1 bit, then zero bits to a block boundary (ISO/IEC 7816-4)."""
+    METHOD_3 = "METHOD_3"
+    """A block holding the bit length of the data, then method 1."""
+
+
+@unique
+class MacAlgorithm(Enum):
+    """MAC mechanisms offered."""
+
+    ISO9797_ALG1 = "ISO9797_ALG1"
+    """ISO/IEC 9797-1 MAC algorithm 1 (CBC-MAC)."""
+    ISO9797_ALG3 = "ISO9797_ALG3"
+    """ISO/IEC 9797-1 MAC algorithm 3 (retail MAC, ANSI X9.19), DES based."""
+    CMAC = "CMAC"
+    """NIST SP 800-38B CMAC (ISO/IEC 9797-1 MAC algorithm 5)."""
+    HMAC_SHA256 = "HMAC_SHA256"
+    HMAC_SM3 = "HMAC_SM3"
+    UNIONPAY_POS = "UNIONPAY_POS"
+    """The China UnionPay POS "ECB" MAC (XOR of blocks, two encryptions)."""
+
+
+@unique
+class HashAlgorithm(Enum):
+    SHA256 = "SHA256"
+    SM3 = "SM3"
