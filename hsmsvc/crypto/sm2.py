@@ -1,0 +1,299 @@
+"""SM2 signature and encryption (GB/T 32918-2016 / GM/T 0003-2012) over gmssl.
+
+OpenSSL through pyca/cryptography has SM3 and SM4 but no SM2, so the curve
+arithmetic comes from gmssl, and only the arithmetic: gmssl 3.2.2 draws its
+nonces from Python's ``random`` (a predictable k reveals the private key), hard
+codes the signer ID, mangles public keys whose hex starts with 0 or 4 and does
+not check C3 on decryption. This wrapper therefore
+
+* draws every nonce k with :mod:`secrets` in [1, n-1];
+* computes Z_A itself with the caller's ID (default ``1234567812345678``,
+  GB/T 35276-2017 clause 10);
+* hashes with OpenSSL's SM3 and checks points, ranges and C3 itself.
+
+Ciphertexts are C1||C3||C2 with C1 uncompressed (GB/T 32918.4-2016 clause 6.1;
+GM/T 0003.4-2012 used C1||C2||C3). Signatures are r||s, 64 bytes; DER helpers
+convert for peers that want ASN.1 (GM/T 0009-2012).
+"""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass, field
+from typing import Final
+
+from cryptography.hazmat.primitives import hashes
+from gmssl.sm2 import CryptSM2
+
+from hsmsvc.crypto import _compare
+from hsmsvc.errors import InvalidInput, VerificationFailed
+
+__all__ = [
+    "Curve",
+    "SM2P256V1",
+    "DEFAULT_ID",
+    "PublicKey",
+    "PrivateKey",
+    "generate_private_key",
+    "sm3",
+    "za",
+    "sign",
+    "verify",
+    "encrypt",
+    "decrypt",
+    "signature_to_der",
+    "signature_from_der",
+]
+
+DEFAULT_ID: Final = b"1234567812345678"
+
+
+@dataclass(frozen=True)
+class Curve:
+    """Short Weierstrass curve y^2 = x^3 + ax + b over Fp, base point order n."""
+
+    name: str
+    p: int
+    a: int
+    b: int
+    gx: int
+    gy: int
+    n: int
+
+    @property
+    def size(self) -> int:
+        return (self.p.bit_length() + 7) // 8
+
+    def contains(self, x: int, y: int) -> bool:
+        if not (0 <= x < self.p and 0 <= y < self.p):
+            return False
+        return (y * y - (x * x * x + self.a * x + self.b)) % self.p == 0
+
+
+SM2P256V1: Final = Curve(
+    "sm2p256v1",  # GB/T 32918.5-2017 clause 5 recommended parameters
+    p=0xFFFFFFFEFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFF00000000FFFFFFFFFFFFFFFF,
+    a=0xFFFFFFFEFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFF00000000FFFFFFFFFFFFFFFC,
+    b=0x28E9FA9E9D9F5E344D5A9E4BCF6509A7F39789F515AB8F92DDBCBD414D940E93,
+    gx=0x32C4AE2C1F1981195F9904466A39C9948FE30BBFF2660BE1715A4589334C74C7,
+    gy=0xBC3736A2F4F6779C59BDCEE36B692153D0A9877CC62A474002DF32E52139F0A0,
+    n=0xFFFFFFFEFFFFFFFFFFFFFFFFFFFFFFFF7203DF6B21C6052B53BBF40939D54123,
+)
+
+
+@dataclass(frozen=True)
+class PublicKey:
+    x: int
+    y: int
+    curve: Curve = SM2P256V1
+
+    def __post_init__(self) -> None:
+        if not self.curve.contains(self.x, self.y):
+            raise InvalidInput("public_key", "a point on the curve")
+
+    def encode(self) -> bytes:
+        """Uncompressed point 04||x||y (GB/T 32918.1-2016 clause 4.2.9)."""
+        s = self.curve.size
+        return b"\x04" + self.x.to_bytes(s, "big") + self.y.to_bytes(s, "big")
+
+    @classmethod
+    def decode(cls, data: bytes, curve: Curve = SM2P256V1) -> PublicKey:
+        s = curve.size
+        if not isinstance(data, (bytes, bytearray)) or len(data) != 1 + 2 * s or data[0] != 4:
+            raise InvalidInput("public_key", f"uncompressed point of {1 + 2 * s} bytes")
+        return cls(int.from_bytes(data[1 : 1 + s], "big"), int.from_bytes(data[1 + s :], "big"), curve)
+
+
+@dataclass(frozen=True)
+class PrivateKey:
+    d: int = field(repr=False)
+    public: PublicKey
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.d <= self.public.curve.n - 2:
+            raise InvalidInput("private_key", "in [1, n-2]")
+
+    def __repr__(self) -> str:
+        return "PrivateKey(<redacted>)"
+
+
+def _engine(curve: Curve, d: int = 0, public: PublicKey | None = None) -> CryptSM2:
+    s = curve.size * 2
+    table = {
+        "n": f"{curve.n:0{s}x}",
+        "p": f"{curve.p:0{s}x}",
+        "g": f"{curve.gx:0{s}x}{curve.gy:0{s}x}",
+        "a": f"{curve.a:0{s}x}",
+        "b": f"{curve.b:0{s}x}",
+    }
+    eng = CryptSM2(private_key=f"{d:0{s}x}", public_key="", ecc_table=table)
+    # Set after construction: gmssl's constructor lstrip("04")s the hex.
+    eng.public_key = f"{public.x:0{s}x}{public.y:0{s}x}" if public else ""
+    return eng
+
+
+def _mul(curve: Curve, k: int, x: int, y: int) -> tuple[int, int]:
+    s = curve.size * 2
+    out = _engine(curve)._kg(k, f"{x:0{s}x}{y:0{s}x}")
+    if out is None:
+        raise InvalidInput("point", "not the point at infinity")
+    return int(out[:s], 16), int(out[s:], 16)
+
+
+def generate_private_key(curve: Curve = SM2P256V1) -> PrivateKey:
+    """A fresh key pair, d uniform in [1, n-2] (GB/T 32918.1-2016 clause 6.1)."""
+    d = secrets.randbelow(curve.n - 2) + 1
+    x, y = _mul(curve, d, curve.gx, curve.gy)
+    return PrivateKey(d, PublicKey(x, y, curve))
+
+
+def sm3(data: bytes) -> bytes:
+    """SM3 hash (GB/T 32905-2016) through OpenSSL.
+
+    >>> sm3(b"abc").hex()
+    '66c7f0f462eeedd9d1f2d46bdc10e4e24167c4875cf2f7a2297da02b8f4ba8e0'
+    """
+    h = hashes.Hash(hashes.SM3())
+    h.update(data)
+    return h.finalize()
+
+
+def za(public: PublicKey, uid: bytes = DEFAULT_ID) -> bytes:
+    """Z_A = SM3(ENTL_A || ID_A || a || b || x_G || y_G || x_A || y_A) (32918.2 clause 5.5)."""
+    if not isinstance(uid, (bytes, bytearray)) or not 1 <= len(uid) < 8192:
+        raise InvalidInput("uid", "1 to 8191 bytes")
+    c = public.curve
+    s = c.size
+    parts = [c.a, c.b, c.gx, c.gy, public.x, public.y]
+    return sm3((len(uid) * 8).to_bytes(2, "big") + bytes(uid) + b"".join(v.to_bytes(s, "big") for v in parts))
+
+
+def _digest(public: PublicKey, message: bytes, uid: bytes) -> bytes:
+    return sm3(za(public, uid) + message)
+
+
+def _sign_with_k(key: PrivateKey, e: bytes, k: int) -> bytes | None:
+    curve = key.public.curve
+    out = _engine(curve, key.d, key.public).sign(e, f"{k:0{curve.size * 2}x}")
+    return bytes.fromhex(out) if out else None
+
+
+def sign(key: PrivateKey, message: bytes, uid: bytes = DEFAULT_ID) -> bytes:
+    """SM2 signature r||s of ``message`` (GB/T 32918.2-2016 clause 6.1).
+
+    k is drawn with :mod:`secrets`, never by gmssl.
+    """
+    e = _digest(key.public, message, uid)
+    n = key.public.curve.n
+    while True:
+        sig = _sign_with_k(key, e, secrets.randbelow(n - 1) + 1)
+        if sig is not None:
+            return sig
+
+
+def verify(public: PublicKey, message: bytes, signature: bytes, uid: bytes = DEFAULT_ID) -> None:
+    """Raise ``VerificationFailed`` unless ``signature`` is valid (clause 7.1)."""
+    s_len = public.curve.size
+    if not isinstance(signature, (bytes, bytearray)) or len(signature) != 2 * s_len:
+        raise InvalidInput("signature", f"{2 * s_len} bytes r||s")
+    n = public.curve.n
+    r = int.from_bytes(signature[:s_len], "big")
+    s = int.from_bytes(signature[s_len:], "big")
+    # Clause 7.1 steps B1/B2: r and s in [1, n-1]; gmssl does not check.
+    if not (1 <= r < n and 1 <= s < n):
+        raise VerificationFailed("signature", "does not verify")
+    e = _digest(public, message, uid)
+    if not _engine(public.curve, 0, public).verify(bytes(signature).hex(), e):
+        raise VerificationFailed("signature", "does not verify")
+
+
+def _kdf(z: bytes, klen: int) -> bytes:
+    """GB/T 32918.4-2016 clause 5.4.3 key derivation function over SM3."""
+    out = b""
+    ct = 1
+    while len(out) < klen:
+        out += sm3(z + ct.to_bytes(4, "big"))
+        ct += 1
+    return out[:klen]
+
+
+def _encrypt_with_k(public: PublicKey, plaintext: bytes, k: int) -> bytes | None:
+    c = public.curve
+    s = c.size
+    x1, y1 = _mul(c, k, c.gx, c.gy)
+    x2, y2 = _mul(c, k, public.x, public.y)
+    xb, yb = x2.to_bytes(s, "big"), y2.to_bytes(s, "big")
+    t = _kdf(xb + yb, len(plaintext))
+    if not any(t):
+        return None
+    c2 = bytes(m ^ v for m, v in zip(plaintext, t))
+    c3 = sm3(xb + plaintext + yb)
+    return PublicKey(x1, y1, c).encode() + c3 + c2
+
+
+def encrypt(public: PublicKey, plaintext: bytes) -> bytes:
+    """SM2 public-key encryption, C1||C3||C2 (GB/T 32918.4-2016 clause 6.1)."""
+    if not isinstance(plaintext, (bytes, bytearray)) or not 1 <= len(plaintext) <= 4096:
+        raise InvalidInput("plaintext", "1 to 4096 bytes")
+    n = public.curve.n
+    while True:
+        out = _encrypt_with_k(public, bytes(plaintext), secrets.randbelow(n - 1) + 1)
+        if out is not None:
+            return out
+
+
+def decrypt(key: PrivateKey, ciphertext: bytes) -> bytes:
+    """SM2 decryption of C1||C3||C2 (clause 7.1); one error for every fault."""
+    c = key.public.curve
+    s = c.size
+    head = 1 + 2 * s
+    if not isinstance(ciphertext, (bytes, bytearray)) or len(ciphertext) < head + 32 + 1:
+        raise InvalidInput("ciphertext", "does not decrypt")
+    try:
+        c1 = PublicKey.decode(bytes(ciphertext[:head]), c)
+    except InvalidInput:
+        raise InvalidInput("ciphertext", "does not decrypt") from None
+    c3 = bytes(ciphertext[head : head + 32])
+    c2 = bytes(ciphertext[head + 32 :])
+    x2, y2 = _mul(c, key.d, c1.x, c1.y)
+    xb, yb = x2.to_bytes(s, "big"), y2.to_bytes(s, "big")
+    t = _kdf(xb + yb, len(c2))
+    m = bytes(a ^ b for a, b in zip(c2, t))
+    if not any(t) or not _compare.bytes_eq(sm3(xb + m + yb), c3):
+        raise InvalidInput("ciphertext", "does not decrypt")
+    return m
+
+
+def _der_int(v: int) -> bytes:
+    b = v.to_bytes((v.bit_length() + 8) // 8, "big")
+    return b"\x02" + bytes([len(b)]) + b
+
+
+def signature_to_der(signature: bytes) -> bytes:
+    """r||s to DER SEQUENCE { INTEGER r, INTEGER s } (GM/T 0009-2012 clause 7.3)."""
+    if not isinstance(signature, (bytes, bytearray)) or len(signature) != 64:
+        raise InvalidInput("signature", "64 bytes r||s")
+    body = _der_int(int.from_bytes(signature[:32], "big")) + _der_int(int.from_bytes(signature[32:], "big"))
+    return b"\x30" + bytes([len(body)]) + body
+
+
+def signature_from_der(der: bytes) -> bytes:
+    """DER SEQUENCE { r, s } to r||s; strict short-form lengths only."""
+    try:
+        if der[0] != 0x30 or der[1] != len(der) - 2:
+            raise ValueError
+        pos, out = 2, b""
+        for _ in range(2):
+            if der[pos] != 0x02:
+                raise ValueError
+            n = der[pos + 1]
+            v = int.from_bytes(der[pos + 2 : pos + 2 + n], "big")
+            if n == 0 or v >= 1 << 256:
+                raise ValueError
+            out += v.to_bytes(32, "big")
+            pos += 2 + n
+        if pos != len(der):
+            raise ValueError
+        return out
+    except (ValueError, IndexError):
+        raise InvalidInput("signature", "DER SEQUENCE of two INTEGERs") from None
