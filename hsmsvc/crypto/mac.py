@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives import hmac as _hmac
-from cryptography.hazmat.primitives.ciphers import Cipher, modes
+from cryptography.hazmat.primitives.ciphers import BlockCipherAlgorithm, Cipher, modes
 
 from hsmsvc.crypto import _cipher, _compare, _validate
 from hsmsvc.errors import InvalidInput
@@ -69,8 +69,8 @@ def _check_data(data: bytes) -> None:
         raise InvalidInput("data", f"bytes, at most {MAX_DATA}")
 
 
-def _last_cbc_block(prim: object, block_size: int, data: bytes) -> bytes:
-    ctx = Cipher(prim, modes.CBC(bytes(block_size))).encryptor()  # type: ignore[arg-type]
+def _last_cbc_block(prim: BlockCipherAlgorithm, block_size: int, data: bytes) -> bytes:
+    ctx = Cipher(prim, modes.CBC(bytes(block_size))).encryptor()
     return (ctx.update(data) + ctx.finalize())[-block_size:]
 
 

@@ -1,0 +1,5 @@
+import sys
+
+from hsmsvc.cli import main
+
+sys.exit(main())

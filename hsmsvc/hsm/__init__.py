@@ -1,0 +1,1 @@
+"""HSM backends: the only layer that ever holds clear key material."""
