@@ -1,0 +1,188 @@
+"""PIN blocks: ISO 9564-1:2017 clause 9.3 formats, vectors and properties."""
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from hsmsvc.crypto import pinblock
+from hsmsvc.crypto._cipher import BlockCipher
+from hsmsvc.errors import InvalidInput, InvalidPinBlock
+from hsmsvc.types import Algorithm, PinBlockFormat
+
+from .strategies import keys, pans, pins
+
+H = bytes.fromhex
+
+
+# --- published vectors -------------------------------------------------------
+
+def test_iso0_x9_24_1_2009_annex_a4() -> None:
+    # ANSI X9.24-1:2009 A.4 (DUKPT test data): PIN 1234, PAN 4012345678909.
+    assert pinblock.encode_iso0("1234", "4012345678909") == H("041274EDCBA9876F")
+    assert pinblock.decode_iso0(H("041274EDCBA9876F"), "4012345678909") == "1234"
+
+
+def test_iso2_ibm_cca_example() -> None:
+    # IBM CCA Basic Services 2.54, appendix E, "ISO-2 PIN-block format" example.
+    assert pinblock.encode_iso2("123456") == H("26123456FFFFFFFF")
+    assert pinblock.decode_iso2(H("26123456FFFFFFFF")) == "123456"
+
+
+def test_iso4_fields_x9_24_3_2017_supplement() -> None:
+    # ANSI X9.24-3:2017 supplement test vectors, "Calculation of AES PIN block format 4".
+    field = pinblock.encode_iso4_pin_field("1234")
+    assert field[:8] == H("441234AAAAAAAAAA")
+    assert pinblock.encode_iso4_pan_field("4111111111111111") == H("44111111111111111000000000000000")
+    # Format 4 random fill: two encodings of one PIN differ in the second half.
+    assert pinblock.encode_iso4_pin_field("1234")[8:] != field[8:]
+
+
+def test_iso4_short_pan_is_left_padded() -> None:
+    # Clause 9.3.6.3: a PAN under 12 digits is right-justified in 12, M = 0.
+    assert pinblock.encode_iso4_pan_field("123456789") == H("00001234567890000000000000000000")
+
+
+def test_iso4_enciphered_construction() -> None:
+    # Clause 9.3.6.4: C = E(K, E(K, P) xor A); check against the raw cipher.
+    key = H("000102030405060708090A0B0C0D0E0F")
+    c = BlockCipher(Algorithm.AES_128, key)
+    block = pinblock.encipher(PinBlockFormat.ISO_4, c, "1234", "4111111111111111")
+    p = c.decrypt(bytes(a ^ b for a, b in zip(c.decrypt(block), pinblock.encode_iso4_pan_field("4111111111111111"))))
+    assert p[:8] == H("441234AAAAAAAAAA")
+
+
+# --- properties: round trips ---------------------------------------------------
+
+@given(pins, pans)
+def test_iso0_round_trip(pin: str, pan: str) -> None:
+    assert pinblock.decode_iso0(pinblock.encode_iso0(pin, pan), pan) == pin
+
+
+@given(pins)
+def test_iso1_round_trip(pin: str) -> None:
+    assert pinblock.decode_iso1(pinblock.encode_iso1(pin)) == pin
+
+
+@given(pins)
+def test_iso2_round_trip(pin: str) -> None:
+    assert pinblock.decode_iso2(pinblock.encode_iso2(pin)) == pin
+
+
+@given(pins, pans)
+def test_iso3_round_trip_and_fill(pin: str, pan: str) -> None:
+    block = pinblock.encode_iso3(pin, pan)
+    clear = bytes(a ^ b for a, b in zip(block, pinblock.pan_field_iso0(pan))).hex().upper()
+    assert set(clear[2 + len(pin):]) <= set("ABCDEF")
+    assert pinblock.decode_iso3(block, pan) == pin
+
+
+@given(pins, pans)
+def test_sm4_0_round_trip(pin: str, pan: str) -> None:
+    block = pinblock.encode_sm4_0(pin, pan)
+    assert len(block) == 16
+    assert pinblock.decode_sm4_0(block, pan) == pin
+
+
+CIPHERS = {
+    PinBlockFormat.ISO_0: Algorithm.TDES_2KEY,
+    PinBlockFormat.ISO_1: Algorithm.TDES_3KEY,
+    PinBlockFormat.ISO_2: Algorithm.TDES_2KEY,
+    PinBlockFormat.ISO_3: Algorithm.TDES_2KEY,
+    PinBlockFormat.ISO_4: Algorithm.AES_256,
+    PinBlockFormat.SM4_0: Algorithm.SM4,
+}
+
+
+@pytest.mark.parametrize("fmt", list(PinBlockFormat))
+@given(data=st.data(), pin=pins, pan=pans)
+def test_encipher_decipher_round_trip(fmt: PinBlockFormat, data: st.DataObject, pin: str, pan: str) -> None:
+    alg = CIPHERS[fmt]
+    c = BlockCipher(alg, data.draw(keys(alg)))
+    block = pinblock.encipher(fmt, c, pin, pan)
+    assert len(block) == fmt.block_size
+    assert pinblock.decipher(fmt, c, block, pan) == pin
+
+
+@given(pins, pans)
+def test_iso4_aes_and_sm4_same_construction(pin: str, pan: str) -> None:
+    for alg in (Algorithm.AES_128, Algorithm.SM4):
+        c = BlockCipher(alg, bytes(range(16)))
+        assert pinblock.decipher(PinBlockFormat.ISO_4, c, pinblock.encipher(PinBlockFormat.ISO_4, c, pin, pan), pan) == pin
+
+
+# --- properties: rejection of bad input ---------------------------------------
+
+@given(st.text(max_size=20).filter(lambda s: not (s.isdigit() and s.isascii() and 4 <= len(s) <= 12)))
+def test_bad_pin_rejected(pin: str) -> None:
+    with pytest.raises(InvalidInput) as e:
+        pinblock.encode_iso0(pin, "4012345678909")
+    assert e.value.field == "pin"
+
+
+@given(st.text(max_size=25).filter(lambda s: not (s.isdigit() and s.isascii() and 13 <= len(s) <= 19)))
+def test_bad_pan_rejected(pan: str) -> None:
+    with pytest.raises(InvalidInput) as e:
+        pinblock.encode_iso0("1234", pan)
+    assert e.value.field == "pan"
+
+
+@given(st.binary().filter(lambda b: len(b) != 8))
+def test_wrong_length_block_rejected(block: bytes) -> None:
+    with pytest.raises(InvalidPinBlock):
+        pinblock.decode_iso0(block, "4012345678909")
+
+
+@pytest.mark.parametrize(
+    "block",
+    [
+        H("141274EDCBA9876F"),  # wrong control field
+        H("031274EDCBA9876F"),  # PIN length 3
+        H("0D1274EDCBA9876F"),  # PIN length 13
+        H("04127AEDCBA9876F"),  # non-digit in PIN
+        H("041274EDCBA9876E"),  # fill not F
+    ],
+)
+def test_iso0_each_fault_is_the_same_error(block: bytes) -> None:
+    with pytest.raises(InvalidPinBlock) as e:
+        pinblock.decode_iso0(block, "4012345678909")
+    assert str(e.value) == "pin_block: PIN block invalid"
+
+
+def test_iso0_wrong_pan_rejected() -> None:
+    with pytest.raises(InvalidPinBlock):
+        pinblock.decode_iso0(H("041274EDCBA9876F"), "4012345678919")
+
+
+def test_iso3_fill_outside_a_to_f_rejected() -> None:
+    # Fill digit 9 is not in A-F (clause 9.3.5.2).
+    bad = bytes(a ^ b for a, b in zip(H("3412349999999999"), pinblock.pan_field_iso0("4012345678909")))
+    with pytest.raises(InvalidPinBlock):
+        pinblock.decode_iso3(bad, "4012345678909")
+
+
+def test_iso4_fill_must_be_a() -> None:
+    field = H("441234ABAAAAAAAA") + bytes(8)
+    with pytest.raises(InvalidPinBlock):
+        pinblock.decode_iso4_pin_field(field)
+
+
+@pytest.mark.parametrize(
+    ("fmt", "alg"),
+    [
+        (PinBlockFormat.ISO_0, Algorithm.AES_128),
+        (PinBlockFormat.ISO_4, Algorithm.TDES_2KEY),
+        (PinBlockFormat.SM4_0, Algorithm.AES_128),
+    ],
+)
+def test_format_cipher_mismatch_rejected(fmt: PinBlockFormat, alg: Algorithm) -> None:
+    c = BlockCipher(alg, bytes(alg.key_length) if not alg.is_tdes else H("0123456789ABCDEFFEDCBA9876543210"))
+    with pytest.raises(InvalidInput) as e:
+        pinblock.encipher(fmt, c, "1234", "4012345678909")
+    assert e.value.field == "pin_block_format"
+
+
+def test_pan_required_for_pan_bound_formats() -> None:
+    c = BlockCipher(Algorithm.TDES_2KEY, H("0123456789ABCDEFFEDCBA9876543210"))
+    with pytest.raises(InvalidInput) as e:
+        pinblock.encipher(PinBlockFormat.ISO_0, c, "1234", None)
+    assert e.value.field == "pan"
