@@ -235,7 +235,7 @@ def unwrap(kbpk: bytes, block: str) -> tuple[Header, bytes]:
     bs = alg.block_size
     mac_hex = 2 * _MAC_LEN[header.version]
     body_hex = block[hlen:-mac_hex]
-    if hlen % bs or len(body_hex) < 2 * 2 * bs or len(body_hex) % (2 * bs):
+    if hlen % bs or len(body_hex) < 2 * bs or len(body_hex) % (2 * bs):
         raise InvalidKeyBlock()
     try:
         body_enc = bytes.fromhex(body_hex)
