@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hmac
 
-from hsmsvc.errors import VerificationFailed
+from hsmsvc.errors import InvalidInput, VerificationFailed
 
 
 def bytes_eq(a: bytes, b: bytes) -> bool:
@@ -14,5 +14,7 @@ def bytes_eq(a: bytes, b: bytes) -> bool:
 
 def require_eq(computed: bytes, presented: bytes, what: str) -> None:
     """Raise :class:`VerificationFailed` naming ``what`` unless equal."""
-    if not hmac.compare_digest(computed, presented):
+    if not isinstance(presented, (bytes, bytearray)):
+        raise InvalidInput(what, "bytes")
+    if not hmac.compare_digest(computed, bytes(presented)):
         raise VerificationFailed(what, "does not verify")
