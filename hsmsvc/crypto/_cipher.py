@@ -12,12 +12,12 @@ import warnings
 
 from cryptography.hazmat.decrepit.ciphers.algorithms import TripleDES
 from cryptography.hazmat.primitives.ciphers import (
+    BlockCipherAlgorithm,
     Cipher,
     CipherContext,
     algorithms,
     modes,
 )
-from cryptography.hazmat.primitives.ciphers import BlockCipherAlgorithm
 
 from hsmsvc.crypto import _validate
 from hsmsvc.errors import InvalidInput
@@ -63,7 +63,7 @@ class BlockCipher:
     Not thread-safe: give each thread (or process) its own instance.
     """
 
-    __slots__ = ("algorithm", "block_size", "_enc", "_dec")
+    __slots__ = ("_dec", "_enc", "algorithm", "block_size")
 
     def __init__(self, algorithm: Algorithm, key: bytes) -> None:
         prim = primitive(algorithm, key)

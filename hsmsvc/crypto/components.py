@@ -23,11 +23,11 @@ from hsmsvc.types import Algorithm
 
 __all__ = [
     "adjust_odd_parity",
-    "has_odd_parity",
-    "check_tdes_key",
     "check_key",
+    "check_tdes_key",
     "combine",
     "component_kcvs",
+    "has_odd_parity",
 ]
 
 _WEAK_DES: Final = frozenset(
@@ -42,7 +42,7 @@ _WEAK_DES: Final = frozenset(
 
 
 def _odd(b: int) -> int:
-    return (b & 0xFE) | ((bin(b >> 1).count("1") + 1) & 1)
+    return (b & 0xFE) | (((b >> 1).bit_count() + 1) & 1)
 
 
 def adjust_odd_parity(key: bytes) -> bytes:
@@ -55,7 +55,7 @@ def adjust_odd_parity(key: bytes) -> bytes:
 
 
 def has_odd_parity(key: bytes) -> bool:
-    return all(bin(b).count("1") % 2 == 1 for b in key)
+    return all((b).bit_count() % 2 == 1 for b in key)
 
 
 def check_tdes_key(key: bytes) -> None:

@@ -21,14 +21,14 @@ from hsmsvc.errors import InvalidInput
 from hsmsvc.types import Algorithm, HashAlgorithm, Padding
 
 __all__ = [
-    "pad",
     "generate_cbc_mac",
-    "verify_cbc_mac",
-    "generate_retail_mac",
-    "verify_retail_mac",
     "generate_hmac",
-    "verify_hmac",
+    "generate_retail_mac",
     "generate_unionpay_pos_mac",
+    "pad",
+    "verify_cbc_mac",
+    "verify_hmac",
+    "verify_retail_mac",
     "verify_unionpay_pos_mac",
 ]
 

@@ -24,22 +24,22 @@ from hsmsvc.errors import InvalidInput, InvalidPinBlock
 from hsmsvc.types import Algorithm, PinBlockFormat
 
 __all__ = [
-    "encode_iso0",
+    "check_cipher",
+    "decipher",
     "decode_iso0",
-    "encode_iso1",
     "decode_iso1",
-    "encode_iso2",
     "decode_iso2",
-    "encode_iso3",
     "decode_iso3",
-    "encode_iso4_pin_field",
     "decode_iso4_pin_field",
-    "encode_iso4_pan_field",
-    "encode_sm4_0",
     "decode_sm4_0",
     "encipher",
-    "decipher",
-    "check_cipher",
+    "encode_iso0",
+    "encode_iso1",
+    "encode_iso2",
+    "encode_iso3",
+    "encode_iso4_pan_field",
+    "encode_iso4_pin_field",
+    "encode_sm4_0",
 ]
 
 _HEX: Final = "0123456789ABCDEF"

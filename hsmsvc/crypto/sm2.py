@@ -29,20 +29,20 @@ from hsmsvc.crypto import _compare
 from hsmsvc.errors import InvalidInput, VerificationFailed
 
 __all__ = [
-    "Curve",
-    "SM2P256V1",
     "DEFAULT_ID",
-    "PublicKey",
+    "SM2P256V1",
+    "Curve",
     "PrivateKey",
-    "generate_private_key",
-    "sm3",
-    "za",
-    "sign",
-    "verify",
-    "encrypt",
+    "PublicKey",
     "decrypt",
-    "signature_to_der",
+    "encrypt",
+    "generate_private_key",
+    "sign",
     "signature_from_der",
+    "signature_to_der",
+    "sm3",
+    "verify",
+    "za",
 ]
 
 DEFAULT_ID: Final = b"1234567812345678"

@@ -26,7 +26,7 @@ from hsmsvc.crypto import _cipher, _compare, cmac
 from hsmsvc.errors import InvalidInput, InvalidKeyBlock
 from hsmsvc.types import Algorithm, Exportability, KeyUsage, ModeOfUse
 
-__all__ = ["KeyBlockVersion", "KeyBlockAlgorithm", "Header", "wrap", "unwrap"]
+__all__ = ["Header", "KeyBlockAlgorithm", "KeyBlockVersion", "unwrap", "wrap"]
 
 
 @unique

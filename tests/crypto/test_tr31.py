@@ -42,7 +42,7 @@ ANNEX = [
 
 @pytest.mark.parametrize(("kbpk", "block", "key", "alg", "check"), ANNEX)
 def test_annex_blocks_unwrap(kbpk: str, block: str, key: str, alg: Algorithm, check: str) -> None:
-    header, clear = tr31.unwrap(H(kbpk), block)
+    _header, clear = tr31.unwrap(H(kbpk), block)
     assert clear == H(key)
     assert kcv.kcv(alg, clear) == H(check)
 
