@@ -28,8 +28,7 @@ class InvalidInput(HsmsvcError):
 class InvalidPinBlock(InvalidInput):
     """A PIN block failed a check after decryption.
 
-    Always the same message whatever check failed, so it is no oracle
-    (ISO 9564-1:2017 clause 9.1 leaves the detail to the HSM; we keep it).
+    Always the same message whatever check failed, so it is no oracle.
     """
 
     default_reason = "PIN block invalid"

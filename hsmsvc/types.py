@@ -173,7 +173,7 @@ class PinBlockFormat(Enum):
 
 @unique
 class Padding(Enum):
-    """ISO/IEC 9797-1:2011 clause 6.3 padding methods."""
+    """ISO/IEC 9797-1:2011 padding methods."""
 
     METHOD_1 = "METHOD_1"
     """Zero bits to a block boundary (none when already aligned)."""

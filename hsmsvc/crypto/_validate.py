@@ -36,16 +36,3 @@ def length(value: bytes, field: str, allowed: tuple[int, ...]) -> bytes:
         sizes = " or ".join(str(n) for n in allowed)
         raise InvalidInput(field, f"{sizes} bytes")
     return bytes(value)
-
-
-def luhn_ok(pan: str) -> bool:
-    """ISO/IEC 7812-1 Annex B check digit."""
-    total = 0
-    for i, ch in enumerate(reversed(pan)):
-        d = ord(ch) - 48
-        if i % 2:
-            d *= 2
-            if d > 9:
-                d -= 9
-        total += d
-    return total % 10 == 0

@@ -13,7 +13,7 @@ __all__ = ["generate_cmac", "verify_cmac"]
 
 def _length(algorithm: Algorithm, length: int | None) -> int:
     n = algorithm.block_size if length is None else length
-    # SP 800-38B clause 5.5 / appendix A: tags shorter than 4 bytes are unsafe.
+    # Payment MACs are never shorter than 32 bits; shorter tags are forgeable.
     if not 4 <= n <= algorithm.block_size:
         raise InvalidInput("mac_length", f"4 to {algorithm.block_size} bytes")
     return n
@@ -24,7 +24,7 @@ def generate_cmac(
 ) -> bytes:
     """CMAC of ``data``, truncated to its leftmost ``length`` bytes.
 
-    NIST SP 800-38B clause 6.2 (MAC generation), example D.1 (AES-128):
+    NIST SP 800-38B MAC generation, appendix D.1 example 1 (AES-128):
 
     >>> key = bytes.fromhex("2b7e151628aed2a6abf7158809cf4f3c")
     >>> generate_cmac(Algorithm.AES_128, key, b"").hex()

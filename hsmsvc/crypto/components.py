@@ -1,10 +1,10 @@
-"""Key components and TDES key hygiene (ANSI X9.24-1:2017 clause 7.2; ISO 11568-2).
+"""Key components and TDES key hygiene (ANSI X9.24-1:2017; ISO 11568-2).
 
 Policy, applied to every TDES key we form, generate or import:
 
-* odd parity on every byte (FIPS 46-3 clause "Key"); XOR of an even number of
+* odd parity on every byte (FIPS 46-3); XOR of an even number of
   odd-parity components has even parity, so a combined key is parity-adjusted;
-* no 8-byte part may be a DES weak or semi-weak key (FIPS 74 clause 3.6);
+* no 8-byte part may be a DES weak or semi-weak key (FIPS 74);
 * the parts must differ: a two-key key with K1 = K2, or a three-key key with any
   two parts equal, is single DES or two-key in disguise and is refused.
 

@@ -1,8 +1,9 @@
-"""Key check values (ANSI X9.24-1:2017 clause 7.5 and annex; GM/T practice for SM4).
+"""Key check values (ANSI X9.24-1:2017; vendor practice for SM4).
 
 * TDES: encrypt a block of zeros, keep the leftmost bytes (legacy method).
-* AES: CMAC of a 16-byte zero block, leftmost bytes (X9.24-1:2017 7.5.2).
-* SM4: encrypt a block of zeros (the convention of GM/T 0018 devices).
+* AES: CMAC of a 16-byte zero block, leftmost bytes (X9.24-1:2017).
+* SM4: encrypt a block of zeros. No GB/T standard fixes an SM4 KCV; this is the
+  TDES convention carried over, as Chinese HSM vendors do.
 """
 
 from __future__ import annotations

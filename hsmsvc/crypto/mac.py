@@ -2,7 +2,7 @@
 
 * ISO/IEC 9797-1:2011 MAC algorithm 1 (CBC-MAC) over TDES, AES or SM4, and
   MAC algorithm 3 (retail MAC; ANSI X9.19) over DES with K||K', with the
-  padding methods of clause 6.3.
+  padding methods 1, 2 and 3.
 * HMAC (ISO/IEC 9797-2 / RFC 2104) over SHA-256 or SM3.
 * The China UnionPay POS MAC ("ECB" algorithm of the UnionPay POS terminal
   specification): XOR of the blocks, two encryptions over its hex form.
@@ -32,12 +32,13 @@ __all__ = [
     "verify_unionpay_pos_mac",
 ]
 
-# ISO/IEC 9797-1 annex B and common practice bound the data we MAC in one call.
+# One call's input is bounded so a request cannot hold a worker; 1 MiB is far
+# above any ISO 8583 message.
 MAX_DATA = 1 << 20
 
 
 def pad(data: bytes, padding: Padding, block_size: int) -> bytes:
-    """Pad ``data`` by ISO/IEC 9797-1:2011 clause 6.3 method 1, 2 or 3.
+    """Pad ``data`` by ISO/IEC 9797-1:2011 padding method 1, 2 or 3.
 
     >>> pad(b"\\x01", Padding.METHOD_2, 8).hex()
     '0180000000000000'
@@ -52,7 +53,7 @@ def pad(data: bytes, padding: Padding, block_size: int) -> bytes:
         # Method 3: a block holding the bit length, then method-1 padding.
         data = (len(data) * 8).to_bytes(block_size, "big") + data
     if padding is Padding.METHOD_1 and not data:
-        # Clause 6.3.1: empty data is padded to one block of zeros.
+        # Method 1 pads to a positive multiple of the block: empty data gets one block.
         return bytes(block_size)
     return data + bytes(-len(data) % block_size)
 
@@ -81,7 +82,7 @@ def generate_cbc_mac(
     padding: Padding,
     length: int | None = None,
 ) -> bytes:
-    """ISO/IEC 9797-1:2011 MAC algorithm 1 (clause 7.2): CBC-MAC, zero IV.
+    """ISO/IEC 9797-1:2011 MAC algorithm 1: CBC-MAC, zero IV.
 
     Initial transformation 1, output transformation 1; the MAC is the leftmost
     ``length`` bytes of the last block. Annex B.2 (DES as TDES with K=K'=K''):
@@ -108,7 +109,7 @@ def verify_cbc_mac(
 def generate_retail_mac(
     key: bytes, data: bytes, padding: Padding, length: int | None = None
 ) -> bytes:
-    """ISO/IEC 9797-1:2011 MAC algorithm 3 (clause 7.4); ANSI X9.19 retail MAC.
+    """ISO/IEC 9797-1:2011 MAC algorithm 3; ANSI X9.19 retail MAC.
 
     ``key`` is K||K' (a two-key TDES key). DES CBC under K over all blocks,
     then output transformation 3: encrypt under K of decrypt under K'. Annex B.4:
@@ -150,7 +151,7 @@ def generate_hmac(algorithm: HashAlgorithm, key: bytes, data: bytes) -> bytes:
     '5bdcc146bf60754e'
     """
     _check_data(data)
-    # RFC 2104 clause 3: keys shorter than the output length weaken the MAC.
+    # RFC 2104 section 3: keys shorter than the output length weaken the MAC.
     if not isinstance(key, (bytes, bytearray)) or not 4 <= len(key) <= 64:
         raise InvalidInput("key", "4 to 64 bytes")
     ctx = _hmac.HMAC(bytes(key), _hash(algorithm))

@@ -65,7 +65,7 @@ def _random_fill(alphabet: str, count: int) -> str:
 
 
 def pan_field_iso0(pan: str) -> bytes:
-    """Clause 9.3.2.3: ``0000`` and the 12 rightmost digits excluding the check digit.
+    """Clause 9.3.2: ``0000`` and the 12 rightmost digits excluding the check digit.
 
     >>> pan_field_iso0("4012345678909").hex().upper()
     '0000401234567890'
@@ -132,7 +132,7 @@ def decode_iso1(block: bytes) -> str:
 
 
 def encode_iso2(pin: str) -> bytes:
-    """Format 2 plain block (clause 9.3.4): IC card offline use, F fill.
+    """Format 2 plain block (clause 9.3): IC card offline use, F fill.
 
     >>> encode_iso2("123456").hex().upper()
     '26123456FFFFFFFF'
@@ -167,7 +167,7 @@ def decode_iso3(block: bytes, pan: str) -> str:
 
 
 def encode_iso4_pin_field(pin: str, random_half: bytes | None = None) -> bytes:
-    """Format 4 plain-text PIN field (clause 9.3.6.2): ``4 L P.. A..`` then 8 random bytes.
+    """Format 4 plain-text PIN field (clause 9.3): ``4 L P.. A..`` then 8 random bytes.
 
     ANSI X9.24-3:2017 supplement, "Calculation of AES PIN block format 4":
 
@@ -187,7 +187,7 @@ def decode_iso4_pin_field(field: bytes) -> str:
 
 
 def encode_iso4_pan_field(pan: str) -> bytes:
-    """Format 4 plain-text PAN field (clause 9.3.6.3): ``M`` and the PAN, zero padded.
+    """Format 4 plain-text PAN field (clause 9.3): ``M`` and the PAN, zero padded.
 
     ``M`` is the PAN length less 12; a PAN shorter than 12 digits is left-padded
     with zeros to 12. ANSI X9.24-3:2017 supplement:
@@ -228,7 +228,7 @@ def check_cipher(fmt: PinBlockFormat, algorithm: Algorithm) -> None:
 def encipher(fmt: PinBlockFormat, cipher: BlockCipher, pin: str, pan: str | None) -> bytes:
     """Build and encipher a PIN block of format ``fmt`` under ``cipher``'s key.
 
-    Format 4 is enciphered as in clause 9.3.6.4: E(K, E(K, PIN field) XOR PAN field).
+    Format 4 is enciphered as in clause 9.3: E(K, E(K, PIN field) XOR PAN field).
     """
     check_cipher(fmt, cipher.algorithm)
     if fmt.pan_bound and pan is None:

@@ -8,10 +8,10 @@ not check C3 on decryption. This wrapper therefore
 
 * draws every nonce k with :mod:`secrets` in [1, n-1];
 * computes Z_A itself with the caller's ID (default ``1234567812345678``,
-  GB/T 35276-2017 clause 10);
+  GB/T 35276-2017);
 * hashes with OpenSSL's SM3 and checks points, ranges and C3 itself.
 
-Ciphertexts are C1||C3||C2 with C1 uncompressed (GB/T 32918.4-2016 clause 6.1;
+Ciphertexts are C1||C3||C2 with C1 uncompressed (GB/T 32918.4-2016;
 GM/T 0003.4-2012 used C1||C2||C3). Signatures are r||s, 64 bytes; DER helpers
 convert for peers that want ASN.1 (GM/T 0009-2012).
 """
@@ -71,7 +71,7 @@ class Curve:
 
 
 SM2P256V1: Final = Curve(
-    "sm2p256v1",  # GB/T 32918.5-2017 clause 5 recommended parameters
+    "sm2p256v1",  # GB/T 32918.5-2017 recommended parameters
     p=0xFFFFFFFEFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFF00000000FFFFFFFFFFFFFFFF,
     a=0xFFFFFFFEFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFF00000000FFFFFFFFFFFFFFFC,
     b=0x28E9FA9E9D9F5E344D5A9E4BCF6509A7F39789F515AB8F92DDBCBD414D940E93,
@@ -92,7 +92,7 @@ class PublicKey:
             raise InvalidInput("public_key", "a point on the curve")
 
     def encode(self) -> bytes:
-        """Uncompressed point 04||x||y (GB/T 32918.1-2016 clause 4.2.9)."""
+        """Uncompressed point 04||x||y (GB/T 32918.1-2016)."""
         s = self.curve.size
         return b"\x04" + self.x.to_bytes(s, "big") + self.y.to_bytes(s, "big")
 
@@ -141,7 +141,7 @@ def _mul(curve: Curve, k: int, x: int, y: int) -> tuple[int, int]:
 
 
 def generate_private_key(curve: Curve = SM2P256V1) -> PrivateKey:
-    """A fresh key pair, d uniform in [1, n-2] (GB/T 32918.1-2016 clause 6.1)."""
+    """A fresh key pair, d uniform in [1, n-2] (GB/T 32918.1-2016)."""
     d = secrets.randbelow(curve.n - 2) + 1
     x, y = _mul(curve, d, curve.gx, curve.gy)
     return PrivateKey(d, PublicKey(x, y, curve))
@@ -159,7 +159,7 @@ def sm3(data: bytes) -> bytes:
 
 
 def za(public: PublicKey, uid: bytes = DEFAULT_ID) -> bytes:
-    """Z_A = SM3(ENTL_A || ID_A || a || b || x_G || y_G || x_A || y_A) (32918.2 clause 5.5)."""
+    """Z_A = SM3(ENTL_A || ID_A || a || b || x_G || y_G || x_A || y_A) (GB/T 32918.2-2016)."""
     if not isinstance(uid, (bytes, bytearray)) or not 1 <= len(uid) < 8192:
         raise InvalidInput("uid", "1 to 8191 bytes")
     c = public.curve
@@ -179,7 +179,7 @@ def _sign_with_k(key: PrivateKey, e: bytes, k: int) -> bytes | None:
 
 
 def sign(key: PrivateKey, message: bytes, uid: bytes = DEFAULT_ID) -> bytes:
-    """SM2 signature r||s of ``message`` (GB/T 32918.2-2016 clause 6.1).
+    """SM2 signature r||s of ``message`` (GB/T 32918.2-2016).
 
     k is drawn with :mod:`secrets`, never by gmssl.
     """
@@ -192,14 +192,14 @@ def sign(key: PrivateKey, message: bytes, uid: bytes = DEFAULT_ID) -> bytes:
 
 
 def verify(public: PublicKey, message: bytes, signature: bytes, uid: bytes = DEFAULT_ID) -> None:
-    """Raise ``VerificationFailed`` unless ``signature`` is valid (clause 7.1)."""
+    """Raise ``VerificationFailed`` unless ``signature`` is valid (GB/T 32918.2-2016)."""
     s_len = public.curve.size
     if not isinstance(signature, (bytes, bytearray)) or len(signature) != 2 * s_len:
         raise InvalidInput("signature", f"{2 * s_len} bytes r||s")
     n = public.curve.n
     r = int.from_bytes(signature[:s_len], "big")
     s = int.from_bytes(signature[s_len:], "big")
-    # Clause 7.1 steps B1/B2: r and s in [1, n-1]; gmssl does not check.
+    # Verification first checks r and s in [1, n-1]; gmssl does not.
     if not (1 <= r < n and 1 <= s < n):
         raise VerificationFailed("signature", "does not verify")
     e = _digest(public, message, uid)
@@ -208,7 +208,7 @@ def verify(public: PublicKey, message: bytes, signature: bytes, uid: bytes = DEF
 
 
 def _kdf(z: bytes, klen: int) -> bytes:
-    """GB/T 32918.4-2016 clause 5.4.3 key derivation function over SM3."""
+    """GB/T 32918.4-2016 key derivation function over SM3."""
     out = b""
     ct = 1
     while len(out) < klen:
@@ -232,7 +232,7 @@ def _encrypt_with_k(public: PublicKey, plaintext: bytes, k: int) -> bytes | None
 
 
 def encrypt(public: PublicKey, plaintext: bytes) -> bytes:
-    """SM2 public-key encryption, C1||C3||C2 (GB/T 32918.4-2016 clause 6.1)."""
+    """SM2 public-key encryption, C1||C3||C2 (GB/T 32918.4-2016)."""
     if not isinstance(plaintext, (bytes, bytearray)) or not 1 <= len(plaintext) <= 4096:
         raise InvalidInput("plaintext", "1 to 4096 bytes")
     n = public.curve.n
@@ -243,7 +243,7 @@ def encrypt(public: PublicKey, plaintext: bytes) -> bytes:
 
 
 def decrypt(key: PrivateKey, ciphertext: bytes) -> bytes:
-    """SM2 decryption of C1||C3||C2 (clause 7.1); one error for every fault."""
+    """SM2 decryption of C1||C3||C2; one error for every fault."""
     c = key.public.curve
     s = c.size
     head = 1 + 2 * s
@@ -270,7 +270,7 @@ def _der_int(v: int) -> bytes:
 
 
 def signature_to_der(signature: bytes) -> bytes:
-    """r||s to DER SEQUENCE { INTEGER r, INTEGER s } (GM/T 0009-2012 clause 7.3)."""
+    """r||s to DER SEQUENCE { INTEGER r, INTEGER s } (GM/T 0009-2012)."""
     if not isinstance(signature, (bytes, bytearray)) or len(signature) != 64:
         raise InvalidInput("signature", "64 bytes r||s")
     body = _der_int(int.from_bytes(signature[:32], "big")) + _der_int(int.from_bytes(signature[32:], "big"))

@@ -4,7 +4,7 @@
 * D: AES KBPK, key derivation binding method.
 
 Encryption and authentication keys are derived from the KBPK with CMAC in
-counter mode (TR-31:2018 clause 5.3.2, NIST SP 800-108). The authenticator is
+counter mode (TR-31:2018, NIST SP 800-108). The authenticator is
 the CMAC of header and clear payload under the authentication key; the payload
 is enciphered in CBC mode with the authenticator as IV. On unwrap the MAC is
 checked before any byte of the payload is interpreted, and every fault after
@@ -32,14 +32,14 @@ __all__ = ["Header", "KeyBlockAlgorithm", "KeyBlockVersion", "unwrap", "wrap"]
 @unique
 class KeyBlockVersion(Enum):
     B = "B"
-    """TDES KBPK, key derivation binding (TR-31:2018 clause 5.3.2.1)."""
+    """TDES KBPK, key derivation binding method."""
     D = "D"
-    """AES KBPK, key derivation binding (TR-31:2018 clause 5.3.2.3)."""
+    """AES KBPK, key derivation binding method."""
 
 
 @unique
 class KeyBlockAlgorithm(Enum):
-    """Header byte 8: algorithm of the wrapped key (TR-31:2018 table 7)."""
+    """Header byte 8: algorithm of the wrapped key (TR-31:2018)."""
 
     AES = "A"
     DES = "D"
@@ -53,7 +53,7 @@ class KeyBlockAlgorithm(Enum):
 _PRINTABLE: Final = frozenset(chr(c) for c in range(0x20, 0x7F))
 _ALNUM: Final = frozenset(string.ascii_letters + string.digits)
 _HEADER_LEN: Final = 16
-# KDF "algorithm" and "length" fields of the derivation data (clause 5.3.2.x).
+# KDF "algorithm" and "length" fields of the TR-31 derivation data.
 _KDF_PARAMS: Final = {
     Algorithm.TDES_2KEY: (b"\x00\x00", b"\x00\x80"),
     Algorithm.TDES_3KEY: (b"\x00\x01", b"\x00\xC0"),
@@ -115,7 +115,7 @@ def _encode_opt(block_id: str, data: str) -> str:
     n = 4 + len(data)
     if n <= 0xFF:
         return f"{block_id}{n:02X}{data}"
-    # Extended length (TR-31:2018 clause A.5.6): "00", length of length, length.
+    # Extended length: "00", then the length of the length, then the length.
     n = 4 + 2 + 4 + len(data)
     if n > 0xFFFF:
         raise InvalidInput("optional_block", "at most 65535 characters")
@@ -133,7 +133,7 @@ def _kbpk_algorithm(version: KeyBlockVersion, kbpk: bytes) -> Algorithm:
 
 
 def _derive(alg: Algorithm, kbpk: bytes) -> tuple[bytes, bytes]:
-    """KBEK and KBAK by CMAC counter-mode KDF (TR-31:2018 clause 5.3.2)."""
+    """KBEK and KBAK by the CMAC counter-mode KDF of TR-31:2018."""
     alg_field, len_field = _KDF_PARAMS[alg]
     out = []
     for usage in (b"\x00\x00", b"\x00\x01"):
@@ -151,7 +151,7 @@ def wrap(kbpk: bytes, header: Header, key: bytes, pad_to: int | None = None) -> 
     """Wrap ``key`` under ``kbpk`` into a TR-31 key block string.
 
     ``pad_to`` pads the key field to that many bytes to hide the key's length
-    (TR-31:2018 clause A.3.1 "key length obfuscation").
+    (TR-31 key length obfuscation).
     """
     if not isinstance(key, (bytes, bytearray)) or not 1 <= len(key) <= 64:
         raise InvalidInput("key", "1 to 64 bytes")
