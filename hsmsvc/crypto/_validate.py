@@ -6,7 +6,6 @@ from hsmsvc.errors import InvalidInput
 from hsmsvc.types import Algorithm
 
 _DIGITS = frozenset("0123456789")
-_HEX = frozenset("0123456789ABCDEFabcdef")
 
 
 def digits(value: str, field: str, min_len: int, max_len: int) -> str:
@@ -15,14 +14,6 @@ def digits(value: str, field: str, min_len: int, max_len: int) -> str:
     if not _DIGITS.issuperset(value):
         raise InvalidInput(field, "digits only")
     return value
-
-
-def hexstr(value: str, field: str, length: int | None = None) -> str:
-    if not isinstance(value, str) or not _HEX.issuperset(value) or len(value) % 2:
-        raise InvalidInput(field, "an even number of hex digits")
-    if length is not None and len(value) != length:
-        raise InvalidInput(field, f"{length} hex digits")
-    return value.upper()
 
 
 def key(algorithm: Algorithm, value: bytes, field: str = "key") -> bytes:

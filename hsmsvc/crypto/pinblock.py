@@ -121,7 +121,7 @@ def encode_iso1(pin: str, fill: str | None = None) -> bytes:
     need = 14 - len(p)
     if fill is None:
         fill = _random_fill(_HEX, need)
-    elif len(fill) != need or not _validate._HEX.issuperset(fill):
+    elif len(fill) != need or not set(fill.upper()) <= set(_HEX):
         raise InvalidInput("fill", f"{need} hex digits")
     return _pin_field(1, p, fill.upper(), 16)
 
