@@ -1,0 +1,1 @@
+"""The in-process software backend: the embedded default."""
