@@ -225,68 +225,71 @@ def check_cipher(fmt: PinBlockFormat, algorithm: Algorithm) -> None:
         raise InvalidInput("pin_block_format", f"{fmt.value} cannot be used with {algorithm.value}")
 
 
+def _pan_for(fmt: PinBlockFormat, pan: str | None) -> str:
+    """The PAN a PAN-bound format needs; formats 1 and 2 ignore it."""
+    if not fmt.pan_bound:
+        return ""
+    if pan is None:
+        raise InvalidInput("pan", "required for this PIN block format")
+    return pan
+
+
 def encipher(fmt: PinBlockFormat, cipher: BlockCipher, pin: str, pan: str | None) -> bytes:
     """Build and encipher a PIN block of format ``fmt`` under ``cipher``'s key.
 
     Format 4 is enciphered as in clause 9.3: E(K, E(K, PIN field) XOR PAN field).
     """
     check_cipher(fmt, cipher.algorithm)
-    if fmt.pan_bound and pan is None:
-        raise InvalidInput("pan", "required for this PIN block format")
+    p = _pan_for(fmt, pan)
     if fmt is PinBlockFormat.ISO_4:
-        assert pan is not None
         a = cipher.encrypt(encode_iso4_pin_field(pin))
-        return cipher.encrypt(xor(a, encode_iso4_pan_field(pan)))
-    return cipher.encrypt(encode(fmt, pin, pan))
+        return cipher.encrypt(xor(a, encode_iso4_pan_field(p)))
+    return cipher.encrypt(encode(fmt, pin, p))
 
 
 def encode(fmt: PinBlockFormat, pin: str, pan: str | None) -> bytes:
     """The plain block of ``fmt`` (for ISO 4, the plain-text PIN field)."""
-    if fmt.pan_bound and pan is None:
-        raise InvalidInput("pan", "required for this PIN block format")
+    p = _pan_for(fmt, pan)
     if fmt is PinBlockFormat.ISO_0:
-        return encode_iso0(pin, pan)  # type: ignore[arg-type]
+        return encode_iso0(pin, p)
     if fmt is PinBlockFormat.ISO_1:
         return encode_iso1(pin)
     if fmt is PinBlockFormat.ISO_2:
         return encode_iso2(pin)
     if fmt is PinBlockFormat.ISO_3:
-        return encode_iso3(pin, pan)  # type: ignore[arg-type]
+        return encode_iso3(pin, p)
     if fmt is PinBlockFormat.ISO_4:
         return encode_iso4_pin_field(pin)
     if fmt is PinBlockFormat.SM4_0:
-        return encode_sm4_0(pin, pan)  # type: ignore[arg-type]
+        return encode_sm4_0(pin, p)
     raise InvalidInput("pin_block_format", "a known format")
 
 
 def decode(fmt: PinBlockFormat, block: bytes, pan: str | None) -> str:
     """Parse the plain block of ``fmt``; ``InvalidPinBlock`` on any fault."""
-    if fmt.pan_bound and pan is None:
-        raise InvalidInput("pan", "required for this PIN block format")
+    p = _pan_for(fmt, pan)
     if fmt is PinBlockFormat.ISO_0:
-        return decode_iso0(block, pan)  # type: ignore[arg-type]
+        return decode_iso0(block, p)
     if fmt is PinBlockFormat.ISO_1:
         return decode_iso1(block)
     if fmt is PinBlockFormat.ISO_2:
         return decode_iso2(block)
     if fmt is PinBlockFormat.ISO_3:
-        return decode_iso3(block, pan)  # type: ignore[arg-type]
+        return decode_iso3(block, p)
     if fmt is PinBlockFormat.ISO_4:
         return decode_iso4_pin_field(block)
     if fmt is PinBlockFormat.SM4_0:
-        return decode_sm4_0(block, pan)  # type: ignore[arg-type]
+        return decode_sm4_0(block, p)
     raise InvalidInput("pin_block_format", "a known format")
 
 
 def decipher(fmt: PinBlockFormat, cipher: BlockCipher, block: bytes, pan: str | None) -> str:
     """Decipher and parse a PIN block; one ``InvalidPinBlock`` for every fault."""
     check_cipher(fmt, cipher.algorithm)
-    if fmt.pan_bound and pan is None:
-        raise InvalidInput("pan", "required for this PIN block format")
+    p = _pan_for(fmt, pan)
     if not isinstance(block, (bytes, bytearray)) or len(block) != fmt.block_size:
         raise InvalidInput("pin_block", f"{fmt.block_size} bytes")
     if fmt is PinBlockFormat.ISO_4:
-        assert pan is not None
         b = cipher.decrypt(bytes(block))
-        return decode_iso4_pin_field(cipher.decrypt(xor(b, encode_iso4_pan_field(pan))))
-    return decode(fmt, cipher.decrypt(bytes(block)), pan)
+        return decode_iso4_pin_field(cipher.decrypt(xor(b, encode_iso4_pan_field(p))))
+    return decode(fmt, cipher.decrypt(bytes(block)), p)
