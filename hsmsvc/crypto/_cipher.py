@@ -9,6 +9,7 @@ call and are for cold paths.
 from __future__ import annotations
 
 import warnings
+from typing import Protocol
 
 from cryptography.hazmat.decrepit.ciphers.algorithms import TripleDES
 from cryptography.hazmat.primitives.ciphers import (
@@ -55,6 +56,17 @@ def des_primitive(key: bytes) -> BlockCipherAlgorithm:
 def _blocks(data: bytes, block_size: int) -> None:
     if len(data) % block_size:
         raise InvalidInput("data", f"a multiple of {block_size} bytes")
+
+
+class EcbCipher(Protocol):
+    """ECB under one key: a :class:`BlockCipher` here, a token key in a PKCS#11 backend."""
+
+    @property
+    def algorithm(self) -> Algorithm: ...
+
+    def encrypt(self, data: bytes) -> bytes: ...
+
+    def decrypt(self, data: bytes) -> bytes: ...
 
 
 class BlockCipher:

@@ -7,7 +7,8 @@ attribute of the stored PVK, never a request field (it would be an oracle).
 
 from __future__ import annotations
 
-from hsmsvc.crypto import _cipher, _compare, _validate
+from hsmsvc.crypto import _compare, _validate
+from hsmsvc.crypto._cipher import BlockCipher, EcbCipher
 from hsmsvc.errors import InvalidInput
 from hsmsvc.types import Algorithm
 
@@ -48,14 +49,14 @@ def decimalize(enciphered: bytes, table: str) -> str:
 
 
 def generate_natural_pin(
-    algorithm: Algorithm, pvk: bytes, validation_data: str, table: str, pin_length: int, pad: str = "F"
+    pvk: EcbCipher, validation_data: str, table: str, pin_length: int, pad: str = "F"
 ) -> str:
     """The natural (intermediate) PIN: leftmost ``pin_length`` decimalized digits."""
-    if not algorithm.is_tdes:
+    if not pvk.algorithm.is_tdes:
         raise InvalidInput("pvk", "a TDES key")
     if not 4 <= pin_length <= 12:
         raise InvalidInput("pin_length", "4 to 12")
-    block = _cipher.ecb_encrypt(algorithm, pvk, _validation_block(validation_data, pad))
+    block = pvk.encrypt(_validation_block(validation_data, pad))
     return decimalize(block, table)[:pin_length]
 
 
@@ -68,8 +69,7 @@ def _add(a: str, b: str) -> str:
 
 
 def generate_offset(
-    algorithm: Algorithm,
-    pvk: bytes,
+    pvk: EcbCipher,
     validation_data: str,
     table: str,
     pin: str,
@@ -83,29 +83,28 @@ def generate_offset(
     data 1234567890123445, table 0123456789012345, PIN 1234 gives 2298:
 
     >>> pvk = bytes.fromhex("0123456789ABCDEF") * 2
-    >>> generate_offset(Algorithm.TDES_2KEY, pvk, "1234567890123445", "0123456789012345", "1234")
+    >>> generate_offset(BlockCipher(Algorithm.TDES_2KEY, pvk), "1234567890123445", "0123456789012345", "1234")
     '2298'
     """
     p = _validate.digits(pin, "pin", 4, 12)
     m = len(p) if check_length is None else check_length
     if not 4 <= m <= len(p):
         raise InvalidInput("check_length", "4 to the PIN length")
-    natural = generate_natural_pin(algorithm, pvk, validation_data, table, len(p), pad)
+    natural = generate_natural_pin(pvk, validation_data, table, len(p), pad)
     return _sub(p, natural)[-m:]
 
 
 def pin_from_offset(
-    algorithm: Algorithm, pvk: bytes, validation_data: str, table: str, offset: str, pad: str = "F"
+    pvk: EcbCipher, validation_data: str, table: str, offset: str, pad: str = "F"
 ) -> str:
     """The customer PIN that an offset (of full PIN length) encodes."""
     o = _validate.digits(offset, "offset", 4, 12)
-    natural = generate_natural_pin(algorithm, pvk, validation_data, table, len(o), pad)
+    natural = generate_natural_pin(pvk, validation_data, table, len(o), pad)
     return _add(natural, o)
 
 
 def verify_offset(
-    algorithm: Algorithm,
-    pvk: bytes,
+    pvk: EcbCipher,
     validation_data: str,
     table: str,
     pin: str,
@@ -114,5 +113,5 @@ def verify_offset(
 ) -> None:
     """Raise ``VerificationFailed`` unless ``pin`` matches ``offset``."""
     o = _validate.digits(offset, "offset", 4, 12)
-    computed = generate_offset(algorithm, pvk, validation_data, table, pin, len(o), pad)
+    computed = generate_offset(pvk, validation_data, table, pin, len(o), pad)
     _compare.require_eq(computed.encode(), o.encode(), "pin")

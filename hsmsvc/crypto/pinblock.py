@@ -1,7 +1,7 @@
 """PIN blocks: ISO 9564-1:2017 clause 9.3 formats 0 to 4, and a 16-byte format 0.
 
 Plain blocks are built and parsed here; :func:`encipher` and :func:`decipher`
-add the encipherment, taking a :class:`~hsmsvc.crypto._cipher.BlockCipher` so a
+add the encipherment, taking an :class:`~hsmsvc.crypto._cipher.EcbCipher` so a
 backend can keep its cipher contexts per key.
 
 Every failure after decryption raises the same :class:`InvalidPinBlock`, whatever
@@ -19,7 +19,7 @@ import secrets
 from typing import Final
 
 from hsmsvc.crypto import _validate
-from hsmsvc.crypto._cipher import BlockCipher, xor
+from hsmsvc.crypto._cipher import EcbCipher, xor
 from hsmsvc.errors import InvalidInput, InvalidPinBlock
 from hsmsvc.types import Algorithm, PinBlockFormat
 
@@ -234,7 +234,7 @@ def _pan_for(fmt: PinBlockFormat, pan: str | None) -> str:
     return pan
 
 
-def encipher(fmt: PinBlockFormat, cipher: BlockCipher, pin: str, pan: str | None) -> bytes:
+def encipher(fmt: PinBlockFormat, cipher: EcbCipher, pin: str, pan: str | None) -> bytes:
     """Build and encipher a PIN block of format ``fmt`` under ``cipher``'s key.
 
     Format 4 is enciphered as in clause 9.3: E(K, E(K, PIN field) XOR PAN field).
@@ -283,7 +283,7 @@ def decode(fmt: PinBlockFormat, block: bytes, pan: str | None) -> str:
     raise InvalidInput("pin_block_format", "a known format")
 
 
-def decipher(fmt: PinBlockFormat, cipher: BlockCipher, block: bytes, pan: str | None) -> str:
+def decipher(fmt: PinBlockFormat, cipher: EcbCipher, block: bytes, pan: str | None) -> str:
     """Decipher and parse a PIN block; one ``InvalidPinBlock`` for every fault."""
     check_cipher(fmt, cipher.algorithm)
     p = _pan_for(fmt, pan)

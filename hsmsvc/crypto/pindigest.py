@@ -11,12 +11,13 @@ from __future__ import annotations
 from hsmsvc.crypto import _compare, _validate, mac
 from hsmsvc.types import HashAlgorithm
 
-__all__ = ["pin_digest", "verify_pin_digest"]
+__all__ = ["message", "pin_digest", "verify_pin_digest"]
 
 _LABEL = b"hsmsvc/pin-digest/v1"
 
 
-def _message(account: str, pin: str) -> bytes:
+def message(account: str, pin: str) -> bytes:
+    """The HMAC input: length-prefixed label, account and PIN, so no two inputs collide."""
     a = _validate.digits(account, "pan", 6, 19).encode()
     p = _validate.digits(pin, "pin", 4, 12).encode()
     return b"".join(len(x).to_bytes(1, "big") + x for x in (_LABEL, a, p))
@@ -24,7 +25,7 @@ def _message(account: str, pin: str) -> bytes:
 
 def pin_digest(algorithm: HashAlgorithm, key: bytes, account: str, pin: str) -> bytes:
     """HMAC-SHA256 or HMAC-SM3 of (label, account, PIN): 32 bytes."""
-    return mac.generate_hmac(algorithm, key, _message(account, pin))
+    return mac.generate_hmac(algorithm, key, message(account, pin))
 
 
 def verify_pin_digest(

@@ -7,7 +7,8 @@ encipherment under the PVK pair, then A-F mapped to 0-5 if fewer than 4.
 
 from __future__ import annotations
 
-from hsmsvc.crypto import _cipher, _compare, _validate
+from hsmsvc.crypto import _compare, _validate
+from hsmsvc.crypto._cipher import BlockCipher, EcbCipher
 from hsmsvc.errors import InvalidInput
 from hsmsvc.types import Algorithm
 
@@ -29,21 +30,21 @@ def _extract(hexed: str) -> str:
     return "".join(digits[:4])
 
 
-def generate_pvv(algorithm: Algorithm, pvk: bytes, pan: str, pvki: int, pin: str) -> str:
+def generate_pvv(pvk: EcbCipher, pan: str, pvki: int, pin: str) -> str:
     """The 4-digit PVV of ``pin`` for ``pan`` under PVK pair ``pvk`` and index ``pvki``.
 
     >>> pvk = bytes.fromhex("0123456789ABCDEFFEDCBA9876543210")
-    >>> generate_pvv(Algorithm.TDES_2KEY, pvk, "1122334455667788", 1, "4524")
+    >>> generate_pvv(BlockCipher(Algorithm.TDES_2KEY, pvk), "1122334455667788", 1, "4524")
     '8523'
     """
-    if algorithm is not Algorithm.TDES_2KEY:
+    if pvk.algorithm is not Algorithm.TDES_2KEY:
         raise InvalidInput("pvk", "a two-key TDES PVK pair")
-    block = _cipher.ecb_encrypt(algorithm, pvk, _tsp(pan, pvki, pin))
+    block = pvk.encrypt(_tsp(pan, pvki, pin))
     return _extract(block.hex().upper())
 
 
-def verify_pvv(algorithm: Algorithm, pvk: bytes, pan: str, pvki: int, pin: str, pvv: str) -> None:
+def verify_pvv(pvk: EcbCipher, pan: str, pvki: int, pin: str, pvv: str) -> None:
     """Raise ``VerificationFailed`` unless ``pvv`` is the PVV of ``pin``."""
     _validate.digits(pvv, "pvv", 4, 4)
-    computed = generate_pvv(algorithm, pvk, pan, pvki, pin)
+    computed = generate_pvv(pvk, pan, pvki, pin)
     _compare.require_eq(computed.encode(), pvv.encode(), "pin")

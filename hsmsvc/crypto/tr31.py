@@ -48,6 +48,9 @@ class KeyBlockAlgorithm(Enum):
     RSA = "R"
     DSA = "S"
     TDES = "T"
+    SM4 = "4"
+    """Not assigned by TR-31:2018: hsmsvc marks SM4 keys so inside its own LMK
+    key blocks only, and never exports a key block carrying it."""
 
 
 _PRINTABLE: Final = frozenset(chr(c) for c in range(0x20, 0x7F))

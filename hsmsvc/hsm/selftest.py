@@ -10,7 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from hsmsvc.crypto import cmac, ibm3624, kcv, mac, pinblock, pvv, sm2, tr31
-from hsmsvc.crypto._cipher import ecb_encrypt
+from hsmsvc.crypto._cipher import BlockCipher, ecb_encrypt
 from hsmsvc.types import Algorithm, HashAlgorithm, Padding
 
 _H = bytes.fromhex
@@ -69,13 +69,13 @@ def _pin_iso0() -> bool:
 def _ibm3624() -> bool:
     pvk = _H("0123456789ABCDEF") * 2
     return ibm3624.generate_offset(
-        Algorithm.TDES_2KEY, pvk, "1234567890123445", "0123456789012345", "1234"
+        BlockCipher(Algorithm.TDES_2KEY, pvk), "1234567890123445", "0123456789012345", "1234"
     ) == "2298"
 
 
 def _pvv() -> bool:
     pvk = _H("0123456789ABCDEFFEDCBA9876543210")
-    return pvv.generate_pvv(Algorithm.TDES_2KEY, pvk, "1122334455667788", 1, "4524") == "8523"
+    return pvv.generate_pvv(BlockCipher(Algorithm.TDES_2KEY, pvk), "1122334455667788", 1, "4524") == "8523"
 
 
 def _tr31_b() -> bool:

@@ -4,6 +4,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from hsmsvc.crypto._cipher import BlockCipher
 from hsmsvc.crypto import ibm3624, pindigest, pvv
 from hsmsvc.errors import InvalidInput, VerificationFailed
 from hsmsvc.types import Algorithm, HashAlgorithm
@@ -29,31 +30,31 @@ def test_decimalization_ibm_cca_example() -> None:
     ],
 )
 def test_natural_pin_published_examples(pvk: str, data: str, length: int, natural: str) -> None:
-    assert ibm3624.generate_natural_pin(Algorithm.TDES_2KEY, H(pvk) * 2, data, DECTAB, length) == natural
+    assert ibm3624.generate_natural_pin(BlockCipher(Algorithm.TDES_2KEY, H(pvk) * 2), data, DECTAB, length) == natural
 
 
 def test_offset_published_examples() -> None:
     k1 = H("1313131313131313") * 2
-    assert ibm3624.pin_from_offset(Algorithm.TDES_2KEY, k1, "1234567890123456", DECTAB, "456789") == "099764"
+    assert ibm3624.pin_from_offset(BlockCipher(Algorithm.TDES_2KEY, k1), "1234567890123456", DECTAB, "456789") == "099764"
     k2 = H("0123456789ABCDEF") * 2
-    assert ibm3624.generate_offset(Algorithm.TDES_2KEY, k2, "1234567890123445", DECTAB, "1234") == "2298"
-    ibm3624.verify_offset(Algorithm.TDES_2KEY, k2, "1234567890123445", DECTAB, "1234", "2298")
+    assert ibm3624.generate_offset(BlockCipher(Algorithm.TDES_2KEY, k2), "1234567890123445", DECTAB, "1234") == "2298"
+    ibm3624.verify_offset(BlockCipher(Algorithm.TDES_2KEY, k2), "1234567890123445", DECTAB, "1234", "2298")
     with pytest.raises(VerificationFailed):
-        ibm3624.verify_offset(Algorithm.TDES_2KEY, k2, "1234567890123445", DECTAB, "1235", "2298")
+        ibm3624.verify_offset(BlockCipher(Algorithm.TDES_2KEY, k2), "1234567890123445", DECTAB, "1235", "2298")
 
 
 @given(keys(Algorithm.TDES_2KEY), pins, st.text("0123456789ABCDEF", min_size=4, max_size=16))
 def test_offset_round_trip(pvk: bytes, pin: str, data: str) -> None:
-    offset = ibm3624.generate_offset(Algorithm.TDES_2KEY, pvk, data, DECTAB, pin)
-    assert ibm3624.pin_from_offset(Algorithm.TDES_2KEY, pvk, data, DECTAB, offset) == pin
-    ibm3624.verify_offset(Algorithm.TDES_2KEY, pvk, data, DECTAB, pin, offset)
+    offset = ibm3624.generate_offset(BlockCipher(Algorithm.TDES_2KEY, pvk), data, DECTAB, pin)
+    assert ibm3624.pin_from_offset(BlockCipher(Algorithm.TDES_2KEY, pvk), data, DECTAB, offset) == pin
+    ibm3624.verify_offset(BlockCipher(Algorithm.TDES_2KEY, pvk), data, DECTAB, pin, offset)
 
 
 def test_check_length_keeps_rightmost_digits() -> None:
     # IBM z/OS ICSF "PIN Offset Generation algorithm": rightmost m digits.
     k = H("0123456789ABCDEF") * 2
-    full = ibm3624.generate_offset(Algorithm.TDES_2KEY, k, "1234567890123445", DECTAB, "123456")
-    assert ibm3624.generate_offset(Algorithm.TDES_2KEY, k, "1234567890123445", DECTAB, "123456", 4) == full[-4:]
+    full = ibm3624.generate_offset(BlockCipher(Algorithm.TDES_2KEY, k), "1234567890123445", DECTAB, "123456")
+    assert ibm3624.generate_offset(BlockCipher(Algorithm.TDES_2KEY, k), "1234567890123445", DECTAB, "123456", 4) == full[-4:]
 
 
 @pytest.mark.parametrize(
@@ -62,7 +63,7 @@ def test_check_length_keeps_rightmost_digits() -> None:
 )
 def test_bad_dectab_rejected(table: str, field: str) -> None:
     with pytest.raises(InvalidInput) as e:
-        ibm3624.generate_offset(Algorithm.TDES_2KEY, H("0123456789ABCDEF") * 2, "1234567890123445", table, "1234")
+        ibm3624.generate_offset(BlockCipher(Algorithm.TDES_2KEY, H("0123456789ABCDEF") * 2), "1234567890123445", table, "1234")
     assert e.value.field == field
 
 
@@ -79,21 +80,21 @@ PVV = [
 @pytest.mark.parametrize(("pvki", "pin", "pan", "expected"), PVV)
 def test_pvv_table(pvki: int, pin: str, pan: str, expected: str) -> None:
     pvk = H("0123456789ABCDEFFEDCBA9876543210")
-    assert pvv.generate_pvv(Algorithm.TDES_2KEY, pvk, pan, pvki, pin) == expected
-    pvv.verify_pvv(Algorithm.TDES_2KEY, pvk, pan, pvki, pin, expected)
+    assert pvv.generate_pvv(BlockCipher(Algorithm.TDES_2KEY, pvk), pan, pvki, pin) == expected
+    pvv.verify_pvv(BlockCipher(Algorithm.TDES_2KEY, pvk), pan, pvki, pin, expected)
 
 
 @given(keys(Algorithm.TDES_2KEY), pans, st.integers(0, 6), pins)
 def test_pvv_shape_and_verify(pvk: bytes, pan: str, pvki: int, pin: str) -> None:
-    v = pvv.generate_pvv(Algorithm.TDES_2KEY, pvk, pan, pvki, pin)
+    v = pvv.generate_pvv(BlockCipher(Algorithm.TDES_2KEY, pvk), pan, pvki, pin)
     assert len(v) == 4 and v.isdigit()
-    pvv.verify_pvv(Algorithm.TDES_2KEY, pvk, pan, pvki, pin, v)
+    pvv.verify_pvv(BlockCipher(Algorithm.TDES_2KEY, pvk), pan, pvki, pin, v)
 
 
 @pytest.mark.parametrize("pvki", [-1, 7, 10])
 def test_pvki_range(pvki: int) -> None:
     with pytest.raises(InvalidInput) as e:
-        pvv.generate_pvv(Algorithm.TDES_2KEY, H("0123456789ABCDEFFEDCBA9876543210"), "4012345678909", pvki, "1234")
+        pvv.generate_pvv(BlockCipher(Algorithm.TDES_2KEY, H("0123456789ABCDEFFEDCBA9876543210")), "4012345678909", pvki, "1234")
     assert e.value.field == "pvki"
 
 

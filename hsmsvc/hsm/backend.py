@@ -1,0 +1,321 @@
+"""The backend interface: payment-HSM commands on key cryptograms.
+
+Inputs and outputs are keys under the LMK (:class:`KeyCryptogram`), keys under
+a ZMK or TMK, PIN blocks under keys, MACs and ciphertexts: never a clear key or
+a clear PIN. Clear key material exists only below this interface, inside a
+backend. Every backend raises only :mod:`hsmsvc.errors` exceptions.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from enum import Enum, unique
+from typing import Final, Mapping, Protocol, Sequence
+
+from hsmsvc.errors import InvalidInput, Unsupported
+from hsmsvc.hsm import policy
+from hsmsvc.types import (
+    Algorithm,
+    Exportability,
+    HashAlgorithm,
+    KeyType,
+    KeyUsage,
+    MacAlgorithm,
+    ModeOfUse,
+    Padding,
+    PinBlockFormat,
+)
+
+__all__ = [
+    "Backend",
+    "Capabilities",
+    "Command",
+    "KeyCryptogram",
+    "KeyForm",
+    "KeySpec",
+    "StoredPin",
+    "StoredPinMethod",
+]
+
+_ID: Final = re.compile(r"[A-Za-z0-9._:-]{1,64}")
+_ZONE: Final = re.compile(r"[A-Za-z0-9._:-]{0,64}")
+
+
+@unique
+class Command(Enum):
+    """The backend's commands, for capability declarations and refusals."""
+
+    GENERATE_KEY = "GENERATE_KEY"
+    FORM_KEY = "FORM_KEY"
+    IMPORT_KEY = "IMPORT_KEY"
+    EXPORT_KEY = "EXPORT_KEY"
+    KCV = "KCV"
+    TRANSLATE_PIN = "TRANSLATE_PIN"
+    VERIFY_PIN_STORED = "VERIFY_PIN_STORED"
+    VERIFY_PIN_IBM3624 = "VERIFY_PIN_IBM3624"
+    VERIFY_PIN_PVV = "VERIFY_PIN_PVV"
+    ENCRYPT_PIN_FOR_STORAGE = "ENCRYPT_PIN_FOR_STORAGE"
+    REENCRYPT_STORED_PIN = "REENCRYPT_STORED_PIN"
+    GENERATE_MAC = "GENERATE_MAC"
+    VERIFY_MAC = "VERIFY_MAC"
+    ENCRYPT_DATA = "ENCRYPT_DATA"
+    DECRYPT_DATA = "DECRYPT_DATA"
+    RANDOM = "RANDOM"
+    AUDIT_MAC = "AUDIT_MAC"
+
+
+@unique
+class KeyForm(Enum):
+    """How a key travels under a ZMK or TMK; decided by the KEK's usage."""
+
+    ECB = "ECB"
+    """Legacy: the key enciphered in ECB under a K0 KEK (ANSI X9.17 style)."""
+    TR31 = "TR31"
+    """A TR-31 key block under a K1 KEK (version B for TDES, D for AES)."""
+
+
+@unique
+class StoredPinMethod(Enum):
+    ENCRYPTED = "ENCRYPTED"
+    """ISO 9564-1 format 4 (AES/SM4 PSK) or format 0 (TDES PSK) under the PSK."""
+    DIGEST = "DIGEST"
+    """HMAC of (label, account, PIN) under the PSK: one-way."""
+
+
+@dataclass(frozen=True)
+class KeySpec:
+    """Everything a stored key is bound to. All of it is authenticated in the cryptogram."""
+
+    key_id: str
+    version: int
+    key_type: KeyType
+    algorithm: Algorithm
+    usage: KeyUsage
+    mode_of_use: ModeOfUse = ModeOfUse.NO_RESTRICTIONS
+    exportability: Exportability = Exportability.NON_EXPORTABLE
+    zone: str = ""
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.key_id, str) or not _ID.fullmatch(self.key_id):
+            raise InvalidInput("key_id", "1-64 of A-Z a-z 0-9 . _ : -")
+        if not isinstance(self.version, int) or not 1 <= self.version <= 99_999:
+            raise InvalidInput("version", "1 to 99999")
+        if not isinstance(self.zone, str) or not _ZONE.fullmatch(self.zone):
+            raise InvalidInput("zone", "0-64 of A-Z a-z 0-9 . _ : -")
+        for name, cls in (
+            ("key_type", KeyType),
+            ("algorithm", Algorithm),
+            ("usage", KeyUsage),
+            ("mode_of_use", ModeOfUse),
+            ("exportability", Exportability),
+        ):
+            if not isinstance(getattr(self, name), cls):
+                raise InvalidInput(name, f"a {cls.__name__}")
+        policy.check_binding(self.key_type, self.usage, self.algorithm, self.mode_of_use)
+
+    def attributes(self) -> str:
+        """The canonical text of the binding, as authenticated in a cryptogram."""
+        return (
+            f"id={self.key_id};v={self.version};type={self.key_type.value};"
+            f"alg={self.algorithm.value};use={self.usage.value};mode={self.mode_of_use.value};"
+            f"exp={self.exportability.value};zone={self.zone}"
+        )
+
+    @classmethod
+    def parse(cls, text: str) -> KeySpec:
+        """Inverse of :meth:`attributes`; ``ValueError`` if malformed."""
+        fields = dict(part.split("=", 1) for part in text.split(";"))
+        if list(fields) != ["id", "v", "type", "alg", "use", "mode", "exp", "zone"]:
+            raise ValueError("attribute list")
+        return cls(
+            fields["id"],
+            int(fields["v"]),
+            KeyType(fields["type"]),
+            Algorithm(fields["alg"]),
+            KeyUsage(fields["use"]),
+            ModeOfUse(fields["mode"]),
+            Exportability(fields["exp"]),
+            fields["zone"],
+        )
+
+
+@dataclass(frozen=True)
+class KeyCryptogram:
+    """A key under the LMK with the attributes it claims, and its KCV.
+
+    ``blob`` is the backend's own form (a TR-31 key block for the soft backend,
+    a token-wrapped key with an authenticated header for PKCS#11). A backend
+    refuses a cryptogram whose authenticated attributes differ from ``spec``.
+    """
+
+    spec: KeySpec
+    blob: bytes
+    kcv: bytes
+
+    def __repr__(self) -> str:
+        s = self.spec
+        return f"KeyCryptogram({s.key_id} v{s.version} {s.key_type.value} kcv={self.kcv.hex().upper()})"
+
+
+@dataclass(frozen=True)
+class StoredPin:
+    """A PIN at rest: enciphered or digested under a PSK, bound to one account."""
+
+    method: StoredPinMethod
+    value: bytes
+
+    def __repr__(self) -> str:
+        return f"StoredPin({self.method.value})"
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    """What a backend can do; every pool member must declare the same."""
+
+    commands: frozenset[Command]
+    algorithms: frozenset[Algorithm]
+    mac_algorithms: frozenset[MacAlgorithm]
+    pin_formats: frozenset[PinBlockFormat]
+
+    def require(self, command: Command, *algorithms: Algorithm) -> None:
+        """Raise ``Unsupported`` naming the command or algorithm that is missing."""
+        if command not in self.commands:
+            raise Unsupported("command", f"{command.value} is not supported by this backend")
+        for a in algorithms:
+            if a not in self.algorithms:
+                raise Unsupported("algorithm", f"{command.value} with {a.value} is not supported by this backend")
+
+
+class Backend(Protocol):
+    """A payment-HSM command set. Implementations: soft, pkcs11, pool."""
+
+    @property
+    def capabilities(self) -> Capabilities: ...
+
+    def lmk_kcv(self) -> bytes:
+        """The LMK's key check value, which every pool member must share."""
+        ...
+
+    def generate_key(self, spec: KeySpec) -> KeyCryptogram: ...
+
+    def form_key(
+        self, spec: KeySpec, components: Sequence[bytes]
+    ) -> tuple[KeyCryptogram, list[bytes]]:
+        """XOR clear components (dual control) into a key; returns it and each component's KCV."""
+        ...
+
+    def import_key(
+        self, kek: KeyCryptogram, wrapped: bytes, spec: KeySpec, kcv: bytes | None = None
+    ) -> KeyCryptogram:
+        """Take a key under a ZMK/TMK into the LMK; its form follows the KEK's usage."""
+        ...
+
+    def export_key(self, kek: KeyCryptogram, key: KeyCryptogram) -> bytes:
+        """Wrap ``key`` under a ZMK/TMK in the form the KEK's usage names."""
+        ...
+
+    def kcv(self, key: KeyCryptogram) -> bytes: ...
+
+    def translate_pin(
+        self,
+        block: bytes,
+        src: KeyCryptogram,
+        src_format: PinBlockFormat,
+        dst: KeyCryptogram,
+        dst_format: PinBlockFormat,
+        pan: str | None,
+    ) -> bytes: ...
+
+    def encrypt_pin_for_storage(
+        self,
+        block: bytes,
+        key: KeyCryptogram,
+        fmt: PinBlockFormat,
+        pan: str | None,
+        psk: KeyCryptogram,
+        account: str,
+    ) -> StoredPin: ...
+
+    def verify_pin_stored(
+        self,
+        block: bytes,
+        key: KeyCryptogram,
+        fmt: PinBlockFormat,
+        pan: str | None,
+        psk: KeyCryptogram,
+        account: str,
+        stored: StoredPin,
+    ) -> None: ...
+
+    def reencrypt_stored_pin(
+        self, stored: StoredPin, old_psk: KeyCryptogram, new_psk: KeyCryptogram, account: str
+    ) -> StoredPin: ...
+
+    def verify_pin_ibm3624(
+        self,
+        block: bytes,
+        key: KeyCryptogram,
+        fmt: PinBlockFormat,
+        pan: str | None,
+        pvk: KeyCryptogram,
+        validation_data: str,
+        decimalization_table: str,
+        offset: str,
+    ) -> None: ...
+
+    def verify_pin_pvv(
+        self,
+        block: bytes,
+        key: KeyCryptogram,
+        fmt: PinBlockFormat,
+        pan: str,
+        pvk: KeyCryptogram,
+        pvki: int,
+        pvv: str,
+    ) -> None: ...
+
+    def generate_mac(
+        self, key: KeyCryptogram, data: bytes, algorithm: MacAlgorithm, padding: Padding
+    ) -> bytes: ...
+
+    def verify_mac(
+        self, key: KeyCryptogram, data: bytes, mac: bytes, algorithm: MacAlgorithm, padding: Padding
+    ) -> None:
+        """Raise ``VerificationFailed`` unless ``mac`` is right (constant-time compare)."""
+        ...
+
+    def encrypt_data(self, key: KeyCryptogram, iv: bytes, data: bytes) -> bytes:
+        """CBC encipherment of block-aligned data under a DEK."""
+        ...
+
+    def decrypt_data(self, key: KeyCryptogram, iv: bytes, data: bytes) -> bytes: ...
+
+    def random(self, length: int) -> bytes: ...
+
+    def audit_mac(self, data: bytes) -> bytes:
+        """CMAC under the LMK of a domain-separated audit message."""
+        ...
+
+    def write_audit_anchor(self, seq: int, head: bytes) -> None:
+        """Record the audit chain head outside the database (never moves back)."""
+        ...
+
+    def read_audit_anchor(self) -> tuple[int, bytes] | None: ...
+
+    def forget(self, key_id: str) -> None:
+        """Drop every cached unwrapped version of ``key_id`` (rotation, revocation)."""
+        ...
+
+    def close(self) -> None: ...
+
+
+# Domain separation for the LMK's own MACs (none of these can collide with the
+# TR-31 KDF inputs, which begin with a counter byte 0x01-0x04, nor with a KCV's
+# all-zero block).
+AUDIT_DOMAIN: Final = b"hsmsvc/audit/v1\x00"
+ANCHOR_DOMAIN: Final = b"hsmsvc/audit-anchor/v1\x00"
+HASH_FOR_HMAC: Final[Mapping[Algorithm, HashAlgorithm]] = {
+    Algorithm.AES_256: HashAlgorithm.SHA256,
+    Algorithm.SM4: HashAlgorithm.SM3,
+}

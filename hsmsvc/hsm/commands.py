@@ -1,0 +1,468 @@
+"""The payment commands, written once over a backend's loaded keys.
+
+A backend supplies how a cryptogram is verified and loaded (:meth:`_load`), how
+a clear or fresh key is put under the LMK, how keys cross a ZMK/TMK, and the
+LMK's own CMAC. Everything else (usage policy, PIN block handling, MAC lengths,
+stored PINs) is here, so every backend behaves the same. Commands run under one
+lock per backend: OpenSSL contexts and PKCS#11 sessions are not shared across
+threads (see ``platform-notes.md``).
+"""
+
+from __future__ import annotations
+
+import threading
+from abc import ABC, abstractmethod
+from typing import Final, Protocol, Sequence
+
+from hsmsvc.crypto import _compare, components, pindigest, pinblock
+from hsmsvc.crypto import ibm3624, pvv as _pvv
+from hsmsvc.crypto import _validate
+from hsmsvc.errors import InvalidInput, KeyUsageViolation, PermissionDenied, VerificationFailed
+from hsmsvc.hsm import policy
+from hsmsvc.hsm.backend import (
+    ANCHOR_DOMAIN,
+    AUDIT_DOMAIN,
+    HASH_FOR_HMAC,
+    Capabilities,
+    Command,
+    KeyCryptogram,
+    KeySpec,
+    StoredPin,
+    StoredPinMethod,
+)
+from hsmsvc.hsm.policy import Operation
+from hsmsvc.types import (
+    Algorithm,
+    KeyUsage,
+    MacAlgorithm,
+    Padding,
+    PinBlockFormat,
+)
+
+__all__ = ["CommandBackend", "LoadedKey", "STRENGTH"]
+
+# Security strength in bits (NIST SP 800-57 part 1 rev. 5, table 2; SM4 as AES-128).
+STRENGTH: Final = {
+    Algorithm.TDES_2KEY: 80,
+    Algorithm.TDES_3KEY: 112,
+    Algorithm.AES_128: 128,
+    Algorithm.AES_192: 192,
+    Algorithm.AES_256: 256,
+    Algorithm.SM4: 128,
+}
+_MAC_LENGTHS: Final = {
+    MacAlgorithm.HMAC_SHA256: (16, 32),
+    MacAlgorithm.HMAC_SM3: (16, 32),
+    MacAlgorithm.UNIONPAY_POS: (8, 8),
+}
+
+
+class LoadedKey(Protocol):
+    """A key the backend has verified and can use; holds or references clear material."""
+
+    @property
+    def spec(self) -> KeySpec: ...
+
+    @property
+    def algorithm(self) -> Algorithm: ...
+
+    def encrypt(self, data: bytes) -> bytes:
+        """ECB encipherment of whole blocks."""
+        ...
+
+    def decrypt(self, data: bytes) -> bytes: ...
+
+    def cbc_encrypt(self, iv: bytes, data: bytes) -> bytes: ...
+
+    def cbc_decrypt(self, iv: bytes, data: bytes) -> bytes: ...
+
+    def mac(self, algorithm: MacAlgorithm, padding: Padding, data: bytes) -> bytes:
+        """The full-length tag."""
+        ...
+
+
+def _check_block(block: bytes, fmt: PinBlockFormat) -> None:
+    if not isinstance(fmt, PinBlockFormat):
+        raise InvalidInput("pin_block_format", "a PinBlockFormat")
+    if not isinstance(block, (bytes, bytearray)) or len(block) != fmt.block_size:
+        raise InvalidInput("pin_block", f"{fmt.block_size} bytes for {fmt.value}")
+
+
+def _storage_format(psk: LoadedKey) -> PinBlockFormat:
+    return PinBlockFormat.ISO_4 if psk.algorithm.block_size == 16 else PinBlockFormat.ISO_0
+
+
+class CommandBackend(ABC):
+    """Base of the soft and PKCS#11 backends."""
+
+    def __init__(self, capabilities: Capabilities) -> None:
+        self._capabilities = capabilities
+        self._lock = threading.RLock()
+
+    @property
+    def capabilities(self) -> Capabilities:
+        return self._capabilities
+
+    # -- what a backend provides -------------------------------------------------
+
+    @abstractmethod
+    def _load(self, key: KeyCryptogram) -> LoadedKey:
+        """Verify ``key``'s cryptogram against its spec and KCV, and load it (cached)."""
+
+    @abstractmethod
+    def _new_key(self, spec: KeySpec) -> KeyCryptogram: ...
+
+    @abstractmethod
+    def _seal_clear(self, spec: KeySpec, clear: bytes) -> KeyCryptogram: ...
+
+    @abstractmethod
+    def _import(self, kek: LoadedKey, wrapped: bytes, spec: KeySpec) -> KeyCryptogram: ...
+
+    @abstractmethod
+    def _export(self, kek: LoadedKey, key: LoadedKey) -> bytes: ...
+
+    @abstractmethod
+    def _lmk_cmac(self, data: bytes) -> bytes: ...
+
+    @abstractmethod
+    def _random(self, length: int) -> bytes: ...
+
+    @abstractmethod
+    def _lmk_kcv(self) -> bytes: ...
+
+    @abstractmethod
+    def forget(self, key_id: str) -> None: ...
+
+    @abstractmethod
+    def close(self) -> None: ...
+
+    # -- helpers -----------------------------------------------------------------
+
+    def _use(self, key: KeyCryptogram, op: Operation, *algs: Algorithm) -> LoadedKey:
+        if not isinstance(key, KeyCryptogram):
+            raise InvalidInput("key", "a KeyCryptogram")
+        s = key.spec
+        # Refuse on the claimed attributes first, then again on the authenticated ones.
+        policy.require(s.key_type, s.usage, s.mode_of_use, op, s.exportability)
+        loaded = self._load(key)
+        ls = loaded.spec
+        policy.require(ls.key_type, ls.usage, ls.mode_of_use, op, ls.exportability)
+        return loaded
+
+    def _pin(
+        self, block: bytes, key: KeyCryptogram, fmt: PinBlockFormat, pan: str | None
+    ) -> str:
+        _check_block(block, fmt)
+        k = self._use(key, Operation.PIN_DECRYPT)
+        return pinblock.decipher(fmt, k, bytes(block), pan)
+
+    # -- commands ----------------------------------------------------------------
+
+    def lmk_kcv(self) -> bytes:
+        with self._lock:
+            return self._lmk_kcv()
+
+    def generate_key(self, spec: KeySpec) -> KeyCryptogram:
+        self._capabilities.require(Command.GENERATE_KEY, spec.algorithm)
+        with self._lock:
+            return self._new_key(spec)
+
+    def form_key(
+        self, spec: KeySpec, parts: Sequence[bytes]
+    ) -> tuple[KeyCryptogram, list[bytes]]:
+        self._capabilities.require(Command.FORM_KEY, spec.algorithm)
+        clear = components.combine(spec.algorithm, parts)
+        with self._lock:
+            return self._seal_clear(spec, clear), components.component_kcvs(spec.algorithm, parts)
+
+    def import_key(
+        self, kek: KeyCryptogram, wrapped: bytes, spec: KeySpec, kcv: bytes | None = None
+    ) -> KeyCryptogram:
+        self._capabilities.require(Command.IMPORT_KEY, spec.algorithm, kek.spec.algorithm)
+        if not isinstance(wrapped, (bytes, bytearray)) or not 8 <= len(wrapped) <= 9999:
+            raise InvalidInput("wrapped_key", "8 to 9999 bytes")
+        with self._lock:
+            k = self._use(kek, Operation.KEY_IMPORT_UNDER)
+            self._check_carry(k.spec, spec)
+            out = self._import(k, bytes(wrapped), spec)
+        if kcv is not None:
+            if not isinstance(kcv, (bytes, bytearray)) or not 2 <= len(kcv) <= len(out.kcv):
+                raise InvalidInput("kcv", f"2 to {len(out.kcv)} bytes")
+            if not _compare.bytes_eq(out.kcv[: len(kcv)], bytes(kcv)):
+                raise VerificationFailed("kcv", "does not match the imported key")
+        return out
+
+    def export_key(self, kek: KeyCryptogram, key: KeyCryptogram) -> bytes:
+        self._capabilities.require(Command.EXPORT_KEY, key.spec.algorithm, kek.spec.algorithm)
+        with self._lock:
+            k = self._use(kek, Operation.KEY_EXPORT_UNDER)
+            x = self._use(key, Operation.KEY_EXPORT)
+            self._check_carry(k.spec, x.spec)
+            return self._export(k, x)
+
+    @staticmethod
+    def _check_carry(kek: KeySpec, key: KeySpec) -> None:
+        if key.key_type not in policy.EXPORTABLE_UNDER[kek.key_type]:
+            raise KeyUsageViolation("kek", f"a {kek.key_type.value} may not carry a {key.key_type.value}")
+        if STRENGTH[key.algorithm] > STRENGTH[kek.algorithm]:
+            raise KeyUsageViolation("kek", "weaker than the key it would carry (X9.24-1)")
+
+    def kcv(self, key: KeyCryptogram) -> bytes:
+        self._capabilities.require(Command.KCV)
+        with self._lock:
+            self._load(key)  # refuses a cryptogram whose KCV does not match
+        return key.kcv
+
+    def translate_pin(
+        self,
+        block: bytes,
+        src: KeyCryptogram,
+        src_format: PinBlockFormat,
+        dst: KeyCryptogram,
+        dst_format: PinBlockFormat,
+        pan: str | None,
+    ) -> bytes:
+        """Decipher under ``src``, check, re-encipher under ``dst`` (ISO 9564-1 clause 9.3)."""
+        self._capabilities.require(Command.TRANSLATE_PIN)
+        for f, name in ((src_format, "source_format"), (dst_format, "destination_format")):
+            if f not in self._capabilities.pin_formats:
+                raise InvalidInput(name, f"{f.value} is not supported by this backend")
+            if f is PinBlockFormat.ISO_2:
+                raise InvalidInput(name, "format 2 is for offline IC card use only")
+        if src_format.pan_bound and not dst_format.pan_bound:
+            raise InvalidInput("destination_format", "a PAN-bound PIN block may not lose its PAN binding")
+        with self._lock:
+            pin = self._pin(block, src, src_format, pan)
+            d = self._use(dst, Operation.PIN_ENCRYPT)
+            return pinblock.encipher(dst_format, d, pin, pan)
+
+    def _store(self, psk: LoadedKey, pin: str, account: str) -> StoredPin:
+        if psk.spec.usage is KeyUsage.PIN_ENCRYPTION:
+            fmt = _storage_format(psk)
+            return StoredPin(StoredPinMethod.ENCRYPTED, pinblock.encipher(fmt, psk, pin, account))
+        digest = psk.mac(_hmac_for(psk), Padding.METHOD_1, pindigest.message(account, pin))
+        return StoredPin(StoredPinMethod.DIGEST, digest)
+
+    def _use_psk(self, psk: KeyCryptogram) -> LoadedKey:
+        op = (
+            Operation.PIN_STORE_ENCRYPT
+            if psk.spec.usage is KeyUsage.PIN_ENCRYPTION
+            else Operation.PIN_STORE_DIGEST
+        )
+        return self._use(psk, op)
+
+    def encrypt_pin_for_storage(
+        self,
+        block: bytes,
+        key: KeyCryptogram,
+        fmt: PinBlockFormat,
+        pan: str | None,
+        psk: KeyCryptogram,
+        account: str,
+    ) -> StoredPin:
+        self._capabilities.require(Command.ENCRYPT_PIN_FOR_STORAGE)
+        _validate.digits(account, "account", 12, 19)
+        with self._lock:
+            pin = self._pin(block, key, fmt, pan)
+            return self._store(self._use_psk(psk), pin, account)
+
+    def verify_pin_stored(
+        self,
+        block: bytes,
+        key: KeyCryptogram,
+        fmt: PinBlockFormat,
+        pan: str | None,
+        psk: KeyCryptogram,
+        account: str,
+        stored: StoredPin,
+    ) -> None:
+        self._capabilities.require(Command.VERIFY_PIN_STORED)
+        _validate.digits(account, "account", 12, 19)
+        with self._lock:
+            pin = self._pin(block, key, fmt, pan)
+            p = self._use_psk(psk)
+            self._check_stored(p, stored)
+            if stored.method is StoredPinMethod.ENCRYPTED:
+                # A stored block that does not decode is reported as a mismatch:
+                # no second error to tell the two apart.
+                try:
+                    kept = pinblock.decipher(_storage_format(p), p, stored.value, account)
+                except InvalidInput:
+                    raise VerificationFailed("pin") from None
+                _compare.require_eq(kept.encode(), pin.encode(), "pin")
+            else:
+                digest = p.mac(_hmac_for(p), Padding.METHOD_1, pindigest.message(account, pin))
+                _compare.require_eq(digest, stored.value, "pin")
+
+    @staticmethod
+    def _check_stored(psk: LoadedKey, stored: StoredPin) -> None:
+        if not isinstance(stored, StoredPin) or not isinstance(stored.value, bytes):
+            raise InvalidInput("stored_pin", "a StoredPin")
+        want = (
+            StoredPinMethod.ENCRYPTED
+            if psk.spec.usage is KeyUsage.PIN_ENCRYPTION
+            else StoredPinMethod.DIGEST
+        )
+        if stored.method is not want:
+            raise KeyUsageViolation("psk", f"bound to {want.value} stored PINs")
+        size = psk.algorithm.block_size if want is StoredPinMethod.ENCRYPTED else 32
+        if len(stored.value) != size:
+            raise InvalidInput("stored_pin", f"{size} bytes for this PSK")
+
+    def reencrypt_stored_pin(
+        self, stored: StoredPin, old_psk: KeyCryptogram, new_psk: KeyCryptogram, account: str
+    ) -> StoredPin:
+        self._capabilities.require(Command.REENCRYPT_STORED_PIN)
+        _validate.digits(account, "account", 12, 19)
+        with self._lock:
+            old = self._use_psk(old_psk)
+            new = self._use_psk(new_psk)
+            self._check_stored(old, stored)
+            if stored.method is StoredPinMethod.DIGEST:
+                raise KeyUsageViolation("stored_pin", "a keyed digest is one-way and cannot move to a new key")
+            pin = pinblock.decipher(_storage_format(old), old, stored.value, account)
+            return self._store(new, pin, account)
+
+    def verify_pin_ibm3624(
+        self,
+        block: bytes,
+        key: KeyCryptogram,
+        fmt: PinBlockFormat,
+        pan: str | None,
+        pvk: KeyCryptogram,
+        validation_data: str,
+        decimalization_table: str,
+        offset: str,
+    ) -> None:
+        """IBM 3624 offset verification; tables must hold every decimal digit.
+
+        Requiring all ten digits blocks the decimalization-table attack's
+        doctored tables (Bond and Zielinski, 2003) without a fixed table list.
+        """
+        self._capabilities.require(Command.VERIFY_PIN_IBM3624)
+        if not isinstance(decimalization_table, str) or set("0123456789") - set(decimalization_table):
+            raise InvalidInput("decimalization_table", "16 digits holding each of 0-9")
+        with self._lock:
+            pin = self._pin(block, key, fmt, pan)
+            v = self._use(pvk, Operation.PIN_VERIFY_IBM3624)
+            ibm3624.verify_offset(v, validation_data, decimalization_table, pin, offset)
+
+    def verify_pin_pvv(
+        self,
+        block: bytes,
+        key: KeyCryptogram,
+        fmt: PinBlockFormat,
+        pan: str,
+        pvk: KeyCryptogram,
+        pvki: int,
+        pvv: str,
+    ) -> None:
+        self._capabilities.require(Command.VERIFY_PIN_PVV)
+        with self._lock:
+            pin = self._pin(block, key, fmt, pan)
+            v = self._use(pvk, Operation.PIN_VERIFY_PVV)
+            _pvv.verify_pvv(v, pan, pvki, pin, pvv)
+
+    def _mac_key(self, key: KeyCryptogram, op: Operation, algorithm: MacAlgorithm) -> LoadedKey:
+        if not isinstance(algorithm, MacAlgorithm):
+            raise InvalidInput("mac_algorithm", "a MacAlgorithm")
+        if algorithm not in self._capabilities.mac_algorithms:
+            raise InvalidInput("mac_algorithm", f"{algorithm.value} is not supported by this backend")
+        k = self._use(key, op)
+        if k.spec.usage is not policy.MAC_USAGE[algorithm]:
+            raise KeyUsageViolation("key", f"its usage does not permit {algorithm.value}")
+        if algorithm in (MacAlgorithm.HMAC_SHA256, MacAlgorithm.HMAC_SM3) and _hmac_for(k) is not algorithm:
+            raise KeyUsageViolation("key", f"its algorithm does not permit {algorithm.value}")
+        return k
+
+    def generate_mac(
+        self, key: KeyCryptogram, data: bytes, algorithm: MacAlgorithm, padding: Padding
+    ) -> bytes:
+        self._capabilities.require(Command.GENERATE_MAC)
+        _check_data(data)
+        with self._lock:
+            return self._mac_key(key, Operation.MAC_GENERATE, algorithm).mac(algorithm, padding, bytes(data))
+
+    def verify_mac(
+        self, key: KeyCryptogram, data: bytes, mac: bytes, algorithm: MacAlgorithm, padding: Padding
+    ) -> None:
+        self._capabilities.require(Command.VERIFY_MAC)
+        _check_data(data)
+        with self._lock:
+            k = self._mac_key(key, Operation.MAC_VERIFY, algorithm)
+            lo, hi = _MAC_LENGTHS.get(algorithm, (4, k.algorithm.block_size))
+            if not isinstance(mac, (bytes, bytearray)) or not lo <= len(mac) <= hi:
+                raise InvalidInput("mac", f"{lo} to {hi} bytes")
+            computed = k.mac(algorithm, padding, bytes(data))
+        _compare.require_eq(computed[: len(mac)], bytes(mac), "mac")
+
+    def encrypt_data(self, key: KeyCryptogram, iv: bytes, data: bytes) -> bytes:
+        self._capabilities.require(Command.ENCRYPT_DATA)
+        _check_data(data)
+        with self._lock:
+            return self._use(key, Operation.DATA_ENCRYPT).cbc_encrypt(bytes(iv), bytes(data))
+
+    def decrypt_data(self, key: KeyCryptogram, iv: bytes, data: bytes) -> bytes:
+        self._capabilities.require(Command.DECRYPT_DATA)
+        _check_data(data)
+        with self._lock:
+            return self._use(key, Operation.DATA_DECRYPT).cbc_decrypt(bytes(iv), bytes(data))
+
+    def random(self, length: int) -> bytes:
+        self._capabilities.require(Command.RANDOM)
+        if not isinstance(length, int) or not 1 <= length <= 4096:
+            raise InvalidInput("length", "1 to 4096")
+        with self._lock:
+            return self._random(length)
+
+    def write_audit_anchor(self, seq: int, head: bytes) -> None:
+        """Keep the audit chain head outside the database, MACed under the LMK."""
+        with self._lock:
+            current = self._read_anchor()
+            if current is not None and current[0] >= seq:
+                return
+            tag = self._lmk_cmac(ANCHOR_DOMAIN + seq.to_bytes(8, "big") + head)
+            self._anchor_store(f"{seq}:{head.hex()}:{tag.hex()}".encode())
+
+    def read_audit_anchor(self) -> tuple[int, bytes] | None:
+        """The last anchored (sequence, head hash); ``PermissionDenied`` if it was altered."""
+        with self._lock:
+            return self._read_anchor()
+
+    def _read_anchor(self) -> tuple[int, bytes] | None:
+        raw = self._anchor_load()
+        if raw is None:
+            return None
+        try:
+            seq_s, head_h, tag_h = raw.decode().split(":")
+            seq, head, tag = int(seq_s), bytes.fromhex(head_h), bytes.fromhex(tag_h)
+        except ValueError:
+            raise PermissionDenied("audit_anchor", "malformed") from None
+        want = self._lmk_cmac(ANCHOR_DOMAIN + seq.to_bytes(8, "big") + head)
+        if not _compare.bytes_eq(want, tag):
+            raise PermissionDenied("audit_anchor", "MAC does not verify under this LMK")
+        return seq, head
+
+    @abstractmethod
+    def _anchor_store(self, data: bytes) -> None: ...
+
+    @abstractmethod
+    def _anchor_load(self) -> bytes | None: ...
+
+    def audit_mac(self, data: bytes) -> bytes:
+        self._capabilities.require(Command.AUDIT_MAC)
+        with self._lock:
+            return self._lmk_cmac(AUDIT_DOMAIN + bytes(data))
+
+
+def _check_data(data: bytes) -> None:
+    if not isinstance(data, (bytes, bytearray)) or len(data) > 1 << 20:
+        raise InvalidInput("data", "bytes, at most 1 MiB")
+
+
+def _hmac_for(key: LoadedKey) -> MacAlgorithm:
+    h = HASH_FOR_HMAC.get(key.algorithm)
+    if h is None:
+        raise KeyUsageViolation("key", "not an HMAC-sized key")
+    return MacAlgorithm.HMAC_SM3 if h.value == "SM3" else MacAlgorithm.HMAC_SHA256
+

@@ -1,0 +1,187 @@
+"""Which key may do what: the one table, enforced in one place.
+
+A key's type, TR-31 usage and mode of use are bound into its cryptogram, so the
+backend (the only layer that sees the authenticated attributes) calls
+:func:`require` after unwrapping and before any use. The ``keys`` and
+``service`` layers import this table to refuse early and to describe keys, but
+the backend's check is the one that counts.
+
+TR-31:2018 clause A.5.1 (key usage) and A.5.3 (mode of use) give the codes; the
+pairing of usages with the X9.17 key types is hsmsvc's policy, not a standard's.
+"""
+
+from __future__ import annotations
+
+from enum import Enum, unique
+from typing import Final, Mapping
+
+from hsmsvc.errors import InvalidInput, KeyUsageViolation
+from hsmsvc.types import Algorithm, Exportability, KeyType, KeyUsage, MacAlgorithm, ModeOfUse
+
+__all__ = ["ALLOWED", "Operation", "USAGES", "check_binding", "require"]
+
+
+@unique
+class Operation(Enum):
+    """What a backend command does with a key."""
+
+    PIN_DECRYPT = "PIN_DECRYPT"
+    """Decipher an incoming PIN block (source of a translation or verification)."""
+    PIN_ENCRYPT = "PIN_ENCRYPT"
+    """Encipher an outgoing PIN block (destination of a translation)."""
+    PIN_VERIFY_IBM3624 = "PIN_VERIFY_IBM3624"
+    PIN_VERIFY_PVV = "PIN_VERIFY_PVV"
+    PIN_STORE_ENCRYPT = "PIN_STORE_ENCRYPT"
+    """Encipher a PIN for storage (PSK with usage P0)."""
+    PIN_STORE_DIGEST = "PIN_STORE_DIGEST"
+    """Keyed one-way digest of a PIN for storage (PSK with usage M7)."""
+    MAC_GENERATE = "MAC_GENERATE"
+    MAC_VERIFY = "MAC_VERIFY"
+    DATA_ENCRYPT = "DATA_ENCRYPT"
+    DATA_DECRYPT = "DATA_DECRYPT"
+    KEY_EXPORT_UNDER = "KEY_EXPORT_UNDER"
+    """Wrap another key under this one (ZMK/TMK)."""
+    KEY_IMPORT_UNDER = "KEY_IMPORT_UNDER"
+    """Unwrap another key under this one (ZMK/TMK)."""
+    KEY_EXPORT = "KEY_EXPORT"
+    """Be wrapped under a ZMK/TMK and leave the backend."""
+
+
+# The usages each key type may carry. K0 KEKs exchange keys in the legacy ECB
+# form; K1 KEKs (key block protection keys) exchange TR-31 key blocks.
+USAGES: Final[Mapping[KeyType, frozenset[KeyUsage]]] = {
+    KeyType.ZMK: frozenset({KeyUsage.KEK, KeyUsage.KBPK}),
+    KeyType.TMK: frozenset({KeyUsage.KEK, KeyUsage.KBPK}),
+    KeyType.ZPK: frozenset({KeyUsage.PIN_ENCRYPTION}),
+    KeyType.TPK: frozenset({KeyUsage.PIN_ENCRYPTION}),
+    KeyType.PVK: frozenset(
+        {KeyUsage.PIN_VERIFICATION_IBM3624, KeyUsage.PIN_VERIFICATION_VISA_PVV}
+    ),
+    KeyType.PSK: frozenset({KeyUsage.PIN_ENCRYPTION, KeyUsage.MAC_HMAC}),
+    KeyType.MAK: frozenset(
+        {
+            KeyUsage.MAC_ISO9797_ALG1,
+            KeyUsage.MAC_ISO9797_ALG3,
+            KeyUsage.MAC_CMAC,
+            KeyUsage.MAC_HMAC,
+        }
+    ),
+    KeyType.TAK: frozenset(
+        {KeyUsage.MAC_ISO9797_ALG1, KeyUsage.MAC_ISO9797_ALG3, KeyUsage.MAC_CMAC}
+    ),
+    KeyType.DEK: frozenset({KeyUsage.DATA}),
+}
+
+_N = ModeOfUse.NO_RESTRICTIONS
+_ENC: Final = frozenset({ModeOfUse.ENCRYPT_DECRYPT, ModeOfUse.ENCRYPT_ONLY, _N})
+_DEC: Final = frozenset({ModeOfUse.ENCRYPT_DECRYPT, ModeOfUse.DECRYPT_ONLY, _N})
+_GEN: Final = frozenset({ModeOfUse.MAC_GENERATE_VERIFY, ModeOfUse.MAC_GENERATE_ONLY, _N})
+_VER: Final = frozenset({ModeOfUse.MAC_GENERATE_VERIFY, ModeOfUse.MAC_VERIFY_ONLY, _N})
+_ANY_MAC: Final = _GEN | _VER
+
+# (key types, usages, modes of use) that may perform each operation.
+ALLOWED: Final[
+    Mapping[Operation, tuple[frozenset[KeyType], frozenset[KeyUsage], frozenset[ModeOfUse]]]
+] = {
+    Operation.PIN_DECRYPT: (
+        frozenset({KeyType.ZPK, KeyType.TPK}),
+        frozenset({KeyUsage.PIN_ENCRYPTION}),
+        _DEC,
+    ),
+    Operation.PIN_ENCRYPT: (frozenset({KeyType.ZPK}), frozenset({KeyUsage.PIN_ENCRYPTION}), _ENC),
+    Operation.PIN_VERIFY_IBM3624: (
+        frozenset({KeyType.PVK}),
+        frozenset({KeyUsage.PIN_VERIFICATION_IBM3624}),
+        _ANY_MAC,
+    ),
+    Operation.PIN_VERIFY_PVV: (
+        frozenset({KeyType.PVK}),
+        frozenset({KeyUsage.PIN_VERIFICATION_VISA_PVV}),
+        _ANY_MAC,
+    ),
+    Operation.PIN_STORE_ENCRYPT: (
+        frozenset({KeyType.PSK}),
+        frozenset({KeyUsage.PIN_ENCRYPTION}),
+        frozenset({ModeOfUse.ENCRYPT_DECRYPT, _N}),
+    ),
+    Operation.PIN_STORE_DIGEST: (frozenset({KeyType.PSK}), frozenset({KeyUsage.MAC_HMAC}), _ANY_MAC),
+    Operation.MAC_GENERATE: (
+        frozenset({KeyType.MAK, KeyType.TAK}),
+        USAGES[KeyType.MAK],
+        _GEN,
+    ),
+    Operation.MAC_VERIFY: (frozenset({KeyType.MAK, KeyType.TAK}), USAGES[KeyType.MAK], _VER),
+    Operation.DATA_ENCRYPT: (frozenset({KeyType.DEK}), frozenset({KeyUsage.DATA}), _ENC),
+    Operation.DATA_DECRYPT: (frozenset({KeyType.DEK}), frozenset({KeyUsage.DATA}), _DEC),
+    Operation.KEY_EXPORT_UNDER: (
+        frozenset({KeyType.ZMK, KeyType.TMK}),
+        frozenset({KeyUsage.KEK, KeyUsage.KBPK}),
+        _ENC,
+    ),
+    Operation.KEY_IMPORT_UNDER: (
+        frozenset({KeyType.ZMK, KeyType.TMK}),
+        frozenset({KeyUsage.KEK, KeyUsage.KBPK}),
+        _DEC,
+    ),
+    Operation.KEY_EXPORT: (
+        frozenset(KeyType) - {KeyType.LMK},
+        frozenset(KeyUsage),
+        frozenset(ModeOfUse),
+    ),
+}
+
+# The MAC algorithm a MAK's usage binds it to.
+MAC_USAGE: Final[Mapping[MacAlgorithm, KeyUsage]] = {
+    MacAlgorithm.ISO9797_ALG1: KeyUsage.MAC_ISO9797_ALG1,
+    MacAlgorithm.UNIONPAY_POS: KeyUsage.MAC_ISO9797_ALG1,
+    MacAlgorithm.ISO9797_ALG3: KeyUsage.MAC_ISO9797_ALG3,
+    MacAlgorithm.CMAC: KeyUsage.MAC_CMAC,
+    MacAlgorithm.HMAC_SHA256: KeyUsage.MAC_HMAC,
+    MacAlgorithm.HMAC_SM3: KeyUsage.MAC_HMAC,
+}
+
+# Which keys a KEK of each type may carry: a TMK feeds one terminal.
+EXPORTABLE_UNDER: Final[Mapping[KeyType, frozenset[KeyType]]] = {
+    KeyType.ZMK: frozenset({KeyType.ZPK, KeyType.MAK, KeyType.DEK, KeyType.PVK, KeyType.ZMK}),
+    KeyType.TMK: frozenset({KeyType.TPK, KeyType.TAK, KeyType.DEK}),
+}
+
+
+def check_binding(
+    key_type: KeyType, usage: KeyUsage, algorithm: Algorithm, mode: ModeOfUse
+) -> None:
+    """Refuse a key whose type, usage and algorithm do not belong together."""
+    if key_type is KeyType.LMK:
+        raise InvalidInput("key_type", "an LMK is formed only by `hsmsvc lmk init`")
+    if usage not in USAGES[key_type]:
+        raise InvalidInput("usage", f"not a usage of a {key_type.value}")
+    if usage is KeyUsage.MAC_ISO9797_ALG3 and algorithm is not Algorithm.TDES_2KEY:
+        raise InvalidInput("algorithm", "ISO 9797-1 algorithm 3 needs a two-key TDES key")
+    if key_type is KeyType.PVK and algorithm is not Algorithm.TDES_2KEY:
+        raise InvalidInput("algorithm", "IBM 3624 and Visa PVV need a two-key TDES PVK")
+    if usage is KeyUsage.MAC_HMAC and algorithm not in (Algorithm.AES_256, Algorithm.SM4):
+        raise InvalidInput("algorithm", "an HMAC key is AES_256 (SHA-256) or SM4 (SM3) sized")
+    if not any(key_type in t and usage in u and mode in m for t, u, m in ALLOWED.values()):
+        raise InvalidInput("mode_of_use", f"not a mode of use for a {key_type.value}")
+
+
+def require(
+    key_type: KeyType,
+    usage: KeyUsage,
+    mode: ModeOfUse,
+    operation: Operation,
+    exportability: Exportability | None = None,
+) -> None:
+    """Raise ``KeyUsageViolation`` unless the key may perform ``operation``.
+
+    >>> require(KeyType.ZPK, KeyUsage.PIN_ENCRYPTION, ModeOfUse.ENCRYPT_DECRYPT, Operation.MAC_GENERATE)
+    Traceback (most recent call last):
+    hsmsvc.errors.KeyUsageViolation: key: a ZPK may not be used for MAC_GENERATE
+    """
+    types, usages, modes = ALLOWED[operation]
+    if key_type not in types or usage not in usages:
+        raise KeyUsageViolation("key", f"a {key_type.value} may not be used for {operation.value}")
+    if mode not in modes:
+        raise KeyUsageViolation("key", f"its mode of use forbids {operation.value}")
+    if operation is Operation.KEY_EXPORT and exportability is not Exportability.EXPORTABLE:
+        raise KeyUsageViolation("key", "not exportable")

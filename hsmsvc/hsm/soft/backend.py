@@ -1,0 +1,301 @@
+"""The embedded software backend: the LMK in process memory, keys as TR-31 key blocks.
+
+Stored keys are TR-31:2018 version D key blocks under the AES-256 LMK. The
+header binds usage, mode of use and exportability; the optional block ``10``
+(a numeric, proprietary block id) binds the rest of :class:`KeySpec`: key id,
+version, key type, exact algorithm and zone. The block's CMAC covers header and
+optional blocks, so none of them can change without the key becoming unusable.
+
+Unwrapping a version D block runs the TR-31 KDF and CMAC, so verified keys are
+cached (least recently used, bounded) by cryptogram; a hit must also match the
+caller's spec, so a swapped cryptogram never reuses another key's entry.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import secrets
+from collections import OrderedDict
+from pathlib import Path
+from typing import Final
+
+from hsmsvc.crypto import _cipher, cmac, components, kcv, mac, tr31
+from hsmsvc.crypto._cipher import BlockCipher
+from hsmsvc.errors import InvalidInput, InvalidKeyBlock, KeyUsageViolation, Unsupported
+from hsmsvc.hsm.backend import Capabilities, Command, KeyCryptogram, KeySpec
+from hsmsvc.hsm.commands import CommandBackend, LoadedKey
+from hsmsvc.hsm.soft import sealed
+from hsmsvc.types import (
+    Algorithm,
+    Exportability,
+    HashAlgorithm,
+    KeyUsage,
+    MacAlgorithm,
+    ModeOfUse,
+    Padding,
+    PinBlockFormat,
+)
+
+__all__ = ["SOFT_CAPABILITIES", "SoftBackend"]
+
+SOFT_CAPABILITIES: Final = Capabilities(
+    commands=frozenset(Command),
+    algorithms=frozenset(Algorithm),
+    mac_algorithms=frozenset(MacAlgorithm),
+    pin_formats=frozenset(PinBlockFormat),
+)
+ATTRIBUTE_BLOCK: Final = "10"
+_BLOCK_ALGORITHM: Final = {
+    Algorithm.TDES_2KEY: tr31.KeyBlockAlgorithm.TDES,
+    Algorithm.TDES_3KEY: tr31.KeyBlockAlgorithm.TDES,
+    Algorithm.AES_128: tr31.KeyBlockAlgorithm.AES,
+    Algorithm.AES_192: tr31.KeyBlockAlgorithm.AES,
+    Algorithm.AES_256: tr31.KeyBlockAlgorithm.AES,
+    Algorithm.SM4: tr31.KeyBlockAlgorithm.SM4,
+}
+_MISMATCH: Final = "stored attributes do not match the key block"
+
+
+def block_algorithm(spec: KeySpec) -> tr31.KeyBlockAlgorithm:
+    """The TR-31 algorithm byte for a key: HMAC keys are 'H' whatever their size."""
+    if spec.usage is KeyUsage.MAC_HMAC:
+        return tr31.KeyBlockAlgorithm.HMAC
+    return _BLOCK_ALGORITHM[spec.algorithm]
+
+
+class SoftKey:
+    """A verified key in memory, with cached ECB contexts (not thread-safe: used under the lock)."""
+
+    __slots__ = ("_ecb", "_key", "algorithm", "spec")
+
+    def __init__(self, spec: KeySpec, key: bytes) -> None:
+        self.spec = spec
+        self.algorithm = spec.algorithm
+        self._key = key
+        self._ecb = BlockCipher(spec.algorithm, key)
+
+    def __repr__(self) -> str:
+        return f"SoftKey({self.spec.key_id} v{self.spec.version})"
+
+    def encrypt(self, data: bytes) -> bytes:
+        return self._ecb.encrypt(data)
+
+    def decrypt(self, data: bytes) -> bytes:
+        return self._ecb.decrypt(data)
+
+    def cbc_encrypt(self, iv: bytes, data: bytes) -> bytes:
+        return _cipher.cbc_encrypt(self.algorithm, self._key, iv, data)
+
+    def cbc_decrypt(self, iv: bytes, data: bytes) -> bytes:
+        return _cipher.cbc_decrypt(self.algorithm, self._key, iv, data)
+
+    def mac(self, algorithm: MacAlgorithm, padding: Padding, data: bytes) -> bytes:
+        if algorithm is MacAlgorithm.ISO9797_ALG1:
+            return mac.generate_cbc_mac(self.algorithm, self._key, data, padding)
+        if algorithm is MacAlgorithm.ISO9797_ALG3:
+            return mac.generate_retail_mac(self._key, data, padding)
+        if algorithm is MacAlgorithm.CMAC:
+            return cmac.generate_cmac(self.algorithm, self._key, data)
+        if algorithm is MacAlgorithm.HMAC_SHA256:
+            return mac.generate_hmac(HashAlgorithm.SHA256, self._key, data)
+        if algorithm is MacAlgorithm.HMAC_SM3:
+            return mac.generate_hmac(HashAlgorithm.SM3, self._key, data)
+        return mac.generate_unionpay_pos_mac(self.algorithm, self._key, data)
+
+    def raw(self) -> bytes:
+        """Clear key bytes, for wrapping under a KEK inside this backend only."""
+        return self._key
+
+
+class SoftBackend(CommandBackend):
+    """All commands and algorithms, in process. The embedded default."""
+
+    def __init__(
+        self,
+        lmk: bytes,
+        algorithm: Algorithm = Algorithm.AES_256,
+        anchor_path: Path | None = None,
+        cache_size: int = 4096,
+    ) -> None:
+        super().__init__(SOFT_CAPABILITIES)
+        if algorithm is not Algorithm.AES_256:
+            # TR-31 version D needs an AES KBPK; an SM4 LMK needs an SM4 key block
+            # format that TR-31 does not define.
+            raise Unsupported("lmk", "the soft backend's key blocks need an AES-256 LMK")
+        if len(lmk) != 32:
+            raise InvalidInput("lmk", "32 bytes")
+        self._lmk = bytes(lmk)
+        self._lmk_kcv_value = kcv.kcv(algorithm, self._lmk)
+        self._anchor_path = anchor_path
+        self._anchor_mem: bytes | None = None
+        self._cache: OrderedDict[bytes, SoftKey] = OrderedDict()
+        self._cache_size = cache_size
+
+    @classmethod
+    def from_sealed(cls, path: Path, passphrase: bytes) -> SoftBackend:
+        """Open a sealed LMK file written by ``hsmsvc lmk init``; the anchor lives beside it."""
+        try:
+            blob = Path(path).read_bytes()
+        except OSError:
+            raise InvalidInput("sealed_lmk", "file cannot be read") from None
+        algorithm, lmk, _ = sealed.unseal(blob, passphrase)
+        return cls(lmk, algorithm, anchor_path=Path(str(path) + ".anchor"))
+
+    def __repr__(self) -> str:
+        return f"SoftBackend(lmk_kcv={self._lmk_kcv_value.hex().upper()})"
+
+    # -- LMK ---------------------------------------------------------------------
+
+    def _lmk_kcv(self) -> bytes:
+        return self._lmk_kcv_value
+
+    def _lmk_cmac(self, data: bytes) -> bytes:
+        return cmac.generate_cmac(Algorithm.AES_256, self._lmk, data)
+
+    def _random(self, length: int) -> bytes:
+        return secrets.token_bytes(length)
+
+    # -- key blocks under the LMK -------------------------------------------------
+
+    def _seal_clear(self, spec: KeySpec, clear: bytes) -> KeyCryptogram:
+        components.check_key(spec.algorithm, clear)
+        header = tr31.Header(
+            tr31.KeyBlockVersion.D,
+            spec.usage,
+            block_algorithm(spec),
+            spec.mode_of_use,
+            "00",
+            spec.exportability,
+            ((ATTRIBUTE_BLOCK, spec.attributes()),),
+        )
+        # Pad every key to 32 bytes so a block does not reveal the key's length.
+        blob = tr31.wrap(self._lmk, header, clear, pad_to=32).encode("ascii")
+        return KeyCryptogram(spec, blob, kcv.kcv(spec.algorithm, clear))
+
+    def _new_key(self, spec: KeySpec) -> KeyCryptogram:
+        while True:
+            clear = secrets.token_bytes(spec.algorithm.key_length)
+            if spec.algorithm.is_tdes:
+                clear = components.adjust_odd_parity(clear)
+            try:
+                return self._seal_clear(spec, clear)
+            except InvalidInput:
+                continue  # a weak TDES part: draw again
+
+    def _load(self, key: KeyCryptogram) -> SoftKey:
+        hit = self._cache.get(key.blob)
+        if hit is not None and hit.spec == key.spec:
+            self._cache.move_to_end(key.blob)
+            if kcv.kcv(hit.algorithm, hit.raw()) != key.kcv:
+                raise KeyUsageViolation("key", _MISMATCH)
+            return hit
+        loaded = self._unwrap(key)
+        self._cache[key.blob] = loaded
+        if len(self._cache) > self._cache_size:
+            self._cache.popitem(last=False)
+        return loaded
+
+    def _unwrap(self, key: KeyCryptogram) -> SoftKey:
+        try:
+            text = key.blob.decode("ascii")
+        except (UnicodeDecodeError, AttributeError):
+            raise InvalidKeyBlock() from None
+        header, clear = tr31.unwrap(self._lmk, text)
+        blocks = dict(header.optional_blocks)
+        try:
+            bound = KeySpec.parse(blocks[ATTRIBUTE_BLOCK])
+        except (KeyError, ValueError, InvalidInput):
+            raise InvalidKeyBlock() from None
+        if (
+            bound != key.spec
+            or header.usage is not bound.usage
+            or header.mode_of_use is not bound.mode_of_use
+            or header.exportability is not bound.exportability
+            or header.algorithm is not block_algorithm(bound)
+            or len(clear) != bound.algorithm.key_length
+            or kcv.kcv(bound.algorithm, clear) != key.kcv
+        ):
+            raise KeyUsageViolation("key", _MISMATCH)
+        return SoftKey(bound, clear)
+
+    def forget(self, key_id: str) -> None:
+        with self._lock:
+            for blob in [b for b, k in self._cache.items() if k.spec.key_id == key_id]:
+                del self._cache[blob]
+
+    # -- keys across a ZMK/TMK ----------------------------------------------------
+
+    def _import(self, kek: LoadedKey, wrapped: bytes, spec: KeySpec) -> KeyCryptogram:
+        k = _soft(kek)
+        if k.spec.usage is KeyUsage.KBPK:
+            if k.algorithm is Algorithm.SM4:
+                raise Unsupported("kek", "TR-31 defines no SM4 key block protection key")
+            try:
+                text = wrapped.decode("ascii")
+            except UnicodeDecodeError:
+                raise InvalidKeyBlock() from None
+            header, clear = tr31.unwrap(k.raw(), text)
+            if (
+                header.usage is not spec.usage
+                or header.algorithm is not block_algorithm(spec)
+                or header.mode_of_use not in (spec.mode_of_use, _N)
+                or (header.exportability is not Exportability.EXPORTABLE
+                    and spec.exportability is Exportability.EXPORTABLE)
+            ):
+                raise KeyUsageViolation("key_block", "its header does not permit the requested key")
+        else:
+            if len(wrapped) != spec.algorithm.key_length or len(wrapped) % k.algorithm.block_size:
+                raise InvalidInput("wrapped_key", f"{spec.algorithm.key_length} bytes for {spec.algorithm.value}")
+            clear = k.decrypt(wrapped)
+        if len(clear) != spec.algorithm.key_length:
+            raise InvalidKeyBlock()
+        return self._seal_clear(spec, clear)
+
+    def _export(self, kek: LoadedKey, key: LoadedKey) -> bytes:
+        k, x = _soft(kek), _soft(key)
+        if k.spec.usage is KeyUsage.KBPK:
+            if k.algorithm is Algorithm.SM4 or x.algorithm is Algorithm.SM4:
+                raise Unsupported("kek", "TR-31 defines no SM4 key block")
+            version = tr31.KeyBlockVersion.B if k.algorithm.is_tdes else tr31.KeyBlockVersion.D
+            header = tr31.Header(
+                version, x.spec.usage, block_algorithm(x.spec), x.spec.mode_of_use,
+                "00", Exportability.NON_EXPORTABLE,
+            )
+            return tr31.wrap(k.raw(), header, x.raw()).encode("ascii")
+        if len(x.raw()) % k.algorithm.block_size:
+            raise InvalidInput("kek", "its block size does not divide the key's length")
+        return k.encrypt(x.raw())
+
+    # -- audit anchor ---------------------------------------------------------------
+
+    def _anchor_store(self, data: bytes) -> None:
+        if self._anchor_path is None:
+            self._anchor_mem = data
+            return
+        tmp = self._anchor_path.with_name(self._anchor_path.name + f".{os.getpid()}.tmp")
+        with open(str(self._anchor_path) + ".lock", "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            tmp.write_bytes(data)
+            os.replace(tmp, self._anchor_path)
+
+    def _anchor_load(self) -> bytes | None:
+        if self._anchor_path is None:
+            return self._anchor_mem
+        try:
+            return self._anchor_path.read_bytes()
+        except FileNotFoundError:
+            return None
+
+    def close(self) -> None:
+        with self._lock:
+            self._cache.clear()
+
+
+_N: Final = ModeOfUse.NO_RESTRICTIONS
+
+
+def _soft(key: LoadedKey) -> SoftKey:
+    if not isinstance(key, SoftKey):
+        raise InvalidInput("key", "a key loaded by this backend")
+    return key

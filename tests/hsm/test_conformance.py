@@ -1,0 +1,444 @@
+"""The backend conformance suite: every backend passes it, gated by capability.
+
+Keys are formed from components the test knows, so every result is checked
+against an independent computation with pyca/cryptography, not against our own
+crypto package.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import secrets
+
+import pytest
+from cryptography.hazmat.decrepit.ciphers.algorithms import TripleDES
+from cryptography.hazmat.primitives import cmac as pyca_cmac
+from cryptography.hazmat.primitives import hashes, hmac
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+
+from hsmsvc.errors import (
+    HsmsvcError,
+    InvalidInput,
+    InvalidKeyBlock,
+    InvalidPinBlock,
+    KeyUsageViolation,
+    Unsupported,
+    VerificationFailed,
+)
+from hsmsvc.hsm.backend import Backend, Command, KeyCryptogram, KeySpec, StoredPinMethod
+from hsmsvc.types import (
+    Algorithm,
+    Exportability,
+    KeyType,
+    KeyUsage,
+    MacAlgorithm,
+    ModeOfUse,
+    Padding,
+    PinBlockFormat,
+)
+
+PAN = "4012345678909"
+PIN = "1234"
+_ids = iter(range(1, 1_000_000))
+
+
+def _prim(alg: Algorithm, key: bytes) -> algorithms.BlockCipherAlgorithm:
+    if alg.is_tdes:
+        return TripleDES(key + key[:8] if len(key) == 16 else key)
+    if alg is Algorithm.SM4:
+        return algorithms.SM4(key)
+    return algorithms.AES(key)
+
+
+def ecb(alg: Algorithm, key: bytes, data: bytes, decrypt: bool = False) -> bytes:
+    c = Cipher(_prim(alg, key), modes.ECB())
+    ctx = c.decryptor() if decrypt else c.encryptor()
+    return ctx.update(data) + ctx.finalize()
+
+
+def odd_parity(key: bytes) -> bytes:
+    return bytes(b & 0xFE | (bin(b & 0xFE).count("1") + 1) % 2 for b in key)
+
+
+def clear_key(alg: Algorithm) -> bytes:
+    k = secrets.token_bytes(alg.key_length)
+    return odd_parity(k) if alg.is_tdes else k
+
+
+def form(
+    backend: Backend,
+    key_type: KeyType,
+    alg: Algorithm,
+    usage: KeyUsage,
+    mode: ModeOfUse = ModeOfUse.NO_RESTRICTIONS,
+    exportability: Exportability = Exportability.NON_EXPORTABLE,
+) -> tuple[KeyCryptogram, bytes]:
+    """A key from two components; returns the cryptogram and the clear key the test knows."""
+    clear = clear_key(alg)
+    c1 = secrets.token_bytes(alg.key_length)
+    c2 = bytes(a ^ b for a, b in zip(clear, c1))
+    spec = KeySpec(f"k{next(_ids)}", 1, key_type, alg, usage, mode, exportability)
+    cg, kcvs = backend.form_key(spec, [c1, c2])
+    assert len(kcvs) == 2
+    return cg, clear
+
+
+def needs(backend: Backend, command: Command, *algs: Algorithm) -> None:
+    caps = backend.capabilities
+    if command not in caps.commands or any(a not in caps.algorithms for a in algs):
+        pytest.skip(f"backend lacks {command.value} {[a.value for a in algs]}")
+
+
+def iso0(pin: str, pan: str) -> bytes:
+    pin_field = bytes.fromhex(f"0{len(pin)}{pin}".ljust(16, "F"))
+    pan_field = bytes.fromhex("0000" + pan[-13:-1])
+    return bytes(a ^ b for a, b in zip(pin_field, pan_field))
+
+
+# -- key formation and KCVs ---------------------------------------------------------
+
+
+@pytest.mark.parametrize("alg", [Algorithm.TDES_2KEY, Algorithm.TDES_3KEY, Algorithm.AES_128, Algorithm.AES_256, Algorithm.SM4])
+def test_formed_key_kcv_matches_independent_kcv(backend: Backend, alg: Algorithm) -> None:
+    needs(backend, Command.FORM_KEY, alg)
+    cg, clear = form(backend, KeyType.DEK, alg, KeyUsage.DATA)
+    if not alg.is_aes:  # TDES and SM4: ECB of a zero block
+        want = ecb(alg, clear, bytes(alg.block_size))[:3]
+    else:
+        c = pyca_cmac.CMAC(_prim(alg, clear))
+        c.update(bytes(16))
+        want = c.finalize()[:3]
+    assert cg.kcv == want
+    assert backend.kcv(cg) == want
+
+
+def test_lmk_kcv_is_the_components_kcv(backend: Backend) -> None:
+    from tests.hsm.components_env import LMK
+
+    c = pyca_cmac.CMAC(algorithms.AES(LMK))
+    c.update(bytes(16))
+    assert backend.lmk_kcv() == c.finalize()[:3]
+
+
+def test_generated_keys_differ_and_repr_hides_them(backend: Backend) -> None:
+    spec = KeySpec("gen", 1, KeyType.ZPK, Algorithm.TDES_2KEY, KeyUsage.PIN_ENCRYPTION)
+    a, b = backend.generate_key(spec), backend.generate_key(spec)
+    assert a.kcv != b.kcv
+    assert repr(a) == f"KeyCryptogram(gen v1 ZPK kcv={a.kcv.hex().upper()})"
+
+
+# -- PIN translation ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "src_alg,src_fmt,dst_alg,dst_fmt",
+    [
+        (Algorithm.TDES_2KEY, PinBlockFormat.ISO_0, Algorithm.TDES_2KEY, PinBlockFormat.ISO_0),
+        (Algorithm.TDES_3KEY, PinBlockFormat.ISO_0, Algorithm.TDES_2KEY, PinBlockFormat.ISO_3),
+        (Algorithm.TDES_2KEY, PinBlockFormat.ISO_1, Algorithm.TDES_2KEY, PinBlockFormat.ISO_0),
+        (Algorithm.TDES_2KEY, PinBlockFormat.ISO_0, Algorithm.AES_128, PinBlockFormat.ISO_4),
+        (Algorithm.AES_256, PinBlockFormat.ISO_4, Algorithm.AES_128, PinBlockFormat.ISO_4),
+        (Algorithm.SM4, PinBlockFormat.SM4_0, Algorithm.SM4, PinBlockFormat.ISO_4),
+    ],
+)
+def test_translate_pin_against_independent_decryption(
+    backend: Backend, src_alg: Algorithm, src_fmt: PinBlockFormat, dst_alg: Algorithm, dst_fmt: PinBlockFormat
+) -> None:
+    needs(backend, Command.TRANSLATE_PIN, src_alg, dst_alg)
+    tpk, tpk_clear = form(backend, KeyType.TPK, src_alg, KeyUsage.PIN_ENCRYPTION)
+    zpk, zpk_clear = form(backend, KeyType.ZPK, dst_alg, KeyUsage.PIN_ENCRYPTION)
+    from hsmsvc.crypto import pinblock
+    from hsmsvc.crypto._cipher import BlockCipher
+
+    pin = "".join(secrets.choice("0123456789") for _ in range(6))
+    block = pinblock.encipher(src_fmt, BlockCipher(src_alg, tpk_clear), pin, PAN)
+    out = backend.translate_pin(block, tpk, src_fmt, zpk, dst_fmt, PAN)
+    if dst_fmt is PinBlockFormat.ISO_0:
+        assert ecb(dst_alg, zpk_clear, out, decrypt=True) == iso0(pin, PAN)
+    else:
+        assert pinblock.decipher(dst_fmt, BlockCipher(dst_alg, zpk_clear), out, PAN) == pin
+
+
+def test_translate_refuses_losing_the_pan_binding(backend: Backend) -> None:
+    tpk, clear = form(backend, KeyType.TPK, Algorithm.TDES_2KEY, KeyUsage.PIN_ENCRYPTION)
+    zpk, _ = form(backend, KeyType.ZPK, Algorithm.TDES_2KEY, KeyUsage.PIN_ENCRYPTION)
+    block = ecb(Algorithm.TDES_2KEY, clear, iso0(PIN, PAN))
+    with pytest.raises(InvalidInput, match="PAN binding"):
+        backend.translate_pin(block, tpk, PinBlockFormat.ISO_0, zpk, PinBlockFormat.ISO_1, PAN)
+
+
+def test_bad_pin_blocks_give_one_generic_error(backend: Backend) -> None:
+    tpk, clear = form(backend, KeyType.TPK, Algorithm.TDES_2KEY, KeyUsage.PIN_ENCRYPTION)
+    zpk, _ = form(backend, KeyType.ZPK, Algorithm.TDES_2KEY, KeyUsage.PIN_ENCRYPTION)
+    bad_plain = [
+        bytes.fromhex("0C1234FFFFFFFFFF"),  # length 12 but fill
+        bytes.fromhex("1412AAFFFFFFFFFF"),  # format 1 nibble
+        bytes.fromhex("04123AFFFFFFFFFF"),  # non-digit PIN
+        bytes.fromhex("02FFFFFFFFFFFFFF"),  # too short
+    ]
+    messages = set()
+    for plain in bad_plain:
+        pan_field = bytes.fromhex("0000" + PAN[-13:-1])
+        block = ecb(Algorithm.TDES_2KEY, clear, bytes(a ^ b for a, b in zip(plain, pan_field)))
+        with pytest.raises(InvalidPinBlock) as e:
+            backend.translate_pin(block, tpk, PinBlockFormat.ISO_0, zpk, PinBlockFormat.ISO_0, PAN)
+        messages.add(str(e.value))
+    assert messages == {"pin_block: PIN block invalid"}
+
+
+# -- usage binding --------------------------------------------------------------------
+
+
+def test_zpk_cannot_be_used_as_mak_or_dek(backend: Backend) -> None:
+    zpk, _ = form(backend, KeyType.ZPK, Algorithm.TDES_2KEY, KeyUsage.PIN_ENCRYPTION)
+    with pytest.raises(KeyUsageViolation, match="MAC_GENERATE"):
+        backend.generate_mac(zpk, b"data", MacAlgorithm.ISO9797_ALG1, Padding.METHOD_1)
+    with pytest.raises(KeyUsageViolation, match="DATA_ENCRYPT"):
+        backend.encrypt_data(zpk, bytes(8), bytes(16))
+
+
+def test_mak_bound_to_its_mac_algorithm_and_mode(backend: Backend) -> None:
+    mak, _ = form(backend, KeyType.MAK, Algorithm.TDES_2KEY, KeyUsage.MAC_ISO9797_ALG3, ModeOfUse.MAC_VERIFY_ONLY)
+    with pytest.raises(KeyUsageViolation):
+        backend.generate_mac(mak, b"data", MacAlgorithm.ISO9797_ALG3, Padding.METHOD_1)
+    with pytest.raises(KeyUsageViolation):
+        backend.verify_mac(mak, b"data", bytes(8), MacAlgorithm.CMAC, Padding.METHOD_1)
+
+
+def test_edited_type_header_or_swapped_cryptogram_is_unusable(backend: Backend) -> None:
+    a, _ = form(backend, KeyType.ZPK, Algorithm.TDES_2KEY, KeyUsage.PIN_ENCRYPTION)
+    b, _ = form(backend, KeyType.ZPK, Algorithm.TDES_2KEY, KeyUsage.PIN_ENCRYPTION)
+    backend.kcv(a)  # now cached: tampering must still be caught
+    # 1. the type column says TPK
+    retyped = dataclasses.replace(a, spec=dataclasses.replace(a.spec, key_type=KeyType.TPK))
+    with pytest.raises(KeyUsageViolation):
+        backend.kcv(retyped)
+    # 2. a header byte of the cryptogram changed (mode of use B -> N, or the like)
+    blob = bytearray(a.blob)
+    blob[len(blob) // 3] ^= 0x01
+    with pytest.raises((InvalidKeyBlock, KeyUsageViolation)):
+        backend.kcv(dataclasses.replace(a, blob=bytes(blob)))
+    # 3. two rows of the same type swap cryptograms (and KCVs)
+    with pytest.raises((KeyUsageViolation, InvalidKeyBlock)):
+        backend.kcv(dataclasses.replace(a, blob=b.blob, kcv=b.kcv))
+    with pytest.raises((KeyUsageViolation, InvalidKeyBlock)):
+        backend.kcv(dataclasses.replace(a, blob=b.blob))
+
+
+# -- MACs -----------------------------------------------------------------------------
+
+
+def _cbc_last(alg: Algorithm, key: bytes, data: bytes) -> bytes:
+    bs = alg.block_size
+    data = data + bytes(-len(data) % bs)
+    ctx = Cipher(_prim(alg, key), modes.CBC(bytes(bs))).encryptor()
+    return (ctx.update(data) + ctx.finalize())[-bs:]
+
+
+@pytest.mark.parametrize(
+    "alg,usage,mac_alg",
+    [
+        (Algorithm.TDES_2KEY, KeyUsage.MAC_ISO9797_ALG1, MacAlgorithm.ISO9797_ALG1),
+        (Algorithm.AES_128, KeyUsage.MAC_ISO9797_ALG1, MacAlgorithm.ISO9797_ALG1),
+        (Algorithm.TDES_2KEY, KeyUsage.MAC_ISO9797_ALG3, MacAlgorithm.ISO9797_ALG3),
+        (Algorithm.AES_256, KeyUsage.MAC_CMAC, MacAlgorithm.CMAC),
+        (Algorithm.TDES_2KEY, KeyUsage.MAC_CMAC, MacAlgorithm.CMAC),
+        (Algorithm.SM4, KeyUsage.MAC_CMAC, MacAlgorithm.CMAC),
+        (Algorithm.AES_256, KeyUsage.MAC_HMAC, MacAlgorithm.HMAC_SHA256),
+        (Algorithm.SM4, KeyUsage.MAC_HMAC, MacAlgorithm.HMAC_SM3),
+    ],
+)
+def test_mac_against_independent_computation(
+    backend: Backend, alg: Algorithm, usage: KeyUsage, mac_alg: MacAlgorithm
+) -> None:
+    needs(backend, Command.GENERATE_MAC, alg)
+    if mac_alg not in backend.capabilities.mac_algorithms:
+        pytest.skip(f"backend lacks {mac_alg.value}")
+    mak, k = form(backend, KeyType.MAK, alg, usage)
+    data = secrets.token_bytes(37)
+    tag = backend.generate_mac(mak, data, mac_alg, Padding.METHOD_1)
+    if mac_alg is MacAlgorithm.ISO9797_ALG1:
+        want = _cbc_last(alg, k, data)
+    elif mac_alg is MacAlgorithm.ISO9797_ALG3:
+        h = _cbc_last(Algorithm.TDES_2KEY, k[:8] * 2, data)
+        want = ecb(Algorithm.TDES_2KEY, k[:8] * 2, ecb(Algorithm.TDES_2KEY, k[8:] * 2, h, decrypt=True))
+    elif mac_alg is MacAlgorithm.CMAC:
+        c = pyca_cmac.CMAC(_prim(alg, k))
+        c.update(data)
+        want = c.finalize()
+    else:
+        hm = hmac.HMAC(k, hashes.SHA256() if mac_alg is MacAlgorithm.HMAC_SHA256 else hashes.SM3())
+        hm.update(data)
+        want = hm.finalize()
+    assert tag == want
+    n = 16 if usage is KeyUsage.MAC_HMAC else 8
+    backend.verify_mac(mak, data, tag[:n], mac_alg, Padding.METHOD_1)
+    bad = bytes([tag[0] ^ 1]) + tag[1:n]
+    with pytest.raises(VerificationFailed):
+        backend.verify_mac(mak, data, bad, mac_alg, Padding.METHOD_1)
+
+
+# -- data -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("alg", [Algorithm.TDES_2KEY, Algorithm.AES_256, Algorithm.SM4])
+def test_data_encryption_against_independent_cbc(backend: Backend, alg: Algorithm) -> None:
+    needs(backend, Command.ENCRYPT_DATA, alg)
+    dek, k = form(backend, KeyType.DEK, alg, KeyUsage.DATA)
+    iv, data = secrets.token_bytes(alg.block_size), secrets.token_bytes(4 * alg.block_size)
+    ct = backend.encrypt_data(dek, iv, data)
+    ctx = Cipher(_prim(alg, k), modes.CBC(iv)).encryptor()
+    assert ct == ctx.update(data) + ctx.finalize()
+    assert backend.decrypt_data(dek, iv, ct) == data
+    with pytest.raises(InvalidInput):
+        backend.encrypt_data(dek, iv, data[:-1])
+
+
+def test_encrypt_only_dek_cannot_decrypt(backend: Backend) -> None:
+    dek, _ = form(backend, KeyType.DEK, Algorithm.AES_128, KeyUsage.DATA, ModeOfUse.ENCRYPT_ONLY)
+    with pytest.raises(KeyUsageViolation):
+        backend.decrypt_data(dek, bytes(16), bytes(16))
+
+
+# -- stored PINs and PIN verification -------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "alg,usage",
+    [(Algorithm.AES_256, KeyUsage.PIN_ENCRYPTION), (Algorithm.TDES_2KEY, KeyUsage.PIN_ENCRYPTION), (Algorithm.AES_256, KeyUsage.MAC_HMAC)],
+)
+def test_stored_pin_round_trip(backend: Backend, alg: Algorithm, usage: KeyUsage) -> None:
+    needs(backend, Command.ENCRYPT_PIN_FOR_STORAGE, alg)
+    tpk, k = form(backend, KeyType.TPK, Algorithm.TDES_2KEY, KeyUsage.PIN_ENCRYPTION)
+    psk, _ = form(backend, KeyType.PSK, alg, usage)
+    block = ecb(Algorithm.TDES_2KEY, k, iso0(PIN, PAN))
+    wrong = ecb(Algorithm.TDES_2KEY, k, iso0("9999", PAN))
+    account = PAN
+    stored = backend.encrypt_pin_for_storage(block, tpk, PinBlockFormat.ISO_0, PAN, psk, account)
+    assert PIN.encode() not in stored.value and repr(stored) == f"StoredPin({stored.method.value})"
+    backend.verify_pin_stored(block, tpk, PinBlockFormat.ISO_0, PAN, psk, account, stored)
+    with pytest.raises(VerificationFailed):
+        backend.verify_pin_stored(wrong, tpk, PinBlockFormat.ISO_0, PAN, psk, account, stored)
+    if stored.method is StoredPinMethod.ENCRYPTED:
+        psk2, _ = form(backend, KeyType.PSK, alg, usage)
+        moved = backend.reencrypt_stored_pin(stored, psk, psk2, account)
+        backend.verify_pin_stored(block, tpk, PinBlockFormat.ISO_0, PAN, psk2, account, moved)
+        with pytest.raises(VerificationFailed):
+            backend.verify_pin_stored(block, tpk, PinBlockFormat.ISO_0, PAN, psk, account, moved)
+    else:
+        with pytest.raises(KeyUsageViolation):
+            backend.reencrypt_stored_pin(stored, psk, psk, account)
+
+
+def test_ibm3624_and_pvv_verification(backend: Backend) -> None:
+    needs(backend, Command.VERIFY_PIN_IBM3624, Algorithm.TDES_2KEY)
+    from hsmsvc.crypto import ibm3624, pvv
+    from hsmsvc.crypto._cipher import BlockCipher
+
+    tpk, k = form(backend, KeyType.TPK, Algorithm.TDES_2KEY, KeyUsage.PIN_ENCRYPTION)
+    ibm, ibm_k = form(backend, KeyType.PVK, Algorithm.TDES_2KEY, KeyUsage.PIN_VERIFICATION_IBM3624)
+    visa, visa_k = form(backend, KeyType.PVK, Algorithm.TDES_2KEY, KeyUsage.PIN_VERIFICATION_VISA_PVV)
+    table, vdata = "0123456789012345", "1234567890123445"
+    block = ecb(Algorithm.TDES_2KEY, k, iso0(PIN, PAN))
+    wrong = ecb(Algorithm.TDES_2KEY, k, iso0("4321", PAN))
+    offset = ibm3624.generate_offset(BlockCipher(Algorithm.TDES_2KEY, ibm_k), vdata, table, PIN)
+    backend.verify_pin_ibm3624(block, tpk, PinBlockFormat.ISO_0, PAN, ibm, vdata, table, offset)
+    with pytest.raises(VerificationFailed):
+        backend.verify_pin_ibm3624(wrong, tpk, PinBlockFormat.ISO_0, PAN, ibm, vdata, table, offset)
+    with pytest.raises(InvalidInput, match="decimalization_table"):
+        backend.verify_pin_ibm3624(block, tpk, PinBlockFormat.ISO_0, PAN, ibm, vdata, "0000000000000000", "0000")
+    with pytest.raises(KeyUsageViolation):  # a PVV key is not an IBM key
+        backend.verify_pin_ibm3624(block, tpk, PinBlockFormat.ISO_0, PAN, visa, vdata, table, offset)
+    v = pvv.generate_pvv(BlockCipher(Algorithm.TDES_2KEY, visa_k), PAN, 1, PIN)
+    backend.verify_pin_pvv(block, tpk, PinBlockFormat.ISO_0, PAN, visa, 1, v)
+    with pytest.raises(VerificationFailed):
+        backend.verify_pin_pvv(wrong, tpk, PinBlockFormat.ISO_0, PAN, visa, 1, v)
+
+
+# -- keys across a ZMK / TMK ------------------------------------------------------------
+
+
+def test_export_import_ecb_under_zmk(backend: Backend) -> None:
+    needs(backend, Command.EXPORT_KEY, Algorithm.TDES_3KEY)
+    zmk, zmk_clear = form(backend, KeyType.ZMK, Algorithm.TDES_3KEY, KeyUsage.KEK)
+    zpk, zpk_clear = form(backend, KeyType.ZPK, Algorithm.TDES_2KEY, KeyUsage.PIN_ENCRYPTION,
+                          exportability=Exportability.EXPORTABLE)
+    wrapped = backend.export_key(zmk, zpk)
+    assert wrapped == ecb(Algorithm.TDES_3KEY, zmk_clear, zpk_clear)
+    spec = KeySpec("imported", 1, KeyType.ZPK, Algorithm.TDES_2KEY, KeyUsage.PIN_ENCRYPTION)
+    back = backend.import_key(zmk, wrapped, spec, kcv=zpk.kcv)
+    assert back.kcv == zpk.kcv
+    with pytest.raises(VerificationFailed):
+        backend.import_key(zmk, wrapped, spec, kcv=bytes(3))
+
+
+def test_export_refuses_non_exportable_and_weaker_kek(backend: Backend) -> None:
+    zmk, _ = form(backend, KeyType.ZMK, Algorithm.TDES_2KEY, KeyUsage.KEK)
+    zpk, _ = form(backend, KeyType.ZPK, Algorithm.TDES_2KEY, KeyUsage.PIN_ENCRYPTION)
+    with pytest.raises(KeyUsageViolation, match="not exportable"):
+        backend.export_key(zmk, zpk)
+    strong, _ = form(backend, KeyType.ZPK, Algorithm.TDES_3KEY, KeyUsage.PIN_ENCRYPTION,
+                     exportability=Exportability.EXPORTABLE)
+    with pytest.raises(KeyUsageViolation, match="weaker"):
+        backend.export_key(zmk, strong)
+    tpk, _ = form(backend, KeyType.TPK, Algorithm.TDES_2KEY, KeyUsage.PIN_ENCRYPTION,
+                  exportability=Exportability.EXPORTABLE)
+    with pytest.raises(KeyUsageViolation, match="may not carry"):
+        backend.export_key(zmk, tpk)
+
+
+def test_tr31_export_import_under_kbpk(backend: Backend) -> None:
+    needs(backend, Command.EXPORT_KEY, Algorithm.AES_256)
+    from hsmsvc.crypto import tr31
+
+    kbpk, kbpk_clear = form(backend, KeyType.ZMK, Algorithm.AES_256, KeyUsage.KBPK)
+    mak, mak_clear = form(backend, KeyType.MAK, Algorithm.AES_128, KeyUsage.MAC_CMAC,
+                          exportability=Exportability.EXPORTABLE)
+    block = backend.export_key(kbpk, mak)
+    header, clear = tr31.unwrap(kbpk_clear, block.decode())
+    assert clear == mak_clear and header.usage is KeyUsage.MAC_CMAC
+    spec = KeySpec("mak-in", 1, KeyType.MAK, Algorithm.AES_128, KeyUsage.MAC_CMAC)
+    assert backend.import_key(kbpk, block, spec).kcv == mak.kcv
+    wrong = KeySpec("zpk-in", 1, KeyType.ZPK, Algorithm.AES_128, KeyUsage.PIN_ENCRYPTION)
+    with pytest.raises(KeyUsageViolation):
+        backend.import_key(kbpk, block, wrong)
+
+
+# -- the rest -------------------------------------------------------------------------
+
+
+def test_random_audit_mac_and_anchor(backend: Backend) -> None:
+    assert len(backend.random(32)) == 32 and backend.random(16) != backend.random(16)
+    with pytest.raises(InvalidInput):
+        backend.random(0)
+    assert backend.audit_mac(b"x") == backend.audit_mac(b"x") != backend.audit_mac(b"y")
+    backend.write_audit_anchor(7, b"\x01" * 32)
+    backend.write_audit_anchor(5, b"\x02" * 32)  # never moves back
+    assert backend.read_audit_anchor() == (7, b"\x01" * 32)
+
+
+def test_unsupported_commands_are_refused_by_name(backend: Backend) -> None:
+    missing = [a for a in Algorithm if a not in backend.capabilities.algorithms]
+    if not missing:
+        pytest.skip("backend supports every algorithm")
+    spec = KeySpec("x", 1, KeyType.DEK, missing[0], KeyUsage.DATA)
+    with pytest.raises(Unsupported, match=f"GENERATE_KEY with {missing[0].value}"):
+        backend.generate_key(spec)
+
+
+def test_errors_carry_no_secret(backend: Backend) -> None:
+    tpk, k = form(backend, KeyType.TPK, Algorithm.TDES_2KEY, KeyUsage.PIN_ENCRYPTION)
+    zpk, _ = form(backend, KeyType.ZPK, Algorithm.TDES_2KEY, KeyUsage.PIN_ENCRYPTION)
+    block = ecb(Algorithm.TDES_2KEY, k, iso0(PIN, PAN))
+    calls = [
+        lambda: backend.translate_pin(block, tpk, PinBlockFormat.ISO_0, zpk, PinBlockFormat.ISO_0, "5012345678909"),
+        lambda: backend.translate_pin(block[:7], tpk, PinBlockFormat.ISO_0, zpk, PinBlockFormat.ISO_0, PAN),
+        lambda: backend.generate_mac(zpk, block, MacAlgorithm.CMAC, Padding.METHOD_1),
+        lambda: backend.kcv(dataclasses.replace(zpk, blob=zpk.blob[:-2])),
+    ]
+    for call in calls:
+        with pytest.raises(HsmsvcError) as e:
+            call()
+        text = f"{e.value} {e.value!r} {e.value.args}"
+        for secret in (PIN, k.hex(), k.hex().upper(), PAN):
+            assert secret not in text
