@@ -12,12 +12,20 @@ from __future__ import annotations
 
 import threading
 from abc import ABC, abstractmethod
-from typing import Final, Protocol, Sequence
+from contextlib import contextmanager
+from typing import Final, Iterator, Protocol, Sequence
 
 from hsmsvc.crypto import _compare, components, pindigest, pinblock
 from hsmsvc.crypto import ibm3624, pvv as _pvv
 from hsmsvc.crypto import _validate
-from hsmsvc.errors import InvalidInput, KeyUsageViolation, PermissionDenied, VerificationFailed
+from hsmsvc.errors import (
+    HsmsvcError,
+    InvalidInput,
+    KeyUsageViolation,
+    PermissionDenied,
+    Unsupported,
+    VerificationFailed,
+)
 from hsmsvc.hsm import policy
 from hsmsvc.hsm.backend import (
     ANCHOR_DOMAIN,
@@ -138,6 +146,24 @@ class CommandBackend(ABC):
 
     # -- helpers -----------------------------------------------------------------
 
+    @contextmanager
+    def _guard(self) -> Iterator[None]:
+        """Hold the backend's lock; turn a library's exception into ours at this edge."""
+        with self._lock:
+            try:
+                yield
+            except HsmsvcError:
+                raise
+            except Exception as e:
+                mapped = self._translate(e)
+                if mapped is None:
+                    raise
+                raise mapped from None
+
+    def _translate(self, error: Exception) -> HsmsvcError | None:
+        """A backend maps its library's exceptions here; ``None`` lets one through (a bug)."""
+        return None
+
     def _use(self, key: KeyCryptogram, op: Operation, *algs: Algorithm) -> LoadedKey:
         if not isinstance(key, KeyCryptogram):
             raise InvalidInput("key", "a KeyCryptogram")
@@ -159,12 +185,12 @@ class CommandBackend(ABC):
     # -- commands ----------------------------------------------------------------
 
     def lmk_kcv(self) -> bytes:
-        with self._lock:
+        with self._guard():
             return self._lmk_kcv()
 
     def generate_key(self, spec: KeySpec) -> KeyCryptogram:
         self._capabilities.require(Command.GENERATE_KEY, spec.algorithm)
-        with self._lock:
+        with self._guard():
             return self._new_key(spec)
 
     def form_key(
@@ -172,7 +198,7 @@ class CommandBackend(ABC):
     ) -> tuple[KeyCryptogram, list[bytes]]:
         self._capabilities.require(Command.FORM_KEY, spec.algorithm)
         clear = components.combine(spec.algorithm, parts)
-        with self._lock:
+        with self._guard():
             return self._seal_clear(spec, clear), components.component_kcvs(spec.algorithm, parts)
 
     def import_key(
@@ -181,7 +207,7 @@ class CommandBackend(ABC):
         self._capabilities.require(Command.IMPORT_KEY, spec.algorithm, kek.spec.algorithm)
         if not isinstance(wrapped, (bytes, bytearray)) or not 8 <= len(wrapped) <= 9999:
             raise InvalidInput("wrapped_key", "8 to 9999 bytes")
-        with self._lock:
+        with self._guard():
             k = self._use(kek, Operation.KEY_IMPORT_UNDER)
             self._check_carry(k.spec, spec)
             out = self._import(k, bytes(wrapped), spec)
@@ -194,7 +220,7 @@ class CommandBackend(ABC):
 
     def export_key(self, kek: KeyCryptogram, key: KeyCryptogram) -> bytes:
         self._capabilities.require(Command.EXPORT_KEY, key.spec.algorithm, kek.spec.algorithm)
-        with self._lock:
+        with self._guard():
             k = self._use(kek, Operation.KEY_EXPORT_UNDER)
             x = self._use(key, Operation.KEY_EXPORT)
             self._check_carry(k.spec, x.spec)
@@ -209,7 +235,7 @@ class CommandBackend(ABC):
 
     def kcv(self, key: KeyCryptogram) -> bytes:
         self._capabilities.require(Command.KCV)
-        with self._lock:
+        with self._guard():
             self._load(key)  # refuses a cryptogram whose KCV does not match
         return key.kcv
 
@@ -226,12 +252,12 @@ class CommandBackend(ABC):
         self._capabilities.require(Command.TRANSLATE_PIN)
         for f, name in ((src_format, "source_format"), (dst_format, "destination_format")):
             if f not in self._capabilities.pin_formats:
-                raise InvalidInput(name, f"{f.value} is not supported by this backend")
+                raise Unsupported(name, f"{f.value} is not supported by this backend")
             if f is PinBlockFormat.ISO_2:
                 raise InvalidInput(name, "format 2 is for offline IC card use only")
         if src_format.pan_bound and not dst_format.pan_bound:
             raise InvalidInput("destination_format", "a PAN-bound PIN block may not lose its PAN binding")
-        with self._lock:
+        with self._guard():
             pin = self._pin(block, src, src_format, pan)
             d = self._use(dst, Operation.PIN_ENCRYPT)
             return pinblock.encipher(dst_format, d, pin, pan)
@@ -262,7 +288,7 @@ class CommandBackend(ABC):
     ) -> StoredPin:
         self._capabilities.require(Command.ENCRYPT_PIN_FOR_STORAGE)
         _validate.digits(account, "account", 12, 19)
-        with self._lock:
+        with self._guard():
             pin = self._pin(block, key, fmt, pan)
             return self._store(self._use_psk(psk), pin, account)
 
@@ -278,7 +304,7 @@ class CommandBackend(ABC):
     ) -> None:
         self._capabilities.require(Command.VERIFY_PIN_STORED)
         _validate.digits(account, "account", 12, 19)
-        with self._lock:
+        with self._guard():
             pin = self._pin(block, key, fmt, pan)
             p = self._use_psk(psk)
             self._check_stored(p, stored)
@@ -314,7 +340,7 @@ class CommandBackend(ABC):
     ) -> StoredPin:
         self._capabilities.require(Command.REENCRYPT_STORED_PIN)
         _validate.digits(account, "account", 12, 19)
-        with self._lock:
+        with self._guard():
             old = self._use_psk(old_psk)
             new = self._use_psk(new_psk)
             self._check_stored(old, stored)
@@ -342,7 +368,7 @@ class CommandBackend(ABC):
         self._capabilities.require(Command.VERIFY_PIN_IBM3624)
         if not isinstance(decimalization_table, str) or set("0123456789") - set(decimalization_table):
             raise InvalidInput("decimalization_table", "16 digits holding each of 0-9")
-        with self._lock:
+        with self._guard():
             pin = self._pin(block, key, fmt, pan)
             v = self._use(pvk, Operation.PIN_VERIFY_IBM3624)
             ibm3624.verify_offset(v, validation_data, decimalization_table, pin, offset)
@@ -358,7 +384,7 @@ class CommandBackend(ABC):
         pvv: str,
     ) -> None:
         self._capabilities.require(Command.VERIFY_PIN_PVV)
-        with self._lock:
+        with self._guard():
             pin = self._pin(block, key, fmt, pan)
             v = self._use(pvk, Operation.PIN_VERIFY_PVV)
             _pvv.verify_pvv(v, pan, pvki, pin, pvv)
@@ -367,7 +393,7 @@ class CommandBackend(ABC):
         if not isinstance(algorithm, MacAlgorithm):
             raise InvalidInput("mac_algorithm", "a MacAlgorithm")
         if algorithm not in self._capabilities.mac_algorithms:
-            raise InvalidInput("mac_algorithm", f"{algorithm.value} is not supported by this backend")
+            raise Unsupported("mac_algorithm", f"{algorithm.value} is not supported by this backend")
         k = self._use(key, op)
         if k.spec.usage is not policy.MAC_USAGE[algorithm]:
             raise KeyUsageViolation("key", f"its usage does not permit {algorithm.value}")
@@ -380,7 +406,7 @@ class CommandBackend(ABC):
     ) -> bytes:
         self._capabilities.require(Command.GENERATE_MAC)
         _check_data(data)
-        with self._lock:
+        with self._guard():
             return self._mac_key(key, Operation.MAC_GENERATE, algorithm).mac(algorithm, padding, bytes(data))
 
     def verify_mac(
@@ -388,7 +414,7 @@ class CommandBackend(ABC):
     ) -> None:
         self._capabilities.require(Command.VERIFY_MAC)
         _check_data(data)
-        with self._lock:
+        with self._guard():
             k = self._mac_key(key, Operation.MAC_VERIFY, algorithm)
             lo, hi = _MAC_LENGTHS.get(algorithm, (4, k.algorithm.block_size))
             if not isinstance(mac, (bytes, bytearray)) or not lo <= len(mac) <= hi:
@@ -399,25 +425,25 @@ class CommandBackend(ABC):
     def encrypt_data(self, key: KeyCryptogram, iv: bytes, data: bytes) -> bytes:
         self._capabilities.require(Command.ENCRYPT_DATA)
         _check_data(data)
-        with self._lock:
+        with self._guard():
             return self._use(key, Operation.DATA_ENCRYPT).cbc_encrypt(bytes(iv), bytes(data))
 
     def decrypt_data(self, key: KeyCryptogram, iv: bytes, data: bytes) -> bytes:
         self._capabilities.require(Command.DECRYPT_DATA)
         _check_data(data)
-        with self._lock:
+        with self._guard():
             return self._use(key, Operation.DATA_DECRYPT).cbc_decrypt(bytes(iv), bytes(data))
 
     def random(self, length: int) -> bytes:
         self._capabilities.require(Command.RANDOM)
         if not isinstance(length, int) or not 1 <= length <= 4096:
             raise InvalidInput("length", "1 to 4096")
-        with self._lock:
+        with self._guard():
             return self._random(length)
 
     def write_audit_anchor(self, seq: int, head: bytes) -> None:
         """Keep the audit chain head outside the database, MACed under the LMK."""
-        with self._lock:
+        with self._guard():
             current = self._read_anchor()
             if current is not None and current[0] >= seq:
                 return
@@ -426,7 +452,7 @@ class CommandBackend(ABC):
 
     def read_audit_anchor(self) -> tuple[int, bytes] | None:
         """The last anchored (sequence, head hash); ``PermissionDenied`` if it was altered."""
-        with self._lock:
+        with self._guard():
             return self._read_anchor()
 
     def _read_anchor(self) -> tuple[int, bytes] | None:
@@ -451,7 +477,7 @@ class CommandBackend(ABC):
 
     def audit_mac(self, data: bytes) -> bytes:
         self._capabilities.require(Command.AUDIT_MAC)
-        with self._lock:
+        with self._guard():
             return self._lmk_cmac(AUDIT_DOMAIN + bytes(data))
 
 

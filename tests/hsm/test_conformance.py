@@ -198,9 +198,9 @@ def test_zpk_cannot_be_used_as_mak_or_dek(backend: Backend) -> None:
 
 
 def test_mak_bound_to_its_mac_algorithm_and_mode(backend: Backend) -> None:
-    mak, _ = form(backend, KeyType.MAK, Algorithm.TDES_2KEY, KeyUsage.MAC_ISO9797_ALG3, ModeOfUse.MAC_VERIFY_ONLY)
+    mak, _ = form(backend, KeyType.MAK, Algorithm.TDES_2KEY, KeyUsage.MAC_ISO9797_ALG1, ModeOfUse.MAC_VERIFY_ONLY)
     with pytest.raises(KeyUsageViolation):
-        backend.generate_mac(mak, b"data", MacAlgorithm.ISO9797_ALG3, Padding.METHOD_1)
+        backend.generate_mac(mak, b"data", MacAlgorithm.ISO9797_ALG1, Padding.METHOD_1)
     with pytest.raises(KeyUsageViolation):
         backend.verify_mac(mak, b"data", bytes(8), MacAlgorithm.CMAC, Padding.METHOD_1)
 
@@ -372,7 +372,28 @@ def test_export_import_ecb_under_zmk(backend: Backend) -> None:
         backend.import_key(zmk, wrapped, spec, kcv=bytes(3))
 
 
+def test_import_ecb_under_zmk_from_independent_wrap(backend: Backend) -> None:
+    needs(backend, Command.IMPORT_KEY, Algorithm.TDES_3KEY)
+    zmk, zmk_clear = form(backend, KeyType.ZMK, Algorithm.TDES_3KEY, KeyUsage.KEK)
+    zpk_clear = clear_key(Algorithm.TDES_2KEY)
+    wrapped = ecb(Algorithm.TDES_3KEY, zmk_clear, zpk_clear)
+    spec = KeySpec("zpk-from-peer", 1, KeyType.ZPK, Algorithm.TDES_2KEY, KeyUsage.PIN_ENCRYPTION)
+    want_kcv = ecb(Algorithm.TDES_2KEY, zpk_clear, bytes(8))[:3]
+    zpk = backend.import_key(zmk, wrapped, spec, kcv=want_kcv)
+    assert zpk.kcv == want_kcv
+    tpk, tpk_clear = form(backend, KeyType.TPK, Algorithm.TDES_2KEY, KeyUsage.PIN_ENCRYPTION)
+    out = backend.translate_pin(ecb(Algorithm.TDES_2KEY, tpk_clear, iso0(PIN, PAN)), tpk,
+                                PinBlockFormat.ISO_0, zpk, PinBlockFormat.ISO_0, PAN)
+    assert ecb(Algorithm.TDES_2KEY, zpk_clear, out, decrypt=True) == iso0(PIN, PAN)
+    with pytest.raises(VerificationFailed):
+        backend.import_key(zmk, wrapped, spec, kcv=bytes(3))
+    mak_spec = KeySpec("mak-from-peer", 1, KeyType.TAK, Algorithm.TDES_2KEY, KeyUsage.MAC_ISO9797_ALG1)
+    with pytest.raises(KeyUsageViolation, match="may not carry"):
+        backend.import_key(zmk, wrapped, mak_spec)
+
+
 def test_export_refuses_non_exportable_and_weaker_kek(backend: Backend) -> None:
+    needs(backend, Command.EXPORT_KEY)
     zmk, _ = form(backend, KeyType.ZMK, Algorithm.TDES_2KEY, KeyUsage.KEK)
     zpk, _ = form(backend, KeyType.ZPK, Algorithm.TDES_2KEY, KeyUsage.PIN_ENCRYPTION)
     with pytest.raises(KeyUsageViolation, match="not exportable"):
@@ -418,6 +439,10 @@ def test_random_audit_mac_and_anchor(backend: Backend) -> None:
 
 
 def test_unsupported_commands_are_refused_by_name(backend: Backend) -> None:
+    if Command.EXPORT_KEY not in backend.capabilities.commands:
+        zmk, _ = form(backend, KeyType.ZMK, Algorithm.TDES_3KEY, KeyUsage.KEK)
+        with pytest.raises(Unsupported, match="EXPORT_KEY is not supported"):
+            backend.export_key(zmk, zmk)
     missing = [a for a in Algorithm if a not in backend.capabilities.algorithms]
     if not missing:
         pytest.skip("backend supports every algorithm")
@@ -431,7 +456,7 @@ def test_errors_carry_no_secret(backend: Backend) -> None:
     zpk, _ = form(backend, KeyType.ZPK, Algorithm.TDES_2KEY, KeyUsage.PIN_ENCRYPTION)
     block = ecb(Algorithm.TDES_2KEY, k, iso0(PIN, PAN))
     calls = [
-        lambda: backend.translate_pin(block, tpk, PinBlockFormat.ISO_0, zpk, PinBlockFormat.ISO_0, "5012345678909"),
+        lambda: backend.translate_pin(block, tpk, PinBlockFormat.ISO_0, zpk, PinBlockFormat.ISO_0, "4012345678817"),
         lambda: backend.translate_pin(block[:7], tpk, PinBlockFormat.ISO_0, zpk, PinBlockFormat.ISO_0, PAN),
         lambda: backend.generate_mac(zpk, block, MacAlgorithm.CMAC, Padding.METHOD_1),
         lambda: backend.kcv(dataclasses.replace(zpk, blob=zpk.blob[:-2])),

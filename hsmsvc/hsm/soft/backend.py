@@ -220,7 +220,7 @@ class SoftBackend(CommandBackend):
         return SoftKey(bound, clear)
 
     def forget(self, key_id: str) -> None:
-        with self._lock:
+        with self._guard():
             for blob in [b for b, k in self._cache.items() if k.spec.key_id == key_id]:
                 del self._cache[blob]
 
@@ -288,7 +288,7 @@ class SoftBackend(CommandBackend):
             return None
 
     def close(self) -> None:
-        with self._lock:
+        with self._guard():
             self._cache.clear()
 
 

@@ -1,0 +1,416 @@
+"""The PKCS#11 backend (python-pkcs11), tested against SoftHSM2.
+
+* The LMK is a token object (AES-256, CKA_EXTRACTABLE false, CKA_SENSITIVE
+  true) created once from the custodians' components by :func:`provision_lmk`.
+  Its backup is the set of components, not the token.
+* A stored key is ``len || attributes || C_WrapKey(LMK, AES-KWP, key) || tag``
+  where ``tag`` is the LMK's CMAC (computed in the token) over a domain label and
+  everything before it. The attributes are those of :class:`KeySpec` plus the
+  KCV, so type, usage, algorithm, id, version, zone and KCV are all bound.
+* Loaded keys are session objects unwrapped with only the CKA_ENCRYPT /
+  CKA_DECRYPT / CKA_SIGN / CKA_VERIFY their usage and mode of use need, so the
+  token refuses other uses a second time. They are cached by key id and version
+  (bounded LRU), checked against the cryptogram on every hit, and destroyed by
+  :meth:`forget` on rotation or revocation.
+
+Where clear values exist in host memory (a generic token has no payment
+commands): a PIN translation or verification deciphers the PIN block in the
+token and parses it here, so the clear PIN block is in this process's memory
+for the duration of the call; importing a key in the ECB form deciphers it in
+the token and creates the object from host memory; forming a key from
+components XORs them here. A payment HSM does all of this inside its boundary.
+
+SoftHSM is not thread-safe under python-pkcs11 (``platform-notes.md``): one
+session per process, every call under the backend's one lock; scale with more
+processes (the pool spawns them).
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from typing import Any, Final
+
+import pkcs11
+from pkcs11 import Attribute, Mechanism, ObjectClass
+from pkcs11 import KeyType as P11KeyType
+from pkcs11 import exceptions as p11e
+
+from hsmsvc.crypto import components, kcv
+from hsmsvc.errors import (
+    BackendUnavailable,
+    HsmsvcError,
+    InvalidInput,
+    InvalidKeyBlock,
+    KeyUsageViolation,
+    Unsupported,
+)
+from hsmsvc.hsm.backend import Capabilities, Command, KeyCryptogram, KeySpec
+from hsmsvc.hsm.commands import CommandBackend, LoadedKey
+from hsmsvc.types import Algorithm, KeyType, KeyUsage, MacAlgorithm, ModeOfUse, Padding, PinBlockFormat
+
+__all__ = ["PKCS11_CAPABILITIES", "Pkcs11Backend", "provision_lmk"]
+
+LMK_LABEL: Final = "hsmsvc-lmk"
+ANCHOR_LABEL: Final = "hsmsvc-audit-anchor"
+_KEY_DOMAIN: Final = b"hsmsvc/p11-key/v1\x00"
+
+PKCS11_CAPABILITIES: Final = Capabilities(
+    # No EXPORT_KEY: producing the ECB or TR-31 form would need the clear key
+    # outside the token, and SoftHSM has no CKM_DES3_ECB key wrap.
+    commands=frozenset(Command) - {Command.EXPORT_KEY},
+    # SoftHSM2 has no SM2, SM3 or SM4 mechanisms.
+    algorithms=frozenset(Algorithm) - {Algorithm.SM4},
+    # No DES3_MAC in SoftHSM (so no retail MAC), no SM3 HMAC.
+    mac_algorithms=frozenset(
+        {MacAlgorithm.ISO9797_ALG1, MacAlgorithm.CMAC, MacAlgorithm.HMAC_SHA256}
+    ),
+    pin_formats=frozenset(PinBlockFormat) - {PinBlockFormat.SM4_0},
+)
+
+_TYPE: Final = {
+    Algorithm.TDES_2KEY: P11KeyType.DES2,
+    Algorithm.TDES_3KEY: P11KeyType.DES3,
+    Algorithm.AES_128: P11KeyType.AES,
+    Algorithm.AES_192: P11KeyType.AES,
+    Algorithm.AES_256: P11KeyType.AES,
+}
+_ECB: Final = {True: Mechanism.DES3_ECB, False: Mechanism.AES_ECB}
+_CBC: Final = {True: Mechanism.DES3_CBC, False: Mechanism.AES_CBC}
+_CMAC: Final = {True: Mechanism.DES3_CMAC, False: Mechanism.AES_CMAC}
+
+_UNAVAILABLE: Final = (
+    p11e.DeviceError,
+    p11e.DeviceRemoved,
+    p11e.DeviceMemory,
+    p11e.SessionHandleInvalid,
+    p11e.SessionClosed,
+    p11e.TokenNotPresent,
+    p11e.TokenNotRecognised,
+    p11e.GeneralError,
+    p11e.FunctionFailed,
+    p11e.HostMemory,
+    p11e.UserNotLoggedIn,
+)
+_USAGE: Final = (p11e.KeyTypeInconsistent, p11e.FunctionNotSupported, p11e.MechanismInvalid)
+_INPUT: Final = (
+    p11e.DataLenRange,
+    p11e.DataInvalid,
+    p11e.EncryptedDataInvalid,
+    p11e.EncryptedDataLenRange,
+    p11e.WrappedKeyInvalid,
+    p11e.WrappedKeyLenRange,
+)
+
+
+def _capabilities(spec: KeySpec) -> dict[Attribute, bool]:
+    """The token-enforced uses of an unwrapped key, from its usage and mode of use."""
+    m, u = spec.mode_of_use, spec.usage
+    enc = m in (ModeOfUse.ENCRYPT_DECRYPT, ModeOfUse.ENCRYPT_ONLY, ModeOfUse.NO_RESTRICTIONS)
+    dec = m in (ModeOfUse.ENCRYPT_DECRYPT, ModeOfUse.DECRYPT_ONLY, ModeOfUse.NO_RESTRICTIONS)
+    if u in (KeyUsage.MAC_CMAC, KeyUsage.MAC_HMAC):
+        return {Attribute.SIGN: True, Attribute.ENCRYPT: False, Attribute.DECRYPT: False}
+    if u is KeyUsage.MAC_ISO9797_ALG1:  # CBC-MAC is a CBC encipherment in the token
+        return {Attribute.ENCRYPT: True, Attribute.DECRYPT: False, Attribute.SIGN: False}
+    if u in (KeyUsage.PIN_VERIFICATION_IBM3624, KeyUsage.PIN_VERIFICATION_VISA_PVV):
+        return {Attribute.ENCRYPT: True, Attribute.DECRYPT: False, Attribute.SIGN: False}
+    if u is KeyUsage.PIN_ENCRYPTION and spec.key_type is KeyType.PSK:
+        return {Attribute.ENCRYPT: True, Attribute.DECRYPT: True, Attribute.SIGN: False}
+    return {Attribute.ENCRYPT: enc, Attribute.DECRYPT: dec, Attribute.SIGN: False}
+
+
+def _p11_type(spec: KeySpec) -> P11KeyType:
+    if spec.usage is KeyUsage.MAC_HMAC:
+        return P11KeyType.GENERIC_SECRET
+    try:
+        return _TYPE[spec.algorithm]
+    except KeyError:
+        raise Unsupported("algorithm", f"{spec.algorithm.value} is not supported by this backend") from None
+
+
+class TokenKey:
+    """A verified key as a session object; every call runs under the backend's lock."""
+
+    __slots__ = ("algorithm", "obj", "spec")
+
+    def __init__(self, spec: KeySpec, obj: Any) -> None:
+        self.spec = spec
+        self.algorithm = spec.algorithm
+        self.obj = obj
+
+    def __repr__(self) -> str:
+        return f"TokenKey({self.spec.key_id} v{self.spec.version})"
+
+    def encrypt(self, data: bytes) -> bytes:
+        return bytes(self.obj.encrypt(data, mechanism=_ECB[self.algorithm.is_tdes]))
+
+    def decrypt(self, data: bytes) -> bytes:
+        return bytes(self.obj.decrypt(data, mechanism=_ECB[self.algorithm.is_tdes]))
+
+    def _iv(self, iv: bytes) -> bytes:
+        if not isinstance(iv, (bytes, bytearray)) or len(iv) != self.algorithm.block_size:
+            raise InvalidInput("iv", f"{self.algorithm.block_size} bytes")
+        return bytes(iv)
+
+    def _blocks(self, data: bytes) -> bytes:
+        if len(data) % self.algorithm.block_size:
+            raise InvalidInput("data", f"a multiple of {self.algorithm.block_size} bytes")
+        return data
+
+    def cbc_encrypt(self, iv: bytes, data: bytes) -> bytes:
+        mech = _CBC[self.algorithm.is_tdes]
+        return bytes(self.obj.encrypt(self._blocks(data), mechanism=mech, mechanism_param=self._iv(iv)))
+
+    def cbc_decrypt(self, iv: bytes, data: bytes) -> bytes:
+        mech = _CBC[self.algorithm.is_tdes]
+        return bytes(self.obj.decrypt(self._blocks(data), mechanism=mech, mechanism_param=self._iv(iv)))
+
+    def mac(self, algorithm: MacAlgorithm, padding: Padding, data: bytes) -> bytes:
+        if algorithm is MacAlgorithm.ISO9797_ALG1:
+            from hsmsvc.crypto import mac as _mac
+
+            bs = self.algorithm.block_size
+            padded = _mac.pad(data, padding, bs)
+            return self.cbc_encrypt(bytes(bs), padded)[-bs:]
+        if algorithm is MacAlgorithm.CMAC:
+            return bytes(self.obj.sign(data, mechanism=_CMAC[self.algorithm.is_tdes]))
+        if algorithm is MacAlgorithm.HMAC_SHA256:
+            return bytes(self.obj.sign(data, mechanism=Mechanism.SHA256_HMAC))
+        raise Unsupported("mac_algorithm", f"{algorithm.value} is not supported by this backend")
+
+
+def provision_lmk(module: str, token_label: str, pin: str, parts: list[bytes]) -> bytes:
+    """Create the LMK in the token from the custodians' components; returns its KCV.
+
+    Refuses if the token already holds an LMK: a second one is a ceremony, not
+    a start-up step.
+    """
+    lmk = components.combine(Algorithm.AES_256, parts)
+    try:
+        token = pkcs11.lib(module).get_token(token_label=token_label)
+        with token.open(user_pin=pin, rw=True) as s:
+            if list(s.get_objects({Attribute.LABEL: LMK_LABEL, Attribute.CLASS: ObjectClass.SECRET_KEY})):
+                raise InvalidInput("token", "already holds an hsmsvc LMK")
+            s.create_object(
+                {
+                    Attribute.CLASS: ObjectClass.SECRET_KEY,
+                    Attribute.KEY_TYPE: P11KeyType.AES,
+                    Attribute.VALUE: lmk,
+                    Attribute.TOKEN: True,
+                    Attribute.PRIVATE: True,
+                    Attribute.LABEL: LMK_LABEL,
+                    Attribute.EXTRACTABLE: False,
+                    Attribute.SENSITIVE: True,
+                    Attribute.WRAP: True,
+                    Attribute.UNWRAP: True,
+                    Attribute.SIGN: True,
+                    Attribute.VERIFY: True,
+                    Attribute.ENCRYPT: False,
+                    Attribute.DECRYPT: False,
+                }
+            )
+    except p11e.PKCS11Error as e:
+        raise BackendUnavailable("token", f"PKCS#11 error {type(e).__name__}") from None
+    return kcv.kcv(Algorithm.AES_256, lmk)
+
+
+class Pkcs11Backend(CommandBackend):
+    """Payment commands over a PKCS#11 token holding the LMK."""
+
+    def __init__(self, module: str, token_label: str, pin: str, cache_size: int = 1024) -> None:
+        super().__init__(PKCS11_CAPABILITIES)
+        self._cache: OrderedDict[tuple[str, int], tuple[bytes, TokenKey]] = OrderedDict()
+        self._cache_size = cache_size
+        try:
+            self._token = pkcs11.lib(module).get_token(token_label=token_label)
+            # One logged-in session for the life of the process (a second login
+            # raises UserAlreadyLoggedIn; see platform-notes.md).
+            self._session = self._token.open(user_pin=pin, rw=True)
+            found: list[Any] = list(
+                self._session.get_objects(
+                    {Attribute.LABEL: LMK_LABEL, Attribute.CLASS: ObjectClass.SECRET_KEY}
+                )
+            )
+        except p11e.PKCS11Error as e:
+            raise BackendUnavailable("token", f"cannot open: {type(e).__name__}") from None
+        except (OSError, RuntimeError):
+            raise BackendUnavailable("token", "PKCS#11 module or token not found") from None
+        if len(found) != 1:
+            self._session.close()
+            raise BackendUnavailable("token", "holds no hsmsvc LMK (run `hsmsvc lmk init --pkcs11`)")
+        self._lmk = found[0]
+        self._lmk_kcv_value = bytes(self._lmk.sign(bytes(16), mechanism=Mechanism.AES_CMAC))[:3]
+
+    def __repr__(self) -> str:
+        return f"Pkcs11Backend(lmk_kcv={self._lmk_kcv_value.hex().upper()})"
+
+    def _translate(self, error: Exception) -> HsmsvcError | None:
+        if isinstance(error, _UNAVAILABLE):
+            return BackendUnavailable("hsm", f"token error {type(error).__name__}")
+        # python-pkcs11 gives a key only the methods its CKA_* flags allow, so a
+        # use the token forbids surfaces as a missing method.
+        if isinstance(error, _USAGE) or (
+            isinstance(error, AttributeError) and error.name in ("encrypt", "decrypt", "sign", "verify")
+        ):
+            return KeyUsageViolation("key", "the token refused this use of the key")
+        if isinstance(error, _INPUT):
+            return InvalidInput("data", "the token refused the data's length or form")
+        if isinstance(error, p11e.PKCS11Error):
+            return BackendUnavailable("hsm", f"token error {type(error).__name__}")
+        return None
+
+    # -- LMK ---------------------------------------------------------------------
+
+    def _lmk_kcv(self) -> bytes:
+        return self._lmk_kcv_value
+
+    def _lmk_cmac(self, data: bytes) -> bytes:
+        return bytes(self._lmk.sign(data, mechanism=Mechanism.AES_CMAC))
+
+    def _random(self, length: int) -> bytes:
+        return bytes(self._session.generate_random(8 * length))
+
+    # -- wrapped keys ----------------------------------------------------------------
+
+    def _blob(self, spec: KeySpec, key_kcv: bytes, wrapped: bytes) -> bytes:
+        attrs = (spec.attributes() + ";kcv=" + key_kcv.hex().upper()).encode("ascii")
+        body = len(attrs).to_bytes(2, "big") + attrs + wrapped
+        return body + self._lmk_cmac(_KEY_DOMAIN + body)
+
+    def _seal_object(self, spec: KeySpec, obj: Any, key_kcv: bytes) -> KeyCryptogram:
+        try:
+            wrapped = bytes(self._lmk.wrap_key(obj, mechanism=Mechanism.AES_KEY_WRAP_PAD))
+        finally:
+            obj.destroy()
+        return KeyCryptogram(spec, self._blob(spec, key_kcv, wrapped), key_kcv)
+
+    def _temp_object(self, spec: KeySpec, clear: bytes) -> Any:
+        return self._session.create_object(
+            {
+                Attribute.CLASS: ObjectClass.SECRET_KEY,
+                Attribute.KEY_TYPE: _p11_type(spec),
+                Attribute.VALUE: clear,
+                Attribute.TOKEN: False,
+                Attribute.SENSITIVE: True,
+                Attribute.EXTRACTABLE: True,
+            }
+        )
+
+    def _seal_clear(self, spec: KeySpec, clear: bytes) -> KeyCryptogram:
+        components.check_key(spec.algorithm, clear)
+        return self._seal_object(spec, self._temp_object(spec, clear), kcv.kcv(spec.algorithm, clear))
+
+    def _new_key(self, spec: KeySpec) -> KeyCryptogram:
+        _p11_type(spec)
+        while True:
+            # The token's RNG; the value passes host memory once, as for a formed key.
+            clear = bytes(self._session.generate_random(8 * spec.algorithm.key_length))
+            if spec.algorithm.is_tdes:
+                clear = components.adjust_odd_parity(clear)
+            try:
+                return self._seal_clear(spec, clear)
+            except InvalidInput:
+                continue
+
+    def _load(self, key: KeyCryptogram) -> TokenKey:
+        ident = (key.spec.key_id, key.spec.version)
+        hit = self._cache.get(ident)
+        if hit is not None and hit[0] == key.blob and hit[1].spec == key.spec:
+            self._cache.move_to_end(ident)
+            return hit[1]
+        loaded = self._unwrap(key)
+        old = self._cache.pop(ident, None)
+        if old is not None:
+            old[1].obj.destroy()
+        self._cache[ident] = (key.blob, loaded)
+        if len(self._cache) > self._cache_size:
+            _, (_, evicted) = self._cache.popitem(last=False)
+            evicted.obj.destroy()
+        return loaded
+
+    def _unwrap(self, key: KeyCryptogram) -> TokenKey:
+        blob = key.blob
+        if not isinstance(blob, bytes) or len(blob) < 2 + 16 + 16:
+            raise InvalidKeyBlock()
+        body, tag = blob[:-16], blob[-16:]
+        if not self._lmk.verify(_KEY_DOMAIN + body, tag, mechanism=Mechanism.AES_CMAC):
+            raise InvalidKeyBlock()
+        n = int.from_bytes(body[:2], "big")
+        try:
+            text = body[2 : 2 + n].decode("ascii")
+            attrs, kcv_hex = text.rsplit(";kcv=", 1)
+            bound, bound_kcv = KeySpec.parse(attrs), bytes.fromhex(kcv_hex)
+        except (UnicodeDecodeError, ValueError, InvalidInput):
+            raise InvalidKeyBlock() from None
+        if bound != key.spec or bound_kcv != key.kcv:
+            raise KeyUsageViolation("key", "stored attributes do not match the key block")
+        template = {
+            Attribute.TOKEN: False,
+            Attribute.SENSITIVE: True,
+            Attribute.EXTRACTABLE: False,
+            Attribute.WRAP: False,
+            Attribute.UNWRAP: False,
+            Attribute.VERIFY: False,
+            **_capabilities(bound),
+        }
+        obj = self._lmk.unwrap_key(
+            ObjectClass.SECRET_KEY,
+            _p11_type(bound),
+            body[2 + n :],
+            mechanism=Mechanism.AES_KEY_WRAP_PAD,
+            template=template,
+        )
+        return TokenKey(bound, obj)
+
+    def forget(self, key_id: str) -> None:
+        with self._guard():
+            for ident in [i for i in self._cache if i[0] == key_id]:
+                self._cache.pop(ident)[1].obj.destroy()
+
+    # -- keys across a ZMK/TMK ----------------------------------------------------
+
+    def _import(self, kek: LoadedKey, wrapped: bytes, spec: KeySpec) -> KeyCryptogram:
+        if kek.spec.usage is KeyUsage.KBPK:
+            raise Unsupported("kek", "TR-31 import needs the KBPK's derived keys outside the token")
+        if len(wrapped) != spec.algorithm.key_length or len(wrapped) % kek.algorithm.block_size:
+            raise InvalidInput("wrapped_key", f"{spec.algorithm.key_length} bytes for {spec.algorithm.value}")
+        return self._seal_clear(spec, kek.decrypt(wrapped))
+
+    def _export(self, kek: LoadedKey, key: LoadedKey) -> bytes:
+        raise Unsupported("command", "EXPORT_KEY is not supported by this backend")
+
+    # -- audit anchor ---------------------------------------------------------------
+
+    def _anchor_objects(self) -> list[Any]:
+        return list(self._session.get_objects({Attribute.CLASS: ObjectClass.DATA, Attribute.LABEL: ANCHOR_LABEL}))
+
+    def _anchor_store(self, data: bytes) -> None:
+        for obj in self._anchor_objects():
+            obj.destroy()
+        self._session.create_object(
+            {
+                Attribute.CLASS: ObjectClass.DATA,
+                Attribute.LABEL: ANCHOR_LABEL,
+                Attribute.APPLICATION: "hsmsvc",
+                Attribute.VALUE: data,
+                Attribute.TOKEN: True,
+                Attribute.PRIVATE: True,
+            }
+        )
+
+    def _anchor_load(self) -> bytes | None:
+        found = self._anchor_objects()
+        return bytes(found[0][Attribute.VALUE]) if found else None
+
+    def close(self) -> None:
+        with self._lock:
+            for _, loaded in self._cache.values():
+                try:
+                    loaded.obj.destroy()
+                except p11e.PKCS11Error:
+                    pass
+            self._cache.clear()
+            try:
+                self._session.close()
+            except p11e.PKCS11Error:
+                pass
+
