@@ -134,10 +134,16 @@ class KeyState(Enum):
     """Life-cycle state of a stored key version."""
 
     PENDING = "PENDING"
+    """Created or received (a key-change notice), not yet confirmed: no use."""
     ACTIVE = "ACTIVE"
-    RETIRED = "RETIRED"
+    RETIRING = "RETIRING"
+    """Superseded: still verifies and decrypts, no longer generates or encrypts."""
+    SUSPENDED = "SUSPENDED"
+    """Held by an officer: no use until reactivated."""
     REVOKED = "REVOKED"
+    """Compromised or withdrawn: no use, never again."""
     DESTROYED = "DESTROYED"
+    """Cryptogram erased; the row stays for the audit trail."""
 
 
 @unique

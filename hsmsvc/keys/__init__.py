@@ -1,0 +1,1 @@
+"""Keys: the key store, the hierarchy and the audit chain. Holds only cryptograms."""

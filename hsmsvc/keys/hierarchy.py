@@ -1,0 +1,120 @@
+"""The X9.17 key hierarchy over the store: create, look up for use, change state.
+
+Every lookup for use reads the key's row, so a key revoked or suspended by
+one process is refused by the next call in any other process on the same
+database. Every key-management action is audited in the same transaction as
+the change it records.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+from typing import Final, Sequence
+
+from hsmsvc.errors import KeyStateError
+from hsmsvc.hsm import policy
+from hsmsvc.hsm.backend import Backend, KeyCryptogram, KeySpec
+from hsmsvc.hsm.policy import Operation
+from hsmsvc.keys.model import AuditEvent, StoredKey
+from hsmsvc.keys.store import KeyStore
+from hsmsvc.types import KeyState
+
+__all__ = ["KeyManager"]
+
+# A RETIRING key still checks what was made under it, and makes nothing new.
+_RETIRING_OK: Final = frozenset(
+    {Operation.PIN_DECRYPT, Operation.MAC_VERIFY, Operation.DATA_DECRYPT, Operation.KEY_IMPORT_UNDER,
+     Operation.PIN_VERIFY_IBM3624, Operation.PIN_VERIFY_PVV}
+)
+_TRANSITIONS: Final = {
+    KeyState.PENDING: frozenset({KeyState.ACTIVE, KeyState.REVOKED, KeyState.DESTROYED}),
+    KeyState.ACTIVE: frozenset({KeyState.RETIRING, KeyState.SUSPENDED, KeyState.REVOKED}),
+    KeyState.RETIRING: frozenset({KeyState.REVOKED, KeyState.DESTROYED}),
+    KeyState.SUSPENDED: frozenset({KeyState.ACTIVE, KeyState.REVOKED}),
+    KeyState.REVOKED: frozenset({KeyState.DESTROYED}),
+    KeyState.DESTROYED: frozenset(),
+}
+
+
+def _detail(c: KeyCryptogram, **extra: str) -> tuple[tuple[str, str], ...]:
+    s = c.spec
+    base = {
+        "type": s.key_type.value, "algorithm": s.algorithm.value, "usage": s.usage.value,
+        "kcv": c.kcv.hex().upper(), "zone": s.zone,
+    }
+    base.update(extra)
+    return tuple(sorted(base.items()))
+
+
+class KeyManager:
+    """Key life cycle for one actor (an operator, a service identity, a batch job)."""
+
+    def __init__(self, store: KeyStore, backend: Backend, actor: str) -> None:
+        self._store = store
+        self._backend = backend
+        self._actor = actor
+
+    def _keep(self, c: KeyCryptogram, action: str, state: KeyState, alias: str | None,
+              lifetime: timedelta | None, max_uses: int | None, **extra: str) -> StoredKey:
+        now = datetime.now(timezone.utc)
+        key = StoredKey(
+            c, state, now, alias,
+            now if state is KeyState.ACTIVE else None,
+            now + lifetime if lifetime else None,
+            0, max_uses,
+        )
+        self._store.add(key, AuditEvent(self._actor, action, c.spec.key_id, c.spec.version, _detail(c, **extra)))
+        return key
+
+    def generate(self, spec: KeySpec, alias: str | None = None, state: KeyState = KeyState.ACTIVE,
+                 lifetime: timedelta | None = None, max_uses: int | None = None) -> StoredKey:
+        return self._keep(self._backend.generate_key(spec), "key.generate", state, alias, lifetime, max_uses)
+
+    def form(self, spec: KeySpec, components: Sequence[bytes], alias: str | None = None) -> tuple[StoredKey, list[bytes]]:
+        c, kcvs = self._backend.form_key(spec, components)
+        extra = {f"component_{i + 1}_kcv": k.hex().upper() for i, k in enumerate(kcvs)}
+        return self._keep(c, "key.form", KeyState.ACTIVE, alias, None, None, **extra), kcvs
+
+    def import_under(self, kek_id: str, wrapped: bytes, spec: KeySpec, kcv: bytes | None = None,
+                     state: KeyState = KeyState.ACTIVE, alias: str | None = None) -> StoredKey:
+        kek = self.for_use(kek_id, Operation.KEY_IMPORT_UNDER)
+        c = self._backend.import_key(kek.cryptogram, wrapped, spec, kcv)
+        return self._keep(c, "key.import", state, alias, None, None, kek=kek_id)
+
+    def export_under(self, kek_id: str, key_id: str) -> bytes:
+        kek = self.for_use(kek_id, Operation.KEY_EXPORT_UNDER)
+        key = self.for_use(key_id, Operation.KEY_EXPORT)
+        out = self._backend.export_key(kek.cryptogram, key.cryptogram)
+        self._store.audit(AuditEvent(self._actor, "key.export", key.key_id, key.version,
+                                     _detail(key.cryptogram, kek=kek_id)))
+        return out
+
+    def for_use(self, key_id: str, op: Operation, version: int | None = None) -> StoredKey:
+        """The key version to use for ``op``, refused unless its state and binding allow it."""
+        key = self._store.get(key_id, version)
+        s = key.cryptogram.spec
+        policy.require(s.key_type, s.usage, s.mode_of_use, op, s.exportability)
+        if key.state is KeyState.RETIRING and op in _RETIRING_OK:
+            return key
+        if key.state is not KeyState.ACTIVE:
+            raise KeyStateError("key", f"a {key.state.value} key may not be used for {op.value}")
+        if key.expires_at is not None and key.expires_at <= datetime.now(timezone.utc):
+            raise KeyStateError("key", "expired")
+        if key.max_uses is not None and key.use_count >= key.max_uses:
+            raise KeyStateError("key", "use limit reached")
+        return key
+
+    def change_state(self, key_id: str, version: int, state: KeyState, reason: str = "") -> None:
+        key = self._store.get(key_id, version)
+        if state not in _TRANSITIONS[key.state]:
+            raise KeyStateError("state", f"{key.state.value} may not become {state.value}")
+        self._store.set_state(
+            key_id, version, state,
+            AuditEvent(self._actor, f"key.{state.value.lower()}", key_id, version,
+                       _detail(key.cryptogram, reason=reason, previous=key.state.value)),
+        )
+        if state is not KeyState.ACTIVE:
+            self._backend.forget(key_id)
+
+    def revoke(self, key_id: str, version: int, reason: str = "") -> None:
+        self.change_state(key_id, version, KeyState.REVOKED, reason)

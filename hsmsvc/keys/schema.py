@@ -1,0 +1,56 @@
+"""The key store's tables (SQLAlchemy Core). Alembic migrations create them."""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    DateTime,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+
+metadata = MetaData()
+
+keys = Table(
+    "keys",
+    metadata,
+    Column("key_id", String(64), primary_key=True),
+    Column("version", Integer, primary_key=True),
+    Column("alias", String(128), nullable=True),
+    Column("key_type", String(8), nullable=False),
+    Column("algorithm", String(16), nullable=False),
+    Column("usage", String(2), nullable=False),
+    Column("mode_of_use", String(1), nullable=False),
+    Column("exportability", String(1), nullable=False),
+    Column("zone", String(64), nullable=False, default=""),
+    Column("state", String(16), nullable=False),
+    Column("cryptogram", LargeBinary, nullable=True),
+    Column("kcv", String(32), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("activated_at", DateTime(timezone=True), nullable=True),
+    Column("expires_at", DateTime(timezone=True), nullable=True),
+    Column("use_count", BigInteger, nullable=False, default=0),
+    Column("max_uses", BigInteger, nullable=True),
+    UniqueConstraint("alias", "version", name="uq_keys_alias_version"),
+)
+
+audit = Table(
+    "audit",
+    metadata,
+    Column("seq", BigInteger, primary_key=True, autoincrement=False),
+    Column("at", String(32), nullable=False),
+    Column("actor", String(128), nullable=False),
+    Column("action", String(64), nullable=False),
+    Column("key_id", String(64), nullable=True),
+    Column("key_version", Integer, nullable=True),
+    Column("detail", Text, nullable=False),
+    Column("prev_hash", String(64), nullable=False),
+    Column("hash", String(64), nullable=False),
+    Column("mac", String(64), nullable=False),
+)

@@ -1,0 +1,231 @@
+"""The key store (SQLAlchemy 2): keys under the LMK, and the audit chain.
+
+The only module that touches SQLAlchemy connections. Every write is one
+transaction holding both the change and its audit row, so there is never a
+half-written row or an unaudited change. State, use counters and the audit
+chain live here, not in a process, so several servers on one database agree.
+SQLite (the embedded default) takes its write lock at BEGIN so two processes
+never interleave a chain append; PostgreSQL relies on the audit sequence's
+primary key and retries the loser.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from datetime import datetime, timezone
+from importlib import resources
+from typing import Any, Final
+
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import Engine, create_engine, event, func, select, update
+from sqlalchemy.engine import Connection, Row
+from sqlalchemy.exc import IntegrityError, OperationalError, SQLAlchemyError
+
+from hsmsvc.errors import BackendUnavailable, InvalidInput, KeyNotFound, KeyStateError
+from hsmsvc.hsm.backend import Backend, KeyCryptogram, KeySpec
+from hsmsvc.keys import audit as _audit
+from hsmsvc.keys.model import AuditEvent, StoredKey
+from hsmsvc.keys.schema import audit as audit_t
+from hsmsvc.keys.schema import keys as keys_t
+from hsmsvc.types import Algorithm, Exportability, KeyState, KeyType, KeyUsage, ModeOfUse
+
+__all__ = ["KeyStore"]
+
+_RETRIES: Final = 8
+
+
+def _utc(value: datetime | None) -> datetime | None:
+    if value is None:
+        return None
+    return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+
+
+def _now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def _to_key(r: Row[Any]) -> StoredKey:
+    spec = KeySpec(
+        r.key_id,
+        r.version,
+        KeyType(r.key_type),
+        Algorithm(r.algorithm),
+        KeyUsage(r.usage),
+        ModeOfUse(r.mode_of_use),
+        Exportability(r.exportability),
+        r.zone,
+    )
+    created = _utc(r.created_at)
+    if created is None:
+        raise KeyStateError("key", "row has no creation time")
+    return StoredKey(
+        KeyCryptogram(spec, bytes(r.cryptogram or b""), bytes.fromhex(r.kcv)),
+        KeyState(r.state),
+        created,
+        r.alias,
+        _utc(r.activated_at),
+        _utc(r.expires_at),
+        int(r.use_count),
+        r.max_uses,
+    )
+
+
+class KeyStore:
+    """Keys and audit rows in one database; ``backend`` MACs and anchors the audit chain."""
+
+    def __init__(self, url: str, backend: Backend) -> None:
+        self._backend = backend
+        try:
+            self._engine: Engine = create_engine(url, pool_pre_ping=True)
+        except (SQLAlchemyError, ValueError, ImportError):
+            raise InvalidInput("store_url", "a SQLAlchemy database URL") from None
+        if self._engine.dialect.name == "sqlite":
+            event.listen(self._engine, "connect", _sqlite_connect)
+            event.listen(self._engine, "begin", _sqlite_begin)
+
+    def __repr__(self) -> str:
+        return f"KeyStore({self._engine.dialect.name})"
+
+    def migrate(self) -> None:
+        """Bring the schema to the newest Alembic revision."""
+        cfg = Config()
+        cfg.set_main_option("script_location", str(resources.files("hsmsvc.keys") / "migrations"))
+        with self._connect() as conn:
+            cfg.attributes["connection"] = conn
+            command.upgrade(cfg, "head")
+            conn.commit()
+
+    def _connect(self) -> Connection:
+        try:
+            return self._engine.connect()
+        except OperationalError:
+            raise BackendUnavailable("store", "database unreachable") from None
+
+    def close(self) -> None:
+        self._engine.dispose()
+
+    # -- transactions with their audit row ----------------------------------------
+
+    def _write(self, change: Any, ev: AuditEvent) -> Any:
+        """Run ``change(conn)`` and append ``ev`` in one transaction; retry a lost race."""
+        for _ in range(_RETRIES):
+            try:
+                with self._connect() as conn, conn.begin():
+                    result = change(conn)
+                    seq, head = self._append(conn, ev)
+                self._backend.write_audit_anchor(seq, bytes.fromhex(head))
+                return result
+            except IntegrityError as e:
+                if "audit" not in str(e.orig).lower() and "seq" not in str(e.orig).lower():
+                    raise InvalidInput("key", "already exists") from None
+            except OperationalError:
+                raise BackendUnavailable("store", "database error") from None
+        raise BackendUnavailable("store", "audit chain contended; retry")
+
+    def _append(self, conn: Connection, ev: AuditEvent) -> tuple[int, str]:
+        last = conn.execute(
+            select(audit_t.c.seq, audit_t.c.hash).order_by(audit_t.c.seq.desc()).limit(1)
+        ).first()
+        seq, prev = (1, _audit.GENESIS) if last is None else (int(last.seq) + 1, last.hash)
+        at = _now().isoformat(timespec="microseconds")
+        detail = json.dumps(dict(ev.detail), sort_keys=True, separators=(",", ":"))
+        h = _audit.row_hash(prev, seq, at, ev.actor, ev.action, ev.key_id, ev.key_version, detail)
+        mac = self._backend.audit_mac(bytes.fromhex(h)).hex()
+        conn.execute(
+            audit_t.insert().values(
+                seq=seq, at=at, actor=ev.actor, action=ev.action, key_id=ev.key_id,
+                key_version=ev.key_version, detail=detail, prev_hash=prev, hash=h, mac=mac,
+            )
+        )
+        return seq, h
+
+    def audit(self, ev: AuditEvent) -> None:
+        """Append an audit row on its own (an action that changes no key row)."""
+        self._write(lambda conn: None, ev)
+
+    def audit_rows(self) -> Iterator[_audit.AuditRow]:
+        with self._connect() as conn:
+            for r in conn.execute(select(audit_t).order_by(audit_t.c.seq)):
+                yield _audit.AuditRow(
+                    int(r.seq), r.at, r.actor, r.action, r.key_id, r.key_version,
+                    r.detail, r.prev_hash, r.hash, r.mac,
+                )
+
+    def verify_audit(self) -> _audit.VerifyReport:
+        return _audit.verify_chain(self.audit_rows(), self._backend)
+
+    # -- keys -----------------------------------------------------------------------
+
+    def add(self, key: StoredKey, ev: AuditEvent) -> None:
+        s = key.cryptogram.spec
+
+        def change(conn: Connection) -> None:
+            conn.execute(
+                keys_t.insert().values(
+                    key_id=s.key_id, version=s.version, alias=key.alias, key_type=s.key_type.value,
+                    algorithm=s.algorithm.value, usage=s.usage.value, mode_of_use=s.mode_of_use.value,
+                    exportability=s.exportability.value, zone=s.zone, state=key.state.value,
+                    cryptogram=key.cryptogram.blob, kcv=key.cryptogram.kcv.hex().upper(),
+                    created_at=key.created_at, activated_at=key.activated_at,
+                    expires_at=key.expires_at, use_count=key.use_count, max_uses=key.max_uses,
+                )
+            )
+
+        self._write(change, ev)
+
+    def get(self, key_id: str, version: int | None = None) -> StoredKey:
+        """One version, or the newest when ``version`` is None."""
+        q = select(keys_t).where(keys_t.c.key_id == key_id)
+        q = q.where(keys_t.c.version == version) if version is not None else q.order_by(keys_t.c.version.desc()).limit(1)
+        with self._connect() as conn:
+            r = conn.execute(q).first()
+        if r is None:
+            raise KeyNotFound("key_id", "no such key or version")
+        return _to_key(r)
+
+    def versions(self, key_id: str) -> list[StoredKey]:
+        with self._connect() as conn:
+            rows = conn.execute(select(keys_t).where(keys_t.c.key_id == key_id).order_by(keys_t.c.version)).all()
+        return [_to_key(r) for r in rows]
+
+    def next_version(self, key_id: str) -> int:
+        with self._connect() as conn:
+            v = conn.execute(select(func.max(keys_t.c.version)).where(keys_t.c.key_id == key_id)).scalar()
+        return int(v or 0) + 1
+
+    def set_state(self, key_id: str, version: int, state: KeyState, ev: AuditEvent) -> None:
+        def change(conn: Connection) -> None:
+            values: dict[str, Any] = {"state": state.value}
+            if state is KeyState.ACTIVE:
+                values["activated_at"] = _now()
+            if state is KeyState.DESTROYED:
+                values["cryptogram"] = None
+            n = conn.execute(
+                update(keys_t).where(keys_t.c.key_id == key_id, keys_t.c.version == version).values(**values)
+            ).rowcount
+            if n != 1:
+                raise KeyNotFound("key_id", "no such key or version")
+
+        self._write(change, ev)
+
+    def record_use(self, key_id: str, version: int, n: int = 1) -> None:
+        """Add ``n`` to a key's use counter (batched by callers on hot paths)."""
+        with self._connect() as conn, conn.begin():
+            conn.execute(
+                update(keys_t)
+                .where(keys_t.c.key_id == key_id, keys_t.c.version == version)
+                .values(use_count=keys_t.c.use_count + n)
+            )
+
+
+def _sqlite_connect(dbapi_conn: Any, _record: Any) -> None:
+    # Let SQLAlchemy's "begin" event issue BEGIN IMMEDIATE itself.
+    dbapi_conn.isolation_level = None
+    dbapi_conn.execute("PRAGMA busy_timeout = 10000")
+    dbapi_conn.execute("PRAGMA journal_mode = WAL")
+
+
+def _sqlite_begin(conn: Connection) -> None:
+    conn.exec_driver_sql("BEGIN IMMEDIATE")

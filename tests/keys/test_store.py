@@ -1,0 +1,119 @@
+"""Key store and hierarchy on SQLite and PostgreSQL: binding, state, audit chain."""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import create_engine, text
+
+from hsmsvc.errors import KeyNotFound, KeyStateError, KeyUsageViolation
+from hsmsvc.hsm.backend import KeySpec
+from hsmsvc.hsm.policy import Operation
+from hsmsvc.hsm.soft.backend import SoftBackend
+from hsmsvc.keys.hierarchy import KeyManager
+from hsmsvc.keys.store import KeyStore
+from hsmsvc.types import Algorithm, KeyState, KeyType, KeyUsage, MacAlgorithm, Padding, PinBlockFormat
+
+
+def zpk(key_id: str) -> KeySpec:
+    return KeySpec(key_id, 1, KeyType.ZPK, Algorithm.TDES_2KEY, KeyUsage.PIN_ENCRYPTION)
+
+
+def test_round_trip_and_state_machine(store: KeyStore, backend: SoftBackend) -> None:
+    km = KeyManager(store, backend, "officer-a")
+    made = km.generate(zpk("zpk-a"), alias="zone-1-zpk")
+    got = store.get("zpk-a")
+    assert got.cryptogram == made.cryptogram and got.state is KeyState.ACTIVE and got.alias == "zone-1-zpk"
+    assert km.for_use("zpk-a", Operation.PIN_ENCRYPT).version == 1
+    with pytest.raises(KeyUsageViolation):
+        km.for_use("zpk-a", Operation.MAC_GENERATE)
+    km.change_state("zpk-a", 1, KeyState.SUSPENDED)
+    with pytest.raises(KeyStateError):
+        km.for_use("zpk-a", Operation.PIN_ENCRYPT)
+    km.change_state("zpk-a", 1, KeyState.ACTIVE)
+    km.revoke("zpk-a", 1, "compromise drill")
+    with pytest.raises(KeyStateError):
+        km.change_state("zpk-a", 1, KeyState.ACTIVE)
+    with pytest.raises(KeyNotFound):
+        store.get("nope")
+    assert store.verify_audit().ok
+
+
+def _raw(url: str):  # type: ignore[no-untyped-def]
+    return create_engine(url).begin()
+
+
+def test_editing_a_stored_row_makes_the_key_unusable(store: KeyStore, backend: SoftBackend, store_url: str) -> None:
+    km = KeyManager(store, backend, "officer-a")
+    a = km.generate(zpk("zpk-1"))
+    b = km.generate(zpk("zpk-2"))
+    km.generate(KeySpec("mak-1", 1, KeyType.MAK, Algorithm.TDES_2KEY, KeyUsage.MAC_ISO9797_ALG1))
+    with _raw(store_url) as c:  # the type column edited from ZPK to MAK
+        c.execute(text("UPDATE keys SET key_type='MAK', usage='M1' WHERE key_id='zpk-1'"))
+    edited = store.get("zpk-1")
+    with pytest.raises(KeyUsageViolation):
+        backend.generate_mac(edited.cryptogram, b"x", MacAlgorithm.ISO9797_ALG1, Padding.METHOD_1)
+    with _raw(store_url) as c:  # swap the cryptograms (and KCVs) of two ZPK rows
+        c.execute(text("UPDATE keys SET key_type='ZPK', usage='P0' WHERE key_id='zpk-1'"))
+        c.execute(text("UPDATE keys SET cryptogram=:c, kcv=:k WHERE key_id='zpk-1'"),
+                  {"c": b.cryptogram.blob, "k": b.cryptogram.kcv.hex().upper()})
+    swapped = store.get("zpk-1")
+    with pytest.raises(KeyUsageViolation):
+        backend.kcv(swapped.cryptogram)
+    blob = bytearray(a.cryptogram.blob)
+    blob[5:7] = b"M1"  # the key block header's usage field
+    with _raw(store_url) as c:
+        c.execute(text("UPDATE keys SET cryptogram=:c, kcv=:k WHERE key_id='zpk-1'"),
+                  {"c": bytes(blob), "k": a.cryptogram.kcv.hex().upper()})
+    with pytest.raises(Exception) as e:
+        backend.kcv(store.get("zpk-1").cryptogram)
+    assert type(e.value).__name__ in ("InvalidKeyBlock", "KeyUsageViolation")
+
+
+def _tamper(url: str, sql: str) -> None:
+    with _raw(url) as c:
+        for statement in sql.split(";"):
+            c.execute(text(statement))
+
+
+@pytest.mark.parametrize(
+    "attack,sql,expect",
+    [
+        ("deleted", "DELETE FROM audit WHERE seq = 2", "missing"),
+        ("edited", "UPDATE audit SET actor = 'mallory' WHERE seq = 3", "does not match its hash"),
+        ("reordered", "UPDATE audit SET seq = 1000 WHERE seq = 2; UPDATE audit SET seq = 2 WHERE seq = 3; "
+         "UPDATE audit SET seq = 3 WHERE seq = 1000", "does not chain"),
+        ("newest deleted", "DELETE FROM audit WHERE seq >= 4", "newest rows were deleted"),
+    ],
+)
+def test_audit_verify_detects(store: KeyStore, backend: SoftBackend, store_url: str,
+                              attack: str, sql: str, expect: str) -> None:
+    km = KeyManager(store, backend, "officer-a")
+    for i in range(5):
+        km.generate(zpk(f"z{i}"))
+    assert store.verify_audit().ok and store.verify_audit().rows == 5
+    _tamper(store_url, sql)
+    report = store.verify_audit()
+    assert not report.ok
+    assert any(expect in p for p in report.problems), report.problems
+
+
+def test_audit_rows_hold_no_secret(store: KeyStore, backend: SoftBackend) -> None:
+    km = KeyManager(store, backend, "officer-a")
+    parts = [bytes.fromhex("0123456789ABCDEFFEDCBA9876543210"), bytes.fromhex("1C1C1C1C1C1C1C1C2A2A2A2A2A2A2A2A")]
+    km.form(zpk("formed"), parts)
+    dump = " ".join(str(r) for r in store.audit_rows()).upper()
+    for p in parts:
+        assert p.hex().upper() not in dump
+    assert "1C3E587A94B6D0F2D5F791B35D7F193B" not in dump  # the combined key
+    assert "COMPONENT_1_KCV" in dump
+
+
+def test_a_key_in_use_is_refused_in_translation_after_revocation(store: KeyStore, backend: SoftBackend) -> None:
+    km = KeyManager(store, backend, "svc")
+    tpk = km.generate(KeySpec("tpk", 1, KeyType.TPK, Algorithm.TDES_2KEY, KeyUsage.PIN_ENCRYPTION))
+    km.generate(zpk("zpk"))
+    block = bytes(8)
+    km.revoke("zpk", 1)
+    with pytest.raises(KeyStateError):
+        dst = km.for_use("zpk", Operation.PIN_ENCRYPT)
+        backend.translate_pin(block, tpk.cryptogram, PinBlockFormat.ISO_0, dst.cryptogram, PinBlockFormat.ISO_0, "4012345678909")
