@@ -12,10 +12,15 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet -e '.[test]'
 	touch $(STAMP)
 
-# Until the gRPC server lands (issue 4) the embedded default runs the
-# power-on self-test of the soft backend's algorithms.
+# Until the gRPC server lands (issue 4) the embedded default runs the power-on
+# self-test, forms a development LMK on first use (sealed under HSMSVC_LMK_PASSPHRASE)
+# and opens it with the SQLite key store: migrations, audit chain check.
+DATA := .hsmsvc
+export HSMSVC_LMK_PASSPHRASE ?= development-only-passphrase
 run: $(STAMP)
 	$(BIN)/hsmsvc selfcheck
+	test -f $(DATA)/lmk.sealed || $(BIN)/hsmsvc lmk init --sealed $(DATA)/lmk.sealed --passphrase-env HSMSVC_LMK_PASSPHRASE
+	$(BIN)/hsmsvc status --sealed $(DATA)/lmk.sealed --passphrase-env HSMSVC_LMK_PASSPHRASE --store sqlite:///$(DATA)/keys.db
 
 test: $(STAMP)
 	$(BIN)/mypy --strict hsmsvc

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from hsmsvc.hsm.backend import Backend
 from hsmsvc.hsm.soft.backend import SoftBackend
 from hsmsvc.keys.store import KeyStore
 from tests.hsm.components_env import LMK, require_or_skip
@@ -57,15 +58,25 @@ def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     return str(request.getfixturevalue("pg_url"))
 
 
-@pytest.fixture
-def backend(tmp_path: Path) -> Iterator[SoftBackend]:
-    b = SoftBackend(LMK, anchor_path=tmp_path / "lmk.anchor")
+@pytest.fixture(params=["soft", "pkcs11"])
+def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backend]:
+    """The store's tests run over the soft backend and over SoftHSM (token "store")."""
+    b: Backend
+    if request.param == "soft":
+        b = SoftBackend(LMK, anchor_path=tmp_path / "lmk.anchor")
+    else:
+        from tests.hsm import softhsm
+
+        b = softhsm.backend(None, "store")  # type: ignore[arg-type]
+        # One token anchors one store: start each test's fresh database with no anchor.
+        for obj in b._anchor_objects():  # type: ignore[attr-defined]
+            obj.destroy()
     yield b
     b.close()
 
 
 @pytest.fixture
-def store(store_url: str, backend: SoftBackend) -> Iterator[KeyStore]:
+def store(store_url: str, backend: Backend) -> Iterator[KeyStore]:
     s = KeyStore(store_url, backend)
     s.migrate()
     yield s

@@ -8,7 +8,7 @@ from sqlalchemy import create_engine, text
 from hsmsvc.errors import KeyNotFound, KeyStateError, KeyUsageViolation
 from hsmsvc.hsm.backend import KeySpec
 from hsmsvc.hsm.policy import Operation
-from hsmsvc.hsm.soft.backend import SoftBackend
+from hsmsvc.hsm.backend import Backend
 from hsmsvc.keys.hierarchy import KeyManager
 from hsmsvc.keys.store import KeyStore
 from hsmsvc.types import Algorithm, KeyState, KeyType, KeyUsage, MacAlgorithm, Padding, PinBlockFormat
@@ -18,7 +18,7 @@ def zpk(key_id: str) -> KeySpec:
     return KeySpec(key_id, 1, KeyType.ZPK, Algorithm.TDES_2KEY, KeyUsage.PIN_ENCRYPTION)
 
 
-def test_round_trip_and_state_machine(store: KeyStore, backend: SoftBackend) -> None:
+def test_round_trip_and_state_machine(store: KeyStore, backend: Backend) -> None:
     km = KeyManager(store, backend, "officer-a")
     made = km.generate(zpk("zpk-a"), alias="zone-1-zpk")
     got = store.get("zpk-a")
@@ -42,7 +42,7 @@ def _raw(url: str):  # type: ignore[no-untyped-def]
     return create_engine(url).begin()
 
 
-def test_editing_a_stored_row_makes_the_key_unusable(store: KeyStore, backend: SoftBackend, store_url: str) -> None:
+def test_editing_a_stored_row_makes_the_key_unusable(store: KeyStore, backend: Backend, store_url: str) -> None:
     km = KeyManager(store, backend, "officer-a")
     a = km.generate(zpk("zpk-1"))
     b = km.generate(zpk("zpk-2"))
@@ -85,7 +85,7 @@ def _tamper(url: str, sql: str) -> None:
         ("newest deleted", "DELETE FROM audit WHERE seq >= 4", "newest rows were deleted"),
     ],
 )
-def test_audit_verify_detects(store: KeyStore, backend: SoftBackend, store_url: str,
+def test_audit_verify_detects(store: KeyStore, backend: Backend, store_url: str,
                               attack: str, sql: str, expect: str) -> None:
     km = KeyManager(store, backend, "officer-a")
     for i in range(5):
@@ -97,7 +97,7 @@ def test_audit_verify_detects(store: KeyStore, backend: SoftBackend, store_url: 
     assert any(expect in p for p in report.problems), report.problems
 
 
-def test_audit_rows_hold_no_secret(store: KeyStore, backend: SoftBackend) -> None:
+def test_audit_rows_hold_no_secret(store: KeyStore, backend: Backend) -> None:
     km = KeyManager(store, backend, "officer-a")
     parts = [bytes.fromhex("0123456789ABCDEFFEDCBA9876543210"), bytes.fromhex("1C1C1C1C1C1C1C1C2A2A2A2A2A2A2A2A")]
     km.form(zpk("formed"), parts)
@@ -108,7 +108,7 @@ def test_audit_rows_hold_no_secret(store: KeyStore, backend: SoftBackend) -> Non
     assert "COMPONENT_1_KCV" in dump
 
 
-def test_a_key_in_use_is_refused_in_translation_after_revocation(store: KeyStore, backend: SoftBackend) -> None:
+def test_a_key_in_use_is_refused_in_translation_after_revocation(store: KeyStore, backend: Backend) -> None:
     km = KeyManager(store, backend, "svc")
     tpk = km.generate(KeySpec("tpk", 1, KeyType.TPK, Algorithm.TDES_2KEY, KeyUsage.PIN_ENCRYPTION))
     km.generate(zpk("zpk"))
