@@ -100,10 +100,13 @@ class _Member:
         proc = _CTX.Process(target=_serve, args=(self.config, child), daemon=True)
         proc.start()
         child.close()
-        if not parent.poll(timeout):
+        try:
+            if not parent.poll(timeout):
+                raise EOFError
+            reply = parent.recv()
+        except (EOFError, OSError):
             proc.kill()
-            raise BackendUnavailable("pool", f"member {self.index} did not start")
-        reply = parent.recv()
+            raise BackendUnavailable("pool", f"member {self.index} did not start") from None
         if reply[0] != "ready":
             proc.join(1)
             raise _rebuild(reply[1])

@@ -67,11 +67,12 @@ def block_algorithm(spec: KeySpec) -> tr31.KeyBlockAlgorithm:
 class SoftKey:
     """A verified key in memory, with cached ECB contexts (not thread-safe: used under the lock)."""
 
-    __slots__ = ("_ecb", "_key", "algorithm", "spec")
+    __slots__ = ("_ecb", "_key", "algorithm", "kcv", "spec")
 
-    def __init__(self, spec: KeySpec, key: bytes) -> None:
+    def __init__(self, spec: KeySpec, key: bytes, check_value: bytes) -> None:
         self.spec = spec
         self.algorithm = spec.algorithm
+        self.kcv = check_value
         self._key = key
         self._ecb = BlockCipher(spec.algorithm, key)
 
@@ -187,7 +188,7 @@ class SoftBackend(CommandBackend):
         hit = self._cache.get(key.blob)
         if hit is not None and hit.spec == key.spec:
             self._cache.move_to_end(key.blob)
-            if kcv.kcv(hit.algorithm, hit.raw()) != key.kcv:
+            if hit.kcv != key.kcv:
                 raise KeyUsageViolation("key", _MISMATCH)
             return hit
         loaded = self._unwrap(key)
@@ -217,7 +218,7 @@ class SoftBackend(CommandBackend):
             or kcv.kcv(bound.algorithm, clear) != key.kcv
         ):
             raise KeyUsageViolation("key", _MISMATCH)
-        return SoftKey(bound, clear)
+        return SoftKey(bound, clear, key.kcv)
 
     def forget(self, key_id: str) -> None:
         with self._guard():
