@@ -100,9 +100,10 @@ def _lmk_init(args: argparse.Namespace) -> int:
 def _backend(args: argparse.Namespace) -> Backend:
     if args.pkcs11_module:
         pin = _secret(args, "pin")
-        if isinstance(pin, bytes):  # typed at a prompt: hand it over through this process's env
-            os.environ["HSMSVC_PKCS11_PIN"] = pin.decode()
-            pin = SecretSource(env="HSMSVC_PKCS11_PIN")
+        if isinstance(pin, bytes):
+            from hsmsvc.hsm.pkcs11.backend import Pkcs11Backend
+
+            return Pkcs11Backend(args.pkcs11_module, args.token, pin.decode())
         return build(Pkcs11Config(args.pkcs11_module, args.token, pin))
     if not args.sealed:
         raise InvalidInput("sealed", "a sealed LMK file (or --pkcs11-module)")

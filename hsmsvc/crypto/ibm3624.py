@@ -8,9 +8,8 @@ attribute of the stored PVK, never a request field (it would be an oracle).
 from __future__ import annotations
 
 from hsmsvc.crypto import _compare, _validate
-from hsmsvc.crypto._cipher import BlockCipher, EcbCipher
+from hsmsvc.crypto._cipher import EcbCipher
 from hsmsvc.errors import InvalidInput
-from hsmsvc.types import Algorithm
 
 __all__ = [
     "decimalize",
@@ -82,6 +81,8 @@ def generate_offset(
     Offset Generation algorithm"). A single-DES PVK 0123456789ABCDEF, validation
     data 1234567890123445, table 0123456789012345, PIN 1234 gives 2298:
 
+    >>> from hsmsvc.crypto._cipher import BlockCipher
+    >>> from hsmsvc.types import Algorithm
     >>> pvk = bytes.fromhex("0123456789ABCDEF") * 2
     >>> generate_offset(BlockCipher(Algorithm.TDES_2KEY, pvk), "1234567890123445", "0123456789012345", "1234")
     '2298'

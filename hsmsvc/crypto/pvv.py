@@ -8,7 +8,7 @@ encipherment under the PVK pair, then A-F mapped to 0-5 if fewer than 4.
 from __future__ import annotations
 
 from hsmsvc.crypto import _compare, _validate
-from hsmsvc.crypto._cipher import BlockCipher, EcbCipher
+from hsmsvc.crypto._cipher import EcbCipher
 from hsmsvc.errors import InvalidInput
 from hsmsvc.types import Algorithm
 
@@ -33,6 +33,7 @@ def _extract(hexed: str) -> str:
 def generate_pvv(pvk: EcbCipher, pan: str, pvki: int, pin: str) -> str:
     """The 4-digit PVV of ``pin`` for ``pan`` under PVK pair ``pvk`` and index ``pvki``.
 
+    >>> from hsmsvc.crypto._cipher import BlockCipher
     >>> pvk = bytes.fromhex("0123456789ABCDEFFEDCBA9876543210")
     >>> generate_pvv(BlockCipher(Algorithm.TDES_2KEY, pvk), "1122334455667788", 1, "4524")
     '8523'

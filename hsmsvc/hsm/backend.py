@@ -18,7 +18,6 @@ from hsmsvc.hsm import policy
 from hsmsvc.types import (
     Algorithm,
     Exportability,
-    HashAlgorithm,
     KeyType,
     KeyUsage,
     MacAlgorithm,
@@ -315,7 +314,7 @@ class Backend(Protocol):
 # all-zero block).
 AUDIT_DOMAIN: Final = b"hsmsvc/audit/v1\x00"
 ANCHOR_DOMAIN: Final = b"hsmsvc/audit-anchor/v1\x00"
-HASH_FOR_HMAC: Final[Mapping[Algorithm, HashAlgorithm]] = {
-    Algorithm.AES_256: HashAlgorithm.SHA256,
-    Algorithm.SM4: HashAlgorithm.SM3,
+HMAC_FOR: Final[Mapping[Algorithm, MacAlgorithm]] = {
+    Algorithm.AES_256: MacAlgorithm.HMAC_SHA256,
+    Algorithm.SM4: MacAlgorithm.HMAC_SM3,
 }

@@ -30,7 +30,7 @@ from hsmsvc.hsm import policy
 from hsmsvc.hsm.backend import (
     ANCHOR_DOMAIN,
     AUDIT_DOMAIN,
-    HASH_FOR_HMAC,
+    HMAC_FOR,
     Capabilities,
     Command,
     KeyCryptogram,
@@ -487,8 +487,8 @@ def _check_data(data: bytes) -> None:
 
 
 def _hmac_for(key: LoadedKey) -> MacAlgorithm:
-    h = HASH_FOR_HMAC.get(key.algorithm)
-    if h is None:
+    m = HMAC_FOR.get(key.algorithm)
+    if m is None:
         raise KeyUsageViolation("key", "not an HMAC-sized key")
-    return MacAlgorithm.HMAC_SM3 if h.value == "SM3" else MacAlgorithm.HMAC_SHA256
+    return m
 

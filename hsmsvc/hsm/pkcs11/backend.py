@@ -35,7 +35,7 @@ from pkcs11 import Attribute, Mechanism, ObjectClass
 from pkcs11 import KeyType as P11KeyType
 from pkcs11 import exceptions as p11e
 
-from hsmsvc.crypto import components, kcv
+from hsmsvc.crypto import components, kcv, mac
 from hsmsvc.errors import (
     BackendUnavailable,
     HsmsvcError,
@@ -130,10 +130,11 @@ def _p11_type(spec: KeySpec) -> P11KeyType:
 class TokenKey:
     """A verified key as a session object; every call runs under the backend's lock."""
 
-    __slots__ = ("algorithm", "obj", "spec")
+    __slots__ = ("algorithm", "kcv", "obj", "spec")
 
-    def __init__(self, spec: KeySpec, obj: Any) -> None:
+    def __init__(self, spec: KeySpec, obj: Any, check_value: bytes) -> None:
         self.spec = spec
+        self.kcv = check_value
         self.algorithm = spec.algorithm
         self.obj = obj
 
@@ -166,10 +167,8 @@ class TokenKey:
 
     def mac(self, algorithm: MacAlgorithm, padding: Padding, data: bytes) -> bytes:
         if algorithm is MacAlgorithm.ISO9797_ALG1:
-            from hsmsvc.crypto import mac as _mac
-
             bs = self.algorithm.block_size
-            padded = _mac.pad(data, padding, bs)
+            padded = mac.pad(data, padding, bs)
             return self.cbc_encrypt(bytes(bs), padded)[-bs:]
         if algorithm is MacAlgorithm.CMAC:
             return bytes(self.obj.sign(data, mechanism=_CMAC[self.algorithm.is_tdes]))
@@ -314,7 +313,7 @@ class Pkcs11Backend(CommandBackend):
     def _load(self, key: KeyCryptogram) -> TokenKey:
         ident = (key.spec.key_id, key.spec.version)
         hit = self._cache.get(ident)
-        if hit is not None and hit[0] == key.blob and hit[1].spec == key.spec:
+        if hit is not None and hit[0] == key.blob and hit[1].spec == key.spec and hit[1].kcv == key.kcv:
             self._cache.move_to_end(ident)
             return hit[1]
         loaded = self._unwrap(key)
@@ -359,7 +358,7 @@ class Pkcs11Backend(CommandBackend):
             mechanism=Mechanism.AES_KEY_WRAP_PAD,
             template=template,
         )
-        return TokenKey(bound, obj)
+        return TokenKey(bound, obj, bound_kcv)
 
     def forget(self, key_id: str) -> None:
         with self._guard():

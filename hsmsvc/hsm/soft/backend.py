@@ -240,7 +240,7 @@ class SoftBackend(CommandBackend):
             if (
                 header.usage is not spec.usage
                 or header.algorithm is not block_algorithm(spec)
-                or header.mode_of_use not in (spec.mode_of_use, _N)
+                or header.mode_of_use not in (spec.mode_of_use, ModeOfUse.NO_RESTRICTIONS)
                 or (header.exportability is not Exportability.EXPORTABLE
                     and spec.exportability is Exportability.EXPORTABLE)
             ):
@@ -291,9 +291,6 @@ class SoftBackend(CommandBackend):
     def close(self) -> None:
         with self._guard():
             self._cache.clear()
-
-
-_N: Final = ModeOfUse.NO_RESTRICTIONS
 
 
 def _soft(key: LoadedKey) -> SoftKey:
