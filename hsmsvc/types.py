@@ -209,3 +209,26 @@ class MacAlgorithm(Enum):
 class HashAlgorithm(Enum):
     SHA256 = "SHA256"
     SM3 = "SM3"
+
+
+@unique
+class CipherMode(Enum):
+    """Modes for field-level data encryption (NIST SP 800-38A and 38D)."""
+
+    ECB = "ECB"
+    """One field of at most a few blocks with no structure to leak; kept for legacy peers."""
+    CBC = "CBC"
+    GCM = "GCM"
+    """Authenticated (SP 800-38D); 16-byte-block ciphers only (AES, SM4)."""
+
+
+@unique
+class DataPadding(Enum):
+    """How a field is brought to a whole number of blocks before ECB or CBC."""
+
+    NONE = "NONE"
+    """The field is already block-aligned; required with GCM."""
+    PKCS7 = "PKCS7"
+    """RFC 5652 clause 6.3: n bytes of value n."""
+    ISO9797_M2 = "ISO9797_M2"
+    """ISO/IEC 9797-1 padding method 2 (0x80 then zeros); always adds at least one byte."""

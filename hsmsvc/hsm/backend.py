@@ -17,6 +17,8 @@ from hsmsvc.errors import InvalidInput, Unsupported
 from hsmsvc.hsm import policy
 from hsmsvc.types import (
     Algorithm,
+    CipherMode,
+    DataPadding,
     Exportability,
     KeyType,
     KeyUsage,
@@ -30,6 +32,7 @@ __all__ = [
     "Backend",
     "Capabilities",
     "Command",
+    "FieldParams",
     "KeyCryptogram",
     "KeyForm",
     "KeySpec",
@@ -54,14 +57,18 @@ class Command(Enum):
     VERIFY_PIN_STORED = "VERIFY_PIN_STORED"
     VERIFY_PIN_IBM3624 = "VERIFY_PIN_IBM3624"
     VERIFY_PIN_PVV = "VERIFY_PIN_PVV"
+    GENERATE_PIN_OFFSET = "GENERATE_PIN_OFFSET"
+    GENERATE_PVV = "GENERATE_PVV"
     ENCRYPT_PIN_FOR_STORAGE = "ENCRYPT_PIN_FOR_STORAGE"
     REENCRYPT_STORED_PIN = "REENCRYPT_STORED_PIN"
     GENERATE_MAC = "GENERATE_MAC"
     VERIFY_MAC = "VERIFY_MAC"
     ENCRYPT_DATA = "ENCRYPT_DATA"
     DECRYPT_DATA = "DECRYPT_DATA"
+    REENCRYPT_DATA = "REENCRYPT_DATA"
     RANDOM = "RANDOM"
     AUDIT_MAC = "AUDIT_MAC"
+    PAN_HASH = "PAN_HASH"
 
 
 @unique
@@ -94,6 +101,8 @@ class KeySpec:
     mode_of_use: ModeOfUse = ModeOfUse.NO_RESTRICTIONS
     exportability: Exportability = Exportability.NON_EXPORTABLE
     zone: str = ""
+    decimalization_table: str = ""
+    """IBM 3624 PVKs only: bound to the key, never taken from a request."""
 
     def __post_init__(self) -> None:
         if not isinstance(self.key_id, str) or not _ID.fullmatch(self.key_id):
@@ -112,6 +121,7 @@ class KeySpec:
             if not isinstance(getattr(self, name), cls):
                 raise InvalidInput(name, f"a {cls.__name__}")
         policy.check_binding(self.key_type, self.usage, self.algorithm, self.mode_of_use)
+        policy.check_decimalization_table(self.usage, self.decimalization_table)
 
     def attributes(self) -> str:
         """The canonical text of the binding, as authenticated in a cryptogram."""
@@ -119,13 +129,15 @@ class KeySpec:
             f"id={self.key_id};v={self.version};type={self.key_type.value};"
             f"alg={self.algorithm.value};use={self.usage.value};mode={self.mode_of_use.value};"
             f"exp={self.exportability.value};zone={self.zone}"
+            + (f";dec={self.decimalization_table}" if self.decimalization_table else "")
         )
 
     @classmethod
     def parse(cls, text: str) -> KeySpec:
         """Inverse of :meth:`attributes`; ``ValueError`` if malformed."""
         fields = dict(part.split("=", 1) for part in text.split(";"))
-        if list(fields) != ["id", "v", "type", "alg", "use", "mode", "exp", "zone"]:
+        names = ["id", "v", "type", "alg", "use", "mode", "exp", "zone"]
+        if list(fields) not in (names, names + ["dec"]):
             raise ValueError("attribute list")
         return cls(
             fields["id"],
@@ -136,6 +148,7 @@ class KeySpec:
             ModeOfUse(fields["mode"]),
             Exportability(fields["exp"]),
             fields["zone"],
+            fields.get("dec", ""),
         )
 
 
@@ -169,6 +182,29 @@ class StoredPin:
 
 
 @dataclass(frozen=True)
+class FieldParams:
+    """How one field is enciphered: mode, IV (empty for ECB), padding, GCM associated data."""
+
+    mode: CipherMode
+    iv: bytes
+    padding: DataPadding
+    aad: bytes = b""
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.mode, CipherMode):
+            raise InvalidInput("mode", "a CipherMode")
+        if not isinstance(self.padding, DataPadding):
+            raise InvalidInput("padding", "a DataPadding")
+        if self.mode is CipherMode.GCM and self.padding is not DataPadding.NONE:
+            raise InvalidInput("padding", "NONE with GCM")
+        if not isinstance(self.iv, bytes) or not isinstance(self.aad, bytes) or len(self.aad) > 4096:
+            raise InvalidInput("aad", "bytes, at most 4096")
+
+    def __repr__(self) -> str:
+        return f"FieldParams({self.mode.value}, {self.padding.value})"
+
+
+@dataclass(frozen=True)
 class Capabilities:
     """What a backend can do; every pool member must declare the same."""
 
@@ -176,6 +212,7 @@ class Capabilities:
     algorithms: frozenset[Algorithm]
     mac_algorithms: frozenset[MacAlgorithm]
     pin_formats: frozenset[PinBlockFormat]
+    data_modes: frozenset[CipherMode] = frozenset({CipherMode.ECB, CipherMode.CBC})
 
     def require(self, command: Command, *algorithms: Algorithm) -> None:
         """Raise ``Unsupported`` naming the command or algorithm that is missing."""
@@ -259,9 +296,30 @@ class Backend(Protocol):
         pan: str | None,
         pvk: KeyCryptogram,
         validation_data: str,
-        decimalization_table: str,
         offset: str,
-    ) -> None: ...
+    ) -> None:
+        """IBM 3624 offset check with the decimalization table bound to ``pvk``."""
+        ...
+
+    def generate_pin_offset(
+        self,
+        block: bytes,
+        key: KeyCryptogram,
+        fmt: PinBlockFormat,
+        pan: str | None,
+        pvk: KeyCryptogram,
+        validation_data: str,
+    ) -> str: ...
+
+    def generate_pvv(
+        self,
+        block: bytes,
+        key: KeyCryptogram,
+        fmt: PinBlockFormat,
+        pan: str,
+        pvk: KeyCryptogram,
+        pvki: int,
+    ) -> str: ...
 
     def verify_pin_pvv(
         self,
@@ -284,11 +342,26 @@ class Backend(Protocol):
         """Raise ``VerificationFailed`` unless ``mac`` is right (constant-time compare)."""
         ...
 
-    def encrypt_data(self, key: KeyCryptogram, iv: bytes, data: bytes) -> bytes:
-        """CBC encipherment of block-aligned data under a DEK."""
+    def encrypt_data(self, key: KeyCryptogram, params: FieldParams, data: bytes) -> bytes:
+        """Encipher one field under a DEK (padding applied inside)."""
         ...
 
-    def decrypt_data(self, key: KeyCryptogram, iv: bytes, data: bytes) -> bytes: ...
+    def decrypt_data(self, key: KeyCryptogram, params: FieldParams, data: bytes) -> bytes: ...
+
+    def reencrypt_data(
+        self,
+        src: KeyCryptogram,
+        src_params: FieldParams,
+        dst: KeyCryptogram,
+        dst_params: FieldParams,
+        data: bytes,
+    ) -> bytes:
+        """Decipher under ``src`` and encipher under ``dst``; the clear field stays inside."""
+        ...
+
+    def pan_hash(self, pan: str) -> bytes:
+        """A keyed one-way token of a PAN (CMAC under the LMK), for counters keyed by card."""
+        ...
 
     def random(self, length: int) -> bytes: ...
 
@@ -314,6 +387,7 @@ class Backend(Protocol):
 # all-zero block).
 AUDIT_DOMAIN: Final = b"hsmsvc/audit/v1\x00"
 ANCHOR_DOMAIN: Final = b"hsmsvc/audit-anchor/v1\x00"
+PAN_DOMAIN: Final = b"hsmsvc/pan-hash/v1\x00"
 HMAC_FOR: Final[Mapping[Algorithm, MacAlgorithm]] = {
     Algorithm.AES_256: MacAlgorithm.HMAC_SHA256,
     Algorithm.SM4: MacAlgorithm.HMAC_SM3,

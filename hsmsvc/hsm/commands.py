@@ -17,7 +17,7 @@ from typing import Final, Iterator, Protocol, Sequence
 
 from hsmsvc.crypto import _compare, components, pindigest, pinblock
 from hsmsvc.crypto import ibm3624, pvv as _pvv
-from hsmsvc.crypto import _validate
+from hsmsvc.crypto import _validate, fields
 from hsmsvc.errors import (
     HsmsvcError,
     InvalidInput,
@@ -31,8 +31,10 @@ from hsmsvc.hsm.backend import (
     ANCHOR_DOMAIN,
     AUDIT_DOMAIN,
     HMAC_FOR,
+    PAN_DOMAIN,
     Capabilities,
     Command,
+    FieldParams,
     KeyCryptogram,
     KeySpec,
     StoredPin,
@@ -41,6 +43,8 @@ from hsmsvc.hsm.backend import (
 from hsmsvc.hsm.policy import Operation
 from hsmsvc.types import (
     Algorithm,
+    CipherMode,
+    DataPadding,
     KeyUsage,
     MacAlgorithm,
     Padding,
@@ -80,9 +84,11 @@ class LoadedKey(Protocol):
 
     def decrypt(self, data: bytes) -> bytes: ...
 
-    def cbc_encrypt(self, iv: bytes, data: bytes) -> bytes: ...
+    def field_encrypt(self, mode: CipherMode, iv: bytes, data: bytes, aad: bytes) -> bytes:
+        """Encipher a padded field (GCM: tag appended)."""
+        ...
 
-    def cbc_decrypt(self, iv: bytes, data: bytes) -> bytes: ...
+    def field_decrypt(self, mode: CipherMode, iv: bytes, data: bytes, aad: bytes) -> bytes: ...
 
     def mac(self, algorithm: MacAlgorithm, padding: Padding, data: bytes) -> bytes:
         """The full-length tag."""
@@ -357,21 +363,45 @@ class CommandBackend(ABC):
         pan: str | None,
         pvk: KeyCryptogram,
         validation_data: str,
-        decimalization_table: str,
         offset: str,
     ) -> None:
-        """IBM 3624 offset verification; tables must hold every decimal digit.
-
-        Requiring all ten digits blocks the decimalization-table attack's
-        doctored tables (Bond and Zielinski, 2003) without a fixed table list.
-        """
+        """IBM 3624 offset verification with the table bound to the PVK."""
         self._capabilities.require(Command.VERIFY_PIN_IBM3624)
-        if not isinstance(decimalization_table, str) or set("0123456789") - set(decimalization_table):
-            raise InvalidInput("decimalization_table", "16 digits holding each of 0-9")
         with self._guard():
             pin = self._pin(block, key, fmt, pan)
             v = self._use(pvk, Operation.PIN_VERIFY_IBM3624)
-            ibm3624.verify_offset(v, validation_data, decimalization_table, pin, offset)
+            ibm3624.verify_offset(v, validation_data, _table(v), pin, offset)
+
+    def generate_pin_offset(
+        self,
+        block: bytes,
+        key: KeyCryptogram,
+        fmt: PinBlockFormat,
+        pan: str | None,
+        pvk: KeyCryptogram,
+        validation_data: str,
+    ) -> str:
+        """IBM 3624 offset for a customer-selected PIN, as long as the PIN."""
+        self._capabilities.require(Command.GENERATE_PIN_OFFSET)
+        with self._guard():
+            pin = self._pin(block, key, fmt, pan)
+            v = self._use(pvk, Operation.PIN_GENERATE_IBM3624)
+            return ibm3624.generate_offset(v, validation_data, _table(v), pin)
+
+    def generate_pvv(
+        self,
+        block: bytes,
+        key: KeyCryptogram,
+        fmt: PinBlockFormat,
+        pan: str,
+        pvk: KeyCryptogram,
+        pvki: int,
+    ) -> str:
+        self._capabilities.require(Command.GENERATE_PVV)
+        with self._guard():
+            pin = self._pin(block, key, fmt, pan)
+            v = self._use(pvk, Operation.PIN_GENERATE_PVV)
+            return _pvv.generate_pvv(v, pan, pvki, pin)
 
     def verify_pin_pvv(
         self,
@@ -422,17 +452,56 @@ class CommandBackend(ABC):
             computed = k.mac(algorithm, padding, bytes(data))
         _compare.require_eq(computed[: len(mac)], bytes(mac), "mac")
 
-    def encrypt_data(self, key: KeyCryptogram, iv: bytes, data: bytes) -> bytes:
+    def _field_key(self, key: KeyCryptogram, op: Operation, params: FieldParams) -> LoadedKey:
+        if not isinstance(params, FieldParams):
+            raise InvalidInput("params", "FieldParams")
+        if params.mode not in self._capabilities.data_modes:
+            raise Unsupported("mode", f"{params.mode.value} is not supported by this backend")
+        k = self._use(key, op)
+        if params.mode is CipherMode.GCM and k.algorithm.block_size != 16:
+            raise InvalidInput("mode", "GCM needs a 16-byte block cipher (AES or SM4)")
+        return k
+
+    def encrypt_data(self, key: KeyCryptogram, params: FieldParams, data: bytes) -> bytes:
         self._capabilities.require(Command.ENCRYPT_DATA)
         _check_data(data)
         with self._guard():
-            return self._use(key, Operation.DATA_ENCRYPT).cbc_encrypt(bytes(iv), bytes(data))
+            k = self._field_key(key, Operation.DATA_ENCRYPT, params)
+            padded = fields.pad(params.padding, bytes(data), _unit(k, params))
+            return k.field_encrypt(params.mode, params.iv, padded, params.aad)
 
-    def decrypt_data(self, key: KeyCryptogram, iv: bytes, data: bytes) -> bytes:
+    def decrypt_data(self, key: KeyCryptogram, params: FieldParams, data: bytes) -> bytes:
         self._capabilities.require(Command.DECRYPT_DATA)
         _check_data(data)
         with self._guard():
-            return self._use(key, Operation.DATA_DECRYPT).cbc_decrypt(bytes(iv), bytes(data))
+            k = self._field_key(key, Operation.DATA_DECRYPT, params)
+            clear = k.field_decrypt(params.mode, params.iv, bytes(data), params.aad)
+            return fields.unpad(params.padding, clear, k.algorithm.block_size)
+
+    def reencrypt_data(
+        self,
+        src: KeyCryptogram,
+        src_params: FieldParams,
+        dst: KeyCryptogram,
+        dst_params: FieldParams,
+        data: bytes,
+    ) -> bytes:
+        """Translate a field between keys without the clear field leaving the backend.
+
+        The source must be authenticated (GCM) or unpadded: stripping CBC/ECB
+        padding here and reporting a fault would be a padding oracle to a caller
+        who may translate but not decrypt (Vaudenay, 2002).
+        """
+        self._capabilities.require(Command.REENCRYPT_DATA)
+        _check_data(data)
+        if src_params.mode is not CipherMode.GCM and src_params.padding is not DataPadding.NONE:
+            raise InvalidInput("source_padding", "NONE unless the source is GCM (no padding oracle)")
+        with self._guard():
+            s = self._field_key(src, Operation.DATA_DECRYPT, src_params)
+            d = self._field_key(dst, Operation.DATA_ENCRYPT, dst_params)
+            clear = s.field_decrypt(src_params.mode, src_params.iv, bytes(data), src_params.aad)
+            padded = fields.pad(dst_params.padding, clear, _unit(d, dst_params))
+            return d.field_encrypt(dst_params.mode, dst_params.iv, padded, dst_params.aad)
 
     def random(self, length: int) -> bytes:
         self._capabilities.require(Command.RANDOM)
@@ -480,10 +549,27 @@ class CommandBackend(ABC):
         with self._guard():
             return self._lmk_cmac(AUDIT_DOMAIN + bytes(data))
 
+    def pan_hash(self, pan: str) -> bytes:
+        self._capabilities.require(Command.PAN_HASH)
+        _validate.digits(pan, "pan", 12, 19)
+        with self._guard():
+            return self._lmk_cmac(PAN_DOMAIN + pan.encode("ascii"))
+
 
 def _check_data(data: bytes) -> None:
     if not isinstance(data, (bytes, bytearray)) or len(data) > 1 << 20:
         raise InvalidInput("data", "bytes, at most 1 MiB")
+
+
+def _unit(key: LoadedKey, params: FieldParams) -> int:
+    # GCM is a stream mode: no padding, any length.
+    return 1 if params.mode is CipherMode.GCM else key.algorithm.block_size
+
+
+def _table(pvk: LoadedKey) -> str:
+    if not pvk.spec.decimalization_table:
+        raise KeyUsageViolation("pvk", "has no decimalization table bound")
+    return pvk.spec.decimalization_table
 
 
 def _hmac_for(key: LoadedKey) -> MacAlgorithm:

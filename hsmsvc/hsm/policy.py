@@ -18,7 +18,7 @@ from typing import Final, Mapping
 from hsmsvc.errors import InvalidInput, KeyUsageViolation
 from hsmsvc.types import Algorithm, Exportability, KeyType, KeyUsage, MacAlgorithm, ModeOfUse
 
-__all__ = ["ALLOWED", "Operation", "USAGES", "check_binding", "require"]
+__all__ = ["ALLOWED", "Operation", "USAGES", "check_binding", "check_decimalization_table", "require"]
 
 
 @unique
@@ -31,6 +31,9 @@ class Operation(Enum):
     """Encipher an outgoing PIN block (destination of a translation)."""
     PIN_VERIFY_IBM3624 = "PIN_VERIFY_IBM3624"
     PIN_VERIFY_PVV = "PIN_VERIFY_PVV"
+    PIN_GENERATE_IBM3624 = "PIN_GENERATE_IBM3624"
+    """Derive an offset for a customer-selected PIN (issuance)."""
+    PIN_GENERATE_PVV = "PIN_GENERATE_PVV"
     PIN_STORE_ENCRYPT = "PIN_STORE_ENCRYPT"
     """Encipher a PIN for storage (PSK with usage P0)."""
     PIN_STORE_DIGEST = "PIN_STORE_DIGEST"
@@ -92,12 +95,22 @@ ALLOWED: Final[
     Operation.PIN_VERIFY_IBM3624: (
         frozenset({KeyType.PVK}),
         frozenset({KeyUsage.PIN_VERIFICATION_IBM3624}),
-        _ANY_MAC,
+        _VER,
     ),
     Operation.PIN_VERIFY_PVV: (
         frozenset({KeyType.PVK}),
         frozenset({KeyUsage.PIN_VERIFICATION_VISA_PVV}),
-        _ANY_MAC,
+        _VER,
+    ),
+    Operation.PIN_GENERATE_IBM3624: (
+        frozenset({KeyType.PVK}),
+        frozenset({KeyUsage.PIN_VERIFICATION_IBM3624}),
+        _GEN,
+    ),
+    Operation.PIN_GENERATE_PVV: (
+        frozenset({KeyType.PVK}),
+        frozenset({KeyUsage.PIN_VERIFICATION_VISA_PVV}),
+        _GEN,
     ),
     Operation.PIN_STORE_ENCRYPT: (
         frozenset({KeyType.PSK}),
@@ -163,6 +176,22 @@ def check_binding(
         raise InvalidInput("algorithm", "an HMAC key is AES_256 (SHA-256) or SM4 (SM3) sized")
     if not any(key_type in t and usage in u and mode in m for t, u, m in ALLOWED.values()):
         raise InvalidInput("mode_of_use", f"not a mode of use for a {key_type.value}")
+
+
+def check_decimalization_table(usage: KeyUsage, table: str) -> None:
+    """An IBM 3624 PVK carries its table: 16 digits holding each of 0-9.
+
+    Requiring all ten digits blocks the decimalization-table attack's doctored
+    tables (Bond and Zielinski, 2003) without a fixed list of tables.
+    """
+    if not isinstance(table, str):
+        raise InvalidInput("decimalization_table", "a string")
+    if usage is not KeyUsage.PIN_VERIFICATION_IBM3624:
+        if table:
+            raise InvalidInput("decimalization_table", "only for an IBM 3624 PVK")
+        return
+    if len(table) != 16 or not table.isascii() or not table.isdigit() or set("0123456789") - set(table):
+        raise InvalidInput("decimalization_table", "16 digits holding each of 0-9")
 
 
 def require(

@@ -24,7 +24,7 @@ from multiprocessing.connection import Connection
 from typing import Any, Sequence
 
 from hsmsvc.errors import BackendUnavailable, HsmsvcError, PermissionDenied
-from hsmsvc.hsm.backend import Capabilities, KeyCryptogram, KeySpec, StoredPin
+from hsmsvc.hsm.backend import Capabilities, FieldParams, KeyCryptogram, KeySpec, StoredPin
 from hsmsvc.hsm.config import Pkcs11Config, SoftConfig, build
 from hsmsvc.types import MacAlgorithm, Padding, PinBlockFormat
 
@@ -314,9 +314,20 @@ class Pool:
 
     def verify_pin_ibm3624(
         self, block: bytes, key: KeyCryptogram, fmt: PinBlockFormat, pan: str | None,
-        pvk: KeyCryptogram, validation_data: str, decimalization_table: str, offset: str,
+        pvk: KeyCryptogram, validation_data: str, offset: str,
     ) -> None:
-        self._call("verify_pin_ibm3624", block, key, fmt, pan, pvk, validation_data, decimalization_table, offset)
+        self._call("verify_pin_ibm3624", block, key, fmt, pan, pvk, validation_data, offset)
+
+    def generate_pin_offset(
+        self, block: bytes, key: KeyCryptogram, fmt: PinBlockFormat, pan: str | None,
+        pvk: KeyCryptogram, validation_data: str,
+    ) -> str:
+        return self._call("generate_pin_offset", block, key, fmt, pan, pvk, validation_data)  # type: ignore[no-any-return]
+
+    def generate_pvv(
+        self, block: bytes, key: KeyCryptogram, fmt: PinBlockFormat, pan: str, pvk: KeyCryptogram, pvki: int,
+    ) -> str:
+        return self._call("generate_pvv", block, key, fmt, pan, pvk, pvki)  # type: ignore[no-any-return]
 
     def verify_pin_pvv(
         self, block: bytes, key: KeyCryptogram, fmt: PinBlockFormat, pan: str,
@@ -332,11 +343,20 @@ class Pool:
     ) -> None:
         self._call("verify_mac", key, data, mac, algorithm, padding)
 
-    def encrypt_data(self, key: KeyCryptogram, iv: bytes, data: bytes) -> bytes:
-        return self._call("encrypt_data", key, iv, data)  # type: ignore[no-any-return]
+    def encrypt_data(self, key: KeyCryptogram, params: FieldParams, data: bytes) -> bytes:
+        return self._call("encrypt_data", key, params, data)  # type: ignore[no-any-return]
 
-    def decrypt_data(self, key: KeyCryptogram, iv: bytes, data: bytes) -> bytes:
-        return self._call("decrypt_data", key, iv, data)  # type: ignore[no-any-return]
+    def decrypt_data(self, key: KeyCryptogram, params: FieldParams, data: bytes) -> bytes:
+        return self._call("decrypt_data", key, params, data)  # type: ignore[no-any-return]
+
+    def reencrypt_data(
+        self, src: KeyCryptogram, src_params: FieldParams, dst: KeyCryptogram, dst_params: FieldParams,
+        data: bytes,
+    ) -> bytes:
+        return self._call("reencrypt_data", src, src_params, dst, dst_params, data)  # type: ignore[no-any-return]
+
+    def pan_hash(self, pan: str) -> bytes:
+        return self._call("pan_hash", pan)  # type: ignore[no-any-return]
 
     def random(self, length: int) -> bytes:
         return self._call("random", length)  # type: ignore[no-any-return]

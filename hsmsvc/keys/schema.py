@@ -37,7 +37,16 @@ keys = Table(
     Column("expires_at", DateTime(timezone=True), nullable=True),
     Column("use_count", BigInteger, nullable=False, default=0),
     Column("max_uses", BigInteger, nullable=True),
+    Column("decimalization_table", String(16), nullable=False, server_default=""),
     UniqueConstraint("alias", "version", name="uq_keys_alias_version"),
+)
+
+pin_attempts = Table(
+    "pin_attempts",
+    metadata,
+    Column("subject", String(160), primary_key=True),
+    Column("failures", Integer, nullable=False),
+    Column("window_start", DateTime(timezone=True), nullable=False),
 )
 
 audit = Table(

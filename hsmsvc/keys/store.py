@@ -13,13 +13,13 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from importlib import resources
 from typing import Any, Final
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Engine, create_engine, event, func, select, update
+from sqlalchemy import Engine, case, create_engine, delete, event, func, select, update
 from sqlalchemy.engine import Connection, Row
 from sqlalchemy.exc import IntegrityError, OperationalError, SQLAlchemyError
 
@@ -29,6 +29,7 @@ from hsmsvc.keys import audit as _audit
 from hsmsvc.keys.model import AuditEvent, StoredKey
 from hsmsvc.keys.schema import audit as audit_t
 from hsmsvc.keys.schema import keys as keys_t
+from hsmsvc.keys.schema import pin_attempts as attempts_t
 from hsmsvc.types import Algorithm, Exportability, KeyState, KeyType, KeyUsage, ModeOfUse
 
 __all__ = ["KeyStore"]
@@ -56,6 +57,7 @@ def _to_key(r: Row[Any]) -> StoredKey:
         ModeOfUse(r.mode_of_use),
         Exportability(r.exportability),
         r.zone,
+        r.decimalization_table or "",
     )
     created = _utc(r.created_at)
     if created is None:
@@ -118,8 +120,9 @@ class KeyStore:
                 self._backend.write_audit_anchor(seq, bytes.fromhex(head))
                 return result
             except IntegrityError as e:
-                if "audit" not in str(e.orig).lower() and "seq" not in str(e.orig).lower():
-                    raise InvalidInput("key", "already exists") from None
+                text = str(e.orig).lower()
+                if not any(t in text for t in ("audit", "seq", "pin_attempts")):
+                    raise InvalidInput("key", "already exists (id and version, or alias and version)") from None
             except OperationalError:
                 raise BackendUnavailable("store", "database error") from None
         raise BackendUnavailable("store", "audit chain contended; retry")
@@ -170,20 +173,53 @@ class KeyStore:
                     cryptogram=key.cryptogram.blob, kcv=key.cryptogram.kcv.hex().upper(),
                     created_at=key.created_at, activated_at=key.activated_at,
                     expires_at=key.expires_at, use_count=key.use_count, max_uses=key.max_uses,
+                    decimalization_table=s.decimalization_table,
                 )
             )
 
         self._write(change, ev)
 
     def get(self, key_id: str, version: int | None = None) -> StoredKey:
-        """One version, or the newest when ``version`` is None."""
-        q = select(keys_t).where(keys_t.c.key_id == key_id)
-        q = q.where(keys_t.c.version == version) if version is not None else q.order_by(keys_t.c.version.desc()).limit(1)
+        """One version; with no version, the newest ACTIVE one, else the newest."""
+        return self._one(keys_t.c.key_id == key_id, version)
+
+    def get_by_alias(self, alias: str, version: int | None = None) -> StoredKey:
+        return self._one(keys_t.c.alias == alias, version)
+
+    def _one(self, where: Any, version: int | None) -> StoredKey:
+        q = select(keys_t).where(where)
+        if version is not None:
+            q = q.where(keys_t.c.version == version)
+        else:
+            active_first = case((keys_t.c.state == KeyState.ACTIVE.value, 0), else_=1)
+            q = q.order_by(active_first, keys_t.c.version.desc()).limit(1)
         with self._connect() as conn:
             r = conn.execute(q).first()
         if r is None:
-            raise KeyNotFound("key_id", "no such key or version")
+            raise KeyNotFound("key", "no such key, alias or version")
         return _to_key(r)
+
+    def list_keys(
+        self,
+        key_type: KeyType | None = None,
+        zone: str | None = None,
+        after: tuple[str, int] | None = None,
+        limit: int = 100,
+    ) -> list[StoredKey]:
+        """Key versions in (id, version) order, for paging."""
+        q = select(keys_t)
+        if key_type is not None:
+            q = q.where(keys_t.c.key_type == key_type.value)
+        if zone is not None:
+            q = q.where(keys_t.c.zone == zone)
+        if after is not None:
+            q = q.where(
+                (keys_t.c.key_id > after[0])
+                | ((keys_t.c.key_id == after[0]) & (keys_t.c.version > after[1]))
+            )
+        q = q.order_by(keys_t.c.key_id, keys_t.c.version).limit(limit)
+        with self._connect() as conn:
+            return [_to_key(r) for r in conn.execute(q).all()]
 
     def versions(self, key_id: str) -> list[StoredKey]:
         with self._connect() as conn:
@@ -218,6 +254,41 @@ class KeyStore:
                 .where(keys_t.c.key_id == key_id, keys_t.c.version == version)
                 .values(use_count=keys_t.c.use_count + n)
             )
+
+
+    # -- PIN-verify attempt counters --------------------------------------------------
+
+    def failures(self, subjects: list[str], window: timedelta) -> dict[str, int]:
+        """Failed attempts per subject within the current window."""
+        cutoff = _now() - window
+        with self._connect() as conn:
+            rows = conn.execute(select(attempts_t).where(attempts_t.c.subject.in_(subjects))).all()
+        return {r.subject: int(r.failures) for r in rows if _utc(r.window_start) > cutoff}  # type: ignore[operator]
+
+    def record_failure(self, subjects: list[str], window: timedelta, ev: AuditEvent) -> None:
+        """Count one failure against each subject, audited in the same transaction."""
+        now = _now()
+
+        def change(conn: Connection) -> None:
+            for subject in subjects:
+                row = conn.execute(
+                    select(attempts_t).where(attempts_t.c.subject == subject).with_for_update()
+                ).first()
+                if row is None:
+                    conn.execute(attempts_t.insert().values(subject=subject, failures=1, window_start=now))
+                elif _utc(row.window_start) <= now - window:  # type: ignore[operator]
+                    conn.execute(update(attempts_t).where(attempts_t.c.subject == subject)
+                                 .values(failures=1, window_start=now))
+                else:
+                    conn.execute(update(attempts_t).where(attempts_t.c.subject == subject)
+                                 .values(failures=attempts_t.c.failures + 1))
+
+        self._write(change, ev)
+
+    def clear_failures(self, subject: str) -> None:
+        """A correct PIN resets its card's counter, as a card's PIN try counter does."""
+        with self._connect() as conn, conn.begin():
+            conn.execute(delete(attempts_t).where(attempts_t.c.subject == subject))
 
 
 def _sqlite_connect(dbapi_conn: Any, _record: Any) -> None:

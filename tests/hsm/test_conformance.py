@@ -15,6 +15,7 @@ from cryptography.hazmat.decrepit.ciphers.algorithms import TripleDES
 from cryptography.hazmat.primitives import cmac as pyca_cmac
 from cryptography.hazmat.primitives import hashes, hmac
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+from cryptography.hazmat.primitives import padding as sym_padding
 
 from hsmsvc.errors import (
     HsmsvcError,
@@ -25,9 +26,11 @@ from hsmsvc.errors import (
     Unsupported,
     VerificationFailed,
 )
-from hsmsvc.hsm.backend import Backend, Command, KeyCryptogram, KeySpec, StoredPinMethod
+from hsmsvc.hsm.backend import Backend, Command, FieldParams, KeyCryptogram, KeySpec, StoredPinMethod
 from hsmsvc.types import (
     Algorithm,
+    CipherMode,
+    DataPadding,
     Exportability,
     KeyType,
     KeyUsage,
@@ -72,12 +75,14 @@ def form(
     usage: KeyUsage,
     mode: ModeOfUse = ModeOfUse.NO_RESTRICTIONS,
     exportability: Exportability = Exportability.NON_EXPORTABLE,
+    decimalization_table: str = "",
 ) -> tuple[KeyCryptogram, bytes]:
     """A key from two components; returns the cryptogram and the clear key the test knows."""
     clear = clear_key(alg)
     c1 = secrets.token_bytes(alg.key_length)
     c2 = bytes(a ^ b for a, b in zip(clear, c1))
-    spec = KeySpec(f"k{next(_ids)}", 1, key_type, alg, usage, mode, exportability)
+    spec = KeySpec(f"k{next(_ids)}", 1, key_type, alg, usage, mode, exportability,
+                   decimalization_table=decimalization_table)
     cg, kcvs = backend.form_key(spec, [c1, c2])
     assert len(kcvs) == 2
     return cg, clear
@@ -194,7 +199,7 @@ def test_zpk_cannot_be_used_as_mak_or_dek(backend: Backend) -> None:
     with pytest.raises(KeyUsageViolation, match="MAC_GENERATE"):
         backend.generate_mac(zpk, b"data", MacAlgorithm.ISO9797_ALG1, Padding.METHOD_1)
     with pytest.raises(KeyUsageViolation, match="DATA_ENCRYPT"):
-        backend.encrypt_data(zpk, bytes(8), bytes(16))
+        backend.encrypt_data(zpk, FieldParams(CipherMode.CBC, bytes(8), DataPadding.NONE), bytes(16))
 
 
 def test_mak_bound_to_its_mac_algorithm_and_mode(backend: Backend) -> None:
@@ -286,18 +291,69 @@ def test_data_encryption_against_independent_cbc(backend: Backend, alg: Algorith
     needs(backend, Command.ENCRYPT_DATA, alg)
     dek, k = form(backend, KeyType.DEK, alg, KeyUsage.DATA)
     iv, data = secrets.token_bytes(alg.block_size), secrets.token_bytes(4 * alg.block_size)
-    ct = backend.encrypt_data(dek, iv, data)
+    cbc = FieldParams(CipherMode.CBC, iv, DataPadding.NONE)
+    ct = backend.encrypt_data(dek, cbc, data)
     ctx = Cipher(_prim(alg, k), modes.CBC(iv)).encryptor()
     assert ct == ctx.update(data) + ctx.finalize()
-    assert backend.decrypt_data(dek, iv, ct) == data
+    assert backend.decrypt_data(dek, cbc, ct) == data
     with pytest.raises(InvalidInput):
-        backend.encrypt_data(dek, iv, data[:-1])
+        backend.encrypt_data(dek, cbc, data[:-1])
+    # Padded ECB of a short field, checked against pyca's PKCS#7 padder.
+    ecb_p = FieldParams(CipherMode.ECB, b"", DataPadding.PKCS7)
+    padder = sym_padding.PKCS7(alg.block_size * 8).padder()
+    field = b"6222021234567890123"
+    padded = padder.update(field) + padder.finalize()
+    assert backend.encrypt_data(dek, ecb_p, field) == ecb(alg, k, padded)
+    assert backend.decrypt_data(dek, ecb_p, ecb(alg, k, padded)) == field
+
+
+@pytest.mark.parametrize("alg", [Algorithm.AES_128, Algorithm.SM4])
+def test_gcm_field_against_independent_gcm(backend: Backend, alg: Algorithm) -> None:
+    needs(backend, Command.ENCRYPT_DATA, alg)
+    if CipherMode.GCM not in backend.capabilities.data_modes:
+        pytest.skip("backend lacks GCM")
+    dek, k = form(backend, KeyType.DEK, alg, KeyUsage.DATA)
+    iv, aad, field = secrets.token_bytes(12), b"txn-42", b"amount=000000012345"
+    gcm = FieldParams(CipherMode.GCM, iv, DataPadding.NONE, aad)
+    ct = backend.encrypt_data(dek, gcm, field)
+    enc = Cipher(_prim(alg, k), modes.GCM(iv)).encryptor()
+    enc.authenticate_additional_data(aad)
+    assert ct == enc.update(field) + enc.finalize() + enc.tag
+    assert backend.decrypt_data(dek, gcm, ct) == field
+    with pytest.raises(InvalidInput, match="ciphertext invalid"):
+        backend.decrypt_data(dek, gcm, ct[:-1] + bytes([ct[-1] ^ 1]))
+    tdes, _ = form(backend, KeyType.DEK, Algorithm.TDES_2KEY, KeyUsage.DATA)
+    with pytest.raises(InvalidInput, match="GCM"):
+        backend.encrypt_data(tdes, FieldParams(CipherMode.GCM, iv, DataPadding.NONE), field)
+
+
+def test_reencrypt_field_between_deks(backend: Backend) -> None:
+    needs(backend, Command.REENCRYPT_DATA, Algorithm.TDES_2KEY, Algorithm.AES_128)
+    a, ka = form(backend, KeyType.DEK, Algorithm.TDES_2KEY, KeyUsage.DATA)
+    b, kb = form(backend, KeyType.DEK, Algorithm.AES_128, KeyUsage.DATA)
+    field = secrets.token_bytes(16)
+    src = FieldParams(CipherMode.ECB, b"", DataPadding.NONE)
+    iv = secrets.token_bytes(16)
+    dst = FieldParams(CipherMode.CBC, iv, DataPadding.PKCS7)
+    out = backend.reencrypt_data(a, src, b, dst, ecb(Algorithm.TDES_2KEY, ka, field))
+    dec = Cipher(_prim(Algorithm.AES_128, kb), modes.CBC(iv)).decryptor()
+    assert (dec.update(out) + dec.finalize())[:16] == field
+    with pytest.raises(InvalidInput, match="source_padding"):
+        backend.reencrypt_data(a, FieldParams(CipherMode.ECB, b"", DataPadding.PKCS7), b, dst, bytes(16))
 
 
 def test_encrypt_only_dek_cannot_decrypt(backend: Backend) -> None:
     dek, _ = form(backend, KeyType.DEK, Algorithm.AES_128, KeyUsage.DATA, ModeOfUse.ENCRYPT_ONLY)
     with pytest.raises(KeyUsageViolation):
-        backend.decrypt_data(dek, bytes(16), bytes(16))
+        backend.decrypt_data(dek, FieldParams(CipherMode.CBC, bytes(16), DataPadding.NONE), bytes(16))
+
+
+def test_pan_hash_is_keyed_and_stable(backend: Backend) -> None:
+    a = backend.pan_hash(PAN)
+    assert a == backend.pan_hash(PAN) and a != backend.pan_hash(PAN[:-1] + "0")
+    assert PAN.encode() not in a and len(a) == 16
+    with pytest.raises(InvalidInput, match="pan"):
+        backend.pan_hash("12ab")
 
 
 # -- stored PINs and PIN verification -------------------------------------------------
@@ -335,24 +391,39 @@ def test_ibm3624_and_pvv_verification(backend: Backend) -> None:
     from hsmsvc.crypto import ibm3624, pvv
     from hsmsvc.crypto._cipher import BlockCipher
 
-    tpk, k = form(backend, KeyType.TPK, Algorithm.TDES_2KEY, KeyUsage.PIN_ENCRYPTION)
-    ibm, ibm_k = form(backend, KeyType.PVK, Algorithm.TDES_2KEY, KeyUsage.PIN_VERIFICATION_IBM3624)
-    visa, visa_k = form(backend, KeyType.PVK, Algorithm.TDES_2KEY, KeyUsage.PIN_VERIFICATION_VISA_PVV)
     table, vdata = "0123456789012345", "1234567890123445"
+    tpk, k = form(backend, KeyType.TPK, Algorithm.TDES_2KEY, KeyUsage.PIN_ENCRYPTION)
+    ibm, ibm_k = form(backend, KeyType.PVK, Algorithm.TDES_2KEY, KeyUsage.PIN_VERIFICATION_IBM3624,
+                      decimalization_table=table)
+    visa, visa_k = form(backend, KeyType.PVK, Algorithm.TDES_2KEY, KeyUsage.PIN_VERIFICATION_VISA_PVV)
     block = ecb(Algorithm.TDES_2KEY, k, iso0(PIN, PAN))
     wrong = ecb(Algorithm.TDES_2KEY, k, iso0("4321", PAN))
     offset = ibm3624.generate_offset(BlockCipher(Algorithm.TDES_2KEY, ibm_k), vdata, table, PIN)
-    backend.verify_pin_ibm3624(block, tpk, PinBlockFormat.ISO_0, PAN, ibm, vdata, table, offset)
+    assert backend.generate_pin_offset(block, tpk, PinBlockFormat.ISO_0, PAN, ibm, vdata) == offset
+    backend.verify_pin_ibm3624(block, tpk, PinBlockFormat.ISO_0, PAN, ibm, vdata, offset)
     with pytest.raises(VerificationFailed):
-        backend.verify_pin_ibm3624(wrong, tpk, PinBlockFormat.ISO_0, PAN, ibm, vdata, table, offset)
-    with pytest.raises(InvalidInput, match="decimalization_table"):
-        backend.verify_pin_ibm3624(block, tpk, PinBlockFormat.ISO_0, PAN, ibm, vdata, "0000000000000000", "0000")
+        backend.verify_pin_ibm3624(wrong, tpk, PinBlockFormat.ISO_0, PAN, ibm, vdata, offset)
     with pytest.raises(KeyUsageViolation):  # a PVV key is not an IBM key
-        backend.verify_pin_ibm3624(block, tpk, PinBlockFormat.ISO_0, PAN, visa, vdata, table, offset)
+        backend.verify_pin_ibm3624(block, tpk, PinBlockFormat.ISO_0, PAN, visa, vdata, offset)
     v = pvv.generate_pvv(BlockCipher(Algorithm.TDES_2KEY, visa_k), PAN, 1, PIN)
+    assert backend.generate_pvv(block, tpk, PinBlockFormat.ISO_0, PAN, visa, 1) == v
     backend.verify_pin_pvv(block, tpk, PinBlockFormat.ISO_0, PAN, visa, 1, v)
     with pytest.raises(VerificationFailed):
         backend.verify_pin_pvv(wrong, tpk, PinBlockFormat.ISO_0, PAN, visa, 1, v)
+    verify_only, _ = form(backend, KeyType.PVK, Algorithm.TDES_2KEY, KeyUsage.PIN_VERIFICATION_VISA_PVV,
+                          ModeOfUse.MAC_VERIFY_ONLY)
+    with pytest.raises(KeyUsageViolation):
+        backend.generate_pvv(block, tpk, PinBlockFormat.ISO_0, PAN, verify_only, 1)
+
+
+@pytest.mark.parametrize("table", ["0000000000000000", "0123456789", "012345678901234A", ""])
+def test_ibm_pvk_needs_a_full_decimalization_table(table: str) -> None:
+    with pytest.raises(InvalidInput, match="decimalization_table"):
+        KeySpec("p", 1, KeyType.PVK, Algorithm.TDES_2KEY, KeyUsage.PIN_VERIFICATION_IBM3624,
+                decimalization_table=table)
+    with pytest.raises(InvalidInput, match="decimalization_table"):
+        KeySpec("p", 1, KeyType.PVK, Algorithm.TDES_2KEY, KeyUsage.PIN_VERIFICATION_VISA_PVV,
+                decimalization_table="0123456789012345")
 
 
 # -- keys across a ZMK / TMK ------------------------------------------------------------

@@ -46,7 +46,16 @@ from hsmsvc.errors import (
 )
 from hsmsvc.hsm.backend import Capabilities, Command, KeyCryptogram, KeySpec
 from hsmsvc.hsm.commands import CommandBackend, LoadedKey
-from hsmsvc.types import Algorithm, KeyType, KeyUsage, MacAlgorithm, ModeOfUse, Padding, PinBlockFormat
+from hsmsvc.types import (
+    Algorithm,
+    CipherMode,
+    KeyType,
+    KeyUsage,
+    MacAlgorithm,
+    ModeOfUse,
+    Padding,
+    PinBlockFormat,
+)
 
 __all__ = ["PKCS11_CAPABILITIES", "Pkcs11Backend", "provision_lmk"]
 
@@ -164,6 +173,29 @@ class TokenKey:
     def cbc_decrypt(self, iv: bytes, data: bytes) -> bytes:
         mech = _CBC[self.algorithm.is_tdes]
         return bytes(self.obj.decrypt(self._blocks(data), mechanism=mech, mechanism_param=self._iv(iv)))
+
+    def field_encrypt(self, mode: CipherMode, iv: bytes, data: bytes, aad: bytes) -> bytes:
+        self._field(mode, iv, aad)
+        if mode is CipherMode.CBC:
+            return self.cbc_encrypt(iv, data)
+        return self.encrypt(self._blocks(data))
+
+    def field_decrypt(self, mode: CipherMode, iv: bytes, data: bytes, aad: bytes) -> bytes:
+        self._field(mode, iv, aad)
+        if not data:
+            raise InvalidInput("ciphertext", f"a multiple of {self.algorithm.block_size} bytes")
+        if mode is CipherMode.CBC:
+            return self.cbc_decrypt(iv, data)
+        return self.decrypt(self._blocks(data))
+
+    @staticmethod
+    def _field(mode: CipherMode, iv: bytes, aad: bytes) -> None:
+        if mode not in (CipherMode.ECB, CipherMode.CBC):
+            raise Unsupported("mode", f"{mode.value} is not supported by this backend")
+        if aad:
+            raise InvalidInput("aad", "only with GCM")
+        if mode is CipherMode.ECB and iv:
+            raise InvalidInput("iv", "empty for ECB")
 
     def mac(self, algorithm: MacAlgorithm, padding: Padding, data: bytes) -> bytes:
         if algorithm is MacAlgorithm.ISO9797_ALG1:

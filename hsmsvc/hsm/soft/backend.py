@@ -20,7 +20,7 @@ from collections import OrderedDict
 from pathlib import Path
 from typing import Final
 
-from hsmsvc.crypto import _cipher, cmac, components, kcv, mac, tr31
+from hsmsvc.crypto import cmac, components, fields, kcv, mac, tr31
 from hsmsvc.crypto._cipher import BlockCipher
 from hsmsvc.errors import InvalidInput, InvalidKeyBlock, KeyUsageViolation, Unsupported
 from hsmsvc.hsm.backend import Capabilities, Command, KeyCryptogram, KeySpec
@@ -28,6 +28,7 @@ from hsmsvc.hsm.commands import CommandBackend, LoadedKey
 from hsmsvc.hsm.soft import sealed
 from hsmsvc.types import (
     Algorithm,
+    CipherMode,
     Exportability,
     HashAlgorithm,
     KeyUsage,
@@ -44,6 +45,7 @@ SOFT_CAPABILITIES: Final = Capabilities(
     algorithms=frozenset(Algorithm),
     mac_algorithms=frozenset(MacAlgorithm),
     pin_formats=frozenset(PinBlockFormat),
+    data_modes=frozenset(CipherMode),
 )
 ATTRIBUTE_BLOCK: Final = "10"
 _BLOCK_ALGORITHM: Final = {
@@ -85,11 +87,11 @@ class SoftKey:
     def decrypt(self, data: bytes) -> bytes:
         return self._ecb.decrypt(data)
 
-    def cbc_encrypt(self, iv: bytes, data: bytes) -> bytes:
-        return _cipher.cbc_encrypt(self.algorithm, self._key, iv, data)
+    def field_encrypt(self, mode: CipherMode, iv: bytes, data: bytes, aad: bytes) -> bytes:
+        return fields.encrypt(self.algorithm, self._key, mode, iv, data, aad)
 
-    def cbc_decrypt(self, iv: bytes, data: bytes) -> bytes:
-        return _cipher.cbc_decrypt(self.algorithm, self._key, iv, data)
+    def field_decrypt(self, mode: CipherMode, iv: bytes, data: bytes, aad: bytes) -> bytes:
+        return fields.decrypt(self.algorithm, self._key, mode, iv, data, aad)
 
     def mac(self, algorithm: MacAlgorithm, padding: Padding, data: bytes) -> bytes:
         if algorithm is MacAlgorithm.ISO9797_ALG1:
