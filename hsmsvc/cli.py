@@ -150,6 +150,46 @@ def _status(args: argparse.Namespace) -> int:
     return 0 if report.ok else 1
 
 
+def _serve(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from hsmsvc.api import config as api_config
+    from hsmsvc.api import logs
+    from hsmsvc.api.server import serve
+
+    overrides: dict[str, object] = {
+        "listen": args.listen, "metrics_listen": args.metrics_listen, "store": args.store, "policy": args.policy,
+        "insecure_dev": True if args.insecure_dev else None,
+    }
+    if args.sealed:
+        overrides["backend"] = {"kind": "soft", "sealed_lmk": args.sealed,
+                                "passphrase_env": args.passphrase_env, "passphrase_file": args.passphrase_file}
+    cfg = api_config.load(args.config, overrides)
+    logs.configure(cfg.log_level)
+    if cfg.insecure_dev:
+        print("hsmsvc: --insecure-dev: plaintext gRPC and one all-powerful principal; never in production",
+              file=sys.stderr)
+
+    def ready(running: object) -> None:
+        if args.ready_file:
+            port, metrics_port = getattr(running, "port"), getattr(running, "metrics_port")
+            tmp = Path(args.ready_file + ".tmp")
+            tmp.write_text(json.dumps({"port": port, "metrics_port": metrics_port, "pid": os.getpid()}))
+            os.replace(tmp, args.ready_file)
+
+    asyncio.run(serve(cfg, ready))
+    return 0
+
+
+def _dev_seed(args: argparse.Namespace) -> int:
+    from hsmsvc import devseed
+
+    with _opened(args, migrate=True) as (backend, store):
+        for line in devseed.seed(store, backend):
+            print(line)
+    return 0
+
+
 def _backend_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--sealed", help="sealed LMK file (soft backend)")
     p.add_argument("--passphrase-env", help="environment variable holding the LMK passphrase")
@@ -185,6 +225,25 @@ def main(argv: list[str] | None = None) -> int:
     _backend_args(p)
     p.add_argument("--store", required=True, help="database URL")
     p.set_defaults(func=_status)
+
+    p = sub.add_parser("serve", help="run the gRPC server")
+    p.add_argument("--config", help="TOML configuration file (HSMSVC_* variables override it)")
+    p.add_argument("--listen", help="address to bind, e.g. 127.0.0.1:8443 (port 0: any free port)")
+    p.add_argument("--metrics-listen", help="Prometheus endpoint address; empty to disable")
+    p.add_argument("--store", help="database URL")
+    p.add_argument("--policy", help="authorization policy file (TOML)")
+    p.add_argument("--insecure-dev", action="store_true", help="plaintext and one principal: development only")
+    p.add_argument("--sealed", help="sealed LMK file (soft backend), instead of [backend] in the config")
+    p.add_argument("--passphrase-env", help="environment variable holding the LMK passphrase")
+    p.add_argument("--passphrase-file", help="file holding the LMK passphrase")
+    p.add_argument("--ready-file", help="write the bound ports here as JSON once serving")
+    p.set_defaults(func=_serve)
+
+    dev = sub.add_parser("dev", help="development helpers").add_subparsers(dest="dev_command", required=True)
+    p = dev.add_parser("seed", help="store the published demo keys (insecure: their values are public)")
+    _backend_args(p)
+    p.add_argument("--store", required=True, help="database URL")
+    p.set_defaults(func=_dev_seed)
 
     args = parser.parse_args(argv)
     try:

@@ -101,3 +101,9 @@ class AlreadyFinalized(HsmsvcError):
     """A one-shot context was used twice: a bug in our code (INTERNAL)."""
 
     default_reason = "context already finalized"
+
+
+class AlreadyExists(HsmsvcError):
+    """A key with that id and version, or alias and version, exists (ALREADY_EXISTS)."""
+
+    default_reason = "already exists"

@@ -8,14 +8,15 @@ the change it records.
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import datetime, timedelta, timezone
 from typing import Final, Sequence
 
-from hsmsvc.errors import KeyStateError
+from hsmsvc.errors import KeyNotFound, KeyStateError
 from hsmsvc.hsm import policy
 from hsmsvc.hsm.backend import Backend, KeyCryptogram, KeySpec
 from hsmsvc.hsm.policy import Operation
-from hsmsvc.keys.model import AuditEvent, StoredKey
+from hsmsvc.keys.model import AuditEvent, KeyRef, StoredKey
 from hsmsvc.keys.store import KeyStore
 from hsmsvc.types import KeyState
 
@@ -70,6 +71,24 @@ class KeyManager:
                  lifetime: timedelta | None = None, max_uses: int | None = None) -> StoredKey:
         return self._keep(self._backend.generate_key(spec), "key.generate", state, alias, lifetime, max_uses)
 
+    def rotate(self, key_id: str, lifetime: timedelta | None = None, max_uses: int | None = None) -> StoredKey:
+        """A new version with the same binding; ACTIVE versions become RETIRING (one transaction)."""
+        versions = self._store.versions(key_id)
+        if not versions:
+            raise KeyNotFound("key", "no such key")
+        newest = versions[-1]
+        spec = dataclasses.replace(newest.cryptogram.spec, version=newest.version + 1)
+        c = self._backend.generate_key(spec)
+        now = datetime.now(timezone.utc)
+        key = StoredKey(c, KeyState.ACTIVE, now, newest.alias, now,
+                        now + lifetime if lifetime else None, 0, max_uses)
+        retire = [k.version for k in versions if k.state is KeyState.ACTIVE]
+        self._store.add_rotated(key, retire, AuditEvent(
+            self._actor, "key.rotate", key_id, spec.version,
+            _detail(c, retired=",".join(map(str, retire)))))
+        self._backend.forget(key_id)
+        return key
+
     def form(self, spec: KeySpec, components: Sequence[bytes], alias: str | None = None) -> tuple[StoredKey, list[bytes]]:
         c, kcvs = self._backend.form_key(spec, components)
         extra = {f"component_{i + 1}_kcv": k.hex().upper() for i, k in enumerate(kcvs)}
@@ -77,9 +96,13 @@ class KeyManager:
 
     def import_under(self, kek_id: str, wrapped: bytes, spec: KeySpec, kcv: bytes | None = None,
                      state: KeyState = KeyState.ACTIVE, alias: str | None = None) -> StoredKey:
-        kek = self.for_use(kek_id, Operation.KEY_IMPORT_UNDER)
+        return self.import_with(self.for_use(kek_id, Operation.KEY_IMPORT_UNDER), wrapped, spec, kcv, state, alias)
+
+    def import_with(self, kek: StoredKey, wrapped: bytes, spec: KeySpec, kcv: bytes | None = None,
+                    state: KeyState = KeyState.ACTIVE, alias: str | None = None) -> StoredKey:
+        """Import under a KEK the caller has already looked up and checked."""
         c = self._backend.import_key(kek.cryptogram, wrapped, spec, kcv)
-        return self._keep(c, "key.import", state, alias, None, None, kek=kek_id)
+        return self._keep(c, "key.import", state, alias, None, None, kek=f"{kek.key_id} v{kek.version}")
 
     def export_under(self, kek_id: str, key_id: str) -> bytes:
         kek = self.for_use(kek_id, Operation.KEY_EXPORT_UNDER)
@@ -89,9 +112,19 @@ class KeyManager:
                                      _detail(key.cryptogram, kek=kek_id)))
         return out
 
-    def for_use(self, key_id: str, op: Operation, version: int | None = None) -> StoredKey:
+    def lookup(self, ref: KeyRef) -> StoredKey:
+        if ref.key_id:
+            return self._store.get(ref.key_id, ref.version)
+        return self._store.get_by_alias(ref.alias, ref.version)
+
+    def for_use(self, key: str | KeyRef, op: Operation, version: int | None = None) -> StoredKey:
         """The key version to use for ``op``, refused unless its state and binding allow it."""
-        key = self._store.get(key_id, version)
+        ref = key if isinstance(key, KeyRef) else KeyRef(key, version=version)
+        return self.check_use(self.lookup(ref), op)
+
+    @staticmethod
+    def check_use(key: StoredKey, op: Operation) -> StoredKey:
+        """Refuse ``key`` for ``op`` unless its binding, state, expiry and use limit allow it."""
         s = key.cryptogram.spec
         policy.require(s.key_type, s.usage, s.mode_of_use, op, s.exportability)
         if key.state is KeyState.RETIRING and op in _RETIRING_OK:

@@ -5,10 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
+from hsmsvc.errors import InvalidInput
 from hsmsvc.hsm.backend import KeyCryptogram
 from hsmsvc.types import KeyState
 
-__all__ = ["AuditEvent", "StoredKey"]
+__all__ = ["AuditEvent", "KeyRef", "StoredKey"]
 
 
 @dataclass(frozen=True)
@@ -42,3 +43,22 @@ class AuditEvent:
     key_id: str | None = None
     key_version: int | None = None
     detail: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True)
+class KeyRef:
+    """How a caller names a key: its id or its alias, and optionally a version."""
+
+    key_id: str = ""
+    alias: str = ""
+    version: int | None = None
+
+    def __post_init__(self) -> None:
+        if bool(self.key_id) == bool(self.alias):
+            raise InvalidInput("key", "either key_id or alias")
+        if self.version is not None and not 1 <= self.version <= 99_999:
+            raise InvalidInput("key.version", "1 to 99999")
+
+    def __str__(self) -> str:
+        name = self.key_id or f"alias:{self.alias}"
+        return f"{name} v{self.version}" if self.version else name

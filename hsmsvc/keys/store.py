@@ -23,7 +23,7 @@ from sqlalchemy import Engine, case, create_engine, delete, event, func, select,
 from sqlalchemy.engine import Connection, Row
 from sqlalchemy.exc import IntegrityError, OperationalError, SQLAlchemyError
 
-from hsmsvc.errors import BackendUnavailable, InvalidInput, KeyNotFound, KeyStateError
+from hsmsvc.errors import AlreadyExists, BackendUnavailable, InvalidInput, KeyNotFound, KeyStateError
 from hsmsvc.hsm.backend import Backend, KeyCryptogram, KeySpec
 from hsmsvc.keys import audit as _audit
 from hsmsvc.keys.model import AuditEvent, StoredKey
@@ -122,7 +122,7 @@ class KeyStore:
             except IntegrityError as e:
                 text = str(e.orig).lower()
                 if not any(t in text for t in ("audit", "seq", "pin_attempts")):
-                    raise InvalidInput("key", "already exists (id and version, or alias and version)") from None
+                    raise AlreadyExists("key", "already exists (id and version, or alias and version)") from None
             except OperationalError:
                 raise BackendUnavailable("store", "database error") from None
         raise BackendUnavailable("store", "audit chain contended; retry")
@@ -162,6 +162,10 @@ class KeyStore:
     # -- keys -----------------------------------------------------------------------
 
     def add(self, key: StoredKey, ev: AuditEvent) -> None:
+        self._write(self._inserter(key), ev)
+
+    @staticmethod
+    def _inserter(key: StoredKey) -> Any:
         s = key.cryptogram.spec
 
         def change(conn: Connection) -> None:
@@ -177,6 +181,23 @@ class KeyStore:
                 )
             )
 
+        return change
+
+    def add_rotated(self, key: StoredKey, retire: list[int], ev: AuditEvent) -> None:
+        """Add a new version and move ``retire`` versions from ACTIVE to RETIRING, atomically."""
+        s = key.cryptogram.spec
+
+        def change(conn: Connection) -> None:
+            add(conn)
+            for v in retire:
+                conn.execute(
+                    update(keys_t)
+                    .where(keys_t.c.key_id == s.key_id, keys_t.c.version == v,
+                           keys_t.c.state == KeyState.ACTIVE.value)
+                    .values(state=KeyState.RETIRING.value)
+                )
+
+        add = self._inserter(key)
         self._write(change, ev)
 
     def get(self, key_id: str, version: int | None = None) -> StoredKey:

@@ -1,0 +1,223 @@
+"""A typed client for the hsmsvc gRPC API.
+
+* mTLS: :class:`ClientTls` holds the CA that signed the servers and this
+  client's certificate and key; plaintext needs :meth:`Client.insecure`.
+* Deadlines on every call (default 5 s).
+* Round-robin across several server addresses, one channel each.
+* Retries with exponential backoff and jitter on UNAVAILABLE, for idempotent
+  calls only: a PIN verification is not retried (it counts attempts), nor is
+  any call that changes a key.
+
+The request and response messages are those of :mod:`hsmsvc.v1`; the
+convenience methods cover the everyday calls.
+"""
+
+from __future__ import annotations
+
+import itertools
+import random
+import threading
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Final, Sequence
+
+import grpc
+
+from hsmsvc.v1 import data_service_pb2 as data_pb
+from hsmsvc.v1 import data_service_pb2_grpc as data_grpc
+from hsmsvc.v1 import key_service_pb2 as key_pb
+from hsmsvc.v1 import key_service_pb2_grpc as key_grpc
+from hsmsvc.v1 import mac_service_pb2 as mac_pb
+from hsmsvc.v1 import mac_service_pb2_grpc as mac_grpc
+from hsmsvc.v1 import pin_service_pb2 as pin_pb
+from hsmsvc.v1 import pin_service_pb2_grpc as pin_grpc
+from hsmsvc.v1 import types_pb2 as pb
+
+__all__ = ["Client", "ClientError", "ClientTls", "IDEMPOTENT"]
+
+# Calls that may safely run twice.
+IDEMPOTENT: Final = frozenset({
+    "TranslatePin", "TranslatePinBatch", "EncryptPinForStorage", "GeneratePinOffset", "GeneratePvv",
+    "ReEncryptStoredPins", "GenerateMac", "VerifyMac", "GenerateMacBatch", "VerifyMacBatch",
+    "Encrypt", "Decrypt", "ReEncrypt", "EncryptBatch", "GetKey", "ListKeys", "GetKeyCheckValue", "ExportKey",
+})
+_STUBS: Final = {
+    "keys": key_grpc.KeyServiceStub,
+    "pins": pin_grpc.PinServiceStub,
+    "macs": mac_grpc.MacServiceStub,
+    "data": data_grpc.DataServiceStub,
+}
+
+
+class ClientError(Exception):
+    """A call that ended with a status other than OK."""
+
+    def __init__(self, code: grpc.StatusCode, details: str, request_id: str) -> None:
+        super().__init__(f"{code.name}: {details} (request id {request_id})")
+        self.code = code
+        self.details = details
+        self.request_id = request_id
+
+
+@dataclass(frozen=True)
+class ClientTls:
+    """PEM files: the CA that signed the servers, and this client's certificate and key."""
+
+    ca: str
+    cert: str
+    key: str
+    # For IP-addressed servers whose certificate names a host.
+    server_name: str | None = None
+
+    def credentials(self) -> grpc.ChannelCredentials:
+        return grpc.ssl_channel_credentials(
+            Path(self.ca).read_bytes(), Path(self.key).read_bytes(), Path(self.cert).read_bytes()
+        )
+
+
+def ref(key: str | pb.KeyRef, version: int = 0) -> pb.KeyRef:
+    """A KeyRef from an id, or ``alias:<name>``."""
+    if isinstance(key, pb.KeyRef):
+        return key
+    if key.startswith("alias:"):
+        return pb.KeyRef(alias=key[6:], version=version)
+    return pb.KeyRef(key_id=key, version=version)
+
+
+class _Service:
+    def __init__(self, client: Client, name: str) -> None:
+        self._client = client
+        self._name = name
+
+    def __getattr__(self, method: str) -> Any:
+        def call(request: Any, timeout: float | None = None) -> Any:
+            return self._client._call(self._name, method, request, timeout)
+
+        return call
+
+
+class Client:
+    """Calls hsmsvc over one or more channels. Thread-safe; close() when done."""
+
+    def __init__(
+        self,
+        addresses: str | Sequence[str],
+        tls: ClientTls | None,
+        deadline: float = 5.0,
+        retries: int = 3,
+        backoff: float = 0.05,
+        _insecure: bool = False,
+    ) -> None:
+        targets = [addresses] if isinstance(addresses, str) else list(addresses)
+        if not targets:
+            raise ValueError("at least one address")
+        if tls is None and not _insecure:
+            raise ValueError("mTLS credentials are required; use Client.insecure() for development")
+        options: list[tuple[str, Any]] = [("grpc.max_receive_message_length", 16 * 1024 * 1024)]
+        if tls is not None and tls.server_name:
+            options.append(("grpc.ssl_target_name_override", tls.server_name))
+        self._channels = [
+            grpc.secure_channel(t, tls.credentials(), options) if tls is not None else grpc.insecure_channel(t, options)
+            for t in targets
+        ]
+        self._stubs = [{n: cls(ch) for n, cls in _STUBS.items()} for ch in self._channels]
+        self._next = itertools.cycle(range(len(self._channels)))
+        self._lock = threading.Lock()
+        self.deadline = deadline
+        self.retries = retries
+        self.backoff = backoff
+        self.keys = _Service(self, "keys")
+        self.pins = _Service(self, "pins")
+        self.macs = _Service(self, "macs")
+        self.data = _Service(self, "data")
+
+    @classmethod
+    def insecure(cls, addresses: str | Sequence[str], **kw: Any) -> Client:
+        """Plaintext, for a server started with ``--insecure-dev`` only."""
+        return cls(addresses, None, _insecure=True, **kw)
+
+    def close(self) -> None:
+        for ch in self._channels:
+            ch.close()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _call(self, service: str, method: str, request: Any, timeout: float | None) -> Any:
+        attempts = 1 + (self.retries if method in IDEMPOTENT else 0)
+        rid = uuid.uuid4().hex
+        for attempt in range(attempts):
+            with self._lock:
+                i = next(self._next)
+            fn = getattr(self._stubs[i][service], method)
+            try:
+                return fn(request, timeout=timeout or self.deadline, metadata=(("x-request-id", rid),))
+            except grpc.RpcError as e:
+                code = e.code()
+                if code is not grpc.StatusCode.UNAVAILABLE or attempt == attempts - 1:
+                    raise ClientError(code, e.details() or "", rid) from None
+                time.sleep(self.backoff * (2 ** attempt) * (0.5 + random.random()))
+        raise AssertionError("unreachable")
+
+    # -- everyday calls ----------------------------------------------------------------
+
+    def translate_pin(
+        self, source: str, destination: str, pin_block: bytes, pan: str = "",
+        source_format: int = pb.PIN_BLOCK_FORMAT_ISO_0, destination_format: int = pb.PIN_BLOCK_FORMAT_ISO_0,
+    ) -> bytes:
+        r = self.pins.TranslatePin(pin_pb.TranslatePinRequest(
+            source_key=ref(source), source_format=source_format, destination_key=ref(destination),
+            destination_format=destination_format, pin_block=pin_block, pan=pan))
+        return bytes(r.pin_block)
+
+    def verify_pin_pvv(self, key: str, pin_block: bytes, pan: str, pvk: str, pvki: int, pvv: str,
+                       fmt: int = pb.PIN_BLOCK_FORMAT_ISO_0) -> bool:
+        r = self.pins.VerifyPin(pin_pb.VerifyPinRequest(
+            key=ref(key), format=fmt, pin_block=pin_block, pan=pan,
+            pvv=pin_pb.PvvCheck(pvk=ref(pvk), pvki=pvki, pvv=pvv)))
+        return bool(r.verified)
+
+    def verify_pin_offset(self, key: str, pin_block: bytes, pan: str, pvk: str, validation_data: str,
+                          offset: str, fmt: int = pb.PIN_BLOCK_FORMAT_ISO_0) -> bool:
+        r = self.pins.VerifyPin(pin_pb.VerifyPinRequest(
+            key=ref(key), format=fmt, pin_block=pin_block, pan=pan,
+            ibm3624=pin_pb.Ibm3624Check(pvk=ref(pvk), validation_data=validation_data, offset=offset)))
+        return bool(r.verified)
+
+    def generate_mac(self, key: str, data: bytes, algorithm: int = pb.MAC_ALGORITHM_ISO9797_ALG3,
+                     padding: int = pb.MAC_PADDING_METHOD_1, mac_length: int = 0) -> bytes:
+        if algorithm not in (pb.MAC_ALGORITHM_ISO9797_ALG1, pb.MAC_ALGORITHM_ISO9797_ALG3):
+            padding = pb.MAC_PADDING_UNSPECIFIED
+        r = self.macs.GenerateMac(mac_pb.GenerateMacRequest(
+            key=ref(key), algorithm=algorithm, padding=padding, data=data, mac_length=mac_length))
+        return bytes(r.mac)
+
+    def verify_mac(self, key: str, data: bytes, mac: bytes, algorithm: int = pb.MAC_ALGORITHM_ISO9797_ALG3,
+                   padding: int = pb.MAC_PADDING_METHOD_1) -> bool:
+        if algorithm not in (pb.MAC_ALGORITHM_ISO9797_ALG1, pb.MAC_ALGORITHM_ISO9797_ALG3):
+            padding = pb.MAC_PADDING_UNSPECIFIED
+        r = self.macs.VerifyMac(mac_pb.VerifyMacRequest(
+            key=ref(key), algorithm=algorithm, padding=padding, data=data, mac=mac))
+        return bool(r.verified)
+
+    def encrypt(self, key: str, plaintext: bytes, mode: int = pb.CIPHER_MODE_GCM,
+                padding: int = pb.DATA_PADDING_NONE, aad: bytes = b"") -> tuple[bytes, bytes]:
+        """Returns (ciphertext, iv)."""
+        r = self.data.Encrypt(data_pb.EncryptRequest(
+            key=ref(key), cipher=data_pb.FieldCipher(mode=mode, padding=padding, aad=aad), plaintext=plaintext))
+        return bytes(r.ciphertext), bytes(r.iv)
+
+    def decrypt(self, key: str, ciphertext: bytes, iv: bytes, mode: int = pb.CIPHER_MODE_GCM,
+                padding: int = pb.DATA_PADDING_NONE, aad: bytes = b"", version: int = 0) -> bytes:
+        r = self.data.Decrypt(data_pb.DecryptRequest(
+            key=ref(key, version), cipher=data_pb.FieldCipher(mode=mode, padding=padding, iv=iv, aad=aad),
+            ciphertext=ciphertext))
+        return bytes(r.plaintext)
+
+    def get_key(self, key: str) -> pb.KeyInfo:
+        return self.keys.GetKey(key_pb.GetKeyRequest(key=ref(key))).key

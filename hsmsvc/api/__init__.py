@@ -1,0 +1,1 @@
+"""The gRPC API: servicers, server, status mapping. The only layer that imports grpc."""

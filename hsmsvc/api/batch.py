@@ -1,0 +1,40 @@
+"""Packed batch fields: fixed-size items back to back, and per-item errors."""
+
+from __future__ import annotations
+
+from typing import Final, Sequence
+
+from hsmsvc.api.status import code_for, message_for
+from hsmsvc.errors import HsmsvcError, InvalidInput
+from hsmsvc.v1 import types_pb2 as pb
+
+MAX_ITEMS: Final = 10_000
+
+
+def split(packed: bytes, size: int, field: str) -> list[bytes]:
+    if len(packed) % size:
+        raise InvalidInput(field, f"a whole number of {size}-byte items")
+    n = len(packed) // size
+    if n > MAX_ITEMS:
+        raise InvalidInput(field, f"at most {MAX_ITEMS} items")
+    return [packed[i * size:(i + 1) * size] for i in range(n)]
+
+
+def count(items: Sequence[object], field: str) -> None:
+    if len(items) > MAX_ITEMS:
+        raise InvalidInput(field, f"at most {MAX_ITEMS} items")
+
+
+def item_error(index: int, e: HsmsvcError) -> pb.ItemError:
+    return pb.ItemError(index=index, code=code_for(e).value[0], field=e.field or "", message=message_for(e))
+
+
+def split_even(packed: bytes, n: int, field: str) -> list[bytes]:
+    """``n`` equal items back to back."""
+    if n == 0:
+        if packed:
+            raise InvalidInput(field, "no items expected")
+        return []
+    if not packed or len(packed) % n:
+        raise InvalidInput(field, "one item per entry, all the same size")
+    return split(packed, len(packed) // n, field)

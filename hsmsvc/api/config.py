@@ -1,0 +1,172 @@
+"""Server configuration: a TOML file, then ``HSMSVC_*`` environment overrides.
+
+.. code-block:: toml
+
+    listen = "127.0.0.1:8443"
+    metrics_listen = "127.0.0.1:9464"       # "" turns the metrics endpoint off
+    store = "sqlite:///.hsmsvc/keys.db"
+    policy = "policy.toml"
+    insecure_dev = false                      # plaintext, one principal: development only
+    shutdown_grace_seconds = 10
+
+    [tls]
+    cert = "server.pem"
+    key = "server.key"
+    client_ca = "clients-ca.pem"
+
+    [backend]
+    kind = "soft"                             # soft | pkcs11 | pool
+    sealed_lmk = ".hsmsvc/lmk.sealed"
+    passphrase_env = "HSMSVC_LMK_PASSPHRASE"  # or passphrase_file
+
+    [attempts]
+    per_pan = 3
+    per_principal = 500
+    window_seconds = 86400
+
+A pool lists its members as ``[[backend.members]]`` tables of kind soft or
+pkcs11 (``module``, ``token_label``, ``pin_env`` or ``pin_file``). Secrets are
+never in the file: it names the variable or file that holds them.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass, field, replace
+from datetime import timedelta
+from pathlib import Path
+from typing import Any, Final, Mapping
+
+from hsmsvc.errors import InvalidInput
+from hsmsvc.hsm.config import Pkcs11Config, SecretSource, SoftConfig
+from hsmsvc.service.context import AttemptLimits
+
+__all__ = ["BackendConfig", "ServerConfig", "TlsConfig", "load"]
+
+
+@dataclass(frozen=True)
+class TlsConfig:
+    cert: str
+    key: str
+    client_ca: str
+
+
+@dataclass(frozen=True)
+class BackendConfig:
+    kind: str
+    members: tuple[SoftConfig | Pkcs11Config, ...]
+    health_interval: float = 2.0
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    backend: BackendConfig
+    store: str
+    listen: str = "127.0.0.1:8443"
+    metrics_listen: str = "127.0.0.1:9464"
+    policy: str | None = None
+    tls: TlsConfig | None = None
+    insecure_dev: bool = False
+    dev_principal: str = "dev"
+    shutdown_grace_seconds: float = 10.0
+    log_level: str = "INFO"
+    attempts: AttemptLimits = field(default_factory=AttemptLimits)
+
+    def __post_init__(self) -> None:
+        if not self.insecure_dev and self.tls is None:
+            raise InvalidInput("tls", "required: mTLS, or --insecure-dev for development")
+        if not self.insecure_dev and not self.policy:
+            raise InvalidInput("policy", "required outside --insecure-dev")
+
+
+_ENV: Final = {
+    "HSMSVC_LISTEN": "listen",
+    "HSMSVC_METRICS_LISTEN": "metrics_listen",
+    "HSMSVC_STORE": "store",
+    "HSMSVC_POLICY": "policy",
+    "HSMSVC_LOG_LEVEL": "log_level",
+}
+
+
+def _secret(d: Mapping[str, Any], name: str) -> SecretSource:
+    return SecretSource(env=d.get(f"{name}_env"), file=d.get(f"{name}_file"))
+
+
+def _member(d: Mapping[str, Any]) -> SoftConfig | Pkcs11Config:
+    kind = d.get("kind", "soft")
+    if kind == "soft":
+        if "sealed_lmk" not in d:
+            raise InvalidInput("backend.sealed_lmk", "required for the soft backend")
+        return SoftConfig(str(d["sealed_lmk"]), _secret(d, "passphrase"))
+    if kind == "pkcs11":
+        for k in ("module", "token_label"):
+            if k not in d:
+                raise InvalidInput(f"backend.{k}", "required for the pkcs11 backend")
+        return Pkcs11Config(str(d["module"]), str(d["token_label"]), _secret(d, "pin"))
+    raise InvalidInput("backend.kind", "soft, pkcs11 or pool")
+
+
+def _backend(d: Mapping[str, Any]) -> BackendConfig:
+    kind = d.get("kind", "soft")
+    if kind == "pool":
+        members = tuple(_member(m) for m in d.get("members", []))
+        if not members:
+            raise InvalidInput("backend.members", "at least one member")
+        return BackendConfig("pool", members, float(d.get("health_interval", 2.0)))
+    return BackendConfig(kind, (_member(d),))
+
+
+def load(path: str | None, overrides: Mapping[str, Any] | None = None,
+         environ: Mapping[str, str] | None = None) -> ServerConfig:
+    """Read ``path`` (optional), apply ``HSMSVC_*`` variables, then explicit overrides."""
+    doc: dict[str, Any] = {}
+    if path:
+        try:
+            with open(path, "rb") as f:
+                doc = tomllib.load(f)
+        except OSError:
+            raise InvalidInput("config", "file cannot be read") from None
+        except tomllib.TOMLDecodeError as e:
+            raise InvalidInput("config", f"not valid TOML ({e})") from None
+        base = Path(path).parent
+        # Relative paths in the file are relative to the file.
+        for section, keys in (("tls", ("cert", "key", "client_ca")), ("", ("policy",))):
+            target = doc.get(section, {}) if section else doc
+            for k in keys:
+                if isinstance(target.get(k), str) and not os.path.isabs(target[k]):
+                    target[k] = str(base / target[k])
+    env = os.environ if environ is None else environ
+    for var, key in _ENV.items():
+        if env.get(var):
+            doc[key] = env[var]
+    if env.get("HSMSVC_INSECURE_DEV") in ("1", "true", "yes"):
+        doc["insecure_dev"] = True
+    doc.update({k: v for k, v in (overrides or {}).items() if v is not None})
+    try:
+        tls = doc.get("tls")
+        a = doc.get("attempts", {})
+        limits = AttemptLimits(
+            int(a.get("per_pan", 3)), int(a.get("per_principal", 500)),
+            timedelta(seconds=int(a.get("window_seconds", 86400))),
+        )
+        cfg = ServerConfig(
+            backend=_backend(doc.get("backend", {})),
+            store=str(doc.get("store", "sqlite:///.hsmsvc/keys.db")),
+            listen=str(doc.get("listen", "127.0.0.1:8443")),
+            metrics_listen=str(doc.get("metrics_listen", "127.0.0.1:9464")),
+            policy=doc.get("policy"),
+            tls=TlsConfig(str(tls["cert"]), str(tls["key"]), str(tls["client_ca"])) if tls else None,
+            insecure_dev=bool(doc.get("insecure_dev", False)),
+            dev_principal=str(doc.get("dev_principal", "dev")),
+            shutdown_grace_seconds=float(doc.get("shutdown_grace_seconds", 10.0)),
+            log_level=str(doc.get("log_level", "INFO")).upper(),
+            attempts=limits,
+        )
+    except (KeyError, TypeError, ValueError) as e:
+        raise InvalidInput("config", f"malformed ({type(e).__name__}: {e})") from None
+    return cfg
+
+
+def with_listen(cfg: ServerConfig, listen: str) -> ServerConfig:
+    return replace(cfg, listen=listen)

@@ -1,0 +1,157 @@
+"""Between protobuf messages and hsmsvc's own types: one table per enum.
+
+Proto enum numbers are not ISO digits or TR-31 codes, so every conversion goes
+through a table built once from the member names, and ``*_UNSPECIFIED`` is
+always refused: a missing format never quietly becomes ISO 0.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import Enum
+from typing import Any, Final, Generic, TypeVar
+
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from hsmsvc.errors import InvalidInput
+from hsmsvc.hsm.backend import FieldParams, KeySpec
+from hsmsvc.keys.model import KeyRef, StoredKey
+from hsmsvc.types import (
+    Algorithm,
+    CipherMode,
+    DataPadding,
+    Exportability,
+    KeyState,
+    KeyType,
+    KeyUsage,
+    MacAlgorithm,
+    ModeOfUse,
+    Padding,
+    PinBlockFormat,
+)
+from hsmsvc.v1 import data_service_pb2 as data_pb
+from hsmsvc.v1 import key_service_pb2 as key_pb
+from hsmsvc.v1 import types_pb2 as pb
+
+E = TypeVar("E", bound=Enum)
+
+
+class EnumTable(Generic[E]):
+    """Proto enum numbers to a domain enum and back, matched by member name."""
+
+    def __init__(self, pb_enum: Any, prefix: str, domain: type[E]) -> None:
+        self.to_domain: dict[int, E] = {}
+        self.to_pb: dict[E, Any] = {}
+        for name, number in pb_enum.items():
+            if number == 0:
+                continue
+            member = domain[name.removeprefix(prefix)]
+            self.to_domain[number] = member
+            self.to_pb[member] = number
+
+    def get(self, number: int, field: str) -> E:
+        if number == 0:
+            raise InvalidInput(field, "required")
+        try:
+            return self.to_domain[number]
+        except KeyError:
+            raise InvalidInput(field, "unknown value") from None
+
+    def optional(self, number: int, field: str) -> E | None:
+        return None if number == 0 else self.get(number, field)
+
+
+ALGORITHM: Final = EnumTable(pb.Algorithm, "ALGORITHM_", Algorithm)
+KEY_TYPE: Final = EnumTable(pb.KeyType, "KEY_TYPE_", KeyType)
+KEY_USAGE: Final = EnumTable(pb.KeyUsage, "KEY_USAGE_", KeyUsage)
+MODE_OF_USE: Final = EnumTable(pb.ModeOfUse, "MODE_OF_USE_", ModeOfUse)
+EXPORTABILITY: Final = EnumTable(pb.Exportability, "EXPORTABILITY_", Exportability)
+KEY_STATE: Final = EnumTable(pb.KeyState, "KEY_STATE_", KeyState)
+PIN_FORMAT: Final = EnumTable(pb.PinBlockFormat, "PIN_BLOCK_FORMAT_", PinBlockFormat)
+MAC_ALGORITHM: Final = EnumTable(pb.MacAlgorithm, "MAC_ALGORITHM_", MacAlgorithm)
+MAC_PADDING: Final = EnumTable(pb.MacPadding, "MAC_PADDING_", Padding)
+CIPHER_MODE: Final = EnumTable(pb.CipherMode, "CIPHER_MODE_", CipherMode)
+DATA_PADDING: Final = EnumTable(pb.DataPadding, "DATA_PADDING_", DataPadding)
+
+_MAX_TEXT: Final = 128
+
+
+def text(value: str, field: str, limit: int = _MAX_TEXT) -> str:
+    if len(value) > limit:
+        raise InvalidInput(field, f"at most {limit} characters")
+    return value
+
+
+def key_ref(msg: pb.KeyRef, field: str, has: bool = True) -> KeyRef:
+    if not has:
+        raise InvalidInput(field, "required")
+    which = msg.WhichOneof("ref")
+    if which is None:
+        raise InvalidInput(field, "a key_id or an alias")
+    try:
+        return KeyRef(
+            text(msg.key_id, f"{field}.key_id", 64),
+            text(msg.alias, f"{field}.alias"),
+            msg.version or None,
+        )
+    except InvalidInput as e:
+        raise InvalidInput(field, e.reason) from None
+
+
+def _ts(value: datetime | None) -> Timestamp | None:
+    if value is None:
+        return None
+    t = Timestamp()
+    t.FromDatetime(value)
+    return t
+
+
+def key_info(key: StoredKey) -> pb.KeyInfo:
+    s = key.cryptogram.spec
+    return pb.KeyInfo(
+        key_id=s.key_id,
+        version=s.version,
+        alias=key.alias or "",
+        key_type=KEY_TYPE.to_pb[s.key_type],
+        algorithm=ALGORITHM.to_pb[s.algorithm],
+        usage=KEY_USAGE.to_pb.get(s.usage, 0),
+        mode_of_use=MODE_OF_USE.to_pb.get(s.mode_of_use, 0),
+        exportability=EXPORTABILITY.to_pb.get(s.exportability, 0),
+        zone=s.zone,
+        state=KEY_STATE.to_pb[key.state],
+        kcv=key.cryptogram.kcv,
+        create_time=_ts(key.created_at),
+        activate_time=_ts(key.activated_at),
+        expire_time=_ts(key.expires_at),
+        use_count=key.use_count,
+        max_uses=key.max_uses or 0,
+    )
+
+
+def key_spec(t: key_pb.KeyTemplate, key_id: str) -> KeySpec:
+    # Mode of use and exportability are stated, never defaulted: a default
+    # would be the permissive choice.
+    mode = MODE_OF_USE.get(t.mode_of_use, "template.mode_of_use")
+    exp = EXPORTABILITY.get(t.exportability, "template.exportability")
+    return KeySpec(
+        key_id,
+        1,
+        KEY_TYPE.get(t.key_type, "template.key_type"),
+        ALGORITHM.get(t.algorithm, "template.algorithm"),
+        KEY_USAGE.get(t.usage, "template.usage"),
+        mode,
+        exp,
+        text(t.zone, "template.zone", 64),
+        t.decimalization_table,
+    )
+
+
+def field_params(c: data_pb.FieldCipher, field: str, has: bool = True) -> FieldParams:
+    if not has:
+        raise InvalidInput(field, "required")
+    return FieldParams(
+        CIPHER_MODE.get(c.mode, f"{field}.mode"),
+        bytes(c.iv),
+        DATA_PADDING.get(c.padding, f"{field}.padding"),
+        bytes(c.aad),
+    )

@@ -1,0 +1,72 @@
+"""KeyService: key management over gRPC."""
+
+from __future__ import annotations
+
+from hsmsvc.api import convert as cv
+from hsmsvc.api.status import Observed, rpc
+from hsmsvc.service import keys as uc
+from hsmsvc.service.context import Caller, Services
+from hsmsvc.v1 import key_service_pb2 as m
+from hsmsvc.v1 import key_service_pb2_grpc as g
+
+
+def _template_id(t: m.KeyTemplate) -> str:
+    return cv.text(t.key_id, "template.key_id", 64) or uc.new_key_id()
+
+
+class KeyServicer(g.KeyServiceServicer):
+    def __init__(self, services: Services, observed: Observed) -> None:
+        self.s = services
+        self.observed = observed
+
+    @rpc("KeyService.GenerateKey")
+    def GenerateKey(self, r: m.GenerateKeyRequest, c: Caller) -> m.GenerateKeyResponse:
+        t = r.template
+        spec = cv.key_spec(t, _template_id(t))
+        key = uc.generate_key(self.s, c, spec, cv.text(t.alias, "template.alias") or None,
+                              t.lifetime_seconds, t.max_uses)
+        return m.GenerateKeyResponse(key=cv.key_info(key))
+
+    @rpc("KeyService.ImportKey")
+    def ImportKey(self, r: m.ImportKeyRequest, c: Caller) -> m.ImportKeyResponse:
+        t = r.template
+        spec = cv.key_spec(t, _template_id(t))
+        key = uc.import_key(self.s, c, cv.key_ref(r.kek, "kek", r.HasField("kek")), bytes(r.wrapped_key),
+                            bytes(r.kcv) or None, spec, cv.text(t.alias, "template.alias") or None)
+        return m.ImportKeyResponse(key=cv.key_info(key))
+
+    @rpc("KeyService.ExportKey")
+    def ExportKey(self, r: m.ExportKeyRequest, c: Caller) -> m.ExportKeyResponse:
+        wrapped, kcv = uc.export_key(self.s, c, cv.key_ref(r.kek, "kek", r.HasField("kek")),
+                                     cv.key_ref(r.key, "key", r.HasField("key")))
+        return m.ExportKeyResponse(wrapped_key=wrapped, kcv=kcv)
+
+    @rpc("KeyService.GetKey")
+    def GetKey(self, r: m.GetKeyRequest, c: Caller) -> m.GetKeyResponse:
+        key = uc.get_key(self.s, c, cv.key_ref(r.key, "key", r.HasField("key")))
+        return m.GetKeyResponse(key=cv.key_info(key))
+
+    @rpc("KeyService.ListKeys")
+    def ListKeys(self, r: m.ListKeysRequest, c: Caller) -> m.ListKeysResponse:
+        keys, token = uc.list_keys(
+            self.s, c, cv.KEY_TYPE.optional(r.key_type, "key_type"), cv.text(r.zone, "zone", 64) or None,
+            r.page_size, cv.text(r.page_token, "page_token", 256),
+        )
+        return m.ListKeysResponse(keys=[cv.key_info(k) for k in keys], next_page_token=token)
+
+    @rpc("KeyService.RotateKey")
+    def RotateKey(self, r: m.RotateKeyRequest, c: Caller) -> m.RotateKeyResponse:
+        key, previous = uc.rotate_key(self.s, c, cv.key_ref(r.key, "key", r.HasField("key")),
+                                      r.lifetime_seconds, r.max_uses)
+        return m.RotateKeyResponse(key=cv.key_info(key), previous_version=previous)
+
+    @rpc("KeyService.UpdateKeyState")
+    def UpdateKeyState(self, r: m.UpdateKeyStateRequest, c: Caller) -> m.UpdateKeyStateResponse:
+        key = uc.update_key_state(self.s, c, cv.key_ref(r.key, "key", r.HasField("key")),
+                                  cv.KEY_STATE.get(r.state, "state"), cv.text(r.reason, "reason", 200))
+        return m.UpdateKeyStateResponse(key=cv.key_info(key))
+
+    @rpc("KeyService.GetKeyCheckValue")
+    def GetKeyCheckValue(self, r: m.GetKeyCheckValueRequest, c: Caller) -> m.GetKeyCheckValueResponse:
+        kcv, version = uc.key_check_value(self.s, c, cv.key_ref(r.key, "key", r.HasField("key")))
+        return m.GetKeyCheckValueResponse(kcv=kcv, version=version)

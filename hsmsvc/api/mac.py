@@ -1,0 +1,79 @@
+"""MacService: MACs over gRPC."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+from hsmsvc.api import convert as cv
+from hsmsvc.api.batch import count, item_error
+from hsmsvc.api.status import Observed, item_result, rpc, stream_rpc
+from hsmsvc.errors import HsmsvcError
+from hsmsvc.service import mac as uc
+from hsmsvc.service.context import Caller, Services
+from hsmsvc.v1 import mac_service_pb2 as m
+from hsmsvc.v1 import mac_service_pb2_grpc as g
+
+
+class MacServicer(g.MacServiceServicer):
+    def __init__(self, services: Services, observed: Observed) -> None:
+        self.s = services
+        self.observed = observed
+
+    def _generate(self, r: m.GenerateMacRequest, c: Caller) -> m.GenerateMacResponse:
+        tag, version = uc.generate_mac(
+            self.s, c, cv.key_ref(r.key, "key", r.HasField("key")), cv.MAC_ALGORITHM.get(r.algorithm, "algorithm"),
+            cv.MAC_PADDING.optional(r.padding, "padding"), bytes(r.data), r.mac_length,
+        )
+        return m.GenerateMacResponse(mac=tag, key_version=version)
+
+    @rpc("MacService.GenerateMac")
+    def GenerateMac(self, r: m.GenerateMacRequest, c: Caller) -> m.GenerateMacResponse:
+        return self._generate(r, c)
+
+    @rpc("MacService.VerifyMac")
+    def VerifyMac(self, r: m.VerifyMacRequest, c: Caller) -> m.VerifyMacResponse:
+        ok = uc.verify_mac(
+            self.s, c, cv.key_ref(r.key, "key", r.HasField("key")), cv.MAC_ALGORITHM.get(r.algorithm, "algorithm"),
+            cv.MAC_PADDING.optional(r.padding, "padding"), bytes(r.data), bytes(r.mac),
+        )
+        return m.VerifyMacResponse(verified=ok)
+
+    @rpc("MacService.GenerateMacBatch")
+    def GenerateMacBatch(self, r: m.GenerateMacBatchRequest, c: Caller) -> m.GenerateMacBatchResponse:
+        count(r.messages, "messages")
+        results, version = uc.generate_mac_batch(
+            self.s, c, cv.key_ref(r.key, "key", r.HasField("key")), cv.MAC_ALGORITHM.get(r.algorithm, "algorithm"),
+            cv.MAC_PADDING.optional(r.padding, "padding"), [bytes(x) for x in r.messages], r.mac_length,
+        )
+        macs, errs = [], []
+        for i, res in enumerate(results):
+            if isinstance(res, HsmsvcError):
+                errs.append(item_error(i, res))
+                macs.append(b"")
+            else:
+                macs.append(res)
+        return m.GenerateMacBatchResponse(macs=macs, errors=errs, key_version=version)
+
+    @rpc("MacService.VerifyMacBatch")
+    def VerifyMacBatch(self, r: m.VerifyMacBatchRequest, c: Caller) -> m.VerifyMacBatchResponse:
+        count(r.messages, "messages")
+        results = uc.verify_mac_batch(
+            self.s, c, cv.key_ref(r.key, "key", r.HasField("key")), cv.MAC_ALGORITHM.get(r.algorithm, "algorithm"),
+            cv.MAC_PADDING.optional(r.padding, "padding"), [bytes(x) for x in r.messages],
+            [bytes(x) for x in r.macs],
+        )
+        verified, errs = [], []
+        for i, res in enumerate(results):
+            if isinstance(res, HsmsvcError):
+                errs.append(item_error(i, res))
+                verified.append(False)
+            else:
+                verified.append(res)
+        return m.VerifyMacBatchResponse(verified=verified, errors=errs)
+
+    @stream_rpc("MacService.StreamGenerateMac")
+    async def StreamGenerateMac(self, requests: Any, c: Caller) -> AsyncIterator[m.StreamGenerateMacResponse]:
+        async for q in requests:
+            code, msg, res = item_result(lambda: self._generate(q.request, c))
+            yield m.StreamGenerateMacResponse(correlation_id=q.correlation_id, code=code, message=msg, response=res)

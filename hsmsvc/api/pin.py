@@ -1,0 +1,196 @@
+"""PinService: PIN blocks over gRPC."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+from hsmsvc.api import convert as cv
+from hsmsvc.api.batch import count, item_error, split, split_even
+from hsmsvc.api.status import Observed, item_result, rpc, stream_rpc
+from hsmsvc.errors import HsmsvcError, InvalidInput
+from hsmsvc.hsm.backend import StoredPin, StoredPinMethod
+from hsmsvc.service import pin as uc
+from hsmsvc.service.context import Caller, Services
+from hsmsvc.v1 import pin_service_pb2 as m
+from hsmsvc.v1 import pin_service_pb2_grpc as g
+from hsmsvc.v1 import types_pb2 as pb
+
+_METHOD: dict[int, StoredPinMethod] = {pb.STORED_PIN_METHOD_ENCRYPTED: StoredPinMethod.ENCRYPTED, pb.STORED_PIN_METHOD_DIGEST: StoredPinMethod.DIGEST}
+_METHOD_PB: dict[StoredPinMethod, Any] = {v: k for k, v in _METHOD.items()}
+
+
+def _method(value: int, field: str) -> StoredPinMethod:
+    if value == 0:
+        raise InvalidInput(field, "required")
+    try:
+        return _METHOD[value]
+    except KeyError:
+        raise InvalidInput(field, "unknown value") from None
+
+
+def _pan(pan: str) -> str | None:
+    return cv.text(pan, "pan", 19) or None
+
+
+def _stored_check(c: m.StoredPinCheck, field: str) -> uc.StoredPinCheck:
+    return uc.StoredPinCheck(
+        cv.key_ref(c.psk, f"{field}.psk", c.HasField("psk")),
+        cv.text(c.account, f"{field}.account", 19),
+        StoredPin(_method(c.method, f"{field}.method"), bytes(c.stored_pin)),
+    )
+
+
+class PinServicer(g.PinServiceServicer):
+    def __init__(self, services: Services, observed: Observed) -> None:
+        self.s = services
+        self.observed = observed
+
+    def _translate(self, r: m.TranslatePinRequest, c: Caller) -> m.TranslatePinResponse:
+        block, version = uc.translate_pin(
+            self.s, c,
+            cv.key_ref(r.source_key, "source_key", r.HasField("source_key")),
+            cv.PIN_FORMAT.get(r.source_format, "source_format"),
+            cv.key_ref(r.destination_key, "destination_key", r.HasField("destination_key")),
+            cv.PIN_FORMAT.get(r.destination_format, "destination_format"),
+            bytes(r.pin_block), _pan(r.pan),
+        )
+        return m.TranslatePinResponse(pin_block=block, destination_key_version=version)
+
+    @rpc("PinService.TranslatePin")
+    def TranslatePin(self, r: m.TranslatePinRequest, c: Caller) -> m.TranslatePinResponse:
+        return self._translate(r, c)
+
+    @rpc("PinService.TranslatePinBatch")
+    def TranslatePinBatch(self, r: m.TranslatePinBatchRequest, c: Caller) -> m.TranslatePinBatchResponse:
+        src_fmt = cv.PIN_FORMAT.get(r.source_format, "source_format")
+        dst_fmt = cv.PIN_FORMAT.get(r.destination_format, "destination_format")
+        blocks = split(bytes(r.pin_blocks), src_fmt.block_size, "pin_blocks")
+        count(r.pans, "pans")
+        results, version = uc.translate_pin_batch(
+            self.s, c,
+            cv.key_ref(r.source_key, "source_key", r.HasField("source_key")), src_fmt,
+            cv.key_ref(r.destination_key, "destination_key", r.HasField("destination_key")), dst_fmt,
+            blocks, [_pan(p) for p in r.pans],
+        )
+        out, errs = bytearray(), []
+        for i, res in enumerate(results):
+            if isinstance(res, HsmsvcError):
+                errs.append(item_error(i, res))
+                out += bytes(dst_fmt.block_size)
+            else:
+                out += res
+        return m.TranslatePinBatchResponse(pin_blocks=bytes(out), errors=errs, destination_key_version=version)
+
+    @stream_rpc("PinService.StreamTranslatePin")
+    async def StreamTranslatePin(
+        self, requests: Any, c: Caller
+    ) -> AsyncIterator[m.StreamTranslatePinResponse]:
+        async for q in requests:
+            code, msg, res = item_result(lambda: self._translate(q.request, c))
+            yield m.StreamTranslatePinResponse(correlation_id=q.correlation_id, code=code, message=msg, response=res)
+
+    @rpc("PinService.VerifyPin")
+    def VerifyPin(self, r: m.VerifyPinRequest, c: Caller) -> m.VerifyPinResponse:
+        which = r.WhichOneof("check")
+        check: uc.PinCheck
+        if which == "stored":
+            check = _stored_check(r.stored, "stored")
+        elif which == "ibm3624":
+            check = uc.OffsetCheck(cv.key_ref(r.ibm3624.pvk, "ibm3624.pvk", r.ibm3624.HasField("pvk")),
+                                   cv.text(r.ibm3624.validation_data, "ibm3624.validation_data", 16),
+                                   cv.text(r.ibm3624.offset, "ibm3624.offset", 12))
+        elif which == "pvv":
+            check = uc.PvvCheck(cv.key_ref(r.pvv.pvk, "pvv.pvk", r.pvv.HasField("pvk")), r.pvv.pvki,
+                                cv.text(r.pvv.pvv, "pvv.pvv", 4))
+        else:
+            raise InvalidInput("check", "one of stored, ibm3624 or pvv")
+        ok = uc.verify_pin(self.s, c, cv.key_ref(r.key, "key", r.HasField("key")),
+                           cv.PIN_FORMAT.get(r.format, "format"), bytes(r.pin_block), _pan(r.pan), check)
+        return m.VerifyPinResponse(verified=ok)
+
+    @rpc("PinService.VerifyPinBatch")
+    def VerifyPinBatch(self, r: m.VerifyPinBatchRequest, c: Caller) -> m.VerifyPinBatchResponse:
+        fmt = cv.PIN_FORMAT.get(r.format, "format")
+        blocks = split(bytes(r.pin_blocks), fmt.block_size, "pin_blocks")
+        method = _method(r.method, "method")
+        n = len(blocks)
+        if len(r.pans) != n or len(r.accounts) != n:
+            raise InvalidInput("pans", "one PAN and one account per PIN block")
+        stored = split_even(bytes(r.stored_pins), n, "stored_pins")
+        key = cv.key_ref(r.key, "key", r.HasField("key"))
+        psk = cv.key_ref(r.psk, "psk", r.HasField("psk"))
+        verified, errs = [], []
+        for i in range(n):
+            try:
+                check = uc.StoredPinCheck(psk, cv.text(r.accounts[i], "accounts", 19), StoredPin(method, stored[i]))
+                verified.append(uc.verify_pin(self.s, c, key, fmt, blocks[i], _pan(r.pans[i]), check))
+            except HsmsvcError as e:
+                verified.append(False)
+                errs.append(item_error(i, e))
+        return m.VerifyPinBatchResponse(verified=verified, errors=errs)
+
+    @rpc("PinService.EncryptPinForStorage")
+    def EncryptPinForStorage(self, r: m.EncryptPinForStorageRequest, c: Caller) -> m.EncryptPinForStorageResponse:
+        stored, version = uc.encrypt_pin_for_storage(
+            self.s, c, cv.key_ref(r.key, "key", r.HasField("key")), cv.PIN_FORMAT.get(r.format, "format"),
+            bytes(r.pin_block), _pan(r.pan), cv.key_ref(r.psk, "psk", r.HasField("psk")),
+            cv.text(r.account, "account", 19),
+        )
+        return m.EncryptPinForStorageResponse(method=_METHOD_PB[stored.method], stored_pin=stored.value,
+                                              psk_version=version)
+
+    @rpc("PinService.ChangeStoredPin")
+    def ChangeStoredPin(self, r: m.ChangeStoredPinRequest, c: Caller) -> m.ChangeStoredPinResponse:
+        if not r.HasField("current"):
+            raise InvalidInput("current", "required")
+        stored, version = uc.change_stored_pin(
+            self.s, c, cv.key_ref(r.key, "key", r.HasField("key")), cv.PIN_FORMAT.get(r.format, "format"),
+            _pan(r.pan), bytes(r.old_pin_block), bytes(r.new_pin_block), _stored_check(r.current, "current"),
+        )
+        if stored is None:
+            return m.ChangeStoredPinResponse(verified=False)
+        return m.ChangeStoredPinResponse(verified=True, stored_pin=stored.value, psk_version=version)
+
+    @rpc("PinService.GeneratePinOffset")
+    def GeneratePinOffset(self, r: m.GeneratePinOffsetRequest, c: Caller) -> m.GeneratePinOffsetResponse:
+        offset = uc.generate_offset(
+            self.s, c, cv.key_ref(r.key, "key", r.HasField("key")), cv.PIN_FORMAT.get(r.format, "format"),
+            bytes(r.pin_block), _pan(r.pan), cv.key_ref(r.pvk, "pvk", r.HasField("pvk")),
+            cv.text(r.validation_data, "validation_data", 16),
+        )
+        return m.GeneratePinOffsetResponse(offset=offset)
+
+    @rpc("PinService.GeneratePvv")
+    def GeneratePvv(self, r: m.GeneratePvvRequest, c: Caller) -> m.GeneratePvvResponse:
+        pan = _pan(r.pan)
+        if pan is None:
+            raise InvalidInput("pan", "required for a PVV")
+        pvv = uc.generate_pvv(
+            self.s, c, cv.key_ref(r.key, "key", r.HasField("key")), cv.PIN_FORMAT.get(r.format, "format"),
+            bytes(r.pin_block), pan, cv.key_ref(r.pvk, "pvk", r.HasField("pvk")), r.pvki,
+        )
+        return m.GeneratePvvResponse(pvv=pvv)
+
+    @rpc("PinService.ReEncryptStoredPins")
+    def ReEncryptStoredPins(self, r: m.ReEncryptStoredPinsRequest, c: Caller) -> m.ReEncryptStoredPinsResponse:
+        n = len(r.accounts)
+        count(r.accounts, "accounts")
+        if n == 0:
+            raise InvalidInput("accounts", "at least one")
+        pins = [StoredPin(StoredPinMethod.ENCRYPTED, b) for b in split_even(bytes(r.stored_pins), n, "stored_pins")]
+        size = len(pins[0].value)
+        results, version = uc.reencrypt_stored_pins(
+            self.s, c, cv.key_ref(r.old_psk, "old_psk", r.HasField("old_psk")),
+            cv.key_ref(r.new_psk, "new_psk", r.HasField("new_psk")),
+            [cv.text(a, "accounts", 19) for a in r.accounts], pins,
+        )
+        width = max((len(x.value) for x in results if isinstance(x, StoredPin)), default=size)
+        out, errs = bytearray(), []
+        for i, res in enumerate(results):
+            if isinstance(res, HsmsvcError):
+                errs.append(item_error(i, res))
+                out += bytes(width)
+            else:
+                out += res.value
+        return m.ReEncryptStoredPinsResponse(stored_pins=bytes(out), errors=errs, psk_version=version)

@@ -1,0 +1,162 @@
+"""Errors to gRPC status codes: the one table, and the wrapper every RPC runs in.
+
+Anything that is not an :class:`~hsmsvc.errors.HsmsvcError` is a bug: the
+client sees INTERNAL with the request id only, and the traceback goes to the
+server log. grpcio would otherwise send ``str(exception)`` to the client.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any, Final, TypeVar
+
+import grpc
+from grpc import StatusCode
+
+from hsmsvc import errors
+from hsmsvc.api.logs import REQUEST_ID
+from hsmsvc.service.context import Caller
+
+__all__ = ["CODES", "Observed", "code_for", "item_result", "message_for", "rpc", "stream_rpc"]
+
+log = logging.getLogger("hsmsvc.api")
+
+# Most specific first: the first class an error is an instance of decides.
+CODES: Final[tuple[tuple[type[errors.HsmsvcError], StatusCode], ...]] = (
+    (errors.InvalidInput, StatusCode.INVALID_ARGUMENT),
+    (errors.KeyNotFound, StatusCode.NOT_FOUND),
+    (errors.AlreadyExists, StatusCode.ALREADY_EXISTS),
+    (errors.KeyUsageViolation, StatusCode.FAILED_PRECONDITION),
+    (errors.KeyStateError, StatusCode.FAILED_PRECONDITION),
+    (errors.Unsupported, StatusCode.FAILED_PRECONDITION),
+    (errors.PermissionDenied, StatusCode.PERMISSION_DENIED),
+    (errors.AttemptsExceeded, StatusCode.RESOURCE_EXHAUSTED),
+    (errors.BackendUnavailable, StatusCode.UNAVAILABLE),
+    # A verification failure that reaches here was not turned into a result by
+    # its use case (a KCV mismatch on import): the request's data is wrong.
+    (errors.VerificationFailed, StatusCode.INVALID_ARGUMENT),
+)
+
+
+def code_for(e: errors.HsmsvcError) -> StatusCode:
+    for cls, code in CODES:
+        if isinstance(e, cls):
+            return code
+    return StatusCode.INTERNAL
+
+
+def message_for(e: errors.HsmsvcError) -> str:
+    # HsmsvcError's text is "field: reason", built from names and rules only.
+    return str(e)
+
+
+class Observed:
+    """Per-call bookkeeping every servicer needs: metrics and the principal lookup."""
+
+    def __init__(self, principal: Callable[[Any], Any], record: Callable[[str, str, float], None]) -> None:
+        self.principal = principal
+        self.record = record
+
+
+R = TypeVar("R")
+
+
+def _request_id(context: Any) -> str:
+    for k, v in context.invocation_metadata() or ():
+        if k == "x-request-id" and isinstance(v, str) and 0 < len(v) <= 64 and v.isprintable():
+            return v
+    return uuid.uuid4().hex
+
+
+def rpc(method: str) -> Callable[[Callable[[Any, Any, Caller], R]], Callable[[Any, Any, Any], Awaitable[R]]]:
+    """Wrap a unary handler ``fn(self, request, caller)``: identity, authorization, errors, metrics, log."""
+
+    def deco(fn: Callable[[Any, Any, Caller], R]) -> Callable[[Any, Any, Any], Awaitable[R]]:
+        async def handler(self: Any, request: Any, context: Any) -> R:
+            rid = _request_id(context)
+            token = REQUEST_ID.set(rid)
+            started = time.perf_counter()
+            code = StatusCode.OK
+            principal_name = "-"
+            try:
+                context.set_trailing_metadata((("x-request-id", rid),))
+                principal = self.observed.principal(context)
+                principal_name = principal.name
+                principal.require_call(method)
+                return fn(self, request, Caller(principal, method, rid))
+            except errors.HsmsvcError as e:
+                code = code_for(e)
+                await context.abort(code, message_for(e))
+                raise  # not reached: abort raises
+            except (grpc.aio.AbortError, grpc.RpcError):
+                raise
+            except Exception:
+                code = StatusCode.INTERNAL
+                log.exception("unhandled error", extra={"method": method})
+                await context.abort(code, f"internal error; request id {rid}")
+                raise
+            finally:
+                elapsed = time.perf_counter() - started
+                self.observed.record(method, code.name, elapsed)
+                log.info("rpc", extra={"method": method, "principal": principal_name, "code": code.name,
+                                       "ms": round(elapsed * 1000, 3)})
+                REQUEST_ID.reset(token)
+
+        handler.__name__ = fn.__name__
+        return handler
+
+    return deco
+
+
+def stream_rpc(
+    method: str,
+) -> Callable[[Callable[[Any, Any, Caller], AsyncIterator[R]]], Callable[[Any, Any, Any], AsyncIterator[R]]]:
+    """Wrap a bidi handler: identity and authorization once, then per-message results in-band."""
+
+    def deco(fn: Callable[[Any, Any, Caller], AsyncIterator[R]]) -> Callable[[Any, Any, Any], AsyncIterator[R]]:
+        async def handler(self: Any, requests: Any, context: Any) -> AsyncIterator[R]:
+            rid = _request_id(context)
+            token = REQUEST_ID.set(rid)
+            started = time.perf_counter()
+            code = StatusCode.OK
+            principal_name = "-"
+            try:
+                principal = self.observed.principal(context)
+                principal_name = principal.name
+                principal.require_call(method)
+                async for out in fn(self, requests, Caller(principal, method, rid)):
+                    yield out
+            except errors.HsmsvcError as e:
+                code = code_for(e)
+                await context.abort(code, message_for(e))
+            except (grpc.aio.AbortError, grpc.RpcError, GeneratorExit):
+                raise
+            except Exception:
+                code = StatusCode.INTERNAL
+                log.exception("unhandled error", extra={"method": method})
+                await context.abort(code, f"internal error; request id {rid}")
+            finally:
+                elapsed = time.perf_counter() - started
+                self.observed.record(method, code.name, elapsed)
+                log.info("stream", extra={"method": method, "principal": principal_name, "code": code.name,
+                                          "ms": round(elapsed * 1000, 3)})
+                REQUEST_ID.reset(token)
+
+        handler.__name__ = fn.__name__
+        return handler
+
+    return deco
+
+
+def item_result(call: Callable[[], R]) -> tuple[int, str, R | None]:
+    """Run one stream item: (google.rpc code, message, result)."""
+    try:
+        return 0, "", call()
+    except errors.HsmsvcError as e:
+        return code_for(e).value[0], message_for(e), None
+    except Exception:
+        log.exception("unhandled error in stream item")
+        return StatusCode.INTERNAL.value[0], f"internal error; request id {REQUEST_ID.get()}", None

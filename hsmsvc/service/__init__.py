@@ -1,0 +1,1 @@
+"""Use cases: policy, authorization, attempt limits and audit around the backend."""

@@ -1,0 +1,154 @@
+"""Who may call which method with which keys: the authorization policy.
+
+The policy is a TOML file that names principals (the identity in a client's
+certificate) and gives each roles and key patterns:
+
+.. code-block:: toml
+
+    [[principals]]
+    name = "branch-0001"                 # certificate CN, or a DNS/URI SAN
+    roles = ["operator"]
+    keys = ["branch-0001.*", "zone:branch-0001"]
+    methods = ["PinService.TranslatePin", "MacService.*"]   # optional: narrows the roles
+
+Roles give methods (:data:`ROLE_METHODS`); key patterns are shell globs over a
+key's id, its alias, or ``zone:<zone>``. Separation of duties (PCI PIN
+Security requirement 28, ISO 11568-1 clause 4.4) is checked when the policy is
+loaded: an auditor may not also manage or operate keys.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass
+from enum import Enum, unique
+from fnmatch import fnmatchcase
+from pathlib import Path
+from typing import Any, Final, Mapping
+
+from hsmsvc.errors import InvalidInput, PermissionDenied
+from hsmsvc.keys.model import StoredKey
+
+__all__ = ["ROLE_METHODS", "Policy", "Principal", "Role"]
+
+
+@unique
+class Role(Enum):
+    MANAGER = "manager"
+    """Creates, imports, exports, rotates and changes the state of keys."""
+    OPERATOR = "operator"
+    """Uses keys: PINs, MACs, data. A branch front-end or the core banking system."""
+    CUSTODIAN = "custodian"
+    """Holds a key component; takes part in ceremonies (dual control)."""
+    AUDITOR = "auditor"
+    """Reads key metadata and the audit trail; changes nothing."""
+
+
+_READ: Final = frozenset({"KeyService.GetKey", "KeyService.ListKeys", "KeyService.GetKeyCheckValue"})
+ROLE_METHODS: Final[Mapping[Role, frozenset[str]]] = {
+    Role.MANAGER: _READ
+    | frozenset(
+        {
+            "KeyService.GenerateKey",
+            "KeyService.ImportKey",
+            "KeyService.ExportKey",
+            "KeyService.RotateKey",
+            "KeyService.UpdateKeyState",
+        }
+    ),
+    Role.OPERATOR: frozenset({"PinService.*", "MacService.*", "DataService.*", "KeyService.GetKeyCheckValue"}),
+    Role.CUSTODIAN: frozenset({"KeyService.GetKeyCheckValue"}),
+    Role.AUDITOR: _READ,
+}
+# Pairs of roles one principal may not hold together.
+INCOMPATIBLE: Final = (
+    (Role.AUDITOR, Role.MANAGER),
+    (Role.AUDITOR, Role.OPERATOR),
+    (Role.CUSTODIAN, Role.OPERATOR),
+)
+
+
+@dataclass(frozen=True)
+class Principal:
+    """An authenticated caller and what the policy grants it."""
+
+    name: str
+    roles: frozenset[Role]
+    keys: tuple[str, ...]
+    methods: tuple[str, ...] | None = None
+
+    def may_call(self, method: str) -> bool:
+        granted = [m for r in self.roles for m in ROLE_METHODS[r]]
+        if not any(fnmatchcase(method, m) for m in granted):
+            return False
+        return self.methods is None or any(fnmatchcase(method, m) for m in self.methods)
+
+    def require_call(self, method: str) -> None:
+        if not self.may_call(method):
+            raise PermissionDenied("method", f"{self.name} may not call {method}")
+
+    def may_use(self, key: StoredKey) -> bool:
+        s = key.cryptogram.spec
+        names = [s.key_id, f"zone:{s.zone}"] + ([key.alias] if key.alias else [])
+        return any(fnmatchcase(n, p) for p in self.keys for n in names)
+
+    def require_key(self, key: StoredKey, field: str = "key") -> None:
+        if not self.may_use(key):
+            raise PermissionDenied(field, f"{self.name} may not use this key")
+
+
+class Policy:
+    """Principals by name; unknown names are refused."""
+
+    def __init__(self, principals: Mapping[str, Principal]) -> None:
+        self._principals = dict(principals)
+
+    @classmethod
+    def load(cls, path: str | Path) -> Policy:
+        try:
+            with open(path, "rb") as f:
+                doc = tomllib.load(f)
+        except OSError:
+            raise InvalidInput("policy", "file cannot be read") from None
+        except tomllib.TOMLDecodeError as e:
+            raise InvalidInput("policy", f"not valid TOML ({e})") from None
+        return cls.from_dict(doc)
+
+    @classmethod
+    def from_dict(cls, doc: Mapping[str, Any]) -> Policy:
+        out: dict[str, Principal] = {}
+        for i, p in enumerate(doc.get("principals", [])):
+            where = f"principals[{i}]"
+            name = p.get("name")
+            if not isinstance(name, str) or not name:
+                raise InvalidInput(where, "a name")
+            if name in out:
+                raise InvalidInput(where, f"{name} is listed twice")
+            try:
+                roles = frozenset(Role(r) for r in p.get("roles", []))
+            except ValueError:
+                raise InvalidInput(where, f"roles are {[r.value for r in Role]}") from None
+            if not roles:
+                raise InvalidInput(where, "at least one role")
+            for a, b in INCOMPATIBLE:
+                if a in roles and b in roles:
+                    raise InvalidInput(where, f"{a.value} and {b.value} are separate duties")
+            keys = p.get("keys", [])
+            methods = p.get("methods")
+            if not isinstance(keys, list) or not all(isinstance(k, str) for k in keys):
+                raise InvalidInput(where, "keys is a list of patterns")
+            if methods is not None and (
+                not isinstance(methods, list) or not all(isinstance(m, str) for m in methods)
+            ):
+                raise InvalidInput(where, "methods is a list of patterns")
+            out[name] = Principal(name, roles, tuple(keys), tuple(methods) if methods is not None else None)
+        return cls(out)
+
+    def principal(self, name: str | None) -> Principal:
+        p = self._principals.get(name or "")
+        if p is None:
+            raise PermissionDenied("principal", "not known to the authorization policy")
+        return p
+
+    def __len__(self) -> int:
+        return len(self._principals)

@@ -1,0 +1,91 @@
+"""What every use case receives: the caller, and the shared components."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Callable, Protocol
+
+from hsmsvc.errors import InvalidInput, KeyNotFound, KeyStateError, KeyUsageViolation
+
+from hsmsvc.hsm.backend import Backend
+from hsmsvc.hsm.policy import Operation
+from hsmsvc.keys.hierarchy import KeyManager
+from hsmsvc.keys.model import KeyRef, StoredKey
+from hsmsvc.keys.store import KeyStore
+from hsmsvc.service.authz import Policy, Principal
+
+__all__ = ["AttemptLimits", "Caller", "Observer", "Services"]
+
+
+@dataclass(frozen=True)
+class Caller:
+    """An authenticated principal and the request it is making."""
+
+    principal: Principal
+    method: str
+    request_id: str
+
+
+class Observer(Protocol):
+    """Where use cases report what metrics count (key use, verification results)."""
+
+    def key_used(self, key: StoredKey, n: int = 1) -> None: ...
+
+
+class _NoObserver:
+    def key_used(self, key: StoredKey, n: int = 1) -> None:
+        return None
+
+
+@dataclass(frozen=True)
+class AttemptLimits:
+    """Failed PIN checks allowed within ``window`` before RESOURCE_EXHAUSTED."""
+
+    per_pan: int = 3
+    per_principal: int = 500
+    window: timedelta = timedelta(hours=24)
+
+
+class Services:
+    """The components every use case shares."""
+
+    def __init__(
+        self,
+        store: KeyStore,
+        backend: Backend,
+        policy: Policy,
+        limits: AttemptLimits = AttemptLimits(),
+        observer: Observer | None = None,
+    ) -> None:
+        self.store = store
+        self.backend = backend
+        self.policy = policy
+        self.limits = limits
+        self.observer: Observer = observer or _NoObserver()
+        # principal name -> monotonic time until which its attempt count is trusted
+        self.attempt_cache: dict[str, float] = {}
+
+    def manager(self, caller: Caller) -> KeyManager:
+        return KeyManager(self.store, self.backend, caller.principal.name)
+
+    def key(
+        self,
+        caller: Caller,
+        ref: KeyRef,
+        op: Operation | Callable[[StoredKey], Operation],
+        field: str = "key",
+    ) -> StoredKey:
+        """Look up ``ref``, check the caller may use it, then that it may do ``op`` now."""
+        if not isinstance(ref, KeyRef):
+            raise InvalidInput(field, "a key id or alias")
+        km = self.manager(caller)
+        try:
+            key = km.lookup(ref)
+        except KeyNotFound:
+            raise KeyNotFound(field, "no such key, alias or version") from None
+        caller.principal.require_key(key, field)
+        try:
+            return km.check_use(key, op if isinstance(op, Operation) else op(key))
+        except (KeyUsageViolation, KeyStateError) as e:
+            raise type(e)(field, e.reason) from None

@@ -1,0 +1,85 @@
+"""Field-level data encryption (account, amount, time) under DEKs.
+
+IVs for CBC and GCM come from the backend's random source unless the caller
+supplies one; GCM IVs are always fresh (NIST SP 800-38D clause 8: an IV must
+never repeat under one key), so a caller-chosen GCM IV is refused.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+from hsmsvc.crypto.fields import GCM_IV_LENGTH
+from hsmsvc.errors import HsmsvcError, InvalidInput
+from hsmsvc.hsm.backend import FieldParams
+from hsmsvc.hsm.policy import Operation
+from hsmsvc.keys.model import KeyRef
+from hsmsvc.service.context import Caller, Services
+from hsmsvc.types import CipherMode, DataPadding
+
+__all__ = ["decrypt", "encrypt", "encrypt_batch", "reencrypt"]
+
+
+def _fresh(s: Services, mode: CipherMode, padding: DataPadding, iv: bytes, aad: bytes, block: int) -> FieldParams:
+    if mode is CipherMode.GCM:
+        if iv:
+            raise InvalidInput("iv", "chosen by hsmsvc for GCM; leave empty")
+        iv = s.backend.random(GCM_IV_LENGTH)
+    elif mode is CipherMode.CBC and not iv:
+        iv = s.backend.random(block)
+    return FieldParams(mode, iv, padding, aad)
+
+
+def encrypt(
+    s: Services, caller: Caller, key: KeyRef, mode: CipherMode, padding: DataPadding,
+    iv: bytes, aad: bytes, data: bytes,
+) -> tuple[bytes, bytes, int]:
+    """Returns (ciphertext, IV used, key version)."""
+    k = s.key(caller, key, Operation.DATA_ENCRYPT)
+    params = _fresh(s, mode, padding, iv, aad, k.cryptogram.spec.algorithm.block_size)
+    out = s.backend.encrypt_data(k.cryptogram, params, data)
+    s.observer.key_used(k)
+    return out, params.iv, k.version
+
+
+def encrypt_batch(
+    s: Services, caller: Caller, key: KeyRef, mode: CipherMode, padding: DataPadding,
+    aad: bytes, fields: Sequence[bytes],
+) -> tuple[list[tuple[bytes, bytes] | HsmsvcError], int]:
+    """Each field under its own fresh IV; returns (ciphertext, IV) or an error per field."""
+    k = s.key(caller, key, Operation.DATA_ENCRYPT)
+    block = k.cryptogram.spec.algorithm.block_size
+    out: list[tuple[bytes, bytes] | HsmsvcError] = []
+    for f in fields:
+        try:
+            params = _fresh(s, mode, padding, b"", aad, block)
+            out.append((s.backend.encrypt_data(k.cryptogram, params, f), params.iv))
+        except InvalidInput as e:
+            out.append(e)
+    s.observer.key_used(k, len(fields))
+    return out, k.version
+
+
+def decrypt(
+    s: Services, caller: Caller, key: KeyRef, mode: CipherMode, padding: DataPadding,
+    iv: bytes, aad: bytes, data: bytes,
+) -> bytes:
+    k = s.key(caller, key, Operation.DATA_DECRYPT)
+    out = s.backend.decrypt_data(k.cryptogram, FieldParams(mode, iv, padding, aad), data)
+    s.observer.key_used(k)
+    return out
+
+
+def reencrypt(
+    s: Services, caller: Caller,
+    source: KeyRef, source_params: FieldParams,
+    destination: KeyRef, mode: CipherMode, padding: DataPadding, aad: bytes,
+    data: bytes,
+) -> tuple[bytes, bytes, int]:
+    """Translate a field to another DEK; returns (ciphertext, IV, destination version)."""
+    src = s.key(caller, source, Operation.DATA_DECRYPT, "source_key")
+    dst = s.key(caller, destination, Operation.DATA_ENCRYPT, "destination_key")
+    params = _fresh(s, mode, padding, b"", aad, dst.cryptogram.spec.algorithm.block_size)
+    out = s.backend.reencrypt_data(src.cryptogram, source_params, dst.cryptogram, params, data)
+    s.observer.key_used(dst)
+    return out, params.iv, dst.version

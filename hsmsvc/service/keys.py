@@ -1,0 +1,139 @@
+"""Key-management use cases. Every one is audited by the hierarchy under the caller's name.
+
+Reading (get, list, KCV) is filtered by the caller's key patterns, so a
+principal learns nothing about keys outside its zone.
+"""
+
+from __future__ import annotations
+
+import base64
+import secrets
+from datetime import datetime, timedelta, timezone
+
+from hsmsvc.errors import InvalidInput, KeyNotFound
+from hsmsvc.hsm.backend import KeyCryptogram, KeySpec
+from hsmsvc.hsm.policy import Operation
+from hsmsvc.keys.model import AuditEvent, KeyRef, StoredKey
+from hsmsvc.service.context import Caller, Services
+from hsmsvc.types import KeyState, KeyType
+
+__all__ = [
+    "export_key",
+    "generate_key",
+    "get_key",
+    "import_key",
+    "key_check_value",
+    "list_keys",
+    "rotate_key",
+    "update_key_state",
+]
+
+
+def _lifetime(seconds: int) -> timedelta | None:
+    if seconds < 0:
+        raise InvalidInput("lifetime", "not negative")
+    return timedelta(seconds=seconds) if seconds else None
+
+
+def _limit(max_uses: int) -> int | None:
+    if max_uses < 0:
+        raise InvalidInput("max_uses", "not negative")
+    return max_uses or None
+
+
+def new_key_id() -> str:
+    return "k-" + secrets.token_hex(8)
+
+
+def _may_create(caller: Caller, spec: KeySpec, alias: str | None) -> None:
+    # The caller's key patterns must cover the key it is about to create.
+    probe = StoredKey(KeyCryptogram(spec, b"", b""), KeyState.PENDING, datetime.now(timezone.utc), alias)
+    caller.principal.require_key(probe)
+
+
+def generate_key(
+    s: Services, caller: Caller, spec: KeySpec, alias: str | None, lifetime_s: int, max_uses: int
+) -> StoredKey:
+    _may_create(caller, spec, alias)
+    return s.manager(caller).generate(spec, alias, KeyState.ACTIVE, _lifetime(lifetime_s), _limit(max_uses))
+
+
+def import_key(
+    s: Services, caller: Caller, kek: KeyRef, wrapped: bytes, kcv: bytes | None, spec: KeySpec,
+    alias: str | None,
+) -> StoredKey:
+    _may_create(caller, spec, alias)
+    k = s.key(caller, kek, Operation.KEY_IMPORT_UNDER, "kek")
+    return s.manager(caller).import_with(k, wrapped, spec, kcv, KeyState.ACTIVE, alias)
+
+
+def export_key(s: Services, caller: Caller, kek: KeyRef, key: KeyRef) -> tuple[bytes, bytes]:
+    k = s.key(caller, kek, Operation.KEY_EXPORT_UNDER, "kek")
+    x = s.key(caller, key, Operation.KEY_EXPORT)
+    wrapped = s.backend.export_key(k.cryptogram, x.cryptogram)
+    s.store.audit(AuditEvent(caller.principal.name, "key.export", x.key_id, x.version,
+                             (("kcv", x.cryptogram.kcv.hex().upper()), ("kek", f"{k.key_id} v{k.version}"))))
+    return wrapped, x.cryptogram.kcv
+
+
+def get_key(s: Services, caller: Caller, ref: KeyRef) -> StoredKey:
+    key = s.manager(caller).lookup(ref)
+    if not caller.principal.may_use(key):
+        raise KeyNotFound("key", "no such key, alias or version")
+    return key
+
+
+def key_check_value(s: Services, caller: Caller, ref: KeyRef) -> tuple[bytes, int]:
+    key = get_key(s, caller, ref)
+    if not key.cryptogram.blob:
+        raise KeyNotFound("key", "destroyed")
+    return s.backend.kcv(key.cryptogram), key.version
+
+
+def list_keys(
+    s: Services, caller: Caller, key_type: KeyType | None, zone: str | None, page_size: int, page_token: str
+) -> tuple[list[StoredKey], str]:
+    if not 0 <= page_size <= 1000:
+        raise InvalidInput("page_size", "0 to 1000")
+    size = page_size or 100
+    after: tuple[str, int] | None = None
+    if page_token:
+        try:
+            kid, _, v = base64.urlsafe_b64decode(page_token.encode()).decode().rpartition(":")
+            after = (kid, int(v))
+        except (ValueError, UnicodeDecodeError):
+            raise InvalidInput("page_token", "a token from a previous ListKeys") from None
+    out: list[StoredKey] = []
+    cursor = after
+    while True:
+        chunk = s.store.list_keys(key_type, zone, cursor, size)
+        for k in chunk:
+            cursor = (k.key_id, k.version)
+            if caller.principal.may_use(k):
+                out.append(k)
+                if len(out) == size:
+                    return out, base64.urlsafe_b64encode(f"{k.key_id}:{k.version}".encode()).decode()
+        if len(chunk) < size:
+            return out, ""
+
+
+def rotate_key(s: Services, caller: Caller, ref: KeyRef, lifetime_s: int, max_uses: int) -> tuple[StoredKey, int]:
+    """A new version; the ACTIVE one becomes RETIRING. Returns the new key and the previous version."""
+    if ref.version is not None:
+        raise InvalidInput("key.version", "not allowed: rotation makes the next version")
+    current = s.manager(caller).lookup(ref)
+    caller.principal.require_key(current)
+    new = s.manager(caller).rotate(current.key_id, _lifetime(lifetime_s), _limit(max_uses))
+    return new, current.version
+
+
+def update_key_state(s: Services, caller: Caller, ref: KeyRef, state: KeyState, reason: str) -> StoredKey:
+    if ref.version is None:
+        raise InvalidInput("key.version", "required: a state change names one version")
+    if len(reason) > 200:
+        raise InvalidInput("reason", "at most 200 characters")
+    km = s.manager(caller)
+    key = km.lookup(ref)
+    caller.principal.require_key(key)
+    km.change_state(key.key_id, key.version, state, reason)
+    return km.lookup(KeyRef(key.key_id, version=key.version))

@@ -1,0 +1,103 @@
+"""MAC use cases: ISO 9797-1 algorithms 1 and 3 (X9.19), CMAC, HMAC, UnionPay POS.
+
+The MAC algorithm is chosen by the caller but must match the key's bound
+usage, so a key made for CMAC never produces a retail MAC. A wrong MAC is a
+result (``False``); tags are compared in constant time in the backend.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+from hsmsvc.errors import HsmsvcError, InvalidInput, VerificationFailed
+from hsmsvc.hsm.policy import Operation
+from hsmsvc.keys.model import KeyRef
+from hsmsvc.service.context import Caller, Services
+from hsmsvc.types import MacAlgorithm, Padding
+
+__all__ = ["generate_mac", "generate_mac_batch", "verify_mac", "verify_mac_batch"]
+
+_PADDED = (MacAlgorithm.ISO9797_ALG1, MacAlgorithm.ISO9797_ALG3)
+
+
+def _padding(algorithm: MacAlgorithm, padding: Padding | None) -> Padding:
+    if not isinstance(algorithm, MacAlgorithm):
+        raise InvalidInput("algorithm", "a MAC algorithm")
+    if algorithm in _PADDED:
+        if padding is None:
+            raise InvalidInput("padding", "required for ISO 9797-1 algorithms 1 and 3")
+        return padding
+    # CMAC, HMAC and the UnionPay MAC define their own padding.
+    if padding is not None:
+        raise InvalidInput("padding", f"not used by {algorithm.value}")
+    return Padding.METHOD_1
+
+
+def _truncate(tag: bytes, length: int) -> bytes:
+    if length == 0:
+        return tag
+    if not 4 <= length <= len(tag):
+        raise InvalidInput("mac_length", f"4 to {len(tag)} bytes, or 0 for the full tag")
+    return tag[:length]
+
+
+def generate_mac(
+    s: Services, caller: Caller, key: KeyRef, algorithm: MacAlgorithm, padding: Padding | None,
+    data: bytes, length: int = 0,
+) -> tuple[bytes, int]:
+    pad = _padding(algorithm, padding)
+    k = s.key(caller, key, Operation.MAC_GENERATE)
+    tag = s.backend.generate_mac(k.cryptogram, data, algorithm, pad)
+    s.observer.key_used(k)
+    return _truncate(tag, length), k.version
+
+
+def verify_mac(
+    s: Services, caller: Caller, key: KeyRef, algorithm: MacAlgorithm, padding: Padding | None,
+    data: bytes, mac: bytes,
+) -> bool:
+    pad = _padding(algorithm, padding)
+    k = s.key(caller, key, Operation.MAC_VERIFY)
+    try:
+        s.backend.verify_mac(k.cryptogram, data, mac, algorithm, pad)
+    except VerificationFailed:
+        return False
+    s.observer.key_used(k)
+    return True
+
+
+def generate_mac_batch(
+    s: Services, caller: Caller, key: KeyRef, algorithm: MacAlgorithm, padding: Padding | None,
+    messages: Sequence[bytes], length: int = 0,
+) -> tuple[list[bytes | HsmsvcError], int]:
+    pad = _padding(algorithm, padding)
+    k = s.key(caller, key, Operation.MAC_GENERATE)
+    out: list[bytes | HsmsvcError] = []
+    for m in messages:
+        try:
+            out.append(_truncate(s.backend.generate_mac(k.cryptogram, m, algorithm, pad), length))
+        except InvalidInput as e:
+            out.append(e)
+    s.observer.key_used(k, len(messages))
+    return out, k.version
+
+
+def verify_mac_batch(
+    s: Services, caller: Caller, key: KeyRef, algorithm: MacAlgorithm, padding: Padding | None,
+    messages: Sequence[bytes], macs: Sequence[bytes],
+) -> list[bool | HsmsvcError]:
+    if len(messages) != len(macs):
+        raise InvalidInput("macs", "one per message")
+    pad = _padding(algorithm, padding)
+    k = s.key(caller, key, Operation.MAC_VERIFY)
+    out: list[bool | HsmsvcError] = []
+    for m, tag in zip(messages, macs):
+        try:
+            s.backend.verify_mac(k.cryptogram, m, tag, algorithm, pad)
+            out.append(True)
+        except VerificationFailed:
+            out.append(False)
+        except InvalidInput as e:
+            out.append(e)
+    s.observer.key_used(k, len(messages))
+    return out

@@ -1,0 +1,284 @@
+"""PIN use cases (ISO 9564-1, ANSI X9.8): translate, verify, store, issue.
+
+A clear PIN never reaches this layer: every step runs in the backend on PIN
+blocks under keys. What this layer adds is policy: who may use which key,
+attempt limits and audit. Any fault found after a PIN block is decrypted is
+one ``InvalidPinBlock`` ("PIN block invalid") and counts as a failed attempt,
+in translation too, so neither the error nor its timing in the counters tells
+a caller which check failed. A wrong PIN is a result (``False``), not an error.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+from hsmsvc.errors import HsmsvcError, InvalidInput, InvalidPinBlock, VerificationFailed
+from hsmsvc.hsm.backend import StoredPin
+from hsmsvc.hsm.policy import Operation
+from hsmsvc.keys.model import KeyRef, StoredKey
+from hsmsvc.service.attempts import AttemptGuard
+from hsmsvc.service.context import Caller, Services
+from hsmsvc.types import KeyUsage, PinBlockFormat
+
+__all__ = [
+    "OffsetCheck",
+    "PinCheck",
+    "PvvCheck",
+    "StoredPinCheck",
+    "change_stored_pin",
+    "encrypt_pin_for_storage",
+    "generate_offset",
+    "generate_pvv",
+    "reencrypt_stored_pins",
+    "translate_pin",
+    "translate_pin_batch",
+    "verify_pin",
+]
+
+
+@dataclass(frozen=True)
+class StoredPinCheck:
+    """Compare with a PIN stored under a PSK (encrypted or keyed digest)."""
+
+    psk: KeyRef
+    account: str
+    stored: StoredPin
+
+
+@dataclass(frozen=True)
+class OffsetCheck:
+    """IBM 3624 offset; the decimalization table is the PVK's own."""
+
+    pvk: KeyRef
+    validation_data: str
+    offset: str
+
+
+@dataclass(frozen=True)
+class PvvCheck:
+    """Visa PIN verification value."""
+
+    pvk: KeyRef
+    pvki: int
+    pvv: str
+
+
+PinCheck = StoredPinCheck | OffsetCheck | PvvCheck
+
+
+def _psk_op(key: StoredKey) -> Operation:
+    usage = key.cryptogram.spec.usage
+    return Operation.PIN_STORE_ENCRYPT if usage is KeyUsage.PIN_ENCRYPTION else Operation.PIN_STORE_DIGEST
+
+
+def _card(pan: str | None, check: PinCheck | None = None) -> str | None:
+    # The per-card counter is keyed by PAN, or by account where the block has none (ISO 1).
+    if pan:
+        return pan
+    return check.account if isinstance(check, StoredPinCheck) else None
+
+
+def translate_pin(
+    s: Services,
+    caller: Caller,
+    source: KeyRef,
+    source_format: PinBlockFormat,
+    destination: KeyRef,
+    destination_format: PinBlockFormat,
+    pin_block: bytes,
+    pan: str | None,
+) -> tuple[bytes, int]:
+    """Translate one PIN block; returns it and the destination key's version."""
+    src = s.key(caller, source, Operation.PIN_DECRYPT, "source_key")
+    dst = s.key(caller, destination, Operation.PIN_ENCRYPT, "destination_key")
+    guard = AttemptGuard(s, caller, None)
+    guard.check_principal()
+    try:
+        out = s.backend.translate_pin(
+            pin_block, src.cryptogram, source_format, dst.cryptogram, destination_format, pan
+        )
+    except InvalidPinBlock:
+        AttemptGuard(s, caller, pan).failed(src.key_id, src.version, "translate")
+        raise
+    s.observer.key_used(src)
+    s.observer.key_used(dst)
+    return out, dst.version
+
+
+def translate_pin_batch(
+    s: Services,
+    caller: Caller,
+    source: KeyRef,
+    source_format: PinBlockFormat,
+    destination: KeyRef,
+    destination_format: PinBlockFormat,
+    pin_blocks: Sequence[bytes],
+    pans: Sequence[str | None],
+) -> tuple[list[bytes | HsmsvcError], int]:
+    """Translate many blocks under one key pair; one result or error per item."""
+    if len(pin_blocks) != len(pans):
+        raise InvalidInput("pans", "one per PIN block")
+    src = s.key(caller, source, Operation.PIN_DECRYPT, "source_key")
+    dst = s.key(caller, destination, Operation.PIN_ENCRYPT, "destination_key")
+    AttemptGuard(s, caller, None).check_principal()
+    out: list[bytes | HsmsvcError] = []
+    for block, pan in zip(pin_blocks, pans):
+        try:
+            out.append(s.backend.translate_pin(
+                block, src.cryptogram, source_format, dst.cryptogram, destination_format, pan))
+        except InvalidPinBlock as e:
+            AttemptGuard(s, caller, pan).failed(src.key_id, src.version, "translate")
+            out.append(e)
+        except InvalidInput as e:
+            out.append(e)
+    n = sum(1 for r in out if isinstance(r, bytes))
+    s.observer.key_used(src, n)
+    s.observer.key_used(dst, n)
+    return out, dst.version
+
+
+def verify_pin(
+    s: Services,
+    caller: Caller,
+    key: KeyRef,
+    fmt: PinBlockFormat,
+    pin_block: bytes,
+    pan: str | None,
+    check: PinCheck,
+) -> bool:
+    """Check a PIN block against a stored PIN, an IBM 3624 offset or a PVV."""
+    guard = AttemptGuard(s, caller, _card(pan, check))
+    guard.check()
+    k = s.key(caller, key, Operation.PIN_DECRYPT)
+    b = s.backend
+    try:
+        if isinstance(check, StoredPinCheck):
+            psk = s.key(caller, check.psk, _psk_op, "psk")
+            b.verify_pin_stored(pin_block, k.cryptogram, fmt, pan, psk.cryptogram, check.account, check.stored)
+        elif isinstance(check, OffsetCheck):
+            pvk = s.key(caller, check.pvk, Operation.PIN_VERIFY_IBM3624, "pvk")
+            b.verify_pin_ibm3624(pin_block, k.cryptogram, fmt, pan, pvk.cryptogram, check.validation_data, check.offset)
+        elif isinstance(check, PvvCheck):
+            if not pan:
+                raise InvalidInput("pan", "required for a PVV check")
+            pvk = s.key(caller, check.pvk, Operation.PIN_VERIFY_PVV, "pvk")
+            b.verify_pin_pvv(pin_block, k.cryptogram, fmt, pan, pvk.cryptogram, check.pvki, check.pvv)
+        else:
+            raise InvalidInput("check", "a stored PIN, IBM 3624 offset or PVV check")
+    except VerificationFailed:
+        guard.failed(k.key_id, k.version, "verify")
+        return False
+    except InvalidPinBlock:
+        guard.failed(k.key_id, k.version, "verify")
+        raise
+    guard.succeeded()
+    s.observer.key_used(k)
+    return True
+
+
+def encrypt_pin_for_storage(
+    s: Services,
+    caller: Caller,
+    key: KeyRef,
+    fmt: PinBlockFormat,
+    pin_block: bytes,
+    pan: str | None,
+    psk: KeyRef,
+    account: str,
+) -> tuple[StoredPin, int]:
+    """Take a customer's PIN into storage under the PSK; returns it and the PSK version."""
+    guard = AttemptGuard(s, caller, pan or account)
+    guard.check_principal()
+    k = s.key(caller, key, Operation.PIN_DECRYPT)
+    p = s.key(caller, psk, _psk_op, "psk")
+    try:
+        stored = s.backend.encrypt_pin_for_storage(pin_block, k.cryptogram, fmt, pan, p.cryptogram, account)
+    except InvalidPinBlock:
+        guard.failed(k.key_id, k.version, "store")
+        raise
+    s.observer.key_used(p)
+    return stored, p.version
+
+
+def change_stored_pin(
+    s: Services,
+    caller: Caller,
+    key: KeyRef,
+    fmt: PinBlockFormat,
+    pan: str | None,
+    old_pin_block: bytes,
+    new_pin_block: bytes,
+    check: StoredPinCheck,
+) -> tuple[StoredPin | None, int]:
+    """Verify the old PIN against the stored one, then store the new; ``None`` if the old is wrong."""
+    if not verify_pin(s, caller, key, fmt, old_pin_block, pan, check):
+        return None, 0
+    return encrypt_pin_for_storage(s, caller, key, fmt, new_pin_block, pan, check.psk, check.account)
+
+
+def generate_offset(
+    s: Services,
+    caller: Caller,
+    key: KeyRef,
+    fmt: PinBlockFormat,
+    pin_block: bytes,
+    pan: str | None,
+    pvk: KeyRef,
+    validation_data: str,
+) -> str:
+    """IBM 3624 offset for a customer-selected PIN."""
+    guard = AttemptGuard(s, caller, pan)
+    guard.check_principal()
+    k = s.key(caller, key, Operation.PIN_DECRYPT)
+    v = s.key(caller, pvk, Operation.PIN_GENERATE_IBM3624, "pvk")
+    try:
+        return s.backend.generate_pin_offset(pin_block, k.cryptogram, fmt, pan, v.cryptogram, validation_data)
+    except InvalidPinBlock:
+        guard.failed(k.key_id, k.version, "offset")
+        raise
+
+
+def generate_pvv(
+    s: Services,
+    caller: Caller,
+    key: KeyRef,
+    fmt: PinBlockFormat,
+    pin_block: bytes,
+    pan: str,
+    pvk: KeyRef,
+    pvki: int,
+) -> str:
+    """Visa PVV for a customer-selected PIN."""
+    guard = AttemptGuard(s, caller, pan)
+    guard.check_principal()
+    k = s.key(caller, key, Operation.PIN_DECRYPT)
+    v = s.key(caller, pvk, Operation.PIN_GENERATE_PVV, "pvk")
+    try:
+        return s.backend.generate_pvv(pin_block, k.cryptogram, fmt, pan, v.cryptogram, pvki)
+    except InvalidPinBlock:
+        guard.failed(k.key_id, k.version, "pvv")
+        raise
+
+
+def reencrypt_stored_pins(
+    s: Services,
+    caller: Caller,
+    old_psk: KeyRef,
+    new_psk: KeyRef,
+    accounts: Sequence[str],
+    stored: Sequence[StoredPin],
+) -> tuple[list[StoredPin | HsmsvcError], int]:
+    """Move stored PINs from one PSK to another (the batch tool's remote path)."""
+    if len(accounts) != len(stored):
+        raise InvalidInput("accounts", "one per stored PIN")
+    old = s.key(caller, old_psk, _psk_op, "old_psk")
+    new = s.key(caller, new_psk, _psk_op, "new_psk")
+    out: list[StoredPin | HsmsvcError] = []
+    for account, pin in zip(accounts, stored):
+        try:
+            out.append(s.backend.reencrypt_stored_pin(pin, old.cryptogram, new.cryptogram, account))
+        except InvalidInput as e:
+            out.append(e)
+    s.observer.key_used(new, sum(1 for r in out if isinstance(r, StoredPin)))
+    return out, new.version

@@ -1,0 +1,160 @@
+from hsmsvc.v1 import types_pb2 as _types_pb2
+from google.protobuf.internal import containers as _containers
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class KeyTemplate(_message.Message):
+    __slots__ = ("key_id", "alias", "key_type", "algorithm", "usage", "mode_of_use", "exportability", "zone", "decimalization_table", "lifetime_seconds", "max_uses")
+    KEY_ID_FIELD_NUMBER: _ClassVar[int]
+    ALIAS_FIELD_NUMBER: _ClassVar[int]
+    KEY_TYPE_FIELD_NUMBER: _ClassVar[int]
+    ALGORITHM_FIELD_NUMBER: _ClassVar[int]
+    USAGE_FIELD_NUMBER: _ClassVar[int]
+    MODE_OF_USE_FIELD_NUMBER: _ClassVar[int]
+    EXPORTABILITY_FIELD_NUMBER: _ClassVar[int]
+    ZONE_FIELD_NUMBER: _ClassVar[int]
+    DECIMALIZATION_TABLE_FIELD_NUMBER: _ClassVar[int]
+    LIFETIME_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    MAX_USES_FIELD_NUMBER: _ClassVar[int]
+    key_id: str
+    alias: str
+    key_type: _types_pb2.KeyType
+    algorithm: _types_pb2.Algorithm
+    usage: _types_pb2.KeyUsage
+    mode_of_use: _types_pb2.ModeOfUse
+    exportability: _types_pb2.Exportability
+    zone: str
+    decimalization_table: str
+    lifetime_seconds: int
+    max_uses: int
+    def __init__(self, key_id: _Optional[str] = ..., alias: _Optional[str] = ..., key_type: _Optional[_Union[_types_pb2.KeyType, str]] = ..., algorithm: _Optional[_Union[_types_pb2.Algorithm, str]] = ..., usage: _Optional[_Union[_types_pb2.KeyUsage, str]] = ..., mode_of_use: _Optional[_Union[_types_pb2.ModeOfUse, str]] = ..., exportability: _Optional[_Union[_types_pb2.Exportability, str]] = ..., zone: _Optional[str] = ..., decimalization_table: _Optional[str] = ..., lifetime_seconds: _Optional[int] = ..., max_uses: _Optional[int] = ...) -> None: ...
+
+class GenerateKeyRequest(_message.Message):
+    __slots__ = ("template",)
+    TEMPLATE_FIELD_NUMBER: _ClassVar[int]
+    template: KeyTemplate
+    def __init__(self, template: _Optional[_Union[KeyTemplate, _Mapping]] = ...) -> None: ...
+
+class GenerateKeyResponse(_message.Message):
+    __slots__ = ("key",)
+    KEY_FIELD_NUMBER: _ClassVar[int]
+    key: _types_pb2.KeyInfo
+    def __init__(self, key: _Optional[_Union[_types_pb2.KeyInfo, _Mapping]] = ...) -> None: ...
+
+class ImportKeyRequest(_message.Message):
+    __slots__ = ("kek", "wrapped_key", "kcv", "template")
+    KEK_FIELD_NUMBER: _ClassVar[int]
+    WRAPPED_KEY_FIELD_NUMBER: _ClassVar[int]
+    KCV_FIELD_NUMBER: _ClassVar[int]
+    TEMPLATE_FIELD_NUMBER: _ClassVar[int]
+    kek: _types_pb2.KeyRef
+    wrapped_key: bytes
+    kcv: bytes
+    template: KeyTemplate
+    def __init__(self, kek: _Optional[_Union[_types_pb2.KeyRef, _Mapping]] = ..., wrapped_key: _Optional[bytes] = ..., kcv: _Optional[bytes] = ..., template: _Optional[_Union[KeyTemplate, _Mapping]] = ...) -> None: ...
+
+class ImportKeyResponse(_message.Message):
+    __slots__ = ("key",)
+    KEY_FIELD_NUMBER: _ClassVar[int]
+    key: _types_pb2.KeyInfo
+    def __init__(self, key: _Optional[_Union[_types_pb2.KeyInfo, _Mapping]] = ...) -> None: ...
+
+class ExportKeyRequest(_message.Message):
+    __slots__ = ("kek", "key")
+    KEK_FIELD_NUMBER: _ClassVar[int]
+    KEY_FIELD_NUMBER: _ClassVar[int]
+    kek: _types_pb2.KeyRef
+    key: _types_pb2.KeyRef
+    def __init__(self, kek: _Optional[_Union[_types_pb2.KeyRef, _Mapping]] = ..., key: _Optional[_Union[_types_pb2.KeyRef, _Mapping]] = ...) -> None: ...
+
+class ExportKeyResponse(_message.Message):
+    __slots__ = ("wrapped_key", "kcv")
+    WRAPPED_KEY_FIELD_NUMBER: _ClassVar[int]
+    KCV_FIELD_NUMBER: _ClassVar[int]
+    wrapped_key: bytes
+    kcv: bytes
+    def __init__(self, wrapped_key: _Optional[bytes] = ..., kcv: _Optional[bytes] = ...) -> None: ...
+
+class GetKeyRequest(_message.Message):
+    __slots__ = ("key",)
+    KEY_FIELD_NUMBER: _ClassVar[int]
+    key: _types_pb2.KeyRef
+    def __init__(self, key: _Optional[_Union[_types_pb2.KeyRef, _Mapping]] = ...) -> None: ...
+
+class GetKeyResponse(_message.Message):
+    __slots__ = ("key",)
+    KEY_FIELD_NUMBER: _ClassVar[int]
+    key: _types_pb2.KeyInfo
+    def __init__(self, key: _Optional[_Union[_types_pb2.KeyInfo, _Mapping]] = ...) -> None: ...
+
+class ListKeysRequest(_message.Message):
+    __slots__ = ("key_type", "zone", "page_size", "page_token")
+    KEY_TYPE_FIELD_NUMBER: _ClassVar[int]
+    ZONE_FIELD_NUMBER: _ClassVar[int]
+    PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    key_type: _types_pb2.KeyType
+    zone: str
+    page_size: int
+    page_token: str
+    def __init__(self, key_type: _Optional[_Union[_types_pb2.KeyType, str]] = ..., zone: _Optional[str] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
+
+class ListKeysResponse(_message.Message):
+    __slots__ = ("keys", "next_page_token")
+    KEYS_FIELD_NUMBER: _ClassVar[int]
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    keys: _containers.RepeatedCompositeFieldContainer[_types_pb2.KeyInfo]
+    next_page_token: str
+    def __init__(self, keys: _Optional[_Iterable[_Union[_types_pb2.KeyInfo, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
+
+class RotateKeyRequest(_message.Message):
+    __slots__ = ("key", "lifetime_seconds", "max_uses")
+    KEY_FIELD_NUMBER: _ClassVar[int]
+    LIFETIME_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    MAX_USES_FIELD_NUMBER: _ClassVar[int]
+    key: _types_pb2.KeyRef
+    lifetime_seconds: int
+    max_uses: int
+    def __init__(self, key: _Optional[_Union[_types_pb2.KeyRef, _Mapping]] = ..., lifetime_seconds: _Optional[int] = ..., max_uses: _Optional[int] = ...) -> None: ...
+
+class RotateKeyResponse(_message.Message):
+    __slots__ = ("key", "previous_version")
+    KEY_FIELD_NUMBER: _ClassVar[int]
+    PREVIOUS_VERSION_FIELD_NUMBER: _ClassVar[int]
+    key: _types_pb2.KeyInfo
+    previous_version: int
+    def __init__(self, key: _Optional[_Union[_types_pb2.KeyInfo, _Mapping]] = ..., previous_version: _Optional[int] = ...) -> None: ...
+
+class UpdateKeyStateRequest(_message.Message):
+    __slots__ = ("key", "state", "reason")
+    KEY_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    key: _types_pb2.KeyRef
+    state: _types_pb2.KeyState
+    reason: str
+    def __init__(self, key: _Optional[_Union[_types_pb2.KeyRef, _Mapping]] = ..., state: _Optional[_Union[_types_pb2.KeyState, str]] = ..., reason: _Optional[str] = ...) -> None: ...
+
+class UpdateKeyStateResponse(_message.Message):
+    __slots__ = ("key",)
+    KEY_FIELD_NUMBER: _ClassVar[int]
+    key: _types_pb2.KeyInfo
+    def __init__(self, key: _Optional[_Union[_types_pb2.KeyInfo, _Mapping]] = ...) -> None: ...
+
+class GetKeyCheckValueRequest(_message.Message):
+    __slots__ = ("key",)
+    KEY_FIELD_NUMBER: _ClassVar[int]
+    key: _types_pb2.KeyRef
+    def __init__(self, key: _Optional[_Union[_types_pb2.KeyRef, _Mapping]] = ...) -> None: ...
+
+class GetKeyCheckValueResponse(_message.Message):
+    __slots__ = ("kcv", "version")
+    KCV_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    kcv: bytes
+    version: int
+    def __init__(self, kcv: _Optional[bytes] = ..., version: _Optional[int] = ...) -> None: ...
