@@ -7,8 +7,6 @@ fails the run; on a laptop those tests skip and say how to enable them.
 
 from __future__ import annotations
 
-import os
-import secrets
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,38 +15,13 @@ import pytest
 from hsmsvc.hsm.backend import Backend
 from hsmsvc.hsm.soft.backend import SoftBackend
 from hsmsvc.keys.store import KeyStore
-from tests.hsm.components_env import LMK, require_or_skip
-
-PG_ADMIN = os.environ.get("HSMSVC_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
-
-
-def _pg_available() -> bool:
-    try:
-        import psycopg
-
-        with psycopg.connect(PG_ADMIN, connect_timeout=3):
-            return True
-    except Exception:
-        return False
-
+from tests import pg
+from tests.hsm.components_env import LMK
 
 @pytest.fixture
 def pg_url() -> Iterator[str]:
-    require_or_skip(
-        _pg_available(), "PostgreSQL at 127.0.0.1:5432",
-        "start it (`.ci/run` runs pg_ctlcluster ... start) or set HSMSVC_TEST_PG",
-    )
-    import psycopg
-
-    name = f"hsmsvc_{secrets.token_hex(6)}"
-    with psycopg.connect(PG_ADMIN, autocommit=True) as c:
-        c.execute(f"CREATE DATABASE {name}")
-    base = PG_ADMIN.rsplit("/", 1)[0].replace("postgresql://", "postgresql+psycopg://")
-    try:
-        yield f"{base}/{name}"
-    finally:
-        with psycopg.connect(PG_ADMIN, autocommit=True) as c:
-            c.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+    with pg.throwaway_db() as url:
+        yield url
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

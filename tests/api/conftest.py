@@ -1,0 +1,171 @@
+"""A real hsmsvc server over mTLS on loopback, backed by PostgreSQL, for the API tests.
+
+The server runs as ``hsmsvc serve`` in a child process, exactly as deployed:
+TOML config, authorization policy file, test CA generated here. Before it
+starts, the test forms a ZMK, a TMK and a PSK from components it knows, through
+the library (the ceremony tool is a later issue), so every result can be
+checked against an independent computation.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from hsmsvc.hsm.backend import KeySpec
+from hsmsvc.hsm.soft import sealed
+from hsmsvc.hsm.soft.backend import SoftBackend
+from hsmsvc.keys.hierarchy import KeyManager
+from hsmsvc.keys.store import KeyStore
+from hsmsvc.types import Algorithm, Exportability, KeyType, KeyUsage, ModeOfUse
+from hsmsvc_client import Client, ClientTls
+from tests import pg
+from tests.api.pki import Identity, TestCA
+
+PASSPHRASE = "api-test-passphrase-" + secrets.token_hex(4)
+PRINCIPALS = ("key-manager", "core-banking", "branch-0001", "auditor", "stranger")
+POLICY = """
+[[principals]]
+name = "key-manager"
+roles = ["manager"]
+keys = ["*"]
+
+[[principals]]
+name = "core-banking"
+roles = ["operator"]
+keys = ["*"]
+
+[[principals]]
+name = "branch-0001"
+roles = ["operator"]
+keys = ["branch-0001.*"]
+methods = ["PinService.TranslatePin", "PinService.StreamTranslatePin", "MacService.*"]
+
+[[principals]]
+name = "auditor"
+roles = ["auditor"]
+keys = ["*"]
+"""
+
+
+def odd_parity(key: bytes) -> bytes:
+    return bytes(b & 0xFE | (bin(b & 0xFE).count("1") + 1) % 2 for b in key)
+
+
+def clear_key(alg: Algorithm) -> bytes:
+    k = secrets.token_bytes(alg.key_length)
+    return odd_parity(k) if alg.is_tdes else k
+
+
+@dataclass
+class Env:
+    port: int
+    metrics_port: int
+    ca: TestCA
+    ids: dict[str, Identity]
+    log: Path
+    store_url: str
+    clear: dict[str, bytes] = field(default_factory=dict)
+    clients: list[Client] = field(default_factory=list)
+
+    def client(self, name: str, **kw: Any) -> Client:
+        ident = self.ids[name]
+        c = Client(f"127.0.0.1:{self.port}", ClientTls(self.ca.ca_file, ident.cert, ident.key, "localhost"), **kw)
+        self.clients.append(c)
+        return c
+
+
+def _form(km: KeyManager, spec: KeySpec) -> bytes:
+    clear = clear_key(spec.algorithm)
+    c1 = secrets.token_bytes(len(clear))
+    km.form(spec, [c1, bytes(a ^ b for a, b in zip(clear, c1))])
+    return clear
+
+
+@pytest.fixture(scope="session")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
+    d = tmp_path_factory.mktemp("api")
+    ca = TestCA(d)
+    ids = {n: ca.issue(n) for n in PRINCIPALS}
+    srv = ca.issue("hsmsvc-server", server=True)
+    lmk = secrets.token_bytes(32)
+    sealed_file = d / "lmk.sealed"
+    sealed_file.write_bytes(sealed.seal(Algorithm.AES_256, lmk, PASSPHRASE.encode(), sealed.ScryptParams(log2_n=14)))
+    (d / "policy.toml").write_text(POLICY)
+    with pg.throwaway_db() as url:
+        backend = SoftBackend.from_sealed(sealed_file, PASSPHRASE.encode())
+        store = KeyStore(url, backend)
+        store.migrate()
+        km = KeyManager(store, backend, "test-setup")
+        clear = {
+            "zmk": _form(km, KeySpec("zmk-core", 1, KeyType.ZMK, Algorithm.AES_256, KeyUsage.KEK,
+                                     ModeOfUse.ENCRYPT_DECRYPT)),
+            "tmk": _form(km, KeySpec("branch-0001.tmk", 1, KeyType.TMK, Algorithm.TDES_3KEY, KeyUsage.KEK,
+                                     ModeOfUse.ENCRYPT_DECRYPT, zone="branch-0001")),
+            "psk": _form(km, KeySpec("psk-digest", 1, KeyType.PSK, Algorithm.AES_256, KeyUsage.MAC_HMAC,
+                                     ModeOfUse.MAC_GENERATE_VERIFY, Exportability.NON_EXPORTABLE)),
+        }
+        store.close()
+        backend.close()
+        (d / "hsmsvc.toml").write_text(f"""
+listen = "127.0.0.1:0"
+metrics_listen = "127.0.0.1:0"
+store = "{url}"
+policy = "policy.toml"
+shutdown_grace_seconds = 5
+log_level = "DEBUG"
+
+[tls]
+cert = "{srv.cert}"
+key = "{srv.key}"
+client_ca = "{ca.ca_file}"
+
+[backend]
+kind = "soft"
+sealed_lmk = "{sealed_file}"
+passphrase_env = "HSMSVC_TEST_LMK_PASSPHRASE"
+
+[attempts]
+per_pan = 3
+per_principal = 50
+window_seconds = 3600
+""")
+        ready, log = d / "ready.json", d / "server.log"
+        env = {**os.environ, "HSMSVC_TEST_LMK_PASSPHRASE": PASSPHRASE}
+        with open(log, "wb") as out:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "hsmsvc", "serve", "--config", str(d / "hsmsvc.toml"),
+                 "--ready-file", str(ready)],
+                stdout=out, stderr=subprocess.STDOUT, env=env,
+            )
+        deadline = time.monotonic() + 30
+        while not ready.exists():
+            if proc.poll() is not None or time.monotonic() > deadline:
+                proc.kill()
+                raise AssertionError("server did not start:\n" + log.read_text())
+            time.sleep(0.05)
+        info = json.loads(ready.read_text())
+        e = Env(info["port"], info["metrics_port"], ca, ids, log, url, clear)
+        try:
+            yield e
+        finally:
+            for c in e.clients:
+                c.close()
+            proc.send_signal(signal.SIGTERM)
+            try:
+                rc = proc.wait(15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                rc = -9
+            assert rc == 0, "server did not drain and exit cleanly:\n" + log.read_text()[-3000:]

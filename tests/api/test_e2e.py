@@ -1,0 +1,401 @@
+"""End to end over mTLS: every result checked against pyca/cryptography (tests/api/independent.py)."""
+
+from __future__ import annotations
+
+import json
+import secrets
+import urllib.request
+from collections.abc import Iterator
+from typing import Any
+
+import grpc
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from hsmsvc.v1 import data_service_pb2 as data_pb
+from hsmsvc.v1 import key_service_pb2 as key_pb
+from hsmsvc.v1 import mac_service_pb2 as mac_pb
+from hsmsvc.v1 import pin_service_pb2 as pin_pb
+from hsmsvc.v1 import types_pb2 as pb
+from hsmsvc_client import Client, ClientError, ClientTls
+from tests.api import independent as ind
+from tests.api.conftest import Env, clear_key
+from hsmsvc.types import Algorithm
+
+PAN = "4012345678909"
+PIN = "1234"
+TABLE = "0123456789012345"
+VDATA = "1234567890123445"
+StatusCode = grpc.StatusCode
+
+
+def template(key_id: str, kt: int, alg: int, usage: int, mode: int, zone: str = "core", **kw: Any) -> key_pb.KeyTemplate:
+    return key_pb.KeyTemplate(key_id=key_id, key_type=kt, algorithm=alg, usage=usage, mode_of_use=mode,
+                              exportability=pb.EXPORTABILITY_NON_EXPORTABLE, zone=zone, **kw)
+
+
+def tdes_kcv(key: bytes) -> bytes:
+    return ind.tdes_ecb(key, bytes(8))[:3]
+
+
+@pytest.fixture(scope="session")
+def keys(server: Env) -> dict[str, bytes]:
+    """Working keys imported under the ZMK (ECB form) and the TMK, as a peer would send them."""
+    mgr = server.client("key-manager")
+    zmk, tmk = server.clear["zmk"], server.clear["tmk"]
+    B, C = pb.MODE_OF_USE_ENCRYPT_DECRYPT, pb.MODE_OF_USE_MAC_GENERATE_VERIFY
+    T2 = pb.ALGORITHM_TDES_2KEY
+    plan = [
+        ("zpk1", template("zpk1", pb.KEY_TYPE_ZPK, T2, pb.KEY_USAGE_PIN_ENCRYPTION, B), Algorithm.TDES_2KEY),
+        ("zpk2", template("zpk2", pb.KEY_TYPE_ZPK, T2, pb.KEY_USAGE_PIN_ENCRYPTION, B), Algorithm.TDES_2KEY),
+        ("pvk-ibm", template("pvk-ibm", pb.KEY_TYPE_PVK, T2, pb.KEY_USAGE_PIN_VERIFICATION_IBM3624, C,
+                             decimalization_table=TABLE), Algorithm.TDES_2KEY),
+        ("pvk-visa", template("pvk-visa", pb.KEY_TYPE_PVK, T2, pb.KEY_USAGE_PIN_VERIFICATION_VISA_PVV, C),
+         Algorithm.TDES_2KEY),
+        ("mak-x919", template("mak-x919", pb.KEY_TYPE_MAK, T2, pb.KEY_USAGE_MAC_ISO9797_ALG3, C),
+         Algorithm.TDES_2KEY),
+        ("mak-cmac", template("mak-cmac", pb.KEY_TYPE_MAK, pb.ALGORITHM_AES_128, pb.KEY_USAGE_MAC_CMAC, C),
+         Algorithm.AES_128),
+        ("dek", template("dek", pb.KEY_TYPE_DEK, pb.ALGORITHM_AES_256, pb.KEY_USAGE_DATA, B), Algorithm.AES_256),
+        ("branch-0001.zpk", template("branch-0001.zpk", pb.KEY_TYPE_ZPK, T2, pb.KEY_USAGE_PIN_ENCRYPTION, B,
+                                     zone="branch-0001"), Algorithm.TDES_2KEY),
+        ("branch-0001.mak", template("branch-0001.mak", pb.KEY_TYPE_MAK, T2, pb.KEY_USAGE_MAC_ISO9797_ALG3, C,
+                                     zone="branch-0001", alias="branch-0001-mac"), Algorithm.TDES_2KEY),
+    ]
+    out: dict[str, bytes] = {}
+    for name, t, alg in plan:
+        clear = clear_key(alg)
+        wrapped = ind.aes_ecb(zmk, clear)
+        kcv = tdes_kcv(clear) if alg.is_tdes else b""
+        r = mgr.keys.ImportKey(key_pb.ImportKeyRequest(kek=pb.KeyRef(key_id="zmk-core"), wrapped_key=wrapped,
+                                                       kcv=kcv, template=t))
+        assert r.key.key_id == name and r.key.state == pb.KEY_STATE_ACTIVE
+        out[name] = clear
+    tpk = clear_key(Algorithm.TDES_2KEY)
+    mgr.keys.ImportKey(key_pb.ImportKeyRequest(
+        kek=pb.KeyRef(key_id="branch-0001.tmk"), wrapped_key=ind.tdes_ecb(tmk, tpk), kcv=tdes_kcv(tpk),
+        template=template("branch-0001.tpk", pb.KEY_TYPE_TPK, T2, pb.KEY_USAGE_PIN_ENCRYPTION, B, zone="branch-0001")))
+    out["branch-0001.tpk"] = tpk
+    out["psk"] = server.clear["psk"]
+    return out
+
+
+@pytest.fixture(scope="session")
+def core(server: Env) -> Client:
+    return server.client("core-banking")
+
+
+def code_of(fn: Any, *a: Any) -> tuple[StatusCode, str]:
+    with pytest.raises(ClientError) as e:
+        fn(*a)
+    return e.value.code, e.value.details
+
+
+# -- PINs ---------------------------------------------------------------------------------
+
+
+def test_translate_format0_zpk1_to_zpk2(core: Client, keys: dict[str, bytes]) -> None:
+    block = ind.tdes_ecb(keys["zpk1"], ind.iso0(PIN, PAN))
+    out = core.translate_pin("zpk1", "zpk2", block, pan=PAN)
+    assert ind.decode_iso0(ind.tdes_ecb(keys["zpk2"], out, decrypt=True), PAN) == PIN
+    assert out != block
+
+
+def test_branch_translates_from_its_tpk_by_stream(server: Env, keys: dict[str, bytes]) -> None:
+    branch = server.client("branch-0001")
+    pan = "4000000000000036"  # its own card: the bad blocks below count against it
+    block = ind.tdes_ecb(keys["branch-0001.tpk"], ind.iso0("987654", pan))
+    reqs = [pin_pb.StreamTranslatePinRequest(correlation_id=i, request=pin_pb.TranslatePinRequest(
+        source_key=pb.KeyRef(key_id="branch-0001.tpk"), source_format=pb.PIN_BLOCK_FORMAT_ISO_0,
+        destination_key=pb.KeyRef(key_id="branch-0001.zpk"), destination_format=pb.PIN_BLOCK_FORMAT_ISO_0,
+        pin_block=block if i % 2 == 0 else bytes(8), pan=pan)) for i in range(6)]
+    ch = branch._channels[0]
+    call = ch.stream_stream("/hsmsvc.v1.PinService/StreamTranslatePin",
+                            request_serializer=pin_pb.StreamTranslatePinRequest.SerializeToString,
+                            response_deserializer=pin_pb.StreamTranslatePinResponse.FromString)
+    answers = {a.correlation_id: a for a in call(iter(reqs), timeout=10)}
+    assert sorted(answers) == list(range(6))
+    for i, a in answers.items():
+        if i % 2 == 0:
+            assert a.code == 0
+            got = ind.tdes_ecb(keys["branch-0001.zpk"], a.response.pin_block, decrypt=True)
+            assert ind.decode_iso0(got, pan) == "987654"
+        else:
+            assert (a.code, a.message) == (StatusCode.INVALID_ARGUMENT.value[0], "pin_block: PIN block invalid")
+
+
+def test_translate_batch_packs_blocks_and_reports_bad_items(core: Client, keys: dict[str, bytes]) -> None:
+    pans = [f"40123456789{i:02d}" for i in range(10)]
+    blocks = [ind.tdes_ecb(keys["zpk1"], ind.iso0(f"{1000 + i}", p)) for i, p in enumerate(pans)]
+    blocks[3] = secrets.token_bytes(8)
+    r = core.pins.TranslatePinBatch(pin_pb.TranslatePinBatchRequest(
+        source_key=pb.KeyRef(key_id="zpk1"), source_format=pb.PIN_BLOCK_FORMAT_ISO_0,
+        destination_key=pb.KeyRef(key_id="zpk2"), destination_format=pb.PIN_BLOCK_FORMAT_ISO_0,
+        pin_blocks=b"".join(blocks), pans=pans))
+    assert [e.index for e in r.errors] == [3] and r.errors[0].message == "pin_block: PIN block invalid"
+    for i, p in enumerate(pans):
+        if i != 3:
+            out = r.pin_blocks[8 * i:8 * i + 8]
+            assert ind.decode_iso0(ind.tdes_ecb(keys["zpk2"], out, decrypt=True), p) == f"{1000 + i}"
+
+
+def test_verify_by_ibm3624_offset(core: Client, keys: dict[str, bytes]) -> None:
+    offset = ind.ibm3624_offset(keys["pvk-ibm"], VDATA, TABLE, PIN)
+    block = ind.tdes_ecb(keys["zpk1"], ind.iso0(PIN, PAN))
+    gen = core.pins.GeneratePinOffset(pin_pb.GeneratePinOffsetRequest(
+        key=pb.KeyRef(key_id="zpk1"), format=pb.PIN_BLOCK_FORMAT_ISO_0, pin_block=block, pan=PAN,
+        pvk=pb.KeyRef(key_id="pvk-ibm"), validation_data=VDATA))
+    assert gen.offset == offset
+    assert core.verify_pin_offset("zpk1", block, PAN, "pvk-ibm", VDATA, offset)
+    pan2 = "4000001234567899"
+    wrong = ind.tdes_ecb(keys["zpk1"], ind.iso0("9999", pan2))
+    assert not core.verify_pin_offset("zpk1", wrong, pan2, "pvk-ibm", VDATA, offset)
+
+
+def test_verify_by_pvv(core: Client, keys: dict[str, bytes]) -> None:
+    pvv = ind.visa_pvv(keys["pvk-visa"], PAN, 1, PIN)
+    block = ind.tdes_ecb(keys["zpk1"], ind.iso0(PIN, PAN))
+    gen = core.pins.GeneratePvv(pin_pb.GeneratePvvRequest(
+        key=pb.KeyRef(key_id="zpk1"), format=pb.PIN_BLOCK_FORMAT_ISO_0, pin_block=block, pan=PAN,
+        pvk=pb.KeyRef(key_id="pvk-visa"), pvki=1))
+    assert gen.pvv == pvv
+    assert core.verify_pin_pvv("zpk1", block, PAN, "pvk-visa", 1, pvv)
+    pan2 = "4000001234567881"
+    other = ind.tdes_ecb(keys["zpk1"], ind.iso0("4321", pan2))
+    assert not core.verify_pin_pvv("zpk1", other, pan2, "pvk-visa", 1, pvv)
+
+
+def test_verify_against_stored_digest(core: Client, keys: dict[str, bytes]) -> None:
+    account = "6222020200112233445"
+    block = ind.tdes_ecb(keys["zpk1"], ind.iso0("246810", PAN))
+    r = core.pins.EncryptPinForStorage(pin_pb.EncryptPinForStorageRequest(
+        key=pb.KeyRef(key_id="zpk1"), format=pb.PIN_BLOCK_FORMAT_ISO_0, pin_block=block, pan=PAN,
+        psk=pb.KeyRef(key_id="psk-digest"), account=account))
+    assert r.method == pb.STORED_PIN_METHOD_DIGEST
+    assert r.stored_pin == ind.pin_digest(keys["psk"], account, "246810")
+
+    def verify(b: bytes, pan: str) -> bool:
+        return bool(core.pins.VerifyPin(pin_pb.VerifyPinRequest(
+            key=pb.KeyRef(key_id="zpk1"), format=pb.PIN_BLOCK_FORMAT_ISO_0, pin_block=b, pan=pan,
+            stored=pin_pb.StoredPinCheck(psk=pb.KeyRef(key_id="psk-digest"), account=account,
+                                         method=pb.STORED_PIN_METHOD_DIGEST, stored_pin=r.stored_pin))).verified)
+
+    assert verify(block, PAN)
+    pan3 = "4000001234567873"
+    assert not verify(ind.tdes_ecb(keys["zpk1"], ind.iso0("246811", pan3)), pan3)
+
+
+def test_attempt_limit_per_card(core: Client, keys: dict[str, bytes]) -> None:
+    pan = "4111111111111111"
+    pvv = ind.visa_pvv(keys["pvk-visa"], pan, 1, PIN)
+    wrong = ind.tdes_ecb(keys["zpk1"], ind.iso0("0000", pan))
+    right = ind.tdes_ecb(keys["zpk1"], ind.iso0(PIN, pan))
+    for _ in range(3):
+        assert not core.verify_pin_pvv("zpk1", wrong, pan, "pvk-visa", 1, pvv)
+    code, msg = code_of(core.verify_pin_pvv, "zpk1", right, pan, "pvk-visa", 1, pvv)
+    assert code is StatusCode.RESOURCE_EXHAUSTED and "pan" in msg and pan not in msg
+
+
+def test_no_pin_oracle_one_message_for_every_fault(core: Client, keys: dict[str, bytes]) -> None:
+    k = keys["zpk1"]
+    bad_fill = bytearray(ind.iso0(PIN, PAN))
+    bad_fill[7] ^= 0x01  # a fill nibble that is not F
+    faults = {
+        "random": secrets.token_bytes(8),
+        "bad control": ind.tdes_ecb(k, bytes([0x5F]) + ind.iso0(PIN, PAN)[1:]),
+        "bad fill": ind.tdes_ecb(k, bytes(bad_fill)),
+        "other PAN": ind.tdes_ecb(k, ind.iso0(PIN, "5500000000000004")),
+    }
+    pan = "4222222222222220"
+    for name, block in faults.items():
+        code, msg = code_of(core.translate_pin, "zpk1", "zpk2", block, pan if name != "other PAN" else PAN)
+        assert (code, msg) == (StatusCode.INVALID_ARGUMENT, "pin_block: PIN block invalid"), name
+    code, msg = code_of(core.translate_pin, "zpk1", "zpk2", b"short", PAN)
+    assert code is StatusCode.INVALID_ARGUMENT and msg.startswith("pin_block: 8 bytes")
+
+
+def test_translate_refuses_losing_the_pan_binding(core: Client, keys: dict[str, bytes]) -> None:
+    block = ind.tdes_ecb(keys["zpk1"], ind.iso0(PIN, PAN))
+    code, msg = code_of(core.translate_pin, "zpk1", "zpk2", block, PAN, pb.PIN_BLOCK_FORMAT_ISO_0,
+                        pb.PIN_BLOCK_FORMAT_ISO_1)
+    assert code is StatusCode.INVALID_ARGUMENT and msg.startswith("destination_format")
+    code, msg = code_of(core.translate_pin, "zpk1", "zpk2", block, PAN, pb.PIN_BLOCK_FORMAT_UNSPECIFIED)
+    assert (code, msg) == (StatusCode.INVALID_ARGUMENT, "source_format: required")
+
+
+# -- MACs and data --------------------------------------------------------------------------
+
+
+def test_mac_x919_and_cmac(core: Client, keys: dict[str, bytes]) -> None:
+    msg = b"0200|4012345678909|000000012345|20261121"
+    tag = core.generate_mac("mak-x919", msg)
+    assert tag == ind.retail_mac(keys["mak-x919"], msg)
+    assert core.verify_mac("mak-x919", msg, tag)
+    assert not core.verify_mac("mak-x919", msg + b"!", tag)
+    tag = core.generate_mac("mak-cmac", msg, pb.MAC_ALGORITHM_CMAC)
+    assert tag == ind.aes_cmac(keys["mak-cmac"], msg)
+    assert core.verify_mac("mak-cmac", msg, tag[:8], pb.MAC_ALGORITHM_CMAC)
+    assert not core.verify_mac("mak-cmac", msg, bytes(8), pb.MAC_ALGORITHM_CMAC)
+    code, text = code_of(core.generate_mac, "mak-cmac", msg, pb.MAC_ALGORITHM_ISO9797_ALG3)
+    assert code is StatusCode.FAILED_PRECONDITION and "ISO9797_ALG3" in text
+
+
+def test_branch_macs_by_alias(server: Env, keys: dict[str, bytes]) -> None:
+    branch = server.client("branch-0001")
+    msg = b"teller 7 cash withdrawal"
+    assert branch.generate_mac("alias:branch-0001-mac", msg) == ind.retail_mac(keys["branch-0001.mak"], msg)
+
+
+def test_field_encryption_round_trip(core: Client, keys: dict[str, bytes]) -> None:
+    account = b"6222020200112233445"
+    ct, iv = core.encrypt("dek", account, aad=b"acct")
+    assert len(iv) == 12 and ind.aes_gcm_decrypt(keys["dek"], iv, ct, b"acct") == account
+    assert core.decrypt("dek", ct, iv, aad=b"acct") == account
+    ct2, iv2 = core.encrypt("dek", b"000000012345", pb.CIPHER_MODE_CBC, pb.DATA_PADDING_PKCS7)
+    assert ind.aes_cbc_pkcs7_decrypt(keys["dek"], iv2, ct2) == b"000000012345"
+    assert core.decrypt("dek", ct2, iv2, pb.CIPHER_MODE_CBC, pb.DATA_PADDING_PKCS7) == b"000000012345"
+    code, msg = code_of(core.decrypt, "dek", ct[:-1] + bytes([ct[-1] ^ 1]), iv, pb.CIPHER_MODE_GCM,
+                        pb.DATA_PADDING_NONE, b"acct")
+    assert (code, msg) == (StatusCode.INVALID_ARGUMENT, "ciphertext: ciphertext invalid")
+
+
+# -- authorization, usage, errors -------------------------------------------------------------
+
+
+def test_permission_denied(server: Env, keys: dict[str, bytes]) -> None:
+    branch = server.client("branch-0001")
+    code, _ = code_of(branch.keys.ExportKey, key_pb.ExportKeyRequest(
+        kek=pb.KeyRef(key_id="zmk-core"), key=pb.KeyRef(key_id="branch-0001.zpk")))
+    assert code is StatusCode.PERMISSION_DENIED
+    block = ind.tdes_ecb(keys["zpk1"], ind.iso0(PIN, PAN))
+    code, msg = code_of(branch.translate_pin, "zpk1", "zpk2", block, PAN)
+    assert code is StatusCode.PERMISSION_DENIED and msg.startswith("source_key")
+    code, _ = code_of(branch.encrypt, "branch-0001.zpk", b"x")  # DataService not granted
+    assert code is StatusCode.PERMISSION_DENIED
+    auditor = server.client("auditor")
+    assert auditor.get_key("zpk1").kcv == tdes_kcv(keys["zpk1"])
+    code, _ = code_of(auditor.keys.GenerateKey, key_pb.GenerateKeyRequest(template=template(
+        "x", pb.KEY_TYPE_DEK, pb.ALGORITHM_AES_128, pb.KEY_USAGE_DATA, pb.MODE_OF_USE_ENCRYPT_DECRYPT)))
+    assert code is StatusCode.PERMISSION_DENIED
+    code, msg = code_of(server.client("stranger").get_key, "zpk1")
+    assert code is StatusCode.PERMISSION_DENIED and "principal" in msg
+
+
+def test_unknown_ca_is_refused(server: Env, tmp_path: Any) -> None:
+    from tests.api.pki import TestCA
+
+    rogue = TestCA(tmp_path, "rogue CA").issue("core-banking")
+    c = Client(f"127.0.0.1:{server.port}", ClientTls(server.ca.ca_file, rogue.cert, rogue.key, "localhost"),
+               retries=0, deadline=3)
+    try:
+        code, _ = code_of(c.get_key, "zpk1")
+        assert code is StatusCode.UNAVAILABLE
+    finally:
+        c.close()
+
+
+def test_wrong_usage_is_failed_precondition(core: Client, keys: dict[str, bytes]) -> None:
+    code, msg = code_of(core.generate_mac, "zpk1", b"data")
+    assert code is StatusCode.FAILED_PRECONDITION and msg == "key: a ZPK may not be used for MAC_GENERATE"
+    code, _ = code_of(core.encrypt, "mak-cmac", b"data")
+    assert code is StatusCode.FAILED_PRECONDITION
+    code, msg = code_of(core.translate_pin, "zpk1", "nope", bytes(8), PAN)
+    assert code is StatusCode.NOT_FOUND and msg.startswith("destination_key")
+
+
+def test_key_lifecycle_over_the_api(server: Env, keys: dict[str, bytes]) -> None:
+    mgr = server.client("key-manager")
+    g = mgr.keys.GenerateKey(key_pb.GenerateKeyRequest(template=template(
+        "dek-rotating", pb.KEY_TYPE_DEK, pb.ALGORITHM_AES_128, pb.KEY_USAGE_DATA, pb.MODE_OF_USE_ENCRYPT_DECRYPT,
+        alias="fields")))
+    assert g.key.version == 1 and len(g.key.kcv) == 3
+    code, _ = code_of(mgr.keys.GenerateKey, key_pb.GenerateKeyRequest(template=template(
+        "dek-rotating", pb.KEY_TYPE_DEK, pb.ALGORITHM_AES_128, pb.KEY_USAGE_DATA, pb.MODE_OF_USE_ENCRYPT_DECRYPT)))
+    assert code is StatusCode.ALREADY_EXISTS
+    r = mgr.keys.RotateKey(key_pb.RotateKeyRequest(key=pb.KeyRef(alias="fields")))
+    assert (r.key.version, r.previous_version) == (2, 1)
+    v1 = mgr.keys.GetKey(key_pb.GetKeyRequest(key=pb.KeyRef(key_id="dek-rotating", version=1))).key
+    assert v1.state == pb.KEY_STATE_RETIRING
+    s = mgr.keys.UpdateKeyState(key_pb.UpdateKeyStateRequest(
+        key=pb.KeyRef(key_id="dek-rotating", version=2), state=pb.KEY_STATE_SUSPENDED, reason="test"))
+    assert s.key.state == pb.KEY_STATE_SUSPENDED
+    code, _ = code_of(mgr.keys.UpdateKeyState, key_pb.UpdateKeyStateRequest(
+        key=pb.KeyRef(key_id="dek-rotating", version=1), state=pb.KEY_STATE_ACTIVE))
+    assert code is StatusCode.FAILED_PRECONDITION
+    seen, token = [], ""
+    while True:
+        page = mgr.keys.ListKeys(key_pb.ListKeysRequest(page_size=4, page_token=token))
+        seen += [(k.key_id, k.version) for k in page.keys]
+        token = page.next_page_token
+        if not token:
+            break
+    assert ("dek-rotating", 2) in seen and len(seen) == len(set(seen)) >= 14
+    kcv = mgr.keys.GetKeyCheckValue(key_pb.GetKeyCheckValueRequest(key=pb.KeyRef(key_id="zpk2")))
+    assert kcv.kcv == tdes_kcv(keys["zpk2"])
+    code, msg = code_of(mgr.keys.ImportKey, key_pb.ImportKeyRequest(
+        kek=pb.KeyRef(key_id="zmk-core"), wrapped_key=ind.aes_ecb(server.clear["zmk"], clear_key(Algorithm.TDES_2KEY)),
+        kcv=b"\x00\x00\x00", template=template("zpk-badkcv", pb.KEY_TYPE_ZPK, pb.ALGORITHM_TDES_2KEY,
+                                                pb.KEY_USAGE_PIN_ENCRYPTION, pb.MODE_OF_USE_ENCRYPT_DECRYPT)))
+    assert code is StatusCode.INVALID_ARGUMENT and msg.startswith("kcv")
+    code, _ = code_of(mgr.get_key, "zpk-badkcv")
+    assert code is StatusCode.NOT_FOUND
+
+
+# -- health, metrics, logs, audit ----------------------------------------------------------------
+
+
+def test_health_reports_serving(server: Env) -> None:
+    ident = server.ids["auditor"]
+    creds = ClientTls(server.ca.ca_file, ident.cert, ident.key, "localhost").credentials()
+    with grpc.secure_channel(f"127.0.0.1:{server.port}", creds,
+                             (("grpc.ssl_target_name_override", "localhost"),)) as ch:
+        stub = health_pb2_grpc.HealthStub(ch)
+        for name in ("", "hsmsvc.v1.PinService", "hsmsvc.v1.KeyService"):
+            r = stub.Check(health_pb2.HealthCheckRequest(service=name), timeout=5)
+            assert r.status == health_pb2.HealthCheckResponse.SERVING
+
+
+def test_metrics_count_methods(server: Env, core: Client, keys: dict[str, bytes]) -> None:
+    core.generate_mac("mak-x919", b"count me")
+    text = urllib.request.urlopen(f"http://127.0.0.1:{server.metrics_port}/metrics", timeout=5).read().decode()
+    assert 'hsmsvc_rpc_calls_total{code="OK",method="MacService.GenerateMac"}' in text
+    assert 'hsmsvc_backend_healthy{member="0"} 1.0' in text
+    assert 'hsmsvc_key_uses_total{key_id="mak-x919",version="1"}' in text
+    assert PAN not in text
+
+
+def test_logs_are_json_and_hold_no_secrets(server: Env, keys: dict[str, bytes], core: Client) -> None:
+    block = ind.tdes_ecb(keys["zpk1"], ind.iso0(PIN, PAN))
+    core.translate_pin("zpk1", "zpk2", block, pan=PAN)
+    lines = [ln for ln in server.log.read_text().splitlines() if ln.startswith("{")]
+    records = [json.loads(ln) for ln in lines]
+    assert any(r.get("method") == "PinService.TranslatePin" and r.get("request_id") not in (None, "-")
+               for r in records)
+    text = server.log.read_text()
+    secrets_hex = [k.hex() for k in keys.values()] + [block.hex()]
+    for s in secrets_hex:
+        assert s.lower() not in text.lower() and s.upper() not in text
+    assert PAN not in text and "Traceback" not in text
+
+
+def test_every_key_action_and_failed_check_is_audited(server: Env, keys: dict[str, bytes]) -> None:
+    from hsmsvc.hsm.soft.backend import SoftBackend
+    from hsmsvc.keys.store import KeyStore
+    from tests.api.conftest import PASSPHRASE
+
+    sealed = next(server.log.parent.glob("lmk.sealed"))
+    b = SoftBackend.from_sealed(sealed, PASSPHRASE.encode())
+    st = KeyStore(server.store_url, b)
+    try:
+        report = st.verify_audit()
+        assert report.ok, report.problems
+        rows = list(st.audit_rows())
+        actions = {(r.actor, r.action) for r in rows}
+        assert ("key-manager", "key.import") in actions
+        assert ("core-banking", "pin.verify.failed") in actions
+        failed = [r for r in rows if r.action == "pin.verify.failed"]
+        assert all(PAN not in r.detail for r in failed)
+        assert any("401234***8909" in r.detail or "400000" in r.detail for r in failed)
+    finally:
+        st.close()
+        b.close()
