@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test check clean
+.PHONY: run test proto clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -12,19 +12,27 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet -e '.[test]'
 	touch $(STAMP)
 
-# Until the gRPC server lands (issue 4) the embedded default runs the power-on
-# self-test, forms a development LMK on first use (sealed under HSMSVC_LMK_PASSPHRASE)
-# and opens it with the SQLite key store: migrations, audit chain check.
+# The embedded default: power-on self-test, a development LMK sealed under
+# HSMSVC_LMK_PASSPHRASE on first use, the published demo keys, then the gRPC
+# server in plaintext development mode on 127.0.0.1:8443 (metrics on :9464).
+# Production runs `hsmsvc serve --config hsmsvc.toml` with mTLS and a policy.
 DATA := .hsmsvc
 export HSMSVC_LMK_PASSPHRASE ?= development-only-passphrase
+LMK_ARGS := --sealed $(DATA)/lmk.sealed --passphrase-env HSMSVC_LMK_PASSPHRASE
 run: $(STAMP)
 	$(BIN)/hsmsvc selfcheck
-	test -f $(DATA)/lmk.sealed || $(BIN)/hsmsvc lmk init --sealed $(DATA)/lmk.sealed --passphrase-env HSMSVC_LMK_PASSPHRASE
-	$(BIN)/hsmsvc status --sealed $(DATA)/lmk.sealed --passphrase-env HSMSVC_LMK_PASSPHRASE --store sqlite:///$(DATA)/keys.db
+	test -f $(DATA)/lmk.sealed || $(BIN)/hsmsvc lmk init $(LMK_ARGS)
+	$(BIN)/hsmsvc dev seed $(LMK_ARGS) --store sqlite:///$(DATA)/keys.db
+	$(BIN)/hsmsvc serve --insecure-dev $(LMK_ARGS) --store sqlite:///$(DATA)/keys.db \
+		--listen 127.0.0.1:8443 --metrics-listen 127.0.0.1:9464
 
 test: $(STAMP)
-	$(BIN)/mypy --strict hsmsvc
+	$(BIN)/mypy --strict hsmsvc clients/python/hsmsvc_client
 	$(BIN)/pytest -q
+
+# Regenerate hsmsvc/v1 from proto/ (CI fails when the committed stubs are stale).
+proto: $(STAMP)
+	$(BIN)/python tools/gen_proto.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .hypothesis

@@ -16,7 +16,7 @@ from hsmsvc.errors import KeyNotFound, KeyStateError
 from hsmsvc.hsm import policy
 from hsmsvc.hsm.backend import Backend, KeyCryptogram, KeySpec
 from hsmsvc.hsm.policy import Operation
-from hsmsvc.keys.model import AuditEvent, KeyRef, StoredKey
+from hsmsvc.keys.model import AuditEvent, KeyRef, StoredKey, check_alias
 from hsmsvc.keys.store import KeyStore
 from hsmsvc.types import KeyState
 
@@ -57,6 +57,8 @@ class KeyManager:
 
     def _keep(self, c: KeyCryptogram, action: str, state: KeyState, alias: str | None,
               lifetime: timedelta | None, max_uses: int | None, **extra: str) -> StoredKey:
+        if alias is not None:
+            check_alias(alias)
         now = datetime.now(timezone.utc)
         key = StoredKey(
             c, state, now, alias,

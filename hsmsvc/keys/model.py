@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
+from typing import Final
 from datetime import datetime
 
 from hsmsvc.errors import InvalidInput
@@ -45,6 +47,16 @@ class AuditEvent:
     detail: tuple[tuple[str, str], ...] = ()
 
 
+NAME: Final = re.compile(r"[A-Za-z0-9._:-]{1,64}")
+_ALIAS: Final = re.compile(r"[A-Za-z0-9._:/-]{1,128}")
+
+
+def check_alias(alias: str) -> str:
+    if not isinstance(alias, str) or not _ALIAS.fullmatch(alias):
+        raise InvalidInput("alias", "1-128 of A-Z a-z 0-9 . _ : / -")
+    return alias
+
+
 @dataclass(frozen=True)
 class KeyRef:
     """How a caller names a key: its id or its alias, and optionally a version."""
@@ -56,6 +68,10 @@ class KeyRef:
     def __post_init__(self) -> None:
         if bool(self.key_id) == bool(self.alias):
             raise InvalidInput("key", "either key_id or alias")
+        if self.key_id and not NAME.fullmatch(self.key_id):
+            raise InvalidInput("key.key_id", "1-64 of A-Z a-z 0-9 . _ : -")
+        if self.alias:
+            check_alias(self.alias)
         if self.version is not None and not 1 <= self.version <= 99_999:
             raise InvalidInput("key.version", "1 to 99999")
 

@@ -21,7 +21,7 @@ from alembic import command
 from alembic.config import Config
 from sqlalchemy import Engine, case, create_engine, delete, event, func, select, update
 from sqlalchemy.engine import Connection, Row
-from sqlalchemy.exc import IntegrityError, OperationalError, SQLAlchemyError
+from sqlalchemy.exc import DataError, IntegrityError, OperationalError, SQLAlchemyError
 
 from hsmsvc.errors import AlreadyExists, BackendUnavailable, InvalidInput, KeyNotFound, KeyStateError
 from hsmsvc.hsm.backend import Backend, KeyCryptogram, KeySpec
@@ -123,6 +123,8 @@ class KeyStore:
                 text = str(e.orig).lower()
                 if not any(t in text for t in ("audit", "seq", "pin_attempts")):
                     raise AlreadyExists("key", "already exists (id and version, or alias and version)") from None
+            except DataError:
+                raise InvalidInput("request", "a value the database cannot store") from None
             except OperationalError:
                 raise BackendUnavailable("store", "database error") from None
         raise BackendUnavailable("store", "audit chain contended; retry")
@@ -214,8 +216,11 @@ class KeyStore:
         else:
             active_first = case((keys_t.c.state == KeyState.ACTIVE.value, 0), else_=1)
             q = q.order_by(active_first, keys_t.c.version.desc()).limit(1)
-        with self._connect() as conn:
-            r = conn.execute(q).first()
+        try:
+            with self._connect() as conn:
+                r = conn.execute(q).first()
+        except DataError:
+            raise InvalidInput("key", "not a valid key reference") from None
         if r is None:
             raise KeyNotFound("key", "no such key, alias or version")
         return _to_key(r)

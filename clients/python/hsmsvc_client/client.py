@@ -168,7 +168,8 @@ class Client:
 
     def translate_pin(
         self, source: str, destination: str, pin_block: bytes, pan: str = "",
-        source_format: int = pb.PIN_BLOCK_FORMAT_ISO_0, destination_format: int = pb.PIN_BLOCK_FORMAT_ISO_0,
+        source_format: pb.PinBlockFormat = pb.PIN_BLOCK_FORMAT_ISO_0,
+        destination_format: pb.PinBlockFormat = pb.PIN_BLOCK_FORMAT_ISO_0,
     ) -> bytes:
         r = self.pins.TranslatePin(pin_pb.TranslatePinRequest(
             source_key=ref(source), source_format=source_format, destination_key=ref(destination),
@@ -176,48 +177,49 @@ class Client:
         return bytes(r.pin_block)
 
     def verify_pin_pvv(self, key: str, pin_block: bytes, pan: str, pvk: str, pvki: int, pvv: str,
-                       fmt: int = pb.PIN_BLOCK_FORMAT_ISO_0) -> bool:
+                       fmt: pb.PinBlockFormat = pb.PIN_BLOCK_FORMAT_ISO_0) -> bool:
         r = self.pins.VerifyPin(pin_pb.VerifyPinRequest(
             key=ref(key), format=fmt, pin_block=pin_block, pan=pan,
             pvv=pin_pb.PvvCheck(pvk=ref(pvk), pvki=pvki, pvv=pvv)))
         return bool(r.verified)
 
     def verify_pin_offset(self, key: str, pin_block: bytes, pan: str, pvk: str, validation_data: str,
-                          offset: str, fmt: int = pb.PIN_BLOCK_FORMAT_ISO_0) -> bool:
+                          offset: str, fmt: pb.PinBlockFormat = pb.PIN_BLOCK_FORMAT_ISO_0) -> bool:
         r = self.pins.VerifyPin(pin_pb.VerifyPinRequest(
             key=ref(key), format=fmt, pin_block=pin_block, pan=pan,
             ibm3624=pin_pb.Ibm3624Check(pvk=ref(pvk), validation_data=validation_data, offset=offset)))
         return bool(r.verified)
 
-    def generate_mac(self, key: str, data: bytes, algorithm: int = pb.MAC_ALGORITHM_ISO9797_ALG3,
-                     padding: int = pb.MAC_PADDING_METHOD_1, mac_length: int = 0) -> bytes:
+    def generate_mac(self, key: str, data: bytes, algorithm: pb.MacAlgorithm = pb.MAC_ALGORITHM_ISO9797_ALG3,
+                     padding: pb.MacPadding = pb.MAC_PADDING_METHOD_1, mac_length: int = 0) -> bytes:
         if algorithm not in (pb.MAC_ALGORITHM_ISO9797_ALG1, pb.MAC_ALGORITHM_ISO9797_ALG3):
             padding = pb.MAC_PADDING_UNSPECIFIED
         r = self.macs.GenerateMac(mac_pb.GenerateMacRequest(
             key=ref(key), algorithm=algorithm, padding=padding, data=data, mac_length=mac_length))
         return bytes(r.mac)
 
-    def verify_mac(self, key: str, data: bytes, mac: bytes, algorithm: int = pb.MAC_ALGORITHM_ISO9797_ALG3,
-                   padding: int = pb.MAC_PADDING_METHOD_1) -> bool:
+    def verify_mac(self, key: str, data: bytes, mac: bytes, algorithm: pb.MacAlgorithm = pb.MAC_ALGORITHM_ISO9797_ALG3,
+                   padding: pb.MacPadding = pb.MAC_PADDING_METHOD_1) -> bool:
         if algorithm not in (pb.MAC_ALGORITHM_ISO9797_ALG1, pb.MAC_ALGORITHM_ISO9797_ALG3):
             padding = pb.MAC_PADDING_UNSPECIFIED
         r = self.macs.VerifyMac(mac_pb.VerifyMacRequest(
             key=ref(key), algorithm=algorithm, padding=padding, data=data, mac=mac))
         return bool(r.verified)
 
-    def encrypt(self, key: str, plaintext: bytes, mode: int = pb.CIPHER_MODE_GCM,
-                padding: int = pb.DATA_PADDING_NONE, aad: bytes = b"") -> tuple[bytes, bytes]:
+    def encrypt(self, key: str, plaintext: bytes, mode: pb.CipherMode = pb.CIPHER_MODE_GCM,
+                padding: pb.DataPadding = pb.DATA_PADDING_NONE, aad: bytes = b"") -> tuple[bytes, bytes]:
         """Returns (ciphertext, iv)."""
         r = self.data.Encrypt(data_pb.EncryptRequest(
             key=ref(key), cipher=data_pb.FieldCipher(mode=mode, padding=padding, aad=aad), plaintext=plaintext))
         return bytes(r.ciphertext), bytes(r.iv)
 
-    def decrypt(self, key: str, ciphertext: bytes, iv: bytes, mode: int = pb.CIPHER_MODE_GCM,
-                padding: int = pb.DATA_PADDING_NONE, aad: bytes = b"", version: int = 0) -> bytes:
+    def decrypt(self, key: str, ciphertext: bytes, iv: bytes, mode: pb.CipherMode = pb.CIPHER_MODE_GCM,
+                padding: pb.DataPadding = pb.DATA_PADDING_NONE, aad: bytes = b"", version: int = 0) -> bytes:
         r = self.data.Decrypt(data_pb.DecryptRequest(
             key=ref(key, version), cipher=data_pb.FieldCipher(mode=mode, padding=padding, iv=iv, aad=aad),
             ciphertext=ciphertext))
         return bytes(r.plaintext)
 
     def get_key(self, key: str) -> pb.KeyInfo:
-        return self.keys.GetKey(key_pb.GetKeyRequest(key=ref(key))).key
+        info: pb.KeyInfo = self.keys.GetKey(key_pb.GetKeyRequest(key=ref(key))).key
+        return info

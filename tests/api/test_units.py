@@ -1,0 +1,90 @@
+"""The API's parts on their own: generated code freshness, enum tables, policy and config parsing."""
+
+from __future__ import annotations
+
+import filecmp
+import importlib.util
+import sys
+from pathlib import Path
+
+import pytest
+
+from hsmsvc.api import config as api_config
+from hsmsvc.api import convert as cv
+from hsmsvc.api.status import CODES
+from hsmsvc.errors import HsmsvcError, InvalidInput, PermissionDenied
+from hsmsvc.redact import mask_pan
+from hsmsvc.service.authz import Policy, Role
+from hsmsvc.types import KeyType
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_generated_stubs_are_fresh(tmp_path: Path) -> None:
+    """CI fails when proto/ changed and `make proto` was not run."""
+    spec = importlib.util.spec_from_file_location("gen_proto", ROOT / "tools" / "gen_proto.py")
+    assert spec and spec.loader
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    mod.generate(tmp_path)
+    fresh, committed = tmp_path / "hsmsvc" / "v1", ROOT / "hsmsvc" / "v1"
+    names = sorted(p.name for p in fresh.iterdir() if p.is_file())
+    assert names == sorted(p.name for p in committed.iterdir() if p.is_file() and p.suffix in (".py", ".pyi"))
+    _, mismatch, errors = filecmp.cmpfiles(fresh, committed, names, shallow=False)
+    assert not mismatch and not errors, f"stale generated code: {mismatch}; run `make proto`"
+
+
+@pytest.mark.parametrize("table", [cv.ALGORITHM, cv.KEY_TYPE, cv.KEY_STATE, cv.PIN_FORMAT, cv.MAC_ALGORITHM,
+                                   cv.CIPHER_MODE, cv.DATA_PADDING, cv.MAC_PADDING])
+def test_enum_tables_are_total_and_reject_unspecified(table: cv.EnumTable) -> None:  # type: ignore[type-arg]
+    domain = type(next(iter(table.to_pb)))
+    # The LMK never crosses the API.
+    assert set(table.to_pb) == set(domain) - {KeyType.LMK}
+    with pytest.raises(InvalidInput, match="required"):
+        table.get(0, "f")
+    with pytest.raises(InvalidInput, match="unknown value"):
+        table.get(999, "f")
+
+
+def test_every_error_class_has_a_code() -> None:
+    classes = {c for c in vars(sys.modules["hsmsvc.errors"]).values()
+               if isinstance(c, type) and issubclass(c, HsmsvcError) and c is not HsmsvcError}
+    mapped = {c for c, _ in CODES}
+    assert all(any(issubclass(c, m) for m in mapped) for c in classes - {sys.modules["hsmsvc.errors"].AlreadyFinalized})
+
+
+def test_policy_separation_of_duties() -> None:
+    with pytest.raises(InvalidInput, match="separate duties"):
+        Policy.from_dict({"principals": [{"name": "a", "roles": ["auditor", "manager"], "keys": ["*"]}]})
+    with pytest.raises(InvalidInput, match="separate duties"):
+        Policy.from_dict({"principals": [{"name": "a", "roles": ["operator", "auditor"]}]})
+    with pytest.raises(InvalidInput, match="roles"):
+        Policy.from_dict({"principals": [{"name": "a", "roles": ["root"]}]})
+    p = Policy.from_dict({"principals": [
+        {"name": "branch", "roles": ["operator"], "keys": ["branch.*"], "methods": ["PinService.TranslatePin"]}]})
+    b = p.principal("branch")
+    assert b.roles == frozenset({Role.OPERATOR})
+    assert b.may_call("PinService.TranslatePin") and not b.may_call("PinService.VerifyPin")
+    assert not b.may_call("KeyService.ExportKey")
+    with pytest.raises(PermissionDenied):
+        p.principal("nobody")
+
+
+def test_config_requires_tls_unless_insecure_dev(tmp_path: Path) -> None:
+    f = tmp_path / "c.toml"
+    f.write_text('store = "sqlite:///x.db"\n[backend]\nsealed_lmk = "l"\npassphrase_env = "P"\n')
+    with pytest.raises(InvalidInput, match="tls"):
+        api_config.load(str(f), environ={})
+    cfg = api_config.load(str(f), environ={"HSMSVC_INSECURE_DEV": "1", "HSMSVC_LISTEN": "127.0.0.1:9"})
+    assert cfg.insecure_dev and cfg.listen == "127.0.0.1:9" and cfg.backend.kind == "soft"
+    f.write_text('store = "x"\npolicy = "p.toml"\n[tls]\ncert = "c"\nkey = "k"\nclient_ca = "a"\n'
+                 '[backend]\nkind = "pool"\n[[backend.members]]\nkind = "pkcs11"\nmodule = "m"\n'
+                 'token_label = "t"\npin_env = "PIN"\n')
+    cfg = api_config.load(str(f), environ={})
+    assert cfg.backend.kind == "pool" and cfg.policy == str(tmp_path / "p.toml")
+
+
+@pytest.mark.parametrize("pan,masked", [("4012345678909", "401234***8909"),
+                                        ("6222021234567890123", "622202*********0123"), ("1234", "****")])
+def test_pan_masking(pan: str, masked: str) -> None:
+    assert mask_pan(pan) == masked
