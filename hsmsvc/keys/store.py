@@ -105,6 +105,12 @@ class KeyStore:
         except OperationalError:
             raise BackendUnavailable("store", "database unreachable") from None
 
+    def _writer(self) -> Connection:
+        """A connection whose next transaction takes SQLite's write lock at BEGIN."""
+        conn = self._connect()
+        conn.info["immediate"] = True
+        return conn
+
     def close(self) -> None:
         self._engine.dispose()
 
@@ -114,7 +120,7 @@ class KeyStore:
         """Run ``change(conn)`` and append ``ev`` in one transaction; retry a lost race."""
         for _ in range(_RETRIES):
             try:
-                with self._connect() as conn, conn.begin():
+                with self._writer() as conn, conn.begin():
                     result = change(conn)
                     seq, head = self._append(conn, ev)
                 self._backend.write_audit_anchor(seq, bytes.fromhex(head))
@@ -274,7 +280,7 @@ class KeyStore:
 
     def record_use(self, key_id: str, version: int, n: int = 1) -> None:
         """Add ``n`` to a key's use counter (batched by callers on hot paths)."""
-        with self._connect() as conn, conn.begin():
+        with self._writer() as conn, conn.begin():
             conn.execute(
                 update(keys_t)
                 .where(keys_t.c.key_id == key_id, keys_t.c.version == version)
@@ -313,7 +319,7 @@ class KeyStore:
 
     def clear_failures(self, subject: str) -> None:
         """A correct PIN resets its card's counter, as a card's PIN try counter does."""
-        with self._connect() as conn, conn.begin():
+        with self._writer() as conn, conn.begin():
             conn.execute(delete(attempts_t).where(attempts_t.c.subject == subject))
 
 
@@ -325,4 +331,6 @@ def _sqlite_connect(dbapi_conn: Any, _record: Any) -> None:
 
 
 def _sqlite_begin(conn: Connection) -> None:
-    conn.exec_driver_sql("BEGIN IMMEDIATE")
+    # Writers take the lock at BEGIN so two processes never interleave a chain
+    # append; readers (every key lookup) take none and do not queue behind them.
+    conn.exec_driver_sql("BEGIN IMMEDIATE" if conn.info.pop("immediate", False) else "BEGIN")
