@@ -5,16 +5,13 @@ from __future__ import annotations
 import json
 import secrets
 import urllib.request
-from collections.abc import Iterator
 from typing import Any
 
 import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from hsmsvc.v1 import data_service_pb2 as data_pb
 from hsmsvc.v1 import key_service_pb2 as key_pb
-from hsmsvc.v1 import mac_service_pb2 as mac_pb
 from hsmsvc.v1 import pin_service_pb2 as pin_pb
 from hsmsvc.v1 import types_pb2 as pb
 from hsmsvc_client import Client, ClientError, ClientTls
