@@ -155,7 +155,7 @@ def _serve(args: argparse.Namespace) -> int:
 
     from hsmsvc.api import config as api_config
     from hsmsvc.api import logs
-    from hsmsvc.api.server import serve
+    from hsmsvc.api.server import Running, serve
 
     overrides: dict[str, object] = {
         "listen": args.listen, "metrics_listen": args.metrics_listen, "store": args.store, "policy": args.policy,
@@ -170,11 +170,11 @@ def _serve(args: argparse.Namespace) -> int:
         print("hsmsvc: --insecure-dev: plaintext gRPC and one all-powerful principal; never in production",
               file=sys.stderr)
 
-    def ready(running: object) -> None:
+    def ready(running: Running) -> None:
         if args.ready_file:
-            port, metrics_port = getattr(running, "port"), getattr(running, "metrics_port")
             tmp = Path(args.ready_file + ".tmp")
-            tmp.write_text(json.dumps({"port": port, "metrics_port": metrics_port, "pid": os.getpid()}))
+            tmp.write_text(json.dumps({"port": running.port, "metrics_port": running.metrics_port,
+                                       "pid": os.getpid()}))
             os.replace(tmp, args.ready_file)
 
     asyncio.run(serve(cfg, ready))

@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import os
 import tomllib
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 from typing import Any, Final, Mapping
@@ -166,7 +166,3 @@ def load(path: str | None, overrides: Mapping[str, Any] | None = None,
     except (KeyError, TypeError, ValueError) as e:
         raise InvalidInput("config", f"malformed ({type(e).__name__}: {e})") from None
     return cfg
-
-
-def with_listen(cfg: ServerConfig, listen: str) -> ServerConfig:
-    return replace(cfg, listen=listen)

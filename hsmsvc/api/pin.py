@@ -118,16 +118,18 @@ class PinServicer(g.PinServiceServicer):
         if len(r.pans) != n or len(r.accounts) != n:
             raise InvalidInput("pans", "one PAN and one account per PIN block")
         stored = split_even(bytes(r.stored_pins), n, "stored_pins")
-        key = cv.key_ref(r.key, "key", r.HasField("key"))
-        psk = cv.key_ref(r.psk, "psk", r.HasField("psk"))
+        results = uc.verify_pin_batch(
+            self.s, c, cv.key_ref(r.key, "key", r.HasField("key")), fmt, blocks, [_pan(x) for x in r.pans],
+            cv.key_ref(r.psk, "psk", r.HasField("psk")), [cv.text(a, "accounts", 19) for a in r.accounts],
+            [StoredPin(method, x) for x in stored],
+        )
         verified, errs = [], []
-        for i in range(n):
-            try:
-                check = uc.StoredPinCheck(psk, cv.text(r.accounts[i], "accounts", 19), StoredPin(method, stored[i]))
-                verified.append(uc.verify_pin(self.s, c, key, fmt, blocks[i], _pan(r.pans[i]), check))
-            except HsmsvcError as e:
+        for i, res in enumerate(results):
+            if isinstance(res, HsmsvcError):
+                errs.append(item_error(i, res))
                 verified.append(False)
-                errs.append(item_error(i, e))
+            else:
+                verified.append(res)
         return m.VerifyPinBatchResponse(verified=verified, errors=errs)
 
     @rpc("PinService.EncryptPinForStorage")

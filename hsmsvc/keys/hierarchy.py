@@ -107,11 +107,14 @@ class KeyManager:
         return self._keep(c, "key.import", state, alias, None, None, kek=f"{kek.key_id} v{kek.version}")
 
     def export_under(self, kek_id: str, key_id: str) -> bytes:
-        kek = self.for_use(kek_id, Operation.KEY_EXPORT_UNDER)
-        key = self.for_use(key_id, Operation.KEY_EXPORT)
+        return self.export_with(self.for_use(kek_id, Operation.KEY_EXPORT_UNDER),
+                                self.for_use(key_id, Operation.KEY_EXPORT))
+
+    def export_with(self, kek: StoredKey, key: StoredKey) -> bytes:
+        """Export ``key`` under a KEK the caller has already looked up and checked."""
         out = self._backend.export_key(kek.cryptogram, key.cryptogram)
         self._store.audit(AuditEvent(self._actor, "key.export", key.key_id, key.version,
-                                     _detail(key.cryptogram, kek=kek_id)))
+                                     _detail(key.cryptogram, kek=f"{kek.key_id} v{kek.version}")))
         return out
 
     def lookup(self, ref: KeyRef) -> StoredKey:

@@ -32,9 +32,16 @@ class AttemptGuard:
             self._subjects.append("pan:" + services.backend.pan_hash(pan).hex())
         self._had_failures = False
 
+    @property
+    def subjects(self) -> list[str]:
+        return self._subjects
+
     def check(self) -> None:
+        self.check_counts(self._s.store.failures(self._subjects, self._s.limits.window))
+
+    def check_counts(self, counts: dict[str, int]) -> None:
+        """Refuse if either limit is reached, given counts read for several guards at once."""
         limits = self._s.limits
-        counts = self._s.store.failures(self._subjects, limits.window)
         self._had_failures = len(self._subjects) > 1 and self._subjects[1] in counts
         if counts.get(self._subjects[0], 0) >= limits.per_principal:
             raise AttemptsExceeded("principal", "too many failed PIN checks; try later")
@@ -68,7 +75,6 @@ class AttemptGuard:
                  ("request_id", self._caller.request_id)),
             ),
         )
-
         self._s.attempt_cache.pop(self._caller.principal.name, None)
 
     def succeeded(self) -> None:

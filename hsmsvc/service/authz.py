@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any, Final, Mapping
 
 from hsmsvc.errors import InvalidInput, PermissionDenied
+from hsmsvc.hsm.backend import KeySpec
 from hsmsvc.keys.model import StoredKey
 
 __all__ = ["ROLE_METHODS", "Policy", "Principal", "Role"]
@@ -87,10 +88,13 @@ class Principal:
         if not self.may_call(method):
             raise PermissionDenied("method", f"{self.name} may not call {method}")
 
-    def may_use(self, key: StoredKey) -> bool:
-        s = key.cryptogram.spec
-        names = [s.key_id, f"zone:{s.zone}"] + ([key.alias] if key.alias else [])
+    def may_name(self, spec: KeySpec, alias: str | None) -> bool:
+        """Whether a key with this id, zone and alias falls within the principal's patterns."""
+        names = [spec.key_id, f"zone:{spec.zone}"] + ([alias] if alias else [])
         return any(fnmatchcase(n, p) for p in self.keys for n in names)
+
+    def may_use(self, key: StoredKey) -> bool:
+        return self.may_name(key.cryptogram.spec, key.alias)
 
     def require_key(self, key: StoredKey, field: str = "key") -> None:
         if not self.may_use(key):

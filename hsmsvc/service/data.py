@@ -56,7 +56,7 @@ def encrypt_batch(
             out.append((s.backend.encrypt_data(k.cryptogram, params, f), params.iv))
         except InvalidInput as e:
             out.append(e)
-    s.observer.key_used(k, len(fields))
+    s.observer.key_used(k, sum(1 for r in out if isinstance(r, tuple)))
     return out, k.version
 
 

@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import base64
 import secrets
-from datetime import datetime, timedelta, timezone
+from datetime import timedelta
 
-from hsmsvc.errors import InvalidInput, KeyNotFound
-from hsmsvc.hsm.backend import KeyCryptogram, KeySpec
+from hsmsvc.errors import InvalidInput, KeyNotFound, PermissionDenied
+from hsmsvc.hsm.backend import KeySpec
 from hsmsvc.hsm.policy import Operation
-from hsmsvc.keys.model import AuditEvent, KeyRef, StoredKey
+from hsmsvc.keys.model import KeyRef, StoredKey
 from hsmsvc.service.context import Caller, Services
 from hsmsvc.types import KeyState, KeyType
 
@@ -47,8 +47,8 @@ def new_key_id() -> str:
 
 def _may_create(caller: Caller, spec: KeySpec, alias: str | None) -> None:
     # The caller's key patterns must cover the key it is about to create.
-    probe = StoredKey(KeyCryptogram(spec, b"", b""), KeyState.PENDING, datetime.now(timezone.utc), alias)
-    caller.principal.require_key(probe)
+    if not caller.principal.may_name(spec, alias):
+        raise PermissionDenied("template", f"{caller.principal.name} may not create this key")
 
 
 def generate_key(
@@ -70,10 +70,7 @@ def import_key(
 def export_key(s: Services, caller: Caller, kek: KeyRef, key: KeyRef) -> tuple[bytes, bytes]:
     k = s.key(caller, kek, Operation.KEY_EXPORT_UNDER, "kek")
     x = s.key(caller, key, Operation.KEY_EXPORT)
-    wrapped = s.backend.export_key(k.cryptogram, x.cryptogram)
-    s.store.audit(AuditEvent(caller.principal.name, "key.export", x.key_id, x.version,
-                             (("kcv", x.cryptogram.kcv.hex().upper()), ("kek", f"{k.key_id} v{k.version}"))))
-    return wrapped, x.cryptogram.kcv
+    return s.manager(caller).export_with(k, x), x.cryptogram.kcv
 
 
 def get_key(s: Services, caller: Caller, ref: KeyRef) -> StoredKey:

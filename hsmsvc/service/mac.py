@@ -78,7 +78,7 @@ def generate_mac_batch(
             out.append(_truncate(s.backend.generate_mac(k.cryptogram, m, algorithm, pad), length))
         except InvalidInput as e:
             out.append(e)
-    s.observer.key_used(k, len(messages))
+    s.observer.key_used(k, sum(1 for r in out if isinstance(r, bytes)))
     return out, k.version
 
 
@@ -99,5 +99,5 @@ def verify_mac_batch(
             out.append(False)
         except InvalidInput as e:
             out.append(e)
-    s.observer.key_used(k, len(messages))
+    s.observer.key_used(k, sum(1 for r in out if r is True))
     return out

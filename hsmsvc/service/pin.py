@@ -34,6 +34,7 @@ __all__ = [
     "translate_pin",
     "translate_pin_batch",
     "verify_pin",
+    "verify_pin_batch",
 ]
 
 
@@ -175,6 +176,56 @@ def verify_pin(
     guard.succeeded()
     s.observer.key_used(k)
     return True
+
+
+def verify_pin_batch(
+    s: Services,
+    caller: Caller,
+    key: KeyRef,
+    fmt: PinBlockFormat,
+    pin_blocks: Sequence[bytes],
+    pans: Sequence[str | None],
+    psk: KeyRef,
+    accounts: Sequence[str],
+    stored: Sequence[StoredPin],
+) -> list[bool | HsmsvcError]:
+    """Check many PIN blocks against stored PINs under one PSK.
+
+    Keys are looked up once and every card's counter is read in one query;
+    a failure within the batch counts at once for later items of the same card.
+    """
+    if not len(pin_blocks) == len(pans) == len(accounts) == len(stored):
+        raise InvalidInput("pans", "one PAN, account and stored PIN per PIN block")
+    k = s.key(caller, key, Operation.PIN_DECRYPT)
+    p = s.key(caller, psk, _psk_op, "psk")
+    out: list[bool | HsmsvcError] = []
+    guards: list[AttemptGuard | None] = []
+    for pan, account in zip(pans, accounts):
+        try:
+            guards.append(AttemptGuard(s, caller, pan or account))
+        except InvalidInput:
+            guards.append(None)  # the backend call below names the bad field
+    counts = s.store.failures(sorted({x for g in guards if g for x in g.subjects}), s.limits.window)
+    for block, pan, account, pin, guard in zip(pin_blocks, pans, accounts, stored, guards):
+        try:
+            if guard is not None:
+                guard.check_counts(counts)
+            s.backend.verify_pin_stored(block, k.cryptogram, fmt, pan, p.cryptogram, account, pin)
+        except (VerificationFailed, InvalidPinBlock) as e:
+            if guard is not None:  # always set: both come after the PAN and account were accepted
+                guard.failed(k.key_id, k.version, "verify")
+                for x in guard.subjects:
+                    counts[x] = counts.get(x, 0) + 1
+            out.append(False if isinstance(e, VerificationFailed) else e)
+            continue
+        except HsmsvcError as e:
+            out.append(e)
+            continue
+        if guard is not None:
+            guard.succeeded()
+        out.append(True)
+    s.observer.key_used(k, sum(1 for r in out if r is True))
+    return out
 
 
 def encrypt_pin_for_storage(

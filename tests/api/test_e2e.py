@@ -396,3 +396,18 @@ def test_every_key_action_and_failed_check_is_audited(server: Env, keys: dict[st
     finally:
         st.close()
         b.close()
+
+
+def test_verify_pin_batch_against_stored_digests(core: Client, keys: dict[str, bytes]) -> None:
+    accounts = ["6222020200000000011", "6222020200000000029", "6222020200000000037"]
+    pans = ["4000001111111118", "4000001111111126", "4000001111111134"]
+    stored = b"".join(ind.pin_digest(keys["psk"], a, "135790") for a in accounts)
+    pins = ["135790", "135791", "135790"]
+    blocks = [ind.tdes_ecb(keys["zpk1"], ind.iso0(p, pan)) for p, pan in zip(pins, pans)]
+    blocks[2] = secrets.token_bytes(8)
+    r = core.pins.VerifyPinBatch(pin_pb.VerifyPinBatchRequest(
+        key=pb.KeyRef(key_id="zpk1"), format=pb.PIN_BLOCK_FORMAT_ISO_0, pin_blocks=b"".join(blocks), pans=pans,
+        psk=pb.KeyRef(key_id="psk-digest"), method=pb.STORED_PIN_METHOD_DIGEST, accounts=accounts,
+        stored_pins=stored))
+    assert list(r.verified) == [True, False, False]
+    assert [(e.index, e.message) for e in r.errors] == [(2, "pin_block: PIN block invalid")]

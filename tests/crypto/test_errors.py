@@ -6,7 +6,6 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from hsmsvc.crypto._cipher import BlockCipher
 from hsmsvc.crypto import cmac, components, ibm3624, kcv, mac, pinblock, pindigest, pvv, sm2, tr31
 from hsmsvc.crypto._cipher import BlockCipher
 from hsmsvc.errors import HsmsvcError
