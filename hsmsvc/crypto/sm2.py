@@ -34,9 +34,13 @@ __all__ = [
     "Curve",
     "PrivateKey",
     "PublicKey",
+    "ciphertext_from_der",
     "decrypt",
     "encrypt",
     "generate_private_key",
+    "private_key_from_d",
+    "public_key_from_der",
+    "public_key_to_der",
     "sign",
     "signature_from_der",
     "signature_to_der",
@@ -142,9 +146,75 @@ def _mul(curve: Curve, k: int, x: int, y: int) -> tuple[int, int]:
 
 def generate_private_key(curve: Curve = SM2P256V1) -> PrivateKey:
     """A fresh key pair, d uniform in [1, n-2] (GB/T 32918.1-2016)."""
-    d = secrets.randbelow(curve.n - 2) + 1
+    return private_key_from_d(secrets.randbelow(curve.n - 2) + 1, curve)
+
+
+def private_key_from_d(d: int, curve: Curve = SM2P256V1) -> PrivateKey:
+    """The key pair of scalar ``d``: P = dG."""
+    if not isinstance(d, int) or not 1 <= d <= curve.n - 2:
+        raise InvalidInput("private_key", "in [1, n-2]")
     x, y = _mul(curve, d, curve.gx, curve.gy)
     return PrivateKey(d, PublicKey(x, y, curve))
+
+
+# SubjectPublicKeyInfo { AlgorithmIdentifier { id-ecPublicKey, sm2p256v1
+# (1.2.156.10197.1.301, GM/T 0006-2012) }, BIT STRING 04||x||y }.
+_SPKI_PREFIX: Final = bytes.fromhex("3059301306072a8648ce3d020106082a811ccf5501822d034200")
+
+
+def public_key_to_der(public: PublicKey) -> bytes:
+    """X.509 SubjectPublicKeyInfo DER of an sm2p256v1 key (GB/T 35276-2017 clause 7)."""
+    if public.curve != SM2P256V1:
+        raise InvalidInput("public_key", "sm2p256v1 only")
+    return _SPKI_PREFIX + public.encode()
+
+
+def public_key_from_der(der: bytes) -> PublicKey:
+    """Inverse of :func:`public_key_to_der`; only the sm2p256v1 encoding is accepted."""
+    if not isinstance(der, (bytes, bytearray)) or len(der) != len(_SPKI_PREFIX) + 65 or not der.startswith(_SPKI_PREFIX):
+        raise InvalidInput("public_key", "SubjectPublicKeyInfo DER of an sm2p256v1 key")
+    return PublicKey.decode(bytes(der[len(_SPKI_PREFIX) :]))
+
+
+def _der_read(der: bytes, pos: int, tag: int) -> tuple[bytes, int]:
+    if der[pos] != tag:
+        raise ValueError
+    n = der[pos + 1]
+    pos += 2
+    if n & 0x80:  # long form, at most two length bytes here
+        width = n & 0x7F
+        if width not in (1, 2):
+            raise ValueError
+        n = int.from_bytes(der[pos : pos + width], "big")
+        pos += width
+    if pos + n > len(der):
+        raise ValueError
+    return der[pos : pos + n], pos + n
+
+
+def ciphertext_from_der(der: bytes, curve: Curve = SM2P256V1) -> bytes:
+    """GB/T 35276-2017 SM2Cipher DER SEQUENCE { x, y, C3, C2 } to C1||C3||C2.
+
+    OpenSSL's ``pkeyutl -encrypt`` and most GM/T 0009 devices emit this form.
+    """
+    try:
+        body, end = _der_read(bytes(der), 0, 0x30)
+        if end != len(der):
+            raise ValueError
+        pos, parts = 0, []
+        for tag in (0x02, 0x02, 0x04, 0x04):
+            v, pos = _der_read(body, pos, tag)
+            parts.append(v)
+        if pos != len(body):
+            raise ValueError
+    except (ValueError, IndexError):
+        raise InvalidInput("ciphertext", "does not decrypt") from None
+    x, y, c3, c2 = parts
+    s = curve.size
+    xi, yi = int.from_bytes(x, "big"), int.from_bytes(y, "big")
+    if xi >= 1 << (8 * s) or yi >= 1 << (8 * s) or len(c3) != 32:
+        raise InvalidInput("ciphertext", "does not decrypt")
+    return b"\x04" + xi.to_bytes(s, "big") + yi.to_bytes(s, "big") + c3 + c2
 
 
 def sm3(data: bytes) -> bytes:

@@ -154,10 +154,11 @@ def wrap(kbpk: bytes, header: Header, key: bytes, pad_to: int | None = None) -> 
     """Wrap ``key`` under ``kbpk`` into a TR-31 key block string.
 
     ``pad_to`` pads the key field to that many bytes to hide the key's length
-    (TR-31 key length obfuscation).
+    (TR-31 key length obfuscation). Asymmetric private keys (DER) travel the
+    same way, as ANSI X9.143 allows; the 9999-character block limit bounds them.
     """
-    if not isinstance(key, (bytes, bytearray)) or not 1 <= len(key) <= 64:
-        raise InvalidInput("key", "1 to 64 bytes")
+    if not isinstance(key, (bytes, bytearray)) or not 1 <= len(key) <= 4096:
+        raise InvalidInput("key", "1 to 4096 bytes")
     alg = _kbpk_algorithm(header.version, kbpk)
     bs = alg.block_size
     hdr = header.encode(bs)

@@ -1,0 +1,136 @@
+"""Key transport under a key pair: RSAES-OAEP and SM2 encryption.
+
+* RSA: RSAES-OAEP with SHA-256 and MGF1-SHA-256, empty label (RFC 8017
+  clause 7.1), 2048- or 3072-bit modulus, public exponent 65537.
+* SM2: public-key encryption on sm2p256v1 (GB/T 32918.4-2016), ciphertext
+  C1||C3||C2, or the SM2Cipher DER of GB/T 35276-2017 that OpenSSL emits.
+
+A private key is held, inside a backend only, as PKCS#8 DER (RFC 5208) for
+RSA and as the 32-byte big-endian scalar d for SM2. Public keys travel as
+X.509 SubjectPublicKeyInfo DER. A key pair's check value is a fingerprint: the
+first 8 bytes of SHA-256 (RSA) or SM3 (SM2) over that DER.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+from cryptography.exceptions import UnsupportedAlgorithm
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import padding, rsa
+
+from hsmsvc.crypto import sm2
+from hsmsvc.errors import InvalidInput
+from hsmsvc.types import Algorithm
+
+__all__ = ["TransportKey", "encrypt", "fingerprint", "generate_private_key", "load_private_key"]
+
+_RSA_BITS: Final = {Algorithm.RSA_2048: 2048, Algorithm.RSA_3072: 3072}
+_OAEP: Final = padding.OAEP(mgf=padding.MGF1(hashes.SHA256()), algorithm=hashes.SHA256(), label=None)
+_FAIL: Final = "does not decrypt"
+
+
+def _check(algorithm: Algorithm) -> None:
+    if not isinstance(algorithm, Algorithm) or not algorithm.is_asymmetric:
+        raise InvalidInput("algorithm", "RSA_2048, RSA_3072 or SM2")
+
+
+def fingerprint(algorithm: Algorithm, public_der: bytes) -> bytes:
+    """First 8 bytes of SHA-256 (RSA) or SM3 (SM2) over the SubjectPublicKeyInfo DER."""
+    _check(algorithm)
+    if algorithm is Algorithm.SM2:
+        return sm2.sm3(public_der)[:8]
+    h = hashes.Hash(hashes.SHA256())
+    h.update(public_der)
+    return h.finalize()[:8]
+
+
+def generate_private_key(algorithm: Algorithm) -> bytes:
+    """A fresh key pair's private half in the encoding this module holds."""
+    _check(algorithm)
+    if algorithm is Algorithm.SM2:
+        return sm2.generate_private_key().d.to_bytes(32, "big")
+    key = rsa.generate_private_key(public_exponent=65537, key_size=_RSA_BITS[algorithm])
+    return key.private_bytes(
+        serialization.Encoding.DER, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+
+
+class TransportKey:
+    """A loaded private key: decrypts transported keys, gives its public half."""
+
+    __slots__ = ("_rsa", "_sm2", "algorithm", "fingerprint", "public_der")
+
+    def __init__(self, algorithm: Algorithm, rsa_key: rsa.RSAPrivateKey | None, sm2_key: sm2.PrivateKey | None) -> None:
+        self.algorithm = algorithm
+        self._rsa = rsa_key
+        self._sm2 = sm2_key
+        if rsa_key is not None:
+            self.public_der = rsa_key.public_key().public_bytes(
+                serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+            )
+        else:
+            assert sm2_key is not None
+            self.public_der = sm2.public_key_to_der(sm2_key.public)
+        self.fingerprint = fingerprint(algorithm, self.public_der)
+
+    def __repr__(self) -> str:
+        return f"TransportKey({self.algorithm.value}, {self.fingerprint.hex().upper()})"
+
+    def decrypt(self, ciphertext: bytes) -> bytes:
+        """The transported bytes; one ``InvalidInput`` for every fault (no Manger oracle)."""
+        if not isinstance(ciphertext, (bytes, bytearray)) or not 1 <= len(ciphertext) <= 1024:
+            raise InvalidInput("wrapped_key", _FAIL)
+        data = bytes(ciphertext)
+        if self._rsa is not None:
+            if len(data) != self._rsa.key_size // 8:
+                raise InvalidInput("wrapped_key", _FAIL)
+            try:
+                return self._rsa.decrypt(data, _OAEP)
+            except ValueError:
+                raise InvalidInput("wrapped_key", _FAIL) from None
+        assert self._sm2 is not None
+        try:
+            if data[0] == 0x30:
+                data = sm2.ciphertext_from_der(data)
+            return sm2.decrypt(self._sm2, data)
+        except InvalidInput:
+            raise InvalidInput("wrapped_key", _FAIL) from None
+
+
+def load_private_key(algorithm: Algorithm, encoded: bytes) -> TransportKey:
+    """Parse and check a private key held in this module's encoding."""
+    _check(algorithm)
+    if not isinstance(encoded, (bytes, bytearray)):
+        raise InvalidInput("private_key", "bytes")
+    if algorithm is Algorithm.SM2:
+        if len(encoded) != 32:
+            raise InvalidInput("private_key", "32 bytes for SM2")
+        return TransportKey(algorithm, None, sm2.private_key_from_d(int.from_bytes(encoded, "big")))
+    try:
+        key = serialization.load_der_private_key(bytes(encoded), password=None)
+    except (ValueError, TypeError, UnsupportedAlgorithm):
+        raise InvalidInput("private_key", "PKCS#8 DER") from None
+    if (
+        not isinstance(key, rsa.RSAPrivateKey)
+        or key.key_size != _RSA_BITS[algorithm]
+        or key.public_key().public_numbers().e != 65537
+    ):
+        raise InvalidInput("private_key", f"an RSA key of {_RSA_BITS[algorithm]} bits, e = 65537")
+    return TransportKey(algorithm, key, None)
+
+
+def encrypt(algorithm: Algorithm, public_der: bytes, data: bytes) -> bytes:
+    """Wrap ``data`` under a public key (what a terminal or a ceremony client does)."""
+    _check(algorithm)
+    if not isinstance(data, (bytes, bytearray)) or not 1 <= len(data) <= 64:
+        raise InvalidInput("data", "1 to 64 bytes")
+    if algorithm is Algorithm.SM2:
+        return sm2.encrypt(sm2.public_key_from_der(public_der), bytes(data))
+    try:
+        key = serialization.load_der_public_key(bytes(public_der))
+    except (ValueError, TypeError, UnsupportedAlgorithm):
+        raise InvalidInput("public_key", "SubjectPublicKeyInfo DER") from None
+    if not isinstance(key, rsa.RSAPublicKey) or key.key_size != _RSA_BITS[algorithm]:
+        raise InvalidInput("public_key", f"an RSA key of {_RSA_BITS[algorithm]} bits")
+    return key.encrypt(bytes(data), _OAEP)
