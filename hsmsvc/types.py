@@ -9,10 +9,16 @@ from __future__ import annotations
 from enum import Enum, unique
 from typing import Final
 
+from hsmsvc.errors import InvalidInput
+
 
 @unique
 class Algorithm(Enum):
-    """A block cipher and key length. Key length is checked when a key is built."""
+    """A block cipher and key length, or a key-pair algorithm for key transport.
+
+    Key-pair algorithms belong to KTKs only (see ``hsm.policy``); asking one
+    for a block size or a symmetric key length is refused.
+    """
 
     TDES_2KEY = "TDES_2KEY"
     """Two-key Triple DES (ANSI X9.52 / ISO/IEC 18033-3), 16-byte key K1||K2."""
@@ -23,14 +29,29 @@ class Algorithm(Enum):
     AES_256 = "AES_256"
     SM4 = "SM4"
     """SM4 block cipher (GB/T 32907-2016), 16-byte key, 16-byte block."""
+    RSA_2048 = "RSA_2048"
+    """RSA key pair, 2048-bit modulus; transports keys by RSAES-OAEP (RFC 8017 clause 7.1)."""
+    RSA_3072 = "RSA_3072"
+    SM2 = "SM2"
+    """SM2 key pair on sm2p256v1; transports keys by SM2 encryption (GB/T 32918.4-2016)."""
+
+    @property
+    def is_asymmetric(self) -> bool:
+        return self in (Algorithm.RSA_2048, Algorithm.RSA_3072, Algorithm.SM2)
 
     @property
     def block_size(self) -> int:
-        return _BLOCK_SIZE[self]
+        try:
+            return _BLOCK_SIZE[self]
+        except KeyError:
+            raise InvalidInput("algorithm", f"{self.value} is not a block cipher") from None
 
     @property
     def key_length(self) -> int:
-        return _KEY_LENGTH[self]
+        try:
+            return _KEY_LENGTH[self]
+        except KeyError:
+            raise InvalidInput("algorithm", f"{self.value} is a key pair: generate it in the backend") from None
 
     @property
     def is_tdes(self) -> bool:
@@ -83,6 +104,10 @@ class KeyType(Enum):
     """Terminal MAC key."""
     DEK = "DEK"
     """Data encryption key for sensitive fields."""
+    KTK = "KTK"
+    """Key transport key pair (RSA or SM2): the private half under the LMK unwraps
+    keys sent under the public half, such as a terminal's one-time PIN key
+    (bank design 004 clause 5.2.4(2)) or a ceremony component."""
 
 
 @unique
@@ -93,6 +118,8 @@ class KeyUsage(Enum):
     DATA = "D0"
     KEK = "K0"
     KBPK = "K1"
+    ASYMMETRIC_KEY_WRAPPING = "K3"
+    """TR-31:2018 "asymmetric key for key agreement/key wrapping"."""
     MAC_ISO9797_ALG1 = "M1"
     MAC_ISO9797_ALG3 = "M3"
     MAC_CMAC = "M6"

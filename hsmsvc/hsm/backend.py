@@ -36,6 +36,8 @@ __all__ = [
     "KeyCryptogram",
     "KeyForm",
     "KeySpec",
+    "OneTimeKey",
+    "PinKey",
     "StoredPin",
     "StoredPinMethod",
 ]
@@ -69,6 +71,9 @@ class Command(Enum):
     RANDOM = "RANDOM"
     AUDIT_MAC = "AUDIT_MAC"
     PAN_HASH = "PAN_HASH"
+    PUBLIC_KEY = "PUBLIC_KEY"
+    ONE_TIME_PIN_KEY = "ONE_TIME_PIN_KEY"
+    """Take a PIN block under a one-time key wrapped under a KTK (004 clause 5.2.4(2))."""
 
 
 @unique
@@ -171,6 +176,28 @@ class KeyCryptogram:
 
 
 @dataclass(frozen=True)
+class OneTimeKey:
+    """A terminal's one-time PIN key, wrapped under a KTK's public half.
+
+    The bank design's terminals without an HSM (004 clause 5.2.4(2)) encipher
+    the PIN block under a fresh key and send that key under the core's public
+    key; the backend unwraps it and uses it for that one PIN block, in the same
+    command, so the one-time key never exists outside the backend.
+    """
+
+    ktk: KeyCryptogram
+    algorithm: Algorithm
+    wrapped: bytes
+
+    def __repr__(self) -> str:
+        return f"OneTimeKey({self.algorithm.value} under {self.ktk!r})"
+
+
+PinKey = KeyCryptogram | OneTimeKey
+"""What a PIN block arrives under: a stored TPK/ZPK, or a one-time key."""
+
+
+@dataclass(frozen=True)
 class StoredPin:
     """A PIN at rest: enciphered or digested under a PSK, bound to one account."""
 
@@ -253,10 +280,14 @@ class Backend(Protocol):
 
     def kcv(self, key: KeyCryptogram) -> bytes: ...
 
+    def public_key(self, key: KeyCryptogram) -> bytes:
+        """A KTK's public half as SubjectPublicKeyInfo DER."""
+        ...
+
     def translate_pin(
         self,
         block: bytes,
-        src: KeyCryptogram,
+        src: PinKey,
         src_format: PinBlockFormat,
         dst: KeyCryptogram,
         dst_format: PinBlockFormat,
@@ -266,7 +297,7 @@ class Backend(Protocol):
     def encrypt_pin_for_storage(
         self,
         block: bytes,
-        key: KeyCryptogram,
+        key: PinKey,
         fmt: PinBlockFormat,
         pan: str | None,
         psk: KeyCryptogram,
@@ -276,7 +307,7 @@ class Backend(Protocol):
     def verify_pin_stored(
         self,
         block: bytes,
-        key: KeyCryptogram,
+        key: PinKey,
         fmt: PinBlockFormat,
         pan: str | None,
         psk: KeyCryptogram,
@@ -291,7 +322,7 @@ class Backend(Protocol):
     def verify_pin_ibm3624(
         self,
         block: bytes,
-        key: KeyCryptogram,
+        key: PinKey,
         fmt: PinBlockFormat,
         pan: str | None,
         pvk: KeyCryptogram,
@@ -304,7 +335,7 @@ class Backend(Protocol):
     def generate_pin_offset(
         self,
         block: bytes,
-        key: KeyCryptogram,
+        key: PinKey,
         fmt: PinBlockFormat,
         pan: str | None,
         pvk: KeyCryptogram,
@@ -314,7 +345,7 @@ class Backend(Protocol):
     def generate_pvv(
         self,
         block: bytes,
-        key: KeyCryptogram,
+        key: PinKey,
         fmt: PinBlockFormat,
         pan: str,
         pvk: KeyCryptogram,
@@ -324,7 +355,7 @@ class Backend(Protocol):
     def verify_pin_pvv(
         self,
         block: bytes,
-        key: KeyCryptogram,
+        key: PinKey,
         fmt: PinBlockFormat,
         pan: str,
         pvk: KeyCryptogram,

@@ -21,6 +21,7 @@ from hsmsvc.crypto import _validate, fields
 from hsmsvc.errors import (
     HsmsvcError,
     InvalidInput,
+    InvalidPinBlock,
     KeyUsageViolation,
     PermissionDenied,
     Unsupported,
@@ -37,6 +38,8 @@ from hsmsvc.hsm.backend import (
     FieldParams,
     KeyCryptogram,
     KeySpec,
+    OneTimeKey,
+    PinKey,
     StoredPin,
     StoredPinMethod,
 )
@@ -61,6 +64,9 @@ STRENGTH: Final = {
     Algorithm.AES_192: 192,
     Algorithm.AES_256: 256,
     Algorithm.SM4: 128,
+    Algorithm.RSA_2048: 112,
+    Algorithm.RSA_3072: 128,
+    Algorithm.SM2: 128,
 }
 _MAC_LENGTHS: Final = {
     MacAlgorithm.HMAC_SHA256: (16, 32),
@@ -138,6 +144,17 @@ class CommandBackend(ABC):
     @abstractmethod
     def _lmk_cmac(self, data: bytes) -> bytes: ...
 
+    def _transport_decrypt(self, ktk: LoadedKey, wrapped: bytes) -> bytes:
+        """Unwrap bytes sent under a KTK's public half; one error for every fault."""
+        raise Unsupported("command", f"{Command.ONE_TIME_PIN_KEY.value} is not supported by this backend")
+
+    def _public_key(self, ktk: LoadedKey) -> bytes:
+        raise Unsupported("command", f"{Command.PUBLIC_KEY.value} is not supported by this backend")
+
+    def _transient(self, algorithm: Algorithm, clear: bytes) -> LoadedKey:
+        """A key for one command only (a one-time PIN key), never stored or cached."""
+        raise Unsupported("command", f"{Command.ONE_TIME_PIN_KEY.value} is not supported by this backend")
+
     @abstractmethod
     def _random(self, length: int) -> bytes: ...
 
@@ -181,12 +198,38 @@ class CommandBackend(ABC):
         policy.require(ls.key_type, ls.usage, ls.mode_of_use, op, ls.exportability)
         return loaded
 
-    def _pin(
-        self, block: bytes, key: KeyCryptogram, fmt: PinBlockFormat, pan: str | None
-    ) -> str:
+    def _pin(self, block: bytes, key: PinKey, fmt: PinBlockFormat, pan: str | None) -> str:
         _check_block(block, fmt)
-        k = self._use(key, Operation.PIN_DECRYPT)
+        if isinstance(key, OneTimeKey):
+            k = self._one_time(key)
+        else:
+            k = self._use(key, Operation.PIN_DECRYPT)
         return pinblock.decipher(fmt, k, bytes(block), pan)
+
+    def _one_time(self, key: OneTimeKey) -> LoadedKey:
+        """Unwrap a terminal's one-time PIN key (004 clause 5.2.4(2)).
+
+        Whatever goes wrong after the KTK is accepted (OAEP or SM2 decoding, the
+        key's length or TDES parts) is the same ``InvalidPinBlock`` a bad PIN
+        block gives, so the unwrap is no oracle either (Manger, 2001).
+        """
+        self._capabilities.require(Command.ONE_TIME_PIN_KEY)
+        alg = key.algorithm
+        if not isinstance(alg, Algorithm) or alg.is_asymmetric or alg not in self._capabilities.algorithms:
+            raise InvalidInput("one_time_key.algorithm", "a block cipher this backend supports")
+        if not isinstance(key.wrapped, (bytes, bytearray)):
+            raise InvalidInput("one_time_key.wrapped_key", "bytes")
+        ktk = self._use(key.ktk, Operation.KEY_TRANSPORT_DECRYPT)
+        if STRENGTH[alg] > STRENGTH[ktk.algorithm]:
+            raise KeyUsageViolation("one_time_key", f"{alg.value} is stronger than the KTK that carries it (X9.24-1)")
+        try:
+            clear = self._transport_decrypt(ktk, bytes(key.wrapped))
+            if alg.is_tdes:
+                clear = components.adjust_odd_parity(clear)  # DES ignores parity; terminals rarely set it
+            components.check_key(alg, clear)
+        except InvalidInput:
+            raise InvalidPinBlock() from None
+        return self._transient(alg, clear)
 
     # -- commands ----------------------------------------------------------------
 
@@ -239,6 +282,11 @@ class CommandBackend(ABC):
         if STRENGTH[key.algorithm] > STRENGTH[kek.algorithm]:
             raise KeyUsageViolation("kek", "weaker than the key it would carry (X9.24-1)")
 
+    def public_key(self, key: KeyCryptogram) -> bytes:
+        self._capabilities.require(Command.PUBLIC_KEY)
+        with self._guard():
+            return self._public_key(self._use(key, Operation.PUBLIC_KEY))
+
     def kcv(self, key: KeyCryptogram) -> bytes:
         self._capabilities.require(Command.KCV)
         with self._guard():
@@ -248,7 +296,7 @@ class CommandBackend(ABC):
     def translate_pin(
         self,
         block: bytes,
-        src: KeyCryptogram,
+        src: PinKey,
         src_format: PinBlockFormat,
         dst: KeyCryptogram,
         dst_format: PinBlockFormat,
@@ -286,7 +334,7 @@ class CommandBackend(ABC):
     def encrypt_pin_for_storage(
         self,
         block: bytes,
-        key: KeyCryptogram,
+        key: PinKey,
         fmt: PinBlockFormat,
         pan: str | None,
         psk: KeyCryptogram,
@@ -301,7 +349,7 @@ class CommandBackend(ABC):
     def verify_pin_stored(
         self,
         block: bytes,
-        key: KeyCryptogram,
+        key: PinKey,
         fmt: PinBlockFormat,
         pan: str | None,
         psk: KeyCryptogram,
@@ -358,7 +406,7 @@ class CommandBackend(ABC):
     def verify_pin_ibm3624(
         self,
         block: bytes,
-        key: KeyCryptogram,
+        key: PinKey,
         fmt: PinBlockFormat,
         pan: str | None,
         pvk: KeyCryptogram,
@@ -375,7 +423,7 @@ class CommandBackend(ABC):
     def generate_pin_offset(
         self,
         block: bytes,
-        key: KeyCryptogram,
+        key: PinKey,
         fmt: PinBlockFormat,
         pan: str | None,
         pvk: KeyCryptogram,
@@ -391,7 +439,7 @@ class CommandBackend(ABC):
     def generate_pvv(
         self,
         block: bytes,
-        key: KeyCryptogram,
+        key: PinKey,
         fmt: PinBlockFormat,
         pan: str,
         pvk: KeyCryptogram,
@@ -406,7 +454,7 @@ class CommandBackend(ABC):
     def verify_pin_pvv(
         self,
         block: bytes,
-        key: KeyCryptogram,
+        key: PinKey,
         fmt: PinBlockFormat,
         pan: str,
         pvk: KeyCryptogram,

@@ -48,6 +48,10 @@ class Operation(Enum):
     """Unwrap another key under this one (ZMK/TMK)."""
     KEY_EXPORT = "KEY_EXPORT"
     """Be wrapped under a ZMK/TMK and leave the backend."""
+    KEY_TRANSPORT_DECRYPT = "KEY_TRANSPORT_DECRYPT"
+    """Unwrap a key sent under this key pair's public half (KTK)."""
+    PUBLIC_KEY = "PUBLIC_KEY"
+    """Give out this key pair's public half (KTK)."""
 
 
 # The usages each key type may carry. K0 KEKs exchange keys in the legacy ECB
@@ -73,6 +77,7 @@ USAGES: Final[Mapping[KeyType, frozenset[KeyUsage]]] = {
         {KeyUsage.MAC_ISO9797_ALG1, KeyUsage.MAC_ISO9797_ALG3, KeyUsage.MAC_CMAC}
     ),
     KeyType.DEK: frozenset({KeyUsage.DATA}),
+    KeyType.KTK: frozenset({KeyUsage.ASYMMETRIC_KEY_WRAPPING}),
 }
 
 _N = ModeOfUse.NO_RESTRICTIONS
@@ -137,9 +142,20 @@ ALLOWED: Final[
         _DEC,
     ),
     Operation.KEY_EXPORT: (
-        frozenset(KeyType) - {KeyType.LMK},
+        # A KTK's private half never leaves; its public half is not an export.
+        frozenset(KeyType) - {KeyType.LMK, KeyType.KTK},
         frozenset(KeyUsage),
         frozenset(ModeOfUse),
+    ),
+    Operation.KEY_TRANSPORT_DECRYPT: (
+        frozenset({KeyType.KTK}),
+        frozenset({KeyUsage.ASYMMETRIC_KEY_WRAPPING}),
+        frozenset({ModeOfUse.DECRYPT_ONLY, _N}),
+    ),
+    Operation.PUBLIC_KEY: (
+        frozenset({KeyType.KTK}),
+        frozenset({KeyUsage.ASYMMETRIC_KEY_WRAPPING}),
+        frozenset({ModeOfUse.DECRYPT_ONLY, _N}),
     ),
 }
 
@@ -168,6 +184,8 @@ def check_binding(
         raise InvalidInput("key_type", "an LMK is formed only by `hsmsvc lmk init`")
     if usage not in USAGES[key_type]:
         raise InvalidInput("usage", f"not a usage of a {key_type.value}")
+    if algorithm.is_asymmetric != (key_type is KeyType.KTK):
+        raise InvalidInput("algorithm", "RSA and SM2 are for KTKs, and a KTK is RSA or SM2")
     if usage is KeyUsage.MAC_ISO9797_ALG3 and algorithm is not Algorithm.TDES_2KEY:
         raise InvalidInput("algorithm", "ISO 9797-1 algorithm 3 needs a two-key TDES key")
     if key_type is KeyType.PVK and algorithm is not Algorithm.TDES_2KEY:

@@ -24,7 +24,7 @@ from multiprocessing.connection import Connection
 from typing import Any, Sequence
 
 from hsmsvc.errors import BackendUnavailable, HsmsvcError, PermissionDenied
-from hsmsvc.hsm.backend import Capabilities, FieldParams, KeyCryptogram, KeySpec, StoredPin
+from hsmsvc.hsm.backend import Capabilities, FieldParams, KeyCryptogram, KeySpec, PinKey, StoredPin
 from hsmsvc.hsm.config import Pkcs11Config, SoftConfig, build
 from hsmsvc.types import MacAlgorithm, Padding, PinBlockFormat
 
@@ -284,10 +284,13 @@ class Pool:
     def kcv(self, key: KeyCryptogram) -> bytes:
         return self._call("kcv", key)  # type: ignore[no-any-return]
 
+    def public_key(self, key: KeyCryptogram) -> bytes:
+        return self._call("public_key", key)  # type: ignore[no-any-return]
+
     def translate_pin(
         self,
         block: bytes,
-        src: KeyCryptogram,
+        src: PinKey,
         src_format: PinBlockFormat,
         dst: KeyCryptogram,
         dst_format: PinBlockFormat,
@@ -296,13 +299,13 @@ class Pool:
         return self._call("translate_pin", block, src, src_format, dst, dst_format, pan)  # type: ignore[no-any-return]
 
     def encrypt_pin_for_storage(
-        self, block: bytes, key: KeyCryptogram, fmt: PinBlockFormat, pan: str | None,
+        self, block: bytes, key: PinKey, fmt: PinBlockFormat, pan: str | None,
         psk: KeyCryptogram, account: str,
     ) -> StoredPin:
         return self._call("encrypt_pin_for_storage", block, key, fmt, pan, psk, account)  # type: ignore[no-any-return]
 
     def verify_pin_stored(
-        self, block: bytes, key: KeyCryptogram, fmt: PinBlockFormat, pan: str | None,
+        self, block: bytes, key: PinKey, fmt: PinBlockFormat, pan: str | None,
         psk: KeyCryptogram, account: str, stored: StoredPin,
     ) -> None:
         self._call("verify_pin_stored", block, key, fmt, pan, psk, account, stored)
@@ -313,24 +316,24 @@ class Pool:
         return self._call("reencrypt_stored_pin", stored, old_psk, new_psk, account)  # type: ignore[no-any-return]
 
     def verify_pin_ibm3624(
-        self, block: bytes, key: KeyCryptogram, fmt: PinBlockFormat, pan: str | None,
+        self, block: bytes, key: PinKey, fmt: PinBlockFormat, pan: str | None,
         pvk: KeyCryptogram, validation_data: str, offset: str,
     ) -> None:
         self._call("verify_pin_ibm3624", block, key, fmt, pan, pvk, validation_data, offset)
 
     def generate_pin_offset(
-        self, block: bytes, key: KeyCryptogram, fmt: PinBlockFormat, pan: str | None,
+        self, block: bytes, key: PinKey, fmt: PinBlockFormat, pan: str | None,
         pvk: KeyCryptogram, validation_data: str,
     ) -> str:
         return self._call("generate_pin_offset", block, key, fmt, pan, pvk, validation_data)  # type: ignore[no-any-return]
 
     def generate_pvv(
-        self, block: bytes, key: KeyCryptogram, fmt: PinBlockFormat, pan: str, pvk: KeyCryptogram, pvki: int,
+        self, block: bytes, key: PinKey, fmt: PinBlockFormat, pan: str, pvk: KeyCryptogram, pvki: int,
     ) -> str:
         return self._call("generate_pvv", block, key, fmt, pan, pvk, pvki)  # type: ignore[no-any-return]
 
     def verify_pin_pvv(
-        self, block: bytes, key: KeyCryptogram, fmt: PinBlockFormat, pan: str,
+        self, block: bytes, key: PinKey, fmt: PinBlockFormat, pan: str,
         pvk: KeyCryptogram, pvki: int, pvv: str,
     ) -> None:
         self._call("verify_pin_pvv", block, key, fmt, pan, pvk, pvki, pvv)

@@ -25,7 +25,7 @@ __all__ = ["KeyManager"]
 # A RETIRING key still checks what was made under it, and makes nothing new.
 _RETIRING_OK: Final = frozenset(
     {Operation.PIN_DECRYPT, Operation.MAC_VERIFY, Operation.DATA_DECRYPT, Operation.KEY_IMPORT_UNDER,
-     Operation.PIN_VERIFY_IBM3624, Operation.PIN_VERIFY_PVV}
+     Operation.PIN_VERIFY_IBM3624, Operation.PIN_VERIFY_PVV, Operation.KEY_TRANSPORT_DECRYPT}
 )
 _TRANSITIONS: Final = {
     KeyState.PENDING: frozenset({KeyState.ACTIVE, KeyState.REVOKED, KeyState.DESTROYED}),

@@ -66,9 +66,11 @@ _KEY_DOMAIN: Final = b"hsmsvc/p11-key/v1\x00"
 PKCS11_CAPABILITIES: Final = Capabilities(
     # No EXPORT_KEY: producing the ECB or TR-31 form would need the clear key
     # outside the token, and SoftHSM has no CKM_DES3_ECB key wrap.
-    commands=frozenset(Command) - {Command.EXPORT_KEY},
+    # No KTKs: SoftHSM 2.6 does RSA-OAEP with SHA-1 only (SHA-256 parameters
+    # give CKR_ARGUMENTS_BAD, measured here), and hsmsvc's scheme is OAEP-SHA-256.
+    commands=frozenset(Command) - {Command.EXPORT_KEY, Command.PUBLIC_KEY, Command.ONE_TIME_PIN_KEY},
     # SoftHSM2 has no SM2, SM3 or SM4 mechanisms.
-    algorithms=frozenset(Algorithm) - {Algorithm.SM4},
+    algorithms=frozenset(Algorithm) - {Algorithm.SM4, Algorithm.RSA_2048, Algorithm.RSA_3072, Algorithm.SM2},
     # No DES3_MAC in SoftHSM (so no retail MAC), no SM3 HMAC.
     mac_algorithms=frozenset(
         {MacAlgorithm.ISO9797_ALG1, MacAlgorithm.CMAC, MacAlgorithm.HMAC_SHA256}

@@ -20,7 +20,7 @@ from collections import OrderedDict
 from pathlib import Path
 from typing import Final
 
-from hsmsvc.crypto import cmac, components, fields, kcv, mac, tr31
+from hsmsvc.crypto import cmac, components, fields, kcv, keytransport, mac, tr31
 from hsmsvc.crypto._cipher import BlockCipher
 from hsmsvc.errors import InvalidInput, InvalidKeyBlock, KeyUsageViolation, Unsupported
 from hsmsvc.hsm.backend import Capabilities, Command, KeyCryptogram, KeySpec
@@ -31,6 +31,7 @@ from hsmsvc.types import (
     CipherMode,
     Exportability,
     HashAlgorithm,
+    KeyType,
     KeyUsage,
     MacAlgorithm,
     ModeOfUse,
@@ -55,6 +56,9 @@ _BLOCK_ALGORITHM: Final = {
     Algorithm.AES_192: tr31.KeyBlockAlgorithm.AES,
     Algorithm.AES_256: tr31.KeyBlockAlgorithm.AES,
     Algorithm.SM4: tr31.KeyBlockAlgorithm.SM4,
+    Algorithm.RSA_2048: tr31.KeyBlockAlgorithm.RSA,
+    Algorithm.RSA_3072: tr31.KeyBlockAlgorithm.RSA,
+    Algorithm.SM2: tr31.KeyBlockAlgorithm.ELLIPTIC_CURVE,
 }
 _MISMATCH: Final = "stored attributes do not match the key block"
 
@@ -67,25 +71,44 @@ def block_algorithm(spec: KeySpec) -> tr31.KeyBlockAlgorithm:
 
 
 class SoftKey:
-    """A verified key in memory, with cached ECB contexts (not thread-safe: used under the lock)."""
+    """A verified key in memory, with cached ECB contexts (not thread-safe: used under the lock).
 
-    __slots__ = ("_ecb", "_key", "algorithm", "kcv", "spec")
+    A KTK holds its loaded private key instead; policy keeps it from every
+    block-cipher command.
+    """
+
+    __slots__ = ("_ecb", "_key", "_pair", "algorithm", "kcv", "spec")
 
     def __init__(self, spec: KeySpec, key: bytes, check_value: bytes) -> None:
         self.spec = spec
         self.algorithm = spec.algorithm
         self.kcv = check_value
         self._key = key
-        self._ecb = BlockCipher(spec.algorithm, key)
+        if spec.algorithm.is_asymmetric:
+            self._pair: keytransport.TransportKey | None = keytransport.load_private_key(spec.algorithm, key)
+            self._ecb: BlockCipher | None = None
+        else:
+            self._pair = None
+            self._ecb = BlockCipher(spec.algorithm, key)
 
     def __repr__(self) -> str:
         return f"SoftKey({self.spec.key_id} v{self.spec.version})"
 
     def encrypt(self, data: bytes) -> bytes:
-        return self._ecb.encrypt(data)
+        return self._cipher().encrypt(data)
 
     def decrypt(self, data: bytes) -> bytes:
-        return self._ecb.decrypt(data)
+        return self._cipher().decrypt(data)
+
+    def _cipher(self) -> BlockCipher:
+        if self._ecb is None:
+            raise KeyUsageViolation("key", "a key pair is not a block cipher key")
+        return self._ecb
+
+    def pair(self) -> keytransport.TransportKey:
+        if self._pair is None:
+            raise KeyUsageViolation("key", "not a key pair")
+        return self._pair
 
     def field_encrypt(self, mode: CipherMode, iv: bytes, data: bytes, aad: bytes) -> bytes:
         return fields.encrypt(self.algorithm, self._key, mode, iv, data, aad)
@@ -162,7 +185,13 @@ class SoftBackend(CommandBackend):
     # -- key blocks under the LMK -------------------------------------------------
 
     def _seal_clear(self, spec: KeySpec, clear: bytes) -> KeyCryptogram:
-        components.check_key(spec.algorithm, clear)
+        if spec.algorithm.is_asymmetric:
+            pair = keytransport.load_private_key(spec.algorithm, clear)
+            check, pad_to = pair.fingerprint, None
+        else:
+            components.check_key(spec.algorithm, clear)
+            # Pad every key to 32 bytes so a block does not reveal the key's length.
+            check, pad_to = kcv.kcv(spec.algorithm, clear), 32
         header = tr31.Header(
             tr31.KeyBlockVersion.D,
             spec.usage,
@@ -172,11 +201,12 @@ class SoftBackend(CommandBackend):
             spec.exportability,
             ((ATTRIBUTE_BLOCK, spec.attributes()),),
         )
-        # Pad every key to 32 bytes so a block does not reveal the key's length.
-        blob = tr31.wrap(self._lmk, header, clear, pad_to=32).encode("ascii")
-        return KeyCryptogram(spec, blob, kcv.kcv(spec.algorithm, clear))
+        blob = tr31.wrap(self._lmk, header, clear, pad_to=pad_to).encode("ascii")
+        return KeyCryptogram(spec, blob, check)
 
     def _new_key(self, spec: KeySpec) -> KeyCryptogram:
+        if spec.algorithm.is_asymmetric:
+            return self._seal_clear(spec, keytransport.generate_private_key(spec.algorithm))
         while True:
             clear = secrets.token_bytes(spec.algorithm.key_length)
             if spec.algorithm.is_tdes:
@@ -216,9 +246,14 @@ class SoftBackend(CommandBackend):
             or header.mode_of_use is not bound.mode_of_use
             or header.exportability is not bound.exportability
             or header.algorithm is not block_algorithm(bound)
-            or len(clear) != bound.algorithm.key_length
-            or kcv.kcv(bound.algorithm, clear) != key.kcv
         ):
+            raise KeyUsageViolation("key", _MISMATCH)
+        if bound.algorithm.is_asymmetric:
+            loaded = SoftKey(bound, clear, key.kcv)
+            if loaded.pair().fingerprint != key.kcv:
+                raise KeyUsageViolation("key", _MISMATCH)
+            return loaded
+        if len(clear) != bound.algorithm.key_length or kcv.kcv(bound.algorithm, clear) != key.kcv:
             raise KeyUsageViolation("key", _MISMATCH)
         return SoftKey(bound, clear, key.kcv)
 
@@ -269,6 +304,18 @@ class SoftBackend(CommandBackend):
         if len(x.raw()) % k.algorithm.block_size:
             raise InvalidInput("kek", "its block size does not divide the key's length")
         return k.encrypt(x.raw())
+
+    # -- key transport (KTKs) ------------------------------------------------------
+
+    def _transport_decrypt(self, ktk: LoadedKey, wrapped: bytes) -> bytes:
+        return _soft(ktk).pair().decrypt(wrapped)
+
+    def _public_key(self, ktk: LoadedKey) -> bytes:
+        return _soft(ktk).pair().public_der
+
+    def _transient(self, algorithm: Algorithm, clear: bytes) -> LoadedKey:
+        spec = KeySpec("one-time", 1, KeyType.TPK, algorithm, KeyUsage.PIN_ENCRYPTION, ModeOfUse.DECRYPT_ONLY)
+        return SoftKey(spec, clear, b"")
 
     # -- audit anchor ---------------------------------------------------------------
 
