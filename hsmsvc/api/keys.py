@@ -70,3 +70,12 @@ class KeyServicer(g.KeyServiceServicer):
     def GetKeyCheckValue(self, r: m.GetKeyCheckValueRequest, c: Caller) -> m.GetKeyCheckValueResponse:
         kcv, version = uc.key_check_value(self.s, c, cv.key_ref(r.key, "key", r.HasField("key")))
         return m.GetKeyCheckValueResponse(kcv=kcv, version=version)
+
+    @rpc("KeyService.GetPublicKey")
+    def GetPublicKey(self, r: m.GetPublicKeyRequest, c: Caller) -> m.GetPublicKeyResponse:
+        der, key = uc.public_key(self.s, c, cv.key_ref(r.key, "key", r.HasField("key")))
+        spec = key.cryptogram.spec
+        return m.GetPublicKeyResponse(
+            public_key=der, algorithm=cv.ALGORITHM.to_pb[spec.algorithm], fingerprint=key.cryptogram.kcv,
+            key_id=spec.key_id, version=spec.version,
+        )

@@ -33,6 +33,21 @@ def _pan(pan: str) -> str | None:
     return cv.text(pan, "pan", 19) or None
 
 
+def _one_time(k: m.OneTimeKey, field: str) -> uc.OneTimeKeyRef:
+    return uc.OneTimeKeyRef(
+        cv.key_ref(k.transport_key, f"{field}.transport_key", k.HasField("transport_key")),
+        cv.ALGORITHM.get(k.algorithm, f"{field}.algorithm"),
+        bytes(k.wrapped_key),
+    )
+
+
+def _source(r: m.TranslatePinRequest | m.VerifyPinRequest, oneof: str, key: str, one_time: str) -> uc.PinSource:
+    which = r.WhichOneof(oneof)
+    if which == one_time:
+        return _one_time(getattr(r, one_time), one_time)
+    return cv.key_ref(getattr(r, key), key, which == key)
+
+
 def _stored_check(c: m.StoredPinCheck, field: str) -> uc.StoredPinCheck:
     return uc.StoredPinCheck(
         cv.key_ref(c.psk, f"{field}.psk", c.HasField("psk")),
@@ -49,7 +64,7 @@ class PinServicer(g.PinServiceServicer):
     def _translate(self, r: m.TranslatePinRequest, c: Caller) -> m.TranslatePinResponse:
         block, version = uc.translate_pin(
             self.s, c,
-            cv.key_ref(r.source_key, "source_key", r.HasField("source_key")),
+            _source(r, "source", "source_key", "source_one_time_key"),
             cv.PIN_FORMAT.get(r.source_format, "source_format"),
             cv.key_ref(r.destination_key, "destination_key", r.HasField("destination_key")),
             cv.PIN_FORMAT.get(r.destination_format, "destination_format"),
@@ -105,7 +120,7 @@ class PinServicer(g.PinServiceServicer):
                                 cv.text(r.pvv.pvv, "pvv.pvv", 4))
         else:
             raise InvalidInput("check", "one of stored, ibm3624 or pvv")
-        ok = uc.verify_pin(self.s, c, cv.key_ref(r.key, "key", r.HasField("key")),
+        ok = uc.verify_pin(self.s, c, _source(r, "pin_key", "key", "one_time_key"),
                            cv.PIN_FORMAT.get(r.format, "format"), bytes(r.pin_block), _pan(r.pan), check)
         return m.VerifyPinResponse(verified=ok)
 

@@ -45,7 +45,9 @@ class Role(Enum):
     """Reads key metadata and the audit trail; changes nothing."""
 
 
-_READ: Final = frozenset({"KeyService.GetKey", "KeyService.ListKeys", "KeyService.GetKeyCheckValue"})
+_READ: Final = frozenset(
+    {"KeyService.GetKey", "KeyService.ListKeys", "KeyService.GetKeyCheckValue", "KeyService.GetPublicKey"}
+)
 ROLE_METHODS: Final[Mapping[Role, frozenset[str]]] = {
     Role.MANAGER: _READ
     | frozenset(
@@ -57,8 +59,10 @@ ROLE_METHODS: Final[Mapping[Role, frozenset[str]]] = {
             "KeyService.UpdateKeyState",
         }
     ),
-    Role.OPERATOR: frozenset({"PinService.*", "MacService.*", "DataService.*", "KeyService.GetKeyCheckValue"}),
-    Role.CUSTODIAN: frozenset({"KeyService.GetKeyCheckValue"}),
+    Role.OPERATOR: frozenset(
+        {"PinService.*", "MacService.*", "DataService.*", "KeyService.GetKeyCheckValue", "KeyService.GetPublicKey"}
+    ),
+    Role.CUSTODIAN: frozenset({"KeyService.GetKeyCheckValue", "KeyService.GetPublicKey"}),
     Role.AUDITOR: _READ,
 }
 # Pairs of roles one principal may not hold together.

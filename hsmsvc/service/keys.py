@@ -87,6 +87,12 @@ def key_check_value(s: Services, caller: Caller, ref: KeyRef) -> tuple[bytes, in
     return s.backend.kcv(key.cryptogram), key.version
 
 
+def public_key(s: Services, caller: Caller, ref: KeyRef) -> tuple[bytes, StoredKey]:
+    """A KTK's public half (SubjectPublicKeyInfo DER), for wrapping keys to this site."""
+    key = s.key(caller, ref, Operation.PUBLIC_KEY)
+    return s.backend.public_key(key.cryptogram), key
+
+
 def list_keys(
     s: Services, caller: Caller, key_type: KeyType | None, zone: str | None, page_size: int, page_token: str
 ) -> tuple[list[StoredKey], str]:

@@ -14,15 +14,17 @@ from dataclasses import dataclass
 from typing import Sequence
 
 from hsmsvc.errors import HsmsvcError, InvalidInput, InvalidPinBlock, VerificationFailed
-from hsmsvc.hsm.backend import StoredPin
+from hsmsvc.hsm.backend import OneTimeKey, PinKey, StoredPin
 from hsmsvc.hsm.policy import Operation
 from hsmsvc.keys.model import KeyRef, StoredKey
 from hsmsvc.service.attempts import AttemptGuard
 from hsmsvc.service.context import Caller, Services
-from hsmsvc.types import KeyUsage, PinBlockFormat
+from hsmsvc.types import Algorithm, KeyUsage, PinBlockFormat
 
 __all__ = [
     "OffsetCheck",
+    "OneTimeKeyRef",
+    "PinSource",
     "PinCheck",
     "PvvCheck",
     "StoredPinCheck",
@@ -68,6 +70,30 @@ class PvvCheck:
 PinCheck = StoredPinCheck | OffsetCheck | PvvCheck
 
 
+@dataclass(frozen=True)
+class OneTimeKeyRef:
+    """A terminal's one-time PIN key under a KTK's public half (bank design 004 clause 5.2.4(2))."""
+
+    transport_key: KeyRef
+    algorithm: Algorithm
+    wrapped_key: bytes
+
+
+PinSource = KeyRef | OneTimeKeyRef
+"""What a PIN block arrives under: a stored TPK or ZPK, or a one-time key."""
+
+
+def _source(s: Services, caller: Caller, source: PinSource, field: str) -> tuple[StoredKey, PinKey]:
+    """The stored key to audit and count, and what the backend deciphers under."""
+    if isinstance(source, OneTimeKeyRef):
+        if not isinstance(source.algorithm, Algorithm) or source.algorithm.is_asymmetric:
+            raise InvalidInput(f"{field}.algorithm", "a block cipher (TDES, AES or SM4)")
+        ktk = s.key(caller, source.transport_key, Operation.KEY_TRANSPORT_DECRYPT, f"{field}.transport_key")
+        return ktk, OneTimeKey(ktk.cryptogram, source.algorithm, bytes(source.wrapped_key))
+    k = s.key(caller, source, Operation.PIN_DECRYPT, field)
+    return k, k.cryptogram
+
+
 def _psk_op(key: StoredKey) -> Operation:
     usage = key.cryptogram.spec.usage
     return Operation.PIN_STORE_ENCRYPT if usage is KeyUsage.PIN_ENCRYPTION else Operation.PIN_STORE_DIGEST
@@ -83,7 +109,7 @@ def _card(pan: str | None, check: PinCheck | None = None) -> str | None:
 def translate_pin(
     s: Services,
     caller: Caller,
-    source: KeyRef,
+    source: PinSource,
     source_format: PinBlockFormat,
     destination: KeyRef,
     destination_format: PinBlockFormat,
@@ -91,13 +117,14 @@ def translate_pin(
     pan: str | None,
 ) -> tuple[bytes, int]:
     """Translate one PIN block; returns it and the destination key's version."""
-    src = s.key(caller, source, Operation.PIN_DECRYPT, "source_key")
+    field = "source_one_time_key" if isinstance(source, OneTimeKeyRef) else "source_key"
+    src, src_key = _source(s, caller, source, field)
     dst = s.key(caller, destination, Operation.PIN_ENCRYPT, "destination_key")
     guard = AttemptGuard(s, caller, None)
     guard.check_principal()
     try:
         out = s.backend.translate_pin(
-            pin_block, src.cryptogram, source_format, dst.cryptogram, destination_format, pan
+            pin_block, src_key, source_format, dst.cryptogram, destination_format, pan
         )
     except InvalidPinBlock:
         AttemptGuard(s, caller, pan).failed(src.key_id, src.version, "translate")
@@ -142,7 +169,7 @@ def translate_pin_batch(
 def verify_pin(
     s: Services,
     caller: Caller,
-    key: KeyRef,
+    key: PinSource,
     fmt: PinBlockFormat,
     pin_block: bytes,
     pan: str | None,
@@ -151,20 +178,20 @@ def verify_pin(
     """Check a PIN block against a stored PIN, an IBM 3624 offset or a PVV."""
     guard = AttemptGuard(s, caller, _card(pan, check))
     guard.check()
-    k = s.key(caller, key, Operation.PIN_DECRYPT)
+    k, pk = _source(s, caller, key, "one_time_key" if isinstance(key, OneTimeKeyRef) else "key")
     b = s.backend
     try:
         if isinstance(check, StoredPinCheck):
             psk = s.key(caller, check.psk, _psk_op, "psk")
-            b.verify_pin_stored(pin_block, k.cryptogram, fmt, pan, psk.cryptogram, check.account, check.stored)
+            b.verify_pin_stored(pin_block, pk, fmt, pan, psk.cryptogram, check.account, check.stored)
         elif isinstance(check, OffsetCheck):
             pvk = s.key(caller, check.pvk, Operation.PIN_VERIFY_IBM3624, "pvk")
-            b.verify_pin_ibm3624(pin_block, k.cryptogram, fmt, pan, pvk.cryptogram, check.validation_data, check.offset)
+            b.verify_pin_ibm3624(pin_block, pk, fmt, pan, pvk.cryptogram, check.validation_data, check.offset)
         elif isinstance(check, PvvCheck):
             if not pan:
                 raise InvalidInput("pan", "required for a PVV check")
             pvk = s.key(caller, check.pvk, Operation.PIN_VERIFY_PVV, "pvk")
-            b.verify_pin_pvv(pin_block, k.cryptogram, fmt, pan, pvk.cryptogram, check.pvki, check.pvv)
+            b.verify_pin_pvv(pin_block, pk, fmt, pan, pvk.cryptogram, check.pvki, check.pvv)
         else:
             raise InvalidInput("check", "a stored PIN, IBM 3624 offset or PVV check")
     except VerificationFailed:

@@ -158,3 +158,23 @@ class GetKeyCheckValueResponse(_message.Message):
     kcv: bytes
     version: int
     def __init__(self, kcv: _Optional[bytes] = ..., version: _Optional[int] = ...) -> None: ...
+
+class GetPublicKeyRequest(_message.Message):
+    __slots__ = ("key",)
+    KEY_FIELD_NUMBER: _ClassVar[int]
+    key: _types_pb2.KeyRef
+    def __init__(self, key: _Optional[_Union[_types_pb2.KeyRef, _Mapping]] = ...) -> None: ...
+
+class GetPublicKeyResponse(_message.Message):
+    __slots__ = ("public_key", "algorithm", "fingerprint", "key_id", "version")
+    PUBLIC_KEY_FIELD_NUMBER: _ClassVar[int]
+    ALGORITHM_FIELD_NUMBER: _ClassVar[int]
+    FINGERPRINT_FIELD_NUMBER: _ClassVar[int]
+    KEY_ID_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    public_key: bytes
+    algorithm: _types_pb2.Algorithm
+    fingerprint: bytes
+    key_id: str
+    version: int
+    def __init__(self, public_key: _Optional[bytes] = ..., algorithm: _Optional[_Union[_types_pb2.Algorithm, str]] = ..., fingerprint: _Optional[bytes] = ..., key_id: _Optional[str] = ..., version: _Optional[int] = ...) -> None: ...

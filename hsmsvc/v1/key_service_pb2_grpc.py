@@ -75,6 +75,11 @@ class KeyServiceStub:
                 request_serializer=hsmsvc_dot_v1_dot_key__service__pb2.GetKeyCheckValueRequest.SerializeToString,
                 response_deserializer=hsmsvc_dot_v1_dot_key__service__pb2.GetKeyCheckValueResponse.FromString,
                 _registered_method=True)
+        self.GetPublicKey = channel.unary_unary(
+                '/hsmsvc.v1.KeyService/GetPublicKey',
+                request_serializer=hsmsvc_dot_v1_dot_key__service__pb2.GetPublicKeyRequest.SerializeToString,
+                response_deserializer=hsmsvc_dot_v1_dot_key__service__pb2.GetPublicKeyResponse.FromString,
+                _registered_method=True)
 
 
 class KeyServiceServicer:
@@ -133,6 +138,13 @@ class KeyServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetPublicKey(self, request, context):
+        """GetPublicKey gives a KTK's public half, for terminals and ceremony clients to wrap keys under.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_KeyServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -175,6 +187,11 @@ def add_KeyServiceServicer_to_server(servicer, server):
                     servicer.GetKeyCheckValue,
                     request_deserializer=hsmsvc_dot_v1_dot_key__service__pb2.GetKeyCheckValueRequest.FromString,
                     response_serializer=hsmsvc_dot_v1_dot_key__service__pb2.GetKeyCheckValueResponse.SerializeToString,
+            ),
+            'GetPublicKey': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetPublicKey,
+                    request_deserializer=hsmsvc_dot_v1_dot_key__service__pb2.GetPublicKeyRequest.FromString,
+                    response_serializer=hsmsvc_dot_v1_dot_key__service__pb2.GetPublicKeyResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -394,6 +411,33 @@ class KeyService:
             '/hsmsvc.v1.KeyService/GetKeyCheckValue',
             hsmsvc_dot_v1_dot_key__service__pb2.GetKeyCheckValueRequest.SerializeToString,
             hsmsvc_dot_v1_dot_key__service__pb2.GetKeyCheckValueResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetPublicKey(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/hsmsvc.v1.KeyService/GetPublicKey',
+            hsmsvc_dot_v1_dot_key__service__pb2.GetPublicKeyRequest.SerializeToString,
+            hsmsvc_dot_v1_dot_key__service__pb2.GetPublicKeyResponse.FromString,
             options,
             channel_credentials,
             insecure,

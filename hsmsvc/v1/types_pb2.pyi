@@ -18,6 +18,9 @@ class Algorithm(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     ALGORITHM_AES_192: _ClassVar[Algorithm]
     ALGORITHM_AES_256: _ClassVar[Algorithm]
     ALGORITHM_SM4: _ClassVar[Algorithm]
+    ALGORITHM_RSA_2048: _ClassVar[Algorithm]
+    ALGORITHM_RSA_3072: _ClassVar[Algorithm]
+    ALGORITHM_SM2: _ClassVar[Algorithm]
 
 class KeyType(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -31,6 +34,7 @@ class KeyType(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     KEY_TYPE_MAK: _ClassVar[KeyType]
     KEY_TYPE_TAK: _ClassVar[KeyType]
     KEY_TYPE_DEK: _ClassVar[KeyType]
+    KEY_TYPE_KTK: _ClassVar[KeyType]
 
 class KeyUsage(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -45,6 +49,7 @@ class KeyUsage(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     KEY_USAGE_PIN_ENCRYPTION: _ClassVar[KeyUsage]
     KEY_USAGE_PIN_VERIFICATION_IBM3624: _ClassVar[KeyUsage]
     KEY_USAGE_PIN_VERIFICATION_VISA_PVV: _ClassVar[KeyUsage]
+    KEY_USAGE_ASYMMETRIC_KEY_WRAPPING: _ClassVar[KeyUsage]
 
 class ModeOfUse(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -126,6 +131,9 @@ ALGORITHM_AES_128: Algorithm
 ALGORITHM_AES_192: Algorithm
 ALGORITHM_AES_256: Algorithm
 ALGORITHM_SM4: Algorithm
+ALGORITHM_RSA_2048: Algorithm
+ALGORITHM_RSA_3072: Algorithm
+ALGORITHM_SM2: Algorithm
 KEY_TYPE_UNSPECIFIED: KeyType
 KEY_TYPE_ZMK: KeyType
 KEY_TYPE_TMK: KeyType
@@ -136,6 +144,7 @@ KEY_TYPE_PSK: KeyType
 KEY_TYPE_MAK: KeyType
 KEY_TYPE_TAK: KeyType
 KEY_TYPE_DEK: KeyType
+KEY_TYPE_KTK: KeyType
 KEY_USAGE_UNSPECIFIED: KeyUsage
 KEY_USAGE_DATA: KeyUsage
 KEY_USAGE_KEK: KeyUsage
@@ -147,6 +156,7 @@ KEY_USAGE_MAC_HMAC: KeyUsage
 KEY_USAGE_PIN_ENCRYPTION: KeyUsage
 KEY_USAGE_PIN_VERIFICATION_IBM3624: KeyUsage
 KEY_USAGE_PIN_VERIFICATION_VISA_PVV: KeyUsage
+KEY_USAGE_ASYMMETRIC_KEY_WRAPPING: KeyUsage
 MODE_OF_USE_UNSPECIFIED: ModeOfUse
 MODE_OF_USE_ENCRYPT_DECRYPT: ModeOfUse
 MODE_OF_USE_MAC_GENERATE_VERIFY: ModeOfUse

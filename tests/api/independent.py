@@ -6,11 +6,17 @@ what these functions compute from the clear keys the tests formed.
 
 from __future__ import annotations
 
+import hashlib
 import hmac
+import subprocess
+import tempfile
 import warnings
+from pathlib import Path
 
 from cryptography.hazmat.decrepit.ciphers.algorithms import TripleDES
 from cryptography.hazmat.primitives import cmac as pyca_cmac
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
 
@@ -94,3 +100,24 @@ def aes_cbc_pkcs7_decrypt(key: bytes, iv: bytes, data: bytes) -> bytes:
     d = Cipher(algorithms.AES(key), modes.CBC(iv)).decryptor()
     out = d.update(data) + d.finalize()
     return out[: -out[-1]]
+
+
+def rsa_oaep_wrap(spki: bytes, key: bytes) -> bytes:
+    """A terminal wrapping its one-time key: RSAES-OAEP, SHA-256 and MGF1-SHA-256."""
+    pub = serialization.load_der_public_key(spki)
+    assert isinstance(pub, rsa.RSAPublicKey)
+    return pub.encrypt(key, padding.OAEP(mgf=padding.MGF1(hashes.SHA256()), algorithm=hashes.SHA256(), label=None))
+
+
+def sm2_wrap(spki: bytes, key: bytes) -> bytes:
+    """The same with SM2, by the OpenSSL command line (SM2Cipher DER)."""
+    with tempfile.TemporaryDirectory() as d:
+        Path(d, "pub.der").write_bytes(spki)
+        Path(d, "k.bin").write_bytes(key)
+        subprocess.run(["openssl", "pkeyutl", "-encrypt", "-pubin", "-keyform", "DER", "-inkey", "pub.der",
+                        "-in", "k.bin", "-out", "ct.der"], cwd=d, check=True, capture_output=True)
+        return Path(d, "ct.der").read_bytes()
+
+
+def sha256(data: bytes) -> bytes:
+    return hashlib.sha256(data).digest()

@@ -8,84 +8,20 @@ import urllib.request
 from typing import Any
 
 import grpc
-import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from hsmsvc.v1 import key_service_pb2 as key_pb
 from hsmsvc.v1 import pin_service_pb2 as pin_pb
 from hsmsvc.v1 import types_pb2 as pb
-from hsmsvc_client import Client, ClientError, ClientTls
+from hsmsvc_client import Client, ClientTls
 from tests.api import independent as ind
-from tests.api.conftest import Env, clear_key
+from tests.api.conftest import TABLE, Env, clear_key, code_of, template, tdes_kcv
 from hsmsvc.types import Algorithm
 
 PAN = "4012345678909"
 PIN = "1234"
-TABLE = "0123456789012345"
 VDATA = "1234567890123445"
 StatusCode = grpc.StatusCode
-
-
-def template(key_id: str, kt: int, alg: int, usage: int, mode: int, zone: str = "core", **kw: Any) -> key_pb.KeyTemplate:
-    return key_pb.KeyTemplate(key_id=key_id, key_type=kt, algorithm=alg, usage=usage, mode_of_use=mode,
-                              exportability=pb.EXPORTABILITY_NON_EXPORTABLE, zone=zone, **kw)
-
-
-def tdes_kcv(key: bytes) -> bytes:
-    return ind.tdes_ecb(key, bytes(8))[:3]
-
-
-@pytest.fixture(scope="session")
-def keys(server: Env) -> dict[str, bytes]:
-    """Working keys imported under the ZMK (ECB form) and the TMK, as a peer would send them."""
-    mgr = server.client("key-manager")
-    zmk, tmk = server.clear["zmk"], server.clear["tmk"]
-    B, C = pb.MODE_OF_USE_ENCRYPT_DECRYPT, pb.MODE_OF_USE_MAC_GENERATE_VERIFY
-    T2 = pb.ALGORITHM_TDES_2KEY
-    plan = [
-        ("zpk1", template("zpk1", pb.KEY_TYPE_ZPK, T2, pb.KEY_USAGE_PIN_ENCRYPTION, B), Algorithm.TDES_2KEY),
-        ("zpk2", template("zpk2", pb.KEY_TYPE_ZPK, T2, pb.KEY_USAGE_PIN_ENCRYPTION, B), Algorithm.TDES_2KEY),
-        ("pvk-ibm", template("pvk-ibm", pb.KEY_TYPE_PVK, T2, pb.KEY_USAGE_PIN_VERIFICATION_IBM3624, C,
-                             decimalization_table=TABLE), Algorithm.TDES_2KEY),
-        ("pvk-visa", template("pvk-visa", pb.KEY_TYPE_PVK, T2, pb.KEY_USAGE_PIN_VERIFICATION_VISA_PVV, C),
-         Algorithm.TDES_2KEY),
-        ("mak-x919", template("mak-x919", pb.KEY_TYPE_MAK, T2, pb.KEY_USAGE_MAC_ISO9797_ALG3, C),
-         Algorithm.TDES_2KEY),
-        ("mak-cmac", template("mak-cmac", pb.KEY_TYPE_MAK, pb.ALGORITHM_AES_128, pb.KEY_USAGE_MAC_CMAC, C),
-         Algorithm.AES_128),
-        ("dek", template("dek", pb.KEY_TYPE_DEK, pb.ALGORITHM_AES_256, pb.KEY_USAGE_DATA, B), Algorithm.AES_256),
-        ("branch-0001.zpk", template("branch-0001.zpk", pb.KEY_TYPE_ZPK, T2, pb.KEY_USAGE_PIN_ENCRYPTION, B,
-                                     zone="branch-0001"), Algorithm.TDES_2KEY),
-        ("branch-0001.mak", template("branch-0001.mak", pb.KEY_TYPE_MAK, T2, pb.KEY_USAGE_MAC_ISO9797_ALG3, C,
-                                     zone="branch-0001", alias="branch-0001-mac"), Algorithm.TDES_2KEY),
-    ]
-    out: dict[str, bytes] = {}
-    for name, t, alg in plan:
-        clear = clear_key(alg)
-        wrapped = ind.aes_ecb(zmk, clear)
-        kcv = tdes_kcv(clear) if alg.is_tdes else b""
-        r = mgr.keys.ImportKey(key_pb.ImportKeyRequest(kek=pb.KeyRef(key_id="zmk-core"), wrapped_key=wrapped,
-                                                       kcv=kcv, template=t))
-        assert r.key.key_id == name and r.key.state == pb.KEY_STATE_ACTIVE
-        out[name] = clear
-    tpk = clear_key(Algorithm.TDES_2KEY)
-    mgr.keys.ImportKey(key_pb.ImportKeyRequest(
-        kek=pb.KeyRef(key_id="branch-0001.tmk"), wrapped_key=ind.tdes_ecb(tmk, tpk), kcv=tdes_kcv(tpk),
-        template=template("branch-0001.tpk", pb.KEY_TYPE_TPK, T2, pb.KEY_USAGE_PIN_ENCRYPTION, B, zone="branch-0001")))
-    out["branch-0001.tpk"] = tpk
-    out["psk"] = server.clear["psk"]
-    return out
-
-
-@pytest.fixture(scope="session")
-def core(server: Env) -> Client:
-    return server.client("core-banking")
-
-
-def code_of(fn: Any, *a: Any) -> tuple[StatusCode, str]:
-    with pytest.raises(ClientError) as e:
-        fn(*a)
-    return e.value.code, e.value.details
 
 
 # -- PINs ---------------------------------------------------------------------------------

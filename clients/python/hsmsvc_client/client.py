@@ -42,6 +42,7 @@ IDEMPOTENT: Final = frozenset({
     "TranslatePin", "TranslatePinBatch", "EncryptPinForStorage", "GeneratePinOffset", "GeneratePvv",
     "ReEncryptStoredPins", "GenerateMac", "VerifyMac", "GenerateMacBatch", "VerifyMacBatch",
     "Encrypt", "Decrypt", "ReEncrypt", "EncryptBatch", "GetKey", "ListKeys", "GetKeyCheckValue", "ExportKey",
+    "GetPublicKey",
 })
 _STUBS: Final = {
     "keys": key_grpc.KeyServiceStub,
@@ -223,3 +224,8 @@ class Client:
     def get_key(self, key: str) -> pb.KeyInfo:
         info: pb.KeyInfo = self.keys.GetKey(key_pb.GetKeyRequest(key=ref(key))).key
         return info
+
+    def get_public_key(self, key: str) -> tuple[bytes, bytes]:
+        """A KTK's public key (SubjectPublicKeyInfo DER) and its fingerprint, to publish to terminals."""
+        r = self.keys.GetPublicKey(key_pb.GetPublicKeyRequest(key=ref(key)))
+        return bytes(r.public_key), bytes(r.fingerprint)
