@@ -125,6 +125,7 @@ def key_info(key: StoredKey) -> pb.KeyInfo:
         expire_time=_ts(key.expires_at),
         use_count=key.use_count,
         max_uses=key.max_uses or 0,
+        legacy_key_types=sorted(KEY_TYPE.to_pb[t] for t in key.legacy_types),
     )
 
 
@@ -144,6 +145,10 @@ def key_spec(t: key_pb.KeyTemplate, key_id: str) -> KeySpec:
         text(t.zone, "template.zone", 64),
         t.decimalization_table,
     )
+
+
+def legacy_types(t: key_pb.KeyTemplate) -> frozenset[KeyType]:
+    return frozenset(KEY_TYPE.get(v, "template.legacy_key_types") for v in t.legacy_key_types)
 
 
 def field_params(c: data_pb.FieldCipher, field: str, has: bool = True) -> FieldParams:

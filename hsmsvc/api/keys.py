@@ -24,7 +24,7 @@ class KeyServicer(g.KeyServiceServicer):
         t = r.template
         spec = cv.key_spec(t, _template_id(t))
         key = uc.generate_key(self.s, c, spec, cv.text(t.alias, "template.alias") or None,
-                              t.lifetime_seconds, t.max_uses)
+                              t.lifetime_seconds, t.max_uses, cv.legacy_types(t))
         return m.GenerateKeyResponse(key=cv.key_info(key))
 
     @rpc("KeyService.ImportKey")
@@ -32,7 +32,8 @@ class KeyServicer(g.KeyServiceServicer):
         t = r.template
         spec = cv.key_spec(t, _template_id(t))
         key = uc.import_key(self.s, c, cv.key_ref(r.kek, "kek", r.HasField("kek")), bytes(r.wrapped_key),
-                            bytes(r.kcv) or None, spec, cv.text(t.alias, "template.alias") or None)
+                            bytes(r.kcv) or None, spec, cv.text(t.alias, "template.alias") or None,
+                            cv.legacy_types(t))
         return m.ImportKeyResponse(key=cv.key_info(key))
 
     @rpc("KeyService.ExportKey")

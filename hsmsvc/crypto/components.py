@@ -104,6 +104,17 @@ def combine(algorithm: Algorithm, components: Sequence[bytes]) -> bytes:
     return key
 
 
+def variant(key: bytes, value: int) -> bytes:
+    """``key`` with ``value`` XORed into its first byte (a key-type variant).
+
+    >>> variant(bytes.fromhex("0123456789ABCDEF"), 0xA6).hex().upper()
+    'A723456789ABCDEF'
+    """
+    if not isinstance(key, (bytes, bytearray)) or not key or not 0 <= value <= 0xFF:
+        raise InvalidInput("variant", "a key and a byte")
+    return bytes([key[0] ^ value]) + bytes(key[1:])
+
+
 def component_kcvs(algorithm: Algorithm, components: Sequence[bytes]) -> list[bytes]:
     """The KCV of each component, for each custodian to check their own."""
     return [_kcv.kcv(algorithm, bytes(c)) for c in components]

@@ -72,6 +72,7 @@ class Command(Enum):
     AUDIT_MAC = "AUDIT_MAC"
     PAN_HASH = "PAN_HASH"
     PUBLIC_KEY = "PUBLIC_KEY"
+    KEY_SYNC_MAC = "KEY_SYNC_MAC"
     ONE_TIME_PIN_KEY = "ONE_TIME_PIN_KEY"
     """Take a PIN block under a one-time key wrapped under a KTK (004 clause 5.2.4(2))."""
 
@@ -280,6 +281,10 @@ class Backend(Protocol):
 
     def kcv(self, key: KeyCryptogram) -> bytes: ...
 
+    def key_sync_mac(self, kek: KeyCryptogram, data: bytes) -> bytes:
+        """CMAC of a key-change message under a MAC key derived from a ZMK or TMK."""
+        ...
+
     def public_key(self, key: KeyCryptogram) -> bytes:
         """A KTK's public half as SubjectPublicKeyInfo DER."""
         ...
@@ -419,6 +424,8 @@ class Backend(Protocol):
 AUDIT_DOMAIN: Final = b"hsmsvc/audit/v1\x00"
 ANCHOR_DOMAIN: Final = b"hsmsvc/audit-anchor/v1\x00"
 PAN_DOMAIN: Final = b"hsmsvc/pan-hash/v1\x00"
+KEY_SYNC_LABEL: Final = b"hsmsvc/ks-mac/v1"
+"""Derivation data for the key-change MAC key (never an exported key: ECB exports use variants)."""
 HMAC_FOR: Final[Mapping[Algorithm, MacAlgorithm]] = {
     Algorithm.AES_256: MacAlgorithm.HMAC_SHA256,
     Algorithm.SM4: MacAlgorithm.HMAC_SM3,

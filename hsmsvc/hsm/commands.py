@@ -15,7 +15,7 @@ from abc import ABC, abstractmethod
 from contextlib import contextmanager
 from typing import Final, Iterator, Protocol, Sequence
 
-from hsmsvc.crypto import _compare, components, pindigest, pinblock
+from hsmsvc.crypto import _compare, cmac, components, pindigest, pinblock
 from hsmsvc.crypto import ibm3624, pvv as _pvv
 from hsmsvc.crypto import _validate, fields
 from hsmsvc.errors import (
@@ -32,6 +32,7 @@ from hsmsvc.hsm.backend import (
     ANCHOR_DOMAIN,
     AUDIT_DOMAIN,
     HMAC_FOR,
+    KEY_SYNC_LABEL,
     PAN_DOMAIN,
     Capabilities,
     Command,
@@ -281,6 +282,25 @@ class CommandBackend(ABC):
             raise KeyUsageViolation("kek", f"a {kek.key_type.value} may not carry a {key.key_type.value}")
         if STRENGTH[key.algorithm] > STRENGTH[kek.algorithm]:
             raise KeyUsageViolation("kek", "weaker than the key it would carry (X9.24-1)")
+
+    def key_sync_mac(self, kek: KeyCryptogram, data: bytes) -> bytes:
+        """CMAC (NIST SP 800-38B) under a key derived from a ZMK/TMK.
+
+        The MAC key is the KEK's ECB encipherment of counter || label blocks, the
+        derivation ANSI X9.24-3 uses for AES DUKPT; both sites derive the same key
+        from the same ZMK and the ZMK itself never MACs.
+        """
+        self._capabilities.require(Command.KEY_SYNC_MAC)
+        _check_data(data)
+        with self._guard():
+            k = self._use(kek, Operation.KEY_SYNC_MAC)
+            alg, bs = k.algorithm, k.algorithm.block_size
+            n = -(-alg.key_length // bs)
+            blocks = b"".join((bytes([i + 1]) + KEY_SYNC_LABEL).ljust(bs, b"\x00")[:bs] for i in range(n))
+            derived = k.encrypt(blocks)[: alg.key_length]
+            if alg.is_tdes:
+                derived = components.adjust_odd_parity(derived)
+            return cmac.generate_cmac(alg, derived, bytes(data))
 
     def public_key(self, key: KeyCryptogram) -> bytes:
         self._capabilities.require(Command.PUBLIC_KEY)

@@ -48,6 +48,8 @@ class Operation(Enum):
     """Unwrap another key under this one (ZMK/TMK)."""
     KEY_EXPORT = "KEY_EXPORT"
     """Be wrapped under a ZMK/TMK and leave the backend."""
+    KEY_SYNC_MAC = "KEY_SYNC_MAC"
+    """MAC a key-change message under a key derived from this ZMK/TMK."""
     KEY_TRANSPORT_DECRYPT = "KEY_TRANSPORT_DECRYPT"
     """Unwrap a key sent under this key pair's public half (KTK)."""
     PUBLIC_KEY = "PUBLIC_KEY"
@@ -147,6 +149,11 @@ ALLOWED: Final[
         frozenset(KeyUsage),
         frozenset(ModeOfUse),
     ),
+    Operation.KEY_SYNC_MAC: (
+        frozenset({KeyType.ZMK, KeyType.TMK}),
+        frozenset({KeyUsage.KEK, KeyUsage.KBPK}),
+        frozenset(ModeOfUse),
+    ),
     Operation.KEY_TRANSPORT_DECRYPT: (
         frozenset({KeyType.KTK}),
         frozenset({KeyUsage.ASYMMETRIC_KEY_WRAPPING}),
@@ -173,6 +180,22 @@ MAC_USAGE: Final[Mapping[MacAlgorithm, KeyUsage]] = {
 EXPORTABLE_UNDER: Final[Mapping[KeyType, frozenset[KeyType]]] = {
     KeyType.ZMK: frozenset({KeyType.ZPK, KeyType.MAK, KeyType.DEK, KeyType.PVK, KeyType.ZMK}),
     KeyType.TMK: frozenset({KeyType.TPK, KeyType.TAK, KeyType.DEK}),
+}
+
+
+# Legacy ECB form: the KEK's first byte is XORed with its cargo's variant, in the
+# manner of the payShield and Atalla key-type variants, so a key sent as a ZPK
+# unwraps to garbage (and fails its KCV) if taken in as a DEK. Both sites must
+# use this table: it is a bilateral convention, like any variant table.
+ECB_VARIANTS: Final[Mapping[KeyType, int]] = {
+    KeyType.ZMK: 0xA6,
+    KeyType.TMK: 0x5A,
+    KeyType.ZPK: 0x6A,
+    KeyType.TPK: 0xDE,
+    KeyType.PVK: 0x2B,
+    KeyType.MAK: 0x50,
+    KeyType.TAK: 0x74,
+    KeyType.DEK: 0x9C,
 }
 
 

@@ -284,6 +284,9 @@ class Pool:
     def kcv(self, key: KeyCryptogram) -> bytes:
         return self._call("kcv", key)  # type: ignore[no-any-return]
 
+    def key_sync_mac(self, kek: KeyCryptogram, data: bytes) -> bytes:
+        return self._call("key_sync_mac", kek, data)  # type: ignore[no-any-return]
+
     def public_key(self, key: KeyCryptogram) -> bytes:
         return self._call("public_key", key)  # type: ignore[no-any-return]
 

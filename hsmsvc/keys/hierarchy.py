@@ -12,15 +12,15 @@ import dataclasses
 from datetime import datetime, timedelta, timezone
 from typing import Final, Sequence
 
-from hsmsvc.errors import KeyNotFound, KeyStateError
+from hsmsvc.errors import InvalidInput, KeyNotFound, KeyStateError, KeyUsageViolation
 from hsmsvc.hsm import policy
 from hsmsvc.hsm.backend import Backend, KeyCryptogram, KeySpec
 from hsmsvc.hsm.policy import Operation
 from hsmsvc.keys.model import AuditEvent, KeyRef, StoredKey, check_alias
 from hsmsvc.keys.store import KeyStore
-from hsmsvc.types import KeyState
+from hsmsvc.types import KeyState, KeyType, KeyUsage
 
-__all__ = ["KeyManager"]
+__all__ = ["KeyManager", "check_legacy_types", "require_legacy_opt_in"]
 
 # A RETIRING key still checks what was made under it, and makes nothing new.
 _RETIRING_OK: Final = frozenset(
@@ -47,6 +47,24 @@ def _detail(c: KeyCryptogram, **extra: str) -> tuple[tuple[str, str], ...]:
     return tuple(sorted(base.items()))
 
 
+def check_legacy_types(spec: KeySpec, legacy_types: frozenset[KeyType]) -> None:
+    """Only a K0 ZMK or TMK opts in to the legacy ECB form, and only for the types it may carry."""
+    if not legacy_types:
+        return
+    if spec.usage is not KeyUsage.KEK:
+        raise InvalidInput("legacy_key_types", "only for a K0 (legacy ECB) ZMK or TMK")
+    if not legacy_types <= policy.EXPORTABLE_UNDER.get(spec.key_type, frozenset()):
+        raise InvalidInput("legacy_key_types", f"types a {spec.key_type.value} may carry")
+
+
+def require_legacy_opt_in(kek: StoredKey, key_type: KeyType) -> None:
+    """The legacy ECB form is opt-in per KEK and per key type; TR-31 (K1) needs none."""
+    if kek.cryptogram.spec.usage is KeyUsage.KEK and key_type not in kek.legacy_types:
+        raise KeyUsageViolation(
+            "kek", f"has not opted in to the legacy ECB form for {key_type.value}; use a TR-31 (K1) KEK"
+        )
+
+
 class KeyManager:
     """Key life cycle for one actor (an operator, a service identity, a batch job)."""
 
@@ -56,22 +74,29 @@ class KeyManager:
         self._actor = actor
 
     def _keep(self, c: KeyCryptogram, action: str, state: KeyState, alias: str | None,
-              lifetime: timedelta | None, max_uses: int | None, **extra: str) -> StoredKey:
+              lifetime: timedelta | None, max_uses: int | None,
+              legacy_types: frozenset[KeyType] = frozenset(), **extra: str) -> StoredKey:
         if alias is not None:
             check_alias(alias)
+        check_legacy_types(c.spec, legacy_types)
+        if legacy_types:
+            extra["legacy_types"] = ",".join(sorted(t.value for t in legacy_types))
         now = datetime.now(timezone.utc)
         key = StoredKey(
             c, state, now, alias,
             now if state is KeyState.ACTIVE else None,
             now + lifetime if lifetime else None,
-            0, max_uses,
+            0, max_uses, None, legacy_types,
         )
         self._store.add(key, AuditEvent(self._actor, action, c.spec.key_id, c.spec.version, _detail(c, **extra)))
         return key
 
     def generate(self, spec: KeySpec, alias: str | None = None, state: KeyState = KeyState.ACTIVE,
-                 lifetime: timedelta | None = None, max_uses: int | None = None) -> StoredKey:
-        return self._keep(self._backend.generate_key(spec), "key.generate", state, alias, lifetime, max_uses)
+                 lifetime: timedelta | None = None, max_uses: int | None = None,
+                 legacy_types: frozenset[KeyType] = frozenset()) -> StoredKey:
+        check_legacy_types(spec, legacy_types)
+        return self._keep(self._backend.generate_key(spec), "key.generate", state, alias, lifetime, max_uses,
+                          legacy_types)
 
     def rotate(self, key_id: str, lifetime: timedelta | None = None, max_uses: int | None = None) -> StoredKey:
         """A new version with the same binding; ACTIVE versions become RETIRING (one transaction)."""
@@ -91,20 +116,24 @@ class KeyManager:
         self._backend.forget(key_id)
         return key
 
-    def form(self, spec: KeySpec, components: Sequence[bytes], alias: str | None = None) -> tuple[StoredKey, list[bytes]]:
+    def form(self, spec: KeySpec, components: Sequence[bytes], alias: str | None = None,
+             legacy_types: frozenset[KeyType] = frozenset()) -> tuple[StoredKey, list[bytes]]:
         c, kcvs = self._backend.form_key(spec, components)
         extra = {f"component_{i + 1}_kcv": k.hex().upper() for i, k in enumerate(kcvs)}
-        return self._keep(c, "key.form", KeyState.ACTIVE, alias, None, None, **extra), kcvs
+        return self._keep(c, "key.form", KeyState.ACTIVE, alias, None, None, legacy_types, **extra), kcvs
 
     def import_under(self, kek_id: str, wrapped: bytes, spec: KeySpec, kcv: bytes | None = None,
                      state: KeyState = KeyState.ACTIVE, alias: str | None = None) -> StoredKey:
         return self.import_with(self.for_use(kek_id, Operation.KEY_IMPORT_UNDER), wrapped, spec, kcv, state, alias)
 
     def import_with(self, kek: StoredKey, wrapped: bytes, spec: KeySpec, kcv: bytes | None = None,
-                    state: KeyState = KeyState.ACTIVE, alias: str | None = None) -> StoredKey:
+                    state: KeyState = KeyState.ACTIVE, alias: str | None = None,
+                    legacy_types: frozenset[KeyType] = frozenset()) -> StoredKey:
         """Import under a KEK the caller has already looked up and checked."""
+        require_legacy_opt_in(kek, spec.key_type)
+        check_legacy_types(spec, legacy_types)
         c = self._backend.import_key(kek.cryptogram, wrapped, spec, kcv)
-        return self._keep(c, "key.import", state, alias, None, None, kek=f"{kek.key_id} v{kek.version}")
+        return self._keep(c, "key.import", state, alias, None, None, legacy_types, kek=f"{kek.key_id} v{kek.version}")
 
     def export_under(self, kek_id: str, key_id: str) -> bytes:
         return self.export_with(self.for_use(kek_id, Operation.KEY_EXPORT_UNDER),
@@ -112,6 +141,7 @@ class KeyManager:
 
     def export_with(self, kek: StoredKey, key: StoredKey) -> bytes:
         """Export ``key`` under a KEK the caller has already looked up and checked."""
+        require_legacy_opt_in(kek, key.cryptogram.spec.key_type)
         out = self._backend.export_key(kek.cryptogram, key.cryptogram)
         self._store.audit(AuditEvent(self._actor, "key.export", key.key_id, key.version,
                                      _detail(key.cryptogram, kek=f"{kek.key_id} v{kek.version}")))
@@ -136,9 +166,13 @@ class KeyManager:
             return key
         if key.state is not KeyState.ACTIVE:
             raise KeyStateError("key", f"a {key.state.value} key may not be used for {op.value}")
-        if key.expires_at is not None and key.expires_at <= datetime.now(timezone.utc):
+        now = datetime.now(timezone.utc)
+        if key.activates_at is not None and key.activates_at > now:
+            raise KeyStateError("key", "not active yet (its key change activates later)")
+        if key.expires_at is not None and key.expires_at <= now:
             raise KeyStateError("key", "expired")
-        if key.max_uses is not None and key.use_count >= key.max_uses:
+        # max_uses triggers a new version; use is refused only at twice it (hard stop).
+        if key.max_uses is not None and key.use_count >= 2 * key.max_uses:
             raise KeyStateError("key", "use limit reached")
         return key
 

@@ -9,9 +9,9 @@ from datetime import datetime
 
 from hsmsvc.errors import InvalidInput
 from hsmsvc.hsm.backend import KeyCryptogram
-from hsmsvc.types import KeyState
+from hsmsvc.types import KeyState, KeyType
 
-__all__ = ["AuditEvent", "KeyRef", "StoredKey"]
+__all__ = ["AuditEvent", "KeyRef", "StoredKey", "SyncState"]
 
 
 @dataclass(frozen=True)
@@ -26,6 +26,11 @@ class StoredKey:
     expires_at: datetime | None = None
     use_count: int = 0
     max_uses: int | None = None
+    """The rotation trigger: at this many uses a new version is made; use stops at twice it."""
+    activates_at: datetime | None = None
+    """Not usable before this time (a key change's activation time)."""
+    legacy_types: frozenset[KeyType] = frozenset()
+    """K0 KEKs: the key types this KEK may carry in the legacy ECB form (opt-in)."""
 
     @property
     def key_id(self) -> str:
@@ -78,3 +83,16 @@ class KeyRef:
     def __str__(self) -> str:
         name = self.key_id or f"alias:{self.alias}"
         return f"{name} v{self.version}" if self.version else name
+
+
+@dataclass(frozen=True)
+class SyncState:
+    """Where a zone's key changes stand at this site (one row per zone and role)."""
+
+    zone: str
+    role: str
+    sequence: int
+    state: str
+    digest: str
+    detail: str
+    updated_at: datetime

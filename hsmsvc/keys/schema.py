@@ -38,6 +38,8 @@ keys = Table(
     Column("use_count", BigInteger, nullable=False, default=0),
     Column("max_uses", BigInteger, nullable=True),
     Column("decimalization_table", String(16), nullable=False, server_default=""),
+    Column("activates_at", DateTime(timezone=True), nullable=True),
+    Column("legacy_types", String(64), nullable=False, server_default=""),
     UniqueConstraint("alias", "version", name="uq_keys_alias_version"),
 )
 
@@ -47,6 +49,18 @@ pin_attempts = Table(
     Column("subject", String(160), primary_key=True),
     Column("failures", Integer, nullable=False),
     Column("window_start", DateTime(timezone=True), nullable=False),
+)
+
+key_sync = Table(
+    "key_sync",
+    metadata,
+    Column("zone", String(64), primary_key=True),
+    Column("role", String(8), primary_key=True),
+    Column("sequence", BigInteger, nullable=False),
+    Column("state", String(16), nullable=False),
+    Column("digest", String(64), nullable=False),
+    Column("detail", Text, nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
 )
 
 audit = Table(

@@ -26,8 +26,9 @@ from sqlalchemy.exc import DataError, IntegrityError, OperationalError, SQLAlche
 from hsmsvc.errors import AlreadyExists, BackendUnavailable, InvalidInput, KeyNotFound, KeyStateError
 from hsmsvc.hsm.backend import Backend, KeyCryptogram, KeySpec
 from hsmsvc.keys import audit as _audit
-from hsmsvc.keys.model import AuditEvent, StoredKey
+from hsmsvc.keys.model import AuditEvent, StoredKey, SyncState
 from hsmsvc.keys.schema import audit as audit_t
+from hsmsvc.keys.schema import key_sync as sync_t
 from hsmsvc.keys.schema import keys as keys_t
 from hsmsvc.keys.schema import pin_attempts as attempts_t
 from hsmsvc.types import Algorithm, Exportability, KeyState, KeyType, KeyUsage, ModeOfUse
@@ -71,6 +72,8 @@ def _to_key(r: Row[Any]) -> StoredKey:
         _utc(r.expires_at),
         int(r.use_count),
         r.max_uses,
+        _utc(r.activates_at),
+        frozenset(KeyType(t) for t in (r.legacy_types or "").split(",") if t),
     )
 
 
@@ -185,7 +188,8 @@ class KeyStore:
                     cryptogram=key.cryptogram.blob, kcv=key.cryptogram.kcv.hex().upper(),
                     created_at=key.created_at, activated_at=key.activated_at,
                     expires_at=key.expires_at, use_count=key.use_count, max_uses=key.max_uses,
-                    decimalization_table=s.decimalization_table,
+                    decimalization_table=s.decimalization_table, activates_at=key.activates_at,
+                    legacy_types=",".join(sorted(t.value for t in key.legacy_types)),
                 )
             )
 
@@ -220,7 +224,12 @@ class KeyStore:
         if version is not None:
             q = q.where(keys_t.c.version == version)
         else:
-            active_first = case((keys_t.c.state == KeyState.ACTIVE.value, 0), else_=1)
+            # The newest version usable now: ACTIVE and past its activation time
+            # (a key change's new version waits for it; the old one serves till then).
+            usable = (keys_t.c.state == KeyState.ACTIVE.value) & (
+                keys_t.c.activates_at.is_(None) | (keys_t.c.activates_at <= _now())
+            )
+            active_first = case((usable, 0), (keys_t.c.state == KeyState.ACTIVE.value, 1), else_=2)
             q = q.order_by(active_first, keys_t.c.version.desc()).limit(1)
         try:
             with self._connect() as conn:
@@ -278,14 +287,81 @@ class KeyStore:
 
         self._write(change, ev)
 
-    def record_use(self, key_id: str, version: int, n: int = 1) -> None:
-        """Add ``n`` to a key's use counter (batched by callers on hot paths)."""
-        with self._writer() as conn, conn.begin():
-            conn.execute(
-                update(keys_t)
-                .where(keys_t.c.key_id == key_id, keys_t.c.version == version)
-                .values(use_count=keys_t.c.use_count + n)
-            )
+    def reserve_uses(self, key_id: str, version: int, n: int) -> int:
+        """Add ``n`` to a key's use counter atomically; the counter after the addition.
+
+        Servers reserve uses in blocks, so the hot path writes once per block and
+        several processes on one database never count the same use twice.
+        """
+        try:
+            with self._writer() as conn, conn.begin():
+                v = conn.execute(
+                    update(keys_t)
+                    .where(keys_t.c.key_id == key_id, keys_t.c.version == version)
+                    .values(use_count=keys_t.c.use_count + n)
+                    .returning(keys_t.c.use_count)
+                ).scalar()
+        except OperationalError:
+            raise BackendUnavailable("store", "database error") from None
+        if v is None:
+            raise KeyNotFound("key", "no such key or version")
+        return int(v)
+
+    # -- key changes ----------------------------------------------------------------
+
+    def sync_state(self, zone: str, role: str) -> SyncState | None:
+        with self._connect() as conn:
+            r = conn.execute(select(sync_t).where(sync_t.c.zone == zone, sync_t.c.role == role)).first()
+        if r is None:
+            return None
+        return SyncState(r.zone, r.role, int(r.sequence), r.state, r.digest, r.detail, _utc(r.updated_at) or _now())
+
+    def change_keys(
+        self,
+        ev: AuditEvent,
+        add: list[StoredKey] = [],  # noqa: B006 (never mutated)
+        activate: list[tuple[str, int, datetime]] = [],  # noqa: B006
+        expire: list[tuple[str, int, datetime]] = [],  # noqa: B006
+        sync: tuple[SyncState, int] | None = None,
+    ) -> None:
+        """One transaction of a key change: new versions, activations, grace ends, the zone's sequence.
+
+        ``sync`` is the new sequence row and the sequence the row must hold now
+        (0: none), so two servers racing on one zone cannot both advance it.
+        """
+        inserters = [self._inserter(k) for k in add]
+
+        def change(conn: Connection) -> None:
+            if sync is not None:
+                row, expected = sync
+                cur = conn.execute(
+                    select(sync_t.c.sequence).where(sync_t.c.zone == row.zone, sync_t.c.role == row.role)
+                    .with_for_update()
+                ).scalar()
+                if int(cur or 0) != expected:
+                    raise KeyStateError("sequence", "the zone's key change moved on concurrently; retry")
+                conn.execute(delete(sync_t).where(sync_t.c.zone == row.zone, sync_t.c.role == row.role))
+                conn.execute(sync_t.insert().values(
+                    zone=row.zone, role=row.role, sequence=row.sequence, state=row.state,
+                    digest=row.digest, detail=row.detail, updated_at=_now()))
+            for ins in inserters:
+                ins(conn)
+            for key_id, version, at in activate:
+                n = conn.execute(
+                    update(keys_t).where(keys_t.c.key_id == key_id, keys_t.c.version == version,
+                                         keys_t.c.state.in_([KeyState.PENDING.value, KeyState.ACTIVE.value]))
+                    .values(state=KeyState.ACTIVE.value, activates_at=at, activated_at=at)
+                ).rowcount
+                if n != 1:
+                    raise KeyStateError("key", f"{key_id} v{version} is not pending")
+            for key_id, version, at in expire:
+                conn.execute(
+                    update(keys_t).where(keys_t.c.key_id == key_id, keys_t.c.version == version)
+                    .values(expires_at=case((keys_t.c.expires_at.is_(None), at),
+                                            (keys_t.c.expires_at > at, at), else_=keys_t.c.expires_at))
+                )
+
+        self._write(change, ev)
 
 
     # -- PIN-verify attempt counters --------------------------------------------------

@@ -52,19 +52,21 @@ def _may_create(caller: Caller, spec: KeySpec, alias: str | None) -> None:
 
 
 def generate_key(
-    s: Services, caller: Caller, spec: KeySpec, alias: str | None, lifetime_s: int, max_uses: int
+    s: Services, caller: Caller, spec: KeySpec, alias: str | None, lifetime_s: int, max_uses: int,
+    legacy_types: frozenset[KeyType] = frozenset(),
 ) -> StoredKey:
     _may_create(caller, spec, alias)
-    return s.manager(caller).generate(spec, alias, KeyState.ACTIVE, _lifetime(lifetime_s), _limit(max_uses))
+    return s.manager(caller).generate(spec, alias, KeyState.ACTIVE, _lifetime(lifetime_s), _limit(max_uses),
+                                      legacy_types)
 
 
 def import_key(
     s: Services, caller: Caller, kek: KeyRef, wrapped: bytes, kcv: bytes | None, spec: KeySpec,
-    alias: str | None,
+    alias: str | None, legacy_types: frozenset[KeyType] = frozenset(),
 ) -> StoredKey:
     _may_create(caller, spec, alias)
     k = s.key(caller, kek, Operation.KEY_IMPORT_UNDER, "kek")
-    return s.manager(caller).import_with(k, wrapped, spec, kcv, KeyState.ACTIVE, alias)
+    return s.manager(caller).import_with(k, wrapped, spec, kcv, KeyState.ACTIVE, alias, legacy_types)
 
 
 def export_key(s: Services, caller: Caller, kek: KeyRef, key: KeyRef) -> tuple[bytes, bytes]:

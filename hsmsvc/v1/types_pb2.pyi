@@ -1,10 +1,11 @@
 import datetime
 
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
+from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
-from collections.abc import Mapping as _Mapping
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
 from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
@@ -216,7 +217,7 @@ class KeyRef(_message.Message):
     def __init__(self, key_id: _Optional[str] = ..., alias: _Optional[str] = ..., version: _Optional[int] = ...) -> None: ...
 
 class KeyInfo(_message.Message):
-    __slots__ = ("key_id", "version", "alias", "key_type", "algorithm", "usage", "mode_of_use", "exportability", "zone", "state", "kcv", "create_time", "activate_time", "expire_time", "use_count", "max_uses")
+    __slots__ = ("key_id", "version", "alias", "key_type", "algorithm", "usage", "mode_of_use", "exportability", "zone", "state", "kcv", "create_time", "activate_time", "expire_time", "use_count", "max_uses", "legacy_key_types")
     KEY_ID_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
     ALIAS_FIELD_NUMBER: _ClassVar[int]
@@ -233,6 +234,7 @@ class KeyInfo(_message.Message):
     EXPIRE_TIME_FIELD_NUMBER: _ClassVar[int]
     USE_COUNT_FIELD_NUMBER: _ClassVar[int]
     MAX_USES_FIELD_NUMBER: _ClassVar[int]
+    LEGACY_KEY_TYPES_FIELD_NUMBER: _ClassVar[int]
     key_id: str
     version: int
     alias: str
@@ -249,7 +251,8 @@ class KeyInfo(_message.Message):
     expire_time: _timestamp_pb2.Timestamp
     use_count: int
     max_uses: int
-    def __init__(self, key_id: _Optional[str] = ..., version: _Optional[int] = ..., alias: _Optional[str] = ..., key_type: _Optional[_Union[KeyType, str]] = ..., algorithm: _Optional[_Union[Algorithm, str]] = ..., usage: _Optional[_Union[KeyUsage, str]] = ..., mode_of_use: _Optional[_Union[ModeOfUse, str]] = ..., exportability: _Optional[_Union[Exportability, str]] = ..., zone: _Optional[str] = ..., state: _Optional[_Union[KeyState, str]] = ..., kcv: _Optional[bytes] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., activate_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., expire_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., use_count: _Optional[int] = ..., max_uses: _Optional[int] = ...) -> None: ...
+    legacy_key_types: _containers.RepeatedScalarFieldContainer[KeyType]
+    def __init__(self, key_id: _Optional[str] = ..., version: _Optional[int] = ..., alias: _Optional[str] = ..., key_type: _Optional[_Union[KeyType, str]] = ..., algorithm: _Optional[_Union[Algorithm, str]] = ..., usage: _Optional[_Union[KeyUsage, str]] = ..., mode_of_use: _Optional[_Union[ModeOfUse, str]] = ..., exportability: _Optional[_Union[Exportability, str]] = ..., zone: _Optional[str] = ..., state: _Optional[_Union[KeyState, str]] = ..., kcv: _Optional[bytes] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., activate_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., expire_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., use_count: _Optional[int] = ..., max_uses: _Optional[int] = ..., legacy_key_types: _Optional[_Iterable[_Union[KeyType, str]]] = ...) -> None: ...
 
 class ItemError(_message.Message):
     __slots__ = ("index", "code", "field", "message")

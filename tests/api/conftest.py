@@ -91,11 +91,19 @@ class Env:
         return c
 
 
-def _form(km: KeyManager, spec: KeySpec) -> bytes:
+def _form(km: KeyManager, spec: KeySpec, legacy: frozenset[KeyType] = frozenset()) -> bytes:
     clear = clear_key(spec.algorithm)
     c1 = secrets.token_bytes(len(clear))
-    km.form(spec, [c1, bytes(a ^ b for a, b in zip(clear, c1))])
+    km.form(spec, [c1, bytes(a ^ b for a, b in zip(clear, c1))], legacy_types=legacy)
     return clear
+
+
+# The legacy ECB form's key-type variants (first byte of the KEK XORed), as a peer applies them.
+VARIANT = {"ZPK": 0x6A, "TPK": 0xDE, "PVK": 0x2B, "MAK": 0x50, "TAK": 0x74, "DEK": 0x9C}
+
+
+def variant(kek: bytes, key_type: str) -> bytes:
+    return bytes([kek[0] ^ VARIANT[key_type]]) + kek[1:]
 
 
 @pytest.fixture(scope="session")
@@ -115,9 +123,10 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
         km = KeyManager(store, backend, "test-setup")
         clear = {
             "zmk": _form(km, KeySpec("zmk-core", 1, KeyType.ZMK, Algorithm.AES_256, KeyUsage.KEK,
-                                     ModeOfUse.ENCRYPT_DECRYPT)),
+                                     ModeOfUse.ENCRYPT_DECRYPT),
+                         frozenset({KeyType.ZPK, KeyType.PVK, KeyType.MAK, KeyType.DEK})),
             "tmk": _form(km, KeySpec("branch-0001.tmk", 1, KeyType.TMK, Algorithm.TDES_3KEY, KeyUsage.KEK,
-                                     ModeOfUse.ENCRYPT_DECRYPT, zone="branch-0001")),
+                                     ModeOfUse.ENCRYPT_DECRYPT, zone="branch-0001"), frozenset({KeyType.TPK})),
             "psk": _form(km, KeySpec("psk-digest", 1, KeyType.PSK, Algorithm.AES_256, KeyUsage.MAC_HMAC,
                                      ModeOfUse.MAC_GENERATE_VERIFY, Exportability.NON_EXPORTABLE)),
         }
@@ -212,7 +221,7 @@ def keys(server: Env) -> dict[str, bytes]:
     out: dict[str, bytes] = {}
     for name, t, alg in plan:
         clear = clear_key(alg)
-        wrapped = ind.aes_ecb(zmk, clear)
+        wrapped = ind.aes_ecb(variant(zmk, pb.KeyType.Name(t.key_type).removeprefix("KEY_TYPE_")), clear)
         kcv = tdes_kcv(clear) if alg.is_tdes else b""
         r = mgr.keys.ImportKey(key_pb.ImportKeyRequest(kek=pb.KeyRef(key_id="zmk-core"), wrapped_key=wrapped,
                                                        kcv=kcv, template=t))
@@ -220,7 +229,7 @@ def keys(server: Env) -> dict[str, bytes]:
         out[name] = clear
     tpk = clear_key(Algorithm.TDES_2KEY)
     mgr.keys.ImportKey(key_pb.ImportKeyRequest(
-        kek=pb.KeyRef(key_id="branch-0001.tmk"), wrapped_key=ind.tdes_ecb(tmk, tpk), kcv=tdes_kcv(tpk),
+        kek=pb.KeyRef(key_id="branch-0001.tmk"), wrapped_key=ind.tdes_ecb(variant(tmk, "TPK"), tpk), kcv=tdes_kcv(tpk),
         template=template("branch-0001.tpk", pb.KEY_TYPE_TPK, T2, pb.KEY_USAGE_PIN_ENCRYPTION, B, zone="branch-0001")))
     out["branch-0001.tpk"] = tpk
     out["psk"] = server.clear["psk"]

@@ -15,7 +15,7 @@ from hsmsvc.v1 import pin_service_pb2 as pin_pb
 from hsmsvc.v1 import types_pb2 as pb
 from hsmsvc_client import Client, ClientTls
 from tests.api import independent as ind
-from tests.api.conftest import TABLE, Env, clear_key, code_of, template, tdes_kcv
+from tests.api.conftest import TABLE, Env, clear_key, code_of, template, tdes_kcv, variant
 from hsmsvc.types import Algorithm
 
 PAN = "4012345678909"
@@ -266,12 +266,21 @@ def test_key_lifecycle_over_the_api(server: Env, keys: dict[str, bytes]) -> None
     kcv = mgr.keys.GetKeyCheckValue(key_pb.GetKeyCheckValueRequest(key=pb.KeyRef(key_id="zpk2")))
     assert kcv.kcv == tdes_kcv(keys["zpk2"])
     code, msg = code_of(mgr.keys.ImportKey, key_pb.ImportKeyRequest(
-        kek=pb.KeyRef(key_id="zmk-core"), wrapped_key=ind.aes_ecb(server.clear["zmk"], clear_key(Algorithm.TDES_2KEY)),
+        kek=pb.KeyRef(key_id="zmk-core"), wrapped_key=ind.aes_ecb(variant(server.clear["zmk"], "ZPK"), clear_key(Algorithm.TDES_2KEY)),
         kcv=b"\x00\x00\x00", template=template("zpk-badkcv", pb.KEY_TYPE_ZPK, pb.ALGORITHM_TDES_2KEY,
                                                 pb.KEY_USAGE_PIN_ENCRYPTION, pb.MODE_OF_USE_ENCRYPT_DECRYPT)))
     assert code is StatusCode.INVALID_ARGUMENT and msg.startswith("kcv")
     code, _ = code_of(mgr.get_key, "zpk-badkcv")
     assert code is StatusCode.NOT_FOUND
+    # The ZMK opted in to the legacy form for ZPK, PVK, MAK and DEK only; a ZMK
+    # cannot carry a TPK at all, and the TMK not a TAK in legacy form.
+    code, msg = code_of(mgr.keys.ImportKey, key_pb.ImportKeyRequest(
+        kek=pb.KeyRef(key_id="branch-0001.tmk"), wrapped_key=bytes(16),
+        template=template("branch-0001.tak", pb.KEY_TYPE_TAK, pb.ALGORITHM_TDES_2KEY,
+                          pb.KEY_USAGE_MAC_ISO9797_ALG1, pb.MODE_OF_USE_MAC_GENERATE_VERIFY, zone="branch-0001")))
+    assert code is StatusCode.FAILED_PRECONDITION and "legacy ECB form for TAK" in msg
+    info = mgr.get_key("zmk-core")
+    assert sorted(info.legacy_key_types) == sorted([pb.KEY_TYPE_ZPK, pb.KEY_TYPE_PVK, pb.KEY_TYPE_MAK, pb.KEY_TYPE_DEK])
 
 
 # -- health, metrics, logs, audit ----------------------------------------------------------------

@@ -435,7 +435,7 @@ def test_export_import_ecb_under_zmk(backend: Backend) -> None:
     zpk, zpk_clear = form(backend, KeyType.ZPK, Algorithm.TDES_2KEY, KeyUsage.PIN_ENCRYPTION,
                           exportability=Exportability.EXPORTABLE)
     wrapped = backend.export_key(zmk, zpk)
-    assert wrapped == ecb(Algorithm.TDES_3KEY, zmk_clear, zpk_clear)
+    assert wrapped == ecb(Algorithm.TDES_3KEY, variant(zmk_clear, 0x6A), zpk_clear)
     spec = KeySpec("imported", 1, KeyType.ZPK, Algorithm.TDES_2KEY, KeyUsage.PIN_ENCRYPTION)
     back = backend.import_key(zmk, wrapped, spec, kcv=zpk.kcv)
     assert back.kcv == zpk.kcv
@@ -447,7 +447,7 @@ def test_import_ecb_under_zmk_from_independent_wrap(backend: Backend) -> None:
     needs(backend, Command.IMPORT_KEY, Algorithm.TDES_3KEY)
     zmk, zmk_clear = form(backend, KeyType.ZMK, Algorithm.TDES_3KEY, KeyUsage.KEK)
     zpk_clear = clear_key(Algorithm.TDES_2KEY)
-    wrapped = ecb(Algorithm.TDES_3KEY, zmk_clear, zpk_clear)
+    wrapped = ecb(Algorithm.TDES_3KEY, variant(zmk_clear, 0x6A), zpk_clear)
     spec = KeySpec("zpk-from-peer", 1, KeyType.ZPK, Algorithm.TDES_2KEY, KeyUsage.PIN_ENCRYPTION)
     want_kcv = ecb(Algorithm.TDES_2KEY, zpk_clear, bytes(8))[:3]
     zpk = backend.import_key(zmk, wrapped, spec, kcv=want_kcv)
@@ -461,6 +461,41 @@ def test_import_ecb_under_zmk_from_independent_wrap(backend: Backend) -> None:
     mak_spec = KeySpec("mak-from-peer", 1, KeyType.TAK, Algorithm.TDES_2KEY, KeyUsage.MAC_ISO9797_ALG1)
     with pytest.raises(KeyUsageViolation, match="may not carry"):
         backend.import_key(zmk, wrapped, mak_spec)
+
+
+def variant(key: bytes, v: int) -> bytes:
+    """The ZPK (0x6A) or DEK (0x9C) variant of a KEK: its first byte XORed with the constant."""
+    return bytes([key[0] ^ v]) + key[1:]
+
+
+def test_ecb_form_variants_keep_a_zpk_from_becoming_a_dek(backend: Backend) -> None:
+    needs(backend, Command.EXPORT_KEY, Algorithm.AES_256)
+    zmk, zmk_clear = form(backend, KeyType.ZMK, Algorithm.AES_256, KeyUsage.KEK)
+    zpk, zpk_clear = form(backend, KeyType.ZPK, Algorithm.AES_128, KeyUsage.PIN_ENCRYPTION,
+                          exportability=Exportability.EXPORTABLE)
+    wrapped = backend.export_key(zmk, zpk)
+    assert ecb(Algorithm.AES_256, variant(zmk_clear, 0x6A), wrapped, decrypt=True) == zpk_clear
+    dek = KeySpec("dek-in", 1, KeyType.DEK, Algorithm.AES_128, KeyUsage.DATA)
+    with pytest.raises(VerificationFailed):
+        backend.import_key(zmk, wrapped, dek, kcv=zpk.kcv)
+    assert backend.import_key(zmk, wrapped, dek).kcv != zpk.kcv  # a different, useless key
+
+
+def test_key_sync_mac_is_cmac_under_the_derived_key(backend: Backend) -> None:
+    needs(backend, Command.KEY_SYNC_MAC)
+    for alg in (Algorithm.AES_256, Algorithm.TDES_2KEY):
+        zmk, clear = form(backend, KeyType.ZMK, alg, KeyUsage.KBPK if alg.is_aes else KeyUsage.KEK)
+        bs = alg.block_size
+        n = -(-alg.key_length // bs)
+        data = b"".join((bytes([i + 1]) + b"hsmsvc/ks-mac/v1").ljust(bs, b"\x00")[:bs] for i in range(n))
+        derived = ecb(alg, clear, data)[: alg.key_length]
+        prim = algorithms.AES(derived) if alg.is_aes else TripleDES(derived + derived[:8])
+        c = pyca_cmac.CMAC(prim)
+        c.update(b"notice")
+        assert backend.key_sync_mac(zmk, b"notice") == c.finalize()
+    zpk, _ = form(backend, KeyType.ZPK, Algorithm.TDES_2KEY, KeyUsage.PIN_ENCRYPTION)
+    with pytest.raises(KeyUsageViolation):
+        backend.key_sync_mac(zpk, b"notice")
 
 
 def test_export_refuses_non_exportable_and_weaker_kek(backend: Backend) -> None:

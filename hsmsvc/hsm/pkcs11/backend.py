@@ -68,7 +68,10 @@ PKCS11_CAPABILITIES: Final = Capabilities(
     # outside the token, and SoftHSM has no CKM_DES3_ECB key wrap.
     # No KTKs: SoftHSM 2.6 does RSA-OAEP with SHA-1 only (SHA-256 parameters
     # give CKR_ARGUMENTS_BAD, measured here), and hsmsvc's scheme is OAEP-SHA-256.
-    commands=frozenset(Command) - {Command.EXPORT_KEY, Command.PUBLIC_KEY, Command.ONE_TIME_PIN_KEY},
+    # No IMPORT_KEY: TR-31 needs the KBPK's derived keys outside the token, and the
+    # legacy form's variants need XOR derivation (no CKM_XOR_BASE_AND_DATA).
+    commands=frozenset(Command)
+    - {Command.EXPORT_KEY, Command.IMPORT_KEY, Command.KEY_SYNC_MAC, Command.PUBLIC_KEY, Command.ONE_TIME_PIN_KEY},
     # SoftHSM2 has no SM2, SM3 or SM4 mechanisms.
     algorithms=frozenset(Algorithm) - {Algorithm.SM4, Algorithm.RSA_2048, Algorithm.RSA_3072, Algorithm.SM2},
     # No DES3_MAC in SoftHSM (so no retail MAC), no SM3 HMAC.
@@ -404,9 +407,9 @@ class Pkcs11Backend(CommandBackend):
     def _import(self, kek: LoadedKey, wrapped: bytes, spec: KeySpec) -> KeyCryptogram:
         if kek.spec.usage is KeyUsage.KBPK:
             raise Unsupported("kek", "TR-31 import needs the KBPK's derived keys outside the token")
-        if len(wrapped) != spec.algorithm.key_length or len(wrapped) % kek.algorithm.block_size:
-            raise InvalidInput("wrapped_key", f"{spec.algorithm.key_length} bytes for {spec.algorithm.value}")
-        return self._seal_clear(spec, kek.decrypt(wrapped))
+        # The legacy form's key-type variant is the KEK XORed with a constant;
+        # SoftHSM has no CKM_XOR_BASE_AND_DATA to derive it inside the token.
+        raise Unsupported("kek", "the legacy ECB form's key-type variants need XOR key derivation in the token")
 
     def _export(self, kek: LoadedKey, key: LoadedKey) -> bytes:
         raise Unsupported("command", "EXPORT_KEY is not supported by this backend")

@@ -25,6 +25,7 @@ from hsmsvc.crypto._cipher import BlockCipher
 from hsmsvc.errors import InvalidInput, InvalidKeyBlock, KeyUsageViolation, Unsupported
 from hsmsvc.hsm.backend import Capabilities, Command, KeyCryptogram, KeySpec
 from hsmsvc.hsm.commands import CommandBackend, LoadedKey
+from hsmsvc.hsm.policy import ECB_VARIANTS
 from hsmsvc.hsm.soft import sealed
 from hsmsvc.types import (
     Algorithm,
@@ -285,7 +286,7 @@ class SoftBackend(CommandBackend):
         else:
             if len(wrapped) != spec.algorithm.key_length or len(wrapped) % k.algorithm.block_size:
                 raise InvalidInput("wrapped_key", f"{spec.algorithm.key_length} bytes for {spec.algorithm.value}")
-            clear = k.decrypt(wrapped)
+            clear = _variant_of(k, spec.key_type).decrypt(wrapped)
         if len(clear) != spec.algorithm.key_length:
             raise InvalidKeyBlock()
         return self._seal_clear(spec, clear)
@@ -303,7 +304,7 @@ class SoftBackend(CommandBackend):
             return tr31.wrap(k.raw(), header, x.raw()).encode("ascii")
         if len(x.raw()) % k.algorithm.block_size:
             raise InvalidInput("kek", "its block size does not divide the key's length")
-        return k.encrypt(x.raw())
+        return _variant_of(k, x.spec.key_type).encrypt(x.raw())
 
     # -- key transport (KTKs) ------------------------------------------------------
 
@@ -340,6 +341,11 @@ class SoftBackend(CommandBackend):
     def close(self) -> None:
         with self._guard():
             self._cache.clear()
+
+
+def _variant_of(kek: SoftKey, key_type: KeyType) -> BlockCipher:
+    """The legacy ECB form's KEK for one key type (``policy.ECB_VARIANTS``)."""
+    return BlockCipher(kek.algorithm, components.variant(kek.raw(), ECB_VARIANTS[key_type]))
 
 
 def _soft(key: LoadedKey) -> SoftKey:
