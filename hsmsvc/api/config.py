@@ -41,6 +41,8 @@ from typing import Any, Final, Mapping
 from hsmsvc.errors import InvalidInput
 from hsmsvc.hsm.config import Pkcs11Config, SecretSource, SoftConfig
 from hsmsvc.service.context import AttemptLimits
+from hsmsvc.service.keysync import DEFAULT_ROTATION, Rotation, SyncSettings
+from hsmsvc.types import KeyType
 
 __all__ = ["BackendConfig", "ServerConfig", "TlsConfig", "load"]
 
@@ -60,6 +62,14 @@ class BackendConfig:
 
 
 @dataclass(frozen=True)
+class PeerConfig:
+    """The hsmsvc of a zone's other site, for delivering key-change notices."""
+
+    address: str
+    server_name: str = ""
+
+
+@dataclass(frozen=True)
 class ServerConfig:
     backend: BackendConfig
     store: str
@@ -72,6 +82,8 @@ class ServerConfig:
     shutdown_grace_seconds: float = 10.0
     log_level: str = "INFO"
     attempts: AttemptLimits = field(default_factory=AttemptLimits)
+    key_sync: SyncSettings = field(default_factory=SyncSettings)
+    peers: Mapping[str, PeerConfig] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if not self.insecure_dev and self.tls is None:
@@ -115,6 +127,20 @@ def _backend(d: Mapping[str, Any]) -> BackendConfig:
             raise InvalidInput("backend.members", "at least one member")
         return BackendConfig("pool", members, float(d.get("health_interval", 2.0)))
     return BackendConfig(kind, (_member(d),))
+
+
+def _key_sync(d: Mapping[str, Any], rotation: Mapping[str, Any]) -> SyncSettings:
+    """``[key_sync]`` times in seconds; ``[rotation.<KEY TYPE>]`` max_age_seconds and max_uses (0: none)."""
+    rot = dict(DEFAULT_ROTATION)
+    for name, r in rotation.items():
+        age, uses = int(r.get("max_age_seconds", 0)), int(r.get("max_uses", 0))
+        rot[KeyType(name)] = Rotation(timedelta(seconds=age) if age else None, uses or None)
+    return SyncSettings(
+        activate_after=timedelta(seconds=float(d.get("activate_after_seconds", 30))),
+        grace=timedelta(seconds=float(d.get("grace_seconds", 300))),
+        notice_max_age=timedelta(seconds=float(d.get("notice_max_age_seconds", 3600))),
+        rotation=rot,
+    )
 
 
 def load(path: str | None, overrides: Mapping[str, Any] | None = None,
@@ -162,6 +188,9 @@ def load(path: str | None, overrides: Mapping[str, Any] | None = None,
             shutdown_grace_seconds=float(doc.get("shutdown_grace_seconds", 10.0)),
             log_level=str(doc.get("log_level", "INFO")).upper(),
             attempts=limits,
+            key_sync=_key_sync(doc.get("key_sync", {}), doc.get("rotation", {})),
+            peers={str(z): PeerConfig(str(p["address"]), str(p.get("server_name", "")))
+                   for z, p in doc.get("peers", {}).items()},
         )
     except (KeyError, TypeError, ValueError) as e:
         raise InvalidInput("config", f"malformed ({type(e).__name__}: {e})") from None

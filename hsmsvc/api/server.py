@@ -25,6 +25,7 @@ from grpc_reflection.v1alpha import reflection
 from hsmsvc.api.config import ServerConfig
 from hsmsvc.api.data import DataServicer
 from hsmsvc.api.keys import KeyServicer
+from hsmsvc.api.keysync import KeySyncServicer, PeerCourier
 from hsmsvc.api.mac import MacServicer
 from hsmsvc.api.metrics import Metrics
 from hsmsvc.api.pin import PinServicer
@@ -35,7 +36,9 @@ from hsmsvc.hsm.config import build
 from hsmsvc.keys.store import KeyStore
 from hsmsvc.service.authz import Policy, Principal, Role
 from hsmsvc.service.context import Services
+from hsmsvc.service.usage import Observers, UseMeter
 from hsmsvc.v1 import data_service_pb2, data_service_pb2_grpc, key_service_pb2, key_service_pb2_grpc
+from hsmsvc.v1 import key_sync_service_pb2, key_sync_service_pb2_grpc
 from hsmsvc.v1 import mac_service_pb2, mac_service_pb2_grpc, pin_service_pb2, pin_service_pb2_grpc
 
 __all__ = ["Running", "SERVICE_NAMES", "open_backend", "start", "serve"]
@@ -49,6 +52,7 @@ SERVICE_NAMES = tuple(
         (pin_service_pb2.DESCRIPTOR, "PinService"),
         (mac_service_pb2.DESCRIPTOR, "MacService"),
         (data_service_pb2.DESCRIPTOR, "DataService"),
+        (key_sync_service_pb2.DESCRIPTOR, "KeySyncService"),
     )
 )
 _MAX_MESSAGE = 16 * 1024 * 1024
@@ -93,6 +97,7 @@ class Running:
     services: Services
     metrics: Metrics
     config: ServerConfig
+    meter: UseMeter | None = None
     _monitor: asyncio.Task[None] | None = None
 
     async def stop(self) -> None:
@@ -100,6 +105,8 @@ class Running:
         await self.server.stop(self.config.shutdown_grace_seconds)
         if self._monitor is not None:
             self._monitor.cancel()
+        if self.meter is not None:
+            self.meter.close()
         self.metrics.close()
         self.services.store.close()
         self.services.backend.close()
@@ -148,7 +155,10 @@ async def start(config: ServerConfig, backend: Backend | None = None) -> Running
         policy = Policy.load(str(config.policy))
         resolve = _principal_from_cert(policy)
     metrics = Metrics()
-    services = Services(store, backend, policy, config.attempts, metrics)
+    courier = PeerCourier(config.peers, config.tls) if config.peers else None
+    meter = UseMeter(config.key_sync, courier)
+    services = Services(store, backend, policy, config.attempts, Observers(metrics, meter))
+    meter.attach(services)
     observed = Observed(resolve, metrics.record)
 
     server = grpc.aio.server(options=[
@@ -160,6 +170,8 @@ async def start(config: ServerConfig, backend: Backend | None = None) -> Running
     pin_service_pb2_grpc.add_PinServiceServicer_to_server(PinServicer(services, observed), server)
     mac_service_pb2_grpc.add_MacServiceServicer_to_server(MacServicer(services, observed), server)
     data_service_pb2_grpc.add_DataServiceServicer_to_server(DataServicer(services, observed), server)
+    key_sync_service_pb2_grpc.add_KeySyncServiceServicer_to_server(
+        KeySyncServicer(services, observed, config.key_sync, courier), server)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection(
@@ -185,7 +197,7 @@ async def start(config: ServerConfig, backend: Backend | None = None) -> Running
     for n in ("", *SERVICE_NAMES):
         await health_servicer.set(n, health_pb2.HealthCheckResponse.SERVING)
     metrics_port = metrics.serve(config.metrics_listen) if config.metrics_listen else None
-    running = Running(server, port, metrics_port, health_servicer, services, metrics, config)
+    running = Running(server, port, metrics_port, health_servicer, services, metrics, config, meter)
     running._monitor = asyncio.create_task(_monitor_backend(running))
     log.info("serving", extra={"port": port, "metrics_port": metrics_port, "tls": not config.insecure_dev,
                                "lmk_kcv": backend.lmk_kcv().hex().upper(), "principals": len(policy)})

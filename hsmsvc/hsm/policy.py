@@ -178,7 +178,8 @@ MAC_USAGE: Final[Mapping[MacAlgorithm, KeyUsage]] = {
 
 # Which keys a KEK of each type may carry: a TMK feeds one terminal.
 EXPORTABLE_UNDER: Final[Mapping[KeyType, frozenset[KeyType]]] = {
-    KeyType.ZMK: frozenset({KeyType.ZPK, KeyType.MAK, KeyType.DEK, KeyType.PVK, KeyType.ZMK}),
+    # A TMK may arrive under a ZMK from a key-loading site (as payShield's A6 allows).
+    KeyType.ZMK: frozenset({KeyType.ZPK, KeyType.MAK, KeyType.DEK, KeyType.PVK, KeyType.ZMK, KeyType.TMK}),
     KeyType.TMK: frozenset({KeyType.TPK, KeyType.TAK, KeyType.DEK}),
 }
 

@@ -57,10 +57,14 @@ ROLE_METHODS: Final[Mapping[Role, frozenset[str]]] = {
             "KeyService.ExportKey",
             "KeyService.RotateKey",
             "KeyService.UpdateKeyState",
+            "KeySyncService.StartKeyChange",
+            "KeySyncService.ApplyKeyChange",
+            "KeySyncService.ConfirmKeyChange",
         }
     ),
     Role.OPERATOR: frozenset(
-        {"PinService.*", "MacService.*", "DataService.*", "KeyService.GetKeyCheckValue", "KeyService.GetPublicKey"}
+        {"PinService.*", "MacService.*", "DataService.*", "KeyService.GetKeyCheckValue", "KeyService.GetPublicKey",
+         "KeySyncService.SignOn"}
     ),
     Role.CUSTODIAN: frozenset({"KeyService.GetKeyCheckValue", "KeyService.GetPublicKey"}),
     Role.AUDITOR: _READ,

@@ -106,6 +106,64 @@ def variant(kek: bytes, key_type: str) -> bytes:
     return bytes([kek[0] ^ VARIANT[key_type]]) + kek[1:]
 
 
+ATTEMPTS = """
+[attempts]
+per_pan = 3
+per_principal = 50
+window_seconds = 3600
+"""
+
+
+def launch(d: Path, url: str, sealed_file: Path, srv: Identity, ca: TestCA, extra: str = "",
+           passphrase: str = PASSPHRASE) -> tuple[subprocess.Popen[bytes], dict[str, Any]]:
+    """Run ``hsmsvc serve`` from a config written into ``d`` (policy.toml beside it); wait until ready."""
+    (d / "hsmsvc.toml").write_text(f"""
+listen = "127.0.0.1:0"
+metrics_listen = "127.0.0.1:0"
+store = "{url}"
+policy = "policy.toml"
+shutdown_grace_seconds = 5
+log_level = "DEBUG"
+
+[tls]
+cert = "{srv.cert}"
+key = "{srv.key}"
+client_ca = "{ca.ca_file}"
+
+[backend]
+kind = "soft"
+sealed_lmk = "{sealed_file}"
+passphrase_env = "HSMSVC_TEST_LMK_PASSPHRASE"
+{extra}
+""")
+    ready, log = d / "ready.json", d / "server.log"
+    env = {**os.environ, "HSMSVC_TEST_LMK_PASSPHRASE": passphrase}
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "hsmsvc", "serve", "--config", str(d / "hsmsvc.toml"),
+             "--ready-file", str(ready)],
+            stdout=out, stderr=subprocess.STDOUT, env=env,
+        )
+    deadline = time.monotonic() + 30
+    while not ready.exists():
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            raise AssertionError("server did not start:\n" + log.read_text())
+        time.sleep(0.05)
+    return proc, json.loads(ready.read_text())
+
+
+def stop(proc: subprocess.Popen[bytes], log: Path) -> None:
+    """SIGTERM, and require a clean drain and exit."""
+    proc.send_signal(signal.SIGTERM)
+    try:
+        rc = proc.wait(15)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        rc = -9
+    assert rc == 0, "server did not drain and exit cleanly:\n" + log.read_text()[-3000:]
+
+
 @pytest.fixture(scope="session")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
     d = tmp_path_factory.mktemp("api")
@@ -132,57 +190,14 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
         }
         store.close()
         backend.close()
-        (d / "hsmsvc.toml").write_text(f"""
-listen = "127.0.0.1:0"
-metrics_listen = "127.0.0.1:0"
-store = "{url}"
-policy = "policy.toml"
-shutdown_grace_seconds = 5
-log_level = "DEBUG"
-
-[tls]
-cert = "{srv.cert}"
-key = "{srv.key}"
-client_ca = "{ca.ca_file}"
-
-[backend]
-kind = "soft"
-sealed_lmk = "{sealed_file}"
-passphrase_env = "HSMSVC_TEST_LMK_PASSPHRASE"
-
-[attempts]
-per_pan = 3
-per_principal = 50
-window_seconds = 3600
-""")
-        ready, log = d / "ready.json", d / "server.log"
-        env = {**os.environ, "HSMSVC_TEST_LMK_PASSPHRASE": PASSPHRASE}
-        with open(log, "wb") as out:
-            proc = subprocess.Popen(
-                [sys.executable, "-m", "hsmsvc", "serve", "--config", str(d / "hsmsvc.toml"),
-                 "--ready-file", str(ready)],
-                stdout=out, stderr=subprocess.STDOUT, env=env,
-            )
-        deadline = time.monotonic() + 30
-        while not ready.exists():
-            if proc.poll() is not None or time.monotonic() > deadline:
-                proc.kill()
-                raise AssertionError("server did not start:\n" + log.read_text())
-            time.sleep(0.05)
-        info = json.loads(ready.read_text())
-        e = Env(info["port"], info["metrics_port"], ca, ids, log, url, clear)
+        proc, info = launch(d, url, sealed_file, srv, ca, ATTEMPTS)
+        e = Env(info["port"], info["metrics_port"], ca, ids, d / "server.log", url, clear)
         try:
             yield e
         finally:
             for c in e.clients:
                 c.close()
-            proc.send_signal(signal.SIGTERM)
-            try:
-                rc = proc.wait(15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                rc = -9
-            assert rc == 0, "server did not drain and exit cleanly:\n" + log.read_text()[-3000:]
+            stop(proc, e.log)
 
 
 def template(key_id: str, kt: int, alg: int, usage: int, mode: int, zone: str = "core", **kw: Any) -> key_pb.KeyTemplate:

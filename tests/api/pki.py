@@ -60,8 +60,11 @@ class TestCA:
             .public_key(key.public_key()).serial_number(x509.random_serial_number())
             .not_valid_before(now - dt.timedelta(minutes=5)).not_valid_after(now + dt.timedelta(days=1))
             .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+            # A server's certificate also authenticates it as a client: an hsmsvc
+            # delivers key-change notices to its peer with its own identity.
             .add_extension(x509.ExtendedKeyUsage(
-                [ExtendedKeyUsageOID.SERVER_AUTH if server else ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
+                [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH] if server
+                else [ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
         )
         if server:
             b = b.add_extension(x509.SubjectAlternativeName(

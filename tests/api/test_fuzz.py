@@ -16,7 +16,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from hsmsvc.v1 import data_service_pb2, key_service_pb2, mac_service_pb2, pin_service_pb2
+from hsmsvc.v1 import data_service_pb2, key_service_pb2, key_sync_service_pb2, mac_service_pb2, pin_service_pb2
 from hsmsvc.v1 import key_service_pb2 as key_pb
 from hsmsvc.v1 import types_pb2 as pb
 from hsmsvc_client import ClientTls
@@ -28,7 +28,7 @@ ALLOWED = {
     grpc.StatusCode.RESOURCE_EXHAUSTED, grpc.StatusCode.UNAVAILABLE,
 }
 KEY_IDS = ["fuzz-zpk", "fuzz-mak", "fuzz-dek", "fuzz-pvk", "zpk1", "no-such-key", ""]
-FILES = (key_service_pb2, pin_service_pb2, mac_service_pb2, data_service_pb2)
+FILES = (key_service_pb2, pin_service_pb2, mac_service_pb2, data_service_pb2, key_sync_service_pb2)
 METHODS = [(f.DESCRIPTOR.package, s, m) for f in FILES for s in f.DESCRIPTOR.services_by_name.values()
            for m in s.methods]
 

@@ -29,6 +29,7 @@ from hsmsvc.v1 import data_service_pb2 as data_pb
 from hsmsvc.v1 import data_service_pb2_grpc as data_grpc
 from hsmsvc.v1 import key_service_pb2 as key_pb
 from hsmsvc.v1 import key_service_pb2_grpc as key_grpc
+from hsmsvc.v1 import key_sync_service_pb2_grpc as sync_grpc
 from hsmsvc.v1 import mac_service_pb2 as mac_pb
 from hsmsvc.v1 import mac_service_pb2_grpc as mac_grpc
 from hsmsvc.v1 import pin_service_pb2 as pin_pb
@@ -42,13 +43,14 @@ IDEMPOTENT: Final = frozenset({
     "TranslatePin", "TranslatePinBatch", "EncryptPinForStorage", "GeneratePinOffset", "GeneratePvv",
     "ReEncryptStoredPins", "GenerateMac", "VerifyMac", "GenerateMacBatch", "VerifyMacBatch",
     "Encrypt", "Decrypt", "ReEncrypt", "EncryptBatch", "GetKey", "ListKeys", "GetKeyCheckValue", "ExportKey",
-    "GetPublicKey",
+    "GetPublicKey", "StartKeyChange", "ApplyKeyChange", "ConfirmKeyChange",
 })
 _STUBS: Final = {
     "keys": key_grpc.KeyServiceStub,
     "pins": pin_grpc.PinServiceStub,
     "macs": mac_grpc.MacServiceStub,
     "data": data_grpc.DataServiceStub,
+    "sync": sync_grpc.KeySyncServiceStub,
 }
 
 
@@ -133,6 +135,7 @@ class Client:
         self.pins = _Service(self, "pins")
         self.macs = _Service(self, "macs")
         self.data = _Service(self, "data")
+        self.sync = _Service(self, "sync")
 
     @classmethod
     def insecure(cls, addresses: str | Sequence[str], **kw: Any) -> Client:

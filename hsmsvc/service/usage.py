@@ -1,0 +1,119 @@
+"""Key use counting and rotation by use count or age (bank design 004 clause 7.1.1).
+
+Uses are counted in the store, reserved a block at a time, so the hot path
+writes once per block and servers sharing a database never count a use twice
+(a reserved block counts as used: the count errs high, never low). When a key
+version reaches its rotation limit, a new version is made off the request path:
+
+* a zone key at the site that is the zone's core: a key change, delivered to
+  the peer when one is configured;
+* a zone key received from a core: nothing here; the core changes it;
+* a terminal key (TPK, TAK): audited as due; the terminal gets new keys at its
+  next sign-on;
+* any other key: a local rotation.
+
+Use is refused at twice the limit (``KeyManager.check_use``).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime, timezone
+
+from hsmsvc.errors import AlreadyExists, HsmsvcError
+from hsmsvc.keys.model import AuditEvent, StoredKey
+from hsmsvc.service.authz import Principal, Role
+from hsmsvc.service.context import Caller, Observer, Services
+from hsmsvc.service.keysync import Courier, SyncSettings, start_key_change
+from hsmsvc.types import KeyType
+
+__all__ = ["Observers", "UseMeter"]
+
+log = logging.getLogger("hsmsvc.usage")
+
+ACTOR = "hsmsvc:rotation"
+_SYSTEM = Caller(Principal(ACTOR, frozenset({Role.MANAGER}), ("*",)), "rotation", "-")
+
+
+class Observers:
+    """Several observers as one."""
+
+    def __init__(self, *observers: Observer) -> None:
+        self._observers = observers
+
+    def key_used(self, key: StoredKey, n: int = 1) -> None:
+        for o in self._observers:
+            o.key_used(key, n)
+
+
+class UseMeter:
+    """Counts uses against the store and starts a new version at the rotation limit."""
+
+    def __init__(self, settings: SyncSettings, courier: Courier | None = None, block: int = 100) -> None:
+        self._settings = settings
+        self._courier = courier
+        self._block = block
+        self._lock = threading.Lock()
+        self._left: dict[tuple[str, int], int] = {}
+        self._due: set[tuple[str, int]] = set()
+        self._services: Services | None = None
+        self._worker = ThreadPoolExecutor(1, thread_name_prefix="rotation")
+
+    def attach(self, services: Services) -> None:
+        self._services = services
+
+    def close(self) -> None:
+        self._worker.shutdown(wait=True)
+
+    def key_used(self, key: StoredKey, n: int = 1) -> None:
+        s = self._services
+        if s is None or n <= 0:
+            return
+        ident = (key.key_id, key.version)
+        due = False
+        if key.max_uses is not None:
+            with self._lock:
+                left = self._left.get(ident, 0)
+                if left < n:
+                    size = max(n, min(self._block, max(1, key.max_uses // 50)))
+                    count = s.store.reserve_uses(key.key_id, key.version, size)
+                    left += size
+                    due = count >= key.max_uses
+                self._left[ident] = left - n
+        rotation = self._settings.rotation.get(key.cryptogram.spec.key_type)
+        if rotation is not None and rotation.max_age is not None and key.activated_at is not None:
+            due = due or datetime.now(timezone.utc) - key.activated_at >= rotation.max_age
+        if due:
+            with self._lock:
+                if ident in self._due:
+                    return
+                self._due.add(ident)
+            self._worker.submit(self._rotate, key)
+
+    def _rotate(self, key: StoredKey) -> None:
+        s = self._services
+        assert s is not None
+        spec = key.cryptogram.spec
+        try:
+            if s.store.versions(key.key_id)[-1].version != key.version:
+                return  # another server already made the next version
+            if spec.zone and s.store.sync_state(spec.zone, "branch") is not None:
+                return  # received from the zone's core, which changes it
+            if spec.zone and (s.store.sync_state(spec.zone, "core") is not None or self._courier is not None) \
+                    and spec.key_type in (KeyType.ZPK, KeyType.MAK, KeyType.DEK):
+                start_key_change(s, _SYSTEM, self._settings, spec.zone, [spec.key_type], self._courier)
+            elif spec.key_type in (KeyType.TPK, KeyType.TAK):
+                s.store.audit(AuditEvent(ACTOR, "key.sign_on_due", key.key_id, key.version,
+                                         (("use_count", "limit"),)))
+            else:
+                s.manager(_SYSTEM).rotate(key.key_id, max_uses=key.max_uses)
+            log.info("key rotated at its limit", extra={"key_id": key.key_id, "version": key.version})
+        except AlreadyExists:
+            return
+        except HsmsvcError as e:
+            # Retried at the next use past the limit; the hard stop protects meanwhile.
+            log.warning("rotation failed", extra={"key_id": key.key_id, "error": str(e)})
+            with self._lock:
+                self._due.discard((key.key_id, key.version))
