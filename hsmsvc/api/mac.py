@@ -21,11 +21,11 @@ class MacServicer(g.MacServiceServicer):
         self.observed = observed
 
     def _generate(self, r: m.GenerateMacRequest, c: Caller) -> m.GenerateMacResponse:
-        tag, version = uc.generate_mac(
+        tag, version, sign_on = uc.generate_mac(
             self.s, c, cv.key_ref(r.key, "key", r.HasField("key")), cv.MAC_ALGORITHM.get(r.algorithm, "algorithm"),
             cv.MAC_PADDING.optional(r.padding, "padding"), bytes(r.data), r.mac_length,
         )
-        return m.GenerateMacResponse(mac=tag, key_version=version)
+        return m.GenerateMacResponse(mac=tag, key_version=version, sign_on_required=sign_on)
 
     @rpc("MacService.GenerateMac")
     def GenerateMac(self, r: m.GenerateMacRequest, c: Caller) -> m.GenerateMacResponse:

@@ -62,7 +62,7 @@ class PinServicer(g.PinServiceServicer):
         self.observed = observed
 
     def _translate(self, r: m.TranslatePinRequest, c: Caller) -> m.TranslatePinResponse:
-        block, version = uc.translate_pin(
+        block, version, sign_on = uc.translate_pin(
             self.s, c,
             _source(r, "source", "source_key", "source_one_time_key"),
             cv.PIN_FORMAT.get(r.source_format, "source_format"),
@@ -70,7 +70,7 @@ class PinServicer(g.PinServiceServicer):
             cv.PIN_FORMAT.get(r.destination_format, "destination_format"),
             bytes(r.pin_block), _pan(r.pan),
         )
-        return m.TranslatePinResponse(pin_block=block, destination_key_version=version)
+        return m.TranslatePinResponse(pin_block=block, destination_key_version=version, sign_on_required=sign_on)
 
     @rpc("PinService.TranslatePin")
     def TranslatePin(self, r: m.TranslatePinRequest, c: Caller) -> m.TranslatePinResponse:

@@ -37,6 +37,16 @@ class StoredKey:
         return self.cryptogram.spec.key_id
 
     @property
+    def rotation_due(self) -> bool:
+        """At its rotation limit: ``max_uses`` reached, or half its life gone (use stops at twice either)."""
+        if self.max_uses is not None and self.use_count >= self.max_uses:
+            return True
+        start = self.activated_at or self.created_at
+        if self.expires_at is None or self.expires_at <= start:
+            return False
+        return datetime.now(self.expires_at.tzinfo) >= start + (self.expires_at - start) / 2
+
+    @property
     def version(self) -> int:
         return self.cryptogram.spec.version
 

@@ -13,7 +13,7 @@ from hsmsvc.errors import HsmsvcError, InvalidInput, VerificationFailed
 from hsmsvc.hsm.policy import Operation
 from hsmsvc.keys.model import KeyRef
 from hsmsvc.service.context import Caller, Services
-from hsmsvc.types import MacAlgorithm, Padding
+from hsmsvc.types import MacAlgorithm, Padding, KeyType
 
 __all__ = ["generate_mac", "generate_mac_batch", "verify_mac", "verify_mac_batch"]
 
@@ -44,12 +44,13 @@ def _truncate(tag: bytes, length: int) -> bytes:
 def generate_mac(
     s: Services, caller: Caller, key: KeyRef, algorithm: MacAlgorithm, padding: Padding | None,
     data: bytes, length: int = 0,
-) -> tuple[bytes, int]:
+) -> tuple[bytes, int, bool]:
+    """The MAC, the key's version, and whether a TAK is due for a new version (sign on again)."""
     pad = _padding(algorithm, padding)
     k = s.key(caller, key, Operation.MAC_GENERATE)
     tag = s.backend.generate_mac(k.cryptogram, data, algorithm, pad)
     s.observer.key_used(k)
-    return _truncate(tag, length), k.version
+    return _truncate(tag, length), k.version, k.cryptogram.spec.key_type is KeyType.TAK and k.rotation_due
 
 
 def verify_mac(

@@ -19,7 +19,7 @@ from hsmsvc.hsm.policy import Operation
 from hsmsvc.keys.model import KeyRef, StoredKey
 from hsmsvc.service.attempts import AttemptGuard
 from hsmsvc.service.context import Caller, Services
-from hsmsvc.types import Algorithm, KeyUsage, PinBlockFormat
+from hsmsvc.types import Algorithm, KeyType, KeyUsage, PinBlockFormat
 
 __all__ = [
     "OffsetCheck",
@@ -115,8 +115,9 @@ def translate_pin(
     destination_format: PinBlockFormat,
     pin_block: bytes,
     pan: str | None,
-) -> tuple[bytes, int]:
-    """Translate one PIN block; returns it and the destination key's version."""
+) -> tuple[bytes, int, bool]:
+    """Translate one PIN block; returns it, the destination key's version, and whether the
+    source TPK is due for a new version (the terminal should sign on again)."""
     field = "source_one_time_key" if isinstance(source, OneTimeKeyRef) else "source_key"
     src, src_key = _source(s, caller, source, field)
     dst = s.key(caller, destination, Operation.PIN_ENCRYPT, "destination_key")
@@ -131,7 +132,7 @@ def translate_pin(
         raise
     s.observer.key_used(src)
     s.observer.key_used(dst)
-    return out, dst.version
+    return out, dst.version, src.cryptogram.spec.key_type is KeyType.TPK and src.rotation_due
 
 
 def translate_pin_batch(

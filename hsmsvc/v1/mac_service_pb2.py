@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from hsmsvc.v1 import types_pb2 as hsmsvc_dot_v1_dot_types__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1bhsmsvc/v1/mac_service.proto\x12\thsmsvc.v1\x1a\x15hsmsvc/v1/types.proto\"\xaa\x01\n\x12GenerateMacRequest\x12\x1e\n\x03key\x18\x01 \x01(\x0b\x32\x11.hsmsvc.v1.KeyRef\x12*\n\talgorithm\x18\x02 \x01(\x0e\x32\x17.hsmsvc.v1.MacAlgorithm\x12&\n\x07padding\x18\x03 \x01(\x0e\x32\x15.hsmsvc.v1.MacPadding\x12\x0c\n\x04\x64\x61ta\x18\x04 \x01(\x0c\x12\x12\n\nmac_length\x18\x05 \x01(\r\"7\n\x13GenerateMacResponse\x12\x0b\n\x03mac\x18\x01 \x01(\x0c\x12\x13\n\x0bkey_version\x18\x02 \x01(\r\"\xa1\x01\n\x10VerifyMacRequest\x12\x1e\n\x03key\x18\x01 \x01(\x0b\x32\x11.hsmsvc.v1.KeyRef\x12*\n\talgorithm\x18\x02 \x01(\x0e\x32\x17.hsmsvc.v1.MacAlgorithm\x12&\n\x07padding\x18\x03 \x01(\x0e\x32\x15.hsmsvc.v1.MacPadding\x12\x0c\n\x04\x64\x61ta\x18\x04 \x01(\x0c\x12\x0b\n\x03mac\x18\x05 \x01(\x0c\"%\n\x11VerifyMacResponse\x12\x10\n\x08verified\x18\x01 \x01(\x08\"\xb3\x01\n\x17GenerateMacBatchRequest\x12\x1e\n\x03key\x18\x01 \x01(\x0b\x32\x11.hsmsvc.v1.KeyRef\x12*\n\talgorithm\x18\x02 \x01(\x0e\x32\x17.hsmsvc.v1.MacAlgorithm\x12&\n\x07padding\x18\x03 \x01(\x0e\x32\x15.hsmsvc.v1.MacPadding\x12\x10\n\x08messages\x18\x04 \x03(\x0c\x12\x12\n\nmac_length\x18\x05 \x01(\r\"c\n\x18GenerateMacBatchResponse\x12\x0c\n\x04macs\x18\x01 \x03(\x0c\x12$\n\x06\x65rrors\x18\x02 \x03(\x0b\x32\x14.hsmsvc.v1.ItemError\x12\x13\n\x0bkey_version\x18\x03 \x01(\r\"\xab\x01\n\x15VerifyMacBatchRequest\x12\x1e\n\x03key\x18\x01 \x01(\x0b\x32\x11.hsmsvc.v1.KeyRef\x12*\n\talgorithm\x18\x02 \x01(\x0e\x32\x17.hsmsvc.v1.MacAlgorithm\x12&\n\x07padding\x18\x03 \x01(\x0e\x32\x15.hsmsvc.v1.MacPadding\x12\x10\n\x08messages\x18\x04 \x03(\x0c\x12\x0c\n\x04macs\x18\x05 \x03(\x0c\"P\n\x16VerifyMacBatchResponse\x12\x10\n\x08verified\x18\x01 \x03(\x08\x12$\n\x06\x65rrors\x18\x02 \x03(\x0b\x32\x14.hsmsvc.v1.ItemError\"b\n\x18StreamGenerateMacRequest\x12\x16\n\x0e\x63orrelation_id\x18\x01 \x01(\x04\x12.\n\x07request\x18\x02 \x01(\x0b\x32\x1d.hsmsvc.v1.GenerateMacRequest\"\x84\x01\n\x19StreamGenerateMacResponse\x12\x16\n\x0e\x63orrelation_id\x18\x01 \x01(\x04\x12\x0c\n\x04\x63ode\x18\x02 \x01(\x05\x12\x0f\n\x07message\x18\x03 \x01(\t\x12\x30\n\x08response\x18\x04 \x01(\x0b\x32\x1e.hsmsvc.v1.GenerateMacResponse2\xba\x03\n\nMacService\x12L\n\x0bGenerateMac\x12\x1d.hsmsvc.v1.GenerateMacRequest\x1a\x1e.hsmsvc.v1.GenerateMacResponse\x12\x46\n\tVerifyMac\x12\x1b.hsmsvc.v1.VerifyMacRequest\x1a\x1c.hsmsvc.v1.VerifyMacResponse\x12[\n\x10GenerateMacBatch\x12\".hsmsvc.v1.GenerateMacBatchRequest\x1a#.hsmsvc.v1.GenerateMacBatchResponse\x12U\n\x0eVerifyMacBatch\x12 .hsmsvc.v1.VerifyMacBatchRequest\x1a!.hsmsvc.v1.VerifyMacBatchResponse\x12\x62\n\x11StreamGenerateMac\x12#.hsmsvc.v1.StreamGenerateMacRequest\x1a$.hsmsvc.v1.StreamGenerateMacResponse(\x01\x30\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1bhsmsvc/v1/mac_service.proto\x12\thsmsvc.v1\x1a\x15hsmsvc/v1/types.proto\"\xaa\x01\n\x12GenerateMacRequest\x12\x1e\n\x03key\x18\x01 \x01(\x0b\x32\x11.hsmsvc.v1.KeyRef\x12*\n\talgorithm\x18\x02 \x01(\x0e\x32\x17.hsmsvc.v1.MacAlgorithm\x12&\n\x07padding\x18\x03 \x01(\x0e\x32\x15.hsmsvc.v1.MacPadding\x12\x0c\n\x04\x64\x61ta\x18\x04 \x01(\x0c\x12\x12\n\nmac_length\x18\x05 \x01(\r\"Q\n\x13GenerateMacResponse\x12\x0b\n\x03mac\x18\x01 \x01(\x0c\x12\x13\n\x0bkey_version\x18\x02 \x01(\r\x12\x18\n\x10sign_on_required\x18\x03 \x01(\x08\"\xa1\x01\n\x10VerifyMacRequest\x12\x1e\n\x03key\x18\x01 \x01(\x0b\x32\x11.hsmsvc.v1.KeyRef\x12*\n\talgorithm\x18\x02 \x01(\x0e\x32\x17.hsmsvc.v1.MacAlgorithm\x12&\n\x07padding\x18\x03 \x01(\x0e\x32\x15.hsmsvc.v1.MacPadding\x12\x0c\n\x04\x64\x61ta\x18\x04 \x01(\x0c\x12\x0b\n\x03mac\x18\x05 \x01(\x0c\"%\n\x11VerifyMacResponse\x12\x10\n\x08verified\x18\x01 \x01(\x08\"\xb3\x01\n\x17GenerateMacBatchRequest\x12\x1e\n\x03key\x18\x01 \x01(\x0b\x32\x11.hsmsvc.v1.KeyRef\x12*\n\talgorithm\x18\x02 \x01(\x0e\x32\x17.hsmsvc.v1.MacAlgorithm\x12&\n\x07padding\x18\x03 \x01(\x0e\x32\x15.hsmsvc.v1.MacPadding\x12\x10\n\x08messages\x18\x04 \x03(\x0c\x12\x12\n\nmac_length\x18\x05 \x01(\r\"c\n\x18GenerateMacBatchResponse\x12\x0c\n\x04macs\x18\x01 \x03(\x0c\x12$\n\x06\x65rrors\x18\x02 \x03(\x0b\x32\x14.hsmsvc.v1.ItemError\x12\x13\n\x0bkey_version\x18\x03 \x01(\r\"\xab\x01\n\x15VerifyMacBatchRequest\x12\x1e\n\x03key\x18\x01 \x01(\x0b\x32\x11.hsmsvc.v1.KeyRef\x12*\n\talgorithm\x18\x02 \x01(\x0e\x32\x17.hsmsvc.v1.MacAlgorithm\x12&\n\x07padding\x18\x03 \x01(\x0e\x32\x15.hsmsvc.v1.MacPadding\x12\x10\n\x08messages\x18\x04 \x03(\x0c\x12\x0c\n\x04macs\x18\x05 \x03(\x0c\"P\n\x16VerifyMacBatchResponse\x12\x10\n\x08verified\x18\x01 \x03(\x08\x12$\n\x06\x65rrors\x18\x02 \x03(\x0b\x32\x14.hsmsvc.v1.ItemError\"b\n\x18StreamGenerateMacRequest\x12\x16\n\x0e\x63orrelation_id\x18\x01 \x01(\x04\x12.\n\x07request\x18\x02 \x01(\x0b\x32\x1d.hsmsvc.v1.GenerateMacRequest\"\x84\x01\n\x19StreamGenerateMacResponse\x12\x16\n\x0e\x63orrelation_id\x18\x01 \x01(\x04\x12\x0c\n\x04\x63ode\x18\x02 \x01(\x05\x12\x0f\n\x07message\x18\x03 \x01(\t\x12\x30\n\x08response\x18\x04 \x01(\x0b\x32\x1e.hsmsvc.v1.GenerateMacResponse2\xba\x03\n\nMacService\x12L\n\x0bGenerateMac\x12\x1d.hsmsvc.v1.GenerateMacRequest\x1a\x1e.hsmsvc.v1.GenerateMacResponse\x12\x46\n\tVerifyMac\x12\x1b.hsmsvc.v1.VerifyMacRequest\x1a\x1c.hsmsvc.v1.VerifyMacResponse\x12[\n\x10GenerateMacBatch\x12\".hsmsvc.v1.GenerateMacBatchRequest\x1a#.hsmsvc.v1.GenerateMacBatchResponse\x12U\n\x0eVerifyMacBatch\x12 .hsmsvc.v1.VerifyMacBatchRequest\x1a!.hsmsvc.v1.VerifyMacBatchResponse\x12\x62\n\x11StreamGenerateMac\x12#.hsmsvc.v1.StreamGenerateMacRequest\x1a$.hsmsvc.v1.StreamGenerateMacResponse(\x01\x30\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -35,23 +35,23 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_GENERATEMACREQUEST']._serialized_start=66
   _globals['_GENERATEMACREQUEST']._serialized_end=236
   _globals['_GENERATEMACRESPONSE']._serialized_start=238
-  _globals['_GENERATEMACRESPONSE']._serialized_end=293
-  _globals['_VERIFYMACREQUEST']._serialized_start=296
-  _globals['_VERIFYMACREQUEST']._serialized_end=457
-  _globals['_VERIFYMACRESPONSE']._serialized_start=459
-  _globals['_VERIFYMACRESPONSE']._serialized_end=496
-  _globals['_GENERATEMACBATCHREQUEST']._serialized_start=499
-  _globals['_GENERATEMACBATCHREQUEST']._serialized_end=678
-  _globals['_GENERATEMACBATCHRESPONSE']._serialized_start=680
-  _globals['_GENERATEMACBATCHRESPONSE']._serialized_end=779
-  _globals['_VERIFYMACBATCHREQUEST']._serialized_start=782
-  _globals['_VERIFYMACBATCHREQUEST']._serialized_end=953
-  _globals['_VERIFYMACBATCHRESPONSE']._serialized_start=955
-  _globals['_VERIFYMACBATCHRESPONSE']._serialized_end=1035
-  _globals['_STREAMGENERATEMACREQUEST']._serialized_start=1037
-  _globals['_STREAMGENERATEMACREQUEST']._serialized_end=1135
-  _globals['_STREAMGENERATEMACRESPONSE']._serialized_start=1138
-  _globals['_STREAMGENERATEMACRESPONSE']._serialized_end=1270
-  _globals['_MACSERVICE']._serialized_start=1273
-  _globals['_MACSERVICE']._serialized_end=1715
+  _globals['_GENERATEMACRESPONSE']._serialized_end=319
+  _globals['_VERIFYMACREQUEST']._serialized_start=322
+  _globals['_VERIFYMACREQUEST']._serialized_end=483
+  _globals['_VERIFYMACRESPONSE']._serialized_start=485
+  _globals['_VERIFYMACRESPONSE']._serialized_end=522
+  _globals['_GENERATEMACBATCHREQUEST']._serialized_start=525
+  _globals['_GENERATEMACBATCHREQUEST']._serialized_end=704
+  _globals['_GENERATEMACBATCHRESPONSE']._serialized_start=706
+  _globals['_GENERATEMACBATCHRESPONSE']._serialized_end=805
+  _globals['_VERIFYMACBATCHREQUEST']._serialized_start=808
+  _globals['_VERIFYMACBATCHREQUEST']._serialized_end=979
+  _globals['_VERIFYMACBATCHRESPONSE']._serialized_start=981
+  _globals['_VERIFYMACBATCHRESPONSE']._serialized_end=1061
+  _globals['_STREAMGENERATEMACREQUEST']._serialized_start=1063
+  _globals['_STREAMGENERATEMACREQUEST']._serialized_end=1161
+  _globals['_STREAMGENERATEMACRESPONSE']._serialized_start=1164
+  _globals['_STREAMGENERATEMACRESPONSE']._serialized_end=1296
+  _globals['_MACSERVICE']._serialized_start=1299
+  _globals['_MACSERVICE']._serialized_end=1741
 # @@protoc_insertion_point(module_scope)

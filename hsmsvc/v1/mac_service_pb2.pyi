@@ -22,12 +22,14 @@ class GenerateMacRequest(_message.Message):
     def __init__(self, key: _Optional[_Union[_types_pb2.KeyRef, _Mapping]] = ..., algorithm: _Optional[_Union[_types_pb2.MacAlgorithm, str]] = ..., padding: _Optional[_Union[_types_pb2.MacPadding, str]] = ..., data: _Optional[bytes] = ..., mac_length: _Optional[int] = ...) -> None: ...
 
 class GenerateMacResponse(_message.Message):
-    __slots__ = ("mac", "key_version")
+    __slots__ = ("mac", "key_version", "sign_on_required")
     MAC_FIELD_NUMBER: _ClassVar[int]
     KEY_VERSION_FIELD_NUMBER: _ClassVar[int]
+    SIGN_ON_REQUIRED_FIELD_NUMBER: _ClassVar[int]
     mac: bytes
     key_version: int
-    def __init__(self, mac: _Optional[bytes] = ..., key_version: _Optional[int] = ...) -> None: ...
+    sign_on_required: bool
+    def __init__(self, mac: _Optional[bytes] = ..., key_version: _Optional[int] = ..., sign_on_required: _Optional[bool] = ...) -> None: ...
 
 class VerifyMacRequest(_message.Message):
     __slots__ = ("key", "algorithm", "padding", "data", "mac")

@@ -36,12 +36,14 @@ class TranslatePinRequest(_message.Message):
     def __init__(self, source_key: _Optional[_Union[_types_pb2.KeyRef, _Mapping]] = ..., source_one_time_key: _Optional[_Union[OneTimeKey, _Mapping]] = ..., source_format: _Optional[_Union[_types_pb2.PinBlockFormat, str]] = ..., destination_key: _Optional[_Union[_types_pb2.KeyRef, _Mapping]] = ..., destination_format: _Optional[_Union[_types_pb2.PinBlockFormat, str]] = ..., pin_block: _Optional[bytes] = ..., pan: _Optional[str] = ...) -> None: ...
 
 class TranslatePinResponse(_message.Message):
-    __slots__ = ("pin_block", "destination_key_version")
+    __slots__ = ("pin_block", "destination_key_version", "sign_on_required")
     PIN_BLOCK_FIELD_NUMBER: _ClassVar[int]
     DESTINATION_KEY_VERSION_FIELD_NUMBER: _ClassVar[int]
+    SIGN_ON_REQUIRED_FIELD_NUMBER: _ClassVar[int]
     pin_block: bytes
     destination_key_version: int
-    def __init__(self, pin_block: _Optional[bytes] = ..., destination_key_version: _Optional[int] = ...) -> None: ...
+    sign_on_required: bool
+    def __init__(self, pin_block: _Optional[bytes] = ..., destination_key_version: _Optional[int] = ..., sign_on_required: _Optional[bool] = ...) -> None: ...
 
 class TranslatePinBatchRequest(_message.Message):
     __slots__ = ("source_key", "source_format", "destination_key", "destination_format", "pin_blocks", "pans")

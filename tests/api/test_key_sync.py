@@ -126,6 +126,8 @@ grace_seconds = 4
             store.close()
             backend.close()
             extra = timing
+            if name == "branch":
+                extra += "\n[rotation.TPK]\nmax_age_seconds = 43200\nmax_uses = 3\n"
             if name == "core":
                 extra += f'\n[peers.{ZONE}]\naddress = "127.0.0.1:{started["branch"].port}"\nserver_name = "localhost"\n'
             proc, info = launch(d, url, sealed_file, ca.issue(f"{name}-hsmsvc", server=True), ca, extra)
@@ -372,8 +374,16 @@ def test_terminal_sign_on_issues_keys_under_its_tmk(sites: Sites) -> None:
             got[(k.key_type, round_)] = clear
     # The terminal's new TPK works at once: a PIN block under it translates to the zone ZPK.
     tpk = got[(pb.KEY_TYPE_TPK, 2)]
-    r2 = app.pins.TranslatePin(pin_pb.TranslatePinRequest(
-        source_key=pb.KeyRef(key_id=f"{ZONE}.term-02.tpk"), source_format=pb.PIN_BLOCK_FORMAT_ISO_0,
-        destination_key=pb.KeyRef(key_id=f"{ZONE}.zpk"), destination_format=pb.PIN_BLOCK_FORMAT_ISO_0,
-        pin_block=ind.tdes_ecb(tpk, ind.iso0("1234", PAN)), pan=PAN))
-    assert r2.pin_block
+
+    def translate() -> Any:
+        return app.pins.TranslatePin(pin_pb.TranslatePinRequest(
+            source_key=pb.KeyRef(key_id=f"{ZONE}.term-02.tpk"), source_format=pb.PIN_BLOCK_FORMAT_ISO_0,
+            destination_key=pb.KeyRef(key_id=f"{ZONE}.zpk"), destination_format=pb.PIN_BLOCK_FORMAT_ISO_0,
+            pin_block=ind.tdes_ecb(tpk, ind.iso0("1234", PAN)), pan=PAN))
+
+    # This branch rotates TPKs at 3 uses: the 4th answer tells the terminal to sign on;
+    # at twice the limit the TPK is refused.
+    flags = [translate().sign_on_required for _ in range(6)]
+    assert flags == [False, False, False, True, True, True]
+    code, msg = code_of(translate)
+    assert code is StatusCode.FAILED_PRECONDITION and "use limit" in msg
