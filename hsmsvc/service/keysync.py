@@ -196,10 +196,9 @@ def _limits(s: SyncSettings, key_type: KeyType, start: datetime) -> tuple[dateti
     return (start + 2 * r.max_age if r.max_age else None), r.max_uses
 
 
-def _retire(s: Services, key_id: str, new_version: int, at: datetime) -> list[tuple[str, int, datetime]]:
-    """Older usable versions of ``key_id`` end their service at ``at`` (the grace window's end)."""
-    return [(key_id, k.version, at) for k in s.store.versions(key_id)
-            if k.version < new_version and k.state is KeyState.ACTIVE]
+def _retire(versions: Sequence[StoredKey], new_version: int, at: datetime) -> list[tuple[str, int, datetime]]:
+    """Older usable versions end their service at ``at`` (the grace window's end)."""
+    return [(k.key_id, k.version, at) for k in versions if k.version < new_version and k.state is KeyState.ACTIVE]
 
 
 # -- core ------------------------------------------------------------------------------
@@ -283,7 +282,7 @@ def confirm_key_change(s: Services, caller: Caller, settings: SyncSettings, conf
         if len(want) != len(conf.kcvs) or not all(_compare.bytes_eq(a, b) for a, b in zip(want, conf.kcvs)):
             raise VerificationFailed("confirmation.kcvs", "do not match the keys sent")
         end = notice.activate_at + notice.grace
-        expire = [x for k in notice.keys for x in _retire(s, k.key_id, k.version, end)]
+        expire = [x for k in notice.keys for x in _retire(s.store.versions(k.key_id), k.version, end)]
         row = dataclasses.replace(state, state="CONFIRMED")
         s.store.change_keys(
             AuditEvent(caller.principal.name, "keysync.confirm", None, None, _audit(notice, zmk)),
@@ -329,7 +328,7 @@ def apply_key_change(s: Services, caller: Caller, settings: SyncSettings, notice
                         0, max_uses, notice.activate_at)
         caller.principal.require_key(key, "notice.zone")
         added.append(key)
-        expire += _retire(s, k.key_id, k.version, notice.activate_at + notice.grace)
+        expire += _retire(older, k.version, notice.activate_at + notice.grace)
     conf = Confirmation(notice.zone, notice.sequence, tuple(k.cryptogram.kcv for k in added))
     conf = dataclasses.replace(conf, mac=_mac(s, zmk, conf))
     row = SyncState(notice.zone, "branch", notice.sequence, "APPLIED", _digest(notice), _encode(conf), now)
@@ -371,7 +370,7 @@ def sign_on(
         caller.principal.require_key(key, "terminal_id")
         out.append((key, s.backend.export_key(tmk.cryptogram, c)))
         added.append(key)
-        expire += _retire(s, key_id, spec.version, now + settings.grace)
+        expire += _retire(versions, spec.version, now + settings.grace)
     s.store.change_keys(
         AuditEvent(caller.principal.name, "keysync.sign_on", None, None,
                    (("terminal", terminal), ("tmk", f"{tmk.key_id} v{tmk.version}"),

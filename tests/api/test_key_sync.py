@@ -20,7 +20,10 @@ import grpc
 import pytest
 from cryptography.hazmat.primitives import cmac as pyca_cmac
 from cryptography.hazmat.primitives.ciphers import algorithms
+from hsmsvc_client import Client, ClientTls
 
+from hsmsvc.api.keysync import notice_from_pb
+from hsmsvc.crypto import tr31
 from hsmsvc.hsm.backend import KeySpec
 from hsmsvc.hsm.soft import sealed
 from hsmsvc.hsm.soft.backend import SoftBackend
@@ -29,13 +32,14 @@ from hsmsvc.keys.store import KeyStore
 from hsmsvc.service.keysync import KeyChangeNotice, NoticeKey
 from hsmsvc.types import Algorithm, Exportability, KeyType, KeyUsage, ModeOfUse
 from hsmsvc.v1 import data_service_pb2 as data_pb
+from hsmsvc.v1 import key_service_pb2 as key_pb
 from hsmsvc.v1 import key_sync_service_pb2 as ks
+from hsmsvc.v1 import mac_service_pb2 as mac_pb
 from hsmsvc.v1 import pin_service_pb2 as pin_pb
 from hsmsvc.v1 import types_pb2 as pb
-from hsmsvc_client import Client, ClientTls
 from tests import pg
 from tests.api import independent as ind
-from tests.api.conftest import PASSPHRASE, clear_key, code_of, launch, stop
+from tests.api.conftest import PASSPHRASE, clear_key, code_of, launch, stop, template
 from tests.api.pki import TestCA
 
 ZONE = "branch7"
@@ -157,8 +161,6 @@ def derived_mac(zmk: bytes, data: bytes) -> bytes:
 
 
 def to_domain(n: ks.KeyChangeNotice) -> KeyChangeNotice:
-    from hsmsvc.api.keysync import notice_from_pb
-
     return notice_from_pb(n)
 
 
@@ -202,15 +204,11 @@ def mac_and_data(sites: Sites) -> None:
 
 
 def _mac_req(msg: bytes) -> Any:
-    from hsmsvc.v1 import mac_service_pb2 as mac_pb
-
     return mac_pb.GenerateMacRequest(key=pb.KeyRef(key_id=f"{ZONE}.mak"), algorithm=pb.MAC_ALGORITHM_ISO9797_ALG3,
                                      padding=pb.MAC_PADDING_METHOD_1, data=msg)
 
 
 def _verify_req(msg: bytes, tag: bytes, version: int) -> Any:
-    from hsmsvc.v1 import mac_service_pb2 as mac_pb
-
     return mac_pb.VerifyMacRequest(key=pb.KeyRef(key_id=f"{ZONE}.mak", version=version),
                                    algorithm=pb.MAC_ALGORITHM_ISO9797_ALG3, padding=pb.MAC_PADDING_METHOD_1,
                                    data=msg, mac=tag)
@@ -321,9 +319,6 @@ def test_keys_change_under_load_with_no_failed_request(sites: Sites) -> None:
 
 
 def test_use_count_rotation_needs_no_operator(sites: Sites) -> None:
-    from hsmsvc.v1 import key_service_pb2 as key_pb
-    from tests.api.conftest import template
-
     officer, app = sites.core.clients["core-officer"], sites.core.clients["core-app"]
     officer.keys.GenerateKey(key_pb.GenerateKeyRequest(template=template(
         "core.batch-dek", pb.KEY_TYPE_DEK, pb.ALGORITHM_AES_256, pb.KEY_USAGE_DATA, pb.MODE_OF_USE_ENCRYPT_DECRYPT,
@@ -349,14 +344,9 @@ def test_use_count_rotation_needs_no_operator(sites: Sites) -> None:
 
 
 def test_terminal_sign_on_issues_keys_under_its_tmk(sites: Sites) -> None:
-    from hsmsvc.v1 import key_service_pb2 as key_pb
-    from tests.api.conftest import template
-
     officer, app = sites.branch.clients["branch-officer"], sites.branch.clients["branch-app"]
     tmk = clear_key(Algorithm.TDES_3KEY)
     # The TMK arrives as a TR-31 block under the zone's ZMK (K1), as a key loader would bring it.
-    from hsmsvc.crypto import tr31
-
     block = tr31.wrap(sites.zmk, tr31.Header(tr31.KeyBlockVersion.D, KeyUsage.KBPK, tr31.KeyBlockAlgorithm.TDES,
                                              ModeOfUse.ENCRYPT_DECRYPT, "00", Exportability.NON_EXPORTABLE), tmk)
     officer.keys.ImportKey(key_pb.ImportKeyRequest(
