@@ -14,13 +14,17 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from hsmsvc import __version__
-from hsmsvc.errors import HsmsvcError, InvalidInput
+from hsmsvc.errors import HsmsvcError, InvalidInput, Unsupported
 from hsmsvc.hsm import selftest
 from hsmsvc.hsm.backend import Backend
 from hsmsvc.hsm.config import Pkcs11Config, SecretSource, SoftConfig, build
+from hsmsvc.types import Algorithm
 
 if TYPE_CHECKING:
+    from hsmsvc.ceremony.console import Console
+    from hsmsvc.ceremony.lmk import Record, Target
     from hsmsvc.keys.store import KeyStore
+    from hsmsvc_client import ClientTls
 
 
 def _selfcheck(args: argparse.Namespace) -> int:
@@ -190,6 +194,222 @@ def _dev_seed(args: argparse.Namespace) -> int:
     return 0
 
 
+# -- ceremonies ---------------------------------------------------------------------
+
+
+def _passphrase(console: Console, args: argparse.Namespace, prefix: str = "", confirm: bool = False) -> bytes:
+    from hsmsvc.ceremony.console import zeroize
+
+    env, file = getattr(args, f"{prefix}passphrase_env"), getattr(args, f"{prefix}passphrase_file")
+    if env or file:
+        return SecretSource(env=env, file=file).read()
+    first = console.secret(f"{prefix.replace('_', ' ')}LMK passphrase (hidden): ")
+    try:
+        if confirm:
+            again = console.secret("again: ")
+            try:
+                if again != first:
+                    raise InvalidInput("passphrase", "the two entries differ")
+            finally:
+                zeroize(again)
+        return bytes(first)
+    finally:
+        zeroize(first)
+
+
+def _target(console: Console, args: argparse.Namespace, creating: bool) -> Target:
+    from hsmsvc.ceremony import lmk
+
+    if args.pkcs11_module:
+        if not args.token:
+            raise InvalidInput("token", "the token label")
+        return lmk.TokenTarget(args.pkcs11_module, args.token, _read(_secret(args, "pin")).decode())
+    if not args.sealed:
+        raise InvalidInput("sealed", "a sealed LMK file (or --pkcs11-module)")
+    return lmk.SealedTarget(Path(args.sealed), _passphrase(console, args, confirm=creating),
+                            getattr(args, "scrypt_log2_n", 17))
+
+
+def _record(args: argparse.Namespace) -> Record:
+    from hsmsvc.ceremony import lmk
+
+    journal = args.journal or (str(args.sealed) + ".ceremony.log" if getattr(args, "sealed", None) else None)
+    return lmk.Record(args.officer, Path(journal) if journal else None, getattr(args, "store", None))
+
+
+def _custodian_count(args: argparse.Namespace) -> int:
+    n = args.custodians or len(args.custodian or [])
+    if not n:
+        raise InvalidInput("custodians", "how many (--custodians N, or one --custodian NAME each)")
+    return int(n)
+
+
+def _ceremony_lmk(args: argparse.Namespace) -> int:
+    from hsmsvc.ceremony import lmk
+    from hsmsvc.ceremony.console import Console
+
+    console = Console()
+    record = _record(args)
+    names = args.custodian or []
+    mailers = Path(args.mailer_dir) if getattr(args, "mailer_dir", None) else None
+    if args.lmk_ceremony == "create":
+        n = _custodian_count(args)
+        lmk._count(n)  # refuse before anyone types anything
+        target = _target(console, args, creating=True)
+        lmk.create(console, n, target, record, names, mailers)
+    elif args.lmk_ceremony == "restore":
+        n = _custodian_count(args)
+        lmk._count(n)
+        expect = bytes.fromhex(args.expect_kcv) if args.expect_kcv else None
+        target = _target(console, args, creating=True)
+        lmk.restore(console, n, target, record, expect, names)
+    elif args.lmk_ceremony == "backup":
+        n = _custodian_count(args)
+        lmk._count(n)
+        if args.pkcs11_module:
+            raise Unsupported("lmk", "a token LMK is non-extractable: its backup is the components it was "
+                                     "created from; restore it with `hsmsvc ceremony lmk restore --pkcs11-module`")
+        backend = _target(console, args, creating=False).open()
+        try:
+            lmk.backup(console, backend, n, record, names, mailers)
+        finally:
+            backend.close()
+    else:
+        old = lmk.SealedTarget(Path(args.sealed), _passphrase(console, args))
+        new = lmk.SealedTarget(Path(args.new_sealed), _passphrase(console, args, prefix="new_"))
+        report = lmk.migrate(console, old, new, args.store, args.officer, args.batch, args.limit, args.delete_old)
+        return 0 if report.verified or report.remaining else 1
+    return 0
+
+
+def _tls(pair: str, args: argparse.Namespace) -> ClientTls:
+    from hsmsvc_client import ClientTls
+
+    cert, _, key = pair.partition(",")
+    if not key:
+        raise InvalidInput("credential", "CERT,KEY (two PEM files)")
+    return ClientTls(args.ca, cert, key, args.server_name)
+
+
+def _ceremony_form(args: argparse.Namespace) -> int:
+    from hsmsvc.api import convert as cv
+    from hsmsvc.ceremony import forming
+    from hsmsvc.ceremony.console import Console
+    from hsmsvc.types import Exportability, KeyType, KeyUsage, ModeOfUse
+    from hsmsvc.v1 import key_service_pb2 as km
+
+    officers = [_tls(o, args) for o in args.officer_tls or []]
+    if len(officers) != 2:
+        raise InvalidInput("officer", "exactly two officers (dual control): --officer CERT,KEY twice")
+    kind = KeyType.ZMK if args.command_key == "zmk" else KeyType.TMK
+    try:
+        template = km.KeyTemplate(
+            key_id=args.key_id, alias=args.alias or "", key_type=cv.KEY_TYPE.to_pb[kind],
+            algorithm=cv.ALGORITHM.to_pb[Algorithm[args.algorithm]],
+            usage=cv.KEY_USAGE.to_pb[KeyUsage.KBPK if args.usage == "K1" else KeyUsage.KEK],
+            mode_of_use=cv.MODE_OF_USE.to_pb[ModeOfUse(args.mode_of_use)],
+            exportability=cv.EXPORTABILITY.to_pb[Exportability.NON_EXPORTABLE],
+            zone=args.zone or "",
+            legacy_key_types=[cv.KEY_TYPE.to_pb[KeyType(t)] for t in (args.legacy_types or "").split(",") if t],
+        )
+    except (KeyError, ValueError):
+        raise InvalidInput("template", "a known algorithm, mode of use and key types") from None
+    fingerprint = bytes.fromhex(args.ctk_fingerprint) if args.ctk_fingerprint else None
+    forming.form(Console(), args.server, (officers[0], officers[1]),
+                 [_tls(c, args) for c in args.custodian_tls], template, args.transport_key, fingerprint)
+    return 0
+
+
+def _component_print(args: argparse.Namespace) -> int:
+    from hsmsvc.ceremony import forming, lmk
+    from hsmsvc.ceremony.console import Console
+    from hsmsvc.types import KeyType
+
+    try:
+        kind, alg = KeyType(args.key_type), Algorithm[args.algorithm]
+    except (KeyError, ValueError):
+        raise InvalidInput("key_type", "a known key type and algorithm") from None
+    record = lmk.Record(args.officer, Path(args.journal) if args.journal else Path(args.out) / "ceremony.log")
+    forming.print_components(Console(), Path(args.out), args.label, kind, alg, args.custodian or [], record)
+    return 0
+
+
+def _ceremony_args(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    officer = os.environ.get("USER") or "officer"
+    cer = sub.add_parser("ceremony", help="key ceremonies for key officers and custodians")
+    groups = cer.add_subparsers(dest="ceremony_command", required=True)
+
+    lmk = groups.add_parser("lmk", help="create, back up, restore or migrate the LMK (at the backend)")
+    steps = lmk.add_subparsers(dest="lmk_ceremony", required=True)
+    for name, text in (("create", "form a new LMK from 2-9 custodians' components"),
+                       ("backup", "give the LMK out as fresh components, one per custodian (soft backend)"),
+                       ("restore", "re-create the LMK from its components, each checked by its KCV")):
+        p = steps.add_parser(name, help=text)
+        _backend_args(p)
+        p.add_argument("--custodians", type=int, help="how many custodians (2 to 9)")
+        p.add_argument("--custodian", action="append", help="a custodian's name, in order (else asked)")
+        p.add_argument("--officer", default=officer, help="the key officer running the ceremony")
+        p.add_argument("--journal", help="ceremony journal file (default: beside the sealed file)")
+        p.add_argument("--store", help="also audit the step in this key store (database URL)")
+        if name != "restore":
+            p.add_argument("--mailer-dir", help="write drawn components to mailers here instead of the screen")
+        if name == "create":
+            p.add_argument("--scrypt-log2-n", type=int, default=17, help="scrypt cost (default 17)")
+        if name == "restore":
+            p.add_argument("--expect-kcv", help="the LMK's recorded KCV (else asked)")
+            p.add_argument("--scrypt-log2-n", type=int, default=17, help="scrypt cost (default 17)")
+        p.set_defaults(func=_ceremony_lmk)
+    p = steps.add_parser("migrate", help="move every stored key to a new LMK (payShield BW); resumable")
+    p.add_argument("--sealed", required=True, help="the old LMK's sealed file")
+    p.add_argument("--passphrase-env", help="environment variable holding the old LMK's passphrase")
+    p.add_argument("--passphrase-file", help="file holding the old LMK's passphrase")
+    p.add_argument("--new-sealed", required=True, help="the new LMK's sealed file (from `ceremony lmk create`)")
+    p.add_argument("--new-passphrase-env", help="environment variable holding the new LMK's passphrase")
+    p.add_argument("--new-passphrase-file", help="file holding the new LMK's passphrase")
+    p.add_argument("--store", required=True, help="database URL (stop the servers that use it first)")
+    p.add_argument("--batch", type=int, default=500, help="keys per transaction (default 500)")
+    p.add_argument("--limit", type=int, help="move at most this many keys in this run")
+    p.add_argument("--delete-old", action="store_true", help="destroy the old LMK once everything verifies")
+    p.add_argument("--officer", default=officer, help="the key officer running the migration")
+    p.add_argument("--journal", help=argparse.SUPPRESS)
+    p.set_defaults(func=_ceremony_lmk, lmk_ceremony="migrate")
+
+    for kind in ("zmk", "tmk"):
+        g = groups.add_parser(kind, help=f"form a {kind.upper()} through the server (dual control)")
+        steps = g.add_subparsers(dest=f"{kind}_step", required=True)
+        p = steps.add_parser("form", help=f"form a {kind.upper()} from custodians' components")
+        p.add_argument("--server", required=True, help="hsmsvc address, host:port")
+        p.add_argument("--ca", required=True, help="CA certificate that signed the server (PEM)")
+        p.add_argument("--server-name", help="the name in the server's certificate, if not its address")
+        p.add_argument("--officer", dest="officer_tls", action="append",
+                       help="a key manager's CERT,KEY; give two (dual control)")
+        p.add_argument("--custodian", dest="custodian_tls", action="append", required=True,
+                       help="a custodian's CERT,KEY, one per component, in order")
+        p.add_argument("--transport-key", required=True, help="the CTK the components travel under")
+        p.add_argument("--ctk-fingerprint", help="the CTK fingerprint in the ceremony script (else asked)")
+        p.add_argument("--key-id", required=True)
+        p.add_argument("--alias")
+        p.add_argument("--algorithm", default="TDES_2KEY", help="TDES_2KEY, TDES_3KEY, AES_128/192/256, SM4")
+        p.add_argument("--usage", choices=("K0", "K1"), default="K1",
+                       help="K1: TR-31 key blocks (default); K0: the legacy ECB form")
+        p.add_argument("--mode-of-use", default="B", help="TR-31 mode of use (default B)")
+        p.add_argument("--zone", help="the zone (ZMK) or terminal group (TMK)")
+        p.add_argument("--legacy-types", help="K0 only: key types it may carry in ECB form, e.g. ZPK,MAK")
+        p.set_defaults(func=_ceremony_form, command_key=kind)
+
+    comp = groups.add_parser("component", help="key component mailers")
+    steps = comp.add_subparsers(dest="component_step", required=True)
+    p = steps.add_parser("print", help="draw a new key's components and write one mailer each (text + PDF)")
+    p.add_argument("--out", required=True, help="directory for the mailers")
+    p.add_argument("--label", required=True, help="what the key is, e.g. zmk-branch-0001")
+    p.add_argument("--key-type", default="ZMK")
+    p.add_argument("--algorithm", default="TDES_2KEY")
+    p.add_argument("--custodian", action="append", required=True, help="a custodian's name, one per component")
+    p.add_argument("--officer", default=officer)
+    p.add_argument("--journal", help="ceremony journal file (default: OUT/ceremony.log)")
+    p.set_defaults(func=_component_print)
+
+
 def _backend_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--sealed", help="sealed LMK file (soft backend)")
     p.add_argument("--passphrase-env", help="environment variable holding the LMK passphrase")
@@ -239,6 +459,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--ready-file", help="write the bound ports here as JSON once serving")
     p.set_defaults(func=_serve)
 
+    _ceremony_args(sub)
+
     dev = sub.add_parser("dev", help="development helpers").add_subparsers(dest="dev_command", required=True)
     p = dev.add_parser("seed", help="store the published demo keys (insecure: their values are public)")
     _backend_args(p)
@@ -251,6 +473,16 @@ def main(argv: list[str] | None = None) -> int:
     except HsmsvcError as e:
         print(f"hsmsvc: {e}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("hsmsvc: interrupted", file=sys.stderr)
+        return 130
+    except Exception as e:
+        from hsmsvc_client import ClientError
+
+        if isinstance(e, ClientError):
+            print(f"hsmsvc: the server refused: {e.code.name}: {e.details}", file=sys.stderr)
+            return 2
+        raise
     return rc
 
 

@@ -106,8 +106,12 @@ class KeyType(Enum):
     """Data encryption key for sensitive fields."""
     KTK = "KTK"
     """Key transport key pair (RSA or SM2): the private half under the LMK unwraps
-    keys sent under the public half, such as a terminal's one-time PIN key
-    (bank design 004 clause 5.2.4(2)) or a ceremony component."""
+    a terminal's one-time PIN key sent under the public half (bank design 004
+    clause 5.2.4(2))."""
+    CTK = "CTK"
+    """Ceremony transport key pair (RSA or SM2): custodians' clear components
+    travel to the backend under its public half. Separate from a KTK, so a
+    component can never be offered as a one-time PIN key or the reverse."""
 
 
 @unique

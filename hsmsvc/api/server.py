@@ -22,6 +22,7 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from hsmsvc.api.ceremony import CeremonyServicer
 from hsmsvc.api.config import ServerConfig
 from hsmsvc.api.data import DataServicer
 from hsmsvc.api.keys import KeyServicer
@@ -37,6 +38,7 @@ from hsmsvc.keys.store import KeyStore
 from hsmsvc.service.authz import Policy, Principal, Role
 from hsmsvc.service.context import Services
 from hsmsvc.service.usage import Observers, UseMeter
+from hsmsvc.v1 import ceremony_service_pb2, ceremony_service_pb2_grpc
 from hsmsvc.v1 import data_service_pb2, data_service_pb2_grpc, key_service_pb2, key_service_pb2_grpc
 from hsmsvc.v1 import key_sync_service_pb2, key_sync_service_pb2_grpc
 from hsmsvc.v1 import mac_service_pb2, mac_service_pb2_grpc, pin_service_pb2, pin_service_pb2_grpc
@@ -53,6 +55,7 @@ SERVICE_NAMES = tuple(
         (mac_service_pb2.DESCRIPTOR, "MacService"),
         (data_service_pb2.DESCRIPTOR, "DataService"),
         (key_sync_service_pb2.DESCRIPTOR, "KeySyncService"),
+        (ceremony_service_pb2.DESCRIPTOR, "CeremonyService"),
     )
 )
 _MAX_MESSAGE = 16 * 1024 * 1024
@@ -172,6 +175,7 @@ async def start(config: ServerConfig, backend: Backend | None = None) -> Running
     data_service_pb2_grpc.add_DataServiceServicer_to_server(DataServicer(services, observed), server)
     key_sync_service_pb2_grpc.add_KeySyncServiceServicer_to_server(
         KeySyncServicer(services, observed, config.key_sync, courier), server)
+    ceremony_service_pb2_grpc.add_CeremonyServiceServicer_to_server(CeremonyServicer(services, observed), server)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection(

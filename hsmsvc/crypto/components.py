@@ -28,6 +28,7 @@ __all__ = [
     "combine",
     "component_kcvs",
     "has_odd_parity",
+    "split",
 ]
 
 _WEAK_DES: Final = frozenset(
@@ -79,7 +80,7 @@ def check_key(algorithm: Algorithm, key: bytes) -> None:
         check_tdes_key(bytes(key))
 
 
-def combine(algorithm: Algorithm, components: Sequence[bytes]) -> bytes:
+def combine(algorithm: Algorithm, components: Sequence[bytes | bytearray]) -> bytes:
     """XOR ``components`` into a key of ``algorithm``; TDES keys get odd parity.
 
     >>> a = bytes.fromhex("0123456789ABCDEFFEDCBA9876543210")
@@ -115,6 +116,29 @@ def variant(key: bytes, value: int) -> bytes:
     return bytes([key[0] ^ value]) + bytes(key[1:])
 
 
-def component_kcvs(algorithm: Algorithm, components: Sequence[bytes]) -> list[bytes]:
+def component_kcvs(algorithm: Algorithm, components: Sequence[bytes | bytearray]) -> list[bytes]:
     """The KCV of each component, for each custodian to check their own."""
     return [_kcv.kcv(algorithm, bytes(c)) for c in components]
+
+
+def split(algorithm: Algorithm, key: bytes, randoms: Sequence[bytes]) -> list[bytes]:
+    """``key`` as ``randoms`` plus one last component, so that :func:`combine` gives it back.
+
+    TDES components get odd parity (which DES ignores), so each passes a
+    custodian's parity check.
+
+    >>> k = bytes.fromhex("1C3E587A94B6D0F2D5F791B35D7F193B")
+    >>> r = bytes.fromhex("0123456789ABCDEFFEDCBA9876543210")
+    >>> combine(Algorithm.TDES_2KEY, split(Algorithm.TDES_2KEY, k, [r])) == k
+    True
+    """
+    if not 1 <= len(randoms) <= 8:
+        raise InvalidInput("components", "2 to 9")
+    for c in (key, *randoms):
+        if not isinstance(c, (bytes, bytearray)) or len(c) != algorithm.key_length:
+            raise InvalidInput("component", f"{algorithm.key_length} bytes for {algorithm.value}")
+    acc = int.from_bytes(key, "big")
+    for c in randoms:
+        acc ^= int.from_bytes(c, "big")
+    parts = [bytes(c) for c in randoms] + [acc.to_bytes(algorithm.key_length, "big")]
+    return [adjust_odd_parity(p) for p in parts] if algorithm.is_tdes else parts

@@ -120,7 +120,7 @@ def load_private_key(algorithm: Algorithm, encoded: bytes) -> TransportKey:
     return TransportKey(algorithm, key, None)
 
 
-def encrypt(algorithm: Algorithm, public_der: bytes, data: bytes) -> bytes:
+def encrypt(algorithm: Algorithm, public_der: bytes, data: bytes | bytearray) -> bytes:
     """Wrap ``data`` under a public key (what a terminal or a ceremony client does)."""
     _check(algorithm)
     if not isinstance(data, (bytes, bytearray)) or not 1 <= len(data) <= 64:

@@ -75,6 +75,12 @@ class Command(Enum):
     KEY_SYNC_MAC = "KEY_SYNC_MAC"
     ONE_TIME_PIN_KEY = "ONE_TIME_PIN_KEY"
     """Take a PIN block under a one-time key wrapped under a KTK (004 clause 5.2.4(2))."""
+    FORM_KEY_WRAPPED = "FORM_KEY_WRAPPED"
+    """Form a key from custodians' components, each wrapped under a CTK (dual control)."""
+    LMK_BACKUP = "LMK_BACKUP"
+    """Give the LMK out as fresh random components, one per custodian."""
+    LMK_TRANSLATE = "LMK_TRANSLATE"
+    """Move a stored key from the old LMK (key change storage) to the current one."""
 
 
 @unique
@@ -267,6 +273,24 @@ class Backend(Protocol):
         self, spec: KeySpec, components: Sequence[bytes]
     ) -> tuple[KeyCryptogram, list[bytes]]:
         """XOR clear components (dual control) into a key; returns it and each component's KCV."""
+        ...
+
+    def check_component(self, ctk: KeyCryptogram, algorithm: Algorithm, wrapped: bytes, kcv: bytes) -> None:
+        """Refuse a component (under a CTK's public half) that does not match its KCV."""
+        ...
+
+    def form_key_wrapped(
+        self, spec: KeySpec, ctk: KeyCryptogram, parts: Sequence[tuple[bytes, bytes]]
+    ) -> tuple[KeyCryptogram, list[bytes]]:
+        """Form a key from (component under the CTK, its KCV) pairs; returns it and the KCVs."""
+        ...
+
+    def lmk_components(self, n: int) -> list[bytes]:
+        """The LMK as ``n`` fresh random components (a backup ceremony)."""
+        ...
+
+    def translate_lmk(self, key: KeyCryptogram) -> KeyCryptogram:
+        """``key`` moved from the old LMK (loaded for a migration) to the current one."""
         ...
 
     def import_key(

@@ -156,6 +156,14 @@ class CommandBackend(ABC):
         """A key for one command only (a one-time PIN key), never stored or cached."""
         raise Unsupported("command", f"{Command.ONE_TIME_PIN_KEY.value} is not supported by this backend")
 
+    def _lmk_split(self, n: int) -> list[bytes]:
+        """The LMK as ``n`` fresh random components; only where the LMK may leave."""
+        raise Unsupported("command", f"{Command.LMK_BACKUP.value} is not supported by this backend")
+
+    def _translate_lmk(self, key: KeyCryptogram) -> KeyCryptogram:
+        """Verify ``key`` under the old LMK and put it under the current one."""
+        raise Unsupported("command", f"{Command.LMK_TRANSLATE.value} is not supported by this backend")
+
     @abstractmethod
     def _random(self, length: int) -> bytes: ...
 
@@ -250,6 +258,68 @@ class CommandBackend(ABC):
         clear = components.combine(spec.algorithm, parts)
         with self._guard():
             return self._seal_clear(spec, clear), components.component_kcvs(spec.algorithm, parts)
+
+    def _component(self, ctk: LoadedKey, algorithm: Algorithm, wrapped: bytes, check: bytes, field: str) -> bytes:
+        """One custodian's clear component, unwrapped under the CTK and matched to its KCV.
+
+        Every fault (OAEP or SM2 decoding, length, KCV) is the same refusal, so
+        the unwrap answers no more than "this is not the component you named".
+        """
+        if not isinstance(wrapped, (bytes, bytearray)) or not 1 <= len(wrapped) <= 1024:
+            raise InvalidInput(f"{field}.wrapped_component", "1 to 1024 bytes")
+        if not isinstance(check, (bytes, bytearray)) or not 2 <= len(check) <= 8:
+            raise InvalidInput(f"{field}.kcv", "2 to 8 bytes")
+        try:
+            clear = self._transport_decrypt(ctk, bytes(wrapped))
+            ok = len(clear) == algorithm.key_length and _compare.bytes_eq(
+                components.component_kcvs(algorithm, [clear])[0][: len(check)], bytes(check)
+            )
+        except InvalidInput:
+            ok = False
+        if not ok:
+            raise VerificationFailed(f"{field}.kcv", "the component under the CTK does not have this KCV")
+        return clear
+
+    def _ctk(self, ctk: KeyCryptogram, algorithm: Algorithm) -> LoadedKey:
+        self._capabilities.require(Command.FORM_KEY_WRAPPED, algorithm)
+        if algorithm.is_asymmetric:
+            raise InvalidInput("algorithm", "a key pair is generated, never formed from components")
+        k = self._use(ctk, Operation.COMPONENT_DECRYPT)
+        if STRENGTH[algorithm] > STRENGTH[k.algorithm]:
+            raise KeyUsageViolation("transport_key", f"weaker than the {algorithm.value} key it would carry (X9.24-1)")
+        return k
+
+    def check_component(self, ctk: KeyCryptogram, algorithm: Algorithm, wrapped: bytes, kcv: bytes) -> None:
+        with self._guard():
+            self._component(self._ctk(ctk, algorithm), algorithm, wrapped, kcv, "component")
+
+    def form_key_wrapped(
+        self, spec: KeySpec, ctk: KeyCryptogram, parts: Sequence[tuple[bytes, bytes]]
+    ) -> tuple[KeyCryptogram, list[bytes]]:
+        if not 2 <= len(parts) <= 9:
+            raise InvalidInput("components", "2 to 9 (dual control)")
+        with self._guard():
+            k = self._ctk(ctk, spec.algorithm)
+            clear = [self._component(k, spec.algorithm, w, c, f"components[{i}]") for i, (w, c) in enumerate(parts)]
+            kcvs = components.component_kcvs(spec.algorithm, clear)
+            return self._seal_clear(spec, components.combine(spec.algorithm, clear)), kcvs
+
+    def lmk_components(self, n: int) -> list[bytes]:
+        self._capabilities.require(Command.LMK_BACKUP)
+        if not isinstance(n, int) or not 2 <= n <= 9:
+            raise InvalidInput("custodians", "2 to 9")
+        with self._guard():
+            return self._lmk_split(n)
+
+    def translate_lmk(self, key: KeyCryptogram) -> KeyCryptogram:
+        self._capabilities.require(Command.LMK_TRANSLATE)
+        if not isinstance(key, KeyCryptogram):
+            raise InvalidInput("key", "a KeyCryptogram")
+        with self._guard():
+            out = self._translate_lmk(key)
+        if out.spec != key.spec or not _compare.bytes_eq(out.kcv, key.kcv):
+            raise KeyUsageViolation("key", "changed in translation")
+        return out
 
     def import_key(
         self, kek: KeyCryptogram, wrapped: bytes, spec: KeySpec, kcv: bytes | None = None

@@ -53,7 +53,9 @@ class Operation(Enum):
     KEY_TRANSPORT_DECRYPT = "KEY_TRANSPORT_DECRYPT"
     """Unwrap a key sent under this key pair's public half (KTK)."""
     PUBLIC_KEY = "PUBLIC_KEY"
-    """Give out this key pair's public half (KTK)."""
+    """Give out this key pair's public half (KTK or CTK)."""
+    COMPONENT_DECRYPT = "COMPONENT_DECRYPT"
+    """Unwrap a custodian's key component sent under this key pair's public half (CTK)."""
 
 
 # The usages each key type may carry. K0 KEKs exchange keys in the legacy ECB
@@ -80,6 +82,7 @@ USAGES: Final[Mapping[KeyType, frozenset[KeyUsage]]] = {
     ),
     KeyType.DEK: frozenset({KeyUsage.DATA}),
     KeyType.KTK: frozenset({KeyUsage.ASYMMETRIC_KEY_WRAPPING}),
+    KeyType.CTK: frozenset({KeyUsage.ASYMMETRIC_KEY_WRAPPING}),
 }
 
 _N = ModeOfUse.NO_RESTRICTIONS
@@ -144,8 +147,8 @@ ALLOWED: Final[
         _DEC,
     ),
     Operation.KEY_EXPORT: (
-        # A KTK's private half never leaves; its public half is not an export.
-        frozenset(KeyType) - {KeyType.LMK, KeyType.KTK},
+        # A key pair's private half never leaves; its public half is not an export.
+        frozenset(KeyType) - {KeyType.LMK, KeyType.KTK, KeyType.CTK},
         frozenset(KeyUsage),
         frozenset(ModeOfUse),
     ),
@@ -160,11 +163,19 @@ ALLOWED: Final[
         frozenset({ModeOfUse.DECRYPT_ONLY, _N}),
     ),
     Operation.PUBLIC_KEY: (
-        frozenset({KeyType.KTK}),
+        frozenset({KeyType.KTK, KeyType.CTK}),
+        frozenset({KeyUsage.ASYMMETRIC_KEY_WRAPPING}),
+        frozenset({ModeOfUse.DECRYPT_ONLY, _N}),
+    ),
+    Operation.COMPONENT_DECRYPT: (
+        frozenset({KeyType.CTK}),
         frozenset({KeyUsage.ASYMMETRIC_KEY_WRAPPING}),
         frozenset({ModeOfUse.DECRYPT_ONLY, _N}),
     ),
 }
+
+# The key types that are key pairs (RSA or SM2), not block-cipher keys.
+KEY_PAIRS: Final = frozenset({KeyType.KTK, KeyType.CTK})
 
 # The MAC algorithm a MAK's usage binds it to.
 MAC_USAGE: Final[Mapping[MacAlgorithm, KeyUsage]] = {
@@ -208,8 +219,8 @@ def check_binding(
         raise InvalidInput("key_type", "an LMK is formed only by `hsmsvc lmk init`")
     if usage not in USAGES[key_type]:
         raise InvalidInput("usage", f"not a usage of a {key_type.value}")
-    if algorithm.is_asymmetric != (key_type is KeyType.KTK):
-        raise InvalidInput("algorithm", "RSA and SM2 are for KTKs, and a KTK is RSA or SM2")
+    if algorithm.is_asymmetric != (key_type in KEY_PAIRS):
+        raise InvalidInput("algorithm", "RSA and SM2 are for KTKs and CTKs, which are RSA or SM2")
     if usage is KeyUsage.MAC_ISO9797_ALG3 and algorithm is not Algorithm.TDES_2KEY:
         raise InvalidInput("algorithm", "ISO 9797-1 algorithm 3 needs a two-key TDES key")
     if key_type is KeyType.PVK and algorithm is not Algorithm.TDES_2KEY:

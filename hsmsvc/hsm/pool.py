@@ -23,10 +23,10 @@ from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from typing import Any, Sequence
 
-from hsmsvc.errors import BackendUnavailable, HsmsvcError, PermissionDenied
+from hsmsvc.errors import BackendUnavailable, HsmsvcError, PermissionDenied, Unsupported
 from hsmsvc.hsm.backend import Capabilities, FieldParams, KeyCryptogram, KeySpec, PinKey, StoredPin
 from hsmsvc.hsm.config import Pkcs11Config, SoftConfig, build
-from hsmsvc.types import MacAlgorithm, Padding, PinBlockFormat
+from hsmsvc.types import Algorithm, MacAlgorithm, Padding, PinBlockFormat
 
 __all__ = ["MemberStats", "Pool"]
 
@@ -272,6 +272,20 @@ class Pool:
 
     def form_key(self, spec: KeySpec, components: Sequence[bytes]) -> tuple[KeyCryptogram, list[bytes]]:
         return self._call("form_key", spec, list(components))  # type: ignore[no-any-return]
+
+    def check_component(self, ctk: KeyCryptogram, algorithm: Algorithm, wrapped: bytes, kcv: bytes) -> None:
+        self._call("check_component", ctk, algorithm, wrapped, kcv)
+
+    def form_key_wrapped(
+        self, spec: KeySpec, ctk: KeyCryptogram, parts: Sequence[tuple[bytes, bytes]]
+    ) -> tuple[KeyCryptogram, list[bytes]]:
+        return self._call("form_key_wrapped", spec, ctk, list(parts))  # type: ignore[no-any-return]
+
+    def lmk_components(self, n: int) -> list[bytes]:
+        raise Unsupported("command", "back up the LMK from one member's own backend, not through the pool")
+
+    def translate_lmk(self, key: KeyCryptogram) -> KeyCryptogram:
+        raise Unsupported("command", "migrate the LMK with one backend holding both LMKs, not through the pool")
 
     def import_key(
         self, kek: KeyCryptogram, wrapped: bytes, spec: KeySpec, kcv: bytes | None = None

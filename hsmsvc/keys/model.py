@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Final
 from datetime import datetime
+from enum import Enum, unique
+from typing import Final
 
 from hsmsvc.errors import InvalidInput
-from hsmsvc.hsm.backend import KeyCryptogram
+from hsmsvc.hsm.backend import KeyCryptogram, KeySpec
 from hsmsvc.types import KeyState, KeyType
 
-__all__ = ["AuditEvent", "KeyRef", "StoredKey", "SyncState"]
+__all__ = ["AuditEvent", "Ceremony", "CeremonyState", "KeyRef", "StoredKey", "SyncState"]
 
 
 @dataclass(frozen=True)
@@ -106,3 +107,43 @@ class SyncState:
     digest: str
     detail: str
     updated_at: datetime
+
+
+@unique
+class CeremonyState(Enum):
+    OPEN = "OPEN"
+    """Waiting for its second officer's approval or its custodians' components."""
+    FORMED = "FORMED"
+    """The key is stored; the components are gone."""
+    CANCELLED = "CANCELLED"
+    EXPIRED = "EXPIRED"
+
+
+@dataclass(frozen=True)
+class Ceremony:
+    """A key being formed from custodians' components under dual control.
+
+    ``components`` lists who gave each component and its KCV; the wrapped
+    components themselves are read only to form the key, then erased.
+    """
+
+    ceremony_id: str
+    spec: KeySpec
+    alias: str | None
+    legacy_types: frozenset[KeyType]
+    ctk_id: str
+    ctk_version: int
+    required: int
+    state: CeremonyState
+    started_by: str
+    approved_by: str | None
+    created_at: datetime
+    expires_at: datetime
+    components: tuple[tuple[str, str], ...] = ()
+    kcv: str | None = None
+    """The formed key's KCV, once FORMED."""
+
+    @property
+    def ready(self) -> bool:
+        """Approved by a second officer and holding every component."""
+        return self.approved_by is not None and len(self.components) == self.required

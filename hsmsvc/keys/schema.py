@@ -63,6 +63,35 @@ key_sync = Table(
     Column("updated_at", DateTime(timezone=True), nullable=False),
 )
 
+ceremonies = Table(
+    "ceremonies",
+    metadata,
+    Column("ceremony_id", String(32), primary_key=True),
+    Column("spec", Text, nullable=False),
+    Column("alias", String(128), nullable=True),
+    Column("legacy_types", String(64), nullable=False),
+    Column("ctk_id", String(64), nullable=False),
+    Column("ctk_version", Integer, nullable=False),
+    Column("required", Integer, nullable=False),
+    Column("state", String(16), nullable=False),
+    Column("started_by", String(128), nullable=False),
+    Column("approved_by", String(128), nullable=True),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("expires_at", DateTime(timezone=True), nullable=False),
+    Column("kcv", String(32), nullable=True),
+)
+
+ceremony_components = Table(
+    "ceremony_components",
+    metadata,
+    Column("ceremony_id", String(32), primary_key=True),
+    Column("position", Integer, primary_key=True),
+    Column("custodian", String(128), nullable=False),
+    Column("wrapped", LargeBinary, nullable=False),
+    Column("kcv", String(16), nullable=False),
+    UniqueConstraint("ceremony_id", "custodian", name="uq_ceremony_custodian"),
+)
+
 audit = Table(
     "audit",
     metadata,

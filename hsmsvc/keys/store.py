@@ -23,11 +23,21 @@ from sqlalchemy import Engine, case, create_engine, delete, event, func, select,
 from sqlalchemy.engine import Connection, Row
 from sqlalchemy.exc import DataError, IntegrityError, OperationalError, SQLAlchemyError
 
-from hsmsvc.errors import AlreadyExists, BackendUnavailable, InvalidInput, KeyNotFound, KeyStateError
+from hsmsvc.crypto import _compare
+from hsmsvc.errors import (
+    AlreadyExists,
+    BackendUnavailable,
+    InvalidInput,
+    KeyNotFound,
+    KeyStateError,
+    PermissionDenied,
+)
 from hsmsvc.hsm.backend import Backend, KeyCryptogram, KeySpec
 from hsmsvc.keys import audit as _audit
-from hsmsvc.keys.model import AuditEvent, StoredKey, SyncState
+from hsmsvc.keys.model import AuditEvent, Ceremony, CeremonyState, StoredKey, SyncState
 from hsmsvc.keys.schema import audit as audit_t
+from hsmsvc.keys.schema import ceremonies as ceremonies_t
+from hsmsvc.keys.schema import ceremony_components as components_t
 from hsmsvc.keys.schema import key_sync as sync_t
 from hsmsvc.keys.schema import keys as keys_t
 from hsmsvc.keys.schema import pin_attempts as attempts_t
@@ -363,6 +373,161 @@ class KeyStore:
 
         self._write(change, ev)
 
+
+    # -- key ceremonies -------------------------------------------------------------
+
+    def open_ceremony(self, c: Ceremony, ev: AuditEvent) -> None:
+        def change(conn: Connection) -> None:
+            conn.execute(ceremonies_t.insert().values(
+                ceremony_id=c.ceremony_id, spec=c.spec.attributes(), alias=c.alias,
+                legacy_types=",".join(sorted(t.value for t in c.legacy_types)),
+                ctk_id=c.ctk_id, ctk_version=c.ctk_version, required=c.required, state=c.state.value,
+                started_by=c.started_by, approved_by=None, created_at=c.created_at, expires_at=c.expires_at))
+
+        self._write(change, ev)
+
+    def ceremony(self, ceremony_id: str) -> Ceremony:
+        with self._connect() as conn:
+            return self._ceremony(conn, ceremony_id)
+
+    @staticmethod
+    def _ceremony(conn: Connection, ceremony_id: str, lock: bool = False) -> Ceremony:
+        q = select(ceremonies_t).where(ceremonies_t.c.ceremony_id == ceremony_id)
+        r = conn.execute(q.with_for_update() if lock else q).first()
+        if r is None:
+            raise KeyNotFound("ceremony_id", "no such ceremony")
+        parts = conn.execute(
+            select(components_t.c.custodian, components_t.c.kcv)
+            .where(components_t.c.ceremony_id == ceremony_id).order_by(components_t.c.position)
+        ).all()
+        return Ceremony(
+            r.ceremony_id, KeySpec.parse(r.spec), r.alias,
+            frozenset(KeyType(t) for t in r.legacy_types.split(",") if t),
+            r.ctk_id, int(r.ctk_version), int(r.required), CeremonyState(r.state), r.started_by,
+            r.approved_by, _utc(r.created_at) or _now(), _utc(r.expires_at) or _now(),
+            tuple((p.custodian, p.kcv) for p in parts), r.kcv,
+        )
+
+    @staticmethod
+    def _open(conn: Connection, ceremony_id: str) -> Ceremony:
+        """The ceremony, locked for this transaction; refused unless OPEN and unexpired."""
+        c = KeyStore._ceremony(conn, ceremony_id, lock=True)
+        if c.state is not CeremonyState.OPEN:
+            raise KeyStateError("ceremony_id", f"the ceremony is {c.state.value}")
+        if c.expires_at <= _now():
+            raise KeyStateError("ceremony_id", "the ceremony has expired; start again")
+        return c
+
+    def approve_ceremony(self, ceremony_id: str, officer: str, ev: AuditEvent) -> Ceremony:
+        def change(conn: Connection) -> Ceremony:
+            c = self._open(conn, ceremony_id)
+            if officer == c.started_by:
+                raise PermissionDenied("ceremony_id", "dual control: the officer who started it may not approve it")
+            if c.approved_by is not None:
+                raise KeyStateError("ceremony_id", "already approved")
+            conn.execute(update(ceremonies_t).where(ceremonies_t.c.ceremony_id == ceremony_id)
+                         .values(approved_by=officer))
+            return self._ceremony(conn, ceremony_id)
+
+        return self._write(change, ev)  # type: ignore[no-any-return]
+
+    def add_ceremony_component(
+        self, ceremony_id: str, custodian: str, wrapped: bytes, kcv: bytes, ev: AuditEvent
+    ) -> Ceremony:
+        def change(conn: Connection) -> Ceremony:
+            c = self._open(conn, ceremony_id)
+            if any(who == custodian for who, _ in c.components):
+                raise PermissionDenied("ceremony_id", "dual control: one component per custodian")
+            if len(c.components) >= c.required:
+                raise KeyStateError("ceremony_id", f"already holds its {c.required} components")
+            conn.execute(components_t.insert().values(
+                ceremony_id=ceremony_id, position=len(c.components) + 1, custodian=custodian,
+                wrapped=bytes(wrapped), kcv=kcv.hex().upper()))
+            return self._ceremony(conn, ceremony_id)
+
+        return self._write(change, ev)  # type: ignore[no-any-return]
+
+    def ceremony_parts(self, ceremony_id: str) -> list[tuple[bytes, bytes]]:
+        """The wrapped components and their KCVs, in the order given, to form the key."""
+        with self._connect() as conn:
+            rows = conn.execute(
+                select(components_t.c.wrapped, components_t.c.kcv)
+                .where(components_t.c.ceremony_id == ceremony_id).order_by(components_t.c.position)
+            ).all()
+        return [(bytes(r.wrapped), bytes.fromhex(r.kcv)) for r in rows]
+
+    def close_ceremony(
+        self, ceremony_id: str, state: CeremonyState, ev: AuditEvent, key: StoredKey | None = None,
+        expired_ok: bool = False,
+    ) -> None:
+        """End a ceremony (storing its key if FORMED) and erase its wrapped components, in one transaction."""
+        insert = self._inserter(key) if key is not None else None
+
+        def change(conn: Connection) -> None:
+            c = self._ceremony(conn, ceremony_id, lock=True)
+            if c.state is not CeremonyState.OPEN:
+                raise KeyStateError("ceremony_id", f"the ceremony is {c.state.value}")
+            if c.expires_at <= _now() and not expired_ok:
+                raise KeyStateError("ceremony_id", "the ceremony has expired; start again")
+            if insert is not None:
+                insert(conn)
+            conn.execute(update(ceremonies_t).where(ceremonies_t.c.ceremony_id == ceremony_id).values(
+                state=state.value, kcv=key.cryptogram.kcv.hex().upper() if key is not None else None))
+            # Keep who gave which component (and its KCV); drop the wrapped values.
+            conn.execute(update(components_t).where(components_t.c.ceremony_id == ceremony_id).values(wrapped=b""))
+
+        self._write(change, ev)
+
+    # -- LMK migration ----------------------------------------------------------------
+
+    def all_keys(self, after: tuple[str, int] | None, limit: int) -> list[StoredKey]:
+        """Every stored version in (key id, version) order, for a walk over the whole store."""
+        q = select(keys_t).order_by(keys_t.c.key_id, keys_t.c.version).limit(limit)
+        if after is not None:
+            q = q.where((keys_t.c.key_id > after[0]) | ((keys_t.c.key_id == after[0]) & (keys_t.c.version > after[1])))
+        with self._connect() as conn:
+            return [_to_key(r) for r in conn.execute(q)]
+
+    def replace_cryptograms(self, moves: list[tuple[StoredKey, KeyCryptogram]]) -> int:
+        """Swap each key's cryptogram for its translation under a new LMK, in one transaction.
+
+        Each row changes only if it still holds the old cryptogram. No audit row:
+        the chain's MACs are still under the old LMK until :meth:`remac_audit`,
+        which records the whole migration.
+        """
+        try:
+            with self._writer() as conn, conn.begin():
+                n = 0
+                for key, new in moves:
+                    n += conn.execute(
+                        update(keys_t).where(keys_t.c.key_id == key.key_id, keys_t.c.version == key.version,
+                                             keys_t.c.cryptogram == key.cryptogram.blob)
+                        .values(cryptogram=new.blob)
+                    ).rowcount
+                return n
+        except OperationalError:
+            raise BackendUnavailable("store", "database error") from None
+
+    def remac_audit(self, old: Backend, ev: AuditEvent) -> int:
+        """Check every audit row under the ``old`` LMK, re-MAC it under this store's, and append ``ev``.
+
+        One transaction: the chain is wholly under one LMK or the other.
+        """
+        def change(conn: Connection) -> int:
+            prev, n = _audit.GENESIS, 0
+            for r in conn.execute(select(audit_t).order_by(audit_t.c.seq)).all():
+                n += 1
+                h = _audit.row_hash(r.prev_hash, r.seq, r.at, r.actor, r.action, r.key_id, r.key_version, r.detail)
+                ok = (r.seq == n and r.prev_hash == prev and h == r.hash
+                      and _compare.bytes_eq(old.audit_mac(bytes.fromhex(h)), bytes.fromhex(r.mac)))
+                if not ok:
+                    raise PermissionDenied("audit", f"row {r.seq} does not verify under the old LMK; nothing changed")
+                conn.execute(update(audit_t).where(audit_t.c.seq == r.seq)
+                             .values(mac=self._backend.audit_mac(bytes.fromhex(h)).hex()))
+                prev = r.hash
+            return n
+
+        return self._write(change, ev)  # type: ignore[no-any-return]
 
     # -- PIN-verify attempt counters --------------------------------------------------
 

@@ -60,14 +60,21 @@ ROLE_METHODS: Final[Mapping[Role, frozenset[str]]] = {
             "KeySyncService.StartKeyChange",
             "KeySyncService.ApplyKeyChange",
             "KeySyncService.ConfirmKeyChange",
+            "CeremonyService.StartKeyFormation",
+            "CeremonyService.ApproveKeyFormation",
+            "CeremonyService.GetKeyFormation",
+            "CeremonyService.CancelKeyFormation",
         }
     ),
     Role.OPERATOR: frozenset(
         {"PinService.*", "MacService.*", "DataService.*", "KeyService.GetKeyCheckValue", "KeyService.GetPublicKey",
          "KeySyncService.SignOn"}
     ),
-    Role.CUSTODIAN: frozenset({"KeyService.GetKeyCheckValue", "KeyService.GetPublicKey"}),
-    Role.AUDITOR: _READ,
+    Role.CUSTODIAN: frozenset(
+        {"KeyService.GetKeyCheckValue", "KeyService.GetPublicKey", "CeremonyService.AddKeyComponent",
+         "CeremonyService.GetKeyFormation"}
+    ),
+    Role.AUDITOR: _READ | {"CeremonyService.GetKeyFormation"},
 }
 # Pairs of roles one principal may not hold together.
 INCOMPATIBLE: Final = (

@@ -45,7 +45,7 @@ def new_key_id() -> str:
     return "k-" + secrets.token_hex(8)
 
 
-def _may_create(caller: Caller, spec: KeySpec, alias: str | None) -> None:
+def may_create(caller: Caller, spec: KeySpec, alias: str | None) -> None:
     # The caller's key patterns must cover the key it is about to create.
     if not caller.principal.may_name(spec, alias):
         raise PermissionDenied("template", f"{caller.principal.name} may not create this key")
@@ -55,7 +55,7 @@ def generate_key(
     s: Services, caller: Caller, spec: KeySpec, alias: str | None, lifetime_s: int, max_uses: int,
     legacy_types: frozenset[KeyType] = frozenset(),
 ) -> StoredKey:
-    _may_create(caller, spec, alias)
+    may_create(caller, spec, alias)
     return s.manager(caller).generate(spec, alias, KeyState.ACTIVE, _lifetime(lifetime_s), _limit(max_uses),
                                       legacy_types)
 
@@ -64,7 +64,7 @@ def import_key(
     s: Services, caller: Caller, kek: KeyRef, wrapped: bytes, kcv: bytes | None, spec: KeySpec,
     alias: str | None, legacy_types: frozenset[KeyType] = frozenset(),
 ) -> StoredKey:
-    _may_create(caller, spec, alias)
+    may_create(caller, spec, alias)
     k = s.key(caller, kek, Operation.KEY_IMPORT_UNDER, "kek")
     return s.manager(caller).import_with(k, wrapped, spec, kcv, KeyState.ACTIVE, alias, legacy_types)
 

@@ -36,6 +36,7 @@ class KeyType(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     KEY_TYPE_TAK: _ClassVar[KeyType]
     KEY_TYPE_DEK: _ClassVar[KeyType]
     KEY_TYPE_KTK: _ClassVar[KeyType]
+    KEY_TYPE_CTK: _ClassVar[KeyType]
 
 class KeyUsage(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -146,6 +147,7 @@ KEY_TYPE_MAK: KeyType
 KEY_TYPE_TAK: KeyType
 KEY_TYPE_DEK: KeyType
 KEY_TYPE_KTK: KeyType
+KEY_TYPE_CTK: KeyType
 KEY_USAGE_UNSPECIFIED: KeyUsage
 KEY_USAGE_DATA: KeyUsage
 KEY_USAGE_KEK: KeyUsage

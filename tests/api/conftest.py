@@ -3,8 +3,8 @@
 The server runs as ``hsmsvc serve`` in a child process, exactly as deployed:
 TOML config, authorization policy file, test CA generated here. Before it
 starts, the test forms a ZMK, a TMK and a PSK from components it knows, through
-the library (the ceremony tool is a later issue), so every result can be
-checked against an independent computation.
+the library, so every result can be checked against an independent
+computation (test_ceremony.py forms keys the way key officers do).
 """
 
 from __future__ import annotations
@@ -39,7 +39,8 @@ from tests.api.pki import Identity, TestCA
 
 TABLE = "0123456789012345"
 PASSPHRASE = "api-test-passphrase-" + secrets.token_hex(4)
-PRINCIPALS = ("key-manager", "core-banking", "branch-0001", "auditor", "stranger")
+PRINCIPALS = ("key-manager", "core-banking", "branch-0001", "auditor", "stranger", "key-manager-2",
+              "custodian-1", "custodian-2", "custodian-3")
 POLICY = """
 [[principals]]
 name = "key-manager"
@@ -61,6 +62,26 @@ methods = ["PinService.TranslatePin", "PinService.StreamTranslatePin", "MacServi
 name = "auditor"
 roles = ["auditor"]
 keys = ["*"]
+
+[[principals]]
+name = "key-manager-2"
+roles = ["manager"]
+keys = ["*"]
+
+[[principals]]
+name = "custodian-1"
+roles = ["custodian"]
+keys = ["*"]
+
+[[principals]]
+name = "custodian-2"
+roles = ["custodian"]
+keys = ["*"]
+
+[[principals]]
+name = "custodian-3"
+roles = ["custodian"]
+keys = ["zone:branch-*"]
 """
 
 

@@ -25,6 +25,7 @@ from typing import Any, Final, Sequence
 
 import grpc
 
+from hsmsvc.v1 import ceremony_service_pb2_grpc as ceremony_grpc
 from hsmsvc.v1 import data_service_pb2 as data_pb
 from hsmsvc.v1 import data_service_pb2_grpc as data_grpc
 from hsmsvc.v1 import key_service_pb2 as key_pb
@@ -43,7 +44,7 @@ IDEMPOTENT: Final = frozenset({
     "TranslatePin", "TranslatePinBatch", "EncryptPinForStorage", "GeneratePinOffset", "GeneratePvv",
     "ReEncryptStoredPins", "GenerateMac", "VerifyMac", "GenerateMacBatch", "VerifyMacBatch",
     "Encrypt", "Decrypt", "ReEncrypt", "EncryptBatch", "GetKey", "ListKeys", "GetKeyCheckValue", "ExportKey",
-    "GetPublicKey", "StartKeyChange", "ApplyKeyChange", "ConfirmKeyChange",
+    "GetPublicKey", "StartKeyChange", "ApplyKeyChange", "ConfirmKeyChange", "GetKeyFormation",
 })
 _STUBS: Final = {
     "keys": key_grpc.KeyServiceStub,
@@ -51,6 +52,7 @@ _STUBS: Final = {
     "macs": mac_grpc.MacServiceStub,
     "data": data_grpc.DataServiceStub,
     "sync": sync_grpc.KeySyncServiceStub,
+    "ceremony": ceremony_grpc.CeremonyServiceStub,
 }
 
 
@@ -111,6 +113,7 @@ class Client:
         deadline: float = 5.0,
         retries: int = 3,
         backoff: float = 0.05,
+        interceptors: Sequence[Any] = (),
         _insecure: bool = False,
     ) -> None:
         targets = [addresses] if isinstance(addresses, str) else list(addresses)
@@ -125,6 +128,10 @@ class Client:
             grpc.secure_channel(t, tls.credentials(), options) if tls is not None else grpc.insecure_channel(t, options)
             for t in targets
         ]
+        if interceptors:
+            # Client interceptors (tracing, recording): they see every request.
+            self._raw = self._channels
+            self._channels = [grpc.intercept_channel(ch, *interceptors) for ch in self._raw]
         self._stubs = [{n: cls(ch) for n, cls in _STUBS.items()} for ch in self._channels]
         self._next = itertools.cycle(range(len(self._channels)))
         self._lock = threading.Lock()
@@ -136,6 +143,7 @@ class Client:
         self.macs = _Service(self, "macs")
         self.data = _Service(self, "data")
         self.sync = _Service(self, "sync")
+        self.ceremony = _Service(self, "ceremony")
 
     @classmethod
     def insecure(cls, addresses: str | Sequence[str], **kw: Any) -> Client:
@@ -143,7 +151,7 @@ class Client:
         return cls(addresses, None, _insecure=True, **kw)
 
     def close(self) -> None:
-        for ch in self._channels:
+        for ch in getattr(self, "_raw", self._channels):
             ch.close()
 
     def __enter__(self) -> Client:

@@ -70,8 +70,11 @@ PKCS11_CAPABILITIES: Final = Capabilities(
     # give CKR_ARGUMENTS_BAD, measured here), and hsmsvc's scheme is OAEP-SHA-256.
     # No IMPORT_KEY: TR-31 needs the KBPK's derived keys outside the token, and the
     # legacy form's variants need XOR derivation (no CKM_XOR_BASE_AND_DATA).
+    # No FORM_KEY_WRAPPED: components travel under a CTK, which is RSA-OAEP-SHA-256 or SM2.
+    # No LMK_BACKUP: the token LMK is non-extractable; its backup is its creation components.
     commands=frozenset(Command)
-    - {Command.EXPORT_KEY, Command.IMPORT_KEY, Command.KEY_SYNC_MAC, Command.PUBLIC_KEY, Command.ONE_TIME_PIN_KEY},
+    - {Command.EXPORT_KEY, Command.IMPORT_KEY, Command.KEY_SYNC_MAC, Command.PUBLIC_KEY, Command.ONE_TIME_PIN_KEY,
+       Command.FORM_KEY_WRAPPED, Command.LMK_BACKUP, Command.LMK_TRANSLATE},
     # SoftHSM2 has no SM2, SM3 or SM4 mechanisms.
     algorithms=frozenset(Algorithm) - {Algorithm.SM4, Algorithm.RSA_2048, Algorithm.RSA_3072, Algorithm.SM2},
     # No DES3_MAC in SoftHSM (so no retail MAC), no SM3 HMAC.

@@ -144,6 +144,7 @@ class SoftBackend(CommandBackend):
         algorithm: Algorithm = Algorithm.AES_256,
         anchor_path: Path | None = None,
         cache_size: int = 4096,
+        old_lmk: bytes | None = None,
     ) -> None:
         super().__init__(SOFT_CAPABILITIES)
         if algorithm is not Algorithm.AES_256:
@@ -154,20 +155,25 @@ class SoftBackend(CommandBackend):
             raise InvalidInput("lmk", "32 bytes")
         self._lmk = bytes(lmk)
         self._lmk_kcv_value = kcv.kcv(algorithm, self._lmk)
+        # payShield's "key change storage": the LMK being retired, loaded only
+        # while `ceremony lmk migrate` moves stored keys off it.
+        if old_lmk is not None and (len(old_lmk) != 32 or old_lmk == self._lmk):
+            raise InvalidInput("old_lmk", "32 bytes, not the current LMK")
+        self._old_lmk = bytes(old_lmk) if old_lmk is not None else None
         self._anchor_path = anchor_path
         self._anchor_mem: bytes | None = None
         self._cache: OrderedDict[bytes, SoftKey] = OrderedDict()
         self._cache_size = cache_size
 
     @classmethod
-    def from_sealed(cls, path: Path, passphrase: bytes) -> SoftBackend:
-        """Open a sealed LMK file written by ``hsmsvc lmk init``; the anchor lives beside it."""
-        try:
-            blob = Path(path).read_bytes()
-        except OSError:
-            raise InvalidInput("sealed_lmk", "file cannot be read") from None
-        algorithm, lmk, _ = sealed.unseal(blob, passphrase)
-        return cls(lmk, algorithm, anchor_path=Path(str(path) + ".anchor"))
+    def from_sealed(cls, path: Path, passphrase: bytes, old: tuple[Path, bytes] | None = None) -> SoftBackend:
+        """Open a sealed LMK file written by ``hsmsvc lmk init``; the anchor lives beside it.
+
+        ``old`` (a sealed file and its passphrase) loads the LMK being retired, for a migration.
+        """
+        algorithm, lmk = _unseal(Path(path), passphrase)
+        old_lmk = _unseal(*old)[1] if old is not None else None
+        return cls(lmk, algorithm, anchor_path=Path(str(path) + ".anchor"), old_lmk=old_lmk)
 
     def __repr__(self) -> str:
         return f"SoftBackend(lmk_kcv={self._lmk_kcv_value.hex().upper()})"
@@ -182,6 +188,16 @@ class SoftBackend(CommandBackend):
 
     def _random(self, length: int) -> bytes:
         return secrets.token_bytes(length)
+
+    def _lmk_split(self, n: int) -> list[bytes]:
+        randoms = [secrets.token_bytes(32) for _ in range(n - 1)]
+        return components.split(Algorithm.AES_256, self._lmk, randoms)
+
+    def _translate_lmk(self, key: KeyCryptogram) -> KeyCryptogram:
+        if self._old_lmk is None:
+            raise Unsupported("old_lmk", "no old LMK is loaded (open the backend with the LMK being retired)")
+        loaded = self._unwrap(key, self._old_lmk)
+        return self._seal_clear(loaded.spec, loaded.raw())
 
     # -- key blocks under the LMK -------------------------------------------------
 
@@ -230,12 +246,12 @@ class SoftBackend(CommandBackend):
             self._cache.popitem(last=False)
         return loaded
 
-    def _unwrap(self, key: KeyCryptogram) -> SoftKey:
+    def _unwrap(self, key: KeyCryptogram, lmk: bytes | None = None) -> SoftKey:
         try:
             text = key.blob.decode("ascii")
         except (UnicodeDecodeError, AttributeError):
             raise InvalidKeyBlock() from None
-        header, clear = tr31.unwrap(self._lmk, text)
+        header, clear = tr31.unwrap(lmk or self._lmk, text)
         blocks = dict(header.optional_blocks)
         try:
             bound = KeySpec.parse(blocks[ATTRIBUTE_BLOCK])
@@ -341,6 +357,15 @@ class SoftBackend(CommandBackend):
     def close(self) -> None:
         with self._guard():
             self._cache.clear()
+
+
+def _unseal(path: Path, passphrase: bytes) -> tuple[Algorithm, bytes]:
+    try:
+        blob = Path(path).read_bytes()
+    except OSError:
+        raise InvalidInput("sealed_lmk", "file cannot be read") from None
+    algorithm, lmk, _ = sealed.unseal(blob, passphrase)
+    return algorithm, lmk
 
 
 def _variant_of(kek: SoftKey, key_type: KeyType) -> BlockCipher:

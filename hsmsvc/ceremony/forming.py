@@ -1,0 +1,168 @@
+"""Forming a ZMK or TMK through CeremonyService, and printing component mailers for a new key.
+
+:func:`form` is the ceremony client: the first officer starts the ceremony,
+the second approves it, and each custodian, authenticated by their own
+certificate, types their component with echo off. The client checks the
+component against the KCV on the custodian's mailer, enciphers it under the
+CTK's public half (whose fingerprint the officers check against the ceremony
+script) and sends only that. A mismatch or an interruption cancels the
+ceremony, so no wrapped component is left behind.
+
+:func:`print_components` draws the components of a new key (for example a
+ZMK for a new zone) and writes one mailer per custodian; the same mailers then
+form the key at both sites, which yields the same KCV at both.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Sequence
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from hsmsvc.api.convert import ALGORITHM, KEY_TYPE
+from hsmsvc.ceremony import mailer
+from hsmsvc.ceremony.console import Console, parse_hex, zeroize
+from hsmsvc.ceremony.lmk import Record
+from hsmsvc.crypto import _compare, components, kcv, keytransport
+from hsmsvc.errors import HsmsvcError, InvalidInput, VerificationFailed
+from hsmsvc.types import Algorithm, KeyType
+from hsmsvc.v1 import ceremony_service_pb2 as cm
+from hsmsvc.v1 import key_service_pb2 as km
+from hsmsvc.v1 import types_pb2 as pb
+from hsmsvc_client import Client, ClientTls
+from hsmsvc_client.client import ref
+
+__all__ = ["form", "print_components"]
+
+
+def _custodian_component(console: Console, i: int, n: int, algorithm: Algorithm) -> tuple[bytearray, bytes]:
+    raw = console.secret(f"Custodian {i + 1} of {n}: your component (hex, hidden): ")
+    try:
+        part = parse_hex(raw, f"component {i + 1}")
+    finally:
+        zeroize(raw)
+    try:
+        if len(part) != algorithm.key_length:
+            raise InvalidInput(f"component {i + 1}", f"{2 * algorithm.key_length} hex digits")
+        check = kcv.kcv(algorithm, bytes(part))
+        typed = console.ask(f"Custodian {i + 1}: the component KCV on your mailer: ").replace(" ", "")
+        try:
+            want = bytes.fromhex(typed)
+        except ValueError:
+            raise InvalidInput(f"component {i + 1} KCV", "hex digits") from None
+        if len(want) < 2 or not _compare.bytes_eq(check[: len(want)], want):
+            raise VerificationFailed(
+                f"component {i + 1}", f"KCV mismatch: the mailer says {want.hex().upper()}, the component "
+                f"entered gives {check[: max(len(want), 3)].hex().upper()}; the ceremony is cancelled")
+        return part, check
+    except BaseException:
+        zeroize(part)
+        raise
+
+
+def form(
+    console: Console, address: str, officers: tuple[ClientTls, ClientTls], custodians: Sequence[ClientTls],
+    template: km.KeyTemplate, ctk: str, fingerprint: bytes | None = None, interceptors: Sequence[Any] = (),
+) -> pb.KeyInfo:
+    """Form a key from ``len(custodians)`` components under dual control; returns the stored key."""
+    if not 2 <= len(custodians) <= 9:
+        raise InvalidInput("custodians", "2 to 9 (dual control)")
+    algorithm = ALGORITHM.get(template.algorithm, "algorithm")
+    kind = KEY_TYPE.get(template.key_type, "key_type").value
+    first = Client(address, officers[0], interceptors=interceptors)
+    second = Client(address, officers[1], interceptors=interceptors)
+    ceremony_id = ""
+    try:
+        pub = first.keys.GetPublicKey(km.GetPublicKeyRequest(key=ref(ctk)))
+        ctk_alg = ALGORITHM.get(pub.algorithm, "transport_key.algorithm")
+        mine = keytransport.fingerprint(ctk_alg, pub.public_key)
+        if not _compare.bytes_eq(mine, pub.fingerprint):
+            raise VerificationFailed("transport_key", "the server's fingerprint does not match its public key")
+        if fingerprint is not None:
+            if not _compare.bytes_eq(mine[: len(fingerprint)], fingerprint) or len(fingerprint) < 4:
+                raise VerificationFailed("transport_key", f"fingerprint {mine.hex().upper()} is not the "
+                                                          f"ceremony script's {fingerprint.hex().upper()}")
+        elif not console.confirm(f"CTK {pub.key_id} v{pub.version} ({ctk_alg.value}) fingerprint "
+                                 f"{mine.hex().upper()}: does it match the ceremony script?"):
+            raise VerificationFailed("transport_key", "the officers did not accept its fingerprint")
+        started = first.ceremony.StartKeyFormation(cm.StartKeyFormationRequest(
+            template=template, transport_key=ref(pub.key_id, pub.version), component_count=len(custodians)))
+        f = started.formation
+        ceremony_id = f.ceremony_id
+        console.say(f"Ceremony {ceremony_id}: forming {kind} {f.key_id} v{f.version} ({algorithm.value}) from "
+                    f"{len(custodians)} components; started by {f.started_by}")
+        approved = second.ceremony.ApproveKeyFormation(cm.ApproveKeyFormationRequest(ceremony_id=ceremony_id))
+        console.say(f"Approved by {approved.formation.approved_by} (dual control)")
+        key: pb.KeyInfo | None = None
+        for i, tls in enumerate(custodians):
+            part, check = _custodian_component(console, i, len(custodians), algorithm)
+            try:
+                wrapped = keytransport.encrypt(ctk_alg, pub.public_key, part)
+            finally:
+                zeroize(part)
+            with Client(address, tls, interceptors=interceptors) as custodian:
+                r = custodian.ceremony.AddKeyComponent(cm.AddKeyComponentRequest(
+                    ceremony_id=ceremony_id, wrapped_component=wrapped, kcv=check))
+            receipt = r.formation.components[-1]
+            console.say(f"Component {receipt.position} from {receipt.custodian} accepted; KCV {check.hex().upper()}")
+            if r.HasField("key"):
+                key = r.key
+        if key is None:
+            raise VerificationFailed("ceremony", "every component was accepted but no key was formed")
+        console.say(f"{kind} {key.key_id} v{key.version} formed and stored under the LMK; KCV {key.kcv.hex().upper()}")
+        ceremony_id = ""
+        return key
+    finally:
+        if ceremony_id:
+            # Interrupted or refused: leave no wrapped component behind.
+            try:
+                first.ceremony.CancelKeyFormation(cm.CancelKeyFormationRequest(
+                    ceremony_id=ceremony_id, reason="stopped at the ceremony console"))
+                console.say(f"Ceremony {ceremony_id} cancelled; nothing was stored")
+            except Exception:  # noqa: BLE001 (the original error is the one to report)
+                console.say(f"Ceremony {ceremony_id} could not be cancelled; it expires unformed")
+        first.close()
+        second.close()
+
+
+def print_components(
+    console: Console, out: Path, label: str, key_type: KeyType, algorithm: Algorithm, names: Sequence[str],
+    record: Record,
+) -> bytes:
+    """Draw a new key as one component per custodian and write their mailers; returns the key's KCV."""
+    if not 2 <= len(names) <= 9 or len(set(names)) != len(names):
+        raise InvalidInput("custodians", "2 to 9 distinct names (dual control)")
+    if algorithm.is_asymmetric:
+        raise InvalidInput("algorithm", "a key pair is generated in the backend, never printed")
+    parts: list[bytearray] = []
+    try:
+        while True:
+            parts = [bytearray(secrets.token_bytes(algorithm.key_length)) for _ in names]
+            if algorithm.is_tdes:
+                for p in parts:
+                    p[:] = components.adjust_odd_parity(bytes(p))
+            try:
+                key_kcv = kcv.kcv(algorithm, components.combine(algorithm, parts))
+                break
+            except HsmsvcError:
+                for p in parts:
+                    zeroize(p)  # a weak TDES key: draw again
+        now = datetime.now(timezone.utc)
+        ceremony = f"print-{now.strftime('%Y%m%d%H%M%S')}"
+        checks = []
+        for i, (name, part) in enumerate(zip(names, parts)):
+            check = kcv.kcv(algorithm, bytes(part))
+            txt, pdf = mailer.write(out, mailer.Mailer(name, i + 1, len(names), label, key_type.value,
+                                                       algorithm.value, part, check, key_kcv, ceremony, now))
+            checks.append(check)
+            console.say(f"{name}: component {i + 1} KCV {check.hex().upper()} -> {txt.name}, {pdf.name}")
+    finally:
+        for p in parts:
+            zeroize(p)
+    console.say(f"{key_type.value} {label} ({algorithm.value}): key KCV {key_kcv.hex().upper()}")
+    record.write("component.print", None, label=label, key_type=key_type.value, algorithm=algorithm.value,
+                 custodians=",".join(names), key_kcv=key_kcv.hex().upper(),
+                 **{f"component_{i + 1}_kcv": c.hex().upper() for i, c in enumerate(checks)})
+    return key_kcv

@@ -1,0 +1,100 @@
+"""Component mailers: one sealed sheet per custodian, as text and as PDF.
+
+The mailer is the one place a clear component is written down (ISO 11568-2
+clause 5: components in separate tamper-evident envelopes, one per custodian).
+Files are created with mode 0600 and never overwritten.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+from fpdf import FPDF
+
+from hsmsvc.ceremony.console import group
+from hsmsvc.errors import AlreadyExists, InvalidInput
+
+__all__ = ["Mailer", "write"]
+
+_NAME = re.compile(r"[A-Za-z0-9._-]{1,64}")
+_INSTRUCTIONS = (
+    "Keep this mailer sealed, in your own safe, apart from every other custodian's.",
+    "Enter the component yourself, unobserved, only when a key ceremony asks for it;",
+    "check the component KCV the ceremony shows against the one printed here.",
+    "Never copy, photograph, type into any other system, or send this component.",
+    "When the key is retired, destroy this mailer under dual control and record it.",
+)
+
+
+@dataclass(frozen=True)
+class Mailer:
+    """What one custodian's mailer says. ``component`` is the clear value."""
+
+    custodian: str
+    position: int
+    count: int
+    label: str
+    key_type: str
+    algorithm: str
+    component: bytes | bytearray
+    component_kcv: bytes
+    key_kcv: bytes
+    ceremony: str
+    issued_at: datetime
+
+    def lines(self) -> list[str]:
+        return [
+            "HSMSVC KEY COMPONENT - CONFIDENTIAL",
+            f"To be opened only by: {self.custodian}",
+            "",
+            f"Ceremony:       {self.ceremony}",
+            f"Issued (UTC):   {self.issued_at.strftime('%Y-%m-%d %H:%M:%S')}",
+            f"Key:            {self.label} ({self.key_type}, {self.algorithm})",
+            f"Component:      {self.position} of {self.count}",
+            "",
+            f"  {group(self.component)}",
+            "",
+            f"Component KCV:  {self.component_kcv.hex().upper()}",
+            f"Key KCV:        {self.key_kcv.hex().upper()}  (all {self.count} components combined)",
+            "",
+            *_INSTRUCTIONS,
+        ]
+
+
+def _create(path: Path, data: bytes) -> None:
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        raise AlreadyExists("mailer", f"{path.name} exists; a mailer is never overwritten") from None
+    with os.fdopen(fd, "wb") as f:
+        f.write(data)
+
+
+def _pdf(m: Mailer) -> bytes:
+    pdf = FPDF(format="A4")
+    pdf.set_title(f"Key component {m.position} of {m.count}")
+    pdf.set_creator("hsmsvc")
+    pdf.add_page()
+    pdf.set_font("Courier", size=11)
+    for i, line in enumerate(m.lines()):
+        if i == 0 or line.startswith("  "):
+            pdf.set_font("Courier", style="B", size=13 if i == 0 else 14)
+        pdf.cell(0, 7, line, new_x="LMARGIN", new_y="NEXT")
+        pdf.set_font("Courier", size=11)
+    return bytes(pdf.output())
+
+
+def write(directory: Path, m: Mailer) -> tuple[Path, Path]:
+    """``<custodian>-<label>-<position>.txt`` and ``.pdf`` in ``directory``."""
+    if not _NAME.fullmatch(m.custodian) or not _NAME.fullmatch(m.label):
+        raise InvalidInput("custodian", "1-64 of A-Z a-z 0-9 . _ - (it names the mailer's files)")
+    directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+    stem = directory / f"{m.custodian}-{m.label}-{m.position}"
+    txt, pdf = stem.with_suffix(".txt"), stem.with_suffix(".pdf")
+    _create(txt, ("\n".join(m.lines()) + "\n").encode())
+    _create(pdf, _pdf(m))
+    return txt, pdf
