@@ -263,7 +263,7 @@ def _ceremony_lmk(args: argparse.Namespace) -> int:
         expect = bytes.fromhex(args.expect_kcv) if args.expect_kcv else None
         target = _target(console, args, creating=True)
         lmk.restore(console, n, target, record, expect, names)
-    elif args.lmk_ceremony == "backup":
+    else:
         n = _custodian_count(args)
         lmk._count(n)
         if args.pkcs11_module:
@@ -274,12 +274,18 @@ def _ceremony_lmk(args: argparse.Namespace) -> int:
             lmk.backup(console, backend, n, record, names, mailers)
         finally:
             backend.close()
-    else:
-        old = lmk.SealedTarget(Path(args.sealed), _passphrase(console, args))
-        new = lmk.SealedTarget(Path(args.new_sealed), _passphrase(console, args, prefix="new_"))
-        report = lmk.migrate(console, old, new, args.store, args.officer, args.batch, args.limit, args.delete_old)
-        return 0 if report.verified or report.remaining else 1
     return 0
+
+
+def _ceremony_lmk_migrate(args: argparse.Namespace) -> int:
+    from hsmsvc.ceremony import lmk
+    from hsmsvc.ceremony.console import Console
+
+    console = Console()
+    old = lmk.SealedTarget(Path(args.sealed), _passphrase(console, args))
+    new = lmk.SealedTarget(Path(args.new_sealed), _passphrase(console, args, prefix="new_"))
+    report = lmk.migrate(console, old, new, args.store, args.officer, args.batch, args.limit, args.delete_old)
+    return 0 if report.verified or report.remaining else 1
 
 
 def _tls(pair: str, args: argparse.Namespace) -> ClientTls:
@@ -371,8 +377,7 @@ def _ceremony_args(sub: argparse._SubParsersAction) -> None:  # type: ignore[typ
     p.add_argument("--limit", type=int, help="move at most this many keys in this run")
     p.add_argument("--delete-old", action="store_true", help="destroy the old LMK once everything verifies")
     p.add_argument("--officer", default=officer, help="the key officer running the migration")
-    p.add_argument("--journal", help=argparse.SUPPRESS)
-    p.set_defaults(func=_ceremony_lmk, lmk_ceremony="migrate")
+    p.set_defaults(func=_ceremony_lmk_migrate)
 
     for kind in ("zmk", "tmk"):
         g = groups.add_parser(kind, help=f"form a {kind.upper()} through the server (dual control)")

@@ -13,6 +13,7 @@ single principal can complete a ceremony. Every step is audited with who did it.
 
 from __future__ import annotations
 
+import re
 import secrets
 from datetime import datetime, timedelta, timezone
 from typing import Final
@@ -29,6 +30,7 @@ from hsmsvc.types import KeyState, KeyType
 
 __all__ = ["CEREMONY_TTL", "add_component", "approve", "cancel", "get", "start"]
 
+_ID: Final = re.compile(r"c-[0-9a-f]{16}")
 CEREMONY_TTL: Final = timedelta(hours=1)
 """An open ceremony ends unformed after this; its wrapped components are erased."""
 
@@ -89,8 +91,8 @@ def _live(s: Services, caller: Caller, ceremony_id: str) -> Ceremony:
 
 
 def get(s: Services, caller: Caller, ceremony_id: str) -> Ceremony:
-    if not isinstance(ceremony_id, str) or not ceremony_id:
-        raise InvalidInput("ceremony_id", "required")
+    if not isinstance(ceremony_id, str) or not _ID.fullmatch(ceremony_id):
+        raise InvalidInput("ceremony_id", "an id from StartKeyFormation (c- and 16 hex digits)")
     c = s.store.ceremony(ceremony_id)
     if not caller.principal.may_name(c.spec, c.alias):
         raise KeyNotFound("ceremony_id", "no such ceremony")

@@ -199,8 +199,10 @@ def test_transport_key_must_be_a_ctk_strong_enough(server: Env, ctk: Any) -> Non
             template=_zmk_template("zmk-ceremony-7"), transport_key=pb.KeyRef(key_id="ctk-ceremony"),
             component_count=n))
         assert code is StatusCode.INVALID_ARGUMENT and "component_count" in msg
-    code, _ = code_of(km.ceremony.GetKeyFormation, cm.GetKeyFormationRequest(ceremony_id="c-nope"))
+    code, _ = code_of(km.ceremony.GetKeyFormation, cm.GetKeyFormationRequest(ceremony_id="c-" + "0" * 16))
     assert code is StatusCode.NOT_FOUND
+    code, _ = code_of(km.ceremony.GetKeyFormation, cm.GetKeyFormationRequest(ceremony_id="c-\x00"))
+    assert code is StatusCode.INVALID_ARGUMENT
 
 
 def test_zmk_form_command_end_to_end(server: Env, ctk: Any) -> None:

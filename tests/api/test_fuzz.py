@@ -16,7 +16,8 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from hsmsvc.v1 import data_service_pb2, key_service_pb2, key_sync_service_pb2, mac_service_pb2, pin_service_pb2
+from hsmsvc.v1 import ceremony_service_pb2, data_service_pb2, key_service_pb2, key_sync_service_pb2
+from hsmsvc.v1 import mac_service_pb2, pin_service_pb2
 from hsmsvc.v1 import key_service_pb2 as key_pb
 from hsmsvc.v1 import types_pb2 as pb
 from hsmsvc_client import ClientTls
@@ -27,8 +28,9 @@ ALLOWED = {
     grpc.StatusCode.ALREADY_EXISTS, grpc.StatusCode.FAILED_PRECONDITION, grpc.StatusCode.PERMISSION_DENIED,
     grpc.StatusCode.RESOURCE_EXHAUSTED, grpc.StatusCode.UNAVAILABLE,
 }
-KEY_IDS = ["fuzz-zpk", "fuzz-mak", "fuzz-dek", "fuzz-pvk", "zpk1", "no-such-key", ""]
-FILES = (key_service_pb2, pin_service_pb2, mac_service_pb2, data_service_pb2, key_sync_service_pb2)
+KEY_IDS = ["fuzz-zpk", "fuzz-mak", "fuzz-dek", "fuzz-pvk", "fuzz-ctk", "zpk1", "no-such-key", ""]
+FILES = (key_service_pb2, pin_service_pb2, mac_service_pb2, data_service_pb2, key_sync_service_pb2,
+         ceremony_service_pb2)
 METHODS = [(f.DESCRIPTOR.package, s, m) for f in FILES for s in f.DESCRIPTOR.services_by_name.values()
            for m in s.methods]
 
@@ -88,6 +90,8 @@ def fuzz_channel(server: Env) -> Any:
         ("fuzz-dek", pb.KEY_TYPE_DEK, pb.ALGORITHM_AES_256, pb.KEY_USAGE_DATA, B, {}),
         ("fuzz-pvk", pb.KEY_TYPE_PVK, pb.ALGORITHM_TDES_2KEY, pb.KEY_USAGE_PIN_VERIFICATION_IBM3624, C,
          {"decimalization_table": "0123456789012345"}),
+        ("fuzz-ctk", pb.KEY_TYPE_CTK, pb.ALGORITHM_RSA_2048, pb.KEY_USAGE_ASYMMETRIC_KEY_WRAPPING,
+         pb.MODE_OF_USE_DECRYPT_ONLY, {}),
     ]:
         mgr.keys.GenerateKey(key_pb.GenerateKeyRequest(template=key_pb.KeyTemplate(
             key_id=kid, key_type=kt, algorithm=alg, usage=use, mode_of_use=mode,
@@ -105,7 +109,7 @@ def fuzz_channel(server: Env) -> Any:
 
 @pytest.mark.parametrize("package,service,method", METHODS, ids=[f"{s.name}.{m.name}" for _, s, m in METHODS])
 def test_fuzz_every_method(fuzz_channel: Any, server: Env, package: str, service: Any, method: Any) -> None:
-    ch = fuzz_channel["key-manager" if service.name == "KeyService" else "core-banking"]
+    ch = fuzz_channel["key-manager" if service.name in ("KeyService", "CeremonyService") else "core-banking"]
     path = f"/{service.full_name}/{method.name}"
     req_cls = method.input_type._concrete_class
     resp_cls = method.output_type._concrete_class

@@ -1,14 +1,19 @@
 """Two sites, two LMKs, one ZMK: key changes between a branch front-end and the core (004 clause 7.1).
 
 Both servers run as ``hsmsvc serve`` over mTLS with their own PostgreSQL store
-and their own LMK. The ZMK is formed at both from the same two components, so
-the test knows it and checks the notice's MAC and the keys it carries with
-pyca/cryptography.
+and their own LMK. The ZMK is formed the way key officers form it: `hsmsvc
+ceremony component print` draws two components onto mailers, and the ceremony
+client forms it at each site from them (two officers, two custodians, the
+components under each site's CTK). Both sites get the same KCV, and the test
+reads the components off the mailers, so it checks the notice's MAC and the
+keys it carries with pyca/cryptography.
 """
 
 from __future__ import annotations
 
 import secrets
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -23,7 +28,8 @@ from cryptography.hazmat.primitives.ciphers import algorithms
 from hsmsvc_client import Client, ClientTls
 
 from hsmsvc.api.keysync import notice_from_pb
-from hsmsvc.crypto import tr31
+from hsmsvc.ceremony import forming
+from hsmsvc.crypto import kcv, tr31
 from hsmsvc.hsm.backend import KeySpec
 from hsmsvc.hsm.soft import sealed
 from hsmsvc.hsm.soft.backend import SoftBackend
@@ -41,6 +47,7 @@ from tests import pg
 from tests.api import independent as ind
 from tests.api.conftest import PASSPHRASE, clear_key, code_of, launch, stop, template
 from tests.api.pki import TestCA
+from tests.ceremony import scripted, typed_components
 
 ZONE = "branch7"
 PAN = "6222027000000000017"
@@ -77,6 +84,21 @@ roles = ["manager"]
 keys = ["*"]
 
 [[principals]]
+name = "{officer}-2"
+roles = ["manager"]
+keys = ["*"]
+
+[[principals]]
+name = "kim"
+roles = ["custodian"]
+keys = ["zone:{ZONE}"]
+
+[[principals]]
+name = "lee"
+roles = ["custodian"]
+keys = ["zone:{ZONE}"]
+
+[[principals]]
 name = "{app}"
 roles = ["operator"]
 keys = ["*"]
@@ -93,11 +115,39 @@ def _form(km: KeyManager, spec: KeySpec, clear: bytes) -> None:
     km.form(spec, [c1, bytes(a ^ b for a, b in zip(clear, c1))])
 
 
+def _mailer_component(path: Path) -> bytes:
+    return bytes.fromhex(path.read_text().splitlines()[8].replace(" ", ""))
+
+
+def _form_zmk_by_ceremony(root: Path, ca: TestCA, port: int, site: str, parts: list[bytes]) -> bytes:
+    """Two officers and two custodians form the zone's ZMK at one site; returns its KCV."""
+    def tls(who: str) -> ClientTls:
+        ident = ca.issue(who)
+        return ClientTls(ca.ca_file, ident.cert, ident.key, "localhost")
+
+    officer, second = tls(f"{site}-officer"), tls(f"{site}-officer-2")
+    with Client(f"127.0.0.1:{port}", officer) as c:
+        c.keys.GenerateKey(key_pb.GenerateKeyRequest(template=template(
+            "ctk", pb.KEY_TYPE_CTK, pb.ALGORITHM_SM2, pb.KEY_USAGE_ASYMMETRIC_KEY_WRAPPING,
+            pb.MODE_OF_USE_DECRYPT_ONLY, zone=ZONE)))
+    key = forming.form(scripted(["y", *typed_components(Algorithm.AES_128, parts)]), f"127.0.0.1:{port}",
+                       (officer, second), [tls("kim"), tls("lee")],
+                       template(f"zmk-{ZONE}", pb.KEY_TYPE_ZMK, pb.ALGORITHM_AES_128, pb.KEY_USAGE_KBPK,
+                                pb.MODE_OF_USE_ENCRYPT_DECRYPT, zone=ZONE), "ctk")
+    return bytes(key.kcv)
+
+
 @pytest.fixture(scope="module")
 def sites(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sites]:
     root = tmp_path_factory.mktemp("sync")
     ca = TestCA(root)
-    zmk, tpk, psk = secrets.token_bytes(32), clear_key(Algorithm.TDES_2KEY), secrets.token_bytes(32)
+    mailers = root / "mailers"
+    subprocess.run([sys.executable, "-m", "hsmsvc", "ceremony", "component", "print", "--out", str(mailers),
+                    "--label", f"zmk-{ZONE}", "--key-type", "ZMK", "--algorithm", "AES_128",
+                    "--custodian", "kim", "--custodian", "lee"], check=True, capture_output=True, timeout=60)
+    parts = [_mailer_component(mailers / f"kim-zmk-{ZONE}-1.txt"), _mailer_component(mailers / f"lee-zmk-{ZONE}-2.txt")]
+    zmk = bytes(a ^ b for a, b in zip(*parts))
+    tpk, psk = clear_key(Algorithm.TDES_2KEY), secrets.token_bytes(32)
     timing = """
 [key_sync]
 activate_after_seconds = 2
@@ -118,9 +168,6 @@ grace_seconds = 4
             store = KeyStore(url, backend)
             store.migrate()
             km = KeyManager(store, backend, "ceremony")
-            # The same ZMK at both sites from the same components (TR-31, K1).
-            _form(km, KeySpec(f"zmk-{ZONE}", 1, KeyType.ZMK, Algorithm.AES_256, KeyUsage.KBPK,
-                              ModeOfUse.ENCRYPT_DECRYPT, zone=ZONE), zmk)
             if name == "branch":
                 _form(km, KeySpec(f"{ZONE}.term-01.tpk", 1, KeyType.TPK, Algorithm.TDES_2KEY,
                                   KeyUsage.PIN_ENCRYPTION, ModeOfUse.ENCRYPT_DECRYPT, zone=ZONE), tpk)
@@ -142,6 +189,9 @@ grace_seconds = 4
                 clients[who] = Client(f"127.0.0.1:{info['port']}", ClientTls(ca.ca_file, ident.cert, ident.key,
                                                                             "localhost"))
             started[name] = Site(name, info["port"], url, clients)
+        # The same ZMK at both sites from the same mailers: the same KCV at both.
+        kcvs = {name: _form_zmk_by_ceremony(root, ca, site.port, name, parts) for name, site in started.items()}
+        assert kcvs["core"] == kcvs["branch"] == kcv.kcv(Algorithm.AES_128, zmk)
         try:
             yield Sites(started["core"], started["branch"], zmk, tpk, psk, ca)
         finally:
@@ -154,7 +204,7 @@ grace_seconds = 4
 
 def derived_mac(zmk: bytes, data: bytes) -> bytes:
     """The notice MAC computed independently: AES-CMAC under ECB_ZMK(counter || label)."""
-    blocks = b"".join((bytes([i + 1]) + b"hsmsvc/ks-mac/v1").ljust(16, b"\x00")[:16] for i in range(2))
+    blocks = b"".join((bytes([i + 1]) + b"hsmsvc/ks-mac/v1").ljust(16, b"\x00")[:16] for i in range(len(zmk) // 16))
     c = pyca_cmac.CMAC(algorithms.AES(ind.aes_ecb(zmk, blocks)))
     c.update(data)
     return c.finalize()
