@@ -243,6 +243,35 @@ def test_component_print_writes_one_mailer_per_custodian(tmp_path: Path) -> None
     assert again.returncode == 2 and "never overwritten" in again.stderr
 
 
+def test_a_token_lmk_is_created_by_ceremony_and_restored_from_its_components(tmp_path: Path) -> None:
+    from hsmsvc.hsm.pkcs11.backend import Pkcs11Backend
+    from tests.hsm import softhsm
+
+    softhsm.setup()
+    parts = [secrets.token_bytes(32), secrets.token_bytes(32)]
+    want = kcv.kcv(AES256, xor(*parts)).hex().upper()
+    token = ["--pkcs11-module", softhsm.MODULE, "--pin-env", softhsm.PIN_ENV, "--journal", str(tmp_path / "j.log")]
+    r = hsmsvc("ceremony", "lmk", "create", "--custodians", "2", "--token", "ceremony-a", *token,
+               answers=["ann", parts[0].hex(), "ben", parts[1].hex()])
+    assert f"LMK KCV {want}" in r.stdout
+    r = hsmsvc("ceremony", "lmk", "create", "--custodians", "2", "--token", "ceremony-a", *token,
+               answers=["ann", parts[0].hex(), "ben", parts[1].hex()], ok=False)
+    assert r.returncode == 2 and "already holds" in r.stderr
+    r = hsmsvc("ceremony", "lmk", "backup", "--custodians", "2", "--token", "ceremony-a", *token, ok=False)
+    assert r.returncode == 2 and "non-extractable" in r.stderr
+    # The backup of a token LMK is its creation components: they re-create it in another token.
+    r = hsmsvc("ceremony", "lmk", "restore", "--custodians", "2", "--token", "ceremony-b", "--expect-kcv", want,
+               *token, answers=[x for n, p in zip(("ann", "ben"), parts)
+                                for x in (n, p.hex(), kcv.kcv(AES256, p).hex())])
+    assert f"KCV {want}" in r.stdout
+    for label in ("ceremony-a", "ceremony-b"):
+        b = Pkcs11Backend(softhsm.MODULE, label, softhsm.PIN)
+        try:
+            assert b.lmk_kcv().hex().upper() == want
+        finally:
+            b.close()
+
+
 # -- LMK migration -------------------------------------------------------------------------
 
 

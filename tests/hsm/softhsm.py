@@ -21,6 +21,8 @@ MODULE = "/usr/lib/softhsm/libsofthsm2.so"
 PIN = "246810"
 PIN_ENV = "HSMSVC_TEST_TOKEN_PIN"
 TOKENS = ("conformance", "pool-1", "pool-2", "kill-1", "kill-2", "other-lmk", "store")
+# Initialised with no LMK, for the LMK ceremonies to create one in.
+EMPTY_TOKENS = ("ceremony-a", "ceremony-b")
 OTHER_LMK = (bytes(range(32)), bytes(range(1, 33)))
 
 _ready = False
@@ -40,7 +42,7 @@ def setup() -> None:
     conf.write_text(f"directories.tokendir = {root}/tokens\nobjectstore.backend = file\nlog.level = ERROR\n")
     os.environ["SOFTHSM2_CONF"] = str(conf)
     os.environ[PIN_ENV] = PIN
-    for label in TOKENS:
+    for label in TOKENS + EMPTY_TOKENS:
         subprocess.run(
             ["softhsm2-util", "--init-token", "--free", "--label", label, "--pin", PIN, "--so-pin", "13579111"],
             check=True,
