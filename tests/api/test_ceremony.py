@@ -11,6 +11,7 @@ import os
 import secrets
 import subprocess
 import sys
+import time
 from typing import Any
 
 import grpc
@@ -76,9 +77,12 @@ def test_two_officers_and_two_custodians_form_a_zmk(server: Env, ctk: Any) -> No
     parts = [secrets.token_bytes(16), secrets.token_bytes(16)]
     console = scripted(["y", *typed_components(AES128, parts)])
     recorder = Recorder()
+    t0 = time.perf_counter()
     key = forming.form(console, f"127.0.0.1:{server.port}", (_tls(server, "key-manager"), _tls(server, "key-manager-2")),
                        [_tls(server, "custodian-1"), _tls(server, "custodian-2")], _zmk_template("zmk-ceremony-1"),
                        "ctk-ceremony", interceptors=[recorder])
+    print(f"ceremony: ZMK formed by 2 officers and 2 custodians (RSA-3072 CTK) in "
+          f"{(time.perf_counter() - t0) * 1000:.0f} ms over mTLS")
     clear = bytes(a ^ b for a, b in zip(*parts))
     assert key.kcv == kcv.kcv(AES128, clear) and key.key_id == "zmk-ceremony-1"
     screen = console.out.getvalue()  # type: ignore[attr-defined]
