@@ -348,6 +348,12 @@ class Backend(Protocol):
         self, stored: StoredPin, old_psk: KeyCryptogram, new_psk: KeyCryptogram, account: str
     ) -> StoredPin: ...
 
+    def reencrypt_stored_pins(
+        self, old_psk: KeyCryptogram, new_psk: KeyCryptogram, rows: Sequence[tuple[bytes, str]]
+    ) -> list[bytes | None]:
+        """A batch of (enciphered stored PIN, account) moved to ``new_psk``; ``None`` for a bad row."""
+        ...
+
     def verify_pin_ibm3624(
         self,
         block: bytes,

@@ -69,6 +69,9 @@ STRENGTH: Final = {
     Algorithm.RSA_3072: 128,
     Algorithm.SM2: 128,
 }
+# Rows per reencrypt_stored_pins call: a chunk of a batch job, bounded in memory.
+_MAX_BATCH_PINS: Final = 100_000
+
 _MAC_LENGTHS: Final = {
     MacAlgorithm.HMAC_SHA256: (16, 32),
     MacAlgorithm.HMAC_SM3: (16, 32),
@@ -493,6 +496,61 @@ class CommandBackend(ABC):
             pin = pinblock.decipher(_storage_format(old), old, stored.value, account)
             return self._store(new, pin, account)
 
+    def reencrypt_stored_pins(
+        self, old_psk: KeyCryptogram, new_psk: KeyCryptogram, rows: Sequence[tuple[bytes, str]]
+    ) -> list[bytes | None]:
+        """Stored PINs (enciphered, each with its account) moved from one PSK to another, as a batch.
+
+        ``None`` where a row is not a well-formed stored PIN under ``old_psk``
+        for its account: one answer for every fault, as for a single PIN. Two
+        TDES PSKs (format 0 storage) take the vectorised path: one ECB
+        decipherment of the whole run, one check, one encipherment, since the
+        plain block does not change when the account does not.
+        """
+        self._capabilities.require(Command.REENCRYPT_STORED_PIN)
+        if not isinstance(rows, Sequence) or len(rows) > _MAX_BATCH_PINS:
+            raise InvalidInput("rows", f"at most {_MAX_BATCH_PINS} per call")
+        with self._guard():
+            old, new = self._use_psk(old_psk), self._use_psk(new_psk)
+            for k in (old, new):
+                if k.spec.usage is not KeyUsage.PIN_ENCRYPTION:
+                    raise KeyUsageViolation("psk", "a keyed digest is one-way; only enciphered PINs move")
+            fmt_old, fmt_new = _storage_format(old), _storage_format(new)
+            size = old.algorithm.block_size
+            shaped = _shaped(rows, size, 13 if PinBlockFormat.ISO_0 in (fmt_old, fmt_new) else 12)
+            if fmt_old is fmt_new is PinBlockFormat.ISO_0:
+                return self._reencrypt_iso0(old, new, rows, shaped)
+            out: list[bytes | None] = []
+            for (value, account), ok in zip(rows, shaped):
+                if not ok:
+                    out.append(None)
+                    continue
+                try:
+                    pin = pinblock.decipher(fmt_old, old, value, account)
+                except InvalidInput:
+                    out.append(None)
+                    continue
+                out.append(pinblock.encipher(fmt_new, new, pin, account))
+            return out
+
+    @staticmethod
+    def _reencrypt_iso0(
+        old: LoadedKey, new: LoadedKey, rows: Sequence[tuple[bytes, str]], shaped: list[bool]
+    ) -> list[bytes | None]:
+        if all(shaped):
+            blocks = old.decrypt(b"".join([v for v, _ in rows]))
+            good = pinblock.check_iso0_blocks(blocks, [a for _, a in rows])
+        else:
+            filler = bytes(8)
+            blocks = old.decrypt(b"".join([v if ok else filler for (v, _), ok in zip(rows, shaped)]))
+            pans = [a if ok else "0000000000000" for (_, a), ok in zip(rows, shaped)]
+            good = [ok and g for ok, g in zip(shaped, pinblock.check_iso0_blocks(blocks, pans))]
+        out = new.encrypt(blocks)
+        moved: list[bytes | None] = [out[i : i + 8] for i in range(0, len(out), 8)]
+        if not all(good):
+            moved = [m if g else None for m, g in zip(moved, good)]
+        return moved
+
     def verify_pin_ibm3624(
         self,
         block: bytes,
@@ -692,6 +750,25 @@ class CommandBackend(ABC):
         _validate.digits(pan, "pan", 12, 19)
         with self._guard():
             return self._lmk_cmac(PAN_DOMAIN + pan.encode("ascii"))
+
+
+def _shaped(rows: Sequence[tuple[bytes, str]], size: int, min_account: int) -> list[bool]:
+    """Per row: a stored PIN of ``size`` bytes and an account of digits. The whole batch is checked at
+    once first (C-level ``map``), and row by row only when it has a bad row."""
+    values, accounts = [r[0] for r in rows], [r[1] for r in rows]
+    lengths = range(min_account, 20)
+    if (
+        all(type(v) is bytes for v in values) and all(type(a) is str for a in accounts)
+        and set(map(len, values)) <= {size} and set(map(len, accounts)) <= set(lengths)
+    ):
+        joined = "".join(accounts)
+        if joined.isascii() and joined.isdigit():
+            return [True] * len(rows)
+    return [
+        isinstance(v, bytes) and len(v) == size and isinstance(a, str) and len(a) in lengths
+        and a.isascii() and a.isdigit()
+        for v, a in rows
+    ]
 
 
 def _check_data(data: bytes) -> None:

@@ -332,6 +332,11 @@ class Pool:
     ) -> StoredPin:
         return self._call("reencrypt_stored_pin", stored, old_psk, new_psk, account)  # type: ignore[no-any-return]
 
+    def reencrypt_stored_pins(
+        self, old_psk: KeyCryptogram, new_psk: KeyCryptogram, rows: Sequence[tuple[bytes, str]]
+    ) -> list[bytes | None]:
+        return self._call("reencrypt_stored_pins", old_psk, new_psk, list(rows))  # type: ignore[no-any-return]
+
     def verify_pin_ibm3624(
         self, block: bytes, key: PinKey, fmt: PinBlockFormat, pan: str | None,
         pvk: KeyCryptogram, validation_data: str, offset: str,
