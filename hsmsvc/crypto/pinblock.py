@@ -126,7 +126,7 @@ def check_iso0_blocks(blocks: bytes, pans: Sequence[str]) -> list[bool]:
     The batch form of :func:`decode_iso0` for re-enciphering stored PINs: one
     XOR over the whole run, one hex conversion, one match per block.
 
-    >>> check_iso0_blocks(encode_iso0("1234", "4012345678909") * 2, ["4012345678909", "4012345678908"])
+    >>> check_iso0_blocks(encode_iso0("1234", "4012345678909") * 2, ["4012345678909", "4012345678919"])
     [True, False]
     """
     if len(blocks) != 8 * len(pans):
