@@ -24,7 +24,7 @@ from typing import Any
 from hsmsvc.api.convert import ALGORITHM, KEY_TYPE
 from hsmsvc.ceremony import mailer
 from hsmsvc.ceremony.console import Console, parse_hex, zeroize
-from hsmsvc.ceremony.lmk import Record
+from hsmsvc.ceremony.lmk import Record, check_against_mailer
 from hsmsvc.crypto import _compare, components, kcv, keytransport
 from hsmsvc.errors import HsmsvcError, InvalidInput, VerificationFailed
 from hsmsvc.types import Algorithm, KeyType
@@ -47,15 +47,8 @@ def _custodian_component(console: Console, i: int, n: int, algorithm: Algorithm)
         if len(part) != algorithm.key_length:
             raise InvalidInput(f"component {i + 1}", f"{2 * algorithm.key_length} hex digits")
         check = kcv.kcv(algorithm, bytes(part))
-        typed = console.ask(f"Custodian {i + 1}: the component KCV on your mailer: ").replace(" ", "")
-        try:
-            want = bytes.fromhex(typed)
-        except ValueError:
-            raise InvalidInput(f"component {i + 1} KCV", "hex digits") from None
-        if len(want) < 2 or not _compare.bytes_eq(check[: len(want)], want):
-            raise VerificationFailed(
-                f"component {i + 1}", f"KCV mismatch: the mailer says {want.hex().upper()}, the component "
-                f"entered gives {check[: max(len(want), 3)].hex().upper()}; the ceremony is cancelled")
+        check_against_mailer(console, f"Custodian {i + 1}: the component KCV on your mailer: ", check, i,
+                             "the ceremony is cancelled")
         return part, check
     except BaseException:
         zeroize(part)

@@ -153,6 +153,29 @@ def _name(console: Console, names: Sequence[str], i: int, n: int) -> str:
     return name
 
 
+def check_against_mailer(console: Console, prompt: str, check: bytes, i: int, outcome: str) -> None:
+    """The custodian types the KCV printed on their mailer; a component that does not give it stops here."""
+    typed = console.ask(prompt).replace(" ", "")
+    try:
+        want = bytes.fromhex(typed)
+    except ValueError:
+        raise InvalidInput(f"component {i + 1} KCV", "hex digits") from None
+    if len(want) < 2 or not _compare.bytes_eq(check[: len(want)], want):
+        raise VerificationFailed(
+            f"component {i + 1}", f"KCV mismatch: the mailer says {want.hex().upper()}, the component entered "
+            f"gives {check[: max(len(want), 3)].hex().upper()}; {outcome}")
+
+
+def _recorded(record: Record, target: Target, action: str, custodians: Sequence[Custodian], lmk_kcv: bytes) -> None:
+    """Journal and, with a store, audit an LMK step; the audit row is MACed under that LMK."""
+    backend = target.open() if record.store_url else None
+    try:
+        record.write(action, backend, **_detail(custodians, lmk_kcv, target=target.describe()))
+    finally:
+        if backend is not None:
+            backend.close()
+
+
 def _show_once(console: Console, name: str, part: bytes | bytearray, check: bytes) -> None:
     console.ask(f"{name}: make sure only you can see the screen, then press Enter. ")
     console.say(f"  component  {group(part)}")
@@ -196,16 +219,8 @@ def collect(
                 raise InvalidInput(f"component {i + 1}", f"{2 * algorithm.key_length} hex digits")
             check = kcv.kcv(algorithm, bytes(part))
             if need_kcv:
-                typed = console.ask(f"{name}, the component KCV on your mailer: ").replace(" ", "")
-                try:
-                    want = bytes.fromhex(typed)
-                except ValueError:
-                    raise InvalidInput(f"component {i + 1} KCV", "hex digits") from None
-                if len(want) < 2 or not _compare.bytes_eq(check[: len(want)], want):
-                    raise VerificationFailed(
-                        f"component {i + 1}",
-                        f"KCV mismatch: the mailer says {want.hex().upper()}, the component entered gives "
-                        f"{check[: max(len(want), 3)].hex().upper()}; nothing was changed")
+                check_against_mailer(console, f"{name}, the component KCV on your mailer: ", check, i,
+                                     "nothing was changed")
             if drawn:
                 if on_generated is not None:
                     on_generated(i, name, part, check)
@@ -245,12 +260,7 @@ def create(
         for p in parts:
             zeroize(p)
     console.say(f"LMK KCV {lmk_kcv.hex().upper()}: record it in the ceremony log; every restore checks it.")
-    backend = target.open() if record.store_url else None
-    try:
-        record.write("lmk.create", backend, **_detail(custodians, lmk_kcv, target=target.describe()))
-    finally:
-        if backend is not None:
-            backend.close()
+    _recorded(record, target, "lmk.create", custodians, lmk_kcv)
     return lmk_kcv
 
 
@@ -280,12 +290,7 @@ def restore(
         for p in parts:
             zeroize(p)
     console.say(f"LMK restored into {target.describe()}; KCV {lmk_kcv.hex().upper()}")
-    backend = target.open() if record.store_url else None
-    try:
-        record.write("lmk.restore", backend, **_detail(custodians, lmk_kcv, target=target.describe()))
-    finally:
-        if backend is not None:
-            backend.close()
+    _recorded(record, target, "lmk.restore", custodians, lmk_kcv)
     return lmk_kcv
 
 
