@@ -64,17 +64,14 @@ def _components(paths: list[str]) -> list[bytes]:
 
 
 def _lmk_init(args: argparse.Namespace) -> int:
-    from hsmsvc.crypto import components, kcv
-    from hsmsvc.types import Algorithm
+    from hsmsvc.ceremony.lmk import SealedTarget, TokenTarget
+    from hsmsvc.crypto import components
 
     parts = _components(args.component_file or [])
     if args.pkcs11_module:
-        from hsmsvc.hsm.pkcs11.backend import provision_lmk
-
         if len(parts) < 2:
             raise InvalidInput("component_file", "at least 2 components (dual control) for a token LMK")
-        pin = _read(_secret(args, "pin")).decode()
-        check = provision_lmk(args.pkcs11_module, args.token, pin, parts)
+        check = TokenTarget(args.pkcs11_module, args.token, _read(_secret(args, "pin")).decode()).install(parts)
         print(f"LMK created in token {args.token!r}; KCV {check.hex().upper()}")
         return 0
     if not args.sealed:
@@ -82,22 +79,14 @@ def _lmk_init(args: argparse.Namespace) -> int:
     out = Path(args.sealed)
     if out.exists():
         raise InvalidInput("sealed", "file exists; an LMK is never overwritten")
-    from hsmsvc.hsm.soft import sealed
-
     if parts:
-        lmk = components.combine(Algorithm.AES_256, parts)
         for i, k in enumerate(components.component_kcvs(Algorithm.AES_256, parts), 1):
             print(f"component {i} KCV {k.hex().upper()}")
     else:
         print("development LMK: random, not formed from custodian components", file=sys.stderr)
-        lmk = secrets.token_bytes(32)
-    passphrase = _read(_secret(args, "passphrase", confirm=True))
-    blob = sealed.seal(Algorithm.AES_256, lmk, passphrase, sealed.ScryptParams(log2_n=args.scrypt_log2_n))
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "wb") as f:
-        f.write(blob)
-    print(f"sealed LMK written to {out}; KCV {kcv.kcv(Algorithm.AES_256, lmk).hex().upper()}")
+        parts = [secrets.token_bytes(32), secrets.token_bytes(32)]
+    target = SealedTarget(out, _read(_secret(args, "passphrase", confirm=True)), args.scrypt_log2_n)
+    print(f"sealed LMK written to {out}; KCV {target.install(parts).hex().upper()}")
     return 0
 
 
@@ -238,9 +227,13 @@ def _record(args: argparse.Namespace) -> Record:
 
 
 def _custodian_count(args: argparse.Namespace) -> int:
+    """How many custodians; refused before anyone types anything."""
+    from hsmsvc.ceremony.lmk import check_custodians
+
     n = args.custodians or len(args.custodian or [])
     if not n:
         raise InvalidInput("custodians", "how many (--custodians N, or one --custodian NAME each)")
+    check_custodians(int(n))
     return int(n)
 
 
@@ -254,18 +247,15 @@ def _ceremony_lmk(args: argparse.Namespace) -> int:
     mailers = Path(args.mailer_dir) if getattr(args, "mailer_dir", None) else None
     if args.lmk_ceremony == "create":
         n = _custodian_count(args)
-        lmk._count(n)  # refuse before anyone types anything
         target = _target(console, args, creating=True)
         lmk.create(console, n, target, record, names, mailers)
     elif args.lmk_ceremony == "restore":
         n = _custodian_count(args)
-        lmk._count(n)
         expect = bytes.fromhex(args.expect_kcv) if args.expect_kcv else None
         target = _target(console, args, creating=True)
         lmk.restore(console, n, target, record, expect, names)
     else:
         n = _custodian_count(args)
-        lmk._count(n)
         if args.pkcs11_module:
             raise Unsupported("lmk", "a token LMK is non-extractable: its backup is the components it was "
                                      "created from; restore it with `hsmsvc ceremony lmk restore --pkcs11-module`")

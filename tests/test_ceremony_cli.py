@@ -8,6 +8,7 @@ recomputed with pyca.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import secrets
@@ -375,13 +376,6 @@ def test_lmk_migrate_refuses_a_broken_audit_chain(tmp_path: Path) -> None:
         assert _under(url, new, PP + "-new") == (0, 25)
 
 
-class _sqlite:
-    def __init__(self, tmp: Path) -> None:
-        self.url = f"sqlite:///{tmp}/keys.db"
-
-    def __enter__(self) -> str:
-        return self.url
-
-    def __exit__(self, *exc: object) -> None:
-        return None
+def _sqlite(tmp: Path) -> contextlib.nullcontext[str]:
+    return contextlib.nullcontext(f"sqlite:///{tmp}/keys.db")
 

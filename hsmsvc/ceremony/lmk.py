@@ -22,7 +22,7 @@ from __future__ import annotations
 import json
 import os
 import secrets
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -31,13 +31,23 @@ from typing import Protocol
 from hsmsvc.ceremony import mailer
 from hsmsvc.ceremony.console import Console, group, parse_hex, zeroize
 from hsmsvc.crypto import _compare, components, kcv
-from hsmsvc.errors import HsmsvcError, InvalidInput, KeyUsageViolation, PermissionDenied, VerificationFailed
+from hsmsvc.errors import (
+    HsmsvcError,
+    InvalidInput,
+    InvalidKeyBlock,
+    KeyUsageViolation,
+    PermissionDenied,
+    VerificationFailed,
+)
 from hsmsvc.hsm.backend import Backend, KeyCryptogram
 from hsmsvc.keys.model import NAME, AuditEvent, StoredKey
 from hsmsvc.keys.store import KeyStore
 from hsmsvc.types import Algorithm
 
-__all__ = ["Custodian", "Record", "SealedTarget", "Target", "TokenTarget", "backup", "create", "migrate", "restore"]
+__all__ = [
+    "Custodian", "Record", "SealedTarget", "Target", "TokenTarget", "backup", "check_custodians", "create",
+    "migrate", "restore",
+]
 
 LMK = Algorithm.AES_256
 
@@ -139,7 +149,7 @@ def _detail(custodians: Sequence[Custodian], lmk_kcv: bytes, **extra: str) -> di
             "lmk_kcv": lmk_kcv.hex().upper(), **extra}
 
 
-def _count(n: int) -> None:
+def check_custodians(n: int) -> None:
     if not isinstance(n, int) or n < 2:
         raise InvalidInput("custodians", "at least 2 (dual control: no one person holds the LMK)")
     if n > 9:
@@ -193,7 +203,7 @@ def collect(
     ``need_kcv``: the custodian also types the KCV from their mailer and a
     mismatch stops the ceremony before anything changes.
     """
-    _count(n)
+    check_custodians(n)
     parts: list[bytearray] = []
     custodians: list[Custodian] = []
     try:
@@ -240,7 +250,7 @@ def create(
     mailer_dir: Path | None = None,
 ) -> bytes:
     """Form a new LMK from ``n`` custodians' components into ``target``; returns its KCV."""
-    _count(n)
+    check_custodians(n)
     console.say(f"LMK ceremony: create, {n} custodians, into {target.describe()}")
     drawn: list[tuple[int, str, bytearray, bytes]] = []
 
@@ -269,7 +279,7 @@ def restore(
     names: Sequence[str] = (),
 ) -> bytes:
     """Re-create an LMK from its backup (or creation) components, each checked by its KCV first."""
-    _count(n)
+    check_custodians(n)
     console.say(f"LMK ceremony: restore, {n} custodians, into {target.describe()}")
     if expect_kcv is None:
         typed = console.ask("The LMK KCV from the ceremony record: ").replace(" ", "")
@@ -299,7 +309,7 @@ def backup(
     mailer_dir: Path | None = None,
 ) -> list[Custodian]:
     """The LMK as ``n`` fresh random components, each shown to (or mailed for) one custodian."""
-    _count(n)
+    check_custodians(n)
     lmk_kcv = backend.lmk_kcv()
     parts = [bytearray(p) for p in backend.lmk_components(n)]
     custodians: list[Custodian] = []
@@ -340,6 +350,18 @@ class MigrationReport:
     remaining: int = 0
 
 
+def _chunks(store: KeyStore, batch: int) -> Iterator[list[StoredKey]]:
+    """Every stored version that still has a cryptogram (destroyed ones have none), ``batch`` rows at a time."""
+    after: tuple[str, int] | None = None
+    while True:
+        rows = store.all_keys(after, batch)
+        if rows:
+            after = (rows[-1].key_id, rows[-1].version)
+        yield [k for k in rows if k.cryptogram.blob]
+        if len(rows) < batch:
+            return
+
+
 def _destroy(path: Path) -> None:
     """Overwrite a sealed file with random bytes, flush it to disk, then unlink it."""
     try:
@@ -362,8 +384,6 @@ def migrate(
     Stop the servers first: a server holding only the old LMK cannot use a key
     once it has moved.
     """
-    from hsmsvc.errors import InvalidKeyBlock
-
     if not 1 <= batch <= 10_000:
         raise InvalidInput("batch", "1 to 10000")
     old_backend = old.open()
@@ -383,14 +403,9 @@ def migrate(
                 raise PermissionDenied("audit", "the chain does not verify under the old LMK: "
                                                 + "; ".join(check.problems[:3]))
         # 1. keys, in batches, each batch one transaction; a moved key verifies under the new LMK.
-        after: tuple[str, int] | None = None
-        while True:
-            chunk = new_store.all_keys(after, batch)
+        for chunk in _chunks(new_store, batch):
             moves: list[tuple[StoredKey, KeyCryptogram]] = []
             for key in chunk:
-                after = (key.key_id, key.version)
-                if not key.cryptogram.blob:
-                    continue  # destroyed: nothing to move
                 report.keys += 1
                 try:
                     new_backend.kcv(key.cryptogram)
@@ -409,8 +424,6 @@ def migrate(
             if moves:
                 report.moved += new_store.replace_cryptograms(moves)
                 console.say(f"  moved {report.moved} keys")
-            if len(chunk) < batch:
-                break
         if report.remaining:
             console.say(f"stopped at the limit: {report.moved} moved, {report.remaining} still under the old "
                         "LMK; run again to go on")
@@ -423,18 +436,13 @@ def migrate(
         # 3. verify everything under the new LMK alone.
         verifier = new.open()
         try:
-            after, bad = None, 0
-            while True:
-                chunk = new_store.all_keys(after, batch)
+            bad = 0
+            for chunk in _chunks(new_store, batch):
                 for key in chunk:
-                    after = (key.key_id, key.version)
-                    if key.cryptogram.blob:
-                        try:
-                            verifier.kcv(key.cryptogram)
-                        except HsmsvcError:
-                            bad += 1
-                if len(chunk) < batch:
-                    break
+                    try:
+                        verifier.kcv(key.cryptogram)
+                    except HsmsvcError:
+                        bad += 1
             chain = KeyStore(store_url, verifier)
             try:
                 ok = chain.verify_audit().ok

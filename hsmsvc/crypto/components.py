@@ -95,14 +95,18 @@ def combine(algorithm: Algorithm, components: Sequence[bytes | bytearray]) -> by
     for c in components:
         if not isinstance(c, (bytes, bytearray)) or len(c) != algorithm.key_length:
             raise InvalidInput("component", f"{algorithm.key_length} bytes for {algorithm.value}")
-    acc = 0
-    for c in components:
-        acc ^= int.from_bytes(c, "big")
-    key = acc.to_bytes(algorithm.key_length, "big")
+    key = _xor(algorithm, components)
     if algorithm.is_tdes:
         key = adjust_odd_parity(key)
     check_key(algorithm, key)
     return key
+
+
+def _xor(algorithm: Algorithm, parts: Sequence[bytes | bytearray]) -> bytes:
+    acc = 0
+    for c in parts:
+        acc ^= int.from_bytes(c, "big")
+    return acc.to_bytes(algorithm.key_length, "big")
 
 
 def variant(key: bytes, value: int) -> bytes:
@@ -137,8 +141,5 @@ def split(algorithm: Algorithm, key: bytes, randoms: Sequence[bytes]) -> list[by
     for c in (key, *randoms):
         if not isinstance(c, (bytes, bytearray)) or len(c) != algorithm.key_length:
             raise InvalidInput("component", f"{algorithm.key_length} bytes for {algorithm.value}")
-    acc = int.from_bytes(key, "big")
-    for c in randoms:
-        acc ^= int.from_bytes(c, "big")
-    parts = [bytes(c) for c in randoms] + [acc.to_bytes(algorithm.key_length, "big")]
+    parts = [bytes(c) for c in randoms] + [_xor(algorithm, [key, *randoms])]
     return [adjust_odd_parity(p) for p in parts] if algorithm.is_tdes else parts

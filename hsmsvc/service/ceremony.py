@@ -6,7 +6,7 @@ manager approves it. Each custodian sends one component, enciphered under the
 CTK's public half by the ceremony client, with the component's KCV; the backend
 checks it at once, so a wrong component is refused with its KCV before it is
 kept. When the approval and every component are in, the backend unwraps and
-XORs them and the key is stored under the LMK, in the transaction that deletes
+XORs them and the key is stored under the LMK, in the transaction that erases
 the wrapped components. Nobody but the backend ever holds the clear key, and no
 single principal can complete a ceremony. Every step is audited with who did it.
 """
@@ -21,7 +21,7 @@ from typing import Final
 from hsmsvc.errors import AlreadyExists, InvalidInput, KeyNotFound, KeyStateError, KeyUsageViolation, PermissionDenied
 from hsmsvc.hsm.backend import Command, KeySpec
 from hsmsvc.hsm.commands import STRENGTH
-from hsmsvc.hsm.policy import Operation
+from hsmsvc.hsm.policy import KEY_PAIRS, Operation
 from hsmsvc.keys.hierarchy import KeyManager, check_legacy_types
 from hsmsvc.keys.model import AuditEvent, Ceremony, CeremonyState, KeyRef, StoredKey, check_alias
 from hsmsvc.service.context import Caller, Services
@@ -52,7 +52,7 @@ def start(
     """The first officer's step: what key, under which CTK, from how many components."""
     if not 2 <= required <= 9:
         raise InvalidInput("component_count", "2 to 9 (dual control)")
-    if spec.key_type in (KeyType.KTK, KeyType.CTK):
+    if spec.key_type in KEY_PAIRS:
         raise InvalidInput("template.key_type", "a key pair is generated, never formed from components")
     if alias is not None:
         check_alias(alias)
@@ -73,6 +73,11 @@ def start(
                  required, CeremonyState.OPEN, caller.principal.name, None, now, now + ttl)
     s.store.open_ceremony(c, _event(caller, "ceremony.start", c, components=str(required)))
     return s.store.ceremony(c.ceremony_id)
+
+
+def _transport(s: Services, c: Ceremony) -> StoredKey:
+    """The ceremony's CTK, still usable for components (it may have been revoked meanwhile)."""
+    return KeyManager.check_use(s.store.get(c.ctk_id, c.ctk_version), Operation.COMPONENT_DECRYPT)
 
 
 def _live(s: Services, caller: Caller, ceremony_id: str) -> Ceremony:
@@ -114,7 +119,7 @@ def add_component(
     c = _live(s, caller, ceremony_id)
     if any(who == caller.principal.name for who, _ in c.components):
         raise PermissionDenied("ceremony_id", "dual control: one component per custodian")
-    ctk = KeyManager.check_use(s.store.get(c.ctk_id, c.ctk_version), Operation.COMPONENT_DECRYPT)
+    ctk = _transport(s, c)
     try:
         s.backend.check_component(ctk.cryptogram, c.spec.algorithm, wrapped, kcv)
     except Exception as e:
@@ -140,7 +145,7 @@ def cancel(s: Services, caller: Caller, ceremony_id: str, reason: str) -> Ceremo
 def _form_if_ready(s: Services, caller: Caller, c: Ceremony) -> tuple[Ceremony, StoredKey | None]:
     if not c.ready:
         return c, None
-    ctk = KeyManager.check_use(s.store.get(c.ctk_id, c.ctk_version), Operation.COMPONENT_DECRYPT)
+    ctk = _transport(s, c)
     cryptogram, kcvs = s.backend.form_key_wrapped(c.spec, ctk.cryptogram, s.store.ceremony_parts(c.ceremony_id))
     now = datetime.now(timezone.utc)
     key = StoredKey(cryptogram, KeyState.ACTIVE, now, c.alias, now, None, 0, None, None, c.legacy_types)
