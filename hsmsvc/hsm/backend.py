@@ -349,9 +349,24 @@ class Backend(Protocol):
     ) -> StoredPin: ...
 
     def reencrypt_stored_pins(
-        self, old_psk: KeyCryptogram, new_psk: KeyCryptogram, rows: Sequence[tuple[bytes, str]]
+        self,
+        old_psk: KeyCryptogram,
+        new_psk: KeyCryptogram,
+        rows: Sequence[tuple[bytes, str]],
+        old_lmk: bool = False,
     ) -> list[bytes | None]:
-        """A batch of (enciphered stored PIN, account) moved to ``new_psk``; ``None`` for a bad row."""
+        """A batch of (enciphered stored PIN, account) moved to ``new_psk`` (enciphered, or a digest PSK);
+        ``None`` for a bad row. ``old_lmk``: ``old_psk`` is under the LMK being retired."""
+        ...
+
+    def compare_stored_pins(
+        self,
+        old_psk: KeyCryptogram,
+        new_psk: KeyCryptogram,
+        rows: Sequence[tuple[bytes, bytes, str]],
+        old_lmk: bool = False,
+    ) -> list[bool]:
+        """Per (value under ``old_psk``, value under ``new_psk``, account): whether both hold one PIN."""
         ...
 
     def verify_pin_ibm3624(

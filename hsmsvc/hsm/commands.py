@@ -167,6 +167,10 @@ class CommandBackend(ABC):
         """Verify ``key`` under the old LMK and put it under the current one."""
         raise Unsupported("command", f"{Command.LMK_TRANSLATE.value} is not supported by this backend")
 
+    def _load_old(self, key: KeyCryptogram) -> LoadedKey:
+        """Verify ``key`` under the old LMK (key change storage) and load it, uncached."""
+        raise Unsupported("command", f"{Command.LMK_TRANSLATE.value} is not supported by this backend")
+
     @abstractmethod
     def _random(self, length: int) -> bytes: ...
 
@@ -199,13 +203,13 @@ class CommandBackend(ABC):
         """A backend maps its library's exceptions here; ``None`` lets one through (a bug)."""
         return None
 
-    def _use(self, key: KeyCryptogram, op: Operation, *algs: Algorithm) -> LoadedKey:
+    def _use(self, key: KeyCryptogram, op: Operation, *algs: Algorithm, old_lmk: bool = False) -> LoadedKey:
         if not isinstance(key, KeyCryptogram):
             raise InvalidInput("key", "a KeyCryptogram")
         s = key.spec
         # Refuse on the claimed attributes first, then again on the authenticated ones.
         policy.require(s.key_type, s.usage, s.mode_of_use, op, s.exportability)
-        loaded = self._load(key)
+        loaded = self._load_old(key) if old_lmk else self._load(key)
         ls = loaded.spec
         policy.require(ls.key_type, ls.usage, ls.mode_of_use, op, ls.exportability)
         return loaded
@@ -416,13 +420,13 @@ class CommandBackend(ABC):
         digest = psk.mac(_hmac_for(psk), Padding.METHOD_1, pindigest.message(account, pin))
         return StoredPin(StoredPinMethod.DIGEST, digest)
 
-    def _use_psk(self, psk: KeyCryptogram) -> LoadedKey:
+    def _use_psk(self, psk: KeyCryptogram, old_lmk: bool = False) -> LoadedKey:
         op = (
             Operation.PIN_STORE_ENCRYPT
             if psk.spec.usage is KeyUsage.PIN_ENCRYPTION
             else Operation.PIN_STORE_DIGEST
         )
-        return self._use(psk, op)
+        return self._use(psk, op, old_lmk=old_lmk)
 
     def encrypt_pin_for_storage(
         self,
@@ -497,41 +501,90 @@ class CommandBackend(ABC):
             return self._store(new, pin, account)
 
     def reencrypt_stored_pins(
-        self, old_psk: KeyCryptogram, new_psk: KeyCryptogram, rows: Sequence[tuple[bytes, str]]
+        self,
+        old_psk: KeyCryptogram,
+        new_psk: KeyCryptogram,
+        rows: Sequence[tuple[bytes, str]],
+        old_lmk: bool = False,
     ) -> list[bytes | None]:
         """Stored PINs (enciphered, each with its account) moved from one PSK to another, as a batch.
 
-        ``None`` where a row is not a well-formed stored PIN under ``old_psk``
-        for its account: one answer for every fault, as for a single PIN. Two
-        TDES PSKs (format 0 storage) take the vectorised path: one ECB
-        decipherment of the whole run, one check, one encipherment, since the
-        plain block does not change when the account does not.
+        ``new_psk`` may be a digest PSK: the PINs then become keyed one-way
+        digests (bank design 004 clause 6.2.4). ``old_lmk`` takes ``old_psk``
+        as a cryptogram under the LMK being retired (payShield BG's half of an
+        LMK change). ``None`` where a row is not a well-formed stored PIN under
+        ``old_psk`` for its account: one answer for every fault, as for a
+        single PIN. Two TDES PSKs (format 0 storage) take the vectorised path:
+        one ECB decipherment of the whole run, one check, one encipherment,
+        since the plain block does not change when the account does not.
         """
         self._capabilities.require(Command.REENCRYPT_STORED_PIN)
-        if not isinstance(rows, Sequence) or len(rows) > _MAX_BATCH_PINS:
-            raise InvalidInput("rows", f"at most {_MAX_BATCH_PINS} per call")
+        _check_rows(rows)
         with self._guard():
-            old, new = self._use_psk(old_psk), self._use_psk(new_psk)
-            for k in (old, new):
-                if k.spec.usage is not KeyUsage.PIN_ENCRYPTION:
-                    raise KeyUsageViolation("psk", "a keyed digest is one-way; only enciphered PINs move")
-            fmt_old, fmt_new = _storage_format(old), _storage_format(new)
-            size = old.algorithm.block_size
-            shaped = _shaped(rows, size, 13 if PinBlockFormat.ISO_0 in (fmt_old, fmt_new) else 12)
-            if fmt_old is fmt_new is PinBlockFormat.ISO_0:
+            old, new, shaped = self._pin_move(old_psk, new_psk, [(v, a) for v, a in rows], old_lmk)
+            fmt_old = _storage_format(old)
+            if new.spec.usage is KeyUsage.PIN_ENCRYPTION and fmt_old is _storage_format(new) is PinBlockFormat.ISO_0:
                 return self._reencrypt_iso0(old, new, rows, shaped)
             out: list[bytes | None] = []
             for (value, account), ok in zip(rows, shaped):
-                if not ok:
-                    out.append(None)
-                    continue
-                try:
-                    pin = pinblock.decipher(fmt_old, old, value, account)
-                except InvalidInput:
-                    out.append(None)
-                    continue
-                out.append(pinblock.encipher(fmt_new, new, pin, account))
+                pin = self._stored_pin(old, value, account) if ok else None
+                out.append(None if pin is None else self._store(new, pin, account).value)
             return out
+
+    def compare_stored_pins(
+        self,
+        old_psk: KeyCryptogram,
+        new_psk: KeyCryptogram,
+        rows: Sequence[tuple[bytes, bytes, str]],
+        old_lmk: bool = False,
+    ) -> list[bool]:
+        """Per (old value, new value, account): whether both hold the same PIN.
+
+        A batch job's sample check after :meth:`reencrypt_stored_pins`; the
+        PINs themselves never leave the backend.
+        """
+        self._capabilities.require(Command.REENCRYPT_STORED_PIN)
+        _check_rows(rows)
+        with self._guard():
+            old, new, shaped = self._pin_move(old_psk, new_psk, [(o, a) for o, _, a in rows], old_lmk)
+            out = []
+            for (value, kept, account), ok in zip(rows, shaped):
+                pin = self._stored_pin(old, value, account) if ok else None
+                out.append(pin is not None and self._holds(new, kept, account, pin))
+            return out
+
+    def _pin_move(
+        self, old_psk: KeyCryptogram, new_psk: KeyCryptogram, pairs: list[tuple[bytes, str]], old_lmk: bool
+    ) -> tuple[LoadedKey, LoadedKey, list[bool]]:
+        if old_lmk:
+            self._capabilities.require(Command.LMK_TRANSLATE)
+        old = self._use_psk(old_psk, old_lmk)
+        new = self._use_psk(new_psk)
+        if old.spec.usage is not KeyUsage.PIN_ENCRYPTION:
+            raise KeyUsageViolation("old_psk", "a keyed digest is one-way; only enciphered PINs move")
+        formats = {_storage_format(old)}
+        if new.spec.usage is KeyUsage.PIN_ENCRYPTION:
+            formats.add(_storage_format(new))
+        # Format 0 binds a PAN (13 to 19 digits); format 4 and digests take any account of 12 or more.
+        return old, new, _shaped(pairs, old.algorithm.block_size, 13 if PinBlockFormat.ISO_0 in formats else 12)
+
+    @staticmethod
+    def _stored_pin(psk: LoadedKey, value: bytes, account: str) -> str | None:
+        """The PIN in one enciphered stored value, or ``None``: no reason given."""
+        if not isinstance(value, bytes) or len(value) != psk.algorithm.block_size:
+            return None
+        try:
+            return pinblock.decipher(_storage_format(psk), psk, value, account)
+        except InvalidInput:
+            return None
+
+    def _holds(self, psk: LoadedKey, value: bytes, account: str, pin: str) -> bool:
+        if psk.spec.usage is KeyUsage.PIN_ENCRYPTION:
+            kept = self._stored_pin(psk, value, account)
+            return kept is not None and _compare.bytes_eq(kept.encode(), pin.encode())
+        if not isinstance(value, bytes):
+            return False
+        return _compare.bytes_eq(psk.mac(_hmac_for(psk), Padding.METHOD_1, pindigest.message(account, pin)), value)
 
     @staticmethod
     def _reencrypt_iso0(
@@ -769,6 +822,13 @@ def _shaped(rows: Sequence[tuple[bytes, str]], size: int, min_account: int) -> l
         and a.isascii() and a.isdigit()
         for v, a in rows
     ]
+
+
+def _check_rows(rows: Sequence[object]) -> None:
+    if not isinstance(rows, Sequence) or len(rows) > _MAX_BATCH_PINS:
+        raise InvalidInput("rows", f"at most {_MAX_BATCH_PINS} per call")
+    if not all(isinstance(r, tuple) for r in rows):
+        raise InvalidInput("rows", "tuples")
 
 
 def _check_data(data: bytes) -> None:

@@ -190,7 +190,10 @@ MAC_USAGE: Final[Mapping[MacAlgorithm, KeyUsage]] = {
 # Which keys a KEK of each type may carry: a TMK feeds one terminal.
 EXPORTABLE_UNDER: Final[Mapping[KeyType, frozenset[KeyType]]] = {
     # A TMK may arrive under a ZMK from a key-loading site (as payShield's A6 allows).
-    KeyType.ZMK: frozenset({KeyType.ZPK, KeyType.MAK, KeyType.DEK, KeyType.PVK, KeyType.ZMK, KeyType.TMK}),
+    # A PSK arrives under a ZMK only from a system being retired (004 clause 6.3.2).
+    KeyType.ZMK: frozenset({
+        KeyType.ZPK, KeyType.MAK, KeyType.DEK, KeyType.PVK, KeyType.ZMK, KeyType.TMK, KeyType.PSK,
+    }),
     KeyType.TMK: frozenset({KeyType.TPK, KeyType.TAK, KeyType.DEK}),
 }
 
@@ -208,6 +211,7 @@ ECB_VARIANTS: Final[Mapping[KeyType, int]] = {
     KeyType.MAK: 0x50,
     KeyType.TAK: 0x74,
     KeyType.DEK: 0x9C,
+    KeyType.PSK: 0x3C,
 }
 
 

@@ -333,9 +333,16 @@ class Pool:
         return self._call("reencrypt_stored_pin", stored, old_psk, new_psk, account)  # type: ignore[no-any-return]
 
     def reencrypt_stored_pins(
-        self, old_psk: KeyCryptogram, new_psk: KeyCryptogram, rows: Sequence[tuple[bytes, str]]
+        self, old_psk: KeyCryptogram, new_psk: KeyCryptogram, rows: Sequence[tuple[bytes, str]],
+        old_lmk: bool = False,
     ) -> list[bytes | None]:
-        return self._call("reencrypt_stored_pins", old_psk, new_psk, list(rows))  # type: ignore[no-any-return]
+        return self._call("reencrypt_stored_pins", old_psk, new_psk, list(rows), old_lmk)  # type: ignore[no-any-return]
+
+    def compare_stored_pins(
+        self, old_psk: KeyCryptogram, new_psk: KeyCryptogram, rows: Sequence[tuple[bytes, bytes, str]],
+        old_lmk: bool = False,
+    ) -> list[bool]:
+        return self._call("compare_stored_pins", old_psk, new_psk, list(rows), old_lmk)  # type: ignore[no-any-return]
 
     def verify_pin_ibm3624(
         self, block: bytes, key: PinKey, fmt: PinBlockFormat, pan: str | None,

@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from hsmsvc.crypto import pinblock
-from hsmsvc.errors import InvalidInput, KeyUsageViolation
+from hsmsvc.errors import InvalidInput, KeyUsageViolation, Unsupported
 from hsmsvc.hsm.backend import Backend, Command, StoredPin, StoredPinMethod
 from hsmsvc.types import Algorithm, KeyType, KeyUsage, ModeOfUse, PinBlockFormat
 from tests.hsm.test_conformance import ecb, form, needs
@@ -78,13 +78,57 @@ def test_aes_format4_and_tdes_to_aes_keep_every_pin(backend: Backend) -> None:
                                       StoredPin(StoredPinMethod.ENCRYPTED, value))
 
 
+def _digest(key: bytes, account: str, pin: str) -> bytes:
+    """HMAC-SHA256 (RFC 2104) of our length-prefixed (label, account, PIN) message, computed with the stdlib."""
+    import hashlib
+    import hmac
+
+    msg = b"".join(len(x).to_bytes(1, "big") + x for x in (b"hsmsvc/pin-digest/v1", account.encode(), pin.encode()))
+    return hmac.new(key, msg, hashlib.sha256).digest()
+
+
+def test_enciphered_pins_become_keyed_digests(backend: Backend) -> None:
+    """Bank design 004 clause 6.2.4 / 6.3.2: decipher under the PSK, keep only a keyed one-way digest."""
+    needs(backend, Command.REENCRYPT_STORED_PIN, Algorithm.AES_256, Algorithm.TDES_2KEY)
+    old, old_clear = _psk(backend, Algorithm.TDES_2KEY)
+    digest, digest_clear = form(backend, KeyType.PSK, Algorithm.AES_256, KeyUsage.MAC_HMAC,
+                                ModeOfUse.MAC_GENERATE_VERIFY)
+    people = [(_pin(), _account()) for _ in range(100)]
+    rows = [(ecb(Algorithm.TDES_2KEY, old_clear, iso0(pin, a)), a) for pin, a in people]
+    out = backend.reencrypt_stored_pins(old, digest, rows + [(rows[0][0], _account())])
+    assert out[:-1] == [_digest(digest_clear, a, pin) for pin, a in people]
+    assert out[-1] is None
+    checked = backend.compare_stored_pins(old, digest, [(v, d, a) for (v, a), d in zip(rows, out)]
+                                          + [(rows[0][0], out[1], rows[0][1])])  # type: ignore[list-item]
+    assert checked == [True] * len(people) + [False]
+
+
+def test_compare_stored_pins_says_only_same_or_not(backend: Backend) -> None:
+    needs(backend, Command.REENCRYPT_STORED_PIN, Algorithm.AES_128)
+    (old, old_clear), (new, _) = _psk(backend, Algorithm.TDES_2KEY), _psk(backend, Algorithm.AES_128)
+    people = [(_pin(), _account()) for _ in range(20)]
+    rows = [(ecb(Algorithm.TDES_2KEY, old_clear, iso0(pin, a)), a) for pin, a in people]
+    moved = backend.reencrypt_stored_pins(old, new, rows)
+    triples = [(v, m, a) for (v, a), m in zip(rows, moved)]
+    assert backend.compare_stored_pins(old, new, triples) == [True] * len(rows)  # type: ignore[arg-type]
+    swapped = [(v, m, a) for (v, a), m in zip(rows, moved[1:] + moved[:1])]
+    assert backend.compare_stored_pins(old, new, swapped + [(b"short", b"", PAN)]) == [False] * (len(rows) + 1)  # type: ignore[arg-type]
+
+
+def test_old_lmk_psk_needs_key_change_storage(backend: Backend) -> None:
+    needs(backend, Command.REENCRYPT_STORED_PIN, Algorithm.TDES_2KEY)
+    old, _ = _psk(backend, Algorithm.TDES_2KEY)
+    with pytest.raises((Unsupported, KeyUsageViolation)):
+        backend.reencrypt_stored_pins(old, old, [], old_lmk=True)
+
+
 def test_digest_psk_and_wrong_keys_are_refused(backend: Backend) -> None:
     needs(backend, Command.REENCRYPT_STORED_PIN, Algorithm.AES_256)
     old, _ = _psk(backend, Algorithm.TDES_2KEY)
     digest, _ = form(backend, KeyType.PSK, Algorithm.AES_256, KeyUsage.MAC_HMAC, ModeOfUse.MAC_GENERATE_VERIFY)
     zpk, _ = form(backend, KeyType.ZPK, Algorithm.TDES_2KEY, KeyUsage.PIN_ENCRYPTION)
     with pytest.raises(KeyUsageViolation):
-        backend.reencrypt_stored_pins(old, digest, [])
+        backend.reencrypt_stored_pins(digest, old, [])
     with pytest.raises(KeyUsageViolation):
         backend.reencrypt_stored_pins(zpk, old, [])
     with pytest.raises(InvalidInput):

@@ -194,10 +194,13 @@ class SoftBackend(CommandBackend):
         return components.split(Algorithm.AES_256, self._lmk, randoms)
 
     def _translate_lmk(self, key: KeyCryptogram) -> KeyCryptogram:
+        loaded = self._load_old(key)
+        return self._seal_clear(loaded.spec, loaded.raw())
+
+    def _load_old(self, key: KeyCryptogram) -> SoftKey:
         if self._old_lmk is None:
             raise Unsupported("old_lmk", "no old LMK is loaded (open the backend with the LMK being retired)")
-        loaded = self._unwrap(key, self._old_lmk)
-        return self._seal_clear(loaded.spec, loaded.raw())
+        return self._unwrap(key, self._old_lmk)
 
     # -- key blocks under the LMK -------------------------------------------------
 
