@@ -90,7 +90,7 @@ def _lmk_init(args: argparse.Namespace) -> int:
     return 0
 
 
-def _backend(args: argparse.Namespace) -> Backend:
+def backend_from_args(args: argparse.Namespace) -> Backend:
     if args.pkcs11_module:
         pin = _secret(args, "pin")
         if isinstance(pin, bytes):
@@ -101,6 +101,11 @@ def _backend(args: argparse.Namespace) -> Backend:
     if not args.sealed:
         raise InvalidInput("sealed", "a sealed LMK file (or --pkcs11-module)")
     source = _secret(args, "passphrase")
+    if getattr(args, "old_sealed", None):
+        from hsmsvc.hsm.soft.backend import SoftBackend
+
+        old = (Path(args.old_sealed), _read(_secret(args, "old_passphrase")))
+        return SoftBackend.from_sealed(Path(args.sealed), _read(source), old=old)
     if isinstance(source, bytes):
         from hsmsvc.hsm.soft.backend import SoftBackend
 
@@ -112,7 +117,7 @@ def _backend(args: argparse.Namespace) -> Backend:
 def _opened(args: argparse.Namespace, migrate: bool) -> Iterator[tuple[Backend, KeyStore]]:
     from hsmsvc.keys.store import KeyStore
 
-    backend = _backend(args)
+    backend = backend_from_args(args)
     store = KeyStore(args.store, backend)
     try:
         if migrate:
@@ -341,7 +346,7 @@ def _ceremony_args(sub: argparse._SubParsersAction) -> None:  # type: ignore[typ
                        ("backup", "give the LMK out as fresh components, one per custodian (soft backend)"),
                        ("restore", "re-create the LMK from its components, each checked by its KCV")):
         p = steps.add_parser(name, help=text)
-        _backend_args(p)
+        backend_arguments(p)
         p.add_argument("--custodians", type=int, help="how many custodians (2 to 9)")
         p.add_argument("--custodian", action="append", help="a custodian's name, in order (else asked)")
         p.add_argument("--officer", default=officer, help="the key officer running the ceremony")
@@ -405,7 +410,7 @@ def _ceremony_args(sub: argparse._SubParsersAction) -> None:  # type: ignore[typ
     p.set_defaults(func=_component_print)
 
 
-def _backend_args(p: argparse.ArgumentParser) -> None:
+def backend_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--sealed", help="sealed LMK file (soft backend)")
     p.add_argument("--passphrase-env", help="environment variable holding the LMK passphrase")
     p.add_argument("--passphrase-file", help="file holding the LMK passphrase")
@@ -425,19 +430,19 @@ def main(argv: list[str] | None = None) -> int:
 
     lmk = sub.add_parser("lmk", help="local master key").add_subparsers(dest="lmk_command", required=True)
     p = lmk.add_parser("init", help="form the LMK: a sealed file (soft) or a token key (pkcs11)")
-    _backend_args(p)
+    backend_arguments(p)
     p.add_argument("--component-file", action="append", help="a custodian's component, in hex (repeat)")
     p.add_argument("--scrypt-log2-n", type=int, default=17, help="scrypt cost (default 17)")
     p.set_defaults(func=_lmk_init)
 
     aud = sub.add_parser("audit", help="audit log").add_subparsers(dest="audit_command", required=True)
     p = aud.add_parser("verify", help="check the audit chain, its MACs and its anchor")
-    _backend_args(p)
+    backend_arguments(p)
     p.add_argument("--store", required=True, help="database URL (sqlite:///... or postgresql+psycopg://...)")
     p.set_defaults(func=_audit_verify)
 
     p = sub.add_parser("status", help="open backend and store, migrate, verify the audit chain")
-    _backend_args(p)
+    backend_arguments(p)
     p.add_argument("--store", required=True, help="database URL")
     p.set_defaults(func=_status)
 
@@ -456,9 +461,16 @@ def main(argv: list[str] | None = None) -> int:
 
     _ceremony_args(sub)
 
+    p = sub.add_parser("reencrypt", help="move a table's stored PINs to a new key: resumable, parallel (batch)")
+    backend_arguments(p)
+    from hsmsvc.batch import command as batch_command
+
+    batch_command.add_arguments(p)
+    p.set_defaults(func=lambda a: batch_command.run(a, backend_from_args))
+
     dev = sub.add_parser("dev", help="development helpers").add_subparsers(dest="dev_command", required=True)
     p = dev.add_parser("seed", help="store the published demo keys (insecure: their values are public)")
-    _backend_args(p)
+    backend_arguments(p)
     p.add_argument("--store", required=True, help="database URL")
     p.set_defaults(func=_dev_seed)
 
