@@ -16,7 +16,7 @@ from typing import TextIO
 
 from hsmsvc.batch.reencrypt import BackendMover, Job, JobSpec, Mode, Mover, label
 from hsmsvc.batch.table import Encoding, PinTable, Tables, connect
-from hsmsvc.errors import InvalidInput, KeyNotFound, KeyStateError, KeyUsageViolation
+from hsmsvc.errors import AlreadyExists, InvalidInput, KeyNotFound, KeyStateError, KeyUsageViolation
 from hsmsvc.hsm.backend import Backend, KeyCryptogram, KeySpec
 from hsmsvc.hsm.policy import Operation
 from hsmsvc.keys.hierarchy import KeyManager
@@ -152,7 +152,10 @@ def _generate(manager: KeyManager, text: str, algorithm: str, op: Operation) -> 
         usage, mode_of_use = KeyUsage.MAC_HMAC, ModeOfUse.MAC_GENERATE_VERIFY
     else:
         usage, mode_of_use = KeyUsage.PIN_ENCRYPTION, ModeOfUse.ENCRYPT_DECRYPT
-    manager.generate(KeySpec(ref.key_id, ref.version or 1, KeyType.PSK, alg, usage, mode_of_use))
+    try:
+        manager.generate(KeySpec(ref.key_id, ref.version or 1, KeyType.PSK, alg, usage, mode_of_use))
+    except AlreadyExists:
+        pass  # another worker of the same job made it a moment ago
 
 
 class _ProgressLine:
@@ -211,7 +214,8 @@ def _worker(args: argparse.Namespace, open_backend: OpenBackend, keys: _Keys, sp
         backend.close()
 
 
-def run(args: argparse.Namespace, open_backend: OpenBackend, out: TextIO = sys.stdout) -> int:
+def run(args: argparse.Namespace, open_backend: OpenBackend, out: TextIO | None = None) -> int:
+    out = out or sys.stdout
     mode = Mode(args.mode)
     pins = PinTable(args.table, args.pk_column, args.account_column, args.pin_column, args.version_column,
                     Encoding(args.encoding))
@@ -250,7 +254,8 @@ def run(args: argparse.Namespace, open_backend: OpenBackend, out: TextIO = sys.s
         p = job.progress()
         this_run = p.moved - start_moved
         print(f"rows     {plan.total_rows:,} planned; {p.moved:,} moved; {p.rejected:,} refused"
-              + (f" (table {job.rejects_table}: {', '.join(map(str, job.rejects(5)))}, …)" if p.rejected else ""),
+              + (f" (table {job.rejects_table}: {', '.join(map(str, job.rejects(5)))}{', …' if p.rejected > 5 else ''})"
+                 if p.rejected else ""),
               file=out)
         print(f"this run {this_run:,} rows in {elapsed:.1f} s: {this_run / elapsed if elapsed else 0:,.0f} rows/s end "
               f"to end; crypto {p.crypto_seconds:.2f} s in all "

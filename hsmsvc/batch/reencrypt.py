@@ -22,7 +22,7 @@ from datetime import datetime, timezone
 from enum import Enum, unique
 from typing import Any, Final, Protocol
 
-from sqlalchemy import Connection, Engine, and_, bindparam, func, insert, select, update
+from sqlalchemy import Connection, Engine, bindparam, func, insert, select, update
 from sqlalchemy.exc import IntegrityError, OperationalError
 
 from hsmsvc.batch.table import Encoding, Tables, writer
@@ -215,7 +215,7 @@ class Job:
         max_chunks: int | None = None,
         on_chunk: Callable[[int, int], None] | None = None,
     ) -> int:
-        """Claim and finish chunks until none is pending (or ``max_chunks``); the number finished."""
+        """Claim and finish chunks until every chunk is done (or ``max_chunks``); the number this worker finished."""
         finished = 0
         while max_chunks is None or finished < max_chunks:
             try:
@@ -224,7 +224,11 @@ class Job:
             except OperationalError:
                 raise BackendUnavailable("db", "the customer database went away mid-chunk; run again to resume") from None
             if done is None:
-                break
+                # Chunks held by other workers: wait, since a worker that dies releases its chunk to us.
+                if self.progress().chunks_done == self.progress().chunks:
+                    break
+                time.sleep(0.1)
+                continue
             finished += 1
             if on_chunk is not None:
                 on_chunk(*done)
@@ -233,7 +237,7 @@ class Job:
     def _one_chunk(
         self, conn: Connection, mover: Mover, worker: str, samples_per_chunk: int
     ) -> tuple[int, int] | None:
-        ch, s, c = self._tables.chunks, self._spec, self._c
+        ch, s = self._tables.chunks, self._spec
         claim = select(ch.c.seq, ch.c.lo, ch.c.hi).where(ch.c.job == s.name, ch.c.done.is_(False))
         claim = claim.order_by(ch.c.seq).limit(1)
         if self._pg:

@@ -35,7 +35,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from hsmsvc.batch.table import connect  # noqa: E402
-from hsmsvc.crypto import components, pinblock  # noqa: E402
+from hsmsvc.crypto import components, kcv, pinblock  # noqa: E402
 from hsmsvc.errors import KeyNotFound  # noqa: E402
 from hsmsvc.hsm.backend import Backend, KeySpec  # noqa: E402
 from hsmsvc.keys.hierarchy import KeyManager  # noqa: E402
@@ -88,6 +88,7 @@ class _Ecb:
     """pyca's ECB as the ``EcbCipher`` that ``pinblock.encipher`` takes (format 4)."""
 
     def __init__(self, algorithm: Algorithm, key: bytes) -> None:
+        self.algorithm = algorithm
         self._c = _cipher(algorithm, key)
 
     def encrypt(self, data: bytes) -> bytes:
@@ -112,6 +113,9 @@ def ensure_psk(store: KeyStore, backend: Backend, psk_id: str, seed: int, algori
     """The seed's PSK in the key store, formed from two components if it is not there yet."""
     try:
         key = store.get(psk_id, 1)
+        want = kcv.kcv(algorithm, psk_clear(seed, algorithm))
+        if key.cryptogram.spec.algorithm is not algorithm or key.cryptogram.kcv != want:
+            raise SystemExit(f"{psk_id}:1 is in the store but is not seed {seed}'s {algorithm.value} PSK")
     except KeyNotFound:
         clear = psk_clear(seed, algorithm)
         c1 = hashlib.sha256(f"hsmsvc test psk component {seed}".encode()).digest()[: algorithm.key_length]
