@@ -10,10 +10,11 @@ threads (see ``platform-notes.md``).
 
 from __future__ import annotations
 
+import struct
 import threading
 from abc import ABC, abstractmethod
 from contextlib import contextmanager
-from typing import Final, Iterator, Protocol, Sequence
+from typing import Any, Final, Iterator, Protocol, Sequence
 
 from hsmsvc.crypto import _compare, cmac, components, pindigest, pinblock
 from hsmsvc.crypto import ibm3624, pvv as _pvv
@@ -519,14 +520,14 @@ class CommandBackend(ABC):
         since the plain block does not change when the account does not.
         """
         self._capabilities.require(Command.REENCRYPT_STORED_PIN)
-        _check_rows(rows)
+        values, accounts = _columns(rows, 2)
         with self._guard():
-            old, new, shaped = self._pin_move(old_psk, new_psk, [(v, a) for v, a in rows], old_lmk)
+            old, new, shaped = self._pin_move(old_psk, new_psk, values, accounts, old_lmk)
             fmt_old = _storage_format(old)
             if new.spec.usage is KeyUsage.PIN_ENCRYPTION and fmt_old is _storage_format(new) is PinBlockFormat.ISO_0:
-                return self._reencrypt_iso0(old, new, rows, shaped)
+                return self._reencrypt_iso0(old, new, values, accounts, shaped)
             out: list[bytes | None] = []
-            for (value, account), ok in zip(rows, shaped):
+            for value, account, ok in zip(values, accounts, shaped):
                 pin = self._stored_pin(old, value, account) if ok else None
                 out.append(None if pin is None else self._store(new, pin, account).value)
             return out
@@ -544,17 +545,18 @@ class CommandBackend(ABC):
         PINs themselves never leave the backend.
         """
         self._capabilities.require(Command.REENCRYPT_STORED_PIN)
-        _check_rows(rows)
+        values, kept_values, accounts = _columns(rows, 3)
         with self._guard():
-            old, new, shaped = self._pin_move(old_psk, new_psk, [(o, a) for o, _, a in rows], old_lmk)
+            old, new, shaped = self._pin_move(old_psk, new_psk, values, accounts, old_lmk)
             out = []
-            for (value, kept, account), ok in zip(rows, shaped):
+            for value, kept, account, ok in zip(values, kept_values, accounts, shaped):
                 pin = self._stored_pin(old, value, account) if ok else None
                 out.append(pin is not None and self._holds(new, kept, account, pin))
             return out
 
     def _pin_move(
-        self, old_psk: KeyCryptogram, new_psk: KeyCryptogram, pairs: list[tuple[bytes, str]], old_lmk: bool
+        self, old_psk: KeyCryptogram, new_psk: KeyCryptogram, values: Sequence[object], accounts: Sequence[object],
+        old_lmk: bool,
     ) -> tuple[LoadedKey, LoadedKey, list[bool]]:
         if old_lmk:
             self._capabilities.require(Command.LMK_TRANSLATE)
@@ -566,7 +568,8 @@ class CommandBackend(ABC):
         if new.spec.usage is KeyUsage.PIN_ENCRYPTION:
             formats.add(_storage_format(new))
         # Format 0 binds a PAN (13 to 19 digits); format 4 and digests take any account of 12 or more.
-        return old, new, _shaped(pairs, old.algorithm.block_size, 13 if PinBlockFormat.ISO_0 in formats else 12)
+        return old, new, _shaped(values, accounts, old.algorithm.block_size,
+                                 13 if PinBlockFormat.ISO_0 in formats else 12)
 
     @staticmethod
     def _stored_pin(psk: LoadedKey, value: bytes, account: str) -> str | None:
@@ -588,18 +591,17 @@ class CommandBackend(ABC):
 
     @staticmethod
     def _reencrypt_iso0(
-        old: LoadedKey, new: LoadedKey, rows: Sequence[tuple[bytes, str]], shaped: list[bool]
+        old: LoadedKey, new: LoadedKey, values: Sequence[bytes], accounts: Sequence[str], shaped: list[bool]
     ) -> list[bytes | None]:
         if all(shaped):
-            blocks = old.decrypt(b"".join([v for v, _ in rows]))
-            good = pinblock.check_iso0_blocks(blocks, [a for _, a in rows])
+            blocks = old.decrypt(b"".join(values))
+            good = pinblock.check_iso0_blocks(blocks, accounts)
         else:
             filler = bytes(8)
-            blocks = old.decrypt(b"".join([v if ok else filler for (v, _), ok in zip(rows, shaped)]))
-            pans = [a if ok else "0000000000000" for (_, a), ok in zip(rows, shaped)]
+            blocks = old.decrypt(b"".join([v if ok else filler for v, ok in zip(values, shaped)]))
+            pans = [a if ok else "0000000000000" for a, ok in zip(accounts, shaped)]
             good = [ok and g for ok, g in zip(shaped, pinblock.check_iso0_blocks(blocks, pans))]
-        out = new.encrypt(blocks)
-        moved: list[bytes | None] = [out[i : i + 8] for i in range(0, len(out), 8)]
+        moved: list[bytes | None] = list(struct.unpack("8s" * len(values), new.encrypt(blocks)))
         if not all(good):
             moved = [m if g else None for m, g in zip(moved, good)]
         return moved
@@ -805,30 +807,38 @@ class CommandBackend(ABC):
             return self._lmk_cmac(PAN_DOMAIN + pan.encode("ascii"))
 
 
-def _shaped(rows: Sequence[tuple[bytes, str]], size: int, min_account: int) -> list[bool]:
+def _columns(rows: Sequence[tuple[object, ...]], width: int) -> list[Sequence[Any]]:
+    """A batch's rows as ``width`` columns (one C-level transpose), or ``InvalidInput``."""
+    if not isinstance(rows, Sequence) or len(rows) > _MAX_BATCH_PINS:
+        raise InvalidInput("rows", f"at most {_MAX_BATCH_PINS} per call")
+    if not rows:
+        return [() for _ in range(width)]
+    try:
+        columns: list[Sequence[Any]] = list(zip(*rows, strict=True))
+    except (TypeError, ValueError):
+        columns = []
+    if len(columns) != width:
+        raise InvalidInput("rows", f"tuples of {width}")
+    return columns
+
+
+def _shaped(values: Sequence[object], accounts: Sequence[object], size: int, min_account: int) -> list[bool]:
     """Per row: a stored PIN of ``size`` bytes and an account of digits. The whole batch is checked at
     once first (C-level ``map``), and row by row only when it has a bad row."""
-    values, accounts = [r[0] for r in rows], [r[1] for r in rows]
     lengths = range(min_account, 20)
     if (
-        all(type(v) is bytes for v in values) and all(type(a) is str for a in accounts)
-        and set(map(len, values)) <= {size} and set(map(len, accounts)) <= set(lengths)
+        set(map(type, values)) <= {bytes} and set(map(type, accounts)) <= {str}
+        and set(map(len, values)) <= {size} and set(map(len, accounts)) <= set(lengths)  # type: ignore[arg-type]
     ):
-        joined = "".join(accounts)
-        if joined.isascii() and joined.isdigit():
-            return [True] * len(rows)
+        joined = "".join(accounts)  # type: ignore[arg-type]
+        # bytes.isdigit: ASCII digits only, and far quicker than str.isdigit on a long run.
+        if joined.isascii() and joined.encode("ascii").isdigit():
+            return [True] * len(values)
     return [
         isinstance(v, bytes) and len(v) == size and isinstance(a, str) and len(a) in lengths
         and a.isascii() and a.isdigit()
-        for v, a in rows
+        for v, a in zip(values, accounts)
     ]
-
-
-def _check_rows(rows: Sequence[object]) -> None:
-    if not isinstance(rows, Sequence) or len(rows) > _MAX_BATCH_PINS:
-        raise InvalidInput("rows", f"at most {_MAX_BATCH_PINS} per call")
-    if not all(isinstance(r, tuple) for r in rows):
-        raise InvalidInput("rows", "tuples")
 
 
 def _check_data(data: bytes) -> None:
