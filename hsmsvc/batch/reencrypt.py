@@ -248,8 +248,9 @@ class Job:
         seq, lo, hi = got
         rows = self._rows(conn, lo, hi, lock=self._pg)
         decode = self._tables.pins.encoding.decode
+        batch = [(decode(v), a) for _, a, v in rows]
         started = time.perf_counter()
-        out = mover.move([(decode(v), a) for _, a, v in rows]) if rows else []
+        out = mover.move(batch) if rows else []
         crypto = time.perf_counter() - started
         if len(out) != len(rows):
             raise BackendUnavailable("backend", "answered a different number of rows")
