@@ -195,19 +195,33 @@ class PinServicer(g.PinServiceServicer):
         count(r.accounts, "accounts")
         if n == 0:
             raise InvalidInput("accounts", "at least one")
-        pins = [StoredPin(StoredPinMethod.ENCRYPTED, b) for b in split_even(bytes(r.stored_pins), n, "stored_pins")]
-        size = len(pins[0].value)
+        pins = split_even(bytes(r.stored_pins), n, "stored_pins")
         results, version = uc.reencrypt_stored_pins(
             self.s, c, cv.key_ref(r.old_psk, "old_psk", r.HasField("old_psk")),
             cv.key_ref(r.new_psk, "new_psk", r.HasField("new_psk")),
             [cv.text(a, "accounts", 19) for a in r.accounts], pins,
         )
-        width = max((len(x.value) for x in results if isinstance(x, StoredPin)), default=size)
+        width = max((len(x) for x in results if isinstance(x, bytes)), default=len(pins[0]))
         out, errs = bytearray(), []
         for i, res in enumerate(results):
             if isinstance(res, HsmsvcError):
                 errs.append(item_error(i, res))
                 out += bytes(width)
             else:
-                out += res.value
+                out += res
         return m.ReEncryptStoredPinsResponse(stored_pins=bytes(out), errors=errs, psk_version=version)
+
+    @rpc("PinService.CompareStoredPins")
+    def CompareStoredPins(self, r: m.CompareStoredPinsRequest, c: Caller) -> m.CompareStoredPinsResponse:
+        n = len(r.accounts)
+        count(r.accounts, "accounts")
+        if n == 0:
+            raise InvalidInput("accounts", "at least one")
+        same = uc.compare_stored_pins(
+            self.s, c, cv.key_ref(r.old_psk, "old_psk", r.HasField("old_psk")),
+            cv.key_ref(r.new_psk, "new_psk", r.HasField("new_psk")),
+            [cv.text(a, "accounts", 19) for a in r.accounts],
+            split_even(bytes(r.old_stored_pins), n, "old_stored_pins"),
+            split_even(bytes(r.new_stored_pins), n, "new_stored_pins"),
+        )
+        return m.CompareStoredPinsResponse(same=same)

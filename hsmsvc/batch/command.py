@@ -10,9 +10,11 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from contextlib import nullcontext
+from contextlib import ExitStack, nullcontext
 from dataclasses import dataclass
 from typing import TextIO
+
+from sqlalchemy import Engine
 
 from hsmsvc.batch.reencrypt import BackendMover, Job, JobSpec, Mode, Mover, label
 from hsmsvc.batch.table import Encoding, PinTable, Tables, connect
@@ -41,7 +43,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     t.add_argument("--encoding", choices=[e.value for e in Encoding], default="hex",
                    help="hex text (default) or binary")
     k = p.add_argument_group("the keys")
-    k.add_argument("--store", required=True, help="key store URL: where the PSKs are, and the audit log")
+    k.add_argument("--store", help="key store URL: where the PSKs are, and the audit log (not with --server)")
     k.add_argument("--mode", choices=[m.value for m in Mode], required=True,
                    help="psk: PSK rotation; lmk: PSK under the old LMK to one under the new; "
                         "digest: enciphered to keyed digest; legacy: a retiring system's key, imported under a ZMK")
@@ -60,6 +62,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     k.add_argument("--legacy-kcv", help="legacy mode: its KCV, hex")
     k.add_argument("--legacy-algorithm", default="TDES_2KEY", help="legacy mode: its algorithm (default TDES_2KEY)")
     k.add_argument("--zmk", help="legacy mode: the ZMK the legacy key travels under")
+    s = p.add_argument_group("remote crypto (instead of a backend here)")
+    s.add_argument("--server", help="a running hsmsvc, host:port: the crypto goes through its batch RPCs")
+    s.add_argument("--ca", help="CA that signed the server (PEM)")
+    s.add_argument("--cert", help="this job's client certificate (PEM); its principal needs PinService")
+    s.add_argument("--key", help="its private key (PEM)")
+    s.add_argument("--server-name", help="the name in the server's certificate, if not its address")
+    s.add_argument("--insecure-server", action="store_true", help="plaintext, to a --insecure-dev server only")
     r = p.add_argument_group("the run")
     r.add_argument("--job", help="job name; a run with the same name resumes it (default: table:from->to)")
     r.add_argument("--chunk", type=int, default=10_000, help="rows per transaction (default 10000)")
@@ -200,18 +209,71 @@ class _ProgressLine:
         self._out.flush()
 
 
-def _worker(args: argparse.Namespace, open_backend: OpenBackend, keys: _Keys, spec: JobSpec, pins: PinTable,
-            samples: int, index: int) -> None:
-    """One worker process: its own backend and connections (nothing is shared across fork)."""
-    backend = open_backend(args)
+@dataclass(frozen=True)
+class _Crypto:
+    """Where a job's crypto happens: the keys' labels, and how a process gets its own mover."""
+
+    source: str
+    target: str
+    old_lmk: bool
+    target_key: tuple[str, int]
+    open_mover: Callable[[], tuple[Mover, Callable[[], None]]]
+    """A fresh mover and its closer: each worker process opens its own backend or channel."""
+
+
+def _local(args: argparse.Namespace, mode: Mode, open_backend: OpenBackend,
+           backend: Backend, store: KeyStore) -> tuple[_Crypto, Mover]:
+    keys = _keys(args, mode, backend, store, args.officer)
+
+    def open_mover() -> tuple[Mover, Callable[[], None]]:
+        b = open_backend(args)
+        return BackendMover(b, keys.source, keys.target, keys.old_lmk), b.close
+
+    t = keys.target.spec
+    crypto = _Crypto(label(keys.source), label(keys.target), keys.old_lmk, (t.key_id, t.version), open_mover)
+    return crypto, BackendMover(backend, keys.source, keys.target, keys.old_lmk)
+
+
+def _remote(args: argparse.Namespace, mode: Mode) -> _Crypto:
+    from hsmsvc.batch.remote import RemoteMover
+    from hsmsvc.v1 import types_pb2 as pb
+
+    if mode in (Mode.LMK, Mode.LEGACY):
+        raise InvalidInput("server", f"{mode.value} mode runs beside the backend (it needs the old LMK or an "
+                                     "import), not through --server")
+    refs = []
+    for text in (args.source, args.target):
+        ref = _ref(text)
+        if ref.version is None:
+            raise InvalidInput("key", "KEY_ID:VERSION: through --server the rows' labels need the version")
+        refs.append(ref)
+    source, target = (pb.KeyRef(key_id=r.key_id, version=r.version or 0) for r in refs)
+
+    def open_mover() -> tuple[Mover, Callable[[], None]]:
+        from hsmsvc_client import Client, ClientTls
+
+        if args.insecure_server:
+            client = Client.insecure(args.server, deadline=60.0)
+        else:
+            if not (args.ca and args.cert and args.key):
+                raise InvalidInput("server", "--ca, --cert and --key (mTLS), or --insecure-server (development)")
+            client = Client(args.server, ClientTls(args.ca, args.cert, args.key, args.server_name), deadline=60.0)
+        return RemoteMover(client, source, target), client.close
+
+    return _Crypto(f"{refs[0].key_id}:{refs[0].version}", f"{refs[1].key_id}:{refs[1].version}", False,
+                   (refs[1].key_id, refs[1].version or 0), open_mover)
+
+
+def _worker(args: argparse.Namespace, crypto: _Crypto, spec: JobSpec, pins: PinTable, samples: int) -> None:
+    """One worker process: its own mover and connections (nothing is shared across fork)."""
+    mover, close = crypto.open_mover()
     engine = connect(args.db)
     try:
         job = Job(engine, Tables(engine, pins), spec)
-        mover = BackendMover(backend, keys.source, keys.target, keys.old_lmk)
         job.work(mover, f"{socket.gethostname()}:{os.getpid()}", samples, args.max_chunks)
     finally:
         engine.dispose()
-        backend.close()
+        close()
 
 
 def run(args: argparse.Namespace, open_backend: OpenBackend, out: TextIO | None = None) -> int:
@@ -221,65 +283,78 @@ def run(args: argparse.Namespace, open_backend: OpenBackend, out: TextIO | None 
                     Encoding(args.encoding))
     if not 1 <= args.workers <= 64:
         raise InvalidInput("workers", "1 to 64")
-    backend = open_backend(args)
-    store = KeyStore(args.store, backend)
-    engine = connect(args.db)
-    try:
-        keys = _keys(args, mode, backend, store, args.officer)
-        source, target = label(keys.source), label(keys.target)
-        spec = JobSpec(args.job or f"{pins.name}:{source}->{target}", mode, source, target, args.chunk)
-        job = Job(engine, Tables(engine, pins), spec)
-        mover: Mover = BackendMover(backend, keys.source, keys.target, keys.old_lmk)
-        print(f"job      {spec.name}\nmode     {mode.value}: rows under {source} -> {target}"
-              f"{' (source under the old LMK)' if keys.old_lmk else ''}", file=out)
-        if args.dry_run:
-            d = job.dry_run(mover)
-            rate = d.rows / d.crypto_seconds if d.crypto_seconds else 0.0
-            print(f"dry run  {d.rows:,} rows under {source}: {d.would_move:,} would move, "
-                  f"{d.would_reject:,} would be refused; crypto {rate:,.0f} rows/s; nothing written", file=out)
-            return 0 if d.would_reject == 0 else 1
-        plan, created = job.plan()
-        if created:
-            store.audit(AuditEvent(args.officer, "pins.reencrypt.start", keys.target.spec.key_id,
-                                   keys.target.spec.version, _detail(spec, pins, plan.total_rows)))
-        start_moved = job.progress().moved
-        samples = -(-args.verify_sample // max(plan.chunks, 1)) if args.verify_sample else 0
-        started = time.monotonic()
-        with nullcontext() if args.no_progress else _ProgressLine(job, plan.total_rows, sys.stderr):
-            if args.workers == 1:
-                job.work(mover, f"{socket.gethostname()}:{os.getpid()}", samples, args.max_chunks)
-            else:
-                _fan_out(args, open_backend, keys, spec, pins, samples)
-        elapsed = time.monotonic() - started
-        p = job.progress()
-        this_run = p.moved - start_moved
-        print(f"rows     {plan.total_rows:,} planned; {p.moved:,} moved; {p.rejected:,} refused"
-              + (f" (table {job.rejects_table}: {', '.join(map(str, job.rejects(5)))}{', …' if p.rejected > 5 else ''})"
-                 if p.rejected else ""),
+    with ExitStack() as stack:
+        audit: Callable[[AuditEvent], None] | None = None
+        if args.server:
+            crypto = _remote(args, mode)
+            mover, close = crypto.open_mover()
+            stack.callback(close)
+        else:
+            if not args.store:
+                raise InvalidInput("store", "the key store URL (or --server to use a running hsmsvc)")
+            backend = open_backend(args)
+            stack.callback(backend.close)
+            store = KeyStore(args.store, backend)
+            stack.callback(store.close)
+            crypto, mover = _local(args, mode, open_backend, backend, store)
+            audit = store.audit
+        engine = connect(args.db)
+        stack.callback(engine.dispose)
+        return _execute(args, out, mode, pins, engine, crypto, mover, audit)
+    raise AssertionError("unreachable")
+
+
+def _execute(args: argparse.Namespace, out: TextIO, mode: Mode, pins: PinTable, engine: Engine, crypto: _Crypto,
+             mover: Mover, audit: Callable[[AuditEvent], None] | None) -> int:
+    source, target = crypto.source, crypto.target
+    spec = JobSpec(args.job or f"{pins.name}:{source}->{target}", mode, source, target, args.chunk)
+    job = Job(engine, Tables(engine, pins), spec)
+    print(f"job      {spec.name}\nmode     {mode.value}: rows under {source} -> {target}"
+          f"{' (source under the old LMK)' if crypto.old_lmk else ''}"
+          f"{f' (crypto at {args.server})' if args.server else ''}", file=out)
+    if args.dry_run:
+        d = job.dry_run(mover)
+        rate = d.rows / d.crypto_seconds if d.crypto_seconds else 0.0
+        print(f"dry run  {d.rows:,} rows under {source}: {d.would_move:,} would move, "
+              f"{d.would_reject:,} would be refused; crypto {rate:,.0f} rows/s; nothing written", file=out)
+        return 0 if d.would_reject == 0 else 1
+    plan, created = job.plan()
+    key_id, version = crypto.target_key
+    if created and audit is not None:
+        audit(AuditEvent(args.officer, "pins.reencrypt.start", key_id, version, _detail(spec, pins, plan.total_rows)))
+    start_moved = job.progress().moved
+    samples = -(-args.verify_sample // max(plan.chunks, 1)) if args.verify_sample else 0
+    started = time.monotonic()
+    with nullcontext() if args.no_progress else _ProgressLine(job, plan.total_rows, sys.stderr):
+        if args.workers == 1:
+            job.work(mover, f"{socket.gethostname()}:{os.getpid()}", samples, args.max_chunks)
+        else:
+            _fan_out(args, crypto, spec, pins, samples)
+    elapsed = time.monotonic() - started
+    p = job.progress()
+    this_run = p.moved - start_moved
+    print(f"rows     {plan.total_rows:,} planned; {p.moved:,} moved; {p.rejected:,} refused"
+          + (f" (table {job.rejects_table}: {', '.join(map(str, job.rejects(5)))}{', …' if p.rejected > 5 else ''})"
+             if p.rejected else ""),
+          file=out)
+    print(f"this run {this_run:,} rows in {elapsed:.1f} s: {this_run / elapsed if elapsed else 0:,.0f} rows/s end "
+          f"to end; crypto {p.crypto_seconds:.2f} s in all "
+          f"({p.moved / p.crypto_seconds if p.crypto_seconds else 0:,.0f} rows/s)", file=out)
+    if p.chunks_done < p.chunks:
+        print(f"left     {p.chunks - p.chunks_done} of {p.chunks} chunks; run the same command again to resume",
               file=out)
-        print(f"this run {this_run:,} rows in {elapsed:.1f} s: {this_run / elapsed if elapsed else 0:,.0f} rows/s end "
-              f"to end; crypto {p.crypto_seconds:.2f} s in all "
-              f"({p.moved / p.crypto_seconds if p.crypto_seconds else 0:,.0f} rows/s)", file=out)
-        if p.chunks_done < p.chunks:
-            print(f"left     {p.chunks - p.chunks_done} of {p.chunks} chunks; run the same command again to resume",
-                  file=out)
-            return 3
-        bad = 0
-        if args.verify_sample:
-            checked, bad = job.verify_sample(mover, args.verify_sample)
-            print(f"verify   {checked} sampled rows re-deciphered and compared: {bad} mismatched", file=out)
-        if job.finish():
-            store.audit(AuditEvent(args.officer, "pins.reencrypt.finish", keys.target.spec.key_id,
-                                   keys.target.spec.version,
-                                   (*_detail(spec, pins, plan.total_rows), ("moved", str(p.moved)),
-                                    ("refused", str(p.rejected)))))
-        left = job.remaining()
-        print(f"left     {left:,} rows still under {source}", file=out)
-        return 0 if p.rejected == 0 and bad == 0 else 1
-    finally:
-        engine.dispose()
-        store.close()
-        backend.close()
+        return 3
+    bad = 0
+    if args.verify_sample:
+        checked, bad = job.verify_sample(mover, args.verify_sample)
+        print(f"verify   {checked} sampled rows re-deciphered and compared: {bad} mismatched", file=out)
+    if job.finish() and audit is not None:
+        audit(AuditEvent(args.officer, "pins.reencrypt.finish", key_id, version,
+                         (*_detail(spec, pins, plan.total_rows), ("moved", str(p.moved)),
+                          ("refused", str(p.rejected)))))
+    left = job.remaining()
+    print(f"left     {left:,} rows still under {source}", file=out)
+    return 0 if p.rejected == 0 and bad == 0 else 1
 
 
 def _detail(spec: JobSpec, pins: PinTable, rows: int) -> tuple[tuple[str, str], ...]:
@@ -287,12 +362,10 @@ def _detail(spec: JobSpec, pins: PinTable, rows: int) -> tuple[tuple[str, str], 
             ("to", spec.target), ("rows", str(rows)))
 
 
-def _fan_out(args: argparse.Namespace, open_backend: OpenBackend, keys: _Keys, spec: JobSpec, pins: PinTable,
-             samples: int) -> None:
-    # fork: the children inherit the parsed arguments and open their own backend and connections.
+def _fan_out(args: argparse.Namespace, crypto: _Crypto, spec: JobSpec, pins: PinTable, samples: int) -> None:
+    # fork: the children inherit the parsed arguments and open their own backend (or channel) and connections.
     ctx = multiprocessing.get_context("fork")
-    procs = [ctx.Process(target=_worker, args=(args, open_backend, keys, spec, pins, samples, i), daemon=False)
-             for i in range(args.workers)]
+    procs = [ctx.Process(target=_worker, args=(args, crypto, spec, pins, samples)) for _ in range(args.workers)]
     for proc in procs:
         proc.start()
     failed = 0

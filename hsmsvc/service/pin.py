@@ -33,6 +33,7 @@ __all__ = [
     "generate_offset",
     "generate_pvv",
     "reencrypt_stored_pins",
+    "compare_stored_pins",
     "translate_pin",
     "translate_pin_batch",
     "verify_pin",
@@ -346,18 +347,33 @@ def reencrypt_stored_pins(
     old_psk: KeyRef,
     new_psk: KeyRef,
     accounts: Sequence[str],
-    stored: Sequence[StoredPin],
-) -> tuple[list[StoredPin | HsmsvcError], int]:
-    """Move stored PINs from one PSK to another (the batch tool's remote path)."""
+    stored: Sequence[bytes],
+) -> tuple[list[bytes | HsmsvcError], int]:
+    """Move enciphered stored PINs to another PSK, enciphering or digest (the batch tool's remote path)."""
     if len(accounts) != len(stored):
         raise InvalidInput("accounts", "one per stored PIN")
     old = s.key(caller, old_psk, _psk_op, "old_psk")
     new = s.key(caller, new_psk, _psk_op, "new_psk")
-    out: list[StoredPin | HsmsvcError] = []
-    for account, pin in zip(accounts, stored):
-        try:
-            out.append(s.backend.reencrypt_stored_pin(pin, old.cryptogram, new.cryptogram, account))
-        except InvalidInput as e:
-            out.append(e)
-    s.observer.key_used(new, sum(1 for r in out if isinstance(r, StoredPin)))
-    return out, new.version
+    moved = s.backend.reencrypt_stored_pins(old.cryptogram, new.cryptogram, list(zip(stored, accounts)))
+    s.observer.key_used(new, sum(1 for r in moved if r is not None))
+    # One answer for every refused row, as for a single PIN: no oracle.
+    return [InvalidInput("stored_pins", "not a stored PIN under the old PSK for its account") if r is None else r
+            for r in moved], new.version
+
+
+def compare_stored_pins(
+    s: Services,
+    caller: Caller,
+    old_psk: KeyRef,
+    new_psk: KeyRef,
+    accounts: Sequence[str],
+    old_stored: Sequence[bytes],
+    new_stored: Sequence[bytes],
+) -> list[bool]:
+    """Whether each pair of stored PINs holds one PIN (the batch tool's sample check)."""
+    if not len(accounts) == len(old_stored) == len(new_stored):
+        raise InvalidInput("accounts", "one per pair of stored PINs")
+    old = s.key(caller, old_psk, _psk_op, "old_psk")
+    new = s.key(caller, new_psk, _psk_op, "new_psk")
+    return s.backend.compare_stored_pins(old.cryptogram, new.cryptogram,
+                                         list(zip(old_stored, new_stored, accounts)))

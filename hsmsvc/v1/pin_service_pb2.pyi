@@ -285,6 +285,26 @@ class ReEncryptStoredPinsRequest(_message.Message):
     stored_pins: bytes
     def __init__(self, old_psk: _Optional[_Union[_types_pb2.KeyRef, _Mapping]] = ..., new_psk: _Optional[_Union[_types_pb2.KeyRef, _Mapping]] = ..., accounts: _Optional[_Iterable[str]] = ..., stored_pins: _Optional[bytes] = ...) -> None: ...
 
+class CompareStoredPinsRequest(_message.Message):
+    __slots__ = ("old_psk", "new_psk", "accounts", "old_stored_pins", "new_stored_pins")
+    OLD_PSK_FIELD_NUMBER: _ClassVar[int]
+    NEW_PSK_FIELD_NUMBER: _ClassVar[int]
+    ACCOUNTS_FIELD_NUMBER: _ClassVar[int]
+    OLD_STORED_PINS_FIELD_NUMBER: _ClassVar[int]
+    NEW_STORED_PINS_FIELD_NUMBER: _ClassVar[int]
+    old_psk: _types_pb2.KeyRef
+    new_psk: _types_pb2.KeyRef
+    accounts: _containers.RepeatedScalarFieldContainer[str]
+    old_stored_pins: bytes
+    new_stored_pins: bytes
+    def __init__(self, old_psk: _Optional[_Union[_types_pb2.KeyRef, _Mapping]] = ..., new_psk: _Optional[_Union[_types_pb2.KeyRef, _Mapping]] = ..., accounts: _Optional[_Iterable[str]] = ..., old_stored_pins: _Optional[bytes] = ..., new_stored_pins: _Optional[bytes] = ...) -> None: ...
+
+class CompareStoredPinsResponse(_message.Message):
+    __slots__ = ("same",)
+    SAME_FIELD_NUMBER: _ClassVar[int]
+    same: _containers.RepeatedScalarFieldContainer[bool]
+    def __init__(self, same: _Optional[_Iterable[bool]] = ...) -> None: ...
+
 class ReEncryptStoredPinsResponse(_message.Message):
     __slots__ = ("stored_pins", "errors", "psk_version")
     STORED_PINS_FIELD_NUMBER: _ClassVar[int]

@@ -89,6 +89,11 @@ class PinServiceStub:
                 request_serializer=hsmsvc_dot_v1_dot_pin__service__pb2.ReEncryptStoredPinsRequest.SerializeToString,
                 response_deserializer=hsmsvc_dot_v1_dot_pin__service__pb2.ReEncryptStoredPinsResponse.FromString,
                 _registered_method=True)
+        self.CompareStoredPins = channel.unary_unary(
+                '/hsmsvc.v1.PinService/CompareStoredPins',
+                request_serializer=hsmsvc_dot_v1_dot_pin__service__pb2.CompareStoredPinsRequest.SerializeToString,
+                response_deserializer=hsmsvc_dot_v1_dot_pin__service__pb2.CompareStoredPinsResponse.FromString,
+                _registered_method=True)
 
 
 class PinServiceServicer:
@@ -158,7 +163,17 @@ class PinServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def ReEncryptStoredPins(self, request, context):
-        """ReEncryptStoredPins moves stored PINs to a new PSK (the batch tool's remote path).
+        """ReEncryptStoredPins moves stored PINs to a new PSK, enciphering or digest
+        (the batch tool's remote path).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CompareStoredPins(self, request, context):
+        """CompareStoredPins says, per item, whether a stored PIN under the old PSK and
+        one under the new PSK hold the same PIN (a batch job's sample check); the
+        PINs never leave the backend.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -216,6 +231,11 @@ def add_PinServiceServicer_to_server(servicer, server):
                     servicer.ReEncryptStoredPins,
                     request_deserializer=hsmsvc_dot_v1_dot_pin__service__pb2.ReEncryptStoredPinsRequest.FromString,
                     response_serializer=hsmsvc_dot_v1_dot_pin__service__pb2.ReEncryptStoredPinsResponse.SerializeToString,
+            ),
+            'CompareStoredPins': grpc.unary_unary_rpc_method_handler(
+                    servicer.CompareStoredPins,
+                    request_deserializer=hsmsvc_dot_v1_dot_pin__service__pb2.CompareStoredPinsRequest.FromString,
+                    response_serializer=hsmsvc_dot_v1_dot_pin__service__pb2.CompareStoredPinsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -493,6 +513,33 @@ class PinService:
             '/hsmsvc.v1.PinService/ReEncryptStoredPins',
             hsmsvc_dot_v1_dot_pin__service__pb2.ReEncryptStoredPinsRequest.SerializeToString,
             hsmsvc_dot_v1_dot_pin__service__pb2.ReEncryptStoredPinsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CompareStoredPins(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/hsmsvc.v1.PinService/CompareStoredPins',
+            hsmsvc_dot_v1_dot_pin__service__pb2.CompareStoredPinsRequest.SerializeToString,
+            hsmsvc_dot_v1_dot_pin__service__pb2.CompareStoredPinsResponse.FromString,
             options,
             channel_credentials,
             insecure,

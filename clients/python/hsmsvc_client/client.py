@@ -42,7 +42,7 @@ __all__ = ["Client", "ClientError", "ClientTls", "IDEMPOTENT"]
 # Calls that may safely run twice.
 IDEMPOTENT: Final = frozenset({
     "TranslatePin", "TranslatePinBatch", "EncryptPinForStorage", "GeneratePinOffset", "GeneratePvv",
-    "ReEncryptStoredPins", "GenerateMac", "VerifyMac", "GenerateMacBatch", "VerifyMacBatch",
+    "ReEncryptStoredPins", "CompareStoredPins", "GenerateMac", "VerifyMac", "GenerateMacBatch", "VerifyMacBatch",
     "Encrypt", "Decrypt", "ReEncrypt", "EncryptBatch", "GetKey", "ListKeys", "GetKeyCheckValue", "ExportKey",
     "GetPublicKey", "StartKeyChange", "ApplyKeyChange", "ConfirmKeyChange", "GetKeyFormation",
 })
