@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 from hsmsvc.api import convert as cv
@@ -10,6 +10,7 @@ from hsmsvc.api.batch import count, item_error, split, split_even
 from hsmsvc.api.status import Observed, item_result, rpc, stream_rpc
 from hsmsvc.errors import HsmsvcError, InvalidInput
 from hsmsvc.hsm.backend import StoredPin, StoredPinMethod
+from hsmsvc.keys.model import KeyRef
 from hsmsvc.service import pin as uc
 from hsmsvc.service.context import Caller, Services
 from hsmsvc.v1 import pin_service_pb2 as m
@@ -191,16 +192,9 @@ class PinServicer(g.PinServiceServicer):
 
     @rpc("PinService.ReEncryptStoredPins")
     def ReEncryptStoredPins(self, r: m.ReEncryptStoredPinsRequest, c: Caller) -> m.ReEncryptStoredPinsResponse:
-        n = len(r.accounts)
-        count(r.accounts, "accounts")
-        if n == 0:
-            raise InvalidInput("accounts", "at least one")
-        pins = split_even(bytes(r.stored_pins), n, "stored_pins")
-        results, version = uc.reencrypt_stored_pins(
-            self.s, c, cv.key_ref(r.old_psk, "old_psk", r.HasField("old_psk")),
-            cv.key_ref(r.new_psk, "new_psk", r.HasField("new_psk")),
-            [cv.text(a, "accounts", 19) for a in r.accounts], pins,
-        )
+        accounts = _accounts(r.accounts)
+        pins = split_even(bytes(r.stored_pins), len(accounts), "stored_pins")
+        results, version = uc.reencrypt_stored_pins(self.s, c, *_psks(r), accounts, pins)
         width = max((len(x) for x in results if isinstance(x, bytes)), default=len(pins[0]))
         out, errs = bytearray(), []
         for i, res in enumerate(results):
@@ -213,15 +207,23 @@ class PinServicer(g.PinServiceServicer):
 
     @rpc("PinService.CompareStoredPins")
     def CompareStoredPins(self, r: m.CompareStoredPinsRequest, c: Caller) -> m.CompareStoredPinsResponse:
-        n = len(r.accounts)
-        count(r.accounts, "accounts")
-        if n == 0:
-            raise InvalidInput("accounts", "at least one")
+        accounts = _accounts(r.accounts)
         same = uc.compare_stored_pins(
-            self.s, c, cv.key_ref(r.old_psk, "old_psk", r.HasField("old_psk")),
-            cv.key_ref(r.new_psk, "new_psk", r.HasField("new_psk")),
-            [cv.text(a, "accounts", 19) for a in r.accounts],
-            split_even(bytes(r.old_stored_pins), n, "old_stored_pins"),
-            split_even(bytes(r.new_stored_pins), n, "new_stored_pins"),
+            self.s, c, *_psks(r), accounts,
+            split_even(bytes(r.old_stored_pins), len(accounts), "old_stored_pins"),
+            split_even(bytes(r.new_stored_pins), len(accounts), "new_stored_pins"),
         )
         return m.CompareStoredPinsResponse(same=same)
+
+
+def _accounts(items: Sequence[str]) -> list[str]:
+    """A stored-PIN batch's accounts: at least one, at most the batch limit."""
+    count(items, "accounts")
+    if not items:
+        raise InvalidInput("accounts", "at least one")
+    return [cv.text(a, "accounts", 19) for a in items]
+
+
+def _psks(r: m.ReEncryptStoredPinsRequest | m.CompareStoredPinsRequest) -> tuple[KeyRef, KeyRef]:
+    return (cv.key_ref(r.old_psk, "old_psk", r.HasField("old_psk")),
+            cv.key_ref(r.new_psk, "new_psk", r.HasField("new_psk")))
