@@ -8,14 +8,18 @@ from __future__ import annotations
 
 import base64
 import secrets
+import re
 from datetime import timedelta
+from typing import Final
 
 from hsmsvc.errors import InvalidInput, KeyNotFound, PermissionDenied
 from hsmsvc.hsm.backend import KeySpec
 from hsmsvc.hsm.policy import Operation
-from hsmsvc.keys.model import KeyRef, StoredKey
+from hsmsvc.keys.model import NAME, KeyRef, StoredKey
 from hsmsvc.service.context import Caller, Services
 from hsmsvc.types import KeyState, KeyType
+
+_ZONE: Final = re.compile(r"[A-Za-z0-9._:-]{0,64}")
 
 __all__ = [
     "export_key",
@@ -101,6 +105,9 @@ def list_keys(
     if not 0 <= page_size <= 1000:
         raise InvalidInput("page_size", "0 to 1000")
     size = page_size or 100
+    # Names the store would match on are checked here, so no stray byte reaches the database.
+    if zone is not None and not _ZONE.fullmatch(zone):
+        raise InvalidInput("zone", "0-64 of A-Z a-z 0-9 . _ : -")
     after: tuple[str, int] | None = None
     if page_token:
         try:
@@ -108,6 +115,8 @@ def list_keys(
             after = (kid, int(v))
         except (ValueError, UnicodeDecodeError):
             raise InvalidInput("page_token", "a token from a previous ListKeys") from None
+        if not NAME.fullmatch(kid):
+            raise InvalidInput("page_token", "a token from a previous ListKeys")
     out: list[StoredKey] = []
     cursor = after
     while True:

@@ -286,6 +286,17 @@ def test_key_lifecycle_over_the_api(server: Env, keys: dict[str, bytes]) -> None
 # -- health, metrics, logs, audit ----------------------------------------------------------------
 
 
+def test_list_keys_refuses_stray_bytes_before_the_database(server: Env) -> None:
+    """Found by the fuzz test: a NUL in a zone or page token reached PostgreSQL (INTERNAL)."""
+    import base64
+
+    mgr = server.client("key-manager")
+    token = base64.urlsafe_b64encode(b"zmk\x00core:1").decode()
+    for req in (key_pb.ListKeysRequest(zone="core\x00"), key_pb.ListKeysRequest(page_token=token)):
+        code, _ = code_of(mgr.keys.ListKeys, req)
+        assert code is grpc.StatusCode.INVALID_ARGUMENT
+
+
 def test_health_reports_serving(server: Env) -> None:
     ident = server.ids["auditor"]
     creds = ClientTls(server.ca.ca_file, ident.cert, ident.key, "localhost").credentials()
