@@ -216,9 +216,13 @@ class _Crypto:
     source: str
     target: str
     old_lmk: bool
-    target_key: tuple[str, int]
     open_mover: Callable[[], tuple[Mover, Callable[[], None]]]
     """A fresh mover and its closer: each worker process opens its own backend or channel."""
+
+    @property
+    def target_key(self) -> tuple[str, int]:
+        key_id, _, version = self.target.rpartition(":")
+        return key_id, int(version)
 
 
 def _local(args: argparse.Namespace, mode: Mode, open_backend: OpenBackend,
@@ -229,8 +233,7 @@ def _local(args: argparse.Namespace, mode: Mode, open_backend: OpenBackend,
         b = open_backend(args)
         return BackendMover(b, keys.source, keys.target, keys.old_lmk), b.close
 
-    t = keys.target.spec
-    crypto = _Crypto(label(keys.source), label(keys.target), keys.old_lmk, (t.key_id, t.version), open_mover)
+    crypto = _Crypto(label(keys.source), label(keys.target), keys.old_lmk, open_mover)
     return crypto, BackendMover(backend, keys.source, keys.target, keys.old_lmk)
 
 
@@ -260,8 +263,7 @@ def _remote(args: argparse.Namespace, mode: Mode) -> _Crypto:
             client = Client(args.server, ClientTls(args.ca, args.cert, args.key, args.server_name), deadline=60.0)
         return RemoteMover(client, source, target), client.close
 
-    return _Crypto(f"{refs[0].key_id}:{refs[0].version}", f"{refs[1].key_id}:{refs[1].version}", False,
-                   (refs[1].key_id, refs[1].version or 0), open_mover)
+    return _Crypto(f"{refs[0].key_id}:{refs[0].version}", f"{refs[1].key_id}:{refs[1].version}", False, open_mover)
 
 
 def _worker(args: argparse.Namespace, crypto: _Crypto, spec: JobSpec, pins: PinTable, samples: int) -> None:
@@ -300,8 +302,8 @@ def run(args: argparse.Namespace, open_backend: OpenBackend, out: TextIO | None 
             audit = store.audit
         engine = connect(args.db)
         stack.callback(engine.dispose)
-        return _execute(args, out, mode, pins, engine, crypto, mover, audit)
-    raise AssertionError("unreachable")
+        rc = _execute(args, out, mode, pins, engine, crypto, mover, audit)
+    return rc
 
 
 def _execute(args: argparse.Namespace, out: TextIO, mode: Mode, pins: PinTable, engine: Engine, crypto: _Crypto,

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import random
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from enum import Enum, unique
@@ -105,8 +105,6 @@ class Plan:
     total_rows: int
     """Rows under the source key when the job was planned."""
     chunks: int
-    created_at: datetime
-    finished_at: datetime | None
 
 
 @dataclass(frozen=True)
@@ -182,14 +180,12 @@ class Job:
                      "rejected": 0, "crypto_seconds": 0.0}
                     for i in range(len(edges) - 1)
                 ])
+            created = True
         except IntegrityError:
-            # Another worker planned it first; its plan is committed now.
-            found = self._existing()
-            assert found is not None
-            return found, False
+            created = False  # another worker planned it first; its plan is committed now
         found = self._existing()
         assert found is not None
-        return found, True
+        return found, created
 
     def _existing(self) -> Plan | None:
         j = self._tables.jobs
@@ -203,7 +199,7 @@ class Job:
             self._tables.pins.name, s.mode.value, s.source, s.target, s.chunk_rows
         ):
             raise InvalidInput("job", f"{s.name} exists with another table, mode, keys or chunk size")
-        return Plan(m["total_rows"], m["chunks"], m["created_at"], m["finished_at"])
+        return Plan(m["total_rows"], m["chunks"])
 
     # -- work ----------------------------------------------------------------------------
 
@@ -213,7 +209,6 @@ class Job:
         worker: str,
         samples_per_chunk: int = 0,
         max_chunks: int | None = None,
-        on_chunk: Callable[[int, int], None] | None = None,
     ) -> int:
         """Claim and finish chunks until every chunk is done (or ``max_chunks``); the number this worker finished."""
         finished = 0
@@ -223,20 +218,18 @@ class Job:
                     done = self._one_chunk(conn, mover, worker, samples_per_chunk)
             except OperationalError:
                 raise BackendUnavailable("db", "the customer database went away mid-chunk; run again to resume") from None
-            if done is None:
+            if not done:
                 # Chunks held by other workers: wait, since a worker that dies releases its chunk to us.
-                if self.progress().chunks_done == self.progress().chunks:
+                p = self.progress()
+                if p.chunks_done == p.chunks:
                     break
                 time.sleep(0.1)
                 continue
             finished += 1
-            if on_chunk is not None:
-                on_chunk(*done)
         return finished
 
-    def _one_chunk(
-        self, conn: Connection, mover: Mover, worker: str, samples_per_chunk: int
-    ) -> tuple[int, int] | None:
+    def _one_chunk(self, conn: Connection, mover: Mover, worker: str, samples_per_chunk: int) -> bool:
+        """Claim one pending chunk and finish it in ``conn``'s transaction; False if none was free."""
         ch, s = self._tables.chunks, self._spec
         claim = select(ch.c.seq, ch.c.lo, ch.c.hi).where(ch.c.job == s.name, ch.c.done.is_(False))
         claim = claim.order_by(ch.c.seq).limit(1)
@@ -244,7 +237,7 @@ class Job:
             claim = claim.with_for_update(skip_locked=True)
         got = conn.execute(claim).first()
         if got is None:
-            return None
+            return False
         seq, lo, hi = got
         rows = self._rows(conn, lo, hi, lock=self._pg)
         decode = self._tables.pins.encoding.decode
@@ -268,7 +261,7 @@ class Job:
         conn.execute(update(ch).where(ch.c.job == s.name, ch.c.seq == seq).values(
             done=True, moved=len(moved), rejected=len(rejected), crypto_seconds=crypto, worker=worker[:80],
             finished_at=_now()))
-        return len(moved), len(rejected)
+        return True
 
     def _rows(self, conn: Connection, lo: Any, hi: Any, lock: bool) -> list[tuple[Any, str, Any]]:
         c = self._c

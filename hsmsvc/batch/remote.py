@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -33,8 +34,7 @@ class RemoteMover:
         for i in range(0, len(rows), _PER_CALL):
             part = rows[i : i + _PER_CALL]
             # The server refuses the whole call for a malformed length; send those rows as refused.
-            sizes = {len(v) for v, _ in part}
-            size = max(sizes, key=lambda n: sum(1 for v, _ in part if len(v) == n)) if part else 0
+            size = Counter(len(v) for v, _ in part).most_common(1)[0][0] if part else 0
             sent = [j for j, (v, _) in enumerate(part) if len(v) == size]
             got: list[bytes | None] = [None] * len(part)
             if sent:

@@ -92,12 +92,12 @@ def main() -> int:
             with engine.connect() as conn:
                 rows = [(bytes.fromhex(p), a) for a, p in conn.execute(text("SELECT account, pin FROM customers"))]
             engine.dispose()
-            from hsmsvc.batch.command import _generate
-            from hsmsvc.hsm.policy import Operation
+            from hsmsvc.hsm.backend import KeySpec
             from hsmsvc.keys.hierarchy import KeyManager
+            from hsmsvc.types import Algorithm, KeyType, KeyUsage, ModeOfUse
 
-            manager = KeyManager(store, backend, "bench")
-            _generate(manager, "psk-crypto:1", "TDES_2KEY", Operation.PIN_STORE_ENCRYPT)
+            KeyManager(store, backend, "bench").generate(KeySpec(
+                "psk-crypto", 1, KeyType.PSK, Algorithm.TDES_2KEY, KeyUsage.PIN_ENCRYPTION, ModeOfUse.ENCRYPT_DECRYPT))
             old, new = store.get("psk-gen", 1).cryptogram, store.get("psk-crypto", 1).cryptogram
             gc.collect()
             gc.freeze()  # the bench's million rows, not the job's chunk: keep the collector off them
