@@ -18,6 +18,7 @@ from sqlalchemy import Engine
 
 from hsmsvc.batch.reencrypt import BackendMover, Job, JobSpec, Mode, Mover, label
 from hsmsvc.batch.table import Encoding, PinTable, Tables, connect
+from hsmsvc.crypto import _compare
 from hsmsvc.errors import AlreadyExists, InvalidInput, KeyNotFound, KeyStateError, KeyUsageViolation
 from hsmsvc.hsm.backend import Backend, KeyCryptogram, KeySpec
 from hsmsvc.hsm.policy import Operation
@@ -114,7 +115,14 @@ def _keys(args: argparse.Namespace, mode: Mode, backend: Backend, store: KeyStor
         except (KeyError, ValueError):
             raise InvalidInput("legacy_key", "hex, with a hex KCV and a known algorithm") from None
         spec = KeySpec(ref.key_id, 1, KeyType.PSK, alg, KeyUsage.PIN_ENCRYPTION, ModeOfUse.ENCRYPT_DECRYPT)
-        manager.import_under(args.zmk, wrapped, spec, kcv or None, alias=f"legacy/{ref.key_id}")
+        try:
+            kept = manager.lookup(KeyRef(ref.key_id, version=1))
+        except KeyNotFound:
+            manager.import_under(args.zmk, wrapped, spec, kcv or None, alias=f"legacy/{ref.key_id}")
+        else:
+            # A resumed run: the key came in on the first run; it must be the same key.
+            if kcv and not _compare.bytes_eq(kept.cryptogram.kcv[: len(kcv)], kcv):
+                raise AlreadyExists("from", f"{ref.key_id}:1 is another key (its KCV differs)")
     if mode is Mode.LMK:
         if not args.old_sealed:
             raise InvalidInput("old_sealed", "lmk mode reads the source PSK under the old LMK")

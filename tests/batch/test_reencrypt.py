@@ -344,9 +344,11 @@ def test_legacy_mode_imports_the_old_systems_key_under_a_zmk(tmp_path: Path) -> 
     with engine.begin() as conn:
         conn.execute(text("UPDATE customers SET pin_key = 'legacy-psk:1'"))
     engine.dispose()
-    assert cli.main(site.args("--mode", "legacy", "--from", "legacy-psk:1", "--to", "psk-new:1",
-                              "--generate-to", "TDES_2KEY", "--legacy-key", wrapped.hex(),
-                              "--legacy-kcv", kcv.hex(), "--zmk", "zmk-legacy", "--verify-sample", "30")) == 0
+    legacy_args = site.args("--mode", "legacy", "--from", "legacy-psk:1", "--to", "psk-new:1",
+                            "--generate-to", "TDES_2KEY", "--legacy-key", wrapped.hex(),
+                            "--legacy-kcv", kcv.hex(), "--zmk", "zmk-legacy", "--verify-sample", "30")
+    assert cli.main([*legacy_args, "--max-chunks", "0"]) == 3  # imported, then stopped before any chunk
+    assert cli.main(legacy_args) == 0  # the resumed run finds the key it imported and does not import again
     _check_every_row(site, 1000, "psk-new:1")
     store = KeyStore(site.store, site.backend())
     assert store.get("legacy-psk", 1).state is KeyState.ACTIVE
