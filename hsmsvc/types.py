@@ -12,8 +12,18 @@ from typing import Final
 from hsmsvc.errors import InvalidInput
 
 
+class Vocabulary(Enum):
+    """Base of hsmsvc's enums: members are singletons compared by identity, so they hash by it.
+
+    ``Enum.__hash__`` is Python code hashing the member's name, and the hot path
+    hashes these in every set and dict lookup of the key-binding checks.
+    """
+
+    __hash__ = object.__hash__
+
+
 @unique
-class Algorithm(Enum):
+class Algorithm(Vocabulary):
     """A block cipher and key length, or a key-pair algorithm for key transport.
 
     Key-pair algorithms belong to KTKs only (see ``hsm.policy``); asking one
@@ -81,7 +91,7 @@ _KEY_LENGTH: Final = {
 
 
 @unique
-class KeyType(Enum):
+class KeyType(Vocabulary):
     """Place of a key in the ANSI X9.17 three-tier hierarchy."""
 
     LMK = "LMK"
@@ -115,7 +125,7 @@ class KeyType(Enum):
 
 
 @unique
-class KeyUsage(Enum):
+class KeyUsage(Vocabulary):
     """ANSI X9 TR-31:2018 key usage (header bytes 5-6), by its code."""
 
     BDK = "B0"
@@ -135,7 +145,7 @@ class KeyUsage(Enum):
 
 
 @unique
-class ModeOfUse(Enum):
+class ModeOfUse(Vocabulary):
     """TR-31:2018 mode of use (header byte 8)."""
 
     ENCRYPT_DECRYPT = "B"
@@ -152,7 +162,7 @@ class ModeOfUse(Enum):
 
 
 @unique
-class Exportability(Enum):
+class Exportability(Vocabulary):
     """TR-31:2018 exportability (header byte 11)."""
 
     EXPORTABLE = "E"
@@ -161,7 +171,7 @@ class Exportability(Enum):
 
 
 @unique
-class KeyState(Enum):
+class KeyState(Vocabulary):
     """Life-cycle state of a stored key version."""
 
     PENDING = "PENDING"
@@ -178,7 +188,7 @@ class KeyState(Enum):
 
 
 @unique
-class PinBlockFormat(Enum):
+class PinBlockFormat(Vocabulary):
     """PIN block formats of ISO 9564-1:2017 clause 9.3, and one bilateral one."""
 
     ISO_0 = "ISO_0"
@@ -209,7 +219,7 @@ class PinBlockFormat(Enum):
 
 
 @unique
-class Padding(Enum):
+class Padding(Vocabulary):
     """ISO/IEC 9797-1:2011 padding methods."""
 
     METHOD_1 = "METHOD_1"
@@ -221,7 +231,7 @@ class Padding(Enum):
 
 
 @unique
-class MacAlgorithm(Enum):
+class MacAlgorithm(Vocabulary):
     """MAC mechanisms offered."""
 
     ISO9797_ALG1 = "ISO9797_ALG1"
@@ -237,13 +247,13 @@ class MacAlgorithm(Enum):
 
 
 @unique
-class HashAlgorithm(Enum):
+class HashAlgorithm(Vocabulary):
     SHA256 = "SHA256"
     SM3 = "SM3"
 
 
 @unique
-class CipherMode(Enum):
+class CipherMode(Vocabulary):
     """Modes for field-level data encryption (NIST SP 800-38A and 38D)."""
 
     ECB = "ECB"
@@ -254,7 +264,7 @@ class CipherMode(Enum):
 
 
 @unique
-class DataPadding(Enum):
+class DataPadding(Vocabulary):
     """How a field is brought to a whole number of blocks before ECB or CBC."""
 
     NONE = "NONE"

@@ -6,6 +6,8 @@ never a PAN or any request data.
 
 from __future__ import annotations
 
+from typing import Any
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
 from hsmsvc.keys.model import StoredKey
@@ -30,16 +32,29 @@ class Metrics:
         self.key_uses = Counter("hsmsvc_key_uses", "Cryptographic uses of a key version",
                                 ["key_id", "version"], registry=self.registry)
         self._server: object | None = None
+        # Labelled children, found once: labels() costs more than the increment.
+        self._ok: dict[str, tuple[Any, Any]] = {}
+        self._uses: dict[tuple[str, int], Any] = {}
 
     def record(self, method: str, code: str, seconds: float) -> None:
+        if code == "OK":
+            pair = self._ok.get(method)
+            if pair is None:
+                pair = self._ok[method] = (self.calls.labels(method, code), self.latency.labels(method))
+            pair[0].inc()
+            pair[1].observe(seconds)
+            return
         self.calls.labels(method, code).inc()
-        if code != "OK":
-            self.errors.labels(method, code).inc()
+        self.errors.labels(method, code).inc()
         self.latency.labels(method).observe(seconds)
 
     def key_used(self, key: StoredKey, n: int = 1) -> None:
         if n:
-            self.key_uses.labels(key.key_id, str(key.version)).inc(n)
+            ident = (key.key_id, key.version)
+            child = self._uses.get(ident)
+            if child is None:
+                child = self._uses[ident] = self.key_uses.labels(key.key_id, str(key.version))
+            child.inc(n)
 
     def serve(self, address: str) -> int:
         """Start the HTTP endpoint; returns the bound port."""

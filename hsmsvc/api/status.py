@@ -7,9 +7,10 @@ server log. grpcio would otherwise send ``str(exception)`` to the client.
 
 from __future__ import annotations
 
+import itertools
 import logging
+import os
 import time
-import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, Final, TypeVar
 
@@ -64,11 +65,17 @@ class Observed:
 R = TypeVar("R")
 
 
+# Ids the server makes need to be unique, not unpredictable: this process's id
+# and start time, then a counter (a random UUID per call cost a urandom read).
+_PREFIX: Final = f"{os.getpid():x}{time.time_ns() // 1000 % 16**8:08x}-"
+_SERIAL: Final = itertools.count(1)
+
+
 def _request_id(context: Any) -> str:
     for k, v in context.invocation_metadata() or ():
         if k == "x-request-id" and isinstance(v, str) and 0 < len(v) <= 64 and v.isprintable():
             return v
-    return uuid.uuid4().hex
+    return f"{_PREFIX}{next(_SERIAL):x}"
 
 
 def rpc(method: str) -> Callable[[Callable[[Any, Any, Caller], R]], Callable[[Any, Any, Any], Awaitable[R]]]:

@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from enum import Enum, unique
+from enum import unique
 from typing import Final, Mapping, Protocol, Sequence
 
 from hsmsvc.errors import InvalidInput, Unsupported
 from hsmsvc.hsm import policy
 from hsmsvc.types import (
+    Vocabulary,
     Algorithm,
     CipherMode,
     DataPadding,
@@ -47,7 +48,7 @@ _ZONE: Final = re.compile(r"[A-Za-z0-9._:-]{0,64}")
 
 
 @unique
-class Command(Enum):
+class Command(Vocabulary):
     """The backend's commands, for capability declarations and refusals."""
 
     GENERATE_KEY = "GENERATE_KEY"
@@ -84,7 +85,7 @@ class Command(Enum):
 
 
 @unique
-class KeyForm(Enum):
+class KeyForm(Vocabulary):
     """How a key travels under a ZMK or TMK; decided by the KEK's usage."""
 
     ECB = "ECB"
@@ -94,7 +95,7 @@ class KeyForm(Enum):
 
 
 @unique
-class StoredPinMethod(Enum):
+class StoredPinMethod(Vocabulary):
     ENCRYPTED = "ENCRYPTED"
     """ISO 9564-1 format 4 (AES/SM4 PSK) or format 0 (TDES PSK) under the PSK."""
     DIGEST = "DIGEST"

@@ -12,17 +12,17 @@ pairing of usages with the X9.17 key types is hsmsvc's policy, not a standard's.
 
 from __future__ import annotations
 
-from enum import Enum, unique
+from enum import unique
 from typing import Final, Mapping
 
 from hsmsvc.errors import InvalidInput, KeyUsageViolation
-from hsmsvc.types import Algorithm, Exportability, KeyType, KeyUsage, MacAlgorithm, ModeOfUse
+from hsmsvc.types import Vocabulary, Algorithm, Exportability, KeyType, KeyUsage, MacAlgorithm, ModeOfUse
 
 __all__ = ["ALLOWED", "Operation", "USAGES", "check_binding", "check_decimalization_table", "require"]
 
 
 @unique
-class Operation(Enum):
+class Operation(Vocabulary):
     """What a backend command does with a key."""
 
     PIN_DECRYPT = "PIN_DECRYPT"
@@ -264,6 +264,8 @@ def require(
     Traceback (most recent call last):
     hsmsvc.errors.KeyUsageViolation: key: a ZPK may not be used for MAC_GENERATE
     """
+    if (operation, key_type, usage, mode, exportability) in _PERMITTED:
+        return
     types, usages, modes = ALLOWED[operation]
     if key_type not in types or usage not in usages:
         raise KeyUsageViolation("key", f"a {key_type.value} may not be used for {operation.value}")
@@ -271,3 +273,8 @@ def require(
         raise KeyUsageViolation("key", f"its mode of use forbids {operation.value}")
     if operation is Operation.KEY_EXPORT and exportability is not Exportability.EXPORTABLE:
         raise KeyUsageViolation("key", "not exportable")
+    _PERMITTED.add((operation, key_type, usage, mode, exportability))
+
+
+# Combinations found permitted (a few dozen at most): the hot path decides by one lookup.
+_PERMITTED: Final[set[tuple[Operation, KeyType, KeyUsage, ModeOfUse, Exportability | None]]] = set()

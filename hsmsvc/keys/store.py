@@ -96,6 +96,8 @@ class KeyStore:
             self._engine: Engine = create_engine(url, pool_pre_ping=True)
         except (SQLAlchemyError, ValueError, ImportError):
             raise InvalidInput("store_url", "a SQLAlchemy database URL") from None
+        self.changes = 0
+        """Key and audit writes this object has committed (a cache's cue to look again at once)."""
         if self._engine.dialect.name == "sqlite":
             event.listen(self._engine, "connect", _sqlite_connect)
             event.listen(self._engine, "begin", _sqlite_begin)
@@ -136,6 +138,7 @@ class KeyStore:
                 with self._writer() as conn, conn.begin():
                     result = change(conn)
                     seq, head = self._append(conn, ev)
+                self.changes += 1
                 self._backend.write_audit_anchor(seq, bytes.fromhex(head))
                 return result
             except IntegrityError as e:
@@ -168,6 +171,15 @@ class KeyStore:
     def audit(self, ev: AuditEvent) -> None:
         """Append an audit row on its own (an action that changes no key row)."""
         self._write(lambda conn: None, ev)
+
+    def audit_head(self) -> int:
+        """The newest audit row's sequence number: every key change appends one in its transaction,
+        so servers sharing the database see a key change as a new head."""
+        try:
+            with self._connect() as conn:
+                return int(conn.execute(select(func.max(audit_t.c.seq))).scalar() or 0)
+        except OperationalError:
+            raise BackendUnavailable("store", "database error") from None
 
     def audit_rows(self) -> Iterator[_audit.AuditRow]:
         with self._connect() as conn:
@@ -249,6 +261,14 @@ class KeyStore:
         if r is None:
             raise KeyNotFound("key", "no such key, alias or version")
         return _to_key(r)
+
+    def next_activation(self, key_id: str = "", alias: str = "") -> datetime | None:
+        """When the next of this key's ACTIVE versions becomes usable, if one waits (a key change)."""
+        where = keys_t.c.key_id == key_id if key_id else keys_t.c.alias == alias
+        q = select(func.min(keys_t.c.activates_at)).where(
+            where, keys_t.c.state == KeyState.ACTIVE.value, keys_t.c.activates_at > _now())
+        with self._connect() as conn:
+            return _utc(conn.execute(q).scalar())
 
     def list_keys(
         self,
@@ -504,6 +524,7 @@ class KeyStore:
                                              keys_t.c.cryptogram == key.cryptogram.blob)
                         .values(cryptogram=new.blob)
                     ).rowcount
+                self.changes += 1
                 return n
         except OperationalError:
             raise BackendUnavailable("store", "database error") from None

@@ -20,7 +20,7 @@ loaded: an auditor may not also manage or operate keys.
 from __future__ import annotations
 
 import tomllib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import Enum, unique
 from fnmatch import fnmatchcase
 from pathlib import Path
@@ -92,12 +92,21 @@ class Principal:
     roles: frozenset[Role]
     keys: tuple[str, ...]
     methods: tuple[str, ...] | None = None
+    # Decisions already made: the grants are fixed, so matching the patterns
+    # again on every call would only cost time on the hot path.
+    _calls: dict[str, bool] = field(default_factory=dict, init=False, repr=False, compare=False, hash=False)
+    _names: dict[tuple[str, str | None, str | None], bool] = field(
+        default_factory=dict, init=False, repr=False, compare=False, hash=False)
 
     def may_call(self, method: str) -> bool:
-        granted = [m for r in self.roles for m in ROLE_METHODS[r]]
-        if not any(fnmatchcase(method, m) for m in granted):
-            return False
-        return self.methods is None or any(fnmatchcase(method, m) for m in self.methods)
+        known = self._calls.get(method)
+        if known is None:
+            granted = [m for r in self.roles for m in ROLE_METHODS[r]]
+            known = any(fnmatchcase(method, m) for m in granted) and (
+                self.methods is None or any(fnmatchcase(method, m) for m in self.methods))
+            if len(self._calls) < 1024:
+                self._calls[method] = known
+        return known
 
     def require_call(self, method: str) -> None:
         if not self.may_call(method):
@@ -105,8 +114,14 @@ class Principal:
 
     def may_name(self, spec: KeySpec, alias: str | None) -> bool:
         """Whether a key with this id, zone and alias falls within the principal's patterns."""
-        names = [spec.key_id, f"zone:{spec.zone}"] + ([alias] if alias else [])
-        return any(fnmatchcase(n, p) for p in self.keys for n in names)
+        ident = (spec.key_id, spec.zone, alias)
+        known = self._names.get(ident)
+        if known is None:
+            names = [spec.key_id, f"zone:{spec.zone}"] + ([alias] if alias else [])
+            known = any(fnmatchcase(n, p) for p in self.keys for n in names)
+            if len(self._names) < 100_000:
+                self._names[ident] = known
+        return known
 
     def may_use(self, key: StoredKey) -> bool:
         return self.may_name(key.cryptogram.spec, key.alias)

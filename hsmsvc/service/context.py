@@ -10,6 +10,7 @@ from hsmsvc.errors import InvalidInput, KeyNotFound, KeyStateError, KeyUsageViol
 
 from hsmsvc.hsm.backend import Backend
 from hsmsvc.hsm.policy import Operation
+from hsmsvc.keys.cache import KeyCache
 from hsmsvc.keys.hierarchy import KeyManager
 from hsmsvc.keys.model import KeyRef, StoredKey
 from hsmsvc.keys.store import KeyStore
@@ -63,6 +64,7 @@ class Services:
         self.policy = policy
         self.limits = limits
         self.observer: Observer = observer or _NoObserver()
+        self.keys = KeyCache(store)
         # principal name -> monotonic time until which its attempt count is trusted
         self.attempt_cache: dict[str, float] = {}
 
@@ -79,13 +81,12 @@ class Services:
         """Look up ``ref``, check the caller may use it, then that it may do ``op`` now."""
         if not isinstance(ref, KeyRef):
             raise InvalidInput(field, "a key id or alias")
-        km = self.manager(caller)
         try:
-            key = km.lookup(ref)
+            key = self.keys.lookup(ref)
         except KeyNotFound:
             raise KeyNotFound(field, "no such key, alias or version") from None
         caller.principal.require_key(key, field)
         try:
-            return km.check_use(key, op if isinstance(op, Operation) else op(key))
+            return KeyManager.check_use(key, op if isinstance(op, Operation) else op(key))
         except (KeyUsageViolation, KeyStateError) as e:
             raise type(e)(field, e.reason) from None

@@ -79,6 +79,7 @@ class UseMeter:
                 if left < n:
                     size = max(n, min(self._block, max(1, key.max_uses // 50)))
                     count = s.store.reserve_uses(key.key_id, key.version, size)
+                    s.keys.note_uses(key.key_id, key.version, count)
                     left += size
                     due = count >= key.max_uses
                 self._left[ident] = left - n

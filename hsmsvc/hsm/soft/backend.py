@@ -238,7 +238,7 @@ class SoftBackend(CommandBackend):
 
     def _load(self, key: KeyCryptogram) -> SoftKey:
         hit = self._cache.get(key.blob)
-        if hit is not None and hit.spec == key.spec:
+        if hit is not None and (hit.spec is key.spec or hit.spec == key.spec):
             self._cache.move_to_end(key.blob)
             if hit.kcv != key.kcv:
                 raise KeyUsageViolation("key", _MISMATCH)
