@@ -11,7 +11,7 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from hsmsvc import __version__
 from hsmsvc.errors import HsmsvcError, InvalidInput, Unsupported
@@ -158,13 +158,18 @@ def _serve(args: argparse.Namespace) -> int:
     overrides: dict[str, object] = {
         "listen": args.listen, "metrics_listen": args.metrics_listen, "store": args.store, "policy": args.policy,
         "insecure_dev": True if args.insecure_dev else None,
+        "workers": args.workers, "reuse_port": True if args.worker_index is not None else None,
     }
     if args.sealed:
         overrides["backend"] = {"kind": "soft", "sealed_lmk": args.sealed,
                                 "passphrase_env": args.passphrase_env, "passphrase_file": args.passphrase_file}
     cfg = api_config.load(args.config, overrides)
     logs.configure(cfg.log_level)
-    if cfg.insecure_dev:
+    if cfg.workers > 1:
+        from hsmsvc.api.workers import supervise
+
+        return supervise(cfg, args.argv, args.ready_file)
+    if cfg.insecure_dev and args.worker_index in (None, 0):
         print("hsmsvc: --insecure-dev: plaintext gRPC and one all-powerful principal; never in production",
               file=sys.stderr)
 
@@ -172,7 +177,8 @@ def _serve(args: argparse.Namespace) -> int:
         if args.ready_file:
             tmp = Path(args.ready_file + ".tmp")
             tmp.write_text(json.dumps({"port": running.port, "metrics_port": running.metrics_port,
-                                       "pid": os.getpid()}))
+                                       "pid": os.getpid(), "workers": [{"pid": os.getpid(),
+                                                                        "metrics_port": running.metrics_port}]}))
             os.replace(tmp, args.ready_file)
 
     asyncio.run(serve(cfg, ready))
@@ -420,6 +426,23 @@ def backend_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--pin-file", help="file holding the token user PIN")
 
 
+def _bench_module() -> Any:
+    """``tools.bench.pressure`` from the source checkout this package runs from, if there is one."""
+    root = Path(__file__).resolve().parent.parent
+    if not (root / "tools" / "bench" / "pressure.py").exists():
+        return None
+    if str(root) not in sys.path:
+        sys.path.insert(0, str(root))
+    from tools.bench import pressure
+
+    return pressure
+
+
+def _no_bench() -> int:
+    print("hsmsvc bench: run it from a source checkout (the tool is tools/bench)", file=sys.stderr)
+    return 2
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="hsmsvc", description=__doc__)
     parser.add_argument("--version", action="version", version=f"hsmsvc {__version__}")
@@ -457,6 +480,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--passphrase-env", help="environment variable holding the LMK passphrase")
     p.add_argument("--passphrase-file", help="file holding the LMK passphrase")
     p.add_argument("--ready-file", help="write the bound ports here as JSON once serving")
+    p.add_argument("--workers", type=int, help="server processes sharing the port (SO_REUSEPORT; default 1)")
+    p.add_argument("--worker-index", type=int, help=argparse.SUPPRESS)
     p.set_defaults(func=_serve)
 
     _ceremony_args(sub)
@@ -468,6 +493,16 @@ def main(argv: list[str] | None = None) -> int:
     batch_command.add_arguments(p)
     p.set_defaults(func=lambda a: batch_command.run(a, backend_from_args))
 
+    p = sub.add_parser("bench", help="pressure test: the real server against a bare gRPC echo, with h2load",
+                       description="Run from a source checkout: the tool lives in tools/bench.")
+    # Imported only for this command: it pulls in the request builders and h2load driver.
+    bench = _bench_module() if (sys.argv[1:] if argv is None else argv)[:1] == ["bench"] else None
+    if bench is not None:
+        bench.add_arguments(p)
+        p.set_defaults(func=bench.run)
+    else:
+        p.set_defaults(func=lambda a: _no_bench())
+
     dev = sub.add_parser("dev", help="development helpers").add_subparsers(dest="dev_command", required=True)
     p = dev.add_parser("seed", help="store the published demo keys (insecure: their values are public)")
     backend_arguments(p)
@@ -475,6 +510,7 @@ def main(argv: list[str] | None = None) -> int:
     p.set_defaults(func=_dev_seed)
 
     args = parser.parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)
     try:
         rc: int = args.func(args)
     except HsmsvcError as e:

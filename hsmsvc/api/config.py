@@ -7,6 +7,7 @@
     store = "sqlite:///.hsmsvc/keys.db"
     policy = "policy.toml"
     insecure_dev = false                      # plaintext, one principal: development only
+    workers = 1                               # server processes sharing the port (SO_REUSEPORT)
     shutdown_grace_seconds = 10
 
     [tls]
@@ -84,8 +85,14 @@ class ServerConfig:
     attempts: AttemptLimits = field(default_factory=AttemptLimits)
     key_sync: SyncSettings = field(default_factory=SyncSettings)
     peers: Mapping[str, PeerConfig] = field(default_factory=dict)
+    workers: int = 1
+    """Server processes sharing the listening port; one per core is the usual choice."""
+    reuse_port: bool = False
+    """Bind with SO_REUSEPORT: set for each of several workers."""
 
     def __post_init__(self) -> None:
+        if not 1 <= self.workers <= 64:
+            raise InvalidInput("workers", "1 to 64")
         if not self.insecure_dev and self.tls is None:
             raise InvalidInput("tls", "required: mTLS, or --insecure-dev for development")
         if not self.insecure_dev and not self.policy:
@@ -98,6 +105,7 @@ _ENV: Final = {
     "HSMSVC_STORE": "store",
     "HSMSVC_POLICY": "policy",
     "HSMSVC_LOG_LEVEL": "log_level",
+    "HSMSVC_WORKERS": "workers",
 }
 
 
@@ -189,6 +197,8 @@ def load(path: str | None, overrides: Mapping[str, Any] | None = None,
             log_level=str(doc.get("log_level", "INFO")).upper(),
             attempts=limits,
             key_sync=_key_sync(doc.get("key_sync", {}), doc.get("rotation", {})),
+            workers=int(doc.get("workers", 1)),
+            reuse_port=bool(doc.get("reuse_port", False)),
             peers={str(z): PeerConfig(str(p["address"]), str(p.get("server_name", "")))
                    for z, p in doc.get("peers", {}).items()},
         )

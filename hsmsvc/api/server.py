@@ -167,7 +167,7 @@ async def start(config: ServerConfig, backend: Backend | None = None) -> Running
     server = grpc.aio.server(options=[
         ("grpc.max_receive_message_length", _MAX_MESSAGE),
         ("grpc.max_send_message_length", _MAX_MESSAGE),
-        ("grpc.so_reuseport", 0),
+        ("grpc.so_reuseport", 1 if config.reuse_port else 0),
     ])
     key_service_pb2_grpc.add_KeyServiceServicer_to_server(KeyServicer(services, observed), server)
     pin_service_pb2_grpc.add_PinServiceServicer_to_server(PinServicer(services, observed), server)
