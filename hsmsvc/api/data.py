@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from typing import Any
+
 from hsmsvc.api import convert as cv
 from hsmsvc.api.batch import count, item_error
-from hsmsvc.api.status import Observed, rpc
+from hsmsvc.api.status import Observed, item_result, rpc, stream_rpc
 from hsmsvc.errors import HsmsvcError, InvalidInput
 from hsmsvc.service import data as uc
 from hsmsvc.service.context import Caller, Services
@@ -19,6 +22,15 @@ class DataServicer(g.DataServiceServicer):
 
     @rpc("DataService.Encrypt")
     def Encrypt(self, r: m.EncryptRequest, c: Caller) -> m.EncryptResponse:
+        return self._encrypt(r, c)
+
+    @stream_rpc("DataService.StreamEncrypt")
+    async def StreamEncrypt(self, requests: Any, c: Caller) -> AsyncIterator[m.StreamEncryptResponse]:
+        async for q in requests:
+            code, msg, res = item_result(lambda: self._encrypt(q.request, c))
+            yield m.StreamEncryptResponse(correlation_id=q.correlation_id, code=code, message=msg, response=res)
+
+    def _encrypt(self, r: m.EncryptRequest, c: Caller) -> m.EncryptResponse:
         p = cv.field_params(r.cipher, "cipher", r.HasField("cipher"))
         ct, iv, version = uc.encrypt(self.s, c, cv.key_ref(r.key, "key", r.HasField("key")), p.mode, p.padding,
                                      p.iv, p.aad, bytes(r.plaintext))

@@ -31,13 +31,16 @@ class MacServicer(g.MacServiceServicer):
     def GenerateMac(self, r: m.GenerateMacRequest, c: Caller) -> m.GenerateMacResponse:
         return self._generate(r, c)
 
-    @rpc("MacService.VerifyMac")
-    def VerifyMac(self, r: m.VerifyMacRequest, c: Caller) -> m.VerifyMacResponse:
+    def _verify(self, r: m.VerifyMacRequest, c: Caller) -> m.VerifyMacResponse:
         ok = uc.verify_mac(
             self.s, c, cv.key_ref(r.key, "key", r.HasField("key")), cv.MAC_ALGORITHM.get(r.algorithm, "algorithm"),
             cv.MAC_PADDING.optional(r.padding, "padding"), bytes(r.data), bytes(r.mac),
         )
         return m.VerifyMacResponse(verified=ok)
+
+    @rpc("MacService.VerifyMac")
+    def VerifyMac(self, r: m.VerifyMacRequest, c: Caller) -> m.VerifyMacResponse:
+        return self._verify(r, c)
 
     @rpc("MacService.GenerateMacBatch")
     def GenerateMacBatch(self, r: m.GenerateMacBatchRequest, c: Caller) -> m.GenerateMacBatchResponse:
@@ -77,3 +80,9 @@ class MacServicer(g.MacServiceServicer):
         async for q in requests:
             code, msg, res = item_result(lambda: self._generate(q.request, c))
             yield m.StreamGenerateMacResponse(correlation_id=q.correlation_id, code=code, message=msg, response=res)
+
+    @stream_rpc("MacService.StreamVerifyMac")
+    async def StreamVerifyMac(self, requests: Any, c: Caller) -> AsyncIterator[m.StreamVerifyMacResponse]:
+        async for q in requests:
+            code, msg, res = item_result(lambda: self._verify(q.request, c))
+            yield m.StreamVerifyMacResponse(correlation_id=q.correlation_id, code=code, message=msg, response=res)

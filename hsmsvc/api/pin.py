@@ -108,6 +108,15 @@ class PinServicer(g.PinServiceServicer):
 
     @rpc("PinService.VerifyPin")
     def VerifyPin(self, r: m.VerifyPinRequest, c: Caller) -> m.VerifyPinResponse:
+        return self._verify(r, c)
+
+    @stream_rpc("PinService.StreamVerifyPin")
+    async def StreamVerifyPin(self, requests: Any, c: Caller) -> AsyncIterator[m.StreamVerifyPinResponse]:
+        async for q in requests:
+            code, msg, res = item_result(lambda: self._verify(q.request, c))
+            yield m.StreamVerifyPinResponse(correlation_id=q.correlation_id, code=code, message=msg, response=res)
+
+    def _verify(self, r: m.VerifyPinRequest, c: Caller) -> m.VerifyPinResponse:
         which = r.WhichOneof("check")
         check: uc.PinCheck
         if which == "stored":

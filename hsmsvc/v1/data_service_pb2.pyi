@@ -100,3 +100,23 @@ class EncryptBatchResponse(_message.Message):
     errors: _containers.RepeatedCompositeFieldContainer[_types_pb2.ItemError]
     key_version: int
     def __init__(self, ciphertexts: _Optional[_Iterable[bytes]] = ..., ivs: _Optional[_Iterable[bytes]] = ..., errors: _Optional[_Iterable[_Union[_types_pb2.ItemError, _Mapping]]] = ..., key_version: _Optional[int] = ...) -> None: ...
+
+class StreamEncryptRequest(_message.Message):
+    __slots__ = ("correlation_id", "request")
+    CORRELATION_ID_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_FIELD_NUMBER: _ClassVar[int]
+    correlation_id: int
+    request: EncryptRequest
+    def __init__(self, correlation_id: _Optional[int] = ..., request: _Optional[_Union[EncryptRequest, _Mapping]] = ...) -> None: ...
+
+class StreamEncryptResponse(_message.Message):
+    __slots__ = ("correlation_id", "code", "message", "response")
+    CORRELATION_ID_FIELD_NUMBER: _ClassVar[int]
+    CODE_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    RESPONSE_FIELD_NUMBER: _ClassVar[int]
+    correlation_id: int
+    code: int
+    message: str
+    response: EncryptResponse
+    def __init__(self, correlation_id: _Optional[int] = ..., code: _Optional[int] = ..., message: _Optional[str] = ..., response: _Optional[_Union[EncryptResponse, _Mapping]] = ...) -> None: ...

@@ -55,6 +55,11 @@ class DataServiceStub:
                 request_serializer=hsmsvc_dot_v1_dot_data__service__pb2.EncryptBatchRequest.SerializeToString,
                 response_deserializer=hsmsvc_dot_v1_dot_data__service__pb2.EncryptBatchResponse.FromString,
                 _registered_method=True)
+        self.StreamEncrypt = channel.stream_stream(
+                '/hsmsvc.v1.DataService/StreamEncrypt',
+                request_serializer=hsmsvc_dot_v1_dot_data__service__pb2.StreamEncryptRequest.SerializeToString,
+                response_deserializer=hsmsvc_dot_v1_dot_data__service__pb2.StreamEncryptResponse.FromString,
+                _registered_method=True)
 
 
 class DataServiceServicer:
@@ -87,6 +92,13 @@ class DataServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def StreamEncrypt(self, request_iterator, context):
+        """StreamEncrypt enciphers fields for a front-end multiplexing many tellers on one connection.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_DataServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -109,6 +121,11 @@ def add_DataServiceServicer_to_server(servicer, server):
                     servicer.EncryptBatch,
                     request_deserializer=hsmsvc_dot_v1_dot_data__service__pb2.EncryptBatchRequest.FromString,
                     response_serializer=hsmsvc_dot_v1_dot_data__service__pb2.EncryptBatchResponse.SerializeToString,
+            ),
+            'StreamEncrypt': grpc.stream_stream_rpc_method_handler(
+                    servicer.StreamEncrypt,
+                    request_deserializer=hsmsvc_dot_v1_dot_data__service__pb2.StreamEncryptRequest.FromString,
+                    response_serializer=hsmsvc_dot_v1_dot_data__service__pb2.StreamEncryptResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -220,6 +237,33 @@ class DataService:
             '/hsmsvc.v1.DataService/EncryptBatch',
             hsmsvc_dot_v1_dot_data__service__pb2.EncryptBatchRequest.SerializeToString,
             hsmsvc_dot_v1_dot_data__service__pb2.EncryptBatchResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def StreamEncrypt(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_stream(
+            request_iterator,
+            target,
+            '/hsmsvc.v1.DataService/StreamEncrypt',
+            hsmsvc_dot_v1_dot_data__service__pb2.StreamEncryptRequest.SerializeToString,
+            hsmsvc_dot_v1_dot_data__service__pb2.StreamEncryptResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -116,3 +116,23 @@ class StreamGenerateMacResponse(_message.Message):
     message: str
     response: GenerateMacResponse
     def __init__(self, correlation_id: _Optional[int] = ..., code: _Optional[int] = ..., message: _Optional[str] = ..., response: _Optional[_Union[GenerateMacResponse, _Mapping]] = ...) -> None: ...
+
+class StreamVerifyMacRequest(_message.Message):
+    __slots__ = ("correlation_id", "request")
+    CORRELATION_ID_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_FIELD_NUMBER: _ClassVar[int]
+    correlation_id: int
+    request: VerifyMacRequest
+    def __init__(self, correlation_id: _Optional[int] = ..., request: _Optional[_Union[VerifyMacRequest, _Mapping]] = ...) -> None: ...
+
+class StreamVerifyMacResponse(_message.Message):
+    __slots__ = ("correlation_id", "code", "message", "response")
+    CORRELATION_ID_FIELD_NUMBER: _ClassVar[int]
+    CODE_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    RESPONSE_FIELD_NUMBER: _ClassVar[int]
+    correlation_id: int
+    code: int
+    message: str
+    response: VerifyMacResponse
+    def __init__(self, correlation_id: _Optional[int] = ..., code: _Optional[int] = ..., message: _Optional[str] = ..., response: _Optional[_Union[VerifyMacResponse, _Mapping]] = ...) -> None: ...

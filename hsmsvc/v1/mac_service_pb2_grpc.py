@@ -60,6 +60,11 @@ class MacServiceStub:
                 request_serializer=hsmsvc_dot_v1_dot_mac__service__pb2.StreamGenerateMacRequest.SerializeToString,
                 response_deserializer=hsmsvc_dot_v1_dot_mac__service__pb2.StreamGenerateMacResponse.FromString,
                 _registered_method=True)
+        self.StreamVerifyMac = channel.stream_stream(
+                '/hsmsvc.v1.MacService/StreamVerifyMac',
+                request_serializer=hsmsvc_dot_v1_dot_mac__service__pb2.StreamVerifyMacRequest.SerializeToString,
+                response_deserializer=hsmsvc_dot_v1_dot_mac__service__pb2.StreamVerifyMacResponse.FromString,
+                _registered_method=True)
 
 
 class MacServiceServicer:
@@ -98,6 +103,13 @@ class MacServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def StreamVerifyMac(self, request_iterator, context):
+        """StreamVerifyMac checks MACs for a front-end multiplexing many tellers on one connection.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_MacServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -125,6 +137,11 @@ def add_MacServiceServicer_to_server(servicer, server):
                     servicer.StreamGenerateMac,
                     request_deserializer=hsmsvc_dot_v1_dot_mac__service__pb2.StreamGenerateMacRequest.FromString,
                     response_serializer=hsmsvc_dot_v1_dot_mac__service__pb2.StreamGenerateMacResponse.SerializeToString,
+            ),
+            'StreamVerifyMac': grpc.stream_stream_rpc_method_handler(
+                    servicer.StreamVerifyMac,
+                    request_deserializer=hsmsvc_dot_v1_dot_mac__service__pb2.StreamVerifyMacRequest.FromString,
+                    response_serializer=hsmsvc_dot_v1_dot_mac__service__pb2.StreamVerifyMacResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -263,6 +280,33 @@ class MacService:
             '/hsmsvc.v1.MacService/StreamGenerateMac',
             hsmsvc_dot_v1_dot_mac__service__pb2.StreamGenerateMacRequest.SerializeToString,
             hsmsvc_dot_v1_dot_mac__service__pb2.StreamGenerateMacResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def StreamVerifyMac(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_stream(
+            request_iterator,
+            target,
+            '/hsmsvc.v1.MacService/StreamVerifyMac',
+            hsmsvc_dot_v1_dot_mac__service__pb2.StreamVerifyMacRequest.SerializeToString,
+            hsmsvc_dot_v1_dot_mac__service__pb2.StreamVerifyMacResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -314,3 +314,23 @@ class ReEncryptStoredPinsResponse(_message.Message):
     errors: _containers.RepeatedCompositeFieldContainer[_types_pb2.ItemError]
     psk_version: int
     def __init__(self, stored_pins: _Optional[bytes] = ..., errors: _Optional[_Iterable[_Union[_types_pb2.ItemError, _Mapping]]] = ..., psk_version: _Optional[int] = ...) -> None: ...
+
+class StreamVerifyPinRequest(_message.Message):
+    __slots__ = ("correlation_id", "request")
+    CORRELATION_ID_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_FIELD_NUMBER: _ClassVar[int]
+    correlation_id: int
+    request: VerifyPinRequest
+    def __init__(self, correlation_id: _Optional[int] = ..., request: _Optional[_Union[VerifyPinRequest, _Mapping]] = ...) -> None: ...
+
+class StreamVerifyPinResponse(_message.Message):
+    __slots__ = ("correlation_id", "code", "message", "response")
+    CORRELATION_ID_FIELD_NUMBER: _ClassVar[int]
+    CODE_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    RESPONSE_FIELD_NUMBER: _ClassVar[int]
+    correlation_id: int
+    code: int
+    message: str
+    response: VerifyPinResponse
+    def __init__(self, correlation_id: _Optional[int] = ..., code: _Optional[int] = ..., message: _Optional[str] = ..., response: _Optional[_Union[VerifyPinResponse, _Mapping]] = ...) -> None: ...

@@ -64,6 +64,11 @@ class PinServiceStub:
                 request_serializer=hsmsvc_dot_v1_dot_pin__service__pb2.VerifyPinBatchRequest.SerializeToString,
                 response_deserializer=hsmsvc_dot_v1_dot_pin__service__pb2.VerifyPinBatchResponse.FromString,
                 _registered_method=True)
+        self.StreamVerifyPin = channel.stream_stream(
+                '/hsmsvc.v1.PinService/StreamVerifyPin',
+                request_serializer=hsmsvc_dot_v1_dot_pin__service__pb2.StreamVerifyPinRequest.SerializeToString,
+                response_deserializer=hsmsvc_dot_v1_dot_pin__service__pb2.StreamVerifyPinResponse.FromString,
+                _registered_method=True)
         self.EncryptPinForStorage = channel.unary_unary(
                 '/hsmsvc.v1.PinService/EncryptPinForStorage',
                 request_serializer=hsmsvc_dot_v1_dot_pin__service__pb2.EncryptPinForStorageRequest.SerializeToString,
@@ -137,6 +142,13 @@ class PinServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def StreamVerifyPin(self, request_iterator, context):
+        """StreamVerifyPin checks PINs for a front-end multiplexing many tellers on one connection.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def EncryptPinForStorage(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
@@ -206,6 +218,11 @@ def add_PinServiceServicer_to_server(servicer, server):
                     servicer.VerifyPinBatch,
                     request_deserializer=hsmsvc_dot_v1_dot_pin__service__pb2.VerifyPinBatchRequest.FromString,
                     response_serializer=hsmsvc_dot_v1_dot_pin__service__pb2.VerifyPinBatchResponse.SerializeToString,
+            ),
+            'StreamVerifyPin': grpc.stream_stream_rpc_method_handler(
+                    servicer.StreamVerifyPin,
+                    request_deserializer=hsmsvc_dot_v1_dot_pin__service__pb2.StreamVerifyPinRequest.FromString,
+                    response_serializer=hsmsvc_dot_v1_dot_pin__service__pb2.StreamVerifyPinResponse.SerializeToString,
             ),
             'EncryptPinForStorage': grpc.unary_unary_rpc_method_handler(
                     servicer.EncryptPinForStorage,
@@ -378,6 +395,33 @@ class PinService:
             '/hsmsvc.v1.PinService/VerifyPinBatch',
             hsmsvc_dot_v1_dot_pin__service__pb2.VerifyPinBatchRequest.SerializeToString,
             hsmsvc_dot_v1_dot_pin__service__pb2.VerifyPinBatchResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def StreamVerifyPin(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_stream(
+            request_iterator,
+            target,
+            '/hsmsvc.v1.PinService/StreamVerifyPin',
+            hsmsvc_dot_v1_dot_pin__service__pb2.StreamVerifyPinRequest.SerializeToString,
+            hsmsvc_dot_v1_dot_pin__service__pb2.StreamVerifyPinResponse.FromString,
             options,
             channel_credentials,
             insecure,
