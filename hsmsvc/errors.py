@@ -18,6 +18,10 @@ class HsmsvcError(Exception):
         self.reason = reason or self.default_reason
         super().__init__(f"{field}: {self.reason}" if field else self.reason)
 
+    def __reduce__(self) -> tuple[type[HsmsvcError], tuple[str | None, str]]:
+        # Rebuilt from field and reason, not the joined message (a pool member's batch answer holds these).
+        return (type(self), (self.field, self.reason))
+
 
 class InvalidInput(HsmsvcError):
     """Malformed request data (INVALID_ARGUMENT)."""
@@ -36,6 +40,9 @@ class InvalidPinBlock(InvalidInput):
     def __init__(self) -> None:
         super().__init__("pin_block", self.default_reason)
 
+    def __reduce__(self) -> tuple[type[InvalidPinBlock], tuple[()]]:  # type: ignore[override]
+        return (InvalidPinBlock, ())
+
 
 class InvalidKeyBlock(InvalidInput):
     """A key block (TR-31) failed its MAC or a check after decryption.
@@ -47,6 +54,9 @@ class InvalidKeyBlock(InvalidInput):
 
     def __init__(self, reason: str = "") -> None:
         super().__init__("key_block", reason or self.default_reason)
+
+    def __reduce__(self) -> tuple[type[InvalidKeyBlock], tuple[str]]:  # type: ignore[override]
+        return (InvalidKeyBlock, (self.reason,))
 
 
 class VerificationFailed(HsmsvcError):

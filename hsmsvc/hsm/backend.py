@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from enum import unique
 from typing import Final, Mapping, Protocol, Sequence
 
-from hsmsvc.errors import InvalidInput, Unsupported
+from hsmsvc.errors import HsmsvcError, InvalidInput, Unsupported
 from hsmsvc.hsm import policy
 from hsmsvc.types import (
     Vocabulary,
@@ -323,6 +323,18 @@ class Backend(Protocol):
         dst_format: PinBlockFormat,
         pan: str | None,
     ) -> bytes: ...
+
+    def translate_pins(
+        self,
+        blocks: Sequence[bytes],
+        src: KeyCryptogram,
+        src_format: PinBlockFormat,
+        dst: KeyCryptogram,
+        dst_format: PinBlockFormat,
+        pans: Sequence[str | None],
+    ) -> list[bytes | HsmsvcError]:
+        """:meth:`translate_pin` for many blocks under one key pair: one result or error per block."""
+        ...
 
     def encrypt_pin_for_storage(
         self,

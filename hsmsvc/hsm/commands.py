@@ -414,6 +414,50 @@ class CommandBackend(ABC):
             d = self._use(dst, Operation.PIN_ENCRYPT)
             return pinblock.encipher(dst_format, d, pin, pan)
 
+    def translate_pins(
+        self,
+        blocks: Sequence[bytes],
+        src: KeyCryptogram,
+        src_format: PinBlockFormat,
+        dst: KeyCryptogram,
+        dst_format: PinBlockFormat,
+        pans: Sequence[str | None],
+    ) -> list[bytes | HsmsvcError]:
+        """Many blocks under one key pair (ISO 9564-1 clause 9.3 each).
+
+        Format 0 to format 0 between two TDES keys takes the vectorised path:
+        the plain block does not change when the PAN does not, so it is one
+        ECB decipherment of the whole run, one check and one encipherment.
+        Every other case, or a run with a malformed item, goes block by block.
+        A block that fails any check is ``InvalidPinBlock``, as for one block.
+        """
+        if len(blocks) != len(pans):
+            raise InvalidInput("pans", "one per PIN block")
+        fast = (src_format is dst_format is PinBlockFormat.ISO_0 and src.spec.algorithm.is_tdes
+                and dst.spec.algorithm.is_tdes and all(isinstance(b, bytes) and len(b) == 8 for b in blocks)
+                and all(isinstance(p, str) for p in pans))
+        if fast and blocks:
+            self._capabilities.require(Command.TRANSLATE_PIN)
+            if PinBlockFormat.ISO_0 not in self._capabilities.pin_formats:
+                raise Unsupported("source_format", "ISO_0 is not supported by this backend")
+            try:
+                with self._guard():
+                    s = self._use(src, Operation.PIN_DECRYPT)
+                    d = self._use(dst, Operation.PIN_ENCRYPT)
+                    plain = s.decrypt(b"".join(blocks))
+                    good = pinblock.check_iso0_blocks(plain, pans)  # type: ignore[arg-type]
+                    out = struct.unpack("8s" * len(blocks), d.encrypt(plain))
+                return [o if g else InvalidPinBlock() for o, g in zip(out, good)]
+            except InvalidInput:
+                pass  # a malformed PAN somewhere: the per-block path names the item
+        results: list[bytes | HsmsvcError] = []
+        for block, pan in zip(blocks, pans):
+            try:
+                results.append(self.translate_pin(block, src, src_format, dst, dst_format, pan))
+            except (InvalidPinBlock, InvalidInput) as e:
+                results.append(e)
+        return results
+
     def _store(self, psk: LoadedKey, pin: str, account: str) -> StoredPin:
         if psk.spec.usage is KeyUsage.PIN_ENCRYPTION:
             fmt = _storage_format(psk)

@@ -315,6 +315,17 @@ class Pool:
     ) -> bytes:
         return self._call("translate_pin", block, src, src_format, dst, dst_format, pan)  # type: ignore[no-any-return]
 
+    def translate_pins(
+        self,
+        blocks: Sequence[bytes],
+        src: KeyCryptogram,
+        src_format: PinBlockFormat,
+        dst: KeyCryptogram,
+        dst_format: PinBlockFormat,
+        pans: Sequence[str | None],
+    ) -> list[bytes | HsmsvcError]:
+        return self._call("translate_pins", blocks, src, src_format, dst, dst_format, pans)  # type: ignore[no-any-return]
+
     def encrypt_pin_for_storage(
         self, block: bytes, key: PinKey, fmt: PinBlockFormat, pan: str | None,
         psk: KeyCryptogram, account: str,

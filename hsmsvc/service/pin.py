@@ -152,16 +152,11 @@ def translate_pin_batch(
     src = s.key(caller, source, Operation.PIN_DECRYPT, "source_key")
     dst = s.key(caller, destination, Operation.PIN_ENCRYPT, "destination_key")
     AttemptGuard(s, caller, None).check_principal()
-    out: list[bytes | HsmsvcError] = []
-    for block, pan in zip(pin_blocks, pans):
-        try:
-            out.append(s.backend.translate_pin(
-                block, src.cryptogram, source_format, dst.cryptogram, destination_format, pan))
-        except InvalidPinBlock as e:
+    out = s.backend.translate_pins(pin_blocks, src.cryptogram, source_format, dst.cryptogram,
+                                   destination_format, pans)
+    for r, pan in zip(out, pans):
+        if isinstance(r, InvalidPinBlock):
             AttemptGuard(s, caller, pan).failed(src.key_id, src.version, "translate")
-            out.append(e)
-        except InvalidInput as e:
-            out.append(e)
     n = sum(1 for r in out if isinstance(r, bytes))
     s.observer.key_used(src, n)
     s.observer.key_used(dst, n)
