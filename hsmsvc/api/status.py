@@ -150,7 +150,12 @@ def stream_rpc(
                 self.observed.record(method, code.name, elapsed)
                 log.info("stream", extra={"method": method, "principal": principal_name, "code": code.name,
                                           "ms": round(elapsed * 1000, 3)})
-                REQUEST_ID.reset(token)
+                try:
+                    REQUEST_ID.reset(token)
+                except ValueError:
+                    # A client that goes away mid-stream has the generator closed from
+                    # another context: there is nothing of this stream's to restore.
+                    pass
 
         handler.__name__ = fn.__name__
         return handler

@@ -367,3 +367,49 @@ def test_verify_pin_batch_against_stored_digests(core: Client, keys: dict[str, b
         stored_pins=stored))
     assert list(r.verified) == [True, False, False]
     assert [(e.index, e.message) for e in r.errors] == [(2, "pin_block: PIN block invalid")]
+
+
+def test_verify_pin_mac_and_encrypt_streams_answer_in_band(core: Client, keys: dict[str, bytes]) -> None:
+    from hsmsvc.v1 import data_service_pb2 as data_pb
+    from hsmsvc.v1 import mac_service_pb2 as mac_pb
+
+    ch = core._channels[0]
+    account = "6222020200112233446"
+    block = ind.tdes_ecb(keys["zpk1"], ind.iso0("246810", PAN))
+    stored = core.pins.EncryptPinForStorage(pin_pb.EncryptPinForStorageRequest(
+        key=pb.KeyRef(key_id="zpk1"), format=pb.PIN_BLOCK_FORMAT_ISO_0, pin_block=block, pan=PAN,
+        psk=pb.KeyRef(key_id="psk-digest"), account=account)).stored_pin
+    check = pin_pb.StoredPinCheck(psk=pb.KeyRef(key_id="psk-digest"), account=account,
+                                  method=pb.STORED_PIN_METHOD_DIGEST, stored_pin=stored)
+    pins = [pin_pb.StreamVerifyPinRequest(correlation_id=i, request=pin_pb.VerifyPinRequest(
+        key=pb.KeyRef(key_id="zpk1"), format=pb.PIN_BLOCK_FORMAT_ISO_0, pan=PAN, stored=check,
+        pin_block=block if i != 2 else ind.tdes_ecb(keys["zpk1"], ind.iso0("246811", PAN)))) for i in range(3)]
+    call = ch.stream_stream("/hsmsvc.v1.PinService/StreamVerifyPin",
+                            request_serializer=pin_pb.StreamVerifyPinRequest.SerializeToString,
+                            response_deserializer=pin_pb.StreamVerifyPinResponse.FromString)
+    got = {a.correlation_id: (a.code, a.response.verified) for a in call(iter(pins), timeout=10)}
+    assert got == {0: (0, True), 1: (0, True), 2: (0, False)}
+
+    msg = b"0200 stream me"
+    tag = ind.retail_mac(keys["mak-x919"], msg)
+    macs = [mac_pb.StreamVerifyMacRequest(correlation_id=i, request=mac_pb.VerifyMacRequest(
+        key=pb.KeyRef(key_id="mak-x919" if i != 1 else "zpk1"), algorithm=pb.MAC_ALGORITHM_ISO9797_ALG3,
+        padding=pb.MAC_PADDING_METHOD_1, data=msg, mac=tag if i != 2 else bytes(8))) for i in range(3)]
+    call = ch.stream_stream("/hsmsvc.v1.MacService/StreamVerifyMac",
+                            request_serializer=mac_pb.StreamVerifyMacRequest.SerializeToString,
+                            response_deserializer=mac_pb.StreamVerifyMacResponse.FromString)
+    got2 = {a.correlation_id: (a.code, a.response.verified) for a in call(iter(macs), timeout=10)}
+    # A ZPK is no MAC key: that item alone fails, the stream goes on.
+    assert got2 == {0: (0, True), 1: (grpc.StatusCode.FAILED_PRECONDITION.value[0], False), 2: (0, False)}
+
+    fields = [data_pb.StreamEncryptRequest(correlation_id=i, request=data_pb.EncryptRequest(
+        key=pb.KeyRef(key_id="dek"), cipher=data_pb.FieldCipher(mode=pb.CIPHER_MODE_GCM,
+                                                                padding=pb.DATA_PADDING_NONE),
+        plaintext=f"amount={i}".encode())) for i in range(3)]
+    call = ch.stream_stream("/hsmsvc.v1.DataService/StreamEncrypt",
+                            request_serializer=data_pb.StreamEncryptRequest.SerializeToString,
+                            response_deserializer=data_pb.StreamEncryptResponse.FromString)
+    answers = list(call(iter(fields), timeout=10))
+    assert [a.code for a in answers] == [0, 0, 0]
+    for a in answers:
+        assert core.decrypt("dek", a.response.ciphertext, a.response.iv) == f"amount={a.correlation_id}".encode()

@@ -1,0 +1,61 @@
+"""`hsmsvc bench` end to end: a real server, a real echo server and h2load, in a short run."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _h2load() -> None:
+    if shutil.which("h2load"):
+        return
+    if os.environ.get("CI") == "true":
+        pytest.fail("h2load missing under CI (apt-get install nghttp2-client; .ci/run does this)")
+    pytest.skip("h2load missing: apt-get install nghttp2-client")
+
+
+def test_bench_reports_every_form_against_echo(tmp_path: Path) -> None:
+    _h2load()
+    out = tmp_path / "report"
+    r = subprocess.run(
+        [sys.executable, "-m", "hsmsvc", "bench", "--out", str(out), "--ops", "TranslatePin,VerifyMac,VerifyPin",
+         "--forms", "unary,stream,batch", "--concurrency", "1,8", "--stream-concurrency", "2",
+         "--batch-concurrency", "2", "--stream-messages", "20", "--batch-size", "50",
+         "--duration", "0.6", "--warm-up", "0.2", "--workers", "2"],
+        capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert r.returncode == 0, r.stdout + r.stderr
+    doc = json.loads((out / "report.json").read_text())
+    rows = doc["results"]
+    assert {(x["operation"], x["form"]) for x in rows} == {
+        (op, f) for op in ("TranslatePin", "VerifyMac", "VerifyPin") for f in ("unary", "stream", "batch")}
+    for x in rows:
+        assert x["errors"] == 0 and x["rate"] > 0 and x["echo"]["rate"] > 0, x
+        assert x["ratio"] == pytest.approx(x["rate"] / x["echo"]["rate"], rel=0.01)
+        assert 0 < x["p50_ms"] <= x["p95_ms"] <= x["p99_ms"] <= x["max_ms"]
+        # The server's own count agrees that every request answered OK.
+        assert x["server_ok"] >= x["requests"] > 0
+        s = x["server"]
+        assert s["cpu_cores"] > 0 and s["rss_mb"] > 10 and s["connections"] >= 1 and s["file_handles"] > 0
+    assert {x["concurrency"] for x in rows if x["form"] == "unary"} == {1, 8}
+    batch = next(x for x in rows if x["form"] == "batch")
+    assert batch["rate"] == pytest.approx(batch["requests_per_second"] * 50, rel=0.01)
+    assert doc["settings"]["workers"] == 2 and "ZPK" in doc["settings"]["rotation"]
+    md = (out / "report.md").read_text()
+    assert "| TranslatePin | unary | 8 |" in md and "Rotation: " in md and "latency.png" in md
+    assert (out / "latency.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # The bench's keys never reach its report or the server's log in clear.
+    assert "Traceback" not in (out / "server.log").read_text()
+
+
+def test_bench_refuses_bad_arguments(tmp_path: Path) -> None:
+    r = subprocess.run([sys.executable, "-m", "hsmsvc", "bench", "--ops", "Nope"], capture_output=True, text=True,
+                       cwd=ROOT, timeout=60)
+    assert r.returncode == 2 and "unknown 'nope'" in r.stderr

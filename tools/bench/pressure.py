@@ -1,0 +1,315 @@
+"""``hsmsvc bench``: the pre-go-live pressure test (bank test plan 000, clause 7.1.5).
+
+It starts a real hsmsvc server (soft or SoftHSM backend, N worker processes)
+on a throw-away LMK and key store, and a bare gRPC echo server with the same
+worker count. For each operation, form and concurrency it drives first hsmsvc,
+then echo, with h2load and the same prepared body, and reports hsmsvc's rate as
+a ratio of echo's measured in the same run, with latency percentiles, errors and
+the server's CPU, memory, connections and file handles. Writes ``report.json``,
+``report.md`` and ``latency.png`` to ``--out``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import platform
+import secrets
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import grpc
+
+from tools.bench import echo, h2load, report
+from tools.bench.probe import Probe
+from tools.bench.workload import Body, Form, Keys, Op, body, make_keys, storage_request
+
+__all__ = ["add_arguments", "run"]
+
+_PASSPHRASE_ENV = "HSMSVC_BENCH_PASSPHRASE"
+_PIN_ENV = "HSMSVC_BENCH_TOKEN_PIN"
+_SOFTHSM = "/usr/lib/softhsm/libsofthsm2.so"
+_ROTATION = {"TPK": (43200, 2500), "ZPK": (43200, 1_000_000), "MAK": (43200, 1_000_000), "DEK": (43200, 1_000_000)}
+
+
+def _ints(text: str) -> list[int]:
+    try:
+        out = [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError("comma-separated integers") from None
+    if not out or any(x < 1 for x in out):
+        raise argparse.ArgumentTypeError("positive integers")
+    return out
+
+
+def _names(kind: type[Op] | type[Form]) -> Any:
+    def parse(text: str) -> list[Any]:
+        by = {m.value.lower(): m for m in kind}
+        try:
+            return [by[x.strip().lower()] for x in text.split(",") if x.strip()]
+        except KeyError as e:
+            raise argparse.ArgumentTypeError(f"unknown {e.args[0]!r}; one of {', '.join(by)}") from None
+    return parse
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--out", default="bench-report", help="directory for report.json, report.md, latency.png")
+    p.add_argument("--ops", type=_names(Op), default=list(Op),
+                   help="TranslatePin,VerifyPin,GenerateMac,VerifyMac,Encrypt (default all)")
+    p.add_argument("--forms", type=_names(Form), default=list(Form), help="unary,stream,batch (default all)")
+    p.add_argument("--concurrency", type=_ints, default=[1, 8, 64], help="unary calls in flight (default 1,8,64)")
+    p.add_argument("--stream-concurrency", type=_ints, default=[4], help="bidi streams in flight (default 4)")
+    p.add_argument("--batch-concurrency", type=_ints, default=[4], help="batch calls in flight (default 4)")
+    p.add_argument("--stream-messages", type=int, default=200, help="messages per bidi stream (default 200)")
+    p.add_argument("--batch-size", type=int, default=1000, help="items per batch call (default 1000)")
+    p.add_argument("--duration", type=float, default=5.0, help="seconds measured per run (default 5)")
+    p.add_argument("--warm-up", type=float, default=1.0, help="seconds of load before measuring (default 1)")
+    p.add_argument("--workers", type=int, default=1, help="server processes, for hsmsvc and echo alike (default 1)")
+    p.add_argument("--backend", choices=("soft", "softhsm"), default="soft",
+                   help="soft (default) or a SoftHSM2 token made for the run (TranslatePin only)")
+    p.add_argument("--log-level", default="INFO", help="the server's log level (default INFO: one line per call)")
+
+
+class _Server:
+    """A subprocess that writes a ready file; stopped with SIGTERM."""
+
+    def __init__(self, cmd: list[str], ready: Path, log: Path, env: dict[str, str]) -> None:
+        self.log = log
+        with open(log, "wb") as f:
+            self.proc = subprocess.Popen(cmd, stdout=f, stderr=subprocess.STDOUT, env=env,
+                                         cwd=str(Path(__file__).resolve().parents[2]))
+        deadline = time.monotonic() + 90
+        while not ready.exists():
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError(f"server did not start; see {log}:\n{log.read_text()[-2000:]}")
+            time.sleep(0.05)
+        self.info = json.loads(ready.read_text())
+        self.port = int(self.info["port"])
+        workers = self.info.get("workers") or [self.info]
+        self.pids = [int(w["pid"]) if isinstance(w, dict) else int(w) for w in workers]
+        if self.info["pid"] not in self.pids:
+            self.pids.append(int(self.info["pid"]))
+        self.metrics_ports = [int(w["metrics_port"]) for w in workers if isinstance(w, dict) and w.get("metrics_port")]
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+    def calls(self) -> Counter[tuple[str, str]]:
+        """Calls so far by (method, code), summed over the workers' metrics endpoints."""
+        out: Counter[tuple[str, str]] = Counter()
+        for port in self.metrics_ports:
+            text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10).read().decode()
+            for line in text.splitlines():
+                if line.startswith("hsmsvc_rpc_calls_total{"):
+                    labels, value = line.rsplit(" ", 1)
+                    d = dict(kv.split("=", 1) for kv in labels[len("hsmsvc_rpc_calls_total{"):-1].split(","))
+                    out[(d["method"].strip('"'), d["code"].strip('"'))] += int(float(value))
+        return out
+
+
+def _lmk_and_keys(work: Path, backend_kind: str, env: dict[str, str]) -> tuple[str, Keys]:
+    """A throw-away LMK and store with the bench's keys; returns the [backend] TOML table and the keys."""
+    from hsmsvc.hsm.config import Pkcs11Config, SecretSource, SoftConfig, build
+    from hsmsvc.keys.store import KeyStore
+
+    store_url = f"sqlite:///{work / 'keys.db'}"
+    if backend_kind == "soft":
+        sealed = work / "lmk.sealed"
+        subprocess.run([sys.executable, "-m", "hsmsvc", "lmk", "init", "--sealed", str(sealed),
+                        "--passphrase-env", _PASSPHRASE_ENV, "--scrypt-log2-n", "14"],
+                       env=env, check=True, capture_output=True)
+        cfg: Any = SoftConfig(str(sealed), SecretSource(env=_PASSPHRASE_ENV))
+        table = f'kind = "soft"\nsealed_lmk = "{sealed}"\npassphrase_env = "{_PASSPHRASE_ENV}"\n'
+    else:
+        if not Path(_SOFTHSM).exists() or shutil.which("softhsm2-util") is None:
+            raise SystemExit("hsmsvc bench: --backend softhsm needs SoftHSM2 (apt-get install softhsm2)")
+        from hsmsvc.hsm.pkcs11.backend import provision_lmk
+
+        (work / "tokens").mkdir()
+        conf = work / "softhsm2.conf"
+        conf.write_text(f"directories.tokendir = {work}/tokens\nobjectstore.backend = file\nlog.level = ERROR\n")
+        env["SOFTHSM2_CONF"] = os.environ["SOFTHSM2_CONF"] = str(conf)
+        pin = env[_PIN_ENV] = os.environ[_PIN_ENV] = secrets.token_hex(4)
+        subprocess.run(["softhsm2-util", "--init-token", "--free", "--label", "bench", "--pin", pin,
+                        "--so-pin", secrets.token_hex(4)], check=True, capture_output=True)
+        provision_lmk(_SOFTHSM, "bench", pin, [secrets.token_bytes(32), secrets.token_bytes(32)])
+        cfg = Pkcs11Config(_SOFTHSM, "bench", SecretSource(env=_PIN_ENV))
+        table = f'kind = "pkcs11"\nmodule = "{_SOFTHSM}"\ntoken_label = "bench"\npin_env = "{_PIN_ENV}"\n'
+    backend = build(cfg)
+    try:
+        store = KeyStore(store_url, backend)
+        store.migrate()
+        keys = make_keys(store, backend, full=backend_kind == "soft")
+        store.close()
+    finally:
+        backend.close()
+    return table, keys
+
+
+def _config(work: Path, backend_table: str, workers: int, log_level: str) -> Path:
+    rotation = "".join(f"\n[rotation.{t}]\nmax_age_seconds = {age}\nmax_uses = {uses}\n"
+                       for t, (age, uses) in _ROTATION.items())
+    path = work / "hsmsvc.toml"
+    path.write_text(
+        f'listen = "127.0.0.1:0"\nmetrics_listen = "127.0.0.1:0"\nstore = "sqlite:///{work / "keys.db"}"\n'
+        f'insecure_dev = true\nworkers = {workers}\nlog_level = "{log_level}"\n\n[backend]\n{backend_table}'
+        f"\n[attempts]\nper_pan = 3\nper_principal = 1000000\n{rotation}")
+    return path
+
+
+def _messages(data: bytes) -> list[bytes]:
+    out, i = [], 0
+    while i + 5 <= len(data):
+        n = int.from_bytes(data[i + 1:i + 5], "big")
+        out.append(data[i + 5:i + 5 + n])
+        i += 5 + n
+    return out
+
+
+def _call(port: int, path: str, data: bytes, stream: bool) -> bytes:
+    """One real gRPC call with the prepared body; the response's messages, framed again."""
+    with grpc.insecure_channel(f"127.0.0.1:{port}") as ch:
+        if stream:
+            answers = list(ch.stream_stream(path)(iter(_messages(data)), timeout=30))
+        else:
+            answers = [ch.unary_unary(path)(_messages(data)[0], timeout=30)]
+    return b"".join(b"\0" + len(a).to_bytes(4, "big") + a for a in answers)
+
+
+def _one(b: Body, conc: int, hsm: _Server, ech: _Server, args: argparse.Namespace) -> dict[str, Any]:
+    why = b.check(_call(hsm.port, b.path, b.data, b.form is Form.STREAM))
+    if why is not None:
+        raise RuntimeError(f"{b.op.value} {b.form.value}: the server did not answer OK: {why}")
+    load = h2load.Load.of(conc)
+    method = b.path.rsplit("/", 2)[-2].rsplit(".", 1)[-1] + "." + b.path.rsplit("/", 1)[-1]
+    before = hsm.calls()
+    probe = Probe(hsm.pids, hsm.port)
+    probe.start()
+    res = h2load.run(f"http://127.0.0.1:{hsm.port}{b.path}", b.data, load, args.duration, args.warm_up)
+    usage = probe.stop()
+    after = hsm.calls()
+    delta = {code: after[(m, code)] - before[(m, code)] for (m, code) in after if m == method}
+    errors = sum(v for c, v in delta.items() if c != "OK") + res.failed
+    echo_path = echo.STREAM if b.form is Form.STREAM else echo.UNARY
+    eprobe = Probe(ech.pids, ech.port)
+    eprobe.start()
+    eres = h2load.run(f"http://127.0.0.1:{ech.port}{echo_path}", b.data, load, args.duration, args.warm_up)
+    eusage = eprobe.stop()
+    rate, erate = res.per_second * b.items, eres.per_second * b.items
+    row = {
+        "operation": b.op.value, "form": b.form.value, "method": method, "concurrency": load.in_flight,
+        "connections": load.connections, "items_per_request": b.items, "body_bytes": len(b.data),
+        "rate": round(rate, 1), "requests_per_second": round(res.per_second, 1),
+        "p50_ms": res.p50_ms, "p95_ms": res.p95_ms, "p99_ms": res.p99_ms, "max_ms": res.max_ms,
+        "requests": res.requests, "server_ok": delta.get("OK", 0), "errors": errors,
+        "server": dataclasses.asdict(usage),
+        "echo": {"rate": round(erate, 1), "p50_ms": eres.p50_ms, "p95_ms": eres.p95_ms, "p99_ms": eres.p99_ms,
+                 "errors": eres.failed, "server": dataclasses.asdict(eusage)},
+        "ratio": round(rate / erate, 3) if erate else None,
+    }
+    unit = {"unary": "calls/s", "stream": "msgs/s", "batch": "items/s"}[b.form.value]
+    print(f"  {b.op.value:<13} {b.form.value:<6} c={load.in_flight:<3} {rate:>11,.0f} {unit:<8} "
+          f"p50 {res.p50_ms:6.2f} p99 {res.p99_ms:7.2f} ms  errors {errors}  "
+          f"echo {erate:>11,.0f}  ratio {row['ratio']:.2f}  cpu {usage.cpu_cores:.2f}", flush=True)
+    return row
+
+
+def run(args: argparse.Namespace) -> int:
+    if not h2load.available():
+        print("hsmsvc bench: h2load not found (Debian: apt-get install nghttp2-client)", file=sys.stderr)
+        return 2
+    if not 1 <= args.workers <= 64 or args.duration <= 0 or args.stream_messages < 1 or args.batch_size < 1:
+        print("hsmsvc bench: --workers 1-64, --duration > 0, --stream-messages and --batch-size >= 1",
+              file=sys.stderr)
+        return 2
+    ops = args.ops if args.backend == "soft" else [o for o in args.ops if o is Op.TRANSLATE_PIN]
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    env = dict(os.environ)
+    env[_PASSPHRASE_ENV] = secrets.token_hex(16)
+    os.environ[_PASSPHRASE_ENV] = env[_PASSPHRASE_ENV]
+    root = str(Path(__file__).resolve().parents[2])
+    env["PYTHONPATH"] = root + os.pathsep + env.get("PYTHONPATH", "")
+    rows: list[dict[str, Any]] = []
+    with tempfile.TemporaryDirectory(prefix="hsmsvc-bench-") as tmp:
+        work = Path(tmp)
+        print(f"hsmsvc bench: {args.backend} backend, {args.workers} worker(s); preparing keys", flush=True)
+        table, keys = _lmk_and_keys(work, args.backend, env)
+        config = _config(work, table, args.workers, args.log_level)
+        hsm = _Server([sys.executable, "-m", "hsmsvc", "serve", "--config", str(config),
+                       "--ready-file", str(work / "ready.json")], work / "ready.json", out / "server.log", env)
+        try:
+            ech = _Server([sys.executable, "-m", "tools.bench.echo", "--workers", str(args.workers),
+                           "--ready-file", str(work / "echo.json")], work / "echo.json", out / "echo.log", env)
+            try:
+                if Op.VERIFY_PIN in ops:
+                    with grpc.insecure_channel(f"127.0.0.1:{hsm.port}") as ch:
+                        r = ch.unary_unary("/hsmsvc.v1.PinService/EncryptPinForStorage")(
+                            storage_request(keys).SerializeToString(), timeout=30)
+                    from hsmsvc.v1 import pin_service_pb2 as pm
+                    keys = dataclasses.replace(keys, stored_pin=pm.EncryptPinForStorageResponse.FromString(r).stored_pin)
+                for op in ops:
+                    for form in args.forms:
+                        levels = {Form.UNARY: args.concurrency, Form.STREAM: args.stream_concurrency,
+                                  Form.BATCH: args.batch_concurrency}[form]
+                        b = body(op, form, keys, args.stream_messages, args.batch_size)
+                        for conc in levels:
+                            rows.append(_one(b, conc, hsm, ech, args))
+            finally:
+                ech.stop()
+        finally:
+            hsm.stop()
+    doc = {
+        "tool": "hsmsvc bench",
+        "settings": {
+            "backend": args.backend, "workers": args.workers, "transport": "plaintext HTTP/2 (h2c) on loopback",
+            "duration_seconds": args.duration, "warm_up_seconds": args.warm_up,
+            "stream_messages": args.stream_messages, "batch_size": args.batch_size,
+            "server_log_level": args.log_level,
+            "rotation": {t: {"max_age_seconds": a, "max_uses": u} for t, (a, u) in _ROTATION.items()},
+            "rotation_note": "the bench's keys carry no per-key use limit, so no key rotates during a run",
+            "load_generator": _h2load_version(), "echo": "grpc.aio generic handlers, raw bytes, same worker count",
+        },
+        "machine": {"cpus": os.cpu_count(), "cpu": _cpu_model(), "python": platform.python_version(),
+                    "grpcio": grpc.__version__, "platform": platform.platform()},
+        "results": rows,
+    }
+    (out / "report.json").write_text(json.dumps(doc, indent=2))
+    (out / "report.md").write_text(report.markdown(doc))
+    report.plot(doc, out / "latency.png")
+    print(f"hsmsvc bench: wrote {out / 'report.json'}, {out / 'report.md'}, {out / 'latency.png'}")
+    return 1 if any(r["errors"] for r in rows) else 0
+
+
+def _h2load_version() -> str:
+    try:
+        return subprocess.run(["h2load", "--version"], capture_output=True, text=True).stdout.strip()
+    except OSError:
+        return "h2load"
+
+
+def _cpu_model() -> str:
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor()

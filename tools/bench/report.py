@@ -1,0 +1,77 @@
+"""The pressure test's Markdown report and latency-over-concurrency plot."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+__all__ = ["markdown", "plot"]
+
+_UNIT = {"unary": "calls/s", "stream": "msgs/s", "batch": "items/s"}
+
+
+def markdown(doc: dict[str, Any]) -> str:
+    s, m = doc["settings"], doc["machine"]
+    rot = ", ".join(f"{t} {v['max_age_seconds'] // 3600} h or {v['max_uses']:,} uses"
+                    for t, v in s["rotation"].items())
+    lines = [
+        "# hsmsvc pressure test",
+        "",
+        f"- Machine: {m['cpus']} CPUs ({m['cpu']}), Python {m['python']}, grpcio {m['grpcio']}",
+        f"- Server: {s['backend']} backend, {s['workers']} worker process(es), log level {s['server_log_level']}",
+        f"- Transport: {s['transport']}; load generator {s['load_generator']}",
+        f"- Each run: {s['warm_up_seconds']:g} s warm-up, then {s['duration_seconds']:g} s measured; "
+        f"streams carry {s['stream_messages']} messages, batches {s['batch_size']} items",
+        f"- Rotation: {rot} ({s['rotation_note']})",
+        f"- Baseline: {s['echo']}, driven in the same run with the same body and load",
+        "",
+        "Rate is calls/s (unary), messages/s (stream) or items/s (batch). Latency is per request: "
+        "a unary call, a whole stream, or a whole batch. Ratio is hsmsvc's rate over echo's.",
+        "",
+        "| operation | form | in flight | rate | p50 ms | p95 ms | p99 ms | errors | server CPU (cores) "
+        "| RSS MB | connections | file handles | echo rate | echo p50 ms | echo p99 ms | ratio |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in doc["results"]:
+        sv, e = r["server"], r["echo"]
+        lines.append(
+            f"| {r['operation']} | {r['form']} | {r['concurrency']} | {r['rate']:,.0f} {_UNIT[r['form']]} "
+            f"| {r['p50_ms']:.2f} | {r['p95_ms']:.2f} | {r['p99_ms']:.2f} | {r['errors']} | {sv['cpu_cores']:.2f} "
+            f"| {sv['rss_mb']:.0f} | {sv['connections']} | {sv['file_handles']} | {e['rate']:,.0f} "
+            f"| {e['p50_ms']:.2f} | {e['p99_ms']:.2f} | **{r['ratio']:.0%}** |")
+    lines += ["", "![latency over concurrency](latency.png)", ""]
+    return "\n".join(lines)
+
+
+def plot(doc: dict[str, Any], path: Path) -> None:
+    """p50 and p99 of each unary operation, and of echo, against calls in flight."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    unary = [r for r in doc["results"] if r["form"] == "unary"]
+    fig, ax = plt.subplots(figsize=(8, 5), dpi=100)
+    for op in dict.fromkeys(r["operation"] for r in unary):
+        rs = sorted((r for r in unary if r["operation"] == op), key=lambda r: r["concurrency"])
+        xs = [r["concurrency"] for r in rs]
+        line = ax.plot(xs, [r["p50_ms"] for r in rs], marker="o", label=f"{op} p50")[0]
+        ax.plot(xs, [r["p99_ms"] for r in rs], marker="^", linestyle="--", color=line.get_color(),
+                label=f"{op} p99")
+    if unary:
+        first = unary[0]["operation"]
+        rs = sorted((r for r in unary if r["operation"] == first), key=lambda r: r["concurrency"])
+        ax.plot([r["concurrency"] for r in rs], [r["echo"]["p50_ms"] for r in rs], color="black", marker="s",
+                label="echo p50")
+        ax.plot([r["concurrency"] for r in rs], [r["echo"]["p99_ms"] for r in rs], color="black",
+                linestyle="--", marker="s", label="echo p99")
+        ax.set_xscale("log", base=2)
+    ax.set_xlabel("unary calls in flight")
+    ax.set_ylabel("latency (ms)")
+    ax.set_title(f"hsmsvc unary latency, {doc['settings']['backend']} backend, "
+                 f"{doc['settings']['workers']} worker(s)")
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=7, ncol=2)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)

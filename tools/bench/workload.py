@@ -1,0 +1,290 @@
+"""The bench's keys and prepared request bodies, one per operation and form.
+
+Keys are formed from random components in a fresh store, so the bench knows
+their clear values and can build PIN blocks the server will accept. Nothing
+here is for production: the store and LMK are thrown away after the run.
+
+A body is what h2load sends as-is: gRPC length-prefixed messages. A unary or
+batch body holds one message; a stream body holds ``stream_messages`` of them,
+so one h2load request is one bidi stream of that many messages.
+"""
+
+from __future__ import annotations
+
+import secrets
+import struct
+from collections.abc import Callable
+from dataclasses import dataclass
+from enum import Enum
+from typing import Any
+
+from cryptography.hazmat.decrepit.ciphers.algorithms import TripleDES
+from cryptography.hazmat.primitives.ciphers import Cipher, modes
+
+from hsmsvc.crypto.pinblock import encode_iso0
+from hsmsvc.hsm.backend import Backend, KeySpec
+from hsmsvc.keys.hierarchy import KeyManager
+from hsmsvc.keys.store import KeyStore
+from hsmsvc.types import Algorithm, Exportability, KeyType, KeyUsage, ModeOfUse
+from hsmsvc.v1 import data_service_pb2 as dm
+from hsmsvc.v1 import mac_service_pb2 as mm
+from hsmsvc.v1 import pin_service_pb2 as pm
+from hsmsvc.v1 import types_pb2 as pb
+
+__all__ = ["Body", "Form", "Keys", "OPERATIONS", "Op", "body", "frame", "make_keys"]
+
+PIN = "4321"
+PAN = "6222020000000012"
+ZONE = "bench"
+
+
+class Form(Enum):
+    UNARY = "unary"
+    STREAM = "stream"
+    BATCH = "batch"
+
+
+class Op(Enum):
+    TRANSLATE_PIN = "TranslatePin"
+    VERIFY_PIN = "VerifyPin"
+    GENERATE_MAC = "GenerateMac"
+    VERIFY_MAC = "VerifyMac"
+    ENCRYPT = "Encrypt"
+
+
+OPERATIONS = tuple(Op)
+
+# (service, unary method, stream method, batch method)
+_PATHS: dict[Op, tuple[str, str, str, str]] = {
+    Op.TRANSLATE_PIN: ("PinService", "TranslatePin", "StreamTranslatePin", "TranslatePinBatch"),
+    Op.VERIFY_PIN: ("PinService", "VerifyPin", "StreamVerifyPin", "VerifyPinBatch"),
+    Op.GENERATE_MAC: ("MacService", "GenerateMac", "StreamGenerateMac", "GenerateMacBatch"),
+    Op.VERIFY_MAC: ("MacService", "VerifyMac", "StreamVerifyMac", "VerifyMacBatch"),
+    Op.ENCRYPT: ("DataService", "Encrypt", "StreamEncrypt", "EncryptBatch"),
+}
+
+
+@dataclass(frozen=True)
+class Keys:
+    """Clear values of the bench's keys (random, this run only) and a stored PIN under the PSK."""
+
+    zpk_in: bytes
+    zpk_out: bytes
+    mak: bytes
+    stored_pin: bytes = b""
+
+
+def _spec(key_id: str, kt: KeyType, alg: Algorithm, usage: KeyUsage, mode: ModeOfUse) -> KeySpec:
+    return KeySpec(key_id, 1, kt, alg, usage, mode, Exportability.NON_EXPORTABLE, ZONE)
+
+
+def _tdes_key() -> bytes:
+    # Two distinct halves with odd parity, as a key officer's components would give.
+    while True:
+        k = bytes((b & 0xFE) | (bin(b & 0xFE).count("1") + 1) % 2 for b in secrets.token_bytes(16))
+        if k[:8] != k[8:]:
+            return k
+
+
+def make_keys(store: KeyStore, backend: Backend, full: bool = True) -> Keys:
+    """Form the bench's keys from two components each; ``full=False`` forms the ZPKs only (SoftHSM)."""
+    km = KeyManager(store, backend, "bench")
+    B, C = ModeOfUse.ENCRYPT_DECRYPT, ModeOfUse.MAC_GENERATE_VERIFY
+    plan: list[tuple[KeySpec, bytes]] = [
+        (_spec("bench.zpk-in", KeyType.ZPK, Algorithm.TDES_2KEY, KeyUsage.PIN_ENCRYPTION, B), _tdes_key()),
+        (_spec("bench.zpk-out", KeyType.ZPK, Algorithm.TDES_2KEY, KeyUsage.PIN_ENCRYPTION, B), _tdes_key()),
+    ]
+    if full:
+        plan += [
+            (_spec("bench.mak", KeyType.MAK, Algorithm.TDES_2KEY, KeyUsage.MAC_ISO9797_ALG3, C), _tdes_key()),
+            (_spec("bench.psk", KeyType.PSK, Algorithm.TDES_2KEY, KeyUsage.PIN_ENCRYPTION, B), _tdes_key()),
+            (_spec("bench.dek", KeyType.DEK, Algorithm.AES_256, KeyUsage.DATA, B), secrets.token_bytes(32)),
+        ]
+    clear: dict[str, bytes] = {}
+    for spec, key in plan:
+        first = secrets.token_bytes(len(key))
+        km.form(spec, [first, bytes(a ^ b for a, b in zip(key, first))])
+        clear[spec.key_id] = key
+    return Keys(clear["bench.zpk-in"], clear["bench.zpk-out"], clear.get("bench.mak", b""))
+
+
+def frame(message: bytes) -> bytes:
+    """One gRPC length-prefixed message (uncompressed)."""
+    return b"\0" + struct.pack(">I", len(message)) + message
+
+
+def _ref(key_id: str) -> pb.KeyRef:
+    return pb.KeyRef(key_id=key_id)
+
+
+def pin_block(keys: Keys, pan: str = PAN) -> bytes:
+    k = keys.zpk_in + keys.zpk_in[:8]
+    return Cipher(TripleDES(k), modes.ECB()).encryptor().update(encode_iso0(PIN, pan))
+
+
+def storage_request(keys: Keys) -> pm.EncryptPinForStorageRequest:
+    """What the bench sends once to obtain the stored PIN that VerifyPin compares with."""
+    return pm.EncryptPinForStorageRequest(key=_ref("bench.zpk-in"), format=pb.PIN_BLOCK_FORMAT_ISO_0,
+                                          pin_block=pin_block(keys), pan=PAN, psk=_ref("bench.psk"), account=PAN)
+
+
+_MAC_DATA = b"0200 6222020000000012 000000010000 20261121093000 000123".ljust(64, b" ")
+_FIELD = b"6222020000000012|000000010000|20261121093000"
+
+
+def _translate(keys: Keys) -> pm.TranslatePinRequest:
+    return pm.TranslatePinRequest(
+        source_key=_ref("bench.zpk-in"), source_format=pb.PIN_BLOCK_FORMAT_ISO_0,
+        destination_key=_ref("bench.zpk-out"), destination_format=pb.PIN_BLOCK_FORMAT_ISO_0,
+        pin_block=pin_block(keys), pan=PAN)
+
+
+def _verify_pin(keys: Keys) -> pm.VerifyPinRequest:
+    return pm.VerifyPinRequest(
+        key=_ref("bench.zpk-in"), format=pb.PIN_BLOCK_FORMAT_ISO_0, pin_block=pin_block(keys), pan=PAN,
+        stored=pm.StoredPinCheck(psk=_ref("bench.psk"), account=PAN, method=pb.STORED_PIN_METHOD_ENCRYPTED,
+                                 stored_pin=keys.stored_pin))
+
+
+def _generate_mac() -> mm.GenerateMacRequest:
+    return mm.GenerateMacRequest(key=_ref("bench.mak"), algorithm=pb.MAC_ALGORITHM_ISO9797_ALG3,
+                                 padding=pb.MAC_PADDING_METHOD_1, data=_MAC_DATA)
+
+
+def _x919(keys: Keys, data: bytes) -> bytes:
+    """ISO 9797-1 MAC algorithm 3, padding method 1: the bench's own answer for VerifyMac."""
+    k1, k2 = keys.mak[:8], keys.mak[8:]
+    data = data + bytes(-len(data) % 8)
+    h = bytes(8)
+    des1 = Cipher(TripleDES(k1 * 3), modes.ECB()).encryptor()
+    for i in range(0, len(data), 8):
+        h = des1.update(bytes(a ^ b for a, b in zip(h, data[i:i + 8])))
+    h = Cipher(TripleDES(k2 * 3), modes.ECB()).decryptor().update(h)
+    return Cipher(TripleDES(k1 * 3), modes.ECB()).encryptor().update(h)
+
+
+def _verify_mac(keys: Keys) -> mm.VerifyMacRequest:
+    return mm.VerifyMacRequest(key=_ref("bench.mak"), algorithm=pb.MAC_ALGORITHM_ISO9797_ALG3,
+                               padding=pb.MAC_PADDING_METHOD_1, data=_MAC_DATA, mac=_x919(keys, _MAC_DATA))
+
+
+def _encrypt() -> dm.EncryptRequest:
+    return dm.EncryptRequest(key=_ref("bench.dek"),
+                             cipher=dm.FieldCipher(mode=pb.CIPHER_MODE_GCM, padding=pb.DATA_PADDING_NONE),
+                             plaintext=_FIELD)
+
+
+@dataclass(frozen=True)
+class Body:
+    """A prepared request: its path, its bytes, and how many operations one request carries."""
+
+    op: Op
+    form: Form
+    path: str
+    data: bytes
+    items: int
+    check: Callable[[bytes], str | None]
+    """Given the response's messages (framed, back to back), why it is not all OK, or None."""
+
+
+def _messages(data: bytes) -> list[bytes]:
+    out, i = [], 0
+    while i + 5 <= len(data):
+        n = struct.unpack(">I", data[i + 1:i + 5])[0]
+        out.append(data[i + 5:i + 5 + n])
+        i += 5 + n
+    return out
+
+
+def _unary_check(op: Op) -> Callable[[bytes], str | None]:
+    def check(data: bytes) -> str | None:
+        msgs = _messages(data)
+        if len(msgs) != 1:
+            return f"{len(msgs)} response messages"
+        if op is Op.VERIFY_PIN and not pm.VerifyPinResponse.FromString(msgs[0]).verified:
+            return "PIN did not verify"
+        if op is Op.VERIFY_MAC and not mm.VerifyMacResponse.FromString(msgs[0]).verified:
+            return "MAC did not verify"
+        return None
+    return check
+
+
+_STREAM_RESPONSE: dict[Op, Any] = {
+    Op.TRANSLATE_PIN: pm.StreamTranslatePinResponse, Op.VERIFY_PIN: pm.StreamVerifyPinResponse,
+    Op.GENERATE_MAC: mm.StreamGenerateMacResponse, Op.VERIFY_MAC: mm.StreamVerifyMacResponse,
+    Op.ENCRYPT: dm.StreamEncryptResponse,
+}
+_BATCH_RESPONSE: dict[Op, Any] = {
+    Op.TRANSLATE_PIN: pm.TranslatePinBatchResponse, Op.VERIFY_PIN: pm.VerifyPinBatchResponse,
+    Op.GENERATE_MAC: mm.GenerateMacBatchResponse, Op.VERIFY_MAC: mm.VerifyMacBatchResponse,
+    Op.ENCRYPT: dm.EncryptBatchResponse,
+}
+
+
+def _stream_check(op: Op, n: int) -> Callable[[bytes], str | None]:
+    def check(data: bytes) -> str | None:
+        msgs = [_STREAM_RESPONSE[op].FromString(m) for m in _messages(data)]
+        if len(msgs) != n:
+            return f"{len(msgs)} of {n} stream responses"
+        bad = [m for m in msgs if m.code != 0]
+        return f"{len(bad)} stream items failed: {bad[0].message}" if bad else None
+    return check
+
+
+def _batch_check(op: Op) -> Callable[[bytes], str | None]:
+    def check(data: bytes) -> str | None:
+        msgs = _messages(data)
+        if len(msgs) != 1:
+            return f"{len(msgs)} response messages"
+        r = _BATCH_RESPONSE[op].FromString(msgs[0])
+        if r.errors:
+            return f"{len(r.errors)} batch items failed: {r.errors[0].message}"
+        if hasattr(r, "verified") and not all(r.verified):
+            return "an item did not verify"
+        return None
+    return check
+
+
+def body(op: Op, form: Form, keys: Keys, stream_messages: int = 100, batch_size: int = 1000) -> Body:
+    """The request h2load sends for ``op`` in ``form``."""
+    service, unary, stream, batch = _PATHS[op]
+    single: Any = {
+        Op.TRANSLATE_PIN: lambda: _translate(keys), Op.VERIFY_PIN: lambda: _verify_pin(keys),
+        Op.GENERATE_MAC: _generate_mac, Op.VERIFY_MAC: lambda: _verify_mac(keys), Op.ENCRYPT: _encrypt,
+    }[op]()
+    if form is Form.UNARY:
+        return Body(op, form, f"/hsmsvc.v1.{service}/{unary}", frame(single.SerializeToString()), 1,
+                    _unary_check(op))
+    if form is Form.STREAM:
+        wrapper: Any = {Op.TRANSLATE_PIN: pm.StreamTranslatePinRequest, Op.VERIFY_PIN: pm.StreamVerifyPinRequest,
+                   Op.GENERATE_MAC: mm.StreamGenerateMacRequest, Op.VERIFY_MAC: mm.StreamVerifyMacRequest,
+                   Op.ENCRYPT: dm.StreamEncryptRequest}[op]
+        data = b"".join(frame(wrapper(correlation_id=i, request=single).SerializeToString())
+                        for i in range(1, stream_messages + 1))
+        return Body(op, form, f"/hsmsvc.v1.{service}/{stream}", data, stream_messages,
+                    _stream_check(op, stream_messages))
+    return Body(op, form, f"/hsmsvc.v1.{service}/{batch}",
+                frame(_batch(op, keys, batch_size).SerializeToString()), batch_size, _batch_check(op))
+
+
+def _batch(op: Op, keys: Keys, n: int) -> Any:
+    if op is Op.TRANSLATE_PIN:
+        r = _translate(keys)
+        return pm.TranslatePinBatchRequest(source_key=r.source_key, source_format=r.source_format,
+                                           destination_key=r.destination_key, destination_format=r.destination_format,
+                                           pin_blocks=r.pin_block * n, pans=[PAN] * n)
+    if op is Op.VERIFY_PIN:
+        return pm.VerifyPinBatchRequest(key=_ref("bench.zpk-in"), format=pb.PIN_BLOCK_FORMAT_ISO_0,
+                                        pin_blocks=pin_block(keys) * n, pans=[PAN] * n, psk=_ref("bench.psk"),
+                                        method=pb.STORED_PIN_METHOD_ENCRYPTED, accounts=[PAN] * n,
+                                        stored_pins=keys.stored_pin * n)
+    if op is Op.GENERATE_MAC:
+        g = _generate_mac()
+        return mm.GenerateMacBatchRequest(key=g.key, algorithm=g.algorithm, padding=g.padding,
+                                          messages=[g.data] * n)
+    if op is Op.VERIFY_MAC:
+        v = _verify_mac(keys)
+        return mm.VerifyMacBatchRequest(key=v.key, algorithm=v.algorithm, padding=v.padding,
+                                        messages=[v.data] * n, macs=[v.mac] * n)
+    e = _encrypt()
+    return dm.EncryptBatchRequest(key=e.key, cipher=e.cipher, plaintexts=[e.plaintext] * n)
