@@ -444,6 +444,7 @@ def _no_bench() -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
     parser = argparse.ArgumentParser(prog="hsmsvc", description=__doc__)
     parser.add_argument("--version", action="version", version=f"hsmsvc {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -496,7 +497,7 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("bench", help="pressure test: the real server against a bare gRPC echo, with h2load",
                        description="Run from a source checkout: the tool lives in tools/bench.")
     # Imported only for this command: it pulls in the request builders and h2load driver.
-    bench = _bench_module() if (sys.argv[1:] if argv is None else argv)[:1] == ["bench"] else None
+    bench = _bench_module() if argv[:1] == ["bench"] else None
     if bench is not None:
         bench.add_arguments(p)
         p.set_defaults(func=bench.run)
@@ -510,7 +511,7 @@ def main(argv: list[str] | None = None) -> int:
     p.set_defaults(func=_dev_seed)
 
     args = parser.parse_args(argv)
-    args.argv = list(sys.argv[1:] if argv is None else argv)
+    args.argv = argv
     try:
         rc: int = args.func(args)
     except HsmsvcError as e:

@@ -16,7 +16,6 @@ from typing import Final, Mapping, Protocol, Sequence
 from hsmsvc.errors import HsmsvcError, InvalidInput, Unsupported
 from hsmsvc.hsm import policy
 from hsmsvc.types import (
-    Vocabulary,
     Algorithm,
     CipherMode,
     DataPadding,
@@ -27,6 +26,7 @@ from hsmsvc.types import (
     ModeOfUse,
     Padding,
     PinBlockFormat,
+    Vocabulary,
 )
 
 __all__ = [

@@ -401,6 +401,13 @@ class CommandBackend(ABC):
         pan: str | None,
     ) -> bytes:
         """Decipher under ``src``, check, re-encipher under ``dst`` (ISO 9564-1 clause 9.3)."""
+        self._check_translation(src_format, dst_format)
+        with self._guard():
+            pin = self._pin(block, src, src_format, pan)
+            d = self._use(dst, Operation.PIN_ENCRYPT)
+            return pinblock.encipher(dst_format, d, pin, pan)
+
+    def _check_translation(self, src_format: PinBlockFormat, dst_format: PinBlockFormat) -> None:
         self._capabilities.require(Command.TRANSLATE_PIN)
         for f, name in ((src_format, "source_format"), (dst_format, "destination_format")):
             if f not in self._capabilities.pin_formats:
@@ -409,10 +416,6 @@ class CommandBackend(ABC):
                 raise InvalidInput(name, "format 2 is for offline IC card use only")
         if src_format.pan_bound and not dst_format.pan_bound:
             raise InvalidInput("destination_format", "a PAN-bound PIN block may not lose its PAN binding")
-        with self._guard():
-            pin = self._pin(block, src, src_format, pan)
-            d = self._use(dst, Operation.PIN_ENCRYPT)
-            return pinblock.encipher(dst_format, d, pin, pan)
 
     def translate_pins(
         self,
@@ -437,9 +440,7 @@ class CommandBackend(ABC):
                 and dst.spec.algorithm.is_tdes and all(isinstance(b, bytes) and len(b) == 8 for b in blocks)
                 and all(isinstance(p, str) for p in pans))
         if fast and blocks:
-            self._capabilities.require(Command.TRANSLATE_PIN)
-            if PinBlockFormat.ISO_0 not in self._capabilities.pin_formats:
-                raise Unsupported("source_format", "ISO_0 is not supported by this backend")
+            self._check_translation(src_format, dst_format)
             try:
                 with self._guard():
                     s = self._use(src, Operation.PIN_DECRYPT)

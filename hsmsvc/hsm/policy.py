@@ -16,7 +16,7 @@ from enum import unique
 from typing import Final, Mapping
 
 from hsmsvc.errors import InvalidInput, KeyUsageViolation
-from hsmsvc.types import Vocabulary, Algorithm, Exportability, KeyType, KeyUsage, MacAlgorithm, ModeOfUse
+from hsmsvc.types import Algorithm, Exportability, KeyType, KeyUsage, MacAlgorithm, ModeOfUse, Vocabulary
 
 __all__ = ["ALLOWED", "Operation", "USAGES", "check_binding", "check_decimalization_table", "require"]
 

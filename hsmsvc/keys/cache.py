@@ -86,10 +86,6 @@ class KeyCache:
                 if k.key_id == key_id and k.version == version and k.use_count < use_count:
                     e.key = dataclasses.replace(k, use_count=use_count)
 
-    def clear(self) -> None:
-        with self._lock:
-            self._drop()
-
     def _drop(self) -> None:
         self._entries.clear()
         self._epoch += 1

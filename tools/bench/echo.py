@@ -49,7 +49,8 @@ async def _serve(listen: str, reuse: bool, ready: str | None) -> None:
     port = server.add_insecure_port(listen)
     await server.start()
     if ready:
-        Path(ready + ".tmp").write_text(json.dumps({"port": port, "pid": os.getpid()}))
+        Path(ready + ".tmp").write_text(json.dumps({"port": port, "pid": os.getpid(),
+                                                    "workers": [{"pid": os.getpid()}]}))
         os.replace(ready + ".tmp", ready)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -85,9 +86,9 @@ def main(argv: list[str] | None = None) -> int:
     procs += [subprocess.Popen([*cmd, r, "--listen", f"{host}:{port}"], preexec_fn=_unblock) for r in readies[1:]]
     while not all(os.path.exists(r) for r in readies):
         time.sleep(0.02)
-    pids = [json.loads(Path(r).read_text())["pid"] for r in readies]
+    workers = [{"pid": json.loads(Path(r).read_text())["pid"]} for r in readies]
     if a.ready_file:
-        Path(a.ready_file + ".tmp").write_text(json.dumps({"port": port, "pid": os.getpid(), "workers": pids}))
+        Path(a.ready_file + ".tmp").write_text(json.dumps({"port": port, "pid": os.getpid(), "workers": workers}))
         os.replace(a.ready_file + ".tmp", a.ready_file)
     signal.sigwait({signal.SIGTERM, signal.SIGINT})
     for pr in procs:

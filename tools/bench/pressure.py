@@ -32,7 +32,7 @@ import grpc
 
 from tools.bench import echo, h2load, report
 from tools.bench.probe import Probe
-from tools.bench.workload import Body, Form, Keys, Op, body, make_keys, storage_request
+from tools.bench.workload import Body, Form, Keys, Op, body, make_keys, messages, storage_request
 
 __all__ = ["add_arguments", "run"]
 
@@ -96,11 +96,10 @@ class _Server:
             time.sleep(0.05)
         self.info = json.loads(ready.read_text())
         self.port = int(self.info["port"])
-        workers = self.info.get("workers") or [self.info]
-        self.pids = [int(w["pid"]) if isinstance(w, dict) else int(w) for w in workers]
-        if self.info["pid"] not in self.pids:
-            self.pids.append(int(self.info["pid"]))
-        self.metrics_ports = [int(w["metrics_port"]) for w in workers if isinstance(w, dict) and w.get("metrics_port")]
+        workers = self.info["workers"]
+        # The supervisor as well as its workers (one process when there is one worker).
+        self.pids = sorted({int(self.info["pid"]), *(int(w["pid"]) for w in workers)})
+        self.metrics_ports = [int(w["metrics_port"]) for w in workers if w.get("metrics_port")]
 
     def stop(self) -> None:
         if self.proc.poll() is None:
@@ -174,22 +173,13 @@ def _config(work: Path, backend_table: str, workers: int, log_level: str) -> Pat
     return path
 
 
-def _messages(data: bytes) -> list[bytes]:
-    out, i = [], 0
-    while i + 5 <= len(data):
-        n = int.from_bytes(data[i + 1:i + 5], "big")
-        out.append(data[i + 5:i + 5 + n])
-        i += 5 + n
-    return out
-
-
 def _call(port: int, path: str, data: bytes, stream: bool) -> bytes:
     """One real gRPC call with the prepared body; the response's messages, framed again."""
     with grpc.insecure_channel(f"127.0.0.1:{port}") as ch:
         if stream:
-            answers = list(ch.stream_stream(path)(iter(_messages(data)), timeout=30))
+            answers = list(ch.stream_stream(path)(iter(messages(data)), timeout=30))
         else:
-            answers = [ch.unary_unary(path)(_messages(data)[0], timeout=30)]
+            answers = [ch.unary_unary(path)(messages(data)[0], timeout=30)]
     return b"".join(b"\0" + len(a).to_bytes(4, "big") + a for a in answers)
 
 

@@ -18,20 +18,20 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Any
 
-from cryptography.hazmat.decrepit.ciphers.algorithms import TripleDES
-from cryptography.hazmat.primitives.ciphers import Cipher, modes
-
+from hsmsvc.crypto import components
+from hsmsvc.crypto._cipher import ecb_encrypt
+from hsmsvc.crypto.mac import generate_retail_mac
 from hsmsvc.crypto.pinblock import encode_iso0
 from hsmsvc.hsm.backend import Backend, KeySpec
 from hsmsvc.keys.hierarchy import KeyManager
 from hsmsvc.keys.store import KeyStore
-from hsmsvc.types import Algorithm, Exportability, KeyType, KeyUsage, ModeOfUse
+from hsmsvc.types import Algorithm, Exportability, KeyType, KeyUsage, ModeOfUse, Padding
 from hsmsvc.v1 import data_service_pb2 as dm
 from hsmsvc.v1 import mac_service_pb2 as mm
 from hsmsvc.v1 import pin_service_pb2 as pm
 from hsmsvc.v1 import types_pb2 as pb
 
-__all__ = ["Body", "Form", "Keys", "OPERATIONS", "Op", "body", "frame", "make_keys"]
+__all__ = ["Body", "Form", "Keys", "OPERATIONS", "Op", "body", "frame", "make_keys", "messages"]
 
 PIN = "4321"
 PAN = "6222020000000012"
@@ -79,10 +79,9 @@ def _spec(key_id: str, kt: KeyType, alg: Algorithm, usage: KeyUsage, mode: ModeO
 
 
 def _tdes_key() -> bytes:
-    # Two distinct halves with odd parity, as a key officer's components would give.
     while True:
-        k = bytes((b & 0xFE) | (bin(b & 0xFE).count("1") + 1) % 2 for b in secrets.token_bytes(16))
-        if k[:8] != k[8:]:
+        k = components.adjust_odd_parity(secrets.token_bytes(16))
+        if k[:8] != k[8:]:  # two distinct halves: a real two-key TDES key
             return k
 
 
@@ -102,8 +101,7 @@ def make_keys(store: KeyStore, backend: Backend, full: bool = True) -> Keys:
         ]
     clear: dict[str, bytes] = {}
     for spec, key in plan:
-        first = secrets.token_bytes(len(key))
-        km.form(spec, [first, bytes(a ^ b for a, b in zip(key, first))])
+        km.form(spec, components.split(spec.algorithm, key, [secrets.token_bytes(len(key))]))
         clear[spec.key_id] = key
     return Keys(clear["bench.zpk-in"], clear["bench.zpk-out"], clear.get("bench.mak", b""))
 
@@ -118,8 +116,7 @@ def _ref(key_id: str) -> pb.KeyRef:
 
 
 def pin_block(keys: Keys, pan: str = PAN) -> bytes:
-    k = keys.zpk_in + keys.zpk_in[:8]
-    return Cipher(TripleDES(k), modes.ECB()).encryptor().update(encode_iso0(PIN, pan))
+    return ecb_encrypt(Algorithm.TDES_2KEY, keys.zpk_in, encode_iso0(PIN, pan))
 
 
 def storage_request(keys: Keys) -> pm.EncryptPinForStorageRequest:
@@ -151,21 +148,9 @@ def _generate_mac() -> mm.GenerateMacRequest:
                                  padding=pb.MAC_PADDING_METHOD_1, data=_MAC_DATA)
 
 
-def _x919(keys: Keys, data: bytes) -> bytes:
-    """ISO 9797-1 MAC algorithm 3, padding method 1: the bench's own answer for VerifyMac."""
-    k1, k2 = keys.mak[:8], keys.mak[8:]
-    data = data + bytes(-len(data) % 8)
-    h = bytes(8)
-    des1 = Cipher(TripleDES(k1 * 3), modes.ECB()).encryptor()
-    for i in range(0, len(data), 8):
-        h = des1.update(bytes(a ^ b for a, b in zip(h, data[i:i + 8])))
-    h = Cipher(TripleDES(k2 * 3), modes.ECB()).decryptor().update(h)
-    return Cipher(TripleDES(k1 * 3), modes.ECB()).encryptor().update(h)
-
-
 def _verify_mac(keys: Keys) -> mm.VerifyMacRequest:
     return mm.VerifyMacRequest(key=_ref("bench.mak"), algorithm=pb.MAC_ALGORITHM_ISO9797_ALG3,
-                               padding=pb.MAC_PADDING_METHOD_1, data=_MAC_DATA, mac=_x919(keys, _MAC_DATA))
+                               padding=pb.MAC_PADDING_METHOD_1, data=_MAC_DATA, mac=generate_retail_mac(keys.mak, _MAC_DATA, Padding.METHOD_1))
 
 
 def _encrypt() -> dm.EncryptRequest:
@@ -187,7 +172,8 @@ class Body:
     """Given the response's messages (framed, back to back), why it is not all OK, or None."""
 
 
-def _messages(data: bytes) -> list[bytes]:
+def messages(data: bytes) -> list[bytes]:
+    """The messages of a gRPC body (length-prefixed, back to back)."""
     out, i = [], 0
     while i + 5 <= len(data):
         n = struct.unpack(">I", data[i + 1:i + 5])[0]
@@ -198,7 +184,7 @@ def _messages(data: bytes) -> list[bytes]:
 
 def _unary_check(op: Op) -> Callable[[bytes], str | None]:
     def check(data: bytes) -> str | None:
-        msgs = _messages(data)
+        msgs = messages(data)
         if len(msgs) != 1:
             return f"{len(msgs)} response messages"
         if op is Op.VERIFY_PIN and not pm.VerifyPinResponse.FromString(msgs[0]).verified:
@@ -223,7 +209,7 @@ _BATCH_RESPONSE: dict[Op, Any] = {
 
 def _stream_check(op: Op, n: int) -> Callable[[bytes], str | None]:
     def check(data: bytes) -> str | None:
-        msgs = [_STREAM_RESPONSE[op].FromString(m) for m in _messages(data)]
+        msgs = [_STREAM_RESPONSE[op].FromString(m) for m in messages(data)]
         if len(msgs) != n:
             return f"{len(msgs)} of {n} stream responses"
         bad = [m for m in msgs if m.code != 0]
@@ -233,7 +219,7 @@ def _stream_check(op: Op, n: int) -> Callable[[bytes], str | None]:
 
 def _batch_check(op: Op) -> Callable[[bytes], str | None]:
     def check(data: bytes) -> str | None:
-        msgs = _messages(data)
+        msgs = messages(data)
         if len(msgs) != 1:
             return f"{len(msgs)} response messages"
         r = _BATCH_RESPONSE[op].FromString(msgs[0])
