@@ -82,20 +82,29 @@ def text(value: str, field: str, limit: int = _MAX_TEXT) -> str:
     return value
 
 
+# A busy caller names the same few keys on every call: each valid reference is
+# checked once and the KeyRef kept (bounded; cleared when full).
+_REFS: dict[tuple[str, str, int], KeyRef] = {}
+_MAX_REFS: Final = 4096
+
+
 def key_ref(msg: pb.KeyRef, field: str, has: bool = True) -> KeyRef:
     if not has:
         raise InvalidInput(field, "required")
-    which = msg.WhichOneof("ref")
-    if which is None:
+    ident = (msg.key_id, msg.alias, msg.version)
+    ref = _REFS.get(ident)
+    if ref is not None:
+        return ref
+    if msg.WhichOneof("ref") is None:
         raise InvalidInput(field, "a key_id or an alias")
     try:
-        return KeyRef(
-            text(msg.key_id, f"{field}.key_id", 64),
-            text(msg.alias, f"{field}.alias"),
-            msg.version or None,
-        )
+        ref = KeyRef(text(msg.key_id, f"{field}.key_id", 64), text(msg.alias, f"{field}.alias"), msg.version or None)
     except InvalidInput as e:
         raise InvalidInput(field, e.reason) from None
+    if len(_REFS) >= _MAX_REFS:
+        _REFS.clear()
+    _REFS[ident] = ref
+    return ref
 
 
 def _ts(value: datetime | None) -> Timestamp | None:

@@ -27,6 +27,7 @@ from hsmsvc.api.config import ServerConfig
 from hsmsvc.api.data import DataServicer
 from hsmsvc.api.keys import KeyServicer
 from hsmsvc.api.keysync import KeySyncServicer, PeerCourier
+from hsmsvc.api.logs import ACCESS
 from hsmsvc.api.mac import MacServicer
 from hsmsvc.api.metrics import Metrics
 from hsmsvc.api.pin import PinServicer
@@ -113,6 +114,7 @@ class Running:
         self.metrics.close()
         self.services.store.close()
         self.services.backend.close()
+        ACCESS.flush()
         log.info("stopped")
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import itertools
 import logging
 import os
+import re
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, Final, TypeVar
@@ -18,7 +19,7 @@ import grpc
 from grpc import StatusCode
 
 from hsmsvc import errors
-from hsmsvc.api.logs import REQUEST_ID
+from hsmsvc.api.logs import ACCESS, REQUEST_ID
 from hsmsvc.service.context import Caller
 
 __all__ = ["CODES", "Observed", "code_for", "item_result", "message_for", "rpc", "stream_rpc"]
@@ -71,9 +72,14 @@ _PREFIX: Final = f"{os.getpid():x}{time.time_ns() // 1000 % 16**8:08x}-"
 _SERIAL: Final = itertools.count(1)
 
 
+# A client's own id is kept when it is a plain token; anything else gets ours,
+# so an id can go into a log line as it is.
+_CLIENT_ID: Final = re.compile(r"[A-Za-z0-9._:/-]{1,64}")
+
+
 def _request_id(context: Any) -> str:
     for k, v in context.invocation_metadata() or ():
-        if k == "x-request-id" and isinstance(v, str) and 0 < len(v) <= 64 and v.isprintable():
+        if k == "x-request-id" and isinstance(v, str) and _CLIENT_ID.fullmatch(v):
             return v
     return f"{_PREFIX}{next(_SERIAL):x}"
 
@@ -108,8 +114,8 @@ def rpc(method: str) -> Callable[[Callable[[Any, Any, Caller], R]], Callable[[An
             finally:
                 elapsed = time.perf_counter() - started
                 self.observed.record(method, code.name, elapsed)
-                log.info("rpc", extra={"method": method, "principal": principal_name, "code": code.name,
-                                       "ms": round(elapsed * 1000, 3)})
+                if ACCESS.enabled():
+                    ACCESS.write("rpc", method, principal_name, code.name, elapsed)
                 REQUEST_ID.reset(token)
 
         handler.__name__ = fn.__name__
@@ -148,8 +154,8 @@ def stream_rpc(
             finally:
                 elapsed = time.perf_counter() - started
                 self.observed.record(method, code.name, elapsed)
-                log.info("stream", extra={"method": method, "principal": principal_name, "code": code.name,
-                                          "ms": round(elapsed * 1000, 3)})
+                if ACCESS.enabled():
+                    ACCESS.write("stream", method, principal_name, code.name, elapsed)
                 try:
                     REQUEST_ID.reset(token)
                 except ValueError:

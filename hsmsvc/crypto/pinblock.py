@@ -135,6 +135,8 @@ def check_iso0_blocks(blocks: bytes, pans: Sequence[str]) -> list[bool]:
         raise InvalidInput("blocks", "8 bytes per PAN")
     if not pans:
         return []
+    if len(pans) == 1:
+        return [_ISO0_FIELD.fullmatch(xor(blocks, pan_field_iso0(pans[0])).hex().upper()) is not None]
     # Checked once for the whole run, as pan_field_iso0 checks one.
     joined = "".join(pans)
     # bytes.isdigit is ASCII-only and ten times quicker than str.isdigit on a long run.

@@ -13,8 +13,7 @@ from __future__ import annotations
 import struct
 import threading
 from abc import ABC, abstractmethod
-from contextlib import contextmanager
-from typing import Any, Final, Iterator, Protocol, Sequence
+from typing import Any, Final, Protocol, Sequence
 
 from hsmsvc.crypto import _compare, cmac, components, pindigest, pinblock
 from hsmsvc.crypto import ibm3624, pvv as _pvv
@@ -117,12 +116,42 @@ def _storage_format(psk: LoadedKey) -> PinBlockFormat:
     return PinBlockFormat.ISO_4 if psk.algorithm.block_size == 16 else PinBlockFormat.ISO_0
 
 
+def _iso0_pair(src_format: PinBlockFormat, dst_format: PinBlockFormat, src: object, dst: object) -> bool:
+    return (src_format is PinBlockFormat.ISO_0 and dst_format is PinBlockFormat.ISO_0
+            and type(src) is KeyCryptogram and type(dst) is KeyCryptogram
+            and src.spec.algorithm.is_tdes and dst.spec.algorithm.is_tdes)
+
+
+class _Guard:
+    """``CommandBackend._guard``: a class, not a generator, as it is on every call's path."""
+
+    __slots__ = ("_backend", "_lock")
+
+    def __init__(self, backend: "CommandBackend") -> None:
+        self._backend = backend
+        self._lock = backend._lock
+
+    def __enter__(self) -> None:
+        self._lock.acquire()
+
+    def __exit__(self, kind: type[BaseException] | None, e: BaseException | None, tb: Any) -> None:
+        self._lock.release()
+        if e is None or isinstance(e, HsmsvcError) or not isinstance(e, Exception):
+            return
+        mapped = self._backend._translate(e)
+        if mapped is not None:
+            raise mapped from None
+
+
 class CommandBackend(ABC):
     """Base of the soft and PKCS#11 backends."""
 
     def __init__(self, capabilities: Capabilities) -> None:
         self._capabilities = capabilities
         self._lock = threading.RLock()
+        self._guard_cm = _Guard(self)
+        # Format pairs already found allowed: capabilities are fixed for a backend's life.
+        self._translations: set[tuple[PinBlockFormat, PinBlockFormat]] = set()
 
     @property
     def capabilities(self) -> Capabilities:
@@ -186,19 +215,9 @@ class CommandBackend(ABC):
 
     # -- helpers -----------------------------------------------------------------
 
-    @contextmanager
-    def _guard(self) -> Iterator[None]:
+    def _guard(self) -> "_Guard":
         """Hold the backend's lock; turn a library's exception into ours at this edge."""
-        with self._lock:
-            try:
-                yield
-            except HsmsvcError:
-                raise
-            except Exception as e:
-                mapped = self._translate(e)
-                if mapped is None:
-                    raise
-                raise mapped from None
+        return self._guard_cm
 
     def _translate(self, error: Exception) -> HsmsvcError | None:
         """A backend maps its library's exceptions here; ``None`` lets one through (a bug)."""
@@ -401,13 +420,52 @@ class CommandBackend(ABC):
         pan: str | None,
     ) -> bytes:
         """Decipher under ``src``, check, re-encipher under ``dst`` (ISO 9564-1 clause 9.3)."""
+        if _iso0_pair(src_format, dst_format, src, dst) and type(block) is bytes and len(block) == 8 \
+                and type(pan) is str:
+            out = self._iso0_run(block, src, dst, (pan,))  # type: ignore[arg-type]
+            if out is not None:
+                if out[0] is None:
+                    raise InvalidPinBlock()
+                return out[0]
+        return self._translate_one(block, src, src_format, dst, dst_format, pan)
+
+    def _translate_one(
+        self, block: bytes, src: PinKey, src_format: PinBlockFormat, dst: KeyCryptogram,
+        dst_format: PinBlockFormat, pan: str | None,
+    ) -> bytes:
         self._check_translation(src_format, dst_format)
         with self._guard():
             pin = self._pin(block, src, src_format, pan)
             d = self._use(dst, Operation.PIN_ENCRYPT)
             return pinblock.encipher(dst_format, d, pin, pan)
 
+    def _iso0_run(
+        self, blocks: bytes, src: KeyCryptogram, dst: KeyCryptogram, pans: Sequence[str],
+    ) -> list[bytes | None] | None:
+        """Format 0 to format 0 between TDES keys, for a run of blocks, one per PAN.
+
+        With the PAN unchanged the plain block is unchanged, so the run is one
+        ECB decipherment, one check of every field and one encipherment. A
+        block that fails the check is ``None``; a malformed PAN anywhere gives
+        ``None`` for the run, and the caller goes block by block to name it.
+        """
+        self._check_translation(PinBlockFormat.ISO_0, PinBlockFormat.ISO_0)
+        with self._guard():
+            s = self._use(src, Operation.PIN_DECRYPT)
+            d = self._use(dst, Operation.PIN_ENCRYPT)
+            plain = s.decrypt(blocks)
+            try:
+                good = pinblock.check_iso0_blocks(plain, pans)
+            except InvalidInput:
+                return None
+            out = d.encrypt(plain)
+        if len(pans) == 1:
+            return [out if good[0] else None]
+        return [o if g else None for o, g in zip(struct.unpack("8s" * len(pans), out), good)]
+
     def _check_translation(self, src_format: PinBlockFormat, dst_format: PinBlockFormat) -> None:
+        if (src_format, dst_format) in self._translations:
+            return
         self._capabilities.require(Command.TRANSLATE_PIN)
         for f, name in ((src_format, "source_format"), (dst_format, "destination_format")):
             if f not in self._capabilities.pin_formats:
@@ -416,6 +474,7 @@ class CommandBackend(ABC):
                 raise InvalidInput(name, "format 2 is for offline IC card use only")
         if src_format.pan_bound and not dst_format.pan_bound:
             raise InvalidInput("destination_format", "a PAN-bound PIN block may not lose its PAN binding")
+        self._translations.add((src_format, dst_format))
 
     def translate_pins(
         self,
@@ -436,25 +495,15 @@ class CommandBackend(ABC):
         """
         if len(blocks) != len(pans):
             raise InvalidInput("pans", "one per PIN block")
-        fast = (src_format is dst_format is PinBlockFormat.ISO_0 and src.spec.algorithm.is_tdes
-                and dst.spec.algorithm.is_tdes and all(isinstance(b, bytes) and len(b) == 8 for b in blocks)
-                and all(isinstance(p, str) for p in pans))
-        if fast and blocks:
-            self._check_translation(src_format, dst_format)
-            try:
-                with self._guard():
-                    s = self._use(src, Operation.PIN_DECRYPT)
-                    d = self._use(dst, Operation.PIN_ENCRYPT)
-                    plain = s.decrypt(b"".join(blocks))
-                    good = pinblock.check_iso0_blocks(plain, pans)  # type: ignore[arg-type]
-                    out = struct.unpack("8s" * len(blocks), d.encrypt(plain))
-                return [o if g else InvalidPinBlock() for o, g in zip(out, good)]
-            except InvalidInput:
-                pass  # a malformed PAN somewhere: the per-block path names the item
+        if blocks and _iso0_pair(src_format, dst_format, src, dst) \
+                and all(type(b) is bytes and len(b) == 8 for b in blocks) and all(type(p) is str for p in pans):
+            run = self._iso0_run(b"".join(blocks), src, dst, pans)  # type: ignore[arg-type]
+            if run is not None:
+                return [InvalidPinBlock() if o is None else o for o in run]
         results: list[bytes | HsmsvcError] = []
         for block, pan in zip(blocks, pans):
             try:
-                results.append(self.translate_pin(block, src, src_format, dst, dst_format, pan))
+                results.append(self._translate_one(block, src, src_format, dst, dst_format, pan))
             except (InvalidPinBlock, InvalidInput) as e:
                 results.append(e)
         return results

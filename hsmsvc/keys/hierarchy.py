@@ -166,11 +166,12 @@ class KeyManager:
             return key
         if key.state is not KeyState.ACTIVE:
             raise KeyStateError("key", f"a {key.state.value} key may not be used for {op.value}")
-        now = datetime.now(timezone.utc)
-        if key.activates_at is not None and key.activates_at > now:
-            raise KeyStateError("key", "not active yet (its key change activates later)")
-        if key.expires_at is not None and key.expires_at <= now:
-            raise KeyStateError("key", "expired")
+        if key.activates_at is not None or key.expires_at is not None:
+            now = datetime.now(timezone.utc)
+            if key.activates_at is not None and key.activates_at > now:
+                raise KeyStateError("key", "not active yet (its key change activates later)")
+            if key.expires_at is not None and key.expires_at <= now:
+                raise KeyStateError("key", "expired")
         # max_uses triggers a new version; use is refused only at twice it (hard stop).
         if key.max_uses is not None and key.use_count >= 2 * key.max_uses:
             raise KeyStateError("key", "use limit reached")

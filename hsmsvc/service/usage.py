@@ -18,9 +18,10 @@ Use is refused at twice the limit (``KeyManager.check_use``).
 from __future__ import annotations
 
 import logging
+import math
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime, timezone
 
 from hsmsvc.errors import AlreadyExists, HsmsvcError
 from hsmsvc.keys.model import AuditEvent, StoredKey
@@ -58,6 +59,8 @@ class UseMeter:
         self._lock = threading.Lock()
         self._left: dict[tuple[str, int], int] = {}
         self._due: set[tuple[str, int]] = set()
+        # Per key version, when it is due by age: worked out once, not per use.
+        self._due_at: dict[tuple[str, int], float] = {}
         self._services: Services | None = None
         self._worker = ThreadPoolExecutor(1, thread_name_prefix="rotation")
 
@@ -83,15 +86,24 @@ class UseMeter:
                     left += size
                     due = count >= key.max_uses
                 self._left[ident] = left - n
-        rotation = self._settings.rotation.get(key.cryptogram.spec.key_type)
-        if rotation is not None and rotation.max_age is not None and key.activated_at is not None:
-            due = due or datetime.now(timezone.utc) - key.activated_at >= rotation.max_age
-        if due:
+        due_at = self._due_at.get(ident)
+        if due_at is None:
+            due_at = self._age_limit(key)
+            if key.activated_at is not None:  # a pending version is looked at again once active
+                self._due_at[ident] = due_at
+        if due or time.time() >= due_at:
             with self._lock:
                 if ident in self._due:
                     return
                 self._due.add(ident)
             self._worker.submit(self._rotate, key)
+
+    def _age_limit(self, key: StoredKey) -> float:
+        """When ``key``'s version is due by age (a POSIX time), or never."""
+        rotation = self._settings.rotation.get(key.cryptogram.spec.key_type)
+        if rotation is None or rotation.max_age is None or key.activated_at is None:
+            return math.inf
+        return (key.activated_at + rotation.max_age).timestamp()
 
     def _rotate(self, key: StoredKey) -> None:
         s = self._services

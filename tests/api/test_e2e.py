@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import secrets
+import time
 import urllib.request
 from typing import Any
 
@@ -320,10 +321,16 @@ def test_metrics_count_methods(server: Env, core: Client, keys: dict[str, bytes]
 def test_logs_are_json_and_hold_no_secrets(server: Env, keys: dict[str, bytes], core: Client) -> None:
     block = ind.tdes_ecb(keys["zpk1"], ind.iso0(PIN, PAN))
     core.translate_pin("zpk1", "zpk2", block, pan=PAN)
-    lines = [ln for ln in server.log.read_text().splitlines() if ln.startswith("{")]
-    records = [json.loads(ln) for ln in lines]
-    assert any(r.get("method") == "PinService.TranslatePin" and r.get("request_id") not in (None, "-")
-               for r in records)
+    # Access lines are written in batches, at most 0.1 s after the call.
+    deadline = time.monotonic() + 5
+    while True:
+        lines = [ln for ln in server.log.read_text().splitlines() if ln.startswith("{")]
+        records = [json.loads(ln) for ln in lines]
+        if any(r.get("method") == "PinService.TranslatePin" and r.get("request_id") not in (None, "-")
+               and r.get("logger") == "hsmsvc.access" and r.get("code") == "OK" for r in records):
+            break
+        assert time.monotonic() < deadline, "no access log line for the call"
+        time.sleep(0.05)
     text = server.log.read_text()
     secrets_hex = [k.hex() for k in keys.values()] + [block.hex()]
     for s in secrets_hex:

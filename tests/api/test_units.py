@@ -88,3 +88,74 @@ def test_config_requires_tls_unless_insecure_dev(tmp_path: Path) -> None:
                                         ("6222021234567890123", "622202*********0123"), ("1234", "****")])
 def test_pan_masking(pan: str, masked: str) -> None:
     assert mask_pan(pan) == masked
+
+
+def test_access_log_lines_are_json_batched_and_escaped() -> None:
+    import asyncio
+    import io
+    import json
+    import logging
+
+    from hsmsvc.api.logs import REQUEST_ID, AccessLog
+
+    out = io.StringIO()
+    access = AccessLog(out, interval=0.05, limit=10_000)
+    logger = logging.getLogger("hsmsvc.access")
+    old = logger.level
+    logger.setLevel(logging.INFO)
+    try:
+        async def calls() -> None:
+            token = REQUEST_ID.set("rq-1")
+            for _ in range(3):
+                access.write("rpc", "PinService.TranslatePin", 'odd "name"\\', "OK", 0.0001234)
+            REQUEST_ID.reset(token)
+            assert out.getvalue() == ""  # batched, not written per call
+            await asyncio.sleep(0.2)
+
+        asyncio.run(calls())
+        lines = out.getvalue().splitlines()
+        assert len(lines) == 3
+        r = json.loads(lines[0])
+        assert r["logger"] == "hsmsvc.access" and r["level"] == "INFO" and r["request_id"] == "rq-1"
+        assert r["principal"] == 'odd "name"\\' and r["code"] == "OK" and r["ms"] == 0.123
+        assert r["time"].endswith("Z")
+        access.write("rpc", "M.N", "p", "OK", 0.0)  # no event loop: written at once
+        assert len(out.getvalue().splitlines()) == 4
+        logger.setLevel(logging.WARNING)
+        assert not access.enabled()
+    finally:
+        logger.setLevel(old)
+
+
+def test_client_request_ids_are_kept_only_when_plain() -> None:
+    from hsmsvc.api.status import _request_id
+
+    class Ctx:
+        def __init__(self, rid: str) -> None:
+            self.md = (("x-request-id", rid),)
+
+        def invocation_metadata(self) -> tuple[tuple[str, str], ...]:
+            return self.md
+
+    assert _request_id(Ctx("batch-7:item/42")) == "batch-7:item/42"
+    for bad in ('a"b', "a b", "x" * 65, "", "é"):
+        assert _request_id(Ctx(bad)) != bad
+
+
+def test_metrics_exposition_counts_and_cumulative_buckets() -> None:
+    from prometheus_client import generate_latest
+
+    from hsmsvc.api.metrics import Metrics
+
+    m = Metrics()
+    m.record("PinService.TranslatePin", "OK", 0.0003)
+    m.record("PinService.TranslatePin", "OK", 0.003)
+    m.record("PinService.TranslatePin", "NOT_FOUND", 0.3)
+    text = generate_latest(m.registry).decode()
+    assert 'hsmsvc_rpc_calls_total{code="OK",method="PinService.TranslatePin"} 2.0' in text
+    assert 'hsmsvc_rpc_errors_total{code="NOT_FOUND",method="PinService.TranslatePin"} 1.0' in text
+    assert 'hsmsvc_rpc_errors_total{code="OK"' not in text
+    assert 'hsmsvc_rpc_duration_seconds_bucket{le="0.0005",method="PinService.TranslatePin"} 1.0' in text
+    assert 'hsmsvc_rpc_duration_seconds_bucket{le="0.005",method="PinService.TranslatePin"} 2.0' in text
+    assert 'hsmsvc_rpc_duration_seconds_bucket{le="+Inf",method="PinService.TranslatePin"} 3.0' in text
+    assert 'hsmsvc_rpc_duration_seconds_count{method="PinService.TranslatePin"} 3.0' in text

@@ -191,6 +191,47 @@ def test_bad_pin_blocks_give_one_generic_error(backend: Backend) -> None:
     assert messages == {"pin_block: PIN block invalid"}
 
 
+def test_format0_translation_single_and_batch_agree_with_independent_check(backend: Backend) -> None:
+    """Format 0 to format 0 under TDES takes a shorter path; it must accept and refuse exactly
+    what a full decode does, and name a malformed PAN as the general path does."""
+    tpk, tpk_clear = form(backend, KeyType.TPK, Algorithm.TDES_2KEY, KeyUsage.PIN_ENCRYPTION)
+    zpk, zpk_clear = form(backend, KeyType.ZPK, Algorithm.TDES_3KEY, KeyUsage.PIN_ENCRYPTION)
+    pans = ["4012345678909", "5413330089020011", "6011000990139424121"]
+    blocks, pans_used, expect = [], [], []
+    for i in range(60):
+        pan = pans[i % 3]
+        if i % 4 == 0:  # random plain: almost always malformed, sometimes by one nibble only
+            plain = bytes(a ^ b for a, b in zip(iso0(PIN, pan), bytes([0] * (i % 8) + [1 << (i % 8)] + [0] * (7 - i % 8))))
+        else:
+            plain = iso0("".join(secrets.choice("0123456789") for _ in range(4 + i % 9)), pan)
+        block = ecb(Algorithm.TDES_2KEY, tpk_clear, plain)
+        blocks.append(block)
+        pans_used.append(pan)
+        field = bytes.fromhex("0000" + pan[-13:-1])
+        text = bytes(a ^ b for a, b in zip(plain, field)).hex().upper()
+        n = int(text[1], 16)
+        ok = text[0] == "0" and 4 <= n <= 12 and text[2:2 + n].isdigit() and set(text[2 + n:]) <= {"F"}
+        expect.append(plain if ok else None)
+        try:
+            out = backend.translate_pin(block, tpk, PinBlockFormat.ISO_0, zpk, PinBlockFormat.ISO_0, pan)
+            assert ok and ecb(Algorithm.TDES_3KEY, zpk_clear, out, decrypt=True) == plain
+        except InvalidPinBlock:
+            assert not ok
+    batch = backend.translate_pins(blocks, tpk, PinBlockFormat.ISO_0, zpk, PinBlockFormat.ISO_0, pans_used)
+    for got, want in zip(batch, expect):
+        if want is None:
+            assert isinstance(got, InvalidPinBlock)
+        else:
+            assert isinstance(got, bytes) and ecb(Algorithm.TDES_3KEY, zpk_clear, got, decrypt=True) == want
+    with pytest.raises(InvalidInput, match="^pan"):
+        backend.translate_pin(blocks[1], tpk, PinBlockFormat.ISO_0, zpk, PinBlockFormat.ISO_0, "40123456789X9")
+    mak, _ = form(backend, KeyType.MAK, Algorithm.TDES_2KEY, KeyUsage.MAC_ISO9797_ALG1)
+    with pytest.raises(KeyUsageViolation):
+        backend.translate_pin(blocks[1], mak, PinBlockFormat.ISO_0, zpk, PinBlockFormat.ISO_0, pans_used[1])
+    with pytest.raises(KeyUsageViolation):
+        backend.translate_pin(blocks[1], tpk, PinBlockFormat.ISO_0, mak, PinBlockFormat.ISO_0, pans_used[1])
+
+
 # -- usage binding --------------------------------------------------------------------
 
 

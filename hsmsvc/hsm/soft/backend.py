@@ -242,6 +242,8 @@ class SoftBackend(CommandBackend):
             self._cache.move_to_end(key.blob)
             if hit.kcv != key.kcv:
                 raise KeyUsageViolation("key", _MISMATCH)
+            # Equal: keep the caller's object, so its next use is an identity check.
+            hit.spec = key.spec
             return hit
         loaded = self._unwrap(key)
         self._cache[key.blob] = loaded
