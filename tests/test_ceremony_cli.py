@@ -35,7 +35,7 @@ from hsmsvc.v1 import types_pb2 as pb
 from hsmsvc_client import Client, ClientTls
 from tests import pg
 from tests.api.conftest import launch, stop, template
-from tests.api.pki import TestCA
+from tools.bench.pki import ThrowawayCA as TestCA
 
 PP = "ceremony-test-passphrase"
 AES256 = Algorithm.AES_256

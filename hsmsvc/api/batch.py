@@ -11,13 +11,31 @@ from hsmsvc.v1 import types_pb2 as pb
 MAX_ITEMS: Final = 10_000
 
 
-def split(packed: bytes, size: int, field: str) -> list[bytes]:
+def items(packed: bytes, size: int, field: str) -> int:
+    """How many ``size``-byte items ``packed`` holds; refused unless whole and within the limit."""
     if len(packed) % size:
         raise InvalidInput(field, f"a whole number of {size}-byte items")
     n = len(packed) // size
     if n > MAX_ITEMS:
         raise InvalidInput(field, f"at most {MAX_ITEMS} items")
+    return n
+
+
+def split(packed: bytes, size: int, field: str) -> list[bytes]:
+    n = items(packed, size, field)
     return [packed[i * size:(i + 1) * size] for i in range(n)]
+
+
+def pans(values: Sequence[str], n: int, field: str = "pans") -> list[str | None]:
+    """One PAN (or none, as ``""``) per item, checked for length all at once."""
+    if len(values) != n:
+        raise InvalidInput(field, "one per PIN block")
+    out: list[str | None] = list(values)
+    if out and max(map(len, values)) > 19:
+        raise InvalidInput(field, "at most 19 characters")
+    if "" in out:
+        out = [p or None for p in out]
+    return out
 
 
 def count(items: Sequence[object], field: str) -> None:

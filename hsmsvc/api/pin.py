@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 from hsmsvc.api import convert as cv
-from hsmsvc.api.batch import count, item_error, split, split_even
+from hsmsvc.api.batch import count, item_error, items, pans, split, split_even
 from hsmsvc.api.status import Observed, item_result, rpc, stream_rpc
 from hsmsvc.errors import HsmsvcError, InvalidInput
 from hsmsvc.hsm.backend import StoredPin, StoredPinMethod
@@ -81,22 +81,16 @@ class PinServicer(g.PinServiceServicer):
     def TranslatePinBatch(self, r: m.TranslatePinBatchRequest, c: Caller) -> m.TranslatePinBatchResponse:
         src_fmt = cv.PIN_FORMAT.get(r.source_format, "source_format")
         dst_fmt = cv.PIN_FORMAT.get(r.destination_format, "destination_format")
-        blocks = split(bytes(r.pin_blocks), src_fmt.block_size, "pin_blocks")
-        count(r.pans, "pans")
-        results, version = uc.translate_pin_batch(
+        blocks = bytes(r.pin_blocks)
+        n = items(blocks, src_fmt.block_size, "pin_blocks")
+        out, version = uc.translate_pin_batch(
             self.s, c,
             cv.key_ref(r.source_key, "source_key", r.HasField("source_key")), src_fmt,
             cv.key_ref(r.destination_key, "destination_key", r.HasField("destination_key")), dst_fmt,
-            blocks, [_pan(p) for p in r.pans],
+            blocks, pans(r.pans, n),
         )
-        out, errs = bytearray(), []
-        for i, res in enumerate(results):
-            if isinstance(res, HsmsvcError):
-                errs.append(item_error(i, res))
-                out += bytes(dst_fmt.block_size)
-            else:
-                out += res
-        return m.TranslatePinBatchResponse(pin_blocks=bytes(out), errors=errs, destination_key_version=version)
+        return m.TranslatePinBatchResponse(pin_blocks=out.blocks, errors=[item_error(i, e) for i, e in out.errors],
+                                           destination_key_version=version)
 
     @stream_rpc("PinService.StreamTranslatePin")
     async def StreamTranslatePin(
@@ -225,12 +219,12 @@ class PinServicer(g.PinServiceServicer):
         return m.CompareStoredPinsResponse(same=same)
 
 
-def _accounts(items: Sequence[str]) -> list[str]:
+def _accounts(values: Sequence[str]) -> list[str]:
     """A stored-PIN batch's accounts: at least one, at most the batch limit."""
-    count(items, "accounts")
-    if not items:
+    count(values, "accounts")
+    if not values:
         raise InvalidInput("accounts", "at least one")
-    return [cv.text(a, "accounts", 19) for a in items]
+    return [cv.text(a, "accounts", 19) for a in values]
 
 
 def _psks(r: m.ReEncryptStoredPinsRequest | m.CompareStoredPinsRequest) -> tuple[KeyRef, KeyRef]:

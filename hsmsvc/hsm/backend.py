@@ -217,6 +217,14 @@ class StoredPin:
 
 
 @dataclass(frozen=True)
+class PinBatch:
+    """Translated PIN blocks back to back, zeros where an item failed, and each failure by index."""
+
+    blocks: bytes
+    errors: tuple[tuple[int, HsmsvcError], ...] = ()
+
+
+@dataclass(frozen=True)
 class FieldParams:
     """How one field is enciphered: mode, IV (empty for ECB), padding, GCM associated data."""
 
@@ -326,14 +334,14 @@ class Backend(Protocol):
 
     def translate_pins(
         self,
-        blocks: Sequence[bytes],
+        blocks: bytes,
         src: KeyCryptogram,
         src_format: PinBlockFormat,
         dst: KeyCryptogram,
         dst_format: PinBlockFormat,
         pans: Sequence[str | None],
-    ) -> list[bytes | HsmsvcError]:
-        """:meth:`translate_pin` for many blocks under one key pair: one result or error per block."""
+    ) -> PinBatch:
+        """:meth:`translate_pin` for blocks packed back to back, one per PAN, under one key pair."""
         ...
 
     def encrypt_pin_for_storage(

@@ -38,6 +38,7 @@ from hsmsvc.hsm.backend import (
     Command,
     FieldParams,
     KeyCryptogram,
+    PinBatch,
     KeySpec,
     OneTimeKey,
     PinKey,
@@ -422,11 +423,11 @@ class CommandBackend(ABC):
         """Decipher under ``src``, check, re-encipher under ``dst`` (ISO 9564-1 clause 9.3)."""
         if _iso0_pair(src_format, dst_format, src, dst) and type(block) is bytes and len(block) == 8 \
                 and type(pan) is str:
-            out = self._iso0_run(block, src, dst, (pan,))  # type: ignore[arg-type]
-            if out is not None:
-                if out[0] is None:
+            run = self._iso0_run(block, src, dst, (pan,))  # type: ignore[arg-type]
+            if run is not None:
+                if not run[1][0]:
                     raise InvalidPinBlock()
-                return out[0]
+                return run[0]
         return self._translate_one(block, src, src_format, dst, dst_format, pan)
 
     def _translate_one(
@@ -441,13 +442,13 @@ class CommandBackend(ABC):
 
     def _iso0_run(
         self, blocks: bytes, src: KeyCryptogram, dst: KeyCryptogram, pans: Sequence[str],
-    ) -> list[bytes | None] | None:
+    ) -> tuple[bytes, list[bool]] | None:
         """Format 0 to format 0 between TDES keys, for a run of blocks, one per PAN.
 
         With the PAN unchanged the plain block is unchanged, so the run is one
-        ECB decipherment, one check of every field and one encipherment. A
-        block that fails the check is ``None``; a malformed PAN anywhere gives
-        ``None`` for the run, and the caller goes block by block to name it.
+        ECB decipherment, one check of every field and one encipherment. Returns
+        the enciphered run and whether each block passed; a malformed PAN
+        anywhere gives ``None``, and the caller goes block by block to name it.
         """
         self._check_translation(PinBlockFormat.ISO_0, PinBlockFormat.ISO_0)
         with self._guard():
@@ -456,12 +457,9 @@ class CommandBackend(ABC):
             plain = s.decrypt(blocks)
             try:
                 good = pinblock.check_iso0_blocks(plain, pans)
-            except InvalidInput:
+            except (InvalidInput, TypeError):
                 return None
-            out = d.encrypt(plain)
-        if len(pans) == 1:
-            return [out if good[0] else None]
-        return [o if g else None for o, g in zip(struct.unpack("8s" * len(pans), out), good)]
+            return d.encrypt(plain), good
 
     def _check_translation(self, src_format: PinBlockFormat, dst_format: PinBlockFormat) -> None:
         if (src_format, dst_format) in self._translations:
@@ -478,13 +476,13 @@ class CommandBackend(ABC):
 
     def translate_pins(
         self,
-        blocks: Sequence[bytes],
+        blocks: bytes,
         src: KeyCryptogram,
         src_format: PinBlockFormat,
         dst: KeyCryptogram,
         dst_format: PinBlockFormat,
         pans: Sequence[str | None],
-    ) -> list[bytes | HsmsvcError]:
+    ) -> PinBatch:
         """Many blocks under one key pair (ISO 9564-1 clause 9.3 each).
 
         Format 0 to format 0 between two TDES keys takes the vectorised path:
@@ -493,20 +491,31 @@ class CommandBackend(ABC):
         Every other case, or a run with a malformed item, goes block by block.
         A block that fails any check is ``InvalidPinBlock``, as for one block.
         """
-        if len(blocks) != len(pans):
-            raise InvalidInput("pans", "one per PIN block")
-        if blocks and _iso0_pair(src_format, dst_format, src, dst) \
-                and all(type(b) is bytes and len(b) == 8 for b in blocks) and all(type(p) is str for p in pans):
-            run = self._iso0_run(b"".join(blocks), src, dst, pans)  # type: ignore[arg-type]
+        size, n = src_format.block_size, len(pans)
+        if not isinstance(blocks, bytes) or len(blocks) != size * n:
+            raise InvalidInput("pin_blocks", f"one {size}-byte block per PAN")
+        out_size = dst_format.block_size
+        if n and _iso0_pair(src_format, dst_format, src, dst) and None not in pans:
+            run = self._iso0_run(blocks, src, dst, pans)  # type: ignore[arg-type]
             if run is not None:
-                return [InvalidPinBlock() if o is None else o for o in run]
-        results: list[bytes | HsmsvcError] = []
-        for block, pan in zip(blocks, pans):
+                out, good = run
+                if all(good):
+                    return PinBatch(out)
+                bad = [i for i, g in enumerate(good) if not g]
+                packed = bytearray(out)
+                for i in bad:
+                    packed[i * out_size:(i + 1) * out_size] = bytes(out_size)
+                return PinBatch(bytes(packed), tuple((i, InvalidPinBlock()) for i in bad))
+        parts: list[bytes] = []
+        errors: list[tuple[int, HsmsvcError]] = []
+        for i, pan in enumerate(pans):
             try:
-                results.append(self._translate_one(block, src, src_format, dst, dst_format, pan))
+                parts.append(self._translate_one(blocks[i * size:(i + 1) * size], src, src_format, dst,
+                                                 dst_format, pan))
             except (InvalidPinBlock, InvalidInput) as e:
-                results.append(e)
-        return results
+                parts.append(bytes(out_size))
+                errors.append((i, e))
+        return PinBatch(b"".join(parts), tuple(errors))
 
     def _store(self, psk: LoadedKey, pin: str, account: str) -> StoredPin:
         if psk.spec.usage is KeyUsage.PIN_ENCRYPTION:

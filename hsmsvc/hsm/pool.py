@@ -24,7 +24,7 @@ from multiprocessing.connection import Connection
 from typing import Any, Sequence
 
 from hsmsvc.errors import BackendUnavailable, HsmsvcError, PermissionDenied, Unsupported
-from hsmsvc.hsm.backend import Capabilities, FieldParams, KeyCryptogram, KeySpec, PinKey, StoredPin
+from hsmsvc.hsm.backend import Capabilities, FieldParams, KeyCryptogram, KeySpec, PinBatch, PinKey, StoredPin
 from hsmsvc.hsm.config import Pkcs11Config, SoftConfig, build
 from hsmsvc.types import Algorithm, MacAlgorithm, Padding, PinBlockFormat
 
@@ -317,13 +317,13 @@ class Pool:
 
     def translate_pins(
         self,
-        blocks: Sequence[bytes],
+        blocks: bytes,
         src: KeyCryptogram,
         src_format: PinBlockFormat,
         dst: KeyCryptogram,
         dst_format: PinBlockFormat,
         pans: Sequence[str | None],
-    ) -> list[bytes | HsmsvcError]:
+    ) -> PinBatch:
         return self._call("translate_pins", blocks, src, src_format, dst, dst_format, pans)  # type: ignore[no-any-return]
 
     def encrypt_pin_for_storage(

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Sequence
 
 from hsmsvc.errors import HsmsvcError, InvalidInput, InvalidPinBlock, VerificationFailed
-from hsmsvc.hsm.backend import OneTimeKey, PinKey, StoredPin
+from hsmsvc.hsm.backend import OneTimeKey, PinBatch, PinKey, StoredPin
 from hsmsvc.hsm.policy import Operation
 from hsmsvc.keys.model import KeyRef, StoredKey
 from hsmsvc.service.attempts import AttemptGuard
@@ -143,21 +143,19 @@ def translate_pin_batch(
     source_format: PinBlockFormat,
     destination: KeyRef,
     destination_format: PinBlockFormat,
-    pin_blocks: Sequence[bytes],
+    pin_blocks: bytes,
     pans: Sequence[str | None],
-) -> tuple[list[bytes | HsmsvcError], int]:
-    """Translate many blocks under one key pair; one result or error per item."""
-    if len(pin_blocks) != len(pans):
-        raise InvalidInput("pans", "one per PIN block")
+) -> tuple[PinBatch, int]:
+    """Translate blocks packed back to back, one per PAN, under one key pair."""
     src = s.key(caller, source, Operation.PIN_DECRYPT, "source_key")
     dst = s.key(caller, destination, Operation.PIN_ENCRYPT, "destination_key")
     AttemptGuard(s, caller, None).check_principal()
     out = s.backend.translate_pins(pin_blocks, src.cryptogram, source_format, dst.cryptogram,
                                    destination_format, pans)
-    for r, pan in zip(out, pans):
-        if isinstance(r, InvalidPinBlock):
-            AttemptGuard(s, caller, pan).failed(src.key_id, src.version, "translate")
-    n = sum(1 for r in out if isinstance(r, bytes))
+    for i, e in out.errors:
+        if isinstance(e, InvalidPinBlock):
+            AttemptGuard(s, caller, pans[i]).failed(src.key_id, src.version, "translate")
+    n = len(pans) - len(out.errors)
     s.observer.key_used(src, n)
     s.observer.key_used(dst, n)
     return out, dst.version

@@ -35,7 +35,8 @@ from hsmsvc.v1 import types_pb2 as pb
 from hsmsvc_client import Client, ClientError, ClientTls
 from tests.api import independent as ind
 from tests import pg
-from tests.api.pki import Identity, TestCA
+from tools.bench.pki import Identity
+from tools.bench.pki import ThrowawayCA as TestCA
 
 TABLE = "0123456789012345"
 PASSPHRASE = "api-test-passphrase-" + secrets.token_hex(4)

@@ -216,7 +216,7 @@ def test_permission_denied(server: Env, keys: dict[str, bytes]) -> None:
 
 
 def test_unknown_ca_is_refused(server: Env, tmp_path: Any) -> None:
-    from tests.api.pki import TestCA
+    from tools.bench.pki import ThrowawayCA as TestCA
 
     rogue = TestCA(tmp_path, "rogue CA").issue("core-banking")
     c = Client(f"127.0.0.1:{server.port}", ClientTls(server.ca.ca_file, rogue.cert, rogue.key, "localhost"),

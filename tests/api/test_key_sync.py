@@ -46,7 +46,7 @@ from hsmsvc.v1 import types_pb2 as pb
 from tests import pg
 from tests.api import independent as ind
 from tests.api.conftest import PASSPHRASE, clear_key, code_of, launch, stop, template
-from tests.api.pki import TestCA
+from tools.bench.pki import ThrowawayCA as TestCA
 from tests.ceremony import scripted, typed_components
 
 ZONE = "branch7"

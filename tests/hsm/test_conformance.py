@@ -217,12 +217,24 @@ def test_format0_translation_single_and_batch_agree_with_independent_check(backe
             assert ok and ecb(Algorithm.TDES_3KEY, zpk_clear, out, decrypt=True) == plain
         except InvalidPinBlock:
             assert not ok
-    batch = backend.translate_pins(blocks, tpk, PinBlockFormat.ISO_0, zpk, PinBlockFormat.ISO_0, pans_used)
-    for got, want in zip(batch, expect):
+    batch = backend.translate_pins(b"".join(blocks), tpk, PinBlockFormat.ISO_0, zpk, PinBlockFormat.ISO_0,
+                                   pans_used)
+    errors = dict(batch.errors)
+    assert set(errors) == {i for i, w in enumerate(expect) if w is None}
+    for i, want in enumerate(expect):
+        got = batch.blocks[8 * i:8 * i + 8]
         if want is None:
-            assert isinstance(got, InvalidPinBlock)
+            assert isinstance(errors[i], InvalidPinBlock) and got == bytes(8)
         else:
-            assert isinstance(got, bytes) and ecb(Algorithm.TDES_3KEY, zpk_clear, got, decrypt=True) == want
+            assert ecb(Algorithm.TDES_3KEY, zpk_clear, got, decrypt=True) == want
+    # The general path (a PAN it must name) agrees on the same run.
+    mixed = backend.translate_pins(b"".join(blocks[1:4]), tpk, PinBlockFormat.ISO_0, zpk, PinBlockFormat.ISO_0,
+                                   [pans_used[1], "12X4567890123", pans_used[3]])
+    assert [i for i, _ in mixed.errors] == [1] and str(mixed.errors[0][1]).startswith("pan")
+    assert mixed.blocks == batch.blocks[8:16] + bytes(8) + batch.blocks[24:32]
+    with pytest.raises(InvalidInput, match="^pin_blocks"):
+        backend.translate_pins(b"".join(blocks[:3]), tpk, PinBlockFormat.ISO_0, zpk, PinBlockFormat.ISO_0,
+                               pans_used[:2])
     with pytest.raises(InvalidInput, match="^pan"):
         backend.translate_pin(blocks[1], tpk, PinBlockFormat.ISO_0, zpk, PinBlockFormat.ISO_0, "40123456789X9")
     mak, _ = form(backend, KeyType.MAK, Algorithm.TDES_2KEY, KeyUsage.MAC_ISO9797_ALG1)

@@ -15,11 +15,12 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def _h2load() -> None:
-    if shutil.which("h2load"):
-        return
-    if os.environ.get("CI") == "true":
-        pytest.fail("h2load missing under CI (apt-get install nghttp2-client; .ci/run does this)")
-    pytest.skip("h2load missing: apt-get install nghttp2-client")
+    for tool, package in (("h2load", "nghttp2-client"), ("haproxy", "haproxy")):
+        if shutil.which(tool):
+            continue
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"{tool} missing under CI (apt-get install {package}; .ci/run does this)")
+        pytest.skip(f"{tool} missing: apt-get install {package}")
 
 
 def test_bench_reports_every_form_against_echo(tmp_path: Path) -> None:
@@ -29,7 +30,7 @@ def test_bench_reports_every_form_against_echo(tmp_path: Path) -> None:
         [sys.executable, "-m", "hsmsvc", "bench", "--out", str(out), "--ops", "TranslatePin,VerifyMac,VerifyPin",
          "--forms", "unary,stream,batch", "--concurrency", "1,8", "--stream-concurrency", "2",
          "--batch-concurrency", "2", "--stream-messages", "20", "--batch-size", "50",
-         "--duration", "0.6", "--warm-up", "0.2", "--workers", "2"],
+         "--duration", "0.6", "--warm-up", "0.2", "--workers", "2", "--mtls-concurrency", "4"],
         capture_output=True, text=True, timeout=300, cwd=ROOT)
     assert r.returncode == 0, r.stdout + r.stderr
     doc = json.loads((out / "report.json").read_text())
@@ -51,8 +52,15 @@ def test_bench_reports_every_form_against_echo(tmp_path: Path) -> None:
     md = (out / "report.md").read_text()
     assert "| TranslatePin | unary | 8 |" in md and "Rotation: " in md and "latency.png" in md
     assert (out / "latency.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    # The bench's keys never reach its report or the server's log in clear.
-    assert "Traceback" not in (out / "server.log").read_text()
+    # mTLS beside plaintext, for hsmsvc and echo alike, through the same terminator.
+    (m,) = doc["mtls"]
+    assert m["concurrency"] == 4 and m["mtls_errors"] == 0
+    for side in ("plaintext", "mtls", "echo_plaintext", "echo_mtls"):
+        assert m[side]["rate"] > 0 and m[side]["failed"] == 0 and m[side]["server_cpu_us_per_call"] > 0, side
+    assert m["ratio_mtls"] == pytest.approx(m["mtls"]["rate"] / m["echo_mtls"]["rate"], rel=0.01)
+    assert m["terminator_cpu_cores"] > 0 and "## Cost of mTLS" in md
+    for log in ("server.log", "server-mtls.log"):
+        assert "Traceback" not in (out / log).read_text()
 
 
 def test_bench_refuses_bad_arguments(tmp_path: Path) -> None:

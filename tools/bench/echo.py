@@ -5,6 +5,9 @@ same SO_REUSEPORT worker count as the hsmsvc server under test. Handlers take
 and return raw bytes: no parsing, no policy, nothing but gRPC's own cost.
 
 ``python -m tools.bench.echo --listen 127.0.0.1:0 --workers N --ready-file F``
+
+With ``--tls CERT,KEY,CLIENT_CA`` it serves TLS and requires a client
+certificate, as an hsmsvc server with ``[tls]`` does, for the mTLS runs.
 """
 
 from __future__ import annotations
@@ -37,7 +40,7 @@ async def _stream(requests: AsyncIterator[bytes], _context: Any) -> AsyncIterato
         yield r
 
 
-async def _serve(listen: str, reuse: bool, ready: str | None) -> None:
+async def _serve(listen: str, reuse: bool, ready: str | None, tls: str | None) -> None:
     server = grpc.aio.server(options=[
         ("grpc.max_receive_message_length", _MAX), ("grpc.max_send_message_length", _MAX),
         ("grpc.so_reuseport", 1 if reuse else 0),
@@ -46,7 +49,12 @@ async def _serve(listen: str, reuse: bool, ready: str | None) -> None:
         "Unary": grpc.unary_unary_rpc_method_handler(_unary),
         "Stream": grpc.stream_stream_rpc_method_handler(_stream),
     }),))
-    port = server.add_insecure_port(listen)
+    if tls:
+        cert, key, client_ca = (Path(x).read_bytes() for x in tls.split(","))
+        port = server.add_secure_port(listen, grpc.ssl_server_credentials(
+            [(key, cert)], root_certificates=client_ca, require_client_auth=True))
+    else:
+        port = server.add_insecure_port(listen)
     await server.start()
     if ready:
         Path(ready + ".tmp").write_text(json.dumps({"port": port, "pid": os.getpid(),
@@ -70,15 +78,17 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--workers", type=int, default=1)
     p.add_argument("--ready-file")
     p.add_argument("--reuse-port", action="store_true")
+    p.add_argument("--tls", help="CERT,KEY,CLIENT_CA: serve mTLS")
     a = p.parse_args(argv)
     if a.workers == 1:
-        asyncio.run(_serve(a.listen, a.reuse_port, a.ready_file))
+        asyncio.run(_serve(a.listen, a.reuse_port, a.ready_file, a.tls))
         return 0
     # Several processes on one port, as `hsmsvc serve --workers N`: the first picks the port.
     signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM, signal.SIGINT})
     host = a.listen.rpartition(":")[0]
     readies = [f"{a.ready_file}.{i}" for i in range(a.workers)]
-    cmd = [sys.executable, "-m", "tools.bench.echo", "--reuse-port", "--ready-file"]
+    cmd = [sys.executable, "-m", "tools.bench.echo", "--reuse-port", *(["--tls", a.tls] if a.tls else []),
+           "--ready-file"]
     procs = [subprocess.Popen([*cmd, readies[0], "--listen", a.listen], preexec_fn=_unblock)]
     while not os.path.exists(readies[0]):
         time.sleep(0.02)

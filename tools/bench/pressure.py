@@ -7,6 +7,11 @@ then echo, with h2load and the same prepared body, and reports hsmsvc's rate as
 a ratio of echo's measured in the same run, with latency percentiles, errors and
 the server's CPU, memory, connections and file handles. Writes ``report.json``,
 ``report.md`` and ``latency.png`` to ``--out``.
+
+The cost of mTLS is measured apart (``--mtls-concurrency``): a second hsmsvc
+and echo serve TLS with client certificates, h2load reaches them through one
+haproxy holding the client certificate (:mod:`tools.bench.terminator`), and
+each is set beside its plaintext figure from the same minute.
 """
 
 from __future__ import annotations
@@ -30,8 +35,9 @@ from typing import Any
 
 import grpc
 
-from tools.bench import echo, h2load, report
-from tools.bench.probe import Probe
+from tools.bench import echo, h2load, report, terminator
+from tools.bench.pki import ThrowawayCA
+from tools.bench.probe import Probe, Usage
 from tools.bench.workload import Body, Form, Keys, Op, body, make_keys, messages, storage_request
 
 __all__ = ["add_arguments", "run"]
@@ -39,6 +45,7 @@ __all__ = ["add_arguments", "run"]
 _PASSPHRASE_ENV = "HSMSVC_BENCH_PASSPHRASE"
 _PIN_ENV = "HSMSVC_BENCH_TOKEN_PIN"
 _SOFTHSM = "/usr/lib/softhsm/libsofthsm2.so"
+_CLIENT = "bench-client"
 _ROTATION = {"TPK": (43200, 2500), "ZPK": (43200, 1_000_000), "MAK": (43200, 1_000_000), "DEK": (43200, 1_000_000)}
 
 
@@ -78,6 +85,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--backend", choices=("soft", "softhsm"), default="soft",
                    help="soft (default) or a SoftHSM2 token made for the run (TranslatePin only)")
     p.add_argument("--log-level", default="INFO", help="the server's log level (default INFO: one line per call)")
+    p.add_argument("--mtls-concurrency", type=_ints, default=[1, 64],
+                   help="unary TranslatePin calls in flight for the mTLS cost runs (default 1,64)")
+    p.add_argument("--no-mtls", dest="mtls", action="store_false", help="skip the mTLS cost runs (no haproxy needed)")
 
 
 class _Server:
@@ -162,13 +172,20 @@ def _lmk_and_keys(work: Path, backend_kind: str, env: dict[str, str]) -> tuple[s
     return table, keys
 
 
-def _config(work: Path, backend_table: str, workers: int, log_level: str) -> Path:
+def _config(work: Path, backend_table: str, workers: int, log_level: str,
+            tls: tuple[str, str, str] | None = None) -> Path:
     rotation = "".join(f"\n[rotation.{t}]\nmax_age_seconds = {age}\nmax_uses = {uses}\n"
                        for t, (age, uses) in _ROTATION.items())
-    path = work / "hsmsvc.toml"
+    if tls is None:
+        path, mode = work / "hsmsvc.toml", "insecure_dev = true\n"
+    else:
+        path = work / "hsmsvc-mtls.toml"
+        (work / "policy.toml").write_text(f'[[principals]]\nname = "{_CLIENT}"\nroles = ["operator"]\nkeys = ["*"]\n')
+        mode = (f'policy = "{work / "policy.toml"}"\n\n[tls]\ncert = "{tls[0]}"\nkey = "{tls[1]}"\n'
+                f'client_ca = "{tls[2]}"\n')
     path.write_text(
         f'listen = "127.0.0.1:0"\nmetrics_listen = "127.0.0.1:0"\nstore = "sqlite:///{work / "keys.db"}"\n'
-        f'insecure_dev = true\nworkers = {workers}\nlog_level = "{log_level}"\n\n[backend]\n{backend_table}'
+        f'workers = {workers}\nlog_level = "{log_level}"\n{mode}\n[backend]\n{backend_table}'
         f"\n[attempts]\nper_pan = 3\nper_principal = 1000000\n{rotation}")
     return path
 
@@ -221,6 +238,90 @@ def _one(b: Body, conc: int, hsm: _Server, ech: _Server, args: argparse.Namespac
     return row
 
 
+def _measure(srv: _Server, port: int, path: str, b: Body, load: h2load.Load,
+             args: argparse.Namespace) -> tuple[h2load.Result, Usage]:
+    """h2load against ``port`` (the server's own, or a terminator's front for it), with ``srv`` probed."""
+    probe = Probe(srv.pids, srv.port)
+    probe.start()
+    res = h2load.run(f"http://127.0.0.1:{port}{path}", b.data, load, args.duration, args.warm_up)
+    return res, probe.stop()
+
+
+def _side(res: h2load.Result, usage: Usage) -> dict[str, Any]:
+    return {"rate": round(res.per_second, 1), "p50_ms": res.p50_ms, "p99_ms": res.p99_ms, "failed": res.failed,
+            "server": dataclasses.asdict(usage),
+            "server_cpu_us_per_call": round(usage.cpu_cores / res.per_second * 1e6, 1) if res.per_second else None}
+
+
+def _mtls(work: Path, table: str, keys: Keys, hsm: _Server, ech: _Server, args: argparse.Namespace,
+          out: Path, env: dict[str, str]) -> list[dict[str, Any]]:
+    """Unary TranslatePin with and without mTLS, for hsmsvc and echo alike, one level at a time."""
+    if not terminator.available():
+        raise SystemExit("hsmsvc bench: the mTLS runs need haproxy (apt-get install haproxy), or pass --no-mtls")
+    (work / "pki").mkdir()
+    ca = ThrowawayCA(work / "pki")
+    server_id, client_id = ca.issue("localhost", server=True), ca.issue(_CLIENT)
+    tls = (server_id.cert, server_id.key, ca.ca_file)
+    config = _config(work, table, args.workers, args.log_level, tls)
+    b = body(Op.TRANSLATE_PIN, Form.UNARY, keys)
+    rows: list[dict[str, Any]] = []
+    hsm_tls = _Server([sys.executable, "-m", "hsmsvc", "serve", "--config", str(config), "--ready-file",
+                       str(work / "ready-mtls.json")], work / "ready-mtls.json", out / "server-mtls.log", env)
+    try:
+        creds = grpc.ssl_channel_credentials(Path(ca.ca_file).read_bytes(), Path(client_id.key).read_bytes(),
+                                             Path(client_id.cert).read_bytes())
+        with grpc.secure_channel(f"127.0.0.1:{hsm_tls.port}", creds,
+                                 (("grpc.ssl_target_name_override", "localhost"),)) as ch:
+            answer = ch.unary_unary(b.path)(messages(b.data)[0], timeout=30)
+        why = b.check(b"\0" + len(answer).to_bytes(4, "big") + answer)
+        if why is not None:
+            raise RuntimeError(f"TranslatePin over mTLS: the server did not answer OK: {why}")
+        ech_tls = _Server([sys.executable, "-m", "tools.bench.echo", "--workers", str(args.workers), "--tls",
+                           ",".join(tls), "--ready-file", str(work / "echo-mtls.json")],
+                          work / "echo-mtls.json", out / "echo-mtls.log", env)
+        try:
+            term = terminator.Terminator(work, [hsm_tls.port, ech_tls.port], client_id.cert, client_id.key,
+                                         ca.ca_file)
+            try:
+                for conc in args.mtls_concurrency:
+                    load = h2load.Load.of(conc)
+                    before = hsm_tls.calls()
+                    term_probe = Probe([term.pid], 0)
+                    runs = {
+                        "plaintext": _measure(hsm, hsm.port, b.path, b, load, args),
+                        "echo_plaintext": _measure(ech, ech.port, echo.UNARY, b, load, args),
+                    }
+                    term_probe.start()
+                    runs["mtls"] = _measure(hsm_tls, term.front[hsm_tls.port], b.path, b, load, args)
+                    term_usage = term_probe.stop()
+                    runs["echo_mtls"] = _measure(ech_tls, term.front[ech_tls.port], echo.UNARY, b, load, args)
+                    after = hsm_tls.calls()
+                    method = "PinService.TranslatePin"
+                    errors = sum(after[(m, c)] - before[(m, c)] for (m, c) in after if m == method and c != "OK")
+                    row: dict[str, Any] = {"operation": "TranslatePin", "form": "unary", "concurrency": load.in_flight,
+                                           **{k: _side(*v) for k, v in runs.items()},
+                                           "mtls_errors": errors + runs["mtls"][0].failed,
+                                           "terminator_cpu_cores": term_usage.cpu_cores}
+                    p, m, ep, em = (row[k]["rate"] for k in ("plaintext", "mtls", "echo_plaintext", "echo_mtls"))
+                    row["ratio_plaintext"] = round(p / ep, 3) if ep else None
+                    row["ratio_mtls"] = round(m / em, 3) if em else None
+                    row["mtls_rate_change"] = round(m / p - 1, 3) if p else None
+                    cp, cm = row["plaintext"]["server_cpu_us_per_call"], row["mtls"]["server_cpu_us_per_call"]
+                    row["mtls_server_cpu_us_per_call"] = round(cm - cp, 1) if cp and cm else None
+                    rows.append(row)
+                    print(f"  TranslatePin  mTLS   c={load.in_flight:<3} {m:>11,.0f} calls/s (plaintext {p:,.0f}, "
+                          f"{row['mtls_rate_change']:+.0%})  p99 {row['mtls']['p99_ms']:.2f} ms  "
+                          f"echo {em:>9,.0f}  ratio {row['ratio_mtls']:.2f}  "
+                          f"server CPU/call +{row['mtls_server_cpu_us_per_call']} us", flush=True)
+            finally:
+                term.stop()
+        finally:
+            ech_tls.stop()
+    finally:
+        hsm_tls.stop()
+    return rows
+
+
 def run(args: argparse.Namespace) -> int:
     if not h2load.available():
         print("hsmsvc bench: h2load not found (Debian: apt-get install nghttp2-client)", file=sys.stderr)
@@ -238,6 +339,7 @@ def run(args: argparse.Namespace) -> int:
     root = str(Path(__file__).resolve().parents[2])
     env["PYTHONPATH"] = root + os.pathsep + env.get("PYTHONPATH", "")
     rows: list[dict[str, Any]] = []
+    mtls_rows: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="hsmsvc-bench-") as tmp:
         work = Path(tmp)
         print(f"hsmsvc bench: {args.backend} backend, {args.workers} worker(s); preparing keys", flush=True)
@@ -262,6 +364,8 @@ def run(args: argparse.Namespace) -> int:
                         b = body(op, form, keys, args.stream_messages, args.batch_size)
                         for conc in levels:
                             rows.append(_one(b, conc, hsm, ech, args))
+                if args.mtls:
+                    mtls_rows = _mtls(work, table, keys, hsm, ech, args, out, env)
             finally:
                 ech.stop()
         finally:
@@ -276,16 +380,19 @@ def run(args: argparse.Namespace) -> int:
             "rotation": {t: {"max_age_seconds": a, "max_uses": u} for t, (a, u) in _ROTATION.items()},
             "rotation_note": "the bench's keys carry no per-key use limit, so no key rotates during a run",
             "load_generator": _h2load_version(), "echo": "grpc.aio generic handlers, raw bytes, same worker count",
+            "mtls": ("hsmsvc and echo serving TLS 1.3 with client certificates (ECDSA P-256), reached through one "
+                     "haproxy (TCP mode) holding the client certificate; h2load speaks plaintext HTTP/2 to it"),
         },
         "machine": {"cpus": os.cpu_count(), "cpu": _cpu_model(), "python": platform.python_version(),
                     "grpcio": grpc.__version__, "platform": platform.platform()},
         "results": rows,
+        "mtls": mtls_rows,
     }
     (out / "report.json").write_text(json.dumps(doc, indent=2))
     (out / "report.md").write_text(report.markdown(doc))
     report.plot(doc, out / "latency.png")
     print(f"hsmsvc bench: wrote {out / 'report.json'}, {out / 'report.md'}, {out / 'latency.png'}")
-    return 1 if any(r["errors"] for r in rows) else 0
+    return 1 if any(r["errors"] for r in rows) or any(r["mtls_errors"] for r in mtls_rows) else 0
 
 
 def _h2load_version() -> str:

@@ -40,6 +40,26 @@ def markdown(doc: dict[str, Any]) -> str:
             f"| {sv['rss_mb']:.0f} | {sv['connections']} | {sv['file_handles']} | {e['rate']:,.0f} "
             f"| {e['p50_ms']:.2f} | {e['p99_ms']:.2f} | **{r['ratio']:.0%}** |")
     lines += ["", "![latency over concurrency](latency.png)", ""]
+    if doc.get("mtls"):
+        lines += [
+            "## Cost of mTLS",
+            "",
+            f"{s['mtls']}. Plaintext and mTLS are measured one after the other at each level. Server CPU per "
+            "call is the server's CPU time over its calls; haproxy's CPU is the client side's and is shown apart.",
+            "",
+            "| operation | in flight | plaintext calls/s | mTLS calls/s | change | mTLS p50 ms | mTLS p99 ms "
+            "| server CPU µs/call plaintext | mTLS | haproxy CPU (cores) | echo plaintext | echo mTLS "
+            "| ratio plaintext | ratio mTLS | errors |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        ]
+        for r in doc["mtls"]:
+            lines.append(
+                f"| {r['operation']} | {r['concurrency']} | {r['plaintext']['rate']:,.0f} | {r['mtls']['rate']:,.0f} "
+                f"| {r['mtls_rate_change']:+.0%} | {r['mtls']['p50_ms']:.2f} | {r['mtls']['p99_ms']:.2f} "
+                f"| {r['plaintext']['server_cpu_us_per_call']} | {r['mtls']['server_cpu_us_per_call']} "
+                f"| {r['terminator_cpu_cores']:.2f} | {r['echo_plaintext']['rate']:,.0f} | {r['echo_mtls']['rate']:,.0f} "
+                f"| {r['ratio_plaintext']:.0%} | **{r['ratio_mtls']:.0%}** | {r['mtls_errors']} |")
+        lines.append("")
     return "\n".join(lines)
 
 

@@ -1,4 +1,4 @@
-"""A throw-away test CA with server and client certificates (ECDSA P-256)."""
+"""A throw-away CA with server and client certificates (ECDSA P-256), for tests and the bench's mTLS runs."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ class Identity:
 
 
 def _name(cn: str) -> x509.Name:
-    return x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, "hsmsvc tests"),
+    return x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, "hsmsvc throw-away"),
                       x509.NameAttribute(NameOID.COMMON_NAME, cn)])
 
 
@@ -32,10 +32,10 @@ def _write(path: Path, cert: x509.Certificate, key: ec.EllipticCurvePrivateKey) 
     return Identity(str(c), str(k))
 
 
-class TestCA:
-    __test__ = False
+class ThrowawayCA:
+    __test__ = False  # not a pytest class, though tests import it
 
-    def __init__(self, directory: Path, name: str = "hsmsvc test CA") -> None:
+    def __init__(self, directory: Path, name: str = "hsmsvc throw-away CA") -> None:
         self.dir = directory
         self.key = ec.generate_private_key(ec.SECP256R1())
         now = dt.datetime.now(dt.timezone.utc)
