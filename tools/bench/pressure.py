@@ -312,7 +312,7 @@ def _mtls(work: Path, table: str, keys: Keys, hsm: _Server, ech: _Server, args: 
                     print(f"  TranslatePin  mTLS   c={load.in_flight:<3} {m:>11,.0f} calls/s (plaintext {p:,.0f}, "
                           f"{row['mtls_rate_change']:+.0%})  p99 {row['mtls']['p99_ms']:.2f} ms  "
                           f"echo {em:>9,.0f}  ratio {row['ratio_mtls']:.2f}  "
-                          f"server CPU/call +{row['mtls_server_cpu_us_per_call']} us", flush=True)
+                          f"server CPU/call {row['mtls_server_cpu_us_per_call']:+.1f} us", flush=True)
             finally:
                 term.stop()
         finally:
