@@ -98,9 +98,9 @@ class AccessLog:
     def flush(self) -> None:
         if not self._lines:
             return
-        text = "".join(self._lines)
-        self._lines.clear()
-        self._size = 0
+        # Swapped, not cleared after the join: a line another thread adds meanwhile is kept.
+        lines, self._lines, self._size = self._lines, [], 0
+        text = "".join(lines)
         stream = self._stream or sys.stderr
         try:
             stream.write(text)
