@@ -51,8 +51,8 @@ class AccessLog:
     so this builds the line from its few fields and writes lines in batches:
     at most ``interval`` seconds after the first line of a batch, or at
     ``limit`` characters. It writes only while ``hsmsvc.access`` is enabled
-    for INFO. Fields are names and codes only; the principal is
-    JSON-escaped where they need it.
+    for INFO. Fields are names and codes only; the principal's name, which
+    the policy file chooses, is JSON-escaped.
     """
 
     def __init__(self, stream: TextIO | None = None, interval: float = 0.1, limit: int = 64 * 1024) -> None:

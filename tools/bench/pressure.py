@@ -207,18 +207,12 @@ def _one(b: Body, conc: int, hsm: _Server, ech: _Server, args: argparse.Namespac
     load = h2load.Load.of(conc)
     method = b.path.rsplit("/", 2)[-2].rsplit(".", 1)[-1] + "." + b.path.rsplit("/", 1)[-1]
     before = hsm.calls()
-    probe = Probe(hsm.pids, hsm.port)
-    probe.start()
-    res = h2load.run(f"http://127.0.0.1:{hsm.port}{b.path}", b.data, load, args.duration, args.warm_up)
-    usage = probe.stop()
+    res, usage = _measure(hsm, hsm.port, b.path, b, load, args)
     after = hsm.calls()
     delta = {code: after[(m, code)] - before[(m, code)] for (m, code) in after if m == method}
     errors = sum(v for c, v in delta.items() if c != "OK") + res.failed
     echo_path = echo.STREAM if b.form is Form.STREAM else echo.UNARY
-    eprobe = Probe(ech.pids, ech.port)
-    eprobe.start()
-    eres = h2load.run(f"http://127.0.0.1:{ech.port}{echo_path}", b.data, load, args.duration, args.warm_up)
-    eusage = eprobe.stop()
+    eres, eusage = _measure(ech, ech.port, echo_path, b, load, args)
     rate, erate = res.per_second * b.items, eres.per_second * b.items
     row = {
         "operation": b.op.value, "form": b.form.value, "method": method, "concurrency": load.in_flight,
