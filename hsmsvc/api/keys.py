@@ -33,7 +33,7 @@ class KeyServicer(g.KeyServiceServicer):
         spec = cv.key_spec(t, _template_id(t))
         key = uc.import_key(self.s, c, cv.key_ref(r.kek, "kek", r.HasField("kek")), bytes(r.wrapped_key),
                             bytes(r.kcv) or None, spec, cv.text(t.alias, "template.alias") or None,
-                            cv.legacy_types(t))
+                            cv.legacy_types(t), t.lifetime_seconds, t.max_uses)
         return m.ImportKeyResponse(key=cv.key_info(key))
 
     @rpc("KeyService.ExportKey")

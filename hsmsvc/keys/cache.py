@@ -37,6 +37,7 @@ from hsmsvc.keys.store import KeyStore
 __all__ = ["KeyCache"]
 
 _MAX_ENTRIES: Final = 10_000
+_LAPSED: Final = datetime.min.replace(tzinfo=timezone.utc)
 
 
 @dataclasses.dataclass
@@ -60,6 +61,8 @@ class KeyCache:
         self._checked = float("-inf")
         self._epoch = 0
         """Bumped at every clear: a row read before a clear is not kept after it."""
+        self._stamp = 0
+        """Bumped whenever any entry goes or changes, for what callers derive from entries."""
 
     def lookup(self, ref: KeyRef) -> StoredKey:
         self._revalidate()
@@ -78,6 +81,22 @@ class KeyCache:
                 self._entries[ref] = _Entry(key, until)
         return key
 
+    def until(self, ref: KeyRef) -> datetime | None:
+        """When the entry for ``ref`` lapses by the clock (a newer version activates), if it does;
+        an entry not kept (a clear raced its lookup) has lapsed already."""
+        e = self._entries.get(ref)
+        return _LAPSED if e is None else e.until
+
+    @property
+    def stamp(self) -> int:
+        """Changes whenever an entry is dropped or changed; read before the lookups it vouches for."""
+        return self._stamp
+
+    def current(self, stamp: int) -> bool:
+        """Whether nothing looked up since ``stamp`` was read has been dropped or changed."""
+        self._revalidate()
+        return stamp == self._stamp
+
     def note_uses(self, key_id: str, version: int, use_count: int) -> None:
         """The store's use counter for a version is now at least ``use_count``."""
         with self._lock:
@@ -85,10 +104,12 @@ class KeyCache:
                 k = e.key
                 if k.key_id == key_id and k.version == version and k.use_count < use_count:
                     e.key = dataclasses.replace(k, use_count=use_count)
+                    self._stamp += 1
 
     def _drop(self) -> None:
         self._entries.clear()
         self._epoch += 1
+        self._stamp += 1
 
     def _revalidate(self) -> None:
         if self._store.changes != self._changes:

@@ -128,12 +128,14 @@ class KeyManager:
 
     def import_with(self, kek: StoredKey, wrapped: bytes, spec: KeySpec, kcv: bytes | None = None,
                     state: KeyState = KeyState.ACTIVE, alias: str | None = None,
-                    legacy_types: frozenset[KeyType] = frozenset()) -> StoredKey:
+                    legacy_types: frozenset[KeyType] = frozenset(), lifetime: timedelta | None = None,
+                    max_uses: int | None = None) -> StoredKey:
         """Import under a KEK the caller has already looked up and checked."""
         require_legacy_opt_in(kek, spec.key_type)
         check_legacy_types(spec, legacy_types)
         c = self._backend.import_key(kek.cryptogram, wrapped, spec, kcv)
-        return self._keep(c, "key.import", state, alias, None, None, legacy_types, kek=f"{kek.key_id} v{kek.version}")
+        return self._keep(c, "key.import", state, alias, lifetime, max_uses, legacy_types,
+                          kek=f"{kek.key_id} v{kek.version}")
 
     def export_under(self, kek_id: str, key_id: str) -> bytes:
         return self.export_with(self.for_use(kek_id, Operation.KEY_EXPORT_UNDER),

@@ -66,11 +66,12 @@ def generate_key(
 
 def import_key(
     s: Services, caller: Caller, kek: KeyRef, wrapped: bytes, kcv: bytes | None, spec: KeySpec,
-    alias: str | None, legacy_types: frozenset[KeyType] = frozenset(),
+    alias: str | None, legacy_types: frozenset[KeyType] = frozenset(), lifetime_s: int = 0, max_uses: int = 0,
 ) -> StoredKey:
     may_create(caller, spec, alias)
+    lifetime, limit = _lifetime(lifetime_s), _limit(max_uses)
     k = s.key(caller, kek, Operation.KEY_IMPORT_UNDER, "kek")
-    return s.manager(caller).import_with(k, wrapped, spec, kcv, KeyState.ACTIVE, alias, legacy_types)
+    return s.manager(caller).import_with(k, wrapped, spec, kcv, KeyState.ACTIVE, alias, legacy_types, lifetime, limit)
 
 
 def export_key(s: Services, caller: Caller, kek: KeyRef, key: KeyRef) -> tuple[bytes, bytes]:

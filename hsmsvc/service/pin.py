@@ -10,7 +10,10 @@ a caller which check failed. A wrong PIN is a result (``False``), not an error.
 
 from __future__ import annotations
 
+import math
+import time
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Sequence
 
 from hsmsvc.errors import HsmsvcError, InvalidInput, InvalidPinBlock, VerificationFailed
@@ -28,13 +31,17 @@ __all__ = [
     "PinCheck",
     "PvvCheck",
     "StoredPinCheck",
+    "TranslateRoute",
     "change_stored_pin",
     "encrypt_pin_for_storage",
     "generate_offset",
     "generate_pvv",
     "reencrypt_stored_pins",
     "compare_stored_pins",
+    "route_current",
+    "route_translation",
     "translate_pin",
+    "translate_routed",
     "translate_pin_batch",
     "verify_pin",
     "verify_pin_batch",
@@ -107,6 +114,80 @@ def _card(pan: str | None, check: PinCheck | None = None) -> str | None:
     return check.account if isinstance(check, StoredPinCheck) else None
 
 
+@dataclass(frozen=True)
+class TranslateRoute:
+    """A translation's keys and formats, checked once (caller's access, usage, state, dates).
+
+    A caller that translates between the same two keys call after call keeps
+    its route and skips the checks while :func:`route_current` holds: the key
+    cache has dropped or changed nothing since (a revocation, a new version, a
+    use-count block) and no date it depends on has passed. The backend still
+    checks each key's binding on every use.
+    """
+
+    source: StoredKey
+    """The stored key audited and counted: the TPK or ZPK, or the one-time key's KTK."""
+    source_key: PinKey
+    source_format: PinBlockFormat
+    destination: StoredKey
+    destination_format: PinBlockFormat
+    sign_on: bool
+    """The source is a TPK due for a new version: the terminal should sign on again."""
+    stamp: int
+    until: float
+    """POSIX time at which a date the checks relied on passes."""
+
+
+def _posix(when: datetime | None) -> float:
+    return math.inf if when is None else when.timestamp()
+
+
+def route_translation(
+    s: Services,
+    caller: Caller,
+    source: PinSource,
+    source_format: PinBlockFormat,
+    destination: KeyRef,
+    destination_format: PinBlockFormat,
+) -> TranslateRoute:
+    """Look up and check both keys of a translation (ISO 9564-1 clause 9.3: decipher, re-encipher)."""
+    stamp = s.keys.stamp  # before the lookups, so a change made during them shows
+    field = "source_one_time_key" if isinstance(source, OneTimeKeyRef) else "source_key"
+    src, src_key = _source(s, caller, source, field)
+    dst = s.key(caller, destination, Operation.PIN_ENCRYPT, "destination_key")
+    until = min(_posix(dst.expires_at), _posix(s.keys.until(destination)),
+                _posix(src.expires_at), _posix(s.keys.until(source.transport_key if isinstance(source, OneTimeKeyRef)
+                                                            else source)))
+    tpk = src.cryptogram.spec.key_type is KeyType.TPK
+    sign_on = tpk and src.rotation_due
+    start = src.activated_at or src.created_at
+    if tpk and not sign_on and src.expires_at is not None and src.expires_at > start:
+        until = min(until, (start + (src.expires_at - start) / 2).timestamp())  # rotation falls due by age
+    return TranslateRoute(src, src_key, source_format, dst, destination_format, sign_on, stamp, until)
+
+
+def route_current(s: Services, route: TranslateRoute) -> bool:
+    """Whether ``route``'s checks still hold."""
+    return s.keys.current(route.stamp) and (route.until == math.inf or time.time() < route.until)
+
+
+def translate_routed(s: Services, caller: Caller, route: TranslateRoute, pin_block: bytes,
+                     pan: str | None) -> tuple[bytes, int, bool]:
+    """Translate one PIN block along a checked route; returns it, the destination key's version,
+    and whether the terminal should sign on again."""
+    if s.attempt_cache.get(caller.principal.name, 0.0) <= time.monotonic():
+        AttemptGuard(s, caller, None).check_principal()
+    try:
+        out = s.backend.translate_pin(pin_block, route.source_key, route.source_format,
+                                      route.destination.cryptogram, route.destination_format, pan)
+    except InvalidPinBlock:
+        AttemptGuard(s, caller, pan).failed(route.source.key_id, route.source.version, "translate")
+        raise
+    s.observer.key_used(route.source)
+    s.observer.key_used(route.destination)
+    return out, route.destination.version, route.sign_on
+
+
 def translate_pin(
     s: Services,
     caller: Caller,
@@ -119,21 +200,8 @@ def translate_pin(
 ) -> tuple[bytes, int, bool]:
     """Translate one PIN block; returns it, the destination key's version, and whether the
     source TPK is due for a new version (the terminal should sign on again)."""
-    field = "source_one_time_key" if isinstance(source, OneTimeKeyRef) else "source_key"
-    src, src_key = _source(s, caller, source, field)
-    dst = s.key(caller, destination, Operation.PIN_ENCRYPT, "destination_key")
-    guard = AttemptGuard(s, caller, None)
-    guard.check_principal()
-    try:
-        out = s.backend.translate_pin(
-            pin_block, src_key, source_format, dst.cryptogram, destination_format, pan
-        )
-    except InvalidPinBlock:
-        AttemptGuard(s, caller, pan).failed(src.key_id, src.version, "translate")
-        raise
-    s.observer.key_used(src)
-    s.observer.key_used(dst)
-    return out, dst.version, src.cryptogram.spec.key_type is KeyType.TPK and src.rotation_due
+    route = route_translation(s, caller, source, source_format, destination, destination_format)
+    return translate_routed(s, caller, route, pin_block, pan)
 
 
 def translate_pin_batch(

@@ -73,6 +73,37 @@ def test_translate_batch_packs_blocks_and_reports_bad_items(core: Client, keys: 
             assert ind.decode_iso0(ind.tdes_ecb(keys["zpk2"], out, decrypt=True), p) == f"{1000 + i}"
 
 
+def test_a_kept_translation_route_follows_caller_state_and_expiry(server: Env, core: Client) -> None:
+    """The server keeps each caller's checked route between two keys; a revocation, an expiry or
+    another caller's request must still be refused at once."""
+    mgr = server.client("key-manager")
+    T2, B = pb.ALGORITHM_TDES_2KEY, pb.MODE_OF_USE_ENCRYPT_DECRYPT
+    clear: dict[str, bytes] = {}
+    for name, life in (("route-a", 2), ("route-b", 0), ("route-c", 0)):
+        clear[name] = clear_key(Algorithm.TDES_2KEY)
+        mgr.keys.ImportKey(key_pb.ImportKeyRequest(
+            kek=pb.KeyRef(key_id="zmk-core"), wrapped_key=ind.aes_ecb(variant(server.clear["zmk"], "ZPK"), clear[name]),
+            kcv=tdes_kcv(clear[name]), template=template(name, pb.KEY_TYPE_ZPK, T2, pb.KEY_USAGE_PIN_ENCRYPTION, B,
+                                                          lifetime_seconds=life)))
+    expires = time.monotonic() + 2
+    ab = ind.tdes_ecb(clear["route-a"], ind.iso0(PIN, PAN))
+    bc = ind.tdes_ecb(clear["route-b"], ind.iso0(PIN, PAN))
+    for _ in range(3):
+        out = core.translate_pin("route-a", "route-b", ab, pan=PAN)
+        assert ind.decode_iso0(ind.tdes_ecb(clear["route-b"], out, decrypt=True), PAN) == PIN
+        core.translate_pin("route-b", "route-c", bc, pan=PAN)
+    # Same request words, another caller: its own access is checked.
+    branch = server.client("branch-0001")
+    assert code_of(branch.translate_pin, "route-b", "route-c", bc, PAN) == (
+        StatusCode.PERMISSION_DENIED, "source_key: branch-0001 may not use this key")
+    mgr.keys.UpdateKeyState(key_pb.UpdateKeyStateRequest(key=pb.KeyRef(key_id="route-c", version=1),
+                                                         state=pb.KEY_STATE_SUSPENDED, reason="test"))
+    assert code_of(core.translate_pin, "route-b", "route-c", bc, PAN)[0] == StatusCode.FAILED_PRECONDITION
+    time.sleep(max(0.0, expires - time.monotonic()) + 0.2)
+    assert code_of(core.translate_pin, "route-a", "route-b", ab, PAN) == (
+        StatusCode.FAILED_PRECONDITION, "source_key: expired")
+
+
 def test_verify_by_ibm3624_offset(core: Client, keys: dict[str, bytes]) -> None:
     offset = ind.ibm3624_offset(keys["pvk-ibm"], VDATA, TABLE, PIN)
     block = ind.tdes_ecb(keys["zpk1"], ind.iso0(PIN, PAN))
