@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from typing import Any
 
 from hsmsvc.api import convert as cv
 from hsmsvc.api.batch import count, item_error
-from hsmsvc.api.status import Observed, item_result, rpc, stream_rpc
+from hsmsvc.api.status import Observed, rpc, stream_rpc
 from hsmsvc.errors import HsmsvcError, InvalidInput
 from hsmsvc.service import data as uc
 from hsmsvc.service.context import Caller, Services
@@ -24,11 +23,9 @@ class DataServicer(g.DataServiceServicer):
     def Encrypt(self, r: m.EncryptRequest, c: Caller) -> m.EncryptResponse:
         return self._encrypt(r, c)
 
-    @stream_rpc("DataService.StreamEncrypt")
-    async def StreamEncrypt(self, requests: Any, c: Caller) -> AsyncIterator[m.StreamEncryptResponse]:
-        async for q in requests:
-            code, msg, res = item_result(lambda: self._encrypt(q.request, c))
-            yield m.StreamEncryptResponse(correlation_id=q.correlation_id, code=code, message=msg, response=res)
+    @stream_rpc("DataService.StreamEncrypt", m.StreamEncryptResponse)
+    def StreamEncrypt(self, r: Any, c: Caller) -> Any:
+        return self._encrypt(r, c)
 
     def _encrypt(self, r: m.EncryptRequest, c: Caller) -> m.EncryptResponse:
         p = cv.field_params(r.cipher, "cipher", r.HasField("cipher"))

@@ -9,6 +9,7 @@ import json
 import logging
 import sys
 import time
+from collections import deque
 from typing import Final, TextIO
 
 __all__ = ["ACCESS", "REQUEST_ID", "AccessLog", "JsonFormatter", "configure"]
@@ -47,63 +48,64 @@ class AccessLog:
     """One JSON line per RPC, as :class:`JsonFormatter` writes, under the logger ``hsmsvc.access``.
 
     Through :mod:`logging` a line cost more than a PIN translation itself (a
-    record, the caller's frame, a dict, ``json.dumps`` and a flush each time),
-    so this builds the line from its few fields and writes lines in batches:
-    at most ``interval`` seconds after the first line of a batch, or at
-    ``limit`` characters. It writes only while ``hsmsvc.access`` is enabled
-    for INFO. Fields are names and codes only; the principal's name, which
-    the policy file chooses, is JSON-escaped.
+    record, the caller's frame, a dict, ``json.dumps`` and a flush each time).
+    Here a call only notes its few fields; the lines are formatted and written
+    together, at most ``interval`` seconds after the first of a batch or at
+    ``limit`` lines, which costs less per line than formatting each amid the
+    call's own work. It writes only while ``hsmsvc.access`` is enabled for
+    INFO. Fields are names and codes only; the principal's name, which the
+    policy file chooses, is JSON-escaped.
     """
 
-    def __init__(self, stream: TextIO | None = None, interval: float = 0.1, limit: int = 64 * 1024) -> None:
+    def __init__(self, stream: TextIO | None = None, interval: float = 0.1, limit: int = 256) -> None:
         self._logger = logging.getLogger("hsmsvc.access")
         self._stream = stream
         self._interval = interval
         self._limit = limit
-        self._lines: list[str] = []
-        self._size = 0
-        self._second = -1
-        self._stamp = ""
+        # A deque, appended to and drained from either end, so no note is lost to a
+        # flush on another thread (atexit, or a server stopped from a test's thread).
+        self._notes: deque[tuple[float, str, str, str, str, str, float]] = deque()
         self._names: dict[str, str] = {}
 
     def enabled(self) -> bool:
         return self._logger.isEnabledFor(logging.INFO)
 
     def write(self, message: str, method: str, principal: str, code: str, seconds: float) -> None:
-        now = time.time()
-        second = int(now)
-        if second != self._second:
-            self._second = second
-            self._stamp = '{"time": "' + time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
-        name = self._names.get(principal)
-        if name is None:
-            if len(self._names) >= 1024:
-                self._names.clear()
-            name = self._names[principal] = json.dumps(principal)
-        # Request ids are letters, digits and . _ : / - only (api.status), so need no escaping.
-        line = (f'{self._stamp}.{int(now % 1 * 1000):03d}Z", "level": "INFO", "logger": "hsmsvc.access", '
-                f'"message": "{message}", "request_id": "{REQUEST_ID.get()}", "method": "{method}", '
-                f'"principal": {name}, "code": "{code}", "ms": {seconds * 1000:.3f}}}\n')
-        first = not self._lines
-        self._lines.append(line)
-        self._size += len(line)
-        if self._size >= self._limit:
+        notes = self._notes
+        notes.append((time.time(), REQUEST_ID.get(), message, method, principal, code, seconds))
+        if len(notes) >= self._limit:
             self.flush()
-        elif first:
+        elif len(notes) == 1:
             try:
                 asyncio.get_running_loop().call_later(self._interval, self.flush)
             except RuntimeError:
                 self.flush()  # no event loop to come back later: write now
 
     def flush(self) -> None:
-        if not self._lines:
+        notes, names, lines = self._notes, self._names, []
+        second, stamp = -1, ""
+        while True:
+            try:
+                now, rid, message, method, principal, code, seconds = notes.popleft()
+            except IndexError:
+                break
+            if int(now) != second:
+                second = int(now)
+                stamp = '{"time": "' + time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+            name = names.get(principal)
+            if name is None:
+                if len(names) >= 1024:
+                    names.clear()
+                name = names[principal] = json.dumps(principal)
+            # Request ids are letters, digits and . _ : / - only (api.status), so need no escaping.
+            lines.append(f'{stamp}.{int(now % 1 * 1000):03d}Z", "level": "INFO", "logger": "hsmsvc.access", '
+                         f'"message": "{message}", "request_id": "{rid}", "method": "{method}", '
+                         f'"principal": {name}, "code": "{code}", "ms": {seconds * 1000:.3f}}}\n')
+        if not lines:
             return
-        # Swapped, not cleared after the join: a line another thread adds meanwhile is kept.
-        lines, self._lines, self._size = self._lines, [], 0
-        text = "".join(lines)
         stream = self._stream or sys.stderr
         try:
-            stream.write(text)
+            stream.write("".join(lines))
             stream.flush()
         except (OSError, ValueError):
             pass  # a closed stream at exit: nothing else to write to

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from typing import Any
 
 from hsmsvc.api import convert as cv
 from hsmsvc.api.batch import count, item_error
-from hsmsvc.api.status import Observed, item_result, rpc, stream_rpc
+from hsmsvc.api.status import Observed, rpc, stream_rpc
 from hsmsvc.errors import HsmsvcError
 from hsmsvc.service import mac as uc
 from hsmsvc.service.context import Caller, Services
@@ -75,14 +74,10 @@ class MacServicer(g.MacServiceServicer):
                 verified.append(res)
         return m.VerifyMacBatchResponse(verified=verified, errors=errs)
 
-    @stream_rpc("MacService.StreamGenerateMac")
-    async def StreamGenerateMac(self, requests: Any, c: Caller) -> AsyncIterator[m.StreamGenerateMacResponse]:
-        async for q in requests:
-            code, msg, res = item_result(lambda: self._generate(q.request, c))
-            yield m.StreamGenerateMacResponse(correlation_id=q.correlation_id, code=code, message=msg, response=res)
+    @stream_rpc("MacService.StreamGenerateMac", m.StreamGenerateMacResponse)
+    def StreamGenerateMac(self, r: Any, c: Caller) -> Any:
+        return self._generate(r, c)
 
-    @stream_rpc("MacService.StreamVerifyMac")
-    async def StreamVerifyMac(self, requests: Any, c: Caller) -> AsyncIterator[m.StreamVerifyMacResponse]:
-        async for q in requests:
-            code, msg, res = item_result(lambda: self._verify(q.request, c))
-            yield m.StreamVerifyMacResponse(correlation_id=q.correlation_id, code=code, message=msg, response=res)
+    @stream_rpc("MacService.StreamVerifyMac", m.StreamVerifyMacResponse)
+    def StreamVerifyMac(self, r: Any, c: Caller) -> Any:
+        return self._verify(r, c)

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import Sequence
 from typing import Any, Final
 
 from hsmsvc.api import convert as cv
 from hsmsvc.api.batch import count, item_error, items, pans, split, split_even
-from hsmsvc.api.status import Observed, item_result, rpc, stream_rpc
+from hsmsvc.api.status import Observed, rpc, stream_rpc
 from hsmsvc.errors import HsmsvcError, InvalidInput
 from hsmsvc.hsm.backend import StoredPin, StoredPinMethod
 from hsmsvc.keys.model import KeyRef
@@ -110,23 +110,17 @@ class PinServicer(g.PinServiceServicer):
         return m.TranslatePinBatchResponse(pin_blocks=out.blocks, errors=[item_error(i, e) for i, e in out.errors],
                                            destination_key_version=version)
 
-    @stream_rpc("PinService.StreamTranslatePin")
-    async def StreamTranslatePin(
-        self, requests: Any, c: Caller
-    ) -> AsyncIterator[m.StreamTranslatePinResponse]:
-        async for q in requests:
-            code, msg, res = item_result(lambda: self._translate(q.request, c))
-            yield m.StreamTranslatePinResponse(correlation_id=q.correlation_id, code=code, message=msg, response=res)
+    @stream_rpc("PinService.StreamTranslatePin", m.StreamTranslatePinResponse)
+    def StreamTranslatePin(self, r: Any, c: Caller) -> Any:
+        return self._translate(r, c)
 
     @rpc("PinService.VerifyPin")
     def VerifyPin(self, r: m.VerifyPinRequest, c: Caller) -> m.VerifyPinResponse:
         return self._verify(r, c)
 
-    @stream_rpc("PinService.StreamVerifyPin")
-    async def StreamVerifyPin(self, requests: Any, c: Caller) -> AsyncIterator[m.StreamVerifyPinResponse]:
-        async for q in requests:
-            code, msg, res = item_result(lambda: self._verify(q.request, c))
-            yield m.StreamVerifyPinResponse(correlation_id=q.correlation_id, code=code, message=msg, response=res)
+    @stream_rpc("PinService.StreamVerifyPin", m.StreamVerifyPinResponse)
+    def StreamVerifyPin(self, r: Any, c: Caller) -> Any:
+        return self._verify(r, c)
 
     def _verify(self, r: m.VerifyPinRequest, c: Caller) -> m.VerifyPinResponse:
         which = r.WhichOneof("check")

@@ -22,7 +22,7 @@ from hsmsvc import errors
 from hsmsvc.api.logs import ACCESS, REQUEST_ID
 from hsmsvc.service.context import Caller
 
-__all__ = ["CODES", "Observed", "code_for", "item_result", "message_for", "rpc", "stream_rpc"]
+__all__ = ["CODES", "Observed", "code_for", "message_for", "rpc", "stream_rpc"]
 
 log = logging.getLogger("hsmsvc.api")
 
@@ -125,12 +125,18 @@ def rpc(method: str) -> Callable[[Callable[[Any, Any, Caller], R]], Callable[[An
 
 
 def stream_rpc(
-    method: str,
-) -> Callable[[Callable[[Any, Any, Caller], AsyncIterator[R]]], Callable[[Any, Any, Any], AsyncIterator[R]]]:
-    """Wrap a bidi handler: identity and authorization once, then per-message results in-band."""
+    method: str, response: Callable[..., Any],
+) -> Callable[[Callable[[Any, Any, Caller], Any]], Callable[[Any, Any, Any], AsyncIterator[Any]]]:
+    """Wrap a per-message handler ``fn(self, request, caller)`` as a bidi stream of ``response``.
 
-    def deco(fn: Callable[[Any, Any, Caller], AsyncIterator[R]]) -> Callable[[Any, Any, Any], AsyncIterator[R]]:
-        async def handler(self: Any, requests: Any, context: Any) -> AsyncIterator[R]:
+    Identity and authorization are checked once per stream. Each message's
+    outcome goes in-band: ``response(correlation_id, code, message, response)``,
+    code 0 with the result or a google.rpc code and message. The loop is the
+    wrapper's own, so a message passes through one generator, not two.
+    """
+
+    def deco(fn: Callable[[Any, Any, Caller], Any]) -> Callable[[Any, Any, Any], AsyncIterator[Any]]:
+        async def handler(self: Any, requests: Any, context: Any) -> AsyncIterator[Any]:
             rid = _request_id(context)
             token = REQUEST_ID.set(rid)
             started = time.perf_counter()
@@ -140,7 +146,17 @@ def stream_rpc(
                 principal = self.observed.principal(context)
                 principal_name = principal.name
                 principal.require_call(method)
-                async for out in fn(self, requests, Caller(principal, method, rid)):
+                caller = Caller(principal, method, rid)
+                async for q in requests:
+                    try:
+                        out = response(correlation_id=q.correlation_id, response=fn(self, q.request, caller))
+                    except errors.HsmsvcError as e:
+                        out = response(correlation_id=q.correlation_id, code=code_for(e).value[0],
+                                       message=message_for(e))
+                    except Exception:
+                        log.exception("unhandled error in stream item")
+                        out = response(correlation_id=q.correlation_id, code=StatusCode.INTERNAL.value[0],
+                                       message=f"internal error; request id {rid}")
                     yield out
             except errors.HsmsvcError as e:
                 code = code_for(e)
@@ -169,12 +185,3 @@ def stream_rpc(
     return deco
 
 
-def item_result(call: Callable[[], R]) -> tuple[int, str, R | None]:
-    """Run one stream item: (google.rpc code, message, result)."""
-    try:
-        return 0, "", call()
-    except errors.HsmsvcError as e:
-        return code_for(e).value[0], message_for(e), None
-    except Exception:
-        log.exception("unhandled error in stream item")
-        return StatusCode.INTERNAL.value[0], f"internal error; request id {REQUEST_ID.get()}", None

@@ -329,7 +329,9 @@ def test_list_keys_refuses_stray_bytes_before_the_database(server: Env) -> None:
         assert code is grpc.StatusCode.INVALID_ARGUMENT
 
 
-def test_health_reports_serving(server: Env) -> None:
+def test_health_reports_serving_and_reflection_lists_services(server: Env) -> None:
+    from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+
     ident = server.ids["auditor"]
     creds = ClientTls(server.ca.ca_file, ident.cert, ident.key, "localhost").credentials()
     with grpc.secure_channel(f"127.0.0.1:{server.port}", creds,
@@ -338,6 +340,11 @@ def test_health_reports_serving(server: Env) -> None:
         for name in ("", "hsmsvc.v1.PinService", "hsmsvc.v1.KeyService"):
             r = stub.Check(health_pb2.HealthCheckRequest(service=name), timeout=5)
             assert r.status == health_pb2.HealthCheckResponse.SERVING
+        answers = list(reflection_pb2_grpc.ServerReflectionStub(ch).ServerReflectionInfo(
+            iter([reflection_pb2.ServerReflectionRequest(list_services="")]), timeout=5))
+        names = {s.name for s in answers[0].list_services_response.service}
+        assert {"hsmsvc.v1.PinService", "hsmsvc.v1.KeyService", "hsmsvc.v1.CeremonyService",
+                "grpc.health.v1.Health", "grpc.reflection.v1alpha.ServerReflection"} <= names
 
 
 def test_metrics_count_methods(server: Env, core: Client, keys: dict[str, bytes]) -> None:
