@@ -40,7 +40,6 @@ __all__ = [
     "compare_stored_pins",
     "route_current",
     "route_translation",
-    "translate_pin",
     "translate_routed",
     "translate_pin_batch",
     "verify_pin",
@@ -186,22 +185,6 @@ def translate_routed(s: Services, caller: Caller, route: TranslateRoute, pin_blo
     s.observer.key_used(route.source)
     s.observer.key_used(route.destination)
     return out, route.destination.version, route.sign_on
-
-
-def translate_pin(
-    s: Services,
-    caller: Caller,
-    source: PinSource,
-    source_format: PinBlockFormat,
-    destination: KeyRef,
-    destination_format: PinBlockFormat,
-    pin_block: bytes,
-    pan: str | None,
-) -> tuple[bytes, int, bool]:
-    """Translate one PIN block; returns it, the destination key's version, and whether the
-    source TPK is due for a new version (the terminal should sign on again)."""
-    route = route_translation(s, caller, source, source_format, destination, destination_format)
-    return translate_routed(s, caller, route, pin_block, pan)
 
 
 def translate_pin_batch(
