@@ -38,14 +38,20 @@ class StoredKey:
         return self.cryptogram.spec.key_id
 
     @property
+    def due_by_age_at(self) -> datetime | None:
+        """When half its life is gone, for a version that expires."""
+        start = self.activated_at or self.created_at
+        if self.expires_at is None or self.expires_at <= start:
+            return None
+        return start + (self.expires_at - start) / 2
+
+    @property
     def rotation_due(self) -> bool:
         """At its rotation limit: ``max_uses`` reached, or half its life gone (use stops at twice either)."""
         if self.max_uses is not None and self.use_count >= self.max_uses:
             return True
-        start = self.activated_at or self.created_at
-        if self.expires_at is None or self.expires_at <= start:
-            return False
-        return datetime.now(self.expires_at.tzinfo) >= start + (self.expires_at - start) / 2
+        due = self.due_by_age_at
+        return due is not None and datetime.now(due.tzinfo) >= due
 
     @property
     def version(self) -> int:

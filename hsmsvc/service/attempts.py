@@ -17,7 +17,11 @@ from hsmsvc.keys.model import AuditEvent
 from hsmsvc.redact import mask_pan
 from hsmsvc.service.context import Caller, Services
 
-__all__ = ["AttemptGuard"]
+__all__ = ["AttemptGuard", "check_principal"]
+
+
+def _principal_subject(name: str) -> str:
+    return f"principal:{name}"
 
 
 class AttemptGuard:
@@ -27,7 +31,7 @@ class AttemptGuard:
         self._s = services
         self._caller = caller
         self._pan = pan
-        self._subjects = [f"principal:{caller.principal.name}"]
+        self._subjects = [_principal_subject(caller.principal.name)]
         if pan:
             self._subjects.append("pan:" + services.backend.pan_hash(pan).hex())
         self._had_failures = False
@@ -49,18 +53,8 @@ class AttemptGuard:
             raise AttemptsExceeded("pan", "too many failed PIN checks for this card")
 
     def check_principal(self) -> None:
-        """The principal's limit only, for translation; a recent pass is trusted for a second.
-
-        Failures are written through and drop that trust at once, so only
-        failures counted by another process can take up to a second to bite.
-        """
-        name = self._caller.principal.name
-        if self._s.attempt_cache.get(name, 0.0) > time.monotonic():
-            return
-        limits = self._s.limits
-        if self._s.store.failures(self._subjects[:1], limits.window).get(self._subjects[0], 0) >= limits.per_principal:
-            raise AttemptsExceeded("principal", "too many failed PIN checks; try later")
-        self._s.attempt_cache[name] = time.monotonic() + 1.0
+        """The principal's limit only (:func:`check_principal`)."""
+        check_principal(self._s, self._caller)
 
     def failed(self, key_id: str, key_version: int, what: str) -> None:
         self._s.store.record_failure(
@@ -80,3 +74,18 @@ class AttemptGuard:
     def succeeded(self) -> None:
         if self._had_failures:
             self._s.store.clear_failures(self._subjects[1])
+
+
+def check_principal(s: Services, caller: Caller) -> None:
+    """The principal's limit only, for translation; a recent pass is trusted for a second.
+
+    Failures are written through and drop that trust at once (:meth:`AttemptGuard.failed`),
+    so only failures counted by another process can take up to a second to bite.
+    """
+    name = caller.principal.name
+    if s.attempt_cache.get(name, 0.0) > time.monotonic():
+        return
+    subject = _principal_subject(name)
+    if s.store.failures([subject], s.limits.window).get(subject, 0) >= s.limits.per_principal:
+        raise AttemptsExceeded("principal", "too many failed PIN checks; try later")
+    s.attempt_cache[name] = time.monotonic() + 1.0

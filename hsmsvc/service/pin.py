@@ -20,7 +20,7 @@ from hsmsvc.errors import HsmsvcError, InvalidInput, InvalidPinBlock, Verificati
 from hsmsvc.hsm.backend import OneTimeKey, PinBatch, PinKey, StoredPin
 from hsmsvc.hsm.policy import Operation
 from hsmsvc.keys.model import KeyRef, StoredKey
-from hsmsvc.service.attempts import AttemptGuard
+from hsmsvc.service.attempts import AttemptGuard, check_principal
 from hsmsvc.service.context import Caller, Services
 from hsmsvc.types import Algorithm, KeyType, KeyUsage, PinBlockFormat
 
@@ -154,14 +154,12 @@ def route_translation(
     field = "source_one_time_key" if isinstance(source, OneTimeKeyRef) else "source_key"
     src, src_key = _source(s, caller, source, field)
     dst = s.key(caller, destination, Operation.PIN_ENCRYPT, "destination_key")
+    src_ref = source.transport_key if isinstance(source, OneTimeKeyRef) else source
     until = min(_posix(dst.expires_at), _posix(s.keys.until(destination)),
-                _posix(src.expires_at), _posix(s.keys.until(source.transport_key if isinstance(source, OneTimeKeyRef)
-                                                            else source)))
-    tpk = src.cryptogram.spec.key_type is KeyType.TPK
-    sign_on = tpk and src.rotation_due
-    start = src.activated_at or src.created_at
-    if tpk and not sign_on and src.expires_at is not None and src.expires_at > start:
-        until = min(until, (start + (src.expires_at - start) / 2).timestamp())  # rotation falls due by age
+                _posix(src.expires_at), _posix(s.keys.until(src_ref)))
+    sign_on = src.cryptogram.spec.key_type is KeyType.TPK and src.rotation_due
+    if src.cryptogram.spec.key_type is KeyType.TPK and not sign_on:
+        until = min(until, _posix(src.due_by_age_at))  # the terminal is told to sign on from then
     return TranslateRoute(src, src_key, source_format, dst, destination_format, sign_on, stamp, until)
 
 
@@ -174,8 +172,7 @@ def translate_routed(s: Services, caller: Caller, route: TranslateRoute, pin_blo
                      pan: str | None) -> tuple[bytes, int, bool]:
     """Translate one PIN block along a checked route; returns it, the destination key's version,
     and whether the terminal should sign on again."""
-    if s.attempt_cache.get(caller.principal.name, 0.0) <= time.monotonic():
-        AttemptGuard(s, caller, None).check_principal()
+    check_principal(s, caller)
     try:
         out = s.backend.translate_pin(pin_block, route.source_key, route.source_format,
                                       route.destination.cryptogram, route.destination_format, pan)
@@ -200,7 +197,7 @@ def translate_pin_batch(
     """Translate blocks packed back to back, one per PAN, under one key pair."""
     src = s.key(caller, source, Operation.PIN_DECRYPT, "source_key")
     dst = s.key(caller, destination, Operation.PIN_ENCRYPT, "destination_key")
-    AttemptGuard(s, caller, None).check_principal()
+    check_principal(s, caller)
     out = s.backend.translate_pins(pin_blocks, src.cryptogram, source_format, dst.cryptogram,
                                    destination_format, pans)
     for i, e in out.errors:
