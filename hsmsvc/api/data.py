@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from hsmsvc.api import convert as cv
 from hsmsvc.api.batch import count, item_error
 from hsmsvc.api.status import Observed, rpc, stream_rpc
@@ -19,19 +17,14 @@ class DataServicer(g.DataServiceServicer):
         self.s = services
         self.observed = observed
 
-    @rpc("DataService.Encrypt")
-    def Encrypt(self, r: m.EncryptRequest, c: Caller) -> m.EncryptResponse:
-        return self._encrypt(r, c)
-
-    @stream_rpc("DataService.StreamEncrypt", m.StreamEncryptResponse)
-    def StreamEncrypt(self, r: Any, c: Caller) -> Any:
-        return self._encrypt(r, c)
-
     def _encrypt(self, r: m.EncryptRequest, c: Caller) -> m.EncryptResponse:
         p = cv.field_params(r.cipher, "cipher", r.HasField("cipher"))
         ct, iv, version = uc.encrypt(self.s, c, cv.key_ref(r.key, "key", r.HasField("key")), p.mode, p.padding,
                                      p.iv, p.aad, bytes(r.plaintext))
         return m.EncryptResponse(ciphertext=ct, iv=iv, key_version=version)
+
+    Encrypt = rpc("DataService.Encrypt")(_encrypt)
+    StreamEncrypt = stream_rpc("DataService.StreamEncrypt", m.StreamEncryptResponse)(_encrypt)
 
     @rpc("DataService.Decrypt")
     def Decrypt(self, r: m.DecryptRequest, c: Caller) -> m.DecryptResponse:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from hsmsvc.api import convert as cv
 from hsmsvc.api.batch import count, item_error
 from hsmsvc.api.status import Observed, rpc, stream_rpc
@@ -26,9 +24,8 @@ class MacServicer(g.MacServiceServicer):
         )
         return m.GenerateMacResponse(mac=tag, key_version=version, sign_on_required=sign_on)
 
-    @rpc("MacService.GenerateMac")
-    def GenerateMac(self, r: m.GenerateMacRequest, c: Caller) -> m.GenerateMacResponse:
-        return self._generate(r, c)
+    GenerateMac = rpc("MacService.GenerateMac")(_generate)
+    StreamGenerateMac = stream_rpc("MacService.StreamGenerateMac", m.StreamGenerateMacResponse)(_generate)
 
     def _verify(self, r: m.VerifyMacRequest, c: Caller) -> m.VerifyMacResponse:
         ok = uc.verify_mac(
@@ -37,9 +34,8 @@ class MacServicer(g.MacServiceServicer):
         )
         return m.VerifyMacResponse(verified=ok)
 
-    @rpc("MacService.VerifyMac")
-    def VerifyMac(self, r: m.VerifyMacRequest, c: Caller) -> m.VerifyMacResponse:
-        return self._verify(r, c)
+    VerifyMac = rpc("MacService.VerifyMac")(_verify)
+    StreamVerifyMac = stream_rpc("MacService.StreamVerifyMac", m.StreamVerifyMacResponse)(_verify)
 
     @rpc("MacService.GenerateMacBatch")
     def GenerateMacBatch(self, r: m.GenerateMacBatchRequest, c: Caller) -> m.GenerateMacBatchResponse:
@@ -73,11 +69,3 @@ class MacServicer(g.MacServiceServicer):
             else:
                 verified.append(res)
         return m.VerifyMacBatchResponse(verified=verified, errors=errs)
-
-    @stream_rpc("MacService.StreamGenerateMac", m.StreamGenerateMacResponse)
-    def StreamGenerateMac(self, r: Any, c: Caller) -> Any:
-        return self._generate(r, c)
-
-    @stream_rpc("MacService.StreamVerifyMac", m.StreamVerifyMacResponse)
-    def StreamVerifyMac(self, r: Any, c: Caller) -> Any:
-        return self._verify(r, c)

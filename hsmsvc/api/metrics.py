@@ -105,7 +105,7 @@ class Metrics:
 
     def key_used(self, key: StoredKey, n: int = 1) -> None:
         if n:
-            self._counts.key_used((key.key_id, key.version), n)
+            self._counts.key_used(key.ident, n)
 
     def serve(self, address: str) -> int:
         """Start the HTTP endpoint; returns the bound port."""

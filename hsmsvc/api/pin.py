@@ -91,9 +91,8 @@ class PinServicer(g.PinServiceServicer):
         block, version, sign_on = uc.translate_routed(self.s, c, route, bytes(r.pin_block), _pan(r.pan))
         return m.TranslatePinResponse(pin_block=block, destination_key_version=version, sign_on_required=sign_on)
 
-    @rpc("PinService.TranslatePin")
-    def TranslatePin(self, r: m.TranslatePinRequest, c: Caller) -> m.TranslatePinResponse:
-        return self._translate(r, c)
+    TranslatePin = rpc("PinService.TranslatePin")(_translate)
+    StreamTranslatePin = stream_rpc("PinService.StreamTranslatePin", m.StreamTranslatePinResponse)(_translate)
 
     @rpc("PinService.TranslatePinBatch")
     def TranslatePinBatch(self, r: m.TranslatePinBatchRequest, c: Caller) -> m.TranslatePinBatchResponse:
@@ -109,18 +108,6 @@ class PinServicer(g.PinServiceServicer):
         )
         return m.TranslatePinBatchResponse(pin_blocks=out.blocks, errors=[item_error(i, e) for i, e in out.errors],
                                            destination_key_version=version)
-
-    @stream_rpc("PinService.StreamTranslatePin", m.StreamTranslatePinResponse)
-    def StreamTranslatePin(self, r: Any, c: Caller) -> Any:
-        return self._translate(r, c)
-
-    @rpc("PinService.VerifyPin")
-    def VerifyPin(self, r: m.VerifyPinRequest, c: Caller) -> m.VerifyPinResponse:
-        return self._verify(r, c)
-
-    @stream_rpc("PinService.StreamVerifyPin", m.StreamVerifyPinResponse)
-    def StreamVerifyPin(self, r: Any, c: Caller) -> Any:
-        return self._verify(r, c)
 
     def _verify(self, r: m.VerifyPinRequest, c: Caller) -> m.VerifyPinResponse:
         which = r.WhichOneof("check")
@@ -139,6 +126,9 @@ class PinServicer(g.PinServiceServicer):
         ok = uc.verify_pin(self.s, c, _source(r, "pin_key", "key", "one_time_key"),
                            cv.PIN_FORMAT.get(r.format, "format"), bytes(r.pin_block), _pan(r.pan), check)
         return m.VerifyPinResponse(verified=ok)
+
+    VerifyPin = rpc("PinService.VerifyPin")(_verify)
+    StreamVerifyPin = stream_rpc("PinService.StreamVerifyPin", m.StreamVerifyPinResponse)(_verify)
 
     @rpc("PinService.VerifyPinBatch")
     def VerifyPinBatch(self, r: m.VerifyPinBatchRequest, c: Caller) -> m.VerifyPinBatchResponse:

@@ -85,7 +85,11 @@ def _request_id(context: Any) -> str:
 
 
 def rpc(method: str) -> Callable[[Callable[[Any, Any, Caller], R]], Callable[[Any, Any, Any], Awaitable[R]]]:
-    """Wrap a unary handler ``fn(self, request, caller)``: identity, authorization, errors, metrics, log."""
+    """Wrap a unary handler ``fn(self, request, caller)``: identity, authorization, errors, metrics, log.
+
+    A unary RPC and its stream form share one ``fn``: ``Foo = rpc("S.Foo")(_foo)`` and
+    ``StreamFoo = stream_rpc("S.StreamFoo", ...)(_foo)``.
+    """
 
     def deco(fn: Callable[[Any, Any, Caller], R]) -> Callable[[Any, Any, Any], Awaitable[R]]:
         async def handler(self: Any, request: Any, context: Any) -> R:
@@ -118,7 +122,7 @@ def rpc(method: str) -> Callable[[Callable[[Any, Any, Caller], R]], Callable[[An
                     ACCESS.write("rpc", method, principal_name, code.name, elapsed)
                 REQUEST_ID.reset(token)
 
-        handler.__name__ = fn.__name__
+        handler.__name__ = method.rpartition(".")[2]
         return handler
 
     return deco
@@ -179,7 +183,7 @@ def stream_rpc(
                     # another context: there is nothing of this stream's to restore.
                     pass
 
-        handler.__name__ = fn.__name__
+        handler.__name__ = method.rpartition(".")[2]
         return handler
 
     return deco

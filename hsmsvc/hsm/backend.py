@@ -39,6 +39,7 @@ __all__ = [
     "KeySpec",
     "OneTimeKey",
     "PinKey",
+    "PinTranslator",
     "StoredPin",
     "StoredPinMethod",
 ]
@@ -205,6 +206,12 @@ PinKey = KeyCryptogram | OneTimeKey
 """What a PIN block arrives under: a stored TPK/ZPK, or a one-time key."""
 
 
+class PinTranslator(Protocol):
+    """:meth:`Backend.translate_pin` with its keys and formats bound: ``translator(block, pan)``."""
+
+    def __call__(self, block: bytes, pan: str | None) -> bytes: ...
+
+
 @dataclass(frozen=True)
 class StoredPin:
     """A PIN at rest: enciphered or digested under a PSK, bound to one account."""
@@ -342,6 +349,14 @@ class Backend(Protocol):
         pans: Sequence[str | None],
     ) -> PinBatch:
         """:meth:`translate_pin` for blocks packed back to back, one per PAN, under one key pair."""
+        ...
+
+    def pin_translator(
+        self, src: PinKey, src_format: PinBlockFormat, dst: KeyCryptogram, dst_format: PinBlockFormat,
+    ) -> PinTranslator:
+        """:meth:`translate_pin` bound to one key pair and format pair, for a caller that
+        translates along the same route call after call; each call gives what
+        :meth:`translate_pin` would, error for error."""
         ...
 
     def encrypt_pin_for_storage(

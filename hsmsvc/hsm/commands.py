@@ -42,6 +42,7 @@ from hsmsvc.hsm.backend import (
     KeySpec,
     OneTimeKey,
     PinKey,
+    PinTranslator,
     StoredPin,
     StoredPinMethod,
 )
@@ -144,6 +145,50 @@ class _Guard:
             raise mapped from None
 
 
+class _Translator:
+    """``CommandBackend.pin_translator``: a route's two loaded keys, kept while the backend keeps them.
+
+    The keys' bindings are checked when they are loaded (:meth:`CommandBackend._use`),
+    which happens again after the backend drops any loaded key (a PKCS#11 object
+    may be destroyed and its handle reused). Format 0 to format 0 between TDES
+    keys runs here; anything else, or a block or PAN that is not plainly well
+    formed, takes :meth:`CommandBackend.translate_pin`, which names the fault.
+    """
+
+    __slots__ = ("_backend", "_dst", "_dst_format", "_generation", "_iso0", "_keys", "_src", "_src_format")
+
+    def __init__(self, backend: "CommandBackend", src: PinKey, src_format: PinBlockFormat, dst: KeyCryptogram,
+                 dst_format: PinBlockFormat) -> None:
+        backend._check_translation(src_format, dst_format)
+        self._backend = backend
+        self._src, self._src_format, self._dst, self._dst_format = src, src_format, dst, dst_format
+        self._iso0 = _iso0_pair(src_format, dst_format, src, dst)
+        self._keys: tuple[LoadedKey, LoadedKey] | None = None
+        self._generation = -1
+
+    def __call__(self, block: bytes, pan: str | None) -> bytes:
+        b = self._backend
+        if self._iso0 and type(block) is bytes and len(block) == 8 and type(pan) is str:
+            with b._guard_cm:
+                keys = self._keys
+                if keys is None or self._generation != b._generation:
+                    before = b._generation
+                    keys = (b._use(self._src, Operation.PIN_DECRYPT),  # type: ignore[arg-type]
+                            b._use(self._dst, Operation.PIN_ENCRYPT))
+                    # Kept only if loading them dropped nothing, not even one of the two.
+                    self._keys, self._generation = keys, (before if b._generation == before else -1)
+                plain = keys[0].decrypt(block)
+                try:
+                    good: bool | None = pinblock.check_iso0_blocks(plain, (pan,))[0]
+                except (InvalidInput, TypeError):
+                    good = None
+                if good:
+                    return keys[1].encrypt(plain)
+            if good is False:
+                raise InvalidPinBlock()
+        return b.translate_pin(block, self._src, self._src_format, self._dst, self._dst_format, pan)
+
+
 class CommandBackend(ABC):
     """Base of the soft and PKCS#11 backends."""
 
@@ -151,6 +196,8 @@ class CommandBackend(ABC):
         self._capabilities = capabilities
         self._lock = threading.RLock()
         self._guard_cm = _Guard(self)
+        self._generation = 0
+        """Moves whenever a loaded key is dropped (:meth:`_dropped`), for what holds loaded keys."""
         # Format pairs already found allowed: capabilities are fixed for a backend's life.
         self._translations: set[tuple[PinBlockFormat, PinBlockFormat]] = set()
 
@@ -215,6 +262,10 @@ class CommandBackend(ABC):
     def close(self) -> None: ...
 
     # -- helpers -----------------------------------------------------------------
+
+    def _dropped(self) -> None:
+        """A subclass calls this, holding the lock, whenever it drops or destroys a loaded key."""
+        self._generation += 1
 
     def _guard(self) -> "_Guard":
         """Hold the backend's lock; turn a library's exception into ours at this edge."""
@@ -460,6 +511,12 @@ class CommandBackend(ABC):
             except (InvalidInput, TypeError):
                 return None
             return d.encrypt(plain), good
+
+    def pin_translator(
+        self, src: PinKey, src_format: PinBlockFormat, dst: KeyCryptogram, dst_format: PinBlockFormat,
+    ) -> PinTranslator:
+        """:meth:`translate_pin` bound to a key pair and format pair (ISO 9564-1 clause 9.3 each call)."""
+        return _Translator(self, src, src_format, dst, dst_format)
 
     def _check_translation(self, src_format: PinBlockFormat, dst_format: PinBlockFormat) -> None:
         if (src_format, dst_format) in self._translations:

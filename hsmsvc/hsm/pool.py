@@ -24,7 +24,9 @@ from multiprocessing.connection import Connection
 from typing import Any, Sequence
 
 from hsmsvc.errors import BackendUnavailable, HsmsvcError, PermissionDenied, Unsupported
-from hsmsvc.hsm.backend import Capabilities, FieldParams, KeyCryptogram, KeySpec, PinBatch, PinKey, StoredPin
+from hsmsvc.hsm.backend import (
+    Capabilities, FieldParams, KeyCryptogram, KeySpec, PinBatch, PinKey, PinTranslator, StoredPin,
+)
 from hsmsvc.hsm.config import Pkcs11Config, SoftConfig, build
 from hsmsvc.types import Algorithm, MacAlgorithm, Padding, PinBlockFormat
 
@@ -325,6 +327,15 @@ class Pool:
         pans: Sequence[str | None],
     ) -> PinBatch:
         return self._call("translate_pins", blocks, src, src_format, dst, dst_format, pans)  # type: ignore[no-any-return]
+
+    def pin_translator(
+        self, src: PinKey, src_format: PinBlockFormat, dst: KeyCryptogram, dst_format: PinBlockFormat,
+    ) -> PinTranslator:
+        # Each call may go to another member, so nothing is bound but the arguments.
+        def translate(block: bytes, pan: str | None) -> bytes:
+            return self.translate_pin(block, src, src_format, dst, dst_format, pan)
+
+        return translate
 
     def encrypt_pin_for_storage(
         self, block: bytes, key: PinKey, fmt: PinBlockFormat, pan: str | None,

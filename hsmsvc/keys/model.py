@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from functools import cached_property
 from datetime import datetime
 from enum import Enum, unique
 from typing import Final
@@ -56,6 +57,11 @@ class StoredKey:
     @property
     def version(self) -> int:
         return self.cryptogram.spec.version
+
+    @cached_property
+    def ident(self) -> tuple[str, int]:
+        """(key id, version): what use counts and metrics are kept by, worked out once."""
+        return (self.cryptogram.spec.key_id, self.cryptogram.spec.version)
 
 
 @dataclass(frozen=True)

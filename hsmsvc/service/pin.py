@@ -17,7 +17,7 @@ from datetime import datetime
 from typing import Sequence
 
 from hsmsvc.errors import HsmsvcError, InvalidInput, InvalidPinBlock, VerificationFailed
-from hsmsvc.hsm.backend import OneTimeKey, PinBatch, PinKey, StoredPin
+from hsmsvc.hsm.backend import OneTimeKey, PinBatch, PinKey, PinTranslator, StoredPin
 from hsmsvc.hsm.policy import Operation
 from hsmsvc.keys.model import KeyRef, StoredKey
 from hsmsvc.service.attempts import AttemptGuard, check_principal
@@ -126,10 +126,9 @@ class TranslateRoute:
 
     source: StoredKey
     """The stored key audited and counted: the TPK or ZPK, or the one-time key's KTK."""
-    source_key: PinKey
-    source_format: PinBlockFormat
     destination: StoredKey
-    destination_format: PinBlockFormat
+    translate: PinTranslator
+    """The backend's translation between the two keys and formats."""
     sign_on: bool
     """The source is a TPK due for a new version: the terminal should sign on again."""
     stamp: int
@@ -160,7 +159,8 @@ def route_translation(
     sign_on = src.cryptogram.spec.key_type is KeyType.TPK and src.rotation_due
     if src.cryptogram.spec.key_type is KeyType.TPK and not sign_on:
         until = min(until, _posix(src.due_by_age_at))  # the terminal is told to sign on from then
-    return TranslateRoute(src, src_key, source_format, dst, destination_format, sign_on, stamp, until)
+    translate = s.backend.pin_translator(src_key, source_format, dst.cryptogram, destination_format)
+    return TranslateRoute(src, dst, translate, sign_on, stamp, until)
 
 
 def route_current(s: Services, route: TranslateRoute) -> bool:
@@ -174,8 +174,7 @@ def translate_routed(s: Services, caller: Caller, route: TranslateRoute, pin_blo
     and whether the terminal should sign on again."""
     check_principal(s, caller)
     try:
-        out = s.backend.translate_pin(pin_block, route.source_key, route.source_format,
-                                      route.destination.cryptogram, route.destination_format, pan)
+        out = route.translate(pin_block, pan)
     except InvalidPinBlock:
         AttemptGuard(s, caller, pan).failed(route.source.key_id, route.source.version, "translate")
         raise

@@ -74,7 +74,7 @@ class UseMeter:
         s = self._services
         if s is None or n <= 0:
             return
-        ident = (key.key_id, key.version)
+        ident = key.ident
         due = False
         if key.max_uses is not None:
             with self._lock:

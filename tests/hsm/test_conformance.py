@@ -198,6 +198,7 @@ def test_format0_translation_single_and_batch_agree_with_independent_check(backe
     zpk, zpk_clear = form(backend, KeyType.ZPK, Algorithm.TDES_3KEY, KeyUsage.PIN_ENCRYPTION)
     pans = ["4012345678909", "5413330089020011", "6011000990139424121"]
     blocks, pans_used, expect = [], [], []
+    route = backend.pin_translator(tpk, PinBlockFormat.ISO_0, zpk, PinBlockFormat.ISO_0)
     for i in range(60):
         pan = pans[i % 3]
         if i % 4 == 0:  # random plain: almost always malformed, sometimes by one nibble only
@@ -212,11 +213,13 @@ def test_format0_translation_single_and_batch_agree_with_independent_check(backe
         n = int(text[1], 16)
         ok = text[0] == "0" and 4 <= n <= 12 and text[2:2 + n].isdigit() and set(text[2 + n:]) <= {"F"}
         expect.append(plain if ok else None)
-        try:
-            out = backend.translate_pin(block, tpk, PinBlockFormat.ISO_0, zpk, PinBlockFormat.ISO_0, pan)
-            assert ok and ecb(Algorithm.TDES_3KEY, zpk_clear, out, decrypt=True) == plain
-        except InvalidPinBlock:
-            assert not ok
+        for translate in (lambda b, p: backend.translate_pin(b, tpk, PinBlockFormat.ISO_0, zpk, PinBlockFormat.ISO_0, p),
+                          route):
+            try:
+                out = translate(block, pan)
+                assert ok and ecb(Algorithm.TDES_3KEY, zpk_clear, out, decrypt=True) == plain
+            except InvalidPinBlock:
+                assert not ok
     batch = backend.translate_pins(b"".join(blocks), tpk, PinBlockFormat.ISO_0, zpk, PinBlockFormat.ISO_0,
                                    pans_used)
     errors = dict(batch.errors)
@@ -237,11 +240,35 @@ def test_format0_translation_single_and_batch_agree_with_independent_check(backe
                                pans_used[:2])
     with pytest.raises(InvalidInput, match="^pan"):
         backend.translate_pin(blocks[1], tpk, PinBlockFormat.ISO_0, zpk, PinBlockFormat.ISO_0, "40123456789X9")
+    with pytest.raises(InvalidInput, match="^pan"):
+        route(blocks[1], "40123456789X9")
+    with pytest.raises(InvalidInput, match="^pin_block"):
+        route(blocks[1][:7], pans_used[1])
     mak, _ = form(backend, KeyType.MAK, Algorithm.TDES_2KEY, KeyUsage.MAC_ISO9797_ALG1)
     with pytest.raises(KeyUsageViolation):
         backend.translate_pin(blocks[1], mak, PinBlockFormat.ISO_0, zpk, PinBlockFormat.ISO_0, pans_used[1])
     with pytest.raises(KeyUsageViolation):
         backend.translate_pin(blocks[1], tpk, PinBlockFormat.ISO_0, mak, PinBlockFormat.ISO_0, pans_used[1])
+    for src, dst in ((mak, zpk), (tpk, mak)):
+        with pytest.raises(KeyUsageViolation):
+            backend.pin_translator(src, PinBlockFormat.ISO_0, dst, PinBlockFormat.ISO_0)(blocks[1], pans_used[1])
+
+
+def test_a_pin_translator_reloads_its_keys_after_the_backend_drops_them(backend: Backend) -> None:
+    """A kept translator must not use a loaded key the backend has let go: a PKCS#11 session
+    object is destroyed then, and its handle may be given to the next key loaded."""
+    tpk, tpk_clear = form(backend, KeyType.TPK, Algorithm.TDES_2KEY, KeyUsage.PIN_ENCRYPTION)
+    zpk, zpk_clear = form(backend, KeyType.ZPK, Algorithm.TDES_2KEY, KeyUsage.PIN_ENCRYPTION)
+    route = backend.pin_translator(tpk, PinBlockFormat.ISO_0, zpk, PinBlockFormat.ISO_0)
+    block = ecb(Algorithm.TDES_2KEY, tpk_clear, iso0(PIN, PAN))
+    assert ecb(Algorithm.TDES_2KEY, zpk_clear, route(block, PAN), decrypt=True) == iso0(PIN, PAN)
+    backend.forget(tpk.spec.key_id)
+    backend.forget(zpk.spec.key_id)
+    others = [form(backend, KeyType.ZPK, Algorithm.TDES_2KEY, KeyUsage.PIN_ENCRYPTION)[0] for _ in range(3)]
+    for other in others:  # loaded now, perhaps into the dropped keys' handles
+        backend.translate_pin(ecb(Algorithm.TDES_2KEY, tpk_clear, iso0(PIN, PAN)), tpk, PinBlockFormat.ISO_0, other,
+                              PinBlockFormat.ISO_0, PAN)
+    assert ecb(Algorithm.TDES_2KEY, zpk_clear, route(block, PAN), decrypt=True) == iso0(PIN, PAN)
 
 
 # -- usage binding --------------------------------------------------------------------

@@ -359,10 +359,12 @@ class Pkcs11Backend(CommandBackend):
         loaded = self._unwrap(key)
         old = self._cache.pop(ident, None)
         if old is not None:
+            self._dropped()
             old[1].obj.destroy()
         self._cache[ident] = (key.blob, loaded)
         if len(self._cache) > self._cache_size:
             _, (_, evicted) = self._cache.popitem(last=False)
+            self._dropped()
             evicted.obj.destroy()
         return loaded
 
@@ -402,6 +404,7 @@ class Pkcs11Backend(CommandBackend):
 
     def forget(self, key_id: str) -> None:
         with self._guard():
+            self._dropped()
             for ident in [i for i in self._cache if i[0] == key_id]:
                 self._cache.pop(ident)[1].obj.destroy()
 
@@ -442,6 +445,7 @@ class Pkcs11Backend(CommandBackend):
 
     def close(self) -> None:
         with self._lock:
+            self._dropped()
             for _, loaded in self._cache.values():
                 try:
                     loaded.obj.destroy()

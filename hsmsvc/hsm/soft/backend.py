@@ -249,6 +249,7 @@ class SoftBackend(CommandBackend):
         self._cache[key.blob] = loaded
         if len(self._cache) > self._cache_size:
             self._cache.popitem(last=False)
+            self._dropped()
         return loaded
 
     def _unwrap(self, key: KeyCryptogram, lmk: bytes | None = None) -> SoftKey:
@@ -283,6 +284,7 @@ class SoftBackend(CommandBackend):
         with self._guard():
             for blob in [b for b, k in self._cache.items() if k.spec.key_id == key_id]:
                 del self._cache[blob]
+            self._dropped()
 
     # -- keys across a ZMK/TMK ----------------------------------------------------
 
@@ -362,6 +364,7 @@ class SoftBackend(CommandBackend):
     def close(self) -> None:
         with self._guard():
             self._cache.clear()
+            self._dropped()
 
 
 def _unseal(path: Path, passphrase: bytes) -> tuple[Algorithm, bytes]:
