@@ -19,7 +19,7 @@ from typing import Any, Final
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Engine, case, create_engine, delete, event, func, select, update
+from sqlalchemy import Engine, bindparam, case, create_engine, delete, event, func, select, update
 from sqlalchemy.engine import Connection, Row
 from sqlalchemy.exc import DataError, IntegrityError, OperationalError, SQLAlchemyError
 
@@ -86,6 +86,10 @@ def _to_key(r: Row[Any]) -> StoredKey:
         frozenset(KeyType(t) for t in (r.legacy_types or "").split(",") if t),
     )
 
+
+# Built once: the attempt check runs on every PIN verification, and building the
+# statement cost more than running it.
+_FAILURES: Final = select(attempts_t).where(attempts_t.c.subject.in_(bindparam("subjects", expanding=True)))
 
 class KeyStore:
     """Keys and audit rows in one database; ``backend`` MACs and anchors the audit chain."""
@@ -556,7 +560,7 @@ class KeyStore:
         """Failed attempts per subject within the current window."""
         cutoff = _now() - window
         with self._connect() as conn:
-            rows = conn.execute(select(attempts_t).where(attempts_t.c.subject.in_(subjects))).all()
+            rows = conn.execute(_FAILURES, {"subjects": subjects}).all()
         return {r.subject: int(r.failures) for r in rows if _utc(r.window_start) > cutoff}  # type: ignore[operator]
 
     def record_failure(self, subjects: list[str], window: timedelta, ev: AuditEvent) -> None:

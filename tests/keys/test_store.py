@@ -117,3 +117,20 @@ def test_a_key_in_use_is_refused_in_translation_after_revocation(store: KeyStore
     with pytest.raises(KeyStateError):
         dst = km.for_use("zpk", Operation.PIN_ENCRYPT)
         backend.translate_pin(block, tpk.cryptogram, PinBlockFormat.ISO_0, dst.cryptogram, PinBlockFormat.ISO_0, "4012345678909")
+
+
+def test_failures_are_counted_per_subject_and_age_out_with_the_window(store: KeyStore) -> None:
+    from datetime import timedelta
+
+    from hsmsvc.keys.model import AuditEvent
+
+    day = timedelta(hours=24)
+    assert store.failures([], day) == {} and store.failures(["pan:a"], day) == {}
+    for _ in range(2):
+        store.record_failure(["principal:p", "pan:a"], day, AuditEvent("p", "pin.verify.failed"))
+    store.record_failure(["principal:p", "pan:b"], day, AuditEvent("p", "pin.verify.failed"))
+    assert store.failures(["principal:p", "pan:a"], day) == {"principal:p": 3, "pan:a": 2}
+    assert store.failures(["pan:b", "pan:c"], day) == {"pan:b": 1}
+    assert store.failures(["principal:p"], timedelta(0)) == {}  # the window has passed
+    store.clear_failures("pan:a")
+    assert store.failures(["principal:p", "pan:a"], day) == {"principal:p": 3}
