@@ -120,8 +120,8 @@ class TranslateRoute:
     A caller that translates between the same two keys call after call keeps
     its route and skips the checks while :func:`route_current` holds: the key
     cache has dropped or changed nothing since (a revocation, a new version, a
-    use-count block) and no date it depends on has passed. The backend still
-    checks each key's binding on every use.
+    use-count block) and no date it depends on has passed. The backend's
+    translator checks each key's binding whenever it loads the key.
     """
 
     source: StoredKey
