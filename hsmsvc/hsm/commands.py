@@ -145,6 +145,18 @@ class _Guard:
             raise mapped from None
 
 
+def _iso0_blocks(s: LoadedKey, d: LoadedKey, blocks: bytes,
+                 pans: Sequence[str]) -> tuple[bytes, list[bool]] | None:
+    """Format 0 blocks deciphered under ``s``, checked, re-enciphered under ``d``
+    (``CommandBackend._iso0_run``); ``None`` for a malformed PAN anywhere."""
+    plain = s.decrypt(blocks)
+    try:
+        good = pinblock.check_iso0_blocks(plain, pans)
+    except (InvalidInput, TypeError):
+        return None
+    return d.encrypt(plain), good
+
+
 class _Translator:
     """``CommandBackend.pin_translator``: a route's two loaded keys, kept while the backend keeps them.
 
@@ -177,15 +189,11 @@ class _Translator:
                             b._use(self._dst, Operation.PIN_ENCRYPT))
                     # Kept only if loading them dropped nothing, not even one of the two.
                     self._keys, self._generation = keys, (before if b._generation == before else -1)
-                plain = keys[0].decrypt(block)
-                try:
-                    good: bool | None = pinblock.check_iso0_blocks(plain, (pan,))[0]
-                except (InvalidInput, TypeError):
-                    good = None
-                if good:
-                    return keys[1].encrypt(plain)
-            if good is False:
-                raise InvalidPinBlock()
+                run = _iso0_blocks(keys[0], keys[1], block, (pan,))
+            if run is not None:
+                if not run[1][0]:
+                    raise InvalidPinBlock()
+                return run[0]
         return b.translate_pin(block, self._src, self._src_format, self._dst, self._dst_format, pan)
 
 
@@ -503,14 +511,8 @@ class CommandBackend(ABC):
         """
         self._check_translation(PinBlockFormat.ISO_0, PinBlockFormat.ISO_0)
         with self._guard():
-            s = self._use(src, Operation.PIN_DECRYPT)
-            d = self._use(dst, Operation.PIN_ENCRYPT)
-            plain = s.decrypt(blocks)
-            try:
-                good = pinblock.check_iso0_blocks(plain, pans)
-            except (InvalidInput, TypeError):
-                return None
-            return d.encrypt(plain), good
+            return _iso0_blocks(self._use(src, Operation.PIN_DECRYPT), self._use(dst, Operation.PIN_ENCRYPT),
+                                blocks, pans)
 
     def pin_translator(
         self, src: PinKey, src_format: PinBlockFormat, dst: KeyCryptogram, dst_format: PinBlockFormat,
