@@ -92,3 +92,24 @@ def test_zone_mak_at_its_limit_changes_at_both_sites_unasked(sites: tuple[Servic
     assert version == 2
     assert mac.verify_mac(branch, CALLER, KeyRef(f"{ZONE}.mak", version=2), MacAlgorithm.ISO9797_ALG3,
                           Padding.METHOD_1, b"message", tag)
+
+
+def test_the_meter_counts_each_use_once_and_the_metrics_report_its_counts(
+        sites: tuple[Services, Services, UseMeter]) -> None:
+    from prometheus_client import generate_latest
+
+    from hsmsvc.api.metrics import Metrics
+
+    core, branch, meter = sites
+    keysync.start_key_change(core, CALLER, SETTINGS, ZONE, courier=Branch(branch))
+    for _ in range(2):
+        mac.generate_mac_batch(core, CALLER, KeyRef(f"{ZONE}.mak"), MacAlgorithm.ISO9797_ALG3, Padding.METHOD_1,
+                               [b"one", b"two"])
+    # A failed check is no use: only MACs made or verified count.
+    assert not mac.verify_mac(core, CALLER, KeyRef(f"{ZONE}.mak"), MacAlgorithm.ISO9797_ALG3, Padding.METHOD_1,
+                              b"one", bytes(8))
+    assert meter.uses() == {(f"{ZONE}.mak", 1): 4}
+    metrics = Metrics()
+    metrics.count_key_uses(meter.uses)
+    text = generate_latest(metrics.registry).decode()
+    assert f'hsmsvc_key_uses_total{{key_id="{ZONE}.mak",version="1"}} 4.0' in text

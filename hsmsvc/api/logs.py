@@ -71,6 +71,9 @@ class AccessLog:
         return self._logger.isEnabledFor(logging.INFO)
 
     def write(self, message: str, method: str, principal: str, code: str, seconds: float) -> None:
+        """Note one call's line, to be written while ``hsmsvc.access`` is enabled for INFO."""
+        if not self._logger.isEnabledFor(logging.INFO):
+            return
         notes = self._notes
         notes.append((time.time(), REQUEST_ID.get(), message, method, principal, code, seconds))
         if len(notes) >= self._limit:

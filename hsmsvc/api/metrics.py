@@ -9,12 +9,10 @@ from __future__ import annotations
 import bisect
 import threading
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
 
 from prometheus_client import CollectorRegistry, Gauge, start_http_server
 from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
-
-from hsmsvc.keys.model import StoredKey
 
 __all__ = ["Metrics"]
 
@@ -22,7 +20,7 @@ _BUCKETS = (0.0002, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.
 
 
 class _Counts:
-    """Calls, errors, latency and key uses as plain counters, read out when scraped.
+    """Calls, errors and latency as plain counters, read out when scraped, with key uses.
 
     prometheus_client's Counter and Histogram take a lock and walk the buckets
     on every increment: five of them per call were a tenth of a PIN
@@ -38,7 +36,8 @@ class _Counts:
         self._calls: dict[tuple[str, str], int] = {}
         self._hist: dict[str, list[float]] = {}
         """method -> count per bucket (not cumulative), then +Inf, then the sum."""
-        self._uses: dict[tuple[str, int], int] = {}
+        self.key_uses: Callable[[], Mapping[tuple[str, int], int]] = dict
+        """Where key uses are counted (the use meter's :meth:`~hsmsvc.service.usage.UseMeter.uses`)."""
 
     def record(self, method: str, code: str, seconds: float) -> None:
         pending = self._pending
@@ -63,14 +62,11 @@ class _Counts:
                 h[bisect.bisect_left(_BUCKETS, seconds)] += 1
                 h[-1] += seconds
 
-    def key_used(self, ident: tuple[str, int], n: int) -> None:
-        with self._lock:
-            self._uses[ident] = self._uses.get(ident, 0) + n
-
     def collect(self) -> Iterator[Metric]:
         self._fold()
         with self._lock:
-            calls, hist, uses = dict(self._calls), {m: list(h) for m, h in self._hist.items()}, dict(self._uses)
+            calls, hist = dict(self._calls), {m: list(h) for m, h in self._hist.items()}
+        uses = self.key_uses()
         total = CounterMetricFamily("hsmsvc_rpc_calls", "RPCs handled", labels=["code", "method"])
         errors = CounterMetricFamily("hsmsvc_rpc_errors", "RPCs that did not end OK", labels=["code", "method"])
         for (method, code), n in sorted(calls.items()):
@@ -103,9 +99,9 @@ class Metrics:
         self._server: object | None = None
         self.record = self._counts.record
 
-    def key_used(self, key: StoredKey, n: int = 1) -> None:
-        if n:
-            self._counts.key_used(key.ident, n)
+    def count_key_uses(self, source: Callable[[], Mapping[tuple[str, int], int]]) -> None:
+        """Report ``source()``, uses per (key id, version), as ``hsmsvc_key_uses_total``."""
+        self._counts.key_uses = source
 
     def serve(self, address: str) -> int:
         """Start the HTTP endpoint; returns the bound port."""

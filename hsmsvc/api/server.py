@@ -38,7 +38,7 @@ from hsmsvc.hsm.config import build
 from hsmsvc.keys.store import KeyStore
 from hsmsvc.service.authz import Policy, Principal, Role
 from hsmsvc.service.context import Services
-from hsmsvc.service.usage import Observers, UseMeter
+from hsmsvc.service.usage import UseMeter
 from hsmsvc.v1 import ceremony_service_pb2, ceremony_service_pb2_grpc
 from hsmsvc.v1 import data_service_pb2, data_service_pb2_grpc, key_service_pb2, key_service_pb2_grpc
 from hsmsvc.v1 import key_sync_service_pb2, key_sync_service_pb2_grpc
@@ -182,8 +182,9 @@ async def start(config: ServerConfig, backend: Backend | None = None) -> Running
     metrics = Metrics()
     courier = PeerCourier(config.peers, config.tls) if config.peers else None
     meter = UseMeter(config.key_sync, courier)
-    services = Services(store, backend, policy, config.attempts, Observers(metrics, meter))
+    services = Services(store, backend, policy, config.attempts, meter)
     meter.attach(services)
+    metrics.count_key_uses(meter.uses)
     observed = Observed(resolve, metrics.record)
 
     server = grpc.aio.server(options=[

@@ -12,6 +12,7 @@ import logging
 import os
 import re
 import time
+from time import perf_counter
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, Final, TypeVar
 
@@ -95,8 +96,9 @@ def rpc(method: str) -> Callable[[Callable[[Any, Any, Caller], R]], Callable[[An
         async def handler(self: Any, request: Any, context: Any) -> R:
             rid = _request_id(context)
             token = REQUEST_ID.set(rid)
-            started = time.perf_counter()
-            code = StatusCode.OK
+            started = perf_counter()
+            # The code's name, not the enum: StatusCode.name is a Python-level property.
+            code = "OK"
             principal_name = "-"
             try:
                 context.set_trailing_metadata((("x-request-id", rid),))
@@ -105,21 +107,21 @@ def rpc(method: str) -> Callable[[Callable[[Any, Any, Caller], R]], Callable[[An
                 principal.require_call(method)
                 return fn(self, request, Caller(principal, method, rid))
             except errors.HsmsvcError as e:
-                code = code_for(e)
-                await context.abort(code, message_for(e))
+                status = code_for(e)
+                code = status.name
+                await context.abort(status, message_for(e))
                 raise  # not reached: abort raises
             except (grpc.aio.AbortError, grpc.RpcError):
                 raise
             except Exception:
-                code = StatusCode.INTERNAL
+                code = "INTERNAL"
                 log.exception("unhandled error", extra={"method": method})
-                await context.abort(code, f"internal error; request id {rid}")
+                await context.abort(StatusCode.INTERNAL, f"internal error; request id {rid}")
                 raise
             finally:
-                elapsed = time.perf_counter() - started
-                self.observed.record(method, code.name, elapsed)
-                if ACCESS.enabled():
-                    ACCESS.write("rpc", method, principal_name, code.name, elapsed)
+                elapsed = perf_counter() - started
+                self.observed.record(method, code, elapsed)
+                ACCESS.write("rpc", method, principal_name, code, elapsed)
                 REQUEST_ID.reset(token)
 
         handler.__name__ = method.rpartition(".")[2]
@@ -143,7 +145,7 @@ def stream_rpc(
         async def handler(self: Any, requests: Any, context: Any) -> AsyncIterator[Any]:
             rid = _request_id(context)
             token = REQUEST_ID.set(rid)
-            started = time.perf_counter()
+            started = perf_counter()
             code = StatusCode.OK
             principal_name = "-"
             try:
@@ -172,10 +174,9 @@ def stream_rpc(
                 log.exception("unhandled error", extra={"method": method})
                 await context.abort(code, f"internal error; request id {rid}")
             finally:
-                elapsed = time.perf_counter() - started
+                elapsed = perf_counter() - started
                 self.observed.record(method, code.name, elapsed)
-                if ACCESS.enabled():
-                    ACCESS.write("stream", method, principal_name, code.name, elapsed)
+                ACCESS.write("stream", method, principal_name, code.name, elapsed)
                 try:
                     REQUEST_ID.reset(token)
                 except ValueError:

@@ -109,7 +109,7 @@ class Principal:
         return known
 
     def require_call(self, method: str) -> None:
-        if not self.may_call(method):
+        if not (self._calls.get(method) or self.may_call(method)):
             raise PermissionDenied("method", f"{self.name} may not call {method}")
 
     def may_name(self, spec: KeySpec, alias: str | None) -> bool:

@@ -71,6 +71,9 @@ def block_algorithm(spec: KeySpec) -> tr31.KeyBlockAlgorithm:
     return _BLOCK_ALGORITHM[spec.algorithm]
 
 
+_PAIR_NOT_CIPHER: Final = "a key pair is not a block cipher key"
+
+
 class SoftKey:
     """A verified key in memory, with cached ECB contexts (not thread-safe: used under the lock).
 
@@ -96,15 +99,14 @@ class SoftKey:
         return f"SoftKey({self.spec.key_id} v{self.spec.version})"
 
     def encrypt(self, data: bytes) -> bytes:
-        return self._cipher().encrypt(data)
+        if self._ecb is None:
+            raise KeyUsageViolation("key", _PAIR_NOT_CIPHER)
+        return self._ecb.encrypt(data)
 
     def decrypt(self, data: bytes) -> bytes:
-        return self._cipher().decrypt(data)
-
-    def _cipher(self) -> BlockCipher:
         if self._ecb is None:
-            raise KeyUsageViolation("key", "a key pair is not a block cipher key")
-        return self._ecb
+            raise KeyUsageViolation("key", _PAIR_NOT_CIPHER)
+        return self._ecb.decrypt(data)
 
     def pair(self) -> keytransport.TransportKey:
         if self._pair is None:
