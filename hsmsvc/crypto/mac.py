@@ -14,13 +14,14 @@ from __future__ import annotations
 
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives import hmac as _hmac
-from cryptography.hazmat.primitives.ciphers import BlockCipherAlgorithm, Cipher, modes
+from cryptography.hazmat.primitives.ciphers import Cipher, CipherContext, modes
 
 from hsmsvc.crypto import _cipher, _compare, _validate
 from hsmsvc.errors import InvalidInput
 from hsmsvc.types import Algorithm, HashAlgorithm, Padding
 
 __all__ = [
+    "CbcMac",
     "generate_cbc_mac",
     "generate_hmac",
     "generate_retail_mac",
@@ -70,9 +71,54 @@ def _check_data(data: bytes) -> None:
         raise InvalidInput("data", f"bytes, at most {MAX_DATA}")
 
 
-def _last_cbc_block(prim: BlockCipherAlgorithm, block_size: int, data: bytes) -> bytes:
-    ctx = Cipher(prim, modes.CBC(bytes(block_size))).encryptor()
-    return (ctx.update(data) + ctx.finalize())[-block_size:]
+class CbcMac:
+    """ISO/IEC 9797-1:2011 MAC algorithms 1 and 3 under one key, with reused OpenSSL contexts.
+
+    One object per loaded key, so a MAC costs no cipher construction or key
+    schedule. The CBC context is kept from one message to the next: its
+    chaining value is then the last block it gave, so XORing that block into
+    the next message's first block restores the zero IV of initial
+    transformation 1 (clause 7.2). Not thread-safe: use it under one lock.
+    """
+
+    __slots__ = ("_cbc", "_chain", "_final", "_prim", "block_size")
+
+    def __init__(self, algorithm: Algorithm, key: bytes, retail: bool = False) -> None:
+        """Algorithm 1 under ``key``; with ``retail``, algorithm 3 under ``key`` = K||K' (DES halves)."""
+        final: tuple[CipherContext, CipherContext] | None = None
+        if retail:
+            k = _validate.key(Algorithm.TDES_2KEY, key)
+            prim = _cipher.des_primitive(k[:8])
+            # Output transformation 3: decipher under K', encipher under K.
+            final = (Cipher(_cipher.des_primitive(k[8:]), modes.ECB()).decryptor(),
+                     Cipher(prim, modes.ECB()).encryptor())
+        else:
+            prim = _cipher.primitive(algorithm, key)
+        self.block_size = 8 if retail else algorithm.block_size
+        self._prim = prim
+        self._final = final
+        self._restart()
+
+    def _restart(self) -> None:
+        self._cbc = Cipher(self._prim, modes.CBC(bytes(self.block_size))).encryptor()
+        self._chain = 0
+
+    def generate(self, data: bytes, padding: Padding, length: int | None = None) -> bytes:
+        """The leftmost ``length`` bytes (default: a whole block) of the MAC of ``data``."""
+        _check_data(data)
+        bs = self.block_size
+        n = _mac_length(length, bs)
+        padded = pad(data, padding, bs)
+        first = (int.from_bytes(padded[:bs], "big") ^ self._chain).to_bytes(bs, "big")
+        try:
+            h = self._cbc.update(first + padded[bs:])[-bs:]
+        except BaseException:
+            self._restart()  # the context's chaining value is no longer known
+            raise
+        self._chain = int.from_bytes(h, "big")
+        if self._final is not None:
+            h = self._final[1].update(self._final[0].update(h))
+        return h[:n]
 
 
 def generate_cbc_mac(
@@ -93,9 +139,7 @@ def generate_cbc_mac(
     '70a30640'
     """
     _check_data(data)
-    bs = algorithm.block_size
-    n = _mac_length(length, bs)
-    return _last_cbc_block(_cipher.primitive(algorithm, key), bs, pad(data, padding, bs))[:n]
+    return CbcMac(algorithm, key).generate(data, padding, length)
 
 
 def verify_cbc_mac(
@@ -119,13 +163,7 @@ def generate_retail_mac(
     'a1c72e74ea3fa9b6'
     """
     _check_data(data)
-    k = _validate.key(Algorithm.TDES_2KEY, key)
-    n = _mac_length(length, 8)
-    k1 = _cipher.des_primitive(k[:8])
-    k2 = _cipher.des_primitive(k[8:])
-    h = _last_cbc_block(k1, 8, pad(data, padding, 8))
-    d = Cipher(k2, modes.ECB()).decryptor().update(h)
-    return Cipher(k1, modes.ECB()).encryptor().update(d)[:n]
+    return CbcMac(Algorithm.TDES_2KEY, key, retail=True).generate(data, padding, length)
 
 
 def verify_retail_mac(key: bytes, data: bytes, padding: Padding, mac: bytes) -> None:

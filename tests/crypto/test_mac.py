@@ -175,6 +175,46 @@ def test_retail_mac_detects_changed_data(key: bytes, msg: bytes, suffix: bytes) 
         mac.verify_retail_mac(key, msg + suffix, Padding.METHOD_2, tag)
 
 
+def _cbc_mac_by_blocks(alg: Algorithm, key: bytes, msg: bytes, padding: Padding) -> bytes:
+    """Clause 7 step by step (ECB per block, XOR by hand): an independent check of CbcMac's chaining."""
+    from cryptography.hazmat.primitives.ciphers import Cipher, modes
+
+    from hsmsvc.crypto._cipher import primitive
+
+    ecb = Cipher(primitive(alg, key), modes.ECB()).encryptor()
+    bs = alg.block_size
+    padded, h = mac.pad(msg, padding, bs), bytes(bs)
+    for i in range(0, len(padded), bs):
+        h = ecb.update(bytes(a ^ b for a, b in zip(h, padded[i:i + bs])))
+    return h
+
+
+@pytest.mark.parametrize("alg", [Algorithm.TDES_2KEY, Algorithm.AES_128, Algorithm.SM4])
+@given(data=st.data(), msgs=st.lists(st.binary(max_size=70), min_size=1, max_size=6),
+       padding=st.sampled_from(list(Padding)))
+def test_a_kept_cbc_mac_gives_each_message_the_mac_it_has_alone(
+        alg: Algorithm, data: st.DataObject, msgs: list[bytes], padding: Padding) -> None:
+    key = data.draw(keys(alg))
+    kept, retail = mac.CbcMac(alg, key), mac.CbcMac(alg, key[:16], retail=True) if alg.is_tdes else None
+    for msg in msgs:
+        assert kept.generate(msg, padding) == _cbc_mac_by_blocks(alg, key, msg, padding)
+        if retail is not None:
+            assert retail.generate(msg, padding) == mac.generate_retail_mac(key[:16], msg, padding)
+    # A refused message leaves the kept context as it was.
+    with pytest.raises(InvalidInput):
+        kept.generate(b"x", padding, 3)
+    assert kept.generate(msgs[0], padding) == _cbc_mac_by_blocks(alg, key, msgs[0], padding)
+
+
+@pytest.mark.parametrize(("data", "padding", "expected"), ALG3)
+def test_a_kept_retail_mac_matches_annex_b_message_after_message(data: bytes, padding: Padding,
+                                                                  expected: str) -> None:
+    kept = mac.CbcMac(Algorithm.TDES_2KEY, K + K_PRIME, retail=True)
+    for _ in range(3):
+        assert kept.generate(data, padding) == H(expected)
+        assert kept.generate(S1 + S2, padding) == mac.generate_retail_mac(K + K_PRIME, S1 + S2, padding)
+
+
 @given(st.binary(max_size=100).filter(lambda b: len(b) not in (16, 24)))
 def test_wrong_key_length_rejected(key: bytes) -> None:
     with pytest.raises(InvalidInput) as e:

@@ -75,19 +75,22 @@ _PAIR_NOT_CIPHER: Final = "a key pair is not a block cipher key"
 
 
 class SoftKey:
-    """A verified key in memory, with cached ECB contexts (not thread-safe: used under the lock).
+    """A verified key in memory, with cached ECB and MAC contexts (not thread-safe: used under the lock).
 
     A KTK holds its loaded private key instead; policy keeps it from every
     block-cipher command.
     """
 
-    __slots__ = ("_ecb", "_key", "_pair", "algorithm", "kcv", "spec")
+    __slots__ = ("_cbc_macs", "_ecb", "_field_key", "_key", "_pair", "algorithm", "kcv", "spec")
 
     def __init__(self, spec: KeySpec, key: bytes, check_value: bytes) -> None:
         self.spec = spec
         self.algorithm = spec.algorithm
         self.kcv = check_value
         self._key = key
+        # ISO 9797-1 MACs with their contexts, made at a key's first MAC (mac.CbcMac).
+        self._cbc_macs: dict[MacAlgorithm, mac.CbcMac] = {}
+        self._field_key: fields.FieldKey | None = None
         if spec.algorithm.is_asymmetric:
             self._pair: keytransport.TransportKey | None = keytransport.load_private_key(spec.algorithm, key)
             self._ecb: BlockCipher | None = None
@@ -114,16 +117,23 @@ class SoftKey:
         return self._pair
 
     def field_encrypt(self, mode: CipherMode, iv: bytes, data: bytes, aad: bytes) -> bytes:
-        return fields.encrypt(self.algorithm, self._key, mode, iv, data, aad)
+        return self._fields().encrypt(mode, iv, data, aad)
 
     def field_decrypt(self, mode: CipherMode, iv: bytes, data: bytes, aad: bytes) -> bytes:
-        return fields.decrypt(self.algorithm, self._key, mode, iv, data, aad)
+        return self._fields().decrypt(mode, iv, data, aad)
+
+    def _fields(self) -> fields.FieldKey:
+        if self._field_key is None:
+            self._field_key = fields.FieldKey(self.algorithm, self._key)
+        return self._field_key
 
     def mac(self, algorithm: MacAlgorithm, padding: Padding, data: bytes) -> bytes:
-        if algorithm is MacAlgorithm.ISO9797_ALG1:
-            return mac.generate_cbc_mac(self.algorithm, self._key, data, padding)
-        if algorithm is MacAlgorithm.ISO9797_ALG3:
-            return mac.generate_retail_mac(self._key, data, padding)
+        if algorithm is MacAlgorithm.ISO9797_ALG1 or algorithm is MacAlgorithm.ISO9797_ALG3:
+            cbc = self._cbc_macs.get(algorithm)
+            if cbc is None:
+                cbc = mac.CbcMac(self.algorithm, self._key, retail=algorithm is MacAlgorithm.ISO9797_ALG3)
+                self._cbc_macs[algorithm] = cbc
+            return cbc.generate(data, padding)
         if algorithm is MacAlgorithm.CMAC:
             return cmac.generate_cmac(self.algorithm, self._key, data)
         if algorithm is MacAlgorithm.HMAC_SHA256:
