@@ -459,6 +459,21 @@ class Backend(Protocol):
         """Raise ``VerificationFailed`` unless ``mac`` is right (constant-time compare)."""
         ...
 
+    def generate_macs(
+        self, key: KeyCryptogram, messages: Sequence[bytes], algorithm: MacAlgorithm, padding: Padding
+    ) -> list[bytes | InvalidInput]:
+        """:meth:`generate_mac` of each message under one key, checked and loaded once:
+        a full tag each, or the message's own ``InvalidInput``."""
+        ...
+
+    def verify_macs(
+        self, key: KeyCryptogram, messages: Sequence[bytes], macs: Sequence[bytes], algorithm: MacAlgorithm,
+        padding: Padding,
+    ) -> list[bool | InvalidInput]:
+        """:meth:`verify_mac` of each message and tag under one key: whether it verifies
+        (constant-time compare), or the pair's own ``InvalidInput``."""
+        ...
+
     def encrypt_data(self, key: KeyCryptogram, params: FieldParams, data: bytes) -> bytes:
         """Encipher one field under a DEK (padding applied inside)."""
         ...

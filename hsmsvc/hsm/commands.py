@@ -118,6 +118,13 @@ def _storage_format(psk: LoadedKey) -> PinBlockFormat:
     return PinBlockFormat.ISO_4 if psk.algorithm.block_size == 16 else PinBlockFormat.ISO_0
 
 
+def _check_mac(k: LoadedKey, algorithm: MacAlgorithm, mac: bytes) -> None:
+    """A tag to verify is as long as the algorithm allows (truncation no shorter than 4 bytes)."""
+    lo, hi = _MAC_LENGTHS.get(algorithm, (4, k.algorithm.block_size))
+    if not isinstance(mac, (bytes, bytearray)) or not lo <= len(mac) <= hi:
+        raise InvalidInput("mac", f"{lo} to {hi} bytes")
+
+
 def _iso0_pair(src_format: PinBlockFormat, dst_format: PinBlockFormat, src: object, dst: object) -> bool:
     return (src_format is PinBlockFormat.ISO_0 and dst_format is PinBlockFormat.ISO_0
             and type(src) is KeyCryptogram and type(dst) is KeyCryptogram
@@ -850,11 +857,44 @@ class CommandBackend(ABC):
         _check_data(data)
         with self._guard():
             k = self._mac_key(key, Operation.MAC_VERIFY, algorithm)
-            lo, hi = _MAC_LENGTHS.get(algorithm, (4, k.algorithm.block_size))
-            if not isinstance(mac, (bytes, bytearray)) or not lo <= len(mac) <= hi:
-                raise InvalidInput("mac", f"{lo} to {hi} bytes")
+            _check_mac(k, algorithm, mac)
             computed = k.mac(algorithm, padding, bytes(data))
         _compare.require_eq(computed[: len(mac)], bytes(mac), "mac")
+
+    def generate_macs(
+        self, key: KeyCryptogram, messages: Sequence[bytes], algorithm: MacAlgorithm, padding: Padding
+    ) -> list[bytes | InvalidInput]:
+        self._capabilities.require(Command.GENERATE_MAC)
+        out: list[bytes | InvalidInput] = []
+        with self._guard():
+            k = self._mac_key(key, Operation.MAC_GENERATE, algorithm)
+            for data in messages:
+                try:
+                    _check_data(data)
+                    out.append(k.mac(algorithm, padding, bytes(data)))
+                except InvalidInput as e:
+                    out.append(e)
+        return out
+
+    def verify_macs(
+        self, key: KeyCryptogram, messages: Sequence[bytes], macs: Sequence[bytes], algorithm: MacAlgorithm,
+        padding: Padding,
+    ) -> list[bool | InvalidInput]:
+        self._capabilities.require(Command.VERIFY_MAC)
+        if len(messages) != len(macs):
+            raise InvalidInput("macs", "one per message")
+        out: list[bool | InvalidInput] = []
+        with self._guard():
+            k = self._mac_key(key, Operation.MAC_VERIFY, algorithm)
+            for data, mac in zip(messages, macs):
+                try:
+                    _check_data(data)
+                    _check_mac(k, algorithm, mac)
+                    computed = k.mac(algorithm, padding, bytes(data))
+                    out.append(_compare.bytes_eq(computed[: len(mac)], bytes(mac)))
+                except InvalidInput as e:
+                    out.append(e)
+        return out
 
     def _field_key(self, key: KeyCryptogram, op: Operation, params: FieldParams) -> LoadedKey:
         if not isinstance(params, FieldParams):

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from typing import Any, Sequence
 
-from hsmsvc.errors import BackendUnavailable, HsmsvcError, PermissionDenied, Unsupported
+from hsmsvc.errors import BackendUnavailable, HsmsvcError, InvalidInput, PermissionDenied, Unsupported
 from hsmsvc.hsm.backend import (
     Capabilities, FieldParams, KeyCryptogram, KeySpec, PinBatch, PinKey, PinTranslator, StoredPin,
 )
@@ -396,6 +396,17 @@ class Pool:
         self, key: KeyCryptogram, data: bytes, mac: bytes, algorithm: MacAlgorithm, padding: Padding
     ) -> None:
         self._call("verify_mac", key, data, mac, algorithm, padding)
+
+    def generate_macs(
+        self, key: KeyCryptogram, messages: Sequence[bytes], algorithm: MacAlgorithm, padding: Padding
+    ) -> list[bytes | InvalidInput]:
+        return self._call("generate_macs", key, messages, algorithm, padding)  # type: ignore[no-any-return]
+
+    def verify_macs(
+        self, key: KeyCryptogram, messages: Sequence[bytes], macs: Sequence[bytes], algorithm: MacAlgorithm,
+        padding: Padding,
+    ) -> list[bool | InvalidInput]:
+        return self._call("verify_macs", key, messages, macs, algorithm, padding)  # type: ignore[no-any-return]
 
     def encrypt_data(self, key: KeyCryptogram, params: FieldParams, data: bytes) -> bytes:
         return self._call("encrypt_data", key, params, data)  # type: ignore[no-any-return]

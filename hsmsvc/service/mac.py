@@ -73,12 +73,9 @@ def generate_mac_batch(
 ) -> tuple[list[bytes | HsmsvcError], int]:
     pad = _padding(algorithm, padding)
     k = s.key(caller, key, Operation.MAC_GENERATE)
-    out: list[bytes | HsmsvcError] = []
-    for m in messages:
-        try:
-            out.append(_truncate(s.backend.generate_mac(k.cryptogram, m, algorithm, pad), length))
-        except InvalidInput as e:
-            out.append(e)
+    tags = s.backend.generate_macs(k.cryptogram, messages, algorithm, pad)
+    # A mac_length the tags cannot have fails the whole request, as it would fail every item.
+    out: list[bytes | HsmsvcError] = [_truncate(t, length) if isinstance(t, bytes) else t for t in tags]
     s.observer.key_used(k, sum(1 for r in out if isinstance(r, bytes)))
     return out, k.version
 
@@ -91,14 +88,6 @@ def verify_mac_batch(
         raise InvalidInput("macs", "one per message")
     pad = _padding(algorithm, padding)
     k = s.key(caller, key, Operation.MAC_VERIFY)
-    out: list[bool | HsmsvcError] = []
-    for m, tag in zip(messages, macs):
-        try:
-            s.backend.verify_mac(k.cryptogram, m, tag, algorithm, pad)
-            out.append(True)
-        except VerificationFailed:
-            out.append(False)
-        except InvalidInput as e:
-            out.append(e)
+    out: list[bool | HsmsvcError] = list(s.backend.verify_macs(k.cryptogram, messages, macs, algorithm, pad))
     s.observer.key_used(k, sum(1 for r in out if r is True))
     return out

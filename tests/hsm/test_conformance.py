@@ -363,6 +363,47 @@ def test_mac_against_independent_computation(
         backend.verify_mac(mak, data, bad, mac_alg, Padding.METHOD_1)
 
 
+@pytest.mark.parametrize(
+    "alg,usage,mac_alg",
+    [
+        (Algorithm.TDES_2KEY, KeyUsage.MAC_ISO9797_ALG3, MacAlgorithm.ISO9797_ALG3),
+        (Algorithm.AES_128, KeyUsage.MAC_ISO9797_ALG1, MacAlgorithm.ISO9797_ALG1),
+        (Algorithm.AES_256, KeyUsage.MAC_HMAC, MacAlgorithm.HMAC_SHA256),
+    ],
+)
+def test_mac_batches_give_what_single_macs_do_item_by_item(
+    backend: Backend, alg: Algorithm, usage: KeyUsage, mac_alg: MacAlgorithm
+) -> None:
+    needs(backend, Command.GENERATE_MAC, alg)
+    if mac_alg not in backend.capabilities.mac_algorithms:
+        pytest.skip(f"backend lacks {mac_alg.value}")
+    mak, _ = form(backend, KeyType.MAK, alg, usage)
+    too_long = bytes((1 << 20) + 1)
+    messages = [secrets.token_bytes(n) for n in (0, 1, 8, 37, 64)] + [too_long, b"last"]
+    out = backend.generate_macs(mak, messages, mac_alg, Padding.METHOD_2)
+    assert len(out) == len(messages)
+    for m, tag in zip(messages, out):
+        if m is too_long:
+            assert isinstance(tag, InvalidInput) and tag.field == "data"
+        else:
+            assert tag == backend.generate_mac(mak, m, mac_alg, Padding.METHOD_2)
+    tags = [t if isinstance(t, bytes) else bytes(8) for t in out]
+    n = 16 if usage is KeyUsage.MAC_HMAC else 8
+    presented = [t[:n] for t in tags]
+    presented[1] = bytes([presented[1][0] ^ 1]) + presented[1][1:]  # a wrong tag
+    presented[2] = presented[2][:3]  # too short to verify
+    verified = backend.verify_macs(mak, messages, presented, mac_alg, Padding.METHOD_2)
+    assert verified[0] is True and verified[1] is False and verified[3:5] == [True, True] and verified[6] is True
+    assert isinstance(verified[2], InvalidInput) and verified[2].field == "mac"
+    assert isinstance(verified[5], InvalidInput) and verified[5].field == "data"
+    with pytest.raises(InvalidInput):
+        backend.verify_macs(mak, messages, presented[:-1], mac_alg, Padding.METHOD_2)
+    # The key's binding holds for the whole batch, as for one MAC.
+    zpk, _ = form(backend, KeyType.ZPK, Algorithm.TDES_2KEY, KeyUsage.PIN_ENCRYPTION)
+    with pytest.raises(KeyUsageViolation):
+        backend.generate_macs(zpk, [b"data"], MacAlgorithm.ISO9797_ALG1, Padding.METHOD_1)
+
+
 # -- data -----------------------------------------------------------------------------
 
 
