@@ -478,6 +478,14 @@ class Backend(Protocol):
         """Encipher one field under a DEK (padding applied inside)."""
         ...
 
+    def encrypt_fields(
+        self, key: KeyCryptogram, params: FieldParams, ivs: Sequence[bytes], plaintexts: Sequence[bytes]
+    ) -> list[bytes | InvalidInput]:
+        """:meth:`encrypt_data` of each field under one key, checked and loaded once: the mode,
+        padding and AAD of ``params``, each field with its own IV from ``ivs`` (``params.iv`` is
+        not used). A ciphertext each, or the field's own ``InvalidInput``."""
+        ...
+
     def decrypt_data(self, key: KeyCryptogram, params: FieldParams, data: bytes) -> bytes: ...
 
     def reencrypt_data(

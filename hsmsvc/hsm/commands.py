@@ -914,6 +914,25 @@ class CommandBackend(ABC):
             padded = fields.pad(params.padding, bytes(data), _unit(k, params))
             return k.field_encrypt(params.mode, params.iv, padded, params.aad)
 
+    def encrypt_fields(
+        self, key: KeyCryptogram, params: FieldParams, ivs: Sequence[bytes], plaintexts: Sequence[bytes]
+    ) -> list[bytes | InvalidInput]:
+        self._capabilities.require(Command.ENCRYPT_DATA)
+        if len(ivs) != len(plaintexts):
+            raise InvalidInput("ivs", "one per field")
+        out: list[bytes | InvalidInput] = []
+        with self._guard():
+            k = self._field_key(key, Operation.DATA_ENCRYPT, params)
+            unit = _unit(k, params)
+            for iv, data in zip(ivs, plaintexts):
+                try:
+                    _check_data(data)
+                    out.append(k.field_encrypt(params.mode, iv, fields.pad(params.padding, bytes(data), unit),
+                                               params.aad))
+                except InvalidInput as e:
+                    out.append(e)
+        return out
+
     def decrypt_data(self, key: KeyCryptogram, params: FieldParams, data: bytes) -> bytes:
         self._capabilities.require(Command.DECRYPT_DATA)
         _check_data(data)

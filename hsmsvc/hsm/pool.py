@@ -411,6 +411,11 @@ class Pool:
     def encrypt_data(self, key: KeyCryptogram, params: FieldParams, data: bytes) -> bytes:
         return self._call("encrypt_data", key, params, data)  # type: ignore[no-any-return]
 
+    def encrypt_fields(
+        self, key: KeyCryptogram, params: FieldParams, ivs: Sequence[bytes], plaintexts: Sequence[bytes]
+    ) -> list[bytes | InvalidInput]:
+        return self._call("encrypt_fields", key, params, ivs, plaintexts)  # type: ignore[no-any-return]
+
     def decrypt_data(self, key: KeyCryptogram, params: FieldParams, data: bytes) -> bytes:
         return self._call("decrypt_data", key, params, data)  # type: ignore[no-any-return]
 

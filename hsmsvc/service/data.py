@@ -19,14 +19,20 @@ from hsmsvc.types import CipherMode, DataPadding
 
 __all__ = ["decrypt", "encrypt", "encrypt_batch", "reencrypt"]
 
+_MAX_RANDOM = 4096
+"""The most bytes one ``Backend.random`` call gives."""
+
+
+def _iv_size(mode: CipherMode, block: int) -> int:
+    """How many fresh random bytes a field's IV takes: none for ECB."""
+    return GCM_IV_LENGTH if mode is CipherMode.GCM else block if mode is CipherMode.CBC else 0
+
 
 def _fresh(s: Services, mode: CipherMode, padding: DataPadding, iv: bytes, aad: bytes, block: int) -> FieldParams:
-    if mode is CipherMode.GCM:
-        if iv:
-            raise InvalidInput("iv", "chosen by hsmsvc for GCM; leave empty")
-        iv = s.backend.random(GCM_IV_LENGTH)
-    elif mode is CipherMode.CBC and not iv:
-        iv = s.backend.random(block)
+    if mode is CipherMode.GCM and iv:
+        raise InvalidInput("iv", "chosen by hsmsvc for GCM; leave empty")
+    if not iv and _iv_size(mode, block):
+        iv = s.backend.random(_iv_size(mode, block))
     return FieldParams(mode, iv, padding, aad)
 
 
@@ -48,16 +54,24 @@ def encrypt_batch(
 ) -> tuple[list[tuple[bytes, bytes] | HsmsvcError], int]:
     """Each field under its own fresh IV; returns (ciphertext, IV) or an error per field."""
     k = s.key(caller, key, Operation.DATA_ENCRYPT)
-    block = k.cryptogram.spec.algorithm.block_size
-    out: list[tuple[bytes, bytes] | HsmsvcError] = []
-    for f in fields:
-        try:
-            params = _fresh(s, mode, padding, b"", aad, block)
-            out.append((s.backend.encrypt_data(k.cryptogram, params, f), params.iv))
-        except InvalidInput as e:
-            out.append(e)
+    params = FieldParams(mode, b"", padding, aad)
+    ivs = _fresh_ivs(s, mode, k.cryptogram.spec.algorithm.block_size, len(fields))
+    cts = s.backend.encrypt_fields(k.cryptogram, params, ivs, fields)
+    out: list[tuple[bytes, bytes] | HsmsvcError] = [
+        (ct, iv) if isinstance(ct, bytes) else ct for ct, iv in zip(cts, ivs)]
     s.observer.key_used(k, sum(1 for r in out if isinstance(r, tuple)))
     return out, k.version
+
+
+def _fresh_ivs(s: Services, mode: CipherMode, block: int, n: int) -> list[bytes]:
+    """``n`` fresh IVs for ``mode``, as :func:`_fresh` draws one, from as few random calls as the
+    backend's limit allows."""
+    size = _iv_size(mode, block)
+    if not size or not n:
+        return [b""] * n
+    per_call = _MAX_RANDOM // size
+    pool = b"".join(s.backend.random(size * min(per_call, n - i)) for i in range(0, n, per_call))
+    return [pool[i:i + size] for i in range(0, n * size, size)]
 
 
 def decrypt(

@@ -428,6 +428,42 @@ def test_data_encryption_against_independent_cbc(backend: Backend, alg: Algorith
     assert backend.decrypt_data(dek, ecb_p, ecb(alg, k, padded)) == field
 
 
+@pytest.mark.parametrize(("alg", "mode", "padding"), [
+    (Algorithm.AES_256, CipherMode.GCM, DataPadding.NONE),
+    (Algorithm.TDES_2KEY, CipherMode.CBC, DataPadding.PKCS7),
+    (Algorithm.SM4, CipherMode.ECB, DataPadding.ISO9797_M2),
+])
+def test_field_batches_give_what_single_fields_do_item_by_item(
+    backend: Backend, alg: Algorithm, mode: CipherMode, padding: DataPadding
+) -> None:
+    needs(backend, Command.ENCRYPT_DATA, alg)
+    if mode not in backend.capabilities.data_modes:
+        pytest.skip(f"backend lacks {mode.value}")
+    dek, _ = form(backend, KeyType.DEK, alg, KeyUsage.DATA)
+    aad = b"batch-7" if mode is CipherMode.GCM else b""
+    size = 12 if mode is CipherMode.GCM else alg.block_size if mode is CipherMode.CBC else 0
+    too_long = bytes((1 << 20) + 1)
+    plaintexts = [b"6222021234567890123", b"", too_long, b"000000012345"]
+    ivs = [secrets.token_bytes(size) for _ in plaintexts]
+    params = FieldParams(mode, b"", padding, aad)
+    out = backend.encrypt_fields(dek, params, ivs, plaintexts)
+    assert len(out) == len(plaintexts)
+    for iv, pt, ct in zip(ivs, plaintexts, out):
+        if pt is too_long:
+            assert isinstance(ct, InvalidInput) and ct.field == "data"
+        else:
+            assert isinstance(ct, bytes)
+            one = FieldParams(mode, iv, padding, aad)
+            assert ct == backend.encrypt_data(dek, one, pt)
+            assert backend.decrypt_data(dek, one, ct) == pt
+    with pytest.raises(InvalidInput):
+        backend.encrypt_fields(dek, params, ivs[:-1], plaintexts)
+    # The key's binding holds for the whole batch, as for one field.
+    zpk, _ = form(backend, KeyType.ZPK, Algorithm.TDES_2KEY, KeyUsage.PIN_ENCRYPTION)
+    with pytest.raises(KeyUsageViolation):
+        backend.encrypt_fields(zpk, FieldParams(CipherMode.ECB, b"", DataPadding.PKCS7), [b""], [b"x"])
+
+
 @pytest.mark.parametrize("alg", [Algorithm.AES_128, Algorithm.SM4])
 def test_gcm_field_against_independent_gcm(backend: Backend, alg: Algorithm) -> None:
     needs(backend, Command.ENCRYPT_DATA, alg)
