@@ -313,6 +313,14 @@ def test_edited_type_header_or_swapped_cryptogram_is_unusable(backend: Backend) 
 # -- MACs -----------------------------------------------------------------------------
 
 
+def _mak(backend: Backend, alg: Algorithm, usage: KeyUsage, mac_alg: MacAlgorithm) -> tuple[KeyCryptogram, bytes]:
+    """A MAK formed for ``mac_alg``, and its clear key; skipped where the backend lacks them."""
+    needs(backend, Command.GENERATE_MAC, alg)
+    if mac_alg not in backend.capabilities.mac_algorithms:
+        pytest.skip(f"backend lacks {mac_alg.value}")
+    return form(backend, KeyType.MAK, alg, usage)
+
+
 def _cbc_last(alg: Algorithm, key: bytes, data: bytes) -> bytes:
     bs = alg.block_size
     data = data + bytes(-len(data) % bs)
@@ -336,10 +344,7 @@ def _cbc_last(alg: Algorithm, key: bytes, data: bytes) -> bytes:
 def test_mac_against_independent_computation(
     backend: Backend, alg: Algorithm, usage: KeyUsage, mac_alg: MacAlgorithm
 ) -> None:
-    needs(backend, Command.GENERATE_MAC, alg)
-    if mac_alg not in backend.capabilities.mac_algorithms:
-        pytest.skip(f"backend lacks {mac_alg.value}")
-    mak, k = form(backend, KeyType.MAK, alg, usage)
+    mak, k = _mak(backend, alg, usage, mac_alg)
     data = secrets.token_bytes(37)
     tag = backend.generate_mac(mak, data, mac_alg, Padding.METHOD_1)
     if mac_alg is MacAlgorithm.ISO9797_ALG1:
@@ -374,10 +379,7 @@ def test_mac_against_independent_computation(
 def test_mac_batches_give_what_single_macs_do_item_by_item(
     backend: Backend, alg: Algorithm, usage: KeyUsage, mac_alg: MacAlgorithm
 ) -> None:
-    needs(backend, Command.GENERATE_MAC, alg)
-    if mac_alg not in backend.capabilities.mac_algorithms:
-        pytest.skip(f"backend lacks {mac_alg.value}")
-    mak, _ = form(backend, KeyType.MAK, alg, usage)
+    mak, _ = _mak(backend, alg, usage, mac_alg)
     too_long = bytes((1 << 20) + 1)
     messages = [secrets.token_bytes(n) for n in (0, 1, 8, 37, 64)] + [too_long, b"last"]
     out = backend.generate_macs(mak, messages, mac_alg, Padding.METHOD_2)
