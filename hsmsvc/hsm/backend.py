@@ -37,6 +37,7 @@ __all__ = [
     "KeyCryptogram",
     "KeyForm",
     "KeySpec",
+    "MAX_RANDOM",
     "OneTimeKey",
     "PinKey",
     "PinTranslator",
@@ -44,6 +45,8 @@ __all__ = [
     "StoredPinMethod",
 ]
 
+MAX_RANDOM: Final = 4096
+"""The most bytes one :meth:`Backend.random` call gives."""
 _ID: Final = re.compile(r"[A-Za-z0-9._:-]{1,64}")
 _ZONE: Final = re.compile(r"[A-Za-z0-9._:-]{0,64}")
 
@@ -503,7 +506,9 @@ class Backend(Protocol):
         """A keyed one-way token of a PAN (CMAC under the LMK), for counters keyed by card."""
         ...
 
-    def random(self, length: int) -> bytes: ...
+    def random(self, length: int) -> bytes:
+        """``length`` random bytes, 1 to :data:`MAX_RANDOM`."""
+        ...
 
     def audit_mac(self, data: bytes) -> bytes:
         """CMAC under the LMK of a domain-separated audit message."""

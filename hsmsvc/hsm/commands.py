@@ -33,6 +33,7 @@ from hsmsvc.hsm.backend import (
     AUDIT_DOMAIN,
     HMAC_FOR,
     KEY_SYNC_LABEL,
+    MAX_RANDOM,
     PAN_DOMAIN,
     Capabilities,
     Command,
@@ -968,8 +969,8 @@ class CommandBackend(ABC):
 
     def random(self, length: int) -> bytes:
         self._capabilities.require(Command.RANDOM)
-        if not isinstance(length, int) or not 1 <= length <= 4096:
-            raise InvalidInput("length", "1 to 4096")
+        if not isinstance(length, int) or not 1 <= length <= MAX_RANDOM:
+            raise InvalidInput("length", f"1 to {MAX_RANDOM}")
         with self._guard():
             return self._random(length)
 

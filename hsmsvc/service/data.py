@@ -11,16 +11,13 @@ from typing import Sequence
 
 from hsmsvc.crypto.fields import GCM_IV_LENGTH
 from hsmsvc.errors import HsmsvcError, InvalidInput
-from hsmsvc.hsm.backend import FieldParams
+from hsmsvc.hsm.backend import MAX_RANDOM, FieldParams
 from hsmsvc.hsm.policy import Operation
 from hsmsvc.keys.model import KeyRef
 from hsmsvc.service.context import Caller, Services
 from hsmsvc.types import CipherMode, DataPadding
 
 __all__ = ["decrypt", "encrypt", "encrypt_batch", "reencrypt"]
-
-_MAX_RANDOM = 4096
-"""The most bytes one ``Backend.random`` call gives."""
 
 
 def _iv_size(mode: CipherMode, block: int) -> int:
@@ -69,7 +66,7 @@ def _fresh_ivs(s: Services, mode: CipherMode, block: int, n: int) -> list[bytes]
     size = _iv_size(mode, block)
     if not size or not n:
         return [b""] * n
-    per_call = _MAX_RANDOM // size
+    per_call = MAX_RANDOM // size
     pool = b"".join(s.backend.random(size * min(per_call, n - i)) for i in range(0, n, per_call))
     return [pool[i:i + size] for i in range(0, n * size, size)]
 

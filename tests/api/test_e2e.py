@@ -458,3 +458,40 @@ def test_verify_pin_mac_and_encrypt_streams_answer_in_band(core: Client, keys: d
     assert [a.code for a in answers] == [0, 0, 0]
     for a in answers:
         assert core.decrypt("dek", a.response.ciphertext, a.response.iv) == f"amount={a.correlation_id}".encode()
+
+
+def test_mac_and_field_batches_checked_item_by_item(core: Client, keys: dict[str, bytes]) -> None:
+    from hsmsvc.v1 import data_service_pb2 as data_pb
+    from hsmsvc.v1 import mac_service_pb2 as mac_pb
+
+    mak = pb.KeyRef(key_id="mak-x919")
+    too_long = bytes((1 << 20) + 1)
+    msgs = [f"0200|{i:06d}|000000012345".encode() for i in range(5)] + [too_long, b"x"]
+    r = core.macs.GenerateMacBatch(mac_pb.GenerateMacBatchRequest(
+        key=mak, algorithm=pb.MAC_ALGORITHM_ISO9797_ALG3, padding=pb.MAC_PADDING_METHOD_1, messages=msgs,
+        mac_length=4), timeout=30)
+    assert [(e.index, e.field) for e in r.errors] == [(5, "data")]
+    for i, m in enumerate(msgs):
+        assert r.macs[i] == (b"" if m is too_long else ind.retail_mac(keys["mak-x919"], m)[:4])
+    tags = [ind.retail_mac(keys["mak-x919"], m) if m is not too_long else bytes(8) for m in msgs]
+    tags[1] = bytes(8)  # wrong
+    tags[2] = tags[2][:3]  # too short to verify
+    v = core.macs.VerifyMacBatch(mac_pb.VerifyMacBatchRequest(
+        key=mak, algorithm=pb.MAC_ALGORITHM_ISO9797_ALG3, padding=pb.MAC_PADDING_METHOD_1, messages=msgs,
+        macs=tags), timeout=30)
+    assert list(v.verified) == [True, False, False, True, True, False, True]
+    assert [(e.index, e.field) for e in v.errors] == [(2, "mac"), (5, "data")]
+    code, text = code_of(core.macs.GenerateMacBatch, mac_pb.GenerateMacBatchRequest(
+        key=mak, algorithm=pb.MAC_ALGORITHM_ISO9797_ALG3, padding=pb.MAC_PADDING_METHOD_1, messages=msgs[:2],
+        mac_length=9))
+    assert code is StatusCode.INVALID_ARGUMENT and text.startswith("mac_length:")
+
+    # More fields than one random call's worth of GCM IVs (4,096 bytes), each under its own IV.
+    fields = [f"amount={i:012d}".encode() for i in range(700)]
+    e = core.data.EncryptBatch(data_pb.EncryptBatchRequest(
+        key=pb.KeyRef(key_id="dek"), cipher=data_pb.FieldCipher(mode=pb.CIPHER_MODE_GCM, padding=pb.DATA_PADDING_NONE,
+                                                                aad=b"batch"),
+        plaintexts=fields), timeout=30)
+    assert not e.errors and len(set(e.ivs)) == len(fields) and {len(iv) for iv in e.ivs} == {12}
+    for pt, ct, iv in zip(fields, e.ciphertexts, e.ivs):
+        assert ind.aes_gcm_decrypt(keys["dek"], iv, ct, b"batch") == pt
