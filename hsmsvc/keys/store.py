@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
 from importlib import resources
 from typing import Any, Final
@@ -89,7 +90,13 @@ def _to_key(r: Row[Any]) -> StoredKey:
 
 # Built once: the attempt check runs on every PIN verification, and building the
 # statement cost more than running it.
-_FAILURES: Final = select(attempts_t).where(attempts_t.c.subject.in_(bindparam("subjects", expanding=True)))
+# The attempt read is on every PIN verification. It names one or two subjects (the card and the
+# caller), so those two statements are fixed: an expanding IN is rewritten at every execution.
+_FAILURES: Final = {
+    1: select(attempts_t).where(attempts_t.c.subject == bindparam("s0")),
+    2: select(attempts_t).where(attempts_t.c.subject.in_([bindparam("s0"), bindparam("s1")])),
+}
+_FAILURES_ANY: Final = select(attempts_t).where(attempts_t.c.subject.in_(bindparam("subjects", expanding=True)))
 
 class KeyStore:
     """Keys and audit rows in one database; ``backend`` MACs and anchors the audit chain."""
@@ -123,6 +130,18 @@ class KeyStore:
             return self._engine.connect()
         except OperationalError:
             raise BackendUnavailable("store", "database unreachable") from None
+
+    @contextmanager
+    def _single_read(self) -> Iterator[Connection]:
+        """A connection for one SELECT: on SQLite it runs without BEGIN, the statement being its
+        own snapshot, which saves a round of the driver on the PIN-verification path. The mark
+        is gone before the connection goes back to the pool, so no writer ever inherits it."""
+        with self._connect() as conn:
+            conn.info["single_read"] = True
+            try:
+                yield conn
+            finally:
+                conn.info.pop("single_read", None)
 
     def _writer(self) -> Connection:
         """A connection whose next transaction takes SQLite's write lock at BEGIN."""
@@ -559,8 +578,12 @@ class KeyStore:
     def failures(self, subjects: list[str], window: timedelta) -> dict[str, int]:
         """Failed attempts per subject within the current window."""
         cutoff = _now() - window
-        with self._connect() as conn:
-            rows = conn.execute(_FAILURES, {"subjects": subjects}).all()
+        fixed = _FAILURES.get(len(subjects))
+        with self._single_read() as conn:
+            if fixed is not None:
+                rows = conn.execute(fixed, {f"s{i}": s for i, s in enumerate(subjects)}).all()
+            else:
+                rows = conn.execute(_FAILURES_ANY, {"subjects": subjects}).all()
         return {r.subject: int(r.failures) for r in rows if _utc(r.window_start) > cutoff}  # type: ignore[operator]
 
     def record_failure(self, subjects: list[str], window: timedelta, ev: AuditEvent) -> None:
@@ -599,4 +622,7 @@ def _sqlite_connect(dbapi_conn: Any, _record: Any) -> None:
 def _sqlite_begin(conn: Connection) -> None:
     # Writers take the lock at BEGIN so two processes never interleave a chain
     # append; readers (every key lookup) take none and do not queue behind them.
+    # info belongs to the pooled connection, not to this checkout: marks are removed after use.
+    if conn.info.get("single_read"):
+        return
     conn.exec_driver_sql("BEGIN IMMEDIATE" if conn.info.pop("immediate", False) else "BEGIN")

@@ -132,5 +132,9 @@ def test_failures_are_counted_per_subject_and_age_out_with_the_window(store: Key
     assert store.failures(["principal:p", "pan:a"], day) == {"principal:p": 3, "pan:a": 2}
     assert store.failures(["pan:b", "pan:c"], day) == {"pan:b": 1}
     assert store.failures(["principal:p"], timedelta(0)) == {}  # the window has passed
+    assert store.failures(["principal:p", "pan:a", "pan:b"], day) == {"principal:p": 3, "pan:a": 2, "pan:b": 1}
     store.clear_failures("pan:a")
     assert store.failures(["principal:p", "pan:a"], day) == {"principal:p": 3}
+    # A read's mark (no BEGIN on SQLite) never stays with the pooled connection for a writer.
+    with store._engine.connect() as conn:
+        assert "single_read" not in conn.info
