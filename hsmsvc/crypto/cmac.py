@@ -8,7 +8,7 @@ from hsmsvc.crypto import _cipher, _compare
 from hsmsvc.errors import InvalidInput
 from hsmsvc.types import Algorithm
 
-__all__ = ["generate_cmac", "verify_cmac"]
+__all__ = ["Cmac", "generate_cmac", "verify_cmac"]
 
 
 def _length(algorithm: Algorithm, length: int | None) -> int:
@@ -17,6 +17,24 @@ def _length(algorithm: Algorithm, length: int | None) -> int:
     if not 4 <= n <= algorithm.block_size:
         raise InvalidInput("mac_length", f"4 to {algorithm.block_size} bytes")
     return n
+
+
+class Cmac:
+    """CMAC under one key. The keyed context is made once and copied for each message: the
+    copy carries the cipher's key schedule and the subkeys (clause 6.1). Not thread-safe."""
+
+    __slots__ = ("_keyed", "algorithm")
+
+    def __init__(self, algorithm: Algorithm, key: bytes) -> None:
+        self.algorithm = algorithm
+        self._keyed = _cmac.CMAC(_cipher.primitive(algorithm, key))
+
+    def generate(self, data: bytes, length: int | None = None) -> bytes:
+        """The CMAC of ``data``, truncated to its leftmost ``length`` bytes."""
+        n = _length(self.algorithm, length)
+        ctx = self._keyed.copy()
+        ctx.update(data)
+        return ctx.finalize()[:n]
 
 
 def generate_cmac(
@@ -30,10 +48,8 @@ def generate_cmac(
     >>> generate_cmac(Algorithm.AES_128, key, b"").hex()
     'bb1d6929e95937287fa37d129b756746'
     """
-    n = _length(algorithm, length)
-    ctx = _cmac.CMAC(_cipher.primitive(algorithm, key))
-    ctx.update(data)
-    return ctx.finalize()[:n]
+    _length(algorithm, length)
+    return Cmac(algorithm, key).generate(data, length)
 
 
 def verify_cmac(algorithm: Algorithm, key: bytes, data: bytes, mac: bytes) -> None:

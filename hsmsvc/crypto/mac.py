@@ -22,6 +22,7 @@ from hsmsvc.types import Algorithm, HashAlgorithm, Padding
 
 __all__ = [
     "CbcMac",
+    "Hmac",
     "generate_cbc_mac",
     "generate_hmac",
     "generate_retail_mac",
@@ -180,6 +181,25 @@ def _hash(algorithm: HashAlgorithm) -> hashes.HashAlgorithm:
     raise InvalidInput("hash", "SHA256 or SM3")
 
 
+class Hmac:
+    """HMAC under one key. The keyed context (the key's inner and outer pads absorbed) is made
+    once and copied for each message. Not thread-safe."""
+
+    __slots__ = ("_keyed",)
+
+    def __init__(self, algorithm: HashAlgorithm, key: bytes) -> None:
+        # RFC 2104 section 3: keys shorter than the output length weaken the MAC.
+        if not isinstance(key, (bytes, bytearray)) or not 4 <= len(key) <= 64:
+            raise InvalidInput("key", "4 to 64 bytes")
+        self._keyed = _hmac.HMAC(bytes(key), _hash(algorithm))
+
+    def generate(self, data: bytes) -> bytes:
+        _check_data(data)
+        ctx = self._keyed.copy()
+        ctx.update(data)
+        return ctx.finalize()
+
+
 def generate_hmac(algorithm: HashAlgorithm, key: bytes, data: bytes) -> bytes:
     """HMAC (RFC 2104; ISO/IEC 9797-2:2021 MAC algorithm 2) over SHA-256 or SM3.
 
@@ -189,12 +209,7 @@ def generate_hmac(algorithm: HashAlgorithm, key: bytes, data: bytes) -> bytes:
     '5bdcc146bf60754e'
     """
     _check_data(data)
-    # RFC 2104 section 3: keys shorter than the output length weaken the MAC.
-    if not isinstance(key, (bytes, bytearray)) or not 4 <= len(key) <= 64:
-        raise InvalidInput("key", "4 to 64 bytes")
-    ctx = _hmac.HMAC(bytes(key), _hash(algorithm))
-    ctx.update(data)
-    return ctx.finalize()
+    return Hmac(algorithm, key).generate(data)
 
 
 def verify_hmac(algorithm: HashAlgorithm, key: bytes, data: bytes, mac: bytes) -> None:

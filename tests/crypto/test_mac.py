@@ -84,6 +84,16 @@ def test_cmac_sp800_38b(alg: Algorithm, key: str, mlen: int, expected: str) -> N
     cmac.verify_cmac(alg, H(key), SP800_38B_MSG[:mlen], H(expected))
 
 
+def test_a_kept_cmac_gives_every_sp800_38b_vector_in_turn() -> None:
+    # One Cmac per key, all its vectors through it in turn, twice: the kept context carries nothing over.
+    kept: dict[str, cmac.Cmac] = {}
+    for _ in range(2):
+        for alg, key, mlen, expected in CMAC_VECTORS:
+            c = kept.setdefault(key, cmac.Cmac(alg, H(key)))
+            assert c.generate(SP800_38B_MSG[:mlen]) == H(expected)
+            assert c.generate(SP800_38B_MSG[:mlen], 4) == H(expected)[:4]
+
+
 def _openssl(*args: str, data: bytes = b"") -> bytes:
     if shutil.which("openssl") is None:
         pytest.fail("openssl CLI missing: .ci/run installs it")
@@ -107,6 +117,15 @@ HMAC_SHA256 = [
 @pytest.mark.parametrize(("key", "data", "expected"), HMAC_SHA256)
 def test_hmac_sha256_rfc4231(key: str, data: bytes, expected: str) -> None:
     assert mac.generate_hmac(HashAlgorithm.SHA256, H(key), data) == H(expected)
+
+
+@given(st.binary(min_size=4, max_size=64), st.lists(st.binary(max_size=100), min_size=1, max_size=5))
+def test_a_kept_hmac_gives_each_message_the_rfc2104_tag(key: bytes, msgs: list[bytes]) -> None:
+    kept = mac.Hmac(HashAlgorithm.SHA256, key)
+    for m in msgs:
+        assert kept.generate(m) == std_hmac.new(key, m, hashlib.sha256).digest()
+    for k, data, expected in HMAC_SHA256:
+        assert mac.Hmac(HashAlgorithm.SHA256, H(k)).generate(data) == H(expected)
 
 
 @given(st.binary(min_size=4, max_size=64), st.binary(max_size=200))

@@ -17,6 +17,7 @@ import fcntl
 import os
 import secrets
 from collections import OrderedDict
+from collections.abc import Callable
 from pathlib import Path
 from typing import Final
 
@@ -81,15 +82,15 @@ class SoftKey:
     block-cipher command.
     """
 
-    __slots__ = ("_cbc_macs", "_ecb", "_field_key", "_key", "_pair", "algorithm", "kcv", "spec")
+    __slots__ = ("_ecb", "_field_key", "_key", "_macs", "_pair", "algorithm", "kcv", "spec")
 
     def __init__(self, spec: KeySpec, key: bytes, check_value: bytes) -> None:
         self.spec = spec
         self.algorithm = spec.algorithm
         self.kcv = check_value
         self._key = key
-        # ISO 9797-1 MACs with their contexts, made at a key's first MAC (mac.CbcMac).
-        self._cbc_macs: dict[MacAlgorithm, mac.CbcMac] = {}
+        # MACs with their OpenSSL state, made at the key's first MAC of each algorithm.
+        self._macs: dict[MacAlgorithm, Callable[[Padding, bytes], bytes]] = {}
         self._field_key: fields.FieldKey | None = None
         if spec.algorithm.is_asymmetric:
             self._pair: keytransport.TransportKey | None = keytransport.load_private_key(spec.algorithm, key)
@@ -128,19 +129,24 @@ class SoftKey:
         return self._field_key
 
     def mac(self, algorithm: MacAlgorithm, padding: Padding, data: bytes) -> bytes:
+        generate = self._macs.get(algorithm)
+        if generate is None:
+            generate = self._macs[algorithm] = self._mac_for(algorithm)
+        return generate(padding, data)
+
+    def _mac_for(self, algorithm: MacAlgorithm) -> Callable[[Padding, bytes], bytes]:
+        """``algorithm`` under this key, its OpenSSL state made once (the key's first MAC)."""
         if algorithm is MacAlgorithm.ISO9797_ALG1 or algorithm is MacAlgorithm.ISO9797_ALG3:
-            cbc = self._cbc_macs.get(algorithm)
-            if cbc is None:
-                cbc = mac.CbcMac(self.algorithm, self._key, retail=algorithm is MacAlgorithm.ISO9797_ALG3)
-                self._cbc_macs[algorithm] = cbc
-            return cbc.generate(data, padding)
+            cbc = mac.CbcMac(self.algorithm, self._key, retail=algorithm is MacAlgorithm.ISO9797_ALG3)
+            return lambda padding, data: cbc.generate(data, padding)
         if algorithm is MacAlgorithm.CMAC:
-            return cmac.generate_cmac(self.algorithm, self._key, data)
-        if algorithm is MacAlgorithm.HMAC_SHA256:
-            return mac.generate_hmac(HashAlgorithm.SHA256, self._key, data)
-        if algorithm is MacAlgorithm.HMAC_SM3:
-            return mac.generate_hmac(HashAlgorithm.SM3, self._key, data)
-        return mac.generate_unionpay_pos_mac(self.algorithm, self._key, data)
+            c = cmac.Cmac(self.algorithm, self._key)
+            return lambda padding, data: c.generate(data)
+        if algorithm is MacAlgorithm.HMAC_SHA256 or algorithm is MacAlgorithm.HMAC_SM3:
+            h = mac.Hmac(HashAlgorithm.SHA256 if algorithm is MacAlgorithm.HMAC_SHA256 else HashAlgorithm.SM3,
+                         self._key)
+            return lambda padding, data: h.generate(data)
+        return lambda padding, data: mac.generate_unionpay_pos_mac(self.algorithm, self._key, data)
 
     def raw(self) -> bytes:
         """Clear key bytes, for wrapping under a KEK inside this backend only."""
