@@ -146,7 +146,9 @@ class SoftKey:
             h = mac.Hmac(HashAlgorithm.SHA256 if algorithm is MacAlgorithm.HMAC_SHA256 else HashAlgorithm.SM3,
                          self._key)
             return lambda padding, data: h.generate(data)
-        return lambda padding, data: mac.generate_unionpay_pos_mac(self.algorithm, self._key, data)
+        # Closed over the key, not self: the key object in its own _macs would be a reference cycle.
+        alg, key = self.algorithm, self._key
+        return lambda padding, data: mac.generate_unionpay_pos_mac(alg, key, data)
 
     def raw(self) -> bytes:
         """Clear key bytes, for wrapping under a KEK inside this backend only."""
