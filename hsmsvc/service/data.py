@@ -28,8 +28,9 @@ def _iv_size(mode: CipherMode, block: int) -> int:
 def _fresh(s: Services, mode: CipherMode, padding: DataPadding, iv: bytes, aad: bytes, block: int) -> FieldParams:
     if mode is CipherMode.GCM and iv:
         raise InvalidInput("iv", "chosen by hsmsvc for GCM; leave empty")
-    if not iv and _iv_size(mode, block):
-        iv = s.backend.random(_iv_size(mode, block))
+    size = _iv_size(mode, block)
+    if not iv and size:
+        iv = s.backend.random(size)
     return FieldParams(mode, iv, padding, aad)
 
 
