@@ -20,7 +20,7 @@ from tests.hsm.components_env import LMK_COMPONENTS, require_or_skip, softhsm_av
 MODULE = "/usr/lib/softhsm/libsofthsm2.so"
 PIN = "246810"
 PIN_ENV = "HSMSVC_TEST_TOKEN_PIN"
-TOKENS = ("conformance", "pool-1", "pool-2", "kill-1", "kill-2", "other-lmk", "store")
+TOKENS = ("conformance", "pool-1", "pool-2", "kill-1", "kill-2", "other-lmk", "store", "running")
 # Initialised with no LMK, for the LMK ceremonies to create one in.
 EMPTY_TOKENS = ("ceremony-a", "ceremony-b")
 OTHER_LMK = (bytes(range(32)), bytes(range(1, 33)))

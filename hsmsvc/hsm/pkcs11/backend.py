@@ -27,6 +27,7 @@ processes (the pool spawns them).
 
 from __future__ import annotations
 
+import itertools
 from collections import OrderedDict
 from typing import Any, Final
 
@@ -46,6 +47,7 @@ from hsmsvc.errors import (
 )
 from hsmsvc.hsm.backend import Capabilities, Command, KeyCryptogram, KeySpec
 from hsmsvc.hsm.commands import CommandBackend, LoadedKey
+from hsmsvc.hsm.pkcs11.running import RunningOps
 from hsmsvc.types import (
     Algorithm,
     CipherMode,
@@ -94,6 +96,8 @@ _TYPE: Final = {
 _ECB: Final = {True: Mechanism.DES3_ECB, False: Mechanism.AES_ECB}
 _CBC: Final = {True: Mechanism.DES3_CBC, False: Mechanism.AES_CBC}
 _CMAC: Final = {True: Mechanism.DES3_CMAC, False: Mechanism.AES_CMAC}
+# Larger inputs take a single-part operation, whose set-up they amortise anyway.
+_RUNNING_MAX: Final = 8 * 1024
 
 _UNAVAILABLE: Final = (
     p11e.DeviceError,
@@ -145,24 +149,52 @@ def _p11_type(spec: KeySpec) -> P11KeyType:
 
 
 class TokenKey:
-    """A verified key as a session object; every call runs under the backend's lock."""
+    """A verified key as a session object; every call runs under the backend's lock.
 
-    __slots__ = ("algorithm", "kcv", "obj", "spec")
+    ECB goes through the key's running operations once it is in steady use
+    (:mod:`.running`); anything else is a single-part operation.
+    """
 
-    def __init__(self, spec: KeySpec, obj: Any, check_value: bytes) -> None:
+    __slots__ = ("_ecb", "_running", "algorithm", "ident", "kcv", "obj", "spec")
+
+    def __init__(self, spec: KeySpec, obj: Any, check_value: bytes, ident: bytes | None = None,
+                 running: RunningOps | None = None) -> None:
         self.spec = spec
         self.kcv = check_value
         self.algorithm = spec.algorithm
         self.obj = obj
+        self.ident = ident
+        self._running = running
+        self._ecb = _ECB[spec.algorithm.is_tdes]
 
     def __repr__(self) -> str:
         return f"TokenKey({self.spec.key_id} v{self.spec.version})"
 
+    def _run(self, data: bytes, encrypt: bool) -> bytes | None:
+        """ECB on the key's running operation, or ``None`` for a single-part one."""
+        running, ident = self._running, self.ident
+        if running is None or ident is None or not data or len(data) > _RUNNING_MAX \
+                or len(data) % self.algorithm.block_size:
+            return None
+        try:
+            op = running.get(ident, encrypt, self._ecb)
+        except p11e.PKCS11Error:
+            return None  # no session to spare: this call goes single-part
+        if op is None:
+            return None
+        try:
+            return op(data)
+        except BaseException:
+            running.stop(ident)
+            raise
+
     def encrypt(self, data: bytes) -> bytes:
-        return bytes(self.obj.encrypt(data, mechanism=_ECB[self.algorithm.is_tdes]))
+        out = self._run(data, True)
+        return bytes(self.obj.encrypt(data, mechanism=self._ecb)) if out is None else out
 
     def decrypt(self, data: bytes) -> bytes:
-        return bytes(self.obj.decrypt(data, mechanism=_ECB[self.algorithm.is_tdes]))
+        out = self._run(data, False)
+        return bytes(self.obj.decrypt(data, mechanism=self._ecb)) if out is None else out
 
     def _iv(self, iv: bytes) -> bytes:
         if not isinstance(iv, (bytes, bytearray)) or len(iv) != self.algorithm.block_size:
@@ -255,7 +287,8 @@ def provision_lmk(module: str, token_label: str, pin: str, parts: list[bytes]) -
 class Pkcs11Backend(CommandBackend):
     """Payment commands over a PKCS#11 token holding the LMK."""
 
-    def __init__(self, module: str, token_label: str, pin: str, cache_size: int = 1024) -> None:
+    def __init__(self, module: str, token_label: str, pin: str, cache_size: int = 1024,
+                 running_ops: int = 64) -> None:
         super().__init__(PKCS11_CAPABILITIES)
         self._cache: OrderedDict[tuple[str, int], tuple[bytes, TokenKey]] = OrderedDict()
         self._cache_size = cache_size
@@ -277,6 +310,10 @@ class Pkcs11Backend(CommandBackend):
             self._session.close()
             raise BackendUnavailable("token", "holds no hsmsvc LMK (run `hsmsvc lmk init --pkcs11`)")
         self._lmk = found[0]
+        # Each a session of its own; a token's session limit should allow for them.
+        self._running = RunningOps(self._token, running_ops)
+        # CKA_IDs for loaded keys, so a running operation's session can find them.
+        self._idents = itertools.count(1)
         self._lmk_kcv_value = bytes(self._lmk.sign(bytes(16), mechanism=Mechanism.AES_CMAC))[:3]
 
     def __repr__(self) -> str:
@@ -359,14 +396,19 @@ class Pkcs11Backend(CommandBackend):
         loaded = self._unwrap(key)
         old = self._cache.pop(ident, None)
         if old is not None:
-            self._dropped()
-            old[1].obj.destroy()
+            self._destroy(old[1])
         self._cache[ident] = (key.blob, loaded)
         if len(self._cache) > self._cache_size:
             _, (_, evicted) = self._cache.popitem(last=False)
-            self._dropped()
-            evicted.obj.destroy()
+            self._destroy(evicted)
         return loaded
+
+    def _destroy(self, loaded: TokenKey) -> None:
+        # Its running operations first: they would otherwise go on with the key.
+        self._dropped()
+        if loaded.ident is not None:
+            self._running.stop(loaded.ident)
+        loaded.obj.destroy()
 
     def _unwrap(self, key: KeyCryptogram) -> TokenKey:
         blob = key.blob
@@ -384,6 +426,7 @@ class Pkcs11Backend(CommandBackend):
             raise InvalidKeyBlock() from None
         if bound != key.spec or bound_kcv != key.kcv:
             raise KeyUsageViolation("key", "stored attributes do not match the key block")
+        tag = b"hsmsvc-%d" % next(self._idents)
         template = {
             Attribute.TOKEN: False,
             Attribute.SENSITIVE: True,
@@ -391,6 +434,7 @@ class Pkcs11Backend(CommandBackend):
             Attribute.WRAP: False,
             Attribute.UNWRAP: False,
             Attribute.VERIFY: False,
+            Attribute.ID: tag,
             **_capabilities(bound),
         }
         obj = self._lmk.unwrap_key(
@@ -400,13 +444,13 @@ class Pkcs11Backend(CommandBackend):
             mechanism=Mechanism.AES_KEY_WRAP_PAD,
             template=template,
         )
-        return TokenKey(bound, obj, bound_kcv)
+        return TokenKey(bound, obj, bound_kcv, tag, self._running)
 
     def forget(self, key_id: str) -> None:
         with self._guard():
             self._dropped()
             for ident in [i for i in self._cache if i[0] == key_id]:
-                self._cache.pop(ident)[1].obj.destroy()
+                self._destroy(self._cache.pop(ident)[1])
 
     # -- keys across a ZMK/TMK ----------------------------------------------------
 
@@ -446,6 +490,7 @@ class Pkcs11Backend(CommandBackend):
     def close(self) -> None:
         with self._lock:
             self._dropped()
+            self._running.close()
             for _, loaded in self._cache.values():
                 try:
                     loaded.obj.destroy()
