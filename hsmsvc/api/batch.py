@@ -30,8 +30,9 @@ def pans(values: Sequence[str], n: int, field: str = "pans") -> list[str | None]
     """One PAN (or none, as ``""``) per item, checked for length all at once."""
     if len(values) != n:
         raise InvalidInput(field, "one per PIN block")
+    # One pass over the repeated field: each pass makes a str per item again.
     out: list[str | None] = list(values)
-    if out and max(map(len, values)) > 19:
+    if out and max(map(len, out)) > 19:  # type: ignore[arg-type]
         raise InvalidInput(field, "at most 19 characters")
     if "" in out:
         out = [p or None for p in out]

@@ -147,9 +147,10 @@ def check_iso0_blocks(blocks: bytes, pans: Sequence[str]) -> list[bool]:
     joined = "".join(pans)
     # bytes.isdigit is ASCII-only and ten times quicker than str.isdigit on a long run.
     digits = joined.encode("ascii") if joined.isascii() else b""
-    if not digits.isdigit() or not set(map(len, pans)) <= _PAN_LENGTHS:
+    lengths = set(map(len, pans))
+    if not digits.isdigit() or not lengths <= _PAN_LENGTHS:
         raise InvalidInput("pan", "13 to 19 digits")
-    fields = _pan_fields(digits, pans)
+    fields = _pan_fields(digits, pans, lengths)
     text = (int.from_bytes(blocks, "big") ^ int.from_bytes(fields, "big")).to_bytes(len(blocks), "big").hex().upper()
     if _ISO0_RUN.fullmatch(text):
         return [True] * len(pans)
@@ -157,9 +158,8 @@ def check_iso0_blocks(blocks: bytes, pans: Sequence[str]) -> list[bool]:
     return [match(text, i, i + 16) is not None for i in range(0, len(text), 16)]
 
 
-def _pan_fields(digits: bytes, pans: Sequence[str]) -> bytes:
+def _pan_fields(digits: bytes, pans: Sequence[str], lengths: set[int]) -> bytes:
     """Each PAN's format 0 field (four zeros, the 12 digits before the check digit), back to back."""
-    lengths = set(map(len, pans))
     if len(lengths) != 1:
         return bytes.fromhex("0000" + "0000".join([p[-13:-1] for p in pans]))
     # All PANs one length (the usual case): 16 strided copies instead of a slice per PAN.
