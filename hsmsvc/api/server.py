@@ -12,6 +12,7 @@ database engine is disposed.
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import signal
 from dataclasses import dataclass
@@ -234,6 +235,11 @@ async def start(config: ServerConfig, backend: Backend | None = None) -> Running
 async def serve(config: ServerConfig, ready: Any = None) -> None:
     """Run until SIGTERM or SIGINT; ``ready(running)`` is called once serving."""
     running = await start(config)
+    # What start-up made (modules, SQLAlchemy's tables, the policy) lives as long as the
+    # process: kept out of the collector, a full collection scans only what serving
+    # makes. Here one took 22 ms over 85k objects, with every call in flight waiting.
+    gc.collect()
+    gc.freeze()
     if ready is not None:
         ready(running)
     stop = asyncio.Event()

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import json
 import os
 import signal
@@ -56,6 +57,9 @@ async def _serve(listen: str, reuse: bool, ready: str | None, tls: str | None) -
     else:
         port = server.add_insecure_port(listen)
     await server.start()
+    # As hsmsvc serve does, so neither server's full collections scan its start-up heap.
+    gc.collect()
+    gc.freeze()
     if ready:
         Path(ready + ".tmp").write_text(json.dumps({"port": port, "pid": os.getpid(),
                                                     "workers": [{"pid": os.getpid()}]}))
