@@ -508,8 +508,16 @@ def test_encrypt_only_dek_cannot_decrypt(backend: Backend) -> None:
 
 
 def test_pan_hash_is_keyed_and_stable(backend: Backend) -> None:
+    from hsmsvc.hsm.backend import PAN_DOMAIN
+    from tests.hsm.components_env import LMK
+
     a = backend.pan_hash(PAN)
     assert a == backend.pan_hash(PAN) and a != backend.pan_hash(PAN[:-1] + "0")
+    # AES-CMAC under the LMK (SP 800-38B), computed here by pyca, call after call.
+    for pan in (PAN, "5413330089020011", PAN):
+        c = pyca_cmac.CMAC(algorithms.AES(LMK))
+        c.update(PAN_DOMAIN + pan.encode())
+        assert backend.pan_hash(pan) == c.finalize()
     assert PAN.encode() not in a and len(a) == 16
     with pytest.raises(InvalidInput, match="pan"):
         backend.pan_hash("12ab")

@@ -175,6 +175,8 @@ class SoftBackend(CommandBackend):
             raise InvalidInput("lmk", "32 bytes")
         self._lmk = bytes(lmk)
         self._lmk_kcv_value = kcv.kcv(algorithm, self._lmk)
+        # Keyed once: every VerifyPin hashes its PAN under the LMK (used under the lock).
+        self._lmk_mac = cmac.Cmac(Algorithm.AES_256, self._lmk)
         # payShield's "key change storage": the LMK being retired, loaded only
         # while `ceremony lmk migrate` moves stored keys off it.
         if old_lmk is not None and (len(old_lmk) != 32 or old_lmk == self._lmk):
@@ -204,7 +206,7 @@ class SoftBackend(CommandBackend):
         return self._lmk_kcv_value
 
     def _lmk_cmac(self, data: bytes) -> bytes:
-        return cmac.generate_cmac(Algorithm.AES_256, self._lmk, data)
+        return self._lmk_mac.generate(data)
 
     def _random(self, length: int) -> bytes:
         return secrets.token_bytes(length)
