@@ -141,3 +141,26 @@ def test_pin_block_check_is_unchanged_by_a_running_operation(p11) -> None:  # ty
             p11.translate_pin(good[:5], tpk, ISO0, zpk, ISO0, PAN)
         out = p11.translate_pin(good, tpk, ISO0, zpk, ISO0, PAN)
         assert ecb(Algorithm.TDES_2KEY, zpk_clear, out, decrypt=True) == iso0(PIN, PAN)
+
+
+def test_a_running_operation_uses_only_its_own_key_object(tight) -> None:  # type: ignore[no-untyped-def]
+    """Searched for by CKA_ID on its own session, the object used is the loaded key's, by handle,
+    not another with the same ID."""
+    from pkcs11 import Attribute, KeyType as P11KeyType, Mechanism, ObjectClass
+
+    dek, k = form(tight, KeyType.DEK, Algorithm.AES_128, KeyUsage.DATA)
+    loaded = tight._load(dek)
+    for _ in range(2):
+        assert tight._running.get(loaded.ident, loaded.obj.handle + 1000, True, Mechanism.AES_ECB) is None
+    assert len(tight._running) == 0
+    decoy = tight._session.create_object({
+        Attribute.CLASS: ObjectClass.SECRET_KEY, Attribute.KEY_TYPE: P11KeyType.AES, Attribute.TOKEN: False,
+        Attribute.VALUE: secrets.token_bytes(16), Attribute.ID: loaded.ident, Attribute.ENCRYPT: True,
+    })
+    try:
+        data = secrets.token_bytes(16)
+        for _ in range(6):
+            assert tight.encrypt_data(dek, RAW_ECB, data) == ecb(Algorithm.AES_128, k, data)
+        assert len(tight._running) == 1
+    finally:
+        decoy.destroy()

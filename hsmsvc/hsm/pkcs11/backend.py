@@ -28,6 +28,7 @@ processes (the pool spawns them).
 from __future__ import annotations
 
 import itertools
+import secrets
 from collections import OrderedDict
 from typing import Any, Final
 
@@ -177,7 +178,7 @@ class TokenKey:
                 or len(data) % self.algorithm.block_size:
             return None
         try:
-            op = running.get(ident, encrypt, self._ecb)
+            op = running.get(ident, self.obj.handle, encrypt, self._ecb)
         except p11e.PKCS11Error:
             return None  # no session to spare: this call goes single-part
         if op is None:
@@ -312,8 +313,10 @@ class Pkcs11Backend(CommandBackend):
         self._lmk = found[0]
         # Each a session of its own; a token's session limit should allow for them.
         self._running = RunningOps(self._token, running_ops)
-        # CKA_IDs for loaded keys, so a running operation's session can find them.
+        # CKA_IDs for loaded keys, so a running operation's session can find them;
+        # the prefix keeps two backends on one token from making the same ones.
         self._idents = itertools.count(1)
+        self._ident_prefix = secrets.token_hex(8).encode("ascii")
         self._lmk_kcv_value = bytes(self._lmk.sign(bytes(16), mechanism=Mechanism.AES_CMAC))[:3]
 
     def __repr__(self) -> str:
@@ -426,7 +429,7 @@ class Pkcs11Backend(CommandBackend):
             raise InvalidKeyBlock() from None
         if bound != key.spec or bound_kcv != key.kcv:
             raise KeyUsageViolation("key", "stored attributes do not match the key block")
-        tag = b"hsmsvc-%d" % next(self._idents)
+        tag = b"hsmsvc-%s-%d" % (self._ident_prefix, next(self._idents))
         template = {
             Attribute.TOKEN: False,
             Attribute.SENSITIVE: True,

@@ -21,7 +21,7 @@ from collections import OrderedDict
 from collections.abc import Generator, Iterator
 from typing import Any, Final
 
-from pkcs11 import Mechanism, ObjectClass
+from pkcs11 import Attribute, Mechanism, ObjectClass
 from pkcs11 import exceptions as p11e
 
 __all__ = ["RunningEcb", "RunningOps"]
@@ -84,8 +84,12 @@ class RunningOps:
     def __len__(self) -> int:
         return len(self._ops)
 
-    def get(self, ident: bytes, encrypt: bool, mechanism: Mechanism) -> RunningEcb | None:
-        """The key's running operation in this direction, started at its ``after``-th use."""
+    def get(self, ident: bytes, handle: int, encrypt: bool, mechanism: Mechanism) -> RunningEcb | None:
+        """The key's running operation in this direction, started at its ``after``-th use.
+
+        ``ident`` is the key object's CKA_ID and ``handle`` its handle: the object
+        used on the new session is that one, not another with the same ID.
+        """
         slot = (ident, encrypt)
         op = self._ops.get(slot)
         if op is not None:
@@ -101,11 +105,16 @@ class RunningOps:
             oldest.close()
         session = self._token.open()
         try:
-            key = session.get_key(object_class=ObjectClass.SECRET_KEY, id=ident)
+            # The whole search, so it is finished before the session can close.
+            found = [o for o in session.get_objects({Attribute.CLASS: ObjectClass.SECRET_KEY, Attribute.ID: ident})
+                     if o.handle == handle]
         except p11e.PKCS11Error:
             session.close()
             raise
-        op = self._ops[slot] = RunningEcb(session, key, mechanism, encrypt)
+        if not found:
+            session.close()
+            return None
+        op = self._ops[slot] = RunningEcb(session, found[0], mechanism, encrypt)
         return op
 
     def stop(self, ident: bytes) -> None:
