@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Final, Sequence
+from typing import Final, Sequence, cast
 
 from hsmsvc.api.status import code_for, message_for
 from hsmsvc.errors import HsmsvcError, InvalidInput
@@ -31,12 +31,10 @@ def pans(values: Sequence[str], n: int, field: str = "pans") -> list[str | None]
     if len(values) != n:
         raise InvalidInput(field, "one per PIN block")
     # One pass over the repeated field: each pass makes a str per item again.
-    out: list[str | None] = list(values)
-    if out and max(map(len, out)) > 19:  # type: ignore[arg-type]
+    texts = list(values)
+    if texts and max(map(len, texts)) > 19:
         raise InvalidInput(field, "at most 19 characters")
-    if "" in out:
-        out = [p or None for p in out]
-    return out
+    return [p or None for p in texts] if "" in texts else cast("list[str | None]", texts)
 
 
 def count(items: Sequence[object], field: str) -> None:

@@ -158,8 +158,7 @@ class TokenKey:
 
     __slots__ = ("_ecb", "_running", "algorithm", "ident", "kcv", "obj", "spec")
 
-    def __init__(self, spec: KeySpec, obj: Any, check_value: bytes, ident: bytes | None = None,
-                 running: RunningOps | None = None) -> None:
+    def __init__(self, spec: KeySpec, obj: Any, check_value: bytes, ident: bytes, running: RunningOps) -> None:
         self.spec = spec
         self.kcv = check_value
         self.algorithm = spec.algorithm
@@ -173,10 +172,9 @@ class TokenKey:
 
     def _run(self, data: bytes, encrypt: bool) -> bytes | None:
         """ECB on the key's running operation, or ``None`` for a single-part one."""
-        running, ident = self._running, self.ident
-        if running is None or ident is None or not data or len(data) > _RUNNING_MAX \
-                or len(data) % self.algorithm.block_size:
+        if not data or len(data) > _RUNNING_MAX or len(data) % self.algorithm.block_size:
             return None
+        running, ident = self._running, self.ident
         try:
             op = running.get(ident, self.obj.handle, encrypt, self._ecb)
         except p11e.PKCS11Error:
@@ -409,8 +407,7 @@ class Pkcs11Backend(CommandBackend):
     def _destroy(self, loaded: TokenKey) -> None:
         # Its running operations first: they would otherwise go on with the key.
         self._dropped()
-        if loaded.ident is not None:
-            self._running.stop(loaded.ident)
+        self._running.stop(loaded.ident)
         loaded.obj.destroy()
 
     def _unwrap(self, key: KeyCryptogram) -> TokenKey:

@@ -77,7 +77,7 @@ class RunningOps:
     def __init__(self, token: Any, limit: int = 64, after: int = 8) -> None:
         self._token = token
         self._limit = limit
-        self.after = after
+        self._after = after
         self._ops: OrderedDict[tuple[bytes, bool], RunningEcb] = OrderedDict()
         self._counts: dict[tuple[bytes, bool], int] = {}
 
@@ -96,7 +96,7 @@ class RunningOps:
             self._ops.move_to_end(slot)
             return op
         n = self._counts.get(slot, 0) + 1
-        if n < self.after:
+        if n < self._after:
             self._counts[slot] = n
             return None
         self._counts.pop(slot, None)
