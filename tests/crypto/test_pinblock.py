@@ -186,3 +186,41 @@ def test_pan_required_for_pan_bound_formats() -> None:
     with pytest.raises(InvalidInput) as e:
         pinblock.encipher(PinBlockFormat.ISO_0, c, "1234", None)
     assert e.value.field == "pan"
+
+
+def test_iso0_pin_fields_x9_24_1_2009_annex_a4() -> None:
+    # PIN 1234, PAN 4012345678909: plain block 041274EDCBA9876F, PIN field 041234FFFFFFFFFF.
+    block = bytes.fromhex("041274EDCBA9876F")
+    assert pinblock.iso0_pin_fields(block * 2, ["4012345678909"] * 2) == (
+        bytes.fromhex("041234FFFFFFFFFF") * 2, [True, True])
+    fields, good = pinblock.iso0_pin_fields(bytes.fromhex("031274EDCBA9876F") + block, ["4012345678909"] * 2)
+    assert good == [False, True] and fields[8:] == bytes.fromhex("041234FFFFFFFFFF")
+    assert pinblock.iso0_pin_fields(b"", []) == (b"", [])
+
+
+@given(st.lists(st.tuples(pins, pans), min_size=1, max_size=30), st.integers(0, 63))
+def test_iso0_pin_fields_equal_exactly_when_the_pins_are(people: list[tuple[str, str]], flip: int) -> None:
+    """Each field is its PIN's format 0 PIN field, whatever the PAN; a flipped bit is caught
+    as decode_iso0 catches it."""
+    blocks = b"".join(pinblock.encode_iso0(pin, pan) for pin, pan in people)
+    fields, good = pinblock.iso0_pin_fields(blocks, [pan for _, pan in people])
+    assert good == [True] * len(people)
+    for i, (pin, _) in enumerate(people):
+        other = people[0][1]
+        assert fields[8 * i:8 * i + 8] == pinblock.iso0_pin_fields(pinblock.encode_iso0(pin, other), [other])[0]
+        assert (fields[8 * i:8 * i + 8] == fields[:8]) is (pin == people[0][0])
+    bad = bytearray(blocks)
+    bad[flip // 8] ^= 1 << (flip % 8)
+    try:
+        pinblock.decode_iso0(bytes(bad[:8]), people[0][1])
+        want = True
+    except InvalidPinBlock:
+        want = False
+    assert pinblock.iso0_pin_fields(bytes(bad), [pan for _, pan in people])[1][0] is want
+
+
+@given(st.lists(st.text(max_size=20), min_size=1, max_size=4).filter(
+    lambda ps: not all(p.isascii() and p.isdigit() and 13 <= len(p) <= 19 for p in ps)))
+def test_iso0_pin_fields_refuse_a_malformed_pan(bad: list[str]) -> None:
+    with pytest.raises(InvalidInput, match="pan"):
+        pinblock.iso0_pin_fields(bytes(8 * len(bad)), bad)
