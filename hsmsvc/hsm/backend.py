@@ -383,6 +383,21 @@ class Backend(Protocol):
         stored: StoredPin,
     ) -> None: ...
 
+    def verify_pins_stored(
+        self,
+        blocks: bytes,
+        key: KeyCryptogram,
+        fmt: PinBlockFormat,
+        pans: Sequence[str | None],
+        psk: KeyCryptogram,
+        accounts: Sequence[str],
+        stored: Sequence[StoredPin],
+    ) -> list[bool | HsmsvcError]:
+        """:meth:`verify_pin_stored` for blocks packed back to back, one per PAN, account and stored PIN,
+        under one key and PSK. Per item ``True``, ``False`` or the item's own error; a key error
+        refuses the batch."""
+        ...
+
     def reencrypt_stored_pin(
         self, stored: StoredPin, old_psk: KeyCryptogram, new_psk: KeyCryptogram, account: str
     ) -> StoredPin: ...
@@ -504,6 +519,10 @@ class Backend(Protocol):
 
     def pan_hash(self, pan: str) -> bytes:
         """A keyed one-way token of a PAN (CMAC under the LMK), for counters keyed by card."""
+        ...
+
+    def pan_hashes(self, pans: Sequence[str]) -> list[bytes]:
+        """:meth:`pan_hash` of each PAN; ``InvalidInput`` if any is not 12 to 19 digits."""
         ...
 
     def random(self, length: int) -> bytes:

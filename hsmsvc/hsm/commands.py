@@ -74,6 +74,7 @@ STRENGTH: Final = {
 }
 # Rows per reencrypt_stored_pins call: a chunk of a batch job, bounded in memory.
 _MAX_BATCH_PINS: Final = 100_000
+_PAN_HASH_LENGTHS: Final = frozenset(range(12, 20))
 
 _MAC_LENGTHS: Final = {
     MacAlgorithm.HMAC_SHA256: (16, 32),
@@ -634,6 +635,79 @@ class CommandBackend(ABC):
             if not self._holds(p, stored.value, account, pin):
                 raise VerificationFailed("pin", "does not verify")
 
+    def verify_pins_stored(
+        self,
+        blocks: bytes,
+        key: KeyCryptogram,
+        fmt: PinBlockFormat,
+        pans: Sequence[str | None],
+        psk: KeyCryptogram,
+        accounts: Sequence[str],
+        stored: Sequence[StoredPin],
+    ) -> list[bool | HsmsvcError]:
+        """:meth:`verify_pin_stored` for blocks packed back to back, one per (PAN, account, stored PIN).
+
+        Per item: ``True`` (verified), ``False`` (does not verify) or the error a
+        single check gives (``InvalidPinBlock``, ``InvalidInput``); a key error
+        refuses the whole batch. Format 0 under a TDES key against PINs stored in
+        format 0 under a TDES PSK is vectorised: one ECB decipherment of each run,
+        one check of each, and the PIN fields compared in constant time.
+        """
+        self._capabilities.require(Command.VERIFY_PIN_STORED)
+        size, n = fmt.block_size, len(pans)
+        if n > _MAX_BATCH_PINS:
+            raise InvalidInput("pans", f"at most {_MAX_BATCH_PINS} per call")
+        if not isinstance(blocks, bytes) or len(blocks) != size * n or not len(accounts) == len(stored) == n:
+            raise InvalidInput("pin_blocks", f"one {size}-byte block per PAN, account and stored PIN")
+        with self._guard():
+            run = self._verify_iso0_run(blocks, key, fmt, pans, psk, accounts, stored) if n else None
+            if run is not None:
+                return run
+            out: list[bool | HsmsvcError] = []
+            for i in range(n):
+                try:
+                    self.verify_pin_stored(blocks[i * size:(i + 1) * size], key, fmt, pans[i], psk, accounts[i],
+                                           stored[i])
+                except VerificationFailed:
+                    out.append(False)
+                except (InvalidPinBlock, InvalidInput) as e:
+                    out.append(e)
+                else:
+                    out.append(True)
+            return out
+
+    def _verify_iso0_run(
+        self, blocks: bytes, key: KeyCryptogram, fmt: PinBlockFormat, pans: Sequence[str | None],
+        psk: KeyCryptogram, accounts: Sequence[str], stored: Sequence[StoredPin],
+    ) -> list[bool | HsmsvcError] | None:
+        """:meth:`verify_pins_stored`'s vectorised case, or ``None`` where the run does not qualify
+        (another format or algorithm, a digest PSK, a malformed item): the caller then goes item by item."""
+        if fmt is not PinBlockFormat.ISO_0 or not isinstance(key, KeyCryptogram) or None in pans:
+            return None
+        k = self._use(key, Operation.PIN_DECRYPT)
+        p = self._use_psk(psk)
+        if not (k.algorithm.is_tdes and p.spec.usage is KeyUsage.PIN_ENCRYPTION
+                and _storage_format(p) is PinBlockFormat.ISO_0):
+            return None
+        if set(map(type, stored)) != {StoredPin} or {x.method for x in stored} != {StoredPinMethod.ENCRYPTED}:
+            return None
+        values = [x.value for x in stored]
+        if not all(_shaped(values, accounts, 8, 13)):
+            return None
+        try:
+            fields, good = pinblock.iso0_pin_fields(k.decrypt(blocks), pans)  # type: ignore[arg-type]
+        except (InvalidInput, TypeError):
+            return None  # a malformed PAN: the item-by-item path names it
+        kept, kept_good = pinblock.iso0_pin_fields(p.decrypt(b"".join(values)), accounts)
+        if all(good) and all(kept_good) and _compare.bytes_eq(fields, kept):
+            return [True] * len(values)
+        # A stored block that does not decode is a mismatch, as for one PIN: no second error.
+        return [
+            (kept_good[i] and _compare.bytes_eq(fields[8 * i:8 * i + 8], kept[8 * i:8 * i + 8])) if good[i]
+            else InvalidPinBlock()
+            for i in range(len(values))
+        ]
+
     @staticmethod
     def _check_stored(psk: LoadedKey, stored: StoredPin) -> None:
         if not isinstance(stored, StoredPin) or not isinstance(stored.value, bytes):
@@ -1018,6 +1092,19 @@ class CommandBackend(ABC):
         _validate.digits(pan, "pan", 12, 19)
         with self._guard():
             return self._lmk_cmac(PAN_DOMAIN + pan.encode("ascii"))
+
+    def pan_hashes(self, pans: Sequence[str]) -> list[bytes]:
+        self._capabilities.require(Command.PAN_HASH)
+        if not isinstance(pans, Sequence) or len(pans) > _MAX_BATCH_PINS:
+            raise InvalidInput("pans", f"at most {_MAX_BATCH_PINS} per call")
+        # The whole run checked at once, as pan_hash checks one (bytes.isdigit: ASCII digits only).
+        if not (set(map(type, pans)) <= {str} and set(map(len, pans)) <= _PAN_HASH_LENGTHS):
+            raise InvalidInput("pan", "12 to 19 digits")
+        joined = "".join(pans)
+        if not (joined.isascii() and joined.encode("ascii").isdigit()) and pans:
+            raise InvalidInput("pan", "digits only")
+        with self._guard():
+            return [self._lmk_cmac(PAN_DOMAIN + p.encode("ascii")) for p in pans]
 
 
 def _columns(rows: Sequence[tuple[object, ...]], width: int) -> list[Sequence[Any]]:

@@ -349,6 +349,12 @@ class Pool:
     ) -> None:
         self._call("verify_pin_stored", block, key, fmt, pan, psk, account, stored)
 
+    def verify_pins_stored(
+        self, blocks: bytes, key: KeyCryptogram, fmt: PinBlockFormat, pans: Sequence[str | None],
+        psk: KeyCryptogram, accounts: Sequence[str], stored: Sequence[StoredPin],
+    ) -> list[bool | HsmsvcError]:
+        return self._call("verify_pins_stored", blocks, key, fmt, pans, psk, accounts, stored)  # type: ignore[no-any-return]
+
     def reencrypt_stored_pin(
         self, stored: StoredPin, old_psk: KeyCryptogram, new_psk: KeyCryptogram, account: str
     ) -> StoredPin:
@@ -427,6 +433,9 @@ class Pool:
 
     def pan_hash(self, pan: str) -> bytes:
         return self._call("pan_hash", pan)  # type: ignore[no-any-return]
+
+    def pan_hashes(self, pans: Sequence[str]) -> list[bytes]:
+        return self._call("pan_hashes", pans)  # type: ignore[no-any-return]
 
     def random(self, length: int) -> bytes:
         return self._call("random", length)  # type: ignore[no-any-return]

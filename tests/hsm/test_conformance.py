@@ -26,7 +26,7 @@ from hsmsvc.errors import (
     Unsupported,
     VerificationFailed,
 )
-from hsmsvc.hsm.backend import Backend, Command, FieldParams, KeyCryptogram, KeySpec, StoredPinMethod
+from hsmsvc.hsm.backend import Backend, Command, FieldParams, KeyCryptogram, KeySpec, StoredPin, StoredPinMethod
 from hsmsvc.types import (
     Algorithm,
     CipherMode,
@@ -95,7 +95,7 @@ def needs(backend: Backend, command: Command, *algs: Algorithm) -> None:
 
 
 def iso0(pin: str, pan: str) -> bytes:
-    pin_field = bytes.fromhex(f"0{len(pin)}{pin}".ljust(16, "F"))
+    pin_field = bytes.fromhex(f"0{len(pin):X}{pin}".ljust(16, "F"))
     pan_field = bytes.fromhex("0000" + pan[-13:-1])
     return bytes(a ^ b for a, b in zip(pin_field, pan_field))
 
@@ -521,6 +521,12 @@ def test_pan_hash_is_keyed_and_stable(backend: Backend) -> None:
     assert PAN.encode() not in a and len(a) == 16
     with pytest.raises(InvalidInput, match="pan"):
         backend.pan_hash("12ab")
+    other = "5413330089020011"
+    assert backend.pan_hashes([PAN, other, PAN]) == [a, backend.pan_hash(other), a]
+    assert backend.pan_hashes([]) == []
+    for bad in ("12ab", "1" * 11, "1" * 20, "٣" * 13):
+        with pytest.raises(InvalidInput, match="pan"):
+            backend.pan_hashes([PAN, bad])
 
 
 # -- stored PINs and PIN verification -------------------------------------------------
@@ -551,6 +557,80 @@ def test_stored_pin_round_trip(backend: Backend, alg: Algorithm, usage: KeyUsage
     else:
         with pytest.raises(KeyUsageViolation):
             backend.reencrypt_stored_pin(stored, psk, psk, account)
+
+
+def _one_by_one(backend: Backend, blocks: list[bytes], key: KeyCryptogram, pans: list[str],
+                psk: KeyCryptogram, accounts: list[str], stored: list[StoredPin]) -> list[object]:
+    out: list[object] = []
+    for b, pan, account, st in zip(blocks, pans, accounts, stored):
+        try:
+            backend.verify_pin_stored(b, key, PinBlockFormat.ISO_0, pan, psk, account, st)
+        except VerificationFailed:
+            out.append(False)
+        except (InvalidPinBlock, InvalidInput) as e:
+            out.append(type(e))
+        else:
+            out.append(True)
+    return out
+
+
+def test_verify_pins_stored_answers_as_one_by_one(backend: Backend) -> None:
+    """The batch (vectorised for TDES format 0 PSKs) gives each item what a single check gives,
+    against blocks and stored PINs enciphered here by pyca."""
+    needs(backend, Command.VERIFY_PIN_STORED, Algorithm.TDES_2KEY)
+    zpk, k = form(backend, KeyType.ZPK, Algorithm.TDES_2KEY, KeyUsage.PIN_ENCRYPTION)
+    psk, pk = form(backend, KeyType.PSK, Algorithm.TDES_2KEY, KeyUsage.PIN_ENCRYPTION)
+    other = "4000001234567899"
+    rows = [  # (PIN sent, PAN, account, PIN stored for the account, expected)
+        (PIN, PAN, PAN, PIN, True),
+        ("9999", PAN, PAN, PIN, False),
+        (None, PAN, PAN, PIN, InvalidPinBlock),  # a random block
+        ("123456789012", other, "6222020200000000011", "123456789012", True),  # account is not the PAN
+        (PIN, other, other, None, False),  # a stored value that does not decode
+        (PIN, PAN, other, PIN, False),  # stored for another account than the one given
+        ("12345", other, other, "1234", False),
+    ]
+    blocks = [ecb(Algorithm.TDES_2KEY, k, iso0(pin, pan)) if pin else secrets.token_bytes(8)
+              for pin, pan, _, _, _ in rows]
+    values = [ecb(Algorithm.TDES_2KEY, pk, iso0(kept, acct if i != 5 else PAN)) if kept else secrets.token_bytes(8)
+              for i, (_, _, acct, kept, _) in enumerate(rows)]
+    pans, accounts = [r[1] for r in rows], [r[2] for r in rows]
+    stored = [StoredPin(StoredPinMethod.ENCRYPTED, v) for v in values]
+    want = [r[4] for r in rows]
+    got = backend.verify_pins_stored(b"".join(blocks), zpk, PinBlockFormat.ISO_0, pans, psk, accounts, stored)
+    assert [r if isinstance(r, bool) else type(r) for r in got] == want
+    assert _one_by_one(backend, blocks, zpk, pans, psk, accounts, stored) == want
+    # All good: the whole run in one comparison.
+    assert backend.verify_pins_stored(blocks[0] * 300, zpk, PinBlockFormat.ISO_0, [PAN] * 300, psk, [PAN] * 300,
+                                      [stored[0]] * 300) == [True] * 300
+    # A malformed PAN is that item's error alone; the rest are still checked.
+    bad_pans = [*pans[:1], "40123456789ab", *pans[2:]]
+    got = backend.verify_pins_stored(b"".join(blocks), zpk, PinBlockFormat.ISO_0, bad_pans, psk, accounts, stored)
+    assert [r if isinstance(r, bool) else type(r) for r in got] == [True, InvalidInput, *want[2:]]
+    assert backend.verify_pins_stored(b"", zpk, PinBlockFormat.ISO_0, [], psk, [], []) == []
+    # Key errors refuse the batch: a PSK is no PIN-block key, and a digest is not what this PSK holds.
+    with pytest.raises(KeyUsageViolation):
+        backend.verify_pins_stored(b"".join(blocks), psk, PinBlockFormat.ISO_0, pans, psk, accounts, stored)
+    with pytest.raises(KeyUsageViolation):
+        backend.verify_pins_stored(blocks[0], zpk, PinBlockFormat.ISO_0, [PAN], psk, [PAN],
+                                   [StoredPin(StoredPinMethod.DIGEST, bytes(32))])
+    with pytest.raises(InvalidInput, match="pin_blocks"):
+        backend.verify_pins_stored(blocks[0], zpk, PinBlockFormat.ISO_0, [PAN, PAN], psk, [PAN, PAN], stored[:2])
+
+
+@pytest.mark.parametrize("alg,usage", [(Algorithm.AES_256, KeyUsage.PIN_ENCRYPTION), (Algorithm.AES_256, KeyUsage.MAC_HMAC)])
+def test_verify_pins_stored_item_by_item_for_other_psks(backend: Backend, alg: Algorithm, usage: KeyUsage) -> None:
+    """Format 4 storage and keyed digests take the item-by-item path, with the same answers."""
+    needs(backend, Command.VERIFY_PIN_STORED, Algorithm.TDES_2KEY, alg)
+    zpk, k = form(backend, KeyType.ZPK, Algorithm.TDES_2KEY, KeyUsage.PIN_ENCRYPTION)
+    psk, _ = form(backend, KeyType.PSK, alg, usage)
+    right = ecb(Algorithm.TDES_2KEY, k, iso0(PIN, PAN))
+    kept = backend.encrypt_pin_for_storage(right, zpk, PinBlockFormat.ISO_0, PAN, psk, PAN)
+    blocks = [right, ecb(Algorithm.TDES_2KEY, k, iso0("4322", PAN)), secrets.token_bytes(8)]
+    args = (zpk, [PAN] * 3, psk, [PAN] * 3, [kept] * 3)
+    got = backend.verify_pins_stored(b"".join(blocks), zpk, PinBlockFormat.ISO_0, [PAN] * 3, psk, [PAN] * 3, [kept] * 3)
+    assert [r if isinstance(r, bool) else type(r) for r in got] == [True, False, InvalidPinBlock]
+    assert _one_by_one(backend, blocks, *args) == [True, False, InvalidPinBlock]
 
 
 def test_ibm3624_and_pvv_verification(backend: Backend) -> None:
