@@ -26,15 +26,21 @@ def split(packed: bytes, size: int, field: str) -> list[bytes]:
     return [packed[i * size:(i + 1) * size] for i in range(n)]
 
 
-def pans(values: Sequence[str], n: int, field: str = "pans") -> list[str | None]:
-    """One PAN (or none, as ``""``) per item, checked for length all at once."""
+def texts(values: Sequence[str], n: int, field: str, limit: int = 19) -> list[str]:
+    """One string per item, checked for length all at once."""
     if len(values) != n:
         raise InvalidInput(field, "one per PIN block")
     # One pass over the repeated field: each pass makes a str per item again.
-    texts = list(values)
-    if texts and max(map(len, texts)) > 19:
-        raise InvalidInput(field, "at most 19 characters")
-    return [p or None for p in texts] if "" in texts else cast("list[str | None]", texts)
+    out = list(values)
+    if out and max(map(len, out)) > limit:
+        raise InvalidInput(field, f"at most {limit} characters")
+    return out
+
+
+def pans(values: Sequence[str], n: int, field: str = "pans") -> list[str | None]:
+    """One PAN (or none, as ``""``) per item, checked for length all at once."""
+    out = texts(values, n, field)
+    return [p or None for p in out] if "" in out else cast("list[str | None]", out)
 
 
 def count(items: Sequence[object], field: str) -> None:

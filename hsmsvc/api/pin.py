@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from typing import Any, Final
 
 from hsmsvc.api import convert as cv
-from hsmsvc.api.batch import count, item_error, items, pans, split, split_even
+from hsmsvc.api.batch import count, item_error, items, pans, split, split_even, texts
 from hsmsvc.api.status import Observed, rpc, stream_rpc
 from hsmsvc.errors import HsmsvcError, InvalidInput
 from hsmsvc.hsm.backend import StoredPin, StoredPinMethod
@@ -136,12 +136,10 @@ class PinServicer(g.PinServiceServicer):
         blocks = split(bytes(r.pin_blocks), fmt.block_size, "pin_blocks")
         method = _method(r.method, "method")
         n = len(blocks)
-        if len(r.pans) != n or len(r.accounts) != n:
-            raise InvalidInput("pans", "one PAN and one account per PIN block")
         stored = split_even(bytes(r.stored_pins), n, "stored_pins")
         results = uc.verify_pin_batch(
-            self.s, c, cv.key_ref(r.key, "key", r.HasField("key")), fmt, blocks, [_pan(x) for x in r.pans],
-            cv.key_ref(r.psk, "psk", r.HasField("psk")), [cv.text(a, "accounts", 19) for a in r.accounts],
+            self.s, c, cv.key_ref(r.key, "key", r.HasField("key")), fmt, blocks, pans(r.pans, n),
+            cv.key_ref(r.psk, "psk", r.HasField("psk")), texts(r.accounts, n, "accounts"),
             [StoredPin(method, x) for x in stored],
         )
         verified, errs = [], []

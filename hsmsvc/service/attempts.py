@@ -11,16 +11,18 @@ behind the odd success.
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 
-from hsmsvc.errors import AttemptsExceeded
+from hsmsvc.errors import AttemptsExceeded, InvalidInput
 from hsmsvc.keys.model import AuditEvent
 from hsmsvc.redact import mask_pan
 from hsmsvc.service.context import Caller, Services
 
-__all__ = ["AttemptGuard", "check_principal"]
+__all__ = ["AttemptGuard", "check_principal", "principal_subject"]
 
 
-def _principal_subject(name: str) -> str:
+def principal_subject(name: str) -> str:
+    """The counter a principal's failures are kept under."""
     return f"principal:{name}"
 
 
@@ -28,17 +30,41 @@ class AttemptGuard:
     """Check before a PIN is touched; count after it fails."""
 
     def __init__(self, services: Services, caller: Caller, pan: str | None) -> None:
+        self._start(services, caller, pan, services.backend.pan_hash(pan) if pan else None)
+
+    def _start(self, services: Services, caller: Caller, pan: str | None, pan_hash: bytes | None) -> None:
         self._s = services
         self._caller = caller
         self._pan = pan
-        self._subjects = [_principal_subject(caller.principal.name)]
-        if pan:
-            self._subjects.append("pan:" + services.backend.pan_hash(pan).hex())
+        self._subjects = [principal_subject(caller.principal.name)]
+        if pan_hash is not None:
+            self._subjects.append("pan:" + pan_hash.hex())
         self._had_failures = False
+
+    @classmethod
+    def for_cards(cls, services: Services, caller: Caller, pans: Sequence[str]) -> list[AttemptGuard | None]:
+        """A guard per PAN (or account), their hashes taken in one backend call;
+        ``None`` where one is malformed, for the caller to report as the command would."""
+        present = [p for p in pans if p]
+        try:
+            hashes = iter(services.backend.pan_hashes(present))
+        except InvalidInput:
+            return [_guard_or_none(services, caller, p) for p in pans]
+        out: list[AttemptGuard | None] = []
+        for p in pans:
+            g = cls.__new__(cls)
+            g._start(services, caller, p, next(hashes) if p else None)
+            out.append(g)
+        return out
 
     @property
     def subjects(self) -> list[str]:
         return self._subjects
+
+    @property
+    def card(self) -> str | None:
+        """The card's counter (a keyed hash of its PAN or account), if the check names one."""
+        return self._subjects[1] if len(self._subjects) > 1 else None
 
     def check(self) -> None:
         self.check_counts(self._s.store.failures(self._subjects, self._s.limits.window))
@@ -76,6 +102,13 @@ class AttemptGuard:
             self._s.store.clear_failures(self._subjects[1])
 
 
+def _guard_or_none(s: Services, caller: Caller, pan: str) -> AttemptGuard | None:
+    try:
+        return AttemptGuard(s, caller, pan)
+    except InvalidInput:
+        return None
+
+
 def check_principal(s: Services, caller: Caller) -> None:
     """The principal's limit only, for translation; a recent pass is trusted for a second.
 
@@ -85,7 +118,7 @@ def check_principal(s: Services, caller: Caller) -> None:
     name = caller.principal.name
     if s.attempt_cache.get(name, 0.0) > time.monotonic():
         return
-    subject = _principal_subject(name)
+    subject = principal_subject(name)
     if s.store.failures([subject], s.limits.window).get(subject, 0) >= s.limits.per_principal:
         raise AttemptsExceeded("principal", "too many failed PIN checks; try later")
     s.attempt_cache[name] = time.monotonic() + 1.0

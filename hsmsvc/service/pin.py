@@ -16,11 +16,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Sequence
 
-from hsmsvc.errors import HsmsvcError, InvalidInput, InvalidPinBlock, VerificationFailed
+from hsmsvc.errors import AttemptsExceeded, HsmsvcError, InvalidInput, InvalidPinBlock, VerificationFailed
 from hsmsvc.hsm.backend import OneTimeKey, PinBatch, PinKey, PinTranslator, StoredPin
 from hsmsvc.hsm.policy import Operation
 from hsmsvc.keys.model import KeyRef, StoredKey
-from hsmsvc.service.attempts import AttemptGuard, check_principal
+from hsmsvc.service.attempts import AttemptGuard, check_principal, principal_subject
 from hsmsvc.service.context import Caller, Services
 from hsmsvc.types import Algorithm, KeyType, KeyUsage, PinBlockFormat
 
@@ -258,43 +258,81 @@ def verify_pin_batch(
     accounts: Sequence[str],
     stored: Sequence[StoredPin],
 ) -> list[bool | HsmsvcError]:
-    """Check many PIN blocks against stored PINs under one PSK.
+    """Check many PIN blocks against stored PINs under one PSK, with the answers one by one would give.
 
-    Keys are looked up once and every card's counter is read in one query;
-    a failure within the batch counts at once for later items of the same card.
+    Keys are looked up once and every card's counter is read in one query.
+    The backend then checks runs of items together (:meth:`Backend.verify_pins_stored`).
+    A run holds each card at most once, and no more items than the principal
+    has failures left, so no outcome within a run could have refused a later
+    item of it; each run's outcomes are counted before the next run is formed.
     """
-    if not len(pin_blocks) == len(pans) == len(accounts) == len(stored):
+    n = len(pin_blocks)
+    if not n == len(pans) == len(accounts) == len(stored):
         raise InvalidInput("pans", "one PAN, account and stored PIN per PIN block")
     k = s.key(caller, key, Operation.PIN_DECRYPT)
     p = s.key(caller, psk, _psk_op, "psk")
-    out: list[bool | HsmsvcError] = []
-    guards: list[AttemptGuard | None] = []
-    for pan, account in zip(pans, accounts):
-        try:
-            guards.append(AttemptGuard(s, caller, pan or account))
-        except InvalidInput:
-            guards.append(None)  # the backend call below names the bad field
+    # None for a malformed PAN or account: the backend names the bad field.
+    guards = AttemptGuard.for_cards(s, caller, [pan or account for pan, account in zip(pans, accounts)])
     counts = s.store.failures(sorted({x for g in guards if g for x in g.subjects}), s.limits.window)
-    for block, pan, account, pin, guard in zip(pin_blocks, pans, accounts, stored, guards):
-        try:
-            if guard is not None:
-                guard.check_counts(counts)
-            s.backend.verify_pin_stored(block, k.cryptogram, fmt, pan, p.cryptogram, account, pin)
-        except (VerificationFailed, InvalidPinBlock) as e:
-            if guard is not None:  # always set: both come after the PAN and account were accepted
-                guard.failed(k.key_id, k.version, "verify")
-                for x in guard.subjects:
+    principal = principal_subject(caller.principal.name)
+    cards = [g.card if g else None for g in guards]
+    out: list[bool | HsmsvcError] = []
+    i = 0
+    while i < n:
+        left = s.limits.per_principal - counts.get(principal, 0)
+        run: list[int] = []
+        seen: set[str] = set()
+        guarded = 0
+        for j in range(i, n):
+            if guards[j] is not None:
+                card = cards[j]
+                if (card is not None and card in seen) or (guarded and guarded >= left):
+                    break  # an outcome earlier in this run could change this item's answer
+                if card is not None:
+                    seen.add(card)
+                guarded += 1
+            run.append(j)
+        results = _verify_run(s, k, p, fmt, run, pin_blocks, pans, accounts, stored, guards, counts)
+        for j, res in zip(run, results):
+            g, card = guards[j], cards[j]
+            if g is None:
+                continue
+            if res is False or isinstance(res, InvalidPinBlock):
+                g.failed(k.key_id, k.version, "verify")
+                for x in g.subjects:
                     counts[x] = counts.get(x, 0) + 1
-            out.append(False if isinstance(e, VerificationFailed) else e)
-            continue
-        except HsmsvcError as e:
-            out.append(e)
-            continue
-        if guard is not None:
-            guard.succeeded()
-        out.append(True)
+            elif res is True and card is not None and card in counts:
+                g.succeeded()
+                del counts[card]  # as the store's counter was cleared
+        out += results
+        i += len(run)
     s.observer.key_used(k, sum(1 for r in out if r is True))
     return out
+
+
+def _verify_run(
+    s: Services, k: StoredKey, p: StoredKey, fmt: PinBlockFormat, run: list[int], pin_blocks: Sequence[bytes],
+    pans: Sequence[str | None], accounts: Sequence[str], stored: Sequence[StoredPin],
+    guards: Sequence[AttemptGuard | None], counts: dict[str, int],
+) -> list[bool | HsmsvcError]:
+    """One run of :func:`verify_pin_batch`: the items the attempt limits refuse are answered here,
+    the rest in one backend call."""
+    answers: dict[int, bool | HsmsvcError] = {}
+    todo: list[int] = []
+    for j in run:
+        g = guards[j]
+        if g is not None:
+            try:
+                g.check_counts(counts)
+            except AttemptsExceeded as e:
+                answers[j] = e
+                continue
+        todo.append(j)
+    if todo:
+        answers.update(zip(todo, s.backend.verify_pins_stored(
+            b"".join([pin_blocks[j] for j in todo]), k.cryptogram, fmt, [pans[j] for j in todo], p.cryptogram,
+            [accounts[j] for j in todo], [stored[j] for j in todo])))
+    return [answers[j] for j in run]
 
 
 def encrypt_pin_for_storage(
