@@ -21,7 +21,8 @@ def markdown(doc: dict[str, Any]) -> str:
         f"- Server: {s['backend']} backend, {s['workers']} worker process(es), log level {s['server_log_level']}",
         f"- Transport: {s['transport']}; load generator {s['load_generator']}",
         f"- Each run: {s['warm_up_seconds']:g} s warm-up, then {s['duration_seconds']:g} s measured; "
-        f"streams carry {s['stream_messages']} messages, batches {s['batch_size']} items",
+        f"streams carry {s['stream_messages']} messages, batches {s['batch_size']} items "
+        "(a VerifyPin batch: that many cards, since one card's attempt limit checks its repeats one by one)",
         f"- Rotation: {rot} ({s['rotation_note']})",
         f"- Baseline: {s['echo']}, driven in the same run with the same body and load",
         "",

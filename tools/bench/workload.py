@@ -71,6 +71,7 @@ class Keys:
     zpk_in: bytes
     zpk_out: bytes
     mak: bytes
+    psk: bytes = b""
     stored_pin: bytes = b""
 
 
@@ -103,7 +104,7 @@ def make_keys(store: KeyStore, backend: Backend, full: bool = True) -> Keys:
     for spec, key in plan:
         km.form(spec, components.split(spec.algorithm, key, [secrets.token_bytes(len(key))]))
         clear[spec.key_id] = key
-    return Keys(clear["bench.zpk-in"], clear["bench.zpk-out"], clear.get("bench.mak", b""))
+    return Keys(clear["bench.zpk-in"], clear["bench.zpk-out"], clear.get("bench.mak", b""), clear.get("bench.psk", b""))
 
 
 def frame(message: bytes) -> bytes:
@@ -260,10 +261,14 @@ def _batch(op: Op, keys: Keys, n: int) -> Any:
                                            destination_key=r.destination_key, destination_format=r.destination_format,
                                            pin_blocks=r.pin_block * n, pans=[PAN] * n)
     if op is Op.VERIFY_PIN:
-        return pm.VerifyPinBatchRequest(key=_ref("bench.zpk-in"), format=pb.PIN_BLOCK_FORMAT_ISO_0,
-                                        pin_blocks=pin_block(keys) * n, pans=[PAN] * n, psk=_ref("bench.psk"),
-                                        method=pb.STORED_PIN_METHOD_ENCRYPTED, accounts=[PAN] * n,
-                                        stored_pins=keys.stored_pin * n)
+        # n cards, each PIN stored under the PSK as the server stores it (format 0, account = PAN): a
+        # card's attempt limit makes one card repeated a run of single checks, which no batch is for.
+        cards = [f"{PAN[:-7]}{i:06d}{PAN[-1]}" for i in range(n)]
+        return pm.VerifyPinBatchRequest(
+            key=_ref("bench.zpk-in"), format=pb.PIN_BLOCK_FORMAT_ISO_0,
+            pin_blocks=b"".join(pin_block(keys, c) for c in cards), pans=cards, psk=_ref("bench.psk"),
+            method=pb.STORED_PIN_METHOD_ENCRYPTED, accounts=cards,
+            stored_pins=b"".join(ecb_encrypt(Algorithm.TDES_2KEY, keys.psk, encode_iso0(PIN, c)) for c in cards))
     if op is Op.GENERATE_MAC:
         g = _generate_mac()
         return mm.GenerateMacBatchRequest(key=g.key, algorithm=g.algorithm, padding=g.padding,
