@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import datetime, timezone
+
 import pytest
 from sqlalchemy import create_engine, text
 
@@ -10,6 +12,7 @@ from hsmsvc.hsm.backend import KeySpec
 from hsmsvc.hsm.policy import Operation
 from hsmsvc.hsm.backend import Backend
 from hsmsvc.keys.hierarchy import KeyManager
+from hsmsvc.keys.schema import pin_attempts as attempts_t
 from hsmsvc.keys.store import KeyStore
 from hsmsvc.types import Algorithm, KeyState, KeyType, KeyUsage, MacAlgorithm, Padding, PinBlockFormat
 
@@ -135,6 +138,12 @@ def test_failures_are_counted_per_subject_and_age_out_with_the_window(store: Key
     assert store.failures(["principal:p", "pan:a", "pan:b"], day) == {"principal:p": 3, "pan:a": 2, "pan:b": 1}
     store.clear_failures("pan:a")
     assert store.failures(["principal:p", "pan:a"], day) == {"principal:p": 3}
-    # A read's mark (no BEGIN on SQLite) never stays with the pooled connection for a writer.
+    # A read's mark (no BEGIN on SQLite) and its autocommit (PostgreSQL) never stay with the
+    # pooled connection for a writer: a write rolled back is gone.
     with store._engine.connect() as conn:
         assert "single_read" not in conn.info
+        assert conn.get_isolation_level() != "AUTOCOMMIT"
+    with pytest.raises(RuntimeError), store._writer() as conn, conn.begin():
+        conn.execute(attempts_t.insert().values(subject="pan:z", failures=9, window_start=datetime.now(timezone.utc)))
+        raise RuntimeError
+    assert store.failures(["pan:z"], day) == {}
