@@ -1101,7 +1101,7 @@ class CommandBackend(ABC):
         if not (set(map(type, pans)) <= {str} and set(map(len, pans)) <= _PAN_HASH_LENGTHS):
             raise InvalidInput("pan", "12 to 19 digits")
         joined = "".join(pans)
-        if not (joined.isascii() and joined.encode("ascii").isdigit()) and pans:
+        if pans and not (joined.isascii() and joined.encode("ascii").isdigit()):
             raise InvalidInput("pan", "digits only")
         with self._guard():
             return [self._lmk_cmac(PAN_DOMAIN + p.encode("ascii")) for p in pans]

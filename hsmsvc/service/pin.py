@@ -301,9 +301,10 @@ def verify_pin_batch(
                 g.failed(k.key_id, k.version, "verify")
                 for x in g.subjects:
                     counts[x] = counts.get(x, 0) + 1
-            elif res is True and card is not None and card in counts:
+            elif res is True:
                 g.succeeded()
-                del counts[card]  # as the store's counter was cleared
+                if card is not None:
+                    counts.pop(card, None)  # as the store's counter was cleared
         out += results
         i += len(run)
     s.observer.key_used(k, sum(1 for r in out if r is True))
