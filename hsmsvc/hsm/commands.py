@@ -13,11 +13,12 @@ from __future__ import annotations
 import struct
 import threading
 from abc import ABC, abstractmethod
-from typing import Any, Final, Protocol, Sequence
+from typing import Any, Callable, Final, Protocol, Sequence
 
 from hsmsvc.crypto import _compare, cmac, components, pindigest, pinblock
 from hsmsvc.crypto import ibm3624, pvv as _pvv
 from hsmsvc.crypto import _validate, fields
+from hsmsvc.crypto._cipher import xor
 from hsmsvc.errors import (
     HsmsvcError,
     InvalidInput,
@@ -157,13 +158,43 @@ class _Guard:
 def _iso0_blocks(s: LoadedKey, d: LoadedKey, blocks: bytes,
                  pans: Sequence[str]) -> tuple[bytes, list[bool]] | None:
     """Format 0 blocks deciphered under ``s``, checked, re-enciphered under ``d``
-    (``CommandBackend._iso0_run``); ``None`` for a malformed PAN anywhere."""
+    (``CommandBackend._run``); ``None`` for a malformed PAN anywhere."""
     plain = s.decrypt(blocks)
     try:
         good = pinblock.check_iso0_blocks(plain, pans)
     except (InvalidInput, TypeError):
         return None
     return d.encrypt(plain), good
+
+
+def _iso4_blocks(s: LoadedKey, d: LoadedKey, blocks: bytes,
+                 pans: Sequence[str]) -> tuple[bytes, list[bool]] | None:
+    """Format 4 blocks deciphered under ``s``, checked, enciphered again under ``d`` with a fresh
+    random half (ISO 9564-1 clause 9.3.6.4, P = D(K, D(K, C) XOR A), for a run); ``None`` for a
+    malformed PAN anywhere."""
+    try:
+        a = pinblock.iso4_pan_fields(pans)
+    except (InvalidInput, TypeError):
+        return None
+    plain = s.decrypt(xor(s.decrypt(blocks), a))
+    good = pinblock.check_iso4_pin_fields(plain)
+    return d.encrypt(xor(d.encrypt(pinblock.renew_iso4_pin_fields(plain)), a)), good
+
+
+_Run = Callable[[LoadedKey, LoadedKey, bytes, Sequence[str]], "tuple[bytes, list[bool]] | None"]
+
+
+def _run_form(src_format: PinBlockFormat, dst_format: PinBlockFormat, src: object, dst: object) -> _Run | None:
+    """The whole-run translation for this pair, if it has one: format 0 between TDES keys, or
+    format 4 between 128-bit block cipher keys, the PAN unchanged."""
+    if src_format is not dst_format or type(src) is not KeyCryptogram or type(dst) is not KeyCryptogram:
+        return None
+    a, b = src.spec.algorithm, dst.spec.algorithm
+    if src_format is PinBlockFormat.ISO_0 and a.is_tdes and b.is_tdes:
+        return _iso0_blocks
+    if src_format is PinBlockFormat.ISO_4 and a.block_size == 16 and b.block_size == 16:
+        return _iso4_blocks
+    return None
 
 
 class _Translator:
@@ -491,7 +522,7 @@ class CommandBackend(ABC):
         """Decipher under ``src``, check, re-encipher under ``dst`` (ISO 9564-1 clause 9.3)."""
         if _iso0_pair(src_format, dst_format, src, dst) and type(block) is bytes and len(block) == 8 \
                 and type(pan) is str:
-            run = self._iso0_run(block, src, dst, (pan,))  # type: ignore[arg-type]
+            run = self._run(_iso0_blocks, PinBlockFormat.ISO_0, block, src, dst, (pan,))  # type: ignore[arg-type]
             if run is not None:
                 if not run[1][0]:
                     raise InvalidPinBlock()
@@ -508,20 +539,20 @@ class CommandBackend(ABC):
             d = self._use(dst, Operation.PIN_ENCRYPT)
             return pinblock.encipher(dst_format, d, pin, pan)
 
-    def _iso0_run(
-        self, blocks: bytes, src: KeyCryptogram, dst: KeyCryptogram, pans: Sequence[str],
+    def _run(
+        self, form: _Run, fmt: PinBlockFormat, blocks: bytes, src: KeyCryptogram, dst: KeyCryptogram,
+        pans: Sequence[str],
     ) -> tuple[bytes, list[bool]] | None:
-        """Format 0 to format 0 between TDES keys, for a run of blocks, one per PAN.
+        """A run of blocks of one format, one per PAN, translated whole (:func:`_run_form`).
 
-        With the PAN unchanged the plain block is unchanged, so the run is one
-        ECB decipherment, one check of every field and one encipherment. Returns
-        the enciphered run and whether each block passed; a malformed PAN
-        anywhere gives ``None``, and the caller goes block by block to name it.
+        With the PAN unchanged the PIN field is unchanged, so the run is a few
+        ECB passes and one check of every field. Returns the enciphered run and
+        whether each block passed; a malformed PAN anywhere gives ``None``, and
+        the caller goes block by block to name it.
         """
-        self._check_translation(PinBlockFormat.ISO_0, PinBlockFormat.ISO_0)
+        self._check_translation(fmt, fmt)
         with self._guard():
-            return _iso0_blocks(self._use(src, Operation.PIN_DECRYPT), self._use(dst, Operation.PIN_ENCRYPT),
-                                blocks, pans)
+            return form(self._use(src, Operation.PIN_DECRYPT), self._use(dst, Operation.PIN_ENCRYPT), blocks, pans)
 
     def pin_translator(
         self, src: PinKey, src_format: PinBlockFormat, dst: KeyCryptogram, dst_format: PinBlockFormat,
@@ -553,18 +584,18 @@ class CommandBackend(ABC):
     ) -> PinBatch:
         """Many blocks under one key pair (ISO 9564-1 clause 9.3 each).
 
-        Format 0 to format 0 between two TDES keys takes the vectorised path:
-        the plain block does not change when the PAN does not, so it is one
-        ECB decipherment of the whole run, one check and one encipherment.
-        Every other case, or a run with a malformed item, goes block by block.
+        Format 0 to format 0 between TDES keys, and format 4 to format 4
+        between AES (or SM4) keys, take the whole run at once (:meth:`_run`).
+        Every other case, or a run with a malformed PAN, goes block by block.
         A block that fails any check is ``InvalidPinBlock``, as for one block.
         """
         size, n = src_format.block_size, len(pans)
         if not isinstance(blocks, bytes) or len(blocks) != size * n:
             raise InvalidInput("pin_blocks", f"one {size}-byte block per PAN")
         out_size = dst_format.block_size
-        if n and _iso0_pair(src_format, dst_format, src, dst) and None not in pans:
-            run = self._iso0_run(blocks, src, dst, pans)  # type: ignore[arg-type]
+        form = _run_form(src_format, dst_format, src, dst) if n and None not in pans else None
+        if form is not None:
+            run = self._run(form, src_format, blocks, src, dst, pans)  # type: ignore[arg-type]
             if run is not None:
                 out, good = run
                 if all(good):

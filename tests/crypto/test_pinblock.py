@@ -224,3 +224,97 @@ def test_iso0_pin_fields_equal_exactly_when_the_pins_are(people: list[tuple[str,
 def test_iso0_pin_fields_refuse_a_malformed_pan(bad: list[str]) -> None:
     with pytest.raises(InvalidInput, match="pan"):
         pinblock.iso0_pin_fields(bytes(8 * len(bad)), bad)
+
+
+def test_iso4_run_functions_x9_24_3_2017_supplement() -> None:
+    # The supplement's PAN 4111111111111111 and PIN field 441234AAAAAAAAAA (its random half ours).
+    assert pinblock.iso4_pan_fields(["4111111111111111"] * 2) == H("44111111111111111000000000000000") * 2
+    field = H("441234AAAAAAAAAA") + H("0123456789ABCDEF")
+    assert pinblock.check_iso4_pin_fields(field * 2) == [True, True]
+    assert pinblock.check_iso4_pin_fields(H("341234AAAAAAAAAA") + field[8:] + field) == [False, True]
+    renewed = pinblock.renew_iso4_pin_fields(field * 2)
+    assert renewed[:8] == renewed[16:24] == field[:8] and renewed[8:16] != renewed[24:]
+    assert pinblock.iso4_pan_fields([]) == b"" and pinblock.check_iso4_pin_fields(b"") == []
+
+
+pans_any = st.text("0123456789", min_size=1, max_size=19)
+
+
+@given(st.lists(pans_any, min_size=1, max_size=30), st.booleans())
+def test_iso4_pan_fields_are_each_pans_field(ps: list[str], one_length: bool) -> None:
+    if one_length:
+        ps = [p.ljust(len(ps[0]), "7")[:len(ps[0])] for p in ps]
+    assert pinblock.iso4_pan_fields(ps) == b"".join(pinblock.encode_iso4_pan_field(p) for p in ps)
+
+
+@given(st.lists(st.text(max_size=20), min_size=1, max_size=4).filter(
+    lambda ps: not all(p.isascii() and p.isdigit() and 1 <= len(p) <= 19 for p in ps)))
+def test_iso4_pan_fields_refuse_a_malformed_pan(bad: list[str]) -> None:
+    with pytest.raises(InvalidInput, match="pan"):
+        pinblock.iso4_pan_fields(bad)
+
+
+@given(st.lists(st.one_of(pins.map(pinblock.encode_iso4_pin_field), st.binary(min_size=16, max_size=16)),
+                min_size=1, max_size=30))
+def test_iso4_pin_fields_checked_as_decode_checks_them(fields: list[bytes]) -> None:
+    def decodes(f: bytes) -> bool:
+        try:
+            pinblock.decode_iso4_pin_field(f)
+            return True
+        except InvalidPinBlock:
+            return False
+
+    run = b"".join(fields)
+    assert pinblock.check_iso4_pin_fields(run) == [decodes(f) for f in fields]
+    renewed = pinblock.renew_iso4_pin_fields(run)
+    assert len(renewed) == len(run)
+    for i, f in enumerate(fields):
+        assert renewed[16 * i:16 * i + 8] == f[:8]
+    assert pinblock.check_iso4_pin_fields(renewed) == [decodes(f) for f in fields]
+
+
+@given(st.binary(max_size=40).filter(lambda b: len(b) % 16 != 0))
+def test_iso4_pin_field_runs_refuse_a_partial_field(data: bytes) -> None:
+    with pytest.raises(InvalidInput):
+        pinblock.check_iso4_pin_fields(data)
+    with pytest.raises(InvalidInput):
+        pinblock.renew_iso4_pin_fields(data)
+
+
+@st.composite
+def _near_fields(draw: st.DrawFn, control: int, fill: str) -> str:
+    """A well-formed 16-nibble PIN field as hex, or one with a nibble or two changed."""
+    pin = draw(pins)
+    text = list(f"{control}{len(pin):X}{pin}".ljust(16, fill))
+    for _ in range(draw(st.integers(0, 2))):
+        text[draw(st.one_of(st.sampled_from([0, 1]), st.integers(0, 15)))] = draw(st.sampled_from("0123456789ABCDEF"))
+    return "".join(text)
+
+
+@given(st.lists(_near_fields(0, "F"), min_size=1, max_size=20), st.lists(pans, min_size=1, max_size=3))
+def test_iso0_run_check_is_each_blocks_decode(fields: list[str], some_pans: list[str]) -> None:
+    ps = [some_pans[i % len(some_pans)] for i in range(len(fields))]
+    blocks = [bytes(a ^ b for a, b in zip(bytes.fromhex(f), pinblock.pan_field_iso0(p))) for f, p in zip(fields, ps)]
+
+    def decodes(b: bytes, p: str) -> bool:
+        try:
+            pinblock.decode_iso0(b, p)
+            return True
+        except InvalidPinBlock:
+            return False
+
+    assert pinblock.check_iso0_blocks(b"".join(blocks), ps) == [decodes(b, p) for b, p in zip(blocks, ps)]
+
+
+@given(st.lists(_near_fields(4, "A"), min_size=1, max_size=20))
+def test_iso4_run_check_is_each_fields_decode(fields: list[str]) -> None:
+    run = [bytes.fromhex(f) + bytes(8) for f in fields]
+
+    def decodes(f: bytes) -> bool:
+        try:
+            pinblock.decode_iso4_pin_field(f)
+            return True
+        except InvalidPinBlock:
+            return False
+
+    assert pinblock.check_iso4_pin_fields(b"".join(run)) == [decodes(f) for f in run]

@@ -254,6 +254,85 @@ def test_format0_translation_single_and_batch_agree_with_independent_check(backe
             backend.pin_translator(src, PinBlockFormat.ISO_0, dst, PinBlockFormat.ISO_0)(blocks[1], pans_used[1])
 
 
+def _xor(a: bytes, b: bytes) -> bytes:
+    return bytes(x ^ y for x, y in zip(a, b))
+
+
+def _iso4_pan_field(pan: str) -> bytes:
+    digits = pan.rjust(12, "0")
+    return bytes.fromhex((f"{len(digits) - 12:X}" + digits).ljust(32, "0"))
+
+
+@pytest.mark.parametrize("pans", [
+    ["4012345678909", "5413330089020011", "6011000990139424121", "1234567890"],
+    ["5413330089020011"],
+], ids=["mixed-lengths", "one-length"])
+def test_format4_batch_agrees_with_independent_check_and_single_calls(backend: Backend, pans: list[str]) -> None:
+    """Format 4 to format 4 between AES keys translates a run whole (clause 9.3.6.4 for each
+    block): it must accept and refuse exactly what a full decode does, keep the PIN and give
+    each block a fresh random half, as a single translation does."""
+    needs(backend, Command.TRANSLATE_PIN, Algorithm.AES_256, Algorithm.AES_128)
+    src, src_clear = form(backend, KeyType.ZPK, Algorithm.AES_256, KeyUsage.PIN_ENCRYPTION)
+    dst, dst_clear = form(backend, KeyType.ZPK, Algorithm.AES_128, KeyUsage.PIN_ENCRYPTION)
+    ISO4 = PinBlockFormat.ISO_4
+    bad_first_halves = ["341234AAAAAAAAAA", "431234AAAAAAAAAA", "4D1234AAAAAAAAAA", "44123AAAAAAAAAAA",
+                        "441234AAAAAAAAAF", "041234FFFFFFFFFF"]
+    blocks, used, expect = [], [], []
+    for i in range(48):
+        pan = pans[i % len(pans)]
+        if i % 4 == 0:
+            first = bad_first_halves[(i // 4) % len(bad_first_halves)] if i % 8 else secrets.token_hex(8).upper()
+        else:
+            pin = "".join(secrets.choice("0123456789") for _ in range(4 + i % 9))
+            first = f"4{len(pin):X}{pin}".ljust(16, "A")
+        # Any second half is valid, all-ones included.
+        plain = bytes.fromhex(first) + (b"\xff" * 8 if i % 5 == 1 else secrets.token_bytes(8))
+        a = _iso4_pan_field(pan)
+        block = ecb(Algorithm.AES_256, src_clear, _xor(ecb(Algorithm.AES_256, src_clear, plain), a))
+        n = int(first[1], 16)
+        ok = first[0] == "4" and 4 <= n <= 12 and first[2:2 + n].isdigit() and set(first[2 + n:]) <= {"A"}
+        blocks.append(block)
+        used.append(pan)
+        expect.append(plain if ok else None)
+        try:
+            single = backend.translate_pin(block, src, ISO4, dst, ISO4, pan)
+            assert ok
+            got = ecb(Algorithm.AES_128, dst_clear, _xor(ecb(Algorithm.AES_128, dst_clear, single, decrypt=True), a),
+                      decrypt=True)
+            assert got[:8] == plain[:8]
+        except InvalidPinBlock:
+            assert not ok
+    assert any(w is None for w in expect) and any(w is not None for w in expect)
+    batch = backend.translate_pins(b"".join(blocks), src, ISO4, dst, ISO4, used)
+    errors = dict(batch.errors)
+    assert set(errors) == {i for i, w in enumerate(expect) if w is None}
+    for i, want in enumerate(expect):
+        got = batch.blocks[16 * i:16 * i + 16]
+        if want is None:
+            assert isinstance(errors[i], InvalidPinBlock) and got == bytes(16)
+            continue
+        a = _iso4_pan_field(used[i])
+        plain = ecb(Algorithm.AES_128, dst_clear, _xor(ecb(Algorithm.AES_128, dst_clear, got, decrypt=True), a),
+                    decrypt=True)
+        # The same PIN field, with a new random half (a chance of 2**-64 that it repeats).
+        assert plain[:8] == want[:8] and plain[8:] != want[8:]
+    # A malformed PAN is named for its item only, as the general path names it.
+    mixed = backend.translate_pins(b"".join(blocks[1:4]), src, ISO4, dst, ISO4, [used[1], "12X4567890123", used[3]])
+    assert [i for i, _ in mixed.errors] == [1] and str(mixed.errors[0][1]).startswith("pan")
+    assert mixed.blocks[16:32] == bytes(16)
+    # Keys bound to other uses are refused whole, as for one block.
+    mak, _ = form(backend, KeyType.MAK, Algorithm.AES_128, KeyUsage.MAC_CMAC)
+    for k1, k2 in ((mak, dst), (src, mak)):
+        with pytest.raises(KeyUsageViolation):
+            backend.translate_pins(b"".join(blocks[:2]), k1, ISO4, k2, ISO4, used[:2])
+    # A TDES key cannot carry format 4, batch or not.
+    tdes, _ = form(backend, KeyType.ZPK, Algorithm.TDES_2KEY, KeyUsage.PIN_ENCRYPTION)
+    with pytest.raises(InvalidInput):
+        backend.translate_pin(blocks[1], src, ISO4, tdes, ISO4, used[1])
+    out = backend.translate_pins(blocks[1], src, ISO4, tdes, ISO4, used[1:2])
+    assert [type(e) for _, e in out.errors] == [InvalidInput]
+
+
 def test_a_pin_translator_reloads_its_keys_after_the_backend_drops_them(backend: Backend) -> None:
     """A kept translator must not use a loaded key the backend has let go: a PKCS#11 session
     object is destroyed then, and its handle may be given to the next key loaded."""
