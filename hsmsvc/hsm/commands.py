@@ -128,12 +128,6 @@ def _check_mac(k: LoadedKey, algorithm: MacAlgorithm, mac: bytes) -> None:
         raise InvalidInput("mac", f"{lo} to {hi} bytes")
 
 
-def _iso0_pair(src_format: PinBlockFormat, dst_format: PinBlockFormat, src: object, dst: object) -> bool:
-    return (src_format is PinBlockFormat.ISO_0 and dst_format is PinBlockFormat.ISO_0
-            and type(src) is KeyCryptogram and type(dst) is KeyCryptogram
-            and src.spec.algorithm.is_tdes and dst.spec.algorithm.is_tdes)
-
-
 class _Guard:
     """``CommandBackend._guard``: a class, not a generator, as it is on every call's path."""
 
@@ -202,25 +196,29 @@ class _Translator:
 
     The keys' bindings are checked when they are loaded (:meth:`CommandBackend._use`),
     which happens again after the backend drops any loaded key (a PKCS#11 object
-    may be destroyed and its handle reused). Format 0 to format 0 between TDES
-    keys runs here; anything else, or a block or PAN that is not plainly well
-    formed, takes :meth:`CommandBackend.translate_pin`, which names the fault.
+    may be destroyed and its handle reused). A pair with a whole-run form
+    (:func:`_run_form`) runs here; anything else, or a block or PAN that is not
+    plainly well formed, takes :meth:`CommandBackend.translate_pin`, which
+    names the fault.
     """
 
-    __slots__ = ("_backend", "_dst", "_dst_format", "_generation", "_iso0", "_keys", "_src", "_src_format")
+    __slots__ = ("_backend", "_dst", "_dst_format", "_form", "_generation", "_keys", "_size", "_src",
+                 "_src_format")
 
     def __init__(self, backend: "CommandBackend", src: PinKey, src_format: PinBlockFormat, dst: KeyCryptogram,
                  dst_format: PinBlockFormat) -> None:
         backend._check_translation(src_format, dst_format)
         self._backend = backend
         self._src, self._src_format, self._dst, self._dst_format = src, src_format, dst, dst_format
-        self._iso0 = _iso0_pair(src_format, dst_format, src, dst)
+        self._form = _run_form(src_format, dst_format, src, dst)
+        self._size = src_format.block_size
         self._keys: tuple[LoadedKey, LoadedKey] | None = None
         self._generation = -1
 
     def __call__(self, block: bytes, pan: str | None) -> bytes:
         b = self._backend
-        if self._iso0 and type(block) is bytes and len(block) == 8 and type(pan) is str:
+        form = self._form
+        if form is not None and type(block) is bytes and len(block) == self._size and type(pan) is str:
             with b._guard_cm:
                 keys = self._keys
                 if keys is None or self._generation != b._generation:
@@ -229,7 +227,7 @@ class _Translator:
                             b._use(self._dst, Operation.PIN_ENCRYPT))
                     # Kept only if loading them dropped nothing, not even one of the two.
                     self._keys, self._generation = keys, (before if b._generation == before else -1)
-                run = _iso0_blocks(keys[0], keys[1], block, (pan,))
+                run = form(keys[0], keys[1], block, (pan,))
             if run is not None:
                 if not run[1][0]:
                     raise InvalidPinBlock()
@@ -520,9 +518,9 @@ class CommandBackend(ABC):
         pan: str | None,
     ) -> bytes:
         """Decipher under ``src``, check, re-encipher under ``dst`` (ISO 9564-1 clause 9.3)."""
-        if _iso0_pair(src_format, dst_format, src, dst) and type(block) is bytes and len(block) == 8 \
-                and type(pan) is str:
-            run = self._run(_iso0_blocks, PinBlockFormat.ISO_0, block, src, dst, (pan,))  # type: ignore[arg-type]
+        form = _run_form(src_format, dst_format, src, dst)
+        if form is not None and type(block) is bytes and len(block) == src_format.block_size and type(pan) is str:
+            run = self._run(form, src_format, block, src, dst, (pan,))  # type: ignore[arg-type]
             if run is not None:
                 if not run[1][0]:
                     raise InvalidPinBlock()

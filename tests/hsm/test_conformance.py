@@ -277,6 +277,7 @@ def test_format4_batch_agrees_with_independent_check_and_single_calls(backend: B
     ISO4 = PinBlockFormat.ISO_4
     bad_first_halves = ["341234AAAAAAAAAA", "431234AAAAAAAAAA", "4D1234AAAAAAAAAA", "44123AAAAAAAAAAA",
                         "441234AAAAAAAAAF", "041234FFFFFFFFFF"]
+    route = backend.pin_translator(src, ISO4, dst, ISO4)
     blocks, used, expect = [], [], []
     for i in range(48):
         pan = pans[i % len(pans)]
@@ -294,14 +295,15 @@ def test_format4_batch_agrees_with_independent_check_and_single_calls(backend: B
         blocks.append(block)
         used.append(pan)
         expect.append(plain if ok else None)
-        try:
-            single = backend.translate_pin(block, src, ISO4, dst, ISO4, pan)
-            assert ok
-            got = ecb(Algorithm.AES_128, dst_clear, _xor(ecb(Algorithm.AES_128, dst_clear, single, decrypt=True), a),
-                      decrypt=True)
-            assert got[:8] == plain[:8]
-        except InvalidPinBlock:
-            assert not ok
+        for translate in (lambda b, p: backend.translate_pin(b, src, ISO4, dst, ISO4, p), route):
+            try:
+                single = translate(block, pan)
+                assert ok
+                got = ecb(Algorithm.AES_128, dst_clear,
+                          _xor(ecb(Algorithm.AES_128, dst_clear, single, decrypt=True), a), decrypt=True)
+                assert got[:8] == plain[:8] and got[8:] != plain[8:]
+            except InvalidPinBlock:
+                assert not ok
     assert any(w is None for w in expect) and any(w is not None for w in expect)
     batch = backend.translate_pins(b"".join(blocks), src, ISO4, dst, ISO4, used)
     errors = dict(batch.errors)
@@ -320,6 +322,11 @@ def test_format4_batch_agrees_with_independent_check_and_single_calls(backend: B
     mixed = backend.translate_pins(b"".join(blocks[1:4]), src, ISO4, dst, ISO4, [used[1], "12X4567890123", used[3]])
     assert [i for i, _ in mixed.errors] == [1] and str(mixed.errors[0][1]).startswith("pan")
     assert mixed.blocks[16:32] == bytes(16)
+    for translate in (lambda b, p: backend.translate_pin(b, src, ISO4, dst, ISO4, p), route):
+        with pytest.raises(InvalidInput, match="^pan"):
+            translate(blocks[1], "12X4567890123")
+        with pytest.raises(InvalidInput, match="^pin_block"):
+            translate(blocks[1][:15], used[1])
     # Keys bound to other uses are refused whole, as for one block.
     mak, _ = form(backend, KeyType.MAK, Algorithm.AES_128, KeyUsage.MAC_CMAC)
     for k1, k2 in ((mak, dst), (src, mak)):
