@@ -63,7 +63,27 @@ def test_bench_reports_every_form_against_echo(tmp_path: Path) -> None:
         assert "Traceback" not in (out / log).read_text()
 
 
+def test_bench_translates_between_aes_keys_in_format_4(tmp_path: Path) -> None:
+    _h2load()
+    out = tmp_path / "report"
+    r = subprocess.run(
+        [sys.executable, "-m", "hsmsvc", "bench", "--out", str(out), "--ops", "TranslatePin", "--pin-keys", "aes",
+         "--concurrency", "4", "--stream-concurrency", "2", "--batch-concurrency", "2", "--stream-messages", "20",
+         "--batch-size", "50", "--duration", "0.5", "--warm-up", "0.2", "--no-mtls"],
+        capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert r.returncode == 0, r.stdout + r.stderr
+    doc = json.loads((out / "report.json").read_text())
+    assert doc["settings"]["translate_pin_keys"] == "AES-128 ZPKs, format 4"
+    assert {x["form"] for x in doc["results"]} == {"unary", "stream", "batch"}
+    for x in doc["results"]:
+        assert x["errors"] == 0 and x["server_ok"] >= x["requests"] > 0, x
+    assert "TranslatePin: AES-128 ZPKs, format 4" in (out / "report.md").read_text()
+
+
 def test_bench_refuses_bad_arguments(tmp_path: Path) -> None:
     r = subprocess.run([sys.executable, "-m", "hsmsvc", "bench", "--ops", "Nope"], capture_output=True, text=True,
                        cwd=ROOT, timeout=60)
     assert r.returncode == 2 and "unknown 'nope'" in r.stderr
+    r = subprocess.run([sys.executable, "-m", "hsmsvc", "bench", "--pin-keys", "des"], capture_output=True,
+                       text=True, cwd=ROOT, timeout=60)
+    assert r.returncode == 2 and "--pin-keys" in r.stderr

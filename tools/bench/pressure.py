@@ -38,7 +38,7 @@ import grpc
 from tools.bench import echo, h2load, report, terminator
 from tools.bench.pki import ThrowawayCA
 from tools.bench.probe import Probe, Usage
-from tools.bench.workload import Body, Form, Keys, Op, body, make_keys, messages, storage_request
+from tools.bench.workload import Body, Form, Keys, Op, PinKeys, body, make_keys, messages, storage_request
 
 __all__ = ["add_arguments", "run"]
 
@@ -82,6 +82,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--duration", type=float, default=5.0, help="seconds measured per run (default 5)")
     p.add_argument("--warm-up", type=float, default=1.0, help="seconds of load before measuring (default 1)")
     p.add_argument("--workers", type=int, default=1, help="server processes, for hsmsvc and echo alike (default 1)")
+    p.add_argument("--pin-keys", type=PinKeys, choices=list(PinKeys), default=PinKeys.TDES, metavar="{tdes,aes}",
+                   help="TranslatePin between two-key TDES ZPKs in format 0 (default) or AES-128 ZPKs in format 4")
     p.add_argument("--backend", choices=("soft", "softhsm"), default="soft",
                    help="soft (default) or a SoftHSM2 token made for the run (TranslatePin only)")
     p.add_argument("--log-level", default="INFO", help="the server's log level (default INFO: one line per call)")
@@ -133,7 +135,8 @@ class _Server:
         return out
 
 
-def _lmk_and_keys(work: Path, backend_kind: str, env: dict[str, str]) -> tuple[str, Keys]:
+def _lmk_and_keys(work: Path, backend_kind: str, env: dict[str, str],
+                  pin_keys: PinKeys = PinKeys.TDES) -> tuple[str, Keys]:
     """A throw-away LMK and store with the bench's keys; returns the [backend] TOML table and the keys."""
     from hsmsvc.hsm.config import Pkcs11Config, SecretSource, SoftConfig, build
     from hsmsvc.keys.store import KeyStore
@@ -165,7 +168,7 @@ def _lmk_and_keys(work: Path, backend_kind: str, env: dict[str, str]) -> tuple[s
     try:
         store = KeyStore(store_url, backend)
         store.migrate()
-        keys = make_keys(store, backend, full=backend_kind == "soft")
+        keys = make_keys(store, backend, full=backend_kind == "soft", pin_keys=pin_keys)
         store.close()
     finally:
         backend.close()
@@ -337,7 +340,7 @@ def run(args: argparse.Namespace) -> int:
     with tempfile.TemporaryDirectory(prefix="hsmsvc-bench-") as tmp:
         work = Path(tmp)
         print(f"hsmsvc bench: {args.backend} backend, {args.workers} worker(s); preparing keys", flush=True)
-        table, keys = _lmk_and_keys(work, args.backend, env)
+        table, keys = _lmk_and_keys(work, args.backend, env, args.pin_keys)
         config = _config(work, table, args.workers, args.log_level)
         hsm = _Server([sys.executable, "-m", "hsmsvc", "serve", "--config", str(config),
                        "--ready-file", str(work / "ready.json")], work / "ready.json", out / "server.log", env)
@@ -370,7 +373,7 @@ def run(args: argparse.Namespace) -> int:
             "backend": args.backend, "workers": args.workers, "transport": "plaintext HTTP/2 (h2c) on loopback",
             "duration_seconds": args.duration, "warm_up_seconds": args.warm_up,
             "stream_messages": args.stream_messages, "batch_size": args.batch_size,
-            "server_log_level": args.log_level,
+            "server_log_level": args.log_level, "translate_pin_keys": args.pin_keys.describe,
             "rotation": {t: {"max_age_seconds": a, "max_uses": u} for t, (a, u) in _ROTATION.items()},
             "rotation_note": "the bench's keys carry no per-key use limit, so no key rotates during a run",
             "load_generator": _h2load_version(), "echo": "grpc.aio generic handlers, raw bytes, same worker count",

@@ -23,6 +23,8 @@ def markdown(doc: dict[str, Any]) -> str:
         f"- Each run: {s['warm_up_seconds']:g} s warm-up, then {s['duration_seconds']:g} s measured; "
         f"streams carry {s['stream_messages']} messages, batches {s['batch_size']} items "
         "(a VerifyPin batch: that many cards, since one card's attempt limit checks its repeats one by one)",
+        f"- TranslatePin: {s.get('translate_pin_keys', 'two-key TDES ZPKs, format 0')}; VerifyPin: format 0 "
+        "blocks under a two-key TDES ZPK against PINs stored in format 0 under a TDES PSK",
         f"- Rotation: {rot} ({s['rotation_note']})",
         f"- Baseline: {s['echo']}, driven in the same run with the same body and load",
         "",

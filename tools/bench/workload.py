@@ -18,20 +18,20 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Any
 
-from hsmsvc.crypto import components
-from hsmsvc.crypto._cipher import ecb_encrypt
+from hsmsvc.crypto import components, pinblock
+from hsmsvc.crypto._cipher import BlockCipher, ecb_encrypt
 from hsmsvc.crypto.mac import generate_retail_mac
 from hsmsvc.crypto.pinblock import encode_iso0
 from hsmsvc.hsm.backend import Backend, KeySpec
 from hsmsvc.keys.hierarchy import KeyManager
 from hsmsvc.keys.store import KeyStore
-from hsmsvc.types import Algorithm, Exportability, KeyType, KeyUsage, ModeOfUse, Padding
+from hsmsvc.types import Algorithm, Exportability, KeyType, KeyUsage, ModeOfUse, Padding, PinBlockFormat
 from hsmsvc.v1 import data_service_pb2 as dm
 from hsmsvc.v1 import mac_service_pb2 as mm
 from hsmsvc.v1 import pin_service_pb2 as pm
 from hsmsvc.v1 import types_pb2 as pb
 
-__all__ = ["Body", "Form", "Keys", "OPERATIONS", "Op", "body", "frame", "make_keys", "messages"]
+__all__ = ["Body", "Form", "Keys", "OPERATIONS", "Op", "PinKeys", "body", "frame", "make_keys", "messages"]
 
 PIN = "4321"
 PAN = "6222020000000012"
@@ -54,6 +54,19 @@ class Op(Enum):
 
 OPERATIONS = tuple(Op)
 
+
+class PinKeys(Enum):
+    """The ZPK pair TranslatePin runs between, and its PIN block format."""
+
+    TDES = "tdes"
+    """Two-key TDES, ISO 9564-1 format 0."""
+    AES = "aes"
+    """AES-128, ISO 9564-1 format 4."""
+
+    @property
+    def describe(self) -> str:
+        return {PinKeys.TDES: "two-key TDES ZPKs, format 0", PinKeys.AES: "AES-128 ZPKs, format 4"}[self]
+
 # (service, unary method, stream method, batch method)
 _PATHS: dict[Op, tuple[str, str, str, str]] = {
     Op.TRANSLATE_PIN: ("PinService", "TranslatePin", "StreamTranslatePin", "TranslatePinBatch"),
@@ -73,6 +86,10 @@ class Keys:
     mak: bytes
     psk: bytes = b""
     stored_pin: bytes = b""
+    pin_keys: PinKeys = PinKeys.TDES
+    """What TranslatePin runs between: ``zpk_in`` and ``zpk_out`` (TDES), or the AES pair."""
+    aes_in: bytes = b""
+    aes_out: bytes = b""
 
 
 def _spec(key_id: str, kt: KeyType, alg: Algorithm, usage: KeyUsage, mode: ModeOfUse) -> KeySpec:
@@ -86,14 +103,21 @@ def _tdes_key() -> bytes:
             return k
 
 
-def make_keys(store: KeyStore, backend: Backend, full: bool = True) -> Keys:
-    """Form the bench's keys from two components each; ``full=False`` forms the ZPKs only (SoftHSM)."""
+def make_keys(store: KeyStore, backend: Backend, full: bool = True, pin_keys: PinKeys = PinKeys.TDES) -> Keys:
+    """Form the bench's keys from two components each; ``full=False`` forms the ZPKs only (SoftHSM).
+
+    The TDES ZPKs are always formed (VerifyPin checks format 0 blocks under ``bench.zpk-in``);
+    ``pin_keys=AES`` adds an AES pair for TranslatePin.
+    """
     km = KeyManager(store, backend, "bench")
     B, C = ModeOfUse.ENCRYPT_DECRYPT, ModeOfUse.MAC_GENERATE_VERIFY
     plan: list[tuple[KeySpec, bytes]] = [
         (_spec("bench.zpk-in", KeyType.ZPK, Algorithm.TDES_2KEY, KeyUsage.PIN_ENCRYPTION, B), _tdes_key()),
         (_spec("bench.zpk-out", KeyType.ZPK, Algorithm.TDES_2KEY, KeyUsage.PIN_ENCRYPTION, B), _tdes_key()),
     ]
+    if pin_keys is PinKeys.AES:
+        plan += [(_spec(f"bench.zpk-aes-{d}", KeyType.ZPK, Algorithm.AES_128, KeyUsage.PIN_ENCRYPTION, B),
+                  secrets.token_bytes(16)) for d in ("in", "out")]
     if full:
         plan += [
             (_spec("bench.mak", KeyType.MAK, Algorithm.TDES_2KEY, KeyUsage.MAC_ISO9797_ALG3, C), _tdes_key()),
@@ -104,7 +128,8 @@ def make_keys(store: KeyStore, backend: Backend, full: bool = True) -> Keys:
     for spec, key in plan:
         km.form(spec, components.split(spec.algorithm, key, [secrets.token_bytes(len(key))]))
         clear[spec.key_id] = key
-    return Keys(clear["bench.zpk-in"], clear["bench.zpk-out"], clear.get("bench.mak", b""), clear.get("bench.psk", b""))
+    return Keys(clear["bench.zpk-in"], clear["bench.zpk-out"], clear.get("bench.mak", b""), clear.get("bench.psk", b""),
+                pin_keys=pin_keys, aes_in=clear.get("bench.zpk-aes-in", b""), aes_out=clear.get("bench.zpk-aes-out", b""))
 
 
 def frame(message: bytes) -> bytes:
@@ -131,6 +156,12 @@ _FIELD = b"6222020000000012|000000010000|20261121093000"
 
 
 def _translate(keys: Keys) -> pm.TranslatePinRequest:
+    if keys.pin_keys is PinKeys.AES:
+        block = pinblock.encipher(PinBlockFormat.ISO_4, BlockCipher(Algorithm.AES_128, keys.aes_in), PIN, PAN)
+        return pm.TranslatePinRequest(
+            source_key=_ref("bench.zpk-aes-in"), source_format=pb.PIN_BLOCK_FORMAT_ISO_4,
+            destination_key=_ref("bench.zpk-aes-out"), destination_format=pb.PIN_BLOCK_FORMAT_ISO_4,
+            pin_block=block, pan=PAN)
     return pm.TranslatePinRequest(
         source_key=_ref("bench.zpk-in"), source_format=pb.PIN_BLOCK_FORMAT_ISO_0,
         destination_key=_ref("bench.zpk-out"), destination_format=pb.PIN_BLOCK_FORMAT_ISO_0,
