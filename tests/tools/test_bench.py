@@ -80,6 +80,34 @@ def test_bench_translates_between_aes_keys_in_format_4(tmp_path: Path) -> None:
     assert "TranslatePin: AES-128 ZPKs, format 4" in (out / "report.md").read_text()
 
 
+def test_bench_on_a_postgresql_store_drops_its_database(tmp_path: Path) -> None:
+    _h2load()
+    from tests import pg
+
+    with pg.throwaway_db():  # skips, or fails under CI, without the server
+        pass
+    import psycopg
+
+    def bench_dbs() -> set[str]:
+        with psycopg.connect(pg.PG_ADMIN) as c:
+            return {r[0] for r in c.execute("SELECT datname FROM pg_database WHERE datname LIKE 'hsmsvc_bench_%'")}
+
+    before = bench_dbs()
+    out = tmp_path / "report"
+    r = subprocess.run(
+        [sys.executable, "-m", "hsmsvc", "bench", "--out", str(out), "--ops", "VerifyPin", "--forms", "unary,batch",
+         "--concurrency", "2", "--batch-concurrency", "1", "--batch-size", "20", "--duration", "0.5",
+         "--warm-up", "0.2", "--no-mtls", "--store", pg.PG_ADMIN],
+        capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert r.returncode == 0, r.stdout + r.stderr
+    doc = json.loads((out / "report.json").read_text())
+    store = doc["settings"]["store"]
+    assert store.startswith("PostgreSQL at ") and "@" not in store
+    assert all(x["errors"] == 0 and x["server_ok"] >= x["requests"] > 0 for x in doc["results"])
+    assert f"{store} key store" in (out / "report.md").read_text()
+    assert bench_dbs() == before
+
+
 def test_bench_refuses_bad_arguments(tmp_path: Path) -> None:
     r = subprocess.run([sys.executable, "-m", "hsmsvc", "bench", "--ops", "Nope"], capture_output=True, text=True,
                        cwd=ROOT, timeout=60)
@@ -87,3 +115,6 @@ def test_bench_refuses_bad_arguments(tmp_path: Path) -> None:
     r = subprocess.run([sys.executable, "-m", "hsmsvc", "bench", "--pin-keys", "des"], capture_output=True,
                        text=True, cwd=ROOT, timeout=60)
     assert r.returncode == 2 and "--pin-keys" in r.stderr
+    r = subprocess.run([sys.executable, "-m", "hsmsvc", "bench", "--store", "mysql://x"], capture_output=True,
+                       text=True, cwd=ROOT, timeout=60)
+    assert r.returncode == 2 and "--store" in r.stderr

@@ -30,6 +30,8 @@ import tempfile
 import time
 import urllib.request
 from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -84,6 +86,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--workers", type=int, default=1, help="server processes, for hsmsvc and echo alike (default 1)")
     p.add_argument("--pin-keys", type=PinKeys, choices=list(PinKeys), default=PinKeys.TDES, metavar="{tdes,aes}",
                    help="TranslatePin between two-key TDES ZPKs in format 0 (default) or AES-128 ZPKs in format 4")
+    p.add_argument("--store", default="sqlite", type=_store_spec,
+                   help="sqlite (default: a file for the run) or postgresql://USER@HOST:PORT/DB: a fresh database "
+                        "made on that server for the run through DB, dropped after")
     p.add_argument("--backend", choices=("soft", "softhsm"), default="soft",
                    help="soft (default) or a SoftHSM2 token made for the run (TranslatePin only)")
     p.add_argument("--log-level", default="INFO", help="the server's log level (default INFO: one line per call)")
@@ -136,12 +141,12 @@ class _Server:
 
 
 def _lmk_and_keys(work: Path, backend_kind: str, env: dict[str, str],
-                  pin_keys: PinKeys = PinKeys.TDES) -> tuple[str, Keys]:
+                  pin_keys: PinKeys = PinKeys.TDES, store_url: str = "") -> tuple[str, Keys]:
     """A throw-away LMK and store with the bench's keys; returns the [backend] TOML table and the keys."""
     from hsmsvc.hsm.config import Pkcs11Config, SecretSource, SoftConfig, build
     from hsmsvc.keys.store import KeyStore
 
-    store_url = f"sqlite:///{work / 'keys.db'}"
+    store_url = store_url or _sqlite(work)
     if backend_kind == "soft":
         sealed = work / "lmk.sealed"
         subprocess.run([sys.executable, "-m", "hsmsvc", "lmk", "init", "--sealed", str(sealed),
@@ -175,8 +180,48 @@ def _lmk_and_keys(work: Path, backend_kind: str, env: dict[str, str],
     return table, keys
 
 
+def _store_spec(text: str) -> str:
+    if text == "sqlite" or text.startswith(("postgresql://", "postgresql+psycopg://")):
+        return text
+    raise argparse.ArgumentTypeError("sqlite, or a postgresql:// URL")
+
+
+def _store_name(spec: str) -> str:
+    """What the report says of the store: never a password."""
+    if spec == "sqlite":
+        return "SQLite (a file)"
+    return f"PostgreSQL at {spec.split('://', 1)[1].rsplit('@', 1)[-1].split('/', 1)[0]}"
+
+
+def _sqlite(work: Path) -> str:
+    return f"sqlite:///{work / 'keys.db'}"
+
+
+@contextmanager
+def _store(spec: str, work: Path) -> Iterator[str]:
+    """The run's store URL: SQLite in the run's directory, or a fresh database on the PostgreSQL
+    server ``spec`` names (through its database there), dropped after the run."""
+    if spec == "sqlite":
+        yield _sqlite(work)
+        return
+    import psycopg
+
+    name = f"hsmsvc_bench_{secrets.token_hex(6)}"
+    admin = spec.replace("postgresql+psycopg://", "postgresql://")
+    try:
+        with psycopg.connect(admin, autocommit=True, connect_timeout=5) as c:
+            c.execute(f"CREATE DATABASE {name}")
+    except psycopg.Error as e:
+        raise SystemExit(f"hsmsvc bench: --store: cannot create a database on {admin}: {e}") from None
+    try:
+        yield f"postgresql+psycopg://{admin.split('://', 1)[1].rsplit('/', 1)[0]}/{name}"
+    finally:
+        with psycopg.connect(admin, autocommit=True) as c:
+            c.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
 def _config(work: Path, backend_table: str, workers: int, log_level: str,
-            tls: tuple[str, str, str] | None = None) -> Path:
+            tls: tuple[str, str, str] | None = None, store_url: str = "") -> Path:
     rotation = "".join(f"\n[rotation.{t}]\nmax_age_seconds = {age}\nmax_uses = {uses}\n"
                        for t, (age, uses) in _ROTATION.items())
     if tls is None:
@@ -187,7 +232,7 @@ def _config(work: Path, backend_table: str, workers: int, log_level: str,
         mode = (f'policy = "{work / "policy.toml"}"\n\n[tls]\ncert = "{tls[0]}"\nkey = "{tls[1]}"\n'
                 f'client_ca = "{tls[2]}"\n')
     path.write_text(
-        f'listen = "127.0.0.1:0"\nmetrics_listen = "127.0.0.1:0"\nstore = "sqlite:///{work / "keys.db"}"\n'
+        f'listen = "127.0.0.1:0"\nmetrics_listen = "127.0.0.1:0"\nstore = "{store_url or _sqlite(work)}"\n'
         f'workers = {workers}\nlog_level = "{log_level}"\n{mode}\n[backend]\n{backend_table}'
         f"\n[attempts]\nper_pan = 3\nper_principal = 1000000\n{rotation}")
     return path
@@ -251,7 +296,7 @@ def _side(res: h2load.Result, usage: Usage) -> dict[str, Any]:
 
 
 def _mtls(work: Path, table: str, keys: Keys, hsm: _Server, ech: _Server, args: argparse.Namespace,
-          out: Path, env: dict[str, str]) -> list[dict[str, Any]]:
+          out: Path, env: dict[str, str], store_url: str) -> list[dict[str, Any]]:
     """Unary TranslatePin with and without mTLS, for hsmsvc and echo alike, one level at a time."""
     if not terminator.available():
         raise SystemExit("hsmsvc bench: the mTLS runs need haproxy (apt-get install haproxy), or pass --no-mtls")
@@ -259,7 +304,7 @@ def _mtls(work: Path, table: str, keys: Keys, hsm: _Server, ech: _Server, args: 
     ca = ThrowawayCA(work / "pki")
     server_id, client_id = ca.issue("localhost", server=True), ca.issue(_CLIENT)
     tls = (server_id.cert, server_id.key, ca.ca_file)
-    config = _config(work, table, args.workers, args.log_level, tls)
+    config = _config(work, table, args.workers, args.log_level, tls, store_url)
     b = body(Op.TRANSLATE_PIN, Form.UNARY, keys)
     rows: list[dict[str, Any]] = []
     hsm_tls = _Server([sys.executable, "-m", "hsmsvc", "serve", "--config", str(config), "--ready-file",
@@ -337,11 +382,12 @@ def run(args: argparse.Namespace) -> int:
     env["PYTHONPATH"] = root + os.pathsep + env.get("PYTHONPATH", "")
     rows: list[dict[str, Any]] = []
     mtls_rows: list[dict[str, Any]] = []
-    with tempfile.TemporaryDirectory(prefix="hsmsvc-bench-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="hsmsvc-bench-") as tmp, _store(args.store, Path(tmp)) as store_url:
         work = Path(tmp)
-        print(f"hsmsvc bench: {args.backend} backend, {args.workers} worker(s); preparing keys", flush=True)
-        table, keys = _lmk_and_keys(work, args.backend, env, args.pin_keys)
-        config = _config(work, table, args.workers, args.log_level)
+        print(f"hsmsvc bench: {args.backend} backend, {args.workers} worker(s), store {_store_name(args.store)}; "
+              "preparing keys", flush=True)
+        table, keys = _lmk_and_keys(work, args.backend, env, args.pin_keys, store_url)
+        config = _config(work, table, args.workers, args.log_level, store_url=store_url)
         hsm = _Server([sys.executable, "-m", "hsmsvc", "serve", "--config", str(config),
                        "--ready-file", str(work / "ready.json")], work / "ready.json", out / "server.log", env)
         try:
@@ -362,7 +408,7 @@ def run(args: argparse.Namespace) -> int:
                         for conc in levels:
                             rows.append(_one(b, conc, hsm, ech, args))
                 if args.mtls:
-                    mtls_rows = _mtls(work, table, keys, hsm, ech, args, out, env)
+                    mtls_rows = _mtls(work, table, keys, hsm, ech, args, out, env, store_url)
             finally:
                 ech.stop()
         finally:
@@ -370,7 +416,8 @@ def run(args: argparse.Namespace) -> int:
     doc = {
         "tool": "hsmsvc bench",
         "settings": {
-            "backend": args.backend, "workers": args.workers, "transport": "plaintext HTTP/2 (h2c) on loopback",
+            "backend": args.backend, "store": _store_name(args.store), "workers": args.workers,
+            "transport": "plaintext HTTP/2 (h2c) on loopback",
             "duration_seconds": args.duration, "warm_up_seconds": args.warm_up,
             "stream_messages": args.stream_messages, "batch_size": args.batch_size,
             "server_log_level": args.log_level, "translate_pin_keys": args.pin_keys.describe,

@@ -18,7 +18,8 @@ def markdown(doc: dict[str, Any]) -> str:
         "# hsmsvc pressure test",
         "",
         f"- Machine: {m['cpus']} CPUs ({m['cpu']}), Python {m['python']}, grpcio {m['grpcio']}",
-        f"- Server: {s['backend']} backend, {s['workers']} worker process(es), log level {s['server_log_level']}",
+        f"- Server: {s['backend']} backend, {s.get('store', 'SQLite (a file)')} key store, {s['workers']} worker "
+        f"process(es), log level {s['server_log_level']}",
         f"- Transport: {s['transport']}; load generator {s['load_generator']}",
         f"- Each run: {s['warm_up_seconds']:g} s warm-up, then {s['duration_seconds']:g} s measured; "
         f"streams carry {s['stream_messages']} messages, batches {s['batch_size']} items "
