@@ -254,16 +254,18 @@ def test_iso4_pan_fields_refuse_a_malformed_pan(bad: list[str]) -> None:
         pinblock.iso4_pan_fields(bad)
 
 
+def _iso4_decodes(field: bytes) -> bool:
+    try:
+        pinblock.decode_iso4_pin_field(field)
+        return True
+    except InvalidPinBlock:
+        return False
+
+
 @given(st.lists(st.one_of(pins.map(pinblock.encode_iso4_pin_field), st.binary(min_size=16, max_size=16)),
                 min_size=1, max_size=30))
 def test_iso4_pin_fields_checked_as_decode_checks_them(fields: list[bytes]) -> None:
-    def decodes(f: bytes) -> bool:
-        try:
-            pinblock.decode_iso4_pin_field(f)
-            return True
-        except InvalidPinBlock:
-            return False
-
+    decodes = _iso4_decodes
     run = b"".join(fields)
     assert pinblock.check_iso4_pin_fields(run) == [decodes(f) for f in fields]
     renewed = pinblock.renew_iso4_pin_fields(run)
@@ -309,12 +311,4 @@ def test_iso0_run_check_is_each_blocks_decode(fields: list[str], some_pans: list
 @given(st.lists(_near_fields(4, "A"), min_size=1, max_size=20))
 def test_iso4_run_check_is_each_fields_decode(fields: list[str]) -> None:
     run = [bytes.fromhex(f) + bytes(8) for f in fields]
-
-    def decodes(f: bytes) -> bool:
-        try:
-            pinblock.decode_iso4_pin_field(f)
-            return True
-        except InvalidPinBlock:
-            return False
-
-    assert pinblock.check_iso4_pin_fields(b"".join(run)) == [decodes(f) for f in run]
+    assert pinblock.check_iso4_pin_fields(b"".join(run)) == [_iso4_decodes(f) for f in run]

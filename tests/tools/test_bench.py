@@ -45,12 +45,15 @@ def test_bench_reports_every_form_against_echo(tmp_path: Path) -> None:
         assert x["server_ok"] >= x["requests"] > 0
         s = x["server"]
         assert s["cpu_cores"] > 0 and s["rss_mb"] > 10 and s["connections"] >= 1 and s["file_handles"] > 0
+        # Two workers: each run's connections were spread over both before it was measured.
+        assert x["load_starts"] >= 1 and x["echo"]["load_starts"] >= 1
     assert {x["concurrency"] for x in rows if x["form"] == "unary"} == {1, 8}
     batch = next(x for x in rows if x["form"] == "batch")
     assert batch["rate"] == pytest.approx(batch["requests_per_second"] * 50, rel=0.01)
     assert doc["settings"]["workers"] == 2 and "ZPK" in doc["settings"]["rotation"]
     md = (out / "report.md").read_text()
     assert "| TranslatePin | unary | 8 |" in md and "Rotation: " in md and "latency.png" in md
+    assert "- Connections: " in md
     assert (out / "latency.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     # mTLS beside plaintext, for hsmsvc and echo alike, through the same terminator.
     (m,) = doc["mtls"]

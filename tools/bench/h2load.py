@@ -14,6 +14,8 @@ import re
 import shutil
 import subprocess
 import tempfile
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -54,6 +56,8 @@ class Result:
     p95_ms: float
     p99_ms: float
     max_ms: float
+    starts: int = 1
+    """How many times h2load was started before its connections were spread evenly."""
 
 
 def available() -> bool:
@@ -67,15 +71,37 @@ def _percentile(sorted_values: list[int], q: float) -> float:
     return sorted_values[i] / 1000.0
 
 
-def run(url: str, body: bytes, load: Load, duration: float, warm_up: float = 1.0) -> Result:
-    """Send ``body`` to ``url`` for ``duration`` seconds after a warm-up."""
+def run(url: str, body: bytes, load: Load, duration: float, warm_up: float = 1.0,
+        even: Callable[[], bool] | None = None, tries: int = 30) -> Result:
+    """Send ``body`` to ``url`` for ``duration`` seconds after a warm-up.
+
+    ``even``, asked once the connections are up (within the warm-up), says whether
+    they are spread evenly over the server's workers; if not, h2load starts again,
+    up to ``tries`` times in all (:attr:`Result.starts` says how many it took).
+    """
     with tempfile.TemporaryDirectory(prefix="hsmsvc-h2load-") as tmp:
         data, log = Path(tmp) / "body", Path(tmp) / "log"
         data.write_bytes(body)
         cmd = ["h2load", "--header=content-type:application/grpc", "--header=te:trailers",
                "-d", str(data), "-c", str(load.connections), "-m", str(load.streams),
                "-D", f"{round(duration * 1000)}ms", "--warm-up-time", f"{round(warm_up * 1000)}ms", "--log-file", str(log), url]
-        out = subprocess.run(cmd, capture_output=True, text=True, timeout=duration + warm_up + 60)
+        starts = 0
+        while True:
+            starts += 1
+            proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            if even is not None and starts < tries:
+                time.sleep(min(0.3, warm_up / 2))
+                if not even():
+                    proc.kill()
+                    proc.communicate()
+                    continue
+            try:
+                stdout, stderr = proc.communicate(timeout=duration + warm_up + 60)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                raise RuntimeError("h2load did not finish") from None
+            break
+        out = subprocess.CompletedProcess(cmd, proc.returncode, stdout, stderr)
         if out.returncode != 0 and "finished in" not in out.stdout:
             raise RuntimeError(f"h2load failed: {out.stderr.strip() or out.stdout.strip()}")
         m = re.search(r"finished in ([\d.]+)(m?s), ([\d.]+) req/s", out.stdout)
@@ -95,4 +121,4 @@ def run(url: str, body: bytes, load: Load, duration: float, warm_up: float = 1.0
         lat.sort()
         failed = int(r.group(5)) + int(r.group(6)) + int(r.group(7))
         return Result(ok, failed, seconds, float(m.group(3)), _percentile(lat, 0.50), _percentile(lat, 0.95),
-                      _percentile(lat, 0.99), lat[-1] / 1000.0 if lat else 0.0)
+                      _percentile(lat, 0.99), lat[-1] / 1000.0 if lat else 0.0, starts)

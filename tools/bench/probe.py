@@ -8,7 +8,7 @@ import threading
 import time
 from dataclasses import dataclass
 
-__all__ = ["Probe", "Usage"]
+__all__ = ["Probe", "Usage", "connections_per_process", "spread_evenly"]
 
 _TICK = os.sysconf("SC_CLK_TCK")
 
@@ -59,7 +59,12 @@ def _fds(pids: list[int]) -> int:
 
 
 def _connections(port: int) -> int:
-    n = 0
+    return len(_established(port))
+
+
+def _established(port: int) -> set[str]:
+    """Socket inodes of the established TCP connections to ``port``."""
+    out: set[str] = set()
     for table in ("/proc/net/tcp", "/proc/net/tcp6"):
         try:
             lines = open(table).read().splitlines()[1:]
@@ -68,8 +73,41 @@ def _connections(port: int) -> int:
         for line in lines:
             f = line.split()
             if f[3] == "01" and int(f[1].rsplit(":", 1)[1], 16) == port:
-                n += 1
-    return n
+                out.add(f[9])
+    return out
+
+
+def connections_per_process(pids: list[int], port: int) -> list[int]:
+    """How many of the established connections to ``port`` each process holds."""
+    live = _established(port)
+    counts = []
+    for p in pids:
+        n = 0
+        try:
+            for fd in os.listdir(f"/proc/{p}/fd"):
+                try:
+                    target = os.readlink(f"/proc/{p}/fd/{fd}")
+                except OSError:
+                    continue
+                if target.startswith("socket:[") and target[8:-1] in live:
+                    n += 1
+        except OSError:
+            pass
+        counts.append(n)
+    return counts
+
+
+def spread_evenly(pids: list[int], port: int, connections: int, wait: float = 1.0) -> bool:
+    """Whether ``connections`` connections to ``port`` are spread over ``pids`` as evenly as they
+    can be (within one for up to 15 connections, two from 16); waits up to ``wait`` seconds for
+    all of them to be up."""
+    deadline = time.monotonic() + wait
+    while True:
+        counts = connections_per_process(pids, port)
+        if sum(counts) >= connections or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
+    return sum(counts) >= connections and max(counts) - min(counts) <= max(1, connections // 8)
 
 
 class Probe:

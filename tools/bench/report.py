@@ -28,6 +28,7 @@ def markdown(doc: dict[str, Any]) -> str:
         "blocks under a two-key TDES ZPK against PINs stored in format 0 under a TDES PSK",
         f"- Rotation: {rot} ({s['rotation_note']})",
         f"- Baseline: {s['echo']}, driven in the same run with the same body and load",
+        *([f"- Connections: {s['connections']}"] if "connections" in s else []),
         "",
         "Rate is calls/s (unary), messages/s (stream) or items/s (batch). Latency is per request: "
         "a unary call, a whole stream, or a whole batch. Ratio is hsmsvc's rate over echo's.",
