@@ -30,6 +30,7 @@ from hsmsvc.types import Algorithm, PinBlockFormat
 __all__ = [
     "check_cipher",
     "check_iso0_blocks",
+    "check_iso4_pin_fields",
     "decipher",
     "decode_iso0",
     "decode_iso1",
@@ -47,7 +48,6 @@ __all__ = [
     "encode_sm4_0",
     "iso0_pin_fields",
     "iso4_pan_fields",
-    "check_iso4_pin_fields",
     "renew_iso4_pin_fields",
 ]
 
@@ -199,14 +199,21 @@ def iso0_pin_fields(blocks: bytes, pans: Sequence[str]) -> tuple[bytes, list[boo
 def _iso0_fields_hex(blocks: bytes, pans: Sequence[str]) -> str:
     """Each block XOR its PAN's field, as upper-case hex: one XOR and one conversion for the run."""
     # Checked once for the whole run, as pan_field_iso0 checks one.
+    digits, lengths = _pan_digits(pans, _PAN_LENGTHS)
+    fields = _pan_fields(digits, pans, lengths)
+    return (int.from_bytes(blocks, "big") ^ int.from_bytes(fields, "big")).to_bytes(len(blocks), "big").hex().upper()
+
+
+def _pan_digits(pans: Sequence[str], allowed: frozenset[int]) -> tuple[bytes, set[int]]:
+    """A run's PANs joined as ASCII digits, and their lengths; ``InvalidInput`` unless every PAN
+    is all digits and of an allowed length."""
     joined = "".join(pans)
     # bytes.isdigit is ASCII-only and ten times quicker than str.isdigit on a long run.
     digits = joined.encode("ascii") if joined.isascii() else b""
     lengths = set(map(len, pans))
-    if not digits.isdigit() or not lengths <= _PAN_LENGTHS:
-        raise InvalidInput("pan", "13 to 19 digits")
-    fields = _pan_fields(digits, pans, lengths)
-    return (int.from_bytes(blocks, "big") ^ int.from_bytes(fields, "big")).to_bytes(len(blocks), "big").hex().upper()
+    if not digits.isdigit() or not lengths <= allowed:
+        raise InvalidInput("pan", f"{min(allowed)} to {max(allowed)} digits")
+    return digits, lengths
 
 
 def _iso0_good(text: str) -> list[bool]:
@@ -334,12 +341,7 @@ def iso4_pan_fields(pans: Sequence[str]) -> bytes:
     """
     if len(pans) < 2:
         return encode_iso4_pan_field(pans[0]) if pans else b""
-    joined = "".join(pans)
-    # bytes.isdigit is ASCII-only and ten times quicker than str.isdigit on a long run.
-    digits = joined.encode("ascii") if joined.isascii() else b""
-    lengths = set(map(len, pans))
-    if not digits.isdigit() or not lengths <= _PAN4_LENGTHS:
-        raise InvalidInput("pan", "1 to 19 digits")
+    digits, lengths = _pan_digits(pans, _PAN4_LENGTHS)
     if len(lengths) == 1 and (size := len(pans[0])) >= 12:
         # All PANs one length (the usual case): strided copies instead of a string per PAN.
         out = bytearray(b"0" * (32 * len(pans)))
