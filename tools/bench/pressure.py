@@ -80,7 +80,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--stream-concurrency", type=_ints, default=[4], help="bidi streams in flight (default 4)")
     p.add_argument("--batch-concurrency", type=_ints, default=[4], help="batch calls in flight (default 4)")
     p.add_argument("--stream-messages", type=int, default=200, help="messages per bidi stream (default 200)")
-    p.add_argument("--batch-size", type=int, default=1000, help="items per batch call (default 1000)")
+    p.add_argument("--batch-size", type=_ints, default=[100, 1000],
+                   help="items per batch call, one run at each (default 100,1000)")
     p.add_argument("--duration", type=float, default=5.0, help="seconds measured per run (default 5)")
     p.add_argument("--warm-up", type=float, default=1.0, help="seconds of load before measuring (default 1)")
     p.add_argument("--workers", type=int, default=1, help="server processes, for hsmsvc and echo alike (default 1)")
@@ -275,7 +276,8 @@ def _one(b: Body, conc: int, hsm: _Server, ech: _Server, args: argparse.Namespac
         "ratio": round(rate / erate, 3) if erate else None,
     }
     unit = {"unary": "calls/s", "stream": "msgs/s", "batch": "items/s"}[b.form.value]
-    print(f"  {b.op.value:<13} {b.form.value:<6} c={load.in_flight:<3} {rate:>11,.0f} {unit:<8} "
+    form = f"batch {b.items}" if b.form is Form.BATCH else b.form.value
+    print(f"  {b.op.value:<13} {form:<10} c={load.in_flight:<3} {rate:>11,.0f} {unit:<8} "
           f"p50 {res.p50_ms:6.2f} p99 {res.p99_ms:7.2f} ms  errors {errors}  "
           f"echo {erate:>11,.0f}  ratio {row['ratio']:.2f}  cpu {usage.cpu_cores:.2f}", flush=True)
     return row
@@ -372,8 +374,8 @@ def run(args: argparse.Namespace) -> int:
     if not h2load.available():
         print("hsmsvc bench: h2load not found (Debian: apt-get install nghttp2-client)", file=sys.stderr)
         return 2
-    if not 1 <= args.workers <= 64 or args.duration <= 0 or args.stream_messages < 1 or args.batch_size < 1:
-        print("hsmsvc bench: --workers 1-64, --duration > 0, --stream-messages and --batch-size >= 1",
+    if not 1 <= args.workers <= 64 or args.duration <= 0 or args.stream_messages < 1:
+        print("hsmsvc bench: --workers 1-64, --duration > 0, --stream-messages >= 1",
               file=sys.stderr)
         return 2
     ops = args.ops if args.backend == "soft" else [o for o in args.ops if o is Op.TRANSLATE_PIN]
@@ -408,9 +410,10 @@ def run(args: argparse.Namespace) -> int:
                     for form in args.forms:
                         levels = {Form.UNARY: args.concurrency, Form.STREAM: args.stream_concurrency,
                                   Form.BATCH: args.batch_concurrency}[form]
-                        b = body(op, form, keys, args.stream_messages, args.batch_size)
-                        for conc in levels:
-                            rows.append(_one(b, conc, hsm, ech, args))
+                        for size in args.batch_size if form is Form.BATCH else args.batch_size[:1]:
+                            b = body(op, form, keys, args.stream_messages, size)
+                            for conc in levels:
+                                rows.append(_one(b, conc, hsm, ech, args))
                 if args.mtls:
                     mtls_rows = _mtls(work, table, keys, hsm, ech, args, out, env, store_url)
             finally:

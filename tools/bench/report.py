@@ -10,6 +10,15 @@ __all__ = ["markdown", "plot"]
 _UNIT = {"unary": "calls/s", "stream": "msgs/s", "batch": "items/s"}
 
 
+def _sizes(sizes: list[int]) -> str:
+    text = [f"{n:,}" for n in sizes]
+    return text[0] if len(text) == 1 else ", ".join(text[:-1]) + " or " + text[-1]
+
+
+def _form(row: dict[str, Any]) -> str:
+    return f"batch of {row['items_per_request']:,}" if row["form"] == "batch" else str(row["form"])
+
+
 def markdown(doc: dict[str, Any]) -> str:
     s, m = doc["settings"], doc["machine"]
     rot = ", ".join(f"{t} {v['max_age_seconds'] // 3600} h or {v['max_uses']:,} uses"
@@ -22,7 +31,7 @@ def markdown(doc: dict[str, Any]) -> str:
         f"process(es), log level {s['server_log_level']}",
         f"- Transport: {s['transport']}; load generator {s['load_generator']}",
         f"- Each run: {s['warm_up_seconds']:g} s warm-up, then {s['duration_seconds']:g} s measured; "
-        f"streams carry {s['stream_messages']} messages, batches {s['batch_size']} items "
+        f"streams carry {s['stream_messages']} messages, batches {_sizes(s['batch_size'])} items "
         "(a VerifyPin batch: that many cards, since one card's attempt limit checks its repeats one by one)",
         f"- TranslatePin: {s.get('translate_pin_keys', 'two-key TDES ZPKs, format 0')}; VerifyPin: format 0 "
         "blocks under a two-key TDES ZPK against PINs stored in format 0 under a TDES PSK",
@@ -40,7 +49,7 @@ def markdown(doc: dict[str, Any]) -> str:
     for r in doc["results"]:
         sv, e = r["server"], r["echo"]
         lines.append(
-            f"| {r['operation']} | {r['form']} | {r['concurrency']} | {r['rate']:,.0f} {_UNIT[r['form']]} "
+            f"| {r['operation']} | {_form(r)} | {r['concurrency']} | {r['rate']:,.0f} {_UNIT[r['form']]} "
             f"| {r['p50_ms']:.2f} | {r['p95_ms']:.2f} | {r['p99_ms']:.2f} | {r['errors']} | {sv['cpu_cores']:.2f} "
             f"| {sv['rss_mb']:.0f} | {sv['connections']} | {sv['file_handles']} | {e['rate']:,.0f} "
             f"| {e['p50_ms']:.2f} | {e['p99_ms']:.2f} | **{r['ratio']:.0%}** |")
