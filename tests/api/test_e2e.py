@@ -376,6 +376,57 @@ def test_logs_are_json_and_hold_no_secrets(server: Env, keys: dict[str, bytes], 
     assert PAN not in text and "Traceback" not in text
 
 
+def test_each_call_answers_with_its_own_request_id(server: Env, keys: dict[str, bytes]) -> None:
+    """The id is set when the call's handler is looked up (api.status.Dispatch), in the call's
+    own task: many calls in flight at once must each get back theirs, and the log must hold them."""
+    from hsmsvc.v1 import pin_service_pb2_grpc as pin_grpc
+
+    ident = server.ids["core-banking"]
+    creds = ClientTls(server.ca.ca_file, ident.cert, ident.key, "localhost").credentials()
+    block = ind.tdes_ecb(keys["zpk1"], ind.iso0(PIN, PAN))
+    req = pin_pb.TranslatePinRequest(source_key=pb.KeyRef(key_id="zpk1"), destination_key=pb.KeyRef(key_id="zpk2"),
+                                     source_format=pb.PIN_BLOCK_FORMAT_ISO_0,
+                                     destination_format=pb.PIN_BLOCK_FORMAT_ISO_0, pin_block=block, pan=PAN)
+    tag = secrets.token_hex(4)
+    with grpc.secure_channel(f"127.0.0.1:{server.port}", creds,
+                             (("grpc.ssl_target_name_override", "localhost"),)) as ch:
+        call = pin_grpc.PinServiceStub(ch).TranslatePin
+        ours = [f"rq-{tag}-{i}" for i in range(64)]
+        futures = [call.future(req, timeout=10, metadata=(("x-request-id", rid),)) for rid in ours]
+        futures += [call.future(req, timeout=10) for _ in range(8)]
+        got = []
+        for f in futures:
+            assert f.result().pin_block
+            got.append(dict(f.trailing_metadata())["x-request-id"])
+        assert got[:64] == ours
+        fresh = got[64:]
+        assert len(set(fresh)) == 8 and not set(fresh) & set(ours) and "-" not in fresh
+        # An id that is not a plain token is replaced; an error still carries the id back.
+        _, trailer, _ = _answer(call, req, (("x-request-id", 'no "quotes"'),))
+        assert trailer != 'no "quotes"' and trailer != "-"
+        missing = pin_pb.TranslatePinRequest()
+        missing.CopyFrom(req)
+        missing.source_key.key_id = "no-such-key"
+        code, trailer, _ = _answer(call, missing, (("x-request-id", f"rq-{tag}-missing"),))
+        assert code is grpc.StatusCode.NOT_FOUND and trailer == f"rq-{tag}-missing"
+    deadline = time.monotonic() + 5
+    while True:
+        logged = {json.loads(ln).get("request_id") for ln in server.log.read_text().splitlines()
+                  if ln.startswith("{") and tag in ln}
+        if logged >= {*ours, f"rq-{tag}-missing"}:
+            break
+        assert time.monotonic() < deadline, "access lines missing for some request ids"
+        time.sleep(0.05)
+
+
+def _answer(call: Any, req: Any, metadata: Any) -> tuple[grpc.StatusCode, str, Any]:
+    try:
+        _, c = call.with_call(req, timeout=10, metadata=metadata)
+    except grpc.RpcError as e:
+        return e.code(), dict(e.trailing_metadata())["x-request-id"], None
+    return grpc.StatusCode.OK, dict(c.trailing_metadata())["x-request-id"], c
+
+
 def test_every_key_action_and_failed_check_is_audited(server: Env, keys: dict[str, bytes]) -> None:
     from hsmsvc.hsm.soft.backend import SoftBackend
     from hsmsvc.keys.store import KeyStore
