@@ -1,0 +1,147 @@
+"""Instructions per request, hsmsvc against the bare echo, counted by callgrind.
+
+Calls per second on these machines move by a quarter from one minute to the
+next; instructions do not. Both servers run one process under
+``valgrind --tool=callgrind`` with instrumentation off; each is warmed up with
+h2load, instrumentation is turned on for a fixed number of requests with the
+same prepared body as ``hsmsvc bench``, and the count is dumped. What it leaves
+out is the kernel's share (loopback TCP, wake-ups), which ``perf`` sees and
+callgrind does not.
+
+``python -m tools.bench.instructions --ops TranslatePin --forms unary --calls 2000``
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import secrets
+import shutil
+import subprocess
+import sys
+import tempfile
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from tools.bench import echo
+from tools.bench import pressure as p
+from tools.bench.workload import Body, Form, Op, PinKeys, body
+
+__all__ = ["Count", "available", "count", "main"]
+
+
+@dataclass(frozen=True)
+class Count:
+    operation: str
+    form: str
+    items_per_request: int
+    requests: int
+    hsmsvc: float
+    """Instructions per request in the hsmsvc process."""
+    echo: float
+    """Instructions per request in the echo process."""
+
+    @property
+    def ratio(self) -> float:
+        """Echo's instructions over hsmsvc's: what the rate ratio would be were both CPU-bound alike."""
+        return self.echo / self.hsmsvc
+
+
+def available() -> bool:
+    return all(shutil.which(t) for t in ("valgrind", "callgrind_control", "h2load"))
+
+
+def _h2load(port: int, path: str, data: Path, n: int) -> int:
+    out = subprocess.run(["h2load", "--header=content-type:application/grpc", "--header=te:trailers", "-d", str(data),
+                          "-c", "4", "-m", "4", "-n", str(n), f"http://127.0.0.1:{port}{path}"],
+                         capture_output=True, text=True, timeout=3600).stdout
+    m = re.search(r"(\d+) succeeded", out)
+    if m is None:
+        raise RuntimeError(f"unexpected h2load output: {out[-400:]}")
+    return int(m.group(1))
+
+
+def _instructions(cmd: list[str], ready: Path, work: Path, name: str, path: str, data: Path, n: int,
+                  env: dict[str, str]) -> float:
+    """Instructions per request of one server process under callgrind, over ``n`` requests."""
+    out = work / f"callgrind.{name}"
+    srv = p._Server(["valgrind", "--tool=callgrind", "--instr-atstart=no", f"--callgrind-out-file={out}", "-q",
+                     *cmd], ready, work / f"{name}.log", env)
+    try:
+        _h2load(srv.port, path, data, max(100, n // 5))
+        pid = str(srv.proc.pid)
+        subprocess.run(["callgrind_control", "--instr=on", pid], check=True, capture_output=True, timeout=120)
+        ok = _h2load(srv.port, path, data, n)
+        subprocess.run(["callgrind_control", "--dump", pid], check=True, capture_output=True, timeout=120)
+    finally:
+        srv.stop()
+    if ok != n:
+        raise RuntimeError(f"{name}: {ok} of {n} requests answered; see {work / (name + '.log')}")
+    # The first dump holds what ran from instrumentation on to the dump; the file written at exit
+    # holds the shutdown, which is not counted.
+    dump = work / f"callgrind.{name}.1"
+    total = sum(int(line.split()[1]) for line in dump.read_text().splitlines() if line.startswith("totals:"))
+    return total / n
+
+
+def count(b: Body, calls: int, work: Path, env: dict[str, str], config: Path) -> Count:
+    data = work / "body"
+    data.write_bytes(b.data)
+    for f in work.glob("callgrind.*"):
+        f.unlink()  # a second operation's counts start from nothing
+    hsm = _instructions([sys.executable, "-m", "hsmsvc", "serve", "--config", str(config),
+                         "--ready-file", str(work / "hsmsvc.json")], work / "hsmsvc.json", work, "hsmsvc",
+                        b.path, data, calls, env)
+    ech = _instructions([sys.executable, "-m", "tools.bench.echo", "--ready-file", str(work / "echo.json")],
+                        work / "echo.json", work, "echo", echo.STREAM if b.form is Form.STREAM else echo.UNARY,
+                        data, calls, env)
+    for f in (work / "hsmsvc.json", work / "echo.json"):
+        f.unlink()
+    return Count(b.op.value, b.form.value, b.items, calls, round(hsm), round(ech))
+
+
+def main(argv: list[str] | None = None) -> int:
+    a = argparse.ArgumentParser(prog="tools.bench.instructions", description=__doc__.split("\n\n")[0])
+    a.add_argument("--ops", type=p._names(Op), default=[Op.TRANSLATE_PIN],
+                   help="TranslatePin,VerifyPin,GenerateMac,VerifyMac,Encrypt (default TranslatePin)")
+    a.add_argument("--forms", type=p._names(Form), default=[Form.UNARY], help="unary,stream,batch (default unary)")
+    a.add_argument("--calls", type=int, default=2000, help="requests counted per server (default 2000)")
+    a.add_argument("--stream-messages", type=int, default=200, help="messages per bidi stream (default 200)")
+    a.add_argument("--batch-size", type=p._ints, default=[100], help="items per batch call (default 100)")
+    a.add_argument("--pin-keys", type=PinKeys, choices=list(PinKeys), default=PinKeys.TDES, metavar="{tdes,aes}")
+    a.add_argument("--log-level", default="INFO", help="the server's log level (default INFO: one line per call)")
+    a.add_argument("--out", help="directory for instructions.json")
+    args = a.parse_args(argv)
+    if args.calls < 1:
+        a.error("--calls must be at least 1")
+    if not available():
+        print("tools.bench.instructions: needs valgrind and h2load (apt-get install valgrind nghttp2-client)",
+              file=sys.stderr)
+        return 2
+    env = dict(os.environ)
+    env[p._PASSPHRASE_ENV] = os.environ[p._PASSPHRASE_ENV] = secrets.token_hex(16)
+    env["PYTHONPATH"] = str(Path(__file__).resolve().parents[2]) + os.pathsep + env.get("PYTHONPATH", "")
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="hsmsvc-instructions-") as tmp:
+        work = Path(tmp)
+        table, keys = p._lmk_and_keys(work, "soft", env, args.pin_keys)
+        config = p._config(work, table, 1, args.log_level)
+        for op in args.ops:
+            for form in args.forms:
+                for size in args.batch_size if form is Form.BATCH else args.batch_size[:1]:
+                    c = count(body(op, form, keys, args.stream_messages, size), args.calls, work, env, config)
+                    rows.append(c)
+                    print(f"  {c.operation:<13} {form.value:<6} x{c.items_per_request:<5} hsmsvc {c.hsmsvc:>12,.0f}"
+                          f"  echo {c.echo:>12,.0f} instructions per request  ratio {c.ratio:.2f}", flush=True)
+    if args.out:
+        out = Path(args.out)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "instructions.json").write_text(json.dumps([asdict(r) | {"ratio": round(r.ratio, 3)} for r in rows],
+                                                          indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
