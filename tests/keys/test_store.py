@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime, timezone
+from pathlib import Path
 
 import pytest
 from sqlalchemy import create_engine, text
@@ -147,3 +148,56 @@ def test_failures_are_counted_per_subject_and_age_out_with_the_window(store: Key
         conn.execute(attempts_t.insert().values(subject="pan:z", failures=9, window_start=datetime.now(timezone.utc)))
         raise RuntimeError
     assert store.failures(["pan:z"], day) == {}
+
+
+def test_connections_the_database_dropped_are_replaced(pg_url: str, tmp_path: Path) -> None:
+    """No ping at each checkout (it doubled the attempt read): a connection idle a while is
+    pinged, a read on one dropped meanwhile goes again, and a write answers UNAVAILABLE once."""
+    import time
+    from datetime import timedelta
+
+    import psycopg
+
+    from hsmsvc.errors import BackendUnavailable
+    from hsmsvc.hsm.soft.backend import SoftBackend
+    from hsmsvc.keys import store as store_module
+    from hsmsvc.keys.model import AuditEvent
+    from tests import pg
+    from tests.hsm.components_env import LMK
+
+    backend = SoftBackend(LMK, anchor_path=tmp_path / "lmk.anchor")
+    store = KeyStore(pg_url, backend)
+    store.migrate()
+    day = timedelta(hours=24)
+    name = pg_url.rsplit("/", 1)[1]
+
+    def drop_connections() -> int:
+        with psycopg.connect(pg.PG_ADMIN, autocommit=True) as c:
+            return len(c.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                                 "WHERE datname = %s AND pid <> pg_backend_pid()", (name,)).fetchall())
+
+    def backends() -> set[int]:
+        with psycopg.connect(pg.PG_ADMIN, autocommit=True) as c:
+            return {r[0] for r in c.execute("SELECT pid FROM pg_stat_activity WHERE datname = %s", (name,))}
+
+    try:
+        store.record_failure(["principal:p", "pan:a"], day, AuditEvent("p", "pin.verify.failed"))
+        assert store.failures(["principal:p", "pan:a"], day) == {"principal:p": 1, "pan:a": 1}
+        # Busy: no ping. The read meets the dropped connection and goes again on a new one.
+        before = backends()
+        assert drop_connections() >= 1
+        assert store.failures(["principal:p", "pan:a"], day) == {"principal:p": 1, "pan:a": 1}
+        assert backends().isdisjoint(before)
+        # A write meeting one answers UNAVAILABLE (it is not known to be safe to send twice); the next goes.
+        drop_connections()
+        with pytest.raises(BackendUnavailable):
+            store.record_failure(["pan:b"], day, AuditEvent("p", "pin.verify.failed"))
+        store.record_failure(["pan:b"], day, AuditEvent("p", "pin.verify.failed"))
+        # Idle past the limit: the checkout pings, finds it dropped and takes a new one; the write goes.
+        drop_connections()
+        time.sleep(store_module._PING_AFTER + 0.2)
+        store.record_failure(["pan:b"], day, AuditEvent("p", "pin.verify.failed"))
+        assert store.failures(["pan:b"], day) == {"pan:b": 2}
+    finally:
+        store.close()
+        backend.close()
