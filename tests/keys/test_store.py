@@ -152,7 +152,8 @@ def test_failures_are_counted_per_subject_and_age_out_with_the_window(store: Key
 
 def test_connections_the_database_dropped_are_replaced(pg_url: str, tmp_path: Path) -> None:
     """No ping at each checkout (it doubled the attempt read): a connection idle a while is
-    pinged, a read on one dropped meanwhile goes again, and a write answers UNAVAILABLE once."""
+    pinged, an attempt read on one dropped meanwhile (its thread's own) goes again on a new
+    one, and a write answers UNAVAILABLE once."""
     import time
     from datetime import timedelta
 
@@ -188,7 +189,12 @@ def test_connections_the_database_dropped_are_replaced(pg_url: str, tmp_path: Pa
         assert drop_connections() >= 1
         assert store.failures(["principal:p", "pan:a"], day) == {"principal:p": 1, "pan:a": 1}
         assert backends().isdisjoint(before)
+        now = backends()
+        for _ in range(5):  # the thread's reader is kept, not checked out per read
+            store.failures(["principal:p", "pan:a"], day)
+        assert backends() == now
         # A write meeting one answers UNAVAILABLE (it is not known to be safe to send twice); the next goes.
+        store.record_failure(["pan:b"], day, AuditEvent("p", "pin.verify.failed"))  # the pool's, just used
         drop_connections()
         with pytest.raises(BackendUnavailable):
             store.record_failure(["pan:b"], day, AuditEvent("p", "pin.verify.failed"))
@@ -197,7 +203,12 @@ def test_connections_the_database_dropped_are_replaced(pg_url: str, tmp_path: Pa
         drop_connections()
         time.sleep(store_module._PING_AFTER + 0.2)
         store.record_failure(["pan:b"], day, AuditEvent("p", "pin.verify.failed"))
-        assert store.failures(["pan:b"], day) == {"pan:b": 2}
+        assert store.failures(["pan:b"], day) == {"pan:b": 3}
+        store.close()
+        deadline = time.monotonic() + 5
+        while backends():  # closing the store closes its readers too
+            assert time.monotonic() < deadline, backends()
+            time.sleep(0.05)
     finally:
         store.close()
         backend.close()
