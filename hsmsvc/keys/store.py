@@ -624,8 +624,8 @@ class KeyStore:
                         rows = conn.execute(_FAILURES_ANY, {"subjects": subjects}).all()
                 break
             except OperationalError as e:
-                # A connection the server dropped while it sat in the pool (only one idle for
-                # _PING_AFTER is pinged first): the pool has let it go; a read can go again.
+                # The thread's reader, dropped by the server since its last read (it is never
+                # pinged): _single_read has let it go, so a read can go again on a new one.
                 if not (retry and e.connection_invalidated):
                     raise BackendUnavailable("store", "database error") from None
         return {r.subject: int(r.failures) for r in rows if _utc(r.window_start) > cutoff}  # type: ignore[operator]

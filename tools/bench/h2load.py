@@ -19,7 +19,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["Load", "Result", "available", "run"]
+__all__ = ["GRPC_HEADERS", "Load", "Result", "available", "run"]
+
+GRPC_HEADERS = ("--header=content-type:application/grpc", "--header=te:trailers")
+"""The two headers a gRPC server needs besides the body, as h2load options."""
 
 
 @dataclass(frozen=True)
@@ -82,7 +85,7 @@ def run(url: str, body: bytes, load: Load, duration: float, warm_up: float = 1.0
     with tempfile.TemporaryDirectory(prefix="hsmsvc-h2load-") as tmp:
         data, log = Path(tmp) / "body", Path(tmp) / "log"
         data.write_bytes(body)
-        cmd = ["h2load", "--header=content-type:application/grpc", "--header=te:trailers",
+        cmd = ["h2load", *GRPC_HEADERS,
                "-d", str(data), "-c", str(load.connections), "-m", str(load.streams),
                "-D", f"{round(duration * 1000)}ms", "--warm-up-time", f"{round(warm_up * 1000)}ms", "--log-file", str(log), url]
         starts = 0

@@ -25,7 +25,7 @@ import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from tools.bench import echo
+from tools.bench import echo, h2load
 from tools.bench import pressure as p
 from tools.bench.workload import Body, Form, Op, PinKeys, body
 
@@ -54,8 +54,8 @@ def available() -> bool:
 
 
 def _h2load(port: int, path: str, data: Path, n: int) -> int:
-    out = subprocess.run(["h2load", "--header=content-type:application/grpc", "--header=te:trailers", "-d", str(data),
-                          "-c", "4", "-m", "4", "-n", str(n), f"http://127.0.0.1:{port}{path}"],
+    out = subprocess.run(["h2load", *h2load.GRPC_HEADERS, "-d", str(data), "-c", "4", "-m", "4", "-n", str(n),
+                          f"http://127.0.0.1:{port}{path}"],
                          capture_output=True, text=True, timeout=3600).stdout
     m = re.search(r"(\d+) succeeded", out)
     if m is None:
@@ -64,12 +64,20 @@ def _h2load(port: int, path: str, data: Path, n: int) -> int:
 
 
 def _instructions(cmd: list[str], ready: Path, work: Path, name: str, path: str, data: Path, n: int,
-                  env: dict[str, str]) -> float:
-    """Instructions per request of one server process under callgrind, over ``n`` requests."""
+                  env: dict[str, str], check: Body | None = None) -> float:
+    """Instructions per request of one server process under callgrind, over ``n`` requests.
+
+    h2load counts a gRPC error as an answer (HTTP 200), so with ``check`` one real gRPC call
+    must first be answered as ``hsmsvc bench`` requires, or nothing is counted.
+    """
     out = work / f"callgrind.{name}"
     srv = p._Server(["valgrind", "--tool=callgrind", "--instr-atstart=no", f"--callgrind-out-file={out}", "-q",
                      *cmd], ready, work / f"{name}.log", env)
     try:
+        if check is not None:
+            why = check.check(p._call(srv.port, path, check.data, check.form is Form.STREAM))
+            if why is not None:
+                raise RuntimeError(f"{check.op.value} {check.form.value}: the server did not answer OK: {why}")
         _h2load(srv.port, path, data, max(100, n // 5))
         pid = str(srv.proc.pid)
         subprocess.run(["callgrind_control", "--instr=on", pid], check=True, capture_output=True, timeout=120)
@@ -93,7 +101,7 @@ def count(b: Body, calls: int, work: Path, env: dict[str, str], config: Path) ->
         f.unlink()  # a second operation's counts start from nothing
     hsm = _instructions([sys.executable, "-m", "hsmsvc", "serve", "--config", str(config),
                          "--ready-file", str(work / "hsmsvc.json")], work / "hsmsvc.json", work, "hsmsvc",
-                        b.path, data, calls, env)
+                        b.path, data, calls, env, check=b)
     ech = _instructions([sys.executable, "-m", "tools.bench.echo", "--ready-file", str(work / "echo.json")],
                         work / "echo.json", work, "echo", echo.STREAM if b.form is Form.STREAM else echo.UNARY,
                         data, calls, env)
