@@ -14,11 +14,11 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
 from importlib import resources
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 
 from alembic import command
 from alembic.config import Config
@@ -49,6 +49,7 @@ from hsmsvc.types import Algorithm, Exportability, KeyState, KeyType, KeyUsage, 
 __all__ = ["KeyStore"]
 
 _RETRIES: Final = 8
+T = TypeVar("T")
 
 
 def _utc(value: datetime | None) -> datetime | None:
@@ -190,13 +191,36 @@ class KeyStore:
 
     # -- transactions with their audit row ----------------------------------------
 
+    def _transaction(self, work: Callable[[Connection], T]) -> T:
+        """Run ``work(conn)`` in one write transaction.
+
+        A connection the database dropped (a server restart, a failover, an idle
+        timeout) fails its next statement. If that happens before COMMIT is sent,
+        the transaction is known not to have happened, and ``work`` runs once more
+        on a new connection. At COMMIT the outcome is not known: the write may or
+        may not be in, so it answers UNAVAILABLE rather than risk doing it twice.
+        """
+        for again in (True, False):
+            committing = False
+            try:
+                with self._writer() as conn:
+                    with conn.begin():
+                        result = work(conn)
+                        committing = True
+                    return result
+            except OperationalError as e:
+                if not (again and e.connection_invalidated and not committing):
+                    raise BackendUnavailable("store", "database error") from None
+        raise AssertionError("not reached")
+
     def _write(self, change: Any, ev: AuditEvent) -> Any:
         """Run ``change(conn)`` and append ``ev`` in one transaction; retry a lost race."""
+        def work(conn: Connection) -> tuple[Any, tuple[int, str]]:
+            return change(conn), self._append(conn, ev)
+
         for _ in range(_RETRIES):
             try:
-                with self._writer() as conn, conn.begin():
-                    result = change(conn)
-                    seq, head = self._append(conn, ev)
+                result, (seq, head) = self._transaction(work)
                 self.changes += 1
                 self._backend.write_audit_anchor(seq, bytes.fromhex(head))
                 return result
@@ -206,8 +230,6 @@ class KeyStore:
                     raise AlreadyExists("key", "already exists (id and version, or alias and version)") from None
             except DataError:
                 raise InvalidInput("request", "a value the database cannot store") from None
-            except OperationalError:
-                raise BackendUnavailable("store", "database error") from None
         raise BackendUnavailable("store", "audit chain contended; retry")
 
     def _append(self, conn: Connection, ev: AuditEvent) -> tuple[int, str]:
@@ -382,16 +404,12 @@ class KeyStore:
         Servers reserve uses in blocks, so the hot path writes once per block and
         several processes on one database never count the same use twice.
         """
-        try:
-            with self._writer() as conn, conn.begin():
-                v = conn.execute(
-                    update(keys_t)
-                    .where(keys_t.c.key_id == key_id, keys_t.c.version == version)
-                    .values(use_count=keys_t.c.use_count + n)
-                    .returning(keys_t.c.use_count)
-                ).scalar()
-        except OperationalError:
-            raise BackendUnavailable("store", "database error") from None
+        v = self._transaction(lambda conn: conn.execute(
+            update(keys_t)
+            .where(keys_t.c.key_id == key_id, keys_t.c.version == version)
+            .values(use_count=keys_t.c.use_count + n)
+            .returning(keys_t.c.use_count)
+        ).scalar())
         if v is None:
             raise KeyNotFound("key", "no such key or version")
         return int(v)
@@ -574,19 +592,16 @@ class KeyStore:
         the chain's MACs are still under the old LMK until :meth:`remac_audit`,
         which records the whole migration.
         """
-        try:
-            with self._writer() as conn, conn.begin():
-                n = 0
-                for key, new in moves:
-                    n += conn.execute(
-                        update(keys_t).where(keys_t.c.key_id == key.key_id, keys_t.c.version == key.version,
-                                             keys_t.c.cryptogram == key.cryptogram.blob)
-                        .values(cryptogram=new.blob)
-                    ).rowcount
-                self.changes += 1
-                return n
-        except OperationalError:
-            raise BackendUnavailable("store", "database error") from None
+        def work(conn: Connection) -> int:
+            return sum(conn.execute(
+                update(keys_t).where(keys_t.c.key_id == key.key_id, keys_t.c.version == key.version,
+                                     keys_t.c.cryptogram == key.cryptogram.blob)
+                .values(cryptogram=new.blob)
+            ).rowcount for key, new in moves)
+
+        n = self._transaction(work)
+        self.changes += 1
+        return n
 
     def remac_audit(self, old: Backend, ev: AuditEvent) -> int:
         """Check every audit row under the ``old`` LMK, re-MAC it under this store's, and append ``ev``.
@@ -652,15 +667,15 @@ class KeyStore:
 
     def clear_failures(self, subject: str) -> None:
         """A correct PIN resets its card's counter, as a card's PIN try counter does."""
-        with self._writer() as conn, conn.begin():
-            conn.execute(delete(attempts_t).where(attempts_t.c.subject == subject))
+        self._transaction(lambda conn: conn.execute(delete(attempts_t).where(attempts_t.c.subject == subject)))
 
 
 # A pooled connection idle this long is pinged before use. SQLAlchemy's pool_pre_ping pings at
 # every checkout: a round trip that doubled the attempt read on every PIN verification (on
 # loopback here 258 to 459 us, 194 to 326 us of CPU). Under load a connection is back in use
 # within milliseconds; one the server dropped meanwhile fails its statement, the pool lets it
-# and its elders go, and a read is retried (KeyStore.failures) or a write answers UNAVAILABLE.
+# and its elders go, and the read or write goes again on a new one (KeyStore.failures,
+# KeyStore._transaction) unless it had reached COMMIT.
 _PING_AFTER: Final = 1.0
 
 

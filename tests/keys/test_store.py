@@ -6,7 +6,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
-from sqlalchemy import create_engine, text
+from sqlalchemy import create_engine, event, text
 
 from hsmsvc.errors import KeyNotFound, KeyStateError, KeyUsageViolation
 from hsmsvc.hsm.backend import KeySpec
@@ -152,8 +152,8 @@ def test_failures_are_counted_per_subject_and_age_out_with_the_window(store: Key
 
 def test_connections_the_database_dropped_are_replaced(pg_url: str, tmp_path: Path) -> None:
     """No ping at each checkout (it doubled the attempt read): a connection idle a while is
-    pinged, an attempt read on one dropped meanwhile (its thread's own) goes again on a new
-    one, and a write answers UNAVAILABLE once."""
+    pinged, and a read or write on one dropped meanwhile goes again on a new one, unless the
+    write had reached COMMIT, whose outcome is not known: that answers UNAVAILABLE."""
     import time
     from datetime import timedelta
 
@@ -193,17 +193,32 @@ def test_connections_the_database_dropped_are_replaced(pg_url: str, tmp_path: Pa
         for _ in range(5):  # the thread's reader is kept, not checked out per read
             store.failures(["principal:p", "pan:a"], day)
         assert backends() == now
-        # A write meeting one answers UNAVAILABLE (it is not known to be safe to send twice); the next goes.
+        # A write meeting one before COMMIT goes again on a new one, and counts once.
         store.record_failure(["pan:b"], day, AuditEvent("p", "pin.verify.failed"))  # the pool's, just used
         drop_connections()
+        store.record_failure(["pan:b"], day, AuditEvent("p", "pin.verify.failed"))
+        assert store.failures(["pan:b"], day) == {"pan:b": 2}
+        store.record_failure(["pan:c"], day, AuditEvent("p", "pin.verify.failed"))
+        drop_connections()
+        store.clear_failures("pan:c")  # so do writes without an audit row
+        assert store.failures(["pan:c"], day) == {}
+        drop_connections()
+        with pytest.raises(KeyNotFound):  # not UNAVAILABLE: the second try reached the table
+            store.reserve_uses("no-such-key", 1, 5)
+        # Dropped at COMMIT, the outcome is not known: UNAVAILABLE, not a second try.
+        def drop_at_commit(_conn: object) -> None:
+            drop_connections()
+
+        event.listen(store._engine, "commit", drop_at_commit, once=True)
         with pytest.raises(BackendUnavailable):
             store.record_failure(["pan:b"], day, AuditEvent("p", "pin.verify.failed"))
-        store.record_failure(["pan:b"], day, AuditEvent("p", "pin.verify.failed"))
+        assert store.failures(["pan:b"], day) == {"pan:b": 2}
         # Idle past the limit: the checkout pings, finds it dropped and takes a new one; the write goes.
         drop_connections()
         time.sleep(store_module._PING_AFTER + 0.2)
         store.record_failure(["pan:b"], day, AuditEvent("p", "pin.verify.failed"))
         assert store.failures(["pan:b"], day) == {"pan:b": 3}
+        assert store.verify_audit().ok
         store.close()
         deadline = time.monotonic() + 5
         while backends():  # closing the store closes its readers too
