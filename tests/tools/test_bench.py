@@ -30,7 +30,7 @@ def test_bench_reports_every_form_against_echo(tmp_path: Path) -> None:
         [sys.executable, "-m", "hsmsvc", "bench", "--out", str(out), "--ops", "TranslatePin,VerifyMac,VerifyPin",
          "--forms", "unary,stream,batch", "--concurrency", "1,8", "--stream-concurrency", "2",
          "--batch-concurrency", "2", "--stream-messages", "20", "--batch-size", "20,50",
-         "--duration", "0.6", "--warm-up", "0.2", "--workers", "2", "--mtls-concurrency", "4"],
+         "--duration", "0.6", "--warm-up", "0.2", "--workers", "2", "--mtls-concurrency", "4", "--rounds", "1"],
         capture_output=True, text=True, timeout=300, cwd=ROOT)
     assert r.returncode == 0, r.stdout + r.stderr
     doc = json.loads((out / "report.json").read_text())
@@ -67,13 +67,35 @@ def test_bench_reports_every_form_against_echo(tmp_path: Path) -> None:
         assert "Traceback" not in (out / log).read_text()
 
 
+def test_bench_rows_are_their_median_round(tmp_path: Path) -> None:
+    """Several rounds per row, hsmsvc and echo taking turns: the row is the round with the median ratio."""
+    _h2load()
+    out = tmp_path / "report"
+    r = subprocess.run(
+        [sys.executable, "-m", "hsmsvc", "bench", "--out", str(out), "--ops", "TranslatePin", "--forms", "unary",
+         "--concurrency", "4", "--duration", "0.4", "--warm-up", "0.2", "--rounds", "3", "--no-mtls"],
+        capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert r.returncode == 0, r.stdout + r.stderr
+    doc = json.loads((out / "report.json").read_text())
+    (x,) = doc["results"]
+    ratios = sorted(k["ratio"] for k in x["rounds"])
+    assert len(ratios) == 3 and doc["settings"]["rounds"] == 3
+    assert x["ratio"] == ratios[1] and x["ratio_min"] == ratios[0] and x["ratio_max"] == ratios[2]
+    mid = next(k for k in x["rounds"] if k["ratio"] == x["ratio"])
+    assert x["rate"] == mid["rate"] and x["echo"]["rate"] == mid["echo_rate"]
+    assert x["errors"] == 0 and x["server_ok"] >= x["requests"] > 0
+    md = (out / "report.md").read_text()
+    assert "3 rounds per row" in md and "| ratio | range |" in md
+    assert f"**{x['ratio']:.0%}** | {ratios[0]:.0%}–{ratios[2]:.0%} |" in md
+
+
 def test_bench_translates_between_aes_keys_in_format_4(tmp_path: Path) -> None:
     _h2load()
     out = tmp_path / "report"
     r = subprocess.run(
         [sys.executable, "-m", "hsmsvc", "bench", "--out", str(out), "--ops", "TranslatePin", "--pin-keys", "aes",
          "--concurrency", "4", "--stream-concurrency", "2", "--batch-concurrency", "2", "--stream-messages", "20",
-         "--batch-size", "50", "--duration", "0.5", "--warm-up", "0.2", "--no-mtls"],
+         "--batch-size", "50", "--duration", "0.5", "--warm-up", "0.2", "--no-mtls", "--rounds", "1"],
         capture_output=True, text=True, timeout=300, cwd=ROOT)
     assert r.returncode == 0, r.stdout + r.stderr
     doc = json.loads((out / "report.json").read_text())
@@ -100,7 +122,7 @@ def test_bench_on_a_postgresql_store_drops_its_database(tmp_path: Path) -> None:
     out = tmp_path / "report"
     r = subprocess.run(
         [sys.executable, "-m", "hsmsvc", "bench", "--out", str(out), "--ops", "VerifyPin", "--forms", "unary,batch",
-         "--concurrency", "2", "--batch-concurrency", "1", "--batch-size", "20", "--duration", "0.5",
+         "--concurrency", "2", "--batch-concurrency", "1", "--batch-size", "20", "--duration", "0.5", "--rounds", "1",
          "--warm-up", "0.2", "--no-mtls", "--store", pg.PG_ADMIN],
         capture_output=True, text=True, timeout=300, cwd=ROOT)
     assert r.returncode == 0, r.stdout + r.stderr
@@ -122,3 +144,6 @@ def test_bench_refuses_bad_arguments(tmp_path: Path) -> None:
     r = subprocess.run([sys.executable, "-m", "hsmsvc", "bench", "--store", "mysql://x"], capture_output=True,
                        text=True, cwd=ROOT, timeout=60)
     assert r.returncode == 2 and "--store" in r.stderr
+    r = subprocess.run([sys.executable, "-m", "hsmsvc", "bench", "--rounds", "0", "--out", str(tmp_path / "r")],
+                       capture_output=True, text=True, cwd=ROOT, timeout=60)
+    assert r.returncode == 2 and "--rounds" in r.stderr

@@ -84,6 +84,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="items per batch call, one run at each (default 100,1000)")
     p.add_argument("--duration", type=float, default=5.0, help="seconds measured per run (default 5)")
     p.add_argument("--warm-up", type=float, default=1.0, help="seconds of load before measuring (default 1)")
+    p.add_argument("--rounds", type=int, default=3,
+                   help="measured rounds per row, hsmsvc and echo taking turns; the row is the round with the "
+                        "median ratio, and the report gives the ratios' range (default 3)")
     p.add_argument("--workers", type=int, default=1, help="server processes, for hsmsvc and echo alike (default 1)")
     p.add_argument("--pin-keys", type=PinKeys, choices=list(PinKeys), default=PinKeys.TDES, metavar="{tdes,aes}",
                    help="TranslatePin between two-key TDES ZPKs in format 0 (default) or AES-128 ZPKs in format 4")
@@ -256,13 +259,27 @@ def _one(b: Body, conc: int, hsm: _Server, ech: _Server, args: argparse.Namespac
         raise RuntimeError(f"{b.op.value} {b.form.value}: the server did not answer OK: {why}")
     load = h2load.Load.of(conc)
     method = b.path.rsplit("/", 2)[-2].rsplit(".", 1)[-1] + "." + b.path.rsplit("/", 1)[-1]
+    echo_path = echo.STREAM if b.form is Form.STREAM else echo.UNARY
     before = hsm.calls()
-    res, usage = _measure(hsm, hsm.port, b.path, b, load, args)
+    rounds = []
+    for i in range(args.rounds):
+        # The rate of these machines drifts within a minute: paired rounds, each server going
+        # first in turn, give a ratio whose spread shows, where one pair would give one draw.
+        if i % 2 == 0:
+            res, usage = _measure(hsm, hsm.port, b.path, b, load, args)
+            eres, eusage = _measure(ech, ech.port, echo_path, b, load, args)
+        else:
+            eres, eusage = _measure(ech, ech.port, echo_path, b, load, args)
+            res, usage = _measure(hsm, hsm.port, b.path, b, load, args)
+        ratio = res.per_second / eres.per_second if eres.per_second else 0.0
+        rounds.append((ratio, res, usage, eres, eusage))
     after = hsm.calls()
     delta = {code: after[(m, code)] - before[(m, code)] for (m, code) in after if m == method}
-    errors = sum(v for c, v in delta.items() if c != "OK") + res.failed
-    echo_path = echo.STREAM if b.form is Form.STREAM else echo.UNARY
-    eres, eusage = _measure(ech, ech.port, echo_path, b, load, args)
+    errors = sum(v for c, v in delta.items() if c != "OK") + sum(r[1].failed for r in rounds)
+    ratios = sorted(r[0] for r in rounds)
+    # The middle round by ratio (of an even number, the lower middle one), whole: its rates,
+    # latencies and resource figures belong together.
+    ratio, res, usage, eres, eusage = sorted(rounds, key=lambda r: r[0])[(len(rounds) - 1) // 2]
     rate, erate = res.per_second * b.items, eres.per_second * b.items
     row = {
         "operation": b.op.value, "form": b.form.value, "method": method, "concurrency": load.in_flight,
@@ -272,14 +289,19 @@ def _one(b: Body, conc: int, hsm: _Server, ech: _Server, args: argparse.Namespac
         "requests": res.requests, "server_ok": delta.get("OK", 0), "errors": errors, "load_starts": res.starts,
         "server": dataclasses.asdict(usage),
         "echo": {"rate": round(erate, 1), "p50_ms": eres.p50_ms, "p95_ms": eres.p95_ms, "p99_ms": eres.p99_ms,
-                 "errors": eres.failed, "server": dataclasses.asdict(eusage), "load_starts": eres.starts},
-        "ratio": round(rate / erate, 3) if erate else None,
+                 "errors": sum(r[3].failed for r in rounds), "server": dataclasses.asdict(eusage),
+                 "load_starts": eres.starts},
+        "ratio": round(ratio, 3) if erate else None,
+        "ratio_min": round(ratios[0], 3), "ratio_max": round(ratios[-1], 3),
+        "rounds": [{"rate": round(r[1].per_second * b.items, 1), "echo_rate": round(r[3].per_second * b.items, 1),
+                    "ratio": round(r[0], 3)} for r in rounds],
     }
     unit = {"unary": "calls/s", "stream": "msgs/s", "batch": "items/s"}[b.form.value]
     form = f"batch {b.items}" if b.form is Form.BATCH else b.form.value
+    spread = f" ({ratios[0]:.2f}-{ratios[-1]:.2f})" if len(ratios) > 1 else ""
     print(f"  {b.op.value:<13} {form:<10} c={load.in_flight:<3} {rate:>11,.0f} {unit:<8} "
           f"p50 {res.p50_ms:6.2f} p99 {res.p99_ms:7.2f} ms  errors {errors}  "
-          f"echo {erate:>11,.0f}  ratio {row['ratio']:.2f}  cpu {usage.cpu_cores:.2f}", flush=True)
+          f"echo {erate:>11,.0f}  ratio {ratio:.2f}{spread}  cpu {usage.cpu_cores:.2f}", flush=True)
     return row
 
 
@@ -374,8 +396,8 @@ def run(args: argparse.Namespace) -> int:
     if not h2load.available():
         print("hsmsvc bench: h2load not found (Debian: apt-get install nghttp2-client)", file=sys.stderr)
         return 2
-    if not 1 <= args.workers <= 64 or args.duration <= 0 or args.stream_messages < 1:
-        print("hsmsvc bench: --workers 1-64, --duration > 0, --stream-messages >= 1",
+    if not 1 <= args.workers <= 64 or args.duration <= 0 or args.stream_messages < 1 or args.rounds < 1:
+        print("hsmsvc bench: --workers 1-64, --duration > 0, --stream-messages >= 1, --rounds >= 1",
               file=sys.stderr)
         return 2
     ops = args.ops if args.backend == "soft" else [o for o in args.ops if o is Op.TRANSLATE_PIN]
@@ -425,7 +447,7 @@ def run(args: argparse.Namespace) -> int:
         "settings": {
             "backend": args.backend, "store": _store_name(args.store), "workers": args.workers,
             "transport": "plaintext HTTP/2 (h2c) on loopback",
-            "duration_seconds": args.duration, "warm_up_seconds": args.warm_up,
+            "duration_seconds": args.duration, "warm_up_seconds": args.warm_up, "rounds": args.rounds,
             "stream_messages": args.stream_messages, "batch_size": args.batch_size,
             "server_log_level": args.log_level, "translate_pin_keys": args.pin_keys.describe,
             "rotation": {t: {"max_age_seconds": a, "max_uses": u} for t, (a, u) in _ROTATION.items()},

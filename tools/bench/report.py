@@ -19,8 +19,17 @@ def _form(row: dict[str, Any]) -> str:
     return f"batch of {row['items_per_request']:,}" if row["form"] == "batch" else str(row["form"])
 
 
+def _rounds(s: dict[str, Any]) -> str:
+    n = s.get("rounds", 1)
+    if n == 1:
+        return ""
+    return (f", {n} rounds per row with hsmsvc and echo taking turns to go first; a row is its round with "
+            "the median ratio (mTLS runs: one round)")
+
+
 def markdown(doc: dict[str, Any]) -> str:
     s, m = doc["settings"], doc["machine"]
+    ranged = s.get("rounds", 1) > 1
     rot = ", ".join(f"{t} {v['max_age_seconds'] // 3600} h or {v['max_uses']:,} uses"
                     for t, v in s["rotation"].items())
     lines = [
@@ -30,7 +39,7 @@ def markdown(doc: dict[str, Any]) -> str:
         f"- Server: {s['backend']} backend, {s.get('store', 'SQLite (a file)')} key store, {s['workers']} worker "
         f"process(es), log level {s['server_log_level']}",
         f"- Transport: {s['transport']}; load generator {s['load_generator']}",
-        f"- Each run: {s['warm_up_seconds']:g} s warm-up, then {s['duration_seconds']:g} s measured; "
+        f"- Each run: {s['warm_up_seconds']:g} s warm-up, then {s['duration_seconds']:g} s measured{_rounds(s)}; "
         f"streams carry {s['stream_messages']} messages, batches {_sizes(s['batch_size'])} items "
         "(a VerifyPin batch: that many cards, since one card's attempt limit checks its repeats one by one)",
         f"- TranslatePin: {s.get('translate_pin_keys', 'two-key TDES ZPKs, format 0')}; VerifyPin: format 0 "
@@ -40,11 +49,13 @@ def markdown(doc: dict[str, Any]) -> str:
         *([f"- Connections: {s['connections']}"] if "connections" in s else []),
         "",
         "Rate is calls/s (unary), messages/s (stream) or items/s (batch). Latency is per request: "
-        "a unary call, a whole stream, or a whole batch. Ratio is hsmsvc's rate over echo's.",
+        "a unary call, a whole stream, or a whole batch. Ratio is hsmsvc's rate over echo's"
+        + (" in the row's round; range is the lowest and highest ratio of its rounds." if ranged else "."),
         "",
         "| operation | form | in flight | rate | p50 ms | p95 ms | p99 ms | errors | server CPU (cores) "
-        "| RSS MB | connections | file handles | echo rate | echo p50 ms | echo p99 ms | ratio |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| RSS MB | connections | file handles | echo rate | echo p50 ms | echo p99 ms | ratio |"
+        + (" range |" if ranged else ""),
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|" + ("---:|" if ranged else ""),
     ]
     for r in doc["results"]:
         sv, e = r["server"], r["echo"]
@@ -52,7 +63,8 @@ def markdown(doc: dict[str, Any]) -> str:
             f"| {r['operation']} | {_form(r)} | {r['concurrency']} | {r['rate']:,.0f} {_UNIT[r['form']]} "
             f"| {r['p50_ms']:.2f} | {r['p95_ms']:.2f} | {r['p99_ms']:.2f} | {r['errors']} | {sv['cpu_cores']:.2f} "
             f"| {sv['rss_mb']:.0f} | {sv['connections']} | {sv['file_handles']} | {e['rate']:,.0f} "
-            f"| {e['p50_ms']:.2f} | {e['p99_ms']:.2f} | **{r['ratio']:.0%}** |")
+            f"| {e['p50_ms']:.2f} | {e['p99_ms']:.2f} | **{r['ratio']:.0%}** |"
+            + (f" {r['ratio_min']:.0%}–{r['ratio_max']:.0%} |" if ranged else ""))
     lines += ["", "![latency over concurrency](latency.png)", ""]
     if doc.get("mtls"):
         lines += [
