@@ -276,10 +276,11 @@ def _one(b: Body, conc: int, hsm: _Server, ech: _Server, args: argparse.Namespac
     after = hsm.calls()
     delta = {code: after[(m, code)] - before[(m, code)] for (m, code) in after if m == method}
     errors = sum(v for c, v in delta.items() if c != "OK") + sum(r[1].failed for r in rounds)
-    ratios = sorted(r[0] for r in rounds)
     # The middle round by ratio (of an even number, the lower middle one), whole: its rates,
     # latencies and resource figures belong together.
-    ratio, res, usage, eres, eusage = sorted(rounds, key=lambda r: r[0])[(len(rounds) - 1) // 2]
+    ordered = sorted(rounds, key=lambda r: r[0])
+    ratio, res, usage, eres, eusage = ordered[(len(ordered) - 1) // 2]
+    low, high = ordered[0][0], ordered[-1][0]
     rate, erate = res.per_second * b.items, eres.per_second * b.items
     row = {
         "operation": b.op.value, "form": b.form.value, "method": method, "concurrency": load.in_flight,
@@ -292,13 +293,13 @@ def _one(b: Body, conc: int, hsm: _Server, ech: _Server, args: argparse.Namespac
                  "errors": sum(r[3].failed for r in rounds), "server": dataclasses.asdict(eusage),
                  "load_starts": eres.starts},
         "ratio": round(ratio, 3) if erate else None,
-        "ratio_min": round(ratios[0], 3), "ratio_max": round(ratios[-1], 3),
+        "ratio_min": round(low, 3), "ratio_max": round(high, 3),
         "rounds": [{"rate": round(r[1].per_second * b.items, 1), "echo_rate": round(r[3].per_second * b.items, 1),
                     "ratio": round(r[0], 3)} for r in rounds],
     }
     unit = {"unary": "calls/s", "stream": "msgs/s", "batch": "items/s"}[b.form.value]
     form = f"batch {b.items}" if b.form is Form.BATCH else b.form.value
-    spread = f" ({ratios[0]:.2f}-{ratios[-1]:.2f})" if len(ratios) > 1 else ""
+    spread = f" ({low:.2f}-{high:.2f})" if len(rounds) > 1 else ""
     print(f"  {b.op.value:<13} {form:<10} c={load.in_flight:<3} {rate:>11,.0f} {unit:<8} "
           f"p50 {res.p50_ms:6.2f} p99 {res.p99_ms:7.2f} ms  errors {errors}  "
           f"echo {erate:>11,.0f}  ratio {ratio:.2f}{spread}  cpu {usage.cpu_cores:.2f}", flush=True)
