@@ -107,6 +107,12 @@ class BackendUnavailable(HsmsvcError):
     default_reason = "backend unavailable"
 
 
+class Overloaded(HsmsvcError):
+    """More calls wait for the server's executor than it queues (RESOURCE_EXHAUSTED)."""
+
+    default_reason = "too many calls waiting; retry with backoff"
+
+
 class AlreadyFinalized(HsmsvcError):
     """A one-shot context was used twice: a bug in our code (INTERNAL)."""
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from hsmsvc.api import convert as cv
 from hsmsvc.api.batch import count, item_error
+from hsmsvc.api.runner import Lane
 from hsmsvc.api.status import Observed, rpc, stream_rpc
 from hsmsvc.errors import HsmsvcError, InvalidInput
 from hsmsvc.service import data as uc
@@ -23,10 +24,10 @@ class DataServicer(g.DataServiceServicer):
                                      p.iv, p.aad, bytes(r.plaintext))
         return m.EncryptResponse(ciphertext=ct, iv=iv, key_version=version)
 
-    Encrypt = rpc("DataService.Encrypt")(_encrypt)
-    StreamEncrypt = stream_rpc("DataService.StreamEncrypt", m.StreamEncryptResponse)(_encrypt)
+    Encrypt = rpc("DataService.Encrypt", Lane.INLINE)(_encrypt)
+    StreamEncrypt = stream_rpc("DataService.StreamEncrypt", m.StreamEncryptResponse, Lane.INLINE)(_encrypt)
 
-    @rpc("DataService.Decrypt")
+    @rpc("DataService.Decrypt", Lane.INLINE)
     def Decrypt(self, r: m.DecryptRequest, c: Caller) -> m.DecryptResponse:
         p = cv.field_params(r.cipher, "cipher", r.HasField("cipher"))
         pt = uc.decrypt(self.s, c, cv.key_ref(r.key, "key", r.HasField("key")), p.mode, p.padding, p.iv, p.aad,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from hsmsvc.api import convert as cv
 from hsmsvc.api.batch import count, item_error
+from hsmsvc.api.runner import Lane
 from hsmsvc.api.status import Observed, rpc, stream_rpc
 from hsmsvc.errors import HsmsvcError
 from hsmsvc.service import mac as uc
@@ -24,8 +25,8 @@ class MacServicer(g.MacServiceServicer):
         )
         return m.GenerateMacResponse(mac=tag, key_version=version, sign_on_required=sign_on)
 
-    GenerateMac = rpc("MacService.GenerateMac")(_generate)
-    StreamGenerateMac = stream_rpc("MacService.StreamGenerateMac", m.StreamGenerateMacResponse)(_generate)
+    GenerateMac = rpc("MacService.GenerateMac", Lane.INLINE)(_generate)
+    StreamGenerateMac = stream_rpc("MacService.StreamGenerateMac", m.StreamGenerateMacResponse, Lane.INLINE)(_generate)
 
     def _verify(self, r: m.VerifyMacRequest, c: Caller) -> m.VerifyMacResponse:
         ok = uc.verify_mac(
@@ -34,8 +35,8 @@ class MacServicer(g.MacServiceServicer):
         )
         return m.VerifyMacResponse(verified=ok)
 
-    VerifyMac = rpc("MacService.VerifyMac")(_verify)
-    StreamVerifyMac = stream_rpc("MacService.StreamVerifyMac", m.StreamVerifyMacResponse)(_verify)
+    VerifyMac = rpc("MacService.VerifyMac", Lane.INLINE)(_verify)
+    StreamVerifyMac = stream_rpc("MacService.StreamVerifyMac", m.StreamVerifyMacResponse, Lane.INLINE)(_verify)
 
     @rpc("MacService.GenerateMacBatch")
     def GenerateMacBatch(self, r: m.GenerateMacBatchRequest, c: Caller) -> m.GenerateMacBatchResponse:

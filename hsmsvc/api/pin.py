@@ -7,6 +7,7 @@ from typing import Any, Final
 
 from hsmsvc.api import convert as cv
 from hsmsvc.api.batch import count, item_error, items, pans, split, split_even, texts
+from hsmsvc.api.runner import Lane
 from hsmsvc.api.status import Observed, rpc, stream_rpc
 from hsmsvc.errors import HsmsvcError, InvalidInput
 from hsmsvc.hsm.backend import StoredPin, StoredPinMethod
@@ -91,8 +92,9 @@ class PinServicer(g.PinServiceServicer):
         block, version, sign_on = uc.translate_routed(self.s, c, route, bytes(r.pin_block), _pan(r.pan))
         return m.TranslatePinResponse(pin_block=block, destination_key_version=version, sign_on_required=sign_on)
 
-    TranslatePin = rpc("PinService.TranslatePin")(_translate)
-    StreamTranslatePin = stream_rpc("PinService.StreamTranslatePin", m.StreamTranslatePinResponse)(_translate)
+    TranslatePin = rpc("PinService.TranslatePin", Lane.INLINE)(_translate)
+    StreamTranslatePin = stream_rpc("PinService.StreamTranslatePin", m.StreamTranslatePinResponse,
+                                    Lane.INLINE)(_translate)
 
     @rpc("PinService.TranslatePinBatch")
     def TranslatePinBatch(self, r: m.TranslatePinBatchRequest, c: Caller) -> m.TranslatePinBatchResponse:
@@ -127,8 +129,8 @@ class PinServicer(g.PinServiceServicer):
                            cv.PIN_FORMAT.get(r.format, "format"), bytes(r.pin_block), _pan(r.pan), check)
         return m.VerifyPinResponse(verified=ok)
 
-    VerifyPin = rpc("PinService.VerifyPin")(_verify)
-    StreamVerifyPin = stream_rpc("PinService.StreamVerifyPin", m.StreamVerifyPinResponse)(_verify)
+    VerifyPin = rpc("PinService.VerifyPin", Lane.TRANSACTION)(_verify)
+    StreamVerifyPin = stream_rpc("PinService.StreamVerifyPin", m.StreamVerifyPinResponse, Lane.TRANSACTION)(_verify)
 
     @rpc("PinService.VerifyPinBatch")
     def VerifyPinBatch(self, r: m.VerifyPinBatchRequest, c: Caller) -> m.VerifyPinBatchResponse:

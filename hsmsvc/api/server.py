@@ -2,7 +2,8 @@
 
 asyncio was chosen by measurement: on this machine an asyncio server handled
 about 13.6k unary calls/s against 7.5-8k for the thread-pool server
-(``platform-notes.md``). Use cases are short and run on the event loop.
+(``platform-notes.md``). Use cases that may wait run on a bounded executor;
+the hot path's short ones try the event loop first (``api/runner.py``).
 
 Shutdown order on SIGTERM or SIGINT: health goes NOT_SERVING, in-flight calls
 drain for the grace period, then the backend closes (PKCS#11 logout) and the
@@ -32,6 +33,7 @@ from hsmsvc.api.logs import ACCESS
 from hsmsvc.api.mac import MacServicer
 from hsmsvc.api.metrics import Metrics
 from hsmsvc.api.pin import PinServicer
+from hsmsvc.api.runner import Runner
 from hsmsvc.api.status import Dispatch, Observed
 from hsmsvc.errors import HsmsvcError, InvalidInput, PermissionDenied
 from hsmsvc.hsm.backend import Backend
@@ -123,6 +125,7 @@ class Running:
     services: Services
     metrics: Metrics
     config: ServerConfig
+    runner: Runner
     meter: UseMeter | None = None
     _monitor: asyncio.Task[None] | None = None
 
@@ -131,6 +134,7 @@ class Running:
         await self.server.stop(self.config.shutdown_grace_seconds)
         if self._monitor is not None:
             self._monitor.cancel()
+        await asyncio.to_thread(self.runner.close)
         if self.meter is not None:
             self.meter.close()
         self.metrics.close()
@@ -187,7 +191,9 @@ async def start(config: ServerConfig, backend: Backend | None = None) -> Running
     services = Services(store, backend, policy, config.attempts, meter)
     meter.attach(services)
     metrics.count_key_uses(meter.uses)
-    observed = Observed(resolve, metrics.record)
+    # Use cases try the event loop first only where the backend is in this process.
+    runner = Runner(config.executor_threads, config.executor_queue, inline=config.backend.kind == "soft")
+    observed = Observed(resolve, metrics.record, runner)
 
     server = grpc.aio.server(options=[
         ("grpc.max_receive_message_length", _MAX_MESSAGE),
@@ -227,7 +233,7 @@ async def start(config: ServerConfig, backend: Backend | None = None) -> Running
     for n in ("", *SERVICE_NAMES):
         await health_servicer.set(n, health_pb2.HealthCheckResponse.SERVING)
     metrics_port = metrics.serve(config.metrics_listen) if config.metrics_listen else None
-    running = Running(server, port, metrics_port, health_servicer, services, metrics, config, meter)
+    running = Running(server, port, metrics_port, health_servicer, services, metrics, config, runner, meter)
     running._monitor = asyncio.create_task(_monitor_backend(running))
     log.info("serving", extra={"port": port, "metrics_port": metrics_port, "tls": not config.insecure_dev,
                                "lmk_kcv": backend.lmk_kcv().hex().upper(), "principals": len(policy)})

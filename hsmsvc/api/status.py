@@ -22,6 +22,8 @@ from grpc import StatusCode
 
 from hsmsvc import errors
 from hsmsvc.api.logs import ACCESS, REQUEST_ID
+from hsmsvc.api.runner import InlineState, Lane, Runner
+from hsmsvc.loopguard import WouldBlock
 from hsmsvc.service.context import Caller
 
 __all__ = ["CODES", "Dispatch", "Observed", "code_for", "message_for", "request_id", "rpc", "stream_rpc"]
@@ -38,6 +40,7 @@ CODES: Final[tuple[tuple[type[errors.HsmsvcError], StatusCode], ...]] = (
     (errors.Unsupported, StatusCode.FAILED_PRECONDITION),
     (errors.PermissionDenied, StatusCode.PERMISSION_DENIED),
     (errors.AttemptsExceeded, StatusCode.RESOURCE_EXHAUSTED),
+    (errors.Overloaded, StatusCode.RESOURCE_EXHAUSTED),
     (errors.BackendUnavailable, StatusCode.UNAVAILABLE),
     # A verification failure that reaches here was not turned into a result by
     # its use case (a KCV mismatch on import): the request's data is wrong.
@@ -58,11 +61,13 @@ def message_for(e: errors.HsmsvcError) -> str:
 
 
 class Observed:
-    """Per-call bookkeeping every servicer needs: metrics and the principal lookup."""
+    """Per-call bookkeeping every servicer needs: metrics, the principal lookup, and where use cases run."""
 
-    def __init__(self, principal: Callable[[Any], Any], record: Callable[[str, str, float], None]) -> None:
+    def __init__(self, principal: Callable[[Any], Any], record: Callable[[str, str, float], None],
+                 runner: Runner) -> None:
         self.principal = principal
         self.record = record
+        self.runner = runner
 
 
 R = TypeVar("R")
@@ -126,14 +131,29 @@ class Dispatch(grpc.GenericRpcHandler):
         return None
 
 
-def rpc(method: str) -> Callable[[Callable[[Any, Any, Caller], R]], Callable[[Any, Any, Any], Awaitable[R]]]:
+async def _run(lane: Lane, state: InlineState | None, runner: Runner, fn: Callable[[Any, Any, Caller], R],
+               servicer: Any, request: Any, caller: Caller) -> R:
+    """``fn`` on the loop when its lane is INLINE and it needs no I/O, else on its lane's executor."""
+    if state is not None and runner.first_inline(state):
+        try:
+            return runner.call(state, fn, servicer, request, caller)
+        except WouldBlock:
+            pass
+    return await runner.offload(lane, fn, servicer, request, caller)
+
+
+def rpc(method: str, lane: Lane = Lane.OTHER,
+        ) -> Callable[[Callable[[Any, Any, Caller], R]], Callable[[Any, Any, Any], Awaitable[R]]]:
     """Wrap a unary handler ``fn(self, request, caller)``: identity, authorization, errors, metrics, log.
 
     A unary RPC and its stream form share one ``fn``: ``Foo = rpc("S.Foo")(_foo)`` and
-    ``StreamFoo = stream_rpc("S.StreamFoo", ...)(_foo)``.
+    ``StreamFoo = stream_rpc("S.StreamFoo", ...)(_foo)``. ``lane`` says where the use
+    case runs (``api/runner.py``).
     """
 
     def deco(fn: Callable[[Any, Any, Caller], R]) -> Callable[[Any, Any, Any], Awaitable[R]]:
+        state = InlineState() if lane is Lane.INLINE else None
+
         async def handler(self: Any, request: Any, context: Any) -> R:
             rid, token = _call_id(context)
             started = perf_counter()
@@ -145,7 +165,14 @@ def rpc(method: str) -> Callable[[Callable[[Any, Any, Caller], R]], Callable[[An
                 principal = self.observed.principal(context)
                 principal_name = principal.name
                 principal.require_call(method)
-                return fn(self, request, Caller(principal, method, rid))
+                caller = Caller(principal, method, rid)
+                runner: Runner = self.observed.runner
+                if state is not None and runner.first_inline(state):
+                    try:
+                        return runner.call(state, fn, self, request, caller)
+                    except WouldBlock:
+                        pass
+                return await runner.offload(lane, fn, self, request, caller)
             except errors.HsmsvcError as e:
                 status = code_for(e)
                 code = status.name
@@ -172,7 +199,7 @@ def rpc(method: str) -> Callable[[Callable[[Any, Any, Caller], R]], Callable[[An
 
 
 def stream_rpc(
-    method: str, response: Callable[..., Any],
+    method: str, response: Callable[..., Any], lane: Lane = Lane.OTHER,
 ) -> Callable[[Callable[[Any, Any, Caller], Any]], Callable[[Any, Any, Any], AsyncIterator[Any]]]:
     """Wrap a per-message handler ``fn(self, request, caller)`` as a bidi stream of ``response``.
 
@@ -183,6 +210,8 @@ def stream_rpc(
     """
 
     def deco(fn: Callable[[Any, Any, Caller], Any]) -> Callable[[Any, Any, Any], AsyncIterator[Any]]:
+        state = InlineState() if lane is Lane.INLINE else None
+
         async def handler(self: Any, requests: Any, context: Any) -> AsyncIterator[Any]:
             rid, token = _call_id(context)
             started = perf_counter()
@@ -193,9 +222,11 @@ def stream_rpc(
                 principal_name = principal.name
                 principal.require_call(method)
                 caller = Caller(principal, method, rid)
+                runner: Runner = self.observed.runner
                 async for q in requests:
                     try:
-                        out = response(correlation_id=q.correlation_id, response=fn(self, q.request, caller))
+                        out = response(correlation_id=q.correlation_id,
+                                       response=await _run(lane, state, runner, fn, self, q.request, caller))
                     except errors.HsmsvcError as e:
                         out = response(correlation_id=q.correlation_id, code=code_for(e).value[0],
                                        message=message_for(e))

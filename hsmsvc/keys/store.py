@@ -36,6 +36,7 @@ from hsmsvc.errors import (
     PermissionDenied,
 )
 from hsmsvc.hsm.backend import Backend, KeyCryptogram, KeySpec
+from hsmsvc.loopguard import may_block
 from hsmsvc.keys import audit as _audit
 from hsmsvc.keys.model import AuditEvent, Ceremony, CeremonyState, StoredKey, SyncState
 from hsmsvc.keys.schema import audit as audit_t
@@ -136,6 +137,7 @@ class KeyStore:
             conn.commit()
 
     def _connect(self) -> Connection:
+        may_block()
         try:
             return self._engine.connect()
         except OperationalError:
@@ -153,6 +155,7 @@ class KeyStore:
         switch of isolation level there and back (222 to 156 us of CPU per read
         here). A read that fails lets its connection go.
         """
+        may_block()
         if self._sqlite:
             with self._connect() as conn:
                 conn.info["single_read"] = True

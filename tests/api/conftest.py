@@ -137,9 +137,12 @@ window_seconds = 3600
 
 
 def launch(d: Path, url: str, sealed_file: Path, srv: Identity, ca: TestCA, extra: str = "",
-           passphrase: str = PASSPHRASE) -> tuple[subprocess.Popen[bytes], dict[str, Any]]:
-    """Run ``hsmsvc serve`` from a config written into ``d`` (policy.toml beside it); wait until ready."""
-    (d / "hsmsvc.toml").write_text(f"""
+           passphrase: str = PASSPHRASE, top: str = "") -> tuple[subprocess.Popen[bytes], dict[str, Any]]:
+    """Run ``hsmsvc serve`` from a config written into ``d`` (policy.toml beside it); wait until ready.
+
+    ``top`` holds top-level settings; ``extra`` follows the ``[backend]`` table.
+    """
+    (d / "hsmsvc.toml").write_text(f"""{top}
 listen = "127.0.0.1:0"
 metrics_listen = "127.0.0.1:0"
 store = "{url}"

@@ -1,0 +1,154 @@
+"""A slow dependency delays only its own calls (issue 26): a real server on PostgreSQL, with
+its executor cut to two threads and two waiting calls per lane so the bounds show.
+
+Every PIN answer is checked with pyca/cryptography (tests/api/independent.py).
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import threading
+import time
+from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import grpc
+import psycopg
+import pytest
+
+from hsmsvc.hsm.backend import KeySpec
+from hsmsvc.hsm.soft import sealed
+from hsmsvc.hsm.soft.backend import SoftBackend
+from hsmsvc.keys.hierarchy import KeyManager
+from hsmsvc.keys.store import KeyStore
+from hsmsvc.types import Algorithm, KeyType, KeyUsage, ModeOfUse
+from hsmsvc.v1 import key_service_pb2 as key_pb
+from hsmsvc.v1 import pin_service_pb2 as pin_pb
+from hsmsvc.v1 import types_pb2 as pb
+from hsmsvc_client import Client, ClientError
+from tests import pg
+from tests.api import independent as ind
+from tests.api.conftest import PASSPHRASE, POLICY, _form, launch, stop, template
+from tools.bench.pki import ThrowawayCA
+
+PAN = "4012345678909"
+LIMIT = 120
+SETTINGS = "executor_threads = 2\nexecutor_queue = 2\n"
+BATCH_JOB = """
+[[principals]]
+name = "batch-job"
+roles = ["operator"]
+keys = ["iso.*"]
+"""
+ATTEMPTS = f"\n[attempts]\nper_pan = 3\nper_principal = {LIMIT}\nwindow_seconds = 3600\n"
+
+
+@dataclass
+class Server:
+    url: str
+    tpk: bytes
+    zpk: bytes
+    operator: Client
+    manager: Client
+    batcher: Client
+
+
+@pytest.fixture(scope="module")
+def srv(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    d = tmp_path_factory.mktemp("isolation")
+    ca = ThrowawayCA(d)
+    ids = {n: ca.issue(n) for n in ("core-banking", "key-manager", "batch-job")}
+    cert = ca.issue("hsmsvc-server", server=True)
+    sealed_file = d / "lmk.sealed"
+    sealed_file.write_bytes(sealed.seal(Algorithm.AES_256, secrets.token_bytes(32), PASSPHRASE.encode(),
+                                        sealed.ScryptParams(log2_n=14)))
+    (d / "policy.toml").write_text(POLICY + BATCH_JOB)
+    with pg.throwaway_db() as url:
+        backend = SoftBackend.from_sealed(sealed_file, PASSPHRASE.encode())
+        store = KeyStore(url, backend)
+        store.migrate()
+        km = KeyManager(store, backend, "test-setup")
+        E = ModeOfUse.ENCRYPT_DECRYPT
+        tpk = _form(km, KeySpec("iso.tpk", 1, KeyType.TPK, Algorithm.TDES_2KEY, KeyUsage.PIN_ENCRYPTION, E))
+        zpk = _form(km, KeySpec("iso.zpk", 1, KeyType.ZPK, Algorithm.TDES_2KEY, KeyUsage.PIN_ENCRYPTION, E))
+        store.close()
+        backend.close()
+        proc, info = launch(d, url, sealed_file, cert, ca, ATTEMPTS, top=SETTINGS)
+
+        def client(name: str) -> Client:
+            from hsmsvc_client import ClientTls
+
+            i = ids[name]
+            return Client(f"127.0.0.1:{info['port']}", ClientTls(ca.ca_file, i.cert, i.key, "localhost"),
+                          deadline=30.0, retries=0)
+
+        s = Server(url, tpk, zpk, client("core-banking"), client("key-manager"), client("batch-job"))
+        try:
+            yield s
+        finally:
+            for c in (s.operator, s.manager, s.batcher):
+                c.close()
+            stop(proc, d / "server.log")
+
+
+def _translate(s: Server) -> float:
+    """One TranslatePin, checked independently; returns its latency in seconds."""
+    pin = f"{secrets.randbelow(10**6):06d}"
+    started = time.perf_counter()
+    out = s.operator.translate_pin("iso.tpk", "iso.zpk", ind.tdes_ecb(s.tpk, ind.iso0(pin, PAN)), pan=PAN)
+    took = time.perf_counter() - started
+    assert ind.decode_iso0(ind.tdes_ecb(s.zpk, out, decrypt=True), PAN) == pin
+    return took
+
+
+def _p99(samples: list[float]) -> float:
+    return sorted(samples)[int(len(samples) * 0.99) - 1]
+
+
+def _generate(s: Server) -> key_pb.GenerateKeyResponse:
+    kid = f"iso.dek-{secrets.token_hex(4)}"
+    return s.manager.keys.GenerateKey(key_pb.GenerateKeyRequest(template=template(
+        kid, pb.KEY_TYPE_DEK, pb.ALGORITHM_AES_128, pb.KEY_USAGE_DATA, pb.MODE_OF_USE_ENCRYPT_DECRYPT)))
+
+
+def _waiting_on_locks(url: str, n: int) -> None:
+    """Until ``n`` of the server's sessions wait on a lock."""
+    admin = url.replace("postgresql+psycopg://", "postgresql://")
+    deadline = time.monotonic() + 10
+    with psycopg.connect(admin, autocommit=True) as c:
+        while time.monotonic() < deadline:
+            row = c.execute("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'").fetchone()
+            if row is not None and row[0] >= n:
+                return
+            time.sleep(0.02)
+    raise AssertionError(f"{n} sessions never waited on the lock")
+
+
+def test_a_stalled_store_write_delays_only_its_own_calls_and_the_queue_is_bounded(srv: Server) -> None:
+    """Key writes stalled on a locked audit table hold the key-management lane; translations go on
+    (p99 under 100 ms, every answer right); past the lane's bound a call is refused at once."""
+    for _ in range(20):
+        _translate(srv)  # warm: the route and both keys are cached
+    admin = srv.url.replace("postgresql+psycopg://", "postgresql://")
+    with psycopg.connect(admin) as locker, ThreadPoolExecutor(4) as pool:
+        locker.execute("LOCK TABLE audit IN EXCLUSIVE MODE")  # reads go on, audited writes wait
+        stalled: list[Future[key_pb.GenerateKeyResponse]] = [pool.submit(_generate, srv) for _ in range(2)]
+        _waiting_on_locks(srv.url, 2)
+        queued = [pool.submit(_generate, srv) for _ in range(2)]
+        deadline = time.monotonic() + 5
+        while not all(f.running() for f in queued) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        time.sleep(0.5)  # both queued calls have reached the server (loopback: well under a millisecond)
+        started = time.monotonic()
+        with pytest.raises(ClientError) as refused:
+            _generate(srv)
+        assert refused.value.code is grpc.StatusCode.RESOURCE_EXHAUSTED
+        assert time.monotonic() - started < 1.0
+        latencies = [_translate(srv) for _ in range(300)]
+        assert _p99(latencies) < 0.1, f"p99 {_p99(latencies) * 1000:.1f} ms while key writes stall"
+        locker.rollback()
+        for f in stalled + queued:
+            assert f.result(30).key.state == pb.KEY_STATE_ACTIVE
