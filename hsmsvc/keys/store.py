@@ -650,21 +650,25 @@ class KeyStore:
 
     def record_failure(self, subjects: list[str], window: timedelta, ev: AuditEvent) -> None:
         """Count one failure against each subject, audited in the same transaction."""
+        self.record_failures(dict.fromkeys(subjects, 1), window, ev)
+
+    def record_failures(self, counts: dict[str, int], window: timedelta, ev: AuditEvent) -> None:
+        """Add ``counts[subject]`` failures to each subject in one transaction with its audit row."""
         now = _now()
 
         def change(conn: Connection) -> None:
-            for subject in subjects:
+            for subject, n in counts.items():
                 row = conn.execute(
                     select(attempts_t).where(attempts_t.c.subject == subject).with_for_update()
                 ).first()
                 if row is None:
-                    conn.execute(attempts_t.insert().values(subject=subject, failures=1, window_start=now))
+                    conn.execute(attempts_t.insert().values(subject=subject, failures=n, window_start=now))
                 elif _utc(row.window_start) <= now - window:  # type: ignore[operator]
                     conn.execute(update(attempts_t).where(attempts_t.c.subject == subject)
-                                 .values(failures=1, window_start=now))
+                                 .values(failures=n, window_start=now))
                 else:
                     conn.execute(update(attempts_t).where(attempts_t.c.subject == subject)
-                                 .values(failures=attempts_t.c.failures + 1))
+                                 .values(failures=attempts_t.c.failures + n))
 
         self._write(change, ev)
 

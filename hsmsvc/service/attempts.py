@@ -14,11 +14,11 @@ import time
 from collections.abc import Sequence
 
 from hsmsvc.errors import AttemptsExceeded, InvalidInput
-from hsmsvc.keys.model import AuditEvent
+from hsmsvc.keys.model import AuditEvent, StoredKey
 from hsmsvc.redact import mask_pan
 from hsmsvc.service.context import Caller, Services
 
-__all__ = ["AttemptGuard", "check_principal", "principal_subject"]
+__all__ = ["AttemptGuard", "check_principal", "count_failures", "failures_left", "principal_subject"]
 
 
 def principal_subject(name: str) -> str:
@@ -122,3 +122,26 @@ def check_principal(s: Services, caller: Caller) -> None:
     if s.store.failures([subject], s.limits.window).get(subject, 0) >= s.limits.per_principal:
         raise AttemptsExceeded("principal", "too many failed PIN checks; try later")
     s.attempt_cache[name] = time.monotonic() + 1.0
+
+
+def failures_left(s: Services, caller: Caller) -> int:
+    """How many more failures the principal may have now, read from the store (not trusted)."""
+    subject = principal_subject(caller.principal.name)
+    return s.limits.per_principal - s.store.failures([subject], s.limits.window).get(subject, 0)
+
+
+def count_failures(s: Services, caller: Caller, pans: Sequence[str | None], *, key: StoredKey, what: str) -> None:
+    """Count a run's failed items in one store write: each against the principal and its card,
+    with one audit row for the run."""
+    name = caller.principal.name
+    counts = {principal_subject(name): len(pans)}
+    present = [p for p in pans if p]
+    for h in s.backend.pan_hashes(present) if present else ():
+        card = "pan:" + h.hex()
+        counts[card] = counts.get(card, 0) + 1
+    s.store.record_failures(
+        counts, s.limits.window,
+        AuditEvent(name, f"pin.{what}.failed", key.key_id, key.version,
+                   (("method", caller.method), ("failures", str(len(pans))), ("request_id", caller.request_id))),
+    )
+    s.attempt_cache.pop(name, None)

@@ -20,7 +20,7 @@ from hsmsvc.errors import AttemptsExceeded, HsmsvcError, InvalidInput, InvalidPi
 from hsmsvc.hsm.backend import OneTimeKey, PinBatch, PinKey, PinTranslator, StoredPin
 from hsmsvc.hsm.policy import Operation
 from hsmsvc.keys.model import KeyRef, StoredKey
-from hsmsvc.service.attempts import AttemptGuard, check_principal, principal_subject
+from hsmsvc.service.attempts import AttemptGuard, check_principal, count_failures, failures_left, principal_subject
 from hsmsvc.service.context import Caller, Services
 from hsmsvc.types import Algorithm, KeyType, KeyUsage, PinBlockFormat
 
@@ -193,19 +193,41 @@ def translate_pin_batch(
     pin_blocks: bytes,
     pans: Sequence[str | None],
 ) -> tuple[PinBatch, int]:
-    """Translate blocks packed back to back, one per PAN, under one key pair."""
+    """Translate blocks packed back to back, one per PAN, under one key pair.
+
+    The backend gets runs of no more items than the principal has failures left,
+    so a batch never takes it past its limit; each run's failures are counted in
+    one store write before the next run is formed, and once the limit is reached
+    the remaining items are refused without being deciphered.
+    """
     src = s.key(caller, source, Operation.PIN_DECRYPT, "source_key")
     dst = s.key(caller, destination, Operation.PIN_ENCRYPT, "destination_key")
-    check_principal(s, caller)
-    out = s.backend.translate_pins(pin_blocks, src.cryptogram, source_format, dst.cryptogram,
-                                   destination_format, pans)
-    for i, e in out.errors:
-        if isinstance(e, InvalidPinBlock):
-            AttemptGuard(s, caller, pans[i]).failed(src.key_id, src.version, "translate")
-    n = len(pans) - len(out.errors)
-    s.observer.key_used(src, n)
-    s.observer.key_used(dst, n)
-    return out, dst.version
+    size, out_size, n = source_format.block_size, destination_format.block_size, len(pans)
+    if len(pin_blocks) != size * n:
+        raise InvalidInput("pin_blocks", f"one {size}-byte block per PAN")
+    out = bytearray()
+    errors: list[tuple[int, HsmsvcError]] = []
+    start = 0
+    while start < n:
+        left = failures_left(s, caller)
+        if left <= 0:
+            refused = AttemptsExceeded("principal", "too many failed PIN checks; try later")
+            errors.extend((i, refused) for i in range(start, n))
+            out += bytes(out_size * (n - start))
+            break
+        end = min(n, start + left)
+        run = s.backend.translate_pins(pin_blocks[start * size:end * size], src.cryptogram, source_format,
+                                       dst.cryptogram, destination_format, pans[start:end])
+        out += run.blocks
+        errors.extend((start + i, e) for i, e in run.errors)
+        failed = [start + i for i, e in run.errors if isinstance(e, InvalidPinBlock)]
+        if failed:
+            count_failures(s, caller, [pans[i] for i in failed], key=src, what="translate")
+        start = end
+    n_ok = n - len(errors)
+    s.observer.key_used(src, n_ok)
+    s.observer.key_used(dst, n_ok)
+    return PinBatch(bytes(out), tuple(errors)), dst.version
 
 
 def verify_pin(

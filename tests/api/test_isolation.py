@@ -152,3 +152,56 @@ def test_a_stalled_store_write_delays_only_its_own_calls_and_the_queue_is_bounde
         locker.rollback()
         for f in stalled + queued:
             assert f.result(30).key.state == pb.KEY_STATE_ACTIVE
+
+
+def _bad_batch(s: Server, n: int) -> pin_pb.TranslatePinBatchResponse:
+    pans = [PAN] * n
+    # Random blocks under the TPK: each fails the format 0 checks after decryption (a valid
+    # one by chance is counted below and only tightens the bound).
+    return s.batcher.pins.TranslatePinBatch(pin_pb.TranslatePinBatchRequest(
+        source_key=pb.KeyRef(key_id="iso.tpk"), source_format=pb.PIN_BLOCK_FORMAT_ISO_0,
+        destination_key=pb.KeyRef(key_id="iso.zpk"), destination_format=pb.PIN_BLOCK_FORMAT_ISO_0,
+        pin_blocks=secrets.token_bytes(8 * n), pans=pans))
+
+
+def _principal_failures(url: str, name: str) -> int:
+    admin = url.replace("postgresql+psycopg://", "postgresql://")
+    with psycopg.connect(admin) as c:
+        row = c.execute("SELECT failures FROM pin_attempts WHERE subject = %s", (f"principal:{name}",)).fetchone()
+    return 0 if row is None else int(row[0])
+
+
+def test_a_bad_batch_stops_at_the_principals_limit_in_one_write_and_freezes_nothing(srv: Server) -> None:
+    """10,000 bad blocks: exactly the principal's remaining failures are deciphered and counted
+    (one store write for the run), the rest refused undeciphered; translations meanwhile keep a
+    p99 under 100 ms."""
+    done = threading.Event()
+    latencies: list[float] = []
+
+    def load() -> None:
+        while not done.is_set():
+            latencies.append(_translate(srv))
+
+    t = threading.Thread(target=load)
+    t.start()
+    try:
+        started = time.monotonic()
+        r = _bad_batch(srv, 10_000)
+        took = time.monotonic() - started
+    finally:
+        done.set()
+        t.join()
+    invalid = [e for e in r.errors if e.code == grpc.StatusCode.INVALID_ARGUMENT.value[0]]
+    refused = [e for e in r.errors if e.code == grpc.StatusCode.RESOURCE_EXHAUSTED.value[0]]
+    assert len(invalid) == LIMIT and len(refused) == 10_000 - LIMIT - (10_000 - len(r.errors))
+    assert [e.index for e in refused] == list(range(10_000 - len(refused), 10_000))
+    assert _principal_failures(srv.url, "batch-job") == LIMIT
+    assert took < 5.0, f"the batch took {took:.1f} s"
+    assert latencies and _p99(latencies) < 0.1, f"p99 {_p99(latencies) * 1000:.1f} ms beside the batch"
+    again = _bad_batch(srv, 100)
+    assert [e.code for e in again.errors] == [grpc.StatusCode.RESOURCE_EXHAUSTED.value[0]] * 100
+    admin = srv.url.replace("postgresql+psycopg://", "postgresql://")
+    with psycopg.connect(admin) as c:
+        rows = c.execute("SELECT detail FROM audit WHERE action = 'pin.translate.failed' "
+                         "AND actor = 'batch-job'").fetchall()
+    assert len(rows) == 1 and json.loads(rows[0][0])["failures"] == str(LIMIT)
