@@ -71,8 +71,8 @@ def sites(tmp_path: Path) -> Iterator[tuple[Services, Services, UseMeter]]:
 
 def test_zone_mak_at_its_limit_changes_at_both_sites_unasked(sites: tuple[Services, Services, UseMeter]) -> None:
     core, branch, _ = sites
-    notice, confirmed = keysync.start_key_change(core, CALLER, SETTINGS, ZONE, courier=Branch(branch))
-    assert confirmed and {k.version for k in notice.keys} == {1}
+    notice, delivery = keysync.start_key_change(core, CALLER, SETTINGS, ZONE, courier=Branch(branch))
+    assert delivery.confirmed and {k.version for k in notice.keys} == {1}
     for _ in range(4):
         tag, version, _ = mac.generate_mac(core, CALLER, KeyRef(f"{ZONE}.mak"), MacAlgorithm.ISO9797_ALG3,
                                            Padding.METHOD_1, b"message")

@@ -75,7 +75,7 @@ def confirmation_from_pb(p: m.KeyChangeConfirmation, has: bool = True) -> uc.Con
 class PeerCourier:
     """Delivers notices to each zone's peer over mTLS, with this server's own certificate."""
 
-    def __init__(self, peers: Mapping[str, PeerConfig], tls: TlsConfig | None, timeout: float = 10.0) -> None:
+    def __init__(self, peers: Mapping[str, PeerConfig], tls: TlsConfig | None, timeout: float = 5.0) -> None:
         self._peers = peers
         self._tls = tls
         self._timeout = timeout
@@ -96,8 +96,8 @@ class PeerCourier:
             r = g.KeySyncServiceStub(channel).ApplyKeyChange(
                 m.ApplyKeyChangeRequest(notice=notice_to_pb(notice)), timeout=self._timeout)
         except grpc.RpcError as e:
-            # The peer's refusal is reported as unavailable: this site cannot tell
-            # a transport fault from a refusal it must not act on.
+            # A transport fault and the peer's refusal alike: the change is not confirmed
+            # (service.keysync.start_key_change reports it in the answer).
             raise BackendUnavailable("peer", f"{peer.address}: {e.code().name}: {e.details()}") from None
         finally:
             channel.close()
@@ -117,9 +117,10 @@ class KeySyncServicer(g.KeySyncServiceServicer):
         types = [cv.KEY_TYPE.get(t, "key_types") for t in r.key_types]
         if r.deliver and self.courier is None:
             raise InvalidInput("deliver", "no peers are configured on this server")
-        notice, confirmed = uc.start_key_change(self.s, c, self.settings, cv.text(r.zone, "zone", 64), types,
-                                                self.courier if r.deliver else None)
-        return m.StartKeyChangeResponse(notice=notice_to_pb(notice), confirmed=confirmed)
+        notice, delivery = uc.start_key_change(self.s, c, self.settings, cv.text(r.zone, "zone", 64), types,
+                                               self.courier if r.deliver else None)
+        return m.StartKeyChangeResponse(notice=notice_to_pb(notice), confirmed=delivery.confirmed,
+                                        delivery_error=delivery.error)
 
     @rpc("KeySyncService.ApplyKeyChange")
     def ApplyKeyChange(self, r: m.ApplyKeyChangeRequest, c: Caller) -> m.ApplyKeyChangeResponse:

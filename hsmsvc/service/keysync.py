@@ -17,6 +17,7 @@ transaction with its audit row.
 from __future__ import annotations
 
 import base64
+import logging
 import dataclasses
 import hashlib
 import struct
@@ -25,7 +26,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Final, Mapping, Protocol, Sequence
 
 from hsmsvc.crypto import _compare
-from hsmsvc.errors import InvalidInput, KeyNotFound, KeyStateError, VerificationFailed
+from hsmsvc.errors import BackendUnavailable, InvalidInput, KeyNotFound, KeyStateError, VerificationFailed
 from hsmsvc.hsm.backend import KeySpec
 from hsmsvc.hsm.policy import Operation
 from hsmsvc.keys.hierarchy import require_legacy_opt_in
@@ -33,9 +34,12 @@ from hsmsvc.keys.model import NAME, AuditEvent, KeyRef, StoredKey, SyncState
 from hsmsvc.service.context import Caller, Services
 from hsmsvc.types import Algorithm, Exportability, KeyState, KeyType, KeyUsage, ModeOfUse
 
+log = logging.getLogger("hsmsvc.keysync")
+
 __all__ = [
     "Confirmation",
     "Courier",
+    "Delivery",
     "NoticeKey",
     "KeyChangeNotice",
     "Rotation",
@@ -204,6 +208,15 @@ def _retire(versions: Sequence[StoredKey], new_version: int, at: datetime) -> li
 # -- core ------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class Delivery:
+    """How a notice's delivery to the zone's peer went."""
+
+    confirmed: bool
+    error: str = ""
+    """Why it was not confirmed: the peer's fault, never the caller's, so not a status of the call."""
+
+
 def start_key_change(
     s: Services,
     caller: Caller,
@@ -211,11 +224,14 @@ def start_key_change(
     zone: str,
     key_types: Sequence[KeyType] = (),
     courier: Courier | None = None,
-) -> tuple[KeyChangeNotice, bool]:
+) -> tuple[KeyChangeNotice, Delivery]:
     """Make the zone's next key versions (PENDING) and the notice; deliver and confirm if a courier is given.
 
     A change still awaiting confirmation is returned again, unchanged, so a
-    lost notice can be resent without a second change.
+    lost notice can be resent without a second change. A delivery that fails
+    leaves the change made and awaiting confirmation, and says why: the call
+    itself succeeded, and a client that retried it as UNAVAILABLE would only
+    wait on the peer again.
     """
     zmk = _zmk(s, caller, zone, "zone")
     state = s.store.sync_state(zone, "core")
@@ -224,9 +240,16 @@ def start_key_change(
     else:
         notice = _new_notice(s, caller, settings, zmk, zone, key_types, state)
     if courier is None:
-        return notice, False
-    confirm_key_change(s, caller, settings, courier.deliver(notice))
-    return notice, True
+        return notice, Delivery(False)
+    try:
+        confirmation = courier.deliver(notice)
+        confirm_key_change(s, caller, settings, confirmation)
+    except (BackendUnavailable, VerificationFailed, InvalidInput) as e:
+        # Unreachable, timed out or refused by the peer, or its confirmation failed our checks.
+        log.warning("key change not confirmed by the peer",
+                    extra={"zone": zone, "sequence": notice.sequence, "error": str(e)})
+        return notice, Delivery(False, str(e))
+    return notice, Delivery(True)
 
 
 def _new_notice(

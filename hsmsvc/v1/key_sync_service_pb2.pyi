@@ -71,12 +71,14 @@ class StartKeyChangeRequest(_message.Message):
     def __init__(self, zone: _Optional[str] = ..., key_types: _Optional[_Iterable[_Union[_types_pb2.KeyType, str]]] = ..., deliver: _Optional[bool] = ...) -> None: ...
 
 class StartKeyChangeResponse(_message.Message):
-    __slots__ = ("notice", "confirmed")
+    __slots__ = ("notice", "confirmed", "delivery_error")
     NOTICE_FIELD_NUMBER: _ClassVar[int]
     CONFIRMED_FIELD_NUMBER: _ClassVar[int]
+    DELIVERY_ERROR_FIELD_NUMBER: _ClassVar[int]
     notice: KeyChangeNotice
     confirmed: bool
-    def __init__(self, notice: _Optional[_Union[KeyChangeNotice, _Mapping]] = ..., confirmed: _Optional[bool] = ...) -> None: ...
+    delivery_error: str
+    def __init__(self, notice: _Optional[_Union[KeyChangeNotice, _Mapping]] = ..., confirmed: _Optional[bool] = ..., delivery_error: _Optional[str] = ...) -> None: ...
 
 class ApplyKeyChangeRequest(_message.Message):
     __slots__ = ("notice",)

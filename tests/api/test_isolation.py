@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import json
 import secrets
+import signal
+import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -26,6 +28,7 @@ from hsmsvc.keys.hierarchy import KeyManager
 from hsmsvc.keys.store import KeyStore
 from hsmsvc.types import Algorithm, KeyType, KeyUsage, ModeOfUse
 from hsmsvc.v1 import key_service_pb2 as key_pb
+from hsmsvc.v1 import key_sync_service_pb2 as ks
 from hsmsvc.v1 import pin_service_pb2 as pin_pb
 from hsmsvc.v1 import types_pb2 as pb
 from hsmsvc_client import Client, ClientError
@@ -35,6 +38,7 @@ from tests.api.conftest import PASSPHRASE, POLICY, _form, launch, stop, template
 from tools.bench.pki import ThrowawayCA
 
 PAN = "4012345678909"
+ZONE = "iso-zone"
 LIMIT = 120
 SETTINGS = "executor_threads = 2\nexecutor_queue = 2\n"
 BATCH_JOB = """
@@ -54,6 +58,8 @@ class Server:
     operator: Client
     manager: Client
     batcher: Client
+    peer: subprocess.Popen[bytes]
+    """Another hsmsvc, configured as the peer of zone ``iso-zone``."""
 
 
 @pytest.fixture(scope="module")
@@ -66,7 +72,10 @@ def srv(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     sealed_file.write_bytes(sealed.seal(Algorithm.AES_256, secrets.token_bytes(32), PASSPHRASE.encode(),
                                         sealed.ScryptParams(log2_n=14)))
     (d / "policy.toml").write_text(POLICY + BATCH_JOB)
-    with pg.throwaway_db() as url:
+    (d / "peer").mkdir()
+    (d / "peer" / "policy.toml").write_text(POLICY)
+    with pg.throwaway_db() as url, pg.throwaway_db() as peer_url:
+        peer, peer_info = launch(d / "peer", peer_url, sealed_file, cert, ca)
         backend = SoftBackend.from_sealed(sealed_file, PASSPHRASE.encode())
         store = KeyStore(url, backend)
         store.migrate()
@@ -74,9 +83,11 @@ def srv(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
         E = ModeOfUse.ENCRYPT_DECRYPT
         tpk = _form(km, KeySpec("iso.tpk", 1, KeyType.TPK, Algorithm.TDES_2KEY, KeyUsage.PIN_ENCRYPTION, E))
         zpk = _form(km, KeySpec("iso.zpk", 1, KeyType.ZPK, Algorithm.TDES_2KEY, KeyUsage.PIN_ENCRYPTION, E))
+        _form(km, KeySpec("zmk-iso", 1, KeyType.ZMK, Algorithm.AES_128, KeyUsage.KBPK, E, zone=ZONE))
         store.close()
         backend.close()
-        proc, info = launch(d, url, sealed_file, cert, ca, ATTEMPTS, top=SETTINGS)
+        peers = f'\n[peers.{ZONE}]\naddress = "127.0.0.1:{peer_info["port"]}"\nserver_name = "localhost"\n'
+        proc, info = launch(d, url, sealed_file, cert, ca, ATTEMPTS + peers, top=SETTINGS)
 
         def client(name: str) -> Client:
             from hsmsvc_client import ClientTls
@@ -85,13 +96,15 @@ def srv(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
             return Client(f"127.0.0.1:{info['port']}", ClientTls(ca.ca_file, i.cert, i.key, "localhost"),
                           deadline=30.0, retries=0)
 
-        s = Server(url, tpk, zpk, client("core-banking"), client("key-manager"), client("batch-job"))
+        s = Server(url, tpk, zpk, client("core-banking"), client("key-manager"), client("batch-job"), peer)
         try:
             yield s
         finally:
             for c in (s.operator, s.manager, s.batcher):
                 c.close()
             stop(proc, d / "server.log")
+            peer.send_signal(signal.SIGCONT)
+            stop(peer, d / "peer" / "server.log")
 
 
 def _translate(s: Server) -> float:
@@ -205,3 +218,27 @@ def test_a_bad_batch_stops_at_the_principals_limit_in_one_write_and_freezes_noth
         rows = c.execute("SELECT detail FROM audit WHERE action = 'pin.translate.failed' "
                          "AND actor = 'batch-job'").fetchall()
     assert len(rows) == 1 and json.loads(rows[0][0])["failures"] == str(LIMIT)
+
+
+def test_a_stopped_peer_delays_only_its_own_key_change(srv: Server) -> None:
+    """StartKeyChange(deliver) to a SIGSTOPped peer answers within the courier's timeout with the
+    change made and not confirmed (not UNAVAILABLE, which a client would retry); translations
+    meanwhile keep a p99 under 100 ms; asking again resends the same notice."""
+    srv.peer.send_signal(signal.SIGSTOP)
+    try:
+        with ThreadPoolExecutor(1) as pool:
+            started = time.monotonic()
+            change = pool.submit(srv.manager.sync.StartKeyChange, ks.StartKeyChangeRequest(zone=ZONE, deliver=True))
+            latencies = []
+            while not change.done():
+                latencies.append(_translate(srv))
+            r = change.result()
+            took = time.monotonic() - started
+    finally:
+        srv.peer.send_signal(signal.SIGCONT)
+    assert not r.confirmed and r.delivery_error.startswith("peer: ") and "DEADLINE_EXCEEDED" in r.delivery_error
+    assert 4.0 < took < 8.0, f"delivery gave up after {took:.1f} s"
+    assert len(latencies) > 20 and _p99(latencies) < 0.1, f"p99 {_p99(latencies) * 1000:.1f} ms"
+    again = srv.manager.sync.StartKeyChange(ks.StartKeyChangeRequest(zone=ZONE, deliver=True))
+    # The running peer refuses it (it holds no ZMK for the zone): still an answer, same notice.
+    assert not again.confirmed and again.notice.sequence == r.notice.sequence and again.delivery_error
