@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from hsmsvc.errors import PermissionDenied, VerificationFailed
+from hsmsvc.errors import InvalidInput, PermissionDenied, VerificationFailed
 from hsmsvc.hsm.backend import KeyCryptogram
 from hsmsvc.hsm.member import Failure, Member, MemberFailed
 from hsmsvc.hsm.pool import Pool
@@ -291,3 +291,22 @@ def test_calls_go_on_while_a_member_is_stalled_and_stats_answer(tmp_path: Path) 
         stop.set()
         pool.close()
 
+
+def test_call_timeout_comes_from_the_server_config(tmp_path: Path) -> None:
+    from hsmsvc.api import config as api_config
+    from hsmsvc.api.server import open_backend
+
+    soft = softhsm.soft_config(tmp_path)
+    f = tmp_path / "c.toml"
+    f.write_text(f'store = "sqlite:///x.db"\ninsecure_dev = true\n[backend]\nkind = "pool"\ncall_timeout = 2.5\n'
+                 f'[[backend.members]]\nsealed_lmk = "{soft.sealed_lmk}"\npassphrase_env = "{soft.passphrase.env}"\n')
+    cfg = api_config.load(str(f), environ={})
+    assert cfg.backend.call_timeout == 2.5
+    pool = open_backend(cfg)
+    try:
+        assert isinstance(pool, Pool) and pool.call_timeout == 2.5
+    finally:
+        pool.close()
+    f.write_text(f.read_text().replace("2.5", "0"))
+    with pytest.raises(InvalidInput, match="call_timeout"):
+        api_config.load(str(f), environ={})
