@@ -19,6 +19,7 @@ import pytest
 
 from hsmsvc.errors import InvalidInput, PermissionDenied, VerificationFailed
 from hsmsvc.hsm.backend import KeyCryptogram
+from hsmsvc.hsm.config import Pkcs11Config, SoftConfig
 from hsmsvc.hsm.member import Failure, Member, MemberFailed
 from hsmsvc.hsm.pool import Pool
 from hsmsvc.types import Algorithm, KeyType, KeyUsage, PinBlockFormat
@@ -178,9 +179,15 @@ def _state(pid: int | None) -> str:
     return stat[stat.rindex(")") + 2]
 
 
-def test_stalled_member_under_load_fails_over_and_is_replaced(tmp_path: Path) -> None:
-    pool = Pool([softhsm.soft_config(tmp_path), softhsm.soft_config(tmp_path)], call_timeout=TIMEOUT,
-                health_interval=0.2)
+def _members(kind: str, tmp_path: Path) -> list[SoftConfig | Pkcs11Config]:
+    if kind == "soft":
+        return [softhsm.soft_config(tmp_path), softhsm.soft_config(tmp_path)]
+    return [softhsm.config("kill-1"), softhsm.config("kill-2")]
+
+
+@pytest.mark.parametrize("kind", ["soft", "softhsm"])
+def test_stalled_member_under_load_fails_over_and_is_replaced(kind: str, tmp_path: Path) -> None:
+    pool = Pool(_members(kind, tmp_path), call_timeout=TIMEOUT, health_interval=0.2)
     tally, stop = _Tally(), threading.Event()
     threads = [threading.Thread(target=_load, args=(pool, _keys(pool), tally, stop)) for _ in range(2)]
     try:
@@ -291,6 +298,32 @@ def test_calls_go_on_while_a_member_is_stalled_and_stats_answer(tmp_path: Path) 
         stop.set()
         pool.close()
 
+
+
+def test_member_stalled_while_idle_is_found_by_the_probe_and_replaced(tmp_path: Path) -> None:
+    pool = Pool([softhsm.soft_config(tmp_path), softhsm.soft_config(tmp_path)], call_timeout=TIMEOUT,
+                health_interval=0.2)
+    try:
+        k = _keys(pool)
+        victim = pool.stats()[0]
+        assert victim.pid is not None
+        pidfd = os.pidfd_open(victim.pid)
+        try:
+            assert _signal(pidfd, signal.SIGSTOP)
+            # No call is made: the health thread's probe meets the stall and times out.
+            _until("the probe replaces the stopped member", lambda: pool.stats()[0].pid != victim.pid)
+            assert not _signal(pidfd, signal.SIGCONT)
+        finally:
+            os.close(pidfd)
+        pool.wait_healthy(30)
+        stats = pool.stats()
+        assert stats[0].failures == 1 and stats[0].restarts == 1 and stats[1].failures == 0
+        tally = _Tally()
+        for i in range(20):
+            _one_call(pool, k, tally, verify=bool(i % 2))
+        assert tally.errors == [] and tally.wrong == [] and max(tally.latencies) < TIMEOUT / 2
+    finally:
+        pool.close()
 
 def test_call_timeout_comes_from_the_server_config(tmp_path: Path) -> None:
     from hsmsvc.api import config as api_config
