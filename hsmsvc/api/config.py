@@ -26,12 +26,15 @@
     window_seconds = 86400
 
 A pool lists its members as ``[[backend.members]]`` tables of kind soft or
-pkcs11 (``module``, ``token_label``, ``pin_env`` or ``pin_file``). Secrets are
+pkcs11 (``module``, ``token_label``, ``pin_env`` or ``pin_file``); ``[backend]``
+``health_interval`` (2 s) and ``call_timeout`` (10 s: a member that has not
+answered by then is killed and replaced, and the call goes to another). Secrets are
 never in the file: it names the variable or file that holds them.
 """
 
 from __future__ import annotations
 
+import math
 import os
 import tomllib
 from dataclasses import dataclass, field
@@ -60,6 +63,7 @@ class BackendConfig:
     kind: str
     members: tuple[SoftConfig | Pkcs11Config, ...]
     health_interval: float = 2.0
+    call_timeout: float = 10.0  # a pool member silent this long is killed and replaced
 
 
 @dataclass(frozen=True)
@@ -141,7 +145,10 @@ def _backend(d: Mapping[str, Any]) -> BackendConfig:
         members = tuple(_member(m) for m in d.get("members", []))
         if not members:
             raise InvalidInput("backend.members", "at least one member")
-        return BackendConfig("pool", members, float(d.get("health_interval", 2.0)))
+        call_timeout = float(d.get("call_timeout", 10.0))
+        if not 0 < call_timeout < math.inf:
+            raise InvalidInput("backend.call_timeout", "a positive number of seconds")
+        return BackendConfig("pool", members, float(d.get("health_interval", 2.0)), call_timeout)
     return BackendConfig(kind, (_member(d),))
 
 

@@ -91,7 +91,7 @@ def open_backend(config: ServerConfig) -> Backend:
     if b.kind == "pool":
         from hsmsvc.hsm.pool import Pool
 
-        return Pool(list(b.members), health_interval=b.health_interval)
+        return Pool(list(b.members), health_interval=b.health_interval, call_timeout=b.call_timeout)
     return build(b.members[0])
 
 

@@ -1,148 +1,60 @@
-"""A pool of backends, each in its own spawned worker process, with failover.
+"""A pool of backends, each in its own spawned worker process (``hsm/member.py``), with failover.
 
-* Every member is built from a config in a fresh ``spawn`` process (a forked
-  child would inherit a PKCS#11 login; see ``platform-notes.md``) and serves one
-  request at a time over a pipe.
+* Every request carries an id from one counter and its reply must echo it; any
+  other reply is discarded, so no caller ever receives another request's answer.
 * At start, and on every restart, a member must prove the pool's LMK KCV and
   declare the same capabilities, or it is refused.
-* A call goes to the next healthy member in turn. If that member dies, times
-  out or reports ``BackendUnavailable``, its circuit opens and the call is
-  retried on another member: the commands are idempotent (a key generated twice
-  is simply a different key nobody stored), so a retried call loses nothing.
-* A health thread pings open members, restarts dead workers and closes their
-  circuit once they prove the LMK KCV again.
+* A call takes a free healthy member in turn, waiting on a condition (up to the
+  call timeout) only when all are busy: it never queues behind a stalled member
+  while another is free, and calls on different members run in parallel.
+* A member that times out, dies, breaks its pipe or reports ``BackendUnavailable``
+  is killed (SIGKILL, reaped) at once and the call is retried once on another:
+  the commands are idempotent. The killed worker never answers again.
+* A health thread starts fresh workers for killed or dead members (backing off
+  while a start fails) and probes members idle for an interval, with their own ids.
 """
 
 from __future__ import annotations
 
 import itertools
-import multiprocessing as mp
+import logging
+import math
 import threading
 import time
 from dataclasses import dataclass
-from multiprocessing.connection import Connection
 from typing import Any, Sequence
 
 from hsmsvc.errors import BackendUnavailable, HsmsvcError, InvalidInput, PermissionDenied, Unsupported
 from hsmsvc.hsm.backend import (
     Capabilities, FieldParams, KeyCryptogram, KeySpec, PinBatch, PinKey, PinTranslator, StoredPin,
 )
-from hsmsvc.hsm.config import Pkcs11Config, SoftConfig, build
+from hsmsvc.hsm.config import Pkcs11Config, SoftConfig
+from hsmsvc.hsm.member import PING, Failure, Member, MemberFailed
 from hsmsvc.types import Algorithm, MacAlgorithm, Padding, PinBlockFormat
 
 __all__ = ["MemberStats", "Pool"]
 
-_CTX = mp.get_context("spawn")
+log = logging.getLogger("hsmsvc.pool")
 
-
-def _error_state(e: HsmsvcError) -> tuple[str, str, str | None, str]:
-    return (type(e).__module__, type(e).__qualname__, e.field, e.reason)
-
-
-def _rebuild(state: tuple[str, str, str | None, str]) -> HsmsvcError:
-    import hsmsvc.errors as errors
-
-    cls = getattr(errors, state[1], None)
-    if not (isinstance(cls, type) and issubclass(cls, HsmsvcError)):
-        cls = BackendUnavailable
-    e = cls.__new__(cls)
-    HsmsvcError.__init__(e, state[2], state[3])
-    return e
-
-
-def _serve(config: SoftConfig | Pkcs11Config, conn: Connection) -> None:
-    """The worker: build the backend, then answer requests until the pipe closes."""
-    try:
-        backend = build(config)
-    except HsmsvcError as e:
-        conn.send(("err", _error_state(e)))
-        return
-    conn.send(("ready", backend.lmk_kcv(), backend.capabilities))
-    ops = 0
-    while True:
-        try:
-            method, args = conn.recv()
-        except (EOFError, OSError):
-            break
-        if method == "_stats":
-            conn.send(("ok", ops))
-            continue
-        try:
-            result = getattr(backend, method)(*args)
-            ops += 1
-            conn.send(("ok", result))
-        except HsmsvcError as e:
-            conn.send(("err", _error_state(e)))
-        except Exception as e:  # a bug: report it without a traceback or values
-            conn.send(("err", ("", "BackendUnavailable", "hsm", f"internal error {type(e).__name__}")))
-    backend.close()
+_ATTEMPTS = 2  # the first member, then one other
+_MAX_START_BACKOFF = 30.0
 
 
 @dataclass(frozen=True)
 class MemberStats:
+    """One member as the parent sees it; reading these never waits for a worker."""
+
     index: int
     pid: int | None
     healthy: bool
     restarts: int
-    ops: int
-
-
-class _Member:
-    def __init__(self, index: int, config: SoftConfig | Pkcs11Config) -> None:
-        self.index = index
-        self.config = config
-        self.lock = threading.Lock()
-        self.healthy = False
-        self.restarts = -1
-        self.proc: Any = None
-        self.conn: Connection | None = None
-
-    def start(self, timeout: float) -> tuple[bytes, Capabilities]:
-        parent, child = _CTX.Pipe()
-        proc = _CTX.Process(target=_serve, args=(self.config, child), daemon=True)
-        proc.start()
-        child.close()
-        try:
-            if not parent.poll(timeout):
-                raise EOFError
-            reply = parent.recv()
-        except (EOFError, OSError):
-            proc.kill()
-            raise BackendUnavailable("pool", f"member {self.index} did not start") from None
-        if reply[0] != "ready":
-            proc.join(1)
-            raise _rebuild(reply[1])
-        self.proc, self.conn = proc, parent
-        self.restarts += 1
-        return reply[1], reply[2]
-
-    def call(self, method: str, args: tuple[Any, ...], timeout: float) -> Any:
-        conn = self.conn
-        if conn is None:
-            raise BackendUnavailable("pool", f"member {self.index} is down")
-        try:
-            conn.send((method, args))
-            if not conn.poll(timeout):
-                raise BackendUnavailable("pool", f"member {self.index} timed out")
-            reply = conn.recv()
-        except (EOFError, OSError, BrokenPipeError):
-            raise BackendUnavailable("pool", f"member {self.index} is gone") from None
-        if reply[0] == "ok":
-            return reply[1]
-        raise _rebuild(reply[1])
-
-    def stop(self) -> None:
-        if self.conn is not None:
-            self.conn.close()
-        if self.proc is not None:
-            self.proc.join(2)
-            if self.proc.is_alive():
-                self.proc.kill()
-        self.conn = None
+    ops: int  # answers received from this member's workers since the pool opened
+    busy: bool = False  # a call or probe is in flight on it
+    failures: int = 0  # workers killed for a timeout, death, broken pipe or an unavailable backend
 
 
 class Pool:
-    """A :class:`~hsmsvc.hsm.backend.Backend` over several members holding one LMK."""
+    """A :class:`~hsmsvc.hsm.backend.Backend` over several members holding one LMK. Thread-safe."""
 
     def __init__(
         self,
@@ -153,108 +65,232 @@ class Pool:
     ) -> None:
         if not configs:
             raise PermissionDenied("pool", "at least one member")
-        self._members = [_Member(i, c) for i, c in enumerate(configs)]
+        if not 0 < call_timeout < math.inf:
+            raise InvalidInput("call_timeout", "a positive number of seconds")
+        self._members = [Member(i, c) for i, c in enumerate(configs)]
         self._timeout = call_timeout
         self._start_timeout = start_timeout
-        self._rr = itertools.count()
+        self._interval = health_interval
+        # Guards every member's healthy/busy flags and counters, the ids and the turn.
+        self._cond = threading.Condition()
+        self._ids = itertools.count(1)
+        self._turn = 0
+        self._targeted = 0  # threads waiting for one particular member
+        self._closed = False
         self._lmk_kcv: bytes | None = None
         self._caps: Capabilities | None = None
         try:
             for m in self._members:
-                self._admit(m)
+                m.busy = True
+                try:
+                    self._admit(m, next(self._ids))
+                finally:
+                    m.busy = False
         except HsmsvcError:
             for m in self._members:
-                m.stop()
+                m.kill()
             raise
-        self._closed = threading.Event()
-        self._health = threading.Thread(target=self._watch, args=(health_interval,), daemon=True)
+        self._wake = threading.Event()
+        self._health = threading.Thread(target=self._watch, name="hsmsvc-pool-health", daemon=True)
         self._health.start()
 
-    def _admit(self, m: _Member) -> None:
-        kcv, caps = m.start(self._start_timeout)
+    @property
+    def call_timeout(self) -> float:
+        return self._timeout
+
+    # -- members: taking, giving back, replacing --------------------------------
+
+    def _admit(self, m: Member, hello_id: int) -> None:
+        """Start a fresh worker on ``m`` (held busy by the caller); healthy only once it proves the LMK."""
+        kcv, caps = m.start(hello_id, self._start_timeout)
         if self._lmk_kcv is None:
             self._lmk_kcv, self._caps = kcv, caps
         elif kcv != self._lmk_kcv:
-            m.stop()
+            m.kill()
             raise PermissionDenied(
                 "pool", f"member {m.index} holds LMK KCV {kcv.hex().upper()}, not {self._lmk_kcv.hex().upper()}"
             )
         elif caps != self._caps:
-            m.stop()
+            m.kill()
             raise PermissionDenied("pool", f"member {m.index} declares other capabilities")
-        m.healthy = True
+        with self._cond:
+            m.healthy = True
+            m.last_reply = time.monotonic()
+            self._cond.notify_all()
 
-    def _watch(self, interval: float) -> None:
-        while not self._closed.wait(interval):
-            for m in self._members:
-                if self._closed.is_set():
-                    return
-                if m.healthy and m.proc is not None and not m.proc.is_alive():
-                    m.healthy = False
-                if m.healthy:
-                    continue
-                with m.lock:
-                    try:
-                        if m.proc is not None and m.proc.is_alive():
-                            if m.call("lmk_kcv", (), self._timeout) == self._lmk_kcv:
-                                m.healthy = True
-                            continue
-                        m.stop()
-                        self._admit(m)
-                    except HsmsvcError:
-                        m.healthy = False
+    def _take(self, deadline: float, only: Member | None = None) -> tuple[Member, int] | None:
+        """A free healthy member (``only`` that one), marked busy, and a fresh message id.
+
+        None when the deadline passes first, or at once when ``only`` is not healthy.
+        """
+        with self._cond:
+            if only is not None:
+                self._targeted += 1
+            try:
+                while True:
+                    if self._closed:
+                        raise BackendUnavailable("hsm", "pool closed")
+                    m = self._free(only)
+                    if m is not None:
+                        m.busy = True
+                        return m, next(self._ids)
+                    remaining = deadline - time.monotonic()
+                    if (only is not None and not only.healthy) or remaining <= 0:
+                        return None
+                    self._cond.wait(remaining)
+            finally:
+                if only is not None:
+                    self._targeted -= 1
+
+    def _free(self, only: Member | None) -> Member | None:
+        if only is not None:
+            return only if only.healthy and not only.busy else None
+        n = len(self._members)
+        for k in range(n):
+            m = self._members[(self._turn + k) % n]
+            if m.healthy and not m.busy:
+                self._turn = m.index + 1  # round robin: the next call starts after this one
+                return m
+        return None
+
+    def _give_back(self, m: Member, *, answered: bool) -> None:
+        with self._cond:
+            m.busy = False
+            if answered:
+                m.ops += 1
+                m.last_reply = time.monotonic()
+            # One free member serves one waiter, unless someone waits for this member in particular.
+            if self._targeted:
+                self._cond.notify_all()
+            else:
+                self._cond.notify()
+
+    def _replace(self, m: Member, failure: Failure) -> None:
+        """Kill and reap ``m``'s worker (held busy by the caller); the health thread starts a fresh one."""
+        with self._cond:
+            m.healthy = False
+            m.failures += 1
+        log.warning("pool member %d %s; killing its worker and starting another", m.index, failure.value)
+        m.kill()
+        with self._cond:
+            m.busy = False
+            m.next_start = 0.0
+            self._cond.notify_all()
+        self._wake.set()
+
+    # -- calls -------------------------------------------------------------------
 
     def _call(self, method: str, *args: Any) -> Any:
-        n = len(self._members)
-        start = next(self._rr)
-        for i in range(n):
-            m = self._members[(start + i) % n]
-            if not m.healthy:
+        for _ in range(_ATTEMPTS):
+            got = self._take(time.monotonic() + self._timeout)
+            if got is None:
+                raise BackendUnavailable("hsm", "no pool member free within the call timeout")
+            m, msg_id = got
+            try:
+                result = m.call(msg_id, method, args, time.monotonic() + self._timeout)
+            except MemberFailed as f:
+                self._replace(m, f.failure)
                 continue
-            with m.lock:
-                if not m.healthy:
-                    continue
-                try:
-                    return m.call(method, args, self._timeout)
-                except BackendUnavailable:
-                    m.healthy = False  # open the circuit; the health thread revives it
-        raise BackendUnavailable("hsm", "no pool member available")
+            except HsmsvcError:
+                self._give_back(m, answered=True)
+                raise
+            self._give_back(m, answered=True)
+            return result
+        raise BackendUnavailable("hsm", "no pool member answered")
 
     def _broadcast(self, method: str, *args: Any) -> list[Any]:
+        """The call on every healthy member (a member restarted meanwhile starts afresh anyway)."""
         out = []
-        for m in self._members:
-            with m.lock:
-                if not m.healthy:
-                    continue
-                try:
-                    out.append(m.call(method, args, self._timeout))
-                except BackendUnavailable:
-                    m.healthy = False
+        for member in self._members:
+            # A call in flight on it ends within the timeout, by an answer or a kill.
+            got = self._take(time.monotonic() + 2 * self._timeout, only=member)
+            if got is None:
+                continue
+            m, msg_id = got
+            try:
+                out.append(m.call(msg_id, method, args, time.monotonic() + self._timeout))
+            except MemberFailed as f:
+                self._replace(m, f.failure)
+                continue
+            except HsmsvcError:
+                self._give_back(m, answered=True)
+                raise
+            self._give_back(m, answered=True)
         if not out:
             raise BackendUnavailable("hsm", "no pool member available")
         return out
 
+    # -- health ------------------------------------------------------------------
+
+    def _watch(self) -> None:
+        while not self._closed:
+            self._wake.wait(self._interval)
+            self._wake.clear()
+            for m in self._members:
+                if self._closed:
+                    return
+                self._check(m)
+
+    def _check(self, m: Member) -> None:
+        now = time.monotonic()
+        with self._cond:
+            if m.busy or self._closed:
+                return  # in use: its caller learns of any failure first
+            if m.healthy and now - m.last_reply < self._interval:
+                return
+            if not m.healthy and now < m.next_start:
+                return
+            m.busy = True
+            msg_id = next(self._ids)
+            restart = not m.healthy
+        if restart:
+            self._restart(m, msg_id)
+            return
+        try:
+            if not m.alive():
+                raise MemberFailed(Failure.GONE)
+            if m.call(msg_id, PING, (), time.monotonic() + self._timeout) != self._lmk_kcv:
+                raise MemberFailed(Failure.WRONG_LMK)
+        except MemberFailed as f:
+            self._replace(m, f.failure)
+            return
+        except HsmsvcError:
+            pass
+        self._give_back(m, answered=True)
+
+    def _restart(self, m: Member, hello_id: int) -> None:
+        try:
+            self._admit(m, hello_id)
+        except HsmsvcError as e:
+            log.warning("pool member %d did not start: %s", m.index, e.reason)
+            with self._cond:
+                m.start_failures += 1
+                m.next_start = time.monotonic() + min(_MAX_START_BACKOFF, self._interval * 2**m.start_failures)
+        else:
+            log.warning("pool member %d is back with a fresh worker (pid %s)", m.index, m.pid)
+            with self._cond:
+                m.start_failures = 0
+        finally:
+            self._give_back(m, answered=False)
+
+    # -- observation -------------------------------------------------------------
+
     def stats(self) -> list[MemberStats]:
-        """Per member: worker PID, circuit state, restarts and operations served."""
-        out = []
-        for m in self._members:
-            ops = 0
-            with m.lock:
-                if m.healthy:
-                    try:
-                        ops = int(m.call("_stats", (), self._timeout))
-                    except BackendUnavailable:
-                        m.healthy = False
-            pid = m.proc.pid if m.proc is not None else None
-            out.append(MemberStats(m.index, pid, m.healthy, m.restarts, ops))
-        return out
+        """Per member: worker PID, circuit state, restarts and answers; never waits for a worker."""
+        with self._cond:
+            return [
+                MemberStats(m.index, m.pid, m.healthy, max(m.restarts, 0), m.ops, m.busy, m.failures)
+                for m in self._members
+            ]
 
     def wait_healthy(self, timeout: float = 30.0) -> None:
         deadline = time.monotonic() + timeout
-        while not all(m.healthy for m in self._members):
-            if time.monotonic() > deadline:
-                raise BackendUnavailable("pool", "members did not recover")
-            time.sleep(0.05)
+        with self._cond:
+            while not all(m.healthy for m in self._members):
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise BackendUnavailable("pool", "members did not recover")
+                self._cond.wait(remaining)
 
     # -- Backend -------------------------------------------------------------------
 
@@ -454,9 +490,18 @@ class Pool:
         self._broadcast("forget", key_id)
 
     def close(self) -> None:
-        self._closed.set()
-        self._health.join(2)
+        """Stop the health thread, then each worker once its call in flight (if any) has ended."""
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+        self._wake.set()
+        self._health.join(self._start_timeout)
         for m in self._members:
-            with m.lock:
-                m.healthy = False
-                m.stop()
+            deadline = time.monotonic() + self._timeout
+            with self._cond:
+                while m.busy and self._cond.wait(max(0.0, deadline - time.monotonic())):
+                    pass
+                if m.busy:
+                    continue  # its holder meets the closed pool and kills nothing more; the daemon dies with us
+                m.busy, m.healthy = True, False
+            m.stop(2.0)
