@@ -17,7 +17,7 @@ from contextlib import AbstractContextManager
 from typing import TypeVar
 
 from sqlalchemy.engine import Connection
-from sqlalchemy.exc import DataError, DBAPIError, DisconnectionError, OperationalError, SQLAlchemyError
+from sqlalchemy.exc import DataError, DBAPIError, DisconnectionError, SQLAlchemyError
 
 from hsmsvc.errors import BackendUnavailable, InvalidInput
 
@@ -35,12 +35,12 @@ def dropped(e: BaseException) -> bool:
 def unavailable(e: SQLAlchemyError, during: str) -> BackendUnavailable:
     """The caller's answer to a database fault: UNAVAILABLE, with the fault logged here.
 
-    An unreachable database is logged at DEBUG only: every call meets it, and the
-    health monitor logs the outage once, at WARN. Any other fault is unexpected
-    and is logged at WARN.
+    An unreachable database (no connection to be had, or one dropped again) is
+    logged at DEBUG only: every call meets it, and the health monitor logs the
+    outage once, at WARN. Any other fault is unexpected and is logged at WARN.
     """
     orig = getattr(e, "orig", None)
-    unreachable = isinstance(e, (OperationalError, DisconnectionError))
+    unreachable = during == "connect" or dropped(e) or isinstance(e, DisconnectionError)
     log.log(
         logging.DEBUG if unreachable else logging.WARNING,
         "store: database error",
