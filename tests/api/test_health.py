@@ -78,8 +78,8 @@ def test_readyz_and_grpc_health_follow_the_database(tmp_path: Path) -> None:
         try:
             took_hung = _until(solo, "503 while hung", lambda: _state(solo) == (503, NOT_SERVING))
             t = time.monotonic()
-            assert solo.health(timeout=1.0) == NOT_SERVING and solo.http("/healthz", timeout=1.0)[0] == 200
-            assert time.monotonic() - t < 0.5
+            assert solo.health(timeout=3.0) == NOT_SERVING and solo.http("/healthz", timeout=3.0)[0] == 200
+            assert time.monotonic() - t < 2.5  # a new TLS channel and an HTTP GET; the hang is endless
         finally:
             for pid in pids:
                 os.kill(pid, signal.SIGCONT)
