@@ -1,18 +1,25 @@
-"""Prometheus metrics on their own port: per-method calls, errors, latency, backend health, key use.
+"""Prometheus metrics on their own port: per-method calls, errors, latency, store and backend health,
+key use; and, on the same port, ``/healthz`` and ``/readyz`` for load balancers and Kubernetes.
 
 Labels carry method names, status codes, key ids and pool member numbers only;
-never a PAN or any request data.
+never a PAN or any request data. The port is plain HTTP without authentication
+(a load balancer's probe has no client certificate), so it answers nothing but
+these figures and, from /readyz, which of store, backend and LMK is not ready.
 """
 
 from __future__ import annotations
 
 import bisect
+import socket
 import threading
 from collections import deque
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from typing import Any
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
-from prometheus_client import CollectorRegistry, Gauge, start_http_server
+from prometheus_client import CollectorRegistry, Gauge, make_wsgi_app
 from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client.exposition import ThreadingWSGIServer
 
 __all__ = ["Metrics"]
 
@@ -96,7 +103,11 @@ class Metrics:
         self.registry.register(self._counts)
         self.backend_healthy = Gauge("hsmsvc_backend_healthy", "1 if a backend (pool member) answers",
                                      ["member"], registry=self.registry)
-        self._server: object | None = None
+        self.store_healthy = Gauge("hsmsvc_store_healthy", "1 if the key store's database answers",
+                                   registry=self.registry)
+        self.readiness: Callable[[], tuple[bool, str]] = lambda: (False, "not ready: starting")
+        """What /readyz answers: ready or not, and why (the health monitor's last finding)."""
+        self._server: WSGIServer | None = None
         self.record = self._counts.record
 
     def count_key_uses(self, source: Callable[[], Mapping[tuple[str, int], int]]) -> None:
@@ -104,13 +115,48 @@ class Metrics:
         self._counts.key_uses = source
 
     def serve(self, address: str) -> int:
-        """Start the HTTP endpoint; returns the bound port."""
+        """Start the HTTP endpoint (prometheus_client's server, with our two paths); returns the bound port."""
         host, _, port = address.rpartition(":")
-        server, _thread = start_http_server(int(port), host or "127.0.0.1", registry=self.registry)
+        host = host.strip("[]") or "127.0.0.1"
+        family = socket.getaddrinfo(host, int(port), type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)[0][0]
+
+        class Server(ThreadingWSGIServer):
+            address_family = family
+
+        server = make_server(host, int(port), self._app(make_wsgi_app(self.registry)), Server, _Quiet)
+        threading.Thread(target=server.serve_forever, name="hsmsvc-metrics", daemon=True).start()
         self._server = server
         return int(server.server_port)
 
+    def _app(self, metrics: Any) -> Any:
+        def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+            path = environ.get("PATH_INFO", "")
+            if path == "/healthz":  # liveness: this thread answers while the process serves
+                return _plain(start_response, 200, "ok")
+            if path == "/readyz":
+                ready, reason = self.readiness()
+                return _plain(start_response, 200 if ready else 503, reason)
+            return metrics(environ, start_response)  # type: ignore[no-any-return]
+
+        return app
+
     def close(self) -> None:
         if self._server is not None:
-            self._server.shutdown()  # type: ignore[attr-defined]
+            self._server.shutdown()
+            self._server.server_close()
             self._server = None
+
+
+def _plain(start_response: Callable[..., Any], code: int, text: str) -> list[bytes]:
+    body = (text + "\n").encode()
+    start_response("200 OK" if code == 200 else "503 Service Unavailable",
+                   [("Content-Type", "text/plain; charset=utf-8"), ("Content-Length", str(len(body))),
+                    ("Cache-Control", "no-store")])
+    return [body]
+
+
+class _Quiet(WSGIRequestHandler):
+    """No line on stderr per request (a probe every second would fill the log)."""
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 (the base class's name)
+        return None

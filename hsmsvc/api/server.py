@@ -3,7 +3,8 @@
 asyncio was chosen by measurement: on this machine an asyncio server handled
 about 13.6k unary calls/s against 7.5-8k for the thread-pool server
 (``platform-notes.md``). Use cases that may wait run on a bounded executor;
-the hot path's short ones try the event loop first (``api/runner.py``).
+the hot path's short ones try the event loop first (``api/runner.py``). The
+health monitor's probes run off the loop too (``api/monitor.py``).
 
 Shutdown order on SIGTERM or SIGINT: health goes NOT_SERVING, in-flight calls
 drain for the grace period, then the backend closes (PKCS#11 logout) and the
@@ -32,10 +33,11 @@ from hsmsvc.api.keysync import KeySyncServicer, PeerCourier
 from hsmsvc.api.logs import ACCESS
 from hsmsvc.api.mac import MacServicer
 from hsmsvc.api.metrics import Metrics
+from hsmsvc.api.monitor import Monitor
 from hsmsvc.api.pin import PinServicer
 from hsmsvc.api.runner import Runner
 from hsmsvc.api.status import Dispatch, Observed
-from hsmsvc.errors import HsmsvcError, InvalidInput, PermissionDenied
+from hsmsvc.errors import InvalidInput, PermissionDenied
 from hsmsvc.hsm.backend import Backend
 from hsmsvc.hsm.config import build
 from hsmsvc.keys.store import KeyStore
@@ -133,7 +135,8 @@ class Running:
         await self.health.enter_graceful_shutdown()
         await self.server.stop(self.config.shutdown_grace_seconds)
         if self._monitor is not None:
-            self._monitor.cancel()
+            self._monitor.cancel()  # and wait, so no probe starts on a closed store or backend
+            await asyncio.gather(self._monitor, return_exceptions=True)
         await asyncio.to_thread(self.runner.close)
         if self.meter is not None:
             self.meter.close()
@@ -142,33 +145,6 @@ class Running:
         self.services.backend.close()
         ACCESS.flush()
         log.info("stopped")
-
-
-async def _monitor_backend(running: Running, interval: float = 2.0) -> None:
-    """Backend health drives gRPC health and the gauge; a dead backend is NOT_SERVING."""
-    backend = running.services.backend
-    serving = True
-    while True:
-        members: list[tuple[str, bool]]
-        stats = getattr(backend, "stats", None)
-        try:
-            if stats is not None:
-                members = [(str(s.index), bool(s.healthy)) for s in stats()]
-            else:
-                backend.random(8)
-                members = [("0", True)]
-        except HsmsvcError:
-            members = [("0", False)]
-        for name, ok in members:
-            running.metrics.backend_healthy.labels(name).set(1 if ok else 0)
-        now = any(ok for _, ok in members)
-        if now != serving:
-            status = health_pb2.HealthCheckResponse.SERVING if now else health_pb2.HealthCheckResponse.NOT_SERVING
-            for n in ("", *SERVICE_NAMES):
-                await running.health.set(n, status)
-            log.warning("backend health changed", extra={"serving": now})
-            serving = now
-        await asyncio.sleep(interval)
 
 
 async def start(config: ServerConfig, backend: Backend | None = None) -> Running:
@@ -232,9 +208,12 @@ async def start(config: ServerConfig, backend: Backend | None = None) -> Running
     await server.start()
     for n in ("", *SERVICE_NAMES):
         await health_servicer.set(n, health_pb2.HealthCheckResponse.SERVING)
+    # Store and backend health drive gRPC health, /readyz and the gauges (api/monitor.py).
+    monitor = Monitor(store, backend, metrics, health_servicer, SERVICE_NAMES)
+    metrics.readiness = lambda: (monitor.current.ready, monitor.current.reason())
     metrics_port = metrics.serve(config.metrics_listen) if config.metrics_listen else None
     running = Running(server, port, metrics_port, health_servicer, services, metrics, config, runner, meter)
-    running._monitor = asyncio.create_task(_monitor_backend(running))
+    running._monitor = asyncio.create_task(monitor.run())
     log.info("serving", extra={"port": port, "metrics_port": metrics_port, "tls": not config.insecure_dev,
                                "lmk_kcv": backend.lmk_kcv().hex().upper(), "principals": len(policy)})
     return running

@@ -24,7 +24,7 @@ from alembic import command
 from alembic.config import Config
 from sqlalchemy import Engine, bindparam, case, create_engine, delete, event, func, select, update
 from sqlalchemy.engine import Connection, Row
-from sqlalchemy.exc import DataError, DisconnectionError, IntegrityError, OperationalError, SQLAlchemyError
+from sqlalchemy.exc import DataError, DisconnectionError, IntegrityError, SQLAlchemyError
 
 from hsmsvc.crypto import _compare
 from hsmsvc.errors import (
@@ -36,8 +36,8 @@ from hsmsvc.errors import (
     PermissionDenied,
 )
 from hsmsvc.hsm.backend import Backend, KeyCryptogram, KeySpec
-from hsmsvc.loopguard import may_block
 from hsmsvc.keys import audit as _audit
+from hsmsvc.keys import faults
 from hsmsvc.keys.model import AuditEvent, Ceremony, CeremonyState, StoredKey, SyncState
 from hsmsvc.keys.schema import audit as audit_t
 from hsmsvc.keys.schema import ceremonies as ceremonies_t
@@ -45,6 +45,7 @@ from hsmsvc.keys.schema import ceremony_components as components_t
 from hsmsvc.keys.schema import key_sync as sync_t
 from hsmsvc.keys.schema import keys as keys_t
 from hsmsvc.keys.schema import pin_attempts as attempts_t
+from hsmsvc.loopguard import may_block
 from hsmsvc.types import Algorithm, Exportability, KeyState, KeyType, KeyUsage, ModeOfUse
 
 __all__ = ["KeyStore"]
@@ -108,12 +109,15 @@ class KeyStore:
     def __init__(self, url: str, backend: Backend) -> None:
         self._backend = backend
         try:
-            self._engine: Engine = create_engine(url)
+            # hide_parameters: a database error's text never carries a row's values.
+            self._engine: Engine = create_engine(url, hide_parameters=True)
         except (SQLAlchemyError, ValueError, ImportError):
             raise InvalidInput("store_url", "a SQLAlchemy database URL") from None
         self.changes = 0
         """Key and audit writes this object has committed (a cache's cue to look again at once)."""
         self._readers = threading.local()
+        self._checked = threading.local()
+        """Its ``on`` is set while this thread checks out a connection that must be pinged first."""
         self._held: set[Connection] = set()
         self._held_lock = threading.Lock()
         self._sqlite = self._engine.dialect.name == "sqlite"
@@ -122,7 +126,8 @@ class KeyStore:
             event.listen(self._engine, "begin", _sqlite_begin)
         else:
             event.listen(self._engine, "checkin", _idle_from)
-            event.listen(self._engine, "checkout", _ping_if_idle(self._engine.dialect))
+            event.listen(self._engine, "checkout",
+                         _ping_if_idle(self._engine.dialect, lambda: getattr(self._checked, "on", False)))
 
     def __repr__(self) -> str:
         return f"KeyStore({self._engine.dialect.name})"
@@ -131,20 +136,41 @@ class KeyStore:
         """Bring the schema to the newest Alembic revision."""
         cfg = Config()
         cfg.set_main_option("script_location", str(resources.files("hsmsvc.keys") / "migrations"))
-        with self._connect() as conn:
-            cfg.attributes["connection"] = conn
-            command.upgrade(cfg, "head")
-            conn.commit()
+        try:
+            with self._connect() as conn:
+                cfg.attributes["connection"] = conn
+                command.upgrade(cfg, "head")
+                conn.commit()
+        except SQLAlchemyError as e:
+            raise faults.unavailable(e, "migrate") from None
 
-    def _connect(self) -> Connection:
+    def _connect(self, checked: bool = False) -> Connection:
+        """A pooled connection; ``checked``: pinged first, whatever its idle time (a retry after a drop).
+
+        A drop makes the pool let go of the dropped connection and those older than
+        it, not those made since, which the same restart or termination may have
+        dropped too: a retry that took one of those would fail again.
+        """
         may_block()
+        self._checked.on = checked
         try:
             return self._engine.connect()
-        except OperationalError:
-            raise BackendUnavailable("store", "database unreachable") from None
+        except SQLAlchemyError as e:  # refused, timed out, or the pool's wait for a connection ran out
+            raise faults.unavailable(e, "connect") from None
+        finally:
+            self._checked.on = False
+
+    def _read(self, work: Callable[[Connection], T], during: str,
+              invalid: tuple[str, str] = ("request", "a value the database cannot hold")) -> T:
+        """``work(conn)`` on a pooled connection, once more on a checked one if the database dropped it."""
+        return faults.read(self._connect, work, during, invalid, lambda: self._connect(checked=True))
+
+    def ping(self) -> None:
+        """One round trip to the database, for the health monitor; UNAVAILABLE if it is unreachable."""
+        self._read(lambda conn: conn.exec_driver_sql("SELECT 1").scalar(), "ping")
 
     @contextmanager
-    def _single_read(self) -> Iterator[Connection]:
+    def _single_read(self, checked: bool = False) -> Iterator[Connection]:
         """A connection for one SELECT, run without BEGIN, the statement being its own snapshot.
 
         This is the PIN-verification path. On SQLite it saves a round of the driver;
@@ -157,7 +183,7 @@ class KeyStore:
         """
         may_block()
         if self._sqlite:
-            with self._connect() as conn:
+            with self._connect(checked) as conn:
                 conn.info["single_read"] = True
                 try:
                     yield conn
@@ -166,7 +192,7 @@ class KeyStore:
             return
         held: Connection | None = getattr(self._readers, "conn", None)
         if held is None:
-            held = self._connect().execution_options(isolation_level="AUTOCOMMIT")
+            held = self._connect(checked).execution_options(isolation_level="AUTOCOMMIT")
             with self._held_lock:
                 self._held.add(held)
             self._readers.conn = held
@@ -179,9 +205,9 @@ class KeyStore:
             held.close()
             raise
 
-    def _writer(self) -> Connection:
+    def _writer(self, checked: bool = False) -> Connection:
         """A connection whose next transaction takes SQLite's write lock at BEGIN."""
-        conn = self._connect()
+        conn = self._connect(checked)
         conn.info["immediate"] = True
         return conn
 
@@ -194,7 +220,7 @@ class KeyStore:
 
     # -- transactions with their audit row ----------------------------------------
 
-    def _transaction(self, work: Callable[[Connection], T]) -> T:
+    def _transaction(self, work: Callable[[Connection], T], conflicts: bool = False) -> T:
         """Run ``work(conn)`` in one write transaction.
 
         A connection the database dropped (a server restart, a failover, an idle
@@ -202,18 +228,26 @@ class KeyStore:
         the transaction is known not to have happened, and ``work`` runs once more
         on a new connection. At COMMIT the outcome is not known: the write may or
         may not be in, so it answers UNAVAILABLE rather than risk doing it twice.
+        An IntegrityError is the caller's to answer when ``conflicts`` (:meth:`_write`);
+        any other database fault is UNAVAILABLE.
         """
         for again in (True, False):
             committing = False
             try:
-                with self._writer() as conn:
+                with self._writer(checked=not again) as conn:
                     with conn.begin():
                         result = work(conn)
                         committing = True
                     return result
-            except OperationalError as e:
-                if not (again and e.connection_invalidated and not committing):
-                    raise BackendUnavailable("store", "database error") from None
+            except IntegrityError as e:
+                if conflicts:
+                    raise
+                raise faults.unavailable(e, "write") from None
+            except DataError:
+                raise InvalidInput("request", "a value the database cannot store") from None
+            except SQLAlchemyError as e:
+                if not (again and faults.dropped(e) and not committing):
+                    raise faults.unavailable(e, "commit" if committing else "write") from None
         raise AssertionError("not reached")
 
     def _write(self, change: Any, ev: AuditEvent) -> Any:
@@ -223,7 +257,7 @@ class KeyStore:
 
         for _ in range(_RETRIES):
             try:
-                result, (seq, head) = self._transaction(work)
+                result, (seq, head) = self._transaction(work, conflicts=True)
                 self.changes += 1
                 self._backend.write_audit_anchor(seq, bytes.fromhex(head))
                 return result
@@ -231,8 +265,6 @@ class KeyStore:
                 text = str(e.orig).lower()
                 if not any(t in text for t in ("audit", "seq", "pin_attempts")):
                     raise AlreadyExists("key", "already exists (id and version, or alias and version)") from None
-            except DataError:
-                raise InvalidInput("request", "a value the database cannot store") from None
         raise BackendUnavailable("store", "audit chain contended; retry")
 
     def _append(self, conn: Connection, ev: AuditEvent) -> tuple[int, str]:
@@ -259,19 +291,15 @@ class KeyStore:
     def audit_head(self) -> int:
         """The newest audit row's sequence number: every key change appends one in its transaction,
         so servers sharing the database see a key change as a new head."""
-        try:
-            with self._connect() as conn:
-                return int(conn.execute(select(func.max(audit_t.c.seq))).scalar() or 0)
-        except OperationalError:
-            raise BackendUnavailable("store", "database error") from None
+        return int(self._read(lambda conn: conn.execute(select(func.max(audit_t.c.seq))).scalar() or 0, "audit head"))
 
     def audit_rows(self) -> Iterator[_audit.AuditRow]:
-        with self._connect() as conn:
-            for r in conn.execute(select(audit_t).order_by(audit_t.c.seq)):
-                yield _audit.AuditRow(
-                    int(r.seq), r.at, r.actor, r.action, r.key_id, r.key_version,
-                    r.detail, r.prev_hash, r.hash, r.mac,
-                )
+        rows = self._read(lambda conn: conn.execute(select(audit_t).order_by(audit_t.c.seq)).all(), "audit rows")
+        for r in rows:
+            yield _audit.AuditRow(
+                int(r.seq), r.at, r.actor, r.action, r.key_id, r.key_version,
+                r.detail, r.prev_hash, r.hash, r.mac,
+            )
 
     def verify_audit(self) -> _audit.VerifyReport:
         return _audit.verify_chain(self.audit_rows(), self._backend)
@@ -337,11 +365,7 @@ class KeyStore:
             )
             active_first = case((usable, 0), (keys_t.c.state == KeyState.ACTIVE.value, 1), else_=2)
             q = q.order_by(active_first, keys_t.c.version.desc()).limit(1)
-        try:
-            with self._connect() as conn:
-                r = conn.execute(q).first()
-        except DataError:
-            raise InvalidInput("key", "not a valid key reference") from None
+        r = self._read(lambda conn: conn.execute(q).first(), "key", ("key", "not a valid key reference"))
         if r is None:
             raise KeyNotFound("key", "no such key, alias or version")
         return _to_key(r)
@@ -351,8 +375,7 @@ class KeyStore:
         where = keys_t.c.key_id == key_id if key_id else keys_t.c.alias == alias
         q = select(func.min(keys_t.c.activates_at)).where(
             where, keys_t.c.state == KeyState.ACTIVE.value, keys_t.c.activates_at > _now())
-        with self._connect() as conn:
-            return _utc(conn.execute(q).scalar())
+        return _utc(self._read(lambda conn: conn.execute(q).scalar(), "next activation"))
 
     def list_keys(
         self,
@@ -373,18 +396,15 @@ class KeyStore:
                 | ((keys_t.c.key_id == after[0]) & (keys_t.c.version > after[1]))
             )
         q = q.order_by(keys_t.c.key_id, keys_t.c.version).limit(limit)
-        with self._connect() as conn:
-            return [_to_key(r) for r in conn.execute(q).all()]
+        return [_to_key(r) for r in self._read(lambda conn: conn.execute(q).all(), "list keys")]
 
     def versions(self, key_id: str) -> list[StoredKey]:
-        with self._connect() as conn:
-            rows = conn.execute(select(keys_t).where(keys_t.c.key_id == key_id).order_by(keys_t.c.version)).all()
-        return [_to_key(r) for r in rows]
+        q = select(keys_t).where(keys_t.c.key_id == key_id).order_by(keys_t.c.version)
+        return [_to_key(r) for r in self._read(lambda conn: conn.execute(q).all(), "versions")]
 
     def next_version(self, key_id: str) -> int:
-        with self._connect() as conn:
-            v = conn.execute(select(func.max(keys_t.c.version)).where(keys_t.c.key_id == key_id)).scalar()
-        return int(v or 0) + 1
+        q = select(func.max(keys_t.c.version)).where(keys_t.c.key_id == key_id)
+        return int(self._read(lambda conn: conn.execute(q).scalar(), "next version") or 0) + 1
 
     def set_state(self, key_id: str, version: int, state: KeyState, ev: AuditEvent) -> None:
         def change(conn: Connection) -> None:
@@ -420,8 +440,8 @@ class KeyStore:
     # -- key changes ----------------------------------------------------------------
 
     def sync_state(self, zone: str, role: str) -> SyncState | None:
-        with self._connect() as conn:
-            r = conn.execute(select(sync_t).where(sync_t.c.zone == zone, sync_t.c.role == role)).first()
+        q = select(sync_t).where(sync_t.c.zone == zone, sync_t.c.role == role)
+        r = self._read(lambda conn: conn.execute(q).first(), "sync state")
         if r is None:
             return None
         return SyncState(r.zone, r.role, int(r.sequence), r.state, r.digest, r.detail, _utc(r.updated_at) or _now())
@@ -487,8 +507,7 @@ class KeyStore:
         self._write(change, ev)
 
     def ceremony(self, ceremony_id: str) -> Ceremony:
-        with self._connect() as conn:
-            return self._ceremony(conn, ceremony_id)
+        return self._read(lambda conn: self._ceremony(conn, ceremony_id), "ceremony")
 
     @staticmethod
     def _ceremony(conn: Connection, ceremony_id: str, lock: bool = False) -> Ceremony:
@@ -549,11 +568,9 @@ class KeyStore:
 
     def ceremony_parts(self, ceremony_id: str) -> list[tuple[bytes, bytes]]:
         """The wrapped components and their KCVs, in the order given, to form the key."""
-        with self._connect() as conn:
-            rows = conn.execute(
-                select(components_t.c.wrapped, components_t.c.kcv)
-                .where(components_t.c.ceremony_id == ceremony_id).order_by(components_t.c.position)
-            ).all()
+        q = (select(components_t.c.wrapped, components_t.c.kcv)
+             .where(components_t.c.ceremony_id == ceremony_id).order_by(components_t.c.position))
+        rows = self._read(lambda conn: conn.execute(q).all(), "ceremony parts")
         return [(bytes(r.wrapped), bytes.fromhex(r.kcv)) for r in rows]
 
     def close_ceremony(
@@ -585,8 +602,7 @@ class KeyStore:
         q = select(keys_t).order_by(keys_t.c.key_id, keys_t.c.version).limit(limit)
         if after is not None:
             q = q.where((keys_t.c.key_id > after[0]) | ((keys_t.c.key_id == after[0]) & (keys_t.c.version > after[1])))
-        with self._connect() as conn:
-            return [_to_key(r) for r in conn.execute(q)]
+        return [_to_key(r) for r in self._read(lambda conn: conn.execute(q).all(), "all keys")]
 
     def replace_cryptograms(self, moves: list[tuple[StoredKey, KeyCryptogram]]) -> int:
         """Swap each key's cryptogram for its translation under a new LMK, in one transaction.
@@ -633,19 +649,16 @@ class KeyStore:
         """Failed attempts per subject within the current window."""
         cutoff = _now() - window
         fixed = _FAILURES.get(len(subjects))
-        for retry in (True, False):
-            try:
-                with self._single_read() as conn:
-                    if fixed is not None:
-                        rows = conn.execute(fixed, {f"s{i}": s for i, s in enumerate(subjects)}).all()
-                    else:
-                        rows = conn.execute(_FAILURES_ANY, {"subjects": subjects}).all()
-                break
-            except OperationalError as e:
-                # The thread's reader, dropped by the server since its last read (it is never
-                # pinged): _single_read has let it go, so a read can go again on a new one.
-                if not (retry and e.connection_invalidated):
-                    raise BackendUnavailable("store", "database error") from None
+
+        def work(conn: Connection) -> Any:
+            if fixed is not None:
+                return conn.execute(fixed, {f"s{i}": s for i, s in enumerate(subjects)}).all()
+            return conn.execute(_FAILURES_ANY, {"subjects": subjects}).all()
+
+        # The thread's reader is never pinged: one the server dropped since its last read
+        # fails, _single_read lets it go, and the read goes again on a new one.
+        rows = faults.read(self._single_read, work, "attempts",
+                           reconnect=lambda: self._single_read(checked=True))
         return {r.subject: int(r.failures) for r in rows if _utc(r.window_start) > cutoff}  # type: ignore[operator]
 
     def record_failure(self, subjects: list[str], window: timedelta, ev: AuditEvent) -> None:
@@ -690,13 +703,13 @@ def _idle_from(_dbapi_conn: Any, record: Any) -> None:
     record.info["idle_from"] = time.monotonic()
 
 
-def _ping_if_idle(dialect: Any) -> Any:
+def _ping_if_idle(dialect: Any, always: Callable[[], bool]) -> Any:
     """A pool checkout listener: ``dialect``'s ping (as pool_pre_ping's), for a connection idle
-    for :data:`_PING_AFTER` or longer."""
+    for :data:`_PING_AFTER` or longer, or for any while ``always()``."""
 
     def checkout(dbapi_conn: Any, record: Any, _proxy: Any) -> None:
         idle_from = record.info.get("idle_from")
-        if idle_from is None or time.monotonic() - idle_from < _PING_AFTER:
+        if (idle_from is None or time.monotonic() - idle_from < _PING_AFTER) and not always():
             return
         try:
             dialect.do_ping(dbapi_conn)

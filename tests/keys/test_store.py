@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import create_engine, event, text
@@ -226,4 +227,87 @@ def test_connections_the_database_dropped_are_replaced(pg_url: str, tmp_path: Pa
             time.sleep(0.05)
     finally:
         store.close()
+        backend.close()
+
+
+def test_every_read_goes_again_after_a_drop_and_no_database_error_escapes(
+    pg_url: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Each read path, its connection dropped by the server just before it: the same answer, from a
+    new connection. A database that is gone, or a fault that is not a drop, is UNAVAILABLE (logged
+    here at WARN without the statement's values); a value the database cannot hold is INVALID_ARGUMENT."""
+    import logging
+    from datetime import timedelta
+
+    import psycopg
+
+    from hsmsvc.errors import BackendUnavailable, InvalidInput
+    from hsmsvc.hsm.soft.backend import SoftBackend
+    from hsmsvc.keys.model import AuditEvent, SyncState
+    from tests import pg
+    from tests.hsm.components_env import LMK
+
+    backend = SoftBackend(LMK, anchor_path=tmp_path / "lmk.anchor")
+    store = KeyStore(pg_url, backend)
+    store.migrate()
+    name = pg_url.rsplit("/", 1)[1]
+
+    def drop_connections() -> int:
+        with psycopg.connect(pg.PG_ADMIN, autocommit=True) as c:
+            return len(c.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                                 "WHERE datname = %s AND pid <> pg_backend_pid()", (name,)).fetchall())
+
+    km = KeyManager(store, backend, "officer-a")
+    made = km.generate(zpk("zpk-r"), alias="zpk-r-alias")
+    store.change_keys(AuditEvent("p", "sync"), sync=(SyncState("z", "core", 1, "SENT", "d", "{}", made.created_at), 0))
+    store.record_failure(["pan:r"], timedelta(hours=1), AuditEvent("p", "pin.verify.failed"))
+    def reads(s: KeyStore) -> dict[str, Any]:
+        return {
+            "get": lambda: s.get("zpk-r").cryptogram,
+            "get_by_alias": lambda: s.get_by_alias("zpk-r-alias", 1).cryptogram,
+            "next_activation": lambda: s.next_activation("zpk-r"),
+            "list_keys": lambda: [k.key_id for k in s.list_keys()],
+            "versions": lambda: [k.version for k in s.versions("zpk-r")],
+            "next_version": lambda: s.next_version("zpk-r"),
+            "sync_state": lambda: s.sync_state("z", "core"),
+            "ceremony_parts": lambda: s.ceremony_parts("none"),
+            "all_keys": lambda: [k.key_id for k in s.all_keys(None, 10)],
+            "audit_head": s.audit_head,
+            "audit_rows": lambda: len(list(s.audit_rows())),
+            "failures": lambda: s.failures(["pan:r"], timedelta(hours=1)),
+            "ping": s.ping,
+        }
+
+    try:
+        expected = {n: read() for n, read in reads(store).items()}
+        assert expected["get"] == made.cryptogram and expected["audit_head"] == 3
+        for n, read in reads(store).items():
+            assert drop_connections() >= 1, n
+            assert read() == expected[n], n
+        drop_connections()
+        with pytest.raises(KeyNotFound):  # found missing on the second try, not UNAVAILABLE
+            store.ceremony("none")
+        with pytest.raises(InvalidInput):  # PostgreSQL text holds no NUL
+            store.get("zpk\x00r")
+        # A fault that is not a drop (here the table is gone): UNAVAILABLE, logged at WARN.
+        with psycopg.connect(pg_url.replace("+psycopg", ""), autocommit=True) as c:
+            c.execute("ALTER TABLE keys RENAME TO keys_away")
+        caplog.set_level(logging.DEBUG, "hsmsvc.store")
+        with pytest.raises(BackendUnavailable, match="database error"):
+            store.get("zpk-r")
+        warned = [r for r in caplog.records if r.levelno == logging.WARNING]
+        assert warned and warned[-1].sqlstate == "42P01"  # type: ignore[attr-defined]
+        assert "zpk-r" not in caplog.text
+    finally:
+        store.close()
+    # The database gone: every read and write is UNAVAILABLE, no SQLAlchemy error escapes.
+    gone = KeyStore("postgresql+psycopg://postgres@127.0.0.1:1/none", backend)
+    try:
+        for n, read in reads(gone).items():
+            with pytest.raises(BackendUnavailable, match="unreachable"):
+                read()
+        with pytest.raises(BackendUnavailable):
+            gone.reserve_uses("zpk-r", 1, 1)
+    finally:
+        gone.close()
         backend.close()
