@@ -7,7 +7,7 @@ always refused: a missing format never quietly becomes ISO 0.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timezone
 from enum import Enum
 from typing import Any, Final, Generic, TypeVar
 
@@ -77,8 +77,44 @@ _MAX_TEXT: Final = 128
 
 
 def text(value: str, field: str, limit: int = _MAX_TEXT) -> str:
+    """A text field as it may reach the store, logs and audit rows: bounded and printable.
+
+    PostgreSQL refuses a NUL in text, and a control character in an alias or a
+    zone would reach log lines and audit rows. ``isprintable`` also refuses the
+    other Unicode controls, format and separator characters (the ASCII space is
+    allowed): one C call, so a busy caller's PAN costs next to nothing.
+    """
     if len(value) > limit:
         raise InvalidInput(field, f"at most {limit} characters")
+    if not value.isprintable():
+        raise InvalidInput(field, "printable characters only (no control characters)")
+    return value
+
+
+# SQL integer columns are signed 64-bit: SQLite refuses a larger Python int with
+# OverflowError, PostgreSQL with "out of range" (uint64 fields go up to 2**64-1).
+_MAX_INT64: Final = 2**63 - 1
+
+
+def uint63(value: int, field: str) -> int:
+    """A uint64 field bound for an SQL integer column: 0 to 2**63-1."""
+    if value > _MAX_INT64:
+        raise InvalidInput(field, f"from 0 to {_MAX_INT64}")
+    return value
+
+
+# google.protobuf.Timestamp's documented range: 0001-01-01T00:00:00Z to 9999-12-31T23:59:59Z.
+_MIN_SECONDS: Final = -62_135_596_800
+_MAX_SECONDS: Final = 253_402_300_799
+
+
+def timestamp(t: Timestamp, field: str) -> datetime:
+    """A required Timestamp as an aware UTC datetime; out-of-range seconds or nanos are refused."""
+    if t.seconds == 0 and t.nanos == 0:
+        raise InvalidInput(field, "required")
+    if not _MIN_SECONDS <= t.seconds <= _MAX_SECONDS or not 0 <= t.nanos <= 999_999_999:
+        raise InvalidInput(field, "not a valid timestamp (0001-01-01 to 9999-12-31 UTC, nanos 0 to 999999999)")
+    value: datetime = t.ToDatetime(tzinfo=timezone.utc)
     return value
 
 
@@ -152,7 +188,7 @@ def key_spec(t: key_pb.KeyTemplate, key_id: str) -> KeySpec:
         mode,
         exp,
         text(t.zone, "template.zone", 64),
-        t.decimalization_table,
+        text(t.decimalization_table, "template.decimalization_table", 16),
     )
 
 

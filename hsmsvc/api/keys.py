@@ -24,7 +24,7 @@ class KeyServicer(g.KeyServiceServicer):
         t = r.template
         spec = cv.key_spec(t, _template_id(t))
         key = uc.generate_key(self.s, c, spec, cv.text(t.alias, "template.alias") or None,
-                              t.lifetime_seconds, t.max_uses, cv.legacy_types(t))
+                              t.lifetime_seconds, cv.uint63(t.max_uses, "template.max_uses"), cv.legacy_types(t))
         return m.GenerateKeyResponse(key=cv.key_info(key))
 
     @rpc("KeyService.ImportKey")
@@ -33,7 +33,7 @@ class KeyServicer(g.KeyServiceServicer):
         spec = cv.key_spec(t, _template_id(t))
         key = uc.import_key(self.s, c, cv.key_ref(r.kek, "kek", r.HasField("kek")), bytes(r.wrapped_key),
                             bytes(r.kcv) or None, spec, cv.text(t.alias, "template.alias") or None,
-                            cv.legacy_types(t), t.lifetime_seconds, t.max_uses)
+                            cv.legacy_types(t), t.lifetime_seconds, cv.uint63(t.max_uses, "template.max_uses"))
         return m.ImportKeyResponse(key=cv.key_info(key))
 
     @rpc("KeyService.ExportKey")
@@ -58,7 +58,7 @@ class KeyServicer(g.KeyServiceServicer):
     @rpc("KeyService.RotateKey")
     def RotateKey(self, r: m.RotateKeyRequest, c: Caller) -> m.RotateKeyResponse:
         key, previous = uc.rotate_key(self.s, c, cv.key_ref(r.key, "key", r.HasField("key")),
-                                      r.lifetime_seconds, r.max_uses)
+                                      r.lifetime_seconds, cv.uint63(r.max_uses, "max_uses"))
         return m.RotateKeyResponse(key=cv.key_info(key), previous_version=previous)
 
     @rpc("KeyService.UpdateKeyState")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import timedelta, timezone
+from datetime import timedelta
 from pathlib import Path
 from typing import Mapping
 
@@ -19,12 +19,6 @@ from hsmsvc.v1 import key_sync_service_pb2 as m
 from hsmsvc.v1 import key_sync_service_pb2_grpc as g
 
 __all__ = ["KeySyncServicer", "PeerCourier", "confirmation_from_pb", "notice_from_pb", "notice_to_pb"]
-
-
-def _ts(t: Timestamp, field: str) -> object:
-    if t.seconds == 0 and t.nanos == 0:
-        raise InvalidInput(field, "required")
-    return t.ToDatetime(tzinfo=timezone.utc)
 
 
 def notice_to_pb(n: uc.KeyChangeNotice) -> m.KeyChangeNotice:
@@ -54,8 +48,9 @@ def notice_from_pb(p: m.KeyChangeNotice, has: bool = True) -> uc.KeyChangeNotice
     if len(keys) > 16:
         raise InvalidInput("notice.keys", "at most 16")
     return uc.KeyChangeNotice(
-        cv.text(p.zone, "notice.zone", 64), p.sequence, _ts(p.issue_time, "notice.issue_time"),  # type: ignore[arg-type]
-        _ts(p.activate_time, "notice.activate_time"), timedelta(seconds=p.grace_seconds),  # type: ignore[arg-type]
+        cv.text(p.zone, "notice.zone", 64), cv.uint63(p.sequence, "notice.sequence"),
+        cv.timestamp(p.issue_time, "notice.issue_time"), cv.timestamp(p.activate_time, "notice.activate_time"),
+        timedelta(seconds=p.grace_seconds),
         tuple(keys), bytes(p.mac))
 
 
@@ -68,7 +63,7 @@ def confirmation_from_pb(p: m.KeyChangeConfirmation, has: bool = True) -> uc.Con
         raise InvalidInput("confirmation", "required")
     if len(p.kcvs) > 16:
         raise InvalidInput("confirmation.kcvs", "at most 16")
-    return uc.Confirmation(cv.text(p.zone, "confirmation.zone", 64), p.sequence,
+    return uc.Confirmation(cv.text(p.zone, "confirmation.zone", 64), cv.uint63(p.sequence, "confirmation.sequence"),
                            tuple(bytes(k) for k in p.kcvs), bytes(p.mac))
 
 

@@ -26,7 +26,8 @@ from hsmsvc.api.runner import InlineState, Lane, Runner
 from hsmsvc.loopguard import WouldBlock
 from hsmsvc.service.context import Caller
 
-__all__ = ["CODES", "Dispatch", "Observed", "code_for", "message_for", "request_id", "rpc", "stream_rpc"]
+__all__ = ["CODES", "UNDECODABLE", "Dispatch", "Observed", "code_for", "message_for", "request_id", "rpc",
+           "stream_rpc"]
 
 log = logging.getLogger("hsmsvc.api")
 
@@ -101,6 +102,69 @@ def _call_id(context: Any) -> tuple[str, contextvars.Token[str] | None]:
     return rid, REQUEST_ID.set(rid)
 
 
+class _Undecodable:
+    """A unary request whose bytes are not its message: any read of a field refuses it.
+
+    grpc.aio answers a deserializer's exception on a unary call itself, before
+    any handler runs: UNKNOWN, with the exception's class in the details, and no
+    access-log line or metric. So the deserializer hands the handler this
+    instead, and the use case's first read of the request raises
+    :class:`~hsmsvc.errors.InvalidInput`: the call ends INVALID_ARGUMENT through
+    :func:`rpc`, logged and counted like any other refusal, at no cost to a
+    well-formed request.
+    """
+
+    __slots__ = ()
+
+    def __getattr__(self, name: str) -> Any:
+        raise errors.InvalidInput("request", "cannot be decoded")
+
+    def __repr__(self) -> str:
+        return "<undecodable request>"
+
+
+UNDECODABLE: Final = _Undecodable()
+
+
+def _checked_decoder(deserialize: Callable[[bytes], Any], unary: bool) -> Callable[[bytes], Any]:
+    """``deserialize`` whose failure is the request's fault: INVALID_ARGUMENT, never UNKNOWN or INTERNAL.
+
+    A stream's messages are read by the handler's own loop, so there the error
+    is raised, and :func:`stream_rpc` ends the stream with INVALID_ARGUMENT.
+    """
+
+    def decode(data: bytes) -> Any:
+        try:
+            return deserialize(data)
+        except Exception:  # DecodeError; anything else the parser raises is the same bad input
+            if unary:
+                return UNDECODABLE
+            raise errors.InvalidInput("request", "cannot be decoded") from None
+
+    return decode
+
+
+def _with_checked_decoder(handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
+    """The same handler, its request deserializer wrapped by :func:`_checked_decoder`."""
+    des = handler.request_deserializer
+    if des is None:
+        return handler
+    decode = _checked_decoder(des, not handler.request_streaming)
+    ser = handler.response_serializer
+    if handler.request_streaming and handler.response_streaming:
+        return grpc.stream_stream_rpc_method_handler(handler.stream_stream, decode, ser)
+    if handler.request_streaming:
+        return grpc.stream_unary_rpc_method_handler(handler.stream_unary, decode, ser)
+    if handler.response_streaming:
+        return grpc.unary_stream_rpc_method_handler(handler.unary_stream, decode, ser)
+    return grpc.unary_unary_rpc_method_handler(handler.unary_unary, decode, ser)
+
+
+# Only hsmsvc's own methods run through rpc/stream_rpc, which turn the refusal
+# into a status; health and reflection keep grpcio's own handling.
+_OWN: Final = "/hsmsvc."
+
+
 class Dispatch(grpc.GenericRpcHandler):
     """The server's one generic handler: it names each call's request id, then finds its method.
 
@@ -110,7 +174,9 @@ class Dispatch(grpc.GenericRpcHandler):
     the handler instead converted the metadata a second time
     (``context.invocation_metadata()``: about 19k instructions per call under
     callgrind, a bare echo call being 440k). A method's handler is found once
-    and kept; an unknown name is not kept.
+    and kept; an unknown name is not kept. hsmsvc's own methods are kept with
+    their request deserializer wrapped (:func:`_checked_decoder`), once, so an
+    undecodable request is INVALID_ARGUMENT.
     """
 
     def __init__(self, handlers: Iterable[grpc.GenericRpcHandler]) -> None:
@@ -126,6 +192,8 @@ class Dispatch(grpc.GenericRpcHandler):
         for h in self._handlers:
             handler = h.service(details)
             if handler is not None:
+                if method.startswith(_OWN):
+                    handler = _with_checked_decoder(handler)
                 self._methods[method] = handler
                 return handler
         return None

@@ -2,11 +2,12 @@
 
 * mTLS: :class:`ClientTls` holds the CA that signed the servers and this
   client's certificate and key; plaintext needs :meth:`Client.insecure`.
-* Deadlines on every call (default 5 s).
+* Deadlines on every call (default 5 s, per attempt).
 * Round-robin across several server addresses, one channel each.
 * Retries with exponential backoff and jitter on UNAVAILABLE, for idempotent
-  calls only: a PIN verification is not retried (it counts attempts), nor is
-  any call that changes a key.
+  calls only, for up to ``retry_budget`` seconds (default 8 s: a server that
+  is killed and restarted is back within it): a PIN verification is not
+  retried (it counts attempts), nor is any call that changes a key.
 
 The request and response messages are those of :mod:`hsmsvc.v1`; the
 convenience methods cover the everyday calls.
@@ -46,6 +47,10 @@ IDEMPOTENT: Final = frozenset({
     "Encrypt", "Decrypt", "ReEncrypt", "EncryptBatch", "GetKey", "ListKeys", "GetKeyCheckValue", "ExportKey",
     "GetPublicKey", "StartKeyChange", "ApplyKeyChange", "ConfirmKeyChange", "GetKeyFormation",
 })
+# Channels try to reconnect to a server that went away after 0.1 s, then at
+# most every second (grpc's defaults start at 1 s and grow by 1.6 up to 120 s:
+# a server back after 1.5 s was first reached 2.6 s or 4.2 s after it died).
+_RECONNECT: Final = (("grpc.initial_reconnect_backoff_ms", 100), ("grpc.max_reconnect_backoff_ms", 1000))
 _STUBS: Final = {
     "keys": key_grpc.KeyServiceStub,
     "pins": pin_grpc.PinServiceStub,
@@ -111,17 +116,24 @@ class Client:
         addresses: str | Sequence[str],
         tls: ClientTls | None,
         deadline: float = 5.0,
-        retries: int = 3,
+        retries: int | None = None,
         backoff: float = 0.05,
         interceptors: Sequence[Any] = (),
         _insecure: bool = False,
+        retry_budget: float = 8.0,
+        max_backoff: float = 1.0,
     ) -> None:
+        """``deadline`` bounds each attempt; an idempotent call that meets UNAVAILABLE is tried again,
+        on the next address, after ``backoff`` doubling up to ``max_backoff`` (with jitter), while a
+        retry can start within ``retry_budget`` seconds of the first attempt. ``retries`` caps the
+        number of retries (None: the budget alone; 0: none).
+        """
         targets = [addresses] if isinstance(addresses, str) else list(addresses)
         if not targets:
             raise ValueError("at least one address")
         if tls is None and not _insecure:
             raise ValueError("mTLS credentials are required; use Client.insecure() for development")
-        options: list[tuple[str, Any]] = [("grpc.max_receive_message_length", 16 * 1024 * 1024)]
+        options: list[tuple[str, Any]] = [("grpc.max_receive_message_length", 16 * 1024 * 1024), *_RECONNECT]
         if tls is not None and tls.server_name:
             options.append(("grpc.ssl_target_name_override", tls.server_name))
         self._channels = [
@@ -138,6 +150,8 @@ class Client:
         self.deadline = deadline
         self.retries = retries
         self.backoff = backoff
+        self.retry_budget = retry_budget
+        self.max_backoff = max_backoff
         self.keys = _Service(self, "keys")
         self.pins = _Service(self, "pins")
         self.macs = _Service(self, "macs")
@@ -161,9 +175,17 @@ class Client:
         self.close()
 
     def _call(self, service: str, method: str, request: Any, timeout: float | None) -> Any:
-        attempts = 1 + (self.retries if method in IDEMPOTENT else 0)
+        # Retries are this loop's, not grpc's service-config retryPolicy: that caps
+        # maxAttempts at 5 and runs every attempt within the one call's deadline, so
+        # riding out a restart of a few seconds would take a deadline longer than the
+        # outage and backoffs of seconds; and it retries on the channel it began on,
+        # where this loop moves each attempt to the next address. Using both would
+        # multiply the attempts, so the channels have no retryPolicy.
+        retry = method in IDEMPOTENT and self.retries != 0
         rid = uuid.uuid4().hex
-        for attempt in range(attempts):
+        started = time.monotonic()
+        attempt = 0
+        while True:
             with self._lock:
                 i = next(self._next)
             fn = getattr(self._stubs[i][service], method)
@@ -171,10 +193,16 @@ class Client:
                 return fn(request, timeout=timeout or self.deadline, metadata=(("x-request-id", rid),))
             except grpc.RpcError as e:
                 code = e.code()
-                if code is not grpc.StatusCode.UNAVAILABLE or attempt == attempts - 1:
+                # Equal jitter: half the backoff, plus up to as much again at random, so
+                # clients that lost the same server do not all come back at once.
+                step = min(self.backoff * 2 ** min(attempt, 30), self.max_backoff)
+                pause = step / 2 + random.uniform(0, step / 2)
+                attempt += 1
+                if (not retry or code is not grpc.StatusCode.UNAVAILABLE
+                        or (self.retries is not None and attempt > self.retries)
+                        or time.monotonic() + pause - started > self.retry_budget):
                     raise ClientError(code, e.details() or "", rid) from None
-                time.sleep(self.backoff * (2 ** attempt) * (0.5 + random.random()))
-        raise AssertionError("unreachable")
+                time.sleep(pause)
 
     # -- everyday calls ----------------------------------------------------------------
 

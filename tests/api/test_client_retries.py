@@ -1,0 +1,137 @@
+"""The SDK's defaults ride out a server restart: SIGKILL under load, restart on the same port, 0 failed calls.
+
+Real processes: ``hsmsvc serve`` on a throw-away PostgreSQL database with the
+published demo keys, and client threads making idempotent calls through
+:class:`hsmsvc_client.Client` with its default settings. Every answer is
+checked against pyca/cryptography (the demo keys' clear values are public).
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import signal
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from hsmsvc import devseed
+from hsmsvc.hsm.soft import sealed
+from hsmsvc.hsm.soft.backend import SoftBackend
+from hsmsvc.keys.store import KeyStore
+from hsmsvc.types import Algorithm
+from hsmsvc_client import Client, ClientError, ClientTls
+from tests import pg
+from tests.api import independent as ind
+from tests.api.conftest import PASSPHRASE, POLICY, launch, stop, tdes_kcv
+from tools.bench.pki import ThrowawayCA as TestCA
+
+CLEAR = {spec.key_id: clear for spec, clear in devseed.DEMO_KEYS}
+PAN, PIN = "4012345678909", "4321"
+
+
+def _calls(core: Client, auditor: Client) -> dict[str, Callable[[], None]]:
+    """Idempotent calls (hsmsvc_client.IDEMPOTENT), each checking its answer."""
+    block = ind.tdes_ecb(CLEAR["demo-zpk-a"], ind.iso0(PIN, PAN))
+    want_block = ind.tdes_ecb(CLEAR["demo-zpk-b"], ind.iso0(PIN, PAN))
+    want_kcv = tdes_kcv(CLEAR["demo-zpk-b"])
+
+    def translate() -> None:
+        assert core.translate_pin("demo-zpk-a", "demo-zpk-b", block, pan=PAN) == want_block
+
+    def mac() -> None:
+        data = secrets.token_bytes(16)
+        assert core.generate_mac("demo-mak", data) == ind.retail_mac(CLEAR["demo-mak"], data)
+
+    def get_key() -> None:
+        assert auditor.get_key("demo-zpk-b").kcv == want_kcv
+
+    return {"TranslatePin": translate, "GenerateMac": mac, "GetKey": get_key}
+
+
+def test_sigkill_and_restart_under_load_fails_no_idempotent_call(tmp_path: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    ca = TestCA(tmp_path)
+    srv = ca.issue("hsmsvc-server", server=True)
+    sealed_file = tmp_path / "lmk.sealed"
+    sealed_file.write_bytes(sealed.seal(Algorithm.AES_256, secrets.token_bytes(32), PASSPHRASE.encode(),
+                                        sealed.ScryptParams(log2_n=14)))
+    (tmp_path / "policy.toml").write_text(POLICY)
+    with pg.throwaway_db() as url:
+        backend = SoftBackend.from_sealed(sealed_file, PASSPHRASE.encode())
+        store = KeyStore(url, backend)
+        store.migrate()
+        list(devseed.seed(store, backend))
+        store.close()
+        backend.close()
+        proc, info = launch(tmp_path, url, sealed_file, srv, ca)
+        port = info["port"]
+
+        def client(who: str) -> Client:
+            ident = ca.issue(who)
+            return Client(f"127.0.0.1:{port}", ClientTls(ca.ca_file, ident.cert, ident.key, "localhost"))
+
+        core, auditor = client("core-banking"), client("auditor")
+        calls = _calls(core, auditor)
+        for fn in calls.values():
+            fn()  # all good before the kill
+        stop_load = threading.Event()
+        failures: list[str] = []
+        done: list[tuple[float, float, str]] = []  # (started, ended, name) of each call that succeeded
+        lock = threading.Lock()
+
+        def load(name: str, fn: Callable[[], None]) -> None:
+            while not stop_load.is_set():
+                t0 = time.monotonic()
+                try:
+                    fn()
+                except (ClientError, AssertionError) as e:
+                    with lock:
+                        failures.append(f"{name}: {e}")
+                    continue
+                with lock:
+                    done.append((t0, time.monotonic(), name))
+
+        threads = [threading.Thread(target=load, args=(n, fn), daemon=True)
+                   for n, fn in [*calls.items(), ("TranslatePin", calls["TranslatePin"])]]
+        restarted: Any = None
+        try:
+            for t in threads:
+                t.start()
+            time.sleep(1.0)
+            killed = time.monotonic()
+            os.kill(proc.pid, signal.SIGKILL)
+            assert proc.wait(10) == -signal.SIGKILL
+            # Same port, same store and LMK; launch() waits for a fresh ready file.
+            (tmp_path / "ready.json").unlink()
+            monkeypatch.setenv("HSMSVC_LISTEN", f"127.0.0.1:{port}")
+            restarted, _ = launch(tmp_path, url, sealed_file, srv, ca)
+            ready = time.monotonic()
+            deadline = ready + 10
+            while not any(start > ready for start, _, _ in list(done)) and time.monotonic() < deadline:
+                time.sleep(0.05)
+            time.sleep(1.0)
+        finally:
+            stop_load.set()
+            for t in threads:
+                t.join(15)
+            core.close()
+            auditor.close()
+            if restarted is not None:
+                stop(restarted, tmp_path / "server.log")
+            elif proc.poll() is None:
+                proc.kill()
+    assert not failures, f"{len(failures)} failed idempotent calls, first: {failures[:3]}"
+    before = [d for d in done if d[1] < killed]
+    after = [d for d in done if d[0] > ready]
+    first_back = min(end for start, end, _ in done if end > killed)
+    spanning = max(end - start for start, end, _ in done)
+    print(f"\ncalls ok: {len(done)} ({len(before)} before the kill, {len(after)} started after the restart); "
+          f"restart took {ready - killed:.2f} s; first answer {first_back - killed:.2f} s after the kill; "
+          f"longest call (retries included) {spanning:.2f} s")
+    assert before and after
+    assert {name for _, _, name in after} == set(calls)
