@@ -137,11 +137,19 @@ window_seconds = 3600
 
 
 def launch(d: Path, url: str, sealed_file: Path, srv: Identity, ca: TestCA, extra: str = "",
-           passphrase: str = PASSPHRASE, top: str = "") -> tuple[subprocess.Popen[bytes], dict[str, Any]]:
+           passphrase: str = PASSPHRASE, top: str = "", backend: str = "",
+           ) -> tuple[subprocess.Popen[bytes], dict[str, Any]]:
     """Run ``hsmsvc serve`` from a config written into ``d`` (policy.toml beside it); wait until ready.
 
-    ``top`` holds top-level settings; ``extra`` follows the ``[backend]`` table.
+    ``top`` holds top-level settings; ``extra`` follows the ``[backend]`` table, which
+    ``backend`` replaces (the soft backend on ``sealed_file`` otherwise).
     """
+    backend = backend or f"""
+[backend]
+kind = "soft"
+sealed_lmk = "{sealed_file}"
+passphrase_env = "HSMSVC_TEST_LMK_PASSPHRASE"
+"""
     (d / "hsmsvc.toml").write_text(f"""{top}
 listen = "127.0.0.1:0"
 metrics_listen = "127.0.0.1:0"
@@ -154,11 +162,7 @@ log_level = "DEBUG"
 cert = "{srv.cert}"
 key = "{srv.key}"
 client_ca = "{ca.ca_file}"
-
-[backend]
-kind = "soft"
-sealed_lmk = "{sealed_file}"
-passphrase_env = "HSMSVC_TEST_LMK_PASSPHRASE"
+{backend}
 {extra}
 """)
     ready, log = d / "ready.json", d / "server.log"
