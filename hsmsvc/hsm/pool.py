@@ -30,6 +30,7 @@ from hsmsvc.hsm.backend import (
 )
 from hsmsvc.hsm.config import Pkcs11Config, SoftConfig
 from hsmsvc.hsm.member import PING, Failure, Member, MemberFailed
+from hsmsvc.loopguard import may_block
 from hsmsvc.types import Algorithm, MacAlgorithm, Padding, PinBlockFormat
 
 __all__ = ["MemberStats", "Pool"]
@@ -181,6 +182,7 @@ class Pool:
     # -- calls -------------------------------------------------------------------
 
     def _call(self, method: str, *args: Any) -> Any:
+        may_block()  # a member's answer crosses a pipe and may take up to the timeout
         for _ in range(_ATTEMPTS):
             got = self._take(time.monotonic() + self._timeout)
             if got is None:
@@ -200,6 +202,7 @@ class Pool:
 
     def _broadcast(self, method: str, *args: Any) -> list[Any]:
         """The call on every healthy member (a member restarted meanwhile starts afresh anyway)."""
+        may_block()
         out = []
         for member in self._members:
             # A call in flight on it ends within the timeout, by an answer or a kill.
