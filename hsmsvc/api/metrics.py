@@ -110,6 +110,13 @@ class Metrics:
         self._server: WSGIServer | None = None
         self.record = self._counts.record
 
+    def count_busy(self, lanes: Mapping[str, Callable[[], int]]) -> None:
+        """``hsmsvc_executor_busy{lane}``: calls running on or waiting for each executor lane."""
+        gauge = Gauge("hsmsvc_executor_busy", "calls running on, or waiting for, an executor lane's threads",
+                      ["lane"], registry=self.registry)
+        for lane, busy in lanes.items():
+            gauge.labels(lane).set_function(busy)
+
     def count_key_uses(self, source: Callable[[], Mapping[tuple[str, int], int]]) -> None:
         """Report ``source()``, uses per (key id, version), as ``hsmsvc_key_uses_total``."""
         self._counts.key_uses = source

@@ -14,6 +14,7 @@ database engine is disposed.
 from __future__ import annotations
 
 import asyncio
+import functools
 import gc
 import logging
 import signal
@@ -35,7 +36,7 @@ from hsmsvc.api.mac import MacServicer
 from hsmsvc.api.metrics import Metrics
 from hsmsvc.api.monitor import Monitor
 from hsmsvc.api.pin import PinServicer
-from hsmsvc.api.runner import Runner
+from hsmsvc.api.runner import Lane, Runner
 from hsmsvc.api.status import Dispatch, Observed
 from hsmsvc.errors import InvalidInput, PermissionDenied
 from hsmsvc.hsm.backend import Backend
@@ -170,6 +171,7 @@ async def start(config: ServerConfig, backend: Backend | None = None) -> Running
     # Use cases try the event loop first only where the backend is in this process.
     runner = Runner(config.executor_threads, config.executor_queue, inline=config.backend.kind == "soft")
     observed = Observed(resolve, metrics.record, runner)
+    metrics.count_busy({lane.value: functools.partial(runner.busy, lane) for lane in (Lane.TRANSACTION, Lane.OTHER)})
 
     server = grpc.aio.server(options=[
         ("grpc.max_receive_message_length", _MAX_MESSAGE),

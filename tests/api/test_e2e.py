@@ -352,6 +352,7 @@ def test_metrics_count_methods(server: Env, core: Client, keys: dict[str, bytes]
     text = urllib.request.urlopen(f"http://127.0.0.1:{server.metrics_port}/metrics", timeout=5).read().decode()
     assert 'hsmsvc_rpc_calls_total{code="OK",method="MacService.GenerateMac"}' in text
     assert 'hsmsvc_backend_healthy{member="0"} 1.0' in text
+    assert 'hsmsvc_executor_busy{lane="transaction"}' in text and 'hsmsvc_executor_busy{lane="other"}' in text
     assert 'hsmsvc_key_uses_total{key_id="mak-x919",version="1"}' in text
     assert PAN not in text
 
