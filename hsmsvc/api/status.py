@@ -233,14 +233,8 @@ def rpc(method: str, lane: Lane = Lane.OTHER,
                 principal = self.observed.principal(context)
                 principal_name = principal.name
                 principal.require_call(method)
-                caller = Caller(principal, method, rid)
-                runner: Runner = self.observed.runner
-                if state is not None and runner.first_inline(state):
-                    try:
-                        return runner.call(state, fn, self, request, caller)
-                    except WouldBlock:
-                        pass
-                return await runner.offload(lane, fn, self, request, caller)
+                return await _run(lane, state, self.observed.runner, fn, self, request,
+                                  Caller(principal, method, rid))
             except errors.HsmsvcError as e:
                 status = code_for(e)
                 code = status.name

@@ -187,18 +187,27 @@ class Pool:
             got = self._take(time.monotonic() + self._timeout)
             if got is None:
                 raise BackendUnavailable("hsm", "no pool member free within the call timeout")
-            m, msg_id = got
-            try:
-                result = m.call(msg_id, method, args, time.monotonic() + self._timeout)
-            except MemberFailed as f:
-                self._replace(m, f.failure)
-                continue
-            except HsmsvcError:
-                self._give_back(m, answered=True)
-                raise
-            self._give_back(m, answered=True)
-            return result
+            answered, result = self._ask(got, method, args)
+            if answered:
+                return result
         raise BackendUnavailable("hsm", "no pool member answered")
+
+    def _ask(self, got: tuple[Member, int], method: str, args: tuple[Any, ...]) -> tuple[bool, Any]:
+        """Send the call to a taken member: (True, its answer), or (False, None) once it is replaced.
+
+        An error the backend answered is the request's, raised as it is; the member is fine.
+        """
+        m, msg_id = got
+        try:
+            result = m.call(msg_id, method, args, time.monotonic() + self._timeout)
+        except MemberFailed as f:
+            self._replace(m, f.failure)
+            return False, None
+        except HsmsvcError:
+            self._give_back(m, answered=True)
+            raise
+        self._give_back(m, answered=True)
+        return True, result
 
     def _broadcast(self, method: str, *args: Any) -> list[Any]:
         """The call on every healthy member (a member restarted meanwhile starts afresh anyway)."""
@@ -209,16 +218,9 @@ class Pool:
             got = self._take(time.monotonic() + 2 * self._timeout, only=member)
             if got is None:
                 continue
-            m, msg_id = got
-            try:
-                out.append(m.call(msg_id, method, args, time.monotonic() + self._timeout))
-            except MemberFailed as f:
-                self._replace(m, f.failure)
-                continue
-            except HsmsvcError:
-                self._give_back(m, answered=True)
-                raise
-            self._give_back(m, answered=True)
+            answered, result = self._ask(got, method, args)
+            if answered:
+                out.append(result)
         if not out:
             raise BackendUnavailable("hsm", "no pool member available")
         return out
