@@ -1,0 +1,77 @@
+"""Review of issue 26 (reproductions; these FAIL on the commit under review).
+
+1. UseMeter holds its one threading.Lock across store I/O (reserve_uses) on an
+   executor thread; an inline call on the event loop then waits on that lock,
+   so a single stalled key-row write freezes the whole server (health included).
+"""
+
+from __future__ import annotations
+
+import secrets
+import threading
+import time
+from pathlib import Path
+
+import grpc
+import psycopg
+import pytest
+
+from tests import pg
+from tests.api import independent as ind
+from tests.api.solo import solo_server
+
+PAN = "4012345678909"
+
+
+def _pg(url: str) -> str:
+    return url.replace("postgresql+psycopg://", "postgresql://")
+
+
+def test_a_locked_key_row_must_not_freeze_the_event_loop(tmp_path: Path) -> None:
+    with pg.throwaway_db() as url:
+        with psycopg.connect(_pg(url), autocommit=True) as c:
+            pass
+        with solo_server(tmp_path, url) as s:
+            # zpk1 gets a use limit (blocks of 2 uses), so a reservation is due every other call
+            with psycopg.connect(_pg(url), autocommit=True) as c:
+                c.execute("UPDATE keys SET max_uses = 100 WHERE key_id = 'zpk1'")
+            cl = s.client(deadline=3.0, retries=0)
+            blk = lambda: ind.tdes_ecb(s.clear["zpk1"], ind.iso0("1234", PAN))  # noqa: E731
+            time.sleep(0.5)  # the key cache's audit-head refresh
+            cl.translate_pin("zpk1", "zpk2", blk(), pan=PAN)
+            locker = psycopg.connect(_pg(url))
+            try:
+                locker.execute("SELECT 1 FROM keys WHERE key_id = 'zpk1' FOR UPDATE")
+                results: list[object] = []
+
+                def one() -> None:
+                    try:
+                        results.append(cl.translate_pin("zpk1", "zpk2", blk(), pan=PAN))
+                    except Exception as e:  # noqa: BLE001
+                        results.append(e)
+
+                ts = [threading.Thread(target=one) for _ in range(6)]
+                for t in ts:
+                    t.start()
+                    time.sleep(0.05)
+                time.sleep(0.3)
+                started = time.monotonic()
+                try:
+                    status = s.health(timeout=2.0)
+                    err = None
+                except grpc.RpcError as e:
+                    status, err = None, e.code()
+                took = time.monotonic() - started
+                code, _ = (None, None)
+                try:
+                    code, _ = s.http("/healthz", timeout=2.0)
+                except Exception as e:  # noqa: BLE001
+                    code = repr(e)
+                print(f"health={status} err={err} took={took:.2f}s /healthz={code}")
+            finally:
+                locker.rollback()
+                locker.close()
+            for t in ts:
+                t.join(10)
+            print("calls:", [type(r).__name__ for r in results])
+            assert err is None and took < 1.0, f"event loop frozen by a lock held across store I/O ({err}, {took:.2f}s)"
