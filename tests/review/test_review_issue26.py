@@ -2,7 +2,11 @@
 
 1. UseMeter holds its one threading.Lock across store I/O (reserve_uses) on an
    executor thread; an inline call on the event loop then waits on that lock,
-   so a single stalled key-row write freezes the whole server (health included).
+   so a single stalled key-row write freezes the whole server (health included),
+   while /healthz and /readyz on the metrics thread keep answering 200.
+2. An inline run that reaches the store after UseMeter.key_used has counted
+   runs again on a thread and counts again: hsmsvc_key_uses_total and the
+   store's use_count go up twice for one call.
 """
 
 from __future__ import annotations
@@ -67,7 +71,8 @@ def test_a_locked_key_row_must_not_freeze_the_event_loop(tmp_path: Path) -> None
                     code, _ = s.http("/healthz", timeout=2.0)
                 except Exception as e:  # noqa: BLE001
                     code = repr(e)
-                print(f"health={status} err={err} took={took:.2f}s /healthz={code}")
+                ready = s.http("/readyz", timeout=2.0)
+                print(f"health={status} err={err} took={took:.2f}s /healthz={code} /readyz={ready}")
             finally:
                 locker.rollback()
                 locker.close()
@@ -75,3 +80,21 @@ def test_a_locked_key_row_must_not_freeze_the_event_loop(tmp_path: Path) -> None
                 t.join(10)
             print("calls:", [type(r).__name__ for r in results])
             assert err is None and took < 1.0, f"event loop frozen by a lock held across store I/O ({err}, {took:.2f}s)"
+
+
+def test_a_rerun_inline_call_counts_its_key_uses_once(tmp_path: Path) -> None:
+    n = 20
+    with pg.throwaway_db() as url:
+        with solo_server(tmp_path, url) as s:
+            with psycopg.connect(_pg(url), autocommit=True) as c:
+                c.execute("UPDATE keys SET max_uses = 100 WHERE key_id IN ('zpk1', 'zpk2')")
+            cl = s.client(deadline=5.0, retries=0)
+            for _ in range(n):
+                cl.translate_pin("zpk1", "zpk2", ind.tdes_ecb(s.clear["zpk1"], ind.iso0("1234", PAN)), pan=PAN)
+            _, body = s.http("/metrics")
+            lines = [ln for ln in body.splitlines() if ln.startswith("hsmsvc_key_uses_total")]
+            with psycopg.connect(_pg(url), autocommit=True) as c:
+                db = c.execute("SELECT key_id, use_count FROM keys WHERE key_id IN ('zpk1','zpk2') ORDER BY 1").fetchall()
+            print(lines, db)
+            for ln in lines:
+                assert ln.endswith(f" {float(n)}"), f"{n} translations, but {ln}"
