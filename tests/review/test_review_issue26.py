@@ -98,3 +98,58 @@ def test_a_rerun_inline_call_counts_its_key_uses_once(tmp_path: Path) -> None:
             print(lines, db)
             for ln in lines:
                 assert ln.endswith(f" {float(n)}"), f"{n} translations, but {ln}"
+
+
+def test_an_audit_anchor_write_must_not_freeze_the_event_loop(tmp_path: Path) -> None:
+    """3. CommandBackend.write_audit_anchor holds the backend's one lock across the anchor's
+    flock and file write (soft backend); every inline call on the loop needs that lock."""
+    import fcntl
+
+    from hsmsvc_client import ClientError
+
+    with pg.throwaway_db() as url:
+        with solo_server(tmp_path, url) as s:
+            cl = s.client(deadline=3.0, retries=0)
+            good = ind.tdes_ecb(s.clear["zpk1"], ind.iso0("1234", PAN))
+            cl.translate_pin("zpk1", "zpk2", good, pan=PAN)
+            lock_file = open(tmp_path / "lmk.sealed.anchor.lock", "a")  # e.g. a second process on this anchor
+            fcntl.flock(lock_file, fcntl.LOCK_EX)
+            try:
+                def bad() -> None:  # a wrong block: a failed attempt, audited, so an anchor write
+                    try:
+                        cl.translate_pin("zpk1", "zpk2", bytes(8), pan=PAN)
+                    except ClientError:
+                        pass
+
+                t = threading.Thread(target=bad)
+                t.start()
+                time.sleep(0.5)
+                started = time.monotonic()
+                try:
+                    cl2 = s.client(deadline=2.0, retries=0)
+                    cl2.translate_pin("zpk1", "zpk2", good, pan=PAN)
+                    err = None
+                except ClientError as e:
+                    err = e.code
+                took = time.monotonic() - started
+                for _ in range(10):  # once a thread has refilled the key cache, an inline run waits on the lock
+                    threading.Thread(target=lambda: _quiet(cl2.translate_pin, "zpk1", "zpk2", good, pan=PAN)).start()
+                    time.sleep(0.05)
+                try:
+                    status = s.health(timeout=2.0)
+                except grpc.RpcError as e:
+                    status = e.code()
+                print(f"translate err={err} took={took:.2f}s health={status} readyz={s.http('/readyz')}")
+            finally:
+                fcntl.flock(lock_file, fcntl.LOCK_UN)
+                lock_file.close()
+            t.join(10)
+            assert status == 1, f"gRPC health did not answer while the anchor was locked: {status}"
+            assert err is None and took < 1.0, f"loop frozen behind the anchor file lock ({err}, {took:.2f}s)"
+
+
+def _quiet(fn, *a, **kw):  # type: ignore[no-untyped-def]
+    try:
+        return fn(*a, **kw)
+    except Exception:  # noqa: BLE001
+        return None
