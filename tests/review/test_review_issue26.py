@@ -153,3 +153,68 @@ def _quiet(fn, *a, **kw):  # type: ignore[no-untyped-def]
         return fn(*a, **kw)
     except Exception:  # noqa: BLE001
         return None
+
+
+def test_sigterm_with_a_call_stuck_on_a_row_lock_exits_within_the_grace(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """4. No statement or lock timeout on the store: a thread blocked on a row lock never returns,
+    and Running.stop() waits for it (runner.close(wait=True)), so SIGTERM never completes."""
+    import signal
+
+    import tests.api.solo as solo_mod
+
+    procs = []
+    real = solo_mod.launch
+
+    def launch(*a, **kw):  # type: ignore[no-untyped-def]
+        p, info = real(*a, **kw)
+        procs.append(p)
+        return p, info
+
+    monkeypatch.setattr(solo_mod, "launch", launch)
+    outcome: dict[str, object] = {}
+    with pg.throwaway_db() as url:
+        try:
+            with solo_server(tmp_path, url) as s:
+                with psycopg.connect(_pg(url), autocommit=True) as c:
+                    c.execute("UPDATE keys SET max_uses = 100 WHERE key_id = 'zpk1'")
+                cl = s.client(deadline=30.0, retries=0)
+                blk = ind.tdes_ecb(s.clear["zpk1"], ind.iso0("1234", PAN))
+                cl.translate_pin("zpk1", "zpk2", blk, pan=PAN)
+                cl.translate_pin("zpk1", "zpk2", blk, pan=PAN)  # the reserved block is used up
+                locker = psycopg.connect(_pg(url))
+                locker.execute("SELECT 1 FROM keys WHERE key_id = 'zpk1' FOR UPDATE")
+                codes: list[object] = []
+                t = threading.Thread(target=lambda: codes.append(_code(cl.translate_pin, "zpk1", "zpk2", blk, pan=PAN)))
+                t.start()
+                time.sleep(0.5)
+                proc = procs[0]
+                started = time.monotonic()
+                proc.send_signal(signal.SIGTERM)
+                try:
+                    proc.wait(12)  # grace is 5 s
+                except Exception:  # noqa: BLE001
+                    pass
+                outcome["exited_after_sigterm"] = proc.poll()
+                outcome["waited"] = round(time.monotonic() - started, 1)
+                locker.rollback()
+                locker.close()
+                t.join(30)
+                outcome["client_saw"] = codes
+                try:
+                    proc.wait(10)
+                except Exception:  # noqa: BLE001
+                    proc.kill()
+                outcome["rc_after_unlock"] = proc.poll()
+        except AssertionError as e:
+            if "server died" not in str(e):
+                raise
+    print(outcome)
+    assert outcome["exited_after_sigterm"] == 0, f"SIGTERM did not drain within grace + 7 s: {outcome}"
+
+
+def _code(fn, *a, **kw):  # type: ignore[no-untyped-def]
+    try:
+        fn(*a, **kw)
+        return "OK"
+    except Exception as e:  # noqa: BLE001
+        return getattr(e, "code", type(e).__name__)
