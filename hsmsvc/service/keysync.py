@@ -5,8 +5,11 @@ starts a change: it makes new versions of the zone's working keys (PENDING),
 wraps them under the ZMK and sends a notice MACed under a key derived from
 that ZMK. The branch verifies the notice, imports the keys under its own LMK,
 checks every KCV and answers with a MACed confirmation; only then does the core
-activate. Both sites switch at the notice's activation time; the previous
-version stays usable, when a request names it, for the grace window.
+make anything under the new versions. Both sites switch at the notice's
+activation time; the previous version stays usable, when a request names it,
+for the grace window. A confirmation that comes late changes nothing for the
+branch's traffic: from the activation time the core reads what the branch
+made under a new version it names, confirmed or not (``KeyManager.check_use``).
 
 Notices carry a per-zone sequence: the branch applies exactly the next one; the
 same notice again (a retry) gets the same confirmation; an older, replayed or
@@ -281,7 +284,9 @@ def confirm_key_change(s: Services, caller: Caller, settings: SyncSettings, conf
         want = tuple(k.kcv for k in notice.keys)
         if len(want) != len(conf.kcvs) or not all(_compare.bytes_eq(a, b) for a, b in zip(want, conf.kcvs)):
             raise VerificationFailed("confirmation.kcvs", "do not match the keys sent")
-        end = notice.activate_at + notice.grace
+        # The core made its own answers under the previous versions until now, not only until
+        # the activation time: they end a grace window after whichever is later.
+        end = max(notice.activate_at, _now()) + notice.grace
         expire = [x for k in notice.keys for x in _retire(s.store.versions(k.key_id), k.version, end)]
         row = dataclasses.replace(state, state="CONFIRMED")
         s.store.change_keys(
