@@ -57,6 +57,9 @@ class Rotation:
 
     max_age: timedelta | None
     max_uses: int | None
+    peak_uses_per_second: float | None = None
+    """The busiest rate the bank expects for one version, if it says: lets start-up refuse a
+    ``max_uses`` that no replacement could keep up with (``service/rotation.py``)."""
 
 
 # Terminal keys: the MDS rule of 004 clause 7.1.1 (12 hours or 2,500 uses);
@@ -75,6 +78,9 @@ class SyncSettings:
     activate_after: timedelta = timedelta(seconds=30)
     grace: timedelta = timedelta(minutes=5)
     notice_max_age: timedelta = timedelta(hours=1)
+    rotation_margin: timedelta = timedelta(seconds=5)
+    """Time allowed, beyond a change's activation delay, for its making and delivery: a version
+    is replaced when the uses expected within this lead would take it to ``max_uses``."""
     rotation: Mapping[KeyType, Rotation] = dataclasses.field(default_factory=lambda: dict(DEFAULT_ROTATION))
 
 
