@@ -222,12 +222,14 @@ def to_domain(n: ks.KeyChangeNotice) -> KeyChangeNotice:
 
 
 def change(sites: Sites) -> ks.KeyChangeNotice:
-    """Start at the core, carry the notice to the branch, carry the confirmation back."""
+    """Start at the core, carry the notice to the branch, the confirmation back, and the acknowledgement on."""
     notice = sites.sync(sites.core, "core-officer").StartKeyChange(ks.StartKeyChangeRequest(zone=ZONE)).notice
     conf = sites.sync(sites.branch, "branch-officer").ApplyKeyChange(ks.ApplyKeyChangeRequest(notice=notice))
     r = sites.sync(sites.core, "core-officer").ConfirmKeyChange(
         ks.ConfirmKeyChangeRequest(confirmation=conf.confirmation))
     assert [k.kcv for k in r.keys] == list(conf.confirmation.kcvs)
+    sites.sync(sites.branch, "branch-officer").AcknowledgeKeyChange(
+        ks.AcknowledgeKeyChangeRequest(acknowledgement=r.acknowledgement))
     return notice
 
 
