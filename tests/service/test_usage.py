@@ -13,7 +13,7 @@ from __future__ import annotations
 import secrets
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import timedelta
 from pathlib import Path
 
@@ -145,3 +145,43 @@ def test_settings_no_rotation_can_keep_up_with_are_refused_at_start_up(tmp_path:
     warnings = check_settings(settings)
     assert len(warnings) == 1 and "800 uses/s" in warnings[0] and "3200 uses" in warnings[0]
     assert settings.rotation_margin == timedelta(seconds=1)
+
+
+def _drive(meter: UseMeter, key: StoredKey, per_second: float, until: Callable[[], bool], limit: float) -> int:
+    """Use ``key`` at about ``per_second`` until ``until()`` holds or ``limit`` seconds pass; the uses made."""
+    t0 = time.monotonic()
+    n = 0
+    while not until() and time.monotonic() - t0 < limit:
+        meter.key_used(key)
+        n += 1
+        ahead = n / per_second - (time.monotonic() - t0)
+        if ahead > 0:
+            time.sleep(ahead)  # pacing the load, not waiting for a result
+    return n
+
+
+def test_a_busy_key_is_replaced_before_its_limit_and_a_hopeless_one_is_warned_about(
+        services: Services, caplog: pytest.LogCaptureFixture) -> None:
+    s = services
+    # A local rotation serves at once: the lead is the margin, 1 s; at 400 uses/s that is 400 uses.
+    settings = keysync.SyncSettings(rotation_margin=timedelta(seconds=1))
+    meter = UseMeter(settings, block=100)
+    meter.attach(s)
+    key = _mak(s, "mak-busy", 1000)
+    n = _drive(meter, key, 400, lambda: s.store.versions("mak-busy")[-1].version > 1, 8.0)
+    assert s.store.versions("mak-busy")[-1].version == 2, "no replacement"
+    # Started about 400 uses before the limit, not at it: version 2 served before version 1 reached 1,000.
+    assert n < 1000 - 100, f"replaced only after {n} uses"
+    # 300 uses at 400 uses/s and a 1 s lead: no start can keep the limit; the numbers are logged.
+    hopeless = _mak(s, "mak-hopeless", 300)
+    with caplog.at_level("WARNING", logger="hsmsvc.usage"):
+        _drive(meter, hopeless, 400, lambda: any(r.msg == "rotation cannot keep the use limit"
+                                                 for r in caplog.records), 5.0)
+    meter.close()
+    warned = [r for r in caplog.records if r.msg == "rotation cannot keep the use limit"]
+    assert warned, "no warning"
+    w = warned[0].__dict__
+    print(f"replaced after {n} uses of 1,000; warning: {w['uses_per_second']} uses/s, "
+          f"lead {w['lead_seconds']} s, max_uses {w['max_uses']}, hard stop {w['hard_stop']}")
+    assert w["max_uses"] == 300 and w["hard_stop"] == 600 and w["lead_seconds"] == 1.0
+    assert 250 < w["uses_per_second"] < 800
