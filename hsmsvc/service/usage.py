@@ -145,7 +145,11 @@ class UseMeter:
         if short:
             self._reserve(key, c, 0)  # the hard stop reads this count: have it before answering
         elif refill:
-            self._counter.submit(self._refill, key, c)
+            try:
+                self._counter.submit(self._refill, key, c)
+            except RuntimeError:  # closing: flush() counts what is left
+                with self._lock:
+                    c.refilling = False
         due_at = c.due_at
         if due_at is None:
             due_at = self._age_limit(key)
