@@ -32,6 +32,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from hsmsvc.errors import AlreadyExists, HsmsvcError
 from hsmsvc.keys.model import AuditEvent, StoredKey
+from hsmsvc.loopguard import may_block
 from hsmsvc.service.authz import Principal, Role
 from hsmsvc.service.context import Caller, Services
 from hsmsvc.service.keysync import Courier, SyncSettings, start_key_change
@@ -136,14 +137,22 @@ class UseMeter:
             if c is None:
                 c = self._counts[ident] = _Count()
                 self._keys[ident] = key
-            c.uses += n
-            c.left -= n
-            short = c.left < 0 and key.max_uses is not None
+            short = c.left < n and key.max_uses is not None
+            if not short:
+                c.uses += n
+                c.left -= n
             refill = not short and not c.refilling and c.left < self._size(key, c) // 2
             if refill:
                 c.refilling = True
         if short:
-            self._reserve(key, c, 0)  # the hard stop reads this count: have it before answering
+            # The hard stop reads this count: have it from the store before answering. That
+            # waits (on the store, or on a refill holding the key's reservation), so on the
+            # event loop it stops here, before counting, and the call runs again off it.
+            may_block()
+            with self._lock:
+                c.uses += n
+                c.left -= n
+            self._reserve(key, c, 0)
         elif refill:
             try:
                 self._counter.submit(self._refill, key, c)
