@@ -44,6 +44,9 @@ class Branch:
     def deliver(self, notice: keysync.KeyChangeNotice) -> keysync.Confirmation:
         return keysync.apply_key_change(self.s, CALLER, SETTINGS, notice)
 
+    def acknowledge(self, ack: keysync.Acknowledgement) -> None:
+        keysync.acknowledge_key_change(self.s, CALLER, SETTINGS, ack)
+
 
 def _site(tmp: Path, name: str, zmk: bytes) -> Services:
     backend = SoftBackend(secrets.token_bytes(32))

@@ -46,6 +46,7 @@ from hsmsvc.errors import InvalidInput
 from hsmsvc.hsm.config import Pkcs11Config, SecretSource, SoftConfig
 from hsmsvc.service.context import AttemptLimits
 from hsmsvc.service.keysync import DEFAULT_ROTATION, Rotation, SyncSettings
+from hsmsvc.service.rotation import check_settings
 from hsmsvc.types import KeyType
 
 __all__ = ["BackendConfig", "ServerConfig", "TlsConfig", "load"]
@@ -153,17 +154,23 @@ def _backend(d: Mapping[str, Any]) -> BackendConfig:
 
 
 def _key_sync(d: Mapping[str, Any], rotation: Mapping[str, Any]) -> SyncSettings:
-    """``[key_sync]`` times in seconds; ``[rotation.<KEY TYPE>]`` max_age_seconds and max_uses (0: none)."""
+    """``[key_sync]`` times in seconds; ``[rotation.<KEY TYPE>]`` max_age_seconds and max_uses (0: none),
+    and optionally peak_uses_per_second. Settings no replacement could keep up with are refused here,
+    at start-up (``service/rotation.py: check_settings``)."""
     rot = dict(DEFAULT_ROTATION)
     for name, r in rotation.items():
         age, uses = int(r.get("max_age_seconds", 0)), int(r.get("max_uses", 0))
-        rot[KeyType(name)] = Rotation(timedelta(seconds=age) if age else None, uses or None)
-    return SyncSettings(
+        peak = float(r.get("peak_uses_per_second", 0))
+        rot[KeyType(name)] = Rotation(timedelta(seconds=age) if age else None, uses or None, peak or None)
+    settings = SyncSettings(
         activate_after=timedelta(seconds=float(d.get("activate_after_seconds", 30))),
         grace=timedelta(seconds=float(d.get("grace_seconds", 300))),
         notice_max_age=timedelta(seconds=float(d.get("notice_max_age_seconds", 3600))),
+        rotation_margin=timedelta(seconds=float(d.get("rotation_margin_seconds", 5))),
         rotation=rot,
     )
+    check_settings(settings)
+    return settings
 
 
 def load(path: str | None, overrides: Mapping[str, Any] | None = None,

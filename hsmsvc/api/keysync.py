@@ -58,6 +58,16 @@ def confirmation_to_pb(c: uc.Confirmation) -> m.KeyChangeConfirmation:
     return m.KeyChangeConfirmation(zone=c.zone, sequence=c.sequence, kcvs=list(c.kcvs), mac=c.mac)
 
 
+def acknowledgement_to_pb(a: uc.Acknowledgement) -> m.KeyChangeAcknowledgement:
+    return m.KeyChangeAcknowledgement(zone=a.zone, sequence=a.sequence, mac=a.mac)
+
+
+def acknowledgement_from_pb(p: m.KeyChangeAcknowledgement, has: bool = True) -> uc.Acknowledgement:
+    if not has:
+        raise InvalidInput("acknowledgement", "required")
+    return uc.Acknowledgement(cv.text(p.zone, "acknowledgement.zone", 64), p.sequence, bytes(p.mac))
+
+
 def confirmation_from_pb(p: m.KeyChangeConfirmation, has: bool = True) -> uc.Confirmation:
     if not has:
         raise InvalidInput("confirmation", "required")
@@ -79,14 +89,7 @@ class PeerCourier:
         peer = self._peers.get(notice.zone)
         if peer is None:
             raise KeyNotFound("zone", "no peer configured for this zone")
-        if self._tls is None:
-            channel = grpc.insecure_channel(peer.address)
-        else:
-            creds = grpc.ssl_channel_credentials(
-                Path(self._tls.client_ca).read_bytes(), Path(self._tls.key).read_bytes(),
-                Path(self._tls.cert).read_bytes())
-            opts = [("grpc.ssl_target_name_override", peer.server_name)] if peer.server_name else []
-            channel = grpc.secure_channel(peer.address, creds, options=opts)
+        channel = self._channel(peer)
         try:
             r = g.KeySyncServiceStub(channel).ApplyKeyChange(
                 m.ApplyKeyChangeRequest(notice=notice_to_pb(notice)), timeout=self._timeout)
@@ -97,6 +100,28 @@ class PeerCourier:
         finally:
             channel.close()
         return confirmation_from_pb(r.confirmation)
+
+    def acknowledge(self, ack: uc.Acknowledgement) -> None:
+        peer = self._peers.get(ack.zone)
+        if peer is None:
+            raise KeyNotFound("zone", "no peer configured for this zone")
+        channel = self._channel(peer)
+        try:
+            g.KeySyncServiceStub(channel).AcknowledgeKeyChange(
+                m.AcknowledgeKeyChangeRequest(acknowledgement=acknowledgement_to_pb(ack)), timeout=self._timeout)
+        except grpc.RpcError as e:
+            raise BackendUnavailable("peer", f"{peer.address}: {e.code().name}: {e.details()}") from None
+        finally:
+            channel.close()
+
+    def _channel(self, peer: PeerConfig) -> grpc.Channel:
+        if self._tls is None:
+            return grpc.insecure_channel(peer.address)
+        creds = grpc.ssl_channel_credentials(
+            Path(self._tls.client_ca).read_bytes(), Path(self._tls.key).read_bytes(),
+            Path(self._tls.cert).read_bytes())
+        opts = [("grpc.ssl_target_name_override", peer.server_name)] if peer.server_name else []
+        return grpc.secure_channel(peer.address, creds, options=opts)
 
 
 class KeySyncServicer(g.KeySyncServiceServicer):
@@ -124,9 +149,16 @@ class KeySyncServicer(g.KeySyncServiceServicer):
 
     @rpc("KeySyncService.ConfirmKeyChange")
     def ConfirmKeyChange(self, r: m.ConfirmKeyChangeRequest, c: Caller) -> m.ConfirmKeyChangeResponse:
-        keys = uc.confirm_key_change(self.s, c, self.settings,
-                                     confirmation_from_pb(r.confirmation, r.HasField("confirmation")))
-        return m.ConfirmKeyChangeResponse(keys=[cv.key_info(k) for k in keys])
+        keys, ack = uc.confirm_key_change(self.s, c, self.settings,
+                                          confirmation_from_pb(r.confirmation, r.HasField("confirmation")))
+        return m.ConfirmKeyChangeResponse(keys=[cv.key_info(k) for k in keys],
+                                          acknowledgement=acknowledgement_to_pb(ack))
+
+    @rpc("KeySyncService.AcknowledgeKeyChange")
+    def AcknowledgeKeyChange(self, r: m.AcknowledgeKeyChangeRequest, c: Caller) -> m.AcknowledgeKeyChangeResponse:
+        keys = uc.acknowledge_key_change(self.s, c, self.settings, acknowledgement_from_pb(
+            r.acknowledgement, r.HasField("acknowledgement")))
+        return m.AcknowledgeKeyChangeResponse(keys=[cv.key_info(k) for k in keys])
 
     @rpc("KeySyncService.SignOn")
     def SignOn(self, r: m.SignOnRequest, c: Caller) -> m.SignOnResponse:

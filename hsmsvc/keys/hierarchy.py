@@ -166,7 +166,13 @@ class KeyManager:
         policy.require(s.key_type, s.usage, s.mode_of_use, op, s.exportability)
         if key.state is KeyState.RETIRING and op in _RETIRING_OK:
             return key
-        if key.state is not KeyState.ACTIVE:
+        # A key change's version the branch has not confirmed yet (004 clause 7.1) reads what was
+        # made under it from the activation time: the core made it, so only the core or a branch
+        # that applied the notice can have made a block under it, and the branch switches at the
+        # activation time whether or not its confirmation has arrived. It makes nothing new until
+        # the confirmation proves the branch can read it.
+        inbound = key.state is KeyState.PENDING and key.activates_at is not None and op in _RETIRING_OK
+        if key.state is not KeyState.ACTIVE and not inbound:
             raise KeyStateError("key", f"a {key.state.value} key may not be used for {op.value}")
         if key.activates_at is not None or key.expires_at is not None:
             now = datetime.now(timezone.utc)

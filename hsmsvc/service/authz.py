@@ -60,6 +60,7 @@ ROLE_METHODS: Final[Mapping[Role, frozenset[str]]] = {
             "KeySyncService.StartKeyChange",
             "KeySyncService.ApplyKeyChange",
             "KeySyncService.ConfirmKeyChange",
+            "KeySyncService.AcknowledgeKeyChange",
             "CeremonyService.StartKeyFormation",
             "CeremonyService.ApproveKeyFormation",
             "CeremonyService.GetKeyFormation",

@@ -5,8 +5,11 @@ starts a change: it makes new versions of the zone's working keys (PENDING),
 wraps them under the ZMK and sends a notice MACed under a key derived from
 that ZMK. The branch verifies the notice, imports the keys under its own LMK,
 checks every KCV and answers with a MACed confirmation; only then does the core
-activate. Both sites switch at the notice's activation time; the previous
-version stays usable, when a request names it, for the grace window.
+make anything under the new versions. Both sites switch at the notice's
+activation time; the previous version stays usable, when a request names it,
+for the grace window. A confirmation that comes late changes nothing for the
+branch's traffic: from the activation time the core reads what the branch
+made under a new version it names, confirmed or not (``KeyManager.check_use``).
 
 Notices carry a per-zone sequence: the branch applies exactly the next one; the
 same notice again (a retry) gets the same confirmation; an older, replayed or
@@ -16,27 +19,37 @@ transaction with its audit row.
 
 from __future__ import annotations
 
-import base64
-import logging
 import dataclasses
-import hashlib
-import struct
+import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Final, Mapping, Protocol, Sequence
 
 from hsmsvc.crypto import _compare
-from hsmsvc.errors import BackendUnavailable, InvalidInput, KeyNotFound, KeyStateError, VerificationFailed
+from hsmsvc.errors import (
+    BackendUnavailable, HsmsvcError, InvalidInput, KeyNotFound, KeyStateError, VerificationFailed,
+)
 from hsmsvc.hsm.backend import KeySpec
 from hsmsvc.hsm.policy import Operation
 from hsmsvc.keys.hierarchy import require_legacy_opt_in
 from hsmsvc.keys.model import NAME, AuditEvent, KeyRef, StoredKey, SyncState
 from hsmsvc.service.context import Caller, Services
+from hsmsvc.service.syncmessages import (
+    Acknowledgement,
+    Confirmation,
+    KeyChangeNotice,
+    NoticeKey,
+    decode_confirmation,
+    decode_notice,
+    digest,
+    encode,
+)
 from hsmsvc.types import Algorithm, Exportability, KeyState, KeyType, KeyUsage, ModeOfUse
 
 log = logging.getLogger("hsmsvc.keysync")
 
 __all__ = [
+    "Acknowledgement",
     "Confirmation",
     "Courier",
     "Delivery",
@@ -45,6 +58,7 @@ __all__ = [
     "Rotation",
     "SyncSettings",
     "WorkingKey",
+    "acknowledge_key_change",
     "apply_key_change",
     "confirm_key_change",
     "sign_on",
@@ -58,6 +72,9 @@ class Rotation:
 
     max_age: timedelta | None
     max_uses: int | None
+    peak_uses_per_second: float | None = None
+    """The busiest rate the bank expects for one version, if it says: lets start-up refuse a
+    ``max_uses`` that no replacement could keep up with (``service/rotation.py``)."""
 
 
 # Terminal keys: the MDS rule of 004 clause 7.1.1 (12 hours or 2,500 uses);
@@ -76,6 +93,9 @@ class SyncSettings:
     activate_after: timedelta = timedelta(seconds=30)
     grace: timedelta = timedelta(minutes=5)
     notice_max_age: timedelta = timedelta(hours=1)
+    rotation_margin: timedelta = timedelta(seconds=5)
+    """Time allowed, beyond a change's activation delay, for its making and delivery: a version
+    is replaced when the uses expected within this lead would take it to ``max_uses``."""
     rotation: Mapping[KeyType, Rotation] = dataclasses.field(default_factory=lambda: dict(DEFAULT_ROTATION))
 
 
@@ -89,6 +109,9 @@ class WorkingKey:
     mode_of_use: ModeOfUse
 
 
+_CHANGED: Final = frozenset({KeyType.ZPK, KeyType.MAK, KeyType.DEK})
+"""The key types a key change carries."""
+
 _DEFAULT_KEYS: Final = (
     WorkingKey(KeyType.ZPK, Algorithm.TDES_2KEY, KeyUsage.PIN_ENCRYPTION, ModeOfUse.ENCRYPT_DECRYPT),
     WorkingKey(KeyType.MAK, Algorithm.TDES_2KEY, KeyUsage.MAC_ISO9797_ALG3, ModeOfUse.MAC_GENERATE_VERIFY),
@@ -96,76 +119,17 @@ _DEFAULT_KEYS: Final = (
 )
 
 
-@dataclass(frozen=True)
-class NoticeKey:
-    key_id: str
-    version: int
-    key_type: KeyType
-    algorithm: Algorithm
-    usage: KeyUsage
-    mode_of_use: ModeOfUse
-    wrapped: bytes
-    kcv: bytes
-
-
-@dataclass(frozen=True)
-class KeyChangeNotice:
-    zone: str
-    sequence: int
-    issued_at: datetime
-    activate_at: datetime
-    grace: timedelta
-    keys: tuple[NoticeKey, ...]
-    mac: bytes = b""
-
-    def signed_bytes(self) -> bytes:
-        """The canonical, length-prefixed encoding the MAC covers (not the protobuf bytes)."""
-        out = [b"hsmsvc-kc-notice/1", _str(self.zone), struct.pack(">QqqQI", self.sequence, _us(self.issued_at),
-               _us(self.activate_at), int(self.grace.total_seconds()), len(self.keys))]
-        for k in self.keys:
-            out += [_str(k.key_id), struct.pack(">I", k.version), _str(k.key_type.value), _str(k.algorithm.value),
-                    _str(k.usage.value), _str(k.mode_of_use.value), _bytes(k.wrapped), _bytes(k.kcv)]
-        return b"".join(out)
-
-
-@dataclass(frozen=True)
-class Confirmation:
-    zone: str
-    sequence: int
-    kcvs: tuple[bytes, ...]
-    mac: bytes = b""
-
-    def signed_bytes(self) -> bytes:
-        return b"".join([b"hsmsvc-kc-confirm/1", _str(self.zone), struct.pack(">QI", self.sequence, len(self.kcvs)),
-                         *(_bytes(k) for k in self.kcvs)])
-
-
 class Courier(Protocol):
-    """Carries a notice to the zone's peer and brings back its confirmation (peer-to-peer mode)."""
+    """Carries a notice to the zone's peer and brings back its confirmation (peer-to-peer mode),
+    then carries the core's acknowledgement of that confirmation."""
 
     def deliver(self, notice: KeyChangeNotice) -> Confirmation: ...
 
-
-def _str(s: str) -> bytes:
-    return _bytes(s.encode())
-
-
-def _bytes(b: bytes) -> bytes:
-    return struct.pack(">I", len(b)) + b
-
-
-def _us(t: datetime) -> int:
-    return int(t.timestamp() * 1_000_000)
+    def acknowledge(self, ack: Acknowledgement) -> None: ...
 
 
 def _now() -> datetime:
     return datetime.now(timezone.utc)
-
-
-def _encode(obj: KeyChangeNotice | Confirmation) -> str:
-    """How a notice or confirmation is kept in the sync row, to answer a retry identically:
-    its signed bytes and its MAC, which are the whole message."""
-    return base64.b64encode(_bytes(obj.signed_bytes()) + obj.mac).decode()
 
 
 def _zmk(s: Services, caller: Caller, zone: str, field: str) -> StoredKey:
@@ -180,17 +144,16 @@ def _zmk(s: Services, caller: Caller, zone: str, field: str) -> StoredKey:
     return s.manager(caller).check_use(zmk, Operation.KEY_SYNC_MAC)
 
 
-def _mac(s: Services, zmk: StoredKey, obj: KeyChangeNotice | Confirmation) -> bytes:
+_Message = KeyChangeNotice | Confirmation | Acknowledgement
+
+
+def _mac(s: Services, zmk: StoredKey, obj: _Message) -> bytes:
     return s.backend.key_sync_mac(zmk.cryptogram, obj.signed_bytes())
 
 
-def _verify(s: Services, zmk: StoredKey, obj: KeyChangeNotice | Confirmation, field: str) -> None:
+def _verify(s: Services, zmk: StoredKey, obj: _Message, field: str) -> None:
     if not _compare.bytes_eq(_mac(s, zmk, obj), obj.mac):
         raise VerificationFailed(field, "does not verify under the zone's ZMK")
-
-
-def _digest(obj: KeyChangeNotice | Confirmation) -> str:
-    return hashlib.sha256(obj.signed_bytes()).hexdigest()
 
 
 def _limits(s: SyncSettings, key_type: KeyType, start: datetime) -> tuple[datetime | None, int | None]:
@@ -236,19 +199,24 @@ def start_key_change(
     zmk = _zmk(s, caller, zone, "zone")
     state = s.store.sync_state(zone, "core")
     if state is not None and state.state == "SENT":
-        notice = _decode_notice(state.detail)
+        notice = decode_notice(state.detail)
     else:
         notice = _new_notice(s, caller, settings, zmk, zone, key_types, state)
     if courier is None:
         return notice, Delivery(False)
     try:
-        confirmation = courier.deliver(notice)
-        confirm_key_change(s, caller, settings, confirmation)
+        _, ack = confirm_key_change(s, caller, settings, courier.deliver(notice))
     except (BackendUnavailable, VerificationFailed, InvalidInput) as e:
         # Unreachable, timed out or refused by the peer, or its confirmation failed our checks.
         log.warning("key change not confirmed by the peer",
                     extra={"zone": zone, "sequence": notice.sequence, "error": str(e)})
         return notice, Delivery(False, str(e))
+    try:
+        courier.acknowledge(ack)
+    except HsmsvcError as e:
+        # Confirmed here whatever becomes of it: the branch keeps reading the previous versions
+        # until an acknowledgement or the next notice reaches it, or their life ends.
+        log.warning("key change acknowledgement not delivered", extra={"zone": zone, "error": str(e)})
     return notice, Delivery(True)
 
 
@@ -284,7 +252,7 @@ def _new_notice(
     seq = (state.sequence if state else 0) + 1
     notice = KeyChangeNotice(zone, seq, now, activate, settings.grace, tuple(entries))
     notice = dataclasses.replace(notice, mac=_mac(s, zmk, notice))
-    row = SyncState(zone, "core", seq, "SENT", _digest(notice), _encode(notice), now)
+    row = SyncState(zone, "core", seq, "SENT", digest(notice), encode(notice), now)
     s.store.change_keys(
         AuditEvent(caller.principal.name, "keysync.start", None, None, _audit(notice, zmk)),
         add=pending, sync=(row, state.sequence if state else 0),
@@ -292,19 +260,28 @@ def _new_notice(
     return notice
 
 
-def confirm_key_change(s: Services, caller: Caller, settings: SyncSettings, conf: Confirmation) -> list[StoredKey]:
-    """Check the branch's confirmation and activate the new versions at the notice's time."""
+def confirm_key_change(
+    s: Services, caller: Caller, settings: SyncSettings, conf: Confirmation
+) -> tuple[list[StoredKey], Acknowledgement]:
+    """Check the branch's confirmation and activate the new versions at the notice's time.
+
+    The answer's acknowledgement, carried back to the branch, tells it this
+    site now makes under the new versions only, so the previous ones' grace
+    may end there too. The same confirmation again gets the same answer.
+    """
     zmk = _zmk(s, caller, conf.zone, "confirmation.zone")
     _verify(s, zmk, conf, "confirmation.mac")
     state = s.store.sync_state(conf.zone, "core")
     if state is None or state.sequence != conf.sequence:
         raise KeyStateError("confirmation.sequence", "no key change with this sequence awaits confirmation")
-    notice = _decode_notice(state.detail)
+    notice = decode_notice(state.detail)
     if state.state == "SENT":
         want = tuple(k.kcv for k in notice.keys)
         if len(want) != len(conf.kcvs) or not all(_compare.bytes_eq(a, b) for a, b in zip(want, conf.kcvs)):
             raise VerificationFailed("confirmation.kcvs", "do not match the keys sent")
-        end = notice.activate_at + notice.grace
+        # The core made its own answers under the previous versions until now, not only until
+        # the activation time: they end a grace window after whichever is later.
+        end = max(notice.activate_at, _now()) + notice.grace
         expire = [x for k in notice.keys for x in _retire(s.store.versions(k.key_id), k.version, end)]
         row = dataclasses.replace(state, state="CONFIRMED")
         s.store.change_keys(
@@ -312,7 +289,9 @@ def confirm_key_change(s: Services, caller: Caller, settings: SyncSettings, conf
             activate=[(k.key_id, k.version, notice.activate_at) for k in notice.keys],
             expire=expire, sync=(row, state.sequence),
         )
-    return [s.store.get(k.key_id, k.version) for k in notice.keys]
+    ack = Acknowledgement(conf.zone, conf.sequence)
+    ack = dataclasses.replace(ack, mac=_mac(s, zmk, ack))
+    return [s.store.get(k.key_id, k.version) for k in notice.keys], ack
 
 
 # -- branch ----------------------------------------------------------------------------
@@ -324,8 +303,8 @@ def apply_key_change(s: Services, caller: Caller, settings: SyncSettings, notice
     _verify(s, zmk, notice, "notice.mac")
     state = s.store.sync_state(notice.zone, "branch")
     last = state.sequence if state else 0
-    if state is not None and notice.sequence == last and state.digest == _digest(notice):
-        return _decode_confirmation(state.detail)  # the same notice again: the same answer
+    if state is not None and notice.sequence == last and state.digest == digest(notice):
+        return decode_confirmation(state.detail)  # the same notice again: the same answer
     if notice.sequence <= last:
         raise KeyStateError("notice.sequence", f"replayed or stale (this site has applied {last})")
     if notice.sequence != last + 1:
@@ -351,15 +330,51 @@ def apply_key_change(s: Services, caller: Caller, settings: SyncSettings, notice
                         0, max_uses, notice.activate_at)
         caller.principal.require_key(key, "notice.zone")
         added.append(key)
-        expire += _retire(older, k.version, notice.activate_at + notice.grace)
+        # Versions older than the one this notice replaces were replaced by a change the core has
+        # confirmed (it starts no change before the last is confirmed): their grace runs from this
+        # activation. The one it replaces stays readable, for what the core makes under it until
+        # it has the confirmation, until the acknowledgement comes (or its life ends).
+        expire += _retire(older, older[-1].version if older else 0, notice.activate_at + notice.grace)
     conf = Confirmation(notice.zone, notice.sequence, tuple(k.cryptogram.kcv for k in added))
     conf = dataclasses.replace(conf, mac=_mac(s, zmk, conf))
-    row = SyncState(notice.zone, "branch", notice.sequence, "APPLIED", _digest(notice), _encode(conf), now)
+    row = SyncState(notice.zone, "branch", notice.sequence, "APPLIED", digest(notice), encode(conf), now)
     s.store.change_keys(
         AuditEvent(caller.principal.name, "keysync.apply", None, None, _audit(notice, zmk)),
         add=added, expire=expire, sync=(row, last),
     )
     return conf
+
+
+def acknowledge_key_change(s: Services, caller: Caller, settings: SyncSettings,
+                           ack: Acknowledgement) -> list[StoredKey]:
+    """The core has this site's confirmation: the versions the change replaced end a grace window
+    after the later of its activation and now. Returns those versions."""
+    zmk = _zmk(s, caller, ack.zone, "acknowledgement.zone")
+    _verify(s, zmk, ack, "acknowledgement.mac")
+    state = s.store.sync_state(ack.zone, "branch")
+    if state is None or ack.sequence != state.sequence:
+        # An older change's acknowledgement is moot: the newer notice ended that grace already.
+        raise KeyStateError("acknowledgement.sequence", "not the key change this site applied last")
+    keys = [k for k in s.store.list_keys(None, ack.zone, limit=1000)
+            if k.cryptogram.spec.key_type in _CHANGED and k.state is KeyState.ACTIVE]
+    newest: dict[str, StoredKey] = {}
+    for k in keys:
+        if k.key_id not in newest or k.version > newest[k.key_id].version:
+            newest[k.key_id] = k
+    now = _now()
+    expire: list[tuple[str, int, datetime]] = []
+    for key_id, top in newest.items():
+        end = max(top.activates_at or now, now) + settings.grace
+        expire += _retire([k for k in keys if k.key_id == key_id], top.version, end)
+    if state.state != "ACKNOWLEDGED":
+        row = dataclasses.replace(state, state="ACKNOWLEDGED")
+        s.store.change_keys(
+            AuditEvent(caller.principal.name, "keysync.acknowledge", None, None,
+                       (("zone", ack.zone), ("sequence", str(ack.sequence)), ("zmk", f"{zmk.key_id} v{zmk.version}"),
+                        ("ends", ",".join(f"{k} v{v} at {t.isoformat()}" for k, v, t in expire)))),
+            expire=expire, sync=(row, state.sequence),
+        )
+    return [s.store.get(k, v) for k, v, _ in expire]
 
 
 # -- terminals ---------------------------------------------------------------------------
@@ -407,70 +422,3 @@ def _audit(notice: KeyChangeNotice, zmk: StoredKey) -> tuple[tuple[str, str], ..
     return (("zone", notice.zone), ("sequence", str(notice.sequence)), ("zmk", f"{zmk.key_id} v{zmk.version}"),
             ("activate_at", notice.activate_at.isoformat()),
             ("keys", ",".join(f"{k.key_id} v{k.version} kcv={k.kcv.hex().upper()}" for k in notice.keys)))
-
-
-# -- keeping messages in the sync row ------------------------------------------------------
-
-
-def _decode_notice(detail: str) -> KeyChangeNotice:
-    signed, mac = _unframe(detail)
-    return parse_notice(signed, mac)
-
-
-def _decode_confirmation(detail: str) -> Confirmation:
-    signed, mac = _unframe(detail)
-    return parse_confirmation(signed, mac)
-
-
-def _unframe(detail: str) -> tuple[bytes, bytes]:
-    raw = base64.b64decode(detail)
-    (n,) = struct.unpack(">I", raw[:4])
-    return raw[4 : 4 + n], raw[4 + n :]
-
-
-class _Reader:
-    def __init__(self, data: bytes) -> None:
-        self.data, self.pos = data, 0
-
-    def take(self, n: int) -> bytes:
-        if self.pos + n > len(self.data):
-            raise ValueError("short")
-        out = self.data[self.pos : self.pos + n]
-        self.pos += n
-        return out
-
-    def bytes_(self) -> bytes:
-        (n,) = struct.unpack(">I", self.take(4))
-        return self.take(n)
-
-    def str_(self) -> str:
-        return self.bytes_().decode()
-
-
-def parse_notice(signed: bytes, mac: bytes) -> KeyChangeNotice:
-    """Inverse of :meth:`KeyChangeNotice.signed_bytes` (for the sync row only)."""
-    r = _Reader(signed)
-    if r.take(18) != b"hsmsvc-kc-notice/1":
-        raise ValueError("tag")
-    zone = r.str_()
-    seq, issued, activate, grace, n = struct.unpack(">QqqQI", r.take(36))
-    keys = []
-    for _ in range(n):
-        key_id = r.str_()
-        (version,) = struct.unpack(">I", r.take(4))
-        keys.append(NoticeKey(key_id, version, KeyType(r.str_()), Algorithm(r.str_()), KeyUsage(r.str_()),
-                              ModeOfUse(r.str_()), r.bytes_(), r.bytes_()))
-    return KeyChangeNotice(zone, seq, _dt(issued), _dt(activate), timedelta(seconds=grace), tuple(keys), mac)
-
-
-def parse_confirmation(signed: bytes, mac: bytes) -> Confirmation:
-    r = _Reader(signed)
-    if r.take(19) != b"hsmsvc-kc-confirm/1":
-        raise ValueError("tag")
-    zone = r.str_()
-    seq, n = struct.unpack(">QI", r.take(12))
-    return Confirmation(zone, seq, tuple(r.bytes_() for _ in range(n)), mac)
-
-
-def _dt(us: int) -> datetime:
-    return datetime.fromtimestamp(us / 1_000_000, timezone.utc)

@@ -26,7 +26,7 @@ from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__
 from hsmsvc.v1 import types_pb2 as hsmsvc_dot_v1_dot_types__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n hsmsvc/v1/key_sync_service.proto\x12\thsmsvc.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x15hsmsvc/v1/types.proto\"\xec\x01\n\tNoticeKey\x12\x0e\n\x06key_id\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\r\x12$\n\x08key_type\x18\x03 \x01(\x0e\x32\x12.hsmsvc.v1.KeyType\x12\'\n\talgorithm\x18\x04 \x01(\x0e\x32\x14.hsmsvc.v1.Algorithm\x12\"\n\x05usage\x18\x05 \x01(\x0e\x32\x13.hsmsvc.v1.KeyUsage\x12)\n\x0bmode_of_use\x18\x06 \x01(\x0e\x32\x14.hsmsvc.v1.ModeOfUse\x12\x13\n\x0bwrapped_key\x18\x07 \x01(\x0c\x12\x0b\n\x03kcv\x18\x08 \x01(\x0c\"\xdc\x01\n\x0fKeyChangeNotice\x12\x0c\n\x04zone\x18\x01 \x01(\t\x12\x10\n\x08sequence\x18\x02 \x01(\x04\x12.\n\nissue_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x31\n\ractivate_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x15\n\rgrace_seconds\x18\x05 \x01(\r\x12\"\n\x04keys\x18\x06 \x03(\x0b\x32\x14.hsmsvc.v1.NoticeKey\x12\x0b\n\x03mac\x18\x07 \x01(\x0c\"R\n\x15KeyChangeConfirmation\x12\x0c\n\x04zone\x18\x01 \x01(\t\x12\x10\n\x08sequence\x18\x02 \x01(\x04\x12\x0c\n\x04kcvs\x18\x03 \x03(\x0c\x12\x0b\n\x03mac\x18\x04 \x01(\x0c\"]\n\x15StartKeyChangeRequest\x12\x0c\n\x04zone\x18\x01 \x01(\t\x12%\n\tkey_types\x18\x02 \x03(\x0e\x32\x12.hsmsvc.v1.KeyType\x12\x0f\n\x07\x64\x65liver\x18\x03 \x01(\x08\"o\n\x16StartKeyChangeResponse\x12*\n\x06notice\x18\x01 \x01(\x0b\x32\x1a.hsmsvc.v1.KeyChangeNotice\x12\x11\n\tconfirmed\x18\x02 \x01(\x08\x12\x16\n\x0e\x64\x65livery_error\x18\x03 \x01(\t\"C\n\x15\x41pplyKeyChangeRequest\x12*\n\x06notice\x18\x01 \x01(\x0b\x32\x1a.hsmsvc.v1.KeyChangeNotice\"P\n\x16\x41pplyKeyChangeResponse\x12\x36\n\x0c\x63onfirmation\x18\x01 \x01(\x0b\x32 .hsmsvc.v1.KeyChangeConfirmation\"Q\n\x17\x43onfirmKeyChangeRequest\x12\x36\n\x0c\x63onfirmation\x18\x01 \x01(\x0b\x32 .hsmsvc.v1.KeyChangeConfirmation\"<\n\x18\x43onfirmKeyChangeResponse\x12 \n\x04keys\x18\x01 \x03(\x0b\x32\x12.hsmsvc.v1.KeyInfo\"D\n\rSignOnRequest\x12\x1e\n\x03tmk\x18\x01 \x01(\x0b\x32\x11.hsmsvc.v1.KeyRef\x12\x13\n\x0bterminal_id\x18\x02 \x01(\t\"t\n\tSignOnKey\x12\x0e\n\x06key_id\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\r\x12$\n\x08key_type\x18\x03 \x01(\x0e\x32\x12.hsmsvc.v1.KeyType\x12\x13\n\x0bwrapped_key\x18\x04 \x01(\x0c\x12\x0b\n\x03kcv\x18\x05 \x01(\x0c\"4\n\x0eSignOnResponse\x12\"\n\x04keys\x18\x01 \x03(\x0b\x32\x14.hsmsvc.v1.SignOnKey2\xda\x02\n\x0eKeySyncService\x12U\n\x0eStartKeyChange\x12 .hsmsvc.v1.StartKeyChangeRequest\x1a!.hsmsvc.v1.StartKeyChangeResponse\x12U\n\x0e\x41pplyKeyChange\x12 .hsmsvc.v1.ApplyKeyChangeRequest\x1a!.hsmsvc.v1.ApplyKeyChangeResponse\x12[\n\x10\x43onfirmKeyChange\x12\".hsmsvc.v1.ConfirmKeyChangeRequest\x1a#.hsmsvc.v1.ConfirmKeyChangeResponse\x12=\n\x06SignOn\x12\x18.hsmsvc.v1.SignOnRequest\x1a\x19.hsmsvc.v1.SignOnResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n hsmsvc/v1/key_sync_service.proto\x12\thsmsvc.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x15hsmsvc/v1/types.proto\"\xec\x01\n\tNoticeKey\x12\x0e\n\x06key_id\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\r\x12$\n\x08key_type\x18\x03 \x01(\x0e\x32\x12.hsmsvc.v1.KeyType\x12\'\n\talgorithm\x18\x04 \x01(\x0e\x32\x14.hsmsvc.v1.Algorithm\x12\"\n\x05usage\x18\x05 \x01(\x0e\x32\x13.hsmsvc.v1.KeyUsage\x12)\n\x0bmode_of_use\x18\x06 \x01(\x0e\x32\x14.hsmsvc.v1.ModeOfUse\x12\x13\n\x0bwrapped_key\x18\x07 \x01(\x0c\x12\x0b\n\x03kcv\x18\x08 \x01(\x0c\"\xdc\x01\n\x0fKeyChangeNotice\x12\x0c\n\x04zone\x18\x01 \x01(\t\x12\x10\n\x08sequence\x18\x02 \x01(\x04\x12.\n\nissue_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x31\n\ractivate_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x15\n\rgrace_seconds\x18\x05 \x01(\r\x12\"\n\x04keys\x18\x06 \x03(\x0b\x32\x14.hsmsvc.v1.NoticeKey\x12\x0b\n\x03mac\x18\x07 \x01(\x0c\"R\n\x15KeyChangeConfirmation\x12\x0c\n\x04zone\x18\x01 \x01(\t\x12\x10\n\x08sequence\x18\x02 \x01(\x04\x12\x0c\n\x04kcvs\x18\x03 \x03(\x0c\x12\x0b\n\x03mac\x18\x04 \x01(\x0c\"G\n\x18KeyChangeAcknowledgement\x12\x0c\n\x04zone\x18\x01 \x01(\t\x12\x10\n\x08sequence\x18\x02 \x01(\x04\x12\x0b\n\x03mac\x18\x03 \x01(\x0c\"]\n\x15StartKeyChangeRequest\x12\x0c\n\x04zone\x18\x01 \x01(\t\x12%\n\tkey_types\x18\x02 \x03(\x0e\x32\x12.hsmsvc.v1.KeyType\x12\x0f\n\x07\x64\x65liver\x18\x03 \x01(\x08\"o\n\x16StartKeyChangeResponse\x12*\n\x06notice\x18\x01 \x01(\x0b\x32\x1a.hsmsvc.v1.KeyChangeNotice\x12\x11\n\tconfirmed\x18\x02 \x01(\x08\x12\x16\n\x0e\x64\x65livery_error\x18\x03 \x01(\t\"C\n\x15\x41pplyKeyChangeRequest\x12*\n\x06notice\x18\x01 \x01(\x0b\x32\x1a.hsmsvc.v1.KeyChangeNotice\"P\n\x16\x41pplyKeyChangeResponse\x12\x36\n\x0c\x63onfirmation\x18\x01 \x01(\x0b\x32 .hsmsvc.v1.KeyChangeConfirmation\"Q\n\x17\x43onfirmKeyChangeRequest\x12\x36\n\x0c\x63onfirmation\x18\x01 \x01(\x0b\x32 .hsmsvc.v1.KeyChangeConfirmation\"z\n\x18\x43onfirmKeyChangeResponse\x12 \n\x04keys\x18\x01 \x03(\x0b\x32\x12.hsmsvc.v1.KeyInfo\x12<\n\x0f\x61\x63knowledgement\x18\x02 \x01(\x0b\x32#.hsmsvc.v1.KeyChangeAcknowledgement\"[\n\x1b\x41\x63knowledgeKeyChangeRequest\x12<\n\x0f\x61\x63knowledgement\x18\x01 \x01(\x0b\x32#.hsmsvc.v1.KeyChangeAcknowledgement\"@\n\x1c\x41\x63knowledgeKeyChangeResponse\x12 \n\x04keys\x18\x01 \x03(\x0b\x32\x12.hsmsvc.v1.KeyInfo\"D\n\rSignOnRequest\x12\x1e\n\x03tmk\x18\x01 \x01(\x0b\x32\x11.hsmsvc.v1.KeyRef\x12\x13\n\x0bterminal_id\x18\x02 \x01(\t\"t\n\tSignOnKey\x12\x0e\n\x06key_id\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\r\x12$\n\x08key_type\x18\x03 \x01(\x0e\x32\x12.hsmsvc.v1.KeyType\x12\x13\n\x0bwrapped_key\x18\x04 \x01(\x0c\x12\x0b\n\x03kcv\x18\x05 \x01(\x0c\"4\n\x0eSignOnResponse\x12\"\n\x04keys\x18\x01 \x03(\x0b\x32\x14.hsmsvc.v1.SignOnKey2\xc3\x03\n\x0eKeySyncService\x12U\n\x0eStartKeyChange\x12 .hsmsvc.v1.StartKeyChangeRequest\x1a!.hsmsvc.v1.StartKeyChangeResponse\x12U\n\x0e\x41pplyKeyChange\x12 .hsmsvc.v1.ApplyKeyChangeRequest\x1a!.hsmsvc.v1.ApplyKeyChangeResponse\x12[\n\x10\x43onfirmKeyChange\x12\".hsmsvc.v1.ConfirmKeyChangeRequest\x1a#.hsmsvc.v1.ConfirmKeyChangeResponse\x12g\n\x14\x41\x63knowledgeKeyChange\x12&.hsmsvc.v1.AcknowledgeKeyChangeRequest\x1a\'.hsmsvc.v1.AcknowledgeKeyChangeResponse\x12=\n\x06SignOn\x12\x18.hsmsvc.v1.SignOnRequest\x1a\x19.hsmsvc.v1.SignOnResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -39,24 +39,30 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_KEYCHANGENOTICE']._serialized_end=563
   _globals['_KEYCHANGECONFIRMATION']._serialized_start=565
   _globals['_KEYCHANGECONFIRMATION']._serialized_end=647
-  _globals['_STARTKEYCHANGEREQUEST']._serialized_start=649
-  _globals['_STARTKEYCHANGEREQUEST']._serialized_end=742
-  _globals['_STARTKEYCHANGERESPONSE']._serialized_start=744
-  _globals['_STARTKEYCHANGERESPONSE']._serialized_end=855
-  _globals['_APPLYKEYCHANGEREQUEST']._serialized_start=857
-  _globals['_APPLYKEYCHANGEREQUEST']._serialized_end=924
-  _globals['_APPLYKEYCHANGERESPONSE']._serialized_start=926
-  _globals['_APPLYKEYCHANGERESPONSE']._serialized_end=1006
-  _globals['_CONFIRMKEYCHANGEREQUEST']._serialized_start=1008
-  _globals['_CONFIRMKEYCHANGEREQUEST']._serialized_end=1089
-  _globals['_CONFIRMKEYCHANGERESPONSE']._serialized_start=1091
-  _globals['_CONFIRMKEYCHANGERESPONSE']._serialized_end=1151
-  _globals['_SIGNONREQUEST']._serialized_start=1153
-  _globals['_SIGNONREQUEST']._serialized_end=1221
-  _globals['_SIGNONKEY']._serialized_start=1223
-  _globals['_SIGNONKEY']._serialized_end=1339
-  _globals['_SIGNONRESPONSE']._serialized_start=1341
-  _globals['_SIGNONRESPONSE']._serialized_end=1393
-  _globals['_KEYSYNCSERVICE']._serialized_start=1396
-  _globals['_KEYSYNCSERVICE']._serialized_end=1742
+  _globals['_KEYCHANGEACKNOWLEDGEMENT']._serialized_start=649
+  _globals['_KEYCHANGEACKNOWLEDGEMENT']._serialized_end=720
+  _globals['_STARTKEYCHANGEREQUEST']._serialized_start=722
+  _globals['_STARTKEYCHANGEREQUEST']._serialized_end=815
+  _globals['_STARTKEYCHANGERESPONSE']._serialized_start=817
+  _globals['_STARTKEYCHANGERESPONSE']._serialized_end=928
+  _globals['_APPLYKEYCHANGEREQUEST']._serialized_start=930
+  _globals['_APPLYKEYCHANGEREQUEST']._serialized_end=997
+  _globals['_APPLYKEYCHANGERESPONSE']._serialized_start=999
+  _globals['_APPLYKEYCHANGERESPONSE']._serialized_end=1079
+  _globals['_CONFIRMKEYCHANGEREQUEST']._serialized_start=1081
+  _globals['_CONFIRMKEYCHANGEREQUEST']._serialized_end=1162
+  _globals['_CONFIRMKEYCHANGERESPONSE']._serialized_start=1164
+  _globals['_CONFIRMKEYCHANGERESPONSE']._serialized_end=1286
+  _globals['_ACKNOWLEDGEKEYCHANGEREQUEST']._serialized_start=1288
+  _globals['_ACKNOWLEDGEKEYCHANGEREQUEST']._serialized_end=1379
+  _globals['_ACKNOWLEDGEKEYCHANGERESPONSE']._serialized_start=1381
+  _globals['_ACKNOWLEDGEKEYCHANGERESPONSE']._serialized_end=1445
+  _globals['_SIGNONREQUEST']._serialized_start=1447
+  _globals['_SIGNONREQUEST']._serialized_end=1515
+  _globals['_SIGNONKEY']._serialized_start=1517
+  _globals['_SIGNONKEY']._serialized_end=1633
+  _globals['_SIGNONRESPONSE']._serialized_start=1635
+  _globals['_SIGNONRESPONSE']._serialized_end=1687
+  _globals['_KEYSYNCSERVICE']._serialized_start=1690
+  _globals['_KEYSYNCSERVICE']._serialized_end=2141
 # @@protoc_insertion_point(module_scope)

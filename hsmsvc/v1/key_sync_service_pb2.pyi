@@ -60,6 +60,16 @@ class KeyChangeConfirmation(_message.Message):
     mac: bytes
     def __init__(self, zone: _Optional[str] = ..., sequence: _Optional[int] = ..., kcvs: _Optional[_Iterable[bytes]] = ..., mac: _Optional[bytes] = ...) -> None: ...
 
+class KeyChangeAcknowledgement(_message.Message):
+    __slots__ = ("zone", "sequence", "mac")
+    ZONE_FIELD_NUMBER: _ClassVar[int]
+    SEQUENCE_FIELD_NUMBER: _ClassVar[int]
+    MAC_FIELD_NUMBER: _ClassVar[int]
+    zone: str
+    sequence: int
+    mac: bytes
+    def __init__(self, zone: _Optional[str] = ..., sequence: _Optional[int] = ..., mac: _Optional[bytes] = ...) -> None: ...
+
 class StartKeyChangeRequest(_message.Message):
     __slots__ = ("zone", "key_types", "deliver")
     ZONE_FIELD_NUMBER: _ClassVar[int]
@@ -99,6 +109,20 @@ class ConfirmKeyChangeRequest(_message.Message):
     def __init__(self, confirmation: _Optional[_Union[KeyChangeConfirmation, _Mapping]] = ...) -> None: ...
 
 class ConfirmKeyChangeResponse(_message.Message):
+    __slots__ = ("keys", "acknowledgement")
+    KEYS_FIELD_NUMBER: _ClassVar[int]
+    ACKNOWLEDGEMENT_FIELD_NUMBER: _ClassVar[int]
+    keys: _containers.RepeatedCompositeFieldContainer[_types_pb2.KeyInfo]
+    acknowledgement: KeyChangeAcknowledgement
+    def __init__(self, keys: _Optional[_Iterable[_Union[_types_pb2.KeyInfo, _Mapping]]] = ..., acknowledgement: _Optional[_Union[KeyChangeAcknowledgement, _Mapping]] = ...) -> None: ...
+
+class AcknowledgeKeyChangeRequest(_message.Message):
+    __slots__ = ("acknowledgement",)
+    ACKNOWLEDGEMENT_FIELD_NUMBER: _ClassVar[int]
+    acknowledgement: KeyChangeAcknowledgement
+    def __init__(self, acknowledgement: _Optional[_Union[KeyChangeAcknowledgement, _Mapping]] = ...) -> None: ...
+
+class AcknowledgeKeyChangeResponse(_message.Message):
     __slots__ = ("keys",)
     KEYS_FIELD_NUMBER: _ClassVar[int]
     keys: _containers.RepeatedCompositeFieldContainer[_types_pb2.KeyInfo]

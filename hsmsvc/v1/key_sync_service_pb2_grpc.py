@@ -30,9 +30,10 @@ class KeySyncServiceStub:
     (bank design 004 clause 7.1), and issues terminals their keys at sign-on.
 
     Core: StartKeyChange, then ConfirmKeyChange with the branch's answer.
-    Branch: ApplyKeyChange. The notice and confirmation are plain messages that
-    the applications may carry over their own channel; with a peer configured
-    for the zone, StartKeyChange(deliver = true) carries them itself.
+    Branch: ApplyKeyChange, then AcknowledgeKeyChange with the core's answer to
+    the confirmation. The notice, confirmation and acknowledgement are plain
+    messages that the applications may carry over their own channel; with a peer
+    configured for the zone, StartKeyChange(deliver = true) carries them itself.
     """
 
     def __init__(self, channel):
@@ -56,6 +57,11 @@ class KeySyncServiceStub:
                 request_serializer=hsmsvc_dot_v1_dot_key__sync__service__pb2.ConfirmKeyChangeRequest.SerializeToString,
                 response_deserializer=hsmsvc_dot_v1_dot_key__sync__service__pb2.ConfirmKeyChangeResponse.FromString,
                 _registered_method=True)
+        self.AcknowledgeKeyChange = channel.unary_unary(
+                '/hsmsvc.v1.KeySyncService/AcknowledgeKeyChange',
+                request_serializer=hsmsvc_dot_v1_dot_key__sync__service__pb2.AcknowledgeKeyChangeRequest.SerializeToString,
+                response_deserializer=hsmsvc_dot_v1_dot_key__sync__service__pb2.AcknowledgeKeyChangeResponse.FromString,
+                _registered_method=True)
         self.SignOn = channel.unary_unary(
                 '/hsmsvc.v1.KeySyncService/SignOn',
                 request_serializer=hsmsvc_dot_v1_dot_key__sync__service__pb2.SignOnRequest.SerializeToString,
@@ -68,9 +74,10 @@ class KeySyncServiceServicer:
     (bank design 004 clause 7.1), and issues terminals their keys at sign-on.
 
     Core: StartKeyChange, then ConfirmKeyChange with the branch's answer.
-    Branch: ApplyKeyChange. The notice and confirmation are plain messages that
-    the applications may carry over their own channel; with a peer configured
-    for the zone, StartKeyChange(deliver = true) carries them itself.
+    Branch: ApplyKeyChange, then AcknowledgeKeyChange with the core's answer to
+    the confirmation. The notice, confirmation and acknowledgement are plain
+    messages that the applications may carry over their own channel; with a peer
+    configured for the zone, StartKeyChange(deliver = true) carries them itself.
     """
 
     def StartKeyChange(self, request, context):
@@ -86,6 +93,12 @@ class KeySyncServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def ConfirmKeyChange(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def AcknowledgeKeyChange(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -115,6 +128,11 @@ def add_KeySyncServiceServicer_to_server(servicer, server):
                     request_deserializer=hsmsvc_dot_v1_dot_key__sync__service__pb2.ConfirmKeyChangeRequest.FromString,
                     response_serializer=hsmsvc_dot_v1_dot_key__sync__service__pb2.ConfirmKeyChangeResponse.SerializeToString,
             ),
+            'AcknowledgeKeyChange': grpc.unary_unary_rpc_method_handler(
+                    servicer.AcknowledgeKeyChange,
+                    request_deserializer=hsmsvc_dot_v1_dot_key__sync__service__pb2.AcknowledgeKeyChangeRequest.FromString,
+                    response_serializer=hsmsvc_dot_v1_dot_key__sync__service__pb2.AcknowledgeKeyChangeResponse.SerializeToString,
+            ),
             'SignOn': grpc.unary_unary_rpc_method_handler(
                     servicer.SignOn,
                     request_deserializer=hsmsvc_dot_v1_dot_key__sync__service__pb2.SignOnRequest.FromString,
@@ -133,9 +151,10 @@ class KeySyncService:
     (bank design 004 clause 7.1), and issues terminals their keys at sign-on.
 
     Core: StartKeyChange, then ConfirmKeyChange with the branch's answer.
-    Branch: ApplyKeyChange. The notice and confirmation are plain messages that
-    the applications may carry over their own channel; with a peer configured
-    for the zone, StartKeyChange(deliver = true) carries them itself.
+    Branch: ApplyKeyChange, then AcknowledgeKeyChange with the core's answer to
+    the confirmation. The notice, confirmation and acknowledgement are plain
+    messages that the applications may carry over their own channel; with a peer
+    configured for the zone, StartKeyChange(deliver = true) carries them itself.
     """
 
     @staticmethod
@@ -209,6 +228,33 @@ class KeySyncService:
             '/hsmsvc.v1.KeySyncService/ConfirmKeyChange',
             hsmsvc_dot_v1_dot_key__sync__service__pb2.ConfirmKeyChangeRequest.SerializeToString,
             hsmsvc_dot_v1_dot_key__sync__service__pb2.ConfirmKeyChangeResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AcknowledgeKeyChange(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/hsmsvc.v1.KeySyncService/AcknowledgeKeyChange',
+            hsmsvc_dot_v1_dot_key__sync__service__pb2.AcknowledgeKeyChangeRequest.SerializeToString,
+            hsmsvc_dot_v1_dot_key__sync__service__pb2.AcknowledgeKeyChangeResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -17,6 +17,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -137,9 +138,10 @@ def _form_zmk_by_ceremony(root: Path, ca: TestCA, port: int, site: str, parts: l
     return bytes(key.kcv)
 
 
-@pytest.fixture(scope="module")
-def sites(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sites]:
-    root = tmp_path_factory.mktemp("sync")
+@contextmanager
+def open_sites(root: Path, timing: str = "", core_extra: str = "", branch_extra: str = "") -> Iterator[Sites]:
+    """A core and a branch ``hsmsvc serve`` with their own LMK and PostgreSQL store, the zone's ZMK
+    formed at both by ceremony; ``timing`` is the ``[key_sync]`` section both get."""
     ca = TestCA(root)
     mailers = root / "mailers"
     subprocess.run([sys.executable, "-m", "hsmsvc", "ceremony", "component", "print", "--out", str(mailers),
@@ -148,7 +150,7 @@ def sites(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sites]:
     parts = [_mailer_component(mailers / f"kim-zmk-{ZONE}-1.txt"), _mailer_component(mailers / f"lee-zmk-{ZONE}-2.txt")]
     zmk = bytes(a ^ b for a, b in zip(*parts))
     tpk, psk = clear_key(Algorithm.TDES_2KEY), secrets.token_bytes(32)
-    timing = """
+    timing = timing or """
 [key_sync]
 activate_after_seconds = 2
 grace_seconds = 4
@@ -176,9 +178,7 @@ grace_seconds = 4
                                   ModeOfUse.MAC_GENERATE_VERIFY, Exportability.NON_EXPORTABLE), psk)
             store.close()
             backend.close()
-            extra = timing
-            if name == "branch":
-                extra += "\n[rotation.TPK]\nmax_age_seconds = 43200\nmax_uses = 3\n"
+            extra = timing + (branch_extra if name == "branch" else core_extra)
             if name == "core":
                 extra += f'\n[peers.{ZONE}]\naddress = "127.0.0.1:{started["branch"].port}"\nserver_name = "localhost"\n'
             proc, info = launch(d, url, sealed_file, ca.issue(f"{name}-hsmsvc", server=True), ca, extra)
@@ -189,10 +189,10 @@ grace_seconds = 4
                 clients[who] = Client(f"127.0.0.1:{info['port']}", ClientTls(ca.ca_file, ident.cert, ident.key,
                                                                             "localhost"))
             started[name] = Site(name, info["port"], url, clients)
-        # The same ZMK at both sites from the same mailers: the same KCV at both.
-        kcvs = {name: _form_zmk_by_ceremony(root, ca, site.port, name, parts) for name, site in started.items()}
-        assert kcvs["core"] == kcvs["branch"] == kcv.kcv(Algorithm.AES_128, zmk)
         try:
+            # The same ZMK at both sites from the same mailers: the same KCV at both.
+            kcvs = {name: _form_zmk_by_ceremony(root, ca, site.port, name, parts) for name, site in started.items()}
+            assert kcvs["core"] == kcvs["branch"] == kcv.kcv(Algorithm.AES_128, zmk)
             yield Sites(started["core"], started["branch"], zmk, tpk, psk, ca)
         finally:
             for site in started.values():
@@ -200,6 +200,13 @@ grace_seconds = 4
                     c.close()
             for proc, log in procs:
                 stop(proc, log)
+
+
+@pytest.fixture(scope="module")
+def sites(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sites]:
+    with open_sites(tmp_path_factory.mktemp("sync"),
+                    branch_extra="\n[rotation.TPK]\nmax_age_seconds = 43200\nmax_uses = 3\n") as s:
+        yield s
 
 
 def derived_mac(zmk: bytes, data: bytes) -> bytes:
@@ -215,12 +222,14 @@ def to_domain(n: ks.KeyChangeNotice) -> KeyChangeNotice:
 
 
 def change(sites: Sites) -> ks.KeyChangeNotice:
-    """Start at the core, carry the notice to the branch, carry the confirmation back."""
+    """Start at the core, carry the notice to the branch, the confirmation back, and the acknowledgement on."""
     notice = sites.sync(sites.core, "core-officer").StartKeyChange(ks.StartKeyChangeRequest(zone=ZONE)).notice
     conf = sites.sync(sites.branch, "branch-officer").ApplyKeyChange(ks.ApplyKeyChangeRequest(notice=notice))
     r = sites.sync(sites.core, "core-officer").ConfirmKeyChange(
         ks.ConfirmKeyChangeRequest(confirmation=conf.confirmation))
     assert [k.kcv for k in r.keys] == list(conf.confirmation.kcvs)
+    sites.sync(sites.branch, "branch-officer").AcknowledgeKeyChange(
+        ks.AcknowledgeKeyChangeRequest(acknowledgement=r.acknowledgement))
     return notice
 
 

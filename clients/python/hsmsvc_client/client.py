@@ -46,6 +46,7 @@ IDEMPOTENT: Final = frozenset({
     "ReEncryptStoredPins", "CompareStoredPins", "GenerateMac", "VerifyMac", "GenerateMacBatch", "VerifyMacBatch",
     "Encrypt", "Decrypt", "ReEncrypt", "EncryptBatch", "GetKey", "ListKeys", "GetKeyCheckValue", "ExportKey",
     "GetPublicKey", "StartKeyChange", "ApplyKeyChange", "ConfirmKeyChange", "GetKeyFormation",
+    "AcknowledgeKeyChange",
 })
 # Channels try to reconnect to a server that went away after 0.1 s, then at
 # most every second (grpc's defaults start at 1 s and grow by 1.6 up to 120 s:
