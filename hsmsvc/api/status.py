@@ -117,6 +117,8 @@ class _Undecodable:
     __slots__ = ()
 
     def __getattr__(self, name: str) -> Any:
+        if name.startswith("__"):  # introspection (copy, pickle, doctest's finder), not a field read
+            raise AttributeError(name)
         raise errors.InvalidInput("request", "cannot be decoded")
 
     def __repr__(self) -> str:
