@@ -12,11 +12,11 @@ named (its old version until it has the confirmation) and the branch verifies
 it under the version named; the branch keeps reading the old version past the
 grace window until the core's acknowledgement of the confirmation reaches it.
 
-Timings are scaled down: activation 1 s after the notice, a 3 s grace window,
-and the confirmation carried to the core 12 s after activation, four grace
-windows late, so the old version's grace has long ended at the branch and the
-new one has carried all the branch's traffic for 12 s while the core still
-holds it PENDING. (30 s late would change nothing but the test's length.)
+Activation comes 1 s after the notice, with a 3 s grace window, and the
+confirmation is carried to the core 30 s after activation (the issue's figure),
+ten grace windows late, so the old version's grace has long ended at the branch
+and the new one has carried all the branch's traffic for 30 s while the core
+still holds it PENDING.
 """
 
 from __future__ import annotations
@@ -53,7 +53,7 @@ TIMING = """
 activate_after_seconds = 1
 grace_seconds = 3
 """
-LATE = 12.0
+LATE = 30.0
 
 
 @pytest.fixture()
