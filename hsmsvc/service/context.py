@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Callable, Protocol
+from typing import Callable, Protocol, Sequence
 
 from hsmsvc.errors import InvalidInput, KeyNotFound, KeyStateError, KeyUsageViolation
 
@@ -33,9 +33,16 @@ class Observer(Protocol):
 
     def key_used(self, key: StoredKey, n: int = 1) -> None: ...
 
+    def keys_used(self, keys: Sequence[StoredKey], n: int = 1) -> None:
+        """The uses of a call's several keys, counted together (``UseMeter.keys_used``)."""
+        ...
+
 
 class _NoObserver:
     def key_used(self, key: StoredKey, n: int = 1) -> None:
+        return None
+
+    def keys_used(self, keys: Sequence[StoredKey], n: int = 1) -> None:
         return None
 
 

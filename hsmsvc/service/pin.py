@@ -178,8 +178,7 @@ def translate_routed(s: Services, caller: Caller, route: TranslateRoute, pin_blo
     except InvalidPinBlock:
         AttemptGuard(s, caller, pan).failed(route.source.key_id, route.source.version, "translate")
         raise
-    s.observer.key_used(route.source)
-    s.observer.key_used(route.destination)
+    s.observer.keys_used((route.source, route.destination))
     return out, route.destination.version, route.sign_on
 
 

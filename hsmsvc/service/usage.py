@@ -28,6 +28,7 @@ import logging
 import math
 import threading
 import time
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 
 from hsmsvc.errors import AlreadyExists, HsmsvcError
@@ -128,9 +129,25 @@ class UseMeter:
             return {i: c.uses for i, c in self._counts.items()}
 
     def key_used(self, key: StoredKey, n: int = 1) -> None:
-        s = self._services
-        if s is None or n <= 0:
+        self.keys_used((key,), n)
+
+    def keys_used(self, keys: Sequence[StoredKey], n: int = 1) -> None:
+        """Count ``n`` uses of each of a call's keys: all of them, or, on the event loop when
+        one must wait for the store, none (``loopguard``: the call runs again off the loop)."""
+        if self._services is None or n <= 0:
             return
+        counts = self._counts
+        for key in keys:
+            if key.max_uses is not None:
+                c = counts.get(key.ident)  # read without the lock: _used checks again under it
+                if c is None or c.left < n:
+                    may_block()
+        for key in keys:
+            self._used(key, n)
+
+    def _used(self, key: StoredKey, n: int) -> None:
+        s = self._services
+        assert s is not None
         ident = key.ident
         with self._lock:
             c = self._counts.get(ident)
