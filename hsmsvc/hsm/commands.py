@@ -49,6 +49,7 @@ from hsmsvc.hsm.backend import (
     StoredPinMethod,
 )
 from hsmsvc.hsm.policy import Operation
+from hsmsvc.loopguard import may_block
 from hsmsvc.types import (
     Algorithm,
     CipherMode,
@@ -138,7 +139,11 @@ class _Guard:
         self._lock = backend._lock
 
     def __enter__(self) -> None:
-        self._lock.acquire()
+        if not self._lock.acquire(False):
+            # Held by a command on another thread, which may run long (a key pair, a batch):
+            # on the event loop, run this call off it rather than wait (loopguard).
+            may_block()
+            self._lock.acquire()
 
     def __exit__(self, kind: type[BaseException] | None, e: BaseException | None, tb: Any) -> None:
         self._lock.release()
@@ -242,6 +247,7 @@ class CommandBackend(ABC):
         self._capabilities = capabilities
         self._lock = threading.RLock()
         self._guard_cm = _Guard(self)
+        self._anchor_lock = threading.Lock()
         self._generation = 0
         """Moves whenever a loaded key is dropped (:meth:`_dropped`), for what holds loaded keys."""
         # Format pairs already found allowed: capabilities are fixed for a backend's life.
@@ -1078,18 +1084,23 @@ class CommandBackend(ABC):
             return self._random(length)
 
     def write_audit_anchor(self, seq: int, head: bytes) -> None:
-        """Keep the audit chain head outside the database, MACed under the LMK."""
-        with self._guard():
+        """Keep the audit chain head outside the database, MACed under the LMK.
+
+        The anchor's storage is read and written without the backend's lock (a
+        file lock may wait on another process, and every command would wait
+        with it); anchor writes in this process go one at a time.
+        """
+        with self._anchor_lock:
             current = self._read_anchor()
             if current is not None and current[0] >= seq:
                 return
-            tag = self._lmk_cmac(ANCHOR_DOMAIN + seq.to_bytes(8, "big") + head)
+            with self._guard():
+                tag = self._lmk_cmac(ANCHOR_DOMAIN + seq.to_bytes(8, "big") + head)
             self._anchor_store(f"{seq}:{head.hex()}:{tag.hex()}".encode())
 
     def read_audit_anchor(self) -> tuple[int, bytes] | None:
         """The last anchored (sequence, head hash); ``PermissionDenied`` if it was altered."""
-        with self._guard():
-            return self._read_anchor()
+        return self._read_anchor()
 
     def _read_anchor(self) -> tuple[int, bytes] | None:
         raw = self._anchor_load()
@@ -1100,16 +1111,19 @@ class CommandBackend(ABC):
             seq, head, tag = int(seq_s), bytes.fromhex(head_h), bytes.fromhex(tag_h)
         except ValueError:
             raise PermissionDenied("audit_anchor", "malformed") from None
-        want = self._lmk_cmac(ANCHOR_DOMAIN + seq.to_bytes(8, "big") + head)
+        with self._guard():
+            want = self._lmk_cmac(ANCHOR_DOMAIN + seq.to_bytes(8, "big") + head)
         if not _compare.bytes_eq(want, tag):
             raise PermissionDenied("audit_anchor", "MAC does not verify under this LMK")
         return seq, head
 
     @abstractmethod
-    def _anchor_store(self, data: bytes) -> None: ...
+    def _anchor_store(self, data: bytes) -> None:
+        """Write the anchor; called without the backend's lock: take it if the storage needs it."""
 
     @abstractmethod
-    def _anchor_load(self) -> bytes | None: ...
+    def _anchor_load(self) -> bytes | None:
+        """Read the anchor; called without the backend's lock, as :meth:`_anchor_store`."""
 
     def audit_mac(self, data: bytes) -> bytes:
         self._capabilities.require(Command.AUDIT_MAC)

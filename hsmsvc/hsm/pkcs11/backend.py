@@ -470,6 +470,10 @@ class Pkcs11Backend(CommandBackend):
         return list(self._session.get_objects({Attribute.CLASS: ObjectClass.DATA, Attribute.LABEL: ANCHOR_LABEL}))
 
     def _anchor_store(self, data: bytes) -> None:
+        with self._guard():  # the main session is the backend lock's
+            self._anchor_replace(data)
+
+    def _anchor_replace(self, data: bytes) -> None:
         for obj in self._anchor_objects():
             obj.destroy()
         self._session.create_object(
@@ -484,8 +488,9 @@ class Pkcs11Backend(CommandBackend):
         )
 
     def _anchor_load(self) -> bytes | None:
-        found = self._anchor_objects()
-        return bytes(found[0][Attribute.VALUE]) if found else None
+        with self._guard():
+            found = self._anchor_objects()
+            return bytes(found[0][Attribute.VALUE]) if found else None
 
     def close(self) -> None:
         with self._lock:
