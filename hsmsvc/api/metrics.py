@@ -12,16 +12,22 @@ from __future__ import annotations
 import bisect
 import socket
 import threading
+import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from typing import Any
+from typing import Any, Final
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 from prometheus_client import CollectorRegistry, Gauge, make_wsgi_app
 from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.exposition import ThreadingWSGIServer
 
-__all__ = ["Metrics"]
+__all__ = ["BEAT", "STALLED", "Metrics"]
+
+BEAT: Final = 0.25
+"""Seconds between the event loop's heartbeats."""
+STALLED: Final = 2.0
+"""A heartbeat older than this answers /healthz and /readyz 503."""
 
 _BUCKETS = (0.0002, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 
@@ -105,6 +111,8 @@ class Metrics:
                                      ["member"], registry=self.registry)
         self.store_healthy = Gauge("hsmsvc_store_healthy", "1 if the key store's database answers",
                                    registry=self.registry)
+        self.heartbeat = time.monotonic()
+        """Set by the event loop every :data:`BEAT` seconds (``api/server.py``): a stale one is a frozen loop."""
         self.readiness: Callable[[], tuple[bool, str]] = lambda: (False, "not ready: starting")
         """What /readyz answers: ready or not, and why (the health monitor's last finding)."""
         self._server: WSGIServer | None = None
@@ -138,7 +146,10 @@ class Metrics:
     def _app(self, metrics: Any) -> Any:
         def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
             path = environ.get("PATH_INFO", "")
-            if path == "/healthz":  # liveness: this thread answers while the process serves
+            if path in ("/healthz", "/readyz") and time.monotonic() - self.heartbeat > STALLED:
+                # This thread answers even when the event loop that serves calls is stuck.
+                return _plain(start_response, 503, "not live: event loop stalled")
+            if path == "/healthz":
                 return _plain(start_response, 200, "ok")
             if path == "/readyz":
                 ready, reason = self.readiness()

@@ -18,6 +18,7 @@ import functools
 import gc
 import logging
 import signal
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -33,7 +34,7 @@ from hsmsvc.api.keys import KeyServicer
 from hsmsvc.api.keysync import KeySyncServicer, PeerCourier
 from hsmsvc.api.logs import ACCESS
 from hsmsvc.api.mac import MacServicer
-from hsmsvc.api.metrics import Metrics
+from hsmsvc.api.metrics import BEAT, Metrics
 from hsmsvc.api.monitor import Monitor
 from hsmsvc.api.pin import PinServicer
 from hsmsvc.api.runner import Lane, Runner
@@ -131,6 +132,7 @@ class Running:
     runner: Runner
     meter: UseMeter | None = None
     _monitor: asyncio.Task[None] | None = None
+    _beat: asyncio.Task[None] | None = None
 
     async def stop(self) -> None:
         await self.health.enter_graceful_shutdown()
@@ -138,6 +140,8 @@ class Running:
         if self._monitor is not None:
             self._monitor.cancel()  # and wait, so no probe starts on a closed store or backend
             await asyncio.gather(self._monitor, return_exceptions=True)
+        if self._beat is not None:
+            self._beat.cancel()
         await asyncio.to_thread(self.runner.close)
         if self.meter is not None:
             self.meter.close()
@@ -146,6 +150,13 @@ class Running:
         self.services.backend.close()
         ACCESS.flush()
         log.info("stopped")
+
+
+async def _beat(metrics: Metrics) -> None:
+    """The event loop's heartbeat, read by /healthz and /readyz on the metrics thread."""
+    while True:
+        metrics.heartbeat = time.monotonic()
+        await asyncio.sleep(BEAT)
 
 
 async def start(config: ServerConfig, backend: Backend | None = None) -> Running:
@@ -216,6 +227,7 @@ async def start(config: ServerConfig, backend: Backend | None = None) -> Running
     metrics_port = metrics.serve(config.metrics_listen) if config.metrics_listen else None
     running = Running(server, port, metrics_port, health_servicer, services, metrics, config, runner, meter)
     running._monitor = asyncio.create_task(monitor.run())
+    running._beat = asyncio.create_task(_beat(metrics))
     log.info("serving", extra={"port": port, "metrics_port": metrics_port, "tls": not config.insecure_dev,
                                "lmk_kcv": backend.lmk_kcv().hex().upper(), "principals": len(policy)})
     return running
