@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -90,7 +91,8 @@ class _Executor:
             self.busy -= 1
 
     def close(self) -> None:
-        self._pool.shutdown(wait=True, cancel_futures=True)
+        """Refuse new work and drop what waits; threads still running are left to finish."""
+        self._pool.shutdown(wait=False, cancel_futures=True)
 
 
 @dataclass
@@ -138,6 +140,13 @@ class Runner:
         """``fn(*args)`` on ``lane``'s executor, in a copy of the caller's context (its request id)."""
         return await self._lanes[lane].run(fn, *args)
 
-    def close(self) -> None:
-        self._lanes[Lane.TRANSACTION].close()
-        self._lanes[Lane.OTHER].close()
+    def close(self, timeout: float = 1.0) -> int:
+        """Stop both executors; wait up to ``timeout`` for running calls, and return how many
+        are still running then (stuck on a dependency past the shutdown's grace)."""
+        lanes = (self._lanes[Lane.TRANSACTION], self._lanes[Lane.OTHER])
+        for lane in lanes:
+            lane.close()
+        deadline = time.monotonic() + timeout
+        while (busy := sum(lane.busy for lane in lanes)) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        return busy

@@ -17,6 +17,7 @@ import asyncio
 import functools
 import gc
 import logging
+import os
 import signal
 import time
 from dataclasses import dataclass
@@ -133,6 +134,8 @@ class Running:
     meter: UseMeter | None = None
     _monitor: asyncio.Task[None] | None = None
     _beat: asyncio.Task[None] | None = None
+    stuck: int = 0
+    """Use cases still running on the executor when stop() returned."""
 
     async def stop(self) -> None:
         await self.health.enter_graceful_shutdown()
@@ -142,7 +145,9 @@ class Running:
             await asyncio.gather(self._monitor, return_exceptions=True)
         if self._beat is not None:
             self._beat.cancel()
-        await asyncio.to_thread(self.runner.close)
+        self.stuck = await asyncio.to_thread(self.runner.close)
+        if self.stuck:
+            log.warning("calls still running past the grace period", extra={"calls": self.stuck})
         if self.meter is not None:
             self.meter.close()
         self.metrics.close()
@@ -250,3 +255,8 @@ async def serve(config: ServerConfig, ready: Any = None) -> None:
     await stop.wait()
     log.info("draining", extra={"grace_seconds": config.shutdown_grace_seconds})
     await running.stop()
+    if running.stuck:
+        # Their clients were answered when the grace ended; the interpreter would wait for
+        # their threads at exit, as long as the dependency they wait on.
+        logging.shutdown()
+        os._exit(0)

@@ -103,6 +103,17 @@ _FAILURES: Final = {
 }
 _FAILURES_ANY: Final = select(attempts_t).where(attempts_t.c.subject.in_(bindparam("subjects", expanding=True)))
 
+# On PostgreSQL nothing the store does may wait without end: a connection attempt, a row
+# lock another session holds, a statement. A call that meets one of these answers
+# UNAVAILABLE within the bound, and a shutdown's drain is not held past it. (SQLite
+# waits busy_timeout, 10 s, for its write lock: _sqlite_connect.)
+_PG_BOUNDS: Final = {"connect_timeout": 5, "options": "-c lock_timeout=5000 -c statement_timeout=30000"}
+
+
+def _bounds(url: str) -> dict[str, Any]:
+    return dict(_PG_BOUNDS) if url.startswith("postgresql") else {}
+
+
 class KeyStore:
     """Keys and audit rows in one database; ``backend`` MACs and anchors the audit chain."""
 
@@ -110,7 +121,7 @@ class KeyStore:
         self._backend = backend
         try:
             # hide_parameters: a database error's text never carries a row's values.
-            self._engine: Engine = create_engine(url, hide_parameters=True)
+            self._engine: Engine = create_engine(url, hide_parameters=True, connect_args=_bounds(url))
         except (SQLAlchemyError, ValueError, ImportError):
             raise InvalidInput("store_url", "a SQLAlchemy database URL") from None
         self.changes = 0
