@@ -2,7 +2,8 @@
 
 * mTLS: :class:`ClientTls` holds the CA that signed the servers and this
   client's certificate and key; plaintext needs :meth:`Client.insecure`.
-* Deadlines on every call (default 5 s, per attempt).
+* Deadlines on every call: 5 s per attempt by default; a ``timeout`` given to a
+  call bounds the whole call, retries included.
 * Round-robin across several server addresses, one channel each.
 * Retries with exponential backoff and jitter on UNAVAILABLE, for idempotent
   calls only, for up to ``retry_budget`` seconds (default 8 s: a server that
@@ -45,9 +46,10 @@ IDEMPOTENT: Final = frozenset({
     "TranslatePin", "TranslatePinBatch", "EncryptPinForStorage", "GeneratePinOffset", "GeneratePvv",
     "ReEncryptStoredPins", "CompareStoredPins", "GenerateMac", "VerifyMac", "GenerateMacBatch", "VerifyMacBatch",
     "Encrypt", "Decrypt", "ReEncrypt", "EncryptBatch", "GetKey", "ListKeys", "GetKeyCheckValue", "ExportKey",
-    "GetPublicKey", "StartKeyChange", "ApplyKeyChange", "ConfirmKeyChange", "GetKeyFormation",
-    "AcknowledgeKeyChange",
+    "GetPublicKey", "ApplyKeyChange", "ConfirmKeyChange", "GetKeyFormation", "AcknowledgeKeyChange",
 })
+# StartKeyChange is not: its first attempt may have been confirmed by the peer before the
+# answer was lost, and a second would then start a second change.
 # Channels try to reconnect to a server that went away after 0.1 s, then at
 # most every second (grpc's defaults start at 1 s and grow by 1.6 up to 120 s:
 # a server back after 1.5 s was first reached 2.6 s or 4.2 s after it died).
@@ -182,16 +184,20 @@ class Client:
         # outage and backoffs of seconds; and it retries on the channel it began on,
         # where this loop moves each attempt to the next address. Using both would
         # multiply the attempts, so the channels have no retryPolicy.
+        # A caller's ``timeout`` bounds the whole call, retries included; without one each
+        # attempt has ``deadline`` and the retries ``retry_budget``.
         retry = method in IDEMPOTENT and self.retries != 0
         rid = uuid.uuid4().hex
         started = time.monotonic()
+        end = None if timeout is None else started + timeout
         attempt = 0
         while True:
             with self._lock:
                 i = next(self._next)
             fn = getattr(self._stubs[i][service], method)
+            left = self.deadline if end is None else end - time.monotonic()
             try:
-                return fn(request, timeout=timeout or self.deadline, metadata=(("x-request-id", rid),))
+                return fn(request, timeout=left, metadata=(("x-request-id", rid),))
             except grpc.RpcError as e:
                 code = e.code()
                 # Equal jitter: half the backoff, plus up to as much again at random, so
@@ -201,7 +207,8 @@ class Client:
                 attempt += 1
                 if (not retry or code is not grpc.StatusCode.UNAVAILABLE
                         or (self.retries is not None and attempt > self.retries)
-                        or time.monotonic() + pause - started > self.retry_budget):
+                        or time.monotonic() + pause - started > self.retry_budget
+                        or (end is not None and time.monotonic() + pause >= end)):
                     raise ClientError(code, e.details() or "", rid) from None
                 time.sleep(pause)
 
