@@ -22,7 +22,7 @@ import math
 import threading
 import time
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any, Final, Sequence
 
 from hsmsvc.errors import BackendUnavailable, HsmsvcError, InvalidInput, PermissionDenied, Unsupported
 from hsmsvc.hsm.backend import (
@@ -36,6 +36,9 @@ from hsmsvc.types import Algorithm, MacAlgorithm, Padding, PinBlockFormat
 __all__ = ["MemberStats", "Pool"]
 
 log = logging.getLogger("hsmsvc.pool")
+
+_CLOSE_WAIT: Final = 2.0
+"""Seconds close() waits for the health thread, and for calls in flight, before it stops members."""
 
 _ATTEMPTS = 2  # the first member, then one other
 _MAX_START_BACKOFF = 30.0
@@ -205,6 +208,11 @@ class Pool:
             return False, None
         except HsmsvcError:
             self._give_back(m, answered=True)
+            raise
+        except BaseException:
+            # Not an answer (a message that would not pickle, an interrupt): its channel may
+            # hold half a message, so the member is not used again.
+            self._replace(m, Failure.GONE)
             raise
         self._give_back(m, answered=True)
         return True, result
@@ -500,9 +508,11 @@ class Pool:
             self._closed = True
             self._cond.notify_all()
         self._wake.set()
-        self._health.join(self._start_timeout)
+        # A shutdown is bounded: a member still starting, or a call still in flight after
+        # _CLOSE_WAIT, is left to die with the process (the workers are daemons).
+        self._health.join(_CLOSE_WAIT)
+        deadline = time.monotonic() + _CLOSE_WAIT
         for m in self._members:
-            deadline = time.monotonic() + self._timeout
             with self._cond:
                 while m.busy and self._cond.wait(max(0.0, deadline - time.monotonic())):
                     pass
