@@ -1,12 +1,16 @@
-"""Review of issue 26 (reproductions; these FAIL on the commit under review).
+"""Faults that used to freeze the server or outlast their bounds (issue 26, found in review).
 
-1. UseMeter holds its one threading.Lock across store I/O (reserve_uses) on an
-   executor thread; an inline call on the event loop then waits on that lock,
-   so a single stalled key-row write freezes the whole server (health included),
-   while /healthz and /readyz on the metrics thread keep answering 200.
-2. An inline run that reaches the store after UseMeter.key_used has counted
-   runs again on a thread and counts again: hsmsvc_key_uses_total and the
-   store's use_count go up twice for one call.
+Each runs a real server on a throw-away PostgreSQL database and holds a real lock:
+
+1. A key row locked by another session while a limited key needs its use count:
+   the event loop must not wait on the use meter's reservation (it runs the call
+   off the loop instead), and health keeps answering.
+2. A call that runs inline, then again off the loop, counts its keys' uses once.
+3. The audit anchor's file lock held by another process: the backend's own lock
+   is not held across it, so PIN translations and health go on.
+4. SIGTERM with a call stuck on a row lock: the process exits within the grace
+   period plus the store's lock timeout, not when the lock is released.
+5. The SDK: a caller's timeout bounds the whole call, retries included.
 """
 
 from __future__ import annotations
