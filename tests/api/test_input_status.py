@@ -7,6 +7,8 @@ SQLite (64-bit counts beyond SQL's signed integers).
 
 from __future__ import annotations
 
+import fnmatch
+
 import json
 import re
 import secrets
@@ -14,13 +16,14 @@ import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 import grpc
 import pytest
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from hsmsvc.hsm.soft import sealed
+from hsmsvc.service.authz import ROLE_METHODS, Role
 from hsmsvc.types import Algorithm
 from hsmsvc.v1 import ceremony_service_pb2, data_service_pb2, key_service_pb2, key_sync_service_pb2
 from hsmsvc.v1 import mac_service_pb2, pin_service_pb2
@@ -45,14 +48,17 @@ def _channel(server: Env, who: str) -> grpc.Channel:
     return grpc.secure_channel(f"127.0.0.1:{server.port}", creds, (("grpc.ssl_target_name_override", "localhost"),))
 
 
+# A principal of the test policy (conftest.POLICY) holding each role.
+_HOLDER: Final = {Role.OPERATOR: "core-banking", Role.MANAGER: "key-manager", Role.CUSTODIAN: "custodian-1"}
+
+
 def who_may_call(service: Any, method: Any) -> str:
-    """A principal of the test policy whose role allows the method (service/authz.py)."""
-    if method.name == "AddKeyComponent":
-        return "custodian-1"
-    if service.name in ("KeyService", "CeremonyService") or method.name in (
-            "StartKeyChange", "ApplyKeyChange", "ConfirmKeyChange"):
-        return "key-manager"
-    return "core-banking"
+    """A principal of the test policy whose role allows the method, read from the policy's own table."""
+    name = f"{service.name}.{method.name}"
+    for role, holder in _HOLDER.items():
+        if any(fnmatch.fnmatchcase(name, pattern) for pattern in ROLE_METHODS[role]):
+            return holder
+    raise AssertionError(f"no role of the test policy may call {name}")
 
 
 def _raw_call(ch: grpc.Channel, service: Any, method: Any, data: bytes) -> tuple[grpc.StatusCode, str]:
