@@ -186,10 +186,11 @@ class UseMeter:
 
     def _size(self, key: StoredKey, c: _Count) -> int:
         """A reservation block: small against a use limit, so the count it reports stays close;
-        for an unlimited version, about a second of its use, so the store sees a write a second."""
+        for an unlimited version, about a second of its use and at least ten blocks, so the store
+        sees at most a write a second, and one in a thousand uses for a key little used."""
         if key.max_uses is not None:
             return min(self._block, max(1, key.max_uses // 50))
-        return min(max(self._block, int(c.rate.value or 0)), 100 * self._block)
+        return min(max(10 * self._block, int(c.rate.value or 0)), 100 * self._block)
 
     def _refill(self, key: StoredKey, c: _Count) -> None:
         try:
