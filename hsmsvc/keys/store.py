@@ -108,10 +108,21 @@ _FAILURES_ANY: Final = select(attempts_t).where(attempts_t.c.subject.in_(bindpar
 # UNAVAILABLE within the bound, and a shutdown's drain is not held past it. (SQLite
 # waits busy_timeout, 10 s, for its write lock: _sqlite_connect.)
 _PG_BOUNDS: Final = {"connect_timeout": 5, "options": "-c lock_timeout=5000 -c statement_timeout=30000"}
+# Connections per process: the server's executor threads (two lanes of 8 by default), each
+# holding at most one connection at a time, the PIN-attempt readers kept by up to _MAX_HELD of
+# them, and the monitor's and the use meter's threads. A checkout that finds none free waits at
+# most 5 s (UNAVAILABLE), never the 30 s SQLAlchemy's pool would.
+_POOL: Final = {"pool_size": 16, "max_overflow": 16, "pool_timeout": 5}
+_MAX_HELD: Final = 8
+"""Threads that keep an autocommit connection for attempt reads (_single_read); others check one out."""
 
 
-def _bounds(url: str) -> dict[str, Any]:
-    return dict(_PG_BOUNDS) if url.startswith("postgresql") else {}
+def _engine_options(url: str) -> dict[str, Any]:
+    if url.startswith("postgresql"):
+        return {"connect_args": dict(_PG_BOUNDS), **_POOL}
+    if url.startswith("sqlite:///") and url != "sqlite:///:memory:":  # a file: a QueuePool
+        return dict(_POOL)
+    return {}
 
 
 class KeyStore:
@@ -121,7 +132,7 @@ class KeyStore:
         self._backend = backend
         try:
             # hide_parameters: a database error's text never carries a row's values.
-            self._engine: Engine = create_engine(url, hide_parameters=True, connect_args=_bounds(url))
+            self._engine: Engine = create_engine(url, hide_parameters=True, **_engine_options(url))
         except (SQLAlchemyError, ValueError, ImportError):
             raise InvalidInput("store_url", "a SQLAlchemy database URL") from None
         self.changes = 0
@@ -203,6 +214,12 @@ class KeyStore:
             return
         held: Connection | None = getattr(self._readers, "conn", None)
         if held is None:
+            with self._held_lock:
+                room = len(self._held) < _MAX_HELD
+            if not room:  # enough threads keep one: this read checks one out and gives it back
+                with self._connect(checked).execution_options(isolation_level="AUTOCOMMIT") as conn:
+                    yield conn
+                return
             held = self._connect(checked).execution_options(isolation_level="AUTOCOMMIT")
             with self._held_lock:
                 self._held.add(held)
