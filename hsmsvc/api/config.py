@@ -94,16 +94,22 @@ class ServerConfig:
     """Server processes sharing the listening port; one per core is the usual choice."""
     reuse_port: bool = False
     """Bind with SO_REUSEPORT: set for each of several workers."""
-    executor_threads: int = 16
-    """Threads for use cases that may wait (store, pool, token, peers, batches): ``api/runner.py``."""
+    executor_threads: int = 8
+    """Threads for key management, key sync, ceremonies and batches (``api/runner.py``)."""
+    transaction_threads: int = 0
+    """Threads for PIN, MAC and data calls that run off the loop; 0: two, or one more than a pool's
+    members. Few, because each competes with the event loop for the GIL (docs/performance.md)."""
     executor_queue: int = 256
     """Calls that may wait for a thread; one more is refused with RESOURCE_EXHAUSTED."""
 
     def __post_init__(self) -> None:
         if not 1 <= self.workers <= 64:
             raise InvalidInput("workers", "1 to 64")
-        if not 1 <= self.executor_threads <= 256:
-            raise InvalidInput("executor_threads", "1 to 256")
+        # Each thread may hold a store connection (keys/store.py: _POOL).
+        if not 1 <= self.executor_threads <= 16:
+            raise InvalidInput("executor_threads", "1 to 16")
+        if not 0 <= self.transaction_threads <= 16:
+            raise InvalidInput("transaction_threads", "0 (two, or a pool's members and one) to 16")
         if not 0 <= self.executor_queue <= 100_000:
             raise InvalidInput("executor_queue", "0 to 100000")
         if not self.insecure_dev and self.tls is None:
@@ -221,7 +227,8 @@ def load(path: str | None, overrides: Mapping[str, Any] | None = None,
             key_sync=_key_sync(doc.get("key_sync", {}), doc.get("rotation", {})),
             workers=int(doc.get("workers", 1)),
             reuse_port=bool(doc.get("reuse_port", False)),
-            executor_threads=int(doc.get("executor_threads", 16)),
+            executor_threads=int(doc.get("executor_threads", 8)),
+            transaction_threads=int(doc.get("transaction_threads", 0)),
             executor_queue=int(doc.get("executor_queue", 256)),
             peers={str(z): PeerConfig(str(p["address"]), str(p.get("server_name", "")))
                    for z, p in doc.get("peers", {}).items()},

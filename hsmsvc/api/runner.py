@@ -99,16 +99,18 @@ class _Executor:
 class Runner:
     """The executors and the inline policy of one server."""
 
-    threads: int = 16
-    """Threads per lane."""
+    threads: int = 8
+    """Threads of the other lane."""
     queue: int = 256
     """Calls that may wait for a thread, per lane."""
     inline: bool = True
     """Whether the backend runs in this process (the soft backend): then inline methods try the loop first."""
+    transaction_threads: int = 2
+    """Threads of the transaction lane."""
     _lanes: dict[Lane, _Executor] = field(init=False)
 
     def __post_init__(self) -> None:
-        tx = _Executor("transaction", self.threads, self.queue)
+        tx = _Executor("transaction", self.transaction_threads, self.queue)
         self._lanes = {Lane.INLINE: tx, Lane.TRANSACTION: tx,
                        Lane.OTHER: _Executor("usecase", self.threads, self.queue)}
 

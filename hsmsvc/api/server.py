@@ -185,7 +185,9 @@ async def start(config: ServerConfig, backend: Backend | None = None) -> Running
     meter.attach(services)
     metrics.count_key_uses(meter.uses)
     # Use cases try the event loop first only where the backend is in this process.
-    runner = Runner(config.executor_threads, config.executor_queue, inline=config.backend.kind == "soft")
+    tx_threads = config.transaction_threads or max(2, len(config.backend.members) + 1)
+    runner = Runner(config.executor_threads, config.executor_queue, inline=config.backend.kind == "soft",
+                    transaction_threads=tx_threads)
     observed = Observed(resolve, metrics.record, runner)
     metrics.count_busy({lane.value: functools.partial(runner.busy, lane) for lane in (Lane.TRANSACTION, Lane.OTHER)})
 
