@@ -2,7 +2,8 @@
 
 The api layer runs the hot path's short use cases (a PIN translation or a MAC
 on an in-process backend, keys cached) on the event loop itself, because a hop
-to a thread costs about a third of such a call. Everything that may wait on
+to a thread and its contention for the GIL cost more than such a call may lose
+(``docs/performance.md``). Everything that may wait on
 I/O (a database connection, a peer, a backend in another process or device)
 calls :func:`may_block` first. Under :func:`run_inline` that raises
 :class:`WouldBlock` before the I/O starts, and the api layer runs the whole call

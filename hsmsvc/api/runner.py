@@ -10,8 +10,9 @@ calls in a lane, a call is refused at once with RESOURCE_EXHAUSTED rather than
 queued without limit.
 
 The hot path's short calls (:attr:`Lane.INLINE`) first run on the loop under
-:func:`hsmsvc.loopguard.run_inline` when the backend is in-process; a hop to a
-thread costs about a third of such a call (``docs/performance.md``). If one
+:func:`hsmsvc.loopguard.run_inline` when the backend is in-process: a hop to a
+thread, and the thread's contention with the loop for the GIL, would cost more
+than the 5 % the hot path may lose (``docs/performance.md``). If one
 reaches I/O it runs again on the transaction executor. A method whose inline
 runs keep reaching I/O is tried inline less and less often: after ``n``
 blocked runs in a row, the next ``2**n - 1`` calls go straight to the
