@@ -89,9 +89,19 @@ def srv(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PoolServer]:
 
 
 def _workers(server_pid: int) -> set[int]:
-    """The pool's member workers: the server's spawned children (not the resource tracker)."""
-    out = subprocess.run(["ps", "-ww", "-o", "pid=,args=", "--ppid", str(server_pid)], capture_output=True, text=True)
-    return {int(line.split()[0]) for line in out.stdout.splitlines() if "spawn_main" in line}
+    """The pool's member workers: the server's spawned children (not the resource tracker), from /proc."""
+    found = set()
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            ppid = int((proc / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            cmdline = (proc / "cmdline").read_bytes()
+        except (OSError, IndexError, ValueError):
+            continue  # gone meanwhile
+        if ppid == server_pid and b"spawn_main" in cmdline:
+            found.add(int(proc.name))
+    return found
 
 
 def _luhn_pan() -> str:
