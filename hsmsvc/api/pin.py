@@ -35,6 +35,13 @@ def _pan(pan: str) -> str | None:
     return cv.text(pan, "pan", 19) or None
 
 
+def _required_pan(pan: str, what: str) -> str:
+    p = _pan(pan)
+    if p is None:
+        raise InvalidInput("pan", f"required for {what}")
+    return p
+
+
 def _one_time(k: m.OneTimeKey, field: str) -> uc.OneTimeKeyRef:
     return uc.OneTimeKeyRef(
         cv.key_ref(k.transport_key, f"{field}.transport_key", k.HasField("transport_key")),
@@ -177,21 +184,22 @@ class PinServicer(g.PinServiceServicer):
 
     @rpc("PinService.GeneratePinOffset")
     def GeneratePinOffset(self, r: m.GeneratePinOffsetRequest, c: Caller) -> m.GeneratePinOffsetResponse:
+        if r.validation_data:
+            # Deprecated field: caller-chosen validation data made offsets a PIN oracle (issue 27).
+            raise InvalidInput("validation_data", "must be empty: the validation data is the PAN's")
         offset = uc.generate_offset(
-            self.s, c, cv.key_ref(r.key, "key", r.HasField("key")), cv.PIN_FORMAT.get(r.format, "format"),
-            bytes(r.pin_block), _pan(r.pan), cv.key_ref(r.pvk, "pvk", r.HasField("pvk")),
-            cv.text(r.validation_data, "validation_data", 16),
+            self.s, c, key=cv.key_ref(r.key, "key", r.HasField("key")), fmt=cv.PIN_FORMAT.get(r.format, "format"),
+            pin_block=bytes(r.pin_block), pan=_required_pan(r.pan, "an offset"),
+            pvk=cv.key_ref(r.pvk, "pvk", r.HasField("pvk")),
         )
         return m.GeneratePinOffsetResponse(offset=offset)
 
     @rpc("PinService.GeneratePvv")
     def GeneratePvv(self, r: m.GeneratePvvRequest, c: Caller) -> m.GeneratePvvResponse:
-        pan = _pan(r.pan)
-        if pan is None:
-            raise InvalidInput("pan", "required for a PVV")
         pvv = uc.generate_pvv(
-            self.s, c, cv.key_ref(r.key, "key", r.HasField("key")), cv.PIN_FORMAT.get(r.format, "format"),
-            bytes(r.pin_block), pan, cv.key_ref(r.pvk, "pvk", r.HasField("pvk")), r.pvki,
+            self.s, c, key=cv.key_ref(r.key, "key", r.HasField("key")), fmt=cv.PIN_FORMAT.get(r.format, "format"),
+            pin_block=bytes(r.pin_block), pan=_required_pan(r.pan, "a PVV"),
+            pvk=cv.key_ref(r.pvk, "pvk", r.HasField("pvk")), pvki=r.pvki,
         )
         return m.GeneratePvvResponse(pvv=pvv)
 
@@ -213,10 +221,11 @@ class PinServicer(g.PinServiceServicer):
     @rpc("PinService.CompareStoredPins")
     def CompareStoredPins(self, r: m.CompareStoredPinsRequest, c: Caller) -> m.CompareStoredPinsResponse:
         accounts = _accounts(r.accounts)
+        old_psk, new_psk = _psks(r)
         same = uc.compare_stored_pins(
-            self.s, c, *_psks(r), accounts,
-            split_even(bytes(r.old_stored_pins), len(accounts), "old_stored_pins"),
-            split_even(bytes(r.new_stored_pins), len(accounts), "new_stored_pins"),
+            self.s, c, old_psk=old_psk, new_psk=new_psk, accounts=accounts,
+            old_stored=split_even(bytes(r.old_stored_pins), len(accounts), "old_stored_pins"),
+            new_stored=split_even(bytes(r.new_stored_pins), len(accounts), "new_stored_pins"),
         )
         return m.CompareStoredPinsResponse(same=same)
 

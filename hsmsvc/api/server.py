@@ -116,7 +116,9 @@ def _principal_from_cert(policy: Policy) -> Any:
 
 
 def _dev_policy(name: str) -> Policy:
-    return Policy({name: Principal(name, frozenset({Role.MANAGER, Role.OPERATOR}), ("*",))})
+    # Development only: one principal with every duty, so the loader's separations do not apply.
+    roles = frozenset({Role.MANAGER, Role.OPERATOR, Role.ISSUER, Role.REENCRYPTOR})
+    return Policy({name: Principal(name, roles, ("*",))})
 
 
 @dataclass

@@ -15,6 +15,7 @@ __all__ = [
     "decimalize",
     "generate_natural_pin",
     "generate_offset",
+    "pan_validation_data",
     "pin_from_offset",
     "verify_offset",
 ]
@@ -33,6 +34,21 @@ def _validation_block(validation_data: str, pad: str) -> bytes:
     if not isinstance(pad, str) or len(pad) != 1 or pad.upper() not in hexdigits:
         raise InvalidInput("pad", "one hex digit")
     return bytes.fromhex(v.ljust(16, pad.upper()))
+
+
+def pan_validation_data(pan: str) -> str:
+    """hsmsvc's one validation-data rule: the PAN's 12 rightmost digits excluding the
+    check digit (the account number field of ISO 9564-1 format 0), padded with F.
+
+    IBM 3624 leaves the choice of validation data to the issuer; fixing it here
+    means a caller never picks it, so two offsets share validation data only when
+    they are for one account (issue 27). The PAN's check digit is the other
+    engineer's (Luhn) check on the PIN path; this rule binds what format 0 binds.
+
+    >>> pan_validation_data("4000001234567899")
+    '000123456789'
+    """
+    return _validate.digits(pan, "pan", 13, 19)[-13:-1]
 
 
 def decimalize(enciphered: bytes, table: str) -> str:

@@ -14,7 +14,9 @@ certificate) and gives each roles and key patterns:
 Roles give methods (:data:`ROLE_METHODS`); key patterns are shell globs over a
 key's id, its alias, or ``zone:<zone>``. Separation of duties (PCI PIN
 Security requirement 28, ISO 11568-1 clause 4.4) is checked when the policy is
-loaded: an auditor may not also manage or operate keys.
+loaded: an auditor may not also manage or operate keys, and neither an issuer
+(PIN offset and PVV generation) nor a reencryptor (the stored-PIN sample check)
+may also be an operator.
 """
 
 from __future__ import annotations
@@ -43,10 +45,21 @@ class Role(Enum):
     """Holds a key component; takes part in ceremonies (dual control)."""
     AUDITOR = "auditor"
     """Reads key metadata and the audit trail; changes nothing."""
+    ISSUER = "issuer"
+    """Issues PIN verification data (IBM 3624 offset, Visa PVV) for a customer-selected PIN."""
+    REENCRYPTOR = "reencryptor"
+    """Runs the batch re-encryption of stored PINs and its sample check (``hsmsvc reencrypt --server``)."""
 
 
 _READ: Final = frozenset(
     {"KeyService.GetKey", "KeyService.ListKeys", "KeyService.GetKeyCheckValue", "KeyService.GetPublicKey"}
+)
+# What a use path does with PIN blocks: translate, verify, store. Nothing here
+# answers with data derived from a PIN other than a block or a stored value.
+_USE_PINS: Final = frozenset(
+    {"PinService.TranslatePin", "PinService.TranslatePinBatch", "PinService.StreamTranslatePin",
+     "PinService.VerifyPin", "PinService.VerifyPinBatch", "PinService.StreamVerifyPin",
+     "PinService.EncryptPinForStorage", "PinService.ChangeStoredPin", "PinService.ReEncryptStoredPins"}
 )
 ROLE_METHODS: Final[Mapping[Role, frozenset[str]]] = {
     Role.MANAGER: _READ
@@ -67,8 +80,10 @@ ROLE_METHODS: Final[Mapping[Role, frozenset[str]]] = {
             "CeremonyService.CancelKeyFormation",
         }
     ),
-    Role.OPERATOR: frozenset(
-        {"PinService.*", "MacService.*", "DataService.*", "KeyService.GetKeyCheckValue", "KeyService.GetPublicKey",
+    # Not PinService.*: issuance and the sample check turn a PIN block or stored PIN into
+    # PIN-derived data or a comparison, which a caller who may only verify must not have.
+    Role.OPERATOR: _USE_PINS | frozenset(
+        {"MacService.*", "DataService.*", "KeyService.GetKeyCheckValue", "KeyService.GetPublicKey",
          "KeySyncService.SignOn"}
     ),
     Role.CUSTODIAN: frozenset(
@@ -76,12 +91,23 @@ ROLE_METHODS: Final[Mapping[Role, frozenset[str]]] = {
          "CeremonyService.GetKeyFormation"}
     ),
     Role.AUDITOR: _READ | {"CeremonyService.GetKeyFormation"},
+    Role.ISSUER: frozenset(
+        {"PinService.GeneratePinOffset", "PinService.GeneratePvv", "KeyService.GetKeyCheckValue"}),
+    Role.REENCRYPTOR: frozenset(
+        {"PinService.ReEncryptStoredPins", "PinService.CompareStoredPins", "KeyService.GetKeyCheckValue"}),
 }
 # Pairs of roles one principal may not hold together.
 INCOMPATIBLE: Final = (
     (Role.AUDITOR, Role.MANAGER),
     (Role.AUDITOR, Role.OPERATOR),
     (Role.CUSTODIAN, Role.OPERATOR),
+    # An operator makes PIN blocks for any PAN (TranslatePin, EncryptPinForStorage); with
+    # issuance or the sample check it would recover PINs by offset arithmetic or by
+    # comparing candidates (issue 27): docs/architecture.md, "PIN issuance".
+    (Role.ISSUER, Role.OPERATOR),
+    (Role.REENCRYPTOR, Role.OPERATOR),
+    (Role.AUDITOR, Role.ISSUER),
+    (Role.AUDITOR, Role.REENCRYPTOR),
 )
 
 

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Sequence
 
+from hsmsvc.crypto import ibm3624
 from hsmsvc.errors import AttemptsExceeded, HsmsvcError, InvalidInput, InvalidPinBlock, VerificationFailed
 from hsmsvc.hsm.backend import OneTimeKey, PinBatch, PinKey, PinTranslator, StoredPin
 from hsmsvc.hsm.policy import Operation
@@ -58,11 +59,23 @@ class StoredPinCheck:
 
 @dataclass(frozen=True)
 class OffsetCheck:
-    """IBM 3624 offset; the decimalization table is the PVK's own."""
+    """IBM 3624 offset; the decimalization table is the PVK's own.
+
+    An empty ``validation_data`` is the PAN's (:func:`hsmsvc.crypto.ibm3624.pan_validation_data`).
+    """
 
     pvk: KeyRef
     validation_data: str
     offset: str
+
+
+def _validation_data(check: OffsetCheck, pan: str | None) -> str:
+    """The check's validation data; empty means hsmsvc's own rule, as GeneratePinOffset applies it."""
+    if check.validation_data:
+        return check.validation_data  # offsets an issuer made elsewhere, under its own rule
+    if not pan:
+        raise InvalidInput("pan", "required when the validation data is the PAN's")
+    return ibm3624.pan_validation_data(pan)
 
 
 @dataclass(frozen=True)
@@ -249,7 +262,7 @@ def verify_pin(
             b.verify_pin_stored(pin_block, pk, fmt, pan, psk.cryptogram, check.account, check.stored)
         elif isinstance(check, OffsetCheck):
             pvk = s.key(caller, check.pvk, Operation.PIN_VERIFY_IBM3624, "pvk")
-            b.verify_pin_ibm3624(pin_block, pk, fmt, pan, pvk.cryptogram, check.validation_data, check.offset)
+            b.verify_pin_ibm3624(pin_block, pk, fmt, pan, pvk.cryptogram, _validation_data(check, pan), check.offset)
         elif isinstance(check, PvvCheck):
             if not pan:
                 raise InvalidInput("pan", "required for a PVV check")
@@ -400,28 +413,33 @@ def change_stored_pin(
 def generate_offset(
     s: Services,
     caller: Caller,
+    *,
     key: KeyRef,
     fmt: PinBlockFormat,
     pin_block: bytes,
-    pan: str | None,
+    pan: str,
     pvk: KeyRef,
-    validation_data: str,
 ) -> str:
-    """IBM 3624 offset for a customer-selected PIN."""
-    guard = AttemptGuard(s, caller, pan)
-    guard.check_principal()
+    """IBM 3624 offset for a customer-selected PIN (issuance, not a use path).
+
+    The validation data is :func:`hsmsvc.crypto.ibm3624.pan_validation_data` of the
+    PAN, never the caller's: with data of its choosing, the offsets of a captured
+    block and of a known-PIN block give the captured PIN by digit arithmetic.
+    """
+    guard = _issuance_guard(s, caller, pan)
     k = s.key(caller, key, Operation.PIN_DECRYPT)
     v = s.key(caller, pvk, Operation.PIN_GENERATE_IBM3624, "pvk")
     try:
-        return s.backend.generate_pin_offset(pin_block, k.cryptogram, fmt, pan, v.cryptogram, validation_data)
-    except InvalidPinBlock:
-        guard.failed(k.key_id, k.version, "offset")
-        raise
+        return s.backend.generate_pin_offset(pin_block, k.cryptogram, fmt, pan, v.cryptogram,
+                                             ibm3624.pan_validation_data(pan))
+    finally:
+        guard.failed(k.key_id, k.version, "generate")
 
 
 def generate_pvv(
     s: Services,
     caller: Caller,
+    *,
     key: KeyRef,
     fmt: PinBlockFormat,
     pin_block: bytes,
@@ -429,16 +447,27 @@ def generate_pvv(
     pvk: KeyRef,
     pvki: int,
 ) -> str:
-    """Visa PVV for a customer-selected PIN."""
-    guard = AttemptGuard(s, caller, pan)
-    guard.check_principal()
+    """Visa PVV for a customer-selected PIN (issuance, not a use path); the TSP is the PAN's."""
+    guard = _issuance_guard(s, caller, pan)
     k = s.key(caller, key, Operation.PIN_DECRYPT)
     v = s.key(caller, pvk, Operation.PIN_GENERATE_PVV, "pvk")
     try:
         return s.backend.generate_pvv(pin_block, k.cryptogram, fmt, pan, v.cryptogram, pvki)
-    except InvalidPinBlock:
-        guard.failed(k.key_id, k.version, "pvv")
-        raise
+    finally:
+        guard.failed(k.key_id, k.version, "generate")
+
+
+def _issuance_guard(s: Services, caller: Caller, pan: str) -> AttemptGuard:
+    """Both limits, checked before the block is touched.
+
+    Every generation, answered or not, is then counted as one attempt against the
+    card and the principal (:meth:`AttemptGuard.failed`): an answer is PIN-derived
+    data, so it is spent like a guess, and a card gets at most ``per_pan`` per window.
+    """
+    ibm3624.pan_validation_data(pan)  # a malformed PAN is named before any counter
+    guard = AttemptGuard(s, caller, pan)
+    guard.check()
+    return guard
 
 
 def reencrypt_stored_pins(
@@ -464,16 +493,41 @@ def reencrypt_stored_pins(
 def compare_stored_pins(
     s: Services,
     caller: Caller,
+    *,
     old_psk: KeyRef,
     new_psk: KeyRef,
     accounts: Sequence[str],
     old_stored: Sequence[bytes],
     new_stored: Sequence[bytes],
 ) -> list[bool]:
-    """Whether each pair of stored PINs holds one PIN (the batch tool's sample check)."""
+    """Whether each pair of stored PINs holds one PIN: the batch re-encryption's sample check.
+
+    Row *i* pairs account *i*'s value under the old PSK with its value under the new
+    one; nothing is compared across rows. The two PSKs must differ (the check is of
+    a move between keys). Each mismatch counts as one failure against the principal,
+    not the account: a mismatch means the job is wrong, which should not lock the
+    customer out. Rows go to the backend in runs of no more than the principal has
+    failures left; once it has none, the call is refused (AttemptsExceeded), the
+    mismatches so far counted.
+    """
     if not len(accounts) == len(old_stored) == len(new_stored):
         raise InvalidInput("accounts", "one per pair of stored PINs")
     old = s.key(caller, old_psk, _psk_op, "old_psk")
     new = s.key(caller, new_psk, _psk_op, "new_psk")
-    return s.backend.compare_stored_pins(old.cryptogram, new.cryptogram,
-                                         list(zip(old_stored, new_stored, accounts)))
+    if old.key_id == new.key_id:
+        raise InvalidInput("new_psk", "a different PSK from old_psk")
+    out: list[bool] = []
+    n = len(accounts)
+    while len(out) < n:
+        left = failures_left(s, caller)
+        if left <= 0:
+            raise AttemptsExceeded("principal", "too many failed PIN checks; try later")
+        start, end = len(out), min(n, len(out) + left)
+        same = s.backend.compare_stored_pins(old.cryptogram, new.cryptogram,
+                                             list(zip(old_stored[start:end], new_stored[start:end],
+                                                      accounts[start:end])))
+        misses = sum(1 for x in same if not x)
+        if misses:
+            count_failures(s, caller, [None] * misses, key=new, what="compare")
+        out += same
+    return out

@@ -163,7 +163,11 @@ class PinServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def GeneratePinOffset(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """GeneratePinOffset and GeneratePvv issue PIN verification data for a
+        customer-selected PIN. They need the issuer role, which an operator may not
+        hold; the validation data (and the PVV's TSP) come from the PAN, and every
+        call counts as one attempt against the card and the principal.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
@@ -185,7 +189,9 @@ class PinServiceServicer:
     def CompareStoredPins(self, request, context):
         """CompareStoredPins says, per item, whether a stored PIN under the old PSK and
         one under the new PSK hold the same PIN (a batch job's sample check); the
-        PINs never leave the backend.
+        PINs never leave the backend. It needs the reencryptor role (not an
+        operator's); each mismatch counts as a failure against the principal, and a
+        principal at its limit is refused (RESOURCE_EXHAUSTED).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

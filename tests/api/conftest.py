@@ -41,7 +41,8 @@ from tools.bench.pki import ThrowawayCA as TestCA
 TABLE = "0123456789012345"
 PASSPHRASE = "api-test-passphrase-" + secrets.token_hex(4)
 PRINCIPALS = ("key-manager", "core-banking", "branch-0001", "auditor", "stranger", "key-manager-2",
-              "custodian-1", "custodian-2", "custodian-3")
+              "custodian-1", "custodian-2", "custodian-3", "pin-issuer", "pin-reencryptor",
+              "sample-checker")
 POLICY = """
 [[principals]]
 name = "key-manager"
@@ -83,6 +84,21 @@ keys = ["*"]
 name = "custodian-3"
 roles = ["custodian"]
 keys = ["zone:branch-*"]
+
+[[principals]]
+name = "pin-issuer"
+roles = ["issuer"]
+keys = ["*"]
+
+[[principals]]
+name = "pin-reencryptor"
+roles = ["reencryptor"]
+keys = ["*"]
+
+[[principals]]
+name = "sample-checker"
+roles = ["reencryptor"]
+keys = ["*"]
 """
 
 

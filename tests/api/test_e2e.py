@@ -104,23 +104,27 @@ def test_a_kept_translation_route_follows_caller_state_and_expiry(server: Env, c
         StatusCode.FAILED_PRECONDITION, "source_key: expired")
 
 
-def test_verify_by_ibm3624_offset(core: Client, keys: dict[str, bytes]) -> None:
-    offset = ind.ibm3624_offset(keys["pvk-ibm"], VDATA, TABLE, PIN)
-    block = ind.tdes_ecb(keys["zpk1"], ind.iso0(PIN, PAN))
-    gen = core.pins.GeneratePinOffset(pin_pb.GeneratePinOffsetRequest(
-        key=pb.KeyRef(key_id="zpk1"), format=pb.PIN_BLOCK_FORMAT_ISO_0, pin_block=block, pan=PAN,
-        pvk=pb.KeyRef(key_id="pvk-ibm"), validation_data=VDATA))
+def test_verify_by_ibm3624_offset(server: Env, core: Client, keys: dict[str, bytes]) -> None:
+    pan = "4000001234567899"
+    block = ind.tdes_ecb(keys["zpk1"], ind.iso0(PIN, pan))
+    # Issued by the issuer (not an operator) under the PAN's validation data.
+    offset = ind.ibm3624_offset(keys["pvk-ibm"], pan[-13:-1] + "FFFF", TABLE, PIN)
+    gen = server.client("pin-issuer").pins.GeneratePinOffset(pin_pb.GeneratePinOffsetRequest(
+        key=pb.KeyRef(key_id="zpk1"), format=pb.PIN_BLOCK_FORMAT_ISO_0, pin_block=block, pan=pan,
+        pvk=pb.KeyRef(key_id="pvk-ibm")))
     assert gen.offset == offset
-    assert core.verify_pin_offset("zpk1", block, PAN, "pvk-ibm", VDATA, offset)
-    pan2 = "4000001234567899"
-    wrong = ind.tdes_ecb(keys["zpk1"], ind.iso0("9999", pan2))
-    assert not core.verify_pin_offset("zpk1", wrong, pan2, "pvk-ibm", VDATA, offset)
+    assert core.verify_pin_offset("zpk1", block, pan, "pvk-ibm", "", offset)
+    # An offset issued elsewhere under other validation data still verifies when the data is named.
+    legacy = ind.ibm3624_offset(keys["pvk-ibm"], VDATA, TABLE, PIN)
+    assert core.verify_pin_offset("zpk1", block, pan, "pvk-ibm", VDATA, legacy)
+    wrong = ind.tdes_ecb(keys["zpk1"], ind.iso0("9999", pan))
+    assert not core.verify_pin_offset("zpk1", wrong, pan, "pvk-ibm", VDATA, legacy)
 
 
-def test_verify_by_pvv(core: Client, keys: dict[str, bytes]) -> None:
+def test_verify_by_pvv(server: Env, core: Client, keys: dict[str, bytes]) -> None:
     pvv = ind.visa_pvv(keys["pvk-visa"], PAN, 1, PIN)
     block = ind.tdes_ecb(keys["zpk1"], ind.iso0(PIN, PAN))
-    gen = core.pins.GeneratePvv(pin_pb.GeneratePvvRequest(
+    gen = server.client("pin-issuer").pins.GeneratePvv(pin_pb.GeneratePvvRequest(
         key=pb.KeyRef(key_id="zpk1"), format=pb.PIN_BLOCK_FORMAT_ISO_0, pin_block=block, pan=PAN,
         pvk=pb.KeyRef(key_id="pvk-visa"), pvki=1))
     assert gen.pvv == pvv

@@ -49,7 +49,8 @@ def _channel(server: Env, who: str) -> grpc.Channel:
 
 
 # A principal of the test policy (conftest.POLICY) holding each role.
-_HOLDER: Final = {Role.OPERATOR: "core-banking", Role.MANAGER: "key-manager", Role.CUSTODIAN: "custodian-1"}
+_HOLDER: Final = {Role.OPERATOR: "core-banking", Role.MANAGER: "key-manager", Role.CUSTODIAN: "custodian-1",
+                  Role.ISSUER: "pin-issuer", Role.REENCRYPTOR: "pin-reencryptor"}
 
 
 def who_may_call(service: Any, method: Any) -> str:
@@ -80,7 +81,7 @@ def _scrape(server: Env) -> str:
 
 
 def test_undecodable_request_on_every_method_is_invalid_argument_logged_and_counted(server: Env) -> None:
-    channels = {who: _channel(server, who) for who in ("key-manager", "core-banking", "custodian-1")}
+    channels = {who: _channel(server, who) for who in _HOLDER.values()}
     try:
         for service, method in METHODS:
             code, details = _raw_call(channels[who_may_call(service, method)], service, method, UNDECODABLE)
