@@ -29,7 +29,7 @@ from hsmsvc.types import Algorithm, KeyType, KeyUsage, ModeOfUse
 from hsmsvc.v1 import ceremony_service_pb2 as cer_pb
 from hsmsvc.v1 import key_service_pb2 as key_pb
 from hsmsvc.v1 import key_sync_service_pb2 as ks
-from hsmsvc.v1 import pin_service_pb2 as pin_pb
+from hsmsvc.v1 import mac_service_pb2 as mac_pb
 from hsmsvc.v1 import types_pb2 as pb
 from hsmsvc_client import Client, ClientError, ClientTls
 from tests import pg
@@ -202,6 +202,11 @@ CASES: list[Case] = [
         key_pb.GetKeyCheckValueRequest(key=pb.KeyRef(key_id=k)))),
     ("branch-op", "branch-0002.tmk", lambda s, c, k: c.sync.SignOn(
         ks.SignOnRequest(tmk=pb.KeyRef(key_id=k), terminal_id="branch-0001.t9"))),
+    ("branch-op", "branch-0002.mak", lambda s, c, k: c.macs.GenerateMacBatch(mac_pb.GenerateMacBatchRequest(
+        key=pb.KeyRef(key_id=k), algorithm=pb.MAC_ALGORITHM_ISO9797_ALG3, padding=pb.MAC_PADDING_METHOD_1,
+        messages=[b"a", b"b"]))),
+    ("branch-op", "branch-0002.zpk", lambda s, c, k: c.keys.GetPublicKey(
+        key_pb.GetPublicKeyRequest(key=pb.KeyRef(key_id=k)))),
     ("branch-mgr", "branch-0002.zpk", lambda s, c, k: c.get_key(k)),
     ("branch-mgr", "branch-0002.zpk", lambda s, c, k: c.keys.RotateKey(
         key_pb.RotateKeyRequest(key=pb.KeyRef(key_id=k)))),
@@ -213,6 +218,9 @@ CASES: list[Case] = [
         kek=pb.KeyRef(key_id=k), key=pb.KeyRef(key_id="branch-0001.zpk")))),
     ("branch-mgr", "branch-0002.zmk", lambda s, c, k: c.keys.ImportKey(key_pb.ImportKeyRequest(
         kek=pb.KeyRef(key_id=k), wrapped_key=bytes(16), template=_zpk("branch-0001.zpk-in", "branch-0001")))),
+    ("branch-mgr", "branch-0002.zmk", lambda s, c, k: c.ceremony.StartKeyFormation(cer_pb.StartKeyFormationRequest(
+        template=_zpk("branch-0001.zpk-cer", "branch-0001"), transport_key=pb.KeyRef(key_id=k),
+        component_count=2))),
 ]
 
 
