@@ -12,11 +12,14 @@ certificate) and gives each roles and key patterns:
     methods = ["PinService.TranslatePin", "MacService.*"]   # optional: narrows the roles
 
 Roles give methods (:data:`ROLE_METHODS`); key patterns are shell globs over a
-key's id, its alias, or ``zone:<zone>``. Separation of duties (PCI PIN
-Security requirement 28, ISO 11568-1 clause 4.4) is checked when the policy is
-loaded: an auditor may not also manage or operate keys, and neither an issuer
-(PIN offset and PVV generation) nor a reencryptor (the stored-PIN sample check)
-may also be an operator.
+key's id, or ``zone:<zone>`` over its zone. A key is the principal's when its id
+matches one of the id patterns and its zone one of the zone patterns (a kind the
+principal lists none of does not restrict). The alias never counts: the caller
+chooses it, so it says nothing about whose key it is (issue 27); an ``alias:``
+pattern is refused at load. Separation of duties (PCI PIN Security requirement
+28, ISO 11568-1 clause 4.4) is checked when the policy is loaded: an auditor may
+not also manage or operate keys, and neither an issuer (PIN offset and PVV
+generation) nor a reencryptor (the stored-PIN sample check) may also be an operator.
 """
 
 from __future__ import annotations
@@ -28,11 +31,16 @@ from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import Any, Final, Mapping
 
-from hsmsvc.errors import InvalidInput, PermissionDenied
+from hsmsvc.errors import InvalidInput, KeyNotFound, PermissionDenied
 from hsmsvc.hsm.backend import KeySpec
 from hsmsvc.keys.model import StoredKey
 
-__all__ = ["ROLE_METHODS", "Policy", "Principal", "Role"]
+__all__ = ["NO_SUCH_KEY", "ROLE_METHODS", "Policy", "Principal", "Role"]
+
+# The one answer for a key that does not exist and for one outside the caller's patterns,
+# so that neither status nor text tells a caller that someone else's key exists.
+NO_SUCH_KEY: Final = "no such key, alias or version"
+_ZONE_PREFIX: Final = "zone:"
 
 
 @unique
@@ -122,7 +130,7 @@ class Principal:
     # Decisions already made: the grants are fixed, so matching the patterns
     # again on every call would only cost time on the hot path.
     _calls: dict[str, bool] = field(default_factory=dict, init=False, repr=False, compare=False, hash=False)
-    _names: dict[tuple[str, str | None, str | None], bool] = field(
+    _names: dict[tuple[str, str], bool] = field(
         default_factory=dict, init=False, repr=False, compare=False, hash=False)
 
     def may_call(self, method: str) -> bool:
@@ -139,23 +147,34 @@ class Principal:
         if not (self._calls.get(method) or self.may_call(method)):
             raise PermissionDenied("method", f"{self.name} may not call {method}")
 
-    def may_name(self, spec: KeySpec, alias: str | None) -> bool:
-        """Whether a key with this id, zone and alias falls within the principal's patterns."""
-        ident = (spec.key_id, spec.zone, alias)
+    def may_name(self, spec: KeySpec) -> bool:
+        """Whether a key with this id and zone is the principal's; the alias is no part of it."""
+        ident = (spec.key_id, spec.zone)
         known = self._names.get(ident)
         if known is None:
-            names = [spec.key_id, f"zone:{spec.zone}"] + ([alias] if alias else [])
-            known = any(fnmatchcase(n, p) for p in self.keys for n in names)
+            ids = [p for p in self.keys if not p.startswith(_ZONE_PREFIX)]
+            zones = [p[len(_ZONE_PREFIX):] for p in self.keys if p.startswith(_ZONE_PREFIX)]
+            # Both kinds must hold: a manager given "branch-0001.*" and "zone:branch-0001"
+            # may not make "branch-0001.x" in zone branch-0002, nor a k-… key in it.
+            known = bool(self.keys) and (
+                not ids or any(fnmatchcase(spec.key_id, p) for p in ids)) and (
+                not zones or any(fnmatchcase(spec.zone, z) for z in zones))
             if len(self._names) < 100_000:
                 self._names[ident] = known
         return known
 
     def may_use(self, key: StoredKey) -> bool:
-        return self.may_name(key.cryptogram.spec, key.alias)
+        return self.may_name(key.cryptogram.spec)
 
-    def require_key(self, key: StoredKey, field: str = "key") -> None:
+    def require_key(self, key: StoredKey, field: str = "key", absent: str = NO_SUCH_KEY) -> None:
+        """A key outside the patterns answers exactly as a missing one: NOT_FOUND, ``absent``."""
         if not self.may_use(key):
-            raise PermissionDenied(field, f"{self.name} may not use this key")
+            raise KeyNotFound(field, absent)
+
+    def require_create(self, spec: KeySpec, field: str = "template") -> None:
+        """The key about to exist, by its id and zone, is within the patterns."""
+        if not self.may_name(spec):
+            raise PermissionDenied(field, f"{self.name} may not create this key")
 
 
 class Policy:
@@ -198,6 +217,8 @@ class Policy:
             methods = p.get("methods")
             if not isinstance(keys, list) or not all(isinstance(k, str) for k in keys):
                 raise InvalidInput(where, "keys is a list of patterns")
+            if any(k.startswith("alias:") for k in keys):
+                raise InvalidInput(where, "keys match a key's id or zone:<zone>; an alias grants nothing")
             if methods is not None and (
                 not isinstance(methods, list) or not all(isinstance(m, str) for m in methods)
             ):

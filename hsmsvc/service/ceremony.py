@@ -57,7 +57,7 @@ def start(
     if alias is not None:
         check_alias(alias)
     check_legacy_types(spec, legacy_types)
-    may_create(caller, spec, alias)
+    may_create(s, caller, spec)
     transport = s.key(caller, ctk, Operation.COMPONENT_DECRYPT, "transport_key")
     s.backend.capabilities.require(Command.FORM_KEY_WRAPPED, spec.algorithm)
     if STRENGTH[spec.algorithm] > STRENGTH[transport.cryptogram.spec.algorithm]:
@@ -99,7 +99,7 @@ def get(s: Services, caller: Caller, ceremony_id: str) -> Ceremony:
     if not isinstance(ceremony_id, str) or not _ID.fullmatch(ceremony_id):
         raise InvalidInput("ceremony_id", "an id from StartKeyFormation (c- and 16 hex digits)")
     c = s.store.ceremony(ceremony_id)
-    if not caller.principal.may_name(c.spec, c.alias):
+    if not caller.principal.may_name(c.spec):
         raise KeyNotFound("ceremony_id", "no such ceremony")
     return c
 

@@ -14,7 +14,7 @@ from hsmsvc.keys.cache import KeyCache
 from hsmsvc.keys.hierarchy import KeyManager
 from hsmsvc.keys.model import KeyRef, StoredKey
 from hsmsvc.keys.store import KeyStore
-from hsmsvc.service.authz import Policy, Principal
+from hsmsvc.service.authz import NO_SUCH_KEY, Policy, Principal
 
 __all__ = ["AttemptLimits", "Caller", "Observer", "Services"]
 
@@ -91,7 +91,8 @@ class Services:
         try:
             key = self.keys.lookup(ref)
         except KeyNotFound:
-            raise KeyNotFound(field, "no such key, alias or version") from None
+            raise KeyNotFound(field, NO_SUCH_KEY) from None
+        # Outside the caller's patterns answers as above, word for word (issue 27).
         caller.principal.require_key(key, field)
         try:
             return KeyManager.check_use(key, op if isinstance(op, Operation) else op(key))

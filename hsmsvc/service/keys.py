@@ -1,7 +1,8 @@
 """Key-management use cases. Every one is audited by the hierarchy under the caller's name.
 
-Reading (get, list, KCV) is filtered by the caller's key patterns, so a
-principal learns nothing about keys outside its zone.
+Every path is filtered by the caller's key patterns (the key's id and zone): a
+key outside them answers exactly as a missing one, so a principal learns nothing
+about keys outside its zone.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from hsmsvc.errors import InvalidInput, KeyNotFound, PermissionDenied
 from hsmsvc.hsm.backend import KeySpec
 from hsmsvc.hsm.policy import Operation
 from hsmsvc.keys.model import NAME, KeyRef, StoredKey
+from hsmsvc.service.authz import NO_SUCH_KEY
 from hsmsvc.service.context import Caller, Services
 from hsmsvc.types import KeyState, KeyType
 
@@ -49,17 +51,34 @@ def new_key_id() -> str:
     return "k-" + secrets.token_hex(8)
 
 
-def may_create(caller: Caller, spec: KeySpec, alias: str | None) -> None:
-    # The caller's key patterns must cover the key it is about to create.
-    if not caller.principal.may_name(spec, alias):
-        raise PermissionDenied("template", f"{caller.principal.name} may not create this key")
+def may_create(s: Services, caller: Caller, spec: KeySpec, field: str = "template") -> None:
+    """The caller's patterns cover the key about to exist, by its id and zone (never its alias).
+
+    A new version of an existing id must also stay in that id's zone and within the
+    caller's patterns: else a version made in the caller's zone would be the newest
+    of another zone's key, used by its operators under the same id.
+    """
+    caller.principal.require_create(spec, field)
+    versions = s.store.versions(spec.key_id)
+    if versions and (versions[-1].cryptogram.spec.zone != spec.zone or not caller.principal.may_use(versions[-1])):
+        raise PermissionDenied(field, f"{caller.principal.name} may not create this key")
+
+
+def _visible(s: Services, caller: Caller, ref: KeyRef) -> StoredKey:
+    """The key ``ref`` names, answered as missing when it is outside the caller's patterns."""
+    try:
+        key = s.manager(caller).lookup(ref)
+    except KeyNotFound:
+        raise KeyNotFound("key", NO_SUCH_KEY) from None
+    caller.principal.require_key(key)
+    return key
 
 
 def generate_key(
     s: Services, caller: Caller, spec: KeySpec, alias: str | None, lifetime_s: int, max_uses: int,
     legacy_types: frozenset[KeyType] = frozenset(),
 ) -> StoredKey:
-    may_create(caller, spec, alias)
+    may_create(s, caller, spec)
     return s.manager(caller).generate(spec, alias, KeyState.ACTIVE, _lifetime(lifetime_s), _limit(max_uses),
                                       legacy_types)
 
@@ -68,7 +87,7 @@ def import_key(
     s: Services, caller: Caller, kek: KeyRef, wrapped: bytes, kcv: bytes | None, spec: KeySpec,
     alias: str | None, legacy_types: frozenset[KeyType] = frozenset(), lifetime_s: int = 0, max_uses: int = 0,
 ) -> StoredKey:
-    may_create(caller, spec, alias)
+    may_create(s, caller, spec)
     lifetime, limit = _lifetime(lifetime_s), _limit(max_uses)
     k = s.key(caller, kek, Operation.KEY_IMPORT_UNDER, "kek")
     return s.manager(caller).import_with(k, wrapped, spec, kcv, KeyState.ACTIVE, alias, legacy_types, lifetime, limit)
@@ -81,10 +100,7 @@ def export_key(s: Services, caller: Caller, kek: KeyRef, key: KeyRef) -> tuple[b
 
 
 def get_key(s: Services, caller: Caller, ref: KeyRef) -> StoredKey:
-    key = s.manager(caller).lookup(ref)
-    if not caller.principal.may_use(key):
-        raise KeyNotFound("key", "no such key, alias or version")
-    return key
+    return _visible(s, caller, ref)
 
 
 def key_check_value(s: Services, caller: Caller, ref: KeyRef) -> tuple[bytes, int]:
@@ -136,8 +152,7 @@ def rotate_key(s: Services, caller: Caller, ref: KeyRef, lifetime_s: int, max_us
     """A new version; the ACTIVE one becomes RETIRING. Returns the new key and the previous version."""
     if ref.version is not None:
         raise InvalidInput("key.version", "not allowed: rotation makes the next version")
-    current = s.manager(caller).lookup(ref)
-    caller.principal.require_key(current)
+    current = _visible(s, caller, ref)
     new = s.manager(caller).rotate(current.key_id, _lifetime(lifetime_s), _limit(max_uses))
     return new, current.version
 
@@ -148,7 +163,6 @@ def update_key_state(s: Services, caller: Caller, ref: KeyRef, state: KeyState, 
     if len(reason) > 200:
         raise InvalidInput("reason", "at most 200 characters")
     km = s.manager(caller)
-    key = km.lookup(ref)
-    caller.principal.require_key(key)
+    key = _visible(s, caller, ref)
     km.change_state(key.key_id, key.version, state, reason)
     return km.lookup(KeyRef(key.key_id, version=key.version))

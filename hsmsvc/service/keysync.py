@@ -27,13 +27,14 @@ from typing import Final, Mapping, Protocol, Sequence
 
 from hsmsvc.crypto import _compare
 from hsmsvc.errors import (
-    BackendUnavailable, HsmsvcError, InvalidInput, KeyNotFound, KeyStateError, VerificationFailed,
+    BackendUnavailable, HsmsvcError, InvalidInput, KeyNotFound, KeyStateError, PermissionDenied, VerificationFailed,
 )
 from hsmsvc.hsm.backend import KeySpec
 from hsmsvc.hsm.policy import Operation
 from hsmsvc.keys.hierarchy import require_legacy_opt_in
 from hsmsvc.keys.model import NAME, AuditEvent, KeyRef, StoredKey, SyncState
 from hsmsvc.service.context import Caller, Services
+from hsmsvc.service.keys import may_create
 from hsmsvc.service.syncmessages import (
     Acknowledgement,
     Confirmation,
@@ -132,15 +133,19 @@ def _now() -> datetime:
     return datetime.now(timezone.utc)
 
 
+_NO_ZMK: Final = "this site has no ZMK for the zone"
+
+
 def _zmk(s: Services, caller: Caller, zone: str, field: str) -> StoredKey:
     """The zone's ZMK at this site: the newest usable ZMK whose zone is ``zone``."""
     if not zone:
         raise InvalidInput(field, "required")
     found = [k for k in s.store.list_keys(KeyType.ZMK, zone, limit=1000) if k.state is KeyState.ACTIVE]
     if not found:
-        raise KeyNotFound(field, "this site has no ZMK for the zone")
+        raise KeyNotFound(field, _NO_ZMK)
     zmk = max(found, key=lambda k: k.version)
-    caller.principal.require_key(zmk, field)
+    # A ZMK outside the caller's patterns answers as no ZMK at all.
+    caller.principal.require_key(zmk, field, absent=_NO_ZMK)
     return s.manager(caller).check_use(zmk, Operation.KEY_SYNC_MAC)
 
 
@@ -234,6 +239,8 @@ def _new_notice(
     for w in wanted:
         key_id = f"{zone}.{w.key_type.value.lower()}"
         versions = s.store.versions(key_id)
+        if versions and versions[-1].cryptogram.spec.zone != zone:
+            raise PermissionDenied("zone", f"{key_id} belongs to another zone")
         if versions:
             spec = dataclasses.replace(versions[-1].cryptogram.spec, version=versions[-1].version + 1)
         else:
@@ -244,7 +251,7 @@ def _new_notice(
         expires, max_uses = _limits(settings, spec.key_type, activate)
         key = StoredKey(c, KeyState.PENDING, now, versions[-1].alias if versions else None, None, expires,
                         0, max_uses, activate)
-        caller.principal.require_key(key, "zone")
+        caller.principal.require_create(spec, "zone")
         wrapped = s.backend.export_key(zmk.cryptogram, c)
         pending.append(key)
         entries.append(NoticeKey(key_id, spec.version, spec.key_type, spec.algorithm, spec.usage,
@@ -320,6 +327,7 @@ def apply_key_change(s: Services, caller: Caller, settings: SyncSettings, notice
         spec = KeySpec(k.key_id, k.version, k.key_type, k.algorithm, k.usage, k.mode_of_use,
                        Exportability.NON_EXPORTABLE, notice.zone)
         require_legacy_opt_in(zmk, spec.key_type)
+        may_create(s, caller, spec, "notice.zone")
         try:
             c = s.backend.import_key(zmk.cryptogram, k.wrapped, spec, k.kcv)
         except VerificationFailed:
@@ -328,7 +336,6 @@ def apply_key_change(s: Services, caller: Caller, settings: SyncSettings, notice
         older = s.store.versions(k.key_id)
         key = StoredKey(c, KeyState.ACTIVE, now, older[-1].alias if older else None, notice.activate_at, expires,
                         0, max_uses, notice.activate_at)
-        caller.principal.require_key(key, "notice.zone")
         added.append(key)
         # Versions older than the one this notice replaces were replaced by a change the core has
         # confirmed (it starts no change before the last is confirmed): their grace runs from this
@@ -402,10 +409,12 @@ def sign_on(
         spec = KeySpec(key_id, (versions[-1].version + 1) if versions else 1, key_type, Algorithm.TDES_2KEY,
                        usage, mode, Exportability.EXPORTABLE, tmk.cryptogram.spec.zone)
         require_legacy_opt_in(tmk, key_type)
+        # The terminal's name is the caller's: "branch-0002" must not add a version in this
+        # TMK's zone to another zone's branch-0002.tpk.
+        may_create(s, caller, spec, "terminal_id")
         c = s.backend.generate_key(spec)
         expires, max_uses = _limits(settings, key_type, now)
         key = StoredKey(c, KeyState.ACTIVE, now, None, now, expires, 0, max_uses)
-        caller.principal.require_key(key, "terminal_id")
         out.append((key, s.backend.export_key(tmk.cryptogram, c)))
         added.append(key)
         expire += _retire(versions, spec.version, now + settings.grace)

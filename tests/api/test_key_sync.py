@@ -107,7 +107,7 @@ keys = ["*"]
 [[principals]]
 name = "{peer}"
 roles = ["manager"]
-keys = ["zone:{ZONE}", "{ZONE}.*"]
+keys = ["zone:{ZONE}"]
 """
 
 
