@@ -100,7 +100,13 @@ def verify_chain(rows: Iterable[AuditRow], backend: Backend, *, store: str, keys
         by_seq[r.seq] = r.hash
         prev = r.hash
         expected += 1
-    return VerifyReport(n, tuple(problems), tuple(_anchored(backend, store, by_seq, keys, checkpoints)), tuple(notes))
+    anchored = _anchored(backend, store, by_seq, keys, checkpoints)
+    if checkpoints is not None and (bad := [c.line_no for c in checkpoints if not c.valid]):
+        # Ignored, not failed: an earlier LMK's lines, or appended noise; neither hides a row,
+        # and a line that verifies cannot be made without the LMK.
+        notes.append(f"{len(bad)} checkpoint lines do not verify under this LMK and were ignored "
+                     f"(first: line {bad[0]}; an earlier LMK's, or forged)")
+    return VerifyReport(n, tuple(problems), tuple(anchored), tuple(notes))
 
 
 def _anchored(backend: Backend, store: str, by_seq: dict[int, str], keys: int,
@@ -122,12 +128,10 @@ def _anchored(backend: Backend, store: str, by_seq: dict[int, str], keys: int,
             problems.append(f"seq {seq}: differs from the anchored head")
     if checkpoints is None:
         return problems
-    for c in checkpoints:
-        if not c.valid:
-            problems.append(f"checkpoint line {c.line_no}: malformed or its MAC does not verify under this LMK")
-        elif c.seq in by_seq and by_seq[c.seq] != c.head:
-            problems.append(f"seq {c.seq}: differs from checkpoint line {c.line_no}")
     valid = [c for c in checkpoints if c.valid]
+    for c in valid:
+        if c.seq in by_seq and by_seq[c.seq] != c.head:
+            problems.append(f"seq {c.seq}: differs from checkpoint line {c.line_no}")
     if valid:
         newest = max(valid, key=lambda c: c.seq)
         if newest.seq not in by_seq:

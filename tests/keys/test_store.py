@@ -347,7 +347,7 @@ def _generate(store: KeyStore, backend: Backend, first: int, count: int) -> None
         ("every row deleted", "anchored head seq 5 is missing"),
         ("anchor and table rolled back", "checkpointed seq 5 is missing"),
         ("older checkpoint file restored, table rolled back", "newest rows were deleted"),
-        ("checkpoint line edited", "MAC does not verify"),
+        ("checkpoint lines edited, table rolled back", "checkpointed seq 3 is missing"),
         ("checkpoint file replaced by another store's", "no checkpoint names this store"),
     ],
 )
@@ -377,13 +377,17 @@ def test_audit_verify_detects_anchor_attacks(store_url: str, backend: Backend, t
         elif attack == "older checkpoint file restored, table rolled back":
             sink.write_bytes(old_sink)
             _tamper(store_url, "DELETE FROM audit WHERE seq > 3")
-        elif attack == "checkpoint line edited":
-            sink.write_text(sink.read_text().replace("seq=2 ", "seq=9 "))
+        elif attack == "checkpoint lines edited, table rolled back":
+            sink.write_text(sink.read_text().replace("seq=4 ", "seq=1 ").replace("seq=5 ", "seq=2 "))
+            _put_anchor(backend, store, old_anchor or b"")
+            _tamper(store_url, "DELETE FROM audit WHERE seq > 2")
         else:
             sink.write_text(sink.read_text().replace(store.store_id, "ab" * 16))
         report = store.verify_audit(sink)
         assert not report.ok
         assert any(expect in p for p in report.problems), report.problems
+        if "edited" in attack:
+            assert any("2 checkpoint lines do not verify" in n for n in report.notes), report.notes
     finally:
         store.close()
 
