@@ -114,11 +114,13 @@ def backend_from_args(args: argparse.Namespace) -> Backend:
 
 
 @contextmanager
-def _opened(args: argparse.Namespace, migrate: bool) -> Iterator[tuple[Backend, KeyStore]]:
+def _opened(args: argparse.Namespace, migrate: bool,
+            checkpoints: Path | None = None) -> Iterator[tuple[Backend, KeyStore]]:
     from hsmsvc.keys.store import KeyStore
 
+    _existing(args.store, creating=migrate and not getattr(args, "existing_only", False))
     backend = backend_from_args(args)
-    store = KeyStore(args.store, backend)
+    store = KeyStore(args.store, backend, checkpoints=checkpoints)
     try:
         if migrate:
             store.migrate()
@@ -128,13 +130,54 @@ def _opened(args: argparse.Namespace, migrate: bool) -> Iterator[tuple[Backend, 
         backend.close()
 
 
+def _existing(url: str, *, creating: bool) -> None:
+    """Refuse a SQLite path with no file, unless this command may create the store: opening one
+    would create an empty database, which is not the store the operator meant."""
+    prefix = "sqlite:///"
+    if creating or not url.startswith(prefix) or url == prefix + ":memory:":
+        return
+    if not Path(url[len(prefix):].split("?", 1)[0]).is_file():
+        raise InvalidInput("store", "no database at that path (nothing was created)")
+
+
 def _audit_verify(args: argparse.Namespace) -> int:
+    checkpoints = Path(args.checkpoints) if args.checkpoints else None
     with _opened(args, migrate=False) as (_, store):
-        report = store.verify_audit()
+        report = store.verify_audit(checkpoints)
+    for note in report.notes:
+        print(f"NOTE  {note}")
     for p in report.problems:
         print(f"FAIL  {p}")
-    print(f"{report.rows} audit rows; {'chain intact' if report.ok else f'{len(report.problems)} problems'}")
+    if checkpoints is None:
+        print("NOTE  no --checkpoints: a rollback of anchor and table together is not detectable")
+    print(f"{report.rows} audit rows; {'chain intact' if report.ok else f'BROKEN: {len(report.problems)} problems'}")
     return 0 if report.ok else 1
+
+
+def _audit_reanchor(args: argparse.Namespace) -> int:
+    from hsmsvc.ceremony.console import Console
+    from hsmsvc.keys.reanchor import reanchor
+
+    officers = args.officer or []
+    if len(officers) != 2 or officers[0] == officers[1]:
+        raise InvalidInput("officer", "two distinct officers (dual control)")
+    checkpoints = Path(args.checkpoints) if args.checkpoints else None
+    console = Console()
+    with _opened(args, migrate=False, checkpoints=checkpoints) as (backend, store):
+        report = store.verify_audit(checkpoints)
+        console.say(f"store {store.store_id}: {report.rows} audit rows")
+        for p in report.problems:
+            console.say(f"  {p}")
+        console.say("Re-anchoring accepts this chain as the store's whole history from now on.")
+        # Each officer answers in person: a name typed at the console, not taken from the command line.
+        for officer in officers:
+            if console.ask(f"{officer}: type your name to confirm: ") != officer:
+                raise InvalidInput("officer", f"{officer} did not confirm; nothing re-anchored")
+        done = reanchor(store, backend, first_officer=officers[0], second_officer=officers[1],
+                        reason=args.reason, checkpoints=checkpoints)
+    console.say(f"re-anchored: store {done.old_store} -> {done.new_store}; {done.restored_rows} rows kept, "
+                f"anchor seq {done.anchored_seq} given up")
+    return 0
 
 
 def _status(args: argparse.Namespace) -> int:
@@ -460,15 +503,24 @@ def main(argv: list[str] | None = None) -> int:
     p.set_defaults(func=_lmk_init)
 
     aud = sub.add_parser("audit", help="audit log").add_subparsers(dest="audit_command", required=True)
-    p = aud.add_parser("verify", help="check the audit chain, its MACs and its anchor")
+    p = aud.add_parser("verify", help="check the audit chain, its MACs, its anchor and checkpoints")
     backend_arguments(p)
     p.add_argument("--store", required=True, help="database URL (sqlite:///... or postgresql+psycopg://...)")
+    p.add_argument("--checkpoints", help="the append-only checkpoint file (or a syslog file holding them)")
     p.set_defaults(func=_audit_verify)
 
-    p = sub.add_parser("status", help="open backend and store, migrate, verify the audit chain")
+    p = aud.add_parser("reanchor", help="after a database restore: accept the chain's head (dual control)")
     backend_arguments(p)
     p.add_argument("--store", required=True, help="database URL")
-    p.set_defaults(func=_status)
+    p.add_argument("--officer", action="append", help="a key officer; give two, each confirms at the console")
+    p.add_argument("--reason", required=True, help="why, e.g. the restore's change ticket")
+    p.add_argument("--checkpoints", help="the checkpoint file: read, and the new anchor appended to it")
+    p.set_defaults(func=_audit_reanchor)
+
+    p = sub.add_parser("status", help="open backend and an existing store, migrate, verify the audit chain")
+    backend_arguments(p)
+    p.add_argument("--store", required=True, help="database URL")
+    p.set_defaults(func=_status, existing_only=True)
 
     p = sub.add_parser("serve", help="run the gRPC server")
     p.add_argument("--config", help="TOML configuration file (HSMSVC_* variables override it)")

@@ -28,10 +28,14 @@ def test_lmk_init_then_audit_verify_detects_tampering(
                  "--component-file", str(c1), "--component-file", str(c2)]) == 0
     assert main(["lmk", "init", *base]) == 2  # never overwritten
     url = f"sqlite:///{tmp_path}/keys.db"
-    assert main(["status", *base, "--store", url]) == 0
+    assert main(["status", *base, "--store", url]) == 2  # a new path: nothing created, nothing BROKEN
+    assert main(["audit", "verify", *base, "--store", url]) == 2
+    assert not (tmp_path / "keys.db").exists()
 
     backend = SoftBackend.from_sealed(sealed, b"a long enough passphrase")
     store = KeyStore(url, backend)
+    store.migrate()
+    assert main(["status", *base, "--store", url]) == 0
     km = KeyManager(store, backend, "officer")
     for i in range(4):
         km.generate(KeySpec(f"z{i}", 1, KeyType.ZPK, Algorithm.TDES_2KEY, KeyUsage.PIN_ENCRYPTION))

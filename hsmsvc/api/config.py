@@ -101,6 +101,8 @@ class ServerConfig:
     members. Few, because each competes with the event loop for the GIL (docs/performance.md)."""
     executor_queue: int = 256
     """Calls that may wait for a thread; one more is refused with RESOURCE_EXHAUSTED."""
+    audit_checkpoints: str | None = None
+    """Append-only file for signed audit checkpoints (keys/checkpoints.py); deploy it ``chattr +a``."""
 
     def __post_init__(self) -> None:
         if not 1 <= self.workers <= 64:
@@ -125,6 +127,7 @@ _ENV: Final = {
     "HSMSVC_POLICY": "policy",
     "HSMSVC_LOG_LEVEL": "log_level",
     "HSMSVC_WORKERS": "workers",
+    "HSMSVC_AUDIT_CHECKPOINTS": "audit_checkpoints",
 }
 
 
@@ -228,6 +231,7 @@ def load(path: str | None, overrides: Mapping[str, Any] | None = None,
             workers=int(doc.get("workers", 1)),
             reuse_port=bool(doc.get("reuse_port", False)),
             executor_threads=int(doc.get("executor_threads", 8)),
+            audit_checkpoints=str(doc["audit_checkpoints"]) if doc.get("audit_checkpoints") else None,
             transaction_threads=int(doc.get("transaction_threads", 0)),
             executor_queue=int(doc.get("executor_queue", 256)),
             peers={str(z): PeerConfig(str(p["address"]), str(p.get("server_name", "")))

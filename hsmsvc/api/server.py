@@ -169,7 +169,8 @@ async def _beat(metrics: Metrics) -> None:
 async def start(config: ServerConfig, backend: Backend | None = None) -> Running:
     """Open backend and store, bind, register services, health and reflection; start serving."""
     backend = backend or open_backend(config)
-    store = KeyStore(config.store, backend)
+    store = KeyStore(config.store, backend,
+                     checkpoints=Path(config.audit_checkpoints) if config.audit_checkpoints else None)
     store.migrate()
     if config.insecure_dev:
         policy = Policy.load(config.policy) if config.policy else _dev_policy(config.dev_principal)

@@ -456,7 +456,8 @@ def migrate(
         console.say(f"verified: {report.keys} keys and the audit chain under the new LMK {new_kcv}")
         if delete_old:
             _destroy(old.path)
-            _destroy(Path(str(old.path) + ".anchor"))
+            for anchor in old.path.parent.glob(old.path.name + ".anchor*"):  # the legacy one and each store's
+                _destroy(anchor)
             report.old_destroyed = True
             new_store.audit(AuditEvent(officer, "lmk.destroy", None, None, (("lmk_kcv", old_kcv),)))
             console.say(f"old LMK {old_kcv} destroyed ({old.path} overwritten and removed)")

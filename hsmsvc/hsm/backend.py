@@ -533,11 +533,11 @@ class Backend(Protocol):
         """CMAC under the LMK of a domain-separated audit message."""
         ...
 
-    def write_audit_anchor(self, seq: int, head: bytes) -> None:
-        """Record the audit chain head outside the database (never moves back)."""
+    def write_audit_anchor(self, seq: int, head: bytes, *, store: str = "") -> None:
+        """Record the audit chain head of the store with id ``store`` outside the database (never moves back)."""
         ...
 
-    def read_audit_anchor(self) -> tuple[int, bytes] | None: ...
+    def read_audit_anchor(self, *, store: str = "") -> tuple[int, bytes] | None: ...
 
     def forget(self, key_id: str) -> None:
         """Drop every cached unwrapped version of ``key_id`` (rotation, revocation)."""
@@ -551,6 +551,8 @@ class Backend(Protocol):
 # all-zero block).
 AUDIT_DOMAIN: Final = b"hsmsvc/audit/v1\x00"
 ANCHOR_DOMAIN: Final = b"hsmsvc/audit-anchor/v1\x00"
+STORE_ANCHOR_DOMAIN: Final = b"hsmsvc/audit-anchor/v2\x00"
+"""An anchor bound to one store's id (v1 named no store, so two stores on one LMK clashed)."""
 PAN_DOMAIN: Final = b"hsmsvc/pan-hash/v1\x00"
 KEY_SYNC_LABEL: Final = b"hsmsvc/ks-mac/v1"
 """Derivation data for the key-change MAC key (never an exported key: ECB exports use variants)."""

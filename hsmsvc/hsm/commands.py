@@ -31,6 +31,7 @@ from hsmsvc.errors import (
 from hsmsvc.hsm import policy
 from hsmsvc.hsm.backend import (
     ANCHOR_DOMAIN,
+    STORE_ANCHOR_DOMAIN,
     AUDIT_DOMAIN,
     HMAC_FOR,
     KEY_SYNC_LABEL,
@@ -1083,27 +1084,38 @@ class CommandBackend(ABC):
         with self._guard():
             return self._random(length)
 
-    def write_audit_anchor(self, seq: int, head: bytes) -> None:
-        """Keep the audit chain head outside the database, MACed under the LMK.
+    def write_audit_anchor(self, seq: int, head: bytes, *, store: str = "") -> None:
+        """Keep the audit chain head of ``store`` outside the database, MACed under the LMK.
 
+        Each store has its own anchor (one LMK may serve several stores), and the
+        MAC binds the store's id, so one store's anchor never stands for another's.
         The anchor's storage is read and written without the backend's lock (a
         file lock may wait on another process, and every command would wait
         with it); anchor writes in this process go one at a time.
         """
+        _anchor_name(store)
         with self._anchor_lock:
-            current = self._read_anchor()
+            current = self._read_anchor(store)
             if current is not None and current[0] >= seq:
                 return
             with self._guard():
-                tag = self._lmk_cmac(ANCHOR_DOMAIN + seq.to_bytes(8, "big") + head)
-            self._anchor_store(f"{seq}:{head.hex()}:{tag.hex()}".encode())
+                tag = self._lmk_cmac(_anchor_message(store, seq, head))
+            self._anchor_store(f"{seq}:{head.hex()}:{tag.hex()}".encode(), store)
 
-    def read_audit_anchor(self) -> tuple[int, bytes] | None:
-        """The last anchored (sequence, head hash); ``PermissionDenied`` if it was altered."""
-        return self._read_anchor()
+    def read_audit_anchor(self, *, store: str = "") -> tuple[int, bytes] | None:
+        """The last anchored (sequence, head hash) of ``store``; ``PermissionDenied`` if it was altered."""
+        _anchor_name(store)
+        return self._read_anchor(store)
 
-    def _read_anchor(self) -> tuple[int, bytes] | None:
-        raw = self._anchor_load()
+    # Positional forms: a pool member's pipe carries positional arguments only.
+    def write_store_anchor(self, seq: int, head: bytes, store: str) -> None:
+        self.write_audit_anchor(seq, head, store=store)
+
+    def read_store_anchor(self, store: str) -> tuple[int, bytes] | None:
+        return self.read_audit_anchor(store=store)
+
+    def _read_anchor(self, store: str) -> tuple[int, bytes] | None:
+        raw = self._anchor_load(store)
         if raw is None:
             return None
         try:
@@ -1112,17 +1124,17 @@ class CommandBackend(ABC):
         except ValueError:
             raise PermissionDenied("audit_anchor", "malformed") from None
         with self._guard():
-            want = self._lmk_cmac(ANCHOR_DOMAIN + seq.to_bytes(8, "big") + head)
+            want = self._lmk_cmac(_anchor_message(store, seq, head))
         if not _compare.bytes_eq(want, tag):
-            raise PermissionDenied("audit_anchor", "MAC does not verify under this LMK")
+            raise PermissionDenied("audit_anchor", "MAC does not verify under this LMK for this store")
         return seq, head
 
     @abstractmethod
-    def _anchor_store(self, data: bytes) -> None:
-        """Write the anchor; called without the backend's lock: take it if the storage needs it."""
+    def _anchor_store(self, data: bytes, store: str) -> None:
+        """Write ``store``'s anchor; called without the backend's lock: take it if the storage needs it."""
 
     @abstractmethod
-    def _anchor_load(self) -> bytes | None:
+    def _anchor_load(self, store: str) -> bytes | None:
         """Read the anchor; called without the backend's lock, as :meth:`_anchor_store`."""
 
     def audit_mac(self, data: bytes) -> bytes:
@@ -1211,3 +1223,16 @@ def _hmac_for(key: LoadedKey) -> MacAlgorithm:
         raise KeyUsageViolation("key", "not an HMAC-sized key")
     return m
 
+
+
+def _anchor_name(store: str) -> None:
+    """A store id is 32 lowercase hex digits (it names a file or a token object), or "" (the legacy anchor)."""
+    if store and not (len(store) == 32 and all(c in "0123456789abcdef" for c in store)):
+        raise InvalidInput("store", "a store id of 32 lowercase hex digits")
+
+
+def _anchor_message(store: str, seq: int, head: bytes) -> bytes:
+    # The legacy anchor keeps its message, so an anchor written before store ids still verifies.
+    if not store:
+        return ANCHOR_DOMAIN + seq.to_bytes(8, "big") + head
+    return STORE_ANCHOR_DOMAIN + bytes.fromhex(store) + seq.to_bytes(8, "big") + head

@@ -492,11 +492,11 @@ class Pool:
     def audit_mac(self, data: bytes) -> bytes:
         return self._call("audit_mac", data)  # type: ignore[no-any-return]
 
-    def write_audit_anchor(self, seq: int, head: bytes) -> None:
-        self._broadcast("write_audit_anchor", seq, head)
+    def write_audit_anchor(self, seq: int, head: bytes, *, store: str = "") -> None:
+        self._broadcast("write_store_anchor", seq, head, store)
 
-    def read_audit_anchor(self) -> tuple[int, bytes] | None:
-        found = [a for a in self._broadcast("read_audit_anchor") if a is not None]
+    def read_audit_anchor(self, *, store: str = "") -> tuple[int, bytes] | None:
+        found = [a for a in self._broadcast("read_store_anchor", store) if a is not None]
         return max(found, key=lambda a: int(a[0])) if found else None
 
     def forget(self, key_id: str) -> None:

@@ -106,3 +106,10 @@ audit = Table(
     Column("hash", String(64), nullable=False),
     Column("mac", String(64), nullable=False),
 )
+
+store_meta = Table(
+    "store_meta",
+    metadata,
+    Column("name", String(32), primary_key=True),
+    Column("value", String(128), nullable=False),
+)

@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
 from importlib import resources
+from pathlib import Path
 from typing import Any, Final, TypeVar
 
 from alembic import command
@@ -38,6 +39,7 @@ from hsmsvc.errors import (
 from hsmsvc.hsm.backend import Backend, KeyCryptogram, KeySpec
 from hsmsvc.keys import audit as _audit
 from hsmsvc.keys import faults
+from hsmsvc.keys.checkpoints import CheckpointSink, read_checkpoints
 from hsmsvc.keys.model import AuditEvent, Ceremony, CeremonyState, StoredKey, SyncState
 from hsmsvc.keys.schema import audit as audit_t
 from hsmsvc.keys.schema import ceremonies as ceremonies_t
@@ -45,6 +47,7 @@ from hsmsvc.keys.schema import ceremony_components as components_t
 from hsmsvc.keys.schema import key_sync as sync_t
 from hsmsvc.keys.schema import keys as keys_t
 from hsmsvc.keys.schema import pin_attempts as attempts_t
+from hsmsvc.keys.schema import store_meta as meta_t
 from hsmsvc.loopguard import may_block
 from hsmsvc.types import Algorithm, Exportability, KeyState, KeyType, KeyUsage, ModeOfUse
 
@@ -128,8 +131,10 @@ def _engine_options(url: str) -> dict[str, Any]:
 class KeyStore:
     """Keys and audit rows in one database; ``backend`` MACs and anchors the audit chain."""
 
-    def __init__(self, url: str, backend: Backend) -> None:
+    def __init__(self, url: str, backend: Backend, *, checkpoints: Path | None = None) -> None:
         self._backend = backend
+        self._sink = CheckpointSink(checkpoints) if checkpoints is not None else None
+        self._store_id: str | None = None
         try:
             # hide_parameters: a database error's text never carries a row's values.
             self._engine: Engine = create_engine(url, hide_parameters=True, **_engine_options(url))
@@ -240,6 +245,8 @@ class KeyStore:
         return conn
 
     def close(self) -> None:
+        if self._sink is not None:
+            self._sink.close()
         with self._held_lock:
             held, self._held = self._held, set()
         for conn in held:
@@ -287,13 +294,42 @@ class KeyStore:
             try:
                 result, (seq, head) = self._transaction(work, conflicts=True)
                 self.changes += 1
-                self._backend.write_audit_anchor(seq, bytes.fromhex(head))
+                self._anchor(seq, head)
                 return result
             except IntegrityError as e:
                 text = str(e.orig).lower()
                 if not any(t in text for t in ("audit", "seq", "pin_attempts")):
                     raise AlreadyExists("key", "already exists (id and version, or alias and version)") from None
         raise BackendUnavailable("store", "audit chain contended; retry")
+
+    def _anchor(self, seq: int, head: str) -> None:
+        store = self.store_id
+        self._backend.write_audit_anchor(seq, bytes.fromhex(head), store=store)
+        if self._sink is not None:
+            self._sink.append(self._backend, store=store, seq=seq, head=head)
+
+    @property
+    def store_id(self) -> str:
+        """This store's id (migration 0005), which its anchor and checkpoints name."""
+        if self._store_id is None:
+            got = self._read(lambda conn: conn.execute(
+                select(meta_t.c.value).where(meta_t.c.name == "store_id")).scalar(), "store id")
+            if not got:
+                raise InvalidInput("store", "no store id: run the migrations (hsmsvc status)")
+            self._store_id = str(got)
+        return self._store_id
+
+    def rebind(self, new_id: str, ev: AuditEvent) -> None:
+        """Give the store the id ``new_id`` and append ``ev`` in one transaction (keys/reanchor.py)."""
+        def change(conn: Connection) -> None:
+            conn.execute(update(meta_t).where(meta_t.c.name == "store_id").values(value=new_id))
+
+        old, self._store_id = self._store_id, new_id  # the anchor after COMMIT is the new id's
+        try:
+            self._write(change, ev)
+        except BaseException:
+            self._store_id = old
+            raise
 
     def _append(self, conn: Connection, ev: AuditEvent) -> tuple[int, str]:
         last = conn.execute(
@@ -329,8 +365,13 @@ class KeyStore:
                 r.detail, r.prev_hash, r.hash, r.mac,
             )
 
-    def verify_audit(self) -> _audit.VerifyReport:
-        return _audit.verify_chain(self.audit_rows(), self._backend)
+    def verify_audit(self, checkpoints: Path | None = None) -> _audit.VerifyReport:
+        """The chain, its anchor, and the checkpoints in ``checkpoints`` if given."""
+        store = self.store_id
+        keys = int(self._read(lambda conn: conn.execute(select(func.count()).select_from(keys_t)).scalar() or 0,
+                              "key count"))
+        points = None if checkpoints is None else read_checkpoints(checkpoints, self._backend, store=store)
+        return _audit.verify_chain(self.audit_rows(), self._backend, store=store, keys=keys, checkpoints=points)
 
     # -- keys -----------------------------------------------------------------------
 

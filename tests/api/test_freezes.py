@@ -116,7 +116,10 @@ def test_an_audit_anchor_write_must_not_freeze_the_event_loop(tmp_path: Path) ->
             cl = s.client(deadline=3.0, retries=0)
             good = ind.tdes_ecb(s.clear["zpk1"], ind.iso0("1234", PAN))
             cl.translate_pin("zpk1", "zpk2", good, pan=PAN)
-            lock_file = open(tmp_path / "lmk.sealed.anchor.lock", "a")  # e.g. a second process on this anchor
+            with psycopg.connect(_pg(url)) as c:  # each store has its own anchor file
+                row = c.execute("SELECT value FROM store_meta WHERE name = 'store_id'").fetchone()
+            assert row is not None
+            lock_file = open(tmp_path / f"lmk.sealed.anchor.{row[0]}.lock", "a")  # e.g. a second process on it
             fcntl.flock(lock_file, fcntl.LOCK_EX)
             try:
                 def bad() -> None:  # a wrong block: a failed attempt, audited, so an anchor write

@@ -875,6 +875,12 @@ def test_random_audit_mac_and_anchor(backend: Backend) -> None:
     backend.write_audit_anchor(7, b"\x01" * 32)
     backend.write_audit_anchor(5, b"\x02" * 32)  # never moves back
     assert backend.read_audit_anchor() == (7, b"\x01" * 32)
+    a, b = "ab" * 16, "cd" * 16  # one LMK, two stores: an anchor each
+    backend.write_audit_anchor(3, b"\x03" * 32, store=a)
+    assert backend.read_audit_anchor(store=a) == (3, b"\x03" * 32)
+    assert backend.read_audit_anchor(store=b) is None
+    with pytest.raises(InvalidInput):
+        backend.read_audit_anchor(store="../../etc/x")
 
 
 def test_unsupported_commands_are_refused_by_name(backend: Backend) -> None:

@@ -15,6 +15,7 @@ from hsmsvc.hsm.policy import Operation
 from hsmsvc.hsm.backend import Backend
 from hsmsvc.keys.hierarchy import KeyManager
 from hsmsvc.keys.schema import pin_attempts as attempts_t
+from hsmsvc.hsm.soft.backend import SoftBackend
 from hsmsvc.keys.store import KeyStore
 from hsmsvc.types import Algorithm, KeyState, KeyType, KeyUsage, MacAlgorithm, Padding, PinBlockFormat
 
@@ -311,3 +312,125 @@ def test_every_read_goes_again_after_a_drop_and_no_database_error_escapes(
     finally:
         gone.close()
         backend.close()
+
+
+# -- anchor and checkpoints: the insider who can write the LMK's directory or token -----------
+
+
+def _anchor_bytes(backend: Backend, store: KeyStore) -> bytes | None:
+    return backend._anchor_load(store.store_id)  # type: ignore[attr-defined,no-any-return]
+
+
+def _put_anchor(backend: Backend, store: KeyStore, data: bytes) -> None:
+    backend._anchor_store(data, store.store_id)  # type: ignore[attr-defined]
+
+
+def _delete_anchor(backend: Backend, store: KeyStore) -> None:
+    if isinstance(backend, SoftBackend):
+        backend._anchor_file(store.store_id).unlink()  # type: ignore[union-attr]
+    else:
+        for obj in backend._anchor_objects(store.store_id):  # type: ignore[attr-defined]
+            obj.destroy()
+
+
+def _generate(store: KeyStore, backend: Backend, first: int, count: int) -> None:
+    km = KeyManager(store, backend, "officer-a")
+    for i in range(first, first + count):
+        km.generate(zpk(f"z{i}"))
+
+
+@pytest.mark.parametrize(
+    "attack,expect",
+    [
+        ("anchor deleted", "the anchor is missing"),
+        ("anchor deleted, table truncated", "no audit row and no anchor"),
+        ("every row deleted", "anchored head seq 5 is missing"),
+        ("anchor and table rolled back", "checkpointed seq 5 is missing"),
+        ("older checkpoint file restored, table rolled back", "newest rows were deleted"),
+        ("checkpoint lines edited, table rolled back", "checkpointed seq 3 is missing"),
+        ("checkpoint file replaced by another store's", "no checkpoint names this store"),
+    ],
+)
+def test_audit_verify_detects_anchor_attacks(store_url: str, backend: Backend, tmp_path: Path,
+                                             attack: str, expect: str) -> None:
+    sink = tmp_path / "checkpoints"
+    store = KeyStore(store_url, backend, checkpoints=sink)
+    store.migrate()
+    try:
+        _generate(store, backend, 0, 3)
+        old_anchor, old_sink = _anchor_bytes(backend, store), sink.read_bytes()
+        _generate(store, backend, 3, 2)
+        report = store.verify_audit(sink)
+        assert report.ok and report.rows == 5, report.problems
+        if attack == "anchor deleted":
+            _delete_anchor(backend, store)
+        elif attack == "anchor deleted, table truncated":
+            _delete_anchor(backend, store)
+            _tamper(store_url, "DELETE FROM audit")
+        elif attack == "every row deleted":
+            _tamper(store_url, "DELETE FROM audit")
+        elif attack == "anchor and table rolled back":
+            assert old_anchor is not None
+            _put_anchor(backend, store, old_anchor)
+            _tamper(store_url, "DELETE FROM audit WHERE seq > 3")
+            assert store.verify_audit().ok  # without the checkpoints this is undetectable
+        elif attack == "older checkpoint file restored, table rolled back":
+            sink.write_bytes(old_sink)
+            _tamper(store_url, "DELETE FROM audit WHERE seq > 3")
+        elif attack == "checkpoint lines edited, table rolled back":
+            sink.write_text(sink.read_text().replace("seq=4 ", "seq=1 ").replace("seq=5 ", "seq=2 "))
+            _put_anchor(backend, store, old_anchor or b"")
+            _tamper(store_url, "DELETE FROM audit WHERE seq > 2")
+        else:
+            sink.write_text(sink.read_text().replace(store.store_id, "ab" * 16))
+        report = store.verify_audit(sink)
+        assert not report.ok
+        assert any(expect in p for p in report.problems), report.problems
+        if "edited" in attack:
+            assert any("2 checkpoint lines do not verify" in n for n in report.notes), report.notes
+    finally:
+        store.close()
+
+
+def test_one_lmk_anchors_two_stores_apart(backend: Backend, tmp_path: Path) -> None:
+    stores = [KeyStore(f"sqlite:///{tmp_path}/{n}.db", backend) for n in ("a", "b")]
+    try:
+        for s in stores:
+            s.migrate()
+        assert stores[0].store_id != stores[1].store_id
+        _generate(stores[0], backend, 0, 4)
+        _generate(stores[1], backend, 0, 1)
+        assert all(s.verify_audit().ok for s in stores), [s.verify_audit().problems for s in stores]
+    finally:
+        for s in stores:
+            s.close()
+
+
+def test_reanchoring_after_a_restore_needs_two_officers_and_is_audited(
+        store_url: str, backend: Backend, tmp_path: Path) -> None:
+    from hsmsvc.errors import PermissionDenied
+    from hsmsvc.keys.reanchor import reanchor
+
+    sink = tmp_path / "checkpoints"
+    store = KeyStore(store_url, backend, checkpoints=sink)
+    store.migrate()
+    try:
+        _generate(store, backend, 0, 5)
+        _tamper(store_url, "DELETE FROM audit WHERE seq > 3")  # the audit table as an older backup has it
+        assert not store.verify_audit(sink).ok
+        with pytest.raises(PermissionDenied):
+            reanchor(store, backend, first_officer="officer-a", second_officer="officer-a", reason="restore")
+        old = store.store_id
+        done = reanchor(store, backend, first_officer="officer-a", second_officer="officer-b",
+                        reason="CHG-1 restore", checkpoints=sink)
+        assert (done.old_store, done.restored_rows, done.anchored_seq) == (old, 3, 5)
+        report = store.verify_audit(sink)
+        assert report.ok and report.rows == 4, report.problems
+        assert any("officer-a,officer-b" in n and old in n for n in report.notes), report.notes
+        _generate(store, backend, 10, 1)
+        assert store.verify_audit(sink).ok
+        _tamper(store_url, "UPDATE audit SET actor = 'mallory' WHERE seq = 2")
+        with pytest.raises(PermissionDenied):  # tampered rows are never re-anchored
+            reanchor(store, backend, first_officer="officer-a", second_officer="officer-b", reason="x")
+    finally:
+        store.close()

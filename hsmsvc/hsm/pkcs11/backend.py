@@ -466,20 +466,22 @@ class Pkcs11Backend(CommandBackend):
 
     # -- audit anchor ---------------------------------------------------------------
 
-    def _anchor_objects(self) -> list[Any]:
-        return list(self._session.get_objects({Attribute.CLASS: ObjectClass.DATA, Attribute.LABEL: ANCHOR_LABEL}))
+    def _anchor_objects(self, store: str = "") -> list[Any]:
+        """The token data object holding ``store``'s anchor (one per store: one token may serve several)."""
+        label = f"{ANCHOR_LABEL}.{store}" if store else ANCHOR_LABEL
+        return list(self._session.get_objects({Attribute.CLASS: ObjectClass.DATA, Attribute.LABEL: label}))
 
-    def _anchor_store(self, data: bytes) -> None:
+    def _anchor_store(self, data: bytes, store: str) -> None:
         with self._guard():  # the main session is the backend lock's
-            self._anchor_replace(data)
+            self._anchor_replace(data, store)
 
-    def _anchor_replace(self, data: bytes) -> None:
-        for obj in self._anchor_objects():
+    def _anchor_replace(self, data: bytes, store: str) -> None:
+        for obj in self._anchor_objects(store):
             obj.destroy()
         self._session.create_object(
             {
                 Attribute.CLASS: ObjectClass.DATA,
-                Attribute.LABEL: ANCHOR_LABEL,
+                Attribute.LABEL: f"{ANCHOR_LABEL}.{store}" if store else ANCHOR_LABEL,
                 Attribute.APPLICATION: "hsmsvc",
                 Attribute.VALUE: data,
                 Attribute.TOKEN: True,
@@ -487,9 +489,9 @@ class Pkcs11Backend(CommandBackend):
             }
         )
 
-    def _anchor_load(self) -> bytes | None:
+    def _anchor_load(self, store: str) -> bytes | None:
         with self._guard():
-            found = self._anchor_objects()
+            found = self._anchor_objects(store)
             return bytes(found[0][Attribute.VALUE]) if found else None
 
     def close(self) -> None:

@@ -183,7 +183,7 @@ class SoftBackend(CommandBackend):
             raise InvalidInput("old_lmk", "32 bytes, not the current LMK")
         self._old_lmk = bytes(old_lmk) if old_lmk is not None else None
         self._anchor_path = anchor_path
-        self._anchor_mem: bytes | None = None
+        self._anchor_mem: dict[str, bytes] = {}
         self._cache: OrderedDict[bytes, SoftKey] = OrderedDict()
         self._cache_size = cache_size
 
@@ -365,21 +365,29 @@ class SoftBackend(CommandBackend):
 
     # -- audit anchor ---------------------------------------------------------------
 
-    def _anchor_store(self, data: bytes) -> None:
-        if self._anchor_path is None:
-            self._anchor_mem = data
+    def _anchor_file(self, store: str) -> Path | None:
+        """``LMK.anchor`` (legacy, no store id) or ``LMK.anchor.<store id>``: one file per store."""
+        if self._anchor_path is None or not store:
+            return self._anchor_path
+        return self._anchor_path.with_name(f"{self._anchor_path.name}.{store}")
+
+    def _anchor_store(self, data: bytes, store: str) -> None:
+        path = self._anchor_file(store)
+        if path is None:
+            self._anchor_mem[store] = data
             return
-        tmp = self._anchor_path.with_name(self._anchor_path.name + f".{os.getpid()}.tmp")
-        with open(str(self._anchor_path) + ".lock", "a") as lock:
+        tmp = path.with_name(path.name + f".{os.getpid()}.tmp")
+        with open(str(path) + ".lock", "a") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
             tmp.write_bytes(data)
-            os.replace(tmp, self._anchor_path)
+            os.replace(tmp, path)
 
-    def _anchor_load(self) -> bytes | None:
-        if self._anchor_path is None:
-            return self._anchor_mem
+    def _anchor_load(self, store: str) -> bytes | None:
+        path = self._anchor_file(store)
+        if path is None:
+            return self._anchor_mem.get(store)
         try:
-            return self._anchor_path.read_bytes()
+            return path.read_bytes()
         except FileNotFoundError:
             return None
 
