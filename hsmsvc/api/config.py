@@ -34,6 +34,7 @@ never in the file: it names the variable or file that holds them.
 
 from __future__ import annotations
 
+import ipaddress
 import math
 import os
 import tomllib
@@ -49,7 +50,7 @@ from hsmsvc.service.keysync import DEFAULT_ROTATION, Rotation, SyncSettings
 from hsmsvc.service.rotation import check_settings
 from hsmsvc.types import KeyType
 
-__all__ = ["BackendConfig", "ServerConfig", "TlsConfig", "load"]
+__all__ = ["BackendConfig", "ServerConfig", "TlsConfig", "is_loopback", "load"]
 
 
 @dataclass(frozen=True)
@@ -112,10 +113,41 @@ class ServerConfig:
             raise InvalidInput("transaction_threads", "0 (two, or a pool's members and one) to 16")
         if not 0 <= self.executor_queue <= 100_000:
             raise InvalidInput("executor_queue", "0 to 100000")
+        if self.insecure_dev:
+            _check_insecure_dev(self)
         if not self.insecure_dev and self.tls is None:
             raise InvalidInput("tls", "required: mTLS, or --insecure-dev for development")
         if not self.insecure_dev and not self.policy:
             raise InvalidInput("policy", "required outside --insecure-dev")
+
+
+def _check_insecure_dev(cfg: ServerConfig) -> None:
+    """Plaintext and one all-powerful principal only for a development config on loopback.
+
+    A config holding ``[tls]`` or a policy is production-shaped: ``HSMSVC_INSECURE_DEV=1`` set by
+    mistake must not turn it into a plaintext server that ignores its policy (issue 27).
+    """
+    if cfg.tls is not None:
+        raise InvalidInput("insecure_dev", "refused: the config holds [tls]; remove it or drop --insecure-dev")
+    if cfg.policy:
+        raise InvalidInput("insecure_dev", "refused: the config names a policy, which insecure-dev would replace")
+    if not is_loopback(cfg.listen):
+        raise InvalidInput("insecure_dev", "refused: listen must be a loopback address (127.0.0.1, ::1, localhost)")
+
+
+def is_loopback(listen: str) -> bool:
+    """Whether ``host:port`` (``[v6]:port`` too) binds a loopback address only."""
+    host, sep, _port = listen.rpartition(":")
+    if not sep:
+        return False
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False  # a name other than localhost may resolve to anything
 
 
 _ENV: Final = {
