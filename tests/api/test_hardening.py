@@ -3,14 +3,21 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
 
+import grpc
 import pytest
 
 from hsmsvc.api import config as api_config
 from hsmsvc.errors import InvalidInput
+from hsmsvc.v1 import key_service_pb2 as key_pb
+from hsmsvc.v1 import key_service_pb2_grpc as key_grpc
+from hsmsvc.v1 import types_pb2 as pb
+from hsmsvc_client import ClientTls
+from tests.api.conftest import Env
 
 _BACKEND = '[backend]\nsealed_lmk = "lmk.sealed"\npassphrase_env = "HSMSVC_UNUSED"\n'
 _TLS = '[tls]\ncert = "c.pem"\nkey = "k.pem"\nclient_ca = "ca.pem"\n'
@@ -51,4 +58,24 @@ def test_insecure_dev_accepts_loopback(tmp_path: Path, listen: str) -> None:
     assert api_config.load(str(f), {"listen": listen}, environ={"HSMSVC_INSECURE_DEV": "1"}).insecure_dev
     with pytest.raises(InvalidInput, match="loopback"):
         api_config.load(str(f), {"listen": "0.0.0.0:1"}, environ={"HSMSVC_INSECURE_DEV": "1"})
+
+
+# -- 2. request ids are plain tokens --------------------------------------------------------------
+
+@pytest.mark.parametrize("sent,kept", [
+    ("rq-1.a:b_C", True), ("x" * 64, True),
+    ("a/b", False), ("x" * 65, False), ("", False), ("a b", False), ("a;b", False)])
+def test_request_ids_outside_the_token_alphabet_are_replaced(server: Env, sent: str, kept: bool) -> None:
+    me = server.ids["key-manager"]
+    creds = ClientTls(server.ca.ca_file, me.cert, me.key, "localhost").credentials()
+    with grpc.secure_channel(f"127.0.0.1:{server.port}", creds,
+                             (("grpc.ssl_target_name_override", "localhost"),)) as ch:
+        get = key_grpc.KeyServiceStub(ch).GetKey
+        with pytest.raises(grpc.RpcError) as e:
+            get(key_pb.GetKeyRequest(key=pb.KeyRef(key_id="no-such-key")), timeout=10,
+                metadata=(("x-request-id", sent),))
+    assert e.value.code() is grpc.StatusCode.NOT_FOUND
+    rid = dict(e.value.trailing_metadata())["x-request-id"]
+    assert (rid == sent) is kept
+    assert re.fullmatch(r"[A-Za-z0-9._:-]{1,64}", rid)
 
