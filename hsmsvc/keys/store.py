@@ -12,6 +12,7 @@ primary key and retries the loser.
 from __future__ import annotations
 
 import json
+import os
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -144,6 +145,7 @@ class KeyStore:
         self._held_lock = threading.Lock()
         self._sqlite = self._engine.dialect.name == "sqlite"
         if self._sqlite:
+            _create_private(self._engine.url.database)
             event.listen(self._engine, "connect", _sqlite_connect)
             event.listen(self._engine, "begin", _sqlite_begin)
         else:
@@ -746,6 +748,22 @@ def _ping_if_idle(dialect: Any, always: Callable[[], bool]) -> Any:
             raise DisconnectionError() from None
 
     return checkout
+
+
+def _create_private(database: str | None) -> None:
+    """Create a SQLite store file 0600 before SQLite would create it 0644 (umask permitting).
+
+    Its -wal and -shm files take the database file's mode (SQLite's unix VFS copies it), so
+    key cryptograms, audit rows and attempt counters are readable by the service's user only.
+    """
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return
+    try:
+        os.close(os.open(database, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
+    except FileExistsError:
+        pass  # an existing store keeps the mode its operator gave it
+    except OSError:
+        pass  # a missing directory: SQLite's own open reports it as it always has
 
 
 def _sqlite_connect(dbapi_conn: Any, _record: Any) -> None:

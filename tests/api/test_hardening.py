@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import re
+import secrets
+import stat
 import subprocess
 import sys
 from pathlib import Path
@@ -13,6 +15,12 @@ import pytest
 
 from hsmsvc.api import config as api_config
 from hsmsvc.errors import InvalidInput
+from hsmsvc.hsm.backend import KeySpec
+from hsmsvc.hsm.soft import sealed
+from hsmsvc.hsm.soft.backend import SoftBackend
+from hsmsvc.keys.hierarchy import KeyManager
+from hsmsvc.keys.store import KeyStore
+from hsmsvc.types import Algorithm, KeyType, KeyUsage, ModeOfUse
 from hsmsvc.v1 import key_service_pb2 as key_pb
 from hsmsvc.v1 import key_service_pb2_grpc as key_grpc
 from hsmsvc.v1 import types_pb2 as pb
@@ -79,3 +87,30 @@ def test_request_ids_outside_the_token_alphabet_are_replaced(server: Env, sent: 
     assert (rid == sent) is kept
     assert re.fullmatch(r"[A-Za-z0-9._:-]{1,64}", rid)
 
+
+# -- 3. the SQLite store is the service user's only ------------------------------------------------
+
+def _sealed_lmk(d: Path, passphrase: bytes) -> Path:
+    f = d / "lmk.sealed"
+    f.write_bytes(sealed.seal(Algorithm.AES_256, secrets.token_bytes(32), passphrase, sealed.ScryptParams(log2_n=14)))
+    return f
+
+
+def test_sqlite_store_and_its_wal_files_are_created_0600(tmp_path: Path) -> None:
+    old = os.umask(0o022)  # the usual umask, under which SQLite would make them 0644
+    try:
+        backend = SoftBackend.from_sealed(_sealed_lmk(tmp_path, b"store-mode-passphrase"), b"store-mode-passphrase")
+        db = tmp_path / "keys.db"
+        store = KeyStore(f"sqlite:///{db}", backend)
+        try:
+            store.migrate()
+            KeyManager(store, backend, "test").generate(
+                KeySpec("dek", 1, KeyType.DEK, Algorithm.AES_256, KeyUsage.DATA, ModeOfUse.ENCRYPT_DECRYPT))
+            files = [db, Path(f"{db}-wal"), Path(f"{db}-shm")]
+            assert all(f.exists() for f in files)
+            assert {f.name: stat.S_IMODE(f.stat().st_mode) for f in files} == {f.name: 0o600 for f in files}
+        finally:
+            store.close()
+            backend.close()
+    finally:
+        os.umask(old)
