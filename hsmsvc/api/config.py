@@ -18,7 +18,7 @@
     [backend]
     kind = "soft"                             # soft | pkcs11 | pool
     sealed_lmk = ".hsmsvc/lmk.sealed"
-    passphrase_env = "HSMSVC_LMK_PASSPHRASE"  # or passphrase_file
+    passphrase_credential = "lmk-passphrase"  # or passphrase_file, passphrase_fd, passphrase_env
 
     [attempts]
     per_pan = 3
@@ -29,7 +29,9 @@ A pool lists its members as ``[[backend.members]]`` tables of kind soft or
 pkcs11 (``module``, ``token_label``, ``pin_env`` or ``pin_file``); ``[backend]``
 ``health_interval`` (2 s) and ``call_timeout`` (10 s: a member that has not
 answered by then is killed and replaced, and the call goes to another). Secrets are
-never in the file: it names the variable or file that holds them.
+never in the file: it names the systemd credential (``$CREDENTIALS_DIRECTORY/<name>``),
+file, inherited file descriptor (one worker, no pool: it is read once) or environment
+variable (removed from the environment once read) that holds them.
 """
 
 from __future__ import annotations
@@ -115,6 +117,11 @@ class ServerConfig:
             raise InvalidInput("executor_queue", "0 to 100000")
         if self.insecure_dev:
             _check_insecure_dev(self)
+        if self.workers > 1 or self.backend.kind == "pool":
+            for m in self.backend.members:
+                if (m.passphrase if isinstance(m, SoftConfig) else m.pin).fd is not None:
+                    raise InvalidInput("backend", "a secret from a file descriptor can be read once: "
+                                                  "one worker and no pool, or a file or credential")
         if not self.insecure_dev and self.tls is None:
             raise InvalidInput("tls", "required: mTLS, or --insecure-dev for development")
         if not self.insecure_dev and not self.policy:
@@ -161,7 +168,8 @@ _ENV: Final = {
 
 
 def _secret(d: Mapping[str, Any], name: str) -> SecretSource:
-    return SecretSource(env=d.get(f"{name}_env"), file=d.get(f"{name}_file"))
+    return SecretSource(env=d.get(f"{name}_env"), file=d.get(f"{name}_file"), fd=d.get(f"{name}_fd"),
+                        credential=d.get(f"{name}_credential"))
 
 
 def _member(d: Mapping[str, Any]) -> SoftConfig | Pkcs11Config:

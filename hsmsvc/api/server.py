@@ -91,13 +91,16 @@ class _GenericHandlersOnly:
         return None
 
 
-def open_backend(config: ServerConfig) -> Backend:
+def open_backend(config: ServerConfig, forget: bool = True) -> Backend:
+    """The configured backend. ``forget``: drop a secret's environment variable once read (a
+    supervisor of several workers keeps it for the workers it starts and restarts)."""
     b = config.backend
     if b.kind == "pool":
         from hsmsvc.hsm.pool import Pool
 
         return Pool(list(b.members), health_interval=b.health_interval, call_timeout=b.call_timeout)
-    return build(b.members[0])
+    # A pool's members read their secrets themselves: its parent keeps them to restart members.
+    return build(b.members[0], forget)
 
 
 def _principal_from_cert(policy: Policy) -> Any:

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import secrets
+import signal
 import stat
 import subprocess
 import sys
+import time
+import urllib.request
 from pathlib import Path
 
 import grpc
@@ -16,6 +20,7 @@ import pytest
 from hsmsvc.api import config as api_config
 from hsmsvc.errors import InvalidInput
 from hsmsvc.hsm.backend import KeySpec
+from hsmsvc.hsm.config import SecretSource, SoftConfig, build
 from hsmsvc.hsm.soft import sealed
 from hsmsvc.hsm.soft.backend import SoftBackend
 from hsmsvc.keys.hierarchy import KeyManager
@@ -114,3 +119,79 @@ def test_sqlite_store_and_its_wal_files_are_created_0600(tmp_path: Path) -> None
             backend.close()
     finally:
         os.umask(old)
+
+
+# -- 4. the LMK passphrase from a credential, a file descriptor, or an environment it then leaves ---
+
+_PASS = "hardening-test-passphrase"
+
+
+def _dev_server(d: Path, secret_line: str, env: dict[str, str], pass_fds: tuple[int, ...] = ()) -> None:
+    """``hsmsvc serve --insecure-dev`` on SQLite with the passphrase from ``secret_line``: it must
+    open the sealed LMK and answer /readyz 200; then it drains on SIGTERM."""
+    lmk = _sealed_lmk(d, _PASS.encode())
+    (d / "hsmsvc.toml").write_text(f'listen = "127.0.0.1:0"\nmetrics_listen = "127.0.0.1:0"\n'
+                                   f'store = "sqlite:///{d / "keys.db"}"\n[backend]\nsealed_lmk = "{lmk}"\n'
+                                   f'{secret_line}\n')
+    ready = d / "ready.json"
+    proc = subprocess.Popen([sys.executable, "-m", "hsmsvc", "serve", "--insecure-dev", "--config",
+                             str(d / "hsmsvc.toml"), "--ready-file", str(ready)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env={**os.environ, **env},
+                            pass_fds=pass_fds)
+    try:
+        deadline = time.monotonic() + 30
+        while not ready.exists():
+            assert proc.poll() is None, proc.communicate()[1].decode()
+            assert time.monotonic() < deadline, "server did not start"
+            time.sleep(0.05)
+        port = json.loads(ready.read_text())["metrics_port"]
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=5) as r:
+            assert r.status == 200
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(15) == 0
+
+
+def test_passphrase_from_a_systemd_credential(tmp_path: Path) -> None:
+    creds = tmp_path / "credentials"
+    creds.mkdir(mode=0o700)
+    (creds / "lmk-passphrase").write_text(_PASS + "\n")
+    _dev_server(tmp_path, 'passphrase_credential = "lmk-passphrase"', {"CREDENTIALS_DIRECTORY": str(creds)})
+
+
+def test_passphrase_from_an_inherited_file_descriptor(tmp_path: Path) -> None:
+    r, w = os.pipe()
+    try:
+        os.write(w, _PASS.encode())
+        os.close(w)
+        _dev_server(tmp_path, f"passphrase_fd = {r}", {}, pass_fds=(r,))
+    finally:
+        os.close(r)
+
+
+def test_a_file_descriptor_is_refused_where_it_would_be_read_twice(tmp_path: Path) -> None:
+    err = _serve_refuses(tmp_path, 'store = "sqlite:///x.db"\nworkers = 2\n[backend]\nsealed_lmk = "l"\n'
+                                   'passphrase_fd = 3\n', "--insecure-dev")
+    assert "file descriptor" in err
+    with pytest.raises(InvalidInput, match="credential"):
+        SecretSource(credential="../etc/passwd")
+    with pytest.raises(InvalidInput, match="exactly one"):
+        SecretSource(env="A", fd=3)
+
+
+def test_passphrase_variable_is_removed_once_read_and_not_inherited(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    var = "HSMSVC_HARDENING_PASSPHRASE"
+    monkeypatch.setenv(var, _PASS)
+    backend = build(SoftConfig(str(_sealed_lmk(tmp_path, _PASS.encode())), SecretSource(env=var)), forget=True)
+    try:
+        assert var not in os.environ
+        child = subprocess.run([sys.executable, "-c", f"import os; print(os.environ.get({var!r}, 'absent'))"],
+                               capture_output=True, text=True, check=True)
+        assert child.stdout.strip() == "absent"
+    finally:
+        backend.close()
+
+
+def test_server_started_with_the_variable_serves(tmp_path: Path) -> None:
+    _dev_server(tmp_path, 'passphrase_env = "HSMSVC_HARDENING_PASSPHRASE"', {"HSMSVC_HARDENING_PASSPHRASE": _PASS})
