@@ -20,6 +20,7 @@ import logging
 import os
 import signal
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,6 +32,7 @@ from grpc_reflection.v1alpha import reflection, reflection_pb2_grpc
 from hsmsvc.api.ceremony import CeremonyServicer
 from hsmsvc.api.config import ServerConfig
 from hsmsvc.api.data import DataServicer
+from hsmsvc.api.identity import principal_resolver
 from hsmsvc.api.keys import KeyServicer
 from hsmsvc.api.keysync import KeySyncServicer, PeerCourier
 from hsmsvc.api.logs import ACCESS
@@ -40,7 +42,7 @@ from hsmsvc.api.monitor import Monitor
 from hsmsvc.api.pin import PinServicer
 from hsmsvc.api.runner import Lane, Runner
 from hsmsvc.api.status import Dispatch, Observed
-from hsmsvc.errors import InvalidInput, PermissionDenied
+from hsmsvc.errors import InvalidInput
 from hsmsvc.hsm.backend import Backend
 from hsmsvc.hsm.config import build
 from hsmsvc.keys.store import KeyStore
@@ -103,21 +105,6 @@ def open_backend(config: ServerConfig, forget: bool = True) -> Backend:
     return build(b.members[0], forget)
 
 
-def _principal_from_cert(policy: Policy) -> Any:
-    def resolve(context: Any) -> Principal:
-        auth = context.auth_context() or {}
-        names = [v.decode() for v in auth.get("x509_common_name", [])]
-        names += [v.decode() for v in auth.get("x509_subject_alternative_name", [])]
-        for n in names:
-            try:
-                return policy.principal(n)
-            except PermissionDenied:
-                continue
-        raise PermissionDenied("principal", "the client certificate names no principal of the policy")
-
-    return resolve
-
-
 def _dev_policy(name: str) -> Policy:
     return Policy({name: Principal(name, frozenset({Role.MANAGER, Role.OPERATOR}), ("*",))})
 
@@ -172,15 +159,14 @@ async def start(config: ServerConfig, backend: Backend | None = None) -> Running
     backend = backend or open_backend(config)
     store = KeyStore(config.store, backend)
     store.migrate()
-    if config.insecure_dev:
-        policy = Policy.load(config.policy) if config.policy else _dev_policy(config.dev_principal)
+    resolve: Callable[[Any], Principal]
+    if config.insecure_dev:  # never with a policy: config.py refuses one
+        policy = _dev_policy(config.dev_principal)
         principal = policy.principal(config.dev_principal)
-
-        def resolve(_: Any) -> Principal:
-            return principal
+        resolve = lambda _: principal
     else:
         policy = Policy.load(str(config.policy))
-        resolve = _principal_from_cert(policy)
+        resolve = principal_resolver(policy)
     metrics = Metrics()
     courier = PeerCourier(config.peers, config.tls) if config.peers else None
     meter = UseMeter(config.key_sync, courier)

@@ -16,6 +16,8 @@ from pathlib import Path
 
 import grpc
 import pytest
+from cryptography import x509
+from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from hsmsvc.api import config as api_config
 from hsmsvc.errors import InvalidInput
@@ -31,6 +33,7 @@ from hsmsvc.v1 import key_service_pb2_grpc as key_grpc
 from hsmsvc.v1 import types_pb2 as pb
 from hsmsvc_client import ClientTls
 from tests.api.conftest import Env
+from tools.bench.pki import Identity
 
 _BACKEND = '[backend]\nsealed_lmk = "lmk.sealed"\npassphrase_env = "HSMSVC_UNUSED"\n'
 _TLS = '[tls]\ncert = "c.pem"\nkey = "k.pem"\nclient_ca = "ca.pem"\n'
@@ -195,3 +198,48 @@ def test_passphrase_variable_is_removed_once_read_and_not_inherited(
 
 def test_server_started_with_the_variable_serves(tmp_path: Path) -> None:
     _dev_server(tmp_path, 'passphrase_env = "HSMSVC_HARDENING_PASSPHRASE"', {"HSMSVC_HARDENING_PASSPHRASE": _PASS})
+
+
+# -- 5. the clientAuth EKU, and the names a principal is matched by ---------------------------------
+
+def _get_absent_key(server: Env, ident: Identity) -> grpc.StatusCode:
+    """GetKey of a key that does not exist: NOT_FOUND once the caller is a principal that may read."""
+    creds = ClientTls(server.ca.ca_file, ident.cert, ident.key, "localhost").credentials()
+    with grpc.secure_channel(f"127.0.0.1:{server.port}", creds,
+                             (("grpc.ssl_target_name_override", "localhost"),)) as ch:
+        try:
+            key_grpc.KeyServiceStub(ch).GetKey(key_pb.GetKeyRequest(key=pb.KeyRef(key_id="no-such-key")), timeout=10)
+        except grpc.RpcError as e:
+            return e.code()  # type: ignore[no-any-return]
+    return grpc.StatusCode.OK
+
+
+@pytest.mark.parametrize("label,eku,san,code", [
+    ("cn", None, (), grpc.StatusCode.NOT_FOUND),
+    ("no-eku", (), (), grpc.StatusCode.PERMISSION_DENIED),
+    ("server-only", (ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CODE_SIGNING), (),
+     grpc.StatusCode.PERMISSION_DENIED),
+])
+def test_a_client_certificate_must_carry_client_auth(server: Env, label: str, eku: tuple[x509.ObjectIdentifier, ...] | None,
+                                                     san: tuple[x509.GeneralName, ...], code: grpc.StatusCode) -> None:
+    ident = server.ca.issue("auditor", eku=eku, san=san, file=f"auditor-{label}-{secrets.token_hex(3)}")
+    got = _get_absent_key(server, ident)
+    # OpenSSL may itself refuse a client certificate whose EKU lacks clientAuth (UNAVAILABLE).
+    assert got is code or (label == "server-only" and got is grpc.StatusCode.UNAVAILABLE)
+
+
+@pytest.mark.parametrize("san,code", [
+    (x509.DNSName("auditor"), grpc.StatusCode.NOT_FOUND),
+    (x509.UniformResourceIdentifier("auditor"), grpc.StatusCode.NOT_FOUND),
+    (x509.RFC822Name("auditor"), grpc.StatusCode.PERMISSION_DENIED),
+])
+def test_a_principal_is_named_by_cn_dns_or_uri_never_email(server: Env, san: x509.GeneralName,
+                                                           code: grpc.StatusCode) -> None:
+    ident = server.ca.issue("not-in-policy", san=(san,), file=f"san-{type(san).__name__}-{secrets.token_hex(3)}")
+    assert _get_absent_key(server, ident) is code
+
+
+def test_a_certificate_naming_two_principals_is_refused(server: Env) -> None:
+    ident = server.ca.issue("auditor", san=(x509.DNSName("key-manager"),), file=f"two-{secrets.token_hex(3)}")
+    assert _get_absent_key(server, ident) is grpc.StatusCode.PERMISSION_DENIED
+
