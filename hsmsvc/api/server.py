@@ -32,6 +32,7 @@ from grpc_reflection.v1alpha import reflection, reflection_pb2_grpc
 from hsmsvc.api.ceremony import CeremonyServicer
 from hsmsvc.api.config import ServerConfig
 from hsmsvc.api.data import DataServicer
+from hsmsvc.api.guarded import GuardedHealth, GuardedReflection
 from hsmsvc.api.identity import principal_resolver
 from hsmsvc.api.keys import KeyServicer
 from hsmsvc.api.keysync import KeySyncServicer, PeerCourier
@@ -167,7 +168,7 @@ async def start(config: ServerConfig, backend: Backend | None = None) -> Running
     else:
         policy = Policy.load(str(config.policy))
         resolve = principal_resolver(policy)
-    metrics = Metrics()
+    metrics = Metrics(key_ids=config.metrics_key_ids)
     courier = PeerCourier(config.peers, config.tls) if config.peers else None
     meter = UseMeter(config.key_sync, courier)
     services = Services(store, backend, policy, config.attempts, meter)
@@ -194,10 +195,11 @@ async def start(config: ServerConfig, backend: Backend | None = None) -> Running
     key_sync_service_pb2_grpc.add_KeySyncServiceServicer_to_server(
         KeySyncServicer(services, observed, config.key_sync, courier), into)
     ceremony_service_pb2_grpc.add_CeremonyServiceServicer_to_server(CeremonyServicer(services, observed), into)
-    health_servicer = health.aio.HealthServicer()
+    health_servicer = GuardedHealth(resolve)
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, into)
-    reflection_pb2_grpc.add_ServerReflectionServicer_to_server(reflection.aio.ReflectionServicer(
-        (*SERVICE_NAMES, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME)), into)
+    reflection_pb2_grpc.add_ServerReflectionServicer_to_server(GuardedReflection(
+        (*SERVICE_NAMES, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME),
+        resolve), into)
     server.add_generic_rpc_handlers((Dispatch(into.handlers),))
     if config.insecure_dev:
         port = server.add_insecure_port(config.listen)

@@ -81,8 +81,8 @@ class Solo:
 
 
 @contextmanager
-def solo_server(d: Path, url: str) -> Iterator[Solo]:
-    """Keys formed on ``url`` (a ZPK pair, a PVK for PVVs), then ``hsmsvc serve`` on it."""
+def solo_server(d: Path, url: str, top: str = "") -> Iterator[Solo]:
+    """Keys formed on ``url`` (a ZPK pair, a PVK for PVVs), then ``hsmsvc serve`` on it (``top``: settings)."""
     ca = TestCA(d)
     ids = {n: ca.issue(n) for n in ("core-banking", "auditor")}
     srv = ca.issue("hsmsvc-server", server=True)
@@ -103,7 +103,7 @@ def solo_server(d: Path, url: str) -> Iterator[Solo]:
     }
     store.close()
     backend.close()
-    proc, info = launch(d, url, sealed_file, srv, ca, ATTEMPTS)
+    proc, info = launch(d, url, sealed_file, srv, ca, ATTEMPTS, top=top)
     solo = Solo(info["port"], info["metrics_port"], ca, ids, d / "server.log", clear)
     try:
         yield solo

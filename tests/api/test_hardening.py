@@ -18,8 +18,12 @@ import grpc
 import pytest
 from cryptography import x509
 from cryptography.x509.oid import ExtendedKeyUsageOID
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+from prometheus_client import generate_latest
 
 from hsmsvc.api import config as api_config
+from hsmsvc.api.metrics import Metrics
 from hsmsvc.errors import InvalidInput
 from hsmsvc.hsm.backend import KeySpec
 from hsmsvc.hsm.config import SecretSource, SoftConfig, build
@@ -243,3 +247,48 @@ def test_a_certificate_naming_two_principals_is_refused(server: Env) -> None:
     ident = server.ca.issue("auditor", san=(x509.DNSName("key-manager"),), file=f"two-{secrets.token_hex(3)}")
     assert _get_absent_key(server, ident) is grpc.StatusCode.PERMISSION_DENIED
 
+
+# -- 6. health and reflection for the policy's principals; metrics without key ids by default -------
+
+def _health_and_reflection(server: Env, ident: Identity) -> tuple[grpc.StatusCode, grpc.StatusCode]:
+    creds = ClientTls(server.ca.ca_file, ident.cert, ident.key, "localhost").credentials()
+    out = []
+    with grpc.secure_channel(f"127.0.0.1:{server.port}", creds,
+                             (("grpc.ssl_target_name_override", "localhost"),)) as ch:
+        for call in (lambda: health_pb2_grpc.HealthStub(ch).Check(health_pb2.HealthCheckRequest(), timeout=10),
+                     lambda: list(reflection_pb2_grpc.ServerReflectionStub(ch).ServerReflectionInfo(
+                         iter([reflection_pb2.ServerReflectionRequest(list_services="")]), timeout=10))):
+            try:
+                call()
+                out.append(grpc.StatusCode.OK)
+            except grpc.RpcError as e:
+                out.append(e.code())
+    return out[0], out[1]
+
+
+def test_health_and_reflection_answer_policy_principals_only(server: Env) -> None:
+    assert _health_and_reflection(server, server.ids["auditor"]) == (grpc.StatusCode.OK, grpc.StatusCode.OK)
+    # "stranger" holds a certificate from the same CA but is not in the policy.
+    denied = grpc.StatusCode.PERMISSION_DENIED
+    assert _health_and_reflection(server, server.ids["stranger"]) == (denied, denied)
+    no_eku = server.ca.issue("auditor", eku=(), file=f"auditor-health-{secrets.token_hex(3)}")
+    assert _health_and_reflection(server, no_eku) == (denied, denied)
+    # The load balancer's check needs no certificate at all.
+    with urllib.request.urlopen(f"http://127.0.0.1:{server.metrics_port}/readyz", timeout=5) as r:
+        assert r.status == 200
+
+
+def test_metrics_list_no_key_ids_unless_configured(server: Env) -> None:
+    text = urllib.request.urlopen(f"http://127.0.0.1:{server.metrics_port}/metrics", timeout=5).read().decode()
+    assert re.search(r"^hsmsvc_key_uses_total \d", text, re.M) and "key_id=" not in text
+    uses = {("zpk-a", 1): 3, ("zpk-b", 2): 4}
+    for key_ids, want in ((False, ["hsmsvc_key_uses_total 7.0"]),
+                          (True, ['hsmsvc_key_uses_total{key_id="zpk-a",version="1"} 3.0',
+                                  'hsmsvc_key_uses_total{key_id="zpk-b",version="2"} 4.0'])):
+        m = Metrics(key_ids=key_ids)
+        m.count_key_uses(lambda: uses)
+        lines = [ln for ln in generate_latest(m.registry).decode().splitlines()
+                 if ln.startswith("hsmsvc_key_uses_total")]
+        assert lines == want
+    f = Path(server.log).parent / "hsmsvc.toml"
+    assert not api_config.load(str(f), environ={}).metrics_key_ids
