@@ -574,6 +574,8 @@ class KeyStore:
                 raise PermissionDenied("ceremony_id", "dual control: the officer who started it may not approve it")
             if c.approved_by is not None:
                 raise KeyStateError("ceremony_id", "already approved")
+            if any(who == officer for who, _ in c.components):
+                raise PermissionDenied("ceremony_id", SEPARATION)
             conn.execute(update(ceremonies_t).where(ceremonies_t.c.ceremony_id == ceremony_id)
                          .values(approved_by=officer))
             return self._ceremony(conn, ceremony_id)
@@ -587,6 +589,8 @@ class KeyStore:
             c = self._open(conn, ceremony_id)
             if any(who == custodian for who, _ in c.components):
                 raise PermissionDenied("ceremony_id", "dual control: one component per custodian")
+            if custodian in (c.started_by, c.approved_by):
+                raise PermissionDenied("ceremony_id", SEPARATION)
             if len(c.components) >= c.required:
                 raise KeyStateError("ceremony_id", f"already holds its {c.required} components")
             conn.execute(components_t.insert().values(
@@ -748,6 +752,11 @@ def _ping_if_idle(dialect: Any, always: Callable[[], bool]) -> Any:
             raise DisconnectionError() from None
 
     return checkout
+
+
+SEPARATION: Final = ("dual control: the officer who started or approved a ceremony "
+                      "may not also give it a component")
+"""A principal both manager and custodian still counts once per ceremony (checked in its transaction)."""
 
 
 def _create_private(database: str | None) -> None:

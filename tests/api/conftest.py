@@ -41,7 +41,7 @@ from tools.bench.pki import ThrowawayCA as TestCA
 TABLE = "0123456789012345"
 PASSPHRASE = "api-test-passphrase-" + secrets.token_hex(4)
 PRINCIPALS = ("key-manager", "core-banking", "branch-0001", "auditor", "stranger", "key-manager-2",
-              "custodian-1", "custodian-2", "custodian-3")
+              "custodian-1", "custodian-2", "custodian-3", "officer-custodian-1", "officer-custodian-2")
 POLICY = """
 [[principals]]
 name = "key-manager"
@@ -83,6 +83,17 @@ keys = ["*"]
 name = "custodian-3"
 roles = ["custodian"]
 keys = ["zone:branch-*"]
+
+# Both roles: allowed, but never two of one ceremony's controls (test_ceremony.py).
+[[principals]]
+name = "officer-custodian-1"
+roles = ["manager", "custodian"]
+keys = ["*"]
+
+[[principals]]
+name = "officer-custodian-2"
+roles = ["manager", "custodian"]
+keys = ["*"]
 """
 
 
