@@ -39,10 +39,19 @@ def _selfcheck(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+def _secret_named(args: argparse.Namespace, what: str) -> SecretSource | None:
+    """The source ``--WHAT-env/-file/-fd/-credential`` name, if any was given."""
+    env, file = getattr(args, f"{what}_env", None), getattr(args, f"{what}_file", None)
+    fd, credential = getattr(args, f"{what}_fd", None), getattr(args, f"{what}_credential", None)
+    if env or file or fd is not None or credential:
+        return SecretSource(env=env, file=file, fd=fd, credential=credential)
+    return None
+
+
 def _secret(args: argparse.Namespace, what: str, confirm: bool = False) -> SecretSource | bytes:
-    env, file = getattr(args, f"{what}_env"), getattr(args, f"{what}_file")
-    if env or file:
-        return SecretSource(env=env, file=file)
+    source = _secret_named(args, what)
+    if source is not None:
+        return source
     value = getpass.getpass(f"{what}: ").encode()
     if confirm and getpass.getpass(f"{what} again: ").encode() != value:
         raise InvalidInput(what, "the two entries differ")
@@ -205,7 +214,9 @@ def _serve(args: argparse.Namespace) -> int:
     }
     if args.sealed:
         overrides["backend"] = {"kind": "soft", "sealed_lmk": args.sealed,
-                                "passphrase_env": args.passphrase_env, "passphrase_file": args.passphrase_file}
+                                "passphrase_env": args.passphrase_env, "passphrase_file": args.passphrase_file,
+                                "passphrase_fd": args.passphrase_fd,
+                                "passphrase_credential": args.passphrase_credential}
     cfg = api_config.load(args.config, overrides)
     logs.configure(cfg.log_level)
     if cfg.workers > 1:
@@ -243,9 +254,9 @@ def _dev_seed(args: argparse.Namespace) -> int:
 def _passphrase(console: Console, args: argparse.Namespace, prefix: str = "", confirm: bool = False) -> bytes:
     from hsmsvc.ceremony.console import zeroize
 
-    env, file = getattr(args, f"{prefix}passphrase_env"), getattr(args, f"{prefix}passphrase_file")
-    if env or file:
-        return SecretSource(env=env, file=file).read()
+    source = _secret_named(args, f"{prefix}passphrase")
+    if source is not None:
+        return source.read()
     first = console.secret(f"{prefix.replace('_', ' ')}LMK passphrase (hidden): ")
     try:
         if confirm:
@@ -459,10 +470,17 @@ def _ceremony_args(sub: argparse._SubParsersAction) -> None:  # type: ignore[typ
     p.set_defaults(func=_component_print)
 
 
+def _secret_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--passphrase-fd", type=int, help="inherited file descriptor to read the LMK passphrase from")
+    p.add_argument("--passphrase-credential",
+                   help="systemd credential holding the LMK passphrase ($CREDENTIALS_DIRECTORY/NAME)")
+
+
 def backend_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--sealed", help="sealed LMK file (soft backend)")
     p.add_argument("--passphrase-env", help="environment variable holding the LMK passphrase")
     p.add_argument("--passphrase-file", help="file holding the LMK passphrase")
+    _secret_arguments(p)
     p.add_argument("--pkcs11-module", help="PKCS#11 library (pkcs11 backend)")
     p.add_argument("--token", help="token label")
     p.add_argument("--pin-env", help="environment variable holding the token user PIN")
@@ -532,6 +550,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--sealed", help="sealed LMK file (soft backend), instead of [backend] in the config")
     p.add_argument("--passphrase-env", help="environment variable holding the LMK passphrase")
     p.add_argument("--passphrase-file", help="file holding the LMK passphrase")
+    _secret_arguments(p)
     p.add_argument("--ready-file", help="write the bound ports here as JSON once serving")
     p.add_argument("--workers", type=int, help="server processes sharing the port (SO_REUSEPORT; default 1)")
     p.add_argument("--worker-index", type=int, help=argparse.SUPPRESS)

@@ -4,6 +4,7 @@
 
     listen = "127.0.0.1:8443"
     metrics_listen = "127.0.0.1:9464"       # "" turns the metrics endpoint off
+    metrics_key_ids = false                   # label key uses by key id (the page is plain HTTP)
     store = "sqlite:///.hsmsvc/keys.db"
     policy = "policy.toml"
     insecure_dev = false                      # plaintext, one principal: development only
@@ -18,7 +19,7 @@
     [backend]
     kind = "soft"                             # soft | pkcs11 | pool
     sealed_lmk = ".hsmsvc/lmk.sealed"
-    passphrase_env = "HSMSVC_LMK_PASSPHRASE"  # or passphrase_file
+    passphrase_credential = "lmk-passphrase"  # or passphrase_file, passphrase_fd, passphrase_env
 
     [attempts]
     per_pan = 3
@@ -29,11 +30,14 @@ A pool lists its members as ``[[backend.members]]`` tables of kind soft or
 pkcs11 (``module``, ``token_label``, ``pin_env`` or ``pin_file``); ``[backend]``
 ``health_interval`` (2 s) and ``call_timeout`` (10 s: a member that has not
 answered by then is killed and replaced, and the call goes to another). Secrets are
-never in the file: it names the variable or file that holds them.
+never in the file: it names the systemd credential (``$CREDENTIALS_DIRECTORY/<name>``),
+file, inherited file descriptor (one worker, no pool: it is read once) or environment
+variable (removed from the environment once read) that holds them.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import math
 import os
 import tomllib
@@ -49,7 +53,7 @@ from hsmsvc.service.keysync import DEFAULT_ROTATION, Rotation, SyncSettings
 from hsmsvc.service.rotation import check_settings
 from hsmsvc.types import KeyType
 
-__all__ = ["BackendConfig", "ServerConfig", "TlsConfig", "load"]
+__all__ = ["BackendConfig", "ServerConfig", "TlsConfig", "is_loopback", "load"]
 
 
 @dataclass(frozen=True)
@@ -81,6 +85,8 @@ class ServerConfig:
     store: str
     listen: str = "127.0.0.1:8443"
     metrics_listen: str = "127.0.0.1:9464"
+    metrics_key_ids: bool = False
+    """Label ``hsmsvc_key_uses_total`` by key id; the metrics page is plain HTTP, so off by default."""
     policy: str | None = None
     tls: TlsConfig | None = None
     insecure_dev: bool = False
@@ -114,10 +120,46 @@ class ServerConfig:
             raise InvalidInput("transaction_threads", "0 (two, or a pool's members and one) to 16")
         if not 0 <= self.executor_queue <= 100_000:
             raise InvalidInput("executor_queue", "0 to 100000")
+        if self.insecure_dev:
+            _check_insecure_dev(self)
+        if self.workers > 1 or self.backend.kind == "pool":
+            for m in self.backend.members:
+                if (m.passphrase if isinstance(m, SoftConfig) else m.pin).fd is not None:
+                    raise InvalidInput("backend", "a secret from a file descriptor can be read once: "
+                                                  "one worker and no pool, or a file or credential")
         if not self.insecure_dev and self.tls is None:
             raise InvalidInput("tls", "required: mTLS, or --insecure-dev for development")
         if not self.insecure_dev and not self.policy:
             raise InvalidInput("policy", "required outside --insecure-dev")
+
+
+def _check_insecure_dev(cfg: ServerConfig) -> None:
+    """Plaintext and one all-powerful principal only for a development config on loopback.
+
+    A config holding ``[tls]`` or a policy is production-shaped: ``HSMSVC_INSECURE_DEV=1`` set by
+    mistake must not turn it into a plaintext server that ignores its policy (issue 27).
+    """
+    if cfg.tls is not None:
+        raise InvalidInput("insecure_dev", "refused: the config holds [tls]; remove it or drop --insecure-dev")
+    if cfg.policy:
+        raise InvalidInput("insecure_dev", "refused: the config names a policy, which insecure-dev would replace")
+    if not is_loopback(cfg.listen):
+        raise InvalidInput("insecure_dev", "refused: listen must be a loopback address (127.0.0.1, ::1, localhost)")
+
+
+def is_loopback(listen: str) -> bool:
+    """Whether ``host:port`` (``[v6]:port`` too) binds a loopback address only."""
+    host, sep, _port = listen.rpartition(":")
+    if not sep:
+        return False
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False  # a name other than localhost may resolve to anything
 
 
 _ENV: Final = {
@@ -132,7 +174,8 @@ _ENV: Final = {
 
 
 def _secret(d: Mapping[str, Any], name: str) -> SecretSource:
-    return SecretSource(env=d.get(f"{name}_env"), file=d.get(f"{name}_file"))
+    return SecretSource(env=d.get(f"{name}_env"), file=d.get(f"{name}_file"), fd=d.get(f"{name}_fd"),
+                        credential=d.get(f"{name}_credential"))
 
 
 def _member(d: Mapping[str, Any]) -> SoftConfig | Pkcs11Config:
@@ -220,6 +263,7 @@ def load(path: str | None, overrides: Mapping[str, Any] | None = None,
             store=str(doc.get("store", "sqlite:///.hsmsvc/keys.db")),
             listen=str(doc.get("listen", "127.0.0.1:8443")),
             metrics_listen=str(doc.get("metrics_listen", "127.0.0.1:9464")),
+            metrics_key_ids=bool(doc.get("metrics_key_ids", False)),
             policy=doc.get("policy"),
             tls=TlsConfig(str(tls["cert"]), str(tls["key"]), str(tls["client_ca"])) if tls else None,
             insecure_dev=bool(doc.get("insecure_dev", False)),

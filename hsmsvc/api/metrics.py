@@ -42,7 +42,9 @@ class _Counts:
     ``fold_at`` calls. The exposition is the same.
     """
 
-    def __init__(self, fold_at: int = 1024) -> None:
+    def __init__(self, fold_at: int = 1024, key_ids: bool = False) -> None:
+        self.key_ids = key_ids
+        """Label key uses by key id and version (``metrics_key_ids``), else report their sum."""
         self._lock = threading.Lock()
         self._fold_at = fold_at
         self._pending: deque[tuple[str, str, float]] = deque()
@@ -93,19 +95,24 @@ class _Counts:
                 running += count
                 buckets.append((bound, running))
             latency.add_metric([method], buckets, h[-1])
-        key_uses = CounterMetricFamily("hsmsvc_key_uses", "Cryptographic uses of a key version",
-                                       labels=["key_id", "version"])
-        for (key_id, version), n in sorted(uses.items()):
-            key_uses.add_metric([key_id, str(version)], n)
+        if self.key_ids:
+            key_uses = CounterMetricFamily("hsmsvc_key_uses", "Cryptographic uses of a key version",
+                                           labels=["key_id", "version"])
+            for (key_id, version), n in sorted(uses.items()):
+                key_uses.add_metric([key_id, str(version)], n)
+        else:
+            # The page is plain HTTP: by default it does not list which keys exist and how busy each is.
+            key_uses = CounterMetricFamily("hsmsvc_key_uses", "Cryptographic uses of keys (all keys)",
+                                           value=sum(uses.values()))
         yield from (total, errors, latency, key_uses)
 
 
 class Metrics:
     """One registry per server, so several servers can live in one test process."""
 
-    def __init__(self) -> None:
+    def __init__(self, key_ids: bool = False) -> None:
         self.registry = CollectorRegistry()
-        self._counts = _Counts()
+        self._counts = _Counts(key_ids=key_ids)
         self.registry.register(self._counts)
         self.backend_healthy = Gauge("hsmsvc_backend_healthy", "1 if a backend (pool member) answers",
                                      ["member"], registry=self.registry)
@@ -126,7 +133,8 @@ class Metrics:
             gauge.labels(lane).set_function(busy)
 
     def count_key_uses(self, source: Callable[[], Mapping[tuple[str, int], int]]) -> None:
-        """Report ``source()``, uses per (key id, version), as ``hsmsvc_key_uses_total``."""
+        """Report ``source()``, uses per (key id, version), as ``hsmsvc_key_uses_total`` (their sum
+        unless the Metrics were made with ``key_ids``)."""
         self._counts.key_uses = source
 
     def serve(self, address: str) -> int:

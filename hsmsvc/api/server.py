@@ -20,6 +20,7 @@ import logging
 import os
 import signal
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,6 +32,8 @@ from grpc_reflection.v1alpha import reflection, reflection_pb2_grpc
 from hsmsvc.api.ceremony import CeremonyServicer
 from hsmsvc.api.config import ServerConfig
 from hsmsvc.api.data import DataServicer
+from hsmsvc.api.guarded import GuardedHealth, GuardedReflection
+from hsmsvc.api.identity import principal_resolver
 from hsmsvc.api.keys import KeyServicer
 from hsmsvc.api.keysync import KeySyncServicer, PeerCourier
 from hsmsvc.api.logs import ACCESS
@@ -40,7 +43,7 @@ from hsmsvc.api.monitor import Monitor
 from hsmsvc.api.pin import PinServicer
 from hsmsvc.api.runner import Lane, Runner
 from hsmsvc.api.status import Dispatch, Observed
-from hsmsvc.errors import InvalidInput, PermissionDenied
+from hsmsvc.errors import InvalidInput
 from hsmsvc.hsm.backend import Backend
 from hsmsvc.hsm.config import build
 from hsmsvc.keys.store import KeyStore
@@ -91,28 +94,16 @@ class _GenericHandlersOnly:
         return None
 
 
-def open_backend(config: ServerConfig) -> Backend:
+def open_backend(config: ServerConfig, forget: bool = True) -> Backend:
+    """The configured backend. ``forget``: drop a secret's environment variable once read (a
+    supervisor of several workers keeps it for the workers it starts and restarts)."""
     b = config.backend
     if b.kind == "pool":
         from hsmsvc.hsm.pool import Pool
 
         return Pool(list(b.members), health_interval=b.health_interval, call_timeout=b.call_timeout)
-    return build(b.members[0])
-
-
-def _principal_from_cert(policy: Policy) -> Any:
-    def resolve(context: Any) -> Principal:
-        auth = context.auth_context() or {}
-        names = [v.decode() for v in auth.get("x509_common_name", [])]
-        names += [v.decode() for v in auth.get("x509_subject_alternative_name", [])]
-        for n in names:
-            try:
-                return policy.principal(n)
-            except PermissionDenied:
-                continue
-        raise PermissionDenied("principal", "the client certificate names no principal of the policy")
-
-    return resolve
+    # A pool's members read their secrets themselves: its parent keeps them to restart members.
+    return build(b.members[0], forget)
 
 
 def _dev_policy(name: str) -> Policy:
@@ -172,16 +163,15 @@ async def start(config: ServerConfig, backend: Backend | None = None) -> Running
     store = KeyStore(config.store, backend,
                      checkpoints=Path(config.audit_checkpoints) if config.audit_checkpoints else None)
     store.migrate()
-    if config.insecure_dev:
-        policy = Policy.load(config.policy) if config.policy else _dev_policy(config.dev_principal)
+    resolve: Callable[[Any], Principal]
+    if config.insecure_dev:  # never with a policy: config.py refuses one
+        policy = _dev_policy(config.dev_principal)
         principal = policy.principal(config.dev_principal)
-
-        def resolve(_: Any) -> Principal:
-            return principal
+        resolve = lambda _: principal
     else:
         policy = Policy.load(str(config.policy))
-        resolve = _principal_from_cert(policy)
-    metrics = Metrics()
+        resolve = principal_resolver(policy)
+    metrics = Metrics(key_ids=config.metrics_key_ids)
     courier = PeerCourier(config.peers, config.tls) if config.peers else None
     meter = UseMeter(config.key_sync, courier)
     services = Services(store, backend, policy, config.attempts, meter)
@@ -208,10 +198,11 @@ async def start(config: ServerConfig, backend: Backend | None = None) -> Running
     key_sync_service_pb2_grpc.add_KeySyncServiceServicer_to_server(
         KeySyncServicer(services, observed, config.key_sync, courier), into)
     ceremony_service_pb2_grpc.add_CeremonyServiceServicer_to_server(CeremonyServicer(services, observed), into)
-    health_servicer = health.aio.HealthServicer()
+    health_servicer = GuardedHealth(resolve)
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, into)
-    reflection_pb2_grpc.add_ServerReflectionServicer_to_server(reflection.aio.ReflectionServicer(
-        (*SERVICE_NAMES, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME)), into)
+    reflection_pb2_grpc.add_ServerReflectionServicer_to_server(GuardedReflection(
+        (*SERVICE_NAMES, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME),
+        resolve), into)
     server.add_generic_rpc_handlers((Dispatch(into.handlers),))
     if config.insecure_dev:
         port = server.add_insecure_port(config.listen)

@@ -82,7 +82,7 @@ _SERIAL: Final = itertools.count(1)
 
 # A client's own id is kept when it is a plain token; anything else gets ours,
 # so an id can go into a log line as it is.
-_CLIENT_ID: Final = re.compile(r"[A-Za-z0-9._:/-]{1,64}")
+_CLIENT_ID: Final = re.compile(r"[A-Za-z0-9._:-]{1,64}")
 
 
 def request_id(metadata: Iterable[tuple[str, Any]]) -> str:

@@ -73,7 +73,7 @@ def supervise(cfg: ServerConfig, argv: list[str], ready_file: str | None) -> int
     from hsmsvc.api.server import open_backend
     from hsmsvc.keys.store import KeyStore
 
-    backend = open_backend(cfg)
+    backend = open_backend(cfg, forget=False)  # the workers read the secret again
     try:
         store = KeyStore(cfg.store, backend)
         store.migrate()

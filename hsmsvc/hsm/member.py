@@ -74,7 +74,7 @@ def serve(config: SoftConfig | Pkcs11Config, conn: Connection, hello_id: int) ->
     """The worker: build the backend, then answer requests in order until the pipe closes."""
     channel = Channel(conn.fileno(), bounded=False)
     try:
-        backend = build(config)
+        backend = build(config, forget=True)  # the worker's own copy of the environment
     except HsmsvcError as e:
         channel.send((hello_id, Reply.ERROR, _error_state(e)), None)
         return

@@ -12,6 +12,7 @@ primary key and retries the loser.
 from __future__ import annotations
 
 import json
+import os
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -149,6 +150,7 @@ class KeyStore:
         self._held_lock = threading.Lock()
         self._sqlite = self._engine.dialect.name == "sqlite"
         if self._sqlite:
+            _create_private(self._engine.url.database)
             event.listen(self._engine, "connect", _sqlite_connect)
             event.listen(self._engine, "begin", _sqlite_begin)
         else:
@@ -613,6 +615,8 @@ class KeyStore:
                 raise PermissionDenied("ceremony_id", "dual control: the officer who started it may not approve it")
             if c.approved_by is not None:
                 raise KeyStateError("ceremony_id", "already approved")
+            if any(who == officer for who, _ in c.components):
+                raise PermissionDenied("ceremony_id", SEPARATION)
             conn.execute(update(ceremonies_t).where(ceremonies_t.c.ceremony_id == ceremony_id)
                          .values(approved_by=officer))
             return self._ceremony(conn, ceremony_id)
@@ -626,6 +630,8 @@ class KeyStore:
             c = self._open(conn, ceremony_id)
             if any(who == custodian for who, _ in c.components):
                 raise PermissionDenied("ceremony_id", "dual control: one component per custodian")
+            if custodian in (c.started_by, c.approved_by):
+                raise PermissionDenied("ceremony_id", SEPARATION)
             if len(c.components) >= c.required:
                 raise KeyStateError("ceremony_id", f"already holds its {c.required} components")
             conn.execute(components_t.insert().values(
@@ -787,6 +793,27 @@ def _ping_if_idle(dialect: Any, always: Callable[[], bool]) -> Any:
             raise DisconnectionError() from None
 
     return checkout
+
+
+SEPARATION: Final = ("dual control: the officer who started or approved a ceremony "
+                      "may not also give it a component")
+"""A principal both manager and custodian still counts once per ceremony (checked in its transaction)."""
+
+
+def _create_private(database: str | None) -> None:
+    """Create a SQLite store file 0600 before SQLite would create it 0644 (umask permitting).
+
+    Its -wal and -shm files take the database file's mode (SQLite's unix VFS copies it), so
+    key cryptograms, audit rows and attempt counters are readable by the service's user only.
+    """
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return
+    try:
+        os.close(os.open(database, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
+    except FileExistsError:
+        pass  # an existing store keeps the mode its operator gave it
+    except OSError:
+        pass  # a missing directory: SQLite's own open reports it as it always has
 
 
 def _sqlite_connect(dbapi_conn: Any, _record: Any) -> None:

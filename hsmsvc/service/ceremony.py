@@ -24,6 +24,7 @@ from hsmsvc.hsm.commands import STRENGTH
 from hsmsvc.hsm.policy import KEY_PAIRS, Operation
 from hsmsvc.keys.hierarchy import KeyManager, check_legacy_types
 from hsmsvc.keys.model import AuditEvent, Ceremony, CeremonyState, KeyRef, StoredKey, check_alias
+from hsmsvc.keys.store import SEPARATION
 from hsmsvc.service.context import Caller, Services
 from hsmsvc.service.keys import may_create
 from hsmsvc.types import KeyState, KeyType
@@ -119,6 +120,10 @@ def add_component(
     c = _live(s, caller, ceremony_id)
     if any(who == caller.principal.name for who, _ in c.components):
         raise PermissionDenied("ceremony_id", "dual control: one component per custodian")
+    # A principal both manager and custodian would otherwise be two of the ceremony's controls.
+    # Checked here before the backend's work, and again in the store's transaction (a race with approve).
+    if caller.principal.name in (c.started_by, c.approved_by):
+        raise PermissionDenied("ceremony_id", SEPARATION)
     ctk = _transport(s, c)
     try:
         s.backend.check_component(ctk.cryptogram, c.spec.algorithm, wrapped, kcv)

@@ -42,7 +42,7 @@ TABLE = "0123456789012345"
 PASSPHRASE = "api-test-passphrase-" + secrets.token_hex(4)
 PRINCIPALS = ("key-manager", "core-banking", "branch-0001", "auditor", "stranger", "key-manager-2",
               "custodian-1", "custodian-2", "custodian-3", "pin-issuer", "pin-reencryptor",
-              "sample-checker")
+              "sample-checker", "officer-custodian-1", "officer-custodian-2")
 POLICY = """
 [[principals]]
 name = "key-manager"
@@ -98,6 +98,17 @@ keys = ["*"]
 [[principals]]
 name = "sample-checker"
 roles = ["reencryptor"]
+keys = ["*"]
+
+# Both roles: allowed, but never two of one ceremony's controls (test_ceremony.py).
+[[principals]]
+name = "officer-custodian-1"
+roles = ["manager", "custodian"]
+keys = ["*"]
+
+[[principals]]
+name = "officer-custodian-2"
+roles = ["manager", "custodian"]
 keys = ["*"]
 """
 

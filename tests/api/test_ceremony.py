@@ -114,8 +114,8 @@ def test_two_officers_and_two_custodians_form_a_zmk(server: Env, ctk: Any) -> No
     assert got.key.kcv == kcv.kcv(AES128, zpk)
 
 
-def _start(server: Env, key_id: str, n: int = 2, **kw: Any) -> str:
-    r = server.client("key-manager").ceremony.StartKeyFormation(cm.StartKeyFormationRequest(
+def _start(server: Env, key_id: str, n: int = 2, who: str = "key-manager", **kw: Any) -> str:
+    r = server.client(who).ceremony.StartKeyFormation(cm.StartKeyFormationRequest(
         template=_zmk_template(key_id, **kw), transport_key=pb.KeyRef(key_id="ctk-ceremony"), component_count=n))
     return str(r.formation.ceremony_id)
 
@@ -154,6 +154,32 @@ def test_no_single_officer_or_custodian_completes_a_ceremony(server: Env, ctk: A
     code, _ = code_of(server.client("custodian-3").ceremony.GetKeyFormation,
                       cm.GetKeyFormationRequest(ceremony_id=cid))
     assert code is StatusCode.NOT_FOUND
+
+
+def test_a_manager_custodian_is_never_two_controls_of_one_ceremony(server: Env, ctk: Any) -> None:
+    """Issue 27: a principal holding both roles gave a component to a ceremony it started."""
+    p1, p2 = secrets.token_bytes(16), secrets.token_bytes(16)
+    cid = _start(server, "zmk-ceremony-sep-1", who="officer-custodian-1")
+    code, msg = code_of(_add, server, "officer-custodian-1", cid, ctk, p1)
+    assert code is StatusCode.PERMISSION_DENIED and "started or approved" in msg
+    server.client("officer-custodian-2").ceremony.ApproveKeyFormation(cm.ApproveKeyFormationRequest(ceremony_id=cid))
+    code, msg = code_of(_add, server, "officer-custodian-2", cid, ctk, p1)
+    assert code is StatusCode.PERMISSION_DENIED and "started or approved" in msg
+    _add(server, "custodian-1", cid, ctk, p1)
+    done = _add(server, "custodian-2", cid, ctk, p2)
+    assert done.formation.state == cm.KEY_FORMATION_STATE_FORMED
+    assert done.key.kcv == kcv.kcv(AES128, bytes(a ^ b for a, b in zip(p1, p2)))
+    assert {who for who, action in _audit(server, cid) if action == "ceremony.component"} == {
+        "custodian-1", "custodian-2"}
+    # The other order: a component first, then the same principal's approval.
+    cid = _start(server, "zmk-ceremony-sep-2")
+    _add(server, "officer-custodian-1", cid, ctk, p1)
+    approve = cm.ApproveKeyFormationRequest(ceremony_id=cid)
+    code, msg = code_of(server.client("officer-custodian-1").ceremony.ApproveKeyFormation, approve)
+    assert code is StatusCode.PERMISSION_DENIED and "started or approved" in msg
+    _add(server, "custodian-1", cid, ctk, p2)
+    done = server.client("officer-custodian-2").ceremony.ApproveKeyFormation(approve)
+    assert done.formation.state == cm.KEY_FORMATION_STATE_FORMED
 
 
 def test_a_wrong_component_is_refused_by_its_kcv_and_audited(server: Env, ctk: Any) -> None:

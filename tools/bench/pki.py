@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import ipaddress
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -51,22 +52,30 @@ class ThrowawayCA:
         self.ca_file = str(directory / f"{name.replace(' ', '-')}.pem")
         Path(self.ca_file).write_bytes(self.cert.public_bytes(serialization.Encoding.PEM))
 
-    def issue(self, cn: str, server: bool = False) -> Identity:
+    def issue(self, cn: str, server: bool = False, eku: Sequence[x509.ObjectIdentifier] | None = None,
+              san: Sequence[x509.GeneralName] = (), file: str = "") -> Identity:
+        """A certificate for ``cn``. ``eku``: the extended key usages (default: clientAuth, and
+        serverAuth too for a server; empty: no EKU extension); ``san``: a client's alternative names;
+        ``file``: the file name, if not ``cn``."""
         key = ec.generate_private_key(ec.SECP256R1())
         now = dt.datetime.now(dt.timezone.utc)
+        if eku is None:
+            # A server's certificate also authenticates it as a client: an hsmsvc
+            # delivers key-change notices to its peer with its own identity.
+            eku = [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH] if server \
+                else [ExtendedKeyUsageOID.CLIENT_AUTH]
         b = (
             x509.CertificateBuilder()
             .subject_name(_name(cn)).issuer_name(self.cert.subject)
             .public_key(key.public_key()).serial_number(x509.random_serial_number())
             .not_valid_before(now - dt.timedelta(minutes=5)).not_valid_after(now + dt.timedelta(days=1))
             .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-            # A server's certificate also authenticates it as a client: an hsmsvc
-            # delivers key-change notices to its peer with its own identity.
-            .add_extension(x509.ExtendedKeyUsage(
-                [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH] if server
-                else [ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
         )
+        if eku:
+            b = b.add_extension(x509.ExtendedKeyUsage(list(eku)), critical=False)
         if server:
             b = b.add_extension(x509.SubjectAlternativeName(
                 [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
-        return _write(self.dir / cn, b.sign(self.key, hashes.SHA256()), key)
+        elif san:
+            b = b.add_extension(x509.SubjectAlternativeName(list(san)), critical=False)
+        return _write(self.dir / (file or cn), b.sign(self.key, hashes.SHA256()), key)
