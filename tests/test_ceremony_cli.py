@@ -111,7 +111,7 @@ def test_three_custodians_create_back_up_and_restore_the_lmk(tmp_path: Path) -> 
             dek = officer.keys.GenerateKey(key_pb.GenerateKeyRequest(template=template(
                 "dek-1", pb.KEY_TYPE_DEK, pb.ALGORITHM_AES_256, pb.KEY_USAGE_DATA, pb.MODE_OF_USE_ENCRYPT_DECRYPT)))
             enc = app.data.Encrypt(data_pb.EncryptRequest(
-                key=pb.KeyRef(key_id="dek-1"), plaintext=b"6222027000000000017",
+                key=pb.KeyRef(key_id="dek-1"), plaintext=b"6222027000000000011",
                 cipher=data_pb.FieldCipher(mode=pb.CIPHER_MODE_GCM, padding=pb.DATA_PADDING_NONE)))
         # Back up to three new components while it runs.
         mail = tmp_path / "mail"
@@ -150,7 +150,7 @@ def test_three_custodians_create_back_up_and_restore_the_lmk(tmp_path: Path) -> 
                 dec = app.data.Decrypt(data_pb.DecryptRequest(
                     key=pb.KeyRef(key_id="dek-1"), ciphertext=enc.ciphertext,
                     cipher=data_pb.FieldCipher(mode=pb.CIPHER_MODE_GCM, padding=pb.DATA_PADDING_NONE, iv=enc.iv)))
-                assert dec.plaintext == b"6222027000000000017"
+                assert dec.plaintext == b"6222027000000000011"
                 assert app.keys.GetKeyCheckValue(key_pb.GetKeyCheckValueRequest(
                     key=pb.KeyRef(key_id="dek-1"))).kcv == dek.key.kcv
         finally:

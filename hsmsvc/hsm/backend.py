@@ -522,7 +522,7 @@ class Backend(Protocol):
         ...
 
     def pan_hashes(self, pans: Sequence[str]) -> list[bytes]:
-        """:meth:`pan_hash` of each PAN; ``InvalidInput`` if any is not 12 to 19 digits."""
+        """:meth:`pan_hash` of each PAN; ``InvalidInput`` if any is not 11 to 19 digits."""
         ...
 
     def random(self, length: int) -> bytes:

@@ -77,7 +77,7 @@ STRENGTH: Final = {
 }
 # Rows per reencrypt_stored_pins call: a chunk of a batch job, bounded in memory.
 _MAX_BATCH_PINS: Final = 100_000
-_PAN_HASH_LENGTHS: Final = frozenset(range(12, 20))
+_PAN_HASH_LENGTHS: Final = frozenset(range(11, 20))  # 11: the digits a PVV uses
 
 _MAC_LENGTHS: Final = {
     MacAlgorithm.HMAC_SHA256: (16, 32),
@@ -1144,7 +1144,7 @@ class CommandBackend(ABC):
 
     def pan_hash(self, pan: str) -> bytes:
         self._capabilities.require(Command.PAN_HASH)
-        _validate.digits(pan, "pan", 12, 19)
+        _validate.digits(pan, "pan", 11, 19)
         with self._guard():
             return self._lmk_cmac(PAN_DOMAIN + pan.encode("ascii"))
 
@@ -1154,7 +1154,7 @@ class CommandBackend(ABC):
             raise InvalidInput("pans", f"at most {_MAX_BATCH_PINS} per call")
         # The whole run checked at once, as pan_hash checks one (bytes.isdigit: ASCII digits only).
         if not (set(map(type, pans)) <= {str} and set(map(len, pans)) <= _PAN_HASH_LENGTHS):
-            raise InvalidInput("pan", "12 to 19 digits")
+            raise InvalidInput("pan", "11 to 19 digits")
         joined = "".join(pans)
         if pans and not (joined.isascii() and joined.encode("ascii").isdigit()):
             raise InvalidInput("pan", "digits only")

@@ -29,8 +29,9 @@ def principal_subject(name: str) -> str:
 class AttemptGuard:
     """Check before a PIN is touched; count after it fails."""
 
-    def __init__(self, services: Services, caller: Caller, pan: str | None) -> None:
-        self._start(services, caller, pan, services.backend.pan_hash(pan) if pan else None)
+    def __init__(self, services: Services, caller: Caller, card: str | None, *, pan: str | None = None) -> None:
+        """``card``: the digits (or account) counted under; ``pan``: the PAN the audit row shows masked."""
+        self._start(services, caller, pan or card, services.backend.pan_hash(card) if card else None)
 
     def _start(self, services: Services, caller: Caller, pan: str | None, pan_hash: bytes | None) -> None:
         self._s = services

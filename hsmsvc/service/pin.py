@@ -22,6 +22,7 @@ from hsmsvc.hsm.backend import OneTimeKey, PinBatch, PinKey, PinTranslator, Stor
 from hsmsvc.hsm.policy import Operation
 from hsmsvc.keys.model import KeyRef, StoredKey
 from hsmsvc.service.attempts import AttemptGuard, check_principal, count_failures, failures_left, principal_subject
+from hsmsvc.service.cards import checked_pan, pan_field, pvv_digits, refused_pans
 from hsmsvc.service.context import Caller, Services
 from hsmsvc.types import Algorithm, KeyType, KeyUsage, PinBlockFormat
 
@@ -119,11 +120,20 @@ def _psk_op(key: StoredKey) -> Operation:
     return Operation.PIN_STORE_ENCRYPT if usage is KeyUsage.PIN_ENCRYPTION else Operation.PIN_STORE_DIGEST
 
 
-def _card(pan: str | None, check: PinCheck | None = None) -> str | None:
-    # The per-card counter is keyed by PAN, or by account where the block has none (ISO 1).
-    if pan:
-        return pan
-    return check.account if isinstance(check, StoredPinCheck) else None
+def _card(pan: str | None, check: PinCheck) -> str:
+    """What a verification counts against: the stored record's account, or the PAN digits the
+    check binds (ISO 9564-1 clause 9.3.2 for a block's PAN field; a PVV's 11 digits)."""
+    if isinstance(check, StoredPinCheck):
+        return check.account
+    if not pan:
+        # Without a PAN nothing would keep this card's count (a format 1 block binds none).
+        raise InvalidInput("pan", "required: a card's failed attempts are counted under it")
+    return pvv_digits(pan) if isinstance(check, PvvCheck) else pan_field(pan)
+
+
+def _translated_card(pan: str | None) -> str | None:
+    # A failed translation counts against the PAN field the block was deciphered with.
+    return pan_field(pan) if pan else None
 
 
 @dataclass(frozen=True)
@@ -185,11 +195,12 @@ def translate_routed(s: Services, caller: Caller, route: TranslateRoute, pin_blo
                      pan: str | None) -> tuple[bytes, int, bool]:
     """Translate one PIN block along a checked route; returns it, the destination key's version,
     and whether the terminal should sign on again."""
+    checked_pan(pan)  # before any state changes: this may run inline (loopguard)
     check_principal(s, caller)
     try:
         out = route.translate(pin_block, pan)
     except InvalidPinBlock:
-        AttemptGuard(s, caller, pan).failed(route.source.key_id, route.source.version, "translate")
+        AttemptGuard(s, caller, _translated_card(pan), pan=pan).failed(route.source.key_id, route.source.version, "translate")
         raise
     s.observer.keys_used((route.source, route.destination))
     return out, route.destination.version, route.sign_on
@@ -212,6 +223,7 @@ def translate_pin_batch(
     one store write before the next run is formed, and once the limit is reached
     the remaining items are refused without being deciphered.
     """
+    bad = refused_pans(pans)  # answered alone, never deciphered
     src = s.key(caller, source, Operation.PIN_DECRYPT, "source_key")
     dst = s.key(caller, destination, Operation.PIN_ENCRYPT, "destination_key")
     size, out_size, n = source_format.block_size, destination_format.block_size, len(pans)
@@ -221,20 +233,25 @@ def translate_pin_batch(
     errors: list[tuple[int, HsmsvcError]] = []
     start = 0
     while start < n:
+        if start in bad:
+            errors.append((start, bad[start]))
+            out += bytes(out_size)
+            start += 1
+            continue
         left = failures_left(s, caller)
         if left <= 0:
             refused = AttemptsExceeded("principal", "too many failed PIN checks; try later")
             errors.extend((i, refused) for i in range(start, n))
             out += bytes(out_size * (n - start))
             break
-        end = min(n, start + left)
+        end = min([n, start + left, *(i for i in bad if i > start)])
         run = s.backend.translate_pins(pin_blocks[start * size:end * size], src.cryptogram, source_format,
                                        dst.cryptogram, destination_format, pans[start:end])
         out += run.blocks
         errors.extend((start + i, e) for i, e in run.errors)
         failed = [start + i for i, e in run.errors if isinstance(e, InvalidPinBlock)]
         if failed:
-            count_failures(s, caller, [pans[i] for i in failed], key=src, what="translate")
+            count_failures(s, caller, [_translated_card(pans[i]) for i in failed], key=src, what="translate")
         start = end
     n_ok = n - len(errors)
     s.observer.key_used(src, n_ok)
@@ -252,7 +269,7 @@ def verify_pin(
     check: PinCheck,
 ) -> bool:
     """Check a PIN block against a stored PIN, an IBM 3624 offset or a PVV."""
-    guard = AttemptGuard(s, caller, _card(pan, check))
+    guard = AttemptGuard(s, caller, _card(checked_pan(pan), check), pan=pan)
     guard.check()
     k, pk = _source(s, caller, key, "one_time_key" if isinstance(key, OneTimeKeyRef) else "key")
     b = s.backend
@@ -305,8 +322,9 @@ def verify_pin_batch(
         raise InvalidInput("pans", "one PAN, account and stored PIN per PIN block")
     k = s.key(caller, key, Operation.PIN_DECRYPT)
     p = s.key(caller, psk, _psk_op, "psk")
-    # None for a malformed PAN or account: the backend names the bad field.
-    guards = AttemptGuard.for_cards(s, caller, [pan or account for pan, account in zip(pans, accounts)])
+    bad = refused_pans(pans)  # answered alone, never deciphered
+    # Each counted under its stored record's account; None for a malformed one: the backend names it.
+    guards = AttemptGuard.for_cards(s, caller, accounts)
     counts = s.store.failures(sorted({x for g in guards if g for x in g.subjects}), s.limits.window)
     principal = principal_subject(caller.principal.name)
     cards = [g.card if g else None for g in guards]
@@ -326,10 +344,10 @@ def verify_pin_batch(
                     seen.add(card)
                 guarded += 1
             run.append(j)
-        results = _verify_run(s, k, p, fmt, run, pin_blocks, pans, accounts, stored, guards, counts)
+        results = _verify_run(s, k, p, fmt, run, pin_blocks, pans, accounts, stored, guards, counts, bad)
         for j, res in zip(run, results):
             g, card = guards[j], cards[j]
-            if g is None:
+            if g is None or j in bad:
                 continue
             if res is False or isinstance(res, InvalidPinBlock):
                 g.failed(k.key_id, k.version, "verify")
@@ -348,13 +366,16 @@ def verify_pin_batch(
 def _verify_run(
     s: Services, k: StoredKey, p: StoredKey, fmt: PinBlockFormat, run: list[int], pin_blocks: Sequence[bytes],
     pans: Sequence[str | None], accounts: Sequence[str], stored: Sequence[StoredPin],
-    guards: Sequence[AttemptGuard | None], counts: dict[str, int],
+    guards: Sequence[AttemptGuard | None], counts: dict[str, int], bad: dict[int, InvalidInput],
 ) -> list[bool | HsmsvcError]:
     """One run of :func:`verify_pin_batch`: the items the attempt limits refuse are answered here,
     the rest in one backend call."""
     answers: dict[int, bool | HsmsvcError] = {}
     todo: list[int] = []
     for j in run:
+        if j in bad:
+            answers[j] = bad[j]
+            continue
         g = guards[j]
         if g is not None:
             try:
@@ -381,7 +402,8 @@ def encrypt_pin_for_storage(
     account: str,
 ) -> tuple[StoredPin, int]:
     """Take a customer's PIN into storage under the PSK; returns it and the PSK version."""
-    guard = AttemptGuard(s, caller, pan or account)
+    guard = AttemptGuard(s, caller, account)
+    checked_pan(pan)
     guard.check_principal()
     k = s.key(caller, key, Operation.PIN_DECRYPT)
     p = s.key(caller, psk, _psk_op, "psk")

@@ -38,7 +38,7 @@ from tests import pg
 from tools.bench.pki import Identity
 from tools.bench.pki import ThrowawayCA as TestCA
 
-TABLE = "0123456789012345"
+TABLE = "0123456789012347"
 PASSPHRASE = "api-test-passphrase-" + secrets.token_hex(4)
 PRINCIPALS = ("key-manager", "core-banking", "branch-0001", "auditor", "stranger", "key-manager-2",
               "custodian-1", "custodian-2", "custodian-3", "pin-issuer", "pin-reencryptor",

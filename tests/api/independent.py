@@ -41,6 +41,15 @@ def aes_ecb(key: bytes, data: bytes) -> bytes:
     return e.update(data) + e.finalize()
 
 
+def luhn_pan(body: str) -> str:
+    """``body`` and its Luhn check digit (ISO/IEC 7812-1 annex B), computed here, not by hsmsvc."""
+    total = 0
+    for i, ch in enumerate(reversed(body)):
+        n = int(ch) * (2 if i % 2 == 0 else 1)
+        total += n - 9 if n > 9 else n
+    return body + str((10 - total % 10) % 10)
+
+
 def iso0(pin: str, pan: str) -> bytes:
     """ISO 9564-1 format 0 clear block."""
     pin_field = bytes.fromhex(f"0{len(pin):X}{pin}".ljust(16, "F"))

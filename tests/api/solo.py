@@ -32,7 +32,7 @@ from tests.api.conftest import ATTEMPTS, PASSPHRASE, POLICY, _form, launch, stop
 from tools.bench.pki import Identity
 from tools.bench.pki import ThrowawayCA as TestCA
 
-TABLE = "0123456789012345"
+TABLE = "0123456789012347"
 
 
 @dataclass

@@ -51,8 +51,8 @@ from tools.bench.pki import ThrowawayCA as TestCA
 from tests.ceremony import scripted, typed_components
 
 ZONE = "branch7"
-PAN = "6222027000000000017"
-ACCOUNT = "6222027000000000"
+PAN = "6222027000000000011"
+ACCOUNT = "6222027000000002"
 StatusCode = grpc.StatusCode
 
 

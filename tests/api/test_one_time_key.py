@@ -75,7 +75,7 @@ def test_terminal_pin_translates_to_a_zpk(
 def test_terminal_pin_verifies_against_the_stored_pin(
     core: Client, keys: dict[str, bytes], ktks: dict[str, key_pb.GetPublicKeyResponse]
 ) -> None:
-    account = "6222021234567890"
+    account = "6222021234567894"
     stored = ind.pin_digest(keys["psk"], account, "802211")
     check = pin_pb.StoredPinCheck(psk=pb.KeyRef(key_id="psk-digest"), account=account,
                                   method=pb.STORED_PIN_METHOD_DIGEST, stored_pin=stored)
@@ -95,7 +95,7 @@ def test_terminal_pin_verifies_against_the_stored_pin(
 def test_a_bad_wrap_is_the_one_pin_block_error_and_counts(
     core: Client, ktks: dict[str, key_pb.GetPublicKeyResponse]
 ) -> None:
-    pan = "6222029999999999990"
+    pan = "6222029999999999992"
     one = tdes_key()
     good = one_time(ktks["ktk-rsa"], one)
     tampered = pin_pb.OneTimeKey()

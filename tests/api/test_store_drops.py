@@ -19,7 +19,7 @@ from tests.api import independent as ind
 from tests.api.solo import solo_server
 
 PIN, PVKI = "4321", 1
-PANS = [f"40000000000{i:05d}" for i in range(8)]
+PANS = [ind.luhn_pan(f"4000000000{i:05d}") for i in range(8)]
 LOAD_SECONDS, EVERY = 8.0, 0.25
 
 

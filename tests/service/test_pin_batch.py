@@ -27,6 +27,7 @@ from hsmsvc.service import pin as uc
 from hsmsvc.service.attempts import principal_subject
 from hsmsvc.service.authz import Policy, Principal, Role
 from hsmsvc.service.context import AttemptLimits, Caller, Services
+from hsmsvc.service.cards import luhn_valid
 from hsmsvc.types import Algorithm, Exportability, KeyType, KeyUsage, ModeOfUse, PinBlockFormat
 from tests import pg
 from tests.hsm.components_env import LMK
@@ -121,7 +122,8 @@ def _answer(r: object) -> object:
 
 
 def _pan(i: int) -> str:
-    return f"40000012345{i:05d}"
+    body = f"40000012345{i:04d}"
+    return body + next(d for d in "0123456789" if luhn_valid(body + d))
 
 
 def test_a_card_repeated_in_a_batch_is_limited_as_in_single_calls(store: KeyStore, backend: SoftBackend) -> None:

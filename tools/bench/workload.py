@@ -34,7 +34,7 @@ from hsmsvc.v1 import types_pb2 as pb
 __all__ = ["Body", "Form", "Keys", "OPERATIONS", "Op", "PinKeys", "body", "frame", "make_keys", "messages"]
 
 PIN = "4321"
-PAN = "6222020000000012"
+PAN = "6222020000000015"
 ZONE = "bench"
 
 
