@@ -1,0 +1,186 @@
+"""Issue 27 item 2: a card's try counter follows what the cryptography binds.
+
+(Exact counts under concurrent guesses, an atomic reservation before evaluating, are not in
+yet: see the issue's closing note.) A real ``hsmsvc serve`` over mTLS with two worker
+processes (SO_REUSEPORT) on PostgreSQL;
+every PIN block and check value is made with pyca/cryptography (tests/api/independent.py).
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+import grpc
+import pytest
+
+from hsmsvc.hsm.backend import KeySpec
+from hsmsvc.hsm.soft import sealed
+from hsmsvc.hsm.soft.backend import SoftBackend
+from hsmsvc.keys.hierarchy import KeyManager
+from hsmsvc.keys.store import KeyStore
+from hsmsvc.types import Algorithm, KeyType, KeyUsage, ModeOfUse
+from hsmsvc.v1 import pin_service_pb2 as pin_pb
+from hsmsvc.v1 import types_pb2 as pb
+from hsmsvc_client import Client, ClientError, ClientTls
+from tests import pg
+from tests.api import independent as ind
+from tests.api.conftest import PASSPHRASE, POLICY, TABLE, _form, launch, stop
+from tools.bench.pki import ThrowawayCA
+
+PER_PAN = 3
+ATTEMPTS = f"\n[attempts]\nper_pan = {PER_PAN}\nper_principal = 100000\nwindow_seconds = 3600\n"
+PIN, WRONG = "2468", "1357"
+VDATA = "4012345678901234"
+
+
+@dataclass
+class Server:
+    keys: dict[str, bytes]
+    clients: list[Client]
+    """Each on its own connection, so the two workers each take some."""
+
+    @property
+    def core(self) -> Client:
+        return self.clients[0]
+
+
+@pytest.fixture(scope="module")
+def srv(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    d = tmp_path_factory.mktemp("cards")
+    ca = ThrowawayCA(d)
+    ident = ca.issue("core-banking")
+    cert = ca.issue("hsmsvc-server", server=True)
+    sealed_file = d / "lmk.sealed"
+    sealed_file.write_bytes(sealed.seal(Algorithm.AES_256, secrets.token_bytes(32), PASSPHRASE.encode(),
+                                        sealed.ScryptParams(log2_n=14)))
+    (d / "policy.toml").write_text(POLICY)
+    with pg.throwaway_db() as url:
+        backend = SoftBackend.from_sealed(sealed_file, PASSPHRASE.encode())
+        store = KeyStore(url, backend)
+        store.migrate()
+        km = KeyManager(store, backend, "test-setup")
+        E, C = ModeOfUse.ENCRYPT_DECRYPT, ModeOfUse.MAC_GENERATE_VERIFY
+        T2 = Algorithm.TDES_2KEY
+        keys = {
+            "zpk": _form(km, KeySpec("cards.zpk", 1, KeyType.ZPK, T2, KeyUsage.PIN_ENCRYPTION, E)),
+            "pvk-ibm": _form(km, KeySpec("cards.pvk-ibm", 1, KeyType.PVK, T2, KeyUsage.PIN_VERIFICATION_IBM3624,
+                                         C, decimalization_table=TABLE)),
+            "pvk-visa": _form(km, KeySpec("cards.pvk-visa", 1, KeyType.PVK, T2,
+                                          KeyUsage.PIN_VERIFICATION_VISA_PVV, C)),
+            "psk": _form(km, KeySpec("cards.psk", 1, KeyType.PSK, Algorithm.AES_256, KeyUsage.MAC_HMAC,
+                                     ModeOfUse.MAC_GENERATE_VERIFY)),
+        }
+        store.close()
+        backend.close()
+        proc, info = launch(d, url, sealed_file, cert, ca, ATTEMPTS, top="workers = 2\n")
+        tls = ClientTls(ca.ca_file, ident.cert, ident.key, "localhost")
+        clients = [Client(f"127.0.0.1:{info['port']}", tls, deadline=30.0, retries=0) for _ in range(8)]
+        try:
+            yield Server(keys, clients)
+        finally:
+            for c in clients:
+                c.close()
+            stop(proc, d / "server.log")
+
+
+def _card() -> str:
+    return ind.luhn_pan("4" + "".join(str(secrets.randbelow(10)) for _ in range(14)))
+
+
+def _answer(fn: Callable[[], bool]) -> str:
+    """``true``, ``false``, or the refusal's code and field."""
+    try:
+        return str(fn()).lower()
+    except ClientError as e:
+        return f"{e.code.name}:{e.details}"
+
+
+def _lock(fn: Callable[[str], bool]) -> None:
+    """Spend the card's failures with wrong PINs, and see the next one refused."""
+    for _ in range(PER_PAN):
+        assert fn(WRONG) is False
+    with pytest.raises(ClientError) as e:
+        fn(WRONG)
+    assert e.value.code is grpc.StatusCode.RESOURCE_EXHAUSTED and e.value.details.startswith("pan:")
+
+
+def _refused(fn: Callable[[], bool]) -> str:
+    with pytest.raises(ClientError) as e:
+        fn()
+    return f"{e.value.code.name}:{e.value.details}"
+
+
+def _pvv(s: Server, pan: str) -> Callable[[str, str], bool]:
+    pvv = ind.visa_pvv(s.keys["pvk-visa"], pan, 1, PIN)
+    return lambda pin, sent: s.core.verify_pin_pvv(
+        "cards.zpk", ind.tdes_ecb(s.keys["zpk"], ind.iso0(pin, sent)), sent, "cards.pvk-visa", 1, pvv)
+
+
+def test_a_prefixed_pan_or_changed_check_digit_reaches_the_same_counter(srv: Server) -> None:
+    pan = _card()
+    verify = _pvv(srv, pan)
+    _lock(lambda pin: verify(pin, pan))
+    # Format 0 binds only the 12 digits before the check digit, the PVV 11: every PAN below
+    # deciphers the block and computes the PVV as the card's own did (issue 27: 30 more guesses).
+    prefixed = ind.luhn_pan("9" + pan[:-1])
+    for other in (prefixed, ind.luhn_pan("12" + pan[:-1])):
+        assert other[-12:-1] == pan[-12:-1]
+        assert "RESOURCE_EXHAUSTED" in _refused(lambda: verify(WRONG, other))
+        assert "RESOURCE_EXHAUSTED" in _refused(lambda: verify(PIN, other))
+    # A changed check digit no longer names a PAN at all: refused before decryption.
+    bad = pan[:-1] + str((int(pan[-1]) + 1) % 10)
+    text = _refused(lambda: verify(PIN, bad))
+    assert text.startswith("INVALID_ARGUMENT:pan:")
+    # The right PIN after the lock is refused too.
+    assert "RESOURCE_EXHAUSTED" in _refused(lambda: verify(PIN, pan))
+
+
+def test_an_ibm3624_check_counts_against_the_pan_field(srv: Server) -> None:
+    pan = _card()
+    offset = ind.ibm3624_offset(srv.keys["pvk-ibm"], VDATA, TABLE, PIN)
+
+    def verify(pin: str, sent: str) -> bool:
+        return srv.core.verify_pin_offset("cards.zpk", ind.tdes_ecb(srv.keys["zpk"], ind.iso0(pin, sent)), sent,
+                                          "cards.pvk-ibm", VDATA, offset)
+
+    assert verify(PIN, pan)
+    _lock(lambda pin: verify(pin, pan))
+    assert "RESOURCE_EXHAUSTED" in _refused(lambda: verify(PIN, ind.luhn_pan("7" + pan[:-1])))
+    assert "RESOURCE_EXHAUSTED" in _refused(lambda: verify(PIN, pan))
+
+
+def _iso1(pin: str) -> bytes:
+    # Clause 9.3.3: control 1, length, PIN, random fill; no PAN.
+    fill = "".join(secrets.choice("0123456789ABCDEF") for _ in range(14 - len(pin)))
+    return bytes.fromhex(f"1{len(pin):X}{pin}{fill}")
+
+
+def test_format_1_against_a_stored_pin_counts_against_the_stored_account(srv: Server) -> None:
+    account = _card()
+    stored = ind.pin_digest(srv.keys["psk"], account, PIN)
+
+    def verify(pin: str, pan: str) -> bool:
+        return bool(srv.core.pins.VerifyPin(pin_pb.VerifyPinRequest(
+            key=pb.KeyRef(key_id="cards.zpk"), format=pb.PIN_BLOCK_FORMAT_ISO_1,
+            pin_block=ind.tdes_ecb(srv.keys["zpk"], _iso1(pin)), pan=pan,
+            stored=pin_pb.StoredPinCheck(psk=pb.KeyRef(key_id="cards.psk"), account=account,
+                                         method=pb.STORED_PIN_METHOD_DIGEST, stored_pin=stored))).verified)
+
+    assert verify(PIN, _card())
+    _lock(lambda pin: verify(pin, _card()))
+    # Issue 27: 20 guesses with random PANs were evaluated and the right PIN then verified.
+    for _ in range(20):
+        assert "RESOURCE_EXHAUSTED" in _refused(lambda: verify(WRONG, _card()))
+    assert "RESOURCE_EXHAUSTED" in _refused(lambda: verify(PIN, ""))
+    assert "RESOURCE_EXHAUSTED" in _refused(lambda: verify(PIN, _card()))
+
+
+def test_format_1_against_an_offset_without_a_pan_is_refused(srv: Server) -> None:
+    offset = ind.ibm3624_offset(srv.keys["pvk-ibm"], VDATA, TABLE, PIN)
+    for _ in range(12):  # issue 27: 12 of 12 evaluated, no card counter at all
+        text = _refused(lambda: srv.core.verify_pin_offset(
+            "cards.zpk", ind.tdes_ecb(srv.keys["zpk"], _iso1(WRONG)), "", "cards.pvk-ibm", VDATA, offset,
+            fmt=pb.PIN_BLOCK_FORMAT_ISO_1))
+        assert text.startswith("INVALID_ARGUMENT:pan:")
