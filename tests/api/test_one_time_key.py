@@ -93,7 +93,7 @@ def test_terminal_pin_verifies_against_the_stored_pin(
 
 
 def test_a_bad_wrap_is_the_one_pin_block_error_and_counts(
-    core: Client, ktks: dict[str, key_pb.GetPublicKeyResponse]
+    core: Client, ktks: dict[str, key_pb.GetPublicKeyResponse], keys: dict[str, bytes]
 ) -> None:
     pan = "6222029999999999992"
     one = tdes_key()
@@ -114,13 +114,13 @@ def test_a_bad_wrap_is_the_one_pin_block_error_and_counts(
         b = block if k is not good else ind.tdes_ecb(one, bytes.fromhex("0C1234FFFFFFFFFF"))
         code, msg = code_of(translate, k, b)
         assert (code, msg) == (StatusCode.INVALID_ARGUMENT, "pin_block: PIN block invalid")
-    # Three faults on this card: its next verification, even of the right PIN, is refused.
-    account = pan[:16]
-    check = pin_pb.StoredPinCheck(psk=pb.KeyRef(key_id="psk-digest"), account=account,
-                                  method=pb.STORED_PIN_METHOD_DIGEST, stored_pin=bytes(32))
+    # Three faults on this card (the PAN field the blocks bind): its next verification against
+    # that field, even of the right PIN, is refused.
+    check = pin_pb.Ibm3624Check(pvk=pb.KeyRef(key_id="pvk-ibm"), validation_data="1234567890123445",
+                                offset="0000")
     code, msg = code_of(core.pins.VerifyPin, pin_pb.VerifyPinRequest(
         one_time_key=one_time(ktks["ktk-sm2"], one), format=pb.PIN_BLOCK_FORMAT_ISO_0,
-        pin_block=block, pan=pan, stored=check))
+        pin_block=block, pan=pan, ibm3624=check))
     assert code is StatusCode.RESOURCE_EXHAUSTED and pan not in msg
 
 
