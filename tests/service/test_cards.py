@@ -1,0 +1,51 @@
+"""The Luhn check (ISO/IEC 7812-1 annex B) against an independent, digit-by-digit reference."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from hsmsvc.errors import InvalidInput
+from hsmsvc.service.cards import checked_pan, luhn_valid
+
+
+def reference_luhn(number: str) -> bool:
+    """The textbook algorithm, written here apart from hsmsvc: double every second digit from
+    the right, subtract 9 from a doubled digit over 9, and sum to a multiple of 10."""
+    if not number or not all("0" <= c <= "9" for c in number):
+        return False
+    total = 0
+    for i, c in enumerate(reversed(number)):
+        d = int(c)
+        if i % 2 == 1:
+            d *= 2
+            if d > 9:
+                d -= 9
+        total += d
+    return total % 10 == 0
+
+
+def test_published_examples() -> None:
+    # 79927398713: the worked example of the Wikipedia article "Luhn algorithm";
+    # 4012345678909 and 4111111111111111: the card networks' published test PANs.
+    for good in ("79927398713", "4012345678909", "4111111111111111"):
+        assert luhn_valid(good)
+    for bad in ("79927398710", "4012345678901", "4111111111111112", "", "12a4", "\u0661\u0662\u0663"):
+        assert not luhn_valid(bad)
+
+
+@given(st.text(alphabet="0123456789", min_size=1, max_size=19))
+def test_agrees_with_the_reference_on_digit_strings(number: str) -> None:
+    assert luhn_valid(number) == reference_luhn(number)
+
+
+@given(st.text(max_size=20))
+def test_agrees_with_the_reference_on_any_text(text: str) -> None:
+    assert luhn_valid(text) == reference_luhn(text)
+
+
+def test_checked_pan_refuses_a_bad_check_digit_before_anything_else() -> None:
+    assert checked_pan("4012345678909") == "4012345678909" and checked_pan(None) is None
+    with pytest.raises(InvalidInput, match="^pan: "):
+        checked_pan("4012345678901")
