@@ -25,6 +25,7 @@ from hsmsvc.crypto.pinblock import encode_iso0
 from hsmsvc.hsm.backend import Backend, KeySpec
 from hsmsvc.keys.hierarchy import KeyManager
 from hsmsvc.keys.store import KeyStore
+from hsmsvc.service.cards import luhn_valid
 from hsmsvc.types import Algorithm, Exportability, KeyType, KeyUsage, ModeOfUse, Padding, PinBlockFormat
 from hsmsvc.v1 import data_service_pb2 as dm
 from hsmsvc.v1 import mac_service_pb2 as mm
@@ -139,6 +140,11 @@ def frame(message: bytes) -> bytes:
 
 def _ref(key_id: str) -> pb.KeyRef:
     return pb.KeyRef(key_id=key_id)
+
+
+def _with_check_digit(body: str) -> str:
+    """``body`` and the Luhn check digit that makes it a PAN the server accepts (ISO/IEC 7812-1)."""
+    return next(body + d for d in "0123456789" if luhn_valid(body + d))
 
 
 def pin_block(keys: Keys, pan: str = PAN) -> bytes:
@@ -294,7 +300,7 @@ def _batch(op: Op, keys: Keys, n: int) -> Any:
     if op is Op.VERIFY_PIN:
         # n cards, each PIN stored under the PSK as the server stores it (format 0, account = PAN): a
         # card's attempt limit makes one card repeated a run of single checks, which no batch is for.
-        cards = [f"{PAN[:-7]}{i:06d}{PAN[-1]}" for i in range(n)]
+        cards = [_with_check_digit(f"{PAN[:-7]}{i:06d}") for i in range(n)]
         return pm.VerifyPinBatchRequest(
             key=_ref("bench.zpk-in"), format=pb.PIN_BLOCK_FORMAT_ISO_0,
             pin_blocks=b"".join(pin_block(keys, c) for c in cards), pans=cards, psk=_ref("bench.psk"),
