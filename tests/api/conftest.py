@@ -17,6 +17,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -138,6 +139,27 @@ class Env:
         c = Client(f"127.0.0.1:{self.port}", ClientTls(self.ca.ca_file, ident.cert, ident.key, "localhost"), **kw)
         self.clients.append(c)
         return c
+
+
+def seal_lmk(d: Path) -> Path:
+    """A fresh AES-256 LMK sealed under PASSPHRASE, as ``d/lmk.sealed``."""
+    sealed_file = d / "lmk.sealed"
+    sealed_file.write_bytes(sealed.seal(Algorithm.AES_256, secrets.token_bytes(32), PASSPHRASE.encode(),
+                                        sealed.ScryptParams(log2_n=14)))
+    return sealed_file
+
+
+@contextmanager
+def forming(url: str, sealed_file: Path) -> Iterator[KeyManager]:
+    """A key manager on ``url``'s store, migrated, for forming a test's keys before its server starts."""
+    backend = SoftBackend.from_sealed(sealed_file, PASSPHRASE.encode())
+    store = KeyStore(url, backend)
+    try:
+        store.migrate()
+        yield KeyManager(store, backend, "test-setup")
+    finally:
+        store.close()
+        backend.close()
 
 
 def _form(km: KeyManager, spec: KeySpec, legacy: frozenset[KeyType] = frozenset()) -> bytes:

@@ -16,17 +16,13 @@ import grpc
 import pytest
 
 from hsmsvc.hsm.backend import KeySpec
-from hsmsvc.hsm.soft import sealed
-from hsmsvc.hsm.soft.backend import SoftBackend
-from hsmsvc.keys.hierarchy import KeyManager
-from hsmsvc.keys.store import KeyStore
 from hsmsvc.types import Algorithm, KeyType, KeyUsage, ModeOfUse
 from hsmsvc.v1 import pin_service_pb2 as pin_pb
 from hsmsvc.v1 import types_pb2 as pb
 from hsmsvc_client import Client, ClientError, ClientTls
 from tests import pg
 from tests.api import independent as ind
-from tests.api.conftest import PASSPHRASE, POLICY, TABLE, _form, launch, stop
+from tests.api.conftest import POLICY, TABLE, _form, forming, launch, seal_lmk, stop
 from tools.bench.pki import ThrowawayCA
 
 PER_PAN = 3
@@ -52,28 +48,21 @@ def srv(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     ca = ThrowawayCA(d)
     ident = ca.issue("core-banking")
     cert = ca.issue("hsmsvc-server", server=True)
-    sealed_file = d / "lmk.sealed"
-    sealed_file.write_bytes(sealed.seal(Algorithm.AES_256, secrets.token_bytes(32), PASSPHRASE.encode(),
-                                        sealed.ScryptParams(log2_n=14)))
+    sealed_file = seal_lmk(d)
     (d / "policy.toml").write_text(POLICY)
     with pg.throwaway_db() as url:
-        backend = SoftBackend.from_sealed(sealed_file, PASSPHRASE.encode())
-        store = KeyStore(url, backend)
-        store.migrate()
-        km = KeyManager(store, backend, "test-setup")
-        E, C = ModeOfUse.ENCRYPT_DECRYPT, ModeOfUse.MAC_GENERATE_VERIFY
-        T2 = Algorithm.TDES_2KEY
-        keys = {
-            "zpk": _form(km, KeySpec("cards.zpk", 1, KeyType.ZPK, T2, KeyUsage.PIN_ENCRYPTION, E)),
-            "pvk-ibm": _form(km, KeySpec("cards.pvk-ibm", 1, KeyType.PVK, T2, KeyUsage.PIN_VERIFICATION_IBM3624,
-                                         C, decimalization_table=TABLE)),
-            "pvk-visa": _form(km, KeySpec("cards.pvk-visa", 1, KeyType.PVK, T2,
-                                          KeyUsage.PIN_VERIFICATION_VISA_PVV, C)),
-            "psk": _form(km, KeySpec("cards.psk", 1, KeyType.PSK, Algorithm.AES_256, KeyUsage.MAC_HMAC,
-                                     ModeOfUse.MAC_GENERATE_VERIFY)),
-        }
-        store.close()
-        backend.close()
+        with forming(url, sealed_file) as km:
+            E, C = ModeOfUse.ENCRYPT_DECRYPT, ModeOfUse.MAC_GENERATE_VERIFY
+            T2 = Algorithm.TDES_2KEY
+            keys = {
+                "zpk": _form(km, KeySpec("cards.zpk", 1, KeyType.ZPK, T2, KeyUsage.PIN_ENCRYPTION, E)),
+                "pvk-ibm": _form(km, KeySpec("cards.pvk-ibm", 1, KeyType.PVK, T2, KeyUsage.PIN_VERIFICATION_IBM3624,
+                                             C, decimalization_table=TABLE)),
+                "pvk-visa": _form(km, KeySpec("cards.pvk-visa", 1, KeyType.PVK, T2,
+                                              KeyUsage.PIN_VERIFICATION_VISA_PVV, C)),
+                "psk": _form(km, KeySpec("cards.psk", 1, KeyType.PSK, Algorithm.AES_256, KeyUsage.MAC_HMAC,
+                                         ModeOfUse.MAC_GENERATE_VERIFY)),
+            }
         proc, info = launch(d, url, sealed_file, cert, ca, ATTEMPTS, top="workers = 2\n")
         tls = ClientTls(ca.ca_file, ident.cert, ident.key, "localhost")
         clients = [Client(f"127.0.0.1:{info['port']}", tls, deadline=30.0, retries=0) for _ in range(8)]

@@ -15,17 +15,12 @@ import time
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from pathlib import Path
 
 import grpc
 import psycopg
 import pytest
 
 from hsmsvc.hsm.backend import KeySpec
-from hsmsvc.hsm.soft import sealed
-from hsmsvc.hsm.soft.backend import SoftBackend
-from hsmsvc.keys.hierarchy import KeyManager
-from hsmsvc.keys.store import KeyStore
 from hsmsvc.types import Algorithm, KeyType, KeyUsage, ModeOfUse
 from hsmsvc.v1 import key_service_pb2 as key_pb
 from hsmsvc.v1 import key_sync_service_pb2 as ks
@@ -34,7 +29,7 @@ from hsmsvc.v1 import types_pb2 as pb
 from hsmsvc_client import Client, ClientError
 from tests import pg
 from tests.api import independent as ind
-from tests.api.conftest import PASSPHRASE, POLICY, _form, launch, stop, template
+from tests.api.conftest import POLICY, _form, forming, launch, seal_lmk, stop, template
 from tools.bench.pki import ThrowawayCA
 
 PAN = "4012345678909"
@@ -68,24 +63,17 @@ def srv(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     ca = ThrowawayCA(d)
     ids = {n: ca.issue(n) for n in ("core-banking", "key-manager", "batch-job")}
     cert = ca.issue("hsmsvc-server", server=True)
-    sealed_file = d / "lmk.sealed"
-    sealed_file.write_bytes(sealed.seal(Algorithm.AES_256, secrets.token_bytes(32), PASSPHRASE.encode(),
-                                        sealed.ScryptParams(log2_n=14)))
+    sealed_file = seal_lmk(d)
     (d / "policy.toml").write_text(POLICY + BATCH_JOB)
     (d / "peer").mkdir()
     (d / "peer" / "policy.toml").write_text(POLICY)
     with pg.throwaway_db() as url, pg.throwaway_db() as peer_url:
         peer, peer_info = launch(d / "peer", peer_url, sealed_file, cert, ca)
-        backend = SoftBackend.from_sealed(sealed_file, PASSPHRASE.encode())
-        store = KeyStore(url, backend)
-        store.migrate()
-        km = KeyManager(store, backend, "test-setup")
-        E = ModeOfUse.ENCRYPT_DECRYPT
-        tpk = _form(km, KeySpec("iso.tpk", 1, KeyType.TPK, Algorithm.TDES_2KEY, KeyUsage.PIN_ENCRYPTION, E))
-        zpk = _form(km, KeySpec("iso.zpk", 1, KeyType.ZPK, Algorithm.TDES_2KEY, KeyUsage.PIN_ENCRYPTION, E))
-        _form(km, KeySpec("zmk-iso", 1, KeyType.ZMK, Algorithm.AES_128, KeyUsage.KBPK, E, zone=ZONE))
-        store.close()
-        backend.close()
+        with forming(url, sealed_file) as km:
+            E = ModeOfUse.ENCRYPT_DECRYPT
+            tpk = _form(km, KeySpec("iso.tpk", 1, KeyType.TPK, Algorithm.TDES_2KEY, KeyUsage.PIN_ENCRYPTION, E))
+            zpk = _form(km, KeySpec("iso.zpk", 1, KeyType.ZPK, Algorithm.TDES_2KEY, KeyUsage.PIN_ENCRYPTION, E))
+            _form(km, KeySpec("zmk-iso", 1, KeyType.ZMK, Algorithm.AES_128, KeyUsage.KBPK, E, zone=ZONE))
         peers = f'\n[peers.{ZONE}]\naddress = "127.0.0.1:{peer_info["port"]}"\nserver_name = "localhost"\n'
         proc, info = launch(d, url, sealed_file, cert, ca, ATTEMPTS + peers, top=SETTINGS)
 

@@ -10,7 +10,6 @@ key that does not exist. PIN answers are checked with pyca/cryptography.
 
 from __future__ import annotations
 
-import secrets
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -20,10 +19,6 @@ import pytest
 
 from hsmsvc.errors import InvalidInput
 from hsmsvc.hsm.backend import KeySpec
-from hsmsvc.hsm.soft import sealed
-from hsmsvc.hsm.soft.backend import SoftBackend
-from hsmsvc.keys.hierarchy import KeyManager
-from hsmsvc.keys.store import KeyStore
 from hsmsvc.service.authz import Policy
 from hsmsvc.types import Algorithm, KeyType, KeyUsage, ModeOfUse
 from hsmsvc.v1 import ceremony_service_pb2 as cer_pb
@@ -34,7 +29,7 @@ from hsmsvc.v1 import types_pb2 as pb
 from hsmsvc_client import Client, ClientError, ClientTls
 from tests import pg
 from tests.api import independent as ind
-from tests.api.conftest import ATTEMPTS, PASSPHRASE, _form, code_of, launch, stop, template
+from tests.api.conftest import ATTEMPTS, _form, code_of, forming, launch, seal_lmk, stop, template
 from tools.bench.pki import ThrowawayCA
 
 PAN = "4012345678909"
@@ -82,30 +77,23 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
     ca = ThrowawayCA(d)
     ids = {n: ca.issue(n) for n in NAMES}
     cert = ca.issue("hsmsvc-server", server=True)
-    sealed_file = d / "lmk.sealed"
-    sealed_file.write_bytes(sealed.seal(Algorithm.AES_256, secrets.token_bytes(32), PASSPHRASE.encode(),
-                                        sealed.ScryptParams(log2_n=14)))
+    sealed_file = seal_lmk(d)
     (d / "policy.toml").write_text(POLICY)
     with pg.throwaway_db() as url:
-        backend = SoftBackend.from_sealed(sealed_file, PASSPHRASE.encode())
-        store = KeyStore(url, backend)
-        store.migrate()
-        km = KeyManager(store, backend, "test-setup")
-        clear: dict[str, bytes] = {}
-        for zone in ("branch-0001", "branch-0002"):
-            def form(name: str, kt: KeyType, alg: Algorithm, usage: KeyUsage, mode: ModeOfUse,
-                     legacy: frozenset[KeyType] = frozenset()) -> None:
-                kid = f"{zone}.{name}"
-                clear[kid] = _form(km, KeySpec(kid, 1, kt, alg, usage, mode, zone=zone), legacy)
-            form("zmk", KeyType.ZMK, Algorithm.AES_256, KeyUsage.KEK, E, frozenset({KeyType.ZPK}))
-            form("tmk", KeyType.TMK, Algorithm.TDES_3KEY, KeyUsage.KEK, E, frozenset({KeyType.TPK, KeyType.TAK}))
-            form("tpk", KeyType.TPK, T2, KeyUsage.PIN_ENCRYPTION, E)
-            form("zpk", KeyType.ZPK, T2, KeyUsage.PIN_ENCRYPTION, E)
-            form("pvk", KeyType.PVK, T2, KeyUsage.PIN_VERIFICATION_VISA_PVV, G)
-            form("mak", KeyType.MAK, T2, KeyUsage.MAC_ISO9797_ALG3, G)
-            form("dek", KeyType.DEK, Algorithm.AES_256, KeyUsage.DATA, E)
-        store.close()
-        backend.close()
+        with forming(url, sealed_file) as km:
+            clear: dict[str, bytes] = {}
+            for zone in ("branch-0001", "branch-0002"):
+                def form(name: str, kt: KeyType, alg: Algorithm, usage: KeyUsage, mode: ModeOfUse,
+                         legacy: frozenset[KeyType] = frozenset()) -> None:
+                    kid = f"{zone}.{name}"
+                    clear[kid] = _form(km, KeySpec(kid, 1, kt, alg, usage, mode, zone=zone), legacy)
+                form("zmk", KeyType.ZMK, Algorithm.AES_256, KeyUsage.KEK, E, frozenset({KeyType.ZPK}))
+                form("tmk", KeyType.TMK, Algorithm.TDES_3KEY, KeyUsage.KEK, E, frozenset({KeyType.TPK, KeyType.TAK}))
+                form("tpk", KeyType.TPK, T2, KeyUsage.PIN_ENCRYPTION, E)
+                form("zpk", KeyType.ZPK, T2, KeyUsage.PIN_ENCRYPTION, E)
+                form("pvk", KeyType.PVK, T2, KeyUsage.PIN_VERIFICATION_VISA_PVV, G)
+                form("mak", KeyType.MAK, T2, KeyUsage.MAC_ISO9797_ALG3, G)
+                form("dek", KeyType.DEK, Algorithm.AES_256, KeyUsage.DATA, E)
         proc, info = launch(d, url, sealed_file, cert, ca, ATTEMPTS)
         clients = {n: Client(f"127.0.0.1:{info['port']}", ClientTls(ca.ca_file, i.cert, i.key, "localhost"),
                              deadline=30.0, retries=0) for n, i in ids.items()}

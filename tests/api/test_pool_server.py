@@ -24,17 +24,11 @@ from pathlib import Path
 import pytest
 
 from hsmsvc.hsm.backend import KeySpec
-from hsmsvc.hsm.soft import sealed
-from hsmsvc.hsm.soft.backend import SoftBackend
-from hsmsvc.keys.hierarchy import KeyManager
-from hsmsvc.keys.store import KeyStore
 from hsmsvc.types import Algorithm, KeyType, KeyUsage, ModeOfUse
-from hsmsvc.v1 import pin_service_pb2 as pin_pb
-from hsmsvc.v1 import types_pb2 as pb
 from hsmsvc_client import Client, ClientError, ClientTls
 from tests import pg
 from tests.api import independent as ind
-from tests.api.conftest import PASSPHRASE, POLICY, TABLE, _form, launch, stop
+from tests.api.conftest import POLICY, TABLE, _form, forming, launch, seal_lmk, stop
 from tools.bench.pki import ThrowawayCA
 
 TIMEOUT = 1.0
@@ -54,26 +48,19 @@ def srv(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PoolServer]:
     d = tmp_path_factory.mktemp("pool-server")
     ca = ThrowawayCA(d)
     cert = ca.issue("hsmsvc-server", server=True)
-    sealed_file = d / "lmk.sealed"
-    sealed_file.write_bytes(sealed.seal(Algorithm.AES_256, secrets.token_bytes(32), PASSPHRASE.encode(),
-                                        sealed.ScryptParams(log2_n=14)))
+    sealed_file = seal_lmk(d)
     (d / "policy.toml").write_text(POLICY)
     member = f'[[backend.members]]\nsealed_lmk = "{sealed_file}"\npassphrase_env = "HSMSVC_TEST_LMK_PASSPHRASE"\n'
     backend_toml = (f'\n[backend]\nkind = "pool"\ncall_timeout = {TIMEOUT}\nhealth_interval = 0.2\n'
                     + member + member)
     attempts = "\n[attempts]\nper_pan = 3\nper_principal = 1000000\nwindow_seconds = 3600\n"
     with pg.throwaway_db() as url:
-        backend = SoftBackend.from_sealed(sealed_file, PASSPHRASE.encode())
-        store = KeyStore(url, backend)
-        store.migrate()
-        km = KeyManager(store, backend, "test-setup")
-        E, C = ModeOfUse.ENCRYPT_DECRYPT, ModeOfUse.MAC_GENERATE_VERIFY
-        tpk = _form(km, KeySpec("pool.tpk", 1, KeyType.TPK, Algorithm.TDES_2KEY, KeyUsage.PIN_ENCRYPTION, E))
-        zpk = _form(km, KeySpec("pool.zpk", 1, KeyType.ZPK, Algorithm.TDES_2KEY, KeyUsage.PIN_ENCRYPTION, E))
-        pvk = _form(km, KeySpec("pool.pvk", 1, KeyType.PVK, Algorithm.TDES_2KEY,
-                                KeyUsage.PIN_VERIFICATION_IBM3624, C, decimalization_table=TABLE))
-        store.close()
-        backend.close()
+        with forming(url, sealed_file) as km:
+            E, C = ModeOfUse.ENCRYPT_DECRYPT, ModeOfUse.MAC_GENERATE_VERIFY
+            tpk = _form(km, KeySpec("pool.tpk", 1, KeyType.TPK, Algorithm.TDES_2KEY, KeyUsage.PIN_ENCRYPTION, E))
+            zpk = _form(km, KeySpec("pool.zpk", 1, KeyType.ZPK, Algorithm.TDES_2KEY, KeyUsage.PIN_ENCRYPTION, E))
+            pvk = _form(km, KeySpec("pool.pvk", 1, KeyType.PVK, Algorithm.TDES_2KEY,
+                                    KeyUsage.PIN_VERIFICATION_IBM3624, C, decimalization_table=TABLE))
         proc, info = launch(d, url, sealed_file, cert, ca, attempts, backend=backend_toml)
         s = PoolServer(proc, tpk, zpk, pvk)
         ident = ca.issue("core-banking")
