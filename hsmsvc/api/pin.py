@@ -12,6 +12,7 @@ from hsmsvc.api.status import Observed, rpc, stream_rpc
 from hsmsvc.errors import HsmsvcError, InvalidInput
 from hsmsvc.hsm.backend import StoredPin, StoredPinMethod
 from hsmsvc.keys.model import KeyRef
+from hsmsvc.service import issuance, storedpins
 from hsmsvc.service import pin as uc
 from hsmsvc.service.context import Caller, Services
 from hsmsvc.v1 import pin_service_pb2 as m
@@ -187,7 +188,7 @@ class PinServicer(g.PinServiceServicer):
         if r.validation_data:
             # Deprecated field: caller-chosen validation data made offsets a PIN oracle (issue 27).
             raise InvalidInput("validation_data", "must be empty: the validation data is the PAN's")
-        offset = uc.generate_offset(
+        offset = issuance.generate_offset(
             self.s, c, key=cv.key_ref(r.key, "key", r.HasField("key")), fmt=cv.PIN_FORMAT.get(r.format, "format"),
             pin_block=bytes(r.pin_block), pan=_required_pan(r.pan, "an offset"),
             pvk=cv.key_ref(r.pvk, "pvk", r.HasField("pvk")),
@@ -196,7 +197,7 @@ class PinServicer(g.PinServiceServicer):
 
     @rpc("PinService.GeneratePvv")
     def GeneratePvv(self, r: m.GeneratePvvRequest, c: Caller) -> m.GeneratePvvResponse:
-        pvv = uc.generate_pvv(
+        pvv = issuance.generate_pvv(
             self.s, c, key=cv.key_ref(r.key, "key", r.HasField("key")), fmt=cv.PIN_FORMAT.get(r.format, "format"),
             pin_block=bytes(r.pin_block), pan=_required_pan(r.pan, "a PVV"),
             pvk=cv.key_ref(r.pvk, "pvk", r.HasField("pvk")), pvki=r.pvki,
@@ -207,7 +208,7 @@ class PinServicer(g.PinServiceServicer):
     def ReEncryptStoredPins(self, r: m.ReEncryptStoredPinsRequest, c: Caller) -> m.ReEncryptStoredPinsResponse:
         accounts = _accounts(r.accounts)
         pins = split_even(bytes(r.stored_pins), len(accounts), "stored_pins")
-        results, version = uc.reencrypt_stored_pins(self.s, c, *_psks(r), accounts, pins)
+        results, version = storedpins.reencrypt_stored_pins(self.s, c, *_psks(r), accounts, pins)
         width = max((len(x) for x in results if isinstance(x, bytes)), default=len(pins[0]))
         out, errs = bytearray(), []
         for i, res in enumerate(results):
@@ -222,7 +223,7 @@ class PinServicer(g.PinServiceServicer):
     def CompareStoredPins(self, r: m.CompareStoredPinsRequest, c: Caller) -> m.CompareStoredPinsResponse:
         accounts = _accounts(r.accounts)
         old_psk, new_psk = _psks(r)
-        same = uc.compare_stored_pins(
+        same = storedpins.compare_stored_pins(
             self.s, c, old_psk=old_psk, new_psk=new_psk, accounts=accounts,
             old_stored=split_even(bytes(r.old_stored_pins), len(accounts), "old_stored_pins"),
             new_stored=split_even(bytes(r.new_stored_pins), len(accounts), "new_stored_pins"),

@@ -1,4 +1,7 @@
-"""PIN use cases (ISO 9564-1, ANSI X9.8): translate, verify, store, issue.
+"""PIN use cases (ISO 9564-1, ANSI X9.8): translate, verify, store.
+
+Issuance (offsets, PVVs) is in ``service/issuance.py`` and the batch moves of stored
+PINs in ``service/storedpins.py``: separate duties, separate roles (``docs/architecture.md``).
 
 A clear PIN never reaches this layer: every step runs in the backend on PIN
 blocks under keys. What this layer adds is policy: who may use which key,
@@ -36,10 +39,7 @@ __all__ = [
     "TranslateRoute",
     "change_stored_pin",
     "encrypt_pin_for_storage",
-    "generate_offset",
-    "generate_pvv",
-    "reencrypt_stored_pins",
-    "compare_stored_pins",
+    "psk_operation",
     "route_current",
     "route_translation",
     "translate_routed",
@@ -115,7 +115,8 @@ def _source(s: Services, caller: Caller, source: PinSource, field: str) -> tuple
     return k, k.cryptogram
 
 
-def _psk_op(key: StoredKey) -> Operation:
+def psk_operation(key: StoredKey) -> Operation:
+    """What a PSK is used for: enciphering stored PINs, or digesting them."""
     usage = key.cryptogram.spec.usage
     return Operation.PIN_STORE_ENCRYPT if usage is KeyUsage.PIN_ENCRYPTION else Operation.PIN_STORE_DIGEST
 
@@ -275,7 +276,7 @@ def verify_pin(
     b = s.backend
     try:
         if isinstance(check, StoredPinCheck):
-            psk = s.key(caller, check.psk, _psk_op, "psk")
+            psk = s.key(caller, check.psk, psk_operation, "psk")
             b.verify_pin_stored(pin_block, pk, fmt, pan, psk.cryptogram, check.account, check.stored)
         elif isinstance(check, OffsetCheck):
             pvk = s.key(caller, check.pvk, Operation.PIN_VERIFY_IBM3624, "pvk")
@@ -321,7 +322,7 @@ def verify_pin_batch(
     if not n == len(pans) == len(accounts) == len(stored):
         raise InvalidInput("pans", "one PAN, account and stored PIN per PIN block")
     k = s.key(caller, key, Operation.PIN_DECRYPT)
-    p = s.key(caller, psk, _psk_op, "psk")
+    p = s.key(caller, psk, psk_operation, "psk")
     bad = refused_pans(pans)  # answered alone, never deciphered
     # Each counted under its stored record's account; None for a malformed one: the backend names it.
     guards = AttemptGuard.for_cards(s, caller, accounts)
@@ -406,7 +407,7 @@ def encrypt_pin_for_storage(
     checked_pan(pan)
     guard.check_principal()
     k = s.key(caller, key, Operation.PIN_DECRYPT)
-    p = s.key(caller, psk, _psk_op, "psk")
+    p = s.key(caller, psk, psk_operation, "psk")
     try:
         stored = s.backend.encrypt_pin_for_storage(pin_block, k.cryptogram, fmt, pan, p.cryptogram, account)
     except InvalidPinBlock:
@@ -430,126 +431,3 @@ def change_stored_pin(
     if not verify_pin(s, caller, key, fmt, old_pin_block, pan, check):
         return None, 0
     return encrypt_pin_for_storage(s, caller, key, fmt, new_pin_block, pan, check.psk, check.account)
-
-
-def generate_offset(
-    s: Services,
-    caller: Caller,
-    *,
-    key: KeyRef,
-    fmt: PinBlockFormat,
-    pin_block: bytes,
-    pan: str,
-    pvk: KeyRef,
-) -> str:
-    """IBM 3624 offset for a customer-selected PIN (issuance, not a use path).
-
-    The validation data is :func:`hsmsvc.crypto.ibm3624.pan_validation_data` of the
-    PAN, never the caller's: with data of its choosing, the offsets of a captured
-    block and of a known-PIN block give the captured PIN by digit arithmetic.
-    """
-    guard = _issuance_guard(s, caller, pan)
-    k = s.key(caller, key, Operation.PIN_DECRYPT)
-    v = s.key(caller, pvk, Operation.PIN_GENERATE_IBM3624, "pvk")
-    try:
-        return s.backend.generate_pin_offset(pin_block, k.cryptogram, fmt, pan, v.cryptogram,
-                                             ibm3624.pan_validation_data(pan))
-    finally:
-        guard.failed(k.key_id, k.version, "generate")
-
-
-def generate_pvv(
-    s: Services,
-    caller: Caller,
-    *,
-    key: KeyRef,
-    fmt: PinBlockFormat,
-    pin_block: bytes,
-    pan: str,
-    pvk: KeyRef,
-    pvki: int,
-) -> str:
-    """Visa PVV for a customer-selected PIN (issuance, not a use path); the TSP is the PAN's."""
-    guard = _issuance_guard(s, caller, pan)
-    k = s.key(caller, key, Operation.PIN_DECRYPT)
-    v = s.key(caller, pvk, Operation.PIN_GENERATE_PVV, "pvk")
-    try:
-        return s.backend.generate_pvv(pin_block, k.cryptogram, fmt, pan, v.cryptogram, pvki)
-    finally:
-        guard.failed(k.key_id, k.version, "generate")
-
-
-def _issuance_guard(s: Services, caller: Caller, pan: str) -> AttemptGuard:
-    """Both limits, checked before the block is touched.
-
-    Every generation, answered or not, is then counted as one attempt against the
-    card and the principal (:meth:`AttemptGuard.failed`): an answer is PIN-derived
-    data, so it is spent like a guess, and a card gets at most ``per_pan`` per window.
-    """
-    ibm3624.pan_validation_data(pan)  # a malformed PAN is named before any counter
-    guard = AttemptGuard(s, caller, pan)
-    guard.check()
-    return guard
-
-
-def reencrypt_stored_pins(
-    s: Services,
-    caller: Caller,
-    old_psk: KeyRef,
-    new_psk: KeyRef,
-    accounts: Sequence[str],
-    stored: Sequence[bytes],
-) -> tuple[list[bytes | HsmsvcError], int]:
-    """Move enciphered stored PINs to another PSK, enciphering or digest (the batch tool's remote path)."""
-    if len(accounts) != len(stored):
-        raise InvalidInput("accounts", "one per stored PIN")
-    old = s.key(caller, old_psk, _psk_op, "old_psk")
-    new = s.key(caller, new_psk, _psk_op, "new_psk")
-    moved = s.backend.reencrypt_stored_pins(old.cryptogram, new.cryptogram, list(zip(stored, accounts)))
-    s.observer.key_used(new, sum(1 for r in moved if r is not None))
-    # One answer for every refused row, as for a single PIN: no oracle.
-    return [InvalidInput("stored_pins", "not a stored PIN under the old PSK for its account") if r is None else r
-            for r in moved], new.version
-
-
-def compare_stored_pins(
-    s: Services,
-    caller: Caller,
-    *,
-    old_psk: KeyRef,
-    new_psk: KeyRef,
-    accounts: Sequence[str],
-    old_stored: Sequence[bytes],
-    new_stored: Sequence[bytes],
-) -> list[bool]:
-    """Whether each pair of stored PINs holds one PIN: the batch re-encryption's sample check.
-
-    Row *i* pairs account *i*'s value under the old PSK with its value under the new
-    one; nothing is compared across rows. The two PSKs must differ (the check is of
-    a move between keys). Each mismatch counts as one failure against the principal,
-    not the account: a mismatch means the job is wrong, which should not lock the
-    customer out. Rows go to the backend in runs of no more than the principal has
-    failures left; once it has none, the call is refused (AttemptsExceeded), the
-    mismatches so far counted.
-    """
-    if not len(accounts) == len(old_stored) == len(new_stored):
-        raise InvalidInput("accounts", "one per pair of stored PINs")
-    old = s.key(caller, old_psk, _psk_op, "old_psk")
-    new = s.key(caller, new_psk, _psk_op, "new_psk")
-    if old.key_id == new.key_id:
-        raise InvalidInput("new_psk", "a different PSK from old_psk")
-    out: list[bool] = []
-    n = len(accounts)
-    while len(out) < n:
-        left = failures_left(s, caller)
-        if left <= 0:
-            raise AttemptsExceeded("principal", "too many failed PIN checks; try later")
-        start, end = len(out), min(n, len(out) + left)
-        same = s.backend.compare_stored_pins(old.cryptogram, new.cryptogram,
-                                             list(zip(old_stored[start:end], new_stored[start:end],
-                                                      accounts[start:end])))
-        misses = sum(1 for x in same if not x)
-        if misses:
-            count_failures(s, caller, [None] * misses, key=new, what="compare")
-        out += same
-    return out
