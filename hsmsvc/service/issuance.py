@@ -8,10 +8,13 @@ and spend an attempt against the card and the principal each time
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from hsmsvc.crypto import ibm3624
 from hsmsvc.hsm.policy import Operation
 from hsmsvc.keys.model import KeyRef
 from hsmsvc.service.attempts import AttemptGuard
+from hsmsvc.service.cards import checked_pan, pan_field, pvv_digits
 from hsmsvc.service.context import Caller, Services
 from hsmsvc.types import PinBlockFormat
 
@@ -34,7 +37,7 @@ def generate_offset(
     PAN, never the caller's: with data of its choosing, the offsets of a captured
     block and of a known-PIN block give the captured PIN by digit arithmetic.
     """
-    guard = _issuance_guard(s, caller, pan)
+    guard = _issuance_guard(s, caller, pan, pan_field)
     k = s.key(caller, key, Operation.PIN_DECRYPT)
     v = s.key(caller, pvk, Operation.PIN_GENERATE_IBM3624, "pvk")
     try:
@@ -56,7 +59,7 @@ def generate_pvv(
     pvki: int,
 ) -> str:
     """Visa PVV for a customer-selected PIN (issuance, not a use path); the TSP is the PAN's."""
-    guard = _issuance_guard(s, caller, pan)
+    guard = _issuance_guard(s, caller, pan, pvv_digits)
     k = s.key(caller, key, Operation.PIN_DECRYPT)
     v = s.key(caller, pvk, Operation.PIN_GENERATE_PVV, "pvk")
     try:
@@ -65,14 +68,18 @@ def generate_pvv(
         guard.failed(k.key_id, k.version, "generate")
 
 
-def _issuance_guard(s: Services, caller: Caller, pan: str) -> AttemptGuard:
+def _issuance_guard(s: Services, caller: Caller, pan: str, bound: Callable[[str], str]) -> AttemptGuard:
     """Both limits, checked before the block is touched.
 
     Every generation, answered or not, is then counted as one attempt against the
     card and the principal (:meth:`AttemptGuard.failed`): an answer is PIN-derived
     data, so it is spent like a guess, and a card gets at most ``per_pan`` per window.
+    The card is counted under the digits the result binds (``bound``: the PAN field
+    for an offset, the PVV's 11 digits), as its verification is, so a prefixed PAN
+    or another check digit reaches the same counter.
     """
+    checked_pan(pan)  # Luhn, before any counter or decryption
     ibm3624.pan_validation_data(pan)  # a malformed PAN is named before any counter
-    guard = AttemptGuard(s, caller, pan)
+    guard = AttemptGuard(s, caller, bound(pan), pan=pan)
     guard.check()
     return guard

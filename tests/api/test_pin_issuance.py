@@ -92,14 +92,18 @@ def test_every_generation_counts_against_card_and_principal(server: Env, keys: d
     before = _audit_rows(server, "pin-issuer", "pin.generate.failed")
     pvv = issuer.pins.GeneratePvv(_pvv_request(keys, "4321", pan)).pvv
     assert pvv == ind.visa_pvv(keys["pvk-visa"], pan, 1, "4321")
-    for pin in ("1111", "2222"):
+    # An offset counts under the PAN field, as its verification does; a PVV under its 11 digits.
+    for pin in ("1111", "2222", "3333"):
         issuer.pins.GeneratePinOffset(_offset_request(keys, pin, pan))
-    # per_pan = 3: the fourth generation for this card in the window is refused before decryption.
-    assert code_of(issuer.pins.GeneratePinOffset, _offset_request(keys, "3333", pan)) == (
-        StatusCode.RESOURCE_EXHAUSTED, "pan: too many failed PIN checks for this card")
-    assert code_of(issuer.pins.GeneratePvv, _pvv_request(keys, "3333", pan))[0] is StatusCode.RESOURCE_EXHAUSTED
+    # per_pan = 3: the fourth offset for this card in the window is refused before decryption,
+    # and so is one for a prefixed PAN: the same 12 digits, so the same card.
+    refused = (StatusCode.RESOURCE_EXHAUSTED, "pan: too many failed PIN checks for this card")
+    assert code_of(issuer.pins.GeneratePinOffset, _offset_request(keys, "4444", pan)) == refused
+    prefixed = ind.luhn_pan("9" + pan[:-1])
+    assert prefixed[-13:-1] == pan[-13:-1]
+    assert code_of(issuer.pins.GeneratePinOffset, _offset_request(keys, "4444", prefixed)) == refused
     # Each answered generation is one counted attempt, audited under the issuer.
-    assert _audit_rows(server, "pin-issuer", "pin.generate.failed") == before + 3
+    assert _audit_rows(server, "pin-issuer", "pin.generate.failed") == before + 4
 
 
 def test_policy_refuses_an_issuer_or_reencryptor_that_operates() -> None:
