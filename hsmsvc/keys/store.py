@@ -15,7 +15,7 @@ import json
 import os
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
 from importlib import resources
@@ -38,6 +38,7 @@ from hsmsvc.errors import (
     PermissionDenied,
 )
 from hsmsvc.hsm.backend import Backend, KeyCryptogram, KeySpec
+from hsmsvc.keys import attempts as _attempts
 from hsmsvc.keys import audit as _audit
 from hsmsvc.keys import faults
 from hsmsvc.keys.checkpoints import CheckpointSink, read_checkpoints
@@ -287,16 +288,22 @@ class KeyStore:
                     raise faults.unavailable(e, "commit" if committing else "write") from None
         raise AssertionError("not reached")
 
-    def _write(self, change: Any, ev: AuditEvent) -> Any:
-        """Run ``change(conn)`` and append ``ev`` in one transaction; retry a lost race."""
-        def work(conn: Connection) -> tuple[Any, tuple[int, str]]:
-            return change(conn), self._append(conn, ev)
+    def _write(self, change: Any, ev: AuditEvent | Callable[[Any], AuditEvent | None]) -> Any:
+        """Run ``change(conn)`` and append ``ev`` in one transaction; retry a lost race.
+
+        ``ev`` may be a function of what ``change`` returned, and ``None`` appends nothing.
+        """
+        def work(conn: Connection) -> tuple[Any, tuple[int, str] | None]:
+            result = change(conn)
+            e = ev if isinstance(ev, AuditEvent) else ev(result)
+            return result, None if e is None else self._append(conn, e)
 
         for _ in range(_RETRIES):
             try:
-                result, (seq, head) = self._transaction(work, conflicts=True)
+                result, appended = self._transaction(work, conflicts=True)
                 self.changes += 1
-                self._anchor(seq, head)
+                if appended is not None:
+                    self._anchor(*appended)
                 return result
             except IntegrityError as e:
                 text = str(e.orig).lower()
@@ -745,20 +752,56 @@ class KeyStore:
         now = _now()
 
         def change(conn: Connection) -> None:
+            held = self._held_counters(conn, counts)
             for subject, n in counts.items():
-                row = conn.execute(
-                    select(attempts_t).where(attempts_t.c.subject == subject).with_for_update()
-                ).first()
-                if row is None:
-                    conn.execute(attempts_t.insert().values(subject=subject, failures=n, window_start=now))
-                elif _utc(row.window_start) <= now - window:  # type: ignore[operator]
-                    conn.execute(update(attempts_t).where(attempts_t.c.subject == subject)
-                                 .values(failures=n, window_start=now))
-                else:
-                    conn.execute(update(attempts_t).where(attempts_t.c.subject == subject)
-                                 .values(failures=attempts_t.c.failures + n))
+                c = held.get(subject)
+                live = c is not None and c.start is not None and c.start > now - window
+                new = _attempts.Counter(c.failures + n, c.start) if live and c else _attempts.Counter(n, now)
+                self._put_counter(conn, subject, new, stored=c is not None)
 
         self._write(change, ev)
+
+    def settle_attempts(
+        self,
+        attempts: list[_attempts.Attempt],
+        *,
+        limits: dict[str, int],
+        window: timedelta,
+        audit: Callable[[_attempts.Settlement], AuditEvent],
+    ) -> _attempts.Settlement:
+        """Settle evaluated PIN checks against their counters in one transaction (:mod:`hsmsvc.keys.attempts`).
+
+        The rows are read FOR UPDATE (on SQLite the transaction holds the write lock from
+        BEGIN), so two settlements of one counter never both see it below its limit; two
+        first failures of one subject collide on its key and the loser runs again. The audit
+        row ``audit(settlement)`` is written in the same transaction when anything was counted.
+        """
+        def change(conn: Connection) -> _attempts.Settlement:
+            held = self._held_counters(conn, {s for a in attempts for s in a.subjects})
+            out = _attempts.settle(attempts, held, limits=limits, now=_now(), window=window)
+            for subject, c in out.counters.items():
+                self._put_counter(conn, subject, c, stored=subject in held)
+            return out
+
+        return self._write(change, lambda out: audit(out) if out.failures else None)  # type: ignore[no-any-return]
+
+    @staticmethod
+    def _held_counters(conn: Connection, subjects: Iterable[str]) -> dict[str, _attempts.Counter]:
+        # Sorted, so two transactions lock shared rows in one order and never deadlock.
+        rows = conn.execute(select(attempts_t).where(attempts_t.c.subject.in_(sorted(subjects)))
+                            .order_by(attempts_t.c.subject).with_for_update()).all()
+        return {r.subject: _attempts.Counter(int(r.failures), _utc(r.window_start)) for r in rows}
+
+    @staticmethod
+    def _put_counter(conn: Connection, subject: str, c: _attempts.Counter, *, stored: bool) -> None:
+        where = attempts_t.c.subject == subject
+        if not c.failures:
+            if stored:
+                conn.execute(delete(attempts_t).where(where))
+        elif stored:
+            conn.execute(update(attempts_t).where(where).values(failures=c.failures, window_start=c.start))
+        else:
+            conn.execute(attempts_t.insert().values(subject=subject, failures=c.failures, window_start=c.start))
 
     def clear_failures(self, subject: str) -> None:
         """A correct PIN resets its card's counter, as a card's PIN try counter does."""

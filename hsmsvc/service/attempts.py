@@ -6,6 +6,13 @@ failure is audited in the same transaction that counts it. A correct PIN
 clears its card's counter, as a card's PIN try counter is reset; the
 principal's counter only ages out, so a caller cannot hide a guessing run
 behind the odd success.
+
+The counts are exact across processes: a check reads its counters before the
+block is touched (refusing at once at a limit), and its outcome is released
+only once settled in the store (:mod:`hsmsvc.keys.attempts`), atomically with
+any other check of the same counters. A match whose counters read zero
+settles at that read and needs no write, so the usual verification costs one
+read, as before.
 """
 
 from __future__ import annotations
@@ -14,11 +21,14 @@ import time
 from collections.abc import Sequence
 
 from hsmsvc.errors import AttemptsExceeded, InvalidInput
+from hsmsvc.keys.attempts import Attempt, Settlement
 from hsmsvc.keys.model import AuditEvent, StoredKey
 from hsmsvc.redact import mask_pan
 from hsmsvc.service.context import Caller, Services
 
-__all__ = ["AttemptGuard", "check_principal", "count_failures", "failures_left", "principal_subject"]
+__all__ = [
+    "AttemptGuard", "check_principal", "count_failures", "failures_left", "principal_subject", "settle_checks",
+]
 
 
 def principal_subject(name: str) -> str:
@@ -40,7 +50,7 @@ class AttemptGuard:
         self._subjects = [principal_subject(caller.principal.name)]
         if pan_hash is not None:
             self._subjects.append("pan:" + pan_hash.hex())
-        self._had_failures = False
+        self._had_failures = True  # until a read shows otherwise
 
     @classmethod
     def for_cards(cls, services: Services, caller: Caller, pans: Sequence[str]) -> list[AttemptGuard | None]:
@@ -98,9 +108,29 @@ class AttemptGuard:
         )
         self._s.attempt_cache.pop(self._caller.principal.name, None)
 
-    def succeeded(self) -> None:
-        if self._had_failures:
-            self._s.store.clear_failures(self._subjects[1])
+    def settle(self, matched: bool, key: StoredKey, what: str) -> None:
+        """Release this check's outcome, or refuse it (AttemptsExceeded) past a limit.
+
+        A match whose counters :meth:`check` read below their limits, and its card's
+        at zero, needs nothing written: it takes effect at that read, before any
+        failure counted since. Anything else is settled in the store.
+        """
+        if matched and not self._had_failures:
+            return
+        out = settle_checks(self._s, self._caller, [self], [matched], key=key, what=what)
+        if not out.released[0]:
+            raise self.exceeded(out)
+
+    @property
+    def needs_settling(self) -> bool:
+        """Whether a match must still be settled (its card had failures when read)."""
+        return self._had_failures
+
+    def exceeded(self, out: Settlement, index: int = 0) -> AttemptsExceeded:
+        """The refusal of outcome ``index`` of ``out``: the card's limit if that is what refused it."""
+        if self.card is not None and out.limited_by[index] == self.card:
+            return AttemptsExceeded("pan", "too many failed PIN checks for this card")
+        return AttemptsExceeded("principal", "too many failed PIN checks; try later")
 
 
 def _guard_or_none(s: Services, caller: Caller, pan: str) -> AttemptGuard | None:
@@ -146,3 +176,31 @@ def count_failures(s: Services, caller: Caller, pans: Sequence[str | None], *, k
                    (("method", caller.method), ("failures", str(len(pans))), ("request_id", caller.request_id))),
     )
     s.attempt_cache.pop(name, None)
+
+
+def settle_checks(
+    s: Services,
+    caller: Caller,
+    guards: Sequence[AttemptGuard],
+    matched: Sequence[bool],
+    *,
+    key: StoredKey,
+    what: str,
+) -> Settlement:
+    """Settle evaluated checks, in order, in one store transaction with one audit row for what it counted."""
+    limits = s.limits
+    attempts = [Attempt(tuple(g.subjects), m, (g.card,) if g.card else ()) for g, m in zip(guards, matched)]
+    per = {x: limits.per_pan if x.startswith("pan:") else limits.per_principal for a in attempts for x in a.subjects}
+    detail: list[tuple[str, str]] = [("method", caller.method)]
+    if len(guards) == 1:
+        detail.append(("pan", mask_pan(guards[0]._pan)))
+
+    def audit(out: Settlement) -> AuditEvent:
+        return AuditEvent(caller.principal.name, f"pin.{what}.failed", key.key_id, key.version,
+                          (*detail, ("failures", str(out.failures)), ("refused", str(out.refused)),
+                           ("request_id", caller.request_id)))
+
+    out = s.store.settle_attempts(attempts, limits=per, window=limits.window, audit=audit)
+    if out.failures:
+        s.attempt_cache.pop(caller.principal.name, None)
+    return out

@@ -41,10 +41,13 @@ def generate_offset(
     k = s.key(caller, key, Operation.PIN_DECRYPT)
     v = s.key(caller, pvk, Operation.PIN_GENERATE_IBM3624, "pvk")
     try:
-        return s.backend.generate_pin_offset(pin_block, k.cryptogram, fmt, pan, v.cryptogram,
+        out = s.backend.generate_pin_offset(pin_block, k.cryptogram, fmt, pan, v.cryptogram,
                                              ibm3624.pan_validation_data(pan))
-    finally:
-        guard.failed(k.key_id, k.version, "generate")
+    except Exception:
+        guard.settle(False, k, "generate")
+        raise
+    guard.settle(False, k, "generate")
+    return out
 
 
 def generate_pvv(
@@ -63,17 +66,21 @@ def generate_pvv(
     k = s.key(caller, key, Operation.PIN_DECRYPT)
     v = s.key(caller, pvk, Operation.PIN_GENERATE_PVV, "pvk")
     try:
-        return s.backend.generate_pvv(pin_block, k.cryptogram, fmt, pan, v.cryptogram, pvki)
-    finally:
-        guard.failed(k.key_id, k.version, "generate")
+        out = s.backend.generate_pvv(pin_block, k.cryptogram, fmt, pan, v.cryptogram, pvki)
+    except Exception:
+        guard.settle(False, k, "generate")
+        raise
+    guard.settle(False, k, "generate")
+    return out
 
 
 def _issuance_guard(s: Services, caller: Caller, pan: str, bound: Callable[[str], str]) -> AttemptGuard:
     """Both limits, checked before the block is touched.
 
     Every generation, answered or not, is then counted as one attempt against the
-    card and the principal (:meth:`AttemptGuard.failed`): an answer is PIN-derived
-    data, so it is spent like a guess, and a card gets at most ``per_pan`` per window.
+    card and the principal and settled as a wrong guess is (:meth:`AttemptGuard.settle`):
+    an answer is PIN-derived data, so it is spent like a guess, and a card gets at most
+    ``per_pan`` answers per window, however many processes generate at once.
     The card is counted under the digits the result binds (``bound``: the PAN field
     for an offset, the PVV's 11 digits), as its verification is, so a prefixed PAN
     or another check digit reaches the same counter.

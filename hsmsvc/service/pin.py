@@ -24,7 +24,7 @@ from hsmsvc.errors import AttemptsExceeded, HsmsvcError, InvalidInput, InvalidPi
 from hsmsvc.hsm.backend import OneTimeKey, PinBatch, PinKey, PinTranslator, StoredPin
 from hsmsvc.hsm.policy import Operation
 from hsmsvc.keys.model import KeyRef, StoredKey
-from hsmsvc.service.attempts import AttemptGuard, check_principal, count_failures, failures_left, principal_subject
+from hsmsvc.service.attempts import AttemptGuard, check_principal, count_failures, failures_left, settle_checks
 from hsmsvc.service.cards import checked_pan, pan_field, pvv_digits, refused_pans
 from hsmsvc.service.context import Caller, Services
 from hsmsvc.types import Algorithm, KeyType, KeyUsage, PinBlockFormat
@@ -289,12 +289,12 @@ def verify_pin(
         else:
             raise InvalidInput("check", "a stored PIN, IBM 3624 offset or PVV check")
     except VerificationFailed:
-        guard.failed(k.key_id, k.version, "verify")
+        guard.settle(False, k, "verify")  # AttemptsExceeded past a limit: the answer is not released
         return False
     except InvalidPinBlock:
-        guard.failed(k.key_id, k.version, "verify")
+        guard.settle(False, k, "verify")
         raise
-    guard.succeeded()
+    guard.settle(True, k, "verify")
     s.observer.key_used(k)
     return True
 
@@ -312,11 +312,13 @@ def verify_pin_batch(
 ) -> list[bool | HsmsvcError]:
     """Check many PIN blocks against stored PINs under one PSK, with the answers one by one would give.
 
-    Keys are looked up once and every card's counter is read in one query.
-    The backend then checks runs of items together (:meth:`Backend.verify_pins_stored`).
-    A run holds each card at most once, and no more items than the principal
-    has failures left, so no outcome within a run could have refused a later
-    item of it; each run's outcomes are counted before the next run is formed.
+    Keys are looked up once and every card's counter is read in one query; an item
+    whose counters are at a limit is refused there, undeciphered. The rest go to the
+    backend in one call (:meth:`Backend.verify_pins_stored`), and their outcomes are
+    settled in order in one store transaction (:func:`settle_checks`), so an item
+    another item of the batch, or another process, took past a limit is refused as
+    it would have been one by one. A batch of matches on cards without failures
+    settles at the read and writes nothing.
     """
     n = len(pin_blocks)
     if not n == len(pans) == len(accounts) == len(stored):
@@ -327,69 +329,46 @@ def verify_pin_batch(
     # Each counted under its stored record's account; None for a malformed one: the backend names it.
     guards = AttemptGuard.for_cards(s, caller, accounts)
     counts = s.store.failures(sorted({x for g in guards if g for x in g.subjects}), s.limits.window)
-    principal = principal_subject(caller.principal.name)
-    cards = [g.card if g else None for g in guards]
-    out: list[bool | HsmsvcError] = []
-    i = 0
-    while i < n:
-        left = s.limits.per_principal - counts.get(principal, 0)
-        run: list[int] = []
-        seen: set[str] = set()
-        guarded = 0
-        for j in range(i, n):
-            if guards[j] is not None:
-                card = cards[j]
-                if (card is not None and card in seen) or (guarded and guarded >= left):
-                    break  # an outcome earlier in this run could change this item's answer
-                if card is not None:
-                    seen.add(card)
-                guarded += 1
-            run.append(j)
-        results = _verify_run(s, k, p, fmt, run, pin_blocks, pans, accounts, stored, guards, counts, bad)
-        for j, res in zip(run, results):
-            g, card = guards[j], cards[j]
-            if g is None or j in bad:
-                continue
-            if res is False or isinstance(res, InvalidPinBlock):
-                g.failed(k.key_id, k.version, "verify")
-                for x in g.subjects:
-                    counts[x] = counts.get(x, 0) + 1
-            elif res is True:
-                g.succeeded()
-                if card is not None:
-                    counts.pop(card, None)  # as the store's counter was cleared
-        out += results
-        i += len(run)
-    s.observer.key_used(k, sum(1 for r in out if r is True))
-    return out
-
-
-def _verify_run(
-    s: Services, k: StoredKey, p: StoredKey, fmt: PinBlockFormat, run: list[int], pin_blocks: Sequence[bytes],
-    pans: Sequence[str | None], accounts: Sequence[str], stored: Sequence[StoredPin],
-    guards: Sequence[AttemptGuard | None], counts: dict[str, int], bad: dict[int, InvalidInput],
-) -> list[bool | HsmsvcError]:
-    """One run of :func:`verify_pin_batch`: the items the attempt limits refuse are answered here,
-    the rest in one backend call."""
-    answers: dict[int, bool | HsmsvcError] = {}
+    out: list[bool | HsmsvcError] = [False] * n
     todo: list[int] = []
-    for j in run:
-        if j in bad:
-            answers[j] = bad[j]
-            continue
+    for j in range(n):
         g = guards[j]
+        if j in bad:
+            out[j] = bad[j]
+            continue
         if g is not None:
             try:
                 g.check_counts(counts)
             except AttemptsExceeded as e:
-                answers[j] = e
+                out[j] = e
                 continue
         todo.append(j)
     if todo:
-        answers.update(zip(todo, s.backend.verify_pins_stored(
+        results = s.backend.verify_pins_stored(
             b"".join([pin_blocks[j] for j in todo]), k.cryptogram, fmt, [pans[j] for j in todo], p.cryptogram,
-            [accounts[j] for j in todo], [stored[j] for j in todo])))
-    return [answers[j] for j in run]
+            [accounts[j] for j in todo], [stored[j] for j in todo])
+        out_todo = dict(zip(todo, results))
+        _settle_batch(s, caller, k, guards, out_todo)
+        for j, r in out_todo.items():
+            out[j] = r
+    s.observer.key_used(k, sum(1 for r in out if r is True))
+    return out
+
+
+def _settle_batch(s: Services, caller: Caller, k: StoredKey, guards: Sequence[AttemptGuard | None],
+                  results: dict[int, bool | HsmsvcError]) -> None:
+    """Settle a batch's evaluated outcomes; those refused at a limit become AttemptsExceeded in ``results``."""
+    checked: list[tuple[int, AttemptGuard, bool]] = []
+    for j, r in results.items():
+        g = guards[j]
+        if g is not None and (r is True or r is False or isinstance(r, InvalidPinBlock)):
+            checked.append((j, g, r is True))
+    if all(m and not g.needs_settling for _, g, m in checked):
+        return  # every one settled at the read
+    settled = settle_checks(s, caller, [g for _, g, _ in checked], [m for _, _, m in checked], key=k, what="verify")
+    for i, (j, g, _) in enumerate(checked):
+        if not settled.released[i]:
+            results[j] = g.exceeded(settled, i)
 
 
 def encrypt_pin_for_storage(

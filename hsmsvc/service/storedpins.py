@@ -11,7 +11,7 @@ from typing import Sequence
 
 from hsmsvc.errors import AttemptsExceeded, HsmsvcError, InvalidInput
 from hsmsvc.keys.model import KeyRef
-from hsmsvc.service.attempts import count_failures, failures_left
+from hsmsvc.service.attempts import AttemptGuard, failures_left, settle_checks
 from hsmsvc.service.context import Caller, Services
 from hsmsvc.service.pin import psk_operation
 
@@ -55,8 +55,9 @@ def compare_stored_pins(
     a move between keys). Each mismatch counts as one failure against the principal,
     not the account: a mismatch means the job is wrong, which should not lock the
     customer out. Rows go to the backend in runs of no more than the principal has
-    failures left; once it has none, the call is refused (AttemptsExceeded), the
-    mismatches so far counted.
+    failures left, and each run's mismatches are settled in the store (as a wrong PIN
+    is, :func:`settle_checks`); once one is past the limit, or the principal has no
+    failures left, the call is refused (AttemptsExceeded), the mismatches counted.
     """
     if not len(accounts) == len(old_stored) == len(new_stored):
         raise InvalidInput("accounts", "one per pair of stored PINs")
@@ -74,8 +75,9 @@ def compare_stored_pins(
         same = s.backend.compare_stored_pins(old.cryptogram, new.cryptogram,
                                              list(zip(old_stored[start:end], new_stored[start:end],
                                                       accounts[start:end])))
-        misses = sum(1 for x in same if not x)
-        if misses:
-            count_failures(s, caller, [None] * misses, key=new, what="compare")
+        if not all(same):
+            guards = [AttemptGuard(s, caller, None) for _ in same]
+            if not all(settle_checks(s, caller, guards, same, key=new, what="compare").released):
+                raise AttemptsExceeded("principal", "too many failed PIN checks; try later")
         out += same
     return out

@@ -6,6 +6,8 @@ limits per_pan 3 and per_principal 50); offsets and PVVs checked with pyca/crypt
 
 from __future__ import annotations
 
+import threading
+
 import grpc
 import pytest
 from sqlalchemy import create_engine, func, select
@@ -14,7 +16,7 @@ from hsmsvc.keys.schema import audit
 from hsmsvc.v1 import key_service_pb2 as key_pb
 from hsmsvc.v1 import pin_service_pb2 as pin_pb
 from hsmsvc.v1 import types_pb2 as pb
-from hsmsvc_client import Client
+from hsmsvc_client import Client, ClientError
 from tests.api import independent as ind
 from tests.api.conftest import TABLE, Env, code_of, template
 
@@ -105,6 +107,35 @@ def test_every_generation_counts_against_card_and_principal(server: Env, keys: d
     # Each answered generation is one counted attempt, audited under the issuer.
     assert _audit_rows(server, "pin-issuer", "pin.generate.failed") == before + 4
 
+
+
+def test_concurrent_generations_for_one_card_answer_exactly_the_limit(server: Env, keys: dict[str, bytes]) -> None:
+    """Each generation is settled in the store before its offset is answered, so a burst
+    of them for one card (across the server's transaction threads) yields per_pan offsets."""
+    issuer = server.client("pin-issuer")
+    pan = _luhn("400000161803398")
+    pins = [f"{1000 + 7 * i}" for i in range(12)]
+    got: list[object] = [None] * len(pins)
+    start = threading.Barrier(len(pins))
+
+    def one(i: int) -> None:
+        start.wait()
+        try:
+            got[i] = issuer.pins.GeneratePinOffset(_offset_request(keys, pins[i], pan)).offset
+        except ClientError as e:
+            got[i] = (e.code, e.details)
+
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(len(pins))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    answered = [i for i, g in enumerate(got) if isinstance(g, str)]
+    assert len(answered) == 3, got
+    refused = (StatusCode.RESOURCE_EXHAUSTED, "pan: too many failed PIN checks for this card")
+    assert all(got[i] == refused for i in range(len(pins)) if i not in answered), got
+    for i in answered:  # and each answer is the offset pyca computes for its PIN
+        assert got[i] == ind.ibm3624_offset(keys["pvk-ibm"], _vdata(pan), TABLE, pins[i])
 
 def test_policy_refuses_an_issuer_or_reencryptor_that_operates() -> None:
     from hsmsvc.errors import InvalidInput
