@@ -178,7 +178,12 @@ def _verify_pin(keys: Keys) -> pm.VerifyPinRequest:
     return pm.VerifyPinRequest(
         key=_ref("bench.zpk-in"), format=pb.PIN_BLOCK_FORMAT_ISO_0, pin_block=pin_block(keys), pan=PAN,
         stored=pm.StoredPinCheck(psk=_ref("bench.psk"), account=PAN, method=pb.STORED_PIN_METHOD_ENCRYPTED,
-                                 stored_pin=keys.stored_pin))
+                                 stored_pin=keys.stored_pin or _stored(keys, PAN)))
+
+
+def _stored(keys: Keys, account: str) -> bytes:
+    """A PIN stored under the PSK as the server stores it: format 0 with the account as PAN."""
+    return ecb_encrypt(Algorithm.TDES_2KEY, keys.psk, encode_iso0(PIN, account))
 
 
 def _generate_mac() -> mm.GenerateMacRequest:
@@ -305,7 +310,7 @@ def _batch(op: Op, keys: Keys, n: int) -> Any:
             key=_ref("bench.zpk-in"), format=pb.PIN_BLOCK_FORMAT_ISO_0,
             pin_blocks=b"".join(pin_block(keys, c) for c in cards), pans=cards, psk=_ref("bench.psk"),
             method=pb.STORED_PIN_METHOD_ENCRYPTED, accounts=cards,
-            stored_pins=b"".join(ecb_encrypt(Algorithm.TDES_2KEY, keys.psk, encode_iso0(PIN, c)) for c in cards))
+            stored_pins=b"".join(_stored(keys, c) for c in cards))
     if op is Op.GENERATE_MAC:
         g = _generate_mac()
         return mm.GenerateMacBatchRequest(key=g.key, algorithm=g.algorithm, padding=g.padding,
