@@ -18,7 +18,8 @@ from __future__ import annotations
 import re
 
 import secrets
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from itertools import repeat
 from typing import Final
 
@@ -437,40 +438,41 @@ def encipher(fmt: PinBlockFormat, cipher: EcbCipher, pin: str, pan: str | None) 
     return cipher.encrypt(encode(fmt, pin, p))
 
 
+@dataclass(frozen=True)
+class _Codec:
+    """A format's plain block (for ISO 4, the plain-text PIN field), given the PIN and the PAN it binds."""
+
+    encode: Callable[[str, str], bytes]
+    decode: Callable[[bytes, str], str]
+
+
+# Formats 1 and 2 bind no PAN (clause 9.3.3, 9.3.4): their codecs are given "" and ignore it.
+_CODECS: Final[Mapping[PinBlockFormat, _Codec]] = {
+    PinBlockFormat.ISO_0: _Codec(encode_iso0, decode_iso0),
+    PinBlockFormat.ISO_1: _Codec(lambda pin, _: encode_iso1(pin), lambda block, _: decode_iso1(block)),
+    PinBlockFormat.ISO_2: _Codec(lambda pin, _: encode_iso2(pin), lambda block, _: decode_iso2(block)),
+    PinBlockFormat.ISO_3: _Codec(encode_iso3, decode_iso3),
+    PinBlockFormat.ISO_4: _Codec(lambda pin, _: encode_iso4_pin_field(pin),
+                                 lambda field, _: decode_iso4_pin_field(field)),
+    PinBlockFormat.SM4_0: _Codec(encode_sm4_0, decode_sm4_0),
+}
+
+
+def _codec(fmt: PinBlockFormat) -> _Codec:
+    codec = _CODECS.get(fmt)
+    if codec is None:
+        raise InvalidInput("pin_block_format", "a known format")
+    return codec
+
+
 def encode(fmt: PinBlockFormat, pin: str, pan: str | None) -> bytes:
     """The plain block of ``fmt`` (for ISO 4, the plain-text PIN field)."""
-    p = _pan_for(fmt, pan)
-    if fmt is PinBlockFormat.ISO_0:
-        return encode_iso0(pin, p)
-    if fmt is PinBlockFormat.ISO_1:
-        return encode_iso1(pin)
-    if fmt is PinBlockFormat.ISO_2:
-        return encode_iso2(pin)
-    if fmt is PinBlockFormat.ISO_3:
-        return encode_iso3(pin, p)
-    if fmt is PinBlockFormat.ISO_4:
-        return encode_iso4_pin_field(pin)
-    if fmt is PinBlockFormat.SM4_0:
-        return encode_sm4_0(pin, p)
-    raise InvalidInput("pin_block_format", "a known format")
+    return _codec(fmt).encode(pin, _pan_for(fmt, pan))
 
 
 def decode(fmt: PinBlockFormat, block: bytes, pan: str | None) -> str:
     """Parse the plain block of ``fmt``; ``InvalidPinBlock`` on any fault."""
-    p = _pan_for(fmt, pan)
-    if fmt is PinBlockFormat.ISO_0:
-        return decode_iso0(block, p)
-    if fmt is PinBlockFormat.ISO_1:
-        return decode_iso1(block)
-    if fmt is PinBlockFormat.ISO_2:
-        return decode_iso2(block)
-    if fmt is PinBlockFormat.ISO_3:
-        return decode_iso3(block, p)
-    if fmt is PinBlockFormat.ISO_4:
-        return decode_iso4_pin_field(block)
-    if fmt is PinBlockFormat.SM4_0:
-        return decode_sm4_0(block, p)
-    raise InvalidInput("pin_block_format", "a known format")
+    return _codec(fmt).decode(block, _pan_for(fmt, pan))
 
 
 def decipher(fmt: PinBlockFormat, cipher: EcbCipher, block: bytes, pan: str | None) -> str:
