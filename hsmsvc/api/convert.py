@@ -1,15 +1,14 @@
-"""Between protobuf messages and hsmsvc's own types: one table per enum.
+"""Between protobuf messages and hsmsvc's own types, for the servicers.
 
-Proto enum numbers are not ISO digits or TR-31 codes, so every conversion goes
-through a table built once from the member names, and ``*_UNSPECIFIED`` is
-always refused: a missing format never quietly becomes ISO 0.
+The enum tables are in :mod:`hsmsvc.wire` (every conversion through a table,
+``*_UNSPECIFIED`` always refused); this module adds the messages, timestamps
+and bounded text fields.
 """
 
 from __future__ import annotations
 
 from datetime import datetime, timezone
-from enum import Enum
-from typing import Any, Final, Generic, TypeVar
+from typing import Final
 
 from google.protobuf.timestamp_pb2 import Timestamp
 
@@ -32,46 +31,22 @@ from hsmsvc.types import (
 from hsmsvc.v1 import data_service_pb2 as data_pb
 from hsmsvc.v1 import key_service_pb2 as key_pb
 from hsmsvc.v1 import types_pb2 as pb
+# The servicers convert through these; they live below api for client-side tools.
+from hsmsvc.wire import (
+    ALGORITHM as ALGORITHM,
+    CIPHER_MODE as CIPHER_MODE,
+    DATA_PADDING as DATA_PADDING,
+    EXPORTABILITY as EXPORTABILITY,
+    KEY_STATE as KEY_STATE,
+    KEY_TYPE as KEY_TYPE,
+    KEY_USAGE as KEY_USAGE,
+    MAC_ALGORITHM as MAC_ALGORITHM,
+    MAC_PADDING as MAC_PADDING,
+    MODE_OF_USE as MODE_OF_USE,
+    PIN_FORMAT as PIN_FORMAT,
+    EnumTable as EnumTable,
+)
 
-E = TypeVar("E", bound=Enum)
-
-
-class EnumTable(Generic[E]):
-    """Proto enum numbers to a domain enum and back, matched by member name."""
-
-    def __init__(self, pb_enum: Any, prefix: str, domain: type[E]) -> None:
-        self.to_domain: dict[int, E] = {}
-        self.to_pb: dict[E, Any] = {}
-        for name, number in pb_enum.items():
-            if number == 0:
-                continue
-            member = domain[name.removeprefix(prefix)]
-            self.to_domain[number] = member
-            self.to_pb[member] = number
-
-    def get(self, number: int, field: str) -> E:
-        if number == 0:
-            raise InvalidInput(field, "required")
-        try:
-            return self.to_domain[number]
-        except KeyError:
-            raise InvalidInput(field, "unknown value") from None
-
-    def optional(self, number: int, field: str) -> E | None:
-        return None if number == 0 else self.get(number, field)
-
-
-ALGORITHM: Final = EnumTable(pb.Algorithm, "ALGORITHM_", Algorithm)
-KEY_TYPE: Final = EnumTable(pb.KeyType, "KEY_TYPE_", KeyType)
-KEY_USAGE: Final = EnumTable(pb.KeyUsage, "KEY_USAGE_", KeyUsage)
-MODE_OF_USE: Final = EnumTable(pb.ModeOfUse, "MODE_OF_USE_", ModeOfUse)
-EXPORTABILITY: Final = EnumTable(pb.Exportability, "EXPORTABILITY_", Exportability)
-KEY_STATE: Final = EnumTable(pb.KeyState, "KEY_STATE_", KeyState)
-PIN_FORMAT: Final = EnumTable(pb.PinBlockFormat, "PIN_BLOCK_FORMAT_", PinBlockFormat)
-MAC_ALGORITHM: Final = EnumTable(pb.MacAlgorithm, "MAC_ALGORITHM_", MacAlgorithm)
-MAC_PADDING: Final = EnumTable(pb.MacPadding, "MAC_PADDING_", Padding)
-CIPHER_MODE: Final = EnumTable(pb.CipherMode, "CIPHER_MODE_", CipherMode)
-DATA_PADDING: Final = EnumTable(pb.DataPadding, "DATA_PADDING_", DataPadding)
 
 _MAX_TEXT: Final = 128
 

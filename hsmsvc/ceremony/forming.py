@@ -21,7 +21,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from hsmsvc.api.convert import ALGORITHM, KEY_TYPE
+from hsmsvc.wire import ALGORITHM, KEY_TYPE
 from hsmsvc.ceremony import mailer
 from hsmsvc.ceremony.console import Console, parse_hex, zeroize
 from hsmsvc.ceremony.lmk import Record, check_against_mailer
