@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, Final
+from typing import Any
 
 from hsmsvc.api import convert as cv
 from hsmsvc.api.batch import count, item_error, items, pans, split, split_even, texts
@@ -15,6 +15,7 @@ from hsmsvc.keys.model import KeyRef
 from hsmsvc.service import issuance, storedpins
 from hsmsvc.service import pin as uc
 from hsmsvc.service.context import Caller, Services
+from hsmsvc.service.routes import RouteRequest
 from hsmsvc.v1 import pin_service_pb2 as m
 from hsmsvc.v1 import pin_service_pb2_grpc as g
 from hsmsvc.v1 import types_pb2 as pb
@@ -66,37 +67,26 @@ def _stored_check(c: m.StoredPinCheck, field: str) -> uc.StoredPinCheck:
     )
 
 
-_MAX_ROUTES: Final = 4096
-
-
 class PinServicer(g.PinServiceServicer):
     def __init__(self, services: Services, observed: Observed) -> None:
         self.s = services
         self.observed = observed
-        # Checked translation routes by caller and request shape (service.pin.TranslateRoute).
-        self._routes: dict[tuple[object, ...], uc.TranslateRoute] = {}
 
     def _translate(self, r: m.TranslatePinRequest, c: Caller) -> m.TranslatePinResponse:
-        route = None
-        ident: tuple[object, ...] | None = None
+        words: tuple[object, ...] | None = None
         if r.WhichOneof("source") == "source_key" and r.HasField("destination_key"):
             # The request's own fields, as sent: a route is only found again for the same words.
             src, dst = r.source_key, r.destination_key
-            ident = (c.principal.name, src.key_id, src.alias, src.version, dst.key_id, dst.alias, dst.version,
+            words = (src.key_id, src.alias, src.version, dst.key_id, dst.alias, dst.version,
                      r.source_format, r.destination_format)
-            route = self._routes.get(ident)
-        if route is None or not uc.route_current(self.s, route):
-            route = uc.route_translation(
-                self.s, c,
-                _source(r, "source", "source_key", "source_one_time_key"),
-                cv.PIN_FORMAT.get(r.source_format, "source_format"),
-                cv.key_ref(r.destination_key, "destination_key", r.HasField("destination_key")),
-                cv.PIN_FORMAT.get(r.destination_format, "destination_format"),
-            )
-            if ident is not None:
-                if len(self._routes) >= _MAX_ROUTES:
-                    self._routes.clear()
-                self._routes[ident] = route
+
+        def request() -> RouteRequest:
+            return (_source(r, "source", "source_key", "source_one_time_key"),
+                    cv.PIN_FORMAT.get(r.source_format, "source_format"),
+                    cv.key_ref(r.destination_key, "destination_key", r.HasField("destination_key")),
+                    cv.PIN_FORMAT.get(r.destination_format, "destination_format"))
+
+        route = self.s.routes.route(self.s, c, words, request)
         block, version, sign_on = uc.translate_routed(self.s, c, route, bytes(r.pin_block), _pan(r.pan))
         return m.TranslatePinResponse(pin_block=block, destination_key_version=version, sign_on_required=sign_on)
 

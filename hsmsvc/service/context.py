@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Callable, Protocol, Sequence
+from typing import TYPE_CHECKING, Callable, Protocol, Sequence
 
 from hsmsvc.errors import InvalidInput, KeyNotFound, KeyStateError, KeyUsageViolation
 
@@ -15,6 +15,9 @@ from hsmsvc.keys.hierarchy import KeyManager
 from hsmsvc.keys.model import KeyRef, StoredKey
 from hsmsvc.keys.store import KeyStore
 from hsmsvc.service.authz import NO_SUCH_KEY, Policy, Principal
+
+if TYPE_CHECKING:
+    from hsmsvc.service.routes import RouteCache
 
 __all__ = ["AttemptLimits", "Caller", "Observer", "Services"]
 
@@ -72,6 +75,10 @@ class Services:
         self.limits = limits
         self.observer: Observer = observer or _NoObserver()
         self.keys = KeyCache(store)
+        from hsmsvc.service.routes import RouteCache  # it builds on this module's types
+
+        self.routes: RouteCache = RouteCache()
+        """Checked TranslatePin routes (:mod:`hsmsvc.service.routes`)."""
         # principal name -> monotonic time until which its attempt count is trusted
         self.attempt_cache: dict[str, float] = {}
 
