@@ -1,8 +1,7 @@
 """Assemble and run the gRPC server (grpc.aio).
 
-asyncio was chosen by measurement: on this machine an asyncio server handled
-about 13.6k unary calls/s against 7.5-8k for the thread-pool server
-(``platform-notes.md``). Use cases that may wait run on a bounded executor;
+asyncio was chosen by measurement: it handled nearly twice the unary calls of
+the thread-pool server (``docs/platform-notes.md``). Use cases that may wait run on a bounded executor;
 the hot path's short ones try the event loop first (``api/runner.py``). The
 health monitor's probes run off the loop too (``api/monitor.py``).
 
@@ -79,9 +78,8 @@ class _GenericHandlersOnly:
 
     grpc.aio (1.85) keeps one pending request per *registered* method and, at
     every call, waits on all of them (``asyncio.wait`` over one task per method,
-    46 here). Measured under callgrind, that made a handler returning a constant
-    cost 1.6 times the instructions per call of a bare echo server. Generic
-    handlers are one dictionary lookup.
+    46 here), which under callgrind dominated a handler returning a constant
+    (``docs/performance.md``). Generic handlers are one dictionary lookup.
     """
 
     def __init__(self) -> None:
@@ -239,7 +237,7 @@ async def serve(config: ServerConfig, ready: Any = None) -> None:
     running = await start(config)
     # What start-up made (modules, SQLAlchemy's tables, the policy) lives as long as the
     # process: kept out of the collector, a full collection scans only what serving
-    # makes. Here one took 22 ms over 85k objects, with every call in flight waiting.
+    # makes, rather than every start-up object while every call in flight waits.
     gc.collect()
     gc.freeze()
     if ready is not None:

@@ -174,8 +174,8 @@ class Dispatch(grpc.GenericRpcHandler):
     metadata already converted for the lookup. The id is set there, in that
     task's context, where the handler and its log lines read it. Reading it in
     the handler instead converted the metadata a second time
-    (``context.invocation_metadata()``: about 19k instructions per call under
-    callgrind, a bare echo call being 440k). A method's handler is found once
+    (``context.invocation_metadata()``, measured in ``docs/performance.md``).
+    A method's handler is found once
     and kept; an unknown name is not kept. hsmsvc's own methods are kept with
     their request deserializer wrapped (:func:`_checked_decoder`), once, so an
     undecodable request is INVALID_ARGUMENT.

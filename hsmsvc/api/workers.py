@@ -4,7 +4,7 @@ One asyncio process handles every call on one core's worth of Python; the
 kernel spreads incoming connections (not calls) over processes bound to the
 same port. Workers are started fresh (``python -m hsmsvc serve``), not forked,
 because a forked child would share the parent's PKCS#11 session and login
-(``platform-notes.md``). The supervisor migrates the store once before any
+(``docs/platform-notes.md``). The supervisor migrates the store once before any
 worker starts, restarts a worker that dies, and passes SIGTERM/SIGINT on so each
 worker drains its calls.
 """

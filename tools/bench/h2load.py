@@ -1,7 +1,7 @@
 """Drive a gRPC method with h2load (Debian nghttp2-client) and read its figures.
 
 h2load speaks HTTP/2 in C, so the load generator costs a fraction of what a
-Python client would (platform-notes.md: a Python client takes half of a
+Python client would (docs/platform-notes.md: a Python client takes half of a
 2-core machine). It sends a prepared body (gRPC length-prefixed messages) with
 the two headers gRPC needs. It cannot read gRPC trailers, so whether calls
 succeeded is counted on the server (its metrics) and checked once per run with
