@@ -16,17 +16,7 @@ from hsmsvc.errors import InvalidInput
 from hsmsvc.hsm.backend import FieldParams, KeySpec
 from hsmsvc.keys.model import KeyRef, StoredKey
 from hsmsvc.types import (
-    Algorithm,
-    CipherMode,
-    DataPadding,
-    Exportability,
-    KeyState,
     KeyType,
-    KeyUsage,
-    MacAlgorithm,
-    ModeOfUse,
-    Padding,
-    PinBlockFormat,
 )
 from hsmsvc.v1 import data_service_pb2 as data_pb
 from hsmsvc.v1 import key_service_pb2 as key_pb
