@@ -15,9 +15,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from hsmsvc.errors import InvalidInput
 from hsmsvc.hsm.backend import FieldParams, KeySpec
 from hsmsvc.keys.model import KeyRef, StoredKey
-from hsmsvc.types import (
-    KeyType,
-)
+from hsmsvc.types import KeyType
 from hsmsvc.v1 import data_service_pb2 as data_pb
 from hsmsvc.v1 import key_service_pb2 as key_pb
 from hsmsvc.v1 import types_pb2 as pb
