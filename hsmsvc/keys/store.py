@@ -15,7 +15,7 @@ import json
 import os
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
 from importlib import resources
@@ -24,7 +24,7 @@ from typing import Any, Final, TypeVar
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Engine, bindparam, case, create_engine, delete, event, func, select, update
+from sqlalchemy import ColumnElement, Engine, bindparam, case, create_engine, delete, event, func, select, update
 from sqlalchemy.engine import Connection, Row
 from sqlalchemy.exc import DataError, DisconnectionError, IntegrityError, SQLAlchemyError
 
@@ -288,12 +288,12 @@ class KeyStore:
                     raise faults.unavailable(e, "commit" if committing else "write") from None
         raise AssertionError("not reached")
 
-    def _write(self, change: Any, ev: AuditEvent | Callable[[Any], AuditEvent | None]) -> Any:
+    def _write(self, change: Callable[[Connection], T], ev: AuditEvent | Callable[[T], AuditEvent | None]) -> T:
         """Run ``change(conn)`` and append ``ev`` in one transaction; retry a lost race.
 
         ``ev`` may be a function of what ``change`` returned, and ``None`` appends nothing.
         """
-        def work(conn: Connection) -> tuple[Any, tuple[int, str] | None]:
+        def work(conn: Connection) -> tuple[T, tuple[int, str] | None]:
             result = change(conn)
             e = ev if isinstance(ev, AuditEvent) else ev(result)
             return result, None if e is None else self._append(conn, e)
@@ -388,7 +388,7 @@ class KeyStore:
         self._write(self._inserter(key), ev)
 
     @staticmethod
-    def _inserter(key: StoredKey) -> Any:
+    def _inserter(key: StoredKey) -> Callable[[Connection], None]:
         s = key.cryptogram.spec
 
         def change(conn: Connection) -> None:
@@ -431,7 +431,7 @@ class KeyStore:
     def get_by_alias(self, alias: str, version: int | None = None) -> StoredKey:
         return self._one(keys_t.c.alias == alias, version)
 
-    def _one(self, where: Any, version: int | None) -> StoredKey:
+    def _one(self, where: ColumnElement[bool], version: int | None) -> StoredKey:
         q = select(keys_t).where(where)
         if version is not None:
             q = q.where(keys_t.c.version == version)
@@ -527,9 +527,9 @@ class KeyStore:
     def change_keys(
         self,
         ev: AuditEvent,
-        add: list[StoredKey] = [],  # noqa: B006 (never mutated)
-        activate: list[tuple[str, int, datetime]] = [],  # noqa: B006
-        expire: list[tuple[str, int, datetime]] = [],  # noqa: B006
+        add: Sequence[StoredKey] = (),
+        activate: Sequence[tuple[str, int, datetime]] = (),
+        expire: Sequence[tuple[str, int, datetime]] = (),
         sync: tuple[SyncState, int] | None = None,
     ) -> None:
         """One transaction of a key change: new versions, activations, grace ends, the zone's sequence.
@@ -628,7 +628,7 @@ class KeyStore:
                          .values(approved_by=officer))
             return self._ceremony(conn, ceremony_id)
 
-        return self._write(change, ev)  # type: ignore[no-any-return]
+        return self._write(change, ev)
 
     def add_ceremony_component(
         self, ceremony_id: str, custodian: str, wrapped: bytes, kcv: bytes, ev: AuditEvent
@@ -646,7 +646,7 @@ class KeyStore:
                 wrapped=bytes(wrapped), kcv=kcv.hex().upper()))
             return self._ceremony(conn, ceremony_id)
 
-        return self._write(change, ev)  # type: ignore[no-any-return]
+        return self._write(change, ev)
 
     def ceremony_parts(self, ceremony_id: str) -> list[tuple[bytes, bytes]]:
         """The wrapped components and their KCVs, in the order given, to form the key."""
@@ -723,7 +723,7 @@ class KeyStore:
                 prev = r.hash
             return n
 
-        return self._write(change, ev)  # type: ignore[no-any-return]
+        return self._write(change, ev)
 
     # -- PIN-verify attempt counters --------------------------------------------------
 
@@ -732,7 +732,7 @@ class KeyStore:
         cutoff = _now() - window
         fixed = _FAILURES.get(len(subjects))
 
-        def work(conn: Connection) -> Any:
+        def work(conn: Connection) -> Sequence[Row[Any]]:
             if fixed is not None:
                 return conn.execute(fixed, {f"s{i}": s for i, s in enumerate(subjects)}).all()
             return conn.execute(_FAILURES_ANY, {"subjects": subjects}).all()
@@ -741,7 +741,8 @@ class KeyStore:
         # fails, _single_read lets it go, and the read goes again on a new one.
         rows = faults.read(self._single_read, work, "attempts",
                            reconnect=lambda: self._single_read(checked=True))
-        return {r.subject: int(r.failures) for r in rows if _utc(r.window_start) > cutoff}  # type: ignore[operator]
+        return {r.subject: int(r.failures) for r in rows
+                if (start := _utc(r.window_start)) is not None and start > cutoff}
 
     def record_failure(self, subjects: list[str], window: timedelta, ev: AuditEvent) -> None:
         """Count one failure against each subject, audited in the same transaction."""
@@ -783,7 +784,7 @@ class KeyStore:
                 self._put_counter(conn, subject, c, stored=subject in held)
             return out
 
-        return self._write(change, lambda out: audit(out) if out.failures else None)  # type: ignore[no-any-return]
+        return self._write(change, lambda out: audit(out) if out.failures else None)
 
     @staticmethod
     def _held_counters(conn: Connection, subjects: Iterable[str]) -> dict[str, _attempts.Counter]:
