@@ -306,9 +306,11 @@ class KeyStore:
                     self._anchor(*appended)
                 return result
             except IntegrityError as e:
-                text = str(e.orig).lower()
-                if not any(t in text for t in ("audit", "seq", "pin_attempts")):
+                if faults.lost_race(e):
+                    continue
+                if faults.duplicate(e):
                     raise AlreadyExists("key", "already exists (id and version, or alias and version)") from None
+                raise faults.unavailable(e, "write") from None  # NOT NULL, CHECK: the store's own fault
         raise BackendUnavailable("store", "audit chain contended; retry")
 
     def _anchor(self, seq: int, head: str) -> None:
