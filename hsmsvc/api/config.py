@@ -113,7 +113,7 @@ class ServerConfig:
     def __post_init__(self) -> None:
         if not 1 <= self.workers <= 64:
             raise InvalidInput("workers", "1 to 64")
-        # Each thread may hold a store connection (keys/store.py: _POOL).
+        # Each thread may hold a store connection (keys/store/engine.py: _POOL).
         if not 1 <= self.executor_threads <= 16:
             raise InvalidInput("executor_threads", "1 to 16")
         if not 0 <= self.transaction_threads <= 16:

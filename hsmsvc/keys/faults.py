@@ -12,16 +12,17 @@ ids, PAN hashes and cryptograms).
 from __future__ import annotations
 
 import logging
+import sqlite3
 from collections.abc import Callable
 from contextlib import AbstractContextManager
-from typing import TypeVar
+from typing import Final, TypeVar
 
 from sqlalchemy.engine import Connection
-from sqlalchemy.exc import DataError, DBAPIError, DisconnectionError, SQLAlchemyError
+from sqlalchemy.exc import DataError, DBAPIError, DisconnectionError, IntegrityError, SQLAlchemyError
 
 from hsmsvc.errors import BackendUnavailable, InvalidInput
 
-__all__ = ["dropped", "read", "unavailable"]
+__all__ = ["dropped", "duplicate", "lost_race", "read", "unavailable"]
 
 log = logging.getLogger("hsmsvc.store")
 T = TypeVar("T")
@@ -30,6 +31,40 @@ T = TypeVar("T")
 def dropped(e: BaseException) -> bool:
     """Whether ``e`` is a statement that failed because its connection is gone (a new one may work)."""
     return isinstance(e, DBAPIError) and bool(e.connection_invalidated)
+
+
+# The unique keys two concurrent writers can both claim, the loser then to run again: the
+# audit chain's next sequence number (the head is read without a lock) and a subject's
+# first PIN-attempt counter. PostgreSQL's own names for the primary keys migrations 0001
+# and 0002 create (unnamed there); a rename needs a migration and this set changed with it.
+# SQLite needs none: its writers take the lock at BEGIN IMMEDIATE, so these never race there.
+RACES: Final = frozenset({"audit_pkey", "pin_attempts_pkey"})
+_UNIQUE_VIOLATION: Final = "23505"
+_SQLITE_UNIQUE: Final = frozenset({"SQLITE_CONSTRAINT_PRIMARYKEY", "SQLITE_CONSTRAINT_UNIQUE"})
+
+
+def _sqlstate(orig: object) -> str | None:
+    state = getattr(orig, "sqlstate", None)  # psycopg 3
+    return state if isinstance(state, str) else None
+
+
+def lost_race(e: IntegrityError) -> bool:
+    """Whether ``e`` is a writer losing one of the :data:`RACES` (run the transaction again).
+
+    Told by SQLSTATE and constraint name, never by the message, which quotes the row's values.
+    """
+    orig = e.orig
+    if _sqlstate(orig) != _UNIQUE_VIOLATION:
+        return False
+    return getattr(getattr(orig, "diag", None), "constraint_name", None) in RACES
+
+
+def duplicate(e: IntegrityError) -> bool:
+    """Whether ``e`` is a row whose primary or unique key another row holds (ALREADY_EXISTS)."""
+    orig = e.orig
+    if isinstance(orig, sqlite3.IntegrityError):
+        return getattr(orig, "sqlite_errorname", None) in _SQLITE_UNIQUE
+    return _sqlstate(orig) == _UNIQUE_VIOLATION
 
 
 def unavailable(e: SQLAlchemyError, during: str) -> BackendUnavailable:

@@ -163,7 +163,7 @@ def test_connections_the_database_dropped_are_replaced(pg_url: str, tmp_path: Pa
 
     from hsmsvc.errors import BackendUnavailable
     from hsmsvc.hsm.soft.backend import SoftBackend
-    from hsmsvc.keys import store as store_module
+    from hsmsvc.keys.store import engine as store_module
     from hsmsvc.keys.model import AuditEvent
     from tests import pg
     from tests.hsm.components_env import LMK

@@ -1,0 +1,197 @@
+"""The store's one database: its connections, its reads and its write transactions.
+
+The only module that opens SQLAlchemy connections; the repositories run their
+statements through :meth:`Database.read`, :meth:`Database.read_single` and
+:meth:`Database.transaction` (an audited write goes through
+:meth:`hsmsvc.keys.store.chain.AuditChain.write`, which is one of these). What a
+database fault answers is :mod:`hsmsvc.keys.faults`'s.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import datetime, timezone
+from importlib import resources
+from typing import Final, TypeVar
+
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import Engine
+from sqlalchemy.engine import Connection
+from sqlalchemy.exc import DataError, IntegrityError, SQLAlchemyError
+
+from hsmsvc.errors import InvalidInput
+from hsmsvc.keys import faults
+from hsmsvc.keys.store import engine as _engine
+from hsmsvc.loopguard import may_block
+
+__all__ = ["Database", "now", "utc"]
+
+T = TypeVar("T")
+
+MAX_HELD: Final = 8
+"""Threads that keep an autocommit connection for attempt reads (:meth:`Database.single_read`);
+others check one out for each read."""
+
+
+def utc(value: datetime | None) -> datetime | None:
+    """A stored time as aware UTC (SQLite hands back naive datetimes)."""
+    if value is None:
+        return None
+    return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+
+
+def now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+class Database:
+    """Connections to the store's database, with their fault handling."""
+
+    def __init__(self, url: str) -> None:
+        self._checked = threading.local()
+        """Its ``on`` is set while this thread checks out a connection that must be pinged first."""
+        self.engine: Engine = _engine.create(url, lambda: getattr(self._checked, "on", False))
+        self.sqlite = self.engine.dialect.name == "sqlite"
+        self.changes = 0
+        """Key and audit writes committed through this object (a cache's cue to look again at once)."""
+        self._readers = threading.local()
+        self._held: set[Connection] = set()
+        self._held_lock = threading.Lock()
+
+    def migrate(self) -> None:
+        """Bring the schema to the newest Alembic revision."""
+        cfg = Config()
+        cfg.set_main_option("script_location", str(resources.files("hsmsvc.keys") / "migrations"))
+        try:
+            with self.connect() as conn:
+                cfg.attributes["connection"] = conn
+                command.upgrade(cfg, "head")
+                conn.commit()
+        except SQLAlchemyError as e:
+            raise faults.unavailable(e, "migrate") from None
+
+    def close(self) -> None:
+        with self._held_lock:
+            held, self._held = self._held, set()
+        for conn in held:
+            conn.close()
+        self.engine.dispose()
+
+    def connect(self, checked: bool = False) -> Connection:
+        """A pooled connection; ``checked``: pinged first, whatever its idle time (a retry after a drop).
+
+        A drop makes the pool let go of the dropped connection and those older than
+        it, not those made since, which the same restart or termination may have
+        dropped too: a retry that took one of those would fail again.
+        """
+        may_block()
+        self._checked.on = checked
+        try:
+            return self.engine.connect()
+        except SQLAlchemyError as e:  # refused, timed out, or the pool's wait for a connection ran out
+            raise faults.unavailable(e, "connect") from None
+        finally:
+            self._checked.on = False
+
+    def writer(self, checked: bool = False) -> Connection:
+        """A connection whose next transaction takes SQLite's write lock at BEGIN."""
+        conn = self.connect(checked)
+        conn.info["immediate"] = True
+        return conn
+
+    # -- reads ----------------------------------------------------------------------
+
+    def read(self, work: Callable[[Connection], T], during: str,
+             invalid: tuple[str, str] = ("request", "a value the database cannot hold")) -> T:
+        """``work(conn)`` on a pooled connection, once more on a checked one if the database dropped it."""
+        return faults.read(self.connect, work, during, invalid, lambda: self.connect(checked=True))
+
+    def read_single(self, work: Callable[[Connection], T], during: str) -> T:
+        """``work(conn)``, one SELECT, on :meth:`single_read`'s connection; once more if it was dropped.
+
+        The thread's kept reader is never pinged: one the server dropped since its last
+        read fails, :meth:`single_read` lets it go, and the read goes again on a new one.
+        """
+        return faults.read(self.single_read, work, during, reconnect=lambda: self.single_read(checked=True))
+
+    def ping(self) -> None:
+        """One round trip to the database, for the health monitor; UNAVAILABLE if it is unreachable."""
+        self.read(lambda conn: conn.exec_driver_sql("SELECT 1").scalar(), "ping")
+
+    @contextmanager
+    def single_read(self, checked: bool = False) -> Iterator[Connection]:
+        """A connection for one SELECT, run without BEGIN, the statement being its own snapshot.
+
+        This is the PIN-verification path. On SQLite it saves a round of the driver;
+        the mark is gone before the connection goes back to the pool, so no writer
+        inherits it. On PostgreSQL each thread keeps one connection in autocommit for
+        these reads: autocommit saves the BEGIN and the ROLLBACK, two of the read's
+        three round trips, and keeping the connection saves its checkout and the
+        switch of isolation level there and back. A read that fails lets its
+        connection go.
+        """
+        may_block()
+        if self.sqlite:
+            with self.connect(checked) as conn:
+                conn.info["single_read"] = True
+                try:
+                    yield conn
+                finally:
+                    conn.info.pop("single_read", None)
+            return
+        held: Connection | None = getattr(self._readers, "conn", None)
+        if held is None:
+            with self._held_lock:
+                room = len(self._held) < MAX_HELD
+            if not room:  # enough threads keep one: this read checks one out and gives it back
+                with self.connect(checked).execution_options(isolation_level="AUTOCOMMIT") as conn:
+                    yield conn
+                return
+            held = self.connect(checked).execution_options(isolation_level="AUTOCOMMIT")
+            with self._held_lock:
+                self._held.add(held)
+            self._readers.conn = held
+        try:
+            yield held
+        except BaseException:
+            self._readers.conn = None
+            with self._held_lock:
+                self._held.discard(held)
+            held.close()
+            raise
+
+    # -- writes ---------------------------------------------------------------------
+
+    def transaction(self, work: Callable[[Connection], T], conflicts: bool = False) -> T:
+        """Run ``work(conn)`` in one write transaction.
+
+        A connection the database dropped (a server restart, a failover, an idle
+        timeout) fails its next statement. If that happens before COMMIT is sent,
+        the transaction is known not to have happened, and ``work`` runs once more
+        on a new connection. At COMMIT the outcome is not known: the write may or
+        may not be in, so it answers UNAVAILABLE rather than risk doing it twice.
+        An IntegrityError is the caller's to answer when ``conflicts``
+        (:meth:`hsmsvc.keys.store.chain.AuditChain.write`); any other database
+        fault is UNAVAILABLE.
+        """
+        for again in (True, False):
+            committing = False
+            try:
+                with self.writer(checked=not again) as conn:
+                    with conn.begin():
+                        result = work(conn)
+                        committing = True
+                    return result
+            except IntegrityError as e:
+                if conflicts:
+                    raise
+                raise faults.unavailable(e, "write") from None
+            except DataError:
+                raise InvalidInput("request", "a value the database cannot store") from None
+            except SQLAlchemyError as e:
+                if not (again and faults.dropped(e) and not committing):
+                    raise faults.unavailable(e, "commit" if committing else "write") from None
+        raise AssertionError("not reached")
