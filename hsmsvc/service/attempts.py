@@ -9,10 +9,14 @@ behind the odd success.
 
 The counts are exact across processes: a check reads its counters before the
 block is touched (refusing at once at a limit), and its outcome is released
-only once settled in the store (:mod:`hsmsvc.keys.attempts`), atomically with
-any other check of the same counters. A match whose counters read zero
-settles at that read and needs no write, so the usual verification costs one
-read, as before.
+only once settled in the store (:mod:`hsmsvc.keys.attempts`), in order with
+every other check of the same counters. A match on counters that read zero
+is confirmed by a read under their shared locks
+(:meth:`hsmsvc.keys.store.counters.AttemptCounters.confirm`), which writes
+nothing and waits only for settlements in flight: released at the first read,
+it would be answered ahead of the wrong guesses in flight beside it, however
+many of them took the card to its limit, and a guess refused at settlement
+would be known to be wrong (N guesses sent at once, N PINs tried).
 """
 
 from __future__ import annotations
@@ -109,17 +113,31 @@ class AttemptGuard:
         self._s.attempt_cache.pop(self._caller.principal.name, None)
 
     def settle(self, matched: bool, key: StoredKey, what: str) -> None:
-        """Release this check's outcome, or refuse it (AttemptsExceeded) past a limit.
-
-        A match whose counters :meth:`check` read below their limits, and its card's
-        at zero, needs nothing written: it takes effect at that read, before any
-        failure counted since. Anything else is settled in the store.
-        """
+        """Release this check's outcome, or refuse it (AttemptsExceeded) past a limit."""
         if matched and not self._had_failures:
-            return
+            counts = self._s.store.confirm_attempts(self._subjects, self._s.limits.window)
+            refused = self.limited_by(counts)
+            if refused is None and (self.card is None or self.card not in counts):
+                return  # confirmed: nothing to count or clear
+            if refused is not None:
+                raise self._refusal(refused)
         out = settle_checks(self._s, self._caller, [self], [matched], key=key, what=what)
         if not out.released[0]:
             raise self.exceeded(out)
+
+    def limited_by(self, counts: dict[str, int]) -> str | None:
+        """The first of this check's counters at its limit in ``counts``, if any."""
+        limits = self._s.limits
+        if counts.get(self._subjects[0], 0) >= limits.per_principal:
+            return self._subjects[0]
+        if self.card is not None and counts.get(self.card, 0) >= limits.per_pan:
+            return self.card
+        return None
+
+    def _refusal(self, subject: str | None) -> AttemptsExceeded:
+        if self.card is not None and subject == self.card:
+            return AttemptsExceeded("pan", "too many failed PIN checks for this card")
+        return AttemptsExceeded("principal", "too many failed PIN checks; try later")
 
     @property
     def needs_settling(self) -> bool:
@@ -128,9 +146,7 @@ class AttemptGuard:
 
     def exceeded(self, out: Settlement, index: int = 0) -> AttemptsExceeded:
         """The refusal of outcome ``index`` of ``out``: the card's limit if that is what refused it."""
-        if self.card is not None and out.limited_by[index] == self.card:
-            return AttemptsExceeded("pan", "too many failed PIN checks for this card")
-        return AttemptsExceeded("principal", "too many failed PIN checks; try later")
+        return self._refusal(out.limited_by[index])
 
 
 def _guard_or_none(s: Services, caller: Caller, pan: str) -> AttemptGuard | None:

@@ -318,7 +318,7 @@ def verify_pin_batch(
     settled in order in one store transaction (:func:`settle_checks`), so an item
     another item of the batch, or another process, took past a limit is refused as
     it would have been one by one. A batch of matches on cards without failures
-    settles at the read and writes nothing.
+    is confirmed by one read under shared locks and writes nothing.
     """
     n = len(pin_blocks)
     if not n == len(pans) == len(accounts) == len(stored):
@@ -363,8 +363,13 @@ def _settle_batch(s: Services, caller: Caller, k: StoredKey, guards: Sequence[At
         g = guards[j]
         if g is not None and (r is True or r is False or isinstance(r, InvalidPinBlock)):
             checked.append((j, g, r is True))
+    if not checked:
+        return
     if all(m and not g.needs_settling for _, g, m in checked):
-        return  # every one settled at the read
+        # Every one a match on counters read at zero: confirmed under shared locks, it writes nothing.
+        counts = s.store.confirm_attempts(sorted({x for _, g, _ in checked for x in g.subjects}), s.limits.window)
+        if not counts or all(g.limited_by(counts) is None and g.card not in counts for _, g, _ in checked):
+            return
     settled = settle_checks(s, caller, [g for _, g, _ in checked], [m for _, _, m in checked], key=k, what="verify")
     for i, (j, g, _) in enumerate(checked):
         if not settled.released[i]:

@@ -187,6 +187,9 @@ class KeyStore:
     def record_failure(self, subjects: list[str], window: timedelta, ev: AuditEvent) -> None:
         self.attempts.record_failure(subjects, window, ev)
 
+    def confirm_attempts(self, subjects: list[str], window: timedelta) -> dict[str, int]:
+        return self.attempts.confirm(subjects, window)
+
     def record_failures(self, counts: dict[str, int], window: timedelta, ev: AuditEvent) -> None:
         self.attempts.record_failures(counts, window, ev)
 

@@ -70,8 +70,8 @@ class AuditChain:
                 if faults.duplicate(e):
                     raise AlreadyExists("key", "already exists (id and version, or alias and version)") from None
                 raise faults.unavailable(e, "write") from None  # NOT NULL, CHECK: the store's own fault
-            self._db.changes += 1
-            if appended is not None:
+            if appended is not None:  # a settlement that counted nothing changed no key
+                self._db.changes += 1
                 self._anchor(*appended)
             return result
         raise BackendUnavailable("store", "audit chain contended; retry")

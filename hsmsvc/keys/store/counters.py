@@ -1,15 +1,28 @@
 """The PIN-attempt counters' repository: failures per subject (card, caller) within a window.
 
-What a settlement decides is :mod:`hsmsvc.keys.attempts`'s; here are its rows.
+What a settlement decides is :mod:`hsmsvc.keys.attempts`'s; here are its rows, and the
+locks that order every settlement of one subject:
+
+* a settlement that may count or clear takes each subject's lock exclusively;
+* a check that matched on counters read at zero (:meth:`AttemptCounters.confirm`) takes
+  them shared, so matches do not wait for one another, only for a settlement in flight,
+  and a settlement waits for them.
+
+On PostgreSQL the locks are transaction advisory locks, one per subject, held whether
+or not its row exists (``FOR UPDATE`` alone locks nothing for a card without failures,
+so a match could be answered ahead of that card's first failure still settling). They
+are taken in key order in one statement, so two transactions never deadlock. On SQLite
+every such transaction holds the database's write lock from ``BEGIN IMMEDIATE``.
 """
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable, Iterable, Sequence
 from datetime import timedelta
 from typing import Any, Final
 
-from sqlalchemy import bindparam, delete, select, update
+from sqlalchemy import bindparam, delete, select, text, update
 from sqlalchemy.engine import Connection, Row
 
 from hsmsvc.keys import attempts as _attempts
@@ -28,6 +41,22 @@ _FAILURES: Final = {
     2: select(attempts_t).where(attempts_t.c.subject.in_([bindparam("s0"), bindparam("s1")])),
 }
 _FAILURES_ANY: Final = select(attempts_t).where(attempts_t.c.subject.in_(bindparam("subjects", expanding=True)))
+# unnest yields the array's elements in order, and each lock is taken as its element is read.
+_LOCKS: Final = {
+    False: text("SELECT count(pg_advisory_xact_lock(k)) FROM unnest(CAST(:keys AS bigint[])) AS k"),
+    True: text("SELECT count(pg_advisory_xact_lock_shared(k)) FROM unnest(CAST(:keys AS bigint[])) AS k"),
+}
+
+
+def _lock_key(subject: str) -> int:
+    """A subject's advisory lock key (a collision only orders two subjects' settlements together)."""
+    return int.from_bytes(hashlib.sha256(b"hsmsvc.pin_attempts:" + subject.encode()).digest()[:8], "big",
+                          signed=True)
+
+
+def _lock(conn: Connection, subjects: Iterable[str], *, shared: bool) -> None:
+    if conn.dialect.name == "postgresql":
+        conn.execute(_LOCKS[shared], {"keys": sorted({_lock_key(x) for x in subjects})})
 
 
 class AttemptCounters:
@@ -48,6 +77,19 @@ class AttemptCounters:
             return conn.execute(_FAILURES_ANY, {"subjects": subjects}).all()
 
         rows = self._db.read_single(work, "attempts")
+        return {r.subject: int(r.failures) for r in rows
+                if (start := utc(r.window_start)) is not None and start > cutoff}
+
+    def confirm(self, subjects: list[str], window: timedelta) -> dict[str, int]:
+        """:meth:`failures`, read under each subject's shared lock: ordered after every
+        settlement of them already in flight, and before every one not yet begun."""
+        cutoff = now() - window
+
+        def work(conn: Connection) -> Sequence[Row[Any]]:
+            _lock(conn, subjects, shared=True)
+            return conn.execute(_FAILURES_ANY, {"subjects": subjects}).all()
+
+        rows = self._db.transaction(work)
         return {r.subject: int(r.failures) for r in rows
                 if (start := utc(r.window_start)) is not None and start > cutoff}
 
@@ -79,9 +121,8 @@ class AttemptCounters:
     ) -> _attempts.Settlement:
         """Settle evaluated PIN checks against their counters in one transaction (:mod:`hsmsvc.keys.attempts`).
 
-        The rows are read FOR UPDATE (on SQLite the transaction holds the write lock from
-        BEGIN), so two settlements of one counter never both see it below its limit; two
-        first failures of one subject collide on its key and the loser runs again. The audit
+        Each subject's lock is taken exclusively (module docstring) and its row read FOR UPDATE,
+        so two settlements of one counter never both see it below its limit. The audit
         row ``audit(settlement)`` is written in the same transaction when anything was counted.
         """
         def change(conn: Connection) -> _attempts.Settlement:
@@ -99,6 +140,8 @@ class AttemptCounters:
 
 
 def _held_counters(conn: Connection, subjects: Iterable[str]) -> dict[str, _attempts.Counter]:
+    subjects = sorted(set(subjects))
+    _lock(conn, subjects, shared=False)
     # Sorted, so two transactions lock shared rows in one order and never deadlock.
     rows = conn.execute(select(attempts_t).where(attempts_t.c.subject.in_(sorted(subjects)))
                         .order_by(attempts_t.c.subject).with_for_update()).all()
