@@ -35,7 +35,12 @@ def parser(argv: list[str]) -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    args = parser(argv).parse_args(argv)
+    top = parser(argv)
+    args, unknown = top.parse_known_args(argv)
+    # parse_args, except that a command unavailable here (bench outside a checkout) takes any
+    # options, to say how to run it rather than that they are unknown.
+    if unknown and not getattr(args, "any_options", False):
+        top.error(f"unrecognized arguments: {' '.join(unknown)}")
     args.argv = argv
     try:
         rc: int = args.func(args)

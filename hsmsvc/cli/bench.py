@@ -1,41 +1,48 @@
-"""``hsmsvc bench``: the pressure test, from a source checkout (the tool is ``tools/bench``)."""
+"""``hsmsvc bench``: the pressure test. It is not packaged: the tool, ``tools/bench``, starts
+servers and h2load from a source checkout, and only there is ``tools`` importable (on the path
+of the checkout's ``make`` venv, or of ``python -m hsmsvc`` run in the checkout). Elsewhere the
+command says how to run it."""
 
 from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
-from typing import Any
+from types import ModuleType
 
 HELP = "pressure test: the real server against a bare gRPC echo, with h2load"
 DESCRIPTION = "Run from a source checkout: the tool lives in tools/bench."
 # Described only when chosen: it pulls in the request builders and h2load driver.
 LAZY = True
 
+_HOW = ("hsmsvc bench: run it from a source checkout (the tool is tools/bench): "
+        "`make .venv/.installed`, then `.venv/bin/hsmsvc bench ...`, or `python -m tools.bench ...` "
+        "in the checkout")
 
-def _bench_module() -> Any:
-    """``tools.bench.pressure`` from the source checkout this package runs from, if there is one."""
-    root = Path(__file__).resolve().parents[2]
-    if not (root / "tools" / "bench" / "pressure.py").exists():
-        return None
-    if str(root) not in sys.path:
-        sys.path.insert(0, str(root))
-    from tools.bench import pressure
 
+def _pressure() -> ModuleType | None:
+    """``tools.bench.pressure``, if this process can import it."""
+    try:
+        from tools.bench import pressure
+    except ModuleNotFoundError as e:
+        if e.name in ("tools", "tools.bench", "tools.bench.pressure"):
+            return None
+        raise
     return pressure
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    bench = _bench_module()
-    if bench is not None:
-        bench.add_arguments(p)
-        p.set_defaults(bench=bench)
+    pressure = _pressure()
+    if pressure is not None:
+        pressure.add_arguments(p)
+        p.set_defaults(bench=pressure)
+    else:
+        p.set_defaults(any_options=True)
 
 
 def run(args: argparse.Namespace) -> int:
-    bench = getattr(args, "bench", None)
-    if bench is None:
-        print("hsmsvc bench: run it from a source checkout (the tool is tools/bench)", file=sys.stderr)
+    pressure = getattr(args, "bench", None)
+    if pressure is None:
+        print(_HOW, file=sys.stderr)
         return 2
-    rc: int = bench.run(args)
+    rc: int = pressure.run(args)
     return rc
