@@ -6,10 +6,13 @@ STAMP  := $(VENV)/.installed
 
 .PHONY: run test proto clean
 
-$(STAMP): pyproject.toml
+# tools/ is not packaged (a wheel has no tools/bench): the .pth puts this checkout on the venv's
+# path, so that `.venv/bin/hsmsvc bench` and `python -m tools.bench` find it from anywhere.
+$(STAMP): pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[test]'
+	$(BIN)/python -c 'import sys, sysconfig; open(sysconfig.get_path("purelib") + "/hsmsvc-checkout.pth", "w").write(sys.argv[1] + "\n")' "$(CURDIR)"
 	touch $(STAMP)
 
 # The embedded default: power-on self-test, a development LMK sealed under

@@ -20,13 +20,14 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from hsmsvc.api.config import ServerConfig
 from hsmsvc.errors import InvalidInput
 
-__all__ = ["supervise"]
+__all__ = ["serve_here", "supervise", "write_ready"]
 
 log = logging.getLogger("hsmsvc.workers")
 
@@ -66,6 +67,29 @@ def _worker_args(argv: list[str], listen: str, metrics: str, ready: Path, index:
         out.append(a)
     return [sys.executable, "-m", "hsmsvc", *out, "--listen", listen, "--metrics-listen", metrics,
             "--ready-file", str(ready), "--workers", "1", "--worker-index", str(index)]
+
+
+def write_ready(path: str, doc: Mapping[str, Any]) -> None:
+    """The ready file, written whole or not at all: a reader never sees half of it."""
+    tmp = Path(path + ".tmp")
+    tmp.write_text(json.dumps(doc))
+    os.replace(tmp, path)
+
+
+def serve_here(cfg: ServerConfig, ready_file: str | None) -> int:
+    """One server in this process until SIGTERM or SIGINT; its ports in ``ready_file`` once serving."""
+    import asyncio
+
+    from hsmsvc.api.server import Running, serve
+
+    def ready(running: Running) -> None:
+        if ready_file:
+            write_ready(ready_file, {"port": running.port, "metrics_port": running.metrics_port,
+                                     "pid": os.getpid(),
+                                     "workers": [{"pid": os.getpid(), "metrics_port": running.metrics_port}]})
+
+    asyncio.run(serve(cfg, ready))
+    return 0
 
 
 def supervise(cfg: ServerConfig, argv: list[str], ready_file: str | None) -> int:
@@ -117,9 +141,7 @@ def supervise(cfg: ServerConfig, argv: list[str], ready_file: str | None) -> int
         if ready_file:
             doc = {"port": port, "metrics_port": workers[0]["metrics_port"], "pid": os.getpid(),
                    "workers": workers}
-            tmpf = Path(ready_file + ".tmp")
-            tmpf.write_text(json.dumps(doc))
-            os.replace(tmpf, ready_file)
+            write_ready(ready_file, doc)
         log.info("workers serving", extra={"port": port, "workers": len(procs)})
         while not stopping:
             for i, p in enumerate(procs):

@@ -109,6 +109,21 @@ class Console:
         with self._no_echo():
             return self._readline()
 
+    def passphrase(self, prompt: str, confirm: bool = False) -> bytes:
+        """A passphrase typed with echo off; ``confirm``: typed twice, and refused if they differ."""
+        first = self.secret(prompt)
+        try:
+            if confirm:
+                again = self.secret("again: ")
+                try:
+                    if again != first:
+                        raise InvalidInput("passphrase", "the two entries differ")
+                finally:
+                    zeroize(again)
+            return bytes(first)
+        finally:
+            zeroize(first)
+
     def confirm(self, prompt: str) -> bool:
         return self.ask(f"{prompt} [y/N] ").lower() in ("y", "yes")
 

@@ -21,20 +21,38 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from hsmsvc.wire import ALGORITHM, KEY_TYPE
 from hsmsvc.ceremony import mailer
 from hsmsvc.ceremony.console import Console, parse_hex, zeroize
 from hsmsvc.ceremony.lmk import Record, check_against_mailer
 from hsmsvc.crypto import _compare, components, kcv, keytransport
 from hsmsvc.errors import HsmsvcError, InvalidInput, VerificationFailed
-from hsmsvc.types import Algorithm, KeyType
+from hsmsvc.types import Algorithm, Exportability, KeyType, KeyUsage, ModeOfUse
 from hsmsvc.v1 import ceremony_service_pb2 as cm
 from hsmsvc.v1 import key_service_pb2 as km
 from hsmsvc.v1 import types_pb2 as pb
+from hsmsvc.wire import ALGORITHM, EXPORTABILITY, KEY_TYPE, KEY_USAGE, MODE_OF_USE
 from hsmsvc_client import Client, ClientTls
 from hsmsvc_client.client import ref
 
-__all__ = ["form", "print_components"]
+__all__ = ["form", "print_components", "template"]
+
+
+def template(kind: KeyType, key_id: str, alias: str, algorithm: str, usage: str, mode_of_use: str, zone: str,
+             legacy_types: Sequence[str] = ()) -> km.KeyTemplate:
+    """The template of a ZMK or TMK to form, from the names a ceremony script gives: ``usage`` K1
+    (TR-31 key blocks) or K0 (the legacy ECB form, carrying ``legacy_types``); never exportable."""
+    try:
+        return km.KeyTemplate(
+            key_id=key_id, alias=alias, key_type=KEY_TYPE.to_pb[kind],
+            algorithm=ALGORITHM.to_pb[Algorithm[algorithm]],
+            usage=KEY_USAGE.to_pb[KeyUsage.KBPK if usage == "K1" else KeyUsage.KEK],
+            mode_of_use=MODE_OF_USE.to_pb[ModeOfUse(mode_of_use)],
+            exportability=EXPORTABILITY.to_pb[Exportability.NON_EXPORTABLE],
+            zone=zone,
+            legacy_key_types=[KEY_TYPE.to_pb[KeyType(t)] for t in legacy_types],
+        )
+    except (KeyError, ValueError):
+        raise InvalidInput("template", "a known algorithm, mode of use and key types") from None
 
 
 def _custodian_component(console: Console, i: int, n: int, algorithm: Algorithm) -> tuple[bytearray, bytes]:

@@ -1,12 +1,14 @@
 """How to build a backend: picklable settings, so a pool can build one in a spawned worker.
 
 Secrets (passphrase, token PIN) are never in a config: it names where to read
-them (an environment variable, a file, a file descriptor or a systemd
-credential), and the process that builds the backend reads them itself.
+them (an environment variable, a file, a file descriptor, a systemd
+credential, or a prompt at the terminal), and the process that builds the
+backend reads them itself.
 """
 
 from __future__ import annotations
 
+import getpass
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,16 +22,19 @@ __all__ = ["Pkcs11Config", "SecretSource", "SoftConfig", "build"]
 @dataclass(frozen=True)
 class SecretSource:
     """Exactly one of: an environment variable's name, a file path, an open file descriptor
-    (read to its end once, then closed), or a systemd credential's name
-    (``$CREDENTIALS_DIRECTORY/<name>``, from ``LoadCredential=``/``SetCredential=``)."""
+    (read to its end once, then closed), a systemd credential's name
+    (``$CREDENTIALS_DIRECTORY/<name>``, from ``LoadCredential=``/``SetCredential=``), or
+    the prompt an interactive command asks it with, unechoed, at the terminal."""
 
     env: str | None = None
     file: str | None = None
     fd: int | None = None
     credential: str | None = None
+    prompt: str | None = None
 
     def __post_init__(self) -> None:
-        if sum(x is not None for x in (self.env, self.file, self.fd, self.credential)) != 1:
+        named = (self.env, self.file, self.fd, self.credential, self.prompt)
+        if sum(x is not None for x in named) != 1:
             raise InvalidInput("secret", "exactly one of env, file, fd or credential")
         if self.fd is not None and (isinstance(self.fd, bool) or not isinstance(self.fd, int) or self.fd < 0):
             raise InvalidInput("secret", "fd: a file descriptor number")
@@ -48,6 +53,8 @@ class SecretSource:
             return value.encode()
         if self.fd is not None:
             return _read_fd(self.fd)
+        if self.prompt is not None:
+            return getpass.getpass(self.prompt).encode()
         if self.credential is not None:
             directory = os.environ.get("CREDENTIALS_DIRECTORY")
             if not directory:
@@ -74,10 +81,17 @@ def _read_fd(fd: int) -> bytes:
 
 @dataclass(frozen=True)
 class SoftConfig:
-    """The soft backend: a sealed LMK file and where its passphrase comes from."""
+    """The soft backend: a sealed LMK file and where its passphrase comes from; for an LMK
+    migration, also the retiring LMK's sealed file and passphrase (key change storage)."""
 
     sealed_lmk: str
     passphrase: SecretSource
+    old_sealed_lmk: str | None = None
+    old_passphrase: SecretSource | None = None
+
+    def __post_init__(self) -> None:
+        if (self.old_sealed_lmk is None) != (self.old_passphrase is None):
+            raise InvalidInput("old_sealed_lmk", "the old LMK's sealed file and its passphrase, or neither")
 
 
 @dataclass(frozen=True)
@@ -94,7 +108,11 @@ def build(config: SoftConfig | Pkcs11Config, forget: bool = False) -> Backend:
     if isinstance(config, SoftConfig):
         from hsmsvc.hsm.soft.backend import SoftBackend
 
-        return SoftBackend.from_sealed(Path(config.sealed_lmk), config.passphrase.read(forget))
+        passphrase = config.passphrase.read(forget)
+        old = None
+        if config.old_sealed_lmk is not None and config.old_passphrase is not None:
+            old = (Path(config.old_sealed_lmk), config.old_passphrase.read(forget))
+        return SoftBackend.from_sealed(Path(config.sealed_lmk), passphrase, old=old)
     if isinstance(config, Pkcs11Config):
         from hsmsvc.hsm.pkcs11.backend import Pkcs11Backend
 

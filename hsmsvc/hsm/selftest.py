@@ -1,7 +1,8 @@
 """Power-on known-answer tests, as an HSM runs before it serves (FIPS 140-3 self-tests).
 
-One published vector per algorithm the soft backend offers; a backend refuses
-to start if any fails. Tests under ``tests/crypto`` carry the full tables.
+One published vector per algorithm the soft backend offers; ``hsmsvc serve``
+runs them first and refuses to start if any fails (``hsmsvc selfcheck`` runs
+them on demand). Tests under ``tests/crypto`` carry the full tables.
 """
 
 from __future__ import annotations

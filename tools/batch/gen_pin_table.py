@@ -177,19 +177,19 @@ def generate(db: str, store: KeyStore, backend: Backend, rows: int, table: str =
 
 
 def main(argv: list[str] | None = None) -> int:
-    from hsmsvc.cli import backend_from_args, backend_arguments
+    from hsmsvc.cli import backend as backend_options
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--db", required=True, help="customer database URL")
     p.add_argument("--store", required=True, help="key store URL (the test PSK is formed there)")
-    backend_arguments(p)
+    backend_options.add_arguments(p)
     p.add_argument("--rows", type=int, default=100_000)
     p.add_argument("--table", default="customers")
     p.add_argument("--seed", type=int, default=7)
     p.add_argument("--psk-id", default="psk-gen")
     p.add_argument("--algorithm", default="TDES_2KEY", help="TDES_2KEY (format 0) or AES_128 (format 4)")
     args = p.parse_args(argv)
-    backend = backend_from_args(args)
+    backend = backend_options.open_backend(args)
     store = KeyStore(args.store, backend)
     try:
         store.migrate()

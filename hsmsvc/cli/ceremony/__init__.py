@@ -1,0 +1,29 @@
+"""``hsmsvc ceremony``: key ceremonies for key officers and custodians (:mod:`hsmsvc.ceremony`)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+
+from hsmsvc.cli.ceremony import component, form, lmk
+
+HELP = "key ceremonies for key officers and custodians"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    officer = os.environ.get("USER") or "officer"
+    groups = parser.add_subparsers(dest="ceremony_command", required=True)
+    lmk.add_arguments(groups.add_parser("lmk", help="create, back up, restore or migrate the LMK (at the backend)"),
+                      officer)
+    for kind in ("zmk", "tmk"):
+        form.add_arguments(groups.add_parser(kind, help=f"form a {kind.upper()} through the server (dual control)"),
+                           kind)
+    component.add_arguments(groups.add_parser("component", help="key component mailers"), officer)
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.ceremony_command == "lmk":
+        return lmk.run(args)
+    if args.ceremony_command == "component":
+        return component.run(args)
+    return form.run(args)

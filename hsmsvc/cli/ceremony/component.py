@@ -1,0 +1,36 @@
+"""``hsmsvc ceremony component print``: a new key's component mailers
+(:func:`hsmsvc.ceremony.forming.print_components`)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from hsmsvc.errors import InvalidInput
+from hsmsvc.types import Algorithm
+
+
+def add_arguments(parser: argparse.ArgumentParser, officer: str) -> None:
+    steps = parser.add_subparsers(dest="component_step", required=True)
+    p = steps.add_parser("print", help="draw a new key's components and write one mailer each (text + PDF)")
+    p.add_argument("--out", required=True, help="directory for the mailers")
+    p.add_argument("--label", required=True, help="what the key is, e.g. zmk-branch-0001")
+    p.add_argument("--key-type", default="ZMK")
+    p.add_argument("--algorithm", default="TDES_2KEY")
+    p.add_argument("--custodian", action="append", required=True, help="a custodian's name, one per component")
+    p.add_argument("--officer", default=officer)
+    p.add_argument("--journal", help="ceremony journal file (default: OUT/ceremony.log)")
+
+
+def run(args: argparse.Namespace) -> int:
+    from hsmsvc.ceremony import forming, lmk
+    from hsmsvc.ceremony.console import Console
+    from hsmsvc.types import KeyType
+
+    try:
+        kind, alg = KeyType(args.key_type), Algorithm[args.algorithm]
+    except (KeyError, ValueError):
+        raise InvalidInput("key_type", "a known key type and algorithm") from None
+    record = lmk.Record(args.officer, Path(args.journal) if args.journal else Path(args.out) / "ceremony.log")
+    forming.print_components(Console(), Path(args.out), args.label, kind, alg, args.custodian or [], record)
+    return 0

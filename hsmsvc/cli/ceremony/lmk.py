@@ -1,0 +1,128 @@
+"""``hsmsvc ceremony lmk create|backup|restore|migrate`` (:mod:`hsmsvc.ceremony.lmk`)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from hsmsvc.cli import backend
+from hsmsvc.errors import InvalidInput, Unsupported
+
+if TYPE_CHECKING:
+    from hsmsvc.ceremony.console import Console
+    from hsmsvc.ceremony.lmk import Record, Target
+
+
+def add_arguments(parser: argparse.ArgumentParser, officer: str) -> None:
+    steps = parser.add_subparsers(dest="lmk_ceremony", required=True)
+    for name, text in (("create", "form a new LMK from 2-9 custodians' components"),
+                       ("backup", "give the LMK out as fresh components, one per custodian (soft backend)"),
+                       ("restore", "re-create the LMK from its components, each checked by its KCV")):
+        p = steps.add_parser(name, help=text)
+        backend.add_arguments(p)
+        p.add_argument("--custodians", type=int, help="how many custodians (2 to 9)")
+        p.add_argument("--custodian", action="append", help="a custodian's name, in order (else asked)")
+        p.add_argument("--officer", default=officer, help="the key officer running the ceremony")
+        p.add_argument("--journal", help="ceremony journal file (default: beside the sealed file)")
+        p.add_argument("--store", help="also audit the step in this key store (database URL)")
+        if name != "restore":
+            p.add_argument("--mailer-dir", help="write drawn components to mailers here instead of the screen")
+        if name == "create":
+            p.add_argument("--scrypt-log2-n", type=int, default=17, help="scrypt cost (default 17)")
+        if name == "restore":
+            p.add_argument("--expect-kcv", help="the LMK's recorded KCV (else asked)")
+            p.add_argument("--scrypt-log2-n", type=int, default=17, help="scrypt cost (default 17)")
+    p = steps.add_parser("migrate", help="move every stored key to a new LMK (payShield BW); resumable")
+    p.add_argument("--sealed", required=True, help="the old LMK's sealed file")
+    p.add_argument("--passphrase-env", help="environment variable holding the old LMK's passphrase")
+    p.add_argument("--passphrase-file", help="file holding the old LMK's passphrase")
+    p.add_argument("--new-sealed", required=True, help="the new LMK's sealed file (from `ceremony lmk create`)")
+    p.add_argument("--new-passphrase-env", help="environment variable holding the new LMK's passphrase")
+    p.add_argument("--new-passphrase-file", help="file holding the new LMK's passphrase")
+    p.add_argument("--store", required=True, help="database URL (stop the servers that use it first)")
+    p.add_argument("--batch", type=int, default=500, help="keys per transaction (default 500)")
+    p.add_argument("--limit", type=int, help="move at most this many keys in this run")
+    p.add_argument("--delete-old", action="store_true", help="destroy the old LMK once everything verifies")
+    p.add_argument("--officer", default=officer, help="the key officer running the migration")
+
+
+def run(args: argparse.Namespace) -> int:
+    from hsmsvc.ceremony import lmk
+    from hsmsvc.ceremony.console import Console
+
+    if args.lmk_ceremony == "migrate":
+        return migrate(args)
+    console = Console()
+    record = _record(args)
+    names = args.custodian or []
+    mailers = Path(args.mailer_dir) if getattr(args, "mailer_dir", None) else None
+    if args.lmk_ceremony == "create":
+        n = _custodian_count(args)
+        target = _target(console, args, creating=True)
+        lmk.create(console, n, target, record, names, mailers)
+    elif args.lmk_ceremony == "restore":
+        n = _custodian_count(args)
+        expect = bytes.fromhex(args.expect_kcv) if args.expect_kcv else None
+        target = _target(console, args, creating=True)
+        lmk.restore(console, n, target, record, expect, names)
+    else:
+        n = _custodian_count(args)
+        if args.pkcs11_module:
+            raise Unsupported("lmk", "a token LMK is non-extractable: its backup is the components it was "
+                                     "created from; restore it with `hsmsvc ceremony lmk restore --pkcs11-module`")
+        hsm = _target(console, args, creating=False).open()
+        try:
+            lmk.backup(console, hsm, n, record, names, mailers)
+        finally:
+            hsm.close()
+    return 0
+
+
+def migrate(args: argparse.Namespace) -> int:
+    from hsmsvc.ceremony import lmk
+    from hsmsvc.ceremony.console import Console
+
+    console = Console()
+    old = lmk.SealedTarget(Path(args.sealed), _passphrase(console, args))
+    new = lmk.SealedTarget(Path(args.new_sealed), _passphrase(console, args, prefix="new_"))
+    report = lmk.migrate(console, old, new, args.store, args.officer, args.batch, args.limit, args.delete_old)
+    return 0 if report.verified or report.remaining else 1
+
+
+def _passphrase(console: Console, args: argparse.Namespace, prefix: str = "", confirm: bool = False) -> bytes:
+    source = backend.secret_named(args, f"{prefix}passphrase")
+    if source is not None:
+        return source.read()
+    return console.passphrase(f"{prefix.replace('_', ' ')}LMK passphrase (hidden): ", confirm)
+
+
+def _target(console: Console, args: argparse.Namespace, creating: bool) -> Target:
+    from hsmsvc.ceremony import lmk
+
+    if args.pkcs11_module:
+        if not args.token:
+            raise InvalidInput("token", "the token label")
+        return lmk.TokenTarget(args.pkcs11_module, args.token, backend.read_secret(args, "pin").decode())
+    if not args.sealed:
+        raise InvalidInput("sealed", "a sealed LMK file (or --pkcs11-module)")
+    return lmk.SealedTarget(Path(args.sealed), _passphrase(console, args, confirm=creating),
+                            getattr(args, "scrypt_log2_n", 17))
+
+
+def _record(args: argparse.Namespace) -> Record:
+    from hsmsvc.ceremony import lmk
+
+    journal = args.journal or (str(args.sealed) + ".ceremony.log" if getattr(args, "sealed", None) else None)
+    return lmk.Record(args.officer, Path(journal) if journal else None, getattr(args, "store", None))
+
+
+def _custodian_count(args: argparse.Namespace) -> int:
+    """How many custodians; refused before anyone types anything."""
+    from hsmsvc.ceremony.lmk import check_custodians
+
+    n = args.custodians or len(args.custodian or [])
+    if not n:
+        raise InvalidInput("custodians", "how many (--custodians N, or one --custodian NAME each)")
+    check_custodians(int(n))
+    return int(n)
