@@ -7,21 +7,22 @@ clears its card's counter, as a card's PIN try counter is reset; the
 principal's counter only ages out, so a caller cannot hide a guessing run
 behind the odd success.
 
-The counts are exact across processes: a check reads its counters before the
-block is touched (refusing at once at a limit), and its outcome is released
-only once settled in the store (:mod:`hsmsvc.keys.attempts`), in order with
-every other check of the same counters. A match on counters that read zero
-is confirmed by a read under their shared locks
-(:meth:`hsmsvc.keys.store.counters.AttemptCounters.confirm`), which writes
-nothing and waits only for settlements in flight: released at the first read,
-it would be answered ahead of the wrong guesses in flight beside it, however
-many of them took the card to its limit, and a guess refused at settlement
-would be known to be wrong (N guesses sent at once, N PINs tried).
+The counts are exact across processes: an outcome is released only once settled
+in the store (:mod:`hsmsvc.keys.attempts`), in one queue with every other check
+of the same counters (:mod:`hsmsvc.keys.store.counters`). A match is confirmed
+by one read in that queue, writing nothing, so the usual verification costs one
+round trip; a right PIN that did not queue would be answered ahead of the wrong
+guesses in flight beside it, and a guess refused at settlement would be known
+to be wrong (N guesses sent at once, N PINs tried). A single verification reads
+nothing before the block is touched: a check refused at settlement counts
+nothing, and what it refused is remembered for a second, so a flood at a locked
+card is refused undeciphered after its first call in each process.
 """
 
 from __future__ import annotations
 
 import time
+from typing import Final
 from collections.abc import Sequence
 
 from hsmsvc.errors import AttemptsExceeded, InvalidInput
@@ -33,6 +34,10 @@ from hsmsvc.service.context import Caller, Services
 __all__ = [
     "AttemptGuard", "check_principal", "count_failures", "failures_left", "principal_subject", "settle_checks",
 ]
+
+
+REMEMBERED: Final = 1.0
+"""Seconds a process refuses a counter at once after a settlement found it at its limit."""
 
 
 def principal_subject(name: str) -> str:
@@ -54,7 +59,6 @@ class AttemptGuard:
         self._subjects = [principal_subject(caller.principal.name)]
         if pan_hash is not None:
             self._subjects.append("pan:" + pan_hash.hex())
-        self._had_failures = True  # until a read shows otherwise
 
     @classmethod
     def for_cards(cls, services: Services, caller: Caller, pans: Sequence[str]) -> list[AttemptGuard | None]:
@@ -87,11 +91,20 @@ class AttemptGuard:
     def check_counts(self, counts: dict[str, int]) -> None:
         """Refuse if either limit is reached, given counts read for several guards at once."""
         limits = self._s.limits
-        self._had_failures = len(self._subjects) > 1 and self._subjects[1] in counts
         if counts.get(self._subjects[0], 0) >= limits.per_principal:
             raise AttemptsExceeded("principal", "too many failed PIN checks; try later")
         if len(self._subjects) > 1 and counts.get(self._subjects[1], 0) >= limits.per_pan:
             raise AttemptsExceeded("pan", "too many failed PIN checks for this card")
+
+    def check_known(self) -> None:
+        """Refuse at once, reading nothing, a counter a settlement here found at its limit within
+        the last :data:`REMEMBERED` seconds."""
+        refused = self._s.attempt_refusals
+        if refused:
+            at = time.monotonic()
+            for x in self._subjects:
+                if refused.get(x, 0.0) > at:
+                    raise self._refusal(x)
 
     def check_principal(self) -> None:
         """The principal's limit only (:func:`check_principal`)."""
@@ -113,17 +126,26 @@ class AttemptGuard:
         self._s.attempt_cache.pop(self._caller.principal.name, None)
 
     def settle(self, matched: bool, key: StoredKey, what: str) -> None:
-        """Release this check's outcome, or refuse it (AttemptsExceeded) past a limit."""
-        if matched and not self._had_failures:
+        """Release this check's outcome, or refuse it (AttemptsExceeded) past a limit.
+
+        A match is confirmed by one read in the counters' queue; only one whose card has
+        failures to clear is settled in a write.
+        """
+        if matched:
             counts = self._s.store.confirm_attempts(self._subjects, self._s.limits.window)
-            refused = self.limited_by(counts)
-            if refused is None and (self.card is None or self.card not in counts):
-                return  # confirmed: nothing to count or clear
-            if refused is not None:
-                raise self._refusal(refused)
+            at = self.limited_by(counts)
+            if at is not None:
+                raise self.refused(at)
+            if self.card is None or self.card not in counts:
+                return
         out = settle_checks(self._s, self._caller, [self], [matched], key=key, what=what)
         if not out.released[0]:
             raise self.exceeded(out)
+
+    def refused(self, subject: str) -> AttemptsExceeded:
+        """The refusal for ``subject`` at its limit, remembered (:meth:`check_known`)."""
+        self._s.attempt_refusals[subject] = time.monotonic() + REMEMBERED
+        return self._refusal(subject)
 
     def limited_by(self, counts: dict[str, int]) -> str | None:
         """The first of this check's counters at its limit in ``counts``, if any."""
@@ -139,14 +161,10 @@ class AttemptGuard:
             return AttemptsExceeded("pan", "too many failed PIN checks for this card")
         return AttemptsExceeded("principal", "too many failed PIN checks; try later")
 
-    @property
-    def needs_settling(self) -> bool:
-        """Whether a match must still be settled (its card had failures when read)."""
-        return self._had_failures
-
     def exceeded(self, out: Settlement, index: int = 0) -> AttemptsExceeded:
         """The refusal of outcome ``index`` of ``out``: the card's limit if that is what refused it."""
-        return self._refusal(out.limited_by[index])
+        at = out.limited_by[index]
+        return self.refused(at) if at is not None else self._refusal(at)
 
 
 def _guard_or_none(s: Services, caller: Caller, pan: str) -> AttemptGuard | None:

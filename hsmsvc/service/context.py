@@ -81,6 +81,8 @@ class Services:
         """Checked TranslatePin routes (:mod:`hsmsvc.service.routes`)."""
         # principal name -> monotonic time until which its attempt count is trusted
         self.attempt_cache: dict[str, float] = {}
+        # attempt counter -> monotonic time until which a check naming it is refused at once
+        self.attempt_refusals: dict[str, float] = {}
 
     def manager(self, caller: Caller) -> KeyManager:
         return KeyManager(self.store, self.backend, caller.principal.name)

@@ -271,7 +271,7 @@ def verify_pin(
 ) -> bool:
     """Check a PIN block against a stored PIN, an IBM 3624 offset or a PVV."""
     guard = AttemptGuard(s, caller, _card(checked_pan(pan), check), pan=pan)
-    guard.check()
+    guard.check_known()  # read nothing before the block is touched: the settlement decides
     k, pk = _source(s, caller, key, "one_time_key" if isinstance(key, OneTimeKeyRef) else "key")
     b = s.backend
     try:
@@ -318,7 +318,7 @@ def verify_pin_batch(
     settled in order in one store transaction (:func:`settle_checks`), so an item
     another item of the batch, or another process, took past a limit is refused as
     it would have been one by one. A batch of matches on cards without failures
-    is confirmed by one read under shared locks and writes nothing.
+    is confirmed by one read in the counters' queue and writes nothing.
     """
     n = len(pin_blocks)
     if not n == len(pans) == len(accounts) == len(stored):
@@ -365,8 +365,9 @@ def _settle_batch(s: Services, caller: Caller, k: StoredKey, guards: Sequence[At
             checked.append((j, g, r is True))
     if not checked:
         return
-    if all(m and not g.needs_settling for _, g, m in checked):
-        # Every one a match on counters read at zero: confirmed under shared locks, it writes nothing.
+    if all(m for _, _, m in checked):
+        # Every one a match: confirmed by one read in the counters' queue, writing nothing,
+        # unless a card has failures to clear or a counter is at its limit.
         counts = s.store.confirm_attempts(sorted({x for _, g, _ in checked for x in g.subjects}), s.limits.window)
         if not counts or all(g.limited_by(counts) is None and g.card not in counts for _, g, _ in checked):
             return

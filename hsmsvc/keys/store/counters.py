@@ -1,23 +1,32 @@
 """The PIN-attempt counters' repository: failures per subject (card, caller) within a window.
 
 What a settlement decides is :mod:`hsmsvc.keys.attempts`'s; here are its rows, and the
-locks that order every settlement of one subject:
+locks that put every settlement and confirmation of one subject in one queue:
 
-* a settlement that may count or clear takes each subject's lock exclusively;
-* a check that matched on counters read at zero (:meth:`AttemptCounters.confirm`) takes
-  them shared, so matches do not wait for one another, only for a settlement in flight,
-  and a settlement waits for them.
+* a settlement that may count or clear holds each subject's lock exclusively for its
+  transaction;
+* a match is confirmed (:meth:`AttemptCounters.confirm`) by reading its counters under
+  the same locks, writing nothing. It waits its turn behind settlements already queued,
+  as a wrong guess would: a read that did not queue would answer a right PIN ahead of the
+  wrong guesses in flight beside it, and a guess refused at its settlement would then be
+  known to be wrong.
 
-On PostgreSQL the locks are transaction advisory locks, one per subject, held whether
-or not its row exists (``FOR UPDATE`` alone locks nothing for a card without failures,
-so a match could be answered ahead of that card's first failure still settling). They
-are taken in key order in one statement, so two transactions never deadlock. On SQLite
-every such transaction holds the database's write lock from ``BEGIN IMMEDIATE``.
+On PostgreSQL the locks are transaction advisory locks, one per subject, held whether or
+not its row exists (``FOR UPDATE`` locks nothing for a card without failures), taken in
+key order so two transactions never deadlock; a confirmation takes them shared (a shared
+request still waits behind an exclusive one queued before it) in one round trip, through
+the function of migration 0006. On SQLite, whose busy handler polls with sleeps, one
+exclusive ``flock`` on a file beside the database queues every settlement and
+confirmation of the store, across processes, with a thread lock in front of it.
 """
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
+import os
+import threading
+from contextlib import AbstractContextManager, nullcontext
 from collections.abc import Callable, Iterable, Sequence
 from datetime import timedelta
 from typing import Any, Final
@@ -30,6 +39,7 @@ from hsmsvc.keys.model import AuditEvent
 from hsmsvc.keys.schema import pin_attempts as attempts_t
 from hsmsvc.keys.store.chain import AuditChain
 from hsmsvc.keys.store.database import Database, now, utc
+from hsmsvc.loopguard import may_block
 
 __all__ = ["AttemptCounters"]
 
@@ -42,10 +52,9 @@ _FAILURES: Final = {
 }
 _FAILURES_ANY: Final = select(attempts_t).where(attempts_t.c.subject.in_(bindparam("subjects", expanding=True)))
 # unnest yields the array's elements in order, and each lock is taken as its element is read.
-_LOCKS: Final = {
-    False: text("SELECT count(pg_advisory_xact_lock(k)) FROM unnest(CAST(:keys AS bigint[])) AS k"),
-    True: text("SELECT count(pg_advisory_xact_lock_shared(k)) FROM unnest(CAST(:keys AS bigint[])) AS k"),
-}
+_LOCKS: Final = text("SELECT count(pg_advisory_xact_lock(k)) FROM unnest(CAST(:keys AS bigint[])) AS k")
+_CONFIRM: Final = text("SELECT subject, failures, window_start "
+                       "FROM hsmsvc_confirm_attempts(CAST(:keys AS bigint[]), CAST(:names AS text[]))")
 
 
 def _lock_key(subject: str) -> int:
@@ -54,9 +63,34 @@ def _lock_key(subject: str) -> int:
                           signed=True)
 
 
-def _lock(conn: Connection, subjects: Iterable[str], *, shared: bool) -> None:
-    if conn.dialect.name == "postgresql":
-        conn.execute(_LOCKS[shared], {"keys": sorted({_lock_key(x) for x in subjects})})
+def _lock_keys(subjects: Iterable[str]) -> list[int]:
+    return sorted({_lock_key(x) for x in subjects})
+
+
+class _FileQueue:
+    """SQLite's queue: a thread lock, then an exclusive ``flock`` shared by the store's processes."""
+
+    def __init__(self, database: str | None) -> None:
+        self._thread = threading.Lock()
+        self._path = None if not database or database == ":memory:" else database + ".attempts-lock"
+
+    def __enter__(self) -> None:
+        may_block()
+        self._thread.acquire()
+        self._fd = -1
+        if self._path is None:
+            return
+        try:
+            self._fd = os.open(self._path, os.O_RDWR | os.O_CREAT, 0o600)
+            fcntl.flock(self._fd, fcntl.LOCK_EX)
+        except BaseException:
+            self.__exit__()
+            raise
+
+    def __exit__(self, *_: object) -> None:
+        if self._fd >= 0:
+            os.close(self._fd)  # closing the descriptor lets the flock go
+        self._thread.release()
 
 
 class AttemptCounters:
@@ -65,6 +99,8 @@ class AttemptCounters:
     def __init__(self, db: Database, chain: AuditChain) -> None:
         self._db = db
         self._chain = chain
+        self._queue: AbstractContextManager[None] = (
+            _FileQueue(db.engine.url.database) if db.sqlite else nullcontext())
 
     def failures(self, subjects: list[str], window: timedelta) -> dict[str, int]:
         """Failed attempts per subject within the current window."""
@@ -81,15 +117,17 @@ class AttemptCounters:
                 if (start := utc(r.window_start)) is not None and start > cutoff}
 
     def confirm(self, subjects: list[str], window: timedelta) -> dict[str, int]:
-        """:meth:`failures`, read under each subject's shared lock: ordered after every
-        settlement of them already in flight, and before every one not yet begun."""
+        """:meth:`failures`, read in the subjects' queue (module docstring): after every
+        settlement of them queued before it, before every one queued after."""
         cutoff = now() - window
 
         def work(conn: Connection) -> Sequence[Row[Any]]:
-            _lock(conn, subjects, shared=True)
-            return conn.execute(_FAILURES_ANY, {"subjects": subjects}).all()
+            if self._db.sqlite:
+                return conn.execute(_FAILURES_ANY, {"subjects": subjects}).all()
+            return conn.execute(_CONFIRM, {"keys": _lock_keys(subjects), "names": subjects}).all()
 
-        rows = self._db.transaction(work)
+        with self._queue:
+            rows = self._db.read_single(work, "attempts")
         return {r.subject: int(r.failures) for r in rows
                 if (start := utc(r.window_start)) is not None and start > cutoff}
 
@@ -109,7 +147,8 @@ class AttemptCounters:
                 new = _attempts.Counter(c.failures + n, c.start) if live and c else _attempts.Counter(n, at)
                 _put_counter(conn, subject, new, stored=c is not None)
 
-        self._chain.write(change, ev)
+        with self._queue:
+            self._chain.write(change, ev)
 
     def settle(
         self,
@@ -132,16 +171,19 @@ class AttemptCounters:
                 _put_counter(conn, subject, c, stored=subject in held)
             return out
 
-        return self._chain.write(change, lambda out: audit(out) if out.failures else None)
+        with self._queue:
+            return self._chain.write(change, lambda out: audit(out) if out.failures else None)
 
     def clear(self, subject: str) -> None:
         """A correct PIN resets its card's counter, as a card's PIN try counter does."""
-        self._db.transaction(lambda conn: conn.execute(delete(attempts_t).where(attempts_t.c.subject == subject)))
+        with self._queue:
+            self._db.transaction(lambda conn: conn.execute(delete(attempts_t).where(attempts_t.c.subject == subject)))
 
 
 def _held_counters(conn: Connection, subjects: Iterable[str]) -> dict[str, _attempts.Counter]:
     subjects = sorted(set(subjects))
-    _lock(conn, subjects, shared=False)
+    if conn.dialect.name == "postgresql":
+        conn.execute(_LOCKS, {"keys": _lock_keys(subjects)})
     # Sorted, so two transactions lock shared rows in one order and never deadlock.
     rows = conn.execute(select(attempts_t).where(attempts_t.c.subject.in_(sorted(subjects)))
                         .order_by(attempts_t.c.subject).with_for_update()).all()
