@@ -15,16 +15,22 @@ On PostgreSQL the locks are transaction advisory locks, one per subject, held wh
 not its row exists (``FOR UPDATE`` locks nothing for a card without failures), taken in
 key order so two transactions never deadlock; a confirmation takes them shared (a shared
 request still waits behind an exclusive one queued before it) in one round trip, through
-the function of migration 0006. On SQLite, whose busy handler polls with sleeps, one
-exclusive ``flock`` on a file beside the database queues every settlement and
-confirmation of the store, across processes, with a thread lock in front of it.
+the function of migration 0006. So the queue is exact across every server sharing the
+database.
+
+On SQLite the queue is this process's (a thread lock); across processes, settlements are
+ordered by the write lock SQLite takes at ``BEGIN IMMEDIATE``, and a confirmation against
+another process's settlements by their commits. A cross-process queue was measured (an
+exclusive ``flock`` beside the database): held across Python code while threads wait for
+the GIL, it cost VerifyPin a third of its rate (``docs/performance.md``). So with several
+workers on SQLite a right PIN may be confirmed ahead of another worker's guesses still
+settling: at most (workers - 1) x transaction threads of them per window, which
+``docs/architecture.md`` states; with one worker, and on PostgreSQL, none.
 """
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
-import os
 import threading
 from contextlib import AbstractContextManager, nullcontext
 from collections.abc import Callable, Iterable, Sequence
@@ -67,30 +73,20 @@ def _lock_keys(subjects: Iterable[str]) -> list[int]:
     return sorted({_lock_key(x) for x in subjects})
 
 
-class _FileQueue:
-    """SQLite's queue: a thread lock, then an exclusive ``flock`` shared by the store's processes."""
+class _ProcessQueue:
+    """SQLite's queue within this process: a lock that, held by another thread, is waited for
+    only where waiting is allowed (:func:`hsmsvc.loopguard.may_block`)."""
 
-    def __init__(self, database: str | None) -> None:
-        self._thread = threading.Lock()
-        self._path = None if not database or database == ":memory:" else database + ".attempts-lock"
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
 
     def __enter__(self) -> None:
-        may_block()
-        self._thread.acquire()
-        self._fd = -1
-        if self._path is None:
-            return
-        try:
-            self._fd = os.open(self._path, os.O_RDWR | os.O_CREAT, 0o600)
-            fcntl.flock(self._fd, fcntl.LOCK_EX)
-        except BaseException:
-            self.__exit__()
-            raise
+        if not self._lock.acquire(blocking=False):
+            may_block()
+            self._lock.acquire()
 
     def __exit__(self, *_: object) -> None:
-        if self._fd >= 0:
-            os.close(self._fd)  # closing the descriptor lets the flock go
-        self._thread.release()
+        self._lock.release()
 
 
 class AttemptCounters:
@@ -99,8 +95,8 @@ class AttemptCounters:
     def __init__(self, db: Database, chain: AuditChain) -> None:
         self._db = db
         self._chain = chain
-        self._queue: AbstractContextManager[None] = (
-            _FileQueue(db.engine.url.database) if db.sqlite else nullcontext())
+        # PostgreSQL queues by advisory locks; SQLite, within this process, by this lock.
+        self._queue: AbstractContextManager[Any] = _ProcessQueue() if db.sqlite else nullcontext()
 
     def failures(self, subjects: list[str], window: timedelta) -> dict[str, int]:
         """Failed attempts per subject within the current window."""
