@@ -118,9 +118,12 @@ class AttemptCounters:
         cutoff = now() - window
 
         def work(conn: Connection) -> Sequence[Row[Any]]:
-            if self._db.sqlite:
-                return conn.execute(_FAILURES_ANY, {"subjects": subjects}).all()
-            return conn.execute(_CONFIRM, {"keys": _lock_keys(subjects), "names": subjects}).all()
+            if not self._db.sqlite:
+                return conn.execute(_CONFIRM, {"keys": _lock_keys(subjects), "names": subjects}).all()
+            fixed = _FAILURES.get(len(subjects))
+            if fixed is not None:
+                return conn.execute(fixed, {f"s{i}": x for i, x in enumerate(subjects)}).all()
+            return conn.execute(_FAILURES_ANY, {"subjects": subjects}).all()
 
         with self._queue:
             rows = self._db.read_single(work, "attempts")
