@@ -34,8 +34,10 @@ from hsmsvc.types import Algorithm, Exportability, KeyType, KeyUsage, ModeOfUse
 from hsmsvc.v1 import key_service_pb2 as key_pb
 from hsmsvc.v1 import types_pb2 as pb
 from hsmsvc_client import Client, ClientError, ClientTls
-from tests.api import independent as ind
 from tests import pg
+from tests import reference as ind
+from tests.hsm.helpers import clear_key
+from tests.reference import tdes_kcv, variant
 from tools.bench.pki import Identity
 from tools.bench.pki import ThrowawayCA as TestCA
 
@@ -114,15 +116,6 @@ keys = ["*"]
 """
 
 
-def odd_parity(key: bytes) -> bytes:
-    return bytes(b & 0xFE | (bin(b & 0xFE).count("1") + 1) % 2 for b in key)
-
-
-def clear_key(alg: Algorithm) -> bytes:
-    k = secrets.token_bytes(alg.key_length)
-    return odd_parity(k) if alg.is_tdes else k
-
-
 @dataclass
 class Env:
     port: int
@@ -167,14 +160,6 @@ def _form(km: KeyManager, spec: KeySpec, legacy: frozenset[KeyType] = frozenset(
     c1 = secrets.token_bytes(len(clear))
     km.form(spec, [c1, bytes(a ^ b for a, b in zip(clear, c1))], legacy_types=legacy)
     return clear
-
-
-# The legacy ECB form's key-type variants (first byte of the KEK XORed), as a peer applies them.
-VARIANT = {"ZPK": 0x6A, "TPK": 0xDE, "PVK": 0x2B, "MAK": 0x50, "TAK": 0x74, "DEK": 0x9C}
-
-
-def variant(kek: bytes, key_type: str) -> bytes:
-    return bytes([kek[0] ^ VARIANT[key_type]]) + kek[1:]
 
 
 ATTEMPTS = """
@@ -281,10 +266,6 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
 def template(key_id: str, kt: int, alg: int, usage: int, mode: int, zone: str = "core", **kw: Any) -> key_pb.KeyTemplate:
     return key_pb.KeyTemplate(key_id=key_id, key_type=kt, algorithm=alg, usage=usage, mode_of_use=mode,
                               exportability=pb.EXPORTABILITY_NON_EXPORTABLE, zone=zone, **kw)
-
-
-def tdes_kcv(key: bytes) -> bytes:
-    return ind.tdes_ecb(key, bytes(8))[:3]
 
 
 @pytest.fixture(scope="session")

@@ -26,8 +26,9 @@ from hsmsvc.keys.store import KeyStore
 from hsmsvc.types import Algorithm
 from hsmsvc_client import Client, ClientError, ClientTls
 from tests import pg
-from tests.api import independent as ind
-from tests.api.conftest import PASSPHRASE, POLICY, launch, stop, tdes_kcv
+from tests import reference as ind
+from tests.api.conftest import PASSPHRASE, POLICY, launch, stop
+from tests.reference import tdes_kcv
 from tools.bench.pki import ThrowawayCA as TestCA
 
 CLEAR = {spec.key_id: clear for spec, clear in devseed.DEMO_KEYS}

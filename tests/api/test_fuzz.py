@@ -41,7 +41,7 @@ from hsmsvc.v1 import pin_service_pb2 as pin_pb
 from hsmsvc.v1 import types_pb2 as pb
 from hsmsvc_client import Client, ClientTls
 from tests import pg
-from tests.api import independent as ind
+from tests import reference as ind
 from tests.api.conftest import ATTEMPTS, PASSPHRASE, POLICY, PRINCIPALS, _form, launch, stop
 from tests.api.test_input_status import METHODS, who_may_call
 from tools.bench.pki import ThrowawayCA as TestCA

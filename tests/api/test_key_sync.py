@@ -45,8 +45,9 @@ from hsmsvc.v1 import mac_service_pb2 as mac_pb
 from hsmsvc.v1 import pin_service_pb2 as pin_pb
 from hsmsvc.v1 import types_pb2 as pb
 from tests import pg
-from tests.api import independent as ind
-from tests.api.conftest import PASSPHRASE, clear_key, code_of, launch, stop, template
+from tests import reference as ind
+from tests.api.conftest import PASSPHRASE, code_of, launch, stop, template
+from tests.hsm.helpers import clear_key
 from tools.bench.pki import ThrowawayCA as TestCA
 from tests.ceremony import scripted, typed_components
 

@@ -27,8 +27,10 @@ from hsmsvc.v1 import mac_service_pb2 as mac_pb
 from hsmsvc.v1 import types_pb2 as pb
 from hsmsvc_client import Client, ClientTls
 from tests import pg
-from tests.api import independent as ind
-from tests.api.conftest import PASSPHRASE, POLICY, clear_key, launch, stop, tdes_kcv, template, variant
+from tests import reference as ind
+from tests.api.conftest import PASSPHRASE, POLICY, launch, stop, template
+from tests.hsm.helpers import clear_key
+from tests.reference import tdes_kcv, variant
 from tools.bench.pki import ThrowawayCA as TestCA
 
 KEYS = {"mak-free": None, "mak-limited": 1_000_000}
