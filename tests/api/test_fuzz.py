@@ -43,7 +43,7 @@ from hsmsvc_client import Client, ClientTls
 from tests import pg
 from tests import reference as ind
 from tests.api.conftest import ATTEMPTS, PASSPHRASE, POLICY, PRINCIPALS, _form, launch, stop
-from tests.api.test_input_status import METHODS, who_may_call
+from tests.api.methods import METHODS, who_may_call
 from tools.bench.pki import ThrowawayCA as TestCA
 
 SEED = 26
