@@ -233,26 +233,19 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
     ca = TestCA(d)
     ids = {n: ca.issue(n) for n in PRINCIPALS}
     srv = ca.issue("hsmsvc-server", server=True)
-    lmk = secrets.token_bytes(32)
-    sealed_file = d / "lmk.sealed"
-    sealed_file.write_bytes(sealed.seal(Algorithm.AES_256, lmk, PASSPHRASE.encode(), sealed.ScryptParams(log2_n=14)))
+    sealed_file = seal_lmk(d)
     (d / "policy.toml").write_text(POLICY)
     with pg.throwaway_db() as url:
-        backend = SoftBackend.from_sealed(sealed_file, PASSPHRASE.encode())
-        store = KeyStore(url, backend)
-        store.migrate()
-        km = KeyManager(store, backend, "test-setup")
-        clear = {
-            "zmk": _form(km, KeySpec("zmk-core", 1, KeyType.ZMK, Algorithm.AES_256, KeyUsage.KEK,
-                                     ModeOfUse.ENCRYPT_DECRYPT),
-                         frozenset({KeyType.ZPK, KeyType.PVK, KeyType.MAK, KeyType.DEK})),
-            "tmk": _form(km, KeySpec("branch-0001.tmk", 1, KeyType.TMK, Algorithm.TDES_3KEY, KeyUsage.KEK,
-                                     ModeOfUse.ENCRYPT_DECRYPT, zone="branch-0001"), frozenset({KeyType.TPK})),
-            "psk": _form(km, KeySpec("psk-digest", 1, KeyType.PSK, Algorithm.AES_256, KeyUsage.MAC_HMAC,
-                                     ModeOfUse.MAC_GENERATE_VERIFY, Exportability.NON_EXPORTABLE)),
-        }
-        store.close()
-        backend.close()
+        with forming(url, sealed_file) as km:
+            clear = {
+                "zmk": _form(km, KeySpec("zmk-core", 1, KeyType.ZMK, Algorithm.AES_256, KeyUsage.KEK,
+                                         ModeOfUse.ENCRYPT_DECRYPT),
+                             frozenset({KeyType.ZPK, KeyType.PVK, KeyType.MAK, KeyType.DEK})),
+                "tmk": _form(km, KeySpec("branch-0001.tmk", 1, KeyType.TMK, Algorithm.TDES_3KEY, KeyUsage.KEK,
+                                         ModeOfUse.ENCRYPT_DECRYPT, zone="branch-0001"), frozenset({KeyType.TPK})),
+                "psk": _form(km, KeySpec("psk-digest", 1, KeyType.PSK, Algorithm.AES_256, KeyUsage.MAC_HMAC,
+                                         ModeOfUse.MAC_GENERATE_VERIFY, Exportability.NON_EXPORTABLE)),
+            }
         proc, info = launch(d, url, sealed_file, srv, ca, ATTEMPTS)
         e = Env(info["port"], info["metrics_port"], ca, ids, d / "server.log", url, clear)
         try:

@@ -24,7 +24,6 @@ from hsmsvc.api.keysync import notice_from_pb
 from hsmsvc.ceremony import forming
 from hsmsvc.crypto import kcv
 from hsmsvc.hsm.backend import KeySpec
-from hsmsvc.hsm.soft import sealed
 from hsmsvc.hsm.soft.backend import SoftBackend
 from hsmsvc.keys.hierarchy import KeyManager
 from hsmsvc.keys.store import KeyStore
@@ -38,7 +37,7 @@ from hsmsvc.v1 import pin_service_pb2 as pin_pb
 from hsmsvc.v1 import types_pb2 as pb
 from tests import pg
 from tests import reference as ind
-from tests.api.conftest import PASSPHRASE, launch, stop, template
+from tests.api.conftest import PASSPHRASE, launch, seal_lmk, stop, template
 from tests.ceremony import scripted, typed_components
 from tests.hsm.helpers import clear_key
 from tools.bench.pki import ThrowawayCA as TestCA
@@ -154,9 +153,7 @@ grace_seconds = 4
         for name, url in (("branch", branch_url), ("core", core_url)):
             d = root / name
             d.mkdir()
-            sealed_file = d / "lmk.sealed"
-            sealed_file.write_bytes(sealed.seal(Algorithm.AES_256, secrets.token_bytes(32), PASSPHRASE.encode(),
-                                                sealed.ScryptParams(log2_n=14)))
+            sealed_file = seal_lmk(d)
             peer = "core-hsmsvc" if name == "branch" else "branch-hsmsvc"
             (d / "policy.toml").write_text(_policy(f"{name}-officer", f"{name}-app", peer))
             backend = SoftBackend.from_sealed(sealed_file, PASSPHRASE.encode())

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import re
-import secrets
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -20,14 +19,12 @@ import grpc
 import pytest
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from hsmsvc.hsm.soft import sealed
-from hsmsvc.types import Algorithm
 from hsmsvc.v1 import mac_service_pb2
 from hsmsvc.v1 import key_service_pb2 as key_pb
 from hsmsvc.v1 import key_sync_service_pb2 as sync_pb
 from hsmsvc.v1 import types_pb2 as pb
 from hsmsvc_client import Client, ClientTls
-from tests.api.conftest import PASSPHRASE, POLICY, Env, code_of, launch, stop, template
+from tests.api.conftest import POLICY, Env, code_of, launch, seal_lmk, stop, template
 from tests.api.methods import HOLDERS, METHODS, who_may_call
 from tools.bench.pki import ThrowawayCA as TestCA
 
@@ -171,9 +168,7 @@ def sqlite_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Client]:
     d: Path = tmp_path_factory.mktemp("sqlite-api")
     ca = TestCA(d)
     manager = ca.issue("key-manager")
-    sealed_file = d / "lmk.sealed"
-    sealed_file.write_bytes(sealed.seal(Algorithm.AES_256, secrets.token_bytes(32), PASSPHRASE.encode(),
-                                        sealed.ScryptParams(log2_n=14)))
+    sealed_file = seal_lmk(d)
     (d / "policy.toml").write_text(POLICY)
     proc, info = launch(d, f"sqlite:///{d / 'keys.db'}", sealed_file, ca.issue("hsmsvc-server", server=True), ca)
     client = Client(f"127.0.0.1:{info['port']}", ClientTls(ca.ca_file, manager.cert, manager.key, "localhost"))
