@@ -35,17 +35,11 @@ from hsmsvc.v1 import types_pb2 as pb
 from hsmsvc_client import Client, ClientTls
 from tests import pg
 from tests.api.conftest import launch, stop, template
+from tests.reference import xor
 from tools.bench.pki import ThrowawayCA as TestCA
 
 PP = "ceremony-test-passphrase"
 AES256 = Algorithm.AES_256
-
-
-def xor(*parts: bytes) -> bytes:
-    out = bytes(len(parts[0]))
-    for p in parts:
-        out = bytes(a ^ b for a, b in zip(out, p))
-    return out
 
 
 def hsmsvc(*args: str, answers: list[str] = [], ok: bool = True) -> subprocess.CompletedProcess[str]:  # noqa: B006

@@ -34,8 +34,10 @@ from hsmsvc.types import Algorithm, Exportability, KeyType, KeyUsage, ModeOfUse
 from hsmsvc.v1 import key_service_pb2 as key_pb
 from hsmsvc.v1 import types_pb2 as pb
 from hsmsvc_client import Client, ClientError, ClientTls
-from tests.api import independent as ind
 from tests import pg
+from tests import reference as ind
+from tests.hsm.helpers import clear_key
+from tests.reference import tdes_kcv, variant
 from tools.bench.pki import Identity
 from tools.bench.pki import ThrowawayCA as TestCA
 
@@ -114,15 +116,6 @@ keys = ["*"]
 """
 
 
-def odd_parity(key: bytes) -> bytes:
-    return bytes(b & 0xFE | (bin(b & 0xFE).count("1") + 1) % 2 for b in key)
-
-
-def clear_key(alg: Algorithm) -> bytes:
-    k = secrets.token_bytes(alg.key_length)
-    return odd_parity(k) if alg.is_tdes else k
-
-
 @dataclass
 class Env:
     port: int
@@ -167,14 +160,6 @@ def _form(km: KeyManager, spec: KeySpec, legacy: frozenset[KeyType] = frozenset(
     c1 = secrets.token_bytes(len(clear))
     km.form(spec, [c1, bytes(a ^ b for a, b in zip(clear, c1))], legacy_types=legacy)
     return clear
-
-
-# The legacy ECB form's key-type variants (first byte of the KEK XORed), as a peer applies them.
-VARIANT = {"ZPK": 0x6A, "TPK": 0xDE, "PVK": 0x2B, "MAK": 0x50, "TAK": 0x74, "DEK": 0x9C}
-
-
-def variant(kek: bytes, key_type: str) -> bytes:
-    return bytes([kek[0] ^ VARIANT[key_type]]) + kek[1:]
 
 
 ATTEMPTS = """
@@ -248,26 +233,19 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
     ca = TestCA(d)
     ids = {n: ca.issue(n) for n in PRINCIPALS}
     srv = ca.issue("hsmsvc-server", server=True)
-    lmk = secrets.token_bytes(32)
-    sealed_file = d / "lmk.sealed"
-    sealed_file.write_bytes(sealed.seal(Algorithm.AES_256, lmk, PASSPHRASE.encode(), sealed.ScryptParams(log2_n=14)))
+    sealed_file = seal_lmk(d)
     (d / "policy.toml").write_text(POLICY)
     with pg.throwaway_db() as url:
-        backend = SoftBackend.from_sealed(sealed_file, PASSPHRASE.encode())
-        store = KeyStore(url, backend)
-        store.migrate()
-        km = KeyManager(store, backend, "test-setup")
-        clear = {
-            "zmk": _form(km, KeySpec("zmk-core", 1, KeyType.ZMK, Algorithm.AES_256, KeyUsage.KEK,
-                                     ModeOfUse.ENCRYPT_DECRYPT),
-                         frozenset({KeyType.ZPK, KeyType.PVK, KeyType.MAK, KeyType.DEK})),
-            "tmk": _form(km, KeySpec("branch-0001.tmk", 1, KeyType.TMK, Algorithm.TDES_3KEY, KeyUsage.KEK,
-                                     ModeOfUse.ENCRYPT_DECRYPT, zone="branch-0001"), frozenset({KeyType.TPK})),
-            "psk": _form(km, KeySpec("psk-digest", 1, KeyType.PSK, Algorithm.AES_256, KeyUsage.MAC_HMAC,
-                                     ModeOfUse.MAC_GENERATE_VERIFY, Exportability.NON_EXPORTABLE)),
-        }
-        store.close()
-        backend.close()
+        with forming(url, sealed_file) as km:
+            clear = {
+                "zmk": _form(km, KeySpec("zmk-core", 1, KeyType.ZMK, Algorithm.AES_256, KeyUsage.KEK,
+                                         ModeOfUse.ENCRYPT_DECRYPT),
+                             frozenset({KeyType.ZPK, KeyType.PVK, KeyType.MAK, KeyType.DEK})),
+                "tmk": _form(km, KeySpec("branch-0001.tmk", 1, KeyType.TMK, Algorithm.TDES_3KEY, KeyUsage.KEK,
+                                         ModeOfUse.ENCRYPT_DECRYPT, zone="branch-0001"), frozenset({KeyType.TPK})),
+                "psk": _form(km, KeySpec("psk-digest", 1, KeyType.PSK, Algorithm.AES_256, KeyUsage.MAC_HMAC,
+                                         ModeOfUse.MAC_GENERATE_VERIFY, Exportability.NON_EXPORTABLE)),
+            }
         proc, info = launch(d, url, sealed_file, srv, ca, ATTEMPTS)
         e = Env(info["port"], info["metrics_port"], ca, ids, d / "server.log", url, clear)
         try:
@@ -281,10 +259,6 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
 def template(key_id: str, kt: int, alg: int, usage: int, mode: int, zone: str = "core", **kw: Any) -> key_pb.KeyTemplate:
     return key_pb.KeyTemplate(key_id=key_id, key_type=kt, algorithm=alg, usage=usage, mode_of_use=mode,
                               exportability=pb.EXPORTABILITY_NON_EXPORTABLE, zone=zone, **kw)
-
-
-def tdes_kcv(key: bytes) -> bytes:
-    return ind.tdes_ecb(key, bytes(8))[:3]
 
 
 @pytest.fixture(scope="session")

@@ -9,7 +9,6 @@ independently.
 from __future__ import annotations
 
 import json
-import secrets
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -22,13 +21,9 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from hsmsvc.hsm.backend import KeySpec
-from hsmsvc.hsm.soft import sealed
-from hsmsvc.hsm.soft.backend import SoftBackend
-from hsmsvc.keys.hierarchy import KeyManager
-from hsmsvc.keys.store import KeyStore
 from hsmsvc.types import Algorithm, KeyType, KeyUsage, ModeOfUse
 from hsmsvc_client import Client, ClientTls
-from tests.api.conftest import ATTEMPTS, PASSPHRASE, POLICY, _form, launch, stop
+from tests.api.conftest import ATTEMPTS, POLICY, _form, forming, launch, seal_lmk, stop
 from tools.bench.pki import Identity
 from tools.bench.pki import ThrowawayCA as TestCA
 
@@ -86,23 +81,16 @@ def solo_server(d: Path, url: str, top: str = "") -> Iterator[Solo]:
     ca = TestCA(d)
     ids = {n: ca.issue(n) for n in ("core-banking", "auditor")}
     srv = ca.issue("hsmsvc-server", server=True)
-    sealed_file = d / "lmk.sealed"
-    sealed_file.write_bytes(sealed.seal(Algorithm.AES_256, secrets.token_bytes(32), PASSPHRASE.encode(),
-                                        sealed.ScryptParams(log2_n=14)))
+    sealed_file = seal_lmk(d)
     (d / "policy.toml").write_text(POLICY)
-    backend = SoftBackend.from_sealed(sealed_file, PASSPHRASE.encode())
-    store = KeyStore(url, backend)
-    store.migrate()
-    km = KeyManager(store, backend, "test-setup")
     pin, mac = (KeyUsage.PIN_ENCRYPTION, ModeOfUse.ENCRYPT_DECRYPT), ModeOfUse.MAC_GENERATE_VERIFY
-    clear = {
-        "zpk1": _form(km, KeySpec("zpk1", 1, KeyType.ZPK, Algorithm.TDES_2KEY, *pin)),
-        "zpk2": _form(km, KeySpec("zpk2", 1, KeyType.ZPK, Algorithm.TDES_2KEY, *pin)),
-        "pvk": _form(km, KeySpec("pvk-visa", 1, KeyType.PVK, Algorithm.TDES_2KEY, KeyUsage.PIN_VERIFICATION_VISA_PVV,
-                                 mac)),
-    }
-    store.close()
-    backend.close()
+    with forming(url, sealed_file) as km:
+        clear = {
+            "zpk1": _form(km, KeySpec("zpk1", 1, KeyType.ZPK, Algorithm.TDES_2KEY, *pin)),
+            "zpk2": _form(km, KeySpec("zpk2", 1, KeyType.ZPK, Algorithm.TDES_2KEY, *pin)),
+            "pvk": _form(km, KeySpec("pvk-visa", 1, KeyType.PVK, Algorithm.TDES_2KEY,
+                                     KeyUsage.PIN_VERIFICATION_VISA_PVV, mac)),
+        }
     proc, info = launch(d, url, sealed_file, srv, ca, ATTEMPTS, top=top)
     solo = Solo(info["port"], info["metrics_port"], ca, ids, d / "server.log", clear)
     try:

@@ -11,7 +11,7 @@ from pathlib import Path
 import psycopg
 
 from tests import pg
-from tests.api import independent as ind
+from tests import reference as ind
 from tests.api.conftest import PASSPHRASE
 from tests.api.solo import solo_server
 

@@ -1,7 +1,7 @@
 """Issue 27 item 2: a card's try counter follows what the cryptography binds, exactly.
 
 A real ``hsmsvc serve`` over mTLS with two worker processes (SO_REUSEPORT) on PostgreSQL;
-every PIN block and check value is made with pyca/cryptography (tests/api/independent.py).
+every PIN block and check value is made with pyca/cryptography (tests/reference.py).
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from hsmsvc.v1 import pin_service_pb2 as pin_pb
 from hsmsvc.v1 import types_pb2 as pb
 from hsmsvc_client import Client, ClientError, ClientTls
 from tests import pg
-from tests.api import independent as ind
+from tests import reference as ind
 from tests.api.conftest import POLICY, TABLE, _form, forming, launch, seal_lmk, stop
 from tools.bench.pki import ThrowawayCA
 
@@ -139,12 +139,6 @@ def test_an_ibm3624_check_counts_against_the_pan_field(srv: Server) -> None:
     assert "RESOURCE_EXHAUSTED" in _refused(lambda: verify(PIN, pan))
 
 
-def _iso1(pin: str) -> bytes:
-    # Clause 9.3.3: control 1, length, PIN, random fill; no PAN.
-    fill = "".join(secrets.choice("0123456789ABCDEF") for _ in range(14 - len(pin)))
-    return bytes.fromhex(f"1{len(pin):X}{pin}{fill}")
-
-
 def test_format_1_against_a_stored_pin_counts_against_the_stored_account(srv: Server) -> None:
     account = _card()
     stored = ind.pin_digest(srv.keys["psk"], account, PIN)
@@ -152,7 +146,7 @@ def test_format_1_against_a_stored_pin_counts_against_the_stored_account(srv: Se
     def verify(pin: str, pan: str) -> bool:
         return bool(srv.core.pins.VerifyPin(pin_pb.VerifyPinRequest(
             key=pb.KeyRef(key_id="cards.zpk"), format=pb.PIN_BLOCK_FORMAT_ISO_1,
-            pin_block=ind.tdes_ecb(srv.keys["zpk"], _iso1(pin)), pan=pan,
+            pin_block=ind.tdes_ecb(srv.keys["zpk"], ind.iso1(pin)), pan=pan,
             stored=pin_pb.StoredPinCheck(psk=pb.KeyRef(key_id="cards.psk"), account=account,
                                          method=pb.STORED_PIN_METHOD_DIGEST, stored_pin=stored))).verified)
 
@@ -169,7 +163,7 @@ def test_format_1_against_an_offset_without_a_pan_is_refused(srv: Server) -> Non
     offset = ind.ibm3624_offset(srv.keys["pvk-ibm"], VDATA, TABLE, PIN)
     for _ in range(12):  # issue 27: 12 of 12 evaluated, no card counter at all
         text = _refused(lambda: srv.core.verify_pin_offset(
-            "cards.zpk", ind.tdes_ecb(srv.keys["zpk"], _iso1(WRONG)), "", "cards.pvk-ibm", VDATA, offset,
+            "cards.zpk", ind.tdes_ecb(srv.keys["zpk"], ind.iso1(WRONG)), "", "cards.pvk-ibm", VDATA, offset,
             fmt=pb.PIN_BLOCK_FORMAT_ISO_1))
         assert text.startswith("INVALID_ARGUMENT:pan:")
 

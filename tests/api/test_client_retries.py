@@ -20,14 +20,13 @@ from typing import Any
 import pytest
 
 from hsmsvc import devseed
-from hsmsvc.hsm.soft import sealed
 from hsmsvc.hsm.soft.backend import SoftBackend
 from hsmsvc.keys.store import KeyStore
-from hsmsvc.types import Algorithm
 from hsmsvc_client import Client, ClientError, ClientTls
 from tests import pg
-from tests.api import independent as ind
-from tests.api.conftest import PASSPHRASE, POLICY, launch, stop, tdes_kcv
+from tests import reference as ind
+from tests.api.conftest import PASSPHRASE, POLICY, launch, seal_lmk, stop
+from tests.reference import tdes_kcv
 from tools.bench.pki import ThrowawayCA as TestCA
 
 CLEAR = {spec.key_id: clear for spec, clear in devseed.DEMO_KEYS}
@@ -57,9 +56,7 @@ def test_sigkill_and_restart_under_load_fails_no_idempotent_call(tmp_path: Path,
                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
     ca = TestCA(tmp_path)
     srv = ca.issue("hsmsvc-server", server=True)
-    sealed_file = tmp_path / "lmk.sealed"
-    sealed_file.write_bytes(sealed.seal(Algorithm.AES_256, secrets.token_bytes(32), PASSPHRASE.encode(),
-                                        sealed.ScryptParams(log2_n=14)))
+    sealed_file = seal_lmk(tmp_path)
     (tmp_path / "policy.toml").write_text(POLICY)
     with pg.throwaway_db() as url:
         backend = SoftBackend.from_sealed(sealed_file, PASSPHRASE.encode())

@@ -1,4 +1,4 @@
-"""End to end over mTLS: every result checked against pyca/cryptography (tests/api/independent.py)."""
+"""End to end over mTLS: every result checked against pyca/cryptography (tests/reference.py)."""
 
 from __future__ import annotations
 
@@ -16,8 +16,10 @@ from hsmsvc.v1 import key_service_pb2 as key_pb
 from hsmsvc.v1 import pin_service_pb2 as pin_pb
 from hsmsvc.v1 import types_pb2 as pb
 from hsmsvc_client import Client, ClientTls
-from tests.api import independent as ind
-from tests.api.conftest import TABLE, Env, clear_key, code_of, template, tdes_kcv, variant
+from tests import reference as ind
+from tests.api.conftest import TABLE, Env, code_of, template
+from tests.hsm.helpers import clear_key
+from tests.reference import tdes_kcv, variant
 from hsmsvc.types import Algorithm
 
 PAN = "4012345678909"

@@ -25,7 +25,7 @@ import psycopg
 import pytest
 
 from tests import pg
-from tests.api import independent as ind
+from tests import reference as ind
 from tests.api.solo import solo_server
 
 PAN = "4012345678909"

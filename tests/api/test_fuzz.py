@@ -18,7 +18,6 @@ requests in the same order on every run.
 from __future__ import annotations
 
 import random
-import secrets
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,7 +30,6 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from hsmsvc import devseed
 from hsmsvc.hsm.backend import KeySpec
-from hsmsvc.hsm.soft import sealed
 from hsmsvc.hsm.soft.backend import SoftBackend
 from hsmsvc.keys.hierarchy import KeyManager
 from hsmsvc.keys.store import KeyStore
@@ -41,9 +39,9 @@ from hsmsvc.v1 import pin_service_pb2 as pin_pb
 from hsmsvc.v1 import types_pb2 as pb
 from hsmsvc_client import Client, ClientTls
 from tests import pg
-from tests.api import independent as ind
-from tests.api.conftest import ATTEMPTS, PASSPHRASE, POLICY, PRINCIPALS, _form, launch, stop
-from tests.api.test_input_status import METHODS, who_may_call
+from tests import reference as ind
+from tests.api.conftest import ATTEMPTS, PASSPHRASE, POLICY, PRINCIPALS, _form, launch, seal_lmk, stop
+from tests.api.methods import METHODS, who_may_call
 from tools.bench.pki import ThrowawayCA as TestCA
 
 SEED = 26
@@ -182,9 +180,7 @@ def fuzz_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FuzzEnv]:
     d = tmp_path_factory.mktemp("fuzz")
     ca = TestCA(d)
     ids = {n: ca.issue(n) for n in (*PRINCIPALS, "checker")}
-    sealed_file = d / "lmk.sealed"
-    sealed_file.write_bytes(sealed.seal(Algorithm.AES_256, secrets.token_bytes(32), PASSPHRASE.encode(),
-                                        sealed.ScryptParams(log2_n=14)))
+    sealed_file = seal_lmk(d)
     (d / "policy.toml").write_text(POLICY + CHECKER)
     with pg.throwaway_db() as url:
         backend = SoftBackend.from_sealed(sealed_file, PASSPHRASE.encode())

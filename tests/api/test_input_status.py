@@ -7,36 +7,27 @@ SQLite (64-bit counts beyond SQL's signed integers).
 
 from __future__ import annotations
 
-import fnmatch
-
 import json
 import re
-import secrets
 import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Final
+from typing import Any
 
 import grpc
 import pytest
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from hsmsvc.hsm.soft import sealed
-from hsmsvc.service.authz import ROLE_METHODS, Role
-from hsmsvc.types import Algorithm
-from hsmsvc.v1 import ceremony_service_pb2, data_service_pb2, key_service_pb2, key_sync_service_pb2
-from hsmsvc.v1 import mac_service_pb2, pin_service_pb2
+from hsmsvc.v1 import mac_service_pb2
 from hsmsvc.v1 import key_service_pb2 as key_pb
 from hsmsvc.v1 import key_sync_service_pb2 as sync_pb
 from hsmsvc.v1 import types_pb2 as pb
 from hsmsvc_client import Client, ClientTls
-from tests.api.conftest import PASSPHRASE, POLICY, Env, code_of, launch, stop, template
+from tests.api.conftest import POLICY, Env, code_of, launch, seal_lmk, stop, template
+from tests.api.methods import HOLDERS, METHODS, who_may_call
 from tools.bench.pki import ThrowawayCA as TestCA
 
-FILES = (key_service_pb2, pin_service_pb2, mac_service_pb2, data_service_pb2, key_sync_service_pb2,
-         ceremony_service_pb2)
-METHODS = [(s, m) for f in FILES for s in f.DESCRIPTOR.services_by_name.values() for m in s.methods]
 # A field 1 of wire type 2 whose length runs past the end: no message decodes from it.
 UNDECODABLE = b"\x0a\x05ab"
 B = pb.MODE_OF_USE_ENCRYPT_DECRYPT
@@ -46,20 +37,6 @@ def _channel(server: Env, who: str) -> grpc.Channel:
     ident = server.ids[who]
     creds = ClientTls(server.ca.ca_file, ident.cert, ident.key, "localhost").credentials()
     return grpc.secure_channel(f"127.0.0.1:{server.port}", creds, (("grpc.ssl_target_name_override", "localhost"),))
-
-
-# A principal of the test policy (conftest.POLICY) holding each role.
-_HOLDER: Final = {Role.OPERATOR: "core-banking", Role.MANAGER: "key-manager", Role.CUSTODIAN: "custodian-1",
-                  Role.ISSUER: "pin-issuer", Role.REENCRYPTOR: "pin-reencryptor"}
-
-
-def who_may_call(service: Any, method: Any) -> str:
-    """A principal of the test policy whose role allows the method, read from the policy's own table."""
-    name = f"{service.name}.{method.name}"
-    for role, holder in _HOLDER.items():
-        if any(fnmatch.fnmatchcase(name, pattern) for pattern in ROLE_METHODS[role]):
-            return holder
-    raise AssertionError(f"no role of the test policy may call {name}")
 
 
 def _raw_call(ch: grpc.Channel, service: Any, method: Any, data: bytes) -> tuple[grpc.StatusCode, str]:
@@ -81,7 +58,7 @@ def _scrape(server: Env) -> str:
 
 
 def test_undecodable_request_on_every_method_is_invalid_argument_logged_and_counted(server: Env) -> None:
-    channels = {who: _channel(server, who) for who in _HOLDER.values()}
+    channels = {who: _channel(server, who) for who in HOLDERS.values()}
     try:
         for service, method in METHODS:
             code, details = _raw_call(channels[who_may_call(service, method)], service, method, UNDECODABLE)
@@ -191,9 +168,7 @@ def sqlite_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Client]:
     d: Path = tmp_path_factory.mktemp("sqlite-api")
     ca = TestCA(d)
     manager = ca.issue("key-manager")
-    sealed_file = d / "lmk.sealed"
-    sealed_file.write_bytes(sealed.seal(Algorithm.AES_256, secrets.token_bytes(32), PASSPHRASE.encode(),
-                                        sealed.ScryptParams(log2_n=14)))
+    sealed_file = seal_lmk(d)
     (d / "policy.toml").write_text(POLICY)
     proc, info = launch(d, f"sqlite:///{d / 'keys.db'}", sealed_file, ca.issue("hsmsvc-server", server=True), ca)
     client = Client(f"127.0.0.1:{info['port']}", ClientTls(ca.ca_file, manager.cert, manager.key, "localhost"))

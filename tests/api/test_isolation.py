@@ -1,7 +1,7 @@
 """A slow dependency delays only its own calls (issue 26): a real server on PostgreSQL, with
 its executor cut to two threads and two waiting calls per lane so the bounds show.
 
-Every PIN answer is checked with pyca/cryptography (tests/api/independent.py).
+Every PIN answer is checked with pyca/cryptography (tests/reference.py).
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from hsmsvc.v1 import pin_service_pb2 as pin_pb
 from hsmsvc.v1 import types_pb2 as pb
 from hsmsvc_client import Client, ClientError
 from tests import pg
-from tests.api import independent as ind
+from tests import reference as ind
 from tests.api.conftest import POLICY, _form, forming, launch, seal_lmk, stop, template
 from tools.bench.pki import ThrowawayCA
 

@@ -28,7 +28,7 @@ from hsmsvc.v1 import mac_service_pb2 as mac_pb
 from hsmsvc.v1 import types_pb2 as pb
 from hsmsvc_client import Client, ClientError, ClientTls
 from tests import pg
-from tests.api import independent as ind
+from tests import reference as ind
 from tests.api.conftest import ATTEMPTS, _form, code_of, forming, launch, seal_lmk, stop, template
 from tools.bench.pki import ThrowawayCA
 

@@ -36,7 +36,7 @@ from hsmsvc.v1 import key_sync_service_pb2 as ks
 from hsmsvc.v1 import mac_service_pb2 as mac_pb
 from hsmsvc.v1 import types_pb2 as pb
 from tests.api.conftest import code_of
-from tests.api.test_key_sync import (
+from tests.api.key_sync_sites import (
     ZONE,
     Sites,
     StatusCode,

@@ -15,7 +15,7 @@ from hsmsvc.v1 import key_service_pb2 as key_pb
 from hsmsvc.v1 import pin_service_pb2 as pin_pb
 from hsmsvc.v1 import types_pb2 as pb
 from hsmsvc_client import Client
-from tests.api import independent as ind
+from tests import reference as ind
 import grpc
 
 from tests.api.conftest import Env, code_of, template

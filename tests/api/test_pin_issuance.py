@@ -17,16 +17,11 @@ from hsmsvc.v1 import key_service_pb2 as key_pb
 from hsmsvc.v1 import pin_service_pb2 as pin_pb
 from hsmsvc.v1 import types_pb2 as pb
 from hsmsvc_client import Client, ClientError
-from tests.api import independent as ind
+from tests import reference as ind
 from tests.api.conftest import TABLE, Env, code_of, template
 
 StatusCode = grpc.StatusCode
 ISO0 = pb.PIN_BLOCK_FORMAT_ISO_0
-
-
-def _luhn(body: str) -> str:
-    total = sum(int(d) if i % 2 else sum(divmod(2 * int(d), 10)) for i, d in enumerate(reversed(body)))
-    return body + str(-total % 10)
 
 
 def _offset_request(keys: dict[str, bytes], pin: str, pan: str, **kw: str) -> pin_pb.GeneratePinOffsetRequest:
@@ -57,7 +52,7 @@ def _audit_rows(server: Env, actor: str, action: str) -> int:
 
 
 def test_operator_cannot_generate_offsets_or_pvvs(core: Client, keys: dict[str, bytes]) -> None:
-    pan = _luhn("400000271828182")
+    pan = ind.luhn_pan("400000271828182")
     assert code_of(core.pins.GeneratePinOffset, _offset_request(keys, "1234", pan))[0] is StatusCode.PERMISSION_DENIED
     assert code_of(core.pins.GeneratePvv, _pvv_request(keys, "1234", pan))[0] is StatusCode.PERMISSION_DENIED
 
@@ -67,8 +62,8 @@ def test_the_offset_arithmetic_recovers_nothing(server: Env, core: Client, keys:
     validation data give the captured PIN digit by digit. An operator cannot ask; an issuer
     cannot choose the validation data, so the two offsets are under different data."""
     issuer = server.client("pin-issuer")
-    own_pin, own_pan = "0000", _luhn("400000314159265")
-    victims = [(f"{7 * i + 1:04d}"[-4:], _luhn(f"40000011111{i:04d}")) for i in range(5)]
+    own_pin, own_pan = "0000", ind.luhn_pan("400000314159265")
+    victims = [(f"{7 * i + 1:04d}"[-4:], ind.luhn_pan(f"40000011111{i:04d}")) for i in range(5)]
     # The attack as reported, with the caller's own validation data: refused before anything is deciphered.
     code, details = code_of(issuer.pins.GeneratePinOffset,
                             _offset_request(keys, own_pin, own_pan, validation_data="1234567890123445"))
@@ -90,7 +85,7 @@ def test_the_offset_arithmetic_recovers_nothing(server: Env, core: Client, keys:
 
 def test_every_generation_counts_against_card_and_principal(server: Env, keys: dict[str, bytes]) -> None:
     issuer = server.client("pin-issuer")
-    pan = _luhn("400000577215664")
+    pan = ind.luhn_pan("400000577215664")
     before = _audit_rows(server, "pin-issuer", "pin.generate.failed")
     pvv = issuer.pins.GeneratePvv(_pvv_request(keys, "4321", pan)).pvv
     assert pvv == ind.visa_pvv(keys["pvk-visa"], pan, 1, "4321")
@@ -113,7 +108,7 @@ def test_concurrent_generations_for_one_card_answer_exactly_the_limit(server: En
     """Each generation is settled in the store before its offset is answered, so a burst
     of them for one card (across the server's transaction threads) yields per_pan offsets."""
     issuer = server.client("pin-issuer")
-    pan = _luhn("400000161803398")
+    pan = ind.luhn_pan("400000161803398")
     pins = [f"{1000 + 7 * i}" for i in range(12)]
     got: list[object] = [None] * len(pins)
     start = threading.Barrier(len(pins))
@@ -157,7 +152,7 @@ def test_compare_stored_pins_is_counted_and_refused_to_operators(server: Env, co
     mgr.keys.GenerateKey(key_pb.GenerateKeyRequest(template=template(
         "psk-sample-old", pb.KEY_TYPE_PSK, pb.ALGORITHM_AES_128, pb.KEY_USAGE_PIN_ENCRYPTION,
         pb.MODE_OF_USE_ENCRYPT_DECRYPT)))
-    account, pan, pin = "6222020200998877", _luhn("400000662607015"), "8642"
+    account, pan, pin = "6222020200998877", ind.luhn_pan("400000662607015"), "8642"
     stored = core.pins.EncryptPinForStorage(pin_pb.EncryptPinForStorageRequest(
         key=pb.KeyRef(key_id="zpk1"), format=ISO0, pin_block=ind.tdes_ecb(keys["zpk1"], ind.iso0(pin, pan)),
         pan=pan, psk=pb.KeyRef(key_id="psk-sample-old"), account=account)).stored_pin

@@ -4,7 +4,7 @@
 call timeout), TranslatePin and VerifyPin (IBM 3624 offsets) from two clients
 with random PINs and PANs, and one member's worker SIGSTOPped for three times
 its timeout, then SIGCONTed. Every answer is checked with pyca/cryptography
-(tests/api/independent.py): none may be wrong, none may fail, and the stopped
+(tests/reference.py): none may be wrong, none may fail, and the stopped
 worker is replaced by a fresh one.
 """
 
@@ -27,7 +27,7 @@ from hsmsvc.hsm.backend import KeySpec
 from hsmsvc.types import Algorithm, KeyType, KeyUsage, ModeOfUse
 from hsmsvc_client import Client, ClientError, ClientTls
 from tests import pg
-from tests.api import independent as ind
+from tests import reference as ind
 from tests.api.conftest import POLICY, TABLE, _form, forming, launch, seal_lmk, stop
 from tools.bench.pki import ThrowawayCA
 
@@ -92,12 +92,7 @@ def _workers(server_pid: int) -> set[int]:
 
 
 def _luhn_pan() -> str:
-    body = "4" + "".join(str(secrets.randbelow(10)) for _ in range(14))
-    total = 0
-    for i, ch in enumerate(reversed(body)):
-        n = int(ch) * (2 if i % 2 == 0 else 1)
-        total += n - 9 if n > 9 else n
-    return body + str((10 - total % 10) % 10)
+    return ind.luhn_pan("4" + "".join(str(secrets.randbelow(10)) for _ in range(14)))
 
 
 @dataclass

@@ -24,7 +24,7 @@ import pytest
 
 from hsmsvc.v1 import key_service_pb2 as key_pb
 from hsmsvc.v1 import types_pb2 as pb
-from tests.api.test_key_sync import ZONE, Sites, change, open_sites, translate_and_verify
+from tests.api.key_sync_sites import ZONE, Sites, change, open_sites, translate_and_verify
 
 MAX_USES = 2500
 TIMING = f"""

@@ -15,7 +15,7 @@ from hsmsvc.v1 import key_service_pb2 as key_pb
 from hsmsvc.v1 import types_pb2 as pb
 from hsmsvc_client import Client, ClientError
 from tests import pg
-from tests.api import independent as ind
+from tests import reference as ind
 from tests.api.solo import solo_server
 
 PIN, PVKI = "4321", 1

@@ -17,18 +17,16 @@ from pathlib import Path
 import pytest
 
 from hsmsvc.hsm.backend import KeySpec
-from hsmsvc.hsm.soft import sealed
-from hsmsvc.hsm.soft.backend import SoftBackend
-from hsmsvc.keys.hierarchy import KeyManager
-from hsmsvc.keys.store import KeyStore
 from hsmsvc.types import Algorithm, KeyType, KeyUsage, ModeOfUse
 from hsmsvc.v1 import key_service_pb2 as key_pb
 from hsmsvc.v1 import mac_service_pb2 as mac_pb
 from hsmsvc.v1 import types_pb2 as pb
 from hsmsvc_client import Client, ClientTls
 from tests import pg
-from tests.api import independent as ind
-from tests.api.conftest import PASSPHRASE, POLICY, clear_key, launch, stop, tdes_kcv, template, variant
+from tests import reference as ind
+from tests.api.conftest import POLICY, forming, launch, seal_lmk, stop, template
+from tests.hsm.helpers import clear_key
+from tests.reference import tdes_kcv, variant
 from tools.bench.pki import ThrowawayCA as TestCA
 
 KEYS = {"mak-free": None, "mak-limited": 1_000_000}
@@ -41,20 +39,13 @@ class Site:
         self.srv = self.ca.issue("hsmsvc-server", server=True)
         self.app = self.ca.issue("core-banking")
         self.auditor = self.ca.issue("auditor")
-        self.sealed = d / "lmk.sealed"
-        self.sealed.write_bytes(sealed.seal(Algorithm.AES_256, secrets.token_bytes(32), PASSPHRASE.encode(),
-                                            sealed.ScryptParams(log2_n=14)))
+        self.sealed = seal_lmk(d)
         (d / "policy.toml").write_text(POLICY)
-        backend = SoftBackend.from_sealed(self.sealed, PASSPHRASE.encode())
-        store = KeyStore(url, backend)
-        store.migrate()
         zmk = clear_key(Algorithm.AES_256)
         c1 = secrets.token_bytes(32)
-        KeyManager(store, backend, "test-setup").form(
-            KeySpec("zmk", 1, KeyType.ZMK, Algorithm.AES_256, KeyUsage.KEK, ModeOfUse.ENCRYPT_DECRYPT),
-            [c1, bytes(a ^ b for a, b in zip(zmk, c1))], legacy_types=frozenset({KeyType.MAK}))
-        store.close()
-        backend.close()
+        with forming(url, self.sealed) as km:
+            km.form(KeySpec("zmk", 1, KeyType.ZMK, Algorithm.AES_256, KeyUsage.KEK, ModeOfUse.ENCRYPT_DECRYPT),
+                    [c1, bytes(a ^ b for a, b in zip(zmk, c1))], legacy_types=frozenset({KeyType.MAK}))
         self.proc: object = None
         self.start()
         # The MAKs arrive under the ZMK as a peer sends them, one with a use limit and one without.

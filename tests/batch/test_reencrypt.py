@@ -29,8 +29,7 @@ from hsmsvc.hsm.soft.backend import SoftBackend
 from hsmsvc.keys.hierarchy import KeyManager
 from hsmsvc.keys.store import KeyStore
 from hsmsvc.types import Algorithm, KeyType, KeyUsage, ModeOfUse, PinBlockFormat
-from tests.hsm.test_conformance import ecb, odd_parity
-from tests.hsm.test_reencrypt_batch import iso0
+from tests.reference import ecb, iso0, odd_parity
 from tests.pg import throwaway_db
 from tools.batch import gen_pin_table as gen
 

@@ -9,6 +9,8 @@ from hsmsvc.crypto._cipher import BlockCipher
 from hsmsvc.errors import InvalidInput, InvalidPinBlock
 from hsmsvc.types import Algorithm, PinBlockFormat
 
+from tests import reference as ref
+
 from .strategies import keys, pans, pins
 
 H = bytes.fromhex
@@ -43,12 +45,34 @@ def test_iso4_short_pan_is_left_padded() -> None:
 
 
 def test_iso4_enciphered_construction() -> None:
-    # Clause 9.3.6.4: C = E(K, E(K, P) xor A); check against the raw cipher.
+    # Clause 9.3.6.4: C = E(K, E(K, P) xor A); deciphered by pyca's AES directly (tests/reference.py),
+    # never by hsmsvc's own cipher. P's first half is the X9.24-3:2017 supplement's PIN field.
     key = H("000102030405060708090A0B0C0D0E0F")
-    c = BlockCipher(Algorithm.AES_128, key)
-    block = pinblock.encipher(PinBlockFormat.ISO_4, c, "1234", "4111111111111111")
-    p = c.decrypt(bytes(a ^ b for a, b in zip(c.decrypt(block), pinblock.encode_iso4_pan_field("4111111111111111"))))
+    block = pinblock.encipher(PinBlockFormat.ISO_4, BlockCipher(Algorithm.AES_128, key), "1234", "4111111111111111")
+    p = ref.iso4_decipher("AES_128", key, block, "4111111111111111")
     assert p[:8] == H("441234AAAAAAAAAA")
+
+
+@pytest.mark.parametrize(("key", "block", "pan", "pin"), [
+    # ep2 (eft/pos 2000) Security Specification 8.0.0, clause 8.4 "PIN Encryption", as reproduced in
+    # knovichikhin/psec tests/test_pinblock.py (test_decipher_pinblock_iso_4).
+    ("C1D0F8FB4958670DBA40AB1F3752EF0D", "CC17F65586BFD0953010226C4FC5B3CA", "432198765432109870", "1234"),
+    # knovichikhin/psec tests/test_pinblock.py test_encipher_pinblock_iso_4_det (random half FF..FF).
+    ("00112233445566778899AABBCCDDEEFF", "28B41FDDD29B743E93124BD8E32D921E", "1234567890123456789", "1234"),
+])
+def test_iso4_published_enciphered_blocks(key: str, block: str, pan: str, pin: str) -> None:
+    c = BlockCipher(Algorithm.AES_128, H(key))
+    assert pinblock.decipher(PinBlockFormat.ISO_4, c, H(block), pan) == pin
+
+
+@given(st.sampled_from([Algorithm.AES_128, Algorithm.AES_192, Algorithm.AES_256]).flatmap(
+    lambda alg: st.tuples(st.just(alg), keys(alg))), pins, st.text("0123456789", min_size=1, max_size=19))
+def test_iso4_encipherment_is_the_reference_construction(alg_key: tuple[Algorithm, bytes], pin: str, pan: str) -> None:
+    # Whatever the key, PIN and PAN (short PANs right-justified, clause 9.3.6.3), pyca's AES undoes
+    # hsmsvc's block into the PIN field written out independently: 4, length, PIN, A fill.
+    alg, key = alg_key
+    block = pinblock.encipher(PinBlockFormat.ISO_4, BlockCipher(alg, key), pin, pan)
+    assert ref.iso4_decipher(alg, key, block, pan)[:8] == ref.iso4_pin_field(pin, b"")
 
 
 # --- properties: round trips ---------------------------------------------------

@@ -19,8 +19,8 @@ from hsmsvc.errors import InvalidInput, KeyUsageViolation, Unsupported, Verifica
 from hsmsvc.hsm.backend import Backend, Command, KeyCryptogram, KeySpec, OneTimeKey
 from hsmsvc.hsm.soft.backend import SoftBackend
 from hsmsvc.types import Algorithm, KeyType, KeyUsage, ModeOfUse, PinBlockFormat
-from tests.hsm.test_conformance import clear_key, ecb, form, iso0, needs
-from tests.hsm.test_one_time_key import ktk, terminal_wrap
+from tests.hsm.helpers import clear_key, form, ktk, needs, terminal_wrap
+from tests.reference import ecb, iso0, tdes_kcv
 
 _ctks: dict[tuple[int, Algorithm], KeyCryptogram] = {}
 
@@ -32,10 +32,6 @@ def ctk(backend: Backend, alg: Algorithm) -> KeyCryptogram:
         _ctks[k] = backend.generate_key(KeySpec(f"ctk-{secrets.token_hex(4)}", 1, KeyType.CTK, alg,
                                                 KeyUsage.ASYMMETRIC_KEY_WRAPPING, ModeOfUse.DECRYPT_ONLY))
     return _ctks[k]
-
-
-def tdes_kcv(key: bytes) -> bytes:
-    return ecb(Algorithm.TDES_2KEY if len(key) == 16 else Algorithm.TDES_3KEY, key, bytes(8))[:3]
 
 
 @pytest.mark.parametrize("ctk_alg,alg", [(Algorithm.RSA_3072, Algorithm.AES_128),

@@ -11,7 +11,6 @@ import dataclasses
 import secrets
 
 import pytest
-from cryptography.hazmat.decrepit.ciphers.algorithms import TripleDES
 from cryptography.hazmat.primitives import cmac as pyca_cmac
 from cryptography.hazmat.primitives import hashes, hmac
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
@@ -39,65 +38,19 @@ from hsmsvc.types import (
     Padding,
     PinBlockFormat,
 )
-
-PAN = "4012345678909"
-PIN = "1234"
-_ids = iter(range(1, 1_000_000))
-
-
-def _prim(alg: Algorithm, key: bytes) -> algorithms.BlockCipherAlgorithm:
-    if alg.is_tdes:
-        return TripleDES(key + key[:8] if len(key) == 16 else key)
-    if alg is Algorithm.SM4:
-        return algorithms.SM4(key)
-    return algorithms.AES(key)
-
-
-def ecb(alg: Algorithm, key: bytes, data: bytes, decrypt: bool = False) -> bytes:
-    c = Cipher(_prim(alg, key), modes.ECB())
-    ctx = c.decryptor() if decrypt else c.encryptor()
-    return ctx.update(data) + ctx.finalize()
-
-
-def odd_parity(key: bytes) -> bytes:
-    return bytes(b & 0xFE | (bin(b & 0xFE).count("1") + 1) % 2 for b in key)
-
-
-def clear_key(alg: Algorithm) -> bytes:
-    k = secrets.token_bytes(alg.key_length)
-    return odd_parity(k) if alg.is_tdes else k
-
-
-def form(
-    backend: Backend,
-    key_type: KeyType,
-    alg: Algorithm,
-    usage: KeyUsage,
-    mode: ModeOfUse = ModeOfUse.NO_RESTRICTIONS,
-    exportability: Exportability = Exportability.NON_EXPORTABLE,
-    decimalization_table: str = "",
-) -> tuple[KeyCryptogram, bytes]:
-    """A key from two components; returns the cryptogram and the clear key the test knows."""
-    clear = clear_key(alg)
-    c1 = secrets.token_bytes(alg.key_length)
-    c2 = bytes(a ^ b for a, b in zip(clear, c1))
-    spec = KeySpec(f"k{next(_ids)}", 1, key_type, alg, usage, mode, exportability,
-                   decimalization_table=decimalization_table)
-    cg, kcvs = backend.form_key(spec, [c1, c2])
-    assert len(kcvs) == 2
-    return cg, clear
-
-
-def needs(backend: Backend, command: Command, *algs: Algorithm) -> None:
-    caps = backend.capabilities
-    if command not in caps.commands or any(a not in caps.algorithms for a in algs):
-        pytest.skip(f"backend lacks {command.value} {[a.value for a in algs]}")
-
-
-def iso0(pin: str, pan: str) -> bytes:
-    pin_field = bytes.fromhex(f"0{len(pin):X}{pin}".ljust(16, "F"))
-    pan_field = bytes.fromhex("0000" + pan[-13:-1])
-    return bytes(a ^ b for a, b in zip(pin_field, pan_field))
+from tests.hsm.helpers import PAN, PIN, clear_key, form, needs
+from tests.reference import (
+    cbc_mac,
+    cmac,
+    ecb,
+    iso0,
+    iso4_pan_field,
+    key_sync_mac,
+    primitive,
+    retail_mac,
+    variant,
+    xor,
+)
 
 
 # -- key formation and KCVs ---------------------------------------------------------
@@ -110,7 +63,7 @@ def test_formed_key_kcv_matches_independent_kcv(backend: Backend, alg: Algorithm
     if not alg.is_aes:  # TDES and SM4: ECB of a zero block
         want = ecb(alg, clear, bytes(alg.block_size))[:3]
     else:
-        c = pyca_cmac.CMAC(_prim(alg, clear))
+        c = pyca_cmac.CMAC(primitive(alg, clear))
         c.update(bytes(16))
         want = c.finalize()[:3]
     assert cg.kcv == want
@@ -254,15 +207,6 @@ def test_format0_translation_single_and_batch_agree_with_independent_check(backe
             backend.pin_translator(src, PinBlockFormat.ISO_0, dst, PinBlockFormat.ISO_0)(blocks[1], pans_used[1])
 
 
-def _xor(a: bytes, b: bytes) -> bytes:
-    return bytes(x ^ y for x, y in zip(a, b))
-
-
-def _iso4_pan_field(pan: str) -> bytes:
-    digits = pan.rjust(12, "0")
-    return bytes.fromhex((f"{len(digits) - 12:X}" + digits).ljust(32, "0"))
-
-
 @pytest.mark.parametrize("pans", [
     ["4012345678909", "5413330089020011", "6011000990139424121", "1234567890"],
     ["5413330089020011"],
@@ -288,8 +232,8 @@ def test_format4_batch_agrees_with_independent_check_and_single_calls(backend: B
             first = f"4{len(pin):X}{pin}".ljust(16, "A")
         # Any second half is valid, all-ones included.
         plain = bytes.fromhex(first) + (b"\xff" * 8 if i % 5 == 1 else secrets.token_bytes(8))
-        a = _iso4_pan_field(pan)
-        block = ecb(Algorithm.AES_256, src_clear, _xor(ecb(Algorithm.AES_256, src_clear, plain), a))
+        a = iso4_pan_field(pan)
+        block = ecb(Algorithm.AES_256, src_clear, xor(ecb(Algorithm.AES_256, src_clear, plain), a))
         n = int(first[1], 16)
         ok = first[0] == "4" and 4 <= n <= 12 and first[2:2 + n].isdigit() and set(first[2 + n:]) <= {"A"}
         blocks.append(block)
@@ -300,7 +244,7 @@ def test_format4_batch_agrees_with_independent_check_and_single_calls(backend: B
                 single = translate(block, pan)
                 assert ok
                 got = ecb(Algorithm.AES_128, dst_clear,
-                          _xor(ecb(Algorithm.AES_128, dst_clear, single, decrypt=True), a), decrypt=True)
+                          xor(ecb(Algorithm.AES_128, dst_clear, single, decrypt=True), a), decrypt=True)
                 assert got[:8] == plain[:8] and got[8:] != plain[8:]
             except InvalidPinBlock:
                 assert not ok
@@ -313,8 +257,8 @@ def test_format4_batch_agrees_with_independent_check_and_single_calls(backend: B
         if want is None:
             assert isinstance(errors[i], InvalidPinBlock) and got == bytes(16)
             continue
-        a = _iso4_pan_field(used[i])
-        plain = ecb(Algorithm.AES_128, dst_clear, _xor(ecb(Algorithm.AES_128, dst_clear, got, decrypt=True), a),
+        a = iso4_pan_field(used[i])
+        plain = ecb(Algorithm.AES_128, dst_clear, xor(ecb(Algorithm.AES_128, dst_clear, got, decrypt=True), a),
                     decrypt=True)
         # The same PIN field, with a new random half (a chance of 2**-64 that it repeats).
         assert plain[:8] == want[:8] and plain[8:] != want[8:]
@@ -407,13 +351,6 @@ def _mak(backend: Backend, alg: Algorithm, usage: KeyUsage, mac_alg: MacAlgorith
     return form(backend, KeyType.MAK, alg, usage)
 
 
-def _cbc_last(alg: Algorithm, key: bytes, data: bytes) -> bytes:
-    bs = alg.block_size
-    data = data + bytes(-len(data) % bs)
-    ctx = Cipher(_prim(alg, key), modes.CBC(bytes(bs))).encryptor()
-    return (ctx.update(data) + ctx.finalize())[-bs:]
-
-
 @pytest.mark.parametrize(
     "alg,usage,mac_alg",
     [
@@ -434,14 +371,11 @@ def test_mac_against_independent_computation(
     data = secrets.token_bytes(37)
     tag = backend.generate_mac(mak, data, mac_alg, Padding.METHOD_1)
     if mac_alg is MacAlgorithm.ISO9797_ALG1:
-        want = _cbc_last(alg, k, data)
+        want = cbc_mac(alg, k, data)
     elif mac_alg is MacAlgorithm.ISO9797_ALG3:
-        h = _cbc_last(Algorithm.TDES_2KEY, k[:8] * 2, data)
-        want = ecb(Algorithm.TDES_2KEY, k[:8] * 2, ecb(Algorithm.TDES_2KEY, k[8:] * 2, h, decrypt=True))
+        want = retail_mac(k, data)
     elif mac_alg is MacAlgorithm.CMAC:
-        c = pyca_cmac.CMAC(_prim(alg, k))
-        c.update(data)
-        want = c.finalize()
+        want = cmac(alg, k, data)
     else:
         hm = hmac.HMAC(k, hashes.SHA256() if mac_alg is MacAlgorithm.HMAC_SHA256 else hashes.SM3())
         hm.update(data)
@@ -502,7 +436,7 @@ def test_data_encryption_against_independent_cbc(backend: Backend, alg: Algorith
     iv, data = secrets.token_bytes(alg.block_size), secrets.token_bytes(4 * alg.block_size)
     cbc = FieldParams(CipherMode.CBC, iv, DataPadding.NONE)
     ct = backend.encrypt_data(dek, cbc, data)
-    ctx = Cipher(_prim(alg, k), modes.CBC(iv)).encryptor()
+    ctx = Cipher(primitive(alg, k), modes.CBC(iv)).encryptor()
     assert ct == ctx.update(data) + ctx.finalize()
     assert backend.decrypt_data(dek, cbc, ct) == data
     with pytest.raises(InvalidInput):
@@ -561,7 +495,7 @@ def test_gcm_field_against_independent_gcm(backend: Backend, alg: Algorithm) -> 
     iv, aad, field = secrets.token_bytes(12), b"txn-42", b"amount=000000012345"
     gcm = FieldParams(CipherMode.GCM, iv, DataPadding.NONE, aad)
     ct = backend.encrypt_data(dek, gcm, field)
-    enc = Cipher(_prim(alg, k), modes.GCM(iv)).encryptor()
+    enc = Cipher(primitive(alg, k), modes.GCM(iv)).encryptor()
     enc.authenticate_additional_data(aad)
     assert ct == enc.update(field) + enc.finalize() + enc.tag
     assert backend.decrypt_data(dek, gcm, ct) == field
@@ -581,7 +515,7 @@ def test_reencrypt_field_between_deks(backend: Backend) -> None:
     iv = secrets.token_bytes(16)
     dst = FieldParams(CipherMode.CBC, iv, DataPadding.PKCS7)
     out = backend.reencrypt_data(a, src, b, dst, ecb(Algorithm.TDES_2KEY, ka, field))
-    dec = Cipher(_prim(Algorithm.AES_128, kb), modes.CBC(iv)).decryptor()
+    dec = Cipher(primitive(Algorithm.AES_128, kb), modes.CBC(iv)).decryptor()
     assert (dec.update(out) + dec.finalize())[:16] == field
     with pytest.raises(InvalidInput, match="source_padding"):
         backend.reencrypt_data(a, FieldParams(CipherMode.ECB, b"", DataPadding.PKCS7), b, dst, bytes(16))
@@ -796,11 +730,6 @@ def test_import_ecb_under_zmk_from_independent_wrap(backend: Backend) -> None:
         backend.import_key(zmk, wrapped, mak_spec)
 
 
-def variant(key: bytes, v: int) -> bytes:
-    """The ZPK (0x6A) or DEK (0x9C) variant of a KEK: its first byte XORed with the constant."""
-    return bytes([key[0] ^ v]) + key[1:]
-
-
 def test_ecb_form_variants_keep_a_zpk_from_becoming_a_dek(backend: Backend) -> None:
     needs(backend, Command.EXPORT_KEY, Algorithm.AES_256)
     zmk, zmk_clear = form(backend, KeyType.ZMK, Algorithm.AES_256, KeyUsage.KEK)
@@ -818,14 +747,7 @@ def test_key_sync_mac_is_cmac_under_the_derived_key(backend: Backend) -> None:
     needs(backend, Command.KEY_SYNC_MAC)
     for alg in (Algorithm.AES_256, Algorithm.TDES_2KEY):
         zmk, clear = form(backend, KeyType.ZMK, alg, KeyUsage.KBPK if alg.is_aes else KeyUsage.KEK)
-        bs = alg.block_size
-        n = -(-alg.key_length // bs)
-        data = b"".join((bytes([i + 1]) + b"hsmsvc/ks-mac/v1").ljust(bs, b"\x00")[:bs] for i in range(n))
-        derived = ecb(alg, clear, data)[: alg.key_length]
-        prim = algorithms.AES(derived) if alg.is_aes else TripleDES(derived + derived[:8])
-        c = pyca_cmac.CMAC(prim)
-        c.update(b"notice")
-        assert backend.key_sync_mac(zmk, b"notice") == c.finalize()
+        assert backend.key_sync_mac(zmk, b"notice") == key_sync_mac(alg, clear, b"notice")
     zpk, _ = form(backend, KeyType.ZPK, Algorithm.TDES_2KEY, KeyUsage.PIN_ENCRYPTION)
     with pytest.raises(KeyUsageViolation):
         backend.key_sync_mac(zpk, b"notice")

@@ -9,45 +9,18 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import secrets
-import subprocess
 from pathlib import Path
 
 import pytest
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import padding
+from cryptography.hazmat.primitives import serialization
 
 from hsmsvc.crypto import pinblock, sm2
 from hsmsvc.crypto._cipher import BlockCipher
 from hsmsvc.errors import InvalidInput, InvalidPinBlock, KeyUsageViolation, Unsupported, VerificationFailed
-from hsmsvc.hsm.backend import Backend, Command, KeyCryptogram, KeySpec, OneTimeKey, StoredPinMethod
+from hsmsvc.hsm.backend import Backend, Command, KeySpec, OneTimeKey, StoredPinMethod
 from hsmsvc.types import Algorithm, Exportability, KeyType, KeyUsage, MacAlgorithm, ModeOfUse, Padding, PinBlockFormat
-from tests.hsm.test_conformance import PAN, PIN, clear_key, ecb, form, iso0, needs
-
-_ktks: dict[tuple[int, Algorithm], KeyCryptogram] = {}
-
-
-def ktk(backend: Backend, alg: Algorithm) -> KeyCryptogram:
-    """One KTK per backend and algorithm: RSA key generation is slow."""
-    needs(backend, Command.ONE_TIME_PIN_KEY, alg)
-    k = (id(backend), alg)
-    if k not in _ktks:
-        spec = KeySpec(f"ktk-{secrets.token_hex(4)}", 1, KeyType.KTK, alg, KeyUsage.ASYMMETRIC_KEY_WRAPPING,
-                       ModeOfUse.DECRYPT_ONLY)
-        _ktks[k] = backend.generate_key(spec)
-    return _ktks[k]
-
-
-def terminal_wrap(alg: Algorithm, public_der: bytes, key: bytes, tmp: Path) -> bytes:
-    """What a terminal does with the published public key."""
-    if alg is Algorithm.SM2:
-        (tmp / "pub.der").write_bytes(public_der)
-        (tmp / "k.bin").write_bytes(key)
-        subprocess.run(["openssl", "pkeyutl", "-encrypt", "-pubin", "-keyform", "DER", "-inkey", "pub.der",
-                        "-in", "k.bin", "-out", "ct.der"], cwd=tmp, check=True, capture_output=True)
-        return (tmp / "ct.der").read_bytes()
-    pub = serialization.load_der_public_key(public_der)
-    oaep = padding.OAEP(mgf=padding.MGF1(hashes.SHA256()), algorithm=hashes.SHA256(), label=None)
-    return pub.encrypt(key, oaep)  # type: ignore[union-attr]
+from tests.hsm.helpers import PAN, PIN, clear_key, form, ktk, terminal_wrap
+from tests.reference import ecb, iso0
 
 
 def test_public_key_and_fingerprint(backend: Backend) -> None:

@@ -16,7 +16,8 @@ from hsmsvc.errors import BackendUnavailable, InvalidInput, InvalidPinBlock
 from hsmsvc.hsm.backend import FieldParams
 from hsmsvc.types import Algorithm, CipherMode, DataPadding, KeyType, KeyUsage, PinBlockFormat
 from tests.hsm import softhsm
-from tests.hsm.test_conformance import PAN, PIN, ecb, form, iso0
+from tests.hsm.helpers import PAN, PIN, form
+from tests.reference import ecb, iso0
 
 ISO0 = PinBlockFormat.ISO_0
 RAW_ECB = FieldParams(CipherMode.ECB, b"", DataPadding.NONE)

@@ -1,7 +1,7 @@
 """The pool: failover under SIGKILL and SIGSTOP, replacement, ids on every reply, another LMK refused.
 
 Every answer the stall tests count is checked with pyca/cryptography
-(``tests/api/independent.py``), never with hsmsvc's own crypto.
+(``tests/reference.py``), never with hsmsvc's own crypto.
 """
 
 from __future__ import annotations
@@ -23,10 +23,9 @@ from hsmsvc.hsm.config import Pkcs11Config, SoftConfig
 from hsmsvc.hsm.member import Failure, Member, MemberFailed
 from hsmsvc.hsm.pool import Pool
 from hsmsvc.types import Algorithm, KeyType, KeyUsage, PinBlockFormat
-from tests.api import independent
-from tests.api.independent import tdes_ecb
 from tests.hsm import softhsm
-from tests.hsm.test_conformance import PAN, ecb, form, iso0
+from tests.hsm.helpers import PAN, form
+from tests.reference import ecb, iso0, tdes_ecb, visa_pvv
 
 
 def test_sigkill_one_member_mid_load_loses_nothing() -> None:
@@ -118,14 +117,14 @@ def _pan() -> str:
 def _one_call(pool: Pool, k: _Keys, tally: _Tally, verify: bool) -> None:
     """A TranslatePin or a PVV verification for a fresh random PAN and PIN, checked with pyca."""
     pan, pin = _pan(), f"{secrets.randbelow(10**4):04d}"
-    block = tdes_ecb(k.tpk_clear, independent.iso0(pin, pan))
+    block = tdes_ecb(k.tpk_clear, iso0(pin, pan))
     start = time.monotonic()
     try:
         if verify:
             # Half the time the card's PIN is another one: a right PIN must pass, a wrong one fail.
             card_pin = pin if secrets.randbelow(2) else f"{(int(pin) + 1 + secrets.randbelow(9998)) % 10**4:04d}"
-            pvv = independent.visa_pvv(k.pvk_clear, pan, 1, card_pin)
-            expected = independent.visa_pvv(k.pvk_clear, pan, 1, pin) == pvv
+            pvv = visa_pvv(k.pvk_clear, pan, 1, card_pin)
+            expected = visa_pvv(k.pvk_clear, pan, 1, pin) == pvv
             try:
                 got: object = pool.verify_pin_pvv(block, k.tpk, PinBlockFormat.ISO_0, pan, k.pvk, 1, pvv)
                 passed = got is None
@@ -134,7 +133,7 @@ def _one_call(pool: Pool, k: _Keys, tally: _Tally, verify: bool) -> None:
             ok = passed == expected
         else:
             out = pool.translate_pin(block, k.tpk, PinBlockFormat.ISO_0, k.zpk, PinBlockFormat.ISO_0, pan)
-            ok = isinstance(out, bytes) and tdes_ecb(k.zpk_clear, out, decrypt=True) == independent.iso0(pin, pan)
+            ok = isinstance(out, bytes) and tdes_ecb(k.zpk_clear, out, decrypt=True) == iso0(pin, pan)
     except Exception as e:  # noqa: BLE001 - every error is a finding here
         with tally.lock:
             tally.errors.append(f"{type(e).__name__}: {e}")
@@ -235,8 +234,8 @@ def test_late_reply_is_discarded_not_given_to_the_next_request(tmp_path: Path) -
         assert m.pid is not None
         pidfd = os.pidfd_open(m.pid)
         pan_1, pan_2 = _pan(), _pan()
-        block_1 = tdes_ecb(k.tpk_clear, independent.iso0("1111", pan_1))
-        block_2 = tdes_ecb(k.tpk_clear, independent.iso0("2222", pan_2))
+        block_1 = tdes_ecb(k.tpk_clear, iso0("1111", pan_1))
+        block_2 = tdes_ecb(k.tpk_clear, iso0("2222", pan_2))
         args_1 = (block_1, k.tpk, PinBlockFormat.ISO_0, k.zpk, PinBlockFormat.ISO_0, pan_1)
         args_2 = (block_2, k.tpk, PinBlockFormat.ISO_0, k.zpk, PinBlockFormat.ISO_0, pan_2)
         assert _signal(pidfd, signal.SIGSTOP)
@@ -247,7 +246,7 @@ def test_late_reply_is_discarded_not_given_to_the_next_request(tmp_path: Path) -
         assert _signal(pidfd, signal.SIGCONT)
         # The worker now answers request 2 late, then request 3: request 3 gets its own answer.
         out = m.call(3, "translate_pin", args_2, time.monotonic() + 10)
-        assert tdes_ecb(k.zpk_clear, out, decrypt=True) == independent.iso0("2222", pan_2)
+        assert tdes_ecb(k.zpk_clear, out, decrypt=True) == iso0("2222", pan_2)
         assert m.stale == 1
         os.close(pidfd)
     finally:

@@ -16,16 +16,10 @@ from hsmsvc.crypto import pinblock
 from hsmsvc.errors import InvalidInput, KeyUsageViolation, Unsupported
 from hsmsvc.hsm.backend import Backend, Command, StoredPin, StoredPinMethod
 from hsmsvc.types import Algorithm, KeyType, KeyUsage, ModeOfUse, PinBlockFormat
-from tests.hsm.test_conformance import ecb, form, needs
+from tests.hsm.helpers import form, needs
+from tests.reference import ecb, iso0, pin_digest
 
 PAN = "4012345678909"
-
-
-def iso0(pin: str, pan: str) -> bytes:
-    """ISO 9564-1 clause 9.3.2, written out here: control 0, length nibble, PIN, F fill, XOR the PAN field."""
-    pin_field = bytes.fromhex(f"0{len(pin):X}{pin}".ljust(16, "F"))
-    pan_field = bytes.fromhex("0000" + pan[-13:-1])
-    return bytes(a ^ b for a, b in zip(pin_field, pan_field))
 
 
 def _account() -> str:
@@ -78,15 +72,6 @@ def test_aes_format4_and_tdes_to_aes_keep_every_pin(backend: Backend) -> None:
                                       StoredPin(StoredPinMethod.ENCRYPTED, value))
 
 
-def _digest(key: bytes, account: str, pin: str) -> bytes:
-    """HMAC-SHA256 (RFC 2104) of our length-prefixed (label, account, PIN) message, computed with the stdlib."""
-    import hashlib
-    import hmac
-
-    msg = b"".join(len(x).to_bytes(1, "big") + x for x in (b"hsmsvc/pin-digest/v1", account.encode(), pin.encode()))
-    return hmac.new(key, msg, hashlib.sha256).digest()
-
-
 def test_enciphered_pins_become_keyed_digests(backend: Backend) -> None:
     """Bank design 004 clause 6.2.4 / 6.3.2: decipher under the PSK, keep only a keyed one-way digest."""
     needs(backend, Command.REENCRYPT_STORED_PIN, Algorithm.AES_256, Algorithm.TDES_2KEY)
@@ -96,7 +81,7 @@ def test_enciphered_pins_become_keyed_digests(backend: Backend) -> None:
     people = [(_pin(), _account()) for _ in range(100)]
     rows = [(ecb(Algorithm.TDES_2KEY, old_clear, iso0(pin, a)), a) for pin, a in people]
     out = backend.reencrypt_stored_pins(old, digest, rows + [(rows[0][0], _account())])
-    assert out[:-1] == [_digest(digest_clear, a, pin) for pin, a in people]
+    assert out[:-1] == [pin_digest(digest_clear, a, pin) for pin, a in people]
     assert out[-1] is None
     checked = backend.compare_stored_pins(old, digest, [(v, d, a) for (v, a), d in zip(rows, out)]
                                           + [(rows[0][0], out[1], rows[0][1])])  # type: ignore[list-item]

@@ -14,7 +14,8 @@ from hsmsvc.keys.store import KeyStore
 from hsmsvc.types import Algorithm, KeyType, KeyUsage, PinBlockFormat
 from tests.hsm import softhsm
 from tests.hsm.components_env import LMK
-from tests.hsm.test_conformance import PAN, ecb, iso0
+from tests.hsm.helpers import PAN
+from tests.reference import ecb, iso0
 
 
 def _serve(config: SoftConfig, url: str, conn: Connection) -> None:

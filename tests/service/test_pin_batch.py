@@ -31,7 +31,7 @@ from hsmsvc.service.cards import luhn_valid
 from hsmsvc.types import Algorithm, Exportability, KeyType, KeyUsage, ModeOfUse, PinBlockFormat
 from tests import pg
 from tests.hsm.components_env import LMK
-from tests.hsm.test_conformance import ecb, iso0
+from tests.reference import ecb, iso0
 
 PIN = "2468"
 WRONG = "1357"

@@ -1,0 +1,139 @@
+"""tests/reference.py: independent of hsmsvc, and right by the published vectors it is held to.
+
+Every check of hsmsvc against tests/reference.py rests on these two things: the module
+imports nothing of hsmsvc's, and its functions give the standards' own numbers.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+from tests import reference as ref
+
+H = bytes.fromhex
+REFERENCE = Path(__file__).with_name("reference.py")
+ALLOWED_ROOTS = {"cryptography", "gmssl", "__future__"}
+
+
+def _imported_roots(tree: ast.Module) -> set[str]:
+    roots = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            roots |= {alias.name.split(".")[0] for alias in node.names}
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:  # a relative import reaches into the tests package
+                roots.add("." * node.level + (node.module or ""))
+            else:
+                roots.add((node.module or "").split(".")[0])
+        elif isinstance(node, ast.Call) and (getattr(node.func, "id", "") == "__import__"
+                                             or getattr(node.func, "attr", "") == "import_module"):
+            roots.add("dynamic import")
+    return roots
+
+
+def test_reference_imports_only_the_standard_library_and_pyca() -> None:
+    import sys
+
+    roots = _imported_roots(ast.parse(REFERENCE.read_text(), str(REFERENCE)))
+    outside = {r for r in roots if r not in ALLOWED_ROOTS and r not in sys.stdlib_module_names}
+    assert not outside, f"tests/reference.py imports {sorted(outside)}: only the stdlib, pyca and gmssl"
+
+
+def test_the_import_check_catches_an_hsmsvc_import() -> None:
+    for bad in ("import hsmsvc", "from hsmsvc.crypto import pinblock", "import hsmsvc.crypto.kcv as k",
+                "def f():\n    from hsmsvc import types", "from . import conftest",
+                "importlib.import_module('hsmsvc')", "__import__('hsmsvc')"):
+        roots = _imported_roots(ast.parse(bad))
+        assert roots - ALLOWED_ROOTS, bad
+
+
+# -- published vectors ---------------------------------------------------------------
+
+
+def test_iso0_x9_24_1_2009_annex_a4() -> None:
+    # ANSI X9.24-1:2009 annex A.4 (DUKPT test data): PIN 1234, PAN 4012345678909.
+    assert ref.iso0("1234", "4012345678909") == H("041274EDCBA9876F")
+    assert ref.decode_iso0(H("041274EDCBA9876F"), "4012345678909") == "1234"
+
+
+def test_iso4_fields_x9_24_3_2017_supplement() -> None:
+    # ANSI X9.24-3:2017 supplement test vectors, "Calculation of AES PIN block format 4".
+    assert ref.iso4_pin_field("1234", bytes(8))[:8] == H("441234AAAAAAAAAA")
+    assert ref.iso4_pan_field("4111111111111111") == H("44111111111111111000000000000000")
+
+
+def test_iso4_ep2_security_specification_8_4() -> None:
+    # ep2 (eft/pos 2000) Security Specification 8.0.0, clause 8.4 "PIN Encryption", as reproduced
+    # in knovichikhin/psec tests/test_pinblock.py (test_decipher_pinblock_iso_4).
+    field = ref.iso4_decipher("AES_128", H("C1D0F8FB4958670DBA40AB1F3752EF0D"),
+                              H("CC17F65586BFD0953010226C4FC5B3CA"), "432198765432109870")
+    assert field[:8] == H("441234AAAAAAAAAA")
+
+
+def test_iso4_psec_deterministic_encipherment() -> None:
+    # knovichikhin/psec tests/test_pinblock.py test_encipher_pinblock_iso_4_det: random half FF..FF.
+    key = H("00112233445566778899AABBCCDDEEFF")
+    block = ref.iso4_encipher("AES_128", key, ref.iso4_pin_field("1234", b"\xff" * 8), "1234567890123456789")
+    assert block == H("28B41FDDD29B743E93124BD8E32D921E")
+
+
+def test_luhn_published_examples() -> None:
+    # 79927398713: the worked example of the Wikipedia article "Luhn algorithm"; 4012345678909 and
+    # 4111111111111111: the card networks' published test PANs.
+    for good in ("79927398713", "4012345678909", "4111111111111111"):
+        assert ref.luhn_valid(good) and ref.luhn_pan(good[:-1]) == good
+    for bad in ("79927398710", "4111111111111112", "", "12a4", "\u0661\u0662\u0663"):
+        assert not ref.luhn_valid(bad)
+
+
+@pytest.mark.parametrize(("key", "expected"), [
+    ("F039121BEC83D26B169BDCD5B22AAF8F", "CB9DEA"),  # TR-31:2018 annex A.7.2.1
+    ("3F419E1CB7079442AA37474C2EFBF8B8", "57C409"),  # A.7.2.2
+])
+def test_tdes_kcv_tr31_annex(key: str, expected: str) -> None:
+    assert ref.tdes_kcv(H(key)) == H(expected)
+
+
+@pytest.mark.parametrize(("mlen", "expected"), [(0, "bb1d6929e95937287fa37d129b756746"),
+                                                (16, "070a16b46b4d4144f79bdd9dd04a287c")])
+def test_aes_cmac_sp800_38b_d1(mlen: int, expected: str) -> None:
+    # NIST SP 800-38B appendix D.1, AES-128 examples 1 and 2.
+    msg = H("6bc1bee22e409f96e93d7e117393172a")
+    assert ref.aes_cmac(H("2b7e151628aed2a6abf7158809cf4f3c"), msg[:mlen]) == H(expected)
+    assert ref.cmac("AES_128", H("2b7e151628aed2a6abf7158809cf4f3c"), msg[:mlen]) == H(expected)
+
+
+S1 = b"Now is the time for all "  # ISO/IEC 9797-1:1999 annex B, data string 1
+S2 = b"Now is the time for it"  # data string 2
+
+
+def test_iso9797_1_annex_b_mac_algorithms_1_and_3() -> None:
+    # ISO/IEC 9797-1:1999 annex B, padding method 1, K = 0123456789ABCDEF, K' = FEDCBA9876543210.
+    k, k_prime = H("0123456789ABCDEF"), H("FEDCBA9876543210")
+    assert ref.cbc_mac("TDES", k, S1)[:4] == H("70A30640")
+    assert ref.cbc_mac("TDES", k, S2)[:4] == H("E45B3AD2")
+    assert ref.retail_mac(k + k_prime, S1) == H("A1C72E74EA3FA9B6")
+    assert ref.retail_mac(k + k_prime, S2) == H("2E2B1428CC78254F")
+
+
+def test_ibm3624_offset_published_example() -> None:
+    # The magnetic-stripe example reproduced from the IBM 3624 literature (tests/crypto/test_pin_verification.py).
+    assert ref.ibm3624_offset(H("0123456789ABCDEF") * 2, "1234567890123445", "0123456789012345", "1234") == "2298"
+
+
+@pytest.mark.parametrize(("pvki", "pin", "pan", "expected"), [
+    (1, "4524", "1122334455667788", "8523"),
+    (2, "1912", "1122334455667788", "3244"),
+    (1, "0570", "1122334455667718", "3144"),
+])
+def test_visa_pvv_psec_table(pvki: int, pin: str, pan: str, expected: str) -> None:
+    # psec's cross-implementation table (knovichikhin/psec), PVK pair 0123456789ABCDEF/FEDCBA9876543210.
+    assert ref.visa_pvv(H("0123456789ABCDEFFEDCBA9876543210"), pan, pvki, pin) == expected
+
+
+def test_odd_parity_and_variant() -> None:
+    assert ref.odd_parity(H("0001FEFF")) == H("0101FEFE")
+    assert ref.variant(H("0011"), "ZPK") == ref.variant(H("0011"), 0x6A) == H("6A11")
