@@ -32,7 +32,7 @@ from hsmsvc.v1 import pin_service_pb2 as pin_pb
 from hsmsvc.v1 import types_pb2 as pb
 from hsmsvc_client import Client, ClientError, ClientTls
 from tests import pg
-from tests.api import independent as ind
+from tests import reference as ind
 from tests.api.conftest import POLICY, _form, forming, launch, seal_lmk, stop
 from tools.bench.pki import ThrowawayCA
 

@@ -4,7 +4,7 @@
 keys it has loaded. Each case below changes one thing a route depends on, and the
 next translation must see it at once: a revocation, a new version, an expiry,
 another caller's request with the same words, the backend dropping its keys.
-Real soft backend and SQLite store; blocks made by pyca (tests/api/independent.py).
+Real soft backend and SQLite store; blocks made by pyca (tests/reference.py).
 """
 
 from __future__ import annotations
@@ -27,8 +27,8 @@ from hsmsvc.service import pin as uc
 from hsmsvc.service.authz import Policy, Principal, Role
 from hsmsvc.service.context import Caller, Services
 from hsmsvc.types import Algorithm, KeyType, KeyUsage, ModeOfUse, PinBlockFormat
-from tests.api import independent as ind
-from tests.api.conftest import clear_key
+from tests import reference as ind
+from tests.hsm.helpers import clear_key
 from tests.hsm.components_env import LMK
 
 PIN, PAN = "2468", ind.luhn_pan("401234567890123")
