@@ -23,7 +23,7 @@ import pytest
 from sqlalchemy import create_engine, text
 
 from hsmsvc.crypto import kcv
-from hsmsvc.hsm.backend import KeySpec
+from hsmsvc.hsm.model import KeySpec
 from hsmsvc.hsm.soft import sealed
 from hsmsvc.hsm.soft.backend import SoftBackend
 from hsmsvc.keys.hierarchy import KeyManager

@@ -11,7 +11,7 @@ import pytest
 
 from hsmsvc.crypto import kcv, keytransport
 from hsmsvc.errors import KeyStateError
-from hsmsvc.hsm.backend import KeySpec
+from hsmsvc.hsm.model import KeySpec
 from hsmsvc.hsm.soft.backend import SoftBackend
 from hsmsvc.keys.model import CeremonyState, KeyRef
 from hsmsvc.keys.store import KeyStore

@@ -14,7 +14,7 @@ from typing import Any, Final, Generic, TypeVar
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from hsmsvc.errors import InvalidInput
-from hsmsvc.hsm.backend import FieldParams, KeySpec
+from hsmsvc.hsm.model import FieldParams, KeySpec
 from hsmsvc.keys.model import KeyRef, StoredKey
 from hsmsvc.types import (
     Algorithm,

@@ -27,7 +27,8 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 
 from hsmsvc.batch.table import Encoding, Tables, writer
 from hsmsvc.errors import BackendUnavailable, InvalidInput
-from hsmsvc.hsm.backend import Backend, KeyCryptogram
+from hsmsvc.hsm.backend import Backend
+from hsmsvc.hsm.model import KeyCryptogram
 
 __all__ = ["BackendMover", "Job", "JobSpec", "Mode", "Mover", "Plan", "Progress", "label"]
 

@@ -39,7 +39,8 @@ from hsmsvc.errors import (
     PermissionDenied,
     VerificationFailed,
 )
-from hsmsvc.hsm.backend import Backend, KeyCryptogram
+from hsmsvc.hsm.backend import Backend
+from hsmsvc.hsm.model import KeyCryptogram
 from hsmsvc.keys.model import NAME, AuditEvent, StoredKey
 from hsmsvc.keys.store import KeyStore
 from hsmsvc.types import Algorithm

@@ -29,14 +29,16 @@ from hsmsvc.errors import (
     VerificationFailed,
 )
 from hsmsvc.hsm import policy
-from hsmsvc.hsm.backend import (
+from hsmsvc.hsm.domains import (
     ANCHOR_DOMAIN,
     STORE_ANCHOR_DOMAIN,
     AUDIT_DOMAIN,
     HMAC_FOR,
     KEY_SYNC_LABEL,
-    MAX_RANDOM,
     PAN_DOMAIN,
+)
+from hsmsvc.hsm.model import (
+    MAX_RANDOM,
     Capabilities,
     Command,
     FieldParams,

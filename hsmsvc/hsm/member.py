@@ -20,7 +20,7 @@ from multiprocessing.connection import Connection
 from typing import Any
 
 from hsmsvc.errors import BackendUnavailable, HsmsvcError
-from hsmsvc.hsm.backend import Capabilities
+from hsmsvc.hsm.model import Capabilities
 from hsmsvc.hsm.channel import Channel, ChannelClosed, ChannelTimeout
 from hsmsvc.hsm.config import Pkcs11Config, SoftConfig, build
 

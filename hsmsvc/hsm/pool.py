@@ -25,8 +25,15 @@ from dataclasses import dataclass
 from typing import Any, Final, Sequence
 
 from hsmsvc.errors import BackendUnavailable, HsmsvcError, InvalidInput, PermissionDenied, Unsupported
-from hsmsvc.hsm.backend import (
-    Capabilities, FieldParams, KeyCryptogram, KeySpec, PinBatch, PinKey, PinTranslator, StoredPin,
+from hsmsvc.hsm.model import (
+    Capabilities,
+    FieldParams,
+    KeyCryptogram,
+    KeySpec,
+    PinBatch,
+    PinKey,
+    PinTranslator,
+    StoredPin,
 )
 from hsmsvc.hsm.config import Pkcs11Config, SoftConfig
 from hsmsvc.hsm.member import PING, Failure, Member, MemberFailed

@@ -14,7 +14,8 @@ from typing import Final, Sequence
 
 from hsmsvc.errors import InvalidInput, KeyNotFound, KeyStateError, KeyUsageViolation
 from hsmsvc.hsm import policy
-from hsmsvc.hsm.backend import Backend, KeyCryptogram, KeySpec
+from hsmsvc.hsm.backend import Backend
+from hsmsvc.hsm.model import KeyCryptogram, KeySpec
 from hsmsvc.hsm.policy import Operation
 from hsmsvc.keys.model import AuditEvent, KeyRef, StoredKey, check_alias
 from hsmsvc.keys.store import KeyStore

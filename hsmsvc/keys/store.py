@@ -37,7 +37,8 @@ from hsmsvc.errors import (
     KeyStateError,
     PermissionDenied,
 )
-from hsmsvc.hsm.backend import Backend, KeyCryptogram, KeySpec
+from hsmsvc.hsm.backend import Backend
+from hsmsvc.hsm.model import KeyCryptogram, KeySpec
 from hsmsvc.keys import attempts as _attempts
 from hsmsvc.keys import audit as _audit
 from hsmsvc.keys import faults

@@ -19,7 +19,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Final
 
 from hsmsvc.errors import AlreadyExists, InvalidInput, KeyNotFound, KeyStateError, KeyUsageViolation, PermissionDenied
-from hsmsvc.hsm.backend import Command, KeySpec
+from hsmsvc.hsm.model import Command, KeySpec
 from hsmsvc.hsm.commands import STRENGTH
 from hsmsvc.hsm.policy import KEY_PAIRS, Operation
 from hsmsvc.keys.hierarchy import KeyManager, check_legacy_types

@@ -11,7 +11,7 @@ from typing import Sequence
 
 from hsmsvc.crypto.fields import GCM_IV_LENGTH
 from hsmsvc.errors import HsmsvcError, InvalidInput
-from hsmsvc.hsm.backend import MAX_RANDOM, FieldParams
+from hsmsvc.hsm.model import MAX_RANDOM, FieldParams
 from hsmsvc.hsm.policy import Operation
 from hsmsvc.keys.model import KeyRef
 from hsmsvc.service.context import Caller, Services

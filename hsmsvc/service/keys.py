@@ -14,7 +14,7 @@ from datetime import timedelta
 from typing import Final
 
 from hsmsvc.errors import InvalidInput, KeyNotFound, PermissionDenied
-from hsmsvc.hsm.backend import KeySpec
+from hsmsvc.hsm.model import KeySpec
 from hsmsvc.hsm.policy import Operation
 from hsmsvc.keys.model import NAME, KeyRef, StoredKey
 from hsmsvc.service.authz import NO_SUCH_KEY

@@ -29,7 +29,7 @@ from hsmsvc.crypto import _compare
 from hsmsvc.errors import (
     BackendUnavailable, HsmsvcError, InvalidInput, KeyNotFound, KeyStateError, PermissionDenied, VerificationFailed,
 )
-from hsmsvc.hsm.backend import KeySpec
+from hsmsvc.hsm.model import KeySpec
 from hsmsvc.hsm.policy import Operation
 from hsmsvc.keys.hierarchy import require_legacy_opt_in
 from hsmsvc.keys.model import NAME, AuditEvent, KeyRef, StoredKey, SyncState

@@ -21,7 +21,7 @@ from typing import Sequence
 
 from hsmsvc.crypto import ibm3624
 from hsmsvc.errors import AttemptsExceeded, HsmsvcError, InvalidInput, InvalidPinBlock, VerificationFailed
-from hsmsvc.hsm.backend import OneTimeKey, PinBatch, PinKey, PinTranslator, StoredPin
+from hsmsvc.hsm.model import OneTimeKey, PinBatch, PinKey, PinTranslator, StoredPin
 from hsmsvc.hsm.policy import Operation
 from hsmsvc.keys.model import KeyRef, StoredKey
 from hsmsvc.service.attempts import AttemptGuard, check_principal, count_failures, failures_left, settle_checks

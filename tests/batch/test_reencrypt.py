@@ -23,7 +23,8 @@ from sqlalchemy import text
 
 from hsmsvc import cli
 from hsmsvc.batch.table import connect
-from hsmsvc.hsm.backend import Backend, StoredPin, StoredPinMethod
+from hsmsvc.hsm.backend import Backend
+from hsmsvc.hsm.model import StoredPin, StoredPinMethod
 from hsmsvc.hsm.policy import ECB_VARIANTS
 from hsmsvc.hsm.soft.backend import SoftBackend
 from hsmsvc.keys.hierarchy import KeyManager
@@ -89,7 +90,7 @@ def _generate(site: Site, rows: int, seed: int = 7, algorithm: Algorithm = Algor
 
 
 def _zpk(backend: Backend, store: KeyStore) -> object:
-    from hsmsvc.hsm.backend import KeySpec
+    from hsmsvc.hsm.model import KeySpec
 
     c1 = bytes(16)
     spec = KeySpec("zpk-check", 1, KeyType.ZPK, Algorithm.TDES_2KEY, KeyUsage.PIN_ENCRYPTION)
@@ -284,7 +285,7 @@ def test_psk_mode_refuses_a_digest_target_and_unknown_tables(tmp_path: Path,
                                                              capsys: pytest.CaptureFixture[str]) -> None:
     site = Site(_lmk(tmp_path / "lmk.sealed"), f"sqlite:///{tmp_path / 'k.db'}", f"sqlite:///{tmp_path / 'b.db'}")
     _generate(site, 10)
-    from hsmsvc.hsm.backend import KeySpec
+    from hsmsvc.hsm.model import KeySpec
 
     b = site.backend()
     store = KeyStore(site.store, b)
@@ -323,7 +324,7 @@ def test_legacy_mode_imports_the_old_systems_key_under_a_zmk(tmp_path: Path) -> 
     legacy = Site(_lmk(tmp_path / "legacy.sealed"), f"sqlite:///{tmp_path / 'legacy-keys.db'}", site.db)
     _generate(legacy, 1000)
     # Our ZMK, legacy (K0, ECB) form opted in for PSKs, formed from components both sites know.
-    from hsmsvc.hsm.backend import KeySpec
+    from hsmsvc.hsm.model import KeySpec
     from hsmsvc.types import KeyState
 
     zmk_clear = odd_parity(bytes.fromhex("89ABCDEF0123456776543210FEDCBA98"))

@@ -16,7 +16,8 @@ from hypothesis import strategies as st
 
 from hsmsvc.crypto import components, kcv
 from hsmsvc.errors import InvalidInput, KeyUsageViolation, Unsupported, VerificationFailed
-from hsmsvc.hsm.backend import Backend, Command, KeyCryptogram, KeySpec, OneTimeKey
+from hsmsvc.hsm.backend import Backend
+from hsmsvc.hsm.model import Command, KeyCryptogram, KeySpec, OneTimeKey
 from hsmsvc.hsm.soft.backend import SoftBackend
 from hsmsvc.types import Algorithm, KeyType, KeyUsage, ModeOfUse, PinBlockFormat
 from tests.hsm.test_conformance import clear_key, ecb, form, iso0, needs

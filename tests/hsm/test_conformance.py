@@ -26,7 +26,8 @@ from hsmsvc.errors import (
     Unsupported,
     VerificationFailed,
 )
-from hsmsvc.hsm.backend import Backend, Command, FieldParams, KeyCryptogram, KeySpec, StoredPin, StoredPinMethod
+from hsmsvc.hsm.backend import Backend
+from hsmsvc.hsm.model import Command, FieldParams, KeyCryptogram, KeySpec, StoredPin, StoredPinMethod
 from hsmsvc.types import (
     Algorithm,
     CipherMode,
@@ -594,7 +595,7 @@ def test_encrypt_only_dek_cannot_decrypt(backend: Backend) -> None:
 
 
 def test_pan_hash_is_keyed_and_stable(backend: Backend) -> None:
-    from hsmsvc.hsm.backend import PAN_DOMAIN
+    from hsmsvc.hsm.domains import PAN_DOMAIN
     from tests.hsm.components_env import LMK
 
     a = backend.pan_hash(PAN)

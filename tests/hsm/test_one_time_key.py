@@ -19,7 +19,8 @@ from cryptography.hazmat.primitives.asymmetric import padding
 from hsmsvc.crypto import pinblock, sm2
 from hsmsvc.crypto._cipher import BlockCipher
 from hsmsvc.errors import InvalidInput, InvalidPinBlock, KeyUsageViolation, Unsupported, VerificationFailed
-from hsmsvc.hsm.backend import Backend, Command, KeyCryptogram, KeySpec, OneTimeKey, StoredPinMethod
+from hsmsvc.hsm.backend import Backend
+from hsmsvc.hsm.model import Command, KeyCryptogram, KeySpec, OneTimeKey, StoredPinMethod
 from hsmsvc.types import Algorithm, Exportability, KeyType, KeyUsage, MacAlgorithm, ModeOfUse, Padding, PinBlockFormat
 from tests.hsm.test_conformance import PAN, PIN, clear_key, ecb, form, iso0, needs
 

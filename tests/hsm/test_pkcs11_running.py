@@ -13,7 +13,7 @@ from collections.abc import Iterator
 import pytest
 
 from hsmsvc.errors import BackendUnavailable, InvalidInput, InvalidPinBlock
-from hsmsvc.hsm.backend import FieldParams
+from hsmsvc.hsm.model import FieldParams
 from hsmsvc.types import Algorithm, CipherMode, DataPadding, KeyType, KeyUsage, PinBlockFormat
 from tests.hsm import softhsm
 from tests.hsm.test_conformance import PAN, PIN, ecb, form, iso0

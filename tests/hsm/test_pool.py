@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from hsmsvc.errors import InvalidInput, PermissionDenied, VerificationFailed
-from hsmsvc.hsm.backend import KeyCryptogram
+from hsmsvc.hsm.model import KeyCryptogram
 from hsmsvc.hsm.config import Pkcs11Config, SoftConfig
 from hsmsvc.hsm.member import Failure, Member, MemberFailed
 from hsmsvc.hsm.pool import Pool

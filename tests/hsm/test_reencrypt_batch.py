@@ -14,7 +14,8 @@ from hypothesis import strategies as st
 
 from hsmsvc.crypto import pinblock
 from hsmsvc.errors import InvalidInput, KeyUsageViolation, Unsupported
-from hsmsvc.hsm.backend import Backend, Command, StoredPin, StoredPinMethod
+from hsmsvc.hsm.backend import Backend
+from hsmsvc.hsm.model import Command, StoredPin, StoredPinMethod
 from hsmsvc.types import Algorithm, KeyType, KeyUsage, ModeOfUse, PinBlockFormat
 from tests.hsm.test_conformance import ecb, form, needs
 

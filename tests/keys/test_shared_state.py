@@ -6,7 +6,7 @@ import multiprocessing as mp
 from multiprocessing.connection import Connection
 from pathlib import Path
 
-from hsmsvc.hsm.backend import KeySpec
+from hsmsvc.hsm.model import KeySpec
 from hsmsvc.hsm.config import SoftConfig
 from hsmsvc.hsm.soft.backend import SoftBackend
 from hsmsvc.keys.hierarchy import KeyManager

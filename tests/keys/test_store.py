@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import create_engine, event, text
 
 from hsmsvc.errors import KeyNotFound, KeyStateError, KeyUsageViolation
-from hsmsvc.hsm.backend import KeySpec
+from hsmsvc.hsm.model import KeySpec
 from hsmsvc.hsm.policy import Operation
 from hsmsvc.hsm.backend import Backend
 from hsmsvc.keys.hierarchy import KeyManager

@@ -24,7 +24,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from hsmsvc.crypto import components  # noqa: E402
-from hsmsvc.hsm.backend import KeySpec  # noqa: E402
+from hsmsvc.hsm.model import KeySpec  # noqa: E402
 from hsmsvc.hsm.soft.backend import SoftBackend  # noqa: E402
 from hsmsvc.types import Algorithm, KeyType, KeyUsage, ModeOfUse  # noqa: E402
 from cryptography.hazmat.decrepit.ciphers.algorithms import TripleDES  # noqa: E402

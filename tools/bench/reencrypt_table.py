@@ -92,7 +92,7 @@ def main() -> int:
             with engine.connect() as conn:
                 rows = [(bytes.fromhex(p), a) for a, p in conn.execute(text("SELECT account, pin FROM customers"))]
             engine.dispose()
-            from hsmsvc.hsm.backend import KeySpec
+            from hsmsvc.hsm.model import KeySpec
             from hsmsvc.keys.hierarchy import KeyManager
             from hsmsvc.types import Algorithm, KeyType, KeyUsage, ModeOfUse
 

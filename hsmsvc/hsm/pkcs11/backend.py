@@ -46,7 +46,7 @@ from hsmsvc.errors import (
     KeyUsageViolation,
     Unsupported,
 )
-from hsmsvc.hsm.backend import Capabilities, Command, KeyCryptogram, KeySpec
+from hsmsvc.hsm.model import Capabilities, Command, KeyCryptogram, KeySpec
 from hsmsvc.hsm.commands import CommandBackend, LoadedKey
 from hsmsvc.hsm.pkcs11.running import RunningOps
 from hsmsvc.types import (

@@ -24,7 +24,7 @@ from typing import Final
 from hsmsvc.crypto import cmac, components, fields, kcv, keytransport, mac, tr31
 from hsmsvc.crypto._cipher import BlockCipher
 from hsmsvc.errors import InvalidInput, InvalidKeyBlock, KeyUsageViolation, Unsupported
-from hsmsvc.hsm.backend import Capabilities, Command, KeyCryptogram, KeySpec
+from hsmsvc.hsm.model import Capabilities, Command, KeyCryptogram, KeySpec
 from hsmsvc.hsm.commands import CommandBackend, LoadedKey
 from hsmsvc.hsm.policy import ECB_VARIANTS
 from hsmsvc.hsm.soft import sealed
