@@ -227,7 +227,8 @@ class PinBlock:
 
 
 class PinTranslator(Protocol):
-    """A prepared :class:`~hsmsvc.hsm.commands.pin.TranslatePin` with its keys and formats bound: ``translator(block, pan)``."""
+    """A prepared :class:`~hsmsvc.hsm.commands.pin.TranslatePin`, keys and formats bound:
+    ``translator(block, pan)``."""
 
     def __call__(self, block: bytes, pan: str | None) -> bytes: ...
 

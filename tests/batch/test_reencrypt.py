@@ -24,7 +24,8 @@ from sqlalchemy import text
 from hsmsvc import cli
 from hsmsvc.batch.table import connect
 from hsmsvc.hsm.backend import Backend
-from hsmsvc.hsm.model import StoredPin, StoredPinMethod
+from hsmsvc.hsm.commands import VerifyPinStored
+from hsmsvc.hsm.model import PinBlock, StoredPin, StoredPinMethod
 from hsmsvc.hsm.policy import ECB_VARIANTS
 from hsmsvc.hsm.soft.backend import SoftBackend
 from hsmsvc.keys.hierarchy import KeyManager
@@ -124,8 +125,8 @@ def _check_every_row(site: Site, rows: int, label: str, seed: int = 7, backend: 
             account, value, under = table[c.id]
             assert (account, under) == (c.pan, label)
             block = ecb(Algorithm.TDES_2KEY, ZPK_CLEAR, iso0(c.pin, c.pan))
-            b.verify_pin_stored(block, zpk, PinBlockFormat.ISO_0, c.pan, psk, account,  # type: ignore[arg-type]
-                                StoredPin(method, bytes.fromhex(value)))
+            b.execute(VerifyPinStored(pin=PinBlock(block, PinBlockFormat.ISO_0, c.pan), key=zpk, psk=psk,
+                                      account=account, stored=StoredPin(method, bytes.fromhex(value))))
     finally:
         store.close()
         if backend is None:
@@ -242,9 +243,9 @@ def test_half_moved_table_is_readable_and_dry_run_writes_nothing(tmp_path: Path)
         zpk = _zpk(b, store)
         for c in gen.customers(7, 3000):
             account, value, under = table[c.id]
-            b.verify_pin_stored(ecb(Algorithm.TDES_2KEY, ZPK_CLEAR, iso0(c.pin, c.pan)), zpk,  # type: ignore[arg-type]
-                                PinBlockFormat.ISO_0, c.pan, keys[under], account,
-                                StoredPin(StoredPinMethod.ENCRYPTED, bytes.fromhex(value)))
+            b.execute(VerifyPinStored(pin=PinBlock(ecb(Algorithm.TDES_2KEY, ZPK_CLEAR, iso0(c.pin, c.pan)), PinBlockFormat.ISO_0, c.pan),
+                                      key=zpk, psk=keys[under], account=account,
+                                      stored=StoredPin(StoredPinMethod.ENCRYPTED, bytes.fromhex(value))))
     finally:
         store.close()
         b.close()
