@@ -9,7 +9,8 @@ from __future__ import annotations
 from typing import Final, Iterator
 
 from hsmsvc.errors import AlreadyExists, KeyNotFound
-from hsmsvc.hsm.backend import Backend, KeySpec
+from hsmsvc.hsm.backend import Backend
+from hsmsvc.hsm.model import KeySpec
 from hsmsvc.keys.hierarchy import KeyManager
 from hsmsvc.keys.store import KeyStore
 from hsmsvc.types import Algorithm, Exportability, KeyType, KeyUsage, ModeOfUse

@@ -14,7 +14,7 @@ import pytest
 from sqlalchemy import create_engine, text
 
 from hsmsvc.hsm.soft import sealed
-from hsmsvc.hsm.backend import KeySpec
+from hsmsvc.hsm.model import KeySpec
 from hsmsvc.hsm.soft.backend import SoftBackend
 from hsmsvc.keys.hierarchy import KeyManager
 from hsmsvc.keys.store import KeyStore

@@ -23,7 +23,8 @@ import pytest
 from sqlalchemy import create_engine, text
 
 from hsmsvc.crypto import kcv
-from hsmsvc.hsm.backend import KeySpec
+from hsmsvc.hsm.commands import Kcv, PublicKey
+from hsmsvc.hsm.model import KeySpec
 from hsmsvc.hsm.soft import sealed
 from hsmsvc.hsm.soft.backend import SoftBackend
 from hsmsvc.keys.hierarchy import KeyManager
@@ -291,7 +292,7 @@ def _populate(url: str, sealed_file: Path) -> dict[str, Any]:
     km.rotate("dek-00")
     km.change_state("dek-01", 1, KeyState.REVOKED, "test")
     km.change_state("dek-01", 1, KeyState.DESTROYED, "test")
-    public = backend.public_key(store.get("ktk").cryptogram)
+    public = backend.execute(PublicKey(key=store.get("ktk").cryptogram))
     store.close()
     backend.close()
     return {"kcvs": kcvs, "public": public}
@@ -306,7 +307,7 @@ def _under(url: str, sealed_file: Path, passphrase: str) -> tuple[int, int]:
         if not k.cryptogram.blob:
             continue
         try:
-            backend.kcv(k.cryptogram)
+            backend.execute(Kcv(key=k.cryptogram))
             good += 1
         except Exception:
             bad += 1
@@ -340,8 +341,8 @@ def test_lmk_migrate_is_resumable_and_destroys_the_old_lmk_only_after_verifying(
         store = KeyStore(url, backend)
         for key_id, check in before["kcvs"].items():
             if key_id != "dek-01":
-                assert backend.kcv(store.get(key_id, 1).cryptogram)[:3] == check[:3]
-        assert backend.public_key(store.get("ktk").cryptogram) == before["public"]
+                assert backend.execute(Kcv(key=store.get(key_id, 1).cryptogram))[:3] == check[:3]
+        assert backend.execute(PublicKey(key=store.get("ktk").cryptogram)) == before["public"]
         store.close()
         backend.close()
 

@@ -11,7 +11,8 @@ import pytest
 
 from hsmsvc.crypto import kcv, keytransport
 from hsmsvc.errors import KeyStateError
-from hsmsvc.hsm.backend import KeySpec
+from hsmsvc.hsm.commands import PublicKey
+from hsmsvc.hsm.model import KeySpec
 from hsmsvc.hsm.soft.backend import SoftBackend
 from hsmsvc.keys.model import CeremonyState, KeyRef
 from hsmsvc.keys.store import KeyStore
@@ -44,7 +45,7 @@ def _spec(key_id: str) -> KeySpec:
 
 
 def _wrap(s: Services, part: bytes) -> bytes:
-    der = s.backend.public_key(s.store.get("ctk").cryptogram)
+    der = s.backend.execute(PublicKey(key=s.store.get("ctk").cryptogram))
     return keytransport.encrypt(Algorithm.SM2, der, part)
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from hsmsvc.cli import main
-from hsmsvc.hsm.backend import KeySpec
+from hsmsvc.hsm.model import KeySpec
 from hsmsvc.hsm.soft.backend import SoftBackend
 from hsmsvc.keys.hierarchy import KeyManager
 from hsmsvc.keys.store import KeyStore

@@ -13,7 +13,7 @@ from typing import Final
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from hsmsvc.errors import InvalidInput
-from hsmsvc.hsm.backend import FieldParams, KeySpec
+from hsmsvc.hsm.model import FieldParams, KeySpec
 from hsmsvc.keys.model import KeyRef, StoredKey
 from hsmsvc.types import KeyType
 from hsmsvc.v1 import data_service_pb2 as data_pb

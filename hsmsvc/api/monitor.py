@@ -20,6 +20,7 @@ from grpc_health.v1 import health, health_pb2
 from hsmsvc.api.metrics import Metrics
 from hsmsvc.errors import HsmsvcError
 from hsmsvc.hsm.backend import Backend
+from hsmsvc.hsm.commands import Random
 from hsmsvc.keys.store import KeyStore
 
 __all__ = ["Monitor", "Readiness"]
@@ -138,7 +139,7 @@ class Monitor:
             members = [(str(s.index), bool(s.healthy)) for s in stats()]
         else:
             try:
-                self._backend.random(8)
+                self._backend.execute(Random(length=8))
                 members = [("0", True)]
             except HsmsvcError:
                 members = [("0", False)]

@@ -10,7 +10,7 @@ from hsmsvc.api.batch import count, item_error, items, pans, split, split_even, 
 from hsmsvc.api.runner import Lane
 from hsmsvc.api.status import Observed, rpc, stream_rpc
 from hsmsvc.errors import HsmsvcError, InvalidInput
-from hsmsvc.hsm.backend import StoredPin, StoredPinMethod
+from hsmsvc.hsm.model import StoredPin, StoredPinMethod
 from hsmsvc.keys.model import KeyRef
 from hsmsvc.service import issuance, storedpins
 from hsmsvc.service import pin as uc

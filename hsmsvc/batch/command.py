@@ -20,7 +20,8 @@ from hsmsvc.batch.reencrypt import BackendMover, Job, JobSpec, Mode, Mover, labe
 from hsmsvc.batch.table import Encoding, PinTable, Tables, connect
 from hsmsvc.crypto import _compare
 from hsmsvc.errors import AlreadyExists, InvalidInput, KeyNotFound, KeyStateError, KeyUsageViolation
-from hsmsvc.hsm.backend import Backend, KeyCryptogram, KeySpec
+from hsmsvc.hsm.backend import Backend
+from hsmsvc.hsm.model import KeyCryptogram, KeySpec
 from hsmsvc.hsm.policy import Operation
 from hsmsvc.keys.hierarchy import KeyManager
 from hsmsvc.keys.model import AuditEvent, KeyRef, StoredKey

@@ -27,7 +27,9 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 
 from hsmsvc.batch.table import Encoding, Tables, writer
 from hsmsvc.errors import BackendUnavailable, InvalidInput
-from hsmsvc.hsm.backend import Backend, KeyCryptogram
+from hsmsvc.hsm.backend import Backend
+from hsmsvc.hsm.commands import CompareStoredPins, ReencryptStoredPins
+from hsmsvc.hsm.model import KeyCryptogram
 
 __all__ = ["BackendMover", "Job", "JobSpec", "Mode", "Mover", "Plan", "Progress", "label"]
 
@@ -76,10 +78,12 @@ class BackendMover:
     old_lmk: bool = False
 
     def move(self, rows: Sequence[tuple[bytes, str]]) -> list[bytes | None]:
-        return self.backend.reencrypt_stored_pins(self.source, self.target, rows, self.old_lmk)
+        return self.backend.execute(ReencryptStoredPins(old_psk=self.source, new_psk=self.target, rows=rows,
+                                                        old_lmk=self.old_lmk))
 
     def compare(self, rows: Sequence[tuple[bytes, bytes, str]]) -> list[bool]:
-        return self.backend.compare_stored_pins(self.source, self.target, rows, self.old_lmk)
+        return self.backend.execute(CompareStoredPins(old_psk=self.source, new_psk=self.target, rows=rows,
+                                                      old_lmk=self.old_lmk))
 
 
 @dataclass(frozen=True)

@@ -39,7 +39,9 @@ from hsmsvc.errors import (
     PermissionDenied,
     VerificationFailed,
 )
-from hsmsvc.hsm.backend import Backend, KeyCryptogram
+from hsmsvc.hsm.backend import Backend
+from hsmsvc.hsm.commands import Kcv, LmkComponents, TranslateLmk
+from hsmsvc.hsm.model import KeyCryptogram
 from hsmsvc.keys.model import NAME, AuditEvent, StoredKey
 from hsmsvc.keys.store import KeyStore
 from hsmsvc.types import Algorithm
@@ -311,7 +313,7 @@ def backup(
     """The LMK as ``n`` fresh random components, each shown to (or mailed for) one custodian."""
     check_custodians(n)
     lmk_kcv = backend.lmk_kcv()
-    parts = [bytearray(p) for p in backend.lmk_components(n)]
+    parts = [bytearray(p) for p in backend.execute(LmkComponents(n=n))]
     custodians: list[Custodian] = []
     try:
         now = datetime.now(timezone.utc)
@@ -408,7 +410,7 @@ def migrate(
             for key in chunk:
                 report.keys += 1
                 try:
-                    new_backend.kcv(key.cryptogram)
+                    new_backend.execute(Kcv(key=key.cryptogram))
                     report.already += 1
                     continue
                 except (InvalidKeyBlock, KeyUsageViolation):
@@ -417,7 +419,7 @@ def migrate(
                     report.remaining += 1
                     continue
                 try:
-                    moves.append((key, new_backend.translate_lmk(key.cryptogram)))
+                    moves.append((key, new_backend.execute(TranslateLmk(key=key.cryptogram))))
                 except HsmsvcError:
                     raise VerificationFailed(f"key {key.key_id} v{key.version}",
                                              "verifies under neither LMK; nothing more was moved") from None
@@ -440,7 +442,7 @@ def migrate(
             for chunk in _chunks(new_store, batch):
                 for key in chunk:
                     try:
-                        verifier.kcv(key.cryptogram)
+                        verifier.execute(Kcv(key=key.cryptogram))
                     except HsmsvcError:
                         bad += 1
             chain = KeyStore(store_url, verifier)

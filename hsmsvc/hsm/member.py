@@ -17,18 +17,34 @@ import enum
 import multiprocessing as mp
 import time
 from multiprocessing.connection import Connection
-from typing import Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from hsmsvc.errors import BackendUnavailable, HsmsvcError
-from hsmsvc.hsm.backend import Capabilities
 from hsmsvc.hsm.channel import Channel, ChannelClosed, ChannelTimeout
+from hsmsvc.hsm.commands.base import HsmCommand
 from hsmsvc.hsm.config import Pkcs11Config, SoftConfig, build
+from hsmsvc.hsm.model import Capabilities
 
-__all__ = ["Failure", "Member", "MemberFailed", "PING"]
+if TYPE_CHECKING:
+    from hsmsvc.hsm.commands.core import CommandBackend
+
+__all__ = ["Failure", "Member", "MemberFailed", "PING", "Ping"]
 
 # Spawned, not forked: a forked child would inherit a PKCS#11 login (platform-notes.md).
 _CTX = mp.get_context("spawn")
-PING = "_ping"  # the health probe: the worker answers its LMK KCV
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Ping(HsmCommand[bytes]):
+    """The health probe: the worker answers its LMK KCV."""
+
+    def run(self, b: CommandBackend) -> bytes:
+        return b.lmk_kcv()
+
+
+PING = Ping()
 
 _ErrorState = tuple[str, str | None, str]
 
@@ -81,13 +97,10 @@ def serve(config: SoftConfig | Pkcs11Config, conn: Connection, hello_id: int) ->
     channel.send((hello_id, Reply.READY, (backend.lmk_kcv(), backend.capabilities)), None)
     try:
         while True:
-            msg_id, method, args = channel.recv(None)
+            msg_id, command = channel.recv(None)
             reply: tuple[int, Reply, Any]
             try:
-                if method == PING:
-                    reply = (msg_id, Reply.OK, backend.lmk_kcv())
-                else:
-                    reply = (msg_id, Reply.OK, getattr(backend, method)(*args))
+                reply = (msg_id, Reply.OK, backend.execute(command))
             except HsmsvcError as e:
                 reply = (msg_id, Reply.ERROR, _error_state(e))
             except Exception as e:  # a bug: report it without a traceback or values
@@ -140,16 +153,16 @@ class Member:
         kcv, caps = payload
         return bytes(kcv), caps
 
-    def call(self, msg_id: int, method: str, args: tuple[Any, ...], deadline: float) -> Any:
-        """The worker's answer to this request, or its typed error.
+    def call(self, msg_id: int, command: HsmCommand[T], deadline: float) -> T:
+        """The worker's answer to this command, or its typed error.
 
         Raises :class:`MemberFailed` when the worker cannot be trusted to answer
         the next request correctly (timed out, gone, or its backend unavailable).
         """
-        self.send(msg_id, method, args, deadline)
+        self.send(msg_id, command, deadline)
         kind, payload = self._receive(msg_id, deadline)
         if kind is Reply.OK:
-            return payload
+            return cast(T, payload)  # the worker ran this very command: its answer is a T
         if kind is Reply.FAULT:
             raise BackendUnavailable("hsm", f"internal error {payload}")
         error = _rebuild(payload)
@@ -157,11 +170,11 @@ class Member:
             raise MemberFailed(Failure.UNAVAILABLE)
         raise error
 
-    def send(self, msg_id: int, method: str, args: tuple[Any, ...], deadline: float) -> None:
+    def send(self, msg_id: int, command: HsmCommand[Any], deadline: float) -> None:
         if self._channel is None:
             raise MemberFailed(Failure.GONE)
         try:
-            self._channel.send((msg_id, method, args), deadline)
+            self._channel.send((msg_id, command), deadline)
         except ChannelTimeout:
             raise MemberFailed(Failure.TIMEOUT) from None
         except ChannelClosed:

@@ -7,6 +7,8 @@
 * A call takes a free healthy member in turn, waiting on a condition (up to the
   call timeout) only when all are busy: it never queues behind a stalled member
   while another is free, and calls on different members run in parallel.
+* Commands are values (:mod:`hsmsvc.hsm.commands`) sent to a worker as they are; a
+  broadcast command (cache drops, audit anchors) goes to every member.
 * A member that times out, dies, breaks its pipe or reports ``BackendUnavailable``
   is killed (SIGKILL, reaped) at once and the call is retried once on another:
   the commands are idempotent. The killed worker never answers again.
@@ -22,16 +24,16 @@ import math
 import threading
 import time
 from dataclasses import dataclass
-from typing import Any, Final, Sequence
+from typing import Final, Sequence, TypeVar
 
 from hsmsvc.errors import BackendUnavailable, HsmsvcError, InvalidInput, PermissionDenied, Unsupported
-from hsmsvc.hsm.backend import (
-    Capabilities, FieldParams, KeyCryptogram, KeySpec, PinBatch, PinKey, PinTranslator, StoredPin,
-)
+from hsmsvc.hsm.commands.base import DEBUG, HsmCommand, TimingHook, debugging, observe
+from hsmsvc.hsm.commands.pin import TranslatePin
 from hsmsvc.hsm.config import Pkcs11Config, SoftConfig
 from hsmsvc.hsm.member import PING, Failure, Member, MemberFailed
+from hsmsvc.hsm.model import Capabilities, KeyCryptogram, PinBlock, PinKey, PinTranslator
 from hsmsvc.loopguard import may_block
-from hsmsvc.types import Algorithm, MacAlgorithm, Padding, PinBlockFormat
+from hsmsvc.types import PinBlockFormat
 
 __all__ = ["MemberStats", "Pool"]
 
@@ -41,6 +43,14 @@ _CLOSE_WAIT: Final = 2.0
 """Seconds close() waits for the health thread, and for calls in flight, before it stops members."""
 
 _ATTEMPTS = 2  # the first member, then one other
+T = TypeVar("T")
+
+
+class _Replaced:
+    """What :meth:`Pool._ask` gives once the member it asked was killed (a command may answer None)."""
+
+
+_REPLACED: Final = _Replaced()
 _MAX_START_BACKOFF = 30.0
 
 
@@ -81,6 +91,7 @@ class Pool:
         self._turn = 0
         self._targeted = 0  # threads waiting for one particular member
         self._closed = False
+        self.timing: TimingHook | None = None
         self._lmk_kcv: bytes | None = None
         self._caps: Capabilities | None = None
         try:
@@ -184,28 +195,28 @@ class Pool:
 
     # -- calls -------------------------------------------------------------------
 
-    def _call(self, method: str, *args: Any) -> Any:
+    def _call(self, command: HsmCommand[T]) -> T:
         may_block()  # a member's answer crosses a pipe and may take up to the timeout
         for _ in range(_ATTEMPTS):
             got = self._take(time.monotonic() + self._timeout)
             if got is None:
                 raise BackendUnavailable("hsm", "no pool member free within the call timeout")
-            answered, result = self._ask(got, method, args)
-            if answered:
+            result = self._ask(got, command)
+            if not isinstance(result, _Replaced):
                 return result
         raise BackendUnavailable("hsm", "no pool member answered")
 
-    def _ask(self, got: tuple[Member, int], method: str, args: tuple[Any, ...]) -> tuple[bool, Any]:
-        """Send the call to a taken member: (True, its answer), or (False, None) once it is replaced.
+    def _ask(self, got: tuple[Member, int], command: HsmCommand[T]) -> T | _Replaced:
+        """Send the command to a taken member: its answer, or :data:`_REPLACED` once the member is replaced.
 
         An error the backend answered is the request's, raised as it is; the member is fine.
         """
         m, msg_id = got
         try:
-            result = m.call(msg_id, method, args, time.monotonic() + self._timeout)
+            result = m.call(msg_id, command, time.monotonic() + self._timeout)
         except MemberFailed as f:
             self._replace(m, f.failure)
-            return False, None
+            return _REPLACED
         except HsmsvcError:
             self._give_back(m, answered=True)
             raise
@@ -215,10 +226,10 @@ class Pool:
             self._replace(m, Failure.GONE)
             raise
         self._give_back(m, answered=True)
-        return True, result
+        return result
 
-    def _broadcast(self, method: str, *args: Any) -> list[Any]:
-        """The call on every healthy member (a member restarted meanwhile starts afresh anyway)."""
+    def _broadcast(self, command: HsmCommand[T]) -> list[T]:
+        """The command on every healthy member (a member restarted meanwhile starts afresh anyway)."""
         may_block()
         out = []
         for member in self._members:
@@ -226,8 +237,8 @@ class Pool:
             got = self._take(time.monotonic() + 2 * self._timeout, only=member)
             if got is None:
                 continue
-            answered, result = self._ask(got, method, args)
-            if answered:
+            result = self._ask(got, command)
+            if not isinstance(result, _Replaced):
                 out.append(result)
         if not out:
             raise BackendUnavailable("hsm", "no pool member available")
@@ -262,7 +273,7 @@ class Pool:
         try:
             if not m.alive():
                 raise MemberFailed(Failure.GONE)
-            if m.call(msg_id, PING, (), time.monotonic() + self._timeout) != self._lmk_kcv:
+            if m.call(msg_id, PING, time.monotonic() + self._timeout) != self._lmk_kcv:
                 raise MemberFailed(Failure.WRONG_LMK)
         except MemberFailed as f:
             self._replace(m, f.failure)
@@ -318,189 +329,28 @@ class Pool:
             raise BackendUnavailable("pool", "no member admitted")
         return self._lmk_kcv
 
-    def generate_key(self, spec: KeySpec) -> KeyCryptogram:
-        return self._call("generate_key", spec)  # type: ignore[no-any-return]
+    def execute(self, command: HsmCommand[T]) -> T:
+        """Send ``command`` to one member (to every member if it is a broadcast), logged and timed here."""
+        if self.timing is None and not debugging(DEBUG):
+            return self._execute(command)
+        return observe(command, lambda: self._execute(command), self.timing)
 
-    def form_key(self, spec: KeySpec, components: Sequence[bytes]) -> tuple[KeyCryptogram, list[bytes]]:
-        return self._call("form_key", spec, list(components))  # type: ignore[no-any-return]
-
-    def check_component(self, ctk: KeyCryptogram, algorithm: Algorithm, wrapped: bytes, kcv: bytes) -> None:
-        self._call("check_component", ctk, algorithm, wrapped, kcv)
-
-    def form_key_wrapped(
-        self, spec: KeySpec, ctk: KeyCryptogram, parts: Sequence[tuple[bytes, bytes]]
-    ) -> tuple[KeyCryptogram, list[bytes]]:
-        return self._call("form_key_wrapped", spec, ctk, list(parts))  # type: ignore[no-any-return]
-
-    def lmk_components(self, n: int) -> list[bytes]:
-        raise Unsupported("command", "back up the LMK from one member's own backend, not through the pool")
-
-    def translate_lmk(self, key: KeyCryptogram) -> KeyCryptogram:
-        raise Unsupported("command", "migrate the LMK with one backend holding both LMKs, not through the pool")
-
-    def import_key(
-        self, kek: KeyCryptogram, wrapped: bytes, spec: KeySpec, kcv: bytes | None = None
-    ) -> KeyCryptogram:
-        return self._call("import_key", kek, wrapped, spec, kcv)  # type: ignore[no-any-return]
-
-    def export_key(self, kek: KeyCryptogram, key: KeyCryptogram) -> bytes:
-        return self._call("export_key", kek, key)  # type: ignore[no-any-return]
-
-    def kcv(self, key: KeyCryptogram) -> bytes:
-        return self._call("kcv", key)  # type: ignore[no-any-return]
-
-    def key_sync_mac(self, kek: KeyCryptogram, data: bytes) -> bytes:
-        return self._call("key_sync_mac", kek, data)  # type: ignore[no-any-return]
-
-    def public_key(self, key: KeyCryptogram) -> bytes:
-        return self._call("public_key", key)  # type: ignore[no-any-return]
-
-    def translate_pin(
-        self,
-        block: bytes,
-        src: PinKey,
-        src_format: PinBlockFormat,
-        dst: KeyCryptogram,
-        dst_format: PinBlockFormat,
-        pan: str | None,
-    ) -> bytes:
-        return self._call("translate_pin", block, src, src_format, dst, dst_format, pan)  # type: ignore[no-any-return]
-
-    def translate_pins(
-        self,
-        blocks: bytes,
-        src: KeyCryptogram,
-        src_format: PinBlockFormat,
-        dst: KeyCryptogram,
-        dst_format: PinBlockFormat,
-        pans: Sequence[str | None],
-    ) -> PinBatch:
-        return self._call("translate_pins", blocks, src, src_format, dst, dst_format, pans)  # type: ignore[no-any-return]
+    def _execute(self, command: HsmCommand[T]) -> T:
+        if command.pool_refusal is not None:
+            raise Unsupported("command", command.pool_refusal)
+        if command.broadcast:
+            return command.combine(self._broadcast(command))
+        return self._call(command)
 
     def pin_translator(
-        self, src: PinKey, src_format: PinBlockFormat, dst: KeyCryptogram, dst_format: PinBlockFormat,
+        self, *, src: PinKey, src_format: PinBlockFormat, dst: KeyCryptogram, dst_format: PinBlockFormat,
     ) -> PinTranslator:
         # Each call may go to another member, so nothing is bound but the arguments.
         def translate(block: bytes, pan: str | None) -> bytes:
-            return self.translate_pin(block, src, src_format, dst, dst_format, pan)
+            return self.execute(TranslatePin(pin=PinBlock(block, src_format, pan), src=src, dst=dst,
+                                             dst_format=dst_format))
 
         return translate
-
-    def encrypt_pin_for_storage(
-        self, block: bytes, key: PinKey, fmt: PinBlockFormat, pan: str | None,
-        psk: KeyCryptogram, account: str,
-    ) -> StoredPin:
-        return self._call("encrypt_pin_for_storage", block, key, fmt, pan, psk, account)  # type: ignore[no-any-return]
-
-    def verify_pin_stored(
-        self, block: bytes, key: PinKey, fmt: PinBlockFormat, pan: str | None,
-        psk: KeyCryptogram, account: str, stored: StoredPin,
-    ) -> None:
-        self._call("verify_pin_stored", block, key, fmt, pan, psk, account, stored)
-
-    def verify_pins_stored(
-        self, blocks: bytes, key: KeyCryptogram, fmt: PinBlockFormat, pans: Sequence[str | None],
-        psk: KeyCryptogram, accounts: Sequence[str], stored: Sequence[StoredPin],
-    ) -> list[bool | HsmsvcError]:
-        return self._call("verify_pins_stored", blocks, key, fmt, pans, psk, accounts, stored)  # type: ignore[no-any-return]
-
-    def reencrypt_stored_pin(
-        self, stored: StoredPin, old_psk: KeyCryptogram, new_psk: KeyCryptogram, account: str
-    ) -> StoredPin:
-        return self._call("reencrypt_stored_pin", stored, old_psk, new_psk, account)  # type: ignore[no-any-return]
-
-    def reencrypt_stored_pins(
-        self, old_psk: KeyCryptogram, new_psk: KeyCryptogram, rows: Sequence[tuple[bytes, str]],
-        old_lmk: bool = False,
-    ) -> list[bytes | None]:
-        return self._call("reencrypt_stored_pins", old_psk, new_psk, list(rows), old_lmk)  # type: ignore[no-any-return]
-
-    def compare_stored_pins(
-        self, old_psk: KeyCryptogram, new_psk: KeyCryptogram, rows: Sequence[tuple[bytes, bytes, str]],
-        old_lmk: bool = False,
-    ) -> list[bool]:
-        return self._call("compare_stored_pins", old_psk, new_psk, list(rows), old_lmk)  # type: ignore[no-any-return]
-
-    def verify_pin_ibm3624(
-        self, block: bytes, key: PinKey, fmt: PinBlockFormat, pan: str | None,
-        pvk: KeyCryptogram, validation_data: str, offset: str,
-    ) -> None:
-        self._call("verify_pin_ibm3624", block, key, fmt, pan, pvk, validation_data, offset)
-
-    def generate_pin_offset(
-        self, block: bytes, key: PinKey, fmt: PinBlockFormat, pan: str | None,
-        pvk: KeyCryptogram, validation_data: str,
-    ) -> str:
-        return self._call("generate_pin_offset", block, key, fmt, pan, pvk, validation_data)  # type: ignore[no-any-return]
-
-    def generate_pvv(
-        self, block: bytes, key: PinKey, fmt: PinBlockFormat, pan: str, pvk: KeyCryptogram, pvki: int,
-    ) -> str:
-        return self._call("generate_pvv", block, key, fmt, pan, pvk, pvki)  # type: ignore[no-any-return]
-
-    def verify_pin_pvv(
-        self, block: bytes, key: PinKey, fmt: PinBlockFormat, pan: str,
-        pvk: KeyCryptogram, pvki: int, pvv: str,
-    ) -> None:
-        self._call("verify_pin_pvv", block, key, fmt, pan, pvk, pvki, pvv)
-
-    def generate_mac(self, key: KeyCryptogram, data: bytes, algorithm: MacAlgorithm, padding: Padding) -> bytes:
-        return self._call("generate_mac", key, data, algorithm, padding)  # type: ignore[no-any-return]
-
-    def verify_mac(
-        self, key: KeyCryptogram, data: bytes, mac: bytes, algorithm: MacAlgorithm, padding: Padding
-    ) -> None:
-        self._call("verify_mac", key, data, mac, algorithm, padding)
-
-    def generate_macs(
-        self, key: KeyCryptogram, messages: Sequence[bytes], algorithm: MacAlgorithm, padding: Padding
-    ) -> list[bytes | InvalidInput]:
-        return self._call("generate_macs", key, messages, algorithm, padding)  # type: ignore[no-any-return]
-
-    def verify_macs(
-        self, key: KeyCryptogram, messages: Sequence[bytes], macs: Sequence[bytes], algorithm: MacAlgorithm,
-        padding: Padding,
-    ) -> list[bool | InvalidInput]:
-        return self._call("verify_macs", key, messages, macs, algorithm, padding)  # type: ignore[no-any-return]
-
-    def encrypt_data(self, key: KeyCryptogram, params: FieldParams, data: bytes) -> bytes:
-        return self._call("encrypt_data", key, params, data)  # type: ignore[no-any-return]
-
-    def encrypt_fields(
-        self, key: KeyCryptogram, params: FieldParams, ivs: Sequence[bytes], plaintexts: Sequence[bytes]
-    ) -> list[bytes | InvalidInput]:
-        return self._call("encrypt_fields", key, params, ivs, plaintexts)  # type: ignore[no-any-return]
-
-    def decrypt_data(self, key: KeyCryptogram, params: FieldParams, data: bytes) -> bytes:
-        return self._call("decrypt_data", key, params, data)  # type: ignore[no-any-return]
-
-    def reencrypt_data(
-        self, src: KeyCryptogram, src_params: FieldParams, dst: KeyCryptogram, dst_params: FieldParams,
-        data: bytes,
-    ) -> bytes:
-        return self._call("reencrypt_data", src, src_params, dst, dst_params, data)  # type: ignore[no-any-return]
-
-    def pan_hash(self, pan: str) -> bytes:
-        return self._call("pan_hash", pan)  # type: ignore[no-any-return]
-
-    def pan_hashes(self, pans: Sequence[str]) -> list[bytes]:
-        return self._call("pan_hashes", pans)  # type: ignore[no-any-return]
-
-    def random(self, length: int) -> bytes:
-        return self._call("random", length)  # type: ignore[no-any-return]
-
-    def audit_mac(self, data: bytes) -> bytes:
-        return self._call("audit_mac", data)  # type: ignore[no-any-return]
-
-    def write_audit_anchor(self, seq: int, head: bytes, *, store: str = "") -> None:
-        self._broadcast("write_store_anchor", seq, head, store)
-
-    def read_audit_anchor(self, *, store: str = "") -> tuple[int, bytes] | None:
-        found = [a for a in self._broadcast("read_store_anchor", store) if a is not None]
-        return max(found, key=lambda a: int(a[0])) if found else None
-
-    def forget(self, key_id: str) -> None:
-        self._broadcast("forget", key_id)
 
     def close(self) -> None:
         """Stop the health thread, then each worker once its call in flight (if any) has ended."""

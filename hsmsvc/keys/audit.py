@@ -18,6 +18,7 @@ from typing import Final, Iterable, Sequence
 
 from hsmsvc.crypto import _compare
 from hsmsvc.hsm.backend import Backend
+from hsmsvc.hsm.commands import AuditMac, ReadAuditAnchor
 from hsmsvc.keys.checkpoints import Checkpoint
 
 __all__ = ["GENESIS", "AuditRow", "VerifyReport", "row_hash", "verify_chain"]
@@ -90,7 +91,8 @@ def verify_chain(rows: Iterable[AuditRow], backend: Backend, *, store: str, keys
         if h != r.hash:
             problems.append(f"seq {r.seq}: content does not match its hash")
         try:
-            mac_ok = _compare.bytes_eq(backend.audit_mac(bytes.fromhex(r.hash)), bytes.fromhex(r.mac))
+            mac_ok = _compare.bytes_eq(backend.execute(AuditMac(
+                data=bytes.fromhex(r.hash))), bytes.fromhex(r.mac))
         except ValueError:
             mac_ok = False
         if not mac_ok:
@@ -112,7 +114,7 @@ def verify_chain(rows: Iterable[AuditRow], backend: Backend, *, store: str, keys
 def _anchored(backend: Backend, store: str, by_seq: dict[int, str], keys: int,
               checkpoints: Sequence[Checkpoint] | None) -> list[str]:
     problems: list[str] = []
-    anchor = backend.read_audit_anchor(store=store)
+    anchor = backend.execute(ReadAuditAnchor(store=store))
     if anchor is None:
         # Only a chain that is empty and was never anchored may have no anchor: a store's
         # first audited action anchors it, so a missing one was deleted.

@@ -21,6 +21,7 @@ from typing import Final
 from hsmsvc.crypto import _compare
 from hsmsvc.errors import InvalidInput
 from hsmsvc.hsm.backend import Backend
+from hsmsvc.hsm.commands import AuditMac
 
 __all__ = ["Checkpoint", "CheckpointSink", "read_checkpoints"]
 
@@ -42,7 +43,7 @@ class Checkpoint:
 
 
 def _mac(backend: Backend, *, store: str, seq: int, head: str) -> bytes:
-    return backend.audit_mac(DOMAIN + bytes.fromhex(store) + seq.to_bytes(8, "big") + bytes.fromhex(head))
+    return backend.execute(AuditMac(data=DOMAIN + bytes.fromhex(store) + seq.to_bytes(8, "big") + bytes.fromhex(head)))
 
 
 def line(backend: Backend, *, store: str, seq: int, head: str) -> str:

@@ -14,7 +14,9 @@ from typing import Final, Sequence
 
 from hsmsvc.errors import InvalidInput, KeyNotFound, KeyStateError, KeyUsageViolation
 from hsmsvc.hsm import policy
-from hsmsvc.hsm.backend import Backend, KeyCryptogram, KeySpec
+from hsmsvc.hsm.backend import Backend
+from hsmsvc.hsm.commands import ExportKey, Forget, FormKey, GenerateKey, ImportKey
+from hsmsvc.hsm.model import KeyCryptogram, KeySpec
 from hsmsvc.hsm.policy import Operation
 from hsmsvc.keys.model import AuditEvent, KeyRef, StoredKey, check_alias
 from hsmsvc.keys.store import KeyStore
@@ -95,7 +97,7 @@ class KeyManager:
                  lifetime: timedelta | None = None, max_uses: int | None = None,
                  legacy_types: frozenset[KeyType] = frozenset()) -> StoredKey:
         check_legacy_types(spec, legacy_types)
-        return self._keep(self._backend.generate_key(spec), "key.generate", state, alias, lifetime, max_uses,
+        return self._keep(self._backend.execute(GenerateKey(spec=spec)), "key.generate", state, alias, lifetime, max_uses,
                           legacy_types)
 
     def rotate(self, key_id: str, lifetime: timedelta | None = None, max_uses: int | None = None) -> StoredKey:
@@ -105,7 +107,7 @@ class KeyManager:
             raise KeyNotFound("key", "no such key")
         newest = versions[-1]
         spec = dataclasses.replace(newest.cryptogram.spec, version=newest.version + 1)
-        c = self._backend.generate_key(spec)
+        c = self._backend.execute(GenerateKey(spec=spec))
         now = datetime.now(timezone.utc)
         key = StoredKey(c, KeyState.ACTIVE, now, newest.alias, now,
                         now + lifetime if lifetime else None, 0, max_uses)
@@ -113,12 +115,12 @@ class KeyManager:
         self._store.add_rotated(key, retire, AuditEvent(
             self._actor, "key.rotate", key_id, spec.version,
             _detail(c, retired=",".join(map(str, retire)))))
-        self._backend.forget(key_id)
+        self._backend.execute(Forget(key_id=key_id))
         return key
 
     def form(self, spec: KeySpec, components: Sequence[bytes], alias: str | None = None,
              legacy_types: frozenset[KeyType] = frozenset()) -> tuple[StoredKey, list[bytes]]:
-        c, kcvs = self._backend.form_key(spec, components)
+        c, kcvs = self._backend.execute(FormKey(spec=spec, components=components))
         extra = {f"component_{i + 1}_kcv": k.hex().upper() for i, k in enumerate(kcvs)}
         return self._keep(c, "key.form", KeyState.ACTIVE, alias, None, None, legacy_types, **extra), kcvs
 
@@ -133,7 +135,7 @@ class KeyManager:
         """Import under a KEK the caller has already looked up and checked."""
         require_legacy_opt_in(kek, spec.key_type)
         check_legacy_types(spec, legacy_types)
-        c = self._backend.import_key(kek.cryptogram, wrapped, spec, kcv)
+        c = self._backend.execute(ImportKey(kek=kek.cryptogram, wrapped=wrapped, spec=spec, kcv=kcv))
         return self._keep(c, "key.import", state, alias, lifetime, max_uses, legacy_types,
                           kek=f"{kek.key_id} v{kek.version}")
 
@@ -144,7 +146,7 @@ class KeyManager:
     def export_with(self, kek: StoredKey, key: StoredKey) -> bytes:
         """Export ``key`` under a KEK the caller has already looked up and checked."""
         require_legacy_opt_in(kek, key.cryptogram.spec.key_type)
-        out = self._backend.export_key(kek.cryptogram, key.cryptogram)
+        out = self._backend.execute(ExportKey(kek=kek.cryptogram, key=key.cryptogram))
         self._store.audit(AuditEvent(self._actor, "key.export", key.key_id, key.version,
                                      _detail(key.cryptogram, kek=f"{kek.key_id} v{kek.version}")))
         return out
@@ -195,7 +197,7 @@ class KeyManager:
                        _detail(key.cryptogram, reason=reason, previous=key.state.value)),
         )
         if state is not KeyState.ACTIVE:
-            self._backend.forget(key_id)
+            self._backend.execute(Forget(key_id=key_id))
 
     def revoke(self, key_id: str, version: int, reason: str = "") -> None:
         self.change_state(key_id, version, KeyState.REVOKED, reason)

@@ -10,7 +10,7 @@ from enum import Enum, unique
 from typing import Final
 
 from hsmsvc.errors import InvalidInput
-from hsmsvc.hsm.backend import KeyCryptogram, KeySpec
+from hsmsvc.hsm.model import KeyCryptogram, KeySpec
 from hsmsvc.types import KeyState, KeyType
 
 __all__ = ["AuditEvent", "Ceremony", "CeremonyState", "KeyRef", "StoredKey", "SyncState"]

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from hsmsvc.errors import PermissionDenied
 from hsmsvc.hsm.backend import Backend
+from hsmsvc.hsm.commands import ReadAuditAnchor
 from hsmsvc.keys.audit import REANCHOR
 from hsmsvc.keys.model import AuditEvent
 from hsmsvc.keys.store import KeyStore
@@ -45,7 +46,7 @@ def reanchor(store: KeyStore, backend: Backend, *, first_officer: str, second_of
         # Only the anchor may disagree: rows that do not verify are tampering, not a restore.
         raise PermissionDenied("audit", f"{len(report.chain)} rows do not verify; nothing re-anchored")
     old = store.store_id
-    anchor = backend.read_audit_anchor(store=old)
+    anchor = backend.execute(ReadAuditAnchor(store=old))
     new = secrets.token_hex(16)
     detail = (("anchored_seq", str(anchor[0] if anchor else 0)), ("officers", f"{first_officer},{second_officer}"),
               ("previous_store", old), ("reason", reason.strip()[:200]), ("restored_rows", str(report.rows)))

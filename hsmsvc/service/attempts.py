@@ -26,6 +26,7 @@ from typing import Final
 from collections.abc import Sequence
 
 from hsmsvc.errors import AttemptsExceeded, InvalidInput
+from hsmsvc.hsm.commands import PanHash, PanHashes
 from hsmsvc.keys.attempts import Attempt, Settlement
 from hsmsvc.keys.model import AuditEvent, StoredKey
 from hsmsvc.redact import mask_pan
@@ -50,7 +51,8 @@ class AttemptGuard:
 
     def __init__(self, services: Services, caller: Caller, card: str | None, *, pan: str | None = None) -> None:
         """``card``: the digits (or account) counted under; ``pan``: the PAN the audit row shows masked."""
-        self._start(services, caller, pan or card, services.backend.pan_hash(card) if card else None)
+        self._start(services, caller, pan or card, services.backend.execute(PanHash(
+            pan=card)) if card else None)
 
     def _start(self, services: Services, caller: Caller, pan: str | None, pan_hash: bytes | None) -> None:
         self._s = services
@@ -66,7 +68,7 @@ class AttemptGuard:
         ``None`` where one is malformed, for the caller to report as the command would."""
         present = [p for p in pans if p]
         try:
-            hashes = iter(services.backend.pan_hashes(present))
+            hashes = iter(services.backend.execute(PanHashes(pans=present)))
         except InvalidInput:
             return [_guard_or_none(services, caller, p) for p in pans]
         out: list[AttemptGuard | None] = []
@@ -201,7 +203,7 @@ def count_failures(s: Services, caller: Caller, pans: Sequence[str | None], *, k
     name = caller.principal.name
     counts = {principal_subject(name): len(pans)}
     present = [p for p in pans if p]
-    for h in s.backend.pan_hashes(present) if present else ():
+    for h in s.backend.execute(PanHashes(pans=present)) if present else ():
         card = "pan:" + h.hex()
         counts[card] = counts.get(card, 0) + 1
     s.store.record_failures(

@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any, Final, Mapping
 
 from hsmsvc.errors import InvalidInput, KeyNotFound, PermissionDenied
-from hsmsvc.hsm.backend import KeySpec
+from hsmsvc.hsm.model import KeySpec
 from hsmsvc.keys.model import StoredKey
 
 __all__ = ["NO_SUCH_KEY", "ROLE_METHODS", "Policy", "Principal", "Role"]

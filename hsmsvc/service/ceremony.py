@@ -19,8 +19,9 @@ from datetime import datetime, timedelta, timezone
 from typing import Final
 
 from hsmsvc.errors import AlreadyExists, InvalidInput, KeyNotFound, KeyStateError, KeyUsageViolation, PermissionDenied
-from hsmsvc.hsm.backend import Command, KeySpec
-from hsmsvc.hsm.commands import STRENGTH
+from hsmsvc.hsm.commands import CheckComponent, FormKeyWrapped
+from hsmsvc.hsm.model import Command, KeySpec
+from hsmsvc.hsm.commands.base import STRENGTH
 from hsmsvc.hsm.policy import KEY_PAIRS, Operation
 from hsmsvc.keys.hierarchy import KeyManager, check_legacy_types
 from hsmsvc.keys.model import AuditEvent, Ceremony, CeremonyState, KeyRef, StoredKey, check_alias
@@ -126,7 +127,8 @@ def add_component(
         raise PermissionDenied("ceremony_id", SEPARATION)
     ctk = _transport(s, c)
     try:
-        s.backend.check_component(ctk.cryptogram, c.spec.algorithm, wrapped, kcv)
+        s.backend.execute(CheckComponent(ctk=ctk.cryptogram, algorithm=c.spec.algorithm, wrapped=wrapped,
+                                         kcv=kcv))
     except Exception as e:
         # A refused component is audited too: repeated refusals are worth an officer's look.
         s.store.audit(_event(caller, "ceremony.component_refused", c, reason=type(e).__name__,
@@ -151,7 +153,8 @@ def _form_if_ready(s: Services, caller: Caller, c: Ceremony) -> tuple[Ceremony, 
     if not c.ready:
         return c, None
     ctk = _transport(s, c)
-    cryptogram, kcvs = s.backend.form_key_wrapped(c.spec, ctk.cryptogram, s.store.ceremony_parts(c.ceremony_id))
+    cryptogram, kcvs = s.backend.execute(FormKeyWrapped(spec=c.spec, ctk=ctk.cryptogram,
+                                                        parts=s.store.ceremony_parts(c.ceremony_id)))
     now = datetime.now(timezone.utc)
     key = StoredKey(cryptogram, KeyState.ACTIVE, now, c.alias, now, None, 0, None, None, c.legacy_types)
     extra = {

@@ -11,7 +11,8 @@ from typing import Sequence
 
 from hsmsvc.crypto.fields import GCM_IV_LENGTH
 from hsmsvc.errors import HsmsvcError, InvalidInput
-from hsmsvc.hsm.backend import MAX_RANDOM, FieldParams
+from hsmsvc.hsm.commands import DecryptData, EncryptData, EncryptFields, Random, ReencryptData
+from hsmsvc.hsm.model import MAX_RANDOM, FieldParams
 from hsmsvc.hsm.policy import Operation
 from hsmsvc.keys.model import KeyRef
 from hsmsvc.service.context import Caller, Services
@@ -30,7 +31,7 @@ def _fresh(s: Services, mode: CipherMode, padding: DataPadding, iv: bytes, aad: 
         raise InvalidInput("iv", "chosen by hsmsvc for GCM; leave empty")
     size = _iv_size(mode, block)
     if not iv and size:
-        iv = s.backend.random(size)
+        iv = s.backend.execute(Random(length=size))
     return FieldParams(mode, iv, padding, aad)
 
 
@@ -41,7 +42,7 @@ def encrypt(
     """Returns (ciphertext, IV used, key version)."""
     k = s.key(caller, key, Operation.DATA_ENCRYPT)
     params = _fresh(s, mode, padding, iv, aad, k.cryptogram.spec.algorithm.block_size)
-    out = s.backend.encrypt_data(k.cryptogram, params, data)
+    out = s.backend.execute(EncryptData(key=k.cryptogram, params=params, data=data))
     s.observer.key_used(k)
     return out, params.iv, k.version
 
@@ -54,7 +55,7 @@ def encrypt_batch(
     k = s.key(caller, key, Operation.DATA_ENCRYPT)
     params = FieldParams(mode, b"", padding, aad)
     ivs = _fresh_ivs(s, mode, k.cryptogram.spec.algorithm.block_size, len(fields))
-    cts = s.backend.encrypt_fields(k.cryptogram, params, ivs, fields)
+    cts = s.backend.execute(EncryptFields(key=k.cryptogram, params=params, ivs=ivs, plaintexts=fields))
     out: list[tuple[bytes, bytes] | HsmsvcError] = [
         (ct, iv) if isinstance(ct, bytes) else ct for ct, iv in zip(cts, ivs)]
     s.observer.key_used(k, sum(1 for r in out if isinstance(r, tuple)))
@@ -68,7 +69,7 @@ def _fresh_ivs(s: Services, mode: CipherMode, block: int, n: int) -> list[bytes]
     if not size or not n:
         return [b""] * n
     per_call = MAX_RANDOM // size
-    pool = b"".join(s.backend.random(size * min(per_call, n - i)) for i in range(0, n, per_call))
+    pool = b"".join(s.backend.execute(Random(length=size * min(per_call, n - i))) for i in range(0, n, per_call))
     return [pool[i:i + size] for i in range(0, n * size, size)]
 
 
@@ -77,7 +78,8 @@ def decrypt(
     iv: bytes, aad: bytes, data: bytes,
 ) -> bytes:
     k = s.key(caller, key, Operation.DATA_DECRYPT)
-    out = s.backend.decrypt_data(k.cryptogram, FieldParams(mode, iv, padding, aad), data)
+    out = s.backend.execute(DecryptData(key=k.cryptogram, params=FieldParams(mode, iv, padding, aad),
+                                        data=data))
     s.observer.key_used(k)
     return out
 
@@ -92,6 +94,7 @@ def reencrypt(
     src = s.key(caller, source, Operation.DATA_DECRYPT, "source_key")
     dst = s.key(caller, destination, Operation.DATA_ENCRYPT, "destination_key")
     params = _fresh(s, mode, padding, b"", aad, dst.cryptogram.spec.algorithm.block_size)
-    out = s.backend.reencrypt_data(src.cryptogram, source_params, dst.cryptogram, params, data)
+    out = s.backend.execute(ReencryptData(src=src.cryptogram, src_params=source_params, dst=dst.cryptogram,
+                                          dst_params=params, data=data))
     s.observer.key_used(dst)
     return out, params.iv, dst.version

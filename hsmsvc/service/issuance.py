@@ -11,6 +11,8 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from hsmsvc.crypto import ibm3624
+from hsmsvc.hsm.commands import GeneratePinOffset, GeneratePvv
+from hsmsvc.hsm.model import PinBlock
 from hsmsvc.hsm.policy import Operation
 from hsmsvc.keys.model import KeyRef
 from hsmsvc.service.attempts import AttemptGuard
@@ -41,8 +43,9 @@ def generate_offset(
     k = s.key(caller, key, Operation.PIN_DECRYPT)
     v = s.key(caller, pvk, Operation.PIN_GENERATE_IBM3624, "pvk")
     try:
-        out = s.backend.generate_pin_offset(pin_block, k.cryptogram, fmt, pan, v.cryptogram,
-                                             ibm3624.pan_validation_data(pan))
+        out = s.backend.execute(GeneratePinOffset(pin=PinBlock(pin_block, fmt, pan), key=k.cryptogram,
+                                                  pvk=v.cryptogram,
+                                                  validation_data=ibm3624.pan_validation_data(pan)))
     except Exception:
         guard.settle(False, k, "generate")
         raise
@@ -66,7 +69,8 @@ def generate_pvv(
     k = s.key(caller, key, Operation.PIN_DECRYPT)
     v = s.key(caller, pvk, Operation.PIN_GENERATE_PVV, "pvk")
     try:
-        out = s.backend.generate_pvv(pin_block, k.cryptogram, fmt, pan, v.cryptogram, pvki)
+        out = s.backend.execute(GeneratePvv(pin=PinBlock(pin_block, fmt, pan), key=k.cryptogram,
+                                            pvk=v.cryptogram, pvki=pvki))
     except Exception:
         guard.settle(False, k, "generate")
         raise

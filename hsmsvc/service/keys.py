@@ -14,7 +14,8 @@ from datetime import timedelta
 from typing import Final
 
 from hsmsvc.errors import InvalidInput, KeyNotFound, PermissionDenied
-from hsmsvc.hsm.backend import KeySpec
+from hsmsvc.hsm.commands import Kcv, PublicKey
+from hsmsvc.hsm.model import KeySpec
 from hsmsvc.hsm.policy import Operation
 from hsmsvc.keys.model import NAME, KeyRef, StoredKey
 from hsmsvc.service.authz import NO_SUCH_KEY
@@ -107,13 +108,13 @@ def key_check_value(s: Services, caller: Caller, ref: KeyRef) -> tuple[bytes, in
     key = get_key(s, caller, ref)
     if not key.cryptogram.blob:
         raise KeyNotFound("key", "destroyed")
-    return s.backend.kcv(key.cryptogram), key.version
+    return s.backend.execute(Kcv(key=key.cryptogram)), key.version
 
 
 def public_key(s: Services, caller: Caller, ref: KeyRef) -> tuple[bytes, StoredKey]:
     """A KTK's public half (SubjectPublicKeyInfo DER), for wrapping keys to this site."""
     key = s.key(caller, ref, Operation.PUBLIC_KEY)
-    return s.backend.public_key(key.cryptogram), key
+    return s.backend.execute(PublicKey(key=key.cryptogram)), key
 
 
 def list_keys(

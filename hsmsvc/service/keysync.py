@@ -29,7 +29,8 @@ from hsmsvc.crypto import _compare
 from hsmsvc.errors import (
     BackendUnavailable, HsmsvcError, InvalidInput, KeyNotFound, KeyStateError, PermissionDenied, VerificationFailed,
 )
-from hsmsvc.hsm.backend import KeySpec
+from hsmsvc.hsm.commands import ExportKey, GenerateKey, ImportKey, KeySyncMac
+from hsmsvc.hsm.model import KeySpec
 from hsmsvc.hsm.policy import Operation
 from hsmsvc.keys.hierarchy import require_legacy_opt_in
 from hsmsvc.keys.model import NAME, AuditEvent, KeyRef, StoredKey, SyncState
@@ -153,7 +154,7 @@ _Message = KeyChangeNotice | Confirmation | Acknowledgement
 
 
 def _mac(s: Services, zmk: StoredKey, obj: _Message) -> bytes:
-    return s.backend.key_sync_mac(zmk.cryptogram, obj.signed_bytes())
+    return s.backend.execute(KeySyncMac(kek=zmk.cryptogram, data=obj.signed_bytes()))
 
 
 def _verify(s: Services, zmk: StoredKey, obj: _Message, field: str) -> None:
@@ -247,12 +248,12 @@ def _new_notice(
             spec = KeySpec(key_id, 1, w.key_type, w.algorithm, w.usage, w.mode_of_use,
                            Exportability.EXPORTABLE, zone)
         require_legacy_opt_in(zmk, spec.key_type)
-        c = s.backend.generate_key(spec)
+        c = s.backend.execute(GenerateKey(spec=spec))
         expires, max_uses = _limits(settings, spec.key_type, activate)
         key = StoredKey(c, KeyState.PENDING, now, versions[-1].alias if versions else None, None, expires,
                         0, max_uses, activate)
         caller.principal.require_create(spec, "zone")
-        wrapped = s.backend.export_key(zmk.cryptogram, c)
+        wrapped = s.backend.execute(ExportKey(kek=zmk.cryptogram, key=c))
         pending.append(key)
         entries.append(NoticeKey(key_id, spec.version, spec.key_type, spec.algorithm, spec.usage,
                                  spec.mode_of_use, wrapped, c.kcv))
@@ -329,7 +330,7 @@ def apply_key_change(s: Services, caller: Caller, settings: SyncSettings, notice
         require_legacy_opt_in(zmk, spec.key_type)
         may_create(s, caller, spec, "notice.zone")
         try:
-            c = s.backend.import_key(zmk.cryptogram, k.wrapped, spec, k.kcv)
+            c = s.backend.execute(ImportKey(kek=zmk.cryptogram, wrapped=k.wrapped, spec=spec, kcv=k.kcv))
         except VerificationFailed:
             raise VerificationFailed(f"notice.keys[{i}].kcv", "does not match the key received") from None
         expires, max_uses = _limits(settings, k.key_type, notice.activate_at)
@@ -412,10 +413,10 @@ def sign_on(
         # The terminal's name is the caller's: "branch-0002" must not add a version in this
         # TMK's zone to another zone's branch-0002.tpk.
         may_create(s, caller, spec, "terminal_id")
-        c = s.backend.generate_key(spec)
+        c = s.backend.execute(GenerateKey(spec=spec))
         expires, max_uses = _limits(settings, key_type, now)
         key = StoredKey(c, KeyState.ACTIVE, now, None, now, expires, 0, max_uses)
-        out.append((key, s.backend.export_key(tmk.cryptogram, c)))
+        out.append((key, s.backend.execute(ExportKey(kek=tmk.cryptogram, key=c))))
         added.append(key)
         expire += _retire(versions, spec.version, now + settings.grace)
     s.store.change_keys(

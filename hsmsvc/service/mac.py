@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Sequence
 
 from hsmsvc.errors import HsmsvcError, InvalidInput, VerificationFailed
+from hsmsvc.hsm.commands import GenerateMac, GenerateMacs, VerifyMac, VerifyMacs
 from hsmsvc.hsm.policy import Operation
 from hsmsvc.keys.model import KeyRef
 from hsmsvc.service.context import Caller, Services
@@ -48,7 +49,7 @@ def generate_mac(
     """The MAC, the key's version, and whether a TAK is due for a new version (sign on again)."""
     pad = _padding(algorithm, padding)
     k = s.key(caller, key, Operation.MAC_GENERATE)
-    tag = s.backend.generate_mac(k.cryptogram, data, algorithm, pad)
+    tag = s.backend.execute(GenerateMac(key=k.cryptogram, data=data, algorithm=algorithm, padding=pad))
     s.observer.key_used(k)
     return _truncate(tag, length), k.version, k.cryptogram.spec.key_type is KeyType.TAK and k.rotation_due
 
@@ -60,7 +61,7 @@ def verify_mac(
     pad = _padding(algorithm, padding)
     k = s.key(caller, key, Operation.MAC_VERIFY)
     try:
-        s.backend.verify_mac(k.cryptogram, data, mac, algorithm, pad)
+        s.backend.execute(VerifyMac(key=k.cryptogram, data=data, mac=mac, algorithm=algorithm, padding=pad))
     except VerificationFailed:
         return False
     s.observer.key_used(k)
@@ -73,7 +74,8 @@ def generate_mac_batch(
 ) -> tuple[list[bytes | HsmsvcError], int]:
     pad = _padding(algorithm, padding)
     k = s.key(caller, key, Operation.MAC_GENERATE)
-    tags = s.backend.generate_macs(k.cryptogram, messages, algorithm, pad)
+    tags = s.backend.execute(GenerateMacs(key=k.cryptogram, messages=messages, algorithm=algorithm,
+                                          padding=pad))
     # A mac_length the tags cannot have fails the whole request, as it would fail every item.
     out: list[bytes | HsmsvcError] = [_truncate(t, length) if isinstance(t, bytes) else t for t in tags]
     s.observer.key_used(k, sum(1 for r in out if isinstance(r, bytes)))
@@ -88,6 +90,7 @@ def verify_mac_batch(
         raise InvalidInput("macs", "one per message")
     pad = _padding(algorithm, padding)
     k = s.key(caller, key, Operation.MAC_VERIFY)
-    out: list[bool | HsmsvcError] = list(s.backend.verify_macs(k.cryptogram, messages, macs, algorithm, pad))
+    out: list[bool | HsmsvcError] = list(s.backend.execute(VerifyMacs(
+        key=k.cryptogram, messages=messages, macs=macs, algorithm=algorithm, padding=pad)))
     s.observer.key_used(k, sum(1 for r in out if r is True))
     return out

@@ -21,7 +21,15 @@ from typing import Sequence
 
 from hsmsvc.crypto import ibm3624
 from hsmsvc.errors import AttemptsExceeded, HsmsvcError, InvalidInput, InvalidPinBlock, VerificationFailed
-from hsmsvc.hsm.backend import OneTimeKey, PinBatch, PinKey, PinTranslator, StoredPin
+from hsmsvc.hsm.commands import (
+    EncryptPinForStorage,
+    TranslatePins,
+    VerifyPinIbm3624,
+    VerifyPinPvv,
+    VerifyPinStored,
+    VerifyPinsStored,
+)
+from hsmsvc.hsm.model import OneTimeKey, PinBatch, PinBlock, PinKey, PinTranslator, StoredPin
 from hsmsvc.hsm.policy import Operation
 from hsmsvc.keys.model import KeyRef, StoredKey
 from hsmsvc.service.attempts import AttemptGuard, check_principal, count_failures, failures_left, settle_checks
@@ -183,7 +191,8 @@ def route_translation(
     sign_on = src.cryptogram.spec.key_type is KeyType.TPK and src.rotation_due
     if src.cryptogram.spec.key_type is KeyType.TPK and not sign_on:
         until = min(until, _posix(src.due_by_age_at))  # the terminal is told to sign on from then
-    translate = s.backend.pin_translator(src_key, source_format, dst.cryptogram, destination_format)
+    translate = s.backend.pin_translator(src=src_key, src_format=source_format, dst=dst.cryptogram,
+                                         dst_format=destination_format)
     return TranslateRoute(src, dst, translate, sign_on, stamp, until)
 
 
@@ -246,8 +255,9 @@ def translate_pin_batch(
             out += bytes(out_size * (n - start))
             break
         end = min([n, start + left, *(i for i in bad if i > start)])
-        run = s.backend.translate_pins(pin_blocks[start * size:end * size], src.cryptogram, source_format,
-                                       dst.cryptogram, destination_format, pans[start:end])
+        run = s.backend.execute(TranslatePins(blocks=pin_blocks[start * size:end * size], src=src.cryptogram,
+                                              src_format=source_format, dst=dst.cryptogram,
+                                              dst_format=destination_format, pans=pans[start:end]))
         out += run.blocks
         errors.extend((start + i, e) for i, e in run.errors)
         failed = [start + i for i, e in run.errors if isinstance(e, InvalidPinBlock)]
@@ -277,15 +287,18 @@ def verify_pin(
     try:
         if isinstance(check, StoredPinCheck):
             psk = s.key(caller, check.psk, psk_operation, "psk")
-            b.verify_pin_stored(pin_block, pk, fmt, pan, psk.cryptogram, check.account, check.stored)
+            b.execute(VerifyPinStored(pin=PinBlock(pin_block, fmt, pan), key=pk, psk=psk.cryptogram,
+                                      account=check.account, stored=check.stored))
         elif isinstance(check, OffsetCheck):
             pvk = s.key(caller, check.pvk, Operation.PIN_VERIFY_IBM3624, "pvk")
-            b.verify_pin_ibm3624(pin_block, pk, fmt, pan, pvk.cryptogram, _validation_data(check, pan), check.offset)
+            b.execute(VerifyPinIbm3624(pin=PinBlock(pin_block, fmt, pan), key=pk, pvk=pvk.cryptogram,
+                                       validation_data=_validation_data(check, pan), offset=check.offset))
         elif isinstance(check, PvvCheck):
             if not pan:
                 raise InvalidInput("pan", "required for a PVV check")
             pvk = s.key(caller, check.pvk, Operation.PIN_VERIFY_PVV, "pvk")
-            b.verify_pin_pvv(pin_block, pk, fmt, pan, pvk.cryptogram, check.pvki, check.pvv)
+            b.execute(VerifyPinPvv(pin=PinBlock(pin_block, fmt, pan), key=pk, pvk=pvk.cryptogram,
+                                   pvki=check.pvki, pvv=check.pvv))
         else:
             raise InvalidInput("check", "a stored PIN, IBM 3624 offset or PVV check")
     except VerificationFailed:
@@ -344,9 +357,11 @@ def verify_pin_batch(
                 continue
         todo.append(j)
     if todo:
-        results = s.backend.verify_pins_stored(
-            b"".join([pin_blocks[j] for j in todo]), k.cryptogram, fmt, [pans[j] for j in todo], p.cryptogram,
-            [accounts[j] for j in todo], [stored[j] for j in todo])
+        results = s.backend.execute(VerifyPinsStored(blocks=b"".join([pin_blocks[j] for j in todo]),
+                                                     key=k.cryptogram, format=fmt,
+                                                     pans=[pans[j] for j in todo], psk=p.cryptogram,
+                                                     accounts=[accounts[j] for j in todo],
+                                                     stored=[stored[j] for j in todo]))
         out_todo = dict(zip(todo, results))
         _settle_batch(s, caller, k, guards, out_todo)
         for j, r in out_todo.items():
@@ -394,7 +409,8 @@ def encrypt_pin_for_storage(
     k = s.key(caller, key, Operation.PIN_DECRYPT)
     p = s.key(caller, psk, psk_operation, "psk")
     try:
-        stored = s.backend.encrypt_pin_for_storage(pin_block, k.cryptogram, fmt, pan, p.cryptogram, account)
+        stored = s.backend.execute(EncryptPinForStorage(pin=PinBlock(pin_block, fmt, pan), key=k.cryptogram,
+                                                        psk=p.cryptogram, account=account))
     except InvalidPinBlock:
         guard.failed(k.key_id, k.version, "store")
         raise

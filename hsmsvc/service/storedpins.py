@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Sequence
 
 from hsmsvc.errors import AttemptsExceeded, HsmsvcError, InvalidInput
+from hsmsvc.hsm.commands import CompareStoredPins, ReencryptStoredPins
 from hsmsvc.keys.model import KeyRef
 from hsmsvc.service.attempts import AttemptGuard, failures_left, settle_checks
 from hsmsvc.service.context import Caller, Services
@@ -31,7 +32,8 @@ def reencrypt_stored_pins(
         raise InvalidInput("accounts", "one per stored PIN")
     old = s.key(caller, old_psk, psk_operation, "old_psk")
     new = s.key(caller, new_psk, psk_operation, "new_psk")
-    moved = s.backend.reencrypt_stored_pins(old.cryptogram, new.cryptogram, list(zip(stored, accounts)))
+    moved = s.backend.execute(ReencryptStoredPins(old_psk=old.cryptogram, new_psk=new.cryptogram,
+                                                  rows=list(zip(stored, accounts))))
     s.observer.key_used(new, sum(1 for r in moved if r is not None))
     # One answer for every refused row, as for a single PIN: no oracle.
     return [InvalidInput("stored_pins", "not a stored PIN under the old PSK for its account") if r is None else r
@@ -72,9 +74,8 @@ def compare_stored_pins(
         if left <= 0:
             raise AttemptsExceeded("principal", "too many failed PIN checks; try later")
         start, end = len(out), min(n, len(out) + left)
-        same = s.backend.compare_stored_pins(old.cryptogram, new.cryptogram,
-                                             list(zip(old_stored[start:end], new_stored[start:end],
-                                                      accounts[start:end])))
+        same = s.backend.execute(CompareStoredPins(old_psk=old.cryptogram, new_psk=new.cryptogram, rows=list(zip(old_stored[start:end], new_stored[start:end],
+                                                      accounts[start:end]))))
         if not all(same):
             guards = [AttemptGuard(s, caller, None) for _ in same]
             if not all(settle_checks(s, caller, guards, same, key=new, what="compare").released):

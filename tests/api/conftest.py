@@ -25,7 +25,7 @@ from typing import Any
 import grpc
 import pytest
 
-from hsmsvc.hsm.backend import KeySpec
+from hsmsvc.hsm.model import KeySpec
 from hsmsvc.hsm.soft import sealed
 from hsmsvc.hsm.soft.backend import SoftBackend
 from hsmsvc.keys.hierarchy import KeyManager

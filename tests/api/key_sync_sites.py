@@ -23,7 +23,7 @@ from hsmsvc_client import Client, ClientTls
 from hsmsvc.api.keysync import notice_from_pb
 from hsmsvc.ceremony import forming
 from hsmsvc.crypto import kcv
-from hsmsvc.hsm.backend import KeySpec
+from hsmsvc.hsm.model import KeySpec
 from hsmsvc.hsm.soft.backend import SoftBackend
 from hsmsvc.keys.hierarchy import KeyManager
 from hsmsvc.keys.store import KeyStore

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 import psycopg
 import pytest
 
-from hsmsvc.hsm.backend import KeySpec
+from hsmsvc.hsm.model import KeySpec
 from hsmsvc.types import Algorithm, KeyType, KeyUsage, ModeOfUse
 from hsmsvc.v1 import pin_service_pb2 as pin_pb
 from hsmsvc.v1 import types_pb2 as pb

@@ -25,7 +25,7 @@ from prometheus_client import generate_latest
 from hsmsvc.api import config as api_config
 from hsmsvc.api.metrics import Metrics
 from hsmsvc.errors import InvalidInput
-from hsmsvc.hsm.backend import KeySpec
+from hsmsvc.hsm.model import KeySpec
 from hsmsvc.hsm.config import SecretSource, SoftConfig, build
 from hsmsvc.hsm.soft import sealed
 from hsmsvc.hsm.soft.backend import SoftBackend

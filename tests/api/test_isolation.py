@@ -20,7 +20,7 @@ import grpc
 import psycopg
 import pytest
 
-from hsmsvc.hsm.backend import KeySpec
+from hsmsvc.hsm.model import KeySpec
 from hsmsvc.types import Algorithm, KeyType, KeyUsage, ModeOfUse
 from hsmsvc.v1 import key_service_pb2 as key_pb
 from hsmsvc.v1 import key_sync_service_pb2 as ks

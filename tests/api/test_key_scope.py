@@ -18,7 +18,7 @@ import grpc
 import pytest
 
 from hsmsvc.errors import InvalidInput
-from hsmsvc.hsm.backend import KeySpec
+from hsmsvc.hsm.model import KeySpec
 from hsmsvc.service.authz import Policy
 from hsmsvc.types import Algorithm, KeyType, KeyUsage, ModeOfUse
 from hsmsvc.v1 import ceremony_service_pb2 as cer_pb

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from hsmsvc.hsm.backend import KeySpec
+from hsmsvc.hsm.model import KeySpec
 from hsmsvc.types import Algorithm, KeyType, KeyUsage, ModeOfUse
 from hsmsvc_client import Client, ClientError, ClientTls
 from tests import pg

@@ -10,7 +10,7 @@ from sqlalchemy import text
 
 from hsmsvc import cli
 from hsmsvc.batch.table import connect
-from hsmsvc.hsm.backend import KeySpec
+from hsmsvc.hsm.model import KeySpec
 from hsmsvc.hsm.soft.backend import SoftBackend
 from hsmsvc.keys.hierarchy import KeyManager
 from hsmsvc.keys.store import KeyStore

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from hsmsvc.hsm.backend import KeySpec
+from hsmsvc.hsm.model import KeySpec
 from hsmsvc.types import Algorithm, KeyType, KeyUsage, ModeOfUse
 from hsmsvc.v1 import key_service_pb2 as key_pb
 from hsmsvc.v1 import mac_service_pb2 as mac_pb

@@ -23,7 +23,9 @@ from sqlalchemy import text
 
 from hsmsvc import cli
 from hsmsvc.batch.table import connect
-from hsmsvc.hsm.backend import Backend, StoredPin, StoredPinMethod
+from hsmsvc.hsm.backend import Backend
+from hsmsvc.hsm.commands import VerifyPinStored
+from hsmsvc.hsm.model import PinBlock, StoredPin, StoredPinMethod
 from hsmsvc.hsm.policy import ECB_VARIANTS
 from hsmsvc.hsm.soft.backend import SoftBackend
 from hsmsvc.keys.hierarchy import KeyManager
@@ -88,7 +90,7 @@ def _generate(site: Site, rows: int, seed: int = 7, algorithm: Algorithm = Algor
 
 
 def _zpk(backend: Backend, store: KeyStore) -> object:
-    from hsmsvc.hsm.backend import KeySpec
+    from hsmsvc.hsm.model import KeySpec
 
     c1 = bytes(16)
     spec = KeySpec("zpk-check", 1, KeyType.ZPK, Algorithm.TDES_2KEY, KeyUsage.PIN_ENCRYPTION)
@@ -122,8 +124,8 @@ def _check_every_row(site: Site, rows: int, label: str, seed: int = 7, backend: 
             account, value, under = table[c.id]
             assert (account, under) == (c.pan, label)
             block = ecb(Algorithm.TDES_2KEY, ZPK_CLEAR, iso0(c.pin, c.pan))
-            b.verify_pin_stored(block, zpk, PinBlockFormat.ISO_0, c.pan, psk, account,  # type: ignore[arg-type]
-                                StoredPin(method, bytes.fromhex(value)))
+            b.execute(VerifyPinStored(pin=PinBlock(block, PinBlockFormat.ISO_0, c.pan), key=zpk, psk=psk,
+                                      account=account, stored=StoredPin(method, bytes.fromhex(value))))
     finally:
         store.close()
         if backend is None:
@@ -240,9 +242,9 @@ def test_half_moved_table_is_readable_and_dry_run_writes_nothing(tmp_path: Path)
         zpk = _zpk(b, store)
         for c in gen.customers(7, 3000):
             account, value, under = table[c.id]
-            b.verify_pin_stored(ecb(Algorithm.TDES_2KEY, ZPK_CLEAR, iso0(c.pin, c.pan)), zpk,  # type: ignore[arg-type]
-                                PinBlockFormat.ISO_0, c.pan, keys[under], account,
-                                StoredPin(StoredPinMethod.ENCRYPTED, bytes.fromhex(value)))
+            b.execute(VerifyPinStored(pin=PinBlock(ecb(Algorithm.TDES_2KEY, ZPK_CLEAR, iso0(c.pin, c.pan)), PinBlockFormat.ISO_0, c.pan),
+                                      key=zpk, psk=keys[under], account=account,
+                                      stored=StoredPin(StoredPinMethod.ENCRYPTED, bytes.fromhex(value))))
     finally:
         store.close()
         b.close()
@@ -283,7 +285,7 @@ def test_psk_mode_refuses_a_digest_target_and_unknown_tables(tmp_path: Path,
                                                              capsys: pytest.CaptureFixture[str]) -> None:
     site = Site(_lmk(tmp_path / "lmk.sealed"), f"sqlite:///{tmp_path / 'k.db'}", f"sqlite:///{tmp_path / 'b.db'}")
     _generate(site, 10)
-    from hsmsvc.hsm.backend import KeySpec
+    from hsmsvc.hsm.model import KeySpec
 
     b = site.backend()
     store = KeyStore(site.store, b)
@@ -322,7 +324,7 @@ def test_legacy_mode_imports_the_old_systems_key_under_a_zmk(tmp_path: Path) -> 
     legacy = Site(_lmk(tmp_path / "legacy.sealed"), f"sqlite:///{tmp_path / 'legacy-keys.db'}", site.db)
     _generate(legacy, 1000)
     # Our ZMK, legacy (K0, ECB) form opted in for PSKs, formed from components both sites know.
-    from hsmsvc.hsm.backend import KeySpec
+    from hsmsvc.hsm.model import KeySpec
     from hsmsvc.types import KeyState
 
     zmk_clear = odd_parity(bytes.fromhex("89ABCDEF0123456776543210FEDCBA98"))

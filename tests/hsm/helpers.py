@@ -11,9 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from hsmsvc.hsm.backend import Backend, Command, KeyCryptogram, KeySpec
+from hsmsvc.hsm.backend import Backend
+from hsmsvc.hsm.model import Command, KeyCryptogram, KeySpec
 from hsmsvc.types import Algorithm, Exportability, KeyType, KeyUsage, ModeOfUse
 from tests.reference import odd_parity, rsa_oaep_wrap, sm2_wrap
+from hsmsvc.hsm.commands import FormKey, GenerateKey
 
 PAN = "4012345678909"
 PIN = "1234"
@@ -41,7 +43,7 @@ def form(
     c2 = bytes(a ^ b for a, b in zip(clear, c1))
     spec = KeySpec(f"k{next(_ids)}", 1, key_type, alg, usage, mode, exportability,
                    decimalization_table=decimalization_table)
-    cg, kcvs = backend.form_key(spec, [c1, c2])
+    cg, kcvs = backend.execute(FormKey(spec=spec, components=[c1, c2]))
     assert len(kcvs) == 2
     return cg, clear
 
@@ -62,7 +64,7 @@ def ktk(backend: Backend, alg: Algorithm) -> KeyCryptogram:
     if k not in _ktks:
         spec = KeySpec(f"ktk-{secrets.token_hex(4)}", 1, KeyType.KTK, alg, KeyUsage.ASYMMETRIC_KEY_WRAPPING,
                        ModeOfUse.DECRYPT_ONLY)
-        _ktks[k] = backend.generate_key(spec)
+        _ktks[k] = backend.execute(GenerateKey(spec=spec))
     return _ktks[k]
 
 

@@ -25,7 +25,9 @@ from hsmsvc.errors import (
     Unsupported,
     VerificationFailed,
 )
-from hsmsvc.hsm.backend import Backend, Command, FieldParams, KeyCryptogram, KeySpec, StoredPin, StoredPinMethod
+from hsmsvc.hsm.commands import AuditMac, DecryptData, EncryptData, EncryptFields, EncryptPinForStorage, ExportKey, Forget, GenerateKey, GenerateMac, GenerateMacs, GeneratePinOffset, GeneratePvv, ImportKey, Kcv, KeySyncMac, PanHash, PanHashes, Random, ReadAuditAnchor, ReencryptData, ReencryptStoredPin, TranslatePin, TranslatePins, VerifyMac, VerifyMacs, VerifyPinIbm3624, VerifyPinPvv, VerifyPinStored, VerifyPinsStored, WriteAuditAnchor
+from hsmsvc.hsm.backend import Backend
+from hsmsvc.hsm.model import PinBlock, Command, FieldParams, KeyCryptogram, KeySpec, StoredPin, StoredPinMethod
 from hsmsvc.types import (
     Algorithm,
     CipherMode,
@@ -67,7 +69,7 @@ def test_formed_key_kcv_matches_independent_kcv(backend: Backend, alg: Algorithm
         c.update(bytes(16))
         want = c.finalize()[:3]
     assert cg.kcv == want
-    assert backend.kcv(cg) == want
+    assert backend.execute(Kcv(key=cg)) == want
 
 
 def test_lmk_kcv_is_the_components_kcv(backend: Backend) -> None:
@@ -80,7 +82,7 @@ def test_lmk_kcv_is_the_components_kcv(backend: Backend) -> None:
 
 def test_generated_keys_differ_and_repr_hides_them(backend: Backend) -> None:
     spec = KeySpec("gen", 1, KeyType.ZPK, Algorithm.TDES_2KEY, KeyUsage.PIN_ENCRYPTION)
-    a, b = backend.generate_key(spec), backend.generate_key(spec)
+    a, b = backend.execute(GenerateKey(spec=spec)), backend.execute(GenerateKey(spec=spec))
     assert a.kcv != b.kcv
     assert repr(a) == f"KeyCryptogram(gen v1 ZPK kcv={a.kcv.hex().upper()})"
 
@@ -110,7 +112,8 @@ def test_translate_pin_against_independent_decryption(
 
     pin = "".join(secrets.choice("0123456789") for _ in range(6))
     block = pinblock.encipher(src_fmt, BlockCipher(src_alg, tpk_clear), pin, PAN)
-    out = backend.translate_pin(block, tpk, src_fmt, zpk, dst_fmt, PAN)
+    out = backend.execute(TranslatePin(pin=PinBlock(block, src_fmt, PAN), src=tpk, dst=zpk,
+                                       dst_format=dst_fmt))
     if dst_fmt is PinBlockFormat.ISO_0:
         assert ecb(dst_alg, zpk_clear, out, decrypt=True) == iso0(pin, PAN)
     else:
@@ -122,7 +125,8 @@ def test_translate_refuses_losing_the_pan_binding(backend: Backend) -> None:
     zpk, _ = form(backend, KeyType.ZPK, Algorithm.TDES_2KEY, KeyUsage.PIN_ENCRYPTION)
     block = ecb(Algorithm.TDES_2KEY, clear, iso0(PIN, PAN))
     with pytest.raises(InvalidInput, match="PAN binding"):
-        backend.translate_pin(block, tpk, PinBlockFormat.ISO_0, zpk, PinBlockFormat.ISO_1, PAN)
+        backend.execute(TranslatePin(pin=PinBlock(block, PinBlockFormat.ISO_0, PAN), src=tpk, dst=zpk,
+                                     dst_format=PinBlockFormat.ISO_1))
 
 
 def test_bad_pin_blocks_give_one_generic_error(backend: Backend) -> None:
@@ -139,7 +143,8 @@ def test_bad_pin_blocks_give_one_generic_error(backend: Backend) -> None:
         pan_field = bytes.fromhex("0000" + PAN[-13:-1])
         block = ecb(Algorithm.TDES_2KEY, clear, bytes(a ^ b for a, b in zip(plain, pan_field)))
         with pytest.raises(InvalidPinBlock) as e:
-            backend.translate_pin(block, tpk, PinBlockFormat.ISO_0, zpk, PinBlockFormat.ISO_0, PAN)
+            backend.execute(TranslatePin(pin=PinBlock(block, PinBlockFormat.ISO_0, PAN), src=tpk, dst=zpk,
+                                         dst_format=PinBlockFormat.ISO_0))
         messages.add(str(e.value))
     assert messages == {"pin_block: PIN block invalid"}
 
@@ -151,7 +156,8 @@ def test_format0_translation_single_and_batch_agree_with_independent_check(backe
     zpk, zpk_clear = form(backend, KeyType.ZPK, Algorithm.TDES_3KEY, KeyUsage.PIN_ENCRYPTION)
     pans = ["4012345678909", "5413330089020011", "6011000990139424121"]
     blocks, pans_used, expect = [], [], []
-    route = backend.pin_translator(tpk, PinBlockFormat.ISO_0, zpk, PinBlockFormat.ISO_0)
+    route = backend.pin_translator(src=tpk, src_format=PinBlockFormat.ISO_0, dst=zpk,
+                                   dst_format=PinBlockFormat.ISO_0)
     for i in range(60):
         pan = pans[i % 3]
         if i % 4 == 0:  # random plain: almost always malformed, sometimes by one nibble only
@@ -166,15 +172,17 @@ def test_format0_translation_single_and_batch_agree_with_independent_check(backe
         n = int(text[1], 16)
         ok = text[0] == "0" and 4 <= n <= 12 and text[2:2 + n].isdigit() and set(text[2 + n:]) <= {"F"}
         expect.append(plain if ok else None)
-        for translate in (lambda b, p: backend.translate_pin(b, tpk, PinBlockFormat.ISO_0, zpk, PinBlockFormat.ISO_0, p),
+        for translate in (lambda b, p: backend.execute(TranslatePin(
+            pin=PinBlock(b, PinBlockFormat.ISO_0, p), src=tpk, dst=zpk,
+            dst_format=PinBlockFormat.ISO_0)),
                           route):
             try:
                 out = translate(block, pan)
                 assert ok and ecb(Algorithm.TDES_3KEY, zpk_clear, out, decrypt=True) == plain
             except InvalidPinBlock:
                 assert not ok
-    batch = backend.translate_pins(b"".join(blocks), tpk, PinBlockFormat.ISO_0, zpk, PinBlockFormat.ISO_0,
-                                   pans_used)
+    batch = backend.execute(TranslatePins(blocks=b"".join(blocks), src=tpk, src_format=PinBlockFormat.ISO_0,
+                                          dst=zpk, dst_format=PinBlockFormat.ISO_0, pans=pans_used))
     errors = dict(batch.errors)
     assert set(errors) == {i for i, w in enumerate(expect) if w is None}
     for i, want in enumerate(expect):
@@ -184,27 +192,33 @@ def test_format0_translation_single_and_batch_agree_with_independent_check(backe
         else:
             assert ecb(Algorithm.TDES_3KEY, zpk_clear, got, decrypt=True) == want
     # The general path (a PAN it must name) agrees on the same run.
-    mixed = backend.translate_pins(b"".join(blocks[1:4]), tpk, PinBlockFormat.ISO_0, zpk, PinBlockFormat.ISO_0,
-                                   [pans_used[1], "12X4567890123", pans_used[3]])
+    mixed = backend.execute(TranslatePins(blocks=b"".join(blocks[1:4]), src=tpk,
+                                          src_format=PinBlockFormat.ISO_0, dst=zpk,
+                                          dst_format=PinBlockFormat.ISO_0,
+                                          pans=[pans_used[1], "12X4567890123", pans_used[3]]))
     assert [i for i, _ in mixed.errors] == [1] and str(mixed.errors[0][1]).startswith("pan")
     assert mixed.blocks == batch.blocks[8:16] + bytes(8) + batch.blocks[24:32]
     with pytest.raises(InvalidInput, match="^pin_blocks"):
-        backend.translate_pins(b"".join(blocks[:3]), tpk, PinBlockFormat.ISO_0, zpk, PinBlockFormat.ISO_0,
-                               pans_used[:2])
+        backend.execute(TranslatePins(blocks=b"".join(blocks[:3]), src=tpk, src_format=PinBlockFormat.ISO_0,
+                                      dst=zpk, dst_format=PinBlockFormat.ISO_0, pans=pans_used[:2]))
     with pytest.raises(InvalidInput, match="^pan"):
-        backend.translate_pin(blocks[1], tpk, PinBlockFormat.ISO_0, zpk, PinBlockFormat.ISO_0, "40123456789X9")
+        backend.execute(TranslatePin(pin=PinBlock(blocks[1], PinBlockFormat.ISO_0, "40123456789X9"), src=tpk,
+                                     dst=zpk, dst_format=PinBlockFormat.ISO_0))
     with pytest.raises(InvalidInput, match="^pan"):
         route(blocks[1], "40123456789X9")
     with pytest.raises(InvalidInput, match="^pin_block"):
         route(blocks[1][:7], pans_used[1])
     mak, _ = form(backend, KeyType.MAK, Algorithm.TDES_2KEY, KeyUsage.MAC_ISO9797_ALG1)
     with pytest.raises(KeyUsageViolation):
-        backend.translate_pin(blocks[1], mak, PinBlockFormat.ISO_0, zpk, PinBlockFormat.ISO_0, pans_used[1])
+        backend.execute(TranslatePin(pin=PinBlock(blocks[1], PinBlockFormat.ISO_0, pans_used[1]), src=mak,
+                                     dst=zpk, dst_format=PinBlockFormat.ISO_0))
     with pytest.raises(KeyUsageViolation):
-        backend.translate_pin(blocks[1], tpk, PinBlockFormat.ISO_0, mak, PinBlockFormat.ISO_0, pans_used[1])
+        backend.execute(TranslatePin(pin=PinBlock(blocks[1], PinBlockFormat.ISO_0, pans_used[1]), src=tpk,
+                                     dst=mak, dst_format=PinBlockFormat.ISO_0))
     for src, dst in ((mak, zpk), (tpk, mak)):
         with pytest.raises(KeyUsageViolation):
-            backend.pin_translator(src, PinBlockFormat.ISO_0, dst, PinBlockFormat.ISO_0)(blocks[1], pans_used[1])
+            backend.pin_translator(src=src, src_format=PinBlockFormat.ISO_0, dst=dst,
+                                   dst_format=PinBlockFormat.ISO_0)(blocks[1], pans_used[1])
 
 
 @pytest.mark.parametrize("pans", [
@@ -221,7 +235,7 @@ def test_format4_batch_agrees_with_independent_check_and_single_calls(backend: B
     ISO4 = PinBlockFormat.ISO_4
     bad_first_halves = ["341234AAAAAAAAAA", "431234AAAAAAAAAA", "4D1234AAAAAAAAAA", "44123AAAAAAAAAAA",
                         "441234AAAAAAAAAF", "041234FFFFFFFFFF"]
-    route = backend.pin_translator(src, ISO4, dst, ISO4)
+    route = backend.pin_translator(src=src, src_format=ISO4, dst=dst, dst_format=ISO4)
     blocks, used, expect = [], [], []
     for i in range(48):
         pan = pans[i % len(pans)]
@@ -239,7 +253,8 @@ def test_format4_batch_agrees_with_independent_check_and_single_calls(backend: B
         blocks.append(block)
         used.append(pan)
         expect.append(plain if ok else None)
-        for translate in (lambda b, p: backend.translate_pin(b, src, ISO4, dst, ISO4, p), route):
+        for translate in (lambda b, p: backend.execute(TranslatePin(
+            pin=PinBlock(b, ISO4, p), src=src, dst=dst, dst_format=ISO4)), route):
             try:
                 single = translate(block, pan)
                 assert ok
@@ -249,7 +264,8 @@ def test_format4_batch_agrees_with_independent_check_and_single_calls(backend: B
             except InvalidPinBlock:
                 assert not ok
     assert any(w is None for w in expect) and any(w is not None for w in expect)
-    batch = backend.translate_pins(b"".join(blocks), src, ISO4, dst, ISO4, used)
+    batch = backend.execute(TranslatePins(blocks=b"".join(blocks), src=src, src_format=ISO4, dst=dst,
+                                          dst_format=ISO4, pans=used))
     errors = dict(batch.errors)
     assert set(errors) == {i for i, w in enumerate(expect) if w is None}
     for i, want in enumerate(expect):
@@ -263,10 +279,12 @@ def test_format4_batch_agrees_with_independent_check_and_single_calls(backend: B
         # The same PIN field, with a new random half (a chance of 2**-64 that it repeats).
         assert plain[:8] == want[:8] and plain[8:] != want[8:]
     # A malformed PAN is named for its item only, as the general path names it.
-    mixed = backend.translate_pins(b"".join(blocks[1:4]), src, ISO4, dst, ISO4, [used[1], "12X4567890123", used[3]])
+    mixed = backend.execute(TranslatePins(blocks=b"".join(blocks[1:4]), src=src, src_format=ISO4, dst=dst,
+                                          dst_format=ISO4, pans=[used[1], "12X4567890123", used[3]]))
     assert [i for i, _ in mixed.errors] == [1] and str(mixed.errors[0][1]).startswith("pan")
     assert mixed.blocks[16:32] == bytes(16)
-    for translate in (lambda b, p: backend.translate_pin(b, src, ISO4, dst, ISO4, p), route):
+    for translate in (lambda b, p: backend.execute(TranslatePin(
+        pin=PinBlock(b, ISO4, p), src=src, dst=dst, dst_format=ISO4)), route):
         with pytest.raises(InvalidInput, match="^pan"):
             translate(blocks[1], "12X4567890123")
         with pytest.raises(InvalidInput, match="^pin_block"):
@@ -275,12 +293,15 @@ def test_format4_batch_agrees_with_independent_check_and_single_calls(backend: B
     mak, _ = form(backend, KeyType.MAK, Algorithm.AES_128, KeyUsage.MAC_CMAC)
     for k1, k2 in ((mak, dst), (src, mak)):
         with pytest.raises(KeyUsageViolation):
-            backend.translate_pins(b"".join(blocks[:2]), k1, ISO4, k2, ISO4, used[:2])
+            backend.execute(TranslatePins(blocks=b"".join(blocks[:2]), src=k1, src_format=ISO4, dst=k2,
+                                          dst_format=ISO4, pans=used[:2]))
     # A TDES key cannot carry format 4, batch or not.
     tdes, _ = form(backend, KeyType.ZPK, Algorithm.TDES_2KEY, KeyUsage.PIN_ENCRYPTION)
     with pytest.raises(InvalidInput):
-        backend.translate_pin(blocks[1], src, ISO4, tdes, ISO4, used[1])
-    out = backend.translate_pins(blocks[1], src, ISO4, tdes, ISO4, used[1:2])
+        backend.execute(TranslatePin(pin=PinBlock(blocks[1], ISO4, used[1]), src=src, dst=tdes,
+                                     dst_format=ISO4))
+    out = backend.execute(TranslatePins(blocks=blocks[1], src=src, src_format=ISO4, dst=tdes, dst_format=ISO4,
+                                        pans=used[1:2]))
     assert [type(e) for _, e in out.errors] == [InvalidInput]
 
 
@@ -289,15 +310,16 @@ def test_a_pin_translator_reloads_its_keys_after_the_backend_drops_them(backend:
     object is destroyed then, and its handle may be given to the next key loaded."""
     tpk, tpk_clear = form(backend, KeyType.TPK, Algorithm.TDES_2KEY, KeyUsage.PIN_ENCRYPTION)
     zpk, zpk_clear = form(backend, KeyType.ZPK, Algorithm.TDES_2KEY, KeyUsage.PIN_ENCRYPTION)
-    route = backend.pin_translator(tpk, PinBlockFormat.ISO_0, zpk, PinBlockFormat.ISO_0)
+    route = backend.pin_translator(src=tpk, src_format=PinBlockFormat.ISO_0, dst=zpk,
+                                   dst_format=PinBlockFormat.ISO_0)
     block = ecb(Algorithm.TDES_2KEY, tpk_clear, iso0(PIN, PAN))
     assert ecb(Algorithm.TDES_2KEY, zpk_clear, route(block, PAN), decrypt=True) == iso0(PIN, PAN)
-    backend.forget(tpk.spec.key_id)
-    backend.forget(zpk.spec.key_id)
+    backend.execute(Forget(key_id=tpk.spec.key_id))
+    backend.execute(Forget(key_id=zpk.spec.key_id))
     others = [form(backend, KeyType.ZPK, Algorithm.TDES_2KEY, KeyUsage.PIN_ENCRYPTION)[0] for _ in range(3)]
     for other in others:  # loaded now, perhaps into the dropped keys' handles
-        backend.translate_pin(ecb(Algorithm.TDES_2KEY, tpk_clear, iso0(PIN, PAN)), tpk, PinBlockFormat.ISO_0, other,
-                              PinBlockFormat.ISO_0, PAN)
+        backend.execute(TranslatePin(pin=PinBlock(ecb(Algorithm.TDES_2KEY, tpk_clear, iso0(PIN, PAN)), PinBlockFormat.ISO_0, PAN),
+                                     src=tpk, dst=other, dst_format=PinBlockFormat.ISO_0))
     assert ecb(Algorithm.TDES_2KEY, zpk_clear, route(block, PAN), decrypt=True) == iso0(PIN, PAN)
 
 
@@ -307,37 +329,41 @@ def test_a_pin_translator_reloads_its_keys_after_the_backend_drops_them(backend:
 def test_zpk_cannot_be_used_as_mak_or_dek(backend: Backend) -> None:
     zpk, _ = form(backend, KeyType.ZPK, Algorithm.TDES_2KEY, KeyUsage.PIN_ENCRYPTION)
     with pytest.raises(KeyUsageViolation, match="MAC_GENERATE"):
-        backend.generate_mac(zpk, b"data", MacAlgorithm.ISO9797_ALG1, Padding.METHOD_1)
+        backend.execute(GenerateMac(key=zpk, data=b"data", algorithm=MacAlgorithm.ISO9797_ALG1,
+                                    padding=Padding.METHOD_1))
     with pytest.raises(KeyUsageViolation, match="DATA_ENCRYPT"):
-        backend.encrypt_data(zpk, FieldParams(CipherMode.CBC, bytes(8), DataPadding.NONE), bytes(16))
+        backend.execute(EncryptData(key=zpk, params=FieldParams(CipherMode.CBC, bytes(8), DataPadding.NONE),
+                                    data=bytes(16)))
 
 
 def test_mak_bound_to_its_mac_algorithm_and_mode(backend: Backend) -> None:
     mak, _ = form(backend, KeyType.MAK, Algorithm.TDES_2KEY, KeyUsage.MAC_ISO9797_ALG1, ModeOfUse.MAC_VERIFY_ONLY)
     with pytest.raises(KeyUsageViolation):
-        backend.generate_mac(mak, b"data", MacAlgorithm.ISO9797_ALG1, Padding.METHOD_1)
+        backend.execute(GenerateMac(key=mak, data=b"data", algorithm=MacAlgorithm.ISO9797_ALG1,
+                                    padding=Padding.METHOD_1))
     with pytest.raises(KeyUsageViolation):
-        backend.verify_mac(mak, b"data", bytes(8), MacAlgorithm.CMAC, Padding.METHOD_1)
+        backend.execute(VerifyMac(key=mak, data=b"data", mac=bytes(8), algorithm=MacAlgorithm.CMAC,
+                                  padding=Padding.METHOD_1))
 
 
 def test_edited_type_header_or_swapped_cryptogram_is_unusable(backend: Backend) -> None:
     a, _ = form(backend, KeyType.ZPK, Algorithm.TDES_2KEY, KeyUsage.PIN_ENCRYPTION)
     b, _ = form(backend, KeyType.ZPK, Algorithm.TDES_2KEY, KeyUsage.PIN_ENCRYPTION)
-    backend.kcv(a)  # now cached: tampering must still be caught
+    backend.execute(Kcv(key=a))  # now cached: tampering must still be caught
     # 1. the type column says TPK
     retyped = dataclasses.replace(a, spec=dataclasses.replace(a.spec, key_type=KeyType.TPK))
     with pytest.raises(KeyUsageViolation):
-        backend.kcv(retyped)
+        backend.execute(Kcv(key=retyped))
     # 2. a header byte of the cryptogram changed (mode of use B -> N, or the like)
     blob = bytearray(a.blob)
     blob[len(blob) // 3] ^= 0x01
     with pytest.raises((InvalidKeyBlock, KeyUsageViolation)):
-        backend.kcv(dataclasses.replace(a, blob=bytes(blob)))
+        backend.execute(Kcv(key=dataclasses.replace(a, blob=bytes(blob))))
     # 3. two rows of the same type swap cryptograms (and KCVs)
     with pytest.raises((KeyUsageViolation, InvalidKeyBlock)):
-        backend.kcv(dataclasses.replace(a, blob=b.blob, kcv=b.kcv))
+        backend.execute(Kcv(key=dataclasses.replace(a, blob=b.blob, kcv=b.kcv)))
     with pytest.raises((KeyUsageViolation, InvalidKeyBlock)):
-        backend.kcv(dataclasses.replace(a, blob=b.blob))
+        backend.execute(Kcv(key=dataclasses.replace(a, blob=b.blob)))
 
 
 # -- MACs -----------------------------------------------------------------------------
@@ -369,7 +395,7 @@ def test_mac_against_independent_computation(
 ) -> None:
     mak, k = _mak(backend, alg, usage, mac_alg)
     data = secrets.token_bytes(37)
-    tag = backend.generate_mac(mak, data, mac_alg, Padding.METHOD_1)
+    tag = backend.execute(GenerateMac(key=mak, data=data, algorithm=mac_alg, padding=Padding.METHOD_1))
     if mac_alg is MacAlgorithm.ISO9797_ALG1:
         want = cbc_mac(alg, k, data)
     elif mac_alg is MacAlgorithm.ISO9797_ALG3:
@@ -382,10 +408,10 @@ def test_mac_against_independent_computation(
         want = hm.finalize()
     assert tag == want
     n = 16 if usage is KeyUsage.MAC_HMAC else 8
-    backend.verify_mac(mak, data, tag[:n], mac_alg, Padding.METHOD_1)
+    backend.execute(VerifyMac(key=mak, data=data, mac=tag[:n], algorithm=mac_alg, padding=Padding.METHOD_1))
     bad = bytes([tag[0] ^ 1]) + tag[1:n]
     with pytest.raises(VerificationFailed):
-        backend.verify_mac(mak, data, bad, mac_alg, Padding.METHOD_1)
+        backend.execute(VerifyMac(key=mak, data=data, mac=bad, algorithm=mac_alg, padding=Padding.METHOD_1))
 
 
 @pytest.mark.parametrize(
@@ -402,28 +428,33 @@ def test_mac_batches_give_what_single_macs_do_item_by_item(
     mak, _ = _mak(backend, alg, usage, mac_alg)
     too_long = bytes((1 << 20) + 1)
     messages = [secrets.token_bytes(n) for n in (0, 1, 8, 37, 64)] + [too_long, b"last"]
-    out = backend.generate_macs(mak, messages, mac_alg, Padding.METHOD_2)
+    out = backend.execute(GenerateMacs(key=mak, messages=messages, algorithm=mac_alg,
+                                       padding=Padding.METHOD_2))
     assert len(out) == len(messages)
     for m, tag in zip(messages, out):
         if m is too_long:
             assert isinstance(tag, InvalidInput) and tag.field == "data"
         else:
-            assert tag == backend.generate_mac(mak, m, mac_alg, Padding.METHOD_2)
+            assert tag == backend.execute(GenerateMac(key=mak, data=m, algorithm=mac_alg,
+                                                      padding=Padding.METHOD_2))
     tags = [t if isinstance(t, bytes) else bytes(8) for t in out]
     n = 16 if usage is KeyUsage.MAC_HMAC else 8
     presented = [t[:n] for t in tags]
     presented[1] = bytes([presented[1][0] ^ 1]) + presented[1][1:]  # a wrong tag
     presented[2] = presented[2][:3]  # too short to verify
-    verified = backend.verify_macs(mak, messages, presented, mac_alg, Padding.METHOD_2)
+    verified = backend.execute(VerifyMacs(key=mak, messages=messages, macs=presented, algorithm=mac_alg,
+                                          padding=Padding.METHOD_2))
     assert verified[0] is True and verified[1] is False and verified[3:5] == [True, True] and verified[6] is True
     assert isinstance(verified[2], InvalidInput) and verified[2].field == "mac"
     assert isinstance(verified[5], InvalidInput) and verified[5].field == "data"
     with pytest.raises(InvalidInput):
-        backend.verify_macs(mak, messages, presented[:-1], mac_alg, Padding.METHOD_2)
+        backend.execute(VerifyMacs(key=mak, messages=messages, macs=presented[:-1], algorithm=mac_alg,
+                                   padding=Padding.METHOD_2))
     # The key's binding holds for the whole batch, as for one MAC.
     zpk, _ = form(backend, KeyType.ZPK, Algorithm.TDES_2KEY, KeyUsage.PIN_ENCRYPTION)
     with pytest.raises(KeyUsageViolation):
-        backend.generate_macs(zpk, [b"data"], MacAlgorithm.ISO9797_ALG1, Padding.METHOD_1)
+        backend.execute(GenerateMacs(key=zpk, messages=[b"data"], algorithm=MacAlgorithm.ISO9797_ALG1,
+                                     padding=Padding.METHOD_1))
 
 
 # -- data -----------------------------------------------------------------------------
@@ -435,19 +466,19 @@ def test_data_encryption_against_independent_cbc(backend: Backend, alg: Algorith
     dek, k = form(backend, KeyType.DEK, alg, KeyUsage.DATA)
     iv, data = secrets.token_bytes(alg.block_size), secrets.token_bytes(4 * alg.block_size)
     cbc = FieldParams(CipherMode.CBC, iv, DataPadding.NONE)
-    ct = backend.encrypt_data(dek, cbc, data)
+    ct = backend.execute(EncryptData(key=dek, params=cbc, data=data))
     ctx = Cipher(primitive(alg, k), modes.CBC(iv)).encryptor()
     assert ct == ctx.update(data) + ctx.finalize()
-    assert backend.decrypt_data(dek, cbc, ct) == data
+    assert backend.execute(DecryptData(key=dek, params=cbc, data=ct)) == data
     with pytest.raises(InvalidInput):
-        backend.encrypt_data(dek, cbc, data[:-1])
+        backend.execute(EncryptData(key=dek, params=cbc, data=data[:-1]))
     # Padded ECB of a short field, checked against pyca's PKCS#7 padder.
     ecb_p = FieldParams(CipherMode.ECB, b"", DataPadding.PKCS7)
     padder = sym_padding.PKCS7(alg.block_size * 8).padder()
     field = b"6222021234567890123"
     padded = padder.update(field) + padder.finalize()
-    assert backend.encrypt_data(dek, ecb_p, field) == ecb(alg, k, padded)
-    assert backend.decrypt_data(dek, ecb_p, ecb(alg, k, padded)) == field
+    assert backend.execute(EncryptData(key=dek, params=ecb_p, data=field)) == ecb(alg, k, padded)
+    assert backend.execute(DecryptData(key=dek, params=ecb_p, data=ecb(alg, k, padded))) == field
 
 
 @pytest.mark.parametrize(("alg", "mode", "padding"), [
@@ -468,7 +499,7 @@ def test_field_batches_give_what_single_fields_do_item_by_item(
     plaintexts = [b"6222021234567890123", b"", too_long, b"000000012345"]
     ivs = [secrets.token_bytes(size) for _ in plaintexts]
     params = FieldParams(mode, b"", padding, aad)
-    out = backend.encrypt_fields(dek, params, ivs, plaintexts)
+    out = backend.execute(EncryptFields(key=dek, params=params, ivs=ivs, plaintexts=plaintexts))
     assert len(out) == len(plaintexts)
     for iv, pt, ct in zip(ivs, plaintexts, out):
         if pt is too_long:
@@ -476,14 +507,15 @@ def test_field_batches_give_what_single_fields_do_item_by_item(
         else:
             assert isinstance(ct, bytes)
             one = FieldParams(mode, iv, padding, aad)
-            assert ct == backend.encrypt_data(dek, one, pt)
-            assert backend.decrypt_data(dek, one, ct) == pt
+            assert ct == backend.execute(EncryptData(key=dek, params=one, data=pt))
+            assert backend.execute(DecryptData(key=dek, params=one, data=ct)) == pt
     with pytest.raises(InvalidInput):
-        backend.encrypt_fields(dek, params, ivs[:-1], plaintexts)
+        backend.execute(EncryptFields(key=dek, params=params, ivs=ivs[:-1], plaintexts=plaintexts))
     # The key's binding holds for the whole batch, as for one field.
     zpk, _ = form(backend, KeyType.ZPK, Algorithm.TDES_2KEY, KeyUsage.PIN_ENCRYPTION)
     with pytest.raises(KeyUsageViolation):
-        backend.encrypt_fields(zpk, FieldParams(CipherMode.ECB, b"", DataPadding.PKCS7), [b""], [b"x"])
+        backend.execute(EncryptFields(key=zpk, params=FieldParams(CipherMode.ECB, b"", DataPadding.PKCS7),
+                                      ivs=[b""], plaintexts=[b"x"]))
 
 
 @pytest.mark.parametrize("alg", [Algorithm.AES_128, Algorithm.SM4])
@@ -494,16 +526,17 @@ def test_gcm_field_against_independent_gcm(backend: Backend, alg: Algorithm) -> 
     dek, k = form(backend, KeyType.DEK, alg, KeyUsage.DATA)
     iv, aad, field = secrets.token_bytes(12), b"txn-42", b"amount=000000012345"
     gcm = FieldParams(CipherMode.GCM, iv, DataPadding.NONE, aad)
-    ct = backend.encrypt_data(dek, gcm, field)
+    ct = backend.execute(EncryptData(key=dek, params=gcm, data=field))
     enc = Cipher(primitive(alg, k), modes.GCM(iv)).encryptor()
     enc.authenticate_additional_data(aad)
     assert ct == enc.update(field) + enc.finalize() + enc.tag
-    assert backend.decrypt_data(dek, gcm, ct) == field
+    assert backend.execute(DecryptData(key=dek, params=gcm, data=ct)) == field
     with pytest.raises(InvalidInput, match="ciphertext invalid"):
-        backend.decrypt_data(dek, gcm, ct[:-1] + bytes([ct[-1] ^ 1]))
+        backend.execute(DecryptData(key=dek, params=gcm, data=ct[:-1] + bytes([ct[-1] ^ 1])))
     tdes, _ = form(backend, KeyType.DEK, Algorithm.TDES_2KEY, KeyUsage.DATA)
     with pytest.raises(InvalidInput, match="GCM"):
-        backend.encrypt_data(tdes, FieldParams(CipherMode.GCM, iv, DataPadding.NONE), field)
+        backend.execute(EncryptData(key=tdes, params=FieldParams(CipherMode.GCM, iv, DataPadding.NONE),
+                                    data=field))
 
 
 def test_reencrypt_field_between_deks(backend: Backend) -> None:
@@ -514,39 +547,42 @@ def test_reencrypt_field_between_deks(backend: Backend) -> None:
     src = FieldParams(CipherMode.ECB, b"", DataPadding.NONE)
     iv = secrets.token_bytes(16)
     dst = FieldParams(CipherMode.CBC, iv, DataPadding.PKCS7)
-    out = backend.reencrypt_data(a, src, b, dst, ecb(Algorithm.TDES_2KEY, ka, field))
+    out = backend.execute(ReencryptData(src=a, src_params=src, dst=b, dst_params=dst,
+                                        data=ecb(Algorithm.TDES_2KEY, ka, field)))
     dec = Cipher(primitive(Algorithm.AES_128, kb), modes.CBC(iv)).decryptor()
     assert (dec.update(out) + dec.finalize())[:16] == field
     with pytest.raises(InvalidInput, match="source_padding"):
-        backend.reencrypt_data(a, FieldParams(CipherMode.ECB, b"", DataPadding.PKCS7), b, dst, bytes(16))
+        backend.execute(ReencryptData(src=a, src_params=FieldParams(CipherMode.ECB, b"", DataPadding.PKCS7),
+                                      dst=b, dst_params=dst, data=bytes(16)))
 
 
 def test_encrypt_only_dek_cannot_decrypt(backend: Backend) -> None:
     dek, _ = form(backend, KeyType.DEK, Algorithm.AES_128, KeyUsage.DATA, ModeOfUse.ENCRYPT_ONLY)
     with pytest.raises(KeyUsageViolation):
-        backend.decrypt_data(dek, FieldParams(CipherMode.CBC, bytes(16), DataPadding.NONE), bytes(16))
+        backend.execute(DecryptData(key=dek, params=FieldParams(CipherMode.CBC, bytes(16), DataPadding.NONE),
+                                    data=bytes(16)))
 
 
 def test_pan_hash_is_keyed_and_stable(backend: Backend) -> None:
-    from hsmsvc.hsm.backend import PAN_DOMAIN
+    from hsmsvc.hsm.domains import PAN_DOMAIN
     from tests.hsm.components_env import LMK
 
-    a = backend.pan_hash(PAN)
-    assert a == backend.pan_hash(PAN) and a != backend.pan_hash(PAN[:-1] + "0")
+    a = backend.execute(PanHash(pan=PAN))
+    assert a == backend.execute(PanHash(pan=PAN)) and a != backend.execute(PanHash(pan=PAN[:-1] + "0"))
     # AES-CMAC under the LMK (SP 800-38B), computed here by pyca, call after call.
     for pan in (PAN, "5413330089020011", PAN):
         c = pyca_cmac.CMAC(algorithms.AES(LMK))
         c.update(PAN_DOMAIN + pan.encode())
-        assert backend.pan_hash(pan) == c.finalize()
+        assert backend.execute(PanHash(pan=pan)) == c.finalize()
     assert PAN.encode() not in a and len(a) == 16
     with pytest.raises(InvalidInput, match="pan"):
-        backend.pan_hash("12ab")
+        backend.execute(PanHash(pan="12ab"))
     other = "5413330089020011"
-    assert backend.pan_hashes([PAN, other, PAN]) == [a, backend.pan_hash(other), a]
-    assert backend.pan_hashes([]) == []
+    assert backend.execute(PanHashes(pans=[PAN, other, PAN])) == [a, backend.execute(PanHash(pan=other)), a]
+    assert backend.execute(PanHashes(pans=[])) == []
     for bad in ("12ab", "1" * 10, "1" * 20, "٣" * 13):  # 11 digits: a PVV's
         with pytest.raises(InvalidInput, match="pan"):
-            backend.pan_hashes([PAN, bad])
+            backend.execute(PanHashes(pans=[PAN, bad]))
 
 
 # -- stored PINs and PIN verification -------------------------------------------------
@@ -563,20 +599,25 @@ def test_stored_pin_round_trip(backend: Backend, alg: Algorithm, usage: KeyUsage
     block = ecb(Algorithm.TDES_2KEY, k, iso0(PIN, PAN))
     wrong = ecb(Algorithm.TDES_2KEY, k, iso0("9999", PAN))
     account = PAN
-    stored = backend.encrypt_pin_for_storage(block, tpk, PinBlockFormat.ISO_0, PAN, psk, account)
+    stored = backend.execute(EncryptPinForStorage(pin=PinBlock(block, PinBlockFormat.ISO_0, PAN), key=tpk,
+                                                  psk=psk, account=account))
     assert PIN.encode() not in stored.value and repr(stored) == f"StoredPin({stored.method.value})"
-    backend.verify_pin_stored(block, tpk, PinBlockFormat.ISO_0, PAN, psk, account, stored)
+    backend.execute(VerifyPinStored(pin=PinBlock(block, PinBlockFormat.ISO_0, PAN), key=tpk, psk=psk,
+                                    account=account, stored=stored))
     with pytest.raises(VerificationFailed):
-        backend.verify_pin_stored(wrong, tpk, PinBlockFormat.ISO_0, PAN, psk, account, stored)
+        backend.execute(VerifyPinStored(pin=PinBlock(wrong, PinBlockFormat.ISO_0, PAN), key=tpk, psk=psk,
+                                        account=account, stored=stored))
     if stored.method is StoredPinMethod.ENCRYPTED:
         psk2, _ = form(backend, KeyType.PSK, alg, usage)
-        moved = backend.reencrypt_stored_pin(stored, psk, psk2, account)
-        backend.verify_pin_stored(block, tpk, PinBlockFormat.ISO_0, PAN, psk2, account, moved)
+        moved = backend.execute(ReencryptStoredPin(stored=stored, old_psk=psk, new_psk=psk2, account=account))
+        backend.execute(VerifyPinStored(pin=PinBlock(block, PinBlockFormat.ISO_0, PAN), key=tpk, psk=psk2,
+                                        account=account, stored=moved))
         with pytest.raises(VerificationFailed):
-            backend.verify_pin_stored(block, tpk, PinBlockFormat.ISO_0, PAN, psk, account, moved)
+            backend.execute(VerifyPinStored(pin=PinBlock(block, PinBlockFormat.ISO_0, PAN), key=tpk, psk=psk,
+                                            account=account, stored=moved))
     else:
         with pytest.raises(KeyUsageViolation):
-            backend.reencrypt_stored_pin(stored, psk, psk, account)
+            backend.execute(ReencryptStoredPin(stored=stored, old_psk=psk, new_psk=psk, account=account))
 
 
 def _one_by_one(backend: Backend, blocks: list[bytes], key: KeyCryptogram, pans: list[str],
@@ -584,7 +625,8 @@ def _one_by_one(backend: Backend, blocks: list[bytes], key: KeyCryptogram, pans:
     out: list[object] = []
     for b, pan, account, st in zip(blocks, pans, accounts, stored):
         try:
-            backend.verify_pin_stored(b, key, PinBlockFormat.ISO_0, pan, psk, account, st)
+            backend.execute(VerifyPinStored(pin=PinBlock(b, PinBlockFormat.ISO_0, pan), key=key, psk=psk,
+                                            account=account, stored=st))
         except VerificationFailed:
             out.append(False)
         except (InvalidPinBlock, InvalidInput) as e:
@@ -617,25 +659,32 @@ def test_verify_pins_stored_answers_as_one_by_one(backend: Backend) -> None:
     pans, accounts = [r[1] for r in rows], [r[2] for r in rows]
     stored = [StoredPin(StoredPinMethod.ENCRYPTED, v) for v in values]
     want = [r[4] for r in rows]
-    got = backend.verify_pins_stored(b"".join(blocks), zpk, PinBlockFormat.ISO_0, pans, psk, accounts, stored)
+    got = backend.execute(VerifyPinsStored(blocks=b"".join(blocks), key=zpk, format=PinBlockFormat.ISO_0,
+                                           pans=pans, psk=psk, accounts=accounts, stored=stored))
     assert [r if isinstance(r, bool) else type(r) for r in got] == want
     assert _one_by_one(backend, blocks, zpk, pans, psk, accounts, stored) == want
     # All good: the whole run in one comparison.
-    assert backend.verify_pins_stored(blocks[0] * 300, zpk, PinBlockFormat.ISO_0, [PAN] * 300, psk, [PAN] * 300,
-                                      [stored[0]] * 300) == [True] * 300
+    assert backend.execute(VerifyPinsStored(blocks=blocks[0] * 300, key=zpk, format=PinBlockFormat.ISO_0,
+                                            pans=[PAN] * 300, psk=psk, accounts=[PAN] * 300,
+                                            stored=[stored[0]] * 300)) == [True] * 300
     # A malformed PAN is that item's error alone; the rest are still checked.
     bad_pans = [*pans[:1], "40123456789ab", *pans[2:]]
-    got = backend.verify_pins_stored(b"".join(blocks), zpk, PinBlockFormat.ISO_0, bad_pans, psk, accounts, stored)
+    got = backend.execute(VerifyPinsStored(blocks=b"".join(blocks), key=zpk, format=PinBlockFormat.ISO_0,
+                                           pans=bad_pans, psk=psk, accounts=accounts, stored=stored))
     assert [r if isinstance(r, bool) else type(r) for r in got] == [True, InvalidInput, *want[2:]]
-    assert backend.verify_pins_stored(b"", zpk, PinBlockFormat.ISO_0, [], psk, [], []) == []
+    assert backend.execute(VerifyPinsStored(blocks=b"", key=zpk, format=PinBlockFormat.ISO_0, pans=[],
+                                            psk=psk, accounts=[], stored=[])) == []
     # Key errors refuse the batch: a PSK is no PIN-block key, and a digest is not what this PSK holds.
     with pytest.raises(KeyUsageViolation):
-        backend.verify_pins_stored(b"".join(blocks), psk, PinBlockFormat.ISO_0, pans, psk, accounts, stored)
+        backend.execute(VerifyPinsStored(blocks=b"".join(blocks), key=psk, format=PinBlockFormat.ISO_0,
+                                         pans=pans, psk=psk, accounts=accounts, stored=stored))
     with pytest.raises(KeyUsageViolation):
-        backend.verify_pins_stored(blocks[0], zpk, PinBlockFormat.ISO_0, [PAN], psk, [PAN],
-                                   [StoredPin(StoredPinMethod.DIGEST, bytes(32))])
+        backend.execute(VerifyPinsStored(blocks=blocks[0], key=zpk, format=PinBlockFormat.ISO_0, pans=[PAN],
+                                         psk=psk, accounts=[PAN],
+                                         stored=[StoredPin(StoredPinMethod.DIGEST, bytes(32))]))
     with pytest.raises(InvalidInput, match="pin_blocks"):
-        backend.verify_pins_stored(blocks[0], zpk, PinBlockFormat.ISO_0, [PAN, PAN], psk, [PAN, PAN], stored[:2])
+        backend.execute(VerifyPinsStored(blocks=blocks[0], key=zpk, format=PinBlockFormat.ISO_0,
+                                         pans=[PAN, PAN], psk=psk, accounts=[PAN, PAN], stored=stored[:2]))
 
 
 @pytest.mark.parametrize("alg,usage", [(Algorithm.AES_256, KeyUsage.PIN_ENCRYPTION), (Algorithm.AES_256, KeyUsage.MAC_HMAC)])
@@ -645,10 +694,12 @@ def test_verify_pins_stored_item_by_item_for_other_psks(backend: Backend, alg: A
     zpk, k = form(backend, KeyType.ZPK, Algorithm.TDES_2KEY, KeyUsage.PIN_ENCRYPTION)
     psk, _ = form(backend, KeyType.PSK, alg, usage)
     right = ecb(Algorithm.TDES_2KEY, k, iso0(PIN, PAN))
-    kept = backend.encrypt_pin_for_storage(right, zpk, PinBlockFormat.ISO_0, PAN, psk, PAN)
+    kept = backend.execute(EncryptPinForStorage(pin=PinBlock(right, PinBlockFormat.ISO_0, PAN), key=zpk,
+                                                psk=psk, account=PAN))
     blocks = [right, ecb(Algorithm.TDES_2KEY, k, iso0("4322", PAN)), secrets.token_bytes(8)]
     args = (zpk, [PAN] * 3, psk, [PAN] * 3, [kept] * 3)
-    got = backend.verify_pins_stored(b"".join(blocks), zpk, PinBlockFormat.ISO_0, [PAN] * 3, psk, [PAN] * 3, [kept] * 3)
+    got = backend.execute(VerifyPinsStored(blocks=b"".join(blocks), key=zpk, format=PinBlockFormat.ISO_0,
+                                           pans=[PAN] * 3, psk=psk, accounts=[PAN] * 3, stored=[kept] * 3))
     assert [r if isinstance(r, bool) else type(r) for r in got] == [True, False, InvalidPinBlock]
     assert _one_by_one(backend, blocks, *args) == [True, False, InvalidPinBlock]
 
@@ -666,21 +717,29 @@ def test_ibm3624_and_pvv_verification(backend: Backend) -> None:
     block = ecb(Algorithm.TDES_2KEY, k, iso0(PIN, PAN))
     wrong = ecb(Algorithm.TDES_2KEY, k, iso0("4321", PAN))
     offset = ibm3624.generate_offset(BlockCipher(Algorithm.TDES_2KEY, ibm_k), vdata, table, PIN)
-    assert backend.generate_pin_offset(block, tpk, PinBlockFormat.ISO_0, PAN, ibm, vdata) == offset
-    backend.verify_pin_ibm3624(block, tpk, PinBlockFormat.ISO_0, PAN, ibm, vdata, offset)
+    assert backend.execute(GeneratePinOffset(pin=PinBlock(block, PinBlockFormat.ISO_0, PAN), key=tpk, pvk=ibm,
+                                             validation_data=vdata)) == offset
+    backend.execute(VerifyPinIbm3624(pin=PinBlock(block, PinBlockFormat.ISO_0, PAN), key=tpk, pvk=ibm,
+                                     validation_data=vdata, offset=offset))
     with pytest.raises(VerificationFailed):
-        backend.verify_pin_ibm3624(wrong, tpk, PinBlockFormat.ISO_0, PAN, ibm, vdata, offset)
+        backend.execute(VerifyPinIbm3624(pin=PinBlock(wrong, PinBlockFormat.ISO_0, PAN), key=tpk, pvk=ibm,
+                                         validation_data=vdata, offset=offset))
     with pytest.raises(KeyUsageViolation):  # a PVV key is not an IBM key
-        backend.verify_pin_ibm3624(block, tpk, PinBlockFormat.ISO_0, PAN, visa, vdata, offset)
+        backend.execute(VerifyPinIbm3624(pin=PinBlock(block, PinBlockFormat.ISO_0, PAN), key=tpk, pvk=visa,
+                                         validation_data=vdata, offset=offset))
     v = pvv.generate_pvv(BlockCipher(Algorithm.TDES_2KEY, visa_k), PAN, 1, PIN)
-    assert backend.generate_pvv(block, tpk, PinBlockFormat.ISO_0, PAN, visa, 1) == v
-    backend.verify_pin_pvv(block, tpk, PinBlockFormat.ISO_0, PAN, visa, 1, v)
+    assert backend.execute(GeneratePvv(pin=PinBlock(block, PinBlockFormat.ISO_0, PAN), key=tpk, pvk=visa,
+                                       pvki=1)) == v
+    backend.execute(VerifyPinPvv(pin=PinBlock(block, PinBlockFormat.ISO_0, PAN), key=tpk, pvk=visa, pvki=1,
+                                 pvv=v))
     with pytest.raises(VerificationFailed):
-        backend.verify_pin_pvv(wrong, tpk, PinBlockFormat.ISO_0, PAN, visa, 1, v)
+        backend.execute(VerifyPinPvv(pin=PinBlock(wrong, PinBlockFormat.ISO_0, PAN), key=tpk, pvk=visa,
+                                     pvki=1, pvv=v))
     verify_only, _ = form(backend, KeyType.PVK, Algorithm.TDES_2KEY, KeyUsage.PIN_VERIFICATION_VISA_PVV,
                           ModeOfUse.MAC_VERIFY_ONLY)
     with pytest.raises(KeyUsageViolation):
-        backend.generate_pvv(block, tpk, PinBlockFormat.ISO_0, PAN, verify_only, 1)
+        backend.execute(GeneratePvv(pin=PinBlock(block, PinBlockFormat.ISO_0, PAN), key=tpk, pvk=verify_only,
+                                    pvki=1))
 
 
 @pytest.mark.parametrize("table", ["0000000000000000", "0123456789", "012345678901234A", ""])
@@ -701,13 +760,13 @@ def test_export_import_ecb_under_zmk(backend: Backend) -> None:
     zmk, zmk_clear = form(backend, KeyType.ZMK, Algorithm.TDES_3KEY, KeyUsage.KEK)
     zpk, zpk_clear = form(backend, KeyType.ZPK, Algorithm.TDES_2KEY, KeyUsage.PIN_ENCRYPTION,
                           exportability=Exportability.EXPORTABLE)
-    wrapped = backend.export_key(zmk, zpk)
+    wrapped = backend.execute(ExportKey(kek=zmk, key=zpk))
     assert wrapped == ecb(Algorithm.TDES_3KEY, variant(zmk_clear, 0x6A), zpk_clear)
     spec = KeySpec("imported", 1, KeyType.ZPK, Algorithm.TDES_2KEY, KeyUsage.PIN_ENCRYPTION)
-    back = backend.import_key(zmk, wrapped, spec, kcv=zpk.kcv)
+    back = backend.execute(ImportKey(kek=zmk, wrapped=wrapped, spec=spec, kcv=zpk.kcv))
     assert back.kcv == zpk.kcv
     with pytest.raises(VerificationFailed):
-        backend.import_key(zmk, wrapped, spec, kcv=bytes(3))
+        backend.execute(ImportKey(kek=zmk, wrapped=wrapped, spec=spec, kcv=bytes(3)))
 
 
 def test_import_ecb_under_zmk_from_independent_wrap(backend: Backend) -> None:
@@ -717,17 +776,17 @@ def test_import_ecb_under_zmk_from_independent_wrap(backend: Backend) -> None:
     wrapped = ecb(Algorithm.TDES_3KEY, variant(zmk_clear, 0x6A), zpk_clear)
     spec = KeySpec("zpk-from-peer", 1, KeyType.ZPK, Algorithm.TDES_2KEY, KeyUsage.PIN_ENCRYPTION)
     want_kcv = ecb(Algorithm.TDES_2KEY, zpk_clear, bytes(8))[:3]
-    zpk = backend.import_key(zmk, wrapped, spec, kcv=want_kcv)
+    zpk = backend.execute(ImportKey(kek=zmk, wrapped=wrapped, spec=spec, kcv=want_kcv))
     assert zpk.kcv == want_kcv
     tpk, tpk_clear = form(backend, KeyType.TPK, Algorithm.TDES_2KEY, KeyUsage.PIN_ENCRYPTION)
-    out = backend.translate_pin(ecb(Algorithm.TDES_2KEY, tpk_clear, iso0(PIN, PAN)), tpk,
-                                PinBlockFormat.ISO_0, zpk, PinBlockFormat.ISO_0, PAN)
+    out = backend.execute(TranslatePin(pin=PinBlock(ecb(Algorithm.TDES_2KEY, tpk_clear, iso0(PIN, PAN)), PinBlockFormat.ISO_0, PAN),
+                                       src=tpk, dst=zpk, dst_format=PinBlockFormat.ISO_0))
     assert ecb(Algorithm.TDES_2KEY, zpk_clear, out, decrypt=True) == iso0(PIN, PAN)
     with pytest.raises(VerificationFailed):
-        backend.import_key(zmk, wrapped, spec, kcv=bytes(3))
+        backend.execute(ImportKey(kek=zmk, wrapped=wrapped, spec=spec, kcv=bytes(3)))
     mak_spec = KeySpec("mak-from-peer", 1, KeyType.TAK, Algorithm.TDES_2KEY, KeyUsage.MAC_ISO9797_ALG1)
     with pytest.raises(KeyUsageViolation, match="may not carry"):
-        backend.import_key(zmk, wrapped, mak_spec)
+        backend.execute(ImportKey(kek=zmk, wrapped=wrapped, spec=mak_spec))
 
 
 def test_ecb_form_variants_keep_a_zpk_from_becoming_a_dek(backend: Backend) -> None:
@@ -735,22 +794,23 @@ def test_ecb_form_variants_keep_a_zpk_from_becoming_a_dek(backend: Backend) -> N
     zmk, zmk_clear = form(backend, KeyType.ZMK, Algorithm.AES_256, KeyUsage.KEK)
     zpk, zpk_clear = form(backend, KeyType.ZPK, Algorithm.AES_128, KeyUsage.PIN_ENCRYPTION,
                           exportability=Exportability.EXPORTABLE)
-    wrapped = backend.export_key(zmk, zpk)
+    wrapped = backend.execute(ExportKey(kek=zmk, key=zpk))
     assert ecb(Algorithm.AES_256, variant(zmk_clear, 0x6A), wrapped, decrypt=True) == zpk_clear
     dek = KeySpec("dek-in", 1, KeyType.DEK, Algorithm.AES_128, KeyUsage.DATA)
     with pytest.raises(VerificationFailed):
-        backend.import_key(zmk, wrapped, dek, kcv=zpk.kcv)
-    assert backend.import_key(zmk, wrapped, dek).kcv != zpk.kcv  # a different, useless key
+        backend.execute(ImportKey(kek=zmk, wrapped=wrapped, spec=dek, kcv=zpk.kcv))
+    assert backend.execute(ImportKey(kek=zmk, wrapped=wrapped,
+                                     spec=dek)).kcv != zpk.kcv  # a different, useless key
 
 
 def test_key_sync_mac_is_cmac_under_the_derived_key(backend: Backend) -> None:
     needs(backend, Command.KEY_SYNC_MAC)
     for alg in (Algorithm.AES_256, Algorithm.TDES_2KEY):
         zmk, clear = form(backend, KeyType.ZMK, alg, KeyUsage.KBPK if alg.is_aes else KeyUsage.KEK)
-        assert backend.key_sync_mac(zmk, b"notice") == key_sync_mac(alg, clear, b"notice")
+        assert backend.execute(KeySyncMac(kek=zmk, data=b"notice")) == key_sync_mac(alg, clear, b"notice")
     zpk, _ = form(backend, KeyType.ZPK, Algorithm.TDES_2KEY, KeyUsage.PIN_ENCRYPTION)
     with pytest.raises(KeyUsageViolation):
-        backend.key_sync_mac(zpk, b"notice")
+        backend.execute(KeySyncMac(kek=zpk, data=b"notice"))
 
 
 def test_export_refuses_non_exportable_and_weaker_kek(backend: Backend) -> None:
@@ -758,15 +818,15 @@ def test_export_refuses_non_exportable_and_weaker_kek(backend: Backend) -> None:
     zmk, _ = form(backend, KeyType.ZMK, Algorithm.TDES_2KEY, KeyUsage.KEK)
     zpk, _ = form(backend, KeyType.ZPK, Algorithm.TDES_2KEY, KeyUsage.PIN_ENCRYPTION)
     with pytest.raises(KeyUsageViolation, match="not exportable"):
-        backend.export_key(zmk, zpk)
+        backend.execute(ExportKey(kek=zmk, key=zpk))
     strong, _ = form(backend, KeyType.ZPK, Algorithm.TDES_3KEY, KeyUsage.PIN_ENCRYPTION,
                      exportability=Exportability.EXPORTABLE)
     with pytest.raises(KeyUsageViolation, match="weaker"):
-        backend.export_key(zmk, strong)
+        backend.execute(ExportKey(kek=zmk, key=strong))
     tpk, _ = form(backend, KeyType.TPK, Algorithm.TDES_2KEY, KeyUsage.PIN_ENCRYPTION,
                   exportability=Exportability.EXPORTABLE)
     with pytest.raises(KeyUsageViolation, match="may not carry"):
-        backend.export_key(zmk, tpk)
+        backend.execute(ExportKey(kek=zmk, key=tpk))
 
 
 def test_tr31_export_import_under_kbpk(backend: Backend) -> None:
@@ -776,46 +836,46 @@ def test_tr31_export_import_under_kbpk(backend: Backend) -> None:
     kbpk, kbpk_clear = form(backend, KeyType.ZMK, Algorithm.AES_256, KeyUsage.KBPK)
     mak, mak_clear = form(backend, KeyType.MAK, Algorithm.AES_128, KeyUsage.MAC_CMAC,
                           exportability=Exportability.EXPORTABLE)
-    block = backend.export_key(kbpk, mak)
+    block = backend.execute(ExportKey(kek=kbpk, key=mak))
     header, clear = tr31.unwrap(kbpk_clear, block.decode())
     assert clear == mak_clear and header.usage is KeyUsage.MAC_CMAC
     spec = KeySpec("mak-in", 1, KeyType.MAK, Algorithm.AES_128, KeyUsage.MAC_CMAC)
-    assert backend.import_key(kbpk, block, spec).kcv == mak.kcv
+    assert backend.execute(ImportKey(kek=kbpk, wrapped=block, spec=spec)).kcv == mak.kcv
     wrong = KeySpec("zpk-in", 1, KeyType.ZPK, Algorithm.AES_128, KeyUsage.PIN_ENCRYPTION)
     with pytest.raises(KeyUsageViolation):
-        backend.import_key(kbpk, block, wrong)
+        backend.execute(ImportKey(kek=kbpk, wrapped=block, spec=wrong))
 
 
 # -- the rest -------------------------------------------------------------------------
 
 
 def test_random_audit_mac_and_anchor(backend: Backend) -> None:
-    assert len(backend.random(32)) == 32 and backend.random(16) != backend.random(16)
+    assert len(backend.execute(Random(length=32))) == 32 and backend.execute(Random(length=16)) != backend.execute(Random(length=16))
     with pytest.raises(InvalidInput):
-        backend.random(0)
-    assert backend.audit_mac(b"x") == backend.audit_mac(b"x") != backend.audit_mac(b"y")
-    backend.write_audit_anchor(7, b"\x01" * 32)
-    backend.write_audit_anchor(5, b"\x02" * 32)  # never moves back
-    assert backend.read_audit_anchor() == (7, b"\x01" * 32)
+        backend.execute(Random(length=0))
+    assert backend.execute(AuditMac(data=b"x")) == backend.execute(AuditMac(data=b"x")) != backend.execute(AuditMac(data=b"y"))
+    backend.execute(WriteAuditAnchor(seq=7, head=b"\x01" * 32))
+    backend.execute(WriteAuditAnchor(seq=5, head=b"\x02" * 32))  # never moves back
+    assert backend.execute(ReadAuditAnchor()) == (7, b"\x01" * 32)
     a, b = "ab" * 16, "cd" * 16  # one LMK, two stores: an anchor each
-    backend.write_audit_anchor(3, b"\x03" * 32, store=a)
-    assert backend.read_audit_anchor(store=a) == (3, b"\x03" * 32)
-    assert backend.read_audit_anchor(store=b) is None
+    backend.execute(WriteAuditAnchor(seq=3, head=b"\x03" * 32, store=a))
+    assert backend.execute(ReadAuditAnchor(store=a)) == (3, b"\x03" * 32)
+    assert backend.execute(ReadAuditAnchor(store=b)) is None
     with pytest.raises(InvalidInput):
-        backend.read_audit_anchor(store="../../etc/x")
+        backend.execute(ReadAuditAnchor(store="../../etc/x"))
 
 
 def test_unsupported_commands_are_refused_by_name(backend: Backend) -> None:
     if Command.EXPORT_KEY not in backend.capabilities.commands:
         zmk, _ = form(backend, KeyType.ZMK, Algorithm.TDES_3KEY, KeyUsage.KEK)
         with pytest.raises(Unsupported, match="EXPORT_KEY is not supported"):
-            backend.export_key(zmk, zmk)
+            backend.execute(ExportKey(kek=zmk, key=zmk))
     missing = [a for a in Algorithm if a not in backend.capabilities.algorithms]
     if not missing:
         pytest.skip("backend supports every algorithm")
     spec = KeySpec("x", 1, KeyType.DEK, missing[0], KeyUsage.DATA)
     with pytest.raises(Unsupported, match=f"GENERATE_KEY with {missing[0].value}"):
-        backend.generate_key(spec)
+        backend.execute(GenerateKey(spec=spec))
 
 
 def test_errors_carry_no_secret(backend: Backend) -> None:
@@ -823,10 +883,13 @@ def test_errors_carry_no_secret(backend: Backend) -> None:
     zpk, _ = form(backend, KeyType.ZPK, Algorithm.TDES_2KEY, KeyUsage.PIN_ENCRYPTION)
     block = ecb(Algorithm.TDES_2KEY, k, iso0(PIN, PAN))
     calls = [
-        lambda: backend.translate_pin(block, tpk, PinBlockFormat.ISO_0, zpk, PinBlockFormat.ISO_0, "4012345678817"),
-        lambda: backend.translate_pin(block[:7], tpk, PinBlockFormat.ISO_0, zpk, PinBlockFormat.ISO_0, PAN),
-        lambda: backend.generate_mac(zpk, block, MacAlgorithm.CMAC, Padding.METHOD_1),
-        lambda: backend.kcv(dataclasses.replace(zpk, blob=zpk.blob[:-2])),
+        lambda: backend.execute(TranslatePin(pin=PinBlock(block, PinBlockFormat.ISO_0, "4012345678817"),
+                                             src=tpk, dst=zpk, dst_format=PinBlockFormat.ISO_0)),
+        lambda: backend.execute(TranslatePin(pin=PinBlock(block[:7], PinBlockFormat.ISO_0, PAN), src=tpk,
+                                             dst=zpk, dst_format=PinBlockFormat.ISO_0)),
+        lambda: backend.execute(GenerateMac(key=zpk, data=block, algorithm=MacAlgorithm.CMAC,
+                                            padding=Padding.METHOD_1)),
+        lambda: backend.execute(Kcv(key=dataclasses.replace(zpk, blob=zpk.blob[:-2]))),
     ]
     for call in calls:
         with pytest.raises(HsmsvcError) as e:

@@ -17,18 +17,20 @@ from cryptography.hazmat.primitives import serialization
 from hsmsvc.crypto import pinblock, sm2
 from hsmsvc.crypto._cipher import BlockCipher
 from hsmsvc.errors import InvalidInput, InvalidPinBlock, KeyUsageViolation, Unsupported, VerificationFailed
-from hsmsvc.hsm.backend import Backend, Command, KeySpec, OneTimeKey, StoredPinMethod
+from hsmsvc.hsm.backend import Backend
+from hsmsvc.hsm.model import PinBlock, Command, KeySpec, OneTimeKey, StoredPinMethod
 from hsmsvc.types import Algorithm, Exportability, KeyType, KeyUsage, MacAlgorithm, ModeOfUse, Padding, PinBlockFormat
 from tests.hsm.helpers import PAN, PIN, clear_key, form, ktk, terminal_wrap
 from tests.reference import ecb, iso0
+from hsmsvc.hsm.commands import EncryptPinForStorage, ExportKey, FormKey, GenerateKey, GenerateMac, Kcv, PublicKey, TranslatePin, VerifyPinStored
 
 
 def test_public_key_and_fingerprint(backend: Backend) -> None:
     for alg in (Algorithm.RSA_2048, Algorithm.SM2):
         k = ktk(backend, alg)
-        der = backend.public_key(k)
+        der = backend.execute(PublicKey(key=k))
         digest = sm2.sm3(der) if alg is Algorithm.SM2 else hashlib.sha256(der).digest()
-        assert k.kcv == digest[:8] == backend.kcv(k)
+        assert k.kcv == digest[:8] == backend.execute(Kcv(key=k))
         if alg is Algorithm.RSA_2048:
             assert serialization.load_der_public_key(der).key_size == 2048  # type: ignore[union-attr]
         else:
@@ -56,8 +58,9 @@ def test_one_time_key_pin_translates_to_a_zpk(
         block = ecb(ot_alg, one, iso0(pin, PAN))
     else:
         block = pinblock.encipher(fmt, BlockCipher(ot_alg, one), pin, PAN)
-    wrapped = terminal_wrap(ktk_alg, backend.public_key(k), one, tmp_path)
-    out = backend.translate_pin(block, OneTimeKey(k, ot_alg, wrapped), fmt, zpk, PinBlockFormat.ISO_0, PAN)
+    wrapped = terminal_wrap(ktk_alg, backend.execute(PublicKey(key=k)), one, tmp_path)
+    out = backend.execute(TranslatePin(pin=PinBlock(block, fmt, PAN), src=OneTimeKey(k, ot_alg, wrapped),
+                                       dst=zpk, dst_format=PinBlockFormat.ISO_0))
     assert ecb(Algorithm.TDES_2KEY, zpk_clear, out, decrypt=True) == iso0(pin, PAN)
 
 
@@ -66,23 +69,23 @@ def test_one_time_key_pin_verifies_against_a_stored_pin(backend: Backend) -> Non
     tpk, tpk_clear = form(backend, KeyType.TPK, Algorithm.TDES_2KEY, KeyUsage.PIN_ENCRYPTION)
     psk, _ = form(backend, KeyType.PSK, Algorithm.AES_128, KeyUsage.PIN_ENCRYPTION, ModeOfUse.ENCRYPT_DECRYPT)
     account = PAN[:12]
-    stored = backend.encrypt_pin_for_storage(ecb(Algorithm.TDES_2KEY, tpk_clear, iso0(PIN, PAN)), tpk,
-                                             PinBlockFormat.ISO_0, PAN, psk, account)
+    stored = backend.execute(EncryptPinForStorage(pin=PinBlock(ecb(Algorithm.TDES_2KEY, tpk_clear, iso0(PIN, PAN)), PinBlockFormat.ISO_0, PAN),
+                                                  key=tpk, psk=psk, account=account))
     assert stored.method is StoredPinMethod.ENCRYPTED
     one = clear_key(Algorithm.TDES_2KEY)
-    wrapped = terminal_wrap(Algorithm.RSA_2048, backend.public_key(k), one, Path("."))
+    wrapped = terminal_wrap(Algorithm.RSA_2048, backend.execute(PublicKey(key=k)), one, Path("."))
     src = OneTimeKey(k, Algorithm.TDES_2KEY, wrapped)
-    backend.verify_pin_stored(ecb(Algorithm.TDES_2KEY, one, iso0(PIN, PAN)), src, PinBlockFormat.ISO_0, PAN,
-                              psk, account, stored)
+    backend.execute(VerifyPinStored(pin=PinBlock(ecb(Algorithm.TDES_2KEY, one, iso0(PIN, PAN)), PinBlockFormat.ISO_0, PAN),
+                                    key=src, psk=psk, account=account, stored=stored))
     with pytest.raises(VerificationFailed):
-        backend.verify_pin_stored(ecb(Algorithm.TDES_2KEY, one, iso0("9999", PAN)), src, PinBlockFormat.ISO_0,
-                                  PAN, psk, account, stored)
+        backend.execute(VerifyPinStored(pin=PinBlock(ecb(Algorithm.TDES_2KEY, one, iso0("9999", PAN)), PinBlockFormat.ISO_0, PAN),
+                                        key=src, psk=psk, account=account, stored=stored))
 
 
 def test_every_fault_after_the_ktk_is_the_one_pin_block_error(backend: Backend, tmp_path: Path) -> None:
     k = ktk(backend, Algorithm.RSA_2048)
     zpk, _ = form(backend, KeyType.ZPK, Algorithm.TDES_2KEY, KeyUsage.PIN_ENCRYPTION)
-    pub = backend.public_key(k)
+    pub = backend.execute(PublicKey(key=k))
     one = clear_key(Algorithm.TDES_2KEY)
     good = terminal_wrap(Algorithm.RSA_2048, pub, one, tmp_path)
     block = ecb(Algorithm.TDES_2KEY, one, iso0(PIN, PAN))
@@ -98,8 +101,9 @@ def test_every_fault_after_the_ktk_is_the_one_pin_block_error(backend: Backend, 
     messages = set()
     for wrapped, b in cases:
         with pytest.raises(InvalidPinBlock) as e:
-            backend.translate_pin(b, OneTimeKey(k, Algorithm.TDES_2KEY, wrapped), PinBlockFormat.ISO_0,
-                                  zpk, PinBlockFormat.ISO_0, PAN)
+            backend.execute(TranslatePin(pin=PinBlock(b, PinBlockFormat.ISO_0, PAN),
+                                         src=OneTimeKey(k, Algorithm.TDES_2KEY, wrapped), dst=zpk,
+                                         dst_format=PinBlockFormat.ISO_0))
         messages.add(str(e.value))
     assert messages == {"pin_block: PIN block invalid"}
 
@@ -109,11 +113,13 @@ def test_one_time_key_no_stronger_than_its_ktk(backend: Backend) -> None:
     zpk, _ = form(backend, KeyType.ZPK, Algorithm.AES_128, KeyUsage.PIN_ENCRYPTION)
     for alg in (Algorithm.AES_128, Algorithm.AES_256):
         with pytest.raises(KeyUsageViolation, match="stronger than the KTK"):
-            backend.translate_pin(bytes(16), OneTimeKey(k, alg, b"\x00" * 256), PinBlockFormat.ISO_4,
-                                  zpk, PinBlockFormat.ISO_4, PAN)
+            backend.execute(TranslatePin(pin=PinBlock(bytes(16), PinBlockFormat.ISO_4, PAN),
+                                         src=OneTimeKey(k, alg, b"\x00" * 256), dst=zpk,
+                                         dst_format=PinBlockFormat.ISO_4))
     with pytest.raises(InvalidInput, match="block cipher"):
-        backend.translate_pin(bytes(8), OneTimeKey(k, Algorithm.SM2, b"\x00" * 256), PinBlockFormat.ISO_0,
-                              zpk, PinBlockFormat.ISO_0, PAN)
+        backend.execute(TranslatePin(pin=PinBlock(bytes(8), PinBlockFormat.ISO_0, PAN),
+                                     src=OneTimeKey(k, Algorithm.SM2, b"\x00" * 256), dst=zpk,
+                                     dst_format=PinBlockFormat.ISO_0))
 
 
 def test_ktk_is_bound_to_key_transport(backend: Backend) -> None:
@@ -122,20 +128,23 @@ def test_ktk_is_bound_to_key_transport(backend: Backend) -> None:
     zpk, _ = form(backend, KeyType.ZPK, Algorithm.TDES_2KEY, KeyUsage.PIN_ENCRYPTION)
     zmk, _ = form(backend, KeyType.ZMK, Algorithm.AES_256, KeyUsage.KEK)
     with pytest.raises(KeyUsageViolation):
-        backend.translate_pin(bytes(8), k, PinBlockFormat.ISO_0, zpk, PinBlockFormat.ISO_0, PAN)
+        backend.execute(TranslatePin(pin=PinBlock(bytes(8), PinBlockFormat.ISO_0, PAN), src=k, dst=zpk,
+                                     dst_format=PinBlockFormat.ISO_0))
     with pytest.raises(KeyUsageViolation):
-        backend.generate_mac(k, b"x", MacAlgorithm.CMAC, Padding.METHOD_1)
+        backend.execute(GenerateMac(key=k, data=b"x", algorithm=MacAlgorithm.CMAC, padding=Padding.METHOD_1))
     with pytest.raises(KeyUsageViolation):
-        backend.export_key(zmk, k)
+        backend.execute(ExportKey(kek=zmk, key=k))
     with pytest.raises(KeyUsageViolation):  # a TPK is no KTK
-        backend.translate_pin(bytes(8), OneTimeKey(tpk, Algorithm.TDES_2KEY, b"\x00" * 256),
-                              PinBlockFormat.ISO_0, zpk, PinBlockFormat.ISO_0, PAN)
+        backend.execute(TranslatePin(pin=PinBlock(bytes(8), PinBlockFormat.ISO_0, PAN),
+                                     src=OneTimeKey(tpk, Algorithm.TDES_2KEY, b"\x00" * 256), dst=zpk,
+                                     dst_format=PinBlockFormat.ISO_0))
     with pytest.raises(KeyUsageViolation):
-        backend.public_key(tpk)
+        backend.execute(PublicKey(key=tpk))
     with pytest.raises(KeyUsageViolation):  # claimed attributes that the key block does not carry
-        backend.public_key(dataclasses.replace(k, spec=dataclasses.replace(k.spec, key_id="other")))
+        backend.execute(PublicKey(key=dataclasses.replace(k, spec=dataclasses.replace(k.spec, key_id="other"))))
     with pytest.raises(InvalidInput, match="key pair"):
-        backend.form_key(dataclasses.replace(k.spec, key_id="formed"), [b"\x01" * 32, b"\x02" * 32])
+        backend.execute(FormKey(spec=dataclasses.replace(k.spec, key_id="formed"),
+                                components=[b"\x01" * 32, b"\x02" * 32]))
 
 
 @pytest.mark.parametrize(
@@ -157,4 +166,4 @@ def test_backend_without_key_pairs_says_so(backend: Backend) -> None:
     spec = KeySpec("ktk-x", 1, KeyType.KTK, Algorithm.RSA_2048, KeyUsage.ASYMMETRIC_KEY_WRAPPING,
                    ModeOfUse.DECRYPT_ONLY)
     with pytest.raises(Unsupported, match="GENERATE_KEY with RSA_2048"):
-        backend.generate_key(spec)
+        backend.execute(GenerateKey(spec=spec))

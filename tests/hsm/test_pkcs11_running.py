@@ -13,7 +13,8 @@ from collections.abc import Iterator
 import pytest
 
 from hsmsvc.errors import BackendUnavailable, InvalidInput, InvalidPinBlock
-from hsmsvc.hsm.backend import FieldParams
+from hsmsvc.hsm.commands import DecryptData, EncryptData, Forget, TranslatePin, TranslatePins
+from hsmsvc.hsm.model import FieldParams, PinBlock
 from hsmsvc.types import Algorithm, CipherMode, DataPadding, KeyType, KeyUsage, PinBlockFormat
 from tests.hsm import softhsm
 from tests.hsm.helpers import PAN, PIN, form
@@ -55,9 +56,9 @@ def test_running_operations_give_what_single_part_ones_do(p11, alg: Algorithm) -
     sizes = [bs, 3 * bs, 1000 * bs // 2, 8 * 1024, 8 * 1024 + bs]
     for i in range(40):
         data = secrets.token_bytes(sizes[i % len(sizes)])
-        ct = p11.encrypt_data(dek, RAW_ECB, data)
+        ct = p11.execute(EncryptData(key=dek, params=RAW_ECB, data=data))
         assert ct == ecb(alg, k, data)
-        assert p11.decrypt_data(dek, RAW_ECB, ct) == data
+        assert p11.execute(DecryptData(key=dek, params=RAW_ECB, data=ct)) == data
     assert len(p11._running) >= 2
 
 
@@ -66,20 +67,21 @@ def test_a_partial_block_never_reaches_a_running_operation(p11) -> None:  # type
     dek, k = form(p11, KeyType.DEK, Algorithm.TDES_2KEY, KeyUsage.DATA)
     block = secrets.token_bytes(8)
     for _ in range(10):
-        assert p11.encrypt_data(dek, RAW_ECB, block) == ecb(Algorithm.TDES_2KEY, k, block)
+        assert p11.execute(EncryptData(key=dek, params=RAW_ECB,
+                                       data=block)) == ecb(Algorithm.TDES_2KEY, k, block)
     loaded = p11._load(dek)
     with pytest.raises(InvalidInput):
         with p11._guard():
             loaded.encrypt(b"123")
     with pytest.raises(InvalidInput):
-        p11.encrypt_data(dek, RAW_ECB, b"1234567")
-    assert p11.encrypt_data(dek, RAW_ECB, block) == ecb(Algorithm.TDES_2KEY, k, block)
+        p11.execute(EncryptData(key=dek, params=RAW_ECB, data=b"1234567"))
+    assert p11.execute(EncryptData(key=dek, params=RAW_ECB, data=block)) == ecb(Algorithm.TDES_2KEY, k, block)
 
 
 def test_pin_translation_on_running_operations(p11) -> None:  # type: ignore[no-untyped-def]
     tpk, tpk_clear = form(p11, KeyType.TPK, Algorithm.TDES_2KEY, KeyUsage.PIN_ENCRYPTION)
     zpk, zpk_clear = form(p11, KeyType.ZPK, Algorithm.TDES_3KEY, KeyUsage.PIN_ENCRYPTION)
-    route = p11.pin_translator(tpk, ISO0, zpk, ISO0)
+    route = p11.pin_translator(src=tpk, src_format=ISO0, dst=zpk, dst_format=ISO0)
     bad = ecb(Algorithm.TDES_2KEY, tpk_clear, bytes.fromhex("0C1234FFFFFFFFFF"))
     for i in range(30):
         pin = f"{i:04d}"
@@ -88,7 +90,8 @@ def test_pin_translation_on_running_operations(p11) -> None:  # type: ignore[no-
         with pytest.raises(InvalidPinBlock):
             route(bad, PAN)
     blocks = [ecb(Algorithm.TDES_2KEY, tpk_clear, iso0(f"{i:06d}", PAN)) for i in range(500)]
-    out = p11.translate_pins(b"".join(blocks), tpk, ISO0, zpk, ISO0, [PAN] * 500)
+    out = p11.execute(TranslatePins(blocks=b"".join(blocks), src=tpk, src_format=ISO0, dst=zpk,
+                                    dst_format=ISO0, pans=[PAN] * 500))
     assert not out.errors
     assert ecb(Algorithm.TDES_3KEY, zpk_clear, out.blocks, decrypt=True) == b"".join(
         iso0(f"{i:06d}", PAN) for i in range(500))
@@ -98,13 +101,14 @@ def test_a_forgotten_key_keeps_no_running_operation(p11) -> None:  # type: ignor
     dek, k = form(p11, KeyType.DEK, Algorithm.AES_256, KeyUsage.DATA)
     data = secrets.token_bytes(32)
     for _ in range(10):
-        p11.decrypt_data(dek, RAW_ECB, p11.encrypt_data(dek, RAW_ECB, data))
+        p11.execute(DecryptData(key=dek, params=RAW_ECB,
+                                data=p11.execute(EncryptData(key=dek, params=RAW_ECB, data=data))))
     ident = p11._load(dek).ident
     assert {(ident, True), (ident, False)} <= set(p11._running._ops)
-    p11.forget(dek.spec.key_id)
+    p11.execute(Forget(key_id=dek.spec.key_id))
     assert not {s for s in p11._running._ops if s[0] == ident}
     # Loaded again, it is a new object with a new CKA_ID, and starts from single-part.
-    assert p11.encrypt_data(dek, RAW_ECB, data) == ecb(Algorithm.AES_256, k, data)
+    assert p11.execute(EncryptData(key=dek, params=RAW_ECB, data=data)) == ecb(Algorithm.AES_256, k, data)
     assert p11._load(dek).ident != ident
 
 
@@ -113,7 +117,8 @@ def test_running_operations_are_bounded_and_make_way(tight) -> None:  # type: ig
     for i in range(60):
         dek, k = keys[i % 3] if i < 30 else keys[(i // 5) % 3]
         data = secrets.token_bytes(16)
-        assert tight.encrypt_data(dek, RAW_ECB, data) == ecb(Algorithm.TDES_2KEY, k, data)
+        assert tight.execute(EncryptData(key=dek, params=RAW_ECB,
+                                         data=data)) == ecb(Algorithm.TDES_2KEY, k, data)
         assert len(tight._running) <= 2
 
 
@@ -121,14 +126,16 @@ def test_a_failed_running_operation_is_replaced(tight) -> None:  # type: ignore[
     dek, k = form(tight, KeyType.DEK, Algorithm.AES_128, KeyUsage.DATA)
     data = secrets.token_bytes(16)
     for _ in range(3):
-        assert tight.encrypt_data(dek, RAW_ECB, data) == ecb(Algorithm.AES_128, k, data)
+        assert tight.execute(EncryptData(key=dek, params=RAW_ECB,
+                                         data=data)) == ecb(Algorithm.AES_128, k, data)
     (op,) = tight._running._ops.values()
     op._session.close()  # the token ends the operation under us
     with pytest.raises(BackendUnavailable):
-        tight.encrypt_data(dek, RAW_ECB, data)
+        tight.execute(EncryptData(key=dek, params=RAW_ECB, data=data))
     assert len(tight._running) == 0
     for _ in range(3):
-        assert tight.encrypt_data(dek, RAW_ECB, data) == ecb(Algorithm.AES_128, k, data)
+        assert tight.execute(EncryptData(key=dek, params=RAW_ECB,
+                                         data=data)) == ecb(Algorithm.AES_128, k, data)
     assert len(tight._running) == 1
 
 
@@ -139,8 +146,8 @@ def test_pin_block_check_is_unchanged_by_a_running_operation(p11) -> None:  # ty
     good = ecb(Algorithm.TDES_2KEY, tpk_clear, iso0(PIN, PAN))
     for _ in range(12):
         with pytest.raises(InvalidInput):
-            p11.translate_pin(good[:5], tpk, ISO0, zpk, ISO0, PAN)
-        out = p11.translate_pin(good, tpk, ISO0, zpk, ISO0, PAN)
+            p11.execute(TranslatePin(pin=PinBlock(good[:5], ISO0, PAN), src=tpk, dst=zpk, dst_format=ISO0))
+        out = p11.execute(TranslatePin(pin=PinBlock(good, ISO0, PAN), src=tpk, dst=zpk, dst_format=ISO0))
         assert ecb(Algorithm.TDES_2KEY, zpk_clear, out, decrypt=True) == iso0(PIN, PAN)
 
 
@@ -161,7 +168,8 @@ def test_a_running_operation_uses_only_its_own_key_object(tight) -> None:  # typ
     try:
         data = secrets.token_bytes(16)
         for _ in range(6):
-            assert tight.encrypt_data(dek, RAW_ECB, data) == ecb(Algorithm.AES_128, k, data)
+            assert tight.execute(EncryptData(key=dek, params=RAW_ECB,
+                                             data=data)) == ecb(Algorithm.AES_128, k, data)
         assert len(tight._running) == 1
     finally:
         decoy.destroy()

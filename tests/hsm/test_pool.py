@@ -18,7 +18,8 @@ from pathlib import Path
 import pytest
 
 from hsmsvc.errors import InvalidInput, PermissionDenied, VerificationFailed
-from hsmsvc.hsm.backend import KeyCryptogram
+from hsmsvc.hsm.commands import TranslatePin, VerifyPinPvv
+from hsmsvc.hsm.model import KeyCryptogram, PinBlock
 from hsmsvc.hsm.config import Pkcs11Config, SoftConfig
 from hsmsvc.hsm.member import Failure, Member, MemberFailed
 from hsmsvc.hsm.pool import Pool
@@ -38,7 +39,8 @@ def test_sigkill_one_member_mid_load_loses_nothing() -> None:
         for i in range(10_000):
             pin = f"{secrets.randbelow(10**6):06d}"
             block = ecb(Algorithm.TDES_2KEY, tpk_clear, iso0(pin, PAN))
-            out = pool.translate_pin(block, tpk, PinBlockFormat.ISO_0, zpk, PinBlockFormat.ISO_0, PAN)
+            out = pool.execute(TranslatePin(pin=PinBlock(block, PinBlockFormat.ISO_0, PAN), src=tpk, dst=zpk,
+                                            dst_format=PinBlockFormat.ISO_0))
             # An independent check with pyca/cryptography, every time.
             assert ecb(Algorithm.TDES_3KEY, zpk_clear, out, decrypt=True) == iso0(pin, PAN)
             if i == 3_000:
@@ -47,7 +49,8 @@ def test_sigkill_one_member_mid_load_loses_nothing() -> None:
         before = pool.stats()[1]
         assert before.pid != victim.pid and before.restarts == 1
         for _ in range(50):
-            pool.translate_pin(block, tpk, PinBlockFormat.ISO_0, zpk, PinBlockFormat.ISO_0, PAN)
+            pool.execute(TranslatePin(pin=PinBlock(block, PinBlockFormat.ISO_0, PAN), src=tpk, dst=zpk,
+                                      dst_format=PinBlockFormat.ISO_0))
         after = pool.stats()[1]
         assert after.pid == before.pid and after.ops > before.ops
     finally:
@@ -69,7 +72,8 @@ def test_soft_members_pool(tmp_path: Path) -> None:
         from hsmsvc.crypto._cipher import BlockCipher
 
         block = pinblock.encipher(PinBlockFormat.ISO_4, BlockCipher(Algorithm.AES_128, clear), "8642", PAN)
-        out = pool.translate_pin(block, tpk, PinBlockFormat.ISO_4, zpk, PinBlockFormat.ISO_4, PAN)
+        out = pool.execute(TranslatePin(pin=PinBlock(block, PinBlockFormat.ISO_4, PAN), src=tpk, dst=zpk,
+                                        dst_format=PinBlockFormat.ISO_4))
         assert pinblock.decipher(PinBlockFormat.ISO_4, BlockCipher(Algorithm.SM4, zclear), out, PAN) == "8642"
     finally:
         pool.close()
@@ -126,13 +130,15 @@ def _one_call(pool: Pool, k: _Keys, tally: _Tally, verify: bool) -> None:
             pvv = visa_pvv(k.pvk_clear, pan, 1, card_pin)
             expected = visa_pvv(k.pvk_clear, pan, 1, pin) == pvv
             try:
-                got: object = pool.verify_pin_pvv(block, k.tpk, PinBlockFormat.ISO_0, pan, k.pvk, 1, pvv)
+                got: object = pool.execute(VerifyPinPvv(pin=PinBlock(block, PinBlockFormat.ISO_0, pan),
+                                                        key=k.tpk, pvk=k.pvk, pvki=1, pvv=pvv))
                 passed = got is None
             except VerificationFailed:
                 passed = False
             ok = passed == expected
         else:
-            out = pool.translate_pin(block, k.tpk, PinBlockFormat.ISO_0, k.zpk, PinBlockFormat.ISO_0, pan)
+            out = pool.execute(TranslatePin(pin=PinBlock(block, PinBlockFormat.ISO_0, pan), src=k.tpk,
+                                            dst=k.zpk, dst_format=PinBlockFormat.ISO_0))
             ok = isinstance(out, bytes) and tdes_ecb(k.zpk_clear, out, decrypt=True) == iso0(pin, pan)
     except Exception as e:  # noqa: BLE001 - every error is a finding here
         with tally.lock:
@@ -236,16 +242,18 @@ def test_late_reply_is_discarded_not_given_to_the_next_request(tmp_path: Path) -
         pan_1, pan_2 = _pan(), _pan()
         block_1 = tdes_ecb(k.tpk_clear, iso0("1111", pan_1))
         block_2 = tdes_ecb(k.tpk_clear, iso0("2222", pan_2))
-        args_1 = (block_1, k.tpk, PinBlockFormat.ISO_0, k.zpk, PinBlockFormat.ISO_0, pan_1)
-        args_2 = (block_2, k.tpk, PinBlockFormat.ISO_0, k.zpk, PinBlockFormat.ISO_0, pan_2)
+        args_1 = TranslatePin(pin=PinBlock(block_1, PinBlockFormat.ISO_0, pan_1), src=k.tpk, dst=k.zpk,
+                              dst_format=PinBlockFormat.ISO_0)
+        args_2 = TranslatePin(pin=PinBlock(block_2, PinBlockFormat.ISO_0, pan_2), src=k.tpk, dst=k.zpk,
+                              dst_format=PinBlockFormat.ISO_0)
         assert _signal(pidfd, signal.SIGSTOP)
         _until("the worker is stopped", lambda: _state(m.pid) == "T")
         with pytest.raises(MemberFailed) as caught:
-            m.call(2, "translate_pin", args_1, time.monotonic() + 0.3)
+            m.call(2, args_1, time.monotonic() + 0.3)
         assert caught.value.failure is Failure.TIMEOUT
         assert _signal(pidfd, signal.SIGCONT)
         # The worker now answers request 2 late, then request 3: request 3 gets its own answer.
-        out = m.call(3, "translate_pin", args_2, time.monotonic() + 10)
+        out = m.call(3, args_2, time.monotonic() + 10)
         assert tdes_ecb(k.zpk_clear, out, decrypt=True) == iso0("2222", pan_2)
         assert m.stale == 1
         os.close(pidfd)

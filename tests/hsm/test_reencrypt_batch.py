@@ -14,10 +14,12 @@ from hypothesis import strategies as st
 
 from hsmsvc.crypto import pinblock
 from hsmsvc.errors import InvalidInput, KeyUsageViolation, Unsupported
-from hsmsvc.hsm.backend import Backend, Command, StoredPin, StoredPinMethod
+from hsmsvc.hsm.backend import Backend
+from hsmsvc.hsm.model import PinBlock, Command, StoredPin, StoredPinMethod
 from hsmsvc.types import Algorithm, KeyType, KeyUsage, ModeOfUse, PinBlockFormat
 from tests.hsm.helpers import form, needs
 from tests.reference import ecb, iso0, pin_digest
+from hsmsvc.hsm.commands import CompareStoredPins, EncryptPinForStorage, ReencryptStoredPins, VerifyPinStored
 
 PAN = "4012345678909"
 
@@ -47,7 +49,8 @@ def test_tdes_batch_matches_independent_encipherment(backend: Backend) -> None:
         (ecb(Algorithm.TDES_2KEY, stranger, iso0("1234", rows[3][1])), rows[3][1]),  # another key
         (ecb(Algorithm.TDES_2KEY, old_clear, bytes(8)), rows[4][1]),    # not a PIN block
     ]
-    out = backend.reencrypt_stored_pins(old, new, rows + bad)  # type: ignore[arg-type]
+    out = backend.execute(ReencryptStoredPins(old_psk=old, new_psk=new,
+                                              rows=rows + bad))  # type: ignore[arg-type]
     assert out[: len(rows)] == [ecb(Algorithm.TDES_3KEY, new_clear, iso0(pin, acct)) for pin, acct in people]
     assert out[len(rows):] == [None] * len(bad)
 
@@ -58,18 +61,19 @@ def test_aes_format4_and_tdes_to_aes_keep_every_pin(backend: Backend) -> None:
     (aes1, _), (aes2, _) = _psk(backend, Algorithm.AES_128), _psk(backend, Algorithm.AES_256)
     zpk, zpk_clear = form(backend, KeyType.ZPK, Algorithm.TDES_2KEY, KeyUsage.PIN_ENCRYPTION)
     people = [(_pin(), _account()) for _ in range(50)]
-    stored = [backend.encrypt_pin_for_storage(ecb(Algorithm.TDES_2KEY, zpk_clear, iso0(pin, PAN)), zpk,
-                                              PinBlockFormat.ISO_0, PAN, aes1, acct).value
+    stored = [backend.execute(EncryptPinForStorage(pin=PinBlock(ecb(Algorithm.TDES_2KEY, zpk_clear, iso0(pin, PAN)), PinBlockFormat.ISO_0, PAN),
+                                                   key=zpk, psk=aes1, account=acct)).value
               for pin, acct in people]
-    moved = backend.reencrypt_stored_pins(aes1, aes2, [(v, a) for v, (_, a) in zip(stored, people)])
-    from_tdes = backend.reencrypt_stored_pins(
-        tdes, aes2, [(ecb(Algorithm.TDES_2KEY, tdes_clear, iso0(pin, a)), a) for pin, a in people])
+    moved = backend.execute(ReencryptStoredPins(old_psk=aes1, new_psk=aes2,
+                                                rows=[(v, a) for v, (_, a) in zip(stored, people)]))
+    from_tdes = backend.execute(ReencryptStoredPins(old_psk=tdes, new_psk=aes2,
+                                                    rows=[(ecb(Algorithm.TDES_2KEY, tdes_clear, iso0(pin, a)), a) for pin, a in people]))
     for (pin, acct), v, w in zip(people, moved, from_tdes):
         assert v is not None and w is not None and v != w  # format 4 draws fresh fill each time
         for value in (v, w):
-            backend.verify_pin_stored(ecb(Algorithm.TDES_2KEY, zpk_clear, iso0(pin, PAN)), zpk,
-                                      PinBlockFormat.ISO_0, PAN, aes2, acct,
-                                      StoredPin(StoredPinMethod.ENCRYPTED, value))
+            backend.execute(VerifyPinStored(pin=PinBlock(ecb(Algorithm.TDES_2KEY, zpk_clear, iso0(pin, PAN)), PinBlockFormat.ISO_0, PAN),
+                                            key=zpk, psk=aes2, account=acct,
+                                            stored=StoredPin(StoredPinMethod.ENCRYPTED, value)))
 
 
 def test_enciphered_pins_become_keyed_digests(backend: Backend) -> None:
@@ -80,11 +84,12 @@ def test_enciphered_pins_become_keyed_digests(backend: Backend) -> None:
                                 ModeOfUse.MAC_GENERATE_VERIFY)
     people = [(_pin(), _account()) for _ in range(100)]
     rows = [(ecb(Algorithm.TDES_2KEY, old_clear, iso0(pin, a)), a) for pin, a in people]
-    out = backend.reencrypt_stored_pins(old, digest, rows + [(rows[0][0], _account())])
+    out = backend.execute(ReencryptStoredPins(old_psk=old, new_psk=digest,
+                                              rows=rows + [(rows[0][0], _account())]))
     assert out[:-1] == [pin_digest(digest_clear, a, pin) for pin, a in people]
     assert out[-1] is None
-    checked = backend.compare_stored_pins(old, digest, [(v, d, a) for (v, a), d in zip(rows, out)]
-                                          + [(rows[0][0], out[1], rows[0][1])])  # type: ignore[list-item]
+    checked = backend.execute(CompareStoredPins(old_psk=old, new_psk=digest, rows=[(v, d, a) for (v, a), d in zip(rows, out)]
+                                          + [(rows[0][0], out[1], rows[0][1])]))  # type: ignore[list-item]
     assert checked == [True] * len(people) + [False]
 
 
@@ -93,18 +98,20 @@ def test_compare_stored_pins_says_only_same_or_not(backend: Backend) -> None:
     (old, old_clear), (new, _) = _psk(backend, Algorithm.TDES_2KEY), _psk(backend, Algorithm.AES_128)
     people = [(_pin(), _account()) for _ in range(20)]
     rows = [(ecb(Algorithm.TDES_2KEY, old_clear, iso0(pin, a)), a) for pin, a in people]
-    moved = backend.reencrypt_stored_pins(old, new, rows)
+    moved = backend.execute(ReencryptStoredPins(old_psk=old, new_psk=new, rows=rows))
     triples = [(v, m, a) for (v, a), m in zip(rows, moved)]
-    assert backend.compare_stored_pins(old, new, triples) == [True] * len(rows)  # type: ignore[arg-type]
+    assert backend.execute(CompareStoredPins(old_psk=old, new_psk=new,
+                                             rows=triples)) == [True] * len(rows)  # type: ignore[arg-type]
     swapped = [(v, m, a) for (v, a), m in zip(rows, moved[1:] + moved[:1])]
-    assert backend.compare_stored_pins(old, new, swapped + [(b"short", b"", PAN)]) == [False] * (len(rows) + 1)  # type: ignore[arg-type]
+    assert backend.execute(CompareStoredPins(old_psk=old, new_psk=new,
+                                             rows=swapped + [(b"short", b"", PAN)])) == [False] * (len(rows) + 1)  # type: ignore[arg-type]
 
 
 def test_old_lmk_psk_needs_key_change_storage(backend: Backend) -> None:
     needs(backend, Command.REENCRYPT_STORED_PIN, Algorithm.TDES_2KEY)
     old, _ = _psk(backend, Algorithm.TDES_2KEY)
     with pytest.raises((Unsupported, KeyUsageViolation)):
-        backend.reencrypt_stored_pins(old, old, [], old_lmk=True)
+        backend.execute(ReencryptStoredPins(old_psk=old, new_psk=old, rows=[], old_lmk=True))
 
 
 def test_digest_psk_and_wrong_keys_are_refused(backend: Backend) -> None:
@@ -113,11 +120,11 @@ def test_digest_psk_and_wrong_keys_are_refused(backend: Backend) -> None:
     digest, _ = form(backend, KeyType.PSK, Algorithm.AES_256, KeyUsage.MAC_HMAC, ModeOfUse.MAC_GENERATE_VERIFY)
     zpk, _ = form(backend, KeyType.ZPK, Algorithm.TDES_2KEY, KeyUsage.PIN_ENCRYPTION)
     with pytest.raises(KeyUsageViolation):
-        backend.reencrypt_stored_pins(digest, old, [])
+        backend.execute(ReencryptStoredPins(old_psk=digest, new_psk=old, rows=[]))
     with pytest.raises(KeyUsageViolation):
-        backend.reencrypt_stored_pins(zpk, old, [])
+        backend.execute(ReencryptStoredPins(old_psk=zpk, new_psk=old, rows=[]))
     with pytest.raises(InvalidInput):
-        backend.reencrypt_stored_pins(old, old, [(bytes(8), PAN)] * 100_001)
+        backend.execute(ReencryptStoredPins(old_psk=old, new_psk=old, rows=[(bytes(8), PAN)] * 100_001))
 
 
 def test_check_iso0_blocks_published_vector() -> None:

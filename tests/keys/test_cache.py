@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from hsmsvc.errors import KeyStateError
-from hsmsvc.hsm.backend import KeySpec
+from hsmsvc.hsm.model import KeySpec
 from hsmsvc.hsm.policy import Operation
 from hsmsvc.keys.cache import KeyCache
 from hsmsvc.keys.hierarchy import KeyManager

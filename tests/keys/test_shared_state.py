@@ -6,7 +6,8 @@ import multiprocessing as mp
 from multiprocessing.connection import Connection
 from pathlib import Path
 
-from hsmsvc.hsm.backend import KeySpec
+from hsmsvc.hsm.commands import TranslatePin
+from hsmsvc.hsm.model import KeySpec, PinBlock
 from hsmsvc.hsm.config import SoftConfig
 from hsmsvc.hsm.soft.backend import SoftBackend
 from hsmsvc.keys.hierarchy import KeyManager
@@ -35,8 +36,9 @@ def _serve(config: SoftConfig, url: str, conn: Connection) -> None:
         try:
             s = km.for_use(src, Operation.PIN_DECRYPT)
             d = km.for_use(dst, Operation.PIN_ENCRYPT)
-            out = backend.translate_pin(block, s.cryptogram, PinBlockFormat.ISO_0, d.cryptogram,
-                                        PinBlockFormat.ISO_0, PAN)
+            out = backend.execute(TranslatePin(pin=PinBlock(block, PinBlockFormat.ISO_0, PAN),
+                                               src=s.cryptogram, dst=d.cryptogram,
+                                               dst_format=PinBlockFormat.ISO_0))
             conn.send(("ok", out))
         except HsmsvcError as e:
             conn.send(("err", type(e).__name__, str(e)))

@@ -10,7 +10,8 @@ import pytest
 from sqlalchemy import create_engine, event, text
 
 from hsmsvc.errors import KeyNotFound, KeyStateError, KeyUsageViolation
-from hsmsvc.hsm.backend import KeySpec
+from hsmsvc.hsm.commands import GenerateMac, Kcv, TranslatePin
+from hsmsvc.hsm.model import KeySpec, PinBlock
 from hsmsvc.hsm.policy import Operation
 from hsmsvc.hsm.backend import Backend
 from hsmsvc.keys.hierarchy import KeyManager
@@ -57,21 +58,22 @@ def test_editing_a_stored_row_makes_the_key_unusable(store: KeyStore, backend: B
         c.execute(text("UPDATE keys SET key_type='MAK', usage='M1' WHERE key_id='zpk-1'"))
     edited = store.get("zpk-1")
     with pytest.raises(KeyUsageViolation):
-        backend.generate_mac(edited.cryptogram, b"x", MacAlgorithm.ISO9797_ALG1, Padding.METHOD_1)
+        backend.execute(GenerateMac(key=edited.cryptogram, data=b"x", algorithm=MacAlgorithm.ISO9797_ALG1,
+                                    padding=Padding.METHOD_1))
     with _raw(store_url) as c:  # swap the cryptograms (and KCVs) of two ZPK rows
         c.execute(text("UPDATE keys SET key_type='ZPK', usage='P0' WHERE key_id='zpk-1'"))
         c.execute(text("UPDATE keys SET cryptogram=:c, kcv=:k WHERE key_id='zpk-1'"),
                   {"c": b.cryptogram.blob, "k": b.cryptogram.kcv.hex().upper()})
     swapped = store.get("zpk-1")
     with pytest.raises(KeyUsageViolation):
-        backend.kcv(swapped.cryptogram)
+        backend.execute(Kcv(key=swapped.cryptogram))
     blob = bytearray(a.cryptogram.blob)
     blob[5:7] = b"M1"  # the key block header's usage field
     with _raw(store_url) as c:
         c.execute(text("UPDATE keys SET cryptogram=:c, kcv=:k WHERE key_id='zpk-1'"),
                   {"c": bytes(blob), "k": a.cryptogram.kcv.hex().upper()})
     with pytest.raises(Exception) as e:
-        backend.kcv(store.get("zpk-1").cryptogram)
+        backend.execute(Kcv(key=store.get("zpk-1").cryptogram))
     assert type(e.value).__name__ in ("InvalidKeyBlock", "KeyUsageViolation")
 
 
@@ -122,7 +124,8 @@ def test_a_key_in_use_is_refused_in_translation_after_revocation(store: KeyStore
     km.revoke("zpk", 1)
     with pytest.raises(KeyStateError):
         dst = km.for_use("zpk", Operation.PIN_ENCRYPT)
-        backend.translate_pin(block, tpk.cryptogram, PinBlockFormat.ISO_0, dst.cryptogram, PinBlockFormat.ISO_0, "4012345678909")
+        backend.execute(TranslatePin(pin=PinBlock(block, PinBlockFormat.ISO_0, "4012345678909"),
+                                     src=tpk.cryptogram, dst=dst.cryptogram, dst_format=PinBlockFormat.ISO_0))
 
 
 def test_failures_are_counted_per_subject_and_age_out_with_the_window(store: KeyStore) -> None:

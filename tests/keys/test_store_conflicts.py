@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from hsmsvc.errors import AlreadyExists
-from hsmsvc.hsm.backend import Backend, KeySpec
+from hsmsvc.hsm.backend import Backend
+from hsmsvc.hsm.model import KeySpec
 from hsmsvc.keys.hierarchy import KeyManager
 from hsmsvc.keys.model import AuditEvent
 from hsmsvc.keys.store import KeyStore

@@ -18,7 +18,7 @@ import pytest
 
 from hsmsvc.crypto.components import adjust_odd_parity
 from hsmsvc.errors import AttemptsExceeded, HsmsvcError, InvalidInput, InvalidPinBlock
-from hsmsvc.hsm.backend import KeySpec, StoredPin, StoredPinMethod
+from hsmsvc.hsm.model import KeySpec, StoredPin, StoredPinMethod
 from hsmsvc.hsm.soft.backend import SoftBackend
 from hsmsvc.keys.hierarchy import KeyManager
 from hsmsvc.keys.model import KeyRef

@@ -18,7 +18,8 @@ from pathlib import Path
 import pytest
 
 from hsmsvc.errors import KeyNotFound, KeyStateError
-from hsmsvc.hsm.backend import KeySpec
+from hsmsvc.hsm.commands import Forget
+from hsmsvc.hsm.model import KeySpec
 from hsmsvc.hsm.soft.backend import SoftBackend
 from hsmsvc.keys.hierarchy import KeyManager
 from hsmsvc.keys.model import KeyRef
@@ -106,6 +107,6 @@ def test_an_expiry_stops_the_route_when_its_date_passes(site: Site) -> None:
 
 def test_a_key_the_backend_dropped_is_loaded_and_checked_again(site: Site) -> None:
     assert site.translate(site.core) == 1
-    site.backend.forget("src")
-    site.backend.forget("dst")
+    site.backend.execute(Forget(key_id="src"))
+    site.backend.execute(Forget(key_id="dst"))
     assert site.translate(site.core) == 1

@@ -21,7 +21,7 @@ import pytest
 
 from hsmsvc.api import config
 from hsmsvc.errors import InvalidInput
-from hsmsvc.hsm.backend import KeySpec
+from hsmsvc.hsm.model import KeySpec
 from hsmsvc.hsm.soft.backend import SoftBackend
 from hsmsvc.keys.hierarchy import KeyManager
 from hsmsvc.keys.model import StoredKey

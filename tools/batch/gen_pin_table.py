@@ -37,7 +37,8 @@ if str(ROOT) not in sys.path:
 from hsmsvc.batch.table import connect  # noqa: E402
 from hsmsvc.crypto import components, kcv, pinblock  # noqa: E402
 from hsmsvc.errors import KeyNotFound  # noqa: E402
-from hsmsvc.hsm.backend import Backend, KeySpec  # noqa: E402
+from hsmsvc.hsm.backend import Backend  # noqa: E402
+from hsmsvc.hsm.model import KeySpec  # noqa: E402
 from hsmsvc.keys.hierarchy import KeyManager  # noqa: E402
 from hsmsvc.keys.model import StoredKey  # noqa: E402
 from hsmsvc.keys.store import KeyStore  # noqa: E402

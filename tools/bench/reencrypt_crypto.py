@@ -24,7 +24,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from hsmsvc.crypto import components  # noqa: E402
-from hsmsvc.hsm.backend import KeySpec  # noqa: E402
+from hsmsvc.hsm.commands import FormKey, ReencryptStoredPins
+from hsmsvc.hsm.model import KeySpec  # noqa: E402
 from hsmsvc.hsm.soft.backend import SoftBackend  # noqa: E402
 from hsmsvc.types import Algorithm, KeyType, KeyUsage, ModeOfUse  # noqa: E402
 from cryptography.hazmat.decrepit.ciphers.algorithms import TripleDES  # noqa: E402
@@ -39,7 +40,7 @@ def _psk(b: SoftBackend, alg: Algorithm, name: str) -> tuple[object, bytes]:
         try:
             c1 = secrets.token_bytes(alg.key_length)
             spec = KeySpec(name, 1, KeyType.PSK, alg, KeyUsage.PIN_ENCRYPTION, ModeOfUse.ENCRYPT_DECRYPT)
-            cg, _ = b.form_key(spec, [c1, bytes(x ^ y for x, y in zip(c1, clear))])
+            cg, _ = b.execute(FormKey(spec=spec, components=[c1, bytes(x ^ y for x, y in zip(c1, clear))]))
             return cg, clear
         except Exception:
             continue
@@ -82,14 +83,17 @@ def main() -> int:
     t = time.perf_counter()
     bad = 0
     for i in range(0, len(rows), args.chunk):
-        bad += b.reencrypt_stored_pins(old, new, rows[i : i + args.chunk]).count(None)  # type: ignore[arg-type]
+        bad += b.execute(ReencryptStoredPins(old_psk=old, new_psk=new,
+                                             rows=rows[i : i + args.chunk])).count(None)  # type: ignore[arg-type]
     tdes = len(rows) / (time.perf_counter() - t)
     assert bad == 0
     aes_old, _ = _psk(b, Algorithm.AES_128, "psk-aes-old")
-    aes_rows = b.reencrypt_stored_pins(old, aes_old, rows[:20_000])  # type: ignore[arg-type]
+    aes_rows = b.execute(ReencryptStoredPins(old_psk=old, new_psk=aes_old,
+                                             rows=rows[:20_000]))  # type: ignore[arg-type]
     aes_new, _ = _psk(b, Algorithm.AES_128, "psk-aes-new")
     t = time.perf_counter()
-    b.reencrypt_stored_pins(aes_old, aes_new, [(v, a) for v, (_, a) in zip(aes_rows, rows)])  # type: ignore[arg-type, misc]
+    b.execute(ReencryptStoredPins(old_psk=aes_old, new_psk=aes_new,
+                                  rows=[(v, a) for v, (_, a) in zip(aes_rows, rows)]))  # type: ignore[arg-type, misc]
     aes = 20_000 / (time.perf_counter() - t)
     ceiling = openssl_blocks_per_second() / 2
     print(f"rows {args.rows:,} in chunks of {args.chunk:,}")

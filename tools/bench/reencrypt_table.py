@@ -41,6 +41,7 @@ from sqlalchemy import text  # noqa: E402
 
 from hsmsvc import cli  # noqa: E402
 from hsmsvc.batch.table import connect  # noqa: E402
+from hsmsvc.hsm.commands import ReencryptStoredPins
 from hsmsvc.hsm.soft.backend import SoftBackend  # noqa: E402
 from hsmsvc.keys.store import KeyStore  # noqa: E402
 from reencrypt_crypto import openssl_blocks_per_second  # noqa: E402
@@ -92,7 +93,7 @@ def main() -> int:
             with engine.connect() as conn:
                 rows = [(bytes.fromhex(p), a) for a, p in conn.execute(text("SELECT account, pin FROM customers"))]
             engine.dispose()
-            from hsmsvc.hsm.backend import KeySpec
+            from hsmsvc.hsm.model import KeySpec
             from hsmsvc.keys.hierarchy import KeyManager
             from hsmsvc.types import Algorithm, KeyType, KeyUsage, ModeOfUse
 
@@ -104,7 +105,8 @@ def main() -> int:
             t = time.perf_counter()
             refused = 0
             for i in range(0, len(rows), 10_000):
-                refused += backend.reencrypt_stored_pins(old, new, rows[i : i + 10_000]).count(None)
+                refused += backend.execute(ReencryptStoredPins(
+                    old_psk=old, new_psk=new, rows=rows[i : i + 10_000])).count(None)
             figures["crypto_rows_per_s"] = len(rows) / (time.perf_counter() - t)
             assert refused == 0
             del rows

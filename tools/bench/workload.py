@@ -22,7 +22,8 @@ from hsmsvc.crypto import components, pinblock
 from hsmsvc.crypto._cipher import BlockCipher, ecb_encrypt
 from hsmsvc.crypto.mac import generate_retail_mac
 from hsmsvc.crypto.pinblock import encode_iso0
-from hsmsvc.hsm.backend import Backend, KeySpec
+from hsmsvc.hsm.backend import Backend
+from hsmsvc.hsm.model import KeySpec
 from hsmsvc.keys.hierarchy import KeyManager
 from hsmsvc.keys.store import KeyStore
 from hsmsvc.service.cards import luhn_valid

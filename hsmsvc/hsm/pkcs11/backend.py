@@ -46,8 +46,9 @@ from hsmsvc.errors import (
     KeyUsageViolation,
     Unsupported,
 )
-from hsmsvc.hsm.backend import Capabilities, Command, KeyCryptogram, KeySpec
-from hsmsvc.hsm.commands import CommandBackend, LoadedKey
+from hsmsvc.hsm.model import Capabilities, Command, KeyCryptogram, KeySpec
+from hsmsvc.hsm.commands.base import LoadedKey
+from hsmsvc.hsm.commands.core import CommandBackend
 from hsmsvc.hsm.pkcs11.running import RunningOps
 from hsmsvc.types import (
     Algorithm,
@@ -446,7 +447,7 @@ class Pkcs11Backend(CommandBackend):
         )
         return TokenKey(bound, obj, bound_kcv, tag, self._running)
 
-    def forget(self, key_id: str) -> None:
+    def _forget(self, key_id: str) -> None:
         with self._guard():
             self._dropped()
             for ident in [i for i in self._cache if i[0] == key_id]:

@@ -24,8 +24,9 @@ from typing import Final
 from hsmsvc.crypto import cmac, components, fields, kcv, keytransport, mac, tr31
 from hsmsvc.crypto._cipher import BlockCipher
 from hsmsvc.errors import InvalidInput, InvalidKeyBlock, KeyUsageViolation, Unsupported
-from hsmsvc.hsm.backend import Capabilities, Command, KeyCryptogram, KeySpec
-from hsmsvc.hsm.commands import CommandBackend, LoadedKey
+from hsmsvc.hsm.model import Capabilities, Command, KeyCryptogram, KeySpec
+from hsmsvc.hsm.commands.base import LoadedKey
+from hsmsvc.hsm.commands.core import CommandBackend
 from hsmsvc.hsm.policy import ECB_VARIANTS
 from hsmsvc.hsm.soft import sealed
 from hsmsvc.types import (
@@ -302,7 +303,7 @@ class SoftBackend(CommandBackend):
             raise KeyUsageViolation("key", _MISMATCH)
         return SoftKey(bound, clear, key.kcv)
 
-    def forget(self, key_id: str) -> None:
+    def _forget(self, key_id: str) -> None:
         with self._guard():
             for blob in [b for b, k in self._cache.items() if k.spec.key_id == key_id]:
                 del self._cache[blob]

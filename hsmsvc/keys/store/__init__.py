@@ -25,7 +25,8 @@ from pathlib import Path
 
 from sqlalchemy.engine import Connection
 
-from hsmsvc.hsm.backend import Backend, KeyCryptogram
+from hsmsvc.hsm.backend import Backend
+from hsmsvc.hsm.model import KeyCryptogram
 from hsmsvc.keys import attempts as _attempts
 from hsmsvc.keys import audit as _audit
 from hsmsvc.keys.checkpoints import CheckpointSink

@@ -8,7 +8,7 @@ from sqlalchemy import select, update
 from sqlalchemy.engine import Connection
 
 from hsmsvc.errors import KeyNotFound, KeyStateError, PermissionDenied
-from hsmsvc.hsm.backend import KeySpec
+from hsmsvc.hsm.model import KeySpec
 from hsmsvc.keys.model import AuditEvent, Ceremony, CeremonyState, StoredKey
 from hsmsvc.keys.schema import ceremonies as ceremonies_t
 from hsmsvc.keys.schema import ceremony_components as components_t

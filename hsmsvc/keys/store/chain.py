@@ -21,6 +21,7 @@ from sqlalchemy.exc import IntegrityError
 from hsmsvc.crypto import _compare
 from hsmsvc.errors import AlreadyExists, BackendUnavailable, InvalidInput, PermissionDenied
 from hsmsvc.hsm.backend import Backend
+from hsmsvc.hsm.commands import AuditMac, WriteAuditAnchor
 from hsmsvc.keys import audit as _audit
 from hsmsvc.keys import faults
 from hsmsvc.keys.checkpoints import CheckpointSink, read_checkpoints
@@ -88,7 +89,7 @@ class AuditChain:
         at = now().isoformat(timespec="microseconds")
         detail = json.dumps(dict(ev.detail), sort_keys=True, separators=(",", ":"))
         h = _audit.row_hash(prev, seq, at, ev.actor, ev.action, ev.key_id, ev.key_version, detail)
-        mac = self._backend.audit_mac(bytes.fromhex(h)).hex()
+        mac = self._backend.execute(AuditMac(data=bytes.fromhex(h))).hex()
         conn.execute(
             audit_t.insert().values(
                 seq=seq, at=at, actor=ev.actor, action=ev.action, key_id=ev.key_id,
@@ -99,7 +100,7 @@ class AuditChain:
 
     def _anchor(self, seq: int, head: str) -> None:
         store = self.store_id
-        self._backend.write_audit_anchor(seq, bytes.fromhex(head), store=store)
+        self._backend.execute(WriteAuditAnchor(seq=seq, head=bytes.fromhex(head), store=store))
         if self._sink is not None:
             self._sink.append(self._backend, store=store, seq=seq, head=head)
 
@@ -162,11 +163,12 @@ class AuditChain:
                 n += 1
                 h = _audit.row_hash(r.prev_hash, r.seq, r.at, r.actor, r.action, r.key_id, r.key_version, r.detail)
                 ok = (r.seq == n and r.prev_hash == prev and h == r.hash
-                      and _compare.bytes_eq(old.audit_mac(bytes.fromhex(h)), bytes.fromhex(r.mac)))
+                      and _compare.bytes_eq(old.execute(AuditMac(
+                          data=bytes.fromhex(h))), bytes.fromhex(r.mac)))
                 if not ok:
                     raise PermissionDenied("audit", f"row {r.seq} does not verify under the old LMK; nothing changed")
                 conn.execute(update(audit_t).where(audit_t.c.seq == r.seq)
-                             .values(mac=self._backend.audit_mac(bytes.fromhex(h)).hex()))
+                             .values(mac=self._backend.execute(AuditMac(data=bytes.fromhex(h))).hex()))
                 prev = r.hash
             return n
 

@@ -10,7 +10,7 @@ from sqlalchemy import ColumnElement, case, func, select, update
 from sqlalchemy.engine import Connection, Row
 
 from hsmsvc.errors import KeyNotFound, KeyStateError
-from hsmsvc.hsm.backend import KeyCryptogram, KeySpec
+from hsmsvc.hsm.model import KeyCryptogram, KeySpec
 from hsmsvc.keys.model import AuditEvent, StoredKey, SyncState
 from hsmsvc.keys.schema import keys as keys_t
 from hsmsvc.keys.store.sync import advance

@@ -1,0 +1,92 @@
+"""The payment-HSM command families, each command a value run by ``Backend.execute``.
+
+A command is written once, over a backend's loaded keys and primitives
+(:class:`~hsmsvc.hsm.commands.core.CommandBackend`); the soft and PKCS#11
+backends supply only key loading and primitives, and the pool forwards the
+command value to a worker. A new command is one class in its family's module
+(and a capability in :class:`~hsmsvc.hsm.model.Command` if backends may lack it).
+"""
+
+from hsmsvc.hsm.commands.base import HsmCommand, TimingHook
+from hsmsvc.hsm.commands.data import DecryptData, EncryptData, EncryptFields, Random, ReencryptData
+from hsmsvc.hsm.commands.keys import (
+    CheckComponent,
+    ExportKey,
+    FormKey,
+    FormKeyWrapped,
+    GenerateKey,
+    ImportKey,
+    Kcv,
+    KeySyncMac,
+    PublicKey,
+)
+from hsmsvc.hsm.commands.lmk import (
+    AuditMac,
+    Forget,
+    LmkComponents,
+    PanHash,
+    PanHashes,
+    ReadAuditAnchor,
+    TranslateLmk,
+    WriteAuditAnchor,
+)
+from hsmsvc.hsm.commands.mac import GenerateMac, GenerateMacs, VerifyMac, VerifyMacs
+from hsmsvc.hsm.commands.pin import (
+    GeneratePinOffset,
+    GeneratePvv,
+    TranslatePin,
+    TranslatePins,
+    VerifyPinIbm3624,
+    VerifyPinPvv,
+)
+from hsmsvc.hsm.commands.storedpins import (
+    CompareStoredPins,
+    EncryptPinForStorage,
+    ReencryptStoredPin,
+    ReencryptStoredPins,
+    VerifyPinStored,
+    VerifyPinsStored,
+)
+
+__all__ = [
+    "AuditMac",
+    "CheckComponent",
+    "CompareStoredPins",
+    "DecryptData",
+    "EncryptData",
+    "EncryptFields",
+    "EncryptPinForStorage",
+    "ExportKey",
+    "Forget",
+    "FormKey",
+    "FormKeyWrapped",
+    "GenerateKey",
+    "GenerateMac",
+    "GenerateMacs",
+    "GeneratePinOffset",
+    "GeneratePvv",
+    "HsmCommand",
+    "ImportKey",
+    "Kcv",
+    "KeySyncMac",
+    "LmkComponents",
+    "PanHash",
+    "PanHashes",
+    "PublicKey",
+    "Random",
+    "ReadAuditAnchor",
+    "ReencryptData",
+    "ReencryptStoredPin",
+    "ReencryptStoredPins",
+    "TimingHook",
+    "TranslateLmk",
+    "TranslatePin",
+    "TranslatePins",
+    "VerifyMac",
+    "VerifyMacs",
+    "VerifyPinIbm3624",
+    "VerifyPinPvv",
+    "VerifyPinStored",
+    "VerifyPinsStored",
+    "WriteAuditAnchor",
+]

@@ -1,0 +1,224 @@
+"""Key commands: generation, forming from components (dual control), import and export under a
+ZMK/TMK (ANSI X9.24-1, TR-31), KCVs, key-change MACs and KTK public halves."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Sequence
+
+from hsmsvc.crypto import _compare, cmac, components
+from hsmsvc.errors import InvalidInput, KeyUsageViolation, VerificationFailed
+from hsmsvc.hsm import policy
+from hsmsvc.hsm.commands.base import STRENGTH, HsmCommand, LoadedKey, check_data
+from hsmsvc.hsm.domains import KEY_SYNC_LABEL
+from hsmsvc.hsm.model import Command, KeyCryptogram, KeySpec
+from hsmsvc.hsm.policy import Operation
+from hsmsvc.types import Algorithm
+
+if TYPE_CHECKING:
+    from hsmsvc.hsm.commands.core import CommandBackend
+
+__all__ = [
+    "CheckComponent",
+    "ExportKey",
+    "FormKey",
+    "FormKeyWrapped",
+    "GenerateKey",
+    "ImportKey",
+    "Kcv",
+    "KeySyncMac",
+    "PublicKey",
+]
+
+
+@dataclass(frozen=True, kw_only=True)
+class GenerateKey(HsmCommand[KeyCryptogram]):
+    """A fresh random key (a key pair for RSA/SM2) under the LMK, bound to ``spec``."""
+
+    spec: KeySpec
+
+    def run(self, b: CommandBackend) -> KeyCryptogram:
+        b._capabilities.require(Command.GENERATE_KEY, self.spec.algorithm)
+        with b._guard():
+            return b._new_key(self.spec)
+
+
+@dataclass(frozen=True, kw_only=True)
+class FormKey(HsmCommand[tuple[KeyCryptogram, list[bytes]]]):
+    """XOR clear components (dual control) into a key; returns it and each component's KCV."""
+
+    spec: KeySpec
+    components: Sequence[bytes]
+
+    def run(self, b: CommandBackend) -> tuple[KeyCryptogram, list[bytes]]:
+        spec, parts = self.spec, self.components
+        b._capabilities.require(Command.FORM_KEY, spec.algorithm)
+        clear = components.combine(spec.algorithm, parts)
+        with b._guard():
+            return b._seal_clear(spec, clear), components.component_kcvs(spec.algorithm, parts)
+
+
+def _component(b: CommandBackend, ctk: LoadedKey, algorithm: Algorithm, wrapped: bytes, check: bytes,
+               field: str) -> bytes:
+    """One custodian's clear component, unwrapped under the CTK and matched to its KCV.
+
+    Every fault (OAEP or SM2 decoding, length, KCV) is the same refusal, so
+    the unwrap answers no more than "this is not the component you named".
+    """
+    if not isinstance(wrapped, (bytes, bytearray)) or not 1 <= len(wrapped) <= 1024:
+        raise InvalidInput(f"{field}.wrapped_component", "1 to 1024 bytes")
+    if not isinstance(check, (bytes, bytearray)) or not 2 <= len(check) <= 8:
+        raise InvalidInput(f"{field}.kcv", "2 to 8 bytes")
+    try:
+        clear = b._transport_decrypt(ctk, bytes(wrapped))
+        ok = len(clear) == algorithm.key_length and _compare.bytes_eq(
+            components.component_kcvs(algorithm, [clear])[0][: len(check)], bytes(check)
+        )
+    except InvalidInput:
+        ok = False
+    if not ok:
+        raise VerificationFailed(f"{field}.kcv", "the component under the CTK does not have this KCV")
+    return clear
+
+
+def _ctk(b: CommandBackend, ctk: KeyCryptogram, algorithm: Algorithm) -> LoadedKey:
+    b._capabilities.require(Command.FORM_KEY_WRAPPED, algorithm)
+    if algorithm.is_asymmetric:
+        raise InvalidInput("algorithm", "a key pair is generated, never formed from components")
+    k = b._use(ctk, Operation.COMPONENT_DECRYPT)
+    if STRENGTH[algorithm] > STRENGTH[k.algorithm]:
+        raise KeyUsageViolation("transport_key", f"weaker than the {algorithm.value} key it would carry (X9.24-1)")
+    return k
+
+
+@dataclass(frozen=True, kw_only=True)
+class CheckComponent(HsmCommand[None]):
+    """Refuse a component (under a CTK's public half) that does not match its KCV."""
+
+    ctk: KeyCryptogram
+    algorithm: Algorithm
+    wrapped: bytes
+    kcv: bytes
+
+    def run(self, b: CommandBackend) -> None:
+        with b._guard():
+            _component(b, _ctk(b, self.ctk, self.algorithm), self.algorithm, self.wrapped, self.kcv, "component")
+
+
+@dataclass(frozen=True, kw_only=True)
+class FormKeyWrapped(HsmCommand[tuple[KeyCryptogram, list[bytes]]]):
+    """Form a key from (component under the CTK, its KCV) pairs; returns it and the KCVs."""
+
+    spec: KeySpec
+    ctk: KeyCryptogram
+    parts: Sequence[tuple[bytes, bytes]]
+
+    def run(self, b: CommandBackend) -> tuple[KeyCryptogram, list[bytes]]:
+        spec, parts = self.spec, self.parts
+        if not 2 <= len(parts) <= 9:
+            raise InvalidInput("components", "2 to 9 (dual control)")
+        with b._guard():
+            k = _ctk(b, self.ctk, spec.algorithm)
+            clear = [_component(b, k, spec.algorithm, w, c, f"components[{i}]") for i, (w, c) in enumerate(parts)]
+            kcvs = components.component_kcvs(spec.algorithm, clear)
+            return b._seal_clear(spec, components.combine(spec.algorithm, clear)), kcvs
+
+
+def _check_carry(kek: KeySpec, key: KeySpec) -> None:
+    if key.key_type not in policy.EXPORTABLE_UNDER[kek.key_type]:
+        raise KeyUsageViolation("kek", f"a {kek.key_type.value} may not carry a {key.key_type.value}")
+    if STRENGTH[key.algorithm] > STRENGTH[kek.algorithm]:
+        raise KeyUsageViolation("kek", "weaker than the key it would carry (X9.24-1)")
+
+
+@dataclass(frozen=True, kw_only=True)
+class ImportKey(HsmCommand[KeyCryptogram]):
+    """Take a key under a ZMK/TMK into the LMK; its form follows the KEK's usage."""
+
+    kek: KeyCryptogram
+    wrapped: bytes
+    spec: KeySpec
+    kcv: bytes | None = None
+
+    def run(self, b: CommandBackend) -> KeyCryptogram:
+        spec, wrapped, kcv = self.spec, self.wrapped, self.kcv
+        b._capabilities.require(Command.IMPORT_KEY, spec.algorithm, self.kek.spec.algorithm)
+        if not isinstance(wrapped, (bytes, bytearray)) or not 8 <= len(wrapped) <= 9999:
+            raise InvalidInput("wrapped_key", "8 to 9999 bytes")
+        with b._guard():
+            k = b._use(self.kek, Operation.KEY_IMPORT_UNDER)
+            _check_carry(k.spec, spec)
+            out = b._import(k, bytes(wrapped), spec)
+        if kcv is not None:
+            if not isinstance(kcv, (bytes, bytearray)) or not 2 <= len(kcv) <= len(out.kcv):
+                raise InvalidInput("kcv", f"2 to {len(out.kcv)} bytes")
+            if not _compare.bytes_eq(out.kcv[: len(kcv)], bytes(kcv)):
+                raise VerificationFailed("kcv", "does not match the imported key")
+        return out
+
+
+@dataclass(frozen=True, kw_only=True)
+class ExportKey(HsmCommand[bytes]):
+    """Wrap ``key`` under a ZMK/TMK in the form the KEK's usage names."""
+
+    kek: KeyCryptogram
+    key: KeyCryptogram
+
+    def run(self, b: CommandBackend) -> bytes:
+        b._capabilities.require(Command.EXPORT_KEY, self.key.spec.algorithm, self.kek.spec.algorithm)
+        with b._guard():
+            k = b._use(self.kek, Operation.KEY_EXPORT_UNDER)
+            x = b._use(self.key, Operation.KEY_EXPORT)
+            _check_carry(k.spec, x.spec)
+            return b._export(k, x)
+
+
+@dataclass(frozen=True, kw_only=True)
+class KeySyncMac(HsmCommand[bytes]):
+    """CMAC (NIST SP 800-38B) of a key-change message under a key derived from a ZMK/TMK.
+
+    The MAC key is the KEK's ECB encipherment of counter || label blocks, the
+    derivation ANSI X9.24-3 uses for AES DUKPT; both sites derive the same key
+    from the same ZMK and the ZMK itself never MACs.
+    """
+
+    kek: KeyCryptogram
+    data: bytes
+
+    def run(self, b: CommandBackend) -> bytes:
+        b._capabilities.require(Command.KEY_SYNC_MAC)
+        check_data(self.data)
+        with b._guard():
+            k = b._use(self.kek, Operation.KEY_SYNC_MAC)
+            alg, bs = k.algorithm, k.algorithm.block_size
+            n = -(-alg.key_length // bs)
+            blocks = b"".join((bytes([i + 1]) + KEY_SYNC_LABEL).ljust(bs, b"\x00")[:bs] for i in range(n))
+            derived = k.encrypt(blocks)[: alg.key_length]
+            if alg.is_tdes:
+                derived = components.adjust_odd_parity(derived)
+            return cmac.generate_cmac(alg, derived, bytes(self.data))
+
+
+@dataclass(frozen=True, kw_only=True)
+class PublicKey(HsmCommand[bytes]):
+    """A KTK's public half as SubjectPublicKeyInfo DER."""
+
+    key: KeyCryptogram
+
+    def run(self, b: CommandBackend) -> bytes:
+        b._capabilities.require(Command.PUBLIC_KEY)
+        with b._guard():
+            return b._public_key(b._use(self.key, Operation.PUBLIC_KEY))
+
+
+@dataclass(frozen=True, kw_only=True)
+class Kcv(HsmCommand[bytes]):
+    """The key's check value, once its cryptogram verifies against it."""
+
+    key: KeyCryptogram
+
+    def run(self, b: CommandBackend) -> bytes:
+        b._capabilities.require(Command.KCV)
+        with b._guard():
+            b._load(self.key)  # refuses a cryptogram whose KCV does not match
+        return self.key.kcv
