@@ -18,7 +18,7 @@ from sqlalchemy import Engine
 
 from hsmsvc.batch.reencrypt import BackendMover, Job, JobSpec, Mode, Mover, label
 from hsmsvc.batch.table import Encoding, PinTable, Tables, connect
-from hsmsvc.crypto import _compare
+from hsmsvc.crypto import compare
 from hsmsvc.errors import AlreadyExists, InvalidInput, KeyNotFound, KeyStateError, KeyUsageViolation
 from hsmsvc.hsm.backend import Backend
 from hsmsvc.hsm.model import KeyCryptogram, KeySpec
@@ -122,7 +122,7 @@ def _keys(args: argparse.Namespace, mode: Mode, backend: Backend, store: KeyStor
             manager.import_under(args.zmk, wrapped, spec, kcv or None, alias=f"legacy/{ref.key_id}")
         else:
             # A resumed run: the key came in on the first run; it must be the same key.
-            if kcv and not _compare.bytes_eq(kept.cryptogram.kcv[: len(kcv)], kcv):
+            if kcv and not compare.bytes_eq(kept.cryptogram.kcv[: len(kcv)], kcv):
                 raise AlreadyExists("from", f"{ref.key_id}:1 is another key (its KCV differs)")
     if mode is Mode.LMK:
         if not args.old_sealed:

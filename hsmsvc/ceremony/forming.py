@@ -24,7 +24,7 @@ from typing import Any
 from hsmsvc.ceremony import mailer
 from hsmsvc.ceremony.console import Console, parse_hex, zeroize
 from hsmsvc.ceremony.lmk import Record, check_against_mailer
-from hsmsvc.crypto import _compare, components, kcv, keytransport
+from hsmsvc.crypto import compare, components, kcv, keytransport
 from hsmsvc.errors import HsmsvcError, InvalidInput, VerificationFailed
 from hsmsvc.types import Algorithm, Exportability, KeyType, KeyUsage, ModeOfUse
 from hsmsvc.v1 import ceremony_service_pb2 as cm
@@ -89,10 +89,10 @@ def form(
         pub = first.keys.GetPublicKey(km.GetPublicKeyRequest(key=ref(ctk)))
         ctk_alg = ALGORITHM.get(pub.algorithm, "transport_key.algorithm")
         mine = keytransport.fingerprint(ctk_alg, pub.public_key)
-        if not _compare.bytes_eq(mine, pub.fingerprint):
+        if not compare.bytes_eq(mine, pub.fingerprint):
             raise VerificationFailed("transport_key", "the server's fingerprint does not match its public key")
         if fingerprint is not None:
-            if not _compare.bytes_eq(mine[: len(fingerprint)], fingerprint) or len(fingerprint) < 4:
+            if not compare.bytes_eq(mine[: len(fingerprint)], fingerprint) or len(fingerprint) < 4:
                 raise VerificationFailed("transport_key", f"fingerprint {mine.hex().upper()} is not the "
                                                           f"ceremony script's {fingerprint.hex().upper()}")
         elif not console.confirm(f"CTK {pub.key_id} v{pub.version} ({ctk_alg.value}) fingerprint "

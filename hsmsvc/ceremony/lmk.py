@@ -30,7 +30,7 @@ from typing import Protocol
 
 from hsmsvc.ceremony import mailer
 from hsmsvc.ceremony.console import Console, group, parse_hex, zeroize
-from hsmsvc.crypto import _compare, components, kcv
+from hsmsvc.crypto import compare, components, kcv
 from hsmsvc.errors import (
     HsmsvcError,
     InvalidInput,
@@ -172,7 +172,7 @@ def check_against_mailer(console: Console, prompt: str, check: bytes, i: int, ou
         want = bytes.fromhex(typed)
     except ValueError:
         raise InvalidInput(f"component {i + 1} KCV", "hex digits") from None
-    if len(want) < 2 or not _compare.bytes_eq(check[: len(want)], want):
+    if len(want) < 2 or not compare.bytes_eq(check[: len(want)], want):
         raise VerificationFailed(
             f"component {i + 1}", f"KCV mismatch: the mailer says {want.hex().upper()}, the component entered "
             f"gives {check[: max(len(want), 3)].hex().upper()}; {outcome}")
@@ -294,7 +294,7 @@ def restore(
     parts, custodians = collect(console, n, LMK, names, may_generate=False, need_kcv=True)
     try:
         combined = kcv.kcv(LMK, components.combine(LMK, parts))
-        if not _compare.bytes_eq(combined[: len(expect_kcv)], expect_kcv):
+        if not compare.bytes_eq(combined[: len(expect_kcv)], expect_kcv):
             raise VerificationFailed("lmk_kcv", f"the components give {combined.hex().upper()}, not "
                                                 f"{expect_kcv.hex().upper()}; nothing was changed")
         lmk_kcv = target.install(parts)

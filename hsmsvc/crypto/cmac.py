@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from cryptography.hazmat.primitives import cmac as _cmac
 
-from hsmsvc.crypto import _cipher, _compare
+from hsmsvc.crypto import _cipher, compare
 from hsmsvc.errors import InvalidInput
 from hsmsvc.types import Algorithm
 
@@ -55,4 +55,4 @@ def generate_cmac(
 def verify_cmac(algorithm: Algorithm, key: bytes, data: bytes, mac: bytes) -> None:
     """Raise ``VerificationFailed`` unless ``mac`` is the (truncated) CMAC."""
     computed = generate_cmac(algorithm, key, data, _length(algorithm, len(mac)))
-    _compare.require_eq(computed, mac, "mac")
+    compare.require_eq(computed, mac, "mac")

@@ -7,7 +7,7 @@ attribute of the stored PVK, never a request field (it would be an oracle).
 
 from __future__ import annotations
 
-from hsmsvc.crypto import _compare, _validate
+from hsmsvc.crypto import compare, _validate
 from hsmsvc.crypto._cipher import EcbCipher
 from hsmsvc.errors import InvalidInput
 
@@ -131,4 +131,4 @@ def verify_offset(
     """Raise ``VerificationFailed`` unless ``pin`` matches ``offset``."""
     o = _validate.digits(offset, "offset", 4, 12)
     computed = generate_offset(pvk, validation_data, table, pin, len(o), pad)
-    _compare.require_eq(computed.encode(), o.encode(), "pin")
+    compare.require_eq(computed.encode(), o.encode(), "pin")

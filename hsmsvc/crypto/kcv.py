@@ -8,7 +8,7 @@
 
 from __future__ import annotations
 
-from hsmsvc.crypto import _cipher, _compare, cmac
+from hsmsvc.crypto import _cipher, compare, cmac
 from hsmsvc.errors import InvalidInput
 from hsmsvc.types import Algorithm
 
@@ -37,4 +37,4 @@ def kcv(algorithm: Algorithm, key: bytes, length: int = 3) -> bytes:
 def verify_kcv(algorithm: Algorithm, key: bytes, expected: bytes) -> None:
     """Raise ``VerificationFailed`` unless ``expected`` is the key's KCV."""
     computed = kcv(algorithm, key, len(expected))
-    _compare.require_eq(computed, expected, "kcv")
+    compare.require_eq(computed, expected, "kcv")

@@ -16,7 +16,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives import hmac as _hmac
 from cryptography.hazmat.primitives.ciphers import Cipher, CipherContext, modes
 
-from hsmsvc.crypto import _cipher, _compare, _validate
+from hsmsvc.crypto import _cipher, compare, _validate
 from hsmsvc.errors import InvalidInput
 from hsmsvc.types import Algorithm, HashAlgorithm, Padding
 
@@ -148,7 +148,7 @@ def verify_cbc_mac(
 ) -> None:
     """Raise ``VerificationFailed`` unless ``mac`` is the MAC algorithm 1 tag."""
     computed = generate_cbc_mac(algorithm, key, data, padding, _mac_length(len(mac), algorithm.block_size))
-    _compare.require_eq(computed, mac, "mac")
+    compare.require_eq(computed, mac, "mac")
 
 
 def generate_retail_mac(
@@ -170,7 +170,7 @@ def generate_retail_mac(
 def verify_retail_mac(key: bytes, data: bytes, padding: Padding, mac: bytes) -> None:
     """Raise ``VerificationFailed`` unless ``mac`` is the retail MAC."""
     computed = generate_retail_mac(key, data, padding, _mac_length(len(mac), 8))
-    _compare.require_eq(computed, mac, "mac")
+    compare.require_eq(computed, mac, "mac")
 
 
 def _hash(algorithm: HashAlgorithm) -> hashes.HashAlgorithm:
@@ -216,7 +216,7 @@ def verify_hmac(algorithm: HashAlgorithm, key: bytes, data: bytes, mac: bytes) -
     """Raise ``VerificationFailed`` unless ``mac`` (at least 16 bytes) is the HMAC prefix."""
     if not 16 <= len(mac) <= 32:
         raise InvalidInput("mac_length", "16 to 32 bytes")
-    _compare.require_eq(generate_hmac(algorithm, key, data)[: len(mac)], mac, "mac")
+    compare.require_eq(generate_hmac(algorithm, key, data)[: len(mac)], mac, "mac")
 
 
 def generate_unionpay_pos_mac(algorithm: Algorithm, key: bytes, data: bytes) -> bytes:
@@ -243,4 +243,4 @@ def generate_unionpay_pos_mac(algorithm: Algorithm, key: bytes, data: bytes) -> 
 
 def verify_unionpay_pos_mac(algorithm: Algorithm, key: bytes, data: bytes, mac: bytes) -> None:
     """Raise ``VerificationFailed`` unless ``mac`` is the UnionPay POS MAC."""
-    _compare.require_eq(generate_unionpay_pos_mac(algorithm, key, data), mac, "mac")
+    compare.require_eq(generate_unionpay_pos_mac(algorithm, key, data), mac, "mac")

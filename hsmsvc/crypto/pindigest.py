@@ -8,7 +8,7 @@ each length-prefixed so no two inputs share an encoding.
 
 from __future__ import annotations
 
-from hsmsvc.crypto import _compare, _validate, mac
+from hsmsvc.crypto import compare, _validate, mac
 from hsmsvc.types import HashAlgorithm
 
 __all__ = ["message", "pin_digest", "verify_pin_digest"]
@@ -32,4 +32,4 @@ def verify_pin_digest(
     algorithm: HashAlgorithm, key: bytes, account: str, pin: str, digest: bytes
 ) -> None:
     """Raise ``VerificationFailed`` unless ``digest`` is the stored digest of ``pin``."""
-    _compare.require_eq(pin_digest(algorithm, key, account, pin), digest, "pin")
+    compare.require_eq(pin_digest(algorithm, key, account, pin), digest, "pin")

@@ -7,7 +7,7 @@ encipherment under the PVK pair, then A-F mapped to 0-5 if fewer than 4.
 
 from __future__ import annotations
 
-from hsmsvc.crypto import _compare, _validate
+from hsmsvc.crypto import compare, _validate
 from hsmsvc.crypto._cipher import EcbCipher
 from hsmsvc.errors import InvalidInput
 from hsmsvc.types import Algorithm
@@ -48,4 +48,4 @@ def verify_pvv(pvk: EcbCipher, pan: str, pvki: int, pin: str, pvv: str) -> None:
     """Raise ``VerificationFailed`` unless ``pvv`` is the PVV of ``pin``."""
     _validate.digits(pvv, "pvv", 4, 4)
     computed = generate_pvv(pvk, pan, pvki, pin)
-    _compare.require_eq(computed.encode(), pvv.encode(), "pin")
+    compare.require_eq(computed.encode(), pvv.encode(), "pin")

@@ -25,7 +25,7 @@ from typing import Final
 from cryptography.hazmat.primitives import hashes
 from gmssl.sm2 import CryptSM2
 
-from hsmsvc.crypto import _compare
+from hsmsvc.crypto import compare
 from hsmsvc.errors import InvalidInput, VerificationFailed
 
 __all__ = [
@@ -329,7 +329,7 @@ def decrypt(key: PrivateKey, ciphertext: bytes) -> bytes:
     xb, yb = x2.to_bytes(s, "big"), y2.to_bytes(s, "big")
     t = _kdf(xb + yb, len(c2))
     m = bytes(a ^ b for a, b in zip(c2, t))
-    if not any(t) or not _compare.bytes_eq(sm3(xb + m + yb), c3):
+    if not any(t) or not compare.bytes_eq(sm3(xb + m + yb), c3):
         raise InvalidInput("ciphertext", "does not decrypt")
     return m
 

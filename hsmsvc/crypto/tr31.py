@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from enum import Enum, unique
 from typing import Final
 
-from hsmsvc.crypto import _cipher, _compare, cmac
+from hsmsvc.crypto import _cipher, compare, cmac
 from hsmsvc.errors import InvalidInput, InvalidKeyBlock
 from hsmsvc.types import Algorithm, Exportability, KeyUsage, ModeOfUse
 
@@ -249,7 +249,7 @@ def unwrap(kbpk: bytes, block: str) -> tuple[Header, bytes]:
     kbek, kbak = _derive(alg, bytes(kbpk))
     body = _cipher.cbc_decrypt(alg, kbek, tag[:bs], body_enc)
     computed = cmac.generate_cmac(alg, kbak, block[:hlen].encode("ascii") + body)[: len(tag)]
-    if not _compare.bytes_eq(computed, tag):
+    if not compare.bytes_eq(computed, tag):
         raise InvalidKeyBlock()
     # Only now, with the MAC verified, is the payload interpreted.
     bits = int.from_bytes(body[:2], "big")

@@ -16,7 +16,7 @@ import json
 from dataclasses import dataclass
 from typing import Final, Iterable, Sequence
 
-from hsmsvc.crypto import _compare
+from hsmsvc.crypto import compare
 from hsmsvc.hsm.backend import Backend
 from hsmsvc.hsm.commands import AuditMac, ReadAuditAnchor
 from hsmsvc.keys.checkpoints import Checkpoint
@@ -91,7 +91,7 @@ def verify_chain(rows: Iterable[AuditRow], backend: Backend, *, store: str, keys
         if h != r.hash:
             problems.append(f"seq {r.seq}: content does not match its hash")
         try:
-            mac_ok = _compare.bytes_eq(backend.execute(AuditMac(
+            mac_ok = compare.bytes_eq(backend.execute(AuditMac(
                 data=bytes.fromhex(r.hash))), bytes.fromhex(r.mac))
         except ValueError:
             mac_ok = False

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
-from hsmsvc.crypto import _compare
+from hsmsvc.crypto import compare
 from hsmsvc.errors import InvalidInput
 from hsmsvc.hsm.backend import Backend
 from hsmsvc.hsm.commands import AuditMac
@@ -94,7 +94,7 @@ def read_checkpoints(path: Path, backend: Backend, *, store: str) -> list[Checkp
             continue
         seq, head = int(m.group(2)), m.group(3)
         try:
-            ok = _compare.bytes_eq(_mac(backend, store=store, seq=seq, head=head), bytes.fromhex(m.group(4)))
+            ok = compare.bytes_eq(_mac(backend, store=store, seq=seq, head=head), bytes.fromhex(m.group(4)))
         except ValueError:
             ok = False
         found.append(Checkpoint(n, store, seq, head, ok))

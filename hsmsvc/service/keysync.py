@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Final, Mapping, Protocol, Sequence
 
-from hsmsvc.crypto import _compare
+from hsmsvc.crypto import compare
 from hsmsvc.errors import (
     BackendUnavailable, HsmsvcError, InvalidInput, KeyNotFound, KeyStateError, PermissionDenied, VerificationFailed,
 )
@@ -158,7 +158,7 @@ def _mac(s: Services, zmk: StoredKey, obj: _Message) -> bytes:
 
 
 def _verify(s: Services, zmk: StoredKey, obj: _Message, field: str) -> None:
-    if not _compare.bytes_eq(_mac(s, zmk, obj), obj.mac):
+    if not compare.bytes_eq(_mac(s, zmk, obj), obj.mac):
         raise VerificationFailed(field, "does not verify under the zone's ZMK")
 
 
@@ -285,7 +285,7 @@ def confirm_key_change(
     notice = decode_notice(state.detail)
     if state.state == "SENT":
         want = tuple(k.kcv for k in notice.keys)
-        if len(want) != len(conf.kcvs) or not all(_compare.bytes_eq(a, b) for a, b in zip(want, conf.kcvs)):
+        if len(want) != len(conf.kcvs) or not all(compare.bytes_eq(a, b) for a, b in zip(want, conf.kcvs)):
             raise VerificationFailed("confirmation.kcvs", "do not match the keys sent")
         # The core made its own answers under the previous versions until now, not only until
         # the activation time: they end a grace window after whichever is later.

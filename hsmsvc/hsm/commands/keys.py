@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Sequence
 
-from hsmsvc.crypto import _compare, cmac, components
+from hsmsvc.crypto import compare, cmac, components
 from hsmsvc.errors import InvalidInput, KeyUsageViolation, VerificationFailed
 from hsmsvc.hsm import policy
 from hsmsvc.hsm.commands.base import STRENGTH, HsmCommand, LoadedKey, check_data
@@ -71,7 +71,7 @@ def _component(b: CommandBackend, ctk: LoadedKey, algorithm: Algorithm, wrapped:
         raise InvalidInput(f"{field}.kcv", "2 to 8 bytes")
     try:
         clear = b._transport_decrypt(ctk, bytes(wrapped))
-        ok = len(clear) == algorithm.key_length and _compare.bytes_eq(
+        ok = len(clear) == algorithm.key_length and compare.bytes_eq(
             components.component_kcvs(algorithm, [clear])[0][: len(check)], bytes(check)
         )
     except InvalidInput:
@@ -152,7 +152,7 @@ class ImportKey(HsmCommand[KeyCryptogram]):
         if kcv is not None:
             if not isinstance(kcv, (bytes, bytearray)) or not 2 <= len(kcv) <= len(out.kcv):
                 raise InvalidInput("kcv", f"2 to {len(out.kcv)} bytes")
-            if not _compare.bytes_eq(out.kcv[: len(kcv)], bytes(kcv)):
+            if not compare.bytes_eq(out.kcv[: len(kcv)], bytes(kcv)):
                 raise VerificationFailed("kcv", "does not match the imported key")
         return out
 

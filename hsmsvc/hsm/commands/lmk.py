@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Sequence
 
-from hsmsvc.crypto import _compare, _validate
+from hsmsvc.crypto import compare, _validate
 from hsmsvc.errors import InvalidInput, KeyUsageViolation, PermissionDenied
 from hsmsvc.hsm.commands.base import MAX_BATCH_PINS, HsmCommand
 from hsmsvc.hsm.domains import ANCHOR_DOMAIN, AUDIT_DOMAIN, PAN_DOMAIN, STORE_ANCHOR_DOMAIN
@@ -58,7 +58,7 @@ class TranslateLmk(HsmCommand[KeyCryptogram]):
             raise InvalidInput("key", "a KeyCryptogram")
         with b._guard():
             out = b._translate_lmk(key)
-        if out.spec != key.spec or not _compare.bytes_eq(out.kcv, key.kcv):
+        if out.spec != key.spec or not compare.bytes_eq(out.kcv, key.kcv):
             raise KeyUsageViolation("key", "changed in translation")
         return out
 
@@ -133,7 +133,7 @@ def _read_anchor(b: CommandBackend, store: str) -> tuple[int, bytes] | None:
         raise PermissionDenied("audit_anchor", "malformed") from None
     with b._guard():
         want = b._lmk_cmac(_anchor_message(store, seq, head))
-    if not _compare.bytes_eq(want, tag):
+    if not compare.bytes_eq(want, tag):
         raise PermissionDenied("audit_anchor", "MAC does not verify under this LMK for this store")
     return seq, head
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Final, Sequence
 
-from hsmsvc.crypto import _compare
+from hsmsvc.crypto import compare
 from hsmsvc.errors import InvalidInput, KeyUsageViolation, Unsupported
 from hsmsvc.hsm import policy
 from hsmsvc.hsm.commands.base import HsmCommand, LoadedKey, check_data, hmac_for
@@ -84,7 +84,7 @@ class VerifyMac(HsmCommand[None]):
             k = _mac_key(b, self.key, Operation.MAC_VERIFY, self.algorithm)
             _check_mac(k, self.algorithm, self.mac)
             computed = k.mac(self.algorithm, self.padding, bytes(self.data))
-        _compare.require_eq(computed[: len(self.mac)], bytes(self.mac), "mac")
+        compare.require_eq(computed[: len(self.mac)], bytes(self.mac), "mac")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -134,7 +134,7 @@ class VerifyMacs(HsmCommand[list[bool | InvalidInput]]):
                     check_data(data)
                     _check_mac(k, self.algorithm, mac)
                     computed = k.mac(self.algorithm, self.padding, bytes(data))
-                    out.append(_compare.bytes_eq(computed[: len(mac)], bytes(mac)))
+                    out.append(compare.bytes_eq(computed[: len(mac)], bytes(mac)))
                 except InvalidInput as e:
                     out.append(e)
         return out

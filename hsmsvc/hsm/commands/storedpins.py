@@ -12,7 +12,7 @@ import struct
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Sequence
 
-from hsmsvc.crypto import _compare, _validate, pindigest, pinblock
+from hsmsvc.crypto import compare, _validate, pindigest, pinblock
 from hsmsvc.errors import HsmsvcError, InvalidInput, InvalidPinBlock, KeyUsageViolation, VerificationFailed
 from hsmsvc.hsm.commands.base import MAX_BATCH_PINS, HsmCommand, LoadedKey, columns, hmac_for
 from hsmsvc.hsm.model import Command, KeyCryptogram, PinBlock, PinKey, StoredPin, StoredPinMethod
@@ -86,8 +86,8 @@ def _holds(psk: LoadedKey, value: bytes, account: str, pin: str) -> bool:
     """Whether a stored value (enciphered or digest) holds ``pin``, compared in constant time."""
     if psk.spec.usage is KeyUsage.PIN_ENCRYPTION:
         kept = _stored_pin(psk, value, account)
-        return kept is not None and _compare.bytes_eq(kept.encode(), pin.encode())
-    return isinstance(value, bytes) and _compare.bytes_eq(_digest(psk, account, pin), value)
+        return kept is not None and compare.bytes_eq(kept.encode(), pin.encode())
+    return isinstance(value, bytes) and compare.bytes_eq(_digest(psk, account, pin), value)
 
 
 def _shaped(values: Sequence[object], accounts: Sequence[object], size: int, min_account: int) -> list[bool]:
@@ -214,11 +214,11 @@ class VerifyPinsStored(HsmCommand[list[bool | HsmsvcError]]):
         except (InvalidInput, TypeError):
             return None  # a malformed PAN: the item-by-item path names it
         kept, kept_good = pinblock.iso0_pin_fields(p.decrypt(b"".join(values)), accounts)
-        if all(good) and all(kept_good) and _compare.bytes_eq(fields, kept):
+        if all(good) and all(kept_good) and compare.bytes_eq(fields, kept):
             return [True] * len(values)
         # A stored block that does not decode is a mismatch, as for one PIN: no second error.
         return [
-            (kept_good[i] and _compare.bytes_eq(fields[8 * i:8 * i + 8], kept[8 * i:8 * i + 8])) if good[i]
+            (kept_good[i] and compare.bytes_eq(fields[8 * i:8 * i + 8], kept[8 * i:8 * i + 8])) if good[i]
             else InvalidPinBlock()
             for i in range(len(values))
         ]

@@ -18,7 +18,7 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
 
-from hsmsvc.crypto import _compare, kcv
+from hsmsvc.crypto import compare, kcv
 from hsmsvc.errors import InvalidInput, PermissionDenied
 from hsmsvc.types import Algorithm
 
@@ -97,6 +97,6 @@ def unseal(blob: bytes, passphrase: bytes) -> tuple[Algorithm, bytes, bytes]:
         lmk = AESGCM(_kek(passphrase, salt, params)).decrypt(nonce, ct, _aad(header))
     except InvalidTag:
         raise PermissionDenied("passphrase", "does not open the sealed LMK") from None
-    if len(lmk) != algorithm.key_length or not _compare.bytes_eq(kcv.kcv(algorithm, lmk), expected_kcv):
+    if len(lmk) != algorithm.key_length or not compare.bytes_eq(kcv.kcv(algorithm, lmk), expected_kcv):
         raise PermissionDenied("sealed_lmk", "LMK does not match its recorded KCV")
     return algorithm, lmk, expected_kcv

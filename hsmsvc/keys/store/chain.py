@@ -18,7 +18,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 
-from hsmsvc.crypto import _compare
+from hsmsvc.crypto import compare
 from hsmsvc.errors import AlreadyExists, BackendUnavailable, InvalidInput, PermissionDenied
 from hsmsvc.hsm.backend import Backend
 from hsmsvc.hsm.commands import AuditMac, WriteAuditAnchor
@@ -163,7 +163,7 @@ class AuditChain:
                 n += 1
                 h = _audit.row_hash(r.prev_hash, r.seq, r.at, r.actor, r.action, r.key_id, r.key_version, r.detail)
                 ok = (r.seq == n and r.prev_hash == prev and h == r.hash
-                      and _compare.bytes_eq(old.execute(AuditMac(
+                      and compare.bytes_eq(old.execute(AuditMac(
                           data=bytes.fromhex(h))), bytes.fromhex(r.mac)))
                 if not ok:
                     raise PermissionDenied("audit", f"row {r.seq} does not verify under the old LMK; nothing changed")
