@@ -84,8 +84,6 @@ class CommandBackend(ABC):
         self._anchor_lock = threading.Lock()
         self._generation = 0
         """Moves whenever a loaded key is dropped (:meth:`_dropped`), for what holds loaded keys."""
-        # Format pairs already found allowed: capabilities are fixed for a backend's life.
-        self._translations: set[tuple[PinBlockFormat, PinBlockFormat]] = set()
         self.timing = None
 
     @property
@@ -236,8 +234,6 @@ class CommandBackend(ABC):
         return self._transient(alg, clear)
 
     def _check_translation(self, src_format: PinBlockFormat, dst_format: PinBlockFormat) -> None:
-        if (src_format, dst_format) in self._translations:
-            return
         self._capabilities.require(Command.TRANSLATE_PIN)
         for f, name in ((src_format, "source_format"), (dst_format, "destination_format")):
             if f not in self._capabilities.pin_formats:
@@ -246,4 +242,3 @@ class CommandBackend(ABC):
                 raise InvalidInput(name, "format 2 is for offline IC card use only")
         if src_format.pan_bound and not dst_format.pan_bound:
             raise InvalidInput("destination_format", "a PAN-bound PIN block may not lose its PAN binding")
-        self._translations.add((src_format, dst_format))
