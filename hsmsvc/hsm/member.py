@@ -31,7 +31,7 @@ if TYPE_CHECKING:
 
 __all__ = ["Failure", "Member", "MemberFailed", "PING", "Ping"]
 
-# Spawned, not forked: a forked child would inherit a PKCS#11 login (platform-notes.md).
+# Spawned, not forked: a forked child would inherit a PKCS#11 login (docs/platform-notes.md).
 _CTX = mp.get_context("spawn")
 T = TypeVar("T")
 

@@ -6,7 +6,7 @@ LMK's own CMAC. The command families (:mod:`hsmsvc.hsm.commands`) hold
 everything else (usage policy, PIN block handling, MAC lengths, stored PINs),
 so every backend behaves the same. Commands run under one lock per backend:
 OpenSSL contexts and PKCS#11 sessions are not shared across threads (see
-``platform-notes.md``).
+``docs/platform-notes.md``).
 """
 
 from __future__ import annotations
