@@ -30,6 +30,7 @@ run: $(STAMP)
 		--listen 127.0.0.1:8443 --metrics-listen 127.0.0.1:9464
 
 test: $(STAMP)
+	$(BIN)/ruff check .
 	$(BIN)/mypy --strict hsmsvc clients/python/hsmsvc_client
 	$(BIN)/pytest -q
 

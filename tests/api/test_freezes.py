@@ -15,7 +15,6 @@ Each runs a real server on a throw-away PostgreSQL database and holds a real loc
 
 from __future__ import annotations
 
-import secrets
 import threading
 import time
 from pathlib import Path

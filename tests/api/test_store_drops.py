@@ -8,7 +8,6 @@ import time
 from collections import Counter
 from pathlib import Path
 
-import grpc
 import psycopg
 
 from hsmsvc.v1 import key_service_pb2 as key_pb
