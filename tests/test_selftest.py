@@ -19,7 +19,8 @@ def test_selfcheck_command_exit_code() -> None:
 
 
 def test_installed_entry_point_runs() -> None:
-    out = subprocess.run([sys.executable, "-m", "hsmsvc", "selfcheck", "--json"], capture_output=True, text=True, check=True)
+    out = subprocess.run([sys.executable, "-m", "hsmsvc", "selfcheck", "--json"],
+                         capture_output=True, text=True, check=True)
     assert '"passed": true' in out.stdout and '"passed": false' not in out.stdout
 
 

@@ -20,7 +20,8 @@ from hsmsvc.v1 import pin_service_pb2 as m
 from hsmsvc.v1 import pin_service_pb2_grpc as g
 from hsmsvc.v1 import types_pb2 as pb
 
-_METHOD: dict[int, StoredPinMethod] = {pb.STORED_PIN_METHOD_ENCRYPTED: StoredPinMethod.ENCRYPTED, pb.STORED_PIN_METHOD_DIGEST: StoredPinMethod.DIGEST}
+_METHOD: dict[int, StoredPinMethod] = {pb.STORED_PIN_METHOD_ENCRYPTED: StoredPinMethod.ENCRYPTED,
+                                       pb.STORED_PIN_METHOD_DIGEST: StoredPinMethod.DIGEST}
 _METHOD_PB: dict[StoredPinMethod, Any] = {v: k for k, v in _METHOD.items()}
 
 

@@ -165,7 +165,9 @@ async def start(config: ServerConfig, backend: Backend | None = None) -> Running
     if config.insecure_dev:  # never with a policy: config.py refuses one
         policy = _dev_policy(config.dev_principal)
         principal = policy.principal(config.dev_principal)
-        resolve = lambda _: principal
+        def dev_resolve(_: Any) -> Principal:
+            return principal
+        resolve = dev_resolve
     else:
         policy = Policy.load(str(config.policy))
         resolve = principal_resolver(policy)

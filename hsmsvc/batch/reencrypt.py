@@ -221,7 +221,8 @@ class Job:
                 with writer(self._engine) as conn, conn.begin():
                     done = self._one_chunk(conn, mover, worker, samples_per_chunk)
             except OperationalError:
-                raise BackendUnavailable("db", "the customer database went away mid-chunk; run again to resume") from None
+                raise BackendUnavailable("db",
+                                         "the customer database went away mid-chunk; run again to resume") from None
             if not done:
                 # Chunks held by other workers: wait, since a worker that dies releases its chunk to us.
                 p = self.progress()

@@ -464,7 +464,8 @@ def migrate(
             new_store.audit(AuditEvent(officer, "lmk.destroy", None, None, (("lmk_kcv", old_kcv),)))
             console.say(f"old LMK {old_kcv} destroyed ({old.path} overwritten and removed)")
         else:
-            console.say(f"old LMK kept at {old.path}; destroy it with --delete-old once the service runs on the new one")
+            console.say(f"old LMK kept at {old.path}; "
+                        "destroy it with --delete-old once the service runs on the new one")
         return report
     finally:
         old_store.close()

@@ -171,7 +171,8 @@ def public_key_to_der(public: PublicKey) -> bytes:
 
 def public_key_from_der(der: bytes) -> PublicKey:
     """Inverse of :func:`public_key_to_der`; only the sm2p256v1 encoding is accepted."""
-    if not isinstance(der, (bytes, bytearray)) or len(der) != len(_SPKI_PREFIX) + 65 or not der.startswith(_SPKI_PREFIX):
+    if (not isinstance(der, (bytes, bytearray)) or len(der) != len(_SPKI_PREFIX) + 65
+            or not der.startswith(_SPKI_PREFIX)):
         raise InvalidInput("public_key", "SubjectPublicKeyInfo DER of an sm2p256v1 key")
     return PublicKey.decode(bytes(der[len(_SPKI_PREFIX) :]))
 

@@ -70,7 +70,8 @@ class KeyCache:
         if e is not None and (e.until is None or datetime.now(timezone.utc) < e.until):
             return e.key
         epoch = self._epoch
-        key = self._store.get(ref.key_id, ref.version) if ref.key_id else self._store.get_by_alias(ref.alias, ref.version)
+        key = (self._store.get(ref.key_id, ref.version) if ref.key_id
+               else self._store.get_by_alias(ref.alias, ref.version))
         until = None
         if ref.version is None:
             until = self._store.next_activation(ref.key_id, ref.alias)

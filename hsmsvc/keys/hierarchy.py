@@ -97,8 +97,8 @@ class KeyManager:
                  lifetime: timedelta | None = None, max_uses: int | None = None,
                  legacy_types: frozenset[KeyType] = frozenset()) -> StoredKey:
         check_legacy_types(spec, legacy_types)
-        return self._keep(self._backend.execute(GenerateKey(spec=spec)), "key.generate", state, alias, lifetime, max_uses,
-                          legacy_types)
+        return self._keep(self._backend.execute(GenerateKey(spec=spec)), "key.generate", state, alias, lifetime,
+                          max_uses, legacy_types)
 
     def rotate(self, key_id: str, lifetime: timedelta | None = None, max_uses: int | None = None) -> StoredKey:
         """A new version with the same binding; ACTIVE versions become RETIRING (one transaction)."""

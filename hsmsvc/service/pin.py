@@ -210,7 +210,8 @@ def translate_routed(s: Services, caller: Caller, route: TranslateRoute, pin_blo
     try:
         out = route.translate(pin_block, pan)
     except InvalidPinBlock:
-        AttemptGuard(s, caller, _translated_card(pan), pan=pan).failed(route.source.key_id, route.source.version, "translate")
+        AttemptGuard(s, caller, _translated_card(pan), pan=pan).failed(route.source.key_id, route.source.version,
+                                                                       "translate")
         raise
     s.observer.keys_used((route.source, route.destination))
     return out, route.destination.version, route.sign_on

@@ -74,8 +74,9 @@ def compare_stored_pins(
         if left <= 0:
             raise AttemptsExceeded("principal", "too many failed PIN checks; try later")
         start, end = len(out), min(n, len(out) + left)
-        same = s.backend.execute(CompareStoredPins(old_psk=old.cryptogram, new_psk=new.cryptogram, rows=list(zip(old_stored[start:end], new_stored[start:end],
-                                                      accounts[start:end]))))
+        same = s.backend.execute(CompareStoredPins(old_psk=old.cryptogram, new_psk=new.cryptogram,
+                                                   rows=list(zip(old_stored[start:end], new_stored[start:end],
+                                                                 accounts[start:end]))))
         if not all(same):
             guards = [AttemptGuard(s, caller, None) for _ in same]
             if not all(settle_checks(s, caller, guards, same, key=new, what="compare").released):

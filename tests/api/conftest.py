@@ -256,7 +256,8 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
             stop(proc, e.log)
 
 
-def template(key_id: str, kt: int, alg: int, usage: int, mode: int, zone: str = "core", **kw: Any) -> key_pb.KeyTemplate:
+def template(key_id: str, kt: int, alg: int, usage: int, mode: int, zone: str = "core",
+             **kw: Any) -> key_pb.KeyTemplate:
     return key_pb.KeyTemplate(key_id=key_id, key_type=kt, algorithm=alg, usage=usage, mode_of_use=mode,
                               exportability=pb.EXPORTABILITY_NON_EXPORTABLE, zone=zone, **kw)
 

@@ -170,7 +170,8 @@ grace_seconds = 4
             backend.close()
             extra = timing + (branch_extra if name == "branch" else core_extra)
             if name == "core":
-                extra += f'\n[peers.{ZONE}]\naddress = "127.0.0.1:{started["branch"].port}"\nserver_name = "localhost"\n'
+                extra += (f'\n[peers.{ZONE}]\naddress = "127.0.0.1:{started["branch"].port}"\n'
+                          'server_name = "localhost"\n')
             proc, info = launch(d, url, sealed_file, ca.issue(f"{name}-hsmsvc", server=True), ca, extra)
             procs.append((proc, d / "server.log"))
             clients = {}

@@ -159,4 +159,5 @@ def test_a_batch_of_one_right_pin_waits_for_the_principal_settlement(srv: Server
     account = f"62{secrets.randbelow(10 ** 15):015d}"
     answers, when, released = _with_principal_held(srv, [_batch_guess(srv, account, PIN, 1)])
     assert answers == ["true"], answers
-    assert when[0] >= released, f"answered at {when[0]:.2f} s, before the principal's row was let go at {released:.2f} s"
+    assert when[0] >= released, (f"answered at {when[0]:.2f} s, "
+                                 f"before the principal's row was let go at {released:.2f} s")

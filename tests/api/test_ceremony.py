@@ -57,7 +57,8 @@ def _audit(server: Env, ceremony_or_key: str) -> list[tuple[str, str]]:
     engine = create_engine(server.store_url)
     try:
         with engine.connect() as conn:
-            rows = conn.execute(text("SELECT actor, action FROM audit WHERE key_id = :k OR detail LIKE :p ORDER BY seq"),
+            rows = conn.execute(text("SELECT actor, action FROM audit "
+                                     "WHERE key_id = :k OR detail LIKE :p ORDER BY seq"),
                                 {"k": ceremony_or_key, "p": f"%{ceremony_or_key}%"}).all()
             return [(r.actor, r.action) for r in rows]
     finally:
@@ -68,7 +69,8 @@ def _wrapped_rows(server: Env) -> int:
     engine = create_engine(server.store_url)
     try:
         with engine.connect() as conn:
-            return int(conn.execute(text("SELECT count(*) FROM ceremony_components WHERE length(wrapped) > 0")).scalar() or 0)
+            return int(conn.execute(text("SELECT count(*) FROM ceremony_components "
+                                         "WHERE length(wrapped) > 0")).scalar() or 0)
     finally:
         engine.dispose()
 
@@ -78,7 +80,8 @@ def test_two_officers_and_two_custodians_form_a_zmk(server: Env, ctk: Any) -> No
     console = scripted(["y", *typed_components(AES128, parts)])
     recorder = Recorder()
     t0 = time.perf_counter()
-    key = forming.form(console, f"127.0.0.1:{server.port}", (_tls(server, "key-manager"), _tls(server, "key-manager-2")),
+    key = forming.form(console, f"127.0.0.1:{server.port}",
+                       (_tls(server, "key-manager"), _tls(server, "key-manager-2")),
                        [_tls(server, "custodian-1"), _tls(server, "custodian-2")], _zmk_template("zmk-ceremony-1"),
                        "ctk-ceremony", interceptors=[recorder])
     print(f"ceremony: ZMK formed by 2 officers and 2 custodians (RSA-3072 CTK) in "

@@ -306,7 +306,8 @@ def test_key_lifecycle_over_the_api(server: Env, keys: dict[str, bytes]) -> None
     kcv = mgr.keys.GetKeyCheckValue(key_pb.GetKeyCheckValueRequest(key=pb.KeyRef(key_id="zpk2")))
     assert kcv.kcv == tdes_kcv(keys["zpk2"])
     code, msg = code_of(mgr.keys.ImportKey, key_pb.ImportKeyRequest(
-        kek=pb.KeyRef(key_id="zmk-core"), wrapped_key=ind.aes_ecb(variant(server.clear["zmk"], "ZPK"), clear_key(Algorithm.TDES_2KEY)),
+        kek=pb.KeyRef(key_id="zmk-core"),
+        wrapped_key=ind.aes_ecb(variant(server.clear["zmk"], "ZPK"), clear_key(Algorithm.TDES_2KEY)),
         kcv=b"\x00\x00\x00", template=template("zpk-badkcv", pb.KEY_TYPE_ZPK, pb.ALGORITHM_TDES_2KEY,
                                                 pb.KEY_USAGE_PIN_ENCRYPTION, pb.MODE_OF_USE_ENCRYPT_DECRYPT)))
     assert code is StatusCode.INVALID_ARGUMENT and msg.startswith("kcv")

@@ -97,7 +97,8 @@ def test_a_rerun_inline_call_counts_its_key_uses_once(tmp_path: Path) -> None:
             _, body = s.http("/metrics")
             lines = [ln for ln in body.splitlines() if ln.startswith("hsmsvc_key_uses_total")]
             with psycopg.connect(_pg(url), autocommit=True) as c:
-                db = c.execute("SELECT key_id, use_count FROM keys WHERE key_id IN ('zpk1','zpk2') ORDER BY 1").fetchall()
+                db = c.execute("SELECT key_id, use_count FROM keys "
+                               "WHERE key_id IN ('zpk1','zpk2') ORDER BY 1").fetchall()
             print(lines, db)
             for ln in lines:
                 assert ln.endswith(f" {float(n)}"), f"{n} translations, but {ln}"
@@ -161,7 +162,8 @@ def _quiet(fn, *a, **kw):  # type: ignore[no-untyped-def]
         return None
 
 
-def test_sigterm_with_a_call_stuck_on_a_row_lock_exits_within_the_grace(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_sigterm_with_a_call_stuck_on_a_row_lock_exits_within_the_grace(tmp_path: Path,
+                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
     """4. No statement or lock timeout on the store: a thread blocked on a row lock never returns,
     and Running.stop() waits for it (runner.close(wait=True)), so SIGTERM never completes."""
     import signal

@@ -224,7 +224,8 @@ def _get_absent_key(server: Env, ident: Identity) -> grpc.StatusCode:
     ("server-only", (ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CODE_SIGNING), (),
      grpc.StatusCode.PERMISSION_DENIED),
 ])
-def test_a_client_certificate_must_carry_client_auth(server: Env, label: str, eku: tuple[x509.ObjectIdentifier, ...] | None,
+def test_a_client_certificate_must_carry_client_auth(server: Env, label: str,
+                                                     eku: tuple[x509.ObjectIdentifier, ...] | None,
                                                      san: tuple[x509.GeneralName, ...], code: grpc.StatusCode) -> None:
     ident = server.ca.issue("auditor", eku=eku, san=san, file=f"auditor-{label}-{secrets.token_hex(3)}")
     got = _get_absent_key(server, ident)

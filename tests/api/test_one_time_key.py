@@ -137,7 +137,8 @@ def test_one_time_key_errors_name_their_field(
 
     k = one_time(ktks["ktk-rsa"], one)
     k.algorithm = pb.ALGORITHM_SM2
-    assert code_of(translate, k) == (StatusCode.INVALID_ARGUMENT, "source_one_time_key.algorithm: a block cipher (TDES, AES or SM4)")
+    assert code_of(translate, k) == (StatusCode.INVALID_ARGUMENT,
+                                     "source_one_time_key.algorithm: a block cipher (TDES, AES or SM4)")
     k.algorithm = pb.ALGORITHM_AES_256
     code, msg = code_of(translate, k)
     assert code is StatusCode.FAILED_PRECONDITION and "stronger than the KTK" in msg

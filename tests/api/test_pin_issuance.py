@@ -67,7 +67,8 @@ def test_the_offset_arithmetic_recovers_nothing(server: Env, core: Client, keys:
     # The attack as reported, with the caller's own validation data: refused before anything is deciphered.
     code, details = code_of(issuer.pins.GeneratePinOffset,
                             _offset_request(keys, own_pin, own_pan, validation_data="1234567890123445"))
-    assert (code, details) == (StatusCode.INVALID_ARGUMENT, "validation_data: must be empty: the validation data is the PAN's")
+    assert (code, details) == (StatusCode.INVALID_ARGUMENT,
+                               "validation_data: must be empty: the validation data is the PAN's")
     own = issuer.pins.GeneratePinOffset(_offset_request(keys, own_pin, own_pan)).offset
     assert own == ind.ibm3624_offset(keys["pvk-ibm"], _vdata(own_pan), TABLE, own_pin)
     recovered = []
@@ -80,7 +81,8 @@ def test_the_offset_arithmetic_recovers_nothing(server: Env, core: Client, keys:
         assert core.verify_pin_offset("zpk1", _offset_request(keys, pin, pan).pin_block, pan, "pvk-ibm", "", victim)
     assert recovered == [False] * 5
     # The operator still may not generate, whatever it sends.
-    assert code_of(core.pins.GeneratePinOffset, _offset_request(keys, own_pin, own_pan))[0] is StatusCode.PERMISSION_DENIED
+    assert (code_of(core.pins.GeneratePinOffset, _offset_request(keys, own_pin, own_pan))[0]
+            is StatusCode.PERMISSION_DENIED)
 
 
 def test_every_generation_counts_against_card_and_principal(server: Env, keys: dict[str, bytes]) -> None:

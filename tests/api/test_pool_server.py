@@ -157,7 +157,8 @@ def test_a_stalled_member_gives_no_wrong_answer_and_is_replaced(srv: PoolServer)
         for th in threads:
             th.join()
     after = _workers(srv.proc.pid)
-    print(f"calls {[t.calls for t in tallies]}, met the stall {sum(x >= TIMEOUT for t in tallies for x in t.latencies)}")
+    print(f"calls {[t.calls for t in tallies]}, "
+          f"met the stall {sum(x >= TIMEOUT for t in tallies for x in t.latencies)}")
     assert victim not in after and len(after) == 2, (before, after)
     for t in tallies:
         assert t.calls > 50 and t.wrong == [] and t.failed == [], (t.calls, t.wrong[:5], t.failed[:5])

@@ -53,7 +53,8 @@ def test_job_runs_through_the_servers_batch_rpcs(server: Env, tmp_path: Path) ->
     same: list[bool] = []
     for i in range(0, 3000, 1000):
         r = client.pins.CompareStoredPins(pin_pb.CompareStoredPinsRequest(
-            old_psk=pb.KeyRef(key_id="psk-remote-gen", version=1), new_psk=pb.KeyRef(key_id="psk-remote-new", version=1),
+            old_psk=pb.KeyRef(key_id="psk-remote-gen", version=1),
+            new_psk=pb.KeyRef(key_id="psk-remote-new", version=1),
             accounts=[r[0] for r in rows[i : i + 1000]], old_stored_pins=b"".join(old[i : i + 1000]),
             new_stored_pins=b"".join(bytes.fromhex(r[1]) for r in rows[i : i + 1000])))
         same.extend(r.same)

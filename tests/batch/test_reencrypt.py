@@ -104,7 +104,8 @@ def _rows(db: str) -> dict[int, tuple[str, str, str]]:
     engine = connect(db)
     try:
         with engine.connect() as conn:
-            return {r[0]: (r[1], r[2], r[3]) for r in conn.execute(text("SELECT id, account, pin, pin_key FROM customers"))}
+            return {r[0]: (r[1], r[2], r[3])
+                    for r in conn.execute(text("SELECT id, account, pin, pin_key FROM customers"))}
     finally:
         engine.dispose()
 
@@ -242,7 +243,8 @@ def test_half_moved_table_is_readable_and_dry_run_writes_nothing(tmp_path: Path)
         zpk = _zpk(b, store)
         for c in gen.customers(7, 3000):
             account, value, under = table[c.id]
-            b.execute(VerifyPinStored(pin=PinBlock(ecb(Algorithm.TDES_2KEY, ZPK_CLEAR, iso0(c.pin, c.pan)), PinBlockFormat.ISO_0, c.pan),
+            b.execute(VerifyPinStored(pin=PinBlock(ecb(Algorithm.TDES_2KEY, ZPK_CLEAR, iso0(c.pin, c.pan)),
+                                                   PinBlockFormat.ISO_0, c.pan),
                                       key=zpk, psk=keys[under], account=account,
                                       stored=StoredPin(StoredPinMethod.ENCRYPTED, bytes.fromhex(value))))
     finally:

@@ -35,7 +35,8 @@ def test_natural_pin_published_examples(pvk: str, data: str, length: int, natura
 
 def test_offset_published_examples() -> None:
     k1 = H("1313131313131313") * 2
-    assert ibm3624.pin_from_offset(BlockCipher(Algorithm.TDES_2KEY, k1), "1234567890123456", DECTAB, "456789") == "099764"
+    assert ibm3624.pin_from_offset(BlockCipher(Algorithm.TDES_2KEY, k1), "1234567890123456", DECTAB,
+                                   "456789") == "099764"
     k2 = H("0123456789ABCDEF") * 2
     assert ibm3624.generate_offset(BlockCipher(Algorithm.TDES_2KEY, k2), "1234567890123445", DECTAB, "1234") == "2298"
     ibm3624.verify_offset(BlockCipher(Algorithm.TDES_2KEY, k2), "1234567890123445", DECTAB, "1234", "2298")
@@ -54,7 +55,8 @@ def test_check_length_keeps_rightmost_digits() -> None:
     # IBM z/OS ICSF "PIN Offset Generation algorithm": rightmost m digits.
     k = H("0123456789ABCDEF") * 2
     full = ibm3624.generate_offset(BlockCipher(Algorithm.TDES_2KEY, k), "1234567890123445", DECTAB, "123456")
-    assert ibm3624.generate_offset(BlockCipher(Algorithm.TDES_2KEY, k), "1234567890123445", DECTAB, "123456", 4) == full[-4:]
+    assert ibm3624.generate_offset(BlockCipher(Algorithm.TDES_2KEY, k), "1234567890123445", DECTAB, "123456",
+                                   4) == full[-4:]
 
 
 @pytest.mark.parametrize(
@@ -63,7 +65,8 @@ def test_check_length_keeps_rightmost_digits() -> None:
 )
 def test_bad_dectab_rejected(table: str, field: str) -> None:
     with pytest.raises(InvalidInput) as e:
-        ibm3624.generate_offset(BlockCipher(Algorithm.TDES_2KEY, H("0123456789ABCDEF") * 2), "1234567890123445", table, "1234")
+        ibm3624.generate_offset(BlockCipher(Algorithm.TDES_2KEY, H("0123456789ABCDEF") * 2), "1234567890123445", table,
+                                "1234")
     assert e.value.field == field
 
 
@@ -94,7 +97,8 @@ def test_pvv_shape_and_verify(pvk: bytes, pan: str, pvki: int, pin: str) -> None
 @pytest.mark.parametrize("pvki", [-1, 7, 10])
 def test_pvki_range(pvki: int) -> None:
     with pytest.raises(InvalidInput) as e:
-        pvv.generate_pvv(BlockCipher(Algorithm.TDES_2KEY, H("0123456789ABCDEFFEDCBA9876543210")), "4012345678909", pvki, "1234")
+        pvv.generate_pvv(BlockCipher(Algorithm.TDES_2KEY, H("0123456789ABCDEFFEDCBA9876543210")), "4012345678909", pvki,
+                         "1234")
     assert e.value.field == "pvki"
 
 

@@ -131,7 +131,8 @@ def test_encipher_decipher_round_trip(fmt: PinBlockFormat, data: st.DataObject, 
 def test_iso4_aes_and_sm4_same_construction(pin: str, pan: str) -> None:
     for alg in (Algorithm.AES_128, Algorithm.SM4):
         c = BlockCipher(alg, bytes(range(16)))
-        assert pinblock.decipher(PinBlockFormat.ISO_4, c, pinblock.encipher(PinBlockFormat.ISO_4, c, pin, pan), pan) == pin
+        assert pinblock.decipher(PinBlockFormat.ISO_4, c, pinblock.encipher(PinBlockFormat.ISO_4, c, pin, pan),
+                                 pan) == pin
 
 
 # --- properties: rejection of bad input ---------------------------------------

@@ -254,7 +254,8 @@ def test_encryption_interoperates_with_openssl(openssl_key: tuple[sm2.PrivateKey
     # OpenSSL -> us: its SM2Cipher is SEQUENCE { x, y, hash C3, ciphertext C2 }.
     (d / "m").write_bytes(b"zone master key component")
     _openssl("pkeyutl", "-encrypt", "-pubin", "-inkey", "pub.pem", "-in", "m", "-out", "ct.der", cwd=d)
-    fields = re.findall(r"(?:INTEGER\s+:|\[HEX DUMP\]:)([0-9A-F]+)", _openssl("asn1parse", "-inform", "DER", "-in", "ct.der", cwd=d))
+    fields = re.findall(r"(?:INTEGER\s+:|\[HEX DUMP\]:)([0-9A-F]+)",
+                        _openssl("asn1parse", "-inform", "DER", "-in", "ct.der", cwd=d))
     x, y, c3, c2 = (int(fields[0], 16), int(fields[1], 16), H(fields[2]), H(fields[3]))
     c1 = sm2.PublicKey(x, y).encode()
     assert sm2.decrypt(key, c1 + c3 + c2) == b"zone master key component"

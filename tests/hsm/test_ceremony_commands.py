@@ -123,7 +123,8 @@ def test_fewer_than_two_components_are_refused(backend: Backend, tmp_path: Path)
     w = terminal_wrap(Algorithm.RSA_2048, backend.execute(PublicKey(key=k)), part, tmp_path)
     with pytest.raises(InvalidInput, match="dual control"):
         backend.execute(FormKeyWrapped(spec=KeySpec("zmk-one", 1, KeyType.ZMK, Algorithm.TDES_2KEY, KeyUsage.KEK,
-                                         ModeOfUse.ENCRYPT_DECRYPT), ctk=k, parts=[(w, kcv.kcv(Algorithm.TDES_2KEY, part))]))
+                                         ModeOfUse.ENCRYPT_DECRYPT), ctk=k,
+                                        parts=[(w, kcv.kcv(Algorithm.TDES_2KEY, part))]))
 
 
 def test_pkcs11_declares_what_it_cannot_do(backend: Backend) -> None:

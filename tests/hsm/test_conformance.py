@@ -25,7 +25,12 @@ from hsmsvc.errors import (
     Unsupported,
     VerificationFailed,
 )
-from hsmsvc.hsm.commands import AuditMac, DecryptData, EncryptData, EncryptFields, EncryptPinForStorage, ExportKey, Forget, GenerateKey, GenerateMac, GenerateMacs, GeneratePinOffset, GeneratePvv, ImportKey, Kcv, KeySyncMac, PanHash, PanHashes, Random, ReadAuditAnchor, ReencryptData, ReencryptStoredPin, TranslatePin, TranslatePins, VerifyMac, VerifyMacs, VerifyPinIbm3624, VerifyPinPvv, VerifyPinStored, VerifyPinsStored, WriteAuditAnchor
+from hsmsvc.hsm.commands import (
+    AuditMac, DecryptData, EncryptData, EncryptFields, EncryptPinForStorage, ExportKey, Forget, GenerateKey,
+    GenerateMac, GenerateMacs, GeneratePinOffset, GeneratePvv, ImportKey, Kcv, KeySyncMac, PanHash, PanHashes, Random,
+    ReadAuditAnchor, ReencryptData, ReencryptStoredPin, TranslatePin, TranslatePins, VerifyMac, VerifyMacs,
+    VerifyPinIbm3624, VerifyPinPvv, VerifyPinStored, VerifyPinsStored, WriteAuditAnchor,
+)
 from hsmsvc.hsm.backend import Backend
 from hsmsvc.hsm.model import PinBlock, Command, FieldParams, KeyCryptogram, KeySpec, StoredPin, StoredPinMethod
 from hsmsvc.types import (
@@ -58,7 +63,8 @@ from tests.reference import (
 # -- key formation and KCVs ---------------------------------------------------------
 
 
-@pytest.mark.parametrize("alg", [Algorithm.TDES_2KEY, Algorithm.TDES_3KEY, Algorithm.AES_128, Algorithm.AES_256, Algorithm.SM4])
+@pytest.mark.parametrize("alg", [Algorithm.TDES_2KEY, Algorithm.TDES_3KEY, Algorithm.AES_128, Algorithm.AES_256,
+                                 Algorithm.SM4])
 def test_formed_key_kcv_matches_independent_kcv(backend: Backend, alg: Algorithm) -> None:
     needs(backend, Command.FORM_KEY, alg)
     cg, clear = form(backend, KeyType.DEK, alg, KeyUsage.DATA)
@@ -161,7 +167,8 @@ def test_format0_translation_single_and_batch_agree_with_independent_check(backe
     for i in range(60):
         pan = pans[i % 3]
         if i % 4 == 0:  # random plain: almost always malformed, sometimes by one nibble only
-            plain = bytes(a ^ b for a, b in zip(iso0(PIN, pan), bytes([0] * (i % 8) + [1 << (i % 8)] + [0] * (7 - i % 8))))
+            plain = bytes(a ^ b for a, b in zip(iso0(PIN, pan),
+                                                bytes([0] * (i % 8) + [1 << (i % 8)] + [0] * (7 - i % 8))))
         else:
             plain = iso0("".join(secrets.choice("0123456789") for _ in range(4 + i % 9)), pan)
         block = ecb(Algorithm.TDES_2KEY, tpk_clear, plain)
@@ -318,7 +325,8 @@ def test_a_pin_translator_reloads_its_keys_after_the_backend_drops_them(backend:
     backend.execute(Forget(key_id=zpk.spec.key_id))
     others = [form(backend, KeyType.ZPK, Algorithm.TDES_2KEY, KeyUsage.PIN_ENCRYPTION)[0] for _ in range(3)]
     for other in others:  # loaded now, perhaps into the dropped keys' handles
-        backend.execute(TranslatePin(pin=PinBlock(ecb(Algorithm.TDES_2KEY, tpk_clear, iso0(PIN, PAN)), PinBlockFormat.ISO_0, PAN),
+        backend.execute(TranslatePin(pin=PinBlock(ecb(Algorithm.TDES_2KEY, tpk_clear, iso0(PIN, PAN)),
+                                                  PinBlockFormat.ISO_0, PAN),
                                      src=tpk, dst=other, dst_format=PinBlockFormat.ISO_0))
     assert ecb(Algorithm.TDES_2KEY, zpk_clear, route(block, PAN), decrypt=True) == iso0(PIN, PAN)
 
@@ -590,7 +598,8 @@ def test_pan_hash_is_keyed_and_stable(backend: Backend) -> None:
 
 @pytest.mark.parametrize(
     "alg,usage",
-    [(Algorithm.AES_256, KeyUsage.PIN_ENCRYPTION), (Algorithm.TDES_2KEY, KeyUsage.PIN_ENCRYPTION), (Algorithm.AES_256, KeyUsage.MAC_HMAC)],
+    [(Algorithm.AES_256, KeyUsage.PIN_ENCRYPTION), (Algorithm.TDES_2KEY, KeyUsage.PIN_ENCRYPTION),
+     (Algorithm.AES_256, KeyUsage.MAC_HMAC)],
 )
 def test_stored_pin_round_trip(backend: Backend, alg: Algorithm, usage: KeyUsage) -> None:
     needs(backend, Command.ENCRYPT_PIN_FOR_STORAGE, alg)
@@ -687,7 +696,8 @@ def test_verify_pins_stored_answers_as_one_by_one(backend: Backend) -> None:
                                          pans=[PAN, PAN], psk=psk, accounts=[PAN, PAN], stored=stored[:2]))
 
 
-@pytest.mark.parametrize("alg,usage", [(Algorithm.AES_256, KeyUsage.PIN_ENCRYPTION), (Algorithm.AES_256, KeyUsage.MAC_HMAC)])
+@pytest.mark.parametrize("alg,usage", [(Algorithm.AES_256, KeyUsage.PIN_ENCRYPTION),
+                                       (Algorithm.AES_256, KeyUsage.MAC_HMAC)])
 def test_verify_pins_stored_item_by_item_for_other_psks(backend: Backend, alg: Algorithm, usage: KeyUsage) -> None:
     """Format 4 storage and keyed digests take the item-by-item path, with the same answers."""
     needs(backend, Command.VERIFY_PIN_STORED, Algorithm.TDES_2KEY, alg)
@@ -779,7 +789,8 @@ def test_import_ecb_under_zmk_from_independent_wrap(backend: Backend) -> None:
     zpk = backend.execute(ImportKey(kek=zmk, wrapped=wrapped, spec=spec, kcv=want_kcv))
     assert zpk.kcv == want_kcv
     tpk, tpk_clear = form(backend, KeyType.TPK, Algorithm.TDES_2KEY, KeyUsage.PIN_ENCRYPTION)
-    out = backend.execute(TranslatePin(pin=PinBlock(ecb(Algorithm.TDES_2KEY, tpk_clear, iso0(PIN, PAN)), PinBlockFormat.ISO_0, PAN),
+    out = backend.execute(TranslatePin(pin=PinBlock(ecb(Algorithm.TDES_2KEY, tpk_clear, iso0(PIN, PAN)),
+                                                    PinBlockFormat.ISO_0, PAN),
                                        src=tpk, dst=zpk, dst_format=PinBlockFormat.ISO_0))
     assert ecb(Algorithm.TDES_2KEY, zpk_clear, out, decrypt=True) == iso0(PIN, PAN)
     with pytest.raises(VerificationFailed):
@@ -850,10 +861,12 @@ def test_tr31_export_import_under_kbpk(backend: Backend) -> None:
 
 
 def test_random_audit_mac_and_anchor(backend: Backend) -> None:
-    assert len(backend.execute(Random(length=32))) == 32 and backend.execute(Random(length=16)) != backend.execute(Random(length=16))
+    assert (len(backend.execute(Random(length=32))) == 32
+            and backend.execute(Random(length=16)) != backend.execute(Random(length=16)))
     with pytest.raises(InvalidInput):
         backend.execute(Random(length=0))
-    assert backend.execute(AuditMac(data=b"x")) == backend.execute(AuditMac(data=b"x")) != backend.execute(AuditMac(data=b"y"))
+    assert (backend.execute(AuditMac(data=b"x")) == backend.execute(AuditMac(data=b"x"))
+            != backend.execute(AuditMac(data=b"y")))
     backend.execute(WriteAuditAnchor(seq=7, head=b"\x01" * 32))
     backend.execute(WriteAuditAnchor(seq=5, head=b"\x02" * 32))  # never moves back
     assert backend.execute(ReadAuditAnchor()) == (7, b"\x01" * 32)

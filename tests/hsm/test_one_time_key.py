@@ -22,7 +22,9 @@ from hsmsvc.hsm.model import PinBlock, Command, KeySpec, OneTimeKey, StoredPinMe
 from hsmsvc.types import Algorithm, Exportability, KeyType, KeyUsage, MacAlgorithm, ModeOfUse, Padding, PinBlockFormat
 from tests.hsm.helpers import PAN, PIN, clear_key, form, ktk, terminal_wrap
 from tests.reference import ecb, iso0
-from hsmsvc.hsm.commands import EncryptPinForStorage, ExportKey, FormKey, GenerateKey, GenerateMac, Kcv, PublicKey, TranslatePin, VerifyPinStored
+from hsmsvc.hsm.commands import (
+    EncryptPinForStorage, ExportKey, FormKey, GenerateKey, GenerateMac, Kcv, PublicKey, TranslatePin, VerifyPinStored,
+)
 
 
 def test_public_key_and_fingerprint(backend: Backend) -> None:
@@ -69,16 +71,19 @@ def test_one_time_key_pin_verifies_against_a_stored_pin(backend: Backend) -> Non
     tpk, tpk_clear = form(backend, KeyType.TPK, Algorithm.TDES_2KEY, KeyUsage.PIN_ENCRYPTION)
     psk, _ = form(backend, KeyType.PSK, Algorithm.AES_128, KeyUsage.PIN_ENCRYPTION, ModeOfUse.ENCRYPT_DECRYPT)
     account = PAN[:12]
-    stored = backend.execute(EncryptPinForStorage(pin=PinBlock(ecb(Algorithm.TDES_2KEY, tpk_clear, iso0(PIN, PAN)), PinBlockFormat.ISO_0, PAN),
+    stored = backend.execute(EncryptPinForStorage(pin=PinBlock(ecb(Algorithm.TDES_2KEY, tpk_clear, iso0(PIN, PAN)),
+                                                               PinBlockFormat.ISO_0, PAN),
                                                   key=tpk, psk=psk, account=account))
     assert stored.method is StoredPinMethod.ENCRYPTED
     one = clear_key(Algorithm.TDES_2KEY)
     wrapped = terminal_wrap(Algorithm.RSA_2048, backend.execute(PublicKey(key=k)), one, Path("."))
     src = OneTimeKey(k, Algorithm.TDES_2KEY, wrapped)
-    backend.execute(VerifyPinStored(pin=PinBlock(ecb(Algorithm.TDES_2KEY, one, iso0(PIN, PAN)), PinBlockFormat.ISO_0, PAN),
+    backend.execute(VerifyPinStored(pin=PinBlock(ecb(Algorithm.TDES_2KEY, one, iso0(PIN, PAN)),
+                                                 PinBlockFormat.ISO_0, PAN),
                                     key=src, psk=psk, account=account, stored=stored))
     with pytest.raises(VerificationFailed):
-        backend.execute(VerifyPinStored(pin=PinBlock(ecb(Algorithm.TDES_2KEY, one, iso0("9999", PAN)), PinBlockFormat.ISO_0, PAN),
+        backend.execute(VerifyPinStored(pin=PinBlock(ecb(Algorithm.TDES_2KEY, one, iso0("9999", PAN)),
+                                                     PinBlockFormat.ISO_0, PAN),
                                         key=src, psk=psk, account=account, stored=stored))
 
 

@@ -61,17 +61,20 @@ def test_aes_format4_and_tdes_to_aes_keep_every_pin(backend: Backend) -> None:
     (aes1, _), (aes2, _) = _psk(backend, Algorithm.AES_128), _psk(backend, Algorithm.AES_256)
     zpk, zpk_clear = form(backend, KeyType.ZPK, Algorithm.TDES_2KEY, KeyUsage.PIN_ENCRYPTION)
     people = [(_pin(), _account()) for _ in range(50)]
-    stored = [backend.execute(EncryptPinForStorage(pin=PinBlock(ecb(Algorithm.TDES_2KEY, zpk_clear, iso0(pin, PAN)), PinBlockFormat.ISO_0, PAN),
+    stored = [backend.execute(EncryptPinForStorage(pin=PinBlock(ecb(Algorithm.TDES_2KEY, zpk_clear, iso0(pin, PAN)),
+                                                                PinBlockFormat.ISO_0, PAN),
                                                    key=zpk, psk=aes1, account=acct)).value
               for pin, acct in people]
     moved = backend.execute(ReencryptStoredPins(old_psk=aes1, new_psk=aes2,
                                                 rows=[(v, a) for v, (_, a) in zip(stored, people)]))
     from_tdes = backend.execute(ReencryptStoredPins(old_psk=tdes, new_psk=aes2,
-                                                    rows=[(ecb(Algorithm.TDES_2KEY, tdes_clear, iso0(pin, a)), a) for pin, a in people]))
+                                                    rows=[(ecb(Algorithm.TDES_2KEY, tdes_clear, iso0(pin, a)), a)
+                                                          for pin, a in people]))
     for (pin, acct), v, w in zip(people, moved, from_tdes):
         assert v is not None and w is not None and v != w  # format 4 draws fresh fill each time
         for value in (v, w):
-            backend.execute(VerifyPinStored(pin=PinBlock(ecb(Algorithm.TDES_2KEY, zpk_clear, iso0(pin, PAN)), PinBlockFormat.ISO_0, PAN),
+            backend.execute(VerifyPinStored(pin=PinBlock(ecb(Algorithm.TDES_2KEY, zpk_clear, iso0(pin, PAN)),
+                                                         PinBlockFormat.ISO_0, PAN),
                                             key=zpk, psk=aes2, account=acct,
                                             stored=StoredPin(StoredPinMethod.ENCRYPTED, value)))
 
@@ -88,8 +91,9 @@ def test_enciphered_pins_become_keyed_digests(backend: Backend) -> None:
                                               rows=rows + [(rows[0][0], _account())]))
     assert out[:-1] == [pin_digest(digest_clear, a, pin) for pin, a in people]
     assert out[-1] is None
-    checked = backend.execute(CompareStoredPins(old_psk=old, new_psk=digest, rows=[(v, d, a) for (v, a), d in zip(rows, out)]
-                                          + [(rows[0][0], out[1], rows[0][1])]))  # type: ignore[list-item]
+    checked = backend.execute(CompareStoredPins(old_psk=old, new_psk=digest,
+                                                rows=[(v, d, a) for (v, a), d in zip(rows, out)]
+                                                + [(rows[0][0], out[1], rows[0][1])]))  # type: ignore[list-item]
     assert checked == [True] * len(people) + [False]
 
 

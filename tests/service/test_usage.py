@@ -126,7 +126,8 @@ def test_the_rate_is_unknown_at_first_then_follows_the_counter() -> None:
 def test_settings_no_rotation_can_keep_up_with_are_refused_at_start_up(tmp_path: Path) -> None:
     def load(text: str) -> keysync.SyncSettings:
         f = tmp_path / "hsmsvc.toml"
-        f.write_text('insecure_dev = true\n' + text + '\n[backend]\nsealed_lmk = "lmk.sealed"\npassphrase_env = "HSMSVC_UNUSED"\n')
+        f.write_text('insecure_dev = true\n' + text
+                     + '\n[backend]\nsealed_lmk = "lmk.sealed"\npassphrase_env = "HSMSVC_UNUSED"\n')
         return config.load(str(f)).key_sync
 
     # The case: 300 uses, 3 s activation, 240 uses/s: 4 s of lead is 960 uses, past the hard stop.

@@ -53,7 +53,8 @@ def test_bench_reports_every_form_against_echo(tmp_path: Path) -> None:
         assert batch["rate"] == pytest.approx(batch["requests_per_second"] * batch["items_per_request"], rel=0.01)
     assert doc["settings"]["workers"] == 2 and "ZPK" in doc["settings"]["rotation"]
     md = (out / "report.md").read_text()
-    assert "| TranslatePin | unary | 8 |" in md and "| VerifyMac | batch of 20 | 2 |" in md and "Rotation: " in md and "latency.png" in md
+    assert ("| TranslatePin | unary | 8 |" in md and "| VerifyMac | batch of 20 | 2 |" in md and "Rotation: " in md
+            and "latency.png" in md)
     assert "- Connections: " in md
     assert (out / "latency.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     # mTLS beside plaintext, for hsmsvc and echo alike, through the same terminator.

@@ -199,7 +199,8 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         store.close()
         backend.close()
-    print(f"{args.rows:,} customers in {args.table}; PINs under {key.key_id}:1 (KCV {key.cryptogram.kcv.hex().upper()})")
+    print(f"{args.rows:,} customers in {args.table}; "
+          f"PINs under {key.key_id}:1 (KCV {key.cryptogram.kcv.hex().upper()})")
     return 0
 
 

@@ -87,7 +87,8 @@ def run(url: str, body: bytes, load: Load, duration: float, warm_up: float = 1.0
         data.write_bytes(body)
         cmd = ["h2load", *GRPC_HEADERS,
                "-d", str(data), "-c", str(load.connections), "-m", str(load.streams),
-               "-D", f"{round(duration * 1000)}ms", "--warm-up-time", f"{round(warm_up * 1000)}ms", "--log-file", str(log), url]
+               "-D", f"{round(duration * 1000)}ms", "--warm-up-time", f"{round(warm_up * 1000)}ms",
+               "--log-file", str(log), url]
         starts = 0
         while True:
             starts += 1

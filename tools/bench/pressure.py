@@ -428,7 +428,8 @@ def run(args: argparse.Namespace) -> int:
                         r = ch.unary_unary("/hsmsvc.v1.PinService/EncryptPinForStorage")(
                             storage_request(keys).SerializeToString(), timeout=30)
                     from hsmsvc.v1 import pin_service_pb2 as pm
-                    keys = dataclasses.replace(keys, stored_pin=pm.EncryptPinForStorageResponse.FromString(r).stored_pin)
+                    keys = dataclasses.replace(keys,
+                                               stored_pin=pm.EncryptPinForStorageResponse.FromString(r).stored_pin)
                 for op in ops:
                     for form in args.forms:
                         levels = {Form.UNARY: args.concurrency, Form.STREAM: args.stream_concurrency,

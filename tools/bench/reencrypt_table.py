@@ -41,7 +41,7 @@ from sqlalchemy import text  # noqa: E402
 
 from hsmsvc import cli  # noqa: E402
 from hsmsvc.batch.table import connect  # noqa: E402
-from hsmsvc.hsm.commands import ReencryptStoredPins
+from hsmsvc.hsm.commands import ReencryptStoredPins  # noqa: E402
 from hsmsvc.hsm.soft.backend import SoftBackend  # noqa: E402
 from hsmsvc.keys.store import KeyStore  # noqa: E402
 from reencrypt_crypto import openssl_blocks_per_second  # noqa: E402

@@ -83,7 +83,8 @@ def markdown(doc: dict[str, Any]) -> str:
                 f"| {r['operation']} | {r['concurrency']} | {r['plaintext']['rate']:,.0f} | {r['mtls']['rate']:,.0f} "
                 f"| {r['mtls_rate_change']:+.0%} | {r['mtls']['p50_ms']:.2f} | {r['mtls']['p99_ms']:.2f} "
                 f"| {r['plaintext']['server_cpu_us_per_call']} | {r['mtls']['server_cpu_us_per_call']} "
-                f"| {r['terminator_cpu_cores']:.2f} | {r['echo_plaintext']['rate']:,.0f} | {r['echo_mtls']['rate']:,.0f} "
+                f"| {r['terminator_cpu_cores']:.2f} | {r['echo_plaintext']['rate']:,.0f} "
+                f"| {r['echo_mtls']['rate']:,.0f} "
                 f"| {r['ratio_plaintext']:.0%} | **{r['ratio_mtls']:.0%}** | {r['mtls_errors']} |")
         lines.append("")
     return "\n".join(lines)

@@ -131,7 +131,8 @@ def make_keys(store: KeyStore, backend: Backend, full: bool = True, pin_keys: Pi
         km.form(spec, components.split(spec.algorithm, key, [secrets.token_bytes(len(key))]))
         clear[spec.key_id] = key
     return Keys(clear["bench.zpk-in"], clear["bench.zpk-out"], clear.get("bench.mak", b""), clear.get("bench.psk", b""),
-                pin_keys=pin_keys, aes_in=clear.get("bench.zpk-aes-in", b""), aes_out=clear.get("bench.zpk-aes-out", b""))
+                pin_keys=pin_keys, aes_in=clear.get("bench.zpk-aes-in", b""),
+                aes_out=clear.get("bench.zpk-aes-out", b""))
 
 
 def frame(message: bytes) -> bytes:
@@ -194,7 +195,8 @@ def _generate_mac() -> mm.GenerateMacRequest:
 
 def _verify_mac(keys: Keys) -> mm.VerifyMacRequest:
     return mm.VerifyMacRequest(key=_ref("bench.mak"), algorithm=pb.MAC_ALGORITHM_ISO9797_ALG3,
-                               padding=pb.MAC_PADDING_METHOD_1, data=_MAC_DATA, mac=generate_retail_mac(keys.mak, _MAC_DATA, Padding.METHOD_1))
+                               padding=pb.MAC_PADDING_METHOD_1, data=_MAC_DATA,
+                               mac=generate_retail_mac(keys.mak, _MAC_DATA, Padding.METHOD_1))
 
 
 def _encrypt() -> dm.EncryptRequest:
