@@ -12,7 +12,8 @@ from hsmsvc.hsm.backend import Backend
 from hsmsvc.hsm.commands import TranslatePin
 from hsmsvc.hsm.model import PinBlock
 from hsmsvc.types import Algorithm, KeyType, KeyUsage, PinBlockFormat
-from tests.hsm.test_conformance import PAN, ecb, form, iso0
+from tests.hsm.helpers import PAN, form
+from tests.reference import ecb, iso0
 
 ISO0 = PinBlockFormat.ISO_0
 
