@@ -1,4 +1,5 @@
-"""Issue 27 item 2: a card's try counter follows what the cryptography binds, exactly.
+"""Issue 27 item 2: a card's try counter follows what the cryptography binds, exactly,
+and a right PIN waits its turn among the guesses in flight.
 
 A real ``hsmsvc serve`` over mTLS with two worker processes (SO_REUSEPORT) on PostgreSQL;
 every PIN block and check value is made with pyca/cryptography (tests/reference.py).
@@ -6,12 +7,15 @@ every PIN block and check value is made with pyca/cryptography (tests/reference.
 
 from __future__ import annotations
 
+import hashlib
 import secrets
 import threading
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import grpc
+import psycopg
 import pytest
 
 from hsmsvc.hsm.model import KeySpec
@@ -35,6 +39,7 @@ class Server:
     keys: dict[str, bytes]
     clients: list[Client]
     """Each on its own connection, so the two workers each take some."""
+    url: str
 
     @property
     def core(self) -> Client:
@@ -66,7 +71,7 @@ def srv(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
         tls = ClientTls(ca.ca_file, ident.cert, ident.key, "localhost")
         clients = [Client(f"127.0.0.1:{info['port']}", tls, deadline=30.0, retries=0) for _ in range(8)]
         try:
-            yield Server(keys, clients)
+            yield Server(keys, clients, url)
         finally:
             for c in clients:
                 c.close()
@@ -185,19 +190,25 @@ def _race(srv: Server, verify: Callable[[str], bool], pins: list[str]) -> list[s
     return answers
 
 
+def _fresh_card(srv: Server) -> Callable[[str], bool]:
+    """A PVV check of a new card with PIN ``PIN``, each call on the next of the eight connections."""
+    pan = _card()
+    pvv = ind.visa_pvv(srv.keys["pvk-visa"], pan, 1, PIN)
+    block = {p: ind.tdes_ecb(srv.keys["zpk"], ind.iso0(p, pan)) for p in (PIN, WRONG)}
+    conns = iter(range(1 << 30))
+
+    def verify(pin: str) -> bool:
+        client = srv.clients[next(conns) % len(srv.clients)]
+        return client.verify_pin_pvv("cards.zpk", block[pin], pan, "cards.pvk-visa", 1, pvv)
+
+    return verify
+
+
 def test_concurrent_guesses_on_two_workers_answer_exactly_the_limit(srv: Server) -> None:
     """Issue 27: 40 concurrent wrong guesses against 2 workers had 4 evaluated against a limit of 3
     (4 of 4 rounds). Each outcome is settled in the store before it is answered."""
     for _ in range(4):
-        pan = _card()
-        pvv = ind.visa_pvv(srv.keys["pvk-visa"], pan, 1, PIN)
-        block = {p: ind.tdes_ecb(srv.keys["zpk"], ind.iso0(p, pan)) for p in (PIN, WRONG)}
-        conns = iter(range(1 << 30))
-
-        def verify(pin: str) -> bool:
-            client = srv.clients[next(conns) % len(srv.clients)]
-            return client.verify_pin_pvv("cards.zpk", block[pin], pan, "cards.pvk-visa", 1, pvv)
-
+        verify = _fresh_card(srv)
         answers = _race(srv, verify, [WRONG] * 40)
         assert answers.count("false") == PER_PAN, answers
         assert all(a == "false" or a.startswith("RESOURCE_EXHAUSTED:pan:") for a in answers), answers
@@ -208,15 +219,7 @@ def test_a_right_pin_racing_wrong_ones_never_lets_more_than_the_limit_be_answere
     """A right PIN clears the card's counter (as a card's try counter is reset), so a race may answer
     up to the limit before it and the limit after it, never more, and the counter ends as a serial
     order of the answered guesses would leave it."""
-    pan = _card()
-    pvv = ind.visa_pvv(srv.keys["pvk-visa"], pan, 1, PIN)
-    block = {p: ind.tdes_ecb(srv.keys["zpk"], ind.iso0(p, pan)) for p in (PIN, WRONG)}
-    conns = iter(range(1 << 30))
-
-    def verify(pin: str) -> bool:
-        client = srv.clients[next(conns) % len(srv.clients)]
-        return client.verify_pin_pvv("cards.zpk", block[pin], pan, "cards.pvk-visa", 1, pvv)
-
+    verify = _fresh_card(srv)
     assert verify(WRONG) is False  # the card has a failure, so the right PIN must settle in the store
     answers = _race(srv, verify, [WRONG] * 20 + [PIN] + [WRONG] * 19)
     wrong = answers[:20] + answers[21:]
@@ -225,3 +228,94 @@ def test_a_right_pin_racing_wrong_ones_never_lets_more_than_the_limit_be_answere
     else:
         assert answers[20].startswith("RESOURCE_EXHAUSTED:pan:") and wrong.count("false") == PER_PAN - 1, answers
     assert "RESOURCE_EXHAUSTED" in _refused(lambda: verify(WRONG))  # the race ends with the card locked
+
+
+# -- a right PIN waits its turn (issue 27, found by an adversarial review) ------------------
+# A match whose counters read zero was once released at that read, never ordered after the
+# wrong guesses in flight beside it: of N distinct guesses sent at once at a fresh card, the
+# right one was answered true however many wrong ones took the card to its limit first, and a
+# guess refused at settlement was known to be wrong (N PINs tried per window). These tests hold
+# what another worker's settlement of the same principal holds (its advisory lock and its
+# counter row, hsmsvc/keys/store/counters.py) and see that no outcome is answered before it ends.
+
+HELD = 1.5
+"""Seconds the principal's lock and row are held (below the store's 5 s lock timeout)."""
+
+
+def _pvv_guess(srv: Server, pan: str, pin: str, client: int) -> Callable[[], bool]:
+    pvv = ind.visa_pvv(srv.keys["pvk-visa"], pan, 1, PIN)
+    block = ind.tdes_ecb(srv.keys["zpk"], ind.iso0(pin, pan))
+    c = srv.clients[client]
+    return lambda: c.verify_pin_pvv("cards.zpk", block, pan, "cards.pvk-visa", 1, pvv)
+
+
+def _batch_guess(srv: Server, account: str, pin: str, client: int) -> Callable[[], bool]:
+    pan = _card()
+    req = pin_pb.VerifyPinBatchRequest(
+        key=pb.KeyRef(key_id="cards.zpk"), format=pb.PIN_BLOCK_FORMAT_ISO_0,
+        pin_blocks=ind.tdes_ecb(srv.keys["zpk"], ind.iso0(pin, pan)), pans=[pan],
+        psk=pb.KeyRef(key_id="cards.psk"), method=pb.STORED_PIN_METHOD_DIGEST, accounts=[account],
+        stored_pins=ind.pin_digest(srv.keys["psk"], account, PIN))
+    c = srv.clients[client]
+
+    def call() -> bool:
+        r = c.pins.VerifyPinBatch(req)
+        if r.errors:
+            raise AssertionError(f"{r.errors[0].code}:{r.errors[0].message}")
+        return bool(r.verified[0])
+
+    return call
+
+
+def _with_principal_held(srv: Server, guesses: list[Callable[[], bool]]) -> tuple[list[str], list[float], float]:
+    """Send ``guesses`` while the principal's counter row is held; its answers, when each came
+    (seconds from sending), and when the row was let go."""
+    # The principal's row exists: one failure on a throwaway card.
+    assert _pvv_guess(srv, _card(), WRONG, 0)() is False
+    answers, when = [""] * len(guesses), [0.0] * len(guesses)
+    with psycopg.connect(srv.url.replace("postgresql+psycopg://", "postgresql://")) as held:
+        # The store's advisory lock key for a subject: the first 8 bytes of SHA-256 over its name.
+        key = int.from_bytes(hashlib.sha256(b"hsmsvc.pin_attempts:principal:core-banking").digest()[:8], "big",
+                             signed=True)
+        held.execute("SELECT pg_advisory_xact_lock(%s)", (key,))
+        row = held.execute("SELECT failures FROM pin_attempts WHERE subject = 'principal:core-banking' "
+                           "FOR UPDATE").fetchone()
+        assert row is not None
+        t0 = time.monotonic()
+
+        def one(i: int) -> None:
+            try:
+                answers[i] = str(guesses[i]()).lower()
+            except ClientError as e:
+                answers[i] = f"{e.code.name}:{e.details}"
+            except AssertionError as e:
+                answers[i] = str(e)
+            when[i] = time.monotonic() - t0
+
+        threads = [threading.Thread(target=one, args=(i,)) for i in range(len(guesses))]
+        for t in threads:
+            t.start()
+        time.sleep(HELD)
+        released = time.monotonic() - t0
+        held.rollback()
+    for t in threads:
+        t.join(30)
+    return answers, when, released
+
+
+def test_a_right_pin_at_a_fresh_card_waits_for_the_principal_settlement_as_a_wrong_one_does(srv: Server) -> None:
+    pan = _card()
+    guesses = [_pvv_guess(srv, pan, PIN, 1), _pvv_guess(srv, pan, WRONG, 2)]
+    answers, when, released = _with_principal_held(srv, guesses)
+    assert answers == ["true", "false"], answers
+    # Answered at once, the right one was decided before it was ordered among the guesses in
+    # flight, and told apart from a wrong one (which waits) by when it came back.
+    assert min(when) >= released, f"answered at {when} s, before the principal's row was let go at {released:.2f} s"
+
+
+def test_a_batch_of_one_right_pin_waits_for_the_principal_settlement(srv: Server) -> None:
+    account = f"62{secrets.randbelow(10 ** 15):015d}"
+    answers, when, released = _with_principal_held(srv, [_batch_guess(srv, account, PIN, 1)])
+    assert answers == ["true"], answers
+    assert when[0] >= released, (f"answered at {when[0]:.2f} s, "
+                                 f"before the principal's row was let go at {released:.2f} s")
