@@ -51,8 +51,8 @@ def _wrap(s: Services, part: bytes) -> bytes:
 
 def test_an_expired_ceremony_takes_no_component_and_keeps_none(services: Services) -> None:
     s = services
-    c = ceremony.start(s, _who(s, "m1"), _spec("zmk-late"), None, frozenset(), KeyRef("ctk"), 2,
-                       ttl=timedelta(seconds=-1))
+    c = ceremony.start(s, _who(s, "m1"), spec=_spec("zmk-late"), alias=None, legacy_types=frozenset(),
+                       ctk=KeyRef("ctk"), required=2, ttl=timedelta(seconds=-1))
     part = bytes(16)
     with pytest.raises(KeyStateError, match="expired"):
         ceremony.add_component(s, _who(s, "c1"), c.ceremony_id, _wrap(s, part), kcv.kcv(Algorithm.TDES_2KEY, part))
@@ -62,7 +62,8 @@ def test_an_expired_ceremony_takes_no_component_and_keeps_none(services: Service
 
 def test_two_custodians_finishing_together_form_the_key_once(services: Services) -> None:
     s = services
-    c = ceremony.start(s, _who(s, "m1"), _spec("zmk-race"), None, frozenset(), KeyRef("ctk"), 2)
+    c = ceremony.start(s, _who(s, "m1"), spec=_spec("zmk-race"), alias=None, legacy_types=frozenset(),
+                       ctk=KeyRef("ctk"), required=2)
     ceremony.approve(s, _who(s, "m2"), c.ceremony_id)
     parts = [bytes.fromhex("0123456789ABCDEFFEDCBA9876543210"), bytes.fromhex("1C1C1C1C1C1C1C1C2A2A2A2A2A2A2A2A")]
     results: list[object] = []

@@ -74,11 +74,11 @@ def sites(tmp_path: Path) -> Iterator[tuple[Services, Services, UseMeter]]:
 
 def test_zone_mak_at_its_limit_changes_at_both_sites_unasked(sites: tuple[Services, Services, UseMeter]) -> None:
     core, branch, _ = sites
-    notice, delivery = keysync.start_key_change(core, CALLER, SETTINGS, ZONE, courier=Branch(branch))
+    notice, delivery = keysync.start_key_change(core, CALLER, settings=SETTINGS, zone=ZONE, courier=Branch(branch))
     assert delivery.confirmed and {k.version for k in notice.keys} == {1}
     for _ in range(4):
-        tag, version, _ = mac.generate_mac(core, CALLER, KeyRef(f"{ZONE}.mak"), MacAlgorithm.ISO9797_ALG3,
-                                           Padding.METHOD_1, b"message")
+        tag, version, _ = mac.generate_mac(core, CALLER, key=KeyRef(f"{ZONE}.mak"), algorithm=MacAlgorithm.ISO9797_ALG3,
+                                           padding=Padding.METHOD_1, data=b"message")
     deadline = time.monotonic() + 10
     while core.store.get(f"{ZONE}.mak").version < 2:
         assert time.monotonic() < deadline, "no key change at the use limit"
@@ -90,11 +90,11 @@ def test_zone_mak_at_its_limit_changes_at_both_sites_unasked(sites: tuple[Servic
     # Only the MAK changed; the ZPK and DEK are still at version 1.
     assert core.store.get(f"{ZONE}.zpk").version == 1
     # A MAC made at the core under the new version verifies at the branch.
-    tag, version, _ = mac.generate_mac(core, CALLER, KeyRef(f"{ZONE}.mak"), MacAlgorithm.ISO9797_ALG3,
-                                       Padding.METHOD_1, b"message")
+    tag, version, _ = mac.generate_mac(core, CALLER, key=KeyRef(f"{ZONE}.mak"), algorithm=MacAlgorithm.ISO9797_ALG3,
+                                       padding=Padding.METHOD_1, data=b"message")
     assert version == 2
-    assert mac.verify_mac(branch, CALLER, KeyRef(f"{ZONE}.mak", version=2), MacAlgorithm.ISO9797_ALG3,
-                          Padding.METHOD_1, b"message", tag)
+    assert mac.verify_mac(branch, CALLER, key=KeyRef(f"{ZONE}.mak", version=2), algorithm=MacAlgorithm.ISO9797_ALG3,
+                          padding=Padding.METHOD_1, data=b"message", mac=tag)
 
 
 def test_the_meter_counts_each_use_once_and_the_metrics_report_its_counts(
@@ -104,13 +104,13 @@ def test_the_meter_counts_each_use_once_and_the_metrics_report_its_counts(
     from hsmsvc.api.metrics import Metrics
 
     core, branch, meter = sites
-    keysync.start_key_change(core, CALLER, SETTINGS, ZONE, courier=Branch(branch))
+    keysync.start_key_change(core, CALLER, settings=SETTINGS, zone=ZONE, courier=Branch(branch))
     for _ in range(2):
-        mac.generate_mac_batch(core, CALLER, KeyRef(f"{ZONE}.mak"), MacAlgorithm.ISO9797_ALG3, Padding.METHOD_1,
-                               [b"one", b"two"])
+        mac.generate_mac_batch(core, CALLER, key=KeyRef(f"{ZONE}.mak"), algorithm=MacAlgorithm.ISO9797_ALG3,
+                               padding=Padding.METHOD_1, messages=[b"one", b"two"])
     # A failed check is no use: only MACs made or verified count.
-    assert not mac.verify_mac(core, CALLER, KeyRef(f"{ZONE}.mak"), MacAlgorithm.ISO9797_ALG3, Padding.METHOD_1,
-                              b"one", bytes(8))
+    assert not mac.verify_mac(core, CALLER, key=KeyRef(f"{ZONE}.mak"), algorithm=MacAlgorithm.ISO9797_ALG3,
+                              padding=Padding.METHOD_1, data=b"one", mac=bytes(8))
     assert meter.uses() == {(f"{ZONE}.mak", 1): 4}
     metrics = Metrics(key_ids=True)
     metrics.count_key_uses(meter.uses)

@@ -20,8 +20,8 @@ class DataServicer(g.DataServiceServicer):
 
     def _encrypt(self, r: m.EncryptRequest, c: Caller) -> m.EncryptResponse:
         p = cv.field_params(r.cipher, "cipher", r.HasField("cipher"))
-        ct, iv, version = uc.encrypt(self.s, c, cv.key_ref(r.key, "key", r.HasField("key")), p.mode, p.padding,
-                                     p.iv, p.aad, bytes(r.plaintext))
+        ct, iv, version = uc.encrypt(self.s, c, key=cv.key_ref(r.key, "key", r.HasField("key")), mode=p.mode,
+                                     padding=p.padding, iv=p.iv, aad=p.aad, data=bytes(r.plaintext))
         return m.EncryptResponse(ciphertext=ct, iv=iv, key_version=version)
 
     Encrypt = rpc("DataService.Encrypt", Lane.INLINE)(_encrypt)
@@ -30,8 +30,8 @@ class DataServicer(g.DataServiceServicer):
     @rpc("DataService.Decrypt", Lane.INLINE)
     def Decrypt(self, r: m.DecryptRequest, c: Caller) -> m.DecryptResponse:
         p = cv.field_params(r.cipher, "cipher", r.HasField("cipher"))
-        pt = uc.decrypt(self.s, c, cv.key_ref(r.key, "key", r.HasField("key")), p.mode, p.padding, p.iv, p.aad,
-                        bytes(r.ciphertext))
+        pt = uc.decrypt(self.s, c, key=cv.key_ref(r.key, "key", r.HasField("key")), mode=p.mode, padding=p.padding,
+                        iv=p.iv, aad=p.aad, data=bytes(r.ciphertext))
         return m.DecryptResponse(plaintext=pt)
 
     @rpc("DataService.ReEncrypt")
@@ -39,9 +39,9 @@ class DataServicer(g.DataServiceServicer):
         src = cv.field_params(r.source_cipher, "source_cipher", r.HasField("source_cipher"))
         dst = cv.field_params(r.destination_cipher, "destination_cipher", r.HasField("destination_cipher"))
         ct, iv, version = uc.reencrypt(
-            self.s, c, cv.key_ref(r.source_key, "source_key", r.HasField("source_key")), src,
-            cv.key_ref(r.destination_key, "destination_key", r.HasField("destination_key")),
-            dst.mode, dst.padding, dst.aad, bytes(r.ciphertext),
+            self.s, c, source=cv.key_ref(r.source_key, "source_key", r.HasField("source_key")), source_params=src,
+            destination=cv.key_ref(r.destination_key, "destination_key", r.HasField("destination_key")), mode=dst.mode,
+            padding=dst.padding, aad=dst.aad, data=bytes(r.ciphertext),
         )
         return m.ReEncryptResponse(ciphertext=ct, iv=iv, destination_key_version=version)
 
@@ -51,8 +51,8 @@ class DataServicer(g.DataServiceServicer):
         count(r.plaintexts, "plaintexts")
         if p.iv:
             raise InvalidInput("cipher.iv", "empty: each field gets a fresh IV")
-        results, version = uc.encrypt_batch(self.s, c, cv.key_ref(r.key, "key", r.HasField("key")), p.mode,
-                                            p.padding, p.aad, [bytes(x) for x in r.plaintexts])
+        results, version = uc.encrypt_batch(self.s, c, key=cv.key_ref(r.key, "key", r.HasField("key")), mode=p.mode,
+                                            padding=p.padding, aad=p.aad, fields=[bytes(x) for x in r.plaintexts])
         cts, ivs, errs = [], [], []
         for i, res in enumerate(results):
             if isinstance(res, HsmsvcError):

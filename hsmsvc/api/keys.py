@@ -23,17 +23,19 @@ class KeyServicer(g.KeyServiceServicer):
     def GenerateKey(self, r: m.GenerateKeyRequest, c: Caller) -> m.GenerateKeyResponse:
         t = r.template
         spec = cv.key_spec(t, _template_id(t))
-        key = uc.generate_key(self.s, c, spec, cv.text(t.alias, "template.alias") or None,
-                              t.lifetime_seconds, cv.uint63(t.max_uses, "template.max_uses"), cv.legacy_types(t))
+        key = uc.generate_key(self.s, c, spec=spec, alias=cv.text(t.alias, "template.alias") or None,
+                              lifetime_s=t.lifetime_seconds, max_uses=cv.uint63(t.max_uses, "template.max_uses"),
+                              legacy_types=cv.legacy_types(t))
         return m.GenerateKeyResponse(key=cv.key_info(key))
 
     @rpc("KeyService.ImportKey")
     def ImportKey(self, r: m.ImportKeyRequest, c: Caller) -> m.ImportKeyResponse:
         t = r.template
         spec = cv.key_spec(t, _template_id(t))
-        key = uc.import_key(self.s, c, cv.key_ref(r.kek, "kek", r.HasField("kek")), bytes(r.wrapped_key),
-                            bytes(r.kcv) or None, spec, cv.text(t.alias, "template.alias") or None,
-                            cv.legacy_types(t), t.lifetime_seconds, cv.uint63(t.max_uses, "template.max_uses"))
+        key = uc.import_key(self.s, c, kek=cv.key_ref(r.kek, "kek", r.HasField("kek")), wrapped=bytes(r.wrapped_key),
+                            kcv=bytes(r.kcv) or None, spec=spec, alias=cv.text(t.alias, "template.alias") or None,
+                            legacy_types=cv.legacy_types(t), lifetime_s=t.lifetime_seconds,
+                            max_uses=cv.uint63(t.max_uses, "template.max_uses"))
         return m.ImportKeyResponse(key=cv.key_info(key))
 
     @rpc("KeyService.ExportKey")
@@ -50,8 +52,8 @@ class KeyServicer(g.KeyServiceServicer):
     @rpc("KeyService.ListKeys")
     def ListKeys(self, r: m.ListKeysRequest, c: Caller) -> m.ListKeysResponse:
         keys, token = uc.list_keys(
-            self.s, c, cv.KEY_TYPE.optional(r.key_type, "key_type"), cv.text(r.zone, "zone", 64) or None,
-            r.page_size, cv.text(r.page_token, "page_token", 256),
+            self.s, c, key_type=cv.KEY_TYPE.optional(r.key_type, "key_type"), zone=cv.text(r.zone, "zone", 64) or None,
+            page_size=r.page_size, page_token=cv.text(r.page_token, "page_token", 256),
         )
         return m.ListKeysResponse(keys=[cv.key_info(k) for k in keys], next_page_token=token)
 

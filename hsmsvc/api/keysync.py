@@ -137,8 +137,8 @@ class KeySyncServicer(g.KeySyncServiceServicer):
         types = [cv.KEY_TYPE.get(t, "key_types") for t in r.key_types]
         if r.deliver and self.courier is None:
             raise InvalidInput("deliver", "no peers are configured on this server")
-        notice, delivery = uc.start_key_change(self.s, c, self.settings, cv.text(r.zone, "zone", 64), types,
-                                               self.courier if r.deliver else None)
+        notice, delivery = uc.start_key_change(self.s, c, settings=self.settings, zone=cv.text(r.zone, "zone", 64),
+                                               key_types=types, courier=self.courier if r.deliver else None)
         return m.StartKeyChangeResponse(notice=notice_to_pb(notice), confirmed=delivery.confirmed,
                                         delivery_error=delivery.error)
 

@@ -20,8 +20,9 @@ class MacServicer(g.MacServiceServicer):
 
     def _generate(self, r: m.GenerateMacRequest, c: Caller) -> m.GenerateMacResponse:
         tag, version, sign_on = uc.generate_mac(
-            self.s, c, cv.key_ref(r.key, "key", r.HasField("key")), cv.MAC_ALGORITHM.get(r.algorithm, "algorithm"),
-            cv.MAC_PADDING.optional(r.padding, "padding"), bytes(r.data), r.mac_length,
+            self.s, c, key=cv.key_ref(r.key, "key", r.HasField("key")),
+            algorithm=cv.MAC_ALGORITHM.get(r.algorithm, "algorithm"),
+            padding=cv.MAC_PADDING.optional(r.padding, "padding"), data=bytes(r.data), length=r.mac_length,
         )
         return m.GenerateMacResponse(mac=tag, key_version=version, sign_on_required=sign_on)
 
@@ -30,8 +31,9 @@ class MacServicer(g.MacServiceServicer):
 
     def _verify(self, r: m.VerifyMacRequest, c: Caller) -> m.VerifyMacResponse:
         ok = uc.verify_mac(
-            self.s, c, cv.key_ref(r.key, "key", r.HasField("key")), cv.MAC_ALGORITHM.get(r.algorithm, "algorithm"),
-            cv.MAC_PADDING.optional(r.padding, "padding"), bytes(r.data), bytes(r.mac),
+            self.s, c, key=cv.key_ref(r.key, "key", r.HasField("key")),
+            algorithm=cv.MAC_ALGORITHM.get(r.algorithm, "algorithm"),
+            padding=cv.MAC_PADDING.optional(r.padding, "padding"), data=bytes(r.data), mac=bytes(r.mac),
         )
         return m.VerifyMacResponse(verified=ok)
 
@@ -42,8 +44,10 @@ class MacServicer(g.MacServiceServicer):
     def GenerateMacBatch(self, r: m.GenerateMacBatchRequest, c: Caller) -> m.GenerateMacBatchResponse:
         count(r.messages, "messages")
         results, version = uc.generate_mac_batch(
-            self.s, c, cv.key_ref(r.key, "key", r.HasField("key")), cv.MAC_ALGORITHM.get(r.algorithm, "algorithm"),
-            cv.MAC_PADDING.optional(r.padding, "padding"), [bytes(x) for x in r.messages], r.mac_length,
+            self.s, c, key=cv.key_ref(r.key, "key", r.HasField("key")),
+            algorithm=cv.MAC_ALGORITHM.get(r.algorithm, "algorithm"),
+            padding=cv.MAC_PADDING.optional(r.padding, "padding"), messages=[bytes(x) for x in r.messages],
+            length=r.mac_length,
         )
         macs, errs = [], []
         for i, res in enumerate(results):
@@ -58,9 +62,10 @@ class MacServicer(g.MacServiceServicer):
     def VerifyMacBatch(self, r: m.VerifyMacBatchRequest, c: Caller) -> m.VerifyMacBatchResponse:
         count(r.messages, "messages")
         results = uc.verify_mac_batch(
-            self.s, c, cv.key_ref(r.key, "key", r.HasField("key")), cv.MAC_ALGORITHM.get(r.algorithm, "algorithm"),
-            cv.MAC_PADDING.optional(r.padding, "padding"), [bytes(x) for x in r.messages],
-            [bytes(x) for x in r.macs],
+            self.s, c, key=cv.key_ref(r.key, "key", r.HasField("key")),
+            algorithm=cv.MAC_ALGORITHM.get(r.algorithm, "algorithm"),
+            padding=cv.MAC_PADDING.optional(r.padding, "padding"), messages=[bytes(x) for x in r.messages],
+            macs=[bytes(x) for x in r.macs],
         )
         verified, errs = [], []
         for i, res in enumerate(results):

@@ -68,6 +68,7 @@ class Monitor:
         metrics: Metrics,
         health_servicer: health.aio.HealthServicer,
         services: tuple[str, ...],
+        *,
         interval: float = 1.0,
         timeout: float = 2.0,
     ) -> None:

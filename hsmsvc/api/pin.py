@@ -88,7 +88,8 @@ class PinServicer(g.PinServiceServicer):
                     cv.PIN_FORMAT.get(r.destination_format, "destination_format"))
 
         route = self.s.routes.route(self.s, c, words, request)
-        block, version, sign_on = uc.translate_routed(self.s, c, route, bytes(r.pin_block), _pan(r.pan))
+        block, version, sign_on = uc.translate_routed(self.s, c, route=route, pin_block=bytes(r.pin_block),
+                                                      pan=_pan(r.pan))
         return m.TranslatePinResponse(pin_block=block, destination_key_version=version, sign_on_required=sign_on)
 
     TranslatePin = rpc("PinService.TranslatePin", Lane.INLINE)(_translate)
@@ -102,10 +103,9 @@ class PinServicer(g.PinServiceServicer):
         blocks = bytes(r.pin_blocks)
         n = items(blocks, src_fmt.block_size, "pin_blocks")
         out, version = uc.translate_pin_batch(
-            self.s, c,
-            cv.key_ref(r.source_key, "source_key", r.HasField("source_key")), src_fmt,
-            cv.key_ref(r.destination_key, "destination_key", r.HasField("destination_key")), dst_fmt,
-            blocks, pans(r.pans, n),
+            self.s, c, source=cv.key_ref(r.source_key, "source_key", r.HasField("source_key")), source_format=src_fmt,
+            destination=cv.key_ref(r.destination_key, "destination_key", r.HasField("destination_key")),
+            destination_format=dst_fmt, pin_blocks=blocks, pans=pans(r.pans, n),
         )
         return m.TranslatePinBatchResponse(pin_blocks=out.blocks, errors=[item_error(i, e) for i, e in out.errors],
                                            destination_key_version=version)
@@ -124,8 +124,9 @@ class PinServicer(g.PinServiceServicer):
                                 cv.text(r.pvv.pvv, "pvv.pvv", 4))
         else:
             raise InvalidInput("check", "one of stored, ibm3624 or pvv")
-        ok = uc.verify_pin(self.s, c, _source(r, "pin_key", "key", "one_time_key"),
-                           cv.PIN_FORMAT.get(r.format, "format"), bytes(r.pin_block), _pan(r.pan), check)
+        ok = uc.verify_pin(self.s, c, key=_source(r, "pin_key", "key", "one_time_key"),
+                           fmt=cv.PIN_FORMAT.get(r.format, "format"), pin_block=bytes(r.pin_block), pan=_pan(r.pan),
+                           check=check)
         return m.VerifyPinResponse(verified=ok)
 
     VerifyPin = rpc("PinService.VerifyPin", Lane.TRANSACTION)(_verify)
@@ -139,9 +140,9 @@ class PinServicer(g.PinServiceServicer):
         n = len(blocks)
         stored = split_even(bytes(r.stored_pins), n, "stored_pins")
         results = uc.verify_pin_batch(
-            self.s, c, cv.key_ref(r.key, "key", r.HasField("key")), fmt, blocks, pans(r.pans, n),
-            cv.key_ref(r.psk, "psk", r.HasField("psk")), texts(r.accounts, n, "accounts"),
-            [StoredPin(method, x) for x in stored],
+            self.s, c, key=cv.key_ref(r.key, "key", r.HasField("key")), fmt=fmt, pin_blocks=blocks,
+            pans=pans(r.pans, n), psk=cv.key_ref(r.psk, "psk", r.HasField("psk")),
+            accounts=texts(r.accounts, n, "accounts"), stored=[StoredPin(method, x) for x in stored],
         )
         verified, errs = [], []
         for i, res in enumerate(results):
@@ -155,9 +156,9 @@ class PinServicer(g.PinServiceServicer):
     @rpc("PinService.EncryptPinForStorage")
     def EncryptPinForStorage(self, r: m.EncryptPinForStorageRequest, c: Caller) -> m.EncryptPinForStorageResponse:
         stored, version = uc.encrypt_pin_for_storage(
-            self.s, c, cv.key_ref(r.key, "key", r.HasField("key")), cv.PIN_FORMAT.get(r.format, "format"),
-            bytes(r.pin_block), _pan(r.pan), cv.key_ref(r.psk, "psk", r.HasField("psk")),
-            cv.text(r.account, "account", 19),
+            self.s, c, key=cv.key_ref(r.key, "key", r.HasField("key")), fmt=cv.PIN_FORMAT.get(r.format, "format"),
+            pin_block=bytes(r.pin_block), pan=_pan(r.pan), psk=cv.key_ref(r.psk, "psk", r.HasField("psk")),
+            account=cv.text(r.account, "account", 19),
         )
         return m.EncryptPinForStorageResponse(method=_METHOD_PB[stored.method], stored_pin=stored.value,
                                               psk_version=version)
@@ -167,8 +168,9 @@ class PinServicer(g.PinServiceServicer):
         if not r.HasField("current"):
             raise InvalidInput("current", "required")
         stored, version = uc.change_stored_pin(
-            self.s, c, cv.key_ref(r.key, "key", r.HasField("key")), cv.PIN_FORMAT.get(r.format, "format"),
-            _pan(r.pan), bytes(r.old_pin_block), bytes(r.new_pin_block), _stored_check(r.current, "current"),
+            self.s, c, key=cv.key_ref(r.key, "key", r.HasField("key")), fmt=cv.PIN_FORMAT.get(r.format, "format"),
+            pan=_pan(r.pan), old_pin_block=bytes(r.old_pin_block), new_pin_block=bytes(r.new_pin_block),
+            check=_stored_check(r.current, "current"),
         )
         if stored is None:
             return m.ChangeStoredPinResponse(verified=False)
@@ -199,7 +201,9 @@ class PinServicer(g.PinServiceServicer):
     def ReEncryptStoredPins(self, r: m.ReEncryptStoredPinsRequest, c: Caller) -> m.ReEncryptStoredPinsResponse:
         accounts = _accounts(r.accounts)
         pins = split_even(bytes(r.stored_pins), len(accounts), "stored_pins")
-        results, version = storedpins.reencrypt_stored_pins(self.s, c, *_psks(r), accounts, pins)
+        old_psk, new_psk = _psks(r)
+        results, version = storedpins.reencrypt_stored_pins(self.s, c, old_psk=old_psk, new_psk=new_psk,
+                                                            accounts=accounts, stored=pins)
         width = max((len(x) for x in results if isinstance(x, bytes)), default=len(pins[0]))
         out, errs = bytearray(), []
         for i, res in enumerate(results):

@@ -202,7 +202,7 @@ class Dispatch(grpc.GenericRpcHandler):
 
 
 async def _run(lane: Lane, state: InlineState | None, runner: Runner, fn: Callable[[Any, Any, Caller], R],
-               servicer: Any, request: Any, caller: Caller) -> R:
+               *, servicer: Any, request: Any, caller: Caller) -> R:
     """``fn`` on the loop when its lane is INLINE and it needs no I/O, else on its lane's executor."""
     if state is not None and runner.first_inline(state):
         try:
@@ -235,8 +235,8 @@ def rpc(method: str, lane: Lane = Lane.OTHER,
                 principal = self.observed.principal(context)
                 principal_name = principal.name
                 principal.require_call(method)
-                return await _run(lane, state, self.observed.runner, fn, self, request,
-                                  Caller(principal, method, rid))
+                return await _run(lane, state, self.observed.runner, fn, servicer=self, request=request,
+                                  caller=Caller(principal, method, rid))
             except errors.HsmsvcError as e:
                 status = code_for(e)
                 code = status.name
@@ -290,7 +290,8 @@ def stream_rpc(
                 async for q in requests:
                     try:
                         out = response(correlation_id=q.correlation_id,
-                                       response=await _run(lane, state, runner, fn, self, q.request, caller))
+                                       response=await _run(lane, state, runner, fn, servicer=self, request=q.request,
+                                                           caller=caller))
                     except errors.HsmsvcError as e:
                         out = response(correlation_id=q.correlation_id, code=code_for(e).value[0],
                                        message=message_for(e))

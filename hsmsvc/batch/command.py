@@ -119,7 +119,8 @@ def _keys(args: argparse.Namespace, mode: Mode, backend: Backend, store: KeyStor
         try:
             kept = manager.lookup(KeyRef(ref.key_id, version=1))
         except KeyNotFound:
-            manager.import_under(args.zmk, wrapped, spec, kcv or None, alias=f"legacy/{ref.key_id}")
+            manager.import_under(kek_id=args.zmk, wrapped=wrapped, spec=spec, kcv=kcv or None,
+                                 alias=f"legacy/{ref.key_id}")
         else:
             # A resumed run: the key came in on the first run; it must be the same key.
             if kcv and not compare.bytes_eq(kept.cryptogram.kcv[: len(kcv)], kcv):
@@ -311,11 +312,11 @@ def run(args: argparse.Namespace, open_backend: OpenBackend, out: TextIO | None 
             audit = store.audit
         engine = connect(args.db)
         stack.callback(engine.dispose)
-        rc = _execute(args, out, mode, pins, engine, crypto, mover, audit)
+        rc = _execute(args, out=out, mode=mode, pins=pins, engine=engine, crypto=crypto, mover=mover, audit=audit)
     return rc
 
 
-def _execute(args: argparse.Namespace, out: TextIO, mode: Mode, pins: PinTable, engine: Engine, crypto: _Crypto,
+def _execute(args: argparse.Namespace, *, out: TextIO, mode: Mode, pins: PinTable, engine: Engine, crypto: _Crypto,
              mover: Mover, audit: Callable[[AuditEvent], None] | None) -> int:
     source, target = crypto.source, crypto.target
     spec = JobSpec(args.job or f"{pins.name}:{source}->{target}", mode, source, target, args.chunk)

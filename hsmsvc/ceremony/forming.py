@@ -37,7 +37,7 @@ from hsmsvc_client.client import ref
 __all__ = ["form", "print_components", "template"]
 
 
-def template(kind: KeyType, key_id: str, alias: str, algorithm: str, usage: str, mode_of_use: str, zone: str,
+def template(kind: KeyType, *, key_id: str, alias: str, algorithm: str, usage: str, mode_of_use: str, zone: str,
              legacy_types: Sequence[str] = ()) -> km.KeyTemplate:
     """The template of a ZMK or TMK to form, from the names a ceremony script gives: ``usage`` K1
     (TR-31 key blocks) or K0 (the legacy ECB form, carrying ``legacy_types``); never exportable."""
@@ -74,7 +74,7 @@ def _custodian_component(console: Console, i: int, n: int, algorithm: Algorithm)
 
 
 def form(
-    console: Console, address: str, officers: tuple[ClientTls, ClientTls], custodians: Sequence[ClientTls],
+    console: Console, *, address: str, officers: tuple[ClientTls, ClientTls], custodians: Sequence[ClientTls],
     template: km.KeyTemplate, ctk: str, fingerprint: bytes | None = None, interceptors: Sequence[Any] = (),
 ) -> pb.KeyInfo:
     """Form a key from ``len(custodians)`` components under dual control; returns the stored key."""
@@ -139,7 +139,7 @@ def form(
 
 
 def print_components(
-    console: Console, out: Path, label: str, key_type: KeyType, algorithm: Algorithm, names: Sequence[str],
+    console: Console, *, out: Path, label: str, key_type: KeyType, algorithm: Algorithm, names: Sequence[str],
     record: Record,
 ) -> bytes:
     """Draw a new key as one component per custodian and write their mailers; returns the key's KCV."""

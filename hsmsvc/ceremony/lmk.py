@@ -248,7 +248,7 @@ def collect(
 
 
 def create(
-    console: Console, n: int, target: Target, record: Record, names: Sequence[str] = (),
+    console: Console, *, n: int, target: Target, record: Record, names: Sequence[str] = (),
     mailer_dir: Path | None = None,
 ) -> bytes:
     """Form a new LMK from ``n`` custodians' components into ``target``; returns its KCV."""
@@ -277,7 +277,7 @@ def create(
 
 
 def restore(
-    console: Console, n: int, target: Target, record: Record, expect_kcv: bytes | None,
+    console: Console, *, n: int, target: Target, record: Record, expect_kcv: bytes | None,
     names: Sequence[str] = (),
 ) -> bytes:
     """Re-create an LMK from its backup (or creation) components, each checked by its KCV first."""
@@ -307,7 +307,7 @@ def restore(
 
 
 def backup(
-    console: Console, backend: Backend, n: int, record: Record, names: Sequence[str] = (),
+    console: Console, *, backend: Backend, n: int, record: Record, names: Sequence[str] = (),
     mailer_dir: Path | None = None,
 ) -> list[Custodian]:
     """The LMK as ``n`` fresh random components, each shown to (or mailed for) one custodian."""
@@ -378,7 +378,7 @@ def _destroy(path: Path) -> None:
 
 
 def migrate(
-    console: Console, old: SealedTarget, new: SealedTarget, store_url: str, officer: str,
+    console: Console, *, old: SealedTarget, new: SealedTarget, store_url: str, officer: str,
     batch: int = 500, limit: int | None = None, delete_old: bool = False,
 ) -> MigrationReport:
     """Move every stored key from ``old``'s LMK to ``new``'s (payShield BW); run again to resume.

@@ -23,7 +23,7 @@ def check_officers(officers: Sequence[str]) -> tuple[str, str]:
     return officers[0], officers[1]
 
 
-def reanchor(console: Console, store: KeyStore, backend: Backend, officers: tuple[str, str], reason: str,
+def reanchor(console: Console, *, store: KeyStore, backend: Backend, officers: tuple[str, str], reason: str,
              checkpoints: Path | None) -> keys_reanchor.Reanchored:
     report = store.verify_audit(checkpoints)
     console.say(f"store {store.store_id}: {report.rows} audit rows")

@@ -51,5 +51,6 @@ def reanchor(args: argparse.Namespace) -> int:
     checkpoints = Path(args.checkpoints) if args.checkpoints else None
     console = Console()
     with backend.opened(args, migrate=False, checkpoints=checkpoints) as (hsm, store):
-        ceremony.reanchor(console, store, hsm, officers, args.reason, checkpoints)
+        ceremony.reanchor(console, store=store, backend=hsm, officers=officers, reason=args.reason,
+                          checkpoints=checkpoints)
     return 0

@@ -135,7 +135,7 @@ class FieldKey:
 
 
 def encrypt(
-    algorithm: Algorithm, key: bytes, mode: CipherMode, iv: bytes, data: bytes, aad: bytes = b""
+    algorithm: Algorithm, *, key: bytes, mode: CipherMode, iv: bytes, data: bytes, aad: bytes = b""
 ) -> bytes:
     """Encipher whole blocks (ECB, CBC) or any length (GCM, tag appended).
 
@@ -154,7 +154,7 @@ def encrypt(
 
 
 def decrypt(
-    algorithm: Algorithm, key: bytes, mode: CipherMode, iv: bytes, data: bytes, aad: bytes = b""
+    algorithm: Algorithm, *, key: bytes, mode: CipherMode, iv: bytes, data: bytes, aad: bytes = b""
 ) -> bytes:
     """Inverse of :func:`encrypt`; a GCM tag that fails gives ``InvalidInput``.
 

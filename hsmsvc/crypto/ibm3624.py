@@ -85,6 +85,7 @@ def _add(a: str, b: str) -> str:
 
 def generate_offset(
     pvk: EcbCipher,
+    *,
     validation_data: str,
     table: str,
     pin: str,
@@ -122,6 +123,7 @@ def pin_from_offset(
 
 def verify_offset(
     pvk: EcbCipher,
+    *,
     validation_data: str,
     table: str,
     pin: str,
@@ -130,5 +132,5 @@ def verify_offset(
 ) -> None:
     """Raise ``VerificationFailed`` unless ``pin`` matches ``offset``."""
     o = _validate.digits(offset, "offset", 4, 12)
-    computed = generate_offset(pvk, validation_data, table, pin, len(o), pad)
+    computed = generate_offset(pvk, validation_data=validation_data, table=table, pin=pin, check_length=len(o), pad=pad)
     compare.require_eq(computed.encode(), o.encode(), "pin")

@@ -70,7 +70,7 @@ def _pin_iso0() -> bool:
 def _ibm3624() -> bool:
     pvk = _H("0123456789ABCDEF") * 2
     return ibm3624.generate_offset(
-        BlockCipher(Algorithm.TDES_2KEY, pvk), "1234567890123445", "0123456789012345", "1234"
+        BlockCipher(Algorithm.TDES_2KEY, pvk), validation_data="1234567890123445", table="0123456789012345", pin="1234"
     ) == "2298"
 
 

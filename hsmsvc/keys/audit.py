@@ -42,7 +42,7 @@ class AuditRow:
     mac: str
 
 
-def row_hash(prev_hash: str, seq: int, at: str, actor: str, action: str,
+def row_hash(*, prev_hash: str, seq: int, at: str, actor: str, action: str,
              key_id: str | None, key_version: int | None, detail: str) -> str:
     body = json.dumps([seq, at, actor, action, key_id, key_version, detail], separators=(",", ":"))
     return hashlib.sha256(bytes.fromhex(prev_hash) + body.encode()).hexdigest()
@@ -87,7 +87,8 @@ def verify_chain(rows: Iterable[AuditRow], backend: Backend, *, store: str, keys
             expected = r.seq
         if r.prev_hash != prev:
             problems.append(f"seq {r.seq}: does not chain to the row before")
-        h = row_hash(r.prev_hash, r.seq, r.at, r.actor, r.action, r.key_id, r.key_version, r.detail)
+        h = row_hash(prev_hash=r.prev_hash, seq=r.seq, at=r.at, actor=r.actor, action=r.action, key_id=r.key_id,
+                     key_version=r.key_version, detail=r.detail)
         if h != r.hash:
             problems.append(f"seq {r.seq}: content does not match its hash")
         try:

@@ -75,7 +75,7 @@ class KeyManager:
         self._backend = backend
         self._actor = actor
 
-    def _keep(self, c: KeyCryptogram, action: str, state: KeyState, alias: str | None,
+    def _keep(self, *, c: KeyCryptogram, action: str, state: KeyState, alias: str | None,
               lifetime: timedelta | None, max_uses: int | None,
               legacy_types: frozenset[KeyType] = frozenset(), **extra: str) -> StoredKey:
         if alias is not None:
@@ -93,12 +93,12 @@ class KeyManager:
         self._store.add(key, AuditEvent(self._actor, action, c.spec.key_id, c.spec.version, _detail(c, **extra)))
         return key
 
-    def generate(self, spec: KeySpec, alias: str | None = None, state: KeyState = KeyState.ACTIVE,
+    def generate(self, spec: KeySpec, *, alias: str | None = None, state: KeyState = KeyState.ACTIVE,
                  lifetime: timedelta | None = None, max_uses: int | None = None,
                  legacy_types: frozenset[KeyType] = frozenset()) -> StoredKey:
         check_legacy_types(spec, legacy_types)
-        return self._keep(self._backend.execute(GenerateKey(spec=spec)), "key.generate", state, alias, lifetime,
-                          max_uses, legacy_types)
+        return self._keep(c=self._backend.execute(GenerateKey(spec=spec)), action="key.generate", state=state,
+                          alias=alias, lifetime=lifetime, max_uses=max_uses, legacy_types=legacy_types)
 
     def rotate(self, key_id: str, lifetime: timedelta | None = None, max_uses: int | None = None) -> StoredKey:
         """A new version with the same binding; ACTIVE versions become RETIRING (one transaction)."""
@@ -122,13 +122,15 @@ class KeyManager:
              legacy_types: frozenset[KeyType] = frozenset()) -> tuple[StoredKey, list[bytes]]:
         c, kcvs = self._backend.execute(FormKey(spec=spec, components=components))
         extra = {f"component_{i + 1}_kcv": k.hex().upper() for i, k in enumerate(kcvs)}
-        return self._keep(c, "key.form", KeyState.ACTIVE, alias, None, None, legacy_types, **extra), kcvs
+        return self._keep(c=c, action="key.form", state=KeyState.ACTIVE, alias=alias, lifetime=None, max_uses=None,
+                          legacy_types=legacy_types, **extra), kcvs
 
-    def import_under(self, kek_id: str, wrapped: bytes, spec: KeySpec, kcv: bytes | None = None,
+    def import_under(self, *, kek_id: str, wrapped: bytes, spec: KeySpec, kcv: bytes | None = None,
                      state: KeyState = KeyState.ACTIVE, alias: str | None = None) -> StoredKey:
-        return self.import_with(self.for_use(kek_id, Operation.KEY_IMPORT_UNDER), wrapped, spec, kcv, state, alias)
+        return self.import_with(kek=self.for_use(kek_id, Operation.KEY_IMPORT_UNDER), wrapped=wrapped, spec=spec,
+                                kcv=kcv, state=state, alias=alias)
 
-    def import_with(self, kek: StoredKey, wrapped: bytes, spec: KeySpec, kcv: bytes | None = None,
+    def import_with(self, *, kek: StoredKey, wrapped: bytes, spec: KeySpec, kcv: bytes | None = None,
                     state: KeyState = KeyState.ACTIVE, alias: str | None = None,
                     legacy_types: frozenset[KeyType] = frozenset(), lifetime: timedelta | None = None,
                     max_uses: int | None = None) -> StoredKey:
@@ -136,8 +138,8 @@ class KeyManager:
         require_legacy_opt_in(kek, spec.key_type)
         check_legacy_types(spec, legacy_types)
         c = self._backend.execute(ImportKey(kek=kek.cryptogram, wrapped=wrapped, spec=spec, kcv=kcv))
-        return self._keep(c, "key.import", state, alias, lifetime, max_uses, legacy_types,
-                          kek=f"{kek.key_id} v{kek.version}")
+        return self._keep(c=c, action="key.import", state=state, alias=alias, lifetime=lifetime, max_uses=max_uses,
+                          legacy_types=legacy_types, kek=f"{kek.key_id} v{kek.version}")
 
     def export_under(self, kek_id: str, key_id: str) -> bytes:
         return self.export_with(self.for_use(kek_id, Operation.KEY_EXPORT_UNDER),

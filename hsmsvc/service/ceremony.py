@@ -48,7 +48,7 @@ def _event(caller: Caller, action: str, c: Ceremony, **extra: str) -> AuditEvent
 
 
 def start(
-    s: Services, caller: Caller, spec: KeySpec, alias: str | None, legacy_types: frozenset[KeyType],
+    s: Services, caller: Caller, *, spec: KeySpec, alias: str | None, legacy_types: frozenset[KeyType],
     ctk: KeyRef, required: int, ttl: timedelta = CEREMONY_TTL,
 ) -> Ceremony:
     """The first officer's step: what key, under which CTK, from how many components."""

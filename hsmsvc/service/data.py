@@ -26,7 +26,7 @@ def _iv_size(mode: CipherMode, block: int) -> int:
     return GCM_IV_LENGTH if mode is CipherMode.GCM else block if mode is CipherMode.CBC else 0
 
 
-def _fresh(s: Services, mode: CipherMode, padding: DataPadding, iv: bytes, aad: bytes, block: int) -> FieldParams:
+def _fresh(s: Services, *, mode: CipherMode, padding: DataPadding, iv: bytes, aad: bytes, block: int) -> FieldParams:
     if mode is CipherMode.GCM and iv:
         raise InvalidInput("iv", "chosen by hsmsvc for GCM; leave empty")
     size = _iv_size(mode, block)
@@ -36,19 +36,19 @@ def _fresh(s: Services, mode: CipherMode, padding: DataPadding, iv: bytes, aad: 
 
 
 def encrypt(
-    s: Services, caller: Caller, key: KeyRef, mode: CipherMode, padding: DataPadding,
+    s: Services, caller: Caller, *, key: KeyRef, mode: CipherMode, padding: DataPadding,
     iv: bytes, aad: bytes, data: bytes,
 ) -> tuple[bytes, bytes, int]:
     """Returns (ciphertext, IV used, key version)."""
     k = s.key(caller, key, Operation.DATA_ENCRYPT)
-    params = _fresh(s, mode, padding, iv, aad, k.cryptogram.spec.algorithm.block_size)
+    params = _fresh(s, mode=mode, padding=padding, iv=iv, aad=aad, block=k.cryptogram.spec.algorithm.block_size)
     out = s.backend.execute(EncryptData(key=k.cryptogram, params=params, data=data))
     s.observer.key_used(k)
     return out, params.iv, k.version
 
 
 def encrypt_batch(
-    s: Services, caller: Caller, key: KeyRef, mode: CipherMode, padding: DataPadding,
+    s: Services, caller: Caller, *, key: KeyRef, mode: CipherMode, padding: DataPadding,
     aad: bytes, fields: Sequence[bytes],
 ) -> tuple[list[tuple[bytes, bytes] | HsmsvcError], int]:
     """Each field under its own fresh IV; returns (ciphertext, IV) or an error per field."""
@@ -74,7 +74,7 @@ def _fresh_ivs(s: Services, mode: CipherMode, block: int, n: int) -> list[bytes]
 
 
 def decrypt(
-    s: Services, caller: Caller, key: KeyRef, mode: CipherMode, padding: DataPadding,
+    s: Services, caller: Caller, *, key: KeyRef, mode: CipherMode, padding: DataPadding,
     iv: bytes, aad: bytes, data: bytes,
 ) -> bytes:
     k = s.key(caller, key, Operation.DATA_DECRYPT)
@@ -85,7 +85,7 @@ def decrypt(
 
 
 def reencrypt(
-    s: Services, caller: Caller,
+    s: Services, caller: Caller, *,
     source: KeyRef, source_params: FieldParams,
     destination: KeyRef, mode: CipherMode, padding: DataPadding, aad: bytes,
     data: bytes,
@@ -93,7 +93,7 @@ def reencrypt(
     """Translate a field to another DEK; returns (ciphertext, IV, destination version)."""
     src = s.key(caller, source, Operation.DATA_DECRYPT, "source_key")
     dst = s.key(caller, destination, Operation.DATA_ENCRYPT, "destination_key")
-    params = _fresh(s, mode, padding, b"", aad, dst.cryptogram.spec.algorithm.block_size)
+    params = _fresh(s, mode=mode, padding=padding, iv=b"", aad=aad, block=dst.cryptogram.spec.algorithm.block_size)
     out = s.backend.execute(ReencryptData(src=src.cryptogram, src_params=source_params, dst=dst.cryptogram,
                                           dst_params=params, data=data))
     s.observer.key_used(dst)

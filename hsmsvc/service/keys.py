@@ -76,22 +76,23 @@ def _visible(s: Services, caller: Caller, ref: KeyRef) -> StoredKey:
 
 
 def generate_key(
-    s: Services, caller: Caller, spec: KeySpec, alias: str | None, lifetime_s: int, max_uses: int,
+    s: Services, caller: Caller, *, spec: KeySpec, alias: str | None, lifetime_s: int, max_uses: int,
     legacy_types: frozenset[KeyType] = frozenset(),
 ) -> StoredKey:
     may_create(s, caller, spec)
-    return s.manager(caller).generate(spec, alias, KeyState.ACTIVE, _lifetime(lifetime_s), _limit(max_uses),
-                                      legacy_types)
+    return s.manager(caller).generate(spec, alias=alias, state=KeyState.ACTIVE, lifetime=_lifetime(lifetime_s),
+                                      max_uses=_limit(max_uses), legacy_types=legacy_types)
 
 
 def import_key(
-    s: Services, caller: Caller, kek: KeyRef, wrapped: bytes, kcv: bytes | None, spec: KeySpec,
+    s: Services, caller: Caller, *, kek: KeyRef, wrapped: bytes, kcv: bytes | None, spec: KeySpec,
     alias: str | None, legacy_types: frozenset[KeyType] = frozenset(), lifetime_s: int = 0, max_uses: int = 0,
 ) -> StoredKey:
     may_create(s, caller, spec)
     lifetime, limit = _lifetime(lifetime_s), _limit(max_uses)
     k = s.key(caller, kek, Operation.KEY_IMPORT_UNDER, "kek")
-    return s.manager(caller).import_with(k, wrapped, spec, kcv, KeyState.ACTIVE, alias, legacy_types, lifetime, limit)
+    return s.manager(caller).import_with(kek=k, wrapped=wrapped, spec=spec, kcv=kcv, state=KeyState.ACTIVE, alias=alias,
+                                         legacy_types=legacy_types, lifetime=lifetime, max_uses=limit)
 
 
 def export_key(s: Services, caller: Caller, kek: KeyRef, key: KeyRef) -> tuple[bytes, bytes]:
@@ -118,7 +119,7 @@ def public_key(s: Services, caller: Caller, ref: KeyRef) -> tuple[bytes, StoredK
 
 
 def list_keys(
-    s: Services, caller: Caller, key_type: KeyType | None, zone: str | None, page_size: int, page_token: str
+    s: Services, caller: Caller, *, key_type: KeyType | None, zone: str | None, page_size: int, page_token: str
 ) -> tuple[list[StoredKey], str]:
     if not 0 <= page_size <= 1000:
         raise InvalidInput("page_size", "0 to 1000")

@@ -189,6 +189,7 @@ class Delivery:
 def start_key_change(
     s: Services,
     caller: Caller,
+    *,
     settings: SyncSettings,
     zone: str,
     key_types: Sequence[KeyType] = (),
@@ -207,7 +208,7 @@ def start_key_change(
     if state is not None and state.state == "SENT":
         notice = decode_notice(state.detail)
     else:
-        notice = _new_notice(s, caller, settings, zmk, zone, key_types, state)
+        notice = _new_notice(s, caller, settings=settings, zmk=zmk, zone=zone, key_types=key_types, state=state)
     if courier is None:
         return notice, Delivery(False)
     try:
@@ -227,7 +228,7 @@ def start_key_change(
 
 
 def _new_notice(
-    s: Services, caller: Caller, settings: SyncSettings, zmk: StoredKey, zone: str,
+    s: Services, caller: Caller, *, settings: SyncSettings, zmk: StoredKey, zone: str,
     key_types: Sequence[KeyType], state: SyncState | None,
 ) -> KeyChangeNotice:
     wanted = [w for w in _DEFAULT_KEYS if not key_types or w.key_type in key_types]

@@ -43,7 +43,7 @@ def _truncate(tag: bytes, length: int) -> bytes:
 
 
 def generate_mac(
-    s: Services, caller: Caller, key: KeyRef, algorithm: MacAlgorithm, padding: Padding | None,
+    s: Services, caller: Caller, *, key: KeyRef, algorithm: MacAlgorithm, padding: Padding | None,
     data: bytes, length: int = 0,
 ) -> tuple[bytes, int, bool]:
     """The MAC, the key's version, and whether a TAK is due for a new version (sign on again)."""
@@ -55,7 +55,7 @@ def generate_mac(
 
 
 def verify_mac(
-    s: Services, caller: Caller, key: KeyRef, algorithm: MacAlgorithm, padding: Padding | None,
+    s: Services, caller: Caller, *, key: KeyRef, algorithm: MacAlgorithm, padding: Padding | None,
     data: bytes, mac: bytes,
 ) -> bool:
     pad = _padding(algorithm, padding)
@@ -69,7 +69,7 @@ def verify_mac(
 
 
 def generate_mac_batch(
-    s: Services, caller: Caller, key: KeyRef, algorithm: MacAlgorithm, padding: Padding | None,
+    s: Services, caller: Caller, *, key: KeyRef, algorithm: MacAlgorithm, padding: Padding | None,
     messages: Sequence[bytes], length: int = 0,
 ) -> tuple[list[bytes | HsmsvcError], int]:
     pad = _padding(algorithm, padding)
@@ -83,7 +83,7 @@ def generate_mac_batch(
 
 
 def verify_mac_batch(
-    s: Services, caller: Caller, key: KeyRef, algorithm: MacAlgorithm, padding: Padding | None,
+    s: Services, caller: Caller, *, key: KeyRef, algorithm: MacAlgorithm, padding: Padding | None,
     messages: Sequence[bytes], macs: Sequence[bytes],
 ) -> list[bool | HsmsvcError]:
     if len(messages) != len(macs):

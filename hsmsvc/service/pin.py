@@ -175,6 +175,7 @@ def _posix(when: datetime | None) -> float:
 def route_translation(
     s: Services,
     caller: Caller,
+    *,
     source: PinSource,
     source_format: PinBlockFormat,
     destination: KeyRef,
@@ -201,7 +202,7 @@ def route_current(s: Services, route: TranslateRoute) -> bool:
     return s.keys.current(route.stamp) and (route.until == math.inf or time.time() < route.until)
 
 
-def translate_routed(s: Services, caller: Caller, route: TranslateRoute, pin_block: bytes,
+def translate_routed(s: Services, caller: Caller, *, route: TranslateRoute, pin_block: bytes,
                      pan: str | None) -> tuple[bytes, int, bool]:
     """Translate one PIN block along a checked route; returns it, the destination key's version,
     and whether the terminal should sign on again."""
@@ -220,6 +221,7 @@ def translate_routed(s: Services, caller: Caller, route: TranslateRoute, pin_blo
 def translate_pin_batch(
     s: Services,
     caller: Caller,
+    *,
     source: KeyRef,
     source_format: PinBlockFormat,
     destination: KeyRef,
@@ -274,6 +276,7 @@ def translate_pin_batch(
 def verify_pin(
     s: Services,
     caller: Caller,
+    *,
     key: PinSource,
     fmt: PinBlockFormat,
     pin_block: bytes,
@@ -316,6 +319,7 @@ def verify_pin(
 def verify_pin_batch(
     s: Services,
     caller: Caller,
+    *,
     key: KeyRef,
     fmt: PinBlockFormat,
     pin_blocks: Sequence[bytes],
@@ -396,6 +400,7 @@ def _settle_batch(s: Services, caller: Caller, k: StoredKey, guards: Sequence[At
 def encrypt_pin_for_storage(
     s: Services,
     caller: Caller,
+    *,
     key: KeyRef,
     fmt: PinBlockFormat,
     pin_block: bytes,
@@ -422,6 +427,7 @@ def encrypt_pin_for_storage(
 def change_stored_pin(
     s: Services,
     caller: Caller,
+    *,
     key: KeyRef,
     fmt: PinBlockFormat,
     pan: str | None,
@@ -430,6 +436,7 @@ def change_stored_pin(
     check: StoredPinCheck,
 ) -> tuple[StoredPin | None, int]:
     """Verify the old PIN against the stored one, then store the new; ``None`` if the old is wrong."""
-    if not verify_pin(s, caller, key, fmt, old_pin_block, pan, check):
+    if not verify_pin(s, caller, key=key, fmt=fmt, pin_block=old_pin_block, pan=pan, check=check):
         return None, 0
-    return encrypt_pin_for_storage(s, caller, key, fmt, new_pin_block, pan, check.psk, check.account)
+    return encrypt_pin_for_storage(s, caller, key=key, fmt=fmt, pin_block=new_pin_block, pan=pan, psk=check.psk,
+                                   account=check.account)

@@ -56,7 +56,8 @@ class RouteCache:
         if route is not None and route_current(s, route):
             return route
         source, source_format, destination, destination_format = request()
-        route = route_translation(s, caller, source, source_format, destination, destination_format)
+        route = route_translation(s, caller, source=source, source_format=source_format, destination=destination,
+                                  destination_format=destination_format)
         if words is not None:
             with self._lock:
                 if len(self._routes) >= self._limit:

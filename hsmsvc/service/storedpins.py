@@ -22,6 +22,7 @@ __all__ = ["compare_stored_pins", "reencrypt_stored_pins"]
 def reencrypt_stored_pins(
     s: Services,
     caller: Caller,
+    *,
     old_psk: KeyRef,
     new_psk: KeyRef,
     accounts: Sequence[str],

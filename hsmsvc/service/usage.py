@@ -269,7 +269,8 @@ class UseMeter:
                 return  # received from the zone's core, which changes it
             if spec.zone and (s.store.sync_state(spec.zone, "core") is not None or self._courier is not None) \
                     and spec.key_type in (KeyType.ZPK, KeyType.MAK, KeyType.DEK):
-                start_key_change(s, _SYSTEM, self._settings, spec.zone, [spec.key_type], self._courier)
+                start_key_change(s, _SYSTEM, settings=self._settings, zone=spec.zone, key_types=[spec.key_type],
+                                 courier=self._courier)
             elif spec.key_type in (KeyType.TPK, KeyType.TAK):
                 s.store.audit(AuditEvent(ACTOR, "key.sign_on_due", key.key_id, key.version,
                                          (("use_count", "limit"),)))

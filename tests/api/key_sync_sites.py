@@ -123,10 +123,11 @@ def _form_zmk_by_ceremony(root: Path, ca: TestCA, port: int, site: str, parts: l
         c.keys.GenerateKey(key_pb.GenerateKeyRequest(template=template(
             "ctk", pb.KEY_TYPE_CTK, pb.ALGORITHM_SM2, pb.KEY_USAGE_ASYMMETRIC_KEY_WRAPPING,
             pb.MODE_OF_USE_DECRYPT_ONLY, zone=ZONE)))
-    key = forming.form(scripted(["y", *typed_components(Algorithm.AES_128, parts)]), f"127.0.0.1:{port}",
-                       (officer, second), [tls("kim"), tls("lee")],
-                       template(f"zmk-{ZONE}", pb.KEY_TYPE_ZMK, pb.ALGORITHM_AES_128, pb.KEY_USAGE_KBPK,
-                                pb.MODE_OF_USE_ENCRYPT_DECRYPT, zone=ZONE), "ctk")
+    key = forming.form(scripted(["y", *typed_components(Algorithm.AES_128, parts)]), address=f"127.0.0.1:{port}",
+                       officers=(officer, second), custodians=[tls("kim"), tls("lee")],
+                       template=template(f"zmk-{ZONE}", pb.KEY_TYPE_ZMK, pb.ALGORITHM_AES_128, pb.KEY_USAGE_KBPK,
+                                         pb.MODE_OF_USE_ENCRYPT_DECRYPT, zone=ZONE),
+                       ctk="ctk")
     return bytes(key.kcv)
 
 

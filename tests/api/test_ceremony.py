@@ -80,10 +80,10 @@ def test_two_officers_and_two_custodians_form_a_zmk(server: Env, ctk: Any) -> No
     console = scripted(["y", *typed_components(AES128, parts)])
     recorder = Recorder()
     t0 = time.perf_counter()
-    key = forming.form(console, f"127.0.0.1:{server.port}",
-                       (_tls(server, "key-manager"), _tls(server, "key-manager-2")),
-                       [_tls(server, "custodian-1"), _tls(server, "custodian-2")], _zmk_template("zmk-ceremony-1"),
-                       "ctk-ceremony", interceptors=[recorder])
+    key = forming.form(console, address=f"127.0.0.1:{server.port}",
+                       officers=(_tls(server, "key-manager"), _tls(server, "key-manager-2")),
+                       custodians=[_tls(server, "custodian-1"), _tls(server, "custodian-2")],
+                       template=_zmk_template("zmk-ceremony-1"), ctk="ctk-ceremony", interceptors=[recorder])
     print(f"ceremony: ZMK formed by 2 officers and 2 custodians (RSA-3072 CTK) in "
           f"{(time.perf_counter() - t0) * 1000:.0f} ms over mTLS")
     clear = bytes(a ^ b for a, b in zip(*parts))
@@ -204,9 +204,10 @@ def test_the_console_refuses_a_component_that_does_not_match_its_mailer(server: 
     typed[3] = kcv.kcv(AES128, parts[0]).hex()  # custodian 2 reads custodian 1's KCV
     console = scripted(["y", *typed])
     with pytest.raises(VerificationFailed, match="KCV mismatch"):
-        forming.form(console, f"127.0.0.1:{server.port}", (_tls(server, "key-manager"), _tls(server, "key-manager-2")),
-                     [_tls(server, "custodian-1"), _tls(server, "custodian-2")], _zmk_template("zmk-ceremony-4"),
-                     "ctk-ceremony")
+        forming.form(console, address=f"127.0.0.1:{server.port}",
+                     officers=(_tls(server, "key-manager"), _tls(server, "key-manager-2")),
+                     custodians=[_tls(server, "custodian-1"), _tls(server, "custodian-2")],
+                     template=_zmk_template("zmk-ceremony-4"), ctk="ctk-ceremony")
     assert "cancelled" in console.out.getvalue()  # type: ignore[attr-defined]
     assert _wrapped_rows(server) == 0
     code, _ = code_of(server.client("key-manager").keys.GetKey, key_pb.GetKeyRequest(

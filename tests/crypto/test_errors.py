@@ -41,12 +41,13 @@ REJECTIONS: list[tuple[str, Callable[[], object]]] = [
     ("kcv verify", lambda: kcv.verify_kcv(Algorithm.TDES_2KEY, KEY, H("000000"))),
     ("weak key", lambda: components.check_tdes_key(KEY[:8] * 2)),
     ("one component", lambda: components.combine(Algorithm.TDES_2KEY, [KEY])),
-    ("ibm offset verify", lambda: ibm3624.verify_offset(BlockCipher(Algorithm.TDES_2KEY, KEY), PAN, "0123456789012345",
-                                                        PIN, "000000")),
-    ("ibm bad validation data", lambda: ibm3624.generate_offset(BlockCipher(Algorithm.TDES_2KEY, KEY), PAN + "Q",
-                                                                "0123456789012345", PIN)),
-    ("ibm bad pin", lambda: ibm3624.generate_offset(BlockCipher(Algorithm.TDES_2KEY, KEY), PAN, "0123456789012345",
-                                                    PIN + "x")),
+    ("ibm offset verify", lambda: ibm3624.verify_offset(BlockCipher(Algorithm.TDES_2KEY, KEY), validation_data=PAN,
+                                                        table="0123456789012345", pin=PIN, offset="000000")),
+    ("ibm bad validation data", lambda: ibm3624.generate_offset(BlockCipher(Algorithm.TDES_2KEY, KEY),
+                                                                validation_data=PAN + "Q", table="0123456789012345",
+                                                                pin=PIN)),
+    ("ibm bad pin", lambda: ibm3624.generate_offset(BlockCipher(Algorithm.TDES_2KEY, KEY), validation_data=PAN,
+                                                    table="0123456789012345", pin=PIN + "x")),
     ("pvv verify", lambda: pvv.verify_pvv(BlockCipher(Algorithm.TDES_2KEY, KEY), PAN, 1, PIN, "0000")),
     ("pvv bad pan", lambda: pvv.generate_pvv(BlockCipher(Algorithm.TDES_2KEY, KEY), PAN + "x", 1, PIN)),
     ("digest verify", lambda: pindigest.verify_pin_digest(HashAlgorithm.SHA256, KEY, PAN, PIN, bytes(32))),
@@ -81,7 +82,8 @@ def test_fuzzed_inputs_raise_only_typed_errors(a: object, b: object) -> None:
         lambda: tr31.unwrap(KEY, a),  # type: ignore[arg-type]
         lambda: sm2.signature_from_der(a),  # type: ignore[arg-type]
         lambda: pvv.generate_pvv(BlockCipher(Algorithm.TDES_2KEY, KEY), a, 1, b),  # type: ignore[arg-type]
-        lambda: ibm3624.generate_offset(BlockCipher(Algorithm.TDES_2KEY, KEY), a, "0123456789012345", b),  # type: ignore[arg-type]
+        lambda: ibm3624.generate_offset(BlockCipher(Algorithm.TDES_2KEY, KEY), validation_data=a,  # type: ignore[arg-type]
+                                        table="0123456789012345", pin=b),  # type: ignore[arg-type]
         lambda: kcv.verify_kcv(Algorithm.AES_128, bytes(16), a),  # type: ignore[arg-type]
     ]
     for call in calls:

@@ -43,7 +43,7 @@ def test_a_kept_gcm_key_gives_what_a_fresh_gcm_context_does(
         ref.authenticate_additional_data(aad)
         expected = ref.update(pt) + ref.finalize() + ref.tag
         ct = kept.encrypt(CipherMode.GCM, iv, pt, aad)
-        assert ct == expected == fields.encrypt(alg, k, CipherMode.GCM, iv, pt, aad)
+        assert ct == expected == fields.encrypt(alg, key=k, mode=CipherMode.GCM, iv=iv, data=pt, aad=aad)
         assert kept.decrypt(CipherMode.GCM, iv, ct, aad) == pt
         # Any changed byte, tag or AAD gives the one generic fault.
         bad = bytearray(ct)
@@ -63,7 +63,7 @@ def test_a_kept_key_round_trips_cbc_and_ecb(alg: Algorithm, data: st.DataObject,
     iv = data.draw(st.binary(min_size=bs, max_size=bs))
     for mode, v in ((CipherMode.CBC, iv), (CipherMode.ECB, b"")):
         ct = kept.encrypt(mode, v, pt)
-        assert ct == fields.encrypt(alg, k, mode, v, pt)
+        assert ct == fields.encrypt(alg, key=k, mode=mode, iv=v, data=pt)
         assert kept.decrypt(mode, v, ct) == pt
     with pytest.raises(InvalidInput):
         kept.encrypt(CipherMode.CBC, iv, pt + b"x")

@@ -38,25 +38,30 @@ def test_offset_published_examples() -> None:
     assert ibm3624.pin_from_offset(BlockCipher(Algorithm.TDES_2KEY, k1), "1234567890123456", DECTAB,
                                    "456789") == "099764"
     k2 = H("0123456789ABCDEF") * 2
-    assert ibm3624.generate_offset(BlockCipher(Algorithm.TDES_2KEY, k2), "1234567890123445", DECTAB, "1234") == "2298"
-    ibm3624.verify_offset(BlockCipher(Algorithm.TDES_2KEY, k2), "1234567890123445", DECTAB, "1234", "2298")
+    assert ibm3624.generate_offset(BlockCipher(Algorithm.TDES_2KEY, k2), validation_data="1234567890123445",
+                                   table=DECTAB, pin="1234") == "2298"
+    ibm3624.verify_offset(BlockCipher(Algorithm.TDES_2KEY, k2), validation_data="1234567890123445", table=DECTAB,
+                          pin="1234", offset="2298")
     with pytest.raises(VerificationFailed):
-        ibm3624.verify_offset(BlockCipher(Algorithm.TDES_2KEY, k2), "1234567890123445", DECTAB, "1235", "2298")
+        ibm3624.verify_offset(BlockCipher(Algorithm.TDES_2KEY, k2), validation_data="1234567890123445", table=DECTAB,
+                              pin="1235", offset="2298")
 
 
 @given(keys(Algorithm.TDES_2KEY), pins, st.text("0123456789ABCDEF", min_size=4, max_size=16))
 def test_offset_round_trip(pvk: bytes, pin: str, data: str) -> None:
-    offset = ibm3624.generate_offset(BlockCipher(Algorithm.TDES_2KEY, pvk), data, DECTAB, pin)
+    offset = ibm3624.generate_offset(BlockCipher(Algorithm.TDES_2KEY, pvk), validation_data=data, table=DECTAB, pin=pin)
     assert ibm3624.pin_from_offset(BlockCipher(Algorithm.TDES_2KEY, pvk), data, DECTAB, offset) == pin
-    ibm3624.verify_offset(BlockCipher(Algorithm.TDES_2KEY, pvk), data, DECTAB, pin, offset)
+    ibm3624.verify_offset(BlockCipher(Algorithm.TDES_2KEY, pvk), validation_data=data, table=DECTAB, pin=pin,
+                          offset=offset)
 
 
 def test_check_length_keeps_rightmost_digits() -> None:
     # IBM z/OS ICSF "PIN Offset Generation algorithm": rightmost m digits.
     k = H("0123456789ABCDEF") * 2
-    full = ibm3624.generate_offset(BlockCipher(Algorithm.TDES_2KEY, k), "1234567890123445", DECTAB, "123456")
-    assert ibm3624.generate_offset(BlockCipher(Algorithm.TDES_2KEY, k), "1234567890123445", DECTAB, "123456",
-                                   4) == full[-4:]
+    full = ibm3624.generate_offset(BlockCipher(Algorithm.TDES_2KEY, k), validation_data="1234567890123445",
+                                   table=DECTAB, pin="123456")
+    assert ibm3624.generate_offset(BlockCipher(Algorithm.TDES_2KEY, k), validation_data="1234567890123445",
+                                   table=DECTAB, pin="123456", check_length=4) == full[-4:]
 
 
 @pytest.mark.parametrize(
@@ -65,8 +70,8 @@ def test_check_length_keeps_rightmost_digits() -> None:
 )
 def test_bad_dectab_rejected(table: str, field: str) -> None:
     with pytest.raises(InvalidInput) as e:
-        ibm3624.generate_offset(BlockCipher(Algorithm.TDES_2KEY, H("0123456789ABCDEF") * 2), "1234567890123445", table,
-                                "1234")
+        ibm3624.generate_offset(BlockCipher(Algorithm.TDES_2KEY, H("0123456789ABCDEF") * 2),
+                                validation_data="1234567890123445", table=table, pin="1234")
     assert e.value.field == field
 
 

@@ -726,7 +726,8 @@ def test_ibm3624_and_pvv_verification(backend: Backend) -> None:
     visa, visa_k = form(backend, KeyType.PVK, Algorithm.TDES_2KEY, KeyUsage.PIN_VERIFICATION_VISA_PVV)
     block = ecb(Algorithm.TDES_2KEY, k, iso0(PIN, PAN))
     wrong = ecb(Algorithm.TDES_2KEY, k, iso0("4321", PAN))
-    offset = ibm3624.generate_offset(BlockCipher(Algorithm.TDES_2KEY, ibm_k), vdata, table, PIN)
+    offset = ibm3624.generate_offset(BlockCipher(Algorithm.TDES_2KEY, ibm_k), validation_data=vdata, table=table,
+                                     pin=PIN)
     assert backend.execute(GeneratePinOffset(pin=PinBlock(block, PinBlockFormat.ISO_0, PAN), key=tpk, pvk=ibm,
                                              validation_data=vdata)) == offset
     backend.execute(VerifyPinIbm3624(pin=PinBlock(block, PinBlockFormat.ISO_0, PAN), key=tpk, pvk=ibm,

@@ -94,9 +94,9 @@ class Bank:
     def batch(self, items: list[tuple[str, str]]) -> list[object]:
         """(PIN sent, PAN) per item, each checked against ``PIN`` stored for that PAN."""
         pans = [pan for _, pan in items]
-        got = uc.verify_pin_batch(self.s, self.caller, self.ref("zpk"), PinBlockFormat.ISO_0,
-                                  [self.block(p, pan) for p, pan in items], pans, self.ref("psk"), pans,
-                                  [self.stored(pan) for pan in pans])
+        got = uc.verify_pin_batch(self.s, self.caller, key=self.ref("zpk"), fmt=PinBlockFormat.ISO_0,
+                                  pin_blocks=[self.block(p, pan) for p, pan in items], pans=pans, psk=self.ref("psk"),
+                                  accounts=pans, stored=[self.stored(pan) for pan in pans])
         return [_answer(r) for r in got]
 
     def one_by_one(self, items: list[tuple[str, str]]) -> list[object]:
@@ -104,8 +104,8 @@ class Bank:
         for p, pan in items:
             check = uc.StoredPinCheck(self.ref("psk"), pan, self.stored(pan))
             try:
-                out.append(uc.verify_pin(self.s, self.caller, self.ref("zpk"), PinBlockFormat.ISO_0,
-                                         self.block(p, pan), pan, check))
+                out.append(uc.verify_pin(self.s, self.caller, key=self.ref("zpk"), fmt=PinBlockFormat.ISO_0,
+                                         pin_block=self.block(p, pan), pan=pan, check=check))
             except HsmsvcError as e:
                 out.append(_answer(e))
         return out
@@ -161,8 +161,8 @@ def test_bad_items_are_answered_alone(store: KeyStore, backend: SoftBackend) -> 
     bank = Bank(store, backend, per_pan=3, per_principal=100)
     pans = [_pan(1), "4000abc", _pan(3)]
     blocks = [bank.block(PIN, _pan(1)), bank.block(PIN, _pan(1)), secrets.token_bytes(8)]
-    got = uc.verify_pin_batch(bank.s, bank.caller, bank.ref("zpk"), PinBlockFormat.ISO_0, blocks, pans,
-                              bank.ref("psk"), [_pan(1), _pan(1), _pan(3)], [bank.stored(_pan(1))] * 2
-                              + [bank.stored(_pan(3))])
+    got = uc.verify_pin_batch(bank.s, bank.caller, key=bank.ref("zpk"), fmt=PinBlockFormat.ISO_0, pin_blocks=blocks,
+                              pans=pans, psk=bank.ref("psk"), accounts=[_pan(1), _pan(1), _pan(3)],
+                              stored=[bank.stored(_pan(1))] * 2 + [bank.stored(_pan(3))])
     assert [_answer(r) for r in got] == [True, InvalidInput, InvalidPinBlock]
     assert bank.principal_failures() == 1  # the undecodable block counts; the malformed PAN does not

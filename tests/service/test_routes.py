@@ -62,7 +62,7 @@ class Site:
         words = ("src", "", 0, dst, "", 0, ISO0, ISO0)
         route = self.s.routes.route(self.s, caller, words, lambda: (KeyRef("src"), ISO0, KeyRef(dst), ISO0))
         block = ind.tdes_ecb(self.src, ind.iso0(PIN, PAN))
-        _, version, _ = uc.translate_routed(self.s, caller, route, block, PAN)
+        _, version, _ = uc.translate_routed(self.s, caller, route=route, pin_block=block, pan=PAN)
         return version
 
 

@@ -32,5 +32,6 @@ def run(args: argparse.Namespace) -> int:
     except (KeyError, ValueError):
         raise InvalidInput("key_type", "a known key type and algorithm") from None
     record = lmk.Record(args.officer, Path(args.journal) if args.journal else Path(args.out) / "ceremony.log")
-    forming.print_components(Console(), Path(args.out), args.label, kind, alg, args.custodian or [], record)
+    forming.print_components(Console(), out=Path(args.out), label=args.label, key_type=kind, algorithm=alg,
+                             names=args.custodian or [], record=record)
     return 0

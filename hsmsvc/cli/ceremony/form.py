@@ -52,9 +52,11 @@ def run(args: argparse.Namespace) -> int:
     if len(officers) != 2:
         raise InvalidInput("officer", "exactly two officers (dual control): --officer CERT,KEY twice")
     kind = KeyType.ZMK if args.command_key == "zmk" else KeyType.TMK
-    template = forming.template(kind, args.key_id, args.alias or "", args.algorithm, args.usage, args.mode_of_use,
-                                args.zone or "", [t for t in (args.legacy_types or "").split(",") if t])
+    template = forming.template(kind, key_id=args.key_id, alias=args.alias or "", algorithm=args.algorithm,
+                                usage=args.usage, mode_of_use=args.mode_of_use, zone=args.zone or "",
+                                legacy_types=[t for t in (args.legacy_types or "").split(",") if t])
     fingerprint = bytes.fromhex(args.ctk_fingerprint) if args.ctk_fingerprint else None
-    forming.form(Console(), args.server, (officers[0], officers[1]),
-                 [_tls(c, args) for c in args.custodian_tls], template, args.transport_key, fingerprint)
+    forming.form(Console(), address=args.server, officers=(officers[0], officers[1]),
+                 custodians=[_tls(c, args) for c in args.custodian_tls], template=template, ctk=args.transport_key,
+                 fingerprint=fingerprint)
     return 0

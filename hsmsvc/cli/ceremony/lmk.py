@@ -60,12 +60,12 @@ def run(args: argparse.Namespace) -> int:
     if args.lmk_ceremony == "create":
         n = _custodian_count(args)
         target = _target(console, args, creating=True)
-        lmk.create(console, n, target, record, names, mailers)
+        lmk.create(console, n=n, target=target, record=record, names=names, mailer_dir=mailers)
     elif args.lmk_ceremony == "restore":
         n = _custodian_count(args)
         expect = bytes.fromhex(args.expect_kcv) if args.expect_kcv else None
         target = _target(console, args, creating=True)
-        lmk.restore(console, n, target, record, expect, names)
+        lmk.restore(console, n=n, target=target, record=record, expect_kcv=expect, names=names)
     else:
         n = _custodian_count(args)
         if args.pkcs11_module:
@@ -73,7 +73,7 @@ def run(args: argparse.Namespace) -> int:
                                      "created from; restore it with `hsmsvc ceremony lmk restore --pkcs11-module`")
         hsm = _target(console, args, creating=False).open()
         try:
-            lmk.backup(console, hsm, n, record, names, mailers)
+            lmk.backup(console, backend=hsm, n=n, record=record, names=names, mailer_dir=mailers)
         finally:
             hsm.close()
     return 0
@@ -86,7 +86,8 @@ def migrate(args: argparse.Namespace) -> int:
     console = Console()
     old = lmk.SealedTarget(Path(args.sealed), _passphrase(console, args))
     new = lmk.SealedTarget(Path(args.new_sealed), _passphrase(console, args, prefix="new_"))
-    report = lmk.migrate(console, old, new, args.store, args.officer, args.batch, args.limit, args.delete_old)
+    report = lmk.migrate(console, old=old, new=new, store_url=args.store, officer=args.officer, batch=args.batch,
+                         limit=args.limit, delete_old=args.delete_old)
     return 0 if report.verified or report.remaining else 1
 
 

@@ -58,7 +58,7 @@ class FormKey(HsmCommand[tuple[KeyCryptogram, list[bytes]]]):
             return b._seal_clear(spec, clear), components.component_kcvs(spec.algorithm, parts)
 
 
-def _component(b: CommandBackend, ctk: LoadedKey, algorithm: Algorithm, wrapped: bytes, check: bytes,
+def _component(b: CommandBackend, *, ctk: LoadedKey, algorithm: Algorithm, wrapped: bytes, check: bytes,
                field: str) -> bytes:
     """One custodian's clear component, unwrapped under the CTK and matched to its KCV.
 
@@ -102,7 +102,8 @@ class CheckComponent(HsmCommand[None]):
 
     def run(self, b: CommandBackend) -> None:
         with b._guard():
-            _component(b, _ctk(b, self.ctk, self.algorithm), self.algorithm, self.wrapped, self.kcv, "component")
+            _component(b, ctk=_ctk(b, self.ctk, self.algorithm), algorithm=self.algorithm, wrapped=self.wrapped,
+                       check=self.kcv, field="component")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -119,7 +120,8 @@ class FormKeyWrapped(HsmCommand[tuple[KeyCryptogram, list[bytes]]]):
             raise InvalidInput("components", "2 to 9 (dual control)")
         with b._guard():
             k = _ctk(b, self.ctk, spec.algorithm)
-            clear = [_component(b, k, spec.algorithm, w, c, f"components[{i}]") for i, (w, c) in enumerate(parts)]
+            clear = [_component(b, ctk=k, algorithm=spec.algorithm, wrapped=w, check=c,
+                                field=f"components[{i}]") for i, (w, c) in enumerate(parts)]
             kcvs = components.component_kcvs(spec.algorithm, clear)
             return b._seal_clear(spec, components.combine(spec.algorithm, clear)), kcvs
 

@@ -75,7 +75,7 @@ def _run_form(src_format: PinBlockFormat, dst_format: PinBlockFormat, src: objec
 
 
 def _run(
-    b: CommandBackend, form: _Run, fmt: PinBlockFormat, blocks: bytes, src: KeyCryptogram, dst: KeyCryptogram,
+    b: CommandBackend, *, form: _Run, fmt: PinBlockFormat, blocks: bytes, src: KeyCryptogram, dst: KeyCryptogram,
     pans: Sequence[str],
 ) -> tuple[bytes, list[bool]] | None:
     """A run of blocks of one format, one per PAN, translated whole (:func:`_run_form`).
@@ -113,7 +113,7 @@ class TranslatePin(HsmCommand[bytes]):
         src_format, block, pan = pin.format, pin.block, pin.pan
         form = _run_form(src_format, self.dst_format, src, dst)
         if form is not None and type(block) is bytes and len(block) == src_format.block_size and type(pan) is str:
-            run = _run(b, form, src_format, block, src, dst, (pan,))  # type: ignore[arg-type]
+            run = _run(b, form=form, fmt=src_format, blocks=block, src=src, dst=dst, pans=(pan,))  # type: ignore[arg-type]
             if run is not None:
                 if not run[1][0]:
                     raise InvalidPinBlock()
@@ -201,7 +201,7 @@ class TranslatePins(HsmCommand[PinBatch]):
         out_size = dst_format.block_size
         form = _run_form(src_format, dst_format, src, dst) if n and None not in pans else None
         if form is not None:
-            run = _run(b, form, src_format, blocks, src, dst, pans)  # type: ignore[arg-type]
+            run = _run(b, form=form, fmt=src_format, blocks=blocks, src=src, dst=dst, pans=pans)  # type: ignore[arg-type]
             if run is not None:
                 out, good = run
                 if all(good):
@@ -244,7 +244,7 @@ class VerifyPinIbm3624(HsmCommand[None]):
         with b._guard():
             pin = b._pin(self.pin, self.key)
             v = b._use(self.pvk, Operation.PIN_VERIFY_IBM3624)
-            ibm3624.verify_offset(v, self.validation_data, _table(v), pin, self.offset)
+            ibm3624.verify_offset(v, validation_data=self.validation_data, table=_table(v), pin=pin, offset=self.offset)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -261,7 +261,7 @@ class GeneratePinOffset(HsmCommand[str]):
         with b._guard():
             pin = b._pin(self.pin, self.key)
             v = b._use(self.pvk, Operation.PIN_GENERATE_IBM3624)
-            return ibm3624.generate_offset(v, self.validation_data, _table(v), pin)
+            return ibm3624.generate_offset(v, validation_data=self.validation_data, table=_table(v), pin=pin)
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -247,7 +247,7 @@ class ReencryptStoredPin(HsmCommand[StoredPin]):
 
 
 def _pin_move(
-    b: CommandBackend, old_psk: KeyCryptogram, new_psk: KeyCryptogram, values: Sequence[object],
+    b: CommandBackend, *, old_psk: KeyCryptogram, new_psk: KeyCryptogram, values: Sequence[object],
     accounts: Sequence[object], old_lmk: bool,
 ) -> tuple[LoadedKey, LoadedKey, list[bool]]:
     if old_lmk:
@@ -304,7 +304,8 @@ class ReencryptStoredPins(HsmCommand[list[bytes | None]]):
         b._capabilities.require(Command.REENCRYPT_STORED_PIN)
         values, accounts = columns(self.rows, 2)
         with b._guard():
-            old, new, shaped = _pin_move(b, self.old_psk, self.new_psk, values, accounts, self.old_lmk)
+            old, new, shaped = _pin_move(b, old_psk=self.old_psk, new_psk=self.new_psk, values=values,
+                                         accounts=accounts, old_lmk=self.old_lmk)
             fmt_old = _storage_format(old)
             if new.spec.usage is KeyUsage.PIN_ENCRYPTION and fmt_old is _storage_format(new) is PinBlockFormat.ISO_0:
                 return _reencrypt_iso0(old, new, values, accounts, shaped)
@@ -332,7 +333,8 @@ class CompareStoredPins(HsmCommand[list[bool]]):
         b._capabilities.require(Command.REENCRYPT_STORED_PIN)
         values, kept_values, accounts = columns(self.rows, 3)
         with b._guard():
-            old, new, shaped = _pin_move(b, self.old_psk, self.new_psk, values, accounts, self.old_lmk)
+            old, new, shaped = _pin_move(b, old_psk=self.old_psk, new_psk=self.new_psk, values=values,
+                                         accounts=accounts, old_lmk=self.old_lmk)
             out = []
             for value, kept, account, ok in zip(values, kept_values, accounts, shaped):
                 pin = _stored_pin(old, value, account) if ok else None

@@ -88,7 +88,8 @@ class AuditChain:
         seq, prev = (1, _audit.GENESIS) if last is None else (int(last.seq) + 1, last.hash)
         at = now().isoformat(timespec="microseconds")
         detail = json.dumps(dict(ev.detail), sort_keys=True, separators=(",", ":"))
-        h = _audit.row_hash(prev, seq, at, ev.actor, ev.action, ev.key_id, ev.key_version, detail)
+        h = _audit.row_hash(prev_hash=prev, seq=seq, at=at, actor=ev.actor, action=ev.action, key_id=ev.key_id,
+                            key_version=ev.key_version, detail=detail)
         mac = self._backend.execute(AuditMac(data=bytes.fromhex(h))).hex()
         conn.execute(
             audit_t.insert().values(
@@ -161,7 +162,8 @@ class AuditChain:
             prev, n = _audit.GENESIS, 0
             for r in conn.execute(select(audit_t).order_by(audit_t.c.seq)).all():
                 n += 1
-                h = _audit.row_hash(r.prev_hash, r.seq, r.at, r.actor, r.action, r.key_id, r.key_version, r.detail)
+                h = _audit.row_hash(prev_hash=r.prev_hash, seq=r.seq, at=r.at, actor=r.actor, action=r.action,
+                                    key_id=r.key_id, key_version=r.key_version, detail=r.detail)
                 ok = (r.seq == n and r.prev_hash == prev and h == r.hash
                       and compare.bytes_eq(old.execute(AuditMac(
                           data=bytes.fromhex(h))), bytes.fromhex(r.mac)))
