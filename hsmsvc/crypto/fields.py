@@ -142,11 +142,11 @@ def encrypt(
     NIST SP 800-38D (GCM spec test case 4, AES-128):
 
     >>> h = bytes.fromhex
-    >>> out = encrypt(Algorithm.AES_128, h("feffe9928665731c6d6a8f9467308308"), CipherMode.GCM,
-    ...     h("cafebabefacedbaddecaf888"),
-    ...     h("d9313225f88406e5a55909c5aff5269a86a7a9531534f7da2e4c303d8a318a72"
-    ...       "1c3c0c95956809532fcf0e2449a6b525b16aedf5aa0de657ba637b39"),
-    ...     h("feedfacedeadbeeffeedfacedeadbeefabaddad2"))
+    >>> out = encrypt(Algorithm.AES_128, key=h("feffe9928665731c6d6a8f9467308308"), mode=CipherMode.GCM,
+    ...     iv=h("cafebabefacedbaddecaf888"),
+    ...     data=h("d9313225f88406e5a55909c5aff5269a86a7a9531534f7da2e4c303d8a318a72"
+    ...            "1c3c0c95956809532fcf0e2449a6b525b16aedf5aa0de657ba637b39"),
+    ...     aad=h("feedfacedeadbeeffeedfacedeadbeefabaddad2"))
     >>> out[-16:].hex()
     '5bc94fbc3221a5db94fae95ae7121a47'
     """
@@ -161,12 +161,12 @@ def decrypt(
     RFC 8998 appendix A.1 (SM4-GCM):
 
     >>> h = bytes.fromhex
-    >>> pt = decrypt(Algorithm.SM4, h("0123456789ABCDEFFEDCBA9876543210"), CipherMode.GCM,
-    ...     h("00001234567800000000ABCD"),
-    ...     h("17F399F08C67D5EE19D0DC9969C4BB7D5FD46FD3756489069157B282BB200735"
-    ...       "D82710CA5C22F0CCFA7CBF93D496AC15A56834CBCF98C397B4024A2691233B8D"
-    ...       "83DE3541E4C2B58177E065A9BF7B62EC"),
-    ...     h("FEEDFACEDEADBEEFFEEDFACEDEADBEEFABADDAD2"))
+    >>> pt = decrypt(Algorithm.SM4, key=h("0123456789ABCDEFFEDCBA9876543210"), mode=CipherMode.GCM,
+    ...     iv=h("00001234567800000000ABCD"),
+    ...     data=h("17F399F08C67D5EE19D0DC9969C4BB7D5FD46FD3756489069157B282BB200735"
+    ...            "D82710CA5C22F0CCFA7CBF93D496AC15A56834CBCF98C397B4024A2691233B8D"
+    ...            "83DE3541E4C2B58177E065A9BF7B62EC"),
+    ...     aad=h("FEEDFACEDEADBEEFFEEDFACEDEADBEEFABADDAD2"))
     >>> pt[:16].hex().upper()
     'AAAAAAAAAAAAAAAABBBBBBBBBBBBBBBB'
     """

@@ -101,7 +101,8 @@ def generate_offset(
     >>> from hsmsvc.crypto._cipher import BlockCipher
     >>> from hsmsvc.types import Algorithm
     >>> pvk = bytes.fromhex("0123456789ABCDEF") * 2
-    >>> generate_offset(BlockCipher(Algorithm.TDES_2KEY, pvk), "1234567890123445", "0123456789012345", "1234")
+    >>> generate_offset(BlockCipher(Algorithm.TDES_2KEY, pvk), validation_data="1234567890123445",
+    ...                 table="0123456789012345", pin="1234")
     '2298'
     """
     p = _validate.digits(pin, "pin", 4, 12)
