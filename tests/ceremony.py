@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import os
+from pathlib import Path
 from typing import Any, Callable
 
 import grpc
@@ -38,3 +39,12 @@ class Recorder(grpc.UnaryUnaryClientInterceptor):  # type: ignore[misc]
     def intercept_unary_unary(self, continuation: Callable[..., Any], details: Any, request: Any) -> Any:
         self.sent.append(request.SerializeToString())
         return continuation(details, request)
+
+
+def mailer_component(path: Path) -> bytes:
+    """The component as a custodian reads it off a text mailer: the indented lines after
+    "Component:", up to the blank line (an AES-256 component takes two)."""
+    lines = path.read_text().splitlines()
+    start = next(i for i, x in enumerate(lines) if x.startswith("Component:")) + 2
+    end = lines.index("", start)
+    return bytes.fromhex("".join(lines[start:end]).replace(" ", ""))

@@ -36,6 +36,7 @@ from hsmsvc.v1 import types_pb2 as pb
 from hsmsvc_client import Client, ClientTls
 from tests import pg
 from tests.api.conftest import launch, stop, template
+from tests.ceremony import mailer_component
 from tests.reference import xor
 from tools.bench.pki import ThrowawayCA as TestCA
 
@@ -55,7 +56,7 @@ def hsmsvc(*args: str, answers: list[str] = [], ok: bool = True) -> subprocess.C
 def mailer(path: Path) -> tuple[bytes, bytes]:
     """The component and its KCV as a custodian reads them off the text mailer."""
     lines = path.read_text().splitlines()
-    component = bytes.fromhex(lines[8].replace(" ", ""))
+    component = mailer_component(path)
     check = bytes.fromhex(next(x for x in lines if x.startswith("Component KCV:")).split()[2])
     return component, check
 

@@ -18,7 +18,7 @@ from fpdf import FPDF
 from hsmsvc.ceremony.console import group
 from hsmsvc.errors import AlreadyExists, InvalidInput
 
-__all__ = ["Mailer", "write"]
+__all__ = ["GROUPS_PER_LINE", "Mailer", "component_lines", "write"]
 
 _NAME = re.compile(r"[A-Za-z0-9._-]{1,64}")
 _INSTRUCTIONS = (
@@ -56,13 +56,24 @@ class Mailer:
             f"Key:            {self.label} ({self.key_type}, {self.algorithm})",
             f"Component:      {self.position} of {self.count}",
             "",
-            f"  {group(self.component)}",
+            *(f"  {line}" for line in component_lines(self.component)),
             "",
             f"Component KCV:  {self.component_kcv.hex().upper()}",
             f"Key KCV:        {self.key_kcv.hex().upper()}  (all {self.count} components combined)",
             "",
             *_INSTRUCTIONS,
         ]
+
+
+GROUPS_PER_LINE = 8
+"""Groups of four hex digits on one printed line: 39 characters, which fit an A4 page in
+14 pt Courier (8.4 pt a character) with its margins; an AES-256 component takes two lines."""
+
+
+def component_lines(component: bytes | bytearray) -> list[str]:
+    """The component in groups of four hex digits, at most :data:`GROUPS_PER_LINE` to a line."""
+    groups = group(component).split(" ")
+    return [" ".join(groups[i : i + GROUPS_PER_LINE]) for i in range(0, len(groups), GROUPS_PER_LINE)]
 
 
 def _create(path: Path, data: bytes) -> None:

@@ -38,7 +38,7 @@ from hsmsvc.v1 import types_pb2 as pb
 from tests import pg
 from tests import reference as ind
 from tests.api.conftest import PASSPHRASE, launch, seal_lmk, stop, template
-from tests.ceremony import scripted, typed_components
+from tests.ceremony import mailer_component, scripted, typed_components
 from tests.hsm.helpers import clear_key
 from tools.bench.pki import ThrowawayCA as TestCA
 
@@ -108,10 +108,6 @@ def _form(km: KeyManager, spec: KeySpec, clear: bytes) -> None:
     km.form(spec, [c1, bytes(a ^ b for a, b in zip(clear, c1))])
 
 
-def _mailer_component(path: Path) -> bytes:
-    return bytes.fromhex(path.read_text().splitlines()[8].replace(" ", ""))
-
-
 def _form_zmk_by_ceremony(root: Path, ca: TestCA, port: int, site: str, parts: list[bytes]) -> bytes:
     """Two officers and two custodians form the zone's ZMK at one site; returns its KCV."""
     def tls(who: str) -> ClientTls:
@@ -140,7 +136,7 @@ def open_sites(root: Path, timing: str = "", core_extra: str = "", branch_extra:
     subprocess.run([sys.executable, "-m", "hsmsvc", "ceremony", "component", "print", "--out", str(mailers),
                     "--label", f"zmk-{ZONE}", "--key-type", "ZMK", "--algorithm", "AES_128",
                     "--custodian", "kim", "--custodian", "lee"], check=True, capture_output=True, timeout=60)
-    parts = [_mailer_component(mailers / f"kim-zmk-{ZONE}-1.txt"), _mailer_component(mailers / f"lee-zmk-{ZONE}-2.txt")]
+    parts = [mailer_component(mailers / f"kim-zmk-{ZONE}-1.txt"), mailer_component(mailers / f"lee-zmk-{ZONE}-2.txt")]
     zmk = bytes(a ^ b for a, b in zip(*parts))
     tpk, psk = clear_key(Algorithm.TDES_2KEY), secrets.token_bytes(32)
     timing = timing or """
