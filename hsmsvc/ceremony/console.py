@@ -134,9 +134,14 @@ class Console:
             return False
 
     def clear(self) -> None:
-        """Clear a terminal screen (and its scrollback) after a component was shown."""
+        """Clear a terminal screen, then its scrollback, after a component was shown.
+
+        In that order: a terminal that keeps what a screen clear removes (tmux's
+        ``scroll-on-clear``, xterm's ``saveLines``) moves the screen into its history
+        at ``ESC[2J``, and ``ESC[3J`` then clears that history too.
+        """
         if self._tty():
-            self.out.write("\x1b[3J\x1b[2J\x1b[H")
+            self.out.write("\x1b[H\x1b[2J\x1b[3J")
         else:
             self.out.write("\n" * 3)
         self.out.flush()

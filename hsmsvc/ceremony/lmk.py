@@ -190,10 +190,12 @@ def _recorded(record: Record, target: Target, action: str, custodians: Sequence[
 
 def _show_once(console: Console, name: str, part: bytes | bytearray, check: bytes) -> None:
     console.ask(f"{name}: make sure only you can see the screen, then press Enter. ")
-    console.say(f"  component  {group(part)}")
-    console.say(f"  KCV        {check.hex().upper()}")
-    console.ask("Write both down for your envelope, then press Enter to clear the screen. ")
-    console.clear()
+    try:
+        console.say(f"  component  {group(part)}")
+        console.say(f"  KCV        {check.hex().upper()}")
+        console.ask("Write both down for your envelope, then press Enter to clear the screen. ")
+    finally:
+        console.clear()  # on Ctrl-C or a closed input too: the component leaves the screen first
 
 
 def collect(
