@@ -42,7 +42,7 @@ from hsmsvc.errors import (
 from hsmsvc.hsm.backend import Backend
 from hsmsvc.hsm.commands import Kcv, LmkComponents, TranslateLmk
 from hsmsvc.hsm.model import KeyCryptogram
-from hsmsvc.keys.model import NAME, AuditEvent, StoredKey
+from hsmsvc.keys.model import AuditEvent, StoredKey
 from hsmsvc.keys.store import KeyStore
 from hsmsvc.types import Algorithm
 
@@ -77,6 +77,13 @@ class SealedTarget:
     path: Path
     passphrase: bytes = field(repr=False)
     scrypt_log2_n: int = 17
+
+    def __post_init__(self) -> None:
+        # The sealed file's own rule, checked when the passphrase is typed, before any custodian
+        # enters a component (it was checked only when the LMK was sealed, after all of them).
+        from hsmsvc.hsm.soft import sealed
+
+        sealed.check_passphrase(self.passphrase)
 
     def install(self, parts: Sequence[bytes | bytearray]) -> bytes:
         from hsmsvc.hsm.soft import sealed
@@ -134,7 +141,9 @@ class Record:
             line = {"at": datetime.now(timezone.utc).isoformat(timespec="seconds"), "officer": self.officer,
                     "action": action, **detail}
             self.journal.parent.mkdir(parents=True, exist_ok=True)
-            with open(self.journal, "a") as f:
+            # 0600 when created: the journal names custodians and KCVs (an existing one keeps its mode).
+            fd = os.open(self.journal, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+            with os.fdopen(fd, "a") as f:
                 f.write(json.dumps(line, sort_keys=True) + "\n")
         if self.store_url is not None and backend is not None:
             store = KeyStore(self.store_url, backend)
@@ -158,11 +167,24 @@ def check_custodians(n: int) -> None:
         raise InvalidInput("custodians", "at most 9")
 
 
+NAME_TRIES = 3
+"""How many times a custodian may type a name the mailer rule refuses before the ceremony stops."""
+
+
 def _name(console: Console, names: Sequence[str], i: int, n: int) -> str:
-    name = names[i] if i < len(names) else console.ask(f"Custodian {i + 1} of {n}, your name: ")
-    if not NAME.fullmatch(name):
-        raise InvalidInput("custodian", "a name of 1-64 of A-Z a-z 0-9 . _ : -")
-    return name
+    """The custodian's name, by the rule their mailer's file names need (issue 29: a name with ``:``
+    passed the prompt and then failed at the mailer, after the LMK was written)."""
+    rule = "a name of 1-64 of A-Z a-z 0-9 . _ -"
+    if i < len(names):
+        if not mailer.CUSTODIAN_NAME.fullmatch(names[i]):
+            raise InvalidInput("custodian", rule)
+        return names[i]
+    for _ in range(NAME_TRIES):
+        name = console.ask(f"Custodian {i + 1} of {n}, your name: ")
+        if mailer.CUSTODIAN_NAME.fullmatch(name):
+            return name
+        console.say(f"  {rule}; again")
+    raise InvalidInput("custodian", rule)
 
 
 def check_against_mailer(console: Console, prompt: str, check: bytes, i: int, outcome: str) -> None:

@@ -18,9 +18,10 @@ from fpdf import FPDF
 from hsmsvc.ceremony.console import group
 from hsmsvc.errors import AlreadyExists, InvalidInput
 
-__all__ = ["GROUPS_PER_LINE", "Mailer", "component_lines", "write"]
+__all__ = ["CUSTODIAN_NAME", "GROUPS_PER_LINE", "Mailer", "component_lines", "write"]
 
-_NAME = re.compile(r"[A-Za-z0-9._-]{1,64}")
+CUSTODIAN_NAME = re.compile(r"[A-Za-z0-9._-]{1,64}")
+"""A custodian's (and a label's) name: it names the mailer's files, so the prompt takes the same rule."""
 _INSTRUCTIONS = (
     "Keep this mailer sealed, in your own safe, apart from every other custodian's.",
     "Enter the component yourself, unobserved, only when a key ceremony asks for it;",
@@ -101,7 +102,7 @@ def _pdf(m: Mailer) -> bytes:
 
 def write(directory: Path, m: Mailer) -> tuple[Path, Path]:
     """``<custodian>-<label>-<position>.txt`` and ``.pdf`` in ``directory``."""
-    if not _NAME.fullmatch(m.custodian) or not _NAME.fullmatch(m.label):
+    if not CUSTODIAN_NAME.fullmatch(m.custodian) or not CUSTODIAN_NAME.fullmatch(m.label):
         raise InvalidInput("custodian", "1-64 of A-Z a-z 0-9 . _ - (it names the mailer's files)")
     directory.mkdir(parents=True, exist_ok=True, mode=0o700)
     stem = directory / f"{m.custodian}-{m.label}-{m.position}"

@@ -22,7 +22,7 @@ from hsmsvc.crypto import compare, kcv
 from hsmsvc.errors import InvalidInput, PermissionDenied
 from hsmsvc.types import Algorithm
 
-__all__ = ["ScryptParams", "seal", "unseal"]
+__all__ = ["MIN_PASSPHRASE", "ScryptParams", "check_passphrase", "seal", "unseal"]
 
 FORMAT = "hsmsvc-sealed-lmk/1"
 LMK_ALGORITHMS = (Algorithm.AES_256, Algorithm.SM4)
@@ -41,9 +41,18 @@ class ScryptParams:
             raise InvalidInput("scrypt", "log2_n 14-22, r 1-32, p 1-16")
 
 
+MIN_PASSPHRASE = 12
+"""Bytes a sealing passphrase needs at least."""
+
+
+def check_passphrase(passphrase: bytes | bytearray) -> None:
+    """``InvalidInput`` unless ``passphrase`` may seal an LMK."""
+    if not isinstance(passphrase, (bytes, bytearray)) or len(passphrase) < MIN_PASSPHRASE:
+        raise InvalidInput("passphrase", f"at least {MIN_PASSPHRASE} bytes")
+
+
 def _kek(passphrase: bytes, salt: bytes, params: ScryptParams) -> bytes:
-    if not isinstance(passphrase, (bytes, bytearray)) or len(passphrase) < 12:
-        raise InvalidInput("passphrase", "at least 12 bytes")
+    check_passphrase(passphrase)
     kdf = Scrypt(salt=salt, length=32, n=1 << params.log2_n, r=params.r, p=params.p)
     return kdf.derive(bytes(passphrase))
 
