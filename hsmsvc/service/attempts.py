@@ -22,8 +22,8 @@ card is refused undeciphered after its first call in each process.
 from __future__ import annotations
 
 import time
-from typing import Final
 from collections.abc import Sequence
+from typing import Final
 
 from hsmsvc.errors import AttemptsExceeded, InvalidInput
 from hsmsvc.hsm.commands import PanHash, PanHashes
@@ -39,6 +39,8 @@ __all__ = [
 
 REMEMBERED: Final = 1.0
 """Seconds a process refuses a counter at once after a settlement found it at its limit."""
+MAX_REMEMBERED: Final = 10_000
+"""Counters remembered at most; forgetting one only costs its next check a store read."""
 
 
 def principal_subject(name: str) -> str:
@@ -51,8 +53,7 @@ class AttemptGuard:
 
     def __init__(self, services: Services, caller: Caller, card: str | None, *, pan: str | None = None) -> None:
         """``card``: the digits (or account) counted under; ``pan``: the PAN the audit row shows masked."""
-        self._start(services, caller, pan or card, services.backend.execute(PanHash(
-            pan=card)) if card else None)
+        self._start(services, caller, pan or card, services.backend.execute(PanHash(pan=card)) if card else None)
 
     def _start(self, services: Services, caller: Caller, pan: str | None, pan_hash: bytes | None) -> None:
         self._s = services
@@ -92,11 +93,9 @@ class AttemptGuard:
 
     def check_counts(self, counts: dict[str, int]) -> None:
         """Refuse if either limit is reached, given counts read for several guards at once."""
-        limits = self._s.limits
-        if counts.get(self._subjects[0], 0) >= limits.per_principal:
-            raise AttemptsExceeded("principal", "too many failed PIN checks; try later")
-        if len(self._subjects) > 1 and counts.get(self._subjects[1], 0) >= limits.per_pan:
-            raise AttemptsExceeded("pan", "too many failed PIN checks for this card")
+        at = self.limited_by(counts)
+        if at is not None:
+            raise self._refusal(at)
 
     def check_known(self) -> None:
         """Refuse at once, reading nothing, a counter a settlement here found at its limit within
@@ -146,7 +145,13 @@ class AttemptGuard:
 
     def refused(self, subject: str) -> AttemptsExceeded:
         """The refusal for ``subject`` at its limit, remembered (:meth:`check_known`)."""
-        self._s.attempt_refusals[subject] = time.monotonic() + REMEMBERED
+        refusals, now = self._s.attempt_refusals, time.monotonic()
+        if len(refusals) >= MAX_REMEMBERED:  # a flood over many locked cards must not grow it without end
+            for x in [x for x, until in refusals.items() if until <= now]:
+                del refusals[x]
+            if len(refusals) >= MAX_REMEMBERED:
+                refusals.clear()
+        refusals[subject] = now + REMEMBERED
         return self._refusal(subject)
 
     def limited_by(self, counts: dict[str, int]) -> str | None:
@@ -158,15 +163,15 @@ class AttemptGuard:
             return self.card
         return None
 
-    def _refusal(self, subject: str | None) -> AttemptsExceeded:
+    def _refusal(self, subject: str) -> AttemptsExceeded:
         if self.card is not None and subject == self.card:
             return AttemptsExceeded("pan", "too many failed PIN checks for this card")
         return AttemptsExceeded("principal", "too many failed PIN checks; try later")
 
     def exceeded(self, out: Settlement, index: int = 0) -> AttemptsExceeded:
         """The refusal of outcome ``index`` of ``out``: the card's limit if that is what refused it."""
-        at = out.limited_by[index]
-        return self.refused(at) if at is not None else self._refusal(at)
+        # A refused outcome always names the counter that refused it (keys.attempts.settle).
+        return self.refused(out.limited_by[index] or self._subjects[0])
 
 
 def _guard_or_none(s: Services, caller: Caller, pan: str) -> AttemptGuard | None:

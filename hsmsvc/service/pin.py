@@ -389,7 +389,7 @@ def _settle_batch(s: Services, caller: Caller, k: StoredKey, guards: Sequence[At
         # Every one a match: confirmed by one read in the counters' queue, writing nothing,
         # unless a card has failures to clear or a counter is at its limit.
         counts = s.store.confirm_attempts(sorted({x for _, g, _ in checked for x in g.subjects}), s.limits.window)
-        if not counts or all(g.limited_by(counts) is None and g.card not in counts for _, g, _ in checked):
+        if all(g.limited_by(counts) is None and g.card not in counts for _, g, _ in checked):
             return
     settled = settle_checks(s, caller, [g for _, g, _ in checked], [m for _, _, m in checked], key=k, what="verify")
     for i, (j, g, _) in enumerate(checked):

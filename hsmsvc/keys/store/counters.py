@@ -32,9 +32,9 @@ from __future__ import annotations
 
 import hashlib
 import threading
-from contextlib import AbstractContextManager, nullcontext
 from collections.abc import Callable, Iterable, Sequence
-from datetime import timedelta
+from contextlib import AbstractContextManager, nullcontext
+from datetime import datetime, timedelta
 from typing import Any, Final
 
 from sqlalchemy import bindparam, delete, select, text, update
@@ -101,16 +101,7 @@ class AttemptCounters:
     def failures(self, subjects: list[str], window: timedelta) -> dict[str, int]:
         """Failed attempts per subject within the current window."""
         cutoff = now() - window
-        fixed = _FAILURES.get(len(subjects))
-
-        def work(conn: Connection) -> Sequence[Row[Any]]:
-            if fixed is not None:
-                return conn.execute(fixed, {f"s{i}": s for i, s in enumerate(subjects)}).all()
-            return conn.execute(_FAILURES_ANY, {"subjects": subjects}).all()
-
-        rows = self._db.read_single(work, "attempts")
-        return {r.subject: int(r.failures) for r in rows
-                if (start := utc(r.window_start)) is not None and start > cutoff}
+        return _live(self._db.read_single(lambda conn: _select(conn, subjects), "attempts"), cutoff)
 
     def confirm(self, subjects: list[str], window: timedelta) -> dict[str, int]:
         """:meth:`failures`, read in the subjects' queue (module docstring): after every
@@ -120,15 +111,10 @@ class AttemptCounters:
         def work(conn: Connection) -> Sequence[Row[Any]]:
             if not self._db.sqlite:
                 return conn.execute(_CONFIRM, {"keys": _lock_keys(subjects), "names": subjects}).all()
-            fixed = _FAILURES.get(len(subjects))
-            if fixed is not None:
-                return conn.execute(fixed, {f"s{i}": x for i, x in enumerate(subjects)}).all()
-            return conn.execute(_FAILURES_ANY, {"subjects": subjects}).all()
+            return _select(conn, subjects)
 
         with self._queue:
-            rows = self._db.read_single(work, "attempts")
-        return {r.subject: int(r.failures) for r in rows
-                if (start := utc(r.window_start)) is not None and start > cutoff}
+            return _live(self._db.read_single(work, "attempts"), cutoff)
 
     def record_failure(self, subjects: list[str], window: timedelta, ev: AuditEvent) -> None:
         """Count one failure against each subject, audited in the same transaction."""
@@ -177,6 +163,19 @@ class AttemptCounters:
         """A correct PIN resets its card's counter, as a card's PIN try counter does."""
         with self._queue:
             self._db.transaction(lambda conn: conn.execute(delete(attempts_t).where(attempts_t.c.subject == subject)))
+
+
+def _select(conn: Connection, subjects: list[str]) -> Sequence[Row[Any]]:
+    fixed = _FAILURES.get(len(subjects))
+    if fixed is not None:
+        return conn.execute(fixed, {f"s{i}": x for i, x in enumerate(subjects)}).all()
+    return conn.execute(_FAILURES_ANY, {"subjects": subjects}).all()
+
+
+def _live(rows: Sequence[Row[Any]], cutoff: datetime) -> dict[str, int]:
+    """Each row's failures, for the rows whose window began after ``cutoff``."""
+    return {r.subject: int(r.failures) for r in rows
+            if (start := utc(r.window_start)) is not None and start > cutoff}
 
 
 def _held_counters(conn: Connection, subjects: Iterable[str]) -> dict[str, _attempts.Counter]:
