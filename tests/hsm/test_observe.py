@@ -41,3 +41,17 @@ def test_execute_and_a_prepared_route_are_logged_and_timed(backend: Backend,
     logged = [r.getMessage() for r in caplog.records if r.name == "hsmsvc.hsm.commands"]
     assert logged and all(f"keys={tpk.spec.key_id},{zpk.spec.key_id}" in m for m in logged)
     assert not any(PAN in m or pin in m or block.hex() in m.lower() for m in logged)
+
+
+
+def test_a_command_shows_its_name_and_key_ids_never_its_pans_or_pin_data(backend: Backend) -> None:
+    """Commands carry PANs, PIN blocks, offsets and PVVs; a repr (a log line, an assertion
+    message, a debugger) shows none of them."""
+    from hsmsvc.hsm.commands import PanHashes, VerifyPinPvv
+
+    tpk, _ = form(backend, KeyType.TPK, Algorithm.TDES_2KEY, KeyUsage.PIN_ENCRYPTION)
+    block = bytes.fromhex("0123456789ABCDEF")
+    text = repr(PanHashes(pans=[PAN])) + repr(VerifyPinPvv(pin=PinBlock(block, ISO0, PAN), key=tpk, pvk=tpk,
+                                                           pvki=1, pvv="4821"))
+    assert PAN not in text and "4821" not in text and block.hex() not in text.lower(), text
+    assert tpk.spec.key_id in text

@@ -73,6 +73,11 @@ class HsmCommand(Generic[T_co]):
         """A broadcast command's answer from every member's (at least one, each this command's answer)."""
         return cast(T_co, answers[0])
 
+    def __repr__(self) -> str:
+        # Fields hold PANs, PIN blocks, offsets and PVVs: a command shows its name and key ids only
+        # (subclasses are declared with ``repr=False`` so this one stands).
+        return f"{type(self).__name__}(keys={','.join(self.key_ids())})"
+
     def key_ids(self) -> list[str]:
         """The ids of the keys the command names, for the log: never key material, PINs or PANs."""
         out = []
@@ -108,8 +113,6 @@ def observe(command: HsmCommand[Any], run: Callable[[], T], hook: TimingHook | N
                       f" error={error}" if error else "")
         if hook is not None:
             hook(name, seconds, error)
-
-
 
 
 class LoadedKey(Protocol):

@@ -34,7 +34,7 @@ def _unit(key: LoadedKey, params: FieldParams) -> int:
     return 1 if params.mode is CipherMode.GCM else key.algorithm.block_size
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(frozen=True, kw_only=True, repr=False)
 class EncryptData(HsmCommand[bytes]):
     """Encipher one field under a DEK (padding applied inside)."""
 
@@ -52,7 +52,7 @@ class EncryptData(HsmCommand[bytes]):
             return k.field_encrypt(params.mode, params.iv, padded, params.aad)
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(frozen=True, kw_only=True, repr=False)
 class EncryptFields(HsmCommand[list[bytes | InvalidInput]]):
     """:class:`EncryptData` of each field under one key, checked and loaded once: the mode,
     padding and AAD of ``params``, each field with its own IV from ``ivs`` (``params.iv`` is
@@ -82,7 +82,7 @@ class EncryptFields(HsmCommand[list[bytes | InvalidInput]]):
         return out
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(frozen=True, kw_only=True, repr=False)
 class DecryptData(HsmCommand[bytes]):
     """Decipher one field under a DEK and strip its padding."""
 
@@ -100,7 +100,7 @@ class DecryptData(HsmCommand[bytes]):
             return fields.unpad(params.padding, clear, k.algorithm.block_size)
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(frozen=True, kw_only=True, repr=False)
 class ReencryptData(HsmCommand[bytes]):
     """Translate a field between keys without the clear field leaving the backend.
 
@@ -129,7 +129,7 @@ class ReencryptData(HsmCommand[bytes]):
             return d.field_encrypt(dst_params.mode, dst_params.iv, padded, dst_params.aad)
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(frozen=True, kw_only=True, repr=False)
 class Random(HsmCommand[bytes]):
     """``length`` random bytes from the backend's generator, 1 to :data:`~hsmsvc.hsm.model.MAX_RANDOM`."""
 

@@ -31,7 +31,7 @@ __all__ = [
 ]
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(frozen=True, kw_only=True, repr=False)
 class GenerateKey(HsmCommand[KeyCryptogram]):
     """A fresh random key (a key pair for RSA/SM2) under the LMK, bound to ``spec``."""
 
@@ -43,7 +43,7 @@ class GenerateKey(HsmCommand[KeyCryptogram]):
             return b._new_key(self.spec)
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(frozen=True, kw_only=True, repr=False)
 class FormKey(HsmCommand[tuple[KeyCryptogram, list[bytes]]]):
     """XOR clear components (dual control) into a key; returns it and each component's KCV."""
 
@@ -91,7 +91,7 @@ def _ctk(b: CommandBackend, ctk: KeyCryptogram, algorithm: Algorithm) -> LoadedK
     return k
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(frozen=True, kw_only=True, repr=False)
 class CheckComponent(HsmCommand[None]):
     """Refuse a component (under a CTK's public half) that does not match its KCV."""
 
@@ -106,7 +106,7 @@ class CheckComponent(HsmCommand[None]):
                        check=self.kcv, field="component")
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(frozen=True, kw_only=True, repr=False)
 class FormKeyWrapped(HsmCommand[tuple[KeyCryptogram, list[bytes]]]):
     """Form a key from (component under the CTK, its KCV) pairs; returns it and the KCVs."""
 
@@ -133,7 +133,7 @@ def _check_carry(kek: KeySpec, key: KeySpec) -> None:
         raise KeyUsageViolation("kek", "weaker than the key it would carry (X9.24-1)")
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(frozen=True, kw_only=True, repr=False)
 class ImportKey(HsmCommand[KeyCryptogram]):
     """Take a key under a ZMK/TMK into the LMK; its form follows the KEK's usage."""
 
@@ -159,7 +159,7 @@ class ImportKey(HsmCommand[KeyCryptogram]):
         return out
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(frozen=True, kw_only=True, repr=False)
 class ExportKey(HsmCommand[bytes]):
     """Wrap ``key`` under a ZMK/TMK in the form the KEK's usage names."""
 
@@ -175,7 +175,7 @@ class ExportKey(HsmCommand[bytes]):
             return b._export(k, x)
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(frozen=True, kw_only=True, repr=False)
 class KeySyncMac(HsmCommand[bytes]):
     """CMAC (NIST SP 800-38B) of a key-change message under a key derived from a ZMK/TMK.
 
@@ -201,7 +201,7 @@ class KeySyncMac(HsmCommand[bytes]):
             return cmac.generate_cmac(alg, derived, bytes(self.data))
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(frozen=True, kw_only=True, repr=False)
 class PublicKey(HsmCommand[bytes]):
     """A KTK's public half as SubjectPublicKeyInfo DER."""
 
@@ -213,7 +213,7 @@ class PublicKey(HsmCommand[bytes]):
             return b._public_key(b._use(self.key, Operation.PUBLIC_KEY))
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(frozen=True, kw_only=True, repr=False)
 class Kcv(HsmCommand[bytes]):
     """The key's check value, once its cryptogram verifies against it."""
 

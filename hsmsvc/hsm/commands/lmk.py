@@ -29,7 +29,7 @@ __all__ = [
 _PAN_HASH_LENGTHS = frozenset(range(11, 20))  # 11: the digits a PVV uses
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(frozen=True, kw_only=True, repr=False)
 class LmkComponents(HsmCommand[list[bytes]]):
     """The LMK as ``n`` fresh random components (a backup ceremony)."""
 
@@ -44,7 +44,7 @@ class LmkComponents(HsmCommand[list[bytes]]):
             return b._lmk_split(self.n)
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(frozen=True, kw_only=True, repr=False)
 class TranslateLmk(HsmCommand[KeyCryptogram]):
     """``key`` moved from the old LMK (loaded for a migration) to the current one."""
 
@@ -63,7 +63,7 @@ class TranslateLmk(HsmCommand[KeyCryptogram]):
         return out
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(frozen=True, kw_only=True, repr=False)
 class AuditMac(HsmCommand[bytes]):
     """CMAC under the LMK of a domain-separated audit message."""
 
@@ -75,7 +75,7 @@ class AuditMac(HsmCommand[bytes]):
             return b._lmk_cmac(AUDIT_DOMAIN + bytes(self.data))
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(frozen=True, kw_only=True, repr=False)
 class PanHash(HsmCommand[bytes]):
     """A keyed one-way token of a PAN (CMAC under the LMK), for counters keyed by card."""
 
@@ -88,7 +88,7 @@ class PanHash(HsmCommand[bytes]):
             return b._lmk_cmac(PAN_DOMAIN + self.pan.encode("ascii"))
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(frozen=True, kw_only=True, repr=False)
 class PanHashes(HsmCommand[list[bytes]]):
     """:class:`PanHash` of each PAN; ``InvalidInput`` if any is not 11 to 19 digits."""
 
@@ -138,7 +138,7 @@ def _read_anchor(b: CommandBackend, store: str) -> tuple[int, bytes] | None:
     return seq, head
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(frozen=True, kw_only=True, repr=False)
 class WriteAuditAnchor(HsmCommand[None]):
     """Keep the audit chain head of ``store`` outside the database, MACed under the LMK (never moves back).
 
@@ -167,7 +167,7 @@ class WriteAuditAnchor(HsmCommand[None]):
             b._anchor_store(f"{seq}:{head.hex()}:{tag.hex()}".encode(), store)
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(frozen=True, kw_only=True, repr=False)
 class ReadAuditAnchor(HsmCommand[tuple[int, bytes] | None]):
     """The last anchored (sequence, head hash) of ``store``; ``PermissionDenied`` if it was altered.
 
@@ -186,7 +186,7 @@ class ReadAuditAnchor(HsmCommand[tuple[int, bytes] | None]):
         return max(found, key=lambda a: int(a[0])) if found else None
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(frozen=True, kw_only=True, repr=False)
 class Forget(HsmCommand[None]):
     """Drop every cached unwrapped version of ``key_id`` (rotation, revocation); on every pool member."""
 

@@ -50,7 +50,7 @@ def _mac_key(b: CommandBackend, key: KeyCryptogram, op: Operation, algorithm: Ma
     return k
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(frozen=True, kw_only=True, repr=False)
 class GenerateMac(HsmCommand[bytes]):
     """The full-length tag of ``data`` under ``key``."""
 
@@ -67,7 +67,7 @@ class GenerateMac(HsmCommand[bytes]):
                 self.algorithm, self.padding, bytes(self.data))
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(frozen=True, kw_only=True, repr=False)
 class VerifyMac(HsmCommand[None]):
     """Raise ``VerificationFailed`` unless ``mac`` is right (constant-time compare)."""
 
@@ -87,7 +87,7 @@ class VerifyMac(HsmCommand[None]):
         compare.require_eq(computed[: len(self.mac)], bytes(self.mac), "mac")
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(frozen=True, kw_only=True, repr=False)
 class GenerateMacs(HsmCommand[list[bytes | InvalidInput]]):
     """:class:`GenerateMac` of each message under one key, checked and loaded once:
     a full tag each, or the message's own ``InvalidInput``."""
@@ -111,7 +111,7 @@ class GenerateMacs(HsmCommand[list[bytes | InvalidInput]]):
         return out
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(frozen=True, kw_only=True, repr=False)
 class VerifyMacs(HsmCommand[list[bool | InvalidInput]]):
     """:class:`VerifyMac` of each message and tag under one key: whether it verifies
     (constant-time compare), or the pair's own ``InvalidInput``."""

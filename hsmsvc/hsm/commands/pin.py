@@ -99,7 +99,7 @@ def _translate_one(b: CommandBackend, pin: PinBlock, src: PinKey, dst: KeyCrypto
         return pinblock.encipher(dst_format, d, clear, pin.pan)
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(frozen=True, kw_only=True, repr=False)
 class TranslatePin(HsmCommand[bytes]):
     """Decipher under ``src``, check, re-encipher under ``dst`` (ISO 9564-1 clause 9.3)."""
 
@@ -175,7 +175,7 @@ class Translator:
         return self._command(block, pan).run(b)
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(frozen=True, kw_only=True, repr=False)
 class TranslatePins(HsmCommand[PinBatch]):
     """:class:`TranslatePin` for blocks packed back to back, one per PAN, under one key pair.
 
@@ -229,7 +229,7 @@ def _table(pvk: LoadedKey) -> str:
     return pvk.spec.decimalization_table
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(frozen=True, kw_only=True, repr=False)
 class VerifyPinIbm3624(HsmCommand[None]):
     """IBM 3624 offset verification with the decimalization table bound to ``pvk``."""
 
@@ -247,7 +247,7 @@ class VerifyPinIbm3624(HsmCommand[None]):
             ibm3624.verify_offset(v, validation_data=self.validation_data, table=_table(v), pin=pin, offset=self.offset)
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(frozen=True, kw_only=True, repr=False)
 class GeneratePinOffset(HsmCommand[str]):
     """IBM 3624 offset for a customer-selected PIN, as long as the PIN."""
 
@@ -264,7 +264,7 @@ class GeneratePinOffset(HsmCommand[str]):
             return ibm3624.generate_offset(v, validation_data=self.validation_data, table=_table(v), pin=pin)
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(frozen=True, kw_only=True, repr=False)
 class GeneratePvv(HsmCommand[str]):
     """Visa PIN verification value for a PIN (PVKI selects the PVK pair); ``pin.pan`` is required."""
 
@@ -282,7 +282,7 @@ class GeneratePvv(HsmCommand[str]):
             return _pvv.generate_pvv(v, self.pin.pan, self.pvki, pin)  # type: ignore[arg-type]
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(frozen=True, kw_only=True, repr=False)
 class VerifyPinPvv(HsmCommand[None]):
     """Visa PVV verification; ``pin.pan`` is required."""
 

@@ -109,7 +109,7 @@ def _shaped(values: Sequence[object], accounts: Sequence[object], size: int, min
     ]
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(frozen=True, kw_only=True, repr=False)
 class EncryptPinForStorage(HsmCommand[StoredPin]):
     """A PIN block under ``key`` put at rest under ``psk`` for ``account``."""
 
@@ -126,7 +126,7 @@ class EncryptPinForStorage(HsmCommand[StoredPin]):
             return _store(_use_psk(b, self.psk), pin, self.account)
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(frozen=True, kw_only=True, repr=False)
 class VerifyPinStored(HsmCommand[None]):
     """A PIN block checked against a stored PIN; ``VerificationFailed`` if it does not hold it."""
 
@@ -149,7 +149,7 @@ class VerifyPinStored(HsmCommand[None]):
                 raise VerificationFailed("pin", "does not verify")
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(frozen=True, kw_only=True, repr=False)
 class VerifyPinsStored(HsmCommand[list[bool | HsmsvcError]]):
     """:class:`VerifyPinStored` for blocks packed back to back, one per (PAN, account, stored PIN).
 
@@ -224,7 +224,7 @@ class VerifyPinsStored(HsmCommand[list[bool | HsmsvcError]]):
         ]
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(frozen=True, kw_only=True, repr=False)
 class ReencryptStoredPin(HsmCommand[StoredPin]):
     """One enciphered stored PIN moved from ``old_psk`` to ``new_psk`` (a digest cannot move)."""
 
@@ -281,7 +281,7 @@ def _reencrypt_iso0(
     return moved
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(frozen=True, kw_only=True, repr=False)
 class ReencryptStoredPins(HsmCommand[list[bytes | None]]):
     """Stored PINs (enciphered, each with its account) moved from one PSK to another, as a batch.
 
@@ -316,7 +316,7 @@ class ReencryptStoredPins(HsmCommand[list[bytes | None]]):
             return out
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(frozen=True, kw_only=True, repr=False)
 class CompareStoredPins(HsmCommand[list[bool]]):
     """Per (value under ``old_psk``, value under ``new_psk``, account): whether both hold one PIN.
 
