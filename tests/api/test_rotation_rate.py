@@ -6,7 +6,8 @@ which has the branch as its peer, starts each key change by itself from the
 ZPK's measured rate of use and delivers it. Several client threads translate
 at the branch (TPK -> zone ZPK, no version named) and verify at the core under
 the version the branch named, against a digest computed with pyca, as fast as
-this machine allows for 15 s: no call may be refused or fail.
+this machine allows for 15 s, or longer (up to 60 s) until a third version
+serves: no call may be refused or fail.
 
 Started at the limit, as before, a change here would activate about
 ``rate x 3 s`` uses past it; the versions' final use counts show how close to
@@ -39,6 +40,9 @@ max_uses = {MAX_USES}
 """
 THREADS = 6
 SECONDS = 15.0
+# A slow machine (CI's two cores gave 290 pairs/s) needs longer to reach a third version; the
+# load goes on until it does, up to this bound, so the test measures rotation, not the runner.
+MAX_SECONDS = 60.0
 
 
 @pytest.fixture()
@@ -71,7 +75,12 @@ def test_zone_zpk_at_2500_uses_changes_in_time_under_load(sites: Sites) -> None:
     for t in threads:
         t.start()
     try:
-        while time.perf_counter() - t0 < SECONDS and len(errors) < 50:
+        while len(errors) < 50:
+            now = time.perf_counter() - t0
+            with lock:
+                versions = len(by_version)
+            if now >= MAX_SECONDS or (now >= SECONDS and versions >= 3):
+                break
             time.sleep(0.2)
     finally:
         done.set()
