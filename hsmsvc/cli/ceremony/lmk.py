@@ -80,13 +80,13 @@ def run(args: argparse.Namespace) -> int:
 
 
 def migrate(args: argparse.Namespace) -> int:
-    from hsmsvc.ceremony import lmk
+    from hsmsvc.ceremony import lmk, migration
     from hsmsvc.ceremony.console import Console
 
     console = Console()
     old = lmk.SealedTarget(Path(args.sealed), _passphrase(console, args))
     new = lmk.SealedTarget(Path(args.new_sealed), _passphrase(console, args, prefix="new_"))
-    report = lmk.migrate(console, old=old, new=new, store_url=args.store, officer=args.officer, batch=args.batch,
+    report = migration.migrate(console, old=old, new=new, store_url=args.store, officer=args.officer, batch=args.batch,
                          limit=args.limit, delete_old=args.delete_old)
     return 0 if report.verified or report.remaining else 1
 
