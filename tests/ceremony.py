@@ -48,3 +48,11 @@ def mailer_component(path: Path) -> bytes:
     start = next(i for i, x in enumerate(lines) if x.startswith("Component:")) + 2
     end = lines.index("", start)
     return bytes.fromhex("".join(lines[start:end]).replace(" ", ""))
+
+
+def mailer_file(directory: Path, position: int, custodian: str, suffix: str = ".txt") -> Path:
+    """The one mailer for ``custodian`` at ``position`` in ``directory``: its name is
+    ``<ceremony id>-<position>-<custodian>``, and the ceremony id is not known in advance."""
+    found = sorted(directory.glob(f"*-{position}-{custodian}{suffix}"))
+    assert len(found) == 1, found
+    return found[0]

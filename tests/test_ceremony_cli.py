@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import json
 import os
 import secrets
 import stat
@@ -22,6 +23,7 @@ import pexpect
 import pytest
 from sqlalchemy import create_engine, text
 
+from hsmsvc.ceremony.journal import verify
 from hsmsvc.crypto import kcv
 from hsmsvc.hsm.commands import Kcv, PublicKey
 from hsmsvc.hsm.model import KeySpec
@@ -36,7 +38,7 @@ from hsmsvc.v1 import types_pb2 as pb
 from hsmsvc_client import Client, ClientTls
 from tests import pg
 from tests.api.conftest import launch, stop, template
-from tests.ceremony import mailer_component
+from tests.ceremony import mailer_component, mailer_file
 from tests.reference import xor
 from tools.bench.pki import ThrowawayCA as TestCA
 
@@ -44,8 +46,13 @@ PP = "ceremony-test-passphrase"
 AES256 = Algorithm.AES_256
 
 
+OFFICER = "otto"
+
+
 def hsmsvc(*args: str, answers: list[str] = [], ok: bool = True) -> subprocess.CompletedProcess[str]:  # noqa: B006
     env = {**os.environ, "PP": PP, "PP2": PP + "-new"}
+    if args[:1] == ("ceremony",) and args[1:2] != ("zmk",) and "--officer" not in args:
+        args = (*args, "--officer", OFFICER)  # else asked first (a person, not the login)
     r = subprocess.run([sys.executable, "-m", "hsmsvc", *args], input="\n".join(answers) + "\n", text=True,
                        capture_output=True, timeout=120, env=env)
     if ok:
@@ -116,12 +123,12 @@ def test_three_custodians_create_back_up_and_restore_the_lmk(tmp_path: Path) -> 
                    "--mailer-dir", str(mail), "--store", url)
         assert f"LMK KCV {lmk_kcv}" in r.stdout
         stop(proc, site / "server.log")
-        backup = [mailer(mail / f"{n}-lmk-{i + 1}.txt") for i, n in enumerate(("dora", "erik", "fay"))]
+        backup = [mailer(mailer_file(mail, i + 1, n)) for i, n in enumerate(("dora", "erik", "fay"))]
         assert {c for c, _ in backup}.isdisjoint(parts) and kcv.kcv(AES256, xor(*(c for c, _ in backup))).hex(
         ).upper() == lmk_kcv
         for f in mail.iterdir():
             assert stat.S_IMODE(f.stat().st_mode) == 0o600
-        assert (mail / "dora-lmk-1.pdf").read_bytes().startswith(b"%PDF")
+        assert mailer_file(mail, 1, "dora", ".pdf").read_bytes().startswith(b"%PDF")
 
         # A wrong component is refused by its KCV before anything is written.
         fresh = tmp_path / "fresh"
@@ -130,9 +137,14 @@ def test_three_custodians_create_back_up_and_restore_the_lmk(tmp_path: Path) -> 
         r = hsmsvc("ceremony", "lmk", "restore", "--custodians", "3", "--sealed", str(fresh / "lmk.sealed"),
                    "--passphrase-env", "PP", "--scrypt-log2-n", "14", "--expect-kcv", lmk_kcv,
                    "--custodian", "dora", "--custodian", "erik", "--custodian", "fay",
-                   answers=[x for c, k in ((backup[0]), (backup[2][0], backup[1][1])) for x in (c.hex(), k.hex())],
+                   answers=[x for c, k in ((backup[0]), *[(backup[2][0], backup[1][1])] * 3)
+                            for x in (c.hex(), k.hex())],
                    ok=False)
-        assert r.returncode == 2 and "KCV mismatch" in r.stderr and not (fresh / "lmk.sealed").exists()
+        # Asked again twice (re-entry), then the ceremony stops, journaled, with nothing written.
+        assert r.stdout.count("KCV mismatch") == 3 and "(1 try left)" in r.stdout
+        assert r.returncode == 2 and "3 tries" in r.stderr and not (fresh / "lmk.sealed").exists()
+        abandoned = json.loads((fresh / "lmk.sealed.ceremony.log").read_text().splitlines()[-1])
+        assert abandoned["action"] == "lmk-restore.abandoned" and "3 tries" in abandoned["reason"]
 
         # A fresh backend restored from the three backup components: same KCV, and the old keys still work.
         r = hsmsvc("ceremony", "lmk", "restore", "--custodians", "3", "--sealed", str(fresh / "lmk.sealed"),
@@ -157,9 +169,8 @@ def test_three_custodians_create_back_up_and_restore_the_lmk(tmp_path: Path) -> 
         with engine.connect() as conn:
             steps = conn.execute(text("SELECT actor, action FROM audit WHERE action LIKE 'lmk.%' ORDER BY seq")).all()
         engine.dispose()
-        assert [(a, b) for a, b in steps] == [("olga", "lmk.create"), (os.environ.get("USER") or "officer",
-                                                                        "lmk.backup"),
-                                              (os.environ.get("USER") or "officer", "lmk.restore")]
+        assert [(a, b) for a, b in steps] == [("olga", "lmk.create"), (OFFICER, "lmk.backup"),
+                                              (OFFICER, "lmk.restore")]
 
 
 def test_lmk_create_at_a_terminal(tmp_path: Path) -> None:
@@ -170,6 +181,8 @@ def test_lmk_create_at_a_terminal(tmp_path: Path) -> None:
                                            "--sealed", str(tmp_path / "lmk.sealed"), "--scrypt-log2-n", "14"],
                           encoding="utf-8", timeout=60, env={**os.environ, "TERM": "xterm"})
     child.logfile_read = screen
+    child.expect("Key officer's name: ")  # asked, not taken from the login
+    child.sendline("olga")
     child.expect("LMK passphrase \\(hidden\\): ")
     child.sendline(PP)
     child.expect("again: ")
@@ -219,7 +232,9 @@ def test_component_print_writes_one_mailer_per_custodian(tmp_path: Path) -> None
     out = tmp_path / "mailers"
     r = hsmsvc("ceremony", "component", "print", "--out", str(out), "--label", "zmk-branch9", "--key-type", "ZMK",
                "--algorithm", "TDES_2KEY", "--custodian", "ann", "--custodian", "ben", "--custodian", "cy")
-    parts = [mailer(out / f"{n}-zmk-branch9-{i + 1}.txt") for i, n in enumerate(("ann", "ben", "cy"))]
+    names = ("ann", "ben", "cy")
+    files = [mailer_file(out, i + 1, n) for i, n in enumerate(names)]
+    parts = [mailer(f) for f in files]
     key = xor(*(c for c, _ in parts))
     from cryptography.hazmat.decrepit.ciphers.algorithms import TripleDES
     from cryptography.hazmat.primitives.ciphers import Cipher, modes
@@ -227,17 +242,23 @@ def test_component_print_writes_one_mailer_per_custodian(tmp_path: Path) -> None
     enc = Cipher(TripleDES(key + key[:8]), modes.ECB()).encryptor()
     key_kcv = (enc.update(bytes(8)) + enc.finalize())[:3].hex().upper()
     assert f"key KCV {key_kcv}" in r.stdout
-    for (c, k), n in zip(parts, ("ann", "ben", "cy")):
+    for (c, k), f in zip(parts, files):
         assert kcv.kcv(Algorithm.TDES_2KEY, c) == k and c.hex().upper() not in r.stdout
-        assert f"Key KCV:        {key_kcv}" in (out / f"{n}-zmk-branch9-{parts.index((c, k)) + 1}.txt").read_text()
+        assert f"Key KCV:        {key_kcv}" in f.read_text()
+    ceremony = files[0].name.removesuffix("-1-ann.txt")
+    assert ceremony.startswith("print-zmk-branch9-")
     assert sorted(p.name for p in out.iterdir()) == sorted(
-        [f"{n}-zmk-branch9-{i + 1}.{e}" for i, n in enumerate(("ann", "ben", "cy")) for e in ("txt", "pdf")]
-        + ["ceremony.log"])
-    journal = (out / "ceremony.log").read_text()
-    assert key_kcv in journal and all(c.hex() not in journal.lower() for c, _ in parts)
-    again = hsmsvc("ceremony", "component", "print", "--out", str(out), "--label", "zmk-branch9",
-                   "--custodian", "ann", "--custodian", "ben", ok=False)
-    assert again.returncode == 2 and "never overwritten" in again.stderr
+        [f"{ceremony}-{i + 1}-{n}.{e}" for i, n in enumerate(names) for e in ("txt", "pdf")] + ["ceremony.log"])
+    journal = [json.loads(line) for line in (out / "ceremony.log").read_text().splitlines()]
+    assert [j["action"] for j in journal] == ["print-zmk-branch9.begin", "component.print"]
+    assert {j["ceremony"] for j in journal} == {ceremony} and journal[1]["key_kcv"] == key_kcv
+    assert journal[1]["envelope_2"] == f"{ceremony}/2" and journal[1]["officer"] == OFFICER
+    assert all(c.hex() not in (out / "ceremony.log").read_text().lower() for c, _ in parts)
+    # A second ceremony into the same directory: its own mailers, none of the first's touched.
+    hsmsvc("ceremony", "component", "print", "--out", str(out), "--label", "zmk-branch9",
+           "--custodian", "ann", "--custodian", "ben")
+    assert len(list(out.glob("*.txt"))) == 5 and all(mailer(f) == p for f, p in zip(files, parts))
+    assert verify(out / "ceremony.log").ok
 
 
 def test_a_token_lmk_is_created_by_ceremony_and_restored_from_its_components(tmp_path: Path) -> None:

@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from hsmsvc.ceremony import lmk
+from hsmsvc.ceremony import entry, lmk
+from hsmsvc.ceremony.record import Record
 from hsmsvc.errors import InvalidInput
 from hsmsvc.types import Algorithm
 from tests.ceremony import scripted
@@ -22,7 +23,7 @@ from tests.ceremony import scripted
 def test_a_name_the_mailer_would_refuse_is_asked_again_at_the_prompt() -> None:
     part = "00" * 32
     console = scripted(["ann:1", "ann", part, "bob", part.replace("00", "11")])
-    parts, custodians = lmk.collect(console, 2, Algorithm.AES_256, may_generate=False, need_kcv=False)
+    parts, custodians = entry.collect(console, 2, Algorithm.AES_256, may_generate=False, need_kcv=False)
     assert [c.name for c in custodians] == ["ann", "bob"]
     assert "again" in console.out.getvalue()  # type: ignore[attr-defined]
 
@@ -30,7 +31,7 @@ def test_a_name_the_mailer_would_refuse_is_asked_again_at_the_prompt() -> None:
 def test_three_refused_names_stop_the_ceremony_before_any_component() -> None:
     console = scripted(["a:b", "a b", "a/b"])
     with pytest.raises(InvalidInput, match="custodian"):
-        lmk.collect(console, 2, Algorithm.AES_256, may_generate=False, need_kcv=False)
+        entry.collect(console, 2, Algorithm.AES_256, may_generate=False, need_kcv=False)
 
 
 def test_a_short_passphrase_is_refused_when_typed(tmp_path: Path) -> None:
@@ -41,6 +42,6 @@ def test_a_short_passphrase_is_refused_when_typed(tmp_path: Path) -> None:
 
 def test_the_journal_is_created_0600(tmp_path: Path) -> None:
     journal = tmp_path / "ceremonies" / "journal.jsonl"
-    lmk.Record("olga", journal).write("lmk.create", None, custodians="ann,bob")
+    Record("olga", journal).line("lmk-create-x", "lmk.create", custodians="ann,bob")
     assert stat.S_IMODE(journal.stat().st_mode) == 0o600
     assert json.loads(journal.read_text())["action"] == "lmk.create"

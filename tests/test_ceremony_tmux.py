@@ -8,6 +8,7 @@ session (send-keys), reading the pane's entire history (``capture-pane -S -``).
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import secrets
@@ -20,6 +21,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+
+from hsmsvc.ceremony.journal import verify
 
 PP = "correct horse battery staple"
 GROUPS = re.compile(r"component  ((?:[0-9A-F]{4} ){15}[0-9A-F]{4})")
@@ -90,7 +93,9 @@ def pane_for(tmp_path: Path) -> Iterator[Callable[[list[str]], Pane]]:
 
 
 def _up_to_the_drawn_component(pane: Pane) -> str:
-    """Passphrase twice, a typed component for ann, a drawn one for bob; the drawn one as shown."""
+    """Officer, passphrase twice, a typed component for ann, a drawn one for bob; the drawn one as shown."""
+    pane.wait(r"Key officer's name:")
+    pane.send("olga")
     pane.wait(r"LMK passphrase \(hidden\):")
     pane.send(PP)
     pane.wait(r"again:")
@@ -139,3 +144,88 @@ def test_ctrl_c_at_the_clear_prompt_takes_the_component_off_the_screen(
     history = pane.history()
     assert shown not in history and shown.replace(" ", "") not in history.replace(" ", ""), history
     assert not (tmp_path / "lmk.sealed").exists()
+
+
+def _officer_and_passphrase(pane: Pane) -> None:
+    pane.wait(r"Key officer's name:")
+    pane.send("olga")
+    pane.wait(r"LMK passphrase \(hidden\):")
+    pane.send(PP)
+    pane.wait(r"again:")
+    pane.send(PP)
+
+
+def test_a_mailer_that_cannot_be_written_leaves_no_lmk_no_mailer_and_a_journal_line(
+    tmp_path: Path, pane_for: Callable[[list[str]], Pane],
+) -> None:
+    """Issue 29 acceptance: the sealed LMK used to be written first, and stayed when a mailer failed.
+
+    The fault is real: a file-size limit (``ulimit -f 2`` in sh: 1,024 bytes) that the sealed LMK
+    (about 500 bytes) and the journal lines fit under and the first mailer (over 1 KiB with
+    these names) does not, so the write fails with EFBIG after the LMK was sealed and staged.
+    """
+    mail, journal = tmp_path / "mailers", tmp_path / "journal.jsonl"
+    names = ["custodian-" + "a" * 40, "custodian-" + "b" * 40]
+    command = _command(tmp_path) + ["--mailer-dir", str(mail), "--journal", str(journal)]
+    script = tmp_path / "limited.sh"
+    script.write_text(f"ulimit -f 2\nexec {shlex.join(command)}\n")
+    pane = pane_for(["sh", str(script)])
+    _officer_and_passphrase(pane)
+    for i, name in enumerate(names):
+        pane.wait(r"your name:", times=i + 1)
+        pane.send(name)
+        pane.wait(rf"component {i + 1} of 2 .*:")
+        pane.send("")  # drawn, for the mailer
+    pane.wait(r"EXITED [1-9]")
+    history = pane.history()
+    assert "too large" in history.lower(), history
+    assert "Traceback" not in history
+    assert not (tmp_path / "lmk.sealed").exists()
+    assert not mail.exists() or list(mail.iterdir()) == [], list(mail.iterdir())
+    assert [p.name for p in tmp_path.iterdir() if p.name.endswith(".staging")] == []
+    lines = [json.loads(x) for x in journal.read_text().splitlines()]
+    assert [x["action"] for x in lines] == ["lmk-create.begin", "lmk-create.abandoned"]
+    assert lines[0]["ceremony"] == lines[1]["ceremony"] and lines[1]["officer"] == "olga"
+    assert "too large" in lines[1]["reason"].lower()
+    assert verify(journal).ok
+
+
+def test_a_mistyped_component_is_entered_again_and_the_ceremony_completes(
+    tmp_path: Path, pane_for: Callable[[list[str]], Pane],
+) -> None:
+    journal = tmp_path / "journal.jsonl"
+    pane = pane_for(_command(tmp_path) + ["--journal", str(journal)])
+    _officer_and_passphrase(pane)
+    first, second = secrets.token_bytes(32), secrets.token_bytes(32)
+    pane.wait(r"your name:")
+    pane.send("ann")
+    pane.wait(r"component 1 of 2 .*:")
+    pane.send(first.hex()[:-2])  # a digit short
+    pane.wait(r"64 hex digits; try again \(2 tries left\)")
+    pane.wait(r"component 1 of 2 .*:", times=2)
+    pane.send(first.hex()[:-1] + "g")  # not hex
+    pane.wait(r"hex digits; try again \(1 try left\)")
+    pane.wait(r"component 1 of 2 .*:", times=3)
+    pane.send(first.hex())
+    pane.wait(r"ann: component 1 KCV")
+    pane.wait(r"your name:", times=2)
+    pane.send("bob")
+    pane.wait(r"component 2 of 2 .*:")
+    pane.send(second.hex())
+    pane.wait(r"EXITED 0")
+    want = _aes_kcv(bytes(a ^ b for a, b in zip(first, second)))
+    assert f"LMK KCV {want}" in pane.history()
+    assert first.hex() not in pane.history().lower()  # typed with echo off
+    lines = [json.loads(x) for x in journal.read_text().splitlines()]
+    assert [x["action"] for x in lines] == ["lmk-create.begin", "lmk.create"]
+    assert lines[1]["lmk_kcv"] == want and verify(journal).ok
+
+
+def _aes_kcv(key: bytes) -> str:
+    """AES KCV: the leftmost 3 bytes of the CMAC of a zero block (ANSI X9.24-1:2017; pyca)."""
+    from cryptography.hazmat.primitives.ciphers import algorithms
+    from cryptography.hazmat.primitives.cmac import CMAC
+
+    c = CMAC(algorithms.AES(key))
+    c.update(bytes(16))
+    return c.finalize()[:3].hex().upper()

@@ -16,7 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from hsmsvc.ceremony.mailer import Mailer, write
+from hsmsvc.ceremony.mailer import Mailer, stage
+from hsmsvc.ceremony.staging import Staging
 from hsmsvc.types import Algorithm
 from tests.ceremony import mailer_component
 
@@ -37,10 +38,18 @@ def test_the_pdf_and_text_mailers_hold_the_whole_component(tmp_path: Path, algor
     tool = _pdftotext()
     component = secrets.token_bytes(algorithm.key_length)
     m = Mailer(custodian="ann", position=1, count=3, label="lmk", key_type="LMK", algorithm=algorithm.value,
-               component=component, component_kcv=bytes(3), key_kcv=bytes(3), ceremony="c-1",
-               issued_at=datetime(2026, 12, 7, tzinfo=timezone.utc))
-    txt, pdf = write(tmp_path, m)
+               component=component, component_kcv=bytes(3), key_kcv=bytes(3),
+               ceremony="lmk-create-20261207T000000Z-0a1b", issued_at=datetime(2026, 12, 7, tzinfo=timezone.utc),
+               officer="olga")
+    staging = Staging(m.ceremony)
+    txt, pdf = stage(staging, tmp_path, m)
+    staging.publish()
     assert mailer_component(txt) == component
     text = subprocess.run([tool, "-layout", str(pdf), "-"], capture_output=True, text=True, check=True).stdout
     printed = "".join(text.split())
     assert component.hex().upper() in printed, text
+    # What the envelope and the ceremony log need, on the page as well as in the text.
+    for field in ("lmk-create-20261207T000000Z-0a1b/1", "Key officer:", "olga", "Component: 1 of 3",
+                  "Custodian signature:", "Key officer signature:"):
+        assert "".join(field.split()) in printed, (field, text)
+    assert txt.name == "lmk-create-20261207T000000Z-0a1b-1-ann.txt"

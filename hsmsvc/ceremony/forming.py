@@ -22,8 +22,9 @@ from pathlib import Path
 from typing import Any
 
 from hsmsvc.ceremony import mailer
-from hsmsvc.ceremony.console import Console, parse_hex, zeroize
-from hsmsvc.ceremony.lmk import Record, check_against_mailer
+from hsmsvc.ceremony.console import Console, zeroize
+from hsmsvc.ceremony.entry import component, person
+from hsmsvc.ceremony.record import Record
 from hsmsvc.crypto import compare, components, kcv, keytransport
 from hsmsvc.errors import HsmsvcError, InvalidInput, VerificationFailed
 from hsmsvc.types import Algorithm, Exportability, KeyType, KeyUsage, ModeOfUse
@@ -56,21 +57,10 @@ def template(kind: KeyType, *, key_id: str, alias: str, algorithm: str, usage: s
 
 
 def _custodian_component(console: Console, i: int, n: int, algorithm: Algorithm) -> tuple[bytearray, bytes]:
-    raw = console.secret(f"Custodian {i + 1} of {n}: your component (hex, hidden): ")
-    try:
-        part = parse_hex(raw, f"component {i + 1}")
-    finally:
-        zeroize(raw)
-    try:
-        if len(part) != algorithm.key_length:
-            raise InvalidInput(f"component {i + 1}", f"{2 * algorithm.key_length} hex digits")
-        check = kcv.kcv(algorithm, bytes(part))
-        check_against_mailer(console, f"Custodian {i + 1}: the component KCV on your mailer: ", check, i,
-                             "the ceremony is cancelled")
-        return part, check
-    except BaseException:
-        zeroize(part)
-        raise
+    """Entered with echo off and checked against the mailer's KCV; a typo is asked again (entry.py)."""
+    part, check, _ = component(console, f"Custodian {i + 1} of {n}: your component (hex, hidden): ", algorithm, i,
+                               may_generate=False, kcv_prompt=f"Custodian {i + 1}: the component KCV on your mailer: ")
+    return part, check
 
 
 def form(
@@ -147,33 +137,36 @@ def print_components(
         raise InvalidInput("custodians", "2 to 9 distinct names (dual control)")
     if algorithm.is_asymmetric:
         raise InvalidInput("algorithm", "a key pair is generated in the backend, never printed")
-    parts: list[bytearray] = []
-    try:
-        while True:
-            parts = [bytearray(secrets.token_bytes(algorithm.key_length)) for _ in names]
-            if algorithm.is_tdes:
-                for p in parts:
-                    p[:] = components.adjust_odd_parity(bytes(p))
-            try:
-                key_kcv = kcv.kcv(algorithm, components.combine(algorithm, parts))
-                break
-            except HsmsvcError:
-                for p in parts:
-                    zeroize(p)  # a weak TDES key: draw again
-        now = datetime.now(timezone.utc)
-        ceremony = f"print-{now.strftime('%Y%m%d%H%M%S')}"
-        checks = []
-        for i, (name, part) in enumerate(zip(names, parts)):
-            check = kcv.kcv(algorithm, bytes(part))
-            txt, pdf = mailer.write(out, mailer.Mailer(name, i + 1, len(names), label, key_type.value,
-                                                       algorithm.value, part, check, key_kcv, ceremony, now))
-            checks.append(check)
-            console.say(f"{name}: component {i + 1} KCV {check.hex().upper()} -> {txt.name}, {pdf.name}")
-    finally:
-        for p in parts:
-            zeroize(p)
+    for name in (*names, label):
+        person(console, "", name, "custodian" if name != label else "label")
+    with record.session(f"print-{label}") as session:
+        parts: list[bytearray] = []
+        try:
+            while True:
+                parts = [bytearray(secrets.token_bytes(algorithm.key_length)) for _ in names]
+                if algorithm.is_tdes:
+                    for p in parts:
+                        p[:] = components.adjust_odd_parity(bytes(p))
+                try:
+                    key_kcv = kcv.kcv(algorithm, components.combine(algorithm, parts))
+                    break
+                except HsmsvcError:
+                    for p in parts:
+                        zeroize(p)  # a weak TDES key: draw again
+            now = datetime.now(timezone.utc)
+            detail = {"label": label, "key_type": key_type.value, "algorithm": algorithm.value,
+                      "custodians": ",".join(names), "key_kcv": key_kcv.hex().upper()}
+            for i, (name, part) in enumerate(zip(names, parts)):
+                check = kcv.kcv(algorithm, bytes(part))
+                m = mailer.Mailer(name, i + 1, len(names), label, key_type.value, algorithm.value, part, check,
+                                  key_kcv, session.id, now, record.officer)
+                mailer.stage(session.staging, out, m)
+                detail |= {f"component_{i + 1}_kcv": check.hex().upper(), f"envelope_{i + 1}": m.envelope}
+        finally:
+            for p in parts:
+                zeroize(p)
+        session.complete("component.print", detail)
+    for path in session.staging.published:
+        console.say(f"  mailer {path}")
     console.say(f"{key_type.value} {label} ({algorithm.value}): key KCV {key_kcv.hex().upper()}")
-    record.write("component.print", None, label=label, key_type=key_type.value, algorithm=algorithm.value,
-                 custodians=",".join(names), key_kcv=key_kcv.hex().upper(),
-                 **{f"component_{i + 1}_kcv": c.hex().upper() for i, c in enumerate(checks)})
     return key_kcv

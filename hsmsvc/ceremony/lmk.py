@@ -16,9 +16,6 @@ audit chain, with the officer's and the custodians' names.
 
 from __future__ import annotations
 
-import json
-import os
-import secrets
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -26,17 +23,19 @@ from pathlib import Path
 from typing import Protocol
 
 from hsmsvc.ceremony import mailer
-from hsmsvc.ceremony.console import Console, group, parse_hex, zeroize
+from hsmsvc.ceremony.console import Console, zeroize
+from hsmsvc.ceremony.entry import Custodian, check_custodians, collect, person, show_once
+from hsmsvc.ceremony.record import Record
+from hsmsvc.ceremony.staging import Staging
 from hsmsvc.crypto import compare, components, kcv
 from hsmsvc.errors import (
+    AlreadyExists,
     InvalidInput,
     PermissionDenied,
     VerificationFailed,
 )
 from hsmsvc.hsm.backend import Backend
 from hsmsvc.hsm.commands import LmkComponents
-from hsmsvc.keys.model import AuditEvent
-from hsmsvc.keys.store import KeyStore
 from hsmsvc.types import Algorithm
 
 __all__ = [
@@ -47,22 +46,40 @@ __all__ = [
 LMK = Algorithm.AES_256
 
 
-@dataclass(frozen=True)
-class Custodian:
-    name: str
-    kcv: bytes
-
-
 class Target(Protocol):
-    """Where an LMK lives: a sealed file (soft) or a token (PKCS#11)."""
+    """Where an LMK lives: a sealed file (soft) or a token (PKCS#11).
 
-    def install(self, parts: Sequence[bytes | bytearray]) -> bytes:
-        """Form the LMK from ``parts`` here; returns its KCV. Refuses to replace an LMK."""
+    Forming one is two steps, so that a ceremony publishes all of its outputs
+    or none: :meth:`prepare` stages what can be staged (a sealed file) and
+    returns the KCV; :meth:`commit` runs once every output is published (a
+    token, which cannot be staged, is written then; if it refuses, the
+    published mailers are taken back).
+    """
+
+    def check_free(self) -> None:
+        """Refuse before anyone types anything if an LMK is already here."""
         ...
+
+    def prepare(self, parts: Sequence[bytes | bytearray], staging: Staging) -> bytes: ...
+
+    def commit(self, parts: Sequence[bytes | bytearray], lmk_kcv: bytes) -> None: ...
 
     def open(self) -> Backend: ...
 
     def describe(self) -> str: ...
+
+
+def install(target: Target, parts: Sequence[bytes | bytearray], ceremony: str) -> bytes:
+    """Form an LMK outside a ceremony session (``hsmsvc lmk init``); returns its KCV."""
+    staging = Staging(ceremony)
+    try:
+        lmk_kcv = target.prepare(parts, staging)
+        staging.publish()
+        target.commit(parts, lmk_kcv)
+    except BaseException:
+        staging.discard()
+        raise
+    return lmk_kcv
 
 
 @dataclass(frozen=True)
@@ -78,18 +95,21 @@ class SealedTarget:
 
         sealed.check_passphrase(self.passphrase)
 
-    def install(self, parts: Sequence[bytes | bytearray]) -> bytes:
+    def check_free(self) -> None:
+        if self.path.exists():
+            raise AlreadyExists("sealed", f"{self.path} exists; an LMK is never overwritten")
+
+    def prepare(self, parts: Sequence[bytes | bytearray], staging: Staging) -> bytes:
         from hsmsvc.hsm.soft import sealed
 
-        if self.path.exists():
-            raise InvalidInput("sealed", "file exists; an LMK is never overwritten")
+        self.check_free()
         lmk = components.combine(LMK, parts)
         blob = sealed.seal(LMK, lmk, self.passphrase, sealed.ScryptParams(log2_n=self.scrypt_log2_n))
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "wb") as f:
-            f.write(blob)
+        staging.add(self.path, blob)
         return kcv.kcv(LMK, lmk)
+
+    def commit(self, parts: Sequence[bytes | bytearray], lmk_kcv: bytes) -> None:
+        return None  # published with the ceremony's other files
 
     def open(self, old: SealedTarget | None = None) -> Backend:
         from hsmsvc.hsm.soft.backend import SoftBackend
@@ -107,10 +127,18 @@ class TokenTarget:
     token: str
     pin: str = field(repr=False)
 
-    def install(self, parts: Sequence[bytes | bytearray]) -> bytes:
+    def check_free(self) -> None:
+        return None  # the token refuses a second LMK at commit, before the journal says anything
+
+    def prepare(self, parts: Sequence[bytes | bytearray], staging: Staging) -> bytes:
+        return kcv.kcv(LMK, components.combine(LMK, parts))
+
+    def commit(self, parts: Sequence[bytes | bytearray], lmk_kcv: bytes) -> None:
         from hsmsvc.hsm.pkcs11.backend import provision_lmk
 
-        return provision_lmk(self.module, self.token, self.pin, [bytes(p) for p in parts])
+        made = provision_lmk(self.module, self.token, self.pin, [bytes(p) for p in parts])
+        if not compare.bytes_eq(made, lmk_kcv):
+            raise VerificationFailed("token", "the LMK formed in the token has another KCV")
 
     def open(self) -> Backend:
         from hsmsvc.hsm.pkcs11.backend import Pkcs11Backend
@@ -121,175 +149,63 @@ class TokenTarget:
         return f"token {self.token!r}"
 
 
-@dataclass(frozen=True)
-class Record:
-    """Where each ceremony step is written: a journal file, and the store's audit chain if named."""
-
-    officer: str
-    journal: Path | None = None
-    store_url: str | None = None
-
-    def write(self, action: str, backend: Backend | None, **detail: str) -> None:
-        if self.journal is not None:
-            line = {"at": datetime.now(timezone.utc).isoformat(timespec="seconds"), "officer": self.officer,
-                    "action": action, **detail}
-            self.journal.parent.mkdir(parents=True, exist_ok=True)
-            # 0600 when created: the journal names custodians and KCVs (an existing one keeps its mode).
-            fd = os.open(self.journal, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
-            with os.fdopen(fd, "a") as f:
-                f.write(json.dumps(line, sort_keys=True) + "\n")
-        if self.store_url is not None and backend is not None:
-            store = KeyStore(self.store_url, backend)
-            try:
-                store.migrate()
-                store.audit(AuditEvent(self.officer, action, None, None, tuple(sorted(detail.items()))))
-            finally:
-                store.close()
-
-
 def _detail(custodians: Sequence[Custodian], lmk_kcv: bytes, **extra: str) -> dict[str, str]:
     return {"custodians": ",".join(c.name for c in custodians),
             **{f"component_{i + 1}_kcv": c.kcv.hex().upper() for i, c in enumerate(custodians)},
             "lmk_kcv": lmk_kcv.hex().upper(), **extra}
 
 
-def check_custodians(n: int) -> None:
-    if not isinstance(n, int) or n < 2:
-        raise InvalidInput("custodians", "at least 2 (dual control: no one person holds the LMK)")
-    if n > 9:
-        raise InvalidInput("custodians", "at most 9")
-
-
-NAME_TRIES = 3
-"""How many times a custodian may type a name the mailer rule refuses before the ceremony stops."""
-
-
-def _name(console: Console, names: Sequence[str], i: int, n: int) -> str:
-    """The custodian's name, by the rule their mailer's file names need (issue 29: a name with ``:``
-    passed the prompt and then failed at the mailer, after the LMK was written)."""
-    rule = "a name of 1-64 of A-Z a-z 0-9 . _ -"
-    if i < len(names):
-        if not mailer.CUSTODIAN_NAME.fullmatch(names[i]):
-            raise InvalidInput("custodian", rule)
-        return names[i]
-    for _ in range(NAME_TRIES):
-        name = console.ask(f"Custodian {i + 1} of {n}, your name: ")
-        if mailer.CUSTODIAN_NAME.fullmatch(name):
-            return name
-        console.say(f"  {rule}; again")
-    raise InvalidInput("custodian", rule)
-
-
-def check_against_mailer(console: Console, prompt: str, check: bytes, i: int, outcome: str) -> None:
-    """The custodian types the KCV printed on their mailer; a component that does not give it stops here."""
-    typed = console.ask(prompt).replace(" ", "")
-    try:
-        want = bytes.fromhex(typed)
-    except ValueError:
-        raise InvalidInput(f"component {i + 1} KCV", "hex digits") from None
-    if len(want) < 2 or not compare.bytes_eq(check[: len(want)], want):
-        raise VerificationFailed(
-            f"component {i + 1}", f"KCV mismatch: the mailer says {want.hex().upper()}, the component entered "
-            f"gives {check[: max(len(want), 3)].hex().upper()}; {outcome}")
-
-
-def _recorded(record: Record, target: Target, action: str, custodians: Sequence[Custodian], lmk_kcv: bytes) -> None:
-    """Journal and, with a store, audit an LMK step; the audit row is MACed under that LMK."""
-    backend = target.open() if record.store_url else None
-    try:
-        record.write(action, backend, **_detail(custodians, lmk_kcv, target=target.describe()))
-    finally:
-        if backend is not None:
+def _audit_under(record: Record, target: Target) -> Callable[[str, dict[str, str]], None]:
+    """The audit row is MACed under the LMK just formed, opened once it is published."""
+    def audit(action: str, detail: dict[str, str]) -> None:
+        backend = target.open()
+        try:
+            record.audit(action, backend, **detail)
+        finally:
             backend.close()
-
-
-def _show_once(console: Console, name: str, part: bytes | bytearray, check: bytes) -> None:
-    console.ask(f"{name}: make sure only you can see the screen, then press Enter. ")
-    try:
-        console.say(f"  component  {group(part)}")
-        console.say(f"  KCV        {check.hex().upper()}")
-        console.ask("Write both down for your envelope, then press Enter to clear the screen. ")
-    finally:
-        console.clear()  # on Ctrl-C or a closed input too: the component leaves the screen first
-
-
-def collect(
-    console: Console, n: int, algorithm: Algorithm, names: Sequence[str] = (), *,
-    may_generate: bool, need_kcv: bool, on_generated: Callable[[int, str, bytearray, bytes], None] | None = None,
-) -> tuple[list[bytearray], list[Custodian]]:
-    """Each custodian in turn enters a component (echo off) or has one drawn; returns them with their KCVs.
-
-    ``need_kcv``: the custodian also types the KCV from their mailer and a
-    mismatch stops the ceremony before anything changes.
-    """
-    check_custodians(n)
-    parts: list[bytearray] = []
-    custodians: list[Custodian] = []
-    try:
-        for i in range(n):
-            name = _name(console, names, i, n)
-            if any(c.name == name for c in custodians):
-                raise PermissionDenied("custodian", f"{name} already gave a component (one each)")
-            hint = "hex, hidden; Enter alone to draw a random one" if may_generate else "hex, hidden"
-            raw = console.secret(f"{name}, component {i + 1} of {n} ({hint}): ")
-            try:
-                if not raw.strip() and may_generate:
-                    part = bytearray(secrets.token_bytes(algorithm.key_length))
-                    if algorithm.is_tdes:
-                        part[:] = components.adjust_odd_parity(bytes(part))
-                    drawn = True
-                else:
-                    part = parse_hex(raw, f"component {i + 1}")
-                    drawn = False
-            finally:
-                zeroize(raw)
-            parts.append(part)
-            if len(part) != algorithm.key_length:
-                raise InvalidInput(f"component {i + 1}", f"{2 * algorithm.key_length} hex digits")
-            check = kcv.kcv(algorithm, bytes(part))
-            if need_kcv:
-                check_against_mailer(console, f"{name}, the component KCV on your mailer: ", check, i,
-                                     "nothing was changed")
-            if drawn:
-                if on_generated is not None:
-                    on_generated(i, name, part, check)
-                else:
-                    _show_once(console, name, part, check)
-            console.say(f"{name}: component {i + 1} KCV {check.hex().upper()}")
-            custodians.append(Custodian(name, check))
-        return parts, custodians
-    except BaseException:
-        for p in parts:
-            zeroize(p)
-        raise
+    return audit
 
 
 def create(
     console: Console, *, n: int, target: Target, record: Record, names: Sequence[str] = (),
     mailer_dir: Path | None = None,
 ) -> bytes:
-    """Form a new LMK from ``n`` custodians' components into ``target``; returns its KCV."""
+    """Form a new LMK from ``n`` custodians' components into ``target``; returns its KCV.
+
+    All or nothing: the sealed LMK and every mailer are staged and published
+    together at the end, with the journal line; any failure leaves none of
+    them and journals the abandonment.
+    """
     check_custodians(n)
-    console.say(f"LMK ceremony: create, {n} custodians, into {target.describe()}")
-    drawn: list[tuple[int, str, bytearray, bytes]] = []
+    target.check_free()
+    with record.session("lmk-create") as session:
+        console.say(f"LMK ceremony {session.id}: create, {n} custodians, into {target.describe()}")
+        drawn: list[tuple[int, str, bytearray, bytes]] = []
 
-    def keep(i: int, name: str, part: bytearray, check: bytes) -> None:
-        drawn.append((i, name, part, check))
+        def keep(i: int, name: str, part: bytearray, check: bytes) -> None:
+            drawn.append((i, name, part, check))
 
-    parts, custodians = collect(console, n, LMK, names, may_generate=True, need_kcv=False,
-                                on_generated=keep if mailer_dir is not None else None)
-    try:
-        lmk_kcv = target.install(parts)
-        if mailer_dir is not None:
-            now = datetime.now(timezone.utc)
-            for i, name, part, check in drawn:
-                mailer.write(mailer_dir, mailer.Mailer(name, i + 1, n, "lmk", "LMK", LMK.value, part, check,
-                                                       lmk_kcv, "lmk-create", now))
-    finally:
-        for p in parts:
-            zeroize(p)
+        parts, custodians = collect(console, n, LMK, names, may_generate=True, need_kcv=False,
+                                    on_generated=keep if mailer_dir is not None else None)
+        try:
+            lmk_kcv = target.prepare(parts, session.staging)
+            envelopes: dict[str, str] = {}
+            if mailer_dir is not None:
+                now = datetime.now(timezone.utc)
+                for i, name, part, check in drawn:
+                    m = mailer.Mailer(name, i + 1, n, "lmk", "LMK", LMK.value, part, check, lmk_kcv, session.id,
+                                      now, record.officer)
+                    mailer.stage(session.staging, mailer_dir, m)
+                    envelopes[f"envelope_{i + 1}"] = m.envelope
+            session.complete("lmk.create", {**_detail(custodians, lmk_kcv, target=target.describe()), **envelopes},
+                             then=lambda: target.commit(parts, lmk_kcv), audit=_audit_under(record, target))
+        finally:
+            for p in parts:
+                zeroize(p)
+    if mailer_dir is not None:
+        for path in session.staging.published:
+            console.say(f"  mailer {path}")
     console.say(f"LMK KCV {lmk_kcv.hex().upper()}: record it in the ceremony log; every restore checks it.")
-    _recorded(record, target, "lmk.create", custodians, lmk_kcv)
     return lmk_kcv
 
 
@@ -299,27 +215,30 @@ def restore(
 ) -> bytes:
     """Re-create an LMK from its backup (or creation) components, each checked by its KCV first."""
     check_custodians(n)
-    console.say(f"LMK ceremony: restore, {n} custodians, into {target.describe()}")
-    if expect_kcv is None:
-        typed = console.ask("The LMK KCV from the ceremony record: ").replace(" ", "")
+    target.check_free()
+    with record.session("lmk-restore") as session:
+        console.say(f"LMK ceremony {session.id}: restore, {n} custodians, into {target.describe()}")
+        if expect_kcv is None:
+            typed = console.ask("The LMK KCV from the ceremony record: ").replace(" ", "")
+            try:
+                expect_kcv = bytes.fromhex(typed)
+            except ValueError:
+                raise InvalidInput("lmk_kcv", "hex digits") from None
+        if len(expect_kcv) < 2:
+            raise InvalidInput("lmk_kcv", "at least 2 bytes (4 hex digits)")
+        parts, custodians = collect(console, n, LMK, names, may_generate=False, need_kcv=True)
         try:
-            expect_kcv = bytes.fromhex(typed)
-        except ValueError:
-            raise InvalidInput("lmk_kcv", "hex digits") from None
-    if len(expect_kcv) < 2:
-        raise InvalidInput("lmk_kcv", "at least 2 bytes (4 hex digits)")
-    parts, custodians = collect(console, n, LMK, names, may_generate=False, need_kcv=True)
-    try:
-        combined = kcv.kcv(LMK, components.combine(LMK, parts))
-        if not compare.bytes_eq(combined[: len(expect_kcv)], expect_kcv):
-            raise VerificationFailed("lmk_kcv", f"the components give {combined.hex().upper()}, not "
-                                                f"{expect_kcv.hex().upper()}; nothing was changed")
-        lmk_kcv = target.install(parts)
-    finally:
-        for p in parts:
-            zeroize(p)
+            combined = kcv.kcv(LMK, components.combine(LMK, parts))
+            if not compare.bytes_eq(combined[: len(expect_kcv)], expect_kcv):
+                raise VerificationFailed("lmk_kcv", f"the components give {combined.hex().upper()}, not "
+                                                    f"{expect_kcv.hex().upper()}; nothing was changed")
+            lmk_kcv = target.prepare(parts, session.staging)
+            session.complete("lmk.restore", _detail(custodians, lmk_kcv, target=target.describe()),
+                             then=lambda: target.commit(parts, lmk_kcv), audit=_audit_under(record, target))
+        finally:
+            for p in parts:
+                zeroize(p)
     console.say(f"LMK restored into {target.describe()}; KCV {lmk_kcv.hex().upper()}")
-    _recorded(record, target, "lmk.restore", custodians, lmk_kcv)
     return lmk_kcv
 
 
@@ -327,29 +246,40 @@ def backup(
     console: Console, *, backend: Backend, n: int, record: Record, names: Sequence[str] = (),
     mailer_dir: Path | None = None,
 ) -> list[Custodian]:
-    """The LMK as ``n`` fresh random components, each shown to (or mailed for) one custodian."""
+    """The LMK as ``n`` fresh random components, each shown to (or mailed for) one custodian.
+
+    With mailers, all of them are published together or none is.
+    """
     check_custodians(n)
     lmk_kcv = backend.lmk_kcv()
-    parts = [bytearray(p) for p in backend.execute(LmkComponents(n=n))]
-    custodians: list[Custodian] = []
-    try:
-        now = datetime.now(timezone.utc)
-        for i, part in enumerate(parts):
-            name = _name(console, names, i, n)
-            if any(c.name == name for c in custodians):
-                raise PermissionDenied("custodian", f"{name} already holds a component (one each)")
-            check = kcv.kcv(LMK, bytes(part))
-            if mailer_dir is not None:
-                txt, _ = mailer.write(mailer_dir, mailer.Mailer(name, i + 1, n, "lmk", "LMK", LMK.value, part,
-                                                                check, lmk_kcv, "lmk-backup", now))
-                console.say(f"{name}: component {i + 1} KCV {check.hex().upper()}, mailer {txt.name} (+ .pdf)")
-            else:
-                _show_once(console, name, part, check)
+    with record.session("lmk-backup") as session:
+        console.say(f"LMK ceremony {session.id}: backup, {n} custodians")
+        custodians: list[Custodian] = []
+        envelopes: dict[str, str] = {}
+        parts = [bytearray(p) for p in backend.execute(LmkComponents(n=n))]
+        try:
+            now = datetime.now(timezone.utc)
+            for i, part in enumerate(parts):
+                name = person(console, f"Custodian {i + 1} of {n}, your name: ",
+                              names[i] if i < len(names) else None, "custodian")
+                if any(c.name == name for c in custodians):
+                    raise PermissionDenied("custodian", f"{name} already holds a component (one each)")
+                check = kcv.kcv(LMK, bytes(part))
+                if mailer_dir is not None:
+                    m = mailer.Mailer(name, i + 1, n, "lmk", "LMK", LMK.value, part, check, lmk_kcv, session.id,
+                                      now, record.officer)
+                    mailer.stage(session.staging, mailer_dir, m)
+                    envelopes[f"envelope_{i + 1}"] = m.envelope
+                else:
+                    show_once(console, name, part, check)
                 console.say(f"{name}: component {i + 1} KCV {check.hex().upper()}")
-            custodians.append(Custodian(name, check))
-    finally:
-        for p in parts:
-            zeroize(p)
+                custodians.append(Custodian(name, check))
+        finally:
+            for p in parts:
+                zeroize(p)
+        session.complete("lmk.backup", {**_detail(custodians, lmk_kcv), **envelopes},
+                         audit=lambda action, detail: record.audit(action, backend, **detail))
+    for path in session.staging.published:
+        console.say(f"  mailer {path}")
     console.say(f"LMK KCV {lmk_kcv.hex().upper()}: the {n} components restore it with `ceremony lmk restore`.")
-    record.write("lmk.backup", backend, **_detail(custodians, lmk_kcv))
     return custodians

@@ -2,12 +2,15 @@
 
 The mailer is the one place a clear component is written down (ISO 11568-2
 clause 5: components in separate tamper-evident envelopes, one per custodian).
-Files are created with mode 0600 and never overwritten.
+Each names its ceremony, officer, custodian and envelope, and has lines for the
+custodian's and the officer's signatures, which the ceremony log records with
+the envelope serial. Files are staged with the ceremony's other outputs
+(:mod:`hsmsvc.ceremony.staging`), mode 0600, never overwritten; their names
+carry the ceremony id, so two ceremonies' mailers never collide.
 """
 
 from __future__ import annotations
 
-import os
 import re
 from dataclasses import dataclass
 from datetime import datetime
@@ -16,9 +19,10 @@ from pathlib import Path
 from fpdf import FPDF
 
 from hsmsvc.ceremony.console import group
-from hsmsvc.errors import AlreadyExists, InvalidInput
+from hsmsvc.ceremony.staging import Staging
+from hsmsvc.errors import InvalidInput
 
-__all__ = ["CUSTODIAN_NAME", "GROUPS_PER_LINE", "Mailer", "component_lines", "write"]
+__all__ = ["CUSTODIAN_NAME", "GROUPS_PER_LINE", "Mailer", "component_lines", "stage"]
 
 CUSTODIAN_NAME = re.compile(r"[A-Za-z0-9._-]{1,64}")
 """A custodian's (and a label's) name: it names the mailer's files, so the prompt takes the same rule."""
@@ -33,7 +37,7 @@ _INSTRUCTIONS = (
 
 @dataclass(frozen=True)
 class Mailer:
-    """What one custodian's mailer says. ``component`` is the clear value."""
+    """What one custodian's mailer says. ``component`` is the clear value; ``ceremony`` its id."""
 
     custodian: str
     position: int
@@ -46,6 +50,16 @@ class Mailer:
     key_kcv: bytes
     ceremony: str
     issued_at: datetime
+    officer: str
+
+    @property
+    def envelope(self) -> str:
+        """The serial written on this mailer's envelope and in the ceremony log."""
+        return f"{self.ceremony}/{self.position}"
+
+    @property
+    def stem(self) -> str:
+        return f"{self.ceremony}-{self.position}-{self.custodian}"
 
     def lines(self) -> list[str]:
         return [
@@ -53,6 +67,8 @@ class Mailer:
             f"To be opened only by: {self.custodian}",
             "",
             f"Ceremony:       {self.ceremony}",
+            f"Key officer:    {self.officer}",
+            f"Envelope:       {self.envelope}",
             f"Issued (UTC):   {self.issued_at.strftime('%Y-%m-%d %H:%M:%S')}",
             f"Key:            {self.label} ({self.key_type}, {self.algorithm})",
             f"Component:      {self.position} of {self.count}",
@@ -63,6 +79,12 @@ class Mailer:
             f"Key KCV:        {self.key_kcv.hex().upper()}  (all {self.count} components combined)",
             "",
             *_INSTRUCTIONS,
+            "",
+            f"Received and sealed in envelope {self.envelope}:",
+            "",
+            "Custodian signature:    ________________________  Date: ____________",
+            "",
+            "Key officer signature:  ________________________  Date: ____________",
         ]
 
 
@@ -75,15 +97,6 @@ def component_lines(component: bytes | bytearray) -> list[str]:
     """The component in groups of four hex digits, at most :data:`GROUPS_PER_LINE` to a line."""
     groups = group(component).split(" ")
     return [" ".join(groups[i : i + GROUPS_PER_LINE]) for i in range(0, len(groups), GROUPS_PER_LINE)]
-
-
-def _create(path: Path, data: bytes) -> None:
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        raise AlreadyExists("mailer", f"{path.name} exists; a mailer is never overwritten") from None
-    with os.fdopen(fd, "wb") as f:
-        f.write(data)
 
 
 def _pdf(m: Mailer) -> bytes:
@@ -100,13 +113,13 @@ def _pdf(m: Mailer) -> bytes:
     return bytes(pdf.output())
 
 
-def write(directory: Path, m: Mailer) -> tuple[Path, Path]:
-    """``<custodian>-<label>-<position>.txt`` and ``.pdf`` in ``directory``."""
-    if not CUSTODIAN_NAME.fullmatch(m.custodian) or not CUSTODIAN_NAME.fullmatch(m.label):
-        raise InvalidInput("custodian", "1-64 of A-Z a-z 0-9 . _ - (it names the mailer's files)")
-    directory.mkdir(parents=True, exist_ok=True, mode=0o700)
-    stem = directory / f"{m.custodian}-{m.label}-{m.position}"
-    txt, pdf = stem.with_suffix(".txt"), stem.with_suffix(".pdf")
-    _create(txt, ("\n".join(m.lines()) + "\n").encode())
-    _create(pdf, _pdf(m))
+def stage(staging: Staging, directory: Path, m: Mailer) -> tuple[Path, Path]:
+    """``<ceremony>-<position>-<custodian>.txt`` and ``.pdf`` in ``directory``, staged with the
+    ceremony's other outputs; nothing is visible until the ceremony publishes them all."""
+    for name in (m.custodian, m.label, m.officer):
+        if not CUSTODIAN_NAME.fullmatch(name):
+            raise InvalidInput("name", "1-64 of A-Z a-z 0-9 . _ - (it names the mailer's files)")
+    stem = directory / m.stem
+    txt = staging.add(stem.with_suffix(".txt"), ("\n".join(m.lines()) + "\n").encode())
+    pdf = staging.add(stem.with_suffix(".pdf"), _pdf(m))
     return txt, pdf

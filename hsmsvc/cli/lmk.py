@@ -37,14 +37,15 @@ def _components(paths: list[str]) -> list[bytes]:
 
 
 def init(args: argparse.Namespace) -> int:
-    from hsmsvc.ceremony.lmk import SealedTarget, TokenTarget
+    from hsmsvc.ceremony.lmk import SealedTarget, TokenTarget, install
     from hsmsvc.crypto import components
 
     parts = _components(args.component_file or [])
     if args.pkcs11_module:
         if len(parts) < 2:
             raise InvalidInput("component_file", "at least 2 components (dual control) for a token LMK")
-        check = TokenTarget(args.pkcs11_module, args.token, backend.read_secret(args, "pin").decode()).install(parts)
+        token = TokenTarget(args.pkcs11_module, args.token, backend.read_secret(args, "pin").decode())
+        check = install(token, parts, "lmk-init")
         print(f"LMK created in token {args.token!r}; KCV {check.hex().upper()}")
         return 0
     if not args.sealed:
@@ -59,5 +60,5 @@ def init(args: argparse.Namespace) -> int:
         print("development LMK: random, not formed from custodian components", file=sys.stderr)
         parts = [secrets.token_bytes(32), secrets.token_bytes(32)]
     target = SealedTarget(out, backend.read_secret(args, "passphrase", confirm=True), args.scrypt_log2_n)
-    print(f"sealed LMK written to {out}; KCV {target.install(parts).hex().upper()}")
+    print(f"sealed LMK written to {out}; KCV {install(target, parts, 'lmk-init').hex().upper()}")
     return 0

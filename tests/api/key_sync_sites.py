@@ -38,7 +38,7 @@ from hsmsvc.v1 import types_pb2 as pb
 from tests import pg
 from tests import reference as ind
 from tests.api.conftest import PASSPHRASE, launch, seal_lmk, stop, template
-from tests.ceremony import mailer_component, scripted, typed_components
+from tests.ceremony import mailer_component, mailer_file, scripted, typed_components
 from tests.hsm.helpers import clear_key
 from tools.bench.pki import ThrowawayCA as TestCA
 
@@ -135,8 +135,9 @@ def open_sites(root: Path, timing: str = "", core_extra: str = "", branch_extra:
     mailers = root / "mailers"
     subprocess.run([sys.executable, "-m", "hsmsvc", "ceremony", "component", "print", "--out", str(mailers),
                     "--label", f"zmk-{ZONE}", "--key-type", "ZMK", "--algorithm", "AES_128",
-                    "--custodian", "kim", "--custodian", "lee"], check=True, capture_output=True, timeout=60)
-    parts = [mailer_component(mailers / f"kim-zmk-{ZONE}-1.txt"), mailer_component(mailers / f"lee-zmk-{ZONE}-2.txt")]
+                    "--custodian", "kim", "--custodian", "lee", "--officer", "olga"],
+                   check=True, capture_output=True, timeout=60)
+    parts = [mailer_component(mailer_file(mailers, 1, "kim")), mailer_component(mailer_file(mailers, 2, "lee"))]
     zmk = bytes(a ^ b for a, b in zip(*parts))
     tpk, psk = clear_key(Algorithm.TDES_2KEY), secrets.token_bytes(32)
     timing = timing or """

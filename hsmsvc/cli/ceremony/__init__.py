@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import os
 
 from hsmsvc.cli.ceremony import component, form, lmk
 
@@ -11,7 +10,8 @@ HELP = "key ceremonies for key officers and custodians"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    officer = os.environ.get("USER") or "officer"
+    # Asked at the console when not given: the journal names a person, not the login that ran it.
+    officer = None
     groups = parser.add_subparsers(dest="ceremony_command", required=True)
     lmk.add_arguments(groups.add_parser("lmk", help="create, back up, restore or migrate the LMK (at the backend)"),
                       officer)

@@ -10,7 +10,7 @@ from hsmsvc.errors import InvalidInput
 from hsmsvc.types import Algorithm
 
 
-def add_arguments(parser: argparse.ArgumentParser, officer: str) -> None:
+def add_arguments(parser: argparse.ArgumentParser, officer: str | None) -> None:
     steps = parser.add_subparsers(dest="component_step", required=True)
     p = steps.add_parser("print", help="draw a new key's components and write one mailer each (text + PDF)")
     p.add_argument("--out", required=True, help="directory for the mailers")
@@ -18,20 +18,24 @@ def add_arguments(parser: argparse.ArgumentParser, officer: str) -> None:
     p.add_argument("--key-type", default="ZMK")
     p.add_argument("--algorithm", default="TDES_2KEY")
     p.add_argument("--custodian", action="append", required=True, help="a custodian's name, one per component")
-    p.add_argument("--officer", default=officer)
+    p.add_argument("--officer", default=officer, help="the key officer (else asked)")
     p.add_argument("--journal", help="ceremony journal file (default: OUT/ceremony.log)")
 
 
 def run(args: argparse.Namespace) -> int:
-    from hsmsvc.ceremony import forming, lmk
+    from hsmsvc.ceremony import forming
     from hsmsvc.ceremony.console import Console
+    from hsmsvc.ceremony.entry import person
+    from hsmsvc.ceremony.record import Record
     from hsmsvc.types import KeyType
 
     try:
         kind, alg = KeyType(args.key_type), Algorithm[args.algorithm]
     except (KeyError, ValueError):
         raise InvalidInput("key_type", "a known key type and algorithm") from None
-    record = lmk.Record(args.officer, Path(args.journal) if args.journal else Path(args.out) / "ceremony.log")
-    forming.print_components(Console(), out=Path(args.out), label=args.label, key_type=kind, algorithm=alg,
+    console = Console()
+    record = Record(person(console, "Key officer's name: ", args.officer, "officer"),
+                    Path(args.journal) if args.journal else Path(args.out) / "ceremony.log")
+    forming.print_components(console, out=Path(args.out), label=args.label, key_type=kind, algorithm=alg,
                              names=args.custodian or [], record=record)
     return 0

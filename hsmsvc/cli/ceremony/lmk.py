@@ -11,10 +11,11 @@ from hsmsvc.errors import InvalidInput, Unsupported
 
 if TYPE_CHECKING:
     from hsmsvc.ceremony.console import Console
-    from hsmsvc.ceremony.lmk import Record, Target
+    from hsmsvc.ceremony.lmk import Target
+    from hsmsvc.ceremony.record import Record
 
 
-def add_arguments(parser: argparse.ArgumentParser, officer: str) -> None:
+def add_arguments(parser: argparse.ArgumentParser, officer: str | None) -> None:
     steps = parser.add_subparsers(dest="lmk_ceremony", required=True)
     for name, text in (("create", "form a new LMK from 2-9 custodians' components"),
                        ("backup", "give the LMK out as fresh components, one per custodian (soft backend)"),
@@ -23,7 +24,7 @@ def add_arguments(parser: argparse.ArgumentParser, officer: str) -> None:
         backend.add_arguments(p)
         p.add_argument("--custodians", type=int, help="how many custodians (2 to 9)")
         p.add_argument("--custodian", action="append", help="a custodian's name, in order (else asked)")
-        p.add_argument("--officer", default=officer, help="the key officer running the ceremony")
+        p.add_argument("--officer", default=officer, help="the key officer running the ceremony (else asked)")
         p.add_argument("--journal", help="ceremony journal file (default: beside the sealed file)")
         p.add_argument("--store", help="also audit the step in this key store (database URL)")
         if name != "restore":
@@ -44,7 +45,7 @@ def add_arguments(parser: argparse.ArgumentParser, officer: str) -> None:
     p.add_argument("--batch", type=int, default=500, help="keys per transaction (default 500)")
     p.add_argument("--limit", type=int, help="move at most this many keys in this run")
     p.add_argument("--delete-old", action="store_true", help="destroy the old LMK once everything verifies")
-    p.add_argument("--officer", default=officer, help="the key officer running the migration")
+    p.add_argument("--officer", default=officer, help="the key officer running the migration (else asked)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -54,7 +55,7 @@ def run(args: argparse.Namespace) -> int:
     if args.lmk_ceremony == "migrate":
         return migrate(args)
     console = Console()
-    record = _record(args)
+    record = _record(console, args)
     names = args.custodian or []
     mailers = Path(args.mailer_dir) if getattr(args, "mailer_dir", None) else None
     if args.lmk_ceremony == "create":
@@ -82,11 +83,13 @@ def run(args: argparse.Namespace) -> int:
 def migrate(args: argparse.Namespace) -> int:
     from hsmsvc.ceremony import lmk, migration
     from hsmsvc.ceremony.console import Console
+    from hsmsvc.ceremony.entry import person
 
     console = Console()
+    officer = person(console, "Key officer's name: ", args.officer, "officer")
     old = lmk.SealedTarget(Path(args.sealed), _passphrase(console, args))
     new = lmk.SealedTarget(Path(args.new_sealed), _passphrase(console, args, prefix="new_"))
-    report = migration.migrate(console, old=old, new=new, store_url=args.store, officer=args.officer, batch=args.batch,
+    report = migration.migrate(console, old=old, new=new, store_url=args.store, officer=officer, batch=args.batch,
                          limit=args.limit, delete_old=args.delete_old)
     return 0 if report.verified or report.remaining else 1
 
@@ -111,16 +114,18 @@ def _target(console: Console, args: argparse.Namespace, creating: bool) -> Targe
                             getattr(args, "scrypt_log2_n", 17))
 
 
-def _record(args: argparse.Namespace) -> Record:
-    from hsmsvc.ceremony import lmk
+def _record(console: Console, args: argparse.Namespace) -> Record:
+    from hsmsvc.ceremony.entry import person
+    from hsmsvc.ceremony.record import Record
 
     journal = args.journal or (str(args.sealed) + ".ceremony.log" if getattr(args, "sealed", None) else None)
-    return lmk.Record(args.officer, Path(journal) if journal else None, getattr(args, "store", None))
+    return Record(person(console, "Key officer's name: ", args.officer, "officer"), Path(journal) if journal else None,
+                  getattr(args, "store", None))
 
 
 def _custodian_count(args: argparse.Namespace) -> int:
     """How many custodians; refused before anyone types anything."""
-    from hsmsvc.ceremony.lmk import check_custodians
+    from hsmsvc.ceremony.entry import check_custodians
 
     n = args.custodians or len(args.custodian or [])
     if not n:

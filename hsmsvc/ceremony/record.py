@@ -1,0 +1,107 @@
+"""Where a ceremony is recorded: its journal and, when a store is named, the store's audit chain.
+
+A :class:`Session` is one ceremony: it has an id (which names its mailers and
+staging directories), journals its beginning, and ends either completed (the
+outputs published, then the journal and audit written) or abandoned, with the
+reason, whatever stopped it: an error, Ctrl-C or a closed terminal. All of a
+ceremony's lines carry its id, so they read together.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from types import TracebackType
+
+from hsmsvc.ceremony import journal
+from hsmsvc.ceremony.staging import Staging
+from hsmsvc.errors import HsmsvcError
+from hsmsvc.hsm.backend import Backend
+from hsmsvc.keys.model import AuditEvent
+from hsmsvc.keys.store import KeyStore
+
+__all__ = ["Record", "Session", "reason"]
+
+
+def reason(e: BaseException) -> str:
+    """One line saying why a ceremony stopped; our errors carry no secret, others only their type."""
+    if isinstance(e, KeyboardInterrupt):
+        return "interrupted (Ctrl-C)"
+    if isinstance(e, HsmsvcError):
+        return str(e).splitlines()[0] if str(e) else type(e).__name__
+    return type(e).__name__
+
+
+@dataclass(frozen=True)
+class Record:
+    """The officer running ceremonies, their journal, and the store to audit in (if any)."""
+
+    officer: str
+    journal: Path | None = None
+    store_url: str | None = None
+
+    def line(self, ceremony: str, action: str, **detail: str) -> None:
+        if self.journal is not None:
+            journal.append(self.journal, {"ceremony": ceremony, "officer": self.officer, "action": action,
+                                          **detail})
+
+    def audit(self, action: str, backend: Backend, **detail: str) -> None:
+        """An audit row in the store, MACed under ``backend``'s LMK (nothing without a store)."""
+        if self.store_url is None:
+            return
+        store = KeyStore(self.store_url, backend)
+        try:
+            store.migrate()
+            store.audit(AuditEvent(self.officer, action, None, None, tuple(sorted(detail.items()))))
+        finally:
+            store.close()
+
+    def session(self, kind: str) -> Session:
+        stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+        return Session(self, kind, f"{kind}-{stamp}-{secrets.token_hex(2)}")
+
+
+@dataclass
+class Session:
+    """One ceremony: ``with record.session("lmk-create") as s: ...; s.complete(...)``."""
+
+    record: Record
+    kind: str
+    id: str
+    staging: Staging = field(init=False)
+    done: bool = False
+
+    def __post_init__(self) -> None:
+        self.staging = Staging(self.id)
+
+    def __enter__(self) -> Session:
+        self.record.line(self.id, f"{self.kind}.begin")
+        return self
+
+    def complete(self, action: str, detail: dict[str, str], *, then: Callable[[], None] = lambda: None,
+                 audit: Callable[[str, dict[str, str]], None] | None = None) -> None:
+        """Publish the staged outputs, run ``then`` (a token's LMK), journal and ``audit`` the step;
+        a failure in any of these takes the published outputs back."""
+        self.staging.publish()
+        try:
+            then()
+            self.record.line(self.id, action, **detail)
+            if audit is not None and self.record.store_url is not None:
+                audit(action, {"ceremony": self.id, **detail})
+        except BaseException:
+            self.staging.discard()
+            raise
+        self.done = True
+
+    def __exit__(self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None) -> None:
+        if self.done:
+            return
+        self.staging.discard()
+        why = reason(e) if e is not None else "ended without completing"
+        try:
+            self.record.line(self.id, f"{self.kind}.abandoned", reason=why, discarded="every staged output")
+        except OSError:
+            pass  # the original error is the one to report; the journal's absence says the rest
