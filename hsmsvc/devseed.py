@@ -2,20 +2,29 @@
 
 ``hsmsvc dev seed`` stores them once; a production store must never hold them.
 Each is formed from two components like any key, so the audit log records it.
+
+:func:`form_kek` is ``hsmsvc dev seed --zmk|--tmk``: a ZMK or TMK formed from components the
+integrator holds in clear (a partner's test key sheet), so that the single development
+principal can import the partner's test keys under it. Production forms these keys with
+``hsmsvc ceremony zmk|tmk form`` under dual control.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Final, Iterator
 
-from hsmsvc.errors import AlreadyExists, KeyNotFound
+from hsmsvc.errors import AlreadyExists, InvalidInput, KeyNotFound
 from hsmsvc.hsm.backend import Backend
 from hsmsvc.hsm.model import KeySpec
-from hsmsvc.keys.hierarchy import KeyManager
+from hsmsvc.keys.hierarchy import KeyManager, check_legacy_types
 from hsmsvc.keys.store import KeyStore
 from hsmsvc.types import Algorithm, Exportability, KeyType, KeyUsage, ModeOfUse
 
-__all__ = ["DEMO_KEYS", "seed"]
+__all__ = ["ACTOR", "DEMO_KEYS", "form_kek", "kek_spec", "seed"]
+
+ACTOR: Final = "dev-seed"
+"""The audit rows' actor, so that a store which holds a development key shows it."""
 
 _H = bytes.fromhex
 # (spec, clear key). Values are published in README.md: demo only.
@@ -34,7 +43,7 @@ _FIRST: Final = _H("1C1C1C1C1C1C1C1C2A2A2A2A2A2A2A2A")
 
 
 def seed(store: KeyStore, backend: Backend) -> Iterator[str]:
-    km = KeyManager(store, backend, "dev-seed")
+    km = KeyManager(store, backend, ACTOR)
     for spec, clear in DEMO_KEYS:
         try:
             store.get(spec.key_id, spec.version)
@@ -49,3 +58,44 @@ def seed(store: KeyStore, backend: Backend) -> Iterator[str]:
             yield f"{spec.key_id}: present"
             continue
         yield f"{spec.key_id}: stored, KCV {key.cryptogram.kcv.hex().upper()}"
+
+
+def kek_spec(kind: KeyType, *, key_id: str, algorithm: str, usage: str, zone: str,
+             legacy_types: frozenset[KeyType] = frozenset()) -> KeySpec:
+    """A ZMK or TMK bound as ``hsmsvc ceremony zmk|tmk form`` binds one (``ceremony/forming.py``
+    ``template``): ``usage`` K1 is a KBPK (TR-31 key blocks), K0 a KEK (the legacy ECB form, for
+    ``legacy_types`` only); mode of use B; never exportable."""
+    if kind not in (KeyType.ZMK, KeyType.TMK):
+        raise InvalidInput("key_type", "a ZMK or a TMK")
+    try:
+        alg = Algorithm[algorithm]
+    except KeyError:
+        raise InvalidInput("algorithm", "TDES_2KEY, TDES_3KEY, AES_128, AES_192, AES_256 or SM4") from None
+    if usage not in ("K0", "K1"):
+        raise InvalidInput("usage", "K0 or K1")
+    spec = KeySpec(key_id, 1, kind, alg, KeyUsage.KBPK if usage == "K1" else KeyUsage.KEK,
+                   ModeOfUse.ENCRYPT_DECRYPT, Exportability.NON_EXPORTABLE, zone)
+    # A K0 key that opts in to no type could carry nothing: say so now, not at the first import.
+    if usage == "K0" and not legacy_types:
+        raise InvalidInput("legacy_types", f"a K0 {kind.value} needs the key types it may carry, e.g. ZPK,MAK")
+    check_legacy_types(spec, legacy_types)
+    return spec
+
+
+def form_kek(store: KeyStore, backend: Backend, *, spec: KeySpec, components: Sequence[bytes | bytearray],
+             alias: str | None = None, legacy_types: frozenset[KeyType] = frozenset()) -> list[str]:
+    """Form ``spec`` from clear ``components`` and store it (a ``key.form`` audit row by
+    :data:`ACTOR`); the lines to print: each component's KCV, then the key's."""
+    if store.versions(spec.key_id):
+        raise AlreadyExists("key_id", "a key with this id is in the store already (nothing was changed)")
+    for i, part in enumerate(components, 1):
+        if len(part) != spec.algorithm.key_length:
+            raise InvalidInput(f"component {i}", f"{2 * spec.algorithm.key_length} hex digits for "
+                                                 f"{spec.algorithm.value}")
+    key, kcvs = KeyManager(store, backend, ACTOR).form(spec, components, alias=alias, legacy_types=legacy_types)
+    lines = [f"component {i} KCV {k.hex().upper()}" for i, k in enumerate(kcvs, 1)]
+    carries = ",".join(sorted(t.value for t in legacy_types))
+    form = "K1, TR-31" if spec.usage is KeyUsage.KBPK else f"K0, ECB for {carries}"
+    lines.append(f"{spec.key_type.value} {spec.key_id} v{spec.version} ({spec.algorithm.value}, {form}"
+                 f"{', zone ' + spec.zone if spec.zone else ''}) stored; KCV {key.cryptogram.kcv.hex().upper()}")
+    return lines

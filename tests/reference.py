@@ -158,6 +158,61 @@ def key_sync_mac(alg: str | Enum, zmk: bytes, data: bytes) -> bytes:
     return cmac(alg, ecb(alg, zmk, blocks)[:len(zmk)], data)
 
 
+# -- TR-31 key blocks ---------------------------------------------------------------------
+
+# ANSI X9 TR-31:2018 clause 5.3.2: the derivation data's algorithm indicator and length, by the
+# KBPK's algorithm and length.
+_TR31_KDF = {("TDES", 16): (0x0000, 0x0080), ("TDES", 24): (0x0001, 0x00C0), ("AES", 16): (0x0002, 0x0080),
+             ("AES", 24): (0x0003, 0x00C0), ("AES", 32): (0x0004, 0x0100)}
+
+
+def _tr31_keys(kbpk: bytes, version: str) -> tuple[str, bytes, bytes]:
+    """TR-31:2018 clause 5.3.2.1 (version B, TDES) or 5.3.2.3 (version D, AES): the KBEK and KBAK,
+    each CMAC_KBPK(counter || usage 0000 or 0001 || 00 || algorithm || length) for counters 1, 2, ..."""
+    alg = {"B": "TDES", "D": "AES"}[version]
+    indicator, bits = _TR31_KDF[(alg, len(kbpk))]
+    out = []
+    for usage in (0x0000, 0x0001):
+        stream = b""
+        counter = 1
+        while len(stream) < len(kbpk):
+            stream += cmac(alg, kbpk, bytes([counter]) + usage.to_bytes(2, "big") + b"\x00"
+                           + indicator.to_bytes(2, "big") + bits.to_bytes(2, "big"))
+            counter += 1
+        out.append(stream[: len(kbpk)])
+    return alg, out[0], out[1]
+
+
+def tr31_wrap(kbpk: bytes, header: str, key: bytes, pad: bytes) -> str:
+    """A TR-31:2018 key block, version B or D (``header[0]``): ``header`` with its length field
+    (characters 1-4) set, then hex of CBC_KBEK(IV = MAC; bit length || key || ``pad``), then
+    hex of the MAC, CMAC_KBAK(header || bit length || key || pad), 8 bytes (B) or 16 (D)."""
+    alg, kbek, kbak = _tr31_keys(kbpk, header[0])
+    bs = 8 if alg == "TDES" else 16
+    data = (8 * len(key)).to_bytes(2, "big") + key + pad
+    if len(data) % bs:
+        raise ValueError("the padding must fill the last block")
+    header = f"{header[0]}{len(header) + 2 * len(data) + 2 * bs:04d}{header[5:]}"
+    mac = cmac(alg, kbak, header.encode("ascii") + data)[:bs]
+    ctx = Cipher(primitive(alg, kbek), modes.CBC(mac)).encryptor()
+    return header + (ctx.update(data) + ctx.finalize()).hex().upper() + mac.hex().upper()
+
+
+def tr31_unwrap(kbpk: bytes, block: str, header_length: int = 16) -> tuple[bytes, bytes]:
+    """The clear key and the padding of a version B or D block (:func:`tr31_wrap` undone), its MAC checked;
+    ``header_length``: 16 plus any optional blocks' length."""
+    alg, kbek, kbak = _tr31_keys(kbpk, block[0])
+    bs = 8 if alg == "TDES" else 16
+    header, mac = block[:header_length], bytes.fromhex(block[-2 * bs:])
+    body = bytes.fromhex(block[header_length : -2 * bs])
+    ctx = Cipher(primitive(alg, kbek), modes.CBC(mac)).decryptor()
+    data = ctx.update(body) + ctx.finalize()
+    if not hmac.compare_digest(cmac(alg, kbak, header.encode("ascii") + data)[:bs], mac):
+        raise ValueError("TR-31 MAC does not verify")
+    n = int.from_bytes(data[:2], "big") // 8
+    return data[2 : 2 + n], data[2 + n :]
+
+
 # -- PANs and PIN blocks -----------------------------------------------------------------
 
 

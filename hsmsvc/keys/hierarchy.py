@@ -118,7 +118,7 @@ class KeyManager:
         self._backend.execute(Forget(key_id=key_id))
         return key
 
-    def form(self, spec: KeySpec, components: Sequence[bytes], alias: str | None = None,
+    def form(self, spec: KeySpec, components: Sequence[bytes | bytearray], alias: str | None = None,
              legacy_types: frozenset[KeyType] = frozenset()) -> tuple[StoredKey, list[bytes]]:
         c, kcvs = self._backend.execute(FormKey(spec=spec, components=components))
         extra = {f"component_{i + 1}_kcv": k.hex().upper() for i, k in enumerate(kcvs)}

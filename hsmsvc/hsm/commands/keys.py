@@ -48,7 +48,7 @@ class FormKey(HsmCommand[tuple[KeyCryptogram, list[bytes]]]):
     """XOR clear components (dual control) into a key; returns it and each component's KCV."""
 
     spec: KeySpec
-    components: Sequence[bytes]
+    components: Sequence[bytes | bytearray]
 
     def run(self, b: CommandBackend) -> tuple[KeyCryptogram, list[bytes]]:
         spec, parts = self.spec, self.components
