@@ -8,12 +8,16 @@ journal, which names custodians and KCVs, is created 0600.
 from __future__ import annotations
 
 import json
+import os
+import resource
 import stat
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
-from hsmsvc.ceremony import entry, lmk
+from hsmsvc.ceremony import entry, journal, lmk
 from hsmsvc.ceremony.record import Record
 from hsmsvc.errors import InvalidInput
 from hsmsvc.types import Algorithm
@@ -45,3 +49,63 @@ def test_the_journal_is_created_0600(tmp_path: Path) -> None:
     Record("olga", journal).line("lmk-create-x", "lmk.create", custodians="ann,bob")
     assert stat.S_IMODE(journal.stat().st_mode) == 0o600
     assert json.loads(journal.read_text())["action"] == "lmk.create"
+
+
+def test_the_journal_chain_shows_an_edited_line(tmp_path: Path) -> None:
+    path = tmp_path / "journal.jsonl"
+    for i in range(3):
+        journal.append(path, {"ceremony": "c", "action": f"step.{i}", "kcv": "39C6E6"})
+    assert journal.verify(path).ok and journal.verify(path).lines == 3
+    lines = path.read_text().splitlines()
+    path.write_text("\n".join([lines[0], lines[1].replace("39C6E6", "39C6E7"), lines[2]]) + "\n")
+    assert journal.verify(path).problems == ("line 2: does not chain to the line before",)
+    r = _hsmsvc("ceremony", "journal", "verify", str(path))
+    assert r.returncode == 1 and "chain BROKEN" in r.stdout
+    path.write_text("\n".join([lines[0], lines[2]]) + "\n")  # a line removed
+    assert not journal.verify(path).ok
+
+
+def test_a_ceremony_stopped_before_it_began_is_journaled(tmp_path: Path) -> None:
+    r = _hsmsvc("ceremony", "lmk", "create", "--custodians", "2", "--sealed", str(tmp_path / "lmk.sealed"),
+                "--officer", "olga", input="a passphrase long enough\nanother passphrase long enough\n")
+    assert r.returncode == 2 and "differ" in r.stderr
+    line = json.loads((tmp_path / "lmk.sealed.ceremony.log").read_text())
+    assert line["action"] == "lmk-create.abandoned" and line["officer"] == "olga"
+    assert line["reason"].startswith("before it began:") and "differ" in line["reason"]
+
+
+LONG = ["custodian-" + "a" * 50, "custodian-" + "b" * 50]
+
+
+def _limited() -> None:
+    # 1,024 bytes a file: the sealed LMK and journal lines fit, a mailer (over 1 KiB with these names) not.
+    resource.setrlimit(resource.RLIMIT_FSIZE, (1024, 1024))
+
+
+@pytest.mark.parametrize("ceremony", ["backup", "print"])
+def test_a_mailer_that_cannot_be_written_leaves_no_mailer_set(tmp_path: Path, ceremony: str) -> None:
+    """Issue 29 item 3: backup and component print left the mailers written before the failing one."""
+    mail = tmp_path / "mailers"
+    if ceremony == "backup":
+        assert _hsmsvc("lmk", "init", "--sealed", str(tmp_path / "lmk.sealed"), "--passphrase-env", "PP",
+                       "--scrypt-log2-n", "14").returncode == 0
+        args = ["ceremony", "lmk", "backup", "--custodians", "2", "--sealed", str(tmp_path / "lmk.sealed"),
+                "--passphrase-env", "PP", "--journal", str(tmp_path / "journal.log")]
+    else:
+        args = ["ceremony", "component", "print", "--label", "zmk-x", "--algorithm", "AES_256",
+                "--journal", str(tmp_path / "journal.log")]
+    args += ["--mailer-dir" if ceremony == "backup" else "--out", str(mail), "--officer", "olga"]
+    for name in LONG:
+        args += ["--custodian", name]
+    r = _hsmsvc(*args, limit=True)
+    assert r.returncode == 2 and "too large" in r.stderr.lower() and "Traceback" not in r.stderr, r.stderr
+    assert not mail.exists() or list(mail.iterdir()) == []
+    lines = [json.loads(x) for x in (tmp_path / "journal.log").read_text().splitlines()]
+    assert lines[-1]["action"].endswith(".abandoned") and lines[-1]["ceremony"] == lines[-2]["ceremony"]
+    assert journal.verify(tmp_path / "journal.log").ok
+
+
+def _hsmsvc(*args: str, input: str = "", limit: bool = False) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PP": "a passphrase long enough"}
+    return subprocess.run([sys.executable, "-m", "hsmsvc", *args], input=input, text=True, capture_output=True,
+                          timeout=60, env=env, preexec_fn=_limited if limit else None)

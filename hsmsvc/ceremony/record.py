@@ -23,7 +23,10 @@ from hsmsvc.hsm.backend import Backend
 from hsmsvc.keys.model import AuditEvent
 from hsmsvc.keys.store import KeyStore
 
-__all__ = ["Record", "Session", "reason"]
+__all__ = ["JOURNALED", "Record", "Session", "reason"]
+
+JOURNALED = "hsmsvc: journaled as abandoned"
+"""The note a session adds to the exception that ended it."""
 
 
 def reason(e: BaseException) -> str:
@@ -99,6 +102,8 @@ class Session:
     def __exit__(self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None) -> None:
         if self.done:
             return
+        if e is not None:
+            e.add_note(JOURNALED)  # so the CLI does not journal it a second time
         self.staging.discard()
         why = reason(e) if e is not None else "ended without completing"
         try:

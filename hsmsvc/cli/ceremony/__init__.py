@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from hsmsvc.cli.ceremony import component, form, lmk
+from hsmsvc.cli.ceremony import component, form, journal, lmk
 
 HELP = "key ceremonies for key officers and custodians"
 
@@ -19,6 +19,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         form.add_arguments(groups.add_parser(kind, help=f"form a {kind.upper()} through the server (dual control)"),
                            kind)
     component.add_arguments(groups.add_parser("component", help="key component mailers"), officer)
+    journal.add_arguments(groups.add_parser("journal", help="check a ceremony journal's hash chain"))
 
 
 def run(args: argparse.Namespace) -> int:
@@ -26,4 +27,6 @@ def run(args: argparse.Namespace) -> int:
         return lmk.run(args)
     if args.ceremony_command == "component":
         return component.run(args)
+    if args.ceremony_command == "journal":
+        return journal.run(args)
     return form.run(args)

@@ -49,13 +49,29 @@ def add_arguments(parser: argparse.ArgumentParser, officer: str | None) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from hsmsvc.ceremony import lmk
     from hsmsvc.ceremony.console import Console
 
     if args.lmk_ceremony == "migrate":
         return migrate(args)
     console = Console()
     record = _record(console, args)
+    try:
+        _ceremony(console, args, record)
+    except BaseException as e:
+        # What stopped it before the ceremony began (a passphrase typed twice differently, Ctrl-C at
+        # the prompt, a token that cannot be opened) is journaled too; later steps journal their own.
+        from hsmsvc.ceremony.record import JOURNALED, reason
+
+        if JOURNALED not in getattr(e, "__notes__", ()) and record.journal is not None \
+                and not isinstance(e, SystemExit):
+            record.line("", f"lmk-{args.lmk_ceremony}.abandoned", reason=f"before it began: {reason(e)}")
+        raise
+    return 0
+
+
+def _ceremony(console: Console, args: argparse.Namespace, record: Record) -> None:
+    from hsmsvc.ceremony import lmk
+
     names = args.custodian or []
     mailers = Path(args.mailer_dir) if getattr(args, "mailer_dir", None) else None
     if args.lmk_ceremony == "create":
@@ -77,7 +93,6 @@ def run(args: argparse.Namespace) -> int:
             lmk.backup(console, backend=hsm, n=n, record=record, names=names, mailer_dir=mailers)
         finally:
             hsm.close()
-    return 0
 
 
 def migrate(args: argparse.Namespace) -> int:
