@@ -25,7 +25,8 @@ from hsmsvc.ceremony import mailer
 from hsmsvc.ceremony.console import Console, zeroize
 from hsmsvc.ceremony.entry import component, person
 from hsmsvc.ceremony.record import Record
-from hsmsvc.crypto import compare, components, kcv, keytransport
+from hsmsvc.ceremony.steps import checked_ctk
+from hsmsvc.crypto import components, kcv, keytransport
 from hsmsvc.errors import HsmsvcError, InvalidInput, VerificationFailed
 from hsmsvc.types import Algorithm, Exportability, KeyType, KeyUsage, ModeOfUse
 from hsmsvc.v1 import ceremony_service_pb2 as cm
@@ -76,18 +77,7 @@ def form(
     second = Client(address, officers[1], interceptors=interceptors)
     ceremony_id = ""
     try:
-        pub = first.keys.GetPublicKey(km.GetPublicKeyRequest(key=ref(ctk)))
-        ctk_alg = ALGORITHM.get(pub.algorithm, "transport_key.algorithm")
-        mine = keytransport.fingerprint(ctk_alg, pub.public_key)
-        if not compare.bytes_eq(mine, pub.fingerprint):
-            raise VerificationFailed("transport_key", "the server's fingerprint does not match its public key")
-        if fingerprint is not None:
-            if not compare.bytes_eq(mine[: len(fingerprint)], fingerprint) or len(fingerprint) < 4:
-                raise VerificationFailed("transport_key", f"fingerprint {mine.hex().upper()} is not the "
-                                                          f"ceremony script's {fingerprint.hex().upper()}")
-        elif not console.confirm(f"CTK {pub.key_id} v{pub.version} ({ctk_alg.value}) fingerprint "
-                                 f"{mine.hex().upper()}: does it match the ceremony script?"):
-            raise VerificationFailed("transport_key", "the officers did not accept its fingerprint")
+        ctk_alg, _, pub = checked_ctk(console, first, ref(ctk), fingerprint)
         started = first.ceremony.StartKeyFormation(cm.StartKeyFormationRequest(
             template=template, transport_key=ref(pub.key_id, pub.version), component_count=len(custodians)))
         f = started.formation

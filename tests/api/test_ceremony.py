@@ -12,6 +12,7 @@ import secrets
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from typing import Any
 
 import grpc
@@ -20,7 +21,7 @@ from sqlalchemy import create_engine, text
 
 from hsmsvc.ceremony import forming
 from hsmsvc.crypto import kcv, tr31
-from hsmsvc.errors import VerificationFailed
+from hsmsvc.errors import InvalidInput
 from hsmsvc.types import Algorithm, Exportability, KeyUsage, ModeOfUse
 from hsmsvc.v1 import ceremony_service_pb2 as cm
 from hsmsvc.v1 import key_service_pb2 as key_pb
@@ -201,14 +202,16 @@ def test_a_wrong_component_is_refused_by_its_kcv_and_audited(server: Env, ctk: A
 def test_the_console_refuses_a_component_that_does_not_match_its_mailer(server: Env, ctk: Any) -> None:
     parts = [secrets.token_bytes(16), secrets.token_bytes(16)]
     typed = typed_components(AES128, parts)
-    typed[3] = kcv.kcv(AES128, parts[0]).hex()  # custodian 2 reads custodian 1's KCV
+    # Custodian 2 reads custodian 1's KCV, three times: asked again twice, then the ceremony stops.
+    typed[2:] = [parts[1].hex(), kcv.kcv(AES128, parts[0]).hex()] * 3
     console = scripted(["y", *typed])
-    with pytest.raises(VerificationFailed, match="KCV mismatch"):
+    with pytest.raises(InvalidInput, match="3 tries"):
         forming.form(console, address=f"127.0.0.1:{server.port}",
                      officers=(_tls(server, "key-manager"), _tls(server, "key-manager-2")),
                      custodians=[_tls(server, "custodian-1"), _tls(server, "custodian-2")],
                      template=_zmk_template("zmk-ceremony-4"), ctk="ctk-ceremony")
     assert "cancelled" in console.out.getvalue()  # type: ignore[attr-defined]
+    assert console.out.getvalue().count("KCV mismatch") == 3  # type: ignore[attr-defined]
     assert _wrapped_rows(server) == 0
     code, _ = code_of(server.client("key-manager").keys.GetKey, key_pb.GetKeyRequest(
         key=pb.KeyRef(key_id="zmk-ceremony-4")))
@@ -260,3 +263,50 @@ def test_zmk_form_command_end_to_end(server: Env, ctk: Any) -> None:
     wrong = cmd[:-2] + ["--ctk-fingerprint", "00" * 8]
     r = subprocess.run(wrong, input=answers.encode(), capture_output=True, timeout=60)
     assert r.returncode == 2 and b"fingerprint" in r.stderr
+
+
+def test_each_person_runs_their_own_step_with_only_their_own_credential(server: Env, ctk: Any) -> None:
+    """Issue 29 item 6: `zmk form` loaded both officers' and every custodian's private keys into one
+    process. `zmk start|approve|component` are separate processes, each given one certificate."""
+    parts = [secrets.token_bytes(16), secrets.token_bytes(16)]
+    ids = server.ids
+    base = [sys.executable, "-m", "hsmsvc", "ceremony", "zmk"]
+    where = ["--server", f"127.0.0.1:{server.port}", "--ca", str(server.ca.ca_file), "--server-name", "localhost"]
+
+    def step(name: str, who: str, *args: str, answers: Sequence[str] = ()) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([*base, name, *where, "--cert", str(ids[who].cert), "--key", str(ids[who].key), *args],
+                              input="\n".join(answers) + "\n", text=True, capture_output=True, timeout=60)
+
+    r = step("start", "key-manager", "--transport-key", "ctk-ceremony", "--ctk-fingerprint", ctk.fingerprint.hex(),
+             "--key-id", "zmk-ceremony-steps", "--algorithm", "AES_128", "--zone", "core", "--components", "2")
+    assert r.returncode == 0, r.stderr
+    ceremony = r.stdout.split("ceremony ", 1)[1].split(":", 1)[0]
+    # A custodian may not approve, and the officer who started may not approve their own.
+    for who in ("custodian-1", "key-manager"):
+        denied = step("approve", who, "--ceremony-id", ceremony, "--yes")
+        assert denied.returncode == 2 and "PERMISSION_DENIED" in denied.stderr and "Traceback" not in denied.stderr
+    r = step("approve", "key-manager-2", "--ceremony-id", ceremony, answers=["y"])
+    assert r.returncode == 0 and "zmk-ceremony-steps" in r.stdout and "Approved by key-manager-2" in r.stdout
+    for i, part in enumerate(parts):
+        mine = _cmac_kcv(part)
+        # The first custodian mistypes their component once and is asked again.
+        typed = ([part.hex()[:-2]] if i == 0 else []) + [part.hex(), mine]
+        r = step("component", f"custodian-{i + 1}", "--ceremony-id", ceremony, "--ctk-fingerprint",
+                 ctk.fingerprint.hex(), answers=typed)
+        assert r.returncode == 0, r.stdout + r.stderr
+        assert part.hex() not in (r.stdout + r.stderr).lower()
+        assert ("try again" in r.stdout) == (i == 0)
+    want = _cmac_kcv(bytes(a ^ b for a, b in zip(*parts)))
+    assert f"formed and stored under the LMK; KCV {want}" in r.stdout
+    status = step("status", "key-manager", "--ceremony-id", ceremony)
+    assert "KEY_FORMATION_STATE_FORMED" in status.stdout and "2 of 2" in status.stdout
+
+
+def _cmac_kcv(key: bytes) -> str:
+    """AES KCV: leftmost 3 bytes of CMAC over a zero block (ANSI X9.24-1:2017), with pyca."""
+    from cryptography.hazmat.primitives.ciphers import algorithms
+    from cryptography.hazmat.primitives.cmac import CMAC
+
+    c = CMAC(algorithms.AES(key))
+    c.update(bytes(16))
+    return c.finalize()[:3].hex().upper()
