@@ -258,6 +258,10 @@ def test_component_print_writes_one_mailer_per_custodian(tmp_path: Path) -> None
     hsmsvc("ceremony", "component", "print", "--out", str(out), "--label", "zmk-branch9",
            "--custodian", "ann", "--custodian", "ben")
     assert len(list(out.glob("*.txt"))) == 5 and all(mailer(f) == p for f, p in zip(files, parts))
+    # Printed and sealed: the first ceremony's files go, and the journal says which.
+    r = hsmsvc("ceremony", "component", "destroy", "--dir", str(out), "--ceremony", ceremony)
+    assert r.stdout.count("destroyed") == 6 and len(list(out.glob("*.txt"))) == 2
+    assert json.loads((out / "ceremony.log").read_text().splitlines()[-1])["action"] == "mailers.destroyed"
     assert verify(out / "ceremony.log").ok
 
 

@@ -20,9 +20,16 @@ def add_arguments(parser: argparse.ArgumentParser, officer: str | None) -> None:
     p.add_argument("--custodian", action="append", required=True, help="a custodian's name, one per component")
     p.add_argument("--officer", default=officer, help="the key officer (else asked)")
     p.add_argument("--journal", help="ceremony journal file (default: OUT/ceremony.log)")
+    p = steps.add_parser("destroy", help="once printed and sealed: overwrite and remove a ceremony's mailer files")
+    p.add_argument("--dir", required=True, help="the directory holding the mailers")
+    p.add_argument("--ceremony", required=True, help="the ceremony id the mailers' names begin with")
+    p.add_argument("--officer", default=officer, help="the key officer (else asked)")
+    p.add_argument("--journal", help="ceremony journal file (default: DIR/ceremony.log)")
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.component_step == "destroy":
+        return destroy(args)
     from hsmsvc.ceremony import forming
     from hsmsvc.ceremony.console import Console
     from hsmsvc.ceremony.entry import person
@@ -38,4 +45,29 @@ def run(args: argparse.Namespace) -> int:
                     Path(args.journal) if args.journal else Path(args.out) / "ceremony.log")
     forming.print_components(console, out=Path(args.out), label=args.label, key_type=kind, algorithm=alg,
                              names=args.custodian or [], record=record)
+    return 0
+
+
+def destroy(args: argparse.Namespace) -> int:
+    """The mailer files are a step to paper, not a place to keep components: once the sheets are
+    printed and sealed in their envelopes, the files go, and the journal says so."""
+    from hsmsvc.ceremony import mailer
+    from hsmsvc.ceremony.console import Console
+    from hsmsvc.ceremony.entry import person
+    from hsmsvc.ceremony.record import Record
+    from hsmsvc.ceremony.staging import shred
+
+    if not mailer.CUSTODIAN_NAME.fullmatch(args.ceremony):
+        raise InvalidInput("ceremony", "a ceremony id, as the mailers' names begin")
+    directory = Path(args.dir)
+    files = sorted(p for p in directory.glob(f"{args.ceremony}-*") if p.suffix in (".txt", ".pdf"))
+    if not files:
+        raise InvalidInput("ceremony", f"no mailer of {args.ceremony} in {directory}")
+    console = Console()
+    record = Record(person(console, "Key officer's name: ", args.officer, "officer"),
+                    Path(args.journal) if args.journal else directory / "ceremony.log")
+    for f in files:
+        shred(f)
+        console.say(f"  destroyed {f}")
+    record.line(args.ceremony, "mailers.destroyed", files=",".join(f.name for f in files))
     return 0
