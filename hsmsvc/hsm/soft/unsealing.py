@@ -19,6 +19,7 @@ Python allows; see :class:`~hsmsvc.hsm.soft.shares.Share`).
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Callable
@@ -33,6 +34,8 @@ from hsmsvc.hsm.soft import sharesealed
 from hsmsvc.hsm.soft.backend import SoftBackend
 
 __all__ = ["DEFAULT_TIMEOUT", "Entered", "Opened", "Progress", "Unsealer"]
+
+log = logging.getLogger("hsmsvc.unseal")
 
 DEFAULT_TIMEOUT: Final = 600.0
 """Ten minutes from the first share: time for the next custodian to walk over, not to wait a day."""
@@ -109,6 +112,8 @@ class Unsealer:
         n = len(self._shares)
         self._wipe()
         self.expired += 1
+        log.warning("unseal: shares expired before the threshold; entry reset",
+                    extra={"discarded": n, "expired": self.expired})
         return n
 
     def expire(self) -> int:
