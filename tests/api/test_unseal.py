@@ -86,7 +86,8 @@ class Sealed:
                                              Path(me.cert).read_bytes())
         with grpc.secure_channel(f"127.0.0.1:{self.port}", creds,
                                  [("grpc.ssl_target_name_override", "localhost")]) as ch:
-            return int(health_pb2_grpc.HealthStub(ch).Check(health_pb2.HealthCheckRequest(service=""), timeout=5).status)
+            check = health_pb2_grpc.HealthStub(ch).Check
+            return int(check(health_pb2.HealthCheckRequest(service=""), timeout=5).status)
 
     def http(self, path: str) -> tuple[int, str]:
         try:
