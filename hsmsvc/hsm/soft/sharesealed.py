@@ -34,7 +34,8 @@ from hsmsvc.errors import InvalidInput, PermissionDenied
 from hsmsvc.hsm.soft import shares as sharing
 from hsmsvc.types import Algorithm
 
-__all__ = ["FORMAT", "DO_NOT_OPEN", "Holder", "SealHeader", "SealKind", "kind_of", "read_header", "seal", "unseal"]
+__all__ = ["DO_NOT_OPEN", "FORMAT", "Holder", "SealHeader", "SealKind", "check_holders", "kind_of", "read_header",
+           "seal", "unseal"]
 
 FORMAT: Final = "hsmsvc-sealed-lmk-shares/1"
 PASSPHRASE_FORMAT: Final = "hsmsvc-sealed-lmk/1"
@@ -93,7 +94,8 @@ def _aad(doc: dict[str, Any]) -> bytes:
     return json.dumps(doc, sort_keys=True, separators=(",", ":")).encode()
 
 
-def _check_holders(names: Sequence[str], threshold: int) -> None:
+def check_holders(names: Sequence[str], threshold: int) -> None:
+    """k of n named holders: 2 <= k <= n <= 9, each name once, by the ceremony's name rule."""
     sharing.check_threshold(threshold=threshold, count=len(names))
     for n in names:
         if not isinstance(n, str) or not HOLDER_NAME.fullmatch(n):
@@ -111,7 +113,7 @@ def seal(algorithm: Algorithm, lmk: bytes | bytearray, *, threshold: int,
         raise InvalidInput("algorithm", "AES_256 or SM4 for an LMK")
     if not isinstance(lmk, (bytes, bytearray)) or len(lmk) != algorithm.key_length:
         raise InvalidInput("lmk", f"{algorithm.key_length} bytes")
-    _check_holders(holders, threshold)
+    check_holders(holders, threshold)
     header = SealHeader(secrets.token_hex(16).upper(), algorithm, kcv.kcv(algorithm, bytes(lmk)), threshold,
                         tuple(Holder(i + 1, n) for i, n in enumerate(holders)))
     key = bytearray(secrets.token_bytes(sharing.SECRET_BYTES))
@@ -139,7 +141,7 @@ def _load(blob: bytes) -> tuple[SealHeader, dict[str, Any], bytes, bytes]:
         if (algorithm not in LMK_ALGORITHMS or not re.fullmatch("[0-9A-F]{32}", header.seal_id)
                 or [x.index for x in holders] != list(range(1, len(holders) + 1))):
             raise ValueError
-        _check_holders([x.name for x in holders], header.threshold)
+        check_holders([x.name for x in holders], header.threshold)
         return header, h, bytes.fromhex(doc["nonce"]), bytes.fromhex(doc["ciphertext"])
     except (ValueError, KeyError, TypeError, InvalidInput):
         raise InvalidInput("sealed_lmk", "a share-sealed hsmsvc LMK file") from None
