@@ -258,3 +258,14 @@ def test_a_share_sealed_lmk_is_refused_with_several_workers_or_a_passphrase(tmp_
     r = _serve(tmp_path, "--sealed", str(tmp_path / "lmk.sealed"), "--passphrase-env", "PP")
     assert r.returncode == 2 and "remove the passphrase setting" in r.stderr
     assert not (tmp_path / "keys.db").exists()
+
+
+def test_a_passphrase_sealed_server_serves_without_a_gate_and_says_it_is_not_share_sealed(server: Any) -> None:
+    """The session's server (passphrase-sealed): the unseal RPCs answer, precisely, that there is nothing to do."""
+    me = server.ids["custodian-1"]
+    with Client(f"127.0.0.1:{server.port}", ClientTls(server.ca.ca_file, me.cert, me.key, "localhost")) as c:
+        st = c.ceremony.GetSealStatus(cer_pb.GetSealStatusRequest()).status
+        assert (st.sealed, st.seal_id, st.threshold) == (False, "", 0)
+        code, msg = _refused(c.ceremony.SubmitUnsealShare, cer_pb.SubmitUnsealShareRequest(share=b"x" * 95))
+    assert (code, msg) == (grpc.StatusCode.FAILED_PRECONDITION,
+                           "lmk: not share-sealed: this server's LMK opens without custodians' shares")
