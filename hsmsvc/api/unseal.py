@@ -27,14 +27,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
 import grpc
 from google.protobuf.timestamp_pb2 import Timestamp
-from prometheus_client import Gauge
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from hsmsvc.api.config import ServerConfig
 from hsmsvc.api.logs import ACCESS
@@ -137,9 +137,10 @@ class UnsealServicer(g.CeremonyServiceServicer):
         return u.status() if u is not None and not self.state.opened else None
 
     def refusal(self) -> str:
-        """What every other call is told while sealed: ``sealed: 0 of 2 shares entered; run `hsmsvc unseal```."""
-        p = self.progress()
-        return f"{p.summary()}; {HINT}" if p is not None else "sealed"
+        """What every other call is told while sealed: ``sealed: 0 of 2 shares entered; run `hsmsvc unseal```.
+        Lock-free (:meth:`Unsealer.snapshot`): it runs on the event loop and the metrics thread."""
+        u = self.state.unsealer
+        return f"{u.snapshot().summary()}; {HINT}" if u is not None else "sealed"
 
     @rpc("CeremonyService.GetSealStatus")
     def GetSealStatus(self, r: m.GetSealStatusRequest, c: Caller) -> m.GetSealStatusResponse:
@@ -168,9 +169,11 @@ class UnsealServicer(g.CeremonyServiceServicer):
             return m.SubmitUnsealShareResponse(status=_status(out, out.header, True))
         try:
             self.state.activate(out)
-        except BaseException:
+        except BaseException as e:
             out.backend.close()
             u.reset()
+            log.warning("unseal: the LMK opened but the server could not start on it; entry reset",
+                        extra={"error": type(e).__name__})
             raise
         self.state.opened = True
         return m.SubmitUnsealShareResponse(status=_status(None, out.header, False))
@@ -179,7 +182,7 @@ class UnsealServicer(g.CeremonyServiceServicer):
         """Discard shares whose time is up, while sealed (the next call would too: this wipes them unasked)."""
         u = self.state.unsealer
         while u is not None and not self.state.opened:
-            u.expire()  # logged there
+            await asyncio.to_thread(u.expire)  # logged there; off the loop, as it takes the unsealer's lock
             await asyncio.sleep(every)
 
     def handler(self) -> grpc.GenericRpcHandler:
@@ -189,12 +192,25 @@ class UnsealServicer(g.CeremonyServiceServicer):
         return _Only(into.handlers, UNSEAL_METHODS)
 
     def count(self, metrics: Metrics) -> None:
-        """``hsmsvc_sealed`` (1 while sealed) and ``hsmsvc_unseal_failures`` (wrong combinations since start)."""
-        Gauge("hsmsvc_sealed", "1 while the LMK waits for custodians' shares", registry=metrics.registry
-              ).set_function(lambda: 1.0 if self.sealed else 0.0)
-        Gauge("hsmsvc_unseal_failures", "share combinations that did not open the LMK since start",
-              registry=metrics.registry).set_function(
-                  lambda: float(self.state.unsealer.failures if self.state.unsealer else 0))
+        """``hsmsvc_sealed`` (1 while sealed), ``hsmsvc_unseal_failures_total`` (wrong combinations) and
+        ``hsmsvc_unseal_expiries_total`` (entries discarded for time), since start."""
+        metrics.registry.register(_SealMetrics(self))
+
+
+class _SealMetrics:
+    """Read when scraped, from the unsealer's own counts: no share material, no principal."""
+
+    def __init__(self, servicer: UnsealServicer) -> None:
+        self._s = servicer
+
+    def collect(self) -> Iterator[Metric]:
+        u = self._s.state.unsealer
+        yield GaugeMetricFamily("hsmsvc_sealed", "1 while the LMK waits for custodians' shares",
+                                value=1.0 if self._s.sealed else 0.0)
+        yield CounterMetricFamily("hsmsvc_unseal_failures", "share combinations that did not open the LMK",
+                                  value=u.failures if u else 0)
+        yield CounterMetricFamily("hsmsvc_unseal_expiries", "entries of shares discarded for taking too long",
+                                  value=u.expired if u else 0)
 
 
 class _Collect:

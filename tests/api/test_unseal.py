@@ -171,7 +171,7 @@ def test_a_share_sealed_server_serves_only_once_two_custodians_have_given_their_
             assert s.status().entered == 0
         assert answers == {(grpc.StatusCode.PERMISSION_DENIED,
                             "shares: the shares entered do not open the LMK; entry reset")}
-        assert "hsmsvc_unseal_failures 2.0" in s.http("/metrics")[1]
+        assert "hsmsvc_unseal_failures_total 2.0" in s.http("/metrics")[1]
 
         # Two right shares, from two custodians: the LMK opens and the server serves.
         assert s.submit("custodian-3", s.shares[2]).entered == 1

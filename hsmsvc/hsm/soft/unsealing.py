@@ -132,6 +132,17 @@ class Unsealer:
             self._expire()
             return self._progress()
 
+    def snapshot(self) -> Progress:
+        """The progress without taking the lock, for the event loop and the metrics thread: shares
+        whose time is up count as gone (:meth:`expire`, run every second, wipes them)."""
+        who, deadline = tuple(self._who), self._deadline
+        if deadline is not None and self._clock() >= deadline:
+            return Progress(self.header, (), None)
+        expires = None
+        if deadline is not None:
+            expires = datetime.now(timezone.utc) + timedelta(seconds=max(0.0, deadline - self._clock()))
+        return Progress(self.header, who, expires)
+
     def reset(self) -> None:
         """Back to no shares and not opening (the LMK opened but the server could not start on it)."""
         with self._lock:
