@@ -15,6 +15,7 @@ import re
 import secrets
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pexpect
@@ -148,6 +149,10 @@ def test_a_share_sealed_lmk_from_ceremony_to_unsealed_server_and_backup(tmp_path
     engine.dispose()
     assert [a for _, a, _ in rows] == ["lmk.create", "lmk.unseal", "lmk.unseal", "lmk.backup"]
     assert rows[1][0] == "custodian-1,custodian-2" and "alice,carol" in rows[2][2] and "console" in rows[2][2]
+    # The offline commands open it from k holders' shares too.
+    r = hsmsvc("audit", "verify", "--sealed", str(lmk_file), "--store", url,
+               answers=["bob", texts[1], "carol", texts[2]])
+    assert "chain intact" in r.stdout
 
 
 def test_a_passphrase_sealed_lmk_is_resealed_under_shares_and_the_old_file_kept(tmp_path: Path) -> None:
@@ -178,3 +183,39 @@ def test_a_passphrase_sealed_lmk_is_resealed_under_shares_and_the_old_file_kept(
                "--share-holder", "y", answers=["bob", texts[1], "carol", texts[2], ""], ok=False)
     assert r.returncode == 2 and lmk_file.read_bytes() == now and not kept.exists()
     assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
+
+
+def test_hsmsvc_unseal_from_files_opens_a_development_server(tmp_path: Path) -> None:
+    """--share-file (automation) against --insecure-dev, where the one development principal gives both."""
+    lmk_file = tmp_path / "lmk.sealed"
+    r = hsmsvc("ceremony", "lmk", "create", "--custodians", "2", "--custodian", "ann", "--custodian", "ben",
+               "--sealed", str(lmk_file), "--threshold", "2", "--share-holder", "alice", "--share-holder", "bob",
+               answers=[secrets.token_bytes(32).hex(), secrets.token_bytes(32).hex(), *[""] * 4])
+    texts = SHOWN.findall(r.stdout)
+    for i, t in enumerate(texts):
+        (tmp_path / f"share{i}").write_text(t.lower().replace("-", " ") + "\n")
+    ready = tmp_path / "ready.json"
+    with open(tmp_path / "server.log", "wb") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "hsmsvc", "serve", "--insecure-dev", "--sealed", str(lmk_file),
+                                 "--store", f"sqlite:///{tmp_path / 'keys.db'}", "--listen", "127.0.0.1:0",
+                                 "--metrics-listen", "", "--ready-file", str(ready)], stdout=out, stderr=out)
+    try:
+        deadline = time.monotonic() + 30
+        while not ready.exists():
+            assert proc.poll() is None and time.monotonic() < deadline, (tmp_path / "server.log").read_text()
+            time.sleep(0.05)
+        server = f"127.0.0.1:{json.loads(ready.read_text())['port']}"
+        r = hsmsvc("unseal", "--server", server, "--insecure-dev", "--status")
+        assert "0 of 2 shares entered" in r.stdout
+        r = hsmsvc("unseal", "--server", server, "--insecure-dev", "--share-file", str(tmp_path / "share0"))
+        assert "1 of 2 shares entered" in r.stdout
+        r = hsmsvc("unseal", "--server", server, "--insecure-dev", "--share-file", str(tmp_path / "share1"))
+        assert "the LMK is open" in r.stdout
+        r = hsmsvc("unseal", "--server", server, "--insecure-dev", "--status")
+        assert "not sealed, the server is serving" in r.stdout
+        r = hsmsvc("unseal", "--server", "hsm.example:8443", "--insecure-dev", "--status", ok=False)
+        assert r.returncode == 2 and "only to a loopback address" in r.stderr
+    finally:
+        proc.terminate()
+        proc.wait(15)
+    assert not any(t[9:-5].replace("-", "") in (tmp_path / "server.log").read_text() for t in texts)
