@@ -13,6 +13,7 @@ import re
 import secrets
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -89,6 +90,28 @@ class Sealed:
             check = health_pb2_grpc.HealthStub(ch).Check
             return int(check(health_pb2.HealthCheckRequest(service=""), timeout=5).status)
 
+    def stream(self, name: str) -> tuple[grpc.StatusCode, str]:
+        """A bidi stream opened and left empty: the sealed answer comes without a message being read."""
+        me = self.ids[name]
+        creds = grpc.ssl_channel_credentials(Path(self.ca.ca_file).read_bytes(), Path(me.key).read_bytes(),
+                                             Path(me.cert).read_bytes())
+        with grpc.secure_channel(f"127.0.0.1:{self.port}", creds,
+                                 [("grpc.ssl_target_name_override", "localhost")]) as ch:
+            done = threading.Event()
+
+            def nothing_yet() -> Iterator[bytes]:
+                done.wait(10)  # the stream stays open, sending nothing, until the answer is in
+                yield from ()
+
+            call = ch.stream_stream("/hsmsvc.v1.PinService/StreamTranslatePin")(nothing_yet(), timeout=5)
+            try:
+                list(call)
+            except grpc.RpcError as e:
+                return e.code(), e.details() or ""
+            finally:
+                done.set()
+        return grpc.StatusCode.OK, ""
+
     def http(self, path: str) -> tuple[int, str]:
         try:
             with urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}{path}", timeout=5) as r:
@@ -137,6 +160,7 @@ def test_a_share_sealed_server_serves_only_once_two_custodians_have_given_their_
             key=pb.KeyRef(key_id="x")))[0] == grpc.StatusCode.UNAVAILABLE
         assert _refused(_generate, stranger, "dek-x")[0] == grpc.StatusCode.PERMISSION_DENIED
         assert s.health() == NOT_SERVING
+        assert s.stream("core-banking") == (grpc.StatusCode.UNAVAILABLE, SEALED.format(0))
         assert s.http("/readyz") == (503, "sealed: 0 of 2 shares entered\n")
         st = s.status()
         assert (st.sealed, st.threshold, st.share_count, st.entered) == (True, 2, 3, 0)
