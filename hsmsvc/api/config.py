@@ -10,6 +10,7 @@
     insecure_dev = false                      # plaintext, one principal: development only
     workers = 1                               # server processes sharing the port (SO_REUSEPORT)
     shutdown_grace_seconds = 10
+    unseal_timeout_seconds = 600              # a share-sealed LMK: shares entered expire after this
 
     [tls]
     cert = "server.pem"
@@ -19,7 +20,8 @@
     [backend]
     kind = "soft"                             # soft | pkcs11 | pool
     sealed_lmk = ".hsmsvc/lmk.sealed"
-    passphrase_credential = "lmk-passphrase"  # or passphrase_file, passphrase_fd, passphrase_env
+    passphrase_credential = "lmk-passphrase"  # or passphrase_file, passphrase_fd, passphrase_env;
+                                              # none for a share-sealed LMK (custodians: hsmsvc unseal)
 
     [attempts]
     per_pan = 3
@@ -109,6 +111,8 @@ class ServerConfig:
     """Calls that may wait for a thread; one more is refused with RESOURCE_EXHAUSTED."""
     audit_checkpoints: str | None = None
     """Append-only file for signed audit checkpoints (keys/checkpoints.py); deploy it ``chattr +a``."""
+    unseal_timeout_seconds: float = 600.0
+    """A share-sealed LMK: shares entered are discarded this long after the first unless k are in."""
 
     def __post_init__(self) -> None:
         if not 1 <= self.workers <= 64:
@@ -120,11 +124,14 @@ class ServerConfig:
             raise InvalidInput("transaction_threads", "0 (two, or a pool's members and one) to 16")
         if not 0 <= self.executor_queue <= 100_000:
             raise InvalidInput("executor_queue", "0 to 100000")
+        if not 0 < self.unseal_timeout_seconds <= 86400:
+            raise InvalidInput("unseal_timeout_seconds", "more than 0, at most 86400")
         if self.insecure_dev:
             _check_insecure_dev(self)
         if self.workers > 1 or self.backend.kind == "pool":
             for m in self.backend.members:
-                if (m.passphrase if isinstance(m, SoftConfig) else m.pin).fd is not None:
+                source = m.passphrase if isinstance(m, SoftConfig) else m.pin
+                if source is not None and source.fd is not None:
                     raise InvalidInput("backend", "a secret from a file descriptor can be read once: "
                                                   "one worker and no pool, or a file or credential")
         if not self.insecure_dev and self.tls is None:
@@ -178,12 +185,19 @@ def _secret(d: Mapping[str, Any], name: str) -> SecretSource:
                         credential=d.get(f"{name}_credential"))
 
 
+def _passphrase(d: Mapping[str, Any]) -> SecretSource | None:
+    """None when no passphrase source is named: a share-sealed LMK needs none (api/unseal.py checks which)."""
+    if all(d.get(f"passphrase_{k}") is None for k in ("env", "file", "fd", "credential")):
+        return None
+    return _secret(d, "passphrase")
+
+
 def _member(d: Mapping[str, Any]) -> SoftConfig | Pkcs11Config:
     kind = d.get("kind", "soft")
     if kind == "soft":
         if "sealed_lmk" not in d:
             raise InvalidInput("backend.sealed_lmk", "required for the soft backend")
-        return SoftConfig(str(d["sealed_lmk"]), _secret(d, "passphrase"))
+        return SoftConfig(str(d["sealed_lmk"]), _passphrase(d))
     if kind == "pkcs11":
         for k in ("module", "token_label"):
             if k not in d:
@@ -278,6 +292,7 @@ def load(path: str | None, overrides: Mapping[str, Any] | None = None,
             audit_checkpoints=str(doc["audit_checkpoints"]) if doc.get("audit_checkpoints") else None,
             transaction_threads=int(doc.get("transaction_threads", 0)),
             executor_queue=int(doc.get("executor_queue", 256)),
+            unseal_timeout_seconds=float(doc.get("unseal_timeout_seconds", 600.0)),
             peers={str(z): PeerConfig(str(p["address"]), str(p.get("server_name", "")))
                    for z, p in doc.get("peers", {}).items()},
         )

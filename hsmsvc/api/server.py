@@ -42,9 +42,11 @@ from hsmsvc.api.monitor import Monitor
 from hsmsvc.api.pin import PinServicer
 from hsmsvc.api.runner import Lane, Runner
 from hsmsvc.api.status import Dispatch, Observed
+from hsmsvc.api.unseal import Gate, UnsealServicer, audit_event, share_sealed
 from hsmsvc.errors import InvalidInput
 from hsmsvc.hsm.backend import Backend
 from hsmsvc.hsm.config import build
+from hsmsvc.hsm.soft.unsealing import Opened, Unsealer
 from hsmsvc.keys.store import KeyStore
 from hsmsvc.service.authz import Policy, Principal, Role
 from hsmsvc.service.context import Services
@@ -70,6 +72,8 @@ SERVICE_NAMES = tuple(
     )
 )
 _MAX_MESSAGE = 16 * 1024 * 1024
+_PROTO_FILES = (key_service_pb2, pin_service_pb2, mac_service_pb2, data_service_pb2, key_sync_service_pb2,
+                ceremony_service_pb2)
 
 
 class _GenericHandlersOnly:
@@ -105,35 +109,42 @@ def open_backend(config: ServerConfig, forget: bool = True) -> Backend:
 
 
 def _dev_policy(name: str) -> Policy:
-    # Development only: one principal with every duty, so the loader's separations do not apply.
-    roles = frozenset({Role.MANAGER, Role.OPERATOR, Role.ISSUER, Role.REENCRYPTOR})
+    # Development only: one principal with every duty, so the loader's separations do not apply. It may
+    # give every share of a share-sealed LMK (api/unseal.py): plaintext on loopback is no dual control.
+    roles = frozenset({Role.MANAGER, Role.OPERATOR, Role.ISSUER, Role.REENCRYPTOR, Role.CUSTODIAN})
     return Policy({name: Principal(name, roles, ("*",))})
 
 
 @dataclass
 class Running:
-    """A started server and what it owns; ``stop()`` drains and closes in order."""
+    """A started server and what it owns; ``stop()`` drains and closes in order.
+
+    On a share-sealed LMK the server starts sealed: ``services`` and ``meter`` are None
+    until custodians open it (``api/unseal.py``).
+    """
 
     server: grpc.aio.Server
     port: int
     metrics_port: int | None
     health: health.aio.HealthServicer
-    services: Services
+    services: Services | None
     metrics: Metrics
     config: ServerConfig
     runner: Runner
     meter: UseMeter | None = None
     _monitor: asyncio.Task[None] | None = None
     _beat: asyncio.Task[None] | None = None
+    _watch: asyncio.Task[None] | None = None
     stuck: int = 0
     """Use cases still running on the executor when stop() returned."""
 
     async def stop(self) -> None:
         await self.health.enter_graceful_shutdown()
         await self.server.stop(self.config.shutdown_grace_seconds)
-        if self._monitor is not None:
-            self._monitor.cancel()  # and wait, so no probe starts on a closed store or backend
-            await asyncio.gather(self._monitor, return_exceptions=True)
+        for task in (self._monitor, self._watch):
+            if task is not None:
+                task.cancel()  # and wait, so no probe starts on a closed store or backend
+                await asyncio.gather(task, return_exceptions=True)
         if self._beat is not None:
             self._beat.cancel()
         self.stuck = await asyncio.to_thread(self.runner.close)
@@ -142,8 +153,9 @@ class Running:
         if self.meter is not None:
             self.meter.close()
         self.metrics.close()
-        self.services.store.close()
-        self.services.backend.close()
+        if self.services is not None:
+            self.services.store.close()
+            self.services.backend.close()
         ACCESS.flush()
         log.info("stopped")
 
@@ -155,41 +167,46 @@ async def _beat(metrics: Metrics) -> None:
         await asyncio.sleep(BEAT)
 
 
-async def start(config: ServerConfig, backend: Backend | None = None) -> Running:
-    """Open backend and store, bind, register services, health and reflection; start serving."""
-    backend = backend or open_backend(config)
-    store = KeyStore(config.store, backend,
-                     checkpoints=Path(config.audit_checkpoints) if config.audit_checkpoints else None)
-    store.migrate()
-    resolve: Callable[[Any], Principal]
+def _principals(config: ServerConfig) -> tuple[Policy, Callable[[Any], Principal]]:
     if config.insecure_dev:  # never with a policy: config.py refuses one
         policy = _dev_policy(config.dev_principal)
         principal = policy.principal(config.dev_principal)
+
         def dev_resolve(_: Any) -> Principal:
             return principal
-        resolve = dev_resolve
-    else:
-        policy = Policy.load(str(config.policy))
-        resolve = principal_resolver(policy)
-    metrics = Metrics(key_ids=config.metrics_key_ids)
-    courier = PeerCourier(config.peers, config.tls) if config.peers else None
-    meter = UseMeter(config.key_sync, courier)
-    services = Services(store, backend, policy, config.attempts, meter)
+        return policy, dev_resolve
+    policy = Policy.load(str(config.policy))
+    return policy, principal_resolver(policy)
+
+
+@dataclass
+class _Serving:
+    """What an open LMK makes: the store, the use cases and the handlers that serve them."""
+
+    services: Services
+    meter: UseMeter
+    dispatch: Dispatch
+
+
+def _serving(config: ServerConfig, backend: Backend, *, policy: Policy, observed: Observed, metrics: Metrics,
+             first: grpc.GenericRpcHandler, health_servicer: GuardedHealth,
+             reflection_servicer: GuardedReflection) -> _Serving:
+    """Open the store on ``backend``, build the use cases and every service's handlers; ``first``
+    (the unseal RPCs) is looked up before the services."""
+    store = KeyStore(config.store, backend,
+                     checkpoints=Path(config.audit_checkpoints) if config.audit_checkpoints else None)
+    try:
+        store.migrate()
+        courier = PeerCourier(config.peers, config.tls) if config.peers else None
+        meter = UseMeter(config.key_sync, courier)
+        services = Services(store, backend, policy, config.attempts, meter)
+    except BaseException:
+        store.close()
+        raise
     meter.attach(services)
     metrics.count_key_uses(meter.uses)
-    # Use cases try the event loop first only where the backend is in this process.
-    tx_threads = config.transaction_threads or max(2, len(config.backend.members) + 1)
-    runner = Runner(config.executor_threads, config.executor_queue, inline=config.backend.kind == "soft",
-                    transaction_threads=tx_threads)
-    observed = Observed(resolve, metrics.record, runner)
-    metrics.count_busy({lane.value: functools.partial(runner.busy, lane) for lane in (Lane.TRANSACTION, Lane.OTHER)})
-
-    server = grpc.aio.server(options=[
-        ("grpc.max_receive_message_length", _MAX_MESSAGE),
-        ("grpc.max_send_message_length", _MAX_MESSAGE),
-        ("grpc.so_reuseport", 1 if config.reuse_port else 0),
-    ])
     into: Any = _GenericHandlersOnly()
+    into.handlers.append(first)
     # Services are first looked up in this order, so the per-transaction ones come first.
     pin_service_pb2_grpc.add_PinServiceServicer_to_server(PinServicer(services, observed), into)
     mac_service_pb2_grpc.add_MacServiceServicer_to_server(MacServicer(services, observed), into)
@@ -198,14 +215,18 @@ async def start(config: ServerConfig, backend: Backend | None = None) -> Running
     key_sync_service_pb2_grpc.add_KeySyncServiceServicer_to_server(
         KeySyncServicer(services, observed, config.key_sync, courier), into)
     ceremony_service_pb2_grpc.add_CeremonyServiceServicer_to_server(CeremonyServicer(services, observed), into)
-    health_servicer = GuardedHealth(resolve)
+    _probes(into, health_servicer, reflection_servicer)
+    return _Serving(services, meter, Dispatch(into.handlers))
+
+
+def _probes(into: Any, health_servicer: GuardedHealth, reflection_servicer: GuardedReflection) -> None:
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, into)
-    reflection_pb2_grpc.add_ServerReflectionServicer_to_server(GuardedReflection(
-        (*SERVICE_NAMES, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME),
-        resolve), into)
-    server.add_generic_rpc_handlers((Dispatch(into.handlers),))
+    reflection_pb2_grpc.add_ServerReflectionServicer_to_server(reflection_servicer, into)
+
+
+def _bind(server: grpc.aio.Server, config: ServerConfig) -> int:
     if config.insecure_dev:
-        port = server.add_insecure_port(config.listen)
+        port: int = server.add_insecure_port(config.listen)
     else:
         assert config.tls is not None
         try:
@@ -219,18 +240,109 @@ async def start(config: ServerConfig, backend: Backend | None = None) -> Running
         port = server.add_secure_port(config.listen, creds)
     if port == 0:
         raise InvalidInput("listen", f"cannot bind {config.listen}")
-    await server.start()
+    return port
+
+
+async def _serve_all(running: Running, serving: _Serving, backend: Backend) -> None:
+    """Mark every service SERVING and let the health monitor take over (on the event loop)."""
+    running.services, running.meter = serving.services, serving.meter
     for n in ("", *SERVICE_NAMES):
-        await health_servicer.set(n, health_pb2.HealthCheckResponse.SERVING)
+        await running.health.set(n, health_pb2.HealthCheckResponse.SERVING)
     # Store and backend health drive gRPC health, /readyz and the gauges (api/monitor.py).
-    monitor = Monitor(store, backend, metrics, health_servicer, SERVICE_NAMES)
-    metrics.readiness = lambda: (monitor.current.ready, monitor.current.reason())
-    metrics_port = metrics.serve(config.metrics_listen) if config.metrics_listen else None
-    running = Running(server, port, metrics_port, health_servicer, services, metrics, config, runner, meter)
+    monitor = Monitor(serving.services.store, backend, running.metrics, running.health, SERVICE_NAMES)
+    running.metrics.readiness = lambda: (monitor.current.ready, monitor.current.reason())
     running._monitor = asyncio.create_task(monitor.run())
+
+
+async def start(config: ServerConfig, backend: Backend | None = None) -> Running:
+    """Open backend and store, bind, register services, health and reflection; start serving.
+
+    On a share-sealed LMK (``api/unseal.py``) the port is bound sealed, and backend, store and
+    services are opened when custodians' shares open the LMK.
+    """
+    sealed_lmk = share_sealed(config) if backend is None else None
+    unsealer = None
+    if sealed_lmk is not None:
+        unsealer = Unsealer(sealed_lmk, timeout=config.unseal_timeout_seconds,
+                            one_per_principal=not config.insecure_dev)
+    else:
+        backend = backend or open_backend(config)
+    policy, resolve = _principals(config)
+    metrics = Metrics(key_ids=config.metrics_key_ids)
+    # Use cases try the event loop first only where the backend is in this process.
+    tx_threads = config.transaction_threads or max(2, len(config.backend.members) + 1)
+    runner = Runner(config.executor_threads, config.executor_queue, inline=config.backend.kind == "soft",
+                    transaction_threads=tx_threads)
+    observed = Observed(resolve, metrics.record, runner)
+    metrics.count_busy({lane.value: functools.partial(runner.busy, lane) for lane in (Lane.TRANSACTION, Lane.OTHER)})
+    health_servicer = GuardedHealth(resolve)
+    reflection_servicer = GuardedReflection(
+        (*SERVICE_NAMES, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME), resolve)
+    server = grpc.aio.server(options=[
+        ("grpc.max_receive_message_length", _MAX_MESSAGE),
+        ("grpc.max_send_message_length", _MAX_MESSAGE),
+        ("grpc.so_reuseport", 1 if config.reuse_port else 0),
+    ])
+    loop = asyncio.get_running_loop()
+    running: Running | None = None
+    gate: Gate | None = None
+
+    def activate(opened: Opened) -> None:
+        # On an executor thread: the store and its migration may wait. The audit row is written
+        # before the gate opens, so no call is served under an LMK whose opening is not recorded.
+        serving = _serving(config, opened.backend, policy=policy, observed=observed, metrics=metrics,
+                           first=unseal_handler, health_servicer=health_servicer,
+                           reflection_servicer=reflection_servicer)
+        try:
+            serving.services.store.audit(audit_event(opened))
+            asyncio.run_coroutine_threadsafe(finish(serving, opened.backend), loop).result()
+        except BaseException:
+            serving.meter.close()
+            serving.services.store.close()
+            raise
+        log.info("unsealed: serving", extra={"lmk_kcv": opened.header.lmk_kcv.hex().upper(),
+                                             "custodians": [e.principal for e in opened.entered]})
+
+    async def finish(serving: _Serving, opened: Backend) -> None:
+        assert running is not None and gate is not None
+        gate.open(serving.dispatch)
+        await _serve_all(running, serving, opened)
+
+    unseal = UnsealServicer(observed, unsealer, activate)
+    unseal.count(metrics)
+    unseal_handler = unseal.handler()
+    serving: _Serving | None = None
+    if backend is not None:
+        serving = _serving(config, backend, policy=policy, observed=observed, metrics=metrics, first=unseal_handler,
+                           health_servicer=health_servicer, reflection_servicer=reflection_servicer)
+        server.add_generic_rpc_handlers((serving.dispatch,))
+    else:
+        probes: Any = _GenericHandlersOnly()
+        probes.handlers.append(unseal_handler)
+        _probes(probes, health_servicer, reflection_servicer)
+        gate = Gate(Dispatch(probes.handlers), unseal, observed, _PROTO_FILES)
+        server.add_generic_rpc_handlers((gate,))
+    port = _bind(server, config)
+    await server.start()
+    running = Running(server, port, None, health_servicer, None, metrics, config, runner)
     running._beat = asyncio.create_task(_beat(metrics))
-    log.info("serving", extra={"port": port, "metrics_port": metrics_port, "tls": not config.insecure_dev,
-                               "lmk_kcv": backend.lmk_kcv().hex().upper(), "principals": len(policy)})
+    if serving is not None and backend is not None:
+        await _serve_all(running, serving, backend)
+        lmk_kcv = backend.lmk_kcv().hex().upper()
+    else:
+        for n in ("", *SERVICE_NAMES):
+            await health_servicer.set(n, health_pb2.HealthCheckResponse.NOT_SERVING)
+        metrics.readiness = lambda: (False, unseal.refusal().split(";")[0])
+        running._watch = asyncio.create_task(unseal.watch())
+        lmk_kcv = "sealed"
+    running.metrics_port = metrics.serve(config.metrics_listen) if config.metrics_listen else None
+    if unsealer is not None:
+        log.info("sealed: waiting for custodians' shares (hsmsvc unseal)",
+                 extra={"port": port, "metrics_port": running.metrics_port, "seal_id": unsealer.header.seal_id,
+                        "threshold": unsealer.header.threshold, "shares": unsealer.header.count})
+    log.info("serving" if unsealer is None else "listening sealed",
+             extra={"port": port, "metrics_port": running.metrics_port, "tls": not config.insecure_dev,
+                    "lmk_kcv": lmk_kcv, "principals": len(policy)})
     return running
 
 

@@ -73,6 +73,16 @@ def config(args: argparse.Namespace) -> SoftConfig | Pkcs11Config:
 
 
 def open_backend(args: argparse.Namespace) -> Backend:
+    """The backend the options name; a share-sealed LMK (``hsmsvc ceremony lmk reseal``) is opened by k of
+    its holders, each typing their share at this terminal (dual control, as at a running server)."""
+    if not args.pkcs11_module and args.sealed and secret_named(args, "passphrase") is None:
+        from hsmsvc.hsm.soft import sharesealed
+
+        if Path(args.sealed).is_file() and sharesealed.kind_of(Path(args.sealed)) is sharesealed.SealKind.SHARES:
+            from hsmsvc.ceremony.console import Console
+            from hsmsvc.ceremony.shareseal import open_at_console
+
+            return open_at_console(Console(), Path(args.sealed))[0]
     return build(config(args))
 
 

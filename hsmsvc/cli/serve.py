@@ -19,7 +19,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--policy", help="authorization policy file (TOML)")
     p.add_argument("--insecure-dev", action="store_true", help="plaintext and one principal: development only")
     p.add_argument("--sealed", help="sealed LMK file (soft backend), instead of [backend] in the config")
-    p.add_argument("--passphrase-env", help="environment variable holding the LMK passphrase")
+    p.add_argument("--passphrase-env", help="environment variable holding the LMK passphrase "
+                                            "(none for a share-sealed LMK: it starts sealed, see `hsmsvc unseal`)")
     p.add_argument("--passphrase-file", help="file holding the LMK passphrase")
     backend.secret_arguments(p)
     p.add_argument("--ready-file", help="write the bound ports here as JSON once serving")
@@ -29,7 +30,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from hsmsvc.api import config as api_config
-    from hsmsvc.api import logs, workers
+    from hsmsvc.api import logs, unseal, workers
 
     # Power-on self-test (40-70 ms, of some 2 s to ready), before anything is read or opened; each
     # worker process runs its own.
@@ -50,6 +51,8 @@ def run(args: argparse.Namespace) -> int:
                                 "passphrase_credential": args.passphrase_credential}
     cfg = api_config.load(args.config, overrides)
     logs.configure(cfg.log_level)
+    # A share-sealed LMK starts sealed, in one process: refused here, before any worker starts, otherwise.
+    unseal.share_sealed(cfg)
     if cfg.workers > 1:
         return workers.supervise(cfg, args.argv, args.ready_file)
     if cfg.insecure_dev and args.worker_index in (None, 0):

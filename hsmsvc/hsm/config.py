@@ -82,10 +82,13 @@ def _read_fd(fd: int) -> bytes:
 @dataclass(frozen=True)
 class SoftConfig:
     """The soft backend: a sealed LMK file and where its passphrase comes from; for an LMK
-    migration, also the retiring LMK's sealed file and passphrase (key change storage)."""
+    migration, also the retiring LMK's sealed file and passphrase (key change storage).
+
+    ``passphrase`` is None for a share-sealed LMK (``hsm/soft/sharesealed.py``): custodians'
+    shares open it, at a running server (``hsmsvc unseal``) or at the ceremony console."""
 
     sealed_lmk: str
-    passphrase: SecretSource
+    passphrase: SecretSource | None
     old_sealed_lmk: str | None = None
     old_passphrase: SecretSource | None = None
 
@@ -108,6 +111,13 @@ def build(config: SoftConfig | Pkcs11Config, forget: bool = False) -> Backend:
     if isinstance(config, SoftConfig):
         from hsmsvc.hsm.soft.backend import SoftBackend
 
+        if config.passphrase is None:
+            from hsmsvc.hsm.soft import sharesealed
+
+            if sharesealed.kind_of(Path(config.sealed_lmk)) is sharesealed.SealKind.SHARES:
+                raise PermissionDenied("sealed_lmk", "share-sealed: custodians open it with their shares "
+                                                     "(`hsmsvc unseal` at a running server, or at the console)")
+            raise PermissionDenied("passphrase", "required: where the LMK passphrase comes from")
         passphrase = config.passphrase.read(forget)
         old = None
         if config.old_sealed_lmk is not None and config.old_passphrase is not None:

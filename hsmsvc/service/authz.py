@@ -50,7 +50,7 @@ class Role(Enum):
     OPERATOR = "operator"
     """Uses keys: PINs, MACs, data. A branch front-end or the core banking system."""
     CUSTODIAN = "custodian"
-    """Holds a key component; takes part in ceremonies (dual control)."""
+    """Holds a key component or an LMK share; takes part in ceremonies and opens a sealed server (dual control)."""
     AUDITOR = "auditor"
     """Reads key metadata and the audit trail; changes nothing."""
     ISSUER = "issuer"
@@ -86,6 +86,7 @@ ROLE_METHODS: Final[Mapping[Role, frozenset[str]]] = {
             "CeremonyService.ApproveKeyFormation",
             "CeremonyService.GetKeyFormation",
             "CeremonyService.CancelKeyFormation",
+            "CeremonyService.GetSealStatus",
         }
     ),
     # Not PinService.*: issuance and the sample check turn a PIN block or stored PIN into
@@ -94,11 +95,13 @@ ROLE_METHODS: Final[Mapping[Role, frozenset[str]]] = {
         {"MacService.*", "DataService.*", "KeyService.GetKeyCheckValue", "KeyService.GetPublicKey",
          "KeySyncService.SignOn"}
     ),
+    # A custodian also holds a share of a share-sealed LMK and gives it to a sealed server (issue 29);
+    # a policy's ``methods`` narrows a principal to one of the two duties.
     Role.CUSTODIAN: frozenset(
         {"KeyService.GetKeyCheckValue", "KeyService.GetPublicKey", "CeremonyService.AddKeyComponent",
-         "CeremonyService.GetKeyFormation"}
+         "CeremonyService.GetKeyFormation", "CeremonyService.SubmitUnsealShare", "CeremonyService.GetSealStatus"}
     ),
-    Role.AUDITOR: _READ | {"CeremonyService.GetKeyFormation"},
+    Role.AUDITOR: _READ | {"CeremonyService.GetKeyFormation", "CeremonyService.GetSealStatus"},
     Role.ISSUER: frozenset(
         {"PinService.GeneratePinOffset", "PinService.GeneratePvv", "KeyService.GetKeyCheckValue"}),
     Role.REENCRYPTOR: frozenset(

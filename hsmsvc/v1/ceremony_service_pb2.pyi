@@ -138,3 +138,43 @@ class CancelKeyFormationResponse(_message.Message):
     FORMATION_FIELD_NUMBER: _ClassVar[int]
     formation: KeyFormation
     def __init__(self, formation: _Optional[_Union[KeyFormation, _Mapping]] = ...) -> None: ...
+
+class SealStatus(_message.Message):
+    __slots__ = ("sealed", "seal_id", "threshold", "share_count", "entered", "entered_indices", "expire_time")
+    SEALED_FIELD_NUMBER: _ClassVar[int]
+    SEAL_ID_FIELD_NUMBER: _ClassVar[int]
+    THRESHOLD_FIELD_NUMBER: _ClassVar[int]
+    SHARE_COUNT_FIELD_NUMBER: _ClassVar[int]
+    ENTERED_FIELD_NUMBER: _ClassVar[int]
+    ENTERED_INDICES_FIELD_NUMBER: _ClassVar[int]
+    EXPIRE_TIME_FIELD_NUMBER: _ClassVar[int]
+    sealed: bool
+    seal_id: str
+    threshold: int
+    share_count: int
+    entered: int
+    entered_indices: _containers.RepeatedScalarFieldContainer[int]
+    expire_time: _timestamp_pb2.Timestamp
+    def __init__(self, sealed: _Optional[bool] = ..., seal_id: _Optional[str] = ..., threshold: _Optional[int] = ..., share_count: _Optional[int] = ..., entered: _Optional[int] = ..., entered_indices: _Optional[_Iterable[int]] = ..., expire_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class SubmitUnsealShareRequest(_message.Message):
+    __slots__ = ("share",)
+    SHARE_FIELD_NUMBER: _ClassVar[int]
+    share: bytes
+    def __init__(self, share: _Optional[bytes] = ...) -> None: ...
+
+class SubmitUnsealShareResponse(_message.Message):
+    __slots__ = ("status",)
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    status: SealStatus
+    def __init__(self, status: _Optional[_Union[SealStatus, _Mapping]] = ...) -> None: ...
+
+class GetSealStatusRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class GetSealStatusResponse(_message.Message):
+    __slots__ = ("status",)
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    status: SealStatus
+    def __init__(self, status: _Optional[_Union[SealStatus, _Mapping]] = ...) -> None: ...

@@ -67,6 +67,16 @@ class CeremonyServiceStub:
                 request_serializer=hsmsvc_dot_v1_dot_ceremony__service__pb2.CancelKeyFormationRequest.SerializeToString,
                 response_deserializer=hsmsvc_dot_v1_dot_ceremony__service__pb2.CancelKeyFormationResponse.FromString,
                 _registered_method=True)
+        self.SubmitUnsealShare = channel.unary_unary(
+                '/hsmsvc.v1.CeremonyService/SubmitUnsealShare',
+                request_serializer=hsmsvc_dot_v1_dot_ceremony__service__pb2.SubmitUnsealShareRequest.SerializeToString,
+                response_deserializer=hsmsvc_dot_v1_dot_ceremony__service__pb2.SubmitUnsealShareResponse.FromString,
+                _registered_method=True)
+        self.GetSealStatus = channel.unary_unary(
+                '/hsmsvc.v1.CeremonyService/GetSealStatus',
+                request_serializer=hsmsvc_dot_v1_dot_ceremony__service__pb2.GetSealStatusRequest.SerializeToString,
+                response_deserializer=hsmsvc_dot_v1_dot_ceremony__service__pb2.GetSealStatusResponse.FromString,
+                _registered_method=True)
 
 
 class CeremonyServiceServicer:
@@ -113,6 +123,26 @@ class CeremonyServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def SubmitUnsealShare(self, request, context):
+        """SubmitUnsealShare gives one custodian's share of a share-sealed LMK to a
+        server that started sealed (`hsmsvc unseal`): dual control of the running
+        service. The custodian is the caller's mTLS identity, never a name in the
+        request; one share per custodian and per share index. When the threshold
+        is reached the LMK opens and the server starts serving; shares that do not
+        open it are all discarded, with one answer whichever was wrong.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetSealStatus(self, request, context):
+        """GetSealStatus says whether the LMK is sealed and how many shares are in;
+        never any share material.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_CeremonyServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -140,6 +170,16 @@ def add_CeremonyServiceServicer_to_server(servicer, server):
                     servicer.CancelKeyFormation,
                     request_deserializer=hsmsvc_dot_v1_dot_ceremony__service__pb2.CancelKeyFormationRequest.FromString,
                     response_serializer=hsmsvc_dot_v1_dot_ceremony__service__pb2.CancelKeyFormationResponse.SerializeToString,
+            ),
+            'SubmitUnsealShare': grpc.unary_unary_rpc_method_handler(
+                    servicer.SubmitUnsealShare,
+                    request_deserializer=hsmsvc_dot_v1_dot_ceremony__service__pb2.SubmitUnsealShareRequest.FromString,
+                    response_serializer=hsmsvc_dot_v1_dot_ceremony__service__pb2.SubmitUnsealShareResponse.SerializeToString,
+            ),
+            'GetSealStatus': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetSealStatus,
+                    request_deserializer=hsmsvc_dot_v1_dot_ceremony__service__pb2.GetSealStatusRequest.FromString,
+                    response_serializer=hsmsvc_dot_v1_dot_ceremony__service__pb2.GetSealStatusResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -285,6 +325,60 @@ class CeremonyService:
             '/hsmsvc.v1.CeremonyService/CancelKeyFormation',
             hsmsvc_dot_v1_dot_ceremony__service__pb2.CancelKeyFormationRequest.SerializeToString,
             hsmsvc_dot_v1_dot_ceremony__service__pb2.CancelKeyFormationResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SubmitUnsealShare(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/hsmsvc.v1.CeremonyService/SubmitUnsealShare',
+            hsmsvc_dot_v1_dot_ceremony__service__pb2.SubmitUnsealShareRequest.SerializeToString,
+            hsmsvc_dot_v1_dot_ceremony__service__pb2.SubmitUnsealShareResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetSealStatus(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/hsmsvc.v1.CeremonyService/GetSealStatus',
+            hsmsvc_dot_v1_dot_ceremony__service__pb2.GetSealStatusRequest.SerializeToString,
+            hsmsvc_dot_v1_dot_ceremony__service__pb2.GetSealStatusResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -47,7 +47,9 @@ IDEMPOTENT: Final = frozenset({
     "ReEncryptStoredPins", "CompareStoredPins", "GenerateMac", "VerifyMac", "GenerateMacBatch", "VerifyMacBatch",
     "Encrypt", "Decrypt", "ReEncrypt", "EncryptBatch", "GetKey", "ListKeys", "GetKeyCheckValue", "ExportKey",
     "GetPublicKey", "ApplyKeyChange", "ConfirmKeyChange", "GetKeyFormation", "AcknowledgeKeyChange",
+    "GetSealStatus",
 })
+# SubmitUnsealShare is not: a share counted before its answer was lost would be refused as a repeat.
 # StartKeyChange is not: its first attempt may have been confirmed by the peer before the
 # answer was lost, and a second would then start a second change.
 # Channels try to reconnect to a server that went away after 0.1 s, then at

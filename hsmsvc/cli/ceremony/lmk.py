@@ -1,4 +1,5 @@
-"""``hsmsvc ceremony lmk create|backup|restore|migrate`` (:mod:`hsmsvc.ceremony.lmk`)."""
+"""``hsmsvc ceremony lmk create|backup|restore|migrate|reseal`` (:mod:`hsmsvc.ceremony.lmk`,
+:mod:`hsmsvc.ceremony.shareseal`)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ if TYPE_CHECKING:
     from hsmsvc.ceremony.console import Console
     from hsmsvc.ceremony.lmk import Target
     from hsmsvc.ceremony.record import Record
+    from hsmsvc.hsm.backend import Backend
 
 
 def add_arguments(parser: argparse.ArgumentParser, officer: str | None) -> None:
@@ -34,6 +36,18 @@ def add_arguments(parser: argparse.ArgumentParser, officer: str | None) -> None:
         if name == "restore":
             p.add_argument("--expect-kcv", help="the LMK's recorded KCV (else asked)")
             p.add_argument("--scrypt-log2-n", type=int, default=17, help="scrypt cost (default 17)")
+        if name != "backup":
+            _share_arguments(p)
+    p = steps.add_parser("reseal", help="seal the soft LMK under custodians' shares (k of n) instead of a passphrase")
+    p.add_argument("--sealed", required=True, help="the sealed LMK file; the file it replaces is kept as "
+                                                   "FILE.previous until you destroy it")
+    p.add_argument("--passphrase-env", help="environment variable holding the LMK passphrase (passphrase-sealed)")
+    p.add_argument("--passphrase-file", help="file holding the LMK passphrase (passphrase-sealed)")
+    p.add_argument("--custodian", action="append", help="for a share-sealed file: who opens it, in order (else asked)")
+    p.add_argument("--officer", default=officer, help="the key officer running the ceremony")
+    p.add_argument("--journal", help="ceremony journal file (default: beside the sealed file)")
+    p.add_argument("--store", help="also audit the step in this key store (database URL)")
+    _share_arguments(p, required=True)
     p = steps.add_parser("migrate", help="move every stored key to a new LMK (payShield BW); resumable")
     p.add_argument("--sealed", required=True, help="the old LMK's sealed file")
     p.add_argument("--passphrase-env", help="environment variable holding the old LMK's passphrase")
@@ -53,6 +67,8 @@ def run(args: argparse.Namespace) -> int:
 
     if args.lmk_ceremony == "migrate":
         return migrate(args)
+    if args.lmk_ceremony == "reseal":
+        return reseal(args)
     console = Console()
     record = _record(console, args)
     try:
@@ -88,7 +104,7 @@ def _ceremony(console: Console, args: argparse.Namespace, record: Record) -> Non
         if args.pkcs11_module:
             raise Unsupported("lmk", "a token LMK is non-extractable: its backup is the components it was "
                                      "created from; restore it with `hsmsvc ceremony lmk restore --pkcs11-module`")
-        hsm = _target(console, args, creating=False).open()
+        hsm = _opened_for_backup(console, args, record)
         try:
             lmk.backup(console, backend=hsm, n=n, record=record, names=names, mailer_dir=mailers)
         finally:
@@ -109,6 +125,62 @@ def migrate(args: argparse.Namespace) -> int:
     return 0 if report.verified or report.remaining else 1
 
 
+def _share_arguments(p: argparse.ArgumentParser, required: bool = False) -> None:
+    p.add_argument("--threshold", type=int, required=required,
+                   help="seal under k-of-n custodians' shares: k, 2 to 9 (instead of a passphrase)")
+    p.add_argument("--share-holder", action="append", required=required,
+                   help="a share holder's name, once per share, in order (n of them)")
+
+
+def _opened_for_backup(console: Console, args: argparse.Namespace, record: Record) -> Backend:
+    """The LMK to back up: from k holders' shares for a share-sealed file (dual control), else as before,
+    said to be single control."""
+    from hsmsvc.ceremony import shareseal
+    from hsmsvc.hsm.soft import sharesealed
+
+    if args.sealed and sharesealed.kind_of(Path(args.sealed)) is sharesealed.SealKind.SHARES:
+        hsm, entered = shareseal.open_at_console(console, Path(args.sealed))
+        detail = {"where": "console", "holders": ",".join(h.name for h in entered.holders),
+                  "indices": ",".join(str(h.index) for h in entered.holders), "seal_id": entered.header.seal_id}
+        record.line("", "lmk.unseal", **detail)
+        record.audit("lmk.unseal", hsm, **detail)
+        return hsm
+    if args.sealed:
+        console.say("NOTE: this LMK is passphrase-sealed: whoever has the passphrase can give it out alone "
+                    "(single control, for development). `hsmsvc ceremony lmk reseal` puts it under custodians' "
+                    "shares.")
+    return _target(console, args, creating=False).open()
+
+
+def reseal(args: argparse.Namespace) -> int:
+    from hsmsvc.ceremony import shareseal
+    from hsmsvc.ceremony.console import Console
+    from hsmsvc.hsm.soft import sharesealed
+
+    console = Console()
+    record = _record(console, args)
+    path = Path(args.sealed)
+    passphrase = None
+    if sharesealed.kind_of(path) is sharesealed.SealKind.PASSPHRASE:
+        passphrase = _passphrase(console, args)
+    header, hsm, kept = shareseal.reseal(console, path=path, passphrase=passphrase, threshold=args.threshold,
+                                         holders=args.share_holder, names=args.custodian or ())
+    try:
+        detail = {"seal_id": header.seal_id, "threshold": f"{header.threshold} of {header.count}",
+                  "holders": ",".join(h.name for h in header.holders), "lmk_kcv": header.lmk_kcv.hex().upper(),
+                  "kept": str(kept)}
+        record.line("", "lmk.reseal", **detail)
+        record.audit("lmk.reseal", hsm, **detail)
+    finally:
+        hsm.close()
+    console.say(f"{path} is share-sealed: seal {header.prefix}, any {header.threshold} of {header.count} shares open "
+                f"it; LMK KCV {header.lmk_kcv.hex().upper()} (unchanged).")
+    console.say(f"The file it replaced is kept as {kept}: it still opens the LMK as before "
+                f"({'with the passphrase alone' if passphrase is not None else 'with its own shares'}). "
+                "Destroy it (shred -u) under dual control once a server has been unsealed from the new file.")
+    return 0
+
+
 def _passphrase(console: Console, args: argparse.Namespace, prefix: str = "", confirm: bool = False) -> bytes:
     source = backend.secret_named(args, f"{prefix}passphrase")
     if source is not None:
@@ -125,6 +197,12 @@ def _target(console: Console, args: argparse.Namespace, creating: bool) -> Targe
         return lmk.TokenTarget(args.pkcs11_module, args.token, backend.read_secret(args, "pin").decode())
     if not args.sealed:
         raise InvalidInput("sealed", "a sealed LMK file (or --pkcs11-module)")
+    if creating and (getattr(args, "threshold", None) or getattr(args, "share_holder", None)):
+        from hsmsvc.ceremony.shareseal import ShareSealedTarget
+
+        if not args.threshold or not args.share_holder:
+            raise InvalidInput("threshold", "--threshold K with one --share-holder NAME per share")
+        return ShareSealedTarget(Path(args.sealed), console, threshold=args.threshold, holders=args.share_holder)
     return lmk.SealedTarget(Path(args.sealed), _passphrase(console, args, confirm=creating),
                             getattr(args, "scrypt_log2_n", 17))
 

@@ -17,7 +17,7 @@ import fcntl
 import os
 import secrets
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Final
 
@@ -28,7 +28,7 @@ from hsmsvc.hsm.model import Capabilities, Command, KeyCryptogram, KeySpec
 from hsmsvc.hsm.commands.base import LoadedKey
 from hsmsvc.hsm.commands.core import CommandBackend
 from hsmsvc.hsm.policy import ECB_VARIANTS
-from hsmsvc.hsm.soft import sealed
+from hsmsvc.hsm.soft import sealed, shares, sharesealed
 from hsmsvc.types import (
     Algorithm,
     CipherMode,
@@ -197,6 +197,18 @@ class SoftBackend(CommandBackend):
         algorithm, lmk = _unseal(Path(path), passphrase)
         old_lmk = _unseal(*old)[1] if old is not None else None
         return cls(lmk, algorithm, anchor_path=Path(str(path) + ".anchor"), old_lmk=old_lmk)
+
+    @classmethod
+    def from_shares(cls, path: Path, given: Sequence[shares.Share], blob: bytes | None = None) -> SoftBackend:
+        """Open a share-sealed LMK file (``hsm/soft/sharesealed.py``) with k custodians' shares; the anchor
+        lives beside it. ``blob``: the file's bytes as read when its header was shown, if they were."""
+        if blob is None:
+            try:
+                blob = Path(path).read_bytes()
+            except OSError:
+                raise InvalidInput("sealed_lmk", "file cannot be read") from None
+        algorithm, lmk, _ = sharesealed.unseal(blob, given)
+        return cls(lmk, algorithm, anchor_path=Path(str(path) + ".anchor"))
 
     def __repr__(self) -> str:
         return f"SoftBackend(lmk_kcv={self._lmk_kcv_value.hex().upper()})"

@@ -25,6 +25,8 @@ from hsmsvc.types import Algorithm
 __all__ = ["MIN_PASSPHRASE", "ScryptParams", "check_passphrase", "seal", "unseal"]
 
 FORMAT = "hsmsvc-sealed-lmk/1"
+SHARES_FORMAT = "hsmsvc-sealed-lmk-shares/1"
+"""The dual-control form (:mod:`hsmsvc.hsm.soft.sharesealed`), named here to say so when it is given a passphrase."""
 LMK_ALGORITHMS = (Algorithm.AES_256, Algorithm.SM4)
 
 
@@ -86,9 +88,13 @@ def unseal(blob: bytes, passphrase: bytes) -> tuple[Algorithm, bytes, bytes]:
 
     A wrong passphrase or any altered field raises ``PermissionDenied``.
     """
+    share_sealed = False
     try:
         doc = json.loads(blob)
         header = doc["header"]
+        if header["format"] == SHARES_FORMAT:
+            share_sealed = True
+            raise ValueError
         if header["format"] != FORMAT:
             raise ValueError
         algorithm = Algorithm(header["algorithm"])
@@ -101,6 +107,9 @@ def unseal(blob: bytes, passphrase: bytes) -> tuple[Algorithm, bytes, bytes]:
         nonce = bytes.fromhex(doc["nonce"])
         ct = bytes.fromhex(doc["ciphertext"])
     except (ValueError, KeyError, TypeError, InvalidInput):
+        if share_sealed:
+            raise InvalidInput("sealed_lmk", "share-sealed: it opens with its custodians' shares, "
+                                             "not a passphrase") from None
         raise InvalidInput("sealed_lmk", "a hsmsvc sealed LMK file") from None
     try:
         lmk = AESGCM(_kek(passphrase, salt, params)).decrypt(nonce, ct, _aad(header))
