@@ -107,7 +107,7 @@ def run(args: argparse.Namespace, open_backend: keyset.OpenBackend, out: TextIO 
         try:
             return _open(args, open_backend, out=out, mode=mode, pins=pins, stopper=stopper)
         except Interrupted as e:
-            print(f"hsmsvc: stopped by {e.signal.name} before any chunk was moved; nothing was left half-done",
+            print(f"hsmsvc: stopped by {e.signal.name} before this run took a chunk; nothing was left half-done",
                   file=sys.stderr)
             return 128 + e.signal
         except SQLAlchemyError as e:  # the customer database: the store answers its own faults
@@ -123,14 +123,15 @@ def _open(args: argparse.Namespace, open_backend: keyset.OpenBackend, *, out: Te
     """Check the databases, then open the backend and the keys; nothing is created before all are there."""
     if not args.server and not args.store:
         raise InvalidInput("--store", "the key store URL (or --server to use a running hsmsvc)")
+    remote = keyset.remote(args, mode) if args.server else None  # its options checked before any connection
     engine = preflight.open_table_db(args.db)
     with ExitStack() as stack:
         stack.callback(engine.dispose)
         tables = Tables(engine, pins)
         audit: Audit | None = None
         mover: Mover | None
-        if args.server:
-            crypto = keyset.remote(args, mode)
+        if remote is not None:
+            crypto = remote
             assert crypto.open_mover is not None
             mover, close = crypto.open_mover()
             stack.callback(close)
@@ -254,7 +255,7 @@ def _stopped(args: argparse.Namespace, job: Job, p: Progress, plan: Plan, outcom
     sig = stopper.signal
     assert sig is not None
     if not stopper.hurried:
-        how = "the chunks in flight finished"
+        how = "the chunks in flight finished" if args.workers > 1 else "the chunk in flight finished"
     elif outcome.killed:
         how = f"{outcome.killed} worker(s) killed, their chunks rolled back"
     else:

@@ -35,7 +35,7 @@ class ProgressLine:
         self._bar: tqdm[Never] | None = None
         if self._tty:
             self._bar = tqdm(total=total, initial=first.moved + first.rejected, file=out, unit=" rows",
-                             dynamic_ncols=True, mininterval=0, smoothing=0.3, leave=True,
+                             unit_scale=True, dynamic_ncols=True, mininterval=0, smoothing=0.3, leave=True,
                              postfix=f"chunks {first.chunks_done}/{first.chunks}")
         self._thread = threading.Thread(target=self._loop, name="progress", daemon=True)
 
