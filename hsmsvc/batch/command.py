@@ -199,23 +199,30 @@ def _execute(args: argparse.Namespace, job: Job, crypto: Crypto, mover: Mover, *
     samples = -(-args.verify_sample // max(plan.chunks, 1)) if args.verify_sample else 0
     started = time.monotonic()
     workers = Workers(args, crypto, spec, job.pins, samples) if args.workers > 1 else None
-    if workers is not None:
-        workers.start()  # before the progress thread: a fork copies no thread
     outcome = Outcome(0, 0)
-    line = None if args.no_progress else ProgressLine(job, plan.total_rows, sys.stderr, every=args.progress_every)
-    with line or nullcontext():
-        if line is not None:
-            stopper.note = line.note
-        try:
-            with stopper.work(in_process=workers is None):
-                if workers is None:
-                    job.work(mover, f"{socket.gethostname()}:{os.getpid()}", samples, args.max_chunks,
-                             stop=lambda: stopper.asked)
-                else:
-                    outcome = workers.wait(stopper)
-        except Interrupted:
-            engine.dispose()  # the chunk it interrupted rolled back; the report reads on new connections
-        stopper.note = _note
+    try:
+        # The work phase from before the fork: a signal from here on stops the workers, never orphans them.
+        with stopper.work(in_process=workers is None):
+            if workers is not None:
+                workers.start()  # before the progress thread: a fork copies no thread
+            line = None if args.no_progress else ProgressLine(job, plan.total_rows, sys.stderr,
+                                                              every=args.progress_every)
+            with line or nullcontext():
+                stopper.note = line.note if line is not None else _note
+                try:
+                    if workers is None:
+                        job.work(mover, f"{socket.gethostname()}:{os.getpid()}", samples, args.max_chunks,
+                                 stop=lambda: stopper.asked)
+                    else:
+                        outcome = workers.wait(stopper)
+                finally:
+                    stopper.note = _note
+    except Interrupted:
+        engine.dispose()  # the chunk it interrupted rolled back; the report reads on new connections
+    except BaseException:
+        if workers is not None:
+            workers.terminate(args.grace)  # the parent failed: its workers do not go on alone
+        raise
     elapsed = time.monotonic() - started
     p = job.progress()
     _summary(job, p, start_moved=start_moved, elapsed=elapsed, total=plan.total_rows, out=out)

@@ -80,6 +80,17 @@ class Workers:
         return Outcome(failed=sum(1 for c in codes if c not in (0, -signal.SIGKILL)),
                        killed=sum(1 for c in codes if c == -signal.SIGKILL))
 
+    def terminate(self, grace: float) -> None:
+        """Stop every worker after its chunk, killing those still at it after ``grace`` seconds."""
+        live = [p for p in self._procs if p.is_alive()]
+        self._signal(live, signal.SIGTERM)
+        deadline = time.monotonic() + grace
+        for proc in live:
+            proc.join(max(deadline - time.monotonic(), 0))
+        self._signal([p for p in live if p.is_alive()], signal.SIGKILL)
+        for proc in live:
+            proc.join()
+
     @staticmethod
     def _signal(procs: list[BaseProcess], sig: signal.Signals) -> None:
         for proc in procs:
