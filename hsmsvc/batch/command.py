@@ -165,7 +165,7 @@ def _dry_run(job: Job, crypto: Crypto, mover: Mover | None, *, out: TextIO, audi
     if mover is None:
         rows = job.remaining()
         print(f"dry run  {rows:,} rows under {spec.source} would move to {spec.target} (not deciphered: "
-              f"the key is not in the store yet, so no crypto was tried)", file=out)
+              f"a key it needs is not in the store yet, so no crypto was tried)", file=out)
     else:
         d = job.dry_run(mover)
         rows = d.rows

@@ -157,7 +157,7 @@ class _Lookup:
         except KeyNotFound:
             if self.dry_run:
                 self.check(lambda: self.manager.for_use(args.zmk, Operation.KEY_IMPORT_UNDER), "--zmk", args.zmk)
-                return f"would import {ref.key_id}:1 ({alg.value}) under the ZMK {args.zmk}"
+                return f"would import {ref.key_id}:1 ({alg.value}) under the ZMK {args.zmk}, audited as key.import"
             self.check(lambda: self.manager.import_under(
                 kek_id=args.zmk, wrapped=wrapped, spec=spec, kcv=kcv or None, alias=f"legacy/{ref.key_id}"),
                 "--zmk", args.zmk)
