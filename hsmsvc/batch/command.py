@@ -3,34 +3,36 @@
 from __future__ import annotations
 
 import argparse
-import multiprocessing
 import os
 import socket
 import sys
-import threading
 import time
 from collections.abc import Callable
 from contextlib import ExitStack, nullcontext
-from dataclasses import dataclass
 from typing import TextIO
 
 from sqlalchemy import Engine
+from sqlalchemy.exc import SQLAlchemyError
 
-from hsmsvc.batch.reencrypt import BackendMover, Job, JobSpec, Mode, Mover, label
-from hsmsvc.batch.table import Encoding, PinTable, Tables, connect
-from hsmsvc.crypto import compare
-from hsmsvc.errors import AlreadyExists, InvalidInput, KeyNotFound, KeyStateError, KeyUsageViolation
-from hsmsvc.hsm.backend import Backend
-from hsmsvc.hsm.model import KeyCryptogram, KeySpec
-from hsmsvc.hsm.policy import Operation
-from hsmsvc.keys.hierarchy import KeyManager
-from hsmsvc.keys.model import AuditEvent, KeyRef, StoredKey
+from hsmsvc.batch import keyset, preflight
+from hsmsvc.batch.keyset import Crypto
+from hsmsvc.batch.model import JobSpec, Mode, Mover, Plan, Progress
+from hsmsvc.batch.progress import ProgressLine
+from hsmsvc.batch.reencrypt import Job
+from hsmsvc.batch.stop import Interrupted, Stopper
+from hsmsvc.batch.table import Encoding, PinTable, Tables
+from hsmsvc.batch.workers import Outcome, Workers
+from hsmsvc.errors import InvalidInput
+from hsmsvc.keys.model import AuditEvent
 from hsmsvc.keys.store import KeyStore
-from hsmsvc.types import Algorithm, KeyState, KeyType, KeyUsage, ModeOfUse
 
 __all__ = ["add_arguments", "run"]
 
-OpenBackend = Callable[[argparse.Namespace], Backend]
+Audit = Callable[[AuditEvent], None]
+GRACE = 30.0
+"""Seconds the chunks in flight have to finish after a stop signal, by default."""
+PROGRESS_EVERY = 10.0
+"""Seconds between progress lines off a terminal, by default."""
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -76,282 +78,158 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     r.add_argument("--chunk", type=int, default=10_000, help="rows per transaction (default 10000)")
     r.add_argument("--workers", type=int, default=1, help="worker processes on this machine (default 1)")
     r.add_argument("--max-chunks", type=int, help="stop after this many chunks per worker (resume later)")
-    r.add_argument("--dry-run", action="store_true", help="do the crypto, count, write nothing")
+    r.add_argument("--dry-run", action="store_true",
+                   help="do the crypto and count, writing nothing anywhere (not the table, the key store, the audit)")
     r.add_argument("--verify-sample", type=int, default=0, metavar="K",
                    help="after the run, re-decipher K random moved rows and compare with their old values")
     r.add_argument("--no-progress", action="store_true", help="no progress line on stderr")
+    r.add_argument("--progress-every", type=float, default=PROGRESS_EVERY, metavar="SECONDS",
+                   help=f"off a terminal, a progress line every SECONDS (default {PROGRESS_EVERY:g})")
+    r.add_argument("--grace", type=float, default=GRACE, metavar="SECONDS",
+                   help=f"after SIGTERM or SIGINT, how long the chunks in flight have to finish before they are "
+                        f"abandoned and roll back (default {GRACE:g})")
     r.add_argument("--officer", default=os.environ.get("USER") or "batch", help="who runs the job (audit)")
 
 
-def _ref(text: str) -> KeyRef:
-    key_id, _, version = text.partition(":")
-    try:
-        return KeyRef(key_id, version=int(version) if version else None)
-    except ValueError:
-        raise InvalidInput("key", "KEY_ID[:VERSION]") from None
-
-
-@dataclass(frozen=True)
-class _Keys:
-    source: KeyCryptogram
-    target: KeyCryptogram
-    old_lmk: bool
-
-
-def _source_state(key: StoredKey) -> None:
-    if key.state not in (KeyState.ACTIVE, KeyState.RETIRING):
-        raise KeyStateError("from", f"a {key.state.value} PSK is not read")
-
-
-def _keys(args: argparse.Namespace, mode: Mode, backend: Backend, store: KeyStore, officer: str) -> _Keys:
-    """Look up (and in legacy mode import) the two keys, and check they suit the mode."""
-    manager = KeyManager(store, backend, officer)
-    if mode is Mode.LEGACY and args.legacy_key:
-        if not args.zmk:
-            raise InvalidInput("zmk", "the ZMK the legacy key arrives under")
-        ref = _ref(args.source)
-        try:
-            alg = Algorithm[args.legacy_algorithm]
-            wrapped, kcv = bytes.fromhex(args.legacy_key), bytes.fromhex(args.legacy_kcv or "")
-        except (KeyError, ValueError):
-            raise InvalidInput("legacy_key", "hex, with a hex KCV and a known algorithm") from None
-        spec = KeySpec(ref.key_id, 1, KeyType.PSK, alg, KeyUsage.PIN_ENCRYPTION, ModeOfUse.ENCRYPT_DECRYPT)
-        try:
-            kept = manager.lookup(KeyRef(ref.key_id, version=1))
-        except KeyNotFound:
-            manager.import_under(kek_id=args.zmk, wrapped=wrapped, spec=spec, kcv=kcv or None,
-                                 alias=f"legacy/{ref.key_id}")
-        else:
-            # A resumed run: the key came in on the first run; it must be the same key.
-            if kcv and not compare.bytes_eq(kept.cryptogram.kcv[: len(kcv)], kcv):
-                raise AlreadyExists("from", f"{ref.key_id}:1 is another key (its KCV differs)")
-    if mode is Mode.LMK:
-        if not args.old_sealed:
-            raise InvalidInput("old_sealed", "lmk mode reads the source PSK under the old LMK")
-        old_store = KeyStore(args.from_store, backend) if args.from_store else store
-        try:
-            source = KeyManager(old_store, backend, officer).lookup(_ref(args.source))
-        finally:
-            if old_store is not store:
-                old_store.close()
-    else:
-        source = manager.lookup(_ref(args.source))
-    _source_state(source)
-    op = Operation.PIN_STORE_ENCRYPT if mode in (Mode.PSK, Mode.LMK) else Operation.PIN_STORE_DIGEST
-    if mode is Mode.LEGACY:
-        op = Operation.PIN_STORE_DIGEST if _is_digest(manager, args.target) else Operation.PIN_STORE_ENCRYPT
-    if args.generate_to:
-        _generate(manager, args.target, args.generate_to, op)
-    target = manager.for_use(_ref(args.target), op)
-    digest_target = target.cryptogram.spec.usage is not KeyUsage.PIN_ENCRYPTION
-    if mode in (Mode.PSK, Mode.LMK) and digest_target:
-        raise KeyUsageViolation("to", f"{mode.value} mode moves PINs to an enciphering PSK; use --mode digest")
-    return _Keys(source.cryptogram, target.cryptogram, mode is Mode.LMK)
-
-
-def _is_digest(manager: KeyManager, text: str) -> bool:
-    try:
-        return manager.lookup(_ref(text)).cryptogram.spec.usage is KeyUsage.MAC_HMAC
-    except KeyNotFound:
-        return False
-
-
-def _generate(manager: KeyManager, text: str, algorithm: str, op: Operation) -> None:
-    ref = _ref(text)
-    try:
-        manager.lookup(ref)
-        return
-    except KeyNotFound:
-        pass
-    try:
-        alg = Algorithm[algorithm]
-    except KeyError:
-        raise InvalidInput("generate_to", "an algorithm name, e.g. TDES_2KEY or AES_256") from None
-    if op is Operation.PIN_STORE_DIGEST:
-        usage, mode_of_use = KeyUsage.MAC_HMAC, ModeOfUse.MAC_GENERATE_VERIFY
-    else:
-        usage, mode_of_use = KeyUsage.PIN_ENCRYPTION, ModeOfUse.ENCRYPT_DECRYPT
-    try:
-        manager.generate(KeySpec(ref.key_id, ref.version or 1, KeyType.PSK, alg, usage, mode_of_use))
-    except AlreadyExists:
-        pass  # another worker of the same job made it a moment ago
-
-
-class _ProgressLine:
-    """Rows, rate and ETA on stderr, from the checkpoint table, so it counts every worker on every machine."""
-
-    def __init__(self, job: Job, total: int, out: TextIO, every: float = 0.5) -> None:
-        self._job, self._total, self._out, self._every = job, total, out, every
-        self._stop = threading.Event()
-        self._start = time.monotonic()
-        self._base = job.progress().moved
-        self._thread = threading.Thread(target=self._loop, daemon=True)
-
-    def __enter__(self) -> _ProgressLine:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
-        self._show(final=True)
-
-    def _loop(self) -> None:
-        while not self._stop.wait(self._every):
-            self._show()
-
-    def _show(self, final: bool = False) -> None:
-        try:
-            p = self._job.progress()
-        except Exception:  # the line is a nicety; the job reports its own errors
-            return
-        done = p.moved + p.rejected
-        elapsed = max(time.monotonic() - self._start, 1e-9)
-        rate = (p.moved - self._base) / elapsed
-        left = max(self._total - done, 0)
-        eta = f"{int(left / rate) // 60:d}:{int(left / rate) % 60:02d}" if rate > 0 and left else "-"
-        width = 30
-        filled = int(width * min(done / self._total, 1.0)) if self._total else width
-        line = (f"[{'#' * filled}{'.' * (width - filled)}] {done:,}/{self._total:,} rows  "
-                f"{rate:,.0f} rows/s  ETA {eta}  chunks {p.chunks_done}/{p.chunks}")
-        end = "\n" if final or not self._out.isatty() else ""
-        self._out.write(("\r" if self._out.isatty() else "") + line + end)
-        self._out.flush()
-
-
-@dataclass(frozen=True)
-class _Crypto:
-    """Where a job's crypto happens: the keys' labels, and how a process gets its own mover."""
-
-    source: str
-    target: str
-    old_lmk: bool
-    open_mover: Callable[[], tuple[Mover, Callable[[], None]]]
-    """A fresh mover and its closer: each worker process opens its own backend or channel."""
-
-    @property
-    def target_key(self) -> tuple[str, int]:
-        key_id, _, version = self.target.rpartition(":")
-        return key_id, int(version)
-
-
-def _local(args: argparse.Namespace, mode: Mode, open_backend: OpenBackend,
-           backend: Backend, store: KeyStore) -> tuple[_Crypto, Mover]:
-    keys = _keys(args, mode, backend, store, args.officer)
-
-    def open_mover() -> tuple[Mover, Callable[[], None]]:
-        b = open_backend(args)
-        return BackendMover(b, keys.source, keys.target, keys.old_lmk), b.close
-
-    crypto = _Crypto(label(keys.source), label(keys.target), keys.old_lmk, open_mover)
-    return crypto, BackendMover(backend, keys.source, keys.target, keys.old_lmk)
-
-
-def _remote(args: argparse.Namespace, mode: Mode) -> _Crypto:
-    from hsmsvc.batch.remote import RemoteMover
-    from hsmsvc.v1 import types_pb2 as pb
-
-    if mode in (Mode.LMK, Mode.LEGACY):
-        raise InvalidInput("server", f"{mode.value} mode runs beside the backend (it needs the old LMK or an "
-                                     "import), not through --server")
-    refs = []
-    for text in (args.source, args.target):
-        ref = _ref(text)
-        if ref.version is None:
-            raise InvalidInput("key", "KEY_ID:VERSION: through --server the rows' labels need the version")
-        refs.append(ref)
-    source, target = (pb.KeyRef(key_id=r.key_id, version=r.version or 0) for r in refs)
-
-    def open_mover() -> tuple[Mover, Callable[[], None]]:
-        from hsmsvc_client import Client, ClientTls
-
-        if args.insecure_server:
-            client = Client.insecure(args.server, deadline=60.0)
-        else:
-            if not (args.ca and args.cert and args.key):
-                raise InvalidInput("server", "--ca, --cert and --key (mTLS), or --insecure-server (development)")
-            client = Client(args.server, ClientTls(args.ca, args.cert, args.key, args.server_name), deadline=60.0)
-        return RemoteMover(client, source, target), client.close
-
-    return _Crypto(f"{refs[0].key_id}:{refs[0].version}", f"{refs[1].key_id}:{refs[1].version}", False, open_mover)
-
-
-def _worker(args: argparse.Namespace, crypto: _Crypto, spec: JobSpec, pins: PinTable, samples: int) -> None:
-    """One worker process: its own mover and connections (nothing is shared across fork)."""
-    mover, close = crypto.open_mover()
-    engine = connect(args.db)
-    try:
-        job = Job(engine, Tables(engine, pins), spec)
-        job.work(mover, f"{socket.gethostname()}:{os.getpid()}", samples, args.max_chunks)
-    finally:
-        engine.dispose()
-        close()
-
-
-def run(args: argparse.Namespace, open_backend: OpenBackend, out: TextIO | None = None) -> int:
+def run(args: argparse.Namespace, open_backend: keyset.OpenBackend, out: TextIO | None = None) -> int:
+    """The job, start to summary; the exit code (128 + the signal's number when a signal stopped it)."""
     out = out or sys.stdout
     mode = Mode(args.mode)
     pins = PinTable(args.table, args.pk_column, args.account_column, args.pin_column, args.version_column,
                     Encoding(args.encoding))
     if not 1 <= args.workers <= 64:
-        raise InvalidInput("workers", "1 to 64")
+        raise InvalidInput("--workers", "1 to 64")
+    if not 0 <= args.grace <= 3600:
+        raise InvalidInput("--grace", "0 to 3600 seconds")
+    if not 0 < args.progress_every <= 86400:
+        raise InvalidInput("--progress-every", "more than 0 seconds, at most a day")
+    with Stopper(args.grace, _note) as stopper:
+        try:
+            return _open(args, open_backend, out=out, mode=mode, pins=pins, stopper=stopper)
+        except Interrupted as e:
+            print(f"hsmsvc: stopped by {e.signal.name} before this run took a chunk; nothing was left half-done",
+                  file=sys.stderr)
+            return 128 + e.signal
+        except SQLAlchemyError as e:  # the customer database: the store answers its own faults
+            raise preflight.database_error(e) from None
+
+
+def _note(text: str) -> None:
+    print(text, file=sys.stderr, flush=True)
+
+
+def _open(args: argparse.Namespace, open_backend: keyset.OpenBackend, *, out: TextIO, mode: Mode, pins: PinTable,
+          stopper: Stopper) -> int:
+    """Check the databases, then open the backend and the keys; nothing is created before all are there."""
+    if not args.server and not args.store:
+        raise InvalidInput("--store", "the key store URL (or --server to use a running hsmsvc)")
+    remote = keyset.remote(args, mode) if args.server else None  # its options checked before any connection
+    engine = preflight.open_table_db(args.db)
     with ExitStack() as stack:
-        audit: Callable[[AuditEvent], None] | None = None
-        if args.server:
-            crypto = _remote(args, mode)
+        stack.callback(engine.dispose)
+        tables = Tables(engine, pins)
+        audit: Audit | None = None
+        mover: Mover | None
+        if remote is not None:
+            crypto = remote
+            assert crypto.open_mover is not None
             mover, close = crypto.open_mover()
             stack.callback(close)
         else:
-            if not args.store:
-                raise InvalidInput("store", "the key store URL (or --server to use a running hsmsvc)")
+            preflight.check_store(args.store)
+            if mode is Mode.LMK and args.from_store:
+                preflight.check_store(args.from_store, "--from-store")
             backend = open_backend(args)
             stack.callback(backend.close)
             store = KeyStore(args.store, backend)
             stack.callback(store.close)
-            crypto, mover = _local(args, mode, open_backend, backend, store)
+            crypto, mover = keyset.local(args, mode, open_backend, backend, store)
             audit = store.audit
-        engine = connect(args.db)
-        stack.callback(engine.dispose)
-        rc = _execute(args, out=out, mode=mode, pins=pins, engine=engine, crypto=crypto, mover=mover, audit=audit)
+        spec = JobSpec(args.job or f"{pins.name}:{crypto.source}->{crypto.target}", mode, crypto.source,
+                       crypto.target, args.chunk)
+        job = Job(engine, tables, spec)
+        print(f"job      {spec.name}\nmode     {mode.value}: rows under {crypto.source} -> {crypto.target}"
+              f"{' (source under the old LMK)' if crypto.old_lmk else ''}"
+              f"{f' (crypto at {args.server})' if args.server else ''}", file=out)
+        if args.dry_run:
+            return _dry_run(job, crypto, mover, out=out, audited=audit is not None)
+        assert mover is not None
+        return _execute(args, job, crypto, mover, out=out, engine=engine, audit=audit, stopper=stopper)
+
+
+def _dry_run(job: Job, crypto: Crypto, mover: Mover | None, *, out: TextIO, audited: bool) -> int:
+    """What the job would do, said line by line; nothing is written anywhere."""
+    spec, rc = job.spec, 0
+    for would in crypto.would:
+        print(f"dry run  {would}", file=out)
+    if mover is None:
+        rows = job.remaining()
+        print(f"dry run  {rows:,} rows under {spec.source} would move to {spec.target} (not deciphered: "
+              f"a key it needs is not in the store yet, so no crypto was tried)", file=out)
+    else:
+        d = job.dry_run(mover)
+        rows = d.rows
+        rate = d.rows / d.crypto_seconds if d.crypto_seconds else 0.0
+        print(f"dry run  {d.rows:,} rows under {spec.source}: {d.would_move:,} would move to {spec.target}, "
+              f"{d.would_reject:,} would be refused; crypto {rate:,.0f} rows/s", file=out)
+        rc = 0 if d.would_reject == 0 else 1
+    plan = job.planned()
+    if plan is None:
+        chunks = max(-(-rows // spec.chunk_rows), 1)
+        print(f"dry run  would plan job {spec.name}: {chunks:,} chunk{'s' if chunks > 1 else ''} of up to "
+              f"{spec.chunk_rows:,} rows in the checkpoint tables beside {job.table_name}"
+              f"{', audited as pins.reencrypt.start' if audited else ''}", file=out)
+    else:
+        p = job.progress()
+        print(f"dry run  would resume job {spec.name}: {p.chunks - p.chunks_done:,} of {p.chunks:,} chunks left",
+              file=out)
+    print("dry run  nothing written: not the table, not the checkpoint tables, not the key store or its audit",
+          file=out)
     return rc
 
 
-def _execute(args: argparse.Namespace, *, out: TextIO, mode: Mode, pins: PinTable, engine: Engine, crypto: _Crypto,
-             mover: Mover, audit: Callable[[AuditEvent], None] | None) -> int:
-    source, target = crypto.source, crypto.target
-    spec = JobSpec(args.job or f"{pins.name}:{source}->{target}", mode, source, target, args.chunk)
-    job = Job(engine, Tables(engine, pins), spec)
-    print(f"job      {spec.name}\nmode     {mode.value}: rows under {source} -> {target}"
-          f"{' (source under the old LMK)' if crypto.old_lmk else ''}"
-          f"{f' (crypto at {args.server})' if args.server else ''}", file=out)
-    if args.dry_run:
-        d = job.dry_run(mover)
-        rate = d.rows / d.crypto_seconds if d.crypto_seconds else 0.0
-        print(f"dry run  {d.rows:,} rows under {source}: {d.would_move:,} would move, "
-              f"{d.would_reject:,} would be refused; crypto {rate:,.0f} rows/s; nothing written", file=out)
-        return 0 if d.would_reject == 0 else 1
+def _execute(args: argparse.Namespace, job: Job, crypto: Crypto, mover: Mover, *, out: TextIO, engine: Engine,
+             audit: Audit | None, stopper: Stopper) -> int:
+    spec = job.spec
     plan, created = job.plan()
     key_id, version = crypto.target_key
     if created and audit is not None:
-        audit(AuditEvent(args.officer, "pins.reencrypt.start", key_id, version, _detail(spec, pins, plan.total_rows)))
+        audit(AuditEvent(args.officer, "pins.reencrypt.start", key_id, version, _detail(job, plan.total_rows)))
     start_moved = job.progress().moved
     samples = -(-args.verify_sample // max(plan.chunks, 1)) if args.verify_sample else 0
     started = time.monotonic()
-    with nullcontext() if args.no_progress else _ProgressLine(job, plan.total_rows, sys.stderr):
-        if args.workers == 1:
-            job.work(mover, f"{socket.gethostname()}:{os.getpid()}", samples, args.max_chunks)
-        else:
-            _fan_out(args, crypto, spec, pins, samples)
+    workers = Workers(args, crypto, spec, job.pins, samples) if args.workers > 1 else None
+    outcome = Outcome(0, 0)
+    try:
+        # The work phase from before the fork: a signal from here on stops the workers, never orphans them.
+        with stopper.work(in_process=workers is None):
+            if workers is not None:
+                workers.start()  # before the progress thread: a fork copies no thread
+            line = None if args.no_progress else ProgressLine(job, plan.total_rows, sys.stderr,
+                                                              every=args.progress_every)
+            with line or nullcontext():
+                stopper.note = line.note if line is not None else _note
+                try:
+                    if workers is None:
+                        job.work(mover, f"{socket.gethostname()}:{os.getpid()}", samples, args.max_chunks,
+                                 stop=lambda: stopper.asked)
+                    else:
+                        outcome = workers.wait(stopper)
+                finally:
+                    stopper.note = _note
+    except Interrupted:
+        engine.dispose()  # the chunk it interrupted rolled back; the report reads on new connections
+    except BaseException:
+        if workers is not None:
+            workers.terminate(args.grace)  # the parent failed: its workers do not go on alone
+        raise
     elapsed = time.monotonic() - started
     p = job.progress()
-    this_run = p.moved - start_moved
-    print(f"rows     {plan.total_rows:,} planned; {p.moved:,} moved; {p.rejected:,} refused"
-          + (f" (table {job.rejects_table}: {', '.join(map(str, job.rejects(5)))}{', …' if p.rejected > 5 else ''})"
-             if p.rejected else ""),
-          file=out)
-    print(f"this run {this_run:,} rows in {elapsed:.1f} s: {this_run / elapsed if elapsed else 0:,.0f} rows/s end "
-          f"to end; crypto {p.crypto_seconds:.2f} s in all "
-          f"({p.moved / p.crypto_seconds if p.crypto_seconds else 0:,.0f} rows/s)", file=out)
+    _summary(job, p, start_moved=start_moved, elapsed=elapsed, total=plan.total_rows, out=out)
+    if stopper.signal is not None and p.chunks_done < p.chunks:
+        return _stopped(args, job, p, plan, outcome, out=out, audit=audit, stopper=stopper, target=crypto.target_key)
+    if outcome.failed:
+        raise InvalidInput("--workers", f"{outcome.failed} worker(s) failed; run again to resume")
     if p.chunks_done < p.chunks:
         print(f"left     {p.chunks - p.chunks_done} of {p.chunks} chunks; run the same command again to resume",
               file=out)
@@ -362,27 +240,48 @@ def _execute(args: argparse.Namespace, *, out: TextIO, mode: Mode, pins: PinTabl
         print(f"verify   {checked} sampled rows re-deciphered and compared: {bad} mismatched", file=out)
     if job.finish() and audit is not None:
         audit(AuditEvent(args.officer, "pins.reencrypt.finish", key_id, version,
-                         (*_detail(spec, pins, plan.total_rows), ("moved", str(p.moved)),
-                          ("refused", str(p.rejected)))))
-    left = job.remaining()
-    print(f"left     {left:,} rows still under {source}", file=out)
+                         (*_detail(job, plan.total_rows), ("moved", str(p.moved)), ("refused", str(p.rejected)))))
+    print(f"left     {job.remaining():,} rows still under {spec.source}", file=out)
     return 0 if p.rejected == 0 and bad == 0 else 1
 
 
-def _detail(spec: JobSpec, pins: PinTable, rows: int) -> tuple[tuple[str, str], ...]:
-    return (("job", spec.name), ("mode", spec.mode.value), ("table", pins.name), ("from", spec.source),
-            ("to", spec.target), ("rows", str(rows)))
+def _summary(job: Job, p: Progress, *, start_moved: int, elapsed: float, total: int, out: TextIO) -> None:
+    this_run = p.moved - start_moved
+    print(f"rows     {total:,} planned; {p.moved:,} moved; {p.rejected:,} refused"
+          + (f" (table {job.rejects_table}: {', '.join(map(str, job.rejects(5)))}{', …' if p.rejected > 5 else ''})"
+             if p.rejected else ""),
+          file=out)
+    print(f"this run {this_run:,} rows in {elapsed:.1f} s: {this_run / elapsed if elapsed else 0:,.0f} rows/s end "
+          f"to end; crypto {p.crypto_seconds:.2f} s in all "
+          f"({p.moved / p.crypto_seconds if p.crypto_seconds else 0:,.0f} rows/s)", file=out)
 
 
-def _fan_out(args: argparse.Namespace, crypto: _Crypto, spec: JobSpec, pins: PinTable, samples: int) -> None:
-    # fork: the children inherit the parsed arguments and open their own backend (or channel) and connections.
-    ctx = multiprocessing.get_context("fork")
-    procs = [ctx.Process(target=_worker, args=(args, crypto, spec, pins, samples)) for _ in range(args.workers)]
-    for proc in procs:
-        proc.start()
-    failed = 0
-    for proc in procs:
-        proc.join()
-        failed += proc.exitcode != 0
-    if failed:
-        raise InvalidInput("workers", f"{failed} worker(s) failed; run again to resume")
+def _stopped(args: argparse.Namespace, job: Job, p: Progress, plan: Plan, outcome: Outcome, *, out: TextIO,
+             audit: Audit | None, stopper: Stopper, target: tuple[str, int]) -> int:
+    """A run a signal stopped: said on stdout and stderr, and audited as the run's end."""
+    sig = stopper.signal
+    assert sig is not None
+    if not stopper.hurried:
+        how = "the chunks in flight finished" if args.workers > 1 else "the chunk in flight finished"
+    elif outcome.killed:
+        how = f"{outcome.killed} worker(s) killed, their chunks rolled back"
+    else:
+        how = "the chunk in flight was abandoned and rolled back"
+    left = p.chunks - p.chunks_done
+    print(f"stopped  by {sig.name}: {how}; {left} of {p.chunks} chunks ({job.remaining():,} rows) left; "
+          f"run the same command again to resume", file=out)
+    if outcome.failed:
+        print(f"workers  {outcome.failed} failed (see stderr)", file=out)
+    if audit is not None:
+        audit(AuditEvent(args.officer, "pins.reencrypt.stop", *target,
+                         (*_detail(job, plan.total_rows), ("signal", sig.name), ("moved", str(p.moved)),
+                          ("refused", str(p.rejected)), ("chunks_left", str(left)))))
+    print(f"hsmsvc: stopped by {sig.name}; {left} of {p.chunks} chunks left: run the same command again to resume",
+          file=sys.stderr)
+    return 128 + sig
+
+
+def _detail(job: Job, rows: int) -> tuple[tuple[str, str], ...]:
+    s = job.spec
+    return (("job", s.name), ("mode", s.mode.value), ("table", job.table_name), ("from", s.source),
+            ("to", s.target), ("rows", str(rows)))

@@ -85,7 +85,11 @@ class PinTable:
 def connect(url: str) -> Engine:
     """An engine for a customer database. SQLite writers take the lock at BEGIN and wait for each other."""
     try:
-        engine = create_engine(url, pool_pre_ping=True)
+        options: dict[str, Any] = {}
+        if url.startswith("postgresql") and "connect_timeout" not in url:
+            # An unreachable host fails in seconds, not after TCP's minutes of retries.
+            options["connect_args"] = {"connect_timeout": 10}
+        engine = create_engine(url, pool_pre_ping=True, hide_parameters=True, **options)
     except (SQLAlchemyError, ValueError, ImportError):
         raise InvalidInput("db", "a SQLAlchemy database URL") from None
     if engine.dialect.name == "sqlite":
@@ -119,10 +123,12 @@ class Tables:
         try:
             self.t = Table(pins.name, self.meta, autoload_with=engine)
         except NoSuchTableError:
-            raise KeyNotFound("table", f"{pins.name} does not exist") from None
-        missing = [c for c in (pins.pk, pins.account, pins.pin, pins.version) if c not in self.t.c]
+            raise KeyNotFound("--table", f"{pins.name} does not exist in that database") from None
+        options = {pins.pk: "--pk-column", pins.account: "--account-column", pins.pin: "--pin-column",
+                   pins.version: "--version-column"}
+        missing = [f"{c} ({option})" for c, option in options.items() if c not in self.t.c]
         if missing:
-            raise InvalidInput("columns", f"{pins.name} has no column {', '.join(missing)}")
+            raise InvalidInput("--table", f"{pins.name} has no column {', '.join(missing)}")
         pk_type = self.t.c[pins.pk].type
         base = f"hsmsvc_reencrypt_{pins.name}"
         self.jobs = Table(

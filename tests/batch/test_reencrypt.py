@@ -350,6 +350,10 @@ def test_legacy_mode_imports_the_old_systems_key_under_a_zmk(tmp_path: Path) -> 
     legacy_args = site.args("--mode", "legacy", "--from", "legacy-psk:1", "--to", "psk-new:1",
                             "--generate-to", "TDES_2KEY", "--legacy-key", wrapped.hex(),
                             "--legacy-kcv", kcv.hex(), "--zmk", "zmk-legacy", "--verify-sample", "30")
+    assert cli.main([*legacy_args, "--dry-run"]) == 0  # says what it would import and generate, and does neither
+    dry = KeyStore(site.store, site.backend())
+    assert [r.action for r in dry.audit_rows()][-1] == "key.form" and not dry.versions("legacy-psk")
+    dry.close()
     assert cli.main([*legacy_args, "--max-chunks", "0"]) == 3  # imported, then stopped before any chunk
     assert cli.main(legacy_args) == 0  # the resumed run finds the key it imported and does not import again
     _check_every_row(site, 1000, "psk-new:1")
