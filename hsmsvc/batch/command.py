@@ -240,7 +240,8 @@ def _execute(args: argparse.Namespace, job: Job, crypto: Crypto, mover: Mover, *
         print(f"verify   {checked} sampled rows re-deciphered and compared: {bad} mismatched", file=out)
     if job.finish() and audit is not None:
         audit(AuditEvent(args.officer, "pins.reencrypt.finish", key_id, version,
-                         (*_detail(job, plan.total_rows), ("moved", str(p.moved)), ("refused", str(p.rejected)))))
+                         (*_detail(job, plan.total_rows), ("outcome", "completed"), ("moved", str(p.moved)),
+                          ("refused", str(p.rejected)))))
     print(f"left     {job.remaining():,} rows still under {spec.source}", file=out)
     return 0 if p.rejected == 0 and bad == 0 else 1
 
@@ -273,9 +274,11 @@ def _stopped(args: argparse.Namespace, job: Job, p: Progress, plan: Plan, outcom
     if outcome.failed:
         print(f"workers  {outcome.failed} failed (see stderr)", file=out)
     if audit is not None:
-        audit(AuditEvent(args.officer, "pins.reencrypt.stop", *target,
-                         (*_detail(job, plan.total_rows), ("signal", sig.name), ("moved", str(p.moved)),
-                          ("refused", str(p.rejected)), ("chunks_left", str(left)))))
+        # The run's finish row, as every run that started ends with one; "outcome" tells a stopped
+        # run (to be resumed) from the run that completed the job.
+        audit(AuditEvent(args.officer, "pins.reencrypt.finish", *target,
+                         (*_detail(job, plan.total_rows), ("outcome", "stopped"), ("signal", sig.name),
+                          ("moved", str(p.moved)), ("refused", str(p.rejected)), ("chunks_left", str(left)))))
     print(f"hsmsvc: stopped by {sig.name}; {left} of {p.chunks} chunks left: run the same command again to resume",
           file=sys.stderr)
     return 128 + sig

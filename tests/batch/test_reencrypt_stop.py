@@ -163,9 +163,9 @@ def test_sigterm_stops_the_workers_reports_audits_and_the_job_resumes(site: Site
     moved = _each_row_whole(site, rows)
     assert 0 < moved < rows
     actions = _audit(site)
-    stop = [d for a, d in actions if a == "pins.reencrypt.stop"]
-    assert [a for a, _ in actions] == ["pins.reencrypt.start", "pins.reencrypt.stop"]
-    assert stop[0]["signal"] == "SIGTERM" and int(stop[0]["moved"]) == moved
+    stop = [d for a, d in actions if a == "pins.reencrypt.finish"]
+    assert [a for a, _ in actions] == ["pins.reencrypt.start", "pins.reencrypt.finish"]
+    assert stop[0]["outcome"] == "stopped" and stop[0]["signal"] == "SIGTERM" and int(stop[0]["moved"]) == moved
     assert int(stop[0]["chunks_left"]) == sum(1 for c in _chunks(site.db) if not c[1])
     # The same command again resumes where the stop left the job, and finishes it.
     proc = _spawn(site, *MOVE)
@@ -173,8 +173,8 @@ def test_sigterm_stops_the_workers_reports_audits_and_the_job_resumes(site: Site
     assert proc.returncode == 0, err
     assert f"this run {rows - moved:,} rows" in out
     _check_every_row(site, rows, "psk-new:1")
-    assert [a for a, _ in _audit(site)] == ["pins.reencrypt.start", "pins.reencrypt.stop",
-                                                 "pins.reencrypt.finish"]
+    ends = [(a, d["outcome"]) for a, d in _audit(site) if a == "pins.reencrypt.finish"]
+    assert ends == [("pins.reencrypt.finish", "stopped"), ("pins.reencrypt.finish", "completed")]
 
 
 def test_sigkill_to_the_parent_stops_its_workers_after_their_chunk(site: Site) -> None:
@@ -219,4 +219,5 @@ def test_sigterm_to_a_single_process_run_lets_its_chunk_commit(tmp_path: Path) -
     assert proc.returncode == 128 + signal.SIGTERM, err
     assert "stopped  by SIGTERM: the chunk in flight finished" in out and "Traceback" not in err
     assert 0 < _each_row_whole(sqlite, 40_000) < 40_000
-    assert [a for a, _ in _audit(sqlite)] == ["pins.reencrypt.start", "pins.reencrypt.stop"]
+    assert [(a, d.get("outcome")) for a, d in _audit(sqlite)] == [("pins.reencrypt.start", None),
+                                                                   ("pins.reencrypt.finish", "stopped")]
