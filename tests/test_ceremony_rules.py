@@ -10,9 +10,11 @@ from __future__ import annotations
 import json
 import os
 import resource
+import signal
 import stat
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -109,3 +111,49 @@ def _hsmsvc(*args: str, input: str = "", limit: bool = False) -> subprocess.Comp
     env = {**os.environ, "PP": "a passphrase long enough"}
     return subprocess.run([sys.executable, "-m", "hsmsvc", *args], input=input, text=True, capture_output=True,
                           timeout=60, env=env, preexec_fn=_limited if limit else None)
+
+
+def _until(proc: subprocess.Popen[bytes], text: bytes, timeout: float = 60.0) -> bytes:
+    """What ``proc`` wrote to its standard output up to and including ``text``."""
+    assert proc.stdout is not None
+    seen = b""
+    deadline = time.monotonic() + timeout
+    while text not in seen:
+        assert time.monotonic() < deadline, seen
+        chunk = os.read(proc.stdout.fileno(), 4096)
+        assert chunk, seen
+        seen += chunk
+    return seen
+
+
+@pytest.mark.parametrize("signum", [signal.SIGHUP, signal.SIGTERM], ids=["SIGHUP", "SIGTERM"])
+def test_a_closed_terminal_discards_the_staged_mailers_and_journals(tmp_path: Path, signum: int) -> None:
+    """A closed terminal (SIGHUP) or a kill (SIGTERM) at a prompt ended the process at once: the
+    mailers already staged (clear LMK components) stayed in the hidden staging directory, unjournaled."""
+    sealed_file, mail, log = tmp_path / "lmk.sealed", tmp_path / "mailers", tmp_path / "journal.log"
+    assert _hsmsvc("lmk", "init", "--sealed", str(sealed_file), "--passphrase-env", "PP",
+                   "--scrypt-log2-n", "14").returncode == 0
+    keyboard, typed = os.pipe()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "hsmsvc", "ceremony", "lmk", "backup", "--custodians", "3", "--sealed",
+         str(sealed_file), "--passphrase-env", "PP", "--mailer-dir", str(mail), "--journal", str(log),
+         "--officer", "olga"],
+        stdin=keyboard, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        env={**os.environ, "PP": "a passphrase long enough"})
+    os.close(keyboard)
+    try:
+        os.write(typed, b"alice\nbob\n")
+        _until(proc, b"Custodian 3 of 3, your name: ")
+        assert [f for _, _, files in os.walk(mail) for f in files]  # two mailers staged
+        proc.send_signal(signum)
+        proc.wait(timeout=30)
+    finally:
+        os.close(typed)
+        if proc.poll() is None:
+            proc.kill()
+        proc.communicate()
+    assert [f for _, _, files in os.walk(mail) for f in files] == []
+    assert not mail.exists() or list(mail.iterdir()) == []
+    last = json.loads(log.read_text().splitlines()[-1])
+    assert last["action"] == "lmk-backup.abandoned" and signal.Signals(signum).name in last["reason"]
+    assert journal.verify(log).ok
