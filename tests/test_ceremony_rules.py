@@ -157,3 +157,20 @@ def test_a_closed_terminal_discards_the_staged_mailers_and_journals(tmp_path: Pa
     last = json.loads(log.read_text().splitlines()[-1])
     assert last["action"] == "lmk-backup.abandoned" and signal.Signals(signum).name in last["reason"]
     assert journal.verify(log).ok
+
+
+def test_component_destroy_removes_a_planted_link_without_overwriting_its_target(tmp_path: Path) -> None:
+    """`component destroy` followed a symbolic link among the mailers: whoever could write the mailer
+    directory had the key officer's command overwrite the link's target, here the sealed LMK."""
+    lmk_file, mail = tmp_path / "secure" / "lmk.sealed", tmp_path / "mailers"
+    lmk_file.parent.mkdir()
+    mail.mkdir()
+    lmk_file.write_bytes(b"the sealed LMK")
+    ceremony = "print-zmk-x-20260101T000000Z-abcd"
+    (mail / f"{ceremony}-1-mallory.txt").symlink_to(lmk_file)
+    (mail / f"{ceremony}-2-bob.txt").write_text("a mailer")
+    r = _hsmsvc("ceremony", "component", "destroy", "--dir", str(mail), "--ceremony", ceremony, "--officer", "olga",
+                "--journal", str(tmp_path / "journal.log"))
+    assert r.returncode == 0, r.stderr
+    assert lmk_file.read_bytes() == b"the sealed LMK"
+    assert list(mail.iterdir()) == []
