@@ -21,7 +21,8 @@ import pytest
 
 from hsmsvc.ceremony import entry, journal, lmk
 from hsmsvc.ceremony.record import Record
-from hsmsvc.errors import InvalidInput
+from hsmsvc.ceremony.staging import Staging
+from hsmsvc.errors import AlreadyExists, InvalidInput
 from hsmsvc.types import Algorithm
 from tests.ceremony import scripted
 
@@ -174,3 +175,20 @@ def test_component_destroy_removes_a_planted_link_without_overwriting_its_target
     assert r.returncode == 0, r.stderr
     assert lmk_file.read_bytes() == b"the sealed LMK"
     assert list(mail.iterdir()) == []
+
+
+def test_a_staging_directory_made_by_another_process_is_never_written_to(tmp_path: Path) -> None:
+    """A staging directory that already existed (made by a racing process, which owns it and may
+    move files out of it before they are shredded) was taken as the ceremony's own."""
+    planted = tmp_path / ".lmk-create-x.staging"
+    planted.mkdir(mode=0o777)
+    s = Staging("lmk-create-x")
+    with pytest.raises(AlreadyExists, match="not this ceremony's"):
+        s.add(tmp_path / "lmk.sealed", b"sealed")
+    assert list(planted.iterdir()) == [] and not (tmp_path / "lmk.sealed").exists()
+    s.discard()
+    mine = Staging("lmk-create-y")
+    mine.add(tmp_path / "a.txt", b"a")
+    mine.add(tmp_path / "b.txt", b"b")  # its own directory, once made, takes every file
+    mine.publish()
+    assert (tmp_path / "a.txt").read_bytes() == b"a" and not (tmp_path / ".lmk-create-y.staging").exists()

@@ -71,9 +71,15 @@ class Staging:
             directory.mkdir(parents=True, mode=mode)
             self._made.extend(missing)  # deepest first: removed in this order
         private = directory / f".{self.ceremony}.staging"
-        if not private.exists():
-            private.mkdir(mode=0o700)
-            self._made.insert(0, private)
+        if private in self._made:
+            return private
+        try:
+            private.mkdir(mode=0o700)  # this ceremony's own, or none: never one another process made
+        except FileExistsError:
+            raise AlreadyExists("file", f"{private} exists and is not this ceremony's: a racing process made "
+                                        "it, or a ceremony killed there left it (it may hold clear components: "
+                                        "shred it); nothing was written") from None
+        self._made.insert(0, private)
         return private
 
     def add(self, destination: Path, data: bytes, *, directory_mode: int = 0o700) -> Path:
