@@ -192,3 +192,20 @@ def test_a_staging_directory_made_by_another_process_is_never_written_to(tmp_pat
     mine.add(tmp_path / "b.txt", b"b")  # its own directory, once made, takes every file
     mine.publish()
     assert (tmp_path / "a.txt").read_bytes() == b"a" and not (tmp_path / ".lmk-create-y.staging").exists()
+
+
+def test_component_destroy_takes_a_whole_ceremony_id_not_a_prefix(tmp_path: Path) -> None:
+    """`--ceremony print` shredded the mailers of every ceremony whose id begins so, printed or not."""
+    mail = tmp_path / "mailers"
+    mail.mkdir()
+    mine, other = "print-zmk-a-20260101T000000Z-0001", "print-zmk-a-20260101T000000Z-0002"
+    for c in (mine, other):
+        (mail / f"{c}-1-ann.txt").write_text("a mailer")
+    log = str(tmp_path / "journal.log")
+    r = _hsmsvc("ceremony", "component", "destroy", "--dir", str(mail), "--ceremony", "print", "--officer", "olga",
+                "--journal", log)
+    assert r.returncode == 2 and "whole ceremony id" in r.stderr
+    r = _hsmsvc("ceremony", "component", "destroy", "--dir", str(mail), "--ceremony", mine, "--officer", "olga",
+                "--journal", log)
+    assert r.returncode == 0, r.stderr
+    assert [p.name for p in mail.iterdir()] == [f"{other}-1-ann.txt"]
