@@ -10,16 +10,19 @@ from __future__ import annotations
 import json
 import os
 import resource
+import signal
 import stat
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 
 from hsmsvc.ceremony import entry, journal, lmk
 from hsmsvc.ceremony.record import Record
-from hsmsvc.errors import InvalidInput
+from hsmsvc.ceremony.staging import Staging
+from hsmsvc.errors import AlreadyExists, InvalidInput
 from hsmsvc.types import Algorithm
 from tests.ceremony import scripted
 
@@ -109,3 +112,100 @@ def _hsmsvc(*args: str, input: str = "", limit: bool = False) -> subprocess.Comp
     env = {**os.environ, "PP": "a passphrase long enough"}
     return subprocess.run([sys.executable, "-m", "hsmsvc", *args], input=input, text=True, capture_output=True,
                           timeout=60, env=env, preexec_fn=_limited if limit else None)
+
+
+def _until(proc: subprocess.Popen[bytes], text: bytes, timeout: float = 60.0) -> bytes:
+    """What ``proc`` wrote to its standard output up to and including ``text``."""
+    assert proc.stdout is not None
+    seen = b""
+    deadline = time.monotonic() + timeout
+    while text not in seen:
+        assert time.monotonic() < deadline, seen
+        chunk = os.read(proc.stdout.fileno(), 4096)
+        assert chunk, seen
+        seen += chunk
+    return seen
+
+
+@pytest.mark.parametrize("signum", [signal.SIGHUP, signal.SIGTERM], ids=["SIGHUP", "SIGTERM"])
+def test_a_closed_terminal_discards_the_staged_mailers_and_journals(tmp_path: Path, signum: int) -> None:
+    """A closed terminal (SIGHUP) or a kill (SIGTERM) at a prompt ended the process at once: the
+    mailers already staged (clear LMK components) stayed in the hidden staging directory, unjournaled."""
+    sealed_file, mail, log = tmp_path / "lmk.sealed", tmp_path / "mailers", tmp_path / "journal.log"
+    assert _hsmsvc("lmk", "init", "--sealed", str(sealed_file), "--passphrase-env", "PP",
+                   "--scrypt-log2-n", "14").returncode == 0
+    keyboard, typed = os.pipe()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "hsmsvc", "ceremony", "lmk", "backup", "--custodians", "3", "--sealed",
+         str(sealed_file), "--passphrase-env", "PP", "--mailer-dir", str(mail), "--journal", str(log),
+         "--officer", "olga"],
+        stdin=keyboard, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        env={**os.environ, "PP": "a passphrase long enough"})
+    os.close(keyboard)
+    try:
+        os.write(typed, b"alice\nbob\n")
+        _until(proc, b"Custodian 3 of 3, your name: ")
+        assert [f for _, _, files in os.walk(mail) for f in files]  # two mailers staged
+        proc.send_signal(signum)
+        proc.wait(timeout=30)
+    finally:
+        os.close(typed)
+        if proc.poll() is None:
+            proc.kill()
+        proc.communicate()
+    assert [f for _, _, files in os.walk(mail) for f in files] == []
+    assert not mail.exists() or list(mail.iterdir()) == []
+    last = json.loads(log.read_text().splitlines()[-1])
+    assert last["action"] == "lmk-backup.abandoned" and signal.Signals(signum).name in last["reason"]
+    assert journal.verify(log).ok
+
+
+def test_component_destroy_removes_a_planted_link_without_overwriting_its_target(tmp_path: Path) -> None:
+    """`component destroy` followed a symbolic link among the mailers: whoever could write the mailer
+    directory had the key officer's command overwrite the link's target, here the sealed LMK."""
+    lmk_file, mail = tmp_path / "secure" / "lmk.sealed", tmp_path / "mailers"
+    lmk_file.parent.mkdir()
+    mail.mkdir()
+    lmk_file.write_bytes(b"the sealed LMK")
+    ceremony = "print-zmk-x-20260101T000000Z-abcd"
+    (mail / f"{ceremony}-1-mallory.txt").symlink_to(lmk_file)
+    (mail / f"{ceremony}-2-bob.txt").write_text("a mailer")
+    r = _hsmsvc("ceremony", "component", "destroy", "--dir", str(mail), "--ceremony", ceremony, "--officer", "olga",
+                "--journal", str(tmp_path / "journal.log"))
+    assert r.returncode == 0, r.stderr
+    assert lmk_file.read_bytes() == b"the sealed LMK"
+    assert list(mail.iterdir()) == []
+
+
+def test_a_staging_directory_made_by_another_process_is_never_written_to(tmp_path: Path) -> None:
+    """A staging directory that already existed (made by a racing process, which owns it and may
+    move files out of it before they are shredded) was taken as the ceremony's own."""
+    planted = tmp_path / ".lmk-create-x.staging"
+    planted.mkdir(mode=0o777)
+    s = Staging("lmk-create-x")
+    with pytest.raises(AlreadyExists, match="not this ceremony's"):
+        s.add(tmp_path / "lmk.sealed", b"sealed")
+    assert list(planted.iterdir()) == [] and not (tmp_path / "lmk.sealed").exists()
+    s.discard()
+    mine = Staging("lmk-create-y")
+    mine.add(tmp_path / "a.txt", b"a")
+    mine.add(tmp_path / "b.txt", b"b")  # its own directory, once made, takes every file
+    mine.publish()
+    assert (tmp_path / "a.txt").read_bytes() == b"a" and not (tmp_path / ".lmk-create-y.staging").exists()
+
+
+def test_component_destroy_takes_a_whole_ceremony_id_not_a_prefix(tmp_path: Path) -> None:
+    """`--ceremony print` shredded the mailers of every ceremony whose id begins so, printed or not."""
+    mail = tmp_path / "mailers"
+    mail.mkdir()
+    mine, other = "print-zmk-a-20260101T000000Z-0001", "print-zmk-a-20260101T000000Z-0002"
+    for c in (mine, other):
+        (mail / f"{c}-1-ann.txt").write_text("a mailer")
+    log = str(tmp_path / "journal.log")
+    r = _hsmsvc("ceremony", "component", "destroy", "--dir", str(mail), "--ceremony", "print", "--officer", "olga",
+                "--journal", log)
+    assert r.returncode == 2 and "whole ceremony id" in r.stderr
+    r = _hsmsvc("ceremony", "component", "destroy", "--dir", str(mail), "--ceremony", mine, "--officer", "olga",
+                "--journal", log)
+    assert r.returncode == 0, r.stderr
+    assert [p.name for p in mail.iterdir()] == [f"{other}-1-ann.txt"]

@@ -5,11 +5,17 @@ staging directories), journals its beginning, and ends either completed (the
 outputs published, then the journal and audit written) or abandoned, with the
 reason, whatever stopped it: an error, Ctrl-C or a closed terminal. All of a
 ceremony's lines carry its id, so they read together.
+
+A closed terminal is a SIGHUP, and a ``kill`` a SIGTERM, whose default action ends
+the process at once: no ``finally``, so staged mailers (clear components) stay on
+disk and nothing is journaled. :func:`stop_on_signals` turns both into
+:class:`Stopped`, which unwinds like Ctrl-C. Only SIGKILL is left.
 """
 
 from __future__ import annotations
 
 import secrets
+import signal
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -23,14 +29,35 @@ from hsmsvc.hsm.backend import Backend
 from hsmsvc.keys.model import AuditEvent
 from hsmsvc.keys.store import KeyStore
 
-__all__ = ["JOURNALED", "Record", "Session", "reason"]
+__all__ = ["JOURNALED", "Record", "Session", "Stopped", "reason", "stop_on_signals"]
 
 JOURNALED = "hsmsvc: journaled as abandoned"
 """The note a session adds to the exception that ended it."""
 
 
+class Stopped(KeyboardInterrupt):
+    """A ceremony stopped by a signal: its terminal closed (SIGHUP) or it was told to end (SIGTERM)."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+def _stop(signum: int, frame: object) -> None:
+    raise Stopped(signum)
+
+
+def stop_on_signals() -> None:
+    """From here on, SIGHUP and SIGTERM unwind the ceremony (discard, journal) as Ctrl-C does."""
+    for sig in (signal.SIGHUP, signal.SIGTERM):
+        signal.signal(sig, _stop)
+
+
 def reason(e: BaseException) -> str:
     """One line saying why a ceremony stopped; our errors carry no secret, others only their type."""
+    if isinstance(e, Stopped):
+        return f"stopped by {signal.Signals(e.signum).name}" + (
+            " (terminal closed)" if e.signum == signal.SIGHUP else "")
     if isinstance(e, KeyboardInterrupt):
         return "interrupted (Ctrl-C)"
     if isinstance(e, HsmsvcError):

@@ -11,8 +11,10 @@ ceremony that fails at its last mailer leaves no file holding a component.
 
 from __future__ import annotations
 
+import errno
 import os
 import secrets
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -30,16 +32,28 @@ def _fsync_dir(path: Path) -> None:
 
 
 def shred(path: Path) -> None:
-    """Overwrite a file with random bytes, flush it to disk, then unlink it (gone already: nothing)."""
+    """Overwrite a file with random bytes, flush it to disk, then unlink it (gone already: nothing).
+
+    A symbolic link is removed, never followed: one planted among the mailers (or put in
+    place of a published one) would otherwise have the target, say the sealed LMK, overwritten.
+    """
     try:
-        size = path.stat().st_size
-        with open(path, "r+b") as f:
-            f.write(secrets.token_bytes(size))
-            f.flush()
-            os.fsync(f.fileno())
-        path.unlink()
+        fd = os.open(path, os.O_WRONLY | os.O_NOFOLLOW | os.O_NONBLOCK)  # a FIFO: refused, not waited on
     except FileNotFoundError:
         return
+    except OSError as e:
+        if e.errno != errno.ELOOP:
+            raise InvalidInput("file", f"{path.name} cannot be overwritten: {e.strerror}") from None
+        path.unlink(missing_ok=True)  # a symbolic link: the name goes, its target is left alone
+        return
+    with os.fdopen(fd, "wb") as f:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise InvalidInput("file", f"{path.name} is not a regular file")
+        size = os.fstat(fd).st_size
+        f.write(secrets.token_bytes(size))
+        f.flush()
+        os.fsync(fd)
+    path.unlink(missing_ok=True)
 
 
 @dataclass
@@ -57,9 +71,15 @@ class Staging:
             directory.mkdir(parents=True, mode=mode)
             self._made.extend(missing)  # deepest first: removed in this order
         private = directory / f".{self.ceremony}.staging"
-        if not private.exists():
-            private.mkdir(mode=0o700)
-            self._made.insert(0, private)
+        if private in self._made:
+            return private
+        try:
+            private.mkdir(mode=0o700)  # this ceremony's own, or none: never one another process made
+        except FileExistsError:
+            raise AlreadyExists("file", f"{private} exists and is not this ceremony's: a racing process made "
+                                        "it, or a ceremony killed there left it (it may hold clear components: "
+                                        "shred it); nothing was written") from None
+        self._made.insert(0, private)
         return private
 
     def add(self, destination: Path, data: bytes, *, directory_mode: int = 0o700) -> Path:

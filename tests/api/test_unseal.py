@@ -184,11 +184,15 @@ def test_a_share_sealed_server_serves_only_once_two_custodians_have_given_their_
         assert _refused(s.submit, "custodian-2", typo)[0] == grpc.StatusCode.INVALID_ARGUMENT
         assert s.status().entered == 1
 
-        # A well-formed share of another seal: the opening fails with one answer, whichever was wrong,
-        # and entry is reset.
+        # A share of another seal (its first digits, which are public): refused at once, nothing changes.
         other, _ = seal_with_shares(s.sealed_file.parent / "other.sealed")
+        code, msg = _refused(s.submit, "custodian-2", other[1])
+        assert code == grpc.StatusCode.INVALID_ARGUMENT and "right envelope" in msg and s.status().entered == 1
+        # A well-formed wrong share of this seal: the opening fails with one answer, whichever was wrong,
+        # and entry is reset.
+        wrong = [shares.text(seal=x[:8], index=int(x[9]), value=secrets.token_bytes(32)) for x in s.shares]
         answers = set()
-        for first, second in ((s.shares[0], other[1]), (other[0], s.shares[2])):
+        for first, second in ((s.shares[0], wrong[1]), (wrong[0], s.shares[2])):
             if s.status().entered == 0:
                 s.submit("custodian-1", first)
             answers.add(_refused(s.submit, "custodian-2", second))

@@ -193,9 +193,9 @@ def test_the_unsealer_takes_one_share_per_index_and_principal_and_resets_on_a_wr
     with pytest.raises(InvalidInput, match="mistyped"):
         u.submit(principal="c2", share=texts[1][:-1].encode() + b"0" if texts[1][-1] != "0" else b"x")
     assert len(u.status().entered) == 1  # neither refusal changed anything
-    other = _texts(sharesealed.seal(Algorithm.AES_256, lmk, threshold=2, holders=["a", "b", "c"])[2])[1]
+    wrong = shares.text(seal=u.header.prefix, index=2, value=secrets.token_bytes(32))
     with pytest.raises(PermissionDenied) as e:
-        u.submit(principal="c2", share=other.encode())
+        u.submit(principal="c2", share=wrong.encode())
     assert str(e.value) == f"shares: {RESET}" and u.failures == 1 and u.status().entered == ()
     u.submit(principal="c2", share=texts[2].encode())
     opened = u.submit(principal="c1", share=texts[1].encode())
@@ -221,3 +221,16 @@ def test_the_unsealer_in_development_takes_several_shares_from_one_principal(tmp
     u, texts, _ = _unsealer(tmp_path, one_per_principal=False)
     u.submit(principal="dev", share=texts[0].encode())
     assert isinstance(u.submit(principal="dev", share=texts[1].encode()), Opened)
+
+
+def test_a_share_of_another_seal_is_refused_at_once_and_resets_nothing(tmp_path: Path) -> None:
+    """The server took a share of another seal (an old envelope, a reseal's previous file) into the
+    entry, and at the threshold reset every custodian's progress; the console and `hsmsvc unseal`
+    refuse it by its first digits, which are public."""
+    u, texts, lmk = _unsealer(tmp_path)
+    u.submit(principal="c1", share=texts[0].encode())
+    other = _texts(sharesealed.seal(Algorithm.AES_256, lmk, threshold=2, holders=["a", "b", "c"])[2])[1]
+    with pytest.raises(InvalidInput, match="another seal|LMK seal"):
+        u.submit(principal="c2", share=other.encode())
+    assert u.failures == 0 and [e.principal for e in u.status().entered] == ["c1"]
+    assert isinstance(u.submit(principal="c2", share=texts[1].encode()), Opened)

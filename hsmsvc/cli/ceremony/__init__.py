@@ -23,6 +23,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from hsmsvc.ceremony.record import stop_on_signals
+
+    stop_on_signals()  # a closed terminal discards and journals, as Ctrl-C does
     if args.ceremony_command == "lmk":
         return lmk.run(args)
     if args.ceremony_command == "component":

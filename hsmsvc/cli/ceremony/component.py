@@ -4,10 +4,14 @@
 from __future__ import annotations
 
 import argparse
+import re
 from pathlib import Path
 
 from hsmsvc.errors import InvalidInput
 from hsmsvc.types import Algorithm
+
+CEREMONY_ID = re.compile(r"[A-Za-z0-9._-]{1,80}-[0-9]{8}T[0-9]{6}Z-[0-9a-f]{4}")
+"""A ceremony's id as :meth:`hsmsvc.ceremony.record.Record.session` makes it."""
 
 
 def add_arguments(parser: argparse.ArgumentParser, officer: str | None) -> None:
@@ -57,10 +61,13 @@ def destroy(args: argparse.Namespace) -> int:
     from hsmsvc.ceremony.record import Record
     from hsmsvc.ceremony.staging import shred
 
-    if not mailer.CUSTODIAN_NAME.fullmatch(args.ceremony):
-        raise InvalidInput("ceremony", "a ceremony id, as the mailers' names begin")
+    # The whole id (kind, time, random digits): a prefix such as "print" took every ceremony's mailers.
+    if not CEREMONY_ID.fullmatch(args.ceremony):
+        raise InvalidInput("ceremony", "a whole ceremony id, as the mailers' names begin "
+                                       "(e.g. lmk-backup-20260101T120000Z-1a2b)")
     directory = Path(args.dir)
-    files = sorted(p for p in directory.glob(f"{args.ceremony}-*") if p.suffix in (".txt", ".pdf"))
+    files = sorted(p for p in directory.glob(f"{args.ceremony}-[1-9]-*")
+                   if p.suffix in (".txt", ".pdf") and mailer.CUSTODIAN_NAME.fullmatch(p.stem))
     if not files:
         raise InvalidInput("ceremony", f"no mailer of {args.ceremony} in {directory}")
     console = Console()

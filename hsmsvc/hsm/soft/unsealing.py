@@ -5,7 +5,8 @@ sealed: it holds the file and nothing that opens it. Custodians give their
 shares one by one (``CeremonyService.SubmitUnsealShare``, ``hsmsvc unseal``),
 each under their own identity; when k are in, the LMK opens. The rules:
 
-* a mistyped share (its check digits) is refused at once and changes nothing;
+* a mistyped share (its check digits), or one of another seal (its first digits), is
+  refused at once and changes nothing;
 * one share per index and, outside development, one per principal;
 * shares that do not open the LMK are all discarded, with one answer whichever
   was wrong (as Vault resets its unseal progress), and the failure is counted;
@@ -163,6 +164,9 @@ class Unsealer:
                 if self._opening:
                     raise KeyStateError("lmk", "the shares entered opened the LMK; the server is starting")
                 self._expire()
+                if given.seal != self.header.prefix:  # public, as the share's first digits: no oracle
+                    raise InvalidInput("share", f"a share of LMK seal {given.seal}; this server's LMK is seal "
+                                                f"{self.header.prefix}: is it the right envelope?")
                 if not 1 <= given.index <= self.header.count:
                     raise InvalidInput("share", f"index {given.index}: this seal has shares 1 to {self.header.count}")
                 if any(e.index == given.index for e in self._who):
