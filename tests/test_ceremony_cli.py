@@ -51,7 +51,7 @@ OFFICER = "otto"
 
 def hsmsvc(*args: str, answers: list[str] = [], ok: bool = True) -> subprocess.CompletedProcess[str]:  # noqa: B006
     env = {**os.environ, "PP": PP, "PP2": PP + "-new"}
-    if args[:1] == ("ceremony",) and args[1:2] != ("zmk",) and "--officer" not in args:
+    if args[:1] == ("ceremony",) and args[1:2] not in (("zmk",), ("journal",)) and "--officer" not in args:
         args = (*args, "--officer", OFFICER)  # else asked first (a person, not the login)
     r = subprocess.run([sys.executable, "-m", "hsmsvc", *args], input="\n".join(answers) + "\n", text=True,
                        capture_output=True, timeout=120, env=env)
@@ -254,6 +254,9 @@ def test_component_print_writes_one_mailer_per_custodian(tmp_path: Path) -> None
     assert {j["ceremony"] for j in journal} == {ceremony} and journal[1]["key_kcv"] == key_kcv
     assert journal[1]["envelope_2"] == f"{ceremony}/2" and journal[1]["officer"] == OFFICER
     assert all(c.hex() not in (out / "ceremony.log").read_text().lower() for c, _ in parts)
+    head = f"line 2, hash {journal[1]['hash'][:16].upper()}"
+    assert head in r.stdout  # for the paper ceremony log; `journal verify` shows it again
+    assert head in hsmsvc("ceremony", "journal", "verify", str(out / "ceremony.log")).stdout
     # A second ceremony into the same directory: its own mailers, none of the first's touched.
     hsmsvc("ceremony", "component", "print", "--out", str(out), "--label", "zmk-branch9",
            "--custodian", "ann", "--custodian", "ben")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import resource
+import secrets
 import signal
 import stat
 import subprocess
@@ -64,6 +65,13 @@ def test_the_journal_chain_shows_an_edited_line(tmp_path: Path) -> None:
     assert journal.verify(path).problems == ("line 2: does not chain to the line before",)
     r = _hsmsvc("ceremony", "journal", "verify", str(path))
     assert r.returncode == 1 and "chain BROKEN" in r.stdout
+    # Rewritten whole, the chain verifies again (it has no key): only the head on paper tells.
+    on_paper = journal.verify(path).head
+    path.unlink()
+    for i in (0, 2):
+        journal.append(path, {"ceremony": "c", "action": f"step.{i}", "kcv": "39C6E6"})
+    journal.append(path, {"ceremony": "c", "action": "step.3", "kcv": "39C6E6"})
+    assert journal.verify(path).ok and journal.verify(path).head != on_paper
     path.write_text("\n".join([lines[0], lines[2]]) + "\n")  # a line removed
     assert not journal.verify(path).ok
 
@@ -145,7 +153,7 @@ def test_a_closed_terminal_discards_the_staged_mailers_and_journals(tmp_path: Pa
     try:
         os.write(typed, b"alice\nbob\n")
         _until(proc, b"Custodian 3 of 3, your name: ")
-        assert [f for _, _, files in os.walk(mail) for f in files]  # two mailers staged
+        assert len(_staged_in(proc.pid, mail)) == 4  # two mailers (txt, pdf) staged, unnamed
         proc.send_signal(signum)
         proc.wait(timeout=30)
     finally:
@@ -182,12 +190,12 @@ def test_a_staging_directory_made_by_another_process_is_never_written_to(tmp_pat
     move files out of it before they are shredded) was taken as the ceremony's own."""
     planted = tmp_path / ".lmk-create-x.staging"
     planted.mkdir(mode=0o777)
-    s = Staging("lmk-create-x")
+    s = Staging("lmk-create-x", unnamed=False)  # the named staging of file systems without O_TMPFILE
     with pytest.raises(AlreadyExists, match="not this ceremony's"):
         s.add(tmp_path / "lmk.sealed", b"sealed")
     assert list(planted.iterdir()) == [] and not (tmp_path / "lmk.sealed").exists()
     s.discard()
-    mine = Staging("lmk-create-y")
+    mine = Staging("lmk-create-y", unnamed=False)
     mine.add(tmp_path / "a.txt", b"a")
     mine.add(tmp_path / "b.txt", b"b")  # its own directory, once made, takes every file
     mine.publish()
@@ -209,3 +217,105 @@ def test_component_destroy_takes_a_whole_ceremony_id_not_a_prefix(tmp_path: Path
                 "--journal", log)
     assert r.returncode == 0, r.stderr
     assert [p.name for p in mail.iterdir()] == [f"{other}-1-ann.txt"]
+
+
+def _staged_in(pid: int, directory: Path) -> list[str]:
+    """The unnamed (O_TMPFILE) files process ``pid`` holds open in ``directory``."""
+    held = []
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        try:
+            target = os.readlink(f"/proc/{pid}/fd/{fd}")
+        except OSError:
+            continue
+        if target.startswith(f"{directory}/#"):
+            held.append(target)
+    return held
+
+
+def test_sigkill_mid_ceremony_leaves_no_component_on_disk(tmp_path: Path) -> None:
+    """SIGKILL runs no cleanup: files staged by name stayed, holding clear components. Staged
+    unnamed (O_TMPFILE), they had no name to stay under, and the kernel freed them."""
+    sealed_file, mail = tmp_path / "lmk.sealed", tmp_path / "mailers"
+    assert _hsmsvc("lmk", "init", "--sealed", str(sealed_file), "--passphrase-env", "PP",
+                   "--scrypt-log2-n", "14").returncode == 0
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "hsmsvc", "ceremony", "lmk", "backup", "--custodians", "3", "--sealed",
+         str(sealed_file), "--passphrase-env", "PP", "--mailer-dir", str(mail), "--officer", "olga"],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        env={**os.environ, "PP": "a passphrase long enough"})
+    assert proc.stdin is not None
+    try:
+        proc.stdin.write(b"alice\nbob\n")
+        proc.stdin.flush()
+        _until(proc, b"Custodian 3 of 3, your name: ")
+        assert len(_staged_in(proc.pid, mail)) == 4
+        proc.kill()
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.communicate()
+    assert [f for _, dirs, files in os.walk(mail) for f in (*dirs, *files)] == []
+
+
+_KILLED_MID_STAGING = """
+import os, signal, sys
+from pathlib import Path
+from hsmsvc.ceremony.staging import Staging
+s = Staging("lmk-backup-killed", unnamed=False)
+s.add(Path(sys.argv[1]) / "killed-1-alice.txt", b"a clear component")
+os.kill(os.getpid(), signal.SIGKILL)
+"""
+
+
+def test_named_staging_a_killed_ceremony_left_is_shredded_by_the_next(tmp_path: Path) -> None:
+    """Without O_TMPFILE, a SIGKILLed ceremony's staging directory stays; the next ceremony in that
+    directory finds it unlocked (its ceremony is gone), shreds it and reports it."""
+    proc = subprocess.run([sys.executable, "-c", _KILLED_MID_STAGING, str(tmp_path)], capture_output=True)
+    assert proc.returncode == -signal.SIGKILL
+    stale = tmp_path / ".lmk-backup-killed.staging"
+    assert (stale / "killed-1-alice.txt").read_bytes() == b"a clear component"
+    live = Staging("lmk-backup-live", unnamed=False)
+    live.add(tmp_path / "held.txt", b"x")
+    assert live.swept == [stale] and not stale.exists()
+    nxt = Staging("lmk-create-next", unnamed=False)
+    nxt.add(tmp_path / "next.txt", b"y")
+    assert nxt.swept == []  # a live ceremony's directory is locked: never swept
+    assert (tmp_path / ".lmk-backup-live.staging" / "held.txt").exists()
+    live.discard()
+    nxt.discard()
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
+
+
+def test_a_token_lmk_is_taken_back_when_the_journal_then_fails(tmp_path: Path) -> None:
+    """A token LMK cannot be staged: it is formed after the mailers publish. When the journal then
+    failed, the mailers were taken back but the token kept an LMK nobody holds components for. The
+    fault is real: the journal is replaced by a directory while custodian 2 types."""
+    from hsmsvc.errors import BackendUnavailable
+    from hsmsvc.hsm.pkcs11.backend import Pkcs11Backend
+    from tests.hsm import softhsm
+
+    softhsm.setup()
+    log = tmp_path / "journal.log"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "hsmsvc", "ceremony", "lmk", "create", "--custodians", "2", "--pkcs11-module",
+         softhsm.MODULE, "--token", "ceremony-c", "--pin-env", softhsm.PIN_ENV, "--journal", str(log),
+         "--officer", "olga"],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert proc.stdin is not None
+    try:
+        proc.stdin.write(f"ann\n{secrets.token_bytes(32).hex()}\n".encode())
+        proc.stdin.flush()
+        _until(proc, b"Custodian 2 of 2, your name: ")
+        assert json.loads(log.read_text())["action"] == "lmk-create.begin"
+        log.unlink()
+        log.mkdir()  # the completion line cannot be written
+        proc.stdin.write(f"ben\n{secrets.token_bytes(32).hex()}\n".encode())
+        proc.stdin.flush()
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 2 and b"Traceback" not in err and b"journal" in err, err
+    with pytest.raises(BackendUnavailable, match="holds no hsmsvc LMK"):
+        Pkcs11Backend(softhsm.MODULE, "ceremony-c", softhsm.PIN)

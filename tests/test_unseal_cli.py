@@ -185,6 +185,13 @@ def test_a_passphrase_sealed_lmk_is_resealed_under_shares_and_the_old_file_kept(
                "--share-holder", "y", answers=["bob", texts[1], "carol", texts[2], ""], ok=False)
     assert r.returncode == 2 and lmk_file.read_bytes() == now and not kept.exists()
     assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
+    # Stopped between its two steps, a reseal left the kept name on the live file (one inode): told to
+    # shred "the previous file", the officer would have destroyed the LMK. The next reseal drops the name.
+    os.link(lmk_file, kept)
+    r = hsmsvc(*reseal[:5], "--threshold", "2", "--share-holder", "x", "--share-holder", "y",
+               answers=["bob", texts[1], "carol", texts[2], "", "", "", ""])
+    assert "live file under a second name" in r.stdout
+    assert kept.read_bytes() == now and lmk_file.read_bytes() != now and not os.path.samefile(kept, lmk_file)
 
 
 def test_hsmsvc_unseal_from_files_opens_a_development_server(tmp_path: Path) -> None:

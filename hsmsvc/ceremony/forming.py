@@ -159,4 +159,5 @@ def print_components(
     for path in session.staging.published:
         console.say(f"  mailer {path}")
     console.say(f"{key_type.value} {label} ({algorithm.value}): key KCV {key_kcv.hex().upper()}")
+    session.report(console.say)
     return key_kcv

@@ -5,9 +5,11 @@ change to the record is detectable. The store's audit log does that with a MAC
 under the LMK; a ceremony journal must also record ceremonies that never made
 an LMK (an abandoned ``lmk create``), so it chains with SHA-256 instead: each
 line carries the previous line's hash and its own, over the line's canonical
-JSON. An edited, removed or reordered line breaks the chain at that line; only
-the last lines can be dropped unnoticed, which the store's audit and the paper
-ceremony log (which records the last sequence number) cover.
+JSON. An edited, removed or reordered line breaks the chain at that line. The
+chain has no key, so whoever can write the file could rewrite every line after
+an edit: each ceremony therefore ends by showing the journal's head (its last
+line's number and hash), which the officer writes in the paper ceremony log;
+``hsmsvc ceremony journal verify`` shows the head to compare with it.
 
 Appends take an exclusive ``flock``, so two ceremonies writing one journal
 keep one chain, and each line is fsynced before the ceremony goes on.
@@ -25,7 +27,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-__all__ = ["GENESIS", "JournalCheck", "append", "verify"]
+from hsmsvc.errors import InvalidInput
+
+__all__ = ["GENESIS", "JournalCheck", "append", "head", "verify"]
 
 GENESIS = "0" * 64
 """The ``prev`` of a journal's first line."""
@@ -56,7 +60,17 @@ def _last(f: Any) -> tuple[int, str]:
 
 
 def append(path: Path, entry: dict[str, str]) -> dict[str, Any]:
-    """Append ``entry`` (flat strings) with ``seq``, ``at``, ``prev`` and ``hash``; returns the line."""
+    """Append ``entry`` (flat strings) with ``seq``, ``at``, ``prev`` and ``hash``; returns the line.
+
+    ``InvalidInput`` (naming the journal and the system's reason) when it cannot be written.
+    """
+    try:
+        return _append(path, entry)
+    except OSError as e:
+        raise InvalidInput("journal", f"{path} cannot be written: {e.strerror or type(e).__name__}") from None
+
+
+def _append(path: Path, entry: dict[str, str]) -> dict[str, Any]:
     path.parent.mkdir(parents=True, exist_ok=True)
     # 0600 when created: the journal names custodians and KCVs (an existing one keeps its mode).
     fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o600)
@@ -80,10 +94,16 @@ def append(path: Path, entry: dict[str, str]) -> dict[str, Any]:
     return line
 
 
+def head(line: dict[str, Any]) -> str:
+    """How the paper ceremony log records a journal's head."""
+    return f"line {line['seq']}, hash {str(line['hash'])[:16].upper()}"
+
+
 @dataclass(frozen=True)
 class JournalCheck:
     lines: int
     problems: tuple[str, ...] = field(default=())
+    head: str = ""
 
     @property
     def ok(self) -> bool:
@@ -95,6 +115,7 @@ def verify(path: Path) -> JournalCheck:
     problems: list[str] = []
     prev = GENESIS
     n = 0
+    last: dict[str, Any] = {}
     with open(path, encoding="utf-8") as f:
         for n, text in enumerate(f, start=1):
             try:
@@ -106,4 +127,5 @@ def verify(path: Path) -> JournalCheck:
             if not ok:
                 problems.append(f"line {n}: does not chain to the line before")
             prev = str(line.get("hash", ""))
-    return JournalCheck(n, tuple(problems))
+            last = line
+    return JournalCheck(n, tuple(problems), head(last) if n and "seq" in last else "")

@@ -64,6 +64,10 @@ class Target(Protocol):
 
     def commit(self, parts: Sequence[bytes | bytearray], lmk_kcv: bytes) -> None: ...
 
+    def uncommit(self, lmk_kcv: bytes) -> None:
+        """Undo :meth:`commit` (the journal or the audit failed after it)."""
+        ...
+
     def open(self) -> Backend: ...
 
     def describe(self) -> str: ...
@@ -111,6 +115,9 @@ class SealedTarget:
     def commit(self, parts: Sequence[bytes | bytearray], lmk_kcv: bytes) -> None:
         return None  # published with the ceremony's other files
 
+    def uncommit(self, lmk_kcv: bytes) -> None:
+        return None  # a published file is taken back with the others
+
     def open(self, old: SealedTarget | None = None) -> Backend:
         from hsmsvc.hsm.soft.backend import SoftBackend
 
@@ -139,6 +146,12 @@ class TokenTarget:
         made = provision_lmk(self.module, self.token, self.pin, [bytes(p) for p in parts])
         if not compare.bytes_eq(made, lmk_kcv):
             raise VerificationFailed("token", "the LMK formed in the token has another KCV")
+
+    def uncommit(self, lmk_kcv: bytes) -> None:
+        """Take back the LMK :meth:`commit` formed, when a later step of its ceremony failed."""
+        from hsmsvc.hsm.pkcs11.backend import remove_lmk
+
+        remove_lmk(self.module, self.token, self.pin, lmk_kcv)
 
     def open(self) -> Backend:
         from hsmsvc.hsm.pkcs11.backend import Pkcs11Backend
@@ -198,7 +211,8 @@ def create(
                     mailer.stage(session.staging, mailer_dir, m)
                     envelopes[f"envelope_{i + 1}"] = m.envelope
             session.complete("lmk.create", {**_detail(custodians, lmk_kcv, target=target.describe()), **envelopes},
-                             then=lambda: target.commit(parts, lmk_kcv), audit=_audit_under(record, target))
+                             then=lambda: target.commit(parts, lmk_kcv), undo=lambda: target.uncommit(lmk_kcv),
+                             audit=_audit_under(record, target))
         finally:
             for p in parts:
                 zeroize(p)
@@ -206,6 +220,7 @@ def create(
         for path in session.staging.published:
             console.say(f"  mailer {path}")
     console.say(f"LMK KCV {lmk_kcv.hex().upper()}: record it in the ceremony log; every restore checks it.")
+    session.report(console.say)
     return lmk_kcv
 
 
@@ -234,11 +249,13 @@ def restore(
                                                     f"{expect_kcv.hex().upper()}; nothing was changed")
             lmk_kcv = target.prepare(parts, session.staging)
             session.complete("lmk.restore", _detail(custodians, lmk_kcv, target=target.describe()),
-                             then=lambda: target.commit(parts, lmk_kcv), audit=_audit_under(record, target))
+                             then=lambda: target.commit(parts, lmk_kcv), undo=lambda: target.uncommit(lmk_kcv),
+                             audit=_audit_under(record, target))
         finally:
             for p in parts:
                 zeroize(p)
     console.say(f"LMK restored into {target.describe()}; KCV {lmk_kcv.hex().upper()}")
+    session.report(console.say)
     return lmk_kcv
 
 
@@ -282,4 +299,5 @@ def backup(
     for path in session.staging.published:
         console.say(f"  mailer {path}")
     console.say(f"LMK KCV {lmk_kcv.hex().upper()}: the {n} components restore it with `ceremony lmk restore`.")
+    session.report(console.say)
     return custodians

@@ -73,10 +73,13 @@ class Record:
     journal: Path | None = None
     store_url: str | None = None
 
-    def line(self, ceremony: str, action: str, **detail: str) -> None:
-        if self.journal is not None:
-            journal.append(self.journal, {"ceremony": ceremony, "officer": self.officer, "action": action,
-                                          **detail})
+    def line(self, ceremony: str, action: str, **detail: str) -> str | None:
+        """Journal one line; returns the journal's new head ("line N, hash H") to write on paper."""
+        if self.journal is None:
+            return None
+        written = journal.append(self.journal, {"ceremony": ceremony, "officer": self.officer, "action": action,
+                                                **detail})
+        return journal.head(written)
 
     def audit(self, action: str, backend: Backend, **detail: str) -> None:
         """An audit row in the store, MACed under ``backend``'s LMK (nothing without a store)."""
@@ -103,6 +106,8 @@ class Session:
     id: str
     staging: Staging = field(init=False)
     done: bool = False
+    head: str | None = None
+    """The journal's head after the ceremony's completion line: for the paper ceremony log."""
 
     def __post_init__(self) -> None:
         self.staging = Staging(self.id)
@@ -112,19 +117,39 @@ class Session:
         return self
 
     def complete(self, action: str, detail: dict[str, str], *, then: Callable[[], None] = lambda: None,
+                 undo: Callable[[], None] = lambda: None,
                  audit: Callable[[str, dict[str, str]], None] | None = None) -> None:
         """Publish the staged outputs, run ``then`` (a token's LMK), journal and ``audit`` the step;
-        a failure in any of these takes the published outputs back."""
+        a failure in any of these takes the published outputs back, and ``then``'s with ``undo``."""
         self.staging.publish()
+        self._swept()
+        done_then = False
         try:
             then()
-            self.record.line(self.id, action, **detail)
+            done_then = True
+            self.head = self.record.line(self.id, action, **detail)
             if audit is not None and self.record.store_url is not None:
                 audit(action, {"ceremony": self.id, **detail})
         except BaseException:
-            self.staging.discard()
+            try:
+                if done_then:
+                    undo()
+            finally:
+                self.staging.discard()
             raise
         self.done = True
+
+    def report(self, say: Callable[[str], None]) -> None:
+        """Tell the officer the journal's head, for the paper ceremony log."""
+        if self.head is not None and self.record.journal is not None:
+            say(f"Journal {self.record.journal}: {self.head}. Write it in the paper ceremony log; "
+                "`hsmsvc ceremony journal verify` shows it again.")
+
+    def _swept(self) -> None:
+        """Journal what this ceremony shredded of killed ones (named staging only; see staging.py)."""
+        if self.staging.swept:
+            self.record.line(self.id, "staging.swept", directories=",".join(str(p) for p in self.staging.swept))
+            self.staging.swept.clear()
 
     def __exit__(self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None) -> None:
         if self.done:
@@ -132,8 +157,12 @@ class Session:
         if e is not None:
             e.add_note(JOURNALED)  # so the CLI does not journal it a second time
         self.staging.discard()
+        try:
+            self._swept()
+        except HsmsvcError:
+            pass
         why = reason(e) if e is not None else "ended without completing"
         try:
             self.record.line(self.id, f"{self.kind}.abandoned", reason=why, discarded="every staged output")
-        except OSError:
+        except HsmsvcError:
             pass  # the original error is the one to report; the journal's absence says the rest

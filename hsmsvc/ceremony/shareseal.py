@@ -229,6 +229,9 @@ class ShareSealedTarget:
     def commit(self, parts: Sequence[bytes | bytearray], lmk_kcv: bytes) -> None:
         return None  # published with the ceremony's other files
 
+    def uncommit(self, lmk_kcv: bytes) -> None:
+        return None  # a published file is taken back with the others
+
     def open(self) -> Backend:
         made, self._made = self._made, None
         return made if made is not None else open_at_console(self.console, self.path)[0]
@@ -246,6 +249,11 @@ def reseal(console: Console, *, path: Path, passphrase: bytes | None, threshold:
     console (to change the holders or the threshold).
     """
     keep = path.with_name(path.name + KEPT_SUFFIX)
+    if keep.exists() and path.exists() and os.path.samefile(keep, path):
+        # A reseal stopped between its two steps left the kept name on the live file itself:
+        # shredding "the previous file", as the officer is told to, would destroy the LMK.
+        keep.unlink()
+        console.say(f"{keep.name} was the live file under a second name (an interrupted reseal); name removed")
     if keep.exists():
         raise InvalidInput("sealed", f"{keep.name} exists: destroy it first (the file an earlier reseal replaced)")
     kind = sharesealed.kind_of(path)

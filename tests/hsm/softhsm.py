@@ -22,7 +22,7 @@ PIN = "246810"
 PIN_ENV = "HSMSVC_TEST_TOKEN_PIN"
 TOKENS = ("conformance", "pool-1", "pool-2", "kill-1", "kill-2", "other-lmk", "store", "running")
 # Initialised with no LMK, for the LMK ceremonies to create one in.
-EMPTY_TOKENS = ("ceremony-a", "ceremony-b")
+EMPTY_TOKENS = ("ceremony-a", "ceremony-b", "ceremony-c")
 OTHER_LMK = (bytes(range(32)), bytes(range(1, 33)))
 
 _ready = False

@@ -23,5 +23,6 @@ def run(args: argparse.Namespace) -> int:
         raise InvalidInput("journal", f"{args.journal} cannot be read: {e.strerror}") from None
     for problem in check.problems:
         print(problem)
-    print(f"{check.lines} lines, chain {'intact' if check.ok else 'BROKEN'}")
+    print(f"{check.lines} lines, chain {'intact' if check.ok else 'BROKEN'}; head {check.head or '-'}: compare it "
+          "with the last head in the paper ceremony log")
     return 0 if check.ok else 1

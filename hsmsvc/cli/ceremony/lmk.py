@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from hsmsvc.cli import backend
-from hsmsvc.errors import InvalidInput, Unsupported
+from hsmsvc.errors import HsmsvcError, InvalidInput, Unsupported
 
 if TYPE_CHECKING:
     from hsmsvc.ceremony.console import Console
@@ -80,7 +80,10 @@ def run(args: argparse.Namespace) -> int:
 
         if JOURNALED not in getattr(e, "__notes__", ()) and record.journal is not None \
                 and not isinstance(e, SystemExit):
-            record.line("", f"lmk-{args.lmk_ceremony}.abandoned", reason=f"before it began: {reason(e)}")
+            try:
+                record.line("", f"lmk-{args.lmk_ceremony}.abandoned", reason=f"before it began: {reason(e)}")
+            except HsmsvcError:
+                pass  # the error that stopped it is the one to report
         raise
     return 0
 

@@ -37,7 +37,7 @@ from pkcs11 import Attribute, Mechanism, ObjectClass
 from pkcs11 import KeyType as P11KeyType
 from pkcs11 import exceptions as p11e
 
-from hsmsvc.crypto import components, kcv
+from hsmsvc.crypto import compare, components, kcv
 from hsmsvc.errors import (
     BackendUnavailable,
     HsmsvcError,
@@ -177,6 +177,22 @@ def provision_lmk(module: str, token_label: str, pin: str, parts: list[bytes]) -
     except p11e.PKCS11Error as e:
         raise BackendUnavailable("token", f"PKCS#11 error {type(e).__name__}") from None
     return kcv.kcv(Algorithm.AES_256, lmk)
+
+
+def remove_lmk(module: str, token_label: str, pin: str, lmk_kcv: bytes) -> None:
+    """Destroy the token's hsmsvc LMK, only if its KCV is ``lmk_kcv``: a ceremony that formed it and
+    then failed (its mailers taken back) must not leave an LMK nobody holds components for."""
+    try:
+        token = pkcs11.lib(module).get_token(token_label=token_label)
+        with token.open(user_pin=pin, rw=True) as s:
+            found: list[Any] = list(s.get_objects({Attribute.LABEL: LMK_LABEL,
+                                                   Attribute.CLASS: ObjectClass.SECRET_KEY}))
+            for key in found:
+                mine = bytes(key.sign(bytes(16), mechanism=Mechanism.AES_CMAC))[: len(lmk_kcv)]
+                if compare.bytes_eq(mine, lmk_kcv):
+                    key.destroy()
+    except p11e.PKCS11Error as e:
+        raise BackendUnavailable("token", f"PKCS#11 error {type(e).__name__}") from None
 
 
 class Pkcs11Backend(CommandBackend):
