@@ -41,7 +41,7 @@ from hsmsvc.api.metrics import BEAT, Metrics
 from hsmsvc.api.monitor import Monitor
 from hsmsvc.api.pin import PinServicer
 from hsmsvc.api.runner import Lane, Runner
-from hsmsvc.api.status import Dispatch, Observed
+from hsmsvc.api.status import Dispatch, GenericHandlersOnly, Observed
 from hsmsvc.api.unseal import Gate, UnsealServicer, audit_event, share_sealed
 from hsmsvc.errors import InvalidInput
 from hsmsvc.hsm.backend import Backend
@@ -74,26 +74,6 @@ SERVICE_NAMES = tuple(
 _MAX_MESSAGE = 16 * 1024 * 1024
 _PROTO_FILES = (key_service_pb2, pin_service_pb2, mac_service_pb2, data_service_pb2, key_sync_service_pb2,
                 ceremony_service_pb2)
-
-
-class _GenericHandlersOnly:
-    """What generated ``add_*_to_server`` functions register into: generic handlers only,
-    served through one :class:`~hsmsvc.api.status.Dispatch`.
-
-    grpc.aio (1.85) keeps one pending request per *registered* method and, at
-    every call, waits on all of them (``asyncio.wait`` over one task per method,
-    46 here), which under callgrind dominated a handler returning a constant
-    (``docs/performance.md``). Generic handlers are one dictionary lookup.
-    """
-
-    def __init__(self) -> None:
-        self.handlers: list[grpc.GenericRpcHandler] = []
-
-    def add_generic_rpc_handlers(self, handlers: Any) -> None:
-        self.handlers.extend(handlers)
-
-    def add_registered_method_handlers(self, service: str, handlers: Any) -> None:
-        return None
 
 
 def open_backend(config: ServerConfig, forget: bool = True) -> Backend:
@@ -205,7 +185,7 @@ def _serving(config: ServerConfig, backend: Backend, *, policy: Policy, observed
         raise
     meter.attach(services)
     metrics.count_key_uses(meter.uses)
-    into: Any = _GenericHandlersOnly()
+    into: Any = GenericHandlersOnly()
     into.handlers.append(first)
     # Services are first looked up in this order, so the per-transaction ones come first.
     pin_service_pb2_grpc.add_PinServiceServicer_to_server(PinServicer(services, observed), into)
@@ -317,7 +297,7 @@ async def start(config: ServerConfig, backend: Backend | None = None) -> Running
                            health_servicer=health_servicer, reflection_servicer=reflection_servicer)
         server.add_generic_rpc_handlers((serving.dispatch,))
     else:
-        probes: Any = _GenericHandlersOnly()
+        probes: Any = GenericHandlersOnly()
         probes.handlers.append(unseal_handler)
         _probes(probes, health_servicer, reflection_servicer)
         gate = Gate(Dispatch(probes.handlers), unseal, observed, _PROTO_FILES)

@@ -26,8 +26,8 @@ from hsmsvc.api.runner import InlineState, Lane, Runner
 from hsmsvc.loopguard import WouldBlock
 from hsmsvc.service.context import Caller
 
-__all__ = ["CODES", "UNDECODABLE", "Dispatch", "Observed", "code_for", "message_for", "request_id", "rpc",
-           "stream_rpc"]
+__all__ = ["CODES", "UNDECODABLE", "Dispatch", "GenericHandlersOnly", "Observed", "code_for", "message_for",
+           "request_id", "rpc", "stream_rpc"]
 
 log = logging.getLogger("hsmsvc.api")
 
@@ -165,6 +165,26 @@ def _with_checked_decoder(handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandl
 # Only hsmsvc's own methods run through rpc/stream_rpc, which turn the refusal
 # into a status; health and reflection keep grpcio's own handling.
 _OWN: Final = "/hsmsvc."
+
+
+class GenericHandlersOnly:
+    """What generated ``add_*_to_server`` functions register into: generic handlers only,
+    served through one :class:`~hsmsvc.api.status.Dispatch`.
+
+    grpc.aio (1.85) keeps one pending request per *registered* method and, at
+    every call, waits on all of them (``asyncio.wait`` over one task per method,
+    46 here), which under callgrind dominated a handler returning a constant
+    (``docs/performance.md``). Generic handlers are one dictionary lookup.
+    """
+
+    def __init__(self) -> None:
+        self.handlers: list[grpc.GenericRpcHandler] = []
+
+    def add_generic_rpc_handlers(self, handlers: Any) -> None:
+        self.handlers.extend(handlers)
+
+    def add_registered_method_handlers(self, service: str, handlers: Any) -> None:
+        return None
 
 
 class Dispatch(grpc.GenericRpcHandler):

@@ -39,7 +39,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from hsmsvc.api.config import ServerConfig
 from hsmsvc.api.logs import ACCESS
 from hsmsvc.api.metrics import Metrics
-from hsmsvc.api.status import Dispatch, Observed, rpc
+from hsmsvc.api.status import Dispatch, GenericHandlersOnly, Observed, rpc
 from hsmsvc.errors import HsmsvcError, InvalidInput, KeyStateError, PermissionDenied
 from hsmsvc.hsm.config import SoftConfig
 from hsmsvc.hsm.soft import sharesealed
@@ -187,7 +187,7 @@ class UnsealServicer(g.CeremonyServiceServicer):
 
     def handler(self) -> grpc.GenericRpcHandler:
         """The two methods alone, as a generic handler to place before CeremonyService's own."""
-        into = _Collect()
+        into = GenericHandlersOnly()
         g.add_CeremonyServiceServicer_to_server(self, into)
         return _Only(into.handlers, UNSEAL_METHODS)
 
@@ -211,17 +211,6 @@ class _SealMetrics:
                                   value=u.failures if u else 0)
         yield CounterMetricFamily("hsmsvc_unseal_expiries", "entries of shares discarded for taking too long",
                                   value=u.expired if u else 0)
-
-
-class _Collect:
-    def __init__(self) -> None:
-        self.handlers: list[grpc.GenericRpcHandler] = []
-
-    def add_generic_rpc_handlers(self, handlers: Any) -> None:
-        self.handlers.extend(handlers)
-
-    def add_registered_method_handlers(self, service: str, handlers: Any) -> None:
-        return None
 
 
 class _Only(grpc.GenericRpcHandler):

@@ -18,22 +18,18 @@ import pytest
 from sqlalchemy import text
 
 from hsmsvc.batch.table import connect
-from tests.batch.test_reencrypt import PASS, ROOT, Site, _chunks, _generate, _lmk, _rows
+from tests.batch.sites import PASS, ROOT, Site, chunk_rows, generate_table, init_lmk, table_rows
 from tests.pg import PG_ADMIN, available
 
 SECRET = "s3cret-in-the-url"
 MOVE = ("--mode", "psk", "--from", "psk-gen:1", "--to", "psk-new:1")
 
 
-@pytest.fixture(autouse=True)
-def _passphrase(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("HSMSVC_TEST_LMK_PASS", PASS)
-
-
 @pytest.fixture
 def site(tmp_path: Path) -> Site:
-    s = Site(_lmk(tmp_path / "lmk.sealed"), f"sqlite:///{tmp_path / 'keys.db'}", f"sqlite:///{tmp_path / 'bank.db'}")
-    _generate(s, 300)
+    s = Site(init_lmk(tmp_path / "lmk.sealed"), f"sqlite:///{tmp_path / 'keys.db'}",
+             f"sqlite:///{tmp_path / 'bank.db'}")
+    generate_table(s, 300)
     return s
 
 
@@ -104,7 +100,7 @@ def _snapshot(site: Site, tmp_path: Path) -> dict[str, object]:
             tables = conn.execute(text("SELECT name FROM sqlite_master ORDER BY name")).all()
     finally:
         bank.dispose()
-    return {"files": files, "keys": keys, "audit": audit, "tables": tables, "rows": _rows(site.db)}
+    return {"files": files, "keys": keys, "audit": audit, "tables": tables, "rows": table_rows(site.db)}
 
 
 def test_dry_run_with_generate_to_writes_nothing_anywhere(site: Site, tmp_path: Path) -> None:
@@ -127,8 +123,8 @@ def test_dry_run_with_generate_to_writes_nothing_anywhere(site: Site, tmp_path: 
 
 
 def test_progress_off_a_terminal_is_a_plain_line_every_n_seconds(tmp_path: Path) -> None:
-    site = Site(_lmk(tmp_path / "lmk.sealed"), f"sqlite:///{tmp_path / 'k.db'}", f"sqlite:///{tmp_path / 'b.db'}")
-    _generate(site, 50_000)
+    site = Site(init_lmk(tmp_path / "lmk.sealed"), f"sqlite:///{tmp_path / 'k.db'}", f"sqlite:///{tmp_path / 'b.db'}")
+    generate_table(site, 50_000)
     args = [a for a in site.args(*MOVE, "--generate-to", "TDES_2KEY", "--chunk", "100", "--progress-every", "0.5")
             if a != "--no-progress"]
     env = {**os.environ, "HSMSVC_TEST_LMK_PASS": PASS, "PYTHONPATH": str(ROOT)}
@@ -150,7 +146,7 @@ def test_progress_off_a_terminal_is_a_plain_line_every_n_seconds(tmp_path: Path)
     assert 2 <= len(lines) <= elapsed / 0.5 + 1
     gaps = [b - a for (a, _), (b, _) in zip(lines, lines[1:])]
     assert all(g > 0.4 for g in gaps), gaps  # one each 0.5 s, less the reader's own jitter
-    assert all(done for _, done, *_ in _chunks(site.db))
+    assert all(done for _, done, *_ in chunk_rows(site.db))
 
 
 def _screen(output: str) -> list[str]:
@@ -173,8 +169,8 @@ def _screen(output: str) -> list[str]:
 def test_progress_on_a_terminal_is_one_line_redrawn_clean(tmp_path: Path) -> None:
     import pexpect
 
-    site = Site(_lmk(tmp_path / "lmk.sealed"), f"sqlite:///{tmp_path / 'k.db'}", f"sqlite:///{tmp_path / 'b.db'}")
-    _generate(site, 30_000)
+    site = Site(init_lmk(tmp_path / "lmk.sealed"), f"sqlite:///{tmp_path / 'k.db'}", f"sqlite:///{tmp_path / 'b.db'}")
+    generate_table(site, 30_000)
     args = [a for a in site.args(*MOVE, "--generate-to", "TDES_2KEY", "--chunk", "100", "--workers", "2")
             if a != "--no-progress"]
     env = {**os.environ, "HSMSVC_TEST_LMK_PASS": PASS, "PYTHONPATH": str(ROOT)}

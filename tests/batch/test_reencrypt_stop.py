@@ -25,19 +25,19 @@ from hsmsvc.hsm.commands import VerifyPinStored
 from hsmsvc.hsm.model import PinBlock, StoredPin, StoredPinMethod
 from hsmsvc.keys.store import KeyStore
 from hsmsvc.types import Algorithm, PinBlockFormat
-from tests.batch.test_reencrypt import (
+from tests.batch.sites import (
     PASS,
     ROOT,
     ZPK_CLEAR,
     Site,
-    _check_every_row,
-    _chunks,
-    _done_chunks,
-    _generate,
-    _lmk,
-    _rows,
-    _spawn,
-    _zpk,
+    check_every_row,
+    chunk_rows,
+    done_chunks,
+    generate_table,
+    init_lmk,
+    table_rows,
+    spawn_job,
+    form_zpk,
 )
 from tests.pg import throwaway_db
 from tests.reference import ecb, iso0
@@ -48,14 +48,9 @@ MOVE = ("--mode", "psk", "--from", "psk-gen:1", "--to", "psk-new:1", "--generate
         "--chunk", "100", "--workers", "2")
 
 
-@pytest.fixture(autouse=True)
-def _passphrase(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("HSMSVC_TEST_LMK_PASS", PASS)
-
-
 @pytest.fixture(params=["sqlite", "postgresql"])
 def site(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Site]:
-    lmk = _lmk(tmp_path / "lmk.sealed")
+    lmk = init_lmk(tmp_path / "lmk.sealed")
     if request.param == "sqlite":
         yield Site(lmk, f"sqlite:///{tmp_path / 'keys.db'}", f"sqlite:///{tmp_path / 'bank.db'}")
     else:
@@ -94,9 +89,9 @@ def _running(pid: int) -> bool:
 
 def _start(site: Site, *extra: str, new_session: bool = False) -> tuple[subprocess.Popen[bytes], list[int]]:
     """The job, once it has moved some chunks; and its two workers' PIDs."""
-    proc = _spawn(site, *MOVE, *extra) if not new_session else _spawn_session(site, *MOVE, *extra)
+    proc = spawn_job(site, *MOVE, *extra) if not new_session else _spawn_session(site, *MOVE, *extra)
     deadline = time.monotonic() + 60
-    while _done_chunks(site.db) < 20 and proc.poll() is None and time.monotonic() < deadline:
+    while done_chunks(site.db) < 20 and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.02)
     assert proc.poll() is None, "the job ended before it could be stopped"
     workers = _children(proc.pid)
@@ -105,7 +100,7 @@ def _start(site: Site, *extra: str, new_session: bool = False) -> tuple[subproce
 
 
 def _spawn_session(site: Site, *extra: str) -> subprocess.Popen[bytes]:
-    """As _spawn, in a process group of its own: Ctrl-C at a terminal signals the whole group."""
+    """As spawn_job, in a process group of its own: Ctrl-C at a terminal signals the whole group."""
     env = {**os.environ, "HSMSVC_TEST_LMK_PASS": PASS, "PYTHONPATH": str(ROOT)}
     return subprocess.Popen([sys.executable, "-m", "hsmsvc", *site.args(*extra)], env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
@@ -118,8 +113,8 @@ def _each_row_whole(site: Site, rows: int) -> int:
     try:
         keys = {lbl: store.get(lbl.split(":")[0], int(lbl.split(":")[1])).cryptogram
                 for lbl in ("psk-gen:1", "psk-new:1")}
-        zpk = _zpk(b, store)
-        table = _rows(site.db)
+        zpk = form_zpk(b, store)
+        table = table_rows(site.db)
         assert len(table) == rows
         for c in gen.customers(7, rows):
             account, value, under = table[c.id]
@@ -130,7 +125,7 @@ def _each_row_whole(site: Site, rows: int) -> int:
         store.close()
         b.close()
     moved = sum(1 for _, _, under in table.values() if under == "psk-new:1")
-    assert moved == sum(m for _, done, m, _, _ in _chunks(site.db) if done), "a row moved outside a done chunk"
+    assert moved == sum(m for _, done, m, _, _ in chunk_rows(site.db) if done), "a row moved outside a done chunk"
     return moved
 
 
@@ -148,7 +143,7 @@ def _audit(site: Site) -> list[tuple[str, dict[str, str]]]:
 
 def test_sigterm_stops_the_workers_reports_audits_and_the_job_resumes(site: Site) -> None:
     rows = _rows_for(site)
-    _generate(site, rows)
+    generate_table(site, rows)
     proc, workers = _start(site, "--grace", "20")
     stopped_at = time.monotonic()
     proc.send_signal(signal.SIGTERM)
@@ -166,20 +161,20 @@ def test_sigterm_stops_the_workers_reports_audits_and_the_job_resumes(site: Site
     stop = [d for a, d in actions if a == "pins.reencrypt.finish"]
     assert [a for a, _ in actions] == ["pins.reencrypt.start", "pins.reencrypt.finish"]
     assert stop[0]["outcome"] == "stopped" and stop[0]["signal"] == "SIGTERM" and int(stop[0]["moved"]) == moved
-    assert int(stop[0]["chunks_left"]) == sum(1 for c in _chunks(site.db) if not c[1])
+    assert int(stop[0]["chunks_left"]) == sum(1 for c in chunk_rows(site.db) if not c[1])
     # The same command again resumes where the stop left the job, and finishes it.
-    proc = _spawn(site, *MOVE)
+    proc = spawn_job(site, *MOVE)
     out, err = (s.decode() for s in proc.communicate(timeout=120))
     assert proc.returncode == 0, err
     assert f"this run {rows - moved:,} rows" in out
-    _check_every_row(site, rows, "psk-new:1")
+    check_every_row(site, rows, "psk-new:1")
     ends = [(a, d["outcome"]) for a, d in _audit(site) if a == "pins.reencrypt.finish"]
     assert ends == [("pins.reencrypt.finish", "stopped"), ("pins.reencrypt.finish", "completed")]
 
 
 def test_sigkill_to_the_parent_stops_its_workers_after_their_chunk(site: Site) -> None:
     rows = _rows_for(site)
-    _generate(site, rows)
+    generate_table(site, rows)
     proc, workers = _start(site)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
@@ -188,14 +183,14 @@ def test_sigkill_to_the_parent_stops_its_workers_after_their_chunk(site: Site) -
         time.sleep(0.05)
     assert not [w for w in workers if _running(w)], "workers went on without their parent"
     time.sleep(0.5)  # nothing moves any more
-    before = _done_chunks(site.db)
+    before = done_chunks(site.db)
     moved = _each_row_whole(site, rows)
-    assert 0 < moved < rows and _done_chunks(site.db) == before
+    assert 0 < moved < rows and done_chunks(site.db) == before
 
 
 def test_ctrl_c_stops_the_job_without_a_traceback(tmp_path: Path) -> None:
-    sqlite = Site(_lmk(tmp_path / "lmk.sealed"), f"sqlite:///{tmp_path / 'k.db'}", f"sqlite:///{tmp_path / 'b.db'}")
-    _generate(sqlite, 40_000)
+    sqlite = Site(init_lmk(tmp_path / "lmk.sealed"), f"sqlite:///{tmp_path / 'k.db'}", f"sqlite:///{tmp_path / 'b.db'}")
+    generate_table(sqlite, 40_000)
     proc, workers = _start(sqlite, new_session=True)
     os.killpg(proc.pid, signal.SIGINT)  # what the terminal does on Ctrl-C: the parent and both workers
     out, err = (s.decode() for s in proc.communicate(timeout=30))
@@ -208,11 +203,11 @@ def test_ctrl_c_stops_the_job_without_a_traceback(tmp_path: Path) -> None:
 
 
 def test_sigterm_to_a_single_process_run_lets_its_chunk_commit(tmp_path: Path) -> None:
-    sqlite = Site(_lmk(tmp_path / "lmk.sealed"), f"sqlite:///{tmp_path / 'k.db'}", f"sqlite:///{tmp_path / 'b.db'}")
-    _generate(sqlite, 40_000)
-    proc = _spawn(sqlite, *MOVE[:-2])  # --workers 1: the parent moves the chunks itself
+    sqlite = Site(init_lmk(tmp_path / "lmk.sealed"), f"sqlite:///{tmp_path / 'k.db'}", f"sqlite:///{tmp_path / 'b.db'}")
+    generate_table(sqlite, 40_000)
+    proc = spawn_job(sqlite, *MOVE[:-2])  # --workers 1: the parent moves the chunks itself
     deadline = time.monotonic() + 60
-    while _done_chunks(sqlite.db) < 20 and proc.poll() is None and time.monotonic() < deadline:
+    while done_chunks(sqlite.db) < 20 and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.02)
     proc.send_signal(signal.SIGTERM)
     out, err = (s.decode() for s in proc.communicate(timeout=30))
