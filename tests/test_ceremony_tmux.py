@@ -94,12 +94,7 @@ def pane_for(tmp_path: Path) -> Iterator[Callable[[list[str]], Pane]]:
 
 def _up_to_the_drawn_component(pane: Pane) -> str:
     """Officer, passphrase twice, a typed component for ann, a drawn one for bob; the drawn one as shown."""
-    pane.wait(r"Key officer's name:")
-    pane.send("olga")
-    pane.wait(r"LMK passphrase \(hidden\):")
-    pane.send(PP)
-    pane.wait(r"again:")
-    pane.send(PP)
+    _officer_and_passphrase(pane)
     pane.wait(r"your name:")
     pane.send("ann")
     pane.wait(r"component 1 of 2 .*:")

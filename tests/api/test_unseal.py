@@ -131,8 +131,8 @@ def _generate(c: Client, key_id: str) -> Any:
         key_id, pb.KEY_TYPE_DEK, pb.ALGORITHM_AES_256, pb.KEY_USAGE_DATA, pb.MODE_OF_USE_ENCRYPT_DECRYPT)))
 
 
-@pytest.fixture
-def sealed_server(tmp_path: Path) -> Iterator[Sealed]:
+def _start_sealed(tmp_path: Path, timeout_seconds: float) -> Sealed:
+    """A real ``hsmsvc serve`` on a 2-of-3 share-sealed LMK, mTLS, the test policy; started sealed."""
     ca = TestCA(tmp_path)
     ids = {n: ca.issue(n) for n in NAMES}
     srv = ca.issue("hsmsvc-server", server=True)
@@ -141,13 +141,19 @@ def sealed_server(tmp_path: Path) -> Iterator[Sealed]:
     texts, _ = seal_with_shares(sealed_file)
     url = f"sqlite:///{tmp_path / 'keys.db'}"
     backend = f'[backend]\nkind = "soft"\nsealed_lmk = "{sealed_file}"\n'
-    proc, info = launch(tmp_path, url, sealed_file, srv, ca, backend=backend, top="unseal_timeout_seconds = 600")
-    s = Sealed(info["port"], info["metrics_port"], ca, ids, tmp_path / "server.log", url, sealed_file, texts, proc)
+    proc, info = launch(tmp_path, url, sealed_file, srv, ca, backend=backend,
+                        top=f"unseal_timeout_seconds = {timeout_seconds}")
+    return Sealed(info["port"], info["metrics_port"], ca, ids, tmp_path / "server.log", url, sealed_file, texts, proc)
+
+
+@pytest.fixture
+def sealed_server(tmp_path: Path) -> Iterator[Sealed]:
+    s = _start_sealed(tmp_path, 600)
     try:
         yield s
     finally:
-        if proc.poll() is None:
-            stop(proc, s.log)
+        if s.proc.poll() is None:
+            stop(s.proc, s.log)
 
 
 def test_a_share_sealed_server_serves_only_once_two_custodians_have_given_their_shares(sealed_server: Sealed) -> None:
@@ -249,16 +255,8 @@ def test_a_share_sealed_server_serves_only_once_two_custodians_have_given_their_
 
 
 def test_shares_expire_when_the_threshold_is_not_reached_in_time(tmp_path: Path) -> None:
-    ca = TestCA(tmp_path)
-    ids = {n: ca.issue(n) for n in NAMES}
-    srv = ca.issue("hsmsvc-server", server=True)
-    (tmp_path / "policy.toml").write_text(POLICY)
-    sealed_file = tmp_path / "lmk.sealed"
-    texts, _ = seal_with_shares(sealed_file)
-    backend = f'[backend]\nkind = "soft"\nsealed_lmk = "{sealed_file}"\n'
-    proc, info = launch(tmp_path, f"sqlite:///{tmp_path / 'keys.db'}", sealed_file, srv, ca, backend=backend,
-                        top="unseal_timeout_seconds = 1.5")
-    s = Sealed(info["port"], info["metrics_port"], ca, ids, tmp_path / "server.log", "", sealed_file, texts, proc)
+    s = _start_sealed(tmp_path, 1.5)
+    texts, proc = s.shares, s.proc
     try:
         assert s.submit("custodian-1", texts[0]).entered == 1
         deadline = time.monotonic() + 10

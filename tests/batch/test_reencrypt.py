@@ -11,7 +11,6 @@ from __future__ import annotations
 import random
 import signal
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -41,17 +40,6 @@ from tests.batch.sites import (
 from tests.reference import ecb, iso0, odd_parity
 from tests.pg import throwaway_db
 from tools.batch import gen_pin_table as gen
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def site(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Site]:
-    lmk = init_lmk(tmp_path / "lmk.sealed")
-    if request.param == "sqlite":
-        yield Site(lmk, f"sqlite:///{tmp_path / 'keys.db'}", f"sqlite:///{tmp_path / 'bank.db'}")
-    else:
-        with throwaway_db() as url:
-            # application_name lets the test see the job's open transactions in pg_stat_activity.
-            yield Site(lmk, url, url + "?application_name=hsmsvc-reencrypt-test")
-
 
 ROWS = 100_000
 MOVE = ("--mode", "psk", "--from", "psk-gen:1", "--to", "psk-new:1", "--generate-to", "TDES_2KEY",

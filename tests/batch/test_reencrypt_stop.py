@@ -16,10 +16,8 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
 
 from hsmsvc.hsm.commands import VerifyPinStored
 from hsmsvc.hsm.model import PinBlock, StoredPin, StoredPinMethod
@@ -39,23 +37,12 @@ from tests.batch.sites import (
     spawn_job,
     form_zpk,
 )
-from tests.pg import throwaway_db
 from tests.reference import ecb, iso0
 from tools.batch import gen_pin_table as gen
 
 # Small chunks make the job take seconds (each is a transaction): long enough to stop it midway.
 MOVE = ("--mode", "psk", "--from", "psk-gen:1", "--to", "psk-new:1", "--generate-to", "TDES_2KEY",
         "--chunk", "100", "--workers", "2")
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def site(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Site]:
-    lmk = init_lmk(tmp_path / "lmk.sealed")
-    if request.param == "sqlite":
-        yield Site(lmk, f"sqlite:///{tmp_path / 'keys.db'}", f"sqlite:///{tmp_path / 'bank.db'}")
-    else:
-        with throwaway_db() as url:
-            yield Site(lmk, url, url)
 
 
 def _rows_for(site: Site) -> int:
