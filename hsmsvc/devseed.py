@@ -17,7 +17,7 @@ from typing import Final, Iterator
 from hsmsvc.errors import AlreadyExists, InvalidInput, KeyNotFound
 from hsmsvc.hsm.backend import Backend
 from hsmsvc.hsm.model import KeySpec
-from hsmsvc.keys.hierarchy import KeyManager, check_legacy_types
+from hsmsvc.keys.hierarchy import KeyManager, kek_spec
 from hsmsvc.keys.store import KeyStore
 from hsmsvc.types import Algorithm, Exportability, KeyType, KeyUsage, ModeOfUse
 
@@ -58,28 +58,6 @@ def seed(store: KeyStore, backend: Backend) -> Iterator[str]:
             yield f"{spec.key_id}: present"
             continue
         yield f"{spec.key_id}: stored, KCV {key.cryptogram.kcv.hex().upper()}"
-
-
-def kek_spec(kind: KeyType, *, key_id: str, algorithm: str, usage: str, zone: str,
-             legacy_types: frozenset[KeyType] = frozenset()) -> KeySpec:
-    """A ZMK or TMK bound as ``hsmsvc ceremony zmk|tmk form`` binds one (``ceremony/forming.py``
-    ``template``): ``usage`` K1 is a KBPK (TR-31 key blocks), K0 a KEK (the legacy ECB form, for
-    ``legacy_types`` only); mode of use B; never exportable."""
-    if kind not in (KeyType.ZMK, KeyType.TMK):
-        raise InvalidInput("key_type", "a ZMK or a TMK")
-    try:
-        alg = Algorithm[algorithm]
-    except KeyError:
-        raise InvalidInput("algorithm", "TDES_2KEY, TDES_3KEY, AES_128, AES_192, AES_256 or SM4") from None
-    if usage not in ("K0", "K1"):
-        raise InvalidInput("usage", "K0 or K1")
-    spec = KeySpec(key_id, 1, kind, alg, KeyUsage.KBPK if usage == "K1" else KeyUsage.KEK,
-                   ModeOfUse.ENCRYPT_DECRYPT, Exportability.NON_EXPORTABLE, zone)
-    # A K0 key that opts in to no type could carry nothing: say so now, not at the first import.
-    if usage == "K0" and not legacy_types:
-        raise InvalidInput("legacy_types", f"a K0 {kind.value} needs the key types it may carry, e.g. ZPK,MAK")
-    check_legacy_types(spec, legacy_types)
-    return spec
 
 
 def form_kek(store: KeyStore, backend: Backend, *, spec: KeySpec, components: Sequence[bytes | bytearray],

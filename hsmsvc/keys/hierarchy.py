@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 from datetime import datetime, timedelta, timezone
-from typing import Final, Sequence
+from typing import Final, Mapping, Sequence
 
 from hsmsvc.errors import InvalidInput, KeyNotFound, KeyStateError, KeyUsageViolation
 from hsmsvc.hsm import policy
@@ -20,9 +20,9 @@ from hsmsvc.hsm.model import KeyCryptogram, KeySpec
 from hsmsvc.hsm.policy import Operation
 from hsmsvc.keys.model import AuditEvent, KeyRef, StoredKey, check_alias
 from hsmsvc.keys.store import KeyStore
-from hsmsvc.types import KeyState, KeyType, KeyUsage
+from hsmsvc.types import Algorithm, Exportability, KeyState, KeyType, KeyUsage, ModeOfUse
 
-__all__ = ["KeyManager", "check_legacy_types", "require_legacy_opt_in"]
+__all__ = ["KeyManager", "check_legacy_types", "kek_spec", "require_legacy_opt_in"]
 
 # A RETIRING key still checks what was made under it, and makes nothing new.
 _RETIRING_OK: Final = frozenset(
@@ -65,6 +65,29 @@ def require_legacy_opt_in(kek: StoredKey, key_type: KeyType) -> None:
         raise KeyUsageViolation(
             "kek", f"has not opted in to the legacy ECB form for {key_type.value}; use a TR-31 (K1) KEK"
         )
+
+
+def kek_spec(kind: KeyType, *, key_id: str, algorithm: str, usage: str, zone: str,
+             legacy_types: frozenset[KeyType] = frozenset()) -> KeySpec:
+    """A ZMK or TMK bound as ``hsmsvc ceremony zmk|tmk form`` binds one (``ceremony/forming.py``
+    ``template``), for ``hsmsvc ceremony key form`` and ``hsmsvc dev seed``: ``usage`` K1 is a KBPK
+    (TR-31 key blocks), K0 a KEK (the legacy ECB form, for ``legacy_types`` only); mode of use B;
+    never exportable."""
+    if kind not in (KeyType.ZMK, KeyType.TMK):
+        raise InvalidInput("key_type", "a ZMK or a TMK")
+    try:
+        alg = Algorithm[algorithm]
+    except KeyError:
+        raise InvalidInput("algorithm", "TDES_2KEY, TDES_3KEY, AES_128, AES_192, AES_256 or SM4") from None
+    if usage not in ("K0", "K1"):
+        raise InvalidInput("usage", "K0 or K1")
+    spec = KeySpec(key_id, 1, kind, alg, KeyUsage.KBPK if usage == "K1" else KeyUsage.KEK,
+                   ModeOfUse.ENCRYPT_DECRYPT, Exportability.NON_EXPORTABLE, zone)
+    # A K0 key that opts in to no type could carry nothing: say so now, not at the first import.
+    if usage == "K0" and not legacy_types:
+        raise InvalidInput("legacy_types", f"a K0 {kind.value} needs the key types it may carry, e.g. ZPK,MAK")
+    check_legacy_types(spec, legacy_types)
+    return spec
 
 
 class KeyManager:
@@ -119,9 +142,12 @@ class KeyManager:
         return key
 
     def form(self, spec: KeySpec, components: Sequence[bytes | bytearray], alias: str | None = None,
-             legacy_types: frozenset[KeyType] = frozenset()) -> tuple[StoredKey, list[bytes]]:
+             legacy_types: frozenset[KeyType] = frozenset(),
+             detail: Mapping[str, str] | None = None) -> tuple[StoredKey, list[bytes]]:
+        """Form and store a key from clear components; ``detail`` joins the ``key.form`` audit row
+        (a ceremony's id and custodians), written in the transaction that stores the key."""
         c, kcvs = self._backend.execute(FormKey(spec=spec, components=components))
-        extra = {f"component_{i + 1}_kcv": k.hex().upper() for i, k in enumerate(kcvs)}
+        extra = {**(detail or {}), **{f"component_{i + 1}_kcv": k.hex().upper() for i, k in enumerate(kcvs)}}
         return self._keep(c=c, action="key.form", state=KeyState.ACTIVE, alias=alias, lifetime=None, max_uses=None,
                           legacy_types=legacy_types, **extra), kcvs
 

@@ -64,7 +64,8 @@ def start(
     s.backend.capabilities.require(Command.FORM_KEY_WRAPPED, spec.algorithm)
     if STRENGTH[spec.algorithm] > STRENGTH[transport.cryptogram.spec.algorithm]:
         raise KeyUsageViolation("transport_key", f"weaker than the {spec.algorithm.value} key it would carry "
-                                                 "(X9.24-1): use RSA_3072 or SM2 for AES-128, TDES or SM4 keys")
+                                                 "(X9.24-1): use RSA_3072 or SM2 for AES-128, TDES or SM4 keys; form a "
+                                                 "stronger key at the backend (`hsmsvc ceremony key form`)")
     try:
         s.store.get(spec.key_id, spec.version)
         raise AlreadyExists("template.key_id", "a key with this id and version exists")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from hsmsvc.cli.ceremony import component, form, journal, lmk
+from hsmsvc.cli.ceremony import component, form, journal, key, lmk
 
 HELP = "key ceremonies for key officers and custodians"
 
@@ -18,6 +18,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     for kind in ("zmk", "tmk"):
         form.add_arguments(groups.add_parser(kind, help=f"form a {kind.upper()} through the server (dual control)"),
                            kind)
+    key.add_arguments(groups.add_parser("key", help="form a ZMK or TMK of any strength at the backend (offline)"),
+                      officer)
     component.add_arguments(groups.add_parser("component", help="key component mailers"), officer)
     journal.add_arguments(groups.add_parser("journal", help="check a ceremony journal's hash chain"))
 
@@ -32,4 +34,6 @@ def run(args: argparse.Namespace) -> int:
         return component.run(args)
     if args.ceremony_command == "journal":
         return journal.run(args)
+    if args.ceremony_command == "key":
+        return key.run(args)
     return form.run(args)
