@@ -1,0 +1,195 @@
+"""Issue 30: a partner's keys in TR-31 version D blocks under an AES-256 KBPK, end to end.
+
+The KBPK is formed from three custodians' components with ``hsmsvc ceremony key form`` at the
+backend (offline: no CTK, whose 128-bit strength could not carry it), before the server starts.
+Each working key is then wrapped by the test as the partner's HSM would, with tests/reference.py
+``tr31_wrap`` (pyca; pinned to the TR-31:2018 annex A.7.2.2, A.7.3.2 and A.7.4 examples in
+tests/test_reference.py), imported through the SDK with its KCV stated, and its returned KCV held
+to the one computed here (ANSI X9.24-1:2017: AES, CMAC of a zero block; TDES, encipherment of
+zeros). An export comes back as a D block that ``tr31_unwrap`` opens to the same key.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import grpc
+import pytest
+
+from hsmsvc.v1 import key_service_pb2 as key_pb
+from hsmsvc.v1 import types_pb2 as pb
+from hsmsvc_client import Client, ClientError, ClientTls
+from tests import reference as ref
+from tests.api.conftest import PASSPHRASE, POLICY, code_of, launch, seal_lmk, stop, template
+from tools.bench.pki import ThrowawayCA
+
+KBPK_ID = "zmk-partner-7"
+ZONE = "partner-7"
+B, C = pb.MODE_OF_USE_ENCRYPT_DECRYPT, pb.MODE_OF_USE_MAC_GENERATE_VERIFY
+# The TR-31 header algorithm byte and padding (to the 16-byte block of version D) of each key size.
+SIZES = {"AES_128": ("A", 16), "AES_192": ("A", 24), "AES_256": ("A", 32), "TDES_2KEY": ("T", 16),
+         "TDES_3KEY": ("T", 24)}
+
+
+@dataclass(frozen=True)
+class Site:
+    client: Client
+    kbpk: bytes
+    dir: Path
+    sealed: Path
+    store: str
+
+
+def _hsmsvc(*args: str, answers: list[str]) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "HSMSVC_TEST_LMK_PASSPHRASE": PASSPHRASE}
+    return subprocess.run([sys.executable, "-m", "hsmsvc", *args], input="\n".join(answers) + "\n", text=True,
+                          capture_output=True, timeout=120, env=env)
+
+
+def _form_args(sealed: Path, store: str, key_id: str, algorithm: str = "AES_256") -> tuple[str, ...]:
+    return ("ceremony", "key", "form", "--sealed", str(sealed), "--passphrase-env", "HSMSVC_TEST_LMK_PASSPHRASE",
+            "--store", store, "--key-id", key_id, "--key-type", "ZMK", "--algorithm", algorithm, "--usage", "K1",
+            "--zone", ZONE, "--custodian", "ann", "--custodian", "bob", "--custodian", "cy", "--officer", "olga")
+
+
+def _typed(alg: str, parts: list[bytes]) -> list[str]:
+    """Each custodian's component, then the KCV on their mailer."""
+    return [line for p in parts for line in (p.hex().upper(), ref.kcv(alg, p).hex().upper())]
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
+    d = tmp_path_factory.mktemp("partner")
+    ca = ThrowawayCA(d)
+    manager = ca.issue("key-manager")
+    srv = ca.issue("hsmsvc-server", server=True)
+    sealed = seal_lmk(d)
+    (d / "policy.toml").write_text(POLICY)
+    store = f"sqlite:///{d / 'keys.db'}"
+    parts = [secrets.token_bytes(32) for _ in range(3)]
+    r = _hsmsvc(*_form_args(sealed, store, KBPK_ID), answers=_typed("AES_256", parts))
+    assert r.returncode == 0, r.stderr
+    kbpk = ref.xor(*parts)
+    # The ceremony's KCV is the one pyca's CMAC gives for the XOR of the components (X9.24-1:2017).
+    assert f"KCV {ref.kcv('AES_256', kbpk).hex().upper()}" in r.stdout
+    proc, info = launch(d, store, sealed, srv, ca)
+    client = Client(f"127.0.0.1:{info['port']}", ClientTls(ca.ca_file, manager.cert, manager.key, "localhost"))
+    try:
+        yield Site(client, kbpk, d, sealed, store)
+    finally:
+        client.close()
+        stop(proc, d / "server.log")
+
+
+def _block(kbpk: bytes, *, usage: str, alg: str, mode: str, key: bytes, exportability: str = "N") -> str:
+    letter, length = SIZES[alg]
+    assert len(key) == length
+    pad = secrets.token_bytes(-(2 + len(key)) % 16)
+    return ref.tr31_wrap(kbpk, f"D0000{usage}{letter}{mode}00{exportability}0000", key, pad)
+
+
+def _import(site: Site, block: str, t: key_pb.KeyTemplate, kcv: bytes) -> key_pb.ImportKeyResponse:
+    return site.client.keys.ImportKey(key_pb.ImportKeyRequest(
+        kek=pb.KeyRef(key_id=KBPK_ID), wrapped_key=block.encode("ascii"), kcv=kcv, template=t))
+
+
+def test_kbpk_is_bound_as_a_ceremony_zmk(site: Site) -> None:
+    info = site.client.keys.GetKey(key_pb.GetKeyRequest(key=pb.KeyRef(key_id=KBPK_ID))).key
+    assert (info.key_type, info.algorithm, info.usage, info.mode_of_use, info.exportability, info.zone) == (
+        pb.KEY_TYPE_ZMK, pb.ALGORITHM_AES_256, pb.KEY_USAGE_KBPK, B, pb.EXPORTABILITY_NON_EXPORTABLE, ZONE)
+    assert info.kcv[:3] == ref.kcv("AES_256", site.kbpk)
+
+
+def test_working_keys_in_d_blocks_import_with_their_kcvs(site: Site) -> None:
+    plan = [(f"dek-{i}", pb.KEY_TYPE_DEK, "AES_256", pb.KEY_USAGE_DATA, "D0", "B") for i in range(10)]
+    plan += [("zpk-a128", pb.KEY_TYPE_ZPK, "AES_128", pb.KEY_USAGE_PIN_ENCRYPTION, "P0", "B"),
+             ("mak-a192", pb.KEY_TYPE_MAK, "AES_192", pb.KEY_USAGE_MAC_CMAC, "M6", "C"),
+             ("zpk-t2", pb.KEY_TYPE_ZPK, "TDES_2KEY", pb.KEY_USAGE_PIN_ENCRYPTION, "P0", "B"),
+             ("dek-t3", pb.KEY_TYPE_DEK, "TDES_3KEY", pb.KEY_USAGE_DATA, "D0", "B")]
+    for key_id, kt, alg, usage, usage_code, mode in plan:
+        clear = secrets.token_bytes(SIZES[alg][1])
+        if alg.startswith("TDES"):
+            clear = ref.odd_parity(clear)
+        want = ref.kcv(alg, clear)
+        block = _block(site.kbpk, usage=usage_code, alg=alg, mode=mode, key=clear)
+        r = _import(site, block, template(key_id, kt, getattr(pb, f"ALGORITHM_{alg}"), usage,
+                                          B if mode == "B" else C, zone=ZONE), want)
+        assert r.key.key_id == key_id and r.key.state == pb.KEY_STATE_ACTIVE
+        assert r.key.kcv[:3] == want, key_id
+
+
+def test_export_is_a_d_block_the_partner_opens(site: Site) -> None:
+    clear = secrets.token_bytes(32)
+    block = _block(site.kbpk, usage="D0", alg="AES_256", mode="B", key=clear, exportability="E")
+    t = template("dek-out", pb.KEY_TYPE_DEK, pb.ALGORITHM_AES_256, pb.KEY_USAGE_DATA, B, zone=ZONE)
+    t.exportability = pb.EXPORTABILITY_EXPORTABLE
+    _import(site, block, t, ref.kcv("AES_256", clear))
+    out = site.client.keys.ExportKey(key_pb.ExportKeyRequest(kek=pb.KeyRef(key_id=KBPK_ID),
+                                                             key=pb.KeyRef(key_id="dek-out")))
+    text = out.wrapped_key.decode("ascii")
+    assert text[0] == "D" and text[5:9] == "D0AB"
+    key, _ = ref.tr31_unwrap(site.kbpk, text)
+    assert key == clear
+    assert out.kcv[:3] == ref.kcv("AES_256", clear)
+
+
+def test_a_flipped_byte_and_a_wrong_kbpk_get_one_generic_error(site: Site) -> None:
+    clear = secrets.token_bytes(32)
+    block = _block(site.kbpk, usage="D0", alg="AES_256", mode="B", key=clear)
+    i = 16 + 10  # a hex digit of the enciphered key field
+    flipped = block[:i] + ("0" if block[i] != "0" else "1") + block[i + 1:]
+    other = _block(secrets.token_bytes(32), usage="D0", alg="AES_256", mode="B", key=clear)
+    mac = block[:-1] + ("0" if block[-1] != "0" else "1")
+    t = template("dek-bad", pb.KEY_TYPE_DEK, pb.ALGORITHM_AES_256, pb.KEY_USAGE_DATA, B, zone=ZONE)
+    seen = {code_of(_import, site, b, t, ref.kcv("AES_256", clear)) for b in (flipped, other, mac)}
+    assert len(seen) == 1, seen
+    (code, message), = seen
+    assert code is grpc.StatusCode.INVALID_ARGUMENT, (code, message)
+    with pytest.raises(ClientError):
+        site.client.keys.GetKey(key_pb.GetKeyRequest(key=pb.KeyRef(key_id="dek-bad")))
+
+
+def test_an_aes_256_key_under_an_aes_128_kbpk_is_refused(site: Site) -> None:
+    """X9.24-1: a key is never carried by a weaker one, whatever the block says."""
+    parts = [secrets.token_bytes(16) for _ in range(3)]
+    r = _hsmsvc(*_form_args(site.sealed, site.store, "zmk-partner-weak", "AES_128"),
+                answers=_typed("AES_128", parts))
+    assert r.returncode == 0, r.stderr
+    clear = secrets.token_bytes(32)
+    block = _block(ref.xor(*parts), usage="D0", alg="AES_256", mode="B", key=clear)
+    code, message = code_of(site.client.keys.ImportKey, key_pb.ImportKeyRequest(
+        kek=pb.KeyRef(key_id="zmk-partner-weak"), wrapped_key=block.encode(), kcv=ref.kcv("AES_256", clear),
+        template=template("dek-weak", pb.KEY_TYPE_DEK, pb.ALGORITHM_AES_256, pb.KEY_USAGE_DATA, B, zone=ZONE)))
+    assert code is grpc.StatusCode.FAILED_PRECONDITION or code is grpc.StatusCode.PERMISSION_DENIED, message
+    assert message.startswith("kek: weaker"), message
+
+
+def test_the_ceremony_journal_and_audit_name_the_custodians(site: Site) -> None:
+    lines = [json.loads(x) for x in Path(str(site.sealed) + ".ceremony.log").read_text().splitlines()]
+    done = [x for x in lines if x["action"] == "key.form" and x["key_id"] == KBPK_ID]
+    assert len(done) == 1 and done[0]["custodians"] == "ann,bob,cy" and done[0]["officer"] == "olga"
+    assert done[0]["key_kcv"] == ref.kcv("AES_256", site.kbpk).hex().upper()
+
+
+def test_a_component_that_misses_its_kcv_leaves_no_key(site: Site) -> None:
+    """All or nothing: the third custodian's component fails the mailer's KCV three times."""
+    parts = [secrets.token_bytes(32) for _ in range(3)]
+    answers = _typed("AES_256", parts[:2]) + [parts[2].hex(), "000000"] * 3
+    r = _hsmsvc(*_form_args(site.sealed, site.store, "zmk-partner-never"), answers=answers)
+    assert r.returncode != 0 and "component 3" in r.stderr, r.stderr
+    code, _ = code_of(site.client.keys.GetKey, key_pb.GetKeyRequest(key=pb.KeyRef(key_id="zmk-partner-never")))
+    assert code is grpc.StatusCode.NOT_FOUND
+    lines = [json.loads(x) for x in Path(str(site.sealed) + ".ceremony.log").read_text().splitlines()]
+    assert lines[-1]["action"] == "zmk-form.abandoned" and "component 3" in lines[-1]["reason"]
+
+
+def test_a_key_id_in_use_is_refused_before_anyone_types(site: Site) -> None:
+    r = _hsmsvc(*_form_args(site.sealed, site.store, KBPK_ID), answers=[])
+    assert r.returncode != 0 and "key_id" in r.stderr and "component" not in r.stdout, (r.stdout, r.stderr)
