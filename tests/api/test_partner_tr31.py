@@ -193,3 +193,21 @@ def test_a_component_that_misses_its_kcv_leaves_no_key(site: Site) -> None:
 def test_a_key_id_in_use_is_refused_before_anyone_types(site: Site) -> None:
     r = _hsmsvc(*_form_args(site.sealed, site.store, KBPK_ID), answers=[])
     assert r.returncode != 0 and "key_id" in r.stderr and "component" not in r.stdout, (r.stdout, r.stderr)
+
+
+@pytest.mark.parametrize(("alg", "usage_code", "mode", "pb_alg", "expected"), [
+    ("AES_256", "D0", "B", pb.ALGORITHM_TDES_2KEY,
+     "key_block: header algorithm A (AES) differs from the template's TDES_2KEY"),
+    ("AES_256", "D0", "B", pb.ALGORITHM_AES_128, "key_block: carries a 256-bit key, not the template's AES_128"),
+    ("AES_256", "D0", "E", pb.ALGORITHM_AES_256, "key_block: header mode of use E differs from the template's B"),
+    ("AES_256", "P0", "B", pb.ALGORITHM_AES_256, "key_block: header key usage P0 differs from the template's D0"),
+])
+def test_a_template_that_disagrees_with_an_authentic_header_names_the_field(
+        site: Site, alg: str, usage_code: str, mode: str, pb_alg: int, expected: str) -> None:
+    """The header is clear text and the MAC has verified: the field that disagrees is named, unlike
+    a wrong KBPK or a forged block (test_a_flipped_byte_and_a_wrong_kbpk_get_one_generic_error)."""
+    block = _block(site.kbpk, usage=usage_code, alg=alg, mode=mode, key=secrets.token_bytes(32))
+    t = template("dek-mismatch", pb.KEY_TYPE_DEK, pb_alg, pb.KEY_USAGE_DATA, B, zone=ZONE)
+    code, message = code_of(_import, site, block, t, b"")
+    assert code is grpc.StatusCode.FAILED_PRECONDITION
+    assert message.startswith(expected), message

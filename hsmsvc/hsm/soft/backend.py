@@ -73,6 +73,31 @@ def block_algorithm(spec: KeySpec) -> tr31.KeyBlockAlgorithm:
     return _BLOCK_ALGORITHM[spec.algorithm]
 
 
+def check_header(header: tr31.Header, spec: KeySpec, length: int) -> None:
+    """A verified TR-31 block's header against the template (TR-31:2018 clause 5.1, table 1 fields).
+
+    Called only after the MAC verified: the header travels in clear and the block is authentic, so
+    the field that disagrees is named (the generic error is for what a wrong KBPK or a forged block
+    would cause). ``length``: the key's byte length, which for AES the header does not give.
+    """
+    if header.usage is not spec.usage:
+        raise KeyUsageViolation("key_block", f"header key usage {header.usage.value} differs from the "
+                                             f"template's {spec.usage.value}")
+    want = block_algorithm(spec)
+    if header.algorithm is not want:
+        raise KeyUsageViolation("key_block", f"header algorithm {header.algorithm.value} ({header.algorithm.name}) "
+                                             f"differs from the template's {spec.algorithm.value}")
+    if length != spec.algorithm.key_length:
+        raise KeyUsageViolation("key_block", f"carries a {8 * length}-bit key, not the template's "
+                                             f"{spec.algorithm.value}")
+    if header.mode_of_use not in (spec.mode_of_use, ModeOfUse.NO_RESTRICTIONS):
+        raise KeyUsageViolation("key_block", f"header mode of use {header.mode_of_use.value} differs from the "
+                                             f"template's {spec.mode_of_use.value}")
+    if header.exportability is not Exportability.EXPORTABLE and spec.exportability is Exportability.EXPORTABLE:
+        raise KeyUsageViolation("key_block", f"header exportability {header.exportability.value} does not permit "
+                                             f"the template's {spec.exportability.value}")
+
+
 _PAIR_NOT_CIPHER: Final = "a key pair is not a block cipher key"
 
 
@@ -333,14 +358,7 @@ class SoftBackend(CommandBackend):
             except UnicodeDecodeError:
                 raise InvalidKeyBlock() from None
             header, clear = tr31.unwrap(k.raw(), text)
-            if (
-                header.usage is not spec.usage
-                or header.algorithm is not block_algorithm(spec)
-                or header.mode_of_use not in (spec.mode_of_use, ModeOfUse.NO_RESTRICTIONS)
-                or (header.exportability is not Exportability.EXPORTABLE
-                    and spec.exportability is Exportability.EXPORTABLE)
-            ):
-                raise KeyUsageViolation("key_block", "its header does not permit the requested key")
+            check_header(header, spec, len(clear))
         else:
             if len(wrapped) != spec.algorithm.key_length or len(wrapped) % k.algorithm.block_size:
                 raise InvalidInput("wrapped_key", f"{spec.algorithm.key_length} bytes for {spec.algorithm.value}")
