@@ -137,9 +137,17 @@ def key_info(key: StoredKey) -> pb.KeyInfo:
     )
 
 
+_REQUIRED: Final = ("key_type", "algorithm", "usage", "mode_of_use", "exportability")
+"""The KeyTemplate fields GenerateKey and ImportKey need (key_service.proto)."""
+
+
 def key_spec(t: key_pb.KeyTemplate, key_id: str) -> KeySpec:
     # Mode of use and exportability are stated, never defaulted: a default
     # would be the permissive choice.
+    missing = [f for f in _REQUIRED if getattr(t, f) == 0]
+    if len(missing) > 1:
+        # Every one at once, so an integrator fixes the template in one round.
+        raise InvalidInput("template", "required fields missing: " + ", ".join(missing))
     mode = MODE_OF_USE.get(t.mode_of_use, "template.mode_of_use")
     exp = EXPORTABILITY.get(t.exportability, "template.exportability")
     return KeySpec(

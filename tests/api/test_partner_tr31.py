@@ -211,3 +211,14 @@ def test_a_template_that_disagrees_with_an_authentic_header_names_the_field(
     code, message = code_of(_import, site, block, t, b"")
     assert code is grpc.StatusCode.FAILED_PRECONDITION
     assert message.startswith(expected), message
+
+
+def test_every_missing_template_field_is_named_at_once(site: Site) -> None:
+    code, message = code_of(site.client.keys.GenerateKey, key_pb.GenerateKeyRequest(
+        template=key_pb.KeyTemplate(key_id="dek-incomplete", zone=ZONE)))
+    assert (code, message) == (grpc.StatusCode.INVALID_ARGUMENT, "template: required fields missing: key_type, "
+                               "algorithm, usage, mode_of_use, exportability")
+    t = template("dek-incomplete", pb.KEY_TYPE_DEK, pb.ALGORITHM_AES_256, pb.KEY_USAGE_DATA, B, zone=ZONE)
+    t.ClearField("algorithm")
+    code, message = code_of(_import, site, "D0000", t, b"")
+    assert (code, message) == (grpc.StatusCode.INVALID_ARGUMENT, "template.algorithm: required")
