@@ -119,14 +119,15 @@ def variant(kek: bytes, v: int | str) -> bytes:
 
 # payShield's variant key schemes under a ZMK (Thales payShield Host Programmer's Manual, key
 # schemes U and T): the 8-byte part i of a double- (U) or triple-length (T) key is TDES-ECB
-# enciphered under the double-length ZMK with the first byte of the ZMK's right half XORed with
-# the i-th constant below. Written out here from that documented method: no published worked
-# example with a clear ZMK was found to pin it to (tests/test_reference.py says so).
+# enciphered under the ZMK with the first byte of the ZMK's second 8-byte part (a double-length
+# ZMK's right half) XORed with the i-th constant below. Written out here from that documented
+# method: no published worked example with a clear ZMK was found to pin it to
+# (tests/test_reference.py says so); for a triple-length ZMK the same byte is assumed.
 PAYSHIELD_VARIANTS = {16: (0xA6, 0x5A), 24: (0x6A, 0xDE, 0x2B)}
 
 
 def _payshield_zmks(zmk: bytes, length: int) -> list[bytes]:
-    assert len(zmk) == 16, "a double-length ZMK"
+    assert len(zmk) in (16, 24), "a double- or triple-length ZMK"
     return [zmk[:8] + bytes([zmk[8] ^ v]) + zmk[9:] for v in PAYSHIELD_VARIANTS[length]]
 
 

@@ -5,10 +5,12 @@ Three ways partners send a key outside a key block, chosen per KEK (``hsm.model.
 * **X9.17 plain ECB**: each block of the key enciphered under the KEK itself,
   no variant (the practice of UnionPay and most partners); only the KCV checks it.
 * **payShield variant (key schemes U and T)**: part *i* (8 bytes) of a double-
-  or triple-length key is TDES-ECB enciphered under the double-length KEK with the
-  first byte of its right half XORed with the scheme's *i*-th variant constant:
-  ``A6 5A`` for scheme U (double length), ``6A DE 2B`` for scheme T (triple length)
-  (Thales payShield Host Programmer's Manual, "variant" key schemes U and T).
+  or triple-length key is TDES-ECB enciphered under the KEK with the first byte of
+  its second 8-byte part (a double-length KEK's right half) XORed with the scheme's
+  *i*-th variant constant: ``A6 5A`` for scheme U (double length), ``6A DE 2B`` for
+  scheme T (triple length) (Thales payShield Host Programmer's Manual, "variant"
+  key schemes U and T). For a triple-length KEK the same byte is taken: our reading,
+  to be confirmed against a payShield (docs/architecture.md).
 * **hsmsvc variant**: hsmsvc's own key-type variant in the KEK's first byte
   (``hsm.policy.ECB_VARIANTS``); kept only for ZMKs formed before the other forms.
 
@@ -52,8 +54,8 @@ def x917_decipher(algorithm: Algorithm, kek: bytes, wrapped: bytes) -> bytes:
 
 
 def _payshield_keks(kek: bytes, length: int) -> list[bytes]:
-    if len(kek) != 16:
-        raise InvalidInput("kek", "a double-length TDES ZMK or TMK for the payShield variant form")
+    if len(kek) not in (16, 24):
+        raise InvalidInput("kek", "a double- or triple-length TDES ZMK or TMK for the payShield variant form")
     variants = PAYSHIELD_VARIANTS.get(length)
     if variants is None:
         raise InvalidInput("key", "double (scheme U) or triple (scheme T) length TDES for the payShield form")
@@ -61,16 +63,20 @@ def _payshield_keks(kek: bytes, length: int) -> list[bytes]:
 
 
 def payshield_encipher(kek: bytes, key: bytes) -> bytes:
-    """``key`` (16 or 24 bytes) under a double-length ``kek`` in payShield scheme U or T."""
+    """``key`` (16 or 24 bytes) under a TDES ``kek`` in payShield scheme U or T."""
     keks = _payshield_keks(kek, len(key))
-    return b"".join(ecb_encrypt(Algorithm.TDES_2KEY, k, key[8 * i: 8 * i + 8]) for i, k in enumerate(keks))
+    return b"".join(ecb_encrypt(_tdes(k), k, key[8 * i: 8 * i + 8]) for i, k in enumerate(keks))
 
 
 def payshield_decipher(kek: bytes, wrapped: bytes) -> bytes:
     if len(wrapped) not in PAYSHIELD_VARIANTS:
         raise InvalidInput("wrapped_key", "16 (scheme U) or 24 (scheme T) bytes")
     keks = _payshield_keks(kek, len(wrapped))
-    return b"".join(ecb_decrypt(Algorithm.TDES_2KEY, k, wrapped[8 * i: 8 * i + 8]) for i, k in enumerate(keks))
+    return b"".join(ecb_decrypt(_tdes(k), k, wrapped[8 * i: 8 * i + 8]) for i, k in enumerate(keks))
+
+
+def _tdes(kek: bytes) -> Algorithm:
+    return Algorithm.TDES_2KEY if len(kek) == 16 else Algorithm.TDES_3KEY
 
 
 def accept(algorithm: Algorithm, clear: bytes, check: bytes | None) -> bytes:
