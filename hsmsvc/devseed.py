@@ -16,7 +16,7 @@ from typing import Final, Iterator
 
 from hsmsvc.errors import AlreadyExists, InvalidInput, KeyNotFound
 from hsmsvc.hsm.backend import Backend
-from hsmsvc.hsm.model import KeySpec
+from hsmsvc.hsm.model import KeySpec, LegacyForm
 from hsmsvc.keys.hierarchy import KeyManager, kek_spec
 from hsmsvc.keys.store import KeyStore
 from hsmsvc.types import Algorithm, Exportability, KeyType, KeyUsage, ModeOfUse
@@ -61,7 +61,8 @@ def seed(store: KeyStore, backend: Backend) -> Iterator[str]:
 
 
 def form_kek(store: KeyStore, backend: Backend, *, spec: KeySpec, components: Sequence[bytes | bytearray],
-             alias: str | None = None, legacy_types: frozenset[KeyType] = frozenset()) -> list[str]:
+             alias: str | None = None, legacy_types: frozenset[KeyType] = frozenset(),
+             legacy_form: LegacyForm = LegacyForm.NONE) -> list[str]:
     """Form ``spec`` from clear ``components`` and store it (a ``key.form`` audit row by
     :data:`ACTOR`); the lines to print: each component's KCV, then the key's."""
     if store.versions(spec.key_id):
@@ -70,10 +71,11 @@ def form_kek(store: KeyStore, backend: Backend, *, spec: KeySpec, components: Se
         if len(part) != spec.algorithm.key_length:
             raise InvalidInput(f"component {i}", f"{2 * spec.algorithm.key_length} hex digits for "
                                                  f"{spec.algorithm.value}")
-    key, kcvs = KeyManager(store, backend, ACTOR).form(spec, components, alias=alias, legacy_types=legacy_types)
+    key, kcvs = KeyManager(store, backend, ACTOR).form(spec, components, alias=alias, legacy_types=legacy_types,
+                                                        legacy_form=legacy_form)
     lines = [f"component {i} KCV {k.hex().upper()}" for i, k in enumerate(kcvs, 1)]
     carries = ",".join(sorted(t.value for t in legacy_types))
-    form = "K1, TR-31" if spec.usage is KeyUsage.KBPK else f"K0, ECB for {carries}"
+    form = "K1, TR-31" if spec.usage is KeyUsage.KBPK else f"K0, {legacy_form.value} for {carries}"
     lines.append(f"{spec.key_type.value} {spec.key_id} v{spec.version} ({spec.algorithm.value}, {form}"
                  f"{', zone ' + spec.zone if spec.zone else ''}) stored; KCV {key.cryptogram.kcv.hex().upper()}")
     return lines

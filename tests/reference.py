@@ -117,6 +117,31 @@ def variant(kek: bytes, v: int | str) -> bytes:
     return bytes([kek[0] ^ c]) + kek[1:]
 
 
+# payShield's variant key schemes under a ZMK (Thales payShield Host Programmer's Manual, key
+# schemes U and T): the 8-byte part i of a double- (U) or triple-length (T) key is TDES-ECB
+# enciphered under the ZMK with the first byte of the ZMK's second 8-byte part (a double-length
+# ZMK's right half) XORed with the i-th constant below. Written out here from that documented
+# method: no published worked example with a clear ZMK was found to pin it to
+# (tests/test_reference.py says so); for a triple-length ZMK the same byte is assumed.
+PAYSHIELD_VARIANTS = {16: (0xA6, 0x5A), 24: (0x6A, 0xDE, 0x2B)}
+
+
+def _payshield_zmks(zmk: bytes, length: int) -> list[bytes]:
+    assert len(zmk) in (16, 24), "a double- or triple-length ZMK"
+    return [zmk[:8] + bytes([zmk[8] ^ v]) + zmk[9:] for v in PAYSHIELD_VARIANTS[length]]
+
+
+def payshield_variant_wrap(zmk: bytes, key: bytes) -> bytes:
+    """``key`` (16 or 24 bytes) under ``zmk`` in payShield key scheme U or T."""
+    return b"".join(tdes_ecb(z, key[8 * i: 8 * i + 8]) for i, z in enumerate(_payshield_zmks(zmk, len(key))))
+
+
+def payshield_variant_unwrap(zmk: bytes, wrapped: bytes) -> bytes:
+    """The inverse of :func:`payshield_variant_wrap`."""
+    zmks = _payshield_zmks(zmk, len(wrapped))
+    return b"".join(tdes_ecb(z, wrapped[8 * i: 8 * i + 8], decrypt=True) for i, z in enumerate(zmks))
+
+
 # -- MACs --------------------------------------------------------------------------------
 
 

@@ -120,22 +120,24 @@ def test_dev_zmk_from_component_files_then_partner_keys_import_under_it(site: Si
         assert [line.rsplit(" ", 1)[1] for line in r.stdout.splitlines() if line.startswith("component")] == [
             ref.tdes_kcv(p).hex().upper() for p in K1_PARTS]
         assert "warning: development only" in r.stderr and "component files" in r.stderr
-        # K0 for ZPKs in the legacy ECB form, the components typed at the hidden prompt (here a pipe).
+        # K0 for ZPKs in the partner's X9.17 plain ECB form, the components typed at the hidden prompt
+        # (here a pipe).
         r = _hsmsvc("dev", "seed", *site.base, "--insecure-dev", "--zmk", "zmk-partner-k0", "--usage", "K0",
-                    "--legacy-types", "ZPK", stdin="".join(p.hex() + "\n" for p in K0_PARTS))
+                    "--legacy-types", "ZPK", "--legacy-form", "X917_ECB",
+                    stdin="".join(p.hex() + "\n" for p in K0_PARTS))
         assert r.returncode == 0, r.stderr
         k0_zmk = ref.xor(*K0_PARTS)
         assert _kcv_line(r.stdout, "zmk-partner-k0") == ref.tdes_kcv(k0_zmk).hex().upper()
 
         # The development principal imports the partner's ZPKs over gRPC: one as a TR-31 block (built
-        # here, tests/reference.py) under the K1 ZMK, one in ECB form under the K0 ZMK's ZPK variant,
-        # each with the partner's KCV, which the server checks.
+        # here, tests/reference.py) under the K1 ZMK, one TDES-ECB enciphered under the K0 ZMK itself
+        # (ANSI X9.17, no variant), each with the partner's KCV, which the server checks.
         zpk_a, zpk_b = (ref.odd_parity(secrets.token_bytes(16)) for _ in range(2))
         block = ref.tr31_wrap(k1_zmk, "B0000P0TB00N0000", zpk_a, secrets.token_bytes(6))
         with Client.insecure(address) as c:
             for key_id, kek, wrapped, clear in (
                 ("partner-zpk-a", "zmk-partner", block.encode(), zpk_a),
-                ("partner-zpk-b", "zmk-partner-k0", ref.tdes_ecb(ref.variant(k0_zmk, "ZPK"), zpk_b), zpk_b),
+                ("partner-zpk-b", "zmk-partner-k0", ref.tdes_ecb(k0_zmk, zpk_b), zpk_b),
             ):
                 got = c.keys.ImportKey(key_pb.ImportKeyRequest(
                     kek=pb.KeyRef(key_id=kek), wrapped_key=wrapped, kcv=ref.tdes_kcv(clear),
@@ -166,6 +168,8 @@ def test_dev_zmk_from_component_files_then_partner_keys_import_under_it(site: Si
      "components: 2 to 9 (dual control)"),
     (("--insecure-dev", "--zmk", "z", "--usage", "K0", "--component", "00" * 16, "--component", "11" * 16),
      "legacy_types: a K0 ZMK needs"),
+    (("--insecure-dev", "--zmk", "z", "--usage", "K0", "--legacy-types", "ZPK", "--component", "00" * 16,
+      "--component", "11" * 16), "legacy_form: X917_ECB, PAYSHIELD_VARIANT or HSMSVC_VARIANT"),
     (("--component-file", "x"), "component_file: only with --zmk or --tmk"),
 ])
 def test_refusals_are_one_line_and_leave_nothing(site: Site, args: tuple[str, ...], message: str) -> None:

@@ -162,3 +162,29 @@ def test_visa_pvv_psec_table(pvki: int, pin: str, pan: str, expected: str) -> No
 def test_odd_parity_and_variant() -> None:
     assert ref.odd_parity(H("0001FEFF")) == H("0101FEFE")
     assert ref.variant(H("0011"), "ZPK") == ref.variant(H("0011"), 0x6A) == H("6A11")
+
+
+def test_x917_ecb_under_a_zmk_published_example() -> None:
+    # A ZPK sent under a ZMK in plain ECB (X9.17, no variant), with both KCVs, as posted to the
+    # Thales HSM users' forum ("FA command ... single length keys",
+    # https://thales46.rssing.com/chan-7465905/article256.html): ZMK 9DDC9BAE925D31E6 (KCV 0EB795),
+    # ZPK ABDC5476102301FE (KCV 6C5ACF), ZPK under ZMK 76E565ADB1062E6E.
+    zmk, zpk = H("9DDC9BAE925D31E6"), H("ABDC5476102301FE")
+    assert ref.tdes_ecb(zmk, zpk) == H("76E565ADB1062E6E")
+    assert ref.tdes_kcv(zmk) == H("0EB795") and ref.tdes_kcv(zpk) == H("6C5ACF")
+
+
+def test_payshield_variant_schemes_u_and_t_as_documented() -> None:
+    # No published worked example with a clear ZMK was found for schemes U/T, so this pins the
+    # documented method part by part: constants A6 5A (U) and 6A DE 2B (T) in the first byte of
+    # the ZMK's right half, each 8-byte part enciphered on its own.
+    zmk = H("0123456789ABCDEFFEDCBA9876543210")
+    assert ref.PAYSHIELD_VARIANTS == {16: (0xA6, 0x5A), 24: (0x6A, 0xDE, 0x2B)}
+    key = H("1C3E587A94B6D0F2D5F791B35D7F193B0123456789ABCDEF")
+    for length, consts in ref.PAYSHIELD_VARIANTS.items():
+        wrapped = ref.payshield_variant_wrap(zmk, key[:length])
+        for i, c in enumerate(consts):
+            kek = zmk[:8] + bytes([zmk[8] ^ c]) + zmk[9:]
+            assert wrapped[8 * i: 8 * i + 8] == ref.tdes_ecb(kek, key[8 * i: 8 * i + 8])
+        assert ref.payshield_variant_unwrap(zmk, wrapped) == key[:length]
+        assert wrapped != ref.tdes_ecb(zmk, key[:length])  # not the X9.17 form

@@ -60,7 +60,7 @@ class CeremonyServicer(g.CeremonyServiceServicer):
         t = r.template
         spec = cv.key_spec(t, cv.text(t.key_id, "template.key_id", 64) or new_key_id())
         out = uc.start(self.s, c, spec=spec, alias=cv.text(t.alias, "template.alias") or None,
-                       legacy_types=cv.legacy_types(t),
+                       legacy_types=cv.legacy_types(t), legacy_form=cv.legacy_form(t),
                        ctk=cv.key_ref(r.transport_key, "transport_key", r.HasField("transport_key")),
                        required=r.component_count)
         return m.StartKeyFormationResponse(formation=formation(out))

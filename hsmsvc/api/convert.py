@@ -13,7 +13,7 @@ from typing import Final
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from hsmsvc.errors import InvalidInput
-from hsmsvc.hsm.model import FieldParams, KeySpec
+from hsmsvc.hsm.model import FieldParams, KeySpec, LegacyForm
 from hsmsvc.keys.model import KeyRef, StoredKey
 from hsmsvc.types import KeyType
 from hsmsvc.v1 import data_service_pb2 as data_pb
@@ -37,6 +37,8 @@ from hsmsvc.wire import (
 
 
 _MAX_TEXT: Final = 128
+# UNSPECIFIED (0) is LegacyForm.NONE: no legacy form.
+LEGACY_FORM: Final = EnumTable(pb.LegacyForm, "LEGACY_FORM_", LegacyForm)
 
 
 def text(value: str, field: str, limit: int = _MAX_TEXT) -> str:
@@ -134,6 +136,7 @@ def key_info(key: StoredKey) -> pb.KeyInfo:
         use_count=key.use_count,
         max_uses=key.max_uses or 0,
         legacy_key_types=sorted(KEY_TYPE.to_pb[t] for t in key.legacy_types),
+        legacy_form=LEGACY_FORM.to_pb.get(key.legacy_form, 0),
     )
 
 
@@ -165,6 +168,11 @@ def key_spec(t: key_pb.KeyTemplate, key_id: str) -> KeySpec:
 
 def legacy_types(t: key_pb.KeyTemplate) -> frozenset[KeyType]:
     return frozenset(KEY_TYPE.get(v, "template.legacy_key_types") for v in t.legacy_key_types)
+
+
+def legacy_form(t: key_pb.KeyTemplate) -> LegacyForm:
+    """The K0 KEK's legacy form; unspecified is NONE (TR-31 only), which a K0 KEK with types refuses."""
+    return LEGACY_FORM.optional(t.legacy_form, "template.legacy_form") or LegacyForm.NONE
 
 
 def field_params(c: data_pb.FieldCipher, field: str, has: bool = True) -> FieldParams:

@@ -25,7 +25,7 @@ class KeyServicer(g.KeyServiceServicer):
         spec = cv.key_spec(t, _template_id(t))
         key = uc.generate_key(self.s, c, spec=spec, alias=cv.text(t.alias, "template.alias") or None,
                               lifetime_s=t.lifetime_seconds, max_uses=cv.uint63(t.max_uses, "template.max_uses"),
-                              legacy_types=cv.legacy_types(t))
+                              legacy_types=cv.legacy_types(t), legacy_form=cv.legacy_form(t))
         return m.GenerateKeyResponse(key=cv.key_info(key))
 
     @rpc("KeyService.ImportKey")
@@ -34,7 +34,8 @@ class KeyServicer(g.KeyServiceServicer):
         spec = cv.key_spec(t, _template_id(t))
         key = uc.import_key(self.s, c, kek=cv.key_ref(r.kek, "kek", r.HasField("kek")), wrapped=bytes(r.wrapped_key),
                             kcv=bytes(r.kcv) or None, spec=spec, alias=cv.text(t.alias, "template.alias") or None,
-                            legacy_types=cv.legacy_types(t), lifetime_s=t.lifetime_seconds,
+                            legacy_types=cv.legacy_types(t), legacy_form=cv.legacy_form(t),
+                            lifetime_s=t.lifetime_seconds,
                             max_uses=cv.uint63(t.max_uses, "template.max_uses"))
         return m.ImportKeyResponse(key=cv.key_info(key))
 

@@ -40,7 +40,7 @@ __all__ = ["form", "print_components", "template"]
 
 
 def template(kind: KeyType, *, key_id: str, alias: str, algorithm: str, usage: str, mode_of_use: str, zone: str,
-             legacy_types: Sequence[str] = ()) -> km.KeyTemplate:
+             legacy_types: Sequence[str] = (), legacy_form: str = "") -> km.KeyTemplate:
     """The template of a ZMK or TMK to form, from the names a ceremony script gives: ``usage`` K1
     (TR-31 key blocks) or K0 (the legacy ECB form, carrying ``legacy_types``); never exportable."""
     try:
@@ -52,9 +52,10 @@ def template(kind: KeyType, *, key_id: str, alias: str, algorithm: str, usage: s
             exportability=EXPORTABILITY.to_pb[Exportability.NON_EXPORTABLE],
             zone=zone,
             legacy_key_types=[KEY_TYPE.to_pb[KeyType(t)] for t in legacy_types],
+            legacy_form=pb.LegacyForm.Value(f"LEGACY_FORM_{legacy_form or 'UNSPECIFIED'}"),
         )
     except (KeyError, ValueError):
-        raise InvalidInput("template", "a known algorithm, mode of use and key types") from None
+        raise InvalidInput("template", "a known algorithm, mode of use, key types and legacy form") from None
 
 
 def _custodian_component(console: Console, i: int, n: int, algorithm: Algorithm) -> tuple[bytearray, bytes]:

@@ -26,7 +26,7 @@ from hsmsvc.ceremony.record import Record
 from hsmsvc.crypto import compare, components, kcv
 from hsmsvc.errors import AlreadyExists, VerificationFailed
 from hsmsvc.hsm.backend import Backend
-from hsmsvc.hsm.model import KeySpec
+from hsmsvc.hsm.model import KeySpec, LegacyForm
 from hsmsvc.keys.hierarchy import KeyManager
 from hsmsvc.keys.model import StoredKey
 from hsmsvc.keys.store import KeyStore
@@ -38,6 +38,7 @@ __all__ = ["form"]
 def form(
     console: Console, *, store: KeyStore, backend: Backend, spec: KeySpec, n: int, record: Record,
     names: Sequence[str] = (), alias: str | None = None, legacy_types: frozenset[KeyType] = frozenset(),
+    legacy_form: LegacyForm = LegacyForm.NONE,
 ) -> StoredKey:
     """Form ``spec`` from ``n`` custodians' components typed at this console and store it; returns the key."""
     check_custodians(n)
@@ -59,7 +60,8 @@ def form(
             manager = KeyManager(store, backend, record.officer)
 
             def keep() -> None:
-                key, _ = manager.form(spec, parts, alias=alias, legacy_types=legacy_types, detail=detail)
+                key, _ = manager.form(spec, parts, alias=alias, legacy_types=legacy_types, legacy_form=legacy_form,
+                                      detail=detail)
                 stored.append(key)
                 if not compare.bytes_eq(key.cryptogram.kcv[: len(key_kcv)], key_kcv):
                     take_back()

@@ -17,10 +17,12 @@ from hsmsvc.cli import backend
 from hsmsvc.errors import InvalidInput
 
 if TYPE_CHECKING:
+    from hsmsvc.hsm.model import LegacyForm
     from hsmsvc.types import KeyType
 
 HELP = "development helpers"
-_KEY_OPTIONS = ("component_file", "component", "legacy_types", "alias")
+_FORMS = ("X917_ECB", "PAYSHIELD_VARIANT", "HSMSVC_VARIANT")
+_KEY_OPTIONS = ("component_file", "component", "legacy_types", "legacy_form", "alias")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -45,6 +47,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--usage", choices=("K0", "K1"), default="K1",
                    help="K1: TR-31 key blocks (default); K0: the legacy ECB form")
     p.add_argument("--legacy-types", help="K0 only, and needed: key types it may carry in ECB form, e.g. ZPK,MAK")
+    p.add_argument("--legacy-form", choices=_FORMS,
+                   help="K0 only, and needed: X917_ECB (plain ECB, UnionPay), PAYSHIELD_VARIANT (schemes U/T) "
+                        "or HSMSVC_VARIANT (hsmsvc's own table, for old ZMKs)")
     p.add_argument("--zone", default="", help="the zone (ZMK) or terminal group (TMK)")
     p.add_argument("--alias")
 
@@ -74,14 +79,15 @@ def _form(args: argparse.Namespace) -> int:
                                            "only, so give --insecure-dev (production: hsmsvc ceremony zmk form)")
     kind = KeyType.ZMK if args.zmk else KeyType.TMK
     legacy = _legacy_types(args.legacy_types)
+    spec_form = _legacy_form(args.legacy_form)
     spec = devseed.kek_spec(kind, key_id=args.zmk or args.tmk, algorithm=args.algorithm, usage=args.usage,
-                            zone=args.zone, legacy_types=legacy)
+                            zone=args.zone, legacy_types=legacy, legacy_form=_legacy_form(args.legacy_form))
     # Every component is read and checked before the store is opened, so a bad one leaves nothing.
     parts = _components(args, spec.algorithm.key_length)
     try:
         with backend.opened(args, migrate=True) as (hsm, store):
             lines = devseed.form_kek(store, hsm, spec=spec, components=parts, alias=args.alias or None,
-                                     legacy_types=legacy)
+                                     legacy_types=legacy, legacy_form=spec_form)
     finally:
         for p in parts:
             zeroize(p)
@@ -89,6 +95,12 @@ def _form(args: argparse.Namespace) -> int:
     print(f"hsmsvc: warning: development only: {kind.value} {spec.key_id}'s components are in clear "
           f"{_where(args)}; never use this key, or its components, in production", file=sys.stderr)
     return 0
+
+
+def _legacy_form(name: str | None) -> LegacyForm:
+    from hsmsvc.hsm.model import LegacyForm
+
+    return LegacyForm[name] if name else LegacyForm.NONE
 
 
 def _legacy_types(text: str | None) -> frozenset[KeyType]:

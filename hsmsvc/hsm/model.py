@@ -35,6 +35,7 @@ __all__ = [
     "KeyCryptogram",
     "KeyForm",
     "KeySpec",
+    "LegacyForm",
     "MAX_RANDOM",
     "OneTimeKey",
     "PinBatch",
@@ -96,6 +97,23 @@ class KeyForm(Vocabulary):
     """Legacy: the key enciphered in ECB under a K0 KEK (ANSI X9.17 style)."""
     TR31 = "TR31"
     """A TR-31 key block under a K1 KEK (version B for TDES, D for AES)."""
+
+
+@unique
+class LegacyForm(Vocabulary):
+    """The legacy (ECB) form a K0 ZMK or TMK exchanges keys in: chosen per KEK, opt-in.
+
+    ``hsmsvc.crypto.legacy`` describes each; docs/architecture.md says why there are three.
+    """
+
+    NONE = "NONE"
+    """TR-31 only: a K1 KEK, or a K0 KEK no form has been chosen for (it carries nothing)."""
+    X917_ECB = "X917_ECB"
+    """ANSI X9.17: the key ECB-enciphered under the KEK, no variant; the KCV is the check."""
+    PAYSHIELD_VARIANT = "PAYSHIELD_VARIANT"
+    """payShield key scheme U (double length) or T (triple length) under a double-length KEK."""
+    HSMSVC_VARIANT = "HSMSVC_VARIANT"
+    """hsmsvc's own key-type variant table (policy.ECB_VARIANTS): no partner uses it; ZMKs of old."""
 
 
 @unique

@@ -198,10 +198,11 @@ EXPORTABLE_UNDER: Final[Mapping[KeyType, frozenset[KeyType]]] = {
 }
 
 
-# Legacy ECB form: the KEK's first byte is XORed with its cargo's variant, in the
-# manner of the payShield and Atalla key-type variants, so a key sent as a ZPK
-# unwraps to garbage (and fails its KCV) if taken in as a DEK. Both sites must
-# use this table: it is a bilateral convention, like any variant table.
+# The HSMSVC_VARIANT legacy form only (hsm.model.LegacyForm): the KEK's first byte
+# XORed with its cargo's variant, so a key sent as a ZPK unwraps to garbage (and
+# fails its KCV) if taken in as a DEK. hsmsvc's own table, read by no other HSM:
+# kept for K0 ZMKs made before a form could be chosen (migration 0007). Partners
+# use X917_ECB or PAYSHIELD_VARIANT (crypto/legacy.py).
 ECB_VARIANTS: Final[Mapping[KeyType, int]] = {
     KeyType.ZMK: 0xA6,
     KeyType.TMK: 0x5A,

@@ -16,7 +16,7 @@ from hsmsvc.errors import InvalidInput, KeyNotFound, KeyStateError, KeyUsageViol
 from hsmsvc.hsm import policy
 from hsmsvc.hsm.backend import Backend
 from hsmsvc.hsm.commands import ExportKey, Forget, FormKey, GenerateKey, ImportKey
-from hsmsvc.hsm.model import KeyCryptogram, KeySpec
+from hsmsvc.hsm.model import KeyCryptogram, KeySpec, LegacyForm
 from hsmsvc.hsm.policy import Operation
 from hsmsvc.keys.model import AuditEvent, KeyRef, StoredKey, check_alias
 from hsmsvc.keys.store import KeyStore
@@ -49,26 +49,47 @@ def _detail(c: KeyCryptogram, **extra: str) -> tuple[tuple[str, str], ...]:
     return tuple(sorted(base.items()))
 
 
-def check_legacy_types(spec: KeySpec, legacy_types: frozenset[KeyType]) -> None:
-    """Only a K0 ZMK or TMK opts in to the legacy ECB form, and only for the types it may carry."""
-    if not legacy_types:
+def _form_detail(kek: StoredKey) -> dict[str, str]:
+    """The form a key crossed a K0 KEK in, for the audit record (TR-31 under a K1: nothing)."""
+    return {"form": kek.legacy_form.value} if kek.legacy_form is not LegacyForm.NONE else {}
+
+
+def check_legacy_types(spec: KeySpec, legacy_types: frozenset[KeyType],
+                       legacy_form: LegacyForm = LegacyForm.NONE) -> None:
+    """Only a K0 ZMK or TMK opts in to a legacy form, naming the form and the types it may carry.
+
+    The form is chosen explicitly: none is assumed, since each partner HSM reads only its own.
+    """
+    if not isinstance(legacy_form, LegacyForm):
+        raise InvalidInput("legacy_form", "a LegacyForm")
+    if not legacy_types and legacy_form is LegacyForm.NONE:
         return
     if spec.usage is not KeyUsage.KEK:
-        raise InvalidInput("legacy_key_types", "only for a K0 (legacy ECB) ZMK or TMK")
+        field = "legacy_key_types" if legacy_types else "legacy_form"
+        raise InvalidInput(field, "only for a K0 (legacy ECB) ZMK or TMK")
+    if not legacy_types:
+        raise InvalidInput("legacy_key_types", "the key types the legacy form may carry, e.g. ZPK,MAK")
+    if legacy_form is LegacyForm.NONE:
+        raise InvalidInput("legacy_form", "X917_ECB, PAYSHIELD_VARIANT or HSMSVC_VARIANT for a K0 ZMK or TMK")
     if not legacy_types <= policy.EXPORTABLE_UNDER.get(spec.key_type, frozenset()):
         raise InvalidInput("legacy_key_types", f"types a {spec.key_type.value} may carry")
+    if legacy_form is LegacyForm.PAYSHIELD_VARIANT and not spec.algorithm.is_tdes:
+        raise InvalidInput("legacy_form", "PAYSHIELD_VARIANT needs a TDES ZMK or TMK")
 
 
 def require_legacy_opt_in(kek: StoredKey, key_type: KeyType) -> None:
     """The legacy ECB form is opt-in per KEK and per key type; TR-31 (K1) needs none."""
-    if kek.cryptogram.spec.usage is KeyUsage.KEK and key_type not in kek.legacy_types:
+    if kek.cryptogram.spec.usage is KeyUsage.KEK and (
+        key_type not in kek.legacy_types or kek.legacy_form is LegacyForm.NONE
+    ):
         raise KeyUsageViolation(
-            "kek", f"has not opted in to the legacy ECB form for {key_type.value}; use a TR-31 (K1) KEK"
+            "kek", f"has not opted in to a legacy ECB form for {key_type.value}; use a TR-31 (K1) KEK"
         )
 
 
 def kek_spec(kind: KeyType, *, key_id: str, algorithm: str, usage: str, zone: str,
-             legacy_types: frozenset[KeyType] = frozenset()) -> KeySpec:
+             legacy_types: frozenset[KeyType] = frozenset(),
+             legacy_form: LegacyForm = LegacyForm.NONE) -> KeySpec:
     """A ZMK or TMK bound as ``hsmsvc ceremony zmk|tmk form`` binds one (``ceremony/forming.py``
     ``template``), for ``hsmsvc ceremony key form`` and ``hsmsvc dev seed``: ``usage`` K1 is a KBPK
     (TR-31 key blocks), K0 a KEK (the legacy ECB form, for ``legacy_types`` only); mode of use B;
@@ -86,7 +107,7 @@ def kek_spec(kind: KeyType, *, key_id: str, algorithm: str, usage: str, zone: st
     # A K0 key that opts in to no type could carry nothing: say so now, not at the first import.
     if usage == "K0" and not legacy_types:
         raise InvalidInput("legacy_types", f"a K0 {kind.value} needs the key types it may carry, e.g. ZPK,MAK")
-    check_legacy_types(spec, legacy_types)
+    check_legacy_types(spec, legacy_types, legacy_form)
     return spec
 
 
@@ -100,28 +121,33 @@ class KeyManager:
 
     def _keep(self, *, c: KeyCryptogram, action: str, state: KeyState, alias: str | None,
               lifetime: timedelta | None, max_uses: int | None,
-              legacy_types: frozenset[KeyType] = frozenset(), **extra: str) -> StoredKey:
+              legacy_types: frozenset[KeyType] = frozenset(), legacy_form: LegacyForm = LegacyForm.NONE,
+              **extra: str) -> StoredKey:
         if alias is not None:
             check_alias(alias)
-        check_legacy_types(c.spec, legacy_types)
+        check_legacy_types(c.spec, legacy_types, legacy_form)
         if legacy_types:
+            # Choosing a KEK's legacy form is a key-management action: the audit names it.
             extra["legacy_types"] = ",".join(sorted(t.value for t in legacy_types))
+            extra["legacy_form"] = legacy_form.value
         now = datetime.now(timezone.utc)
         key = StoredKey(
             c, state, now, alias,
             now if state is KeyState.ACTIVE else None,
             now + lifetime if lifetime else None,
-            0, max_uses, None, legacy_types,
+            0, max_uses, None, legacy_types, legacy_form,
         )
         self._store.add(key, AuditEvent(self._actor, action, c.spec.key_id, c.spec.version, _detail(c, **extra)))
         return key
 
     def generate(self, spec: KeySpec, *, alias: str | None = None, state: KeyState = KeyState.ACTIVE,
                  lifetime: timedelta | None = None, max_uses: int | None = None,
-                 legacy_types: frozenset[KeyType] = frozenset()) -> StoredKey:
-        check_legacy_types(spec, legacy_types)
+                 legacy_types: frozenset[KeyType] = frozenset(),
+                 legacy_form: LegacyForm = LegacyForm.NONE) -> StoredKey:
+        check_legacy_types(spec, legacy_types, legacy_form)
         return self._keep(c=self._backend.execute(GenerateKey(spec=spec)), action="key.generate", state=state,
-                          alias=alias, lifetime=lifetime, max_uses=max_uses, legacy_types=legacy_types)
+                          alias=alias, lifetime=lifetime, max_uses=max_uses, legacy_types=legacy_types,
+                          legacy_form=legacy_form)
 
     def rotate(self, key_id: str, lifetime: timedelta | None = None, max_uses: int | None = None) -> StoredKey:
         """A new version with the same binding; ACTIVE versions become RETIRING (one transaction)."""
@@ -143,13 +169,15 @@ class KeyManager:
 
     def form(self, spec: KeySpec, components: Sequence[bytes | bytearray], alias: str | None = None,
              legacy_types: frozenset[KeyType] = frozenset(),
+             legacy_form: LegacyForm = LegacyForm.NONE,
              detail: Mapping[str, str] | None = None) -> tuple[StoredKey, list[bytes]]:
         """Form and store a key from clear components; ``detail`` joins the ``key.form`` audit row
         (a ceremony's id and custodians), written in the transaction that stores the key."""
+        check_legacy_types(spec, legacy_types, legacy_form)
         c, kcvs = self._backend.execute(FormKey(spec=spec, components=components))
         extra = {**(detail or {}), **{f"component_{i + 1}_kcv": k.hex().upper() for i, k in enumerate(kcvs)}}
         return self._keep(c=c, action="key.form", state=KeyState.ACTIVE, alias=alias, lifetime=None, max_uses=None,
-                          legacy_types=legacy_types, **extra), kcvs
+                          legacy_types=legacy_types, legacy_form=legacy_form, **extra), kcvs
 
     def import_under(self, *, kek_id: str, wrapped: bytes, spec: KeySpec, kcv: bytes | None = None,
                      state: KeyState = KeyState.ACTIVE, alias: str | None = None) -> StoredKey:
@@ -158,14 +186,16 @@ class KeyManager:
 
     def import_with(self, *, kek: StoredKey, wrapped: bytes, spec: KeySpec, kcv: bytes | None = None,
                     state: KeyState = KeyState.ACTIVE, alias: str | None = None,
-                    legacy_types: frozenset[KeyType] = frozenset(), lifetime: timedelta | None = None,
-                    max_uses: int | None = None) -> StoredKey:
-        """Import under a KEK the caller has already looked up and checked."""
+                    legacy_types: frozenset[KeyType] = frozenset(), legacy_form: LegacyForm = LegacyForm.NONE,
+                    lifetime: timedelta | None = None, max_uses: int | None = None) -> StoredKey:
+        """Import under a KEK the caller has already looked up and checked, in the KEK's legacy form if K0."""
         require_legacy_opt_in(kek, spec.key_type)
-        check_legacy_types(spec, legacy_types)
-        c = self._backend.execute(ImportKey(kek=kek.cryptogram, wrapped=wrapped, spec=spec, kcv=kcv))
+        check_legacy_types(spec, legacy_types, legacy_form)
+        c = self._backend.execute(ImportKey(kek=kek.cryptogram, wrapped=wrapped, spec=spec, kcv=kcv,
+                                            form=kek.legacy_form))
         return self._keep(c=c, action="key.import", state=state, alias=alias, lifetime=lifetime, max_uses=max_uses,
-                          legacy_types=legacy_types, kek=f"{kek.key_id} v{kek.version}")
+                          legacy_types=legacy_types, legacy_form=legacy_form, kek=f"{kek.key_id} v{kek.version}",
+                          **_form_detail(kek))
 
     def export_under(self, kek_id: str, key_id: str) -> bytes:
         return self.export_with(self.for_use(kek_id, Operation.KEY_EXPORT_UNDER),
@@ -174,9 +204,10 @@ class KeyManager:
     def export_with(self, kek: StoredKey, key: StoredKey) -> bytes:
         """Export ``key`` under a KEK the caller has already looked up and checked."""
         require_legacy_opt_in(kek, key.cryptogram.spec.key_type)
-        out = self._backend.execute(ExportKey(kek=kek.cryptogram, key=key.cryptogram))
+        out = self._backend.execute(ExportKey(kek=kek.cryptogram, key=key.cryptogram, form=kek.legacy_form))
         self._store.audit(AuditEvent(self._actor, "key.export", key.key_id, key.version,
-                                     _detail(key.cryptogram, kek=f"{kek.key_id} v{kek.version}")))
+                                     _detail(key.cryptogram, kek=f"{kek.key_id} v{kek.version}",
+                                             **_form_detail(kek))))
         return out
 
     def lookup(self, ref: KeyRef) -> StoredKey:

@@ -10,7 +10,7 @@ from enum import Enum, unique
 from typing import Final
 
 from hsmsvc.errors import InvalidInput
-from hsmsvc.hsm.model import KeyCryptogram, KeySpec
+from hsmsvc.hsm.model import KeyCryptogram, KeySpec, LegacyForm
 from hsmsvc.types import KeyState, KeyType
 
 __all__ = ["AuditEvent", "Ceremony", "CeremonyState", "KeyRef", "StoredKey", "SyncState"]
@@ -33,6 +33,8 @@ class StoredKey:
     """Not usable before this time (a key change's activation time)."""
     legacy_types: frozenset[KeyType] = frozenset()
     """K0 KEKs: the key types this KEK may carry in the legacy ECB form (opt-in)."""
+    legacy_form: LegacyForm = LegacyForm.NONE
+    """K0 KEKs: the legacy form it carries them in (X9.17 ECB, payShield variant, ...)."""
 
     @property
     def key_id(self) -> str:
@@ -154,6 +156,8 @@ class Ceremony:
     components: tuple[tuple[str, str], ...] = ()
     kcv: str | None = None
     """The formed key's KCV, once FORMED."""
+    legacy_form: LegacyForm = LegacyForm.NONE
+    """K0 KEKs: the legacy form the formed key will carry ``legacy_types`` in."""
 
     @property
     def ready(self) -> bool:

@@ -40,6 +40,7 @@ keys = Table(
     Column("decimalization_table", String(16), nullable=False, server_default=""),
     Column("activates_at", DateTime(timezone=True), nullable=True),
     Column("legacy_types", String(64), nullable=False, server_default=""),
+    Column("legacy_form", String(24), nullable=False, server_default="NONE"),
     UniqueConstraint("alias", "version", name="uq_keys_alias_version"),
 )
 
@@ -70,6 +71,7 @@ ceremonies = Table(
     Column("spec", Text, nullable=False),
     Column("alias", String(128), nullable=True),
     Column("legacy_types", String(64), nullable=False),
+    Column("legacy_form", String(24), nullable=False, server_default="NONE"),
     Column("ctk_id", String(64), nullable=False),
     Column("ctk_version", Integer, nullable=False),
     Column("required", Integer, nullable=False),

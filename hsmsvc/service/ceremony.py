@@ -20,7 +20,7 @@ from typing import Final
 
 from hsmsvc.errors import AlreadyExists, InvalidInput, KeyNotFound, KeyStateError, KeyUsageViolation, PermissionDenied
 from hsmsvc.hsm.commands import CheckComponent, FormKeyWrapped
-from hsmsvc.hsm.model import Command, KeySpec
+from hsmsvc.hsm.model import Command, KeySpec, LegacyForm
 from hsmsvc.hsm.commands.base import STRENGTH
 from hsmsvc.hsm.policy import KEY_PAIRS, Operation
 from hsmsvc.keys.hierarchy import KeyManager, check_legacy_types
@@ -49,7 +49,7 @@ def _event(caller: Caller, action: str, c: Ceremony, **extra: str) -> AuditEvent
 
 def start(
     s: Services, caller: Caller, *, spec: KeySpec, alias: str | None, legacy_types: frozenset[KeyType],
-    ctk: KeyRef, required: int, ttl: timedelta = CEREMONY_TTL,
+    ctk: KeyRef, required: int, ttl: timedelta = CEREMONY_TTL, legacy_form: LegacyForm = LegacyForm.NONE,
 ) -> Ceremony:
     """The first officer's step: what key, under which CTK, from how many components."""
     if not 2 <= required <= 9:
@@ -58,7 +58,7 @@ def start(
         raise InvalidInput("template.key_type", "a key pair is generated, never formed from components")
     if alias is not None:
         check_alias(alias)
-    check_legacy_types(spec, legacy_types)
+    check_legacy_types(spec, legacy_types, legacy_form)
     may_create(s, caller, spec)
     transport = s.key(caller, ctk, Operation.COMPONENT_DECRYPT, "transport_key")
     s.backend.capabilities.require(Command.FORM_KEY_WRAPPED, spec.algorithm)
@@ -73,7 +73,8 @@ def start(
         pass
     now = datetime.now(timezone.utc)
     c = Ceremony("c-" + secrets.token_hex(8), spec, alias, legacy_types, transport.key_id, transport.version,
-                 required, CeremonyState.OPEN, caller.principal.name, None, now, now + ttl)
+                 required, CeremonyState.OPEN, caller.principal.name, None, now, now + ttl,
+                 legacy_form=legacy_form)
     s.store.open_ceremony(c, _event(caller, "ceremony.start", c, components=str(required)))
     return s.store.ceremony(c.ceremony_id)
 
@@ -157,7 +158,8 @@ def _form_if_ready(s: Services, caller: Caller, c: Ceremony) -> tuple[Ceremony, 
     cryptogram, kcvs = s.backend.execute(FormKeyWrapped(spec=c.spec, ctk=ctk.cryptogram,
                                                         parts=s.store.ceremony_parts(c.ceremony_id)))
     now = datetime.now(timezone.utc)
-    key = StoredKey(cryptogram, KeyState.ACTIVE, now, c.alias, now, None, 0, None, None, c.legacy_types)
+    key = StoredKey(cryptogram, KeyState.ACTIVE, now, c.alias, now, None, 0, None, None, c.legacy_types,
+                    c.legacy_form)
     extra = {
         "started_by": c.started_by, "approved_by": c.approved_by or "",
         "custodians": ",".join(who for who, _ in c.components),
@@ -166,6 +168,7 @@ def _form_if_ready(s: Services, caller: Caller, c: Ceremony) -> tuple[Ceremony, 
     }
     if c.legacy_types:
         extra["legacy_types"] = ",".join(sorted(t.value for t in c.legacy_types))
+        extra["legacy_form"] = c.legacy_form.value
     try:
         s.store.close_ceremony(c.ceremony_id, CeremonyState.FORMED, _event(caller, "key.form", c, **extra), key)
     except KeyStateError:

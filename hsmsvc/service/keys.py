@@ -15,7 +15,7 @@ from typing import Final
 
 from hsmsvc.errors import InvalidInput, KeyNotFound, PermissionDenied
 from hsmsvc.hsm.commands import Kcv, PublicKey
-from hsmsvc.hsm.model import KeySpec
+from hsmsvc.hsm.model import KeySpec, LegacyForm
 from hsmsvc.hsm.policy import Operation
 from hsmsvc.keys.model import NAME, KeyRef, StoredKey
 from hsmsvc.service.authz import NO_SUCH_KEY
@@ -77,22 +77,24 @@ def _visible(s: Services, caller: Caller, ref: KeyRef) -> StoredKey:
 
 def generate_key(
     s: Services, caller: Caller, *, spec: KeySpec, alias: str | None, lifetime_s: int, max_uses: int,
-    legacy_types: frozenset[KeyType] = frozenset(),
+    legacy_types: frozenset[KeyType] = frozenset(), legacy_form: LegacyForm = LegacyForm.NONE,
 ) -> StoredKey:
     may_create(s, caller, spec)
     return s.manager(caller).generate(spec, alias=alias, state=KeyState.ACTIVE, lifetime=_lifetime(lifetime_s),
-                                      max_uses=_limit(max_uses), legacy_types=legacy_types)
+                                      max_uses=_limit(max_uses), legacy_types=legacy_types, legacy_form=legacy_form)
 
 
 def import_key(
     s: Services, caller: Caller, *, kek: KeyRef, wrapped: bytes, kcv: bytes | None, spec: KeySpec,
-    alias: str | None, legacy_types: frozenset[KeyType] = frozenset(), lifetime_s: int = 0, max_uses: int = 0,
+    alias: str | None, legacy_types: frozenset[KeyType] = frozenset(), legacy_form: LegacyForm = LegacyForm.NONE,
+    lifetime_s: int = 0, max_uses: int = 0,
 ) -> StoredKey:
     may_create(s, caller, spec)
     lifetime, limit = _lifetime(lifetime_s), _limit(max_uses)
     k = s.key(caller, kek, Operation.KEY_IMPORT_UNDER, "kek")
     return s.manager(caller).import_with(kek=k, wrapped=wrapped, spec=spec, kcv=kcv, state=KeyState.ACTIVE, alias=alias,
-                                         legacy_types=legacy_types, lifetime=lifetime, max_uses=limit)
+                                         legacy_types=legacy_types, legacy_form=legacy_form, lifetime=lifetime,
+                                         max_uses=limit)
 
 
 def export_key(s: Services, caller: Caller, kek: KeyRef, key: KeyRef) -> tuple[bytes, bytes]:

@@ -254,7 +254,7 @@ def _new_notice(
         key = StoredKey(c, KeyState.PENDING, now, versions[-1].alias if versions else None, None, expires,
                         0, max_uses, activate)
         caller.principal.require_create(spec, "zone")
-        wrapped = s.backend.execute(ExportKey(kek=zmk.cryptogram, key=c))
+        wrapped = s.backend.execute(ExportKey(kek=zmk.cryptogram, key=c, form=zmk.legacy_form))
         pending.append(key)
         entries.append(NoticeKey(key_id, spec.version, spec.key_type, spec.algorithm, spec.usage,
                                  spec.mode_of_use, wrapped, c.kcv))
@@ -331,7 +331,8 @@ def apply_key_change(s: Services, caller: Caller, settings: SyncSettings, notice
         require_legacy_opt_in(zmk, spec.key_type)
         may_create(s, caller, spec, "notice.zone")
         try:
-            c = s.backend.execute(ImportKey(kek=zmk.cryptogram, wrapped=k.wrapped, spec=spec, kcv=k.kcv))
+            c = s.backend.execute(ImportKey(kek=zmk.cryptogram, wrapped=k.wrapped, spec=spec, kcv=k.kcv,
+                                            form=zmk.legacy_form))
         except VerificationFailed:
             raise VerificationFailed(f"notice.keys[{i}].kcv", "does not match the key received") from None
         expires, max_uses = _limits(settings, k.key_type, notice.activate_at)
@@ -417,7 +418,7 @@ def sign_on(
         c = s.backend.execute(GenerateKey(spec=spec))
         expires, max_uses = _limits(settings, key_type, now)
         key = StoredKey(c, KeyState.ACTIVE, now, None, now, expires, 0, max_uses)
-        out.append((key, s.backend.execute(ExportKey(kek=tmk.cryptogram, key=c))))
+        out.append((key, s.backend.execute(ExportKey(kek=tmk.cryptogram, key=c, form=tmk.legacy_form))))
         added.append(key)
         expire += _retire(versions, spec.version, now + settings.grace)
     s.store.change_keys(

@@ -8,7 +8,7 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class KeyTemplate(_message.Message):
-    __slots__ = ("key_id", "alias", "key_type", "algorithm", "usage", "mode_of_use", "exportability", "zone", "decimalization_table", "lifetime_seconds", "max_uses", "legacy_key_types")
+    __slots__ = ("key_id", "alias", "key_type", "algorithm", "usage", "mode_of_use", "exportability", "zone", "decimalization_table", "lifetime_seconds", "max_uses", "legacy_key_types", "legacy_form")
     KEY_ID_FIELD_NUMBER: _ClassVar[int]
     ALIAS_FIELD_NUMBER: _ClassVar[int]
     KEY_TYPE_FIELD_NUMBER: _ClassVar[int]
@@ -21,6 +21,7 @@ class KeyTemplate(_message.Message):
     LIFETIME_SECONDS_FIELD_NUMBER: _ClassVar[int]
     MAX_USES_FIELD_NUMBER: _ClassVar[int]
     LEGACY_KEY_TYPES_FIELD_NUMBER: _ClassVar[int]
+    LEGACY_FORM_FIELD_NUMBER: _ClassVar[int]
     key_id: str
     alias: str
     key_type: _types_pb2.KeyType
@@ -33,7 +34,8 @@ class KeyTemplate(_message.Message):
     lifetime_seconds: int
     max_uses: int
     legacy_key_types: _containers.RepeatedScalarFieldContainer[_types_pb2.KeyType]
-    def __init__(self, key_id: _Optional[str] = ..., alias: _Optional[str] = ..., key_type: _Optional[_Union[_types_pb2.KeyType, str]] = ..., algorithm: _Optional[_Union[_types_pb2.Algorithm, str]] = ..., usage: _Optional[_Union[_types_pb2.KeyUsage, str]] = ..., mode_of_use: _Optional[_Union[_types_pb2.ModeOfUse, str]] = ..., exportability: _Optional[_Union[_types_pb2.Exportability, str]] = ..., zone: _Optional[str] = ..., decimalization_table: _Optional[str] = ..., lifetime_seconds: _Optional[int] = ..., max_uses: _Optional[int] = ..., legacy_key_types: _Optional[_Iterable[_Union[_types_pb2.KeyType, str]]] = ...) -> None: ...
+    legacy_form: _types_pb2.LegacyForm
+    def __init__(self, key_id: _Optional[str] = ..., alias: _Optional[str] = ..., key_type: _Optional[_Union[_types_pb2.KeyType, str]] = ..., algorithm: _Optional[_Union[_types_pb2.Algorithm, str]] = ..., usage: _Optional[_Union[_types_pb2.KeyUsage, str]] = ..., mode_of_use: _Optional[_Union[_types_pb2.ModeOfUse, str]] = ..., exportability: _Optional[_Union[_types_pb2.Exportability, str]] = ..., zone: _Optional[str] = ..., decimalization_table: _Optional[str] = ..., lifetime_seconds: _Optional[int] = ..., max_uses: _Optional[int] = ..., legacy_key_types: _Optional[_Iterable[_Union[_types_pb2.KeyType, str]]] = ..., legacy_form: _Optional[_Union[_types_pb2.LegacyForm, str]] = ...) -> None: ...
 
 class GenerateKeyRequest(_message.Message):
     __slots__ = ("template",)

@@ -94,14 +94,16 @@ class KeyServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def ImportKey(self, request, context):
-        """ImportKey takes a key under a ZMK or TMK (ECB form under a K0 KEK, TR-31 under a K1 KEK).
+        """ImportKey takes a key under a ZMK or TMK (TR-31 under a K1 KEK, the KEK's legacy
+        form under a K0). Every fault found after deciphering is one INVALID_ARGUMENT
+        "key_block: key block invalid", whatever the form.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def ExportKey(self, request, context):
-        """ExportKey wraps an exportable key under a ZMK or TMK.
+        """ExportKey wraps an exportable key under a ZMK or TMK (TR-31, or the K0 KEK's legacy form).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

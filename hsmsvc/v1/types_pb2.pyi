@@ -126,6 +126,13 @@ class StoredPinMethod(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     STORED_PIN_METHOD_UNSPECIFIED: _ClassVar[StoredPinMethod]
     STORED_PIN_METHOD_ENCRYPTED: _ClassVar[StoredPinMethod]
     STORED_PIN_METHOD_DIGEST: _ClassVar[StoredPinMethod]
+
+class LegacyForm(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    LEGACY_FORM_UNSPECIFIED: _ClassVar[LegacyForm]
+    LEGACY_FORM_X917_ECB: _ClassVar[LegacyForm]
+    LEGACY_FORM_PAYSHIELD_VARIANT: _ClassVar[LegacyForm]
+    LEGACY_FORM_HSMSVC_VARIANT: _ClassVar[LegacyForm]
 ALGORITHM_UNSPECIFIED: Algorithm
 ALGORITHM_TDES_2KEY: Algorithm
 ALGORITHM_TDES_3KEY: Algorithm
@@ -207,6 +214,10 @@ DATA_PADDING_ISO9797_M2: DataPadding
 STORED_PIN_METHOD_UNSPECIFIED: StoredPinMethod
 STORED_PIN_METHOD_ENCRYPTED: StoredPinMethod
 STORED_PIN_METHOD_DIGEST: StoredPinMethod
+LEGACY_FORM_UNSPECIFIED: LegacyForm
+LEGACY_FORM_X917_ECB: LegacyForm
+LEGACY_FORM_PAYSHIELD_VARIANT: LegacyForm
+LEGACY_FORM_HSMSVC_VARIANT: LegacyForm
 
 class KeyRef(_message.Message):
     __slots__ = ("key_id", "alias", "version")
@@ -219,7 +230,7 @@ class KeyRef(_message.Message):
     def __init__(self, key_id: _Optional[str] = ..., alias: _Optional[str] = ..., version: _Optional[int] = ...) -> None: ...
 
 class KeyInfo(_message.Message):
-    __slots__ = ("key_id", "version", "alias", "key_type", "algorithm", "usage", "mode_of_use", "exportability", "zone", "state", "kcv", "create_time", "activate_time", "expire_time", "use_count", "max_uses", "legacy_key_types")
+    __slots__ = ("key_id", "version", "alias", "key_type", "algorithm", "usage", "mode_of_use", "exportability", "zone", "state", "kcv", "create_time", "activate_time", "expire_time", "use_count", "max_uses", "legacy_key_types", "legacy_form")
     KEY_ID_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
     ALIAS_FIELD_NUMBER: _ClassVar[int]
@@ -237,6 +248,7 @@ class KeyInfo(_message.Message):
     USE_COUNT_FIELD_NUMBER: _ClassVar[int]
     MAX_USES_FIELD_NUMBER: _ClassVar[int]
     LEGACY_KEY_TYPES_FIELD_NUMBER: _ClassVar[int]
+    LEGACY_FORM_FIELD_NUMBER: _ClassVar[int]
     key_id: str
     version: int
     alias: str
@@ -254,7 +266,8 @@ class KeyInfo(_message.Message):
     use_count: int
     max_uses: int
     legacy_key_types: _containers.RepeatedScalarFieldContainer[KeyType]
-    def __init__(self, key_id: _Optional[str] = ..., version: _Optional[int] = ..., alias: _Optional[str] = ..., key_type: _Optional[_Union[KeyType, str]] = ..., algorithm: _Optional[_Union[Algorithm, str]] = ..., usage: _Optional[_Union[KeyUsage, str]] = ..., mode_of_use: _Optional[_Union[ModeOfUse, str]] = ..., exportability: _Optional[_Union[Exportability, str]] = ..., zone: _Optional[str] = ..., state: _Optional[_Union[KeyState, str]] = ..., kcv: _Optional[bytes] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., activate_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., expire_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., use_count: _Optional[int] = ..., max_uses: _Optional[int] = ..., legacy_key_types: _Optional[_Iterable[_Union[KeyType, str]]] = ...) -> None: ...
+    legacy_form: LegacyForm
+    def __init__(self, key_id: _Optional[str] = ..., version: _Optional[int] = ..., alias: _Optional[str] = ..., key_type: _Optional[_Union[KeyType, str]] = ..., algorithm: _Optional[_Union[Algorithm, str]] = ..., usage: _Optional[_Union[KeyUsage, str]] = ..., mode_of_use: _Optional[_Union[ModeOfUse, str]] = ..., exportability: _Optional[_Union[Exportability, str]] = ..., zone: _Optional[str] = ..., state: _Optional[_Union[KeyState, str]] = ..., kcv: _Optional[bytes] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., activate_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., expire_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., use_count: _Optional[int] = ..., max_uses: _Optional[int] = ..., legacy_key_types: _Optional[_Iterable[_Union[KeyType, str]]] = ..., legacy_form: _Optional[_Union[LegacyForm, str]] = ...) -> None: ...
 
 class ItemError(_message.Message):
     __slots__ = ("index", "code", "field", "message")

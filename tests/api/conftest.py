@@ -25,7 +25,7 @@ from typing import Any
 import grpc
 import pytest
 
-from hsmsvc.hsm.model import KeySpec
+from hsmsvc.hsm.model import KeySpec, LegacyForm
 from hsmsvc.hsm.soft import sealed
 from hsmsvc.hsm.soft.backend import SoftBackend
 from hsmsvc.keys.hierarchy import KeyManager
@@ -155,10 +155,13 @@ def forming(url: str, sealed_file: Path) -> Iterator[KeyManager]:
         backend.close()
 
 
-def _form(km: KeyManager, spec: KeySpec, legacy: frozenset[KeyType] = frozenset()) -> bytes:
+def _form(km: KeyManager, spec: KeySpec, legacy: frozenset[KeyType] = frozenset(),
+          form: LegacyForm = LegacyForm.HSMSVC_VARIANT) -> bytes:
+    """``spec`` formed from two random components; a K0 KEK with ``legacy`` types carries them in ``form``."""
     clear = clear_key(spec.algorithm)
     c1 = secrets.token_bytes(len(clear))
-    km.form(spec, [c1, bytes(a ^ b for a, b in zip(clear, c1))], legacy_types=legacy)
+    km.form(spec, [c1, bytes(a ^ b for a, b in zip(clear, c1))], legacy_types=legacy,
+            legacy_form=form if legacy else LegacyForm.NONE)
     return clear
 
 

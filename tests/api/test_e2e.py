@@ -310,7 +310,8 @@ def test_key_lifecycle_over_the_api(server: Env, keys: dict[str, bytes]) -> None
         wrapped_key=ind.aes_ecb(variant(server.clear["zmk"], "ZPK"), clear_key(Algorithm.TDES_2KEY)),
         kcv=b"\x00\x00\x00", template=template("zpk-badkcv", pb.KEY_TYPE_ZPK, pb.ALGORITHM_TDES_2KEY,
                                                 pb.KEY_USAGE_PIN_ENCRYPTION, pb.MODE_OF_USE_ENCRYPT_DECRYPT)))
-    assert code is StatusCode.INVALID_ARGUMENT and msg.startswith("kcv")
+    # Under a K0 ZMK a KCV mismatch is found after deciphering: TR-31's one refusal (issue 30).
+    assert (code, msg) == (StatusCode.INVALID_ARGUMENT, "key_block: key block invalid")
     code, _ = code_of(mgr.get_key, "zpk-badkcv")
     assert code is StatusCode.NOT_FOUND
     # The ZMK opted in to the legacy form for ZPK, PVK, MAK and DEK only; a ZMK

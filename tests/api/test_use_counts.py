@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from hsmsvc.hsm.model import KeySpec
+from hsmsvc.hsm.model import KeySpec, LegacyForm
 from hsmsvc.types import Algorithm, KeyType, KeyUsage, ModeOfUse
 from hsmsvc.v1 import key_service_pb2 as key_pb
 from hsmsvc.v1 import mac_service_pb2 as mac_pb
@@ -45,7 +45,8 @@ class Site:
         c1 = secrets.token_bytes(32)
         with forming(url, self.sealed) as km:
             km.form(KeySpec("zmk", 1, KeyType.ZMK, Algorithm.AES_256, KeyUsage.KEK, ModeOfUse.ENCRYPT_DECRYPT),
-                    [c1, bytes(a ^ b for a, b in zip(zmk, c1))], legacy_types=frozenset({KeyType.MAK}))
+                    [c1, bytes(a ^ b for a, b in zip(zmk, c1))], legacy_types=frozenset({KeyType.MAK}),
+                    legacy_form=LegacyForm.HSMSVC_VARIANT)
         self.proc: object = None
         self.start()
         # The MAKs arrive under the ZMK as a peer sends them, one with a use limit and one without.

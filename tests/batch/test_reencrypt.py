@@ -19,7 +19,7 @@ from sqlalchemy import text
 from hsmsvc import cli
 from hsmsvc.batch.table import connect
 from hsmsvc.hsm.commands import VerifyPinStored
-from hsmsvc.hsm.model import PinBlock, StoredPin, StoredPinMethod
+from hsmsvc.hsm.model import LegacyForm, PinBlock, StoredPin, StoredPinMethod
 from hsmsvc.hsm.policy import ECB_VARIANTS
 from hsmsvc.keys.hierarchy import KeyManager
 from hsmsvc.keys.store import KeyStore
@@ -210,7 +210,8 @@ def test_legacy_mode_imports_the_old_systems_key_under_a_zmk(tmp_path: Path) -> 
     store.migrate()
     KeyManager(store, b, "test").form(
         KeySpec("zmk-legacy", 1, KeyType.ZMK, Algorithm.TDES_2KEY, KeyUsage.KEK, ModeOfUse.ENCRYPT_DECRYPT),
-        [bytes(16), zmk_clear], legacy_types=frozenset({KeyType.PSK}))
+        [bytes(16), zmk_clear], legacy_types=frozenset({KeyType.PSK}),
+        legacy_form=LegacyForm.HSMSVC_VARIANT)
     store.close()
     b.close()
     psk = gen.psk_clear(7, Algorithm.TDES_2KEY)

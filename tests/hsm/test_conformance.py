@@ -32,7 +32,9 @@ from hsmsvc.hsm.commands import (
     VerifyPinIbm3624, VerifyPinPvv, VerifyPinStored, VerifyPinsStored, WriteAuditAnchor,
 )
 from hsmsvc.hsm.backend import Backend
-from hsmsvc.hsm.model import PinBlock, Command, FieldParams, KeyCryptogram, KeySpec, StoredPin, StoredPinMethod
+from hsmsvc.hsm.model import (
+    PinBlock, Command, FieldParams, KeyCryptogram, KeySpec, LegacyForm, StoredPin, StoredPinMethod,
+)
 from hsmsvc.types import (
     Algorithm,
     CipherMode,
@@ -766,18 +768,24 @@ def test_ibm_pvk_needs_a_full_decimalization_table(table: str) -> None:
 # -- keys across a ZMK / TMK ------------------------------------------------------------
 
 
+V = LegacyForm.HSMSVC_VARIANT
+
+
 def test_export_import_ecb_under_zmk(backend: Backend) -> None:
     needs(backend, Command.EXPORT_KEY, Algorithm.TDES_3KEY)
     zmk, zmk_clear = form(backend, KeyType.ZMK, Algorithm.TDES_3KEY, KeyUsage.KEK)
     zpk, zpk_clear = form(backend, KeyType.ZPK, Algorithm.TDES_2KEY, KeyUsage.PIN_ENCRYPTION,
                           exportability=Exportability.EXPORTABLE)
-    wrapped = backend.execute(ExportKey(kek=zmk, key=zpk))
+    wrapped = backend.execute(ExportKey(kek=zmk, key=zpk, form=V))
     assert wrapped == ecb(Algorithm.TDES_3KEY, variant(zmk_clear, 0x6A), zpk_clear)
     spec = KeySpec("imported", 1, KeyType.ZPK, Algorithm.TDES_2KEY, KeyUsage.PIN_ENCRYPTION)
-    back = backend.execute(ImportKey(kek=zmk, wrapped=wrapped, spec=spec, kcv=zpk.kcv))
+    back = backend.execute(ImportKey(kek=zmk, wrapped=wrapped, spec=spec, kcv=zpk.kcv, form=V))
     assert back.kcv == zpk.kcv
-    with pytest.raises(VerificationFailed):
-        backend.execute(ImportKey(kek=zmk, wrapped=wrapped, spec=spec, kcv=bytes(3)))
+    with pytest.raises(InvalidKeyBlock, match="^key_block: key block invalid$"):
+        backend.execute(ImportKey(kek=zmk, wrapped=wrapped, spec=spec, kcv=bytes(3), form=V))
+    # A K0 KEK works only in the form chosen for it; a K1 in none.
+    with pytest.raises(KeyUsageViolation, match="no legacy form"):
+        backend.execute(ImportKey(kek=zmk, wrapped=wrapped, spec=spec, kcv=zpk.kcv))
 
 
 def test_import_ecb_under_zmk_from_independent_wrap(backend: Backend) -> None:
@@ -787,18 +795,18 @@ def test_import_ecb_under_zmk_from_independent_wrap(backend: Backend) -> None:
     wrapped = ecb(Algorithm.TDES_3KEY, variant(zmk_clear, 0x6A), zpk_clear)
     spec = KeySpec("zpk-from-peer", 1, KeyType.ZPK, Algorithm.TDES_2KEY, KeyUsage.PIN_ENCRYPTION)
     want_kcv = ecb(Algorithm.TDES_2KEY, zpk_clear, bytes(8))[:3]
-    zpk = backend.execute(ImportKey(kek=zmk, wrapped=wrapped, spec=spec, kcv=want_kcv))
+    zpk = backend.execute(ImportKey(kek=zmk, wrapped=wrapped, spec=spec, kcv=want_kcv, form=V))
     assert zpk.kcv == want_kcv
     tpk, tpk_clear = form(backend, KeyType.TPK, Algorithm.TDES_2KEY, KeyUsage.PIN_ENCRYPTION)
     out = backend.execute(TranslatePin(pin=PinBlock(ecb(Algorithm.TDES_2KEY, tpk_clear, iso0(PIN, PAN)),
                                                     PinBlockFormat.ISO_0, PAN),
                                        src=tpk, dst=zpk, dst_format=PinBlockFormat.ISO_0))
     assert ecb(Algorithm.TDES_2KEY, zpk_clear, out, decrypt=True) == iso0(PIN, PAN)
-    with pytest.raises(VerificationFailed):
-        backend.execute(ImportKey(kek=zmk, wrapped=wrapped, spec=spec, kcv=bytes(3)))
+    with pytest.raises(InvalidKeyBlock):
+        backend.execute(ImportKey(kek=zmk, wrapped=wrapped, spec=spec, kcv=bytes(3), form=V))
     mak_spec = KeySpec("mak-from-peer", 1, KeyType.TAK, Algorithm.TDES_2KEY, KeyUsage.MAC_ISO9797_ALG1)
     with pytest.raises(KeyUsageViolation, match="may not carry"):
-        backend.execute(ImportKey(kek=zmk, wrapped=wrapped, spec=mak_spec))
+        backend.execute(ImportKey(kek=zmk, wrapped=wrapped, spec=mak_spec, form=V))
 
 
 def test_ecb_form_variants_keep_a_zpk_from_becoming_a_dek(backend: Backend) -> None:
@@ -806,13 +814,13 @@ def test_ecb_form_variants_keep_a_zpk_from_becoming_a_dek(backend: Backend) -> N
     zmk, zmk_clear = form(backend, KeyType.ZMK, Algorithm.AES_256, KeyUsage.KEK)
     zpk, zpk_clear = form(backend, KeyType.ZPK, Algorithm.AES_128, KeyUsage.PIN_ENCRYPTION,
                           exportability=Exportability.EXPORTABLE)
-    wrapped = backend.execute(ExportKey(kek=zmk, key=zpk))
+    wrapped = backend.execute(ExportKey(kek=zmk, key=zpk, form=V))
     assert ecb(Algorithm.AES_256, variant(zmk_clear, 0x6A), wrapped, decrypt=True) == zpk_clear
     dek = KeySpec("dek-in", 1, KeyType.DEK, Algorithm.AES_128, KeyUsage.DATA)
-    with pytest.raises(VerificationFailed):
-        backend.execute(ImportKey(kek=zmk, wrapped=wrapped, spec=dek, kcv=zpk.kcv))
+    with pytest.raises(InvalidKeyBlock):
+        backend.execute(ImportKey(kek=zmk, wrapped=wrapped, spec=dek, kcv=zpk.kcv, form=V))
     assert backend.execute(ImportKey(kek=zmk, wrapped=wrapped,
-                                     spec=dek)).kcv != zpk.kcv  # a different, useless key
+                                     spec=dek, form=V)).kcv != zpk.kcv  # a different, useless key
 
 
 def test_key_sync_mac_is_cmac_under_the_derived_key(backend: Backend) -> None:
@@ -830,15 +838,15 @@ def test_export_refuses_non_exportable_and_weaker_kek(backend: Backend) -> None:
     zmk, _ = form(backend, KeyType.ZMK, Algorithm.TDES_2KEY, KeyUsage.KEK)
     zpk, _ = form(backend, KeyType.ZPK, Algorithm.TDES_2KEY, KeyUsage.PIN_ENCRYPTION)
     with pytest.raises(KeyUsageViolation, match="not exportable"):
-        backend.execute(ExportKey(kek=zmk, key=zpk))
+        backend.execute(ExportKey(kek=zmk, key=zpk, form=V))
     strong, _ = form(backend, KeyType.ZPK, Algorithm.TDES_3KEY, KeyUsage.PIN_ENCRYPTION,
                      exportability=Exportability.EXPORTABLE)
     with pytest.raises(KeyUsageViolation, match="weaker"):
-        backend.execute(ExportKey(kek=zmk, key=strong))
+        backend.execute(ExportKey(kek=zmk, key=strong, form=V))
     tpk, _ = form(backend, KeyType.TPK, Algorithm.TDES_2KEY, KeyUsage.PIN_ENCRYPTION,
                   exportability=Exportability.EXPORTABLE)
     with pytest.raises(KeyUsageViolation, match="may not carry"):
-        backend.execute(ExportKey(kek=zmk, key=tpk))
+        backend.execute(ExportKey(kek=zmk, key=tpk, form=V))
 
 
 def test_tr31_export_import_under_kbpk(backend: Backend) -> None:
@@ -883,7 +891,7 @@ def test_unsupported_commands_are_refused_by_name(backend: Backend) -> None:
     if Command.EXPORT_KEY not in backend.capabilities.commands:
         zmk, _ = form(backend, KeyType.ZMK, Algorithm.TDES_3KEY, KeyUsage.KEK)
         with pytest.raises(Unsupported, match="EXPORT_KEY is not supported"):
-            backend.execute(ExportKey(kek=zmk, key=zmk))
+            backend.execute(ExportKey(kek=zmk, key=zmk, form=V))
     missing = [a for a in Algorithm if a not in backend.capabilities.algorithms]
     if not missing:
         pytest.skip("backend supports every algorithm")

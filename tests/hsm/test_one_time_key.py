@@ -18,7 +18,7 @@ from hsmsvc.crypto import pinblock, sm2
 from hsmsvc.crypto._cipher import BlockCipher
 from hsmsvc.errors import InvalidInput, InvalidPinBlock, KeyUsageViolation, Unsupported, VerificationFailed
 from hsmsvc.hsm.backend import Backend
-from hsmsvc.hsm.model import PinBlock, Command, KeySpec, OneTimeKey, StoredPinMethod
+from hsmsvc.hsm.model import LegacyForm, PinBlock, Command, KeySpec, OneTimeKey, StoredPinMethod
 from hsmsvc.types import Algorithm, Exportability, KeyType, KeyUsage, MacAlgorithm, ModeOfUse, Padding, PinBlockFormat
 from tests.hsm.helpers import PAN, PIN, clear_key, form, ktk, terminal_wrap
 from tests.reference import ecb, iso0
@@ -138,7 +138,7 @@ def test_ktk_is_bound_to_key_transport(backend: Backend) -> None:
     with pytest.raises(KeyUsageViolation):
         backend.execute(GenerateMac(key=k, data=b"x", algorithm=MacAlgorithm.CMAC, padding=Padding.METHOD_1))
     with pytest.raises(KeyUsageViolation):
-        backend.execute(ExportKey(kek=zmk, key=k))
+        backend.execute(ExportKey(kek=zmk, key=k, form=LegacyForm.HSMSVC_VARIANT))
     with pytest.raises(KeyUsageViolation):  # a TPK is no KTK
         backend.execute(TranslatePin(pin=PinBlock(bytes(8), PinBlockFormat.ISO_0, PAN),
                                      src=OneTimeKey(tpk, Algorithm.TDES_2KEY, b"\x00" * 256), dst=zpk,

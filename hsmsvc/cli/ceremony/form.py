@@ -69,6 +69,9 @@ def _template(p: argparse.ArgumentParser) -> None:
     p.add_argument("--mode-of-use", default="B", help="TR-31 mode of use (default B)")
     p.add_argument("--zone", help="the zone (ZMK) or terminal group (TMK)")
     p.add_argument("--legacy-types", help="K0 only: key types it may carry in ECB form, e.g. ZPK,MAK")
+    p.add_argument("--legacy-form", choices=("X917_ECB", "PAYSHIELD_VARIANT", "HSMSVC_VARIANT"),
+                   help="K0 only, and needed: the form keys cross this KEK in (X917_ECB: plain ECB, UnionPay; "
+                        "PAYSHIELD_VARIANT: key schemes U/T; HSMSVC_VARIANT: hsmsvc's own table)")
 
 
 def _tls(pair: str, args: argparse.Namespace) -> ClientTls:
@@ -112,7 +115,8 @@ def _template_of(args: argparse.Namespace) -> km.KeyTemplate:
     kind = KeyType.ZMK if args.command_key == "zmk" else KeyType.TMK
     return forming.template(kind, key_id=args.key_id, alias=args.alias or "", algorithm=args.algorithm,
                             usage=args.usage, mode_of_use=args.mode_of_use, zone=args.zone or "",
-                            legacy_types=[t for t in (args.legacy_types or "").split(",") if t])
+                            legacy_types=[t for t in (args.legacy_types or "").split(",") if t],
+                            legacy_form=args.legacy_form or "")
 
 
 def _form(args: argparse.Namespace, console: Console) -> int:

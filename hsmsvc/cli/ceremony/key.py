@@ -24,6 +24,8 @@ def add_arguments(parser: argparse.ArgumentParser, officer: str | None) -> None:
                    help="K1: TR-31 key blocks (default); K0: the legacy ECB form")
     p.add_argument("--zone", default="", help="the zone (ZMK) or terminal group (TMK)")
     p.add_argument("--legacy-types", help="K0 only: key types it may carry in ECB form, e.g. ZPK,MAK")
+    p.add_argument("--legacy-form", choices=("X917_ECB", "PAYSHIELD_VARIANT", "HSMSVC_VARIANT"),
+                   help="K0 only: the form the partner uses (docs/operations.md, legacy key forms)")
     p.add_argument("--custodians", type=int, help="how many custodians (2 to 9)")
     p.add_argument("--custodian", action="append", help="a custodian's name, in order (else asked)")
     p.add_argument("--officer", default=officer, help="the key officer running the ceremony (else asked)")
@@ -35,6 +37,7 @@ def run(args: argparse.Namespace) -> int:
     from hsmsvc.ceremony.console import Console
     from hsmsvc.ceremony.entry import check_custodians, person
     from hsmsvc.ceremony.record import JOURNALED, Record, reason
+    from hsmsvc.hsm.model import LegacyForm
     from hsmsvc.keys.hierarchy import kek_spec
     from hsmsvc.types import KeyType
 
@@ -48,15 +51,17 @@ def run(args: argparse.Namespace) -> int:
         except ValueError:
             raise InvalidInput("legacy_types", "key types, e.g. ZPK,MAK") from None
         # Everything that can be refused is refused before anyone types a component.
+        form = LegacyForm[args.legacy_form] if args.legacy_form else LegacyForm.NONE
         spec = kek_spec(KeyType(args.key_type), key_id=args.key_id, algorithm=args.algorithm, usage=args.usage,
-                        zone=args.zone, legacy_types=legacy)
+                        zone=args.zone, legacy_types=legacy, legacy_form=form)
         n = args.custodians or len(args.custodian or [])
         if not n:
             raise InvalidInput("custodians", "how many (--custodians N, or one --custodian NAME each)")
         check_custodians(int(n))
         with backend.opened(args, migrate=True) as (hsm, store):
             offline.form(console, store=store, backend=hsm, spec=spec, n=int(n), record=record,
-                         names=args.custodian or [], alias=args.alias or None, legacy_types=legacy)
+                         names=args.custodian or [], alias=args.alias or None, legacy_types=legacy,
+                         legacy_form=form)
     except BaseException as e:
         # What stopped it before the ceremony began is journaled too; the ceremony journals its own end.
         if JOURNALED not in getattr(e, "__notes__", ()) and record.journal is not None \

@@ -25,6 +25,7 @@ from hsmsvc.hsm.model import (
     Command,
     KeyCryptogram,
     KeySpec,
+    LegacyForm,
     OneTimeKey,
     PinBlock,
     PinKey,
@@ -125,6 +126,14 @@ class CommandBackend(ABC):
 
     @abstractmethod
     def _export(self, kek: LoadedKey, key: LoadedKey) -> bytes: ...
+
+    def _import_legacy(self, kek: LoadedKey, wrapped: bytes, spec: KeySpec, form: LegacyForm,
+                       check: bytes | None) -> KeyCryptogram:
+        """A key in ``form`` under a K0 KEK; every fault after deciphering is ``InvalidKeyBlock``."""
+        raise Unsupported("kek", f"the {form.value} legacy form is not supported by this backend")
+
+    def _export_legacy(self, kek: LoadedKey, key: LoadedKey, form: LegacyForm) -> bytes:
+        raise Unsupported("kek", f"the {form.value} legacy form is not supported by this backend")
 
     @abstractmethod
     def _lmk_cmac(self, data: bytes) -> bytes: ...

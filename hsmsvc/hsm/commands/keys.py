@@ -11,9 +11,9 @@ from hsmsvc.errors import InvalidInput, KeyUsageViolation, VerificationFailed
 from hsmsvc.hsm import policy
 from hsmsvc.hsm.commands.base import STRENGTH, HsmCommand, LoadedKey, check_data
 from hsmsvc.hsm.domains import KEY_SYNC_LABEL
-from hsmsvc.hsm.model import Command, KeyCryptogram, KeySpec
+from hsmsvc.hsm.model import Command, KeyCryptogram, KeySpec, LegacyForm
 from hsmsvc.hsm.policy import Operation
-from hsmsvc.types import Algorithm
+from hsmsvc.types import Algorithm, KeyUsage
 
 if TYPE_CHECKING:
     from hsmsvc.hsm.commands.core import CommandBackend
@@ -133,45 +133,70 @@ def _check_carry(kek: KeySpec, key: KeySpec) -> None:
         raise KeyUsageViolation("kek", "weaker than the key it would carry (X9.24-1)")
 
 
+def _check_form(kek: KeySpec, form: LegacyForm) -> None:
+    """A K0 KEK works in the legacy form chosen for it; a K1 KEK (TR-31) in none."""
+    if not isinstance(form, LegacyForm):
+        raise InvalidInput("legacy_form", "a LegacyForm")
+    if kek.usage is KeyUsage.KEK and form is LegacyForm.NONE:
+        raise KeyUsageViolation("kek", "no legacy form has been chosen for this K0 KEK")
+    if kek.usage is not KeyUsage.KEK and form is not LegacyForm.NONE:
+        raise KeyUsageViolation("kek", "a legacy form is for K0 KEKs only; this one takes TR-31 key blocks")
+
+
 @dataclass(frozen=True, kw_only=True, repr=False)
 class ImportKey(HsmCommand[KeyCryptogram]):
-    """Take a key under a ZMK/TMK into the LMK; its form follows the KEK's usage."""
+    """Take a key under a ZMK/TMK into the LMK: a TR-31 block under a K1 KEK, the KEK's ``form`` under a K0.
+
+    In a legacy form every fault found after deciphering (length, parity-adjusted
+    weak or equal parts, KCV) is the one :class:`InvalidKeyBlock`, as for TR-31.
+    The X9.17 and payShield forms bind no key type, so they need the sender's KCV.
+    """
 
     kek: KeyCryptogram
     wrapped: bytes
     spec: KeySpec
     kcv: bytes | None = None
+    form: LegacyForm = LegacyForm.NONE
 
     def run(self, b: CommandBackend) -> KeyCryptogram:
         spec, wrapped, kcv = self.spec, self.wrapped, self.kcv
         b._capabilities.require(Command.IMPORT_KEY, spec.algorithm, self.kek.spec.algorithm)
         if not isinstance(wrapped, (bytes, bytearray)) or not 8 <= len(wrapped) <= 9999:
             raise InvalidInput("wrapped_key", "8 to 9999 bytes")
+        _check_form(self.kek.spec, self.form)
+        # A stored KCV is 3 bytes (X9.24-1:2017); the sender may state its first 2.
+        if kcv is not None and (not isinstance(kcv, (bytes, bytearray)) or not 2 <= len(kcv) <= 3):
+            raise InvalidInput("kcv", "2 to 3 bytes")
+        if kcv is None and self.form in (LegacyForm.X917_ECB, LegacyForm.PAYSHIELD_VARIANT):
+            raise InvalidInput("kcv", f"required: the {self.form.value} form binds no key type, the KCV checks it")
         with b._guard():
             k = b._use(self.kek, Operation.KEY_IMPORT_UNDER)
             _check_carry(k.spec, spec)
+            if self.form is not LegacyForm.NONE:
+                return b._import_legacy(k, bytes(wrapped), spec, self.form, None if kcv is None else bytes(kcv))
             out = b._import(k, bytes(wrapped), spec)
-        if kcv is not None:
-            if not isinstance(kcv, (bytes, bytearray)) or not 2 <= len(kcv) <= len(out.kcv):
-                raise InvalidInput("kcv", f"2 to {len(out.kcv)} bytes")
-            if not compare.bytes_eq(out.kcv[: len(kcv)], bytes(kcv)):
-                raise VerificationFailed("kcv", "does not match the imported key")
+        if kcv is not None and not compare.bytes_eq(out.kcv[: len(kcv)], bytes(kcv)):
+            raise VerificationFailed("kcv", "does not match the imported key")
         return out
 
 
 @dataclass(frozen=True, kw_only=True, repr=False)
 class ExportKey(HsmCommand[bytes]):
-    """Wrap ``key`` under a ZMK/TMK in the form the KEK's usage names."""
+    """Wrap ``key`` under a ZMK/TMK: a TR-31 block under a K1 KEK, the KEK's ``form`` under a K0."""
 
     kek: KeyCryptogram
     key: KeyCryptogram
+    form: LegacyForm = LegacyForm.NONE
 
     def run(self, b: CommandBackend) -> bytes:
         b._capabilities.require(Command.EXPORT_KEY, self.key.spec.algorithm, self.kek.spec.algorithm)
+        _check_form(self.kek.spec, self.form)
         with b._guard():
             k = b._use(self.kek, Operation.KEY_EXPORT_UNDER)
             x = b._use(self.key, Operation.KEY_EXPORT)
             _check_carry(k.spec, x.spec)
+            if self.form is not LegacyForm.NONE:
+                return b._export_legacy(k, x, self.form)
             return b._export(k, x)
 
 

@@ -369,9 +369,10 @@ class Pkcs11Backend(CommandBackend):
     def _import(self, kek: LoadedKey, wrapped: bytes, spec: KeySpec) -> KeyCryptogram:
         if kek.spec.usage is KeyUsage.KBPK:
             raise Unsupported("kek", "TR-31 import needs the KBPK's derived keys outside the token")
-        # The legacy form's key-type variant is the KEK XORed with a constant;
-        # SoftHSM has no CKM_XOR_BASE_AND_DATA to derive it inside the token.
-        raise Unsupported("kek", "the legacy ECB form's key-type variants need XOR key derivation in the token")
+        # Legacy forms come through _import_legacy, which this backend does not
+        # provide: the variant forms need XOR derivation in the token (no
+        # CKM_XOR_BASE_AND_DATA in SoftHSM) and X9.17 ECB a CKM_DES3_ECB unwrap.
+        raise Unsupported("kek", "the legacy ECB forms are not supported by this backend")
 
     def _export(self, kek: LoadedKey, key: LoadedKey) -> bytes:
         raise Unsupported("command", "EXPORT_KEY is not supported by this backend")

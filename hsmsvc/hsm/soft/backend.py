@@ -21,10 +21,10 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Final
 
-from hsmsvc.crypto import cmac, components, fields, kcv, keytransport, mac, tr31
+from hsmsvc.crypto import cmac, components, fields, kcv, keytransport, legacy, mac, tr31
 from hsmsvc.crypto._cipher import BlockCipher
 from hsmsvc.errors import InvalidInput, InvalidKeyBlock, KeyUsageViolation, Unsupported
-from hsmsvc.hsm.model import Capabilities, Command, KeyCryptogram, KeySpec
+from hsmsvc.hsm.model import Capabilities, Command, KeyCryptogram, KeySpec, LegacyForm
 from hsmsvc.hsm.commands.base import LoadedKey
 from hsmsvc.hsm.commands.core import CommandBackend
 from hsmsvc.hsm.policy import ECB_VARIANTS
@@ -360,9 +360,7 @@ class SoftBackend(CommandBackend):
             header, clear = tr31.unwrap(k.raw(), text)
             check_header(header, spec, len(clear))
         else:
-            if len(wrapped) != spec.algorithm.key_length or len(wrapped) % k.algorithm.block_size:
-                raise InvalidInput("wrapped_key", f"{spec.algorithm.key_length} bytes for {spec.algorithm.value}")
-            clear = _variant_of(k, spec.key_type).decrypt(wrapped)
+            raise InvalidInput("kek", "a K0 KEK takes keys in its legacy form")
         if len(clear) != spec.algorithm.key_length:
             raise InvalidKeyBlock()
         return self._seal_clear(spec, clear)
@@ -378,9 +376,28 @@ class SoftBackend(CommandBackend):
                 "00", Exportability.NON_EXPORTABLE,
             )
             return tr31.wrap(k.raw(), header, x.raw()).encode("ascii")
-        if len(x.raw()) % k.algorithm.block_size:
-            raise InvalidInput("kek", "its block size does not divide the key's length")
-        return _variant_of(k, x.spec.key_type).encrypt(x.raw())
+        raise InvalidInput("kek", "a K0 KEK gives keys in its legacy form")
+
+    def _import_legacy(self, kek: LoadedKey, wrapped: bytes, spec: KeySpec, form: LegacyForm,
+                       check: bytes | None) -> KeyCryptogram:
+        k = _soft(kek)
+        if len(wrapped) != spec.algorithm.key_length:
+            raise InvalidInput("wrapped_key", f"{spec.algorithm.key_length} bytes for {spec.algorithm.value}")
+        if form is LegacyForm.PAYSHIELD_VARIANT:
+            clear = legacy.payshield_decipher(k.raw(), wrapped)
+        elif form is LegacyForm.X917_ECB:
+            clear = legacy.x917_decipher(k.algorithm, k.raw(), wrapped)
+        else:
+            clear = legacy.x917_decipher(k.algorithm, _variant_key(k, spec.key_type), wrapped)
+        return self._seal_clear(spec, legacy.accept(spec.algorithm, clear, check))
+
+    def _export_legacy(self, kek: LoadedKey, key: LoadedKey, form: LegacyForm) -> bytes:
+        k, x = _soft(kek), _soft(key)
+        if form is LegacyForm.PAYSHIELD_VARIANT:
+            return legacy.payshield_encipher(k.raw(), x.raw())
+        if form is LegacyForm.X917_ECB:
+            return legacy.x917_encipher(k.algorithm, k.raw(), x.raw())
+        return legacy.x917_encipher(k.algorithm, _variant_key(k, x.spec.key_type), x.raw())
 
     # -- key transport (KTKs) ------------------------------------------------------
 
@@ -437,9 +454,9 @@ def _unseal(path: Path, passphrase: bytes) -> tuple[Algorithm, bytes]:
     return algorithm, lmk
 
 
-def _variant_of(kek: SoftKey, key_type: KeyType) -> BlockCipher:
-    """The legacy ECB form's KEK for one key type (``policy.ECB_VARIANTS``)."""
-    return BlockCipher(kek.algorithm, components.variant(kek.raw(), ECB_VARIANTS[key_type]))
+def _variant_key(kek: SoftKey, key_type: KeyType) -> bytes:
+    """The HSMSVC_VARIANT form's KEK for one key type (``policy.ECB_VARIANTS``)."""
+    return components.variant(kek.raw(), ECB_VARIANTS[key_type])
 
 
 def _soft(key: LoadedKey) -> SoftKey:

@@ -8,7 +8,7 @@ from sqlalchemy import select, update
 from sqlalchemy.engine import Connection
 
 from hsmsvc.errors import KeyNotFound, KeyStateError, PermissionDenied
-from hsmsvc.hsm.model import KeySpec
+from hsmsvc.hsm.model import KeySpec, LegacyForm
 from hsmsvc.keys.model import AuditEvent, Ceremony, CeremonyState, StoredKey
 from hsmsvc.keys.schema import ceremonies as ceremonies_t
 from hsmsvc.keys.schema import ceremony_components as components_t
@@ -35,7 +35,7 @@ class Ceremonies:
         def change(conn: Connection) -> None:
             conn.execute(ceremonies_t.insert().values(
                 ceremony_id=c.ceremony_id, spec=c.spec.attributes(), alias=c.alias,
-                legacy_types=",".join(sorted(t.value for t in c.legacy_types)),
+                legacy_types=",".join(sorted(t.value for t in c.legacy_types)), legacy_form=c.legacy_form.value,
                 ctk_id=c.ctk_id, ctk_version=c.ctk_version, required=c.required, state=c.state.value,
                 started_by=c.started_by, approved_by=None, created_at=c.created_at, expires_at=c.expires_at))
 
@@ -119,7 +119,7 @@ def _ceremony(conn: Connection, ceremony_id: str, lock: bool = False) -> Ceremon
         frozenset(KeyType(t) for t in r.legacy_types.split(",") if t),
         r.ctk_id, int(r.ctk_version), int(r.required), CeremonyState(r.state), r.started_by,
         r.approved_by, utc(r.created_at) or now(), utc(r.expires_at) or now(),
-        tuple((p.custodian, p.kcv) for p in parts), r.kcv,
+        tuple((p.custodian, p.kcv) for p in parts), r.kcv, LegacyForm(r.legacy_form or LegacyForm.NONE.value),
     )
 
 

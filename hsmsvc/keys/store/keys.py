@@ -10,7 +10,7 @@ from sqlalchemy import ColumnElement, case, func, select, update
 from sqlalchemy.engine import Connection, Row
 
 from hsmsvc.errors import KeyNotFound, KeyStateError
-from hsmsvc.hsm.model import KeyCryptogram, KeySpec
+from hsmsvc.hsm.model import KeyCryptogram, KeySpec, LegacyForm
 from hsmsvc.keys.model import AuditEvent, StoredKey, SyncState
 from hsmsvc.keys.schema import keys as keys_t
 from hsmsvc.keys.store.sync import advance
@@ -47,6 +47,7 @@ def _to_key(r: Row[Any]) -> StoredKey:
         r.max_uses,
         utc(r.activates_at),
         frozenset(KeyType(t) for t in (r.legacy_types or "").split(",") if t),
+        LegacyForm(r.legacy_form or LegacyForm.NONE.value),
     )
 
 
@@ -65,6 +66,7 @@ def inserter(key: StoredKey) -> Callable[[Connection], None]:
                 expires_at=key.expires_at, use_count=key.use_count, max_uses=key.max_uses,
                 decimalization_table=s.decimalization_table, activates_at=key.activates_at,
                 legacy_types=",".join(sorted(t.value for t in key.legacy_types)),
+                legacy_form=key.legacy_form.value,
             )
         )
 
