@@ -26,7 +26,7 @@ from pathlib import Path
 from cryptography.hazmat.decrepit.ciphers.algorithms import TripleDES
 from cryptography.hazmat.primitives import cmac as pyca_cmac
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import padding, rsa
+from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.hazmat.primitives.ciphers import BlockCipherAlgorithm, Cipher, algorithms, modes
 
 # -- block ciphers ---------------------------------------------------------------------
@@ -385,3 +385,49 @@ def sm2_wrap(spki: bytes, key: bytes) -> bytes:
 def sha256(data: bytes) -> bytes:
     """SHA-256 (FIPS 180-4), by the standard library."""
     return hashlib.sha256(data).digest()
+
+
+# -- key agreement -------------------------------------------------------------------------
+
+
+def ecdh_p521_z(d: bytes, peer_spki: bytes) -> bytes:
+    """The ECC CDH primitive of NIST SP 800-56A rev. 3 clause 5.7.1.2 on P-521: x(d * Q), 66 bytes."""
+    key = ec.derive_private_key(int.from_bytes(d, "big"), ec.SECP521R1())
+    peer = serialization.load_der_public_key(peer_spki)
+    assert isinstance(peer, ec.EllipticCurvePublicKey)
+    return key.exchange(ec.ECDH(), peer)
+
+
+def p521_spki(x: bytes, y: bytes) -> bytes:
+    """SubjectPublicKeyInfo DER (RFC 5480) of the P-521 point (x, y), as a partner would send it."""
+    numbers = ec.EllipticCurvePublicNumbers(int.from_bytes(x, "big"), int.from_bytes(y, "big"), ec.SECP521R1())
+    return numbers.public_key().public_bytes(serialization.Encoding.DER,
+                                             serialization.PublicFormat.SubjectPublicKeyInfo)
+
+
+def p521_public(d: bytes) -> bytes:
+    """The SubjectPublicKeyInfo DER of the P-521 key pair with private scalar ``d``."""
+    key = ec.derive_private_key(int.from_bytes(d, "big"), ec.SECP521R1())
+    return key.public_key().public_bytes(serialization.Encoding.DER,
+                                         serialization.PublicFormat.SubjectPublicKeyInfo)
+
+
+def one_step_kdf_sha512(z: bytes, length: int, fixed_info: bytes) -> bytes:
+    """NIST SP 800-56C rev. 2 clause 4.1 one-step KDF, H = SHA-512: H(counter || Z || FixedInfo) blocks,
+    the 32-bit counter from 1, truncated to ``length`` bytes (written out with hashlib, not pyca's)."""
+    out = b""
+    counter = 1
+    while len(out) < length:
+        out += hashlib.sha512(counter.to_bytes(4, "big") + z + fixed_info).digest()
+        counter += 1
+    return out[:length]
+
+
+def agreement_fixed_info(algorithm_id: bytes, public_a: bytes, public_b: bytes, key_bits: int,
+                         shared_info: bytes) -> bytes:
+    """hsmsvc's FixedInfo as docs/architecture.md states it, in SP 800-56A rev. 3 clause 5.8.2.1.1's
+    concatenation format: AlgorithmID, then SHA-256 of the two public keys in byte order (PartyUInfo,
+    PartyVInfo), then key length in bits (4 bytes) || shared info (SuppPubInfo), each 4-byte length-prefixed."""
+    ids = sorted((hashlib.sha256(public_a).digest(), hashlib.sha256(public_b).digest()))
+    fields = [algorithm_id, ids[0], ids[1], key_bits.to_bytes(4, "big") + shared_info]
+    return b"".join(len(f).to_bytes(4, "big") + f for f in fields)

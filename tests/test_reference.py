@@ -188,3 +188,50 @@ def test_payshield_variant_schemes_u_and_t_as_documented() -> None:
             assert wrapped[8 * i: 8 * i + 8] == ref.tdes_ecb(kek, key[8 * i: 8 * i + 8])
         assert ref.payshield_variant_unwrap(zmk, wrapped) == key[:length]
         assert wrapped != ref.tdes_ecb(zmk, key[:length])  # not the X9.17 form
+
+
+# -- key agreement: NIST CAVP / ACVP ---------------------------------------------------------
+
+# NIST CAVP, SP 800-56A ECC CDH primitive (ecccdhtestvectors.zip, KAS_ECC_CDH_PrimitiveTest.txt),
+# [P-521] COUNT = 0: QCAVS, dIUT, ZIUT.
+CDH_P521_QX = H("000000685a48e86c79f0f0875f7bc18d25eb5fc8c0b07e5da4f4370f3a9490340854334b1e1b87fa395464c60626124a"
+                "4e70d0f785601d37c09870ebf176666877a2046d")
+CDH_P521_QY = H("000001ba52c56fc8776d9e8f5db4f0cc27636d0b741bbe05400697942e80b739884a83bde99e0f6716939e632bc8986f"
+                "a18dccd443a348b6c3e522497955a4f3c302f676")
+CDH_P521_D = H("0000017eecc07ab4b329068fba65e56a1f8890aa935e57134ae0ffcce802735151f4eac6564f6ee9974c5e6887a1fefe"
+               "e5743ae2241bfeb95d5ce31ddcb6f9edb4d6fc47")
+CDH_P521_Z = H("005fc70477c3e63bc3954bd0df3ea0d1f41ee21746ed95fc5e1fdf90930d5e136672d72cc770742d1711c3c3a4c334a0"
+               "ad9759436a4d3c5bf6e74b9578fac148c831")
+
+
+def test_ecdh_p521_cavp_cdh_primitive_count_0() -> None:
+    assert ref.ecdh_p521_z(CDH_P521_D, ref.p521_spki(CDH_P521_QX, CDH_P521_QY)) == CDH_P521_Z
+
+
+# NIST ACVP sample vectors, KAS-KDF OneStep Sp800-56Cr1, auxFunction SHA2-512, fixedInfoPattern
+# "uPartyInfo||vPartyInfo||l" in the concatenation encoding (usnistgov/ACVP-Server,
+# gen-val/json-files/KAS-KDF-OneStep-Sp800-56Cr1/internalProjection.json, tcId 138 and 139).
+# The one-step KDF is the same in SP 800-56C rev. 1 and rev. 2 (clause 4.1, option 1).
+ACVP_ONESTEP_SHA512 = [
+    (  # tcId 138: no ephemeral data
+        "A400A7D3DBC4BE99452EB4386F8751253FE1E92A265D12C5B62FC39398BF06BF",
+        "9634DAA967602B0F8BC29FB85669B6FF" "121DE354FED5FE7AD80A1E5CC0237D54",
+        "5B647AED4876E3DEF773541D3C65425CA1B5763C2B816403703547054DFDF1B3E4435DA9ECBBB64313D545B060B3B7B014FBA3568B24"
+        "F11D9E89284CF7CBB9758FBA6445600D6DF420B7ACEF9F23A2D447FFA4DCBE3493CB9530C09F4F8D7680DDC49ED3416FAEBD77EC1348"
+        "327BFCC2F3D42848AE63F5D6677387748B6E350E",
+    ),
+    (  # tcId 139: partyId || ephemeralData for both parties
+        "84A2003C6AB3382551760817907344CA9C0FB5CD2631A8AA34DA27B1D04F7C5B",
+        "86F83C66A8CD04B6B9107432ACEE5F99" "3FE9EBCE3B13D9B934556A62C66E8DAD06A9F76F7378AAFE0652B630C3D21B73"
+        "0C474597CA34A69BA868C0D0E5C9C62C" "91749D8A36BC2AC525ED35C42EA84739C0133717A256099DC50841C08AAEB8A2",
+        "8447DD1B3641FEAB6B56854337F6305C1A3972D247E72134C141BDDD2BF0D15AD0E281DDC8178458009B97F3C019B8CFD0E08EBC79C7"
+        "AF2DB5A6F761C422D151F3BE7ACFCACD0026A5A76C50094C7C762123B0F609DED6D52FD33D3828F2C79CC4513774DE92A70EBA1C7AC8"
+        "8122559F83889EE68220D4883EC32F75CB75A4A9",
+    ),
+]
+
+
+@pytest.mark.parametrize(("z", "parties", "dkm"), ACVP_ONESTEP_SHA512)
+def test_one_step_kdf_sha512_acvp(z: str, parties: str, dkm: str) -> None:
+    fixed_info = H(parties) + (1024).to_bytes(4, "big")  # l = 1024 bits, 32-bit big-endian
+    assert ref.one_step_kdf_sha512(H(z), 128, fixed_info) == H(dkm)
