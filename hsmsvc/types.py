@@ -44,10 +44,12 @@ class Algorithm(Vocabulary):
     RSA_3072 = "RSA_3072"
     SM2 = "SM2"
     """SM2 key pair on sm2p256v1; transports keys by SM2 encryption (GB/T 32918.4-2016)."""
+    ECC_P521 = "ECC_P521"
+    """EC key pair on NIST P-521 (FIPS 186-5, SP 800-186) for ECDH key agreement (SP 800-56A rev. 3)."""
 
     @property
     def is_asymmetric(self) -> bool:
-        return self in (Algorithm.RSA_2048, Algorithm.RSA_3072, Algorithm.SM2)
+        return self in (Algorithm.RSA_2048, Algorithm.RSA_3072, Algorithm.SM2, Algorithm.ECC_P521)
 
     @property
     def block_size(self) -> int:
@@ -122,6 +124,10 @@ class KeyType(Vocabulary):
     """Ceremony transport key pair (RSA or SM2): custodians' clear components
     travel to the backend under its public half. Separate from a KTK, so a
     component can never be offered as a one-time PIN key or the reverse."""
+    KAK = "KAK"
+    """Key agreement key pair (ECDH on P-521): the private half under the LMK derives,
+    with a partner's public half, a key both sites hold (NIST SP 800-56A rev. 3, 800-56C rev. 2).
+    Separate from a KTK/CTK, so a pair that agrees never unwraps, nor the reverse."""
 
 
 @unique

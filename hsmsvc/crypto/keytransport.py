@@ -31,7 +31,7 @@ _FAIL: Final = "does not decrypt"
 
 
 def _check(algorithm: Algorithm) -> None:
-    if not isinstance(algorithm, Algorithm) or not algorithm.is_asymmetric:
+    if algorithm not in (Algorithm.RSA_2048, Algorithm.RSA_3072, Algorithm.SM2):
         raise InvalidInput("algorithm", "RSA_2048, RSA_3072 or SM2")
 
 

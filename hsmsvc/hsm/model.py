@@ -87,6 +87,8 @@ class Command(Vocabulary):
     """Give the LMK out as fresh random components, one per custodian."""
     LMK_TRANSLATE = "LMK_TRANSLATE"
     """Move a stored key from the old LMK (key change storage) to the current one."""
+    KEY_AGREE = "KEY_AGREE"
+    """Derive a key from a KAK and a partner's public key (ECDH, SP 800-56C one-step KDF)."""
 
 
 @unique

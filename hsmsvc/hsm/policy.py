@@ -56,6 +56,8 @@ class Operation(Vocabulary):
     """Give out this key pair's public half (KTK or CTK)."""
     COMPONENT_DECRYPT = "COMPONENT_DECRYPT"
     """Unwrap a custodian's key component sent under this key pair's public half (CTK)."""
+    KEY_AGREE = "KEY_AGREE"
+    """Derive a key with a partner's public key (KAK: ECDH and the SP 800-56C one-step KDF)."""
 
 
 # The usages each key type may carry. K0 KEKs exchange keys in the legacy ECB
@@ -83,6 +85,8 @@ USAGES: Final[Mapping[KeyType, frozenset[KeyUsage]]] = {
     KeyType.DEK: frozenset({KeyUsage.DATA}),
     KeyType.KTK: frozenset({KeyUsage.ASYMMETRIC_KEY_WRAPPING}),
     KeyType.CTK: frozenset({KeyUsage.ASYMMETRIC_KEY_WRAPPING}),
+    # TR-31:2018 K3 is "asymmetric key for key agreement/key wrapping"; mode X (derive) tells them apart.
+    KeyType.KAK: frozenset({KeyUsage.ASYMMETRIC_KEY_WRAPPING}),
 }
 
 _N = ModeOfUse.NO_RESTRICTIONS
@@ -148,7 +152,7 @@ ALLOWED: Final[
     ),
     Operation.KEY_EXPORT: (
         # A key pair's private half never leaves; its public half is not an export.
-        frozenset(KeyType) - {KeyType.LMK, KeyType.KTK, KeyType.CTK},
+        frozenset(KeyType) - {KeyType.LMK, KeyType.KTK, KeyType.CTK, KeyType.KAK},
         frozenset(KeyUsage),
         frozenset(ModeOfUse),
     ),
@@ -163,19 +167,28 @@ ALLOWED: Final[
         frozenset({ModeOfUse.DECRYPT_ONLY, _N}),
     ),
     Operation.PUBLIC_KEY: (
-        frozenset({KeyType.KTK, KeyType.CTK}),
+        frozenset({KeyType.KTK, KeyType.CTK, KeyType.KAK}),
         frozenset({KeyUsage.ASYMMETRIC_KEY_WRAPPING}),
-        frozenset({ModeOfUse.DECRYPT_ONLY, _N}),
+        frozenset({ModeOfUse.DECRYPT_ONLY, ModeOfUse.DERIVE, _N}),
     ),
     Operation.COMPONENT_DECRYPT: (
         frozenset({KeyType.CTK}),
         frozenset({KeyUsage.ASYMMETRIC_KEY_WRAPPING}),
         frozenset({ModeOfUse.DECRYPT_ONLY, _N}),
     ),
+    Operation.KEY_AGREE: (frozenset({KeyType.KAK}), frozenset({KeyUsage.ASYMMETRIC_KEY_WRAPPING}),
+                          frozenset({ModeOfUse.DERIVE})),
 }
 
-# The key types that are key pairs (RSA or SM2), not block-cipher keys.
-KEY_PAIRS: Final = frozenset({KeyType.KTK, KeyType.CTK})
+# The key types that are key pairs (RSA, SM2 or EC), not block-cipher keys.
+KEY_PAIRS: Final = frozenset({KeyType.KTK, KeyType.CTK, KeyType.KAK})
+
+# What a KAK may derive (KeyService.AgreeKey): a zone's KEK in AES, the form TR-31 version D
+# protects with; TDES and SM4 are not derived (no TDES parity or SM4 block in the agreement).
+AGREEABLE: Final[Mapping[KeyType, frozenset[KeyUsage]]] = {
+    KeyType.ZMK: frozenset({KeyUsage.KBPK, KeyUsage.KEK}),
+}
+AGREEABLE_ALGORITHMS: Final = frozenset({Algorithm.AES_128, Algorithm.AES_192, Algorithm.AES_256})
 
 # The MAC algorithm a MAK's usage binds it to.
 MAC_USAGE: Final[Mapping[MacAlgorithm, KeyUsage]] = {
@@ -225,7 +238,11 @@ def check_binding(
     if usage not in USAGES[key_type]:
         raise InvalidInput("usage", f"not a usage of a {key_type.value}")
     if algorithm.is_asymmetric != (key_type in KEY_PAIRS):
-        raise InvalidInput("algorithm", "RSA and SM2 are for KTKs and CTKs, which are RSA or SM2")
+        raise InvalidInput("algorithm", "RSA, SM2 and ECC are for KTKs, CTKs and KAKs, which are key pairs")
+    if (algorithm is Algorithm.ECC_P521) != (key_type is KeyType.KAK):
+        raise InvalidInput("algorithm", "a KAK is ECC_P521, and ECC_P521 is for KAKs only")
+    if (mode is ModeOfUse.DERIVE) != (key_type is KeyType.KAK):
+        raise InvalidInput("mode_of_use", "DERIVE is a KAK's mode of use, and a KAK's only one")
     if usage is KeyUsage.MAC_ISO9797_ALG3 and algorithm is not Algorithm.TDES_2KEY:
         raise InvalidInput("algorithm", "ISO 9797-1 algorithm 3 needs a two-key TDES key")
     if key_type is KeyType.PVK and algorithm is not Algorithm.TDES_2KEY:

@@ -31,7 +31,7 @@ debugging: Final = log.isEnabledFor
 """``debugging(DEBUG)``: whether :func:`observe` logs; bound once, as it is asked on every command."""
 DEBUG: Final = logging.DEBUG
 
-# Security strength in bits (NIST SP 800-57 part 1 rev. 5, table 2; SM4 as AES-128).
+# Security strength in bits (NIST SP 800-57 part 1 rev. 5, table 2: P-521 is f >= 512, 256 bits; SM4 as AES-128).
 STRENGTH: Final = {
     Algorithm.TDES_2KEY: 80,
     Algorithm.TDES_3KEY: 112,
@@ -42,6 +42,7 @@ STRENGTH: Final = {
     Algorithm.RSA_2048: 112,
     Algorithm.RSA_3072: 128,
     Algorithm.SM2: 128,
+    Algorithm.ECC_P521: 256,
 }
 MAX_BATCH_PINS: Final = 100_000
 """Items per batch command: a chunk of a batch job, bounded in memory."""

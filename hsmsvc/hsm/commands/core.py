@@ -15,6 +15,8 @@ import threading
 from abc import ABC, abstractmethod
 from typing import Any, TypeVar
 
+from cryptography.hazmat.primitives.asymmetric import ec
+
 from hsmsvc.crypto import components, pinblock
 from hsmsvc.errors import HsmsvcError, InvalidInput, InvalidPinBlock, KeyUsageViolation, Unsupported
 from hsmsvc.hsm import policy
@@ -144,6 +146,10 @@ class CommandBackend(ABC):
 
     def _public_key(self, ktk: LoadedKey) -> bytes:
         raise Unsupported("command", f"{Command.PUBLIC_KEY.value} is not supported by this backend")
+
+    def _agree(self, kak: LoadedKey, peer: ec.EllipticCurvePublicKey, *, length: int, info: bytes) -> bytes:
+        """ECDH of a KAK with ``peer`` and the SP 800-56C one-step KDF: ``length`` bytes, inside the backend."""
+        raise Unsupported("command", f"{Command.KEY_AGREE.value} is not supported by this backend")
 
     def _transient(self, algorithm: Algorithm, clear: bytes) -> LoadedKey:
         """A key for one command only (a one-time PIN key), never stored or cached."""

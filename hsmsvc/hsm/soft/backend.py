@@ -21,7 +21,9 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Final
 
-from hsmsvc.crypto import cmac, components, fields, kcv, keytransport, legacy, mac, tr31
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from hsmsvc.crypto import cmac, components, ecdh, fields, kcv, keytransport, legacy, mac, tr31
 from hsmsvc.crypto._cipher import BlockCipher
 from hsmsvc.errors import InvalidInput, InvalidKeyBlock, KeyUsageViolation, Unsupported
 from hsmsvc.hsm.model import Capabilities, Command, KeyCryptogram, KeySpec, LegacyForm
@@ -62,6 +64,7 @@ _BLOCK_ALGORITHM: Final = {
     Algorithm.RSA_2048: tr31.KeyBlockAlgorithm.RSA,
     Algorithm.RSA_3072: tr31.KeyBlockAlgorithm.RSA,
     Algorithm.SM2: tr31.KeyBlockAlgorithm.ELLIPTIC_CURVE,
+    Algorithm.ECC_P521: tr31.KeyBlockAlgorithm.ELLIPTIC_CURVE,
 }
 _MISMATCH: Final = "stored attributes do not match the key block"
 
@@ -99,6 +102,14 @@ def check_header(header: tr31.Header, spec: KeySpec, length: int) -> None:
 
 
 _PAIR_NOT_CIPHER: Final = "a key pair is not a block cipher key"
+KeyPair = keytransport.TransportKey | ecdh.AgreementKey
+
+
+def load_pair(algorithm: Algorithm, private: bytes) -> KeyPair:
+    """A key pair's private half, in the encoding its crypto module holds, loaded and checked."""
+    if algorithm is Algorithm.ECC_P521:
+        return ecdh.load_private_key(private)
+    return keytransport.load_private_key(algorithm, private)
 
 
 class SoftKey:
@@ -119,7 +130,7 @@ class SoftKey:
         self._macs: dict[MacAlgorithm, Callable[[Padding, bytes], bytes]] = {}
         self._field_key: fields.FieldKey | None = None
         if spec.algorithm.is_asymmetric:
-            self._pair: keytransport.TransportKey | None = keytransport.load_private_key(spec.algorithm, key)
+            self._pair: KeyPair | None = load_pair(spec.algorithm, key)
             self._ecb: BlockCipher | None = None
         else:
             self._pair = None
@@ -138,10 +149,22 @@ class SoftKey:
             raise KeyUsageViolation("key", _PAIR_NOT_CIPHER)
         return self._ecb.decrypt(data)
 
-    def pair(self) -> keytransport.TransportKey:
+    def pair(self) -> KeyPair:
         if self._pair is None:
             raise KeyUsageViolation("key", "not a key pair")
         return self._pair
+
+    def transport(self) -> keytransport.TransportKey:
+        pair = self.pair()
+        if not isinstance(pair, keytransport.TransportKey):
+            raise KeyUsageViolation("key", "not a key transport key pair")
+        return pair
+
+    def agreement(self) -> ecdh.AgreementKey:
+        pair = self.pair()
+        if not isinstance(pair, ecdh.AgreementKey):
+            raise KeyUsageViolation("key", "not a key agreement key pair")
+        return pair
 
     def field_encrypt(self, mode: CipherMode, iv: bytes, data: bytes, aad: bytes) -> bytes:
         return self._fields().encrypt(mode, iv, data, aad)
@@ -266,8 +289,7 @@ class SoftBackend(CommandBackend):
 
     def _seal_clear(self, spec: KeySpec, clear: bytes) -> KeyCryptogram:
         if spec.algorithm.is_asymmetric:
-            pair = keytransport.load_private_key(spec.algorithm, clear)
-            check, pad_to = pair.fingerprint, None
+            check, pad_to = load_pair(spec.algorithm, clear).fingerprint, None
         else:
             components.check_key(spec.algorithm, clear)
             # Pad every key to 32 bytes so a block does not reveal the key's length.
@@ -285,6 +307,8 @@ class SoftBackend(CommandBackend):
         return KeyCryptogram(spec, blob, check)
 
     def _new_key(self, spec: KeySpec) -> KeyCryptogram:
+        if spec.algorithm is Algorithm.ECC_P521:
+            return self._seal_clear(spec, ecdh.generate_private_key())
         if spec.algorithm.is_asymmetric:
             return self._seal_clear(spec, keytransport.generate_private_key(spec.algorithm))
         while True:
@@ -402,10 +426,13 @@ class SoftBackend(CommandBackend):
     # -- key transport (KTKs) ------------------------------------------------------
 
     def _transport_decrypt(self, ktk: LoadedKey, wrapped: bytes) -> bytes:
-        return _soft(ktk).pair().decrypt(wrapped)
+        return _soft(ktk).transport().decrypt(wrapped)
 
     def _public_key(self, ktk: LoadedKey) -> bytes:
         return _soft(ktk).pair().public_der
+
+    def _agree(self, kak: LoadedKey, peer: ec.EllipticCurvePublicKey, *, length: int, info: bytes) -> bytes:
+        return _soft(kak).agreement().derive(peer, length=length, info=info)
 
     def _transient(self, algorithm: Algorithm, clear: bytes) -> LoadedKey:
         spec = KeySpec("one-time", 1, KeyType.TPK, algorithm, KeyUsage.PIN_ENCRYPTION, ModeOfUse.DECRYPT_ONLY)
