@@ -39,6 +39,18 @@ class KeyServicer(g.KeyServiceServicer):
                             max_uses=cv.uint63(t.max_uses, "template.max_uses"))
         return m.ImportKeyResponse(key=cv.key_info(key))
 
+    @rpc("KeyService.AgreeKey")
+    def AgreeKey(self, r: m.AgreeKeyRequest, c: Caller) -> m.AgreeKeyResponse:
+        t = r.template
+        spec = cv.key_spec(t, _template_id(t))
+        key = uc.agree_key(self.s, c, kak=cv.key_ref(r.kak, "kak", r.HasField("kak")),
+                           peer_public_key=bytes(r.peer_public_key), peer_fingerprint=bytes(r.peer_fingerprint),
+                           shared_info=bytes(r.shared_info), spec=spec,
+                           alias=cv.text(t.alias, "template.alias") or None, legacy_types=cv.legacy_types(t),
+                           legacy_form=cv.legacy_form(t), lifetime_s=t.lifetime_seconds,
+                           max_uses=cv.uint63(t.max_uses, "template.max_uses"))
+        return m.AgreeKeyResponse(key=cv.key_info(key))
+
     @rpc("KeyService.ExportKey")
     def ExportKey(self, r: m.ExportKeyRequest, c: Caller) -> m.ExportKeyResponse:
         wrapped, kcv = uc.export_key(self.s, c, cv.key_ref(r.kek, "kek", r.HasField("kek")),

@@ -9,13 +9,14 @@ the change it records.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 from datetime import datetime, timedelta, timezone
 from typing import Final, Mapping, Sequence
 
 from hsmsvc.errors import InvalidInput, KeyNotFound, KeyStateError, KeyUsageViolation
 from hsmsvc.hsm import policy
 from hsmsvc.hsm.backend import Backend
-from hsmsvc.hsm.commands import ExportKey, Forget, FormKey, GenerateKey, ImportKey
+from hsmsvc.hsm.commands import AgreeKey, ExportKey, Forget, FormKey, GenerateKey, ImportKey
 from hsmsvc.hsm.model import KeyCryptogram, KeySpec, LegacyForm
 from hsmsvc.hsm.policy import Operation
 from hsmsvc.keys.model import AuditEvent, KeyRef, StoredKey, check_alias
@@ -196,6 +197,24 @@ class KeyManager:
         return self._keep(c=c, action="key.import", state=state, alias=alias, lifetime=lifetime, max_uses=max_uses,
                           legacy_types=legacy_types, legacy_form=legacy_form, kek=f"{kek.key_id} v{kek.version}",
                           **_form_detail(kek))
+
+    def agree(self, *, kak: StoredKey, peer_public_key: bytes, peer_fingerprint: bytes, shared_info: bytes,
+              spec: KeySpec, alias: str | None = None, lifetime: timedelta | None = None,
+              max_uses: int | None = None, legacy_types: frozenset[KeyType] = frozenset(),
+              legacy_form: LegacyForm = LegacyForm.NONE) -> StoredKey:
+        """Derive and store a key agreed with a partner's public key, under a KAK already looked up and checked.
+
+        The ``key.agree`` row names the KAK and both public keys' fingerprints (what the officers
+        compared) and the shared info's SHA-256, in the transaction that stores the key.
+        """
+        check_legacy_types(spec, legacy_types, legacy_form)
+        c = self._backend.execute(AgreeKey(kak=kak.cryptogram, peer_public_key=peer_public_key,
+                                           peer_fingerprint=peer_fingerprint, shared_info=shared_info, spec=spec))
+        return self._keep(c=c, action="key.agree", state=KeyState.ACTIVE, alias=alias, lifetime=lifetime,
+                          max_uses=max_uses, legacy_types=legacy_types, legacy_form=legacy_form,
+                          kak=f"{kak.key_id} v{kak.version}", own_fingerprint=kak.cryptogram.kcv.hex().upper(),
+                          peer_fingerprint=bytes(peer_fingerprint).hex().upper(),
+                          shared_info_sha256=hashlib.sha256(shared_info).hexdigest().upper())
 
     def export_under(self, kek_id: str, key_id: str) -> bytes:
         return self.export_with(self.for_use(kek_id, Operation.KEY_EXPORT_UNDER),

@@ -76,6 +76,7 @@ ROLE_METHODS: Final[Mapping[Role, frozenset[str]]] = {
             "KeyService.GenerateKey",
             "KeyService.ImportKey",
             "KeyService.ExportKey",
+            "KeyService.AgreeKey",
             "KeyService.RotateKey",
             "KeyService.UpdateKeyState",
             "KeySyncService.StartKeyChange",

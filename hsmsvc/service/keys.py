@@ -25,6 +25,7 @@ from hsmsvc.types import KeyState, KeyType
 _ZONE: Final = re.compile(r"[A-Za-z0-9._:-]{0,64}")
 
 __all__ = [
+    "agree_key",
     "export_key",
     "generate_key",
     "get_key",
@@ -97,6 +98,20 @@ def import_key(
                                          max_uses=limit)
 
 
+def agree_key(
+    s: Services, caller: Caller, *, kak: KeyRef, peer_public_key: bytes, peer_fingerprint: bytes,
+    shared_info: bytes, spec: KeySpec, alias: str | None, legacy_types: frozenset[KeyType] = frozenset(),
+    legacy_form: LegacyForm = LegacyForm.NONE, lifetime_s: int = 0, max_uses: int = 0,
+) -> StoredKey:
+    """A key agreed with a partner site from this site's KAK and the partner's public half (ECDH P-521)."""
+    may_create(s, caller, spec)
+    lifetime, limit = _lifetime(lifetime_s), _limit(max_uses)
+    k = s.key(caller, kak, Operation.KEY_AGREE, "kak")
+    return s.manager(caller).agree(kak=k, peer_public_key=peer_public_key, peer_fingerprint=peer_fingerprint,
+                                   shared_info=shared_info, spec=spec, alias=alias, lifetime=lifetime,
+                                   max_uses=limit, legacy_types=legacy_types, legacy_form=legacy_form)
+
+
 def export_key(s: Services, caller: Caller, kek: KeyRef, key: KeyRef) -> tuple[bytes, bytes]:
     k = s.key(caller, kek, Operation.KEY_EXPORT_UNDER, "kek")
     x = s.key(caller, key, Operation.KEY_EXPORT)
@@ -115,7 +130,8 @@ def key_check_value(s: Services, caller: Caller, ref: KeyRef) -> tuple[bytes, in
 
 
 def public_key(s: Services, caller: Caller, ref: KeyRef) -> tuple[bytes, StoredKey]:
-    """A KTK's public half (SubjectPublicKeyInfo DER), for wrapping keys to this site."""
+    """A KTK's or CTK's public half (SubjectPublicKeyInfo DER) for wrapping keys to this site, or a KAK's
+    for a partner to agree keys with."""
     key = s.key(caller, ref, Operation.PUBLIC_KEY)
     return s.backend.execute(PublicKey(key=key.cryptogram)), key
 

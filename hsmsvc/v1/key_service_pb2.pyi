@@ -182,3 +182,23 @@ class GetPublicKeyResponse(_message.Message):
     key_id: str
     version: int
     def __init__(self, public_key: _Optional[bytes] = ..., algorithm: _Optional[_Union[_types_pb2.Algorithm, str]] = ..., fingerprint: _Optional[bytes] = ..., key_id: _Optional[str] = ..., version: _Optional[int] = ...) -> None: ...
+
+class AgreeKeyRequest(_message.Message):
+    __slots__ = ("kak", "peer_public_key", "peer_fingerprint", "shared_info", "template")
+    KAK_FIELD_NUMBER: _ClassVar[int]
+    PEER_PUBLIC_KEY_FIELD_NUMBER: _ClassVar[int]
+    PEER_FINGERPRINT_FIELD_NUMBER: _ClassVar[int]
+    SHARED_INFO_FIELD_NUMBER: _ClassVar[int]
+    TEMPLATE_FIELD_NUMBER: _ClassVar[int]
+    kak: _types_pb2.KeyRef
+    peer_public_key: bytes
+    peer_fingerprint: bytes
+    shared_info: bytes
+    template: KeyTemplate
+    def __init__(self, kak: _Optional[_Union[_types_pb2.KeyRef, _Mapping]] = ..., peer_public_key: _Optional[bytes] = ..., peer_fingerprint: _Optional[bytes] = ..., shared_info: _Optional[bytes] = ..., template: _Optional[_Union[KeyTemplate, _Mapping]] = ...) -> None: ...
+
+class AgreeKeyResponse(_message.Message):
+    __slots__ = ("key",)
+    KEY_FIELD_NUMBER: _ClassVar[int]
+    key: _types_pb2.KeyInfo
+    def __init__(self, key: _Optional[_Union[_types_pb2.KeyInfo, _Mapping]] = ...) -> None: ...

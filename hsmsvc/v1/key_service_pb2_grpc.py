@@ -80,6 +80,11 @@ class KeyServiceStub:
                 request_serializer=hsmsvc_dot_v1_dot_key__service__pb2.GetPublicKeyRequest.SerializeToString,
                 response_deserializer=hsmsvc_dot_v1_dot_key__service__pb2.GetPublicKeyResponse.FromString,
                 _registered_method=True)
+        self.AgreeKey = channel.unary_unary(
+                '/hsmsvc.v1.KeyService/AgreeKey',
+                request_serializer=hsmsvc_dot_v1_dot_key__service__pb2.AgreeKeyRequest.SerializeToString,
+                response_deserializer=hsmsvc_dot_v1_dot_key__service__pb2.AgreeKeyResponse.FromString,
+                _registered_method=True)
 
 
 class KeyServiceServicer:
@@ -141,7 +146,18 @@ class KeyServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def GetPublicKey(self, request, context):
-        """GetPublicKey gives a KTK's public half, for terminals and ceremony clients to wrap keys under.
+        """GetPublicKey gives a KTK's public half, for terminals and ceremony clients to wrap keys under,
+        or a KAK's, for a partner site to agree keys with (AgreeKey).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def AgreeKey(self, request, context):
+        """AgreeKey derives a ZMK both sites hold without a component leaving either backend: ECDH
+        on P-521 between this site's KAK and the partner's public key (SP 800-56A rev. 3), then the
+        SP 800-56C rev. 2 one-step KDF with SHA-512. Both sites' KCVs must match. Manager only;
+        audited as key.agree with both public keys' fingerprints.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -194,6 +210,11 @@ def add_KeyServiceServicer_to_server(servicer, server):
                     servicer.GetPublicKey,
                     request_deserializer=hsmsvc_dot_v1_dot_key__service__pb2.GetPublicKeyRequest.FromString,
                     response_serializer=hsmsvc_dot_v1_dot_key__service__pb2.GetPublicKeyResponse.SerializeToString,
+            ),
+            'AgreeKey': grpc.unary_unary_rpc_method_handler(
+                    servicer.AgreeKey,
+                    request_deserializer=hsmsvc_dot_v1_dot_key__service__pb2.AgreeKeyRequest.FromString,
+                    response_serializer=hsmsvc_dot_v1_dot_key__service__pb2.AgreeKeyResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -440,6 +461,33 @@ class KeyService:
             '/hsmsvc.v1.KeyService/GetPublicKey',
             hsmsvc_dot_v1_dot_key__service__pb2.GetPublicKeyRequest.SerializeToString,
             hsmsvc_dot_v1_dot_key__service__pb2.GetPublicKeyResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AgreeKey(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/hsmsvc.v1.KeyService/AgreeKey',
+            hsmsvc_dot_v1_dot_key__service__pb2.AgreeKeyRequest.SerializeToString,
+            hsmsvc_dot_v1_dot_key__service__pb2.AgreeKeyResponse.FromString,
             options,
             channel_credentials,
             insecure,

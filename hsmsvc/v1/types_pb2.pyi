@@ -22,6 +22,7 @@ class Algorithm(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     ALGORITHM_RSA_2048: _ClassVar[Algorithm]
     ALGORITHM_RSA_3072: _ClassVar[Algorithm]
     ALGORITHM_SM2: _ClassVar[Algorithm]
+    ALGORITHM_ECC_P521: _ClassVar[Algorithm]
 
 class KeyType(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -37,6 +38,7 @@ class KeyType(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     KEY_TYPE_DEK: _ClassVar[KeyType]
     KEY_TYPE_KTK: _ClassVar[KeyType]
     KEY_TYPE_CTK: _ClassVar[KeyType]
+    KEY_TYPE_KAK: _ClassVar[KeyType]
 
 class KeyUsage(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -63,6 +65,7 @@ class ModeOfUse(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     MODE_OF_USE_MAC_GENERATE_ONLY: _ClassVar[ModeOfUse]
     MODE_OF_USE_NO_RESTRICTIONS: _ClassVar[ModeOfUse]
     MODE_OF_USE_MAC_VERIFY_ONLY: _ClassVar[ModeOfUse]
+    MODE_OF_USE_DERIVE: _ClassVar[ModeOfUse]
 
 class Exportability(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -143,6 +146,7 @@ ALGORITHM_SM4: Algorithm
 ALGORITHM_RSA_2048: Algorithm
 ALGORITHM_RSA_3072: Algorithm
 ALGORITHM_SM2: Algorithm
+ALGORITHM_ECC_P521: Algorithm
 KEY_TYPE_UNSPECIFIED: KeyType
 KEY_TYPE_ZMK: KeyType
 KEY_TYPE_TMK: KeyType
@@ -155,6 +159,7 @@ KEY_TYPE_TAK: KeyType
 KEY_TYPE_DEK: KeyType
 KEY_TYPE_KTK: KeyType
 KEY_TYPE_CTK: KeyType
+KEY_TYPE_KAK: KeyType
 KEY_USAGE_UNSPECIFIED: KeyUsage
 KEY_USAGE_DATA: KeyUsage
 KEY_USAGE_KEK: KeyUsage
@@ -175,6 +180,7 @@ MODE_OF_USE_ENCRYPT_ONLY: ModeOfUse
 MODE_OF_USE_MAC_GENERATE_ONLY: ModeOfUse
 MODE_OF_USE_NO_RESTRICTIONS: ModeOfUse
 MODE_OF_USE_MAC_VERIFY_ONLY: ModeOfUse
+MODE_OF_USE_DERIVE: ModeOfUse
 EXPORTABILITY_UNSPECIFIED: Exportability
 EXPORTABILITY_EXPORTABLE: Exportability
 EXPORTABILITY_NON_EXPORTABLE: Exportability
