@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 from hsmsvc.crypto import ecdh
 from hsmsvc.errors import InvalidInput
 from tests import reference as ref
-from tests.test_reference import (
+from tests.kas_vectors import (
     ACVP_ONESTEP_SHA512,
     CDH_P521_D,
     CDH_P521_QX,
