@@ -188,3 +188,14 @@ def test_payshield_variant_schemes_u_and_t_as_documented() -> None:
             assert wrapped[8 * i: 8 * i + 8] == ref.tdes_ecb(kek, key[8 * i: 8 * i + 8])
         assert ref.payshield_variant_unwrap(zmk, wrapped) == key[:length]
         assert wrapped != ref.tdes_ecb(zmk, key[:length])  # not the X9.17 form
+
+
+def test_aes_ecb_kcv_is_the_aesavs_keysbox_ciphertext() -> None:
+    # NIST AESAVS (2002) Appendix B.2, KeySbox AES-128 vector 0: key 10a58869d74be5a374cf867cfb473859,
+    # plaintext 0^128, ciphertext 6d251e6944b051e04eaa6fb4dbf78465.
+    assert ref.aes_ecb_kcv(H("10a58869d74be5a374cf867cfb473859"), 16) == H("6d251e6944b051e04eaa6fb4dbf78465")
+
+
+def test_aes_cmac_kcv_tr31_annex() -> None:
+    # TR-31:2018 A.7.4: the AES-128 KBPK 3F419E1CB7079442AA37474C2EFBF8B8 has the CMAC KCV 08793E.
+    assert ref.kcv("AES_128", H("3F419E1CB7079442AA37474C2EFBF8B8")) == H("08793E")
