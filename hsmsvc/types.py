@@ -93,6 +93,22 @@ _KEY_LENGTH: Final = {
 
 
 @unique
+class KcvMethod(Vocabulary):
+    """How a key check value is computed (ANSI X9.24-1:2017 clause 7.x, Annex A)."""
+
+    CMAC = "CMAC"
+    """The leftmost bytes of the CMAC of a zero block: X9.24-1:2017's method, the default for AES."""
+    ECB = "ECB"
+    """The leftmost bytes of the encipherment of a zero block: the legacy method, the only one for TDES
+    and SM4; some partners still state AES KCVs this way."""
+
+    @staticmethod
+    def default_for(algorithm: Algorithm) -> KcvMethod:
+        """The method a stored KCV is in: CMAC for AES (X9.24-1:2017), ECB for TDES and SM4."""
+        return KcvMethod.CMAC if algorithm.is_aes else KcvMethod.ECB
+
+
+@unique
 class KeyType(Vocabulary):
     """Place of a key in the ANSI X9.17 three-tier hierarchy."""
 

@@ -18,6 +18,7 @@ from hsmsvc.types import (
     CipherMode,
     DataPadding,
     Exportability,
+    KcvMethod,
     KeyState,
     KeyType,
     KeyUsage,
@@ -29,7 +30,7 @@ from hsmsvc.types import (
 from hsmsvc.v1 import types_pb2 as pb
 
 __all__ = [
-    "ALGORITHM", "CIPHER_MODE", "DATA_PADDING", "EXPORTABILITY", "EnumTable", "KEY_STATE", "KEY_TYPE",
+    "ALGORITHM", "CIPHER_MODE", "DATA_PADDING", "EXPORTABILITY", "EnumTable", "KCV_METHOD", "KEY_STATE", "KEY_TYPE",
     "KEY_USAGE", "MAC_ALGORITHM", "MAC_PADDING", "MODE_OF_USE", "PIN_FORMAT",
 ]
 
@@ -67,6 +68,8 @@ KEY_USAGE: Final = EnumTable(pb.KeyUsage, "KEY_USAGE_", KeyUsage)
 MODE_OF_USE: Final = EnumTable(pb.ModeOfUse, "MODE_OF_USE_", ModeOfUse)
 EXPORTABILITY: Final = EnumTable(pb.Exportability, "EXPORTABILITY_", Exportability)
 KEY_STATE: Final = EnumTable(pb.KeyState, "KEY_STATE_", KeyState)
+# UNSPECIFIED (0) is the key's default method (CMAC for AES, ECB otherwise): read with ``optional``.
+KCV_METHOD: Final = EnumTable(pb.KcvMethod, "KCV_METHOD_", KcvMethod)
 PIN_FORMAT: Final = EnumTable(pb.PinBlockFormat, "PIN_BLOCK_FORMAT_", PinBlockFormat)
 MAC_ALGORITHM: Final = EnumTable(pb.MacAlgorithm, "MAC_ALGORITHM_", MacAlgorithm)
 MAC_PADDING: Final = EnumTable(pb.MacPadding, "MAC_PADDING_", Padding)

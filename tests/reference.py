@@ -98,6 +98,12 @@ def kcv(alg: str | Enum, key: bytes, length: int = 3) -> bytes:
     return ecb(alg, key, bytes(block))[:length]
 
 
+def aes_ecb_kcv(key: bytes, length: int = 3) -> bytes:
+    """The legacy AES KCV some partners state: the leftmost bytes of the encipherment of a zero
+    block (the TDES method carried over), unlike X9.24-1:2017's CMAC form in :func:`kcv`."""
+    return aes_ecb(key, bytes(16))[:length]
+
+
 def tdes_kcv(key: bytes) -> bytes:
     """:func:`kcv` of a TDES key: 3 bytes."""
     return kcv("TDES", key)

@@ -207,3 +207,14 @@ def test_ecdh_p521_cavp_cdh_primitive_count_0() -> None:
 def test_one_step_kdf_sha512_acvp(z: str, parties: str, dkm: str) -> None:
     fixed_info = H(parties) + (1024).to_bytes(4, "big")  # l = 1024 bits, 32-bit big-endian
     assert ref.one_step_kdf_sha512(H(z), 128, fixed_info) == H(dkm)
+
+
+def test_aes_ecb_kcv_is_the_aesavs_keysbox_ciphertext() -> None:
+    # NIST AESAVS (2002) Appendix B.2, KeySbox AES-128 vector 0: key 10a58869d74be5a374cf867cfb473859,
+    # plaintext 0^128, ciphertext 6d251e6944b051e04eaa6fb4dbf78465.
+    assert ref.aes_ecb_kcv(H("10a58869d74be5a374cf867cfb473859"), 16) == H("6d251e6944b051e04eaa6fb4dbf78465")
+
+
+def test_aes_cmac_kcv_tr31_annex() -> None:
+    # TR-31:2018 A.7.4: the AES-128 KBPK 3F419E1CB7079442AA37474C2EFBF8B8 has the CMAC KCV 08793E.
+    assert ref.kcv("AES_128", H("3F419E1CB7079442AA37474C2EFBF8B8")) == H("08793E")

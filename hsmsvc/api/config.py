@@ -28,6 +28,9 @@
     per_principal = 500
     window_seconds = 86400
 
+    [pin]
+    allow_aes_to_tdes_translation = true      # format 4 (AES) to 0/1/3 (TDES); false forbids the downgrade
+
 A pool lists its members as ``[[backend.members]]`` tables of kind soft or
 pkcs11 (``module``, ``token_label``, ``pin_env`` or ``pin_file``); ``[backend]``
 ``health_interval`` (2 s) and ``call_timeout`` (10 s: a member that has not
@@ -50,7 +53,7 @@ from typing import Any, Final, Mapping
 
 from hsmsvc.errors import InvalidInput
 from hsmsvc.hsm.config import Pkcs11Config, SecretSource, SoftConfig
-from hsmsvc.service.context import AttemptLimits
+from hsmsvc.service.context import AttemptLimits, PinPolicy
 from hsmsvc.service.keysync import DEFAULT_ROTATION, Rotation, SyncSettings
 from hsmsvc.service.rotation import check_settings
 from hsmsvc.types import KeyType
@@ -96,6 +99,8 @@ class ServerConfig:
     shutdown_grace_seconds: float = 10.0
     log_level: str = "INFO"
     attempts: AttemptLimits = field(default_factory=AttemptLimits)
+    pin: PinPolicy = field(default_factory=PinPolicy)
+    """``[pin]``: PinPolicy's switches (service/context.py says why each defaults as it does)."""
     key_sync: SyncSettings = field(default_factory=SyncSettings)
     peers: Mapping[str, PeerConfig] = field(default_factory=dict)
     workers: int = 1
@@ -239,6 +244,17 @@ def _key_sync(d: Mapping[str, Any], rotation: Mapping[str, Any]) -> SyncSettings
     return settings
 
 
+def _pin(d: Mapping[str, Any]) -> PinPolicy:
+    """``[pin]``; a switch must be a TOML boolean, so a quoted "false" is not taken as true."""
+    unknown = set(d) - {"allow_aes_to_tdes_translation"}
+    if unknown:
+        raise InvalidInput("pin", f"unknown setting {sorted(unknown)[0]}")
+    allow = d.get("allow_aes_to_tdes_translation", True)
+    if not isinstance(allow, bool):
+        raise InvalidInput("pin.allow_aes_to_tdes_translation", "true or false")
+    return PinPolicy(allow_aes_to_tdes_translation=allow)
+
+
 def load(path: str | None, overrides: Mapping[str, Any] | None = None,
          environ: Mapping[str, str] | None = None) -> ServerConfig:
     """Read ``path`` (optional), apply ``HSMSVC_*`` variables, then explicit overrides."""
@@ -285,6 +301,7 @@ def load(path: str | None, overrides: Mapping[str, Any] | None = None,
             shutdown_grace_seconds=float(doc.get("shutdown_grace_seconds", 10.0)),
             log_level=str(doc.get("log_level", "INFO")).upper(),
             attempts=limits,
+            pin=_pin(doc.get("pin", {})),
             key_sync=_key_sync(doc.get("key_sync", {}), doc.get("rotation", {})),
             workers=int(doc.get("workers", 1)),
             reuse_port=bool(doc.get("reuse_port", False)),

@@ -13,9 +13,9 @@ from typing import Final
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from hsmsvc.errors import InvalidInput
-from hsmsvc.hsm.model import FieldParams, KeySpec, LegacyForm
+from hsmsvc.hsm.model import BlockTemplate, FieldParams, KeySpec, LegacyForm
 from hsmsvc.keys.model import KeyRef, StoredKey
-from hsmsvc.types import KeyType
+from hsmsvc.types import KcvMethod, KeyType
 from hsmsvc.v1 import data_service_pb2 as data_pb
 from hsmsvc.v1 import key_service_pb2 as key_pb
 from hsmsvc.v1 import types_pb2 as pb
@@ -25,6 +25,7 @@ from hsmsvc.wire import (
     CIPHER_MODE as CIPHER_MODE,
     DATA_PADDING as DATA_PADDING,
     EXPORTABILITY as EXPORTABILITY,
+    KCV_METHOD as KCV_METHOD,
     KEY_STATE as KEY_STATE,
     KEY_TYPE as KEY_TYPE,
     KEY_USAGE as KEY_USAGE,
@@ -137,6 +138,8 @@ def key_info(key: StoredKey) -> pb.KeyInfo:
         max_uses=key.max_uses or 0,
         legacy_key_types=sorted(KEY_TYPE.to_pb[t] for t in key.legacy_types),
         legacy_form=LEGACY_FORM.to_pb.get(key.legacy_form, 0),
+        kcv_method=(pb.KCV_METHOD_UNSPECIFIED if s.algorithm.is_asymmetric
+                    else KCV_METHOD.to_pb[KcvMethod.default_for(s.algorithm)]),
     )
 
 
@@ -144,13 +147,39 @@ _REQUIRED: Final = ("key_type", "algorithm", "usage", "mode_of_use", "exportabil
 """The KeyTemplate fields GenerateKey and ImportKey need (key_service.proto)."""
 
 
-def key_spec(t: key_pb.KeyTemplate, key_id: str) -> KeySpec:
+def _require(t: key_pb.KeyTemplate, fields: tuple[str, ...]) -> None:
     # Mode of use and exportability are stated, never defaulted: a default
     # would be the permissive choice.
-    missing = [f for f in _REQUIRED if getattr(t, f) == 0]
+    missing = [f for f in fields if getattr(t, f) == 0]
     if len(missing) > 1:
         # Every one at once, so an integrator fixes the template in one round.
         raise InvalidInput("template", "required fields missing: " + ", ".join(missing))
+
+
+def import_spec(t: key_pb.KeyTemplate, key_id: str) -> KeySpec | BlockTemplate:
+    """ImportKey's template: with the algorithm unset, a :class:`BlockTemplate` whose algorithm the
+    TR-31 header gives (the service and backend refuse it under a K0 KEK)."""
+    if t.algorithm != 0:
+        return key_spec(t, key_id)
+    _require(t, tuple(f for f in _REQUIRED if f != "algorithm"))
+    if t.legacy_key_types or t.legacy_form:
+        raise InvalidInput("template.algorithm", "required with legacy_key_types or legacy_form")
+    mode = MODE_OF_USE.get(t.mode_of_use, "template.mode_of_use")
+    exp = EXPORTABILITY.get(t.exportability, "template.exportability")
+    return BlockTemplate(
+        key_id=key_id,
+        version=1,
+        key_type=KEY_TYPE.get(t.key_type, "template.key_type"),
+        usage=KEY_USAGE.get(t.usage, "template.usage"),
+        mode_of_use=mode,
+        exportability=exp,
+        zone=text(t.zone, "template.zone", 64),
+        decimalization_table=text(t.decimalization_table, "template.decimalization_table", 16),
+    )
+
+
+def key_spec(t: key_pb.KeyTemplate, key_id: str) -> KeySpec:
+    _require(t, _REQUIRED)
     mode = MODE_OF_USE.get(t.mode_of_use, "template.mode_of_use")
     exp = EXPORTABILITY.get(t.exportability, "template.exportability")
     return KeySpec(

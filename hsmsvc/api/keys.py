@@ -31,12 +31,13 @@ class KeyServicer(g.KeyServiceServicer):
     @rpc("KeyService.ImportKey")
     def ImportKey(self, r: m.ImportKeyRequest, c: Caller) -> m.ImportKeyResponse:
         t = r.template
-        spec = cv.key_spec(t, _template_id(t))
+        spec = cv.import_spec(t, _template_id(t))
         key = uc.import_key(self.s, c, kek=cv.key_ref(r.kek, "kek", r.HasField("kek")), wrapped=bytes(r.wrapped_key),
                             kcv=bytes(r.kcv) or None, spec=spec, alias=cv.text(t.alias, "template.alias") or None,
                             legacy_types=cv.legacy_types(t), legacy_form=cv.legacy_form(t),
                             lifetime_s=t.lifetime_seconds,
-                            max_uses=cv.uint63(t.max_uses, "template.max_uses"))
+                            max_uses=cv.uint63(t.max_uses, "template.max_uses"),
+                            kcv_method=cv.KCV_METHOD.optional(r.kcv_method, "kcv_method"))
         return m.ImportKeyResponse(key=cv.key_info(key))
 
     @rpc("KeyService.AgreeKey")
@@ -54,7 +55,8 @@ class KeyServicer(g.KeyServiceServicer):
     @rpc("KeyService.ExportKey")
     def ExportKey(self, r: m.ExportKeyRequest, c: Caller) -> m.ExportKeyResponse:
         wrapped, kcv = uc.export_key(self.s, c, cv.key_ref(r.kek, "kek", r.HasField("kek")),
-                                     cv.key_ref(r.key, "key", r.HasField("key")))
+                                     cv.key_ref(r.key, "key", r.HasField("key")),
+                                     cv.KCV_METHOD.optional(r.kcv_method, "kcv_method"))
         return m.ExportKeyResponse(wrapped_key=wrapped, kcv=kcv)
 
     @rpc("KeyService.GetKey")
@@ -84,7 +86,8 @@ class KeyServicer(g.KeyServiceServicer):
 
     @rpc("KeyService.GetKeyCheckValue")
     def GetKeyCheckValue(self, r: m.GetKeyCheckValueRequest, c: Caller) -> m.GetKeyCheckValueResponse:
-        kcv, version = uc.key_check_value(self.s, c, cv.key_ref(r.key, "key", r.HasField("key")))
+        kcv, version = uc.key_check_value(self.s, c, cv.key_ref(r.key, "key", r.HasField("key")),
+                                          cv.KCV_METHOD.optional(r.kcv_method, "kcv_method"))
         return m.GetKeyCheckValueResponse(kcv=kcv, version=version)
 
     @rpc("KeyService.GetPublicKey")

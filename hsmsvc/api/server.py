@@ -179,7 +179,7 @@ def _serving(config: ServerConfig, backend: Backend, *, policy: Policy, observed
         store.migrate()
         courier = PeerCourier(config.peers, config.tls) if config.peers else None
         meter = UseMeter(config.key_sync, courier)
-        services = Services(store, backend, policy, config.attempts, meter)
+        services = Services(store, backend, policy, config.attempts, meter, config.pin)
     except BaseException:
         store.close()
         raise

@@ -1,7 +1,9 @@
 """Key check values (ANSI X9.24-1:2017; vendor practice for SM4).
 
 * TDES: encrypt a block of zeros, keep the leftmost bytes (legacy method).
-* AES: CMAC of a 16-byte zero block, leftmost bytes (X9.24-1:2017).
+* AES: CMAC of a 16-byte zero block, leftmost bytes (X9.24-1:2017), by default;
+  the legacy zero-block encipherment on request (:attr:`KcvMethod.ECB`), since
+  some partners still state AES KCVs that way.
 * SM4: encrypt a block of zeros. No GB/T standard fixes an SM4 KCV; this is the
   TDES convention carried over, as Chinese HSM vendors do.
 """
@@ -10,12 +12,26 @@ from __future__ import annotations
 
 from hsmsvc.crypto import _cipher, compare, cmac
 from hsmsvc.errors import InvalidInput
-from hsmsvc.types import Algorithm
+from hsmsvc.types import Algorithm, KcvMethod
 
-__all__ = ["kcv", "verify_kcv"]
+__all__ = ["check_method", "default_method", "kcv", "verify_kcv"]
 
 
-def kcv(algorithm: Algorithm, key: bytes, length: int = 3) -> bytes:
+def default_method(algorithm: Algorithm) -> KcvMethod:
+    """The method a stored KCV is in: CMAC for AES (X9.24-1:2017), ECB for TDES and SM4."""
+    return KcvMethod.default_for(algorithm)
+
+
+def check_method(algorithm: Algorithm, method: KcvMethod | None) -> KcvMethod:
+    """``method`` (None: the default) for a key of ``algorithm``; CMAC is for AES keys only."""
+    if method is None:
+        return default_method(algorithm)
+    if method is KcvMethod.CMAC and not algorithm.is_aes:
+        raise InvalidInput("kcv_method", f"CMAC is for AES keys; a {algorithm.value} key's KCV is ECB only")
+    return method
+
+
+def kcv(algorithm: Algorithm, key: bytes, length: int = 3, *, method: KcvMethod | None = None) -> bytes:
     """The check value of ``key``: 3 bytes by default, up to one block.
 
     TR-31:2018 A.7.2.2 gives the TDES key below with KCV 57C409:
@@ -25,11 +41,17 @@ def kcv(algorithm: Algorithm, key: bytes, length: int = 3) -> bytes:
     '57C409'
     >>> kcv(Algorithm.AES_128, k).hex().upper()
     '08793E'
+
+    The legacy AES form is the AESAVS KeySbox encipherment of a zero block
+    (NIST AESAVS, Appendix B.2, AES-128 first vector):
+
+    >>> kcv(Algorithm.AES_128, bytes.fromhex("10a58869d74be5a374cf867cfb473859"), method=KcvMethod.ECB).hex()
+    '6d251e'
     """
     if not 2 <= length <= algorithm.block_size:
         raise InvalidInput("kcv_length", f"2 to {algorithm.block_size} bytes")
     zeros = bytes(algorithm.block_size)
-    if algorithm.is_aes:
+    if check_method(algorithm, method) is KcvMethod.CMAC:
         return cmac.generate_cmac(algorithm, key, zeros)[:length]
     return _cipher.ecb_encrypt(algorithm, key, zeros)[:length]
 

@@ -25,7 +25,7 @@ from typing import Final
 from hsmsvc.crypto import compare, components, kcv
 from hsmsvc.crypto._cipher import ecb_decrypt, ecb_encrypt
 from hsmsvc.errors import InvalidInput, InvalidKeyBlock
-from hsmsvc.types import Algorithm
+from hsmsvc.types import Algorithm, KcvMethod
 
 __all__ = [
     "PAYSHIELD_VARIANTS",
@@ -79,14 +79,15 @@ def _tdes(kek: bytes) -> Algorithm:
     return Algorithm.TDES_2KEY if len(kek) == 16 else Algorithm.TDES_3KEY
 
 
-def accept(algorithm: Algorithm, clear: bytes, check: bytes | None) -> bytes:
+def accept(algorithm: Algorithm, clear: bytes, check: bytes | None, method: KcvMethod | None = None) -> bytes:
     """The deciphered key, parity adjusted, once it passes; else the one generic refusal.
 
     A partner's TDES key may arrive with its parity bits unadjusted: DES ignores
     them, so adjusting them changes neither the key nor its KCV, and an
     unadjusted key is taken rather than refused. Length, weak or equal parts and
     a KCV mismatch all raise the same :class:`InvalidKeyBlock` (as TR-31's
-    refusal does), so the unwrap is no oracle for which check failed.
+    refusal does), so the unwrap is no oracle for which check failed. ``method``: the form
+    ``check`` is in (None: the algorithm's default, :func:`kcv.default_method`).
     """
     try:
         if len(clear) != algorithm.key_length:
@@ -94,7 +95,7 @@ def accept(algorithm: Algorithm, clear: bytes, check: bytes | None) -> bytes:
         if algorithm.is_tdes:
             clear = components.adjust_odd_parity(clear)
         components.check_key(algorithm, clear)
-        ok = check is None or compare.bytes_eq(kcv.kcv(algorithm, clear)[: len(check)], check)
+        ok = check is None or compare.bytes_eq(kcv.kcv(algorithm, clear, method=method)[: len(check)], check)
     except InvalidInput:
         ok = False
     if not ok:

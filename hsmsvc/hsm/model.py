@@ -29,6 +29,7 @@ from hsmsvc.types import (
 )
 
 __all__ = [
+    "BlockTemplate",
     "Capabilities",
     "Command",
     "FieldParams",
@@ -187,6 +188,44 @@ class KeySpec:
             fields["zone"],
             fields.get("dec", ""),
         )
+
+
+@dataclass(frozen=True, kw_only=True)
+class BlockTemplate:
+    """A :class:`KeySpec` but for the algorithm, which a TR-31 block's header gives (ImportKey with
+    the template's algorithm unset, TR-31:2018 clause 5.1 table 1: the algorithm byte, with the
+    verified key's length telling TDES_2KEY from TDES_3KEY and the AES sizes apart).
+
+    Authorization needs only the key id and zone, which the block cannot change; the binding
+    (:func:`policy.check_binding`) is checked on :meth:`with_algorithm`'s full spec, once the
+    block's MAC has verified.
+    """
+
+    key_id: str
+    version: int
+    key_type: KeyType
+    usage: KeyUsage
+    mode_of_use: ModeOfUse
+    exportability: Exportability
+    zone: str = ""
+    decimalization_table: str = ""
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.key_id, str) or not _ID.fullmatch(self.key_id):
+            raise InvalidInput("key_id", "1-64 of A-Z a-z 0-9 . _ : -")
+        if not isinstance(self.zone, str) or not _ZONE.fullmatch(self.zone):
+            raise InvalidInput("zone", "0-64 of A-Z a-z 0-9 . _ : -")
+        for name, cls in (("key_type", KeyType), ("usage", KeyUsage), ("mode_of_use", ModeOfUse),
+                          ("exportability", Exportability)):
+            if not isinstance(getattr(self, name), cls):
+                raise InvalidInput(name, f"a {cls.__name__}")
+        if self.usage is KeyUsage.MAC_HMAC:
+            # TR-31's H names no key size, so the header cannot give the algorithm.
+            raise InvalidInput("template.algorithm", "required for an HMAC key (header algorithm H gives no size)")
+
+    def with_algorithm(self, algorithm: Algorithm) -> KeySpec:
+        return KeySpec(self.key_id, self.version, self.key_type, algorithm, self.usage, self.mode_of_use,
+                       self.exportability, self.zone, self.decimalization_table)
 
 
 @dataclass(frozen=True)

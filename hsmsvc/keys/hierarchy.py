@@ -17,11 +17,11 @@ from hsmsvc.errors import InvalidInput, KeyNotFound, KeyStateError, KeyUsageViol
 from hsmsvc.hsm import policy
 from hsmsvc.hsm.backend import Backend
 from hsmsvc.hsm.commands import AgreeKey, ExportKey, Forget, FormKey, GenerateKey, ImportKey
-from hsmsvc.hsm.model import KeyCryptogram, KeySpec, LegacyForm
+from hsmsvc.hsm.model import BlockTemplate, KeyCryptogram, KeySpec, LegacyForm
 from hsmsvc.hsm.policy import Operation
 from hsmsvc.keys.model import AuditEvent, KeyRef, StoredKey, check_alias
 from hsmsvc.keys.store import KeyStore
-from hsmsvc.types import Algorithm, Exportability, KeyState, KeyType, KeyUsage, ModeOfUse
+from hsmsvc.types import Algorithm, Exportability, KcvMethod, KeyState, KeyType, KeyUsage, ModeOfUse
 
 __all__ = ["KeyManager", "check_legacy_types", "kek_spec", "require_legacy_opt_in"]
 
@@ -185,15 +185,25 @@ class KeyManager:
         return self.import_with(kek=self.for_use(kek_id, Operation.KEY_IMPORT_UNDER), wrapped=wrapped, spec=spec,
                                 kcv=kcv, state=state, alias=alias)
 
-    def import_with(self, *, kek: StoredKey, wrapped: bytes, spec: KeySpec, kcv: bytes | None = None,
+    def import_with(self, *, kek: StoredKey, wrapped: bytes, spec: KeySpec | BlockTemplate, kcv: bytes | None = None,
                     state: KeyState = KeyState.ACTIVE, alias: str | None = None,
                     legacy_types: frozenset[KeyType] = frozenset(), legacy_form: LegacyForm = LegacyForm.NONE,
-                    lifetime: timedelta | None = None, max_uses: int | None = None) -> StoredKey:
-        """Import under a KEK the caller has already looked up and checked, in the KEK's legacy form if K0."""
+                    lifetime: timedelta | None = None, max_uses: int | None = None,
+                    kcv_method: KcvMethod | None = None) -> StoredKey:
+        """Import under a KEK the caller has already looked up and checked, in the KEK's legacy form if K0.
+
+        A :class:`BlockTemplate` (the algorithm from a TR-31 header) is for a K1 KBPK, and not for a
+        K0 KEK that opts in to a legacy form: that form is chosen for one stated algorithm.
+        """
         require_legacy_opt_in(kek, spec.key_type)
-        check_legacy_types(spec, legacy_types, legacy_form)
+        if isinstance(spec, KeySpec):
+            check_legacy_types(spec, legacy_types, legacy_form)
+        elif kek.cryptogram.spec.usage is not KeyUsage.KBPK:
+            raise InvalidInput("template.algorithm", "required under a K0 KEK: only a TR-31 header names it")
+        elif legacy_types or legacy_form is not LegacyForm.NONE:
+            raise InvalidInput("template.algorithm", "required for a K0 KEK with a legacy form")
         c = self._backend.execute(ImportKey(kek=kek.cryptogram, wrapped=wrapped, spec=spec, kcv=kcv,
-                                            form=kek.legacy_form))
+                                            form=kek.legacy_form, kcv_method=kcv_method))
         return self._keep(c=c, action="key.import", state=state, alias=alias, lifetime=lifetime, max_uses=max_uses,
                           legacy_types=legacy_types, legacy_form=legacy_form, kek=f"{kek.key_id} v{kek.version}",
                           **_form_detail(kek))

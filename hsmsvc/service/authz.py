@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any, Final, Mapping
 
 from hsmsvc.errors import InvalidInput, KeyNotFound, PermissionDenied
-from hsmsvc.hsm.model import KeySpec
+from hsmsvc.hsm.model import BlockTemplate, KeySpec
 from hsmsvc.keys.model import StoredKey
 
 __all__ = ["NO_SUCH_KEY", "ROLE_METHODS", "Policy", "Principal", "Role"]
@@ -151,7 +151,7 @@ class Principal:
         if not (self._calls.get(method) or self.may_call(method)):
             raise PermissionDenied("method", f"{self.name} may not call {method}")
 
-    def may_name(self, spec: KeySpec) -> bool:
+    def may_name(self, spec: KeySpec | BlockTemplate) -> bool:
         """Whether a key with this id and zone is the principal's; the alias is no part of it."""
         ident = (spec.key_id, spec.zone)
         known = self._names.get(ident)
@@ -175,7 +175,7 @@ class Principal:
         if not self.may_use(key):
             raise KeyNotFound(field, absent)
 
-    def require_create(self, spec: KeySpec, field: str = "template") -> None:
+    def require_create(self, spec: KeySpec | BlockTemplate, field: str = "template") -> None:
         """The key about to exist, by its id and zone, is within the patterns."""
         if not self.may_name(spec):
             raise PermissionDenied(field, f"{self.name} may not create this key")

@@ -19,7 +19,7 @@ from hsmsvc.service.authz import NO_SUCH_KEY, Policy, Principal
 if TYPE_CHECKING:
     from hsmsvc.service.routes import RouteCache
 
-__all__ = ["AttemptLimits", "Caller", "Observer", "Services"]
+__all__ = ["AttemptLimits", "Caller", "Observer", "PinPolicy", "Services"]
 
 
 @dataclass(frozen=True)
@@ -58,6 +58,20 @@ class AttemptLimits:
     window: timedelta = timedelta(hours=24)
 
 
+@dataclass(frozen=True)
+class PinPolicy:
+    """Per-deployment PIN rules (``[pin]`` in the server config)."""
+
+    allow_aes_to_tdes_translation: bool = True
+    """Whether TranslatePin may take an ISO 9564-1 format 4 (AES) block to a TDES format (0, 1, 3).
+
+    Allowed by default: card networks still take format 0 under TDES ZPKs, so an acquirer whose
+    terminals send format 4 must translate down during the AES migration, and a default that
+    refused would break it on upgrade. A bank whose links are all AES turns it off, and the
+    downgrade is then FAILED_PRECONDITION.
+    """
+
+
 class Services:
     """The components every use case shares."""
 
@@ -68,8 +82,10 @@ class Services:
         policy: Policy,
         limits: AttemptLimits = AttemptLimits(),
         observer: Observer | None = None,
+        pin: PinPolicy = PinPolicy(),
     ) -> None:
         self.store = store
+        self.pin = pin
         self.backend = backend
         self.policy = policy
         self.limits = limits

@@ -15,12 +15,12 @@ from typing import Final
 
 from hsmsvc.errors import InvalidInput, KeyNotFound, PermissionDenied
 from hsmsvc.hsm.commands import Kcv, PublicKey
-from hsmsvc.hsm.model import KeySpec, LegacyForm
+from hsmsvc.hsm.model import BlockTemplate, KeySpec, LegacyForm
 from hsmsvc.hsm.policy import Operation
 from hsmsvc.keys.model import NAME, KeyRef, StoredKey
 from hsmsvc.service.authz import NO_SUCH_KEY
 from hsmsvc.service.context import Caller, Services
-from hsmsvc.types import KeyState, KeyType
+from hsmsvc.types import KcvMethod, KeyState, KeyType
 
 _ZONE: Final = re.compile(r"[A-Za-z0-9._:-]{0,64}")
 
@@ -53,8 +53,11 @@ def new_key_id() -> str:
     return "k-" + secrets.token_hex(8)
 
 
-def may_create(s: Services, caller: Caller, spec: KeySpec, field: str = "template") -> None:
+def may_create(s: Services, caller: Caller, spec: KeySpec | BlockTemplate, field: str = "template") -> None:
     """The caller's patterns cover the key about to exist, by its id and zone (never its alias).
+
+    A :class:`BlockTemplate`'s id and zone are the final spec's: the block's header gives only
+    the algorithm, so checking them before the import is checking the key that is stored.
 
     A new version of an existing id must also stay in that id's zone and within the
     caller's patterns: else a version made in the caller's zone would be the newest
@@ -86,16 +89,20 @@ def generate_key(
 
 
 def import_key(
-    s: Services, caller: Caller, *, kek: KeyRef, wrapped: bytes, kcv: bytes | None, spec: KeySpec,
+    s: Services, caller: Caller, *, kek: KeyRef, wrapped: bytes, kcv: bytes | None, spec: KeySpec | BlockTemplate,
     alias: str | None, legacy_types: frozenset[KeyType] = frozenset(), legacy_form: LegacyForm = LegacyForm.NONE,
-    lifetime_s: int = 0, max_uses: int = 0,
+    lifetime_s: int = 0, max_uses: int = 0, kcv_method: KcvMethod | None = None,
 ) -> StoredKey:
+    """Import under ``kek``; a :class:`BlockTemplate` takes its algorithm from the TR-31 header.
+
+    ``kcv_method``: the form of the stated ``kcv`` (None: CMAC for AES, ECB for TDES and SM4).
+    """
     may_create(s, caller, spec)
     lifetime, limit = _lifetime(lifetime_s), _limit(max_uses)
     k = s.key(caller, kek, Operation.KEY_IMPORT_UNDER, "kek")
     return s.manager(caller).import_with(kek=k, wrapped=wrapped, spec=spec, kcv=kcv, state=KeyState.ACTIVE, alias=alias,
                                          legacy_types=legacy_types, legacy_form=legacy_form, lifetime=lifetime,
-                                         max_uses=limit)
+                                         max_uses=limit, kcv_method=kcv_method)
 
 
 def agree_key(
@@ -112,21 +119,25 @@ def agree_key(
                                    max_uses=limit, legacy_types=legacy_types, legacy_form=legacy_form)
 
 
-def export_key(s: Services, caller: Caller, kek: KeyRef, key: KeyRef) -> tuple[bytes, bytes]:
+def export_key(s: Services, caller: Caller, kek: KeyRef, key: KeyRef,
+               kcv_method: KcvMethod | None = None) -> tuple[bytes, bytes]:
     k = s.key(caller, kek, Operation.KEY_EXPORT_UNDER, "kek")
     x = s.key(caller, key, Operation.KEY_EXPORT)
-    return s.manager(caller).export_with(k, x), x.cryptogram.kcv
+    check = x.cryptogram.kcv if kcv_method is None else s.backend.execute(Kcv(key=x.cryptogram, method=kcv_method))
+    return s.manager(caller).export_with(k, x), check
 
 
 def get_key(s: Services, caller: Caller, ref: KeyRef) -> StoredKey:
     return _visible(s, caller, ref)
 
 
-def key_check_value(s: Services, caller: Caller, ref: KeyRef) -> tuple[bytes, int]:
+def key_check_value(s: Services, caller: Caller, ref: KeyRef,
+                    method: KcvMethod | None = None) -> tuple[bytes, int]:
+    """The key's KCV by ``method`` (None: the stored one, CMAC for AES)."""
     key = get_key(s, caller, ref)
     if not key.cryptogram.blob:
         raise KeyNotFound("key", "destroyed")
-    return s.backend.execute(Kcv(key=key.cryptogram)), key.version
+    return s.backend.execute(Kcv(key=key.cryptogram, method=method)), key.version
 
 
 def public_key(s: Services, caller: Caller, ref: KeyRef) -> tuple[bytes, StoredKey]:

@@ -20,7 +20,14 @@ from datetime import datetime
 from typing import Sequence
 
 from hsmsvc.crypto import ibm3624
-from hsmsvc.errors import AttemptsExceeded, HsmsvcError, InvalidInput, InvalidPinBlock, VerificationFailed
+from hsmsvc.errors import (
+    AttemptsExceeded,
+    HsmsvcError,
+    InvalidInput,
+    InvalidPinBlock,
+    KeyUsageViolation,
+    VerificationFailed,
+)
 from hsmsvc.hsm.commands import (
     EncryptPinForStorage,
     TranslatePins,
@@ -49,6 +56,7 @@ __all__ = [
     "encrypt_pin_for_storage",
     "psk_operation",
     "route_current",
+    "require_translation_allowed",
     "route_translation",
     "translate_routed",
     "translate_pin_batch",
@@ -172,6 +180,20 @@ def _posix(when: datetime | None) -> float:
     return math.inf if when is None else when.timestamp()
 
 
+def require_translation_allowed(s: Services, source_format: PinBlockFormat,
+                                destination_format: PinBlockFormat) -> None:
+    """The deployment's ``[pin] allow_aes_to_tdes_translation``: format 4 (AES) to a TDES format or not.
+
+    Checked on the formats before any key is looked up or block deciphered: the refusal depends on
+    the request and the config alone.
+    """
+    if (not s.pin.allow_aes_to_tdes_translation and source_format is PinBlockFormat.ISO_4
+            and destination_format.block_size == 8):
+        raise KeyUsageViolation("destination_format", f"translation from ISO format 4 (AES) to "
+                                f"{destination_format.value} (TDES) is not allowed in this deployment "
+                                "([pin] allow_aes_to_tdes_translation = false)")
+
+
 def route_translation(
     s: Services,
     caller: Caller,
@@ -182,6 +204,7 @@ def route_translation(
     destination_format: PinBlockFormat,
 ) -> TranslateRoute:
     """Look up and check both keys of a translation (ISO 9564-1 clause 9.3: decipher, re-encipher)."""
+    require_translation_allowed(s, source_format, destination_format)
     stamp = s.keys.stamp  # before the lookups, so a change made during them shows
     field = "source_one_time_key" if isinstance(source, OneTimeKeyRef) else "source_key"
     src, src_key = _source(s, caller, source, field)
@@ -236,6 +259,7 @@ def translate_pin_batch(
     one store write before the next run is formed, and once the limit is reached
     the remaining items are refused without being deciphered.
     """
+    require_translation_allowed(s, source_format, destination_format)
     bad = refused_pans(pans)  # answered alone, never deciphered
     src = s.key(caller, source, Operation.PIN_DECRYPT, "source_key")
     dst = s.key(caller, destination, Operation.PIN_ENCRYPT, "destination_key")

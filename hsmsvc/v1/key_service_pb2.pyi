@@ -50,16 +50,18 @@ class GenerateKeyResponse(_message.Message):
     def __init__(self, key: _Optional[_Union[_types_pb2.KeyInfo, _Mapping]] = ...) -> None: ...
 
 class ImportKeyRequest(_message.Message):
-    __slots__ = ("kek", "wrapped_key", "kcv", "template")
+    __slots__ = ("kek", "wrapped_key", "kcv", "template", "kcv_method")
     KEK_FIELD_NUMBER: _ClassVar[int]
     WRAPPED_KEY_FIELD_NUMBER: _ClassVar[int]
     KCV_FIELD_NUMBER: _ClassVar[int]
     TEMPLATE_FIELD_NUMBER: _ClassVar[int]
+    KCV_METHOD_FIELD_NUMBER: _ClassVar[int]
     kek: _types_pb2.KeyRef
     wrapped_key: bytes
     kcv: bytes
     template: KeyTemplate
-    def __init__(self, kek: _Optional[_Union[_types_pb2.KeyRef, _Mapping]] = ..., wrapped_key: _Optional[bytes] = ..., kcv: _Optional[bytes] = ..., template: _Optional[_Union[KeyTemplate, _Mapping]] = ...) -> None: ...
+    kcv_method: _types_pb2.KcvMethod
+    def __init__(self, kek: _Optional[_Union[_types_pb2.KeyRef, _Mapping]] = ..., wrapped_key: _Optional[bytes] = ..., kcv: _Optional[bytes] = ..., template: _Optional[_Union[KeyTemplate, _Mapping]] = ..., kcv_method: _Optional[_Union[_types_pb2.KcvMethod, str]] = ...) -> None: ...
 
 class ImportKeyResponse(_message.Message):
     __slots__ = ("key",)
@@ -68,12 +70,14 @@ class ImportKeyResponse(_message.Message):
     def __init__(self, key: _Optional[_Union[_types_pb2.KeyInfo, _Mapping]] = ...) -> None: ...
 
 class ExportKeyRequest(_message.Message):
-    __slots__ = ("kek", "key")
+    __slots__ = ("kek", "key", "kcv_method")
     KEK_FIELD_NUMBER: _ClassVar[int]
     KEY_FIELD_NUMBER: _ClassVar[int]
+    KCV_METHOD_FIELD_NUMBER: _ClassVar[int]
     kek: _types_pb2.KeyRef
     key: _types_pb2.KeyRef
-    def __init__(self, kek: _Optional[_Union[_types_pb2.KeyRef, _Mapping]] = ..., key: _Optional[_Union[_types_pb2.KeyRef, _Mapping]] = ...) -> None: ...
+    kcv_method: _types_pb2.KcvMethod
+    def __init__(self, kek: _Optional[_Union[_types_pb2.KeyRef, _Mapping]] = ..., key: _Optional[_Union[_types_pb2.KeyRef, _Mapping]] = ..., kcv_method: _Optional[_Union[_types_pb2.KcvMethod, str]] = ...) -> None: ...
 
 class ExportKeyResponse(_message.Message):
     __slots__ = ("wrapped_key", "kcv")
@@ -150,10 +154,12 @@ class UpdateKeyStateResponse(_message.Message):
     def __init__(self, key: _Optional[_Union[_types_pb2.KeyInfo, _Mapping]] = ...) -> None: ...
 
 class GetKeyCheckValueRequest(_message.Message):
-    __slots__ = ("key",)
+    __slots__ = ("key", "kcv_method")
     KEY_FIELD_NUMBER: _ClassVar[int]
+    KCV_METHOD_FIELD_NUMBER: _ClassVar[int]
     key: _types_pb2.KeyRef
-    def __init__(self, key: _Optional[_Union[_types_pb2.KeyRef, _Mapping]] = ...) -> None: ...
+    kcv_method: _types_pb2.KcvMethod
+    def __init__(self, key: _Optional[_Union[_types_pb2.KeyRef, _Mapping]] = ..., kcv_method: _Optional[_Union[_types_pb2.KcvMethod, str]] = ...) -> None: ...
 
 class GetKeyCheckValueResponse(_message.Message):
     __slots__ = ("kcv", "version")

@@ -130,6 +130,12 @@ class StoredPinMethod(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     STORED_PIN_METHOD_ENCRYPTED: _ClassVar[StoredPinMethod]
     STORED_PIN_METHOD_DIGEST: _ClassVar[StoredPinMethod]
 
+class KcvMethod(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    KCV_METHOD_UNSPECIFIED: _ClassVar[KcvMethod]
+    KCV_METHOD_CMAC: _ClassVar[KcvMethod]
+    KCV_METHOD_ECB: _ClassVar[KcvMethod]
+
 class LegacyForm(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
     LEGACY_FORM_UNSPECIFIED: _ClassVar[LegacyForm]
@@ -220,6 +226,9 @@ DATA_PADDING_ISO9797_M2: DataPadding
 STORED_PIN_METHOD_UNSPECIFIED: StoredPinMethod
 STORED_PIN_METHOD_ENCRYPTED: StoredPinMethod
 STORED_PIN_METHOD_DIGEST: StoredPinMethod
+KCV_METHOD_UNSPECIFIED: KcvMethod
+KCV_METHOD_CMAC: KcvMethod
+KCV_METHOD_ECB: KcvMethod
 LEGACY_FORM_UNSPECIFIED: LegacyForm
 LEGACY_FORM_X917_ECB: LegacyForm
 LEGACY_FORM_PAYSHIELD_VARIANT: LegacyForm
@@ -236,7 +245,7 @@ class KeyRef(_message.Message):
     def __init__(self, key_id: _Optional[str] = ..., alias: _Optional[str] = ..., version: _Optional[int] = ...) -> None: ...
 
 class KeyInfo(_message.Message):
-    __slots__ = ("key_id", "version", "alias", "key_type", "algorithm", "usage", "mode_of_use", "exportability", "zone", "state", "kcv", "create_time", "activate_time", "expire_time", "use_count", "max_uses", "legacy_key_types", "legacy_form")
+    __slots__ = ("key_id", "version", "alias", "key_type", "algorithm", "usage", "mode_of_use", "exportability", "zone", "state", "kcv", "create_time", "activate_time", "expire_time", "use_count", "max_uses", "legacy_key_types", "legacy_form", "kcv_method")
     KEY_ID_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
     ALIAS_FIELD_NUMBER: _ClassVar[int]
@@ -255,6 +264,7 @@ class KeyInfo(_message.Message):
     MAX_USES_FIELD_NUMBER: _ClassVar[int]
     LEGACY_KEY_TYPES_FIELD_NUMBER: _ClassVar[int]
     LEGACY_FORM_FIELD_NUMBER: _ClassVar[int]
+    KCV_METHOD_FIELD_NUMBER: _ClassVar[int]
     key_id: str
     version: int
     alias: str
@@ -273,7 +283,8 @@ class KeyInfo(_message.Message):
     max_uses: int
     legacy_key_types: _containers.RepeatedScalarFieldContainer[KeyType]
     legacy_form: LegacyForm
-    def __init__(self, key_id: _Optional[str] = ..., version: _Optional[int] = ..., alias: _Optional[str] = ..., key_type: _Optional[_Union[KeyType, str]] = ..., algorithm: _Optional[_Union[Algorithm, str]] = ..., usage: _Optional[_Union[KeyUsage, str]] = ..., mode_of_use: _Optional[_Union[ModeOfUse, str]] = ..., exportability: _Optional[_Union[Exportability, str]] = ..., zone: _Optional[str] = ..., state: _Optional[_Union[KeyState, str]] = ..., kcv: _Optional[bytes] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., activate_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., expire_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., use_count: _Optional[int] = ..., max_uses: _Optional[int] = ..., legacy_key_types: _Optional[_Iterable[_Union[KeyType, str]]] = ..., legacy_form: _Optional[_Union[LegacyForm, str]] = ...) -> None: ...
+    kcv_method: KcvMethod
+    def __init__(self, key_id: _Optional[str] = ..., version: _Optional[int] = ..., alias: _Optional[str] = ..., key_type: _Optional[_Union[KeyType, str]] = ..., algorithm: _Optional[_Union[Algorithm, str]] = ..., usage: _Optional[_Union[KeyUsage, str]] = ..., mode_of_use: _Optional[_Union[ModeOfUse, str]] = ..., exportability: _Optional[_Union[Exportability, str]] = ..., zone: _Optional[str] = ..., state: _Optional[_Union[KeyState, str]] = ..., kcv: _Optional[bytes] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., activate_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., expire_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., use_count: _Optional[int] = ..., max_uses: _Optional[int] = ..., legacy_key_types: _Optional[_Iterable[_Union[KeyType, str]]] = ..., legacy_form: _Optional[_Union[LegacyForm, str]] = ..., kcv_method: _Optional[_Union[KcvMethod, str]] = ...) -> None: ...
 
 class ItemError(_message.Message):
     __slots__ = ("index", "code", "field", "message")

@@ -19,6 +19,7 @@ import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import grpc
 import pytest
@@ -219,6 +220,105 @@ def test_every_missing_template_field_is_named_at_once(site: Site) -> None:
     assert (code, message) == (grpc.StatusCode.INVALID_ARGUMENT, "template: required fields missing: key_type, "
                                "algorithm, usage, mode_of_use, exportability")
     t = template("dek-incomplete", pb.KEY_TYPE_DEK, pb.ALGORITHM_AES_256, pb.KEY_USAGE_DATA, B, zone=ZONE)
-    t.ClearField("algorithm")
+    t.ClearField("usage")
     code, message = code_of(_import, site, "D0000", t, b"")
-    assert (code, message) == (grpc.StatusCode.INVALID_ARGUMENT, "template.algorithm: required")
+    assert (code, message) == (grpc.StatusCode.INVALID_ARGUMENT, "template.usage: required")
+
+
+# -- issue 30: the algorithm from the block's header; the KCV's method ------------------------------
+
+@pytest.mark.parametrize("alg", ["TDES_2KEY", "TDES_3KEY", "AES_128", "AES_256"])
+def test_an_unset_algorithm_is_the_verified_headers(site: Site, alg: str) -> None:
+    """TR-31:2018 table 1: T with a 16- or 24-byte key is TDES_2KEY or TDES_3KEY, A with 16 or 32
+    bytes AES_128 or AES_256; the KCV (X9.24-1:2017, tests/reference.py) is held to the key."""
+    clear = secrets.token_bytes(SIZES[alg][1])
+    if alg.startswith("TDES"):
+        clear = ref.odd_parity(clear)
+    block = _block(site.kbpk, usage="P0", alg=alg, mode="B", key=clear)
+    t = template(f"zpk-from-header-{alg.lower()}", pb.KEY_TYPE_ZPK, pb.ALGORITHM_AES_256,
+                 pb.KEY_USAGE_PIN_ENCRYPTION, B, zone=ZONE)
+    t.ClearField("algorithm")
+    r = _import(site, block, t, ref.kcv(alg, clear))
+    assert r.key.algorithm == getattr(pb, f"ALGORITHM_{alg}")
+    assert r.key.kcv[:3] == ref.kcv(alg, clear)
+    got = site.client.keys.GetKey(key_pb.GetKeyRequest(key=pb.KeyRef(key_id=t.key_id))).key
+    assert got.algorithm == getattr(pb, f"ALGORITHM_{alg}") and got.kcv == r.key.kcv
+
+
+def test_an_unset_algorithm_still_gets_the_header_checks(site: Site) -> None:
+    """The header's usage still has to match the template, and an HMAC key's H gives no size."""
+    block = _block(site.kbpk, usage="D0", alg="AES_128", mode="B", key=secrets.token_bytes(16))
+    t = template("zpk-from-header-bad", pb.KEY_TYPE_ZPK, 0, pb.KEY_USAGE_PIN_ENCRYPTION, B, zone=ZONE)
+    code, message = code_of(_import, site, block, t, b"")
+    assert code is grpc.StatusCode.FAILED_PRECONDITION
+    assert message.startswith("key_block: header key usage D0 differs from the template's P0"), message
+    t = template("psk-from-header", pb.KEY_TYPE_PSK, 0, pb.KEY_USAGE_MAC_HMAC, C, zone=ZONE)
+    code, message = code_of(_import, site, block, t, b"")
+    assert (code, message) == (grpc.StatusCode.INVALID_ARGUMENT,
+                               "template.algorithm: required for an HMAC key (header algorithm H gives no size)")
+
+
+def test_a_legacy_k0_import_still_requires_the_algorithm(server: Any) -> None:
+    """A legacy form binds no algorithm: under the K0 zmk-core (tests/api/conftest.py) it is required."""
+    mgr = server.client("key-manager")
+    t = template("zpk-k0-no-alg", pb.KEY_TYPE_ZPK, 0, pb.KEY_USAGE_PIN_ENCRYPTION, B)
+    code, message = code_of(mgr.keys.ImportKey, key_pb.ImportKeyRequest(
+        kek=pb.KeyRef(key_id="zmk-core"), wrapped_key=secrets.token_bytes(16), template=t))
+    assert code is grpc.StatusCode.INVALID_ARGUMENT
+    assert message.startswith("template.algorithm: required under a K0 KEK"), message
+
+
+# AESAVS (NIST, 2002) Appendix B.2 KeySbox AES-128 vector 0: this key enciphers the zero block to
+# 6d251e69..., so its legacy ECB-form KCV is 6D251E (tests/test_reference.py pins the reference).
+AESAVS_KEY = bytes.fromhex("10a58869d74be5a374cf867cfb473859")
+
+
+def test_an_aes_kcv_in_the_ecb_form_is_taken_with_kcv_method(site: Site) -> None:
+    ecb, cmac = ref.aes_ecb_kcv(AESAVS_KEY), ref.kcv("AES_128", AESAVS_KEY)
+    assert ecb == bytes.fromhex("6D251E")
+    block = _block(site.kbpk, usage="P0", alg="AES_128", mode="B", key=AESAVS_KEY, exportability="E")
+    t = template("zpk-ecb-kcv", pb.KEY_TYPE_ZPK, pb.ALGORITHM_AES_128, pb.KEY_USAGE_PIN_ENCRYPTION, B, zone=ZONE)
+    t.exportability = pb.EXPORTABILITY_EXPORTABLE
+    # The ECB form stated without kcv_method: refused, naming the method it was held to.
+    code, message = code_of(_import, site, block, t, ecb)
+    assert (code, message) == (grpc.StatusCode.INVALID_ARGUMENT, "kcv: does not match the imported key "
+                               "(CMAC method; set kcv_method for the ECB form)")
+    r = site.client.keys.ImportKey(key_pb.ImportKeyRequest(
+        kek=pb.KeyRef(key_id=KBPK_ID), wrapped_key=block.encode("ascii"), kcv=ecb, template=t,
+        kcv_method=pb.KCV_METHOD_ECB))
+    # KeyInfo keeps X9.24-1:2017's form and says so.
+    assert (r.key.kcv, r.key.kcv_method) == (cmac, pb.KCV_METHOD_CMAC)
+    ref_ = pb.KeyRef(key_id="zpk-ecb-kcv")
+    for method, want in ((pb.KCV_METHOD_UNSPECIFIED, cmac), (pb.KCV_METHOD_CMAC, cmac), (pb.KCV_METHOD_ECB, ecb)):
+        got = site.client.keys.GetKeyCheckValue(key_pb.GetKeyCheckValueRequest(key=ref_, kcv_method=method))
+        assert got.kcv == want, method
+    out = site.client.keys.ExportKey(key_pb.ExportKeyRequest(kek=pb.KeyRef(key_id=KBPK_ID), key=ref_,
+                                                             kcv_method=pb.KCV_METHOD_ECB))
+    assert out.kcv == ecb and ref.tr31_unwrap(site.kbpk, out.wrapped_key.decode("ascii"))[0] == AESAVS_KEY
+
+
+def test_a_cmac_kcv_stated_as_ecb_names_the_ecb_method(site: Site) -> None:
+    block = _block(site.kbpk, usage="P0", alg="AES_128", mode="B", key=AESAVS_KEY)
+    t = template("zpk-ecb-wrong", pb.KEY_TYPE_ZPK, pb.ALGORITHM_AES_128, pb.KEY_USAGE_PIN_ENCRYPTION, B, zone=ZONE)
+    code, message = code_of(site.client.keys.ImportKey, key_pb.ImportKeyRequest(
+        kek=pb.KeyRef(key_id=KBPK_ID), wrapped_key=block.encode("ascii"), kcv=ref.kcv("AES_128", AESAVS_KEY),
+        template=t, kcv_method=pb.KCV_METHOD_ECB))
+    assert code is grpc.StatusCode.INVALID_ARGUMENT
+    assert message.startswith("kcv: does not match the imported key (ECB method"), message
+
+
+def test_a_tdes_key_has_no_cmac_kcv(site: Site) -> None:
+    clear = ref.odd_parity(secrets.token_bytes(16))
+    block = _block(site.kbpk, usage="P0", alg="TDES_2KEY", mode="B", key=clear)
+    t = template("zpk-tdes-cmac", pb.KEY_TYPE_ZPK, pb.ALGORITHM_TDES_2KEY, pb.KEY_USAGE_PIN_ENCRYPTION, B,
+                 zone=ZONE)
+    code, message = code_of(site.client.keys.ImportKey, key_pb.ImportKeyRequest(
+        kek=pb.KeyRef(key_id=KBPK_ID), wrapped_key=block.encode("ascii"), kcv=ref.kcv("TDES_2KEY", clear),
+        template=t, kcv_method=pb.KCV_METHOD_CMAC))
+    assert (code, message) == (grpc.StatusCode.INVALID_ARGUMENT,
+                               "kcv_method: CMAC is for AES keys; a TDES_2KEY key's KCV is ECB only")
+    r = _import(site, block, t, ref.kcv("TDES_2KEY", clear))
+    assert r.key.kcv_method == pb.KCV_METHOD_ECB
+    code, _ = code_of(site.client.keys.GetKeyCheckValue, key_pb.GetKeyCheckValueRequest(
+        key=pb.KeyRef(key_id=t.key_id), kcv_method=pb.KCV_METHOD_CMAC))
+    assert code is grpc.StatusCode.INVALID_ARGUMENT

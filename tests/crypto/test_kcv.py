@@ -6,7 +6,8 @@ from hypothesis import given
 
 from hsmsvc.crypto import kcv
 from hsmsvc.errors import InvalidInput, VerificationFailed
-from hsmsvc.types import Algorithm
+from hsmsvc.types import Algorithm, KcvMethod
+from tests import reference as ref
 
 from .strategies import keys
 
@@ -55,3 +56,33 @@ def test_verify_rejects_wrong_kcv(key: bytes) -> None:
 def test_kcv_length_bounds(n: int) -> None:
     with pytest.raises(InvalidInput):
         kcv.kcv(Algorithm.TDES_2KEY, H("0123456789ABCDEFFEDCBA9876543210"), n)
+
+
+# The legacy zero-block AES KCV: NIST AESAVS Appendix B.2 KeySbox (AES-128 vector 0; AES-256 vector 0),
+# whose plaintext is the zero block, so the ciphertext's first bytes are the ECB-form KCV.
+AES_ECB_KCVS = [
+    (Algorithm.AES_128, "10a58869d74be5a374cf867cfb473859", "6D251E"),
+    (Algorithm.AES_256, "c47b0294dbbbee0fec4757f22ffeee3587ca4730c3d33b691df38bab076bc558", "46F2FB"),
+]
+
+
+@pytest.mark.parametrize(("alg", "key", "expected"), AES_ECB_KCVS)
+def test_published_aes_ecb_kcvs(alg: Algorithm, key: str, expected: str) -> None:
+    assert kcv.kcv(alg, H(key), method=KcvMethod.ECB) == H(expected)
+    # The default stays X9.24-1:2017's CMAC form, which differs.
+    assert kcv.kcv(alg, H(key)) == kcv.kcv(alg, H(key), method=KcvMethod.CMAC) != H(expected)
+
+
+@given(keys(Algorithm.AES_192))
+def test_aes_kcv_methods_match_pyca(key: bytes) -> None:
+    assert kcv.kcv(Algorithm.AES_192, key, method=KcvMethod.ECB) == ref.aes_ecb_kcv(key)
+    assert kcv.kcv(Algorithm.AES_192, key, method=KcvMethod.CMAC) == ref.kcv("AES_192", key)
+
+
+@pytest.mark.parametrize("alg", [Algorithm.TDES_2KEY, Algorithm.SM4])
+def test_cmac_kcv_is_for_aes_only(alg: Algorithm) -> None:
+    key = H("0123456789ABCDEFFEDCBA9876543210")
+    with pytest.raises(InvalidInput) as e:
+        kcv.kcv(alg, key, method=KcvMethod.CMAC)
+    assert e.value.field == "kcv_method"
+    assert kcv.kcv(alg, key, method=KcvMethod.ECB) == kcv.kcv(alg, key)

@@ -23,6 +23,7 @@ from hsmsvc.hsm import policy
 from hsmsvc.hsm.commands.base import DEBUG, STRENGTH, HsmCommand, LoadedKey, TimingHook, debugging, observe
 from hsmsvc.hsm.commands.pin import Translator
 from hsmsvc.hsm.model import (
+    BlockTemplate,
     Capabilities,
     Command,
     KeyCryptogram,
@@ -35,7 +36,7 @@ from hsmsvc.hsm.model import (
 )
 from hsmsvc.hsm.policy import Operation
 from hsmsvc.loopguard import may_block
-from hsmsvc.types import Algorithm, PinBlockFormat
+from hsmsvc.types import Algorithm, KcvMethod, PinBlockFormat
 
 __all__ = ["CommandBackend"]
 
@@ -124,13 +125,14 @@ class CommandBackend(ABC):
     def _seal_clear(self, spec: KeySpec, clear: bytes) -> KeyCryptogram: ...
 
     @abstractmethod
-    def _import(self, kek: LoadedKey, wrapped: bytes, spec: KeySpec) -> KeyCryptogram: ...
+    def _import(self, kek: LoadedKey, wrapped: bytes, template: KeySpec | BlockTemplate) -> KeyCryptogram:
+        """A TR-31 block under a KBPK; a :class:`BlockTemplate` takes its algorithm from the verified header."""
 
     @abstractmethod
     def _export(self, kek: LoadedKey, key: LoadedKey) -> bytes: ...
 
     def _import_legacy(self, kek: LoadedKey, wrapped: bytes, spec: KeySpec, form: LegacyForm,
-                       check: bytes | None) -> KeyCryptogram:
+                       check: bytes | None, method: KcvMethod | None = None) -> KeyCryptogram:
         """A key in ``form`` under a K0 KEK; every fault after deciphering is ``InvalidKeyBlock``."""
         raise Unsupported("kek", f"the {form.value} legacy form is not supported by this backend")
 

@@ -6,14 +6,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Sequence
 
-from hsmsvc.crypto import compare, cmac, components
+from hsmsvc.crypto import compare, cmac, components, kcv
 from hsmsvc.errors import InvalidInput, KeyUsageViolation, VerificationFailed
 from hsmsvc.hsm import policy
 from hsmsvc.hsm.commands.base import STRENGTH, HsmCommand, LoadedKey, check_data
 from hsmsvc.hsm.domains import KEY_SYNC_LABEL
-from hsmsvc.hsm.model import Command, KeyCryptogram, KeySpec, LegacyForm
+from hsmsvc.hsm.model import BlockTemplate, Command, KeyCryptogram, KeySpec, LegacyForm
 from hsmsvc.hsm.policy import Operation
-from hsmsvc.types import Algorithm, KeyUsage
+from hsmsvc.types import Algorithm, KcvMethod, KeyUsage
 
 if TYPE_CHECKING:
     from hsmsvc.hsm.commands.core import CommandBackend
@@ -126,11 +126,41 @@ class FormKeyWrapped(HsmCommand[tuple[KeyCryptogram, list[bytes]]]):
             return b._seal_clear(spec, components.combine(spec.algorithm, clear)), kcvs
 
 
-def _check_carry(kek: KeySpec, key: KeySpec) -> None:
+def _check_carry(kek: KeySpec, key: KeySpec | BlockTemplate) -> None:
+    """X9.24-1: the KEK may carry this type, and is no weaker (once the key's algorithm is known)."""
     if key.key_type not in policy.EXPORTABLE_UNDER[kek.key_type]:
         raise KeyUsageViolation("kek", f"a {kek.key_type.value} may not carry a {key.key_type.value}")
-    if STRENGTH[key.algorithm] > STRENGTH[kek.algorithm]:
+    if isinstance(key, KeySpec) and STRENGTH[key.algorithm] > STRENGTH[kek.algorithm]:
         raise KeyUsageViolation("kek", "weaker than the key it would carry (X9.24-1)")
+
+
+def _kcv_mismatch(algorithm: Algorithm, method: KcvMethod) -> VerificationFailed:
+    """A stated KCV the verified key does not have; for AES, naming the method it was held to.
+
+    The method is the caller's own choice (or the default) and the algorithm is in the authentic
+    header or the template: naming them tells nothing about the key, and saves a partner who
+    states the legacy ECB form a blind retry.
+    """
+    if not algorithm.is_aes:
+        return VerificationFailed("kcv", "does not match the imported key")
+    if method is KcvMethod.CMAC:
+        return VerificationFailed("kcv", "does not match the imported key (CMAC method; set kcv_method for the "
+                                         "ECB form)")
+    return VerificationFailed("kcv", "does not match the imported key (ECB method; leave kcv_method unset for "
+                                     "the CMAC form of X9.24-1:2017)")
+
+
+def _kcv_as(b: CommandBackend, key: KeyCryptogram, method: KcvMethod | None) -> bytes:
+    """``key``'s KCV by ``method`` (3 bytes; never more of the zero block's encipherment). Under the guard."""
+    alg = key.spec.algorithm
+    if alg.is_asymmetric:
+        if method is not None:
+            raise InvalidInput("kcv_method", "a key pair's check value is its fingerprint")
+        return key.kcv
+    m = kcv.check_method(alg, method)
+    if m is kcv.default_method(alg):
+        return key.kcv
+    return b._load(key).encrypt(bytes(alg.block_size))[:3]
 
 
 def _check_form(kek: KeySpec, form: LegacyForm) -> None:
@@ -150,33 +180,54 @@ class ImportKey(HsmCommand[KeyCryptogram]):
     In a legacy form every fault found after deciphering (length, parity-adjusted
     weak or equal parts, KCV) is the one :class:`InvalidKeyBlock`, as for TR-31.
     The X9.17 and payShield forms bind no key type, so they need the sender's KCV.
+    A :class:`BlockTemplate` (TR-31 only) takes its algorithm from the verified
+    header; the KEK's strength is then held to the key once that is known.
+    ``kcv_method``: the form of the stated ``kcv`` (None: the key's default).
     """
 
     kek: KeyCryptogram
     wrapped: bytes
-    spec: KeySpec
+    spec: KeySpec | BlockTemplate
     kcv: bytes | None = None
     form: LegacyForm = LegacyForm.NONE
+    kcv_method: KcvMethod | None = None
 
     def run(self, b: CommandBackend) -> KeyCryptogram:
-        spec, wrapped, kcv = self.spec, self.wrapped, self.kcv
-        b._capabilities.require(Command.IMPORT_KEY, spec.algorithm, self.kek.spec.algorithm)
+        spec, wrapped, check, method = self.spec, self.wrapped, self.kcv, self.kcv_method
+        known = isinstance(spec, KeySpec)
+        stated = (spec.algorithm,) if isinstance(spec, KeySpec) else ()
+        b._capabilities.require(Command.IMPORT_KEY, *stated, self.kek.spec.algorithm)
         if not isinstance(wrapped, (bytes, bytearray)) or not 8 <= len(wrapped) <= 9999:
             raise InvalidInput("wrapped_key", "8 to 9999 bytes")
         _check_form(self.kek.spec, self.form)
+        if not known and self.form is not LegacyForm.NONE:
+            raise InvalidInput("template.algorithm", "required under a K0 KEK: only a TR-31 header names it")
+        if method is not None and not isinstance(method, KcvMethod):
+            raise InvalidInput("kcv_method", "a KcvMethod")
+        if isinstance(spec, KeySpec):
+            kcv.check_method(spec.algorithm, method)
         # A stored KCV is 3 bytes (X9.24-1:2017); the sender may state its first 2.
-        if kcv is not None and (not isinstance(kcv, (bytes, bytearray)) or not 2 <= len(kcv) <= 3):
+        if check is not None and (not isinstance(check, (bytes, bytearray)) or not 2 <= len(check) <= 3):
             raise InvalidInput("kcv", "2 to 3 bytes")
-        if kcv is None and self.form in (LegacyForm.X917_ECB, LegacyForm.PAYSHIELD_VARIANT):
+        if check is None and self.form in (LegacyForm.X917_ECB, LegacyForm.PAYSHIELD_VARIANT):
             raise InvalidInput("kcv", f"required: the {self.form.value} form binds no key type, the KCV checks it")
         with b._guard():
             k = b._use(self.kek, Operation.KEY_IMPORT_UNDER)
             _check_carry(k.spec, spec)
-            if self.form is not LegacyForm.NONE:
-                return b._import_legacy(k, bytes(wrapped), spec, self.form, None if kcv is None else bytes(kcv))
+            if self.form is not LegacyForm.NONE and isinstance(spec, KeySpec):
+                return b._import_legacy(k, bytes(wrapped), spec, self.form, None if check is None else bytes(check),
+                                        method)
             out = b._import(k, bytes(wrapped), spec)
-        if kcv is not None and not compare.bytes_eq(out.kcv[: len(kcv)], bytes(kcv)):
-            raise VerificationFailed("kcv", "does not match the imported key")
+            if not known:
+                # The header has named the algorithm: the checks a stated one had before the unwrap.
+                b._capabilities.require(Command.IMPORT_KEY, out.spec.algorithm)
+                _check_carry(k.spec, out.spec)
+            if check is None:
+                return out
+            alg = out.spec.algorithm
+            computed = _kcv_as(b, out, method)
+        if not compare.bytes_eq(computed[: len(check)], bytes(check)):
+            raise _kcv_mismatch(alg, kcv.check_method(alg, method))
         return out
 
 
@@ -240,12 +291,19 @@ class PublicKey(HsmCommand[bytes]):
 
 @dataclass(frozen=True, kw_only=True, repr=False)
 class Kcv(HsmCommand[bytes]):
-    """The key's check value, once its cryptogram verifies against it."""
+    """The key's check value, once its cryptogram verifies against it.
+
+    ``method`` None: the stored KCV (CMAC for AES, X9.24-1:2017; ECB for TDES and SM4). ECB for an
+    AES key: the legacy zero-block encipherment, 3 bytes, for partners that state KCVs so.
+    """
 
     key: KeyCryptogram
+    method: KcvMethod | None = None
 
     def run(self, b: CommandBackend) -> bytes:
         b._capabilities.require(Command.KCV)
+        if self.method is not None and not isinstance(self.method, KcvMethod):
+            raise InvalidInput("kcv_method", "a KcvMethod")
         with b._guard():
             b._load(self.key)  # refuses a cryptogram whose KCV does not match
-        return self.key.kcv
+            return _kcv_as(b, self.key, self.method)

@@ -46,7 +46,7 @@ from hsmsvc.errors import (
     KeyUsageViolation,
     Unsupported,
 )
-from hsmsvc.hsm.model import Capabilities, Command, KeyCryptogram, KeySpec
+from hsmsvc.hsm.model import BlockTemplate, Capabilities, Command, KeyCryptogram, KeySpec
 from hsmsvc.hsm.commands.base import LoadedKey
 from hsmsvc.hsm.commands.core import CommandBackend
 from hsmsvc.hsm.pkcs11.running import RunningOps
@@ -368,7 +368,7 @@ class Pkcs11Backend(CommandBackend):
 
     # -- keys across a ZMK/TMK ----------------------------------------------------
 
-    def _import(self, kek: LoadedKey, wrapped: bytes, spec: KeySpec) -> KeyCryptogram:
+    def _import(self, kek: LoadedKey, wrapped: bytes, template: KeySpec | BlockTemplate) -> KeyCryptogram:
         if kek.spec.usage is KeyUsage.KBPK:
             raise Unsupported("kek", "TR-31 import needs the KBPK's derived keys outside the token")
         # Legacy forms come through _import_legacy, which this backend does not

@@ -26,13 +26,14 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from hsmsvc.crypto import cmac, components, ecdh, fields, kcv, keytransport, legacy, mac, tr31
 from hsmsvc.crypto._cipher import BlockCipher
 from hsmsvc.errors import InvalidInput, InvalidKeyBlock, KeyUsageViolation, Unsupported
-from hsmsvc.hsm.model import Capabilities, Command, KeyCryptogram, KeySpec, LegacyForm
+from hsmsvc.hsm.model import BlockTemplate, Capabilities, Command, KeyCryptogram, KeySpec, LegacyForm
 from hsmsvc.hsm.commands.base import LoadedKey
 from hsmsvc.hsm.commands.core import CommandBackend
 from hsmsvc.hsm.policy import ECB_VARIANTS
 from hsmsvc.hsm.soft import sealed, shares, sharesealed
 from hsmsvc.types import (
     Algorithm,
+    KcvMethod,
     CipherMode,
     Exportability,
     HashAlgorithm,
@@ -99,6 +100,31 @@ def check_header(header: tr31.Header, spec: KeySpec, length: int) -> None:
     if header.exportability is not Exportability.EXPORTABLE and spec.exportability is Exportability.EXPORTABLE:
         raise KeyUsageViolation("key_block", f"header exportability {header.exportability.value} does not permit "
                                              f"the template's {spec.exportability.value}")
+
+
+# TR-31:2018 table 1's algorithm byte and the verified key's length: the only algorithms a header names.
+_FROM_HEADER: Final = {
+    (tr31.KeyBlockAlgorithm.TDES, 16): Algorithm.TDES_2KEY,
+    (tr31.KeyBlockAlgorithm.TDES, 24): Algorithm.TDES_3KEY,
+    (tr31.KeyBlockAlgorithm.AES, 16): Algorithm.AES_128,
+    (tr31.KeyBlockAlgorithm.AES, 24): Algorithm.AES_192,
+    (tr31.KeyBlockAlgorithm.AES, 32): Algorithm.AES_256,
+}
+
+
+def header_spec(header: tr31.Header, template: KeySpec | BlockTemplate, length: int) -> KeySpec:
+    """The spec a verified block is imported as: ``template``, or its algorithm taken from the header.
+
+    Called only after the MAC verified, like :func:`check_header`: the header is authentic, so an
+    algorithm it cannot name (H, R, E, S, or an odd length) is named in the refusal.
+    """
+    if isinstance(template, KeySpec):
+        return template
+    algorithm = _FROM_HEADER.get((header.algorithm, length))
+    if algorithm is None:
+        raise KeyUsageViolation("key_block", f"header algorithm {header.algorithm.value} with a {8 * length}-bit "
+                                             "key names no algorithm hsmsvc takes; state template.algorithm")
+    return template.with_algorithm(algorithm)
 
 
 _PAIR_NOT_CIPHER: Final = "a key pair is not a block cipher key"
@@ -372,7 +398,7 @@ class SoftBackend(CommandBackend):
 
     # -- keys across a ZMK/TMK ----------------------------------------------------
 
-    def _import(self, kek: LoadedKey, wrapped: bytes, spec: KeySpec) -> KeyCryptogram:
+    def _import(self, kek: LoadedKey, wrapped: bytes, template: KeySpec | BlockTemplate) -> KeyCryptogram:
         k = _soft(kek)
         if k.spec.usage is KeyUsage.KBPK:
             if k.algorithm is Algorithm.SM4:
@@ -382,6 +408,7 @@ class SoftBackend(CommandBackend):
             except UnicodeDecodeError:
                 raise InvalidKeyBlock() from None
             header, clear = tr31.unwrap(k.raw(), text)
+            spec = header_spec(header, template, len(clear))
             check_header(header, spec, len(clear))
         else:
             raise InvalidInput("kek", "a K0 KEK takes keys in its legacy form")
@@ -403,7 +430,7 @@ class SoftBackend(CommandBackend):
         raise InvalidInput("kek", "a K0 KEK gives keys in its legacy form")
 
     def _import_legacy(self, kek: LoadedKey, wrapped: bytes, spec: KeySpec, form: LegacyForm,
-                       check: bytes | None) -> KeyCryptogram:
+                       check: bytes | None, method: KcvMethod | None = None) -> KeyCryptogram:
         k = _soft(kek)
         if len(wrapped) != spec.algorithm.key_length:
             raise InvalidInput("wrapped_key", f"{spec.algorithm.key_length} bytes for {spec.algorithm.value}")
@@ -413,7 +440,7 @@ class SoftBackend(CommandBackend):
             clear = legacy.x917_decipher(k.algorithm, k.raw(), wrapped)
         else:
             clear = legacy.x917_decipher(k.algorithm, _variant_key(k, spec.key_type), wrapped)
-        return self._seal_clear(spec, legacy.accept(spec.algorithm, clear, check))
+        return self._seal_clear(spec, legacy.accept(spec.algorithm, clear, check, method))
 
     def _export_legacy(self, kek: LoadedKey, key: LoadedKey, form: LegacyForm) -> bytes:
         k, x = _soft(kek), _soft(key)
