@@ -56,6 +56,8 @@ class Operation(Vocabulary):
     """Give out this key pair's public half (KTK or CTK)."""
     COMPONENT_DECRYPT = "COMPONENT_DECRYPT"
     """Unwrap a custodian's key component sent under this key pair's public half (CTK)."""
+    TR34_SIGN = "TR34_SIGN"
+    """Sign a TR-34 key token as its KDH (a KTK with mode of use S: one that signs never decrypts)."""
 
 
 # The usages each key type may carry. K0 KEKs exchange keys in the legacy ECB
@@ -165,12 +167,18 @@ ALLOWED: Final[
     Operation.PUBLIC_KEY: (
         frozenset({KeyType.KTK, KeyType.CTK}),
         frozenset({KeyUsage.ASYMMETRIC_KEY_WRAPPING}),
-        frozenset({ModeOfUse.DECRYPT_ONLY, _N}),
+        frozenset({ModeOfUse.DECRYPT_ONLY, ModeOfUse.SIGN_ONLY, _N}),
     ),
     Operation.COMPONENT_DECRYPT: (
         frozenset({KeyType.CTK}),
         frozenset({KeyUsage.ASYMMETRIC_KEY_WRAPPING}),
         frozenset({ModeOfUse.DECRYPT_ONLY, _N}),
+    ),
+    # Sign-only: a KDH key never unwraps, so a token can't be made to sign what a KTK decrypted.
+    Operation.TR34_SIGN: (
+        frozenset({KeyType.KTK}),
+        frozenset({KeyUsage.ASYMMETRIC_KEY_WRAPPING}),
+        frozenset({ModeOfUse.SIGN_ONLY}),
     ),
 }
 

@@ -76,6 +76,8 @@ ROLE_METHODS: Final[Mapping[Role, frozenset[str]]] = {
             "KeyService.GenerateKey",
             "KeyService.ImportKey",
             "KeyService.ExportKey",
+            "KeyService.ImportTr34Key",
+            "KeyService.ExportTr34Key",
             "KeyService.RotateKey",
             "KeyService.UpdateKeyState",
             "KeySyncService.StartKeyChange",

@@ -63,6 +63,7 @@ class ModeOfUse(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     MODE_OF_USE_MAC_GENERATE_ONLY: _ClassVar[ModeOfUse]
     MODE_OF_USE_NO_RESTRICTIONS: _ClassVar[ModeOfUse]
     MODE_OF_USE_MAC_VERIFY_ONLY: _ClassVar[ModeOfUse]
+    MODE_OF_USE_SIGN_ONLY: _ClassVar[ModeOfUse]
 
 class Exportability(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -175,6 +176,7 @@ MODE_OF_USE_ENCRYPT_ONLY: ModeOfUse
 MODE_OF_USE_MAC_GENERATE_ONLY: ModeOfUse
 MODE_OF_USE_NO_RESTRICTIONS: ModeOfUse
 MODE_OF_USE_MAC_VERIFY_ONLY: ModeOfUse
+MODE_OF_USE_SIGN_ONLY: ModeOfUse
 EXPORTABILITY_UNSPECIFIED: Exportability
 EXPORTABILITY_EXPORTABLE: Exportability
 EXPORTABILITY_NON_EXPORTABLE: Exportability

@@ -39,6 +39,7 @@ from hsmsvc.hsm.commands.pin import (
     VerifyPinIbm3624,
     VerifyPinPvv,
 )
+from hsmsvc.hsm.commands.tr34 import ExportTr34Key, ImportTr34Key
 from hsmsvc.hsm.commands.storedpins import (
     CompareStoredPins,
     EncryptPinForStorage,
@@ -57,6 +58,7 @@ __all__ = [
     "EncryptFields",
     "EncryptPinForStorage",
     "ExportKey",
+    "ExportTr34Key",
     "Forget",
     "FormKey",
     "FormKeyWrapped",
@@ -67,6 +69,7 @@ __all__ = [
     "GeneratePvv",
     "HsmCommand",
     "ImportKey",
+    "ImportTr34Key",
     "Kcv",
     "KeySyncMac",
     "LmkComponents",

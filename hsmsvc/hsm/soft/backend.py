@@ -407,6 +407,12 @@ class SoftBackend(CommandBackend):
     def _public_key(self, ktk: LoadedKey) -> bytes:
         return _soft(ktk).pair().public_der
 
+    def _transport_sign(self, pair: LoadedKey, data: bytes) -> bytes:
+        return _soft(pair).pair().sign(data)
+
+    def _clear_for_transport(self, key: LoadedKey) -> bytes:
+        return _soft(key).raw()
+
     def _transient(self, algorithm: Algorithm, clear: bytes) -> LoadedKey:
         spec = KeySpec("one-time", 1, KeyType.TPK, algorithm, KeyUsage.PIN_ENCRYPTION, ModeOfUse.DECRYPT_ONLY)
         return SoftKey(spec, clear, b"")
