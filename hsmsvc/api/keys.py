@@ -59,6 +59,26 @@ class KeyServicer(g.KeyServiceServicer):
                                      cv.KCV_METHOD.optional(r.kcv_method, "kcv_method"))
         return m.ExportKeyResponse(wrapped_key=wrapped, kcv=kcv)
 
+    @rpc("KeyService.ImportTr34Key")
+    def ImportTr34Key(self, r: m.ImportTr34KeyRequest, c: Caller) -> m.ImportTr34KeyResponse:
+        t = r.template
+        spec = cv.key_spec(t, _template_id(t))
+        key = uc.import_tr34_key(self.s, c, krd=cv.key_ref(r.krd_key, "krd_key", r.HasField("krd_key")),
+                                 token=bytes(r.token), kdh_certificate=bytes(r.kdh_certificate),
+                                 ca_certificate=bytes(r.ca_certificate), kcv=bytes(r.kcv) or None, spec=spec,
+                                 alias=cv.text(t.alias, "template.alias") or None, lifetime_s=t.lifetime_seconds,
+                                 max_uses=cv.uint63(t.max_uses, "template.max_uses"))
+        return m.ImportTr34KeyResponse(key=cv.key_info(key))
+
+    @rpc("KeyService.ExportTr34Key")
+    def ExportTr34Key(self, r: m.ExportTr34KeyRequest, c: Caller) -> m.ExportTr34KeyResponse:
+        token, kcv = uc.export_tr34_key(self.s, c, kdh=cv.key_ref(r.kdh_key, "kdh_key", r.HasField("kdh_key")),
+                                        kdh_certificate=bytes(r.kdh_certificate),
+                                        key=cv.key_ref(r.key, "key", r.HasField("key")),
+                                        krd_certificate=bytes(r.krd_certificate),
+                                        ca_certificate=bytes(r.ca_certificate))
+        return m.ExportTr34KeyResponse(token=token, kcv=kcv)
+
     @rpc("KeyService.GetKey")
     def GetKey(self, r: m.GetKeyRequest, c: Caller) -> m.GetKeyResponse:
         key = uc.get_key(self.s, c, cv.key_ref(r.key, "key", r.HasField("key")))

@@ -77,6 +77,12 @@ class TransportKey:
     def __repr__(self) -> str:
         return f"TransportKey({self.algorithm.value}, {self.fingerprint.hex().upper()})"
 
+    def sign(self, data: bytes) -> bytes:
+        """RSASSA-PKCS1-v1_5 with SHA-256 (RFC 8017 clause 8.2): a TR-34 KDH's CMS signature."""
+        if self._rsa is None:
+            raise InvalidInput("key", "an RSA key pair")
+        return self._rsa.sign(bytes(data), padding.PKCS1v15(), hashes.SHA256())
+
     def decrypt(self, ciphertext: bytes) -> bytes:
         """The transported bytes; one ``InvalidInput`` for every fault (no Manger oracle)."""
         if not isinstance(ciphertext, (bytes, bytearray)) or not 1 <= len(ciphertext) <= 1024:

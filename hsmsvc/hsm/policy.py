@@ -58,6 +58,8 @@ class Operation(Vocabulary):
     """Unwrap a custodian's key component sent under this key pair's public half (CTK)."""
     KEY_AGREE = "KEY_AGREE"
     """Derive a key with a partner's public key (KAK: ECDH and the SP 800-56C one-step KDF)."""
+    TR34_SIGN = "TR34_SIGN"
+    """Sign a TR-34 key token as its KDH (a KTK with mode of use S: one that signs never decrypts)."""
 
 
 # The usages each key type may carry. K0 KEKs exchange keys in the legacy ECB
@@ -169,7 +171,7 @@ ALLOWED: Final[
     Operation.PUBLIC_KEY: (
         frozenset({KeyType.KTK, KeyType.CTK, KeyType.KAK}),
         frozenset({KeyUsage.ASYMMETRIC_KEY_WRAPPING}),
-        frozenset({ModeOfUse.DECRYPT_ONLY, ModeOfUse.DERIVE, _N}),
+        frozenset({ModeOfUse.DECRYPT_ONLY, ModeOfUse.DERIVE, ModeOfUse.SIGN_ONLY, _N}),
     ),
     Operation.COMPONENT_DECRYPT: (
         frozenset({KeyType.CTK}),
@@ -178,6 +180,12 @@ ALLOWED: Final[
     ),
     Operation.KEY_AGREE: (frozenset({KeyType.KAK}), frozenset({KeyUsage.ASYMMETRIC_KEY_WRAPPING}),
                           frozenset({ModeOfUse.DERIVE})),
+    # Sign-only: a KDH key never unwraps, so a token can't be made to sign what a KTK decrypted.
+    Operation.TR34_SIGN: (
+        frozenset({KeyType.KTK}),
+        frozenset({KeyUsage.ASYMMETRIC_KEY_WRAPPING}),
+        frozenset({ModeOfUse.SIGN_ONLY}),
+    ),
 }
 
 # The key types that are key pairs (RSA, SM2 or EC), not block-cipher keys.

@@ -16,7 +16,9 @@ from typing import Final, Mapping, Sequence
 from hsmsvc.errors import InvalidInput, KeyNotFound, KeyStateError, KeyUsageViolation
 from hsmsvc.hsm import policy
 from hsmsvc.hsm.backend import Backend
-from hsmsvc.hsm.commands import AgreeKey, ExportKey, Forget, FormKey, GenerateKey, ImportKey
+from hsmsvc.hsm.commands import (
+    AgreeKey, ExportKey, ExportTr34Key, Forget, FormKey, GenerateKey, ImportKey, ImportTr34Key,
+)
 from hsmsvc.hsm.model import BlockTemplate, KeyCryptogram, KeySpec, LegacyForm
 from hsmsvc.hsm.policy import Operation
 from hsmsvc.keys.model import AuditEvent, KeyRef, StoredKey, check_alias
@@ -225,6 +227,30 @@ class KeyManager:
                           kak=f"{kak.key_id} v{kak.version}", own_fingerprint=kak.cryptogram.kcv.hex().upper(),
                           peer_fingerprint=bytes(peer_fingerprint).hex().upper(),
                           shared_info_sha256=hashlib.sha256(shared_info).hexdigest().upper())
+
+    def import_tr34(self, *, krd: StoredKey, token: bytes, kdh_certificate: bytes, ca_certificate: bytes,
+                    spec: KeySpec, kcv: bytes | None = None, alias: str | None = None,
+                    lifetime: timedelta | None = None, max_uses: int | None = None) -> StoredKey:
+        """A key from a KDH's TR-34 token, unwrapped by a KRD key the caller has already looked up and checked.
+
+        Audited with the KDH certificate's SHA-256, so the audit says which KDH sent it.
+        """
+        c = self._backend.execute(ImportTr34Key(krd=krd.cryptogram, token=token, kdh_certificate=kdh_certificate,
+                                                ca_certificate=ca_certificate, spec=spec, kcv=kcv))
+        return self._keep(c=c, action="key.import", state=KeyState.ACTIVE, alias=alias, lifetime=lifetime,
+                          max_uses=max_uses, kek=f"{krd.key_id} v{krd.version}", form="TR34",
+                          kdh_certificate_sha256=hashlib.sha256(kdh_certificate).hexdigest())
+
+    def export_tr34(self, *, kdh: StoredKey, kdh_certificate: bytes, key: StoredKey, krd_certificate: bytes,
+                    ca_certificate: bytes) -> bytes:
+        """``key`` in a TR-34 token to a KRD, signed by a KDH key the caller has already looked up and checked."""
+        out = self._backend.execute(ExportTr34Key(kdh=kdh.cryptogram, kdh_certificate=kdh_certificate,
+                                                  key=key.cryptogram, krd_certificate=krd_certificate,
+                                                  ca_certificate=ca_certificate))
+        self._store.audit(AuditEvent(self._actor, "key.export", key.key_id, key.version,
+                                     _detail(key.cryptogram, kek=f"{kdh.key_id} v{kdh.version}", form="TR34",
+                                             krd_certificate_sha256=hashlib.sha256(krd_certificate).hexdigest())))
+        return out
 
     def export_under(self, kek_id: str, key_id: str) -> bytes:
         return self.export_with(self.for_use(kek_id, Operation.KEY_EXPORT_UNDER),

@@ -77,6 +77,8 @@ ROLE_METHODS: Final[Mapping[Role, frozenset[str]]] = {
             "KeyService.ImportKey",
             "KeyService.ExportKey",
             "KeyService.AgreeKey",
+            "KeyService.ImportTr34Key",
+            "KeyService.ExportTr34Key",
             "KeyService.RotateKey",
             "KeyService.UpdateKeyState",
             "KeySyncService.StartKeyChange",

@@ -29,7 +29,9 @@ __all__ = [
     "export_key",
     "generate_key",
     "get_key",
+    "export_tr34_key",
     "import_key",
+    "import_tr34_key",
     "key_check_value",
     "list_keys",
     "rotate_key",
@@ -125,6 +127,31 @@ def export_key(s: Services, caller: Caller, kek: KeyRef, key: KeyRef,
     x = s.key(caller, key, Operation.KEY_EXPORT)
     check = x.cryptogram.kcv if kcv_method is None else s.backend.execute(Kcv(key=x.cryptogram, method=kcv_method))
     return s.manager(caller).export_with(k, x), check
+
+
+def import_tr34_key(
+    s: Services, caller: Caller, *, krd: KeyRef, token: bytes, kdh_certificate: bytes, ca_certificate: bytes,
+    kcv: bytes | None, spec: KeySpec, alias: str | None, lifetime_s: int = 0, max_uses: int = 0,
+) -> StoredKey:
+    """A key from a KDH's TR-34 one-pass token, unwrapped by this site's KRD key (a KTK)."""
+    may_create(s, caller, spec)
+    lifetime, limit = _lifetime(lifetime_s), _limit(max_uses)
+    k = s.key(caller, krd, Operation.KEY_TRANSPORT_DECRYPT, "krd_key")
+    return s.manager(caller).import_tr34(krd=k, token=token, kdh_certificate=kdh_certificate,
+                                         ca_certificate=ca_certificate, spec=spec, kcv=kcv, alias=alias,
+                                         lifetime=lifetime, max_uses=limit)
+
+
+def export_tr34_key(
+    s: Services, caller: Caller, *, kdh: KeyRef, kdh_certificate: bytes, key: KeyRef, krd_certificate: bytes,
+    ca_certificate: bytes,
+) -> tuple[bytes, bytes]:
+    """``key`` in a TR-34 one-pass token to a KRD, signed by this site's KDH key; with the key's KCV."""
+    k = s.key(caller, kdh, Operation.TR34_SIGN, "kdh_key")
+    x = s.key(caller, key, Operation.KEY_EXPORT)
+    token = s.manager(caller).export_tr34(kdh=k, kdh_certificate=kdh_certificate, key=x,
+                                          krd_certificate=krd_certificate, ca_certificate=ca_certificate)
+    return token, x.cryptogram.kcv
 
 
 def get_key(s: Services, caller: Caller, ref: KeyRef) -> StoredKey:

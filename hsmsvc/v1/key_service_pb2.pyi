@@ -87,6 +87,50 @@ class ExportKeyResponse(_message.Message):
     kcv: bytes
     def __init__(self, wrapped_key: _Optional[bytes] = ..., kcv: _Optional[bytes] = ...) -> None: ...
 
+class ImportTr34KeyRequest(_message.Message):
+    __slots__ = ("krd_key", "token", "kdh_certificate", "ca_certificate", "kcv", "template")
+    KRD_KEY_FIELD_NUMBER: _ClassVar[int]
+    TOKEN_FIELD_NUMBER: _ClassVar[int]
+    KDH_CERTIFICATE_FIELD_NUMBER: _ClassVar[int]
+    CA_CERTIFICATE_FIELD_NUMBER: _ClassVar[int]
+    KCV_FIELD_NUMBER: _ClassVar[int]
+    TEMPLATE_FIELD_NUMBER: _ClassVar[int]
+    krd_key: _types_pb2.KeyRef
+    token: bytes
+    kdh_certificate: bytes
+    ca_certificate: bytes
+    kcv: bytes
+    template: KeyTemplate
+    def __init__(self, krd_key: _Optional[_Union[_types_pb2.KeyRef, _Mapping]] = ..., token: _Optional[bytes] = ..., kdh_certificate: _Optional[bytes] = ..., ca_certificate: _Optional[bytes] = ..., kcv: _Optional[bytes] = ..., template: _Optional[_Union[KeyTemplate, _Mapping]] = ...) -> None: ...
+
+class ImportTr34KeyResponse(_message.Message):
+    __slots__ = ("key",)
+    KEY_FIELD_NUMBER: _ClassVar[int]
+    key: _types_pb2.KeyInfo
+    def __init__(self, key: _Optional[_Union[_types_pb2.KeyInfo, _Mapping]] = ...) -> None: ...
+
+class ExportTr34KeyRequest(_message.Message):
+    __slots__ = ("kdh_key", "kdh_certificate", "key", "krd_certificate", "ca_certificate")
+    KDH_KEY_FIELD_NUMBER: _ClassVar[int]
+    KDH_CERTIFICATE_FIELD_NUMBER: _ClassVar[int]
+    KEY_FIELD_NUMBER: _ClassVar[int]
+    KRD_CERTIFICATE_FIELD_NUMBER: _ClassVar[int]
+    CA_CERTIFICATE_FIELD_NUMBER: _ClassVar[int]
+    kdh_key: _types_pb2.KeyRef
+    kdh_certificate: bytes
+    key: _types_pb2.KeyRef
+    krd_certificate: bytes
+    ca_certificate: bytes
+    def __init__(self, kdh_key: _Optional[_Union[_types_pb2.KeyRef, _Mapping]] = ..., kdh_certificate: _Optional[bytes] = ..., key: _Optional[_Union[_types_pb2.KeyRef, _Mapping]] = ..., krd_certificate: _Optional[bytes] = ..., ca_certificate: _Optional[bytes] = ...) -> None: ...
+
+class ExportTr34KeyResponse(_message.Message):
+    __slots__ = ("token", "kcv")
+    TOKEN_FIELD_NUMBER: _ClassVar[int]
+    KCV_FIELD_NUMBER: _ClassVar[int]
+    token: bytes
+    kcv: bytes
+    def __init__(self, token: _Optional[bytes] = ..., kcv: _Optional[bytes] = ...) -> None: ...
+
 class GetKeyRequest(_message.Message):
     __slots__ = ("key",)
     KEY_FIELD_NUMBER: _ClassVar[int]

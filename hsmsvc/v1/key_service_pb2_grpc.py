@@ -50,6 +50,16 @@ class KeyServiceStub:
                 request_serializer=hsmsvc_dot_v1_dot_key__service__pb2.ExportKeyRequest.SerializeToString,
                 response_deserializer=hsmsvc_dot_v1_dot_key__service__pb2.ExportKeyResponse.FromString,
                 _registered_method=True)
+        self.ImportTr34Key = channel.unary_unary(
+                '/hsmsvc.v1.KeyService/ImportTr34Key',
+                request_serializer=hsmsvc_dot_v1_dot_key__service__pb2.ImportTr34KeyRequest.SerializeToString,
+                response_deserializer=hsmsvc_dot_v1_dot_key__service__pb2.ImportTr34KeyResponse.FromString,
+                _registered_method=True)
+        self.ExportTr34Key = channel.unary_unary(
+                '/hsmsvc.v1.KeyService/ExportTr34Key',
+                request_serializer=hsmsvc_dot_v1_dot_key__service__pb2.ExportTr34KeyRequest.SerializeToString,
+                response_deserializer=hsmsvc_dot_v1_dot_key__service__pb2.ExportTr34KeyResponse.FromString,
+                _registered_method=True)
         self.GetKey = channel.unary_unary(
                 '/hsmsvc.v1.KeyService/GetKey',
                 request_serializer=hsmsvc_dot_v1_dot_key__service__pb2.GetKeyRequest.SerializeToString,
@@ -109,6 +119,23 @@ class KeyServiceServicer:
 
     def ExportKey(self, request, context):
         """ExportKey wraps an exportable key under a ZMK or TMK (TR-31, or the K0 KEK's legacy form).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ImportTr34Key(self, request, context):
+        """ImportTr34Key takes a key from a key distribution host (KDH) in an ASC X9 TR 34-2019
+        one-pass key token, with this site as the key receiving device (KRD). The KDH's signature is
+        verified before anything is unwrapped; every fault from the token on (signature, KDH chain,
+        unwrap, padding, structure) is one INVALID_ARGUMENT "key_block: key block invalid".
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ExportTr34Key(self, request, context):
+        """ExportTr34Key sends an exportable key to a KRD in a TR-34 one-pass key token signed by this site as KDH.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -180,6 +207,16 @@ def add_KeyServiceServicer_to_server(servicer, server):
                     servicer.ExportKey,
                     request_deserializer=hsmsvc_dot_v1_dot_key__service__pb2.ExportKeyRequest.FromString,
                     response_serializer=hsmsvc_dot_v1_dot_key__service__pb2.ExportKeyResponse.SerializeToString,
+            ),
+            'ImportTr34Key': grpc.unary_unary_rpc_method_handler(
+                    servicer.ImportTr34Key,
+                    request_deserializer=hsmsvc_dot_v1_dot_key__service__pb2.ImportTr34KeyRequest.FromString,
+                    response_serializer=hsmsvc_dot_v1_dot_key__service__pb2.ImportTr34KeyResponse.SerializeToString,
+            ),
+            'ExportTr34Key': grpc.unary_unary_rpc_method_handler(
+                    servicer.ExportTr34Key,
+                    request_deserializer=hsmsvc_dot_v1_dot_key__service__pb2.ExportTr34KeyRequest.FromString,
+                    response_serializer=hsmsvc_dot_v1_dot_key__service__pb2.ExportTr34KeyResponse.SerializeToString,
             ),
             'GetKey': grpc.unary_unary_rpc_method_handler(
                     servicer.GetKey,
@@ -299,6 +336,60 @@ class KeyService:
             '/hsmsvc.v1.KeyService/ExportKey',
             hsmsvc_dot_v1_dot_key__service__pb2.ExportKeyRequest.SerializeToString,
             hsmsvc_dot_v1_dot_key__service__pb2.ExportKeyResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ImportTr34Key(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/hsmsvc.v1.KeyService/ImportTr34Key',
+            hsmsvc_dot_v1_dot_key__service__pb2.ImportTr34KeyRequest.SerializeToString,
+            hsmsvc_dot_v1_dot_key__service__pb2.ImportTr34KeyResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ExportTr34Key(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/hsmsvc.v1.KeyService/ExportTr34Key',
+            hsmsvc_dot_v1_dot_key__service__pb2.ExportTr34KeyRequest.SerializeToString,
+            hsmsvc_dot_v1_dot_key__service__pb2.ExportTr34KeyResponse.FromString,
             options,
             channel_credentials,
             insecure,

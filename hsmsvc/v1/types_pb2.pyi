@@ -66,6 +66,7 @@ class ModeOfUse(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     MODE_OF_USE_NO_RESTRICTIONS: _ClassVar[ModeOfUse]
     MODE_OF_USE_MAC_VERIFY_ONLY: _ClassVar[ModeOfUse]
     MODE_OF_USE_DERIVE: _ClassVar[ModeOfUse]
+    MODE_OF_USE_SIGN_ONLY: _ClassVar[ModeOfUse]
 
 class Exportability(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -187,6 +188,7 @@ MODE_OF_USE_MAC_GENERATE_ONLY: ModeOfUse
 MODE_OF_USE_NO_RESTRICTIONS: ModeOfUse
 MODE_OF_USE_MAC_VERIFY_ONLY: ModeOfUse
 MODE_OF_USE_DERIVE: ModeOfUse
+MODE_OF_USE_SIGN_ONLY: ModeOfUse
 EXPORTABILITY_UNSPECIFIED: Exportability
 EXPORTABILITY_EXPORTABLE: Exportability
 EXPORTABILITY_NON_EXPORTABLE: Exportability

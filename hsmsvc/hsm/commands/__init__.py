@@ -40,6 +40,7 @@ from hsmsvc.hsm.commands.pin import (
     VerifyPinIbm3624,
     VerifyPinPvv,
 )
+from hsmsvc.hsm.commands.tr34 import ExportTr34Key, ImportTr34Key
 from hsmsvc.hsm.commands.storedpins import (
     CompareStoredPins,
     EncryptPinForStorage,
@@ -59,6 +60,7 @@ __all__ = [
     "EncryptFields",
     "EncryptPinForStorage",
     "ExportKey",
+    "ExportTr34Key",
     "Forget",
     "FormKey",
     "FormKeyWrapped",
@@ -69,6 +71,7 @@ __all__ = [
     "GeneratePvv",
     "HsmCommand",
     "ImportKey",
+    "ImportTr34Key",
     "Kcv",
     "KeySyncMac",
     "LmkComponents",

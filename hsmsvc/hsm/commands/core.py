@@ -153,6 +153,14 @@ class CommandBackend(ABC):
         """ECDH of a KAK with ``peer`` and the SP 800-56C one-step KDF: ``length`` bytes, inside the backend."""
         raise Unsupported("command", f"{Command.KEY_AGREE.value} is not supported by this backend")
 
+    def _transport_sign(self, pair: LoadedKey, data: bytes) -> bytes:
+        """RSASSA-PKCS1-v1_5 with SHA-256 (RFC 8017 clause 8.2) under a KDH key pair (TR-34)."""
+        raise Unsupported("command", "TR-34 export is not supported by this backend")
+
+    def _clear_for_transport(self, key: LoadedKey) -> bytes:
+        """A key's clear bytes, to be enciphered at once inside the backend (TR-34 export)."""
+        raise Unsupported("command", "TR-34 export is not supported by this backend")
+
     def _transient(self, algorithm: Algorithm, clear: bytes) -> LoadedKey:
         """A key for one command only (a one-time PIN key), never stored or cached."""
         raise Unsupported("command", f"{Command.ONE_TIME_PIN_KEY.value} is not supported by this backend")

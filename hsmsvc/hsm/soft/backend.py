@@ -461,6 +461,12 @@ class SoftBackend(CommandBackend):
     def _agree(self, kak: LoadedKey, peer: ec.EllipticCurvePublicKey, *, length: int, info: bytes) -> bytes:
         return _soft(kak).agreement().derive(peer, length=length, info=info)
 
+    def _transport_sign(self, pair: LoadedKey, data: bytes) -> bytes:
+        return _soft(pair).transport().sign(data)
+
+    def _clear_for_transport(self, key: LoadedKey) -> bytes:
+        return _soft(key).raw()
+
     def _transient(self, algorithm: Algorithm, clear: bytes) -> LoadedKey:
         spec = KeySpec("one-time", 1, KeyType.TPK, algorithm, KeyUsage.PIN_ENCRYPTION, ModeOfUse.DECRYPT_ONLY)
         return SoftKey(spec, clear, b"")
