@@ -25,7 +25,7 @@ from pathlib import Path
 
 from cryptography.hazmat.decrepit.ciphers.algorithms import TripleDES
 from cryptography.hazmat.primitives import cmac as pyca_cmac
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import hashes, keywrap, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.hazmat.primitives.ciphers import BlockCipherAlgorithm, Cipher, algorithms, modes
 
@@ -437,3 +437,45 @@ def agreement_fixed_info(algorithm_id: bytes, public_a: bytes, public_b: bytes, 
     ids = sorted((hashlib.sha256(public_a).digest(), hashlib.sha256(public_b).digest()))
     fields = [algorithm_id, ids[0], ids[1], key_bits.to_bytes(4, "big") + shared_info]
     return b"".join(len(f).to_bytes(4, "big") + f for f in fields)
+
+
+# -- ECIES for a P-521 CTK -------------------------------------------------------------------
+
+ECIES_ALGORITHM_ID = b"hsmsvc CTK ECIES P-521 SHA-512 AES-256-KWP"
+
+
+def aes_kwp_wrap(kek: bytes, key: bytes) -> bytes:
+    """AES key wrap with padding, RFC 5649 (NIST SP 800-38F KWP), by pyca."""
+    return keywrap.aes_key_wrap_with_padding(kek, key)
+
+
+def aes_kwp_unwrap(kek: bytes, wrapped: bytes) -> bytes:
+    """The inverse of :func:`aes_kwp_wrap`; pyca raises ``InvalidUnwrap`` on an integrity failure."""
+    return keywrap.aes_key_unwrap_with_padding(kek, wrapped)
+
+
+def ecies_p521_kek(z: bytes, ephemeral_point: bytes, ctk_spki: bytes) -> bytes:
+    """hsmsvc's CTK key-encryption key as docs/operations.md states it: the SP 800-56C rev. 2 one-step
+    KDF (SHA-512) over Z with SP 800-56A rev. 3 clause 5.8.2.1.1 concatenation FixedInfo: AlgorithmID,
+    the ephemeral point (PartyUInfo), SHA-256 of the CTK's SPKI (PartyVInfo), 256 as 4 bytes (SuppPubInfo),
+    each field 4-byte length-prefixed; 32 bytes."""
+    fields = [ECIES_ALGORITHM_ID, ephemeral_point, hashlib.sha256(ctk_spki).digest(), (256).to_bytes(4, "big")]
+    return one_step_kdf_sha512(z, 32, b"".join(len(f).to_bytes(4, "big") + f for f in fields))
+
+
+def ecies_p521_encrypt(ctk_spki: bytes, ephemeral_d: bytes, key: bytes) -> bytes:
+    """C(1e, 1s) ECIES to a P-521 CTK with the ephemeral scalar ``ephemeral_d``: Qe (uncompressed SEC 1
+    point, 133 bytes) || RFC 5649 wrap of ``key`` under :func:`ecies_p521_kek`."""
+    point = ec.derive_private_key(int.from_bytes(ephemeral_d, "big"), ec.SECP521R1()).public_key().public_bytes(
+        serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint)
+    kek = ecies_p521_kek(ecdh_p521_z(ephemeral_d, ctk_spki), point, ctk_spki)
+    return point + aes_kwp_wrap(kek, key)
+
+
+def ecies_p521_decrypt(ctk_d: bytes, ciphertext: bytes) -> bytes:
+    """The inverse of :func:`ecies_p521_encrypt` with the CTK's private scalar ``ctk_d``."""
+    point, wrapped = ciphertext[:133], ciphertext[133:]
+    qx, qy = point[1:67], point[67:]
+    assert point[0] == 4
+    z = ecdh_p521_z(ctk_d, p521_spki(qx, qy))
+    return aes_kwp_unwrap(ecies_p521_kek(z, point, p521_public(ctk_d)), wrapped)

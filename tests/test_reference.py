@@ -218,3 +218,27 @@ def test_aes_ecb_kcv_is_the_aesavs_keysbox_ciphertext() -> None:
 def test_aes_cmac_kcv_tr31_annex() -> None:
     # TR-31:2018 A.7.4: the AES-128 KBPK 3F419E1CB7079442AA37474C2EFBF8B8 has the CMAC KCV 08793E.
     assert ref.kcv("AES_128", H("3F419E1CB7079442AA37474C2EFBF8B8")) == H("08793E")
+
+
+# -- AES key wrap with padding: RFC 5649 section 6 ---------------------------------------------
+
+RFC5649_KEK = H("5840df6e29b02af1ab493b705bf16ea1ae8338f4dcc176a8")
+
+
+@pytest.mark.parametrize(("key", "wrapped"), [
+    ("c37b7e6492584340bed12207808941155068f738", "138bdeaa9b8fa7fc61f97742e72248ee5ae6ae5360d1ae6a5f54f373fa543b6a"),
+    ("466f7250617369", "afbeb0f07dfbf5419200f2ccb50bb24f"),
+])
+def test_aes_kwp_rfc5649_section_6(key: str, wrapped: str) -> None:
+    assert ref.aes_kwp_wrap(RFC5649_KEK, H(key)) == H(wrapped)
+    assert ref.aes_kwp_unwrap(RFC5649_KEK, H(wrapped)) == H(key)
+
+
+def test_ecies_p521_rests_on_the_cavp_cdh_vector() -> None:
+    # The CAVP CDH pair as the ephemeral key (d) and the CTK (Q): the KEK is the pinned KDF over the pinned Z.
+    ctk = ref.p521_spki(CDH_P521_QX, CDH_P521_QY)
+    ct = ref.ecies_p521_encrypt(ctk, CDH_P521_D, b"\x11" * 32)
+    point = ct[:133]
+    assert point == b"\x04" + ref.p521_public(CDH_P521_D)[-132:]
+    kek = ref.ecies_p521_kek(CDH_P521_Z, point, ctk)
+    assert ref.aes_kwp_unwrap(kek, ct[133:]) == b"\x11" * 32

@@ -1,9 +1,9 @@
 """Forming a ZMK or TMK from components entered at the backend, offline (ISO 11568-2 clause 5; X9.24-1).
 
 The way in for a key stronger than the ceremony transport key (CTK) can carry:
-``ceremony zmk form`` sends each component under the CTK, an RSA-3072 or SM2
-key of 128-bit strength, so an AES-192 or AES-256 ZMK cannot travel that way
-(X9.24-1: a key is never carried by a weaker one). Here, as in the LMK
+``ceremony zmk form`` sends each component under the CTK, and under an RSA-3072
+or SM2 key of 128-bit strength an AES-192 or AES-256 ZMK cannot travel that way
+(X9.24-1: a key is never carried by a weaker one) unless the CTK is P-521. Here, as in the LMK
 ceremony, the custodians type their components at the machine that holds the
 LMK, each with echo off and checked against the KCV on their mailer, and no
 network is involved.

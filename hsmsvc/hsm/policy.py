@@ -247,8 +247,11 @@ def check_binding(
         raise InvalidInput("usage", f"not a usage of a {key_type.value}")
     if algorithm.is_asymmetric != (key_type in KEY_PAIRS):
         raise InvalidInput("algorithm", "RSA, SM2 and ECC are for KTKs, CTKs and KAKs, which are key pairs")
-    if (algorithm is Algorithm.ECC_P521) != (key_type is KeyType.KAK):
-        raise InvalidInput("algorithm", "a KAK is ECC_P521, and ECC_P521 is for KAKs only")
+    if key_type is KeyType.KAK and algorithm is not Algorithm.ECC_P521:
+        raise InvalidInput("algorithm", "a KAK is ECC_P521")
+    if algorithm is Algorithm.ECC_P521 and key_type not in (KeyType.KAK, KeyType.CTK):
+        # A P-521 CTK carries components by ECIES (crypto/ecies.py); a KTK is RSA or SM2.
+        raise InvalidInput("algorithm", "ECC_P521 is for KAKs and CTKs only")
     if (mode is ModeOfUse.DERIVE) != (key_type is KeyType.KAK):
         raise InvalidInput("mode_of_use", "DERIVE is a KAK's mode of use, and a KAK's only one")
     if usage is KeyUsage.MAC_ISO9797_ALG3 and algorithm is not Algorithm.TDES_2KEY:

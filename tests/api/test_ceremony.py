@@ -28,6 +28,7 @@ from hsmsvc.v1 import key_service_pb2 as key_pb
 from hsmsvc.v1 import types_pb2 as pb
 from hsmsvc_client import ClientTls
 from hsmsvc.crypto import keytransport
+from tests import reference as ind
 from tests.api.conftest import Env, code_of, template
 from tests.ceremony import Recorder, scripted, typed_components
 
@@ -310,3 +311,56 @@ def _cmac_kcv(key: bytes) -> str:
     c = CMAC(algorithms.AES(key))
     c.update(bytes(16))
     return c.finalize()[:3].hex().upper()
+
+
+# -- a P-521 CTK: components of 256-bit strength (ECIES, crypto/ecies.py) -----------------------
+
+AES256 = Algorithm.AES_256
+
+
+@pytest.fixture(scope="module")
+def ctk_p521(server: Env) -> key_pb.GetPublicKeyResponse:
+    km = server.client("key-manager")
+    km.keys.GenerateKey(key_pb.GenerateKeyRequest(template=template(
+        "ctk-p521", pb.KEY_TYPE_CTK, pb.ALGORITHM_ECC_P521, pb.KEY_USAGE_ASYMMETRIC_KEY_WRAPPING,
+        pb.MODE_OF_USE_DECRYPT_ONLY)), timeout=30)
+    pub = km.keys.GetPublicKey(key_pb.GetPublicKeyRequest(key=pb.KeyRef(key_id="ctk-p521")))
+    assert pub.algorithm == pb.ALGORITHM_ECC_P521 and pub.fingerprint == ind.sha256(pub.public_key)[:8]
+    return pub
+
+
+def _zmk256_template(key_id: str) -> key_pb.KeyTemplate:
+    return template(key_id, pb.KEY_TYPE_ZMK, pb.ALGORITHM_AES_256, pb.KEY_USAGE_KBPK, pb.MODE_OF_USE_ENCRYPT_DECRYPT)
+
+
+def test_an_aes256_zmk_is_formed_under_a_p521_ctk(server: Env, ctk_p521: Any) -> None:
+    parts = [secrets.token_bytes(32), secrets.token_bytes(32)]
+    console = scripted(["y", *typed_components(AES256, parts)])
+    key = forming.form(console, address=f"127.0.0.1:{server.port}",
+                       officers=(_tls(server, "key-manager"), _tls(server, "key-manager-2")),
+                       custodians=[_tls(server, "custodian-1"), _tls(server, "custodian-2")],
+                       template=_zmk256_template("zmk256-p521"), ctk="ctk-p521")
+    # The AES KCV: CMAC over a zero block (X9.24-1), by pyca, of the XOR of the components.
+    assert key.kcv == ind.aes_cmac(ind.xor(*parts), bytes(16))[:3]
+    assert key.algorithm == pb.ALGORITHM_AES_256
+    assert ("custodian-2", "key.form") in _audit(server, "zmk256-p521")
+
+
+def test_a_tampered_component_under_a_p521_ctk_is_refused(server: Env, ctk_p521: Any) -> None:
+    km = server.client("key-manager")
+    cid = km.ceremony.StartKeyFormation(cm.StartKeyFormationRequest(
+        template=_zmk256_template("zmk256-tampered"), transport_key=pb.KeyRef(key_id="ctk-p521"),
+        component_count=2)).formation.ceremony_id
+    server.client("key-manager-2").ceremony.ApproveKeyFormation(cm.ApproveKeyFormationRequest(ceremony_id=cid))
+    part = secrets.token_bytes(32)
+    wrapped = keytransport.encrypt(Algorithm.ECC_P521, ctk_p521.public_key, part)
+    for i in (5, 140, len(wrapped) - 1):  # the ephemeral point, the wrapped component
+        bad = bytearray(wrapped)
+        bad[i] ^= 0x01
+        code, msg = code_of(server.client("custodian-1").ceremony.AddKeyComponent, cm.AddKeyComponentRequest(
+            ceremony_id=cid, wrapped_component=bytes(bad), kcv=kcv.kcv(AES256, part)))
+        assert code is StatusCode.INVALID_ARGUMENT and "KCV" in msg and part.hex() not in msg.lower()
+    ok = server.client("custodian-1").ceremony.AddKeyComponent(cm.AddKeyComponentRequest(
+        ceremony_id=cid, wrapped_component=wrapped, kcv=kcv.kcv(AES256, part)))
+    assert len(ok.formation.components) == 1
+    km.ceremony.CancelKeyFormation(cm.CancelKeyFormationRequest(ceremony_id=cid, reason="test"))

@@ -103,7 +103,7 @@ def test_rsa_key_of_the_wrong_size_or_kind_is_refused() -> None:
         keytransport.load_private_key(Algorithm.RSA_3072, WYCHEPROOF_PKCS8)
     with pytest.raises(InvalidInput, match="PKCS#8"):
         keytransport.load_private_key(Algorithm.RSA_2048, WYCHEPROOF_PKCS8[:-1])
-    with pytest.raises(InvalidInput, match="RSA_2048, RSA_3072 or SM2"):
+    with pytest.raises(InvalidInput, match="RSA_2048, RSA_3072, SM2 or ECC_P521"):
         keytransport.generate_private_key(Algorithm.AES_128)
 
 

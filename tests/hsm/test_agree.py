@@ -158,6 +158,7 @@ def test_the_kak_never_leaves_and_only_agrees(sites: tuple[Site, Site]) -> None:
     (KeyType.KAK, Algorithm.RSA_2048, ModeOfUse.DERIVE),
     (KeyType.KTK, Algorithm.ECC_P521, ModeOfUse.DECRYPT_ONLY),
     (KeyType.KTK, Algorithm.RSA_2048, ModeOfUse.DERIVE),
+    (KeyType.CTK, Algorithm.ECC_P521, ModeOfUse.DERIVE),  # a P-521 CTK decrypts components, never agrees
 ])
 def test_a_kak_is_p521_with_mode_derive_only(key_type: KeyType, algorithm: Algorithm, mode: ModeOfUse) -> None:
     with pytest.raises(InvalidInput):

@@ -73,7 +73,7 @@ PKCS11_CAPABILITIES: Final = Capabilities(
     # give CKR_ARGUMENTS_BAD, measured here), and hsmsvc's scheme is OAEP-SHA-256.
     # No IMPORT_KEY: TR-31 needs the KBPK's derived keys outside the token, and the
     # legacy form's variants need XOR derivation (no CKM_XOR_BASE_AND_DATA).
-    # No FORM_KEY_WRAPPED: components travel under a CTK, which is RSA-OAEP-SHA-256 or SM2.
+    # No FORM_KEY_WRAPPED: components travel under a CTK, which is RSA-OAEP-SHA-256, SM2 or P-521 ECIES.
     # No LMK_BACKUP: the token LMK is non-extractable; its backup is its creation components.
     commands=frozenset(Command)
     - {Command.EXPORT_KEY, Command.IMPORT_KEY, Command.KEY_SYNC_MAC, Command.PUBLIC_KEY, Command.ONE_TIME_PIN_KEY,

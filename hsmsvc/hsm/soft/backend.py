@@ -131,11 +131,15 @@ _PAIR_NOT_CIPHER: Final = "a key pair is not a block cipher key"
 KeyPair = keytransport.TransportKey | ecdh.AgreementKey
 
 
-def load_pair(algorithm: Algorithm, private: bytes) -> KeyPair:
-    """A key pair's private half, in the encoding its crypto module holds, loaded and checked."""
-    if algorithm is Algorithm.ECC_P521:
+def load_pair(spec: KeySpec, private: bytes) -> KeyPair:
+    """A key pair's private half, in the encoding its crypto module holds, loaded and checked.
+
+    A KAK agrees (ECDH) and never decrypts; a KTK or CTK (a P-521 CTK included) decrypts and
+    never agrees: the key type bound in the LMK key block picks which.
+    """
+    if spec.key_type is KeyType.KAK:
         return ecdh.load_private_key(private)
-    return keytransport.load_private_key(algorithm, private)
+    return keytransport.load_private_key(spec.algorithm, private)
 
 
 class SoftKey:
@@ -156,7 +160,7 @@ class SoftKey:
         self._macs: dict[MacAlgorithm, Callable[[Padding, bytes], bytes]] = {}
         self._field_key: fields.FieldKey | None = None
         if spec.algorithm.is_asymmetric:
-            self._pair: KeyPair | None = load_pair(spec.algorithm, key)
+            self._pair: KeyPair | None = load_pair(spec, key)
             self._ecb: BlockCipher | None = None
         else:
             self._pair = None
@@ -315,7 +319,7 @@ class SoftBackend(CommandBackend):
 
     def _seal_clear(self, spec: KeySpec, clear: bytes) -> KeyCryptogram:
         if spec.algorithm.is_asymmetric:
-            check, pad_to = load_pair(spec.algorithm, clear).fingerprint, None
+            check, pad_to = load_pair(spec, clear).fingerprint, None
         else:
             components.check_key(spec.algorithm, clear)
             # Pad every key to 32 bytes so a block does not reveal the key's length.
@@ -333,7 +337,7 @@ class SoftBackend(CommandBackend):
         return KeyCryptogram(spec, blob, check)
 
     def _new_key(self, spec: KeySpec) -> KeyCryptogram:
-        if spec.algorithm is Algorithm.ECC_P521:
+        if spec.key_type is KeyType.KAK:
             return self._seal_clear(spec, ecdh.generate_private_key())
         if spec.algorithm.is_asymmetric:
             return self._seal_clear(spec, keytransport.generate_private_key(spec.algorithm))
