@@ -479,3 +479,77 @@ def ecies_p521_decrypt(ctk_d: bytes, ciphertext: bytes) -> bytes:
     assert point[0] == 4
     z = ecdh_p521_z(ctk_d, p521_spki(qx, qy))
     return aes_kwp_unwrap(ecies_p521_kek(z, point, p521_public(ctk_d)), wrapped)
+
+
+# -- SM2 key exchange ------------------------------------------------------------------------
+# A curve is the tuple (p, a, b, gx, gy, n); points are affine (x, y) tuples, None at infinity.
+
+
+def _sm3(data: bytes) -> bytes:
+    h = hashes.Hash(hashes.SM3())
+    h.update(data)
+    return h.finalize()
+
+
+def ec_add(curve: tuple[int, ...], p1: tuple[int, int] | None, p2: tuple[int, int] | None) -> tuple[int, int] | None:
+    """Affine point addition on y^2 = x^3 + ax + b over Fp (GB/T 32918.1-2016 clause 3.2.3.1)."""
+    p, a = curve[0], curve[1]
+    if p1 is None:
+        return p2
+    if p2 is None:
+        return p1
+    if p1[0] == p2[0] and (p1[1] + p2[1]) % p == 0:
+        return None
+    if p1 == p2:
+        lam = (3 * p1[0] ** 2 + a) * pow(2 * p1[1], -1, p) % p
+    else:
+        lam = (p2[1] - p1[1]) * pow(p2[0] - p1[0], -1, p) % p
+    x3 = (lam * lam - p1[0] - p2[0]) % p
+    return x3, (lam * (p1[0] - x3) - p1[1]) % p
+
+
+def ec_mul(curve: tuple[int, ...], k: int, point: tuple[int, int]) -> tuple[int, int] | None:
+    """[k]P by double-and-add, most significant bit first."""
+    out = None
+    for bit in bin(k)[2:]:
+        out = ec_add(curve, out, out)
+        if bit == "1":
+            out = ec_add(curve, out, point)
+    return out
+
+
+def sm2_z(curve: tuple[int, ...], uid: bytes, point: tuple[int, int]) -> bytes:
+    """Z = SM3(ENTL || ID || a || b || xG || yG || x || y), 32-byte fields (GB/T 32918.2-2016 clause 5.5)."""
+    fields = [curve[1], curve[2], curve[3], curve[4], point[0], point[1]]
+    return _sm3((8 * len(uid)).to_bytes(2, "big") + uid + b"".join(v.to_bytes(32, "big") for v in fields))
+
+
+def sm2_kdf(z: bytes, length: int) -> bytes:
+    """KDF of GB/T 32918.3-2016 clause 5.4.3: SM3(Z || ct) blocks, 32-bit ct from 1, ``length`` bytes."""
+    return b"".join(_sm3(z + ct.to_bytes(4, "big")) for ct in range(1, length // 32 + 2))[:length]
+
+
+def sm2_key_exchange(curve: tuple[int, ...], d: int, r: int, peer_p: tuple[int, int], peer_r: tuple[int, int],
+                     id_a: bytes, id_b: bytes, initiator: bool, length: int) -> tuple[bytes, bytes, bytes]:
+    """GB/T 32918.3-2016 clause 6.1 steps A4-A10 (``initiator``) or B1-B10, cofactor h = 1, written out:
+    t = d + x̄·r mod n, U = [t](P_peer + [x̄_peer]R_peer), K = KDF(xU || yU || ZA || ZB, length).
+    Returns (K, SB = S1 (prefix 02), SA = S2 (prefix 03))."""
+    n = curve[5]
+    w = ((n - 1).bit_length() + 1) // 2 - 1
+
+    def x_bar(x: int) -> int:
+        return 2**w + x % 2**w
+
+    g = (curve[3], curve[4])
+    own_p, own_r = ec_mul(curve, d, g), ec_mul(curve, r, g)
+    assert own_p is not None and own_r is not None
+    t = (d + x_bar(own_r[0]) * r) % n
+    s = ec_add(curve, peer_p, ec_mul(curve, x_bar(peer_r[0]), peer_r))
+    assert s is not None
+    u = ec_mul(curve, t, s)
+    assert u is not None
+    (pa, ra), (pb, rb) = ((own_p, own_r), (peer_p, peer_r)) if initiator else ((peer_p, peer_r), (own_p, own_r))
+    za, zb = sm2_z(curve, id_a, pa), sm2_z(curve, id_b, pb)
+    xu, yu = u[0].to_bytes(32, "big"), u[1].to_bytes(32, "big")
+    inner = _sm3(xu + za + zb + b"".join(v.to_bytes(32, "big") for v in (*ra, *rb)))
+    return sm2_kdf(xu + yu + za + zb, length), _sm3(b"\x02" + yu + inner), _sm3(b"\x03" + yu + inner)

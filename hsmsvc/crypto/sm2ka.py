@@ -1,0 +1,91 @@
+"""SM2 key exchange (GB/T 32918.3-2016 clause 6.1; GM/T 0003.3-2012).
+
+Two-pass: the initiator A sends R_A = [r_A]G, the responder B answers R_B = [r_B]G
+(and optionally S_B); both then compute the same key from their own static and
+ephemeral private keys and the peer's static and ephemeral public keys.
+:func:`agree` is the computation of steps A4-A10 / B1-B10 for either role, a pure
+function: drawing r and carrying R_A, R_B, S_B and S_A is the caller's business.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import Enum
+
+from hsmsvc.crypto.sm2 import PrivateKey, PublicKey, _kdf, _mul, sm3, za
+from hsmsvc.errors import InvalidInput
+
+__all__ = ["Agreement", "Role", "agree"]
+
+
+class Role(Enum):
+    INITIATOR = "initiator"  # user A
+    RESPONDER = "responder"  # user B
+
+
+@dataclass(frozen=True)
+class Agreement:
+    """K_A = K_B and the optional confirmation hashes (clause 6.1, B8/A9/A10/B10).
+
+    ``responder_confirmation`` is S_B = S_1 (prefix 0x02): B sends it, A checks it.
+    ``initiator_confirmation`` is S_A = S_2 (prefix 0x03): A sends it, B checks it.
+    Both sides compute both; compare with :func:`hsmsvc.crypto.compare.bytes_eq`.
+    """
+
+    key: bytes = field(repr=False)
+    responder_confirmation: bytes
+    initiator_confirmation: bytes
+
+
+def _x_bar(x: int, n: int) -> int:
+    """x̄ = 2^w + (x AND (2^w - 1)), w = ceil(ceil(log2 n) / 2) - 1 (clause 6.1)."""
+    w = ((n - 1).bit_length() + 1) // 2 - 1
+    return (1 << w) + (x & ((1 << w) - 1))
+
+
+def _add(p1: tuple[int, int], p2: tuple[int, int], public: PublicKey) -> tuple[int, int]:
+    c = public.curve
+    (x1, y1), (x2, y2) = p1, p2
+    if x1 == x2:
+        if (y1 + y2) % c.p == 0:
+            raise InvalidInput("point", "not the point at infinity")
+        lam = (3 * x1 * x1 + c.a) * pow(2 * y1, -1, c.p) % c.p
+    else:
+        lam = (y2 - y1) * pow(x2 - x1, -1, c.p) % c.p
+    x3 = (lam * lam - x1 - x2) % c.p
+    return x3, (lam * (x1 - x3) - y1) % c.p
+
+
+def agree(
+    role: Role,
+    static: PrivateKey,
+    ephemeral: PrivateKey,
+    peer_static: PublicKey,
+    peer_ephemeral: PublicKey,
+    own_id: bytes,
+    peer_id: bytes,
+    key_length: int,
+) -> Agreement:
+    """The shared key of ``key_length`` bytes and both confirmation hashes.
+
+    ``peer_ephemeral`` is on the curve (checked when the PublicKey was built,
+    steps A6/B3); a point at infinity for U/V raises InvalidInput (A8/B6).
+    """
+    c = static.public.curve
+    if {ephemeral.public.curve, peer_static.curve, peer_ephemeral.curve} != {c}:
+        raise InvalidInput("public_key", "on the same curve")
+    if not isinstance(key_length, int) or not 1 <= key_length <= 64:
+        raise InvalidInput("key_length", "1 to 64 bytes")
+    t = (static.d + _x_bar(ephemeral.public.x, c.n) * ephemeral.d) % c.n  # A4-A5 / B2
+    q = _mul(c, _x_bar(peer_ephemeral.x, c.n), peer_ephemeral.x, peer_ephemeral.y)
+    xu, yu = _mul(c, t, *_add((peer_static.x, peer_static.y), q, peer_static))  # A7 / B5, h = 1
+    own_z, peer_z = za(static.public, own_id), za(peer_static, peer_id)
+    if role is Role.INITIATOR:
+        za_, zb, ra, rb = own_z, peer_z, ephemeral.public, peer_ephemeral
+    else:
+        za_, zb, ra, rb = peer_z, own_z, peer_ephemeral, ephemeral.public
+    s = c.size
+    xb, yb = xu.to_bytes(s, "big"), yu.to_bytes(s, "big")
+    key = _kdf(xb + yb + za_ + zb, key_length)  # A8 / B7
+    inner = sm3(xb + za_ + zb + b"".join(v.to_bytes(s, "big") for v in (ra.x, ra.y, rb.x, rb.y)))
+    return Agreement(key, sm3(b"\x02" + yb + inner), sm3(b"\x03" + yb + inner))
