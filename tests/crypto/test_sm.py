@@ -15,19 +15,10 @@ from hsmsvc.crypto import sm2
 from hsmsvc.crypto._cipher import BlockCipher, ecb_decrypt, ecb_encrypt
 from hsmsvc.errors import InvalidInput, VerificationFailed
 from hsmsvc.types import Algorithm
+from tests.crypto.sm_curves import TEST_CURVE
 
 H = bytes.fromhex
 
-# GM/T 0003.2-2012 annex A / GM/T 0003.4-2012 annex A: the 256-bit test curve over Fp.
-TEST_CURVE = sm2.Curve(
-    "gmt0003-annex-fp256",
-    p=0x8542D69E4C044F18E8B92435BF6FF7DE457283915C45517D722EDB8B08F1DFC3,
-    a=0x787968B4FA32C3FD2417842E73BBFEFF2F3C848B6831D7E0EC65228B3937E498,
-    b=0x63E4C6D3B23B0C849CF84241484BFE48F61D59A5B16BA06E6E12D1DA27C5249A,
-    gx=0x421DEBD61B62EAB6746434EBC3CC315E32220B3BADD50BDC4C4E6C147FEDD43D,
-    gy=0x0680512BCBB42C07D47349D2153B70C4E5D7FDFCBFA36EA1A85841B9E46E09A2,
-    n=0x8542D69E4C044F18E8B92435BF6FF7DD297720630485628D5AE74EE7C32E79B7,
-)
 
 
 # --- SM3: GB/T 32905-2016 annex A -------------------------------------------------
