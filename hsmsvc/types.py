@@ -141,8 +141,9 @@ class KeyType(Vocabulary):
     travel to the backend under its public half. Separate from a KTK, so a
     component can never be offered as a one-time PIN key or the reverse."""
     KAK = "KAK"
-    """Key agreement key pair (ECDH on P-521): the private half under the LMK derives,
-    with a partner's public half, a key both sites hold (NIST SP 800-56A rev. 3, 800-56C rev. 2).
+    """Key agreement key pair (ECDH on P-521, or SM2 key exchange): the private half under the LMK
+    derives, with a partner's public half, a key both sites hold (NIST SP 800-56A rev. 3 and
+    800-56C rev. 2; GB/T 32918.3-2016).
     Separate from a KTK/CTK, so a pair that agrees never unwraps, nor the reverse."""
 
 

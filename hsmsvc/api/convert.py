@@ -117,6 +117,13 @@ def _ts(value: datetime | None) -> Timestamp | None:
     return t
 
 
+def ts(value: datetime) -> Timestamp:
+    """A datetime as a Timestamp for a response."""
+    t = Timestamp()
+    t.FromDatetime(value)
+    return t
+
+
 def key_info(key: StoredKey) -> pb.KeyInfo:
     s = key.cryptogram.spec
     return pb.KeyInfo(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from hsmsvc.api import convert as cv
 from hsmsvc.api.status import Observed, rpc
+from hsmsvc.hsm.commands import Sm2Exchange, Sm2Role
 from hsmsvc.service import keys as uc
 from hsmsvc.service.context import Caller, Services
 from hsmsvc.v1 import key_service_pb2 as m
@@ -44,13 +45,21 @@ class KeyServicer(g.KeyServiceServicer):
     def AgreeKey(self, r: m.AgreeKeyRequest, c: Caller) -> m.AgreeKeyResponse:
         t = r.template
         spec = cv.key_spec(t, _template_id(t))
-        key = uc.agree_key(self.s, c, kak=cv.key_ref(r.kak, "kak", r.HasField("kak")),
-                           peer_public_key=bytes(r.peer_public_key), peer_fingerprint=bytes(r.peer_fingerprint),
-                           shared_info=bytes(r.shared_info), spec=spec,
-                           alias=cv.text(t.alias, "template.alias") or None, legacy_types=cv.legacy_types(t),
-                           legacy_form=cv.legacy_form(t), lifetime_s=t.lifetime_seconds,
-                           max_uses=cv.uint63(t.max_uses, "template.max_uses"))
-        return m.AgreeKeyResponse(key=cv.key_info(key))
+        key, confirmation = uc.agree_key(
+            self.s, c, kak=cv.key_ref(r.kak, "kak", r.HasField("kak")),
+            peer_public_key=bytes(r.peer_public_key), peer_fingerprint=bytes(r.peer_fingerprint),
+            shared_info=bytes(r.shared_info), spec=spec,
+            alias=cv.text(t.alias, "template.alias") or None, legacy_types=cv.legacy_types(t),
+            legacy_form=cv.legacy_form(t), lifetime_s=t.lifetime_seconds,
+            max_uses=cv.uint63(t.max_uses, "template.max_uses"),
+            sm2=_sm2_exchange(r) if r.HasField("sm2") else None)
+        return m.AgreeKeyResponse(key=cv.key_info(key), confirmation=confirmation)
+
+    @rpc("KeyService.StartKeyAgreement")
+    def StartKeyAgreement(self, r: m.StartKeyAgreementRequest, c: Caller) -> m.StartKeyAgreementResponse:
+        started, public = uc.start_key_agreement(self.s, c, cv.key_ref(r.kak, "kak", r.HasField("kak")))
+        return m.StartKeyAgreementResponse(agreement_id=started.agreement_id, ephemeral_public_key=public,
+                                           expires_at=cv.ts(started.expires_at))
 
     @rpc("KeyService.ExportKey")
     def ExportKey(self, r: m.ExportKeyRequest, c: Caller) -> m.ExportKeyResponse:
@@ -118,3 +127,15 @@ class KeyServicer(g.KeyServiceServicer):
             public_key=der, algorithm=cv.ALGORITHM.to_pb[spec.algorithm], fingerprint=key.cryptogram.kcv,
             key_id=spec.key_id, version=spec.version,
         )
+
+
+_SM2_ROLE = cv.EnumTable(m.Sm2KeyExchangeRole, "SM2_KEY_EXCHANGE_ROLE_", Sm2Role)
+
+
+def _sm2_exchange(r: m.AgreeKeyRequest) -> tuple[str, Sm2Exchange]:
+    x = r.sm2
+    ids = {"own_id": bytes(x.own_id), "peer_id": bytes(x.peer_id)}
+    return x.agreement_id, Sm2Exchange(
+        role=_SM2_ROLE.get(x.role, "sm2.role"), peer_public_key=bytes(r.peer_public_key),
+        peer_fingerprint=bytes(r.peer_fingerprint), peer_ephemeral_public_key=bytes(x.peer_ephemeral_public_key),
+        peer_confirmation=bytes(x.peer_confirmation), **{k: v for k, v in ids.items() if v})

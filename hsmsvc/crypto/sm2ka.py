@@ -12,10 +12,21 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from enum import Enum
 
-from hsmsvc.crypto.sm2 import PrivateKey, PublicKey, _kdf, _mul, sm3, za
+from hsmsvc.crypto.sm2 import (
+    DEFAULT_ID,
+    PrivateKey,
+    PublicKey,
+    _kdf,
+    _mul,
+    private_key_from_d,
+    public_key_from_der,
+    public_key_to_der,
+    sm3,
+    za,
+)
 from hsmsvc.errors import InvalidInput
 
-__all__ = ["Agreement", "Role", "agree"]
+__all__ = ["Agreement", "AgreementKey", "Role", "agree", "fingerprint", "load_private_key"]
 
 
 class Role(Enum):
@@ -89,3 +100,43 @@ def agree(
     key = _kdf(xb + yb + za_ + zb, key_length)  # A8 / B7
     inner = sm3(xb + za_ + zb + b"".join(v.to_bytes(s, "big") for v in (ra.x, ra.y, rb.x, rb.y)))
     return Agreement(key, sm3(b"\x02" + yb + inner), sm3(b"\x03" + yb + inner))
+
+
+def fingerprint(public_der: bytes) -> bytes:
+    """First 8 bytes of SM3 over the SubjectPublicKeyInfo DER, as for an SM2 KTK."""
+    return sm3(bytes(public_der))[:8]
+
+
+def _peer_key(der: bytes, field_name: str) -> PublicKey:
+    try:
+        return public_key_from_der(der)
+    except InvalidInput:
+        # Decoding checks the point is on sm2p256v1 (steps A6/B3) and not at infinity.
+        raise InvalidInput(field_name, "SubjectPublicKeyInfo DER of an sm2p256v1 key") from None
+
+
+class AgreementKey:
+    """A loaded SM2 KAK: gives its public half and runs the key exchange with a partner's keys."""
+
+    __slots__ = ("_key", "fingerprint", "public_der")
+
+    def __init__(self, key: PrivateKey) -> None:
+        self._key = key
+        self.public_der = public_key_to_der(key.public)
+        self.fingerprint = fingerprint(self.public_der)
+
+    def __repr__(self) -> str:
+        return f"AgreementKey(SM2, {self.fingerprint.hex().upper()})"
+
+    def exchange(self, ephemeral: AgreementKey, *, role: Role, peer_static: bytes, peer_ephemeral: bytes,
+                 own_id: bytes = DEFAULT_ID, peer_id: bytes = DEFAULT_ID, key_length: int) -> Agreement:
+        """Clause 6.1 with this static key and ``ephemeral`` (r, R): the key and both confirmations."""
+        return agree(role, self._key, ephemeral._key, _peer_key(peer_static, "peer_public_key"),
+                     _peer_key(peer_ephemeral, "sm2.peer_ephemeral_public_key"), own_id, peer_id, key_length)
+
+
+def load_private_key(encoded: bytes) -> AgreementKey:
+    """A private scalar d, 32 bytes big-endian, 1 <= d < n - 1 (as an SM2 KTK holds it)."""
+    if not isinstance(encoded, (bytes, bytearray)) or len(encoded) != 32:
+        raise InvalidInput("private_key", "32 bytes for SM2")
+    return AgreementKey(private_key_from_d(int.from_bytes(encoded, "big")))

@@ -192,11 +192,15 @@ ALLOWED: Final[
 KEY_PAIRS: Final = frozenset({KeyType.KTK, KeyType.CTK, KeyType.KAK})
 
 # What a KAK may derive (KeyService.AgreeKey): a zone's KEK in AES, the form TR-31 version D
-# protects with; TDES and SM4 are not derived (no TDES parity or SM4 block in the agreement).
+# protects with, or in SM4 from an SM2 KAK (the national suite end to end). TDES is not
+# derived (no parity in the agreement); no algorithm stronger than the KAK (STRENGTH).
 AGREEABLE: Final[Mapping[KeyType, frozenset[KeyUsage]]] = {
     KeyType.ZMK: frozenset({KeyUsage.KBPK, KeyUsage.KEK}),
 }
-AGREEABLE_ALGORITHMS: Final = frozenset({Algorithm.AES_128, Algorithm.AES_192, Algorithm.AES_256})
+AGREEABLE_ALGORITHMS: Final[Mapping[Algorithm, frozenset[Algorithm]]] = {
+    Algorithm.ECC_P521: frozenset({Algorithm.AES_128, Algorithm.AES_192, Algorithm.AES_256}),
+    Algorithm.SM2: frozenset({Algorithm.AES_128, Algorithm.SM4}),
+}
 
 # The MAC algorithm a MAK's usage binds it to.
 MAC_USAGE: Final[Mapping[MacAlgorithm, KeyUsage]] = {
@@ -247,8 +251,8 @@ def check_binding(
         raise InvalidInput("usage", f"not a usage of a {key_type.value}")
     if algorithm.is_asymmetric != (key_type in KEY_PAIRS):
         raise InvalidInput("algorithm", "RSA, SM2 and ECC are for KTKs, CTKs and KAKs, which are key pairs")
-    if key_type is KeyType.KAK and algorithm is not Algorithm.ECC_P521:
-        raise InvalidInput("algorithm", "a KAK is ECC_P521")
+    if key_type is KeyType.KAK and algorithm not in AGREEABLE_ALGORITHMS:
+        raise InvalidInput("algorithm", "a KAK is ECC_P521 or SM2")
     if algorithm is Algorithm.ECC_P521 and key_type not in (KeyType.KAK, KeyType.CTK):
         # A P-521 CTK carries components by ECIES (crypto/ecies.py); a KTK is RSA or SM2.
         raise InvalidInput("algorithm", "ECC_P521 is for KAKs and CTKs only")

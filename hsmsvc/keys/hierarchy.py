@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import secrets
 from datetime import datetime, timedelta, timezone
 from typing import Final, Mapping, Sequence
 
@@ -17,12 +18,14 @@ from hsmsvc.errors import InvalidInput, KeyNotFound, KeyStateError, KeyUsageViol
 from hsmsvc.hsm import policy
 from hsmsvc.hsm.backend import Backend
 from hsmsvc.hsm.commands import (
-    AgreeKey, ExportKey, ExportTr34Key, Forget, FormKey, GenerateKey, ImportKey, ImportTr34Key,
+    AgreeKey, AgreeSm2Key, ExportKey, ExportTr34Key, Forget, FormKey, GenerateKey, ImportKey, ImportTr34Key,
+    PublicKey, Sm2Exchange,
 )
 from hsmsvc.hsm.model import BlockTemplate, KeyCryptogram, KeySpec, LegacyForm
 from hsmsvc.hsm.policy import Operation
 from hsmsvc.keys.model import AuditEvent, KeyRef, StoredKey, check_alias
 from hsmsvc.keys.store import KeyStore
+from hsmsvc.keys.store.agreements import PendingAgreement, ephemeral_spec
 from hsmsvc.types import Algorithm, Exportability, KcvMethod, KeyState, KeyType, KeyUsage, ModeOfUse
 
 __all__ = ["KeyManager", "check_legacy_types", "kek_spec", "require_legacy_opt_in"]
@@ -227,6 +230,48 @@ class KeyManager:
                           kak=f"{kak.key_id} v{kak.version}", own_fingerprint=kak.cryptogram.kcv.hex().upper(),
                           peer_fingerprint=bytes(peer_fingerprint).hex().upper(),
                           shared_info_sha256=hashlib.sha256(shared_info).hexdigest().upper())
+
+    def start_sm2(self, kak: StoredKey, ttl: timedelta) -> tuple[PendingAgreement, bytes]:
+        """A fresh ephemeral pair for one SM2 key exchange with ``kak`` (GB/T 32918.3-2016 clause 6.1,
+        A1-A3 / B1-B2), kept under the LMK until :meth:`agree_sm2` uses it or ``ttl`` passes."""
+        spec = kak.cryptogram.spec
+        if spec.algorithm is not Algorithm.SM2:
+            raise InvalidInput("kak", "an SM2 KAK: a P-521 KAK agrees in one AgreeKey call")
+        agreement_id = secrets.token_hex(16)
+        c = self._backend.execute(GenerateKey(spec=ephemeral_spec(agreement_id, spec)))
+        public = self._backend.execute(PublicKey(key=c))
+        a = PendingAgreement(agreement_id, kak.key_id, kak.version, c, self._actor,
+                             datetime.now(timezone.utc) + ttl)
+        self._store.agreements.start(a, AuditEvent(self._actor, "key.agree.start", kak.key_id, kak.version, (
+            ("agreement", agreement_id), ("ephemeral_fingerprint", c.kcv.hex().upper()),
+            ("expires_at", a.expires_at.isoformat()))))
+        return a, public
+
+    def agree_sm2(self, *, kak: StoredKey, agreement_id: str, exchange: Sm2Exchange, spec: KeySpec,
+                  alias: str | None = None, lifetime: timedelta | None = None, max_uses: int | None = None,
+                  legacy_types: frozenset[KeyType] = frozenset(),
+                  legacy_form: LegacyForm = LegacyForm.NONE) -> tuple[StoredKey, bytes]:
+        """Run the exchange with this agreement's ephemeral pair, which is deleted first (used once,
+        whatever the outcome), and store the key; returns it and the confirmation to send."""
+        check_legacy_types(spec, legacy_types, legacy_form)
+        if not isinstance(agreement_id, str) or len(agreement_id) != 32:
+            raise InvalidInput("sm2.agreement_id", "the 32 characters StartKeyAgreement gave")
+        pending = self._store.agreements.take(agreement_id, kak.cryptogram.spec)
+        if pending is None or (pending.kak_id, pending.kak_version) != (kak.key_id, kak.version):
+            raise KeyNotFound("sm2.agreement_id", "no such agreement for this KAK: start a new one")
+        if pending.expires_at <= datetime.now(timezone.utc):
+            raise KeyStateError("sm2.agreement_id", "expired: start a new one")
+        try:
+            done = self._backend.execute(AgreeSm2Key(kak=kak.cryptogram, ephemeral=pending.ephemeral,
+                                                     exchange=exchange, spec=spec))
+        finally:
+            self._backend.execute(Forget(key_id=pending.ephemeral.spec.key_id))
+        key = self._keep(c=done.key, action="key.agree", state=KeyState.ACTIVE, alias=alias, lifetime=lifetime,
+                         max_uses=max_uses, legacy_types=legacy_types, legacy_form=legacy_form,
+                         kak=f"{kak.key_id} v{kak.version}", own_fingerprint=kak.cryptogram.kcv.hex().upper(),
+                         peer_fingerprint=bytes(exchange.peer_fingerprint).hex().upper(),
+                         agreement=agreement_id, scheme="SM2 GB/T 32918.3", role=exchange.role.value)
+        return key, done.confirmation
 
     def import_tr34(self, *, krd: StoredKey, token: bytes, kdh_certificate: bytes, ca_certificate: bytes,
                     spec: KeySpec, kcv: bytes | None = None, alias: str | None = None,

@@ -94,6 +94,20 @@ ceremony_components = Table(
     UniqueConstraint("ceremony_id", "custodian", name="uq_ceremony_custodian"),
 )
 
+# An SM2 key exchange's ephemeral key pair, deleted when used (migration 0008).
+key_agreements = Table(
+    "key_agreements",
+    metadata,
+    Column("agreement_id", String(32), primary_key=True),
+    Column("kak_id", String(64), nullable=False),
+    Column("kak_version", Integer, nullable=False),
+    Column("cryptogram", LargeBinary, nullable=False),
+    Column("kcv", String(32), nullable=False),
+    Column("started_by", String(128), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("expires_at", DateTime(timezone=True), nullable=False),
+)
+
 audit = Table(
     "audit",
     metadata,

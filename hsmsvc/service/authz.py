@@ -77,6 +77,7 @@ ROLE_METHODS: Final[Mapping[Role, frozenset[str]]] = {
             "KeyService.ImportKey",
             "KeyService.ExportKey",
             "KeyService.AgreeKey",
+            "KeyService.StartKeyAgreement",
             "KeyService.ImportTr34Key",
             "KeyService.ExportTr34Key",
             "KeyService.RotateKey",

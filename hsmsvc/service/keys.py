@@ -14,13 +14,14 @@ from datetime import timedelta
 from typing import Final
 
 from hsmsvc.errors import InvalidInput, KeyNotFound, PermissionDenied
-from hsmsvc.hsm.commands import Kcv, PublicKey
+from hsmsvc.hsm.commands import Kcv, PublicKey, Sm2Exchange
 from hsmsvc.hsm.model import BlockTemplate, KeySpec, LegacyForm
 from hsmsvc.hsm.policy import Operation
 from hsmsvc.keys.model import NAME, KeyRef, StoredKey
+from hsmsvc.keys.store.agreements import PendingAgreement
 from hsmsvc.service.authz import NO_SUCH_KEY
 from hsmsvc.service.context import Caller, Services
-from hsmsvc.types import KcvMethod, KeyState, KeyType
+from hsmsvc.types import Algorithm, KcvMethod, KeyState, KeyType
 
 _ZONE: Final = re.compile(r"[A-Za-z0-9._:-]{0,64}")
 
@@ -35,6 +36,7 @@ __all__ = [
     "key_check_value",
     "list_keys",
     "rotate_key",
+    "start_key_agreement",
     "update_key_state",
 ]
 
@@ -111,14 +113,36 @@ def agree_key(
     s: Services, caller: Caller, *, kak: KeyRef, peer_public_key: bytes, peer_fingerprint: bytes,
     shared_info: bytes, spec: KeySpec, alias: str | None, legacy_types: frozenset[KeyType] = frozenset(),
     legacy_form: LegacyForm = LegacyForm.NONE, lifetime_s: int = 0, max_uses: int = 0,
-) -> StoredKey:
-    """A key agreed with a partner site from this site's KAK and the partner's public half (ECDH P-521)."""
+    sm2: tuple[str, Sm2Exchange] | None = None,
+) -> tuple[StoredKey, bytes]:
+    """A key agreed with a partner site from this site's KAK and the partner's public half: ECDH P-521,
+    or with ``sm2`` (a started agreement's id and the partner's side) the SM2 key exchange.
+    Returns the key and, for SM2, the confirmation hash to send (else empty)."""
     may_create(s, caller, spec)
     lifetime, limit = _lifetime(lifetime_s), _limit(max_uses)
     k = s.key(caller, kak, Operation.KEY_AGREE, "kak")
-    return s.manager(caller).agree(kak=k, peer_public_key=peer_public_key, peer_fingerprint=peer_fingerprint,
-                                   shared_info=shared_info, spec=spec, alias=alias, lifetime=lifetime,
-                                   max_uses=limit, legacy_types=legacy_types, legacy_form=legacy_form)
+    manager = s.manager(caller)
+    if sm2 is not None:
+        if shared_info:
+            raise InvalidInput("shared_info", "not used by the SM2 key exchange (GB/T 32918.3 has none): leave empty")
+        return manager.agree_sm2(kak=k, agreement_id=sm2[0], exchange=sm2[1], spec=spec, alias=alias,
+                                 lifetime=lifetime, max_uses=limit, legacy_types=legacy_types,
+                                 legacy_form=legacy_form)
+    if k.cryptogram.spec.algorithm is Algorithm.SM2:
+        raise InvalidInput("sm2", "required with an SM2 KAK: StartKeyAgreement, then the partner's keys")
+    return manager.agree(kak=k, peer_public_key=peer_public_key, peer_fingerprint=peer_fingerprint,
+                         shared_info=shared_info, spec=spec, alias=alias, lifetime=lifetime,
+                         max_uses=limit, legacy_types=legacy_types, legacy_form=legacy_form), b""
+
+
+AGREEMENT_TTL: Final = timedelta(minutes=30)
+"""How long a started SM2 agreement waits for the partner's ephemeral key (both officers on a call)."""
+
+
+def start_key_agreement(s: Services, caller: Caller, kak: KeyRef) -> tuple[PendingAgreement, bytes]:
+    """An ephemeral SM2 pair for one key exchange with ``kak``: its id and public half to send."""
+    k = s.key(caller, kak, Operation.KEY_AGREE, "kak")
+    return s.manager(caller).start_sm2(k, AGREEMENT_TTL)
 
 
 def export_key(s: Services, caller: Caller, kek: KeyRef, key: KeyRef,

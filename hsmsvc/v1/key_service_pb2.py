@@ -22,66 +22,75 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 from hsmsvc.v1 import types_pb2 as hsmsvc_dot_v1_dot_types__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1bhsmsvc/v1/key_service.proto\x12\thsmsvc.v1\x1a\x15hsmsvc/v1/types.proto\"\xad\x03\n\x0bKeyTemplate\x12\x0e\n\x06key_id\x18\x01 \x01(\t\x12\r\n\x05\x61lias\x18\x02 \x01(\t\x12$\n\x08key_type\x18\x03 \x01(\x0e\x32\x12.hsmsvc.v1.KeyType\x12\'\n\talgorithm\x18\x04 \x01(\x0e\x32\x14.hsmsvc.v1.Algorithm\x12\"\n\x05usage\x18\x05 \x01(\x0e\x32\x13.hsmsvc.v1.KeyUsage\x12)\n\x0bmode_of_use\x18\x06 \x01(\x0e\x32\x14.hsmsvc.v1.ModeOfUse\x12/\n\rexportability\x18\x07 \x01(\x0e\x32\x18.hsmsvc.v1.Exportability\x12\x0c\n\x04zone\x18\x08 \x01(\t\x12\x1c\n\x14\x64\x65\x63imalization_table\x18\t \x01(\t\x12\x18\n\x10lifetime_seconds\x18\n \x01(\r\x12\x10\n\x08max_uses\x18\x0b \x01(\x04\x12,\n\x10legacy_key_types\x18\x0c \x03(\x0e\x32\x12.hsmsvc.v1.KeyType\x12*\n\x0blegacy_form\x18\r \x01(\x0e\x32\x15.hsmsvc.v1.LegacyForm\">\n\x12GenerateKeyRequest\x12(\n\x08template\x18\x01 \x01(\x0b\x32\x16.hsmsvc.v1.KeyTemplate\"6\n\x13GenerateKeyResponse\x12\x1f\n\x03key\x18\x01 \x01(\x0b\x32\x12.hsmsvc.v1.KeyInfo\"\xa8\x01\n\x10ImportKeyRequest\x12\x1e\n\x03kek\x18\x01 \x01(\x0b\x32\x11.hsmsvc.v1.KeyRef\x12\x13\n\x0bwrapped_key\x18\x02 \x01(\x0c\x12\x0b\n\x03kcv\x18\x03 \x01(\x0c\x12(\n\x08template\x18\x04 \x01(\x0b\x32\x16.hsmsvc.v1.KeyTemplate\x12(\n\nkcv_method\x18\x05 \x01(\x0e\x32\x14.hsmsvc.v1.KcvMethod\"4\n\x11ImportKeyResponse\x12\x1f\n\x03key\x18\x01 \x01(\x0b\x32\x12.hsmsvc.v1.KeyInfo\"|\n\x10\x45xportKeyRequest\x12\x1e\n\x03kek\x18\x01 \x01(\x0b\x32\x11.hsmsvc.v1.KeyRef\x12\x1e\n\x03key\x18\x02 \x01(\x0b\x32\x11.hsmsvc.v1.KeyRef\x12(\n\nkcv_method\x18\x03 \x01(\x0e\x32\x14.hsmsvc.v1.KcvMethod\"5\n\x11\x45xportKeyResponse\x12\x13\n\x0bwrapped_key\x18\x01 \x01(\x0c\x12\x0b\n\x03kcv\x18\x02 \x01(\x0c\"\xb1\x01\n\x14ImportTr34KeyRequest\x12\"\n\x07krd_key\x18\x01 \x01(\x0b\x32\x11.hsmsvc.v1.KeyRef\x12\r\n\x05token\x18\x02 \x01(\x0c\x12\x17\n\x0fkdh_certificate\x18\x03 \x01(\x0c\x12\x16\n\x0e\x63\x61_certificate\x18\x04 \x01(\x0c\x12\x0b\n\x03kcv\x18\x05 \x01(\x0c\x12(\n\x08template\x18\x06 \x01(\x0b\x32\x16.hsmsvc.v1.KeyTemplate\"8\n\x15ImportTr34KeyResponse\x12\x1f\n\x03key\x18\x01 \x01(\x0b\x32\x12.hsmsvc.v1.KeyInfo\"\xa4\x01\n\x14\x45xportTr34KeyRequest\x12\"\n\x07kdh_key\x18\x01 \x01(\x0b\x32\x11.hsmsvc.v1.KeyRef\x12\x17\n\x0fkdh_certificate\x18\x02 \x01(\x0c\x12\x1e\n\x03key\x18\x03 \x01(\x0b\x32\x11.hsmsvc.v1.KeyRef\x12\x17\n\x0fkrd_certificate\x18\x04 \x01(\x0c\x12\x16\n\x0e\x63\x61_certificate\x18\x05 \x01(\x0c\"3\n\x15\x45xportTr34KeyResponse\x12\r\n\x05token\x18\x01 \x01(\x0c\x12\x0b\n\x03kcv\x18\x02 \x01(\x0c\"/\n\rGetKeyRequest\x12\x1e\n\x03key\x18\x01 \x01(\x0b\x32\x11.hsmsvc.v1.KeyRef\"1\n\x0eGetKeyResponse\x12\x1f\n\x03key\x18\x01 \x01(\x0b\x32\x12.hsmsvc.v1.KeyInfo\"l\n\x0fListKeysRequest\x12$\n\x08key_type\x18\x01 \x01(\x0e\x32\x12.hsmsvc.v1.KeyType\x12\x0c\n\x04zone\x18\x02 \x01(\t\x12\x11\n\tpage_size\x18\x03 \x01(\r\x12\x12\n\npage_token\x18\x04 \x01(\t\"M\n\x10ListKeysResponse\x12 \n\x04keys\x18\x01 \x03(\x0b\x32\x12.hsmsvc.v1.KeyInfo\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"^\n\x10RotateKeyRequest\x12\x1e\n\x03key\x18\x01 \x01(\x0b\x32\x11.hsmsvc.v1.KeyRef\x12\x18\n\x10lifetime_seconds\x18\x02 \x01(\r\x12\x10\n\x08max_uses\x18\x03 \x01(\x04\"N\n\x11RotateKeyResponse\x12\x1f\n\x03key\x18\x01 \x01(\x0b\x32\x12.hsmsvc.v1.KeyInfo\x12\x18\n\x10previous_version\x18\x02 \x01(\r\"k\n\x15UpdateKeyStateRequest\x12\x1e\n\x03key\x18\x01 \x01(\x0b\x32\x11.hsmsvc.v1.KeyRef\x12\"\n\x05state\x18\x02 \x01(\x0e\x32\x13.hsmsvc.v1.KeyState\x12\x0e\n\x06reason\x18\x03 \x01(\t\"9\n\x16UpdateKeyStateResponse\x12\x1f\n\x03key\x18\x01 \x01(\x0b\x32\x12.hsmsvc.v1.KeyInfo\"c\n\x17GetKeyCheckValueRequest\x12\x1e\n\x03key\x18\x01 \x01(\x0b\x32\x11.hsmsvc.v1.KeyRef\x12(\n\nkcv_method\x18\x02 \x01(\x0e\x32\x14.hsmsvc.v1.KcvMethod\"8\n\x18GetKeyCheckValueResponse\x12\x0b\n\x03kcv\x18\x01 \x01(\x0c\x12\x0f\n\x07version\x18\x02 \x01(\r\"5\n\x13GetPublicKeyRequest\x12\x1e\n\x03key\x18\x01 \x01(\x0b\x32\x11.hsmsvc.v1.KeyRef\"\x89\x01\n\x14GetPublicKeyResponse\x12\x12\n\npublic_key\x18\x01 \x01(\x0c\x12\'\n\talgorithm\x18\x02 \x01(\x0e\x32\x14.hsmsvc.v1.Algorithm\x12\x13\n\x0b\x66ingerprint\x18\x03 \x01(\x0c\x12\x0e\n\x06key_id\x18\x04 \x01(\t\x12\x0f\n\x07version\x18\x05 \x01(\r\"\xa3\x01\n\x0f\x41greeKeyRequest\x12\x1e\n\x03kak\x18\x01 \x01(\x0b\x32\x11.hsmsvc.v1.KeyRef\x12\x17\n\x0fpeer_public_key\x18\x02 \x01(\x0c\x12\x18\n\x10peer_fingerprint\x18\x03 \x01(\x0c\x12\x13\n\x0bshared_info\x18\x04 \x01(\x0c\x12(\n\x08template\x18\x05 \x01(\x0b\x32\x16.hsmsvc.v1.KeyTemplate\"3\n\x10\x41greeKeyResponse\x12\x1f\n\x03key\x18\x01 \x01(\x0b\x32\x12.hsmsvc.v1.KeyInfo2\xa8\x07\n\nKeyService\x12L\n\x0bGenerateKey\x12\x1d.hsmsvc.v1.GenerateKeyRequest\x1a\x1e.hsmsvc.v1.GenerateKeyResponse\x12\x46\n\tImportKey\x12\x1b.hsmsvc.v1.ImportKeyRequest\x1a\x1c.hsmsvc.v1.ImportKeyResponse\x12\x46\n\tExportKey\x12\x1b.hsmsvc.v1.ExportKeyRequest\x1a\x1c.hsmsvc.v1.ExportKeyResponse\x12R\n\rImportTr34Key\x12\x1f.hsmsvc.v1.ImportTr34KeyRequest\x1a .hsmsvc.v1.ImportTr34KeyResponse\x12R\n\rExportTr34Key\x12\x1f.hsmsvc.v1.ExportTr34KeyRequest\x1a .hsmsvc.v1.ExportTr34KeyResponse\x12=\n\x06GetKey\x12\x18.hsmsvc.v1.GetKeyRequest\x1a\x19.hsmsvc.v1.GetKeyResponse\x12\x43\n\x08ListKeys\x12\x1a.hsmsvc.v1.ListKeysRequest\x1a\x1b.hsmsvc.v1.ListKeysResponse\x12\x46\n\tRotateKey\x12\x1b.hsmsvc.v1.RotateKeyRequest\x1a\x1c.hsmsvc.v1.RotateKeyResponse\x12U\n\x0eUpdateKeyState\x12 .hsmsvc.v1.UpdateKeyStateRequest\x1a!.hsmsvc.v1.UpdateKeyStateResponse\x12[\n\x10GetKeyCheckValue\x12\".hsmsvc.v1.GetKeyCheckValueRequest\x1a#.hsmsvc.v1.GetKeyCheckValueResponse\x12O\n\x0cGetPublicKey\x12\x1e.hsmsvc.v1.GetPublicKeyRequest\x1a\x1f.hsmsvc.v1.GetPublicKeyResponse\x12\x43\n\x08\x41greeKey\x12\x1a.hsmsvc.v1.AgreeKeyRequest\x1a\x1b.hsmsvc.v1.AgreeKeyResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1bhsmsvc/v1/key_service.proto\x12\thsmsvc.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x15hsmsvc/v1/types.proto\"\xad\x03\n\x0bKeyTemplate\x12\x0e\n\x06key_id\x18\x01 \x01(\t\x12\r\n\x05\x61lias\x18\x02 \x01(\t\x12$\n\x08key_type\x18\x03 \x01(\x0e\x32\x12.hsmsvc.v1.KeyType\x12\'\n\talgorithm\x18\x04 \x01(\x0e\x32\x14.hsmsvc.v1.Algorithm\x12\"\n\x05usage\x18\x05 \x01(\x0e\x32\x13.hsmsvc.v1.KeyUsage\x12)\n\x0bmode_of_use\x18\x06 \x01(\x0e\x32\x14.hsmsvc.v1.ModeOfUse\x12/\n\rexportability\x18\x07 \x01(\x0e\x32\x18.hsmsvc.v1.Exportability\x12\x0c\n\x04zone\x18\x08 \x01(\t\x12\x1c\n\x14\x64\x65\x63imalization_table\x18\t \x01(\t\x12\x18\n\x10lifetime_seconds\x18\n \x01(\r\x12\x10\n\x08max_uses\x18\x0b \x01(\x04\x12,\n\x10legacy_key_types\x18\x0c \x03(\x0e\x32\x12.hsmsvc.v1.KeyType\x12*\n\x0blegacy_form\x18\r \x01(\x0e\x32\x15.hsmsvc.v1.LegacyForm\">\n\x12GenerateKeyRequest\x12(\n\x08template\x18\x01 \x01(\x0b\x32\x16.hsmsvc.v1.KeyTemplate\"6\n\x13GenerateKeyResponse\x12\x1f\n\x03key\x18\x01 \x01(\x0b\x32\x12.hsmsvc.v1.KeyInfo\"\xa8\x01\n\x10ImportKeyRequest\x12\x1e\n\x03kek\x18\x01 \x01(\x0b\x32\x11.hsmsvc.v1.KeyRef\x12\x13\n\x0bwrapped_key\x18\x02 \x01(\x0c\x12\x0b\n\x03kcv\x18\x03 \x01(\x0c\x12(\n\x08template\x18\x04 \x01(\x0b\x32\x16.hsmsvc.v1.KeyTemplate\x12(\n\nkcv_method\x18\x05 \x01(\x0e\x32\x14.hsmsvc.v1.KcvMethod\"4\n\x11ImportKeyResponse\x12\x1f\n\x03key\x18\x01 \x01(\x0b\x32\x12.hsmsvc.v1.KeyInfo\"|\n\x10\x45xportKeyRequest\x12\x1e\n\x03kek\x18\x01 \x01(\x0b\x32\x11.hsmsvc.v1.KeyRef\x12\x1e\n\x03key\x18\x02 \x01(\x0b\x32\x11.hsmsvc.v1.KeyRef\x12(\n\nkcv_method\x18\x03 \x01(\x0e\x32\x14.hsmsvc.v1.KcvMethod\"5\n\x11\x45xportKeyResponse\x12\x13\n\x0bwrapped_key\x18\x01 \x01(\x0c\x12\x0b\n\x03kcv\x18\x02 \x01(\x0c\"\xb1\x01\n\x14ImportTr34KeyRequest\x12\"\n\x07krd_key\x18\x01 \x01(\x0b\x32\x11.hsmsvc.v1.KeyRef\x12\r\n\x05token\x18\x02 \x01(\x0c\x12\x17\n\x0fkdh_certificate\x18\x03 \x01(\x0c\x12\x16\n\x0e\x63\x61_certificate\x18\x04 \x01(\x0c\x12\x0b\n\x03kcv\x18\x05 \x01(\x0c\x12(\n\x08template\x18\x06 \x01(\x0b\x32\x16.hsmsvc.v1.KeyTemplate\"8\n\x15ImportTr34KeyResponse\x12\x1f\n\x03key\x18\x01 \x01(\x0b\x32\x12.hsmsvc.v1.KeyInfo\"\xa4\x01\n\x14\x45xportTr34KeyRequest\x12\"\n\x07kdh_key\x18\x01 \x01(\x0b\x32\x11.hsmsvc.v1.KeyRef\x12\x17\n\x0fkdh_certificate\x18\x02 \x01(\x0c\x12\x1e\n\x03key\x18\x03 \x01(\x0b\x32\x11.hsmsvc.v1.KeyRef\x12\x17\n\x0fkrd_certificate\x18\x04 \x01(\x0c\x12\x16\n\x0e\x63\x61_certificate\x18\x05 \x01(\x0c\"3\n\x15\x45xportTr34KeyResponse\x12\r\n\x05token\x18\x01 \x01(\x0c\x12\x0b\n\x03kcv\x18\x02 \x01(\x0c\"/\n\rGetKeyRequest\x12\x1e\n\x03key\x18\x01 \x01(\x0b\x32\x11.hsmsvc.v1.KeyRef\"1\n\x0eGetKeyResponse\x12\x1f\n\x03key\x18\x01 \x01(\x0b\x32\x12.hsmsvc.v1.KeyInfo\"l\n\x0fListKeysRequest\x12$\n\x08key_type\x18\x01 \x01(\x0e\x32\x12.hsmsvc.v1.KeyType\x12\x0c\n\x04zone\x18\x02 \x01(\t\x12\x11\n\tpage_size\x18\x03 \x01(\r\x12\x12\n\npage_token\x18\x04 \x01(\t\"M\n\x10ListKeysResponse\x12 \n\x04keys\x18\x01 \x03(\x0b\x32\x12.hsmsvc.v1.KeyInfo\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"^\n\x10RotateKeyRequest\x12\x1e\n\x03key\x18\x01 \x01(\x0b\x32\x11.hsmsvc.v1.KeyRef\x12\x18\n\x10lifetime_seconds\x18\x02 \x01(\r\x12\x10\n\x08max_uses\x18\x03 \x01(\x04\"N\n\x11RotateKeyResponse\x12\x1f\n\x03key\x18\x01 \x01(\x0b\x32\x12.hsmsvc.v1.KeyInfo\x12\x18\n\x10previous_version\x18\x02 \x01(\r\"k\n\x15UpdateKeyStateRequest\x12\x1e\n\x03key\x18\x01 \x01(\x0b\x32\x11.hsmsvc.v1.KeyRef\x12\"\n\x05state\x18\x02 \x01(\x0e\x32\x13.hsmsvc.v1.KeyState\x12\x0e\n\x06reason\x18\x03 \x01(\t\"9\n\x16UpdateKeyStateResponse\x12\x1f\n\x03key\x18\x01 \x01(\x0b\x32\x12.hsmsvc.v1.KeyInfo\"c\n\x17GetKeyCheckValueRequest\x12\x1e\n\x03key\x18\x01 \x01(\x0b\x32\x11.hsmsvc.v1.KeyRef\x12(\n\nkcv_method\x18\x02 \x01(\x0e\x32\x14.hsmsvc.v1.KcvMethod\"8\n\x18GetKeyCheckValueResponse\x12\x0b\n\x03kcv\x18\x01 \x01(\x0c\x12\x0f\n\x07version\x18\x02 \x01(\r\"5\n\x13GetPublicKeyRequest\x12\x1e\n\x03key\x18\x01 \x01(\x0b\x32\x11.hsmsvc.v1.KeyRef\"\x89\x01\n\x14GetPublicKeyResponse\x12\x12\n\npublic_key\x18\x01 \x01(\x0c\x12\'\n\talgorithm\x18\x02 \x01(\x0e\x32\x14.hsmsvc.v1.Algorithm\x12\x13\n\x0b\x66ingerprint\x18\x03 \x01(\x0c\x12\x0e\n\x06key_id\x18\x04 \x01(\t\x12\x0f\n\x07version\x18\x05 \x01(\r\"\xcb\x01\n\x0f\x41greeKeyRequest\x12\x1e\n\x03kak\x18\x01 \x01(\x0b\x32\x11.hsmsvc.v1.KeyRef\x12\x17\n\x0fpeer_public_key\x18\x02 \x01(\x0c\x12\x18\n\x10peer_fingerprint\x18\x03 \x01(\x0c\x12\x13\n\x0bshared_info\x18\x04 \x01(\x0c\x12(\n\x08template\x18\x05 \x01(\x0b\x32\x16.hsmsvc.v1.KeyTemplate\x12&\n\x03sm2\x18\x06 \x01(\x0b\x32\x19.hsmsvc.v1.Sm2KeyExchange\"\xb2\x01\n\x0eSm2KeyExchange\x12\x14\n\x0c\x61greement_id\x18\x01 \x01(\t\x12!\n\x19peer_ephemeral_public_key\x18\x02 \x01(\x0c\x12+\n\x04role\x18\x03 \x01(\x0e\x32\x1d.hsmsvc.v1.Sm2KeyExchangeRole\x12\x0e\n\x06own_id\x18\x04 \x01(\x0c\x12\x0f\n\x07peer_id\x18\x05 \x01(\x0c\x12\x19\n\x11peer_confirmation\x18\x06 \x01(\x0c\"I\n\x10\x41greeKeyResponse\x12\x1f\n\x03key\x18\x01 \x01(\x0b\x32\x12.hsmsvc.v1.KeyInfo\x12\x14\n\x0c\x63onfirmation\x18\x02 \x01(\x0c\":\n\x18StartKeyAgreementRequest\x12\x1e\n\x03kak\x18\x01 \x01(\x0b\x32\x11.hsmsvc.v1.KeyRef\"\x7f\n\x19StartKeyAgreementResponse\x12\x14\n\x0c\x61greement_id\x18\x01 \x01(\t\x12\x1c\n\x14\x65phemeral_public_key\x18\x02 \x01(\x0c\x12.\n\nexpires_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp*\x85\x01\n\x12Sm2KeyExchangeRole\x12%\n!SM2_KEY_EXCHANGE_ROLE_UNSPECIFIED\x10\x00\x12#\n\x1fSM2_KEY_EXCHANGE_ROLE_INITIATOR\x10\x01\x12#\n\x1fSM2_KEY_EXCHANGE_ROLE_RESPONDER\x10\x02\x32\x88\x08\n\nKeyService\x12L\n\x0bGenerateKey\x12\x1d.hsmsvc.v1.GenerateKeyRequest\x1a\x1e.hsmsvc.v1.GenerateKeyResponse\x12\x46\n\tImportKey\x12\x1b.hsmsvc.v1.ImportKeyRequest\x1a\x1c.hsmsvc.v1.ImportKeyResponse\x12\x46\n\tExportKey\x12\x1b.hsmsvc.v1.ExportKeyRequest\x1a\x1c.hsmsvc.v1.ExportKeyResponse\x12R\n\rImportTr34Key\x12\x1f.hsmsvc.v1.ImportTr34KeyRequest\x1a .hsmsvc.v1.ImportTr34KeyResponse\x12R\n\rExportTr34Key\x12\x1f.hsmsvc.v1.ExportTr34KeyRequest\x1a .hsmsvc.v1.ExportTr34KeyResponse\x12=\n\x06GetKey\x12\x18.hsmsvc.v1.GetKeyRequest\x1a\x19.hsmsvc.v1.GetKeyResponse\x12\x43\n\x08ListKeys\x12\x1a.hsmsvc.v1.ListKeysRequest\x1a\x1b.hsmsvc.v1.ListKeysResponse\x12\x46\n\tRotateKey\x12\x1b.hsmsvc.v1.RotateKeyRequest\x1a\x1c.hsmsvc.v1.RotateKeyResponse\x12U\n\x0eUpdateKeyState\x12 .hsmsvc.v1.UpdateKeyStateRequest\x1a!.hsmsvc.v1.UpdateKeyStateResponse\x12[\n\x10GetKeyCheckValue\x12\".hsmsvc.v1.GetKeyCheckValueRequest\x1a#.hsmsvc.v1.GetKeyCheckValueResponse\x12O\n\x0cGetPublicKey\x12\x1e.hsmsvc.v1.GetPublicKeyRequest\x1a\x1f.hsmsvc.v1.GetPublicKeyResponse\x12\x43\n\x08\x41greeKey\x12\x1a.hsmsvc.v1.AgreeKeyRequest\x1a\x1b.hsmsvc.v1.AgreeKeyResponse\x12^\n\x11StartKeyAgreement\x12#.hsmsvc.v1.StartKeyAgreementRequest\x1a$.hsmsvc.v1.StartKeyAgreementResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'hsmsvc.v1.key_service_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_KEYTEMPLATE']._serialized_start=66
-  _globals['_KEYTEMPLATE']._serialized_end=495
-  _globals['_GENERATEKEYREQUEST']._serialized_start=497
-  _globals['_GENERATEKEYREQUEST']._serialized_end=559
-  _globals['_GENERATEKEYRESPONSE']._serialized_start=561
-  _globals['_GENERATEKEYRESPONSE']._serialized_end=615
-  _globals['_IMPORTKEYREQUEST']._serialized_start=618
-  _globals['_IMPORTKEYREQUEST']._serialized_end=786
-  _globals['_IMPORTKEYRESPONSE']._serialized_start=788
-  _globals['_IMPORTKEYRESPONSE']._serialized_end=840
-  _globals['_EXPORTKEYREQUEST']._serialized_start=842
-  _globals['_EXPORTKEYREQUEST']._serialized_end=966
-  _globals['_EXPORTKEYRESPONSE']._serialized_start=968
-  _globals['_EXPORTKEYRESPONSE']._serialized_end=1021
-  _globals['_IMPORTTR34KEYREQUEST']._serialized_start=1024
-  _globals['_IMPORTTR34KEYREQUEST']._serialized_end=1201
-  _globals['_IMPORTTR34KEYRESPONSE']._serialized_start=1203
-  _globals['_IMPORTTR34KEYRESPONSE']._serialized_end=1259
-  _globals['_EXPORTTR34KEYREQUEST']._serialized_start=1262
-  _globals['_EXPORTTR34KEYREQUEST']._serialized_end=1426
-  _globals['_EXPORTTR34KEYRESPONSE']._serialized_start=1428
-  _globals['_EXPORTTR34KEYRESPONSE']._serialized_end=1479
-  _globals['_GETKEYREQUEST']._serialized_start=1481
-  _globals['_GETKEYREQUEST']._serialized_end=1528
-  _globals['_GETKEYRESPONSE']._serialized_start=1530
-  _globals['_GETKEYRESPONSE']._serialized_end=1579
-  _globals['_LISTKEYSREQUEST']._serialized_start=1581
-  _globals['_LISTKEYSREQUEST']._serialized_end=1689
-  _globals['_LISTKEYSRESPONSE']._serialized_start=1691
-  _globals['_LISTKEYSRESPONSE']._serialized_end=1768
-  _globals['_ROTATEKEYREQUEST']._serialized_start=1770
-  _globals['_ROTATEKEYREQUEST']._serialized_end=1864
-  _globals['_ROTATEKEYRESPONSE']._serialized_start=1866
-  _globals['_ROTATEKEYRESPONSE']._serialized_end=1944
-  _globals['_UPDATEKEYSTATEREQUEST']._serialized_start=1946
-  _globals['_UPDATEKEYSTATEREQUEST']._serialized_end=2053
-  _globals['_UPDATEKEYSTATERESPONSE']._serialized_start=2055
-  _globals['_UPDATEKEYSTATERESPONSE']._serialized_end=2112
-  _globals['_GETKEYCHECKVALUEREQUEST']._serialized_start=2114
-  _globals['_GETKEYCHECKVALUEREQUEST']._serialized_end=2213
-  _globals['_GETKEYCHECKVALUERESPONSE']._serialized_start=2215
-  _globals['_GETKEYCHECKVALUERESPONSE']._serialized_end=2271
-  _globals['_GETPUBLICKEYREQUEST']._serialized_start=2273
-  _globals['_GETPUBLICKEYREQUEST']._serialized_end=2326
-  _globals['_GETPUBLICKEYRESPONSE']._serialized_start=2329
-  _globals['_GETPUBLICKEYRESPONSE']._serialized_end=2466
-  _globals['_AGREEKEYREQUEST']._serialized_start=2469
-  _globals['_AGREEKEYREQUEST']._serialized_end=2632
-  _globals['_AGREEKEYRESPONSE']._serialized_start=2634
-  _globals['_AGREEKEYRESPONSE']._serialized_end=2685
-  _globals['_KEYSERVICE']._serialized_start=2688
-  _globals['_KEYSERVICE']._serialized_end=3624
+  _globals['_SM2KEYEXCHANGEROLE']._serialized_start=3153
+  _globals['_SM2KEYEXCHANGEROLE']._serialized_end=3286
+  _globals['_KEYTEMPLATE']._serialized_start=99
+  _globals['_KEYTEMPLATE']._serialized_end=528
+  _globals['_GENERATEKEYREQUEST']._serialized_start=530
+  _globals['_GENERATEKEYREQUEST']._serialized_end=592
+  _globals['_GENERATEKEYRESPONSE']._serialized_start=594
+  _globals['_GENERATEKEYRESPONSE']._serialized_end=648
+  _globals['_IMPORTKEYREQUEST']._serialized_start=651
+  _globals['_IMPORTKEYREQUEST']._serialized_end=819
+  _globals['_IMPORTKEYRESPONSE']._serialized_start=821
+  _globals['_IMPORTKEYRESPONSE']._serialized_end=873
+  _globals['_EXPORTKEYREQUEST']._serialized_start=875
+  _globals['_EXPORTKEYREQUEST']._serialized_end=999
+  _globals['_EXPORTKEYRESPONSE']._serialized_start=1001
+  _globals['_EXPORTKEYRESPONSE']._serialized_end=1054
+  _globals['_IMPORTTR34KEYREQUEST']._serialized_start=1057
+  _globals['_IMPORTTR34KEYREQUEST']._serialized_end=1234
+  _globals['_IMPORTTR34KEYRESPONSE']._serialized_start=1236
+  _globals['_IMPORTTR34KEYRESPONSE']._serialized_end=1292
+  _globals['_EXPORTTR34KEYREQUEST']._serialized_start=1295
+  _globals['_EXPORTTR34KEYREQUEST']._serialized_end=1459
+  _globals['_EXPORTTR34KEYRESPONSE']._serialized_start=1461
+  _globals['_EXPORTTR34KEYRESPONSE']._serialized_end=1512
+  _globals['_GETKEYREQUEST']._serialized_start=1514
+  _globals['_GETKEYREQUEST']._serialized_end=1561
+  _globals['_GETKEYRESPONSE']._serialized_start=1563
+  _globals['_GETKEYRESPONSE']._serialized_end=1612
+  _globals['_LISTKEYSREQUEST']._serialized_start=1614
+  _globals['_LISTKEYSREQUEST']._serialized_end=1722
+  _globals['_LISTKEYSRESPONSE']._serialized_start=1724
+  _globals['_LISTKEYSRESPONSE']._serialized_end=1801
+  _globals['_ROTATEKEYREQUEST']._serialized_start=1803
+  _globals['_ROTATEKEYREQUEST']._serialized_end=1897
+  _globals['_ROTATEKEYRESPONSE']._serialized_start=1899
+  _globals['_ROTATEKEYRESPONSE']._serialized_end=1977
+  _globals['_UPDATEKEYSTATEREQUEST']._serialized_start=1979
+  _globals['_UPDATEKEYSTATEREQUEST']._serialized_end=2086
+  _globals['_UPDATEKEYSTATERESPONSE']._serialized_start=2088
+  _globals['_UPDATEKEYSTATERESPONSE']._serialized_end=2145
+  _globals['_GETKEYCHECKVALUEREQUEST']._serialized_start=2147
+  _globals['_GETKEYCHECKVALUEREQUEST']._serialized_end=2246
+  _globals['_GETKEYCHECKVALUERESPONSE']._serialized_start=2248
+  _globals['_GETKEYCHECKVALUERESPONSE']._serialized_end=2304
+  _globals['_GETPUBLICKEYREQUEST']._serialized_start=2306
+  _globals['_GETPUBLICKEYREQUEST']._serialized_end=2359
+  _globals['_GETPUBLICKEYRESPONSE']._serialized_start=2362
+  _globals['_GETPUBLICKEYRESPONSE']._serialized_end=2499
+  _globals['_AGREEKEYREQUEST']._serialized_start=2502
+  _globals['_AGREEKEYREQUEST']._serialized_end=2705
+  _globals['_SM2KEYEXCHANGE']._serialized_start=2708
+  _globals['_SM2KEYEXCHANGE']._serialized_end=2886
+  _globals['_AGREEKEYRESPONSE']._serialized_start=2888
+  _globals['_AGREEKEYRESPONSE']._serialized_end=2961
+  _globals['_STARTKEYAGREEMENTREQUEST']._serialized_start=2963
+  _globals['_STARTKEYAGREEMENTREQUEST']._serialized_end=3021
+  _globals['_STARTKEYAGREEMENTRESPONSE']._serialized_start=3023
+  _globals['_STARTKEYAGREEMENTRESPONSE']._serialized_end=3150
+  _globals['_KEYSERVICE']._serialized_start=3289
+  _globals['_KEYSERVICE']._serialized_end=4321
 # @@protoc_insertion_point(module_scope)

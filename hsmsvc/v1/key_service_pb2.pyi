@@ -1,11 +1,24 @@
+import datetime
+
+from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from hsmsvc.v1 import types_pb2 as _types_pb2
 from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
 from collections.abc import Iterable as _Iterable, Mapping as _Mapping
 from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
+
+class Sm2KeyExchangeRole(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    SM2_KEY_EXCHANGE_ROLE_UNSPECIFIED: _ClassVar[Sm2KeyExchangeRole]
+    SM2_KEY_EXCHANGE_ROLE_INITIATOR: _ClassVar[Sm2KeyExchangeRole]
+    SM2_KEY_EXCHANGE_ROLE_RESPONDER: _ClassVar[Sm2KeyExchangeRole]
+SM2_KEY_EXCHANGE_ROLE_UNSPECIFIED: Sm2KeyExchangeRole
+SM2_KEY_EXCHANGE_ROLE_INITIATOR: Sm2KeyExchangeRole
+SM2_KEY_EXCHANGE_ROLE_RESPONDER: Sm2KeyExchangeRole
 
 class KeyTemplate(_message.Message):
     __slots__ = ("key_id", "alias", "key_type", "algorithm", "usage", "mode_of_use", "exportability", "zone", "decimalization_table", "lifetime_seconds", "max_uses", "legacy_key_types", "legacy_form")
@@ -234,21 +247,57 @@ class GetPublicKeyResponse(_message.Message):
     def __init__(self, public_key: _Optional[bytes] = ..., algorithm: _Optional[_Union[_types_pb2.Algorithm, str]] = ..., fingerprint: _Optional[bytes] = ..., key_id: _Optional[str] = ..., version: _Optional[int] = ...) -> None: ...
 
 class AgreeKeyRequest(_message.Message):
-    __slots__ = ("kak", "peer_public_key", "peer_fingerprint", "shared_info", "template")
+    __slots__ = ("kak", "peer_public_key", "peer_fingerprint", "shared_info", "template", "sm2")
     KAK_FIELD_NUMBER: _ClassVar[int]
     PEER_PUBLIC_KEY_FIELD_NUMBER: _ClassVar[int]
     PEER_FINGERPRINT_FIELD_NUMBER: _ClassVar[int]
     SHARED_INFO_FIELD_NUMBER: _ClassVar[int]
     TEMPLATE_FIELD_NUMBER: _ClassVar[int]
+    SM2_FIELD_NUMBER: _ClassVar[int]
     kak: _types_pb2.KeyRef
     peer_public_key: bytes
     peer_fingerprint: bytes
     shared_info: bytes
     template: KeyTemplate
-    def __init__(self, kak: _Optional[_Union[_types_pb2.KeyRef, _Mapping]] = ..., peer_public_key: _Optional[bytes] = ..., peer_fingerprint: _Optional[bytes] = ..., shared_info: _Optional[bytes] = ..., template: _Optional[_Union[KeyTemplate, _Mapping]] = ...) -> None: ...
+    sm2: Sm2KeyExchange
+    def __init__(self, kak: _Optional[_Union[_types_pb2.KeyRef, _Mapping]] = ..., peer_public_key: _Optional[bytes] = ..., peer_fingerprint: _Optional[bytes] = ..., shared_info: _Optional[bytes] = ..., template: _Optional[_Union[KeyTemplate, _Mapping]] = ..., sm2: _Optional[_Union[Sm2KeyExchange, _Mapping]] = ...) -> None: ...
+
+class Sm2KeyExchange(_message.Message):
+    __slots__ = ("agreement_id", "peer_ephemeral_public_key", "role", "own_id", "peer_id", "peer_confirmation")
+    AGREEMENT_ID_FIELD_NUMBER: _ClassVar[int]
+    PEER_EPHEMERAL_PUBLIC_KEY_FIELD_NUMBER: _ClassVar[int]
+    ROLE_FIELD_NUMBER: _ClassVar[int]
+    OWN_ID_FIELD_NUMBER: _ClassVar[int]
+    PEER_ID_FIELD_NUMBER: _ClassVar[int]
+    PEER_CONFIRMATION_FIELD_NUMBER: _ClassVar[int]
+    agreement_id: str
+    peer_ephemeral_public_key: bytes
+    role: Sm2KeyExchangeRole
+    own_id: bytes
+    peer_id: bytes
+    peer_confirmation: bytes
+    def __init__(self, agreement_id: _Optional[str] = ..., peer_ephemeral_public_key: _Optional[bytes] = ..., role: _Optional[_Union[Sm2KeyExchangeRole, str]] = ..., own_id: _Optional[bytes] = ..., peer_id: _Optional[bytes] = ..., peer_confirmation: _Optional[bytes] = ...) -> None: ...
 
 class AgreeKeyResponse(_message.Message):
-    __slots__ = ("key",)
+    __slots__ = ("key", "confirmation")
     KEY_FIELD_NUMBER: _ClassVar[int]
+    CONFIRMATION_FIELD_NUMBER: _ClassVar[int]
     key: _types_pb2.KeyInfo
-    def __init__(self, key: _Optional[_Union[_types_pb2.KeyInfo, _Mapping]] = ...) -> None: ...
+    confirmation: bytes
+    def __init__(self, key: _Optional[_Union[_types_pb2.KeyInfo, _Mapping]] = ..., confirmation: _Optional[bytes] = ...) -> None: ...
+
+class StartKeyAgreementRequest(_message.Message):
+    __slots__ = ("kak",)
+    KAK_FIELD_NUMBER: _ClassVar[int]
+    kak: _types_pb2.KeyRef
+    def __init__(self, kak: _Optional[_Union[_types_pb2.KeyRef, _Mapping]] = ...) -> None: ...
+
+class StartKeyAgreementResponse(_message.Message):
+    __slots__ = ("agreement_id", "ephemeral_public_key", "expires_at")
+    AGREEMENT_ID_FIELD_NUMBER: _ClassVar[int]
+    EPHEMERAL_PUBLIC_KEY_FIELD_NUMBER: _ClassVar[int]
+    EXPIRES_AT_FIELD_NUMBER: _ClassVar[int]
+    agreement_id: str
+    ephemeral_public_key: bytes
+    expires_at: _timestamp_pb2.Timestamp
+    def __init__(self, agreement_id: _Optional[str] = ..., ephemeral_public_key: _Optional[bytes] = ..., expires_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...

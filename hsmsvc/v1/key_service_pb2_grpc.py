@@ -95,6 +95,11 @@ class KeyServiceStub:
                 request_serializer=hsmsvc_dot_v1_dot_key__service__pb2.AgreeKeyRequest.SerializeToString,
                 response_deserializer=hsmsvc_dot_v1_dot_key__service__pb2.AgreeKeyResponse.FromString,
                 _registered_method=True)
+        self.StartKeyAgreement = channel.unary_unary(
+                '/hsmsvc.v1.KeyService/StartKeyAgreement',
+                request_serializer=hsmsvc_dot_v1_dot_key__service__pb2.StartKeyAgreementRequest.SerializeToString,
+                response_deserializer=hsmsvc_dot_v1_dot_key__service__pb2.StartKeyAgreementResponse.FromString,
+                _registered_method=True)
 
 
 class KeyServiceServicer:
@@ -183,8 +188,19 @@ class KeyServiceServicer:
     def AgreeKey(self, request, context):
         """AgreeKey derives a ZMK both sites hold without a component leaving either backend: ECDH
         on P-521 between this site's KAK and the partner's public key (SP 800-56A rev. 3), then the
-        SP 800-56C rev. 2 one-step KDF with SHA-512. Both sites' KCVs must match. Manager only;
-        audited as key.agree with both public keys' fingerprints.
+        SP 800-56C rev. 2 one-step KDF with SHA-512; or, with an SM2 KAK, the SM2 key exchange
+        (GB/T 32918.3-2016 clause 6.1) after StartKeyAgreement at both sites. Both sites' KCVs
+        must match. Manager only; audited as key.agree with both public keys' fingerprints.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def StartKeyAgreement(self, request, context):
+        """StartKeyAgreement makes the ephemeral key pair of one SM2 key exchange (steps A1-A3 and
+        B1-B2) under the LMK, for an SM2 KAK: send its public half to the partner, then call AgreeKey
+        with the agreement id within 30 minutes. The pair is used once, by that AgreeKey, and is
+        deleted whatever its outcome. Manager only; audited as key.agree.start.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -252,6 +268,11 @@ def add_KeyServiceServicer_to_server(servicer, server):
                     servicer.AgreeKey,
                     request_deserializer=hsmsvc_dot_v1_dot_key__service__pb2.AgreeKeyRequest.FromString,
                     response_serializer=hsmsvc_dot_v1_dot_key__service__pb2.AgreeKeyResponse.SerializeToString,
+            ),
+            'StartKeyAgreement': grpc.unary_unary_rpc_method_handler(
+                    servicer.StartKeyAgreement,
+                    request_deserializer=hsmsvc_dot_v1_dot_key__service__pb2.StartKeyAgreementRequest.FromString,
+                    response_serializer=hsmsvc_dot_v1_dot_key__service__pb2.StartKeyAgreementResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -579,6 +600,33 @@ class KeyService:
             '/hsmsvc.v1.KeyService/AgreeKey',
             hsmsvc_dot_v1_dot_key__service__pb2.AgreeKeyRequest.SerializeToString,
             hsmsvc_dot_v1_dot_key__service__pb2.AgreeKeyResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def StartKeyAgreement(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/hsmsvc.v1.KeyService/StartKeyAgreement',
+            hsmsvc_dot_v1_dot_key__service__pb2.StartKeyAgreementRequest.SerializeToString,
+            hsmsvc_dot_v1_dot_key__service__pb2.StartKeyAgreementResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -7,7 +7,7 @@ command value to a worker. A new command is one class in its family's module
 (and a capability in :class:`~hsmsvc.hsm.model.Command` if backends may lack it).
 """
 
-from hsmsvc.hsm.commands.agree import AgreeKey
+from hsmsvc.hsm.commands.agree import AgreeKey, AgreeSm2Key, Sm2Exchange, Sm2Result, Sm2Role
 from hsmsvc.hsm.commands.base import HsmCommand, TimingHook
 from hsmsvc.hsm.commands.data import DecryptData, EncryptData, EncryptFields, Random, ReencryptData
 from hsmsvc.hsm.commands.keys import (
@@ -52,6 +52,7 @@ from hsmsvc.hsm.commands.storedpins import (
 
 __all__ = [
     "AgreeKey",
+    "AgreeSm2Key",
     "AuditMac",
     "CheckComponent",
     "CompareStoredPins",
@@ -94,4 +95,7 @@ __all__ = [
     "VerifyPinStored",
     "VerifyPinsStored",
     "WriteAuditAnchor",
+    "Sm2Exchange",
+    "Sm2Result",
+    "Sm2Role",
 ]

@@ -1,11 +1,18 @@
-"""Key agreement: a zone's KEK derived at two sites from their KAKs (ECDH P-521, NIST SP 800-56C rev. 2).
+"""Key agreement: a zone's KEK derived at two sites from their KAKs.
 
 Each site's KAK private half stays under its LMK; the officers exchange the
-public halves out of band and compare fingerprints. Both sites then derive the
-same key: Z by ECDH (SP 800-56A rev. 3 clause 5.7.1.2), the key by the one-step
-KDF with SHA-512 over FixedInfo binding both public keys, the derived key's
-type, algorithm and usage, its length and the agreed shared info (nonce and
-context). Neither Z nor the key leaves the backend; the KCVs are compared.
+public halves out of band and compare fingerprints.
+
+* P-521 (:class:`AgreeKey`): Z by ECDH (SP 800-56A rev. 3 clause 5.7.1.2), the key
+  by the one-step KDF with SHA-512 (SP 800-56C rev. 2) over FixedInfo binding both
+  public keys, the derived key's type, algorithm and usage, its length and the
+  agreed shared info (nonce and context).
+* SM2 (:class:`AgreeSm2Key`): the two-pass key exchange of GB/T 32918.3-2016
+  clause 6.1 with each site's static KAK and an ephemeral key pair made for this
+  one agreement (under the LMK, used once); the key is the exchange's own SM3 KDF
+  output K_A = K_B, as any conforming partner computes it.
+
+Neither Z nor the key leaves the backend; the KCVs are compared.
 """
 
 from __future__ import annotations
@@ -13,19 +20,22 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from hsmsvc.crypto import compare, ecdh
+from hsmsvc.crypto import compare, ecdh, sm2ka
+from hsmsvc.crypto.sm2 import DEFAULT_ID
 from hsmsvc.errors import InvalidInput, KeyUsageViolation, VerificationFailed
 from hsmsvc.hsm import policy
 from hsmsvc.hsm.commands.base import STRENGTH, HsmCommand
 from hsmsvc.hsm.model import Command, KeyCryptogram, KeySpec
 from hsmsvc.hsm.policy import Operation
+from hsmsvc.types import Algorithm
 
 if TYPE_CHECKING:
     from hsmsvc.hsm.commands.core import CommandBackend
 
-__all__ = ["AgreeKey", "algorithm_id", "check_template"]
+__all__ = ["AgreeKey", "AgreeSm2Key", "Sm2Exchange", "Sm2Result", "Sm2Role", "algorithm_id", "check_template"]
 
 _LABEL = b"hsmsvc/agree/v1"
+Sm2Role = sm2ka.Role
 
 
 def algorithm_id(spec: KeySpec) -> bytes:
@@ -34,13 +44,15 @@ def algorithm_id(spec: KeySpec) -> bytes:
     return _LABEL + f"|{spec.key_type.value}|{spec.algorithm.value}|{spec.usage.value}".encode("ascii")
 
 
-def check_template(spec: KeySpec) -> None:
-    """A KAK derives an AES ZMK only (policy.AGREEABLE), never a key stronger than the agreement."""
+def check_template(spec: KeySpec, kak: Algorithm = Algorithm.ECC_P521) -> None:
+    """A KAK derives a ZMK only (policy.AGREEABLE), in an algorithm its curve may derive."""
     usages = policy.AGREEABLE.get(spec.key_type)
     if usages is None or spec.usage not in usages:
         raise InvalidInput("template.key_type", "key agreement derives a ZMK (K0 or K1)")
-    if spec.algorithm not in policy.AGREEABLE_ALGORITHMS:
-        raise InvalidInput("template.algorithm", "key agreement derives AES_128, AES_192 or AES_256")
+    allowed = policy.AGREEABLE_ALGORITHMS.get(kak, frozenset())
+    if spec.algorithm not in allowed:
+        names = ", ".join(sorted(a.value for a in allowed))
+        raise InvalidInput("template.algorithm", f"an {kak.value} KAK derives {names}")
 
 
 def _check_bytes(value: object, field: str, low: int, high: int) -> bytes:
@@ -67,7 +79,7 @@ class AgreeKey(HsmCommand[KeyCryptogram]):
     def run(self, b: CommandBackend) -> KeyCryptogram:
         spec = self.spec
         b._capabilities.require(Command.KEY_AGREE, self.kak.spec.algorithm, spec.algorithm)
-        check_template(spec)
+        check_template(spec)  # the P-521 path; an SM2 KAK is refused when it is used
         peer_der = _check_bytes(self.peer_public_key, "peer_public_key", 1, 1024)
         claimed = _check_bytes(self.peer_fingerprint, "peer_fingerprint", 8, 8)
         info = _check_bytes(self.shared_info, "shared_info", ecdh.MIN_SHARED_INFO, ecdh.MAX_SHARED_INFO)
@@ -86,3 +98,77 @@ class AgreeKey(HsmCommand[KeyCryptogram]):
                                     key_bits=bits, shared_info=info)
             clear = b._agree(k, peer, length=spec.algorithm.key_length, info=fixed)
             return b._seal_clear(spec, clear)
+
+
+@dataclass(frozen=True, kw_only=True, repr=False)
+class Sm2Exchange:
+    """The partner's side of an SM2 key exchange (GB/T 32918.3-2016 clause 6.1).
+
+    ``own_id`` and ``peer_id`` are the distinguishing identifiers in Z_A and Z_B
+    (default ``1234567812345678``, GB/T 35276-2017): each site gives the other's
+    crosswise. ``peer_confirmation`` is optional: S_B for an initiator, S_A for a
+    responder, from the site that agreed first.
+    """
+
+    role: Sm2Role
+    peer_public_key: bytes
+    peer_fingerprint: bytes
+    peer_ephemeral_public_key: bytes
+    own_id: bytes = DEFAULT_ID
+    peer_id: bytes = DEFAULT_ID
+    peer_confirmation: bytes = b""
+
+
+@dataclass(frozen=True)
+class Sm2Result:
+    """The agreed key under the LMK and the confirmation hash this site sends (S_B or S_A)."""
+
+    key: KeyCryptogram
+    confirmation: bytes
+
+
+@dataclass(frozen=True, kw_only=True, repr=False)
+class AgreeSm2Key(HsmCommand[Sm2Result]):
+    """Run the SM2 key exchange with ``kak`` and this agreement's ``ephemeral`` key pair.
+
+    Every fault after the exchange is computed (a peer confirmation that differs)
+    is one refusal; nothing is stored then. The ephemeral key is the caller's to
+    have taken out of the store before this runs, so it is never used twice.
+    """
+
+    kak: KeyCryptogram
+    ephemeral: KeyCryptogram
+    exchange: Sm2Exchange
+    spec: KeySpec
+
+    def run(self, b: CommandBackend) -> Sm2Result:
+        spec, x = self.spec, self.exchange
+        b._capabilities.require(Command.KEY_AGREE, Algorithm.SM2, spec.algorithm)
+        if self.kak.spec.algorithm is not Algorithm.SM2 or self.ephemeral.spec.algorithm is not Algorithm.SM2:
+            raise KeyUsageViolation("kak", "SM2 key exchange needs an SM2 KAK")
+        check_template(spec, Algorithm.SM2)
+        if not isinstance(x.role, sm2ka.Role):
+            raise InvalidInput("sm2.role", "INITIATOR or RESPONDER")
+        peer_der = _check_bytes(x.peer_public_key, "peer_public_key", 1, 1024)
+        claimed = _check_bytes(x.peer_fingerprint, "peer_fingerprint", 8, 8)
+        _check_bytes(x.peer_ephemeral_public_key, "sm2.peer_ephemeral_public_key", 1, 1024)
+        _check_bytes(x.own_id, "sm2.own_id", 1, 256)
+        _check_bytes(x.peer_id, "sm2.peer_id", 1, 256)
+        if x.peer_confirmation:
+            _check_bytes(x.peer_confirmation, "sm2.peer_confirmation", 32, 32)
+        with b._guard():
+            k = b._use(self.kak, Operation.KEY_AGREE)
+            e = b._use(self.ephemeral, Operation.KEY_AGREE)
+            if STRENGTH[spec.algorithm] > STRENGTH[k.algorithm]:
+                raise KeyUsageViolation("kak", "weaker than the key it would agree (SP 800-57 part 1, table 2)")
+            if not compare.bytes_eq(sm2ka.fingerprint(peer_der), claimed):
+                raise VerificationFailed("peer_fingerprint", "the public key given does not have this fingerprint")
+            if compare.bytes_eq(b._public_key(k), peer_der):
+                raise InvalidInput("peer_public_key", "this KAK's own public key: agree with the partner's")
+            done = b._agree_sm2(k, e, x, length=spec.algorithm.key_length)
+            mine, theirs = ((done.initiator_confirmation, done.responder_confirmation)
+                            if x.role is sm2ka.Role.INITIATOR
+                            else (done.responder_confirmation, done.initiator_confirmation))
+            if x.peer_confirmation and not compare.bytes_eq(theirs, x.peer_confirmation):
+                raise VerificationFailed("sm2", "key agreement failed")
+            return Sm2Result(b._seal_clear(spec, done.key), mine)

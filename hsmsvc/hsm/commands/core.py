@@ -13,11 +13,11 @@ from __future__ import annotations
 
 import threading
 from abc import ABC, abstractmethod
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from hsmsvc.crypto import components, pinblock
+from hsmsvc.crypto import components, pinblock, sm2ka
 from hsmsvc.errors import HsmsvcError, InvalidInput, InvalidPinBlock, KeyUsageViolation, Unsupported
 from hsmsvc.hsm import policy
 from hsmsvc.hsm.commands.base import DEBUG, STRENGTH, HsmCommand, LoadedKey, TimingHook, debugging, observe
@@ -37,6 +37,9 @@ from hsmsvc.hsm.model import (
 from hsmsvc.hsm.policy import Operation
 from hsmsvc.loopguard import may_block
 from hsmsvc.types import Algorithm, KcvMethod, PinBlockFormat
+
+if TYPE_CHECKING:
+    from hsmsvc.hsm.commands.agree import Sm2Exchange
 
 __all__ = ["CommandBackend"]
 
@@ -152,6 +155,11 @@ class CommandBackend(ABC):
     def _agree(self, kak: LoadedKey, peer: ec.EllipticCurvePublicKey, *, length: int, info: bytes) -> bytes:
         """ECDH of a KAK with ``peer`` and the SP 800-56C one-step KDF: ``length`` bytes, inside the backend."""
         raise Unsupported("command", f"{Command.KEY_AGREE.value} is not supported by this backend")
+
+    def _agree_sm2(self, kak: LoadedKey, ephemeral: LoadedKey, exchange: Sm2Exchange, *,
+                   length: int) -> sm2ka.Agreement:
+        """SM2 key exchange (GB/T 32918.3-2016 clause 6.1) of a KAK and an ephemeral pair, inside the backend."""
+        raise Unsupported("command", f"{Command.KEY_AGREE.value} with SM2 is not supported by this backend")
 
     def _transport_sign(self, pair: LoadedKey, data: bytes) -> bytes:
         """RSASSA-PKCS1-v1_5 with SHA-256 (RFC 8017 clause 8.2) under a KDH key pair (TR-34)."""

@@ -23,10 +23,11 @@ from typing import Final
 
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from hsmsvc.crypto import cmac, components, ecdh, fields, kcv, keytransport, legacy, mac, tr31
+from hsmsvc.crypto import cmac, components, ecdh, fields, kcv, keytransport, legacy, mac, sm2ka, tr31
 from hsmsvc.crypto._cipher import BlockCipher
 from hsmsvc.errors import InvalidInput, InvalidKeyBlock, KeyUsageViolation, Unsupported
 from hsmsvc.hsm.model import BlockTemplate, Capabilities, Command, KeyCryptogram, KeySpec, LegacyForm
+from hsmsvc.hsm.commands.agree import Sm2Exchange
 from hsmsvc.hsm.commands.base import LoadedKey
 from hsmsvc.hsm.commands.core import CommandBackend
 from hsmsvc.hsm.keyblocks import block_algorithm, check_header, header_spec
@@ -60,15 +61,17 @@ _MISMATCH: Final = "stored attributes do not match the key block"
 
 
 _PAIR_NOT_CIPHER: Final = "a key pair is not a block cipher key"
-KeyPair = keytransport.TransportKey | ecdh.AgreementKey
+KeyPair = keytransport.TransportKey | ecdh.AgreementKey | sm2ka.AgreementKey
 
 
 def load_pair(spec: KeySpec, private: bytes) -> KeyPair:
     """A key pair's private half, in the encoding its crypto module holds, loaded and checked.
 
-    A KAK agrees (ECDH) and never decrypts; a KTK or CTK (a P-521 CTK included) decrypts and
-    never agrees: the key type bound in the LMK key block picks which.
+    A KAK agrees (ECDH or SM2 key exchange) and never decrypts; a KTK or CTK (a P-521 CTK
+    included) decrypts and never agrees: the key type bound in the LMK key block picks which.
     """
+    if spec.key_type is KeyType.KAK and spec.algorithm is Algorithm.SM2:
+        return sm2ka.load_private_key(private)
     if spec.key_type is KeyType.KAK:
         return ecdh.load_private_key(private)
     return keytransport.load_private_key(spec.algorithm, private)
@@ -125,7 +128,13 @@ class SoftKey:
     def agreement(self) -> ecdh.AgreementKey:
         pair = self.pair()
         if not isinstance(pair, ecdh.AgreementKey):
-            raise KeyUsageViolation("key", "not a key agreement key pair")
+            raise KeyUsageViolation("key", "not an ECDH key agreement key pair")
+        return pair
+
+    def sm2_agreement(self) -> sm2ka.AgreementKey:
+        pair = self.pair()
+        if not isinstance(pair, sm2ka.AgreementKey):
+            raise KeyUsageViolation("key", "not an SM2 key agreement key pair")
         return pair
 
     def field_encrypt(self, mode: CipherMode, iv: bytes, data: bytes, aad: bytes) -> bytes:
@@ -269,9 +278,7 @@ class SoftBackend(CommandBackend):
         return KeyCryptogram(spec, blob, check)
 
     def _new_key(self, spec: KeySpec) -> KeyCryptogram:
-        if spec.key_type is KeyType.KAK:
-            return self._seal_clear(spec, ecdh.generate_private_key())
-        if spec.algorithm.is_asymmetric:
+        if spec.algorithm.is_asymmetric:  # a P-521 or SM2 KAK's d is encoded as a KTK's is
             return self._seal_clear(spec, keytransport.generate_private_key(spec.algorithm))
         while True:
             clear = secrets.token_bytes(spec.algorithm.key_length)
@@ -396,6 +403,13 @@ class SoftBackend(CommandBackend):
 
     def _agree(self, kak: LoadedKey, peer: ec.EllipticCurvePublicKey, *, length: int, info: bytes) -> bytes:
         return _soft(kak).agreement().derive(peer, length=length, info=info)
+
+    def _agree_sm2(self, kak: LoadedKey, ephemeral: LoadedKey, exchange: Sm2Exchange, *,
+                   length: int) -> sm2ka.Agreement:
+        return _soft(kak).sm2_agreement().exchange(
+            _soft(ephemeral).sm2_agreement(), role=exchange.role, peer_static=exchange.peer_public_key,
+            peer_ephemeral=exchange.peer_ephemeral_public_key, own_id=exchange.own_id, peer_id=exchange.peer_id,
+            key_length=length)
 
     def _transport_sign(self, pair: LoadedKey, data: bytes) -> bytes:
         return _soft(pair).transport().sign(data)

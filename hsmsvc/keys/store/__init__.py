@@ -11,7 +11,8 @@ transactions and their faults):
   cryptogram swap of an LMK migration;
 * :mod:`~hsmsvc.keys.store.ceremonies`: key ceremonies and their components;
 * :mod:`~hsmsvc.keys.store.sync`: each zone's key-change sequence;
-* :mod:`~hsmsvc.keys.store.counters`: PIN-attempt counters.
+* :mod:`~hsmsvc.keys.store.counters`: PIN-attempt counters;
+* :mod:`~hsmsvc.keys.store.agreements`: SM2 key exchanges' ephemeral keys, each used once.
 
 :class:`KeyStore` holds them (``store.keys``, ``store.chain``, ...) and answers the
 calls the rest of the service makes, each a one-line delegation.
@@ -31,6 +32,7 @@ from hsmsvc.keys import attempts as _attempts
 from hsmsvc.keys import audit as _audit
 from hsmsvc.keys.checkpoints import CheckpointSink
 from hsmsvc.keys.model import AuditEvent, Ceremony, CeremonyState, StoredKey, SyncState
+from hsmsvc.keys.store.agreements import Agreements
 from hsmsvc.keys.store.ceremonies import SEPARATION, Ceremonies
 from hsmsvc.keys.store.chain import AuditChain
 from hsmsvc.keys.store.counters import AttemptCounters
@@ -53,6 +55,7 @@ class KeyStore:
         self.ceremonies = Ceremonies(self._db, self.chain)
         self.key_sync = KeySync(self._db)
         self.attempts = AttemptCounters(self._db, self.chain)
+        self.agreements = Agreements(self._db, self.chain)
 
     def __repr__(self) -> str:
         return f"KeyStore({self._engine.dialect.name})"

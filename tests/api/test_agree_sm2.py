@@ -1,0 +1,280 @@
+"""SM2 key exchange over the API: KeyService.StartKeyAgreement, then AgreeKey (issue 30).
+
+GB/T 32918.3-2016 clause 6.1 between two real ``hsmsvc serve`` sites
+(key_sync_sites.open_sites: each its own LMK and PostgreSQL store, mTLS on
+loopback), and between a site and a partner the test plays with its own
+arithmetic (tests/reference.py ``sm2_key_exchange``, pinned to the standard's
+annex A example by tests/test_reference.py; it imports nothing from hsmsvc). The
+partner knows its own scalars, so it computes K, S_B and S_A itself: the site's
+KCV and confirmation must equal them, and a key block the partner makes under K
+must import at the site.
+
+The curve is sm2p256v1 (GB/T 32918.5-2017); the public keys travel as the
+SubjectPublicKeyInfo of GM/T 0006-2012's OID 1.2.156.10197.1.301.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import grpc
+import pytest
+from hsmsvc_client import ClientError
+from sqlalchemy import create_engine, select
+
+from hsmsvc.keys.schema import audit
+from hsmsvc.v1 import key_service_pb2 as key_pb
+from hsmsvc.v1 import types_pb2 as pb
+from tests import reference as ind
+from tests.api.conftest import code_of, template
+from tests.api.key_sync_sites import ZONE, Site, Sites, open_sites
+
+# sm2p256v1 (GB/T 32918.5-2017): p, a, b, xG, yG, n.
+CURVE = (
+    0xFFFFFFFEFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFF00000000FFFFFFFFFFFFFFFF,
+    0xFFFFFFFEFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFF00000000FFFFFFFFFFFFFFFC,
+    0x28E9FA9E9D9F5E344D5A9E4BCF6509A7F39789F515AB8F92DDBCBD414D940E93,
+    0x32C4AE2C1F1981195F9904466A39C9948FE30BBFF2660BE1715A4589334C74C7,
+    0xBC3736A2F4F6779C59BDCEE36B692153D0A9877CC62A474002DF32E52139F0A0,
+    0xFFFFFFFEFFFFFFFFFFFFFFFFFFFFFFFF7203DF6B21C6052B53BBF40939D54123,
+)
+SPKI_PREFIX = bytes.fromhex("3059301306072a8648ce3d020106082a811ccf5501822d034200")
+ID_CORE, ID_PARTNER = b"core@bank.example", b"partner@switch.example"
+INITIATOR, RESPONDER = key_pb.SM2_KEY_EXCHANGE_ROLE_INITIATOR, key_pb.SM2_KEY_EXCHANGE_ROLE_RESPONDER
+StatusCode = grpc.StatusCode
+
+
+def _spki(point: tuple[int, int]) -> bytes:
+    return SPKI_PREFIX + b"\x04" + point[0].to_bytes(32, "big") + point[1].to_bytes(32, "big")
+
+
+def _point(spki: bytes) -> tuple[int, int]:
+    assert spki.startswith(SPKI_PREFIX) and len(spki) == len(SPKI_PREFIX) + 65 and spki[len(SPKI_PREFIX)] == 4
+    raw = spki[len(SPKI_PREFIX) + 1:]
+    return int.from_bytes(raw[:32], "big"), int.from_bytes(raw[32:], "big")
+
+
+def _fingerprint(spki: bytes) -> bytes:
+    return ind._sm3(spki)[:8]
+
+
+def _scalar() -> int:
+    return 1 + secrets.randbelow(CURVE[5] - 2)
+
+
+def _public(d: int) -> tuple[int, int]:
+    p = ind.ec_mul(CURVE, d, (CURVE[3], CURVE[4]))
+    assert p is not None
+    return p
+
+
+@pytest.fixture(scope="module")
+def sites(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sites]:
+    with open_sites(tmp_path_factory.mktemp("agree-sm2")) as s:
+        yield s
+
+
+def _keys(site: Site) -> Any:
+    return site.clients[f"{site.name}-officer"].keys
+
+
+def _kak(site: Site, key_id: str) -> bytes:
+    _keys(site).GenerateKey(key_pb.GenerateKeyRequest(template=template(
+        key_id, pb.KEY_TYPE_KAK, pb.ALGORITHM_SM2, pb.KEY_USAGE_ASYMMETRIC_KEY_WRAPPING, pb.MODE_OF_USE_DERIVE,
+        zone=ZONE)))
+    r = _keys(site).GetPublicKey(key_pb.GetPublicKeyRequest(key=pb.KeyRef(key_id=key_id)))
+    assert r.algorithm == pb.ALGORITHM_SM2 and bytes(r.fingerprint) == _fingerprint(r.public_key)
+    return bytes(r.public_key)
+
+
+@pytest.fixture(scope="module")
+def kaks(sites: Sites) -> dict[str, bytes]:
+    return {"core": _kak(sites.core, "kak-core-sm2"), "branch": _kak(sites.branch, "kak-branch-sm2")}
+
+
+def _start(site: Site, kak: str) -> key_pb.StartKeyAgreementResponse:
+    return _keys(site).StartKeyAgreement(key_pb.StartKeyAgreementRequest(kak=pb.KeyRef(key_id=kak)))
+
+
+def _request(kak: str, key_id: str, *, peer_static: bytes, peer_ephemeral: bytes, agreement: str, role: int,
+             own_id: bytes = ID_CORE, peer_id: bytes = ID_PARTNER, confirmation: bytes = b"",
+             alg: int = pb.ALGORITHM_AES_128, usage: int = pb.KEY_USAGE_KBPK) -> key_pb.AgreeKeyRequest:
+    mode = pb.MODE_OF_USE_ENCRYPT_DECRYPT
+    return key_pb.AgreeKeyRequest(
+        kak=pb.KeyRef(key_id=kak), peer_public_key=peer_static, peer_fingerprint=_fingerprint(peer_static),
+        template=template(key_id, pb.KEY_TYPE_ZMK, alg, usage, mode, zone=ZONE),
+        sm2=key_pb.Sm2KeyExchange(agreement_id=agreement, peer_ephemeral_public_key=peer_ephemeral, role=role,
+                                  own_id=own_id, peer_id=peer_id, peer_confirmation=confirmation))
+
+
+class Partner:
+    """The other side, written out from the standard: its static and ephemeral scalars are its own."""
+
+    def __init__(self) -> None:
+        self.d, self.r = _scalar(), _scalar()
+        self.static, self.ephemeral = _spki(_public(self.d)), _spki(_public(self.r))
+
+    def agree(self, site_static: bytes, site_ephemeral: bytes, *, initiator: bool,
+              length: int = 16) -> tuple[bytes, bytes, bytes]:
+        """K, S_B, S_A, with the site as the other role (ids as the site states them)."""
+        id_a, id_b = (ID_PARTNER, ID_CORE) if initiator else (ID_CORE, ID_PARTNER)
+        return ind.sm2_key_exchange(CURVE, self.d, self.r, _point(site_static), _point(site_ephemeral),
+                                    id_a, id_b, initiator, length)
+
+
+def test_a_site_agrees_an_aes_kbpk_with_an_independent_partner(sites: Sites, kaks: dict[str, bytes]) -> None:
+    """The site is the initiator (A); the partner answers with R_B and S_B, and checks S_A."""
+    started = _start(sites.core, "kak-core-sm2")
+    assert len(started.agreement_id) == 32 and started.expires_at.seconds > 0
+    partner = Partner()
+    k, s_b, s_a = partner.agree(kaks["core"], bytes(started.ephemeral_public_key), initiator=False)
+    r = _keys(sites.core).AgreeKey(_request("kak-core-sm2", "zmk-sm2-partner", peer_static=partner.static,
+                                            peer_ephemeral=partner.ephemeral, agreement=started.agreement_id,
+                                            role=INITIATOR, confirmation=s_b))
+    assert bytes(r.key.kcv) == ind.kcv("AES_128", k)
+    assert bytes(r.confirmation) == s_a  # what the partner checks in step B10
+    # The agreed key protects what the partner sends next: a ZPK in a TR-31 version D block.
+    zpk = secrets.token_bytes(16)
+    block = ind.tr31_wrap(k, "D0000P0TB00N0000", ind.odd_parity(zpk), secrets.token_bytes(14))
+    t = template("zpk-from-sm2-partner", pb.KEY_TYPE_ZPK, pb.ALGORITHM_TDES_2KEY, pb.KEY_USAGE_PIN_ENCRYPTION,
+                 pb.MODE_OF_USE_ENCRYPT_DECRYPT, zone=ZONE)
+    took = _keys(sites.core).ImportKey(key_pb.ImportKeyRequest(
+        kek=pb.KeyRef(key_id="zmk-sm2-partner"), wrapped_key=block.encode("ascii"),
+        kcv=ind.kcv("TDES_2KEY", ind.odd_parity(zpk)), template=t)).key
+    assert bytes(took.kcv) == ind.kcv("TDES_2KEY", ind.odd_parity(zpk))
+
+
+def test_a_site_as_responder_agrees_an_sm4_zmk(sites: Sites, kaks: dict[str, bytes]) -> None:
+    """The partner initiates; the site answers (B) without a confirmation to check, and gives S_B."""
+    started = _start(sites.core, "kak-core-sm2")
+    partner = Partner()
+    k, s_b, _ = partner.agree(kaks["core"], bytes(started.ephemeral_public_key), initiator=True)
+    r = _keys(sites.core).AgreeKey(_request(
+        "kak-core-sm2", "zmk-sm4-partner", peer_static=partner.static, peer_ephemeral=partner.ephemeral,
+        agreement=started.agreement_id, role=RESPONDER, alg=pb.ALGORITHM_SM4, usage=pb.KEY_USAGE_KEK))
+    assert bytes(r.key.kcv) == ind.kcv("SM4", k) and r.key.algorithm == pb.ALGORITHM_SM4
+    assert bytes(r.confirmation) == s_b
+
+
+def test_two_sites_agree_with_confirmation(sites: Sites, kaks: dict[str, bytes]) -> None:
+    """Core A and branch B: both start, swap R; B agrees first and sends S_B, which A checks."""
+    at_core, at_branch = _start(sites.core, "kak-core-sm2"), _start(sites.branch, "kak-branch-sm2")
+    b = _keys(sites.branch).AgreeKey(_request(
+        "kak-branch-sm2", "zmk-sm2-sites", peer_static=kaks["core"],
+        peer_ephemeral=bytes(at_core.ephemeral_public_key), agreement=at_branch.agreement_id, role=RESPONDER,
+        own_id=ID_PARTNER, peer_id=ID_CORE))
+    a = _keys(sites.core).AgreeKey(_request(
+        "kak-core-sm2", "zmk-sm2-sites", peer_static=kaks["branch"],
+        peer_ephemeral=bytes(at_branch.ephemeral_public_key), agreement=at_core.agreement_id, role=INITIATOR,
+        confirmation=bytes(b.confirmation)))
+    assert bytes(a.key.kcv) == bytes(b.key.kcv) and len(a.key.kcv) == 3
+    assert len(a.confirmation) == 32 and a.confirmation != b.confirmation
+
+
+def test_an_agreement_is_used_once(sites: Sites, kaks: dict[str, bytes]) -> None:
+    started, partner = _start(sites.core, "kak-core-sm2"), Partner()
+    req = _request("kak-core-sm2", "zmk-once", peer_static=partner.static, peer_ephemeral=partner.ephemeral,
+                   agreement=started.agreement_id, role=INITIATOR)
+
+    def once(_: int) -> StatusCode:
+        try:
+            _keys(sites.core).AgreeKey(req)
+        except ClientError as e:
+            return e.code
+        return StatusCode.OK
+
+    with ThreadPoolExecutor(4) as pool:
+        outcomes = list(pool.map(once, range(4)))
+    assert outcomes.count(StatusCode.OK) == 1, outcomes
+    assert set(outcomes) - {StatusCode.OK} <= {StatusCode.NOT_FOUND, StatusCode.ALREADY_EXISTS}
+
+
+def test_a_wrong_confirmation_is_one_refusal_and_spends_the_agreement(sites: Sites,
+                                                                       kaks: dict[str, bytes]) -> None:
+    started, partner = _start(sites.core, "kak-core-sm2"), Partner()
+    _, s_b, _ = partner.agree(kaks["core"], bytes(started.ephemeral_public_key), initiator=False)
+    bad = bytes([s_b[0] ^ 1]) + s_b[1:]
+    req = _request("kak-core-sm2", "zmk-bad-confirmation", peer_static=partner.static,
+                   peer_ephemeral=partner.ephemeral, agreement=started.agreement_id, role=INITIATOR,
+                   confirmation=bad)
+    assert code_of(_keys(sites.core).AgreeKey, req) == (StatusCode.INVALID_ARGUMENT, "sm2: key agreement failed")
+    req.sm2.peer_confirmation = s_b  # the right one now finds the ephemeral key gone
+    assert code_of(_keys(sites.core).AgreeKey, req)[0] is StatusCode.NOT_FOUND
+    got = code_of(_keys(sites.core).GetKey, key_pb.GetKeyRequest(key=pb.KeyRef(key_id="zmk-bad-confirmation")))
+    assert got[0] is StatusCode.NOT_FOUND
+
+
+@pytest.mark.parametrize(("change", "code", "text"), [
+    ("no-sm2", StatusCode.INVALID_ARGUMENT, "sm2: required with an SM2 KAK"),
+    ("shared-info", StatusCode.INVALID_ARGUMENT, "shared_info: not used by the SM2 key exchange"),
+    ("aes256", StatusCode.INVALID_ARGUMENT, "template.algorithm: an SM2 KAK derives AES_128, SM4"),
+    ("off-curve", StatusCode.INVALID_ARGUMENT, "sm2.peer_ephemeral_public_key"),
+    ("fingerprint", StatusCode.INVALID_ARGUMENT, "peer_fingerprint"),
+    ("no-role", StatusCode.INVALID_ARGUMENT, "sm2.role: required"),
+    ("unknown-id", StatusCode.NOT_FOUND, "sm2.agreement_id"),
+    ("other-kak", StatusCode.NOT_FOUND, "sm2.agreement_id"),
+])
+def test_bad_exchanges_get_a_precise_status(sites: Sites, kaks: dict[str, bytes], change: str,
+                                            code: StatusCode, text: str) -> None:
+    keys = _keys(sites.core)
+    kak = "kak-core-sm2"
+    if change == "other-kak":
+        _kak(sites.core, "kak-core-sm2-b")
+        kak = "kak-core-sm2-b"
+    started, partner = _start(sites.core, "kak-core-sm2"), Partner()
+    req = _request(kak, f"zmk-bad-{change}", peer_static=partner.static, peer_ephemeral=partner.ephemeral,
+                   agreement=started.agreement_id, role=INITIATOR)
+    if change == "no-sm2":
+        req.ClearField("sm2")
+    elif change == "shared-info":
+        req.shared_info = secrets.token_bytes(16)
+    elif change == "aes256":
+        req.template.algorithm = pb.ALGORITHM_AES_256
+    elif change == "off-curve":
+        req.sm2.peer_ephemeral_public_key = SPKI_PREFIX + b"\x04" + bytes(63) + b"\x01"
+    elif change == "fingerprint":
+        req.peer_fingerprint = _fingerprint(kaks["branch"])
+    elif change == "no-role":
+        req.sm2.role = key_pb.SM2_KEY_EXCHANGE_ROLE_UNSPECIFIED
+    elif change == "unknown-id":
+        req.sm2.agreement_id = secrets.token_hex(16)
+    got, details = code_of(keys.AgreeKey, req)
+    assert got is code and details.startswith(text), details
+    assert code_of(keys.GetKey, key_pb.GetKeyRequest(key=pb.KeyRef(key_id=f"zmk-bad-{change}")))[0] \
+        is StatusCode.NOT_FOUND
+
+
+def test_start_needs_an_sm2_kak_and_a_manager(sites: Sites, kaks: dict[str, bytes]) -> None:
+    keys = _keys(sites.core)
+    keys.GenerateKey(key_pb.GenerateKeyRequest(template=template(
+        "kak-core-p521", pb.KEY_TYPE_KAK, pb.ALGORITHM_ECC_P521, pb.KEY_USAGE_ASYMMETRIC_KEY_WRAPPING,
+        pb.MODE_OF_USE_DERIVE, zone=ZONE)))
+    req = key_pb.StartKeyAgreementRequest(kak=pb.KeyRef(key_id="kak-core-p521"))
+    assert code_of(keys.StartKeyAgreement, req)[0] is StatusCode.INVALID_ARGUMENT
+    app = sites.core.clients["core-app"].keys
+    req = key_pb.StartKeyAgreementRequest(kak=pb.KeyRef(key_id="kak-core-sm2"))
+    assert code_of(app.StartKeyAgreement, req)[0] is StatusCode.PERMISSION_DENIED
+    req = key_pb.StartKeyAgreementRequest(kak=pb.KeyRef(key_id="zmk-sm2-missing"))
+    assert code_of(keys.StartKeyAgreement, req)[0] is StatusCode.NOT_FOUND
+
+
+def test_start_and_agreement_are_audited(sites: Sites, kaks: dict[str, bytes]) -> None:
+    started, partner = _start(sites.core, "kak-core-sm2"), Partner()
+    _keys(sites.core).AgreeKey(_request("kak-core-sm2", "zmk-audited", peer_static=partner.static,
+                                        peer_ephemeral=partner.ephemeral, agreement=started.agreement_id,
+                                        role=INITIATOR))
+    engine = create_engine(sites.core.store_url)
+    try:
+        with engine.connect() as conn:
+            rows = conn.execute(select(audit.c.action, audit.c.actor, audit.c.key_id, audit.c.detail).where(
+                audit.c.action.in_(("key.agree.start", "key.agree")))).all()
+    finally:
+        engine.dispose()
+    mine = [r for r in rows if started.agreement_id in str(r.detail)]
+    assert sorted((r.action, r.key_id) for r in mine) == [("key.agree", "zmk-audited"),
+                                                         ("key.agree.start", "kak-core-sm2")]
+    assert all(r.actor == "core-officer" for r in mine)
+    assert _fingerprint(partner.static).hex().upper() in str(next(r for r in mine if r.action == "key.agree").detail)
