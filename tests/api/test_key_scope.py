@@ -94,6 +94,9 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
                 form("pvk", KeyType.PVK, T2, KeyUsage.PIN_VERIFICATION_VISA_PVV, G)
                 form("mak", KeyType.MAK, T2, KeyUsage.MAC_ISO9797_ALG3, G)
                 form("dek", KeyType.DEK, Algorithm.AES_256, KeyUsage.DATA, E)
+                for kid, alg in ((f"{zone}.kak", Algorithm.ECC_P521), (f"{zone}.kak-sm2", Algorithm.SM2)):
+                    km.generate(KeySpec(kid, 1, KeyType.KAK, alg, KeyUsage.ASYMMETRIC_KEY_WRAPPING,
+                                        ModeOfUse.DERIVE, zone=zone))
         proc, info = launch(d, url, sealed_file, cert, ca, ATTEMPTS)
         clients = {n: Client(f"127.0.0.1:{info['port']}", ClientTls(ca.ca_file, i.cert, i.key, "localhost"),
                              deadline=30.0, retries=0) for n, i in ids.items()}
@@ -206,6 +209,13 @@ CASES: list[Case] = [
         kek=pb.KeyRef(key_id=k), key=pb.KeyRef(key_id="branch-0001.zpk")))),
     ("branch-mgr", "branch-0002.zmk", lambda s, c, k: c.keys.ImportKey(key_pb.ImportKeyRequest(
         kek=pb.KeyRef(key_id=k), wrapped_key=bytes(16), template=_zpk("branch-0001.zpk-in", "branch-0001")))),
+    # Key agreement (issue 30): another zone's KAK, P-521 or SM2, is a missing one.
+    ("branch-mgr", "branch-0002.kak", lambda s, c, k: c.keys.AgreeKey(key_pb.AgreeKeyRequest(
+        kak=pb.KeyRef(key_id=k), peer_public_key=bytes(158), peer_fingerprint=bytes(8), shared_info=bytes(16),
+        template=template("branch-0001.zmk-agreed", pb.KEY_TYPE_ZMK, pb.ALGORITHM_AES_256, pb.KEY_USAGE_KBPK,
+                          pb.MODE_OF_USE_ENCRYPT_DECRYPT, zone="branch-0001")))),
+    ("branch-mgr", "branch-0002.kak-sm2", lambda s, c, k: c.keys.StartKeyAgreement(
+        key_pb.StartKeyAgreementRequest(kak=pb.KeyRef(key_id=k)))),
     ("branch-mgr", "branch-0002.zmk", lambda s, c, k: c.ceremony.StartKeyFormation(cer_pb.StartKeyFormationRequest(
         template=_zpk("branch-0001.zpk-cer", "branch-0001"), transport_key=pb.KeyRef(key_id=k),
         component_count=2))),
