@@ -156,7 +156,8 @@ class KeyManager:
                           legacy_form=legacy_form)
 
     def rotate(self, key_id: str, lifetime: timedelta | None = None, max_uses: int | None = None) -> StoredKey:
-        """A new version with the same binding; ACTIVE versions become RETIRING (one transaction)."""
+        """A new version with the same binding, a K0 KEK's legacy opt-in and form included;
+        ACTIVE versions become RETIRING (one transaction)."""
         versions = self._store.versions(key_id)
         if not versions:
             raise KeyNotFound("key", "no such key")
@@ -165,7 +166,8 @@ class KeyManager:
         c = self._backend.execute(GenerateKey(spec=spec))
         now = datetime.now(timezone.utc)
         key = StoredKey(c, KeyState.ACTIVE, now, newest.alias, now,
-                        now + lifetime if lifetime else None, 0, max_uses)
+                        now + lifetime if lifetime else None, 0, max_uses, None,
+                        newest.legacy_types, newest.legacy_form)
         retire = [k.version for k in versions if k.state is KeyState.ACTIVE]
         self._store.add_rotated(key, retire, AuditEvent(
             self._actor, "key.rotate", key_id, spec.version,

@@ -11,7 +11,7 @@ from sqlalchemy import create_engine, event, text
 
 from hsmsvc.errors import KeyNotFound, KeyStateError, KeyUsageViolation
 from hsmsvc.hsm.commands import GenerateMac, Kcv, TranslatePin
-from hsmsvc.hsm.model import KeySpec, PinBlock
+from hsmsvc.hsm.model import KeySpec, LegacyForm, PinBlock
 from hsmsvc.hsm.policy import Operation
 from hsmsvc.hsm.backend import Backend
 from hsmsvc.keys.hierarchy import KeyManager
@@ -437,3 +437,14 @@ def test_reanchoring_after_a_restore_needs_two_officers_and_is_audited(
             reanchor(store, backend, first_officer="officer-a", second_officer="officer-b", reason="x")
     finally:
         store.close()
+
+
+def test_rotating_a_k0_kek_keeps_its_legacy_opt_in(store: KeyStore, backend: Backend) -> None:
+    """A rotated K0 ZMK still carries ZPKs in the partner's form (issue 30: rotation dropped it)."""
+    km = KeyManager(store, backend, "officer")
+    spec = KeySpec("zmk-k0", 1, KeyType.ZMK, Algorithm.TDES_2KEY, KeyUsage.KEK)
+    km.generate(spec, legacy_types=frozenset({KeyType.ZPK}), legacy_form=LegacyForm.X917_ECB)
+    km.rotate("zmk-k0")
+    newest = store.versions("zmk-k0")[-1]
+    assert (newest.version, newest.legacy_types, newest.legacy_form) == (
+        2, frozenset({KeyType.ZPK}), LegacyForm.X917_ECB)
