@@ -88,6 +88,11 @@ def migrate(
             if not check.ok:
                 raise PermissionDenied("audit", "the chain does not verify under the old LMK: "
                                                 + "; ".join(check.problems[:3]))
+        # 0. SM2 key exchanges started and not finished: their ephemeral keys are under the old LMK
+        # and live 30 minutes; the partners start again rather than have them moved.
+        dropped = new_store.agreements.purge()
+        if dropped:
+            console.say(f"  dropped {dropped} started SM2 key agreements: start them again")
         # 1. keys, in batches, each batch one transaction; a moved key verifies under the new LMK.
         for chunk in _chunks(new_store, batch):
             moves: list[tuple[StoredKey, KeyCryptogram]] = []

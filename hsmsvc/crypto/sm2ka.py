@@ -26,7 +26,7 @@ from hsmsvc.crypto.sm2 import (
 )
 from hsmsvc.errors import InvalidInput
 
-__all__ = ["Agreement", "AgreementKey", "Role", "agree", "fingerprint", "load_private_key"]
+__all__ = ["Agreement", "AgreementKey", "Role", "agree", "check_public_key", "fingerprint", "load_private_key"]
 
 
 class Role(Enum):
@@ -107,11 +107,12 @@ def fingerprint(public_der: bytes) -> bytes:
     return sm3(bytes(public_der))[:8]
 
 
-def _peer_key(der: bytes, field_name: str) -> PublicKey:
+def check_public_key(der: bytes, field_name: str) -> PublicKey:
+    """A partner's public key, refused as ``field_name`` unless an sm2p256v1 point (steps A6/B3)."""
     try:
         return public_key_from_der(der)
     except InvalidInput:
-        # Decoding checks the point is on sm2p256v1 (steps A6/B3) and not at infinity.
+        # Decoding checks the point is on sm2p256v1 and not at infinity (it has no encoding).
         raise InvalidInput(field_name, "SubjectPublicKeyInfo DER of an sm2p256v1 key") from None
 
 
@@ -131,8 +132,8 @@ class AgreementKey:
     def exchange(self, ephemeral: AgreementKey, *, role: Role, peer_static: bytes, peer_ephemeral: bytes,
                  own_id: bytes = DEFAULT_ID, peer_id: bytes = DEFAULT_ID, key_length: int) -> Agreement:
         """Clause 6.1 with this static key and ``ephemeral`` (r, R): the key and both confirmations."""
-        return agree(role, self._key, ephemeral._key, _peer_key(peer_static, "peer_public_key"),
-                     _peer_key(peer_ephemeral, "sm2.peer_ephemeral_public_key"), own_id, peer_id, key_length)
+        return agree(role, self._key, ephemeral._key, check_public_key(peer_static, "peer_public_key"),
+                     check_public_key(peer_ephemeral, "sm2.peer_ephemeral_public_key"), own_id, peer_id, key_length)
 
 
 def load_private_key(encoded: bytes) -> AgreementKey:

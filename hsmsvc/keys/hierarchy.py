@@ -14,13 +14,17 @@ import secrets
 from datetime import datetime, timedelta, timezone
 from typing import Final, Mapping, Sequence
 
-from hsmsvc.errors import InvalidInput, KeyNotFound, KeyStateError, KeyUsageViolation
+from hsmsvc.errors import (
+    AlreadyExists, HsmsvcError, InvalidInput, KeyNotFound, KeyStateError, KeyUsageViolation,
+)
+from hsmsvc.crypto import sm2ka
 from hsmsvc.hsm import policy
 from hsmsvc.hsm.backend import Backend
 from hsmsvc.hsm.commands import (
     AgreeKey, AgreeSm2Key, ExportKey, ExportTr34Key, Forget, FormKey, GenerateKey, ImportKey, ImportTr34Key,
     PublicKey, Sm2Exchange,
 )
+from hsmsvc.hsm.commands.agree import check_sm2_request
 from hsmsvc.hsm.model import BlockTemplate, KeyCryptogram, KeySpec, LegacyForm
 from hsmsvc.hsm.policy import Operation
 from hsmsvc.keys.model import AuditEvent, KeyRef, StoredKey, check_alias
@@ -235,13 +239,16 @@ class KeyManager:
 
     def start_sm2(self, kak: StoredKey, ttl: timedelta) -> tuple[PendingAgreement, bytes]:
         """A fresh ephemeral pair for one SM2 key exchange with ``kak`` (GB/T 32918.3-2016 clause 6.1,
-        A1-A3 / B1-B2), kept under the LMK until :meth:`agree_sm2` uses it or ``ttl`` passes."""
+        A1-A3 / B1-B2), kept under the LMK until this officer's :meth:`agree_sm2` uses it or ``ttl`` passes."""
         spec = kak.cryptogram.spec
         if spec.algorithm is not Algorithm.SM2:
             raise InvalidInput("kak", "an SM2 KAK: a P-521 KAK agrees in one AgreeKey call")
         agreement_id = secrets.token_hex(16)
         c = self._backend.execute(GenerateKey(spec=ephemeral_spec(agreement_id, spec)))
-        public = self._backend.execute(PublicKey(key=c))
+        try:
+            public = self._backend.execute(PublicKey(key=c))
+        finally:
+            self._backend.execute(Forget(key_id=c.spec.key_id))  # r is not kept in clear until used
         a = PendingAgreement(agreement_id, kak.key_id, kak.version, c, self._actor,
                              datetime.now(timezone.utc) + ttl)
         self._store.agreements.start(a, AuditEvent(self._actor, "key.agree.start", kak.key_id, kak.version, (
@@ -253,26 +260,41 @@ class KeyManager:
                   alias: str | None = None, lifetime: timedelta | None = None, max_uses: int | None = None,
                   legacy_types: frozenset[KeyType] = frozenset(),
                   legacy_form: LegacyForm = LegacyForm.NONE) -> tuple[StoredKey, bytes]:
-        """Run the exchange with this agreement's ephemeral pair, which is deleted first (used once,
-        whatever the outcome), and store the key; returns it and the confirmation to send."""
+        """Run the exchange with the ephemeral pair this officer started with ``kak``, and store the key;
+        returns it and the confirmation to send. Everything that can be checked without the
+        secret is checked first; then the agreement is taken (used once, whatever the outcome),
+        and a failure from there on is audited as ``key.agree.failed``."""
         check_legacy_types(spec, legacy_types, legacy_form)
+        if alias is not None:
+            check_alias(alias)
         if not isinstance(agreement_id, str) or len(agreement_id) != 32:
             raise InvalidInput("sm2.agreement_id", "the 32 characters StartKeyAgreement gave")
-        pending = self._store.agreements.take(agreement_id, kak.cryptogram.spec)
-        if pending is None or (pending.kak_id, pending.kak_version) != (kak.key_id, kak.version):
-            raise KeyNotFound("sm2.agreement_id", "no such agreement for this KAK: start a new one")
-        if pending.expires_at <= datetime.now(timezone.utc):
-            raise KeyStateError("sm2.agreement_id", "expired: start a new one")
+        check_sm2_request(kak=kak.cryptogram, exchange=exchange, spec=spec)
+        if self._store.versions(spec.key_id):
+            raise AlreadyExists("template.key_id", "a key with this id exists")
+        pending = self._store.agreements.take(agreement_id, kak=kak.cryptogram.spec, started_by=self._actor)
+        if pending is None:
+            raise KeyNotFound("sm2.agreement_id", "no such agreement started by you for this KAK: start one")
+        peer_ephemeral = sm2ka.fingerprint(exchange.peer_ephemeral_public_key).hex().upper()
+        detail = {"kak": f"{kak.key_id} v{kak.version}", "agreement": agreement_id, "scheme": "SM2 GB/T 32918.3",
+                  "role": exchange.role.value, "own_fingerprint": kak.cryptogram.kcv.hex().upper(),
+                  "peer_fingerprint": bytes(exchange.peer_fingerprint).hex().upper(),
+                  "peer_ephemeral_fingerprint": peer_ephemeral, "own_id": exchange.own_id.hex().upper(),
+                  "peer_id": exchange.peer_id.hex().upper()}
         try:
+            if pending.expires_at <= datetime.now(timezone.utc):
+                raise KeyStateError("sm2.agreement_id", "expired: start a new one")
             done = self._backend.execute(AgreeSm2Key(kak=kak.cryptogram, ephemeral=pending.ephemeral,
                                                      exchange=exchange, spec=spec))
+            key = self._keep(c=done.key, action="key.agree", state=KeyState.ACTIVE, alias=alias,
+                             lifetime=lifetime, max_uses=max_uses, legacy_types=legacy_types,
+                             legacy_form=legacy_form, **detail)
+        except HsmsvcError as e:
+            self._store.chain.append(AuditEvent(self._actor, "key.agree.failed", kak.key_id, kak.version, tuple(
+                sorted({**detail, "reason": str(e)}.items()))))
+            raise
         finally:
             self._backend.execute(Forget(key_id=pending.ephemeral.spec.key_id))
-        key = self._keep(c=done.key, action="key.agree", state=KeyState.ACTIVE, alias=alias, lifetime=lifetime,
-                         max_uses=max_uses, legacy_types=legacy_types, legacy_form=legacy_form,
-                         kak=f"{kak.key_id} v{kak.version}", own_fingerprint=kak.cryptogram.kcv.hex().upper(),
-                         peer_fingerprint=bytes(exchange.peer_fingerprint).hex().upper(),
-                         agreement=agreement_id, scheme="SM2 GB/T 32918.3", role=exchange.role.value)
         return key, done.confirmation
 
     def import_tr34(self, *, krd: StoredKey, token: bytes, kdh_certificate: bytes, ca_certificate: bytes,

@@ -6,6 +6,7 @@ from sqlalchemy import (
     BigInteger,
     Column,
     DateTime,
+    Index,
     Integer,
     LargeBinary,
     MetaData,
@@ -106,6 +107,8 @@ key_agreements = Table(
     Column("started_by", String(128), nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("expires_at", DateTime(timezone=True), nullable=False),
+    Index("key_agreements_expires_at", "expires_at"),
+    Index("key_agreements_kak", "kak_id", "kak_version", "started_by"),
 )
 
 audit = Table(

@@ -22,7 +22,7 @@ from typing import Any
 
 import grpc
 import pytest
-from hsmsvc_client import ClientError
+from hsmsvc_client import Client, ClientError, ClientTls
 from sqlalchemy import create_engine, select
 
 from hsmsvc.keys.schema import audit
@@ -205,10 +205,21 @@ def test_a_wrong_confirmation_is_one_refusal_and_spends_the_agreement(sites: Sit
     assert code_of(_keys(sites.core).AgreeKey, req)[0] is StatusCode.NOT_FOUND
     got = code_of(_keys(sites.core).GetKey, key_pb.GetKeyRequest(key=pb.KeyRef(key_id="zmk-bad-confirmation")))
     assert got[0] is StatusCode.NOT_FOUND
+    engine = create_engine(sites.core.store_url)
+    try:
+        with engine.connect() as conn:
+            rows = conn.execute(select(audit.c.detail).where(audit.c.action == "key.agree.failed")).all()
+    finally:
+        engine.dispose()
+    failed = [str(r.detail) for r in rows if started.agreement_id in str(r.detail)]
+    assert len(failed) == 1 and "sm2: key agreement failed" in failed[0]
 
 
 @pytest.mark.parametrize(("change", "code", "text"), [
     ("no-sm2", StatusCode.INVALID_ARGUMENT, "sm2: required with an SM2 KAK"),
+    ("p521-kak", StatusCode.INVALID_ARGUMENT, "sm2: only with an SM2 KAK"),
+    ("own-key", StatusCode.INVALID_ARGUMENT, "peer_public_key: this KAK's own public key"),
+    ("taken-id", StatusCode.ALREADY_EXISTS, "template.key_id"),
     ("shared-info", StatusCode.INVALID_ARGUMENT, "shared_info: not used by the SM2 key exchange"),
     ("aes256", StatusCode.INVALID_ARGUMENT, "template.algorithm: an SM2 KAK derives AES_128, SM4"),
     ("off-curve", StatusCode.INVALID_ARGUMENT, "sm2.peer_ephemeral_public_key"),
@@ -224,6 +235,11 @@ def test_bad_exchanges_get_a_precise_status(sites: Sites, kaks: dict[str, bytes]
     if change == "other-kak":
         _kak(sites.core, "kak-core-sm2-b")
         kak = "kak-core-sm2-b"
+    elif change == "p521-kak":
+        _keys(sites.core).GenerateKey(key_pb.GenerateKeyRequest(template=template(
+            "kak-core-p521-x", pb.KEY_TYPE_KAK, pb.ALGORITHM_ECC_P521, pb.KEY_USAGE_ASYMMETRIC_KEY_WRAPPING,
+            pb.MODE_OF_USE_DERIVE, zone=ZONE)))
+        kak = "kak-core-p521-x"
     started, partner = _start(sites.core, "kak-core-sm2"), Partner()
     req = _request(kak, f"zmk-bad-{change}", peer_static=partner.static, peer_ephemeral=partner.ephemeral,
                    agreement=started.agreement_id, role=INITIATOR)
@@ -241,10 +257,48 @@ def test_bad_exchanges_get_a_precise_status(sites: Sites, kaks: dict[str, bytes]
         req.sm2.role = key_pb.SM2_KEY_EXCHANGE_ROLE_UNSPECIFIED
     elif change == "unknown-id":
         req.sm2.agreement_id = secrets.token_hex(16)
+    elif change == "own-key":
+        req.peer_public_key, req.peer_fingerprint = kaks["core"], _fingerprint(kaks["core"])
+    elif change == "taken-id":
+        req.template.key_id = "kak-core-sm2"
     got, details = code_of(keys.AgreeKey, req)
     assert got is code and details.startswith(text), details
     assert code_of(keys.GetKey, key_pb.GetKeyRequest(key=pb.KeyRef(key_id=f"zmk-bad-{change}")))[0] \
         is StatusCode.NOT_FOUND
+    if change != "unknown-id":
+        # Nothing of the refusal depended on the secret, so the agreement was not spent: the
+        # corrected request goes through.
+        right = _request("kak-core-sm2", f"zmk-after-{change}", peer_static=partner.static,
+                         peer_ephemeral=partner.ephemeral, agreement=started.agreement_id, role=INITIATOR)
+        assert len(keys.AgreeKey(right).key.kcv) == 3
+
+
+def test_an_agreement_belongs_to_the_officer_who_started_it(sites: Sites, kaks: dict[str, bytes]) -> None:
+    started, partner = _start(sites.core, "kak-core-sm2"), Partner()
+    ident = sites.ca.issue("core-officer-2")
+    req = _request("kak-core-sm2", "zmk-second-officer", peer_static=partner.static,
+                   peer_ephemeral=partner.ephemeral, agreement=started.agreement_id, role=INITIATOR)
+    with Client(f"127.0.0.1:{sites.core.port}", ClientTls(sites.ca.ca_file, ident.cert, ident.key, "localhost"),
+                retries=0) as other:
+        got = code_of(other.keys.AgreeKey, req)
+    assert got[0] is StatusCode.NOT_FOUND and got[1].startswith("sm2.agreement_id"), got
+    assert len(_keys(sites.core).AgreeKey(req).key.kcv) == 3  # still there for its own officer
+
+
+def test_pending_agreements_are_limited_per_kak_and_officer(sites: Sites, kaks: dict[str, bytes]) -> None:
+    _kak(sites.core, "kak-core-sm2-limit")
+    for _ in range(16):
+        _start(sites.core, "kak-core-sm2-limit")
+    req = key_pb.StartKeyAgreementRequest(kak=pb.KeyRef(key_id="kak-core-sm2-limit"))
+    got = code_of(_keys(sites.core).StartKeyAgreement, req)
+    assert got[0] is StatusCode.RESOURCE_EXHAUSTED and got[1].startswith("kak: 16 agreements"), got
+
+
+def test_no_stored_key_may_take_an_ephemeral_keys_name(sites: Sites) -> None:
+    t = template("agreement:" + secrets.token_hex(16), pb.KEY_TYPE_KAK, pb.ALGORITHM_SM2,
+                 pb.KEY_USAGE_ASYMMETRIC_KEY_WRAPPING, pb.MODE_OF_USE_DERIVE, zone=ZONE)
+    got = code_of(_keys(sites.core).GenerateKey, key_pb.GenerateKeyRequest(template=t))
+    assert got == (StatusCode.INVALID_ARGUMENT, "template.key_id: the prefix agreement: is reserved")
 
 
 def test_start_needs_an_sm2_kak_and_a_manager(sites: Sites, kaks: dict[str, bytes]) -> None:

@@ -32,7 +32,10 @@ from hsmsvc.types import Algorithm
 if TYPE_CHECKING:
     from hsmsvc.hsm.commands.core import CommandBackend
 
-__all__ = ["AgreeKey", "AgreeSm2Key", "Sm2Exchange", "Sm2Result", "Sm2Role", "algorithm_id", "check_template"]
+__all__ = [
+    "AgreeKey", "AgreeSm2Key", "Sm2Exchange", "Sm2Result", "Sm2Role", "algorithm_id", "check_sm2_request",
+    "check_template",
+]
 
 _LABEL = b"hsmsvc/agree/v1"
 Sm2Role = sm2ka.Role
@@ -144,26 +147,15 @@ class AgreeSm2Key(HsmCommand[Sm2Result]):
     def run(self, b: CommandBackend) -> Sm2Result:
         spec, x = self.spec, self.exchange
         b._capabilities.require(Command.KEY_AGREE, Algorithm.SM2, spec.algorithm)
-        if self.kak.spec.algorithm is not Algorithm.SM2 or self.ephemeral.spec.algorithm is not Algorithm.SM2:
-            raise KeyUsageViolation("kak", "SM2 key exchange needs an SM2 KAK")
-        check_template(spec, Algorithm.SM2)
-        if not isinstance(x.role, sm2ka.Role):
-            raise InvalidInput("sm2.role", "INITIATOR or RESPONDER")
-        peer_der = _check_bytes(x.peer_public_key, "peer_public_key", 1, 1024)
-        claimed = _check_bytes(x.peer_fingerprint, "peer_fingerprint", 8, 8)
-        _check_bytes(x.peer_ephemeral_public_key, "sm2.peer_ephemeral_public_key", 1, 1024)
-        _check_bytes(x.own_id, "sm2.own_id", 1, 256)
-        _check_bytes(x.peer_id, "sm2.peer_id", 1, 256)
-        if x.peer_confirmation:
-            _check_bytes(x.peer_confirmation, "sm2.peer_confirmation", 32, 32)
+        check_sm2_request(kak=self.kak, exchange=x, spec=spec)
+        if self.ephemeral.spec.algorithm is not Algorithm.SM2:
+            raise KeyUsageViolation("sm2.agreement_id", "not an SM2 ephemeral key")
         with b._guard():
             k = b._use(self.kak, Operation.KEY_AGREE)
             e = b._use(self.ephemeral, Operation.KEY_AGREE)
             if STRENGTH[spec.algorithm] > STRENGTH[k.algorithm]:
                 raise KeyUsageViolation("kak", "weaker than the key it would agree (SP 800-57 part 1, table 2)")
-            if not compare.bytes_eq(sm2ka.fingerprint(peer_der), claimed):
-                raise VerificationFailed("peer_fingerprint", "the public key given does not have this fingerprint")
-            if compare.bytes_eq(b._public_key(k), peer_der):
+            if compare.bytes_eq(b._public_key(k), x.peer_public_key):
                 raise InvalidInput("peer_public_key", "this KAK's own public key: agree with the partner's")
             done = b._agree_sm2(k, e, x, length=spec.algorithm.key_length)
             mine, theirs = ((done.initiator_confirmation, done.responder_confirmation)
@@ -172,3 +164,29 @@ class AgreeSm2Key(HsmCommand[Sm2Result]):
             if x.peer_confirmation and not compare.bytes_eq(theirs, x.peer_confirmation):
                 raise VerificationFailed("sm2", "key agreement failed")
             return Sm2Result(b._seal_clear(spec, done.key), mine)
+
+
+def check_sm2_request(*, kak: KeyCryptogram, exchange: Sm2Exchange, spec: KeySpec) -> None:
+    """Everything about an SM2 exchange that depends on nothing secret, checked before its
+    agreement is taken from the store, so a typo does not spend it: the KAK's curve, the
+    template, the role and IDs, both public keys on sm2p256v1, the fingerprint, not our own key."""
+    x = exchange
+    if kak.spec.algorithm is not Algorithm.SM2:
+        raise InvalidInput("sm2", "only with an SM2 KAK: a P-521 KAK agrees in one AgreeKey call")
+    check_template(spec, Algorithm.SM2)
+    if not isinstance(x.role, sm2ka.Role):
+        raise InvalidInput("sm2.role", "INITIATOR or RESPONDER")
+    peer_der = _check_bytes(x.peer_public_key, "peer_public_key", 1, 1024)
+    claimed = _check_bytes(x.peer_fingerprint, "peer_fingerprint", 8, 8)
+    sm2ka.check_public_key(peer_der, "peer_public_key")
+    sm2ka.check_public_key(_check_bytes(x.peer_ephemeral_public_key, "sm2.peer_ephemeral_public_key", 1, 1024),
+                           "sm2.peer_ephemeral_public_key")
+    _check_bytes(x.own_id, "sm2.own_id", 1, 256)
+    _check_bytes(x.peer_id, "sm2.peer_id", 1, 256)
+    if x.peer_confirmation:
+        _check_bytes(x.peer_confirmation, "sm2.peer_confirmation", 32, 32)
+    fingerprint = sm2ka.fingerprint(peer_der)
+    if not compare.bytes_eq(fingerprint, claimed):
+        raise VerificationFailed("peer_fingerprint", "the public key given does not have this fingerprint")
+    if compare.bytes_eq(fingerprint, kak.kcv):  # a KAK's check value is its public key's fingerprint
+        raise InvalidInput("peer_public_key", "this KAK's own public key: agree with the partner's")

@@ -9,7 +9,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, case, func, select, update
 from sqlalchemy.engine import Connection, Row
 
-from hsmsvc.errors import KeyNotFound, KeyStateError
+from hsmsvc.errors import InvalidInput, KeyNotFound, KeyStateError
 from hsmsvc.hsm.model import KeyCryptogram, KeySpec, LegacyForm
 from hsmsvc.keys.model import AuditEvent, StoredKey, SyncState
 from hsmsvc.keys.schema import keys as keys_t
@@ -54,6 +54,8 @@ def _to_key(r: Row[Any]) -> StoredKey:
 def inserter(key: StoredKey) -> Callable[[Connection], None]:
     """The statement storing ``key``, to run in a transaction (a key's or a ceremony's)."""
     s = key.cryptogram.spec
+    if s.key_id.startswith("agreement:"):  # agreements.EPHEMERAL_PREFIX: an ephemeral key's, never a stored one's
+        raise InvalidInput("template.key_id", "the prefix agreement: is reserved")
 
     def change(conn: Connection) -> None:
         conn.execute(

@@ -29,7 +29,12 @@ def upgrade() -> None:
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("expires_at", sa.DateTime(timezone=True), nullable=False),
     )
+    # The sweep at each start deletes by expiry; the limit counts per KAK and officer.
+    op.create_index("key_agreements_expires_at", "key_agreements", ["expires_at"])
+    op.create_index("key_agreements_kak", "key_agreements", ["kak_id", "kak_version", "started_by"])
 
 
 def downgrade() -> None:
+    op.drop_index("key_agreements_kak", "key_agreements")
+    op.drop_index("key_agreements_expires_at", "key_agreements")
     op.drop_table("key_agreements")
