@@ -8,10 +8,10 @@ STAMP  := $(VENV)/.installed
 
 # tools/ is not packaged (a wheel has no tools/bench): the .pth puts this checkout on the venv's
 # path, so that `.venv/bin/hsmsvc bench` and `python -m tools.bench` find it from anywhere.
-$(STAMP): pyproject.toml Makefile
+$(STAMP): pyproject.toml clients/python/pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[test]'
+	$(BIN)/pip install --quiet -e clients/python -e '.[test]'
 	$(BIN)/python -c 'import sys, sysconfig; open(sysconfig.get_path("purelib") + "/hsmsvc-checkout.pth", "w").write(sys.argv[1] + "\n")' "$(CURDIR)"
 	touch $(STAMP)
 
@@ -34,7 +34,7 @@ test: $(STAMP)
 	$(BIN)/mypy --strict hsmsvc clients/python/hsmsvc_client
 	$(BIN)/pytest -q
 
-# Regenerate hsmsvc/v1 from proto/ (CI fails when the committed stubs are stale).
+# Regenerate clients/python/hsmsvc_client/v1 from proto/ (CI fails when the committed stubs are stale).
 proto: $(STAMP)
 	$(BIN)/python tools/gen_proto.py
 
