@@ -6,12 +6,17 @@ STAMP  := $(VENV)/.installed
 
 .PHONY: run test proto clean
 
+# The test environment comes from requirements/test.lock, every file checked against its hash
+# (regenerate it with the command at its top after a dependency changes); then the two local
+# packages, hsmsvc-client and the server, editable and without dependencies, built by the locked
+# setuptools. `pip check` fails the install when the lock lacks a dependency of theirs.
 # tools/ is not packaged (a wheel has no tools/bench): the .pth puts this checkout on the venv's
 # path, so that `.venv/bin/hsmsvc bench` and `python -m tools.bench` find it from anywhere.
-$(STAMP): pyproject.toml Makefile
+$(STAMP): pyproject.toml clients/python/pyproject.toml requirements/test.lock Makefile
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[test]'
+	$(BIN)/pip install --quiet --require-hashes -r requirements/test.lock
+	$(BIN)/pip install --quiet --no-deps --no-build-isolation -e clients/python -e .
+	$(BIN)/pip check
 	$(BIN)/python -c 'import sys, sysconfig; open(sysconfig.get_path("purelib") + "/hsmsvc-checkout.pth", "w").write(sys.argv[1] + "\n")' "$(CURDIR)"
 	touch $(STAMP)
 
@@ -34,7 +39,7 @@ test: $(STAMP)
 	$(BIN)/mypy --strict hsmsvc clients/python/hsmsvc_client
 	$(BIN)/pytest -q
 
-# Regenerate hsmsvc/v1 from proto/ (CI fails when the committed stubs are stale).
+# Regenerate clients/python/hsmsvc_client/v1 from proto/ (CI fails when the committed stubs are stale).
 proto: $(STAMP)
 	$(BIN)/python tools/gen_proto.py
 

@@ -27,7 +27,7 @@ from hsmsvc.types import (
     Padding,
     PinBlockFormat,
 )
-from hsmsvc.v1 import types_pb2 as pb
+from hsmsvc_client.v1 import types_pb2 as pb
 
 __all__ = [
     "ALGORITHM", "CIPHER_MODE", "DATA_PADDING", "EXPORTABILITY", "EnumTable", "KCV_METHOD", "KEY_STATE", "KEY_TYPE",

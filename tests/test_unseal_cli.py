@@ -26,8 +26,8 @@ from sqlalchemy import create_engine, text
 from hsmsvc.crypto import kcv
 from hsmsvc.hsm.soft import sealed
 from hsmsvc.types import Algorithm
-from hsmsvc.v1 import key_service_pb2 as key_pb
-from hsmsvc.v1 import types_pb2 as pb
+from hsmsvc_client.v1 import key_service_pb2 as key_pb
+from hsmsvc_client.v1 import types_pb2 as pb
 from hsmsvc_client import Client, ClientTls
 from tests.api.conftest import POLICY, launch, stop, template
 from tests.ceremony import mailer_component, mailer_file

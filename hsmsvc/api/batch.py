@@ -6,7 +6,7 @@ from typing import Final, Sequence, cast
 
 from hsmsvc.api.status import code_for, message_for
 from hsmsvc.errors import HsmsvcError, InvalidInput
-from hsmsvc.v1 import types_pb2 as pb
+from hsmsvc_client.v1 import types_pb2 as pb
 
 MAX_ITEMS: Final = 10_000
 

@@ -11,9 +11,9 @@ from hsmsvc.keys.model import Ceremony, CeremonyState, StoredKey
 from hsmsvc.service import ceremony as uc
 from hsmsvc.service.keys import new_key_id
 from hsmsvc.service.context import Caller, Services
-from hsmsvc.v1 import ceremony_service_pb2 as m
-from hsmsvc.v1 import ceremony_service_pb2_grpc as g
-from hsmsvc.v1 import types_pb2 as pb
+from hsmsvc_client.v1 import ceremony_service_pb2 as m
+from hsmsvc_client.v1 import ceremony_service_pb2_grpc as g
+from hsmsvc_client.v1 import types_pb2 as pb
 
 __all__ = ["CeremonyServicer"]
 

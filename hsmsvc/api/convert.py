@@ -16,9 +16,9 @@ from hsmsvc.errors import InvalidInput
 from hsmsvc.hsm.model import BlockTemplate, FieldParams, KeySpec, LegacyForm
 from hsmsvc.keys.model import KeyRef, StoredKey
 from hsmsvc.types import KcvMethod, KeyType
-from hsmsvc.v1 import data_service_pb2 as data_pb
-from hsmsvc.v1 import key_service_pb2 as key_pb
-from hsmsvc.v1 import types_pb2 as pb
+from hsmsvc_client.v1 import data_service_pb2 as data_pb
+from hsmsvc_client.v1 import key_service_pb2 as key_pb
+from hsmsvc_client.v1 import types_pb2 as pb
 # The servicers convert through these; they live below api for client-side tools.
 from hsmsvc.wire import (
     ALGORITHM as ALGORITHM,

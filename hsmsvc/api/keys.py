@@ -7,8 +7,8 @@ from hsmsvc.api.status import Observed, rpc
 from hsmsvc.hsm.commands import Sm2Exchange, Sm2Role
 from hsmsvc.service import keys as uc
 from hsmsvc.service.context import Caller, Services
-from hsmsvc.v1 import key_service_pb2 as m
-from hsmsvc.v1 import key_service_pb2_grpc as g
+from hsmsvc_client.v1 import key_service_pb2 as m
+from hsmsvc_client.v1 import key_service_pb2_grpc as g
 
 
 def _template_id(t: m.KeyTemplate) -> str:

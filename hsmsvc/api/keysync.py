@@ -15,8 +15,8 @@ from hsmsvc.api.status import Observed, rpc
 from hsmsvc.errors import BackendUnavailable, InvalidInput, KeyNotFound
 from hsmsvc.service import keysync as uc
 from hsmsvc.service.context import Caller, Services
-from hsmsvc.v1 import key_sync_service_pb2 as m
-from hsmsvc.v1 import key_sync_service_pb2_grpc as g
+from hsmsvc_client.v1 import key_sync_service_pb2 as m
+from hsmsvc_client.v1 import key_sync_service_pb2_grpc as g
 
 __all__ = ["KeySyncServicer", "PeerCourier", "confirmation_from_pb", "notice_from_pb", "notice_to_pb"]
 

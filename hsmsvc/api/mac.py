@@ -9,8 +9,8 @@ from hsmsvc.api.status import Observed, rpc, stream_rpc
 from hsmsvc.errors import HsmsvcError
 from hsmsvc.service import mac as uc
 from hsmsvc.service.context import Caller, Services
-from hsmsvc.v1 import mac_service_pb2 as m
-from hsmsvc.v1 import mac_service_pb2_grpc as g
+from hsmsvc_client.v1 import mac_service_pb2 as m
+from hsmsvc_client.v1 import mac_service_pb2_grpc as g
 
 
 class MacServicer(g.MacServiceServicer):

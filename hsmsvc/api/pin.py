@@ -16,9 +16,9 @@ from hsmsvc.service import issuance, storedpins
 from hsmsvc.service import pin as uc
 from hsmsvc.service.context import Caller, Services
 from hsmsvc.service.routes import RouteRequest
-from hsmsvc.v1 import pin_service_pb2 as m
-from hsmsvc.v1 import pin_service_pb2_grpc as g
-from hsmsvc.v1 import types_pb2 as pb
+from hsmsvc_client.v1 import pin_service_pb2 as m
+from hsmsvc_client.v1 import pin_service_pb2_grpc as g
+from hsmsvc_client.v1 import types_pb2 as pb
 
 _METHOD: dict[int, StoredPinMethod] = {pb.STORED_PIN_METHOD_ENCRYPTED: StoredPinMethod.ENCRYPTED,
                                        pb.STORED_PIN_METHOD_DIGEST: StoredPinMethod.DIGEST}

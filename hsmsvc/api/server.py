@@ -51,10 +51,10 @@ from hsmsvc.keys.store import KeyStore
 from hsmsvc.service.authz import Policy, Principal, Role
 from hsmsvc.service.context import Services
 from hsmsvc.service.usage import UseMeter
-from hsmsvc.v1 import ceremony_service_pb2, ceremony_service_pb2_grpc
-from hsmsvc.v1 import data_service_pb2, data_service_pb2_grpc, key_service_pb2, key_service_pb2_grpc
-from hsmsvc.v1 import key_sync_service_pb2, key_sync_service_pb2_grpc
-from hsmsvc.v1 import mac_service_pb2, mac_service_pb2_grpc, pin_service_pb2, pin_service_pb2_grpc
+from hsmsvc_client.v1 import ceremony_service_pb2, ceremony_service_pb2_grpc
+from hsmsvc_client.v1 import data_service_pb2, data_service_pb2_grpc, key_service_pb2, key_service_pb2_grpc
+from hsmsvc_client.v1 import key_sync_service_pb2, key_sync_service_pb2_grpc
+from hsmsvc_client.v1 import mac_service_pb2, mac_service_pb2_grpc, pin_service_pb2, pin_service_pb2_grpc
 
 __all__ = ["Running", "SERVICE_NAMES", "open_backend", "start", "serve"]
 

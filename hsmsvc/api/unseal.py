@@ -46,8 +46,8 @@ from hsmsvc.hsm.soft import sharesealed
 from hsmsvc.hsm.soft.unsealing import Opened, Progress, Unsealer
 from hsmsvc.keys.model import AuditEvent
 from hsmsvc.service.context import Caller
-from hsmsvc.v1 import ceremony_service_pb2 as m
-from hsmsvc.v1 import ceremony_service_pb2_grpc as g
+from hsmsvc_client.v1 import ceremony_service_pb2 as m
+from hsmsvc_client.v1 import ceremony_service_pb2_grpc as g
 
 __all__ = ["Gate", "UnsealServicer", "audit_event", "share_sealed"]
 

@@ -198,7 +198,7 @@ class _Lookup:
 def remote(args: argparse.Namespace, mode: Mode) -> Crypto:
     """The job's keys named for a server's batch RPCs: they are looked up there, per call."""
     from hsmsvc.batch.remote import RemoteMover
-    from hsmsvc.v1 import types_pb2 as pb
+    from hsmsvc_client.v1 import types_pb2 as pb
 
     if mode in (Mode.LMK, Mode.LEGACY):
         raise InvalidInput("--server", f"{mode.value} mode runs beside the backend (it needs the old LMK or an "

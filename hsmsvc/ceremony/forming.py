@@ -29,9 +29,9 @@ from hsmsvc.ceremony.steps import checked_ctk
 from hsmsvc.crypto import components, kcv, keytransport
 from hsmsvc.errors import HsmsvcError, InvalidInput, VerificationFailed
 from hsmsvc.types import Algorithm, Exportability, KeyType, KeyUsage, ModeOfUse
-from hsmsvc.v1 import ceremony_service_pb2 as cm
-from hsmsvc.v1 import key_service_pb2 as km
-from hsmsvc.v1 import types_pb2 as pb
+from hsmsvc_client.v1 import ceremony_service_pb2 as cm
+from hsmsvc_client.v1 import key_service_pb2 as km
+from hsmsvc_client.v1 import types_pb2 as pb
 from hsmsvc.wire import ALGORITHM, EXPORTABILITY, KEY_TYPE, KEY_USAGE, MODE_OF_USE
 from hsmsvc_client import Client, ClientTls
 from hsmsvc_client.client import ref

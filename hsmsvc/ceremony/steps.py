@@ -18,9 +18,9 @@ from hsmsvc.ceremony.entry import component
 from hsmsvc.crypto import compare, keytransport
 from hsmsvc.errors import InvalidInput, VerificationFailed
 from hsmsvc.types import Algorithm
-from hsmsvc.v1 import ceremony_service_pb2 as cm
-from hsmsvc.v1 import key_service_pb2 as km
-from hsmsvc.v1 import types_pb2 as pb
+from hsmsvc_client.v1 import ceremony_service_pb2 as cm
+from hsmsvc_client.v1 import key_service_pb2 as km
+from hsmsvc_client.v1 import types_pb2 as pb
 from hsmsvc.wire import ALGORITHM, KEY_TYPE
 from hsmsvc_client import Client
 from hsmsvc_client.client import ref

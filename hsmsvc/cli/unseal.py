@@ -76,7 +76,7 @@ def _share(args: argparse.Namespace, seal: str) -> bytearray:
 
 def run(args: argparse.Namespace) -> int:
     from hsmsvc.ceremony.console import zeroize
-    from hsmsvc.v1 import ceremony_service_pb2 as m
+    from hsmsvc_client.v1 import ceremony_service_pb2 as m
     from hsmsvc_client import Client, ClientTls
 
     if args.insecure_dev:

@@ -29,12 +29,12 @@ from hsmsvc.keys.hierarchy import KeyManager
 from hsmsvc.keys.store import KeyStore
 from hsmsvc.service.keysync import KeyChangeNotice
 from hsmsvc.types import Algorithm, Exportability, KeyType, KeyUsage, ModeOfUse
-from hsmsvc.v1 import data_service_pb2 as data_pb
-from hsmsvc.v1 import key_service_pb2 as key_pb
-from hsmsvc.v1 import key_sync_service_pb2 as ks
-from hsmsvc.v1 import mac_service_pb2 as mac_pb
-from hsmsvc.v1 import pin_service_pb2 as pin_pb
-from hsmsvc.v1 import types_pb2 as pb
+from hsmsvc_client.v1 import data_service_pb2 as data_pb
+from hsmsvc_client.v1 import key_service_pb2 as key_pb
+from hsmsvc_client.v1 import key_sync_service_pb2 as ks
+from hsmsvc_client.v1 import mac_service_pb2 as mac_pb
+from hsmsvc_client.v1 import pin_service_pb2 as pin_pb
+from hsmsvc_client.v1 import types_pb2 as pb
 from tests import pg
 from tests import reference as ind
 from tests.api.conftest import PASSPHRASE, launch, seal_lmk, stop, template

@@ -10,8 +10,8 @@ import fnmatch
 from typing import Any, Final
 
 from hsmsvc.service.authz import ROLE_METHODS, Role
-from hsmsvc.v1 import ceremony_service_pb2, data_service_pb2, key_service_pb2, key_sync_service_pb2
-from hsmsvc.v1 import mac_service_pb2, pin_service_pb2
+from hsmsvc_client.v1 import ceremony_service_pb2, data_service_pb2, key_service_pb2, key_sync_service_pb2
+from hsmsvc_client.v1 import mac_service_pb2, pin_service_pb2
 
 FILES = (key_service_pb2, pin_service_pb2, mac_service_pb2, data_service_pb2, key_sync_service_pb2,
          ceremony_service_pb2)

@@ -26,8 +26,8 @@ from hsmsvc_client import Client, ClientError, ClientTls
 from sqlalchemy import create_engine, select
 
 from hsmsvc.keys.schema import audit
-from hsmsvc.v1 import key_service_pb2 as key_pb
-from hsmsvc.v1 import types_pb2 as pb
+from hsmsvc_client.v1 import key_service_pb2 as key_pb
+from hsmsvc_client.v1 import types_pb2 as pb
 from tests import reference as ind
 from tests.api.conftest import code_of, template
 from tests.api.key_sync_sites import ZONE, Site, Sites, open_sites

@@ -20,8 +20,8 @@ import pytest
 
 from hsmsvc.hsm.model import KeySpec
 from hsmsvc.types import Algorithm, KeyType, KeyUsage, ModeOfUse
-from hsmsvc.v1 import pin_service_pb2 as pin_pb
-from hsmsvc.v1 import types_pb2 as pb
+from hsmsvc_client.v1 import pin_service_pb2 as pin_pb
+from hsmsvc_client.v1 import types_pb2 as pb
 from hsmsvc_client import Client, ClientError, ClientTls
 from tests import pg
 from tests import reference as ind

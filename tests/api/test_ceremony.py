@@ -23,9 +23,9 @@ from hsmsvc.ceremony import forming
 from hsmsvc.crypto import kcv, tr31
 from hsmsvc.errors import InvalidInput
 from hsmsvc.types import Algorithm, Exportability, KeyUsage, ModeOfUse
-from hsmsvc.v1 import ceremony_service_pb2 as cm
-from hsmsvc.v1 import key_service_pb2 as key_pb
-from hsmsvc.v1 import types_pb2 as pb
+from hsmsvc_client.v1 import ceremony_service_pb2 as cm
+from hsmsvc_client.v1 import key_service_pb2 as key_pb
+from hsmsvc_client.v1 import types_pb2 as pb
 from hsmsvc_client import ClientTls
 from hsmsvc.crypto import keytransport
 from tests import reference as ind

@@ -12,9 +12,9 @@ from typing import Any
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from hsmsvc.v1 import key_service_pb2 as key_pb
-from hsmsvc.v1 import pin_service_pb2 as pin_pb
-from hsmsvc.v1 import types_pb2 as pb
+from hsmsvc_client.v1 import key_service_pb2 as key_pb
+from hsmsvc_client.v1 import pin_service_pb2 as pin_pb
+from hsmsvc_client.v1 import types_pb2 as pb
 from hsmsvc_client import Client, ClientTls
 from tests import reference as ind
 from tests.api.conftest import TABLE, Env, code_of, template
@@ -391,7 +391,7 @@ def test_logs_are_json_and_hold_no_secrets(server: Env, keys: dict[str, bytes], 
 def test_each_call_answers_with_its_own_request_id(server: Env, keys: dict[str, bytes]) -> None:
     """The id is set when the call's handler is looked up (api.status.Dispatch), in the call's
     own task: many calls in flight at once must each get back theirs, and the log must hold them."""
-    from hsmsvc.v1 import pin_service_pb2_grpc as pin_grpc
+    from hsmsvc_client.v1 import pin_service_pb2_grpc as pin_grpc
 
     ident = server.ids["core-banking"]
     creds = ClientTls(server.ca.ca_file, ident.cert, ident.key, "localhost").credentials()
@@ -478,8 +478,8 @@ def test_verify_pin_batch_against_stored_digests(core: Client, keys: dict[str, b
 
 
 def test_verify_pin_mac_and_encrypt_streams_answer_in_band(core: Client, keys: dict[str, bytes]) -> None:
-    from hsmsvc.v1 import data_service_pb2 as data_pb
-    from hsmsvc.v1 import mac_service_pb2 as mac_pb
+    from hsmsvc_client.v1 import data_service_pb2 as data_pb
+    from hsmsvc_client.v1 import mac_service_pb2 as mac_pb
 
     ch = core._channels[0]
     account = "6222020200112233446"
@@ -524,8 +524,8 @@ def test_verify_pin_mac_and_encrypt_streams_answer_in_band(core: Client, keys: d
 
 
 def test_mac_and_field_batches_checked_item_by_item(core: Client, keys: dict[str, bytes]) -> None:
-    from hsmsvc.v1 import data_service_pb2 as data_pb
-    from hsmsvc.v1 import mac_service_pb2 as mac_pb
+    from hsmsvc_client.v1 import data_service_pb2 as data_pb
+    from hsmsvc_client.v1 import mac_service_pb2 as mac_pb
 
     mak = pb.KeyRef(key_id="mak-x919")
     too_long = bytes((1 << 20) + 1)

@@ -231,7 +231,7 @@ def _code(fn, *a, **kw):  # type: ignore[no-untyped-def]
 def test_the_sdk_retry_budget_is_bounded_by_the_callers_timeout() -> None:
     """5. Client._call: each attempt gets the whole timeout and retries run for retry_budget (8 s)
     whatever the caller asked: GetKey(timeout=1.0) against a down server returns after ~8 s."""
-    from hsmsvc.v1 import key_service_pb2 as k
+    from hsmsvc_client.v1 import key_service_pb2 as k
     from hsmsvc_client import Client, ClientError
 
     c = Client.insecure("127.0.0.1:1", deadline=1.0)

@@ -34,9 +34,9 @@ from hsmsvc.hsm.soft.backend import SoftBackend
 from hsmsvc.keys.hierarchy import KeyManager
 from hsmsvc.keys.store import KeyStore
 from hsmsvc.types import Algorithm, KeyType, KeyUsage, ModeOfUse
-from hsmsvc.v1 import key_service_pb2 as key_pb
-from hsmsvc.v1 import pin_service_pb2 as pin_pb
-from hsmsvc.v1 import types_pb2 as pb
+from hsmsvc_client.v1 import key_service_pb2 as key_pb
+from hsmsvc_client.v1 import pin_service_pb2 as pin_pb
+from hsmsvc_client.v1 import types_pb2 as pb
 from hsmsvc_client import Client, ClientTls
 from tests import pg
 from tests import reference as ind

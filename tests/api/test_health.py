@@ -13,7 +13,7 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2
 
-from hsmsvc.v1 import key_service_pb2 as key_pb
+from hsmsvc_client.v1 import key_service_pb2 as key_pb
 from hsmsvc_client import ClientError
 from tests.api.solo import Solo, solo_server
 from tests.pgcluster import Cluster, private_cluster

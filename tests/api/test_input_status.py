@@ -19,10 +19,10 @@ import grpc
 import pytest
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from hsmsvc.v1 import mac_service_pb2
-from hsmsvc.v1 import key_service_pb2 as key_pb
-from hsmsvc.v1 import key_sync_service_pb2 as sync_pb
-from hsmsvc.v1 import types_pb2 as pb
+from hsmsvc_client.v1 import mac_service_pb2
+from hsmsvc_client.v1 import key_service_pb2 as key_pb
+from hsmsvc_client.v1 import key_sync_service_pb2 as sync_pb
+from hsmsvc_client.v1 import types_pb2 as pb
 from hsmsvc_client import Client, ClientTls
 from tests.api.conftest import POLICY, Env, code_of, launch, seal_lmk, stop, template
 from tests.api.methods import HOLDERS, METHODS, who_may_call

@@ -21,11 +21,11 @@ from hsmsvc.errors import InvalidInput
 from hsmsvc.hsm.model import KeySpec
 from hsmsvc.service.authz import Policy
 from hsmsvc.types import Algorithm, KeyType, KeyUsage, ModeOfUse
-from hsmsvc.v1 import ceremony_service_pb2 as cer_pb
-from hsmsvc.v1 import key_service_pb2 as key_pb
-from hsmsvc.v1 import key_sync_service_pb2 as ks
-from hsmsvc.v1 import mac_service_pb2 as mac_pb
-from hsmsvc.v1 import types_pb2 as pb
+from hsmsvc_client.v1 import ceremony_service_pb2 as cer_pb
+from hsmsvc_client.v1 import key_service_pb2 as key_pb
+from hsmsvc_client.v1 import key_sync_service_pb2 as ks
+from hsmsvc_client.v1 import mac_service_pb2 as mac_pb
+from hsmsvc_client.v1 import types_pb2 as pb
 from hsmsvc_client import Client, ClientError, ClientTls
 from tests import pg
 from tests import reference as ind

@@ -21,11 +21,11 @@ import pytest
 from hsmsvc.crypto import tr31
 from hsmsvc.service.keysync import KeyChangeNotice, NoticeKey
 from hsmsvc.types import Algorithm, Exportability, KeyUsage, ModeOfUse
-from hsmsvc.v1 import data_service_pb2 as data_pb
-from hsmsvc.v1 import key_service_pb2 as key_pb
-from hsmsvc.v1 import key_sync_service_pb2 as ks
-from hsmsvc.v1 import pin_service_pb2 as pin_pb
-from hsmsvc.v1 import types_pb2 as pb
+from hsmsvc_client.v1 import data_service_pb2 as data_pb
+from hsmsvc_client.v1 import key_service_pb2 as key_pb
+from hsmsvc_client.v1 import key_sync_service_pb2 as ks
+from hsmsvc_client.v1 import pin_service_pb2 as pin_pb
+from hsmsvc_client.v1 import types_pb2 as pb
 from tests import reference as ind
 from tests.api.conftest import code_of, template
 from tests.api.key_sync_sites import (

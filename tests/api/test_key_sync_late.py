@@ -31,10 +31,10 @@ from pathlib import Path
 import pytest
 from hsmsvc_client import Client
 
-from hsmsvc.v1 import key_service_pb2 as key_pb
-from hsmsvc.v1 import key_sync_service_pb2 as ks
-from hsmsvc.v1 import mac_service_pb2 as mac_pb
-from hsmsvc.v1 import types_pb2 as pb
+from hsmsvc_client.v1 import key_service_pb2 as key_pb
+from hsmsvc_client.v1 import key_sync_service_pb2 as ks
+from hsmsvc_client.v1 import mac_service_pb2 as mac_pb
+from hsmsvc_client.v1 import types_pb2 as pb
 from tests.api.conftest import code_of
 from tests.api.key_sync_sites import (
     ZONE,

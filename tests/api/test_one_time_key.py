@@ -11,9 +11,9 @@ import secrets
 
 import pytest
 
-from hsmsvc.v1 import key_service_pb2 as key_pb
-from hsmsvc.v1 import pin_service_pb2 as pin_pb
-from hsmsvc.v1 import types_pb2 as pb
+from hsmsvc_client.v1 import key_service_pb2 as key_pb
+from hsmsvc_client.v1 import pin_service_pb2 as pin_pb
+from hsmsvc_client.v1 import types_pb2 as pb
 from hsmsvc_client import Client
 from tests import reference as ind
 import grpc

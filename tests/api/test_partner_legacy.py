@@ -21,8 +21,8 @@ import sqlalchemy as sa
 
 from hsmsvc.hsm.model import KeySpec, LegacyForm
 from hsmsvc.types import Algorithm, KeyType, KeyUsage, ModeOfUse
-from hsmsvc.v1 import key_service_pb2 as key_pb
-from hsmsvc.v1 import types_pb2 as pb
+from hsmsvc_client.v1 import key_service_pb2 as key_pb
+from hsmsvc_client.v1 import types_pb2 as pb
 from hsmsvc_client import Client, ClientTls
 from tests import pg
 from tests import reference as ref

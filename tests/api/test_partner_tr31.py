@@ -24,8 +24,8 @@ from typing import Any
 import grpc
 import pytest
 
-from hsmsvc.v1 import key_service_pb2 as key_pb
-from hsmsvc.v1 import types_pb2 as pb
+from hsmsvc_client.v1 import key_service_pb2 as key_pb
+from hsmsvc_client.v1 import types_pb2 as pb
 from hsmsvc_client import Client, ClientError, ClientTls
 from tests import reference as ref
 from tests.api.conftest import PASSPHRASE, POLICY, code_of, launch, seal_lmk, stop, template

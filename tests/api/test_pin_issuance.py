@@ -13,9 +13,9 @@ import pytest
 from sqlalchemy import create_engine, func, select
 
 from hsmsvc.keys.schema import audit
-from hsmsvc.v1 import key_service_pb2 as key_pb
-from hsmsvc.v1 import pin_service_pb2 as pin_pb
-from hsmsvc.v1 import types_pb2 as pb
+from hsmsvc_client.v1 import key_service_pb2 as key_pb
+from hsmsvc_client.v1 import pin_service_pb2 as pin_pb
+from hsmsvc_client.v1 import types_pb2 as pb
 from hsmsvc_client import Client, ClientError
 from tests import reference as ind
 from tests.api.conftest import TABLE, Env, code_of, template

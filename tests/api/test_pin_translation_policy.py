@@ -20,8 +20,8 @@ from hsmsvc.api import config
 from hsmsvc.errors import InvalidInput
 from hsmsvc.hsm.model import KeySpec
 from hsmsvc.types import Algorithm, KeyType, KeyUsage, ModeOfUse
-from hsmsvc.v1 import pin_service_pb2 as pin_pb
-from hsmsvc.v1 import types_pb2 as pb
+from hsmsvc_client.v1 import pin_service_pb2 as pin_pb
+from hsmsvc_client.v1 import types_pb2 as pb
 from hsmsvc_client import Client, ClientTls
 from tests import reference as ref
 from tests.api.conftest import POLICY, _form, code_of, forming, launch, seal_lmk, stop

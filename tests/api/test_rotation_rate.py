@@ -23,8 +23,8 @@ from pathlib import Path
 
 import pytest
 
-from hsmsvc.v1 import key_service_pb2 as key_pb
-from hsmsvc.v1 import types_pb2 as pb
+from hsmsvc_client.v1 import key_service_pb2 as key_pb
+from hsmsvc_client.v1 import types_pb2 as pb
 from tests.api.key_sync_sites import ZONE, Sites, change, open_sites, translate_and_verify
 
 MAX_USES = 2500

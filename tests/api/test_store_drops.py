@@ -10,8 +10,8 @@ from pathlib import Path
 
 import psycopg
 
-from hsmsvc.v1 import key_service_pb2 as key_pb
-from hsmsvc.v1 import types_pb2 as pb
+from hsmsvc_client.v1 import key_service_pb2 as key_pb
+from hsmsvc_client.v1 import types_pb2 as pb
 from hsmsvc_client import Client, ClientError
 from tests import pg
 from tests import reference as ind

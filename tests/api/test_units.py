@@ -27,7 +27,7 @@ def test_generated_stubs_are_fresh(tmp_path: Path) -> None:
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     mod.generate(tmp_path)
-    fresh, committed = tmp_path / "hsmsvc" / "v1", ROOT / "hsmsvc" / "v1"
+    fresh, committed = tmp_path, ROOT / "clients" / "python" / "hsmsvc_client" / "v1"
     names = sorted(p.name for p in fresh.iterdir() if p.is_file())
     assert names == sorted(p.name for p in committed.iterdir() if p.is_file() and p.suffix in (".py", ".pyi"))
     _, mismatch, errors = filecmp.cmpfiles(fresh, committed, names, shallow=False)

@@ -31,9 +31,9 @@ from hsmsvc.hsm.soft import shares, sharesealed
 from hsmsvc.hsm.soft.backend import SoftBackend
 from hsmsvc.keys.store import KeyStore
 from hsmsvc.types import Algorithm
-from hsmsvc.v1 import ceremony_service_pb2 as cer_pb
-from hsmsvc.v1 import key_service_pb2 as key_pb
-from hsmsvc.v1 import types_pb2 as pb
+from hsmsvc_client.v1 import ceremony_service_pb2 as cer_pb
+from hsmsvc_client.v1 import key_service_pb2 as key_pb
+from hsmsvc_client.v1 import types_pb2 as pb
 from hsmsvc_client import Client, ClientError, ClientTls
 from tests.api.conftest import POLICY, launch, stop, template
 from tools.bench.pki import Identity

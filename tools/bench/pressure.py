@@ -427,7 +427,7 @@ def run(args: argparse.Namespace) -> int:
                     with grpc.insecure_channel(f"127.0.0.1:{hsm.port}") as ch:
                         r = ch.unary_unary("/hsmsvc.v1.PinService/EncryptPinForStorage")(
                             storage_request(keys).SerializeToString(), timeout=30)
-                    from hsmsvc.v1 import pin_service_pb2 as pm
+                    from hsmsvc_client.v1 import pin_service_pb2 as pm
                     keys = dataclasses.replace(keys,
                                                stored_pin=pm.EncryptPinForStorageResponse.FromString(r).stored_pin)
                 for op in ops:

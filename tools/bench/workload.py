@@ -28,10 +28,10 @@ from hsmsvc.keys.hierarchy import KeyManager
 from hsmsvc.keys.store import KeyStore
 from hsmsvc.service.cards import luhn_valid
 from hsmsvc.types import Algorithm, Exportability, KeyType, KeyUsage, ModeOfUse, Padding, PinBlockFormat
-from hsmsvc.v1 import data_service_pb2 as dm
-from hsmsvc.v1 import mac_service_pb2 as mm
-from hsmsvc.v1 import pin_service_pb2 as pm
-from hsmsvc.v1 import types_pb2 as pb
+from hsmsvc_client.v1 import data_service_pb2 as dm
+from hsmsvc_client.v1 import mac_service_pb2 as mm
+from hsmsvc_client.v1 import pin_service_pb2 as pm
+from hsmsvc_client.v1 import types_pb2 as pb
 
 __all__ = ["Body", "Form", "Keys", "OPERATIONS", "Op", "PinKeys", "body", "frame", "make_keys", "messages"]
 

@@ -10,7 +10,7 @@
   is killed and restarted is back within it): a PIN verification is not
   retried (it counts attempts), nor is any call that changes a key.
 
-The request and response messages are those of :mod:`hsmsvc.v1`; the
+The request and response messages are those of :mod:`hsmsvc_client.v1`; the
 convenience methods cover the everyday calls.
 """
 
@@ -27,17 +27,17 @@ from typing import Any, Final, Sequence
 
 import grpc
 
-from hsmsvc.v1 import ceremony_service_pb2_grpc as ceremony_grpc
-from hsmsvc.v1 import data_service_pb2 as data_pb
-from hsmsvc.v1 import data_service_pb2_grpc as data_grpc
-from hsmsvc.v1 import key_service_pb2 as key_pb
-from hsmsvc.v1 import key_service_pb2_grpc as key_grpc
-from hsmsvc.v1 import key_sync_service_pb2_grpc as sync_grpc
-from hsmsvc.v1 import mac_service_pb2 as mac_pb
-from hsmsvc.v1 import mac_service_pb2_grpc as mac_grpc
-from hsmsvc.v1 import pin_service_pb2 as pin_pb
-from hsmsvc.v1 import pin_service_pb2_grpc as pin_grpc
-from hsmsvc.v1 import types_pb2 as pb
+from hsmsvc_client.v1 import ceremony_service_pb2_grpc as ceremony_grpc
+from hsmsvc_client.v1 import data_service_pb2 as data_pb
+from hsmsvc_client.v1 import data_service_pb2_grpc as data_grpc
+from hsmsvc_client.v1 import key_service_pb2 as key_pb
+from hsmsvc_client.v1 import key_service_pb2_grpc as key_grpc
+from hsmsvc_client.v1 import key_sync_service_pb2_grpc as sync_grpc
+from hsmsvc_client.v1 import mac_service_pb2 as mac_pb
+from hsmsvc_client.v1 import mac_service_pb2_grpc as mac_grpc
+from hsmsvc_client.v1 import pin_service_pb2 as pin_pb
+from hsmsvc_client.v1 import pin_service_pb2_grpc as pin_grpc
+from hsmsvc_client.v1 import types_pb2 as pb
 
 __all__ = ["Client", "ClientError", "ClientTls", "IDEMPOTENT"]
 

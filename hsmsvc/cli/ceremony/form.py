@@ -9,7 +9,7 @@ from hsmsvc.errors import InvalidInput
 
 if TYPE_CHECKING:
     from hsmsvc.ceremony.console import Console
-    from hsmsvc.v1 import key_service_pb2 as km
+    from hsmsvc_client.v1 import key_service_pb2 as km
     from hsmsvc_client import ClientTls
 
 
