@@ -104,7 +104,7 @@ def test_sysusers_and_tmpfiles_make_the_user_and_an_append_only_checkpoint_file(
         assert r.returncode == 0, r.stderr
         state = (root / "var/lib/hsmsvc").stat()
         assert (state.st_uid, state.st_mode & 0o777) == (uid, 0o700)
-        assert (root / "etc/hsmsvc/credentials").stat().st_mode & 0o777 == 0o700
+        assert (root / "etc/credstore").stat().st_mode & 0o777 == 0o700
         if shutil.which("lsattr"):
             assert "a" in _run("lsattr", str(checkpoints)).stdout.split()[0]
     finally:
