@@ -42,7 +42,8 @@ def image(tmp_path_factory: pytest.TempPathFactory) -> Built:
     r = subprocess.run([str(ROOT / "deploy/image/build.sh"), str(out)], capture_output=True, text=True,
                        env={**os.environ, "PYTHON": sys.executable}, timeout=3600)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
-    print(f"\nimage built in {time.monotonic() - start:.0f} s: {r.stdout.splitlines()[-1]}")
+    phases = [line for line in r.stdout.splitlines() if line.startswith("== [")]
+    print("\n" + "\n".join(phases) + f"\nimage built in {time.monotonic() - start:.0f} s: {r.stdout.splitlines()[-1]}")
     return Built(out / "oci", out / "hsmsvc-oci.tar")
 
 
