@@ -203,7 +203,7 @@ def _objects(*args: str) -> dict[str, dict[str, Any]]:
     return {o["kind"]: o for o in json.loads(r.stdout)}
 
 
-def test_chart_renders_stateless_non_root_replicas_with_probes_secrets_and_a_budget() -> None:
+def test_chart_renders_stateless_non_root_replicas_with_probes_secrets_and_a_budget(tmp_path: Path) -> None:
     objs = _objects("--set", "replicas=4")
     assert set(objs) == {"ConfigMap", "Deployment", "Service", "PodDisruptionBudget"}
     dep = objs["Deployment"]["spec"]
@@ -228,19 +228,19 @@ def test_chart_renders_stateless_non_root_replicas_with_probes_secrets_and_a_bud
     assert objs["PodDisruptionBudget"]["spec"]["selector"]["matchLabels"] == dep["selector"]["matchLabels"]
     toml = objs["ConfigMap"]["data"]["hsmsvc.toml"]
     assert 'passphrase_file = "/etc/hsmsvc/lmk/passphrase"' in toml  # a mounted Secret's file, not a value
-    _check_config(toml)
+    _check_config(toml, tmp_path)
 
 
-def _check_config(toml: str) -> None:
+def _check_config(toml: str, tmp_path: Path) -> None:
     """The ConfigMap's hsmsvc.toml is one the server loads (paths as mounted in the pod)."""
-    import tomllib
-
     from hsmsvc.api import config
 
-    doc = tomllib.loads(toml)
-    assert doc["backend"]["sealed_lmk"] == "/var/lib/hsmsvc/lmk.sealed"
-    cfg = config.load(None, {**doc, "store": "postgresql+psycopg://hsmsvc@db/hsmsvc"}, environ={})
-    assert cfg.listen == "0.0.0.0:8443" and cfg.metrics_listen == "0.0.0.0:9464" and cfg.tls is not None
+    path = tmp_path / "hsmsvc.toml"
+    path.write_text(toml)
+    cfg = config.load(str(path), environ={"HSMSVC_STORE": "postgresql+psycopg://hsmsvc@db/hsmsvc"})
+    assert cfg.listen == "0.0.0.0:8443" and cfg.metrics_listen == "0.0.0.0:9464"
+    assert cfg.tls is not None and cfg.tls.key == "/etc/hsmsvc/tls/tls.key"
+    assert cfg.policy == "/etc/hsmsvc/policy/policy.toml" and cfg.store.startswith("postgresql+psycopg://")
 
 
 def test_kubectl_decodes_every_rendered_object() -> None:
