@@ -5,14 +5,16 @@ only once the standby has the commit's WAL (``synchronous_standby_names = '*'``,
 ``synchronous_commit = on``, set by ALTER SYSTEM after the base backup, so the
 standby does not inherit it: promoted, with no standby of its own, it must not
 wait for one). :meth:`Pair.switchover` stops the primary and promotes the standby
-with ``pg_ctl``, as an operator (or Patroni) does; :meth:`Pair.attach` makes the
-old primary the new one's standby again.
+with ``pg_ctl``, as an operator (or Patroni) does; :meth:`Pair.crash_lagging` kills
+the primary while its standby lags; :meth:`Pair.attach` makes the old primary the
+new one's standby again.
 """
 
 from __future__ import annotations
 
 import os
 import shutil
+import signal
 import tempfile
 import time
 from collections.abc import Iterator
@@ -54,6 +56,10 @@ class Pair:
             shutil.rmtree(self.standby.data)
         self.standby._run("pg_basebackup", "-D", str(self.standby.data), "-R", "-X", "stream", "-c", "fast",
                           "-h", "127.0.0.1", "-p", str(self.primary.port), "-U", "postgres")
+        with open(self.standby.data / "postgresql.auto.conf", "a") as conf:
+            # After the primary's crash, PostgreSQL 15 acted on `pg_ctl promote` only once this
+            # interval (default 5 s) since its last try to reach the primary had passed.
+            conf.write("wal_retrieve_retry_interval = '200ms'\n")
         self.standby.start()
         # After the base backup, so the standby does not inherit it.
         with psycopg.connect(self.primary.admin, autocommit=True) as c:
@@ -65,15 +71,50 @@ class Pair:
             assert time.monotonic() < deadline, "the standby did not become synchronous"
             time.sleep(0.05)
 
-    def switchover(self, mode: str = "fast") -> tuple[float, float]:
-        """Stop the primary (``-m fast``; ``immediate`` is a crash), promote the standby, swap their
-        roles; returns how long each step took."""
+    def switchover(self) -> tuple[float, float]:
+        """Stop the primary (``pg_ctl stop -m fast``), promote the standby, swap their roles; returns
+        how long each step took."""
         t0 = time.monotonic()
-        self.primary.stop(mode)
-        t1 = time.monotonic()
+        self.primary.stop("fast")
+        return time.monotonic() - t0, self._promote()
+
+    def crash_lagging(self, lag: float) -> tuple[float, float]:
+        """The primary crashes while its standby lags ``lag`` seconds behind, then the standby is promoted.
+
+        The primary's WAL sender is stopped (SIGSTOP) for ``lag`` seconds, so WAL written meanwhile
+        does not leave the machine; then the postmaster is frozen and it and every child SIGKILLed, as
+        a power cut would. Returns the time taken by the kill and the promotion.
+        """
+        with psycopg.connect(self.primary.admin, autocommit=True) as c:
+            row = c.execute("SELECT pid FROM pg_stat_replication").fetchone()
+        assert row is not None, "no WAL sender"
+        os.kill(int(row[0]), signal.SIGSTOP)
+        time.sleep(lag)
+        t0 = time.monotonic()
+        postmaster = int((self.primary.data / "postmaster.pid").read_text().split()[0])
+        os.kill(postmaster, signal.SIGSTOP)  # no new backend forks while its children are killed
+        for pid in _children(postmaster):
+            os.kill(pid, signal.SIGKILL)
+        os.kill(postmaster, signal.SIGKILL)
+        return time.monotonic() - t0, self._promote()
+
+    def _promote(self) -> float:
+        t0 = time.monotonic()
         self.standby._run("pg_ctl", "-D", str(self.standby.data), "-w", "-t", "30", "promote")
         self.primary, self.standby = self.standby, self.primary
-        return t1 - t0, time.monotonic() - t1
+        return time.monotonic() - t0
+
+
+def _children(parent: int) -> list[int]:
+    out = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # gone meanwhile
+        if int(fields[1]) == parent:
+            out.append(int(stat.parent.name))
+    return out
 
 
 @contextmanager
