@@ -3,9 +3,11 @@
 Real processes throughout: three ``hsmsvc serve`` on one throw-away database,
 haproxy in TCP mode (mTLS end to end, ``/readyz`` health checks), and client
 threads calling through :class:`hsmsvc_client.Client` with its default retry
-policy. The calls are idempotent ones (TranslatePin, GenerateMac, VerifyMac,
-GetKey); every answer is checked against tests/reference.py. The test prints
-calls made, failed and wrong, and the attempts the SDK retried, by phase.
+policy: three through haproxy, one given the three replicas' addresses (the
+SDK's client-side round-robin, as behind a Kubernetes headless Service). The
+calls are idempotent ones (TranslatePin, GenerateMac, VerifyMac, GetKey); every
+answer is checked against tests/reference.py. The test prints calls made,
+failed and wrong, and the attempts the SDK retried, by route and phase.
 """
 
 from __future__ import annotations
@@ -30,7 +32,8 @@ from tools.bench.pki import ThrowawayCA as TestCA
 
 PIN = "4321"
 PANS = [ind.luhn_pan(f"4000001234{i:05d}") for i in range(16)]
-WORKERS = 4
+ROUTES = {"haproxy": 3, "client round-robin": 1}  # workers calling through haproxy, and straight to the replicas
+PHASES = ("all 3", "r0 SIGKILLed", "r1 SIGTERMed")
 KILL_AT, TERM_AT, END_AT = 6.0, 13.0, 22.0
 PAUSE = 0.004  # between one worker's calls: a bounded load on two shared cores
 
@@ -50,23 +53,26 @@ def test_three_replicas_lose_two_with_no_failed_and_no_wrong_answer(tmp_path: Pa
         boot = time.monotonic() - started
         lb = Balancer(tmp_path, replicas)
         phase = ["all 3"]
-        attempts = Attempts(lambda: phase[0])
+        direct = [f"127.0.0.1:{r.port}" for r in replicas]
+        attempts = {route: Attempts(lambda: phase[0]) for route in ROUTES}
         clients: list[Client] = []
 
-        def client(who: str) -> Client:
+        def client(who: str, route: str) -> Client:
             me = ca.issue(who, file=f"{who}-{len(clients)}")
-            # One Client (one channel, one connection through haproxy) per worker: the
-            # connections spread over the replicas round-robin.
-            c = Client(lb.address, ClientTls(ca.ca_file, me.cert, me.key, "localhost"), interceptors=[attempts])
+            # Through haproxy: one Client (one channel, one connection) per worker, the connections
+            # spread over the replicas round-robin. Client-side: a channel to each replica, the
+            # calls round-robin over them.
+            c = Client(lb.address if route == "haproxy" else direct,
+                       ClientTls(ca.ca_file, me.cert, me.key, "localhost"), interceptors=[attempts[route]])
             clients.append(c)
             return c
 
         want_kcv = ind.tdes_kcv(zpk2)
-        outcomes: Counter[tuple[str, str]] = Counter()  # (phase, OK | FAILED <code> | WRONG <method>)
+        outcomes: Counter[tuple[str, str, str]] = Counter()  # (route, phase, OK | FAILED <code> | WRONG <method>)
+        took: dict[str, list[float]] = {route: [] for route in ROUTES}
         failures: list[str] = []
         lock = threading.Lock()
         done = threading.Event()
-        longest = [0.0]
 
         def check(worker: int, c: Client, reader: Client) -> Callable[[int], tuple[str, bool]]:
             def one(i: int) -> tuple[str, bool]:
@@ -84,7 +90,7 @@ def test_three_replicas_lose_two_with_no_failed_and_no_wrong_answer(tmp_path: Pa
                 return "GetKey", bytes(reader.get_key("zpk2").kcv) == want_kcv
             return one
 
-        def load(one: Callable[[int], tuple[str, bool]]) -> None:
+        def load(route: str, one: Callable[[int], tuple[str, bool]]) -> None:
             i = 0
             while not done.is_set():
                 t0 = time.monotonic()
@@ -95,17 +101,18 @@ def test_three_replicas_lose_two_with_no_failed_and_no_wrong_answer(tmp_path: Pa
                 except ClientError as e:
                     result = f"FAILED {e.code.name}"
                     with lock:
-                        failures.append(f"{where}: {e}")
-                took = time.monotonic() - t0
+                        failures.append(f"{route}, {where}: {e}")
                 with lock:
-                    outcomes[(where, result)] += 1
-                    longest[0] = max(longest[0], took)
+                    outcomes[(route, where, result)] += 1
+                    took[route].append(time.monotonic() - t0)
                 i += 1
                 time.sleep(PAUSE)
 
         # Made here, one after another: certificate files written by threads at once could be read half-written.
-        workers = [threading.Thread(target=load, args=(check(w, client("core-banking"), client("auditor")),),
-                                    daemon=True) for w in range(WORKERS)]
+        plan = [(route, w) for route, n in ROUTES.items() for w in range(n)]
+        workers = [threading.Thread(target=load, args=(route, check(w, client("core-banking", route),
+                                                                    client("auditor", route))), daemon=True)
+                   for route, w in plan]
         drained = 0.0
         try:
             t0 = time.monotonic()
@@ -134,21 +141,26 @@ def test_three_replicas_lose_two_with_no_failed_and_no_wrong_answer(tmp_path: Pa
                     stop(r.proc, r.log)
 
     made = sum(outcomes.values())
-    failed = sum(n for (_, res), n in outcomes.items() if res.startswith("FAILED"))
-    wrong = sum(n for (_, res), n in outcomes.items() if res.startswith("WRONG"))
-    print(f"\nreplicas: 3 started in {boot:.2f} s; {WORKERS} workers, {END_AT:.0f} s of load through haproxy; "
-          f"r0 SIGKILL at {KILL_AT:.0f} s, r1 SIGTERM at {TERM_AT:.0f} s (drained and exited in {drained:.2f} s)")
-    print(f"calls made {made}, failed {failed}, wrong {wrong}; longest call (retries included) {longest[0]:.2f} s")
-    for p in ("all 3", "r0 SIGKILLed", "r1 SIGTERMed"):
-        calls = {res: n for (ph, res), n in outcomes.items() if ph == p}
-        tries = {code: n for (ph, code), n in attempts.codes.items() if ph == p}
-        print(f"  {p}: calls {calls}; attempts by status {tries}")
-    print(f"  retried attempts said: {dict(attempts.details)}")
-    print("  haproxy: " + ", ".join(f"{n} {s['status']} ({s['stot']} connections)" for n, s in seen.items()))
+    failed = sum(n for (_, _, res), n in outcomes.items() if res.startswith("FAILED"))
+    wrong = sum(n for (_, _, res), n in outcomes.items() if res.startswith("WRONG"))
+    print(f"\nreplicas: 3 started in {boot:.2f} s; {END_AT:.0f} s of load; r0 SIGKILL at {KILL_AT:.0f} s, "
+          f"r1 SIGTERM at {TERM_AT:.0f} s (drained and exited in {drained:.2f} s)")
+    print(f"calls made {made}, failed {failed}, wrong {wrong}")
+    for route, n in ROUTES.items():
+        t = sorted(took[route])
+        print(f"{route} ({n} workers): longest call (retries included) {t[-1]:.3f} s, "
+              f"p99 {t[int(len(t) * 0.99)]:.3f} s, median {t[len(t) // 2]:.4f} s")
+        for p in PHASES:
+            calls = {res: k for (ro, ph, res), k in outcomes.items() if (ro, ph) == (route, p)}
+            tries = {code: k for (ph, code), k in attempts[route].codes.items() if ph == p}
+            print(f"  {p}: calls {calls}; attempts by status {tries}")
+        print(f"  retried attempts said: {dict(attempts[route].details)}")
+    print("haproxy: " + ", ".join(f"{n} {s['status']} ({s['stot']} connections)" for n, s in seen.items()))
     assert wrong == 0, outcomes
     assert failed == 0, failures[:5]
     # Each phase carried load, and the survivor answered the last one.
-    for p in ("all 3", "r0 SIGKILLed", "r1 SIGTERMed"):
-        assert outcomes[(p, "OK")] > 50, outcomes
+    for route in ROUTES:
+        for p in PHASES:
+            assert outcomes[(route, p, "OK")] > 50, outcomes
     assert seen["r0"]["status"].startswith("DOWN") and seen["r2"]["status"] == "UP", seen
     assert all(int(seen[n]["stot"]) > 0 for n in ("r0", "r1", "r2")), seen
