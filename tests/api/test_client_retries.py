@@ -134,3 +134,91 @@ def test_sigkill_and_restart_under_load_fails_no_idempotent_call(tmp_path: Path,
           f"longest call (retries included) {spanning:.2f} s")
     assert before and after
     assert {name for _, _, name in after} == set(calls)
+
+
+def test_a_cancelled_idempotent_call_is_tried_again_and_a_key_change_is_not() -> None:
+    """A draining gRPC server answers CANCELLED to calls it received but had not started
+    (grpc/grpc#41785; one in ~8,000 calls at a SIGTERM in tests/ops/test_replicas.py). The SDK
+    cancels nothing itself, so it retries an idempotent call on CANCELLED as on UNAVAILABLE;
+    a call that changes a key it still never repeats."""
+    from concurrent import futures
+
+    import grpc
+
+    from hsmsvc.v1 import key_service_pb2 as key_pb
+    from hsmsvc.v1 import key_service_pb2_grpc as key_grpc
+    from hsmsvc.v1 import types_pb2 as pb
+
+    seen: list[str] = []
+
+    class Draining(key_grpc.KeyServiceServicer):  # type: ignore[misc]
+        """Cancels the first call of each method, as a server in its shutdown does; answers later ones."""
+
+        def GetKey(self, request: Any, context: Any) -> Any:  # noqa: N802 (gRPC's method name)
+            seen.append("GetKey")
+            if seen.count("GetKey") == 1:
+                context.abort(grpc.StatusCode.CANCELLED, "Cancelled")
+            return key_pb.GetKeyResponse(key=pb.KeyInfo(key_id=request.key.key_id))
+
+        def GenerateKey(self, request: Any, context: Any) -> Any:  # noqa: N802
+            seen.append("GenerateKey")
+            context.abort(grpc.StatusCode.CANCELLED, "Cancelled")
+
+    server = grpc.server(futures.ThreadPoolExecutor(2))
+    key_grpc.add_KeyServiceServicer_to_server(Draining(), server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    c = Client.insecure(f"127.0.0.1:{port}")
+    try:
+        assert c.get_key("zpk1").key_id == "zpk1"
+        with pytest.raises(ClientError) as e:
+            c.keys.GenerateKey(key_pb.GenerateKeyRequest())
+        assert e.value.code is grpc.StatusCode.CANCELLED
+    finally:
+        c.close()
+        server.stop(None)
+    assert seen == ["GetKey", "GetKey", "GenerateKey"]
+
+
+def test_a_call_moves_to_the_next_address_at_once_and_backs_off_only_after_a_round() -> None:
+    """Client-side round-robin with one address dead: each call that lands on it goes on to the live
+    one at once. (Sleeping the backoff before each move cost a third of the calls 40-110 ms with
+    one replica of three up, tests/ops/test_replicas.py.) With every address dead the backoff
+    still applies, once per round."""
+    import socket
+    from concurrent import futures
+
+    import grpc
+
+    from hsmsvc.v1 import key_service_pb2 as key_pb
+    from hsmsvc.v1 import key_service_pb2_grpc as key_grpc
+    from hsmsvc.v1 import types_pb2 as pb
+
+    class Live(key_grpc.KeyServiceServicer):  # type: ignore[misc]
+        def GetKey(self, request: Any, context: Any) -> Any:  # noqa: N802 (gRPC's method name)
+            return key_pb.GetKeyResponse(key=pb.KeyInfo(key_id=request.key.key_id))
+
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        dead = f"127.0.0.1:{s.getsockname()[1]}"
+    server = grpc.server(futures.ThreadPoolExecutor(2))
+    key_grpc.add_KeyServiceServicer_to_server(Live(), server)
+    live = f"127.0.0.1:{server.add_insecure_port('127.0.0.1:0')}"
+    server.start()
+    # A backoff of 1 s: a single sleep before moving on would show as half a second or more.
+    c = Client.insecure([dead, live], backoff=1.0)
+    alone = Client.insecure([dead, dead], backoff=1.0, retries=2)
+    try:
+        started = time.monotonic()
+        assert [c.get_key(f"k{i}").key_id for i in range(6)] == [f"k{i}" for i in range(6)]
+        took = time.monotonic() - started
+        started = time.monotonic()
+        with pytest.raises(ClientError):
+            alone.get_key("k")  # dead, dead (a round: back off), dead
+        backed_off = time.monotonic() - started
+    finally:
+        c.close()
+        alone.close()
+        server.stop(None)
+    assert took < 0.5, f"six calls, three through the dead address first, took {took:.2f} s"
+    assert backed_off >= 0.5, f"a round of dead addresses was retried after {backed_off:.2f} s"
