@@ -145,9 +145,9 @@ def test_a_cancelled_idempotent_call_is_tried_again_and_a_key_change_is_not() ->
 
     import grpc
 
-    from hsmsvc.v1 import key_service_pb2 as key_pb
-    from hsmsvc.v1 import key_service_pb2_grpc as key_grpc
-    from hsmsvc.v1 import types_pb2 as pb
+    from hsmsvc_client.v1 import key_service_pb2 as key_pb
+    from hsmsvc_client.v1 import key_service_pb2_grpc as key_grpc
+    from hsmsvc_client.v1 import types_pb2 as pb
 
     seen: list[str] = []
 
@@ -190,9 +190,9 @@ def test_a_call_moves_to_the_next_address_at_once_and_backs_off_only_after_a_rou
 
     import grpc
 
-    from hsmsvc.v1 import key_service_pb2 as key_pb
-    from hsmsvc.v1 import key_service_pb2_grpc as key_grpc
-    from hsmsvc.v1 import types_pb2 as pb
+    from hsmsvc_client.v1 import key_service_pb2 as key_pb
+    from hsmsvc_client.v1 import key_service_pb2_grpc as key_grpc
+    from hsmsvc_client.v1 import types_pb2 as pb
 
     class Live(key_grpc.KeyServiceServicer):  # type: ignore[misc]
         def GetKey(self, request: Any, context: Any) -> Any:  # noqa: N802 (gRPC's method name)

@@ -38,8 +38,8 @@ from pathlib import Path
 
 import psycopg
 
-from hsmsvc.v1 import key_service_pb2 as key_pb
-from hsmsvc.v1 import types_pb2 as pb
+from hsmsvc_client.v1 import key_service_pb2 as key_pb
+from hsmsvc_client.v1 import types_pb2 as pb
 from hsmsvc_client import Client, ClientError, ClientTls
 from tests.api.conftest import PASSPHRASE, POLICY, forming, launch, seal_lmk, stop, template
 from tests.ops.pgha import streaming_pair
