@@ -112,6 +112,7 @@ class Running:
     config: ServerConfig
     runner: Runner
     meter: UseMeter | None = None
+    observed: Observed | None = None
     _monitor: asyncio.Task[None] | None = None
     _beat: asyncio.Task[None] | None = None
     _watch: asyncio.Task[None] | None = None
@@ -119,6 +120,8 @@ class Running:
     """Use cases still running on the executor when stop() returned."""
 
     async def stop(self) -> None:
+        if self.observed is not None:  # a call cut at the grace's end is logged as its client saw it
+            self.observed.cut_at = time.monotonic() + self.config.shutdown_grace_seconds
         await self.health.enter_graceful_shutdown()
         await self.server.stop(self.config.shutdown_grace_seconds)
         for task in (self._monitor, self._watch):
@@ -308,7 +311,7 @@ async def start(config: ServerConfig, backend: Backend | None = None, *,
         server.add_generic_rpc_handlers((gate,))
     port = _bind(server, config)
     await server.start()
-    running = Running(server, port, None, health_servicer, None, metrics, config, runner)
+    running = Running(server, port, None, health_servicer, None, metrics, config, runner, observed=observed)
     running._beat = asyncio.create_task(_beat(metrics))
     if serving is not None and backend is not None:
         await _serve_all(running, serving, backend)
