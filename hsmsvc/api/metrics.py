@@ -59,6 +59,8 @@ class _Counts:
         self.key_uses: Callable[[], Mapping[tuple[str, int], int]] = dict
         """Where key uses are counted (the use meter's :meth:`~hsmsvc.service.usage.UseMeter.uses`);
         only their sum is reported: a label per key would grow with every terminal's key."""
+        self.audit_failures: Callable[[], Mapping[str, int]] = lambda: {"anchor": 0, "checkpoint": 0}
+        """Audit anchor and checkpoint writes that failed, by stage (the store's audit chain)."""
 
     def record(self, method: str, code: str, seconds: float) -> None:
         pending = self._pending
@@ -103,7 +105,12 @@ class _Counts:
             latency.add_metric([method], buckets, h[-1])
         key_uses = CounterMetricFamily("hsmsvc_key_uses", "Cryptographic uses of keys (all keys)",
                                        value=sum(uses.values()))
-        yield from (total, errors, latency, key_uses)
+        audit = CounterMetricFamily("hsmsvc_audit_write_failures",
+                                    "audit anchor or checkpoint writes that failed after their row committed",
+                                    labels=["stage"])
+        for stage, n in sorted(self.audit_failures().items()):
+            audit.add_metric([stage], n)
+        yield from (total, errors, latency, key_uses, audit)
 
 
 @dataclass(frozen=True)
@@ -193,6 +200,8 @@ class Metrics(Endpoint):
                                      ["member"], registry=self.registry)
         self.store_healthy = Gauge("hsmsvc_store_healthy", "1 if the key store's database answers",
                                    registry=self.registry)
+        self.lmk_loaded = Gauge("hsmsvc_lmk_loaded", "1 if the backend holds the LMK (0 while sealed)",
+                                registry=self.registry)
         self.record = self._counts.record
         self._mirror: Any = None
 
@@ -206,6 +215,11 @@ class Metrics(Endpoint):
     def count_key_uses(self, source: Callable[[], Mapping[tuple[str, int], int]]) -> None:
         """Report the sum of ``source()``, uses per (key id, version), as ``hsmsvc_key_uses_total``."""
         self._counts.key_uses = source
+
+    def count_audit_failures(self, source: Callable[[], Mapping[str, int]]) -> None:
+        """Report ``source()``, failed audit anchor and checkpoint writes by stage, as
+        ``hsmsvc_audit_write_failures_total{stage}``."""
+        self._counts.audit_failures = source
 
     def mirror_to(self, directory: str, ident: str) -> None:
         """Write these figures every half second into ``directory``, where a supervisor sums its

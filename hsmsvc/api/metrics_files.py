@@ -37,7 +37,7 @@ INTERVAL: Final = 0.5
 """Seconds between a worker's writes of its figures."""
 
 _GAUGE_MODES: Final = {"hsmsvc_backend_healthy": "livemin", "hsmsvc_store_healthy": "livemin",
-                       "hsmsvc_sealed": "livemax"}
+                       "hsmsvc_lmk_loaded": "livemin", "hsmsvc_sealed": "livemax"}
 """How live workers' gauges combine; any other gauge is summed (``livesum``)."""
 _OWN: Final = ("hsmsvc_build_info",)
 """Series the supervisor reports itself."""

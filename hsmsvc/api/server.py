@@ -188,6 +188,7 @@ def _serving(config: ServerConfig, backend: Backend, *, policy: Policy, observed
         raise
     meter.attach(services)
     metrics.count_key_uses(meter.uses)
+    metrics.count_audit_failures(store.chain.failures)
     into: Any = GenericHandlersOnly()
     into.handlers.append(first)
     # Services are first looked up in this order, so the per-transaction ones come first.
