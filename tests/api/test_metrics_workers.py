@@ -25,7 +25,8 @@ from hsmsvc.hsm.model import KeySpec
 from hsmsvc.types import Algorithm, KeyType, KeyUsage, ModeOfUse
 from hsmsvc_client import Client, ClientTls
 from tests import pg
-from tests.api.conftest import ATTEMPTS, POLICY, _form, forming, launch, seal_lmk, stop
+from tests.api.conftest import ATTEMPTS, POLICY, Env, _form, forming, launch, seal_lmk, stop
+from tests.api.test_monitoring import SCRAPED, referenced
 from tools.bench.pki import ThrowawayCA
 
 CALLS = 'hsmsvc_rpc_calls_total{code="OK",method="MacService.GenerateMac"}'
@@ -126,3 +127,16 @@ def test_counts_survive_a_worker_killed_and_restarted(fleet: Fleet) -> None:
     fleet.calls(CONNECTIONS, 1)
     wait_for(fleet, CALLS, before + CONNECTIONS)
     assert fleet.page("/readyz")[0] == 200
+
+
+def test_every_series_the_rules_and_dashboard_name_is_exported(fleet: Fleet, server: Env) -> None:
+    """deploy/monitoring/ against two running servers: the session's single one and this fleet."""
+    exported: set[str] = set()
+    for port in (server.metrics_port, fleet.info["metrics_port"]):
+        _, text = fleet.page(port=port)
+        for f in text_string_to_metric_families(text):
+            # A family without samples yet (no error so far) is declared all the same.
+            suffixes = {"counter": ("_total",), "histogram": ("_bucket", "_sum", "_count")}.get(f.type, ("",))
+            exported |= {f.name + x for x in suffixes} | {s.name for s in f.samples}
+    missing = sorted(referenced() - exported - SCRAPED)
+    assert not missing, f"named in deploy/monitoring/ but exported by no server: {missing}"
