@@ -68,7 +68,8 @@ class AccessLog:
 
     def __init__(self, stream: TextIO | None = None, interval: float = 0.1, limit: int = 256) -> None:
         self._logger = logging.getLogger("hsmsvc.access")
-        self._stream = stream
+        self.stream = stream
+        """Where lines go; None: ``sys.stderr`` as it is at each write."""
         self._interval = interval
         self._limit = limit
         # A deque, appended to and drained from either end, so no note is lost to a
@@ -115,7 +116,7 @@ class AccessLog:
                          f'"principal": {name}, "code": "{code}", "ms": {seconds * 1000:.3f}}}\n')
         if not lines:
             return
-        stream = self._stream or sys.stderr
+        stream = self.stream or sys.stderr
         try:
             stream.write("".join(lines))
             stream.flush()
@@ -151,7 +152,8 @@ def foreign_line(line: bytes, now: float | None = None) -> bytes:
 
 
 class _Router:
-    """File descriptor 2 turned into a pipe; a thread passes our lines on and wraps the others."""
+    """File descriptor 2 turned into a pipe whose lines a thread wraps as JSON; our own loggers
+    write straight to the real stderr, so the hot path's access lines take no detour."""
 
     def __init__(self) -> None:
         sys.stderr.flush()
@@ -159,28 +161,52 @@ class _Router:
         read, write = os.pipe()
         os.dup2(write, 2)
         os.close(write)
-        self._source = os.fdopen(read, "rb")
+        self._read = read
+        self.direct = os.fdopen(os.dup(self.target), "w", encoding="utf-8", errors="replace")
+        self._handlers = [h for h in logging.getLogger("hsmsvc").handlers if isinstance(h, logging.StreamHandler)]
+        for h in self._handlers:
+            h.setStream(self.direct)
+        ACCESS.stream = self.direct
         self._thread = threading.Thread(target=self._run, name="hsmsvc-stderr", daemon=True)
         self._thread.start()
 
     def _run(self) -> None:
-        target = self.target
-        for line in self._source:
-            out = line if line.startswith(_OURS) and line.endswith(b"\n") else foreign_line(line)
+        target, rest = self.target, b""
+        while True:
             try:
-                os.write(target, out)
+                chunk = os.read(self._read, 65536)
             except OSError:
-                pass  # nowhere left to write
-        self._source.close()
+                chunk = b""
+            if not chunk:
+                break
+            *lines, rest = (rest + chunk).split(b"\n")
+            if lines:
+                out = b"".join(ln + b"\n" if ln.startswith(_OURS) else foreign_line(ln) for ln in lines)
+                try:
+                    os.write(target, out)
+                except OSError:
+                    pass  # nowhere left to write
+        if rest:
+            try:
+                os.write(target, foreign_line(rest))
+            except OSError:
+                pass
+        os.close(self._read)
 
     def release(self) -> None:
         """Point fd 2 back at the real stderr and wait for the thread to pass on what is in the pipe."""
-        try:
-            sys.stderr.flush()
-        except (OSError, ValueError):
-            pass
-        os.dup2(self.target, 2)  # the pipe's last writer gone: the thread reads to its end
+        for stream in (sys.stderr, self.direct):
+            try:
+                stream.flush()
+            except (OSError, ValueError):
+                pass
+        ACCESS.flush()
+        for h in self._handlers:
+            h.setStream(sys.stderr)
+        ACCESS.stream = None
+        os.dup2(self.target, 2)  # the pipe's last writer gone (unless a child holds it): the thread reads to its end
         self._thread.join(2.0)
+        self.direct.close()
 
 
 _ROUTER: _Router | None = None

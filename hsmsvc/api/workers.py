@@ -85,7 +85,7 @@ def serve_here(cfg: ServerConfig, ready_file: str | None) -> int:
     """One server in this process until SIGTERM or SIGINT; its ports in ``ready_file`` once serving."""
     import asyncio
 
-    from hsmsvc.api.logs import route_stderr
+    from hsmsvc.api.logs import release_stderr, route_stderr
     from hsmsvc.api.server import Running, serve
 
     def ready(running: Running) -> None:
@@ -95,8 +95,11 @@ def serve_here(cfg: ServerConfig, ready_file: str | None) -> int:
                                      "workers": [{"pid": os.getpid(), "metrics_port": running.metrics_port}]})
 
     directory, ident = os.environ.get(_METRICS_DIR), os.environ.get(_METRICS_ID)
-    route_stderr()  # grpc's own lines, as JSON
-    asyncio.run(serve(cfg, ready, mirror=(directory, ident) if directory and ident else None))
+    route_stderr()  # grpc's own lines, as JSON, while serving; the CLI's one-line errors after it as they are
+    try:
+        asyncio.run(serve(cfg, ready, mirror=(directory, ident) if directory and ident else None))
+    finally:
+        release_stderr()
     return 0
 
 
