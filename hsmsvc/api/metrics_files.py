@@ -134,8 +134,9 @@ class _Worker:
 class Supervised:
     """The supervisor's endpoint: its workers' figures summed, its own, and health asked of each worker."""
 
-    def __init__(self, directory: str, backend: str) -> None:
+    def __init__(self, directory: str, backend: str, workers: int) -> None:
         self.directory = directory
+        self.workers = workers
         registry = CollectorRegistry()
         MultiProcessCollector(registry, path=directory)
         standard_collectors(registry)
@@ -176,6 +177,8 @@ class Supervised:
             restarts = dict(self._restarts)
         up = Metric("hsmsvc_workers_up", "worker processes serving", "gauge")
         up.add_sample("hsmsvc_workers_up", {}, sum(1 for w in workers if w.process is not None))
+        configured = Metric("hsmsvc_workers", "worker processes configured (workers = N)", "gauge")
+        configured.add_sample("hsmsvc_workers", {}, self.workers)
         again = Metric("hsmsvc_worker_restarts", "workers restarted after they exited", "counter")
         for index in sorted(restarts):
             again.add_sample("hsmsvc_worker_restarts_total", {"worker": str(index)}, restarts[index])
@@ -189,7 +192,7 @@ class Supervised:
                 for s in family.samples:
                     m.add_sample("hsmsvc_worker_" + s.name.removeprefix("process_"),
                                  {**s.labels, "worker": str(w.index)}, s.value)
-        yield from (up, again, *out.values())
+        yield from (up, configured, again, *out.values())
 
     def _ask(self, path: str) -> tuple[bool, str]:
         """Every serving worker's answer on ``path``: fine only if there is one and all are fine."""

@@ -133,7 +133,7 @@ def supervise(cfg: ServerConfig, argv: list[str], ready_file: str | None) -> int
         metrics_port = None
         if cfg.metrics_listen:
             os.mkdir(Path(tmp) / "metrics", 0o700)
-            metrics = Supervised(str(Path(tmp) / "metrics"), cfg.backend.kind)
+            metrics = Supervised(str(Path(tmp) / "metrics"), cfg.backend.kind, cfg.workers)
             try:
                 metrics_port = metrics.endpoint.serve(cfg.metrics_listen)
             except OSError:

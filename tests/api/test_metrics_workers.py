@@ -110,7 +110,8 @@ def test_one_endpoint_sums_the_workers_and_shows_process_and_build_series(fleet:
                    "hsmsvc_worker_resident_memory_bytes"):
         assert series in names, series
     assert re.search(r'^hsmsvc_build_info\{backend="soft",python="3\.\d+\.\d+",version="[^"]+"\} 1\.0$', text, re.M)
-    assert value(text, "hsmsvc_workers_up") == 2.0 and value(text, "hsmsvc_store_healthy") == 1.0
+    assert value(text, "hsmsvc_workers_up") == value(text, "hsmsvc_workers") == 2.0
+    assert value(text, "hsmsvc_store_healthy") == 1.0 and value(text, "hsmsvc_lmk_loaded") == 1.0
     assert value(text, 'hsmsvc_worker_resident_memory_bytes{worker="1"}')
     assert "pid=" not in text and "key_id=" not in text
     assert fleet.page("/readyz")[0] == 200 and fleet.page("/healthz")[0] == 200
