@@ -44,12 +44,17 @@ _OWN: Final = ("hsmsvc_build_info",)
 
 
 class Mirror:
-    """A worker's registry, written to ``directory`` every :data:`INTERVAL` seconds until closed."""
+    """A worker's registry, written to ``directory`` every :data:`INTERVAL` seconds until closed.
+
+    ``ident`` is ``<worker index>-<run>``: its files' name. The worker's garbage collections are
+    written too, as ``hsmsvc_worker_python_gc_*{worker}``.
+    """
 
     def __init__(self, registry: CollectorRegistry, directory: str, ident: str) -> None:
         self._registry = registry
         self._directory = directory
         self._ident = ident
+        self._worker = ident.partition("-")[0]
         self._files: dict[str, MmapedDict] = {}
         self._written: dict[str, float] = {}
         self._lock = threading.Lock()
@@ -83,6 +88,15 @@ class Mirror:
             for family in self._registry.collect():
                 if family.name.startswith("hsmsvc_") and family.name not in _OWN:
                     self._family(family)
+                elif family.name.startswith("python_gc_"):
+                    self._family(self._labelled(family))
+
+    def _labelled(self, family: Metric) -> Metric:
+        """``family`` as ``hsmsvc_worker_<name>{worker}``: the supervisor has its own ``python_*``."""
+        out = Metric("hsmsvc_worker_" + family.name, "worker's " + family.documentation, family.type)
+        for s in family.samples:
+            out.add_sample("hsmsvc_worker_" + s.name, {**s.labels, "worker": self._worker}, s.value)
+        return out
 
     def _family(self, family: Metric) -> None:
         doc, name = family.documentation, family.name

@@ -107,12 +107,13 @@ def test_one_endpoint_sums_the_workers_and_shows_process_and_build_series(fleet:
     for series in ("process_cpu_seconds_total", "process_resident_memory_bytes", "process_open_fds",
                    "python_info", "python_gc_collections_total", "hsmsvc_workers_up", "hsmsvc_store_healthy",
                    "hsmsvc_backend_healthy", "hsmsvc_executor_busy", "hsmsvc_worker_cpu_seconds_total",
-                   "hsmsvc_worker_resident_memory_bytes"):
+                   "hsmsvc_worker_resident_memory_bytes", "hsmsvc_worker_python_gc_collections_total"):
         assert series in names, series
     assert re.search(r'^hsmsvc_build_info\{backend="soft",python="3\.\d+\.\d+",version="[^"]+"\} 1\.0$', text, re.M)
     assert value(text, "hsmsvc_workers_up") == value(text, "hsmsvc_workers") == 2.0
     assert value(text, "hsmsvc_store_healthy") == 1.0 and value(text, "hsmsvc_lmk_loaded") == 1.0
     assert value(text, 'hsmsvc_worker_resident_memory_bytes{worker="1"}')
+    assert value(text, 'hsmsvc_worker_python_gc_collections_total{generation="0",worker="1"}') is not None
     assert "pid=" not in text and "key_id=" not in text
     assert fleet.page("/readyz")[0] == 200 and fleet.page("/healthz")[0] == 200
 
