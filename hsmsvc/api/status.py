@@ -346,7 +346,8 @@ def stream_rpc(
                                        message=f"internal error; request id {rid}")
                     yield out
                 if self.observed.cut():
-                    # grpc ends a stream cut at the shutdown's grace as if its client had closed it.
+                    # grpc ends a stream cut at the shutdown's grace as if its client had closed it
+                    # (and the call is not marked cancelled then): its client saw UNAVAILABLE.
                     code = StatusCode.UNAVAILABLE
             except errors.HsmsvcError as e:
                 code = code_for(e)

@@ -174,28 +174,3 @@ os.write(2, b"no newline at the end")
     assert any(g["logger"] == "hsmsvc.access" and g["method"] == "MacService.GenerateMac" for g in got)
     assert any(g["logger"] == "stderr" and "a warning" in g["message"] for g in got)
     assert [g["level"] for g in got if g["logger"] == "grpc"] == ["WARNING"]
-
-
-def test_a_stream_its_client_cancels_is_logged_cancelled(server: Env, keys: dict[str, bytes]) -> None:
-    hold = threading.Event()
-    rid = f"cancel-{time.monotonic_ns()}"
-
-    def requests() -> Iterator[mac_pb.StreamGenerateMacRequest]:
-        yield mac_pb.StreamGenerateMacRequest(correlation_id=1, request=mac_pb.GenerateMacRequest(
-            key=pb.KeyRef(key_id="mak-x919"), algorithm=pb.MAC_ALGORITHM_ISO9797_ALG3,
-            padding=pb.MAC_PADDING_METHOD_1, data=b"one"))
-        hold.wait(10)
-
-    ident = server.ids["core-banking"]
-    creds = ClientTls(server.ca.ca_file, ident.cert, ident.key, "localhost").credentials()
-    try:
-        with grpc.secure_channel(f"127.0.0.1:{server.port}", creds,
-                                 [("grpc.ssl_target_name_override", "localhost")]) as ch:
-            call = mac_grpc.MacServiceStub(ch).StreamGenerateMac(requests(), timeout=10,
-                                                                 metadata=(("x-request-id", rid),))
-            assert next(call).code == 0
-            call.cancel()
-    finally:
-        hold.set()
-    r = wait_record(server.log, "the cancelled stream", logger="hsmsvc.access", request_id=rid)
-    assert (r["method"], r["code"]) == ("MacService.StreamGenerateMac", "CANCELLED")
