@@ -4,7 +4,6 @@
 
     listen = "127.0.0.1:8443"
     metrics_listen = "127.0.0.1:9464"       # "" turns the metrics endpoint off
-    metrics_key_ids = false                   # label key uses by key id (the page is plain HTTP)
     store = "sqlite:///.hsmsvc/keys.db"
     policy = "policy.toml"
     insecure_dev = false                      # plaintext, one principal: development only
@@ -90,8 +89,6 @@ class ServerConfig:
     store: str
     listen: str = "127.0.0.1:8443"
     metrics_listen: str = "127.0.0.1:9464"
-    metrics_key_ids: bool = False
-    """Label ``hsmsvc_key_uses_total`` by key id; the metrics page is plain HTTP, so off by default."""
     policy: str | None = None
     tls: TlsConfig | None = None
     insecure_dev: bool = False
@@ -293,7 +290,6 @@ def load(path: str | None, overrides: Mapping[str, Any] | None = None,
             store=str(doc.get("store", "sqlite:///.hsmsvc/keys.db")),
             listen=str(doc.get("listen", "127.0.0.1:8443")),
             metrics_listen=str(doc.get("metrics_listen", "127.0.0.1:9464")),
-            metrics_key_ids=bool(doc.get("metrics_key_ids", False)),
             policy=doc.get("policy"),
             tls=TlsConfig(str(tls["cert"]), str(tls["key"]), str(tls["client_ca"])) if tls else None,
             insecure_dev=bool(doc.get("insecure_dev", False)),

@@ -1,28 +1,35 @@
 """Prometheus metrics on their own port: per-method calls, errors, latency, store and backend health,
-key use; and, on the same port, ``/healthz`` and ``/readyz`` for load balancers and Kubernetes.
+key use, the process's own figures and the build; and, on the same port, ``/healthz`` and
+``/readyz`` for load balancers and Kubernetes.
 
-Labels carry method names, status codes, key ids and pool member numbers only;
-never a PAN or any request data. The port is plain HTTP without authentication
-(a load balancer's probe has no client certificate), so it answers nothing but
-these figures and, from /readyz, which of store, backend and LMK is not ready.
+Labels carry method names, status codes, executor lanes and pool member numbers only: every label
+has a bounded set of values, and none is a key id, a PAN or any request data (uses per key are in
+the key report, not here). The port is plain HTTP without authentication (a load balancer's probe
+has no client certificate), so it answers nothing but these figures and, from /readyz, which of
+store, backend and LMK is not ready. Under a supervisor of several workers, each worker's figures
+are written to files that the supervisor's one endpoint sums (``api/metrics_files.py``).
 """
 
 from __future__ import annotations
 
 import bisect
+import platform
 import socket
 import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass
 from typing import Any, Final
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
-from prometheus_client import CollectorRegistry, Gauge, make_wsgi_app
-from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client import CollectorRegistry, GCCollector, Gauge, PlatformCollector, ProcessCollector, make_wsgi_app
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.exposition import ThreadingWSGIServer
 
-__all__ = ["BEAT", "STALLED", "Metrics"]
+import hsmsvc
+
+__all__ = ["BEAT", "STALLED", "BuildInfo", "Endpoint", "Metrics", "standard_collectors"]
 
 BEAT: Final = 0.25
 """Seconds between the event loop's heartbeats."""
@@ -42,9 +49,7 @@ class _Counts:
     ``fold_at`` calls. The exposition is the same.
     """
 
-    def __init__(self, fold_at: int = 1024, key_ids: bool = False) -> None:
-        self.key_ids = key_ids
-        """Label key uses by key id and version (``metrics_key_ids``), else report their sum."""
+    def __init__(self, fold_at: int = 1024) -> None:
         self._lock = threading.Lock()
         self._fold_at = fold_at
         self._pending: deque[tuple[str, str, float]] = deque()
@@ -52,7 +57,10 @@ class _Counts:
         self._hist: dict[str, list[float]] = {}
         """method -> count per bucket (not cumulative), then +Inf, then the sum."""
         self.key_uses: Callable[[], Mapping[tuple[str, int], int]] = dict
-        """Where key uses are counted (the use meter's :meth:`~hsmsvc.service.usage.UseMeter.uses`)."""
+        """Where key uses are counted (the use meter's :meth:`~hsmsvc.service.usage.UseMeter.uses`);
+        only their sum is reported: a label per key would grow with every terminal's key."""
+        self.audit_failures: Callable[[], Mapping[str, int]] = lambda: {"anchor": 0, "checkpoint": 0}
+        """Audit anchor and checkpoint writes that failed, by stage (the store's audit chain)."""
 
     def record(self, method: str, code: str, seconds: float) -> None:
         pending = self._pending
@@ -95,47 +103,52 @@ class _Counts:
                 running += count
                 buckets.append((bound, running))
             latency.add_metric([method], buckets, h[-1])
-        if self.key_ids:
-            key_uses = CounterMetricFamily("hsmsvc_key_uses", "Cryptographic uses of a key version",
-                                           labels=["key_id", "version"])
-            for (key_id, version), n in sorted(uses.items()):
-                key_uses.add_metric([key_id, str(version)], n)
-        else:
-            # The page is plain HTTP: by default it does not list which keys exist and how busy each is.
-            key_uses = CounterMetricFamily("hsmsvc_key_uses", "Cryptographic uses of keys (all keys)",
-                                           value=sum(uses.values()))
-        yield from (total, errors, latency, key_uses)
+        key_uses = CounterMetricFamily("hsmsvc_key_uses", "Cryptographic uses of keys (all keys)",
+                                       value=sum(uses.values()))
+        audit = CounterMetricFamily("hsmsvc_audit_write_failures",
+                                    "audit anchor or checkpoint writes that failed after their row committed",
+                                    labels=["stage"])
+        for stage, n in sorted(self.audit_failures().items()):
+            audit.add_metric([stage], n)
+        yield from (total, errors, latency, key_uses, audit)
 
 
-class Metrics:
-    """One registry per server, so several servers can live in one test process."""
+@dataclass(frozen=True)
+class BuildInfo:
+    """``hsmsvc_build_info{version, python, backend} 1``: what is running, for dashboards and upgrades."""
 
-    def __init__(self, key_ids: bool = False) -> None:
-        self.registry = CollectorRegistry()
-        self._counts = _Counts(key_ids=key_ids)
-        self.registry.register(self._counts)
-        self.backend_healthy = Gauge("hsmsvc_backend_healthy", "1 if a backend (pool member) answers",
-                                     ["member"], registry=self.registry)
-        self.store_healthy = Gauge("hsmsvc_store_healthy", "1 if the key store's database answers",
-                                   registry=self.registry)
+    backend: str
+    version: str = hsmsvc.__version__
+    python: str = platform.python_version()
+
+    def collect(self) -> Iterator[Metric]:
+        g = GaugeMetricFamily("hsmsvc_build_info", "hsmsvc's version, the Python running it and the backend kind",
+                              labels=["version", "python", "backend"])
+        g.add_metric([self.version, self.python, self.backend], 1)
+        yield g
+
+
+def standard_collectors(registry: CollectorRegistry) -> None:
+    """This process's ``process_*`` (CPU, memory, file descriptors, start time) and ``python_*``
+    (interpreter version, garbage collections) series."""
+    ProcessCollector(registry=registry)
+    PlatformCollector(registry=registry)
+    GCCollector(registry=registry)
+
+
+class Endpoint:
+    """The HTTP endpoint: ``/metrics`` from a registry, ``/healthz`` and ``/readyz``."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.registry = registry
         self.heartbeat = time.monotonic()
-        """Set by the event loop every :data:`BEAT` seconds (``api/server.py``): a stale one is a frozen loop."""
+        """Set every :data:`BEAT` seconds by the loop that serves (``api/server.py``), or by a
+        supervisor's own loop: a stale one is a frozen loop."""
         self.readiness: Callable[[], tuple[bool, str]] = lambda: (False, "not ready: starting")
         """What /readyz answers: ready or not, and why (the health monitor's last finding)."""
+        self.liveness: Callable[[], tuple[bool, str]] = lambda: (True, "ok")
+        """What /healthz answers while the heartbeat is fresh (a supervisor asks its workers)."""
         self._server: WSGIServer | None = None
-        self.record = self._counts.record
-
-    def count_busy(self, lanes: Mapping[str, Callable[[], int]]) -> None:
-        """``hsmsvc_executor_busy{lane}``: calls running on or waiting for each executor lane."""
-        gauge = Gauge("hsmsvc_executor_busy", "calls running on, or waiting for, an executor lane's threads",
-                      ["lane"], registry=self.registry)
-        for lane, busy in lanes.items():
-            gauge.labels(lane).set_function(busy)
-
-    def count_key_uses(self, source: Callable[[], Mapping[tuple[str, int], int]]) -> None:
-        """Report ``source()``, uses per (key id, version), as ``hsmsvc_key_uses_total`` (their sum
-        unless the Metrics were made with ``key_ids``)."""
-        self._counts.key_uses = source
 
     def serve(self, address: str) -> int:
         """Start the HTTP endpoint (prometheus_client's server, with our two paths); returns the bound port."""
@@ -158,7 +171,8 @@ class Metrics:
                 # This thread answers even when the event loop that serves calls is stuck.
                 return _plain(start_response, 503, "not live: event loop stalled")
             if path == "/healthz":
-                return _plain(start_response, 200, "ok")
+                live, reason = self.liveness()
+                return _plain(start_response, 200 if live else 503, reason)
             if path == "/readyz":
                 ready, reason = self.readiness()
                 return _plain(start_response, 200 if ready else 503, reason)
@@ -171,6 +185,55 @@ class Metrics:
             self._server.shutdown()
             self._server.server_close()
             self._server = None
+
+
+class Metrics(Endpoint):
+    """One registry per server, so several servers can live in one test process."""
+
+    def __init__(self, backend: str = "soft") -> None:
+        super().__init__(CollectorRegistry())
+        self._counts = _Counts()
+        self.registry.register(self._counts)
+        self.registry.register(BuildInfo(backend))
+        standard_collectors(self.registry)
+        self.backend_healthy = Gauge("hsmsvc_backend_healthy", "1 if a backend (pool member) answers",
+                                     ["member"], registry=self.registry)
+        self.store_healthy = Gauge("hsmsvc_store_healthy", "1 if the key store's database answers",
+                                   registry=self.registry)
+        self.lmk_loaded = Gauge("hsmsvc_lmk_loaded", "1 if the backend holds the LMK (0 while sealed)",
+                                registry=self.registry)
+        self.record = self._counts.record
+        self._mirror: Any = None
+
+    def count_busy(self, lanes: Mapping[str, Callable[[], int]]) -> None:
+        """``hsmsvc_executor_busy{lane}``: calls running on or waiting for each executor lane."""
+        gauge = Gauge("hsmsvc_executor_busy", "calls running on, or waiting for, an executor lane's threads",
+                      ["lane"], registry=self.registry)
+        for lane, busy in lanes.items():
+            gauge.labels(lane).set_function(busy)
+
+    def count_key_uses(self, source: Callable[[], Mapping[tuple[str, int], int]]) -> None:
+        """Report the sum of ``source()``, uses per (key id, version), as ``hsmsvc_key_uses_total``."""
+        self._counts.key_uses = source
+
+    def count_audit_failures(self, source: Callable[[], Mapping[str, int]]) -> None:
+        """Report ``source()``, failed audit anchor and checkpoint writes by stage, as
+        ``hsmsvc_audit_write_failures_total{stage}``."""
+        self._counts.audit_failures = source
+
+    def mirror_to(self, directory: str, ident: str) -> None:
+        """Write these figures every half second into ``directory``, where a supervisor sums its
+        workers' (``api/metrics_files.py``); ``ident`` names this worker's run there."""
+        from hsmsvc.api.metrics_files import Mirror
+
+        self._mirror = Mirror(self.registry, directory, ident)
+        self._mirror.start()
+
+    def close(self) -> None:
+        if self._mirror is not None:
+            self._mirror.close()  # the last figures, written before the process exits
+            self._mirror = None
+        super().close()
 
 
 def _plain(start_response: Callable[..., Any], code: int, text: str) -> list[bytes]:

@@ -84,6 +84,7 @@ class Monitor:
         self._threads = concurrent.futures.ThreadPoolExecutor(2, thread_name_prefix="hsmsvc-probe")
         self._pending: dict[str, concurrent.futures.Future[object]] = {}
         metrics.store_healthy.set(1)
+        metrics.lmk_loaded.set(1)
 
     async def run(self) -> None:
         """Probe until cancelled."""
@@ -104,6 +105,7 @@ class Monitor:
             self._metrics.backend_healthy.labels(name).set(1 if ok else 0)
         now = Readiness(store_ok is True, any(ok for _, ok in members), lmk_ok)
         self._metrics.store_healthy.set(1 if now.store else 0)
+        self._metrics.lmk_loaded.set(1 if now.lmk else 0)
         before, self.current = self.current, now
         changed = now.changes(before)
         if changed:

@@ -35,7 +35,7 @@ from hsmsvc.api.guarded import GuardedHealth, GuardedReflection
 from hsmsvc.api.identity import principal_resolver
 from hsmsvc.api.keys import KeyServicer
 from hsmsvc.api.keysync import KeySyncServicer, PeerCourier
-from hsmsvc.api.logs import ACCESS
+from hsmsvc.api.logs import ACCESS, release_stderr
 from hsmsvc.api.mac import MacServicer
 from hsmsvc.api.metrics import BEAT, Metrics
 from hsmsvc.api.monitor import Monitor
@@ -112,6 +112,7 @@ class Running:
     config: ServerConfig
     runner: Runner
     meter: UseMeter | None = None
+    observed: Observed | None = None
     _monitor: asyncio.Task[None] | None = None
     _beat: asyncio.Task[None] | None = None
     _watch: asyncio.Task[None] | None = None
@@ -119,6 +120,8 @@ class Running:
     """Use cases still running on the executor when stop() returned."""
 
     async def stop(self) -> None:
+        if self.observed is not None:  # a call cut at the grace's end is logged as its client saw it
+            self.observed.cut_at = time.monotonic() + self.config.shutdown_grace_seconds
         await self.health.enter_graceful_shutdown()
         await self.server.stop(self.config.shutdown_grace_seconds)
         for task in (self._monitor, self._watch):
@@ -185,6 +188,7 @@ def _serving(config: ServerConfig, backend: Backend, *, policy: Policy, observed
         raise
     meter.attach(services)
     metrics.count_key_uses(meter.uses)
+    metrics.count_audit_failures(store.chain.failures)
     into: Any = GenericHandlersOnly()
     into.handlers.append(first)
     # Services are first looked up in this order, so the per-transaction ones come first.
@@ -234,11 +238,13 @@ async def _serve_all(running: Running, serving: _Serving, backend: Backend) -> N
     running._monitor = asyncio.create_task(monitor.run())
 
 
-async def start(config: ServerConfig, backend: Backend | None = None) -> Running:
+async def start(config: ServerConfig, backend: Backend | None = None, *,
+                mirror: tuple[str, str] | None = None) -> Running:
     """Open backend and store, bind, register services, health and reflection; start serving.
 
     On a share-sealed LMK (``api/unseal.py``) the port is bound sealed, and backend, store and
-    services are opened when custodians' shares open the LMK.
+    services are opened when custodians' shares open the LMK. ``mirror``: the directory and name
+    under which a supervisor's worker writes its metrics (``api/metrics_files.py``).
     """
     sealed_lmk = share_sealed(config) if backend is None else None
     unsealer = None
@@ -248,7 +254,9 @@ async def start(config: ServerConfig, backend: Backend | None = None) -> Running
     else:
         backend = backend or open_backend(config)
     policy, resolve = _principals(config)
-    metrics = Metrics(key_ids=config.metrics_key_ids)
+    metrics = Metrics(backend=config.backend.kind)
+    if mirror is not None:
+        metrics.mirror_to(*mirror)
     # Use cases try the event loop first only where the backend is in this process.
     tx_threads = config.transaction_threads or max(2, len(config.backend.members) + 1)
     runner = Runner(config.executor_threads, config.executor_queue, inline=config.backend.kind == "soft",
@@ -304,7 +312,7 @@ async def start(config: ServerConfig, backend: Backend | None = None) -> Running
         server.add_generic_rpc_handlers((gate,))
     port = _bind(server, config)
     await server.start()
-    running = Running(server, port, None, health_servicer, None, metrics, config, runner)
+    running = Running(server, port, None, health_servicer, None, metrics, config, runner, observed=observed)
     running._beat = asyncio.create_task(_beat(metrics))
     if serving is not None and backend is not None:
         await _serve_all(running, serving, backend)
@@ -326,9 +334,9 @@ async def start(config: ServerConfig, backend: Backend | None = None) -> Running
     return running
 
 
-async def serve(config: ServerConfig, ready: Any = None) -> None:
-    """Run until SIGTERM or SIGINT; ``ready(running)`` is called once serving."""
-    running = await start(config)
+async def serve(config: ServerConfig, ready: Any = None, *, mirror: tuple[str, str] | None = None) -> None:
+    """Run until SIGTERM or SIGINT; ``ready(running)`` is called once serving (``mirror``: see :func:`start`)."""
+    running = await start(config, mirror=mirror)
     # What start-up made (modules, SQLAlchemy's tables, the policy) lives as long as the
     # process: kept out of the collector, a full collection scans only what serving
     # makes, rather than every start-up object while every call in flight waits.
@@ -347,4 +355,5 @@ async def serve(config: ServerConfig, ready: Any = None) -> None:
         # Their clients were answered when the grace ended; the interpreter would wait for
         # their threads at exit, as long as the dependency they wait on.
         logging.shutdown()
+        release_stderr()
         os._exit(0)

@@ -7,6 +7,7 @@ server log. grpcio would otherwise send ``str(exception)`` to the client.
 
 from __future__ import annotations
 
+import asyncio
 import contextvars
 import itertools
 import logging
@@ -69,6 +70,27 @@ class Observed:
         self.principal = principal
         self.record = record
         self.runner = runner
+        self.cut_at: float | None = None
+        """When the shutdown's grace ends (``time.monotonic()``): calls still running then are cut,
+        UNAVAILABLE to their clients."""
+
+    def cut(self) -> bool:
+        """Whether the shutdown's grace is over, so a call ending now was cut."""
+        return self.cut_at is not None and time.monotonic() >= self.cut_at
+
+
+def _cut(observed: Observed, context: Any) -> StatusCode:
+    """The code a client saw for a call that ended without its handler's answer: cut by the
+    server's shutdown, by the client's deadline, or cancelled by the client."""
+    if observed.cut():
+        return StatusCode.UNAVAILABLE
+    try:
+        left = context.time_remaining()
+    except Exception:  # no deadline to ask about: a plain cancel
+        left = None
+    if left is not None and left <= 0:
+        return StatusCode.DEADLINE_EXCEEDED
+    return StatusCode.CANCELLED
 
 
 R = TypeVar("R")
@@ -264,6 +286,9 @@ def rpc(method: str, lane: Lane = Lane.OTHER,
                 raise  # not reached: abort raises
             except (grpc.aio.AbortError, grpc.RpcError):
                 raise
+            except asyncio.CancelledError:
+                code = _cut(self.observed, context).name
+                raise
             except Exception:
                 code = "INTERNAL"
                 log.exception("unhandled error", extra={"method": method})
@@ -320,10 +345,19 @@ def stream_rpc(
                         out = response(correlation_id=q.correlation_id, code=StatusCode.INTERNAL.value[0],
                                        message=f"internal error; request id {rid}")
                     yield out
+                if self.observed.cut():
+                    # grpc ends a stream cut at the shutdown's grace as if its client had closed it
+                    # (and the call is not marked cancelled then): its client saw UNAVAILABLE.
+                    code = StatusCode.UNAVAILABLE
             except errors.HsmsvcError as e:
                 code = code_for(e)
                 await context.abort(code, message_for(e))
-            except (grpc.aio.AbortError, grpc.RpcError, GeneratorExit):
+            except (grpc.aio.AbortError, grpc.RpcError):
+                raise
+            except (asyncio.CancelledError, GeneratorExit):
+                # Closed before the client's last message: grpc cut the stream (issue 31: a stream
+                # cut at shutdown, the client seeing UNAVAILABLE, was logged OK).
+                code = _cut(self.observed, context)
                 raise
             except Exception:
                 code = StatusCode.INTERNAL

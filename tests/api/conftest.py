@@ -174,12 +174,13 @@ window_seconds = 3600
 
 
 def launch(d: Path, url: str, sealed_file: Path, srv: Identity, ca: TestCA, extra: str = "",
-           passphrase: str = PASSPHRASE, top: str = "", backend: str = "",
+           passphrase: str = PASSPHRASE, top: str = "", backend: str = "", grace: float = 5.0,
            ) -> tuple[subprocess.Popen[bytes], dict[str, Any]]:
     """Run ``hsmsvc serve`` from a config written into ``d`` (policy.toml beside it); wait until ready.
 
     ``top`` holds top-level settings; ``extra`` follows the ``[backend]`` table, which
-    ``backend`` replaces (the soft backend on ``sealed_file`` otherwise).
+    ``backend`` replaces (the soft backend on ``sealed_file`` otherwise); ``grace``: seconds calls
+    may drain at SIGTERM.
     """
     backend = backend or f"""
 [backend]
@@ -192,7 +193,7 @@ listen = "127.0.0.1:0"
 metrics_listen = "127.0.0.1:0"
 store = "{url}"
 policy = "policy.toml"
-shutdown_grace_seconds = 5
+shutdown_grace_seconds = {grace}
 log_level = "DEBUG"
 
 [tls]

@@ -363,7 +363,7 @@ def test_metrics_count_methods(server: Env, core: Client, keys: dict[str, bytes]
     assert 'hsmsvc_rpc_calls_total{code="OK",method="MacService.GenerateMac"}' in text
     assert 'hsmsvc_backend_healthy{member="0"} 1.0' in text
     assert 'hsmsvc_executor_busy{lane="transaction"}' in text and 'hsmsvc_executor_busy{lane="other"}' in text
-    # Key ids only with metrics_key_ids = true (tests/api/test_hardening.py): the page is plain HTTP.
+    # Never by key id (tests/api/test_hardening.py): the label would grow with every terminal's key.
     assert re.search(r"^hsmsvc_key_uses_total [1-9]", text, re.M) and "key_id=" not in text
     assert PAN not in text
 

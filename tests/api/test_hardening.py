@@ -279,17 +279,12 @@ def test_health_and_reflection_answer_policy_principals_only(server: Env) -> Non
         assert r.status == 200
 
 
-def test_metrics_list_no_key_ids_unless_configured(server: Env) -> None:
+def test_metrics_never_label_key_uses_by_key(server: Env) -> None:
+    """Issue 31: a key_id label grew with one key per terminal; per-key counts are in the key report."""
     text = urllib.request.urlopen(f"http://127.0.0.1:{server.metrics_port}/metrics", timeout=5).read().decode()
     assert re.search(r"^hsmsvc_key_uses_total \d", text, re.M) and "key_id=" not in text
-    uses = {("zpk-a", 1): 3, ("zpk-b", 2): 4}
-    for key_ids, want in ((False, ["hsmsvc_key_uses_total 7.0"]),
-                          (True, ['hsmsvc_key_uses_total{key_id="zpk-a",version="1"} 3.0',
-                                  'hsmsvc_key_uses_total{key_id="zpk-b",version="2"} 4.0'])):
-        m = Metrics(key_ids=key_ids)
-        m.count_key_uses(lambda: uses)
-        lines = [ln for ln in generate_latest(m.registry).decode().splitlines()
-                 if ln.startswith("hsmsvc_key_uses_total")]
-        assert lines == want
-    f = Path(server.log).parent / "hsmsvc.toml"
-    assert not api_config.load(str(f), environ={}).metrics_key_ids
+    m = Metrics()
+    m.count_key_uses(lambda: {("zpk-a", 1): 3, ("zpk-b", 2): 4})
+    lines = [ln for ln in generate_latest(m.registry).decode().splitlines()
+             if ln.startswith("hsmsvc_key_uses_total")]
+    assert lines == ["hsmsvc_key_uses_total 7.0"]

@@ -10,6 +10,7 @@ and the loser runs again (:func:`hsmsvc.keys.faults.lost_race`).
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Final, TypeVar
@@ -44,6 +45,18 @@ class AuditChain:
         self._backend = backend
         self._sink = sink
         self._store_id: str | None = None
+        self._failed_lock = threading.Lock()
+        self._failed = {"anchor": 0, "checkpoint": 0}
+
+    def failures(self) -> dict[str, int]:
+        """Anchor and checkpoint writes that failed after their row was committed, by stage (for the
+        metrics: the chain is then ahead of its anchor, which ``audit verify`` reports)."""
+        with self._failed_lock:
+            return dict(self._failed)
+
+    def _failed_at(self, stage: str) -> None:
+        with self._failed_lock:
+            self._failed[stage] += 1
 
     def close(self) -> None:
         if self._sink is not None:
@@ -101,9 +114,17 @@ class AuditChain:
 
     def _anchor(self, seq: int, head: str) -> None:
         store = self.store_id
-        self._backend.execute(WriteAuditAnchor(seq=seq, head=bytes.fromhex(head), store=store))
+        try:
+            self._backend.execute(WriteAuditAnchor(seq=seq, head=bytes.fromhex(head), store=store))
+        except BaseException:
+            self._failed_at("anchor")
+            raise
         if self._sink is not None:
-            self._sink.append(self._backend, store=store, seq=seq, head=head)
+            try:
+                self._sink.append(self._backend, store=store, seq=seq, head=head)
+            except BaseException:
+                self._failed_at("checkpoint")
+                raise
 
     # -- the store's id ---------------------------------------------------------------
 
