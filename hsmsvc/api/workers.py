@@ -100,8 +100,13 @@ def supervise(cfg: ServerConfig, argv: list[str], ready_file: str | None) -> int
     backend = open_backend(cfg, forget=False)  # the workers read the secret again
     try:
         store = KeyStore(cfg.store, backend)
-        store.migrate()
-        store.close()
+        try:
+            if cfg.auto_migrate:
+                store.migrate()
+            else:
+                store.check_schema()
+        finally:
+            store.close()
     finally:
         backend.close()
     host, port = _split(cfg.listen)

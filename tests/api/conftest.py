@@ -179,8 +179,11 @@ def launch(d: Path, url: str, sealed_file: Path, srv: Identity, ca: TestCA, extr
     """Run ``hsmsvc serve`` from a config written into ``d`` (policy.toml beside it); wait until ready.
 
     ``top`` holds top-level settings; ``extra`` follows the ``[backend]`` table, which
-    ``backend`` replaces (the soft backend on ``sealed_file`` otherwise).
+    ``backend`` replaces (the soft backend on ``sealed_file`` otherwise). The server migrates the
+    store itself (``auto_migrate``) unless ``top`` says otherwise.
     """
+    if "auto_migrate" not in top:
+        top += "\nauto_migrate = true"
     backend = backend or f"""
 [backend]
 kind = "soft"
