@@ -41,21 +41,24 @@ class ConfigError(InvalidInput):
     theirs; the message shows it as the file spells it (``[pin] allow_aes_to_tdes_translation``).
     """
 
-    def __init__(self, source: str, steps: Sequence[str | int], reason: str, *, table: bool = False) -> None:
+    def __init__(self, source: str, steps: Sequence[str | int], reason: str, *, table: bool = False,
+                 array: bool = False) -> None:
         super().__init__(".".join(str(s) for s in steps) or None, reason)
-        self.source, self.steps, self.table = source, tuple(steps), table
-        shown = keypath(list(steps), table=table)
+        self.source, self.steps, self.table, self.array = source, tuple(steps), table, array
+        shown = keypath(list(steps), table=table or array)
+        if array:
+            shown = f"[{shown}]"
         self.args = (f"{source}: {shown}: {reason}" if shown else f"{source}: {reason}",)
 
     def __str__(self) -> str:
         return str(self.args[0])
 
     def __reduce__(self) -> tuple[Any, ...]:
-        return (_rebuild, (self.source, self.steps, self.reason, self.table))
+        return (_rebuild, (self.source, self.steps, self.reason, self.table, self.array))
 
 
-def _rebuild(source: str, steps: tuple[str | int, ...], reason: str, table: bool) -> ConfigError:
-    return ConfigError(source, steps, reason, table=table)
+def _rebuild(source: str, steps: tuple[str | int, ...], reason: str, table: bool, array: bool) -> ConfigError:
+    return ConfigError(source, steps, reason, table=table, array=array)
 
 
 def read(path: str) -> dict[str, Any]:
@@ -138,8 +141,11 @@ def error(doc: Any, message: str, *, source: str, origins: Mapping[str, str],
     source = origins.get(str(top), source)
     if unknown:
         steps = [*steps, unknown.group(1)]
-        if isinstance(_at(doc, steps), dict):
+        value = _at(doc, steps)
+        if isinstance(value, dict):
             return ConfigError(source, steps, "unknown table", table=True)
+        if isinstance(value, list) and value and all(isinstance(v, dict) for v in value):
+            return ConfigError(source, steps, "unknown table", array=True)
         return ConfigError(source, steps, "unknown key")
     missing = re.match(r"Object missing required field `(.+)`$", msg)
     if missing:

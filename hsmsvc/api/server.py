@@ -222,17 +222,22 @@ def _bind(server: grpc.aio.Server, config: ServerConfig) -> int:
         creds = grpc.ssl_server_credentials([(files["key"], files["cert"])], root_certificates=files["client_ca"],
                                             require_client_auth=True)
         bind = functools.partial(server.add_secure_port, config.listen, creds)
+    # Asked first: a port grpc fails to bind costs a line of grpc's own on stderr, and says less.
+    why = bind_failure(config.listen, reuse_port=config.reuse_port)
+    if why is not None:
+        raise InvalidInput(f"listen {config.listen}", why)
     try:
         port = bind()
-    except RuntimeError:  # grpc says only "Failed to bind": the kernel says why
+    except RuntimeError:  # grpc says only "Failed to bind"
         port = 0
     if port == 0:
-        raise InvalidInput(f"listen {config.listen}", bind_failure(config.listen))
+        raise InvalidInput(f"listen {config.listen}", bind_failure(config.listen) or "cannot bind")
     return port
 
 
-def bind_failure(address: str) -> str:
-    """Why ``host:port`` cannot be bound, asked of the kernel (grpc does not say): one line."""
+def bind_failure(address: str, *, reuse_port: bool = False) -> str | None:
+    """Why ``host:port`` cannot be bound, asked of the kernel (grpc only says that it failed, in a
+    line of its own); None if it can be. Port 0 always can."""
     import socket
 
     host, _, port = address.rpartition(":")
@@ -240,10 +245,13 @@ def bind_failure(address: str) -> str:
     try:
         infos = socket.getaddrinfo(host, int(port), type=socket.SOCK_STREAM)
         with socket.socket(infos[0][0], socket.SOCK_STREAM) as s:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as grpc binds: TIME_WAIT is no conflict
+            if reuse_port:
+                s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
             s.bind(infos[0][4])
     except (OSError, ValueError) as e:
         return (getattr(e, "strerror", None) or str(e)).lower()
-    return "cannot bind"
+    return None
 
 
 async def _serve_all(running: Running, serving: _Serving, backend: Backend) -> None:

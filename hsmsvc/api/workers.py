@@ -48,9 +48,9 @@ def _reserve(host: str, port: int) -> socket.socket:
     s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
     try:
         s.bind((host, port))
-    except OSError:
+    except OSError as e:
         s.close()
-        raise InvalidInput("listen", f"cannot bind {host}:{port}") from None
+        raise InvalidInput(f"listen {host}:{port}", (e.strerror or "cannot bind").lower()) from None
     return s
 
 
