@@ -1,4 +1,22 @@
-"""Server configuration: a TOML file, then ``HSMSVC_*`` environment overrides.
+"""Server configuration: a TOML file, then ``HSMSVC_*`` environment overrides, then options.
+
+What was chosen, and why (issue 31):
+
+* One schema, unknown keys refused: the file is decoded onto msgspec Structs declared
+  ``forbid_unknown_fields`` (:mod:`hsmsvc.api.configschema`; the policy's are in
+  :mod:`hsmsvc.service.authz`), so ``listen_adress`` or ``[backned]`` is an error, never a
+  default silently used. Types are strict (``workers = "4"``, a quoted ``"false"`` refused).
+* Every error is one line naming where the value came from (the file, ``HSMSVC_X``, ``--x``) and
+  the key as TOML spells it: ``hsmsvc.toml: [tls] key: required`` (:mod:`hsmsvc.tomlfile`).
+* Every path in the file (``policy``, ``[tls]``, ``sealed_lmk``, ``passphrase_file``, ``pin_file``,
+  ``audit_checkpoints``, a pool member's, a PKCS#11 ``module`` given with a directory, a SQLite
+  store) is relative to the file's directory; a path from the environment or an option is the
+  caller's, relative to the working directory.
+* ``auto_migrate`` (default false; true under ``insecure_dev`` unless set): whether ``serve``
+  upgrades the store's schema. Off, it refuses a schema behind with ``store: schema at REV,
+  expected HEAD: run hsmsvc db upgrade``, and its database role needs no DDL.
+* ``hsmsvc config check FILE`` and ``hsmsvc policy check FILE`` run the same loading without
+  secrets; deploy/hsmsvc.toml and deploy/policy.toml are complete, commented examples.
 
 .. code-block:: toml
 
@@ -6,6 +24,7 @@
     metrics_listen = "127.0.0.1:9464"       # "" turns the metrics endpoint off
     metrics_key_ids = false                   # label key uses by key id (the page is plain HTTP)
     store = "sqlite:///.hsmsvc/keys.db"
+    auto_migrate = false                      # true: serve upgrades the schema (HSMSVC_AUTO_MIGRATE)
     policy = "policy.toml"
     insecure_dev = false                      # plaintext, one principal: development only
     workers = 1                               # server processes sharing the port (SO_REUSEPORT)

@@ -77,3 +77,15 @@ def test_a_server_starts_from_the_deploy_files(tmp_path: Path, capsys: pytest.Ca
         finally:
             stop(proc, log)
 
+
+
+def test_make_run_ports_are_overridable() -> None:
+    import subprocess
+
+    root = DEPLOY.parent
+    run = subprocess.run(["make", "-n", "-o", ".venv/.installed", "run", "PORT=18443", "METRICS_PORT=19464"],
+                         cwd=root, capture_output=True, text=True, timeout=30)
+    assert "--listen 127.0.0.1:18443 --metrics-listen 127.0.0.1:19464" in run.stdout, run.stderr
+    run = subprocess.run(["make", "-n", "-o", ".venv/.installed", "run"], cwd=root, capture_output=True, text=True,
+                         timeout=30)
+    assert "--listen 127.0.0.1:8443 --metrics-listen 127.0.0.1:9464" in run.stdout, run.stderr
