@@ -48,12 +48,15 @@ def run(args: argparse.Namespace) -> int:
     from hsmsvc.keys.store import revisions
     from hsmsvc.keys.store.database import Database
 
+    from hsmsvc.cli.backend import _existing
+
     url = _url(args)
     if args.db_command == "upgrade" and args.sql:
         revisions.upgrade_sql(url, sys.stdout, start=args.start)
         return 0
     if getattr(args, "start", None):
         raise InvalidInput("from", "only with --sql")
+    _existing(url, creating=args.db_command == "upgrade")  # a SQLite path with no file: not created by `current`
     db = Database(url)
     try:
         before = db.revision()

@@ -115,10 +115,14 @@ def test_environment_overrides_are_checked_and_named(tmp_path: Path) -> None:
     assert api_config.load(None, dev, environ={}).auto_migrate  # development: on by default
 
 
-def _serve(tmp_path: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
+def _serve(tmp_path: Path, *args: str, env: dict[str, str] | None = None,
+           config: Path | None = None) -> subprocess.Popen[str]:
+    """``hsmsvc serve`` from ``config``, or in development mode on a SQLite store in ``tmp_path``."""
+    how = ["--config", str(config)] if config else [
+        "--insecure-dev", "--sealed", str(tmp_path / "lmk.sealed"), "--passphrase-env", "HSMSVC_TEST_LMK_PASSPHRASE",
+        "--store", f"sqlite:///{tmp_path / 'keys.db'}"]
     return subprocess.Popen(
-        [sys.executable, "-m", "hsmsvc", "serve", "--insecure-dev", "--sealed", str(tmp_path / "lmk.sealed"),
-         "--passphrase-env", "HSMSVC_TEST_LMK_PASSPHRASE", "--store", f"sqlite:///{tmp_path / 'keys.db'}", *args],
+        [sys.executable, "-m", "hsmsvc", "serve", *how, *args],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         env={**os.environ, **(env or {}), "HSMSVC_TEST_LMK_PASSPHRASE": PASSPHRASE})
 
@@ -133,8 +137,15 @@ def _refused(proc: subprocess.Popen[str]) -> str:
     return errors[0]
 
 
-def test_busy_ports_and_a_bad_level_are_one_line(tmp_path: Path) -> None:
+def test_busy_ports_a_bad_level_and_a_missing_certificate_are_one_line(tmp_path: Path) -> None:
     seal_lmk(tmp_path)
+    (tmp_path / "policy.toml").write_text(POLICY)
+    (tmp_path / "tls").mkdir()
+    for n in ("server.key", "ca.pem"):
+        (tmp_path / "tls" / n).write_text("x")
+    production = tmp_path / "hsmsvc.toml"
+    production.write_text('listen = "127.0.0.1:0"\nmetrics_listen = ""\nauto_migrate = true\n' + GOOD.replace(
+        'passphrase_env = "P"', 'passphrase_env = "HSMSVC_TEST_LMK_PASSPHRASE"'))
     with socket.socket() as grpc_port, socket.socket() as metrics_port:
         for s in (grpc_port, metrics_port):
             s.bind(("127.0.0.1", 0))
@@ -142,9 +153,11 @@ def test_busy_ports_and_a_bad_level_are_one_line(tmp_path: Path) -> None:
         g, m = (f"127.0.0.1:{s.getsockname()[1]}" for s in (grpc_port, metrics_port))
         runs = [_serve(tmp_path, "--listen", g, "--metrics-listen", "127.0.0.1:0"),
                 _serve(tmp_path, "--listen", "127.0.0.1:0", "--metrics-listen", m),
-                _serve(tmp_path, "--listen", "127.0.0.1:0", env={"HSMSVC_LOG_LEVEL": "verbose"})]
+                _serve(tmp_path, "--listen", "127.0.0.1:0", env={"HSMSVC_LOG_LEVEL": "verbose"}),
+                _serve(tmp_path, config=production)]
         lines = [_refused(p) for p in runs]
     assert lines == [f"hsmsvc: listen {g}: address already in use",
                      f"hsmsvc: metrics_listen {m}: address already in use",
-                     "hsmsvc: HSMSVC_LOG_LEVEL: log_level: DEBUG, INFO, WARNING, ERROR or CRITICAL"]
+                     "hsmsvc: HSMSVC_LOG_LEVEL: log_level: DEBUG, INFO, WARNING, ERROR or CRITICAL",
+                     f"hsmsvc: tls.cert {tmp_path / 'tls/server.pem'}: cannot be read (no such file or directory)"]
 
