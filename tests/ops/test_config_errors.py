@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import secrets
 import socket
 import subprocess
 import sys
@@ -117,10 +118,11 @@ def test_environment_overrides_are_checked_and_named(tmp_path: Path) -> None:
 
 def _serve(tmp_path: Path, *args: str, env: dict[str, str] | None = None,
            config: Path | None = None) -> subprocess.Popen[str]:
-    """``hsmsvc serve`` from ``config``, or in development mode on a SQLite store in ``tmp_path``."""
+    """``hsmsvc serve`` from ``config``, or in development mode on a SQLite store of its own in ``tmp_path``
+    (runs in parallel: two migrating one file would race)."""
     how = ["--config", str(config)] if config else [
         "--insecure-dev", "--sealed", str(tmp_path / "lmk.sealed"), "--passphrase-env", "HSMSVC_TEST_LMK_PASSPHRASE",
-        "--store", f"sqlite:///{tmp_path / 'keys.db'}"]
+        "--store", f"sqlite:///{tmp_path / f'keys-{secrets.token_hex(4)}.db'}"]
     return subprocess.Popen(
         [sys.executable, "-m", "hsmsvc", "serve", *how, *args],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
