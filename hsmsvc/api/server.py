@@ -207,27 +207,34 @@ def _probes(into: Any, health_servicer: GuardedHealth, reflection_servicer: Guar
     reflection_pb2_grpc.add_ServerReflectionServicer_to_server(reflection_servicer, into)
 
 
-def _bind(server: grpc.aio.Server, config: ServerConfig) -> int:
+def _tls(config: ServerConfig) -> grpc.ServerCredentials | None:
+    """The mTLS credentials, read before anything is opened: an unreadable file is one line naming it."""
     if config.insecure_dev:
-        bind: Callable[[], int] = functools.partial(server.add_insecure_port, config.listen)
+        return None
+    assert config.tls is not None
+    files = {}
+    for name in ("key", "cert", "client_ca"):
+        path = getattr(config.tls, name)
+        try:
+            files[name] = Path(path).read_bytes()
+        except OSError as e:
+            raise unreadable(f"tls.{name}", path, e) from None
+    return grpc.ssl_server_credentials([(files["key"], files["cert"])], root_certificates=files["client_ca"],
+                                       require_client_auth=True)
+
+
+def _bind(server: grpc.aio.Server, config: ServerConfig, creds: grpc.ServerCredentials | None) -> int:
+    bind: Callable[[], int]
+    if creds is None:
+        bind = functools.partial(server.add_insecure_port, config.listen)
     else:
-        assert config.tls is not None
-        files = {}
-        for name in ("key", "cert", "client_ca"):
-            path = getattr(config.tls, name)
-            try:
-                files[name] = Path(path).read_bytes()
-            except OSError as e:
-                raise unreadable(f"tls.{name}", path, e) from None
-        creds = grpc.ssl_server_credentials([(files["key"], files["cert"])], root_certificates=files["client_ca"],
-                                            require_client_auth=True)
         bind = functools.partial(server.add_secure_port, config.listen, creds)
     # Asked first: a port grpc fails to bind costs a line of grpc's own on stderr, and says less.
     why = bind_failure(config.listen, reuse_port=config.reuse_port)
     if why is not None:
         raise InvalidInput(f"listen {config.listen}", why)
     try:
-        port = bind()
+        port: int = bind()
     except RuntimeError:  # grpc says only "Failed to bind"
         port = 0
     if port == 0:
@@ -271,6 +278,7 @@ async def start(config: ServerConfig, backend: Backend | None = None) -> Running
     On a share-sealed LMK (``api/unseal.py``) the port is bound sealed, and backend, store and
     services are opened when custodians' shares open the LMK.
     """
+    creds = _tls(config)
     sealed_lmk = share_sealed(config) if backend is None else None
     unsealer = None
     if sealed_lmk is not None:
@@ -334,7 +342,7 @@ async def start(config: ServerConfig, backend: Backend | None = None) -> Running
         gate = Gate(Dispatch(probes.handlers), unseal, observed, _PROTO_FILES)
         server.add_generic_rpc_handlers((gate,))
     try:
-        port = _bind(server, config)
+        port = _bind(server, config, creds)
         await server.start()
         running = Running(server, port, None, health_servicer, None, metrics, config, runner)
         running._beat = asyncio.create_task(_beat(metrics))
