@@ -178,8 +178,8 @@ def _serving(config: ServerConfig, backend: Backend, *, policy: Policy, observed
     try:
         if config.auto_migrate:
             store.migrate()
-        else:
-            store.check_schema()
+        elif not store.check_schema():
+            log.warning("store: schema is a later version's: running on it (a rolling upgrade)")
         courier = PeerCourier(config.peers, config.tls) if config.peers else None
         meter = UseMeter(config.key_sync, courier)
         services = Services(store, backend, policy, config.attempts, meter, config.pin)

@@ -60,6 +60,10 @@ def run(args: argparse.Namespace) -> int:
     db = Database(url)
     try:
         before = db.revision()
+        if before is not None and not revisions.known(before):
+            print(f"store: at {before}, a later version's schema than this one's ({revisions.head()}): "
+                  "nothing to do (this version runs on it if that version's migrations only add)")
+            return 0
         if args.db_command == "upgrade":
             db.migrate()
             after = db.revision()

@@ -13,9 +13,10 @@ import pytest
 from sqlalchemy.engine import make_url
 
 from hsmsvc.cli import main
+from hsmsvc.errors import InvalidInput
 from hsmsvc.keys.store import revisions
-from hsmsvc.v1 import key_service_pb2 as key_pb
-from hsmsvc.v1 import types_pb2 as pb
+from hsmsvc_client.v1 import key_service_pb2 as key_pb
+from hsmsvc_client.v1 import types_pb2 as pb
 from hsmsvc_client import Client, ClientTls
 from tests import pg
 from tests.api.conftest import PASSPHRASE, POLICY, seal_lmk, stop, template
@@ -115,3 +116,35 @@ passphrase_env = "HSMSVC_TEST_LMK_PASSPHRASE"
                 c.execute(f"DROP OWNED BY {role}")
             with psycopg.connect(pg.PG_ADMIN, autocommit=True) as c:
                 c.execute(f"DROP ROLE IF EXISTS {role}")
+
+
+def test_a_later_versions_schema_is_run_on_and_left_alone(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A rolling upgrade: the DBA upgraded for the next version first; this one neither refuses nor touches it."""
+    from sqlalchemy import text
+
+    from hsmsvc.keys.store.database import Database
+
+    url = f"sqlite:///{tmp_path / 'keys.db'}"
+    assert main(["db", "upgrade", "--store", url]) == 0
+    db = Database(url)
+    try:
+        with db.connect() as conn:
+            conn.execute(text("UPDATE alembic_version SET version_num = '9999_later'"))
+            conn.commit()
+        assert db.check_schema() is False
+        db.migrate()  # auto_migrate on a later schema: nothing done, nothing raised
+        assert db.revision() == "9999_later"
+        assert main(["db", "upgrade", "--store", url]) == 0
+        assert "a later version's schema" in capsys.readouterr().out
+        with db.connect() as conn:
+            conn.execute(text("DELETE FROM alembic_version"))
+            conn.execute(text("INSERT INTO alembic_version VALUES ('0001')"))
+            conn.commit()
+        with pytest.raises(InvalidInput, match=f"schema at 0001, expected {revisions.head()}: run hsmsvc db upgrade"):
+            db.check_schema()
+    finally:
+        db.close()
+    capsys.readouterr()
+    assert main(["db", "current", "--store", url]) == 0
+    assert capsys.readouterr().out == (f"store: at 0001, this version's is {revisions.head()}: "
+                                       "behind: run hsmsvc db upgrade\n")

@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 
 from hsmsvc.cli import main
-from hsmsvc.v1 import key_service_pb2 as key_pb
-from hsmsvc.v1 import types_pb2 as pb
+from hsmsvc_client.v1 import key_service_pb2 as key_pb
+from hsmsvc_client.v1 import types_pb2 as pb
 from hsmsvc_client import Client, ClientTls
 from tests import pg
 from tests.api.conftest import PASSPHRASE, seal_lmk, stop, template

@@ -76,11 +76,12 @@ class Database:
         except SQLAlchemyError as e:
             raise faults.unavailable(e, "schema revision") from None
 
-    def check_schema(self) -> None:
-        """Refuse a schema not at this version's head (``hsmsvc db upgrade`` brings it there)."""
+    def check_schema(self) -> bool:
+        """Refuse a schema behind this version's head (``hsmsvc db upgrade`` brings it there); False for
+        one ahead of it (a later version's, during a rolling upgrade)."""
         try:
             with self.connect() as conn:
-                revisions.check(conn)
+                return revisions.check(conn)
         except SQLAlchemyError as e:
             raise faults.unavailable(e, "schema revision") from None
 

@@ -12,13 +12,14 @@ from typing import TextIO
 
 from alembic import command
 from alembic.config import Config
+from alembic.util import CommandError
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy.engine import Connection
 
 from hsmsvc.errors import InvalidInput
 
-__all__ = ["check", "current", "head", "upgrade", "upgrade_sql"]
+__all__ = ["check", "current", "head", "known", "upgrade", "upgrade_sql"]
 
 
 def _config(url: str | None = None, out: TextIO | None = None) -> Config:
@@ -42,16 +43,33 @@ def current(conn: Connection) -> str | None:
     return rev
 
 
-def check(conn: Connection) -> None:
-    """Refuse a schema other than this version's: one line saying what to run."""
+def check(conn: Connection) -> bool:
+    """Refuse a schema behind this version's, in one line saying what to run. A revision this version
+    does not know is a later one's (a rolling upgrade: the DBA upgraded first, and a later version's
+    migrations only add): allowed, and False returned so that the caller can say so."""
     rev, want = current(conn), head()
-    if rev != want:
-        raise InvalidInput("store", f"schema at {rev or 'none (empty database)'}, expected {want}: "
-                                    "run hsmsvc db upgrade")
+    if rev == want:
+        return True
+    if rev is not None and not known(rev):
+        return False
+    raise InvalidInput("store", f"schema at {rev or 'none (empty database)'}, expected {want}: "
+                                "run hsmsvc db upgrade")
+
+
+def known(rev: str) -> bool:
+    """Whether ``rev`` is one of this version's revisions (else a later version's)."""
+    try:
+        return ScriptDirectory.from_config(_config()).get_revision(rev) is not None
+    except CommandError:
+        return False
 
 
 def upgrade(conn: Connection) -> None:
-    """Bring the schema on ``conn`` to the head revision (the caller commits)."""
+    """Bring the schema on ``conn`` to the head revision (the caller commits); a later version's schema
+    is left as it is (Alembic cannot place a revision it does not know)."""
+    rev = current(conn)
+    if rev is not None and not known(rev):
+        return
     cfg = _config()
     cfg.attributes["connection"] = conn
     command.upgrade(cfg, "head")
