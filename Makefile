@@ -22,9 +22,13 @@ $(STAMP): pyproject.toml clients/python/pyproject.toml requirements/test.lock Ma
 
 # The embedded default: power-on self-test, a development LMK sealed under
 # HSMSVC_LMK_PASSPHRASE on first use, the published demo keys, then the gRPC
-# server in plaintext development mode on 127.0.0.1:8443 (metrics on :9464).
-# Production runs `hsmsvc serve --config hsmsvc.toml` with mTLS and a policy.
+# server in plaintext development mode on 127.0.0.1:$(PORT) (metrics on :$(METRICS_PORT)),
+# which upgrades its SQLite schema itself (auto_migrate is on under --insecure-dev).
+# `make run PORT=18443 METRICS_PORT=19464` when those are taken.
+# Production runs `hsmsvc serve --config hsmsvc.toml` with mTLS and a policy (deploy/).
 DATA := .hsmsvc
+PORT ?= 8443
+METRICS_PORT ?= 9464
 export HSMSVC_LMK_PASSPHRASE ?= development-only-passphrase
 LMK_ARGS := --sealed $(DATA)/lmk.sealed --passphrase-env HSMSVC_LMK_PASSPHRASE
 run: $(STAMP)
@@ -32,7 +36,7 @@ run: $(STAMP)
 	test -f $(DATA)/lmk.sealed || $(BIN)/hsmsvc lmk init $(LMK_ARGS)
 	$(BIN)/hsmsvc dev seed $(LMK_ARGS) --store sqlite:///$(DATA)/keys.db
 	$(BIN)/hsmsvc serve --insecure-dev $(LMK_ARGS) --store sqlite:///$(DATA)/keys.db \
-		--listen 127.0.0.1:8443 --metrics-listen 127.0.0.1:9464
+		--listen 127.0.0.1:$(PORT) --metrics-listen 127.0.0.1:$(METRICS_PORT)
 
 test: $(STAMP)
 	$(BIN)/ruff check .

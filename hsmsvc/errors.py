@@ -123,3 +123,10 @@ class AlreadyExists(HsmsvcError):
     """A key with that id and version, or alias and version, exists (ALREADY_EXISTS)."""
 
     default_reason = "already exists"
+
+
+def unreadable(field: str, path: object, error: OSError) -> InvalidInput:
+    """A file that could not be read, as one line naming it and why: ``tls.cert /etc/x.pem: cannot be read
+    (permission denied)``. A path is no secret; the file's content never appears."""
+    reason = (error.strerror or type(error).__name__).lower()
+    return InvalidInput(f"{field} {path}", f"cannot be read ({reason})")

@@ -43,7 +43,7 @@ from hsmsvc.api.pin import PinServicer
 from hsmsvc.api.runner import Lane, Runner
 from hsmsvc.api.status import Dispatch, GenericHandlersOnly, Observed
 from hsmsvc.api.unseal import Gate, UnsealServicer, audit_event, share_sealed
-from hsmsvc.errors import InvalidInput
+from hsmsvc.errors import InvalidInput, unreadable
 from hsmsvc.hsm.backend import Backend
 from hsmsvc.hsm.config import build
 from hsmsvc.hsm.soft.unsealing import Opened, Unsealer
@@ -179,7 +179,10 @@ def _serving(config: ServerConfig, backend: Backend, *, policy: Policy, observed
     store = KeyStore(config.store, backend,
                      checkpoints=Path(config.audit_checkpoints) if config.audit_checkpoints else None)
     try:
-        store.migrate()
+        if config.auto_migrate:
+            store.migrate()
+        elif not store.check_schema():
+            log.warning("store: schema is a later version's: running on it (a rolling upgrade)")
         courier = PeerCourier(config.peers, config.tls) if config.peers else None
         meter = UseMeter(config.key_sync, courier)
         services = Services(store, backend, policy, config.attempts, meter, config.pin)
@@ -208,23 +211,58 @@ def _probes(into: Any, health_servicer: GuardedHealth, reflection_servicer: Guar
     reflection_pb2_grpc.add_ServerReflectionServicer_to_server(reflection_servicer, into)
 
 
-def _bind(server: grpc.aio.Server, config: ServerConfig) -> int:
+def _tls(config: ServerConfig) -> grpc.ServerCredentials | None:
+    """The mTLS credentials, read before anything is opened: an unreadable file is one line naming it."""
     if config.insecure_dev:
-        port: int = server.add_insecure_port(config.listen)
-    else:
-        assert config.tls is not None
+        return None
+    assert config.tls is not None
+    files = {}
+    for name in ("key", "cert", "client_ca"):
+        path = getattr(config.tls, name)
         try:
-            creds = grpc.ssl_server_credentials(
-                [(Path(config.tls.key).read_bytes(), Path(config.tls.cert).read_bytes())],
-                root_certificates=Path(config.tls.client_ca).read_bytes(),
-                require_client_auth=True,
-            )
-        except OSError:
-            raise InvalidInput("tls", "certificate, key or client CA file cannot be read") from None
-        port = server.add_secure_port(config.listen, creds)
+            files[name] = Path(path).read_bytes()
+        except OSError as e:
+            raise unreadable(f"tls.{name}", path, e) from None
+    return grpc.ssl_server_credentials([(files["key"], files["cert"])], root_certificates=files["client_ca"],
+                                       require_client_auth=True)
+
+
+def _bind(server: grpc.aio.Server, config: ServerConfig, creds: grpc.ServerCredentials | None) -> int:
+    bind: Callable[[], int]
+    if creds is None:
+        bind = functools.partial(server.add_insecure_port, config.listen)
+    else:
+        bind = functools.partial(server.add_secure_port, config.listen, creds)
+    # Asked first: a port grpc fails to bind costs a line of grpc's own on stderr, and says less.
+    why = bind_failure(config.listen, reuse_port=config.reuse_port)
+    if why is not None:
+        raise InvalidInput(f"listen {config.listen}", why)
+    try:
+        port: int = bind()
+    except RuntimeError:  # grpc says only "Failed to bind"
+        port = 0
     if port == 0:
-        raise InvalidInput("listen", f"cannot bind {config.listen}")
+        raise InvalidInput(f"listen {config.listen}", bind_failure(config.listen) or "cannot bind")
     return port
+
+
+def bind_failure(address: str, *, reuse_port: bool = False) -> str | None:
+    """Why ``host:port`` cannot be bound, asked of the kernel (grpc only says that it failed, in a
+    line of its own); None if it can be. Port 0 always can."""
+    import socket
+
+    host, _, port = address.rpartition(":")
+    host = host.strip("[]") or "0.0.0.0"
+    try:
+        infos = socket.getaddrinfo(host, int(port), type=socket.SOCK_STREAM)
+        with socket.socket(infos[0][0], socket.SOCK_STREAM) as s:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as grpc binds: TIME_WAIT is no conflict
+            if reuse_port:
+                s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+            s.bind(infos[0][4])
+    except (OSError, ValueError) as e:
+        return (getattr(e, "strerror", None) or str(e)).lower()
+    return None
 
 
 async def _serve_all(running: Running, serving: _Serving, backend: Backend) -> None:
@@ -246,6 +284,7 @@ async def start(config: ServerConfig, backend: Backend | None = None, *,
     services are opened when custodians' shares open the LMK. ``mirror``: the directory and name
     under which a supervisor's worker writes its metrics (``api/metrics_files.py``).
     """
+    creds = _tls(config)
     sealed_lmk = share_sealed(config) if backend is None else None
     unsealer = None
     if sealed_lmk is not None:
@@ -310,20 +349,41 @@ async def start(config: ServerConfig, backend: Backend | None = None, *,
         _probes(probes, health_servicer, reflection_servicer)
         gate = Gate(Dispatch(probes.handlers), unseal, observed, _PROTO_FILES)
         server.add_generic_rpc_handlers((gate,))
-    port = _bind(server, config)
-    await server.start()
-    running = Running(server, port, None, health_servicer, None, metrics, config, runner, observed=observed)
-    running._beat = asyncio.create_task(_beat(metrics))
-    if serving is not None and backend is not None:
-        await _serve_all(running, serving, backend)
-        lmk_kcv = backend.lmk_kcv().hex().upper()
-    else:
-        for n in ("", *SERVICE_NAMES):
-            await health_servicer.set(n, health_pb2.HealthCheckResponse.NOT_SERVING)
-        metrics.readiness = lambda: (False, unseal.refusal().split(";")[0])
-        running._watch = asyncio.create_task(unseal.watch())
-        lmk_kcv = "sealed"
-    running.metrics_port = metrics.serve(config.metrics_listen) if config.metrics_listen else None
+    try:
+        port = _bind(server, config, creds)
+        await server.start()
+        running = Running(server, port, None, health_servicer, None, metrics, config, runner,
+                          observed=observed)
+        running._beat = asyncio.create_task(_beat(metrics))
+        if serving is not None and backend is not None:
+            await _serve_all(running, serving, backend)
+            lmk_kcv = backend.lmk_kcv().hex().upper()
+        else:
+            for n in ("", *SERVICE_NAMES):
+                await health_servicer.set(n, health_pb2.HealthCheckResponse.NOT_SERVING)
+            metrics.readiness = lambda: (False, unseal.refusal().split(";")[0])
+            running._watch = asyncio.create_task(unseal.watch())
+            lmk_kcv = "sealed"
+        if config.metrics_listen:
+            try:
+                running.metrics_port = metrics.serve(config.metrics_listen)
+            except (OSError, ValueError) as e:
+                raise InvalidInput(f"metrics_listen {config.metrics_listen}",
+                                   (getattr(e, "strerror", None) or str(e)).lower()) from None
+    except BaseException:
+        # Nothing half-started outlives a refusal (a busy port): no traceback of a loop closed under it.
+        await server.stop(0)
+        for task in (running._beat, running._watch, running._monitor) if running is not None else ():
+            if task is not None:
+                task.cancel()
+        await asyncio.to_thread(runner.close)
+        metrics.close()
+        if serving is not None:
+            serving.meter.close()
+            serving.services.store.close()
+        if backend is not None:
+            backend.close()
+        raise
     if unsealer is not None:
         log.info("sealed: waiting for custodians' shares (hsmsvc unseal)",
                  extra={"port": port, "metrics_port": running.metrics_port, "seal_id": unsealer.header.seal_id,

@@ -53,9 +53,9 @@ def _reserve(host: str, port: int) -> socket.socket:
     s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
     try:
         s.bind((host, port))
-    except OSError:
+    except OSError as e:
         s.close()
-        raise InvalidInput("listen", f"cannot bind {host}:{port}") from None
+        raise InvalidInput(f"listen {host}:{port}", (e.strerror or "cannot bind").lower()) from None
     return s
 
 
@@ -112,8 +112,13 @@ def supervise(cfg: ServerConfig, argv: list[str], ready_file: str | None) -> int
     backend = open_backend(cfg, forget=False)  # the workers read the secret again
     try:
         store = KeyStore(cfg.store, backend)
-        store.migrate()
-        store.close()
+        try:
+            if cfg.auto_migrate:
+                store.migrate()
+            else:
+                store.check_schema()
+        finally:
+            store.close()
     finally:
         backend.close()
     host, port = _split(cfg.listen)

@@ -7,7 +7,7 @@ import sys
 from types import ModuleType
 
 from hsmsvc import __version__
-from hsmsvc.cli import audit, bench, ceremony, dev, lmk, reencrypt, selfcheck, serve, status, unseal
+from hsmsvc.cli import audit, bench, ceremony, config, db, dev, lmk, policy, reencrypt, selfcheck, serve, status, unseal
 from hsmsvc.errors import HsmsvcError
 
 __all__ = ["main"]
@@ -17,6 +17,7 @@ __all__ = ["main"]
 COMMANDS: dict[str, ModuleType] = {
     "selfcheck": selfcheck, "lmk": lmk, "audit": audit, "status": status, "serve": serve, "unseal": unseal,
     "ceremony": ceremony, "reencrypt": reencrypt, "bench": bench, "dev": dev,
+    "config": config, "policy": policy, "db": db,
 }
 
 

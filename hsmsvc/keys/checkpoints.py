@@ -58,8 +58,9 @@ class CheckpointSink:
     def __init__(self, path: Path) -> None:
         try:
             self._fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
-        except OSError:
-            raise InvalidInput("audit_checkpoints", "a file the server can append to") from None
+        except OSError as e:
+            reason = (e.strerror or type(e).__name__).lower()
+            raise InvalidInput(f"audit_checkpoints {path}", f"cannot be opened to append ({reason})") from None
         self._lock = threading.Lock()
 
     def append(self, backend: Backend, *, store: str, seq: int, head: str) -> None:

@@ -24,14 +24,16 @@ generation) nor a reencryptor (the stored-PIN sample check) may also be an opera
 
 from __future__ import annotations
 
-import tomllib
 from dataclasses import dataclass, field
 from enum import Enum, unique
 from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import Any, Final, Mapping
 
-from hsmsvc.errors import InvalidInput, KeyNotFound, PermissionDenied
+import msgspec
+
+from hsmsvc import tomlfile
+from hsmsvc.errors import KeyNotFound, PermissionDenied
 from hsmsvc.hsm.model import BlockTemplate, KeySpec
 from hsmsvc.keys.model import StoredKey
 
@@ -184,6 +186,19 @@ class Principal:
             raise PermissionDenied(field, f"{self.name} may not create this key")
 
 
+class _PrincipalEntry(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    name: str
+    roles: list[str] = []
+    keys: list[str] = []
+    methods: list[str] | None = None
+
+
+class _PolicyFile(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    """The policy file: ``[[principals]]`` tables, nothing else (a typo is refused, not ignored)."""
+
+    principals: list[_PrincipalEntry] = []
+
+
 class Policy:
     """Principals by name; unknown names are refused."""
 
@@ -192,45 +207,33 @@ class Policy:
 
     @classmethod
     def load(cls, path: str | Path) -> Policy:
-        try:
-            with open(path, "rb") as f:
-                doc = tomllib.load(f)
-        except OSError:
-            raise InvalidInput("policy", "file cannot be read") from None
-        except tomllib.TOMLDecodeError as e:
-            raise InvalidInput("policy", f"not valid TOML ({e})") from None
-        return cls.from_dict(doc)
+        """The policy file; what is wrong in it, as one line naming the file and the key."""
+        return cls.from_dict(tomlfile.read(str(path)), source=str(path))
 
     @classmethod
-    def from_dict(cls, doc: Mapping[str, Any]) -> Policy:
+    def from_dict(cls, doc: Mapping[str, Any], source: str = "policy") -> Policy:
+        entries = tomlfile.decode(doc, _PolicyFile, source=source).principals
         out: dict[str, Principal] = {}
-        for i, p in enumerate(doc.get("principals", [])):
-            where = f"principals[{i}]"
-            name = p.get("name")
-            if not isinstance(name, str) or not name:
-                raise InvalidInput(where, "a name")
-            if name in out:
-                raise InvalidInput(where, f"{name} is listed twice")
+        for i, p in enumerate(entries):
+            def refuse(reason: str, key: str, at: int = i) -> tomlfile.ConfigError:
+                return tomlfile.ConfigError(source, ["principals", at, key], reason)
+
+            if not p.name:
+                raise refuse("a name", "name")
+            if p.name in out:
+                raise refuse(f"{p.name} is listed twice", "name")
             try:
-                roles = frozenset(Role(r) for r in p.get("roles", []))
+                roles = frozenset(Role(r) for r in p.roles)
             except ValueError:
-                raise InvalidInput(where, f"roles are {[r.value for r in Role]}") from None
+                raise refuse(f"one of {', '.join(r.value for r in Role)}", "roles") from None
             if not roles:
-                raise InvalidInput(where, "at least one role")
+                raise refuse("at least one role", "roles")
             for a, b in INCOMPATIBLE:
                 if a in roles and b in roles:
-                    raise InvalidInput(where, f"{a.value} and {b.value} are separate duties")
-            keys = p.get("keys", [])
-            methods = p.get("methods")
-            if not isinstance(keys, list) or not all(isinstance(k, str) for k in keys):
-                raise InvalidInput(where, "keys is a list of patterns")
-            if any(k.startswith("alias:") for k in keys):
-                raise InvalidInput(where, "keys match a key's id or zone:<zone>; an alias grants nothing")
-            if methods is not None and (
-                not isinstance(methods, list) or not all(isinstance(m, str) for m in methods)
-            ):
-                raise InvalidInput(where, "methods is a list of patterns")
-            out[name] = Principal(name, roles, tuple(keys), tuple(methods) if methods is not None else None)
+                    raise refuse(f"{a.value} and {b.value} are separate duties", "roles")
+            if any(k.startswith("alias:") for k in p.keys):
+                raise refuse("patterns match a key's id or zone:<zone>; an alias grants nothing", "keys")
+            out[p.name] = Principal(p.name, roles, tuple(p.keys), tuple(p.methods) if p.methods is not None else None)
         return cls(out)
 
     def principal(self, name: str | None) -> Principal:

@@ -180,8 +180,11 @@ def launch(d: Path, url: str, sealed_file: Path, srv: Identity, ca: TestCA, extr
 
     ``top`` holds top-level settings; ``extra`` follows the ``[backend]`` table, which
     ``backend`` replaces (the soft backend on ``sealed_file`` otherwise); ``grace``: seconds calls
-    may drain at SIGTERM.
+    may drain at SIGTERM. The server migrates the store itself (``auto_migrate``) unless ``top``
+    says otherwise.
     """
+    if "auto_migrate" not in top:
+        top += "\nauto_migrate = true"
     backend = backend or f"""
 [backend]
 kind = "soft"

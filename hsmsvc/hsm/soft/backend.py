@@ -25,7 +25,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from hsmsvc.crypto import cmac, components, ecdh, fields, kcv, keytransport, legacy, mac, sm2ka, tr31
 from hsmsvc.crypto._cipher import BlockCipher
-from hsmsvc.errors import InvalidInput, InvalidKeyBlock, KeyUsageViolation, Unsupported
+from hsmsvc.errors import InvalidInput, InvalidKeyBlock, KeyUsageViolation, Unsupported, unreadable
 from hsmsvc.hsm.model import BlockTemplate, Capabilities, Command, KeyCryptogram, KeySpec, LegacyForm
 from hsmsvc.hsm.commands.agree import Sm2Exchange
 from hsmsvc.hsm.commands.base import LoadedKey
@@ -224,8 +224,8 @@ class SoftBackend(CommandBackend):
         if blob is None:
             try:
                 blob = Path(path).read_bytes()
-            except OSError:
-                raise InvalidInput("sealed_lmk", "file cannot be read") from None
+            except OSError as e:
+                raise unreadable("sealed_lmk", path, e) from None
         algorithm, lmk, _ = sharesealed.unseal(blob, given)
         return cls(lmk, algorithm, anchor_path=Path(str(path) + ".anchor"))
 
@@ -458,8 +458,8 @@ class SoftBackend(CommandBackend):
 def _unseal(path: Path, passphrase: bytes) -> tuple[Algorithm, bytes]:
     try:
         blob = Path(path).read_bytes()
-    except OSError:
-        raise InvalidInput("sealed_lmk", "file cannot be read") from None
+    except OSError as e:
+        raise unreadable("sealed_lmk", path, e) from None
     algorithm, lmk, _ = sealed.unseal(blob, passphrase)
     return algorithm, lmk
 

@@ -30,7 +30,7 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from hsmsvc.crypto import compare, kcv
-from hsmsvc.errors import InvalidInput, PermissionDenied
+from hsmsvc.errors import InvalidInput, PermissionDenied, unreadable
 from hsmsvc.hsm.soft import shares as sharing
 from hsmsvc.types import Algorithm
 
@@ -157,8 +157,8 @@ def kind_of(path: Path) -> SealKind:
     try:
         doc = json.loads(Path(path).read_bytes())
         fmt = doc["header"]["format"]
-    except OSError:
-        raise InvalidInput("sealed_lmk", "file cannot be read") from None
+    except OSError as e:
+        raise unreadable("sealed_lmk", path, e) from None
     except (ValueError, KeyError, TypeError):
         raise InvalidInput("sealed_lmk", "a hsmsvc sealed LMK file") from None
     if fmt == FORMAT:

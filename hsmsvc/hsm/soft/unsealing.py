@@ -29,7 +29,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Final
 
-from hsmsvc.errors import InvalidInput, KeyStateError, PermissionDenied
+from hsmsvc.errors import InvalidInput, KeyStateError, PermissionDenied, unreadable
 from hsmsvc.hsm.soft import shares as sharing
 from hsmsvc.hsm.soft import sharesealed
 from hsmsvc.hsm.soft.backend import SoftBackend
@@ -80,8 +80,8 @@ class Unsealer:
         self.path = Path(path)
         try:
             self._blob = self.path.read_bytes()
-        except OSError:
-            raise InvalidInput("sealed_lmk", "file cannot be read") from None
+        except OSError as e:
+            raise unreadable("sealed_lmk", self.path, e) from None
         self.header = sharesealed.read_header(self._blob)
         if not 0 < timeout <= 86400:
             raise InvalidInput("unseal_timeout_seconds", "more than 0, at most 86400")

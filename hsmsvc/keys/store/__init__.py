@@ -69,6 +69,11 @@ class KeyStore:
         """Bring the schema to the newest Alembic revision."""
         self._db.migrate()
 
+    def check_schema(self) -> bool:
+        """Refuse a schema behind this version's: the server runs no DDL unless told to. False: the
+        schema is a later version's (a rolling upgrade), which this one runs on."""
+        return self._db.check_schema()
+
     def ping(self) -> None:
         """One round trip to the database, for the health monitor; UNAVAILABLE if it is unreachable."""
         self._db.ping()

@@ -13,11 +13,8 @@ import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime, timezone
-from importlib import resources
 from typing import Final, TypeVar
 
-from alembic import command
-from alembic.config import Config
 from sqlalchemy import Engine
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DataError, IntegrityError, SQLAlchemyError
@@ -25,6 +22,7 @@ from sqlalchemy.exc import DataError, IntegrityError, SQLAlchemyError
 from hsmsvc.errors import InvalidInput
 from hsmsvc.keys import faults
 from hsmsvc.keys.store import engine as _engine
+from hsmsvc.keys.store import revisions
 from hsmsvc.loopguard import may_block
 
 __all__ = ["Database", "now", "utc"]
@@ -63,15 +61,29 @@ class Database:
 
     def migrate(self) -> None:
         """Bring the schema to the newest Alembic revision."""
-        cfg = Config()
-        cfg.set_main_option("script_location", str(resources.files("hsmsvc.keys") / "migrations"))
         try:
             with self.connect() as conn:
-                cfg.attributes["connection"] = conn
-                command.upgrade(cfg, "head")
+                revisions.upgrade(conn)
                 conn.commit()
         except SQLAlchemyError as e:
             raise faults.unavailable(e, "migrate") from None
+
+    def revision(self) -> str | None:
+        """The schema's Alembic revision (None: no schema yet); reads only."""
+        try:
+            with self.connect() as conn:
+                return revisions.current(conn)
+        except SQLAlchemyError as e:
+            raise faults.unavailable(e, "schema revision") from None
+
+    def check_schema(self) -> bool:
+        """Refuse a schema behind this version's head (``hsmsvc db upgrade`` brings it there); False for
+        one ahead of it (a later version's, during a rolling upgrade)."""
+        try:
+            with self.connect() as conn:
+                return revisions.check(conn)
+        except SQLAlchemyError as e:
+            raise faults.unavailable(e, "schema revision") from None
 
     def close(self) -> None:
         with self._held_lock:
