@@ -47,6 +47,9 @@ def given(args: argparse.Namespace) -> bool:
 
 def client(args: argparse.Namespace) -> Client:
     """A client for ``--server`` with the mTLS identity the options name; one-line errors for what is missing."""
+    # grpc's C core writes its own lines to stderr (a refused handshake, say), beside the one line
+    # this command prints for the failure; read when grpc starts, so set before its first import.
+    os.environ.setdefault("GRPC_VERBOSITY", "NONE")
     from hsmsvc_client import Client, ClientTls
 
     server = setting(args, "server")

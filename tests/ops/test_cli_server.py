@@ -223,3 +223,11 @@ def test_bad_input_is_one_line(site: Site, tmp_path: Path) -> None:
     r = subprocess.run([HSMSVC, "keys", "list", "--server", f"127.0.0.1:{site.port}"], capture_output=True,
                        text=True, timeout=60, env={k: v for k, v in os.environ.items() if not k.startswith("HSMSVC_")})
     _one_line_error(r, "--ca", "required")
+    # A CA that did not sign the server: the handshake fails, and grpc's own lines stay out of stderr.
+    other = TestCA(tmp_path)
+    me = site.ids["auditor"]
+    r = subprocess.run([HSMSVC, "status", "--server", f"127.0.0.1:{site.port}", "--ca", other.ca_file, "--cert",
+                        me.cert, "--key", me.key, "--server-name", "localhost", "--timeout", "3"],
+                       capture_output=True, text=True, timeout=60,
+                       env={k: v for k, v in os.environ.items() if not k.startswith(("HSMSVC_", "GRPC_"))})
+    _one_line_error(r, "UNAVAILABLE")

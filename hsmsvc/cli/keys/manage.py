@@ -2,8 +2,8 @@
 
 Key material never passes through here in clear: a TR-31 block or a legacy
 cryptogram comes in from a file and a key block goes out to one, wrapped under a
-KEK the server holds. Clear components are formed at a key ceremony
-(``hsmsvc ceremony form``), not here.
+KEK the server holds. A key from clear components is formed at a key ceremony
+under dual control (``hsmsvc ceremony zmk|tmk ...``), not here.
 """
 
 from __future__ import annotations
