@@ -12,7 +12,6 @@ import os
 import re
 import sqlite3
 import subprocess
-import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from importlib import resources
@@ -34,8 +33,8 @@ from hsmsvc.keys.store import KeyStore
 from hsmsvc.keys.store.reader import StoreReader
 from hsmsvc.types import Algorithm, KeyType, KeyUsage
 from tests.hsm.helpers import clear_key
+from tests.ops import cli
 
-HSMSVC = str(Path(sys.executable).with_name("hsmsvc"))
 PASSPHRASE = b"ops-export-test-passphrase"
 # RFC 5424: <PRI>1 TIMESTAMP HOSTNAME APP-NAME PROCID MSGID STRUCTURED-DATA MSG
 SYSLOG = re.compile(r"<(\d{1,3})>1 (\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}\+00:00) (\S+) hsmsvc - audit - (CEF:0\|.*)")
@@ -64,10 +63,9 @@ class Store:
             backend.close()
 
 
-def hsmsvc(*argv: str) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if "PASS" not in k}
-    return subprocess.run([HSMSVC, *argv], capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL,
-                          env=env)
+def hsmsvc(*argv: str, process: bool = False) -> subprocess.CompletedProcess[str]:
+    """``hsmsvc ARGV`` with no passphrase anywhere in its environment; ``process``: as a child process."""
+    return cli.run(list(argv), process=process, env={k: v for k, v in os.environ.items() if "PASS" not in k})
 
 
 @pytest.fixture
@@ -92,7 +90,7 @@ def _no_secrets(text: str, s: Store) -> None:
 
 def test_jsonl_export_resumes_and_a_tampered_copy_is_detected(store: Store) -> None:
     out = store.d / "audit.jsonl"
-    r = hsmsvc("audit", "export", "--store", store.url, "--output", str(out))
+    r = hsmsvc("audit", "export", "--store", store.url, "--output", str(out), process=True)
     assert r.returncode == 0, r.stderr
     first = out.read_text().splitlines()
     assert len(first) == 3 and [json.loads(x)["seq"] for x in first] == [1, 2, 3]
@@ -106,7 +104,7 @@ def test_jsonl_export_resumes_and_a_tampered_copy_is_detected(store: Store) -> N
     assert lines[:3] == first and [json.loads(x)["seq"] for x in lines] == [1, 2, 3, 4, 5]
     _no_secrets(out.read_text(), store)
 
-    r = hsmsvc("audit", "verify-export", str(out), "--store", store.url)
+    r = hsmsvc("audit", "verify-export", str(out), "--store", store.url, process=True)
     assert r.returncode == 0, r.stdout + r.stderr
     assert "5 records, seq 1 to 5; chain intact" in r.stdout
 
@@ -131,7 +129,7 @@ def test_syslog_cef_export_from_a_sequence_number(store: Store) -> None:
                    f'client_ca = "ca.pem"\n[backend]\nkind = "soft"\nsealed_lmk = "{store.sealed}"\n')
     out = store.d / "audit.log"
     r = hsmsvc("audit", "export", "--config", str(cfg), "--format", "syslog", "--from-seq", "2", "--output",
-               str(out), "--hostname", "hsm-a")
+               str(out), "--hostname", "hsm-a", process=True)
     assert r.returncode == 0, r.stderr
     lines = out.read_text().splitlines()
     assert len(lines) == 2
@@ -168,7 +166,7 @@ def test_export_refuses_a_file_that_is_not_this_stores_copy(store: Store) -> Non
 
 
 def test_local_status_needs_no_passphrase_and_never_migrates(store: Store) -> None:
-    r = hsmsvc("status", "--store", store.url, "--sealed", str(store.sealed), "--json")
+    r = hsmsvc("status", "--store", store.url, "--sealed", str(store.sealed), "--json", process=True)
     assert r.returncode == 0, r.stderr
     doc = json.loads(r.stdout)
     assert doc["lmk_kcv"] == sealed.recorded_kcv(store.sealed.read_bytes()).hex().upper()

@@ -12,7 +12,6 @@ import io
 import json
 import os
 import subprocess
-import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,10 +24,10 @@ from hsmsvc.keys.store.reader import StoreReader
 from hsmsvc.types import Algorithm, KeyType, KeyUsage, ModeOfUse
 from tests import pg
 from tests.api.conftest import _form, forming, launch, seal_lmk, stop
+from tests.ops import cli
 from tools.bench.pki import Identity
 from tools.bench.pki import ThrowawayCA as TestCA
 
-HSMSVC = str(Path(sys.executable).with_name("hsmsvc"))
 POLICY = """
 [[principals]]
 name = "key-manager"
@@ -67,13 +66,12 @@ class Site:
     zmk_clear: bytes
     d: Path
 
-    def run(self, who: str, *argv: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-        """``hsmsvc ARGV`` as ``who`` (the server options follow ARGV)."""
+    def run(self, who: str, *argv: str, process: bool = False) -> subprocess.CompletedProcess[str]:
+        """``hsmsvc ARGV`` as ``who`` (the server options follow ARGV); ``process``: as a child process."""
         me = self.ids[who]
         tls = ["--server", f"127.0.0.1:{self.port}", "--ca", self.ca.ca_file, "--cert", me.cert, "--key", me.key,
                "--server-name", "localhost"]
-        return subprocess.run([HSMSVC, *argv, *tls], capture_output=True, text=True, timeout=60,
-                              stdin=subprocess.DEVNULL, env={**os.environ, **(env or {})})
+        return cli.run([*argv, *tls], process=process)
 
 
 @pytest.fixture(scope="module")
@@ -105,7 +103,7 @@ def _one_line_error(r: subprocess.CompletedProcess[str], *needles: str) -> None:
 
 
 def test_status_from_the_running_server_as_an_auditor(site: Site) -> None:
-    r = site.run("auditor", "status", "--json")
+    r = site.run("auditor", "status", "--json", process=True)
     assert r.returncode == 0, r.stderr
     doc = json.loads(r.stdout)
     assert doc["lmk_kcv"] == site.lmk_kcv
@@ -126,8 +124,9 @@ def test_status_from_the_running_server_as_an_auditor(site: Site) -> None:
 
 
 def test_status_is_an_auditors_right_only(site: Site) -> None:
-    for who in ("key-manager", "core-banking"):
-        _one_line_error(site.run(who, "status"), "PERMISSION_DENIED", "StatusService.GetServerStatus")
+    for who, process in (("key-manager", True), ("core-banking", False)):
+        _one_line_error(site.run(who, "status", process=process), "PERMISSION_DENIED",
+                        "StatusService.GetServerStatus")
 
 
 def test_status_counts_only_the_keys_an_auditor_may_see(site: Site) -> None:
@@ -143,7 +142,7 @@ def test_keys_generate_show_export_import_rotate_revoke(site: Site, tmp_path: Pa
     template = ["--type", "ZPK", "--algorithm", "TDES_2KEY", "--usage", "PIN_ENCRYPTION", "--mode",
                 "ENCRYPT_DECRYPT", "--exportability", "EXPORTABLE", "--zone", "core"]
     r = site.run("key-manager", "keys", "generate", "--id", "zpk-ops", "--alias", "zpk-ops-alias", *template,
-                 "--json")
+                 "--json", process=True)
     assert r.returncode == 0, r.stderr
     made = json.loads(r.stdout)
     assert made["key_id"] == "zpk-ops" and made["state"] == "ACTIVE" and len(made["kcv"]) == 6
@@ -153,7 +152,8 @@ def test_keys_generate_show_export_import_rotate_revoke(site: Site, tmp_path: Pa
     assert shown["kcv"] == made["kcv"] and shown["version"] == 1
 
     block = tmp_path / "zpk.tr31"
-    r = site.run("key-manager", "keys", "export", "zpk-ops", "--kek", "zmk-kbpk", "--output", str(block))
+    r = site.run("key-manager", "keys", "export", "zpk-ops", "--kek", "zmk-kbpk", "--output", str(block),
+                 process=True)
     assert r.returncode == 0, r.stderr
     assert made["kcv"] in r.stdout
     assert block.read_text().startswith("D") and oct(block.stat().st_mode)[-3:] == "600"
@@ -180,8 +180,8 @@ def test_keys_report_table_json_csv(site: Site) -> None:
                  "TDES_2KEY", "--usage", "PIN_ENCRYPTION", "--mode", "ENCRYPT_DECRYPT", "--exportability",
                  "NON_EXPORTABLE", "--lifetime", "86400", "--max-uses", "500")
     assert r.returncode == 0, r.stderr
-    for who in ("auditor", "key-manager"):
-        r = site.run(who, "keys", "report", "--json")
+    for who, process in (("auditor", True), ("key-manager", False)):
+        r = site.run(who, "keys", "report", "--json", process=process)
         assert r.returncode == 0, r.stderr
         rows = {(k["key_id"], k["version"]): k for k in json.loads(r.stdout)}
         k = rows[("zpk-report", 1)]
@@ -205,14 +205,13 @@ def test_keys_list_with_environment_instead_of_options(site: Site) -> None:
     me = site.ids["auditor"]
     env = {"HSMSVC_SERVER": f"127.0.0.1:{site.port}", "HSMSVC_CA": site.ca.ca_file, "HSMSVC_CERT": me.cert,
            "HSMSVC_KEY": me.key, "HSMSVC_SERVER_NAME": "localhost"}
-    r = subprocess.run([HSMSVC, "keys", "list", "--json"], capture_output=True, text=True, timeout=60,
-                       env={**os.environ, **env})
+    r = cli.run(["keys", "list", "--json"], process=True, env={**os.environ, **env})
     assert r.returncode == 0, r.stderr
     assert "zmk-kbpk" in {k["key_id"] for k in json.loads(r.stdout)}
 
 
 def test_bad_input_is_one_line(site: Site, tmp_path: Path) -> None:
-    _one_line_error(site.run("auditor", "keys", "show", "no-such-key"), "NOT_FOUND")
+    _one_line_error(site.run("auditor", "keys", "show", "no-such-key", process=True), "NOT_FOUND")
     _one_line_error(site.run("key-manager", "keys", "generate", "--type", "ZZZ", "--algorithm", "AES_128",
                              "--usage", "DATA", "--mode", "ENCRYPT_DECRYPT", "--exportability", "EXPORTABLE"),
                     "--type", "ZPK")
@@ -220,14 +219,13 @@ def test_bad_input_is_one_line(site: Site, tmp_path: Path) -> None:
     _one_line_error(site.run("key-manager", "keys", "import", "--kek", "zmk-kbpk", "--block-file",
                              str(tmp_path / "absent"), "--type", "ZPK", "--usage", "PIN_ENCRYPTION", "--mode",
                              "ENCRYPT_DECRYPT", "--exportability", "EXPORTABLE"), "--block-file", "cannot be read")
-    r = subprocess.run([HSMSVC, "keys", "list", "--server", f"127.0.0.1:{site.port}"], capture_output=True,
-                       text=True, timeout=60, env={k: v for k, v in os.environ.items() if not k.startswith("HSMSVC_")})
+    r = cli.run(["keys", "list", "--server", f"127.0.0.1:{site.port}"], process=False,
+                env={k: v for k, v in os.environ.items() if not k.startswith("HSMSVC_")})
     _one_line_error(r, "--ca", "required")
     # A CA that did not sign the server: the handshake fails, and grpc's own lines stay out of stderr.
     other = TestCA(tmp_path)
     me = site.ids["auditor"]
-    r = subprocess.run([HSMSVC, "status", "--server", f"127.0.0.1:{site.port}", "--ca", other.ca_file, "--cert",
-                        me.cert, "--key", me.key, "--server-name", "localhost", "--timeout", "3"],
-                       capture_output=True, text=True, timeout=60,
-                       env={k: v for k, v in os.environ.items() if not k.startswith(("HSMSVC_", "GRPC_"))})
+    r = cli.run(["status", "--server", f"127.0.0.1:{site.port}", "--ca", other.ca_file, "--cert", me.cert,
+                 "--key", me.key, "--server-name", "localhost", "--timeout", "3"], process=True,
+                env={k: v for k, v in os.environ.items() if not k.startswith(("HSMSVC_", "GRPC_"))})
     _one_line_error(r, "UNAVAILABLE")

@@ -87,7 +87,8 @@ def _cell(row: dict[str, Any], field: str) -> str:
 
 
 def write(rows: Sequence[dict[str, Any]], fmt: Format, columns: Sequence[tuple[str, str]],
-          out: TextIO = sys.stdout) -> None:
+          out: TextIO | None = None) -> None:
+    out = out or sys.stdout
     if fmt is Format.JSON:
         json.dump([{f: r[f] for f in FIELDS} for r in rows], out, indent=2)
         out.write("\n")
