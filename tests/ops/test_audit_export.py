@@ -192,6 +192,17 @@ def test_local_status_needs_no_passphrase_and_never_migrates(store: Store) -> No
         assert db.execute("SELECT version_num FROM alembic_version").fetchall() == [("0005",)]
 
 
+def test_local_status_verify_macs_opens_the_lmk(store: Store) -> None:
+    env = {**{k: v for k, v in os.environ.items() if "PASS" not in k}, "OPS_LMK_SECRET": PASSPHRASE.decode()}
+    r = cli.run(["status", "--store", store.url, "--sealed", str(store.sealed), "--passphrase-env", "OPS_LMK_SECRET",
+                 "--verify-macs", "--json"], process=False, env=env)
+    assert r.returncode == 0, r.stdout + r.stderr
+    doc = json.loads(r.stdout)
+    assert doc["lmk_kcv_source"] == "backend"
+    assert doc["lmk_kcv"] == sealed.recorded_kcv(store.sealed.read_bytes()).hex().upper()
+    assert doc["audit"]["intact"] and doc["audit"]["checked"] == "hashes, MACs, anchor"
+
+
 def test_the_guard_refuses_a_pan_and_the_url_hides_its_password() -> None:
     row = AuditRow(7, "2026-01-01T00:00:00.000000+00:00", "x", "pin.verify", None, None,
                    '{"pan":"4111111111111111"}', "0" * 64, "1" * 64, "2" * 32)

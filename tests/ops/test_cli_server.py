@@ -23,8 +23,11 @@ from hsmsvc.hsm.soft.sealed import recorded_kcv
 from hsmsvc.keys.store.reader import StoreReader
 from hsmsvc.types import Algorithm, KeyType, KeyUsage, ModeOfUse
 from tests import pg
+from tests import reference as ind
 from tests.api.conftest import _form, forming, launch, seal_lmk, stop
+from tests.hsm.helpers import clear_key
 from tests.ops import cli
+from tests.reference import tdes_kcv, variant
 from tools.bench.pki import Identity
 from tools.bench.pki import ThrowawayCA as TestCA
 
@@ -64,6 +67,7 @@ class Site:
     url: str
     lmk_kcv: str
     zmk_clear: bytes
+    k0_clear: bytes
     d: Path
 
     def run(self, who: str, *argv: str, process: bool = False) -> subprocess.CompletedProcess[str]:
@@ -86,9 +90,11 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
         with forming(url, sealed_file) as km:
             zmk = _form(km, KeySpec("zmk-kbpk", 1, KeyType.ZMK, Algorithm.AES_256, KeyUsage.KBPK,
                                     ModeOfUse.ENCRYPT_DECRYPT))
+            k0 = _form(km, KeySpec("zmk-k0", 1, KeyType.ZMK, Algorithm.AES_256, KeyUsage.KEK,
+                                   ModeOfUse.ENCRYPT_DECRYPT), frozenset({KeyType.ZPK}))
         proc, info = launch(d, url, sealed_file, srv, ca, ROTATION)
         try:
-            yield Site(info["port"], ca, ids, url, recorded_kcv(sealed_file.read_bytes()).hex().upper(), zmk, d)
+            yield Site(info["port"], ca, ids, url, recorded_kcv(sealed_file.read_bytes()).hex().upper(), zmk, k0, d)
         finally:
             stop(proc, d / "server.log")
 
@@ -116,7 +122,7 @@ def test_status_from_the_running_server_as_an_auditor(site: Site) -> None:
     assert head is not None
     # The head may have moved on (other tests' key changes) but never past the store's.
     assert 0 < doc["audit"]["head_sequence"] <= head.seq and len(doc["audit"]["head_hash"]) == 64
-    assert {"type": "ZMK", "state": "ACTIVE", "count": 1} in doc["keys"]
+    assert {"type": "ZMK", "state": "ACTIVE", "count": 2} in doc["keys"]
     text = site.run("auditor", "status")
     assert text.returncode == 0, text.stderr
     assert f"LMK KCV   {site.lmk_kcv}" in text.stdout and "0 soft healthy" in text.stdout
@@ -173,6 +179,19 @@ def test_keys_generate_show_export_import_rotate_revoke(site: Site, tmp_path: Pa
     r = site.run("key-manager", "keys", "revoke", "zpk-ops", "--version", "1", "--reason", "CHG-1234", "--json")
     assert r.returncode == 0, r.stderr
     assert json.loads(r.stdout)["state"] == "REVOKED"
+
+
+def test_keys_import_a_legacy_cryptogram_under_a_k0_zmk(site: Site, tmp_path: Path) -> None:
+    clear = clear_key(Algorithm.TDES_2KEY)
+    cryptogram = tmp_path / "zpk.hex"
+    cryptogram.write_text(ind.aes_ecb(variant(site.k0_clear, "ZPK"), clear).hex().upper() + "\n")
+    r = site.run("key-manager", "keys", "import", "--kek", "zmk-k0", "--cryptogram-file", str(cryptogram),
+                 "--kcv", tdes_kcv(clear).hex(), "--id", "zpk-legacy", "--type", "ZPK", "--algorithm", "TDES_2KEY",
+                 "--usage", "PIN_ENCRYPTION", "--mode", "ENCRYPT_DECRYPT", "--exportability", "NON_EXPORTABLE",
+                 "--json")
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["kcv"] == tdes_kcv(clear).hex().upper()[:6]
+    assert clear.hex() not in r.stdout.lower()
 
 
 def test_keys_report_table_json_csv(site: Site) -> None:
