@@ -16,14 +16,17 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import IO
+from typing import IO, TYPE_CHECKING
 
 from hsmsvc import __version__
-from hsmsvc.cli import auditexport as fmt
 from hsmsvc.cli import backend
 from hsmsvc.errors import InvalidInput
-from hsmsvc.keys.audit import AuditRow
-from hsmsvc.keys.store.reader import StoreReader
+
+if TYPE_CHECKING:
+    # Imported where used: the store pulls SQLAlchemy and the backend's commands (~2 s of
+    # start-up here), which `hsmsvc audit --help` and every other command need not pay.
+    from hsmsvc.keys.audit import AuditRow
+    from hsmsvc.keys.store.reader import StoreReader
 
 __all__ = ["add_arguments", "run"]
 
@@ -61,6 +64,8 @@ def _store_url(args: argparse.Namespace, required: bool = True) -> str | None:
 
 @contextmanager
 def _reader(url: str) -> Iterator[StoreReader]:
+    from hsmsvc.keys.store.reader import StoreReader
+
     with StoreReader.open(url) as reader:
         if reader.revision().current is None:
             raise InvalidInput("store", "no hsmsvc schema there (never migrated): nothing to export")
@@ -69,6 +74,8 @@ def _reader(url: str) -> Iterator[StoreReader]:
 
 def _last_record(path: Path) -> AuditRow | None:
     """The file's last record, None if it holds none; an unreadable last line is an error."""
+    from hsmsvc.cli import auditexport as fmt
+
     last = ""
     try:
         with path.open(encoding="utf-8") as f:
@@ -104,6 +111,8 @@ def _start(args: argparse.Namespace, reader: StoreReader) -> int:
 
 
 def export(args: argparse.Namespace) -> int:
+    from hsmsvc.cli import auditexport as fmt
+
     url = _store_url(args)
     assert url is not None
     with _reader(url) as reader:
@@ -130,6 +139,8 @@ def export(args: argparse.Namespace) -> int:
 
 
 def verify_export(args: argparse.Namespace) -> int:
+    from hsmsvc.cli import auditexport as fmt
+
     path = Path(args.file)
     try:
         with path.open(encoding="utf-8") as f:
