@@ -51,8 +51,8 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _remote(args: argparse.Namespace) -> dict[str, Any]:
-    from hsmsvc.v1 import status_service_pb2 as m
-    from hsmsvc.v1 import types_pb2 as pb
+    from hsmsvc_client.v1 import status_service_pb2 as m
+    from hsmsvc_client.v1 import types_pb2 as pb
 
     with remote.client(args) as c:
         r = c.status.GetServerStatus(m.GetServerStatusRequest(), timeout=args.timeout)

@@ -21,8 +21,8 @@ from hsmsvc.cli import remote
 from hsmsvc.cli.keys import options
 from hsmsvc.cli.keys.render import LIST, REPORT, Format, key_row, write
 from hsmsvc.errors import InvalidInput
-from hsmsvc.v1 import key_service_pb2 as m
-from hsmsvc.v1 import types_pb2 as pb
+from hsmsvc_client.v1 import key_service_pb2 as m
+from hsmsvc_client.v1 import types_pb2 as pb
 
 if TYPE_CHECKING:
     from hsmsvc_client import Client

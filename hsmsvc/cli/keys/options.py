@@ -6,8 +6,8 @@ import argparse
 from typing import Any
 
 from hsmsvc.errors import InvalidInput
-from hsmsvc.v1 import key_service_pb2 as key_pb
-from hsmsvc.v1 import types_pb2 as pb
+from hsmsvc_client.v1 import key_service_pb2 as key_pb
+from hsmsvc_client.v1 import types_pb2 as pb
 
 __all__ = ["ENUMS", "add_template", "enum_value", "key_ref", "template"]
 

@@ -10,7 +10,7 @@ from datetime import datetime, timezone
 from enum import Enum, unique
 from typing import Any, Final, TextIO
 
-from hsmsvc.v1 import types_pb2 as pb
+from hsmsvc_client.v1 import types_pb2 as pb
 
 __all__ = ["LIST", "REPORT", "Format", "enum_name", "key_row", "write"]
 
