@@ -18,7 +18,7 @@ from hsmsvc.errors import InvalidInput
 if TYPE_CHECKING:
     from hsmsvc_client import Client
 
-__all__ = ["ENV", "add_arguments", "client", "given", "setting"]
+__all__ = ["ENV", "add_arguments", "client", "given", "quiet_grpc", "setting"]
 
 ENV: Final = {"server": "HSMSVC_SERVER", "ca": "HSMSVC_CA", "cert": "HSMSVC_CERT", "key": "HSMSVC_KEY",
               "server_name": "HSMSVC_SERVER_NAME"}
@@ -35,6 +35,13 @@ def add_arguments(p: argparse.ArgumentParser, *, required: bool = True) -> None:
     p.add_argument("--timeout", type=float, default=30.0, help="seconds a call may take (default 30)")
 
 
+def quiet_grpc() -> None:
+    """Keep grpc's C core from writing its own lines to stderr (a refused handshake, say) beside
+    the one line a command prints for the failure. grpc reads this when it starts: call it
+    before anything imports grpc (the stubs in hsmsvc_client.v1 do). An operator's own setting stays."""
+    os.environ.setdefault("GRPC_VERBOSITY", "NONE")
+
+
 def setting(args: argparse.Namespace, name: str) -> str | None:
     v: str | None = getattr(args, name, None) or os.environ.get(ENV[name]) or None
     return v
@@ -47,9 +54,7 @@ def given(args: argparse.Namespace) -> bool:
 
 def client(args: argparse.Namespace) -> Client:
     """A client for ``--server`` with the mTLS identity the options name; one-line errors for what is missing."""
-    # grpc's C core writes its own lines to stderr (a refused handshake, say), beside the one line
-    # this command prints for the failure; read when grpc starts, so set before its first import.
-    os.environ.setdefault("GRPC_VERBOSITY", "NONE")
+    quiet_grpc()
     from hsmsvc_client import Client, ClientTls
 
     server = setting(args, "server")

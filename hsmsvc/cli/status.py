@@ -51,6 +51,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _remote(args: argparse.Namespace) -> dict[str, Any]:
+    remote.quiet_grpc()  # before the stubs import grpc
     from hsmsvc_client.v1 import status_service_pb2 as m
     from hsmsvc_client.v1 import types_pb2 as pb
 

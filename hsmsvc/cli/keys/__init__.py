@@ -13,11 +13,13 @@ import argparse
 
 from hsmsvc.cli import remote
 
+LAZY = True  # its options import the client and grpc: described only when chosen
 HELP = "list, show, report, generate, import, export, rotate or revoke keys on a running server (mTLS)"
 DESCRIPTION = __doc__
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    remote.quiet_grpc()  # before manage imports the stubs, and with them grpc
     from hsmsvc.cli.keys.manage import add_arguments as add
 
     add(parser.add_subparsers(dest="keys_command", required=True))
