@@ -33,7 +33,9 @@ __all__ = ["Checked", "guard", "jsonl", "parse", "syslog", "verify"]
 FACILITY: Final = 13  # log audit (RFC 5424 table 1)
 _WARNING: Final = ("revoke", "destroy", "reanchor", "suspend", "fail", "denied", "exceeded")
 _NOTICE: Final = ("rotate", "state", "export", "import", "generate", "form", "agree", "unseal", "lmk")
-_DIGITS: Final = re.compile(r"(?<!\d)\d{13,19}(?!\d)")
+# A PAN stands alone between separators; a run of digits inside a hex value (a hash, a
+# fingerprint, a seal id) touches its letters and is not taken for one.
+_DIGITS: Final = re.compile(r"(?<![0-9A-Za-z])\d{13,19}(?![0-9A-Za-z])")
 _EXT_KEY: Final = re.compile(r"(?:^| )([A-Za-z0-9_]+)=")
 
 

@@ -211,6 +211,8 @@ def test_the_guard_refuses_a_pan_and_the_url_hides_its_password() -> None:
         auditexport.jsonl(row)
     auditexport.jsonl(AuditRow(8, row.at, "x", "key.use", None, None, '{"use_count":"1234567890123"}',
                                "0" * 64, "1" * 64, "2" * 32))  # 13 digits, not a PAN by Luhn
+    auditexport.jsonl(AuditRow(9, row.at, "x", "lmk.reseal", None, None, '{"seal_id":"4111111111111111AB"}',
+                               "0" * 64, "1" * 64, "2" * 32))  # digits inside a hex value
     reader = StoreReader.open("postgresql+psycopg://bank:s3cret@127.0.0.1:1/core")
     try:
         assert "s3cret" not in reader.url and "***" in reader.url
