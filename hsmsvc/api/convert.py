@@ -124,7 +124,7 @@ def ts(value: datetime) -> Timestamp:
     return t
 
 
-def key_info(key: StoredKey) -> pb.KeyInfo:
+def key_info(key: StoredKey, *, next_rotation: datetime | None = None) -> pb.KeyInfo:
     s = key.cryptogram.spec
     return pb.KeyInfo(
         key_id=s.key_id,
@@ -147,6 +147,7 @@ def key_info(key: StoredKey) -> pb.KeyInfo:
         legacy_form=LEGACY_FORM.to_pb.get(key.legacy_form, 0),
         kcv_method=(pb.KCV_METHOD_UNSPECIFIED if s.algorithm.is_asymmetric
                     else KCV_METHOD.to_pb[KcvMethod.default_for(s.algorithm)]),
+        next_rotation_time=_ts(next_rotation),
     )
 
 

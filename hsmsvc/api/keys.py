@@ -5,8 +5,12 @@ from __future__ import annotations
 from hsmsvc.api import convert as cv
 from hsmsvc.api.status import Observed, rpc
 from hsmsvc.hsm.commands import Sm2Exchange, Sm2Role
+from hsmsvc.keys.model import StoredKey
 from hsmsvc.service import keys as uc
 from hsmsvc.service.context import Caller, Services
+from hsmsvc.service.keysync import SyncSettings
+from hsmsvc.service.rotation import next_rotation
+from hsmsvc_client.v1 import types_pb2 as pb
 from hsmsvc_client.v1 import key_service_pb2 as m
 from hsmsvc_client.v1 import key_service_pb2_grpc as g
 
@@ -16,9 +20,14 @@ def _template_id(t: m.KeyTemplate) -> str:
 
 
 class KeyServicer(g.KeyServiceServicer):
-    def __init__(self, services: Services, observed: Observed) -> None:
+    def __init__(self, services: Services, observed: Observed, rotation: SyncSettings | None = None) -> None:
         self.s = services
         self.observed = observed
+        self.rotation = rotation
+        """The server's rotation rules, for KeyInfo.next_rotation_time."""
+
+    def _info(self, key: StoredKey) -> pb.KeyInfo:
+        return cv.key_info(key, next_rotation=next_rotation(key, self.rotation))
 
     @rpc("KeyService.GenerateKey")
     def GenerateKey(self, r: m.GenerateKeyRequest, c: Caller) -> m.GenerateKeyResponse:
@@ -27,7 +36,7 @@ class KeyServicer(g.KeyServiceServicer):
         key = uc.generate_key(self.s, c, spec=spec, alias=cv.text(t.alias, "template.alias") or None,
                               lifetime_s=t.lifetime_seconds, max_uses=cv.uint63(t.max_uses, "template.max_uses"),
                               legacy_types=cv.legacy_types(t), legacy_form=cv.legacy_form(t))
-        return m.GenerateKeyResponse(key=cv.key_info(key))
+        return m.GenerateKeyResponse(key=self._info(key))
 
     @rpc("KeyService.ImportKey")
     def ImportKey(self, r: m.ImportKeyRequest, c: Caller) -> m.ImportKeyResponse:
@@ -39,7 +48,7 @@ class KeyServicer(g.KeyServiceServicer):
                             lifetime_s=t.lifetime_seconds,
                             max_uses=cv.uint63(t.max_uses, "template.max_uses"),
                             kcv_method=cv.KCV_METHOD.optional(r.kcv_method, "kcv_method"))
-        return m.ImportKeyResponse(key=cv.key_info(key))
+        return m.ImportKeyResponse(key=self._info(key))
 
     @rpc("KeyService.AgreeKey")
     def AgreeKey(self, r: m.AgreeKeyRequest, c: Caller) -> m.AgreeKeyResponse:
@@ -53,7 +62,7 @@ class KeyServicer(g.KeyServiceServicer):
             legacy_form=cv.legacy_form(t), lifetime_s=t.lifetime_seconds,
             max_uses=cv.uint63(t.max_uses, "template.max_uses"),
             sm2=_sm2_exchange(r) if r.HasField("sm2") else None)
-        return m.AgreeKeyResponse(key=cv.key_info(key), confirmation=confirmation)
+        return m.AgreeKeyResponse(key=self._info(key), confirmation=confirmation)
 
     @rpc("KeyService.StartKeyAgreement")
     def StartKeyAgreement(self, r: m.StartKeyAgreementRequest, c: Caller) -> m.StartKeyAgreementResponse:
@@ -77,7 +86,7 @@ class KeyServicer(g.KeyServiceServicer):
                                  ca_certificate=bytes(r.ca_certificate), kcv=bytes(r.kcv) or None, spec=spec,
                                  alias=cv.text(t.alias, "template.alias") or None, lifetime_s=t.lifetime_seconds,
                                  max_uses=cv.uint63(t.max_uses, "template.max_uses"))
-        return m.ImportTr34KeyResponse(key=cv.key_info(key))
+        return m.ImportTr34KeyResponse(key=self._info(key))
 
     @rpc("KeyService.ExportTr34Key")
     def ExportTr34Key(self, r: m.ExportTr34KeyRequest, c: Caller) -> m.ExportTr34KeyResponse:
@@ -91,7 +100,7 @@ class KeyServicer(g.KeyServiceServicer):
     @rpc("KeyService.GetKey")
     def GetKey(self, r: m.GetKeyRequest, c: Caller) -> m.GetKeyResponse:
         key = uc.get_key(self.s, c, cv.key_ref(r.key, "key", r.HasField("key")))
-        return m.GetKeyResponse(key=cv.key_info(key))
+        return m.GetKeyResponse(key=self._info(key))
 
     @rpc("KeyService.ListKeys")
     def ListKeys(self, r: m.ListKeysRequest, c: Caller) -> m.ListKeysResponse:
@@ -99,19 +108,19 @@ class KeyServicer(g.KeyServiceServicer):
             self.s, c, key_type=cv.KEY_TYPE.optional(r.key_type, "key_type"), zone=cv.text(r.zone, "zone", 64) or None,
             page_size=r.page_size, page_token=cv.text(r.page_token, "page_token", 256),
         )
-        return m.ListKeysResponse(keys=[cv.key_info(k) for k in keys], next_page_token=token)
+        return m.ListKeysResponse(keys=[self._info(k) for k in keys], next_page_token=token)
 
     @rpc("KeyService.RotateKey")
     def RotateKey(self, r: m.RotateKeyRequest, c: Caller) -> m.RotateKeyResponse:
         key, previous = uc.rotate_key(self.s, c, cv.key_ref(r.key, "key", r.HasField("key")),
                                       r.lifetime_seconds, cv.uint63(r.max_uses, "max_uses"))
-        return m.RotateKeyResponse(key=cv.key_info(key), previous_version=previous)
+        return m.RotateKeyResponse(key=self._info(key), previous_version=previous)
 
     @rpc("KeyService.UpdateKeyState")
     def UpdateKeyState(self, r: m.UpdateKeyStateRequest, c: Caller) -> m.UpdateKeyStateResponse:
         key = uc.update_key_state(self.s, c, cv.key_ref(r.key, "key", r.HasField("key")),
                                   cv.KEY_STATE.get(r.state, "state"), cv.text(r.reason, "reason", 200))
-        return m.UpdateKeyStateResponse(key=cv.key_info(key))
+        return m.UpdateKeyStateResponse(key=self._info(key))
 
     @rpc("KeyService.GetKeyCheckValue")
     def GetKeyCheckValue(self, r: m.GetKeyCheckValueRequest, c: Caller) -> m.GetKeyCheckValueResponse:

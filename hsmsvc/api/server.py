@@ -41,11 +41,12 @@ from hsmsvc.api.metrics import BEAT, Metrics
 from hsmsvc.api.monitor import Monitor
 from hsmsvc.api.pin import PinServicer
 from hsmsvc.api.runner import Lane, Runner
+from hsmsvc.api.serverstatus import StatusServicer
 from hsmsvc.api.status import Dispatch, GenericHandlersOnly, Observed
 from hsmsvc.api.unseal import Gate, UnsealServicer, audit_event, share_sealed
 from hsmsvc.errors import InvalidInput, unreadable
 from hsmsvc.hsm.backend import Backend
-from hsmsvc.hsm.config import build
+from hsmsvc.hsm.config import Pkcs11Config, build
 from hsmsvc.hsm.soft.unsealing import Opened, Unsealer
 from hsmsvc.keys.store import KeyStore
 from hsmsvc.service.authz import Policy, Principal, Role
@@ -55,6 +56,7 @@ from hsmsvc_client.v1 import ceremony_service_pb2, ceremony_service_pb2_grpc
 from hsmsvc_client.v1 import data_service_pb2, data_service_pb2_grpc, key_service_pb2, key_service_pb2_grpc
 from hsmsvc_client.v1 import key_sync_service_pb2, key_sync_service_pb2_grpc
 from hsmsvc_client.v1 import mac_service_pb2, mac_service_pb2_grpc, pin_service_pb2, pin_service_pb2_grpc
+from hsmsvc_client.v1 import status_service_pb2, status_service_pb2_grpc
 
 __all__ = ["Running", "SERVICE_NAMES", "open_backend", "start", "serve"]
 
@@ -69,11 +71,12 @@ SERVICE_NAMES = tuple(
         (data_service_pb2.DESCRIPTOR, "DataService"),
         (key_sync_service_pb2.DESCRIPTOR, "KeySyncService"),
         (ceremony_service_pb2.DESCRIPTOR, "CeremonyService"),
+        (status_service_pb2.DESCRIPTOR, "StatusService"),
     )
 )
 _MAX_MESSAGE = 16 * 1024 * 1024
 _PROTO_FILES = (key_service_pb2, pin_service_pb2, mac_service_pb2, data_service_pb2, key_sync_service_pb2,
-                ceremony_service_pb2)
+                ceremony_service_pb2, status_service_pb2)
 
 
 def open_backend(config: ServerConfig, forget: bool = True) -> Backend:
@@ -198,10 +201,14 @@ def _serving(config: ServerConfig, backend: Backend, *, policy: Policy, observed
     pin_service_pb2_grpc.add_PinServiceServicer_to_server(PinServicer(services, observed), into)
     mac_service_pb2_grpc.add_MacServiceServicer_to_server(MacServicer(services, observed), into)
     data_service_pb2_grpc.add_DataServiceServicer_to_server(DataServicer(services, observed), into)
-    key_service_pb2_grpc.add_KeyServiceServicer_to_server(KeyServicer(services, observed), into)
+    key_service_pb2_grpc.add_KeyServiceServicer_to_server(KeyServicer(services, observed, config.key_sync), into)
     key_sync_service_pb2_grpc.add_KeySyncServiceServicer_to_server(
         KeySyncServicer(services, observed, config.key_sync, courier), into)
     ceremony_service_pb2_grpc.add_CeremonyServiceServicer_to_server(CeremonyServicer(services, observed), into)
+    status_service_pb2_grpc.add_StatusServiceServicer_to_server(StatusServicer(
+        services, observed, backend_kind=config.backend.kind,
+        member_kinds=tuple("pkcs11" if isinstance(b, Pkcs11Config) else "soft" for b in config.backend.members)),
+        into)
     _probes(into, health_servicer, reflection_servicer)
     return _Serving(services, meter, Dispatch(into.handlers))
 

@@ -7,7 +7,9 @@ import sys
 from types import ModuleType
 
 from hsmsvc import __version__
-from hsmsvc.cli import audit, bench, ceremony, config, db, dev, lmk, policy, reencrypt, selfcheck, serve, status, unseal
+from hsmsvc.cli import (
+    audit, bench, ceremony, config, db, dev, keys, lmk, policy, reencrypt, selfcheck, serve, status, unseal,
+)
 from hsmsvc.errors import HsmsvcError
 
 __all__ = ["main"]
@@ -15,7 +17,8 @@ __all__ = ["main"]
 # Each command is a module with HELP, add_arguments(parser) and run(args) -> int; the work
 # itself is in the layer it uses (ceremony, batch, keys, api). In the order `--help` lists them.
 COMMANDS: dict[str, ModuleType] = {
-    "selfcheck": selfcheck, "lmk": lmk, "audit": audit, "status": status, "serve": serve, "unseal": unseal,
+    "selfcheck": selfcheck, "lmk": lmk, "audit": audit, "status": status, "keys": keys, "serve": serve,
+    "unseal": unseal,
     "ceremony": ceremony, "reencrypt": reencrypt, "bench": bench, "dev": dev,
     "config": config, "policy": policy, "db": db,
 }

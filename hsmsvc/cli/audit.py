@@ -1,4 +1,4 @@
-"""``hsmsvc audit verify`` and ``hsmsvc audit reanchor``."""
+"""``hsmsvc audit verify``, ``reanchor``, ``export`` (for a SIEM) and ``verify-export`` (check such a copy)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from pathlib import Path
 
 from hsmsvc.cli import backend
 
-HELP = "audit log"
+HELP = "audit log: verify, reanchor, export for a SIEM, verify-export"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -24,8 +24,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--reason", required=True, help="why, e.g. the restore's change ticket")
     p.add_argument("--checkpoints", help="the checkpoint file: read, and the new anchor appended to it")
 
+    from hsmsvc.cli import auditcopy
+
+    auditcopy.add_arguments(aud)
+
 
 def run(args: argparse.Namespace) -> int:
+    if args.audit_command in ("export", "verify-export"):
+        from hsmsvc.cli import auditcopy
+
+        return auditcopy.run(args)
     return verify(args) if args.audit_command == "verify" else reanchor(args)
 
 

@@ -11,10 +11,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from hsmsvc.errors import InvalidInput
-from hsmsvc.hsm.backend import Backend
-from hsmsvc.hsm.config import Pkcs11Config, SecretSource, SoftConfig, build
-
 if TYPE_CHECKING:
+    # At run time imported where used: hsm.backend pulls every command module (~0.5 s), which
+    # each `hsmsvc` process would pay at start-up, whatever its command.
+    from hsmsvc.hsm.backend import Backend
+    from hsmsvc.hsm.config import Pkcs11Config, SecretSource, SoftConfig
     from hsmsvc.keys.store import KeyStore
 
 __all__ = ["add_arguments", "config", "open_backend", "opened", "read_secret", "secret", "secret_arguments",
@@ -40,6 +41,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def secret_named(args: argparse.Namespace, what: str) -> SecretSource | None:
     """The source ``--WHAT-env/-file/-fd/-credential`` name, if any was given."""
+    from hsmsvc.hsm.config import SecretSource
+
     env, file = getattr(args, f"{what}_env", None), getattr(args, f"{what}_file", None)
     fd, credential = getattr(args, f"{what}_fd", None), getattr(args, f"{what}_credential", None)
     if env or file or fd is not None or credential:
@@ -49,6 +52,8 @@ def secret_named(args: argparse.Namespace, what: str) -> SecretSource | None:
 
 def secret(args: argparse.Namespace, what: str) -> SecretSource:
     """The source the options name, else a prompt ``WHAT: `` at the terminal."""
+    from hsmsvc.hsm.config import SecretSource
+
     return secret_named(args, what) or SecretSource(prompt=f"{what}: ")
 
 
@@ -63,6 +68,8 @@ def read_secret(args: argparse.Namespace, what: str, confirm: bool = False) -> b
 
 def config(args: argparse.Namespace) -> SoftConfig | Pkcs11Config:
     """The backend the options describe (secrets are read when it is built, not here)."""
+    from hsmsvc.hsm.config import Pkcs11Config, SoftConfig
+
     if args.pkcs11_module:
         return Pkcs11Config(args.pkcs11_module, args.token, secret(args, "pin"))
     if not args.sealed:
@@ -83,6 +90,8 @@ def open_backend(args: argparse.Namespace) -> Backend:
             from hsmsvc.ceremony.shareseal import open_at_console
 
             return open_at_console(Console(), Path(args.sealed))[0]
+    from hsmsvc.hsm.config import build
+
     return build(config(args))
 
 

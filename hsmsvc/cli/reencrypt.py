@@ -6,6 +6,7 @@ import argparse
 
 from hsmsvc.cli import backend
 
+LAZY = True  # its options import the batch job and SQLAlchemy: described only when chosen
 HELP = "move a table's stored PINs to a new key: resumable, parallel (batch)"
 
 

@@ -107,7 +107,8 @@ ROLE_METHODS: Final[Mapping[Role, frozenset[str]]] = {
         {"KeyService.GetKeyCheckValue", "KeyService.GetPublicKey", "CeremonyService.AddKeyComponent",
          "CeremonyService.GetKeyFormation", "CeremonyService.SubmitUnsealShare", "CeremonyService.GetSealStatus"}
     ),
-    Role.AUDITOR: _READ | {"CeremonyService.GetKeyFormation", "CeremonyService.GetSealStatus"},
+    Role.AUDITOR: _READ | {"CeremonyService.GetKeyFormation", "CeremonyService.GetSealStatus",
+                           "StatusService.GetServerStatus"},
     Role.ISSUER: frozenset(
         {"PinService.GeneratePinOffset", "PinService.GeneratePvv", "KeyService.GetKeyCheckValue"}),
     Role.REENCRYPTOR: frozenset(

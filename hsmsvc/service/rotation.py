@@ -15,13 +15,15 @@ the version under its limit is warned about with the numbers.
 from __future__ import annotations
 
 import math
+from datetime import datetime
 from typing import Final
 
 from hsmsvc.errors import InvalidInput
+from hsmsvc.keys.model import StoredKey
 from hsmsvc.service.keysync import SyncSettings
-from hsmsvc.types import KeyType
+from hsmsvc.types import KeyState, KeyType
 
-__all__ = ["UseRate", "check_settings", "lead_seconds"]
+__all__ = ["UseRate", "check_settings", "lead_seconds", "next_rotation"]
 
 _BY_KEY_CHANGE: Final = frozenset({KeyType.ZPK, KeyType.MAK, KeyType.DEK})
 
@@ -35,6 +37,18 @@ def lead_seconds(settings: SyncSettings, key_type: KeyType, zone: str) -> float:
     """
     delay = settings.activate_after.total_seconds() if zone and key_type in _BY_KEY_CHANGE else 0.0
     return delay + settings.rotation_margin.total_seconds()
+
+
+def next_rotation(key: StoredKey, settings: SyncSettings | None) -> datetime | None:
+    """When an ACTIVE version is due by age: half its own lifetime, or the server's ``max_age``
+    for its type from activation (``UseMeter``), whichever is first; None if neither applies."""
+    if key.state is not KeyState.ACTIVE:
+        return None
+    due = [d for d in (key.due_by_age_at,) if d is not None]
+    rule = settings.rotation.get(key.cryptogram.spec.key_type) if settings is not None else None
+    if rule is not None and rule.max_age is not None and key.activated_at is not None:
+        due.append(key.activated_at + rule.max_age)
+    return min(due) if due else None
 
 
 def check_settings(settings: SyncSettings) -> list[str]:

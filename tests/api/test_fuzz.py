@@ -221,7 +221,8 @@ def fuzz_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FuzzEnv]:
 @pytest.fixture(scope="module")
 def channels(fuzz_server: FuzzEnv) -> Iterator[dict[str, grpc.Channel]]:
     out = {}
-    for who in ("key-manager", "core-banking", "custodian-1", "checker", "pin-issuer", "pin-reencryptor"):
+    for who in ("key-manager", "core-banking", "custodian-1", "checker", "pin-issuer", "pin-reencryptor",
+                "auditor"):
         ident = fuzz_server.ids[who]
         creds = ClientTls(fuzz_server.ca.ca_file, ident.cert, ident.key, "localhost").credentials()
         out[who] = grpc.secure_channel(f"127.0.0.1:{fuzz_server.port}", creds,

@@ -39,6 +39,7 @@ from hsmsvc_client.v1 import mac_service_pb2 as mac_pb
 from hsmsvc_client.v1 import mac_service_pb2_grpc as mac_grpc
 from hsmsvc_client.v1 import pin_service_pb2 as pin_pb
 from hsmsvc_client.v1 import pin_service_pb2_grpc as pin_grpc
+from hsmsvc_client.v1 import status_service_pb2_grpc as status_grpc
 from hsmsvc_client.v1 import types_pb2 as pb
 
 __all__ = ["Client", "ClientError", "ClientTls", "IDEMPOTENT"]
@@ -49,7 +50,7 @@ IDEMPOTENT: Final = frozenset({
     "ReEncryptStoredPins", "CompareStoredPins", "GenerateMac", "VerifyMac", "GenerateMacBatch", "VerifyMacBatch",
     "Encrypt", "Decrypt", "ReEncrypt", "EncryptBatch", "GetKey", "ListKeys", "GetKeyCheckValue", "ExportKey",
     "GetPublicKey", "ApplyKeyChange", "ConfirmKeyChange", "GetKeyFormation", "AcknowledgeKeyChange",
-    "GetSealStatus",
+    "GetSealStatus", "GetServerStatus",
 })
 # SubmitUnsealShare is not: a share counted before its answer was lost would be refused as a repeat.
 # StartKeyChange is not: its first attempt may have been confirmed by the peer before the
@@ -70,6 +71,7 @@ _STUBS: Final = {
     "data": data_grpc.DataServiceStub,
     "sync": sync_grpc.KeySyncServiceStub,
     "ceremony": ceremony_grpc.CeremonyServiceStub,
+    "status": status_grpc.StatusServiceStub,
 }
 
 
@@ -171,6 +173,7 @@ class Client:
         self.data = _Service(self, "data")
         self.sync = _Service(self, "sync")
         self.ceremony = _Service(self, "ceremony")
+        self.status = _Service(self, "status")
 
     @classmethod
     def insecure(cls, addresses: str | Sequence[str], **kw: Any) -> Client:

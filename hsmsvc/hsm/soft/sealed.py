@@ -22,7 +22,7 @@ from hsmsvc.crypto import compare, kcv
 from hsmsvc.errors import InvalidInput, PermissionDenied
 from hsmsvc.types import Algorithm
 
-__all__ = ["MIN_PASSPHRASE", "ScryptParams", "check_passphrase", "seal", "unseal"]
+__all__ = ["MIN_PASSPHRASE", "ScryptParams", "check_passphrase", "recorded_kcv", "seal", "unseal"]
 
 FORMAT = "hsmsvc-sealed-lmk/1"
 SHARES_FORMAT = "hsmsvc-sealed-lmk-shares/1"
@@ -118,3 +118,17 @@ def unseal(blob: bytes, passphrase: bytes) -> tuple[Algorithm, bytes, bytes]:
     if len(lmk) != algorithm.key_length or not compare.bytes_eq(kcv.kcv(algorithm, lmk), expected_kcv):
         raise PermissionDenied("sealed_lmk", "LMK does not match its recorded KCV")
     return algorithm, lmk, expected_kcv
+
+
+def recorded_kcv(blob: bytes) -> bytes:
+    """The LMK KCV a sealed file's header records (either seal), read without opening it.
+
+    What the file claims, not a proof: only opening it checks the LMK against it.
+    """
+    try:
+        doc = json.loads(blob)
+        if doc["header"]["format"] not in (FORMAT, SHARES_FORMAT):
+            raise ValueError
+        return bytes.fromhex(doc["header"]["kcv"])
+    except (ValueError, KeyError, TypeError):
+        raise InvalidInput("sealed_lmk", "a hsmsvc sealed LMK file") from None

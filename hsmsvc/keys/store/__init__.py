@@ -38,6 +38,7 @@ from hsmsvc.keys.store.chain import AuditChain
 from hsmsvc.keys.store.counters import AttemptCounters
 from hsmsvc.keys.store.database import Database
 from hsmsvc.keys.store.keys import KeyRepository
+from hsmsvc.keys.store.reader import StoreReader
 from hsmsvc.keys.store.sync import KeySync
 from hsmsvc.types import KeyState, KeyType
 
@@ -56,6 +57,8 @@ class KeyStore:
         self.key_sync = KeySync(self._db)
         self.attempts = AttemptCounters(self._db, self.chain)
         self.agreements = Agreements(self._db, self.chain)
+        self.reader = StoreReader(self._db)
+        """Read-only views for status and audit export (reader.py)."""
 
     def __repr__(self) -> str:
         return f"KeyStore({self._engine.dialect.name})"

@@ -25,45 +25,45 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x15hsmsvc/v1/types.proto\x12\thsmsvc.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"C\n\x06KeyRef\x12\x10\n\x06key_id\x18\x01 \x01(\tH\x00\x12\x0f\n\x05\x61lias\x18\x02 \x01(\tH\x00\x12\x0f\n\x07version\x18\x03 \x01(\rB\x05\n\x03ref\"\x85\x05\n\x07KeyInfo\x12\x0e\n\x06key_id\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\r\x12\r\n\x05\x61lias\x18\x03 \x01(\t\x12$\n\x08key_type\x18\x04 \x01(\x0e\x32\x12.hsmsvc.v1.KeyType\x12\'\n\talgorithm\x18\x05 \x01(\x0e\x32\x14.hsmsvc.v1.Algorithm\x12\"\n\x05usage\x18\x06 \x01(\x0e\x32\x13.hsmsvc.v1.KeyUsage\x12)\n\x0bmode_of_use\x18\x07 \x01(\x0e\x32\x14.hsmsvc.v1.ModeOfUse\x12/\n\rexportability\x18\x08 \x01(\x0e\x32\x18.hsmsvc.v1.Exportability\x12\x0c\n\x04zone\x18\t \x01(\t\x12\"\n\x05state\x18\n \x01(\x0e\x32\x13.hsmsvc.v1.KeyState\x12\x0b\n\x03kcv\x18\x0b \x01(\x0c\x12/\n\x0b\x63reate_time\x18\x0c \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x31\n\ractivate_time\x18\r \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0b\x65xpire_time\x18\x0e \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x11\n\tuse_count\x18\x0f \x01(\x04\x12\x10\n\x08max_uses\x18\x10 \x01(\x04\x12,\n\x10legacy_key_types\x18\x11 \x03(\x0e\x32\x12.hsmsvc.v1.KeyType\x12*\n\x0blegacy_form\x18\x12 \x01(\x0e\x32\x15.hsmsvc.v1.LegacyForm\x12(\n\nkcv_method\x18\x13 \x01(\x0e\x32\x14.hsmsvc.v1.KcvMethod\"H\n\tItemError\x12\r\n\x05index\x18\x01 \x01(\r\x12\x0c\n\x04\x63ode\x18\x02 \x01(\x05\x12\r\n\x05\x66ield\x18\x03 \x01(\t\x12\x0f\n\x07message\x18\x04 \x01(\t*\x8b\x02\n\tAlgorithm\x12\x19\n\x15\x41LGORITHM_UNSPECIFIED\x10\x00\x12\x17\n\x13\x41LGORITHM_TDES_2KEY\x10\x01\x12\x17\n\x13\x41LGORITHM_TDES_3KEY\x10\x02\x12\x15\n\x11\x41LGORITHM_AES_128\x10\x03\x12\x15\n\x11\x41LGORITHM_AES_192\x10\x04\x12\x15\n\x11\x41LGORITHM_AES_256\x10\x05\x12\x11\n\rALGORITHM_SM4\x10\x06\x12\x16\n\x12\x41LGORITHM_RSA_2048\x10\x07\x12\x16\n\x12\x41LGORITHM_RSA_3072\x10\x08\x12\x11\n\rALGORITHM_SM2\x10\t\x12\x16\n\x12\x41LGORITHM_ECC_P521\x10\n*\xfb\x01\n\x07KeyType\x12\x18\n\x14KEY_TYPE_UNSPECIFIED\x10\x00\x12\x10\n\x0cKEY_TYPE_ZMK\x10\x01\x12\x10\n\x0cKEY_TYPE_TMK\x10\x02\x12\x10\n\x0cKEY_TYPE_ZPK\x10\x03\x12\x10\n\x0cKEY_TYPE_TPK\x10\x04\x12\x10\n\x0cKEY_TYPE_PVK\x10\x05\x12\x10\n\x0cKEY_TYPE_PSK\x10\x06\x12\x10\n\x0cKEY_TYPE_MAK\x10\x07\x12\x10\n\x0cKEY_TYPE_TAK\x10\x08\x12\x10\n\x0cKEY_TYPE_DEK\x10\t\x12\x10\n\x0cKEY_TYPE_KTK\x10\n\x12\x10\n\x0cKEY_TYPE_CTK\x10\x0b\x12\x10\n\x0cKEY_TYPE_KAK\x10\x0c*\xe6\x02\n\x08KeyUsage\x12\x19\n\x15KEY_USAGE_UNSPECIFIED\x10\x00\x12\x12\n\x0eKEY_USAGE_DATA\x10\x01\x12\x11\n\rKEY_USAGE_KEK\x10\x02\x12\x12\n\x0eKEY_USAGE_KBPK\x10\x03\x12\x1e\n\x1aKEY_USAGE_MAC_ISO9797_ALG1\x10\x04\x12\x1e\n\x1aKEY_USAGE_MAC_ISO9797_ALG3\x10\x05\x12\x16\n\x12KEY_USAGE_MAC_CMAC\x10\x06\x12\x16\n\x12KEY_USAGE_MAC_HMAC\x10\x07\x12\x1c\n\x18KEY_USAGE_PIN_ENCRYPTION\x10\x08\x12&\n\"KEY_USAGE_PIN_VERIFICATION_IBM3624\x10\t\x12\'\n#KEY_USAGE_PIN_VERIFICATION_VISA_PVV\x10\n\x12%\n!KEY_USAGE_ASYMMETRIC_KEY_WRAPPING\x10\x0b*\xc2\x02\n\tModeOfUse\x12\x1b\n\x17MODE_OF_USE_UNSPECIFIED\x10\x00\x12\x1f\n\x1bMODE_OF_USE_ENCRYPT_DECRYPT\x10\x01\x12#\n\x1fMODE_OF_USE_MAC_GENERATE_VERIFY\x10\x02\x12\x1c\n\x18MODE_OF_USE_DECRYPT_ONLY\x10\x03\x12\x1c\n\x18MODE_OF_USE_ENCRYPT_ONLY\x10\x04\x12!\n\x1dMODE_OF_USE_MAC_GENERATE_ONLY\x10\x05\x12\x1f\n\x1bMODE_OF_USE_NO_RESTRICTIONS\x10\x06\x12\x1f\n\x1bMODE_OF_USE_MAC_VERIFY_ONLY\x10\x07\x12\x16\n\x12MODE_OF_USE_DERIVE\x10\x08\x12\x19\n\x15MODE_OF_USE_SIGN_ONLY\x10\t*n\n\rExportability\x12\x1d\n\x19\x45XPORTABILITY_UNSPECIFIED\x10\x00\x12\x1c\n\x18\x45XPORTABILITY_EXPORTABLE\x10\x01\x12 \n\x1c\x45XPORTABILITY_NON_EXPORTABLE\x10\x02*\xb3\x01\n\x08KeyState\x12\x19\n\x15KEY_STATE_UNSPECIFIED\x10\x00\x12\x15\n\x11KEY_STATE_PENDING\x10\x01\x12\x14\n\x10KEY_STATE_ACTIVE\x10\x02\x12\x16\n\x12KEY_STATE_RETIRING\x10\x03\x12\x17\n\x13KEY_STATE_SUSPENDED\x10\x04\x12\x15\n\x11KEY_STATE_REVOKED\x10\x05\x12\x17\n\x13KEY_STATE_DESTROYED\x10\x06*\xda\x01\n\x0ePinBlockFormat\x12 \n\x1cPIN_BLOCK_FORMAT_UNSPECIFIED\x10\x00\x12\x1a\n\x16PIN_BLOCK_FORMAT_ISO_0\x10\x01\x12\x1a\n\x16PIN_BLOCK_FORMAT_ISO_1\x10\x02\x12\x1a\n\x16PIN_BLOCK_FORMAT_ISO_2\x10\x03\x12\x1a\n\x16PIN_BLOCK_FORMAT_ISO_3\x10\x04\x12\x1a\n\x16PIN_BLOCK_FORMAT_ISO_4\x10\x05\x12\x1a\n\x16PIN_BLOCK_FORMAT_SM4_0\x10\x06*\xe0\x01\n\x0cMacAlgorithm\x12\x1d\n\x19MAC_ALGORITHM_UNSPECIFIED\x10\x00\x12\x1e\n\x1aMAC_ALGORITHM_ISO9797_ALG1\x10\x01\x12\x1e\n\x1aMAC_ALGORITHM_ISO9797_ALG3\x10\x02\x12\x16\n\x12MAC_ALGORITHM_CMAC\x10\x03\x12\x1d\n\x19MAC_ALGORITHM_HMAC_SHA256\x10\x04\x12\x1a\n\x16MAC_ALGORITHM_HMAC_SM3\x10\x05\x12\x1e\n\x1aMAC_ALGORITHM_UNIONPAY_POS\x10\x06*w\n\nMacPadding\x12\x1b\n\x17MAC_PADDING_UNSPECIFIED\x10\x00\x12\x18\n\x14MAC_PADDING_METHOD_1\x10\x01\x12\x18\n\x14MAC_PADDING_METHOD_2\x10\x02\x12\x18\n\x14MAC_PADDING_METHOD_3\x10\x03*h\n\nCipherMode\x12\x1b\n\x17\x43IPHER_MODE_UNSPECIFIED\x10\x00\x12\x13\n\x0f\x43IPHER_MODE_ECB\x10\x01\x12\x13\n\x0f\x43IPHER_MODE_CBC\x10\x02\x12\x13\n\x0f\x43IPHER_MODE_GCM\x10\x03*w\n\x0b\x44\x61taPadding\x12\x1c\n\x18\x44\x41TA_PADDING_UNSPECIFIED\x10\x00\x12\x15\n\x11\x44\x41TA_PADDING_NONE\x10\x01\x12\x16\n\x12\x44\x41TA_PADDING_PKCS7\x10\x02\x12\x1b\n\x17\x44\x41TA_PADDING_ISO9797_M2\x10\x03*s\n\x0fStoredPinMethod\x12!\n\x1dSTORED_PIN_METHOD_UNSPECIFIED\x10\x00\x12\x1f\n\x1bSTORED_PIN_METHOD_ENCRYPTED\x10\x01\x12\x1c\n\x18STORED_PIN_METHOD_DIGEST\x10\x02*P\n\tKcvMethod\x12\x1a\n\x16KCV_METHOD_UNSPECIFIED\x10\x00\x12\x13\n\x0fKCV_METHOD_CMAC\x10\x01\x12\x12\n\x0eKCV_METHOD_ECB\x10\x02*\x86\x01\n\nLegacyForm\x12\x1b\n\x17LEGACY_FORM_UNSPECIFIED\x10\x00\x12\x18\n\x14LEGACY_FORM_X917_ECB\x10\x01\x12!\n\x1dLEGACY_FORM_PAYSHIELD_VARIANT\x10\x02\x12\x1e\n\x1aLEGACY_FORM_HSMSVC_VARIANT\x10\x03\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x15hsmsvc/v1/types.proto\x12\thsmsvc.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"C\n\x06KeyRef\x12\x10\n\x06key_id\x18\x01 \x01(\tH\x00\x12\x0f\n\x05\x61lias\x18\x02 \x01(\tH\x00\x12\x0f\n\x07version\x18\x03 \x01(\rB\x05\n\x03ref\"\xbd\x05\n\x07KeyInfo\x12\x0e\n\x06key_id\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\r\x12\r\n\x05\x61lias\x18\x03 \x01(\t\x12$\n\x08key_type\x18\x04 \x01(\x0e\x32\x12.hsmsvc.v1.KeyType\x12\'\n\talgorithm\x18\x05 \x01(\x0e\x32\x14.hsmsvc.v1.Algorithm\x12\"\n\x05usage\x18\x06 \x01(\x0e\x32\x13.hsmsvc.v1.KeyUsage\x12)\n\x0bmode_of_use\x18\x07 \x01(\x0e\x32\x14.hsmsvc.v1.ModeOfUse\x12/\n\rexportability\x18\x08 \x01(\x0e\x32\x18.hsmsvc.v1.Exportability\x12\x0c\n\x04zone\x18\t \x01(\t\x12\"\n\x05state\x18\n \x01(\x0e\x32\x13.hsmsvc.v1.KeyState\x12\x0b\n\x03kcv\x18\x0b \x01(\x0c\x12/\n\x0b\x63reate_time\x18\x0c \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x31\n\ractivate_time\x18\r \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0b\x65xpire_time\x18\x0e \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x11\n\tuse_count\x18\x0f \x01(\x04\x12\x10\n\x08max_uses\x18\x10 \x01(\x04\x12,\n\x10legacy_key_types\x18\x11 \x03(\x0e\x32\x12.hsmsvc.v1.KeyType\x12*\n\x0blegacy_form\x18\x12 \x01(\x0e\x32\x15.hsmsvc.v1.LegacyForm\x12(\n\nkcv_method\x18\x13 \x01(\x0e\x32\x14.hsmsvc.v1.KcvMethod\x12\x36\n\x12next_rotation_time\x18\x14 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"H\n\tItemError\x12\r\n\x05index\x18\x01 \x01(\r\x12\x0c\n\x04\x63ode\x18\x02 \x01(\x05\x12\r\n\x05\x66ield\x18\x03 \x01(\t\x12\x0f\n\x07message\x18\x04 \x01(\t*\x8b\x02\n\tAlgorithm\x12\x19\n\x15\x41LGORITHM_UNSPECIFIED\x10\x00\x12\x17\n\x13\x41LGORITHM_TDES_2KEY\x10\x01\x12\x17\n\x13\x41LGORITHM_TDES_3KEY\x10\x02\x12\x15\n\x11\x41LGORITHM_AES_128\x10\x03\x12\x15\n\x11\x41LGORITHM_AES_192\x10\x04\x12\x15\n\x11\x41LGORITHM_AES_256\x10\x05\x12\x11\n\rALGORITHM_SM4\x10\x06\x12\x16\n\x12\x41LGORITHM_RSA_2048\x10\x07\x12\x16\n\x12\x41LGORITHM_RSA_3072\x10\x08\x12\x11\n\rALGORITHM_SM2\x10\t\x12\x16\n\x12\x41LGORITHM_ECC_P521\x10\n*\xfb\x01\n\x07KeyType\x12\x18\n\x14KEY_TYPE_UNSPECIFIED\x10\x00\x12\x10\n\x0cKEY_TYPE_ZMK\x10\x01\x12\x10\n\x0cKEY_TYPE_TMK\x10\x02\x12\x10\n\x0cKEY_TYPE_ZPK\x10\x03\x12\x10\n\x0cKEY_TYPE_TPK\x10\x04\x12\x10\n\x0cKEY_TYPE_PVK\x10\x05\x12\x10\n\x0cKEY_TYPE_PSK\x10\x06\x12\x10\n\x0cKEY_TYPE_MAK\x10\x07\x12\x10\n\x0cKEY_TYPE_TAK\x10\x08\x12\x10\n\x0cKEY_TYPE_DEK\x10\t\x12\x10\n\x0cKEY_TYPE_KTK\x10\n\x12\x10\n\x0cKEY_TYPE_CTK\x10\x0b\x12\x10\n\x0cKEY_TYPE_KAK\x10\x0c*\xe6\x02\n\x08KeyUsage\x12\x19\n\x15KEY_USAGE_UNSPECIFIED\x10\x00\x12\x12\n\x0eKEY_USAGE_DATA\x10\x01\x12\x11\n\rKEY_USAGE_KEK\x10\x02\x12\x12\n\x0eKEY_USAGE_KBPK\x10\x03\x12\x1e\n\x1aKEY_USAGE_MAC_ISO9797_ALG1\x10\x04\x12\x1e\n\x1aKEY_USAGE_MAC_ISO9797_ALG3\x10\x05\x12\x16\n\x12KEY_USAGE_MAC_CMAC\x10\x06\x12\x16\n\x12KEY_USAGE_MAC_HMAC\x10\x07\x12\x1c\n\x18KEY_USAGE_PIN_ENCRYPTION\x10\x08\x12&\n\"KEY_USAGE_PIN_VERIFICATION_IBM3624\x10\t\x12\'\n#KEY_USAGE_PIN_VERIFICATION_VISA_PVV\x10\n\x12%\n!KEY_USAGE_ASYMMETRIC_KEY_WRAPPING\x10\x0b*\xc2\x02\n\tModeOfUse\x12\x1b\n\x17MODE_OF_USE_UNSPECIFIED\x10\x00\x12\x1f\n\x1bMODE_OF_USE_ENCRYPT_DECRYPT\x10\x01\x12#\n\x1fMODE_OF_USE_MAC_GENERATE_VERIFY\x10\x02\x12\x1c\n\x18MODE_OF_USE_DECRYPT_ONLY\x10\x03\x12\x1c\n\x18MODE_OF_USE_ENCRYPT_ONLY\x10\x04\x12!\n\x1dMODE_OF_USE_MAC_GENERATE_ONLY\x10\x05\x12\x1f\n\x1bMODE_OF_USE_NO_RESTRICTIONS\x10\x06\x12\x1f\n\x1bMODE_OF_USE_MAC_VERIFY_ONLY\x10\x07\x12\x16\n\x12MODE_OF_USE_DERIVE\x10\x08\x12\x19\n\x15MODE_OF_USE_SIGN_ONLY\x10\t*n\n\rExportability\x12\x1d\n\x19\x45XPORTABILITY_UNSPECIFIED\x10\x00\x12\x1c\n\x18\x45XPORTABILITY_EXPORTABLE\x10\x01\x12 \n\x1c\x45XPORTABILITY_NON_EXPORTABLE\x10\x02*\xb3\x01\n\x08KeyState\x12\x19\n\x15KEY_STATE_UNSPECIFIED\x10\x00\x12\x15\n\x11KEY_STATE_PENDING\x10\x01\x12\x14\n\x10KEY_STATE_ACTIVE\x10\x02\x12\x16\n\x12KEY_STATE_RETIRING\x10\x03\x12\x17\n\x13KEY_STATE_SUSPENDED\x10\x04\x12\x15\n\x11KEY_STATE_REVOKED\x10\x05\x12\x17\n\x13KEY_STATE_DESTROYED\x10\x06*\xda\x01\n\x0ePinBlockFormat\x12 \n\x1cPIN_BLOCK_FORMAT_UNSPECIFIED\x10\x00\x12\x1a\n\x16PIN_BLOCK_FORMAT_ISO_0\x10\x01\x12\x1a\n\x16PIN_BLOCK_FORMAT_ISO_1\x10\x02\x12\x1a\n\x16PIN_BLOCK_FORMAT_ISO_2\x10\x03\x12\x1a\n\x16PIN_BLOCK_FORMAT_ISO_3\x10\x04\x12\x1a\n\x16PIN_BLOCK_FORMAT_ISO_4\x10\x05\x12\x1a\n\x16PIN_BLOCK_FORMAT_SM4_0\x10\x06*\xe0\x01\n\x0cMacAlgorithm\x12\x1d\n\x19MAC_ALGORITHM_UNSPECIFIED\x10\x00\x12\x1e\n\x1aMAC_ALGORITHM_ISO9797_ALG1\x10\x01\x12\x1e\n\x1aMAC_ALGORITHM_ISO9797_ALG3\x10\x02\x12\x16\n\x12MAC_ALGORITHM_CMAC\x10\x03\x12\x1d\n\x19MAC_ALGORITHM_HMAC_SHA256\x10\x04\x12\x1a\n\x16MAC_ALGORITHM_HMAC_SM3\x10\x05\x12\x1e\n\x1aMAC_ALGORITHM_UNIONPAY_POS\x10\x06*w\n\nMacPadding\x12\x1b\n\x17MAC_PADDING_UNSPECIFIED\x10\x00\x12\x18\n\x14MAC_PADDING_METHOD_1\x10\x01\x12\x18\n\x14MAC_PADDING_METHOD_2\x10\x02\x12\x18\n\x14MAC_PADDING_METHOD_3\x10\x03*h\n\nCipherMode\x12\x1b\n\x17\x43IPHER_MODE_UNSPECIFIED\x10\x00\x12\x13\n\x0f\x43IPHER_MODE_ECB\x10\x01\x12\x13\n\x0f\x43IPHER_MODE_CBC\x10\x02\x12\x13\n\x0f\x43IPHER_MODE_GCM\x10\x03*w\n\x0b\x44\x61taPadding\x12\x1c\n\x18\x44\x41TA_PADDING_UNSPECIFIED\x10\x00\x12\x15\n\x11\x44\x41TA_PADDING_NONE\x10\x01\x12\x16\n\x12\x44\x41TA_PADDING_PKCS7\x10\x02\x12\x1b\n\x17\x44\x41TA_PADDING_ISO9797_M2\x10\x03*s\n\x0fStoredPinMethod\x12!\n\x1dSTORED_PIN_METHOD_UNSPECIFIED\x10\x00\x12\x1f\n\x1bSTORED_PIN_METHOD_ENCRYPTED\x10\x01\x12\x1c\n\x18STORED_PIN_METHOD_DIGEST\x10\x02*P\n\tKcvMethod\x12\x1a\n\x16KCV_METHOD_UNSPECIFIED\x10\x00\x12\x13\n\x0fKCV_METHOD_CMAC\x10\x01\x12\x12\n\x0eKCV_METHOD_ECB\x10\x02*\x86\x01\n\nLegacyForm\x12\x1b\n\x17LEGACY_FORM_UNSPECIFIED\x10\x00\x12\x18\n\x14LEGACY_FORM_X917_ECB\x10\x01\x12!\n\x1dLEGACY_FORM_PAYSHIELD_VARIANT\x10\x02\x12\x1e\n\x1aLEGACY_FORM_HSMSVC_VARIANT\x10\x03\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'hsmsvc_client.v1.types_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_ALGORITHM']._serialized_start=861
-  _globals['_ALGORITHM']._serialized_end=1128
-  _globals['_KEYTYPE']._serialized_start=1131
-  _globals['_KEYTYPE']._serialized_end=1382
-  _globals['_KEYUSAGE']._serialized_start=1385
-  _globals['_KEYUSAGE']._serialized_end=1743
-  _globals['_MODEOFUSE']._serialized_start=1746
-  _globals['_MODEOFUSE']._serialized_end=2068
-  _globals['_EXPORTABILITY']._serialized_start=2070
-  _globals['_EXPORTABILITY']._serialized_end=2180
-  _globals['_KEYSTATE']._serialized_start=2183
-  _globals['_KEYSTATE']._serialized_end=2362
-  _globals['_PINBLOCKFORMAT']._serialized_start=2365
-  _globals['_PINBLOCKFORMAT']._serialized_end=2583
-  _globals['_MACALGORITHM']._serialized_start=2586
-  _globals['_MACALGORITHM']._serialized_end=2810
-  _globals['_MACPADDING']._serialized_start=2812
-  _globals['_MACPADDING']._serialized_end=2931
-  _globals['_CIPHERMODE']._serialized_start=2933
-  _globals['_CIPHERMODE']._serialized_end=3037
-  _globals['_DATAPADDING']._serialized_start=3039
-  _globals['_DATAPADDING']._serialized_end=3158
-  _globals['_STOREDPINMETHOD']._serialized_start=3160
-  _globals['_STOREDPINMETHOD']._serialized_end=3275
-  _globals['_KCVMETHOD']._serialized_start=3277
-  _globals['_KCVMETHOD']._serialized_end=3357
-  _globals['_LEGACYFORM']._serialized_start=3360
-  _globals['_LEGACYFORM']._serialized_end=3494
+  _globals['_ALGORITHM']._serialized_start=917
+  _globals['_ALGORITHM']._serialized_end=1184
+  _globals['_KEYTYPE']._serialized_start=1187
+  _globals['_KEYTYPE']._serialized_end=1438
+  _globals['_KEYUSAGE']._serialized_start=1441
+  _globals['_KEYUSAGE']._serialized_end=1799
+  _globals['_MODEOFUSE']._serialized_start=1802
+  _globals['_MODEOFUSE']._serialized_end=2124
+  _globals['_EXPORTABILITY']._serialized_start=2126
+  _globals['_EXPORTABILITY']._serialized_end=2236
+  _globals['_KEYSTATE']._serialized_start=2239
+  _globals['_KEYSTATE']._serialized_end=2418
+  _globals['_PINBLOCKFORMAT']._serialized_start=2421
+  _globals['_PINBLOCKFORMAT']._serialized_end=2639
+  _globals['_MACALGORITHM']._serialized_start=2642
+  _globals['_MACALGORITHM']._serialized_end=2866
+  _globals['_MACPADDING']._serialized_start=2868
+  _globals['_MACPADDING']._serialized_end=2987
+  _globals['_CIPHERMODE']._serialized_start=2989
+  _globals['_CIPHERMODE']._serialized_end=3093
+  _globals['_DATAPADDING']._serialized_start=3095
+  _globals['_DATAPADDING']._serialized_end=3214
+  _globals['_STOREDPINMETHOD']._serialized_start=3216
+  _globals['_STOREDPINMETHOD']._serialized_end=3331
+  _globals['_KCVMETHOD']._serialized_start=3333
+  _globals['_KCVMETHOD']._serialized_end=3413
+  _globals['_LEGACYFORM']._serialized_start=3416
+  _globals['_LEGACYFORM']._serialized_end=3550
   _globals['_KEYREF']._serialized_start=69
   _globals['_KEYREF']._serialized_end=136
   _globals['_KEYINFO']._serialized_start=139
-  _globals['_KEYINFO']._serialized_end=784
-  _globals['_ITEMERROR']._serialized_start=786
-  _globals['_ITEMERROR']._serialized_end=858
+  _globals['_KEYINFO']._serialized_end=840
+  _globals['_ITEMERROR']._serialized_start=842
+  _globals['_ITEMERROR']._serialized_end=914
 # @@protoc_insertion_point(module_scope)

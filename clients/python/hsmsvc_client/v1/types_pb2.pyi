@@ -247,7 +247,7 @@ class KeyRef(_message.Message):
     def __init__(self, key_id: _Optional[str] = ..., alias: _Optional[str] = ..., version: _Optional[int] = ...) -> None: ...
 
 class KeyInfo(_message.Message):
-    __slots__ = ("key_id", "version", "alias", "key_type", "algorithm", "usage", "mode_of_use", "exportability", "zone", "state", "kcv", "create_time", "activate_time", "expire_time", "use_count", "max_uses", "legacy_key_types", "legacy_form", "kcv_method")
+    __slots__ = ("key_id", "version", "alias", "key_type", "algorithm", "usage", "mode_of_use", "exportability", "zone", "state", "kcv", "create_time", "activate_time", "expire_time", "use_count", "max_uses", "legacy_key_types", "legacy_form", "kcv_method", "next_rotation_time")
     KEY_ID_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
     ALIAS_FIELD_NUMBER: _ClassVar[int]
@@ -267,6 +267,7 @@ class KeyInfo(_message.Message):
     LEGACY_KEY_TYPES_FIELD_NUMBER: _ClassVar[int]
     LEGACY_FORM_FIELD_NUMBER: _ClassVar[int]
     KCV_METHOD_FIELD_NUMBER: _ClassVar[int]
+    NEXT_ROTATION_TIME_FIELD_NUMBER: _ClassVar[int]
     key_id: str
     version: int
     alias: str
@@ -286,7 +287,8 @@ class KeyInfo(_message.Message):
     legacy_key_types: _containers.RepeatedScalarFieldContainer[KeyType]
     legacy_form: LegacyForm
     kcv_method: KcvMethod
-    def __init__(self, key_id: _Optional[str] = ..., version: _Optional[int] = ..., alias: _Optional[str] = ..., key_type: _Optional[_Union[KeyType, str]] = ..., algorithm: _Optional[_Union[Algorithm, str]] = ..., usage: _Optional[_Union[KeyUsage, str]] = ..., mode_of_use: _Optional[_Union[ModeOfUse, str]] = ..., exportability: _Optional[_Union[Exportability, str]] = ..., zone: _Optional[str] = ..., state: _Optional[_Union[KeyState, str]] = ..., kcv: _Optional[bytes] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., activate_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., expire_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., use_count: _Optional[int] = ..., max_uses: _Optional[int] = ..., legacy_key_types: _Optional[_Iterable[_Union[KeyType, str]]] = ..., legacy_form: _Optional[_Union[LegacyForm, str]] = ..., kcv_method: _Optional[_Union[KcvMethod, str]] = ...) -> None: ...
+    next_rotation_time: _timestamp_pb2.Timestamp
+    def __init__(self, key_id: _Optional[str] = ..., version: _Optional[int] = ..., alias: _Optional[str] = ..., key_type: _Optional[_Union[KeyType, str]] = ..., algorithm: _Optional[_Union[Algorithm, str]] = ..., usage: _Optional[_Union[KeyUsage, str]] = ..., mode_of_use: _Optional[_Union[ModeOfUse, str]] = ..., exportability: _Optional[_Union[Exportability, str]] = ..., zone: _Optional[str] = ..., state: _Optional[_Union[KeyState, str]] = ..., kcv: _Optional[bytes] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., activate_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., expire_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., use_count: _Optional[int] = ..., max_uses: _Optional[int] = ..., legacy_key_types: _Optional[_Iterable[_Union[KeyType, str]]] = ..., legacy_form: _Optional[_Union[LegacyForm, str]] = ..., kcv_method: _Optional[_Union[KcvMethod, str]] = ..., next_rotation_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class ItemError(_message.Message):
     __slots__ = ("index", "code", "field", "message")
