@@ -56,19 +56,9 @@ class Member(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     pin_credential: str | None = None
 
 
-class Backend(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
-    kind: str = "soft"
-    sealed_lmk: str | None = None
-    passphrase_env: str | None = None
-    passphrase_file: str | None = None
-    passphrase_fd: int | None = None
-    passphrase_credential: str | None = None
-    module: str | None = None
-    token_label: str | None = None
-    pin_env: str | None = None
-    pin_file: str | None = None
-    pin_fd: int | None = None
-    pin_credential: str | None = None
+class Backend(Member, forbid_unknown_fields=True, frozen=True):
+    """``[backend]``: a member's keys for a single backend, or ``kind = "pool"`` and its members."""
+
     members: list[Member] = []
     health_interval: float = 2.0
     call_timeout: float = 10.0

@@ -10,17 +10,14 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
-from importlib import resources
 from typing import Final
 
-from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
 from sqlalchemy import func, select
 
 from hsmsvc.keys.audit import AuditRow
 from hsmsvc.keys.schema import audit as audit_t
 from hsmsvc.keys.schema import keys as keys_t
+from hsmsvc.keys.store import revisions
 from hsmsvc.keys.store.database import Database
 from hsmsvc.redact import redact_url
 from hsmsvc.types import KeyState, KeyType
@@ -46,12 +43,6 @@ class SchemaRevision:
         if not self.behind:
             return f"{self.current} (up to date)"
         return f"{self.current or 'none'}, behind {self.head}: run the migrations (nothing was changed)"
-
-
-def _script() -> ScriptDirectory:
-    cfg = Config()
-    cfg.set_main_option("script_location", str(resources.files("hsmsvc.keys") / "migrations"))
-    return ScriptDirectory.from_config(cfg)
 
 
 class StoreReader:
@@ -86,10 +77,7 @@ class StoreReader:
         return redact_url(self._db.engine.url.render_as_string(hide_password=True))
 
     def revision(self) -> SchemaRevision:
-        head = _script().get_current_head() or ""
-        current = self._db.read(lambda conn: MigrationContext.configure(conn).get_current_revision(),
-                                "schema revision")
-        return SchemaRevision(current, head)
+        return SchemaRevision(self._db.read(revisions.current, "schema revision"), revisions.head())
 
     def key_counts(self) -> dict[tuple[KeyType, KeyState], int]:
         """Key versions by (type, state), over the whole store."""
