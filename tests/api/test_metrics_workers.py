@@ -26,7 +26,7 @@ from hsmsvc.types import Algorithm, KeyType, KeyUsage, ModeOfUse
 from hsmsvc_client import Client, ClientTls
 from tests import pg
 from tests.api.conftest import ATTEMPTS, POLICY, Env, _form, forming, launch, seal_lmk, stop
-from tests.api.test_monitoring import SCRAPED, referenced
+from tests.api.monitoring import SCRAPED, referenced
 from tools.bench.pki import ThrowawayCA
 
 CALLS = 'hsmsvc_rpc_calls_total{code="OK",method="MacService.GenerateMac"}'
