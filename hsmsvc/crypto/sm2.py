@@ -1,10 +1,12 @@
-"""SM2 signature and encryption (GB/T 32918-2016 / GM/T 0003-2012) over gmssl.
+"""SM2 signature and encryption (GB/T 32918-2016 / GM/T 0003-2012).
 
-OpenSSL through pyca/cryptography has SM3 and SM4 but no SM2, so the curve
-arithmetic comes from gmssl, and only the arithmetic: gmssl 3.2.2 draws its
-nonces from Python's ``random`` (a predictable k reveals the private key), hard
-codes the signer ID, mangles public keys whose hex starts with 0 or 4 and does
-not check C3 on decryption. This wrapper therefore
+OpenSSL through pyca/cryptography has SM3 and SM4 but no SM2 API, so the
+protocol steps are written here and the scalar multiplications on sm2p256v1
+are OpenSSL's libcrypto, through :mod:`hsmsvc_client.sm2curve`: its Montgomery
+ladder does not branch on the scalar's bits. The standards' annex examples use a
+test curve OpenSSL does not know; only they run on gmssl's arithmetic (which
+also draws its nonces from Python's ``random``, so it never draws one here).
+This module
 
 * draws every nonce k with :mod:`secrets` in [1, n-1];
 * computes Z_A itself with the caller's ID (default ``1234567812345678``,
@@ -24,6 +26,7 @@ from typing import Final
 
 from cryptography.hazmat.primitives import hashes
 from gmssl.sm2 import CryptSM2
+from hsmsvc_client import sm2curve
 
 from hsmsvc.crypto import compare
 from hsmsvc.errors import InvalidInput, VerificationFailed
@@ -42,10 +45,12 @@ __all__ = [
     "public_key_from_der",
     "public_key_to_der",
     "sign",
+    "sign_digest",
     "signature_from_der",
     "signature_to_der",
     "sm3",
     "verify",
+    "verify_digest",
     "za",
 ]
 
@@ -137,11 +142,34 @@ def _engine(curve: Curve, d: int = 0, public: PublicKey | None = None) -> CryptS
 
 
 def _mul(curve: Curve, k: int, x: int, y: int) -> tuple[int, int]:
+    """k (x, y); on sm2p256v1 by OpenSSL's ladder, on an annex test curve by gmssl."""
+    if curve is SM2P256V1 or curve == SM2P256V1:
+        out = (sm2curve.mul_base(k) if (x, y) == (curve.gx, curve.gy) else sm2curve.mul(k, (x, y)))
+        if out is None:
+            raise InvalidInput("point", "not the point at infinity")
+        return out
     s = curve.size * 2
-    out = _engine(curve)._kg(k, f"{x:0{s}x}{y:0{s}x}")
-    if out is None:
+    raw = _engine(curve)._kg(k % curve.n, f"{x:0{s}x}{y:0{s}x}")
+    if raw is None:
         raise InvalidInput("point", "not the point at infinity")
-    return int(out[:s], 16), int(out[s:], 16)
+    return int(raw[:s], 16), int(raw[s:], 16)
+
+
+def _add(curve: Curve, a: tuple[int, int] | None, b: tuple[int, int] | None) -> tuple[int, int] | None:
+    """a + b in affine coordinates (None: the point at infinity), on any short Weierstrass curve."""
+    if a is None:
+        return b
+    if b is None:
+        return a
+    p = curve.p
+    if a[0] == b[0]:
+        if (a[1] + b[1]) % p == 0:
+            return None
+        lam = (3 * a[0] * a[0] + curve.a) * pow(2 * a[1], -1, p) % p
+    else:
+        lam = (b[1] - a[1]) * pow(b[0] - a[0], -1, p) % p
+    x3 = (lam * lam - a[0] - b[0]) % p
+    return x3, (lam * (a[0] - x3) - a[1]) % p
 
 
 def generate_private_key(curve: Curve = SM2P256V1) -> PrivateKey:
@@ -244,9 +272,31 @@ def _digest(public: PublicKey, message: bytes, uid: bytes) -> bytes:
 
 
 def _sign_with_k(key: PrivateKey, e: bytes, k: int) -> bytes | None:
-    curve = key.public.curve
-    out = _engine(curve, key.d, key.public).sign(e, f"{k:0{curve.size * 2}x}")
-    return bytes.fromhex(out) if out else None
+    """GB/T 32918.2-2016 clause 6.1 A4-A7 with nonce k; None where the standard draws k again."""
+    c = key.public.curve
+    n = c.n
+    x1, _ = _mul(c, k, c.gx, c.gy)
+    r = (int.from_bytes(e, "big") + x1) % n
+    if r == 0 or r + k == n:
+        return None
+    s = pow(1 + key.d, -1, n) * (k - r * key.d) % n
+    if s == 0:
+        return None
+    return r.to_bytes(c.size, "big") + s.to_bytes(c.size, "big")
+
+
+def sign_digest(key: PrivateKey, e: bytes) -> bytes:
+    """SM2 signature r||s of e = SM3(Z_A || M), Z_A already included (GB/T 32918.2-2016 clause 6.1, A3-A7).
+
+    The form of GM/T 0018-2012 SDF_InternalSign_ECC. k is drawn with :mod:`secrets`, never by gmssl.
+    """
+    if not isinstance(e, (bytes, bytearray)) or len(e) != 32:
+        raise InvalidInput("digest", "32 bytes e = SM3(Z_A || M)")
+    n = key.public.curve.n
+    while True:
+        sig = _sign_with_k(key, bytes(e), secrets.randbelow(n - 1) + 1)
+        if sig is not None:
+            return sig
 
 
 def sign(key: PrivateKey, message: bytes, uid: bytes = DEFAULT_ID) -> bytes:
@@ -254,28 +304,37 @@ def sign(key: PrivateKey, message: bytes, uid: bytes = DEFAULT_ID) -> bytes:
 
     k is drawn with :mod:`secrets`, never by gmssl.
     """
-    e = _digest(key.public, message, uid)
-    n = key.public.curve.n
-    while True:
-        sig = _sign_with_k(key, e, secrets.randbelow(n - 1) + 1)
-        if sig is not None:
-            return sig
+    return sign_digest(key, _digest(key.public, message, uid))
 
 
-def verify(public: PublicKey, message: bytes, signature: bytes, uid: bytes = DEFAULT_ID) -> None:
-    """Raise ``VerificationFailed`` unless ``signature`` is valid (GB/T 32918.2-2016)."""
+def verify_digest(public: PublicKey, e: bytes, signature: bytes) -> None:
+    """Raise ``VerificationFailed`` unless ``signature`` is valid for e = SM3(Z_A || M)
+    (GB/T 32918.2-2016 clause 7.1, B1-B7)."""
+    if not isinstance(e, (bytes, bytearray)) or len(e) != 32:
+        raise InvalidInput("digest", "32 bytes e = SM3(Z_A || M)")
     s_len = public.curve.size
     if not isinstance(signature, (bytes, bytearray)) or len(signature) != 2 * s_len:
         raise InvalidInput("signature", f"{2 * s_len} bytes r||s")
     n = public.curve.n
     r = int.from_bytes(signature[:s_len], "big")
     s = int.from_bytes(signature[s_len:], "big")
-    # Verification first checks r and s in [1, n-1]; gmssl does not.
-    if not (1 <= r < n and 1 <= s < n):
+    # B1-B7: r and s in [1, n-1], t = r + s not 0, R = e + x1 of sG + tP equals r.
+    c = public.curve
+    t = (r + s) % n
+    if not (1 <= r < n and 1 <= s < n) or t == 0:
         raise VerificationFailed("signature", "does not verify")
-    e = _digest(public, message, uid)
-    if not _engine(public.curve, 0, public).verify(bytes(signature).hex(), e):
+    point = _add(c, _mul(c, s, c.gx, c.gy), _mul(c, t, public.x, public.y))
+    if point is None or (int.from_bytes(e, "big") + point[0]) % n != r:
         raise VerificationFailed("signature", "does not verify")
+
+
+def verify(public: PublicKey, message: bytes, signature: bytes, uid: bytes = DEFAULT_ID) -> None:
+    """Raise ``VerificationFailed`` unless ``signature`` is valid (GB/T 32918.2-2016)."""
+    s_len = public.curve.size
+    # The signature's form is checked before Z_A is computed, as it was before verify_digest existed.
+    if not isinstance(signature, (bytes, bytearray)) or len(signature) != 2 * s_len:
+        raise InvalidInput("signature", f"{2 * s_len} bytes r||s")
+    verify_digest(public, _digest(public, message, uid), signature)
 
 
 def _kdf(z: bytes, klen: int) -> bytes:

@@ -16,6 +16,7 @@ from hsmsvc.crypto.sm2 import (
     DEFAULT_ID,
     PrivateKey,
     PublicKey,
+    _add,
     _kdf,
     _mul,
     private_key_from_d,
@@ -54,19 +55,6 @@ def _x_bar(x: int, n: int) -> int:
     return (1 << w) + (x & ((1 << w) - 1))
 
 
-def _add(p1: tuple[int, int], p2: tuple[int, int], public: PublicKey) -> tuple[int, int]:
-    c = public.curve
-    (x1, y1), (x2, y2) = p1, p2
-    if x1 == x2:
-        if (y1 + y2) % c.p == 0:
-            raise InvalidInput("point", "not the point at infinity")
-        lam = (3 * x1 * x1 + c.a) * pow(2 * y1, -1, c.p) % c.p
-    else:
-        lam = (y2 - y1) * pow(x2 - x1, -1, c.p) % c.p
-    x3 = (lam * lam - x1 - x2) % c.p
-    return x3, (lam * (x1 - x3) - y1) % c.p
-
-
 def agree(
     role: Role,
     static: PrivateKey,
@@ -89,7 +77,10 @@ def agree(
         raise InvalidInput("key_length", "1 to 64 bytes")
     t = (static.d + _x_bar(ephemeral.public.x, c.n) * ephemeral.d) % c.n  # A4-A5 / B2
     q = _mul(c, _x_bar(peer_ephemeral.x, c.n), peer_ephemeral.x, peer_ephemeral.y)
-    xu, yu = _mul(c, t, *_add((peer_static.x, peer_static.y), q, peer_static))  # A7 / B5, h = 1
+    summed = _add(c, (peer_static.x, peer_static.y), q)
+    if summed is None:
+        raise InvalidInput("point", "not the point at infinity")
+    xu, yu = _mul(c, t, *summed)  # A7 / B5, h = 1
     own_z, peer_z = za(static.public, own_id), za(peer_static, peer_id)
     if role is Role.INITIATOR:
         za_, zb, ra, rb = own_z, peer_z, ephemeral.public, peer_ephemeral
