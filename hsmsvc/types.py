@@ -46,10 +46,14 @@ class Algorithm(Vocabulary):
     """SM2 key pair on sm2p256v1; transports keys by SM2 encryption (GB/T 32918.4-2016)."""
     ECC_P521 = "ECC_P521"
     """EC key pair on NIST P-521 (FIPS 186-5, SP 800-186) for ECDH key agreement (SP 800-56A rev. 3)."""
+    ECC_P256 = "ECC_P256"
+    """EC key pair on NIST P-256 for ECDSA with SHA-256 (FIPS 186-5 clause 6): signature keys only."""
+    ECC_P384 = "ECC_P384"
+    """EC key pair on NIST P-384 for ECDSA with SHA-384: signature keys only."""
 
     @property
     def is_asymmetric(self) -> bool:
-        return self in (Algorithm.RSA_2048, Algorithm.RSA_3072, Algorithm.SM2, Algorithm.ECC_P521)
+        return self in _PAIRS
 
     @property
     def block_size(self) -> int:
@@ -74,6 +78,8 @@ class Algorithm(Vocabulary):
         return self in (Algorithm.AES_128, Algorithm.AES_192, Algorithm.AES_256)
 
 
+_PAIRS: Final = frozenset({Algorithm.RSA_2048, Algorithm.RSA_3072, Algorithm.SM2, Algorithm.ECC_P521,
+                           Algorithm.ECC_P256, Algorithm.ECC_P384})
 _BLOCK_SIZE: Final = {
     Algorithm.TDES_2KEY: 8,
     Algorithm.TDES_3KEY: 8,
@@ -145,6 +151,13 @@ class KeyType(Vocabulary):
     derives, with a partner's public half, a key both sites hold (NIST SP 800-56A rev. 3 and
     800-56C rev. 2; GB/T 32918.3-2016).
     Separate from a KTK/CTK, so a pair that agrees never unwraps, nor the reverse."""
+    SIG = "SIG"
+    """Signature key pair (SM2, ECDSA P-256/P-384, RSA-PSS): the private half under the LMK signs
+    (mode of use S); one holding only a partner's public key verifies (mode V)."""
+    CSK = "CSK"
+    """Collaborative-signing key share: the server's share d2 of a two-party SM2 key whose other
+    share only the client holds (GM/T 0003 with the two-party scheme in docs/architecture.md).
+    Mode S co-signs, mode D co-decrypts: one share never does both."""
 
 
 @unique
@@ -157,6 +170,10 @@ class KeyUsage(Vocabulary):
     KBPK = "K1"
     ASYMMETRIC_KEY_WRAPPING = "K3"
     """TR-31:2018 "asymmetric key for key agreement/key wrapping"."""
+    DIGITAL_SIGNATURE = "S0"
+    """TR-31:2018 "asymmetric key pair for digital signature"."""
+    ASYMMETRIC_DATA_ENCRYPTION = "D1"
+    """TR-31:2018 "asymmetric key for data encryption" (a co-decrypting CSK)."""
     MAC_ISO9797_ALG1 = "M1"
     MAC_ISO9797_ALG3 = "M3"
     MAC_CMAC = "M6"
@@ -180,6 +197,7 @@ class ModeOfUse(Vocabulary):
     SIGN_ONLY = "S"
     SIGN_DECRYPT = "T"
     MAC_VERIFY_ONLY = "V"
+    """TR-31 "verify only": a MAC key, or a SIG that holds only a public key (the name is the wire's)."""
     DERIVE = "X"
     VARIANT = "Y"
 

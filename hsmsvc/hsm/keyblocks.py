@@ -26,6 +26,8 @@ _BLOCK_ALGORITHM: Final = {
     Algorithm.RSA_3072: tr31.KeyBlockAlgorithm.RSA,
     Algorithm.SM2: tr31.KeyBlockAlgorithm.ELLIPTIC_CURVE,
     Algorithm.ECC_P521: tr31.KeyBlockAlgorithm.ELLIPTIC_CURVE,
+    Algorithm.ECC_P256: tr31.KeyBlockAlgorithm.ELLIPTIC_CURVE,
+    Algorithm.ECC_P384: tr31.KeyBlockAlgorithm.ELLIPTIC_CURVE,
 }
 
 

@@ -90,6 +90,10 @@ class Command(Vocabulary):
     """Move a stored key from the old LMK (key change storage) to the current one."""
     KEY_AGREE = "KEY_AGREE"
     """Derive a key from a KAK and a partner's public key (ECDH, SP 800-56C one-step KDF)."""
+    SIGN = "SIGN"
+    """Sign and verify with a SIG, make its PKCS#10 request, bind a partner's public key."""
+    COSIGN = "COSIGN"
+    """Two-party SM2: the server's share of key generation, signing and decryption (CSK)."""
 
 
 @unique

@@ -60,6 +60,14 @@ class Operation(Vocabulary):
     """Derive a key with a partner's public key (KAK: ECDH and the SP 800-56C one-step KDF)."""
     TR34_SIGN = "TR34_SIGN"
     """Sign a TR-34 key token as its KDH (a KTK with mode of use S: one that signs never decrypts)."""
+    SIGN = "SIGN"
+    """Sign a message or digest, or a PKCS#10 request for this pair (SIG, mode S)."""
+    SIGNATURE_VERIFY = "SIGNATURE_VERIFY"
+    """Verify a signature under this key's public half (SIG, mode S or V)."""
+    COSIGN = "COSIGN"
+    """Give the server's partial SM2 signature for a client's digest (CSK, usage S0, mode S)."""
+    CODECRYPT = "CODECRYPT"
+    """Give the server's part of an SM2 decryption (CSK, usage D1, mode D)."""
 
 
 # The usages each key type may carry. K0 KEKs exchange keys in the legacy ECB
@@ -89,6 +97,9 @@ USAGES: Final[Mapping[KeyType, frozenset[KeyUsage]]] = {
     KeyType.CTK: frozenset({KeyUsage.ASYMMETRIC_KEY_WRAPPING}),
     # TR-31:2018 K3 is "asymmetric key for key agreement/key wrapping"; mode X (derive) tells them apart.
     KeyType.KAK: frozenset({KeyUsage.ASYMMETRIC_KEY_WRAPPING}),
+    KeyType.SIG: frozenset({KeyUsage.DIGITAL_SIGNATURE}),
+    # A client's signing and encryption keys are separate pairs (two certificates, GM/T 0015).
+    KeyType.CSK: frozenset({KeyUsage.DIGITAL_SIGNATURE, KeyUsage.ASYMMETRIC_DATA_ENCRYPTION}),
 }
 
 _N = ModeOfUse.NO_RESTRICTIONS
@@ -154,7 +165,7 @@ ALLOWED: Final[
     ),
     Operation.KEY_EXPORT: (
         # A key pair's private half never leaves; its public half is not an export.
-        frozenset(KeyType) - {KeyType.LMK, KeyType.KTK, KeyType.CTK, KeyType.KAK},
+        frozenset(KeyType) - {KeyType.LMK, KeyType.KTK, KeyType.CTK, KeyType.KAK, KeyType.SIG, KeyType.CSK},
         frozenset(KeyUsage),
         frozenset(ModeOfUse),
     ),
@@ -169,9 +180,9 @@ ALLOWED: Final[
         frozenset({ModeOfUse.DECRYPT_ONLY, _N}),
     ),
     Operation.PUBLIC_KEY: (
-        frozenset({KeyType.KTK, KeyType.CTK, KeyType.KAK}),
-        frozenset({KeyUsage.ASYMMETRIC_KEY_WRAPPING}),
-        frozenset({ModeOfUse.DECRYPT_ONLY, ModeOfUse.DERIVE, ModeOfUse.SIGN_ONLY, _N}),
+        frozenset({KeyType.KTK, KeyType.CTK, KeyType.KAK, KeyType.SIG, KeyType.CSK}),
+        frozenset({KeyUsage.ASYMMETRIC_KEY_WRAPPING, KeyUsage.DIGITAL_SIGNATURE, KeyUsage.ASYMMETRIC_DATA_ENCRYPTION}),
+        frozenset({ModeOfUse.DECRYPT_ONLY, ModeOfUse.DERIVE, ModeOfUse.SIGN_ONLY, ModeOfUse.MAC_VERIFY_ONLY, _N}),
     ),
     Operation.COMPONENT_DECRYPT: (
         frozenset({KeyType.CTK}),
@@ -186,16 +197,38 @@ ALLOWED: Final[
         frozenset({KeyUsage.ASYMMETRIC_KEY_WRAPPING}),
         frozenset({ModeOfUse.SIGN_ONLY}),
     ),
+    Operation.SIGN: (frozenset({KeyType.SIG}), frozenset({KeyUsage.DIGITAL_SIGNATURE}),
+                     frozenset({ModeOfUse.SIGN_ONLY})),
+    Operation.SIGNATURE_VERIFY: (frozenset({KeyType.SIG}), frozenset({KeyUsage.DIGITAL_SIGNATURE}),
+                                 frozenset({ModeOfUse.SIGN_ONLY, ModeOfUse.MAC_VERIFY_ONLY})),
+    Operation.COSIGN: (frozenset({KeyType.CSK}), frozenset({KeyUsage.DIGITAL_SIGNATURE}),
+                       frozenset({ModeOfUse.SIGN_ONLY})),
+    Operation.CODECRYPT: (frozenset({KeyType.CSK}), frozenset({KeyUsage.ASYMMETRIC_DATA_ENCRYPTION}),
+                          frozenset({ModeOfUse.DECRYPT_ONLY})),
 }
 
 # The key types that are key pairs (RSA, SM2 or EC), not block-cipher keys.
-KEY_PAIRS: Final = frozenset({KeyType.KTK, KeyType.CTK, KeyType.KAK})
+KEY_PAIRS: Final = frozenset({KeyType.KTK, KeyType.CTK, KeyType.KAK, KeyType.SIG, KeyType.CSK})
+
+# The algorithms a SIG may be (one signature scheme each: crypto/signature.py); a CSK is SM2.
+SIGNATURE_ALGORITHMS: Final = frozenset({Algorithm.SM2, Algorithm.ECC_P256, Algorithm.ECC_P384,
+                                         Algorithm.RSA_2048, Algorithm.RSA_3072})
 
 # What a KAK may derive (KeyService.AgreeKey): a zone's KEK in AES, the form TR-31 version D
 # protects with, or in SM4 from an SM2 KAK (the national suite end to end). TDES is not
 # derived (no parity in the agreement); no algorithm stronger than the KAK (STRENGTH).
 AGREEABLE: Final[Mapping[KeyType, frozenset[KeyUsage]]] = {
     KeyType.ZMK: frozenset({KeyUsage.KBPK, KeyUsage.KEK}),
+}
+# An SM2 KAK also agrees a terminal's session keys with it (seed 000 annex B.2 f: SM4 keys for
+# the terminal and its front end), stored as working keys: a TMK, a TPK, a TAK or MAK, a DEK.
+AGREEABLE_SM2: Final[Mapping[KeyType, frozenset[KeyUsage]]] = {
+    **AGREEABLE,
+    KeyType.TMK: frozenset({KeyUsage.KBPK, KeyUsage.KEK}),
+    KeyType.TPK: USAGES[KeyType.TPK],
+    KeyType.TAK: USAGES[KeyType.TAK],
+    KeyType.MAK: USAGES[KeyType.MAK],
+    KeyType.DEK: USAGES[KeyType.DEK],
 }
 AGREEABLE_ALGORITHMS: Final[Mapping[Algorithm, frozenset[Algorithm]]] = {
     Algorithm.ECC_P521: frozenset({Algorithm.AES_128, Algorithm.AES_192, Algorithm.AES_256}),
@@ -250,7 +283,13 @@ def check_binding(
     if usage not in USAGES[key_type]:
         raise InvalidInput("usage", f"not a usage of a {key_type.value}")
     if algorithm.is_asymmetric != (key_type in KEY_PAIRS):
-        raise InvalidInput("algorithm", "RSA, SM2 and ECC are for KTKs, CTKs and KAKs, which are key pairs")
+        raise InvalidInput("algorithm", "RSA, SM2 and ECC are for KTKs, CTKs, KAKs, SIGs and CSKs, which are key pairs")
+    if key_type is KeyType.SIG and algorithm not in SIGNATURE_ALGORITHMS:
+        raise InvalidInput("algorithm", "a SIG is SM2, ECC_P256, ECC_P384, RSA_2048 or RSA_3072")
+    if key_type is KeyType.CSK and algorithm is not Algorithm.SM2:
+        raise InvalidInput("algorithm", "a CSK is SM2")
+    if algorithm in (Algorithm.ECC_P256, Algorithm.ECC_P384) and key_type is not KeyType.SIG:
+        raise InvalidInput("algorithm", "ECC_P256 and ECC_P384 are for SIGs only")
     if key_type is KeyType.KAK and algorithm not in AGREEABLE_ALGORITHMS:
         raise InvalidInput("algorithm", "a KAK is ECC_P521 or SM2")
     if algorithm is Algorithm.ECC_P521 and key_type not in (KeyType.KAK, KeyType.CTK):

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from hsmsvc.crypto import cmac, ibm3624, kcv, mac, pinblock, pvv, sm2, tr31
+from hsmsvc.crypto import cmac, ibm3624, kcv, mac, pinblock, pvv, signature, sm2, sm2point, tr31
 from hsmsvc.crypto._cipher import BlockCipher, ecb_encrypt
 from hsmsvc.types import Algorithm, HashAlgorithm, Padding
 
@@ -96,6 +96,25 @@ def _tr31_d() -> bool:
     return key == _H("3F419E1CB7079442AA37474C2EFBF8B8")
 
 
+def _sm2_signature() -> bool:
+    # GB/T 32918.5-2017 / GM/T 0003.5-2012 example on sm2p256v1 (fixed k), on libcrypto's ladder.
+    sm2point.require_libcrypto()
+    d = 0x3945208F7B2144B13F36E38AC6D39F95889393692860B51A42FB81EF4DF7C5B8
+    key = sm2.private_key_from_d(d)
+    e = sm2.sm3(sm2.za(key.public) + b"message digest")
+    sig = sm2._sign_with_k(key, e, 0x59276E27D506861A16680F3AD9C02DCCEF3CC1FA3CDBE4CE6D54B80DEAC1BC21)
+    return sig == _H("F5A03B0648D2C4630EEAC513E1BB81A15944DA3827D5B74143AC7EACEEE720B3"
+                     "B1B6AA29DF212FD8763182BC0D421CA1BB9038FD1F7F42D4840B69C485BBC1AA")
+
+
+def _signature_pairwise() -> bool:
+    # No RSA key generation here: it would add a tenth of a second or more to every start.
+    for alg in (Algorithm.ECC_P256, Algorithm.ECC_P384):
+        key = signature.load_private_key(alg, signature.generate_private_key(alg))
+        key.verifier().verify(message=b"pairwise", signature=key.sign(message=b"pairwise"))
+    return True
+
+
 def _sm2_pairwise() -> bool:
     key = sm2.generate_private_key()
     sm2.verify(key.public, b"pairwise", sm2.sign(key, b"pairwise"))
@@ -117,6 +136,8 @@ TESTS: tuple[tuple[str, str, Callable[[], bool]], ...] = (
     ("TR-31 version B unwrap", "TR-31:2018 A.7.2.2", _tr31_b),
     ("TR-31 version D unwrap", "TR-31:2018 A.7.4", _tr31_d),
     ("SM2 sign/encrypt pairwise", "GB/T 32918 pairwise consistency", _sm2_pairwise),
+    ("SM2 signature", "GB/T 32918.5-2017 example", _sm2_signature),
+    ("ECDSA pairwise", "FIPS 186-5 pairwise consistency", _signature_pairwise),
 )
 
 

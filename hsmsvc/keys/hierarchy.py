@@ -21,8 +21,8 @@ from hsmsvc.crypto import sm2ka
 from hsmsvc.hsm import policy
 from hsmsvc.hsm.backend import Backend
 from hsmsvc.hsm.commands import (
-    AgreeKey, AgreeSm2Key, ExportKey, ExportTr34Key, Forget, FormKey, GenerateKey, ImportKey, ImportTr34Key,
-    PublicKey, Sm2Exchange,
+    AgreeKey, AgreeSm2Key, CoSigningShare, CreateCoSigningShare, ExportKey, ExportTr34Key, Forget, FormKey,
+    GenerateKey, ImportKey, ImportPublicKey, ImportTr34Key, PublicKey, Sm2Exchange,
 )
 from hsmsvc.hsm.commands.agree import check_sm2_request
 from hsmsvc.hsm.model import BlockTemplate, KeyCryptogram, KeySpec, LegacyForm
@@ -37,7 +37,8 @@ __all__ = ["KeyManager", "check_legacy_types", "kek_spec", "require_legacy_opt_i
 # A RETIRING key still checks what was made under it, and makes nothing new.
 _RETIRING_OK: Final = frozenset(
     {Operation.PIN_DECRYPT, Operation.MAC_VERIFY, Operation.DATA_DECRYPT, Operation.KEY_IMPORT_UNDER,
-     Operation.PIN_VERIFY_IBM3624, Operation.PIN_VERIFY_PVV, Operation.KEY_TRANSPORT_DECRYPT}
+     Operation.PIN_VERIFY_IBM3624, Operation.PIN_VERIFY_PVV, Operation.KEY_TRANSPORT_DECRYPT,
+     Operation.SIGNATURE_VERIFY}
 )
 _TRANSITIONS: Final = {
     KeyState.PENDING: frozenset({KeyState.ACTIVE, KeyState.REVOKED, KeyState.DESTROYED}),
@@ -158,6 +159,21 @@ class KeyManager:
         return self._keep(c=self._backend.execute(GenerateKey(spec=spec)), action="key.generate", state=state,
                           alias=alias, lifetime=lifetime, max_uses=max_uses, legacy_types=legacy_types,
                           legacy_form=legacy_form)
+
+    def import_public(self, spec: KeySpec, public_key: bytes, *, alias: str | None = None) -> StoredKey:
+        """A partner's public key bound under the LMK as a verify-only SIG (audited ``key.import``)."""
+        c = self._backend.execute(ImportPublicKey(spec=spec, public_key=public_key))
+        return self._keep(c=c, action="key.import", state=KeyState.ACTIVE, alias=alias, lifetime=None,
+                          max_uses=None, form="public_key")
+
+    def create_share(self, spec: KeySpec, client_share: bytes, *, alias: str | None = None,
+                     lifetime: timedelta | None = None,
+                     max_uses: int | None = None) -> tuple[StoredKey, CoSigningShare]:
+        """The server's share of a two-party SM2 key for the client's P1 (audited ``key.generate``)."""
+        out = self._backend.execute(CreateCoSigningShare(spec=spec, client_share=client_share))
+        key = self._keep(c=out.key, action="key.generate", state=KeyState.ACTIVE, alias=alias, lifetime=lifetime,
+                         max_uses=max_uses, two_party="server_share")
+        return key, out
 
     def rotate(self, key_id: str, lifetime: timedelta | None = None, max_uses: int | None = None) -> StoredKey:
         """A new version with the same binding, a K0 KEK's legacy opt-in and form included;

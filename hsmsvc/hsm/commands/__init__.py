@@ -41,6 +41,8 @@ from hsmsvc.hsm.commands.pin import (
     VerifyPinPvv,
 )
 from hsmsvc.hsm.commands.tr34 import ExportTr34Key, ImportTr34Key
+from hsmsvc.hsm.commands.cosign import CoDecrypt, CoSign, CoSigningShare, CreateCoSigningShare
+from hsmsvc.hsm.commands.sign import GenerateCsr, ImportPublicKey, Sign, SignedData, VerifySignature
 from hsmsvc.hsm.commands.storedpins import (
     CompareStoredPins,
     EncryptPinForStorage,
@@ -55,6 +57,15 @@ __all__ = [
     "AgreeSm2Key",
     "AuditMac",
     "CheckComponent",
+    "CoDecrypt",
+    "CoSign",
+    "CoSigningShare",
+    "CreateCoSigningShare",
+    "GenerateCsr",
+    "ImportPublicKey",
+    "Sign",
+    "SignedData",
+    "VerifySignature",
     "CompareStoredPins",
     "DecryptData",
     "EncryptData",

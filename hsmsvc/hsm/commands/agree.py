@@ -48,9 +48,13 @@ def algorithm_id(spec: KeySpec) -> bytes:
 
 
 def check_template(spec: KeySpec, kak: Algorithm = Algorithm.ECC_P521) -> None:
-    """A KAK derives a ZMK only (policy.AGREEABLE), in an algorithm its curve may derive."""
-    usages = policy.AGREEABLE.get(spec.key_type)
+    """A P-521 KAK derives a ZMK (policy.AGREEABLE); an SM2 KAK also a terminal's session keys
+    (policy.AGREEABLE_SM2); each in an algorithm its curve may derive."""
+    table = policy.AGREEABLE_SM2 if kak is Algorithm.SM2 else policy.AGREEABLE
+    usages = table.get(spec.key_type)
     if usages is None or spec.usage not in usages:
+        if kak is Algorithm.SM2:
+            raise InvalidInput("template.key_type", "SM2 key agreement derives a ZMK, TMK, TPK, TAK, MAK or DEK")
         raise InvalidInput("template.key_type", "key agreement derives a ZMK (K0 or K1)")
     allowed = policy.AGREEABLE_ALGORITHMS.get(kak, frozenset())
     if spec.algorithm not in allowed:

@@ -43,6 +43,8 @@ STRENGTH: Final = {
     Algorithm.RSA_3072: 128,
     Algorithm.SM2: 128,
     Algorithm.ECC_P521: 256,
+    Algorithm.ECC_P256: 128,
+    Algorithm.ECC_P384: 192,
 }
 MAX_BATCH_PINS: Final = 100_000
 """Items per batch command: a chunk of a batch job, bounded in memory."""

@@ -40,6 +40,7 @@ from hsmsvc.types import Algorithm, KcvMethod, PinBlockFormat
 
 if TYPE_CHECKING:
     from hsmsvc.hsm.commands.agree import Sm2Exchange
+    from hsmsvc.hsm.commands.sign import SignedData
 
 __all__ = ["CommandBackend"]
 
@@ -164,6 +165,26 @@ class CommandBackend(ABC):
     def _transport_sign(self, pair: LoadedKey, data: bytes) -> bytes:
         """RSASSA-PKCS1-v1_5 with SHA-256 (RFC 8017 clause 8.2) under a KDH key pair (TR-34)."""
         raise Unsupported("command", "TR-34 export is not supported by this backend")
+
+    def _sign(self, pair: LoadedKey, data: SignedData) -> bytes:
+        """A SIG's DER signature over ``data`` (:mod:`hsmsvc.crypto.signature`)."""
+        raise Unsupported("command", f"{Command.SIGN.value} is not supported by this backend")
+
+    def _verify_signature(self, key: LoadedKey, data: SignedData, signature: bytes) -> None:
+        """Raise ``VerificationFailed`` unless ``signature`` is the SIG's over ``data``."""
+        raise Unsupported("command", f"{Command.SIGN.value} is not supported by this backend")
+
+    def _share_point(self, share: LoadedKey) -> bytes:
+        """A CSK's public share P2 = d2^-1 G (:mod:`hsmsvc.crypto.sm2coop`)."""
+        raise Unsupported("command", f"{Command.COSIGN.value} is not supported by this backend")
+
+    def _cosign(self, share: LoadedKey, *, digest: bytes, client_point: bytes) -> bytes:
+        """A CSK's partial signature r || s2 || s3."""
+        raise Unsupported("command", f"{Command.COSIGN.value} is not supported by this backend")
+
+    def _codecrypt(self, share: LoadedKey, client_point: bytes) -> bytes:
+        """A CSK's part of a decryption, d2^-1 T1."""
+        raise Unsupported("command", f"{Command.COSIGN.value} is not supported by this backend")
 
     def _clear_for_transport(self, key: LoadedKey) -> bytes:
         """A key's clear bytes, to be enciphered at once inside the backend (TR-34 export)."""

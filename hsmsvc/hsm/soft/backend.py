@@ -17,33 +17,32 @@ import fcntl
 import os
 import secrets
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Final
 
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from hsmsvc.crypto import cmac, components, ecdh, fields, kcv, keytransport, legacy, mac, sm2ka, tr31
-from hsmsvc.crypto._cipher import BlockCipher
+from hsmsvc.crypto import cmac, components, kcv, keytransport, legacy, signature, sm2ka, tr31
 from hsmsvc.errors import InvalidInput, InvalidKeyBlock, KeyUsageViolation, Unsupported, unreadable
 from hsmsvc.hsm.model import BlockTemplate, Capabilities, Command, KeyCryptogram, KeySpec, LegacyForm
 from hsmsvc.hsm.commands.agree import Sm2Exchange
+from hsmsvc.hsm.commands.sign import SignedData
 from hsmsvc.hsm.commands.base import LoadedKey
 from hsmsvc.hsm.commands.core import CommandBackend
 from hsmsvc.hsm.keyblocks import block_algorithm, check_header, header_spec
 from hsmsvc.hsm.policy import ECB_VARIANTS
 from hsmsvc.hsm.soft import sealed, shares, sharesealed
+from hsmsvc.hsm.soft.softkey import SoftKey, load_pair
 from hsmsvc.types import (
     Algorithm,
     KcvMethod,
     CipherMode,
     Exportability,
-    HashAlgorithm,
     KeyType,
     KeyUsage,
     MacAlgorithm,
     ModeOfUse,
-    Padding,
     PinBlockFormat,
 )
 
@@ -58,121 +57,6 @@ SOFT_CAPABILITIES: Final = Capabilities(
 )
 ATTRIBUTE_BLOCK: Final = "10"
 _MISMATCH: Final = "stored attributes do not match the key block"
-
-
-_PAIR_NOT_CIPHER: Final = "a key pair is not a block cipher key"
-KeyPair = keytransport.TransportKey | ecdh.AgreementKey | sm2ka.AgreementKey
-
-
-def load_pair(spec: KeySpec, private: bytes) -> KeyPair:
-    """A key pair's private half, in the encoding its crypto module holds, loaded and checked.
-
-    A KAK agrees (ECDH or SM2 key exchange) and never decrypts; a KTK or CTK (a P-521 CTK
-    included) decrypts and never agrees: the key type bound in the LMK key block picks which.
-    """
-    if spec.key_type is KeyType.KAK and spec.algorithm is Algorithm.SM2:
-        return sm2ka.load_private_key(private)
-    if spec.key_type is KeyType.KAK:
-        return ecdh.load_private_key(private)
-    return keytransport.load_private_key(spec.algorithm, private)
-
-
-class SoftKey:
-    """A verified key in memory, with cached ECB and MAC contexts (not thread-safe: used under the lock).
-
-    A KTK holds its loaded private key instead; policy keeps it from every
-    block-cipher command.
-    """
-
-    __slots__ = ("_ecb", "_field_key", "_key", "_macs", "_pair", "algorithm", "kcv", "spec")
-
-    def __init__(self, spec: KeySpec, key: bytes, check_value: bytes) -> None:
-        self.spec = spec
-        self.algorithm = spec.algorithm
-        self.kcv = check_value
-        self._key = key
-        # MACs with their OpenSSL state, made at the key's first MAC of each algorithm.
-        self._macs: dict[MacAlgorithm, Callable[[Padding, bytes], bytes]] = {}
-        self._field_key: fields.FieldKey | None = None
-        if spec.algorithm.is_asymmetric:
-            self._pair: KeyPair | None = load_pair(spec, key)
-            self._ecb: BlockCipher | None = None
-        else:
-            self._pair = None
-            self._ecb = BlockCipher(spec.algorithm, key)
-
-    def __repr__(self) -> str:
-        return f"SoftKey({self.spec.key_id} v{self.spec.version})"
-
-    def encrypt(self, data: bytes) -> bytes:
-        if self._ecb is None:
-            raise KeyUsageViolation("key", _PAIR_NOT_CIPHER)
-        return self._ecb.encrypt(data)
-
-    def decrypt(self, data: bytes) -> bytes:
-        if self._ecb is None:
-            raise KeyUsageViolation("key", _PAIR_NOT_CIPHER)
-        return self._ecb.decrypt(data)
-
-    def pair(self) -> KeyPair:
-        if self._pair is None:
-            raise KeyUsageViolation("key", "not a key pair")
-        return self._pair
-
-    def transport(self) -> keytransport.TransportKey:
-        pair = self.pair()
-        if not isinstance(pair, keytransport.TransportKey):
-            raise KeyUsageViolation("key", "not a key transport key pair")
-        return pair
-
-    def agreement(self) -> ecdh.AgreementKey:
-        pair = self.pair()
-        if not isinstance(pair, ecdh.AgreementKey):
-            raise KeyUsageViolation("key", "not an ECDH key agreement key pair")
-        return pair
-
-    def sm2_agreement(self) -> sm2ka.AgreementKey:
-        pair = self.pair()
-        if not isinstance(pair, sm2ka.AgreementKey):
-            raise KeyUsageViolation("key", "not an SM2 key agreement key pair")
-        return pair
-
-    def field_encrypt(self, mode: CipherMode, iv: bytes, data: bytes, aad: bytes) -> bytes:
-        return self._fields().encrypt(mode, iv, data, aad)
-
-    def field_decrypt(self, mode: CipherMode, iv: bytes, data: bytes, aad: bytes) -> bytes:
-        return self._fields().decrypt(mode, iv, data, aad)
-
-    def _fields(self) -> fields.FieldKey:
-        if self._field_key is None:
-            self._field_key = fields.FieldKey(self.algorithm, self._key)
-        return self._field_key
-
-    def mac(self, algorithm: MacAlgorithm, padding: Padding, data: bytes) -> bytes:
-        generate = self._macs.get(algorithm)
-        if generate is None:
-            generate = self._macs[algorithm] = self._mac_for(algorithm)
-        return generate(padding, data)
-
-    def _mac_for(self, algorithm: MacAlgorithm) -> Callable[[Padding, bytes], bytes]:
-        """``algorithm`` under this key, its OpenSSL state made once (the key's first MAC)."""
-        if algorithm is MacAlgorithm.ISO9797_ALG1 or algorithm is MacAlgorithm.ISO9797_ALG3:
-            cbc = mac.CbcMac(self.algorithm, self._key, retail=algorithm is MacAlgorithm.ISO9797_ALG3)
-            return lambda padding, data: cbc.generate(data, padding)
-        if algorithm is MacAlgorithm.CMAC:
-            c = cmac.Cmac(self.algorithm, self._key)
-            return lambda padding, data: c.generate(data)
-        if algorithm is MacAlgorithm.HMAC_SHA256 or algorithm is MacAlgorithm.HMAC_SM3:
-            h = mac.Hmac(HashAlgorithm.SHA256 if algorithm is MacAlgorithm.HMAC_SHA256 else HashAlgorithm.SM3,
-                         self._key)
-            return lambda padding, data: h.generate(data)
-        # Closed over the key, not self: the key object in its own _macs would be a reference cycle.
-        alg, key = self.algorithm, self._key
-        return lambda padding, data: mac.generate_unionpay_pos_mac(alg, key, data)
-
-    def raw(self) -> bytes:
-        """Clear key bytes, for wrapping under a KEK inside this backend only."""
-        return self._key
 
 
 class SoftBackend(CommandBackend):
@@ -278,6 +162,12 @@ class SoftBackend(CommandBackend):
         return KeyCryptogram(spec, blob, check)
 
     def _new_key(self, spec: KeySpec) -> KeyCryptogram:
+        if spec.key_type is KeyType.CSK:
+            raise InvalidInput("template.key_type", "a CSK is made with the client's share (CoSigningService)")
+        if spec.key_type is KeyType.SIG:
+            if spec.mode_of_use is not ModeOfUse.SIGN_ONLY:
+                raise InvalidInput("template.mode_of_use", "a generated SIG signs (S); import a public key to verify")
+            return self._seal_clear(spec, signature.generate_private_key(spec.algorithm))
         if spec.algorithm.is_asymmetric:  # a P-521 or SM2 KAK's d is encoded as a KTK's is
             return self._seal_clear(spec, keytransport.generate_private_key(spec.algorithm))
         while True:
@@ -413,6 +303,22 @@ class SoftBackend(CommandBackend):
 
     def _transport_sign(self, pair: LoadedKey, data: bytes) -> bytes:
         return _soft(pair).transport().sign(data)
+
+    def _sign(self, pair: LoadedKey, data: SignedData) -> bytes:
+        return _soft(pair).signer().sign(message=data.message, digest=data.digest, user_id=data.user_id)
+
+    def _verify_signature(self, key: LoadedKey, data: SignedData, signature: bytes) -> None:
+        _soft(key).verifier().verify(message=data.message, digest=data.digest, signature=signature,
+                                     user_id=data.user_id)
+
+    def _share_point(self, share: LoadedKey) -> bytes:
+        return _soft(share).share().server_point
+
+    def _cosign(self, share: LoadedKey, *, digest: bytes, client_point: bytes) -> bytes:
+        return _soft(share).share().cosign(digest=digest, client_point=client_point)
+
+    def _codecrypt(self, share: LoadedKey, client_point: bytes) -> bytes:
+        return _soft(share).share().codecrypt(client_point)
 
     def _clear_for_transport(self, key: LoadedKey) -> bytes:
         return _soft(key).raw()
