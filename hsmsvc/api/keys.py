@@ -7,6 +7,7 @@ from hsmsvc.api.status import Observed, rpc
 from hsmsvc.hsm.commands import Sm2Exchange, Sm2Role
 from hsmsvc.keys.model import StoredKey
 from hsmsvc.service import keys as uc
+from hsmsvc.service import signatures as sig_uc
 from hsmsvc.service.context import Caller, Services
 from hsmsvc.service.keysync import SyncSettings
 from hsmsvc.service.rotation import next_rotation
@@ -49,6 +50,13 @@ class KeyServicer(g.KeyServiceServicer):
                             max_uses=cv.uint63(t.max_uses, "template.max_uses"),
                             kcv_method=cv.KCV_METHOD.optional(r.kcv_method, "kcv_method"))
         return m.ImportKeyResponse(key=self._info(key))
+
+    @rpc("KeyService.ImportPublicKey")
+    def ImportPublicKey(self, r: m.ImportPublicKeyRequest, c: Caller) -> m.ImportPublicKeyResponse:
+        t = r.template
+        key = sig_uc.import_public_key(self.s, c, spec=cv.key_spec(t, _template_id(t)), public_key=bytes(r.public_key),
+                                       alias=cv.text(t.alias, "template.alias") or None)
+        return m.ImportPublicKeyResponse(key=self._info(key))
 
     @rpc("KeyService.AgreeKey")
     def AgreeKey(self, r: m.AgreeKeyRequest, c: Caller) -> m.AgreeKeyResponse:

@@ -34,6 +34,7 @@ from hsmsvc.api.data import DataServicer
 from hsmsvc.api.guarded import GuardedHealth, GuardedReflection
 from hsmsvc.api.identity import principal_resolver
 from hsmsvc.api.keys import KeyServicer
+from hsmsvc.api.signatures import CoSigningServicer, SignatureServicer
 from hsmsvc.api.keysync import KeySyncServicer, PeerCourier
 from hsmsvc.api.logs import ACCESS, release_stderr
 from hsmsvc.api.mac import MacServicer
@@ -56,6 +57,7 @@ from hsmsvc_client.v1 import ceremony_service_pb2, ceremony_service_pb2_grpc
 from hsmsvc_client.v1 import data_service_pb2, data_service_pb2_grpc, key_service_pb2, key_service_pb2_grpc
 from hsmsvc_client.v1 import key_sync_service_pb2, key_sync_service_pb2_grpc
 from hsmsvc_client.v1 import mac_service_pb2, mac_service_pb2_grpc, pin_service_pb2, pin_service_pb2_grpc
+from hsmsvc_client.v1 import signature_service_pb2, signature_service_pb2_grpc
 from hsmsvc_client.v1 import status_service_pb2, status_service_pb2_grpc
 
 __all__ = ["Running", "SERVICE_NAMES", "open_backend", "start", "serve"]
@@ -72,11 +74,13 @@ SERVICE_NAMES = tuple(
         (key_sync_service_pb2.DESCRIPTOR, "KeySyncService"),
         (ceremony_service_pb2.DESCRIPTOR, "CeremonyService"),
         (status_service_pb2.DESCRIPTOR, "StatusService"),
+        (signature_service_pb2.DESCRIPTOR, "SignatureService"),
+        (signature_service_pb2.DESCRIPTOR, "CoSigningService"),
     )
 )
 _MAX_MESSAGE = 16 * 1024 * 1024
 _PROTO_FILES = (key_service_pb2, pin_service_pb2, mac_service_pb2, data_service_pb2, key_sync_service_pb2,
-                ceremony_service_pb2, status_service_pb2)
+                ceremony_service_pb2, status_service_pb2, signature_service_pb2)
 
 
 def open_backend(config: ServerConfig, forget: bool = True) -> Backend:
@@ -205,6 +209,8 @@ def _serving(config: ServerConfig, backend: Backend, *, policy: Policy, observed
     key_sync_service_pb2_grpc.add_KeySyncServiceServicer_to_server(
         KeySyncServicer(services, observed, config.key_sync, courier), into)
     ceremony_service_pb2_grpc.add_CeremonyServiceServicer_to_server(CeremonyServicer(services, observed), into)
+    signature_service_pb2_grpc.add_SignatureServiceServicer_to_server(SignatureServicer(services, observed), into)
+    signature_service_pb2_grpc.add_CoSigningServiceServicer_to_server(CoSigningServicer(services, observed), into)
     status_service_pb2_grpc.add_StatusServiceServicer_to_server(StatusServicer(
         services, observed, backend_kind=config.backend.kind,
         member_kinds=tuple("pkcs11" if isinstance(b, Pkcs11Config) else "soft" for b in config.backend.members)),

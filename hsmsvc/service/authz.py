@@ -84,6 +84,12 @@ ROLE_METHODS: Final[Mapping[Role, frozenset[str]]] = {
             "KeyService.ExportTr34Key",
             "KeyService.RotateKey",
             "KeyService.UpdateKeyState",
+            "KeyService.ImportPublicKey",
+            "SignatureService.GenerateCsr",
+            "SignatureService.Verify",
+            # Enrolment of a client's two-party key creates a key: a manager's (narrowed by the
+            # policy's ``methods`` for an enrolment front end).
+            "CoSigningService.CreateCoSigningKey",
             "KeySyncService.StartKeyChange",
             "KeySyncService.ApplyKeyChange",
             "KeySyncService.ConfirmKeyChange",
@@ -99,7 +105,8 @@ ROLE_METHODS: Final[Mapping[Role, frozenset[str]]] = {
     # PIN-derived data or a comparison, which a caller who may only verify must not have.
     Role.OPERATOR: _USE_PINS | frozenset(
         {"MacService.*", "DataService.*", "KeyService.GetKeyCheckValue", "KeyService.GetPublicKey",
-         "KeySyncService.SignOn"}
+         "KeySyncService.SignOn", "SignatureService.Sign", "SignatureService.Verify", "CoSigningService.CoSign",
+         "CoSigningService.CoDecrypt"}
     ),
     # A custodian also holds a share of a share-sealed LMK and gives it to a sealed server (issue 29);
     # a policy's ``methods`` narrows a principal to one of the two duties.

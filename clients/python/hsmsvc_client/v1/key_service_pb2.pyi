@@ -232,6 +232,20 @@ class GetPublicKeyRequest(_message.Message):
     key: _types_pb2.KeyRef
     def __init__(self, key: _Optional[_Union[_types_pb2.KeyRef, _Mapping]] = ...) -> None: ...
 
+class ImportPublicKeyRequest(_message.Message):
+    __slots__ = ("template", "public_key")
+    TEMPLATE_FIELD_NUMBER: _ClassVar[int]
+    PUBLIC_KEY_FIELD_NUMBER: _ClassVar[int]
+    template: KeyTemplate
+    public_key: bytes
+    def __init__(self, template: _Optional[_Union[KeyTemplate, _Mapping]] = ..., public_key: _Optional[bytes] = ...) -> None: ...
+
+class ImportPublicKeyResponse(_message.Message):
+    __slots__ = ("key",)
+    KEY_FIELD_NUMBER: _ClassVar[int]
+    key: _types_pb2.KeyInfo
+    def __init__(self, key: _Optional[_Union[_types_pb2.KeyInfo, _Mapping]] = ...) -> None: ...
+
 class GetPublicKeyResponse(_message.Message):
     __slots__ = ("public_key", "algorithm", "fingerprint", "key_id", "version")
     PUBLIC_KEY_FIELD_NUMBER: _ClassVar[int]

@@ -90,6 +90,11 @@ class KeyServiceStub:
                 request_serializer=hsmsvc_dot_v1_dot_key__service__pb2.GetPublicKeyRequest.SerializeToString,
                 response_deserializer=hsmsvc_dot_v1_dot_key__service__pb2.GetPublicKeyResponse.FromString,
                 _registered_method=True)
+        self.ImportPublicKey = channel.unary_unary(
+                '/hsmsvc.v1.KeyService/ImportPublicKey',
+                request_serializer=hsmsvc_dot_v1_dot_key__service__pb2.ImportPublicKeyRequest.SerializeToString,
+                response_deserializer=hsmsvc_dot_v1_dot_key__service__pb2.ImportPublicKeyResponse.FromString,
+                _registered_method=True)
         self.AgreeKey = channel.unary_unary(
                 '/hsmsvc.v1.KeyService/AgreeKey',
                 request_serializer=hsmsvc_dot_v1_dot_key__service__pb2.AgreeKeyRequest.SerializeToString,
@@ -185,6 +190,15 @@ class KeyServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ImportPublicKey(self, request, context):
+        """ImportPublicKey binds a partner's public key under the LMK as a verify-only
+        SIG (template: key type SIG, usage DIGITAL_SIGNATURE, mode of use
+        MAC_VERIFY_ONLY, i.e. TR-31 V, the algorithm the key is). Audited.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def AgreeKey(self, request, context):
         """AgreeKey derives a ZMK both sites hold without a component leaving either backend: ECDH
         on P-521 between this site's KAK and the partner's public key (SP 800-56A rev. 3), then the
@@ -263,6 +277,11 @@ def add_KeyServiceServicer_to_server(servicer, server):
                     servicer.GetPublicKey,
                     request_deserializer=hsmsvc_dot_v1_dot_key__service__pb2.GetPublicKeyRequest.FromString,
                     response_serializer=hsmsvc_dot_v1_dot_key__service__pb2.GetPublicKeyResponse.SerializeToString,
+            ),
+            'ImportPublicKey': grpc.unary_unary_rpc_method_handler(
+                    servicer.ImportPublicKey,
+                    request_deserializer=hsmsvc_dot_v1_dot_key__service__pb2.ImportPublicKeyRequest.FromString,
+                    response_serializer=hsmsvc_dot_v1_dot_key__service__pb2.ImportPublicKeyResponse.SerializeToString,
             ),
             'AgreeKey': grpc.unary_unary_rpc_method_handler(
                     servicer.AgreeKey,
@@ -573,6 +592,33 @@ class KeyService:
             '/hsmsvc.v1.KeyService/GetPublicKey',
             hsmsvc_dot_v1_dot_key__service__pb2.GetPublicKeyRequest.SerializeToString,
             hsmsvc_dot_v1_dot_key__service__pb2.GetPublicKeyResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ImportPublicKey(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/hsmsvc.v1.KeyService/ImportPublicKey',
+            hsmsvc_dot_v1_dot_key__service__pb2.ImportPublicKeyRequest.SerializeToString,
+            hsmsvc_dot_v1_dot_key__service__pb2.ImportPublicKeyResponse.FromString,
             options,
             channel_credentials,
             insecure,

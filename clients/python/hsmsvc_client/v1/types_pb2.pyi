@@ -23,6 +23,8 @@ class Algorithm(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     ALGORITHM_RSA_3072: _ClassVar[Algorithm]
     ALGORITHM_SM2: _ClassVar[Algorithm]
     ALGORITHM_ECC_P521: _ClassVar[Algorithm]
+    ALGORITHM_ECC_P256: _ClassVar[Algorithm]
+    ALGORITHM_ECC_P384: _ClassVar[Algorithm]
 
 class KeyType(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -39,6 +41,8 @@ class KeyType(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     KEY_TYPE_KTK: _ClassVar[KeyType]
     KEY_TYPE_CTK: _ClassVar[KeyType]
     KEY_TYPE_KAK: _ClassVar[KeyType]
+    KEY_TYPE_SIG: _ClassVar[KeyType]
+    KEY_TYPE_CSK: _ClassVar[KeyType]
 
 class KeyUsage(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -54,6 +58,8 @@ class KeyUsage(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     KEY_USAGE_PIN_VERIFICATION_IBM3624: _ClassVar[KeyUsage]
     KEY_USAGE_PIN_VERIFICATION_VISA_PVV: _ClassVar[KeyUsage]
     KEY_USAGE_ASYMMETRIC_KEY_WRAPPING: _ClassVar[KeyUsage]
+    KEY_USAGE_DIGITAL_SIGNATURE: _ClassVar[KeyUsage]
+    KEY_USAGE_ASYMMETRIC_DATA_ENCRYPTION: _ClassVar[KeyUsage]
 
 class ModeOfUse(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -154,6 +160,8 @@ ALGORITHM_RSA_2048: Algorithm
 ALGORITHM_RSA_3072: Algorithm
 ALGORITHM_SM2: Algorithm
 ALGORITHM_ECC_P521: Algorithm
+ALGORITHM_ECC_P256: Algorithm
+ALGORITHM_ECC_P384: Algorithm
 KEY_TYPE_UNSPECIFIED: KeyType
 KEY_TYPE_ZMK: KeyType
 KEY_TYPE_TMK: KeyType
@@ -167,6 +175,8 @@ KEY_TYPE_DEK: KeyType
 KEY_TYPE_KTK: KeyType
 KEY_TYPE_CTK: KeyType
 KEY_TYPE_KAK: KeyType
+KEY_TYPE_SIG: KeyType
+KEY_TYPE_CSK: KeyType
 KEY_USAGE_UNSPECIFIED: KeyUsage
 KEY_USAGE_DATA: KeyUsage
 KEY_USAGE_KEK: KeyUsage
@@ -179,6 +189,8 @@ KEY_USAGE_PIN_ENCRYPTION: KeyUsage
 KEY_USAGE_PIN_VERIFICATION_IBM3624: KeyUsage
 KEY_USAGE_PIN_VERIFICATION_VISA_PVV: KeyUsage
 KEY_USAGE_ASYMMETRIC_KEY_WRAPPING: KeyUsage
+KEY_USAGE_DIGITAL_SIGNATURE: KeyUsage
+KEY_USAGE_ASYMMETRIC_DATA_ENCRYPTION: KeyUsage
 MODE_OF_USE_UNSPECIFIED: ModeOfUse
 MODE_OF_USE_ENCRYPT_DECRYPT: ModeOfUse
 MODE_OF_USE_MAC_GENERATE_VERIFY: ModeOfUse
