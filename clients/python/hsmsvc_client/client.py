@@ -39,6 +39,7 @@ from hsmsvc_client.v1 import mac_service_pb2 as mac_pb
 from hsmsvc_client.v1 import mac_service_pb2_grpc as mac_grpc
 from hsmsvc_client.v1 import pin_service_pb2 as pin_pb
 from hsmsvc_client.v1 import pin_service_pb2_grpc as pin_grpc
+from hsmsvc_client.v1 import signature_service_pb2_grpc as signature_grpc
 from hsmsvc_client.v1 import status_service_pb2_grpc as status_grpc
 from hsmsvc_client.v1 import types_pb2 as pb
 
@@ -50,8 +51,10 @@ IDEMPOTENT: Final = frozenset({
     "ReEncryptStoredPins", "CompareStoredPins", "GenerateMac", "VerifyMac", "GenerateMacBatch", "VerifyMacBatch",
     "Encrypt", "Decrypt", "ReEncrypt", "EncryptBatch", "GetKey", "ListKeys", "GetKeyCheckValue", "ExportKey",
     "GetPublicKey", "ApplyKeyChange", "ConfirmKeyChange", "GetKeyFormation", "AcknowledgeKeyChange",
-    "GetSealStatus", "GetServerStatus",
+    "GetSealStatus", "GetServerStatus", "Sign", "Verify", "GenerateCsr", "CoDecrypt",
 })
+# CoSign is not: a retry must draw a fresh k1 (hsmsvc_client.cosign does), and
+# CreateCoSigningKey makes a key.
 # SubmitUnsealShare is not: a share counted before its answer was lost would be refused as a repeat.
 # StartKeyChange is not: its first attempt may have been confirmed by the peer before the
 # answer was lost, and a second would then start a second change.
@@ -72,6 +75,8 @@ _STUBS: Final = {
     "sync": sync_grpc.KeySyncServiceStub,
     "ceremony": ceremony_grpc.CeremonyServiceStub,
     "status": status_grpc.StatusServiceStub,
+    "signatures": signature_grpc.SignatureServiceStub,
+    "cosigning": signature_grpc.CoSigningServiceStub,
 }
 
 
@@ -174,6 +179,8 @@ class Client:
         self.sync = _Service(self, "sync")
         self.ceremony = _Service(self, "ceremony")
         self.status = _Service(self, "status")
+        self.signatures = _Service(self, "signatures")
+        self.cosigning = _Service(self, "cosigning")
 
     @classmethod
     def insecure(cls, addresses: str | Sequence[str], **kw: Any) -> Client:
