@@ -101,11 +101,12 @@ def _start(site: Site, kak: str) -> key_pb.StartKeyAgreementResponse:
 
 def _request(kak: str, key_id: str, *, peer_static: bytes, peer_ephemeral: bytes, agreement: str, role: int,
              own_id: bytes = ID_CORE, peer_id: bytes = ID_PARTNER, confirmation: bytes = b"",
-             alg: int = pb.ALGORITHM_AES_128, usage: int = pb.KEY_USAGE_KBPK) -> key_pb.AgreeKeyRequest:
+             alg: int = pb.ALGORITHM_AES_128, usage: int = pb.KEY_USAGE_KBPK,
+             key_type: int = pb.KEY_TYPE_ZMK) -> key_pb.AgreeKeyRequest:
     mode = pb.MODE_OF_USE_ENCRYPT_DECRYPT
     return key_pb.AgreeKeyRequest(
         kak=pb.KeyRef(key_id=kak), peer_public_key=peer_static, peer_fingerprint=_fingerprint(peer_static),
-        template=template(key_id, pb.KEY_TYPE_ZMK, alg, usage, mode, zone=ZONE),
+        template=template(key_id, key_type, alg, usage, mode, zone=ZONE),
         sm2=key_pb.Sm2KeyExchange(agreement_id=agreement, peer_ephemeral_public_key=peer_ephemeral, role=role,
                                   own_id=own_id, peer_id=peer_id, peer_confirmation=confirmation))
 
@@ -157,6 +158,38 @@ def test_a_site_as_responder_agrees_an_sm4_zmk(sites: Sites, kaks: dict[str, byt
         agreement=started.agreement_id, role=RESPONDER, alg=pb.ALGORITHM_SM4, usage=pb.KEY_USAGE_KEK))
     assert bytes(r.key.kcv) == ind.kcv("SM4", k) and r.key.algorithm == pb.ALGORITHM_SM4
     assert bytes(r.confirmation) == s_b
+
+
+def test_a_terminal_agrees_an_sm4_session_key(sites: Sites, kaks: dict[str, bytes]) -> None:
+    """Seed 000 annex B.2 f: a terminal with its own SM2 pair (the test's arithmetic) initiates; the
+    site answers and stores the SM4 session key as a DEK, which then enciphers data the terminal
+    deciphers with the K it computed itself."""
+    from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+
+    from hsmsvc_client.v1 import data_service_pb2 as data_pb
+
+    started = _start(sites.core, "kak-core-sm2")
+    terminal = Partner()
+    k, s_b, s_a = terminal.agree(kaks["core"], bytes(started.ephemeral_public_key), initiator=True)
+    r = _keys(sites.core).AgreeKey(_request(
+        "kak-core-sm2", "term-0042.dek", peer_static=terminal.static, peer_ephemeral=terminal.ephemeral,
+        agreement=started.agreement_id, role=RESPONDER, alg=pb.ALGORITHM_SM4, usage=pb.KEY_USAGE_DATA,
+        key_type=pb.KEY_TYPE_DEK, confirmation=s_a))
+    assert bytes(r.key.kcv) == ind.kcv("SM4", k) and r.key.key_type == pb.KEY_TYPE_DEK
+    assert bytes(r.confirmation) == s_b
+    iv = secrets.token_bytes(16)
+    out = sites.core.clients["core-app"].data.Encrypt(data_pb.EncryptRequest(
+        key=pb.KeyRef(key_id="term-0042.dek"), plaintext=b"account 6222020200112233 balance",
+        cipher=data_pb.FieldCipher(mode=pb.CIPHER_MODE_CBC, iv=iv, padding=pb.DATA_PADDING_NONE)))
+    dec = Cipher(algorithms.SM4(k), modes.CBC(iv)).decryptor()
+    assert dec.update(bytes(out.ciphertext)) + dec.finalize() == b"account 6222020200112233 balance"
+    # A P-521-only kind of key stays refused: an SM2 KAK derives no PVK.
+    started = _start(sites.core, "kak-core-sm2")
+    code, _ = code_of(_keys(sites.core).AgreeKey, _request(
+        "kak-core-sm2", "term-0042.pvk", peer_static=terminal.static, peer_ephemeral=terminal.ephemeral,
+        agreement=started.agreement_id, role=RESPONDER, alg=pb.ALGORITHM_SM4,
+        usage=pb.KEY_USAGE_PIN_VERIFICATION_IBM3624, key_type=pb.KEY_TYPE_PVK))
+    assert code is StatusCode.INVALID_ARGUMENT
 
 
 def test_two_sites_agree_with_confirmation(sites: Sites, kaks: dict[str, bytes]) -> None:
