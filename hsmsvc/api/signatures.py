@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Final
 
 from hsmsvc.api import convert as cv
-from hsmsvc.api.runner import Lane
 from hsmsvc.api.status import Observed, rpc
 from hsmsvc.errors import InvalidInput
 from hsmsvc.hsm.commands import SignedData
@@ -62,6 +61,9 @@ class SignatureServicer(g.SignatureServiceServicer):
 
 
 class CoSigningServicer(g.CoSigningServiceServicer):
+    """CoSign and CoDecrypt run on the use-case lane, not the two-thread transaction lane: their audit
+    rows go through the group commit (service/auditqueue.py), which wants many callers at once."""
+
     def __init__(self, services: Services, observed: Observed) -> None:
         self.s = services
         self.observed = observed
@@ -82,13 +84,13 @@ class CoSigningServicer(g.CoSigningServiceServicer):
         return m.CreateCoSigningKeyResponse(key=cv.key_info(key), server_share=share.server_share,
                                             public_key=share.public_key)
 
-    @rpc("CoSigningService.CoSign", Lane.TRANSACTION)
+    @rpc("CoSigningService.CoSign")
     def CoSign(self, r: m.CoSignRequest, c: Caller) -> m.CoSignResponse:
         partial, version = co.cosign(self.s, c, key=cv.key_ref(r.key, "key", r.HasField("key")),
                                      digest=bytes(r.digest), client_point=bytes(r.client_point))
         return m.CoSignResponse(r=partial[:32], s2=partial[32:64], s3=partial[64:], key_version=version)
 
-    @rpc("CoSigningService.CoDecrypt", Lane.TRANSACTION)
+    @rpc("CoSigningService.CoDecrypt")
     def CoDecrypt(self, r: m.CoDecryptRequest, c: Caller) -> m.CoDecryptResponse:
         out = co.codecrypt(self.s, c, key=cv.key_ref(r.key, "key", r.HasField("key")),
                            client_point=bytes(r.client_point))

@@ -14,6 +14,7 @@ from hsmsvc.keys.cache import KeyCache
 from hsmsvc.keys.hierarchy import KeyManager
 from hsmsvc.keys.model import KeyRef, StoredKey
 from hsmsvc.keys.store import KeyStore
+from hsmsvc.service.auditqueue import AuditQueue
 from hsmsvc.service.authz import NO_SUCH_KEY, Policy, Principal
 
 if TYPE_CHECKING:
@@ -93,6 +94,8 @@ class Services:
         self.keys = KeyCache(store)
         from hsmsvc.service.routes import RouteCache  # it builds on this module's types
 
+        self.audit_queue = AuditQueue(store)
+        """Group commit for the audit rows of co-signatures (:mod:`hsmsvc.service.auditqueue`)."""
         self.routes: RouteCache = RouteCache()
         """Checked TranslatePin routes (:mod:`hsmsvc.service.routes`)."""
         # principal name -> monotonic time until which its attempt count is trusted

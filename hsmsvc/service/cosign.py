@@ -41,8 +41,8 @@ def cosign(s: Services, caller: Caller, *, key: KeyRef, digest: bytes, client_po
     k = s.key(caller, key, Operation.COSIGN)
     partial = s.backend.execute(CoSign(key=k.cryptogram, digest=digest, client_point=client_point))
     s.observer.key_used(k)
-    s.store.audit(AuditEvent(caller.principal.name, "key.cosign", k.key_id, k.version,
-                             (("digest", bytes(digest).hex()),)))
+    s.audit_queue.record(AuditEvent(caller.principal.name, "key.cosign", k.key_id, k.version,
+                                    (("digest", bytes(digest).hex()),)))
     return partial, k.version
 
 
@@ -51,5 +51,5 @@ def codecrypt(s: Services, caller: Caller, *, key: KeyRef, client_point: bytes) 
     k = s.key(caller, key, Operation.CODECRYPT)
     out = s.backend.execute(CoDecrypt(key=k.cryptogram, client_point=client_point))
     s.observer.key_used(k)
-    s.store.audit(AuditEvent(caller.principal.name, "key.codecrypt", k.key_id, k.version))
+    s.audit_queue.record(AuditEvent(caller.principal.name, "key.codecrypt", k.key_id, k.version))
     return out

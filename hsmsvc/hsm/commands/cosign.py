@@ -82,7 +82,11 @@ class CoSign(HsmCommand[bytes]):
         q1 = _point(self.client_point, "client_point")
         sm2coop.check_point(q1, "client_point")
         with b._guard():
-            return b._cosign(b._use(self.key, Operation.COSIGN), digest=bytes(self.digest), client_point=q1)
+            share = b._use(self.key, Operation.COSIGN)
+        # Outside the backend's lock: a loaded share is immutable and the arithmetic keeps no shared
+        # state (a BN_CTX per thread), so co-signatures run in parallel and the audit's MACs do not
+        # queue behind them.
+        return b._cosign(share, digest=bytes(self.digest), client_point=q1)
 
 
 @dataclass(frozen=True, kw_only=True, repr=False)
@@ -97,4 +101,5 @@ class CoDecrypt(HsmCommand[bytes]):
         t1 = _point(self.client_point, "client_point")
         sm2coop.check_point(t1, "client_point")
         with b._guard():
-            return b._codecrypt(b._use(self.key, Operation.CODECRYPT), t1)
+            share = b._use(self.key, Operation.CODECRYPT)
+        return b._codecrypt(share, t1)  # outside the lock, as CoSign

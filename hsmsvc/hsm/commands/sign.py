@@ -63,7 +63,10 @@ class Sign(HsmCommand[bytes]):
         b._capabilities.require(Command.SIGN, self.key.spec.algorithm)
         self.data.check()
         with b._guard():
-            return b._sign(b._use(self.key, Operation.SIGN), self.data)
+            key = b._use(self.key, Operation.SIGN)
+        # Outside the backend's lock: a loaded key pair is immutable and thread-safe (pyca's keys;
+        # SM2's arithmetic keeps a BN_CTX per thread), so signatures run in parallel.
+        return b._sign(key, self.data)
 
 
 @dataclass(frozen=True, kw_only=True, repr=False)
@@ -80,7 +83,8 @@ class VerifySignature(HsmCommand[None]):
         if not isinstance(self.signature, (bytes, bytearray)) or not 1 <= len(self.signature) <= 1024:
             raise InvalidInput("signature", "1 to 1024 bytes")
         with b._guard():
-            b._verify_signature(b._use(self.key, Operation.SIGNATURE_VERIFY), self.data, bytes(self.signature))
+            key = b._use(self.key, Operation.SIGNATURE_VERIFY)
+        b._verify_signature(key, self.data, bytes(self.signature))  # outside the lock, as Sign
 
 
 @dataclass(frozen=True, kw_only=True, repr=False)

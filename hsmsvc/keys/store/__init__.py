@@ -100,6 +100,9 @@ class KeyStore:
     def audit(self, ev: AuditEvent) -> None:
         self.chain.append(ev)
 
+    def audit_many(self, events: Sequence[AuditEvent]) -> None:
+        self.chain.append_many(events)
+
     def audit_head(self) -> int:
         return self.chain.head()
 

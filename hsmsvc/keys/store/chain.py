@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Final, TypeVar
+from typing import Any, Final, TypeVar
 
 from sqlalchemy import func, select, update
 from sqlalchemy.engine import Connection
@@ -94,23 +94,57 @@ class AuditChain:
         """Append an audit row on its own (an action that changes no key row)."""
         self.write(lambda conn: None, ev)
 
+    def append_many(self, events: Sequence[AuditEvent]) -> None:
+        """Append ``events`` in order in one transaction and anchor the last (a group commit:
+        one transaction, one MAC per row, one anchor write for the lot); retry a lost race."""
+        if not events:
+            return
+
+        def work(conn: Connection) -> tuple[int, str]:
+            head = self._head(conn)  # read once: the rows chain to each other in this transaction
+            rows = []
+            for ev in events:
+                rows.append(self._row(head, ev))
+                head = rows[-1]["seq"], rows[-1]["hash"]
+            conn.execute(audit_t.insert(), rows)
+            return head
+
+        for _ in range(_RETRIES):
+            try:
+                appended = self._db.transaction(work, conflicts=True)
+            except IntegrityError as e:
+                if faults.lost_race(e):
+                    continue
+                raise faults.unavailable(e, "write") from None
+            # No ``changes`` bump: these rows change no key, and a bump would empty every key cache
+            # of this process at each group commit (keys/cache.py).
+            self._anchor(*appended)
+            return
+        raise BackendUnavailable("store", "audit chain contended; retry")
+
     def _append(self, conn: Connection, ev: AuditEvent) -> tuple[int, str]:
+        row = self._row(self._head(conn), ev)
+        conn.execute(audit_t.insert().values(**row))
+        return row["seq"], row["hash"]
+
+    @staticmethod
+    def _head(conn: Connection) -> tuple[int, str]:
+        """The last row's sequence number and hash (0 and the genesis hash for an empty chain)."""
         last = conn.execute(
             select(audit_t.c.seq, audit_t.c.hash).order_by(audit_t.c.seq.desc()).limit(1)
         ).first()
-        seq, prev = (1, _audit.GENESIS) if last is None else (int(last.seq) + 1, last.hash)
+        return (0, _audit.GENESIS) if last is None else (int(last.seq), last.hash)
+
+    def _row(self, head: tuple[int, str], ev: AuditEvent) -> dict[str, Any]:
+        """The row after ``head`` recording ``ev``: chained to it and MACed under the LMK."""
+        seq, prev = head[0] + 1, head[1]
         at = now().isoformat(timespec="microseconds")
         detail = json.dumps(dict(ev.detail), sort_keys=True, separators=(",", ":"))
         h = _audit.row_hash(prev_hash=prev, seq=seq, at=at, actor=ev.actor, action=ev.action, key_id=ev.key_id,
                             key_version=ev.key_version, detail=detail)
         mac = self._backend.execute(AuditMac(data=bytes.fromhex(h))).hex()
-        conn.execute(
-            audit_t.insert().values(
-                seq=seq, at=at, actor=ev.actor, action=ev.action, key_id=ev.key_id,
-                key_version=ev.key_version, detail=detail, prev_hash=prev, hash=h, mac=mac,
-            )
-        )
-        return seq, h
+        return {"seq": seq, "at": at, "actor": ev.actor, "action": ev.action, "key_id": ev.key_id,
+                "key_version": ev.key_version, "detail": detail, "prev_hash": prev, "hash": h, "mac": mac}
 
     def _anchor(self, seq: int, head: str) -> None:
         store = self.store_id
