@@ -323,7 +323,10 @@ def verify_digest(public: PublicKey, e: bytes, signature: bytes) -> None:
     t = (r + s) % n
     if not (1 <= r < n and 1 <= s < n) or t == 0:
         raise VerificationFailed("signature", "does not verify")
-    point = _add(c, _mul(c, s, c.gx, c.gy), _mul(c, t, public.x, public.y))
+    if c is SM2P256V1 or c == SM2P256V1:  # public scalars: one interleaved pass
+        point = sm2curve.mul_add_public(s, t, (public.x, public.y))
+    else:
+        point = _add(c, _mul(c, s, c.gx, c.gy), _mul(c, t, public.x, public.y))
     if point is None or (int.from_bytes(e, "big") + point[0]) % n != r:
         raise VerificationFailed("signature", "does not verify")
 

@@ -79,6 +79,8 @@ class ServerShare:
 
     def cosign(self, *, digest: bytes, client_point: bytes) -> bytes:
         """r || s2 || s3, 32 bytes each, for e = ``digest`` and Q1 = ``client_point``."""
+        if not isinstance(digest, (bytes, bytearray)) or len(digest) != 32:
+            raise InvalidInput("digest", "32 bytes: e = SM3(Z_A || M)")
         q1 = check_point(client_point, "client_point")
         e = int.from_bytes(digest, "big")
         d2 = self._d2
@@ -109,4 +111,8 @@ def load_share(encoded: bytes) -> ServerShare:
     d2 = int.from_bytes(encoded[:32], "big")
     if not 1 <= d2 < _N:
         raise InvalidInput("key", "not a two-party key share")
-    return ServerShare(d2, check_point(bytes(encoded[32:]), "key"))
+    try:
+        p1 = sm2point.decode(bytes(encoded[32:]))
+    except InvalidInput:
+        raise InvalidInput("key", "not a two-party key share") from None
+    return ServerShare(d2, p1)

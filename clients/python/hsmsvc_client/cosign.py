@@ -41,7 +41,7 @@ __all__ = ["CoSigningError", "CoSigningKey", "ClientShare", "PURPOSE_DECRYPT", "
 PURPOSE_SIGN: Final = sig_pb.CO_SIGNING_PURPOSE_SIGN
 PURPOSE_DECRYPT: Final = sig_pb.CO_SIGNING_PURPOSE_DECRYPT
 _ATTEMPTS: Final = 3
-_FORMAT: Final = "hsmsvc-cosign-share/1"
+_FORMAT: Final = "hsmsvc-cosign-share/2"
 # scrypt at 2^15: about 0.1 s and 32 MiB per unlock (RFC 7914 clause 2's interactive figure).
 _SCRYPT_N: Final = 1 << 15
 
@@ -141,30 +141,39 @@ class CoSigningKey:
 
     def to_bytes(self, *, passphrase: bytes) -> bytes:
         """The share as JSON, d1 under AES-256-GCM with a key from scrypt(passphrase); for wherever
-        the application keeps it (a file, a keystore, a database row)."""
+        the application keeps it (a file, a keystore, a database row). The key id and the public
+        key are authenticated with d1, so neither can be swapped in the file."""
         salt, nonce = os.urandom(16), os.urandom(12)
         kek = Scrypt(salt=salt, length=32, n=_SCRYPT_N, r=8, p=1).derive(passphrase)
-        aad = (_FORMAT + self.key_id).encode() + self.public_key
-        sealed = AESGCM(kek).encrypt(nonce, self.share.d1.to_bytes(32, "big"), aad)
+        sealed = AESGCM(kek).encrypt(nonce, self.share.d1.to_bytes(32, "big"),
+                                     _aad(self.key_id, self.public_key_der))
         return json.dumps({"format": _FORMAT, "key_id": self.key_id, "public_key": self.public_key_der.hex(),
-                           "point": self.public_key.hex(), "scrypt_n": _SCRYPT_N, "salt": salt.hex(),
-                           "nonce": nonce.hex(), "d1": sealed.hex()}, indent=1).encode()
+                           "scrypt_n": _SCRYPT_N, "salt": salt.hex(), "nonce": nonce.hex(), "d1": sealed.hex()},
+                          indent=1).encode()
 
     @classmethod
     def from_bytes(cls, data: bytes, *, passphrase: bytes) -> CoSigningKey:
         try:
             doc = json.loads(data)
-            if doc["format"] != _FORMAT:
+            if doc["format"] != _FORMAT or not 1 <= int(doc["scrypt_n"]) <= 1 << 24:
                 raise ValueError
-            key_id, point = str(doc["key_id"]), bytes.fromhex(doc["point"])
+            key_id, der = str(doc["key_id"]), bytes.fromhex(doc["public_key"])
             kek = Scrypt(salt=bytes.fromhex(doc["salt"]), length=32, n=int(doc["scrypt_n"]), r=8, p=1
                          ).derive(passphrase)
-            d1 = AESGCM(kek).decrypt(bytes.fromhex(doc["nonce"]), bytes.fromhex(doc["d1"]),
-                                     (_FORMAT + key_id).encode() + point)
-            key = cls(ClientShare(int.from_bytes(d1, "big")), key_id, point, bytes.fromhex(doc["public_key"]))
+            d1 = AESGCM(kek).decrypt(bytes.fromhex(doc["nonce"]), bytes.fromhex(doc["d1"]), _aad(key_id, der))
+            point = der[-65:]
+            _sm2.decode(point)
+            key = cls(ClientShare(int.from_bytes(d1, "big")), key_id, point, der)
         except Exception:
             raise CoSigningError("not a share file, or a wrong passphrase") from None
         return key
+
+
+def _aad(key_id: str, public_der: bytes) -> bytes:
+    """What the share file authenticates beside d1: its format, key id and public key, each
+    length-prefixed so no byte can move from one to the next."""
+    parts = (_FORMAT.encode(), key_id.encode(), public_der)
+    return b"".join(len(x).to_bytes(4, "big") + x for x in parts)
 
 
 def enroll(client: Client, share: ClientShare, *, purpose: sig_pb.CoSigningPurpose = PURPOSE_SIGN, key_id: str = "",

@@ -146,8 +146,21 @@ def verify(public: Point, e: int, r: int, s: int) -> bool:
     t = (r + s) % N
     if t == 0:
         return False
-    pt = add(mul_base(s), mul(t, public))
+    pt = mul_add_public(s, t, public)
     return pt is not None and (e + pt[0]) % N == r
+
+
+class _Ctx:
+    """A thread's BN_CTX, freed when the thread's locals go (the thread ends)."""
+
+    def __init__(self, lib: Any) -> None:
+        self._lib = lib
+        self.ctx = lib.BN_CTX_new()
+        if not self.ctx:
+            raise MemoryError("BN_CTX_new")
+
+    def __del__(self) -> None:
+        self._lib.BN_CTX_free(self.ctx)
 
 
 class _LibCrypto:
@@ -178,27 +191,26 @@ class _LibCrypto:
         self._local = threading.local()
 
     def _ctx(self) -> Any:
-        ctx = getattr(self._local, "ctx", None)
-        if ctx is None:
-            ctx = self._local.ctx = self._lib.BN_CTX_new()
-        return ctx
+        held = getattr(self._local, "ctx", None)
+        if held is None:
+            held = self._local.ctx = _Ctx(self._lib)
+        return held.ctx
 
-    def mul(self, k: int, pt: Point | None) -> Point | None:
-        """k * pt (pt None: k * G), one scalar: OpenSSL's ladder."""
+    def mul(self, g: int | None, pt: Point | None, k: int | None) -> Point | None:
+        """g G + k pt. With one scalar (g alone, or k and pt alone) this is OpenSSL's ladder; with
+        both it is OpenSSL's interleaved wNAF, which is not constant time: for public scalars only."""
         lib, group, ctx = self._lib, self._group, self._ctx()
-        scalar = lib.BN_bin2bn((k % N).to_bytes(32, "big"), 32, None)
+        gs = None if g is None else lib.BN_bin2bn((g % N).to_bytes(32, "big"), 32, None)
+        ks = None if k is None else lib.BN_bin2bn((k % N).to_bytes(32, "big"), 32, None)
         out = lib.EC_POINT_new(group)
         base = None
         try:
-            if pt is None:
-                ok = lib.EC_POINT_mul(group, out, scalar, None, None, ctx)
-            else:
+            if pt is not None:
                 base = lib.EC_POINT_new(group)
                 raw = encode(pt)
                 if lib.EC_POINT_oct2point(group, base, raw, len(raw), ctx) != 1:
                     raise ValueError("not a point on sm2p256v1")
-                ok = lib.EC_POINT_mul(group, out, None, base, scalar, ctx)
-            if ok != 1:
+            if lib.EC_POINT_mul(group, out, gs, base, ks, ctx) != 1:
                 raise ValueError("scalar multiplication failed")
             buf = ctypes.create_string_buffer(65)
             n = lib.EC_POINT_point2oct(group, out, 4, buf, 65, ctx)  # 4: POINT_CONVERSION_UNCOMPRESSED
@@ -207,7 +219,9 @@ class _LibCrypto:
             raw_out = buf.raw
             return int.from_bytes(raw_out[1:33], "big"), int.from_bytes(raw_out[33:65], "big")
         finally:
-            lib.BN_clear_free(scalar)
+            for bn in (gs, ks):
+                if bn is not None:
+                    lib.BN_clear_free(bn)
             lib.EC_POINT_clear_free(out)
             if base is not None:
                 lib.EC_POINT_clear_free(base)
@@ -232,12 +246,23 @@ BACKEND: Final = "libcrypto" if _LIB is not None else "python"
 def mul(k: int, pt: Point) -> Point | None:
     """k * pt for a point on the curve (k reduced mod n); None for the point at infinity."""
     if _LIB is not None:
-        return _LIB.mul(k, pt)
+        return _LIB.mul(None, pt, k)
+    if not on_curve(pt):
+        raise ValueError("not a point on sm2p256v1")
     return _py_mul(k, pt)
 
 
 def mul_base(k: int) -> Point | None:
     """k * G."""
     if _LIB is not None:
-        return _LIB.mul(k, None)
+        return _LIB.mul(k, None, None)
     return _py_mul(k, G)
+
+
+def mul_add_public(g: int, k: int, pt: Point) -> Point | None:
+    """g G + k pt in one pass, NOT constant time: for public scalars only (signature verification)."""
+    if _LIB is not None:
+        return _LIB.mul(g, pt, k)
+    if not on_curve(pt):
+        raise ValueError("not a point on sm2p256v1")
+    return add(_py_mul(g, G), _py_mul(k, pt))
