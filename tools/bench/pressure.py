@@ -40,7 +40,9 @@ import grpc
 from tools.bench import echo, h2load, report, terminator
 from tools.bench.pki import ThrowawayCA
 from tools.bench.probe import Probe, Usage, spread_evenly
-from tools.bench.workload import Body, Form, Keys, Op, PinKeys, body, make_keys, messages, storage_request
+from tools.bench.workload import (
+    PAYMENT_OPERATIONS, Body, Form, Keys, Op, PinKeys, body, make_keys, messages, storage_request,
+)
 
 __all__ = ["add_arguments", "run"]
 
@@ -73,8 +75,9 @@ def _names(kind: type[Op] | type[Form]) -> Any:
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", default="bench-report", help="directory for report.json, report.md, latency.png")
-    p.add_argument("--ops", type=_names(Op), default=list(Op),
-                   help="TranslatePin,VerifyPin,GenerateMac,VerifyMac,Encrypt (default all)")
+    p.add_argument("--ops", type=_names(Op), default=list(PAYMENT_OPERATIONS),
+                   help="TranslatePin,VerifyPin,GenerateMac,VerifyMac,Encrypt (the default), Sign, CoSign "
+                        "(unary only: an SM2 signature; the server's round of a two-party signature)")
     p.add_argument("--forms", type=_names(Form), default=list(Form), help="unary,stream,batch (default all)")
     p.add_argument("--concurrency", type=_ints, default=[1, 8, 64], help="unary calls in flight (default 1,8,64)")
     p.add_argument("--stream-concurrency", type=_ints, default=[4], help="bidi streams in flight (default 4)")
@@ -434,7 +437,7 @@ def run(args: argparse.Namespace) -> int:
                     keys = dataclasses.replace(keys,
                                                stored_pin=pm.EncryptPinForStorageResponse.FromString(r).stored_pin)
                 for op in ops:
-                    for form in args.forms:
+                    for form in [Form.UNARY] if op.unary_only else args.forms:
                         levels = {Form.UNARY: args.concurrency, Form.STREAM: args.stream_concurrency,
                                   Form.BATCH: args.batch_concurrency}[form]
                         for size in args.batch_size if form is Form.BATCH else args.batch_size[:1]:

@@ -28,12 +28,15 @@ from hsmsvc.keys.hierarchy import KeyManager
 from hsmsvc.keys.store import KeyStore
 from hsmsvc.service.cards import luhn_valid
 from hsmsvc.types import Algorithm, Exportability, KeyType, KeyUsage, ModeOfUse, Padding, PinBlockFormat
+from hsmsvc_client import sm2curve
 from hsmsvc_client.v1 import data_service_pb2 as dm
 from hsmsvc_client.v1 import mac_service_pb2 as mm
 from hsmsvc_client.v1 import pin_service_pb2 as pm
+from hsmsvc_client.v1 import signature_service_pb2 as sm
 from hsmsvc_client.v1 import types_pb2 as pb
 
-__all__ = ["Body", "Form", "Keys", "OPERATIONS", "Op", "PinKeys", "body", "frame", "make_keys", "messages"]
+__all__ = ["Body", "Form", "Keys", "OPERATIONS", "Op", "PAYMENT_OPERATIONS", "PinKeys", "body", "frame", "make_keys",
+           "messages"]
 
 PIN = "4321"
 PAN = "6222020000000015"
@@ -52,9 +55,20 @@ class Op(Enum):
     GENERATE_MAC = "GenerateMac"
     VERIFY_MAC = "VerifyMac"
     ENCRYPT = "Encrypt"
+    SIGN = "Sign"
+    """SignatureService.Sign with an SM2 SIG over a 64-byte message (unary only)."""
+    COSIGN = "CoSign"
+    """The server's round of two-party SM2 signing: one (e, Q1) sent again and again (unary only;
+    the end-to-end rate with the client's work is tools.bench.cosign's)."""
+
+    @property
+    def unary_only(self) -> bool:
+        return self in (Op.SIGN, Op.COSIGN)
 
 
 OPERATIONS = tuple(Op)
+PAYMENT_OPERATIONS = tuple(op for op in Op if not op.unary_only)
+"""The default of ``hsmsvc bench --ops``: the payment families (issue 7's table)."""
 
 
 class PinKeys(Enum):
@@ -76,6 +90,8 @@ _PATHS: dict[Op, tuple[str, str, str, str]] = {
     Op.GENERATE_MAC: ("MacService", "GenerateMac", "StreamGenerateMac", "GenerateMacBatch"),
     Op.VERIFY_MAC: ("MacService", "VerifyMac", "StreamVerifyMac", "VerifyMacBatch"),
     Op.ENCRYPT: ("DataService", "Encrypt", "StreamEncrypt", "EncryptBatch"),
+    Op.SIGN: ("SignatureService", "Sign", "", ""),
+    Op.COSIGN: ("CoSigningService", "CoSign", "", ""),
 }
 
 
@@ -92,6 +108,10 @@ class Keys:
     """What TranslatePin runs between: ``zpk_in`` and ``zpk_out`` (TDES), or the AES pair."""
     aes_in: bytes = b""
     aes_out: bytes = b""
+    cosign_d1: int = 0
+    """The client's share of ``bench.csk`` (the bench plays its client)."""
+    cosign_public: bytes = b""
+    """The joint public key of ``bench.csk``, SubjectPublicKeyInfo DER."""
 
 
 def _spec(key_id: str, kt: KeyType, alg: Algorithm, usage: KeyUsage, mode: ModeOfUse) -> KeySpec:
@@ -130,9 +150,19 @@ def make_keys(store: KeyStore, backend: Backend, full: bool = True, pin_keys: Pi
     for spec, key in plan:
         km.form(spec, components.split(spec.algorithm, key, [secrets.token_bytes(len(key))]))
         clear[spec.key_id] = key
+    d1, joint = 0, b""
+    if full:
+        km.generate(_spec("bench.sig-sm2", KeyType.SIG, Algorithm.SM2, KeyUsage.DIGITAL_SIGNATURE,
+                          ModeOfUse.SIGN_ONLY))
+        d1 = secrets.randbelow(sm2curve.N - 1) + 1
+        p1 = sm2curve.mul_base(pow(d1, -1, sm2curve.N))
+        assert p1 is not None
+        _, share = km.create_share(_spec("bench.csk", KeyType.CSK, Algorithm.SM2, KeyUsage.DIGITAL_SIGNATURE,
+                                         ModeOfUse.SIGN_ONLY), sm2curve.encode(p1))
+        joint = share.public_key
     return Keys(clear["bench.zpk-in"], clear["bench.zpk-out"], clear.get("bench.mak", b""), clear.get("bench.psk", b""),
                 pin_keys=pin_keys, aes_in=clear.get("bench.zpk-aes-in", b""),
-                aes_out=clear.get("bench.zpk-aes-out", b""))
+                aes_out=clear.get("bench.zpk-aes-out", b""), cosign_d1=d1, cosign_public=joint)
 
 
 def frame(message: bytes) -> bytes:
@@ -203,6 +233,19 @@ def _encrypt() -> dm.EncryptRequest:
     return dm.EncryptRequest(key=_ref("bench.dek"),
                              cipher=dm.FieldCipher(mode=pb.CIPHER_MODE_GCM, padding=pb.DATA_PADDING_NONE),
                              plaintext=_FIELD)
+
+
+def _sign() -> sm.SignRequest:
+    return sm.SignRequest(key=_ref("bench.sig-sm2"), data=sm.SignedData(message=_MAC_DATA))
+
+
+def _cosign(keys: Keys) -> sm.CoSignRequest:
+    """One (e, Q1) for the server's round; the repeated k1 is harmless on a throw-away key, never in use."""
+    q1 = sm2curve.mul_base(secrets.randbelow(sm2curve.N - 1) + 1)
+    assert q1 is not None
+    public = sm2curve.decode(keys.cosign_public[-65:])
+    e = sm2curve.sm3(sm2curve.za(public) + _MAC_DATA)
+    return sm.CoSignRequest(key=_ref("bench.csk"), digest=e, client_point=sm2curve.encode(q1))
 
 
 @dataclass(frozen=True)
@@ -283,7 +326,10 @@ def body(op: Op, form: Form, keys: Keys, stream_messages: int = 100, batch_size:
     single: Any = {
         Op.TRANSLATE_PIN: lambda: _translate(keys), Op.VERIFY_PIN: lambda: _verify_pin(keys),
         Op.GENERATE_MAC: _generate_mac, Op.VERIFY_MAC: lambda: _verify_mac(keys), Op.ENCRYPT: _encrypt,
+        Op.SIGN: _sign, Op.COSIGN: lambda: _cosign(keys),
     }[op]()
+    if op.unary_only and form is not Form.UNARY:
+        raise ValueError(f"{op.value} is unary only")
     if form is Form.UNARY:
         return Body(op, form, f"/hsmsvc.v1.{service}/{unary}", frame(single.SerializeToString()), 1,
                     _unary_check(op))
