@@ -54,8 +54,10 @@ class KeyServicer(g.KeyServiceServicer):
     @rpc("KeyService.ImportPublicKey")
     def ImportPublicKey(self, r: m.ImportPublicKeyRequest, c: Caller) -> m.ImportPublicKeyResponse:
         t = r.template
-        key = sig_uc.import_public_key(self.s, c, spec=cv.key_spec(t, _template_id(t)), public_key=bytes(r.public_key),
-                                       alias=cv.text(t.alias, "template.alias") or None)
+        key = sig_uc.import_public_key(
+            self.s, c, spec=cv.key_spec(t, _template_id(t)), public_key=bytes(r.public_key),
+            alias=cv.text(t.alias, "template.alias") or None, lifetime_s=t.lifetime_seconds,
+            max_uses=cv.uint63(t.max_uses, "template.max_uses"))
         return m.ImportPublicKeyResponse(key=self._info(key))
 
     @rpc("KeyService.AgreeKey")

@@ -15,6 +15,7 @@ from collections.abc import Callable
 from typing import Final
 
 from cryptography import x509
+from cryptography.x509.oid import NameOID
 
 from hsmsvc.crypto import signature
 from hsmsvc.errors import InvalidInput, VerificationFailed
@@ -78,6 +79,16 @@ _SIGNATURE_ALGORITHM: Final = {
 }
 
 
+# The attributes a request's subject may name (RFC 5280 clause 4.1.2.4 and appendix A; RFC 4519):
+# a CA decides the certificate's name, so a request needs no more, and an OID chosen by the caller
+# would put bytes of the caller's choosing under the key's signature.
+_ATTRIBUTES: Final = frozenset({
+    NameOID.COMMON_NAME, NameOID.ORGANIZATION_NAME, NameOID.ORGANIZATIONAL_UNIT_NAME, NameOID.COUNTRY_NAME,
+    NameOID.STATE_OR_PROVINCE_NAME, NameOID.LOCALITY_NAME, NameOID.SERIAL_NUMBER, NameOID.DOMAIN_COMPONENT,
+    NameOID.ORGANIZATION_IDENTIFIER,
+})
+
+
 def _subject(subject: str) -> bytes:
     if not isinstance(subject, str) or not 1 <= len(subject) <= MAX_SUBJECT:
         raise InvalidInput("subject", f"an RFC 4514 distinguished name of 1 to {MAX_SUBJECT} characters")
@@ -85,9 +96,17 @@ def _subject(subject: str) -> bytes:
         name = x509.Name.from_rfc4514_string(subject)
         if not len(name):
             raise ValueError
-        return name.public_bytes()
     except ValueError:
         raise InvalidInput("subject", "an RFC 4514 distinguished name with at least one attribute") from None
+    for attribute in name:
+        # A '#' value is raw DER (RFC 4514 clause 2.4): pyca gives it as bytes. Control characters
+        # (an escaped NUL) would make a CN that reads as one name and compares as another.
+        value = attribute.value
+        if attribute.oid not in _ATTRIBUTES:
+            raise InvalidInput("subject", "attributes CN, O, OU, C, ST, L, serialNumber, DC, organizationIdentifier")
+        if not isinstance(value, str) or not value or not value.isprintable():
+            raise InvalidInput("subject", "attribute values are printable text (no #hex DER, no controls)")
+    return name.public_bytes()
 
 
 def build_csr(*, subject: str, public_der: bytes, algorithm: Algorithm, sign: Callable[[bytes], bytes],

@@ -279,7 +279,7 @@ def _sign_with_k(key: PrivateKey, e: bytes, k: int) -> bytes | None:
     r = (int.from_bytes(e, "big") + x1) % n
     if r == 0 or r + k == n:
         return None
-    s = pow(1 + key.d, -1, n) * (k - r * key.d) % n
+    s = pow(1 + key.d, -1, n) * (k + n - r * key.d) % n  # k + n: one width for every nonce
     if s == 0:
         return None
     return r.to_bytes(c.size, "big") + s.to_bytes(c.size, "big")

@@ -92,8 +92,10 @@ class ServerShare:
             r = (e + point[0]) % _N
             if r == 0:
                 continue
-            s2 = d2 * k3 % _N
-            s3 = d2 * (r + k2) % _N
+            # k + n: every nonce the same number of limbs, so the products' time does not tell
+            # a short nonce (s2 and s3 are linear in d2: short nonces would be a lattice attack's).
+            s2 = d2 * (k3 + _N) % _N
+            s3 = d2 * (r + k2 + _N) % _N
             if s3 == 0:
                 continue
             return r.to_bytes(32, "big") + s2.to_bytes(32, "big") + s3.to_bytes(32, "big")

@@ -14,7 +14,7 @@ from typing import Final
 from hsmsvc_client import sm2curve
 
 from hsmsvc.crypto import sm2
-from hsmsvc.errors import InvalidInput
+from hsmsvc.errors import InvalidInput, Unsupported
 
 __all__ = ["G", "NEG_G", "Point", "add", "decode", "encode", "mul", "mul_base", "require_libcrypto"]
 
@@ -49,7 +49,7 @@ def _finite(point: Point | None) -> Point:
 def require_libcrypto() -> None:
     """Refuse to run the server's SM2 on the pure-Python fallback (not constant time)."""
     if sm2curve.BACKEND != "libcrypto":
-        raise RuntimeError("SM2 needs OpenSSL's libcrypto with the SM2 curve (libssl3 on Debian)")
+        raise Unsupported("sm2", "needs OpenSSL's libcrypto with the SM2 curve (Debian: libssl3)")
 
 
 def mul(k: int, point: Point) -> Point:

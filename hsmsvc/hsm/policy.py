@@ -210,6 +210,17 @@ ALLOWED: Final[
 # The key types that are key pairs (RSA, SM2 or EC), not block-cipher keys.
 KEY_PAIRS: Final = frozenset({KeyType.KTK, KeyType.CTK, KeyType.KAK, KeyType.SIG, KeyType.CSK})
 
+# The modes each key pair may have: ALLOWED's PUBLIC_KEY row lists them all together, so it alone
+# would admit a KTK of mode V or a CTK of mode S, which no command uses.
+PAIR_MODES: Final[Mapping[tuple[KeyType, KeyUsage], frozenset[ModeOfUse]]] = {
+    (KeyType.KTK, KeyUsage.ASYMMETRIC_KEY_WRAPPING): frozenset({ModeOfUse.DECRYPT_ONLY, ModeOfUse.SIGN_ONLY, _N}),
+    (KeyType.CTK, KeyUsage.ASYMMETRIC_KEY_WRAPPING): frozenset({ModeOfUse.DECRYPT_ONLY, _N}),
+    (KeyType.KAK, KeyUsage.ASYMMETRIC_KEY_WRAPPING): frozenset({ModeOfUse.DERIVE}),
+    (KeyType.SIG, KeyUsage.DIGITAL_SIGNATURE): frozenset({ModeOfUse.SIGN_ONLY, ModeOfUse.MAC_VERIFY_ONLY}),
+    (KeyType.CSK, KeyUsage.DIGITAL_SIGNATURE): frozenset({ModeOfUse.SIGN_ONLY}),
+    (KeyType.CSK, KeyUsage.ASYMMETRIC_DATA_ENCRYPTION): frozenset({ModeOfUse.DECRYPT_ONLY}),
+}
+
 # The algorithms a SIG may be (one signature scheme each: crypto/signature.py); a CSK is SM2.
 SIGNATURE_ALGORITHMS: Final = frozenset({Algorithm.SM2, Algorithm.ECC_P256, Algorithm.ECC_P384,
                                          Algorithm.RSA_2048, Algorithm.RSA_3072})
@@ -295,6 +306,9 @@ def check_binding(
     if algorithm is Algorithm.ECC_P521 and key_type not in (KeyType.KAK, KeyType.CTK):
         # A P-521 CTK carries components by ECIES (crypto/ecies.py); a KTK is RSA or SM2.
         raise InvalidInput("algorithm", "ECC_P521 is for KAKs and CTKs only")
+    pair_modes = PAIR_MODES.get((key_type, usage))
+    if pair_modes is not None and mode not in pair_modes:
+        raise InvalidInput("mode_of_use", f"not a mode of use for a {key_type.value} of usage {usage.value}")
     if (mode is ModeOfUse.DERIVE) != (key_type is KeyType.KAK):
         raise InvalidInput("mode_of_use", "DERIVE is a KAK's mode of use, and a KAK's only one")
     if usage is KeyUsage.MAC_ISO9797_ALG3 and algorithm is not Algorithm.TDES_2KEY:

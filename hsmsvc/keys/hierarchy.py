@@ -160,10 +160,11 @@ class KeyManager:
                           alias=alias, lifetime=lifetime, max_uses=max_uses, legacy_types=legacy_types,
                           legacy_form=legacy_form)
 
-    def import_public(self, spec: KeySpec, public_key: bytes, *, alias: str | None = None) -> StoredKey:
+    def import_public(self, spec: KeySpec, public_key: bytes, *, alias: str | None = None,
+                      lifetime: timedelta | None = None) -> StoredKey:
         """A partner's public key bound under the LMK as a verify-only SIG (audited ``key.import``)."""
         c = self._backend.execute(ImportPublicKey(spec=spec, public_key=public_key))
-        return self._keep(c=c, action="key.import", state=KeyState.ACTIVE, alias=alias, lifetime=None,
+        return self._keep(c=c, action="key.import", state=KeyState.ACTIVE, alias=alias, lifetime=lifetime,
                           max_uses=None, form="public_key")
 
     def create_share(self, spec: KeySpec, client_share: bytes, *, alias: str | None = None,

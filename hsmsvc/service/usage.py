@@ -274,6 +274,11 @@ class UseMeter:
             elif spec.key_type in (KeyType.TPK, KeyType.TAK):
                 s.store.audit(AuditEvent(ACTOR, "key.sign_on_due", key.key_id, key.version,
                                          (("use_count", "limit"),)))
+            elif spec.key_type in (KeyType.SIG, KeyType.CSK):
+                # A new signature pair needs its certificate, a new two-party key the client's share:
+                # an officer's or the client's to make, so the limit is recorded, not acted on.
+                s.store.audit(AuditEvent(ACTOR, "key.renewal_due", key.key_id, key.version,
+                                         (("use_count", "limit"),)))
             else:
                 s.manager(_SYSTEM).rotate(key.key_id, max_uses=key.max_uses)
             log.info("key replacement started", extra={"key_id": key.key_id, "version": key.version})

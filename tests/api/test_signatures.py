@@ -45,8 +45,8 @@ def _openssl() -> str:
     return tool
 
 
-def _sig_template(key_id: str, alg: int, mode: int = S, zone: str = "core") -> key_pb.KeyTemplate:
-    return template(key_id, pb.KEY_TYPE_SIG, alg, pb.KEY_USAGE_DIGITAL_SIGNATURE, mode, zone=zone)
+def _sig_template(key_id: str, alg: int, mode: int = S, zone: str = "core", **kw: Any) -> key_pb.KeyTemplate:
+    return template(key_id, pb.KEY_TYPE_SIG, alg, pb.KEY_USAGE_DIGITAL_SIGNATURE, mode, zone=zone, **kw)
 
 
 @pytest.fixture(scope="module")
@@ -244,3 +244,58 @@ def test_authorization_is_by_role_method_and_zone(server: Env, mgr: Client) -> N
     auditor = server.client("auditor")
     code, _ = code_of(_signer(auditor, "sig-p256", message=b"m"))
     assert code is StatusCode.PERMISSION_DENIED
+
+
+def test_requests_are_counted_and_audited_and_verifying_is_not_a_use(server: Env, mgr: Client,
+                                                                     core: Client) -> None:
+    from sqlalchemy import create_engine, select
+
+    from hsmsvc.keys.schema import audit
+
+    # max_uses 2: uses stop at 4. One signature and one request are 2; ten verifications, were they
+    # counted, would be past the stop, and the signature after them would be refused.
+    mgr.keys.GenerateKey(key_pb.GenerateKeyRequest(template=_sig_template(
+        "sig-counted", pb.ALGORITHM_ECC_P256, max_uses=2)))
+    sig = _sign(core, "sig-counted", message=b"m")
+    for _ in range(10):
+        assert _verify(core, "sig-counted", sig, message=b"m")
+    mgr.signatures.GenerateCsr(sig_pb.GenerateCsrRequest(key=pb.KeyRef(key_id="sig-counted"), subject="CN=x"))
+    _sign(core, "sig-counted", message=b"m")
+    with create_engine(server.store_url).connect() as conn:
+        rows = conn.execute(select(audit.c.action, audit.c.actor, audit.c.detail)
+                            .where(audit.c.key_id == "sig-counted").order_by(audit.c.seq)).all()
+    assert [r.action for r in rows][:2] == ["key.generate", "key.csr"]
+    assert rows[1].actor == "key-manager" and '"subject":"CN=x"' in rows[1].detail
+    assert "key.renewal_due" in [r.action for r in rows]
+
+
+def test_a_signing_key_at_its_limit_is_due_for_renewal_not_replaced(server: Env, mgr: Client,
+                                                                    core: Client) -> None:
+    """A new pair would need a new certificate: at max_uses an audited key.renewal_due, at twice a stop."""
+    from sqlalchemy import create_engine, select
+
+    from hsmsvc.keys.schema import audit
+
+    mgr.keys.GenerateKey(key_pb.GenerateKeyRequest(template=_sig_template(
+        "sig-limited", pb.ALGORITHM_ECC_P256, max_uses=2)))
+    for _ in range(4):
+        _sign(core, "sig-limited", message=b"m")
+    code, _ = code_of(_signer(core, "sig-limited", message=b"m"))
+    assert code is StatusCode.RESOURCE_EXHAUSTED or code is StatusCode.FAILED_PRECONDITION
+    listed = mgr.keys.ListKeys(key_pb.ListKeysRequest(key_type=pb.KEY_TYPE_SIG)).keys
+    assert [k.version for k in listed if k.key_id == "sig-limited"] == [1]
+    with create_engine(server.store_url).connect() as conn:
+        actions = conn.execute(select(audit.c.action).where(audit.c.key_id == "sig-limited")).scalars().all()
+    assert "key.renewal_due" in actions and "key.rotate" not in actions
+
+
+def test_an_imported_public_key_takes_a_lifetime_but_no_use_limit(mgr: Client) -> None:
+    spki = ec.generate_private_key(ec.SECP256R1()).public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    code, _ = code_of(mgr.keys.ImportPublicKey, key_pb.ImportPublicKeyRequest(
+        template=_sig_template("partner-limited", pb.ALGORITHM_ECC_P256, V, max_uses=5), public_key=spki))
+    assert code is StatusCode.INVALID_ARGUMENT
+    r = mgr.keys.ImportPublicKey(key_pb.ImportPublicKeyRequest(
+        template=_sig_template("partner-expiring", pb.ALGORITHM_ECC_P256, V, lifetime_seconds=3600),
+        public_key=spki))
+    assert r.key.HasField("expire_time")

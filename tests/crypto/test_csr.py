@@ -146,14 +146,29 @@ def test_sm2_request_with_another_id(keys: dict[Algorithm, signature.SigningKey]
 
 @settings(max_examples=30, deadline=None)
 # At most 16 characters: pyca bounds CN and O at 64 UTF-8 bytes (RFC 5280's ub-common-name is 64).
-@given(cn=st.text(st.characters(codec="utf-8", exclude_categories=["Cs", "Cc"]), min_size=1, max_size=16),
-       org=st.text(st.characters(codec="utf-8", exclude_characters="\x00"), min_size=1, max_size=16))
+# Printable text only: control and format characters are refused (see test_injected_subjects_are_refused).
+@given(cn=st.text(st.characters(codec="utf-8", exclude_categories=["Cs", "Cc", "Cf", "Zl", "Zp", "Co", "Cn"]),
+                  min_size=1, max_size=16).filter(str.isprintable),
+       org=st.text(st.characters(codec="utf-8", exclude_categories=["Cs", "Cc", "Cf", "Zl", "Zp", "Co", "Cn"]),
+                   min_size=1, max_size=16).filter(str.isprintable))
 def test_any_subject_reads_back(keys: dict[Algorithm, signature.SigningKey], cn: str, org: str) -> None:
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn), x509.NameAttribute(NameOID.ORGANIZATION_NAME, org)])
     subject = name.rfc4514_string()
     csr = x509.load_der_x509_csr(_csr(keys[Algorithm.ECC_P256], subject))
     assert csr.subject == name
     assert csr.is_signature_valid
+
+
+@pytest.mark.parametrize("subject", [
+    "CN=bank.example\\00.evil.example",   # an escaped NUL: reads as one name, compares as another
+    "CN=#3003020101",                    # RFC 4514 clause 2.4: raw DER, which the key would sign
+    "1.2.3.4=anything",                  # an attribute no request needs
+    "CN=a\\0Ab",                          # an escaped line feed
+])
+def test_injected_subjects_are_refused(keys: dict[Algorithm, signature.SigningKey], subject: str) -> None:
+    with pytest.raises(InvalidInput) as caught:
+        _csr(keys[Algorithm.ECC_P256], subject)
+    assert caught.value.field == "subject"
 
 
 @pytest.mark.parametrize("subject", ["", "CN", "=x", "CN=", "FOO=bar", "CN=a,,O=b", "C=CHINA",

@@ -41,6 +41,9 @@ __all__ = ["CoSigningError", "CoSigningKey", "ClientShare", "PURPOSE_DECRYPT", "
 PURPOSE_SIGN: Final = sig_pb.CO_SIGNING_PURPOSE_SIGN
 PURPOSE_DECRYPT: Final = sig_pb.CO_SIGNING_PURPOSE_DECRYPT
 _ATTEMPTS: Final = 3
+# SubjectPublicKeyInfo of an sm2p256v1 point: id-ecPublicKey with the SM2 curve OID 1.2.156.10197.1.301
+# (GB/T 35276-2017); the joint key's DER must be exactly this and the point.
+_SPKI_PREFIX: Final = bytes.fromhex("3059301306072a8648ce3d020106082a811ccf5501822d034200")
 _FORMAT: Final = "hsmsvc-cosign-share/2"
 # scrypt at 2^15: about 0.1 s and 32 MiB per unlock (RFC 7914 clause 2's interactive figure).
 _SCRYPT_N: Final = 1 << 15
@@ -161,7 +164,9 @@ class CoSigningKey:
             kek = Scrypt(salt=bytes.fromhex(doc["salt"]), length=32, n=int(doc["scrypt_n"]), r=8, p=1
                          ).derive(passphrase)
             d1 = AESGCM(kek).decrypt(bytes.fromhex(doc["nonce"]), bytes.fromhex(doc["d1"]), _aad(key_id, der))
-            point = der[-65:]
+            point = der[len(_SPKI_PREFIX):]
+            if der[:len(_SPKI_PREFIX)] != _SPKI_PREFIX:
+                raise ValueError
             _sm2.decode(point)
             key = cls(ClientShare(int.from_bytes(d1, "big")), key_id, point, der)
         except Exception:
@@ -188,7 +193,7 @@ def enroll(client: Client, share: ClientShare, *, purpose: sig_pb.CoSigningPurpo
         raise CoSigningError("the server's share is not a point on sm2p256v1") from None
     joint = _sm2.add(_sm2.mul(pow(share.d1, -1, _sm2.N), p2), _sm2.neg(_sm2.G))
     der = bytes(answer.public_key)
-    if joint is None or not der.endswith(_sm2.encode(joint)):
+    if joint is None or der != _SPKI_PREFIX + _sm2.encode(joint):
         raise CoSigningError("the server's joint public key does not follow from the two shares")
     return CoSigningKey(share, answer.key.key_id, _sm2.encode(joint), der)
 

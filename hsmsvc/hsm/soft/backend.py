@@ -23,7 +23,7 @@ from typing import Final
 
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from hsmsvc.crypto import cmac, components, kcv, keytransport, legacy, signature, sm2ka, tr31
+from hsmsvc.crypto import cmac, components, kcv, keytransport, legacy, signature, sm2ka, sm2point, tr31
 from hsmsvc.errors import InvalidInput, InvalidKeyBlock, KeyUsageViolation, Unsupported, unreadable
 from hsmsvc.hsm.model import BlockTemplate, Capabilities, Command, KeyCryptogram, KeySpec, LegacyForm
 from hsmsvc.hsm.commands.agree import Sm2Exchange
@@ -71,6 +71,8 @@ class SoftBackend(CommandBackend):
         old_lmk: bytes | None = None,
     ) -> None:
         super().__init__(SOFT_CAPABILITIES)
+        # The soft backend does SM2: only on libcrypto's constant-time ladder, never the fallback.
+        sm2point.require_libcrypto()
         if algorithm is not Algorithm.AES_256:
             # TR-31 version D needs an AES KBPK; an SM4 LMK needs an SM4 key block
             # format that TR-31 does not define.
