@@ -23,6 +23,7 @@ from hsmsvc.hsm.commands.keys import (
 )
 from hsmsvc.hsm.commands.lmk import (
     AuditMac,
+    AuditMacs,
     Forget,
     LmkComponents,
     PanHash,
@@ -56,6 +57,7 @@ __all__ = [
     "AgreeKey",
     "AgreeSm2Key",
     "AuditMac",
+    "AuditMacs",
     "CheckComponent",
     "CoDecrypt",
     "CoSign",

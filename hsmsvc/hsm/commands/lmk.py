@@ -76,6 +76,18 @@ class AuditMac(HsmCommand[bytes]):
 
 
 @dataclass(frozen=True, kw_only=True, repr=False)
+class AuditMacs(HsmCommand[list[bytes]]):
+    """:class:`AuditMac` of each item, under one hold of the backend (a group commit's rows)."""
+
+    items: Sequence[bytes]
+
+    def run(self, b: CommandBackend) -> list[bytes]:
+        b._capabilities.require(Command.AUDIT_MAC)
+        with b._guard():
+            return [b._lmk_cmac(AUDIT_DOMAIN + bytes(x)) for x in self.items]
+
+
+@dataclass(frozen=True, kw_only=True, repr=False)
 class PanHash(HsmCommand[bytes]):
     """A keyed one-way token of a PAN (CMAC under the LMK), for counters keyed by card."""
 

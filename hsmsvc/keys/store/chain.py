@@ -22,7 +22,7 @@ from sqlalchemy.exc import IntegrityError
 from hsmsvc.crypto import compare
 from hsmsvc.errors import AlreadyExists, BackendUnavailable, InvalidInput, PermissionDenied
 from hsmsvc.hsm.backend import Backend
-from hsmsvc.hsm.commands import AuditMac, WriteAuditAnchor
+from hsmsvc.hsm.commands import AuditMac, AuditMacs, WriteAuditAnchor
 from hsmsvc.keys import audit as _audit
 from hsmsvc.keys import faults
 from hsmsvc.keys.checkpoints import CheckpointSink, read_checkpoints
@@ -104,8 +104,12 @@ class AuditChain:
             head = self._head(conn)  # read once: the rows chain to each other in this transaction
             rows = []
             for ev in events:
-                rows.append(self._row(head, ev))
+                rows.append(self._row(head, ev, mac=False))
                 head = rows[-1]["seq"], rows[-1]["hash"]
+            # One hold of the backend for the batch's MACs: a lock taken once per row queued the
+            # writer behind every co-signature's key lookup.
+            for row, tag in zip(rows, self._backend.execute(AuditMacs(items=[bytes.fromhex(r["hash"]) for r in rows]))):
+                row["mac"] = tag.hex()
             conn.execute(audit_t.insert(), rows)
             return head
 
@@ -135,16 +139,17 @@ class AuditChain:
         ).first()
         return (0, _audit.GENESIS) if last is None else (int(last.seq), last.hash)
 
-    def _row(self, head: tuple[int, str], ev: AuditEvent) -> dict[str, Any]:
-        """The row after ``head`` recording ``ev``: chained to it and MACed under the LMK."""
+    def _row(self, head: tuple[int, str], ev: AuditEvent, mac: bool = True) -> dict[str, Any]:
+        """The row after ``head`` recording ``ev``: chained to it and MACed under the LMK
+        (``mac=False``: the caller MACs a batch of rows at once)."""
         seq, prev = head[0] + 1, head[1]
         at = now().isoformat(timespec="microseconds")
         detail = json.dumps(dict(ev.detail), sort_keys=True, separators=(",", ":"))
         h = _audit.row_hash(prev_hash=prev, seq=seq, at=at, actor=ev.actor, action=ev.action, key_id=ev.key_id,
                             key_version=ev.key_version, detail=detail)
-        mac = self._backend.execute(AuditMac(data=bytes.fromhex(h))).hex()
         return {"seq": seq, "at": at, "actor": ev.actor, "action": ev.action, "key_id": ev.key_id,
-                "key_version": ev.key_version, "detail": detail, "prev_hash": prev, "hash": h, "mac": mac}
+                "key_version": ev.key_version, "detail": detail, "prev_hash": prev, "hash": h,
+                "mac": self._backend.execute(AuditMac(data=bytes.fromhex(h))).hex() if mac else ""}
 
     def _anchor(self, seq: int, head: str) -> None:
         store = self.store_id
