@@ -163,8 +163,9 @@ def test_neither_share_alone_signs(tmp_path: Path, core: Client, signer: CoSigni
 class _Tampering(Client):
     """A client whose CoSign answers are changed on the way back: a man in the middle of the reply."""
 
-    def _call(self, service: str, method: str, request: Any, timeout: float | None) -> Any:
-        answer = super()._call(service, method, request, timeout)
+    def _call(self, service: str, method: str, request: Any, timeout: float | None,
+              remake: Any = None) -> Any:
+        answer = super()._call(service, method, request, timeout, remake)
         if method == "CoSign":
             s3 = bytearray(answer.s3)
             s3[-1] ^= 1

@@ -25,7 +25,7 @@ import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Final, Sequence
+from typing import Any, Callable, Final, Sequence
 
 import grpc
 
@@ -197,7 +197,8 @@ class Client:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def _call(self, service: str, method: str, request: Any, timeout: float | None) -> Any:
+    def _call(self, service: str, method: str, request: Any, timeout: float | None,
+              remake: Callable[[], Any] | None = None) -> Any:
         # Retries are this loop's, not grpc's service-config retryPolicy: that caps
         # maxAttempts at 5 and runs every attempt within the one call's deadline, so
         # riding out a restart of a few seconds would take a deadline longer than the
@@ -206,7 +207,8 @@ class Client:
         # multiply the attempts, so the channels have no retryPolicy.
         # A caller's ``timeout`` bounds the whole call, retries included; without one each
         # attempt has ``deadline`` and the retries ``retry_budget``.
-        retry = method in IDEMPOTENT and self.retries != 0
+        # ``remake``: a call that may be tried again only as a new request (CoSign: a fresh k1 each time).
+        retry = (method in IDEMPOTENT or remake is not None) and self.retries != 0
         rid = uuid.uuid4().hex
         started = time.monotonic()
         end = None if timeout is None else started + timeout
@@ -237,6 +239,8 @@ class Client:
                         or (end is not None and time.monotonic() + pause >= end)):
                     raise ClientError(code, e.details() or "", rid) from None
                 time.sleep(pause)
+                if remake is not None:
+                    request = remake()
 
     # -- everyday calls ----------------------------------------------------------------
 

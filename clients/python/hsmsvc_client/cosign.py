@@ -14,7 +14,8 @@ Every signature is checked against the joint public key before it is returned,
 so a wrong partial signature from the server (or from anyone between) is an
 error, never a bad signature. A fresh k1 is drawn for every attempt: the same
 k1 in two signatures would let whoever sees both and the server's values solve
-for d1, so CoSign is never retried with the same request.
+for d1, so CoSign is retried (on UNAVAILABLE, at the next address, as the
+client retries any idempotent call) only as a new request.
 """
 
 from __future__ import annotations
@@ -87,19 +88,19 @@ class CoSigningKey:
             raise ValueError("e is 32 bytes")
         public = _sm2.decode(self.public_key)
         ei = int.from_bytes(e, "big")
-        last: Exception | None = None
         for _ in range(_ATTEMPTS):
-            k1 = secrets.randbelow(_sm2.N - 1) + 1  # fresh per attempt, never reused
-            q1 = _sm2.mul_base(k1)
-            assert q1 is not None
-            try:
-                answer = client._call("cosigning", "CoSign", sig_pb.CoSignRequest(
-                    key=pb.KeyRef(key_id=self.key_id), digest=e, client_point=_sm2.encode(q1)), None)
-            except Exception as exc:  # the client's ClientError: UNAVAILABLE and the like
-                last = exc
-                if getattr(getattr(exc, "code", None), "name", "") not in ("UNAVAILABLE", "CANCELLED"):
-                    raise
-                continue
+            k1 = 0
+
+            def request() -> sig_pb.CoSignRequest:
+                # A fresh k1 for every attempt, the client's retries included: never the same k1 twice.
+                nonlocal k1
+                k1 = secrets.randbelow(_sm2.N - 1) + 1
+                q1 = _sm2.mul_base(k1)
+                assert q1 is not None
+                return sig_pb.CoSignRequest(key=pb.KeyRef(key_id=self.key_id), digest=e, client_point=_sm2.encode(q1))
+
+            # The client's retry loop (next address at once, backoff, budget), each attempt a new request.
+            answer = client._call("cosigning", "CoSign", request(), None, remake=request)
             r, s2, s3 = (int.from_bytes(v, "big") for v in (answer.r, answer.s2, answer.s3))
             d1 = self.share.d1
             s = (d1 * k1 * s2 + d1 * s3 - r) % _sm2.N
@@ -108,7 +109,7 @@ class CoSigningKey:
             if not _sm2.verify(public, ei, r, s):
                 raise CoSigningError("the server's partial signature does not complete a valid signature")
             return r.to_bytes(32, "big") + s.to_bytes(32, "big")
-        raise CoSigningError("no signature after retries") from last
+        raise CoSigningError("no signature: s = 0 three times")
 
     def sign(self, client: Client, message: bytes, user_id: bytes = _sm2.DEFAULT_ID) -> bytes:
         """r || s over ``message`` with Z_A from ``user_id`` and the joint public key (GB/T 32918.2)."""
