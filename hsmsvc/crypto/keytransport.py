@@ -26,7 +26,7 @@ from hsmsvc.crypto import ecdh, ecies, sm2
 from hsmsvc.errors import InvalidInput
 from hsmsvc.types import Algorithm
 
-__all__ = ["TransportKey", "encrypt", "fingerprint", "generate_private_key", "load_private_key"]
+__all__ = ["TransportKey", "encrypt", "fingerprint", "generate_private_key", "load_private_key", "spki_fingerprint"]
 
 _RSA_BITS: Final = {Algorithm.RSA_2048: 2048, Algorithm.RSA_3072: 3072}
 _OAEP: Final = padding.OAEP(mgf=padding.MGF1(hashes.SHA256()), algorithm=hashes.SHA256(), label=None)
@@ -41,7 +41,13 @@ def _check(algorithm: Algorithm) -> None:
 def fingerprint(algorithm: Algorithm, public_der: bytes) -> bytes:
     """First 8 bytes of SHA-256 (RSA, P-521) or SM3 (SM2) over the SubjectPublicKeyInfo DER."""
     _check(algorithm)
-    if algorithm is Algorithm.SM2:
+    return spki_fingerprint(public_der, sm3=algorithm is Algorithm.SM2)
+
+
+def spki_fingerprint(public_der: bytes, *, sm3: bool) -> bytes:
+    """A key pair's check value, for every kind of pair: the first 8 bytes of SM3 (an SM2 pair's)
+    or SHA-256 (any other) over its SubjectPublicKeyInfo DER."""
+    if sm3:
         return sm2.sm3(public_der)[:8]
     h = hashes.Hash(hashes.SHA256())
     h.update(public_der)

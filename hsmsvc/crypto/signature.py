@@ -24,7 +24,7 @@ from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa, utils
 
-from hsmsvc.crypto import sm2
+from hsmsvc.crypto import keytransport, sm2
 from hsmsvc.errors import InvalidInput, VerificationFailed
 from hsmsvc.types import Algorithm
 
@@ -64,13 +64,10 @@ def _check(algorithm: Algorithm) -> None:
 
 
 def fingerprint(algorithm: Algorithm, public_der: bytes) -> bytes:
-    """First 8 bytes of SHA-256 (RSA, ECDSA) or SM3 (SM2) over the SubjectPublicKeyInfo DER."""
+    """First 8 bytes of SHA-256 (RSA, ECDSA) or SM3 (SM2) over the SubjectPublicKeyInfo DER: the
+    key transport pairs' rule (:func:`hsmsvc.crypto.keytransport.fingerprint`), one for all pairs."""
     _check(algorithm)
-    if algorithm is Algorithm.SM2:
-        return sm2.sm3(public_der)[:8]
-    h = hashes.Hash(hashes.SHA256())
-    h.update(public_der)
-    return h.finalize()[:8]
+    return keytransport.spki_fingerprint(public_der, sm3=algorithm is Algorithm.SM2)
 
 
 def generate_private_key(algorithm: Algorithm) -> bytes:

@@ -29,26 +29,16 @@ from hsmsvc.keys.schema import audit
 from hsmsvc_client.v1 import key_service_pb2 as key_pb
 from hsmsvc_client.v1 import types_pb2 as pb
 from tests import reference as ind
+from tests.sm2tools import CURVE, SPKI_PREFIX, spki
 from tests.api.conftest import code_of, template
 from tests.api.key_sync_sites import ZONE, Site, Sites, open_sites
 
-# sm2p256v1 (GB/T 32918.5-2017): p, a, b, xG, yG, n.
-CURVE = (
-    0xFFFFFFFEFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFF00000000FFFFFFFFFFFFFFFF,
-    0xFFFFFFFEFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFF00000000FFFFFFFFFFFFFFFC,
-    0x28E9FA9E9D9F5E344D5A9E4BCF6509A7F39789F515AB8F92DDBCBD414D940E93,
-    0x32C4AE2C1F1981195F9904466A39C9948FE30BBFF2660BE1715A4589334C74C7,
-    0xBC3736A2F4F6779C59BDCEE36B692153D0A9877CC62A474002DF32E52139F0A0,
-    0xFFFFFFFEFFFFFFFFFFFFFFFFFFFFFFFF7203DF6B21C6052B53BBF40939D54123,
-)
-SPKI_PREFIX = bytes.fromhex("3059301306072a8648ce3d020106082a811ccf5501822d034200")
 ID_CORE, ID_PARTNER = b"core@bank.example", b"partner@switch.example"
 INITIATOR, RESPONDER = key_pb.SM2_KEY_EXCHANGE_ROLE_INITIATOR, key_pb.SM2_KEY_EXCHANGE_ROLE_RESPONDER
 StatusCode = grpc.StatusCode
 
 
-def _spki(point: tuple[int, int]) -> bytes:
-    return SPKI_PREFIX + b"\x04" + point[0].to_bytes(32, "big") + point[1].to_bytes(32, "big")
+_spki = spki
 
 
 def _point(spki: bytes) -> tuple[int, int]:

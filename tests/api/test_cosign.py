@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import os
 import secrets
-import shutil
-import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -29,46 +27,19 @@ from hsmsvc_client.v1 import signature_service_pb2 as sig_pb
 from hsmsvc_client.v1 import types_pb2 as pb
 from tests import reference as ind
 from tests.api.conftest import Env, code_of
+from tests.sm2tools import CURVE, DEFAULT_ID, G, N, OpenSslSm2Verifier, spki
 
 StatusCode = grpc.StatusCode
-# sm2p256v1 (GB/T 32918.5-2017): p, a, b, xG, yG, n.
-CURVE = (
-    0xFFFFFFFEFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFF00000000FFFFFFFFFFFFFFFF,
-    0xFFFFFFFEFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFF00000000FFFFFFFFFFFFFFFC,
-    0x28E9FA9E9D9F5E344D5A9E4BCF6509A7F39789F515AB8F92DDBCBD414D940E93,
-    0x32C4AE2C1F1981195F9904466A39C9948FE30BBFF2660BE1715A4589334C74C7,
-    0xBC3736A2F4F6779C59BDCEE36B692153D0A9877CC62A474002DF32E52139F0A0,
-    0xFFFFFFFEFFFFFFFFFFFFFFFFFFFFFFFF7203DF6B21C6052B53BBF40939D54123,
-)
-N = CURVE[5]
-G = (CURVE[3], CURVE[4])
-
-
-def _openssl() -> str:
-    tool = shutil.which("openssl")
-    if tool is None:
-        if os.environ.get("CI"):
-            pytest.fail("openssl missing under CI")
-        pytest.skip("openssl not installed")
-    return tool
 
 
 class _Verifier:
     """OpenSSL's SM2 verification of r || s signatures under one SubjectPublicKeyInfo."""
 
-    def __init__(self, tmp: Path, spki: bytes) -> None:
-        self.tool, self.tmp = _openssl(), tmp
-        self.pem = tmp / "joint.pem"
-        self.pem.write_bytes(subprocess.run([self.tool, "pkey", "-pubin", "-inform", "DER"], input=spki, check=True,
-                                            capture_output=True).stdout)
+    def __init__(self, tmp: Path, public_der: bytes) -> None:
+        self._verify = OpenSslSm2Verifier(tmp, public_der)
 
-    def __call__(self, message: bytes, signature: bytes, uid: bytes = b"1234567812345678") -> bool:
-        (self.tmp / "m").write_bytes(message)
-        (self.tmp / "s").write_bytes(signature_to_der(signature))
-        r = subprocess.run([self.tool, "pkeyutl", "-verify", "-pubin", "-inkey", str(self.pem), "-rawin", "-in",
-                            str(self.tmp / "m"), "-sigfile", str(self.tmp / "s"), "-digest", "sm3", "-pkeyopt",
-                            f"distid:{uid.decode()}"], capture_output=True, text=True)
-        return r.returncode == 0 and "Signature Verified Successfully" in r.stdout
+    def __call__(self, message: bytes, signature: bytes, uid: bytes = DEFAULT_ID) -> bool:
+        return self._verify(message, signature_to_der(signature), uid)
 
 
 def _point(raw: bytes) -> tuple[int, int]:
@@ -153,11 +124,7 @@ def test_neither_share_alone_signs(tmp_path: Path, core: Client, signer: CoSigni
     d = 1 + secrets.randbelow(N - 2)
     own = ind.ec_mul(CURVE, d, G)
     assert own is not None
-    spki = bytes.fromhex("3059301306072a8648ce3d020106082a811ccf5501822d034200") + b"\x04" + \
-        own[0].to_bytes(32, "big") + own[1].to_bytes(32, "big")
-    sub = tmp_path / "own"
-    sub.mkdir()
-    assert _Verifier(sub, spki)(message, _sm2_sign(d, message, own))
+    assert _Verifier(tmp_path / "own", spki(own))(message, _sm2_sign(d, message, own))
 
 
 class _Tampering(Client):

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -26,6 +25,7 @@ from hsmsvc_client.v1 import key_service_pb2 as key_pb
 from hsmsvc_client.v1 import signature_service_pb2 as sig_pb
 from hsmsvc_client.v1 import types_pb2 as pb
 from tests.api.conftest import Env, code_of, template
+from tests.sm2tools import DEFAULT_ID, OpenSslSm2Verifier, openssl
 
 StatusCode = grpc.StatusCode
 S, V = pb.MODE_OF_USE_SIGN_ONLY, pb.MODE_OF_USE_MAC_VERIFY_ONLY
@@ -36,13 +36,7 @@ ALGS = {
 _PSS = padding.PSS(mgf=padding.MGF1(hashes.SHA256()), salt_length=32)
 
 
-def _openssl() -> str:
-    tool = shutil.which("openssl")
-    if tool is None:
-        if os.environ.get("CI"):
-            pytest.fail("openssl missing under CI")
-        pytest.skip("openssl not installed")
-    return tool
+_openssl = openssl
 
 
 def _sig_template(key_id: str, alg: int, mode: int = S, zone: str = "core", **kw: Any) -> key_pb.KeyTemplate:
@@ -82,18 +76,9 @@ def _verify(c: Client, key: str, signature: bytes, **data: bytes) -> bool:
     return bool(r.verified)
 
 
-def _openssl_sm2_verify(tmp: Path, spki: bytes, message: bytes, signature: bytes,
-                        uid: bytes = b"1234567812345678") -> bool:
-    tool = _openssl()
-    pem = tmp / "pub.pem"
-    pem.write_bytes(subprocess.run([tool, "pkey", "-pubin", "-inform", "DER"], input=spki, check=True,
-                                   capture_output=True).stdout)
-    (tmp / "msg").write_bytes(message)
-    (tmp / "sig").write_bytes(signature)
-    r = subprocess.run([tool, "pkeyutl", "-verify", "-pubin", "-inkey", str(pem), "-rawin", "-in", str(tmp / "msg"),
-                        "-sigfile", str(tmp / "sig"), "-digest", "sm3", "-pkeyopt", f"distid:{uid.decode()}"],
-                       capture_output=True, text=True)
-    return r.returncode == 0 and "Signature Verified Successfully" in r.stdout
+def _openssl_sm2_verify(tmp: Path, public_der: bytes, message: bytes, signature: bytes,
+                        uid: bytes = DEFAULT_ID) -> bool:
+    return OpenSslSm2Verifier(tmp / "verify", public_der)(message, signature, uid)
 
 
 @pytest.mark.parametrize("name", ["p256", "p384", "rsa2048", "rsa3072"])

@@ -12,10 +12,8 @@ OpenSSL's SM2 encryption (SM2Cipher DER, GB/T 35276-2017 clause 7.2).
 
 from __future__ import annotations
 
-import os
 import secrets
-import shutil
-import subprocess
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,22 +24,10 @@ from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 from hsmsvc.crypto import sm2coop
 from hsmsvc.errors import InvalidInput
 from tests import reference as ref
+from tests.sm2tools import CURVE, DEFAULT_ID, SPKI_PREFIX, G, N, OpenSslSm2Verifier, P, openssl
 
-# sm2p256v1 (GB/T 32918.5-2017 clause 2): p, a, b, xG, yG, n.
-CURVE = (
-    0xFFFFFFFEFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFF00000000FFFFFFFFFFFFFFFF,
-    0xFFFFFFFEFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFF00000000FFFFFFFFFFFFFFFC,
-    0x28E9FA9E9D9F5E344D5A9E4BCF6509A7F39789F515AB8F92DDBCBD414D940E93,
-    0x32C4AE2C1F1981195F9904466A39C9948FE30BBFF2660BE1715A4589334C74C7,
-    0xBC3736A2F4F6779C59BDCEE36B692153D0A9877CC62A474002DF32E52139F0A0,
-    0xFFFFFFFEFFFFFFFFFFFFFFFFFFFFFFFF7203DF6B21C6052B53BBF40939D54123,
-)
-P, N = CURVE[0], CURVE[5]
-G = (CURVE[3], CURVE[4])
 NEG_G = (G[0], P - G[1])
 # SubjectPublicKeyInfo of an sm2p256v1 key (GB/T 35276-2017 clause 7.1): id-ecPublicKey, sm2p256v1.
-SPKI_PREFIX = bytes.fromhex("3059301306072a8648ce3d020106082a811ccf5501822d034200")
-DEFAULT_ID = b"1234567812345678"
 
 Pt = tuple[int, int]
 
@@ -86,37 +72,9 @@ def _ref_verify(public: Pt, e: int, r: int, s: int) -> bool:
     return pt is not None and (e + pt[0]) % N == r
 
 
-def _openssl() -> str:
-    tool = shutil.which("openssl")
-    if tool is None:
-        if os.environ.get("CI"):
-            pytest.fail("openssl missing under CI")
-        pytest.skip("openssl not installed")
-    return tool
-
-
-class _OpenSSLVerifier:
-    """``openssl pkeyutl -verify -digest sm3 -pkeyopt distid:...`` under one SubjectPublicKeyInfo."""
-
-    def __init__(self, tmp: Path, spki: bytes) -> None:
-        self.tool, self.tmp = _openssl(), tmp
-        (tmp / "pub.der").write_bytes(spki)
-        made = subprocess.run([self.tool, "pkey", "-pubin", "-inform", "DER", "-in", "pub.der", "-out", "pub.pem"],
-                              cwd=tmp, capture_output=True, text=True)
-        if made.returncode != 0:
-            if os.environ.get("CI"):
-                pytest.fail(f"openssl lacks SM2: {made.stderr.strip()}")
-            pytest.skip("this openssl has no SM2")
-
-    def __call__(self, message: bytes, r: int, s: int, uid: bytes = DEFAULT_ID) -> bool:
-        (self.tmp / "msg").write_bytes(message)
-        (self.tmp / "sig.der").write_bytes(encode_dss_signature(r, s))  # SM2Signature, GB/T 35276-2017 7.3
-        out = subprocess.run([self.tool, "pkeyutl", "-verify", "-pubin", "-inkey", "pub.pem", "-rawin", "-in", "msg",
-                              "-sigfile", "sig.der", "-digest", "sm3", "-pkeyopt", f"distid:{uid.decode()}"],
-                             cwd=self.tmp, capture_output=True, text=True)
-        ok = out.returncode == 0 and "Signature Verified Successfully" in out.stdout
-        assert ok or "Verification Failure" in out.stdout + out.stderr, out.stderr
-        return ok
+def _openssl_verifier(tmp: Path, public_der: bytes) -> Callable[[bytes, int, int, bytes], bool]:
+    verify = OpenSslSm2Verifier(tmp, public_der)
+    return lambda message, r, s, uid=DEFAULT_ID: verify(message, encode_dss_signature(r, s), uid)
 
 
 @dataclass
@@ -197,7 +155,7 @@ def test_two_hundred_cosignatures_verify_under_the_joint_key(tmp_path: Path) -> 
     checked_by_openssl = 0
     for key_no in range(4):
         pair = Pair.make()
-        verify = _OpenSSLVerifier(tmp_path, pair.share.public_der)
+        verify = _openssl_verifier(tmp_path, pair.share.public_der)
         for i in range(50):
             message = secrets.token_bytes(secrets.randbelow(200))
             uid = DEFAULT_ID if i % 2 else b"ALICE123@YAHOO.COM"
@@ -306,7 +264,7 @@ def _client_decrypt(pair: Pair, d1: int, c1: Pt, c3: bytes, c2: bytes) -> bytes 
 
 @pytest.mark.parametrize("length", [1, 32, 33, 100])
 def test_two_party_decryption_of_an_openssl_ciphertext(pair: Pair, length: int) -> None:
-    _openssl()
+    openssl()
     plain = secrets.token_bytes(length)
     c1, c3, c2 = _sm2cipher(ref.sm2_wrap(pair.share.public_der, plain))
     assert _dec(_enc(c1)) == c1
