@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.reference import ec_mul
+
 # sm2p256v1 (GB/T 32918.5-2017 clause 2): p, a, b, xG, yG, n.
 CURVE = (
     0xFFFFFFFEFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFF00000000FFFFFFFFFFFFFFFF,
@@ -27,8 +29,20 @@ DEFAULT_ID = b"1234567812345678"  # GB/T 35276-2017 clause 10: the default user 
 SPKI_PREFIX = bytes.fromhex("3059301306072a8648ce3d020106082a811ccf5501822d034200")
 
 
+def encode(point: tuple[int, int]) -> bytes:
+    """04 || x || y (GB/T 32918.1-2016 clause 4.2.9)."""
+    return b"\x04" + point[0].to_bytes(32, "big") + point[1].to_bytes(32, "big")
+
+
 def spki(point: tuple[int, int]) -> bytes:
-    return SPKI_PREFIX + b"\x04" + point[0].to_bytes(32, "big") + point[1].to_bytes(32, "big")
+    return SPKI_PREFIX + encode(point)
+
+
+def mul(k: int, point: tuple[int, int]) -> tuple[int, int]:
+    """k * point by tests/reference.py's integers; never the point at infinity here."""
+    out = ec_mul(CURVE, k, point)
+    assert out is not None
+    return out
 
 
 def openssl() -> str:

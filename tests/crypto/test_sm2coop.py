@@ -24,7 +24,7 @@ from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 from hsmsvc.crypto import sm2coop
 from hsmsvc.errors import InvalidInput
 from tests import reference as ref
-from tests.sm2tools import CURVE, DEFAULT_ID, SPKI_PREFIX, G, N, OpenSslSm2Verifier, P, openssl
+from tests.sm2tools import encode, mul, CURVE, DEFAULT_ID, SPKI_PREFIX, G, N, OpenSslSm2Verifier, P, openssl
 
 NEG_G = (G[0], P - G[1])
 # SubjectPublicKeyInfo of an sm2p256v1 key (GB/T 35276-2017 clause 7.1): id-ecPublicKey, sm2p256v1.
@@ -39,15 +39,8 @@ def _sm3(data: bytes) -> bytes:
     return h.finalize()
 
 
-def _mul(k: int, pt: Pt) -> Pt:
-    out = ref.ec_mul(CURVE, k, pt)
-    assert out is not None
-    return out
-
-
-def _enc(pt: Pt) -> bytes:
-    """04 || x || y (GB/T 32918.1-2016 clause 4.2.9)."""
-    return b"\x04" + pt[0].to_bytes(32, "big") + pt[1].to_bytes(32, "big")
+_mul = mul
+_enc = encode
 
 
 def _dec(raw: bytes) -> Pt:

@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 
 from hsmsvc_client import sm2curve
 from tests import reference as ref
-from tests.sm2tools import CURVE, DEFAULT_ID, G, N, P
+from tests.sm2tools import encode, mul, CURVE, DEFAULT_ID, G, N, P
 
 
 Pt = tuple[int, int]
@@ -32,15 +32,8 @@ scalars = st.one_of(full_width, full_width, st.integers(1, N - 1),
 points = full_width.map(lambda j: _ref_mul(j, G))
 
 
-def _ref_mul(k: int, pt: Pt) -> Pt:
-    out = ref.ec_mul(CURVE, k, pt)
-    assert out is not None
-    return out
-
-
-def _enc(pt: Pt) -> bytes:
-    """The uncompressed encoding 04 || x || y (GB/T 32918.1-2016 clause 4.2.9)."""
-    return b"\x04" + pt[0].to_bytes(32, "big") + pt[1].to_bytes(32, "big")
+_ref_mul = mul
+_enc = encode
 
 
 def _sm2_sign(d: int, e: int) -> tuple[int, int]:
