@@ -67,7 +67,11 @@ def _ref_verify(public: Pt, e: int, r: int, s: int) -> bool:
 
 def _openssl_verifier(tmp: Path, public_der: bytes) -> Callable[[bytes, int, int, bytes], bool]:
     verify = OpenSslSm2Verifier(tmp, public_der)
-    return lambda message, r, s, uid=DEFAULT_ID: verify(message, encode_dss_signature(r, s), uid)
+
+    def check(message: bytes, r: int, s: int, uid: bytes = DEFAULT_ID) -> bool:
+        return verify(message, encode_dss_signature(r, s), uid)
+
+    return check
 
 
 @dataclass
