@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +28,7 @@ from hsmsvc_client.v1 import signature_service_pb2 as sig_pb
 from hsmsvc_client.v1 import types_pb2 as pb
 from tests import reference as ind
 from tests.api.conftest import Env, code_of
-from tests.sm2tools import CURVE, DEFAULT_ID, G, N, OpenSslSm2Verifier, spki
+from tests.sm2tools import CURVE, DEFAULT_ID, G, N, OpenSslSm2Verifier, openssl, spki
 
 StatusCode = grpc.StatusCode
 
@@ -104,6 +105,22 @@ def _sm2_sign(d: int, message: bytes, public: tuple[int, int], uid: bytes = b"12
         s = pow(1 + d, -1, N) * (k - r * d) % N
         if r and r + k != N and s:
             return r.to_bytes(32, "big") + s.to_bytes(32, "big")
+
+
+def test_a_certificate_request_for_the_joint_key(tmp_path: Path, core: Client, signer: CoSigningKey) -> None:
+    """The terminal's PKCS#10 request, co-signed: OpenSSL verifies it and reads the joint key from it."""
+    tool = openssl()
+    subject = "CN=terminal-0001,O=Example Futures,C=CN"
+    (tmp_path / "req.der").write_bytes(signer.certificate_request(core, subject))
+    r = subprocess.run([tool, "req", "-inform", "DER", "-in", str(tmp_path / "req.der"), "-verify", "-noout",
+                        "-vfyopt", "distid:1234567812345678", "-pubkey"], capture_output=True, text=True)
+    assert "verify OK" in r.stdout + r.stderr, r.stderr
+    pem = subprocess.run([tool, "pkey", "-pubin", "-inform", "DER", "-outform", "PEM"], input=signer.public_key_der,
+                         capture_output=True, check=True).stdout.decode()
+    assert pem.strip() in r.stdout
+    shown = subprocess.run([tool, "req", "-inform", "DER", "-in", str(tmp_path / "req.der"), "-noout", "-subject"],
+                           capture_output=True, text=True).stdout
+    assert "CN = terminal-0001" in shown and "O = Example Futures" in shown
 
 
 def test_neither_share_alone_signs(tmp_path: Path, core: Client, signer: CoSigningKey) -> None:

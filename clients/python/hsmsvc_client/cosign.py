@@ -45,6 +45,8 @@ _ATTEMPTS: Final = 3
 # SubjectPublicKeyInfo of an sm2p256v1 point: id-ecPublicKey with the SM2 curve OID 1.2.156.10197.1.301
 # (GB/T 35276-2017); the joint key's DER must be exactly this and the point.
 _SPKI_PREFIX: Final = bytes.fromhex("3059301306072a8648ce3d020106082a811ccf5501822d034200")
+# AlgorithmIdentifier SM2-with-SM3, 1.2.156.10197.1.501, parameters absent (GB/T 35276-2017; as OpenSSL).
+_SM2_WITH_SM3: Final = bytes.fromhex("300a06082a811ccf55018375")
 _FORMAT: Final = "hsmsvc-cosign-share/2"
 # scrypt at 2^15: about 0.1 s and 32 MiB per unlock (RFC 7914 clause 2's interactive figure).
 _SCRYPT_N: Final = 1 << 15
@@ -115,6 +117,18 @@ class CoSigningKey:
         """r || s over ``message`` with Z_A from ``user_id`` and the joint public key (GB/T 32918.2)."""
         e = _sm2.sm3(_sm2.za(_sm2.decode(self.public_key), user_id) + message)
         return self.sign_digest(client, e)
+
+    def certificate_request(self, client: Client, subject: str, user_id: bytes = _sm2.DEFAULT_ID) -> bytes:
+        """A DER PKCS#10 request (RFC 2986) for the joint key, co-signed (SM2 with SM3, GB/T 35276):
+        the terminal's request to its CA, with neither share leaving its holder. ``subject`` is
+        RFC 4514 text, e.g. ``CN=terminal-0001,O=Example Futures,C=CN``."""
+        from cryptography import x509
+
+        name = x509.Name.from_rfc4514_string(subject).public_bytes()
+        # version 0, subject, SubjectPublicKeyInfo, attributes [0] (none).
+        info = _tlv(0x30, b"\x02\x01\x00" + name + self.public_key_der + b"\xa0\x00")
+        signature = signature_to_der(self.sign(client, info, user_id))
+        return _tlv(0x30, info + _SM2_WITH_SM3 + _tlv(0x03, b"\x00" + signature))
 
     def decrypt(self, client: Client, ciphertext: bytes) -> bytes:
         """Plaintext of C1 || C3 || C2 (GB/T 32918.4-2016) under the joint key; one error for any fault."""
@@ -199,12 +213,18 @@ def enroll(client: Client, share: ClientShare, *, purpose: sig_pb.CoSigningPurpo
     return CoSigningKey(share, answer.key.key_id, _sm2.encode(joint), der)
 
 
+def _tlv(tag: int, body: bytes) -> bytes:
+    """One DER TLV, definite length in the shortest form (X.690 clauses 8.1.3, 10.1)."""
+    n = len(body)
+    if n < 0x80:
+        return bytes([tag, n]) + body
+    width = (n.bit_length() + 7) // 8
+    return bytes([tag, 0x80 | width]) + n.to_bytes(width, "big") + body
+
+
 def signature_to_der(signature: bytes) -> bytes:
     """r || s as the DER SM2Signature of GB/T 35276-2017 (SEQUENCE of two INTEGERs)."""
     def integer(v: bytes) -> bytes:
         v = v.lstrip(b"\x00") or b"\x00"
-        if v[0] & 0x80:
-            v = b"\x00" + v
-        return b"\x02" + bytes([len(v)]) + v
-    body = integer(signature[:32]) + integer(signature[32:])
-    return b"\x30" + bytes([len(body)]) + body
+        return _tlv(0x02, b"\x00" + v if v[0] & 0x80 else v)
+    return _tlv(0x30, integer(signature[:32]) + integer(signature[32:]))
