@@ -9,15 +9,13 @@ is in the tamper-evident audit with its key and the digest e, never the message
 
 from __future__ import annotations
 
-from datetime import timedelta
-
 from hsmsvc.errors import InvalidInput
 from hsmsvc.hsm.commands import CoDecrypt, CoSign, CoSigningShare
 from hsmsvc.hsm.model import KeySpec
 from hsmsvc.hsm.policy import Operation
 from hsmsvc.keys.model import AuditEvent, KeyRef, StoredKey
 from hsmsvc.service.context import Caller, Services
-from hsmsvc.service.keys import may_create
+from hsmsvc.service.keys import lifetime, may_create, use_limit
 from hsmsvc.types import KeyType
 
 __all__ = ["codecrypt", "cosign", "create_key"]
@@ -28,12 +26,9 @@ def create_key(s: Services, caller: Caller, *, spec: KeySpec, client_share: byte
     """The server's share for the client's P1; the joint public key goes back for the client to check."""
     if spec.key_type is not KeyType.CSK:
         raise InvalidInput("template.key_type", "CSK")
-    if lifetime_s < 0 or max_uses < 0:
-        raise InvalidInput("lifetime_seconds" if lifetime_s < 0 else "max_uses", "not negative")
+    expires_in, limit = lifetime(lifetime_s), use_limit(max_uses)
     may_create(s, caller, spec)
-    return s.manager(caller).create_share(spec, client_share, alias=alias,
-                                          lifetime=timedelta(seconds=lifetime_s) if lifetime_s else None,
-                                          max_uses=max_uses or None)
+    return s.manager(caller).create_share(spec, client_share, alias=alias, lifetime=expires_in, max_uses=limit)
 
 
 def cosign(s: Services, caller: Caller, *, key: KeyRef, digest: bytes, client_point: bytes) -> tuple[bytes, int]:

@@ -41,13 +41,15 @@ __all__ = [
 ]
 
 
-def _lifetime(seconds: int) -> timedelta | None:
+def lifetime(seconds: int) -> timedelta | None:
+    """A request's ``lifetime_seconds``: None for no expiry; negative refused."""
     if seconds < 0:
         raise InvalidInput("lifetime", "not negative")
     return timedelta(seconds=seconds) if seconds else None
 
 
-def _limit(max_uses: int) -> int | None:
+def use_limit(max_uses: int) -> int | None:
+    """A request's ``max_uses``: None for no limit; negative refused."""
     if max_uses < 0:
         raise InvalidInput("max_uses", "not negative")
     return max_uses or None
@@ -88,8 +90,8 @@ def generate_key(
     legacy_types: frozenset[KeyType] = frozenset(), legacy_form: LegacyForm = LegacyForm.NONE,
 ) -> StoredKey:
     may_create(s, caller, spec)
-    return s.manager(caller).generate(spec, alias=alias, state=KeyState.ACTIVE, lifetime=_lifetime(lifetime_s),
-                                      max_uses=_limit(max_uses), legacy_types=legacy_types, legacy_form=legacy_form)
+    return s.manager(caller).generate(spec, alias=alias, state=KeyState.ACTIVE, lifetime=lifetime(lifetime_s),
+                                      max_uses=use_limit(max_uses), legacy_types=legacy_types, legacy_form=legacy_form)
 
 
 def import_key(
@@ -102,10 +104,10 @@ def import_key(
     ``kcv_method``: the form of the stated ``kcv`` (None: CMAC for AES, ECB for TDES and SM4).
     """
     may_create(s, caller, spec)
-    lifetime, limit = _lifetime(lifetime_s), _limit(max_uses)
+    expires_in, limit = lifetime(lifetime_s), use_limit(max_uses)
     k = s.key(caller, kek, Operation.KEY_IMPORT_UNDER, "kek")
     return s.manager(caller).import_with(kek=k, wrapped=wrapped, spec=spec, kcv=kcv, state=KeyState.ACTIVE, alias=alias,
-                                         legacy_types=legacy_types, legacy_form=legacy_form, lifetime=lifetime,
+                                         legacy_types=legacy_types, legacy_form=legacy_form, lifetime=expires_in,
                                          max_uses=limit, kcv_method=kcv_method)
 
 
@@ -119,19 +121,19 @@ def agree_key(
     or with ``sm2`` (a started agreement's id and the partner's side) the SM2 key exchange.
     Returns the key and, for SM2, the confirmation hash to send (else empty)."""
     may_create(s, caller, spec)
-    lifetime, limit = _lifetime(lifetime_s), _limit(max_uses)
+    expires_in, limit = lifetime(lifetime_s), use_limit(max_uses)
     k = s.key(caller, kak, Operation.KEY_AGREE, "kak")
     manager = s.manager(caller)
     if sm2 is not None:
         if shared_info:
             raise InvalidInput("shared_info", "not used by the SM2 key exchange (GB/T 32918.3 has none): leave empty")
         return manager.agree_sm2(kak=k, agreement_id=sm2[0], exchange=sm2[1], spec=spec, alias=alias,
-                                 lifetime=lifetime, max_uses=limit, legacy_types=legacy_types,
+                                 lifetime=expires_in, max_uses=limit, legacy_types=legacy_types,
                                  legacy_form=legacy_form)
     if k.cryptogram.spec.algorithm is Algorithm.SM2:
         raise InvalidInput("sm2", "required with an SM2 KAK: StartKeyAgreement, then the partner's keys")
     return manager.agree(kak=k, peer_public_key=peer_public_key, peer_fingerprint=peer_fingerprint,
-                         shared_info=shared_info, spec=spec, alias=alias, lifetime=lifetime,
+                         shared_info=shared_info, spec=spec, alias=alias, lifetime=expires_in,
                          max_uses=limit, legacy_types=legacy_types, legacy_form=legacy_form), b""
 
 
@@ -159,11 +161,11 @@ def import_tr34_key(
 ) -> StoredKey:
     """A key from a KDH's TR-34 one-pass token, unwrapped by this site's KRD key (a KTK)."""
     may_create(s, caller, spec)
-    lifetime, limit = _lifetime(lifetime_s), _limit(max_uses)
+    expires_in, limit = lifetime(lifetime_s), use_limit(max_uses)
     k = s.key(caller, krd, Operation.KEY_TRANSPORT_DECRYPT, "krd_key")
     return s.manager(caller).import_tr34(krd=k, token=token, kdh_certificate=kdh_certificate,
                                          ca_certificate=ca_certificate, spec=spec, kcv=kcv, alias=alias,
-                                         lifetime=lifetime, max_uses=limit)
+                                         lifetime=expires_in, max_uses=limit)
 
 
 def export_tr34_key(
@@ -235,7 +237,7 @@ def rotate_key(s: Services, caller: Caller, ref: KeyRef, lifetime_s: int, max_us
     if ref.version is not None:
         raise InvalidInput("key.version", "not allowed: rotation makes the next version")
     current = _visible(s, caller, ref)
-    new = s.manager(caller).rotate(current.key_id, _lifetime(lifetime_s), _limit(max_uses))
+    new = s.manager(caller).rotate(current.key_id, lifetime(lifetime_s), use_limit(max_uses))
     return new, current.version
 
 

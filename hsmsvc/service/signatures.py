@@ -7,7 +7,6 @@ filtered by the caller's key patterns: a key outside them answers as a missing o
 from __future__ import annotations
 
 import hashlib
-from datetime import timedelta
 
 from hsmsvc.errors import InvalidInput, VerificationFailed
 from hsmsvc.hsm.commands import GenerateCsr, Sign, SignedData, VerifySignature
@@ -15,7 +14,7 @@ from hsmsvc.hsm.model import KeySpec
 from hsmsvc.hsm.policy import Operation
 from hsmsvc.keys.model import AuditEvent, KeyRef, StoredKey
 from hsmsvc.service.context import Caller, Services
-from hsmsvc.service.keys import may_create
+from hsmsvc.service.keys import lifetime, may_create
 from hsmsvc.types import KeyType, ModeOfUse
 
 __all__ = ["generate_csr", "import_public_key", "sign", "verify"]
@@ -58,8 +57,6 @@ def import_public_key(s: Services, caller: Caller, *, spec: KeySpec, public_key:
         raise InvalidInput("template", "a public key is imported as a SIG with mode of use V (verify only)")
     if max_uses:
         raise InvalidInput("template.max_uses", "not for a verify-only key: verifications are not counted")
-    if lifetime_s < 0:
-        raise InvalidInput("template.lifetime_seconds", "not negative")
+    expires_in = lifetime(lifetime_s)
     may_create(s, caller, spec)
-    return s.manager(caller).import_public(spec, public_key, alias=alias,
-                                           lifetime=timedelta(seconds=lifetime_s) if lifetime_s else None)
+    return s.manager(caller).import_public(spec, public_key, alias=alias, lifetime=expires_in)
