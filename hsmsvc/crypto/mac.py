@@ -213,9 +213,10 @@ def generate_hmac(algorithm: HashAlgorithm, key: bytes, data: bytes) -> bytes:
 
 
 def verify_hmac(algorithm: HashAlgorithm, key: bytes, data: bytes, mac: bytes) -> None:
-    """Raise ``VerificationFailed`` unless ``mac`` (at least 16 bytes) is the HMAC prefix."""
-    if not 16 <= len(mac) <= 32:
-        raise InvalidInput("mac_length", "16 to 32 bytes")
+    """Raise ``VerificationFailed`` unless ``mac`` (4 to 32 bytes, SP 800-107 rev. 1 clause 5.3.3's
+    32-bit floor) is the HMAC prefix."""
+    if not 4 <= len(mac) <= 32:
+        raise InvalidInput("mac_length", "4 to 32 bytes")
     compare.require_eq(generate_hmac(algorithm, key, data)[: len(mac)], mac, "mac")
 
 
