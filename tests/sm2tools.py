@@ -77,3 +77,24 @@ class OpenSslSm2Verifier:
                               "-sigfile", "sig.der", "-digest", "sm3", "-pkeyopt", f"distid:{uid.decode()}"],
                              cwd=self.tmp, capture_output=True, text=True)
         return out.returncode == 0 and "Signature Verified Successfully" in out.stdout
+
+
+def sm2cipher(der: bytes) -> tuple[tuple[int, int], bytes, bytes]:
+    """C1, C3 and C2 of an SM2Cipher ::= SEQUENCE { x INTEGER, y INTEGER, hash OCTET STRING,
+    ciphertext OCTET STRING } (GB/T 35276-2017 clause 7.2), DER, as OpenSSL writes it."""
+    def read(buf: bytes, pos: int, tag: int) -> tuple[bytes, int]:
+        assert buf[pos] == tag
+        length, pos = buf[pos + 1], pos + 2
+        if length & 0x80:
+            n = length & 0x7F
+            length, pos = int.from_bytes(buf[pos:pos + n], "big"), pos + n
+        return buf[pos:pos + length], pos + length
+
+    body, end = read(der, 0, 0x30)
+    assert end == len(der)
+    x, p = read(body, 0, 0x02)
+    y, p = read(body, p, 0x02)
+    c3, p = read(body, p, 0x04)
+    c2, p = read(body, p, 0x04)
+    assert p == len(body)
+    return (int.from_bytes(x, "big"), int.from_bytes(y, "big")), c3, c2

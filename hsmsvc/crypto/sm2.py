@@ -107,10 +107,33 @@ class PublicKey:
 
     @classmethod
     def decode(cls, data: bytes, curve: Curve = SM2P256V1) -> PublicKey:
+        """The uncompressed form 04 || x || y only (a public key's, as SubjectPublicKeyInfo carries it)."""
         s = curve.size
         if not isinstance(data, (bytes, bytearray)) or len(data) != 1 + 2 * s or data[0] != 4:
             raise InvalidInput("public_key", f"uncompressed point of {1 + 2 * s} bytes")
         return cls(int.from_bytes(data[1 : 1 + s], "big"), int.from_bytes(data[1 + s :], "big"), curve)
+
+    @classmethod
+    def decompress(cls, data: bytes, curve: Curve = SM2P256V1) -> PublicKey:
+        """The compressed form 02 || x or 03 || x (GB/T 32918.1-2016 clause 4.2.10, annex A.5.2):
+        y is the square root of x^3 + ax + b of the prefix's parity. p = 3 mod 4 on both curves used
+        here, so the root is a power (annex B.1.3)."""
+        s = curve.size
+        if not isinstance(data, (bytes, bytearray)) or len(data) != 1 + s or data[0] not in (2, 3):
+            raise InvalidInput("point", f"compressed point of {1 + s} bytes")
+        p = curve.p
+        if p % 4 != 3:
+            raise InvalidInput("point", "compressed points on this curve are not supported")
+        x = int.from_bytes(data[1:], "big")
+        if x >= p:
+            raise InvalidInput("point", "x not below p")
+        rhs = (x * x * x + curve.a * x + curve.b) % p
+        y = pow(rhs, (p + 1) // 4, p)
+        if y * y % p != rhs:
+            raise InvalidInput("point", "not on the curve")
+        if y & 1 != data[0] & 1:
+            y = p - y
+        return cls(x, y, curve)
 
 
 @dataclass(frozen=True)
@@ -376,14 +399,19 @@ def encrypt(public: PublicKey, plaintext: bytes) -> bytes:
 
 
 def decrypt(key: PrivateKey, ciphertext: bytes) -> bytes:
-    """SM2 decryption of C1||C3||C2; one error for every fault."""
+    """SM2 decryption of C1||C3||C2, C1 uncompressed (04) or compressed (02, 03) as GB/T 32918.4-2016
+    clause 6.1 A2 allows; one error for every fault."""
     c = key.public.curve
     s = c.size
-    head = 1 + 2 * s
-    if not isinstance(ciphertext, (bytes, bytearray)) or len(ciphertext) < head + 32 + 1:
+    if not isinstance(ciphertext, (bytes, bytearray)) or not ciphertext:
+        raise InvalidInput("ciphertext", "does not decrypt")
+    compressed = ciphertext[0] in (2, 3)
+    head = 1 + s if compressed else 1 + 2 * s
+    if len(ciphertext) < head + 32 + 1:
         raise InvalidInput("ciphertext", "does not decrypt")
     try:
-        c1 = PublicKey.decode(bytes(ciphertext[:head]), c)
+        raw = bytes(ciphertext[:head])
+        c1 = PublicKey.decompress(raw, c) if compressed else PublicKey.decode(raw, c)
     except InvalidInput:
         raise InvalidInput("ciphertext", "does not decrypt") from None
     c3 = bytes(ciphertext[head : head + 32])

@@ -28,7 +28,7 @@ from hsmsvc_client.v1 import signature_service_pb2 as sig_pb
 from hsmsvc_client.v1 import types_pb2 as pb
 from tests import reference as ind
 from tests.api.conftest import Env, code_of
-from tests.sm2tools import CURVE, DEFAULT_ID, G, N, OpenSslSm2Verifier, openssl, spki
+from tests.sm2tools import sm2cipher, CURVE, DEFAULT_ID, G, N, OpenSslSm2Verifier, openssl, spki
 
 StatusCode = grpc.StatusCode
 
@@ -203,7 +203,7 @@ def test_two_party_decryption_of_an_openssl_ciphertext(tmp_path: Path, mgr: Clie
     key = enroll(mgr, ClientShare.generate(), key_id="term-0001.codecrypt", purpose=PURPOSE_DECRYPT)
     plain = b"session key 0123456789abcdef and more"
     der = ind.sm2_wrap(key.public_key_der, plain)  # OpenSSL: SM2Cipher DER (GB/T 35276)
-    c1x, c1y, c3, c2 = _sm2cipher(der)
+    (c1x, c1y), c3, c2 = sm2cipher(der)
     ct = b"\x04" + c1x.to_bytes(32, "big") + c1y.to_bytes(32, "big") + c3 + c2
     assert key.decrypt(core, ct) == plain
     bad = bytearray(ct)
@@ -249,22 +249,3 @@ def test_bad_requests_get_precise_statuses(mgr: Client, core: Client, signer: Co
                                                                   digest=bytes(32), client_point=g))
     assert code is StatusCode.PERMISSION_DENIED
 
-
-def _sm2cipher(der: bytes) -> tuple[int, int, bytes, bytes]:
-    """SM2Cipher ::= SEQUENCE { x INTEGER, y INTEGER, hash OCTET STRING, ciphertext OCTET STRING }."""
-    def read(pos: int) -> tuple[int, bytes, int]:
-        tag, length = der[pos], der[pos + 1]
-        pos += 2
-        if length & 0x80:
-            n = length & 0x7F
-            length = int.from_bytes(der[pos:pos + n], "big")
-            pos += n
-        return tag, der[pos:pos + length], pos + length
-    tag, body, _ = read(0)
-    assert tag == 0x30
-    der = body
-    _, x, p = read(0)
-    _, y, p = read(p)
-    _, h, p = read(p)
-    _, c, _ = read(p)
-    return int.from_bytes(x, "big"), int.from_bytes(y, "big"), h, c

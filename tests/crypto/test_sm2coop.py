@@ -24,7 +24,7 @@ from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 from hsmsvc.crypto import sm2coop
 from hsmsvc.errors import InvalidInput
 from tests import reference as ref
-from tests.sm2tools import encode, mul, CURVE, DEFAULT_ID, SPKI_PREFIX, G, N, OpenSslSm2Verifier, P, openssl
+from tests.sm2tools import sm2cipher, encode, mul, CURVE, DEFAULT_ID, SPKI_PREFIX, G, N, OpenSslSm2Verifier, P, openssl
 
 NEG_G = (G[0], P - G[1])
 # SubjectPublicKeyInfo of an sm2p256v1 key (GB/T 35276-2017 clause 7.1): id-ecPublicKey, sm2p256v1.
@@ -227,25 +227,7 @@ def test_cosign_and_codecrypt_refuse_a_bad_client_point(pair: Pair, why: str, po
 
 # --- decryption ----------------------------------------------------------------------------------
 
-def _sm2cipher(der: bytes) -> tuple[Pt, bytes, bytes]:
-    """SM2Cipher ::= SEQUENCE { x INTEGER, y INTEGER, hash OCTET STRING, ciphertext OCTET STRING }
-    (GB/T 35276-2017 clause 7.2), DER: C1, C3, C2."""
-    def read(buf: bytes, pos: int, tag: int) -> tuple[bytes, int]:
-        assert buf[pos] == tag
-        length, pos = buf[pos + 1], pos + 2
-        if length & 0x80:
-            n = length & 0x7F
-            length, pos = int.from_bytes(buf[pos:pos + n], "big"), pos + n
-        return buf[pos:pos + length], pos + length
-
-    body, end = read(der, 0, 0x30)
-    assert end == len(der)
-    x, p = read(body, 0, 0x02)
-    y, p = read(body, p, 0x02)
-    c3, p = read(body, p, 0x04)
-    c2, p = read(body, p, 0x04)
-    assert p == len(body)
-    return (int.from_bytes(x, "big"), int.from_bytes(y, "big")), c3, c2
+_sm2cipher = sm2cipher
 
 
 def _client_decrypt(pair: Pair, d1: int, c1: Pt, c3: bytes, c2: bytes) -> bytes | None:
