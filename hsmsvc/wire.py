@@ -18,6 +18,7 @@ from hsmsvc.types import (
     CipherMode,
     DataPadding,
     Exportability,
+    HashAlgorithm,
     KcvMethod,
     KeyState,
     KeyType,
@@ -30,8 +31,8 @@ from hsmsvc.types import (
 from hsmsvc_client.v1 import types_pb2 as pb
 
 __all__ = [
-    "ALGORITHM", "CIPHER_MODE", "DATA_PADDING", "EXPORTABILITY", "EnumTable", "KCV_METHOD", "KEY_STATE", "KEY_TYPE",
-    "KEY_USAGE", "MAC_ALGORITHM", "MAC_PADDING", "MODE_OF_USE", "PIN_FORMAT",
+    "ALGORITHM", "CIPHER_MODE", "DATA_PADDING", "EXPORTABILITY", "EnumTable", "HASH_ALGORITHM", "KCV_METHOD",
+    "KEY_STATE", "KEY_TYPE", "KEY_USAGE", "MAC_ALGORITHM", "MAC_PADDING", "MODE_OF_USE", "PIN_FORMAT",
 ]
 
 E = TypeVar("E", bound=Enum)
@@ -73,5 +74,6 @@ KCV_METHOD: Final = EnumTable(pb.KcvMethod, "KCV_METHOD_", KcvMethod)
 PIN_FORMAT: Final = EnumTable(pb.PinBlockFormat, "PIN_BLOCK_FORMAT_", PinBlockFormat)
 MAC_ALGORITHM: Final = EnumTable(pb.MacAlgorithm, "MAC_ALGORITHM_", MacAlgorithm)
 MAC_PADDING: Final = EnumTable(pb.MacPadding, "MAC_PADDING_", Padding)
+HASH_ALGORITHM: Final = EnumTable(pb.HashAlgorithm, "HASH_ALGORITHM_", HashAlgorithm)
 CIPHER_MODE: Final = EnumTable(pb.CipherMode, "CIPHER_MODE_", CipherMode)
 DATA_PADDING: Final = EnumTable(pb.DataPadding, "DATA_PADDING_", DataPadding)

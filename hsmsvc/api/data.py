@@ -34,6 +34,10 @@ class DataServicer(g.DataServiceServicer):
                         iv=p.iv, aad=p.aad, data=bytes(r.ciphertext))
         return m.DecryptResponse(plaintext=pt)
 
+    @rpc("DataService.Digest")
+    def Digest(self, r: m.DigestRequest, c: Caller) -> m.DigestResponse:
+        return m.DigestResponse(digest=uc.digest(cv.HASH_ALGORITHM.get(r.algorithm, "algorithm"), bytes(r.data)))
+
     @rpc("DataService.ReEncrypt")
     def ReEncrypt(self, r: m.ReEncryptRequest, c: Caller) -> m.ReEncryptResponse:
         src = cv.field_params(r.source_cipher, "source_cipher", r.HasField("source_cipher"))

@@ -12,6 +12,8 @@ CMAC is in :mod:`hsmsvc.crypto.cmac`.
 
 from __future__ import annotations
 
+from typing import Final
+
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives import hmac as _hmac
 from cryptography.hazmat.primitives.ciphers import Cipher, CipherContext, modes
@@ -30,6 +32,7 @@ __all__ = [
     "pad",
     "verify_cbc_mac",
     "verify_hmac",
+    "digest",
     "verify_retail_mac",
     "verify_unionpay_pos_mac",
 ]
@@ -179,6 +182,19 @@ def _hash(algorithm: HashAlgorithm) -> hashes.HashAlgorithm:
     if algorithm is HashAlgorithm.SM3:
         return hashes.SM3()
     raise InvalidInput("hash", "SHA256 or SM3")
+
+
+MAX_DIGEST_DATA: Final = 1 << 20
+"""The most bytes :func:`digest` takes in one call."""
+
+
+def digest(algorithm: HashAlgorithm, data: bytes) -> bytes:
+    """SHA-256 (FIPS 180-4) or SM3 (GB/T 32905-2016) of ``data``: no key, for DataService.Digest."""
+    if not isinstance(data, (bytes, bytearray)) or len(data) > MAX_DIGEST_DATA:
+        raise InvalidInput("data", f"at most {MAX_DIGEST_DATA} bytes")
+    h = hashes.Hash(_hash(algorithm))
+    h.update(bytes(data))
+    return h.finalize()
 
 
 class Hmac:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Sequence
 
+from hsmsvc.crypto import mac
 from hsmsvc.crypto.fields import GCM_IV_LENGTH
 from hsmsvc.errors import HsmsvcError, InvalidInput
 from hsmsvc.hsm.commands import DecryptData, EncryptData, EncryptFields, Random, ReencryptData
@@ -16,9 +17,9 @@ from hsmsvc.hsm.model import MAX_RANDOM, FieldParams
 from hsmsvc.hsm.policy import Operation
 from hsmsvc.keys.model import KeyRef
 from hsmsvc.service.context import Caller, Services
-from hsmsvc.types import CipherMode, DataPadding
+from hsmsvc.types import CipherMode, DataPadding, HashAlgorithm
 
-__all__ = ["decrypt", "encrypt", "encrypt_batch", "reencrypt"]
+__all__ = ["decrypt", "digest", "encrypt", "encrypt_batch", "reencrypt"]
 
 
 def _iv_size(mode: CipherMode, block: int) -> int:
@@ -98,3 +99,8 @@ def reencrypt(
                                           dst_params=params, data=data))
     s.observer.key_used(dst)
     return out, params.iv, dst.version
+
+
+def digest(algorithm: HashAlgorithm, data: bytes) -> bytes:
+    """A hash computed by the service (GB/T 39786 asks that the product compute it): no key, no state."""
+    return mac.digest(algorithm, data)

@@ -25,35 +25,39 @@ _sym_db = _symbol_database.Default()
 from hsmsvc_client.v1 import types_pb2 as hsmsvc_dot_v1_dot_types__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1chsmsvc/v1/data_service.proto\x12\thsmsvc.v1\x1a\x15hsmsvc/v1/types.proto\"t\n\x0b\x46ieldCipher\x12#\n\x04mode\x18\x01 \x01(\x0e\x32\x15.hsmsvc.v1.CipherMode\x12\'\n\x07padding\x18\x02 \x01(\x0e\x32\x16.hsmsvc.v1.DataPadding\x12\n\n\x02iv\x18\x03 \x01(\x0c\x12\x0b\n\x03\x61\x61\x64\x18\x04 \x01(\x0c\"k\n\x0e\x45ncryptRequest\x12\x1e\n\x03key\x18\x01 \x01(\x0b\x32\x11.hsmsvc.v1.KeyRef\x12&\n\x06\x63ipher\x18\x02 \x01(\x0b\x32\x16.hsmsvc.v1.FieldCipher\x12\x11\n\tplaintext\x18\x03 \x01(\x0c\"F\n\x0f\x45ncryptResponse\x12\x12\n\nciphertext\x18\x01 \x01(\x0c\x12\n\n\x02iv\x18\x02 \x01(\x0c\x12\x13\n\x0bkey_version\x18\x03 \x01(\r\"l\n\x0e\x44\x65\x63ryptRequest\x12\x1e\n\x03key\x18\x01 \x01(\x0b\x32\x11.hsmsvc.v1.KeyRef\x12&\n\x06\x63ipher\x18\x02 \x01(\x0b\x32\x16.hsmsvc.v1.FieldCipher\x12\x12\n\nciphertext\x18\x03 \x01(\x0c\"$\n\x0f\x44\x65\x63ryptResponse\x12\x11\n\tplaintext\x18\x01 \x01(\x0c\"\xdc\x01\n\x10ReEncryptRequest\x12%\n\nsource_key\x18\x01 \x01(\x0b\x32\x11.hsmsvc.v1.KeyRef\x12-\n\rsource_cipher\x18\x02 \x01(\x0b\x32\x16.hsmsvc.v1.FieldCipher\x12*\n\x0f\x64\x65stination_key\x18\x03 \x01(\x0b\x32\x11.hsmsvc.v1.KeyRef\x12\x32\n\x12\x64\x65stination_cipher\x18\x04 \x01(\x0b\x32\x16.hsmsvc.v1.FieldCipher\x12\x12\n\nciphertext\x18\x05 \x01(\x0c\"T\n\x11ReEncryptResponse\x12\x12\n\nciphertext\x18\x01 \x01(\x0c\x12\n\n\x02iv\x18\x02 \x01(\x0c\x12\x1f\n\x17\x64\x65stination_key_version\x18\x03 \x01(\r\"q\n\x13\x45ncryptBatchRequest\x12\x1e\n\x03key\x18\x01 \x01(\x0b\x32\x11.hsmsvc.v1.KeyRef\x12&\n\x06\x63ipher\x18\x02 \x01(\x0b\x32\x16.hsmsvc.v1.FieldCipher\x12\x12\n\nplaintexts\x18\x03 \x03(\x0c\"s\n\x14\x45ncryptBatchResponse\x12\x13\n\x0b\x63iphertexts\x18\x01 \x03(\x0c\x12\x0b\n\x03ivs\x18\x02 \x03(\x0c\x12$\n\x06\x65rrors\x18\x03 \x03(\x0b\x32\x14.hsmsvc.v1.ItemError\x12\x13\n\x0bkey_version\x18\x04 \x01(\r\"Z\n\x14StreamEncryptRequest\x12\x16\n\x0e\x63orrelation_id\x18\x01 \x01(\x04\x12*\n\x07request\x18\x02 \x01(\x0b\x32\x19.hsmsvc.v1.EncryptRequest\"|\n\x15StreamEncryptResponse\x12\x16\n\x0e\x63orrelation_id\x18\x01 \x01(\x04\x12\x0c\n\x04\x63ode\x18\x02 \x01(\x05\x12\x0f\n\x07message\x18\x03 \x01(\t\x12,\n\x08response\x18\x04 \x01(\x0b\x32\x1a.hsmsvc.v1.EncryptResponse2\x82\x03\n\x0b\x44\x61taService\x12@\n\x07\x45ncrypt\x12\x19.hsmsvc.v1.EncryptRequest\x1a\x1a.hsmsvc.v1.EncryptResponse\x12@\n\x07\x44\x65\x63rypt\x12\x19.hsmsvc.v1.DecryptRequest\x1a\x1a.hsmsvc.v1.DecryptResponse\x12\x46\n\tReEncrypt\x12\x1b.hsmsvc.v1.ReEncryptRequest\x1a\x1c.hsmsvc.v1.ReEncryptResponse\x12O\n\x0c\x45ncryptBatch\x12\x1e.hsmsvc.v1.EncryptBatchRequest\x1a\x1f.hsmsvc.v1.EncryptBatchResponse\x12V\n\rStreamEncrypt\x12\x1f.hsmsvc.v1.StreamEncryptRequest\x1a .hsmsvc.v1.StreamEncryptResponse(\x01\x30\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1chsmsvc/v1/data_service.proto\x12\thsmsvc.v1\x1a\x15hsmsvc/v1/types.proto\"J\n\rDigestRequest\x12+\n\talgorithm\x18\x01 \x01(\x0e\x32\x18.hsmsvc.v1.HashAlgorithm\x12\x0c\n\x04\x64\x61ta\x18\x02 \x01(\x0c\" \n\x0e\x44igestResponse\x12\x0e\n\x06\x64igest\x18\x01 \x01(\x0c\"t\n\x0b\x46ieldCipher\x12#\n\x04mode\x18\x01 \x01(\x0e\x32\x15.hsmsvc.v1.CipherMode\x12\'\n\x07padding\x18\x02 \x01(\x0e\x32\x16.hsmsvc.v1.DataPadding\x12\n\n\x02iv\x18\x03 \x01(\x0c\x12\x0b\n\x03\x61\x61\x64\x18\x04 \x01(\x0c\"k\n\x0e\x45ncryptRequest\x12\x1e\n\x03key\x18\x01 \x01(\x0b\x32\x11.hsmsvc.v1.KeyRef\x12&\n\x06\x63ipher\x18\x02 \x01(\x0b\x32\x16.hsmsvc.v1.FieldCipher\x12\x11\n\tplaintext\x18\x03 \x01(\x0c\"F\n\x0f\x45ncryptResponse\x12\x12\n\nciphertext\x18\x01 \x01(\x0c\x12\n\n\x02iv\x18\x02 \x01(\x0c\x12\x13\n\x0bkey_version\x18\x03 \x01(\r\"l\n\x0e\x44\x65\x63ryptRequest\x12\x1e\n\x03key\x18\x01 \x01(\x0b\x32\x11.hsmsvc.v1.KeyRef\x12&\n\x06\x63ipher\x18\x02 \x01(\x0b\x32\x16.hsmsvc.v1.FieldCipher\x12\x12\n\nciphertext\x18\x03 \x01(\x0c\"$\n\x0f\x44\x65\x63ryptResponse\x12\x11\n\tplaintext\x18\x01 \x01(\x0c\"\xdc\x01\n\x10ReEncryptRequest\x12%\n\nsource_key\x18\x01 \x01(\x0b\x32\x11.hsmsvc.v1.KeyRef\x12-\n\rsource_cipher\x18\x02 \x01(\x0b\x32\x16.hsmsvc.v1.FieldCipher\x12*\n\x0f\x64\x65stination_key\x18\x03 \x01(\x0b\x32\x11.hsmsvc.v1.KeyRef\x12\x32\n\x12\x64\x65stination_cipher\x18\x04 \x01(\x0b\x32\x16.hsmsvc.v1.FieldCipher\x12\x12\n\nciphertext\x18\x05 \x01(\x0c\"T\n\x11ReEncryptResponse\x12\x12\n\nciphertext\x18\x01 \x01(\x0c\x12\n\n\x02iv\x18\x02 \x01(\x0c\x12\x1f\n\x17\x64\x65stination_key_version\x18\x03 \x01(\r\"q\n\x13\x45ncryptBatchRequest\x12\x1e\n\x03key\x18\x01 \x01(\x0b\x32\x11.hsmsvc.v1.KeyRef\x12&\n\x06\x63ipher\x18\x02 \x01(\x0b\x32\x16.hsmsvc.v1.FieldCipher\x12\x12\n\nplaintexts\x18\x03 \x03(\x0c\"s\n\x14\x45ncryptBatchResponse\x12\x13\n\x0b\x63iphertexts\x18\x01 \x03(\x0c\x12\x0b\n\x03ivs\x18\x02 \x03(\x0c\x12$\n\x06\x65rrors\x18\x03 \x03(\x0b\x32\x14.hsmsvc.v1.ItemError\x12\x13\n\x0bkey_version\x18\x04 \x01(\r\"Z\n\x14StreamEncryptRequest\x12\x16\n\x0e\x63orrelation_id\x18\x01 \x01(\x04\x12*\n\x07request\x18\x02 \x01(\x0b\x32\x19.hsmsvc.v1.EncryptRequest\"|\n\x15StreamEncryptResponse\x12\x16\n\x0e\x63orrelation_id\x18\x01 \x01(\x04\x12\x0c\n\x04\x63ode\x18\x02 \x01(\x05\x12\x0f\n\x07message\x18\x03 \x01(\t\x12,\n\x08response\x18\x04 \x01(\x0b\x32\x1a.hsmsvc.v1.EncryptResponse2\xc1\x03\n\x0b\x44\x61taService\x12@\n\x07\x45ncrypt\x12\x19.hsmsvc.v1.EncryptRequest\x1a\x1a.hsmsvc.v1.EncryptResponse\x12@\n\x07\x44\x65\x63rypt\x12\x19.hsmsvc.v1.DecryptRequest\x1a\x1a.hsmsvc.v1.DecryptResponse\x12\x46\n\tReEncrypt\x12\x1b.hsmsvc.v1.ReEncryptRequest\x1a\x1c.hsmsvc.v1.ReEncryptResponse\x12O\n\x0c\x45ncryptBatch\x12\x1e.hsmsvc.v1.EncryptBatchRequest\x1a\x1f.hsmsvc.v1.EncryptBatchResponse\x12V\n\rStreamEncrypt\x12\x1f.hsmsvc.v1.StreamEncryptRequest\x1a .hsmsvc.v1.StreamEncryptResponse(\x01\x30\x01\x12=\n\x06\x44igest\x12\x18.hsmsvc.v1.DigestRequest\x1a\x19.hsmsvc.v1.DigestResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'hsmsvc_client.v1.data_service_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_FIELDCIPHER']._serialized_start=66
-  _globals['_FIELDCIPHER']._serialized_end=182
-  _globals['_ENCRYPTREQUEST']._serialized_start=184
-  _globals['_ENCRYPTREQUEST']._serialized_end=291
-  _globals['_ENCRYPTRESPONSE']._serialized_start=293
-  _globals['_ENCRYPTRESPONSE']._serialized_end=363
-  _globals['_DECRYPTREQUEST']._serialized_start=365
-  _globals['_DECRYPTREQUEST']._serialized_end=473
-  _globals['_DECRYPTRESPONSE']._serialized_start=475
-  _globals['_DECRYPTRESPONSE']._serialized_end=511
-  _globals['_REENCRYPTREQUEST']._serialized_start=514
-  _globals['_REENCRYPTREQUEST']._serialized_end=734
-  _globals['_REENCRYPTRESPONSE']._serialized_start=736
-  _globals['_REENCRYPTRESPONSE']._serialized_end=820
-  _globals['_ENCRYPTBATCHREQUEST']._serialized_start=822
-  _globals['_ENCRYPTBATCHREQUEST']._serialized_end=935
-  _globals['_ENCRYPTBATCHRESPONSE']._serialized_start=937
-  _globals['_ENCRYPTBATCHRESPONSE']._serialized_end=1052
-  _globals['_STREAMENCRYPTREQUEST']._serialized_start=1054
-  _globals['_STREAMENCRYPTREQUEST']._serialized_end=1144
-  _globals['_STREAMENCRYPTRESPONSE']._serialized_start=1146
-  _globals['_STREAMENCRYPTRESPONSE']._serialized_end=1270
-  _globals['_DATASERVICE']._serialized_start=1273
-  _globals['_DATASERVICE']._serialized_end=1659
+  _globals['_DIGESTREQUEST']._serialized_start=66
+  _globals['_DIGESTREQUEST']._serialized_end=140
+  _globals['_DIGESTRESPONSE']._serialized_start=142
+  _globals['_DIGESTRESPONSE']._serialized_end=174
+  _globals['_FIELDCIPHER']._serialized_start=176
+  _globals['_FIELDCIPHER']._serialized_end=292
+  _globals['_ENCRYPTREQUEST']._serialized_start=294
+  _globals['_ENCRYPTREQUEST']._serialized_end=401
+  _globals['_ENCRYPTRESPONSE']._serialized_start=403
+  _globals['_ENCRYPTRESPONSE']._serialized_end=473
+  _globals['_DECRYPTREQUEST']._serialized_start=475
+  _globals['_DECRYPTREQUEST']._serialized_end=583
+  _globals['_DECRYPTRESPONSE']._serialized_start=585
+  _globals['_DECRYPTRESPONSE']._serialized_end=621
+  _globals['_REENCRYPTREQUEST']._serialized_start=624
+  _globals['_REENCRYPTREQUEST']._serialized_end=844
+  _globals['_REENCRYPTRESPONSE']._serialized_start=846
+  _globals['_REENCRYPTRESPONSE']._serialized_end=930
+  _globals['_ENCRYPTBATCHREQUEST']._serialized_start=932
+  _globals['_ENCRYPTBATCHREQUEST']._serialized_end=1045
+  _globals['_ENCRYPTBATCHRESPONSE']._serialized_start=1047
+  _globals['_ENCRYPTBATCHRESPONSE']._serialized_end=1162
+  _globals['_STREAMENCRYPTREQUEST']._serialized_start=1164
+  _globals['_STREAMENCRYPTREQUEST']._serialized_end=1254
+  _globals['_STREAMENCRYPTRESPONSE']._serialized_start=1256
+  _globals['_STREAMENCRYPTRESPONSE']._serialized_end=1380
+  _globals['_DATASERVICE']._serialized_start=1383
+  _globals['_DATASERVICE']._serialized_end=1832
 # @@protoc_insertion_point(module_scope)

@@ -7,6 +7,20 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
+class DigestRequest(_message.Message):
+    __slots__ = ("algorithm", "data")
+    ALGORITHM_FIELD_NUMBER: _ClassVar[int]
+    DATA_FIELD_NUMBER: _ClassVar[int]
+    algorithm: _types_pb2.HashAlgorithm
+    data: bytes
+    def __init__(self, algorithm: _Optional[_Union[_types_pb2.HashAlgorithm, str]] = ..., data: _Optional[bytes] = ...) -> None: ...
+
+class DigestResponse(_message.Message):
+    __slots__ = ("digest",)
+    DIGEST_FIELD_NUMBER: _ClassVar[int]
+    digest: bytes
+    def __init__(self, digest: _Optional[bytes] = ...) -> None: ...
+
 class FieldCipher(_message.Message):
     __slots__ = ("mode", "padding", "iv", "aad")
     MODE_FIELD_NUMBER: _ClassVar[int]

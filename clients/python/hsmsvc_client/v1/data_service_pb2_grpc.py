@@ -60,6 +60,11 @@ class DataServiceStub:
                 request_serializer=hsmsvc_dot_v1_dot_data__service__pb2.StreamEncryptRequest.SerializeToString,
                 response_deserializer=hsmsvc_dot_v1_dot_data__service__pb2.StreamEncryptResponse.FromString,
                 _registered_method=True)
+        self.Digest = channel.unary_unary(
+                '/hsmsvc.v1.DataService/Digest',
+                request_serializer=hsmsvc_dot_v1_dot_data__service__pb2.DigestRequest.SerializeToString,
+                response_deserializer=hsmsvc_dot_v1_dot_data__service__pb2.DigestResponse.FromString,
+                _registered_method=True)
 
 
 class DataServiceServicer:
@@ -99,6 +104,14 @@ class DataServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Digest(self, request, context):
+        """Digest hashes data in the service, SM3 or SHA-256, for an application that must have the
+        hash computed by the commercial-cryptography product (GB/T 39786). No key is used.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_DataServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -126,6 +139,11 @@ def add_DataServiceServicer_to_server(servicer, server):
                     servicer.StreamEncrypt,
                     request_deserializer=hsmsvc_dot_v1_dot_data__service__pb2.StreamEncryptRequest.FromString,
                     response_serializer=hsmsvc_dot_v1_dot_data__service__pb2.StreamEncryptResponse.SerializeToString,
+            ),
+            'Digest': grpc.unary_unary_rpc_method_handler(
+                    servicer.Digest,
+                    request_deserializer=hsmsvc_dot_v1_dot_data__service__pb2.DigestRequest.FromString,
+                    response_serializer=hsmsvc_dot_v1_dot_data__service__pb2.DigestResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -264,6 +282,33 @@ class DataService:
             '/hsmsvc.v1.DataService/StreamEncrypt',
             hsmsvc_dot_v1_dot_data__service__pb2.StreamEncryptRequest.SerializeToString,
             hsmsvc_dot_v1_dot_data__service__pb2.StreamEncryptResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Digest(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/hsmsvc.v1.DataService/Digest',
+            hsmsvc_dot_v1_dot_data__service__pb2.DigestRequest.SerializeToString,
+            hsmsvc_dot_v1_dot_data__service__pb2.DigestResponse.FromString,
             options,
             channel_credentials,
             insecure,

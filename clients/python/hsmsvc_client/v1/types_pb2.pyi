@@ -110,6 +110,12 @@ class MacAlgorithm(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     MAC_ALGORITHM_HMAC_SM3: _ClassVar[MacAlgorithm]
     MAC_ALGORITHM_UNIONPAY_POS: _ClassVar[MacAlgorithm]
 
+class HashAlgorithm(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    HASH_ALGORITHM_UNSPECIFIED: _ClassVar[HashAlgorithm]
+    HASH_ALGORITHM_SHA256: _ClassVar[HashAlgorithm]
+    HASH_ALGORITHM_SM3: _ClassVar[HashAlgorithm]
+
 class MacPadding(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
     MAC_PADDING_UNSPECIFIED: _ClassVar[MacPadding]
@@ -225,6 +231,9 @@ MAC_ALGORITHM_CMAC: MacAlgorithm
 MAC_ALGORITHM_HMAC_SHA256: MacAlgorithm
 MAC_ALGORITHM_HMAC_SM3: MacAlgorithm
 MAC_ALGORITHM_UNIONPAY_POS: MacAlgorithm
+HASH_ALGORITHM_UNSPECIFIED: HashAlgorithm
+HASH_ALGORITHM_SHA256: HashAlgorithm
+HASH_ALGORITHM_SM3: HashAlgorithm
 MAC_PADDING_UNSPECIFIED: MacPadding
 MAC_PADDING_METHOD_1: MacPadding
 MAC_PADDING_METHOD_2: MacPadding
