@@ -119,6 +119,23 @@ _DEFAULT_KEYS: Final = (
     WorkingKey(KeyType.MAK, Algorithm.TDES_2KEY, KeyUsage.MAC_ISO9797_ALG3, ModeOfUse.MAC_GENERATE_VERIFY),
     WorkingKey(KeyType.DEK, Algorithm.AES_128, KeyUsage.DATA, ModeOfUse.ENCRYPT_DECRYPT),
 )
+# Under an SM4 ZMK the zone's first keys are SM4 (GB/T 39786: the national suite end to end): the
+# MAC key computes ISO/IEC 9797-1 MAC algorithm 1 with SM4, the CBC-MAC of the PBOC and UnionPay
+# SM4 MACs (the SM4 counterpart of the retail MAC a TDES zone gets).
+_SM4_KEYS: Final = (
+    WorkingKey(KeyType.ZPK, Algorithm.SM4, KeyUsage.PIN_ENCRYPTION, ModeOfUse.ENCRYPT_DECRYPT),
+    WorkingKey(KeyType.MAK, Algorithm.SM4, KeyUsage.MAC_ISO9797_ALG1, ModeOfUse.MAC_GENERATE_VERIFY),
+    WorkingKey(KeyType.DEK, Algorithm.SM4, KeyUsage.DATA, ModeOfUse.ENCRYPT_DECRYPT),
+)
+# A terminal's keys at sign-on, by its TMK's family: (type, usage, mode).
+_TERMINAL_KEYS: Final = (
+    (KeyType.TPK, KeyUsage.PIN_ENCRYPTION, ModeOfUse.ENCRYPT_DECRYPT),
+    (KeyType.TAK, KeyUsage.MAC_ISO9797_ALG3, ModeOfUse.MAC_GENERATE_VERIFY),
+)
+_SM4_TERMINAL_KEYS: Final = (
+    (KeyType.TPK, KeyUsage.PIN_ENCRYPTION, ModeOfUse.ENCRYPT_DECRYPT),
+    (KeyType.TAK, KeyUsage.MAC_ISO9797_ALG1, ModeOfUse.MAC_GENERATE_VERIFY),
+)
 
 
 class Courier(Protocol):
@@ -231,7 +248,9 @@ def _new_notice(
     s: Services, caller: Caller, *, settings: SyncSettings, zmk: StoredKey, zone: str,
     key_types: Sequence[KeyType], state: SyncState | None,
 ) -> KeyChangeNotice:
-    wanted = [w for w in _DEFAULT_KEYS if not key_types or w.key_type in key_types]
+    # The working keys follow the ZMK's family: SM4 under an SM4 ZMK, never a silent fallback.
+    family = _SM4_KEYS if zmk.cryptogram.spec.algorithm is Algorithm.SM4 else _DEFAULT_KEYS
+    wanted = [w for w in family if not key_types or w.key_type in key_types]
     if key_types and len(wanted) != len(set(key_types)):
         raise InvalidInput("key_types", "ZPK, MAK or DEK")
     now = _now()
@@ -403,13 +422,13 @@ def sign_on(
     out: list[tuple[StoredKey, bytes]] = []
     added: list[StoredKey] = []
     expire: list[tuple[str, int, datetime]] = []
-    for key_type, usage, mode in (
-        (KeyType.TPK, KeyUsage.PIN_ENCRYPTION, ModeOfUse.ENCRYPT_DECRYPT),
-        (KeyType.TAK, KeyUsage.MAC_ISO9797_ALG3, ModeOfUse.MAC_GENERATE_VERIFY),
-    ):
+    # The terminal's keys follow its TMK's family: SM4 under an SM4 TMK, two-key TDES otherwise.
+    sm4 = tmk.cryptogram.spec.algorithm is Algorithm.SM4
+    algorithm = Algorithm.SM4 if sm4 else Algorithm.TDES_2KEY
+    for key_type, usage, mode in _SM4_TERMINAL_KEYS if sm4 else _TERMINAL_KEYS:
         key_id = f"{terminal}.{key_type.value.lower()}"
         versions = s.store.versions(key_id)
-        spec = KeySpec(key_id, (versions[-1].version + 1) if versions else 1, key_type, Algorithm.TDES_2KEY,
+        spec = KeySpec(key_id, (versions[-1].version + 1) if versions else 1, key_type, algorithm,
                        usage, mode, Exportability.EXPORTABLE, tmk.cryptogram.spec.zone)
         require_legacy_opt_in(tmk, key_type)
         # The terminal's name is the caller's: "branch-0002" must not add a version in this

@@ -1,0 +1,96 @@
+"""Working keys follow their parent key's family (issue 33, seen 3): a terminal signing on under an
+SM4 TMK gets SM4 keys, not TDES; a zone's first key change under an SM4 ZMK makes SM4 keys.
+
+A real server with an SM4 TMK formed from components the test knows (K0, the X9.17 plain ECB form
+for TPKs and TAKs): the test deciphers each key it is sent with pyca/cryptography's SM4 (GB/T 32907)
+and checks its KCV (SM4-ECB of a zero block), then uses the TPK through TranslatePin.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from hsmsvc_client import Client, ClientTls
+
+from hsmsvc.hsm.model import KeySpec, LegacyForm
+from hsmsvc.types import Algorithm, KeyType, KeyUsage, ModeOfUse
+from hsmsvc_client.v1 import key_service_pb2 as key_pb
+from hsmsvc_client.v1 import key_sync_service_pb2 as ks
+from hsmsvc_client.v1 import pin_service_pb2 as pin_pb
+from hsmsvc_client.v1 import types_pb2 as pb
+from tests import pg
+from tests import reference as ind
+from tests.api.conftest import POLICY, _form, forming, launch, seal_lmk, stop
+from tools.bench.pki import ThrowawayCA as TestCA
+
+PAN = "6222020000000015"
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Client, Client, dict[str, bytes]]]:
+    d = tmp_path_factory.mktemp("sm-family")
+    ca = TestCA(d)
+    srv = ca.issue("hsmsvc-server", server=True)
+    sealed_file = seal_lmk(d)
+    (d / "policy.toml").write_text(POLICY)
+    with pg.throwaway_db() as url:
+        with forming(url, sealed_file) as km:
+            clear = {
+                "tmk": _form(km, KeySpec("sm.tmk", 1, KeyType.TMK, Algorithm.SM4, KeyUsage.KEK,
+                                         ModeOfUse.ENCRYPT_DECRYPT, zone="sm"),
+                             frozenset({KeyType.TPK, KeyType.TAK}), LegacyForm.X917_ECB),
+                "zpk": _form(km, KeySpec("sm.zpk", 1, KeyType.ZPK, Algorithm.SM4, KeyUsage.PIN_ENCRYPTION,
+                                         ModeOfUse.ENCRYPT_DECRYPT, zone="sm")),
+                # A zone with no working keys yet, under an SM4 ZMK that sends keys in the X9.17 form.
+                "zmk": _form(km, KeySpec("zmk-smz", 1, KeyType.ZMK, Algorithm.SM4, KeyUsage.KEK,
+                                         ModeOfUse.ENCRYPT_DECRYPT, zone="smz"),
+                             frozenset({KeyType.ZPK, KeyType.MAK, KeyType.DEK}), LegacyForm.X917_ECB),
+            }
+        proc, info = launch(d, url, sealed_file, srv, ca)
+        ident = ca.issue("core-banking")
+        app = Client(f"127.0.0.1:{info['port']}", ClientTls(ca.ca_file, ident.cert, ident.key, "localhost"))
+        mgr_id = ca.issue("key-manager")
+        mgr = Client(f"127.0.0.1:{info['port']}", ClientTls(ca.ca_file, mgr_id.cert, mgr_id.key, "localhost"))
+        try:
+            yield app, mgr, clear
+        finally:
+            app.close()
+            mgr.close()
+            stop(proc, d / "server.log")
+
+
+def test_sign_on_under_an_sm4_tmk_gives_sm4_keys(site: tuple[Client, Client, dict[str, bytes]]) -> None:
+    app, mgr, clear = site
+    r = app.sync.SignOn(ks.SignOnRequest(tmk=pb.KeyRef(key_id="sm.tmk"), terminal_id="sm.term-01"))
+    assert [k.key_type for k in r.keys] == [pb.KEY_TYPE_TPK, pb.KEY_TYPE_TAK]
+    got = {}
+    for k in r.keys:
+        info = mgr.keys.GetKey(key_pb.GetKeyRequest(key=pb.KeyRef(key_id=k.key_id))).key
+        assert info.algorithm == pb.ALGORITHM_SM4, info
+        key = ind.ecb("SM4", clear["tmk"], bytes(k.wrapped_key), decrypt=True)  # X9.17: plain ECB under the TMK
+        assert ind.kcv("SM4", key) == bytes(k.kcv)[:3]
+        got[k.key_type] = key
+    tak = mgr.keys.GetKey(key_pb.GetKeyRequest(key=pb.KeyRef(key_id="sm.term-01.tak"))).key
+    assert tak.usage == pb.KEY_USAGE_MAC_ISO9797_ALG1
+    # The new SM4 TPK carries a format 4 PIN block (ISO 9564-1 clause 9.3.6, SM4 in place of AES) to
+    # the zone's SM4 ZPK, and the ZPK's block holds the same PIN field.
+    field = ind.iso4_pin_field("1234", bytes(8))
+    block = ind.iso4_encipher("SM4", got[pb.KEY_TYPE_TPK], field, PAN)
+    out = app.pins.TranslatePin(pin_pb.TranslatePinRequest(
+        source_key=pb.KeyRef(key_id="sm.term-01.tpk"), source_format=pb.PIN_BLOCK_FORMAT_ISO_4,
+        destination_key=pb.KeyRef(key_id="sm.zpk"), destination_format=pb.PIN_BLOCK_FORMAT_ISO_4,
+        pin_block=block, pan=PAN))
+    assert ind.iso4_decipher("SM4", clear["zpk"], bytes(out.pin_block), PAN)[:8] == field[:8]
+
+
+def test_a_zones_first_keys_under_an_sm4_zmk_are_sm4(site: tuple[Client, Client, dict[str, bytes]]) -> None:
+    _, mgr, clear = site
+    r = mgr.sync.StartKeyChange(ks.StartKeyChangeRequest(zone="smz"))
+    keys = r.notice.keys
+    assert sorted(k.key_type for k in keys) == sorted([pb.KEY_TYPE_ZPK, pb.KEY_TYPE_MAK, pb.KEY_TYPE_DEK])
+    for k in keys:
+        assert k.algorithm == pb.ALGORITHM_SM4, k
+        key = ind.ecb("SM4", clear["zmk"], bytes(k.wrapped_key), decrypt=True)
+        assert ind.kcv("SM4", key) == bytes(k.kcv)[:3]
+    assert {k.key_type: k.usage for k in keys}[pb.KEY_TYPE_MAK] == pb.KEY_USAGE_MAC_ISO9797_ALG1
