@@ -171,3 +171,15 @@ def test_the_form_is_chosen_explicitly_shown_and_audited(site: Site) -> None:
     for zmk_id, _, form in ZMKS:
         detail = json.loads(rows[zmk_id])
         assert (detail["legacy_form"], detail["legacy_types"]) == (form.value, "ZPK")
+
+
+def test_an_x917_ecb_import_needs_its_kcv(site: Site) -> None:
+    """Issue 33: plain ECB binds nothing of the key, so a cryptogram sent without its KCV was taken
+    in as whatever it deciphered to. Under an X9.17 ECB KEK the KCV is required; a payShield variant
+    binds the key's length and type itself and keeps it optional."""
+    zmk_id = next(kid for kid, _, form in ZMKS if form is LegacyForm.X917_ECB)
+    zpk = ref.odd_parity(secrets.token_bytes(16))
+    code, details = code_of(site.mgr.keys.ImportKey, key_pb.ImportKeyRequest(
+        kek=pb.KeyRef(key_id=zmk_id), wrapped_key=ref.tdes_ecb(site.clear[zmk_id], zpk),
+        template=_zpk("no-kcv", T2)))
+    assert code is grpc.StatusCode.INVALID_ARGUMENT and details.startswith("kcv: required"), details
