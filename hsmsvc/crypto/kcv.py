@@ -4,8 +4,9 @@
 * AES: CMAC of a 16-byte zero block, leftmost bytes (X9.24-1:2017), by default;
   the legacy zero-block encipherment on request (:attr:`KcvMethod.ECB`), since
   some partners still state AES KCVs that way.
-* SM4: encrypt a block of zeros. No GB/T standard fixes an SM4 KCV; this is the
-  TDES convention carried over, as Chinese HSM vendors do.
+* SM4: encrypt a block of zeros, by default. No GB/T standard fixes an SM4 KCV; this is the
+  TDES convention carried over, as Chinese financial HSMs state it; the CMAC form (the
+  AES rule applied to SM4) on request, for a partner that states SM4 KCVs that way.
 """
 
 from __future__ import annotations
@@ -23,11 +24,12 @@ def default_method(algorithm: Algorithm) -> KcvMethod:
 
 
 def check_method(algorithm: Algorithm, method: KcvMethod | None) -> KcvMethod:
-    """``method`` (None: the default) for a key of ``algorithm``; CMAC is for AES keys only."""
+    """``method`` (None: the default) for a key of ``algorithm``; CMAC is for AES and SM4 keys
+    (16-byte blocks: SP 800-38B's subkeys; a TDES KCV is ECB only)."""
     if method is None:
         return default_method(algorithm)
-    if method is KcvMethod.CMAC and not algorithm.is_aes:
-        raise InvalidInput("kcv_method", f"CMAC is for AES keys; a {algorithm.value} key's KCV is ECB only")
+    if method is KcvMethod.CMAC and not (algorithm.is_aes or algorithm is Algorithm.SM4):
+        raise InvalidInput("kcv_method", f"CMAC is for AES and SM4 keys; a {algorithm.value} key's KCV is ECB only")
     return method
 
 
@@ -47,6 +49,12 @@ def kcv(algorithm: Algorithm, key: bytes, length: int = 3, *, method: KcvMethod 
 
     >>> kcv(Algorithm.AES_128, bytes.fromhex("10a58869d74be5a374cf867cfb473859"), method=KcvMethod.ECB).hex()
     '6d251e'
+
+    SM4 with the GB/T 32907-2016 annex A example key: the ECB form (the default) and the CMAC form:
+
+    >>> sm4 = bytes.fromhex("0123456789abcdeffedcba9876543210")
+    >>> kcv(Algorithm.SM4, sm4).hex(), kcv(Algorithm.SM4, sm4, method=KcvMethod.CMAC).hex()
+    ('2677f4', '909f5e')
     """
     if not 2 <= length <= algorithm.block_size:
         raise InvalidInput("kcv_length", f"2 to {algorithm.block_size} bytes")

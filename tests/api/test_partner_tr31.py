@@ -316,7 +316,7 @@ def test_a_tdes_key_has_no_cmac_kcv(site: Site) -> None:
         kek=pb.KeyRef(key_id=KBPK_ID), wrapped_key=block.encode("ascii"), kcv=ref.kcv("TDES_2KEY", clear),
         template=t, kcv_method=pb.KCV_METHOD_CMAC))
     assert (code, message) == (grpc.StatusCode.INVALID_ARGUMENT,
-                               "kcv_method: CMAC is for AES keys; a TDES_2KEY key's KCV is ECB only")
+                               "kcv_method: CMAC is for AES and SM4 keys; a TDES_2KEY key's KCV is ECB only")
     r = _import(site, block, t, ref.kcv("TDES_2KEY", clear))
     assert r.key.kcv_method == pb.KCV_METHOD_ECB
     code, _ = code_of(site.client.keys.GetKeyCheckValue, key_pb.GetKeyCheckValueRequest(

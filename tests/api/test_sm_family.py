@@ -21,7 +21,7 @@ from hsmsvc_client.v1 import pin_service_pb2 as pin_pb
 from hsmsvc_client.v1 import types_pb2 as pb
 from tests import pg
 from tests import reference as ind
-from tests.api.conftest import POLICY, _form, forming, launch, seal_lmk, stop
+from tests.api.conftest import POLICY, _form, forming, launch, seal_lmk, stop, template
 from tools.bench.pki import ThrowawayCA as TestCA
 
 PAN = "6222020000000015"
@@ -94,3 +94,22 @@ def test_a_zones_first_keys_under_an_sm4_zmk_are_sm4(site: tuple[Client, Client,
         key = ind.ecb("SM4", clear["zmk"], bytes(k.wrapped_key), decrypt=True)
         assert ind.kcv("SM4", key) == bytes(k.kcv)[:3]
     assert {k.key_type: k.usage for k in keys}[pb.KEY_TYPE_MAK] == pb.KEY_USAGE_MAC_ISO9797_ALG1
+
+
+def test_an_sm4_kcv_is_ecb_by_default_and_cmac_when_the_partner_states_it(
+        site: tuple[Client, Client, dict[str, bytes]]) -> None:
+    """Issue 33, seen 1: one SM4 KCV rule (ECB of a zero block, as Chinese financial HSMs state it),
+    and the CMAC form accepted where a partner states it so (kcv_method). Expected values by
+    tests/reference.py (pyca's SM4 and CMAC)."""
+    _, mgr, clear = site
+    tpk = bytes(range(16))
+    cmac_kcv = ind.cmac("SM4", tpk, bytes(16))[:3]
+    r = mgr.keys.ImportKey(key_pb.ImportKeyRequest(
+        kek=pb.KeyRef(key_id="sm.tmk"), wrapped_key=ind.ecb("SM4", clear["tmk"], tpk), kcv=cmac_kcv,
+        kcv_method=pb.KCV_METHOD_CMAC, template=template("sm.term-09.tpk", pb.KEY_TYPE_TPK, pb.ALGORITHM_SM4,
+                                                          pb.KEY_USAGE_PIN_ENCRYPTION, pb.MODE_OF_USE_ENCRYPT_DECRYPT,
+                                                          zone="sm")))
+    assert bytes(r.key.kcv) == ind.kcv("SM4", tpk) and r.key.kcv_method == pb.KCV_METHOD_ECB
+    got = mgr.keys.GetKeyCheckValue(key_pb.GetKeyCheckValueRequest(
+        key=pb.KeyRef(key_id="sm.term-09.tpk"), kcv_method=pb.KCV_METHOD_CMAC))
+    assert bytes(got.kcv) == cmac_kcv

@@ -79,10 +79,24 @@ def test_aes_kcv_methods_match_pyca(key: bytes) -> None:
     assert kcv.kcv(Algorithm.AES_192, key, method=KcvMethod.CMAC) == ref.kcv("AES_192", key)
 
 
-@pytest.mark.parametrize("alg", [Algorithm.TDES_2KEY, Algorithm.SM4])
-def test_cmac_kcv_is_for_aes_only(alg: Algorithm) -> None:
+def test_cmac_kcv_is_not_for_tdes() -> None:
     key = H("0123456789ABCDEFFEDCBA9876543210")
     with pytest.raises(InvalidInput) as e:
-        kcv.kcv(alg, key, method=KcvMethod.CMAC)
+        kcv.kcv(Algorithm.TDES_2KEY, key, method=KcvMethod.CMAC)
     assert e.value.field == "kcv_method"
-    assert kcv.kcv(alg, key, method=KcvMethod.ECB) == kcv.kcv(alg, key)
+    assert kcv.kcv(Algorithm.TDES_2KEY, key, method=KcvMethod.ECB) == kcv.kcv(Algorithm.TDES_2KEY, key)
+
+
+def test_sm4_kcv_is_ecb_by_default_and_cmac_on_request() -> None:
+    """The GB/T 32907-2016 annex A example key; expected values by pyca's SM4 (OpenSSL), ECB of a
+    zero block and its CMAC (SP 800-38B with SM4's 16-byte block), not by hsmsvc's code."""
+    from cryptography.hazmat.primitives import cmac as pyca_cmac
+    from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+
+    key = H("0123456789ABCDEFFEDCBA9876543210")
+    enc = Cipher(algorithms.SM4(key), modes.ECB()).encryptor()
+    ecb = enc.update(bytes(16)) + enc.finalize()
+    mac = pyca_cmac.CMAC(algorithms.SM4(key))
+    mac.update(bytes(16))
+    assert kcv.kcv(Algorithm.SM4, key) == ecb[:3] == H("2677F4")
+    assert kcv.kcv(Algorithm.SM4, key, method=KcvMethod.CMAC) == mac.finalize()[:3] == H("909F5E")
