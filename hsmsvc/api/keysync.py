@@ -166,4 +166,5 @@ class KeySyncServicer(g.KeySyncServiceServicer):
                          cv.text(r.terminal_id, "terminal_id", 60))
         return m.SignOnResponse(keys=[
             m.SignOnKey(key_id=k.key_id, version=k.version, key_type=cv.KEY_TYPE.to_pb[k.cryptogram.spec.key_type],
-                        wrapped_key=w, kcv=k.cryptogram.kcv) for k, w in out])
+                        wrapped_key=w, kcv=k.cryptogram.kcv, algorithm=cv.ALGORITHM.to_pb[k.cryptogram.spec.algorithm],
+                        usage=cv.KEY_USAGE.to_pb[k.cryptogram.spec.usage]) for k, w in out])

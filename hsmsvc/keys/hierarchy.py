@@ -230,10 +230,6 @@ class KeyManager:
             raise InvalidInput("template.algorithm", "required under a K0 KEK: only a TR-31 header names it")
         elif legacy_types or legacy_form is not LegacyForm.NONE:
             raise InvalidInput("template.algorithm", "required for a K0 KEK with a legacy form")
-        if kek.legacy_form is LegacyForm.X917_ECB and not kcv:
-            # Plain ECB binds nothing of the key to the cryptogram: without its KCV a wrong cryptogram,
-            # or one meant as another key type, would be taken in as a different key (issue 33).
-            raise InvalidInput("kcv", "required under an X9.17 ECB KEK: the form itself checks nothing")
         c = self._backend.execute(ImportKey(kek=kek.cryptogram, wrapped=wrapped, spec=spec, kcv=kcv,
                                             form=kek.legacy_form, kcv_method=kcv_method))
         return self._keep(c=c, action="key.import", state=state, alias=alias, lifetime=lifetime, max_uses=max_uses,

@@ -422,14 +422,17 @@ def sign_on(
     out: list[tuple[StoredKey, bytes]] = []
     added: list[StoredKey] = []
     expire: list[tuple[str, int, datetime]] = []
-    # The terminal's keys follow its TMK's family: SM4 under an SM4 TMK, two-key TDES otherwise.
+    # A terminal's first keys follow its TMK's family (SM4 under an SM4 TMK, two-key TDES otherwise);
+    # its next versions keep their own algorithm and usage, which the terminal's software expects.
     sm4 = tmk.cryptogram.spec.algorithm is Algorithm.SM4
-    algorithm = Algorithm.SM4 if sm4 else Algorithm.TDES_2KEY
     for key_type, usage, mode in _SM4_TERMINAL_KEYS if sm4 else _TERMINAL_KEYS:
         key_id = f"{terminal}.{key_type.value.lower()}"
         versions = s.store.versions(key_id)
-        spec = KeySpec(key_id, (versions[-1].version + 1) if versions else 1, key_type, algorithm,
-                       usage, mode, Exportability.EXPORTABLE, tmk.cryptogram.spec.zone)
+        last = versions[-1].cryptogram.spec if versions else None
+        spec = KeySpec(key_id, last.version + 1 if last else 1, key_type,
+                       last.algorithm if last else Algorithm.SM4 if sm4 else Algorithm.TDES_2KEY,
+                       last.usage if last else usage, last.mode_of_use if last else mode,
+                       Exportability.EXPORTABLE, tmk.cryptogram.spec.zone)
         require_legacy_opt_in(tmk, key_type)
         # The terminal's name is the caller's: "branch-0002" must not add a version in this
         # TMK's zone to another zone's branch-0002.tpk.

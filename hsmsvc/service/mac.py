@@ -11,6 +11,7 @@ from typing import Sequence
 
 from hsmsvc.errors import HsmsvcError, InvalidInput, VerificationFailed
 from hsmsvc.hsm.commands import GenerateMac, GenerateMacs, VerifyMac, VerifyMacs
+from hsmsvc.hsm.commands.mac import min_mac_length
 from hsmsvc.hsm.policy import Operation
 from hsmsvc.keys.model import KeyRef
 from hsmsvc.service.context import Caller, Services
@@ -34,11 +35,13 @@ def _padding(algorithm: MacAlgorithm, padding: Padding | None) -> Padding:
     return Padding.METHOD_1
 
 
-def _truncate(tag: bytes, length: int) -> bytes:
+def _truncate(tag: bytes, length: int, algorithm: MacAlgorithm) -> bytes:
+    """The tag cut to ``length``: from the algorithm's minimum (the one VerifyMac takes) to full."""
     if length == 0:
         return tag
-    if not 4 <= length <= len(tag):
-        raise InvalidInput("mac_length", f"4 to {len(tag)} bytes, or 0 for the full tag")
+    lo = min_mac_length(algorithm)
+    if not lo <= length <= len(tag):
+        raise InvalidInput("mac_length", f"{lo} to {len(tag)} bytes, or 0 for the full tag")
     return tag[:length]
 
 
@@ -51,7 +54,7 @@ def generate_mac(
     k = s.key(caller, key, Operation.MAC_GENERATE)
     tag = s.backend.execute(GenerateMac(key=k.cryptogram, data=data, algorithm=algorithm, padding=pad))
     s.observer.key_used(k)
-    return _truncate(tag, length), k.version, k.cryptogram.spec.key_type is KeyType.TAK and k.rotation_due
+    return _truncate(tag, length, algorithm), k.version, k.cryptogram.spec.key_type is KeyType.TAK and k.rotation_due
 
 
 def verify_mac(
@@ -77,7 +80,7 @@ def generate_mac_batch(
     tags = s.backend.execute(GenerateMacs(key=k.cryptogram, messages=messages, algorithm=algorithm,
                                           padding=pad))
     # A mac_length the tags cannot have fails the whole request, as it would fail every item.
-    out: list[bytes | HsmsvcError] = [_truncate(t, length) if isinstance(t, bytes) else t for t in tags]
+    out: list[bytes | HsmsvcError] = [_truncate(t, length, algorithm) if isinstance(t, bytes) else t for t in tags]
     s.observer.key_used(k, sum(1 for r in out if isinstance(r, bytes)))
     return out, k.version
 

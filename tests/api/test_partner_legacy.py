@@ -174,12 +174,12 @@ def test_the_form_is_chosen_explicitly_shown_and_audited(site: Site) -> None:
 
 
 def test_an_x917_ecb_import_needs_its_kcv(site: Site) -> None:
-    """Issue 33: plain ECB binds nothing of the key, so a cryptogram sent without its KCV was taken
-    in as whatever it deciphered to. Under an X9.17 ECB KEK the KCV is required; a payShield variant
-    binds the key's length and type itself and keeps it optional."""
+    """Plain ECB binds nothing of the key, so a cryptogram without its KCV would be taken in as
+    whatever it deciphered to: under an X9.17 ECB KEK the KCV is required (the backend's rule, as
+    for the payShield variant forms; issue 33 saw it accepted, which a check since c637afb refuses)."""
     zmk_id = next(kid for kid, _, form in ZMKS if form is LegacyForm.X917_ECB)
     zpk = ref.odd_parity(secrets.token_bytes(16))
     code, details = code_of(site.mgr.keys.ImportKey, key_pb.ImportKeyRequest(
         kek=pb.KeyRef(key_id=zmk_id), wrapped_key=ref.tdes_ecb(site.clear[zmk_id], zpk),
         template=_zpk("no-kcv", T2)))
-    assert code is grpc.StatusCode.INVALID_ARGUMENT and details.startswith("kcv: required"), details
+    assert code is grpc.StatusCode.INVALID_ARGUMENT and details.startswith("kcv: required:"), details

@@ -67,7 +67,7 @@ def test_sign_on_under_an_sm4_tmk_gives_sm4_keys(site: tuple[Client, Client, dic
     got = {}
     for k in r.keys:
         info = mgr.keys.GetKey(key_pb.GetKeyRequest(key=pb.KeyRef(key_id=k.key_id))).key
-        assert info.algorithm == pb.ALGORITHM_SM4, info
+        assert info.algorithm == k.algorithm == pb.ALGORITHM_SM4, info
         key = ind.ecb("SM4", clear["tmk"], bytes(k.wrapped_key), decrypt=True)  # X9.17: plain ECB under the TMK
         assert ind.kcv("SM4", key) == bytes(k.kcv)[:3]
         got[k.key_type] = key
@@ -113,3 +113,22 @@ def test_an_sm4_kcv_is_ecb_by_default_and_cmac_when_the_partner_states_it(
     got = mgr.keys.GetKeyCheckValue(key_pb.GetKeyCheckValueRequest(
         key=pb.KeyRef(key_id="sm.term-09.tpk"), kcv_method=pb.KCV_METHOD_CMAC))
     assert bytes(got.kcv) == cmac_kcv
+
+
+def test_a_terminal_signed_on_before_keeps_its_keys_algorithm(site: tuple[Client, Client, dict[str, bytes]]) -> None:
+    """A terminal whose TDES keys were issued under this SM4 TMK before keys followed the TMK gets TDES
+    again at its next sign-on (its software expects TDES); SignOnKey names the algorithm and usage."""
+    app, mgr, clear = site
+    T2, B, C = pb.ALGORITHM_TDES_2KEY, pb.MODE_OF_USE_ENCRYPT_DECRYPT, pb.MODE_OF_USE_MAC_GENERATE_VERIFY
+    for key_type, usage, mode, name in ((pb.KEY_TYPE_TPK, pb.KEY_USAGE_PIN_ENCRYPTION, B, "tpk"),
+                                        (pb.KEY_TYPE_TAK, pb.KEY_USAGE_MAC_ISO9797_ALG3, C, "tak")):
+        key = ind.odd_parity(bytes(range(16 * (key_type % 5), 16 * (key_type % 5) + 16)))
+        mgr.keys.ImportKey(key_pb.ImportKeyRequest(
+            kek=pb.KeyRef(key_id="sm.tmk"), wrapped_key=ind.ecb("SM4", clear["tmk"], key), kcv=ind.tdes_kcv(key),
+            template=template(f"sm.term-old.{name}", key_type, T2, usage, mode, zone="sm")))
+    r = app.sync.SignOn(ks.SignOnRequest(tmk=pb.KeyRef(key_id="sm.tmk"), terminal_id="sm.term-old"))
+    assert [(k.version, k.algorithm, k.usage) for k in r.keys] == [
+        (2, T2, pb.KEY_USAGE_PIN_ENCRYPTION), (2, T2, pb.KEY_USAGE_MAC_ISO9797_ALG3)]
+    for k in r.keys:
+        key = ind.ecb("SM4", clear["tmk"], bytes(k.wrapped_key), decrypt=True)
+        assert len(key) == 16 and ind.tdes_kcv(key) == bytes(k.kcv)[:3]

@@ -21,22 +21,32 @@ from hsmsvc.types import MacAlgorithm, Padding
 if TYPE_CHECKING:
     from hsmsvc.hsm.commands.core import CommandBackend
 
-__all__ = ["GenerateMac", "GenerateMacs", "MIN_MAC_LENGTH", "VerifyMac", "VerifyMacs"]
+__all__ = ["GenerateMac", "GenerateMacs", "VerifyMac", "VerifyMacs", "min_mac_length"]
 
-MIN_MAC_LENGTH: Final = 4
-"""The shortest tag generated or verified, for every algorithm: 32 bits, the least ISO/IEC 9797-1
-clause 5 (m >= 32), NIST SP 800-38B appendix A (CMAC) and SP 800-107 rev. 1 clause 5.3.3 (HMAC)
-allow. A short tag is the caller's choice; its protection is the attempt limit it keeps."""
 _FULL_LENGTHS: Final = {
     MacAlgorithm.HMAC_SHA256: 32,
     MacAlgorithm.HMAC_SM3: 32,
     MacAlgorithm.UNIONPAY_POS: 8,
 }
+_MIN_LENGTHS: Final = {
+    # 128 bits: nothing bounds how often a caller may try a MAC, so a short HMAC tag would be a
+    # forgery in hours (2^32 guesses at 277k/s on one core); FIPS 198-1 leaves the length to us.
+    MacAlgorithm.HMAC_SHA256: 16,
+    MacAlgorithm.HMAC_SM3: 16,
+    # The UnionPay POS MAC is its 8 characters, whole.
+    MacAlgorithm.UNIONPAY_POS: 8,
+}
+
+
+def min_mac_length(algorithm: MacAlgorithm) -> int:
+    """The shortest tag generated or verified: 16 bytes for HMAC, 8 for the UnionPay POS MAC, and
+    4 for the block-cipher MACs (ISO/IEC 9797-1 clause 5, m >= 32: what payment messages carry)."""
+    return _MIN_LENGTHS.get(algorithm, 4)
 
 
 def _check_mac(k: LoadedKey, algorithm: MacAlgorithm, mac: bytes) -> None:
-    """A tag to verify is as long as GenerateMac may make it: 4 bytes up to the full tag."""
-    lo, hi = MIN_MAC_LENGTH, _FULL_LENGTHS.get(algorithm, k.algorithm.block_size)
+    """A tag to verify is as long as GenerateMac may make it: the algorithm's minimum up to the full tag."""
+    lo, hi = min_mac_length(algorithm), _FULL_LENGTHS.get(algorithm, k.algorithm.block_size)
     if not isinstance(mac, (bytes, bytearray)) or not lo <= len(mac) <= hi:
         raise InvalidInput("mac", f"{lo} to {hi} bytes")
 

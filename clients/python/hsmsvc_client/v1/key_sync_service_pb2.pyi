@@ -137,18 +137,22 @@ class SignOnRequest(_message.Message):
     def __init__(self, tmk: _Optional[_Union[_types_pb2.KeyRef, _Mapping]] = ..., terminal_id: _Optional[str] = ...) -> None: ...
 
 class SignOnKey(_message.Message):
-    __slots__ = ("key_id", "version", "key_type", "wrapped_key", "kcv")
+    __slots__ = ("key_id", "version", "key_type", "wrapped_key", "kcv", "algorithm", "usage")
     KEY_ID_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
     KEY_TYPE_FIELD_NUMBER: _ClassVar[int]
     WRAPPED_KEY_FIELD_NUMBER: _ClassVar[int]
     KCV_FIELD_NUMBER: _ClassVar[int]
+    ALGORITHM_FIELD_NUMBER: _ClassVar[int]
+    USAGE_FIELD_NUMBER: _ClassVar[int]
     key_id: str
     version: int
     key_type: _types_pb2.KeyType
     wrapped_key: bytes
     kcv: bytes
-    def __init__(self, key_id: _Optional[str] = ..., version: _Optional[int] = ..., key_type: _Optional[_Union[_types_pb2.KeyType, str]] = ..., wrapped_key: _Optional[bytes] = ..., kcv: _Optional[bytes] = ...) -> None: ...
+    algorithm: _types_pb2.Algorithm
+    usage: _types_pb2.KeyUsage
+    def __init__(self, key_id: _Optional[str] = ..., version: _Optional[int] = ..., key_type: _Optional[_Union[_types_pb2.KeyType, str]] = ..., wrapped_key: _Optional[bytes] = ..., kcv: _Optional[bytes] = ..., algorithm: _Optional[_Union[_types_pb2.Algorithm, str]] = ..., usage: _Optional[_Union[_types_pb2.KeyUsage, str]] = ...) -> None: ...
 
 class SignOnResponse(_message.Message):
     __slots__ = ("keys",)
