@@ -17,20 +17,18 @@ from hsmsvc.errors import InvalidInput, KeyUsageViolation
 from hsmsvc.hsm.commands.base import HsmCommand
 from hsmsvc.hsm.model import Command, KeyCryptogram, KeySpec
 from hsmsvc.hsm.policy import Operation
-from hsmsvc.types import Algorithm, KeyType, KeyUsage, ModeOfUse
+from hsmsvc.types import Algorithm, KeyType
 
 if TYPE_CHECKING:
     from hsmsvc.hsm.commands.core import CommandBackend
 
 __all__ = ["CoDecrypt", "CoSign", "CoSigningShare", "CreateCoSigningShare"]
 
-_MODES = {KeyUsage.DIGITAL_SIGNATURE: ModeOfUse.SIGN_ONLY, KeyUsage.ASYMMETRIC_DATA_ENCRYPTION: ModeOfUse.DECRYPT_ONLY}
-
-
 def _point(value: object, field: str) -> bytes:
-    if not isinstance(value, (bytes, bytearray)) or len(value) != sm2coop.POINT_LENGTH:
-        raise InvalidInput(field, f"an uncompressed sm2p256v1 point of {sm2coop.POINT_LENGTH} bytes")
-    return bytes(value)
+    """An uncompressed point on the curve (length included), checked before the backend is held."""
+    data = bytes(value) if isinstance(value, (bytes, bytearray)) else b""
+    sm2coop.check_point(data, field)
+    return data
 
 
 @dataclass(frozen=True)
@@ -52,12 +50,11 @@ class CreateCoSigningShare(HsmCommand[CoSigningShare]):
     def run(self, b: CommandBackend) -> CoSigningShare:
         spec = self.spec
         b._capabilities.require(Command.COSIGN, spec.algorithm)
-        if spec.key_type is not KeyType.CSK or spec.algorithm is not Algorithm.SM2:
+        # The spec's own binding check (policy.check_binding: a CSK is SM2, S0 with mode S or D1
+        # with mode D) ran when it was made; only the type is this command's to require.
+        if spec.key_type is not KeyType.CSK:
             raise KeyUsageViolation("template", "a two-party key is a CSK on SM2")
-        if _MODES.get(spec.usage) is not spec.mode_of_use:
-            raise KeyUsageViolation("template", "a CSK co-signs (usage S0, mode S) or co-decrypts (D1, mode D)")
         client = _point(self.client_share, "client_share")
-        sm2coop.check_point(client, "client_share")
         with b._guard():
             key = b._seal_clear(spec, sm2coop.new_server_share(client))
             loaded = b._use(key, Operation.PUBLIC_KEY)
@@ -80,7 +77,6 @@ class CoSign(HsmCommand[bytes]):
         if not isinstance(self.digest, (bytes, bytearray)) or len(self.digest) != 32:
             raise InvalidInput("digest", "32 bytes: e = SM3(Z_A || M)")
         q1 = _point(self.client_point, "client_point")
-        sm2coop.check_point(q1, "client_point")
         with b._guard():
             share = b._use(self.key, Operation.COSIGN)
         # Outside the backend's lock: a loaded share is immutable and the arithmetic keeps no shared
@@ -99,7 +95,6 @@ class CoDecrypt(HsmCommand[bytes]):
     def run(self, b: CommandBackend) -> bytes:
         b._capabilities.require(Command.COSIGN, Algorithm.SM2)
         t1 = _point(self.client_point, "client_point")
-        sm2coop.check_point(t1, "client_point")
         with b._guard():
             share = b._use(self.key, Operation.CODECRYPT)
         return b._codecrypt(share, t1)  # outside the lock, as CoSign
