@@ -26,6 +26,7 @@ from pathlib import Path
 from cryptography.hazmat.decrepit.ciphers.algorithms import TripleDES
 from cryptography.hazmat.primitives import cmac as pyca_cmac
 from cryptography.hazmat.primitives import hashes, keywrap, serialization
+from cryptography.hazmat.primitives import hmac as pyca_hmac
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.hazmat.primitives.ciphers import BlockCipherAlgorithm, Cipher, algorithms, modes
 
@@ -179,6 +180,36 @@ def aes_cmac(key: bytes, data: bytes) -> bytes:
     return cmac("AES", key, data)
 
 
+def unionpay_pos_mac_stages(alg: str | Enum, key: bytes, data: bytes) -> tuple[bytes, bytes, bytes, bytes]:
+    """The China UnionPay POS ("ECB") MAC's blocks, steps b) to f), over the cipher's block of n bytes
+    (8 for TDES, the POS terminal specification; 16 for SM4, its national-algorithm form):
+    RESULT BLOCK (the n-byte blocks of ``data``, zero-padded, XORed; one zero block if empty),
+    ENC BLOCK1 = E(first n of its 2n upper-case hex characters), TEMP BLOCK = ENC BLOCK1 XOR the
+    last n characters, ENC BLOCK2 = E(TEMP BLOCK)."""
+    n = primitive(alg, key).block_size // 8
+    padded = data + bytes(-len(data) % n) if data else bytes(n)
+    result = bytes(n)
+    for i in range(0, len(padded), n):
+        result = xor(result, padded[i:i + n])
+    hexed = result.hex().upper().encode("ascii")
+    enc1 = ecb(alg, key, hexed[:n])
+    temp = xor(enc1, hexed[n:])
+    return result, enc1, temp, ecb(alg, key, temp)
+
+
+def unionpay_pos_mac(alg: str | Enum, key: bytes, data: bytes) -> bytes:
+    """The UnionPay POS MAC, steps g) and h): ENC BLOCK2 as upper-case hex characters, the first 8
+    (ASCII), for TDES and SM4 alike."""
+    return unionpay_pos_mac_stages(alg, key, data)[3].hex().upper()[:8].encode("ascii")
+
+
+def hmac_sm3(key: bytes, data: bytes) -> bytes:
+    """HMAC (RFC 2104; GM/T 0042-2015) over SM3 (GB/T 32905-2016), by pyca: any key length."""
+    h = pyca_hmac.HMAC(key, hashes.SM3())
+    h.update(data)
+    return h.finalize()
+
+
 def key_sync_mac(alg: str | Enum, zmk: bytes, data: bytes) -> bytes:
     """A key-change notice's MAC as hsmsvc documents it: CMAC (NIST SP 800-38B) under the key
     ECB_ZMK(counter || "hsmsvc/ks-mac/v1", one zero-padded block per counter 1, 2, ...), cut
@@ -194,13 +225,17 @@ def key_sync_mac(alg: str | Enum, zmk: bytes, data: bytes) -> bytes:
 # ANSI X9 TR-31:2018 clause 5.3.2: the derivation data's algorithm indicator and length, by the
 # KBPK's algorithm and length.
 _TR31_KDF = {("TDES", 16): (0x0000, 0x0080), ("TDES", 24): (0x0001, 0x00C0), ("AES", 16): (0x0002, 0x0080),
-             ("AES", 24): (0x0003, 0x00C0), ("AES", 32): (0x0004, 0x0100)}
+             ("AES", 24): (0x0003, 0x00C0), ("AES", 32): (0x0004, 0x0100),
+             # Not TR-31: hsmsvc's SM4 convention (docs/architecture.md "SM4 key blocks"), version D
+             # with SM4 wherever TR-31 says AES, the derivation data as for AES-128.
+             ("SM4", 16): (0x0002, 0x0080)}
 
 
-def _tr31_keys(kbpk: bytes, version: str) -> tuple[str, bytes, bytes]:
+def _tr31_keys(kbpk: bytes, version: str, sm4: bool = False) -> tuple[str, bytes, bytes]:
     """TR-31:2018 clause 5.3.2.1 (version B, TDES) or 5.3.2.3 (version D, AES): the KBEK and KBAK,
-    each CMAC_KBPK(counter || usage 0000 or 0001 || 00 || algorithm || length) for counters 1, 2, ..."""
-    alg = {"B": "TDES", "D": "AES"}[version]
+    each CMAC_KBPK(counter || usage 0000 or 0001 || 00 || algorithm || length) for counters 1, 2, ...
+    ``sm4``: version D with an SM4 KBPK (the convention above)."""
+    alg = "SM4" if sm4 and version == "D" else {"B": "TDES", "D": "AES"}[version]
     indicator, bits = _TR31_KDF[(alg, len(kbpk))]
     out = []
     for usage in (0x0000, 0x0001):
@@ -214,11 +249,11 @@ def _tr31_keys(kbpk: bytes, version: str) -> tuple[str, bytes, bytes]:
     return alg, out[0], out[1]
 
 
-def tr31_wrap(kbpk: bytes, header: str, key: bytes, pad: bytes) -> str:
+def tr31_wrap(kbpk: bytes, header: str, key: bytes, pad: bytes, sm4: bool = False) -> str:
     """A TR-31:2018 key block, version B or D (``header[0]``): ``header`` with its length field
     (characters 1-4) set, then hex of CBC_KBEK(IV = MAC; bit length || key || ``pad``), then
     hex of the MAC, CMAC_KBAK(header || bit length || key || pad), 8 bytes (B) or 16 (D)."""
-    alg, kbek, kbak = _tr31_keys(kbpk, header[0])
+    alg, kbek, kbak = _tr31_keys(kbpk, header[0], sm4)
     bs = 8 if alg == "TDES" else 16
     data = (8 * len(key)).to_bytes(2, "big") + key + pad
     if len(data) % bs:
@@ -229,10 +264,10 @@ def tr31_wrap(kbpk: bytes, header: str, key: bytes, pad: bytes) -> str:
     return header + (ctx.update(data) + ctx.finalize()).hex().upper() + mac.hex().upper()
 
 
-def tr31_unwrap(kbpk: bytes, block: str, header_length: int = 16) -> tuple[bytes, bytes]:
+def tr31_unwrap(kbpk: bytes, block: str, header_length: int = 16, sm4: bool = False) -> tuple[bytes, bytes]:
     """The clear key and the padding of a version B or D block (:func:`tr31_wrap` undone), its MAC checked;
     ``header_length``: 16 plus any optional blocks' length."""
-    alg, kbek, kbak = _tr31_keys(kbpk, block[0])
+    alg, kbek, kbak = _tr31_keys(kbpk, block[0], sm4)
     bs = 8 if alg == "TDES" else 16
     header, mac = block[:header_length], bytes.fromhex(block[-2 * bs:])
     body = bytes.fromhex(block[header_length : -2 * bs])

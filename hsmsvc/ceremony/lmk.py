@@ -43,7 +43,8 @@ __all__ = [
     "restore",
 ]
 
-LMK = Algorithm.AES_256
+TOKEN_LMK = Algorithm.AES_256
+"""A token's LMK: PKCS#11 v2.40/3.0 define no SM4 mechanism, and SoftHSM2 has none."""
 
 
 class Target(Protocol):
@@ -55,6 +56,11 @@ class Target(Protocol):
     token, which cannot be staged, is written then; if it refuses, the
     published mailers are taken back).
     """
+
+    @property
+    def algorithm(self) -> Algorithm:
+        """The LMK's algorithm: AES_256, or SM4 for a national-only deployment (soft backend)."""
+        ...
 
     def check_free(self) -> None:
         """Refuse before anyone types anything if an LMK is already here."""
@@ -91,6 +97,7 @@ class SealedTarget:
     path: Path
     passphrase: bytes = field(repr=False)
     scrypt_log2_n: int = 17
+    algorithm: Algorithm = Algorithm.AES_256
 
     def __post_init__(self) -> None:
         # The sealed file's own rule, checked when the passphrase is typed, before any custodian
@@ -98,6 +105,8 @@ class SealedTarget:
         from hsmsvc.hsm.soft import sealed
 
         sealed.check_passphrase(self.passphrase)
+        if self.algorithm not in sealed.LMK_ALGORITHMS:
+            raise InvalidInput("algorithm", "AES_256 or SM4 for an LMK")
 
     def check_free(self) -> None:
         if self.path.exists():
@@ -107,10 +116,10 @@ class SealedTarget:
         from hsmsvc.hsm.soft import sealed
 
         self.check_free()
-        lmk = components.combine(LMK, parts)
-        blob = sealed.seal(LMK, lmk, self.passphrase, sealed.ScryptParams(log2_n=self.scrypt_log2_n))
+        lmk = components.combine(self.algorithm, parts)
+        blob = sealed.seal(self.algorithm, lmk, self.passphrase, sealed.ScryptParams(log2_n=self.scrypt_log2_n))
         staging.add(self.path, blob)
-        return kcv.kcv(LMK, lmk)
+        return kcv.kcv(self.algorithm, lmk)
 
     def commit(self, parts: Sequence[bytes | bytearray], lmk_kcv: bytes) -> None:
         return None  # published with the ceremony's other files
@@ -134,11 +143,15 @@ class TokenTarget:
     token: str
     pin: str = field(repr=False)
 
+    @property
+    def algorithm(self) -> Algorithm:
+        return TOKEN_LMK
+
     def check_free(self) -> None:
         return None  # the token refuses a second LMK at commit, before the journal says anything
 
     def prepare(self, parts: Sequence[bytes | bytearray], staging: Staging) -> bytes:
-        return kcv.kcv(LMK, components.combine(LMK, parts))
+        return kcv.kcv(TOKEN_LMK, components.combine(TOKEN_LMK, parts))
 
     def commit(self, parts: Sequence[bytes | bytearray], lmk_kcv: bytes) -> None:
         from hsmsvc.hsm.pkcs11.backend import provision_lmk
@@ -198,7 +211,7 @@ def create(
         def keep(i: int, name: str, part: bytearray, check: bytes) -> None:
             drawn.append((i, name, part, check))
 
-        parts, custodians = collect(console, n, LMK, names, may_generate=True, need_kcv=False,
+        parts, custodians = collect(console, n, target.algorithm, names, may_generate=True, need_kcv=False,
                                     on_generated=keep if mailer_dir is not None else None)
         try:
             lmk_kcv = target.prepare(parts, session.staging)
@@ -206,11 +219,12 @@ def create(
             if mailer_dir is not None:
                 now = datetime.now(timezone.utc)
                 for i, name, part, check in drawn:
-                    m = mailer.Mailer(name, i + 1, n, "lmk", "LMK", LMK.value, part, check, lmk_kcv, session.id,
-                                      now, record.officer)
+                    m = mailer.Mailer(name, i + 1, n, "lmk", "LMK", target.algorithm.value, part, check, lmk_kcv,
+                                      session.id, now, record.officer)
                     mailer.stage(session.staging, mailer_dir, m)
                     envelopes[f"envelope_{i + 1}"] = m.envelope
-            session.complete("lmk.create", {**_detail(custodians, lmk_kcv, target=target.describe()), **envelopes},
+            detail = _detail(custodians, lmk_kcv, target=target.describe(), algorithm=target.algorithm.value)
+            session.complete("lmk.create", {**detail, **envelopes},
                              then=lambda: target.commit(parts, lmk_kcv), undo=lambda: target.uncommit(lmk_kcv),
                              audit=_audit_under(record, target))
         finally:
@@ -241,9 +255,9 @@ def restore(
                 raise InvalidInput("lmk_kcv", "hex digits") from None
         if len(expect_kcv) < 2:
             raise InvalidInput("lmk_kcv", "at least 2 bytes (4 hex digits)")
-        parts, custodians = collect(console, n, LMK, names, may_generate=False, need_kcv=True)
+        parts, custodians = collect(console, n, target.algorithm, names, may_generate=False, need_kcv=True)
         try:
-            combined = kcv.kcv(LMK, components.combine(LMK, parts))
+            combined = kcv.kcv(target.algorithm, components.combine(target.algorithm, parts))
             if not compare.bytes_eq(combined[: len(expect_kcv)], expect_kcv):
                 raise VerificationFailed("lmk_kcv", f"the components give {combined.hex().upper()}, not "
                                                     f"{expect_kcv.hex().upper()}; nothing was changed")
@@ -268,7 +282,7 @@ def backup(
     With mailers, all of them are published together or none is.
     """
     check_custodians(n)
-    lmk_kcv = backend.lmk_kcv()
+    lmk_kcv, algorithm = backend.lmk_kcv(), backend.capabilities.lmk
     with record.session("lmk-backup") as session:
         console.say(f"LMK ceremony {session.id}: backup, {n} custodians")
         custodians: list[Custodian] = []
@@ -281,9 +295,9 @@ def backup(
                               names[i] if i < len(names) else None, "custodian")
                 if any(c.name == name for c in custodians):
                     raise PermissionDenied("custodian", f"{name} already holds a component (one each)")
-                check = kcv.kcv(LMK, bytes(part))
+                check = kcv.kcv(algorithm, bytes(part))
                 if mailer_dir is not None:
-                    m = mailer.Mailer(name, i + 1, n, "lmk", "LMK", LMK.value, part, check, lmk_kcv, session.id,
+                    m = mailer.Mailer(name, i + 1, n, "lmk", "LMK", algorithm.value, part, check, lmk_kcv, session.id,
                                       now, record.officer)
                     mailer.stage(session.staging, mailer_dir, m)
                     envelopes[f"envelope_{i + 1}"] = m.envelope

@@ -34,7 +34,6 @@ from hsmsvc.types import Algorithm
 
 __all__ = ["KEPT_SUFFIX", "Entered", "ShareSealedTarget", "enter_shares", "open_at_console", "reseal", "write"]
 
-LMK = Algorithm.AES_256
 KEPT_SUFFIX = ".previous"
 """``lmk.sealed.previous``: the file a reseal replaced, kept until the officer destroys it."""
 TRIES = 3
@@ -73,7 +72,8 @@ def _sync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def write(console: Console, path: Path, lmk: bytes | bytearray, *, threshold: int, holders: Sequence[str],
+def write(console: Console, path: Path, lmk: bytes | bytearray, *, algorithm: Algorithm, threshold: int,
+          holders: Sequence[str],
           keep: Path | None = None) -> sharesealed.SealHeader:
     """Seal ``lmk`` under new shares into ``path``, showing each share once to its holder.
 
@@ -86,7 +86,7 @@ def write(console: Console, path: Path, lmk: bytes | bytearray, *, threshold: in
     if keep is not None and (keep.exists() or not path.exists()):
         raise InvalidInput("sealed", f"{keep.name} exists: destroy it first (it is the file an earlier reseal "
                                      "replaced), or there is no file to reseal")
-    blob, header = sealed_and_shown(console, lmk, threshold=threshold, holders=holders)
+    blob, header = sealed_and_shown(console, lmk, algorithm=algorithm, threshold=threshold, holders=holders)
     tmp = _staged(path, blob)
     try:
         if keep is None:
@@ -101,13 +101,13 @@ def write(console: Console, path: Path, lmk: bytes | bytearray, *, threshold: in
     return header
 
 
-def sealed_and_shown(console: Console, lmk: bytes | bytearray, *, threshold: int, holders: Sequence[str],
-                     ) -> tuple[bytes, sharesealed.SealHeader]:
+def sealed_and_shown(console: Console, lmk: bytes | bytearray, *, algorithm: Algorithm, threshold: int,
+                     holders: Sequence[str]) -> tuple[bytes, sharesealed.SealHeader]:
     """``lmk`` sealed under new shares, each shown once to its holder; returns the file's bytes.
 
     The file must open with the shares just made (its KCV checked) before anyone writes one down.
     """
-    blob, header, made = sharesealed.seal(LMK, lmk, threshold=threshold, holders=holders)
+    blob, header, made = sharesealed.seal(algorithm, lmk, threshold=threshold, holders=holders)
     try:
         sharesealed.unseal(blob, made[:threshold])
         for share, holder in zip(made, holders):
@@ -198,9 +198,13 @@ def open_at_console(console: Console, path: Path, names: Sequence[str] = ()) -> 
 class ShareSealedTarget:
     """A new soft LMK sealed under k-of-n custodians' shares (``ceremony lmk create|restore --threshold``)."""
 
-    def __init__(self, path: Path, console: Console, *, threshold: int, holders: Sequence[str]) -> None:
+    def __init__(self, path: Path, console: Console, *, threshold: int, holders: Sequence[str],
+                 algorithm: Algorithm = Algorithm.AES_256) -> None:
         # Checked now, before any custodian enters a component.
         sharesealed.check_holders(holders, threshold)
+        if algorithm not in sharesealed.LMK_ALGORITHMS:
+            raise InvalidInput("algorithm", "AES_256 or SM4 for an LMK")
+        self.algorithm = algorithm
         self.path = path
         self.console = console
         self.threshold = threshold
@@ -216,12 +220,13 @@ class ShareSealedTarget:
         """Seal, show each share to its holder, and stage the file; it takes its name only when the
         whole ceremony publishes (a later failure leaves no file, and the shares shown are void)."""
         self.check_free()
-        lmk = bytearray(components.combine(LMK, parts))
+        lmk = bytearray(components.combine(self.algorithm, parts))
         try:
-            blob, header = sealed_and_shown(self.console, lmk, threshold=self.threshold, holders=self.holders)
+            blob, header = sealed_and_shown(self.console, lmk, algorithm=self.algorithm, threshold=self.threshold,
+                                            holders=self.holders)
             staging.add(self.path, blob)
             # Kept for one open(): the ceremony's own audit row, without asking the shares back.
-            self._made = SoftBackend(bytes(lmk), LMK, anchor_path=Path(str(self.path) + ".anchor"))
+            self._made = SoftBackend(bytes(lmk), self.algorithm, anchor_path=Path(str(self.path) + ".anchor"))
         finally:
             zeroize(lmk)
         return header.lmk_kcv
@@ -261,17 +266,19 @@ def reseal(console: Console, *, path: Path, passphrase: bytes | None, threshold:
     if kind is sharesealed.SealKind.PASSPHRASE:
         if passphrase is None:
             raise InvalidInput("passphrase", "the LMK's passphrase")
-        lmk = bytearray(sealed.unseal(blob, passphrase)[1])
+        algorithm, clear, _ = sealed.unseal(blob, passphrase)
+        lmk = bytearray(clear)
     else:
         given, _ = enter_shares(console, blob, names)
         try:
-            lmk = bytearray(sharesealed.unseal(blob, given)[1])
+            algorithm, clear, _ = sharesealed.unseal(blob, given)
+            lmk = bytearray(clear)
         finally:
             for s in given:
                 s.wipe()
     try:
-        header = write(console, path, lmk, threshold=threshold, holders=holders, keep=keep)
-        backend = SoftBackend(bytes(lmk), LMK, anchor_path=Path(str(path) + ".anchor"))
+        header = write(console, path, lmk, algorithm=algorithm, threshold=threshold, holders=holders, keep=keep)
+        backend = SoftBackend(bytes(lmk), algorithm, anchor_path=Path(str(path) + ".anchor"))
     finally:
         zeroize(lmk)
     return header, backend, keep

@@ -8,8 +8,8 @@ import sys
 from pathlib import Path
 
 from hsmsvc.cli import backend
+from hsmsvc.cli.ceremony.lmk import algorithm_argument, lmk_algorithm
 from hsmsvc.errors import InvalidInput
-from hsmsvc.types import Algorithm
 
 HELP = "local master key"
 
@@ -20,6 +20,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     backend.add_arguments(p)
     p.add_argument("--component-file", action="append", help="a custodian's component, in hex (repeat)")
     p.add_argument("--scrypt-log2-n", type=int, default=17, help="scrypt cost (default 17)")
+    algorithm_argument(p)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -41,6 +42,7 @@ def init(args: argparse.Namespace) -> int:
     from hsmsvc.crypto import components
 
     parts = _components(args.component_file or [])
+    algorithm = lmk_algorithm(args)
     if args.pkcs11_module:
         if len(parts) < 2:
             raise InvalidInput("component_file", "at least 2 components (dual control) for a token LMK")
@@ -54,11 +56,11 @@ def init(args: argparse.Namespace) -> int:
     if out.exists():
         raise InvalidInput("sealed", "file exists; an LMK is never overwritten")
     if parts:
-        for i, k in enumerate(components.component_kcvs(Algorithm.AES_256, parts), 1):
+        for i, k in enumerate(components.component_kcvs(algorithm, parts), 1):
             print(f"component {i} KCV {k.hex().upper()}")
     else:
         print("development LMK: random, not formed from custodian components", file=sys.stderr)
-        parts = [secrets.token_bytes(32), secrets.token_bytes(32)]
-    target = SealedTarget(out, backend.read_secret(args, "passphrase", confirm=True), args.scrypt_log2_n)
+        parts = [secrets.token_bytes(algorithm.key_length) for _ in range(2)]
+    target = SealedTarget(out, backend.read_secret(args, "passphrase", confirm=True), args.scrypt_log2_n, algorithm)
     print(f"sealed LMK written to {out}; KCV {install(target, parts, 'lmk-init').hex().upper()}")
     return 0

@@ -2,6 +2,11 @@
 
 * B: TDES key block protection key (KBPK), key derivation binding method.
 * D: AES KBPK, key derivation binding method.
+* D with an SM4 KBPK: no GM/T or JR/T standard defines an SM4 key block, so
+  hsmsvc uses version D with every AES operation replaced by SM4 (KDF
+  indicators as for AES-128, 0002/0080) and algorithm byte ``4`` for an SM4
+  key: a bilateral convention, named by the caller (``kbpk_algorithm``)
+  because an SM4 key and an AES-128 key are both 16 bytes.
 
 Encryption and authentication keys are derived from the KBPK with CMAC in
 counter mode (TR-31:2018, NIST SP 800-108). The authenticator is
@@ -49,8 +54,9 @@ class KeyBlockAlgorithm(Enum):
     DSA = "S"
     TDES = "T"
     SM4 = "4"
-    """Not assigned by TR-31:2018: hsmsvc marks SM4 keys so inside its own LMK
-    key blocks only, and never exports a key block carrying it."""
+    """Not assigned by TR-31:2018 or X9.143: a bilateral convention for SM4 keys
+    (docs/architecture.md, "SM4 key blocks"), in hsmsvc's LMK blocks and across
+    a K1 KBPK both ways."""
 
 
 _PRINTABLE: Final = frozenset(chr(c) for c in range(0x20, 0x7F))
@@ -63,6 +69,7 @@ _KDF_PARAMS: Final = {
     Algorithm.AES_128: (b"\x00\x02", b"\x00\x80"),
     Algorithm.AES_192: (b"\x00\x03", b"\x00\xC0"),
     Algorithm.AES_256: (b"\x00\x04", b"\x01\x00"),
+    Algorithm.SM4: (b"\x00\x02", b"\x00\x80"),  # the convention: as AES-128
 }
 _MAC_LEN: Final = {KeyBlockVersion.B: 8, KeyBlockVersion.D: 16}
 
@@ -125,13 +132,19 @@ def _encode_opt(block_id: str, data: str) -> str:
     return f"{block_id}0004{n:04X}{data}"
 
 
-def _kbpk_algorithm(version: KeyBlockVersion, kbpk: bytes) -> Algorithm:
+def _kbpk_algorithm(version: KeyBlockVersion, kbpk: bytes, named: Algorithm | None) -> Algorithm:
+    if named is Algorithm.SM4:
+        if version is not KeyBlockVersion.D or not isinstance(kbpk, (bytes, bytearray)) or len(kbpk) != 16:
+            raise InvalidInput("kbpk", "an SM4 KBPK protects version D blocks")
+        return Algorithm.SM4
     if version is KeyBlockVersion.B:
         table = {16: Algorithm.TDES_2KEY, 24: Algorithm.TDES_3KEY}
     else:
         table = {16: Algorithm.AES_128, 24: Algorithm.AES_192, 32: Algorithm.AES_256}
     if not isinstance(kbpk, (bytes, bytearray)) or len(kbpk) not in table:
         raise InvalidInput("kbpk", f"a {'TDES' if version is KeyBlockVersion.B else 'AES'} key")
+    if named is not None and named is not table[len(kbpk)]:
+        raise InvalidInput("kbpk", f"{len(kbpk)} bytes, not a {named.value} key")
     return table[len(kbpk)]
 
 
@@ -150,16 +163,18 @@ def _derive(alg: Algorithm, kbpk: bytes) -> tuple[bytes, bytes]:
     return out[0], out[1]
 
 
-def wrap(kbpk: bytes, header: Header, key: bytes, pad_to: int | None = None) -> str:
+def wrap(kbpk: bytes, header: Header, key: bytes, pad_to: int | None = None, *,
+         kbpk_algorithm: Algorithm | None = None) -> str:
     """Wrap ``key`` under ``kbpk`` into a TR-31 key block string.
 
     ``pad_to`` pads the key field to that many bytes to hide the key's length
     (TR-31 key length obfuscation). Asymmetric private keys (DER) travel the
     same way, as ANSI X9.143 allows; the 9999-character block limit bounds them.
+    ``kbpk_algorithm``: SM4 for the SM4 convention; otherwise TDES or AES by length.
     """
     if not isinstance(key, (bytes, bytearray)) or not 1 <= len(key) <= 4096:
         raise InvalidInput("key", "1 to 4096 bytes")
-    alg = _kbpk_algorithm(header.version, kbpk)
+    alg = _kbpk_algorithm(header.version, kbpk, kbpk_algorithm)
     bs = alg.block_size
     hdr = header.encode(bs)
     fill_to = max(len(key), pad_to or 0)
@@ -224,7 +239,7 @@ def _parse_header(block: str) -> tuple[Header, int]:
     return header, pos
 
 
-def unwrap(kbpk: bytes, block: str) -> tuple[Header, bytes]:
+def unwrap(kbpk: bytes, block: str, *, kbpk_algorithm: Algorithm | None = None) -> tuple[Header, bytes]:
     """Verify and unwrap a TR-31 key block; return its header and the clear key.
 
     TR-31:2018 annex A.7.2.2 (version B):
@@ -235,7 +250,7 @@ def unwrap(kbpk: bytes, block: str) -> tuple[Header, bytes]:
     (<KeyUsage.PIN_ENCRYPTION: 'P0'>, '3F419E1CB7079442AA37474C2EFBF8B8')
     """
     header, hlen = _parse_header(block)
-    alg = _kbpk_algorithm(header.version, kbpk)
+    alg = _kbpk_algorithm(header.version, kbpk, kbpk_algorithm)
     bs = alg.block_size
     mac_hex = 2 * _MAC_LEN[header.version]
     body_hex = block[hlen:-mac_hex]

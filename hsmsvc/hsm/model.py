@@ -347,6 +347,8 @@ class Capabilities:
     mac_algorithms: frozenset[MacAlgorithm]
     pin_formats: frozenset[PinBlockFormat]
     data_modes: frozenset[CipherMode] = frozenset({CipherMode.ECB, CipherMode.CBC})
+    lmk: Algorithm = Algorithm.AES_256
+    """The LMK's algorithm: the pool's members hold one LMK, so they agree on it too."""
 
     def require(self, command: Command, *algorithms: Algorithm) -> None:
         """Raise ``Unsupported`` naming the command or algorithm that is missing."""

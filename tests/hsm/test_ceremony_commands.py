@@ -158,7 +158,7 @@ def test_translate_lmk_moves_a_key_and_nothing_else(tmp_path: Path) -> None:
     ktk_old = ktk(old, Algorithm.SM2)
     with pytest.raises(Unsupported, match="old LMK"):
         SoftBackend(new_lmk, anchor_path=tmp_path / "n0").execute(TranslateLmk(key=dek))
-    migrating = SoftBackend(new_lmk, anchor_path=tmp_path / "new", old_lmk=old_lmk)
+    migrating = SoftBackend(new_lmk, anchor_path=tmp_path / "new", old_lmk=(Algorithm.AES_256, old_lmk))
     moved = migrating.execute(TranslateLmk(key=dek))
     assert moved.blob != dek.blob and moved.spec == dek.spec and moved.kcv == dek.kcv == kcv.kcv(Algorithm.AES_128,
                                                                                                  clear)
@@ -169,7 +169,7 @@ def test_translate_lmk_moves_a_key_and_nothing_else(tmp_path: Path) -> None:
     moved_ktk = migrating.execute(TranslateLmk(key=ktk_old))
     assert fresh.execute(PublicKey(key=moved_ktk)) == old.execute(PublicKey(key=ktk_old))
     with pytest.raises(InvalidInput):
-        SoftBackend(new_lmk, old_lmk=new_lmk)
+        SoftBackend(new_lmk, old_lmk=(Algorithm.AES_256, new_lmk))
 
 
 @given(n=st.integers(2, 9), alg=st.sampled_from([Algorithm.TDES_2KEY, Algorithm.TDES_3KEY, Algorithm.AES_256,

@@ -15,6 +15,7 @@ if TYPE_CHECKING:
     from hsmsvc.ceremony.lmk import Target
     from hsmsvc.ceremony.record import Record
     from hsmsvc.hsm.backend import Backend
+    from hsmsvc.types import Algorithm
 
 
 def add_arguments(parser: argparse.ArgumentParser, officer: str | None) -> None:
@@ -31,6 +32,8 @@ def add_arguments(parser: argparse.ArgumentParser, officer: str | None) -> None:
         p.add_argument("--store", help="also audit the step in this key store (database URL)")
         if name != "restore":
             p.add_argument("--mailer-dir", help="write drawn components to mailers here instead of the screen")
+        if name != "backup":
+            algorithm_argument(p)
         if name == "create":
             p.add_argument("--scrypt-log2-n", type=int, default=17, help="scrypt cost (default 17)")
         if name == "restore":
@@ -128,6 +131,22 @@ def migrate(args: argparse.Namespace) -> int:
     return 0 if report.verified or report.remaining else 1
 
 
+def algorithm_argument(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--algorithm", choices=("AES_256", "SM4"), default="AES_256",
+                   help="the LMK's algorithm: AES_256 (default) or SM4 for a national-only deployment "
+                        "(soft backend; a restore names the algorithm the LMK was created with)")
+
+
+def lmk_algorithm(args: argparse.Namespace) -> Algorithm:
+    """The ``--algorithm`` asked for; a token LMK is AES_256 only (PKCS#11 defines no SM4)."""
+    from hsmsvc.types import Algorithm
+
+    algorithm = Algorithm(getattr(args, "algorithm", None) or "AES_256")
+    if algorithm is not Algorithm.AES_256 and getattr(args, "pkcs11_module", None):
+        raise InvalidInput("algorithm", "a token LMK is AES_256: PKCS#11 defines no SM4 mechanism")
+    return algorithm
+
+
 def _share_arguments(p: argparse.ArgumentParser, required: bool = False) -> None:
     p.add_argument("--threshold", type=int, required=required,
                    help="seal under k-of-n custodians' shares: k, 2 to 9 (instead of a passphrase)")
@@ -194,6 +213,7 @@ def _passphrase(console: Console, args: argparse.Namespace, prefix: str = "", co
 def _target(console: Console, args: argparse.Namespace, creating: bool) -> Target:
     from hsmsvc.ceremony import lmk
 
+    algorithm = lmk_algorithm(args)
     if args.pkcs11_module:
         if not args.token:
             raise InvalidInput("token", "the token label")
@@ -205,9 +225,10 @@ def _target(console: Console, args: argparse.Namespace, creating: bool) -> Targe
 
         if not args.threshold or not args.share_holder:
             raise InvalidInput("threshold", "--threshold K with one --share-holder NAME per share")
-        return ShareSealedTarget(Path(args.sealed), console, threshold=args.threshold, holders=args.share_holder)
+        return ShareSealedTarget(Path(args.sealed), console, threshold=args.threshold, holders=args.share_holder,
+                                 algorithm=algorithm)
     return lmk.SealedTarget(Path(args.sealed), _passphrase(console, args, confirm=creating),
-                            getattr(args, "scrypt_log2_n", 17))
+                            getattr(args, "scrypt_log2_n", 17), algorithm)
 
 
 def _record(console: Console, args: argparse.Namespace) -> Record:

@@ -18,6 +18,7 @@ import os
 import secrets
 from collections import OrderedDict
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Final
 
@@ -33,6 +34,7 @@ from hsmsvc.hsm.commands.core import CommandBackend
 from hsmsvc.hsm.keyblocks import block_algorithm, check_header, header_spec
 from hsmsvc.hsm.policy import ECB_VARIANTS
 from hsmsvc.hsm.soft import sealed, shares, sharesealed
+from hsmsvc.hsm.soft.sealed import LMK_ALGORITHMS
 from hsmsvc.hsm.soft.softkey import SoftKey, load_pair
 from hsmsvc.types import (
     Algorithm,
@@ -68,26 +70,27 @@ class SoftBackend(CommandBackend):
         algorithm: Algorithm = Algorithm.AES_256,
         anchor_path: Path | None = None,
         cache_size: int = 4096,
-        old_lmk: bytes | None = None,
+        old_lmk: tuple[Algorithm, bytes] | None = None,
     ) -> None:
-        super().__init__(SOFT_CAPABILITIES)
+        if algorithm not in LMK_ALGORITHMS:
+            raise Unsupported("lmk", "an AES_256 or SM4 LMK")
+        super().__init__(replace(SOFT_CAPABILITIES, lmk=algorithm))
         # The soft backend does SM2: only on libcrypto's constant-time ladder, never the fallback.
         sm2point.require_libcrypto()
-        if algorithm is not Algorithm.AES_256:
-            # TR-31 version D needs an AES KBPK; an SM4 LMK needs an SM4 key block
-            # format that TR-31 does not define.
-            raise Unsupported("lmk", "the soft backend's key blocks need an AES-256 LMK")
-        if len(lmk) != 32:
-            raise InvalidInput("lmk", "32 bytes")
+        if len(lmk) != algorithm.key_length:
+            raise InvalidInput("lmk", f"{algorithm.key_length} bytes for an {algorithm.value} LMK")
+        # Key blocks under an SM4 LMK are TR-31 version D with SM4 for AES (crypto/tr31.py).
+        self._lmk_alg = algorithm
         self._lmk = bytes(lmk)
         self._lmk_kcv_value = kcv.kcv(algorithm, self._lmk)
         # Keyed once: every VerifyPin hashes its PAN under the LMK (used under the lock).
-        self._lmk_mac = cmac.Cmac(Algorithm.AES_256, self._lmk)
+        self._lmk_mac = cmac.Cmac(algorithm, self._lmk)
         # payShield's "key change storage": the LMK being retired, loaded only
-        # while `ceremony lmk migrate` moves stored keys off it.
-        if old_lmk is not None and (len(old_lmk) != 32 or old_lmk == self._lmk):
-            raise InvalidInput("old_lmk", "32 bytes, not the current LMK")
-        self._old_lmk = bytes(old_lmk) if old_lmk is not None else None
+        # while `ceremony lmk migrate` moves stored keys off it (AES_256 to SM4 too).
+        if old_lmk is not None and (old_lmk[0] not in LMK_ALGORITHMS or len(old_lmk[1]) != old_lmk[0].key_length
+                                    or old_lmk[1] == self._lmk):
+            raise InvalidInput("old_lmk", "an AES_256 or SM4 LMK, not the current one")
+        self._old_lmk = (old_lmk[0], bytes(old_lmk[1])) if old_lmk is not None else None
         self._anchor_path = anchor_path
         self._anchor_mem: dict[str, bytes] = {}
         self._cache: OrderedDict[bytes, SoftKey] = OrderedDict()
@@ -100,7 +103,7 @@ class SoftBackend(CommandBackend):
         ``old`` (a sealed file and its passphrase) loads the LMK being retired, for a migration.
         """
         algorithm, lmk = _unseal(Path(path), passphrase)
-        old_lmk = _unseal(*old)[1] if old is not None else None
+        old_lmk = _unseal(*old) if old is not None else None
         return cls(lmk, algorithm, anchor_path=Path(str(path) + ".anchor"), old_lmk=old_lmk)
 
     @classmethod
@@ -130,8 +133,8 @@ class SoftBackend(CommandBackend):
         return secrets.token_bytes(length)
 
     def _lmk_split(self, n: int) -> list[bytes]:
-        randoms = [secrets.token_bytes(32) for _ in range(n - 1)]
-        return components.split(Algorithm.AES_256, self._lmk, randoms)
+        randoms = [secrets.token_bytes(self._lmk_alg.key_length) for _ in range(n - 1)]
+        return components.split(self._lmk_alg, self._lmk, randoms)
 
     def _translate_lmk(self, key: KeyCryptogram) -> KeyCryptogram:
         loaded = self._load_old(key)
@@ -160,7 +163,7 @@ class SoftBackend(CommandBackend):
             spec.exportability,
             ((ATTRIBUTE_BLOCK, spec.attributes()),),
         )
-        blob = tr31.wrap(self._lmk, header, clear, pad_to=pad_to).encode("ascii")
+        blob = tr31.wrap(self._lmk, header, clear, pad_to=pad_to, kbpk_algorithm=self._lmk_alg).encode("ascii")
         return KeyCryptogram(spec, blob, check)
 
     def _new_key(self, spec: KeySpec) -> KeyCryptogram:
@@ -197,12 +200,13 @@ class SoftBackend(CommandBackend):
             self._dropped()
         return loaded
 
-    def _unwrap(self, key: KeyCryptogram, lmk: bytes | None = None) -> SoftKey:
+    def _unwrap(self, key: KeyCryptogram, lmk: tuple[Algorithm, bytes] | None = None) -> SoftKey:
         try:
             text = key.blob.decode("ascii")
         except (UnicodeDecodeError, AttributeError):
             raise InvalidKeyBlock() from None
-        header, clear = tr31.unwrap(lmk or self._lmk, text)
+        algorithm, kbpk = lmk or (self._lmk_alg, self._lmk)
+        header, clear = tr31.unwrap(kbpk, text, kbpk_algorithm=algorithm)
         blocks = dict(header.optional_blocks)
         try:
             bound = KeySpec.parse(blocks[ATTRIBUTE_BLOCK])
@@ -236,13 +240,11 @@ class SoftBackend(CommandBackend):
     def _import(self, kek: LoadedKey, wrapped: bytes, template: KeySpec | BlockTemplate) -> KeyCryptogram:
         k = _soft(kek)
         if k.spec.usage is KeyUsage.KBPK:
-            if k.algorithm is Algorithm.SM4:
-                raise Unsupported("kek", "TR-31 defines no SM4 key block protection key")
             try:
                 text = wrapped.decode("ascii")
             except UnicodeDecodeError:
                 raise InvalidKeyBlock() from None
-            header, clear = tr31.unwrap(k.raw(), text)
+            header, clear = tr31.unwrap(k.raw(), text, kbpk_algorithm=k.algorithm)
             spec = header_spec(header, template, len(clear))
             check_header(header, spec, len(clear))
         else:
@@ -254,14 +256,12 @@ class SoftBackend(CommandBackend):
     def _export(self, kek: LoadedKey, key: LoadedKey) -> bytes:
         k, x = _soft(kek), _soft(key)
         if k.spec.usage is KeyUsage.KBPK:
-            if k.algorithm is Algorithm.SM4 or x.algorithm is Algorithm.SM4:
-                raise Unsupported("kek", "TR-31 defines no SM4 key block")
             version = tr31.KeyBlockVersion.B if k.algorithm.is_tdes else tr31.KeyBlockVersion.D
             header = tr31.Header(
                 version, x.spec.usage, block_algorithm(x.spec), x.spec.mode_of_use,
                 "00", Exportability.NON_EXPORTABLE,
             )
-            return tr31.wrap(k.raw(), header, x.raw()).encode("ascii")
+            return tr31.wrap(k.raw(), header, x.raw(), kbpk_algorithm=k.algorithm).encode("ascii")
         raise InvalidInput("kek", "a K0 KEK gives keys in its legacy form")
 
     def _import_legacy(self, kek: LoadedKey, wrapped: bytes, spec: KeySpec, form: LegacyForm,
