@@ -24,10 +24,12 @@ class Vocabulary(Enum):
 
 @unique
 class Algorithm(Vocabulary):
-    """A block cipher and key length, or a key-pair algorithm for key transport.
+    """A block cipher and key length, a key-pair algorithm, or an HMAC-only key length.
 
-    Key-pair algorithms belong to KTKs only (see ``hsm.policy``); asking one
-    for a block size or a symmetric key length is refused.
+    Key-pair algorithms belong to key-pair types only (see ``hsm.policy``); asking one
+    for a block size or a symmetric key length is refused. An HMAC key is named by the
+    block cipher of its size where there is one (AES_256 for HMAC-SHA256, SM4 for a
+    16-byte HMAC-SM3 key); HMAC_SM3_256 has none, and no block size.
     """
 
     TDES_2KEY = "TDES_2KEY"
@@ -50,6 +52,9 @@ class Algorithm(Vocabulary):
     """EC key pair on NIST P-256 for ECDSA with SHA-256 (FIPS 186-5 clause 6): signature keys only."""
     ECC_P384 = "ECC_P384"
     """EC key pair on NIST P-384 for ECDSA with SHA-384: signature keys only."""
+    HMAC_SM3_256 = "HMAC_SM3_256"
+    """HMAC-SM3 key of 32 bytes, the SM3 output length (GM/T 0042-2015; RFC 2104 section 3 advises
+    keys no shorter than the output): HMAC keys (usage M7) only, not a block cipher."""
 
     @property
     def is_asymmetric(self) -> bool:
@@ -68,6 +73,11 @@ class Algorithm(Vocabulary):
             return _KEY_LENGTH[self]
         except KeyError:
             raise InvalidInput("algorithm", f"{self.value} is a key pair: generate it in the backend") from None
+
+    @property
+    def is_block_cipher(self) -> bool:
+        """TDES, AES or SM4: neither a key pair nor an HMAC-only key."""
+        return self in _BLOCK_SIZE
 
     @property
     def is_tdes(self) -> bool:
@@ -95,6 +105,7 @@ _KEY_LENGTH: Final = {
     Algorithm.AES_192: 24,
     Algorithm.AES_256: 32,
     Algorithm.SM4: 16,
+    Algorithm.HMAC_SM3_256: 32,
 }
 
 
@@ -107,10 +118,17 @@ class KcvMethod(Vocabulary):
     ECB = "ECB"
     """The leftmost bytes of the encipherment of a zero block: the legacy method, the only one for TDES
     and SM4; some partners still state AES KCVs this way."""
+    HMAC = "HMAC"
+    """The leftmost bytes of the key's HMAC-SM3 of a 16-byte zero block: an HMAC_SM3_256 key's only
+    method (it enciphers nothing). The CMAC method's rule with the MAC the key computes; hsmsvc's
+    convention, as no standard fixes an HMAC key's KCV."""
 
     @staticmethod
     def default_for(algorithm: Algorithm) -> KcvMethod:
-        """The method a stored KCV is in: CMAC for AES (X9.24-1:2017), ECB for TDES and SM4."""
+        """The method a stored KCV is in: CMAC for AES (X9.24-1:2017), ECB for TDES and SM4, HMAC for
+        an HMAC_SM3_256 key."""
+        if algorithm is Algorithm.HMAC_SM3_256:
+            return KcvMethod.HMAC
         return KcvMethod.CMAC if algorithm.is_aes else KcvMethod.ECB
 
 

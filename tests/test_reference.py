@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from tests import national_vectors as nv
 from tests import reference as ref
 from tests.kas_vectors import (
     ACVP_ONESTEP_SHA512,
@@ -149,6 +150,29 @@ def test_iso9797_1_annex_b_mac_algorithms_1_and_3() -> None:
     assert ref.cbc_mac("TDES", k, S2)[:4] == H("E45B3AD2")
     assert ref.retail_mac(k + k_prime, S1) == H("A1C72E74EA3FA9B6")
     assert ref.retail_mac(k + k_prime, S2) == H("2E2B1428CC78254F")
+
+
+def test_unionpay_pos_mac_tdes_xor_stage_published_walkthrough() -> None:
+    """The UnionPay POS MAC's step b) with 8-byte blocks, as a published walk-through prints it
+    (tests/national_vectors.py names it)."""
+    assert ref.unionpay_pos_mac_stages("TDES", H("0123456789ABCDEF"), nv.UNIONPAY_TDES_MAB4)[0] == nv.UNIONPAY_TDES_XOR4
+
+
+def test_unionpay_pos_mac_sm4_published_worked_example() -> None:
+    """The SM4 form's steps b) to e) as a published worked example prints them (tests/national_vectors.py
+    names it). Its final block is not printed: steps f) to h) rest on the same SM4-ECB as e), and on
+    the text of g) and h) as terminal software quotes it (docs/architecture.md, issue 33)."""
+    stages = ref.unionpay_pos_mac_stages("SM4", nv.UNIONPAY_SM4_KEY, nv.UNIONPAY_SM4_DATA)
+    assert stages[:3] == nv.UNIONPAY_SM4_BLOCKS
+    assert ref.unionpay_pos_mac("SM4", nv.UNIONPAY_SM4_KEY, nv.UNIONPAY_SM4_DATA) == nv.UNIONPAY_SM4_MAC
+
+
+@pytest.mark.parametrize(("key", "data", "expected"), nv.GMT_0042_D3)
+def test_hmac_sm3_gmt_0042_appendix_d3(key: str, data: bytes, expected: str) -> None:
+    """HMAC-SM3, GM/T 0042-2015 appendix D.3 (keys of 16, 32 and 37 bytes); its SM3 is GB/T
+    32905-2016's, whose appendix A example 1 ("abc") is checked too."""
+    assert ref.hmac_sm3(H(key), data) == H(expected)
+    assert ref._sm3(b"abc") == nv.SM3_ABC
 
 
 def test_ibm3624_offset_published_example() -> None:

@@ -44,7 +44,10 @@ def primitive(algorithm: Algorithm, key: bytes) -> BlockCipherAlgorithm:
         return _tdes(key)
     if algorithm is Algorithm.SM4:
         return algorithms.SM4(key)
-    return algorithms.AES(key)
+    if algorithm.is_aes:
+        return algorithms.AES(key)
+    # HMAC_SM3_256 has the length of an AES-256 key: it must never become one.
+    raise InvalidInput("algorithm", f"{algorithm.value} is not a block cipher")
 
 
 def des_primitive(key: bytes) -> BlockCipherAlgorithm:

@@ -7,13 +7,15 @@
 * SM4: encrypt a block of zeros, by default. No GB/T standard fixes an SM4 KCV; this is the
   TDES convention carried over, as Chinese financial HSMs state it; the CMAC form (the
   AES rule applied to SM4) on request, for a partner that states SM4 KCVs that way.
+* HMAC_SM3_256 (an HMAC-only key): the key's HMAC-SM3 of a 16-byte zero block, its only method;
+  the CMAC rule with the MAC the key computes, as no standard fixes an HMAC key's KCV.
 """
 
 from __future__ import annotations
 
-from hsmsvc.crypto import _cipher, compare, cmac
+from hsmsvc.crypto import _cipher, _validate, compare, cmac, mac
 from hsmsvc.errors import InvalidInput
-from hsmsvc.types import Algorithm, KcvMethod
+from hsmsvc.types import Algorithm, HashAlgorithm, KcvMethod
 
 __all__ = ["check_method", "default_method", "kcv", "verify_kcv"]
 
@@ -25,16 +27,20 @@ def default_method(algorithm: Algorithm) -> KcvMethod:
 
 def check_method(algorithm: Algorithm, method: KcvMethod | None) -> KcvMethod:
     """``method`` (None: the default) for a key of ``algorithm``; CMAC is for AES and SM4 keys
-    (16-byte blocks: SP 800-38B's subkeys; a TDES KCV is ECB only)."""
+    (16-byte blocks: SP 800-38B's subkeys; a TDES KCV is ECB only); HMAC for HMAC_SM3_256, its only."""
     if method is None:
         return default_method(algorithm)
+    if algorithm is Algorithm.HMAC_SM3_256 and method is not KcvMethod.HMAC:
+        raise InvalidInput("kcv_method", "an HMAC_SM3_256 key's KCV is HMAC only: it enciphers nothing")
+    if method is KcvMethod.HMAC and algorithm is not Algorithm.HMAC_SM3_256:
+        raise InvalidInput("kcv_method", f"HMAC is for HMAC_SM3_256 keys; a {algorithm.value} key's KCV enciphers")
     if method is KcvMethod.CMAC and not (algorithm.is_aes or algorithm is Algorithm.SM4):
         raise InvalidInput("kcv_method", f"CMAC is for AES and SM4 keys; a {algorithm.value} key's KCV is ECB only")
     return method
 
 
 def kcv(algorithm: Algorithm, key: bytes, length: int = 3, *, method: KcvMethod | None = None) -> bytes:
-    """The check value of ``key``: 3 bytes by default, up to one block.
+    """The check value of ``key``: 3 bytes by default, up to one block (32 bytes for HMAC).
 
     TR-31:2018 A.7.2.2 gives the TDES key below with KCV 57C409:
 
@@ -55,11 +61,21 @@ def kcv(algorithm: Algorithm, key: bytes, length: int = 3, *, method: KcvMethod 
     >>> sm4 = bytes.fromhex("0123456789abcdeffedcba9876543210")
     >>> kcv(Algorithm.SM4, sm4).hex(), kcv(Algorithm.SM4, sm4, method=KcvMethod.CMAC).hex()
     ('2677f4', '909f5e')
+
+    An HMAC_SM3_256 key: its HMAC-SM3 (GM/T 0042-2015) of 16 zero bytes, leftmost bytes:
+
+    >>> kcv(Algorithm.HMAC_SM3_256, bytes(range(1, 33))).hex()
+    'bcf26e'
     """
+    m = check_method(algorithm, method)
+    if m is KcvMethod.HMAC:
+        if not 2 <= length <= 32:
+            raise InvalidInput("kcv_length", "2 to 32 bytes")
+        return mac.generate_hmac(HashAlgorithm.SM3, _validate.key(algorithm, key), bytes(16))[:length]
     if not 2 <= length <= algorithm.block_size:
         raise InvalidInput("kcv_length", f"2 to {algorithm.block_size} bytes")
     zeros = bytes(algorithm.block_size)
-    if check_method(algorithm, method) is KcvMethod.CMAC:
+    if m is KcvMethod.CMAC:
         return cmac.generate_cmac(algorithm, key, zeros)[:length]
     return _cipher.ecb_encrypt(algorithm, key, zeros)[:length]
 

@@ -5,7 +5,7 @@
   padding methods 1, 2 and 3.
 * HMAC (ISO/IEC 9797-2 / RFC 2104) over SHA-256 or SM3.
 * The China UnionPay POS MAC ("ECB" algorithm of the UnionPay POS terminal
-  specification): XOR of the blocks, two encryptions over its hex form.
+  specification), with TDES or SM4: XOR of the blocks, two encryptions over its hex form.
 
 CMAC is in :mod:`hsmsvc.crypto.cmac`.
 """
@@ -237,24 +237,32 @@ def verify_hmac(algorithm: HashAlgorithm, key: bytes, data: bytes, mac: bytes) -
 
 
 def generate_unionpay_pos_mac(algorithm: Algorithm, key: bytes, data: bytes) -> bytes:
-    """The UnionPay POS MAC: 8 ASCII hex characters (the field 64 content).
+    """The UnionPay POS MAC ("ECB" algorithm): 8 ASCII hex characters (the field 64 content).
 
-    Data zero-padded to 8-byte blocks and XORed together; the 16 upper-case hex
-    characters of the result are split in two halves; the left half is encrypted,
-    XORed with the right half and encrypted again; the MAC is the first 8 hex
-    characters of that result. TDES keys only (the scheme is defined for DES).
+    With TDES (the China UnionPay POS terminal specification) and with SM4 (its national-algorithm
+    form, the steps a) to h) as terminal software quotes them), over the cipher's block of n bytes
+    (8 or 16):
+
+    a, b) the data zero-padded to n-byte blocks (one zero block when empty), XORed together;
+    c) the result as 2n upper-case hex characters (ASCII);
+    d, e, f) the first n characters enciphered, XORed with the last n, enciphered again;
+    g, h) that block as hex characters, the first 8 of them the MAC, for TDES and SM4 alike.
+
+    Some SM4 implementations return instead the first 8 *bytes* of the last block (16 hex
+    characters); that is not this MAC (docs/architecture.md, issue 33).
     """
     _check_data(data)
-    if not algorithm.is_tdes:
-        raise InvalidInput("algorithm", "TDES for the UnionPay POS MAC")
-    padded = data + bytes(-len(data) % 8) if data else bytes(8)
+    if not (algorithm.is_tdes or algorithm is Algorithm.SM4):
+        raise InvalidInput("algorithm", "TDES or SM4 for the UnionPay POS MAC")
+    n = algorithm.block_size
+    padded = data + bytes(-len(data) % n) if data else bytes(n)
     acc = 0
-    for i in range(0, len(padded), 8):
-        acc ^= int.from_bytes(padded[i : i + 8], "big")
-    hexed = acc.to_bytes(8, "big").hex().upper().encode("ascii")
+    for i in range(0, len(padded), n):
+        acc ^= int.from_bytes(padded[i : i + n], "big")
+    hexed = acc.to_bytes(n, "big").hex().upper().encode("ascii")
     enc = Cipher(_cipher.primitive(algorithm, key), modes.ECB()).encryptor()
-    first = enc.update(hexed[:8])
-    second = enc.update(_cipher.xor(first, hexed[8:]))
+    first = enc.update(hexed[:n])
+    second = enc.update(_cipher.xor(first, hexed[n:]))
     return second.hex().upper()[:8].encode("ascii")
 
 

@@ -23,4 +23,7 @@ KEY_SYNC_LABEL: Final = b"hsmsvc/ks-mac/v1"
 HMAC_FOR: Final[Mapping[Algorithm, MacAlgorithm]] = {
     Algorithm.AES_256: MacAlgorithm.HMAC_SHA256,
     Algorithm.SM4: MacAlgorithm.HMAC_SM3,
+    Algorithm.HMAC_SM3_256: MacAlgorithm.HMAC_SM3,
 }
+"""The one hash an HMAC key computes, by its size: HMAC-SHA256 under 32 bytes (AES_256), HMAC-SM3 under
+16 (SM4) or 32 (HMAC_SM3_256, the SM3 output length GM/T 0042-2015 recommends)."""

@@ -314,9 +314,13 @@ def check_binding(
     if usage is KeyUsage.MAC_ISO9797_ALG3 and algorithm is not Algorithm.TDES_2KEY:
         raise InvalidInput("algorithm", "ISO 9797-1 algorithm 3 needs a two-key TDES key")
     if key_type is KeyType.PVK and algorithm is not Algorithm.TDES_2KEY:
-        raise InvalidInput("algorithm", "IBM 3624 and Visa PVV need a two-key TDES PVK")
-    if usage is KeyUsage.MAC_HMAC and algorithm not in (Algorithm.AES_256, Algorithm.SM4):
-        raise InvalidInput("algorithm", "an HMAC key is AES_256 (SHA-256) or SM4 (SM3) sized")
+        # Both are defined over DES; no network or vendor publishes an SM4 form (issue 33): say so.
+        raise InvalidInput("algorithm", "IBM 3624 and Visa PVV need a two-key TDES PVK" + (
+            ": no published method computes an offset or a PVV with SM4" if algorithm is Algorithm.SM4 else ""))
+    if usage is KeyUsage.MAC_HMAC and algorithm not in (Algorithm.AES_256, Algorithm.SM4, Algorithm.HMAC_SM3_256):
+        raise InvalidInput("algorithm", "an HMAC key is AES_256 (SHA-256), SM4 or HMAC_SM3_256 (SM3) sized")
+    if algorithm is Algorithm.HMAC_SM3_256 and usage is not KeyUsage.MAC_HMAC:
+        raise InvalidInput("algorithm", "HMAC_SM3_256 is for HMAC keys (usage M7) only")
     if not any(key_type in t and usage in u and mode in m for t, u, m in ALLOWED.values()):
         raise InvalidInput("mode_of_use", f"not a mode of use for a {key_type.value}")
 

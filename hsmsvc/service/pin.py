@@ -123,7 +123,7 @@ PinSource = KeyRef | OneTimeKeyRef
 def _source(s: Services, caller: Caller, source: PinSource, field: str) -> tuple[StoredKey, PinKey]:
     """The stored key to audit and count, and what the backend deciphers under."""
     if isinstance(source, OneTimeKeyRef):
-        if not isinstance(source.algorithm, Algorithm) or source.algorithm.is_asymmetric:
+        if not isinstance(source.algorithm, Algorithm) or not source.algorithm.is_block_cipher:
             raise InvalidInput(f"{field}.algorithm", "a block cipher (TDES, AES or SM4)")
         ktk = s.key(caller, source.transport_key, Operation.KEY_TRANSPORT_DECRYPT, f"{field}.transport_key")
         return ktk, OneTimeKey(ktk.cryptogram, source.algorithm, bytes(source.wrapped_key))

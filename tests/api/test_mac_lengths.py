@@ -3,8 +3,10 @@ minimum (issue 33: HMAC tags of 4, 8 or 12 bytes were made, then refused as "16 
 
 Minimums: 16 bytes for HMAC (nothing limits MAC guesses, so a short HMAC tag would be forged in
 hours), 4 for the block-cipher MACs (ISO/IEC 9797-1 clause 5, m >= 32 bits, as payment messages
-carry them). HMAC tags are checked against the standard library's HMAC-SHA256 (RFC 2104) with a
-key the test imports under the session's ZMK.
+carry them). The UnionPay POS MAC is its 8 hex characters, never cut, under TDES and SM4 alike
+(step h) of the scheme: the first 8 characters of the last block's hex form). HMAC tags are
+checked against the standard library's HMAC-SHA256 (RFC 2104) with a key the test imports under
+the session's ZMK; the national MACs' values in tests/api/test_national_macs.py.
 """
 
 from __future__ import annotations
@@ -28,15 +30,18 @@ C = pb.MODE_OF_USE_MAC_GENERATE_VERIFY
 
 @pytest.fixture(scope="module")
 def hmac_keys(server: Env) -> dict[str, bytes]:
-    """An HMAC-SHA256 key with a known value, imported under zmk-core as a peer would send it; and an
-    HMAC-SM3 key generated here."""
+    """An HMAC-SHA256 key with a known value, imported under zmk-core as a peer would send it; HMAC-SM3
+    keys of 16 (SM4) and 32 bytes (HMAC_SM3_256) and UnionPay POS MAC keys (TDES, SM4) generated here."""
     mgr = server.client("key-manager")
     clear = bytes(range(1, 33))
     wrapped = ind.aes_ecb(ind.variant(server.clear["zmk"], "MAK"), clear)
     mgr.keys.ImportKey(key_pb.ImportKeyRequest(kek=pb.KeyRef(key_id="zmk-core"), wrapped_key=wrapped, template=template(
         "mak-hmac-sha256", pb.KEY_TYPE_MAK, pb.ALGORITHM_AES_256, pb.KEY_USAGE_MAC_HMAC, C)))
-    mgr.keys.GenerateKey(key_pb.GenerateKeyRequest(template=template(
-        "mak-hmac-sm3", pb.KEY_TYPE_MAK, pb.ALGORITHM_SM4, pb.KEY_USAGE_MAC_HMAC, C)))
+    for key_id, alg, usage in (("mak-hmac-sm3", pb.ALGORITHM_SM4, pb.KEY_USAGE_MAC_HMAC),
+                               ("mak-hmac-sm3-256", pb.ALGORITHM_HMAC_SM3_256, pb.KEY_USAGE_MAC_HMAC),
+                               ("mak-unionpay-tdes", pb.ALGORITHM_TDES_2KEY, pb.KEY_USAGE_MAC_ISO9797_ALG1),
+                               ("mak-unionpay-sm4", pb.ALGORITHM_SM4, pb.KEY_USAGE_MAC_ISO9797_ALG1)):
+        mgr.keys.GenerateKey(key_pb.GenerateKeyRequest(template=template(key_id, pb.KEY_TYPE_MAK, alg, usage, C)))
     return {"mak-hmac-sha256": clear}
 
 
@@ -53,6 +58,9 @@ def _verify(c: Client, key: str, algorithm: int, mac: bytes, padding: int = 0) -
 @pytest.mark.parametrize(("key", "algorithm", "low", "full", "padding"), [
     ("mak-hmac-sha256", pb.MAC_ALGORITHM_HMAC_SHA256, 16, 32, 0),
     ("mak-hmac-sm3", pb.MAC_ALGORITHM_HMAC_SM3, 16, 32, 0),
+    ("mak-hmac-sm3-256", pb.MAC_ALGORITHM_HMAC_SM3, 16, 32, 0),
+    ("mak-unionpay-tdes", pb.MAC_ALGORITHM_UNIONPAY_POS, 8, 8, 0),
+    ("mak-unionpay-sm4", pb.MAC_ALGORITHM_UNIONPAY_POS, 8, 8, 0),
     ("mak-cmac", pb.MAC_ALGORITHM_CMAC, 4, 16, 0),
     ("mak-x919", pb.MAC_ALGORITHM_ISO9797_ALG3, 4, 8, pb.MAC_PADDING_METHOD_1),
 ])

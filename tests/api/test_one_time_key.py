@@ -136,9 +136,10 @@ def test_one_time_key_errors_name_their_field(
             pin_block=bytes(8), pan=PAN))
 
     k = one_time(ktks["ktk-rsa"], one)
-    k.algorithm = pb.ALGORITHM_SM2
-    assert code_of(translate, k) == (StatusCode.INVALID_ARGUMENT,
-                                     "source_one_time_key.algorithm: a block cipher (TDES, AES or SM4)")
+    for not_a_cipher in (pb.ALGORITHM_SM2, pb.ALGORITHM_HMAC_SM3_256):  # an HMAC-only key is 32 bytes, as AES-256
+        k.algorithm = not_a_cipher
+        assert code_of(translate, k) == (StatusCode.INVALID_ARGUMENT,
+                                         "source_one_time_key.algorithm: a block cipher (TDES, AES or SM4)")
     k.algorithm = pb.ALGORITHM_AES_256
     code, msg = code_of(translate, k)
     assert code is StatusCode.FAILED_PRECONDITION and "stronger than the KTK" in msg

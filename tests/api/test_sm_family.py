@@ -10,16 +10,19 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+import grpc
 import pytest
-from hsmsvc_client import Client, ClientTls
+from hsmsvc_client import Client, ClientError, ClientTls
 
 from hsmsvc.hsm.model import KeySpec, LegacyForm
 from hsmsvc.types import Algorithm, KeyType, KeyUsage, ModeOfUse
 from hsmsvc_client.v1 import key_service_pb2 as key_pb
 from hsmsvc_client.v1 import key_sync_service_pb2 as ks
+from hsmsvc_client.v1 import mac_service_pb2 as mac_pb
 from hsmsvc_client.v1 import pin_service_pb2 as pin_pb
 from hsmsvc_client.v1 import types_pb2 as pb
 from tests import pg
+from tests import national_vectors as nv
 from tests import reference as ind
 from tests.api.conftest import POLICY, _form, forming, launch, seal_lmk, stop, template
 from tools.bench.pki import ThrowawayCA as TestCA
@@ -132,3 +135,29 @@ def test_a_terminal_signed_on_before_keeps_its_keys_algorithm(site: tuple[Client
     for k in r.keys:
         key = ind.ecb("SM4", clear["tmk"], bytes(k.wrapped_key), decrypt=True)
         assert len(key) == 16 and ind.tdes_kcv(key) == bytes(k.kcv)[:3]
+
+
+def test_an_sm4_zmk_carries_16_byte_hmac_sm3_keys_not_32_byte_ones(
+        site: tuple[Client, Client, dict[str, bytes]]) -> None:
+    """An SM4 ZMK (128 bits) carries an SM4-sized HMAC-SM3 key; a 32-byte one (HMAC_SM3_256, 256 bits)
+    only an AES-256 KEK may carry (ANSI X9.24-1: no key under a weaker KEK), so a national-only zone
+    generates its 32-byte HMAC keys. The tag is GM/T 0042-2015 appendix D.3's for its 16-byte key
+    (tests/national_vectors.py)."""
+    app, mgr, clear = site
+    hex_key, data, expected = nv.GMT_0042_D3[3]
+    key = bytes.fromhex(hex_key)
+    M7, C = pb.KEY_USAGE_MAC_HMAC, pb.MODE_OF_USE_MAC_GENERATE_VERIFY
+    mgr.keys.ImportKey(key_pb.ImportKeyRequest(
+        kek=pb.KeyRef(key_id="zmk-smz"), wrapped_key=ind.ecb("SM4", clear["zmk"], key), kcv=ind.kcv("SM4", key),
+        template=template("smz.mak-hmac", pb.KEY_TYPE_MAK, pb.ALGORITHM_SM4, M7, C, zone="smz")))
+    tag = app.macs.GenerateMac(mac_pb.GenerateMacRequest(key=pb.KeyRef(key_id="smz.mak-hmac"),
+                                                         algorithm=pb.MAC_ALGORITHM_HMAC_SM3, data=data)).mac
+    assert tag == ind.hmac_sm3(key, data) == bytes.fromhex(expected)
+    long_key = bytes(range(1, 33))
+    with pytest.raises(ClientError) as e:
+        mgr.keys.ImportKey(key_pb.ImportKeyRequest(
+            kek=pb.KeyRef(key_id="zmk-smz"), wrapped_key=ind.ecb("SM4", clear["zmk"], long_key),
+            kcv=ind.hmac_sm3(long_key, bytes(16))[:3],
+            template=template("smz.mak-hmac-256", pb.KEY_TYPE_MAK, pb.ALGORITHM_HMAC_SM3_256, M7, C, zone="smz")))
+    assert e.value.code is grpc.StatusCode.FAILED_PRECONDITION
+    assert e.value.details == "kek: weaker than the key it would carry (X9.24-1)"

@@ -100,3 +100,36 @@ def test_sm4_kcv_is_ecb_by_default_and_cmac_on_request() -> None:
     mac.update(bytes(16))
     assert kcv.kcv(Algorithm.SM4, key) == ecb[:3] == H("2677F4")
     assert kcv.kcv(Algorithm.SM4, key, method=KcvMethod.CMAC) == mac.finalize()[:3] == H("909F5E")
+
+
+@given(keys(Algorithm.HMAC_SM3_256))
+def test_hmac_sm3_256_kcv_is_its_hmac_of_a_zero_block(key: bytes) -> None:
+    """hsmsvc's HMAC KCV (no standard fixes one): the leftmost bytes of the key's HMAC-SM3 (GM/T
+    0042-2015) of 16 zero bytes, by tests/reference.py's pyca HMAC-SM3 (held to GM/T 0042 appendix
+    D.3 in tests/test_reference.py)."""
+    assert KcvMethod.default_for(Algorithm.HMAC_SM3_256) is KcvMethod.HMAC
+    assert kcv.kcv(Algorithm.HMAC_SM3_256, key) == ref.hmac_sm3(key, bytes(16))[:3]
+    assert kcv.kcv(Algorithm.HMAC_SM3_256, key, 32, method=KcvMethod.HMAC) == ref.hmac_sm3(key, bytes(16))
+
+
+def test_an_hmac_kcv_is_for_hmac_sm3_256_keys_and_theirs_is_hmac_only() -> None:
+    for method in (KcvMethod.ECB, KcvMethod.CMAC):
+        with pytest.raises(InvalidInput, match="HMAC only"):
+            kcv.kcv(Algorithm.HMAC_SM3_256, bytes(32), method=method)
+    for alg in (Algorithm.AES_256, Algorithm.SM4, Algorithm.TDES_2KEY):
+        with pytest.raises(InvalidInput, match="HMAC is for HMAC_SM3_256 keys"):
+            kcv.kcv(alg, bytes(alg.key_length), method=KcvMethod.HMAC)
+    with pytest.raises(InvalidInput) as e:
+        kcv.kcv(Algorithm.HMAC_SM3_256, bytes(16))
+    assert e.value.field == "key"
+
+
+def test_an_hmac_sm3_256_key_is_no_block_cipher() -> None:
+    """32 bytes, as an AES-256 key: never taken for one."""
+    from hsmsvc.crypto import _cipher
+
+    assert not Algorithm.HMAC_SM3_256.is_block_cipher and Algorithm.HMAC_SM3_256.key_length == 32
+    with pytest.raises(InvalidInput, match="not a block cipher"):
+        _cipher.primitive(Algorithm.HMAC_SM3_256, bytes(32))
+    with pytest.raises(InvalidInput, match="not a block cipher"):
+        Algorithm.HMAC_SM3_256.block_size

@@ -12,6 +12,8 @@ from hypothesis import strategies as st
 from hsmsvc.crypto import cmac, mac
 from hsmsvc.errors import InvalidInput, VerificationFailed
 from hsmsvc.types import Algorithm, HashAlgorithm, Padding
+from tests import national_vectors as nv
+from tests import reference as ref
 
 from .strategies import keys
 
@@ -173,6 +175,37 @@ def test_unionpay_pos_mac_definition(key: bytes, data: bytes) -> None:
     expected = e2.hex().upper()[:8].encode()
     assert mac.generate_unionpay_pos_mac(Algorithm.TDES_2KEY, key, data) == expected
     mac.verify_unionpay_pos_mac(Algorithm.TDES_2KEY, key, data, expected)
+
+
+@pytest.mark.parametrize("alg", [Algorithm.TDES_2KEY, Algorithm.TDES_3KEY, Algorithm.SM4])
+@given(data=st.data(), msg=st.binary(max_size=300))
+def test_unionpay_pos_mac_matches_the_independent_reference(alg: Algorithm, data: st.DataObject, msg: bytes) -> None:
+    """The UnionPay POS MAC, TDES and SM4 forms, against tests/reference.py, written from steps a) to
+    h) on its own. No published example prints a final SM4 MAC: tests/test_reference.py holds the
+    reference's SM4 blocks to a published worked example's, and this property holds hsmsvc to it."""
+    key = data.draw(keys(alg))
+    expected = ref.unionpay_pos_mac(alg, key, msg)
+    assert mac.generate_unionpay_pos_mac(alg, key, msg) == expected
+    mac.verify_unionpay_pos_mac(alg, key, msg, expected)
+    # Step h): 8 upper-case hex characters, the first 4 bytes of ENC BLOCK2, for either block size.
+    assert expected == ref.unionpay_pos_mac_stages(alg, key, msg)[3][:4].hex().upper().encode()
+    with pytest.raises(VerificationFailed):
+        mac.verify_unionpay_pos_mac(alg, key, msg + b"\x01", expected)
+
+
+def test_unionpay_pos_mac_sm4_worked_example() -> None:
+    """The published SM4 worked example (tests/national_vectors.py names it; tests/test_reference.py
+    holds the reference to the blocks b) to e) it prints); its MAC is steps f) to h) of the
+    independent reference, 1E80F373."""
+    key, data = nv.UNIONPAY_SM4_KEY, nv.UNIONPAY_SM4_DATA
+    assert mac.generate_unionpay_pos_mac(Algorithm.SM4, key, data) == ref.unionpay_pos_mac("SM4", key, data)
+    assert mac.generate_unionpay_pos_mac(Algorithm.SM4, key, data) == nv.UNIONPAY_SM4_MAC
+
+
+@pytest.mark.parametrize("alg", [Algorithm.AES_128, Algorithm.AES_256])
+def test_unionpay_pos_mac_refuses_aes(alg: Algorithm) -> None:
+    with pytest.raises(InvalidInput, match="TDES or SM4"):
+        mac.generate_unionpay_pos_mac(alg, bytes(alg.key_length), b"0200")
 
 
 # --- properties ---------------------------------------------------------------

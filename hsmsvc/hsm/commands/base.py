@@ -45,6 +45,9 @@ STRENGTH: Final = {
     Algorithm.ECC_P521: 256,
     Algorithm.ECC_P256: 128,
     Algorithm.ECC_P384: 192,
+    # An HMAC key's strength is its length in bits, up to the hash's (NIST SP 800-107 rev. 1): 256, so
+    # only an AES-256 KEK carries one (X9.24-1), as it alone carries an AES_256 HMAC-SHA256 key.
+    Algorithm.HMAC_SM3_256: 256,
 }
 MAX_BATCH_PINS: Final = 100_000
 """Items per batch command: a chunk of a batch job, bounded in memory."""

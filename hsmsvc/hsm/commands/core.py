@@ -271,7 +271,7 @@ class CommandBackend(ABC):
         """
         self._capabilities.require(Command.ONE_TIME_PIN_KEY)
         alg = key.algorithm
-        if not isinstance(alg, Algorithm) or alg.is_asymmetric or alg not in self._capabilities.algorithms:
+        if not isinstance(alg, Algorithm) or not alg.is_block_cipher or alg not in self._capabilities.algorithms:
             raise InvalidInput("one_time_key.algorithm", "a block cipher this backend supports")
         if not isinstance(key.wrapped, (bytes, bytearray)):
             raise InvalidInput("one_time_key.wrapped_key", "bytes")

@@ -33,20 +33,23 @@ _MIN_LENGTHS: Final = {
     # forgery in hours (2^32 guesses at 277k/s on one core); FIPS 198-1 leaves the length to us.
     MacAlgorithm.HMAC_SHA256: 16,
     MacAlgorithm.HMAC_SM3: 16,
-    # The UnionPay POS MAC is its 8 characters, whole.
+    # The UnionPay POS MAC is its 8 characters, whole, with TDES and with SM4 alike.
     MacAlgorithm.UNIONPAY_POS: 8,
 }
 
 
 def min_mac_length(algorithm: MacAlgorithm) -> int:
-    """The shortest tag generated or verified: 16 bytes for HMAC, 8 for the UnionPay POS MAC, and
-    4 for the block-cipher MACs (ISO/IEC 9797-1 clause 5, m >= 32: what payment messages carry)."""
+    """The shortest tag generated or verified: 16 bytes for HMAC, 8 for the UnionPay POS MAC (TDES or
+    SM4: the 8 hex characters of field 64, never cut), and 4 for the block-cipher MACs (ISO/IEC
+    9797-1 clause 5, m >= 32: what payment messages carry)."""
     return _MIN_LENGTHS.get(algorithm, 4)
 
 
 def _check_mac(k: LoadedKey, algorithm: MacAlgorithm, mac: bytes) -> None:
     """A tag to verify is as long as GenerateMac may make it: the algorithm's minimum up to the full tag."""
-    lo, hi = min_mac_length(algorithm), _FULL_LENGTHS.get(algorithm, k.algorithm.block_size)
+    # The key's block size only for the block-cipher MACs: an HMAC-only key (HMAC_SM3_256) has none.
+    full = _FULL_LENGTHS.get(algorithm)
+    lo, hi = min_mac_length(algorithm), k.algorithm.block_size if full is None else full
     if not isinstance(mac, (bytes, bytearray)) or not lo <= len(mac) <= hi:
         raise InvalidInput("mac", f"{lo} to {hi} bytes")
 

@@ -78,11 +78,12 @@ PKCS11_CAPABILITIES: Final = Capabilities(
     commands=frozenset(Command)
     - {Command.EXPORT_KEY, Command.IMPORT_KEY, Command.KEY_SYNC_MAC, Command.PUBLIC_KEY, Command.ONE_TIME_PIN_KEY,
        Command.FORM_KEY_WRAPPED, Command.LMK_BACKUP, Command.LMK_TRANSLATE, Command.KEY_AGREE},
-    # SoftHSM2 has no SM2, SM3 or SM4 mechanisms.
+    # SoftHSM2 has no SM2, SM3 or SM4 mechanisms (so no HMAC_SM3_256 key either).
     # No KAKs: key agreement would need CKM_ECDH1_DERIVE and the SP 800-56C KDF in the token.
     # No signature keys yet (SIG, CSK): the soft backend signs (docs/architecture.md).
     algorithms=frozenset(Algorithm) - {Algorithm.SM4, Algorithm.RSA_2048, Algorithm.RSA_3072, Algorithm.SM2,
-                                       Algorithm.ECC_P521, Algorithm.ECC_P256, Algorithm.ECC_P384},
+                                       Algorithm.ECC_P521, Algorithm.ECC_P256, Algorithm.ECC_P384,
+                                       Algorithm.HMAC_SM3_256},
     # No DES3_MAC in SoftHSM (so no retail MAC), no SM3 HMAC.
     mac_algorithms=frozenset(
         {MacAlgorithm.ISO9797_ALG1, MacAlgorithm.CMAC, MacAlgorithm.HMAC_SHA256}

@@ -1,4 +1,5 @@
-"""A verified key in the soft backend's memory: a block cipher with its contexts, or a loaded key pair.
+"""A verified key in the soft backend's memory: a block cipher with its contexts, a loaded key pair,
+or an HMAC-only key (HMAC_SM3_256), which has MACs and no cipher.
 
 Which loader a key pair's private half goes through is decided by the key type
 and mode of use bound in its LMK key block, never by the caller.
@@ -17,7 +18,7 @@ from hsmsvc.types import Algorithm, CipherMode, HashAlgorithm, KeyType, MacAlgor
 
 __all__ = ["KeyPair", "SoftKey", "load_pair"]
 
-_PAIR_NOT_CIPHER: Final = "a key pair is not a block cipher key"
+_NOT_CIPHER: Final = "not a block cipher key"
 KeyPair = (keytransport.TransportKey | ecdh.AgreementKey | sm2ka.AgreementKey | signature.SigningKey
            | signature.VerifyingKey | sm2coop.ServerShare)
 
@@ -59,24 +60,20 @@ class SoftKey:
         # MACs with their OpenSSL state, made at the key's first MAC of each algorithm.
         self._macs: dict[MacAlgorithm, Callable[[Padding, bytes], bytes]] = {}
         self._field_key: fields.FieldKey | None = None
-        if spec.algorithm.is_asymmetric:
-            self._pair: KeyPair | None = load_pair(spec, key)
-            self._ecb: BlockCipher | None = None
-        else:
-            self._pair = None
-            self._ecb = BlockCipher(spec.algorithm, key)
+        self._pair: KeyPair | None = load_pair(spec, key) if spec.algorithm.is_asymmetric else None
+        self._ecb: BlockCipher | None = BlockCipher(spec.algorithm, key) if spec.algorithm.is_block_cipher else None
 
     def __repr__(self) -> str:
         return f"SoftKey({self.spec.key_id} v{self.spec.version})"
 
     def encrypt(self, data: bytes) -> bytes:
         if self._ecb is None:
-            raise KeyUsageViolation("key", _PAIR_NOT_CIPHER)
+            raise KeyUsageViolation("key", _NOT_CIPHER)
         return self._ecb.encrypt(data)
 
     def decrypt(self, data: bytes) -> bytes:
         if self._ecb is None:
-            raise KeyUsageViolation("key", _PAIR_NOT_CIPHER)
+            raise KeyUsageViolation("key", _NOT_CIPHER)
         return self._ecb.decrypt(data)
 
     def pair(self) -> KeyPair:

@@ -25,6 +25,7 @@ class Algorithm(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     ALGORITHM_ECC_P521: _ClassVar[Algorithm]
     ALGORITHM_ECC_P256: _ClassVar[Algorithm]
     ALGORITHM_ECC_P384: _ClassVar[Algorithm]
+    ALGORITHM_HMAC_SM3_256: _ClassVar[Algorithm]
 
 class KeyType(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -148,6 +149,7 @@ class KcvMethod(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     KCV_METHOD_UNSPECIFIED: _ClassVar[KcvMethod]
     KCV_METHOD_CMAC: _ClassVar[KcvMethod]
     KCV_METHOD_ECB: _ClassVar[KcvMethod]
+    KCV_METHOD_HMAC: _ClassVar[KcvMethod]
 
 class LegacyForm(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -168,6 +170,7 @@ ALGORITHM_SM2: Algorithm
 ALGORITHM_ECC_P521: Algorithm
 ALGORITHM_ECC_P256: Algorithm
 ALGORITHM_ECC_P384: Algorithm
+ALGORITHM_HMAC_SM3_256: Algorithm
 KEY_TYPE_UNSPECIFIED: KeyType
 KEY_TYPE_ZMK: KeyType
 KEY_TYPE_TMK: KeyType
@@ -252,6 +255,7 @@ STORED_PIN_METHOD_DIGEST: StoredPinMethod
 KCV_METHOD_UNSPECIFIED: KcvMethod
 KCV_METHOD_CMAC: KcvMethod
 KCV_METHOD_ECB: KcvMethod
+KCV_METHOD_HMAC: KcvMethod
 LEGACY_FORM_UNSPECIFIED: LegacyForm
 LEGACY_FORM_X917_ECB: LegacyForm
 LEGACY_FORM_PAYSHIELD_VARIANT: LegacyForm
