@@ -89,6 +89,12 @@ class Unsupported(HsmsvcError):
     default_reason = "not supported by this backend"
 
 
+class ModeRefused(HsmsvcError):
+    """The deployment's cryptographic mode (national-only) refuses the algorithm (FAILED_PRECONDITION)."""
+
+    default_reason = "not allowed in this deployment's cryptographic mode"
+
+
 class PermissionDenied(HsmsvcError):
     """The principal may not do this (PERMISSION_DENIED)."""
 

@@ -49,6 +49,9 @@ What was chosen, and why (issue 31):
     [pin]
     allow_aes_to_tdes_translation = true      # format 4 (AES) to 0/1/3 (TDES); false forbids the downgrade
 
+    [crypto]
+    national_only = false                     # true: SM2/SM3/SM4 only, on an SM4 LMK (GB/T 39786)
+
 A pool lists its members as ``[[backend.members]]`` tables of kind soft or
 pkcs11 (``module``, ``token_label``, ``pin_env`` or ``pin_file``); ``[backend]``
 ``health_interval`` (2 s) and ``call_timeout`` (10 s: a member that has not
@@ -71,6 +74,7 @@ from hsmsvc import tomlfile
 from hsmsvc.api import configschema as schema
 from hsmsvc.errors import InvalidInput
 from hsmsvc.hsm.config import Pkcs11Config, SecretSource, SoftConfig
+from hsmsvc.keys.national import CryptoMode
 from hsmsvc.service.context import AttemptLimits, PinPolicy
 from hsmsvc.service.keysync import DEFAULT_ROTATION, Rotation, SyncSettings
 from hsmsvc.service.rotation import check_settings
@@ -117,6 +121,8 @@ class ServerConfig:
     attempts: AttemptLimits = field(default_factory=AttemptLimits)
     pin: PinPolicy = field(default_factory=PinPolicy)
     """``[pin]``: PinPolicy's switches (service/context.py says why each defaults as it does)."""
+    crypto: CryptoMode = field(default_factory=CryptoMode)
+    """``[crypto]``: the national-only mode (keys/national.py)."""
     key_sync: SyncSettings = field(default_factory=SyncSettings)
     peers: Mapping[str, PeerConfig] = field(default_factory=dict)
     workers: int = 1
@@ -289,6 +295,7 @@ def _build(f: schema.File, source: str) -> ServerConfig:
         auto_migrate=f.insecure_dev if f.auto_migrate is None else f.auto_migrate,
         attempts=AttemptLimits(a.per_pan, a.per_principal, timedelta(seconds=a.window_seconds)),
         pin=PinPolicy(allow_aes_to_tdes_translation=f.pin.allow_aes_to_tdes_translation),
+        crypto=CryptoMode(national_only=f.crypto.national_only),
         key_sync=_key_sync(f.key_sync, {name: tomlfile.decode(r, schema.Rotation, source=source, at=["rotation", name])
                                         for name, r in f.rotation.items()}),
         workers=f.workers,

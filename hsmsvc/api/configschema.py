@@ -79,6 +79,10 @@ class Pin(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     allow_aes_to_tdes_translation: bool = True
 
 
+class Crypto(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    national_only: bool = False
+
+
 class KeySync(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     activate_after_seconds: float = 30
     grace_seconds: float = 300
@@ -120,6 +124,7 @@ class File(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     backend: Backend = msgspec.field(default_factory=Backend)
     attempts: Attempts = msgspec.field(default_factory=Attempts)
     pin: Pin = msgspec.field(default_factory=Pin)
+    crypto: Crypto = msgspec.field(default_factory=Crypto)
     key_sync: KeySync = msgspec.field(default_factory=KeySync)
     # Tables named by the user (a key type, a zone): each is decoded on its own, so an error can name it.
     rotation: dict[str, Any] = {}

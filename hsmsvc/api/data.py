@@ -36,7 +36,8 @@ class DataServicer(g.DataServiceServicer):
 
     @rpc("DataService.Digest")
     def Digest(self, r: m.DigestRequest, c: Caller) -> m.DigestResponse:
-        return m.DigestResponse(digest=uc.digest(cv.HASH_ALGORITHM.get(r.algorithm, "algorithm"), bytes(r.data)))
+        algorithm = cv.HASH_ALGORITHM.get(r.algorithm, "algorithm")
+        return m.DigestResponse(digest=uc.digest(self.s, algorithm, bytes(r.data)))
 
     @rpc("DataService.ReEncrypt")
     def ReEncrypt(self, r: m.ReEncryptRequest, c: Caller) -> m.ReEncryptResponse:

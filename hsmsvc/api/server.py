@@ -192,7 +192,7 @@ def _serving(config: ServerConfig, backend: Backend, *, policy: Policy, observed
             log.warning("store: schema is a later version's: running on it (a rolling upgrade)")
         courier = PeerCourier(config.peers, config.tls) if config.peers else None
         meter = UseMeter(config.key_sync, courier)
-        services = Services(store, backend, policy, config.attempts, meter, config.pin)
+        services = Services(store, backend, policy, config.attempts, meter, config.pin, config.crypto)
     except BaseException:
         store.close()
         raise

@@ -41,7 +41,7 @@ class StatusServicer(g.StatusServiceServicer):
         head = st.audit_head
         return m.GetServerStatusResponse(
             version=st.version,
-            backend=m.BackendStatus(kind=st.backend_kind, lmk_kcv=st.lmk_kcv, members=[
+            backend=m.BackendStatus(kind=st.backend_kind, lmk_kcv=st.lmk_kcv, lmk_algorithm=st.lmk_algorithm, members=[
                 m.BackendMember(index=b.index, kind=b.kind, healthy=b.healthy, restarts=b.restarts)
                 for b in st.members]),
             store=m.StoreStatus(kind=st.store_kind, url=st.store_url, schema_revision=st.revision.current or "",
@@ -52,4 +52,5 @@ class StatusServicer(g.StatusServiceServicer):
                         for (t, s), n in sorted(st.key_counts.items(), key=lambda kv: (kv[0][0].value,
                                                                                         kv[0][1].value))],
             start_time=_ts(st.started_at),
+            crypto=m.CryptoModeStatus(national_only=st.national_only, non_national_keys=st.non_national_keys),
         )

@@ -40,6 +40,7 @@ CODES: Final[tuple[tuple[type[errors.HsmsvcError], StatusCode], ...]] = (
     (errors.KeyUsageViolation, StatusCode.FAILED_PRECONDITION),
     (errors.KeyStateError, StatusCode.FAILED_PRECONDITION),
     (errors.Unsupported, StatusCode.FAILED_PRECONDITION),
+    (errors.ModeRefused, StatusCode.FAILED_PRECONDITION),
     (errors.PermissionDenied, StatusCode.PERMISSION_DENIED),
     (errors.AttemptsExceeded, StatusCode.RESOURCE_EXHAUSTED),
     (errors.Overloaded, StatusCode.RESOURCE_EXHAUSTED),

@@ -64,6 +64,8 @@ def _remote(args: argparse.Namespace) -> dict[str, Any]:
         "version": r.version,
         "started": r.start_time.ToDatetime().isoformat() + "Z" if r.HasField("start_time") else None,
         "lmk_kcv": r.backend.lmk_kcv,
+        "lmk_algorithm": r.backend.lmk_algorithm,
+        "crypto": {"national_only": r.crypto.national_only, "non_national_keys": r.crypto.non_national_keys},
         "backend": {"kind": r.backend.kind, "members": [
             {"index": b.index, "kind": b.kind, "healthy": b.healthy, "restarts": b.restarts}
             for b in r.backend.members]},
@@ -78,9 +80,10 @@ def _remote(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
-def _local_sources(args: argparse.Namespace) -> tuple[str, str | None, str | None]:
-    """The store URL, the sealed LMK file (soft backend), and the checkpoint file."""
-    store, sealed, checkpoints = args.store, args.sealed, args.checkpoints
+def _local_sources(args: argparse.Namespace) -> tuple[str, str | None, str | None, bool | None]:
+    """The store URL, the sealed LMK file (soft backend), the checkpoint file, and whether the
+    config sets the national-only mode (None: no config named)."""
+    store, sealed, checkpoints, national = args.store, args.sealed, args.checkpoints, None
     if args.config:
         from hsmsvc.api.config import load
 
@@ -89,16 +92,19 @@ def _local_sources(args: argparse.Namespace) -> tuple[str, str | None, str | Non
         first = cfg.backend.members[0]
         sealed = sealed or getattr(first, "sealed_lmk", None)
         checkpoints = checkpoints or cfg.audit_checkpoints
+        national = cfg.crypto.national_only
     if not store:
         raise InvalidInput("--store", "a database URL, --config FILE, or --server host:port")
-    return store, sealed, checkpoints
+    return store, sealed, checkpoints, national
 
 
 def _local(args: argparse.Namespace) -> dict[str, Any]:
     from hsmsvc.keys.audit import GENESIS, row_hash
     from hsmsvc.keys.store.reader import StoreReader
 
-    store, sealed, checkpoints = _local_sources(args)
+    from hsmsvc.keys.national import NATIONAL_ALGORITHMS
+
+    store, sealed, checkpoints, national = _local_sources(args)
     backend._existing(store, creating=False)
     doc: dict[str, Any] = {"source": "store", "lmk_kcv": _recorded_kcv(sealed), "lmk_kcv_source": "sealed file"}
     with StoreReader.open(store) as reader:
@@ -123,6 +129,8 @@ def _local(args: argparse.Namespace) -> dict[str, Any]:
         doc["keys"] = [{"type": t.value, "state": s.value, "count": n}
                        for (t, s), n in sorted(reader.key_counts().items(), key=lambda kv: (kv[0][0].value,
                                                                                              kv[0][1].value))]
+        foreign = sum(n for a, n in reader.algorithm_counts().items() if a not in NATIONAL_ALGORITHMS)
+        doc["crypto"] = {"national_only": national, "non_national_keys": foreign}
     if args.verify_macs:
         doc.update(_verified(args, store, checkpoints, doc["audit"]))
     return doc
@@ -177,7 +185,12 @@ def _print(doc: dict[str, Any]) -> None:
     kcv = doc["lmk_kcv"] or "unknown (no sealed file named; --verify-macs opens the LMK)"
     note = " (recorded in the sealed file; not opened)" if doc.get("lmk_kcv_source") == "sealed file" \
         and doc["lmk_kcv"] else ""
-    print(f"LMK KCV   {kcv}{note}")
+    print(f"LMK KCV   {kcv}{note}" + (f", {doc['lmk_algorithm']}" if doc.get("lmk_algorithm") else ""))
+    if "crypto" in doc:
+        c = doc["crypto"]
+        mode = {True: "national-only (SM2, SM3, SM4)", False: "all algorithms", None: "unknown (no --config)"}
+        print(f"crypto    {mode[c['national_only']]}; {c['non_national_keys']} keys not SM4, SM2 or HMAC-SM3"
+              + (" (unusable in this mode)" if c["national_only"] and c["non_national_keys"] else ""))
     s = doc["store"]
     print(f"store     {s['kind']} {s['url']}")
     behind = f", behind {s['schema_head']}: run the migrations (nothing was changed)" if s["schema_behind"] else ""

@@ -27,6 +27,7 @@ from hsmsvc.hsm.commands import (
 from hsmsvc.hsm.commands.agree import check_sm2_request
 from hsmsvc.hsm.model import BlockTemplate, KeyCryptogram, KeySpec, LegacyForm
 from hsmsvc.hsm.policy import Operation
+from hsmsvc.keys.national import CryptoMode
 from hsmsvc.keys.model import AuditEvent, KeyRef, StoredKey, check_alias
 from hsmsvc.keys.store import KeyStore
 from hsmsvc.keys.store.agreements import PendingAgreement, ephemeral_spec
@@ -125,10 +126,11 @@ def kek_spec(kind: KeyType, *, key_id: str, algorithm: str, usage: str, zone: st
 class KeyManager:
     """Key life cycle for one actor (an operator, a service identity, a batch job)."""
 
-    def __init__(self, store: KeyStore, backend: Backend, actor: str) -> None:
+    def __init__(self, store: KeyStore, backend: Backend, actor: str, mode: CryptoMode = CryptoMode()) -> None:
         self._store = store
         self._backend = backend
         self._actor = actor
+        self._mode = mode
 
     def _keep(self, *, c: KeyCryptogram, action: str, state: KeyState, alias: str | None,
               lifetime: timedelta | None, max_uses: int | None,
@@ -136,6 +138,8 @@ class KeyManager:
               **extra: str) -> StoredKey:
         if alias is not None:
             check_alias(alias)
+        # The backstop: a key whose algorithm only the backend learned (a TR-31 header's) is refused here.
+        self._mode.require_key(c.spec.algorithm, "template.algorithm")
         check_legacy_types(c.spec, legacy_types, legacy_form)
         if legacy_types:
             # Choosing a KEK's legacy form is a key-management action: the audit names it.
@@ -156,6 +160,7 @@ class KeyManager:
                  legacy_types: frozenset[KeyType] = frozenset(),
                  legacy_form: LegacyForm = LegacyForm.NONE) -> StoredKey:
         check_legacy_types(spec, legacy_types, legacy_form)
+        self._mode.require_key(spec.algorithm, "template.algorithm")
         return self._keep(c=self._backend.execute(GenerateKey(spec=spec)), action="key.generate", state=state,
                           alias=alias, lifetime=lifetime, max_uses=max_uses, legacy_types=legacy_types,
                           legacy_form=legacy_form)
@@ -163,6 +168,7 @@ class KeyManager:
     def import_public(self, spec: KeySpec, public_key: bytes, *, alias: str | None = None,
                       lifetime: timedelta | None = None) -> StoredKey:
         """A partner's public key bound under the LMK as a verify-only SIG (audited ``key.import``)."""
+        self._mode.require_key(spec.algorithm, "template.algorithm")
         c = self._backend.execute(ImportPublicKey(spec=spec, public_key=public_key))
         return self._keep(c=c, action="key.import", state=KeyState.ACTIVE, alias=alias, lifetime=lifetime,
                           max_uses=None, form="public_key")
@@ -184,6 +190,7 @@ class KeyManager:
             raise KeyNotFound("key", "no such key")
         newest = versions[-1]
         spec = dataclasses.replace(newest.cryptogram.spec, version=newest.version + 1)
+        self._mode.require_key(spec.algorithm)
         c = self._backend.execute(GenerateKey(spec=spec))
         now = datetime.now(timezone.utc)
         key = StoredKey(c, KeyState.ACTIVE, now, newest.alias, now,
@@ -203,6 +210,7 @@ class KeyManager:
         """Form and store a key from clear components; ``detail`` joins the ``key.form`` audit row
         (a ceremony's id and custodians), written in the transaction that stores the key."""
         check_legacy_types(spec, legacy_types, legacy_form)
+        self._mode.require_key(spec.algorithm, "template.algorithm")
         c, kcvs = self._backend.execute(FormKey(spec=spec, components=components))
         extra = {**(detail or {}), **{f"component_{i + 1}_kcv": k.hex().upper() for i, k in enumerate(kcvs)}}
         return self._keep(c=c, action="key.form", state=KeyState.ACTIVE, alias=alias, lifetime=None, max_uses=None,
@@ -224,8 +232,10 @@ class KeyManager:
         K0 KEK that opts in to a legacy form: that form is chosen for one stated algorithm.
         """
         require_legacy_opt_in(kek, spec.key_type)
+        self._mode.require_key(kek.cryptogram.spec.algorithm, "kek")
         if isinstance(spec, KeySpec):
             check_legacy_types(spec, legacy_types, legacy_form)
+            self._mode.require_key(spec.algorithm, "template.algorithm")
         elif kek.cryptogram.spec.usage is not KeyUsage.KBPK:
             raise InvalidInput("template.algorithm", "required under a K0 KEK: only a TR-31 header names it")
         elif legacy_types or legacy_form is not LegacyForm.NONE:
@@ -246,6 +256,7 @@ class KeyManager:
         compared) and the shared info's SHA-256, in the transaction that stores the key.
         """
         check_legacy_types(spec, legacy_types, legacy_form)
+        self._mode.require_key(spec.algorithm, "template.algorithm")
         c = self._backend.execute(AgreeKey(kak=kak.cryptogram, peer_public_key=peer_public_key,
                                            peer_fingerprint=peer_fingerprint, shared_info=shared_info, spec=spec))
         return self._keep(c=c, action="key.agree", state=KeyState.ACTIVE, alias=alias, lifetime=lifetime,
@@ -282,6 +293,7 @@ class KeyManager:
         secret is checked first; then the agreement is taken (used once, whatever the outcome),
         and a failure from there on is audited as ``key.agree.failed``."""
         check_legacy_types(spec, legacy_types, legacy_form)
+        self._mode.require_key(spec.algorithm, "template.algorithm")
         if alias is not None:
             check_alias(alias)
         if not isinstance(agreement_id, str) or len(agreement_id) != 32:
@@ -321,6 +333,7 @@ class KeyManager:
 
         Audited with the KDH certificate's SHA-256, so the audit says which KDH sent it.
         """
+        self._mode.require_key(spec.algorithm, "template.algorithm")
         c = self._backend.execute(ImportTr34Key(krd=krd.cryptogram, token=token, kdh_certificate=kdh_certificate,
                                                 ca_certificate=ca_certificate, spec=spec, kcv=kcv))
         return self._keep(c=c, action="key.import", state=KeyState.ACTIVE, alias=alias, lifetime=lifetime,

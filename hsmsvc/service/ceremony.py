@@ -59,6 +59,7 @@ def start(
     if alias is not None:
         check_alias(alias)
     check_legacy_types(spec, legacy_types, legacy_form)
+    s.mode.require_key(spec.algorithm, "template.algorithm")
     may_create(s, caller, spec)
     transport = s.key(caller, ctk, Operation.COMPONENT_DECRYPT, "transport_key")
     s.backend.capabilities.require(Command.FORM_KEY_WRAPPED, spec.algorithm)
@@ -81,7 +82,9 @@ def start(
 
 def _transport(s: Services, c: Ceremony) -> StoredKey:
     """The ceremony's CTK, still usable for components (it may have been revoked meanwhile)."""
-    return KeyManager.check_use(s.store.get(c.ctk_id, c.ctk_version), Operation.COMPONENT_DECRYPT)
+    ctk = s.store.get(c.ctk_id, c.ctk_version)
+    s.mode.require_key(ctk.cryptogram.spec.algorithm, "ceremony")
+    return KeyManager.check_use(ctk, Operation.COMPONENT_DECRYPT)
 
 
 def _live(s: Services, caller: Caller, ceremony_id: str) -> Ceremony:
@@ -155,6 +158,7 @@ def _form_if_ready(s: Services, caller: Caller, c: Ceremony) -> tuple[Ceremony, 
     if not c.ready:
         return c, None
     ctk = _transport(s, c)
+    s.mode.require_key(c.spec.algorithm, "ceremony")  # one started before the mode was set
     cryptogram, kcvs = s.backend.execute(FormKeyWrapped(spec=c.spec, ctk=ctk.cryptogram,
                                                         parts=s.store.ceremony_parts(c.ceremony_id)))
     now = datetime.now(timezone.utc)

@@ -13,6 +13,7 @@ from hsmsvc.hsm.policy import Operation
 from hsmsvc.keys.cache import KeyCache
 from hsmsvc.keys.hierarchy import KeyManager
 from hsmsvc.keys.model import KeyRef, StoredKey
+from hsmsvc.keys.national import CryptoMode
 from hsmsvc.keys.store import KeyStore
 from hsmsvc.service.auditqueue import AuditQueue
 from hsmsvc.service.authz import NO_SUCH_KEY, Policy, Principal
@@ -84,9 +85,13 @@ class Services:
         limits: AttemptLimits = AttemptLimits(),
         observer: Observer | None = None,
         pin: PinPolicy = PinPolicy(),
+        mode: CryptoMode = CryptoMode(),
     ) -> None:
+        mode.require_lmk(backend.capabilities.lmk)
         self.store = store
         self.pin = pin
+        self.mode = mode
+        """``[crypto]``: national-only or not (:mod:`hsmsvc.keys.national`)."""
         self.backend = backend
         self.policy = policy
         self.limits = limits
@@ -104,7 +109,7 @@ class Services:
         self.attempt_refusals: dict[str, float] = {}
 
     def manager(self, caller: Caller) -> KeyManager:
-        return KeyManager(self.store, self.backend, caller.principal.name)
+        return KeyManager(self.store, self.backend, caller.principal.name, self.mode)
 
     def key(
         self,
@@ -122,6 +127,7 @@ class Services:
             raise KeyNotFound(field, NO_SUCH_KEY) from None
         # Outside the caller's patterns answers as above, word for word (issue 27).
         caller.principal.require_key(key, field)
+        self.mode.require_key(key.cryptogram.spec.algorithm, field)
         try:
             return KeyManager.check_use(key, op if isinstance(op, Operation) else op(key))
         except (KeyUsageViolation, KeyStateError) as e:

@@ -101,6 +101,7 @@ def reencrypt(
     return out, params.iv, dst.version
 
 
-def digest(algorithm: HashAlgorithm, data: bytes) -> bytes:
+def digest(s: Services, algorithm: HashAlgorithm, data: bytes) -> bytes:
     """A hash computed by the service (GB/T 39786 asks that the product compute it): no key, no state."""
+    s.mode.require_hash(algorithm)
     return mac.digest(algorithm, data)

@@ -164,6 +164,7 @@ def _zmk(s: Services, caller: Caller, zone: str, field: str) -> StoredKey:
     zmk = max(found, key=lambda k: k.version)
     # A ZMK outside the caller's patterns answers as no ZMK at all.
     caller.principal.require_key(zmk, field, absent=_NO_ZMK)
+    s.mode.require_key(zmk.cryptogram.spec.algorithm, field)
     return s.manager(caller).check_use(zmk, Operation.KEY_SYNC_MAC)
 
 
@@ -268,6 +269,7 @@ def _new_notice(
             spec = KeySpec(key_id, 1, w.key_type, w.algorithm, w.usage, w.mode_of_use,
                            Exportability.EXPORTABLE, zone)
         require_legacy_opt_in(zmk, spec.key_type)
+        s.mode.require_key(spec.algorithm, "key_types")
         c = s.backend.execute(GenerateKey(spec=spec))
         expires, max_uses = _limits(settings, spec.key_type, activate)
         key = StoredKey(c, KeyState.PENDING, now, versions[-1].alias if versions else None, None, expires,
@@ -348,6 +350,7 @@ def apply_key_change(s: Services, caller: Caller, settings: SyncSettings, notice
         spec = KeySpec(k.key_id, k.version, k.key_type, k.algorithm, k.usage, k.mode_of_use,
                        Exportability.NON_EXPORTABLE, notice.zone)
         require_legacy_opt_in(zmk, spec.key_type)
+        s.mode.require_key(spec.algorithm, "notice.keys")
         may_create(s, caller, spec, "notice.zone")
         try:
             c = s.backend.execute(ImportKey(kek=zmk.cryptogram, wrapped=k.wrapped, spec=spec, kcv=k.kcv,
@@ -437,6 +440,7 @@ def sign_on(
         # The terminal's name is the caller's: "branch-0002" must not add a version in this
         # TMK's zone to another zone's branch-0002.tpk.
         may_create(s, caller, spec, "terminal_id")
+        s.mode.require_key(spec.algorithm, "terminal_id")
         c = s.backend.execute(GenerateKey(spec=spec))
         expires, max_uses = _limits(settings, key_type, now)
         key = StoredKey(c, KeyState.ACTIVE, now, None, now, expires, 0, max_uses)

@@ -51,6 +51,7 @@ def generate_mac(
 ) -> tuple[bytes, int, bool]:
     """The MAC, the key's version, and whether a TAK is due for a new version (sign on again)."""
     pad = _padding(algorithm, padding)
+    s.mode.require_mac(algorithm)
     k = s.key(caller, key, Operation.MAC_GENERATE)
     tag = s.backend.execute(GenerateMac(key=k.cryptogram, data=data, algorithm=algorithm, padding=pad))
     s.observer.key_used(k)
@@ -62,6 +63,7 @@ def verify_mac(
     data: bytes, mac: bytes,
 ) -> bool:
     pad = _padding(algorithm, padding)
+    s.mode.require_mac(algorithm)
     k = s.key(caller, key, Operation.MAC_VERIFY)
     try:
         s.backend.execute(VerifyMac(key=k.cryptogram, data=data, mac=mac, algorithm=algorithm, padding=pad))
@@ -76,6 +78,7 @@ def generate_mac_batch(
     messages: Sequence[bytes], length: int = 0,
 ) -> tuple[list[bytes | HsmsvcError], int]:
     pad = _padding(algorithm, padding)
+    s.mode.require_mac(algorithm)
     k = s.key(caller, key, Operation.MAC_GENERATE)
     tags = s.backend.execute(GenerateMacs(key=k.cryptogram, messages=messages, algorithm=algorithm,
                                           padding=pad))
@@ -92,6 +95,7 @@ def verify_mac_batch(
     if len(messages) != len(macs):
         raise InvalidInput("macs", "one per message")
     pad = _padding(algorithm, padding)
+    s.mode.require_mac(algorithm)
     k = s.key(caller, key, Operation.MAC_VERIFY)
     out: list[bool | HsmsvcError] = list(s.backend.execute(VerifyMacs(
         key=k.cryptogram, messages=messages, macs=macs, algorithm=algorithm, padding=pad)))

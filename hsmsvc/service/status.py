@@ -17,6 +17,7 @@ from hsmsvc import __version__
 from hsmsvc.errors import HsmsvcError
 from hsmsvc.hsm.commands import Random
 from hsmsvc.keys.audit import AuditRow
+from hsmsvc.keys.national import NATIONAL_ALGORITHMS
 from hsmsvc.keys.store.reader import SchemaRevision
 from hsmsvc.service.context import Caller, Services
 from hsmsvc.types import KeyState, KeyType
@@ -46,6 +47,10 @@ class ServerStatus:
     audit_head: AuditRow | None
     key_counts: dict[tuple[KeyType, KeyState], int]
     started_at: datetime
+    lmk_algorithm: str = ""
+    national_only: bool = False
+    non_national_keys: int = 0
+    """Key versions not destroyed whose algorithm is not SM4, SM2 or HMAC-SM3 (keys/national.py)."""
 
 
 def _members(s: Services, kinds: tuple[str, ...]) -> tuple[BackendMember, ...]:
@@ -67,18 +72,22 @@ def _covers_all(caller: Caller) -> bool:
     return "*" in patterns and not any(p.startswith("zone:") for p in patterns)
 
 
-def _counts(s: Services, caller: Caller) -> dict[tuple[KeyType, KeyState], int]:
+def _counts(s: Services, caller: Caller) -> tuple[dict[tuple[KeyType, KeyState], int], int]:
+    """Key versions by (type, state), and how many not destroyed are of a non-national algorithm."""
     if _covers_all(caller):
-        return s.store.reader.key_counts()
+        by_algorithm = s.store.reader.algorithm_counts()
+        return s.store.reader.key_counts(), sum(n for a, n in by_algorithm.items() if a not in NATIONAL_ALGORITHMS)
     counts: Counter[tuple[KeyType, KeyState]] = Counter()
+    foreign = 0
     after: tuple[str, int] | None = None
     while True:
         page = s.store.all_keys(after, _PAGE)
         for k in page:
             if caller.principal.may_use(k):
                 counts[(k.cryptogram.spec.key_type, k.state)] += 1
+                foreign += k.state is not KeyState.DESTROYED and k.cryptogram.spec.algorithm not in NATIONAL_ALGORITHMS
         if len(page) < _PAGE:
-            return dict(counts)
+            return dict(counts), foreign
         after = (page[-1].key_id, page[-1].version)
 
 
@@ -89,8 +98,10 @@ def server_status(s: Services, caller: Caller, *, backend_kind: str, member_kind
     except HsmsvcError:
         kcv = ""
     reader = s.store.reader
+    counts, foreign = _counts(s, caller)
     return ServerStatus(
         version=__version__, backend_kind=backend_kind, lmk_kcv=kcv, members=_members(s, member_kinds),
         store_kind=reader.kind, store_url=reader.url, revision=reader.revision(), audit_head=reader.audit_head(),
-        key_counts=_counts(s, caller), started_at=started_at,
+        key_counts=counts, started_at=started_at, lmk_algorithm=s.backend.capabilities.lmk.value,
+        national_only=s.mode.national_only, non_national_keys=foreign,
     )

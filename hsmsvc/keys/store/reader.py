@@ -20,7 +20,7 @@ from hsmsvc.keys.schema import keys as keys_t
 from hsmsvc.keys.store import revisions
 from hsmsvc.keys.store.database import Database
 from hsmsvc.redact import redact_url
-from hsmsvc.types import KeyState, KeyType
+from hsmsvc.types import Algorithm, KeyState, KeyType
 
 __all__ = ["SchemaRevision", "StoreReader"]
 
@@ -84,6 +84,13 @@ class StoreReader:
         q = select(keys_t.c.key_type, keys_t.c.state, func.count()).group_by(keys_t.c.key_type, keys_t.c.state)
         rows = self._db.read(lambda conn: conn.execute(q).all(), "key counts")
         return {(KeyType(t), KeyState(s)): int(n) for t, s, n in rows}
+
+    def algorithm_counts(self) -> dict[Algorithm, int]:
+        """Key versions not destroyed, by algorithm, over the whole store."""
+        q = (select(keys_t.c.algorithm, func.count()).where(keys_t.c.state != KeyState.DESTROYED.value)
+             .group_by(keys_t.c.algorithm))
+        rows = self._db.read(lambda conn: conn.execute(q).all(), "algorithm counts")
+        return {Algorithm(a): int(n) for a, n in rows}
 
     def audit_head(self) -> AuditRow | None:
         """The newest audit row, or None for an empty chain."""

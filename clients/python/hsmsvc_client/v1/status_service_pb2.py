@@ -26,7 +26,7 @@ from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__
 from hsmsvc_client.v1 import types_pb2 as hsmsvc_dot_v1_dot_types__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1ehsmsvc/v1/status_service.proto\x12\thsmsvc.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x15hsmsvc/v1/types.proto\"\x18\n\x16GetServerStatusRequest\"\xff\x01\n\x17GetServerStatusResponse\x12\x0f\n\x07version\x18\x01 \x01(\t\x12)\n\x07\x62\x61\x63kend\x18\x02 \x01(\x0b\x32\x18.hsmsvc.v1.BackendStatus\x12%\n\x05store\x18\x03 \x01(\x0b\x32\x16.hsmsvc.v1.StoreStatus\x12(\n\naudit_head\x18\x04 \x01(\x0b\x32\x14.hsmsvc.v1.AuditHead\x12\'\n\nkey_counts\x18\x05 \x03(\x0b\x32\x13.hsmsvc.v1.KeyCount\x12.\n\nstart_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"Y\n\rBackendStatus\x12\x0c\n\x04kind\x18\x01 \x01(\t\x12\x0f\n\x07lmk_kcv\x18\x02 \x01(\t\x12)\n\x07members\x18\x03 \x03(\x0b\x32\x18.hsmsvc.v1.BackendMember\"O\n\rBackendMember\x12\r\n\x05index\x18\x01 \x01(\r\x12\x0c\n\x04kind\x18\x02 \x01(\t\x12\x0f\n\x07healthy\x18\x03 \x01(\x08\x12\x10\n\x08restarts\x18\x04 \x01(\r\"V\n\x0bStoreStatus\x12\x0c\n\x04kind\x18\x01 \x01(\t\x12\x0b\n\x03url\x18\x02 \x01(\t\x12\x17\n\x0fschema_revision\x18\x03 \x01(\t\x12\x13\n\x0bschema_head\x18\x04 \x01(\t\"U\n\tAuditHead\x12\x10\n\x08sequence\x18\x01 \x01(\x04\x12\x0c\n\x04hash\x18\x02 \x01(\t\x12(\n\x04time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"c\n\x08KeyCount\x12$\n\x08key_type\x18\x01 \x01(\x0e\x32\x12.hsmsvc.v1.KeyType\x12\"\n\x05state\x18\x02 \x01(\x0e\x32\x13.hsmsvc.v1.KeyState\x12\r\n\x05\x63ount\x18\x03 \x01(\x04\x32i\n\rStatusService\x12X\n\x0fGetServerStatus\x12!.hsmsvc.v1.GetServerStatusRequest\x1a\".hsmsvc.v1.GetServerStatusResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1ehsmsvc/v1/status_service.proto\x12\thsmsvc.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x15hsmsvc/v1/types.proto\"\x18\n\x16GetServerStatusRequest\"\xac\x02\n\x17GetServerStatusResponse\x12\x0f\n\x07version\x18\x01 \x01(\t\x12)\n\x07\x62\x61\x63kend\x18\x02 \x01(\x0b\x32\x18.hsmsvc.v1.BackendStatus\x12%\n\x05store\x18\x03 \x01(\x0b\x32\x16.hsmsvc.v1.StoreStatus\x12(\n\naudit_head\x18\x04 \x01(\x0b\x32\x14.hsmsvc.v1.AuditHead\x12\'\n\nkey_counts\x18\x05 \x03(\x0b\x32\x13.hsmsvc.v1.KeyCount\x12.\n\nstart_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12+\n\x06\x63rypto\x18\x07 \x01(\x0b\x32\x1b.hsmsvc.v1.CryptoModeStatus\"D\n\x10\x43ryptoModeStatus\x12\x15\n\rnational_only\x18\x01 \x01(\x08\x12\x19\n\x11non_national_keys\x18\x02 \x01(\x04\"p\n\rBackendStatus\x12\x0c\n\x04kind\x18\x01 \x01(\t\x12\x0f\n\x07lmk_kcv\x18\x02 \x01(\t\x12)\n\x07members\x18\x03 \x03(\x0b\x32\x18.hsmsvc.v1.BackendMember\x12\x15\n\rlmk_algorithm\x18\x04 \x01(\t\"O\n\rBackendMember\x12\r\n\x05index\x18\x01 \x01(\r\x12\x0c\n\x04kind\x18\x02 \x01(\t\x12\x0f\n\x07healthy\x18\x03 \x01(\x08\x12\x10\n\x08restarts\x18\x04 \x01(\r\"V\n\x0bStoreStatus\x12\x0c\n\x04kind\x18\x01 \x01(\t\x12\x0b\n\x03url\x18\x02 \x01(\t\x12\x17\n\x0fschema_revision\x18\x03 \x01(\t\x12\x13\n\x0bschema_head\x18\x04 \x01(\t\"U\n\tAuditHead\x12\x10\n\x08sequence\x18\x01 \x01(\x04\x12\x0c\n\x04hash\x18\x02 \x01(\t\x12(\n\x04time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"c\n\x08KeyCount\x12$\n\x08key_type\x18\x01 \x01(\x0e\x32\x12.hsmsvc.v1.KeyType\x12\"\n\x05state\x18\x02 \x01(\x0e\x32\x13.hsmsvc.v1.KeyState\x12\r\n\x05\x63ount\x18\x03 \x01(\x04\x32i\n\rStatusService\x12X\n\x0fGetServerStatus\x12!.hsmsvc.v1.GetServerStatusRequest\x1a\".hsmsvc.v1.GetServerStatusResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -36,17 +36,19 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_GETSERVERSTATUSREQUEST']._serialized_start=101
   _globals['_GETSERVERSTATUSREQUEST']._serialized_end=125
   _globals['_GETSERVERSTATUSRESPONSE']._serialized_start=128
-  _globals['_GETSERVERSTATUSRESPONSE']._serialized_end=383
-  _globals['_BACKENDSTATUS']._serialized_start=385
-  _globals['_BACKENDSTATUS']._serialized_end=474
-  _globals['_BACKENDMEMBER']._serialized_start=476
-  _globals['_BACKENDMEMBER']._serialized_end=555
-  _globals['_STORESTATUS']._serialized_start=557
-  _globals['_STORESTATUS']._serialized_end=643
-  _globals['_AUDITHEAD']._serialized_start=645
-  _globals['_AUDITHEAD']._serialized_end=730
-  _globals['_KEYCOUNT']._serialized_start=732
-  _globals['_KEYCOUNT']._serialized_end=831
-  _globals['_STATUSSERVICE']._serialized_start=833
-  _globals['_STATUSSERVICE']._serialized_end=938
+  _globals['_GETSERVERSTATUSRESPONSE']._serialized_end=428
+  _globals['_CRYPTOMODESTATUS']._serialized_start=430
+  _globals['_CRYPTOMODESTATUS']._serialized_end=498
+  _globals['_BACKENDSTATUS']._serialized_start=500
+  _globals['_BACKENDSTATUS']._serialized_end=612
+  _globals['_BACKENDMEMBER']._serialized_start=614
+  _globals['_BACKENDMEMBER']._serialized_end=693
+  _globals['_STORESTATUS']._serialized_start=695
+  _globals['_STORESTATUS']._serialized_end=781
+  _globals['_AUDITHEAD']._serialized_start=783
+  _globals['_AUDITHEAD']._serialized_end=868
+  _globals['_KEYCOUNT']._serialized_start=870
+  _globals['_KEYCOUNT']._serialized_end=969
+  _globals['_STATUSSERVICE']._serialized_start=971
+  _globals['_STATUSSERVICE']._serialized_end=1076
 # @@protoc_insertion_point(module_scope)

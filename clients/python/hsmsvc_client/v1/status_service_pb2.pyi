@@ -15,30 +15,42 @@ class GetServerStatusRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class GetServerStatusResponse(_message.Message):
-    __slots__ = ("version", "backend", "store", "audit_head", "key_counts", "start_time")
+    __slots__ = ("version", "backend", "store", "audit_head", "key_counts", "start_time", "crypto")
     VERSION_FIELD_NUMBER: _ClassVar[int]
     BACKEND_FIELD_NUMBER: _ClassVar[int]
     STORE_FIELD_NUMBER: _ClassVar[int]
     AUDIT_HEAD_FIELD_NUMBER: _ClassVar[int]
     KEY_COUNTS_FIELD_NUMBER: _ClassVar[int]
     START_TIME_FIELD_NUMBER: _ClassVar[int]
+    CRYPTO_FIELD_NUMBER: _ClassVar[int]
     version: str
     backend: BackendStatus
     store: StoreStatus
     audit_head: AuditHead
     key_counts: _containers.RepeatedCompositeFieldContainer[KeyCount]
     start_time: _timestamp_pb2.Timestamp
-    def __init__(self, version: _Optional[str] = ..., backend: _Optional[_Union[BackendStatus, _Mapping]] = ..., store: _Optional[_Union[StoreStatus, _Mapping]] = ..., audit_head: _Optional[_Union[AuditHead, _Mapping]] = ..., key_counts: _Optional[_Iterable[_Union[KeyCount, _Mapping]]] = ..., start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    crypto: CryptoModeStatus
+    def __init__(self, version: _Optional[str] = ..., backend: _Optional[_Union[BackendStatus, _Mapping]] = ..., store: _Optional[_Union[StoreStatus, _Mapping]] = ..., audit_head: _Optional[_Union[AuditHead, _Mapping]] = ..., key_counts: _Optional[_Iterable[_Union[KeyCount, _Mapping]]] = ..., start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., crypto: _Optional[_Union[CryptoModeStatus, _Mapping]] = ...) -> None: ...
+
+class CryptoModeStatus(_message.Message):
+    __slots__ = ("national_only", "non_national_keys")
+    NATIONAL_ONLY_FIELD_NUMBER: _ClassVar[int]
+    NON_NATIONAL_KEYS_FIELD_NUMBER: _ClassVar[int]
+    national_only: bool
+    non_national_keys: int
+    def __init__(self, national_only: _Optional[bool] = ..., non_national_keys: _Optional[int] = ...) -> None: ...
 
 class BackendStatus(_message.Message):
-    __slots__ = ("kind", "lmk_kcv", "members")
+    __slots__ = ("kind", "lmk_kcv", "members", "lmk_algorithm")
     KIND_FIELD_NUMBER: _ClassVar[int]
     LMK_KCV_FIELD_NUMBER: _ClassVar[int]
     MEMBERS_FIELD_NUMBER: _ClassVar[int]
+    LMK_ALGORITHM_FIELD_NUMBER: _ClassVar[int]
     kind: str
     lmk_kcv: str
     members: _containers.RepeatedCompositeFieldContainer[BackendMember]
-    def __init__(self, kind: _Optional[str] = ..., lmk_kcv: _Optional[str] = ..., members: _Optional[_Iterable[_Union[BackendMember, _Mapping]]] = ...) -> None: ...
+    lmk_algorithm: str
+    def __init__(self, kind: _Optional[str] = ..., lmk_kcv: _Optional[str] = ..., members: _Optional[_Iterable[_Union[BackendMember, _Mapping]]] = ..., lmk_algorithm: _Optional[str] = ...) -> None: ...
 
 class BackendMember(_message.Message):
     __slots__ = ("index", "kind", "healthy", "restarts")
