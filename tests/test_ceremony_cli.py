@@ -300,8 +300,8 @@ def test_a_token_lmk_is_created_by_ceremony_and_restored_from_its_components(tmp
 # -- LMK migration -------------------------------------------------------------------------
 
 
-def _seal(path: Path, lmk: bytes, passphrase: str) -> None:
-    path.write_bytes(sealed.seal(AES256, lmk, passphrase.encode(), sealed.ScryptParams(log2_n=14)))
+def _seal(path: Path, lmk: bytes, passphrase: str, algorithm: Algorithm = AES256) -> None:
+    path.write_bytes(sealed.seal(algorithm, lmk, passphrase.encode(), sealed.ScryptParams(log2_n=14)))
 
 
 def _populate(url: str, sealed_file: Path) -> dict[str, Any]:
@@ -345,11 +345,14 @@ def _under(url: str, sealed_file: Path, passphrase: str) -> tuple[int, int]:
     return good, bad
 
 
-@pytest.mark.parametrize("db", ["sqlite", "postgresql"])
-def test_lmk_migrate_is_resumable_and_destroys_the_old_lmk_only_after_verifying(tmp_path: Path, db: str) -> None:
+@pytest.mark.parametrize(("db", "algorithm"), [("sqlite", AES256), ("postgresql", AES256),
+                                               ("postgresql", Algorithm.SM4)])
+def test_lmk_migrate_is_resumable_and_destroys_the_old_lmk_only_after_verifying(tmp_path: Path, db: str,
+                                                                                algorithm: Algorithm) -> None:
+    """AES-256 to AES-256, and (issue 33) AES-256 to SM4 for a national-only deployment."""
     old, new = tmp_path / "old.sealed", tmp_path / "new.sealed"
     _seal(old, secrets.token_bytes(32), PP)
-    _seal(new, secrets.token_bytes(32), PP + "-new")
+    _seal(new, secrets.token_bytes(algorithm.key_length), PP + "-new", algorithm)
     with pg.throwaway_db() if db == "postgresql" else _sqlite(tmp_path) as url:
         before = _populate(url, old)
         args = ["ceremony", "lmk", "migrate", "--sealed", str(old), "--passphrase-env", "PP",

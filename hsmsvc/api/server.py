@@ -48,6 +48,7 @@ from hsmsvc.api.unseal import Gate, UnsealServicer, audit_event, share_sealed
 from hsmsvc.errors import InvalidInput, unreadable
 from hsmsvc.hsm.backend import Backend
 from hsmsvc.hsm.config import Pkcs11Config, build
+from hsmsvc.hsm.soft import sharesealed
 from hsmsvc.hsm.soft.unsealing import Opened, Unsealer
 from hsmsvc.keys.store import KeyStore
 from hsmsvc.service.authz import Policy, Principal, Role
@@ -301,6 +302,8 @@ async def start(config: ServerConfig, backend: Backend | None = None, *,
     sealed_lmk = share_sealed(config) if backend is None else None
     unsealer = None
     if sealed_lmk is not None:
+        # Before any custodian hands over a share: the header names the LMK's algorithm.
+        config.crypto.require_lmk(sharesealed.read_header(sealed_lmk.read_bytes()).algorithm)
         unsealer = Unsealer(sealed_lmk, timeout=config.unseal_timeout_seconds,
                             one_per_principal=not config.insecure_dev)
     else:

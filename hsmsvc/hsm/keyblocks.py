@@ -70,6 +70,8 @@ _FROM_HEADER: Final = {
     (tr31.KeyBlockAlgorithm.AES, 16): Algorithm.AES_128,
     (tr31.KeyBlockAlgorithm.AES, 24): Algorithm.AES_192,
     (tr31.KeyBlockAlgorithm.AES, 32): Algorithm.AES_256,
+    # Not TR-31's: byte 4 for SM4 is hsmsvc's bilateral convention (docs/architecture.md, "SM4 key blocks").
+    (tr31.KeyBlockAlgorithm.SM4, 16): Algorithm.SM4,
 }
 
 

@@ -99,6 +99,8 @@ def _live(s: Services, caller: Caller, ceremony_id: str) -> Ceremony:
         raise KeyStateError("ceremony_id", "the ceremony has expired; start again")
     if c.state is not CeremonyState.OPEN:
         raise KeyStateError("ceremony_id", f"the ceremony is {c.state.value}")
+    # One started before the mode was set takes no component (each would be checked by its KCV).
+    s.mode.require_key(c.spec.algorithm, "ceremony")
     return c
 
 

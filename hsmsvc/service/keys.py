@@ -190,6 +190,7 @@ def key_check_value(s: Services, caller: Caller, ref: KeyRef,
     key = get_key(s, caller, ref)
     if not key.cryptogram.blob:
         raise KeyNotFound("key", "destroyed")
+    s.mode.require_key(key.cryptogram.spec.algorithm)  # it enciphers under the key: a use
     return s.backend.execute(Kcv(key=key.cryptogram, method=method)), key.version
 
 

@@ -306,6 +306,8 @@ def confirm_key_change(
         raise KeyStateError("confirmation.sequence", "no key change with this sequence awaits confirmation")
     notice = decode_notice(state.detail)
     if state.state == "SENT":
+        for k in notice.keys:  # a change sent before the mode was set activates nothing under it
+            s.mode.require_key(k.algorithm, "confirmation")
         want = tuple(k.kcv for k in notice.keys)
         if len(want) != len(conf.kcvs) or not all(compare.bytes_eq(a, b) for a, b in zip(want, conf.kcvs)):
             raise VerificationFailed("confirmation.kcvs", "do not match the keys sent")

@@ -125,6 +125,8 @@ def _source(s: Services, caller: Caller, source: PinSource, field: str) -> tuple
     if isinstance(source, OneTimeKeyRef):
         if not isinstance(source.algorithm, Algorithm) or not source.algorithm.is_block_cipher:
             raise InvalidInput(f"{field}.algorithm", "a block cipher (TDES, AES or SM4)")
+        # Never stored, so only here does the mode see a one-time key's own algorithm.
+        s.mode.require_key(source.algorithm, f"{field}.algorithm")
         ktk = s.key(caller, source.transport_key, Operation.KEY_TRANSPORT_DECRYPT, f"{field}.transport_key")
         return ktk, OneTimeKey(ktk.cryptogram, source.algorithm, bytes(source.wrapped_key))
     k = s.key(caller, source, Operation.PIN_DECRYPT, field)

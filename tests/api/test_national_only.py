@@ -21,6 +21,7 @@ import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
@@ -30,11 +31,15 @@ from grpc import StatusCode
 from hsmsvc_client import Client, ClientError, ClientTls
 
 from hsmsvc.ceremony import forming
+from hsmsvc.hsm.commands import PublicKey
+from hsmsvc.hsm.soft import sharesealed
+from hsmsvc.keys.model import AuditEvent, Ceremony, CeremonyState
 from hsmsvc.hsm.model import KeySpec
 from hsmsvc.hsm.soft.backend import SoftBackend
 from hsmsvc.keys.hierarchy import KeyManager
 from hsmsvc.keys.store import KeyStore
 from hsmsvc.types import Algorithm, KeyType, KeyUsage, ModeOfUse
+from hsmsvc_client.v1 import ceremony_service_pb2 as cer_pb
 from hsmsvc_client.v1 import data_service_pb2 as data_pb
 from hsmsvc_client.v1 import key_service_pb2 as key_pb
 from hsmsvc_client.v1 import key_sync_service_pb2 as ks
@@ -73,6 +78,8 @@ class Sites:
     branch: Site
     clear: dict[str, bytes]
     """ZMK, TMK and PSK, as their custodians' components combine."""
+    old_ctk: bytes
+    """The public half of the core's CTK of the ceremony started before the mode."""
 
 
 def _hmac_sm3(key: bytes, data: bytes) -> bytes:
@@ -135,15 +142,26 @@ def sites(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sites]:
                     backend = SoftBackend.from_sealed(d / "lmk.sealed", PP.encode())
                     store = KeyStore(url, backend)
                     store.migrate()
-                    KeyManager(store, backend, "before").generate(KeySpec(
-                        "old.dek", 1, KeyType.DEK, Algorithm.TDES_2KEY, KeyUsage.DATA, ModeOfUse.ENCRYPT_DECRYPT))
+                    km = KeyManager(store, backend, "before")
+                    km.generate(KeySpec("old.dek", 1, KeyType.DEK, Algorithm.TDES_2KEY, KeyUsage.DATA,
+                                        ModeOfUse.ENCRYPT_DECRYPT))
+                    # And a TDES key's ceremony, started and approved before the mode, under an SM2 CTK.
+                    ctk = km.generate(KeySpec("old.ctk", 1, KeyType.CTK, Algorithm.SM2,
+                                              KeyUsage.ASYMMETRIC_KEY_WRAPPING, ModeOfUse.DECRYPT_ONLY))
+                    now = datetime.now(timezone.utc)
+                    store.open_ceremony(Ceremony(
+                        PRE_MODE, KeySpec("old.zpk", 1, KeyType.ZPK, Algorithm.TDES_2KEY, KeyUsage.PIN_ENCRYPTION,
+                                          ModeOfUse.ENCRYPT_DECRYPT), None, frozenset(), "old.ctk", 1, 2,
+                        CeremonyState.OPEN, "key-manager", "key-manager-2", now, now + timedelta(hours=1)),
+                        AuditEvent("key-manager", "ceremony.start", "old.zpk", 1, ()))
+                    public = backend.execute(PublicKey(key=ctk.cryptogram))
                     store.close()
                     backend.close()
                 proc, info = launch(d, url, d / "lmk.sealed", ca.issue(f"{name}-hsmsvc", server=True), ca,
                                     NATIONAL + TIMING, passphrase=PP)
                 procs.append((proc, d / "server.log"))
                 clients = {}
-                for who in ("key-manager", "core-banking", "auditor"):
+                for who in ("key-manager", "core-banking", "auditor", "custodian-1"):
                     ident = ca.issue(who)
                     clients[who] = Client(f"127.0.0.1:{info['port']}",
                                           ClientTls(ca.ca_file, ident.cert, ident.key, "localhost"))
@@ -158,7 +176,7 @@ def sites(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sites]:
                   pb.MODE_OF_USE_ENCRYPT_DECRYPT, clear["tmk"])
             _form(ca, started["core"].port, "psk", pb.KEY_TYPE_PSK, pb.KEY_USAGE_MAC_HMAC,
                   pb.MODE_OF_USE_MAC_GENERATE_VERIFY, clear["psk"])
-            yield Sites(started["core"], started["branch"], clear)
+            yield Sites(started["core"], started["branch"], clear, public)
         finally:
             for site in started.values():
                 for c in site.clients.values():
@@ -278,6 +296,7 @@ def test_an_sm_only_deployment_end_to_end(sites: Sites) -> None:
 
 
 REFUSED = "national-only mode"
+PRE_MODE = "c-0123456789abcdef"
 
 
 @pytest.mark.parametrize("algorithm", [pb.ALGORITHM_TDES_2KEY, pb.ALGORITHM_TDES_3KEY, pb.ALGORITHM_AES_128,
@@ -307,9 +326,62 @@ def test_other_macs_digests_and_keys_are_refused(sites: Sites) -> None:
         assert code is StatusCode.FAILED_PRECONDITION and REFUSED in msg, msg
     code, msg = code_of(app.data.Digest, data_pb.DigestRequest(algorithm=pb.HASH_ALGORITHM_SHA256, data=b"abc"))
     assert code is StatusCode.FAILED_PRECONDITION and REFUSED in msg, msg
-    # The TDES key stored before the mode was set is not used under it.
+    # The TDES key stored before the mode was set is not used under it, not even for a KCV.
     code, msg = code_of(app.encrypt, "old.dek", b"0123456789abcdef", pb.CIPHER_MODE_CBC)
     assert code is StatusCode.FAILED_PRECONDITION and REFUSED in msg, msg
+    code, msg = code_of(sites.core["key-manager"].keys.GetKeyCheckValue, key_pb.GetKeyCheckValueRequest(
+        key=pb.KeyRef(key_id="old.dek"), kcv_method=pb.KCV_METHOD_ECB))
+    assert code is StatusCode.FAILED_PRECONDITION and REFUSED in msg, msg
+
+
+def test_a_one_time_key_of_another_algorithm_is_refused(sites: Sites) -> None:
+    """A review found TDES and AES one-time keys used under an SM2 KTK: never stored, so only the
+    request names their algorithm. Each is refused before anything is deciphered."""
+    mgr, app = sites.core["key-manager"], sites.core["core-banking"]
+    mgr.keys.GenerateKey(key_pb.GenerateKeyRequest(template=template(
+        "ktk-sm2", pb.KEY_TYPE_KTK, pb.ALGORITHM_SM2, pb.KEY_USAGE_ASYMMETRIC_KEY_WRAPPING,
+        pb.MODE_OF_USE_DECRYPT_ONLY)))
+    spki = bytes(mgr.keys.GetPublicKey(key_pb.GetPublicKeyRequest(key=pb.KeyRef(key_id="ktk-sm2"))).public_key)
+    for algorithm, key, fmt, block in (
+            (pb.ALGORITHM_TDES_2KEY, k2 := ind.odd_parity(secrets.token_bytes(16)), pb.PIN_BLOCK_FORMAT_ISO_0,
+             ind.tdes_ecb(k2, ind.iso0("1234", PAN))),
+            (pb.ALGORITHM_AES_128, k3 := secrets.token_bytes(16), pb.PIN_BLOCK_FORMAT_ISO_4,
+             ind.iso4_encipher("AES", k3, ind.iso4_pin_field("1234", bytes(8)), PAN))):
+        code, msg = code_of(app.pins.TranslatePin, pin_pb.TranslatePinRequest(
+            source_one_time_key=pin_pb.OneTimeKey(transport_key=pb.KeyRef(key_id="ktk-sm2"), algorithm=algorithm,
+                                                  wrapped_key=ind.sm2_wrap(spki, key)),
+            source_format=fmt, destination_key=pb.KeyRef(key_id=f"{ZONE}.zpk"),
+            destination_format=pb.PIN_BLOCK_FORMAT_ISO_4, pin_block=block, pan=PAN))
+        assert code is StatusCode.FAILED_PRECONDITION and REFUSED in msg, msg
+
+
+def test_a_ceremony_started_before_the_mode_takes_no_component(sites: Sites) -> None:
+    """A review found components of a TDES ceremony started before the mode taken, each checked by
+    its TDES KCV (a yes/no answer), and only the last refused."""
+    part = ind.odd_parity(secrets.token_bytes(16))
+    code, msg = code_of(sites.core["custodian-1"].ceremony.AddKeyComponent, cer_pb.AddKeyComponentRequest(
+        ceremony_id=PRE_MODE, wrapped_component=ind.sm2_wrap(sites.old_ctk, part), kcv=ind.tdes_kcv(part)))
+    assert code is StatusCode.FAILED_PRECONDITION and REFUSED in msg, msg
+
+
+def test_a_share_sealed_lmk_of_another_algorithm_is_refused_before_any_share(tmp_path: Path) -> None:
+    """A review found a share-sealed AES-256 LMK taking custodians' shares and refused only when it
+    opened: the file's header names the algorithm, so the server does not start."""
+    ca = TestCA(tmp_path)
+    (tmp_path / "policy.toml").write_text(POLICY)
+    blob, _, made = sharesealed.seal(Algorithm.AES_256, secrets.token_bytes(32), threshold=2,
+                                     holders=["custodian-1", "custodian-2"])
+    for share in made:
+        share.wipe()
+    (tmp_path / "lmk.sealed").write_bytes(blob)
+    backend = f"""
+[backend]
+kind = "soft"
+sealed_lmk = "{tmp_path / 'lmk.sealed'}"
+"""
+    with pg.throwaway_db() as url, pytest.raises(AssertionError, match="national-only mode needs an SM4 LMK"):
+        launch(tmp_path, url, tmp_path / "lmk.sealed", ca.issue("hsmsvc-server", server=True), ca, NATIONAL,
+               backend=backend)
 
 
 def test_a_tdes_key_in_an_sm4_key_block_is_refused_before_it_is_stored(sites: Sites) -> None:
@@ -324,6 +396,22 @@ def test_a_tdes_key_in_an_sm4_key_block_is_refused_before_it_is_stored(sites: Si
     assert code is StatusCode.FAILED_PRECONDITION and REFUSED in msg, msg
     code, _ = code_of(mgr.keys.GetKey, key_pb.GetKeyRequest(key=pb.KeyRef(key_id="imported.dek")))
     assert code is StatusCode.NOT_FOUND
+
+
+def test_an_sm4_key_block_made_elsewhere_imports_under_the_sm4_zmk(sites: Sites) -> None:
+    """Issue 33 seen 5: an SM4 K1 ZMK could be formed but import nothing. A partner's SM4 DEK in an
+    SM4 key block (the reference's, algorithm byte 4) loads, with the KCV the reference computes."""
+    dek = secrets.token_bytes(16)
+    block = ind.tr31_wrap(sites.clear["zmk"], "D0000D04B00E0000", dek, secrets.token_bytes(14), sm4=True)
+    r = sites.core["key-manager"].keys.ImportKey(key_pb.ImportKeyRequest(
+        kek=pb.KeyRef(key_id=f"zmk-{ZONE}"), wrapped_key=block.encode(),
+        template=key_pb.KeyTemplate(key_id="partner.dek", key_type=pb.KEY_TYPE_DEK, usage=pb.KEY_USAGE_DATA,
+                                    mode_of_use=pb.MODE_OF_USE_ENCRYPT_DECRYPT,
+                                    exportability=pb.EXPORTABILITY_EXPORTABLE, zone=ZONE)))
+    assert r.key.algorithm == pb.ALGORITHM_SM4 and bytes(r.key.kcv)[:3] == ind.kcv("SM4", dek)
+    back = sites.core["key-manager"].keys.ExportKey(key_pb.ExportKeyRequest(
+        kek=pb.KeyRef(key_id=f"zmk-{ZONE}"), key=pb.KeyRef(key_id="partner.dek")))
+    assert _block_key(sites.clear["zmk"], bytes(back.wrapped_key)) == dek
 
 
 def test_the_mode_needs_an_sm4_lmk(tmp_path: Path) -> None:
