@@ -48,7 +48,7 @@ def _point(spki: bytes) -> tuple[int, int]:
 
 
 def _fingerprint(spki: bytes) -> bytes:
-    return ind._sm3(spki)[:8]
+    return ind.sm3(spki)[:8]
 
 
 def _scalar() -> int:

@@ -96,7 +96,7 @@ def test_a_thousand_two_party_signatures_verify_with_openssl(tmp_path: Path, cor
 
 def _sm2_sign(d: int, message: bytes, public: tuple[int, int], uid: bytes = b"1234567812345678") -> bytes:
     """GB/T 32918.2-2016 clause 6.1 in integers (tests/reference.py's arithmetic), with key d."""
-    e = int.from_bytes(ind._sm3(ind.sm2_z(CURVE, uid, public) + message), "big")
+    e = int.from_bytes(ind.sm3(ind.sm2_z(CURVE, uid, public) + message), "big")
     while True:
         k = 1 + secrets.randbelow(N - 1)
         x1 = ind.ec_mul(CURVE, k, G)
