@@ -59,8 +59,11 @@ _FAILURES: Final = {
 _FAILURES_ANY: Final = select(attempts_t).where(attempts_t.c.subject.in_(bindparam("subjects", expanding=True)))
 # unnest yields the array's elements in order, and each lock is taken as its element is read.
 _LOCKS: Final = text("SELECT count(pg_advisory_xact_lock(k)) FROM unnest(CAST(:keys AS bigint[])) AS k")
-_CONFIRM: Final = text("SELECT subject, failures, window_start "
-                       "FROM hsmsvc_confirm_attempts(CAST(:keys AS bigint[]), CAST(:names AS text[]))")
+# The confirmation's own SQL, run on the driver's connection (keys/store/rawread.py).
+_CONFIRM_PG: Final = ("SELECT subject, failures, window_start "
+                      "FROM hsmsvc_confirm_attempts(%s::bigint[], %s::text[])")
+_CONFIRM_SQLITE: Final = {n: "SELECT subject, failures, window_start FROM pin_attempts WHERE subject IN ("
+                          + ", ".join("?" * n) + ")" for n in (1, 2)}
 
 
 def _lock_key(subject: str) -> int:
@@ -107,14 +110,14 @@ class AttemptCounters:
         """:meth:`failures`, read in the subjects' queue (module docstring): after every
         settlement of them queued before it, before every one queued after."""
         cutoff = now() - window
-
-        def work(conn: Connection) -> Sequence[Row[Any]]:
-            if not self._db.sqlite:
-                return conn.execute(_CONFIRM, {"keys": _lock_keys(subjects), "names": subjects}).all()
-            return _select(conn, subjects)
-
+        if not self._db.sqlite:
+            return _live(self._db.raw.rows(_CONFIRM_PG, (_lock_keys(subjects), subjects), "attempts"), cutoff)
+        sql = _CONFIRM_SQLITE.get(len(subjects))
+        if sql is None:
+            sql = "SELECT subject, failures, window_start FROM pin_attempts WHERE subject IN (" \
+                + ", ".join("?" * len(subjects)) + ")"
         with self._queue:
-            return _live(self._db.read_single(work, "attempts"), cutoff)
+            return _live(self._db.raw.rows(sql, tuple(subjects), "attempts"), cutoff)
 
     def record_failure(self, subjects: list[str], window: timedelta, ev: AuditEvent) -> None:
         """Count one failure against each subject, audited in the same transaction."""
@@ -172,10 +175,14 @@ def _select(conn: Connection, subjects: list[str]) -> Sequence[Row[Any]]:
     return conn.execute(_FAILURES_ANY, {"subjects": subjects}).all()
 
 
-def _live(rows: Sequence[Row[Any]], cutoff: datetime) -> dict[str, int]:
-    """Each row's failures, for the rows whose window began after ``cutoff``."""
-    return {r.subject: int(r.failures) for r in rows
-            if (start := utc(r.window_start)) is not None and start > cutoff}
+def _live(rows: Sequence[Sequence[Any]], cutoff: datetime) -> dict[str, int]:
+    """Each (subject, failures, window start) row's failures, for the rows whose window began after ``cutoff``."""
+    return {r[0]: int(r[1]) for r in rows if (start := _start(r[2])) is not None and start > cutoff}
+
+
+def _start(value: datetime | str | None) -> datetime | None:
+    # The driver's own SQLite connection gives the stored text (SQLAlchemy's DateTime format).
+    return utc(datetime.fromisoformat(value) if isinstance(value, str) else value)
 
 
 def _held_counters(conn: Connection, subjects: Iterable[str]) -> dict[str, _attempts.Counter]:

@@ -18,11 +18,13 @@ from typing import Final, TypeVar
 from sqlalchemy import Engine
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DataError, IntegrityError, SQLAlchemyError
+from sqlalchemy.pool import PoolProxiedConnection
 
 from hsmsvc.errors import InvalidInput
 from hsmsvc.keys import faults
 from hsmsvc.keys.store import engine as _engine
 from hsmsvc.keys.store import revisions
+from hsmsvc.keys.store.rawread import RawReads
 from hsmsvc.loopguard import may_block
 
 __all__ = ["Database", "now", "utc"]
@@ -58,6 +60,8 @@ class Database:
         self._readers = threading.local()
         self._held: set[Connection] = set()
         self._held_lock = threading.Lock()
+        self.raw = RawReads(self.engine, self._raw_connection)
+        """The PIN-verification read's own path (:mod:`hsmsvc.keys.store.rawread`)."""
 
     def migrate(self) -> None:
         """Bring the schema to the newest Alembic revision."""
@@ -86,6 +90,7 @@ class Database:
             raise faults.unavailable(e, "schema revision") from None
 
     def close(self) -> None:
+        self.raw.close()
         with self._held_lock:
             held, self._held = self._held, set()
         for conn in held:
@@ -104,6 +109,16 @@ class Database:
         try:
             return self.engine.connect()
         except SQLAlchemyError as e:  # refused, timed out, or the pool's wait for a connection ran out
+            raise faults.unavailable(e, "connect") from None
+        finally:
+            self._checked.on = False
+
+    def _raw_connection(self, checked: bool) -> PoolProxiedConnection:
+        """A pooled DBAPI connection, pinged as :meth:`connect`'s are."""
+        self._checked.on = checked
+        try:
+            return self.engine.raw_connection()
+        except SQLAlchemyError as e:
             raise faults.unavailable(e, "connect") from None
         finally:
             self._checked.on = False
