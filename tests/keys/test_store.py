@@ -144,10 +144,9 @@ def test_failures_are_counted_per_subject_and_age_out_with_the_window(store: Key
     assert store.failures(["principal:p", "pan:a", "pan:b"], day) == {"principal:p": 3, "pan:a": 2, "pan:b": 1}
     store.clear_failures("pan:a")
     assert store.failures(["principal:p", "pan:a"], day) == {"principal:p": 3}
-    # A read's mark (no BEGIN on SQLite) and its autocommit (PostgreSQL) never stay with the
-    # pooled connection for a writer: a write rolled back is gone.
+    # A read's autocommit (PostgreSQL, keys/store/rawread.py) never stays with a pooled connection
+    # for a writer: a write rolled back is gone.
     with store._engine.connect() as conn:
-        assert "single_read" not in conn.info
         assert conn.get_isolation_level() != "AUTOCOMMIT"
     with pytest.raises(RuntimeError), store._writer() as conn, conn.begin():
         conn.execute(attempts_t.insert().values(subject="pan:z", failures=9, window_start=datetime.now(timezone.utc)))

@@ -37,8 +37,8 @@ from contextlib import AbstractContextManager, nullcontext
 from datetime import datetime, timedelta
 from typing import Any, Final
 
-from sqlalchemy import bindparam, delete, select, text, update
-from sqlalchemy.engine import Connection, Row
+from sqlalchemy import delete, select, text, update
+from sqlalchemy.engine import Connection
 
 from hsmsvc.keys import attempts as _attempts
 from hsmsvc.keys.model import AuditEvent
@@ -49,21 +49,20 @@ from hsmsvc.loopguard import may_block
 
 __all__ = ["AttemptCounters"]
 
-# The attempt read is on every PIN verification, and building its statement cost more than
-# running it, so the statements are built once. It names one or two subjects (the card and
-# the caller), so those two are fixed: an expanding IN is rewritten at every execution.
-_FAILURES: Final = {
-    1: select(attempts_t).where(attempts_t.c.subject == bindparam("s0")),
-    2: select(attempts_t).where(attempts_t.c.subject.in_([bindparam("s0"), bindparam("s1")])),
-}
-_FAILURES_ANY: Final = select(attempts_t).where(attempts_t.c.subject.in_(bindparam("subjects", expanding=True)))
 # unnest yields the array's elements in order, and each lock is taken as its element is read.
 _LOCKS: Final = text("SELECT count(pg_advisory_xact_lock(k)) FROM unnest(CAST(:keys AS bigint[])) AS k")
 # The confirmation's own SQL, run on the driver's connection (keys/store/rawread.py).
 _CONFIRM_PG: Final = ("SELECT subject, failures, window_start "
                       "FROM hsmsvc_confirm_attempts(%s::bigint[], %s::text[])")
-_CONFIRM_SQLITE: Final = {n: "SELECT subject, failures, window_start FROM pin_attempts WHERE subject IN ("
-                          + ", ".join("?" * n) + ")" for n in (1, 2)}
+_SELECT_PG: Final = "SELECT subject, failures, window_start FROM pin_attempts WHERE subject = ANY(%s)"
+_SELECT_SQLITE: Final = {n: "SELECT subject, failures, window_start FROM pin_attempts WHERE subject IN ("
+                         + ", ".join("?" * n) + ")" for n in (1, 2)}
+
+
+def _sqlite_select(n: int) -> str:
+    """The counters of ``n`` subjects (fixed text for the usual one or two)."""
+    return _SELECT_SQLITE.get(n) or ("SELECT subject, failures, window_start FROM pin_attempts WHERE subject IN ("
+                                     + ", ".join("?" * n) + ")")
 
 
 def _lock_key(subject: str) -> int:
@@ -102,9 +101,11 @@ class AttemptCounters:
         self._queue: AbstractContextManager[Any] = _ProcessQueue() if db.sqlite else nullcontext()
 
     def failures(self, subjects: list[str], window: timedelta) -> dict[str, int]:
-        """Failed attempts per subject within the current window."""
+        """Failed attempts per subject within the current window (no queue: a pre-read, never a release)."""
         cutoff = now() - window
-        return _live(self._db.read_single(lambda conn: _select(conn, subjects), "attempts"), cutoff)
+        if self._db.sqlite:
+            return _live(self._db.raw.rows(_sqlite_select(len(subjects)), tuple(subjects), "attempts"), cutoff)
+        return _live(self._db.raw.rows(_SELECT_PG, (subjects,), "attempts"), cutoff)
 
     def confirm(self, subjects: list[str], window: timedelta) -> dict[str, int]:
         """:meth:`failures`, read in the subjects' queue (module docstring): after every
@@ -112,12 +113,8 @@ class AttemptCounters:
         cutoff = now() - window
         if not self._db.sqlite:
             return _live(self._db.raw.rows(_CONFIRM_PG, (_lock_keys(subjects), subjects), "attempts"), cutoff)
-        sql = _CONFIRM_SQLITE.get(len(subjects))
-        if sql is None:
-            sql = "SELECT subject, failures, window_start FROM pin_attempts WHERE subject IN (" \
-                + ", ".join("?" * len(subjects)) + ")"
         with self._queue:
-            return _live(self._db.raw.rows(sql, tuple(subjects), "attempts"), cutoff)
+            return _live(self._db.raw.rows(_sqlite_select(len(subjects)), tuple(subjects), "attempts"), cutoff)
 
     def record_failure(self, subjects: list[str], window: timedelta, ev: AuditEvent) -> None:
         """Count one failure against each subject, audited in the same transaction."""
@@ -166,13 +163,6 @@ class AttemptCounters:
         """A correct PIN resets its card's counter, as a card's PIN try counter does."""
         with self._queue:
             self._db.transaction(lambda conn: conn.execute(delete(attempts_t).where(attempts_t.c.subject == subject)))
-
-
-def _select(conn: Connection, subjects: list[str]) -> Sequence[Row[Any]]:
-    fixed = _FAILURES.get(len(subjects))
-    if fixed is not None:
-        return conn.execute(fixed, {f"s{i}": x for i, x in enumerate(subjects)}).all()
-    return conn.execute(_FAILURES_ANY, {"subjects": subjects}).all()
 
 
 def _live(rows: Sequence[Sequence[Any]], cutoff: datetime) -> dict[str, int]:

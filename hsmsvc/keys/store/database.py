@@ -1,8 +1,8 @@
 """The store's one database: its connections, its reads and its write transactions.
 
 The only module that opens SQLAlchemy connections; the repositories run their
-statements through :meth:`Database.read`, :meth:`Database.read_single` and
-:meth:`Database.transaction` (an audited write goes through
+statements through :meth:`Database.read` and :meth:`Database.transaction`
+(the PIN-attempt reads through :attr:`Database.raw`, :mod:`hsmsvc.keys.store.rawread`) (an audited write goes through
 :meth:`hsmsvc.keys.store.chain.AuditChain.write`, which is one of these). What a
 database fault answers is :mod:`hsmsvc.keys.faults`'s.
 """
@@ -10,14 +10,13 @@ database fault answers is :mod:`hsmsvc.keys.faults`'s.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from datetime import datetime, timezone
-from typing import Final, TypeVar
+from typing import TypeVar
 
 from sqlalchemy import Engine
 from sqlalchemy.engine import Connection
-from sqlalchemy.exc import DataError, IntegrityError, SQLAlchemyError
+from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, SQLAlchemyError
 from sqlalchemy.pool import PoolProxiedConnection
 
 from hsmsvc.errors import InvalidInput
@@ -30,10 +29,6 @@ from hsmsvc.loopguard import may_block
 __all__ = ["Database", "now", "utc"]
 
 T = TypeVar("T")
-
-MAX_HELD: Final = 8
-"""Threads that keep an autocommit connection for attempt reads (:meth:`Database.single_read`);
-others check one out for each read."""
 
 
 def utc(value: datetime | None) -> datetime | None:
@@ -57,9 +52,6 @@ class Database:
         self.sqlite = self.engine.dialect.name == "sqlite"
         self.changes = 0
         """Key and audit writes committed through this object (a cache's cue to look again at once)."""
-        self._readers = threading.local()
-        self._held: set[Connection] = set()
-        self._held_lock = threading.Lock()
         self.raw = RawReads(self.engine, self._raw_connection)
         """The PIN-verification read's own path (:mod:`hsmsvc.keys.store.rawread`)."""
 
@@ -91,10 +83,6 @@ class Database:
 
     def close(self) -> None:
         self.raw.close()
-        with self._held_lock:
-            held, self._held = self._held, set()
-        for conn in held:
-            conn.close()
         self.engine.dispose()
 
     def connect(self, checked: bool = False) -> Connection:
@@ -115,11 +103,16 @@ class Database:
 
     def _raw_connection(self, checked: bool) -> PoolProxiedConnection:
         """A pooled DBAPI connection, pinged as :meth:`connect`'s are."""
+        may_block()
         self._checked.on = checked
+        dbapi = self.engine.dialect.loaded_dbapi
         try:
             return self.engine.raw_connection()
         except SQLAlchemyError as e:
             raise faults.unavailable(e, "connect") from None
+        except dbapi.Error as e:  # the pool hands the driver's own error on, unwrapped
+            wrapped = DBAPIError.instance(None, None, e, dbapi.Error, dialect=self.engine.dialect)
+            raise faults.unavailable(wrapped, "connect") from None
         finally:
             self._checked.on = False
 
@@ -136,59 +129,9 @@ class Database:
         """``work(conn)`` on a pooled connection, once more on a checked one if the database dropped it."""
         return faults.read(self.connect, work, during, invalid, lambda: self.connect(checked=True))
 
-    def read_single(self, work: Callable[[Connection], T], during: str) -> T:
-        """``work(conn)``, one SELECT, on :meth:`single_read`'s connection; once more if it was dropped.
-
-        The thread's kept reader is never pinged: one the server dropped since its last
-        read fails, :meth:`single_read` lets it go, and the read goes again on a new one.
-        """
-        return faults.read(self.single_read, work, during, reconnect=lambda: self.single_read(checked=True))
-
     def ping(self) -> None:
         """One round trip to the database, for the health monitor; UNAVAILABLE if it is unreachable."""
         self.read(lambda conn: conn.exec_driver_sql("SELECT 1").scalar(), "ping")
-
-    @contextmanager
-    def single_read(self, checked: bool = False) -> Iterator[Connection]:
-        """A connection for one SELECT, run without BEGIN, the statement being its own snapshot.
-
-        This is the PIN-verification path. On SQLite it saves a round of the driver;
-        the mark is gone before the connection goes back to the pool, so no writer
-        inherits it. On PostgreSQL each thread keeps one connection in autocommit for
-        these reads: autocommit saves the BEGIN and the ROLLBACK, two of the read's
-        three round trips, and keeping the connection saves its checkout and the
-        switch of isolation level there and back. A read that fails lets its
-        connection go.
-        """
-        may_block()
-        if self.sqlite:
-            with self.connect(checked) as conn:
-                conn.info["single_read"] = True
-                try:
-                    yield conn
-                finally:
-                    conn.info.pop("single_read", None)
-            return
-        held: Connection | None = getattr(self._readers, "conn", None)
-        if held is None:
-            with self._held_lock:
-                room = len(self._held) < MAX_HELD
-            if not room:  # enough threads keep one: this read checks one out and gives it back
-                with self.connect(checked).execution_options(isolation_level="AUTOCOMMIT") as conn:
-                    yield conn
-                return
-            held = self.connect(checked).execution_options(isolation_level="AUTOCOMMIT")
-            with self._held_lock:
-                self._held.add(held)
-            self._readers.conn = held
-        try:
-            yield held
-        except BaseException:
-            self._readers.conn = None
-            with self._held_lock:
-                self._held.discard(held)
-            held.close()
-            raise
 
     # -- writes ---------------------------------------------------------------------
 

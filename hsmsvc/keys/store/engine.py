@@ -22,7 +22,7 @@ __all__ = ["create"]
 _PG_BOUNDS: Final = {"connect_timeout": 5, "options": "-c lock_timeout=5000 -c statement_timeout=30000"}
 # Connections per process: the server's executor threads (two lanes of 8 by default), each
 # holding at most one connection at a time, the PIN-attempt readers kept by up to
-# database.MAX_HELD of them, and the monitor's and the use meter's threads. A checkout that
+# rawread.MAX_KEPT of them, and the monitor's and the use meter's threads. A checkout that
 # finds none free waits at most 5 s (UNAVAILABLE), never the 30 s SQLAlchemy's pool would.
 _POOL: Final = {"pool_size": 16, "max_overflow": 16, "pool_timeout": 5}
 
@@ -107,6 +107,4 @@ def _sqlite_begin(conn: Connection) -> None:
     # Writers take the lock at BEGIN so two processes never interleave a chain
     # append; readers (every key lookup) take none and do not queue behind them.
     # info belongs to the pooled connection, not to this checkout: marks are removed after use.
-    if conn.info.get("single_read"):
-        return
     conn.exec_driver_sql("BEGIN IMMEDIATE" if conn.info.pop("immediate", False) else "BEGIN")

@@ -4,8 +4,8 @@ Issue 34: a VerifyPin that matched spent most of its time confirming its counter
 most of that in SQLAlchemy's checkout, execution context and result processing around a
 statement the database answers in tens of microseconds (docs/performance.md, "Issue 34").
 So the confirmation alone runs as fixed SQL text on the driver's own connection: each thread
-keeps one (up to a bound, as :meth:`Database.single_read` keeps its readers), in autocommit,
-and psycopg prepares the statement after its fifth run.
+keeps one (up to :data:`MAX_KEPT`), in autocommit, and psycopg prepares the statement after its
+fifth run. The per-item pre-read of a batch (:meth:`AttemptCounters.failures`) goes the same way.
 
 Faults answer as :func:`hsmsvc.keys.faults.read`'s: a connection the database dropped is let go
 and the read goes once more on a new one, pinged first; anything else is UNAVAILABLE, logged
