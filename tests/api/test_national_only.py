@@ -19,10 +19,11 @@ import secrets
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
+from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives import hashes, hmac
@@ -379,9 +380,10 @@ def test_a_share_sealed_lmk_of_another_algorithm_is_refused_before_any_share(tmp
 kind = "soft"
 sealed_lmk = "{tmp_path / 'lmk.sealed'}"
 """
-    with pg.throwaway_db() as url, pytest.raises(AssertionError, match="national-only mode needs an SM4 LMK"):
-        launch(tmp_path, url, tmp_path / "lmk.sealed", ca.issue("hsmsvc-server", server=True), ca, NATIONAL,
-               backend=backend)
+    with pg.throwaway_db() as url:
+        _refused_at_start(lambda: launch(tmp_path, url, tmp_path / "lmk.sealed",
+                                         ca.issue("hsmsvc-server", server=True), ca, NATIONAL, backend=backend),
+                          tmp_path)
 
 
 def test_a_tdes_key_in_an_sm4_key_block_is_refused_before_it_is_stored(sites: Sites) -> None:
@@ -417,5 +419,17 @@ def test_an_sm4_key_block_made_elsewhere_imports_under_the_sm4_zmk(sites: Sites)
 def test_the_mode_needs_an_sm4_lmk(tmp_path: Path) -> None:
     ca = TestCA(tmp_path)
     (tmp_path / "policy.toml").write_text(POLICY)
-    with pg.throwaway_db() as url, pytest.raises(AssertionError, match="national-only mode needs an SM4 LMK"):
-        launch(tmp_path, url, seal_lmk(tmp_path), ca.issue("hsmsvc-server", server=True), ca, NATIONAL)
+    with pg.throwaway_db() as url:
+        _refused_at_start(lambda: launch(tmp_path, url, seal_lmk(tmp_path), ca.issue("hsmsvc-server", server=True),
+                                         ca, NATIONAL), tmp_path)
+
+
+def _refused_at_start(start: Callable[[], tuple[subprocess.Popen[bytes], Any]], d: Path) -> None:
+    """The server exits saying why; one that starts is stopped, never left running, and fails the test."""
+    try:
+        proc, _ = start()
+    except AssertionError as e:
+        assert "national-only mode needs an SM4 LMK" in str(e), e
+        return
+    stop(proc, d / "server.log")
+    pytest.fail("a national-only server started on an LMK that is not SM4")

@@ -34,6 +34,7 @@ def test_bench_reports_every_form_against_echo(tmp_path: Path) -> None:
         capture_output=True, text=True, timeout=300, cwd=ROOT)
     assert r.returncode == 0, r.stdout + r.stderr
     doc = json.loads((out / "report.json").read_text())
+    assert doc["machine"]["commit"] and doc["machine"]["host"]  # a run says what code it measured, where
     rows = doc["results"]
     assert {(x["operation"], x["form"], x["items_per_request"]) for x in rows if x["form"] != "unary"} == {
         (op, f, n) for op in ("TranslatePin", "VerifyMac", "VerifyPin")
@@ -148,3 +149,27 @@ def test_bench_refuses_bad_arguments(tmp_path: Path) -> None:
     r = subprocess.run([sys.executable, "-m", "hsmsvc", "bench", "--rounds", "0", "--out", str(tmp_path / "r")],
                        capture_output=True, text=True, cwd=ROOT, timeout=60)
     assert r.returncode == 2 and "--rounds" in r.stderr
+
+
+def test_a_run_is_recorded_under_the_marker_newest_first(tmp_path: Path) -> None:
+    """Issue 34: docs/performance.md keeps one row per operation of each recorded run, with its commit."""
+    from tools.bench import report
+
+    doc_file = tmp_path / "performance.md"
+    doc_file.write_text(f"# P\n\n{report.RUNS_MARKER}\n| date | commit | machine | store | operation | ratios |\n"
+                        "|---|---|---|---|---|---|\n| old | row |\n\n## Next\n")
+
+    def run(commit: str, ratio: float) -> dict[str, object]:
+        return {"machine": {"cpus": 2, "cpu": "EPYC", "host": "h", "commit": commit},
+                "settings": {"store": "SQLite (a file)", "workers": 2},
+                "results": [{"operation": "VerifyPin", "form": "unary", "concurrency": 64, "ratio": ratio},
+                            {"operation": "VerifyPin", "form": "batch", "items_per_request": 100,
+                             "concurrency": 4, "ratio": None}]}
+
+    report.record(run("aaaa111", 0.351), doc_file)
+    report.record(run("bbbb222-dirty", 0.452), doc_file)
+    rows = [x for x in doc_file.read_text().splitlines() if x.startswith("| 2")]
+    assert [r.split(" | ")[1] for r in rows] == ["bbbb222-dirty", "aaaa111"]
+    assert rows[0].endswith("| VerifyPin | unary x64 0.45, batch of 100 x4 - |")
+    assert doc_file.read_text().endswith("| old | row |\n\n## Next\n")
+    assert report.commit() != ""

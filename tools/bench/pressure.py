@@ -75,6 +75,7 @@ def _names(kind: type[Op] | type[Form]) -> Any:
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", default="bench-report", help="directory for report.json, report.md, latency.png")
+    p.add_argument("--record", help="also add the ratios to the table of runs in this file (docs/performance.md)")
     p.add_argument("--ops", type=_names(Op), default=list(PAYMENT_OPERATIONS),
                    help="TranslatePin,VerifyPin,GenerateMac,VerifyMac,Encrypt (the default), Sign, CoSign "
                         "(unary only: an SM2 signature; the server's round of a two-party signature)")
@@ -468,13 +469,16 @@ def run(args: argparse.Namespace) -> int:
                      "haproxy (TCP mode) holding the client certificate; h2load speaks plaintext HTTP/2 to it"),
         },
         "machine": {"cpus": os.cpu_count(), "cpu": _cpu_model(), "python": platform.python_version(),
-                    "grpcio": grpc.__version__, "platform": platform.platform()},
+                    "grpcio": grpc.__version__, "platform": platform.platform(), "host": platform.node(),
+                    "commit": report.commit()},
         "results": rows,
         "mtls": mtls_rows,
     }
     (out / "report.json").write_text(json.dumps(doc, indent=2))
     (out / "report.md").write_text(report.markdown(doc))
     report.plot(doc, out / "latency.png")
+    if args.record:
+        report.record(doc, Path(args.record))
     print(f"hsmsvc bench: wrote {out / 'report.json'}, {out / 'report.md'}, {out / 'latency.png'}")
     return 1 if any(r["errors"] for r in rows) or any(r["mtls_errors"] for r in mtls_rows) else 0
 

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import subprocess
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-__all__ = ["markdown", "plot"]
+__all__ = ["commit", "markdown", "plot", "record"]
+
+RUNS_MARKER = "<!-- hsmsvc bench --record: one row per operation and run, newest first -->"
+"""Where ``--record`` adds a run's rows in docs/performance.md (the table follows the marker)."""
 
 _UNIT = {"unary": "calls/s", "stream": "msgs/s", "batch": "items/s"}
 
@@ -27,6 +32,40 @@ def _rounds(s: dict[str, Any]) -> str:
             "the median ratio (mTLS runs: one round)")
 
 
+def commit() -> str:
+    """The checkout's commit, ``-dirty`` if it has uncommitted changes (a run of code no commit holds)."""
+    here = Path(__file__).resolve().parent
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=here, capture_output=True, text=True,
+                              timeout=10, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=here,
+                               capture_output=True, text=True, timeout=10, check=True).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "unknown (not a git checkout)"
+    return head + ("-dirty" if dirty else "")
+
+
+def record(doc: dict[str, Any], path: Path) -> None:
+    """Add this run's ratios to the table after :data:`RUNS_MARKER` in ``path``, one row per operation."""
+    text = path.read_text()
+    if RUNS_MARKER not in text:
+        raise SystemExit(f"hsmsvc bench: {path} has no line {RUNS_MARKER!r} to record under")
+    m, s = doc["machine"], doc["settings"]
+    where = f"{m['cpus']} x {m['cpu']}, {m.get('host', '?')}"
+    cells: dict[str, list[str]] = {}
+    for r in doc["results"]:
+        ratio = "-" if r["ratio"] is None else f"{r['ratio']:.2f}"
+        cells.setdefault(r["operation"], []).append(f"{_form(r)} x{r['concurrency']} {ratio}")
+    day = datetime.now(timezone.utc).strftime("%Y-%m-%d")
+    rows = [f"| {day} | {m.get('commit', '?')} | {where} | {s.get('store', 'SQLite (a file)')}, "
+            f"{s['workers']} workers | {op} | {', '.join(c)} |" for op, c in cells.items()]
+    head, _, tail = text.partition(RUNS_MARKER)
+    lines = tail.split("\n")
+    # The marker, then the table's header and rule lines; new rows go first below them.
+    at = next(i for i, x in enumerate(lines) if x.startswith("|---")) + 1
+    path.write_text(head + RUNS_MARKER + "\n".join(lines[:at] + rows + lines[at:]))
+
+
 def markdown(doc: dict[str, Any]) -> str:
     s, m = doc["settings"], doc["machine"]
     ranged = s.get("rounds", 1) > 1
@@ -35,7 +74,8 @@ def markdown(doc: dict[str, Any]) -> str:
     lines = [
         "# hsmsvc pressure test",
         "",
-        f"- Machine: {m['cpus']} CPUs ({m['cpu']}), Python {m['python']}, grpcio {m['grpcio']}",
+        f"- Machine: {m['cpus']} CPUs ({m['cpu']}), host {m.get('host', '?')}, Python {m['python']}, "
+        f"grpcio {m['grpcio']}; code at commit {m.get('commit', '?')}",
         f"- Server: {s['backend']} backend, {s.get('store', 'SQLite (a file)')} key store, {s['workers']} worker "
         f"process(es), log level {s['server_log_level']}",
         f"- Transport: {s['transport']}; load generator {s['load_generator']}",
