@@ -16,7 +16,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -232,6 +232,14 @@ def stop(proc: subprocess.Popen[bytes], log: Path) -> None:
         proc.kill()
         rc = -9
     assert rc == 0, "server did not drain and exit cleanly:\n" + log.read_text()[-3000:]
+
+
+def stop_sites(clients: Iterable[Client], procs: Iterable[tuple[subprocess.Popen[bytes], Path]]) -> None:
+    """A several-server fixture's teardown: every client closed, then every server drained."""
+    for c in clients:
+        c.close()
+    for proc, log in procs:
+        stop(proc, log)
 
 
 @pytest.fixture(scope="session")

@@ -37,7 +37,7 @@ from hsmsvc_client.v1 import pin_service_pb2 as pin_pb
 from hsmsvc_client.v1 import types_pb2 as pb
 from tests import pg
 from tests import reference as ind
-from tests.api.conftest import PASSPHRASE, launch, seal_lmk, stop, template
+from tests.api.conftest import PASSPHRASE, launch, seal_lmk, stop_sites, template
 from tests.ceremony import mailer_component, mailer_file, scripted, typed_components
 from tests.hsm.helpers import clear_key
 from tools.bench.pki import ThrowawayCA as TestCA
@@ -184,11 +184,7 @@ grace_seconds = 4
             assert kcvs["core"] == kcvs["branch"] == kcv.kcv(Algorithm.AES_128, zmk)
             yield Sites(started["core"], started["branch"], zmk, tpk, psk, ca)
         finally:
-            for site in started.values():
-                for c in site.clients.values():
-                    c.close()
-            for proc, log in procs:
-                stop(proc, log)
+            stop_sites([c for site in started.values() for c in site.clients.values()], procs)
 
 
 def derived_mac(zmk: bytes, data: bytes) -> bytes:

@@ -50,7 +50,7 @@ from hsmsvc_client.v1 import status_service_pb2 as st_pb
 from hsmsvc_client.v1 import types_pb2 as pb
 from tests import pg
 from tests import reference as ind
-from tests.api.conftest import POLICY, code_of, launch, seal_lmk, stop, template
+from tests.api.conftest import POLICY, code_of, launch, seal_lmk, stop, stop_sites, template
 from tests.ceremony import scripted, typed_components
 from tools.bench.pki import ThrowawayCA as TestCA
 
@@ -179,11 +179,7 @@ def sites(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sites]:
                   pb.MODE_OF_USE_MAC_GENERATE_VERIFY, clear["psk"])
             yield Sites(started["core"], started["branch"], clear, public)
         finally:
-            for site in started.values():
-                for c in site.clients.values():
-                    c.close()
-            for proc, log in procs:
-                stop(proc, log)
+            stop_sites([c for site in started.values() for c in site.clients.values()], procs)
 
 
 def _block_key(kbpk: bytes, block: bytes) -> bytes:
