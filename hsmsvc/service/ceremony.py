@@ -160,7 +160,6 @@ def _form_if_ready(s: Services, caller: Caller, c: Ceremony) -> tuple[Ceremony, 
     if not c.ready:
         return c, None
     ctk = _transport(s, c)
-    s.mode.require_key(c.spec.algorithm, "ceremony")  # one started before the mode was set
     cryptogram, kcvs = s.backend.execute(FormKeyWrapped(spec=c.spec, ctk=ctk.cryptogram,
                                                         parts=s.store.ceremony_parts(c.ceremony_id)))
     now = datetime.now(timezone.utc)
