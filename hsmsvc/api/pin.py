@@ -7,13 +7,16 @@ from typing import Any
 
 from hsmsvc.api import convert as cv
 from hsmsvc.api.batch import count, item_error, items, pans, split, split_even, texts
+from hsmsvc.api.confirmations import Confirmations, Later
 from hsmsvc.api.runner import Lane
 from hsmsvc.api.status import Observed, rpc, stream_rpc
 from hsmsvc.errors import HsmsvcError, InvalidInput
 from hsmsvc.hsm.model import StoredPin, StoredPinMethod
 from hsmsvc.keys.model import KeyRef
+from hsmsvc.loopguard import inline
 from hsmsvc.service import issuance, storedpins
 from hsmsvc.service import pin as uc
+from hsmsvc.service import verification as vf
 from hsmsvc.service.context import Caller, Services
 from hsmsvc.service.routes import RouteRequest
 from hsmsvc_client.v1 import pin_service_pb2 as m
@@ -23,6 +26,8 @@ from hsmsvc_client.v1 import types_pb2 as pb
 _METHOD: dict[int, StoredPinMethod] = {pb.STORED_PIN_METHOD_ENCRYPTED: StoredPinMethod.ENCRYPTED,
                                        pb.STORED_PIN_METHOD_DIGEST: StoredPinMethod.DIGEST}
 _METHOD_PB: dict[StoredPinMethod, Any] = {v: k for k, v in _METHOD.items()}
+_VERIFIED = m.VerifyPinResponse(verified=True)
+"""Answered as is: a response message is only serialized, never changed, once returned."""
 
 
 def _method(value: int, field: str) -> StoredPinMethod:
@@ -72,6 +77,10 @@ class PinServicer(g.PinServiceServicer):
     def __init__(self, services: Services, observed: Observed) -> None:
         self.s = services
         self.observed = observed
+        self.confirmations = Confirmations(observed.runner, self._confirm)
+
+    def _confirm(self, subjects: list[str]) -> dict[str, int]:
+        return self.s.store.confirm_attempts(subjects, self.s.limits.window)
 
     def _translate(self, r: m.TranslatePinRequest, c: Caller) -> m.TranslatePinResponse:
         words: tuple[object, ...] | None = None
@@ -110,7 +119,7 @@ class PinServicer(g.PinServiceServicer):
         return m.TranslatePinBatchResponse(pin_blocks=out.blocks, errors=[item_error(i, e) for i, e in out.errors],
                                            destination_key_version=version)
 
-    def _verify(self, r: m.VerifyPinRequest, c: Caller) -> m.VerifyPinResponse:
+    def _verify(self, r: m.VerifyPinRequest, c: Caller) -> m.VerifyPinResponse | Later:
         which = r.WhichOneof("check")
         check: uc.PinCheck
         if which == "stored":
@@ -124,13 +133,36 @@ class PinServicer(g.PinServiceServicer):
                                 cv.text(r.pvv.pvv, "pvv.pvv", 4))
         else:
             raise InvalidInput("check", "one of stored, ibm3624 or pvv")
-        ok = uc.verify_pin(self.s, c, key=_source(r, "pin_key", "key", "one_time_key"),
-                           fmt=cv.PIN_FORMAT.get(r.format, "format"), pin_block=bytes(r.pin_block), pan=_pan(r.pan),
-                           check=check)
-        return m.VerifyPinResponse(verified=ok)
+        key, fmt = _source(r, "pin_key", "key", "one_time_key"), cv.PIN_FORMAT.get(r.format, "format")
+        route = None
+        if isinstance(check, uc.StoredPinCheck) and isinstance(key, KeyRef):
+            k, psk = r.key, r.stored.psk
+            # The request's own fields, as sent: a route is only found again for the same words.
+            words = (k.key_id, k.alias, k.version, r.format, psk.key_id, psk.alias, psk.version)
+            stored = check
 
-    VerifyPin = rpc("PinService.VerifyPin", Lane.TRANSACTION)(_verify)
-    StreamVerifyPin = stream_rpc("PinService.StreamVerifyPin", m.StreamVerifyPinResponse, Lane.TRANSACTION)(_verify)
+            def build() -> vf.VerifyRoute:
+                return vf.route_verification(self.s, c, key=key, fmt=fmt, psk=stored.psk)
+
+            route = self.s.routes.verification(self.s, c, words, build)
+        ev = vf.evaluate_pin(self.s, c, key=key, fmt=fmt, pin_block=bytes(r.pin_block), pan=_pan(r.pan), check=check,
+                             route=route)
+        if inline():
+            return Later(self._release(ev, c))
+        return m.VerifyPinResponse(verified=vf.release_pin(self.s, c, ev))
+
+    async def _release(self, ev: vf.Evaluated, c: Caller) -> m.VerifyPinResponse:
+        """An outcome evaluated on the loop, released: a match confirmed with the others in flight."""
+        counts = None
+        if ev.matched:
+            counts = await self.confirmations.counts(ev.guard.subjects)
+            if vf.released_match(self.s, ev, counts):
+                return _VERIFIED
+        verified = await self.observed.runner.offload(Lane.TRANSACTION, vf.release_pin, self.s, c, ev, counts)
+        return m.VerifyPinResponse(verified=verified)
+
+    VerifyPin = rpc("PinService.VerifyPin", Lane.INLINE)(_verify)
+    StreamVerifyPin = stream_rpc("PinService.StreamVerifyPin", m.StreamVerifyPinResponse, Lane.INLINE)(_verify)
 
     @rpc("PinService.VerifyPinBatch")
     def VerifyPinBatch(self, r: m.VerifyPinBatchRequest, c: Caller) -> m.VerifyPinBatchResponse:

@@ -16,12 +16,13 @@ import re
 import time
 from time import perf_counter
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
-from typing import Any, Final, TypeVar
+from typing import Any, Final, TypeVar, cast
 
 import grpc
 from grpc import StatusCode
 
 from hsmsvc import errors
+from hsmsvc.api.confirmations import Later
 from hsmsvc.api.logs import ACCESS, REQUEST_ID
 from hsmsvc.api.runner import InlineState, Lane, Runner
 from hsmsvc.loopguard import WouldBlock
@@ -246,12 +247,20 @@ class Dispatch(grpc.GenericRpcHandler):
 
 async def _run(lane: Lane, state: InlineState | None, runner: Runner, fn: Callable[[Any, Any, Caller], R],
                *, servicer: Any, request: Any, caller: Caller) -> R:
-    """``fn`` on the loop when its lane is INLINE and it needs no I/O, else on its lane's executor."""
+    """``fn`` on the loop when its lane is INLINE and it needs no I/O, else on its lane's executor.
+
+    Run on the loop, ``fn`` may answer :class:`~hsmsvc.api.confirmations.Later`: the rest of
+    its work, awaited here (a VerifyPin's confirmation, ``api/confirmations.py``).
+    """
     if state is not None and runner.first_inline(state):
         try:
-            return runner.call(state, fn, servicer, request, caller)
+            out = runner.call(state, fn, servicer, request, caller)
         except WouldBlock:
             pass
+        else:
+            if isinstance(out, Later):
+                return await cast(Awaitable[R], out.answer)
+            return out
     return await runner.offload(lane, fn, servicer, request, caller)
 
 

@@ -169,13 +169,17 @@ def check_iso0_blocks(blocks: bytes, pans: Sequence[str]) -> list[bool]:
         return []
     if len(pans) == 1:
         # A single translation's block: the same check in as few steps as it takes.
-        pan = pans[0]
-        if type(pan) is str and 13 <= len(pan) <= 19 and pan.isascii() and pan.isdigit():
-            field = int(pan[-13:-1], 16)
-        else:
-            field = int.from_bytes(pan_field_iso0(pan), "big")  # raises, naming the fault
-        return [_ISO0_FIELD.fullmatch(f"{int.from_bytes(blocks, 'big') ^ field:016X}") is not None]
+        return [_ISO0_FIELD.fullmatch(_one_iso0_field_hex(blocks, pans[0])) is not None]
     return _iso0_good(_iso0_fields_hex(blocks, pans))
+
+
+def _one_iso0_field_hex(block: bytes, pan: str) -> str:
+    """One block XOR its PAN's field, as upper-case hex (:func:`_iso0_fields_hex` for a run of one)."""
+    if type(pan) is str and 13 <= len(pan) <= 19 and pan.isascii() and pan.isdigit():
+        field = int(pan[-13:-1], 16)
+    else:
+        field = int.from_bytes(pan_field_iso0(pan), "big")  # raises, naming the fault
+    return f"{int.from_bytes(block, 'big') ^ field:016X}"
 
 
 def iso0_pin_fields(blocks: bytes, pans: Sequence[str]) -> tuple[bytes, list[bool]]:
@@ -193,6 +197,9 @@ def iso0_pin_fields(blocks: bytes, pans: Sequence[str]) -> tuple[bytes, list[boo
         raise InvalidInput("blocks", "8 bytes per PAN")
     if not pans:
         return b"", []
+    if len(pans) == 1:
+        text = _one_iso0_field_hex(blocks, pans[0])
+        return bytes.fromhex(text), [_ISO0_FIELD.fullmatch(text) is not None]
     text = _iso0_fields_hex(blocks, pans)
     return bytes.fromhex(text), _iso0_good(text)
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 from typing import Protocol, TypeVar
 
 from hsmsvc.hsm.commands.base import HsmCommand, TimingHook
-from hsmsvc.hsm.model import Capabilities, KeyCryptogram, PinKey, PinTranslator
+from hsmsvc.hsm.model import Capabilities, KeyCryptogram, PinKey, PinTranslator, PinVerifier
 from hsmsvc.types import PinBlockFormat
 
 __all__ = ["Backend"]
@@ -45,6 +45,11 @@ class Backend(Protocol):
         """:class:`~hsmsvc.hsm.commands.pin.TranslatePin` prepared for one key pair and format pair,
         for a caller that translates along the same route call after call; each call gives what the
         command would, error for error, and is observed as one."""
+        ...
+
+    def pin_verifier(self, *, key: PinKey, fmt: PinBlockFormat, psk: KeyCryptogram) -> PinVerifier:
+        """:class:`~hsmsvc.hsm.commands.storedpins.VerifyPinStored` prepared for one PIN key, format and
+        PSK; each call gives what the command would, error for error, and is observed as one."""
         ...
 
     def close(self) -> None: ...

@@ -43,6 +43,7 @@ __all__ = [
     "PinBlock",
     "PinKey",
     "PinTranslator",
+    "PinVerifier",
     "StoredPin",
     "StoredPinMethod",
 ]
@@ -294,6 +295,13 @@ class PinTranslator(Protocol):
     ``translator(block, pan)``."""
 
     def __call__(self, block: bytes, pan: str | None) -> bytes: ...
+
+
+class PinVerifier(Protocol):
+    """A prepared :class:`~hsmsvc.hsm.commands.storedpins.VerifyPinStored`, PIN key, format and PSK
+    bound: ``verifier(block, pan, account, stored)``, ``VerificationFailed`` on a mismatch."""
+
+    def __call__(self, block: bytes, pan: str | None, account: str, stored: StoredPin) -> None: ...
 
 
 @dataclass(frozen=True)

@@ -29,9 +29,10 @@ from typing import Final, Sequence, TypeVar
 from hsmsvc.errors import BackendUnavailable, HsmsvcError, InvalidInput, PermissionDenied, Unsupported
 from hsmsvc.hsm.commands.base import DEBUG, HsmCommand, TimingHook, debugging, observe
 from hsmsvc.hsm.commands.pin import TranslatePin
+from hsmsvc.hsm.commands.storedpins import VerifyPinStored
 from hsmsvc.hsm.config import Pkcs11Config, SoftConfig
 from hsmsvc.hsm.member import PING, Failure, Member, MemberFailed
-from hsmsvc.hsm.model import Capabilities, KeyCryptogram, PinBlock, PinKey, PinTranslator
+from hsmsvc.hsm.model import Capabilities, KeyCryptogram, PinBlock, PinKey, PinTranslator, PinVerifier, StoredPin
 from hsmsvc.loopguard import may_block
 from hsmsvc.types import PinBlockFormat
 
@@ -351,6 +352,13 @@ class Pool:
                                              dst_format=dst_format))
 
         return translate
+
+    def pin_verifier(self, *, key: PinKey, fmt: PinBlockFormat, psk: KeyCryptogram) -> PinVerifier:
+        def verify(block: bytes, pan: str | None, account: str, stored: StoredPin) -> None:
+            self.execute(VerifyPinStored(pin=PinBlock(block, fmt, pan), key=key, psk=psk, account=account,
+                                         stored=stored))
+
+        return verify
 
     def close(self) -> None:
         """Stop the health thread, then each worker once its call in flight (if any) has ended."""

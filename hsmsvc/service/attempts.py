@@ -130,18 +130,25 @@ class AttemptGuard:
         """Release this check's outcome, or refuse it (AttemptsExceeded) past a limit.
 
         A match is confirmed by one read in the counters' queue; only one whose card has
-        failures to clear is settled in a write.
+        failures to clear is settled in a write (:meth:`write`).
         """
-        if matched:
-            counts = self._s.store.confirm_attempts(self._subjects, self._s.limits.window)
-            at = self.limited_by(counts)
-            if at is not None:
-                raise self.refused(at)
-            if self.card is None or self.card not in counts:
-                return
+        if matched and self.confirmed(self._s.store.confirm_attempts(self._subjects, self._s.limits.window)):
+            return
+        self.write(matched, key, what)
+
+    def write(self, matched: bool, key: StoredKey, what: str) -> None:
+        """Settle this check's outcome in a store write; AttemptsExceeded if it is refused there."""
         out = settle_checks(self._s, self._caller, [self], [matched], key=key, what=what)
         if not out.released[0]:
             raise self.exceeded(out)
+
+    def confirmed(self, counts: dict[str, int]) -> bool:
+        """Whether a match is released by ``counts``, read in its counters' queue: AttemptsExceeded
+        if a counter is at its limit, ``False`` if its card has failures to clear (a write settles it)."""
+        at = self.limited_by(counts)
+        if at is not None:
+            raise self.refused(at)
+        return self.card is None or self.card not in counts
 
     def refused(self, subject: str) -> AttemptsExceeded:
         """The refusal for ``subject`` at its limit, remembered (:meth:`check_known`)."""

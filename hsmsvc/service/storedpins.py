@@ -14,7 +14,7 @@ from hsmsvc.hsm.commands import CompareStoredPins, ReencryptStoredPins
 from hsmsvc.keys.model import KeyRef
 from hsmsvc.service.attempts import AttemptGuard, failures_left, settle_checks
 from hsmsvc.service.context import Caller, Services
-from hsmsvc.service.pin import psk_operation
+from hsmsvc.service.pinkeys import psk_operation
 
 __all__ = ["compare_stored_pins", "reencrypt_stored_pins"]
 

@@ -20,8 +20,11 @@ from hsmsvc.types import Algorithm, CipherMode, MacAlgorithm, Padding
 
 if TYPE_CHECKING:
     from hsmsvc.hsm.commands.core import CommandBackend
+    from hsmsvc.hsm.policy import Operation
 
-__all__ = ["DEBUG", "HsmCommand", "LoadedKey", "MAX_BATCH_PINS", "STRENGTH", "TimingHook", "debugging", "observe"]
+__all__ = [
+    "DEBUG", "HsmCommand", "KeptKeys", "LoadedKey", "MAX_BATCH_PINS", "STRENGTH", "TimingHook", "debugging", "observe",
+]
 
 T = TypeVar("T")
 T_co = TypeVar("T_co", covariant=True)
@@ -145,6 +148,32 @@ class LoadedKey(Protocol):
     def mac(self, algorithm: MacAlgorithm, padding: Padding, data: bytes) -> bytes:
         """The full-length tag."""
         ...
+
+
+class KeptKeys:
+    """The loaded keys of a prepared command, kept while the backend keeps every key it loaded.
+
+    Each key's binding is checked when it is loaded (``CommandBackend._use``), which
+    happens again after the backend drops any loaded key (a PKCS#11 object may be
+    destroyed and its handle reused): ``generation`` moves on every drop.
+    """
+
+    __slots__ = ("_generation", "_keys", "_uses")
+
+    def __init__(self, *uses: tuple[KeyCryptogram, Operation]) -> None:
+        self._uses = uses
+        self._keys: tuple[LoadedKey, ...] = ()
+        self._generation = -1
+
+    def get(self, b: CommandBackend) -> tuple[LoadedKey, ...]:
+        """The keys, loaded again if the backend dropped any; call under the backend's guard."""
+        if self._generation != b._generation or not self._keys:
+            before = b._generation
+            keys = tuple(b._use(key, op) for key, op in self._uses)
+            # Kept only if loading them dropped nothing, not even one of them.
+            self._keys, self._generation = keys, (before if b._generation == before else -1)
+            return keys
+        return self._keys
 
 
 def check_data(data: bytes) -> None:

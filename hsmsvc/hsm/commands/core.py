@@ -22,6 +22,7 @@ from hsmsvc.errors import HsmsvcError, InvalidInput, InvalidPinBlock, KeyUsageVi
 from hsmsvc.hsm import policy
 from hsmsvc.hsm.commands.base import DEBUG, STRENGTH, HsmCommand, LoadedKey, TimingHook, debugging, observe
 from hsmsvc.hsm.commands.pin import Translator
+from hsmsvc.hsm.commands.storedpins import StoredVerifier
 from hsmsvc.hsm.model import (
     BlockTemplate,
     Capabilities,
@@ -33,6 +34,7 @@ from hsmsvc.hsm.model import (
     PinBlock,
     PinKey,
     PinTranslator,
+    PinVerifier,
 )
 from hsmsvc.hsm.policy import Operation
 from hsmsvc.loopguard import may_block
@@ -110,6 +112,11 @@ class CommandBackend(ABC):
         """:class:`~hsmsvc.hsm.commands.pin.TranslatePin` prepared for one key pair and format pair
         (ISO 9564-1 clause 9.3 each call), for a caller that translates along one route call after call."""
         return Translator(self, src, src_format, dst, dst_format)
+
+    def pin_verifier(self, *, key: PinKey, fmt: PinBlockFormat, psk: KeyCryptogram) -> PinVerifier:
+        """:class:`~hsmsvc.hsm.commands.storedpins.VerifyPinStored` prepared for one PIN key, format
+        and PSK, for a caller that verifies against PINs stored under one PSK call after call."""
+        return StoredVerifier(self, key, fmt, psk)
 
     def lmk_kcv(self) -> bytes:
         """The LMK's key check value, which every pool member must share."""

@@ -13,7 +13,7 @@ from hsmsvc.crypto import ibm3624, pinblock
 from hsmsvc.crypto import pvv as _pvv
 from hsmsvc.crypto._cipher import xor
 from hsmsvc.errors import HsmsvcError, InvalidInput, InvalidPinBlock, KeyUsageViolation
-from hsmsvc.hsm.commands.base import DEBUG, HsmCommand, LoadedKey, debugging, observe
+from hsmsvc.hsm.commands.base import DEBUG, HsmCommand, KeptKeys, LoadedKey, debugging, observe
 from hsmsvc.hsm.model import Command, KeyCryptogram, PinBatch, PinBlock, PinKey
 from hsmsvc.hsm.policy import Operation
 from hsmsvc.types import PinBlockFormat
@@ -132,8 +132,7 @@ class Translator:
     Each call is observed as a ``TranslatePin`` when the backend observes commands.
     """
 
-    __slots__ = ("_backend", "_dst", "_dst_format", "_form", "_generation", "_keys", "_size", "_src",
-                 "_src_format")
+    __slots__ = ("_backend", "_dst", "_dst_format", "_form", "_keys", "_size", "_src", "_src_format")
 
     def __init__(self, backend: CommandBackend, src: PinKey, src_format: PinBlockFormat, dst: KeyCryptogram,
                  dst_format: PinBlockFormat) -> None:
@@ -142,8 +141,8 @@ class Translator:
         self._src, self._src_format, self._dst, self._dst_format = src, src_format, dst, dst_format
         self._form = _run_form(src_format, dst_format, src, dst)
         self._size = src_format.block_size
-        self._keys: tuple[LoadedKey, LoadedKey] | None = None
-        self._generation = -1
+        # Only a pair with a whole-run form uses them, and only such a pair is two cryptograms.
+        self._keys = KeptKeys((src, Operation.PIN_DECRYPT), (dst, Operation.PIN_ENCRYPT))  # type: ignore[arg-type]
 
     def __call__(self, block: bytes, pan: str | None) -> bytes:
         b = self._backend
@@ -160,13 +159,7 @@ class Translator:
         form = self._form
         if form is not None and type(block) is bytes and len(block) == self._size and type(pan) is str:
             with b._guard_cm:
-                keys = self._keys
-                if keys is None or self._generation != b._generation:
-                    before = b._generation
-                    keys = (b._use(self._src, Operation.PIN_DECRYPT),  # type: ignore[arg-type]
-                            b._use(self._dst, Operation.PIN_ENCRYPT))
-                    # Kept only if loading them dropped nothing, not even one of the two.
-                    self._keys, self._generation = keys, (before if b._generation == before else -1)
+                keys = self._keys.get(b)
                 run = form(keys[0], keys[1], block, (pan,))
             if run is not None:
                 if not run[1][0]:

@@ -14,7 +14,17 @@ from typing import TYPE_CHECKING, Sequence
 
 from hsmsvc.crypto import compare, _validate, pindigest, pinblock
 from hsmsvc.errors import HsmsvcError, InvalidInput, InvalidPinBlock, KeyUsageViolation, VerificationFailed
-from hsmsvc.hsm.commands.base import MAX_BATCH_PINS, HsmCommand, LoadedKey, columns, hmac_for
+from hsmsvc.hsm.commands.base import (
+    DEBUG,
+    MAX_BATCH_PINS,
+    HsmCommand,
+    KeptKeys,
+    LoadedKey,
+    columns,
+    debugging,
+    hmac_for,
+    observe,
+)
 from hsmsvc.hsm.model import Command, KeyCryptogram, PinBlock, PinKey, StoredPin, StoredPinMethod
 from hsmsvc.hsm.policy import Operation
 from hsmsvc.types import KeyUsage, Padding, PinBlockFormat
@@ -27,6 +37,7 @@ __all__ = [
     "EncryptPinForStorage",
     "ReencryptStoredPin",
     "ReencryptStoredPins",
+    "StoredVerifier",
     "VerifyPinStored",
     "VerifyPinsStored",
 ]
@@ -147,6 +158,63 @@ class VerifyPinStored(HsmCommand[None]):
             # no second error to tell the two apart.
             if not _holds(p, self.stored.value, self.account, pin):
                 raise VerificationFailed("pin", "does not verify")
+
+
+class StoredVerifier:
+    """``CommandBackend.pin_verifier``: :class:`VerifyPinStored` for one PIN key, format and PSK,
+    the two keys loaded once and kept while the backend keeps them (:class:`KeptKeys`).
+
+    Format 0 under a TDES key against a PIN stored in format 0 under a TDES PSK runs
+    here as :meth:`VerifyPinsStored._iso0_run` does for one item: the two PIN fields
+    compared in constant time. Anything else, or an item that is not plainly well
+    formed, takes :class:`VerifyPinStored`, which names the fault. Each call is
+    observed as a ``VerifyPinStored`` when the backend observes commands.
+    """
+
+    __slots__ = ("_backend", "_fast", "_format", "_key", "_keys", "_psk")
+
+    def __init__(self, backend: CommandBackend, key: PinKey, fmt: PinBlockFormat, psk: KeyCryptogram) -> None:
+        backend._capabilities.require(Command.VERIFY_PIN_STORED)
+        self._backend, self._key, self._format, self._psk = backend, key, fmt, psk
+        self._fast = (fmt is PinBlockFormat.ISO_0 and type(key) is KeyCryptogram and key.spec.algorithm.is_tdes
+                      and type(psk) is KeyCryptogram and psk.spec.usage is KeyUsage.PIN_ENCRYPTION
+                      and psk.spec.algorithm.is_tdes)
+        op = Operation.PIN_STORE_ENCRYPT if self._fast else Operation.PIN_STORE_DIGEST  # used on the fast path only
+        self._keys = KeptKeys((key, Operation.PIN_DECRYPT), (psk, op))  # type: ignore[arg-type]
+
+    def __call__(self, block: bytes, pan: str | None, account: str, stored: StoredPin) -> None:
+        b = self._backend
+        if b.timing is not None or debugging(DEBUG):
+            return observe(self._command(block, pan, account, stored),
+                           lambda: self._verify(block, pan, account, stored), b.timing)
+        return self._verify(block, pan, account, stored)
+
+    def _command(self, block: bytes, pan: str | None, account: str, stored: StoredPin) -> VerifyPinStored:
+        return VerifyPinStored(pin=PinBlock(block, self._format, pan), key=self._key, psk=self._psk,
+                               account=account, stored=stored)
+
+    def _verify(self, block: bytes, pan: str | None, account: str, stored: StoredPin) -> None:
+        if (self._fast and type(block) is bytes and len(block) == 8 and type(pan) is str
+                and type(stored) is StoredPin and stored.method is StoredPinMethod.ENCRYPTED
+                and type(stored.value) is bytes and len(stored.value) == 8
+                and type(account) is str and 13 <= len(account) <= 19 and account.isascii() and account.isdigit()):
+            b = self._backend
+            with b._guard_cm:
+                key, psk = self._keys.get(b)
+                try:
+                    fields, good = pinblock.iso0_pin_fields(key.decrypt(block), (pan,))
+                except (InvalidInput, TypeError):
+                    fields = b""  # a malformed PAN: the command names it
+                else:
+                    kept, kept_good = pinblock.iso0_pin_fields(psk.decrypt(stored.value), (account,))
+            if fields:
+                if not good[0]:
+                    raise InvalidPinBlock()
+                # A stored block that does not decode is a mismatch, as in the command: no second error.
+                if not (compare.bytes_eq(fields, kept) and kept_good[0]):
+                    raise VerificationFailed("pin", "does not verify")
+                return
+        self._command(block, pan, account, stored).run(self._backend)
 
 
 @dataclass(frozen=True, kw_only=True, repr=False)
