@@ -49,14 +49,15 @@ class Confirmations:
         self._waiting: list[tuple[list[str], asyncio.Future[dict[str, int]]]] = []
         self._reader: asyncio.Task[None] | None = None
 
-    async def counts(self, subjects: list[str]) -> dict[str, int]:
-        """The counters of ``subjects`` (and perhaps others'), read in their queue after this call."""
+    def request(self, subjects: list[str]) -> asyncio.Future[dict[str, int]]:
+        """The counters of ``subjects`` (and perhaps others'), to be read in their queue after
+        this call: registered now, so a read that starts before the caller awaits takes it."""
         loop = asyncio.get_running_loop()
         done: asyncio.Future[dict[str, int]] = loop.create_future()
         self._waiting.append((subjects, done))
         if self._reader is None:
             self._reader = loop.create_task(self._drain())
-        return await done
+        return done
 
     async def _drain(self) -> None:
         try:

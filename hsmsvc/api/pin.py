@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
 from typing import Any
 
 from hsmsvc.api import convert as cv
@@ -10,6 +10,7 @@ from hsmsvc.api.batch import count, item_error, items, pans, split, split_even, 
 from hsmsvc.api.confirmations import Confirmations, Later
 from hsmsvc.api.runner import Lane
 from hsmsvc.api.status import Observed, rpc, stream_rpc
+from hsmsvc.api.window import WINDOW
 from hsmsvc.errors import HsmsvcError, InvalidInput
 from hsmsvc.hsm.model import StoredPin, StoredPinMethod
 from hsmsvc.keys.model import KeyRef
@@ -148,21 +149,24 @@ class PinServicer(g.PinServiceServicer):
         ev = vf.evaluate_pin(self.s, c, key=key, fmt=fmt, pin_block=bytes(r.pin_block), pan=_pan(r.pan), check=check,
                              route=route)
         if inline():
-            return Later(self._release(ev, c))
+            return Later(self._release(ev, c, self.confirmations.request(ev.guard.subjects) if ev.matched else None))
         return m.VerifyPinResponse(verified=vf.release_pin(self.s, c, ev))
 
-    async def _release(self, ev: vf.Evaluated, c: Caller) -> m.VerifyPinResponse:
-        """An outcome evaluated on the loop, released: a match confirmed with the others in flight."""
+    async def _release(self, ev: vf.Evaluated, c: Caller,
+                       confirmed: Awaitable[dict[str, int]] | None) -> m.VerifyPinResponse:
+        """An outcome evaluated on the loop, released: a match by its counters read with the
+        other matches in flight (``confirmed``), anything else by a write on the executor."""
         counts = None
-        if ev.matched:
-            counts = await self.confirmations.counts(ev.guard.subjects)
+        if confirmed is not None:
+            counts = await confirmed
             if vf.released_match(self.s, ev, counts):
                 return _VERIFIED
         verified = await self.observed.runner.offload(Lane.TRANSACTION, vf.release_pin, self.s, c, ev, counts)
         return m.VerifyPinResponse(verified=verified)
 
     VerifyPin = rpc("PinService.VerifyPin", Lane.INLINE)(_verify)
-    StreamVerifyPin = stream_rpc("PinService.StreamVerifyPin", m.StreamVerifyPinResponse, Lane.INLINE)(_verify)
+    StreamVerifyPin = stream_rpc("PinService.StreamVerifyPin", m.StreamVerifyPinResponse, Lane.INLINE,
+                                 window=WINDOW)(_verify)
 
     @rpc("PinService.VerifyPinBatch")
     def VerifyPinBatch(self, r: m.VerifyPinBatchRequest, c: Caller) -> m.VerifyPinBatchResponse:
