@@ -36,8 +36,11 @@ __all__ = [
     "PinCheck",
     "PvvCheck",
     "StoredPinCheck",
+    "BatchEvaluated",
     "VerifyRoute",
     "evaluate_pin",
+    "evaluate_pin_batch",
+    "release_batch",
     "release_pin",
     "released_match",
     "route_verification",
@@ -234,6 +237,89 @@ def verify_pin(
                                                check=check, route=route))
 
 
+@dataclass(frozen=True)
+class BatchEvaluated:
+    """A batch the backend has run, its outcomes held until :func:`release_batch` releases them."""
+
+    key: StoredKey
+    guards: Sequence[AttemptGuard | None]
+    answers: list[bool | HsmsvcError]
+    """Per item: its answer if it has one already (a refused PAN, a limit known here), else ``False``."""
+    evaluated: dict[int, bool | HsmsvcError]
+    """Per item the backend ran: its outcome, not yet released."""
+
+    @property
+    def subjects(self) -> list[str]:
+        """The counters a release of all-matching outcomes reads."""
+        return sorted({x for j in self.evaluated if (g := self.guards[j]) for x in g.subjects})
+
+    @property
+    def all_matched(self) -> bool:
+        """Whether every outcome to settle is a match: then one read may release them all."""
+        return all(r is True for j, r in self.evaluated.items() if self.guards[j] is not None)
+
+
+def evaluate_pin_batch(
+    s: Services,
+    caller: Caller,
+    *,
+    key: KeyRef,
+    fmt: PinBlockFormat,
+    pin_blocks: Sequence[bytes],
+    pans: Sequence[str | None],
+    psk: KeyRef,
+    accounts: Sequence[str],
+    stored: Sequence[StoredPin],
+) -> BatchEvaluated:
+    """The first step of :func:`verify_pin_batch`: every item run in the backend, nothing released."""
+    n = len(pin_blocks)
+    if not n == len(pans) == len(accounts) == len(stored):
+        raise InvalidInput("pans", "one PAN, account and stored PIN per PIN block")
+    k = s.key(caller, key, Operation.PIN_DECRYPT)
+    p = s.key(caller, psk, psk_operation, "psk")
+    bad = refused_pans(pans)  # answered alone, never deciphered
+    # Each counted under its stored record's account; None for a malformed one: the backend names it.
+    guards = AttemptGuard.for_cards(s, caller, accounts)
+    out: list[bool | HsmsvcError] = [False] * n
+    todo: list[int] = []
+    for j in range(n):
+        g = guards[j]
+        if j in bad:
+            out[j] = bad[j]
+            continue
+        if g is not None:
+            # Nothing is read before the blocks are touched, as for one check: the settlement
+            # decides, and refuses an item at a limit without counting it.
+            try:
+                g.check_known()
+            except AttemptsExceeded as e:
+                out[j] = e
+                continue
+        todo.append(j)
+    evaluated: dict[int, bool | HsmsvcError] = {}
+    if todo:
+        results = s.backend.execute(VerifyPinsStored(blocks=b"".join([pin_blocks[j] for j in todo]),
+                                                     key=k.cryptogram, format=fmt,
+                                                     pans=[pans[j] for j in todo], psk=p.cryptogram,
+                                                     accounts=[accounts[j] for j in todo],
+                                                     stored=[stored[j] for j in todo]))
+        evaluated = dict(zip(todo, results))
+    return BatchEvaluated(k, guards, out, evaluated)
+
+
+def release_batch(s: Services, caller: Caller, ev: BatchEvaluated,
+                  counts: dict[str, int] | None = None) -> list[bool | HsmsvcError]:
+    """The answers of an evaluated batch, each released once settled (:func:`_settle_batch`);
+    ``counts``: its counters read in their queue already, when every outcome is a match."""
+    results = dict(ev.evaluated)
+    _settle_batch(s, caller, ev.key, ev.guards, results, counts)
+    out = list(ev.answers)
+    for j, r in results.items():
+        out[j] = r
+    s.observer.key_used(ev.key, sum(1 for r in out if r is True))
+    return out
+
+
 def verify_pin_batch(
     s: Services,
     caller: Caller,
@@ -248,53 +334,21 @@ def verify_pin_batch(
 ) -> list[bool | HsmsvcError]:
     """Check many PIN blocks against stored PINs under one PSK, with the answers one by one would give.
 
-    Keys are looked up once and every card's counter is read in one query; an item
-    whose counters are at a limit is refused there, undeciphered. The rest go to the
-    backend in one call (:meth:`Backend.verify_pins_stored`), and their outcomes are
-    settled in order in one store transaction (:func:`settle_checks`), so an item
-    another item of the batch, or another process, took past a limit is refused as
-    it would have been one by one. A batch of matches on cards without failures
-    is confirmed by one read in the counters' queue and writes nothing.
+    Keys are looked up once; as for one check, nothing is read before the blocks are
+    touched (an item at a counter a settlement here found at its limit within the last
+    second is refused undeciphered). The items go to the backend in one call
+    (:class:`VerifyPinsStored`), and their outcomes are settled in order in one store
+    transaction (:func:`settle_checks`), so an item at a limit, or one another item
+    of the batch or another process took past it, is refused as it would have been
+    one by one. A batch of matches on cards without failures is confirmed by one
+    read in the counters' queue and writes nothing: one round trip.
     """
-    n = len(pin_blocks)
-    if not n == len(pans) == len(accounts) == len(stored):
-        raise InvalidInput("pans", "one PAN, account and stored PIN per PIN block")
-    k = s.key(caller, key, Operation.PIN_DECRYPT)
-    p = s.key(caller, psk, psk_operation, "psk")
-    bad = refused_pans(pans)  # answered alone, never deciphered
-    # Each counted under its stored record's account; None for a malformed one: the backend names it.
-    guards = AttemptGuard.for_cards(s, caller, accounts)
-    counts = s.store.failures(sorted({x for g in guards if g for x in g.subjects}), s.limits.window)
-    out: list[bool | HsmsvcError] = [False] * n
-    todo: list[int] = []
-    for j in range(n):
-        g = guards[j]
-        if j in bad:
-            out[j] = bad[j]
-            continue
-        if g is not None:
-            try:
-                g.check_counts(counts)
-            except AttemptsExceeded as e:
-                out[j] = e
-                continue
-        todo.append(j)
-    if todo:
-        results = s.backend.execute(VerifyPinsStored(blocks=b"".join([pin_blocks[j] for j in todo]),
-                                                     key=k.cryptogram, format=fmt,
-                                                     pans=[pans[j] for j in todo], psk=p.cryptogram,
-                                                     accounts=[accounts[j] for j in todo],
-                                                     stored=[stored[j] for j in todo]))
-        out_todo = dict(zip(todo, results))
-        _settle_batch(s, caller, k, guards, out_todo)
-        for j, r in out_todo.items():
-            out[j] = r
-    s.observer.key_used(k, sum(1 for r in out if r is True))
-    return out
+    return release_batch(s, caller, evaluate_pin_batch(s, caller, key=key, fmt=fmt, pin_blocks=pin_blocks,
+                                                       pans=pans, psk=psk, accounts=accounts, stored=stored))
 
 
 def _settle_batch(s: Services, caller: Caller, k: StoredKey, guards: Sequence[AttemptGuard | None],
-                  results: dict[int, bool | HsmsvcError]) -> None:
+                  results: dict[int, bool | HsmsvcError], counts: dict[str, int] | None = None) -> None:
     """Settle a batch's evaluated outcomes; those refused at a limit become AttemptsExceeded in ``results``."""
     checked: list[tuple[int, AttemptGuard, bool]] = []
     for j, r in results.items():
@@ -306,12 +360,12 @@ def _settle_batch(s: Services, caller: Caller, k: StoredKey, guards: Sequence[At
     if all(m for _, _, m in checked):
         # Every one a match: confirmed by one read in the counters' queue, writing nothing,
         # unless a card has failures to clear or a counter is at its limit.
-        counts = s.store.confirm_attempts(sorted({x for _, g, _ in checked for x in g.subjects}), s.limits.window)
-        if all(g.limited_by(counts) is None and g.card not in counts for _, g, _ in checked):
+        if counts is None:
+            counts = s.store.confirm_attempts(sorted({x for _, g, _ in checked for x in g.subjects}),
+                                              s.limits.window)
+        if not counts or all(g.limited_by(counts) is None and g.card not in counts for _, g, _ in checked):
             return
     settled = settle_checks(s, caller, [g for _, g, _ in checked], [m for _, _, m in checked], key=k, what="verify")
     for i, (j, g, _) in enumerate(checked):
         if not settled.released[i]:
             results[j] = g.exceeded(settled, i)
-
-

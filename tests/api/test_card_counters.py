@@ -329,3 +329,39 @@ def test_a_batch_of_one_right_pin_waits_for_the_principal_settlement(srv: Server
     assert answers == ["true"], answers
     assert when[0] >= released, (f"answered at {when[0]:.2f} s, "
                                  f"before the principal's row was let go at {released:.2f} s")
+
+
+# -- a stream's window (issue 34) ----------------------------------------------------------
+# A VerifyPin stream's messages are evaluated as they come and answered in order, up to 64
+# of them waiting on one counters read (hsmsvc/api/window.py). Each still settles alone.
+
+
+def _stream(srv: Server, pan: str, pins: list[str]) -> list[str]:
+    pvv = ind.visa_pvv(srv.keys["pvk-visa"], pan, 1, PIN)
+    reqs = [pin_pb.StreamVerifyPinRequest(correlation_id=100 + i, request=pin_pb.VerifyPinRequest(
+        key=pb.KeyRef(key_id="cards.zpk"), format=pb.PIN_BLOCK_FORMAT_ISO_0,
+        pin_block=ind.tdes_ecb(srv.keys["zpk"], ind.iso0(p, pan)), pan=pan,
+        pvv=pin_pb.PvvCheck(pvk=pb.KeyRef(key_id="cards.pvk-visa"), pvki=1, pvv=pvv))) for i, p in enumerate(pins)]
+    call = srv.core._channels[0].stream_stream(
+        "/hsmsvc.v1.PinService/StreamVerifyPin", request_serializer=pin_pb.StreamVerifyPinRequest.SerializeToString,
+        response_deserializer=pin_pb.StreamVerifyPinResponse.FromString)
+    answers = list(call(iter(reqs), timeout=30))
+    assert [a.correlation_id for a in answers] == [100 + i for i in range(len(pins))]  # in the order sent
+    return [str(a.response.verified).lower() if a.code == 0 else f"{a.code}:{a.message}" for a in answers]
+
+
+def test_a_stream_of_guesses_sent_at_once_answers_exactly_the_limit(srv: Server) -> None:
+    pan = _pvv_card(srv)
+    answers = _stream(srv, pan, [WRONG] * 30)
+    assert answers.count("false") == PER_PAN, answers
+    exhausted = f"{grpc.StatusCode.RESOURCE_EXHAUSTED.value[0]}:pan:"
+    assert all(a == "false" or a.startswith(exhausted) for a in answers), answers
+    assert _stream(srv, pan, [PIN])[0].startswith(exhausted)  # the card is locked
+
+
+def test_a_stream_of_right_pins_is_all_verified_and_a_wrong_one_answers_alone(srv: Server) -> None:
+    pan = _pvv_card(srv)
+    answers = _stream(srv, pan, [PIN] * 40)
+    assert answers == ["true"] * 40
+    mixed = _stream(srv, pan, [PIN, WRONG, PIN])
+    assert mixed == ["true", "false", "true"]  # a right PIN after a wrong one clears it, in a write
