@@ -81,10 +81,7 @@ class PinServicer(g.PinServiceServicer):
     def __init__(self, services: Services, observed: Observed) -> None:
         self.s = services
         self.observed = observed
-        self.confirmations = Confirmations(observed.runner, self._confirm)
-
-    def _confirm(self, subjects: list[str]) -> dict[str, int]:
-        return self.s.store.confirm_attempts(subjects, self.s.limits.window)
+        self.confirmations = Confirmations(observed.runner, lambda subjects: vf.confirmations(services, subjects))
 
     def _translate(self, r: m.TranslatePinRequest, c: Caller) -> m.TranslatePinResponse:
         words: tuple[object, ...] | None = None

@@ -38,6 +38,7 @@ __all__ = [
     "StoredPinCheck",
     "BatchEvaluated",
     "VerifyRoute",
+    "confirmations",
     "evaluate_pin",
     "evaluate_pin_batch",
     "release_batch",
@@ -195,6 +196,12 @@ def _command(s: Services, caller: Caller, check: PinCheck, pin: PinBlock, pk: Pi
     return lambda: b.execute(c)
 
 
+def confirmations(s: Services, subjects: list[str]) -> dict[str, int]:
+    """The counters of ``subjects``, read in their queue: the read that releases matches, for
+    any number of checks at once (``api/confirmations.py`` reads for every match in flight)."""
+    return s.store.confirm_attempts(subjects, s.limits.window)
+
+
 def released_match(s: Services, ev: Evaluated, counts: dict[str, int]) -> bool:
     """Whether ``ev`` is a match that its counters, read in their queue (``counts``), release
     without a write; AttemptsExceeded if one is at its limit. ``False``: :func:`release_pin` settles it."""
@@ -210,7 +217,7 @@ def release_pin(s: Services, caller: Caller, ev: Evaluated, counts: dict[str, in
     the outcome not released. ``counts``: a match's counters, read in their queue already."""
     if ev.matched:
         if counts is None:
-            counts = s.store.confirm_attempts(ev.guard.subjects, s.limits.window)
+            counts = confirmations(s, ev.guard.subjects)
         if released_match(s, ev, counts):
             return True
     ev.guard.write(ev.matched, ev.key, "verify")
@@ -361,8 +368,7 @@ def _settle_batch(s: Services, caller: Caller, k: StoredKey, guards: Sequence[At
         # Every one a match: confirmed by one read in the counters' queue, writing nothing,
         # unless a card has failures to clear or a counter is at its limit.
         if counts is None:
-            counts = s.store.confirm_attempts(sorted({x for _, g, _ in checked for x in g.subjects}),
-                                              s.limits.window)
+            counts = confirmations(s, sorted({x for _, g, _ in checked for x in g.subjects}))
         if not counts or all(g.limited_by(counts) is None and g.card not in counts for _, g, _ in checked):
             return
     settled = settle_checks(s, caller, [g for _, g, _ in checked], [m for _, _, m in checked], key=k, what="verify")
