@@ -52,6 +52,19 @@ def item_error(index: int, e: HsmsvcError) -> pb.ItemError:
     return pb.ItemError(index=index, code=code_for(e).value[0], field=e.field or "", message=message_for(e))
 
 
+def verdicts(results: Sequence[bool | HsmsvcError]) -> tuple[list[bool], list[pb.ItemError]]:
+    """A batch of checks' answers: ``verified`` per item (``False`` for an error) and the errors."""
+    verified: list[bool] = []
+    errs: list[pb.ItemError] = []
+    for i, res in enumerate(results):
+        if isinstance(res, HsmsvcError):
+            errs.append(item_error(i, res))
+            verified.append(False)
+        else:
+            verified.append(res)
+    return verified, errs
+
+
 def split_even(packed: bytes, n: int, field: str) -> list[bytes]:
     """``n`` equal items back to back."""
     if n == 0:

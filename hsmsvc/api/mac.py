@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from hsmsvc.api import convert as cv
-from hsmsvc.api.batch import count, item_error
+from hsmsvc.api.batch import count, item_error, verdicts
 from hsmsvc.api.runner import Lane
 from hsmsvc.api.status import Observed, rpc, stream_rpc
 from hsmsvc.errors import HsmsvcError
@@ -67,11 +67,5 @@ class MacServicer(g.MacServiceServicer):
             padding=cv.MAC_PADDING.optional(r.padding, "padding"), messages=[bytes(x) for x in r.messages],
             macs=[bytes(x) for x in r.macs],
         )
-        verified, errs = [], []
-        for i, res in enumerate(results):
-            if isinstance(res, HsmsvcError):
-                errs.append(item_error(i, res))
-                verified.append(False)
-            else:
-                verified.append(res)
+        verified, errs = verdicts(results)
         return m.VerifyMacBatchResponse(verified=verified, errors=errs)

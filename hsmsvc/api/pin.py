@@ -6,7 +6,7 @@ from collections.abc import Awaitable, Sequence
 from typing import Any, Final
 
 from hsmsvc.api import convert as cv
-from hsmsvc.api.batch import count, item_error, items, pans, split, split_even, texts
+from hsmsvc.api.batch import count, item_error, items, pans, split, split_even, texts, verdicts
 from hsmsvc.api.confirmations import Confirmations, Later
 from hsmsvc.api.runner import Lane
 from hsmsvc.api.status import Observed, rpc, stream_rpc
@@ -276,13 +276,7 @@ class PinServicer(g.PinServiceServicer):
 
 
 def _batch_answers(results: Sequence[bool | HsmsvcError]) -> m.VerifyPinBatchResponse:
-    verified, errs = [], []
-    for i, res in enumerate(results):
-        if isinstance(res, HsmsvcError):
-            errs.append(item_error(i, res))
-            verified.append(False)
-        else:
-            verified.append(res)
+    verified, errs = verdicts(results)
     return m.VerifyPinBatchResponse(verified=verified, errors=errs)
 
 

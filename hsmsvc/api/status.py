@@ -247,6 +247,19 @@ class Dispatch(grpc.GenericRpcHandler):
         return None
 
 
+def _inline(state: InlineState | None, runner: Runner, fn: Callable[[Any, Any, Caller], Any], servicer: Any,
+            request: Any, caller: Caller) -> tuple[object, bool] | None:
+    """``fn`` run on the loop if its lane is INLINE and it needs no I/O: its answer, and whether
+    that is an awaitable of it (a :class:`~hsmsvc.api.confirmations.Later`'s); ``None`` if not run."""
+    if state is None or not runner.first_inline(state):
+        return None
+    try:
+        out = runner.call(state, fn, servicer, request, caller)
+    except WouldBlock:
+        return None
+    return (out.answer, True) if isinstance(out, Later) else (out, False)
+
+
 async def _run(lane: Lane, state: InlineState | None, runner: Runner, fn: Callable[[Any, Any, Caller], R],
                *, servicer: Any, request: Any, caller: Caller) -> R:
     """``fn`` on the loop when its lane is INLINE and it needs no I/O, else on its lane's executor.
@@ -254,30 +267,21 @@ async def _run(lane: Lane, state: InlineState | None, runner: Runner, fn: Callab
     Run on the loop, ``fn`` may answer :class:`~hsmsvc.api.confirmations.Later`: the rest of
     its work, awaited here (a VerifyPin's confirmation, ``api/confirmations.py``).
     """
-    if state is not None and runner.first_inline(state):
-        try:
-            out = runner.call(state, fn, servicer, request, caller)
-        except WouldBlock:
-            pass
-        else:
-            if isinstance(out, Later):
-                return await cast(Awaitable[R], out.answer)
-            return out
-    return await runner.offload(lane, fn, servicer, request, caller)
+    ran = _inline(state, runner, fn, servicer, request, caller)
+    if ran is None:
+        return await runner.offload(lane, fn, servicer, request, caller)
+    out, later = ran
+    return await cast(Awaitable[R], out) if later else cast(R, out)
 
 
 def _start(lane: Lane, state: InlineState | None, runner: Runner, fn: Callable[[Any, Any, Caller], Any],
            *, servicer: Any, request: Any, caller: Caller) -> object:
     """:func:`_run` begun now: the answer when it ran whole on the loop, else an awaitable of it
     (its executor run or its :class:`~hsmsvc.api.confirmations.Later` part already started)."""
-    if state is not None and runner.first_inline(state):
-        try:
-            out = runner.call(state, fn, servicer, request, caller)
-        except WouldBlock:
-            pass
-        else:
-            return out.answer if isinstance(out, Later) else out
-    return asyncio.ensure_future(runner.offload(lane, fn, servicer, request, caller))
+    ran = _inline(state, runner, fn, servicer, request, caller)
+    if ran is None:
+        return asyncio.ensure_future(runner.offload(lane, fn, servicer, request, caller))
+    return ran[0]
 
 
 def rpc(method: str, lane: Lane = Lane.OTHER,
