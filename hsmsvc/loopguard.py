@@ -18,7 +18,7 @@ import threading
 from collections.abc import Callable
 from typing import Final, TypeVar
 
-__all__ = ["WouldBlock", "inline", "may_block", "run_inline"]
+__all__ = ["WouldBlock", "may_block", "run_inline"]
 
 R = TypeVar("R")
 
@@ -34,11 +34,6 @@ def may_block() -> None:
     """Call before anything that may wait on I/O; raises :class:`WouldBlock` on the loop."""
     if getattr(_STATE, "inline", False):
         raise WouldBlock
-
-
-def inline() -> bool:
-    """Whether this code runs under :func:`run_inline`: on the event loop, where it may not wait."""
-    return bool(getattr(_STATE, "inline", False))
 
 
 def run_inline(fn: Callable[..., R], *args: object) -> R:

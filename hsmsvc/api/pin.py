@@ -2,19 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Sequence
-from typing import Any, Final
+from collections.abc import Sequence
+from typing import Any
 
 from hsmsvc.api import convert as cv
 from hsmsvc.api.batch import count, item_error, items, pans, split, split_even, texts, verdicts
-from hsmsvc.api.confirmations import Confirmations, Later
 from hsmsvc.api.runner import Lane
 from hsmsvc.api.status import Observed, rpc, stream_rpc
-from hsmsvc.api.window import WINDOW
 from hsmsvc.errors import HsmsvcError, InvalidInput
 from hsmsvc.hsm.model import StoredPin, StoredPinMethod
 from hsmsvc.keys.model import KeyRef
-from hsmsvc.loopguard import WouldBlock, inline, may_block, run_inline
 from hsmsvc.service import issuance, storedpins
 from hsmsvc.service import pin as uc
 from hsmsvc.service import verification as vf
@@ -27,11 +24,6 @@ from hsmsvc_client.v1 import types_pb2 as pb
 _METHOD: dict[int, StoredPinMethod] = {pb.STORED_PIN_METHOD_ENCRYPTED: StoredPinMethod.ENCRYPTED,
                                        pb.STORED_PIN_METHOD_DIGEST: StoredPinMethod.DIGEST}
 _METHOD_PB: dict[StoredPinMethod, Any] = {v: k for k, v in _METHOD.items()}
-INLINE_BATCH: Final = 128
-"""A VerifyPinBatch of more items runs on the executor: evaluated on the loop it would hold it
-for over 0.4 ms (about 3 us an item, ``docs/performance.md``)."""
-_VERIFIED = m.VerifyPinResponse(verified=True)
-"""Answered as is: a response message is only serialized, never changed, once returned."""
 
 
 def _method(value: int, field: str) -> StoredPinMethod:
@@ -81,7 +73,6 @@ class PinServicer(g.PinServiceServicer):
     def __init__(self, services: Services, observed: Observed) -> None:
         self.s = services
         self.observed = observed
-        self.confirmations = Confirmations(observed.runner, lambda subjects: vf.confirmations(services, subjects))
 
     def _translate(self, r: m.TranslatePinRequest, c: Caller) -> m.TranslatePinResponse:
         words: tuple[object, ...] | None = None
@@ -120,7 +111,7 @@ class PinServicer(g.PinServiceServicer):
         return m.TranslatePinBatchResponse(pin_blocks=out.blocks, errors=[item_error(i, e) for i, e in out.errors],
                                            destination_key_version=version)
 
-    def _verify(self, r: m.VerifyPinRequest, c: Caller) -> m.VerifyPinResponse | Later:
+    def _verify(self, r: m.VerifyPinRequest, c: Caller) -> m.VerifyPinResponse:
         which = r.WhichOneof("check")
         check: uc.PinCheck
         if which == "stored":
@@ -148,59 +139,27 @@ class PinServicer(g.PinServiceServicer):
             route = self.s.routes.verification(self.s, c, words, build)
         ev = vf.evaluate_pin(self.s, c, key=key, fmt=fmt, pin_block=bytes(r.pin_block), pan=_pan(r.pan), check=check,
                              route=route)
-        if inline():
-            return Later(self._release(ev, c, self.confirmations.request(ev.guard.subjects) if ev.matched else None))
         return m.VerifyPinResponse(verified=vf.release_pin(self.s, c, ev))
 
-    async def _release(self, ev: vf.Evaluated, c: Caller,
-                       confirmed: Awaitable[dict[str, int]] | None) -> m.VerifyPinResponse:
-        """An outcome evaluated on the loop, released: a match by its counters read with the
-        other matches in flight (``confirmed``), anything else by a write on the executor."""
-        counts = None
-        if confirmed is not None:
-            counts = await confirmed
-            if vf.released_match(self.s, ev, counts):
-                return _VERIFIED
-        verified = await self.observed.runner.offload(Lane.TRANSACTION, vf.release_pin, self.s, c, ev, counts)
-        return m.VerifyPinResponse(verified=verified)
+    # Evaluated and released in one executor call: outcomes evaluated on the loop and released
+    # later let a match's counters be read ahead of wrong guesses evaluated before it
+    # (docs/performance.md, issue 34, "withdrawn").
+    VerifyPin = rpc("PinService.VerifyPin", Lane.TRANSACTION)(_verify)
+    StreamVerifyPin = stream_rpc("PinService.StreamVerifyPin", m.StreamVerifyPinResponse, Lane.TRANSACTION)(_verify)
 
-    VerifyPin = rpc("PinService.VerifyPin", Lane.INLINE)(_verify)
-    StreamVerifyPin = stream_rpc("PinService.StreamVerifyPin", m.StreamVerifyPinResponse, Lane.INLINE,
-                                 window=WINDOW)(_verify)
-
-    def _verify_batch(self, r: m.VerifyPinBatchRequest, c: Caller) -> m.VerifyPinBatchResponse | Later:
+    @rpc("PinService.VerifyPinBatch")
+    def VerifyPinBatch(self, r: m.VerifyPinBatchRequest, c: Caller) -> m.VerifyPinBatchResponse:
         fmt = cv.PIN_FORMAT.get(r.format, "format")
         blocks = split(bytes(r.pin_blocks), fmt.block_size, "pin_blocks")
         method = _method(r.method, "method")
         n = len(blocks)
-        if n > INLINE_BATCH:
-            may_block()  # too long for the loop: the whole call runs on the executor
         stored = split_even(bytes(r.stored_pins), n, "stored_pins")
-        ev = vf.evaluate_pin_batch(
+        verified, errs = verdicts(uc.verify_pin_batch(
             self.s, c, key=cv.key_ref(r.key, "key", r.HasField("key")), fmt=fmt, pin_blocks=blocks,
             pans=pans(r.pans, n), psk=cv.key_ref(r.psk, "psk", r.HasField("psk")),
             accounts=texts(r.accounts, n, "accounts"), stored=[StoredPin(method, x) for x in stored],
-        )
-        if inline():
-            confirmed = self.confirmations.request(ev.subjects) if ev.evaluated and ev.all_matched else None
-            return Later(self._release_batch(ev, c, confirmed))
-        return _batch_answers(vf.release_batch(self.s, c, ev))
-
-    async def _release_batch(self, ev: vf.BatchEvaluated, c: Caller,
-                             confirmed: Awaitable[dict[str, int]] | None) -> m.VerifyPinBatchResponse:
-        """A batch evaluated on the loop, released: all matches by their counters read with the other
-        matches in flight (``confirmed``), released here if that writes nothing; else on the executor."""
-        counts = None
-        if confirmed is not None:
-            counts = await confirmed
-            try:
-                return _batch_answers(run_inline(vf.release_batch, self.s, c, ev, counts))
-            except WouldBlock:
-                pass  # a card with failures to clear, or a counter at its limit: a write settles them
-        results = await self.observed.runner.offload(Lane.TRANSACTION, vf.release_batch, self.s, c, ev, counts)
-        return _batch_answers(results)
-
-    VerifyPinBatch = rpc("PinService.VerifyPinBatch", Lane.INLINE)(_verify_batch)
+        ))
+        return m.VerifyPinBatchResponse(verified=verified, errors=errs)
 
     @rpc("PinService.EncryptPinForStorage")
     def EncryptPinForStorage(self, r: m.EncryptPinForStorageRequest, c: Caller) -> m.EncryptPinForStorageResponse:
@@ -273,11 +232,6 @@ class PinServicer(g.PinServiceServicer):
             new_stored=split_even(bytes(r.new_stored_pins), len(accounts), "new_stored_pins"),
         )
         return m.CompareStoredPinsResponse(same=same)
-
-
-def _batch_answers(results: Sequence[bool | HsmsvcError]) -> m.VerifyPinBatchResponse:
-    verified, errs = verdicts(results)
-    return m.VerifyPinBatchResponse(verified=verified, errors=errs)
 
 
 def _accounts(values: Sequence[str]) -> list[str]:

@@ -14,19 +14,16 @@ import logging
 import os
 import re
 import time
-from contextlib import aclosing
 from time import perf_counter
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
-from typing import Any, Final, TypeVar, cast
+from typing import Any, Final, TypeVar
 
 import grpc
 from grpc import StatusCode
 
 from hsmsvc import errors
-from hsmsvc.api.confirmations import Later
 from hsmsvc.api.logs import ACCESS, REQUEST_ID
 from hsmsvc.api.runner import InlineState, Lane, Runner
-from hsmsvc.api.window import in_window
 from hsmsvc.loopguard import WouldBlock
 from hsmsvc.service.context import Caller
 
@@ -247,41 +244,15 @@ class Dispatch(grpc.GenericRpcHandler):
         return None
 
 
-def _inline(state: InlineState | None, runner: Runner, fn: Callable[[Any, Any, Caller], Any], servicer: Any,
-            request: Any, caller: Caller) -> tuple[object, bool] | None:
-    """``fn`` run on the loop if its lane is INLINE and it needs no I/O: its answer, and whether
-    that is an awaitable of it (a :class:`~hsmsvc.api.confirmations.Later`'s); ``None`` if not run."""
-    if state is None or not runner.first_inline(state):
-        return None
-    try:
-        out = runner.call(state, fn, servicer, request, caller)
-    except WouldBlock:
-        return None
-    return (out.answer, True) if isinstance(out, Later) else (out, False)
-
-
 async def _run(lane: Lane, state: InlineState | None, runner: Runner, fn: Callable[[Any, Any, Caller], R],
                *, servicer: Any, request: Any, caller: Caller) -> R:
-    """``fn`` on the loop when its lane is INLINE and it needs no I/O, else on its lane's executor.
-
-    Run on the loop, ``fn`` may answer :class:`~hsmsvc.api.confirmations.Later`: the rest of
-    its work, awaited here (a VerifyPin's confirmation, ``api/confirmations.py``).
-    """
-    ran = _inline(state, runner, fn, servicer, request, caller)
-    if ran is None:
-        return await runner.offload(lane, fn, servicer, request, caller)
-    out, later = ran
-    return await cast(Awaitable[R], out) if later else cast(R, out)
-
-
-def _start(lane: Lane, state: InlineState | None, runner: Runner, fn: Callable[[Any, Any, Caller], Any],
-           *, servicer: Any, request: Any, caller: Caller) -> object:
-    """:func:`_run` begun now: the answer when it ran whole on the loop, else an awaitable of it
-    (its executor run or its :class:`~hsmsvc.api.confirmations.Later` part already started)."""
-    ran = _inline(state, runner, fn, servicer, request, caller)
-    if ran is None:
-        return asyncio.ensure_future(runner.offload(lane, fn, servicer, request, caller))
-    return ran[0]
+    """``fn`` on the loop when its lane is INLINE and it needs no I/O, else on its lane's executor."""
+    if state is not None and runner.first_inline(state):
+        try:
+            return runner.call(state, fn, servicer, request, caller)
+        except WouldBlock:
+            pass
+    return await runner.offload(lane, fn, servicer, request, caller)
 
 
 def rpc(method: str, lane: Lane = Lane.OTHER,
@@ -338,16 +309,14 @@ def rpc(method: str, lane: Lane = Lane.OTHER,
 
 
 def stream_rpc(
-    method: str, response: Callable[..., Any], lane: Lane = Lane.OTHER, *, window: int = 1,
+    method: str, response: Callable[..., Any], lane: Lane = Lane.OTHER,
 ) -> Callable[[Callable[[Any, Any, Caller], Any]], Callable[[Any, Any, Any], AsyncIterator[Any]]]:
     """Wrap a per-message handler ``fn(self, request, caller)`` as a bidi stream of ``response``.
 
     Identity and authorization are checked once per stream. Each message's
     outcome goes in-band: ``response(correlation_id, code, message, response)``,
     code 0 with the result or a google.rpc code and message. The loop is the
-    wrapper's own, so a message passes through one generator, not two; with a
-    ``window``, up to that many messages are in flight, answered in order
-    (``api/window.py``).
+    wrapper's own, so a message passes through one generator, not two.
     """
 
     def deco(fn: Callable[[Any, Any, Caller], Any]) -> Callable[[Any, Any, Any], AsyncIterator[Any]]:
@@ -364,35 +333,19 @@ def stream_rpc(
                 principal.require_call(method)
                 caller = Caller(principal, method, rid)
                 runner: Runner = self.observed.runner
-
-                def failed(q: Any, e: Exception) -> Any:
-                    if isinstance(e, errors.HsmsvcError):
-                        return response(correlation_id=q.correlation_id, code=code_for(e).value[0],
-                                        message=message_for(e))
-                    log.error("unhandled error in stream item", exc_info=e)
-                    return response(correlation_id=q.correlation_id, code=StatusCode.INTERNAL.value[0],
-                                    message=f"internal error; request id {rid}")
-
-                if window > 1:
-                    def start(q: Any) -> object:
-                        return _start(lane, state, runner, fn, servicer=self, request=q.request, caller=caller)
-
-                    def answer(q: Any, out: object) -> Any:
-                        return response(correlation_id=q.correlation_id, response=out)
-
-                    async with aclosing(in_window(requests, window, start=start, answer=answer,
-                                                  failed=failed)) as answers:
-                        async for out in answers:
-                            yield out
-                else:
-                    async for q in requests:
-                        try:
-                            out = response(correlation_id=q.correlation_id,
-                                           response=await _run(lane, state, runner, fn, servicer=self,
-                                                               request=q.request, caller=caller))
-                        except Exception as e:
-                            out = failed(q, e)
-                        yield out
+                async for q in requests:
+                    try:
+                        out = response(correlation_id=q.correlation_id,
+                                       response=await _run(lane, state, runner, fn, servicer=self, request=q.request,
+                                                           caller=caller))
+                    except errors.HsmsvcError as e:
+                        out = response(correlation_id=q.correlation_id, code=code_for(e).value[0],
+                                       message=message_for(e))
+                    except Exception:
+                        log.exception("unhandled error in stream item")
+                        out = response(correlation_id=q.correlation_id, code=StatusCode.INTERNAL.value[0],
+                                       message=f"internal error; request id {rid}")
+                    yield out
                 if self.observed.cut():
                     # grpc ends a stream cut at the shutdown's grace as if its client had closed it
                     # (and the call is not marked cancelled then): its client saw UNAVAILABLE.

@@ -2,10 +2,12 @@
 
 A check runs in two steps. :func:`evaluate_pin` runs the PIN block through the
 backend and holds the outcome without releasing it; :func:`release_pin` releases
-it once the attempt counters allow (:mod:`hsmsvc.service.attempts`): a match by
-one read of its counters in their queue, anything else by a write. The api layer
-runs the first step on the event loop and reads the counters of matches in flight
-together (``api/confirmations.py``); :func:`verify_pin` is both steps in one call.
+it once the attempt counters allow (:mod:`hsmsvc.service.attempts`): the counters
+are read in their queue, which releases a match or refuses any outcome at a limit
+(so a refused match and a refused guess cost the same), and the rest settle in a
+write. :func:`verify_pin` is both steps in one call, which the api runs on one
+executor thread: run apart, a match's read could go ahead of wrong guesses
+evaluated before it (``docs/performance.md``, issue 34).
 
 A check against a stored PIN along the same keys call after call keeps a
 :class:`VerifyRoute`: its keys checked once and the backend's prepared verifier,
@@ -43,7 +45,7 @@ __all__ = [
     "evaluate_pin_batch",
     "release_batch",
     "release_pin",
-    "released_match",
+    "released_without_write",
     "route_verification",
     "verify_pin",
     "verify_pin_batch",
@@ -197,15 +199,22 @@ def _command(s: Services, caller: Caller, check: PinCheck, pin: PinBlock, pk: Pi
 
 
 def confirmations(s: Services, subjects: list[str]) -> dict[str, int]:
-    """The counters of ``subjects``, read in their queue: the read that releases matches, for
-    any number of checks at once (``api/confirmations.py`` reads for every match in flight)."""
+    """The counters of ``subjects``, read in their queue: the read that releases matches and
+    refuses outcomes at a limit."""
     return s.store.confirm_attempts(subjects, s.limits.window)
 
 
-def released_match(s: Services, ev: Evaluated, counts: dict[str, int]) -> bool:
-    """Whether ``ev`` is a match that its counters, read in their queue (``counts``), release
-    without a write; AttemptsExceeded if one is at its limit. ``False``: :func:`release_pin` settles it."""
-    if ev.matched and ev.guard.confirmed(counts):
+def released_without_write(s: Services, ev: Evaluated, counts: dict[str, int]) -> bool:
+    """Whether ``ev`` is a match its counters, read in their queue (``counts``), release without a
+    write. AttemptsExceeded if a counter is at its limit, match or not: a refused match and a refused
+    guess cost one read each, so neither the answer nor its timing tells them apart. ``False``:
+    :func:`release_pin` settles it in a write."""
+    if not ev.matched:
+        at = ev.guard.limited_by(counts)
+        if at is not None:
+            raise ev.guard.refused(at)
+        return False
+    if ev.guard.confirmed(counts):
         s.observer.key_used(ev.key)
         return True
     return False
@@ -214,12 +223,12 @@ def released_match(s: Services, ev: Evaluated, counts: dict[str, int]) -> bool:
 def release_pin(s: Services, caller: Caller, ev: Evaluated, counts: dict[str, int] | None = None) -> bool:
     """Release an evaluated check's outcome once settled: ``True`` for a match, ``False`` for a
     wrong PIN, ``InvalidPinBlock`` for a block that failed a check; AttemptsExceeded past a limit,
-    the outcome not released. ``counts``: a match's counters, read in their queue already."""
-    if ev.matched:
-        if counts is None:
-            counts = confirmations(s, ev.guard.subjects)
-        if released_match(s, ev, counts):
-            return True
+    the outcome not released. The counters are read in their queue first (``counts``, if read
+    already), which releases a match or refuses any outcome at a limit; the rest settle in a write."""
+    if counts is None:
+        counts = confirmations(s, ev.guard.subjects)
+    if released_without_write(s, ev, counts):
+        return True
     ev.guard.write(ev.matched, ev.key, "verify")
     if ev.invalid:
         raise InvalidPinBlock()
@@ -255,16 +264,6 @@ class BatchEvaluated:
     evaluated: dict[int, bool | HsmsvcError]
     """Per item the backend ran: its outcome, not yet released."""
 
-    @property
-    def subjects(self) -> list[str]:
-        """The counters a release of all-matching outcomes reads."""
-        return sorted({x for j in self.evaluated if (g := self.guards[j]) for x in g.subjects})
-
-    @property
-    def all_matched(self) -> bool:
-        """Whether every outcome to settle is a match: then one read may release them all."""
-        return all(r is True for j, r in self.evaluated.items() if self.guards[j] is not None)
-
 
 def evaluate_pin_batch(
     s: Services,
@@ -287,6 +286,9 @@ def evaluate_pin_batch(
     bad = refused_pans(pans)  # answered alone, never deciphered
     # Each counted under its stored record's account; None for a malformed one: the backend names it.
     guards = AttemptGuard.for_cards(s, caller, accounts)
+    # Read before the blocks are touched: an item at a limit is refused undeciphered, so a batch
+    # at a locked card costs the same whatever its PINs (a match would cost a read, a guess a write).
+    counts = s.store.failures(sorted({x for g in guards if g for x in g.subjects}), s.limits.window)
     out: list[bool | HsmsvcError] = [False] * n
     todo: list[int] = []
     for j in range(n):
@@ -295,10 +297,8 @@ def evaluate_pin_batch(
             out[j] = bad[j]
             continue
         if g is not None:
-            # Nothing is read before the blocks are touched, as for one check: the settlement
-            # decides, and refuses an item at a limit without counting it.
             try:
-                g.check_known()
+                g.check_counts(counts)
             except AttemptsExceeded as e:
                 out[j] = e
                 continue
@@ -341,14 +341,13 @@ def verify_pin_batch(
 ) -> list[bool | HsmsvcError]:
     """Check many PIN blocks against stored PINs under one PSK, with the answers one by one would give.
 
-    Keys are looked up once; as for one check, nothing is read before the blocks are
-    touched (an item at a counter a settlement here found at its limit within the last
-    second is refused undeciphered). The items go to the backend in one call
-    (:class:`VerifyPinsStored`), and their outcomes are settled in order in one store
-    transaction (:func:`settle_checks`), so an item at a limit, or one another item
-    of the batch or another process took past it, is refused as it would have been
-    one by one. A batch of matches on cards without failures is confirmed by one
-    read in the counters' queue and writes nothing: one round trip.
+    Keys are looked up once and every card's counter is read in one query; an item
+    whose counters are at a limit is refused there, undeciphered. The rest go to the
+    backend in one call (:class:`VerifyPinsStored`), and their outcomes are settled in
+    order in one store transaction (:func:`settle_checks`), so an item another item of
+    the batch, or another process, took past a limit is refused as it would have been
+    one by one. A batch of matches on cards without failures is confirmed by one read
+    in the counters' queue and writes nothing.
     """
     return release_batch(s, caller, evaluate_pin_batch(s, caller, key=key, fmt=fmt, pin_blocks=pin_blocks,
                                                        pans=pans, psk=psk, accounts=accounts, stored=stored))

@@ -331,9 +331,11 @@ def test_a_batch_of_one_right_pin_waits_for_the_principal_settlement(srv: Server
                                  f"before the principal's row was let go at {released:.2f} s")
 
 
-# -- a stream's window (issue 34) ----------------------------------------------------------
-# A VerifyPin stream's messages are evaluated as they come and answered in order, up to 64
-# of them waiting on one counters read (hsmsvc/api/window.py). Each still settles alone.
+# -- streams (issue 34) ---------------------------------------------------------------------
+# A VerifyPin stream sends its messages at once; each is answered in order and settles alone.
+# A design that evaluated a stream's messages as they came, and read the counters of its
+# matches together, let a right PIN be found behind 55 wrong guesses (an adversarial review);
+# these hold what it broke.
 
 
 def _stream(srv: Server, pan: str, pins: list[str]) -> list[str]:
@@ -365,3 +367,29 @@ def test_a_stream_of_right_pins_is_all_verified_and_a_wrong_one_answers_alone(sr
     assert answers == ["true"] * 40
     mixed = _stream(srv, pan, [PIN, WRONG, PIN])
     assert mixed == ["true", "false", "true"]  # a right PIN after a wrong one clears it, in a write
+
+
+def test_a_right_pin_behind_a_window_of_guesses_is_refused(srv: Server) -> None:
+    """Found by an adversarial review of a withdrawn design (issue 34): a stream's matches had their
+    counters read as soon as they were evaluated, ahead of the wrong guesses before them; with a
+    few slow lead messages first, 56 guesses at a card with a limit of 3 found its PIN."""
+    target = _pvv_card(srv)
+    leads = [_pvv_card(srv) for _ in range(4)]
+    pvv = {p: ind.visa_pvv(srv.keys["pvk-visa"], p, 1, PIN) for p in [target, *leads]}
+    sent = [(p, WRONG) for p in leads]
+    sent += [(target, f"{i:04d}") for i in range(10000) if f"{i:04d}" != PIN
+             and ind.visa_pvv(srv.keys["pvk-visa"], target, 1, f"{i:04d}") != pvv[target]][:55]
+    sent.append((target, PIN))
+    reqs = [pin_pb.StreamVerifyPinRequest(correlation_id=i, request=pin_pb.VerifyPinRequest(
+        key=pb.KeyRef(key_id="cards.zpk"), format=pb.PIN_BLOCK_FORMAT_ISO_0,
+        pin_block=ind.tdes_ecb(srv.keys["zpk"], ind.iso0(pin, pan)), pan=pan,
+        pvv=pin_pb.PvvCheck(pvk=pb.KeyRef(key_id="cards.pvk-visa"), pvki=1, pvv=pvv[pan])))
+        for i, (pan, pin) in enumerate(sent)]
+    call = srv.core._channels[0].stream_stream(
+        "/hsmsvc.v1.PinService/StreamVerifyPin", request_serializer=pin_pb.StreamVerifyPinRequest.SerializeToString,
+        response_deserializer=pin_pb.StreamVerifyPinResponse.FromString)
+    answers = list(call(iter(reqs), timeout=30))
+    at_target = [a for a, (pan, _) in zip(answers, sent) if pan == target]
+    assert sum(1 for a in at_target if a.code == 0 and not a.response.verified) == PER_PAN
+    assert not any(a.code == 0 and a.response.verified for a in at_target), "the right PIN was found"
+    assert at_target[-1].code == grpc.StatusCode.RESOURCE_EXHAUSTED.value[0]
