@@ -38,12 +38,9 @@ __all__ = [
     "PinCheck",
     "PvvCheck",
     "StoredPinCheck",
-    "BatchEvaluated",
     "VerifyRoute",
     "confirmations",
     "evaluate_pin",
-    "evaluate_pin_batch",
-    "release_batch",
     "release_pin",
     "released_without_write",
     "route_verification",
@@ -253,19 +250,7 @@ def verify_pin(
                                                check=check, route=route))
 
 
-@dataclass(frozen=True)
-class BatchEvaluated:
-    """A batch the backend has run, its outcomes held until :func:`release_batch` releases them."""
-
-    key: StoredKey
-    guards: Sequence[AttemptGuard | None]
-    answers: list[bool | HsmsvcError]
-    """Per item: its answer if it has one already (a refused PAN, a limit known here), else ``False``."""
-    evaluated: dict[int, bool | HsmsvcError]
-    """Per item the backend ran: its outcome, not yet released."""
-
-
-def evaluate_pin_batch(
+def verify_pin_batch(
     s: Services,
     caller: Caller,
     *,
@@ -276,8 +261,17 @@ def evaluate_pin_batch(
     psk: KeyRef,
     accounts: Sequence[str],
     stored: Sequence[StoredPin],
-) -> BatchEvaluated:
-    """The first step of :func:`verify_pin_batch`: every item run in the backend, nothing released."""
+) -> list[bool | HsmsvcError]:
+    """Check many PIN blocks against stored PINs under one PSK, with the answers one by one would give.
+
+    Keys are looked up once and every card's counter is read in one query; an item
+    whose counters are at a limit is refused there, undeciphered. The rest go to the
+    backend in one call (:class:`VerifyPinsStored`), and their outcomes are settled in
+    order in one store transaction (:func:`settle_checks`), so an item another item of
+    the batch, or another process, took past a limit is refused as it would have been
+    one by one. A batch of matches on cards without failures is confirmed by one read
+    in the counters' queue and writes nothing.
+    """
     n = len(pin_blocks)
     if not n == len(pans) == len(accounts) == len(stored):
         raise InvalidInput("pans", "one PAN, account and stored PIN per PIN block")
@@ -303,58 +297,22 @@ def evaluate_pin_batch(
                 out[j] = e
                 continue
         todo.append(j)
-    evaluated: dict[int, bool | HsmsvcError] = {}
     if todo:
         results = s.backend.execute(VerifyPinsStored(blocks=b"".join([pin_blocks[j] for j in todo]),
                                                      key=k.cryptogram, format=fmt,
                                                      pans=[pans[j] for j in todo], psk=p.cryptogram,
                                                      accounts=[accounts[j] for j in todo],
                                                      stored=[stored[j] for j in todo]))
-        evaluated = dict(zip(todo, results))
-    return BatchEvaluated(k, guards, out, evaluated)
-
-
-def release_batch(s: Services, caller: Caller, ev: BatchEvaluated,
-                  counts: dict[str, int] | None = None) -> list[bool | HsmsvcError]:
-    """The answers of an evaluated batch, each released once settled (:func:`_settle_batch`);
-    ``counts``: its counters read in their queue already, when every outcome is a match."""
-    results = dict(ev.evaluated)
-    _settle_batch(s, caller, ev.key, ev.guards, results, counts)
-    out = list(ev.answers)
-    for j, r in results.items():
-        out[j] = r
-    s.observer.key_used(ev.key, sum(1 for r in out if r is True))
+        out_todo = dict(zip(todo, results))
+        _settle_batch(s, caller, k, guards, out_todo)
+        for j, r in out_todo.items():
+            out[j] = r
+    s.observer.key_used(k, sum(1 for r in out if r is True))
     return out
 
 
-def verify_pin_batch(
-    s: Services,
-    caller: Caller,
-    *,
-    key: KeyRef,
-    fmt: PinBlockFormat,
-    pin_blocks: Sequence[bytes],
-    pans: Sequence[str | None],
-    psk: KeyRef,
-    accounts: Sequence[str],
-    stored: Sequence[StoredPin],
-) -> list[bool | HsmsvcError]:
-    """Check many PIN blocks against stored PINs under one PSK, with the answers one by one would give.
-
-    Keys are looked up once and every card's counter is read in one query; an item
-    whose counters are at a limit is refused there, undeciphered. The rest go to the
-    backend in one call (:class:`VerifyPinsStored`), and their outcomes are settled in
-    order in one store transaction (:func:`settle_checks`), so an item another item of
-    the batch, or another process, took past a limit is refused as it would have been
-    one by one. A batch of matches on cards without failures is confirmed by one read
-    in the counters' queue and writes nothing.
-    """
-    return release_batch(s, caller, evaluate_pin_batch(s, caller, key=key, fmt=fmt, pin_blocks=pin_blocks,
-                                                       pans=pans, psk=psk, accounts=accounts, stored=stored))
-
-
 def _settle_batch(s: Services, caller: Caller, k: StoredKey, guards: Sequence[AttemptGuard | None],
-                  results: dict[int, bool | HsmsvcError], counts: dict[str, int] | None = None) -> None:
+                  results: dict[int, bool | HsmsvcError]) -> None:
     """Settle a batch's evaluated outcomes; those refused at a limit become AttemptsExceeded in ``results``."""
     checked: list[tuple[int, AttemptGuard, bool]] = []
     for j, r in results.items():
@@ -366,8 +324,7 @@ def _settle_batch(s: Services, caller: Caller, k: StoredKey, guards: Sequence[At
     if all(m for _, _, m in checked):
         # Every one a match: confirmed by one read in the counters' queue, writing nothing,
         # unless a card has failures to clear or a counter is at its limit.
-        if counts is None:
-            counts = confirmations(s, sorted({x for _, g, _ in checked for x in g.subjects}))
+        counts = confirmations(s, sorted({x for _, g, _ in checked for x in g.subjects}))
         if not counts or all(g.limited_by(counts) is None and g.card not in counts for _, g, _ in checked):
             return
     settled = settle_checks(s, caller, [g for _, g, _ in checked], [m for _, _, m in checked], key=k, what="verify")
