@@ -39,10 +39,8 @@ __all__ = [
     "PvvCheck",
     "StoredPinCheck",
     "VerifyRoute",
-    "confirmations",
     "evaluate_pin",
     "release_pin",
-    "released_without_write",
     "route_verification",
     "verify_pin",
     "verify_pin_batch",
@@ -195,13 +193,13 @@ def _command(s: Services, caller: Caller, check: PinCheck, pin: PinBlock, pk: Pi
     return lambda: b.execute(c)
 
 
-def confirmations(s: Services, subjects: list[str]) -> dict[str, int]:
+def _confirmations(s: Services, subjects: list[str]) -> dict[str, int]:
     """The counters of ``subjects``, read in their queue: the read that releases matches and
     refuses outcomes at a limit."""
     return s.store.confirm_attempts(subjects, s.limits.window)
 
 
-def released_without_write(s: Services, ev: Evaluated, counts: dict[str, int]) -> bool:
+def _released_without_write(s: Services, ev: Evaluated, counts: dict[str, int]) -> bool:
     """Whether ``ev`` is a match its counters, read in their queue (``counts``), release without a
     write. AttemptsExceeded if a counter is at its limit, match or not: a refused match and a refused
     guess cost one read each, so neither the answer nor its timing tells them apart. ``False``:
@@ -217,14 +215,12 @@ def released_without_write(s: Services, ev: Evaluated, counts: dict[str, int]) -
     return False
 
 
-def release_pin(s: Services, caller: Caller, ev: Evaluated, counts: dict[str, int] | None = None) -> bool:
+def release_pin(s: Services, caller: Caller, ev: Evaluated) -> bool:
     """Release an evaluated check's outcome once settled: ``True`` for a match, ``False`` for a
     wrong PIN, ``InvalidPinBlock`` for a block that failed a check; AttemptsExceeded past a limit,
-    the outcome not released. The counters are read in their queue first (``counts``, if read
-    already), which releases a match or refuses any outcome at a limit; the rest settle in a write."""
-    if counts is None:
-        counts = confirmations(s, ev.guard.subjects)
-    if released_without_write(s, ev, counts):
+    the outcome not released. The counters are read in their queue first, which releases a match
+    or refuses any outcome at a limit; the rest settle in a write."""
+    if _released_without_write(s, ev, _confirmations(s, ev.guard.subjects)):
         return True
     ev.guard.write(ev.matched, ev.key, "verify")
     if ev.invalid:
@@ -324,7 +320,7 @@ def _settle_batch(s: Services, caller: Caller, k: StoredKey, guards: Sequence[At
     if all(m for _, _, m in checked):
         # Every one a match: confirmed by one read in the counters' queue, writing nothing,
         # unless a card has failures to clear or a counter is at its limit.
-        counts = confirmations(s, sorted({x for _, g, _ in checked for x in g.subjects}))
+        counts = _confirmations(s, sorted({x for _, g, _ in checked for x in g.subjects}))
         if not counts or all(g.limited_by(counts) is None and g.card not in counts for _, g, _ in checked):
             return
     settled = settle_checks(s, caller, [g for _, g, _ in checked], [m for _, _, m in checked], key=k, what="verify")
