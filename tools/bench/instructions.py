@@ -48,6 +48,13 @@ class Count:
     (health probes, use-count reservations, reruns after the key cache's refresh), which callgrind,
     serving some 140 calls a second, spreads over 50 times fewer calls than a native server does."""
     echo_serving: float = 0.0
+    floor: float = 0.0
+    """With ``--floor``, for unary TranslatePin and GenerateMac: instructions per request of
+    ``tools.bench.floor``, the operation alone on protobuf messages and clear keys (0: not counted)."""
+    floor_serving: float = 0.0
+    floor_ids: float = 0.0
+    """The floor with hsmsvc's request ids (read from the metadata, sent back in the trailers)."""
+    floor_ids_serving: float = 0.0
 
     @property
     def ratio(self) -> float:
@@ -112,7 +119,10 @@ def _instructions(cmd: list[str], ready: Path, work: Path, name: str, path: str,
     return _Counted(total / n, serving / n)
 
 
-def count(b: Body, calls: int, work: Path, env: dict[str, str], config: Path) -> Count:
+_FLOORED = (Op.TRANSLATE_PIN, Op.GENERATE_MAC)
+
+
+def count(b: Body, calls: int, work: Path, env: dict[str, str], config: Path, floor_keys: Path | None = None) -> Count:
     data = work / "body"
     data.write_bytes(b.data)
     for f in work.glob("callgrind.*"):
@@ -123,10 +133,20 @@ def count(b: Body, calls: int, work: Path, env: dict[str, str], config: Path) ->
     ech = _instructions([sys.executable, "-m", "tools.bench.echo", "--ready-file", str(work / "echo.json")],
                         work / "echo.json", work, "echo", echo.STREAM if b.form is Form.STREAM else echo.UNARY,
                         data, calls, env)
+    flo = ids = _Counted(0.0, 0.0)
+    if floor_keys is not None and b.op in _FLOORED and b.form is Form.UNARY:
+        cmd = [sys.executable, "-m", "tools.bench.floor", "--keys", str(floor_keys), "--ready-file",
+               str(work / "floor.json")]
+        flo = _instructions(cmd, work / "floor.json", work, "floor", b.path, data, calls, env, check=b)
+        (work / "floor.json").unlink()
+        ids = _instructions([*cmd, "--request-ids"], work / "floor.json", work, "floor-ids", b.path, data, calls,
+                            env, check=b)
+        (work / "floor.json").unlink()
     for f in (work / "hsmsvc.json", work / "echo.json"):
         f.unlink()
     return Count(b.op.value, b.form.value, b.items, calls, round(hsm.total), round(ech.total),
-                 round(hsm.serving), round(ech.serving))
+                 round(hsm.serving), round(ech.serving), round(flo.total), round(flo.serving), round(ids.total),
+                 round(ids.serving))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -140,6 +160,8 @@ def main(argv: list[str] | None = None) -> int:
     a.add_argument("--pin-keys", type=PinKeys, choices=list(PinKeys), default=PinKeys.TDES, metavar="{tdes,aes}")
     a.add_argument("--log-level", default="INFO", help="the server's log level (default INFO: one line per call)")
     a.add_argument("--out", help="directory for instructions.json")
+    a.add_argument("--floor", action="store_true",
+                   help="also count tools.bench.floor (unary TranslatePin and GenerateMac): the operation alone")
     args = a.parse_args(argv)
     if args.calls < 1:
         a.error("--calls must be at least 1")
@@ -155,14 +177,22 @@ def main(argv: list[str] | None = None) -> int:
         work = Path(tmp)
         table, keys = p._lmk_and_keys(work, "soft", env, args.pin_keys)
         config = p._config(work, table, 1, args.log_level)
+        floor_keys = None
+        if args.floor:
+            floor_keys = work / "floor-keys.json"
+            floor_keys.write_text(json.dumps({"zpk_in": keys.zpk_in.hex(), "zpk_out": keys.zpk_out.hex(),
+                                              "mak": keys.mak.hex()}))
         for op in args.ops:
             for form in args.forms:
                 for size in args.batch_size if form is Form.BATCH else args.batch_size[:1]:
-                    c = count(body(op, form, keys, args.stream_messages, size), args.calls, work, env, config)
+                    c = count(body(op, form, keys, args.stream_messages, size), args.calls, work, env, config,
+                              floor_keys)
                     rows.append(c)
+                    floor = (f", floor {c.floor:,.0f} ({c.floor_serving:,.0f}), with request ids {c.floor_ids:,.0f}"
+                             f" ({c.floor_ids_serving:,.0f})" if c.floor else "")
                     print(f"  {c.operation:<13} {form.value:<6} x{c.items_per_request:<5} hsmsvc {c.hsmsvc:>12,.0f}"
                           f"  echo {c.echo:>12,.0f} instructions per request  ratio {c.ratio:.2f}"
-                          f"  (event-loop thread: hsmsvc {c.hsmsvc_serving:,.0f}, echo {c.echo_serving:,.0f})",
+                          f"  (event-loop thread: hsmsvc {c.hsmsvc_serving:,.0f}, echo {c.echo_serving:,.0f}){floor}",
                           flush=True)
     if args.out:
         out = Path(args.out)
