@@ -77,7 +77,7 @@ def _luhn_failures(pans: Sequence[str | None]) -> list[int] | None:
     if not 12 <= size <= 19 or len(joined) != size * len(pans) or not joined.isascii():
         return None
     digits = joined.encode("ascii")
-    if not digits.isdigit() or any(len(p) != size for p in pans):  # type: ignore[arg-type]
+    if not digits.isdigit() or set(map(len, pans)) != {size}:  # type: ignore[arg-type]
         return None
     total = 0
     for k in range(size):
