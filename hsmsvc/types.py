@@ -176,6 +176,10 @@ class KeyType(Vocabulary):
     """Collaborative-signing key share: the server's share d2 of a two-party SM2 key whose other
     share only the client holds (GM/T 0003 with the two-party scheme in docs/architecture.md).
     Mode S co-signs, mode D co-decrypts: one share never does both."""
+    BDK = "BDK"
+    """Base derivation key (ANSI X9.24-1 and X9.24-3 DUKPT; TR-31 usage B0, mode X): derives each
+    terminal's initial key and, from a transaction's KSN, that transaction's PIN, MAC and data
+    keys, inside the backend. A TDES BDK is two-key (X9.24-1:2009); an AES BDK any AES size."""
 
 
 @unique

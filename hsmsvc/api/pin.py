@@ -54,10 +54,19 @@ def _one_time(k: m.OneTimeKey, field: str) -> uc.OneTimeKeyRef:
     )
 
 
-def _source(r: m.TranslatePinRequest | m.VerifyPinRequest, oneof: str, key: str, one_time: str) -> uc.PinSource:
+def _dukpt(k: m.DukptKey, field: str) -> uc.DukptKeyRef:
+    alg = k.pin_key_algorithm
+    algorithm = None if alg == 0 else cv.ALGORITHM.get(alg, f"{field}.pin_key_algorithm")
+    return uc.DukptKeyRef(cv.key_ref(k.bdk, f"{field}.bdk", k.HasField("bdk")), bytes(k.ksn), algorithm)
+
+
+def _source(r: m.TranslatePinRequest | m.VerifyPinRequest, oneof: str, key: str, one_time: str,
+            dukpt: str) -> uc.PinSource:
     which = r.WhichOneof(oneof)
     if which == one_time:
         return _one_time(getattr(r, one_time), one_time)
+    if which == dukpt:
+        return _dukpt(getattr(r, dukpt), dukpt)
     return cv.key_ref(getattr(r, key), key, which == key)
 
 
@@ -83,7 +92,7 @@ class PinServicer(g.PinServiceServicer):
                      r.source_format, r.destination_format)
 
         def request() -> RouteRequest:
-            return (_source(r, "source", "source_key", "source_one_time_key"),
+            return (_source(r, "source", "source_key", "source_one_time_key", "source_dukpt"),
                     cv.PIN_FORMAT.get(r.source_format, "source_format"),
                     cv.key_ref(r.destination_key, "destination_key", r.HasField("destination_key")),
                     cv.PIN_FORMAT.get(r.destination_format, "destination_format"))
@@ -125,7 +134,7 @@ class PinServicer(g.PinServiceServicer):
                                 cv.text(r.pvv.pvv, "pvv.pvv", 4))
         else:
             raise InvalidInput("check", "one of stored, ibm3624 or pvv")
-        key, fmt = _source(r, "pin_key", "key", "one_time_key"), cv.PIN_FORMAT.get(r.format, "format")
+        key, fmt = _source(r, "pin_key", "key", "one_time_key", "dukpt"), cv.PIN_FORMAT.get(r.format, "format")
         route = None
         if isinstance(check, uc.StoredPinCheck) and isinstance(key, KeyRef):
             k, psk = r.key, r.stored.psk

@@ -38,6 +38,7 @@ __all__ = [
     "KeySpec",
     "LegacyForm",
     "MAX_RANDOM",
+    "DukptPinKey",
     "OneTimeKey",
     "PinBatch",
     "PinBlock",
@@ -95,6 +96,8 @@ class Command(Vocabulary):
     """Sign and verify with a SIG, make its PKCS#10 request, bind a partner's public key."""
     COSIGN = "COSIGN"
     """Two-party SM2: the server's share of key generation, signing and decryption (CSK)."""
+    DUKPT = "DUKPT"
+    """Derive a DUKPT transaction's keys from a BDK inside the backend (X9.24-1, X9.24-3)."""
 
 
 @unique
@@ -269,8 +272,25 @@ class OneTimeKey:
         return f"OneTimeKey({self.algorithm.value} under {self.ktk!r})"
 
 
-PinKey = KeyCryptogram | OneTimeKey
-"""What a PIN block arrives under: a stored TPK/ZPK, or a one-time key."""
+@dataclass(frozen=True)
+class DukptPinKey:
+    """A transaction's DUKPT PIN key: derived inside the backend from ``bdk`` and ``ksn``.
+
+    X9.24-1:2009 annex A for a TDES BDK (``ksn`` of 10 bytes), X9.24-3:2017 clause 6
+    for an AES BDK (12 bytes, and ``algorithm`` the PIN key's: the terminal's choice,
+    no stronger than the BDK). The derived key is used for the one PIN block and dropped.
+    """
+
+    bdk: KeyCryptogram
+    ksn: bytes
+    algorithm: Algorithm | None = None
+
+    def __repr__(self) -> str:
+        return f"DukptPinKey(under {self.bdk!r})"
+
+
+PinKey = KeyCryptogram | OneTimeKey | DukptPinKey
+"""What a PIN block arrives under: a stored TPK/ZPK, a one-time key, or a DUKPT transaction's key."""
 
 
 

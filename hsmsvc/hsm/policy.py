@@ -68,6 +68,9 @@ class Operation(Vocabulary):
     """Give the server's partial SM2 signature for a client's digest (CSK, usage S0, mode S)."""
     CODECRYPT = "CODECRYPT"
     """Give the server's part of an SM2 decryption (CSK, usage D1, mode D)."""
+    DUKPT_PIN_DECRYPT = "DUKPT_PIN_DECRYPT"
+    """Derive a transaction's PIN key from this BDK and a KSN, and decipher a PIN block under it
+    (X9.24-1 annex A, X9.24-3 clause 6): the derived key exists only inside that command."""
 
 
 # The usages each key type may carry. K0 KEKs exchange keys in the legacy ECB
@@ -100,6 +103,7 @@ USAGES: Final[Mapping[KeyType, frozenset[KeyUsage]]] = {
     KeyType.SIG: frozenset({KeyUsage.DIGITAL_SIGNATURE}),
     # A client's signing and encryption keys are separate pairs (two certificates, GM/T 0015).
     KeyType.CSK: frozenset({KeyUsage.DIGITAL_SIGNATURE, KeyUsage.ASYMMETRIC_DATA_ENCRYPTION}),
+    KeyType.BDK: frozenset({KeyUsage.BDK}),
 }
 
 _N = ModeOfUse.NO_RESTRICTIONS
@@ -205,7 +209,13 @@ ALLOWED: Final[
                        frozenset({ModeOfUse.SIGN_ONLY})),
     Operation.CODECRYPT: (frozenset({KeyType.CSK}), frozenset({KeyUsage.ASYMMETRIC_DATA_ENCRYPTION}),
                           frozenset({ModeOfUse.DECRYPT_ONLY})),
+    Operation.DUKPT_PIN_DECRYPT: (frozenset({KeyType.BDK}), frozenset({KeyUsage.BDK}), frozenset({ModeOfUse.DERIVE})),
 }
+
+# The key types whose only mode of use is X (derive): they make keys, and are never used directly.
+DERIVING: Final = frozenset({KeyType.KAK, KeyType.BDK})
+# What a BDK may be: X9.24-1:2009's double-length TDES, or X9.24-3:2017's AES.
+BDK_ALGORITHMS: Final = frozenset({Algorithm.TDES_2KEY, Algorithm.AES_128, Algorithm.AES_192, Algorithm.AES_256})
 
 # The key types that are key pairs (RSA, SM2 or EC), not block-cipher keys.
 KEY_PAIRS: Final = frozenset({KeyType.KTK, KeyType.CTK, KeyType.KAK, KeyType.SIG, KeyType.CSK})
@@ -262,6 +272,7 @@ EXPORTABLE_UNDER: Final[Mapping[KeyType, frozenset[KeyType]]] = {
     # A PSK arrives under a ZMK only from a system being retired (004 clause 6.3.2).
     KeyType.ZMK: frozenset({
         KeyType.ZPK, KeyType.MAK, KeyType.DEK, KeyType.PVK, KeyType.ZMK, KeyType.TMK, KeyType.PSK,
+        KeyType.BDK,  # from the key injection facility that holds the terminals' BDK
     }),
     KeyType.TMK: frozenset({KeyType.TPK, KeyType.TAK, KeyType.DEK}),
 }
@@ -282,6 +293,7 @@ ECB_VARIANTS: Final[Mapping[KeyType, int]] = {
     KeyType.TAK: 0x74,
     KeyType.DEK: 0x9C,
     KeyType.PSK: 0x3C,
+    KeyType.BDK: 0xB0,
 }
 
 
@@ -309,8 +321,10 @@ def check_binding(
     pair_modes = PAIR_MODES.get((key_type, usage))
     if pair_modes is not None and mode not in pair_modes:
         raise InvalidInput("mode_of_use", f"not a mode of use for a {key_type.value} of usage {usage.value}")
-    if (mode is ModeOfUse.DERIVE) != (key_type is KeyType.KAK):
-        raise InvalidInput("mode_of_use", "DERIVE is a KAK's mode of use, and a KAK's only one")
+    if (mode is ModeOfUse.DERIVE) != (key_type in DERIVING):
+        raise InvalidInput("mode_of_use", "DERIVE is the mode of use of a KAK or a BDK, and their only one")
+    if key_type is KeyType.BDK and algorithm not in BDK_ALGORITHMS:
+        raise InvalidInput("algorithm", "a BDK is TDES_2KEY (X9.24-1) or AES_128, AES_192 or AES_256 (X9.24-3)")
     if usage is KeyUsage.MAC_ISO9797_ALG3 and algorithm is not Algorithm.TDES_2KEY:
         raise InvalidInput("algorithm", "ISO 9797-1 algorithm 3 needs a two-key TDES key")
     if key_type is KeyType.PVK and algorithm is not Algorithm.TDES_2KEY:

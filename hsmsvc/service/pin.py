@@ -25,7 +25,15 @@ from hsmsvc.keys.model import KeyRef, StoredKey
 from hsmsvc.service.attempts import AttemptGuard, check_principal, count_failures, failures_left
 from hsmsvc.service.cards import checked_pan, pan_field, refused_pans
 from hsmsvc.service.context import Caller, Services
-from hsmsvc.service.pinkeys import OneTimeKeyRef, PinSource, pin_source, posix, psk_operation, route_current
+from hsmsvc.service.pinkeys import (
+    DukptKeyRef,
+    OneTimeKeyRef,
+    PinSource,
+    pin_source,
+    posix,
+    psk_operation,
+    route_current,
+)
 from hsmsvc.service.verification import (
     OffsetCheck,
     PinCheck,
@@ -37,6 +45,7 @@ from hsmsvc.service.verification import (
 from hsmsvc.types import KeyType, PinBlockFormat
 
 __all__ = [
+    "DukptKeyRef",
     "OffsetCheck",
     "OneTimeKeyRef",
     "PinSource",
@@ -111,10 +120,15 @@ def route_translation(
     """Look up and check both keys of a translation (ISO 9564-1 clause 9.3: decipher, re-encipher)."""
     require_translation_allowed(s, source_format, destination_format)
     stamp = s.keys.stamp  # before the lookups, so a change made during them shows
-    field = "source_one_time_key" if isinstance(source, OneTimeKeyRef) else "source_key"
+    src_ref: KeyRef
+    if isinstance(source, OneTimeKeyRef):
+        field, src_ref = "source_one_time_key", source.transport_key
+    elif isinstance(source, DukptKeyRef):
+        field, src_ref = "source_dukpt", source.bdk
+    else:
+        field, src_ref = "source_key", source
     src, src_key = pin_source(s, caller, source, field)
     dst = s.key(caller, destination, Operation.PIN_ENCRYPT, "destination_key")
-    src_ref = source.transport_key if isinstance(source, OneTimeKeyRef) else source
     until = min(posix(dst.expires_at), posix(s.keys.until(destination)),
                 posix(src.expires_at), posix(s.keys.until(src_ref)))
     sign_on = src.cryptogram.spec.key_type is KeyType.TPK and src.rotation_due

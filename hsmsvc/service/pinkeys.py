@@ -9,13 +9,14 @@ from datetime import datetime
 from typing import Protocol
 
 from hsmsvc.errors import InvalidInput
-from hsmsvc.hsm.model import OneTimeKey, PinKey
+from hsmsvc.hsm.model import DukptPinKey, OneTimeKey, PinKey
 from hsmsvc.hsm.policy import Operation
 from hsmsvc.keys.model import KeyRef, StoredKey
 from hsmsvc.service.context import Caller, Services
 from hsmsvc.types import Algorithm, KeyUsage
 
-__all__ = ["CheckedRoute", "OneTimeKeyRef", "PinSource", "pin_source", "posix", "psk_operation", "route_current"]
+__all__ = ["CheckedRoute", "DukptKeyRef", "OneTimeKeyRef", "PinSource", "pin_source", "posix", "psk_operation",
+           "route_current"]
 
 
 @dataclass(frozen=True)
@@ -27,8 +28,18 @@ class OneTimeKeyRef:
     wrapped_key: bytes
 
 
-PinSource = KeyRef | OneTimeKeyRef
-"""What a PIN block arrives under: a stored TPK or ZPK, or a one-time key."""
+@dataclass(frozen=True)
+class DukptKeyRef:
+    """A DUKPT transaction's PIN key: the stored BDK and the terminal's KSN (X9.24-1, X9.24-3)."""
+
+    bdk: KeyRef
+    ksn: bytes
+    algorithm: Algorithm | None = None
+    """Under an AES BDK, the PIN key's algorithm; None under a TDES BDK."""
+
+
+PinSource = KeyRef | OneTimeKeyRef | DukptKeyRef
+"""What a PIN block arrives under: a stored TPK or ZPK, a one-time key, or a DUKPT transaction's key."""
 
 
 def pin_source(s: Services, caller: Caller, source: PinSource, field: str) -> tuple[StoredKey, PinKey]:
@@ -40,6 +51,11 @@ def pin_source(s: Services, caller: Caller, source: PinSource, field: str) -> tu
         s.mode.require_key(source.algorithm, f"{field}.algorithm")
         ktk = s.key(caller, source.transport_key, Operation.KEY_TRANSPORT_DECRYPT, f"{field}.transport_key")
         return ktk, OneTimeKey(ktk.cryptogram, source.algorithm, bytes(source.wrapped_key))
+    if isinstance(source, DukptKeyRef):
+        if source.algorithm is not None:
+            s.mode.require_key(source.algorithm, f"{field}.pin_key_algorithm")
+        bdk = s.key(caller, source.bdk, Operation.DUKPT_PIN_DECRYPT, f"{field}.bdk")
+        return bdk, DukptPinKey(bdk.cryptogram, bytes(source.ksn), source.algorithm)
     k = s.key(caller, source, Operation.PIN_DECRYPT, field)
     return k, k.cryptogram
 

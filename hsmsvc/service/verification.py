@@ -29,7 +29,7 @@ from hsmsvc.keys.model import KeyRef, StoredKey
 from hsmsvc.service.attempts import AttemptGuard, settle_checks
 from hsmsvc.service.cards import checked_pan, pan_field, pvv_digits, refused_pans
 from hsmsvc.service.context import Caller, Services
-from hsmsvc.service.pinkeys import OneTimeKeyRef, PinSource, pin_source, posix, psk_operation
+from hsmsvc.service.pinkeys import DukptKeyRef, OneTimeKeyRef, PinSource, pin_source, posix, psk_operation
 from hsmsvc.types import PinBlockFormat
 
 __all__ = [
@@ -161,7 +161,8 @@ def evaluate_pin(
         def run() -> None:
             verify(pin_block, pan, account, stored)
     else:
-        k, pk = pin_source(s, caller, key, "one_time_key" if isinstance(key, OneTimeKeyRef) else "key")
+        field = "one_time_key" if isinstance(key, OneTimeKeyRef) else "dukpt" if isinstance(key, DukptKeyRef) else "key"
+        k, pk = pin_source(s, caller, key, field)
         run = _command(s, caller, check, PinBlock(pin_block, fmt, pan), pk)
     try:
         run()

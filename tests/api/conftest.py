@@ -255,7 +255,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
             clear = {
                 "zmk": _form(km, KeySpec("zmk-core", 1, KeyType.ZMK, Algorithm.AES_256, KeyUsage.KEK,
                                          ModeOfUse.ENCRYPT_DECRYPT),
-                             frozenset({KeyType.ZPK, KeyType.PVK, KeyType.MAK, KeyType.DEK})),
+                             frozenset({KeyType.ZPK, KeyType.PVK, KeyType.MAK, KeyType.DEK, KeyType.BDK})),
                 "tmk": _form(km, KeySpec("branch-0001.tmk", 1, KeyType.TMK, Algorithm.TDES_3KEY, KeyUsage.KEK,
                                          ModeOfUse.ENCRYPT_DECRYPT, zone="branch-0001"), frozenset({KeyType.TPK})),
                 "psk": _form(km, KeySpec("psk-digest", 1, KeyType.PSK, Algorithm.AES_256, KeyUsage.MAC_HMAC,

@@ -20,6 +20,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from hsmsvc.crypto import components, pinblock, sm2ka
 from hsmsvc.errors import HsmsvcError, InvalidInput, InvalidPinBlock, KeyUsageViolation, Unsupported
 from hsmsvc.hsm import policy
+from hsmsvc.hsm.commands import dukpt
 from hsmsvc.hsm.commands.base import DEBUG, STRENGTH, HsmCommand, LoadedKey, TimingHook, debugging, observe
 from hsmsvc.hsm.commands.pin import Translator
 from hsmsvc.hsm.commands.storedpins import StoredVerifier
@@ -27,6 +28,7 @@ from hsmsvc.hsm.model import (
     BlockTemplate,
     Capabilities,
     Command,
+    DukptPinKey,
     KeyCryptogram,
     KeySpec,
     LegacyForm,
@@ -201,6 +203,10 @@ class CommandBackend(ABC):
         """A key for one command only (a one-time PIN key), never stored or cached."""
         raise Unsupported("command", f"{Command.ONE_TIME_PIN_KEY.value} is not supported by this backend")
 
+    def _clear(self, key: LoadedKey) -> bytes:
+        """``key``'s clear bytes, for a derivation inside this backend (DUKPT); where it may."""
+        raise Unsupported("command", f"{Command.DUKPT.value} is not supported by this backend")
+
     def _lmk_split(self, n: int) -> list[bytes]:
         """The LMK as ``n`` fresh random components; only where the LMK may leave."""
         raise Unsupported("command", f"{Command.LMK_BACKUP.value} is not supported by this backend")
@@ -265,6 +271,8 @@ class CommandBackend(ABC):
         _check_block(block, fmt)
         if isinstance(key, OneTimeKey):
             k = self._one_time(key)
+        elif isinstance(key, DukptPinKey):
+            k = self._transient(*dukpt.pin_key(self, key))
         else:
             k = self._use(key, Operation.PIN_DECRYPT)
         return pinblock.decipher(fmt, k, bytes(block), pin.pan)

@@ -325,6 +325,9 @@ class SoftBackend(CommandBackend):
     def _clear_for_transport(self, key: LoadedKey) -> bytes:
         return _soft(key).raw()
 
+    def _clear(self, key: LoadedKey) -> bytes:
+        return _soft(key).raw()
+
     def _transient(self, algorithm: Algorithm, clear: bytes) -> LoadedKey:
         spec = KeySpec("one-time", 1, KeyType.TPK, algorithm, KeyUsage.PIN_ENCRYPTION, ModeOfUse.DECRYPT_ONLY)
         return SoftKey(spec, clear, b"")

@@ -17,10 +17,21 @@ class OneTimeKey(_message.Message):
     wrapped_key: bytes
     def __init__(self, transport_key: _Optional[_Union[_types_pb2.KeyRef, _Mapping]] = ..., algorithm: _Optional[_Union[_types_pb2.Algorithm, str]] = ..., wrapped_key: _Optional[bytes] = ...) -> None: ...
 
+class DukptKey(_message.Message):
+    __slots__ = ("bdk", "ksn", "pin_key_algorithm")
+    BDK_FIELD_NUMBER: _ClassVar[int]
+    KSN_FIELD_NUMBER: _ClassVar[int]
+    PIN_KEY_ALGORITHM_FIELD_NUMBER: _ClassVar[int]
+    bdk: _types_pb2.KeyRef
+    ksn: bytes
+    pin_key_algorithm: _types_pb2.Algorithm
+    def __init__(self, bdk: _Optional[_Union[_types_pb2.KeyRef, _Mapping]] = ..., ksn: _Optional[bytes] = ..., pin_key_algorithm: _Optional[_Union[_types_pb2.Algorithm, str]] = ...) -> None: ...
+
 class TranslatePinRequest(_message.Message):
-    __slots__ = ("source_key", "source_one_time_key", "source_format", "destination_key", "destination_format", "pin_block", "pan")
+    __slots__ = ("source_key", "source_one_time_key", "source_dukpt", "source_format", "destination_key", "destination_format", "pin_block", "pan")
     SOURCE_KEY_FIELD_NUMBER: _ClassVar[int]
     SOURCE_ONE_TIME_KEY_FIELD_NUMBER: _ClassVar[int]
+    SOURCE_DUKPT_FIELD_NUMBER: _ClassVar[int]
     SOURCE_FORMAT_FIELD_NUMBER: _ClassVar[int]
     DESTINATION_KEY_FIELD_NUMBER: _ClassVar[int]
     DESTINATION_FORMAT_FIELD_NUMBER: _ClassVar[int]
@@ -28,12 +39,13 @@ class TranslatePinRequest(_message.Message):
     PAN_FIELD_NUMBER: _ClassVar[int]
     source_key: _types_pb2.KeyRef
     source_one_time_key: OneTimeKey
+    source_dukpt: DukptKey
     source_format: _types_pb2.PinBlockFormat
     destination_key: _types_pb2.KeyRef
     destination_format: _types_pb2.PinBlockFormat
     pin_block: bytes
     pan: str
-    def __init__(self, source_key: _Optional[_Union[_types_pb2.KeyRef, _Mapping]] = ..., source_one_time_key: _Optional[_Union[OneTimeKey, _Mapping]] = ..., source_format: _Optional[_Union[_types_pb2.PinBlockFormat, str]] = ..., destination_key: _Optional[_Union[_types_pb2.KeyRef, _Mapping]] = ..., destination_format: _Optional[_Union[_types_pb2.PinBlockFormat, str]] = ..., pin_block: _Optional[bytes] = ..., pan: _Optional[str] = ...) -> None: ...
+    def __init__(self, source_key: _Optional[_Union[_types_pb2.KeyRef, _Mapping]] = ..., source_one_time_key: _Optional[_Union[OneTimeKey, _Mapping]] = ..., source_dukpt: _Optional[_Union[DukptKey, _Mapping]] = ..., source_format: _Optional[_Union[_types_pb2.PinBlockFormat, str]] = ..., destination_key: _Optional[_Union[_types_pb2.KeyRef, _Mapping]] = ..., destination_format: _Optional[_Union[_types_pb2.PinBlockFormat, str]] = ..., pin_block: _Optional[bytes] = ..., pan: _Optional[str] = ...) -> None: ...
 
 class TranslatePinResponse(_message.Message):
     __slots__ = ("pin_block", "destination_key_version", "sign_on_required")
@@ -124,9 +136,10 @@ class PvvCheck(_message.Message):
     def __init__(self, pvk: _Optional[_Union[_types_pb2.KeyRef, _Mapping]] = ..., pvki: _Optional[int] = ..., pvv: _Optional[str] = ...) -> None: ...
 
 class VerifyPinRequest(_message.Message):
-    __slots__ = ("key", "one_time_key", "format", "pin_block", "pan", "stored", "ibm3624", "pvv")
+    __slots__ = ("key", "one_time_key", "dukpt", "format", "pin_block", "pan", "stored", "ibm3624", "pvv")
     KEY_FIELD_NUMBER: _ClassVar[int]
     ONE_TIME_KEY_FIELD_NUMBER: _ClassVar[int]
+    DUKPT_FIELD_NUMBER: _ClassVar[int]
     FORMAT_FIELD_NUMBER: _ClassVar[int]
     PIN_BLOCK_FIELD_NUMBER: _ClassVar[int]
     PAN_FIELD_NUMBER: _ClassVar[int]
@@ -135,13 +148,14 @@ class VerifyPinRequest(_message.Message):
     PVV_FIELD_NUMBER: _ClassVar[int]
     key: _types_pb2.KeyRef
     one_time_key: OneTimeKey
+    dukpt: DukptKey
     format: _types_pb2.PinBlockFormat
     pin_block: bytes
     pan: str
     stored: StoredPinCheck
     ibm3624: Ibm3624Check
     pvv: PvvCheck
-    def __init__(self, key: _Optional[_Union[_types_pb2.KeyRef, _Mapping]] = ..., one_time_key: _Optional[_Union[OneTimeKey, _Mapping]] = ..., format: _Optional[_Union[_types_pb2.PinBlockFormat, str]] = ..., pin_block: _Optional[bytes] = ..., pan: _Optional[str] = ..., stored: _Optional[_Union[StoredPinCheck, _Mapping]] = ..., ibm3624: _Optional[_Union[Ibm3624Check, _Mapping]] = ..., pvv: _Optional[_Union[PvvCheck, _Mapping]] = ...) -> None: ...
+    def __init__(self, key: _Optional[_Union[_types_pb2.KeyRef, _Mapping]] = ..., one_time_key: _Optional[_Union[OneTimeKey, _Mapping]] = ..., dukpt: _Optional[_Union[DukptKey, _Mapping]] = ..., format: _Optional[_Union[_types_pb2.PinBlockFormat, str]] = ..., pin_block: _Optional[bytes] = ..., pan: _Optional[str] = ..., stored: _Optional[_Union[StoredPinCheck, _Mapping]] = ..., ibm3624: _Optional[_Union[Ibm3624Check, _Mapping]] = ..., pvv: _Optional[_Union[PvvCheck, _Mapping]] = ...) -> None: ...
 
 class VerifyPinResponse(_message.Message):
     __slots__ = ("verified",)

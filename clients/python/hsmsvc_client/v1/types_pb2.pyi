@@ -44,6 +44,7 @@ class KeyType(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     KEY_TYPE_KAK: _ClassVar[KeyType]
     KEY_TYPE_SIG: _ClassVar[KeyType]
     KEY_TYPE_CSK: _ClassVar[KeyType]
+    KEY_TYPE_BDK: _ClassVar[KeyType]
 
 class KeyUsage(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -61,6 +62,7 @@ class KeyUsage(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     KEY_USAGE_ASYMMETRIC_KEY_WRAPPING: _ClassVar[KeyUsage]
     KEY_USAGE_DIGITAL_SIGNATURE: _ClassVar[KeyUsage]
     KEY_USAGE_ASYMMETRIC_DATA_ENCRYPTION: _ClassVar[KeyUsage]
+    KEY_USAGE_BDK: _ClassVar[KeyUsage]
 
 class ModeOfUse(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -186,6 +188,7 @@ KEY_TYPE_CTK: KeyType
 KEY_TYPE_KAK: KeyType
 KEY_TYPE_SIG: KeyType
 KEY_TYPE_CSK: KeyType
+KEY_TYPE_BDK: KeyType
 KEY_USAGE_UNSPECIFIED: KeyUsage
 KEY_USAGE_DATA: KeyUsage
 KEY_USAGE_KEK: KeyUsage
@@ -200,6 +203,7 @@ KEY_USAGE_PIN_VERIFICATION_VISA_PVV: KeyUsage
 KEY_USAGE_ASYMMETRIC_KEY_WRAPPING: KeyUsage
 KEY_USAGE_DIGITAL_SIGNATURE: KeyUsage
 KEY_USAGE_ASYMMETRIC_DATA_ENCRYPTION: KeyUsage
+KEY_USAGE_BDK: KeyUsage
 MODE_OF_USE_UNSPECIFIED: ModeOfUse
 MODE_OF_USE_ENCRYPT_DECRYPT: ModeOfUse
 MODE_OF_USE_MAC_GENERATE_VERIFY: ModeOfUse
