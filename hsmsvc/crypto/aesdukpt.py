@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from enum import Enum, unique
 from typing import Final
 
-from hsmsvc.crypto import _cipher, _validate
+from hsmsvc.crypto import _cipher, _validate, dukpt
 from hsmsvc.errors import InvalidInput
 from hsmsvc.types import Algorithm
 
@@ -124,16 +124,8 @@ def _initial_key_id(value: bytes) -> bytes:
 
 
 def _check_counter(counter: int) -> None:
-    if isinstance(counter, bool) or not isinstance(counter, int):
-        raise InvalidInput("ksn", "the counter is an integer")
-    if counter == 0:
-        # Counter 0 is the initial key ID alone: the device's first transaction is counter 1.
-        raise InvalidInput("ksn", "a counter of 0 names no transaction key")
     # Past FFFF0000 every 32-bit counter has 17 one bits or more: the device has stopped (6.1).
-    if not 0 < counter <= MAX_COUNTER:
-        raise InvalidInput("ksn", "the counter is from 1 to its maximum, FFFF0000")
-    if counter.bit_count() > MAX_ONE_BITS:
-        raise InvalidInput("ksn", f"the counter has at most {MAX_ONE_BITS} one bits (X9.24-3:2017 6.1)")
+    dukpt.check_counter(counter, maximum=MAX_COUNTER, one_bits=MAX_ONE_BITS, clause="X9.24-3:2017 6.1")
 
 
 def _key_type(key_type: Algorithm) -> tuple[int, int]:

@@ -32,6 +32,7 @@ __all__ = [
     "MAX_ONE_BITS",
     "TdesDukptKey",
     "TdesKsn",
+    "check_counter",
     "derive",
     "initial_key",
     "transaction_key",
@@ -101,17 +102,23 @@ class TdesKsn:
         return (int.from_bytes(self.initial, "big") | self.counter).to_bytes(KSN_LENGTH, "big")
 
 
-def _check_counter(counter: int) -> None:
+def check_counter(counter: int, *, maximum: int, one_bits: int, clause: str) -> None:
+    """Refuse a KSN counter DUKPT never uses: 0 (the initial KSN or key ID alone, whose key the
+    device never uses itself), one past the last, or one of more than ``one_bits`` one bits (the
+    device skips those, so no key is more than ``one_bits`` derivations from the initial key)."""
     if isinstance(counter, bool) or not isinstance(counter, int):
         raise InvalidInput("ksn", "the counter is an integer")
     if counter == 0:
-        # Counter 0 is the initial KSN: the device never uses the IPEK itself (A.2, "Load Initial Key").
         raise InvalidInput("ksn", "a counter of 0 names no transaction key")
+    if not 0 < counter <= maximum:
+        raise InvalidInput("ksn", f"the counter is from 1 to its maximum, {maximum:X}")
+    if counter.bit_count() > one_bits:
+        raise InvalidInput("ksn", f"the counter has at most {one_bits} one bits ({clause})")
+
+
+def _check_counter(counter: int) -> None:
     # Past 1FF800 every 21-bit counter has 11 one bits or more: the device has stopped (A.3).
-    if not 0 < counter <= MAX_COUNTER:
-        raise InvalidInput("ksn", "the counter is from 1 to its maximum, 1FF800")
-    if counter.bit_count() > MAX_ONE_BITS:
-        raise InvalidInput("ksn", f"the counter has at most {MAX_ONE_BITS} one bits (X9.24-1:2009 A.3)")
+    check_counter(counter, maximum=MAX_COUNTER, one_bits=MAX_ONE_BITS, clause="X9.24-1:2009 A.3")
 
 
 def _bdk(bdk: bytes) -> bytes:

@@ -48,6 +48,7 @@ __all__ = [
     "generate_script_mac",
     "master_key_input",
     "script_mac_input",
+    "script_mac_length",
     "verify_ac",
 ]
 
@@ -321,10 +322,15 @@ def generate_script_mac(
     """The issuer script command MAC (section 9.2.3, A1.2.1): MAC algorithm 3, padding method 2,
     4 to 8 bytes, over :func:`script_mac_input` under the integrity session key."""
     k = _key(session_key, "session_key")
-    if not isinstance(length, int) or not 4 <= length <= 8:
-        raise InvalidInput("mac_length", "4 to 8 bytes")
     return mac.generate_retail_mac(k, script_mac_input(header=header, data=data, atc=atc, arqc=arqc),
-                                   Padding.METHOD_2, length)
+                                   Padding.METHOD_2, script_mac_length(length))
+
+
+def script_mac_length(length: int) -> int:
+    """``length`` if a script MAC may be that long: 4 to 8 bytes (section 9.2.3)."""
+    if isinstance(length, bool) or not isinstance(length, int) or not 4 <= length <= 8:
+        raise InvalidInput("mac_length", "4 to 8 bytes")
+    return length
 
 
 def _script_data(data: bytes) -> bytes:

@@ -20,7 +20,14 @@ from __future__ import annotations
 from typing import Final
 
 from hsmsvc.crypto import _cipher, _validate, compare, mac, pinblock
-from hsmsvc.crypto.emv import AC_LENGTH, MAX_SCRIPT_DATA, MasterKeyOption, master_key_input, script_mac_input
+from hsmsvc.crypto.emv import (
+    AC_LENGTH,
+    MAX_SCRIPT_DATA,
+    MasterKeyOption,
+    master_key_input,
+    script_mac_input,
+    script_mac_length,
+)
 from hsmsvc.errors import InvalidInput
 from hsmsvc.types import Algorithm, Padding
 
@@ -130,10 +137,8 @@ def generate_script_mac(
     """The script command MAC: the leftmost ``length`` (4 to 8) bytes of the SM4 CBC-MAC, padding
     method 2, of :func:`hsmsvc.crypto.emv.script_mac_input`."""
     k = _key(session_key, "session_key")
-    if not isinstance(length, int) or not 4 <= length <= 8:
-        raise InvalidInput("mac_length", "4 to 8 bytes")
     data_in = script_mac_input(header=header, data=data, atc=atc, arqc=arqc)
-    return mac.generate_cbc_mac(_SM4, k, data_in, Padding.METHOD_2, length)
+    return mac.generate_cbc_mac(_SM4, k, data_in, Padding.METHOD_2, script_mac_length(length))
 
 
 def encrypt_script_data(session_key: bytes, *, data: bytes) -> bytes:
