@@ -168,8 +168,11 @@ ALLOWED: Final[
         _DEC,
     ),
     Operation.KEY_EXPORT: (
-        # A key pair's private half never leaves; its public half is not an export.
-        frozenset(KeyType) - {KeyType.LMK, KeyType.KTK, KeyType.CTK, KeyType.KAK, KeyType.SIG, KeyType.CSK},
+        # A key pair's private half never leaves; its public half is not an export. A BDK never
+        # leaves either (X9.24-1: never in a PIN entry device, which TR-34 loads): a second HSM
+        # takes it from its ceremony's components, as an LMK.
+        frozenset(KeyType) - {KeyType.LMK, KeyType.KTK, KeyType.CTK, KeyType.KAK, KeyType.SIG, KeyType.CSK,
+                              KeyType.BDK},
         frozenset(KeyUsage),
         frozenset(ModeOfUse),
     ),
@@ -293,7 +296,6 @@ ECB_VARIANTS: Final[Mapping[KeyType, int]] = {
     KeyType.TAK: 0x74,
     KeyType.DEK: 0x9C,
     KeyType.PSK: 0x3C,
-    KeyType.BDK: 0xB0,
 }
 
 

@@ -274,9 +274,10 @@ class UseMeter:
             elif spec.key_type in (KeyType.TPK, KeyType.TAK):
                 s.store.audit(AuditEvent(ACTOR, "key.sign_on_due", key.key_id, key.version,
                                          (("use_count", "limit"),)))
-            elif spec.key_type in (KeyType.SIG, KeyType.CSK):
+            elif spec.key_type in (KeyType.SIG, KeyType.CSK, KeyType.BDK):
                 # A new signature pair needs its certificate, a new two-party key the client's share:
-                # an officer's or the client's to make, so the limit is recorded, not acted on.
+                # an officer's or the client's to make, so the limit is recorded, not acted on; a
+                # new BDK means injecting its terminals anew.
                 s.store.audit(AuditEvent(ACTOR, "key.renewal_due", key.key_id, key.version,
                                          (("use_count", "limit"),)))
             else:

@@ -156,14 +156,19 @@ def forming(url: str, sealed_file: Path) -> Iterator[KeyManager]:
 
 
 def _form(km: KeyManager, spec: KeySpec, legacy: frozenset[KeyType] = frozenset(),
-          form: LegacyForm = LegacyForm.HSMSVC_VARIANT) -> bytes:
-    """``spec`` formed from two random components; a K0 KEK with ``legacy`` types carries them in ``form``."""
-    clear = clear_key(spec.algorithm)
+          form: LegacyForm = LegacyForm.HSMSVC_VARIANT, clear: bytes | None = None) -> bytes:
+    """``spec`` formed from two random components (of ``clear`` if given); a K0 KEK with ``legacy``
+    types carries them in ``form``."""
+    clear = clear or clear_key(spec.algorithm)
     c1 = secrets.token_bytes(len(clear))
     km.form(spec, [c1, bytes(a ^ b for a, b in zip(clear, c1))], legacy_types=legacy,
             legacy_form=form if legacy else LegacyForm.NONE)
     return clear
 
+
+# ANSI X9.24-1:2009 A.4's BDK, and the X9.24-3:2017 supplement's AES-128 BDK.
+DUKPT_BDKS = (("dukpt.bdk-tdes", Algorithm.TDES_2KEY, "0123456789ABCDEFFEDCBA9876543210"),
+              ("dukpt.bdk-aes", Algorithm.AES_128, "FEDCBA9876543210F1F1F1F1F1F1F1F1"))
 
 ATTEMPTS = """
 [attempts]
@@ -255,11 +260,16 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
             clear = {
                 "zmk": _form(km, KeySpec("zmk-core", 1, KeyType.ZMK, Algorithm.AES_256, KeyUsage.KEK,
                                          ModeOfUse.ENCRYPT_DECRYPT),
-                             frozenset({KeyType.ZPK, KeyType.PVK, KeyType.MAK, KeyType.DEK, KeyType.BDK})),
+                             frozenset({KeyType.ZPK, KeyType.PVK, KeyType.MAK, KeyType.DEK})),
                 "tmk": _form(km, KeySpec("branch-0001.tmk", 1, KeyType.TMK, Algorithm.TDES_3KEY, KeyUsage.KEK,
                                          ModeOfUse.ENCRYPT_DECRYPT, zone="branch-0001"), frozenset({KeyType.TPK})),
                 "psk": _form(km, KeySpec("psk-digest", 1, KeyType.PSK, Algorithm.AES_256, KeyUsage.MAC_HMAC,
                                          ModeOfUse.MAC_GENERATE_VERIFY, Exportability.NON_EXPORTABLE)),
+                # DUKPT BDKs, formed from components as a ceremony forms them, of the published
+                # values the vectors of tests/api/test_dukpt.py are made under.
+                **{name: _form(km, KeySpec(name, 1, KeyType.BDK, alg, KeyUsage.BDK, ModeOfUse.DERIVE,
+                                           Exportability.NON_EXPORTABLE), clear=bytes.fromhex(value))
+                   for name, alg, value in DUKPT_BDKS},
             }
         proc, info = launch(d, url, sealed_file, srv, ca, ATTEMPTS)
         e = Env(info["port"], info["metrics_port"], ca, ids, d / "server.log", url, clear)

@@ -1,6 +1,6 @@
 """PIN blocks from DUKPT terminals, end to end: translated to a ZPK and verified, over gRPC.
 
-The BDK is imported under the ZMK as a key injection facility would send it. Every
+The BDKs are formed from components when the session's server is set up, as a ceremony forms them. Every
 expected value is a published one (ANSI X9.24-1:2009 annex A.4 and the X9.24-3:2017
 supplement, as openemv/dukpt's tests reproduce them) or is checked with tests/reference.py.
 """
@@ -35,22 +35,12 @@ PIN_VARIANT = H("00000000000000FF00000000000000FF")
 AES_BDK = H("FEDCBA9876543210F1F1F1F1F1F1F1F1")
 AES_PAN = "4111111111111111"
 AES_KSN, AES_BLOCK = "123456789012345600000001", "A912150391AB65A67E52883D81CE2D15"
-BDK_VARIANT = 0xB0  # hsmsvc's ECB form's constant for a BDK (hsm.policy.ECB_VARIANTS), a bilateral convention
-
-
-def _import_bdk(server: Env, key_id: str, alg: int, clear: bytes) -> None:
-    mgr = server.client("key-manager")
-    r = mgr.keys.ImportKey(key_pb.ImportKeyRequest(
-        kek=pb.KeyRef(key_id="zmk-core"), wrapped_key=ind.aes_ecb(ind.variant(server.clear["zmk"], BDK_VARIANT), clear),
-        kcv=ind.tdes_kcv(clear) if alg == pb.ALGORITHM_TDES_2KEY else b"",
-        template=template(key_id, pb.KEY_TYPE_BDK, alg, pb.KEY_USAGE_BDK, pb.MODE_OF_USE_DERIVE)))
-    assert r.key.key_id == key_id and r.key.state == pb.KEY_STATE_ACTIVE
 
 
 @pytest.fixture(scope="session")
 def bdks(server: Env) -> None:
-    _import_bdk(server, "dukpt.bdk-tdes", pb.ALGORITHM_TDES_2KEY, TDES_BDK)
-    _import_bdk(server, "dukpt.bdk-aes", pb.ALGORITHM_AES_128, AES_BDK)
+    """The BDKs the session's server formed from components (tests/api/conftest.py, DUKPT_BDKS)."""
+    assert server.clear["dukpt.bdk-tdes"] == TDES_BDK and server.clear["dukpt.bdk-aes"] == AES_BDK
 
 
 def _dukpt(ksn: str, bdk: str = "dukpt.bdk-tdes", alg: int = 0) -> pin_pb.DukptKey:
@@ -132,3 +122,19 @@ def test_a_bdk_is_used_only_for_derivation(bdks: None, core: Client) -> None:
         destination_key=pb.KeyRef(key_id="zpk2"), destination_format=pb.PIN_BLOCK_FORMAT_ISO_0,
         pin_block=H(block), pan=TDES_PAN))
     assert code in (grpc.StatusCode.PERMISSION_DENIED, grpc.StatusCode.FAILED_PRECONDITION)
+
+
+def test_a_bdk_is_never_rotated_exported_or_taken_in_an_ecb_form(bdks: None, server: Env) -> None:
+    # An adversarial review's findings: a new random version would fail every terminal and lock
+    # their cards; a BDK in an ECB form (no key type bound) could be taken in again as a DEK.
+    mgr = server.client("key-manager")
+    code, details = code_of(mgr.keys.RotateKey, key_pb.RotateKeyRequest(key=pb.KeyRef(key_id="dukpt.bdk-tdes")))
+    assert code is grpc.StatusCode.FAILED_PRECONDITION and "not rotated" in details
+    code, _ = code_of(mgr.keys.ExportKey, key_pb.ExportKeyRequest(kek=pb.KeyRef(key_id="zmk-core"),
+                                                                 key=pb.KeyRef(key_id="dukpt.bdk-tdes")))
+    assert code in (grpc.StatusCode.PERMISSION_DENIED, grpc.StatusCode.FAILED_PRECONDITION)
+    code, _ = code_of(mgr.keys.ImportKey, key_pb.ImportKeyRequest(
+        kek=pb.KeyRef(key_id="zmk-core"), wrapped_key=ind.aes_ecb(server.clear["zmk"], TDES_BDK),
+        kcv=ind.tdes_kcv(TDES_BDK), template=template("dukpt.bdk-ecb", pb.KEY_TYPE_BDK, pb.ALGORITHM_TDES_2KEY,
+                                                      pb.KEY_USAGE_BDK, pb.MODE_OF_USE_DERIVE)))
+    assert code is grpc.StatusCode.FAILED_PRECONDITION

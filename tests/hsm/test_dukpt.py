@@ -11,12 +11,12 @@ import secrets
 
 import pytest
 
-from hsmsvc.errors import InvalidInput, InvalidPinBlock, Unsupported
+from hsmsvc.errors import InvalidInput, InvalidPinBlock, KeyUsageViolation, Unsupported
 from hsmsvc.hsm.backend import Backend
 from hsmsvc.hsm.commands import FormKey, TranslatePin
 from hsmsvc.hsm.model import Command, DukptPinKey, KeyCryptogram, KeySpec, PinBlock
-from hsmsvc.hsm.policy import check_binding
-from hsmsvc.types import Algorithm, KeyType, KeyUsage, ModeOfUse, PinBlockFormat
+from hsmsvc.hsm.policy import Operation, check_binding, require
+from hsmsvc.types import Algorithm, Exportability, KeyType, KeyUsage, ModeOfUse, PinBlockFormat
 from tests.hsm.helpers import form
 from tests.reference import decode_iso0, ecb, iso4_decipher
 
@@ -80,3 +80,20 @@ def test_a_bdk_binds_derive_and_nothing_else() -> None:
             check_binding(KeyType.BDK, KeyUsage.BDK, alg, mode)
     with pytest.raises(InvalidInput):
         check_binding(KeyType.ZPK, KeyUsage.PIN_ENCRYPTION, Algorithm.TDES_2KEY, ModeOfUse.DERIVE)
+    # Never exported, even if made exportable: TR-34 would load it into a device (X9.24-1 forbids).
+    with pytest.raises(KeyUsageViolation):
+        require(KeyType.BDK, KeyUsage.BDK, ModeOfUse.DERIVE, Operation.KEY_EXPORT, Exportability.EXPORTABLE)
+    for op in Operation:
+        if op is not Operation.DUKPT_PIN_DECRYPT:
+            with pytest.raises(KeyUsageViolation):
+                require(KeyType.BDK, KeyUsage.BDK, ModeOfUse.DERIVE, op, Exportability.EXPORTABLE)
+
+
+def test_no_legacy_ecb_form_carries_a_bdk() -> None:
+    from hsmsvc.hsm.model import LegacyForm
+    from hsmsvc.keys.hierarchy import check_legacy_types
+
+    zmk = KeySpec("zmk", 1, KeyType.ZMK, Algorithm.TDES_2KEY, KeyUsage.KEK, ModeOfUse.ENCRYPT_DECRYPT)
+    for legacy in (LegacyForm.X917_ECB, LegacyForm.PAYSHIELD_VARIANT, LegacyForm.HSMSVC_VARIANT):
+        with pytest.raises(InvalidInput, match="TR-31"):
+            check_legacy_types(zmk, frozenset({KeyType.BDK, KeyType.DEK}), legacy)
