@@ -180,6 +180,13 @@ class KeyType(Vocabulary):
     """Base derivation key (ANSI X9.24-1 and X9.24-3 DUKPT; TR-31 usage B0, mode X): derives each
     terminal's initial key and, from a transaction's KSN, that transaction's PIN, MAC and data
     keys, inside the backend. A TDES BDK is two-key (X9.24-1:2009); an AES BDK any AES size."""
+    CVK = "CVK"
+    """Card verification key (TR-31 usage C0): the key pair A||B of the CVV method (CVV, CVV2, iCVV),
+    a two-key TDES key."""
+    IMK = "IMK"
+    """Issuer master key (EMV Book 2 annex A1.4; TR-31 usages E0-E6, mode X): derives each card's own
+    key from its PAN and PAN sequence number, inside the backend, and is never used directly. Two-key
+    TDES, or SM4 for PBOC 3.0 / UnionPay IC cards."""
 
 
 @unique
@@ -187,6 +194,18 @@ class KeyUsage(Vocabulary):
     """ANSI X9 TR-31:2018 key usage (header bytes 5-6), by its code."""
 
     BDK = "B0"
+    CVK = "C0"
+    """TR-31:2018 "card verification key"."""
+    EMV_AC = "E0"
+    """TR-31:2018 "EMV/chip issuer master key: application cryptograms" (ARQC, TC, AAC, ARPC)."""
+    EMV_SMC = "E1"
+    """TR-31:2018 "EMV/chip issuer master key: secure messaging for confidentiality" (script encryption)."""
+    EMV_SMI = "E2"
+    """TR-31:2018 "EMV/chip issuer master key: secure messaging for integrity" (script MACs)."""
+    EMV_DYNAMIC_NUMBERS = "E4"
+    """TR-31:2018 "EMV/chip issuer master key: dynamic numbers" (Mastercard CVC3)."""
+    EMV_OTHER = "E6"
+    """TR-31:2018 "EMV/chip issuer master key: other" (Visa dCVV)."""
     DATA = "D0"
     KEK = "K0"
     KBPK = "K1"

@@ -430,3 +430,5 @@ def sha256(data: bytes) -> bytes:
 
 # Elliptic-curve references (key agreement, ECIES, SM2), kept in their own module for size.
 from tests.reference_ec import *  # noqa: E402,F403
+# Card references (the CVV method, EMV card and session keys, cryptograms), in their own module for size.
+from tests.reference_cards import *  # noqa: E402,F403

@@ -22,9 +22,10 @@ from tests.kas_vectors import (
 )
 
 H = bytes.fromhex
-REFERENCES = (Path(__file__).with_name("reference.py"), Path(__file__).with_name("reference_ec.py"))
-ALLOWED_ROOTS = {"cryptography", "gmssl", "__future__", "tests.reference_ec"}
-"""tests.reference_ec: the elliptic-curve half, held to the same rule, which reference.py re-exports."""
+REFERENCES = tuple(Path(__file__).with_name(n) for n in ("reference.py", "reference_ec.py", "reference_cards.py"))
+ALLOWED_ROOTS = {"cryptography", "gmssl", "__future__", "tests.reference_ec", "tests.reference_cards"}
+"""tests.reference_ec and tests.reference_cards: the elliptic-curve and card parts, held to the same rule,
+which reference.py re-exports."""
 
 
 def _imported_roots(tree: ast.Module) -> set[str]:
@@ -298,3 +299,36 @@ def test_sm2_key_exchange_gbt32918_3_annex_a() -> None:
     a = ref.sm2_key_exchange(curve, d_a, r_a, p_b, rb, *ids, True, 16)
     b = ref.sm2_key_exchange(curve, d_b, r_b, p_a, ra, *ids, False, 16)
     assert a == b and a[0] == H("55B0AC62A6B927BA23703832C853DED4")
+
+
+# -- tests/reference_cards.py -----------------------------------------------------------------------
+
+CARD_IMK = H("0123456789ABCDEFFEDCBA9876543210")
+VISA_TX = H("000000004000" "000000000000" "0124" "8000048000" "0124" "191105" "01" "52BF4585" "1800" "001C")
+
+
+def test_cvv_value_psec_and_cvv_test_data() -> None:
+    # knovichikhin/psec psec/cvv.py generate_cvv docstring; the CVV test data reproduced at
+    # http://fsou.com/html/text/chl/848/84828_4.html (CVK A 0123456789ABCDEF, B FEDCBA9876543210).
+    assert ref.cvv_value(CARD_IMK, "1234567890123456", "9912", "220") == "170"
+    assert ref.cvv_value(CARD_IMK, "4123456789012345", "8701", "101") == "561"
+    assert ref.cvv_value(CARD_IMK, "4123456789012", "8701", "101") == "370"
+
+
+def test_emv_references_pyemv_hsm_vectors() -> None:
+    # knovichikhin/pyemv: pyemv/kd.py's derive_icc_mk_a docstring; tests/test_cvn_hsm.py test_visa_cvn10 and
+    # test_visa_cvn18 (PAN 1234567890123456, PSN 00, ATC 001C; card key KCV BAB0, CVN 18 session key KCV 22C8).
+    assert ref.emv_card_key(CARD_IMK, "12345678901234567", "01") == H("73AD54688CEF2934B0979857E3C719F1")
+    mk = ref.emv_card_key(CARD_IMK, "1234567890123456", "00")
+    assert ref.tdes_ecb(mk, bytes(8))[:2] == H("BAB0")
+    assert ref.emv_session_key(CARD_IMK, H("001C")) == H("E9FB384AF807B940FEDCEA613461B0C4")
+    sk = ref.emv_session_key(mk, H("001C"))
+    assert ref.tdes_ecb(sk, bytes(8))[:2] == H("22C8")
+    assert ref.emv_ac(sk, VISA_TX + H("06011203A0B800")) == H("7A788EA6B8A3E733")
+    assert ref.emv_arpc_method1(mk, H("29CCA15AE665FA2E"), H("3030")) == H("28993816AFAE4AEB")
+
+
+def test_card_sm4_gb_t_32907_example_1() -> None:
+    # GB/T 32907-2016 appendix A, example 1: the key enciphering itself.
+    from tests.reference_cards import _sm4
+    assert _sm4(CARD_IMK, CARD_IMK) == H("681EDF34D206965E86B3E94F536E4246")

@@ -37,6 +37,7 @@ from hsmsvc.api.keys import KeyServicer
 from hsmsvc.api.signatures import CoSigningServicer, SignatureServicer
 from hsmsvc.api.keysync import KeySyncServicer, PeerCourier
 from hsmsvc.api.logs import ACCESS, release_stderr
+from hsmsvc.api.cards import CardServicer
 from hsmsvc.api.mac import MacServicer
 from hsmsvc.api.metrics import BEAT, Metrics
 from hsmsvc.api.monitor import Monitor
@@ -58,6 +59,7 @@ from hsmsvc_client.v1 import ceremony_service_pb2, ceremony_service_pb2_grpc
 from hsmsvc_client.v1 import data_service_pb2, data_service_pb2_grpc, key_service_pb2, key_service_pb2_grpc
 from hsmsvc_client.v1 import key_sync_service_pb2, key_sync_service_pb2_grpc
 from hsmsvc_client.v1 import mac_service_pb2, mac_service_pb2_grpc, pin_service_pb2, pin_service_pb2_grpc
+from hsmsvc_client.v1 import card_service_pb2, card_service_pb2_grpc
 from hsmsvc_client.v1 import signature_service_pb2, signature_service_pb2_grpc
 from hsmsvc_client.v1 import status_service_pb2, status_service_pb2_grpc
 
@@ -77,11 +79,12 @@ SERVICE_NAMES = tuple(
         (status_service_pb2.DESCRIPTOR, "StatusService"),
         (signature_service_pb2.DESCRIPTOR, "SignatureService"),
         (signature_service_pb2.DESCRIPTOR, "CoSigningService"),
+        (card_service_pb2.DESCRIPTOR, "CardService"),
     )
 )
 _MAX_MESSAGE = 16 * 1024 * 1024
 _PROTO_FILES = (key_service_pb2, pin_service_pb2, mac_service_pb2, data_service_pb2, key_sync_service_pb2,
-                ceremony_service_pb2, status_service_pb2, signature_service_pb2)
+                ceremony_service_pb2, status_service_pb2, signature_service_pb2, card_service_pb2)
 
 
 def open_backend(config: ServerConfig, forget: bool = True) -> Backend:
@@ -206,6 +209,7 @@ def _serving(config: ServerConfig, backend: Backend, *, policy: Policy, observed
     pin_service_pb2_grpc.add_PinServiceServicer_to_server(PinServicer(services, observed), into)
     mac_service_pb2_grpc.add_MacServiceServicer_to_server(MacServicer(services, observed), into)
     data_service_pb2_grpc.add_DataServiceServicer_to_server(DataServicer(services, observed), into)
+    card_service_pb2_grpc.add_CardServiceServicer_to_server(CardServicer(services, observed), into)
     key_service_pb2_grpc.add_KeyServiceServicer_to_server(KeyServicer(services, observed, config.key_sync), into)
     key_sync_service_pb2_grpc.add_KeySyncServiceServicer_to_server(
         KeySyncServicer(services, observed, config.key_sync, courier), into)

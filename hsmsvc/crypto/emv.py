@@ -46,6 +46,7 @@ __all__ = [
     "generate_arpc_method1",
     "generate_arpc_method2",
     "generate_script_mac",
+    "master_key_block",
     "master_key_input",
     "script_mac_input",
     "script_mac_length",
@@ -161,8 +162,15 @@ def derive_icc_master_key(imk: bytes, *, pan: str, psn: str = "00", option: Mast
     '67F8292358083E5EA7AB7FDA58D53B6B'
     """
     key = _key(imk, "imk")
+    return adjust_odd_parity(_cipher.ecb_encrypt(_TDES, key, master_key_block(pan=pan, psn=psn, option=option)))
+
+
+def master_key_block(*, pan: str, psn: str, option: MasterKeyOption) -> bytes:
+    """Y || (Y XOR FF..FF), the two blocks the IMK enciphers into the ICC master key (annex A1.4), for
+    a backend that holds the IMK as a loaded cipher: the TDES result takes odd parity, the SM4 one
+    (``crypto/emvsm4.py``, one 16-byte block) is the key as it is."""
     y = master_key_input(pan=pan, psn=psn, option=option)
-    return adjust_odd_parity(_cipher.ecb_encrypt(_TDES, key, y + _complement(y)))
+    return y + _complement(y)
 
 
 def derive_common_session_key(icc_master_key: bytes, *, r: bytes) -> bytes:

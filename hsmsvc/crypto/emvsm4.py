@@ -24,7 +24,7 @@ from hsmsvc.crypto.emv import (
     AC_LENGTH,
     MAX_SCRIPT_DATA,
     MasterKeyOption,
-    master_key_input,
+    master_key_block,
     script_mac_input,
     script_mac_length,
 )
@@ -63,8 +63,7 @@ def _data(value: bytes) -> bytes:
 def derive_icc_master_key(imk: bytes, *, pan: str, psn: str = "00", option: MasterKeyOption) -> bytes:
     """The 16-byte SM4 ICC master key: SM4(IMK)[Y || Y XOR FF..FF] (A1.4 for a 16-byte block), no parity."""
     key = _key(imk, "imk")
-    y = master_key_input(pan=pan, psn=psn, option=option)
-    return _cipher.ecb_encrypt(_SM4, key, y + bytes(b ^ 0xFF for b in y))
+    return _cipher.ecb_encrypt(_SM4, key, master_key_block(pan=pan, psn=psn, option=option))
 
 
 def derive_common_session_key(icc_master_key: bytes, *, r: bytes) -> bytes:

@@ -11,13 +11,17 @@ from typing import Final, Mapping
 
 from hsmsvc.types import Algorithm, MacAlgorithm
 
-__all__ = ["ANCHOR_DOMAIN", "AUDIT_DOMAIN", "HMAC_FOR", "KEY_SYNC_LABEL", "PAN_DOMAIN", "STORE_ANCHOR_DOMAIN"]
+__all__ = [
+    "ANCHOR_DOMAIN", "AUDIT_DOMAIN", "CARD_DOMAIN", "HMAC_FOR", "KEY_SYNC_LABEL", "PAN_DOMAIN", "STORE_ANCHOR_DOMAIN",
+]
 
 AUDIT_DOMAIN: Final = b"hsmsvc/audit/v1\x00"
 ANCHOR_DOMAIN: Final = b"hsmsvc/audit-anchor/v1\x00"
 STORE_ANCHOR_DOMAIN: Final = b"hsmsvc/audit-anchor/v2\x00"
 """An anchor bound to one store's id (v1 named no store, so two stores on one LMK clashed)."""
 PAN_DOMAIN: Final = b"hsmsvc/pan-hash/v1\x00"
+CARD_DOMAIN: Final = b"hsmsvc/card-hash/v1\x00"
+"""What a card value check binds (its PAN, its data, its card key's input), for its counters."""
 KEY_SYNC_LABEL: Final = b"hsmsvc/ks-mac/v1"
 """Derivation data for the key-change MAC key (never an exported key: ECB exports use variants)."""
 HMAC_FOR: Final[Mapping[Algorithm, MacAlgorithm]] = {

@@ -98,6 +98,8 @@ class Command(Vocabulary):
     """Two-party SM2: the server's share of key generation, signing and decryption (CSK)."""
     DUKPT = "DUKPT"
     """Derive a DUKPT transaction's keys from a BDK inside the backend (X9.24-1, X9.24-3)."""
+    CARD = "CARD"
+    """Card values and EMV cryptograms under a CVK or an IMK, computed inside the backend (issue 35)."""
 
 
 @unique

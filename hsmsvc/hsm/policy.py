@@ -71,6 +71,15 @@ class Operation(Vocabulary):
     DUKPT_PIN_DECRYPT = "DUKPT_PIN_DECRYPT"
     """Derive a transaction's PIN key from this BDK and a KSN, and decipher a PIN block under it
     (X9.24-1 annex A, X9.24-3 clause 6): the derived key exists only inside that command."""
+    CVV_GENERATE = "CVV_GENERATE"
+    """Compute a card's CVV, CVV2 or iCVV (CVK, usage C0): issuance, never verification's."""
+    CVV_VERIFY = "CVV_VERIFY"
+    """Check a presented CVV, CVV2 or iCVV (CVK, usage C0)."""
+    ARQC_VERIFY = "ARQC_VERIFY"
+    """Derive a card's AC key from this IMK (E0) and verify its ARQC, answering with an ARPC
+    (EMV Book 2 clauses 8.1-8.2 and annex A1.4)."""
+    DYNAMIC_CVV_VERIFY = "DYNAMIC_CVV_VERIFY"
+    """Derive a card's key from this IMK and check a Visa dCVV (E6) or a Mastercard CVC3 (E4)."""
 
 
 # The usages each key type may carry. K0 KEKs exchange keys in the legacy ECB
@@ -104,6 +113,9 @@ USAGES: Final[Mapping[KeyType, frozenset[KeyUsage]]] = {
     # A client's signing and encryption keys are separate pairs (two certificates, GM/T 0015).
     KeyType.CSK: frozenset({KeyUsage.DIGITAL_SIGNATURE, KeyUsage.ASYMMETRIC_DATA_ENCRYPTION}),
     KeyType.BDK: frozenset({KeyUsage.BDK}),
+    KeyType.CVK: frozenset({KeyUsage.CVK}),
+    KeyType.IMK: frozenset({KeyUsage.EMV_AC, KeyUsage.EMV_SMC, KeyUsage.EMV_SMI, KeyUsage.EMV_DYNAMIC_NUMBERS,
+                            KeyUsage.EMV_OTHER}),
 }
 
 _N = ModeOfUse.NO_RESTRICTIONS
@@ -213,12 +225,28 @@ ALLOWED: Final[
     Operation.CODECRYPT: (frozenset({KeyType.CSK}), frozenset({KeyUsage.ASYMMETRIC_DATA_ENCRYPTION}),
                           frozenset({ModeOfUse.DECRYPT_ONLY})),
     Operation.DUKPT_PIN_DECRYPT: (frozenset({KeyType.BDK}), frozenset({KeyUsage.BDK}), frozenset({ModeOfUse.DERIVE})),
+    Operation.CVV_GENERATE: (frozenset({KeyType.CVK}), frozenset({KeyUsage.CVK}), _GEN),
+    Operation.CVV_VERIFY: (frozenset({KeyType.CVK}), frozenset({KeyUsage.CVK}), _VER),
+    Operation.ARQC_VERIFY: (frozenset({KeyType.IMK}), frozenset({KeyUsage.EMV_AC}), frozenset({ModeOfUse.DERIVE})),
+    Operation.DYNAMIC_CVV_VERIFY: (frozenset({KeyType.IMK}),
+                                   frozenset({KeyUsage.EMV_OTHER, KeyUsage.EMV_DYNAMIC_NUMBERS}),
+                                   frozenset({ModeOfUse.DERIVE})),
 }
 
 # The key types whose only mode of use is X (derive): they make keys, and are never used directly.
-DERIVING: Final = frozenset({KeyType.KAK, KeyType.BDK})
+DERIVING: Final = frozenset({KeyType.KAK, KeyType.BDK, KeyType.IMK})
 # What a BDK may be: X9.24-1:2009's double-length TDES, or X9.24-3:2017's AES.
 BDK_ALGORITHMS: Final = frozenset({Algorithm.TDES_2KEY, Algorithm.AES_128, Algorithm.AES_192, Algorithm.AES_256})
+# What an IMK may be: EMV's two-key TDES (Book 2 annex A1.4), or SM4 for PBOC 3.0 / UnionPay IC cards.
+IMK_ALGORITHMS: Final = frozenset({Algorithm.TDES_2KEY, Algorithm.SM4})
+# Keys whose every use is a derivation or a check a caller must not be able to run another way. An
+# ECB form binds no key type (X9.17, the payShield variants: a KCV only), so one taken in that way
+# could be taken in again as a DEK, and its encryptions would be the terminals' initial keys (BDK),
+# the cards' own keys (IMK) or CVVs for any card (CVK). They travel only as TR-31 key blocks.
+TR31_ONLY: Final = frozenset({KeyType.BDK, KeyType.CVK, KeyType.IMK})
+# Keys a new random version would break: their terminals or cards hold values made under the old
+# one. RotateKey refuses them; a use or age limit records ``key.renewal_due`` for an officer.
+NOT_ROTATED: Final = frozenset({KeyType.BDK, KeyType.CVK, KeyType.IMK})
 
 # The key types that are key pairs (RSA, SM2 or EC), not block-cipher keys.
 KEY_PAIRS: Final = frozenset({KeyType.KTK, KeyType.CTK, KeyType.KAK, KeyType.SIG, KeyType.CSK})
@@ -276,6 +304,7 @@ EXPORTABLE_UNDER: Final[Mapping[KeyType, frozenset[KeyType]]] = {
     KeyType.ZMK: frozenset({
         KeyType.ZPK, KeyType.MAK, KeyType.DEK, KeyType.PVK, KeyType.ZMK, KeyType.TMK, KeyType.PSK,
         KeyType.BDK,  # from the key injection facility that holds the terminals' BDK
+        KeyType.CVK, KeyType.IMK,  # to and from a card personalisation bureau
     }),
     KeyType.TMK: frozenset({KeyType.TPK, KeyType.TAK, KeyType.DEK}),
 }
@@ -324,9 +353,13 @@ def check_binding(
     if pair_modes is not None and mode not in pair_modes:
         raise InvalidInput("mode_of_use", f"not a mode of use for a {key_type.value} of usage {usage.value}")
     if (mode is ModeOfUse.DERIVE) != (key_type in DERIVING):
-        raise InvalidInput("mode_of_use", "DERIVE is the mode of use of a KAK or a BDK, and their only one")
+        raise InvalidInput("mode_of_use", "DERIVE is the mode of use of a KAK, a BDK or an IMK, and their only one")
     if key_type is KeyType.BDK and algorithm not in BDK_ALGORITHMS:
         raise InvalidInput("algorithm", "a BDK is TDES_2KEY (X9.24-1) or AES_128, AES_192 or AES_256 (X9.24-3)")
+    if key_type is KeyType.IMK and algorithm not in IMK_ALGORITHMS:
+        raise InvalidInput("algorithm", "an IMK is TDES_2KEY (EMV) or SM4 (PBOC 3.0 / UnionPay)")
+    if key_type is KeyType.CVK and algorithm is not Algorithm.TDES_2KEY:
+        raise InvalidInput("algorithm", "a CVK is TDES_2KEY: the CVV method's key pair A||B")
     if usage is KeyUsage.MAC_ISO9797_ALG3 and algorithm is not Algorithm.TDES_2KEY:
         raise InvalidInput("algorithm", "ISO 9797-1 algorithm 3 needs a two-key TDES key")
     if key_type is KeyType.PVK and algorithm is not Algorithm.TDES_2KEY:

@@ -83,10 +83,10 @@ def check_legacy_types(spec: KeySpec, legacy_types: frozenset[KeyType],
         raise InvalidInput("legacy_key_types", "the key types the legacy form may carry, e.g. ZPK,MAK")
     if legacy_form is LegacyForm.NONE:
         raise InvalidInput("legacy_form", "X917_ECB, PAYSHIELD_VARIANT or HSMSVC_VARIANT for a K0 ZMK or TMK")
-    if KeyType.BDK in legacy_types:
-        # An ECB form binds no key type (X9.17, the payShield variants: a KCV only), so a BDK taken
-        # in that way could be taken in again as a DEK and encipher its terminals' initial keys.
-        raise InvalidInput("legacy_key_types", "a BDK travels only in a TR-31 key block under a K1 KEK")
+    if legacy_types & policy.TR31_ONLY:
+        # An ECB form binds no key type: policy.TR31_ONLY says what a key taken in again as a DEK would give.
+        names = ", ".join(sorted(t.value for t in legacy_types & policy.TR31_ONLY))
+        raise InvalidInput("legacy_key_types", f"{names}: only in a TR-31 key block under a K1 KEK")
     if not legacy_types <= policy.EXPORTABLE_UNDER.get(spec.key_type, frozenset()):
         raise InvalidInput("legacy_key_types", f"types a {spec.key_type.value} may carry")
     if legacy_form is LegacyForm.PAYSHIELD_VARIANT and not spec.algorithm.is_tdes:
@@ -193,10 +193,12 @@ class KeyManager:
         if not versions:
             raise KeyNotFound("key", "no such key")
         newest = versions[-1]
-        if newest.cryptogram.spec.key_type is KeyType.BDK:
-            # Its terminals hold keys derived from it: a new random version would turn every
-            # terminal's PIN block into a failure counted against its card.
-            raise KeyStateError("key", "a BDK is not rotated: a new BDK is a new key, its terminals injected anew")
+        kt = newest.cryptogram.spec.key_type
+        if kt in policy.NOT_ROTATED:
+            # Its terminals or cards hold keys or values made under it: a new random version would turn
+            # every one of them into a failure counted against its card.
+            raise KeyStateError("key", f"a {kt.value} is not rotated: a new one is a new key, its terminals "
+                                "injected or its cards issued anew")
         spec = dataclasses.replace(newest.cryptogram.spec, version=newest.version + 1)
         self._mode.require_key(spec.algorithm)
         c = self._backend.execute(GenerateKey(spec=spec))

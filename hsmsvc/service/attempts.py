@@ -1,4 +1,5 @@
-"""PIN-verify attempt limits, per card and per principal, kept in the store.
+"""Attempt limits, per card and per principal, kept in the store: PIN checks, and apart from them
+card value checks (CVV, CVV2, iCVV, dCVV, CVC3: :data:`CARD_VALUES`).
 
 A card is counted under a keyed hash of its PAN (CMAC under the LMK), never
 the PAN itself, so the table holds nothing a PAN can be read from. Every
@@ -23,6 +24,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Final
 
 from hsmsvc.errors import AttemptsExceeded, InvalidInput
@@ -33,8 +35,31 @@ from hsmsvc.redact import mask_pan
 from hsmsvc.service.context import Caller, Services
 
 __all__ = [
-    "AttemptGuard", "check_principal", "count_failures", "failures_left", "principal_subject", "settle_checks",
+    "AttemptGuard", "CARD_VALUES", "Counted", "PINS", "check_principal", "count_failures", "failures_left",
+    "principal_subject", "settle_checks",
 ]
+
+
+@dataclass(frozen=True)
+class Counted:
+    """What a guard's counters count, under which names: PIN checks, or card value checks.
+
+    Kept apart so that a run of mistyped CVV2s at a web shop never locks a card's PIN, nor a
+    principal's PIN checks; the limits (``[attempts]``) are the same numbers for both.
+    """
+
+    audit: str
+    """The audit action's first word: ``pin.verify.failed``, ``cvv.verify.failed``."""
+    card: str
+    """The prefix of a card's counter, before the keyed hash."""
+    principal: str
+    """The prefix of a principal's counter, before its name."""
+    checks: str
+    """What a refusal says was failed too often."""
+
+
+PINS: Final = Counted("pin", "pan:", "principal:", "PIN checks")
+CARD_VALUES: Final = Counted("cvv", "cvv:", "cvv-principal:", "card value checks")
 
 
 REMEMBERED: Final = 1.0
@@ -49,19 +74,22 @@ def principal_subject(name: str) -> str:
 
 
 class AttemptGuard:
-    """Check before a PIN is touched; count after it fails."""
+    """Check before a PIN (or a card value) is touched; count after it fails."""
 
-    def __init__(self, services: Services, caller: Caller, card: str | None, *, pan: str | None = None) -> None:
-        """``card``: the digits (or account) counted under; ``pan``: the PAN the audit row shows masked."""
-        self._start(services, caller, pan or card, services.backend.execute(PanHash(pan=card)) if card else None)
+    def __init__(self, services: Services, caller: Caller, card: str | None, *, pan: str | None = None,
+                 counted: Counted = PINS, hashes: Sequence[bytes] = ()) -> None:
+        """``card``: the digits (or account) counted under; ``pan``: the PAN the audit row shows masked;
+        ``hashes``: further card counters (keyed hashes) the check is also kept under."""
+        own = [services.backend.execute(PanHash(pan=card))] if card else []
+        self._start(services, caller, pan or card, [*own, *hashes], counted)
 
-    def _start(self, services: Services, caller: Caller, pan: str | None, pan_hash: bytes | None) -> None:
+    def _start(self, services: Services, caller: Caller, pan: str | None, hashes: Sequence[bytes],
+               counted: Counted = PINS) -> None:
         self._s = services
         self._caller = caller
         self._pan = pan
-        self._subjects = [principal_subject(caller.principal.name)]
-        if pan_hash is not None:
-            self._subjects.append("pan:" + pan_hash.hex())
+        self._counted = counted
+        self._subjects = [counted.principal + caller.principal.name, *(counted.card + h.hex() for h in hashes)]
 
     @classmethod
     def for_cards(cls, services: Services, caller: Caller, pans: Sequence[str]) -> list[AttemptGuard | None]:
@@ -75,7 +103,7 @@ class AttemptGuard:
         out: list[AttemptGuard | None] = []
         for p in pans:
             g = cls.__new__(cls)
-            g._start(services, caller, p, next(hashes) if p else None)
+            g._start(services, caller, p, [next(hashes)] if p else [])
             out.append(g)
         return out
 
@@ -87,6 +115,11 @@ class AttemptGuard:
     def card(self) -> str | None:
         """The card's counter (a keyed hash of its PAN or account), if the check names one."""
         return self._subjects[1] if len(self._subjects) > 1 else None
+
+    @property
+    def cards(self) -> list[str]:
+        """Every card counter of the check (a card value check also counts what its data binds)."""
+        return self._subjects[1:]
 
     def check(self) -> None:
         self.check_counts(self._s.store.failures(self._subjects, self._s.limits.window))
@@ -117,7 +150,7 @@ class AttemptGuard:
             self._s.limits.window,
             AuditEvent(
                 self._caller.principal.name,
-                f"pin.{what}.failed",
+                f"{self._counted.audit}.{what}.failed",
                 key_id,
                 key_version,
                 (("method", self._caller.method), ("pan", mask_pan(self._pan)),
@@ -148,7 +181,7 @@ class AttemptGuard:
         at = self.limited_by(counts)
         if at is not None:
             raise self.refused(at)
-        return self.card is None or self.card not in counts
+        return not any(c in counts for c in self.cards)
 
     def refused(self, subject: str) -> AttemptsExceeded:
         """The refusal for ``subject`` at its limit, remembered (:meth:`check_known`)."""
@@ -166,14 +199,13 @@ class AttemptGuard:
         limits = self._s.limits
         if counts.get(self._subjects[0], 0) >= limits.per_principal:
             return self._subjects[0]
-        if self.card is not None and counts.get(self.card, 0) >= limits.per_pan:
-            return self.card
-        return None
+        return next((c for c in self.cards if counts.get(c, 0) >= limits.per_pan), None)
 
     def _refusal(self, subject: str) -> AttemptsExceeded:
-        if self.card is not None and subject == self.card:
-            return AttemptsExceeded("pan", "too many failed PIN checks for this card")
-        return AttemptsExceeded("principal", "too many failed PIN checks; try later")
+        checks = self._counted.checks
+        if subject in self.cards:
+            return AttemptsExceeded("pan", f"too many failed {checks} for this card")
+        return AttemptsExceeded("principal", f"too many failed {checks}; try later")
 
     def exceeded(self, out: Settlement, index: int = 0) -> AttemptsExceeded:
         """The refusal of outcome ``index`` of ``out``: the card's limit if that is what refused it."""
@@ -237,14 +269,16 @@ def settle_checks(
 ) -> Settlement:
     """Settle evaluated checks, in order, in one store transaction with one audit row for what it counted."""
     limits = s.limits
-    attempts = [Attempt(tuple(g.subjects), m, (g.card,) if g.card else ()) for g, m in zip(guards, matched)]
-    per = {x: limits.per_pan if x.startswith("pan:") else limits.per_principal for a in attempts for x in a.subjects}
+    attempts = [Attempt(tuple(g.subjects), m, tuple(g.cards)) for g, m in zip(guards, matched)]
+    cards = {c for g in guards for c in g.cards}
+    per = {x: limits.per_pan if x in cards else limits.per_principal for a in attempts for x in a.subjects}
+    audit_name = guards[0]._counted.audit if guards else PINS.audit
     detail: list[tuple[str, str]] = [("method", caller.method)]
     if len(guards) == 1:
         detail.append(("pan", mask_pan(guards[0]._pan)))
 
     def audit(out: Settlement) -> AuditEvent:
-        return AuditEvent(caller.principal.name, f"pin.{what}.failed", key.key_id, key.version,
+        return AuditEvent(caller.principal.name, f"{audit_name}.{what}.failed", key.key_id, key.version,
                           (*detail, ("failures", str(out.failures)), ("refused", str(out.refused)),
                            ("request_id", caller.request_id)))
 

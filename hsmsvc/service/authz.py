@@ -50,13 +50,14 @@ class Role(Enum):
     MANAGER = "manager"
     """Creates, imports, exports, rotates and changes the state of keys."""
     OPERATOR = "operator"
-    """Uses keys: PINs, MACs, data. A branch front-end or the core banking system."""
+    """Uses keys: PINs, MACs, data, card value and cryptogram checks. A branch front-end or the core banking system."""
     CUSTODIAN = "custodian"
     """Holds a key component or an LMK share; takes part in ceremonies and opens a sealed server (dual control)."""
     AUDITOR = "auditor"
     """Reads key metadata and the audit trail; changes nothing."""
     ISSUER = "issuer"
-    """Issues PIN verification data (IBM 3624 offset, Visa PVV) for a customer-selected PIN."""
+    """Issues PIN verification data (IBM 3624 offset, Visa PVV) for a customer-selected PIN, and card
+    verification values (CVV, CVV2, iCVV)."""
     REENCRYPTOR = "reencryptor"
     """Runs the batch re-encryption of stored PINs and its sample check (``hsmsvc reencrypt --server``)."""
 
@@ -70,6 +71,12 @@ _USE_PINS: Final = frozenset(
     {"PinService.TranslatePin", "PinService.TranslatePinBatch", "PinService.StreamTranslatePin",
      "PinService.VerifyPin", "PinService.VerifyPinBatch", "PinService.StreamVerifyPin",
      "PinService.EncryptPinForStorage", "PinService.ChangeStoredPin", "PinService.ReEncryptStoredPins"}
+)
+# What a use path does with card values and cryptograms: checks only. Making a CVV is issuance
+# (Role.ISSUER): an operator who could also make them would mint CVV2s for any card.
+_VERIFY_CARDS: Final = frozenset(
+    {"CardService.VerifyCvv", "CardService.VerifyCvvBatch", "CardService.VerifyDynamicCvv",
+     "CardService.VerifyArqc", "CardService.VerifyArqcBatch"}
 )
 ROLE_METHODS: Final[Mapping[Role, frozenset[str]]] = {
     Role.MANAGER: _READ
@@ -106,7 +113,7 @@ ROLE_METHODS: Final[Mapping[Role, frozenset[str]]] = {
     Role.OPERATOR: _USE_PINS | frozenset(
         {"MacService.*", "DataService.*", "KeyService.GetKeyCheckValue", "KeyService.GetPublicKey",
          "KeySyncService.SignOn", "SignatureService.Sign", "SignatureService.Verify", "CoSigningService.CoSign",
-         "CoSigningService.CoDecrypt"}
+         "CoSigningService.CoDecrypt", *_VERIFY_CARDS}
     ),
     # A custodian also holds a share of a share-sealed LMK and gives it to a sealed server (issue 29);
     # a policy's ``methods`` narrows a principal to one of the two duties.
@@ -117,7 +124,8 @@ ROLE_METHODS: Final[Mapping[Role, frozenset[str]]] = {
     Role.AUDITOR: _READ | {"CeremonyService.GetKeyFormation", "CeremonyService.GetSealStatus",
                            "StatusService.GetServerStatus"},
     Role.ISSUER: frozenset(
-        {"PinService.GeneratePinOffset", "PinService.GeneratePvv", "KeyService.GetKeyCheckValue"}),
+        {"PinService.GeneratePinOffset", "PinService.GeneratePvv", "CardService.GenerateCvv",
+         "KeyService.GetKeyCheckValue"}),
     Role.REENCRYPTOR: frozenset(
         {"PinService.ReEncryptStoredPins", "PinService.CompareStoredPins", "KeyService.GetKeyCheckValue"}),
 }

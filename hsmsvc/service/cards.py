@@ -13,7 +13,7 @@ from collections.abc import Sequence
 
 from hsmsvc.errors import InvalidInput
 
-__all__ = ["checked_pan", "luhn_valid", "pan_field", "pvv_digits", "refused_pans"]
+__all__ = ["card_pan", "checked_pan", "luhn_valid", "pan_field", "pvv_digits", "refused_pans"]
 
 # Each digit doubled, its two digits added: what the Luhn sum takes for every second digit.
 _DOUBLED = bytes.maketrans(b"0123456789", b"0246813579")
@@ -45,6 +45,14 @@ def checked_pan(pan: str | None) -> str | None:
     """
     if pan and not (12 <= len(pan) <= 19 and luhn_valid(pan)):
         raise InvalidInput("pan", _PAN_RULE)
+    return pan
+
+
+def card_pan(pan: str) -> str:
+    """A card value's or cryptogram's PAN: 12 to 19 ASCII digits, its Luhn digit not required
+    (``service/cardvalues.py`` says why); else INVALID_ARGUMENT ``pan``."""
+    if not isinstance(pan, str) or not 12 <= len(pan) <= 19 or not (pan.isascii() and pan.isdigit()):
+        raise InvalidInput("pan", "12 to 19 digits")
     return pan
 
 

@@ -31,6 +31,7 @@ import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 
+from hsmsvc.hsm import policy
 from hsmsvc.errors import AlreadyExists, HsmsvcError
 from hsmsvc.keys.model import AuditEvent, StoredKey
 from hsmsvc.loopguard import may_block
@@ -274,10 +275,10 @@ class UseMeter:
             elif spec.key_type in (KeyType.TPK, KeyType.TAK):
                 s.store.audit(AuditEvent(ACTOR, "key.sign_on_due", key.key_id, key.version,
                                          (("use_count", "limit"),)))
-            elif spec.key_type in (KeyType.SIG, KeyType.CSK, KeyType.BDK):
+            elif spec.key_type in (KeyType.SIG, KeyType.CSK) or spec.key_type in policy.NOT_ROTATED:
                 # A new signature pair needs its certificate, a new two-party key the client's share:
                 # an officer's or the client's to make, so the limit is recorded, not acted on; a
-                # new BDK means injecting its terminals anew.
+                # new BDK, CVK or IMK means injecting its terminals or issuing its cards anew.
                 s.store.audit(AuditEvent(ACTOR, "key.renewal_due", key.key_id, key.version,
                                          (("use_count", "limit"),)))
             else:

@@ -42,6 +42,7 @@ __all__ = [
     "evaluate_pin",
     "release_pin",
     "route_verification",
+    "settle_batch",
     "verify_pin",
     "verify_pin_batch",
 ]
@@ -301,16 +302,17 @@ def verify_pin_batch(
                                                      accounts=[accounts[j] for j in todo],
                                                      stored=[stored[j] for j in todo]))
         out_todo = dict(zip(todo, results))
-        _settle_batch(s, caller, k, guards, out_todo)
+        settle_batch(s, caller, k, guards, out_todo)
         for j, r in out_todo.items():
             out[j] = r
     s.observer.key_used(k, sum(1 for r in out if r is True))
     return out
 
 
-def _settle_batch(s: Services, caller: Caller, k: StoredKey, guards: Sequence[AttemptGuard | None],
+def settle_batch(s: Services, caller: Caller, k: StoredKey, guards: Sequence[AttemptGuard | None],
                   results: dict[int, bool | HsmsvcError]) -> None:
-    """Settle a batch's evaluated outcomes; those refused at a limit become AttemptsExceeded in ``results``."""
+    """Settle a batch's evaluated outcomes (PIN or card value checks); those refused at a limit become
+    AttemptsExceeded in ``results``."""
     checked: list[tuple[int, AttemptGuard, bool]] = []
     for j, r in results.items():
         g = guards[j]
@@ -322,7 +324,8 @@ def _settle_batch(s: Services, caller: Caller, k: StoredKey, guards: Sequence[At
         # Every one a match: confirmed by one read in the counters' queue, writing nothing,
         # unless a card has failures to clear or a counter is at its limit.
         counts = _confirmations(s, sorted({x for _, g, _ in checked for x in g.subjects}))
-        if not counts or all(g.limited_by(counts) is None and g.card not in counts for _, g, _ in checked):
+        if not counts or all(g.limited_by(counts) is None and not any(c in counts for c in g.cards)
+                              for _, g, _ in checked):
             return
     settled = settle_checks(s, caller, [g for _, g, _ in checked], [m for _, _, m in checked], key=k, what="verify")
     for i, (j, g, _) in enumerate(checked):

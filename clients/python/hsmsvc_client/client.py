@@ -29,6 +29,7 @@ from typing import Any, Callable, Final, Sequence
 
 import grpc
 
+from hsmsvc_client.v1 import card_service_pb2_grpc as card_grpc
 from hsmsvc_client.v1 import ceremony_service_pb2_grpc as ceremony_grpc
 from hsmsvc_client.v1 import data_service_pb2 as data_pb
 from hsmsvc_client.v1 import data_service_pb2_grpc as data_grpc
@@ -51,8 +52,11 @@ IDEMPOTENT: Final = frozenset({
     "ReEncryptStoredPins", "CompareStoredPins", "GenerateMac", "VerifyMac", "GenerateMacBatch", "VerifyMacBatch",
     "Encrypt", "Decrypt", "ReEncrypt", "EncryptBatch", "GetKey", "ListKeys", "GetKeyCheckValue", "ExportKey",
     "GetPublicKey", "ApplyKeyChange", "ConfirmKeyChange", "GetKeyFormation", "AcknowledgeKeyChange",
-    "GetSealStatus", "GetServerStatus", "Sign", "Verify", "GenerateCsr", "CoDecrypt",
+    "GetSealStatus", "GetServerStatus", "Sign", "Verify", "GenerateCsr", "CoDecrypt", "GenerateCvv", "VerifyArqc",
+    "VerifyArqcBatch",
 })
+# VerifyCvv, VerifyCvvBatch and VerifyDynamicCvv are not, as VerifyPin is not: a wrong value counted
+# before its answer was lost would be counted again.
 # CoSign is not: a retry must draw a fresh k1 (hsmsvc_client.cosign does), and
 # CreateCoSigningKey makes a key.
 # SubmitUnsealShare is not: a share counted before its answer was lost would be refused as a repeat.
@@ -77,6 +81,7 @@ _STUBS: Final = {
     "status": status_grpc.StatusServiceStub,
     "signatures": signature_grpc.SignatureServiceStub,
     "cosigning": signature_grpc.CoSigningServiceStub,
+    "cards": card_grpc.CardServiceStub,
 }
 
 
@@ -181,6 +186,7 @@ class Client:
         self.status = _Service(self, "status")
         self.signatures = _Service(self, "signatures")
         self.cosigning = _Service(self, "cosigning")
+        self.cards = _Service(self, "cards")
 
     @classmethod
     def insecure(cls, addresses: str | Sequence[str], **kw: Any) -> Client:

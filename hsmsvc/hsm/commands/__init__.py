@@ -9,7 +9,16 @@ command value to a worker. A new command is one class in its family's module
 
 from hsmsvc.hsm.commands.agree import AgreeKey, AgreeSm2Key, Sm2Exchange, Sm2Result, Sm2Role
 from hsmsvc.hsm.commands.base import HsmCommand, TimingHook
+from hsmsvc.hsm.commands.cards import (
+    CvvData,
+    DynamicCvvData,
+    DynamicKind,
+    GenerateCvv,
+    VerifyCvvs,
+    VerifyDynamicCvvs,
+)
 from hsmsvc.hsm.commands.data import DecryptData, EncryptData, EncryptFields, Random, ReencryptData
+from hsmsvc.hsm.commands.emv import ArpcMethod, ArqcData, VerifyArqcs
 from hsmsvc.hsm.commands.keys import (
     CheckComponent,
     ExportKey,
@@ -24,6 +33,7 @@ from hsmsvc.hsm.commands.keys import (
 from hsmsvc.hsm.commands.lmk import (
     AuditMac,
     AuditMacs,
+    CardHashes,
     Forget,
     LmkComponents,
     PanHash,
@@ -55,9 +65,19 @@ from hsmsvc.hsm.commands.storedpins import (
 
 __all__ = [
     "AgreeKey",
+    "ArpcMethod",
+    "ArqcData",
+    "CvvData",
+    "DynamicCvvData",
+    "DynamicKind",
+    "GenerateCvv",
+    "VerifyArqcs",
+    "VerifyCvvs",
+    "VerifyDynamicCvvs",
     "AgreeSm2Key",
     "AuditMac",
     "AuditMacs",
+    "CardHashes",
     "CheckComponent",
     "CoDecrypt",
     "CoSign",

@@ -204,8 +204,9 @@ class CommandBackend(ABC):
         raise Unsupported("command", f"{Command.ONE_TIME_PIN_KEY.value} is not supported by this backend")
 
     def _clear(self, key: LoadedKey) -> bytes:
-        """``key``'s clear bytes, for a derivation inside this backend (DUKPT); where it may."""
-        raise Unsupported("command", f"{Command.DUKPT.value} is not supported by this backend")
+        """``key``'s clear bytes, for a computation inside this backend (DUKPT, card values, EMV) that
+        no mechanism of its offers; where it may. Commands check their capability first."""
+        raise Unsupported("command", "not supported by this backend")
 
     def _lmk_split(self, n: int) -> list[bytes]:
         """The LMK as ``n`` fresh random components; only where the LMK may leave."""

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any, Sequence
 from hsmsvc.crypto import compare, _validate
 from hsmsvc.errors import InvalidInput, KeyUsageViolation, PermissionDenied
 from hsmsvc.hsm.commands.base import MAX_BATCH_PINS, HsmCommand
-from hsmsvc.hsm.domains import ANCHOR_DOMAIN, AUDIT_DOMAIN, PAN_DOMAIN, STORE_ANCHOR_DOMAIN
+from hsmsvc.hsm.domains import ANCHOR_DOMAIN, AUDIT_DOMAIN, CARD_DOMAIN, PAN_DOMAIN, STORE_ANCHOR_DOMAIN
 from hsmsvc.hsm.model import Command, KeyCryptogram
 
 if TYPE_CHECKING:
@@ -17,6 +17,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "AuditMac",
+    "CardHashes",
     "Forget",
     "LmkComponents",
     "PanHash",
@@ -119,6 +120,24 @@ class PanHashes(HsmCommand[list[bytes]]):
             raise InvalidInput("pan", "digits only")
         with b._guard():
             return [b._lmk_cmac(PAN_DOMAIN + p.encode("ascii")) for p in pans]
+
+
+@dataclass(frozen=True, kw_only=True, repr=False)
+class CardHashes(HsmCommand[list[bytes]]):
+    """A keyed one-way token (CMAC under the LMK) of each thing a card value check binds, for
+    counters keyed by what the cryptography binds; each at most 128 bytes."""
+
+    values: Sequence[bytes]
+
+    def run(self, b: CommandBackend) -> list[bytes]:
+        b._capabilities.require(Command.PAN_HASH)
+        values = self.values
+        if not isinstance(values, Sequence) or len(values) > 2 * MAX_BATCH_PINS:
+            raise InvalidInput("values", f"at most {2 * MAX_BATCH_PINS} per call")
+        if not all(isinstance(v, bytes) and len(v) <= 128 for v in values):
+            raise InvalidInput("values", "bytes, at most 128 each")
+        with b._guard():
+            return [b._lmk_cmac(CARD_DOMAIN + v) for v in values]
 
 
 def _anchor_name(store: str) -> None:

@@ -77,9 +77,12 @@ PKCS11_CAPABILITIES: Final = Capabilities(
     # No LMK_BACKUP: the token LMK is non-extractable; its backup is its creation components.
     # No DUKPT: the IPEK's right half is the BDK XOR a variant, and each derivation step DES
     # under a key half XOR data: no standard mechanism (CKM_XOR_BASE_AND_DATA) in SoftHSM.
+    # No CARD: the CVV method DES-enciphers under the CVK's left half alone, and the EMV card key
+    # derivation and session keys make keys from ciphertext (CKM_DES3_ECB_ENCRYPT_DATA, absent in SoftHSM).
     commands=frozenset(Command)
     - {Command.EXPORT_KEY, Command.IMPORT_KEY, Command.KEY_SYNC_MAC, Command.PUBLIC_KEY, Command.ONE_TIME_PIN_KEY,
-       Command.FORM_KEY_WRAPPED, Command.LMK_BACKUP, Command.LMK_TRANSLATE, Command.KEY_AGREE, Command.DUKPT},
+       Command.FORM_KEY_WRAPPED, Command.LMK_BACKUP, Command.LMK_TRANSLATE, Command.KEY_AGREE, Command.DUKPT,
+       Command.CARD},
     # SoftHSM2 has no SM2, SM3 or SM4 mechanisms (so no HMAC_SM3_256 key either).
     # No KAKs: key agreement would need CKM_ECDH1_DERIVE and the SP 800-56C KDF in the token.
     # No signature keys yet (SIG, CSK): the soft backend signs (docs/architecture.md).

@@ -45,6 +45,8 @@ class KeyType(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     KEY_TYPE_SIG: _ClassVar[KeyType]
     KEY_TYPE_CSK: _ClassVar[KeyType]
     KEY_TYPE_BDK: _ClassVar[KeyType]
+    KEY_TYPE_CVK: _ClassVar[KeyType]
+    KEY_TYPE_IMK: _ClassVar[KeyType]
 
 class KeyUsage(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -63,6 +65,12 @@ class KeyUsage(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     KEY_USAGE_DIGITAL_SIGNATURE: _ClassVar[KeyUsage]
     KEY_USAGE_ASYMMETRIC_DATA_ENCRYPTION: _ClassVar[KeyUsage]
     KEY_USAGE_BDK: _ClassVar[KeyUsage]
+    KEY_USAGE_CVK: _ClassVar[KeyUsage]
+    KEY_USAGE_EMV_AC: _ClassVar[KeyUsage]
+    KEY_USAGE_EMV_SMC: _ClassVar[KeyUsage]
+    KEY_USAGE_EMV_SMI: _ClassVar[KeyUsage]
+    KEY_USAGE_EMV_DYNAMIC_NUMBERS: _ClassVar[KeyUsage]
+    KEY_USAGE_EMV_OTHER: _ClassVar[KeyUsage]
 
 class ModeOfUse(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -189,6 +197,8 @@ KEY_TYPE_KAK: KeyType
 KEY_TYPE_SIG: KeyType
 KEY_TYPE_CSK: KeyType
 KEY_TYPE_BDK: KeyType
+KEY_TYPE_CVK: KeyType
+KEY_TYPE_IMK: KeyType
 KEY_USAGE_UNSPECIFIED: KeyUsage
 KEY_USAGE_DATA: KeyUsage
 KEY_USAGE_KEK: KeyUsage
@@ -204,6 +214,12 @@ KEY_USAGE_ASYMMETRIC_KEY_WRAPPING: KeyUsage
 KEY_USAGE_DIGITAL_SIGNATURE: KeyUsage
 KEY_USAGE_ASYMMETRIC_DATA_ENCRYPTION: KeyUsage
 KEY_USAGE_BDK: KeyUsage
+KEY_USAGE_CVK: KeyUsage
+KEY_USAGE_EMV_AC: KeyUsage
+KEY_USAGE_EMV_SMC: KeyUsage
+KEY_USAGE_EMV_SMI: KeyUsage
+KEY_USAGE_EMV_DYNAMIC_NUMBERS: KeyUsage
+KEY_USAGE_EMV_OTHER: KeyUsage
 MODE_OF_USE_UNSPECIFIED: ModeOfUse
 MODE_OF_USE_ENCRYPT_DECRYPT: ModeOfUse
 MODE_OF_USE_MAC_GENERATE_VERIFY: ModeOfUse

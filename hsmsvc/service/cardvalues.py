@@ -1,0 +1,155 @@
+"""Card value use cases (issue 35): CVV, CVV2 and iCVV under a CVK; dCVV and CVC3 under an IMK.
+
+Generation is issuance, a duty apart from verification (the issuer role, as PIN offsets and
+PVVs are: ``service/authz.py``): an operator who could also generate would mint CVV2s for any
+card. Verification is counted as PIN checks are, in counters of its own
+(:data:`~hsmsvc.service.attempts.CARD_VALUES`): a wrong value counts against the principal and
+the card, a right one clears the card's, and past a limit every outcome is refused, match or not.
+
+A card's counters follow what the cryptography binds, so that no change of input the computation
+ignores reaches a fresh counter:
+
+* a CVV binds the digits PAN || expiry || service code, zero-padded to 32: two inputs whose
+  digits differ only by where the PAN ends, or by trailing zeros, are one computation. A check is
+  counted under the PAN (the card, across expiry dates and kinds) and under those digits with
+  their trailing zeros dropped (the computation, across PAN lengths);
+* a dCVV or CVC3 is made under the card's own key, derived from the 16 digits Y of EMV Book 2
+  annex A1.4 (PAN and PSN): a check is counted under Y, which is the card key's only input
+  besides the IMK.
+
+A PAN here is 12 to 19 digits; its Luhn digit is not required, as the card schemes' and
+payShield's CVV commands do not require it (the published vectors' PANs mostly fail it), and
+the counters do not rest on it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from hsmsvc.crypto import emv
+from hsmsvc.crypto.cvv import CvvKind
+from hsmsvc.errors import AttemptsExceeded, HsmsvcError, InvalidInput
+from hsmsvc.hsm.commands import CardHashes, CvvData, DynamicCvvData, GenerateCvv, VerifyCvvs, VerifyDynamicCvvs
+from hsmsvc.hsm.policy import Operation
+from hsmsvc.keys.model import KeyRef, StoredKey
+from hsmsvc.service.attempts import CARD_VALUES, AttemptGuard
+from hsmsvc.service.cards import card_pan
+from hsmsvc.service.context import Caller, Services
+from hsmsvc.service.verification import Evaluated, release_pin, settle_batch
+
+__all__ = ["CardValue", "generate_cvv", "verify_card_value", "verify_card_value_batch"]
+
+CardValue = CvvData | DynamicCvvData
+"""A static value's data (CVV, CVV2, iCVV) or a dynamic one's (dCVV, CVC3)."""
+
+
+def _bindings(item: CardValue) -> list[bytes]:
+    """What ``item``'s check binds, each to be counted under (module docstring); INVALID_ARGUMENT
+    for a malformed card, before anything is counted or computed."""
+    if isinstance(item, CvvData):
+        if not isinstance(item.kind, CvvKind):
+            raise InvalidInput("kind", "CVV, CVV2 or iCVV")
+        pan = card_pan(item.pan)
+        digits = pan + (item.expiry if isinstance(item.expiry, str) else "") + (
+            item.kind.service_code or item.service_code or "")
+        return [b"P" + pan.encode(), b"D" + digits.rstrip("0").encode("ascii", "replace")]
+    if isinstance(item, DynamicCvvData):
+        pan = card_pan(item.pan)
+        return [b"Y" + emv.master_key_input(pan=pan, psn=item.psn, option=item.option)]
+    raise InvalidInput("card", "a CVV or a dynamic value's data")
+
+
+def _operation(item: CardValue) -> Operation:
+    return Operation.CVV_VERIFY if isinstance(item, CvvData) else Operation.DYNAMIC_CVV_VERIFY
+
+
+def _guards(s: Services, caller: Caller, items: Sequence[CardValue]) -> list[AttemptGuard | InvalidInput]:
+    """A guard per item, every binding's keyed hash taken in one backend call; an item's own
+    ``InvalidInput`` where its card is malformed."""
+    bound: list[list[bytes] | InvalidInput] = []
+    for item in items:
+        try:
+            bound.append(_bindings(item))
+        except InvalidInput as e:
+            bound.append(e)
+    flat = [b for x in bound if not isinstance(x, InvalidInput) for b in x]
+    hashes = iter(s.backend.execute(CardHashes(values=flat)) if flat else ())
+    out: list[AttemptGuard | InvalidInput] = []
+    for item, x in zip(items, bound):
+        if isinstance(x, InvalidInput):
+            out.append(x)
+        else:
+            out.append(AttemptGuard(s, caller, None, pan=item.pan, counted=CARD_VALUES,
+                                    hashes=[next(hashes) for _ in x]))
+    return out
+
+
+def _command(key: StoredKey, items: Sequence[CardValue], values: Sequence[str]) -> VerifyCvvs | VerifyDynamicCvvs:
+    if all(isinstance(i, CvvData) for i in items):
+        return VerifyCvvs(key=key.cryptogram, items=items, values=values)  # type: ignore[arg-type]
+    return VerifyDynamicCvvs(key=key.cryptogram, items=items, values=values)  # type: ignore[arg-type]
+
+
+def generate_cvv(s: Services, caller: Caller, *, key: KeyRef, data: CvvData, length: int = 3) -> tuple[str, int]:
+    """A card's CVV, CVV2 or iCVV at issuance, and the CVK's version."""
+    card_pan(data.pan)
+    k = s.key(caller, key, Operation.CVV_GENERATE)
+    value = s.backend.execute(GenerateCvv(key=k.cryptogram, data=data, length=length))
+    s.observer.key_used(k)
+    return value, k.version
+
+
+def verify_card_value(s: Services, caller: Caller, *, key: KeyRef, item: CardValue, value: str) -> bool:
+    """Whether ``value`` is ``item``'s card value; counted as a PIN check is, in its own counters."""
+    guard = _guards(s, caller, [item])[0]
+    if isinstance(guard, InvalidInput):
+        raise guard
+    guard.check_known()
+    k = s.key(caller, key, _operation(item))
+    result = s.backend.execute(_command(k, [item], [value]))[0]
+    if isinstance(result, InvalidInput):
+        raise result  # the value's form, checked before any computation: nothing to count
+    return release_pin(s, caller, Evaluated(guard, k, result, False))
+
+
+def verify_card_value_batch(
+    s: Services, caller: Caller, *, key: KeyRef, items: Sequence[CardValue], values: Sequence[str],
+) -> list[bool | HsmsvcError]:
+    """Check many values under one key, with the answers one by one would give.
+
+    As :func:`hsmsvc.service.verification.verify_pin_batch`: every counter read in one query and an
+    item at a limit refused there, unchecked; the rest checked in one backend call and settled in
+    order in one store transaction. One key means one kind of key: a batch is all CVK values or
+    all IMK values.
+    """
+    n = len(items)
+    if n != len(values):
+        raise InvalidInput("values", "one per card")
+    kinds = {isinstance(i, CvvData) for i in items}
+    if len(kinds) > 1:
+        raise InvalidInput("cards", "all static values (CVV, CVV2, iCVV) or all dynamic ones (dCVV, CVC3)")
+    if not n:
+        return []
+    k = s.key(caller, key, _operation(items[0]))
+    guards = _guards(s, caller, items)
+    live = [g for g in guards if isinstance(g, AttemptGuard)]
+    counts = s.store.failures(sorted({x for g in live for x in g.subjects}), s.limits.window) if live else {}
+    out: list[bool | HsmsvcError] = [False] * n
+    todo: list[int] = []
+    for j, g in enumerate(guards):
+        if isinstance(g, InvalidInput):
+            out[j] = g
+            continue
+        try:
+            g.check_counts(counts)
+        except AttemptsExceeded as e:
+            out[j] = e
+            continue
+        todo.append(j)
+    if todo:
+        results = s.backend.execute(_command(k, [items[j] for j in todo], [values[j] for j in todo]))
+        out_todo: dict[int, bool | HsmsvcError] = dict(zip(todo, results))
+        settle_batch(s, caller, k, [g if isinstance(g, AttemptGuard) else None for g in guards], out_todo)
+        for j, r in out_todo.items():
+            out[j] = r
+    s.observer.key_used(k, sum(1 for r in out if r is True))
+    return out

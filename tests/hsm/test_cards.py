@@ -1,0 +1,167 @@
+"""Card values and EMV cryptograms inside each backend (issue 35).
+
+Keys are formed from the published vectors' clear values; every answer is the vector's or
+tests/reference.py's. A backend without the card commands (PKCS#11 on SoftHSM2) refuses by name.
+"""
+
+from __future__ import annotations
+
+import secrets
+
+import pytest
+
+from hsmsvc.crypto.cvv import CvvKind
+from hsmsvc.crypto.emv import MasterKeyOption, SessionKeyMethod
+from hsmsvc.errors import InvalidInput, KeyUsageViolation, Unsupported
+from hsmsvc.hsm.backend import Backend
+from hsmsvc.hsm.commands import (
+    ArpcMethod,
+    ArqcData,
+    CvvData,
+    DynamicCvvData,
+    DynamicKind,
+    FormKey,
+    GenerateCvv,
+    VerifyArqcs,
+    VerifyCvvs,
+    VerifyDynamicCvvs,
+)
+from hsmsvc.hsm.model import Command, KeyCryptogram, KeySpec
+from hsmsvc.hsm.policy import check_binding
+from hsmsvc.types import Algorithm, KeyType, KeyUsage, ModeOfUse
+from tests import reference as ref
+
+H = bytes.fromhex
+A = MasterKeyOption.A
+# The CVK of psec's documented example and of the CVV test data (CVK A 0123456789ABCDEF, B FEDCBA9876543210),
+# which is also pyemv's IMK (KCV 08D7 in its HSM tests).
+K0 = H("0123456789ABCDEFFEDCBA9876543210")
+# pyemv tests/test_cvn_hsm.py, test_visa_cvn18: PAN 1234567890123456, PSN 00, ATC 001C, the terminal data
+# then the whole 9F10; ARQC 7A788EA6B8A3E733, ARPC method 2 with CSU 00000000: 9AF514C1.
+VISA_TX = H("000000004000" "000000000000" "0124" "8000048000" "0124" "191105" "01" "52BF4585" "1800" "001C")
+CVN18_DATA = VISA_TX + H("06011203A0B800")
+# Same test file, test_visa_cvn10: padding method 1 over the CVR, ARPC method 1 under the card key, ARC 3030.
+CVN10_DATA = VISA_TX + H("03A06010")
+# gep3 tests/key_management_test.py and dsc_test.py: dCVV issuer key, PAN 4012340000000016, expiry 1228,
+# ATC 0001: dCVV 369. pyemv tests/test_cvv_hsm.py: CVC3 issuer key, PAN 5123456789012345, PSN 00, track 2,
+# UN 00000899, ATC 005E: CVC3 29488 (its pyemv/cvv.py docstring gives the five digits).
+DCVV_IMK = H("01017391010101101320010101010101")
+CVC3_IMK = H("01234567899876543210012345678998")
+CVC3_TRACK = H("5123456789012345D35121010000000000000F")
+
+
+def _form(backend: Backend, kt: KeyType, usage: KeyUsage, mode: ModeOfUse, clear: bytes,
+          alg: Algorithm = Algorithm.TDES_2KEY) -> KeyCryptogram:
+    c1 = secrets.token_bytes(len(clear))
+    spec = KeySpec(f"card-{secrets.token_hex(4)}", 1, kt, alg, usage, mode)
+    cg, _ = backend.execute(FormKey(spec=spec, components=[c1, bytes(a ^ b for a, b in zip(clear, c1))]))
+    return cg
+
+
+def _supported(backend: Backend, cvk: KeyCryptogram) -> bool:
+    if Command.CARD in backend.capabilities.commands:
+        return True
+    with pytest.raises(Unsupported):
+        backend.execute(GenerateCvv(key=cvk, data=CvvData(kind=CvvKind.CVV2, pan="4123456789012345", expiry="8701")))
+    return False
+
+
+def test_cvvs_by_the_published_data(backend: Backend) -> None:
+    cvk = _form(backend, KeyType.CVK, KeyUsage.CVK, ModeOfUse.MAC_GENERATE_VERIFY, K0)
+    if not _supported(backend, cvk):
+        return
+    psec = CvvData(kind=CvvKind.CVV, pan="1234567890123456", expiry="9912", service_code="220")
+    assert backend.execute(GenerateCvv(key=cvk, data=psec)) == "170"  # psec, psec/cvv.py docstring
+    cvv2 = CvvData(kind=CvvKind.CVV2, pan="4123456789012345", expiry="8701")
+    four = backend.execute(GenerateCvv(key=cvk, data=cvv2, length=4))
+    assert four == ref.cvv_value(K0, "4123456789012345", "8701", "000", 4)
+    items = [psec, CvvData(kind=CvvKind.CVV, pan="4123456789012345", expiry="8701", service_code="101"), cvv2,
+             cvv2, psec]
+    # The CVV test data (fsou.com, "(三)测试数据"): 561 for that card; a wrong digit; a malformed value.
+    out = backend.execute(VerifyCvvs(key=cvk, items=items, values=["170", "561", four, "12x", "171"]))
+    assert out[:3] == [True, True, True] and out[4] is False
+    assert isinstance(out[3], InvalidInput)
+
+
+def test_a_cvk_binds_its_operations(backend: Backend) -> None:
+    verify_only = _form(backend, KeyType.CVK, KeyUsage.CVK, ModeOfUse.MAC_VERIFY_ONLY, K0)
+    if not _supported(backend, verify_only):
+        return
+    data = CvvData(kind=CvvKind.CVV2, pan="4123456789012345", expiry="8701")
+    with pytest.raises(KeyUsageViolation):
+        backend.execute(GenerateCvv(key=verify_only, data=data))  # a verifier never answers a value
+    assert backend.execute(VerifyCvvs(key=verify_only, items=[data], values=[ref.cvv_value(
+        K0, "4123456789012345", "8701", "000")])) == [True]
+    for alg, mode in ((Algorithm.TDES_3KEY, ModeOfUse.MAC_GENERATE_VERIFY), (Algorithm.TDES_2KEY, ModeOfUse.DERIVE),
+                      (Algorithm.AES_128, ModeOfUse.MAC_GENERATE_VERIFY)):
+        with pytest.raises(InvalidInput):
+            check_binding(KeyType.CVK, KeyUsage.CVK, alg, mode)
+
+
+def test_dynamic_values_under_the_issuer_keys(backend: Backend) -> None:
+    dcvv_imk = _form(backend, KeyType.IMK, KeyUsage.EMV_OTHER, ModeOfUse.DERIVE, DCVV_IMK)
+    cvc3_imk = _form(backend, KeyType.IMK, KeyUsage.EMV_DYNAMIC_NUMBERS, ModeOfUse.DERIVE, CVC3_IMK)
+    if Command.CARD not in backend.capabilities.commands:
+        return
+    dcvv = DynamicCvvData(kind=DynamicKind.DCVV, pan="4012340000000016", psn="00", option=A, atc=H("0001"),
+                          expiry="1228")
+    cvc3 = DynamicCvvData(kind=DynamicKind.CVC3, pan="5123456789012345", psn="00", option=A, atc=H("005E"),
+                          track=CVC3_TRACK, unpredictable_number=H("00000899"))
+    assert backend.execute(VerifyDynamicCvvs(key=dcvv_imk, items=[dcvv, dcvv], values=["369", "368"])) == [True, False]
+    assert backend.execute(VerifyDynamicCvvs(key=cvc3_imk, items=[cvc3, cvc3, cvc3],
+                                             values=["29488", "488", "29489"])) == [True, True, False]
+    with pytest.raises(KeyUsageViolation):  # a dCVV key never checks a CVC3, nor the reverse
+        backend.execute(VerifyDynamicCvvs(key=dcvv_imk, items=[cvc3], values=["488"]))
+    with pytest.raises(KeyUsageViolation):  # nor an application cryptogram
+        backend.execute(VerifyArqcs(key=dcvv_imk, items=[]))
+
+
+def test_arqcs_and_arpcs_by_pyemv(backend: Backend) -> None:
+    imk = _form(backend, KeyType.IMK, KeyUsage.EMV_AC, ModeOfUse.DERIVE, K0)
+    if Command.CARD not in backend.capabilities.commands:
+        return
+    base = dict(pan="1234567890123456", psn="00", option=A, atc=H("001C"))
+    cvn18 = ArqcData(**base, method=SessionKeyMethod.VISA_CVN18, data=CVN18_DATA,  # type: ignore[arg-type]
+                     arqc=H("7A788EA6B8A3E733"), arpc=ArpcMethod.METHOD_2, csu=H("00000000"))
+    cvn10 = ArqcData(**base, method=SessionKeyMethod.VISA_CVN10, data=CVN10_DATA,  # type: ignore[arg-type]
+                     arqc=H("29CCA15AE665FA2E"), arpc=ArpcMethod.METHOD_1_CARD_KEY, arc=H("3030"))
+    wrong = ArqcData(**base, method=SessionKeyMethod.VISA_CVN18, data=CVN18_DATA + b"\x00",  # type: ignore[arg-type]
+                     arqc=H("7A788EA6B8A3E733"), arpc=ArpcMethod.METHOD_2, csu=H("00000000"))
+    bad = ArqcData(**base, method=SessionKeyMethod.VISA_CVN18, data=CVN18_DATA,  # type: ignore[arg-type]
+                   arqc=H("7A788EA6B8A3E7"))
+    out = backend.execute(VerifyArqcs(key=imk, items=[cvn18, cvn10, wrong, bad]))
+    assert out[:3] == [H("9AF514C1"), H("28993816AFAE4AEB"), None]
+    assert isinstance(out[3], InvalidInput) and str(out[3]).startswith("arqc")
+    # Against the reference: the EMV common session key, method 1 under it.
+    mk = ref.emv_card_key(K0, "1234567890123456", "00")
+    sk = ref.emv_session_key(mk, H("001C"))
+    data = secrets.token_bytes(29)
+    arqc = ref.emv_ac(sk, data)
+    item = ArqcData(**base, method=SessionKeyMethod.EMV_CSK, data=data, arqc=arqc,  # type: ignore[arg-type]
+                    arpc=ArpcMethod.METHOD_1, arc=H("3030"))
+    assert backend.execute(VerifyArqcs(key=imk, items=[item])) == [ref.emv_arpc_method1(sk, arqc, H("3030"))]
+
+
+def test_no_legacy_ecb_form_carries_a_cvk_or_an_imk() -> None:
+    # An ECB form binds no key type: a CVK or IMK taken in again as a DEK would encipher CVVs or card keys.
+    from hsmsvc.hsm.model import LegacyForm
+    from hsmsvc.keys.hierarchy import check_legacy_types
+
+    zmk = KeySpec("zmk", 1, KeyType.ZMK, Algorithm.TDES_2KEY, KeyUsage.KEK, ModeOfUse.ENCRYPT_DECRYPT)
+    for kt in (KeyType.CVK, KeyType.IMK):
+        for legacy in (LegacyForm.X917_ECB, LegacyForm.PAYSHIELD_VARIANT, LegacyForm.HSMSVC_VARIANT):
+            with pytest.raises(InvalidInput, match=f"{kt.value}: only in a TR-31"):
+                check_legacy_types(zmk, frozenset({kt, KeyType.DEK}), legacy)
+
+
+def test_an_imk_derives_and_nothing_else() -> None:
+    for usage in (KeyUsage.EMV_AC, KeyUsage.EMV_SMC, KeyUsage.EMV_SMI, KeyUsage.EMV_DYNAMIC_NUMBERS,
+                  KeyUsage.EMV_OTHER):
+        check_binding(KeyType.IMK, usage, Algorithm.TDES_2KEY, ModeOfUse.DERIVE)
+        check_binding(KeyType.IMK, usage, Algorithm.SM4, ModeOfUse.DERIVE)
+    for alg, mode in ((Algorithm.TDES_2KEY, ModeOfUse.ENCRYPT_DECRYPT), (Algorithm.AES_128, ModeOfUse.DERIVE),
+                      (Algorithm.TDES_3KEY, ModeOfUse.DERIVE)):
+        with pytest.raises(InvalidInput):
+            check_binding(KeyType.IMK, KeyUsage.EMV_AC, alg, mode)
+    with pytest.raises(InvalidInput):
+        check_binding(KeyType.IMK, KeyUsage.CVK, Algorithm.TDES_2KEY, ModeOfUse.DERIVE)
