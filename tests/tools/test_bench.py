@@ -108,6 +108,23 @@ def test_bench_translates_between_aes_keys_in_format_4(tmp_path: Path) -> None:
     assert "TranslatePin: AES-128 ZPKs, format 4" in (out / "report.md").read_text()
 
 
+def test_bench_verifies_cvvs_and_arqcs_in_unary_and_batch_form(tmp_path: Path) -> None:
+    # Issue 35's operations: every answer checked by the bench (verified, no item error), and no stream form.
+    _h2load()
+    out = tmp_path / "report"
+    r = subprocess.run(
+        [sys.executable, "-m", "hsmsvc", "bench", "--out", str(out), "--ops", "VerifyCvv,VerifyArqc",
+         "--concurrency", "4", "--batch-concurrency", "2", "--batch-size", "20", "--duration", "0.4",
+         "--warm-up", "0.2", "--no-mtls", "--rounds", "1"],
+        capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert r.returncode == 0, r.stdout + r.stderr
+    doc = json.loads((out / "report.json").read_text())
+    assert {(x["operation"], x["form"]) for x in doc["results"]} == {
+        (op, form) for op in ("VerifyCvv", "VerifyArqc") for form in ("unary", "batch")}
+    for x in doc["results"]:
+        assert x["errors"] == 0 and x["server_ok"] >= x["requests"] > 0, x
+
+
 def test_bench_on_a_postgresql_store_drops_its_database(tmp_path: Path) -> None:
     _h2load()
     from tests import pg

@@ -78,7 +78,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--record", help="also add the ratios to the table of runs in this file (docs/performance.md)")
     p.add_argument("--ops", type=_names(Op), default=list(PAYMENT_OPERATIONS),
                    help="TranslatePin,VerifyPin,GenerateMac,VerifyMac,Encrypt (the default), Sign, CoSign "
-                        "(unary only: an SM2 signature; the server's round of a two-party signature)")
+                        "(unary only: an SM2 signature; the server's round of a two-party signature), "
+                        "VerifyCvv, VerifyArqc (unary and batch: a CVV2, a Visa CVN 18 ARQC with an ARPC)")
     p.add_argument("--forms", type=_names(Form), default=list(Form), help="unary,stream,batch (default all)")
     p.add_argument("--concurrency", type=_ints, default=[1, 8, 64], help="unary calls in flight (default 1,8,64)")
     p.add_argument("--stream-concurrency", type=_ints, default=[4], help="bidi streams in flight (default 4)")
@@ -438,7 +439,7 @@ def run(args: argparse.Namespace) -> int:
                     keys = dataclasses.replace(keys,
                                                stored_pin=pm.EncryptPinForStorageResponse.FromString(r).stored_pin)
                 for op in ops:
-                    for form in [Form.UNARY] if op.unary_only else args.forms:
+                    for form in [f for f in args.forms if f in op.forms] or [Form.UNARY]:
                         levels = {Form.UNARY: args.concurrency, Form.STREAM: args.stream_concurrency,
                                   Form.BATCH: args.batch_concurrency}[form]
                         for size in args.batch_size if form is Form.BATCH else args.batch_size[:1]:

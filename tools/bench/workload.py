@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Any
 
-from hsmsvc.crypto import components, pinblock
+from hsmsvc.crypto import components, cvv, emv, pinblock
 from hsmsvc.crypto._cipher import BlockCipher, ecb_encrypt
 from hsmsvc.crypto.mac import generate_retail_mac
 from hsmsvc.crypto.pinblock import encode_iso0
@@ -29,14 +29,15 @@ from hsmsvc.keys.store import KeyStore
 from hsmsvc.service.cards import luhn_valid
 from hsmsvc.types import Algorithm, Exportability, KeyType, KeyUsage, ModeOfUse, Padding, PinBlockFormat
 from hsmsvc_client import sm2curve
+from hsmsvc_client.v1 import card_service_pb2 as cm
 from hsmsvc_client.v1 import data_service_pb2 as dm
 from hsmsvc_client.v1 import mac_service_pb2 as mm
 from hsmsvc_client.v1 import pin_service_pb2 as pm
 from hsmsvc_client.v1 import signature_service_pb2 as sm
 from hsmsvc_client.v1 import types_pb2 as pb
 
-__all__ = ["Body", "Form", "Keys", "OPERATIONS", "Op", "PAYMENT_OPERATIONS", "PinKeys", "body", "frame", "make_keys",
-           "messages"]
+__all__ = ["Body", "CARD_OPERATIONS", "Form", "Keys", "OPERATIONS", "Op", "PAYMENT_OPERATIONS", "PinKeys", "body",
+           "frame", "make_keys", "messages"]
 
 PIN = "4321"
 PAN = "6222020000000015"
@@ -60,14 +61,27 @@ class Op(Enum):
     COSIGN = "CoSign"
     """The server's round of two-party SM2 signing: one (e, Q1) sent again and again (unary only;
     the end-to-end rate with the client's work is tools.bench.cosign's)."""
+    VERIFY_CVV = "VerifyCvv"
+    """CardService.VerifyCvv of a right CVV2 under a CVK (unary and batch: there is no stream form)."""
+    VERIFY_ARQC = "VerifyArqc"
+    """CardService.VerifyArqc of a right Visa CVN 18 ARQC with an ARPC method 2 (unary and batch)."""
 
     @property
     def unary_only(self) -> bool:
         return self in (Op.SIGN, Op.COSIGN)
 
+    @property
+    def forms(self) -> tuple[Form, ...]:
+        """The forms the operation has."""
+        if self.unary_only:
+            return (Form.UNARY,)
+        return (Form.UNARY, Form.BATCH) if self in CARD_OPERATIONS else tuple(Form)
 
+
+CARD_OPERATIONS = (Op.VERIFY_CVV, Op.VERIFY_ARQC)
+"""Issue 35's card functions: ``hsmsvc bench --ops VerifyCvv,VerifyArqc``."""
 OPERATIONS = tuple(Op)
-PAYMENT_OPERATIONS = tuple(op for op in Op if not op.unary_only)
+PAYMENT_OPERATIONS = tuple(op for op in Op if not op.unary_only and op not in CARD_OPERATIONS)
 """The default of ``hsmsvc bench --ops``: the payment families (issue 7's table)."""
 
 
@@ -92,6 +106,8 @@ _PATHS: dict[Op, tuple[str, str, str, str]] = {
     Op.ENCRYPT: ("DataService", "Encrypt", "StreamEncrypt", "EncryptBatch"),
     Op.SIGN: ("SignatureService", "Sign", "", ""),
     Op.COSIGN: ("CoSigningService", "CoSign", "", ""),
+    Op.VERIFY_CVV: ("CardService", "VerifyCvv", "", "VerifyCvvBatch"),
+    Op.VERIFY_ARQC: ("CardService", "VerifyArqc", "", "VerifyArqcBatch"),
 }
 
 
@@ -112,6 +128,8 @@ class Keys:
     """The client's share of ``bench.csk`` (the bench plays its client)."""
     cosign_public: bytes = b""
     """The joint public key of ``bench.csk``, SubjectPublicKeyInfo DER."""
+    cvk: bytes = b""
+    imk: bytes = b""
 
 
 def _spec(key_id: str, kt: KeyType, alg: Algorithm, usage: KeyUsage, mode: ModeOfUse) -> KeySpec:
@@ -145,6 +163,8 @@ def make_keys(store: KeyStore, backend: Backend, full: bool = True, pin_keys: Pi
             (_spec("bench.mak", KeyType.MAK, Algorithm.TDES_2KEY, KeyUsage.MAC_ISO9797_ALG3, C), _tdes_key()),
             (_spec("bench.psk", KeyType.PSK, Algorithm.TDES_2KEY, KeyUsage.PIN_ENCRYPTION, B), _tdes_key()),
             (_spec("bench.dek", KeyType.DEK, Algorithm.AES_256, KeyUsage.DATA, B), secrets.token_bytes(32)),
+            (_spec("bench.cvk", KeyType.CVK, Algorithm.TDES_2KEY, KeyUsage.CVK, C), _tdes_key()),
+            (_spec("bench.imk", KeyType.IMK, Algorithm.TDES_2KEY, KeyUsage.EMV_AC, ModeOfUse.DERIVE), _tdes_key()),
         ]
     clear: dict[str, bytes] = {}
     for spec, key in plan:
@@ -162,7 +182,8 @@ def make_keys(store: KeyStore, backend: Backend, full: bool = True, pin_keys: Pi
         joint = share.public_key
     return Keys(clear["bench.zpk-in"], clear["bench.zpk-out"], clear.get("bench.mak", b""), clear.get("bench.psk", b""),
                 pin_keys=pin_keys, aes_in=clear.get("bench.zpk-aes-in", b""),
-                aes_out=clear.get("bench.zpk-aes-out", b""), cosign_d1=d1, cosign_public=joint)
+                aes_out=clear.get("bench.zpk-aes-out", b""), cosign_d1=d1, cosign_public=joint,
+                cvk=clear.get("bench.cvk", b""), imk=clear.get("bench.imk", b""))
 
 
 def frame(message: bytes) -> bytes:
@@ -248,6 +269,31 @@ def _cosign(keys: Keys) -> sm.CoSignRequest:
     return sm.CoSignRequest(key=_ref("bench.csk"), digest=e, client_point=sm2curve.encode(q1))
 
 
+_EXPIRY = "2912"
+# A Visa CVN 18 cryptogram input: terminal data, AIP, ATC, then the whole 9F10 (pyemv's test layout).
+_ARQC_DATA = bytes.fromhex("000000004000" "000000000000" "0124" "8000048000" "0124" "191105" "01" "52BF4585"
+                           "1800" "001C" "06011203A0B800")
+
+
+def _verify_cvv(keys: Keys, pan: str = PAN) -> cm.VerifyCvvRequest:
+    card = cm.CardData(kind=cm.CVV_KIND_CVV2, pan=pan, expiry=_EXPIRY)
+    return cm.VerifyCvvRequest(key=_ref("bench.cvk"), card=card,
+                               cvv=cvv.generate_cvv(keys.cvk, kind=cvv.CvvKind.CVV2, pan=pan, expiry=_EXPIRY))
+
+
+def _authorisation(keys: Keys) -> cm.Authorisation:
+    mk = emv.derive_icc_master_key(keys.imk, pan=PAN, psn="00", option=emv.MasterKeyOption.A)
+    arqc = emv.generate_ac(mk, method=emv.SessionKeyMethod.VISA_CVN18, atc=bytes.fromhex("001C"), data=_ARQC_DATA)
+    return cm.Authorisation(card=cm.CardKey(pan=PAN, psn="00", derivation=cm.MASTER_KEY_DERIVATION_OPTION_A),
+                            session_key=cm.SESSION_KEY_DERIVATION_VISA_CVN18, atc=bytes.fromhex("001C"),
+                            transaction_data=_ARQC_DATA, arqc=arqc,
+                            arpc_method_2=cm.ArpcMethod2(csu=bytes(4)))
+
+
+def _verify_arqc(keys: Keys) -> cm.VerifyArqcRequest:
+    return cm.VerifyArqcRequest(key=_ref("bench.imk"), authorisation=_authorisation(keys))
+
+
 @dataclass(frozen=True)
 class Body:
     """A prepared request: its path, its bytes, and how many operations one request carries."""
@@ -280,6 +326,10 @@ def _unary_check(op: Op) -> Callable[[bytes], str | None]:
             return "PIN did not verify"
         if op is Op.VERIFY_MAC and not mm.VerifyMacResponse.FromString(msgs[0]).verified:
             return "MAC did not verify"
+        if op is Op.VERIFY_CVV and not cm.VerifyCvvResponse.FromString(msgs[0]).verified:
+            return "CVV did not verify"
+        if op is Op.VERIFY_ARQC and not cm.VerifyArqcResponse.FromString(msgs[0]).verified:
+            return "ARQC did not verify"
         return None
     return check
 
@@ -292,7 +342,8 @@ _STREAM_RESPONSE: dict[Op, Any] = {
 _BATCH_RESPONSE: dict[Op, Any] = {
     Op.TRANSLATE_PIN: pm.TranslatePinBatchResponse, Op.VERIFY_PIN: pm.VerifyPinBatchResponse,
     Op.GENERATE_MAC: mm.GenerateMacBatchResponse, Op.VERIFY_MAC: mm.VerifyMacBatchResponse,
-    Op.ENCRYPT: dm.EncryptBatchResponse,
+    Op.ENCRYPT: dm.EncryptBatchResponse, Op.VERIFY_CVV: cm.VerifyCvvBatchResponse,
+    Op.VERIFY_ARQC: cm.VerifyArqcBatchResponse,
 }
 
 
@@ -326,10 +377,11 @@ def body(op: Op, form: Form, keys: Keys, stream_messages: int = 100, batch_size:
     single: Any = {
         Op.TRANSLATE_PIN: lambda: _translate(keys), Op.VERIFY_PIN: lambda: _verify_pin(keys),
         Op.GENERATE_MAC: _generate_mac, Op.VERIFY_MAC: lambda: _verify_mac(keys), Op.ENCRYPT: _encrypt,
-        Op.SIGN: _sign, Op.COSIGN: lambda: _cosign(keys),
+        Op.SIGN: _sign, Op.COSIGN: lambda: _cosign(keys), Op.VERIFY_CVV: lambda: _verify_cvv(keys),
+        Op.VERIFY_ARQC: lambda: _verify_arqc(keys),
     }[op]()
-    if op.unary_only and form is not Form.UNARY:
-        raise ValueError(f"{op.value} is unary only")
+    if form not in op.forms:
+        raise ValueError(f"{op.value} has no {form.value} form")
     if form is Form.UNARY:
         return Body(op, form, f"/hsmsvc.v1.{service}/{unary}", frame(single.SerializeToString()), 1,
                     _unary_check(op))
@@ -368,5 +420,11 @@ def _batch(op: Op, keys: Keys, n: int) -> Any:
         v = _verify_mac(keys)
         return mm.VerifyMacBatchRequest(key=v.key, algorithm=v.algorithm, padding=v.padding,
                                         messages=[v.data] * n, macs=[v.mac] * n)
+    if op is Op.VERIFY_CVV:
+        # n cards: a card's attempt counters make one card repeated a run of single checks.
+        reqs = [_verify_cvv(keys, _with_check_digit(f"{PAN[:-7]}{i:06d}")) for i in range(n)]
+        return cm.VerifyCvvBatchRequest(key=_ref("bench.cvk"), cards=[r.card for r in reqs], cvvs=[r.cvv for r in reqs])
+    if op is Op.VERIFY_ARQC:
+        return cm.VerifyArqcBatchRequest(key=_ref("bench.imk"), authorisations=[_authorisation(keys)] * n)
     e = _encrypt()
     return dm.EncryptBatchRequest(key=e.key, cipher=e.cipher, plaintexts=[e.plaintext] * n)
