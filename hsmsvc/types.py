@@ -180,6 +180,10 @@ class KeyType(Vocabulary):
     """Base derivation key (ANSI X9.24-1 and X9.24-3 DUKPT; TR-31 usage B0, mode X): derives each
     terminal's initial key and, from a transaction's KSN, that transaction's PIN, MAC and data
     keys, inside the backend. A TDES BDK is two-key (X9.24-1:2009); an AES BDK any AES size."""
+    IPEK = "IPEK"
+    """A DUKPT terminal's initial key (TR-31 usage B1, mode X), derived from a BDK and the terminal's
+    initial KSN or key ID for its key loader: it leaves only as a TR-31 block, and is never stored
+    by hsmsvc's own commands (one received from a key injection facility may be)."""
     CVK = "CVK"
     """Card verification key (TR-31 usage C0): the key pair A||B of the CVV method (CVV, CVV2, iCVV),
     a two-key TDES key."""
@@ -194,6 +198,8 @@ class KeyUsage(Vocabulary):
     """ANSI X9 TR-31:2018 key usage (header bytes 5-6), by its code."""
 
     BDK = "B0"
+    DUKPT_INITIAL_KEY = "B1"
+    """TR-31:2018 "initial DUKPT key" (IPEK): only ever exported to a terminal's key loader, never stored."""
     CVK = "C0"
     """TR-31:2018 "card verification key"."""
     EMV_AC = "E0"

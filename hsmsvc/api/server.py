@@ -39,6 +39,7 @@ from hsmsvc.api.keysync import KeySyncServicer, PeerCourier
 from hsmsvc.api.logs import ACCESS, release_stderr
 from hsmsvc.api.cards import CardServicer
 from hsmsvc.api.mac import MacServicer
+from hsmsvc.api.terminal import TerminalServicer
 from hsmsvc.api.metrics import BEAT, Metrics
 from hsmsvc.api.monitor import Monitor
 from hsmsvc.api.pin import PinServicer
@@ -60,6 +61,7 @@ from hsmsvc_client.v1 import data_service_pb2, data_service_pb2_grpc, key_servic
 from hsmsvc_client.v1 import key_sync_service_pb2, key_sync_service_pb2_grpc
 from hsmsvc_client.v1 import mac_service_pb2, mac_service_pb2_grpc, pin_service_pb2, pin_service_pb2_grpc
 from hsmsvc_client.v1 import card_service_pb2, card_service_pb2_grpc
+from hsmsvc_client.v1 import terminal_service_pb2, terminal_service_pb2_grpc
 from hsmsvc_client.v1 import signature_service_pb2, signature_service_pb2_grpc
 from hsmsvc_client.v1 import status_service_pb2, status_service_pb2_grpc
 
@@ -80,11 +82,12 @@ SERVICE_NAMES = tuple(
         (signature_service_pb2.DESCRIPTOR, "SignatureService"),
         (signature_service_pb2.DESCRIPTOR, "CoSigningService"),
         (card_service_pb2.DESCRIPTOR, "CardService"),
+        (terminal_service_pb2.DESCRIPTOR, "TerminalService"),
     )
 )
 _MAX_MESSAGE = 16 * 1024 * 1024
 _PROTO_FILES = (key_service_pb2, pin_service_pb2, mac_service_pb2, data_service_pb2, key_sync_service_pb2,
-                ceremony_service_pb2, status_service_pb2, signature_service_pb2, card_service_pb2)
+                ceremony_service_pb2, status_service_pb2, signature_service_pb2, card_service_pb2, terminal_service_pb2)
 
 
 def open_backend(config: ServerConfig, forget: bool = True) -> Backend:
@@ -210,6 +213,7 @@ def _serving(config: ServerConfig, backend: Backend, *, policy: Policy, observed
     mac_service_pb2_grpc.add_MacServiceServicer_to_server(MacServicer(services, observed), into)
     data_service_pb2_grpc.add_DataServiceServicer_to_server(DataServicer(services, observed), into)
     card_service_pb2_grpc.add_CardServiceServicer_to_server(CardServicer(services, observed), into)
+    terminal_service_pb2_grpc.add_TerminalServiceServicer_to_server(TerminalServicer(services, observed), into)
     key_service_pb2_grpc.add_KeyServiceServicer_to_server(KeyServicer(services, observed, config.key_sync), into)
     key_sync_service_pb2_grpc.add_KeySyncServiceServicer_to_server(
         KeySyncServicer(services, observed, config.key_sync, courier), into)

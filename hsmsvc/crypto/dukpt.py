@@ -35,6 +35,7 @@ __all__ = [
     "check_counter",
     "derive",
     "initial_key",
+    "initial_ksn",
     "transaction_key",
     "working_key",
 ]
@@ -134,6 +135,16 @@ def _tdes(key: bytes, block: bytes) -> bytes:
     return _cipher.ecb_encrypt(Algorithm.TDES_2KEY, key, block)
 
 
+def initial_ksn(ksn: bytes) -> bytes:
+    """``ksn`` (10 bytes) with its 21 counter bits cleared: the device's initial KSN.
+
+    >>> initial_ksn(bytes.fromhex("FFFF9876543210E00001")).hex().upper()
+    'FFFF9876543210E00000'
+    """
+    raw = int.from_bytes(_validate.length(ksn, "ksn", (KSN_LENGTH,)), "big") & ~_COUNTER_MASK
+    return raw.to_bytes(KSN_LENGTH, "big")
+
+
 def initial_key(*, bdk: bytes, ksn: bytes) -> bytes:
     """The IPEK of a device (A.6): TDES of the KSN's left 8 bytes, counter bits cleared, under the
     BDK (left half) and under the BDK XOR C0C0C0C000000000C0C0C0C000000000 (right half).
@@ -145,8 +156,7 @@ def initial_key(*, bdk: bytes, ksn: bytes) -> bytes:
     '6AC292FAA1315B4D858AB3A3D7D5933A'
     """
     key = _bdk(bdk)
-    raw = int.from_bytes(_validate.length(ksn, "ksn", (KSN_LENGTH,)), "big") & ~_COUNTER_MASK
-    data = raw.to_bytes(KSN_LENGTH, "big")[:8]
+    data = initial_ksn(ksn)[:8]
     return _tdes(key, data) + _tdes(xor(key, _KEY_VARIANT), data)
 
 

@@ -38,7 +38,7 @@ __all__ = [
     "KeySpec",
     "LegacyForm",
     "MAX_RANDOM",
-    "DukptPinKey",
+    "DukptKey",
     "OneTimeKey",
     "PinBatch",
     "PinBlock",
@@ -275,12 +275,13 @@ class OneTimeKey:
 
 
 @dataclass(frozen=True)
-class DukptPinKey:
-    """A transaction's DUKPT PIN key: derived inside the backend from ``bdk`` and ``ksn``.
+class DukptKey:
+    """A DUKPT transaction's working key (PIN, MAC or data): derived inside the backend from
+    ``bdk`` and ``ksn``.
 
     X9.24-1:2009 annex A for a TDES BDK (``ksn`` of 10 bytes), X9.24-3:2017 clause 6
-    for an AES BDK (12 bytes, and ``algorithm`` the PIN key's: the terminal's choice,
-    no stronger than the BDK). The derived key is used for the one PIN block and dropped.
+    for an AES BDK (12 bytes, and ``algorithm`` the working key's: the terminal's choice,
+    no stronger than the BDK). The derived key is used for the one command and dropped.
     """
 
     bdk: KeyCryptogram
@@ -288,10 +289,10 @@ class DukptPinKey:
     algorithm: Algorithm | None = None
 
     def __repr__(self) -> str:
-        return f"DukptPinKey(under {self.bdk!r})"
+        return f"DukptKey(under {self.bdk!r})"
 
 
-PinKey = KeyCryptogram | OneTimeKey | DukptPinKey
+PinKey = KeyCryptogram | OneTimeKey | DukptKey
 """What a PIN block arrives under: a stored TPK/ZPK, a one-time key, or a DUKPT transaction's key."""
 
 

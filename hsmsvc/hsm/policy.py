@@ -71,6 +71,17 @@ class Operation(Vocabulary):
     DUKPT_PIN_DECRYPT = "DUKPT_PIN_DECRYPT"
     """Derive a transaction's PIN key from this BDK and a KSN, and decipher a PIN block under it
     (X9.24-1 annex A, X9.24-3 clause 6): the derived key exists only inside that command."""
+    DUKPT_MAC_GENERATE = "DUKPT_MAC_GENERATE"
+    """Derive a transaction's response MAC key from this BDK and MAC a message to the terminal."""
+    DUKPT_MAC_VERIFY = "DUKPT_MAC_VERIFY"
+    """Derive a transaction's request MAC key from this BDK and check a terminal's MAC."""
+    DUKPT_DATA_ENCRYPT = "DUKPT_DATA_ENCRYPT"
+    """Derive a transaction's response data key from this BDK and encipher data for the terminal."""
+    DUKPT_DATA_DECRYPT = "DUKPT_DATA_DECRYPT"
+    """Derive a transaction's request data key from this BDK and decipher a terminal's data."""
+    DUKPT_INITIAL_KEY_EXPORT = "DUKPT_INITIAL_KEY_EXPORT"
+    """Derive a terminal's initial key (IPEK) from this BDK and give it out in a TR-31 block (B1)
+    under a K1 KEK, for the terminal's key loader (X9.24-1 A.6, X9.24-3 6.3)."""
     CVV_GENERATE = "CVV_GENERATE"
     """Compute a card's CVV, CVV2 or iCVV (CVK, usage C0): issuance, never verification's."""
     CVV_VERIFY = "CVV_VERIFY"
@@ -113,6 +124,7 @@ USAGES: Final[Mapping[KeyType, frozenset[KeyUsage]]] = {
     # A client's signing and encryption keys are separate pairs (two certificates, GM/T 0015).
     KeyType.CSK: frozenset({KeyUsage.DIGITAL_SIGNATURE, KeyUsage.ASYMMETRIC_DATA_ENCRYPTION}),
     KeyType.BDK: frozenset({KeyUsage.BDK}),
+    KeyType.IPEK: frozenset({KeyUsage.DUKPT_INITIAL_KEY}),
     KeyType.CVK: frozenset({KeyUsage.CVK}),
     KeyType.IMK: frozenset({KeyUsage.EMV_AC, KeyUsage.EMV_SMC, KeyUsage.EMV_SMI, KeyUsage.EMV_DYNAMIC_NUMBERS,
                             KeyUsage.EMV_OTHER}),
@@ -225,6 +237,9 @@ ALLOWED: Final[
     Operation.CODECRYPT: (frozenset({KeyType.CSK}), frozenset({KeyUsage.ASYMMETRIC_DATA_ENCRYPTION}),
                           frozenset({ModeOfUse.DECRYPT_ONLY})),
     Operation.DUKPT_PIN_DECRYPT: (frozenset({KeyType.BDK}), frozenset({KeyUsage.BDK}), frozenset({ModeOfUse.DERIVE})),
+    **{op: (frozenset({KeyType.BDK}), frozenset({KeyUsage.BDK}), frozenset({ModeOfUse.DERIVE}))
+       for op in (Operation.DUKPT_MAC_GENERATE, Operation.DUKPT_MAC_VERIFY, Operation.DUKPT_DATA_ENCRYPT,
+                  Operation.DUKPT_DATA_DECRYPT, Operation.DUKPT_INITIAL_KEY_EXPORT)},
     Operation.CVV_GENERATE: (frozenset({KeyType.CVK}), frozenset({KeyUsage.CVK}), _GEN),
     Operation.CVV_VERIFY: (frozenset({KeyType.CVK}), frozenset({KeyUsage.CVK}), _VER),
     Operation.ARQC_VERIFY: (frozenset({KeyType.IMK}), frozenset({KeyUsage.EMV_AC}), frozenset({ModeOfUse.DERIVE})),
@@ -234,7 +249,7 @@ ALLOWED: Final[
 }
 
 # The key types whose only mode of use is X (derive): they make keys, and are never used directly.
-DERIVING: Final = frozenset({KeyType.KAK, KeyType.BDK, KeyType.IMK})
+DERIVING: Final = frozenset({KeyType.KAK, KeyType.BDK, KeyType.IPEK, KeyType.IMK})
 # What a BDK may be: X9.24-1:2009's double-length TDES, or X9.24-3:2017's AES.
 BDK_ALGORITHMS: Final = frozenset({Algorithm.TDES_2KEY, Algorithm.AES_128, Algorithm.AES_192, Algorithm.AES_256})
 # What an IMK may be: EMV's two-key TDES (Book 2 annex A1.4), or SM4 for PBOC 3.0 / UnionPay IC cards.
@@ -243,10 +258,10 @@ IMK_ALGORITHMS: Final = frozenset({Algorithm.TDES_2KEY, Algorithm.SM4})
 # ECB form binds no key type (X9.17, the payShield variants: a KCV only), so one taken in that way
 # could be taken in again as a DEK, and its encryptions would be the terminals' initial keys (BDK),
 # the cards' own keys (IMK) or CVVs for any card (CVK). They travel only as TR-31 key blocks.
-TR31_ONLY: Final = frozenset({KeyType.BDK, KeyType.CVK, KeyType.IMK})
+TR31_ONLY: Final = frozenset({KeyType.BDK, KeyType.IPEK, KeyType.CVK, KeyType.IMK})
 # Keys a new random version would break: their terminals or cards hold values made under the old
 # one. RotateKey refuses them; a use or age limit records ``key.renewal_due`` for an officer.
-NOT_ROTATED: Final = frozenset({KeyType.BDK, KeyType.CVK, KeyType.IMK})
+NOT_ROTATED: Final = frozenset({KeyType.BDK, KeyType.IPEK, KeyType.CVK, KeyType.IMK})
 
 # The key types that are key pairs (RSA, SM2 or EC), not block-cipher keys.
 KEY_PAIRS: Final = frozenset({KeyType.KTK, KeyType.CTK, KeyType.KAK, KeyType.SIG, KeyType.CSK})
@@ -305,8 +320,9 @@ EXPORTABLE_UNDER: Final[Mapping[KeyType, frozenset[KeyType]]] = {
         KeyType.ZPK, KeyType.MAK, KeyType.DEK, KeyType.PVK, KeyType.ZMK, KeyType.TMK, KeyType.PSK,
         KeyType.BDK,  # from the key injection facility that holds the terminals' BDK
         KeyType.CVK, KeyType.IMK,  # to and from a card personalisation bureau
+        KeyType.IPEK,  # to a key injection facility
     }),
-    KeyType.TMK: frozenset({KeyType.TPK, KeyType.TAK, KeyType.DEK}),
+    KeyType.TMK: frozenset({KeyType.TPK, KeyType.TAK, KeyType.DEK, KeyType.IPEK}),
 }
 
 
@@ -353,8 +369,9 @@ def check_binding(
     if pair_modes is not None and mode not in pair_modes:
         raise InvalidInput("mode_of_use", f"not a mode of use for a {key_type.value} of usage {usage.value}")
     if (mode is ModeOfUse.DERIVE) != (key_type in DERIVING):
-        raise InvalidInput("mode_of_use", "DERIVE is the mode of use of a KAK, a BDK or an IMK, and their only one")
-    if key_type is KeyType.BDK and algorithm not in BDK_ALGORITHMS:
+        raise InvalidInput("mode_of_use", "DERIVE is the mode of use of a KAK, a BDK, an IPEK or an IMK, "
+                           "and their only one")
+    if key_type in (KeyType.BDK, KeyType.IPEK) and algorithm not in BDK_ALGORITHMS:
         raise InvalidInput("algorithm", "a BDK is TDES_2KEY (X9.24-1) or AES_128, AES_192 or AES_256 (X9.24-3)")
     if key_type is KeyType.IMK and algorithm not in IMK_ALGORITHMS:
         raise InvalidInput("algorithm", "an IMK is TDES_2KEY (EMV) or SM4 (PBOC 3.0 / UnionPay)")

@@ -21,8 +21,8 @@ from hsmsvc.crypto import sm2ka
 from hsmsvc.hsm import policy
 from hsmsvc.hsm.backend import Backend
 from hsmsvc.hsm.commands import (
-    AgreeKey, AgreeSm2Key, CoSigningShare, CreateCoSigningShare, ExportKey, ExportTr34Key, Forget, FormKey,
-    GenerateKey, ImportKey, ImportPublicKey, ImportTr34Key, PublicKey, Sm2Exchange,
+    AgreeKey, AgreeSm2Key, CoSigningShare, CreateCoSigningShare, ExportInitialKey, ExportKey, ExportTr34Key, Forget,
+    FormKey, GenerateKey, ImportKey, ImportPublicKey, ImportTr34Key, PublicKey, Sm2Exchange,
 )
 from hsmsvc.hsm.commands.agree import check_sm2_request
 from hsmsvc.hsm.model import BlockTemplate, KeyCryptogram, KeySpec, LegacyForm
@@ -372,6 +372,17 @@ class KeyManager:
         self._store.audit(AuditEvent(self._actor, "key.export", key.key_id, key.version,
                                      _detail(key.cryptogram, kek=f"{kek.key_id} v{kek.version}",
                                              **_form_detail(kek))))
+        return out
+
+    def export_initial_key(self, *, bdk: StoredKey, kek: StoredKey, initial: bytes) -> tuple[bytes, bytes]:
+        """A DUKPT terminal's initial key, derived from ``bdk`` for ``initial`` (its initial KSN or key
+        ID) and wrapped under ``kek`` as a TR-31 block, with its KCV: keys the caller has already
+        looked up and checked. Audited as an export of the BDK, naming the terminal."""
+        out = self._backend.execute(ExportInitialKey(bdk=bdk.cryptogram, kek=kek.cryptogram, initial=initial))
+        self._store.audit(AuditEvent(self._actor, "key.export_initial_key", bdk.key_id, bdk.version,
+                                     _detail(bdk.cryptogram, kek=f"{kek.key_id} v{kek.version}", form="TR31",
+                                             initial_key_id=bytes(initial).hex().upper(),
+                                             initial_key_kcv=out[1].hex().upper())))
         return out
 
     def lookup(self, ref: KeyRef) -> StoredKey:

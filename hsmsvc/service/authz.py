@@ -92,6 +92,7 @@ ROLE_METHODS: Final[Mapping[Role, frozenset[str]]] = {
             "KeyService.RotateKey",
             "KeyService.UpdateKeyState",
             "KeyService.ImportPublicKey",
+            "TerminalService.ExportInitialKey",
             "SignatureService.GenerateCsr",
             "SignatureService.Verify",
             # Enrolment of a client's two-party key creates a key: a manager's (narrowed by the
@@ -113,7 +114,8 @@ ROLE_METHODS: Final[Mapping[Role, frozenset[str]]] = {
     Role.OPERATOR: _USE_PINS | frozenset(
         {"MacService.*", "DataService.*", "KeyService.GetKeyCheckValue", "KeyService.GetPublicKey",
          "KeySyncService.SignOn", "SignatureService.Sign", "SignatureService.Verify", "CoSigningService.CoSign",
-         "CoSigningService.CoDecrypt", *_VERIFY_CARDS}
+         "CoSigningService.CoDecrypt", *_VERIFY_CARDS, "TerminalService.VerifyDukptMac",
+         "TerminalService.GenerateDukptMac", "TerminalService.DecryptDukptData", "TerminalService.EncryptDukptData"}
     ),
     # A custodian also holds a share of a share-sealed LMK and gives it to a sealed server (issue 29);
     # a policy's ``methods`` narrows a principal to one of the two duties.

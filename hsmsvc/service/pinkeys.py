@@ -9,7 +9,7 @@ from datetime import datetime
 from typing import Protocol
 
 from hsmsvc.errors import InvalidInput
-from hsmsvc.hsm.model import DukptPinKey, OneTimeKey, PinKey
+from hsmsvc.hsm.model import DukptKey, OneTimeKey, PinKey
 from hsmsvc.hsm.policy import Operation
 from hsmsvc.keys.model import KeyRef, StoredKey
 from hsmsvc.service.context import Caller, Services
@@ -55,7 +55,7 @@ def pin_source(s: Services, caller: Caller, source: PinSource, field: str) -> tu
         if source.algorithm is not None:
             s.mode.require_key(source.algorithm, f"{field}.pin_key_algorithm")
         bdk = s.key(caller, source.bdk, Operation.DUKPT_PIN_DECRYPT, f"{field}.bdk")
-        return bdk, DukptPinKey(bdk.cryptogram, bytes(source.ksn), source.algorithm)
+        return bdk, DukptKey(bdk.cryptogram, bytes(source.ksn), source.algorithm)
     k = s.key(caller, source, Operation.PIN_DECRYPT, field)
     return k, k.cryptogram
 

@@ -284,6 +284,9 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
                 **{name: _form(km, KeySpec(name, 1, KeyType.BDK, alg, KeyUsage.BDK, ModeOfUse.DERIVE,
                                            Exportability.NON_EXPORTABLE), clear=bytes.fromhex(value))
                    for name, alg, value in DUKPT_BDKS},
+                # The key injection facility's K1 ZMK: DUKPT initial keys leave under it (test_dukpt.py).
+                "dukpt.kif": _form(km, KeySpec("dukpt.kif", 1, KeyType.ZMK, Algorithm.AES_256, KeyUsage.KBPK,
+                                               ModeOfUse.ENCRYPT_DECRYPT)),
                 **{name: _form(km, KeySpec(name, 1, kt, alg, usage, mode, Exportability.NON_EXPORTABLE),
                                clear=bytes.fromhex(value))
                    for name, kt, alg, usage, mode, value in CARD_KEYS},

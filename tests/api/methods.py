@@ -11,11 +11,12 @@ from typing import Any, Final
 
 from hsmsvc.service.authz import ROLE_METHODS, Role
 from hsmsvc_client.v1 import card_service_pb2, ceremony_service_pb2, data_service_pb2, key_service_pb2
-from hsmsvc_client.v1 import key_sync_service_pb2
+from hsmsvc_client.v1 import key_sync_service_pb2, terminal_service_pb2
 from hsmsvc_client.v1 import mac_service_pb2, pin_service_pb2, signature_service_pb2, status_service_pb2
 
 FILES = (key_service_pb2, pin_service_pb2, mac_service_pb2, data_service_pb2, key_sync_service_pb2,
-         ceremony_service_pb2, status_service_pb2, signature_service_pb2, card_service_pb2)
+         ceremony_service_pb2, status_service_pb2, signature_service_pb2, card_service_pb2,
+         terminal_service_pb2)
 METHODS = [(s, m) for f in FILES for s in f.DESCRIPTOR.services_by_name.values() for m in s.methods]
 
 # A principal of the test policy (conftest.POLICY) holding each role.

@@ -13,6 +13,7 @@ import pytest
 from hsmsvc_client import Client
 from hsmsvc_client.v1 import key_service_pb2 as key_pb
 from hsmsvc_client.v1 import pin_service_pb2 as pin_pb
+from hsmsvc_client.v1 import terminal_service_pb2 as term_pb
 from hsmsvc_client.v1 import types_pb2 as pb
 from tests import reference as ind
 from tests.api.conftest import Env, code_of, template
@@ -135,3 +136,75 @@ def test_a_bdk_is_never_rotated_exported_or_taken_in_an_ecb_form(bdks: None, ser
         kcv=ind.tdes_kcv(TDES_BDK), template=template("dukpt.bdk-ecb", pb.KEY_TYPE_BDK, pb.ALGORITHM_TDES_2KEY,
                                                       pb.KEY_USAGE_BDK, pb.MODE_OF_USE_DERIVE)))
     assert code is grpc.StatusCode.FAILED_PRECONDITION
+
+
+# --- TerminalService: the host's MACs and data, and initial keys (X9.24-1:2009 A.4) ---------------
+# For KSN FFFF9876543210E00001 (openemv/dukpt test/dukpt_tdes_test.c): the message, its request and
+# response MACs (X9.19 retail MAC, zero padded, leftmost 4 bytes) and the request enciphered under the
+# request data key (TDES-CBC, zero IV, zero padded to 24 bytes). The IPEK of the initial KSN.
+A4_MESSAGE = b"4012345678909D987"
+A4_ENCIPHERED = H("FC0D53B7EA1FDA9EE68AAF2E70D9B9506229BE2AA993F04F")
+A4_IPEK = H("6AC292FAA1315B4D858AB3A3D7D5933A")
+
+
+def _txn(ksn: str = "FFFF9876543210E00001", bdk: str = "dukpt.bdk-tdes", alg: int = 0) -> term_pb.DukptTransaction:
+    return term_pb.DukptTransaction(bdk=pb.KeyRef(key_id=bdk), ksn=H(ksn), key_algorithm=alg)  # type: ignore
+
+
+def test_terminal_macs_and_data_by_a4(bdks: None, core: Client) -> None:
+    req, resp = term_pb.DUKPT_DIRECTION_REQUEST, term_pb.DUKPT_DIRECTION_RESPONSE
+    m1 = pb.MAC_PADDING_METHOD_1
+    t = core.terminals
+    assert t.VerifyDukptMac(term_pb.VerifyDukptMacRequest(transaction=_txn(), direction=req, padding=m1,
+                                                          data=A4_MESSAGE, mac=H("9CCC7817"))).verified
+    assert not t.VerifyDukptMac(term_pb.VerifyDukptMacRequest(transaction=_txn(), direction=req, padding=m1,
+                                                              data=A4_MESSAGE, mac=H("9CCC7818"))).verified
+    r = t.GenerateDukptMac(term_pb.GenerateDukptMacRequest(transaction=_txn(), direction=resp, padding=m1,
+                                                           data=A4_MESSAGE))
+    assert r.mac[:4] == H("20364223")
+    r = t.DecryptDukptData(term_pb.DecryptDukptDataRequest(transaction=_txn(), direction=req, iv=bytes(8),
+                                                           ciphertext=A4_ENCIPHERED))
+    assert r.plaintext == A4_MESSAGE.ljust(24, b"\0")
+    # Never the terminal's side: no request MAC made, no response read; the field named.
+    code, details = code_of(t.GenerateDukptMac, term_pb.GenerateDukptMacRequest(
+        transaction=_txn(), direction=req, padding=m1, data=A4_MESSAGE))
+    assert code == grpc.StatusCode.FAILED_PRECONDITION and details.startswith("direction")
+    code, details = code_of(t.VerifyDukptMac, term_pb.VerifyDukptMacRequest(
+        transaction=_txn("FFFF9876543210E00000"), direction=req, padding=m1, data=A4_MESSAGE, mac=bytes(4)))
+    assert code == grpc.StatusCode.INVALID_ARGUMENT and details.startswith("ksn")
+    assert code_of(t.VerifyDukptMac, term_pb.VerifyDukptMacRequest(
+        transaction=_txn(), direction=req, data=A4_MESSAGE, mac=bytes(4)))[0] == grpc.StatusCode.INVALID_ARGUMENT
+    # An operator never gives out an initial key.
+    assert code_of(t.ExportInitialKey, term_pb.ExportInitialKeyRequest(
+        bdk=pb.KeyRef(key_id="dukpt.bdk-tdes"), kek=pb.KeyRef(key_id="dukpt.kif"),
+        initial_key_id=H("FFFF9876543210E00000")))[0] == grpc.StatusCode.PERMISSION_DENIED
+
+
+def test_an_initial_key_leaves_as_a_tr31_block_and_is_audited(bdks: None, server: Env) -> None:
+    mgr = server.client("key-manager")
+    r = mgr.terminals.ExportInitialKey(term_pb.ExportInitialKeyRequest(
+        bdk=pb.KeyRef(key_id="dukpt.bdk-tdes"), kek=pb.KeyRef(key_id="dukpt.kif"),
+        initial_key_id=H("FFFF9876543210E00000")))
+    assert r.key_block[5:9] == "B1TX" and r.bdk_version == 1
+    # With odd parity, as every TDES key hsmsvc gives out (A.4 prints it without; DES ignores the bit).
+    assert ind.tr31_unwrap(server.clear["dukpt.kif"], r.key_block)[0] == ind.odd_parity(A4_IPEK)
+    assert r.kcv == ind.tdes_kcv(A4_IPEK)
+    # Only under a K1 KEK: a K0's ECB form binds no usage.
+    code, details = code_of(mgr.terminals.ExportInitialKey, term_pb.ExportInitialKeyRequest(
+        bdk=pb.KeyRef(key_id="dukpt.bdk-tdes"), kek=pb.KeyRef(key_id="zmk-core"),
+        initial_key_id=H("FFFF9876543210E00000")))
+    assert code == grpc.StatusCode.FAILED_PRECONDITION and "TR-31" in details
+    # Audited as an export of the BDK, naming the terminal's initial KSN and the key's KCV.
+    from hsmsvc.hsm.soft.backend import SoftBackend
+    from hsmsvc.keys.store import KeyStore
+    from tests.api.conftest import PASSPHRASE
+
+    b = SoftBackend.from_sealed(next(server.log.parent.glob("lmk.sealed")), PASSPHRASE.encode())
+    st = KeyStore(server.store_url, b)
+    try:
+        rows = [x for x in st.audit_rows() if x.action == "key.export_initial_key"]
+        assert any(x.actor == "key-manager" and x.key_id == "dukpt.bdk-tdes" and "FFFF9876543210E00000" in x.detail
+                   and ind.tdes_kcv(A4_IPEK).hex().upper() in x.detail for x in rows)
+    finally:
+        st.close()
+        b.close()

@@ -42,6 +42,7 @@ from hsmsvc_client.v1 import pin_service_pb2 as pin_pb
 from hsmsvc_client.v1 import pin_service_pb2_grpc as pin_grpc
 from hsmsvc_client.v1 import signature_service_pb2_grpc as signature_grpc
 from hsmsvc_client.v1 import status_service_pb2_grpc as status_grpc
+from hsmsvc_client.v1 import terminal_service_pb2_grpc as terminal_grpc
 from hsmsvc_client.v1 import types_pb2 as pb
 
 __all__ = ["Client", "ClientError", "ClientTls", "IDEMPOTENT"]
@@ -53,7 +54,7 @@ IDEMPOTENT: Final = frozenset({
     "Encrypt", "Decrypt", "ReEncrypt", "EncryptBatch", "GetKey", "ListKeys", "GetKeyCheckValue", "ExportKey",
     "GetPublicKey", "ApplyKeyChange", "ConfirmKeyChange", "GetKeyFormation", "AcknowledgeKeyChange",
     "GetSealStatus", "GetServerStatus", "Sign", "Verify", "GenerateCsr", "CoDecrypt", "GenerateCvv", "VerifyArqc",
-    "VerifyArqcBatch",
+    "VerifyArqcBatch", "VerifyDukptMac", "GenerateDukptMac", "DecryptDukptData", "EncryptDukptData",
 })
 # VerifyCvv, VerifyCvvBatch and VerifyDynamicCvv are not, as VerifyPin is not: a wrong value counted
 # before its answer was lost would be counted again.
@@ -82,6 +83,7 @@ _STUBS: Final = {
     "signatures": signature_grpc.SignatureServiceStub,
     "cosigning": signature_grpc.CoSigningServiceStub,
     "cards": card_grpc.CardServiceStub,
+    "terminals": terminal_grpc.TerminalServiceStub,
 }
 
 
@@ -187,6 +189,7 @@ class Client:
         self.signatures = _Service(self, "signatures")
         self.cosigning = _Service(self, "cosigning")
         self.cards = _Service(self, "cards")
+        self.terminals = _Service(self, "terminals")
 
     @classmethod
     def insecure(cls, addresses: str | Sequence[str], **kw: Any) -> Client:

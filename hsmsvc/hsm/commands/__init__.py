@@ -18,6 +18,14 @@ from hsmsvc.hsm.commands.cards import (
     VerifyDynamicCvvs,
 )
 from hsmsvc.hsm.commands.data import DecryptData, EncryptData, EncryptFields, Random, ReencryptData
+from hsmsvc.hsm.commands.dukpt import (
+    DecryptDukptData,
+    DukptDirection,
+    EncryptDukptData,
+    ExportInitialKey,
+    GenerateDukptMac,
+    VerifyDukptMac,
+)
 from hsmsvc.hsm.commands.emv import ArpcMethod, ArqcData, VerifyArqcs
 from hsmsvc.hsm.commands.keys import (
     CheckComponent,
@@ -68,11 +76,17 @@ __all__ = [
     "ArpcMethod",
     "ArqcData",
     "CvvData",
+    "DecryptDukptData",
+    "DukptDirection",
     "DynamicCvvData",
     "DynamicKind",
+    "EncryptDukptData",
+    "ExportInitialKey",
+    "GenerateDukptMac",
     "GenerateCvv",
     "VerifyArqcs",
     "VerifyCvvs",
+    "VerifyDukptMac",
     "VerifyDynamicCvvs",
     "AgreeSm2Key",
     "AuditMac",

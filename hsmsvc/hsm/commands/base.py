@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, Callable, ClassVar, Final, Generic, Proto
 
 from hsmsvc.errors import InvalidInput, KeyUsageViolation
 from hsmsvc.hsm.domains import HMAC_FOR
-from hsmsvc.hsm.model import DukptPinKey, KeyCryptogram, KeySpec, OneTimeKey
+from hsmsvc.hsm.model import DukptKey, KeyCryptogram, KeySpec, OneTimeKey
 from hsmsvc.types import Algorithm, CipherMode, MacAlgorithm, Padding
 
 if TYPE_CHECKING:
@@ -95,7 +95,7 @@ class HsmCommand(Generic[T_co]):
                 out.append(v.spec.key_id)
             elif isinstance(v, OneTimeKey):
                 out.append(v.ktk.spec.key_id)
-            elif isinstance(v, DukptPinKey):
+            elif isinstance(v, DukptKey):
                 out.append(v.bdk.spec.key_id)
             elif isinstance(v, KeySpec):
                 out.append(v.key_id)

@@ -28,7 +28,7 @@ from hsmsvc.hsm.model import (
     BlockTemplate,
     Capabilities,
     Command,
-    DukptPinKey,
+    DukptKey,
     KeyCryptogram,
     KeySpec,
     LegacyForm,
@@ -199,8 +199,9 @@ class CommandBackend(ABC):
         """A key's clear bytes, to be enciphered at once inside the backend (TR-34 export)."""
         raise Unsupported("command", "TR-34 export is not supported by this backend")
 
-    def _transient(self, algorithm: Algorithm, clear: bytes) -> LoadedKey:
-        """A key for one command only (a one-time PIN key), never stored or cached."""
+    def _transient(self, algorithm: Algorithm, clear: bytes, spec: KeySpec | None = None) -> LoadedKey:
+        """A key for one command only (a one-time PIN key, a DUKPT working key), never stored or cached;
+        ``spec`` its binding (a PIN-deciphering key's by default)."""
         raise Unsupported("command", f"{Command.ONE_TIME_PIN_KEY.value} is not supported by this backend")
 
     def _clear(self, key: LoadedKey) -> bytes:
@@ -272,7 +273,7 @@ class CommandBackend(ABC):
         _check_block(block, fmt)
         if isinstance(key, OneTimeKey):
             k = self._one_time(key)
-        elif isinstance(key, DukptPinKey):
+        elif isinstance(key, DukptKey):
             k = self._transient(*dukpt.pin_key(self, key))
         else:
             k = self._use(key, Operation.PIN_DECRYPT)

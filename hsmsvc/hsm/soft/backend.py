@@ -328,8 +328,8 @@ class SoftBackend(CommandBackend):
     def _clear(self, key: LoadedKey) -> bytes:
         return _soft(key).raw()
 
-    def _transient(self, algorithm: Algorithm, clear: bytes) -> LoadedKey:
-        spec = KeySpec("one-time", 1, KeyType.TPK, algorithm, KeyUsage.PIN_ENCRYPTION, ModeOfUse.DECRYPT_ONLY)
+    def _transient(self, algorithm: Algorithm, clear: bytes, spec: KeySpec | None = None) -> LoadedKey:
+        spec = spec or KeySpec("one-time", 1, KeyType.TPK, algorithm, KeyUsage.PIN_ENCRYPTION, ModeOfUse.DECRYPT_ONLY)
         return SoftKey(spec, clear, b"")
 
     # -- audit anchor ---------------------------------------------------------------

@@ -47,6 +47,7 @@ class KeyType(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     KEY_TYPE_BDK: _ClassVar[KeyType]
     KEY_TYPE_CVK: _ClassVar[KeyType]
     KEY_TYPE_IMK: _ClassVar[KeyType]
+    KEY_TYPE_IPEK: _ClassVar[KeyType]
 
 class KeyUsage(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -71,6 +72,7 @@ class KeyUsage(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     KEY_USAGE_EMV_SMI: _ClassVar[KeyUsage]
     KEY_USAGE_EMV_DYNAMIC_NUMBERS: _ClassVar[KeyUsage]
     KEY_USAGE_EMV_OTHER: _ClassVar[KeyUsage]
+    KEY_USAGE_DUKPT_INITIAL_KEY: _ClassVar[KeyUsage]
 
 class ModeOfUse(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -199,6 +201,7 @@ KEY_TYPE_CSK: KeyType
 KEY_TYPE_BDK: KeyType
 KEY_TYPE_CVK: KeyType
 KEY_TYPE_IMK: KeyType
+KEY_TYPE_IPEK: KeyType
 KEY_USAGE_UNSPECIFIED: KeyUsage
 KEY_USAGE_DATA: KeyUsage
 KEY_USAGE_KEK: KeyUsage
@@ -220,6 +223,7 @@ KEY_USAGE_EMV_SMC: KeyUsage
 KEY_USAGE_EMV_SMI: KeyUsage
 KEY_USAGE_EMV_DYNAMIC_NUMBERS: KeyUsage
 KEY_USAGE_EMV_OTHER: KeyUsage
+KEY_USAGE_DUKPT_INITIAL_KEY: KeyUsage
 MODE_OF_USE_UNSPECIFIED: ModeOfUse
 MODE_OF_USE_ENCRYPT_DECRYPT: ModeOfUse
 MODE_OF_USE_MAC_GENERATE_VERIFY: ModeOfUse
