@@ -9,11 +9,12 @@ from hsmsvc.api.batch import count, item_error, verdicts
 from hsmsvc.api.runner import Lane
 from hsmsvc.api.status import Observed, rpc
 from hsmsvc.crypto.cvv import CvvKind
-from hsmsvc.crypto.emv import MasterKeyOption, SessionKeyMethod
+from hsmsvc.crypto.emv import MasterKeyOption, ScriptEncryption, ScriptKeyMethod, SessionKeyMethod
 from hsmsvc.errors import HsmsvcError, InvalidInput
-from hsmsvc.hsm.commands import ArpcMethod, ArqcData, CvvData, DynamicCvvData, DynamicKind
+from hsmsvc.hsm.commands import ArpcMethod, ArqcData, CvvData, DynamicCvvData, DynamicKind, ScriptData
 from hsmsvc.service import cardvalues as uc
 from hsmsvc.service import emv as emv_uc
+from hsmsvc.keys.model import KeyRef
 from hsmsvc.service.context import Caller, Services
 from hsmsvc_client.v1 import card_service_pb2 as m
 from hsmsvc_client.v1 import card_service_pb2_grpc as g
@@ -22,6 +23,8 @@ _KINDS: Final = cv.EnumTable(m.CvvKind, "CVV_KIND_", CvvKind)
 _DYNAMIC: Final = cv.EnumTable(m.DynamicCvvKind, "DYNAMIC_CVV_KIND_", DynamicKind)
 _OPTIONS: Final = cv.EnumTable(m.MasterKeyDerivation, "MASTER_KEY_DERIVATION_OPTION_", MasterKeyOption)
 _SESSION: Final = cv.EnumTable(m.SessionKeyDerivation, "SESSION_KEY_DERIVATION_", SessionKeyMethod)
+_SCRIPT_KEYS: Final = cv.EnumTable(m.ScriptKeyDerivation, "SCRIPT_KEY_DERIVATION_", ScriptKeyMethod)
+_SCRIPT_ENCRYPTION: Final = cv.EnumTable(m.ScriptEncryption, "SCRIPT_ENCRYPTION_", ScriptEncryption)
 
 
 def _card(c: m.CardData, field: str = "card") -> CvvData:
@@ -48,6 +51,20 @@ def _authorisation(a: m.Authorisation) -> ArqcData:
     return ArqcData(pan=pan, psn=psn, option=option, method=method, atc=bytes(a.atc), data=bytes(a.transaction_data),
                     arqc=bytes(a.arqc), un=bytes(a.unpredictable_number) or None, arpc=arpc, arc=arc, csu=csu,
                     proprietary_data=prop)
+
+
+def _script(sc: m.IssuerScript, present: bool, data: bytes = b"") -> ScriptData:
+    if not present:
+        raise InvalidInput("script", "required")
+    pan, psn, option = _card_key(sc.card)
+    return ScriptData(pan=pan, psn=psn, option=option, method=_SCRIPT_KEYS.get(sc.session_key, "script.session_key"),
+                      atc=bytes(sc.atc), arqc=bytes(sc.arqc), command=bytes(sc.command), data=data,
+                      encryption=_SCRIPT_ENCRYPTION.optional(sc.encryption, "script.encryption"),
+                      mac_over_transaction=sc.mac_over_transaction, mac_length=sc.mac_length or 8)
+
+
+def _optional_key(r: object, field: str) -> KeyRef | None:
+    return cv.key_ref(getattr(r, field), field, True) if r.HasField(field) else None  # type: ignore[attr-defined]
 
 
 class CardServicer(g.CardServiceServicer):
@@ -130,3 +147,24 @@ class CardServicer(g.CardServiceServicer):
             verified.append(isinstance(res, bytes))
             arpcs.append(res if isinstance(res, bytes) else b"")
         return m.VerifyArqcBatchResponse(verified=verified, arpcs=arpcs, errors=errs, key_version=version)
+
+    @rpc("CardService.GenerateIssuerScript", Lane.TRANSACTION)
+    def GenerateIssuerScript(self, r: m.GenerateIssuerScriptRequest, c: Caller) -> m.GenerateIssuerScriptResponse:
+        out = emv_uc.generate_issuer_script(
+            self.s, c, integrity=cv.key_ref(r.integrity_key, "integrity_key", r.HasField("integrity_key")),
+            confidentiality=_optional_key(r, "confidentiality_key"),
+            script=_script(r.script, r.HasField("script"), bytes(r.data)))
+        return m.GenerateIssuerScriptResponse(command=out)
+
+    @rpc("CardService.GeneratePinChangeScript", Lane.TRANSACTION)
+    def GeneratePinChangeScript(self, r: m.GeneratePinChangeScriptRequest,
+                                c: Caller) -> m.GeneratePinChangeScriptResponse:
+        out = emv_uc.generate_pin_change_script(
+            self.s, c, integrity=cv.key_ref(r.integrity_key, "integrity_key", r.HasField("integrity_key")),
+            confidentiality=cv.key_ref(r.confidentiality_key, "confidentiality_key", r.HasField("confidentiality_key")),
+            script=_script(r.script, r.HasField("script")),
+            pin_key=cv.key_ref(r.pin_key, "pin_key", r.HasField("pin_key")),
+            fmt=cv.PIN_FORMAT.get(r.format, "format"), pin_block=bytes(r.pin_block),
+            pan=cv.text(r.pan, "pan", 19) or None, ac=_optional_key(r, "ac_key"),
+            current_pin_block=bytes(r.current_pin_block) or None)
+        return m.GeneratePinChangeScriptResponse(command=out)

@@ -89,6 +89,12 @@ class Operation(Vocabulary):
     ARQC_VERIFY = "ARQC_VERIFY"
     """Derive a card's AC key from this IMK (E0) and verify its ARQC, answering with an ARPC
     (EMV Book 2 clauses 8.1-8.2 and annex A1.4)."""
+    SCRIPT_MAC = "SCRIPT_MAC"
+    """Derive a card's integrity key from this IMK (E2) and MAC an issuer script command (Book 2 9.2)."""
+    SCRIPT_ENCRYPT = "SCRIPT_ENCRYPT"
+    """Derive a card's confidentiality key from this IMK (E1) and encipher script data or a new PIN (9.3)."""
+    VISA_PIN_CHANGE_MASK = "VISA_PIN_CHANGE_MASK"
+    """Derive a card's AC key from this IMK (E0) to mask a Visa PIN change block with (VIS)."""
     DYNAMIC_CVV_VERIFY = "DYNAMIC_CVV_VERIFY"
     """Derive a card's key from this IMK and check a Visa dCVV (E6) or a Mastercard CVC3 (E4)."""
 
@@ -243,6 +249,10 @@ ALLOWED: Final[
     Operation.CVV_GENERATE: (frozenset({KeyType.CVK}), frozenset({KeyUsage.CVK}), _GEN),
     Operation.CVV_VERIFY: (frozenset({KeyType.CVK}), frozenset({KeyUsage.CVK}), _VER),
     Operation.ARQC_VERIFY: (frozenset({KeyType.IMK}), frozenset({KeyUsage.EMV_AC}), frozenset({ModeOfUse.DERIVE})),
+    Operation.SCRIPT_MAC: (frozenset({KeyType.IMK}), frozenset({KeyUsage.EMV_SMI}), frozenset({ModeOfUse.DERIVE})),
+    Operation.SCRIPT_ENCRYPT: (frozenset({KeyType.IMK}), frozenset({KeyUsage.EMV_SMC}), frozenset({ModeOfUse.DERIVE})),
+    Operation.VISA_PIN_CHANGE_MASK: (frozenset({KeyType.IMK}), frozenset({KeyUsage.EMV_AC}),
+                                     frozenset({ModeOfUse.DERIVE})),
     Operation.DYNAMIC_CVV_VERIFY: (frozenset({KeyType.IMK}),
                                    frozenset({KeyUsage.EMV_OTHER, KeyUsage.EMV_DYNAMIC_NUMBERS}),
                                    frozenset({ModeOfUse.DERIVE})),

@@ -72,11 +72,13 @@ _USE_PINS: Final = frozenset(
      "PinService.VerifyPin", "PinService.VerifyPinBatch", "PinService.StreamVerifyPin",
      "PinService.EncryptPinForStorage", "PinService.ChangeStoredPin", "PinService.ReEncryptStoredPins"}
 )
-# What a use path does with card values and cryptograms: checks only. Making a CVV is issuance
+# What a use path does with card values and cryptograms: checks, and the authorisation host's issuer
+# scripts (a PIN change is a translation to the card's key). Making a CVV is issuance
 # (Role.ISSUER): an operator who could also make them would mint CVV2s for any card.
 _VERIFY_CARDS: Final = frozenset(
     {"CardService.VerifyCvv", "CardService.VerifyCvvBatch", "CardService.VerifyDynamicCvv",
-     "CardService.VerifyArqc", "CardService.VerifyArqcBatch"}
+     "CardService.VerifyArqc", "CardService.VerifyArqcBatch", "CardService.GenerateIssuerScript",
+     "CardService.GeneratePinChangeScript"}
 )
 ROLE_METHODS: Final[Mapping[Role, frozenset[str]]] = {
     Role.MANAGER: _READ

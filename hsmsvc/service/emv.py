@@ -1,23 +1,31 @@
-"""EMV issuer use cases (issue 35): ARQC verification, answered with an ARPC.
+"""EMV issuer use cases (issue 35): ARQC verification answered with an ARPC; issuer scripts and
+the offline PIN change.
 
 An ARQC is an 8-byte MAC under the card's session key: a wrong one is a declined
 authorisation, not a guess worth counting (2^64 values), so no attempt counter is kept; the
 result is ``verified = False`` with no ARPC. The card's keys are derived and used inside the
-backend (``hsm/commands/emv.py``).
+backend (``hsm/commands/emv.py``, ``hsm/commands/scripts.py``).
+
+Scripts are the authorisation host's, so the operator's: a script is MACed for the card the
+request names, and a PIN change is a translation of the customer's PIN block to the card's key,
+counted as a translation is when the block fails.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
-from hsmsvc.errors import HsmsvcError
-from hsmsvc.hsm.commands import ArqcData, VerifyArqcs
+from hsmsvc.errors import HsmsvcError, InvalidPinBlock
+from hsmsvc.hsm.commands import ArqcData, GenerateIssuerScript, GeneratePinChangeScript, ScriptData, VerifyArqcs
+from hsmsvc.hsm.model import PinBlock
 from hsmsvc.hsm.policy import Operation
 from hsmsvc.keys.model import KeyRef
-from hsmsvc.service.cards import card_pan
+from hsmsvc.service.attempts import AttemptGuard, check_principal
+from hsmsvc.service.cards import card_pan, checked_pan, pan_field
 from hsmsvc.service.context import Caller, Services
+from hsmsvc.types import PinBlockFormat
 
-__all__ = ["verify_arqc", "verify_arqc_batch"]
+__all__ = ["generate_issuer_script", "generate_pin_change_script", "verify_arqc", "verify_arqc_batch"]
 
 
 def verify_arqc(s: Services, caller: Caller, *, key: KeyRef, item: ArqcData) -> tuple[bytes | None, int]:
@@ -51,3 +59,41 @@ def verify_arqc_batch(
             out[j] = r
     s.observer.key_used(k, sum(1 for r in out if isinstance(r, bytes)))
     return out, k.version
+
+
+def generate_issuer_script(s: Services, caller: Caller, *, integrity: KeyRef, confidentiality: KeyRef | None,
+                           script: ScriptData) -> bytes:
+    """An issuer script command for one card (Book 2 section 9)."""
+    card_pan(script.pan)
+    smi = s.key(caller, integrity, Operation.SCRIPT_MAC, "integrity_key")
+    smc = None if confidentiality is None else s.key(caller, confidentiality, Operation.SCRIPT_ENCRYPT,
+                                                     "confidentiality_key")
+    out = s.backend.execute(GenerateIssuerScript(smi=smi.cryptogram, smc=None if smc is None else smc.cryptogram,
+                                                 script=script))
+    s.observer.keys_used((smi,) if smc is None else (smi, smc))
+    return out
+
+
+def generate_pin_change_script(
+    s: Services, caller: Caller, *, integrity: KeyRef, confidentiality: KeyRef, script: ScriptData, pin_key: KeyRef,
+    fmt: PinBlockFormat, pin_block: bytes, pan: str | None, ac: KeyRef | None, current_pin_block: bytes | None,
+) -> bytes:
+    """The offline PIN change command from the customer's new PIN block: counted as a translation is,
+    a block that fails after its decryption being the one generic error and a failed attempt."""
+    card_pan(script.pan)
+    checked_pan(pan)
+    check_principal(s, caller)
+    smi = s.key(caller, integrity, Operation.SCRIPT_MAC, "integrity_key")
+    smc = s.key(caller, confidentiality, Operation.SCRIPT_ENCRYPT, "confidentiality_key")
+    k = s.key(caller, pin_key, Operation.PIN_DECRYPT, "pin_key")
+    mask = None if ac is None else s.key(caller, ac, Operation.VISA_PIN_CHANGE_MASK, "ac_key")
+    current = None if current_pin_block is None else PinBlock(current_pin_block, fmt, pan)
+    try:
+        out = s.backend.execute(GeneratePinChangeScript(
+            pin=PinBlock(pin_block, fmt, pan), key=k.cryptogram, smi=smi.cryptogram, smc=smc.cryptogram,
+            script=script, ac=None if mask is None else mask.cryptogram, current=current))
+    except InvalidPinBlock:
+        AttemptGuard(s, caller, pan_field(pan) if pan else None, pan=pan).failed(k.key_id, k.version, "pin_change")
+        raise
+    s.observer.keys_used((smi, smc, k))
+    return out

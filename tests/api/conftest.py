@@ -171,14 +171,16 @@ DUKPT_BDKS = (("dukpt.bdk-tdes", Algorithm.TDES_2KEY, "0123456789ABCDEFFEDCBA987
               ("dukpt.bdk-aes", Algorithm.AES_128, "FEDCBA9876543210F1F1F1F1F1F1F1F1"))
 
 # Card keys of the published vectors tests/api/test_cards.py checks against (that module names each
-# source): the CVK of psec and of the CVV test data, which is also pyemv's IMK; gep3's dCVV issuer key;
-# pyemv's CVC3 issuer key. (name, key type, algorithm, usage, mode, clear value)
+# source): the CVK of psec and of the CVV test data, which is also pyemv's IMK; pyemv's script IMKs;
+# gep3's dCVV issuer key; pyemv's CVC3 issuer key. (name, key type, algorithm, usage, mode, clear value)
 _C, _X, _V = ModeOfUse.MAC_GENERATE_VERIFY, ModeOfUse.DERIVE, ModeOfUse.MAC_VERIFY_ONLY
 CARD_KEYS = (
     ("card.cvk", KeyType.CVK, Algorithm.TDES_2KEY, KeyUsage.CVK, _C, "0123456789ABCDEFFEDCBA9876543210"),
     ("card.cvk-verify", KeyType.CVK, Algorithm.TDES_2KEY, KeyUsage.CVK, _V, "0123456789ABCDEFFEDCBA9876543210"),
     ("card.imk-ac", KeyType.IMK, Algorithm.TDES_2KEY, KeyUsage.EMV_AC, _X, "0123456789ABCDEFFEDCBA9876543210"),
     ("card.imk-ac-sm4", KeyType.IMK, Algorithm.SM4, KeyUsage.EMV_AC, _X, "0123456789ABCDEFFEDCBA9876543210"),
+    ("card.imk-smi", KeyType.IMK, Algorithm.TDES_2KEY, KeyUsage.EMV_SMI, _X, "FEDCBA98765432100123456789ABCDEF"),
+    ("card.imk-smc", KeyType.IMK, Algorithm.TDES_2KEY, KeyUsage.EMV_SMC, _X, "89ABCDEF0123456776543210FEDCBA98"),
     ("card.imk-dcvv", KeyType.IMK, Algorithm.TDES_2KEY, KeyUsage.EMV_OTHER, _X, "01017391010101101320010101010101"),
     ("card.imk-cvc3", KeyType.IMK, Algorithm.TDES_2KEY, KeyUsage.EMV_DYNAMIC_NUMBERS, _X,
      "01234567899876543210012345678998"),

@@ -213,3 +213,43 @@ def test_card_keys_are_not_rotated_nor_carried_in_ecb(server: Env) -> None:
     for name in ("card.cvk", "card.imk-ac"):
         code, details = code_of(mgr.keys.RotateKey, key_pb.RotateKeyRequest(key=_key(name)))
         assert code == grpc.StatusCode.FAILED_PRECONDITION and "cards issued anew" in details
+
+
+def _script(command: str, arqc: str, session_key: int, **kw: object) -> card_pb.IssuerScript:
+    return card_pb.IssuerScript(card=card_pb.CardKey(pan="1234567890123456", psn="00", derivation=OPTION_A),
+                                session_key=session_key, atc=H("001C"), arqc=H(arqc), command=H(command),  # type: ignore
+                                **kw)
+
+
+def test_issuer_scripts_and_a_pin_change_by_pyemv(server: Env, core: Client, keys: dict[str, bytes]) -> None:
+    # pyemv tests/test_cvn_hsm.py (HSM-checked): test_visa_cvn18's script MAC and VIS PIN change (PIN 9999),
+    # test_mastercard_cvn16's PIN change; the card's PIN block arrives as the customer's under zpk1.
+    visa = card_pb.SCRIPT_KEY_DERIVATION_VISA
+    r = core.cards.GenerateIssuerScript(card_pb.GenerateIssuerScriptRequest(
+        integrity_key=_key("card.imk-smi"), script=_script("84180000", "7A788EA6B8A3E733", visa,
+                                                           mac_over_transaction=True)))
+    assert r.command == H("8418000008" "04EDE90BC24CC35E")
+    pan = "4000001234567899"
+    assert ref.luhn_valid(pan)
+
+    def change(script: card_pb.IssuerScript, pin: str = "9999", **kw: object) -> bytes:
+        block = ref.tdes_ecb(keys["zpk1"], ref.iso0(pin, pan))
+        return bytes(core.cards.GeneratePinChangeScript(card_pb.GeneratePinChangeScriptRequest(
+            integrity_key=_key("card.imk-smi"), confidentiality_key=_key("card.imk-smc"), script=script,
+            pin_key=_key("zpk1"), format=pb.PIN_BLOCK_FORMAT_ISO_0, pin_block=block, pan=pan,
+            **kw)).command)  # type: ignore[arg-type]
+
+    vis = _script("84240002", "7A788EA6B8A3E733", visa, encryption=card_pb.SCRIPT_ENCRYPTION_VISA,
+                  mac_over_transaction=True)
+    assert change(vis, ac_key=_key("card.imk-ac")) == H("8424000218BB221AF527377A2811D2B6EBC396A9391A22B480EF312F40")
+    mc = _script("84240002", "24CCF3DEE3158C70", card_pb.SCRIPT_KEY_DERIVATION_EMV_CSK,
+                 encryption=card_pb.SCRIPT_ENCRYPTION_MASTERCARD, mac_over_transaction=True)
+    assert change(mc) == H("842400021000859B8FE53F316DEB4B64C36BF88E39")
+    # A block that fails after decryption is the one generic error; a key of another usage is refused.
+    code, details = code_of(lambda: core.cards.GeneratePinChangeScript(card_pb.GeneratePinChangeScriptRequest(
+        integrity_key=_key("card.imk-smi"), confidentiality_key=_key("card.imk-smc"), script=mc,
+        pin_key=_key("zpk1"), format=pb.PIN_BLOCK_FORMAT_ISO_0, pin_block=bytes(8), pan=pan)))
+    assert code == grpc.StatusCode.INVALID_ARGUMENT and details == "pin_block: PIN block invalid"
+    assert code_of(lambda: change(mc, ac_key=_key("card.imk-smc")))[0] == grpc.StatusCode.FAILED_PRECONDITION
+    assert code_of(lambda: core.cards.GenerateIssuerScript(card_pb.GenerateIssuerScriptRequest(
+        integrity_key=_key("card.imk-smc"), script=mc)))[0] == grpc.StatusCode.FAILED_PRECONDITION

@@ -165,3 +165,69 @@ def test_an_imk_derives_and_nothing_else() -> None:
             check_binding(KeyType.IMK, KeyUsage.EMV_AC, alg, mode)
     with pytest.raises(InvalidInput):
         check_binding(KeyType.IMK, KeyUsage.CVK, Algorithm.TDES_2KEY, ModeOfUse.DERIVE)
+
+
+# --- Issuer scripts and the offline PIN change (pyemv tests/test_cvn_hsm.py, HSM-checked) -----------
+# IMKs for AC, integrity and confidentiality; PAN 1234567890123456, PSN 00, ATC 001C; new PIN 9999.
+IMK_SMI = H("FEDCBA98765432100123456789ABCDEF")
+IMK_SMC = H("89ABCDEF0123456776543210FEDCBA98")
+
+
+def _script_keys(backend: Backend) -> tuple[KeyCryptogram, KeyCryptogram, KeyCryptogram]:
+    return (_form(backend, KeyType.IMK, KeyUsage.EMV_AC, ModeOfUse.DERIVE, K0),
+            _form(backend, KeyType.IMK, KeyUsage.EMV_SMI, ModeOfUse.DERIVE, IMK_SMI),
+            _form(backend, KeyType.IMK, KeyUsage.EMV_SMC, ModeOfUse.DERIVE, IMK_SMC))
+
+
+def test_issuer_scripts_and_pin_changes_by_pyemv(backend: Backend) -> None:
+    from hsmsvc.crypto.emv import ScriptEncryption, ScriptKeyMethod
+    from hsmsvc.errors import InvalidPinBlock
+    from hsmsvc.hsm.commands import GenerateIssuerScript, GeneratePinChangeScript, ScriptData
+    from hsmsvc.hsm.model import PinBlock
+    from hsmsvc.types import PinBlockFormat
+    from tests.hsm.helpers import form as form_key
+
+    ac, smi, smc = _script_keys(backend)
+    if Command.CARD not in backend.capabilities.commands:
+        return
+    zpk, zpk_clear = form_key(backend, KeyType.ZPK, Algorithm.TDES_2KEY, KeyUsage.PIN_ENCRYPTION)
+    pan = "1234567890123456"
+
+    def block(pin: str) -> PinBlock:
+        return PinBlock(ref.tdes_ecb(zpk_clear, ref.iso0(pin, pan)), PinBlockFormat.ISO_0, pan)
+
+    def script(method: ScriptKeyMethod, arqc: str, command: str, **kw: object) -> ScriptData:
+        return ScriptData(pan=pan, psn="00", option=A, method=method, atc=H("001C"), arqc=H(arqc),  # type: ignore
+                          command=H(command), **kw)
+
+    visa = ScriptKeyMethod.VISA
+    # test_visa_cvn18: the MAC of 8418000008 (Visa script keys from the ATC, MAC over ATC || ARQC).
+    assert backend.execute(GenerateIssuerScript(smi=smi, smc=None, script=script(
+        visa, "7A788EA6B8A3E733", "84180000"))) == H("8418000008" "04EDE90BC24CC35E")
+    # Its PIN changes: the VIS block masked by the card's AC key; then with the current PIN 8888.
+    new = script(visa, "7A788EA6B8A3E733", "84240002", encryption=ScriptEncryption.VISA)
+    assert backend.execute(GeneratePinChangeScript(pin=block("9999"), key=zpk, smi=smi, smc=smc, script=new,
+                                                   ac=ac)) == H(
+        "8424000218BB221AF527377A2811D2B6EBC396A9391A22B480EF312F40")
+    cur = script(visa, "7A788EA6B8A3E733", "84240001", encryption=ScriptEncryption.VISA)
+    assert backend.execute(GeneratePinChangeScript(pin=block("9999"), key=zpk, smi=smi, smc=smc, script=cur,
+                                                   ac=ac, current=block("8888"))) == H(
+        "84240001182EE025E554BCD87E11D2B6EBC396A9390FB94A4E4EC10F41")
+    # test_mastercard_cvn16: script keys from the ARQC, Mastercard encipherment.
+    mc = script(ScriptKeyMethod.EMV_CSK, "24CCF3DEE3158C70", "84240002", encryption=ScriptEncryption.MASTERCARD)
+    assert backend.execute(GeneratePinChangeScript(pin=block("9999"), key=zpk, smi=smi, smc=smc, script=mc)) == H(
+        "842400021000859B8FE53F316DEB4B64C36BF88E39")
+    # test_interac_cvn133: the MAC over the command alone.
+    interac = script(ScriptKeyMethod.EMV_CSK, "18932FECA2D84326", "84240000", mac_over_transaction=False)
+    assert backend.execute(GenerateIssuerScript(smi=smi, smc=None, script=interac)) == H(
+        "8424000008" "B574ABB0A485A330")
+    # A wrong PIN block is the one generic error; the keys' usages are their own.
+    bad = PinBlock(bytes(8), PinBlockFormat.ISO_0, pan)
+    with pytest.raises(InvalidPinBlock):
+        backend.execute(GeneratePinChangeScript(pin=bad, key=zpk, smi=smi, smc=smc, script=mc))
+    with pytest.raises(KeyUsageViolation):
+        backend.execute(GenerateIssuerScript(smi=smc, smc=None, script=interac))
+    with pytest.raises(KeyUsageViolation):
+        backend.execute(GeneratePinChangeScript(pin=block("9999"), key=zpk, smi=smi, smc=ac, script=mc))
+    with pytest.raises(InvalidInput, match="^ac_key"):
+        backend.execute(GeneratePinChangeScript(pin=block("9999"), key=zpk, smi=smi, smc=smc, script=mc, ac=ac))

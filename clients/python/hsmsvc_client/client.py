@@ -55,6 +55,7 @@ IDEMPOTENT: Final = frozenset({
     "GetPublicKey", "ApplyKeyChange", "ConfirmKeyChange", "GetKeyFormation", "AcknowledgeKeyChange",
     "GetSealStatus", "GetServerStatus", "Sign", "Verify", "GenerateCsr", "CoDecrypt", "GenerateCvv", "VerifyArqc",
     "VerifyArqcBatch", "VerifyDukptMac", "GenerateDukptMac", "DecryptDukptData", "EncryptDukptData",
+    "GenerateIssuerScript",
 })
 # VerifyCvv, VerifyCvvBatch and VerifyDynamicCvv are not, as VerifyPin is not: a wrong value counted
 # before its answer was lost would be counted again.

@@ -59,6 +59,7 @@ from hsmsvc.hsm.commands.pin import (
     VerifyPinIbm3624,
     VerifyPinPvv,
 )
+from hsmsvc.hsm.commands.scripts import GenerateIssuerScript, GeneratePinChangeScript, ScriptData
 from hsmsvc.hsm.commands.tr34 import ExportTr34Key, ImportTr34Key
 from hsmsvc.hsm.commands.cosign import CoDecrypt, CoSign, CoSigningShare, CreateCoSigningShare
 from hsmsvc.hsm.commands.sign import GenerateCsr, ImportPublicKey, Sign, SignedData, VerifySignature
@@ -83,7 +84,10 @@ __all__ = [
     "EncryptDukptData",
     "ExportInitialKey",
     "GenerateDukptMac",
+    "GenerateIssuerScript",
+    "GeneratePinChangeScript",
     "GenerateCvv",
+    "ScriptData",
     "VerifyArqcs",
     "VerifyCvvs",
     "VerifyDukptMac",

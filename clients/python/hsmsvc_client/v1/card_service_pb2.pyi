@@ -35,6 +35,19 @@ class SessionKeyDerivation(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     SESSION_KEY_DERIVATION_VISA_CVN10: _ClassVar[SessionKeyDerivation]
     SESSION_KEY_DERIVATION_VISA_CVN18: _ClassVar[SessionKeyDerivation]
     SESSION_KEY_DERIVATION_VISA_CVN22: _ClassVar[SessionKeyDerivation]
+
+class ScriptKeyDerivation(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    SCRIPT_KEY_DERIVATION_UNSPECIFIED: _ClassVar[ScriptKeyDerivation]
+    SCRIPT_KEY_DERIVATION_EMV_CSK: _ClassVar[ScriptKeyDerivation]
+    SCRIPT_KEY_DERIVATION_VISA: _ClassVar[ScriptKeyDerivation]
+
+class ScriptEncryption(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    SCRIPT_ENCRYPTION_UNSPECIFIED: _ClassVar[ScriptEncryption]
+    SCRIPT_ENCRYPTION_EMV: _ClassVar[ScriptEncryption]
+    SCRIPT_ENCRYPTION_MASTERCARD: _ClassVar[ScriptEncryption]
+    SCRIPT_ENCRYPTION_VISA: _ClassVar[ScriptEncryption]
 CVV_KIND_UNSPECIFIED: CvvKind
 CVV_KIND_CVV: CvvKind
 CVV_KIND_CVV2: CvvKind
@@ -51,6 +64,13 @@ SESSION_KEY_DERIVATION_MASTERCARD_SKD: SessionKeyDerivation
 SESSION_KEY_DERIVATION_VISA_CVN10: SessionKeyDerivation
 SESSION_KEY_DERIVATION_VISA_CVN18: SessionKeyDerivation
 SESSION_KEY_DERIVATION_VISA_CVN22: SessionKeyDerivation
+SCRIPT_KEY_DERIVATION_UNSPECIFIED: ScriptKeyDerivation
+SCRIPT_KEY_DERIVATION_EMV_CSK: ScriptKeyDerivation
+SCRIPT_KEY_DERIVATION_VISA: ScriptKeyDerivation
+SCRIPT_ENCRYPTION_UNSPECIFIED: ScriptEncryption
+SCRIPT_ENCRYPTION_EMV: ScriptEncryption
+SCRIPT_ENCRYPTION_MASTERCARD: ScriptEncryption
+SCRIPT_ENCRYPTION_VISA: ScriptEncryption
 
 class CardData(_message.Message):
     __slots__ = ("kind", "pan", "expiry", "service_code")
@@ -227,3 +247,69 @@ class VerifyArqcBatchResponse(_message.Message):
     errors: _containers.RepeatedCompositeFieldContainer[_types_pb2.ItemError]
     key_version: int
     def __init__(self, verified: _Optional[_Iterable[bool]] = ..., arpcs: _Optional[_Iterable[bytes]] = ..., errors: _Optional[_Iterable[_Union[_types_pb2.ItemError, _Mapping]]] = ..., key_version: _Optional[int] = ...) -> None: ...
+
+class IssuerScript(_message.Message):
+    __slots__ = ("card", "session_key", "atc", "arqc", "command", "encryption", "mac_over_transaction", "mac_length")
+    CARD_FIELD_NUMBER: _ClassVar[int]
+    SESSION_KEY_FIELD_NUMBER: _ClassVar[int]
+    ATC_FIELD_NUMBER: _ClassVar[int]
+    ARQC_FIELD_NUMBER: _ClassVar[int]
+    COMMAND_FIELD_NUMBER: _ClassVar[int]
+    ENCRYPTION_FIELD_NUMBER: _ClassVar[int]
+    MAC_OVER_TRANSACTION_FIELD_NUMBER: _ClassVar[int]
+    MAC_LENGTH_FIELD_NUMBER: _ClassVar[int]
+    card: CardKey
+    session_key: ScriptKeyDerivation
+    atc: bytes
+    arqc: bytes
+    command: bytes
+    encryption: ScriptEncryption
+    mac_over_transaction: bool
+    mac_length: int
+    def __init__(self, card: _Optional[_Union[CardKey, _Mapping]] = ..., session_key: _Optional[_Union[ScriptKeyDerivation, str]] = ..., atc: _Optional[bytes] = ..., arqc: _Optional[bytes] = ..., command: _Optional[bytes] = ..., encryption: _Optional[_Union[ScriptEncryption, str]] = ..., mac_over_transaction: _Optional[bool] = ..., mac_length: _Optional[int] = ...) -> None: ...
+
+class GenerateIssuerScriptRequest(_message.Message):
+    __slots__ = ("integrity_key", "confidentiality_key", "script", "data")
+    INTEGRITY_KEY_FIELD_NUMBER: _ClassVar[int]
+    CONFIDENTIALITY_KEY_FIELD_NUMBER: _ClassVar[int]
+    SCRIPT_FIELD_NUMBER: _ClassVar[int]
+    DATA_FIELD_NUMBER: _ClassVar[int]
+    integrity_key: _types_pb2.KeyRef
+    confidentiality_key: _types_pb2.KeyRef
+    script: IssuerScript
+    data: bytes
+    def __init__(self, integrity_key: _Optional[_Union[_types_pb2.KeyRef, _Mapping]] = ..., confidentiality_key: _Optional[_Union[_types_pb2.KeyRef, _Mapping]] = ..., script: _Optional[_Union[IssuerScript, _Mapping]] = ..., data: _Optional[bytes] = ...) -> None: ...
+
+class GenerateIssuerScriptResponse(_message.Message):
+    __slots__ = ("command",)
+    COMMAND_FIELD_NUMBER: _ClassVar[int]
+    command: bytes
+    def __init__(self, command: _Optional[bytes] = ...) -> None: ...
+
+class GeneratePinChangeScriptRequest(_message.Message):
+    __slots__ = ("integrity_key", "confidentiality_key", "script", "pin_key", "format", "pin_block", "pan", "ac_key", "current_pin_block")
+    INTEGRITY_KEY_FIELD_NUMBER: _ClassVar[int]
+    CONFIDENTIALITY_KEY_FIELD_NUMBER: _ClassVar[int]
+    SCRIPT_FIELD_NUMBER: _ClassVar[int]
+    PIN_KEY_FIELD_NUMBER: _ClassVar[int]
+    FORMAT_FIELD_NUMBER: _ClassVar[int]
+    PIN_BLOCK_FIELD_NUMBER: _ClassVar[int]
+    PAN_FIELD_NUMBER: _ClassVar[int]
+    AC_KEY_FIELD_NUMBER: _ClassVar[int]
+    CURRENT_PIN_BLOCK_FIELD_NUMBER: _ClassVar[int]
+    integrity_key: _types_pb2.KeyRef
+    confidentiality_key: _types_pb2.KeyRef
+    script: IssuerScript
+    pin_key: _types_pb2.KeyRef
+    format: _types_pb2.PinBlockFormat
+    pin_block: bytes
+    pan: str
+    ac_key: _types_pb2.KeyRef
+    current_pin_block: bytes
+    def __init__(self, integrity_key: _Optional[_Union[_types_pb2.KeyRef, _Mapping]] = ..., confidentiality_key: _Optional[_Union[_types_pb2.KeyRef, _Mapping]] = ..., script: _Optional[_Union[IssuerScript, _Mapping]] = ..., pin_key: _Optional[_Union[_types_pb2.KeyRef, _Mapping]] = ..., format: _Optional[_Union[_types_pb2.PinBlockFormat, str]] = ..., pin_block: _Optional[bytes] = ..., pan: _Optional[str] = ..., ac_key: _Optional[_Union[_types_pb2.KeyRef, _Mapping]] = ..., current_pin_block: _Optional[bytes] = ...) -> None: ...
+
+class GeneratePinChangeScriptResponse(_message.Message):
+    __slots__ = ("command",)
+    COMMAND_FIELD_NUMBER: _ClassVar[int]
+    command: bytes
+    def __init__(self, command: _Optional[bytes] = ...) -> None: ...

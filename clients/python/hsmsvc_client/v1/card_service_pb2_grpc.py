@@ -68,6 +68,16 @@ class CardServiceStub:
                 request_serializer=hsmsvc_dot_v1_dot_card__service__pb2.VerifyArqcBatchRequest.SerializeToString,
                 response_deserializer=hsmsvc_dot_v1_dot_card__service__pb2.VerifyArqcBatchResponse.FromString,
                 _registered_method=True)
+        self.GenerateIssuerScript = channel.unary_unary(
+                '/hsmsvc.v1.CardService/GenerateIssuerScript',
+                request_serializer=hsmsvc_dot_v1_dot_card__service__pb2.GenerateIssuerScriptRequest.SerializeToString,
+                response_deserializer=hsmsvc_dot_v1_dot_card__service__pb2.GenerateIssuerScriptResponse.FromString,
+                _registered_method=True)
+        self.GeneratePinChangeScript = channel.unary_unary(
+                '/hsmsvc.v1.CardService/GeneratePinChangeScript',
+                request_serializer=hsmsvc_dot_v1_dot_card__service__pb2.GeneratePinChangeScriptRequest.SerializeToString,
+                response_deserializer=hsmsvc_dot_v1_dot_card__service__pb2.GeneratePinChangeScriptResponse.FromString,
+                _registered_method=True)
 
 
 class CardServiceServicer:
@@ -121,6 +131,22 @@ class CardServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GenerateIssuerScript(self, request, context):
+        """GenerateIssuerScript makes an issuer script command: its data enciphered under the card's
+        confidentiality key (an E1 IMK) if asked, MACed under its integrity key (an E2 IMK).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GeneratePinChangeScript(self, request, context):
+        """GeneratePinChangeScript makes the offline PIN change command from the customer's new PIN
+        block: a translation to the card's key, no PIN or PIN-derived value given out.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_CardServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -153,6 +179,16 @@ def add_CardServiceServicer_to_server(servicer, server):
                     servicer.VerifyArqcBatch,
                     request_deserializer=hsmsvc_dot_v1_dot_card__service__pb2.VerifyArqcBatchRequest.FromString,
                     response_serializer=hsmsvc_dot_v1_dot_card__service__pb2.VerifyArqcBatchResponse.SerializeToString,
+            ),
+            'GenerateIssuerScript': grpc.unary_unary_rpc_method_handler(
+                    servicer.GenerateIssuerScript,
+                    request_deserializer=hsmsvc_dot_v1_dot_card__service__pb2.GenerateIssuerScriptRequest.FromString,
+                    response_serializer=hsmsvc_dot_v1_dot_card__service__pb2.GenerateIssuerScriptResponse.SerializeToString,
+            ),
+            'GeneratePinChangeScript': grpc.unary_unary_rpc_method_handler(
+                    servicer.GeneratePinChangeScript,
+                    request_deserializer=hsmsvc_dot_v1_dot_card__service__pb2.GeneratePinChangeScriptRequest.FromString,
+                    response_serializer=hsmsvc_dot_v1_dot_card__service__pb2.GeneratePinChangeScriptResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -321,6 +357,60 @@ class CardService:
             '/hsmsvc.v1.CardService/VerifyArqcBatch',
             hsmsvc_dot_v1_dot_card__service__pb2.VerifyArqcBatchRequest.SerializeToString,
             hsmsvc_dot_v1_dot_card__service__pb2.VerifyArqcBatchResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GenerateIssuerScript(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/hsmsvc.v1.CardService/GenerateIssuerScript',
+            hsmsvc_dot_v1_dot_card__service__pb2.GenerateIssuerScriptRequest.SerializeToString,
+            hsmsvc_dot_v1_dot_card__service__pb2.GenerateIssuerScriptResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GeneratePinChangeScript(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/hsmsvc.v1.CardService/GeneratePinChangeScript',
+            hsmsvc_dot_v1_dot_card__service__pb2.GeneratePinChangeScriptRequest.SerializeToString,
+            hsmsvc_dot_v1_dot_card__service__pb2.GeneratePinChangeScriptResponse.FromString,
             options,
             channel_credentials,
             insecure,
