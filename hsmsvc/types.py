@@ -184,6 +184,10 @@ class KeyType(Vocabulary):
     """A DUKPT terminal's initial key (TR-31 usage B1, mode X), derived from a BDK and the terminal's
     initial KSN or key ID for its key loader: it leaves only as a TR-31 block, and is never stored
     by hsmsvc's own commands (one received from a key injection facility may be)."""
+    KDK = "KDK"
+    """Key derivation key (TR-31 usage B3, mode X): derives each user's key from the user's code, as the
+    login keys of employees' USB-Keys are (bank design 004 clause 6.2.2); a derived key leaves only
+    wrapped, never in clear."""
     CVK = "CVK"
     """Card verification key (TR-31 usage C0): the key pair A||B of the CVV method (CVV, CVV2, iCVV),
     a two-key TDES key."""
@@ -198,6 +202,8 @@ class KeyUsage(Vocabulary):
     """ANSI X9 TR-31:2018 key usage (header bytes 5-6), by its code."""
 
     BDK = "B0"
+    KEY_DERIVATION = "B3"
+    """TR-31:2018 "key derivation key (non-ANSI X9.24)"."""
     DUKPT_INITIAL_KEY = "B1"
     """TR-31:2018 "initial DUKPT key" (IPEK): only ever exported to a terminal's key loader, never stored."""
     CVK = "C0"

@@ -87,6 +87,15 @@ class KeyServicer(g.KeyServiceServicer):
                                      cv.KCV_METHOD.optional(r.kcv_method, "kcv_method"))
         return m.ExportKeyResponse(wrapped_key=wrapped, kcv=kcv)
 
+    @rpc("KeyService.DiversifyKey")
+    def DiversifyKey(self, r: m.DiversifyKeyRequest, c: Caller) -> m.DiversifyKeyResponse:
+        block, check, version = uc.diversify_key(
+            self.s, c, master=cv.key_ref(r.master_key, "master_key", r.HasField("master_key")),
+            kek=cv.key_ref(r.kek, "kek", r.HasField("kek")), data=bytes(r.diversification_data),
+            key_type=cv.KEY_TYPE.get(r.key_type, "key_type"), usage=cv.KEY_USAGE.get(r.usage, "usage"),
+            mode=cv.MODE_OF_USE.get(r.mode_of_use, "mode_of_use"))
+        return m.DiversifyKeyResponse(key_block=block.decode("ascii"), kcv=check, master_version=version)
+
     @rpc("KeyService.ImportTr34Key")
     def ImportTr34Key(self, r: m.ImportTr34KeyRequest, c: Caller) -> m.ImportTr34KeyResponse:
         t = r.template

@@ -82,6 +82,8 @@ class Operation(Vocabulary):
     DUKPT_INITIAL_KEY_EXPORT = "DUKPT_INITIAL_KEY_EXPORT"
     """Derive a terminal's initial key (IPEK) from this BDK and give it out in a TR-31 block (B1)
     under a K1 KEK, for the terminal's key loader (X9.24-1 A.6, X9.24-3 6.3)."""
+    DIVERSIFY = "DIVERSIFY"
+    """Derive a user's key from this KDK and the user's code, and give it out wrapped (004 6.2.2)."""
     CVV_GENERATE = "CVV_GENERATE"
     """Compute a card's CVV, CVV2 or iCVV (CVK, usage C0): issuance, never verification's."""
     CVV_VERIFY = "CVV_VERIFY"
@@ -131,6 +133,7 @@ USAGES: Final[Mapping[KeyType, frozenset[KeyUsage]]] = {
     KeyType.CSK: frozenset({KeyUsage.DIGITAL_SIGNATURE, KeyUsage.ASYMMETRIC_DATA_ENCRYPTION}),
     KeyType.BDK: frozenset({KeyUsage.BDK}),
     KeyType.IPEK: frozenset({KeyUsage.DUKPT_INITIAL_KEY}),
+    KeyType.KDK: frozenset({KeyUsage.KEY_DERIVATION}),
     KeyType.CVK: frozenset({KeyUsage.CVK}),
     KeyType.IMK: frozenset({KeyUsage.EMV_AC, KeyUsage.EMV_SMC, KeyUsage.EMV_SMI, KeyUsage.EMV_DYNAMIC_NUMBERS,
                             KeyUsage.EMV_OTHER}),
@@ -246,6 +249,8 @@ ALLOWED: Final[
     **{op: (frozenset({KeyType.BDK}), frozenset({KeyUsage.BDK}), frozenset({ModeOfUse.DERIVE}))
        for op in (Operation.DUKPT_MAC_GENERATE, Operation.DUKPT_MAC_VERIFY, Operation.DUKPT_DATA_ENCRYPT,
                   Operation.DUKPT_DATA_DECRYPT, Operation.DUKPT_INITIAL_KEY_EXPORT)},
+    Operation.DIVERSIFY: (frozenset({KeyType.KDK}), frozenset({KeyUsage.KEY_DERIVATION}),
+                          frozenset({ModeOfUse.DERIVE})),
     Operation.CVV_GENERATE: (frozenset({KeyType.CVK}), frozenset({KeyUsage.CVK}), _GEN),
     Operation.CVV_VERIFY: (frozenset({KeyType.CVK}), frozenset({KeyUsage.CVK}), _VER),
     Operation.ARQC_VERIFY: (frozenset({KeyType.IMK}), frozenset({KeyUsage.EMV_AC}), frozenset({ModeOfUse.DERIVE})),
@@ -259,19 +264,24 @@ ALLOWED: Final[
 }
 
 # The key types whose only mode of use is X (derive): they make keys, and are never used directly.
-DERIVING: Final = frozenset({KeyType.KAK, KeyType.BDK, KeyType.IPEK, KeyType.IMK})
+DERIVING: Final = frozenset({KeyType.KAK, KeyType.BDK, KeyType.IPEK, KeyType.IMK, KeyType.KDK})
 # What a BDK may be: X9.24-1:2009's double-length TDES, or X9.24-3:2017's AES.
 BDK_ALGORITHMS: Final = frozenset({Algorithm.TDES_2KEY, Algorithm.AES_128, Algorithm.AES_192, Algorithm.AES_256})
+# What a KDK may be, and the keys it derives: option A style under TDES and SM4, SP 800-108 under AES.
+KDK_ALGORITHMS: Final = frozenset({Algorithm.TDES_2KEY, Algorithm.TDES_3KEY, Algorithm.AES_128, Algorithm.AES_192,
+                                   Algorithm.AES_256, Algorithm.SM4})
+DIVERSIFIED: Final = frozenset({KeyType.MAK, KeyType.TAK, KeyType.DEK})
+"""The key types a KDK derives: a user's authentication (MAC) or data key."""
 # What an IMK may be: EMV's two-key TDES (Book 2 annex A1.4), or SM4 for PBOC 3.0 / UnionPay IC cards.
 IMK_ALGORITHMS: Final = frozenset({Algorithm.TDES_2KEY, Algorithm.SM4})
 # Keys whose every use is a derivation or a check a caller must not be able to run another way. An
 # ECB form binds no key type (X9.17, the payShield variants: a KCV only), so one taken in that way
 # could be taken in again as a DEK, and its encryptions would be the terminals' initial keys (BDK),
 # the cards' own keys (IMK) or CVVs for any card (CVK). They travel only as TR-31 key blocks.
-TR31_ONLY: Final = frozenset({KeyType.BDK, KeyType.IPEK, KeyType.CVK, KeyType.IMK})
+TR31_ONLY: Final = frozenset({KeyType.BDK, KeyType.IPEK, KeyType.CVK, KeyType.IMK, KeyType.KDK})
 # Keys a new random version would break: their terminals or cards hold values made under the old
 # one. RotateKey refuses them; a use or age limit records ``key.renewal_due`` for an officer.
-NOT_ROTATED: Final = frozenset({KeyType.BDK, KeyType.IPEK, KeyType.CVK, KeyType.IMK})
+NOT_ROTATED: Final = frozenset({KeyType.BDK, KeyType.IPEK, KeyType.CVK, KeyType.IMK, KeyType.KDK})
 
 # The key types that are key pairs (RSA, SM2 or EC), not block-cipher keys.
 KEY_PAIRS: Final = frozenset({KeyType.KTK, KeyType.CTK, KeyType.KAK, KeyType.SIG, KeyType.CSK})
@@ -331,6 +341,7 @@ EXPORTABLE_UNDER: Final[Mapping[KeyType, frozenset[KeyType]]] = {
         KeyType.BDK,  # from the key injection facility that holds the terminals' BDK
         KeyType.CVK, KeyType.IMK,  # to and from a card personalisation bureau
         KeyType.IPEK,  # to a key injection facility
+        KeyType.KDK,  # between the sites that derive users' keys
     }),
     KeyType.TMK: frozenset({KeyType.TPK, KeyType.TAK, KeyType.DEK, KeyType.IPEK}),
 }
@@ -379,10 +390,12 @@ def check_binding(
     if pair_modes is not None and mode not in pair_modes:
         raise InvalidInput("mode_of_use", f"not a mode of use for a {key_type.value} of usage {usage.value}")
     if (mode is ModeOfUse.DERIVE) != (key_type in DERIVING):
-        raise InvalidInput("mode_of_use", "DERIVE is the mode of use of a KAK, a BDK, an IPEK or an IMK, "
+        raise InvalidInput("mode_of_use", "DERIVE is the mode of use of a KAK, BDK, IPEK, IMK or KDK, "
                            "and their only one")
     if key_type in (KeyType.BDK, KeyType.IPEK) and algorithm not in BDK_ALGORITHMS:
         raise InvalidInput("algorithm", "a BDK is TDES_2KEY (X9.24-1) or AES_128, AES_192 or AES_256 (X9.24-3)")
+    if key_type is KeyType.KDK and algorithm not in KDK_ALGORITHMS:
+        raise InvalidInput("algorithm", "a KDK is TDES, AES or SM4")
     if key_type is KeyType.IMK and algorithm not in IMK_ALGORITHMS:
         raise InvalidInput("algorithm", "an IMK is TDES_2KEY (EMV) or SM4 (PBOC 3.0 / UnionPay)")
     if key_type is KeyType.CVK and algorithm is not Algorithm.TDES_2KEY:

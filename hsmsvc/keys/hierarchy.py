@@ -21,8 +21,8 @@ from hsmsvc.crypto import sm2ka
 from hsmsvc.hsm import policy
 from hsmsvc.hsm.backend import Backend
 from hsmsvc.hsm.commands import (
-    AgreeKey, AgreeSm2Key, CoSigningShare, CreateCoSigningShare, ExportInitialKey, ExportKey, ExportTr34Key, Forget,
-    FormKey, GenerateKey, ImportKey, ImportPublicKey, ImportTr34Key, PublicKey, Sm2Exchange,
+    AgreeKey, AgreeSm2Key, CoSigningShare, CreateCoSigningShare, DiversifyKey, ExportInitialKey, ExportKey,
+    ExportTr34Key, Forget, FormKey, GenerateKey, ImportKey, ImportPublicKey, ImportTr34Key, PublicKey, Sm2Exchange,
 )
 from hsmsvc.hsm.commands.agree import check_sm2_request
 from hsmsvc.hsm.model import BlockTemplate, KeyCryptogram, KeySpec, LegacyForm
@@ -383,6 +383,18 @@ class KeyManager:
                                      _detail(bdk.cryptogram, kek=f"{kek.key_id} v{kek.version}", form="TR31",
                                              initial_key_id=bytes(initial).hex().upper(),
                                              initial_key_kcv=out[1].hex().upper())))
+        return out
+
+    def diversify(self, *, master: StoredKey, kek: StoredKey, data: bytes, derived: KeySpec) -> tuple[bytes, bytes]:
+        """A user's key derived from the KDK ``master`` and ``data`` (the user's code), wrapped under
+        ``kek`` as a TR-31 block, with its KCV (004 clause 6.2.2); audited on the KDK with the code."""
+        out = self._backend.execute(DiversifyKey(master=master.cryptogram, kek=kek.cryptogram, data=data,
+                                                 derived=derived))
+        self._store.audit(AuditEvent(self._actor, "key.diversify", master.key_id, master.version,
+                                     _detail(master.cryptogram, kek=f"{kek.key_id} v{kek.version}", form="TR31",
+                                             diversification_data=bytes(data).hex().upper(),
+                                             derived_type=derived.key_type.value, derived_usage=derived.usage.value,
+                                             derived_kcv=out[1].hex().upper())))
         return out
 
     def lookup(self, ref: KeyRef) -> StoredKey:

@@ -95,6 +95,7 @@ ROLE_METHODS: Final[Mapping[Role, frozenset[str]]] = {
             "KeyService.UpdateKeyState",
             "KeyService.ImportPublicKey",
             "TerminalService.ExportInitialKey",
+            "KeyService.DiversifyKey",
             "SignatureService.GenerateCsr",
             "SignatureService.Verify",
             # Enrolment of a client's two-party key creates a key: a manager's (narrowed by the

@@ -15,13 +15,14 @@ from typing import Final
 
 from hsmsvc.errors import InvalidInput, KeyNotFound, PermissionDenied
 from hsmsvc.hsm.commands import Kcv, PublicKey, Sm2Exchange
+from hsmsvc.hsm.commands.diversify import derived_algorithm
 from hsmsvc.hsm.model import BlockTemplate, KeySpec, LegacyForm
 from hsmsvc.hsm.policy import Operation
 from hsmsvc.keys.model import NAME, KeyRef, StoredKey
 from hsmsvc.keys.store.agreements import PendingAgreement
 from hsmsvc.service.authz import NO_SUCH_KEY
 from hsmsvc.service.context import Caller, Services
-from hsmsvc.types import Algorithm, KcvMethod, KeyState, KeyType
+from hsmsvc.types import Algorithm, KcvMethod, KeyState, KeyType, KeyUsage, ModeOfUse
 
 _ZONE: Final = re.compile(r"[A-Za-z0-9._:-]{0,64}")
 
@@ -153,6 +154,16 @@ def export_key(s: Services, caller: Caller, kek: KeyRef, key: KeyRef,
     x = s.key(caller, key, Operation.KEY_EXPORT)
     check = x.cryptogram.kcv if kcv_method is None else s.backend.execute(Kcv(key=x.cryptogram, method=kcv_method))
     return s.manager(caller).export_with(k, x), check
+
+
+def diversify_key(s: Services, caller: Caller, *, master: KeyRef, kek: KeyRef, data: bytes, key_type: KeyType,
+                  usage: KeyUsage, mode: ModeOfUse) -> tuple[bytes, bytes, int]:
+    """A user's key from a KDK and the user's code, as a TR-31 block under ``kek`` (004 6.2.2)."""
+    k = s.key(caller, kek, Operation.KEY_EXPORT_UNDER, "kek")
+    m = s.key(caller, master, Operation.DIVERSIFY, "master_key")
+    spec = KeySpec("diversified", 1, key_type, derived_algorithm(m.cryptogram.spec.algorithm), usage, mode)
+    block, check = s.manager(caller).diversify(master=m, kek=k, data=data, derived=spec)
+    return block, check, m.version
 
 
 def import_tr34_key(

@@ -181,6 +181,7 @@ CARD_KEYS = (
     ("card.imk-ac-sm4", KeyType.IMK, Algorithm.SM4, KeyUsage.EMV_AC, _X, "0123456789ABCDEFFEDCBA9876543210"),
     ("card.imk-smi", KeyType.IMK, Algorithm.TDES_2KEY, KeyUsage.EMV_SMI, _X, "FEDCBA98765432100123456789ABCDEF"),
     ("card.imk-smc", KeyType.IMK, Algorithm.TDES_2KEY, KeyUsage.EMV_SMC, _X, "89ABCDEF0123456776543210FEDCBA98"),
+    ("users.kdk", KeyType.KDK, Algorithm.TDES_2KEY, KeyUsage.KEY_DERIVATION, _X, "0123456789ABCDEFFEDCBA9876543210"),
     ("card.imk-dcvv", KeyType.IMK, Algorithm.TDES_2KEY, KeyUsage.EMV_OTHER, _X, "01017391010101101320010101010101"),
     ("card.imk-cvc3", KeyType.IMK, Algorithm.TDES_2KEY, KeyUsage.EMV_DYNAMIC_NUMBERS, _X,
      "01234567899876543210012345678998"),

@@ -231,3 +231,4 @@ def test_issuer_scripts_and_pin_changes_by_pyemv(backend: Backend) -> None:
         backend.execute(GeneratePinChangeScript(pin=block("9999"), key=zpk, smi=smi, smc=ac, script=mc))
     with pytest.raises(InvalidInput, match="^ac_key"):
         backend.execute(GeneratePinChangeScript(pin=block("9999"), key=zpk, smi=smi, smc=smc, script=mc, ac=ac))
+

@@ -18,6 +18,7 @@ from hsmsvc.hsm.commands.cards import (
     VerifyDynamicCvvs,
 )
 from hsmsvc.hsm.commands.data import DecryptData, EncryptData, EncryptFields, Random, ReencryptData
+from hsmsvc.hsm.commands.diversify import DiversifyKey
 from hsmsvc.hsm.commands.dukpt import (
     DecryptDukptData,
     DukptDirection,
@@ -78,6 +79,7 @@ __all__ = [
     "ArqcData",
     "CvvData",
     "DecryptDukptData",
+    "DiversifyKey",
     "DukptDirection",
     "DynamicCvvData",
     "DynamicKind",

@@ -315,3 +315,29 @@ class StartKeyAgreementResponse(_message.Message):
     ephemeral_public_key: bytes
     expires_at: _timestamp_pb2.Timestamp
     def __init__(self, agreement_id: _Optional[str] = ..., ephemeral_public_key: _Optional[bytes] = ..., expires_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class DiversifyKeyRequest(_message.Message):
+    __slots__ = ("master_key", "kek", "diversification_data", "key_type", "usage", "mode_of_use")
+    MASTER_KEY_FIELD_NUMBER: _ClassVar[int]
+    KEK_FIELD_NUMBER: _ClassVar[int]
+    DIVERSIFICATION_DATA_FIELD_NUMBER: _ClassVar[int]
+    KEY_TYPE_FIELD_NUMBER: _ClassVar[int]
+    USAGE_FIELD_NUMBER: _ClassVar[int]
+    MODE_OF_USE_FIELD_NUMBER: _ClassVar[int]
+    master_key: _types_pb2.KeyRef
+    kek: _types_pb2.KeyRef
+    diversification_data: bytes
+    key_type: _types_pb2.KeyType
+    usage: _types_pb2.KeyUsage
+    mode_of_use: _types_pb2.ModeOfUse
+    def __init__(self, master_key: _Optional[_Union[_types_pb2.KeyRef, _Mapping]] = ..., kek: _Optional[_Union[_types_pb2.KeyRef, _Mapping]] = ..., diversification_data: _Optional[bytes] = ..., key_type: _Optional[_Union[_types_pb2.KeyType, str]] = ..., usage: _Optional[_Union[_types_pb2.KeyUsage, str]] = ..., mode_of_use: _Optional[_Union[_types_pb2.ModeOfUse, str]] = ...) -> None: ...
+
+class DiversifyKeyResponse(_message.Message):
+    __slots__ = ("key_block", "kcv", "master_version")
+    KEY_BLOCK_FIELD_NUMBER: _ClassVar[int]
+    KCV_FIELD_NUMBER: _ClassVar[int]
+    MASTER_VERSION_FIELD_NUMBER: _ClassVar[int]
+    key_block: str
+    kcv: bytes
+    master_version: int
+    def __init__(self, key_block: _Optional[str] = ..., kcv: _Optional[bytes] = ..., master_version: _Optional[int] = ...) -> None: ...

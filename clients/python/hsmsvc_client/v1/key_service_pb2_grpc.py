@@ -60,6 +60,11 @@ class KeyServiceStub:
                 request_serializer=hsmsvc_dot_v1_dot_key__service__pb2.ExportTr34KeyRequest.SerializeToString,
                 response_deserializer=hsmsvc_dot_v1_dot_key__service__pb2.ExportTr34KeyResponse.FromString,
                 _registered_method=True)
+        self.DiversifyKey = channel.unary_unary(
+                '/hsmsvc.v1.KeyService/DiversifyKey',
+                request_serializer=hsmsvc_dot_v1_dot_key__service__pb2.DiversifyKeyRequest.SerializeToString,
+                response_deserializer=hsmsvc_dot_v1_dot_key__service__pb2.DiversifyKeyResponse.FromString,
+                _registered_method=True)
         self.GetKey = channel.unary_unary(
                 '/hsmsvc.v1.KeyService/GetKey',
                 request_serializer=hsmsvc_dot_v1_dot_key__service__pb2.GetKeyRequest.SerializeToString,
@@ -146,6 +151,15 @@ class KeyServiceServicer:
 
     def ExportTr34Key(self, request, context):
         """ExportTr34Key sends an exportable key to a KRD in a TR-34 one-pass key token signed by this site as KDH.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DiversifyKey(self, request, context):
+        """DiversifyKey derives a user's key from a KDK and the user's code (the login key of an
+        employee's USB-Key, bank design 004 clause 6.2.2) and gives it only as a TR-31 block under a
+        K1 ZMK or TMK, for personalisation: never in clear, never stored.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -247,6 +261,11 @@ def add_KeyServiceServicer_to_server(servicer, server):
                     servicer.ExportTr34Key,
                     request_deserializer=hsmsvc_dot_v1_dot_key__service__pb2.ExportTr34KeyRequest.FromString,
                     response_serializer=hsmsvc_dot_v1_dot_key__service__pb2.ExportTr34KeyResponse.SerializeToString,
+            ),
+            'DiversifyKey': grpc.unary_unary_rpc_method_handler(
+                    servicer.DiversifyKey,
+                    request_deserializer=hsmsvc_dot_v1_dot_key__service__pb2.DiversifyKeyRequest.FromString,
+                    response_serializer=hsmsvc_dot_v1_dot_key__service__pb2.DiversifyKeyResponse.SerializeToString,
             ),
             'GetKey': grpc.unary_unary_rpc_method_handler(
                     servicer.GetKey,
@@ -430,6 +449,33 @@ class KeyService:
             '/hsmsvc.v1.KeyService/ExportTr34Key',
             hsmsvc_dot_v1_dot_key__service__pb2.ExportTr34KeyRequest.SerializeToString,
             hsmsvc_dot_v1_dot_key__service__pb2.ExportTr34KeyResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DiversifyKey(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/hsmsvc.v1.KeyService/DiversifyKey',
+            hsmsvc_dot_v1_dot_key__service__pb2.DiversifyKeyRequest.SerializeToString,
+            hsmsvc_dot_v1_dot_key__service__pb2.DiversifyKeyResponse.FromString,
             options,
             channel_credentials,
             insecure,

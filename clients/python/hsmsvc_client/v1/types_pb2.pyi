@@ -48,6 +48,7 @@ class KeyType(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     KEY_TYPE_CVK: _ClassVar[KeyType]
     KEY_TYPE_IMK: _ClassVar[KeyType]
     KEY_TYPE_IPEK: _ClassVar[KeyType]
+    KEY_TYPE_KDK: _ClassVar[KeyType]
 
 class KeyUsage(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -73,6 +74,7 @@ class KeyUsage(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     KEY_USAGE_EMV_DYNAMIC_NUMBERS: _ClassVar[KeyUsage]
     KEY_USAGE_EMV_OTHER: _ClassVar[KeyUsage]
     KEY_USAGE_DUKPT_INITIAL_KEY: _ClassVar[KeyUsage]
+    KEY_USAGE_KEY_DERIVATION: _ClassVar[KeyUsage]
 
 class ModeOfUse(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -202,6 +204,7 @@ KEY_TYPE_BDK: KeyType
 KEY_TYPE_CVK: KeyType
 KEY_TYPE_IMK: KeyType
 KEY_TYPE_IPEK: KeyType
+KEY_TYPE_KDK: KeyType
 KEY_USAGE_UNSPECIFIED: KeyUsage
 KEY_USAGE_DATA: KeyUsage
 KEY_USAGE_KEK: KeyUsage
@@ -224,6 +227,7 @@ KEY_USAGE_EMV_SMI: KeyUsage
 KEY_USAGE_EMV_DYNAMIC_NUMBERS: KeyUsage
 KEY_USAGE_EMV_OTHER: KeyUsage
 KEY_USAGE_DUKPT_INITIAL_KEY: KeyUsage
+KEY_USAGE_KEY_DERIVATION: KeyUsage
 MODE_OF_USE_UNSPECIFIED: ModeOfUse
 MODE_OF_USE_ENCRYPT_DECRYPT: ModeOfUse
 MODE_OF_USE_MAC_GENERATE_VERIFY: ModeOfUse
