@@ -77,19 +77,21 @@ class AttemptGuard:
     """Check before a PIN (or a card value) is touched; count after it fails."""
 
     def __init__(self, services: Services, caller: Caller, card: str | None, *, pan: str | None = None,
-                 counted: Counted = PINS, hashes: Sequence[bytes] = ()) -> None:
+                 counted: Counted = PINS, hashes: Sequence[bytes] = (), clears: int | None = None) -> None:
         """``card``: the digits (or account) counted under; ``pan``: the PAN the audit row shows masked;
-        ``hashes``: further card counters (keyed hashes) the check is also kept under."""
+        ``hashes``: further card counters (keyed hashes) the check is also kept under; ``clears``: how many
+        of the last card counters a match resets (all by default: a card's PIN try counter)."""
         own = [services.backend.execute(PanHash(pan=card))] if card else []
-        self._start(services, caller, pan or card, [*own, *hashes], counted)
+        self._start(services, caller, pan or card, [*own, *hashes], counted, clears)
 
     def _start(self, services: Services, caller: Caller, pan: str | None, hashes: Sequence[bytes],
-               counted: Counted = PINS) -> None:
+               counted: Counted = PINS, clears: int | None = None) -> None:
         self._s = services
         self._caller = caller
         self._pan = pan
         self._counted = counted
         self._subjects = [counted.principal + caller.principal.name, *(counted.card + h.hex() for h in hashes)]
+        self._clears = self._subjects[1:] if clears is None else self._subjects[len(self._subjects) - clears:]
 
     @classmethod
     def for_cards(cls, services: Services, caller: Caller, pans: Sequence[str]) -> list[AttemptGuard | None]:
@@ -120,6 +122,12 @@ class AttemptGuard:
     def cards(self) -> list[str]:
         """Every card counter of the check (a card value check also counts what its data binds)."""
         return self._subjects[1:]
+
+    @property
+    def clears(self) -> list[str]:
+        """The card counters a released match resets: only those the match shows the caller knew the
+        answer to (a card value check keeps its card's counter, which ages out)."""
+        return self._clears
 
     def check(self) -> None:
         self.check_counts(self._s.store.failures(self._subjects, self._s.limits.window))
@@ -181,7 +189,7 @@ class AttemptGuard:
         at = self.limited_by(counts)
         if at is not None:
             raise self.refused(at)
-        return not any(c in counts for c in self.cards)
+        return not any(c in counts for c in self.clears)
 
     def refused(self, subject: str) -> AttemptsExceeded:
         """The refusal for ``subject`` at its limit, remembered (:meth:`check_known`)."""
@@ -269,7 +277,7 @@ def settle_checks(
 ) -> Settlement:
     """Settle evaluated checks, in order, in one store transaction with one audit row for what it counted."""
     limits = s.limits
-    attempts = [Attempt(tuple(g.subjects), m, tuple(g.cards)) for g, m in zip(guards, matched)]
+    attempts = [Attempt(tuple(g.subjects), m, tuple(g.clears)) for g, m in zip(guards, matched)]
     cards = {c for g in guards for c in g.cards}
     per = {x: limits.per_pan if x in cards else limits.per_principal for a in attempts for x in a.subjects}
     audit_name = guards[0]._counted.audit if guards else PINS.audit

@@ -4,10 +4,10 @@ Generation is issuance, a duty apart from verification (the issuer role, as PIN 
 PVVs are: ``service/authz.py``): an operator who could also generate would mint CVV2s for any
 card. Verification is counted as PIN checks are, in counters of its own
 (:data:`~hsmsvc.service.attempts.CARD_VALUES`): a wrong value counts against the principal and
-the card, a right one clears the card's, and past a limit every outcome is refused, match or not.
+the card, and past a limit every outcome is refused, match or not.
 
 A card's counters follow what the cryptography binds, so that no change of input the computation
-ignores reaches a fresh counter:
+ignores reaches a fresh counter, and are kept per key (a value is a secret of its key):
 
 * a CVV binds the digits PAN || expiry || service code, zero-padded to 32: two inputs whose
   digits differ only by where the PAN ends, or by trailing zeros, are one computation. A check is
@@ -15,7 +15,11 @@ ignores reaches a fresh counter:
   their trailing zeros dropped (the computation, across PAN lengths);
 * a dCVV or CVC3 is made under the card's own key, derived from the 16 digits Y of EMV Book 2
   annex A1.4 (PAN and PSN): a check is counted under Y, which is the card key's only input
-  besides the IMK.
+  besides the IMK, and under the transaction's whole input.
+
+A right value resets only the computation's counter, never the card's: a value the caller already
+knows (under a test key it may use, or a dCVV seen for an earlier ATC) must not buy fresh guesses
+at another. The card's counter ages out with its window (an adversarial review found both).
 
 A PAN here is 12 to 19 digits; its Luhn digit is not required, as the card schemes' and
 payShield's CVV commands do not require it (the published vectors' PANs mostly fail it), and
@@ -42,19 +46,28 @@ CardValue = CvvData | DynamicCvvData
 """A static value's data (CVV, CVV2, iCVV) or a dynamic one's (dCVV, CVC3)."""
 
 
-def _bindings(item: CardValue) -> list[bytes]:
-    """What ``item``'s check binds, each to be counted under (module docstring); INVALID_ARGUMENT
-    for a malformed card, before anything is counted or computed."""
+def _bindings(item: CardValue, key: StoredKey) -> list[bytes]:
+    """What ``item``'s check under ``key`` binds, each to be counted under (module docstring), the one
+    a match resets last; INVALID_ARGUMENT for a malformed card, before anything is counted or computed."""
+    # The key's identity first: a value is a secret of its key, and a match under a key the caller
+    # knows (a test CVK) must reset nothing kept for another.
+    who = f"{key.key_id}\x00{key.version}\x00".encode()
     if isinstance(item, CvvData):
         if not isinstance(item.kind, CvvKind):
             raise InvalidInput("kind", "CVV, CVV2 or iCVV")
         pan = card_pan(item.pan)
         digits = pan + (item.expiry if isinstance(item.expiry, str) else "") + (
             item.kind.service_code or item.service_code or "")
-        return [b"P" + pan.encode(), b"D" + digits.rstrip("0").encode("ascii", "replace")]
+        return [b"P" + who + pan.encode(), b"D" + who + digits.rstrip("0").encode("ascii", "replace")]
     if isinstance(item, DynamicCvvData):
         pan = card_pan(item.pan)
-        return [b"Y" + emv.master_key_input(pan=pan, psn=item.psn, option=item.option)]
+        y = emv.master_key_input(pan=pan, psn=item.psn, option=item.option)
+        # The transaction's own computation: what the value is over besides the card key.
+        fields = (item.kind.value.encode(), bytes(item.atc), item.expiry.encode("ascii", "replace"),
+                  item.service_code.encode("ascii", "replace"), bytes(item.track), bytes(item.unpredictable_number),
+                  pan[4:].encode())
+        tx = b"".join(len(f).to_bytes(2, "big") + f for f in fields)
+        return [b"Y" + who + y, b"X" + who + y + tx]
     raise InvalidInput("card", "a CVV or a dynamic value's data")
 
 
@@ -62,13 +75,14 @@ def _operation(item: CardValue) -> Operation:
     return Operation.CVV_VERIFY if isinstance(item, CvvData) else Operation.DYNAMIC_CVV_VERIFY
 
 
-def _guards(s: Services, caller: Caller, items: Sequence[CardValue]) -> list[AttemptGuard | InvalidInput]:
+def _guards(s: Services, caller: Caller, key: StoredKey,
+            items: Sequence[CardValue]) -> list[AttemptGuard | InvalidInput]:
     """A guard per item, every binding's keyed hash taken in one backend call; an item's own
-    ``InvalidInput`` where its card is malformed."""
+    ``InvalidInput`` where its card is malformed. A match resets only the item's last binding."""
     bound: list[list[bytes] | InvalidInput] = []
     for item in items:
         try:
-            bound.append(_bindings(item))
+            bound.append(_bindings(item, key))
         except InvalidInput as e:
             bound.append(e)
     flat = [b for x in bound if not isinstance(x, InvalidInput) for b in x]
@@ -79,7 +93,7 @@ def _guards(s: Services, caller: Caller, items: Sequence[CardValue]) -> list[Att
             out.append(x)
         else:
             out.append(AttemptGuard(s, caller, None, pan=item.pan, counted=CARD_VALUES,
-                                    hashes=[next(hashes) for _ in x]))
+                                    hashes=[next(hashes) for _ in x], clears=1))
     return out
 
 
@@ -100,11 +114,11 @@ def generate_cvv(s: Services, caller: Caller, *, key: KeyRef, data: CvvData, len
 
 def verify_card_value(s: Services, caller: Caller, *, key: KeyRef, item: CardValue, value: str) -> bool:
     """Whether ``value`` is ``item``'s card value; counted as a PIN check is, in its own counters."""
-    guard = _guards(s, caller, [item])[0]
+    k = s.key(caller, key, _operation(item))
+    guard = _guards(s, caller, k, [item])[0]
     if isinstance(guard, InvalidInput):
         raise guard
     guard.check_known()
-    k = s.key(caller, key, _operation(item))
     result = s.backend.execute(_command(k, [item], [value]))[0]
     if isinstance(result, InvalidInput):
         raise result  # the value's form, checked before any computation: nothing to count
@@ -130,7 +144,7 @@ def verify_card_value_batch(
     if not n:
         return []
     k = s.key(caller, key, _operation(items[0]))
-    guards = _guards(s, caller, items)
+    guards = _guards(s, caller, k, items)
     live = [g for g in guards if isinstance(g, AttemptGuard)]
     counts = s.store.failures(sorted({x for g in live for x in g.subjects}), s.limits.window) if live else {}
     out: list[bool | HsmsvcError] = [False] * n

@@ -324,7 +324,7 @@ def settle_batch(s: Services, caller: Caller, k: StoredKey, guards: Sequence[Att
         # Every one a match: confirmed by one read in the counters' queue, writing nothing,
         # unless a card has failures to clear or a counter is at its limit.
         counts = _confirmations(s, sorted({x for _, g, _ in checked for x in g.subjects}))
-        if not counts or all(g.limited_by(counts) is None and not any(c in counts for c in g.cards)
+        if not counts or all(g.limited_by(counts) is None and not any(c in counts for c in g.clears)
                               for _, g, _ in checked):
             return
     settled = settle_checks(s, caller, [g for _, g, _ in checked], [m for _, _, m in checked], key=k, what="verify")

@@ -176,6 +176,7 @@ DUKPT_BDKS = (("dukpt.bdk-tdes", Algorithm.TDES_2KEY, "0123456789ABCDEFFEDCBA987
 _C, _X, _V = ModeOfUse.MAC_GENERATE_VERIFY, ModeOfUse.DERIVE, ModeOfUse.MAC_VERIFY_ONLY
 CARD_KEYS = (
     ("card.cvk", KeyType.CVK, Algorithm.TDES_2KEY, KeyUsage.CVK, _C, "0123456789ABCDEFFEDCBA9876543210"),
+    ("card.cvk-prod", KeyType.CVK, Algorithm.TDES_2KEY, KeyUsage.CVK, _C, "89ABCDEF0123456776543210FEDCBA98"),
     ("card.cvk-verify", KeyType.CVK, Algorithm.TDES_2KEY, KeyUsage.CVK, _V, "0123456789ABCDEFFEDCBA9876543210"),
     ("card.imk-ac", KeyType.IMK, Algorithm.TDES_2KEY, KeyUsage.EMV_AC, _X, "0123456789ABCDEFFEDCBA9876543210"),
     ("card.imk-ac-sm4", KeyType.IMK, Algorithm.SM4, KeyUsage.EMV_AC, _X, "0123456789ABCDEFFEDCBA9876543210"),

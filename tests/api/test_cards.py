@@ -108,16 +108,30 @@ def test_cvv_failures_lock_the_card_and_what_its_data_binds(server: Env, core: C
     assert _verify(core, _card(other, "8710"), ref.cvv_value(K0, other, "8710", "000"))
 
 
-def test_a_right_value_clears_its_card(server: Env, core: Client) -> None:
+def test_a_right_value_resets_its_computation_not_its_card(server: Env, core: Client) -> None:
     pan = _fresh_pan()
     right = ref.cvv_value(K0, pan, "3003", "000")
     bad = "999" if right != "999" else "998"
     for _ in range(2):
         assert not _verify(core, _card(pan, "3003"), bad)
     assert _verify(core, _card(pan, "3003"), right)
-    for _ in range(2):
-        assert not _verify(core, _card(pan, "3003"), bad)
-    assert _verify(core, _card(pan, "3003"), right)
+    # The card's counter stays at 2 (it ages out): one more failure, then the card is refused.
+    assert not _verify(core, _card(pan, "3003"), bad)
+    assert code_of(_verify, core, _card(pan, "3003"), right)[0] == grpc.StatusCode.RESOURCE_EXHAUSTED
+
+
+def test_a_value_known_under_another_key_buys_no_guesses(server: Env, core: Client) -> None:
+    # An adversarial review's attack: guesses at a card's CVV2 under the production CVK, each followed by
+    # a right value worked out under a CVK the caller knows (card.cvk, a published test key). The counters
+    # are kept per key and a match resets only its own computation, so the fourth guess is refused.
+    pan = _fresh_pan()
+    prod = ref.cvv_value(H("89ABCDEF0123456776543210FEDCBA98"), pan, "2905", "000")
+    guesses = [v for v in ("111", "222", "333", "444") if v != prod]
+    known = ref.cvv_value(K0, pan, "2905", "000")
+    for guess in guesses[:3]:
+        assert not _verify(core, _card(pan, "2905"), guess, key="card.cvk-prod")
+        assert _verify(core, _card(pan, "2905"), known)
+    assert code_of(_verify, core, _card(pan, "2905"), prod, "card.cvk-prod")[0] == grpc.StatusCode.RESOURCE_EXHAUSTED
 
 
 def test_cvv_batch(server: Env, core: Client) -> None:
@@ -152,6 +166,17 @@ def test_dynamic_values(server: Env, core: Client) -> None:
     assert check(card_pb.DYNAMIC_CVV_KIND_CVC3, "card.imk-cvc3", "29488", **cvc3)
     assert check(card_pb.DYNAMIC_CVV_KIND_CVC3, "card.imk-cvc3", "488", **cvc3)
     assert not check(card_pb.DYNAMIC_CVV_KIND_CVC3, "card.imk-cvc3", "487", **cvc3)
+    # A dCVV seen for one ATC buys no guesses at another's: the card's counter is not reset by a match.
+    dcvv2 = dict(dcvv, atc=H("0002"))
+    right2 = ref.cvv_value(ref.emv_card_key(H("01017391010101101320010101010101"), "4012340000000016", "00"),
+                           "0002" + "340000000016", "1228", "000")
+    wrong2 = next(v for v in ("100", "200", "300") if v != right2)
+    for _ in range(2):
+        assert not check(card_pb.DYNAMIC_CVV_KIND_DCVV, "card.imk-dcvv", wrong2, **dcvv2)
+        assert check(card_pb.DYNAMIC_CVV_KIND_DCVV, "card.imk-dcvv", "369", **dcvv)
+    assert not check(card_pb.DYNAMIC_CVV_KIND_DCVV, "card.imk-dcvv", wrong2, **dcvv2)
+    assert code_of(lambda: check(card_pb.DYNAMIC_CVV_KIND_DCVV, "card.imk-dcvv", right2, **dcvv2))[0] == \
+        grpc.StatusCode.RESOURCE_EXHAUSTED
     # A dCVV key never checks a CVC3; an application cryptogram key neither.
     for key in ("card.imk-dcvv", "card.imk-ac"):
         assert code_of(lambda: check(card_pb.DYNAMIC_CVV_KIND_CVC3, key, "488", **cvc3))[0] == \
@@ -175,13 +200,21 @@ def test_arqc_and_arpc_by_pyemv(server: Env, core: Client) -> None:
     assert (r.verified, r.arpc, r.key_version) == (True, H("9AF514C1"), 1)
     # test_visa_cvn10: padding method 1, ARPC method 1 under the card key with ARC 3030.
     cvn10 = _auth(card_pb.SESSION_KEY_DERIVATION_VISA_CVN10, VISA_TX + H("03A06010"), H("29CCA15AE665FA2E"),
-                  arpc_method_1=card_pb.ArpcMethod1(arc=H("3030"), card_key=True))
+                  arpc_method_1=card_pb.ArpcMethod1(arc=H("3030")))
     assert verify(cvn10).arpc == H("28993816AFAE4AEB")
     # A wrong cryptogram: verified = false and no ARPC, so none is ever made for a value the caller chose.
     wrong = _auth(card_pb.SESSION_KEY_DERIVATION_VISA_CVN18, VISA_TX + H("06011203A0B800"), H("7A788EA6B8A3E734"),
                   arpc_method_2=card_pb.ArpcMethod2(csu=H("00000000")))
     assert (verify(wrong).verified, verify(wrong).arpc) == (False, b"")
     assert code_of(verify, cvn18, "card.imk-dcvv")[0] == grpc.StatusCode.FAILED_PRECONDITION
+    # No ARPC that is also a cryptogram: no short cryptogram input, no card-key ARPC outside the SKD
+    # (an adversarial review chained ARPCs into CVN 10 cryptograms no card made).
+    short = _auth(card_pb.SESSION_KEY_DERIVATION_VISA_CVN10, bytes(8), bytes(8),
+                  arpc_method_1=card_pb.ArpcMethod1(arc=H("3030")))
+    assert code_of(verify, short)[1].startswith("transaction_data")
+    cvn10_card_key = _auth(card_pb.SESSION_KEY_DERIVATION_VISA_CVN10, VISA_TX + H("03A06010"), H("29CCA15AE665FA2E"),
+                           arpc_method_1=card_pb.ArpcMethod1(arc=H("3030"), card_key=True))
+    assert code_of(verify, cvn10_card_key)[1].startswith("arpc_method_1.card_key")
     assert code_of(verify, _auth(0, b"", bytes(8)))[0] == grpc.StatusCode.INVALID_ARGUMENT
     # The batch form, with a malformed item answered alone.
     short = _auth(card_pb.SESSION_KEY_DERIVATION_EMV_CSK, b"", H("0102"))

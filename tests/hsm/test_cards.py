@@ -124,7 +124,7 @@ def test_arqcs_and_arpcs_by_pyemv(backend: Backend) -> None:
     cvn18 = ArqcData(**base, method=SessionKeyMethod.VISA_CVN18, data=CVN18_DATA,  # type: ignore[arg-type]
                      arqc=H("7A788EA6B8A3E733"), arpc=ArpcMethod.METHOD_2, csu=H("00000000"))
     cvn10 = ArqcData(**base, method=SessionKeyMethod.VISA_CVN10, data=CVN10_DATA,  # type: ignore[arg-type]
-                     arqc=H("29CCA15AE665FA2E"), arpc=ArpcMethod.METHOD_1_CARD_KEY, arc=H("3030"))
+                     arqc=H("29CCA15AE665FA2E"), arpc=ArpcMethod.METHOD_1, arc=H("3030"))
     wrong = ArqcData(**base, method=SessionKeyMethod.VISA_CVN18, data=CVN18_DATA + b"\x00",  # type: ignore[arg-type]
                      arqc=H("7A788EA6B8A3E733"), arpc=ArpcMethod.METHOD_2, csu=H("00000000"))
     bad = ArqcData(**base, method=SessionKeyMethod.VISA_CVN18, data=CVN18_DATA,  # type: ignore[arg-type]

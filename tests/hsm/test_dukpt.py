@@ -140,6 +140,14 @@ def test_dukpt_macs_and_data_by_the_published_data(backend: Backend) -> None:
         backend.execute(VerifyDukptMac(key=src, direction=resp, data=A4_MESSAGE, mac=A4_MAC_RESPONSE, padding=m1))
     with pytest.raises(KeyUsageViolation):
         backend.execute(EncryptDukptData(key=src, direction=req, iv=bytes(8), data=bytes(8)))
+    # Under a TDES BDK "both" is the request key: checked and deciphered with, never made with (an
+    # adversarial review forged the A.4 request MAC through it).
+    both = DukptDirection.BOTH
+    assert backend.execute(VerifyDukptMac(key=src, direction=both, data=A4_MESSAGE, mac=A4_MAC_REQUEST, padding=m1))
+    with pytest.raises(KeyUsageViolation, match="^direction"):
+        backend.execute(GenerateDukptMac(key=src, direction=both, data=A4_MESSAGE, padding=m1))
+    with pytest.raises(KeyUsageViolation, match="^direction"):
+        backend.execute(EncryptDukptData(key=src, direction=both, iv=bytes(8), data=bytes(8)))
     with pytest.raises(InvalidInput, match="^data"):
         backend.execute(DecryptDukptData(key=src, direction=req, iv=bytes(8), data=A4_ENCIPHERED[:20]))
     # AES: the supplement's working keys, checked with the reference's CMAC and CBC.

@@ -48,7 +48,8 @@ class DukptDirection(Vocabulary):
     RESPONSE = "RESPONSE"
     """Host to terminal: the host makes MACs and enciphers data."""
     BOTH = "BOTH"
-    """One key for both directions (X9.24-3 "both"; under a TDES BDK, the request variant)."""
+    """One key for both directions (X9.24-3 "both"). Under a TDES BDK the request variant, which
+    the host only checks and deciphers with."""
 
 
 _TDES_MAC: Final = {DukptDirection.REQUEST: dukpt.TdesDukptKey.MAC_REQUEST,
@@ -76,12 +77,15 @@ def _check(key: DukptKey) -> None:
 
 
 def _derive(b: CommandBackend, key: DukptKey, op: Operation, *, tdes: dukpt.TdesDukptKey,
-            aes: aesdukpt.DukptKeyUsage, field: str) -> tuple[Algorithm, bytes]:
-    """The algorithm and clear bytes of ``key``'s working key of the given kind."""
+            aes: aesdukpt.DukptKeyUsage, field: str, tdes_refusal: str | None = None) -> tuple[Algorithm, bytes]:
+    """The algorithm and clear bytes of ``key``'s working key of the given kind; ``tdes_refusal``: why
+    a TDES BDK may not give it (a both-ways key that is really the request key)."""
     b._capabilities.require(Command.DUKPT)
     _check(key)
     bdk = b._use(key.bdk, op)
     if bdk.algorithm.is_tdes:
+        if tdes_refusal is not None:
+            raise KeyUsageViolation("direction", tdes_refusal)
         if key.algorithm is not None:
             raise InvalidInput(field, "unset under a TDES BDK: X9.24-1's working keys are two-key TDES")
         clear = dukpt.derive(bdk=b._clear(bdk), ksn=dukpt.TdesKsn.parse(bytes(key.ksn)), kind=tdes)
@@ -108,8 +112,18 @@ def _direction(direction: DukptDirection, allowed: frozenset[DukptDirection], wh
     return direction
 
 
+def _both_refusal(direction: DukptDirection, op: Operation) -> str | None:
+    """Under a TDES BDK a both-ways key is the request key (X9.24-1:2004 had one MAC and one data
+    variant): the host checks and deciphers with it, and never makes or enciphers with it, which
+    would forge what the terminal sends (an adversarial review found it)."""
+    if direction is DukptDirection.BOTH and op in (Operation.DUKPT_MAC_GENERATE, Operation.DUKPT_DATA_ENCRYPT):
+        return "BOTH under a TDES BDK is the terminal's request key: the host does not make with it"
+    return None
+
+
 def _mac_key(b: CommandBackend, key: DukptKey, direction: DukptDirection, op: Operation) -> LoadedKey:
-    alg, clear = _derive(b, key, op, tdes=_TDES_MAC[direction], aes=_AES_MAC[direction], field="key_algorithm")
+    alg, clear = _derive(b, key, op, tdes=_TDES_MAC[direction], aes=_AES_MAC[direction], field="key_algorithm",
+                         tdes_refusal=_both_refusal(direction, op))
     usage = KeyUsage.MAC_ISO9797_ALG3 if alg is Algorithm.TDES_2KEY else KeyUsage.MAC_CMAC
     return b._transient(alg, clear, KeySpec("dukpt-mac", 1, KeyType.MAK, alg, usage, ModeOfUse.MAC_GENERATE_VERIFY))
 
@@ -166,7 +180,8 @@ class VerifyDukptMac(HsmCommand[bool]):
 
 
 def _data_key(b: CommandBackend, key: DukptKey, direction: DukptDirection, op: Operation) -> LoadedKey:
-    alg, clear = _derive(b, key, op, tdes=_TDES_DATA[direction], aes=_AES_DATA[direction], field="key_algorithm")
+    alg, clear = _derive(b, key, op, tdes=_TDES_DATA[direction], aes=_AES_DATA[direction], field="key_algorithm",
+                         tdes_refusal=_both_refusal(direction, op))
     return b._transient(alg, clear, KeySpec("dukpt-data", 1, KeyType.DEK, alg, KeyUsage.DATA,
                                             ModeOfUse.ENCRYPT_DECRYPT))
 

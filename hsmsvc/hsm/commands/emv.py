@@ -39,12 +39,17 @@ class ArpcMethod(Vocabulary):
     """8.2.1: the ARQC XOR the 2-byte ARC, enciphered under the AC session key: 8 bytes (EMV CSK,
     Mastercard CVN 20/21, Interac; for Visa CVN 10 the session key is the card's key)."""
     METHOD_1_CARD_KEY = "METHOD_1_CARD_KEY"
-    """8.2.1 under the card's (ICC master) key: Mastercard M/Chip 4 CVN 16/17."""
+    """8.2.1 under the card's (ICC master) key: Mastercard M/Chip 4 CVN 16/17, the only scheme taken."""
     METHOD_2 = "METHOD_2"
     """8.2.2: a 4-byte MAC of ARQC || CSU || proprietary authentication data."""
 
 
 _METHOD_1: Final = frozenset({ArpcMethod.METHOD_1, ArpcMethod.METHOD_1_CARD_KEY})
+MIN_DATA: Final = 21
+"""The shortest cryptogram input taken. An ARPC is a cryptogram under the same key: method 1 is the
+encipherment of one block (which a one-block CVN 10 input MACs to), method 2 a MAC over 12 to 20
+bytes. Inputs longer than both keep an ARPC from being a valid cryptogram for a value the caller
+chose (an adversarial review chained them); EMV Book 2's recommended minimum set is 33 bytes."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -75,6 +80,10 @@ def _check(d: ArqcData) -> None:
         raise InvalidInput("item", "an ArqcData")
     if not isinstance(d.arqc, (bytes, bytearray)) or len(d.arqc) != emv.AC_LENGTH:
         raise InvalidInput("arqc", f"{emv.AC_LENGTH} bytes")
+    if not isinstance(d.data, (bytes, bytearray)) or len(d.data) < MIN_DATA:
+        raise InvalidInput("transaction_data", f"at least {MIN_DATA} bytes (EMV Book 2 8.1.1's data elements)")
+    if d.arpc is ArpcMethod.METHOD_1_CARD_KEY and d.method is not emv.SessionKeyMethod.MASTERCARD_SKD:
+        raise InvalidInput("arpc_method_1.card_key", "only for the Mastercard SKD (M/Chip 4 CVN 16 and 17)")
     if d.arpc in _METHOD_1 and len(d.arc) != 2:
         raise InvalidInput("arc", "2 bytes for ARPC method 1")
     if d.arpc is ArpcMethod.METHOD_2 and len(d.csu) != 4:

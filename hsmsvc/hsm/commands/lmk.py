@@ -125,7 +125,7 @@ class PanHashes(HsmCommand[list[bytes]]):
 @dataclass(frozen=True, kw_only=True, repr=False)
 class CardHashes(HsmCommand[list[bytes]]):
     """A keyed one-way token (CMAC under the LMK) of each thing a card value check binds, for
-    counters keyed by what the cryptography binds; each at most 128 bytes."""
+    counters keyed by what the cryptography binds; each at most 512 bytes."""
 
     values: Sequence[bytes]
 
@@ -134,8 +134,8 @@ class CardHashes(HsmCommand[list[bytes]]):
         values = self.values
         if not isinstance(values, Sequence) or len(values) > 2 * MAX_BATCH_PINS:
             raise InvalidInput("values", f"at most {2 * MAX_BATCH_PINS} per call")
-        if not all(isinstance(v, bytes) and len(v) <= 128 for v in values):
-            raise InvalidInput("values", "bytes, at most 128 each")
+        if not all(isinstance(v, bytes) and len(v) <= 512 for v in values):
+            raise InvalidInput("values", "bytes, at most 512 each")
         with b._guard():
             return [b._lmk_cmac(CARD_DOMAIN + v) for v in values]
 
