@@ -91,7 +91,9 @@ class AttemptGuard:
         self._pan = pan
         self._counted = counted
         self._subjects = [counted.principal + caller.principal.name, *(counted.card + h.hex() for h in hashes)]
-        self._clears = self._subjects[1:] if clears is None else self._subjects[len(self._subjects) - clears:]
+        # Made once: the hot path reads them on every check.
+        self._cards = self._subjects[1:]
+        self._clears = self._cards if clears is None else self._subjects[len(self._subjects) - clears:]
 
     @classmethod
     def for_cards(cls, services: Services, caller: Caller, pans: Sequence[str]) -> list[AttemptGuard | None]:
@@ -121,7 +123,7 @@ class AttemptGuard:
     @property
     def cards(self) -> list[str]:
         """Every card counter of the check (a card value check also counts what its data binds)."""
-        return self._subjects[1:]
+        return self._cards
 
     @property
     def clears(self) -> list[str]:
@@ -189,7 +191,10 @@ class AttemptGuard:
         at = self.limited_by(counts)
         if at is not None:
             raise self.refused(at)
-        return not any(c in counts for c in self.clears)
+        for c in self._clears:
+            if c in counts:
+                return False
+        return True
 
     def refused(self, subject: str) -> AttemptsExceeded:
         """The refusal for ``subject`` at its limit, remembered (:meth:`check_known`)."""
@@ -207,7 +212,10 @@ class AttemptGuard:
         limits = self._s.limits
         if counts.get(self._subjects[0], 0) >= limits.per_principal:
             return self._subjects[0]
-        return next((c for c in self.cards if counts.get(c, 0) >= limits.per_pan), None)
+        for c in self._cards:
+            if counts.get(c, 0) >= limits.per_pan:
+                return c
+        return None
 
     def _refusal(self, subject: str) -> AttemptsExceeded:
         checks = self._counted.checks
