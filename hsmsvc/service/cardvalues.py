@@ -38,7 +38,7 @@ from hsmsvc.keys.model import KeyRef, StoredKey
 from hsmsvc.service.attempts import CARD_VALUES, AttemptGuard
 from hsmsvc.service.cards import card_pan
 from hsmsvc.service.context import Caller, Services
-from hsmsvc.service.verification import Evaluated, release_pin, settle_batch
+from hsmsvc.service.verification import Evaluated, release_pin, run_and_settle
 
 __all__ = ["CardValue", "generate_cvv", "verify_card_value", "verify_card_value_batch"]
 
@@ -159,11 +159,7 @@ def verify_card_value_batch(
             out[j] = e
             continue
         todo.append(j)
-    if todo:
-        results = s.backend.execute(_command(k, [items[j] for j in todo], [values[j] for j in todo]))
-        out_todo: dict[int, bool | HsmsvcError] = dict(zip(todo, results))
-        settle_batch(s, caller, k, [g if isinstance(g, AttemptGuard) else None for g in guards], out_todo)
-        for j, r in out_todo.items():
-            out[j] = r
+    run_and_settle(s, caller, k, [g if isinstance(g, AttemptGuard) else None for g in guards], out, todo,
+                   lambda ix: s.backend.execute(_command(k, [items[j] for j in ix], [values[j] for j in ix])))
     s.observer.key_used(k, sum(1 for r in out if r is True))
     return out

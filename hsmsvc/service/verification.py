@@ -42,6 +42,7 @@ __all__ = [
     "evaluate_pin",
     "release_pin",
     "route_verification",
+    "run_and_settle",
     "settle_batch",
     "verify_pin",
     "verify_pin_batch",
@@ -295,18 +296,24 @@ def verify_pin_batch(
                 out[j] = e
                 continue
         todo.append(j)
-    if todo:
-        results = s.backend.execute(VerifyPinsStored(blocks=b"".join([pin_blocks[j] for j in todo]),
-                                                     key=k.cryptogram, format=fmt,
-                                                     pans=[pans[j] for j in todo], psk=p.cryptogram,
-                                                     accounts=[accounts[j] for j in todo],
-                                                     stored=[stored[j] for j in todo]))
-        out_todo = dict(zip(todo, results))
-        settle_batch(s, caller, k, guards, out_todo)
-        for j, r in out_todo.items():
-            out[j] = r
+    run_and_settle(s, caller, k, guards, out, todo, lambda ix: s.backend.execute(VerifyPinsStored(
+        blocks=b"".join([pin_blocks[j] for j in ix]), key=k.cryptogram, format=fmt, pans=[pans[j] for j in ix],
+        psk=p.cryptogram, accounts=[accounts[j] for j in ix], stored=[stored[j] for j in ix])))
     s.observer.key_used(k, sum(1 for r in out if r is True))
     return out
+
+
+def run_and_settle(s: Services, caller: Caller, k: StoredKey, guards: Sequence[AttemptGuard | None],
+                   out: list[bool | HsmsvcError], todo: Sequence[int],
+                   run: Callable[[Sequence[int]], Sequence[bool | HsmsvcError]]) -> None:
+    """Run a batch's checks ``todo`` names in one backend call (``run`` of their indices), settle their
+    outcomes in order (:func:`settle_batch`), and put each answer in ``out``."""
+    if not todo:
+        return
+    results: dict[int, bool | HsmsvcError] = dict(zip(todo, run(todo)))
+    settle_batch(s, caller, k, guards, results)
+    for j, r in results.items():
+        out[j] = r
 
 
 def settle_batch(s: Services, caller: Caller, k: StoredKey, guards: Sequence[AttemptGuard | None],

@@ -28,6 +28,15 @@ def clear_key(alg: Algorithm) -> bytes:
     return odd_parity(k) if alg.is_tdes else k
 
 
+def form_known(backend: Backend, key_type: KeyType, usage: KeyUsage, mode: ModeOfUse, clear: bytes,
+               alg: Algorithm = Algorithm.TDES_2KEY) -> KeyCryptogram:
+    """A key of a published vector's value ``clear``, formed from two random components."""
+    c1 = secrets.token_bytes(len(clear))
+    spec = KeySpec(f"k{next(_ids)}", 1, key_type, alg, usage, mode)
+    cg, _ = backend.execute(FormKey(spec=spec, components=[c1, bytes(a ^ b for a, b in zip(clear, c1))]))
+    return cg
+
+
 def form(
     backend: Backend,
     key_type: KeyType,

@@ -20,7 +20,6 @@ from hsmsvc.hsm.commands import (
     CvvData,
     DynamicCvvData,
     DynamicKind,
-    FormKey,
     GenerateCvv,
     VerifyArqcs,
     VerifyCvvs,
@@ -30,6 +29,7 @@ from hsmsvc.hsm.model import Command, KeyCryptogram, KeySpec
 from hsmsvc.hsm.policy import check_binding
 from hsmsvc.types import Algorithm, KeyType, KeyUsage, ModeOfUse
 from tests import reference as ref
+from tests.hsm.helpers import form_known
 
 H = bytes.fromhex
 A = MasterKeyOption.A
@@ -50,14 +50,6 @@ CVC3_IMK = H("01234567899876543210012345678998")
 CVC3_TRACK = H("5123456789012345D35121010000000000000F")
 
 
-def _form(backend: Backend, kt: KeyType, usage: KeyUsage, mode: ModeOfUse, clear: bytes,
-          alg: Algorithm = Algorithm.TDES_2KEY) -> KeyCryptogram:
-    c1 = secrets.token_bytes(len(clear))
-    spec = KeySpec(f"card-{secrets.token_hex(4)}", 1, kt, alg, usage, mode)
-    cg, _ = backend.execute(FormKey(spec=spec, components=[c1, bytes(a ^ b for a, b in zip(clear, c1))]))
-    return cg
-
-
 def _supported(backend: Backend, cvk: KeyCryptogram) -> bool:
     if Command.CARD in backend.capabilities.commands:
         return True
@@ -67,7 +59,7 @@ def _supported(backend: Backend, cvk: KeyCryptogram) -> bool:
 
 
 def test_cvvs_by_the_published_data(backend: Backend) -> None:
-    cvk = _form(backend, KeyType.CVK, KeyUsage.CVK, ModeOfUse.MAC_GENERATE_VERIFY, K0)
+    cvk = form_known(backend, KeyType.CVK, KeyUsage.CVK, ModeOfUse.MAC_GENERATE_VERIFY, K0)
     if not _supported(backend, cvk):
         return
     psec = CvvData(kind=CvvKind.CVV, pan="1234567890123456", expiry="9912", service_code="220")
@@ -84,7 +76,7 @@ def test_cvvs_by_the_published_data(backend: Backend) -> None:
 
 
 def test_a_cvk_binds_its_operations(backend: Backend) -> None:
-    verify_only = _form(backend, KeyType.CVK, KeyUsage.CVK, ModeOfUse.MAC_VERIFY_ONLY, K0)
+    verify_only = form_known(backend, KeyType.CVK, KeyUsage.CVK, ModeOfUse.MAC_VERIFY_ONLY, K0)
     if not _supported(backend, verify_only):
         return
     data = CvvData(kind=CvvKind.CVV2, pan="4123456789012345", expiry="8701")
@@ -99,8 +91,8 @@ def test_a_cvk_binds_its_operations(backend: Backend) -> None:
 
 
 def test_dynamic_values_under_the_issuer_keys(backend: Backend) -> None:
-    dcvv_imk = _form(backend, KeyType.IMK, KeyUsage.EMV_OTHER, ModeOfUse.DERIVE, DCVV_IMK)
-    cvc3_imk = _form(backend, KeyType.IMK, KeyUsage.EMV_DYNAMIC_NUMBERS, ModeOfUse.DERIVE, CVC3_IMK)
+    dcvv_imk = form_known(backend, KeyType.IMK, KeyUsage.EMV_OTHER, ModeOfUse.DERIVE, DCVV_IMK)
+    cvc3_imk = form_known(backend, KeyType.IMK, KeyUsage.EMV_DYNAMIC_NUMBERS, ModeOfUse.DERIVE, CVC3_IMK)
     if Command.CARD not in backend.capabilities.commands:
         return
     dcvv = DynamicCvvData(kind=DynamicKind.DCVV, pan="4012340000000016", psn="00", option=A, atc=H("0001"),
@@ -117,7 +109,7 @@ def test_dynamic_values_under_the_issuer_keys(backend: Backend) -> None:
 
 
 def test_arqcs_and_arpcs_by_pyemv(backend: Backend) -> None:
-    imk = _form(backend, KeyType.IMK, KeyUsage.EMV_AC, ModeOfUse.DERIVE, K0)
+    imk = form_known(backend, KeyType.IMK, KeyUsage.EMV_AC, ModeOfUse.DERIVE, K0)
     if Command.CARD not in backend.capabilities.commands:
         return
     base = dict(pan="1234567890123456", psn="00", option=A, atc=H("001C"))
@@ -174,9 +166,9 @@ IMK_SMC = H("89ABCDEF0123456776543210FEDCBA98")
 
 
 def _script_keys(backend: Backend) -> tuple[KeyCryptogram, KeyCryptogram, KeyCryptogram]:
-    return (_form(backend, KeyType.IMK, KeyUsage.EMV_AC, ModeOfUse.DERIVE, K0),
-            _form(backend, KeyType.IMK, KeyUsage.EMV_SMI, ModeOfUse.DERIVE, IMK_SMI),
-            _form(backend, KeyType.IMK, KeyUsage.EMV_SMC, ModeOfUse.DERIVE, IMK_SMC))
+    return (form_known(backend, KeyType.IMK, KeyUsage.EMV_AC, ModeOfUse.DERIVE, K0),
+            form_known(backend, KeyType.IMK, KeyUsage.EMV_SMI, ModeOfUse.DERIVE, IMK_SMI),
+            form_known(backend, KeyType.IMK, KeyUsage.EMV_SMC, ModeOfUse.DERIVE, IMK_SMC))
 
 
 def test_issuer_scripts_and_pin_changes_by_pyemv(backend: Backend) -> None:

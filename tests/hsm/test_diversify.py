@@ -11,21 +11,13 @@ import pytest
 
 from hsmsvc.errors import InvalidInput, KeyUsageViolation
 from hsmsvc.hsm.backend import Backend
-from hsmsvc.hsm.commands import FormKey
-from hsmsvc.hsm.model import Command, KeyCryptogram, KeySpec
+from hsmsvc.hsm.model import Command, KeySpec
 from hsmsvc.types import Algorithm, KeyType, KeyUsage, ModeOfUse
 from tests import reference as ref
+from tests.hsm.helpers import form_known
 
 H = bytes.fromhex
 K0 = H("0123456789ABCDEFFEDCBA9876543210")  # pyemv's IMK (KCV 08D7)
-
-
-def _form(backend: Backend, kt: KeyType, usage: KeyUsage, mode: ModeOfUse, clear: bytes,
-          alg: Algorithm = Algorithm.TDES_2KEY) -> KeyCryptogram:
-    c1 = secrets.token_bytes(len(clear))
-    spec = KeySpec(f"kdk-{secrets.token_hex(4)}", 1, kt, alg, usage, mode)
-    cg, _ = backend.execute(FormKey(spec=spec, components=[c1, bytes(a ^ b for a, b in zip(clear, c1))]))
-    return cg
 
 
 
@@ -47,7 +39,7 @@ def test_keys_diversified_from_a_kdk(backend: Backend) -> None:
     from hsmsvc.hsm.commands import DiversifyKey
     from tests.hsm.helpers import form as form_key
 
-    tdes = _form(backend, KeyType.KDK, KeyUsage.KEY_DERIVATION, ModeOfUse.DERIVE, K0)
+    tdes = form_known(backend, KeyType.KDK, KeyUsage.KEY_DERIVATION, ModeOfUse.DERIVE, K0)
     kbpk, kbpk_clear = form_key(backend, KeyType.ZMK, Algorithm.AES_256, KeyUsage.KBPK, ModeOfUse.ENCRYPT_DECRYPT)
     if Command.EXPORT_KEY not in backend.capabilities.commands:
         return
@@ -60,7 +52,7 @@ def test_keys_diversified_from_a_kdk(backend: Backend) -> None:
     assert block.decode()[5:8] == "M6T"
     # AES: SP 800-108 counter mode with CMAC, against the reference written out above.
     aes_clear = secrets.token_bytes(32)
-    aes = _form(backend, KeyType.KDK, KeyUsage.KEY_DERIVATION, ModeOfUse.DERIVE, aes_clear, Algorithm.AES_256)
+    aes = form_known(backend, KeyType.KDK, KeyUsage.KEY_DERIVATION, ModeOfUse.DERIVE, aes_clear, Algorithm.AES_256)
     dek = KeySpec("user-dek", 1, KeyType.DEK, Algorithm.AES_256, KeyUsage.DATA, ModeOfUse.ENCRYPT_DECRYPT)
     block, _ = backend.execute(DiversifyKey(master=aes, kek=kbpk, data=b"employee-004217", derived=dek))
     assert ref.tr31_unwrap(kbpk_clear, block.decode())[0] == _ref_kbkdf_cmac(

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import unique
-from typing import TYPE_CHECKING, Final, Sequence
+from typing import TYPE_CHECKING, Callable, Final, Sequence, TypeVar
 
 from hsmsvc.crypto import compare, cvv, emv
 from hsmsvc.errors import InvalidInput, KeyUsageViolation, VerificationFailed
@@ -82,6 +82,7 @@ class DynamicCvvData:
 
 
 _MAX_ITEMS: Final = MAX_BATCH_PINS
+T = TypeVar("T")
 
 
 def _items(items: Sequence[object], values: Sequence[str]) -> None:
@@ -89,6 +90,17 @@ def _items(items: Sequence[object], values: Sequence[str]) -> None:
         raise InvalidInput("items", f"at most {_MAX_ITEMS} per call")
     if len(items) != len(values):
         raise InvalidInput("values", "one per item")
+
+
+def _each(items: Sequence[T], values: Sequence[str], check: Callable[[T, str], bool]) -> list[bool | InvalidInput]:
+    """``check`` of each item and value: its verdict, or the item's own ``InvalidInput``."""
+    out: list[bool | InvalidInput] = []
+    for item, value in zip(items, values):
+        try:
+            out.append(check(item, value))
+        except InvalidInput as e:
+            out.append(e)
+    return out
 
 
 def _cvv_data(d: CvvData) -> CvvData:
@@ -137,19 +149,17 @@ class VerifyCvvs(HsmCommand[list[bool | InvalidInput]]):
     def run(self, b: CommandBackend) -> list[bool | InvalidInput]:
         b._capabilities.require(Command.CARD)
         _items(self.items, self.values)
-        out: list[bool | InvalidInput] = []
         with b._guard():
             clear = b._clear(b._use(self.key, Operation.CVV_VERIFY))
-            for d, value in zip(self.items, self.values):
-                try:
-                    d = _cvv_data(d)
-                    presented = _cvv_value(value)
-                    computed = cvv.generate_cvv(clear, kind=d.kind, pan=d.pan, expiry=d.expiry,
-                                                service_code=d.service_code, length=len(presented))
-                    out.append(_matches(computed, presented))
-                except InvalidInput as e:
-                    out.append(e)
-        return out
+
+            def one(item: CvvData, value: str) -> bool:
+                d = _cvv_data(item)
+                presented = _cvv_value(value)
+                computed = cvv.generate_cvv(clear, kind=d.kind, pan=d.pan, expiry=d.expiry,
+                                            service_code=d.service_code, length=len(presented))
+                return _matches(computed, presented)
+
+            return _each(self.items, self.values, one)
 
 
 def _dynamic(imk: LoadedKey, d: DynamicCvvData, value: str) -> bool:
@@ -181,14 +191,8 @@ class VerifyDynamicCvvs(HsmCommand[list[bool | InvalidInput]]):
     def run(self, b: CommandBackend) -> list[bool | InvalidInput]:
         b._capabilities.require(Command.CARD)
         _items(self.items, self.values)
-        out: list[bool | InvalidInput] = []
         with b._guard():
             imk = b._use(self.key, Operation.DYNAMIC_CVV_VERIFY)
             if imk.algorithm is not Algorithm.TDES_2KEY:
                 raise KeyUsageViolation("key", "dCVV and CVC3 are defined over two-key TDES only")
-            for d, value in zip(self.items, self.values):
-                try:
-                    out.append(_dynamic(imk, d, value))
-                except InvalidInput as e:
-                    out.append(e)
-        return out
+            return _each(self.items, self.values, lambda d, value: _dynamic(imk, d, value))

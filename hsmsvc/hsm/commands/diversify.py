@@ -10,13 +10,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from hsmsvc.crypto import components, diversify, kcv
-from hsmsvc.errors import InvalidInput, KeyUsageViolation
+from hsmsvc.crypto import components, diversify
+from hsmsvc.errors import InvalidInput
 from hsmsvc.hsm import policy
-from hsmsvc.hsm.commands.base import STRENGTH, HsmCommand
+from hsmsvc.hsm.commands.base import HsmCommand
+from hsmsvc.hsm.commands.keys import derived_kek, export_derived
 from hsmsvc.hsm.model import Command, KeyCryptogram, KeySpec
 from hsmsvc.hsm.policy import Operation
-from hsmsvc.types import Algorithm, KeyUsage
+from hsmsvc.types import Algorithm
 
 if TYPE_CHECKING:
     from hsmsvc.hsm.commands.core import CommandBackend
@@ -46,15 +47,11 @@ class DiversifyKey(HsmCommand[tuple[bytes, bytes]]):
         if not isinstance(spec, KeySpec) or spec.key_type not in policy.DIVERSIFIED:
             raise InvalidInput("key_type", "MAK, TAK or DEK: a user's authentication or data key")
         with b._guard():
-            k = b._use(self.kek, Operation.KEY_EXPORT_UNDER)
-            if k.spec.usage is not KeyUsage.KBPK:
-                raise KeyUsageViolation("kek", "a derived key leaves only in a TR-31 block: a K1 KEK")
+            k = derived_kek(b, self.kek, "a derived key")
             m = b._use(self.master, Operation.DIVERSIFY)
             alg = derived_algorithm(m.algorithm)
             if spec.algorithm is not alg:
                 raise InvalidInput("algorithm", f"{alg.value}: what a {m.algorithm.value} KDK derives")
-            if STRENGTH[k.algorithm] < STRENGTH[alg]:
-                raise KeyUsageViolation("kek", "no weaker than the key it carries (X9.24-1)")
             if m.algorithm.is_aes:
                 clear = diversify.sp800_108(b._clear(m), context=bytes(self.data), length=alg.key_length)
             else:
@@ -62,4 +59,4 @@ class DiversifyKey(HsmCommand[tuple[bytes, bytes]]):
                 clear = m.encrypt(diversify.option_a_block(self.data))
                 if alg.is_tdes:
                     clear = components.adjust_odd_parity(clear)
-            return b._export(k, b._transient(alg, clear, spec)), kcv.kcv(alg, clear)
+            return export_derived(b, k, spec, clear)

@@ -23,9 +23,10 @@ from dataclasses import dataclass
 from enum import unique
 from typing import TYPE_CHECKING, Final
 
-from hsmsvc.crypto import aesdukpt, compare, components, dukpt, kcv
+from hsmsvc.crypto import aesdukpt, compare, components, dukpt
 from hsmsvc.errors import InvalidInput, KeyUsageViolation
-from hsmsvc.hsm.commands.base import STRENGTH, HsmCommand, LoadedKey, check_data
+from hsmsvc.hsm.commands.base import HsmCommand, LoadedKey, check_data
+from hsmsvc.hsm.commands.keys import derived_kek, export_derived
 from hsmsvc.hsm.model import Command, DukptKey, KeyCryptogram, KeySpec
 from hsmsvc.hsm.policy import Operation
 from hsmsvc.types import Algorithm, CipherMode, KeyType, KeyUsage, MacAlgorithm, ModeOfUse, Padding, Vocabulary
@@ -195,6 +196,15 @@ def _cbc(k: LoadedKey, iv: bytes, data: bytes) -> tuple[bytes, bytes]:
     return bytes(iv), bytes(data)
 
 
+def _cbc_command(b: CommandBackend, c: EncryptDukptData | DecryptDukptData, *, encrypt: bool) -> bytes:
+    """The host enciphers with the response (or both-ways) data key and deciphers with the request one."""
+    d = _direction(c.direction, _HOST_MAKES if encrypt else _HOST_CHECKS, "encipher" if encrypt else "decipher")
+    with b._guard():
+        k = _data_key(b, c.key, d, Operation.DUKPT_DATA_ENCRYPT if encrypt else Operation.DUKPT_DATA_DECRYPT)
+        iv, data = _cbc(k, c.iv, c.data)
+        return (k.field_encrypt if encrypt else k.field_decrypt)(CipherMode.CBC, iv, data, b"")
+
+
 @dataclass(frozen=True, kw_only=True, repr=False)
 class EncryptDukptData(HsmCommand[bytes]):
     """``data`` (whole blocks) enciphered in CBC mode under the transaction's response (or both-ways)
@@ -206,11 +216,7 @@ class EncryptDukptData(HsmCommand[bytes]):
     data: bytes
 
     def run(self, b: CommandBackend) -> bytes:
-        d = _direction(self.direction, _HOST_MAKES, "encipher")
-        with b._guard():
-            k = _data_key(b, self.key, d, Operation.DUKPT_DATA_ENCRYPT)
-            iv, data = _cbc(k, self.iv, self.data)
-            return k.field_encrypt(CipherMode.CBC, iv, data, b"")
+        return _cbc_command(b, self, encrypt=True)
 
 
 @dataclass(frozen=True, kw_only=True, repr=False)
@@ -224,11 +230,7 @@ class DecryptDukptData(HsmCommand[bytes]):
     data: bytes
 
     def run(self, b: CommandBackend) -> bytes:
-        d = _direction(self.direction, _HOST_CHECKS, "decipher")
-        with b._guard():
-            k = _data_key(b, self.key, d, Operation.DUKPT_DATA_DECRYPT)
-            iv, data = _cbc(k, self.iv, self.data)
-            return k.field_decrypt(CipherMode.CBC, iv, data, b"")
+        return _cbc_command(b, self, encrypt=False)
 
 
 @dataclass(frozen=True, kw_only=True, repr=False)
@@ -248,9 +250,7 @@ class ExportInitialKey(HsmCommand[tuple[bytes, bytes]]):
         if not isinstance(self.initial, (bytes, bytearray)):
             raise InvalidInput("initial_key_id", "bytes")
         with b._guard():
-            k = b._use(self.kek, Operation.KEY_EXPORT_UNDER)
-            if k.spec.usage is not KeyUsage.KBPK:
-                raise KeyUsageViolation("kek", "an initial key leaves only in a TR-31 block: a K1 KEK")
+            k = derived_kek(b, self.kek, "an initial key")
             bdk = b._use(self.bdk, Operation.DUKPT_INITIAL_KEY_EXPORT)
             if bdk.algorithm.is_tdes:
                 initial = bytes(self.initial)
@@ -259,8 +259,6 @@ class ExportInitialKey(HsmCommand[tuple[bytes, bytes]]):
                 clear = components.adjust_odd_parity(dukpt.initial_key(bdk=b._clear(bdk), ksn=initial))
             else:
                 clear = aesdukpt.initial_key(bdk=b._clear(bdk), initial_key_id=bytes(self.initial))
-            if STRENGTH[k.algorithm] < STRENGTH[bdk.algorithm]:
-                raise KeyUsageViolation("kek", "no weaker than the key it carries (X9.24-1)")
             spec = KeySpec("dukpt-ipek", 1, KeyType.IPEK, bdk.algorithm, KeyUsage.DUKPT_INITIAL_KEY,
                            ModeOfUse.DERIVE)
-            return b._export(k, b._transient(bdk.algorithm, clear, spec)), kcv.kcv(bdk.algorithm, clear)
+            return export_derived(b, k, spec, clear)

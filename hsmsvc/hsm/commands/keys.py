@@ -19,6 +19,8 @@ if TYPE_CHECKING:
     from hsmsvc.hsm.commands.core import CommandBackend
 
 __all__ = [
+    "derived_kek",
+    "export_derived",
     "CheckComponent",
     "ExportKey",
     "FormKey",
@@ -232,6 +234,23 @@ class ImportKey(HsmCommand[KeyCryptogram]):
         if not compare.bytes_eq(computed[: len(check)], bytes(check)):
             raise _kcv_mismatch(alg, kcv.check_method(alg, method))
         return out
+
+
+def derived_kek(b: CommandBackend, kek: KeyCryptogram, what: str) -> LoadedKey:
+    """The KEK a key made inside a command (an IPEK, a user's key) leaves under: a K1 ZMK or TMK only,
+    since an ECB form binds no usage and the key could be taken in again as a DEK."""
+    k = b._use(kek, Operation.KEY_EXPORT_UNDER)
+    if k.spec.usage is not KeyUsage.KBPK:
+        raise KeyUsageViolation("kek", f"{what} leaves only in a TR-31 block: a K1 KEK")
+    return k
+
+
+def export_derived(b: CommandBackend, kek: LoadedKey, spec: KeySpec, clear: bytes) -> tuple[bytes, bytes]:
+    """``clear`` bound to ``spec`` as a TR-31 block under ``kek`` (:func:`derived_kek`), and its KCV;
+    refused if ``kek`` is weaker than the key (X9.24-1)."""
+    if STRENGTH[kek.algorithm] < STRENGTH[spec.algorithm]:
+        raise KeyUsageViolation("kek", "no weaker than the key it carries (X9.24-1)")
+    return b._export(kek, b._transient(spec.algorithm, clear, spec)), kcv.kcv(spec.algorithm, clear)
 
 
 @dataclass(frozen=True, kw_only=True, repr=False)
