@@ -27,6 +27,7 @@ from hsmsvc.types import Algorithm, Padding
 
 __all__ = [
     "CvvKind",
+    "CvvMethod",
     "generate_cvc3",
     "generate_cvv",
     "generate_dcvv",
@@ -112,15 +113,35 @@ def _decimalize(block: bytes) -> str:
     return "".join(digits + letters)
 
 
+class CvvMethod:
+    """The CVV method under one CVK A||B, its two ECB contexts made once: the items of a batch share
+    them (an ECB context keeps no state from one block to the next)."""
+
+    __slots__ = ("_des", "_tdes")
+
+    def __init__(self, cvk: bytes) -> None:
+        key = _key(cvk, "cvk")
+        self._des = Cipher(_cipher.des_primitive(key[:8]), modes.ECB()).encryptor()
+        self._tdes = Cipher(_cipher.primitive(Algorithm.TDES_2KEY, key), modes.ECB()).encryptor()
+
+    def digits(self, data: str, length: int) -> str:
+        """IBM CCA appendix E: ``data`` (hex digits) right-padded with zeros to 32, split in two blocks;
+        the left one DES-enciphered under key A, XORed with the right one, TDES-enciphered (EDE, A, B),
+        then decimalized."""
+        block = bytes.fromhex(data.ljust(32, "0"))
+        left = self._des.update(block[:8])
+        return _decimalize(self._tdes.update(_cipher.xor(left, block[8:])))[:length]
+
+    def generate(self, *, kind: CvvKind, pan: str, expiry: str, service_code: str | None = None,
+                 length: int = 3) -> str:
+        """:func:`generate_cvv` under this method's CVK."""
+        code = _kind_service_code(kind, service_code)
+        n = _length(length)
+        return self.digits(_pan(pan) + _expiry(expiry) + code, n)
+
+
 def _cvv_method(key: bytes, data: str, length: int) -> str:
-    """IBM CCA appendix E: ``data`` (hex digits) right-padded with zeros to 32, split in two blocks;
-    the left one DES-enciphered under key A, XORed with the right one, TDES-enciphered (EDE, A, B),
-    then decimalized."""
-    block = bytes.fromhex(data.ljust(32, "0"))
-    des = Cipher(_cipher.des_primitive(key[:8]), modes.ECB()).encryptor()
-    left = des.update(block[:8]) + des.finalize()
-    result = _cipher.ecb_encrypt(Algorithm.TDES_2KEY, key, _cipher.xor(left, block[8:]))
-    return _decimalize(result)[:length]
+    return CvvMethod(key).digits(data, length)
 
 
 def _kind_service_code(kind: CvvKind, service_code: str | None) -> str:
@@ -155,10 +176,7 @@ def generate_cvv(
     >>> generate_cvv(cvk, kind=CvvKind.CVV, pan="1234567890123456", expiry="9912", service_code="220")
     '170'
     """
-    key = _key(cvk, "cvk")
-    code = _kind_service_code(kind, service_code)
-    n = _length(length)
-    return _cvv_method(key, _pan(pan) + _expiry(expiry) + code, n)
+    return CvvMethod(cvk).generate(kind=kind, pan=pan, expiry=expiry, service_code=service_code, length=length)
 
 
 def verify_cvv(

@@ -150,13 +150,13 @@ class VerifyCvvs(HsmCommand[list[bool | InvalidInput]]):
         b._capabilities.require(Command.CARD)
         _items(self.items, self.values)
         with b._guard():
-            clear = b._clear(b._use(self.key, Operation.CVV_VERIFY))
+            method = cvv.CvvMethod(b._clear(b._use(self.key, Operation.CVV_VERIFY)))
 
             def one(item: CvvData, value: str) -> bool:
                 d = _cvv_data(item)
                 presented = _cvv_value(value)
-                computed = cvv.generate_cvv(clear, kind=d.kind, pan=d.pan, expiry=d.expiry,
-                                            service_code=d.service_code, length=len(presented))
+                computed = method.generate(kind=d.kind, pan=d.pan, expiry=d.expiry, service_code=d.service_code,
+                                           length=len(presented))
                 return _matches(computed, presented)
 
             return _each(self.items, self.values, one)
