@@ -43,17 +43,22 @@ def cvv_value(cvk: bytes, pan: str, expiry: str, service_code: str, n: int = 3) 
                                                               if c in "ABCDEF"))[:n]
 
 
+def option_a(master: bytes, y: bytes) -> bytes:
+    """EMV 4.3 Book 2 annex A1.4.1's step: TDES(master)[Y] || TDES(master)[Y XOR FF..FF], odd parity."""
+    return _odd(_des(master, y) + _des(master, _xor(y, b"\xff" * 8)))
+
+
 def emv_card_key(imk: bytes, pan: str, psn: str) -> bytes:
     """EMV 4.3 Book 2 annex A1.4.1 option A: Y = the rightmost 16 digits of PAN || PSN; the card
-    key is TDES(IMK)[Y] || TDES(IMK)[Y XOR FF..FF] with odd parity."""
-    y = bytes.fromhex((pan + psn)[-16:].rjust(16, "0"))
-    return _odd(_des(imk, y) + _des(imk, _xor(y, b"\xff" * 8)))
+    key is :func:`option_a` of Y."""
+    return option_a(imk, bytes.fromhex((pan + psn)[-16:].rjust(16, "0")))
 
 
-def emv_session_key(card_key: bytes, atc: bytes) -> bytes:
-    """EMV 4.3 Book 2 annex A1.3.1, the common session key derivation with R = ATC || 00..00:
-    TDES(MK)[R0 R1 F0 00..] || TDES(MK)[R0 R1 0F 00..], odd parity."""
-    r = atc + bytes(6)
+def emv_session_key(card_key: bytes, atc: bytes, r: bytes | None = None) -> bytes:
+    """EMV 4.3 Book 2 annex A1.3.1, the common session key derivation with R = ATC || 00..00 (or the
+    8-byte ``r`` given, an application cryptogram for script keys):
+    TDES(MK)[R0 R1 F0 R3..R7] || TDES(MK)[R0 R1 0F R3..R7], odd parity."""
+    r = atc + bytes(6) if r is None else r
     return _odd(_des(card_key, r[:2] + b"\xf0" + r[3:]) + _des(card_key, r[:2] + b"\x0f" + r[3:]))
 
 

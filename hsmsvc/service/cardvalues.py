@@ -49,9 +49,11 @@ CardValue = CvvData | DynamicCvvData
 def _bindings(item: CardValue, key: StoredKey) -> list[bytes]:
     """What ``item``'s check under ``key`` binds, each to be counted under (module docstring), the one
     a match resets last; INVALID_ARGUMENT for a malformed card, before anything is counted or computed."""
-    # The key's identity first: a value is a secret of its key, and a match under a key the caller
-    # knows (a test CVK) must reset nothing kept for another.
-    who = f"{key.key_id}\x00{key.version}\x00".encode()
+    # The key's value first (its algorithm and KCV): a value is a secret of its key, a match under a key
+    # the caller knows (a test CVK) must reset nothing kept for another, and one key stored under two
+    # ids (a verify-only copy) must not double the guesses (an adversarial review found both).
+    c = key.cryptogram
+    who = f"{c.spec.algorithm.value}\x00{c.kcv.hex()}\x00".encode()
     if isinstance(item, CvvData):
         if not isinstance(item.kind, CvvKind):
             raise InvalidInput("kind", "CVV, CVV2 or iCVV")

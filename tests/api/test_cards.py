@@ -134,6 +134,18 @@ def test_a_value_known_under_another_key_buys_no_guesses(server: Env, core: Clie
     assert code_of(_verify, core, _card(pan, "2905"), prod, "card.cvk-prod")[0] == grpc.StatusCode.RESOURCE_EXHAUSTED
 
 
+def test_one_key_under_two_ids_shares_its_counters(server: Env, core: Client) -> None:
+    # card.cvk and card.cvk-verify hold one value: guesses split between them count together (an
+    # adversarial review had 6 answered at per_pan = 3 when counters named the key's id).
+    pan = _fresh_pan()
+    right = ref.cvv_value(K0, pan, "2704", "000")
+    wrong = [v for v in ("101", "202", "303", "404") if v != right]
+    for i, v in enumerate(wrong[:3]):
+        assert not _verify(core, _card(pan, "2704"), v, key=("card.cvk", "card.cvk-verify")[i % 2])
+    assert code_of(_verify, core, _card(pan, "2704"), wrong[3], "card.cvk-verify")[0] == \
+        grpc.StatusCode.RESOURCE_EXHAUSTED
+
+
 def test_cvv_batch(server: Env, core: Client) -> None:
     pans = [_fresh_pan() for _ in range(4)]
     cards = [_card(p, "2907") for p in pans] + [_card("123", "2907")]
@@ -262,8 +274,7 @@ def test_issuer_scripts_and_a_pin_change_by_pyemv(server: Env, core: Client, key
         integrity_key=_key("card.imk-smi"), script=_script("84180000", "7A788EA6B8A3E733", visa,
                                                            mac_over_transaction=True)))
     assert r.command == H("8418000008" "04EDE90BC24CC35E")
-    pan = "4000001234567899"
-    assert ref.luhn_valid(pan)
+    pan = "1234567890123456"  # the card's own: a PIN changes only on its card
 
     def change(script: card_pb.IssuerScript, pin: str = "9999", **kw: object) -> bytes:
         block = ref.tdes_ecb(keys["zpk1"], ref.iso0(pin, pan))
@@ -284,5 +295,16 @@ def test_issuer_scripts_and_a_pin_change_by_pyemv(server: Env, core: Client, key
         pin_key=_key("zpk1"), format=pb.PIN_BLOCK_FORMAT_ISO_0, pin_block=bytes(8), pan=pan)))
     assert code == grpc.StatusCode.INVALID_ARGUMENT and details == "pin_block: PIN block invalid"
     assert code_of(lambda: change(mc, ac_key=_key("card.imk-smc")))[0] == grpc.StatusCode.FAILED_PRECONDITION
+    # A PIN block for another card is refused, before it is deciphered.
+    other = "4000001234567899"
+    code, details = code_of(lambda: core.cards.GeneratePinChangeScript(card_pb.GeneratePinChangeScriptRequest(
+        integrity_key=_key("card.imk-smi"), confidentiality_key=_key("card.imk-smc"), script=mc, pin_key=_key("zpk1"),
+        format=pb.PIN_BLOCK_FORMAT_ISO_0, pin_block=ref.tdes_ecb(keys["zpk1"], ref.iso0("1234", other)), pan=other)))
+    assert code == grpc.StatusCode.INVALID_ARGUMENT and details.startswith("pan")
+    # Script data that would be a codebook of format 2 PIN blocks is refused.
+    code, details = code_of(lambda: core.cards.GenerateIssuerScript(card_pb.GenerateIssuerScriptRequest(
+        integrity_key=_key("card.imk-smi"), confidentiality_key=_key("card.imk-smc"), script=mc,
+        data=H("241234FFFFFFFFFF"))))
+    assert code == grpc.StatusCode.INVALID_ARGUMENT and details.startswith("data")
     assert code_of(lambda: core.cards.GenerateIssuerScript(card_pb.GenerateIssuerScriptRequest(
         integrity_key=_key("card.imk-smc"), script=mc)))[0] == grpc.StatusCode.FAILED_PRECONDITION

@@ -2,11 +2,13 @@
 
 The KDK ``users.kdk`` is formed at the session server's set-up of pyemv's IMK value
 (tests/api/conftest.py, CARD_KEYS), and the derived keys leave under ``dukpt.kif``, a K1 ZMK whose
-clear value the set-up keeps. The option A style is EMV's card key derivation, so pyemv's
-HSM-checked card key (KCV BAB0 for PAN 1234567890123456, PSN 00) is a published answer.
+clear value the set-up keeps. The option A step is EMV's card key derivation (tests/reference.py,
+pinned to pyemv's HSM-checked card keys); its input is a hash of the purpose and the user's code.
 """
 
 from __future__ import annotations
+
+import hashlib
 
 import grpc
 
@@ -28,13 +30,18 @@ def _request(data: bytes, **kw: object) -> key_pb.DiversifyKeyRequest:
 
 def test_a_users_key_leaves_only_as_a_tr31_block(server: Env) -> None:
     mgr = server.client("key-manager")
-    r = mgr.keys.DiversifyKey(_request(H("3456789012345600")))
+    r = mgr.keys.DiversifyKey(_request(b"EMP04217"))
     clear = ref.tr31_unwrap(server.clear["dukpt.kif"], r.key_block)[0]
     k0 = H("0123456789ABCDEFFEDCBA9876543210")
-    assert clear == ref.emv_card_key(k0, "1234567890123456", "00")
-    assert r.kcv[:2] == H("BAB0") and r.key_block[5:9] == "M6TC" and r.master_version == 1
+    y = hashlib.sha256(b"hsmsvc key diversification\x00MAK/M6\x00EMP04217").digest()[:8]
+    assert clear == ref.option_a(k0, y) and r.kcv == ref.tdes_kcv(clear)
+    assert r.key_block[5:9] == "M6TC" and r.master_version == 1
+    # The KDK holds an IMK's value here (the fixture's): a card's digits as the code still give no card key.
+    card = mgr.keys.DiversifyKey(_request(H("3456789012345600")))
+    assert ref.tr31_unwrap(server.clear["dukpt.kif"], card.key_block)[0] != ref.emv_card_key(k0, "1234567890123456",
+                                                                                              "00")
     # The derived key is of the KDK's algorithm and one of a user's types; under a K1 KEK only.
-    for bad, field in ((_request(bytes(7)), "diversification_data"),
+    for bad, field in ((_request(b""), "diversification_data"),
                        (_request(bytes(8), key_type=pb.KEY_TYPE_ZPK, usage=pb.KEY_USAGE_PIN_ENCRYPTION,
                                  mode_of_use=pb.MODE_OF_USE_ENCRYPT_DECRYPT), "key_type"),
                        (_request(bytes(8), usage=pb.KEY_USAGE_PIN_ENCRYPTION), "usage")):

@@ -223,4 +223,32 @@ def test_issuer_scripts_and_pin_changes_by_pyemv(backend: Backend) -> None:
         backend.execute(GeneratePinChangeScript(pin=block("9999"), key=zpk, smi=smi, smc=ac, script=mc))
     with pytest.raises(InvalidInput, match="^ac_key"):
         backend.execute(GeneratePinChangeScript(pin=block("9999"), key=zpk, smi=smi, smc=smc, script=mc, ac=ac))
+    # What an adversarial review found, each refused before any PIN block is deciphered:
+    # a codebook of format 2 blocks enciphered as script data (in clear form, or chained into CBC) ...
+    codebook = script(ScriptKeyMethod.EMV_CSK, "24CCF3DEE3158C70", "84DA0000",
+                      encryption=ScriptEncryption.VISA, data=b"\x00" * 7 + H("249999FFFFFFFFFF"))
+    with pytest.raises(InvalidInput, match="^data"):
+        backend.execute(GenerateIssuerScript(smi=smi, smc=smc, script=codebook))
+    # The second block chosen so that, after CBC chaining, the cipher takes a format 2 block.
+    smc_sk = ref.emv_session_key(ref.emv_card_key(IMK_SMC, pan, "00"), b"", H("24CCF3DEE3158C70"))
+    first = H("0102030405060708")
+    chained = script(ScriptKeyMethod.EMV_CSK, "24CCF3DEE3158C70", "84DA0000", encryption=ScriptEncryption.MASTERCARD,
+                     data=first + ref.xor(H("249999FFFFFFFFFF"), ref.tdes_ecb(smc_sk, first)))
+    with pytest.raises(InvalidInput, match="^data"):
+        backend.execute(GenerateIssuerScript(smi=smi, smc=smc, script=chained))
+    # ... a PIN taken onto another card; an R of an application cryptogram key's form; an SM4 AC IMK
+    # masking a TDES block; a field named after decryption (the ARQC's length is checked first).
+    other = PinBlock(ref.tdes_ecb(zpk_clear, ref.iso0("9999", "4000001234567899")), PinBlockFormat.ISO_0,
+                     "4000001234567899")
+    with pytest.raises(InvalidInput, match="^pan"):
+        backend.execute(GeneratePinChangeScript(pin=other, key=zpk, smi=smi, smc=smc, script=mc))
+    with pytest.raises(InvalidInput, match="^arqc"):
+        backend.execute(GenerateIssuerScript(smi=smi, smc=None, script=script(
+            ScriptKeyMethod.EMV_CSK, "001C000000000000", "84240000")))
+    sm4_ac = form_known(backend, KeyType.IMK, KeyUsage.EMV_AC, ModeOfUse.DERIVE, K0, Algorithm.SM4)
+    with pytest.raises(KeyUsageViolation, match="^ac_key"):
+        backend.execute(GeneratePinChangeScript(pin=bad, key=zpk, smi=smi, smc=smc, script=new, ac=sm4_ac))
+    with pytest.raises(InvalidInput, match="^arqc"):
+        backend.execute(GeneratePinChangeScript(pin=bad, key=zpk, smi=smi, smc=smc, script=script(
+            ScriptKeyMethod.EMV_CSK, "0102", "84240002", encryption=ScriptEncryption.MASTERCARD)))
 

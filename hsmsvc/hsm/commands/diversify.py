@@ -47,16 +47,17 @@ class DiversifyKey(HsmCommand[tuple[bytes, bytes]]):
         if not isinstance(spec, KeySpec) or spec.key_type not in policy.DIVERSIFIED:
             raise InvalidInput("key_type", "MAK, TAK or DEK: a user's authentication or data key")
         with b._guard():
-            k = derived_kek(b, self.kek, "a derived key")
+            k = derived_kek(b, self.kek, "a derived key", spec.key_type)
             m = b._use(self.master, Operation.DIVERSIFY)
             alg = derived_algorithm(m.algorithm)
             if spec.algorithm is not alg:
                 raise InvalidInput("algorithm", f"{alg.value}: what a {m.algorithm.value} KDK derives")
+            purpose = f"{spec.key_type.value}/{spec.usage.value}".encode()
             if m.algorithm.is_aes:
-                clear = diversify.sp800_108(b._clear(m), context=bytes(self.data), length=alg.key_length)
+                clear = diversify.sp800_108(b._clear(m), code=self.data, purpose=purpose, length=alg.key_length)
             else:
                 # The master enciphers as a loaded key: its clear bytes never leave it (TDES and SM4).
-                clear = m.encrypt(diversify.option_a_block(self.data))
+                clear = m.encrypt(diversify.option_a_block(code=self.data, purpose=purpose))
                 if alg.is_tdes:
                     clear = components.adjust_odd_parity(clear)
             return export_derived(b, k, spec, clear)

@@ -250,7 +250,7 @@ class ExportInitialKey(HsmCommand[tuple[bytes, bytes]]):
         if not isinstance(self.initial, (bytes, bytearray)):
             raise InvalidInput("initial_key_id", "bytes")
         with b._guard():
-            k = derived_kek(b, self.kek, "an initial key")
+            k = derived_kek(b, self.kek, "an initial key", KeyType.IPEK)
             bdk = b._use(self.bdk, Operation.DUKPT_INITIAL_KEY_EXPORT)
             if bdk.algorithm.is_tdes:
                 initial = bytes(self.initial)

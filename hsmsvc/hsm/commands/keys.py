@@ -13,7 +13,7 @@ from hsmsvc.hsm.commands.base import STRENGTH, HsmCommand, LoadedKey, check_data
 from hsmsvc.hsm.domains import KEY_SYNC_LABEL
 from hsmsvc.hsm.model import BlockTemplate, Command, KeyCryptogram, KeySpec, LegacyForm
 from hsmsvc.hsm.policy import Operation
-from hsmsvc.types import Algorithm, KcvMethod, KeyUsage, MacAlgorithm, Padding
+from hsmsvc.types import Algorithm, KcvMethod, KeyType, KeyUsage, MacAlgorithm, Padding
 
 if TYPE_CHECKING:
     from hsmsvc.hsm.commands.core import CommandBackend
@@ -236,12 +236,15 @@ class ImportKey(HsmCommand[KeyCryptogram]):
         return out
 
 
-def derived_kek(b: CommandBackend, kek: KeyCryptogram, what: str) -> LoadedKey:
-    """The KEK a key made inside a command (an IPEK, a user's key) leaves under: a K1 ZMK or TMK only,
-    since an ECB form binds no usage and the key could be taken in again as a DEK."""
+def derived_kek(b: CommandBackend, kek: KeyCryptogram, what: str, carried: KeyType) -> LoadedKey:
+    """The KEK a key made inside a command (an IPEK, a user's key) leaves under: a K1 ZMK or TMK that
+    may carry its type (``policy.EXPORTABLE_UNDER``), since an ECB form binds no usage and the key
+    could be taken in again as a DEK."""
     k = b._use(kek, Operation.KEY_EXPORT_UNDER)
     if k.spec.usage is not KeyUsage.KBPK:
         raise KeyUsageViolation("kek", f"{what} leaves only in a TR-31 block: a K1 KEK")
+    if carried not in policy.EXPORTABLE_UNDER.get(k.spec.key_type, frozenset()):
+        raise KeyUsageViolation("kek", f"a {k.spec.key_type.value} does not carry a {carried.value}")
     return k
 
 

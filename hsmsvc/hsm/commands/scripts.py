@@ -7,9 +7,17 @@ ARQC as R, or Visa's ATC method), in one command. The command answers the whole 
 CLA INS P1 P2, an Lc it computes, the (enciphered) data and the MAC.
 
 A PIN change deciphers the customer's new PIN block under its PIN key inside the command and
-enciphers the card's PIN block under the card's confidentiality key: a translation to a key no
-caller holds, so it gives no PIN-derived data out. Any fault after the decryption is the one
-``InvalidPinBlock``.
+enciphers the card's PIN block under the card's confidentiality key. Any fault after the decryption
+is the one ``InvalidPinBlock``, and every refusal that names a field is made before it.
+
+The same confidentiality key enciphers a script's data, which the caller chooses: enciphered, a
+format 2 block of every PIN would be a codebook for the PIN changes that key makes (an adversarial
+review recovered PINs so). So no block the cipher takes from a script's data may be a well-formed
+format 2 PIN block (after CBC chaining, and in the first half of an SM4 block), and a PIN change is
+bound to its card: the PIN block's PAN is the script's. A session key R of the EMV common
+derivation is refused when it has the form of an application cryptogram key's (ATC || 00 00 ..., or
+the Mastercard SKD's ATC || 00 00 || UN): with an E2 or E1 IMK of an E0 IMK's value, a script MAC
+would otherwise be an ARQC.
 """
 
 from __future__ import annotations
@@ -17,7 +25,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Callable
 
-from hsmsvc.crypto import _validate, emv, emvsm4
+from hsmsvc.crypto import _cipher, _validate, emv, emvsm4, pinblock
 from hsmsvc.errors import InvalidInput, KeyUsageViolation
 from hsmsvc.hsm.commands.base import HsmCommand, LoadedKey
 from hsmsvc.hsm.commands.emv import card_key
@@ -54,6 +62,48 @@ class ScriptData:
     mac_length: int = 8
 
 
+def _not_a_pin_block(block: bytes) -> None:
+    """Refuse a cipher input block whose first 8 bytes are a well-formed format 2 PIN block."""
+    try:
+        pinblock.decode_iso2(block[:8])
+    except InvalidInput:
+        return
+    raise InvalidInput("data", "holds a block of the form of a format 2 PIN block, which scripts never encipher")
+
+
+def _check_plain(smc: LoadedKey, d: ScriptData, data: bytes) -> None:
+    """The blocks the confidentiality key will encipher for ``data``, each checked: CBC (zero IV)
+    chains each block's input with the previous ciphertext, so the check follows the cipher."""
+    if smc.algorithm is Algorithm.SM4:
+        padded = mac_pad(data, 16)
+        blocks = _cbc_inputs(smc, d, padded, 16)
+    elif d.encryption is emv.ScriptEncryption.VISA:
+        padded = mac_pad(bytes([len(data)]) + data, 8)
+        blocks = [padded[i:i + 8] for i in range(0, len(padded), 8)]
+    else:
+        whole = d.encryption is emv.ScriptEncryption.MASTERCARD and len(data) % 8 == 0
+        padded = data if whole else mac_pad(data, 8)
+        blocks = _cbc_inputs(smc, d, padded, 8)
+    for block in blocks:
+        _not_a_pin_block(block)
+
+
+def mac_pad(data: bytes, size: int) -> bytes:
+    """ISO/IEC 9797-1 padding method 2."""
+    return data + b"\x80" + bytes(-(len(data) + 1) % size)
+
+
+def _cbc_inputs(smc: LoadedKey, d: ScriptData, padded: bytes, size: int) -> list[bytes]:
+    sk = _session(smc, d)
+    alg = Algorithm.SM4 if smc.algorithm is Algorithm.SM4 else Algorithm.TDES_2KEY
+    out, prev = [], bytes(size)
+    cipher = _cipher.cbc_encrypt(alg, sk, bytes(size), padded)
+    for i in range(0, len(padded), size):
+        out.append(_cipher.xor(padded[i:i + size], prev))
+        prev = cipher[i:i + size]
+    return out
+
+
 def _session(imk: LoadedKey, d: ScriptData) -> bytes:
     mk = card_key(imk, pan=d.pan, psn=d.psn, option=d.option)
     if imk.algorithm is Algorithm.SM4:
@@ -75,9 +125,15 @@ def _encipher(smc: LoadedKey, d: ScriptData, data: bytes) -> bytes:
 
 
 def _check(d: ScriptData, smi: LoadedKey, smc: LoadedKey | None) -> None:
+    """Every refusal of the script's own fields, made before anything is deciphered."""
     if not isinstance(d, ScriptData) or not isinstance(d.method, emv.ScriptKeyMethod):
         raise InvalidInput("script", "a ScriptData")
     _validate.length(d.command, "command", (4,))
+    _validate.length(d.atc, "atc", (2,))
+    arqc = _validate.length(d.arqc, "arqc", (emv.AC_LENGTH,))
+    emv.script_mac_length(d.mac_length)
+    if d.method is emv.ScriptKeyMethod.EMV_CSK and arqc[2:4] == bytes(2):
+        raise InvalidInput("arqc", "not of the form of an application cryptogram's session key input")
     if smc is not None and smc.algorithm is not smi.algorithm:
         raise KeyUsageViolation("smc_key", "of the integrity IMK's algorithm")
 
@@ -115,6 +171,9 @@ class GenerateIssuerScript(HsmCommand[bytes]):
             _check(d, smi, smc)
             data = bytes(d.data)
             if smc is not None:
+                if smc.algorithm is not Algorithm.SM4 and d.encryption is None:
+                    raise InvalidInput("encryption", "EMV, MASTERCARD or VISA under a TDES IMK")
+                _check_plain(smc, d, data)
                 data = _encipher(smc, d, data)
             elif d.encryption is not None:
                 raise InvalidInput("smc_key", f"required to encipher ({d.encryption.value})")
@@ -166,6 +225,12 @@ class GeneratePinChangeScript(HsmCommand[bytes]):
             smc = b._use(self.smc, Operation.SCRIPT_ENCRYPT)
             _check(d, smi, smc)
             ac = None if self.ac is None else b._use(self.ac, Operation.VISA_PIN_CHANGE_MASK)
+            if ac is not None and ac.algorithm is not Algorithm.TDES_2KEY:
+                raise KeyUsageViolation("ac_key", "a two-key TDES IMK: the VIS block is masked by a TDES card key")
+            b._check_translation(self.pin.format, self.pin.format)
+            if not self.pin.pan or self.pin.pan != d.pan or (self.current is not None and (
+                    self.current.pan != d.pan or self.current.format is not self.pin.format)):
+                raise InvalidInput("pan", "the script's card's PAN: a PIN changes only on its own card")
             if (ac is not None or self.current is not None) and (
                     smc.algorithm is Algorithm.SM4 or d.encryption is not emv.ScriptEncryption.VISA):
                 raise InvalidInput("ac_key", "only for a Visa PIN change (VISA encryption) under a TDES IMK")
