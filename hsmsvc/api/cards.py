@@ -152,7 +152,6 @@ class CardServicer(g.CardServiceServicer):
     def GenerateIssuerScript(self, r: m.GenerateIssuerScriptRequest, c: Caller) -> m.GenerateIssuerScriptResponse:
         out = emv_uc.generate_issuer_script(
             self.s, c, integrity=cv.key_ref(r.integrity_key, "integrity_key", r.HasField("integrity_key")),
-            confidentiality=_optional_key(r, "confidentiality_key"),
             script=_script(r.script, r.HasField("script"), bytes(r.data)))
         return m.GenerateIssuerScriptResponse(command=out)
 

@@ -7,8 +7,10 @@ master encipher a value of the caller's choice (an adversarial review turned the
 card keys under a master of an IMK's value).
 
 * TDES and SM4 masters, the EMV option A style (EMV 4.3 Book 2 annex A1.4.1): the master enciphers
-  Y || (Y XOR FF..FF), Y the first 8 bytes of SHA-256(label || 00 || purpose || 00 || code); a TDES
-  result takes odd parity. The backend enciphers with the master as a loaded key
+  Y || (Y XOR FF..FF), Y the first 8 bytes of SHA-256(label || 00 || purpose || 00 || code) with
+  the high bits of its first byte set (0xA0), so its first nibble is no decimal digit and Y is
+  never an EMV card key's input (options A and B give 16 decimal digits); a TDES result takes odd
+  parity. The backend enciphers with the master as a loaded key
   (:func:`option_a_block` gives the input), so its clear bytes never leave it.
 * AES masters: NIST SP 800-108 rev. 1 KDF in counter mode with CMAC as the PRF, the 32-bit counter
   before the fixed data Label || 00 || Context || [L]32, Context = purpose || 00 || code, by
@@ -50,14 +52,16 @@ def _purpose(purpose: bytes) -> bytes:
 
 
 def option_a_block(*, code: bytes, purpose: bytes) -> bytes:
-    r"""Y || (Y XOR FF..FF), Y the first 8 bytes of SHA-256(LABEL || 00 || purpose || 00 || code).
+    r"""Y || (Y XOR FF..FF), Y the first 8 bytes of SHA-256(LABEL || 00 || purpose || 00 || code), its
+    first byte OR A0 (a first nibble of A, B, E or F: no card key's digits).
 
-    >>> option_a_block(code=b"EMP04217", purpose=b"MAK/M6").hex().upper()[:16] == hashlib.sha256(
-    ...     LABEL + b"\x00MAK/M6\x00EMP04217").hexdigest().upper()[:16]
+    >>> y = option_a_block(code=b"EMP04217", purpose=b"MAK/M6")[:8]
+    >>> y[0] >> 4 >= 0xA and y[1:] == hashlib.sha256(LABEL + b"\x00MAK/M6\x00EMP04217").digest()[1:8]
     True
     """
-    y = hashlib.sha256(LABEL + b"\x00" + _purpose(purpose) + b"\x00" + _code(code)).digest()[:8]
-    return y + bytes(b ^ 0xFF for b in y)
+    y = bytearray(hashlib.sha256(LABEL + b"\x00" + _purpose(purpose) + b"\x00" + _code(code)).digest()[:8])
+    y[0] |= 0xA0
+    return bytes(y) + bytes(b ^ 0xFF for b in y)
 
 
 def sp800_108(master: bytes, *, code: bytes, purpose: bytes, length: int) -> bytes:

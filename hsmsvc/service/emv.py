@@ -7,8 +7,9 @@ result is ``verified = False`` with no ARPC. The card's keys are derived and use
 backend (``hsm/commands/emv.py``, ``hsm/commands/scripts.py``).
 
 Scripts are the authorisation host's, so the operator's: a script is MACed for the card the
-request names, and a PIN change is a translation of the customer's PIN block to the card's key,
-counted as a translation is when the block fails.
+request names, its data in clear, and a PIN change is a translation of the customer's PIN block to
+its own card's key, counted as a translation is when the block fails (``hsm/commands/scripts.py``
+says why nothing else is enciphered under that key).
 """
 
 from __future__ import annotations
@@ -61,16 +62,12 @@ def verify_arqc_batch(
     return out, k.version
 
 
-def generate_issuer_script(s: Services, caller: Caller, *, integrity: KeyRef, confidentiality: KeyRef | None,
-                           script: ScriptData) -> bytes:
-    """An issuer script command for one card (Book 2 section 9)."""
+def generate_issuer_script(s: Services, caller: Caller, *, integrity: KeyRef, script: ScriptData) -> bytes:
+    """An issuer script command for one card, its data in clear and MACed (Book 2 section 9)."""
     card_pan(script.pan)
     smi = s.key(caller, integrity, Operation.SCRIPT_MAC, "integrity_key")
-    smc = None if confidentiality is None else s.key(caller, confidentiality, Operation.SCRIPT_ENCRYPT,
-                                                     "confidentiality_key")
-    out = s.backend.execute(GenerateIssuerScript(smi=smi.cryptogram, smc=None if smc is None else smc.cryptogram,
-                                                 script=script))
-    s.observer.keys_used((smi,) if smc is None else (smi, smc))
+    out = s.backend.execute(GenerateIssuerScript(smi=smi.cryptogram, script=script))
+    s.observer.key_used(smi)
     return out
 
 

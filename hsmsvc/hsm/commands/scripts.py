@@ -1,23 +1,24 @@
-"""EMV issuer script commands inside the backend (issue 35): script MACs, enciphered script data
-and the offline PIN change (EMV 4.3 Book 2 section 9, Book 3 PIN CHANGE/UNBLOCK).
+"""EMV issuer script commands inside the backend (issue 35): script MACs and the offline PIN change
+(EMV 4.3 Book 2 section 9, Book 3 PIN CHANGE/UNBLOCK).
 
 The card's integrity and confidentiality keys are derived from IMKs of usage E2 and E1 and the
 card's PAN and PSN (annex A1.4), then their session keys by the scheme's method (A1.3.1 with the
 ARQC as R, or Visa's ATC method), in one command. The command answers the whole script command:
-CLA INS P1 P2, an Lc it computes, the (enciphered) data and the MAC.
+CLA INS P1 P2, an Lc it computes, the data and the MAC.
 
 A PIN change deciphers the customer's new PIN block under its PIN key inside the command and
 enciphers the card's PIN block under the card's confidentiality key. Any fault after the decryption
 is the one ``InvalidPinBlock``, and every refusal that names a field is made before it.
 
-The same confidentiality key enciphers a script's data, which the caller chooses: enciphered, a
-format 2 block of every PIN would be a codebook for the PIN changes that key makes (an adversarial
-review recovered PINs so). So no block the cipher takes from a script's data may be a well-formed
-format 2 PIN block (after CBC chaining, and in the first half of an SM4 block), and a PIN change is
-bound to its card: the PIN block's PAN is the script's. A session key R of the EMV common
-derivation is refused when it has the form of an application cryptogram key's (ATC || 00 00 ..., or
-the Mastercard SKD's ATC || 00 00 || UN): with an E2 or E1 IMK of an E0 IMK's value, a script MAC
-would otherwise be an ARQC.
+The confidentiality key enciphers PIN changes only, never data the caller chooses. Two adversarial
+reviews recovered PINs from script data enciphered under it: a format 2 block of each PIN, then the
+blocks a VISA encipherment makes of one (a length byte and the first 7 bytes), were a codebook for
+the card's PIN changes, whatever checks the data passed. A PIN change is bound to its card (the
+source block's PAN is the script's, and its format binds a PAN). A session key R of the EMV common
+derivation is refused when its fourth byte is zero, the form of an application cryptogram key's
+(ATC || 00.., or the Mastercard SKD's ATC || 00 00 || UN; A1.3.1 overwrites the third): with an E2
+or E1 IMK of an E0 IMK's value a script MAC would otherwise be an ARQC. A genuine cryptogram has a
+zero there once in 256, and its script waits for the card's next online transaction.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Callable
 
-from hsmsvc.crypto import _cipher, _validate, emv, emvsm4, pinblock
+from hsmsvc.crypto import _validate, emv, emvsm4
 from hsmsvc.errors import InvalidInput, KeyUsageViolation
 from hsmsvc.hsm.commands.base import HsmCommand, LoadedKey
 from hsmsvc.hsm.commands.emv import card_key
@@ -62,48 +63,6 @@ class ScriptData:
     mac_length: int = 8
 
 
-def _not_a_pin_block(block: bytes) -> None:
-    """Refuse a cipher input block whose first 8 bytes are a well-formed format 2 PIN block."""
-    try:
-        pinblock.decode_iso2(block[:8])
-    except InvalidInput:
-        return
-    raise InvalidInput("data", "holds a block of the form of a format 2 PIN block, which scripts never encipher")
-
-
-def _check_plain(smc: LoadedKey, d: ScriptData, data: bytes) -> None:
-    """The blocks the confidentiality key will encipher for ``data``, each checked: CBC (zero IV)
-    chains each block's input with the previous ciphertext, so the check follows the cipher."""
-    if smc.algorithm is Algorithm.SM4:
-        padded = mac_pad(data, 16)
-        blocks = _cbc_inputs(smc, d, padded, 16)
-    elif d.encryption is emv.ScriptEncryption.VISA:
-        padded = mac_pad(bytes([len(data)]) + data, 8)
-        blocks = [padded[i:i + 8] for i in range(0, len(padded), 8)]
-    else:
-        whole = d.encryption is emv.ScriptEncryption.MASTERCARD and len(data) % 8 == 0
-        padded = data if whole else mac_pad(data, 8)
-        blocks = _cbc_inputs(smc, d, padded, 8)
-    for block in blocks:
-        _not_a_pin_block(block)
-
-
-def mac_pad(data: bytes, size: int) -> bytes:
-    """ISO/IEC 9797-1 padding method 2."""
-    return data + b"\x80" + bytes(-(len(data) + 1) % size)
-
-
-def _cbc_inputs(smc: LoadedKey, d: ScriptData, padded: bytes, size: int) -> list[bytes]:
-    sk = _session(smc, d)
-    alg = Algorithm.SM4 if smc.algorithm is Algorithm.SM4 else Algorithm.TDES_2KEY
-    out, prev = [], bytes(size)
-    cipher = _cipher.cbc_encrypt(alg, sk, bytes(size), padded)
-    for i in range(0, len(padded), size):
-        out.append(_cipher.xor(padded[i:i + size], prev))
-        prev = cipher[i:i + size]
-    return out
-
-
 def _session(imk: LoadedKey, d: ScriptData) -> bytes:
     mk = card_key(imk, pan=d.pan, psn=d.psn, option=d.option)
     if imk.algorithm is Algorithm.SM4:
@@ -115,15 +74,6 @@ def _session(imk: LoadedKey, d: ScriptData) -> bytes:
     return emv.derive_script_session_key(mk, method=d.method, atc=d.atc)
 
 
-def _encipher(smc: LoadedKey, d: ScriptData, data: bytes) -> bytes:
-    sk = _session(smc, d)
-    if smc.algorithm is Algorithm.SM4:
-        return emvsm4.encrypt_script_data(sk, data=data)
-    if d.encryption is None:
-        raise InvalidInput("encryption", "EMV, MASTERCARD or VISA under a TDES IMK")
-    return emv.encrypt_script_data(sk, data=data, encryption=d.encryption)
-
-
 def _check(d: ScriptData, smi: LoadedKey, smc: LoadedKey | None) -> None:
     """Every refusal of the script's own fields, made before anything is deciphered."""
     if not isinstance(d, ScriptData) or not isinstance(d.method, emv.ScriptKeyMethod):
@@ -132,8 +82,9 @@ def _check(d: ScriptData, smi: LoadedKey, smc: LoadedKey | None) -> None:
     _validate.length(d.atc, "atc", (2,))
     arqc = _validate.length(d.arqc, "arqc", (emv.AC_LENGTH,))
     emv.script_mac_length(d.mac_length)
-    if d.method is emv.ScriptKeyMethod.EMV_CSK and arqc[2:4] == bytes(2):
-        raise InvalidInput("arqc", "not of the form of an application cryptogram's session key input")
+    if d.method is emv.ScriptKeyMethod.EMV_CSK and arqc[3] == 0:
+        raise InvalidInput("arqc", "not of the form of an application cryptogram's session key input "
+                                   "(its fourth byte is zero): the script waits for the next transaction")
     if smc is not None and smc.algorithm is not smi.algorithm:
         raise KeyUsageViolation("smc_key", "of the integrity IMK's algorithm")
 
@@ -155,29 +106,21 @@ def _command(smi: LoadedKey, d: ScriptData, data: bytes) -> bytes:
 
 @dataclass(frozen=True, kw_only=True, repr=False)
 class GenerateIssuerScript(HsmCommand[bytes]):
-    """An issuer script command: ``script.data`` enciphered under the card's confidentiality key
-    from ``smc`` when given (else sent in clear), MACed under its integrity key from ``smi``."""
+    """An issuer script command: ``script.data`` in clear, MACed under the card's integrity key from
+    ``smi``. Nothing here enciphers: the confidentiality key is the PIN change's alone."""
 
     smi: KeyCryptogram
-    smc: KeyCryptogram | None
     script: ScriptData
 
     def run(self, b: CommandBackend) -> bytes:
         b._capabilities.require(Command.CARD)
         d = self.script
+        if d.encryption is not None:
+            raise InvalidInput("encryption", "none: script data is sent in clear; only a PIN change is enciphered")
         with b._guard():
             smi = b._use(self.smi, Operation.SCRIPT_MAC)
-            smc = None if self.smc is None else b._use(self.smc, Operation.SCRIPT_ENCRYPT)
-            _check(d, smi, smc)
-            data = bytes(d.data)
-            if smc is not None:
-                if smc.algorithm is not Algorithm.SM4 and d.encryption is None:
-                    raise InvalidInput("encryption", "EMV, MASTERCARD or VISA under a TDES IMK")
-                _check_plain(smc, d, data)
-                data = _encipher(smc, d, data)
-            elif d.encryption is not None:
-                raise InvalidInput("smc_key", f"required to encipher ({d.encryption.value})")
-            return _command(smi, d, data)
+            _check(d, smi, None)
+            return _command(smi, d, bytes(d.data))
 
 
 def _pin_change(smc: LoadedKey, ac: LoadedKey | None, d: ScriptData) -> Callable[[str, str | None], bytes]:
@@ -228,6 +171,8 @@ class GeneratePinChangeScript(HsmCommand[bytes]):
             if ac is not None and ac.algorithm is not Algorithm.TDES_2KEY:
                 raise KeyUsageViolation("ac_key", "a two-key TDES IMK: the VIS block is masked by a TDES card key")
             b._check_translation(self.pin.format, self.pin.format)
+            if not self.pin.format.pan_bound:
+                raise InvalidInput("format", "a PAN-bound format: a PIN changes only on its own card")
             if not self.pin.pan or self.pin.pan != d.pan or (self.current is not None and (
                     self.current.pan != d.pan or self.current.format is not self.pin.format)):
                 raise InvalidInput("pan", "the script's card's PAN: a PIN changes only on its own card")

@@ -269,16 +269,14 @@ class IssuerScript(_message.Message):
     def __init__(self, card: _Optional[_Union[CardKey, _Mapping]] = ..., session_key: _Optional[_Union[ScriptKeyDerivation, str]] = ..., atc: _Optional[bytes] = ..., arqc: _Optional[bytes] = ..., command: _Optional[bytes] = ..., encryption: _Optional[_Union[ScriptEncryption, str]] = ..., mac_over_transaction: _Optional[bool] = ..., mac_length: _Optional[int] = ...) -> None: ...
 
 class GenerateIssuerScriptRequest(_message.Message):
-    __slots__ = ("integrity_key", "confidentiality_key", "script", "data")
+    __slots__ = ("integrity_key", "script", "data")
     INTEGRITY_KEY_FIELD_NUMBER: _ClassVar[int]
-    CONFIDENTIALITY_KEY_FIELD_NUMBER: _ClassVar[int]
     SCRIPT_FIELD_NUMBER: _ClassVar[int]
     DATA_FIELD_NUMBER: _ClassVar[int]
     integrity_key: _types_pb2.KeyRef
-    confidentiality_key: _types_pb2.KeyRef
     script: IssuerScript
     data: bytes
-    def __init__(self, integrity_key: _Optional[_Union[_types_pb2.KeyRef, _Mapping]] = ..., confidentiality_key: _Optional[_Union[_types_pb2.KeyRef, _Mapping]] = ..., script: _Optional[_Union[IssuerScript, _Mapping]] = ..., data: _Optional[bytes] = ...) -> None: ...
+    def __init__(self, integrity_key: _Optional[_Union[_types_pb2.KeyRef, _Mapping]] = ..., script: _Optional[_Union[IssuerScript, _Mapping]] = ..., data: _Optional[bytes] = ...) -> None: ...
 
 class GenerateIssuerScriptResponse(_message.Message):
     __slots__ = ("command",)

@@ -132,8 +132,9 @@ class CardServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def GenerateIssuerScript(self, request, context):
-        """GenerateIssuerScript makes an issuer script command: its data enciphered under the card's
-        confidentiality key (an E1 IMK) if asked, MACed under its integrity key (an E2 IMK).
+        """GenerateIssuerScript makes an issuer script command: its data in clear, MACed under the card's
+        integrity key (an E2 IMK). Nothing but a PIN change is enciphered under a card's
+        confidentiality key: enciphered script data would be a codebook for its PIN changes.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
