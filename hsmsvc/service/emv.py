@@ -16,11 +16,21 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from hsmsvc.errors import HsmsvcError, InvalidInput, InvalidPinBlock
-from hsmsvc.hsm.commands import ArqcData, GenerateIssuerScript, GeneratePinChangeScript, ScriptData, VerifyArqcs
+from hsmsvc.crypto import emv
+from hsmsvc.errors import AttemptsExceeded, HsmsvcError, InvalidInput, InvalidPinBlock
+from hsmsvc.hsm.commands import (
+    ArqcData,
+    CardHashes,
+    GenerateIssuerScript,
+    GeneratePinChangeScript,
+    ScriptData,
+    VerifyArqcs,
+)
 from hsmsvc.hsm.model import PinBlock
 from hsmsvc.hsm.policy import Operation
-from hsmsvc.keys.model import KeyRef
+from hsmsvc.keys.attempts import Attempt
+from hsmsvc.keys.model import AuditEvent, KeyRef, StoredKey
+from hsmsvc.redact import mask_pan
 from hsmsvc.service.attempts import AttemptGuard, check_principal
 from hsmsvc.service.cards import card_pan, pan_field
 from hsmsvc.service.context import Caller, Services
@@ -76,7 +86,8 @@ def generate_pin_change_script(
     fmt: PinBlockFormat, pin_block: bytes, pan: str | None, ac: KeyRef | None, current_pin_block: bytes | None,
 ) -> bytes:
     """The offline PIN change command from the customer's new PIN block: counted as a translation is,
-    a block that fails after its decryption being the one generic error and a failed attempt."""
+    a block that fails after its decryption being the one generic error and a failed attempt; and
+    every PIN change counted against its card (:func:`_count_pin_change`)."""
     card_pan(script.pan)
     if pan != script.pan:
         # A PIN changes only on its own card (the review's codebook took PINs onto made-up cards).
@@ -94,5 +105,29 @@ def generate_pin_change_script(
     except InvalidPinBlock:
         AttemptGuard(s, caller, pan_field(pan) if pan else None, pan=pan).failed(k.key_id, k.version, "pin_change")
         raise
+    _count_pin_change(s, caller, smc, script)
     s.observer.keys_used((smi, smc, k))
     return out
+
+
+def _count_pin_change(s: Services, caller: Caller, smc: StoredKey, script: ScriptData) -> None:
+    """Count a made PIN change against its card, released only within ``[attempts] per_pan`` a window.
+
+    Any chosen PIN's block reaches a ZPK (a one-time key under a KTK whose public half is given out),
+    and a PIN change's output is fixed for one PIN and session key: without a limit, PIN changes of
+    every candidate onto a card are a codebook for that card's genuine one (an adversarial review
+    recovered PINs so). A card changes its PIN a few times a year; ``per_pan`` a day allows that and
+    makes a codebook take years. The count is settled in the store as attempts are, exactly across
+    processes, and the row audits the change (``card.pin_change``)."""
+    c = smc.cryptogram
+    y = emv.master_key_input(pan=script.pan, psn=script.psn, option=script.option)
+    who = f"{c.spec.algorithm.value}\x00{c.kcv.hex()}\x00".encode()
+    subject = "pinchange:" + s.backend.execute(CardHashes(values=[b"C" + who + y]))[0].hex()
+    limits = s.limits
+    detail = (("method", caller.method), ("pan", mask_pan(script.pan)), ("request_id", caller.request_id))
+    out = s.store.settle_attempts(
+        [Attempt((subject,), False)], limits={subject: limits.per_pan}, window=limits.window,
+        audit=lambda settled: AuditEvent(caller.principal.name, "card.pin_change", smc.key_id, smc.version,
+                                         (*detail, ("refused", str(settled.refused)))))
+    if not out.released[0]:
+        raise AttemptsExceeded("pan", "too many PIN changes for this card; try later")
