@@ -117,17 +117,22 @@ def _count_pin_change(s: Services, caller: Caller, smc: StoredKey, script: Scrip
     and a PIN change's output is fixed for one PIN and session key: without a limit, PIN changes of
     every candidate onto a card are a codebook for that card's genuine one (an adversarial review
     recovered PINs so). A card changes its PIN a few times a year; ``per_pan`` a day allows that and
-    makes a codebook take years. The count is settled in the store as attempts are, exactly across
-    processes, and the row audits the change (``card.pin_change``)."""
+    makes a codebook take years. It also counts against the card's PIN-try counter (the one a failed
+    PIN check counts against), so PIN changes and PIN checks together make no more guesses at a
+    card's PIN than PIN checks alone (a review found a VIS change's current PIN made each change a
+    guess). The count is settled in the store as attempts are, exactly across processes, and the row
+    audits the change (``card.pin_change``)."""
     c = smc.cryptogram
     y = emv.master_key_input(pan=script.pan, psn=script.psn, option=script.option)
     who = f"{c.spec.algorithm.value}\x00{c.kcv.hex()}\x00".encode()
     subject = "pinchange:" + s.backend.execute(CardHashes(values=[b"C" + who + y]))[0].hex()
+    card = AttemptGuard(s, caller, pan_field(script.pan)).card
+    subjects = (subject,) if card is None else (subject, card)
     limits = s.limits
     detail = (("method", caller.method), ("pan", mask_pan(script.pan)), ("request_id", caller.request_id))
     out = s.store.settle_attempts(
-        [Attempt((subject,), False)], limits={subject: limits.per_pan}, window=limits.window,
+        [Attempt(subjects, False)], limits={x: limits.per_pan for x in subjects}, window=limits.window,
         audit=lambda settled: AuditEvent(caller.principal.name, "card.pin_change", smc.key_id, smc.version,
                                          (*detail, ("refused", str(settled.refused)))))
     if not out.released[0]:
-        raise AttemptsExceeded("pan", "too many PIN changes for this card; try later")
+        raise AttemptsExceeded("pan", "too many PIN changes or failed PIN checks for this card; try later")
