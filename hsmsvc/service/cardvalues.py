@@ -31,14 +31,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 from hsmsvc.crypto import emv
 from hsmsvc.crypto.cvv import CvvKind
-from hsmsvc.errors import AttemptsExceeded, HsmsvcError, InvalidInput
+from hsmsvc.errors import HsmsvcError, InvalidInput
 from hsmsvc.hsm.commands import CardHashes, CvvData, DynamicCvvData, GenerateCvv, VerifyCvvs, VerifyDynamicCvvs
 from hsmsvc.hsm.policy import Operation
 from hsmsvc.keys.model import KeyRef, StoredKey
 from hsmsvc.service.attempts import CARD_VALUES, AttemptGuard
 from hsmsvc.service.cards import card_pan
 from hsmsvc.service.context import Caller, Services
-from hsmsvc.service.verification import Evaluated, release_pin, run_and_settle
+from hsmsvc.service.verification import Evaluated, release_pin, run_and_settle, unrefused
 
 __all__ = ["CardValue", "generate_cvv", "verify_card_value", "verify_card_value_batch"]
 
@@ -147,21 +147,10 @@ def verify_card_value_batch(
         return []
     k = s.key(caller, key, _operation(items[0]))
     guards = _guards(s, caller, k, items)
-    live = [g for g in guards if isinstance(g, AttemptGuard)]
-    counts = s.store.failures(sorted({x for g in live for x in g.subjects}), s.limits.window) if live else {}
+    live = [g if isinstance(g, AttemptGuard) else None for g in guards]
     out: list[bool | HsmsvcError] = [False] * n
-    todo: list[int] = []
-    for j, g in enumerate(guards):
-        if isinstance(g, InvalidInput):
-            out[j] = g
-            continue
-        try:
-            g.check_counts(counts)
-        except AttemptsExceeded as e:
-            out[j] = e
-            continue
-        todo.append(j)
-    run_and_settle(s, caller, k, [g if isinstance(g, AttemptGuard) else None for g in guards], out, todo,
+    todo = unrefused(s, live, {j: g for j, g in enumerate(guards) if isinstance(g, InvalidInput)}, out)
+    run_and_settle(s, caller, k, live, out, todo,
                    lambda ix: s.backend.execute(_command(k, [items[j] for j in ix], [values[j] for j in ix])))
     s.observer.key_used(k, sum(1 for r in out if r is True))
     return out

@@ -18,7 +18,7 @@ route is (:mod:`hsmsvc.service.routes`).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Sequence
+from typing import Callable, Mapping, Sequence
 
 from hsmsvc.crypto import ibm3624
 from hsmsvc.errors import AttemptsExceeded, HsmsvcError, InvalidInput, InvalidPinBlock, VerificationFailed
@@ -43,6 +43,7 @@ __all__ = [
     "release_pin",
     "route_verification",
     "run_and_settle",
+    "unrefused",
     "settle_batch",
     "verify_pin",
     "verify_pin_batch",
@@ -281,13 +282,25 @@ def verify_pin_batch(
     guards = AttemptGuard.for_cards(s, caller, accounts)
     # Read before the blocks are touched: an item at a limit is refused undeciphered, so a batch
     # at a locked card costs the same whatever its PINs (a match would cost a read, a guess a write).
-    counts = s.store.failures(sorted({x for g in guards if g for x in g.subjects}), s.limits.window)
     out: list[bool | HsmsvcError] = [False] * n
+    todo = unrefused(s, guards, bad, out)
+    run_and_settle(s, caller, k, guards, out, todo, lambda ix: s.backend.execute(VerifyPinsStored(
+        blocks=b"".join([pin_blocks[j] for j in ix]), key=k.cryptogram, format=fmt, pans=[pans[j] for j in ix],
+        psk=p.cryptogram, accounts=[accounts[j] for j in ix], stored=[stored[j] for j in ix])))
+    s.observer.key_used(k, sum(1 for r in out if r is True))
+    return out
+
+
+def unrefused(s: Services, guards: Sequence[AttemptGuard | None], refused: Mapping[int, HsmsvcError],
+              out: list[bool | HsmsvcError]) -> list[int]:
+    """The items of a batch to check: those neither refused already (``refused``, answered alone) nor
+    at a limit in their counters, read once now for the whole batch; the others' answers go in ``out``."""
+    subjects = sorted({x for g in guards if g for x in g.subjects})
+    counts = s.store.failures(subjects, s.limits.window) if subjects else {}
     todo: list[int] = []
-    for j in range(n):
-        g = guards[j]
-        if j in bad:
-            out[j] = bad[j]
+    for j, g in enumerate(guards):
+        if j in refused:
+            out[j] = refused[j]
             continue
         if g is not None:
             try:
@@ -296,11 +309,7 @@ def verify_pin_batch(
                 out[j] = e
                 continue
         todo.append(j)
-    run_and_settle(s, caller, k, guards, out, todo, lambda ix: s.backend.execute(VerifyPinsStored(
-        blocks=b"".join([pin_blocks[j] for j in ix]), key=k.cryptogram, format=fmt, pans=[pans[j] for j in ix],
-        psk=p.cryptogram, accounts=[accounts[j] for j in ix], stored=[stored[j] for j in ix])))
-    s.observer.key_used(k, sum(1 for r in out if r is True))
-    return out
+    return todo
 
 
 def run_and_settle(s: Services, caller: Caller, k: StoredKey, guards: Sequence[AttemptGuard | None],
