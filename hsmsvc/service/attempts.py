@@ -36,7 +36,7 @@ from hsmsvc.service.context import Caller, Services
 
 __all__ = [
     "AttemptGuard", "CARD_VALUES", "Counted", "PINS", "check_principal", "count_failures", "failures_left",
-    "principal_subject", "settle_checks",
+    "key_value", "principal_subject", "settle_checks",
 ]
 
 
@@ -66,6 +66,13 @@ REMEMBERED: Final = 1.0
 """Seconds a process refuses a counter at once after a settlement found it at its limit."""
 MAX_REMEMBERED: Final = 10_000
 """Counters remembered at most; forgetting one only costs its next check a store read."""
+
+
+def key_value(key: StoredKey) -> bytes:
+    """A key's value as counters name it (its algorithm and KCV), not its id: one key stored under two
+    ids (a verify-only copy) is one set of counters."""
+    c = key.cryptogram
+    return f"{c.spec.algorithm.value}\x00{c.kcv.hex()}\x00".encode()
 
 
 def principal_subject(name: str) -> str:

@@ -35,7 +35,7 @@ from hsmsvc.errors import HsmsvcError, InvalidInput
 from hsmsvc.hsm.commands import CardHashes, CvvData, DynamicCvvData, GenerateCvv, VerifyCvvs, VerifyDynamicCvvs
 from hsmsvc.hsm.policy import Operation
 from hsmsvc.keys.model import KeyRef, StoredKey
-from hsmsvc.service.attempts import CARD_VALUES, AttemptGuard
+from hsmsvc.service.attempts import CARD_VALUES, AttemptGuard, key_value
 from hsmsvc.service.cards import card_pan
 from hsmsvc.service.context import Caller, Services
 from hsmsvc.service.verification import Evaluated, release_pin, run_and_settle, unrefused
@@ -52,8 +52,7 @@ def _bindings(item: CardValue, key: StoredKey) -> list[bytes]:
     # The key's value first (its algorithm and KCV): a value is a secret of its key, a match under a key
     # the caller knows (a test CVK) must reset nothing kept for another, and one key stored under two
     # ids (a verify-only copy) must not double the guesses (an adversarial review found both).
-    c = key.cryptogram
-    who = f"{c.spec.algorithm.value}\x00{c.kcv.hex()}\x00".encode()
+    who = key_value(key)
     if isinstance(item, CvvData):
         if not isinstance(item.kind, CvvKind):
             raise InvalidInput("kind", "CVV, CVV2 or iCVV")

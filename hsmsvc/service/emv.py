@@ -31,7 +31,7 @@ from hsmsvc.hsm.policy import Operation
 from hsmsvc.keys.attempts import Attempt
 from hsmsvc.keys.model import AuditEvent, KeyRef, StoredKey
 from hsmsvc.redact import mask_pan
-from hsmsvc.service.attempts import AttemptGuard, check_principal
+from hsmsvc.service.attempts import AttemptGuard, check_principal, key_value
 from hsmsvc.service.cards import card_pan, pan_field
 from hsmsvc.service.context import Caller, Services
 from hsmsvc.types import PinBlockFormat
@@ -103,7 +103,7 @@ def generate_pin_change_script(
             pin=PinBlock(pin_block, fmt, pan), key=k.cryptogram, smi=smi.cryptogram, smc=smc.cryptogram,
             script=script, ac=None if mask is None else mask.cryptogram, current=current))
     except InvalidPinBlock:
-        AttemptGuard(s, caller, pan_field(pan) if pan else None, pan=pan).failed(k.key_id, k.version, "pin_change")
+        AttemptGuard(s, caller, pan_field(script.pan), pan=pan).failed(k.key_id, k.version, "pin_change")
         raise
     _count_pin_change(s, caller, smc, script)
     s.observer.keys_used((smi, smc, k))
@@ -122,12 +122,9 @@ def _count_pin_change(s: Services, caller: Caller, smc: StoredKey, script: Scrip
     card's PIN than PIN checks alone (a review found a VIS change's current PIN made each change a
     guess). The count is settled in the store as attempts are, exactly across processes, and the row
     audits the change (``card.pin_change``)."""
-    c = smc.cryptogram
     y = emv.master_key_input(pan=script.pan, psn=script.psn, option=script.option)
-    who = f"{c.spec.algorithm.value}\x00{c.kcv.hex()}\x00".encode()
-    subject = "pinchange:" + s.backend.execute(CardHashes(values=[b"C" + who + y]))[0].hex()
-    card = AttemptGuard(s, caller, pan_field(script.pan)).card
-    subjects = (subject,) if card is None else (subject, card)
+    subject = "pinchange:" + s.backend.execute(CardHashes(values=[b"C" + key_value(smc) + y]))[0].hex()
+    subjects = (subject, *AttemptGuard(s, caller, pan_field(script.pan)).cards)
     limits = s.limits
     detail = (("method", caller.method), ("pan", mask_pan(script.pan)), ("request_id", caller.request_id))
     out = s.store.settle_attempts(

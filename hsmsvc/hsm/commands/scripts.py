@@ -181,7 +181,6 @@ class GeneratePinChangeScript(HsmCommand[bytes]):
                 raise InvalidInput("ac_key", "only for a Visa PIN change (VISA encryption) under a TDES IMK")
             if self.current is not None and ac is None:
                 raise InvalidInput("ac_key", "required with the current PIN (the VIS block)")
-            emv.script_mac_length(d.mac_length)
             make = _pin_change(smc, ac, d)
             # The PIN blocks last, so that every refusal above names its field before anything is
             # deciphered; from here every fault is the one InvalidPinBlock.
