@@ -52,6 +52,14 @@ What was chosen, and why (issue 31):
     [crypto]
     national_only = false                     # true: SM2/SM3/SM4 only, on an SM4 LMK (GB/T 39786)
 
+    [hostcommands]                            # the payShield-style door (docs/host-commands.md)
+    listen = "127.0.0.1:1500"                 # TLS with [tls]'s certificate and client CA
+    header_length = 4                         # echoed back
+    length_counts_header = true               # false: the length counts command and payload only
+    discovery = false                         # log command codes and field lengths, never values
+    [hostcommands.sources]                    # no client certificate: principal by source network
+    "10.20.0.0/16" = "core-banking"
+
 A pool lists its members as ``[[backend.members]]`` tables of kind soft or
 pkcs11 (``module``, ``token_label``, ``pin_env`` or ``pin_file``); ``[backend]``
 ``health_interval`` (2 s) and ``call_timeout`` (10 s: a member that has not
@@ -73,6 +81,8 @@ from typing import Any, Final, Mapping
 from hsmsvc import tomlfile
 from hsmsvc.api import configschema as schema
 from hsmsvc.errors import InvalidInput
+from hsmsvc.api.hostcmd.frames import Framing
+from hsmsvc.api.hostcmd.settings import Settings as HostSettings
 from hsmsvc.hsm.config import Pkcs11Config, SecretSource, SoftConfig
 from hsmsvc.keys.national import CryptoMode
 from hsmsvc.service.context import AttemptLimits, PinPolicy
@@ -140,6 +150,8 @@ class ServerConfig:
     """Append-only file for signed audit checkpoints (keys/checkpoints.py); deploy it ``chattr +a``."""
     unseal_timeout_seconds: float = 600.0
     """A share-sealed LMK: shares entered are discarded this long after the first unless k are in."""
+    hostcommands: HostSettings | None = None
+    """``[hostcommands]``: the host-command listener, if any (``api/hostcmd``)."""
     auto_migrate: bool = False
     """Bring the store's schema up to date at start; otherwise a schema behind is refused, and the
     serving database role needs no DDL rights (``hsmsvc db upgrade`` is the DBA's step)."""
@@ -158,6 +170,8 @@ class ServerConfig:
             raise InvalidInput("unseal_timeout_seconds", "more than 0, at most 86400")
         if self.insecure_dev:
             _check_insecure_dev(self)
+        if self.hostcommands is not None and self.workers > 1 and self.hostcommands.listen.endswith(":0"):
+            raise InvalidInput("hostcommands.listen", "a fixed port with several workers: each binds it (SO_REUSEPORT)")
         if self.workers > 1 or self.backend.kind == "pool":
             for m in self.backend.members:
                 source = m.passphrase if isinstance(m, SoftConfig) else m.pin
@@ -182,6 +196,8 @@ def _check_insecure_dev(cfg: ServerConfig) -> None:
         raise InvalidInput("insecure_dev", "refused: the config names a policy, which insecure-dev would replace")
     if not is_loopback(cfg.listen):
         raise InvalidInput("insecure_dev", "refused: listen must be a loopback address (127.0.0.1, ::1, localhost)")
+    if cfg.hostcommands is not None and not is_loopback(cfg.hostcommands.listen):
+        raise InvalidInput("insecure_dev", "refused: hostcommands.listen must be a loopback address")
 
 
 def is_loopback(listen: str) -> bool:
@@ -305,10 +321,23 @@ def _build(f: schema.File, source: str) -> ServerConfig:
         transaction_threads=f.transaction_threads,
         executor_queue=f.executor_queue,
         unseal_timeout_seconds=f.unseal_timeout_seconds,
+        hostcommands=_hostcommands(f.hostcommands),
         peers={z: PeerConfig(p.address, p.server_name)
                for z, p in ((z, tomlfile.decode(v, schema.Peer, source=source, at=["peers", z]))
                             for z, v in f.peers.items())},
     )
+
+
+def _hostcommands(h: schema.HostCommands | None) -> HostSettings | None:
+    if h is None:
+        return None
+    try:
+        framing = Framing(h.header_length, h.length_counts_header)
+    except ValueError as e:
+        raise InvalidInput("hostcommands.header_length", str(e).split(": ", 1)[-1]) from None
+    return HostSettings(listen=h.listen, framing=framing, discovery=h.discovery, in_flight=h.in_flight,
+                        max_connections=h.max_connections, idle_timeout_seconds=h.idle_timeout_seconds,
+                        sources=HostSettings.networks(h.sources))
 
 
 def _secret(m: schema.Member, name: str, where: str) -> SecretSource:

@@ -11,7 +11,7 @@ from typing import Any, Final
 
 import msgspec
 
-__all__ = ["ENV", "LOG_LEVELS", "PATHS", "Attempts", "Backend", "File", "KeySync", "Member", "Peer", "Pin",
+__all__ = ["ENV", "LOG_LEVELS", "PATHS", "Attempts", "Backend", "File", "HostCommands", "KeySync", "Member", "Peer", "Pin",
            "Rotation", "Tls"]
 
 LOG_LEVELS: Final = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
@@ -101,6 +101,19 @@ class Peer(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     server_name: str = ""
 
 
+class HostCommands(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    """``[hostcommands]``: the payShield-style host-command listener (``docs/host-commands.md``)."""
+
+    listen: str = "127.0.0.1:1500"
+    header_length: int = 4
+    length_counts_header: bool = True
+    discovery: bool = False
+    in_flight: int = 64
+    max_connections: int = 1024
+    idle_timeout_seconds: float = 0.0
+    sources: dict[str, str] = {}
+
+
 class File(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     """The whole file; every setting optional (``tls`` and ``policy`` are required by a rule, not a type)."""
 
@@ -126,6 +139,7 @@ class File(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     pin: Pin = msgspec.field(default_factory=Pin)
     crypto: Crypto = msgspec.field(default_factory=Crypto)
     key_sync: KeySync = msgspec.field(default_factory=KeySync)
+    hostcommands: HostCommands | None = None
     # Tables named by the user (a key type, a zone): each is decoded on its own, so an error can name it.
     rotation: dict[str, Any] = {}
     peers: dict[str, Any] = {}

@@ -32,6 +32,7 @@ from hsmsvc.api.ceremony import CeremonyServicer
 from hsmsvc.api.config import ServerConfig
 from hsmsvc.api.data import DataServicer
 from hsmsvc.api.guarded import GuardedHealth, GuardedReflection
+from hsmsvc.api.hostcmd.listener import HostListener, tls_context
 from hsmsvc.api.identity import principal_resolver
 from hsmsvc.api.keys import KeyServicer
 from hsmsvc.api.signatures import CoSigningServicer, SignatureServicer
@@ -127,6 +128,8 @@ class Running:
     runner: Runner
     meter: UseMeter | None = None
     observed: Observed | None = None
+    host: HostListener | None = None
+    """The host-command listener (``[hostcommands]``), if configured."""
     _monitor: asyncio.Task[None] | None = None
     _beat: asyncio.Task[None] | None = None
     _watch: asyncio.Task[None] | None = None
@@ -137,7 +140,11 @@ class Running:
         if self.observed is not None:  # a call cut at the grace's end is logged as its client saw it
             self.observed.cut_at = time.monotonic() + self.config.shutdown_grace_seconds
         await self.health.enter_graceful_shutdown()
-        await self.server.stop(self.config.shutdown_grace_seconds)
+        grace = self.config.shutdown_grace_seconds
+        if self.host is not None:
+            await asyncio.gather(self.server.stop(grace), self.host.stop(grace))
+        else:
+            await self.server.stop(grace)
         for task in (self._monitor, self._watch):
             if task is not None:
                 task.cancel()  # and wait, so no probe starts on a closed store or backend
@@ -287,6 +294,32 @@ def bind_failure(address: str, *, reuse_port: bool = False) -> str | None:
     return None
 
 
+async def _host(config: ServerConfig, running: Running, *, policy: Policy, resolve: Callable[[Any], Principal],
+                observed: Observed) -> HostListener:
+    """Start the host-command listener on the same use cases, policy and limits as the gRPC door."""
+    settings = config.hostcommands
+    assert settings is not None
+    tls = None
+    if not config.insecure_dev:
+        assert config.tls is not None
+        try:
+            tls = tls_context(cert=config.tls.cert, key=config.tls.key, client_ca=config.tls.client_ca,
+                              optional=bool(settings.sources))
+        except OSError as e:
+            raise InvalidInput("tls", f"cannot be read ({(e.strerror or type(e).__name__).lower()})") from None
+    host = HostListener(settings, services=lambda: running.services, observed=observed, policy=policy,
+                        resolve=resolve,
+                        dev_principal=policy.principal(config.dev_principal) if config.insecure_dev else None)
+    why = bind_failure(settings.listen, reuse_port=config.reuse_port)
+    if why is not None:
+        raise InvalidInput(f"hostcommands.listen {settings.listen}", why)
+    try:
+        await host.start(settings.listen, tls, reuse_port=config.reuse_port)
+    except OSError as e:
+        raise InvalidInput(f"hostcommands.listen {settings.listen}", (e.strerror or str(e)).lower()) from None
+    return host
+
+
 async def _serve_all(running: Running, serving: _Serving, backend: Backend) -> None:
     """Mark every service SERVING and let the health monitor take over (on the event loop)."""
     running.services, running.meter = serving.services, serving.meter
@@ -388,6 +421,8 @@ async def start(config: ServerConfig, backend: Backend | None = None, *,
             metrics.readiness = lambda: (False, unseal.refusal().split(";")[0])
             running._watch = asyncio.create_task(unseal.watch())
             lmk_kcv = "sealed"
+        if config.hostcommands is not None:
+            running.host = await _host(config, running, policy=policy, resolve=resolve, observed=observed)
         if config.metrics_listen:
             try:
                 running.metrics_port = metrics.serve(config.metrics_listen)
@@ -397,6 +432,8 @@ async def start(config: ServerConfig, backend: Backend | None = None, *,
     except BaseException:
         # Nothing half-started outlives a refusal (a busy port): no traceback of a loop closed under it.
         await server.stop(0)
+        if running is not None and running.host is not None:
+            await running.host.stop(0)
         for task in (running._beat, running._watch, running._monitor) if running is not None else ():
             if task is not None:
                 task.cancel()
@@ -413,7 +450,9 @@ async def start(config: ServerConfig, backend: Backend | None = None, *,
                  extra={"port": port, "metrics_port": running.metrics_port, "seal_id": unsealer.header.seal_id,
                         "threshold": unsealer.header.threshold, "shares": unsealer.header.count})
     log.info("serving" if unsealer is None else "listening sealed",
-             extra={"port": port, "metrics_port": running.metrics_port, "tls": not config.insecure_dev,
+             extra={"port": port, "metrics_port": running.metrics_port,
+                    "host_port": running.host.port if running.host is not None else None,
+                    "tls": not config.insecure_dev,
                     "lmk_kcv": lmk_kcv, "principals": len(policy)})
     return running
 

@@ -91,6 +91,7 @@ def serve_here(cfg: ServerConfig, ready_file: str | None) -> int:
     def ready(running: Running) -> None:
         if ready_file:
             write_ready(ready_file, {"port": running.port, "metrics_port": running.metrics_port,
+                                     "host_port": running.host.port if running.host is not None else None,
                                      "pid": os.getpid(),
                                      "workers": [{"pid": os.getpid(), "metrics_port": running.metrics_port}]})
 
@@ -190,6 +191,7 @@ def supervise(cfg: ServerConfig, argv: list[str], ready_file: str | None) -> int
         workers = [{"pid": d["pid"], "metrics_port": d["metrics_port"]} for d in docs if d]
         if ready_file:
             write_ready(ready_file, {"port": port, "metrics_port": metrics_port, "pid": os.getpid(),
+                                     "host_port": next((d.get("host_port") for d in docs if d), None),
                                      "workers": workers})
         log.info("workers serving", extra={"port": port, "workers": len(procs), "metrics_port": metrics_port})
         waiting: set[int] = set()

@@ -31,7 +31,7 @@ from hsmsvc.crypto import _cipher, compare, cmac
 from hsmsvc.errors import InvalidInput, InvalidKeyBlock
 from hsmsvc.types import Algorithm, Exportability, KeyUsage, ModeOfUse
 
-__all__ = ["Header", "KeyBlockAlgorithm", "KeyBlockVersion", "unwrap", "wrap"]
+__all__ = ["Header", "KeyBlockAlgorithm", "KeyBlockVersion", "read_header", "unwrap", "wrap"]
 
 
 @unique
@@ -237,6 +237,12 @@ def _parse_header(block: str) -> tuple[Header, int]:
     except InvalidInput:
         raise InvalidKeyBlock("header field malformed") from None
     return header, pos
+
+
+def read_header(block: str) -> Header:
+    """The clear header and optional blocks of ``block``, unauthenticated: for finding a key, never
+    for trusting one (:func:`unwrap` verifies the MAC)."""
+    return _parse_header(block)[0]
 
 
 def unwrap(kbpk: bytes, block: str, *, kbpk_algorithm: Algorithm | None = None) -> tuple[Header, bytes]:

@@ -1,0 +1,1 @@
+"""Host commands: this family lands in its own commit."""

@@ -1,0 +1,275 @@
+"""The host-command listener: TCP (TLS with client certificates; plaintext only under
+``insecure_dev``), payShield framing, pipelining, and the same principals, policy, attempt limits
+and audit as the gRPC door.
+
+A connection's requests are read as they come and may run at once; their replies are written in
+the order the requests came, so an application matching replies by order or by header never
+gets another request's reply. At most ``in_flight`` requests of one connection run at a time:
+reading pauses until the oldest is answered.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import logging
+import ssl
+from collections.abc import Callable
+from dataclasses import dataclass
+from time import perf_counter
+from typing import Any, Final
+
+from hsmsvc import errors
+from hsmsvc.api.hostcmd import codes
+from hsmsvc.api.hostcmd.codes import HostError
+from hsmsvc.api.hostcmd.fields import Fields
+from hsmsvc.api.hostcmd.frames import Frame, reply_code
+from hsmsvc.api.hostcmd.registry import COMMANDS, Answer, Command
+from hsmsvc.api.hostcmd.settings import Settings
+from hsmsvc.api.logs import ACCESS, REQUEST_ID
+from hsmsvc.api.runner import InlineState, Lane
+from hsmsvc.api.status import Observed, request_id
+from hsmsvc.loopguard import WouldBlock
+from hsmsvc.service.authz import Policy, Principal
+from hsmsvc.service.context import Caller, Services
+
+# Registers every family's commands.
+from hsmsvc.api.hostcmd import cards, data, diag, keys, mac, pin  # noqa: F401
+
+__all__ = ["HostListener", "Settings", "tls_context"]
+
+log = logging.getLogger("hsmsvc.hostcmd")
+discovery_log = logging.getLogger("hsmsvc.hostcmd.discovery")
+
+_END: Final = b"\x19"
+
+
+def tls_context(*, cert: str, key: str, client_ca: str, optional: bool) -> ssl.SSLContext:
+    """TLS 1.2 or later with client certificates from ``client_ca``; ``optional``: a client may
+    present none, and is then named by its source network (``Settings.sources``)."""
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH, cafile=client_ca)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    ctx.load_cert_chain(cert, key)
+    ctx.verify_mode = ssl.CERT_OPTIONAL if optional else ssl.CERT_REQUIRED
+    return ctx
+
+
+@dataclass
+class _Peer:
+    """What a grpc context offers identity.principal_resolver, for one TCP connection."""
+
+    pem: bytes
+    address: str
+
+    def auth_context(self) -> dict[str, list[bytes]]:
+        return {"x509_pem_cert": [self.pem]} if self.pem else {}
+
+    def peer(self) -> str:
+        return self.address
+
+
+class HostListener:
+    """Serves host commands for the use cases ``services()`` returns (None while sealed)."""
+
+    def __init__(self, settings: Settings, *, services: Callable[[], Services | None], observed: Observed,
+                 policy: Policy, resolve: Callable[[Any], Principal], dev_principal: Principal | None) -> None:
+        self.settings = settings
+        self._services = services
+        self._observed = observed
+        self._policy = policy
+        self._resolve = resolve
+        self._dev = dev_principal
+        self._server: asyncio.AbstractServer | None = None
+        self._connections: set[asyncio.Task[None]] = set()
+        self._readers: dict[asyncio.Task[None], asyncio.StreamReader] = {}
+        self._inline: dict[bytes, InlineState] = {c: InlineState() for c, cmd in COMMANDS.items()
+                                                  if cmd.lane is Lane.INLINE}
+        self.port = 0
+
+    async def start(self, listen: str, tls: ssl.SSLContext | None, *, reuse_port: bool = False) -> int:
+        host, _, port = listen.rpartition(":")
+        self._server = await asyncio.start_server(self._connection, host.strip("[]") or None, int(port), ssl=tls,
+                                                  reuse_port=reuse_port or None, limit=2 ** 17)
+        self.port = self._server.sockets[0].getsockname()[1]
+        return self.port
+
+    async def stop(self, grace: float) -> None:
+        """Accept no more connections, read no more requests, answer those read within ``grace``."""
+        if self._server is not None:
+            self._server.close()
+        for reader in self._readers.values():
+            reader.feed_eof()
+        if self._connections:
+            _, late = await asyncio.wait(list(self._connections), timeout=grace)
+            for task in late:
+                task.cancel()
+            await asyncio.gather(*late, return_exceptions=True)
+
+    # -- one connection -------------------------------------------------------------------
+
+    def _principal(self, writer: asyncio.StreamWriter) -> Principal | errors.PermissionDenied:
+        if self._dev is not None:
+            return self._dev
+        peername = writer.get_extra_info("peername") or ("-", 0)
+        address = f"{peername[0]}:{peername[1]}"
+        obj = writer.get_extra_info("ssl_object")
+        der = obj.getpeercert(binary_form=True) if obj is not None else None
+        if der:
+            try:
+                return self._resolve(_Peer(ssl.DER_cert_to_PEM_cert(der).encode("ascii"), address))
+            except errors.PermissionDenied as e:
+                return e
+        try:
+            ip = ipaddress.ip_address(peername[0])
+        except ValueError:
+            ip = None
+        for network, name in self.settings.sources:
+            if ip is not None and ip in network:
+                try:
+                    return self._policy.principal(name)
+                except errors.PermissionDenied as e:
+                    return e
+        return errors.PermissionDenied("certificate", "none presented, and the source is not configured")
+
+    async def _connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        if len(self._connections) >= self.settings.max_connections:
+            writer.close()
+            return
+        self._connections.add(task)
+        self._readers[task] = reader
+        principal = self._principal(writer)
+        replies: asyncio.Queue[asyncio.Future[bytes]] = asyncio.Queue(self.settings.in_flight)
+        sender = asyncio.create_task(self._send(replies, writer))
+        framing = self.settings.framing
+        idle = self.settings.idle_timeout_seconds or None
+        try:
+            while not sender.done():
+                try:
+                    frame = await asyncio.wait_for(framing.read(reader), idle)
+                except (asyncio.IncompleteReadError, ConnectionError, asyncio.TimeoutError, ssl.SSLError):
+                    break
+                if frame is None:
+                    break
+                await replies.put(self._answer(frame, principal))
+            await replies.put(_DONE)
+            await sender
+        except asyncio.CancelledError:
+            sender.cancel()
+            raise
+        finally:
+            self._connections.discard(task)
+            self._readers.pop(task, None)
+            writer.close()
+
+    async def _send(self, replies: asyncio.Queue[asyncio.Future[bytes]], writer: asyncio.StreamWriter) -> None:
+        while True:
+            pending = await replies.get()
+            if pending is _DONE:
+                return
+            try:
+                writer.write(await pending)
+                if replies.empty():
+                    await writer.drain()
+            except (ConnectionError, ssl.SSLError):
+                return
+
+    # -- one request ----------------------------------------------------------------------
+
+    def _answer(self, frame: Frame, principal: Principal | errors.PermissionDenied) -> asyncio.Future[bytes]:
+        """The reply to ``frame``: done at once when it ran on the loop, else when its use case is."""
+        loop = asyncio.get_running_loop()
+        rid = request_id(())
+        token = REQUEST_ID.set(rid)
+        try:
+            started = perf_counter()
+            cmd = COMMANDS.get(frame.command)
+            fields = Fields(frame.payload)
+            out = loop.create_future()
+            early = self._refusal(frame, cmd, principal)
+            if early is not None:
+                out.set_result(self._reply(frame, early, b"", cmd, principal, started, fields))
+                return out
+            assert cmd is not None and isinstance(principal, Principal)
+            caller = Caller(principal, cmd.method or f"HostCommand.{_printable(cmd.code)}", rid)
+            services = self._services()
+            state = self._inline.get(cmd.code)
+            runner = self._observed.runner
+            if state is not None and runner.first_inline(state):
+                try:
+                    result = runner.call(state, _run, cmd, services, caller, fields)
+                except WouldBlock:
+                    fields = Fields(frame.payload)
+                else:
+                    out.set_result(self._reply(frame, *result, cmd, principal, started, fields))
+                    return out
+            return asyncio.ensure_future(self._offload(frame, cmd, services, caller, fields, principal, started))
+        finally:
+            REQUEST_ID.reset(token)
+
+    async def _offload(self, frame: Frame, cmd: Command, services: Services | None, caller: Caller, fields: Fields,
+                       principal: Principal, started: float) -> bytes:
+        lane = Lane.TRANSACTION if cmd.lane is Lane.INLINE else cmd.lane
+        try:
+            code, body = await self._observed.runner.offload(lane, _run, cmd, services, caller, fields)
+        except errors.HsmsvcError as e:  # refused by the runner itself (overloaded)
+            code, body = codes.code_for(e), b""
+        return self._reply(frame, code, body, cmd, principal, started, fields)
+
+    def _refusal(self, frame: Frame, cmd: Command | None,
+                 principal: Principal | errors.PermissionDenied) -> str | None:
+        if cmd is None:
+            return codes.DISABLED
+        if isinstance(principal, errors.PermissionDenied):
+            return codes.NOT_AUTHORIZED
+        if cmd.method is not None and not principal.may_call(cmd.method):
+            return codes.NOT_AUTHORIZED
+        if cmd.needs_services and self._services() is None:
+            return codes.LMK_UNAVAILABLE
+        return None
+
+    def _reply(self, frame: Frame, code: str, body: bytes, cmd: Command | None,
+               principal: Principal | errors.PermissionDenied, started: float, fields: Fields) -> bytes:
+        name = f"HostCommand.{_printable(frame.command)}"
+        elapsed = perf_counter() - started
+        self._observed.record(name, code, elapsed)
+        ACCESS.write("host", name, principal.name if isinstance(principal, Principal) else "-", code, elapsed)
+        if self.settings.discovery:
+            discovery_log.info("host command", extra={
+                "command": _printable(frame.command), "known": cmd is not None, "payload_length": len(frame.payload),
+                "fields": [f"{n}:{k}" for n, k in fields.seen], "trailer": frame.trailer is not None, "code": code})
+        out = reply_code(frame.command) + code.encode("ascii") + (body if code in (codes.OK, codes.VERIFICATION_FAILED)
+                                                                   else b"")
+        if frame.trailer is not None:
+            out += _END + frame.trailer
+        return self.settings.framing.encode(frame.header, out)
+
+
+_DONE: Final[Any] = object()
+
+
+def _printable(command: bytes) -> str:
+    return command.decode("ascii") if command.isascii() and command.isalnum() else "??"
+
+
+def _run(cmd: Command, services: Services | None, caller: Caller, fields: Fields) -> tuple[str, bytes]:
+    """The command's handler, its outcome as (code, reply fields); never raises but WouldBlock."""
+    try:
+        out = cmd.handler(services, caller, fields)  # type: ignore[arg-type]
+    except HostError as e:
+        log.debug("host command refused", extra={"command": _printable(cmd.code), "code": e.code, "field": e.field})
+        return e.code, b""
+    except errors.HsmsvcError as e:
+        # Its text names the field and the rule, never a value (hsmsvc/errors.py).
+        code = codes.code_for(e, cmd.destinations)
+        log.debug("host command refused", extra={"command": _printable(cmd.code), "code": code, "reason": str(e)})
+        return code, b""
+    except WouldBlock:
+        raise
+    except Exception:
+        log.exception("unhandled error in host command", extra={"command": _printable(cmd.code)})
+        return codes.INTERNAL, b""
+    if isinstance(out, Answer):
+        return out.code, out.fields
+    return codes.OK, out

@@ -1,0 +1,185 @@
+"""PIN commands: translation (CA, CC) and verification (DA, EA: IBM 3624 offset; DC, EC: Visa PVV;
+BC, BE: against a PIN stored under a PSK).
+
+The clear PIN never leaves the backend; the length field of a translation's reply is the
+request's maximum PIN length, not the PIN's (``docs/host-commands.md``, "Deviations").
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+from hsmsvc.api.hostcmd import codes
+from hsmsvc.api.hostcmd.codes import HostError
+from hsmsvc.api.hostcmd.fields import Fields
+from hsmsvc.api.hostcmd.registry import Answer, command, key_ref
+from hsmsvc.api.runner import Lane
+from hsmsvc.errors import KeyUsageViolation
+from hsmsvc.hsm.policy import Operation
+from hsmsvc.keys.model import KeyRef
+from hsmsvc.service import pin as uc
+from hsmsvc.service import verification as vf
+from hsmsvc.service.cards import luhn_valid
+from hsmsvc.service.context import Caller, Services
+from hsmsvc.types import KeyType, PinBlockFormat
+
+__all__ = ["FORMATS", "pan_of"]
+
+FORMATS: Final = {b"01": PinBlockFormat.ISO_0, b"05": PinBlockFormat.ISO_1, b"47": PinBlockFormat.ISO_3,
+                  b"48": PinBlockFormat.ISO_4}
+"""payShield's PIN block format codes (2N) for the ISO 9564-1 formats hsmsvc takes."""
+CODES: Final = {v: k for k, v in FORMATS.items()}
+
+
+def _format(f: Fields, name: str) -> PinBlockFormat:
+    found = FORMATS.get(f.take(2, name, codes.PIN_FORMAT))
+    if found is None:
+        raise HostError(codes.PIN_FORMAT, name)
+    return found
+
+
+def pan_of(account: str) -> str:
+    """A PAN whose 12 rightmost digits before the check digit are ``account``: all that formats 0
+    and 3, and the card's attempt counter, use of it (``service/cards.py``, ``pan_field``)."""
+    for d in "0123456789":
+        if luhn_valid(account + d):
+            return account + d
+    raise AssertionError("a Luhn digit always exists")
+
+
+def _account(f: Fields, formats: tuple[PinBlockFormat, ...]) -> str:
+    """12N, the account field of formats 0, 1 and 3; with format 4 (48) the whole PAN, 12 to 19
+    digits, ended by ``;`` or the message."""
+    if PinBlockFormat.ISO_4 in formats:
+        end = f.data.find(b";", f.pos)
+        n = (end if end >= 0 else len(f.data)) - f.pos
+        if not 12 <= n <= 19:
+            raise HostError(codes.ACCOUNT, "account number")
+        pan = f.digits(n, "account number", codes.ACCOUNT)
+        f.skip(b";")
+        if not luhn_valid(pan):
+            raise HostError(codes.ACCOUNT, "account number")
+        return pan
+    return pan_of(f.digits(12, "account number", codes.ACCOUNT))
+
+
+def _block(s: Services, c: Caller, f: Fields, ref: KeyRef, field: str) -> bytes:
+    """The PIN block: 16H under a TDES key, 32H under an AES or SM4 key (format 4)."""
+    size = s.keys.lookup(ref).cryptogram.spec.algorithm.block_size
+    return f.hex(2 * size, "PIN block", codes.INVALID_INPUT)
+
+
+def _typed(s: Services, c: Caller, ref: KeyRef, types: tuple[KeyType, ...], field: str) -> None:
+    """The key is of one of ``types``: a TPK where the command says terminal, a ZPK where zone."""
+    key = s.key(c, ref, Operation.PIN_DECRYPT, field)
+    if key.cryptogram.spec.key_type not in types:
+        raise KeyUsageViolation(field, "not the key type this command takes")
+
+
+def _translate(s: Services, c: Caller, f: Fields, source_type: KeyType) -> bytes:
+    src_field, dst_field = f.stored_key("source key"), None
+    if f.peek() in (b"*", b"~"):  # a BDK destination (DUKPT): hsmsvc translates to ZPKs only
+        raise HostError(codes.DISABLED, "destination key flag")
+    dst_field = f.stored_key("destination key", codes.DESTINATION_KEY)
+    max_length = f.digits(2, "maximum PIN length")
+    src = key_ref(s, c, src_field, "source_key")
+    dst = key_ref(s, c, dst_field, "destination_key")
+    _typed(s, c, src, (source_type,), "source_key")
+    block = _block(s, c, f, src, "source_key")
+    src_fmt, dst_fmt = _format(f, "source PIN block format"), _format(f, "destination PIN block format")
+    pan = _account(f, (src_fmt, dst_fmt))
+    f.end()
+    words = ("host", src, dst, src_fmt, dst_fmt)
+    route = s.routes.route(s, c, words, lambda: (src, src_fmt, dst, dst_fmt))
+    out, _, _ = uc.translate_routed(s, c, route=route, pin_block=block, pan=pan)
+    return max_length.encode() + out.hex().upper().encode() + CODES[dst_fmt]
+
+
+@command("CA", "PinService.TranslatePin", Lane.INLINE, destinations=("destination_key",))
+def translate_tpk_to_zpk(s: Services, c: Caller, f: Fields) -> bytes:
+    """CA: a terminal's PIN block from its TPK to a ZPK (ISO 9564-1 clause 9.3 formats)."""
+    return _translate(s, c, f, KeyType.TPK)
+
+
+@command("CC", "PinService.TranslatePin", Lane.INLINE, destinations=("destination_key",))
+def translate_zpk_to_zpk(s: Services, c: Caller, f: Fields) -> bytes:
+    """CC: a PIN block from one ZPK to another."""
+    return _translate(s, c, f, KeyType.ZPK)
+
+
+def _verdict(matched: bool) -> bytes | Answer:
+    return b"" if matched else Answer(codes.VERIFICATION_FAILED)
+
+
+def _verify(s: Services, c: Caller, *, key: KeyRef, f: Fields, block: bytes, fmt: PinBlockFormat, pan: str,
+            check: vf.PinCheck) -> bytes | Answer:
+    f.end()
+    return _verdict(vf.verify_pin(s, c, key=key, fmt=fmt, pin_block=block, pan=pan, check=check))
+
+
+def _offset(s: Services, c: Caller, f: Fields, key_type: KeyType) -> bytes | Answer:
+    """DA/EA (IBM 3624 offset): key, PVK, max PIN length, PIN block, format, check length, account,
+    decimalization table, PIN validation data (12A, ``N`` is the account's last 5 digits), offset (12H)."""
+    key_field = f.stored_key("PIN key")
+    pvk_field = f.stored_key("PVK", codes.DESTINATION_KEY)
+    f.digits(2, "maximum PIN length")
+    key = key_ref(s, c, key_field, "key")
+    pvk = key_ref(s, c, pvk_field, "pvk")
+    _typed(s, c, key, (key_type,), "key")
+    block = _block(s, c, f, key, "key")
+    fmt = _format(f, "PIN block format")
+    check_length = f.number(2, "check length")
+    pan = _account(f, (fmt,))
+    table = f.digits(16, "decimalization table", codes.DECIMALIZATION)
+    bound = s.key(c, pvk, Operation.PIN_VERIFY_IBM3624, "pvk").cryptogram.spec.decimalization_table
+    if table != (bound or "0123456789012345"):
+        raise HostError(codes.DECIMALIZATION, "decimalization table")
+    raw = f.take(12, "PIN validation data")
+    if not raw.isascii() or not raw.isalnum():
+        raise HostError(codes.INVALID_INPUT, "PIN validation data")
+    validation = raw.decode().upper().replace("N", pan[-6:-1])
+    offset = f.take(12, "offset")
+    if not 4 <= check_length <= 12 or not offset[:check_length].isdigit() \
+            or offset[check_length:].strip(b"F") != b"":
+        raise HostError(codes.INVALID_INPUT, "offset")
+    check = vf.OffsetCheck(pvk, validation, offset[:check_length].decode())
+    return _verify(s, c, key=key, f=f, block=block, fmt=fmt, pan=pan, check=check)
+
+
+@command("DA", "PinService.VerifyPin", Lane.TRANSACTION, destinations=("pvk",))
+def verify_terminal_offset(s: Services, c: Caller, f: Fields) -> bytes | Answer:
+    """DA: a terminal PIN against its IBM 3624 offset."""
+    return _offset(s, c, f, KeyType.TPK)
+
+
+@command("EA", "PinService.VerifyPin", Lane.TRANSACTION, destinations=("pvk",))
+def verify_interchange_offset(s: Services, c: Caller, f: Fields) -> bytes | Answer:
+    """EA: an interchange (ZPK) PIN against its IBM 3624 offset."""
+    return _offset(s, c, f, KeyType.ZPK)
+
+
+def _pvv(s: Services, c: Caller, f: Fields, key_type: KeyType) -> bytes | Answer:
+    """DC/EC (Visa PVV): key, PVK pair, PIN block, format, account, PVKI (1N), PVV (4N)."""
+    key_field = f.stored_key("PIN key")
+    pvk_field = f.stored_key("PVK pair", codes.DESTINATION_KEY)
+    key = key_ref(s, c, key_field, "key")
+    pvk = key_ref(s, c, pvk_field, "pvk")
+    _typed(s, c, key, (key_type,), "key")
+    block = _block(s, c, f, key, "key")
+    fmt = _format(f, "PIN block format")
+    pan = _account(f, (fmt,))
+    pvki = f.number(1, "PVKI")
+    pvv = f.digits(4, "PVV")
+    return _verify(s, c, key=key, f=f, block=block, fmt=fmt, pan=pan, check=vf.PvvCheck(pvk, pvki, pvv))
+
+
+@command("DC", "PinService.VerifyPin", Lane.TRANSACTION, destinations=("pvk",))
+def verify_terminal_pvv(s: Services, c: Caller, f: Fields) -> bytes | Answer:
+    """DC: a terminal PIN against its Visa PVV."""
+    return _pvv(s, c, f, KeyType.TPK)
+
+
+@command("EC", "PinService.VerifyPin", Lane.TRANSACTION, destinations=("pvk",))
+def verify_interchange_pvv(s: Services, c: Caller, f: Fields) -> bytes | Answer:
+    """EC: an interchange (ZPK) PIN against its Visa PVV."""
+    return _pvv(s, c, f, KeyType.ZPK)
