@@ -11,8 +11,8 @@ from typing import Any, Final
 
 import msgspec
 
-__all__ = ["ENV", "LOG_LEVELS", "PATHS", "Attempts", "Backend", "File", "HostCommands", "KeySync", "Member", "Peer", "Pin",
-           "Rotation", "Tls"]
+__all__ = ["ENV", "LOG_LEVELS", "PATHS", "Attempts", "Backend", "File", "HostCommands", "KeySync", "Member", "Peer",
+           "Pin", "Rotation", "Tls"]
 
 LOG_LEVELS: Final = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 

@@ -13,6 +13,7 @@ from typing import Final
 
 from hsmsvc.api.hostcmd import codes
 from hsmsvc.api.hostcmd.codes import HostError
+from hsmsvc.api.hostcmd.frames import END, MAX_TRAILER
 from hsmsvc.hsm import claims
 from hsmsvc.hsm.model import LegacyForm
 from hsmsvc.keys.model import check_alias
@@ -49,12 +50,14 @@ _LEGACY: Final = {b"U": (LegacyForm.PAYSHIELD_VARIANT, 32), b"T": (LegacyForm.PA
 class Fields:
     """A cursor over one command's payload."""
 
-    __slots__ = ("data", "pos", "seen")
+    __slots__ = ("data", "pos", "seen", "trailer")
 
     def __init__(self, data: bytes) -> None:
         self.data = data
         self.pos = 0
         self.seen: list[tuple[str, int]] = []
+        self.trailer: bytes | None = None
+        """What followed X'19 after the last field, once :meth:`end` has read it."""
 
     def take(self, n: int, name: str, code: str = codes.INVALID_INPUT) -> bytes:
         out = self.data[self.pos:self.pos + n]
@@ -110,7 +113,13 @@ class Fields:
         return len(self.data) - self.pos
 
     def end(self) -> None:
-        """Nothing may follow the last field."""
+        """Nothing may follow the last field but an LMK identifier (``%`` and 2N: hsmsvc has one
+        LMK, so any is taken) and the end-message delimiter X'19 with the trailer."""
+        if self.data.startswith(b"%", self.pos) and self.data[self.pos + 1:self.pos + 3].isdigit():
+            self.pos += 3
+        if self.data.startswith(END, self.pos) and len(self.data) - self.pos - 1 <= MAX_TRAILER:
+            self.trailer = self.data[self.pos + 1:]
+            self.pos = len(self.data)
         if self.pos != len(self.data):
             self.seen.append(("(trailing)", len(self.data) - self.pos))
             raise HostError(codes.INVALID_INPUT, "message length")
@@ -124,6 +133,8 @@ class Fields:
         as a key scheme error, and moves here by import under a ZMK (``docs/host-commands.md``).
         """
         tag = self.peek()
+        if not tag:
+            raise HostError(codes.INVALID_INPUT, name)
         if tag == b"S":
             self.pos += 1
             if self.peek() == b"P":

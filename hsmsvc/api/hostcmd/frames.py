@@ -13,10 +13,11 @@ import asyncio
 from dataclasses import dataclass
 from typing import Final
 
-__all__ = ["END", "Frame", "Framing", "reply_code"]
+__all__ = ["END", "MAX_TRAILER", "Frame", "Framing", "reply_code"]
 
-END: Final = 0x19
+END: Final = b"\x19"
 """The end-message delimiter: what follows it is the application's trailer, echoed back."""
+MAX_TRAILER: Final = 32
 
 
 @dataclass(frozen=True)
@@ -56,22 +57,29 @@ class Framing:
 
 @dataclass(frozen=True)
 class Frame:
-    """One request as received: the header, the command code, the payload and the trailer."""
+    """One request as received: the header, the command code and the rest.
+
+    The rest holds the fields and, after the last of them, an optional X'19 and trailer: only
+    the command's own reading knows where its fields end (a binary field may hold X'19), so
+    :meth:`hsmsvc.api.hostcmd.fields.Fields.end` finds the trailer.
+    """
 
     header: bytes
     command: bytes
     payload: bytes
-    trailer: bytes | None = None
-    """None without an end-message delimiter; else what followed it (possibly empty)."""
 
     @classmethod
     def split(cls, body: bytes, header_length: int) -> Frame:
         header, rest = body[:header_length], body[header_length:]
-        command, payload = rest[:2], rest[2:]
-        end = payload.find(END)
-        if end < 0:
-            return cls(header, command, payload)
-        return cls(header, command, payload[:end], payload[end + 1:])
+        return cls(header, rest[:2], rest[2:])
+
+    def trailer_guess(self) -> bytes | None:
+        """The trailer of a request whose fields were not all read (a refusal): what follows the
+        last X'19 if that is within a trailer's 32 characters of the end."""
+        end = self.payload.rfind(END)
+        if end < 0 or len(self.payload) - end - 1 > MAX_TRAILER:
+            return None
+        return self.payload[end + 1:]
 
 
 def reply_code(command: bytes) -> bytes:

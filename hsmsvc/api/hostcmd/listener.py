@@ -23,7 +23,7 @@ from hsmsvc import errors
 from hsmsvc.api.hostcmd import codes
 from hsmsvc.api.hostcmd.codes import HostError
 from hsmsvc.api.hostcmd.fields import Fields
-from hsmsvc.api.hostcmd.frames import Frame, reply_code
+from hsmsvc.api.hostcmd.frames import END, Frame, reply_code
 from hsmsvc.api.hostcmd.registry import COMMANDS, Answer, Command
 from hsmsvc.api.hostcmd.settings import Settings
 from hsmsvc.api.logs import ACCESS, REQUEST_ID
@@ -41,7 +41,6 @@ __all__ = ["HostListener", "Settings", "tls_context"]
 log = logging.getLogger("hsmsvc.hostcmd")
 discovery_log = logging.getLogger("hsmsvc.hostcmd.discovery")
 
-_END: Final = b"\x19"
 
 
 def tls_context(*, cert: str, key: str, client_ca: str, optional: bool) -> ssl.SSLContext:
@@ -141,7 +140,7 @@ class HostListener:
         self._readers[task] = reader
         principal = self._principal(writer)
         replies: asyncio.Queue[asyncio.Future[bytes]] = asyncio.Queue(self.settings.in_flight)
-        sender = asyncio.create_task(self._send(replies, writer))
+        sender = asyncio.create_task(self._send(replies, writer, task))
         framing = self.settings.framing
         idle = self.settings.idle_timeout_seconds or None
         try:
@@ -163,7 +162,10 @@ class HostListener:
             self._readers.pop(task, None)
             writer.close()
 
-    async def _send(self, replies: asyncio.Queue[asyncio.Future[bytes]], writer: asyncio.StreamWriter) -> None:
+    async def _send(self, replies: asyncio.Queue[asyncio.Future[bytes]], writer: asyncio.StreamWriter,
+                    reading: asyncio.Task[None]) -> None:
+        """Write each reply in its request's order; a connection that cannot take one more is
+        closed, reading and all (its reader may be waiting for room in the queue)."""
         while True:
             pending = await replies.get()
             if pending is _DONE:
@@ -173,6 +175,11 @@ class HostListener:
                 if replies.empty():
                     await writer.drain()
             except (ConnectionError, ssl.SSLError):
+                reading.cancel()
+                return
+            except Exception:
+                log.exception("host command reply failed: closing the connection")
+                reading.cancel()
                 return
 
     # -- one request ----------------------------------------------------------------------
@@ -219,6 +226,8 @@ class HostListener:
 
     def _refusal(self, frame: Frame, cmd: Command | None,
                  principal: Principal | errors.PermissionDenied) -> str | None:
+        if len(frame.command) < 2:  # the message ended inside its header or command code
+            return codes.INVALID_INPUT
         if cmd is None:
             return codes.DISABLED
         if isinstance(principal, errors.PermissionDenied):
@@ -238,12 +247,17 @@ class HostListener:
         if self.settings.discovery:
             discovery_log.info("host command", extra={
                 "command": _printable(frame.command), "known": cmd is not None, "payload_length": len(frame.payload),
-                "fields": [f"{n}:{k}" for n, k in fields.seen], "trailer": frame.trailer is not None, "code": code})
+                "fields": [f"{n}:{k}" for n, k in fields.seen], "trailer": fields.trailer is not None, "code": code})
         out = reply_code(frame.command) + code.encode("ascii") + (body if code in (codes.OK, codes.VERIFICATION_FAILED)
                                                                    else b"")
-        if frame.trailer is not None:
-            out += _END + frame.trailer
-        return self.settings.framing.encode(frame.header, out)
+        # A command that read all its fields knows its trailer; a refused one's is guessed.
+        trailer = fields.trailer if code in (codes.OK, codes.VERIFICATION_FAILED) else frame.trailer_guess()
+        if trailer is not None:
+            out += END + trailer
+        # A message shorter than its header is answered with what came of it, space-filled, so the
+        # reply keeps the frame the application reads.
+        header = frame.header.ljust(self.settings.framing.header_length, b" ")
+        return self.settings.framing.encode(header, out)
 
 
 _DONE: Final[Any] = object()
