@@ -99,6 +99,7 @@ KEYS: dict[str, tuple[Any, ...]] = {
     # pyemv's IMK (tests/api/conftest.py CARD_KEYS) and the ANSI X9.24-1 A.4 BDK.
     "imk-ac": (KeyType.IMK, _T2, KeyUsage.EMV_AC, _X, _N, bytes.fromhex("0123456789ABCDEFFEDCBA9876543210")),
     "bdk": (KeyType.BDK, _T2, KeyUsage.BDK, _X, _N, bytes.fromhex("0123456789ABCDEFFEDCBA9876543210")),
+    "psk": (KeyType.PSK, Algorithm.AES_256, KeyUsage.PIN_ENCRYPTION, _B, _N, _rand(Algorithm.AES_256)),
     # A key of another principal's pattern: "branch" may use branch.* only.
     "branch.zpk": (KeyType.ZPK, _T2, KeyUsage.PIN_ENCRYPTION, _B, _N, _rand(_T2)),
 }

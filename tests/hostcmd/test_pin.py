@@ -158,3 +158,25 @@ def test_a_connection_without_a_certificate_is_its_sources(host: HostEnv) -> Non
         assert c.call(body).fields == b"1291DDDA0A7C12CFAA01"
     finally:
         c.close()
+
+
+def test_be_and_bc_compare_with_the_host_databases_pin(host: HostEnv) -> None:
+    pan = _fresh_pan()
+    account = pan[-13:-1]
+    client = host.grpc()
+    from hsmsvc_client.v1 import pin_service_pb2 as m
+    from hsmsvc_client.v1 import types_pb2 as pb
+    stored = client.pins.EncryptPinForStorage(m.EncryptPinForStorageRequest(
+        key=pb.KeyRef(alias="hc.zpk"), format=pb.PIN_BLOCK_FORMAT_ISO_0,
+        pin_block=bytes.fromhex(_zpk_block(host, "2580", pan).decode()), pan=pan, psk=pb.KeyRef(alias="hc.psk"),
+        account=account))
+    assert stored.method == pb.STORED_PIN_METHOD_ENCRYPTED
+    field = host.label("psk") + b"E%02d" % (2 * len(stored.stored_pin)) + stored.stored_pin.hex().upper().encode()
+    tpk_block = ind.tdes_ecb(host.clear["tpk"], ind.iso0("2580", pan)).hex().upper().encode()
+    with host.host() as c:
+        be = c.call(b"BE" + host.tokens["zpk"] + _zpk_block(host, "2580", pan) + b"01" + account.encode() + field)
+        bc = c.call(b"BC" + host.tokens["tpk"] + tpk_block + b"01" + account.encode() + field)
+        wrong = c.call(b"BE" + host.tokens["zpk"] + _zpk_block(host, "2581", pan) + b"01" + account.encode() + field)
+        bad = c.call(b"BE" + host.tokens["zpk"] + _zpk_block(host, "2580", pan) + b"01" + account.encode()
+                     + host.label("psk") + b"X02AB")
+    assert (be.code, be.error, bc.code, bc.error, wrong.error, bad.error) == (b"BF", b"00", b"BD", b"00", b"01", b"15")

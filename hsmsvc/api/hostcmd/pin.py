@@ -1,5 +1,5 @@
 """PIN commands: translation (CA, CC) and verification (DA, EA: IBM 3624 offset; DC, EC: Visa PVV;
-BC, BE: against a PIN stored under a PSK).
+BC, BE: against the PIN the host database keeps).
 
 The clear PIN never leaves the backend; the length field of a translation's reply is the
 request's maximum PIN length, not the PIN's (``docs/host-commands.md``, "Deviations").
@@ -21,6 +21,7 @@ from hsmsvc.service import pin as uc
 from hsmsvc.service import verification as vf
 from hsmsvc.service.cards import luhn_valid
 from hsmsvc.service.context import Caller, Services
+from hsmsvc.hsm.model import StoredPin, StoredPinMethod
 from hsmsvc.types import KeyType, PinBlockFormat
 
 __all__ = ["FORMATS", "pan_of"]
@@ -183,3 +184,41 @@ def verify_terminal_pvv(s: Services, c: Caller, f: Fields) -> bytes | Answer:
 def verify_interchange_pvv(s: Services, c: Caller, f: Fields) -> bytes | Answer:
     """EC: an interchange (ZPK) PIN against its Visa PVV."""
     return _pvv(s, c, f, KeyType.ZPK)
+
+
+_METHODS: Final = {b"E": StoredPinMethod.ENCRYPTED, b"D": StoredPinMethod.DIGEST}
+
+
+def _compare(s: Services, c: Caller, f: Fields, key_type: KeyType) -> bytes | Answer:
+    """BC/BE (comparison): key, PIN block, format, account, and the host database's PIN.
+
+    payShield keeps that PIN under its LMK (pair 02-03); hsmsvc keeps it under a PSK, bound to
+    the account (gRPC EncryptPinForStorage). So its field is hsmsvc's: the PSK (``S`` or ``L``),
+    the method (``E`` enciphered, ``D`` keyed digest), two digits counting the hex characters,
+    and the stored value. The account it is bound to is the command's 12-digit account field.
+    """
+    key_field = f.stored_key("PIN key")
+    key = key_ref(s, c, key_field, "key")
+    _typed(s, c, key, (key_type,), "key")
+    block = _block(s, c, f, key, "key")
+    fmt = _format(f, "PIN block format")
+    pan = _account(f, (fmt,))
+    psk = key_ref(s, c, f.stored_key("PSK", codes.DESTINATION_KEY), "psk")
+    method = _METHODS.get(f.take(1, "stored PIN method"))
+    if method is None:
+        raise HostError(codes.INVALID_INPUT, "stored PIN method")
+    stored = f.hex(f.number(2, "stored PIN length"), "stored PIN")
+    check = vf.StoredPinCheck(psk, pan[-13:-1], StoredPin(method, stored))
+    return _verify(s, c, key=key, f=f, block=block, fmt=fmt, pan=pan, check=check)
+
+
+@command("BC", "PinService.VerifyPin", Lane.TRANSACTION, destinations=("psk",))
+def verify_terminal_stored(s: Services, c: Caller, f: Fields) -> bytes | Answer:
+    """BC: a terminal PIN against the host database's (comparison method)."""
+    return _compare(s, c, f, KeyType.TPK)
+
+
+@command("BE", "PinService.VerifyPin", Lane.TRANSACTION, destinations=("psk",))
+def verify_interchange_stored(s: Services, c: Caller, f: Fields) -> bytes | Answer:
+    """BE: an interchange (ZPK) PIN against the host database's (comparison method)."""
+    return _compare(s, c, f, KeyType.ZPK)
