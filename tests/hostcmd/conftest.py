@@ -46,11 +46,16 @@ roles = ["issuer"]
 keys = ["*"]
 
 [[principals]]
+name = "fuzzer"
+roles = ["operator"]
+keys = ["*"]
+
+[[principals]]
 name = "branch"
 roles = ["operator"]
 keys = ["branch.*"]
 """
-PRINCIPALS = ("core", "manager", "issuer", "branch", "stranger")
+PRINCIPALS = ("core", "manager", "issuer", "branch", "fuzzer", "stranger")
 TABLE = "0123456789012345"
 
 _B, _C, _X = ModeOfUse.ENCRYPT_DECRYPT, ModeOfUse.MAC_GENERATE_VERIFY, ModeOfUse.DERIVE

@@ -72,7 +72,9 @@ CODES: Final[tuple[tuple[type[errors.HsmsvcError], str], ...]] = (
     (errors.PermissionDenied, NOT_AUTHORIZED),
     (errors.AttemptsExceeded, FRAUD_LIMIT),
     (errors.Overloaded, INTERNAL),
-    (errors.BackendUnavailable, LMK_UNAVAILABLE),
+    # The store or every backend member down: payShield's own "internal error", which an
+    # application answers by trying its next HSM. A sealed LMK is LMK_UNAVAILABLE (listener).
+    (errors.BackendUnavailable, INTERNAL),
     (errors.VerificationFailed, VERIFICATION_FAILED),
 )
 
