@@ -51,11 +51,17 @@ roles = ["operator"]
 keys = ["*"]
 
 [[principals]]
+name = "generator"
+roles = ["manager"]
+keys = ["*"]
+methods = ["KeyService.GenerateKey"]
+
+[[principals]]
 name = "branch"
 roles = ["operator"]
 keys = ["branch.*"]
 """
-PRINCIPALS = ("core", "manager", "issuer", "branch", "fuzzer", "stranger")
+PRINCIPALS = ("core", "manager", "issuer", "branch", "fuzzer", "generator", "stranger")
 TABLE = "0123456789012345"
 
 _B, _C, _X = ModeOfUse.ENCRYPT_DECRYPT, ModeOfUse.MAC_GENERATE_VERIFY, ModeOfUse.DERIVE

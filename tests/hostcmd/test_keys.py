@@ -145,3 +145,10 @@ def test_a_tampered_or_foreign_cryptogram_is_no_key(host: HostEnv) -> None:
     with host.host("branch") as c:  # outside its patterns: answered as no such key
         assert c.call(b"BU011" + host.tokens["zpk"]).error == b"10"
         assert c.call(b"BU011" + host.tokens["branch.zpk"] + b";001").error == b"00"
+
+
+def test_generating_and_exporting_needs_both_grants(host: HostEnv) -> None:
+    with host.host("generator") as c:  # a manager narrowed to KeyService.GenerateKey
+        assert c.call(b"A00001U").error == b"00"
+        assert c.call(b"A01001U" + host.tokens["zmk-a8"] + b"U").error == b"17"
+        assert c.call(b"HC" + host.tokens["tmk"]).error == b"17"

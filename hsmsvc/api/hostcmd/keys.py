@@ -60,6 +60,7 @@ _BY_TYPE: Final = {c.key_type: c for c in KEY_TYPES.values()}
 _ALGORITHMS: Final = {b"T2": Algorithm.TDES_2KEY, b"T3": Algorithm.TDES_3KEY, b"A1": Algorithm.AES_128,
                       b"A2": Algorithm.AES_192, b"A3": Algorithm.AES_256}
 _SCHEMES: Final = {b"U": Algorithm.TDES_2KEY, b"T": Algorithm.TDES_3KEY}
+_EXPORT: Final = "KeyService.ExportKey"
 _FORM_LETTERS: Final = {LegacyForm.PAYSHIELD_VARIANT: ("U", "T"), LegacyForm.X917_ECB: ("X", "Y")}
 
 
@@ -178,6 +179,9 @@ def generate(s: Services, c: Caller, f: Fields) -> bytes:
     code, algorithm = _key_type(f), _lmk_scheme(f)
     kek_ref, scheme = None, ""
     if mode == b"1":
+        # Generating and exporting in one command needs both grants: a principal narrowed to
+        # GenerateKey must not export through A0 what it may not export through A8.
+        c.principal.require_call(_EXPORT)
         if f.skip(b";"):
             f.digits(1, "ZMK/TMK flag")
         kek_ref, kek = _kek(s, c, f, Operation.KEY_EXPORT_UNDER)
@@ -245,7 +249,7 @@ def _key_of_type(s: Services, c: Caller, f: Fields, code: bytes, op: Operation, 
     return ref
 
 
-@command("A8", "KeyService.ExportKey", Lane.OTHER, destinations=("key",))
+@command("A8", _EXPORT, Lane.OTHER, destinations=("key",))
 def export_key(s: Services, c: Caller, f: Fields) -> bytes:
     """A8: key type, ZMK or TMK, the key under the LMK, key scheme (ZMK). Reply: the key under the
     ZMK or TMK and its check value (6H)."""
@@ -287,6 +291,7 @@ def terminal_key(s: Services, c: Caller, f: Fields) -> bytes:
 
     payShield's HC makes a key of the current key's own pair; an hsmsvc TMK only carries keys, so
     the new key is the terminal's TPK."""
+    c.principal.require_call(_EXPORT)  # as A0 mode 1: a key made and exported
     kek_ref, kek = _kek(s, c, f, Operation.KEY_EXPORT_UNDER)
     if kek.cryptogram.spec.key_type is not KeyType.TMK:
         raise HostError(codes.SOURCE_KEY, "current key")
