@@ -152,3 +152,19 @@ def test_generating_and_exporting_needs_both_grants(host: HostEnv) -> None:
         assert c.call(b"A00001U").error == b"00"
         assert c.call(b"A01001U" + host.tokens["zmk-a8"] + b"U").error == b"17"
         assert c.call(b"HC" + host.tokens["tmk"]).error == b"17"
+
+
+def test_key_management_by_host_command_is_in_the_audit(host: HostEnv) -> None:
+    import psycopg
+
+    with host.host("manager") as c:
+        made = c.call(b"A00001U")
+        exported = c.call(b"A8001" + host.tokens["zmk-a8"] + host.tokens["zpk"] + b"U")
+    assert made.error == exported.error == b"00"
+    url = host.store_url.replace("postgresql+psycopg://", "postgresql://")
+    with psycopg.connect(url) as db:
+        rows = db.execute("SELECT actor, action, key_id, detail FROM audit ORDER BY seq DESC LIMIT 20").fetchall()
+    assert ("manager", "key.export", "hc.zpk") in {(a, b, k) for a, b, k, _ in rows}
+    generated = [r for r in rows if r[1] == "key.generate" and r[0] == "manager"]
+    assert generated, rows
+    assert made.fields[-6:].decode() in generated[0][3], "the audit row names the new key's check value"
