@@ -107,6 +107,9 @@ class Services:
         self.attempt_cache: dict[str, float] = {}
         # attempt counter -> monotonic time until which a check naming it is refused at once
         self.attempt_refusals: dict[str, float] = {}
+        # (principal name, cryptogram) -> (key cache stamp, its stored key): host commands' key
+        # fields found again without a lookup while the key cache changes nothing (service/keytokens.py)
+        self.key_tokens: dict[tuple[str, bytes], tuple[int, StoredKey]] = {}
 
     def manager(self, caller: Caller) -> KeyManager:
         return KeyManager(self.store, self.backend, caller.principal.name, self.mode)

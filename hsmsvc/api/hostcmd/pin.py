@@ -12,11 +12,11 @@ from typing import Final
 from hsmsvc.api.hostcmd import codes
 from hsmsvc.api.hostcmd.codes import HostError
 from hsmsvc.api.hostcmd.fields import Fields
-from hsmsvc.api.hostcmd.registry import Answer, command, key_ref
+from hsmsvc.api.hostcmd.registry import Answer, command, key_ref, stored_key
 from hsmsvc.api.runner import Lane
 from hsmsvc.errors import KeyUsageViolation
 from hsmsvc.hsm.policy import Operation
-from hsmsvc.keys.model import KeyRef
+from hsmsvc.keys.model import KeyRef, StoredKey
 from hsmsvc.service import pin as uc
 from hsmsvc.service import verification as vf
 from hsmsvc.service.cards import luhn_valid
@@ -64,17 +64,14 @@ def _account(f: Fields, formats: tuple[PinBlockFormat, ...]) -> str:
     return pan_of(f.digits(12, "account number", codes.ACCOUNT))
 
 
-def _block(s: Services, c: Caller, f: Fields, ref: KeyRef, field: str) -> bytes:
-    """The PIN block: 16H under a TDES key, 32H under an AES or SM4 key (format 4)."""
-    size = s.keys.lookup(ref).cryptogram.spec.algorithm.block_size
-    return f.hex(2 * size, "PIN block", codes.INVALID_INPUT)
-
-
-def _typed(s: Services, c: Caller, ref: KeyRef, types: tuple[KeyType, ...], field: str) -> None:
-    """The key is of one of ``types``: a TPK where the command says terminal, a ZPK where zone."""
-    key = s.key(c, ref, Operation.PIN_DECRYPT, field)
-    if key.cryptogram.spec.key_type not in types:
+def _block(f: Fields, key: StoredKey, types: tuple[KeyType, ...], field: str) -> bytes:
+    """The PIN block under ``key``, which must be of one of ``types`` (a TPK where the command says
+    terminal, a ZPK where zone): 16H under a TDES key, 32H under an AES or SM4 key (format 4).
+    Its usage, state and dates are the use case's to check."""
+    spec = key.cryptogram.spec
+    if spec.key_type not in types:
         raise KeyUsageViolation(field, "not the key type this command takes")
+    return f.hex(2 * spec.algorithm.block_size, "PIN block", codes.INVALID_INPUT)
 
 
 def _translate(s: Services, c: Caller, f: Fields, source_type: KeyType) -> bytes:
@@ -83,10 +80,9 @@ def _translate(s: Services, c: Caller, f: Fields, source_type: KeyType) -> bytes
         raise HostError(codes.DISABLED, "destination key flag")
     dst_field = f.stored_key("destination key", codes.DESTINATION_KEY)
     max_length = f.digits(2, "maximum PIN length")
-    src = key_ref(s, c, src_field, "source_key")
+    src, src_key = stored_key(s, c, src_field, "source_key")
     dst = key_ref(s, c, dst_field, "destination_key")
-    _typed(s, c, src, (source_type,), "source_key")
-    block = _block(s, c, f, src, "source_key")
+    block = _block(f, src_key, (source_type,), "source_key")
     src_fmt, dst_fmt = _format(f, "source PIN block format"), _format(f, "destination PIN block format")
     pan = _account(f, (src_fmt, dst_fmt))
     f.end()
@@ -124,10 +120,9 @@ def _offset(s: Services, c: Caller, f: Fields, key_type: KeyType) -> bytes | Ans
     key_field = f.stored_key("PIN key")
     pvk_field = f.stored_key("PVK", codes.DESTINATION_KEY)
     f.digits(2, "maximum PIN length")
-    key = key_ref(s, c, key_field, "key")
+    key, pin_key = stored_key(s, c, key_field, "key")
     pvk = key_ref(s, c, pvk_field, "pvk")
-    _typed(s, c, key, (key_type,), "key")
-    block = _block(s, c, f, key, "key")
+    block = _block(f, pin_key, (key_type,), "key")
     fmt = _format(f, "PIN block format")
     check_length = f.number(2, "check length")
     pan = _account(f, (fmt,))
@@ -163,10 +158,9 @@ def _pvv(s: Services, c: Caller, f: Fields, key_type: KeyType) -> bytes | Answer
     """DC/EC (Visa PVV): key, PVK pair, PIN block, format, account, PVKI (1N), PVV (4N)."""
     key_field = f.stored_key("PIN key")
     pvk_field = f.stored_key("PVK pair", codes.DESTINATION_KEY)
-    key = key_ref(s, c, key_field, "key")
+    key, pin_key = stored_key(s, c, key_field, "key")
     pvk = key_ref(s, c, pvk_field, "pvk")
-    _typed(s, c, key, (key_type,), "key")
-    block = _block(s, c, f, key, "key")
+    block = _block(f, pin_key, (key_type,), "key")
     fmt = _format(f, "PIN block format")
     pan = _account(f, (fmt,))
     pvki = f.number(1, "PVKI")
@@ -198,9 +192,8 @@ def _compare(s: Services, c: Caller, f: Fields, key_type: KeyType) -> bytes | An
     and the stored value. The account it is bound to is the command's 12-digit account field.
     """
     key_field = f.stored_key("PIN key")
-    key = key_ref(s, c, key_field, "key")
-    _typed(s, c, key, (key_type,), "key")
-    block = _block(s, c, f, key, "key")
+    key, pin_key = stored_key(s, c, key_field, "key")
+    block = _block(f, pin_key, (key_type,), "key")
     fmt = _format(f, "PIN block format")
     pan = _account(f, (fmt,))
     psk = key_ref(s, c, f.stored_key("PSK", codes.DESTINATION_KEY), "psk")

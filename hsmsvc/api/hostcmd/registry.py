@@ -13,11 +13,11 @@ from typing import Final
 
 from hsmsvc.api.hostcmd.fields import Fields, KeyField
 from hsmsvc.api.runner import Lane
-from hsmsvc.keys.model import KeyRef
+from hsmsvc.keys.model import KeyRef, StoredKey
 from hsmsvc.service import keytokens
 from hsmsvc.service.context import Caller, Services
 
-__all__ = ["COMMANDS", "Answer", "Command", "Handler", "command", "key_ref"]
+__all__ = ["COMMANDS", "Answer", "Command", "Handler", "command", "key_ref", "stored_key"]
 
 
 @dataclass(frozen=True)
@@ -62,9 +62,16 @@ def command(code: str, method: str | None, lane: Lane = Lane.OTHER, *, destinati
     return deco
 
 
-def key_ref(s: Services, c: Caller, key: KeyField, field: str) -> KeyRef:
-    """The stored key a key field names: by label, or by its cryptogram (``service/keytokens.py``)."""
+def stored_key(s: Services, c: Caller, key: KeyField, field: str) -> tuple[KeyRef, StoredKey]:
+    """The stored key a key field names (by label, or by its cryptogram: ``service/keytokens.py``),
+    and the reference that names it to a use case: its id and version, or its label."""
     if key.alias is not None:
-        return KeyRef(alias=key.alias)
+        return KeyRef(alias=key.alias), keytokens.labelled(s, c, key.alias, field)
     assert key.blob is not None
-    return keytokens.stored_ref(s, c, key.blob, field)
+    found = keytokens.stored(s, c, key.blob, field)
+    return KeyRef(key_id=found.key_id, version=found.version), found
+
+
+def key_ref(s: Services, c: Caller, key: KeyField, field: str) -> KeyRef:
+    """The reference a use case takes for the stored key a key field names (:func:`stored_key`)."""
+    return stored_key(s, c, key, field)[0]
