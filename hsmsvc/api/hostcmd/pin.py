@@ -7,6 +7,8 @@ request's maximum PIN length, not the PIN's (``docs/host-commands.md``, "Deviati
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from typing import Final
 
 from hsmsvc.api.hostcmd import codes
@@ -74,7 +76,7 @@ def _block(f: Fields, key: StoredKey, types: tuple[KeyType, ...], field: str) ->
     return f.hex(2 * spec.algorithm.block_size, "PIN block", codes.INVALID_INPUT)
 
 
-def _translate(s: Services, c: Caller, f: Fields, source_type: KeyType) -> bytes:
+def _translate(s: Services, c: Caller, f: Fields, key_type: KeyType) -> bytes:
     src_field, dst_field = f.stored_key("source key"), None
     if f.peek() in (b"*", b"~"):  # a BDK destination (DUKPT): hsmsvc translates to ZPKs only
         raise HostError(codes.DISABLED, "destination key flag")
@@ -82,7 +84,7 @@ def _translate(s: Services, c: Caller, f: Fields, source_type: KeyType) -> bytes
     max_length = f.digits(2, "maximum PIN length")
     src, src_key = stored_key(s, c, src_field, "source_key")
     dst = key_ref(s, c, dst_field, "destination_key")
-    block = _block(f, src_key, (source_type,), "source_key")
+    block = _block(f, src_key, (key_type,), "source_key")
     src_fmt, dst_fmt = _format(f, "source PIN block format"), _format(f, "destination PIN block format")
     pan = _account(f, (src_fmt, dst_fmt))
     f.end()
@@ -92,16 +94,16 @@ def _translate(s: Services, c: Caller, f: Fields, source_type: KeyType) -> bytes
     return max_length.encode() + out.hex().upper().encode() + CODES[dst_fmt]
 
 
-@command("CA", "PinService.TranslatePin", Lane.INLINE, destinations=("destination_key",))
-def translate_tpk_to_zpk(s: Services, c: Caller, f: Fields) -> bytes:
-    """CA: a terminal's PIN block from its TPK to a ZPK (ISO 9564-1 clause 9.3 formats)."""
-    return _translate(s, c, f, KeyType.TPK)
+def _terminal_and_zone(terminal: str, zone: str, method: str, lane: Lane, run: Callable[..., bytes | Answer],
+                       destinations: tuple[str, ...]) -> None:
+    """Register a command pair that differs only in its PIN key: ``terminal`` takes a TPK, ``zone``
+    (interchange) a ZPK, as payShield's pairs do (CA/CC, DA/EA, DC/EC, BC/BE)."""
+    for code, key_type in ((terminal, KeyType.TPK), (zone, KeyType.ZPK)):
+        command(code, method, lane, destinations=destinations)(functools.partial(run, key_type=key_type))
 
 
-@command("CC", "PinService.TranslatePin", Lane.INLINE, destinations=("destination_key",))
-def translate_zpk_to_zpk(s: Services, c: Caller, f: Fields) -> bytes:
-    """CC: a PIN block from one ZPK to another."""
-    return _translate(s, c, f, KeyType.ZPK)
+# CA: a terminal's PIN block from its TPK to a ZPK; CC: from one ZPK to another (ISO 9564-1 9.3).
+_terminal_and_zone("CA", "CC", "PinService.TranslatePin", Lane.INLINE, _translate, ("destination_key",))
 
 
 def _verdict(matched: bool) -> bytes | Answer:
@@ -142,16 +144,8 @@ def _offset(s: Services, c: Caller, f: Fields, key_type: KeyType) -> bytes | Ans
     return _verify(s, c, key=key, f=f, block=block, fmt=fmt, pan=pan, check=check)
 
 
-@command("DA", "PinService.VerifyPin", Lane.TRANSACTION, destinations=("pvk",))
-def verify_terminal_offset(s: Services, c: Caller, f: Fields) -> bytes | Answer:
-    """DA: a terminal PIN against its IBM 3624 offset."""
-    return _offset(s, c, f, KeyType.TPK)
-
-
-@command("EA", "PinService.VerifyPin", Lane.TRANSACTION, destinations=("pvk",))
-def verify_interchange_offset(s: Services, c: Caller, f: Fields) -> bytes | Answer:
-    """EA: an interchange (ZPK) PIN against its IBM 3624 offset."""
-    return _offset(s, c, f, KeyType.ZPK)
+# DA (terminal) and EA (interchange): a PIN against its IBM 3624 offset.
+_terminal_and_zone("DA", "EA", "PinService.VerifyPin", Lane.TRANSACTION, _offset, ("pvk",))
 
 
 def _pvv(s: Services, c: Caller, f: Fields, key_type: KeyType) -> bytes | Answer:
@@ -168,16 +162,8 @@ def _pvv(s: Services, c: Caller, f: Fields, key_type: KeyType) -> bytes | Answer
     return _verify(s, c, key=key, f=f, block=block, fmt=fmt, pan=pan, check=vf.PvvCheck(pvk, pvki, pvv))
 
 
-@command("DC", "PinService.VerifyPin", Lane.TRANSACTION, destinations=("pvk",))
-def verify_terminal_pvv(s: Services, c: Caller, f: Fields) -> bytes | Answer:
-    """DC: a terminal PIN against its Visa PVV."""
-    return _pvv(s, c, f, KeyType.TPK)
-
-
-@command("EC", "PinService.VerifyPin", Lane.TRANSACTION, destinations=("pvk",))
-def verify_interchange_pvv(s: Services, c: Caller, f: Fields) -> bytes | Answer:
-    """EC: an interchange (ZPK) PIN against its Visa PVV."""
-    return _pvv(s, c, f, KeyType.ZPK)
+# DC (terminal) and EC (interchange): a PIN against its Visa PVV.
+_terminal_and_zone("DC", "EC", "PinService.VerifyPin", Lane.TRANSACTION, _pvv, ("pvk",))
 
 
 _METHODS: Final = {b"E": StoredPinMethod.ENCRYPTED, b"D": StoredPinMethod.DIGEST}
@@ -205,13 +191,5 @@ def _compare(s: Services, c: Caller, f: Fields, key_type: KeyType) -> bytes | An
     return _verify(s, c, key=key, f=f, block=block, fmt=fmt, pan=pan, check=check)
 
 
-@command("BC", "PinService.VerifyPin", Lane.TRANSACTION, destinations=("psk",))
-def verify_terminal_stored(s: Services, c: Caller, f: Fields) -> bytes | Answer:
-    """BC: a terminal PIN against the host database's (comparison method)."""
-    return _compare(s, c, f, KeyType.TPK)
-
-
-@command("BE", "PinService.VerifyPin", Lane.TRANSACTION, destinations=("psk",))
-def verify_interchange_stored(s: Services, c: Caller, f: Fields) -> bytes | Answer:
-    """BE: an interchange (ZPK) PIN against the host database's (comparison method)."""
-    return _compare(s, c, f, KeyType.ZPK)
+# BC (terminal) and BE (interchange): a PIN against the host database's (comparison method).
+_terminal_and_zone("BC", "BE", "PinService.VerifyPin", Lane.TRANSACTION, _compare, ("psk",))
