@@ -22,7 +22,8 @@ from hsmsvc.hsm import policy
 from hsmsvc.hsm.backend import Backend
 from hsmsvc.hsm.commands import (
     AgreeKey, AgreeSm2Key, CoSigningShare, CreateCoSigningShare, DiversifyKey, ExportInitialKey, ExportKey,
-    ExportTr34Key, Forget, FormKey, GenerateKey, ImportKey, ImportPublicKey, ImportTr34Key, PublicKey, Sm2Exchange,
+    ExportTr34Key, Forget, FormKey, GenerateKey, ImportKey, ImportPublicKey, ImportTr34Key, PublicKey, SameValue,
+    Sm2Exchange,
 )
 from hsmsvc.hsm.commands.agree import check_sm2_request
 from hsmsvc.hsm.model import BlockTemplate, KeyCryptogram, KeySpec, LegacyForm
@@ -35,6 +36,9 @@ from hsmsvc.types import Algorithm, Exportability, KcvMethod, KeyState, KeyType,
 
 __all__ = ["KeyManager", "check_legacy_types", "kek_spec", "require_legacy_opt_in"]
 
+# Legacy forms that bind no key type (hsmsvc's own variant table does): imports in them are held
+# to one value, one type (KeyManager._refuse_twin).
+_UNTYPED_FORMS: Final = frozenset({LegacyForm.X917_ECB, LegacyForm.PAYSHIELD_VARIANT})
 # A RETIRING key still checks what was made under it, and makes nothing new.
 _RETIRING_OK: Final = frozenset(
     {Operation.PIN_DECRYPT, Operation.MAC_VERIFY, Operation.DATA_DECRYPT, Operation.KEY_IMPORT_UNDER,
@@ -252,9 +256,27 @@ class KeyManager:
             raise InvalidInput("template.algorithm", "required for a K0 KEK with a legacy form")
         c = self._backend.execute(ImportKey(kek=kek.cryptogram, wrapped=wrapped, spec=spec, kcv=kcv,
                                             form=kek.legacy_form, kcv_method=kcv_method))
+        if kek.legacy_form in _UNTYPED_FORMS:
+            self._refuse_twin(c)
         return self._keep(c=c, action="key.import", state=state, alias=alias, lifetime=lifetime, max_uses=max_uses,
                           legacy_types=legacy_types, legacy_form=legacy_form, kek=f"{kek.key_id} v{kek.version}",
                           **_form_detail(kek))
+
+    def _refuse_twin(self, c: KeyCryptogram) -> None:
+        """Refuse a key whose value is stored already as another type or usage.
+
+        An ECB form binds no key type: the same ciphertext under one ZMK imports as a ZPK or, again,
+        as a MAK or DEK, whose MAC or decryption of one block is then a PIN block codebook (issue
+        36's review did it through A8 and A6). One value, one type; the same type again is a
+        re-import and is taken.
+        """
+        spec = c.spec
+        for twin in self._store.with_check_value(spec.algorithm.value, c.kcv):
+            t = twin.cryptogram
+            if (t.spec.key_type, t.spec.usage) != (spec.key_type, spec.usage) and t.blob \
+                    and self._backend.execute(SameValue(a=t, b=c)):
+                raise KeyUsageViolation("wrapped_key", "this value is stored as another key type; an ECB form "
+                                                       "binds none, so a value may not take a second")
 
     def agree(self, *, kak: StoredKey, peer_public_key: bytes, peer_fingerprint: bytes, shared_info: bytes,
               spec: KeySpec, alias: str | None = None, lifetime: timedelta | None = None,

@@ -18,7 +18,7 @@ from hsmsvc.keys.hierarchy import KeyManager
 from hsmsvc.keys.schema import pin_attempts as attempts_t
 from hsmsvc.hsm.soft.backend import SoftBackend
 from hsmsvc.keys.store import KeyStore
-from hsmsvc.types import Algorithm, KeyState, KeyType, KeyUsage, MacAlgorithm, Padding, PinBlockFormat
+from hsmsvc.types import Algorithm, KeyState, KeyType, KeyUsage, MacAlgorithm, ModeOfUse, Padding, PinBlockFormat
 
 
 def zpk(key_id: str) -> KeySpec:
@@ -447,3 +447,36 @@ def test_rotating_a_k0_kek_keeps_its_legacy_opt_in(store: KeyStore, backend: Bac
     newest = store.versions("zmk-k0")[-1]
     assert (newest.version, newest.legacy_types, newest.legacy_form) == (
         2, frozenset({KeyType.ZPK}), LegacyForm.X917_ECB)
+
+
+def test_one_value_may_not_be_imported_as_two_types_in_an_ecb_form(store: KeyStore, backend: Backend) -> None:
+    """An ECB form binds no type: the ZPK a ZMK gave out, imported again as a MAK, would MAC (that
+    is, encipher) chosen PIN blocks (issue 36's review). The same type again is a re-import."""
+    from hsmsvc.errors import Unsupported
+    from hsmsvc.hsm.model import Command
+    from tests.hsm.helpers import clear_key
+    from tests import reference as ind
+
+    try:
+        backend.capabilities.require(Command.IMPORT_KEY)
+    except Unsupported:
+        pytest.skip("the PKCS#11 backend imports no keys under a KEK (hsm/pkcs11/backend.py says why)")
+    km = KeyManager(store, backend, "officer")
+    zmk_clear = clear_key(Algorithm.TDES_2KEY)
+    zmk_spec = KeySpec("zmk-x", 1, KeyType.ZMK, Algorithm.TDES_2KEY, KeyUsage.KEK)
+    km.form(zmk_spec, [bytes(16), zmk_clear], legacy_types=frozenset({KeyType.ZPK, KeyType.MAK}),
+            legacy_form=LegacyForm.X917_ECB)
+    zmk = store.get("zmk-x")
+    value = clear_key(Algorithm.TDES_2KEY)
+    wrapped, kcv = ind.tdes_ecb(zmk_clear, value), ind.tdes_kcv(value)[:3]
+    km.import_with(kek=zmk, wrapped=wrapped, spec=zpk("zpk-a"), kcv=kcv)
+    km.import_with(kek=zmk, wrapped=wrapped, spec=zpk("zpk-again"), kcv=kcv)  # the same type: taken
+    mak = KeySpec("mak-twin", 1, KeyType.MAK, Algorithm.TDES_2KEY, KeyUsage.MAC_ISO9797_ALG3,
+                  ModeOfUse.MAC_GENERATE_VERIFY)
+    with pytest.raises(KeyUsageViolation) as e:
+        km.import_with(kek=zmk, wrapped=wrapped, spec=mak, kcv=kcv)
+    assert "another key type" in str(e.value)
+    with pytest.raises(KeyNotFound):
+        store.get("mak-twin")
+    other = clear_key(Algorithm.TDES_2KEY)
+    km.import_with(kek=zmk, wrapped=ind.tdes_ecb(zmk_clear, other), spec=mak, kcv=ind.tdes_kcv(other)[:3])

@@ -38,6 +38,7 @@ from hsmsvc.hsm.commands.keys import (
     Kcv,
     KeySyncMac,
     PublicKey,
+    SameValue,
 )
 from hsmsvc.hsm.commands.lmk import (
     AuditMac,
@@ -133,6 +134,7 @@ __all__ = [
     "PanHashes",
     "PublicKey",
     "Random",
+    "SameValue",
     "ReadAuditAnchor",
     "ReencryptData",
     "ReencryptStoredPin",

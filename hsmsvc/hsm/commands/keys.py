@@ -3,6 +3,7 @@ ZMK/TMK (ANSI X9.24-1, TR-31), KCVs, key-change MACs and KTK public halves."""
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Sequence
 
@@ -30,6 +31,7 @@ __all__ = [
     "Kcv",
     "KeySyncMac",
     "PublicKey",
+    "SameValue",
 ]
 
 
@@ -312,6 +314,25 @@ class PublicKey(HsmCommand[bytes]):
         b._capabilities.require(Command.PUBLIC_KEY)
         with b._guard():
             return b._public_key(b._use(self.key, Operation.PUBLIC_KEY))
+
+
+@dataclass(frozen=True, kw_only=True, repr=False)
+class SameValue(HsmCommand[bool]):
+    """Whether two keys hold one value: each enciphers the same fresh random block inside the
+    backend, compared in constant time; nothing of either leaves. For refusing one value stored as
+    two key types (an ECB import binds none: ``keys/hierarchy.py``)."""
+
+    a: KeyCryptogram
+    b: KeyCryptogram
+
+    def run(self, b: CommandBackend) -> bool:
+        b._capabilities.require(Command.KCV)
+        alg = self.a.spec.algorithm
+        if alg is not self.b.spec.algorithm or alg.is_asymmetric:
+            return False
+        with b._guard():
+            probe = os.urandom(alg.block_size)  # a fixed block would make the answer a known pair
+            return compare.bytes_eq(b._load(self.a).encrypt(probe), b._load(self.b).encrypt(probe))
 
 
 @dataclass(frozen=True, kw_only=True, repr=False)

@@ -142,6 +142,9 @@ class KeyStore:
     def versions(self, key_id: str) -> list[StoredKey]:
         return self.keys.versions(key_id)
 
+    def with_check_value(self, algorithm: str, kcv: bytes) -> list[StoredKey]:
+        return self.keys.with_check_value(algorithm, kcv)
+
     def next_version(self, key_id: str) -> int:
         return self.keys.next_version(key_id)
 

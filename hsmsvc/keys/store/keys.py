@@ -145,6 +145,12 @@ class KeyRepository:
             q = q.where(_after(after))
         return [_to_key(r) for r in self._db.read(lambda conn: conn.execute(q).all(), "all keys")]
 
+    def with_check_value(self, algorithm: str, kcv: bytes) -> list[StoredKey]:
+        """Every version of this algorithm whose KCV is ``kcv`` (an unindexed scan: for imports in an
+        ECB form, which are rare)."""
+        q = select(keys_t).where(keys_t.c.algorithm == algorithm, keys_t.c.kcv == kcv.hex().upper())
+        return [_to_key(r) for r in self._db.read(lambda conn: conn.execute(q).all(), "keys by check value")]
+
     def versions(self, key_id: str) -> list[StoredKey]:
         q = select(keys_t).where(keys_t.c.key_id == key_id).order_by(keys_t.c.version)
         return [_to_key(r) for r in self._db.read(lambda conn: conn.execute(q).all(), "versions")]
