@@ -178,3 +178,63 @@ length_counts_header = false
     finally:
         proc.terminate()
         assert proc.wait(15) == 0
+
+
+def test_a_refused_client_is_answered_once_and_closed(host: HostEnv) -> None:
+    """Issue 36's review held all 1,024 slots with connections outside the policy: such a client now
+    gets one 17, for its operators to see why, and no slot to keep."""
+    with host.host("stranger") as c:
+        assert c.call(b"NO00").error == b"17"
+        c.sock.settimeout(5)
+        assert c.sock.recv(1) == b"", "closed after the one answer"
+    silent = host.host("stranger")
+    silent.sock.settimeout(10)
+    started = time.monotonic()
+    assert silent.sock.recv(1) == b"", "a silent refused client is closed too"
+    assert time.monotonic() - started < 8
+    silent.close()
+
+
+def _rss_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise AssertionError("no VmRSS")
+
+
+def test_a_client_that_does_not_read_stalls_only_itself(host: HostEnv) -> None:
+    """Issue 36's review sent 3,000 large requests without reading and the server buffered 98 MB of
+    replies. Now the sender waits for the client past a bound, and reading stops at in_flight."""
+    pid = int(json.loads((host.log.parent / "ready.json").read_text())["pid"])
+    message = b"\x00" * 8000
+    body = b"M0" + b"00" + b"0" + b"1" + b"00B" + host.tokens["dek"] + b"%04X" % len(message) + message
+    before = _rss_kib(pid)
+    c = host.host()
+    c.sock.settimeout(0.5)
+    sent = 0
+    try:
+        for _ in range(3000):
+            c.send(c.frame(body))
+            sent += 1
+    except (TimeoutError, socket.timeout):
+        pass  # the server stopped reading: its buffers and ours are full
+    grown = _rss_kib(pid) - before
+    c.sock.settimeout(30)
+    c._buf = b""
+    with host.host() as other:
+        assert other.call(b"NO00").error == b"00", "another connection is served meanwhile"
+    # What was sent before the stall is answered, in order, and the connection works on.
+    replies = [c.read() for _ in range(sent)]
+    assert {(r.code, r.error) for r in replies} == {(b"M1", b"00")}
+    assert c.call(b"NO00").error == b"00"
+    c.close()
+    assert sent < 3000 and grown < 40_000, (sent, grown)
+
+
+def test_a_reply_too_long_for_its_length_is_a_data_length_error(host: HostEnv) -> None:
+    n = 32760  # binary in, hex out: a 65,550-byte reply
+    body = b"M0" + b"01" + b"0" + b"1" + b"00B" + host.tokens["dek"] + b"00" * 8 + b"%04X" % n + b"\x00" * n
+    with host.host() as c:
+        r = c.call(body)
+        assert (r.code, r.error, r.fields) == (b"M1", b"80", b"")
+        assert c.call(b"NO00").error == b"00", "the connection survives"

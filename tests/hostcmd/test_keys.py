@@ -168,3 +168,34 @@ def test_key_management_by_host_command_is_in_the_audit(host: HostEnv) -> None:
     generated = [r for r in rows if r[1] == "key.generate" and r[0] == "manager"]
     assert generated, rows
     assert made.fields[-6:].decode() in generated[0][3], "the audit row names the new key's check value"
+
+
+def test_a_zpk_given_out_may_not_come_back_as_a_mak_or_dek(host: HostEnv) -> None:
+    """Issue 36's review: A8 gave a ZPK under a variant ZMK that also carries MAKs and DEKs; A6 took
+    the same ciphertext back as a MAK, whose one-block X9.19 MAC enciphers chosen PIN blocks."""
+    with host.host("manager") as c:
+        out = c.call(b"A8001" + host.tokens["zmk-a6"] + host.tokens["zpk"] + b"U")
+        assert out.error == b"00"
+        wrapped, kcv = out.fields[:-6], out.fields[-6:]
+        for code in (b"008", b"00B", b"00A"):
+            r = c.call(b"A6" + code + host.tokens["zmk-a6"] + wrapped + b"U$" + kcv)
+            assert (r.code, r.error) == (b"A7", b"29"), code
+        again = c.call(b"A6001" + host.tokens["zmk-a6"] + wrapped + b"U$" + kcv)
+    assert again.error == b"00", "the same type again is a re-import"
+
+
+def test_a_key_made_whose_export_is_refused_is_left_revoked(host: HostEnv) -> None:
+    """Issue 36's review: A0 mode 1 of a BDK (no legacy form may carry one) answered 29 and left an
+    active, exportable BDK behind. The key made is now revoked, and audited so."""
+    import psycopg
+
+    with host.host("manager") as c:
+        r = c.call(b"A01009U" + host.tokens["zmk-a8"] + b"U")
+    assert (r.code, r.error) == (b"A1", b"29")
+    url = host.store_url.replace("postgresql+psycopg://", "postgresql://")
+    with psycopg.connect(url) as db:
+        made = db.execute("SELECT key_id FROM audit WHERE action = 'key.generate' AND actor = 'manager' "
+                          "ORDER BY seq DESC LIMIT 1").fetchone()
+        assert made is not None
+        state = db.execute("SELECT state, key_type FROM keys WHERE key_id = %s", (made[0],)).fetchone()
+    assert state == ("REVOKED", "BDK")

@@ -17,6 +17,7 @@ from hsmsvc.api.hostcmd.codes import HostError
 from hsmsvc.api.hostcmd.fields import Fields, Wrapped
 from hsmsvc.api.hostcmd.registry import command, key_ref
 from hsmsvc.api.runner import Lane
+from hsmsvc.errors import HsmsvcError
 from hsmsvc.hsm import claims
 from hsmsvc.hsm.model import BlockTemplate, KeySpec, LegacyForm
 from hsmsvc.hsm.policy import Operation
@@ -195,9 +196,19 @@ def generate(s: Services, c: Caller, f: Fields) -> bytes:
     key = uc.generate_key(s, c, spec=_spec(cls, algorithm), alias=None, lifetime_s=0, max_uses=0)
     out = _token(key)
     if kek_ref is not None:
-        wrapped, _ = uc.export_key(s, c, kek_ref, KeyRef(key_id=key.key_id, version=key.version))
+        wrapped = _export_new(s, c, kek_ref, key)
         out += _wrapped_text(s.key(c, kek_ref, Operation.KEY_EXPORT_UNDER, "kek"), wrapped, algorithm)
     return out + _check_value(key.cryptogram.kcv, False)
+
+
+def _export_new(s: Services, c: Caller, kek: KeyRef, key: StoredKey) -> bytes:
+    """A key this command made, exported under ``kek``; revoked (and audited so) if the export is
+    refused, so a command that failed leaves no usable key behind."""
+    try:
+        return uc.export_key(s, c, kek, KeyRef(key_id=key.key_id, version=key.version))[0]
+    except HsmsvcError:
+        s.manager(c).revoke(key.key_id, key.version, "its export in the same host command was refused")
+        raise
 
 
 def _import(s: Services, c: Caller, f: Fields, code: bytes, kek_ref: KeyRef, kek: StoredKey,
@@ -298,5 +309,4 @@ def terminal_key(s: Services, c: Caller, f: Fields) -> bytes:
     _options(f)
     algorithm = kek.cryptogram.spec.algorithm if kek.cryptogram.spec.algorithm.is_tdes else Algorithm.AES_128
     key = uc.generate_key(s, c, spec=_spec(_BY_TYPE[KeyType.TPK], algorithm), alias=None, lifetime_s=0, max_uses=0)
-    wrapped, _ = uc.export_key(s, c, kek_ref, KeyRef(key_id=key.key_id, version=key.version))
-    return _wrapped_text(kek, wrapped, algorithm) + _token(key)
+    return _wrapped_text(kek, _export_new(s, c, kek_ref, key), algorithm) + _token(key)

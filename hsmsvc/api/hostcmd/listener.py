@@ -140,18 +140,23 @@ class HostListener:
         self._readers[task] = reader
         principal = self._principal(writer)
         replies: asyncio.Queue[asyncio.Future[bytes]] = asyncio.Queue(self.settings.in_flight)
-        sender = asyncio.create_task(self._send(replies, writer, task))
+        sender = asyncio.create_task(self._send(replies, writer))
         framing = self.settings.framing
         idle = self.settings.idle_timeout_seconds or None
+        refused = isinstance(principal, errors.PermissionDenied)
         try:
             while not sender.done():
                 try:
-                    frame = await asyncio.wait_for(framing.read(reader), idle)
+                    # A refused client gets one answer (17), for its operators to see why, and no
+                    # connection slot to keep: else clients outside the policy could hold them all.
+                    frame = await asyncio.wait_for(framing.read(reader), _REFUSED_WAIT if refused else idle)
                 except (asyncio.IncompleteReadError, ConnectionError, asyncio.TimeoutError, ssl.SSLError):
                     break
                 if frame is None:
                     break
                 await replies.put(self._answer(frame, principal))
+                if refused:
+                    break
             await replies.put(_DONE)
             await sender
         except asyncio.CancelledError:
@@ -162,25 +167,31 @@ class HostListener:
             self._readers.pop(task, None)
             writer.close()
 
-    async def _send(self, replies: asyncio.Queue[asyncio.Future[bytes]], writer: asyncio.StreamWriter,
-                    reading: asyncio.Task[None]) -> None:
-        """Write each reply in its request's order; a connection that cannot take one more is
-        closed, reading and all (its reader may be waiting for room in the queue)."""
+    async def _send(self, replies: asyncio.Queue[asyncio.Future[bytes]], writer: asyncio.StreamWriter) -> None:
+        """Write each reply in its request's order. Past the transport's buffer limit, wait for the
+        client to read: a client that sends without reading stalls its own connection (reading
+        stops at ``in_flight`` waiting replies), not the server's memory. A connection that cannot
+        take a reply is closed; its remaining replies are dropped, so its reader never waits on a
+        full queue."""
+        broken = False
         while True:
             pending = await replies.get()
             if pending is _DONE:
                 return
+            if broken:
+                pending.cancel()
+                continue
             try:
                 writer.write(await pending)
-                if replies.empty():
+                if writer.transport.get_write_buffer_size() > _WRITE_LIMIT or replies.empty():
                     await writer.drain()
             except (ConnectionError, ssl.SSLError):
-                reading.cancel()
-                return
+                broken = True
             except Exception:
                 log.exception("host command reply failed: closing the connection")
-                reading.cancel()
-                return
+                broken = True
+            if broken:
+                writer.close()
 
     # -- one request ----------------------------------------------------------------------
 
@@ -240,6 +251,15 @@ class HostListener:
 
     def _reply(self, frame: Frame, code: str, body: bytes, cmd: Command | None,
                principal: Principal | errors.PermissionDenied, started: float, fields: Fields) -> bytes:
+        # A message shorter than its header is answered with what came of it, space-filled, so the
+        # reply keeps the frame the application reads.
+        header = frame.header.ljust(self.settings.framing.header_length, b" ")
+        released = code in (codes.OK, codes.VERIFICATION_FAILED)
+        # A command that read all its fields knows its trailer; a refused one's is guessed.
+        trailer = fields.trailer if released else frame.trailer_guess()
+        tail = END + trailer if trailer is not None else b""
+        if released and len(header) + 4 + len(body) + len(tail) > _MAX_FRAME:
+            code, body = codes.DATA_LENGTH, b""  # a reply the two-byte length cannot count
         name = f"HostCommand.{_printable(frame.command)}"
         elapsed = perf_counter() - started
         self._observed.record(name, code, elapsed)
@@ -247,20 +267,18 @@ class HostListener:
         if self.settings.discovery:
             discovery_log.info("host command", extra={
                 "command": _printable(frame.command), "known": cmd is not None, "payload_length": len(frame.payload),
-                "fields": [f"{n}:{k}" for n, k in fields.seen], "trailer": fields.trailer is not None, "code": code})
-        out = reply_code(frame.command) + code.encode("ascii") + (body if code in (codes.OK, codes.VERIFICATION_FAILED)
-                                                                   else b"")
-        # A command that read all its fields knows its trailer; a refused one's is guessed.
-        trailer = fields.trailer if code in (codes.OK, codes.VERIFICATION_FAILED) else frame.trailer_guess()
-        if trailer is not None:
-            out += END + trailer
-        # A message shorter than its header is answered with what came of it, space-filled, so the
-        # reply keeps the frame the application reads.
-        header = frame.header.ljust(self.settings.framing.header_length, b" ")
-        return self.settings.framing.encode(header, out)
+                "fields": [f"{n}:{k}" for n, k in fields.seen], "trailer": trailer is not None, "code": code})
+        fields_out = body if code in (codes.OK, codes.VERIFICATION_FAILED) else b""
+        return self.settings.framing.encode(header, reply_code(frame.command) + code.encode("ascii") + fields_out
+                                            + tail)
 
 
 _DONE: Final[Any] = object()
+_MAX_FRAME: Final = 0xFFFF
+_REFUSED_WAIT: Final = 5.0
+"""Seconds a refused client has to send the one request it is answered (17) before it is closed."""
+_WRITE_LIMIT: Final = 256 * 1024
+"""Bytes of replies waiting in one connection's transport before the sender waits for the client."""
 
 
 def _printable(command: bytes) -> str:
