@@ -111,6 +111,8 @@ KEYS: dict[str, tuple[Any, ...]] = {
     "imk-ac": (KeyType.IMK, _T2, KeyUsage.EMV_AC, _X, _N, bytes.fromhex("0123456789ABCDEFFEDCBA9876543210")),
     "bdk": (KeyType.BDK, _T2, KeyUsage.BDK, _X, _N, bytes.fromhex("0123456789ABCDEFFEDCBA9876543210")),
     "psk": (KeyType.PSK, Algorithm.AES_256, KeyUsage.PIN_ENCRYPTION, _B, _N, _rand(Algorithm.AES_256)),
+    "zpk-sm4": (KeyType.ZPK, Algorithm.SM4, KeyUsage.PIN_ENCRYPTION, _B, _N, secrets.token_bytes(16)),
+    "zpk-sm4-b": (KeyType.ZPK, Algorithm.SM4, KeyUsage.PIN_ENCRYPTION, _B, _N, secrets.token_bytes(16)),
     # A key of another principal's pattern: "branch" may use branch.* only.
     "branch.zpk": (KeyType.ZPK, _T2, KeyUsage.PIN_ENCRYPTION, _B, _N, _rand(_T2)),
 }

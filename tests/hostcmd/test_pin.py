@@ -180,3 +180,27 @@ def test_be_and_bc_compare_with_the_host_databases_pin(host: HostEnv) -> None:
         bad = c.call(b"BE" + host.tokens["zpk"] + _zpk_block(host, "2580", pan) + b"01" + account.encode()
                      + host.label("psk") + b"X02AB")
     assert (be.code, be.error, bc.code, bc.error, wrong.error, bad.error) == (b"BF", b"00", b"BD", b"00", b"01", b"15")
+
+
+# The SM4 "ANSI X9.8 with the PAN" block, 32 hex digits, as published with its plain block
+# (blog.csdn.net/M_Kerry/article/details/104625499): PIN 123654, PAN 6230606601007726888.
+SM4_PIN, SM4_PAN, SM4_PLAIN = "123654", "6230606601007726888", "06123654FFFFFFFFFFFF99FEFF88D977"
+
+
+def test_format_01_under_sm4_keys_is_the_widened_32h_block(host: HostEnv) -> None:
+    pin_field = bytes.fromhex(f"0{len(SM4_PIN)}{SM4_PIN}".ljust(32, "F"))
+    pan_field = bytes.fromhex(SM4_PAN[-13:-1].rjust(32, "0"))
+    assert ind.xor(pin_field, pan_field).hex().upper() == SM4_PLAIN  # the reference builds the example's block
+    block = ind.ecb("SM4", host.clear["zpk-sm4"], bytes.fromhex(SM4_PLAIN))
+    account = SM4_PAN[-13:-1].encode()
+    with host.host() as c:
+        sm4 = c.call(b"CC" + host.tokens["zpk-sm4"] + host.tokens["zpk-sm4-b"] + b"12" + block.hex().upper().encode()
+                     + b"0101" + account)
+        tdes = c.call(b"CC" + host.tokens["zpk-sm4"] + host.tokens["zpk-b"] + b"12" + block.hex().upper().encode()
+                      + b"0101" + account)
+    assert (sm4.code, sm4.error, sm4.fields[:2], sm4.fields[-2:]) == (b"CD", b"00", b"12", b"01")
+    out = ind.ecb("SM4", host.clear["zpk-sm4-b"], bytes.fromhex(sm4.fields[2:34].decode()), decrypt=True)
+    assert out.hex().upper() == SM4_PLAIN
+    assert tdes.error == b"00" and len(tdes.fields) == 2 + 16 + 2, "to a TDES ZPK: ISO 0, 16H"
+    plain = ind.tdes_ecb(host.clear["zpk-b"], bytes.fromhex(tdes.fields[2:18].decode()), decrypt=True)
+    assert ind.decode_iso0(plain, SM4_PAN) == SM4_PIN

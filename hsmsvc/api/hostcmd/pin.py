@@ -24,20 +24,25 @@ from hsmsvc.service import verification as vf
 from hsmsvc.service.cards import luhn_valid
 from hsmsvc.service.context import Caller, Services
 from hsmsvc.hsm.model import StoredPin, StoredPinMethod
-from hsmsvc.types import KeyType, PinBlockFormat
+from hsmsvc.types import Algorithm, KeyType, PinBlockFormat
 
 __all__ = ["FORMATS", "pan_of"]
 
 FORMATS: Final = {b"01": PinBlockFormat.ISO_0, b"05": PinBlockFormat.ISO_1, b"47": PinBlockFormat.ISO_3,
                   b"48": PinBlockFormat.ISO_4}
 """payShield's PIN block format codes (2N) for the ISO 9564-1 formats hsmsvc takes."""
-CODES: Final = {v: k for k, v in FORMATS.items()}
+CODES: Final = {**{v: k for k, v in FORMATS.items()}, PinBlockFormat.SM4_0: b"01"}
+"""The code a reply names a format by: the SM4 widened format 0 is ``01`` under its SM4 key."""
 
 
-def _format(f: Fields, name: str) -> PinBlockFormat:
+def _format(f: Fields, name: str, key: StoredKey | None = None) -> PinBlockFormat:
+    """A format code; ``01`` under an SM4 key is format 0 widened to SM4's 16-byte block (32H), as
+    Chinese terminals and financial HSMs form it (``docs/host-commands.md``, SM4)."""
     found = FORMATS.get(f.take(2, name, codes.PIN_FORMAT))
     if found is None:
         raise HostError(codes.PIN_FORMAT, name)
+    if found is PinBlockFormat.ISO_0 and key is not None and key.cryptogram.spec.algorithm is Algorithm.SM4:
+        return PinBlockFormat.SM4_0
     return found
 
 
@@ -83,9 +88,10 @@ def _translate(s: Services, c: Caller, f: Fields, key_type: KeyType) -> bytes:
     dst_field = f.stored_key("destination key", codes.DESTINATION_KEY)
     max_length = f.digits(2, "maximum PIN length")
     src, src_key = stored_key(s, c, src_field, "source_key")
-    dst = key_ref(s, c, dst_field, "destination_key")
+    dst, dst_key = stored_key(s, c, dst_field, "destination_key")
     block = _block(f, src_key, (key_type,), "source_key")
-    src_fmt, dst_fmt = _format(f, "source PIN block format"), _format(f, "destination PIN block format")
+    src_fmt = _format(f, "source PIN block format", src_key)
+    dst_fmt = _format(f, "destination PIN block format", dst_key)
     pan = _account(f, (src_fmt, dst_fmt))
     f.end()
     words = ("host", src, dst, src_fmt, dst_fmt)
@@ -125,7 +131,7 @@ def _offset(s: Services, c: Caller, f: Fields, key_type: KeyType) -> bytes | Ans
     key, pin_key = stored_key(s, c, key_field, "key")
     pvk = key_ref(s, c, pvk_field, "pvk")
     block = _block(f, pin_key, (key_type,), "key")
-    fmt = _format(f, "PIN block format")
+    fmt = _format(f, "PIN block format", pin_key)
     check_length = f.number(2, "check length")
     pan = _account(f, (fmt,))
     table = f.digits(16, "decimalization table", codes.DECIMALIZATION)
@@ -155,7 +161,7 @@ def _pvv(s: Services, c: Caller, f: Fields, key_type: KeyType) -> bytes | Answer
     key, pin_key = stored_key(s, c, key_field, "key")
     pvk = key_ref(s, c, pvk_field, "pvk")
     block = _block(f, pin_key, (key_type,), "key")
-    fmt = _format(f, "PIN block format")
+    fmt = _format(f, "PIN block format", pin_key)
     pan = _account(f, (fmt,))
     pvki = f.number(1, "PVKI")
     pvv = f.digits(4, "PVV")
@@ -180,7 +186,7 @@ def _compare(s: Services, c: Caller, f: Fields, key_type: KeyType) -> bytes | An
     key_field = f.stored_key("PIN key")
     key, pin_key = stored_key(s, c, key_field, "key")
     block = _block(f, pin_key, (key_type,), "key")
-    fmt = _format(f, "PIN block format")
+    fmt = _format(f, "PIN block format", pin_key)
     pan = _account(f, (fmt,))
     psk = key_ref(s, c, f.stored_key("PSK", codes.DESTINATION_KEY), "psk")
     method = _METHODS.get(f.take(1, "stored PIN method"))
