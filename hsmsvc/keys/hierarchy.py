@@ -22,8 +22,7 @@ from hsmsvc.hsm import policy
 from hsmsvc.hsm.backend import Backend
 from hsmsvc.hsm.commands import (
     AgreeKey, AgreeSm2Key, CoSigningShare, CreateCoSigningShare, DiversifyKey, ExportInitialKey, ExportKey,
-    ExportTr34Key, Forget, FormKey, GenerateKey, ImportKey, ImportPublicKey, ImportTr34Key, PublicKey, SameValue,
-    Sm2Exchange,
+    ExportTr34Key, Forget, FormKey, GenerateKey, ImportKey, ImportPublicKey, ImportTr34Key, PublicKey, Sm2Exchange,
 )
 from hsmsvc.hsm.commands.agree import check_sm2_request
 from hsmsvc.hsm.model import BlockTemplate, KeyCryptogram, KeySpec, LegacyForm
@@ -31,14 +30,12 @@ from hsmsvc.hsm.policy import Operation
 from hsmsvc.keys.national import CryptoMode
 from hsmsvc.keys.model import AuditEvent, KeyRef, StoredKey, check_alias
 from hsmsvc.keys.store import KeyStore
+from hsmsvc.keys.store.bindings import UNTYPED_FORMS
 from hsmsvc.keys.store.agreements import PendingAgreement, ephemeral_spec
 from hsmsvc.types import Algorithm, Exportability, KcvMethod, KeyState, KeyType, KeyUsage, ModeOfUse
 
 __all__ = ["KeyManager", "check_legacy_types", "kek_spec", "require_legacy_opt_in"]
 
-# Legacy forms that bind no key type (hsmsvc's own variant table does): imports in them are held
-# to one value, one type (KeyManager._refuse_twin).
-_UNTYPED_FORMS: Final = frozenset({LegacyForm.X917_ECB, LegacyForm.PAYSHIELD_VARIANT})
 # A RETIRING key still checks what was made under it, and makes nothing new.
 _RETIRING_OK: Final = frozenset(
     {Operation.PIN_DECRYPT, Operation.MAC_VERIFY, Operation.DATA_DECRYPT, Operation.KEY_IMPORT_UNDER,
@@ -143,7 +140,8 @@ class KeyManager:
     def _keep(self, *, c: KeyCryptogram, action: str, state: KeyState, alias: str | None,
               lifetime: timedelta | None, max_uses: int | None,
               legacy_types: frozenset[KeyType] = frozenset(), legacy_form: LegacyForm = LegacyForm.NONE,
-              **extra: str) -> StoredKey:
+              one_binding: bool = False, detail: Mapping[str, str] | None = None, **extra: str) -> StoredKey:
+        extra = {**(detail or {}), **extra}
         if alias is not None:
             check_alias(alias)
         # The backstop: a key whose algorithm only the backend learned (a TR-31 header's) is refused here.
@@ -160,7 +158,8 @@ class KeyManager:
             now + lifetime if lifetime else None,
             0, max_uses, None, legacy_types, legacy_form,
         )
-        self._store.add(key, AuditEvent(self._actor, action, c.spec.key_id, c.spec.version, _detail(c, **extra)))
+        self._store.add(key, AuditEvent(self._actor, action, c.spec.key_id, c.spec.version, _detail(c, **extra)),
+                        one_binding=one_binding)
         return key
 
     def generate(self, spec: KeySpec, *, alias: str | None = None, state: KeyState = KeyState.ACTIVE,
@@ -228,7 +227,7 @@ class KeyManager:
         c, kcvs = self._backend.execute(FormKey(spec=spec, components=components))
         extra = {**(detail or {}), **{f"component_{i + 1}_kcv": k.hex().upper() for i, k in enumerate(kcvs)}}
         return self._keep(c=c, action="key.form", state=KeyState.ACTIVE, alias=alias, lifetime=None, max_uses=None,
-                          legacy_types=legacy_types, legacy_form=legacy_form, **extra), kcvs
+                          legacy_types=legacy_types, legacy_form=legacy_form, detail=extra), kcvs
 
     def import_under(self, *, kek_id: str, wrapped: bytes, spec: KeySpec, kcv: bytes | None = None,
                      state: KeyState = KeyState.ACTIVE, alias: str | None = None) -> StoredKey:
@@ -256,27 +255,17 @@ class KeyManager:
             raise InvalidInput("template.algorithm", "required for a K0 KEK with a legacy form")
         c = self._backend.execute(ImportKey(kek=kek.cryptogram, wrapped=wrapped, spec=spec, kcv=kcv,
                                             form=kek.legacy_form, kcv_method=kcv_method))
-        if kek.legacy_form in _UNTYPED_FORMS:
-            self._refuse_twin(c)
-        return self._keep(c=c, action="key.import", state=state, alias=alias, lifetime=lifetime, max_uses=max_uses,
-                          legacy_types=legacy_types, legacy_form=legacy_form, kek=f"{kek.key_id} v{kek.version}",
-                          **_form_detail(kek))
-
-    def _refuse_twin(self, c: KeyCryptogram) -> None:
-        """Refuse a key whose value is stored already as another type or usage.
-
-        An ECB form binds no key type: the same ciphertext under one ZMK imports as a ZPK or, again,
-        as a MAK or DEK, whose MAC or decryption of one block is then a PIN block codebook (issue
-        36's review did it through A8 and A6). One value, one type; the same type again is a
-        re-import and is taken.
-        """
-        spec = c.spec
-        for twin in self._store.with_check_value(spec.algorithm.value, c.kcv):
-            t = twin.cryptogram
-            if (t.spec.key_type, t.spec.usage) != (spec.key_type, spec.usage) and t.blob \
-                    and self._backend.execute(SameValue(a=t, b=c)):
-                raise KeyUsageViolation("wrapped_key", "this value is stored as another key type; an ECB form "
-                                                       "binds none, so a value may not take a second")
+        untyped = kek.legacy_form in UNTYPED_FORMS
+        try:
+            return self._keep(c=c, action="key.import", state=state, alias=alias, lifetime=lifetime,
+                              max_uses=max_uses, legacy_types=legacy_types, legacy_form=legacy_form,
+                              one_binding=untyped, detail={"kek": f"{kek.key_id} v{kek.version}", **_form_detail(kek)})
+        except KeyUsageViolation as e:
+            if untyped:  # a value offered with a second binding is a sign of tampering: audited
+                self._store.audit(AuditEvent(self._actor, "key.import_refused", c.spec.key_id, c.spec.version,
+                                             _detail(c, kek=f"{kek.key_id} v{kek.version}", rule=e.reason,
+                                                     **_form_detail(kek))))
+            raise
 
     def agree(self, *, kak: StoredKey, peer_public_key: bytes, peer_fingerprint: bytes, shared_info: bytes,
               spec: KeySpec, alias: str | None = None, lifetime: timedelta | None = None,
@@ -349,7 +338,7 @@ class KeyManager:
                                                      exchange=exchange, spec=spec))
             key = self._keep(c=done.key, action="key.agree", state=KeyState.ACTIVE, alias=alias,
                              lifetime=lifetime, max_uses=max_uses, legacy_types=legacy_types,
-                             legacy_form=legacy_form, **detail)
+                             legacy_form=legacy_form, detail=detail)
         except HsmsvcError as e:
             self._store.chain.append(AuditEvent(self._actor, "key.agree.failed", kak.key_id, kak.version, tuple(
                 sorted({**detail, "reason": str(e)}.items()))))

@@ -32,6 +32,7 @@ from hsmsvc.errors import (
 from hsmsvc.hsm.commands import ExportKey, GenerateKey, ImportKey, KeySyncMac
 from hsmsvc.hsm.model import KeySpec
 from hsmsvc.hsm.policy import Operation
+from hsmsvc.keys.store.bindings import UNTYPED_FORMS
 from hsmsvc.keys.hierarchy import require_legacy_opt_in
 from hsmsvc.keys.model import NAME, AuditEvent, KeyRef, StoredKey, SyncState
 from hsmsvc.service.context import Caller, Services
@@ -374,7 +375,7 @@ def apply_key_change(s: Services, caller: Caller, settings: SyncSettings, notice
     row = SyncState(notice.zone, "branch", notice.sequence, "APPLIED", digest(notice), encode(conf), now)
     s.store.change_keys(
         AuditEvent(caller.principal.name, "keysync.apply", None, None, _audit(notice, zmk)),
-        add=added, expire=expire, sync=(row, last),
+        add=added, expire=expire, sync=(row, last), one_binding=zmk.legacy_form in UNTYPED_FORMS,
     )
     return conf
 

@@ -18,7 +18,9 @@ from hsmsvc.keys.hierarchy import KeyManager
 from hsmsvc.keys.schema import pin_attempts as attempts_t
 from hsmsvc.hsm.soft.backend import SoftBackend
 from hsmsvc.keys.store import KeyStore
-from hsmsvc.types import Algorithm, KeyState, KeyType, KeyUsage, MacAlgorithm, ModeOfUse, Padding, PinBlockFormat
+from hsmsvc.types import (
+    Algorithm, Exportability, KeyState, KeyType, KeyUsage, MacAlgorithm, ModeOfUse, Padding, PinBlockFormat,
+)
 
 
 def zpk(key_id: str) -> KeySpec:
@@ -451,7 +453,11 @@ def test_rotating_a_k0_kek_keeps_its_legacy_opt_in(store: KeyStore, backend: Bac
 
 def test_one_value_may_not_be_imported_as_two_types_in_an_ecb_form(store: KeyStore, backend: Backend) -> None:
     """An ECB form binds no type: the ZPK a ZMK gave out, imported again as a MAK, would MAC (that
-    is, encipher) chosen PIN blocks (issue 36's review). The same type again is a re-import."""
+    is, encipher) chosen PIN blocks (issue 36's reviews). The same binding again is a re-import; a
+    broader exportability, or a value revoked, is refused; two imports racing on one value cannot
+    both pass; and a refusal is audited."""
+    import threading
+
     from hsmsvc.errors import Unsupported
     from hsmsvc.hsm.model import Command
     from tests.hsm.helpers import clear_key
@@ -463,20 +469,46 @@ def test_one_value_may_not_be_imported_as_two_types_in_an_ecb_form(store: KeySto
         pytest.skip("the PKCS#11 backend imports no keys under a KEK (hsm/pkcs11/backend.py says why)")
     km = KeyManager(store, backend, "officer")
     zmk_clear = clear_key(Algorithm.TDES_2KEY)
-    zmk_spec = KeySpec("zmk-x", 1, KeyType.ZMK, Algorithm.TDES_2KEY, KeyUsage.KEK)
-    km.form(zmk_spec, [bytes(16), zmk_clear], legacy_types=frozenset({KeyType.ZPK, KeyType.MAK}),
-            legacy_form=LegacyForm.X917_ECB)
+    km.form(KeySpec("zmk-x", 1, KeyType.ZMK, Algorithm.TDES_2KEY, KeyUsage.KEK), [bytes(16), zmk_clear],
+            legacy_types=frozenset({KeyType.ZPK, KeyType.MAK, KeyType.DEK}), legacy_form=LegacyForm.X917_ECB)
     zmk = store.get("zmk-x")
-    value = clear_key(Algorithm.TDES_2KEY)
-    wrapped, kcv = ind.tdes_ecb(zmk_clear, value), ind.tdes_kcv(value)[:3]
-    km.import_with(kek=zmk, wrapped=wrapped, spec=zpk("zpk-a"), kcv=kcv)
-    km.import_with(kek=zmk, wrapped=wrapped, spec=zpk("zpk-again"), kcv=kcv)  # the same type: taken
+
+    def offer(spec: KeySpec, value: bytes) -> None:
+        km.import_with(kek=zmk, wrapped=ind.tdes_ecb(zmk_clear, value), spec=spec, kcv=ind.tdes_kcv(value)[:3])
+
     mak = KeySpec("mak-twin", 1, KeyType.MAK, Algorithm.TDES_2KEY, KeyUsage.MAC_ISO9797_ALG3,
                   ModeOfUse.MAC_GENERATE_VERIFY)
-    with pytest.raises(KeyUsageViolation) as e:
-        km.import_with(kek=zmk, wrapped=wrapped, spec=mak, kcv=kcv)
-    assert "another key type" in str(e.value)
-    with pytest.raises(KeyNotFound):
-        store.get("mak-twin")
-    other = clear_key(Algorithm.TDES_2KEY)
-    km.import_with(kek=zmk, wrapped=ind.tdes_ecb(zmk_clear, other), spec=mak, kcv=ind.tdes_kcv(other)[:3])
+    value = clear_key(Algorithm.TDES_2KEY)
+    offer(zpk("zpk-a"), value)
+    offer(zpk("zpk-again"), value)  # the same binding: a re-import
+    for refused in (mak, KeySpec("zpk-wider", 1, KeyType.ZPK, Algorithm.TDES_2KEY, KeyUsage.PIN_ENCRYPTION,
+                                 exportability=Exportability.EXPORTABLE)):
+        with pytest.raises(KeyUsageViolation) as e:
+            offer(refused, value)
+        assert "another binding" in str(e.value)
+        with pytest.raises(KeyNotFound):
+            store.get(refused.key_id)
+    assert any(r.action == "key.import_refused" and r.key_id == "mak-twin" for r in store.audit_rows())
+    km.revoke("zpk-a", 1, "compromised")
+    km.revoke("zpk-again", 1, "compromised")
+    with pytest.raises(KeyUsageViolation):
+        offer(zpk("zpk-reborn"), value)  # a revoked value does not come back as a fresh key
+    offer(mak, clear_key(Algorithm.TDES_2KEY))  # another value: taken
+
+    raced = clear_key(Algorithm.TDES_2KEY)
+    outcomes: list[str] = []
+
+    def race(spec: KeySpec) -> None:
+        try:
+            offer(spec, raced)
+            outcomes.append("stored")
+        except KeyUsageViolation:
+            outcomes.append("refused")
+
+    threads = [threading.Thread(target=race, args=(spec,)) for spec in (
+        zpk("zpk-race"), KeySpec("dek-race", 1, KeyType.DEK, Algorithm.TDES_2KEY, KeyUsage.DATA))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert sorted(outcomes) == ["refused", "stored"], outcomes

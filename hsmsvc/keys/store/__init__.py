@@ -37,6 +37,7 @@ from hsmsvc.keys.store.ceremonies import SEPARATION, Ceremonies
 from hsmsvc.keys.store.chain import AuditChain
 from hsmsvc.keys.store.counters import AttemptCounters
 from hsmsvc.keys.store.database import Database
+from hsmsvc.keys.store import bindings
 from hsmsvc.keys.store.keys import KeyRepository
 from hsmsvc.keys.store.reader import StoreReader
 from hsmsvc.keys.store.sync import KeySync
@@ -53,6 +54,7 @@ class KeyStore:
         self._engine = self._db.engine
         self.chain = AuditChain(self._db, backend, CheckpointSink(checkpoints) if checkpoints is not None else None)
         self.keys = KeyRepository(self._db, self.chain)
+        self._one_binding = bindings.one_binding(backend)
         self.ceremonies = Ceremonies(self._db, self.chain)
         self.key_sync = KeySync(self._db)
         self.attempts = AttemptCounters(self._db, self.chain)
@@ -117,8 +119,9 @@ class KeyStore:
 
     # -- keys (keys.py) ------------------------------------------------------------------
 
-    def add(self, key: StoredKey, ev: AuditEvent) -> None:
-        self.keys.add(key, ev)
+    def add(self, key: StoredKey, ev: AuditEvent, *, one_binding: bool = False) -> None:
+        """Store ``key``; ``one_binding``: it came in a form that binds no type (keys/store/bindings.py)."""
+        self.keys.add(key, ev, self._one_binding if one_binding else None)
 
     def add_rotated(self, key: StoredKey, retire: list[int], ev: AuditEvent) -> None:
         self.keys.add_rotated(key, retire, ev)
@@ -142,8 +145,6 @@ class KeyStore:
     def versions(self, key_id: str) -> list[StoredKey]:
         return self.keys.versions(key_id)
 
-    def with_check_value(self, algorithm: str, kcv: bytes) -> list[StoredKey]:
-        return self.keys.with_check_value(algorithm, kcv)
 
     def next_version(self, key_id: str) -> int:
         return self.keys.next_version(key_id)
@@ -161,8 +162,10 @@ class KeyStore:
         activate: Sequence[tuple[str, int, datetime]] = (),
         expire: Sequence[tuple[str, int, datetime]] = (),
         sync: tuple[SyncState, int] | None = None,
+        *,
+        one_binding: bool = False,
     ) -> None:
-        self.keys.change(ev, add, activate, expire, sync)
+        self.keys.change(ev, add, activate, expire, sync, self._one_binding if one_binding else None)
 
     def replace_cryptograms(self, moves: list[tuple[StoredKey, KeyCryptogram]]) -> int:
         return self.keys.replace_cryptograms(moves)

@@ -18,10 +18,10 @@ from hsmsvc.keys.store.chain import AuditChain
 from hsmsvc.keys.store.database import Database, now, utc
 from hsmsvc.types import Algorithm, Exportability, KeyState, KeyType, KeyUsage, ModeOfUse
 
-__all__ = ["KeyRepository", "inserter"]
+__all__ = ["KeyRepository", "inserter", "to_key"]
 
 
-def _to_key(r: Row[Any]) -> StoredKey:
+def to_key(r: Row[Any]) -> StoredKey:
     spec = KeySpec(
         r.key_id,
         r.version,
@@ -51,13 +51,16 @@ def _to_key(r: Row[Any]) -> StoredKey:
     )
 
 
-def inserter(key: StoredKey) -> Callable[[Connection], None]:
+def inserter(key: StoredKey, guard: Callable[[Connection, StoredKey], None] | None = None,
+             ) -> Callable[[Connection], None]:
     """The statement storing ``key``, to run in a transaction (a key's or a ceremony's)."""
     s = key.cryptogram.spec
     if s.key_id.startswith("agreement:"):  # agreements.EPHEMERAL_PREFIX: an ephemeral key's, never a stored one's
         raise InvalidInput("template.key_id", "the prefix agreement: is reserved")
 
     def change(conn: Connection) -> None:
+        if guard is not None:  # in the insert's transaction: keys/store/bindings.py says why
+            guard(conn, key)
         conn.execute(
             keys_t.insert().values(
                 key_id=s.key_id, version=s.version, alias=key.alias, key_type=s.key_type.value,
@@ -111,7 +114,7 @@ class KeyRepository:
         r = self._db.read(lambda conn: conn.execute(q).first(), "key", ("key", "not a valid key reference"))
         if r is None:
             raise KeyNotFound("key", "no such key, alias or version")
-        return _to_key(r)
+        return to_key(r)
 
     def next_activation(self, key_id: str = "", alias: str = "") -> datetime | None:
         """When the next of this key's ACTIVE versions becomes usable, if one waits (a key change)."""
@@ -136,24 +139,18 @@ class KeyRepository:
         if after is not None:
             q = q.where(_after(after))
         q = q.order_by(keys_t.c.key_id, keys_t.c.version).limit(limit)
-        return [_to_key(r) for r in self._db.read(lambda conn: conn.execute(q).all(), "list keys")]
+        return [to_key(r) for r in self._db.read(lambda conn: conn.execute(q).all(), "list keys")]
 
     def all_versions(self, after: tuple[str, int] | None, limit: int) -> list[StoredKey]:
         """Every stored version in (key id, version) order, for a walk over the whole store (LMK migration)."""
         q = select(keys_t).order_by(keys_t.c.key_id, keys_t.c.version).limit(limit)
         if after is not None:
             q = q.where(_after(after))
-        return [_to_key(r) for r in self._db.read(lambda conn: conn.execute(q).all(), "all keys")]
-
-    def with_check_value(self, algorithm: str, kcv: bytes) -> list[StoredKey]:
-        """Every version of this algorithm whose KCV is ``kcv`` (an unindexed scan: for imports in an
-        ECB form, which are rare)."""
-        q = select(keys_t).where(keys_t.c.algorithm == algorithm, keys_t.c.kcv == kcv.hex().upper())
-        return [_to_key(r) for r in self._db.read(lambda conn: conn.execute(q).all(), "keys by check value")]
+        return [to_key(r) for r in self._db.read(lambda conn: conn.execute(q).all(), "all keys")]
 
     def versions(self, key_id: str) -> list[StoredKey]:
         q = select(keys_t).where(keys_t.c.key_id == key_id).order_by(keys_t.c.version)
-        return [_to_key(r) for r in self._db.read(lambda conn: conn.execute(q).all(), "versions")]
+        return [to_key(r) for r in self._db.read(lambda conn: conn.execute(q).all(), "versions")]
 
     def next_version(self, key_id: str) -> int:
         q = select(func.max(keys_t.c.version)).where(keys_t.c.key_id == key_id)
@@ -165,8 +162,9 @@ class KeyRepository:
 
     # -- writes -----------------------------------------------------------------------
 
-    def add(self, key: StoredKey, ev: AuditEvent) -> None:
-        self._chain.write(inserter(key), ev)
+    def add(self, key: StoredKey, ev: AuditEvent,
+            guard: Callable[[Connection, StoredKey], None] | None = None) -> None:
+        self._chain.write(inserter(key, guard), ev)
 
     def add_rotated(self, key: StoredKey, retire: list[int], ev: AuditEvent) -> None:
         """Add a new version and move ``retire`` versions from ACTIVE to RETIRING, atomically."""
@@ -223,13 +221,14 @@ class KeyRepository:
         activate: Sequence[tuple[str, int, datetime]] = (),
         expire: Sequence[tuple[str, int, datetime]] = (),
         sync: tuple[SyncState, int] | None = None,
+        guard: Callable[[Connection, StoredKey], None] | None = None,
     ) -> None:
         """One transaction of a key change: new versions, activations, grace ends, the zone's sequence.
 
         ``sync`` is the new sequence row and the sequence the row must hold now
         (0: none), so two servers racing on one zone cannot both advance it.
         """
-        inserters = [inserter(k) for k in add]
+        inserters = [inserter(k, guard) for k in add]
 
         def change(conn: Connection) -> None:
             if sync is not None:
