@@ -238,3 +238,39 @@ def test_a_reply_too_long_for_its_length_is_a_data_length_error(host: HostEnv) -
         r = c.call(body)
         assert (r.code, r.error, r.fields) == (b"M1", b"80", b"")
         assert c.call(b"NO00").error == b"00", "the connection survives"
+
+
+def test_connections_that_never_start_tls_are_bounded_and_dropped(host: HostEnv) -> None:
+    """Issue 36's second review held 2,000 sockets (305 KB each) by never starting TLS. A connection
+    now counts from its first byte, per source address too, and has 5 s for its handshake."""
+    pid = int(json.loads((host.log.parent / "ready.json").read_text())["pid"])
+    before = _rss_kib(pid)
+    silent = []
+    for _ in range(300):
+        s = socket.socket()
+        s.bind(("127.0.0.3", 0))
+        s.connect(("127.0.0.1", host.host_port))
+        silent.append(s)
+    try:
+        time.sleep(0.5)
+        closed_at_once = 0
+        for s in silent[256:]:  # past the per-source cap (256): closed as they come
+            s.settimeout(2)
+            try:
+                closed_at_once += s.recv(1) == b""
+            except OSError:
+                closed_at_once += 1
+        assert closed_at_once == len(silent) - 256
+        with host.host() as c:  # another address is served meanwhile
+            assert c.call(b"NO00").error == b"00"
+        assert _rss_kib(pid) - before < 100_000
+        time.sleep(5.5)
+        for s in silent[:256]:  # the handshake's 5 s are over
+            s.settimeout(2)
+            try:
+                assert s.recv(1) == b""
+            except ConnectionResetError:
+                pass
+    finally:
+        for s in silent:
+            s.close()

@@ -81,13 +81,19 @@ class HostListener:
         self._server: asyncio.AbstractServer | None = None
         self._connections: set[asyncio.Task[None]] = set()
         self._readers: dict[asyncio.Task[None], asyncio.StreamReader] = {}
+        self._per_source: dict[str, int] = {}
+        self._tls: ssl.SSLContext | None = None
         self._inline: dict[bytes, InlineState] = {c: InlineState() for c, cmd in COMMANDS.items()
                                                   if cmd.lane is Lane.INLINE}
         self.port = 0
 
     async def start(self, listen: str, tls: ssl.SSLContext | None, *, reuse_port: bool = False) -> int:
         host, _, port = listen.rpartition(":")
-        self._server = await asyncio.start_server(self._connection, host.strip("[]") or None, int(port), ssl=tls,
+        # TCP first, TLS in the connection's own task (StreamWriter.start_tls): a connection is
+        # counted against max_connections from its first byte, and its handshake has
+        # _HANDSHAKE seconds, so sockets that never finish one hold no unbounded memory.
+        self._tls = tls
+        self._server = await asyncio.start_server(self._connection, host.strip("[]") or None, int(port),
                                                   reuse_port=reuse_port or None, limit=2 ** 17)
         self.port = self._server.sockets[0].getsockname()[1]
         return self.port
@@ -133,11 +139,20 @@ class HostListener:
     async def _connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()
         assert task is not None
-        if len(self._connections) >= self.settings.max_connections:
+        source = (writer.get_extra_info("peername") or ("-",))[0]
+        if len(self._connections) >= self.settings.max_connections \
+                or self._per_source.get(source, 0) >= self.settings.max_connections_per_source:
             writer.close()
             return
         self._connections.add(task)
         self._readers[task] = reader
+        self._per_source[source] = self._per_source.get(source, 0) + 1
+        try:
+            if self._tls is not None:
+                await writer.start_tls(self._tls, ssl_handshake_timeout=_HANDSHAKE)
+        except (OSError, ssl.SSLError, asyncio.TimeoutError, ConnectionError):
+            self._left(task, source, writer)
+            return
         principal = self._principal(writer)
         replies: asyncio.Queue[asyncio.Future[bytes]] = asyncio.Queue(self.settings.in_flight)
         sender = asyncio.create_task(self._send(replies, writer))
@@ -163,9 +178,17 @@ class HostListener:
             sender.cancel()
             raise
         finally:
-            self._connections.discard(task)
-            self._readers.pop(task, None)
-            writer.close()
+            self._left(task, source, writer)
+
+    def _left(self, task: asyncio.Task[None], source: str, writer: asyncio.StreamWriter) -> None:
+        self._connections.discard(task)
+        self._readers.pop(task, None)
+        n = self._per_source.get(source, 1) - 1
+        if n:
+            self._per_source[source] = n
+        else:
+            self._per_source.pop(source, None)
+        writer.close()
 
     async def _send(self, replies: asyncio.Queue[asyncio.Future[bytes]], writer: asyncio.StreamWriter) -> None:
         """Write each reply in its request's order. Past the transport's buffer limit, wait for the
@@ -275,6 +298,8 @@ class HostListener:
 
 _DONE: Final[Any] = object()
 _MAX_FRAME: Final = 0xFFFF
+_HANDSHAKE: Final = 5.0
+"""Seconds a client has to complete its TLS handshake."""
 _REFUSED_WAIT: Final = 5.0
 """Seconds a refused client has to send the one request it is answered (17) before it is closed."""
 _WRITE_LIMIT: Final = 256 * 1024

@@ -22,6 +22,8 @@ class Settings:
     in_flight: int = 64
     """Requests of one connection running at once; reading pauses past it."""
     max_connections: int = 1024
+    max_connections_per_source: int = 256
+    """Connections from one address, handshakes included: one host cannot take every slot."""
     idle_timeout_seconds: float = 0.0
     """Close a connection silent this long (0: never)."""
     sources: tuple[tuple[Network, str], ...] = ()
@@ -32,6 +34,8 @@ class Settings:
             raise InvalidInput("hostcommands.in_flight", "1 to 1024")
         if not 1 <= self.max_connections <= 65536:
             raise InvalidInput("hostcommands.max_connections", "1 to 65536")
+        if not 1 <= self.max_connections_per_source <= self.max_connections:
+            raise InvalidInput("hostcommands.max_connections_per_source", "1 to max_connections")
         if not 0 <= self.idle_timeout_seconds <= 86400:
             raise InvalidInput("hostcommands.idle_timeout_seconds", "0 to 86400")
 
