@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from hsmsvc.crypto import compare, _validate
 from hsmsvc.crypto._cipher import EcbCipher
-from hsmsvc.errors import InvalidInput
+from hsmsvc.errors import InvalidInput, VerificationFailed
 
 __all__ = [
     "decimalize",
@@ -17,6 +17,7 @@ __all__ = [
     "generate_offset",
     "pan_validation_data",
     "pin_from_offset",
+    "check_request",
     "verify_offset",
 ]
 
@@ -122,6 +123,12 @@ def pin_from_offset(
     return _add(natural, o)
 
 
+def check_request(*, validation_data: str, offset: str) -> None:
+    """The checks of :func:`verify_offset` that need no PIN: the offset's digits, the validation data."""
+    _validate.digits(offset, "offset", 4, 12)
+    _validation_block(validation_data, "F")
+
+
 def verify_offset(
     pvk: EcbCipher,
     *,
@@ -131,7 +138,12 @@ def verify_offset(
     offset: str,
     pad: str = "F",
 ) -> None:
-    """Raise ``VerificationFailed`` unless ``pin`` matches ``offset``."""
+    """Raise ``VerificationFailed`` unless ``pin`` matches ``offset``.
+
+    An offset longer than the PIN is a mismatch like any other: a refusal of its own, told after
+    the PIN is known, would tell the PIN's length (issue 36's third review)."""
     o = _validate.digits(offset, "offset", 4, 12)
+    if len(o) > len(pin):
+        raise VerificationFailed("pin", "does not verify")
     computed = generate_offset(pvk, validation_data=validation_data, table=table, pin=pin, check_length=len(o), pad=pad)
     compare.require_eq(computed.encode(), o.encode(), "pin")

@@ -22,11 +22,13 @@ from typing import Callable, Mapping, Sequence
 
 from hsmsvc.crypto import ibm3624
 from hsmsvc.errors import AttemptsExceeded, HsmsvcError, InvalidInput, InvalidPinBlock, VerificationFailed
-from hsmsvc.hsm.commands import HsmCommand, VerifyPinIbm3624, VerifyPinPvv, VerifyPinStored, VerifyPinsStored
+from hsmsvc.hsm.commands import (
+    CardHashes, HsmCommand, VerifyPinIbm3624, VerifyPinPvv, VerifyPinStored, VerifyPinsStored,
+)
 from hsmsvc.hsm.model import PinBlock, PinKey, PinVerifier, StoredPin
 from hsmsvc.hsm.policy import Operation
 from hsmsvc.keys.model import KeyRef, StoredKey
-from hsmsvc.service.attempts import AttemptGuard, settle_checks
+from hsmsvc.service.attempts import AttemptGuard, key_value, settle_checks
 from hsmsvc.service.cards import checked_pan, pan_field, pvv_digits, refused_pans
 from hsmsvc.service.context import Caller, Services
 from hsmsvc.service.pinkeys import DukptKeyRef, OneTimeKeyRef, PinSource, pin_source, posix, psk_operation
@@ -155,10 +157,11 @@ def evaluate_pin(
     Reads nothing from the store before the block is touched (the settlement decides),
     so on an in-process backend with its keys cached it needs no I/O.
     """
-    guard = AttemptGuard(s, caller, _card(checked_pan(pan), check), pan=pan)
-    guard.check_known()
+    card = _card(checked_pan(pan), check)
     run: Callable[[], None]
     if route is not None and isinstance(check, StoredPinCheck):
+        guard = AttemptGuard(s, caller, card, pan=pan)
+        guard.check_known()
         k, verify, account, stored = route.key, route.verify, check.account, check.stored
 
         def run() -> None:
@@ -166,6 +169,8 @@ def evaluate_pin(
     else:
         field = "one_time_key" if isinstance(key, OneTimeKeyRef) else "dukpt" if isinstance(key, DukptKeyRef) else "key"
         k, pk = pin_source(s, caller, key, field)
+        guard = AttemptGuard(s, caller, card, pan=pan, hashes=_block_counter(s, k, check, pin_block))
+        guard.check_known()
         run = _command(s, caller, check, PinBlock(pin_block, fmt, pan), pk)
     try:
         run()
@@ -174,6 +179,20 @@ def evaluate_pin(
     except InvalidPinBlock:
         return Evaluated(guard, k, False, True)
     return Evaluated(guard, k, True, False)
+
+
+def _block_counter(s: Services, k: StoredKey, check: PinCheck, pin_block: bytes) -> list[bytes]:
+    """For an IBM 3624 check, a counter of the block itself under its key's value, besides the card's.
+
+    The offset and validation data are the caller's, so the account a check is counted under
+    does nothing but choose the counter: with one captured block, a format 3 block's fill bits
+    gave 2^10 accounts that decode it alike, a format 0 block 4 (issue 36's third review). The
+    block is the one thing every such guess shares. A PVV binds the PAN's digits and a stored PIN
+    its account, so their counters are what the cryptography binds already.
+    """
+    if not isinstance(check, OffsetCheck) or not isinstance(pin_block, bytes) or len(pin_block) > 64:
+        return []
+    return s.backend.execute(CardHashes(values=[b"B" + key_value(k) + pin_block]))
 
 
 def _command(s: Services, caller: Caller, check: PinCheck, pin: PinBlock, pk: PinKey) -> Callable[[], None]:

@@ -204,3 +204,33 @@ def test_format_01_under_sm4_keys_is_the_widened_32h_block(host: HostEnv) -> Non
     assert tdes.error == b"00" and len(tdes.fields) == 2 + 16 + 2, "to a TDES ZPK: ISO 0, 16H"
     plain = ind.tdes_ecb(host.clear["zpk-b"], bytes.fromhex(tdes.fields[2:18].decode()), decrypt=True)
     assert ind.decode_iso0(plain, SM4_PAN) == SM4_PIN
+
+
+def _ea(host: HostEnv, block: bytes, fmt: bytes, pan: str, check_length: int, offset: str) -> bytes:
+    account = pan[-13:-1]
+    validation = account[:11] + "N"
+    with host.host() as c:
+        return c.call(b"EA" + host.tokens["zpk"] + host.tokens["pvk-ibm"] + b"12" + block.hex().upper().encode() + fmt
+                      + b"%02d" % check_length + account.encode() + TABLE.encode() + validation.encode()
+                      + offset.encode().ljust(12, b"F")).error
+
+
+def test_an_offset_longer_than_the_pin_is_a_counted_mismatch(host: HostEnv) -> None:
+    """Issue 36's third review: a check length past the PIN's was refused (15) after decipherment,
+    uncounted, even on a locked card: the PIN's length for free. Now it is a mismatch like any other."""
+    pan = _fresh_pan()
+    block = ind.tdes_ecb(host.clear["zpk"], ind.iso0("4321", pan))
+    assert _ea(host, block, b"01", pan, 6, "123456") == b"01"
+    assert _ea(host, block, b"01", pan, 5, "12345") == b"01"
+    assert _ea(host, block, b"01", pan, 4, "1234") == b"01"
+    assert {_ea(host, block, b"01", pan, n, "1234567890AB"[:n].replace("A", "0").replace("B", "1"))
+            for n in (4, 5, 6, 7, 12)} == {b"39"}, "a locked card answers alike at every length"
+
+
+def test_one_captured_block_is_counted_whatever_account_it_is_sent_with(host: HostEnv) -> None:
+    """Issue 36's third review: the account picked the counter, and a format 3 block's fill bits
+    gave 2^10 accounts that decode it alike (a format 1 block binds none at all). The block itself
+    is now counted too, under its key's value."""
+    block = ind.tdes_ecb(host.clear["zpk"], ind.iso1("4321"))
+    answers = [_ea(host, block, b"05", _fresh_pan(), 4, f"{g:04d}") for g in (1, 2, 3, 4)]
+    assert answers[:3] == [b"01"] * 3 and answers[3] == b"39", answers

@@ -234,6 +234,9 @@ class VerifyPinIbm3624(HsmCommand[None]):
 
     def run(self, b: CommandBackend) -> None:
         b._capabilities.require(Command.VERIFY_PIN_IBM3624)
+        # The request's own fields, checked before the block is deciphered: a refusal after it
+        # must depend on nothing but the PIN's match (one generic answer).
+        ibm3624.check_request(validation_data=self.validation_data, offset=self.offset)
         with b._guard():
             pin = b._pin(self.pin, self.key)
             v = b._use(self.pvk, Operation.PIN_VERIFY_IBM3624)
