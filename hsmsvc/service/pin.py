@@ -101,11 +101,14 @@ def require_translation_allowed(s: Services, source_format: PinBlockFormat,
     Checked on the formats before any key is looked up or block deciphered: the refusal depends on
     the request and the config alone.
     """
-    if (not s.pin.allow_aes_to_tdes_translation and source_format is PinBlockFormat.ISO_4
+    # A 16-byte block (AES's format 4, or SM4's widened format 0) to an 8-byte TDES one is the same
+    # downgrade to a 64-bit cipher (issue 36's third review: SM4 went around the switch).
+    if (not s.pin.allow_aes_to_tdes_translation and source_format.block_size == 16
             and destination_format.block_size == 8):
-        raise KeyUsageViolation("destination_format", f"translation from ISO format 4 (AES) to "
-                                f"{destination_format.value} (TDES) is not allowed in this deployment "
-                                "([pin] allow_aes_to_tdes_translation = false)")
+        what = "ISO format 4 (AES)" if source_format is PinBlockFormat.ISO_4 else "SM4 format 0 (SM4)"
+        raise KeyUsageViolation("destination_format", f"translation from {what} to {destination_format.value} "
+                                "(TDES) is not allowed in this deployment ([pin] allow_aes_to_tdes_translation "
+                                "= false)")
 
 
 def route_translation(

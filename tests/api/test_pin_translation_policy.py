@@ -37,6 +37,7 @@ class Site:
     aes: bytes
     aes2: bytes
     tdes: bytes
+    sm4: bytes
 
 
 @pytest.fixture(scope="module", params=["default", "false"])
@@ -53,11 +54,12 @@ def site(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactor
         aes = _form(km, KeySpec("zpk-aes", 1, KeyType.ZPK, Algorithm.AES_128, KeyUsage.PIN_ENCRYPTION, B))
         aes2 = _form(km, KeySpec("zpk-aes-2", 1, KeyType.ZPK, Algorithm.AES_256, KeyUsage.PIN_ENCRYPTION, B))
         tdes = _form(km, KeySpec("zpk-tdes", 1, KeyType.ZPK, Algorithm.TDES_2KEY, KeyUsage.PIN_ENCRYPTION, B))
+        sm4 = _form(km, KeySpec("zpk-sm4", 1, KeyType.ZPK, Algorithm.SM4, KeyUsage.PIN_ENCRYPTION, B))
     extra = "[pin]\nallow_aes_to_tdes_translation = false\n" if request.param == "false" else ""
     proc, info = launch(d, store, sealed, srv, ca, extra)
     client = Client(f"127.0.0.1:{info['port']}", ClientTls(ca.ca_file, core.cert, core.key, "localhost"))
     try:
-        yield Site(client, aes, aes2, tdes)
+        yield Site(client, aes, aes2, tdes, sm4)
     finally:
         client.close()
         stop(proc, d / "server.log")
@@ -125,3 +127,20 @@ def test_a_quoted_or_misspelt_switch_is_refused(tmp_path: Path, text: str) -> No
     with pytest.raises(InvalidInput) as e:
         config.load(str(path), environ={})
     assert (e.value.field or "").startswith("pin.allow_aes_to_tdes")
+
+
+def test_sm4_to_tdes_is_the_same_downgrade(site: Site, request: pytest.FixtureRequest) -> None:
+    """Issue 36's third review: SM4's widened format 0 (a 128-bit cipher) to a TDES format went
+    around the switch, which named format 4 only."""
+    pin_field = bytes.fromhex("044821".ljust(32, "F"))
+    block = ref.ecb("SM4", site.sm4, ref.xor(pin_field, bytes.fromhex(PAN[-13:-1].rjust(32, "0"))))
+    req = pin_pb.TranslatePinRequest(
+        source_key=pb.KeyRef(key_id="zpk-sm4"), source_format=pb.PIN_BLOCK_FORMAT_SM4_0,
+        destination_key=pb.KeyRef(key_id="zpk-tdes"), destination_format=ISO_0, pin_block=block, pan=PAN)
+    if request.node.callspec.params["site"] == "default":
+        out = site.client.pins.TranslatePin(req)
+        assert ref.decode_iso0(ref.tdes_ecb(site.tdes, out.pin_block, decrypt=True), PAN) == "4821"
+        return
+    code, message = code_of(site.client.pins.TranslatePin, req)
+    assert code is grpc.StatusCode.FAILED_PRECONDITION
+    assert "SM4 format 0 (SM4) to ISO_0 (TDES)" in message
