@@ -470,7 +470,8 @@ def test_one_value_may_not_be_imported_as_two_types_in_an_ecb_form(store: KeySto
     km = KeyManager(store, backend, "officer")
     zmk_clear = clear_key(Algorithm.TDES_2KEY)
     km.form(KeySpec("zmk-x", 1, KeyType.ZMK, Algorithm.TDES_2KEY, KeyUsage.KEK), [bytes(16), zmk_clear],
-            legacy_types=frozenset({KeyType.ZPK, KeyType.MAK, KeyType.DEK}), legacy_form=LegacyForm.X917_ECB)
+            legacy_types=frozenset({KeyType.ZPK, KeyType.MAK, KeyType.DEK, KeyType.PVK}),
+            legacy_form=LegacyForm.X917_ECB)
     zmk = store.get("zmk-x")
 
     def offer(spec: KeySpec, value: bytes) -> None:
@@ -494,6 +495,16 @@ def test_one_value_may_not_be_imported_as_two_types_in_an_ecb_form(store: KeySto
     with pytest.raises(KeyUsageViolation):
         offer(zpk("zpk-reborn"), value)  # a revoked value does not come back as a fresh key
     offer(mak, clear_key(Algorithm.TDES_2KEY))  # another value: taken
+    pvk_value = clear_key(Algorithm.TDES_2KEY)
+
+    def pvk(key_id: str, table: str, zone: str = "") -> KeySpec:
+        return KeySpec(key_id, 1, KeyType.PVK, Algorithm.TDES_2KEY, KeyUsage.PIN_VERIFICATION_IBM3624,
+                       ModeOfUse.MAC_GENERATE_VERIFY, zone=zone, decimalization_table=table)
+
+    offer(pvk("pvk-a", "0123456789012345"), pvk_value)
+    for other in (pvk("pvk-table", "0123456789012354"), pvk("pvk-zone", "0123456789012345", zone="other")):
+        with pytest.raises(KeyUsageViolation):  # a swapped table would leak a natural PIN's digits
+            offer(other, pvk_value)
 
     raced = clear_key(Algorithm.TDES_2KEY)
     outcomes: list[str] = []
@@ -511,4 +522,26 @@ def test_one_value_may_not_be_imported_as_two_types_in_an_ecb_form(store: KeySto
         t.start()
     for t in threads:
         t.join(30)
+    assert sorted(outcomes) == ["refused", "stored"], outcomes
+
+    # The fourth review's interleaving: the first import pauses after its check, the second runs
+    # whole meanwhile. Without a lock both committed on PostgreSQL (each read its own snapshot).
+    import time
+
+    original, paused = store._one_binding, threading.Event()
+
+    def slow(conn: Any, key: Any) -> None:
+        original(conn, key)
+        if not paused.is_set():
+            paused.set()
+            time.sleep(0.5)
+
+    store._one_binding = slow  # type: ignore[method-assign]
+    raced, outcomes[:] = clear_key(Algorithm.TDES_2KEY), []
+    first = threading.Thread(target=race, args=(zpk("zpk-paused"),))
+    first.start()
+    assert paused.wait(10)
+    race(KeySpec("dek-paused", 1, KeyType.DEK, Algorithm.TDES_2KEY, KeyUsage.DATA))
+    first.join(30)
+    store._one_binding = original  # type: ignore[method-assign]
     assert sorted(outcomes) == ["refused", "stored"], outcomes
