@@ -57,7 +57,7 @@ What was chosen, and why (issue 31):
     header_length = 4                         # echoed back
     length_counts_header = true               # false: the length counts command and payload only
     discovery = false                         # log command codes and field lengths, never values
-    max_connections_per_source = 256          # handshakes included
+    max_connections_per_source = 0            # per /24 or /64, handshakes included; 0: min(256, max)
     [hostcommands.sources]                    # no client certificate: principal by source network
     "10.20.0.0/16" = "core-banking"
 

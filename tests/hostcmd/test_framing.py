@@ -241,14 +241,15 @@ def test_a_reply_too_long_for_its_length_is_a_data_length_error(host: HostEnv) -
 
 
 def test_connections_that_never_start_tls_are_bounded_and_dropped(host: HostEnv) -> None:
-    """Issue 36's second review held 2,000 sockets (305 KB each) by never starting TLS. A connection
-    now counts from its first byte, per source address too, and has 5 s for its handshake."""
+    """Issue 36's second review held 2,000 sockets (305 KB each) by never starting TLS, the fourth
+    filled every slot from four addresses. A connection now counts from its first byte against a
+    budget of its own until it has a principal, per /24 too, and has 5 s for its handshake."""
     pid = int(json.loads((host.log.parent / "ready.json").read_text())["pid"])
     before = _rss_kib(pid)
     silent = []
     for _ in range(300):
         s = socket.socket()
-        s.bind(("127.0.0.3", 0))
+        s.bind(("127.0.1.3", 0))  # another /24 than the test's own clients
         s.connect(("127.0.0.1", host.host_port))
         silent.append(s)
     try:

@@ -82,6 +82,7 @@ class HostListener:
         self._connections: set[asyncio.Task[None]] = set()
         self._readers: dict[asyncio.Task[None], asyncio.StreamReader] = {}
         self._per_source: dict[str, int] = {}
+        self._pending: set[asyncio.Task[None]] = set()
         self._tls: ssl.SSLContext | None = None
         self._inline: dict[bytes, InlineState] = {c: InlineState() for c, cmd in COMMANDS.items()
                                                   if cmd.lane is Lane.INLINE}
@@ -104,8 +105,9 @@ class HostListener:
             self._server.close()
         for reader in self._readers.values():
             reader.feed_eof()
-        if self._connections:
-            _, late = await asyncio.wait(list(self._connections), timeout=grace)
+        tasks = [*self._connections, *self._pending]
+        if tasks:
+            _, late = await asyncio.wait(tasks, timeout=grace)
             for task in late:
                 task.cancel()
             await asyncio.gather(*late, return_exceptions=True)
@@ -139,12 +141,16 @@ class HostListener:
     async def _connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()
         assert task is not None
-        source = (writer.get_extra_info("peername") or ("-",))[0]
-        if len(self._connections) >= self.settings.max_connections \
-                or self._per_source.get(source, 0) >= self.settings.max_connections_per_source:
+        source = _source((writer.get_extra_info("peername") or ("-",))[0])
+        # Until it has a principal a connection is pending: its handshake (5 s at most) and, if
+        # refused, its one answer. Pending ones have a budget of their own, so sockets that never
+        # start TLS or name no principal cannot take the slots of clients that do (issue 36's
+        # fourth review filled all 1,024 from four addresses).
+        if len(self._pending) >= self.settings.pending_limit \
+                or self._per_source.get(source, 0) >= self.settings.source_limit:
             writer.close()
             return
-        self._connections.add(task)
+        self._pending.add(task)
         self._readers[task] = reader
         self._per_source[source] = self._per_source.get(source, 0) + 1
         try:
@@ -154,6 +160,12 @@ class HostListener:
             self._left(task, source, writer)
             return
         principal = self._principal(writer)
+        if isinstance(principal, Principal):
+            if len(self._connections) >= self.settings.max_connections:
+                self._left(task, source, writer)
+                return
+            self._pending.discard(task)
+            self._connections.add(task)
         replies: asyncio.Queue[asyncio.Future[bytes]] = asyncio.Queue(self.settings.in_flight)
         sender = asyncio.create_task(self._send(replies, writer))
         framing = self.settings.framing
@@ -182,6 +194,7 @@ class HostListener:
 
     def _left(self, task: asyncio.Task[None], source: str, writer: asyncio.StreamWriter) -> None:
         self._connections.discard(task)
+        self._pending.discard(task)
         self._readers.pop(task, None)
         n = self._per_source.get(source, 1) - 1
         if n:
@@ -304,6 +317,16 @@ _REFUSED_WAIT: Final = 5.0
 """Seconds a refused client has to send the one request it is answered (17) before it is closed."""
 _WRITE_LIMIT: Final = 256 * 1024
 """Bytes of replies waiting in one connection's transport before the sender waits for the client."""
+
+
+def _source(address: str) -> str:
+    """What the per-source cap counts by: an IPv4 /24 or an IPv6 /64, so one host with many
+    addresses is still one source."""
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return address
+    return str(ipaddress.ip_network(f"{ip}/{24 if ip.version == 4 else 64}", strict=False))
 
 
 def _printable(command: bytes) -> str:
