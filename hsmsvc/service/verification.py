@@ -23,7 +23,7 @@ from typing import Callable, Mapping, Sequence
 from hsmsvc.crypto import ibm3624
 from hsmsvc.errors import AttemptsExceeded, HsmsvcError, InvalidInput, InvalidPinBlock, VerificationFailed
 from hsmsvc.hsm.commands import (
-    CardHashes, HsmCommand, PanHash, VerifyPinIbm3624, VerifyPinPvv, VerifyPinStored, VerifyPinsStored,
+    CardHashes, HsmCommand, VerifyPinIbm3624, VerifyPinPvv, VerifyPinStored, VerifyPinsStored,
 )
 from hsmsvc.hsm.model import PinBlock, PinKey, PinVerifier, StoredPin
 from hsmsvc.hsm.policy import Operation
@@ -169,7 +169,7 @@ def evaluate_pin(
     else:
         field = "one_time_key" if isinstance(key, OneTimeKeyRef) else "dukpt" if isinstance(key, DukptKeyRef) else "key"
         k, pk = pin_source(s, caller, key, field)
-        guard = _guard(s, caller, card, pan, check)
+        guard = AttemptGuard(s, caller, card, pan=pan, hashes=_block_counter(s, k, check, pin_block))
         guard.check_known()
         run = _command(s, caller, check, PinBlock(pin_block, fmt, pan), pk)
     try:
@@ -181,24 +181,21 @@ def evaluate_pin(
     return Evaluated(guard, k, True, False)
 
 
-def _guard(s: Services, caller: Caller, card: str, pan: str | None, check: PinCheck) -> AttemptGuard:
-    """The check's counters: the card's, and for an IBM 3624 check with the caller's own validation
-    data, that validation data's under the PVK's value, which a match does not clear.
+def _block_counter(s: Services, k: StoredKey, check: PinCheck, pin_block: bytes) -> list[bytes]:
+    """For an IBM 3624 check, a counter of the block itself under its key's value, besides the card's.
 
-    Such a check's offset and validation data are the caller's, so its account only picks a counter:
-    one captured block went to 44 accounts (a format 3 block's fill bits give 2^10 that decode it
-    alike, a format 1 block binds none), then was enciphered afresh by translation for each (issue
-    36's third and fourth reviews). What the caller cannot vary is the validation data whose natural
-    PIN it knows, its own card's; and its own card's right PIN would clear a counter a match clears.
-    Validation data by hsmsvc's own rule (empty) is the PAN's, whose natural PIN is no caller's.
+    The offset and validation data are the caller's, so the account a check is counted under
+    does nothing but choose the counter: with one captured block, a format 3 block's fill bits
+    gave 2^10 accounts that decode it alike, a format 0 block 4 (issue 36's third review). The
+    block is what such guesses share, until translation enciphers it afresh (the fourth review):
+    what bounds that is the principal's allowance. A counter under the caller's validation data
+    was tried and withdrawn: it locked every card sharing it (a constant, or one with ``N``) and
+    no right PIN cleared it (the fifth review; docs/host-commands.md, "Left"). A PVV binds the
+    PAN's digits and a stored PIN its account, so their counters are what the cryptography binds.
     """
-    if not isinstance(check, OffsetCheck) or not check.validation_data:
-        return AttemptGuard(s, caller, card, pan=pan)
-    pvk = s.key(caller, check.pvk, Operation.PIN_VERIFY_IBM3624, "pvk")
-    own, data = s.backend.execute(PanHash(pan=card)), b"V" + key_value(pvk) + check.validation_data.upper().encode()
-    [by_data] = s.backend.execute(CardHashes(values=[data]))
-    # The card's counter last: a match clears it (clears=1), never the validation data's.
-    return AttemptGuard(s, caller, None, pan=pan or card, hashes=[by_data, own], clears=1)
+    if not isinstance(check, OffsetCheck) or not isinstance(pin_block, bytes) or len(pin_block) > 64:
+        return []
+    return s.backend.execute(CardHashes(values=[b"B" + key_value(k) + pin_block]))
 
 
 def _command(s: Services, caller: Caller, check: PinCheck, pin: PinBlock, pk: PinKey) -> Callable[[], None]:
