@@ -57,7 +57,7 @@ What was chosen, and why (issue 31):
     header_length = 4                         # echoed back
     length_counts_header = true               # false: the length counts command and payload only
     discovery = false                         # log command codes and field lengths, never values
-    max_connections_per_source = 0            # per /24 or /64, handshakes included; 0: min(256, max)
+    max_connections_per_principal = 0         # 0: min(256, max_connections)
     [hostcommands.sources]                    # no client certificate: principal by source network
     "10.20.0.0/16" = "core-banking"
 
@@ -337,7 +337,8 @@ def _hostcommands(h: schema.HostCommands | None) -> HostSettings | None:
     except ValueError as e:
         raise InvalidInput("hostcommands.header_length", str(e).split(": ", 1)[-1]) from None
     return HostSettings(listen=h.listen, framing=framing, discovery=h.discovery, in_flight=h.in_flight,
-                        max_connections=h.max_connections, max_connections_per_source=h.max_connections_per_source,
+                        max_connections=h.max_connections,
+                        max_connections_per_principal=h.max_connections_per_principal,
                         idle_timeout_seconds=h.idle_timeout_seconds,
                         sources=HostSettings.networks(h.sources))
 

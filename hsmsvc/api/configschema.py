@@ -110,7 +110,7 @@ class HostCommands(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     discovery: bool = False
     in_flight: int = 64
     max_connections: int = 1024
-    max_connections_per_source: int = 0
+    max_connections_per_principal: int = 0
     idle_timeout_seconds: float = 0.0
     sources: dict[str, str] = {}
 

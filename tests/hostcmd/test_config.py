@@ -66,7 +66,9 @@ def test_the_deploy_examples_table_is_valid(tmp_path: Path) -> None:
     assert c.hostcommands is not None and c.hostcommands.framing.header_length == 4
 
 
-def test_a_small_max_connections_needs_no_per_source_setting(tmp_path: Path) -> None:
+def test_a_small_max_connections_needs_no_other_setting(tmp_path: Path) -> None:
     """Issue 36's fourth review: a per-source default of 256 refused max_connections = 100."""
     c = _load(tmp_path, "[hostcommands]\nmax_connections = 100\n")
-    assert c.hostcommands is not None and c.hostcommands.source_limit == 100
+    assert c.hostcommands is not None
+    assert (c.hostcommands.principal_limit, c.hostcommands.pending_limit, c.hostcommands.pending_per_source) == (
+        100, 50, 6)

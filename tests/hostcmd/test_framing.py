@@ -241,37 +241,66 @@ def test_a_reply_too_long_for_its_length_is_a_data_length_error(host: HostEnv) -
 
 
 def test_connections_that_never_start_tls_are_bounded_and_dropped(host: HostEnv) -> None:
-    """Issue 36's second review held 2,000 sockets (305 KB each) by never starting TLS, the fourth
-    filled every slot from four addresses. A connection now counts from its first byte against a
-    budget of its own until it has a principal, per /24 too, and has 5 s for its handshake."""
+    """Issue 36's second review held 2,000 sockets (305 KB each) by never starting TLS; the fourth
+    and fifth filled every slot from a few networks. A connection without a principal counts against
+    a pending budget of its own (half of max_connections), a network (/24) against an eighth of it,
+    and has 5 s for its handshake; clients of other networks, and connected ones, are served."""
     pid = int(json.loads((host.log.parent / "ready.json").read_text())["pid"])
     before = _rss_kib(pid)
-    silent = []
-    for _ in range(300):
-        s = socket.socket()
-        s.bind(("127.0.1.3", 0))  # another /24 than the test's own clients
-        s.connect(("127.0.0.1", host.host_port))
-        silent.append(s)
+    with host.host() as connected:
+        silent = []
+        for _ in range(100):
+            s = socket.socket()
+            s.bind(("127.0.1.3", 0))  # another /24 than the test's own clients
+            s.connect(("127.0.0.1", host.host_port))
+            silent.append(s)
+        try:
+            time.sleep(0.5)
+            closed_at_once = 0
+            for s in silent[64:]:  # past the network's share (512 // 8): closed as they come
+                s.settimeout(2)
+                try:
+                    closed_at_once += s.recv(1) == b""
+                except OSError:
+                    closed_at_once += 1
+            assert closed_at_once == len(silent) - 64
+            assert connected.call(b"NO00").error == b"00", "a connected client is served meanwhile"
+            with host.host() as c:  # and a new one from another network
+                assert c.call(b"NO00").error == b"00"
+            assert _rss_kib(pid) - before < 60_000
+            time.sleep(5.5)
+            for s in silent[:64]:  # the handshake's 5 s are over
+                s.settimeout(2)
+                try:
+                    assert s.recv(1) == b""
+                except ConnectionResetError:
+                    pass
+        finally:
+            for s in silent:
+                s.close()
+
+
+def test_one_principal_holds_at_most_its_share_of_connections(tmp_path: Path) -> None:
+    """Issue 36's fifth review: one certificate could hold every connection with a principal."""
+    proc, info = _dev_server(tmp_path, """
+[hostcommands]
+listen = "127.0.0.1:0"
+max_connections = 40
+max_connections_per_principal = 8
+""")
     try:
-        time.sleep(0.5)
-        closed_at_once = 0
-        for s in silent[256:]:  # past the per-source cap (256): closed as they come
-            s.settimeout(2)
-            try:
-                closed_at_once += s.recv(1) == b""
-            except OSError:
-                closed_at_once += 1
-        assert closed_at_once == len(silent) - 256
-        with host.host() as c:  # another address is served meanwhile
-            assert c.call(b"NO00").error == b"00"
-        assert _rss_kib(pid) - before < 100_000
-        time.sleep(5.5)
-        for s in silent[:256]:  # the handshake's 5 s are over
-            s.settimeout(2)
-            try:
-                assert s.recv(1) == b""
-            except ConnectionResetError:
-                pass
+        held = [HostClient(info["host_port"]) for _ in range(8)]
+        assert all(c.call(b"NO00").error == b"00" for c in held)
+        extra = HostClient(info["host_port"])
+        extra.sock.settimeout(5)
+        assert extra.sock.recv(1) == b"", "the ninth connection of one principal is closed"
+        extra.close()
+        held.pop().close()
+        time.sleep(0.3)
+        with HostClient(info["host_port"]) as again:
+            assert again.call(b"NO00").error == b"00", "a slot given back is taken again"
+        for c in held:
+            c.close()
     finally:
-        for s in silent:
-            s.close()
+        proc.terminate()
+        assert proc.wait(15) == 0

@@ -299,7 +299,7 @@ def main(argv: list[str] | None = None) -> int:
         with open(config, "a") as f:  # one connection's commands in flight: at least the pipeline
             f.write(f'\n[hostcommands]\nlisten = "{listen}"\nheader_length = {len(_HEADER)}\n'
                     f"in_flight = {max(64, args.pipeline)}\nmax_connections = {max(1024, args.connections)}\n"
-                    f"max_connections_per_source = {max(1024, args.connections)}\n")
+                    f"max_connections_per_principal = {max(1024, args.connections)}\n")
         hsm = p._Server([sys.executable, "-m", "hsmsvc", "serve", "--config", str(config),
                          "--ready-file", str(work / "ready.json")], work / "ready.json", out / "server.log", env)
         try:

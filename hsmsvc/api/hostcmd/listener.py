@@ -82,6 +82,7 @@ class HostListener:
         self._connections: set[asyncio.Task[None]] = set()
         self._readers: dict[asyncio.Task[None], asyncio.StreamReader] = {}
         self._per_source: dict[str, int] = {}
+        self._per_principal: dict[str, int] = {}
         self._pending: set[asyncio.Task[None]] = set()
         self._tls: ssl.SSLContext | None = None
         self._inline: dict[bytes, InlineState] = {c: InlineState() for c, cmd in COMMANDS.items()
@@ -143,11 +144,13 @@ class HostListener:
         assert task is not None
         source = _source((writer.get_extra_info("peername") or ("-",))[0])
         # Until it has a principal a connection is pending: its handshake (5 s at most) and, if
-        # refused, its one answer. Pending ones have a budget of their own, so sockets that never
-        # start TLS or name no principal cannot take the slots of clients that do (issue 36's
-        # fourth review filled all 1,024 from four addresses).
+        # refused, its one answer. Pending ones have a budget of their own, and a share of it per
+        # network (/24, /64), so sockets that never start TLS or name no principal take no slot of
+        # a client that does, and one network cannot keep new clients out (issue 36's fourth and
+        # fifth reviews). A connection with a principal counts against max_connections, and
+        # against its principal's share, which bounds one certificate's hold on the door.
         if len(self._pending) >= self.settings.pending_limit \
-                or self._per_source.get(source, 0) >= self.settings.source_limit:
+                or self._per_source.get(source, 0) >= self.settings.pending_per_source:
             writer.close()
             return
         self._pending.add(task)
@@ -161,11 +164,14 @@ class HostListener:
             return
         principal = self._principal(writer)
         if isinstance(principal, Principal):
-            if len(self._connections) >= self.settings.max_connections:
+            if len(self._connections) >= self.settings.max_connections \
+                    or self._per_principal.get(principal.name, 0) >= self.settings.principal_limit:
                 self._left(task, source, writer)
                 return
-            self._pending.discard(task)
+            self._unpend(task, source)
             self._connections.add(task)
+            self._per_principal[principal.name] = self._per_principal.get(principal.name, 0) + 1
+            source = ""  # no longer pending: nothing of the source's share to give back
         replies: asyncio.Queue[asyncio.Future[bytes]] = asyncio.Queue(self.settings.in_flight)
         sender = asyncio.create_task(self._send(replies, writer))
         framing = self.settings.framing
@@ -190,18 +196,21 @@ class HostListener:
             sender.cancel()
             raise
         finally:
-            self._left(task, source, writer)
+            self._left(task, source, writer, principal.name if isinstance(principal, Principal) else None)
 
-    def _left(self, task: asyncio.Task[None], source: str, writer: asyncio.StreamWriter) -> None:
+    def _left(self, task: asyncio.Task[None], source: str, writer: asyncio.StreamWriter,
+              principal: str | None = None) -> None:
+        if task in self._pending:
+            self._unpend(task, source)
+        if task in self._connections and principal is not None:
+            _drop(self._per_principal, principal)
         self._connections.discard(task)
-        self._pending.discard(task)
         self._readers.pop(task, None)
-        n = self._per_source.get(source, 1) - 1
-        if n:
-            self._per_source[source] = n
-        else:
-            self._per_source.pop(source, None)
         writer.close()
+
+    def _unpend(self, task: asyncio.Task[None], source: str) -> None:
+        self._pending.discard(task)
+        _drop(self._per_source, source)
 
     async def _send(self, replies: asyncio.Queue[asyncio.Future[bytes]], writer: asyncio.StreamWriter) -> None:
         """Write each reply in its request's order. Past the transport's buffer limit, wait for the
@@ -319,13 +328,23 @@ _WRITE_LIMIT: Final = 256 * 1024
 """Bytes of replies waiting in one connection's transport before the sender waits for the client."""
 
 
+def _drop(counts: dict[str, int], name: str) -> None:
+    n = counts.get(name, 1) - 1
+    if n > 0:
+        counts[name] = n
+    else:
+        counts.pop(name, None)
+
+
 def _source(address: str) -> str:
-    """What the per-source cap counts by: an IPv4 /24 or an IPv6 /64, so one host with many
-    addresses is still one source."""
+    """What the pending share counts by: an IPv4 /24 or an IPv6 /64, so one host with many
+    addresses is still one source (an IPv4-mapped address is its IPv4 one)."""
     try:
         ip = ipaddress.ip_address(address)
     except ValueError:
         return address
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
     return str(ipaddress.ip_network(f"{ip}/{24 if ip.version == 4 else 64}", strict=False))
 
 

@@ -22,9 +22,8 @@ class Settings:
     in_flight: int = 64
     """Requests of one connection running at once; reading pauses past it."""
     max_connections: int = 1024
-    max_connections_per_source: int = 0
-    """Connections from one IPv4 /24 or IPv6 /64, handshakes included (0: the lesser of 256 and
-    ``max_connections``): one network cannot take every slot."""
+    max_connections_per_principal: int = 0
+    """Connections of one principal (0: the lesser of 256 and ``max_connections``)."""
     idle_timeout_seconds: float = 0.0
     """Close a connection silent this long (0: never)."""
     sources: tuple[tuple[Network, str], ...] = ()
@@ -35,20 +34,25 @@ class Settings:
             raise InvalidInput("hostcommands.in_flight", "1 to 1024")
         if not 1 <= self.max_connections <= 65536:
             raise InvalidInput("hostcommands.max_connections", "1 to 65536")
-        if not 0 <= self.max_connections_per_source <= self.max_connections:
-            raise InvalidInput("hostcommands.max_connections_per_source", "0 (the default) to max_connections")
+        if not 0 <= self.max_connections_per_principal <= self.max_connections:
+            raise InvalidInput("hostcommands.max_connections_per_principal", "0 (the default) to max_connections")
         if not 0 <= self.idle_timeout_seconds <= 86400:
             raise InvalidInput("hostcommands.idle_timeout_seconds", "0 to 86400")
 
     @property
-    def source_limit(self) -> int:
-        return self.max_connections_per_source or min(256, self.max_connections)
+    def principal_limit(self) -> int:
+        return self.max_connections_per_principal or min(256, self.max_connections)
 
     @property
     def pending_limit(self) -> int:
-        """Connections still in their TLS handshake, or refused and awaiting their one answer: twice
-        one source's share, so one network alone cannot keep new clients from starting."""
+        """Connections still in their TLS handshake, or refused and awaiting their one answer."""
         return max(32, self.max_connections // 2)
+
+    @property
+    def pending_per_source(self) -> int:
+        """One IPv4 /24's or IPv6 /64's share of :attr:`pending_limit`: an eighth, so eight
+        networks are needed to keep new clients out."""
+        return max(4, self.pending_limit // 8)
 
     @staticmethod
     def networks(table: dict[str, str]) -> tuple[tuple[Network, str], ...]:
