@@ -67,12 +67,6 @@ class Fields:
         self.seen.append((name, n))
         return out
 
-    def text(self, n: int, name: str, code: str = codes.INVALID_INPUT) -> str:
-        raw = self.take(n, name, code)
-        if not raw.isascii() or not raw.isalnum() and raw.strip(b" ") != b"":
-            raise HostError(code, name)
-        return raw.decode("ascii")
-
     def digits(self, n: int, name: str, code: str = codes.INVALID_INPUT) -> str:
         raw = self.take(n, name, code)
         if not raw.isdigit() or not raw.isascii():

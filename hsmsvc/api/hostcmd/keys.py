@@ -178,7 +178,8 @@ def generate(s: Services, c: Caller, f: Fields) -> bytes:
     if mode not in (b"0", b"1"):
         raise HostError(codes.INVALID_INPUT, "mode")
     code, algorithm = _key_type(f), _lmk_scheme(f)
-    kek_ref, scheme = None, ""
+    kek_ref: KeyRef | None = None
+    kek: StoredKey | None = None
     if mode == b"1":
         # Generating and exporting in one command needs both grants: a principal narrowed to
         # GenerateKey must not export through A0 what it may not export through A8.
@@ -186,8 +187,7 @@ def generate(s: Services, c: Caller, f: Fields) -> bytes:
         if f.skip(b";"):
             f.digits(1, "ZMK/TMK flag")
         kek_ref, kek = _kek(s, c, f, Operation.KEY_EXPORT_UNDER)
-        scheme = f.take(1, "key scheme (ZMK)").decode("ascii", "replace")
-        _scheme_fits(kek, scheme)
+        _scheme_fits(kek, f.take(1, "key scheme (ZMK)").decode("ascii", "replace"))
     o = _options(f)
     cls = o.key_class or KEY_TYPES.get(code)
     algorithm = algorithm or o.algorithm
@@ -195,9 +195,8 @@ def generate(s: Services, c: Caller, f: Fields) -> bytes:
         raise HostError(codes.INVALID_INPUT, "key block attributes")
     key = uc.generate_key(s, c, spec=_spec(cls, algorithm), alias=None, lifetime_s=0, max_uses=0)
     out = _token(key)
-    if kek_ref is not None:
-        wrapped = _export_new(s, c, kek_ref, key)
-        out += _wrapped_text(s.key(c, kek_ref, Operation.KEY_EXPORT_UNDER, "kek"), wrapped, algorithm)
+    if kek_ref is not None and kek is not None:
+        out += _wrapped_text(kek, _export_new(s, c, kek_ref, key), algorithm)
     return out + _check_value(key.cryptogram.kcv, False)
 
 

@@ -171,7 +171,6 @@ class HostListener:
             self._unpend(task, source)
             self._connections.add(task)
             self._per_principal[principal.name] = self._per_principal.get(principal.name, 0) + 1
-            source = ""  # no longer pending: nothing of the source's share to give back
         replies: asyncio.Queue[asyncio.Future[bytes]] = asyncio.Queue(self.settings.in_flight)
         sender = asyncio.create_task(self._send(replies, writer))
         framing = self.settings.framing
